@@ -1,0 +1,44 @@
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["node_modules/", ".wrangler/", "bench/results/", "coverage/"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      "@typescript-eslint/no-explicit-any": "error",
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+    },
+  },
+  {
+    files: ["**/*.js"],
+    languageOptions: { globals: { process: "readonly", console: "readonly", URL: "readonly", setTimeout: "readonly" } },
+  },
+  {
+    // The core must run unchanged in every runtime: adapters implement what it declares.
+    files: ["src/core/**/*.ts"],
+    ignores: ["src/core/**/*.test.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            { group: ["node:*"], message: "src/core is runtime-free: put Node code in src/node." },
+            { group: ["cloudflare:*"], message: "src/core is runtime-free: put Workers code in src/cloudflare." },
+          ],
+        },
+      ],
+      "no-restricted-properties": [
+        "error",
+        { object: "globalThis", property: "caches", message: "src/core is runtime-free: the Cache API belongs in src/cloudflare." },
+      ],
+      "no-restricted-globals": [
+        "error",
+        { name: "caches", message: "src/core is runtime-free: the Cache API belongs in src/cloudflare." },
+        { name: "process", message: "src/core is runtime-free: read the environment in an adapter." },
+        { name: "Buffer", message: "src/core is runtime-free: use Uint8Array." },
+      ],
+    },
+  },
+);

@@ -1,0 +1,35 @@
+/** Stable codes for errors raised inside herdless; messages may change, codes do not. */
+export type HerdlessErrorCode =
+  | "CONFIG_INVALID"
+  | "ENTRY_CORRUPT"
+  | "ENTRY_VERSION"
+  | "ORIGIN_TIMEOUT"
+  | "ORIGIN_NETWORK"
+  | "ORIGIN_TRUNCATED"
+  | "ORIGIN_STATUS"
+  | "QUEUE_FULL"
+  | "QUEUE_TIMEOUT"
+  | "BREAKER_OPEN"
+  | "COORDINATOR_UNAVAILABLE"
+  | "LEASE_LOST";
+
+/**
+ * An error with a stable code and an optional cause.
+ *
+ * @example
+ * throw new HerdlessError("ORIGIN_TIMEOUT", "origin did not answer within 5000 ms");
+ */
+export class HerdlessError extends Error {
+  override readonly name = "HerdlessError";
+  constructor(
+    readonly code: HerdlessErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function isHerdlessError(error: unknown, code?: HerdlessErrorCode): error is HerdlessError {
+  return error instanceof HerdlessError && (code === undefined || error.code === code);
+}
