@@ -1,0 +1,28 @@
+/** Read access to headers: satisfied by the Web `Headers` class and by cheap adapters (Node). */
+export interface HeaderReader {
+  get(name: string): string | null;
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1): never stored, never forwarded. */
+export const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** Wraps a plain header list (names lowercased) as a {@link HeaderReader}. */
+export function headerList(pairs: readonly (readonly [string, string])[]): HeaderReader {
+  return {
+    get(name: string): string | null {
+      const lower = name.toLowerCase();
+      const values = pairs.filter(([n]) => n === lower).map(([, v]) => v);
+      return values.length === 0 ? null : values.join(", ");
+    },
+  };
+}
