@@ -16,13 +16,11 @@ export class SingleFlight<K, V> {
   async run(key: K, fn: () => Promise<V>): Promise<{ value: V; joined: boolean }> {
     const existing = this.inFlight.get(key);
     if (existing) return { value: await existing, joined: true };
-    const promise = (async () => {
-      try {
-        return await fn();
-      } finally {
-        this.inFlight.delete(key);
-      }
-    })();
+    // Deferred one microtask so the map holds the promise before `fn` can settle, even
+    // when `fn` throws synchronously.
+    const promise = Promise.resolve()
+      .then(fn)
+      .finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, promise);
     return { value: await promise, joined: false };
   }
