@@ -21,12 +21,15 @@ export type HerdlessErrorCode =
  */
 export class HerdlessError extends Error {
   override readonly name = "HerdlessError";
+  /** For QUEUE_* and BREAKER_OPEN: when a client may usefully try again. */
+  readonly retryAfterMs: number | undefined;
   constructor(
     readonly code: HerdlessErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

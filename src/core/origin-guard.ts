@@ -1,0 +1,39 @@
+/** User-facing misses go first; background revalidations yield to them. */
+export type Priority = "foreground" | "background";
+
+/** How an origin call ended, as the circuit breaker counts it. */
+export type OriginOutcome = "success" | "failure";
+
+/** A slot to call the origin. Release it exactly once, with the outcome. */
+export interface OriginPermit {
+  release(outcome: OriginOutcome): void | Promise<void>;
+}
+
+export type BreakerState = "closed" | "open" | "half-open";
+
+export interface GuardSnapshot {
+  breaker: BreakerState;
+  inFlight: number;
+  queued: number;
+}
+
+/**
+ * The origin guard: a deployment-wide cap on concurrent origin requests with a bounded
+ * queue, and a circuit breaker. Every origin call goes through it.
+ *
+ * `acquire` resolves with a permit, or rejects with a HerdlessError:
+ * - QUEUE_FULL: `origin.maxQueue` callers are already waiting;
+ * - QUEUE_TIMEOUT: no slot within `origin.queueTimeoutMs`;
+ * - BREAKER_OPEN: the breaker is open and this caller is not the probe.
+ * Each carries `retryAfterMs`.
+ */
+export interface OriginGuard {
+  acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit>;
+  snapshot(): Promise<GuardSnapshot>;
+}
+
+/** A guard that never refuses: for tests of other parts. */
+export const unguarded: OriginGuard = {
+  acquire: async () => ({ release: () => undefined }),
+  snapshot: async () => ({ breaker: "closed", inFlight: 0, queued: 0 }),
+};
