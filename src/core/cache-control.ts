@@ -1,0 +1,162 @@
+/**
+ * Cache-Control / CDN-Cache-Control parsing (RFC 9111 §5.2, RFC 9213).
+ *
+ * Hand-written rather than taken from http-cache-semantics: that library decides freshness
+ * from Cache-Control alone, in seconds relative to "now", with no notion of CDN-Cache-Control
+ * precedence (RFC 9213) or operator overrides, while herdless stores absolute instants. What
+ * we need from it is only the parser, which is small, and the core must stay runtime-free
+ * with no dependencies.
+ */
+
+/** Parsed directives: names lowercased; value unquoted string, or true for a bare directive. */
+export type Directives = ReadonlyMap<string, string | true>;
+
+/** RFC 9111 §1.2.2: delta-seconds too large to represent are taken as 2^31 seconds. */
+export const MAX_DELTA_SECONDS = 2 ** 31;
+
+/**
+ * Directives whose duplicates with different values make the response stale (RFC 9111 §4.2.1).
+ * Such a conflict is recorded as the empty value, which no delta-seconds reader accepts.
+ */
+const FRESHNESS_DIRECTIVES = new Set(["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"]);
+
+/** The value stored for a conflicting duplicate freshness directive: present but malformed. */
+const CONFLICT = "";
+
+/**
+ * Parses a Cache-Control (or CDN-Cache-Control) field value, RFC 9110 §5.6.1 list syntax.
+ * Lenient where the RFC lets recipients be: empty elements and stray whitespace are skipped,
+ * unparseable elements are dropped, and the first of duplicate directives wins.
+ *
+ * @example
+ * parseCacheControl('Max-Age=60, no-cache="set-cookie, x-a"');
+ * // Map { "max-age" => "60", "no-cache" => "set-cookie, x-a" }
+ */
+export function parseCacheControl(value: string | null | undefined): Directives {
+  const directives = new Map<string, string | true>();
+  if (!value) return directives;
+  const scanner = new Scanner(value);
+  while (!scanner.done()) {
+    scanner.skipSeparators();
+    if (scanner.done()) break;
+    const parsed = parseDirective(scanner);
+    if (parsed) addDirective(directives, parsed[0], parsed[1]);
+    scanner.skipElementRest();
+  }
+  return directives;
+}
+
+/**
+ * A delta-seconds directive (RFC 9111 §1.2.2) in milliseconds; undefined when absent or
+ * malformed (not a non-negative integer, bare, or a conflicting duplicate).
+ *
+ * @example
+ * deltaSecondsMs(parseCacheControl("max-age=60"), "max-age"); // 60_000
+ */
+export function deltaSecondsMs(d: Directives, name: string): number | undefined {
+  const value = d.get(name);
+  return typeof value === "string" ? parseDeltaSecondsMs(value) : undefined;
+}
+
+/**
+ * One delta-seconds value (`1*DIGIT`, RFC 9111 §1.2.2) in milliseconds, clamped at 2^31 s;
+ * undefined unless the whole string is digits. Also reads the Age header.
+ *
+ * @example
+ * parseDeltaSecondsMs("30"); // 30_000
+ */
+export function parseDeltaSecondsMs(value: string): number | undefined {
+  if (!/^[0-9]+$/.test(value)) return undefined;
+  return Math.min(Number(value), MAX_DELTA_SECONDS) * 1000;
+}
+
+function addDirective(directives: Map<string, string | true>, name: string, value: string | true): void {
+  const existing = directives.get(name);
+  if (existing === undefined) directives.set(name, value);
+  else if (FRESHNESS_DIRECTIVES.has(name) && existing !== value) directives.set(name, CONFLICT);
+}
+
+/** `token [ "=" ( token / quoted-string ) ]`; undefined when the element has no valid name. */
+function parseDirective(scanner: Scanner): [string, string | true] | undefined {
+  const name = scanner.token();
+  if (name === "") return undefined;
+  scanner.skipWhitespace();
+  // A bare directive followed by junk (`no-store x`) still counts: dropping it could only share more.
+  if (!scanner.eat("=")) return [name.toLowerCase(), true];
+  scanner.skipWhitespace();
+  const value = scanner.peek() === '"' ? scanner.quotedString() : scanner.bareValue();
+  scanner.skipWhitespace();
+  // Trailing junk (`max-age=60 30`) makes the value untrustworthy: keep the name, spoil the value.
+  return [name.toLowerCase(), scanner.atElementEnd() && value !== undefined ? value : CONFLICT];
+}
+
+/** RFC 9110 §5.6.2 tchar. */
+const TCHAR = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/;
+
+/** A cursor over one field value; every method stops at the end of input. */
+class Scanner {
+  private i = 0;
+  constructor(private readonly text: string) {}
+
+  done(): boolean {
+    return this.i >= this.text.length;
+  }
+
+  peek(): string | undefined {
+    return this.text[this.i];
+  }
+
+  eat(char: string): boolean {
+    if (this.text[this.i] !== char) return false;
+    this.i++;
+    return true;
+  }
+
+  atElementEnd(): boolean {
+    return this.done() || this.peek() === ",";
+  }
+
+  /** OWS = *( SP / HTAB ) (RFC 9110 §5.6.3). */
+  skipWhitespace(): void {
+    while (this.peek() === " " || this.peek() === "\t") this.i++;
+  }
+
+  /** Empty list elements and whitespace between elements (RFC 9110 §5.6.1). */
+  skipSeparators(): void {
+    while (this.peek() === " " || this.peek() === "\t" || this.peek() === ",") this.i++;
+  }
+
+  token(): string {
+    const start = this.i;
+    while (!this.done() && TCHAR.test(this.text[this.i] as string)) this.i++;
+    return this.text.slice(start, this.i);
+  }
+
+  /** An unquoted value: a token, leniently anything up to whitespace or a comma. */
+  bareValue(): string {
+    const start = this.i;
+    while (!this.done() && !this.atElementEnd() && this.peek() !== " " && this.peek() !== "\t") this.i++;
+    return this.text.slice(start, this.i);
+  }
+
+  /** RFC 9110 §5.6.4 quoted-string with quoted-pair escapes; undefined when unterminated. */
+  quotedString(): string | undefined {
+    this.i++; // opening quote
+    let out = "";
+    while (!this.done()) {
+      const char = this.text[this.i++] as string;
+      if (char === '"') return out;
+      if (char === "\\" && !this.done()) out += this.text[this.i++];
+      else out += char;
+    }
+    return undefined;
+  }
+
+  /** Skips whatever is left of a malformed element, honouring commas inside quoted strings. */
+  skipElementRest(): void {
+    while (!this.atElementEnd()) {
+      if (this.peek() === '"') this.quotedString();
+      else this.i++;
+    }
+  }
+}
