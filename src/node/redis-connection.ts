@@ -1,0 +1,171 @@
+import { createHash } from "node:crypto";
+import { Redis } from "ioredis";
+import { HerdlessError } from "../core/errors.ts";
+
+export interface RedisConnectionOptions {
+  /** `redis://[user:password@]host:port[/db]`. */
+  url: string;
+  /** Give up on a TCP connect after this long. Default 1000. */
+  connectTimeoutMs?: number;
+  /** Reject a command with no reply after this long (a black-holed network never closes the socket). Default 1000. */
+  commandTimeoutMs?: number;
+  /** Upper bound of the reconnect backoff, so a returning Redis is noticed quickly. Default 1000. */
+  maxReconnectDelayMs?: number;
+}
+
+type HealthListener = (healthy: boolean) => void;
+
+/**
+ * One ioredis client configured to fail fast: while Redis is unreachable, commands reject
+ * at once instead of queueing (the caller degrades to local single-flight and keeps
+ * serving), and the client keeps reconnecting in the background with a backoff capped at
+ * about a second. `healthy` follows the connection; listeners hear every change.
+ *
+ * @example
+ * const redis = new RedisConnection({ url: "redis://127.0.0.1:6379" });
+ * redis.onHealthChange((ok) => log(ok ? "redis back" : "redis down, local single-flight"));
+ * await redis.ready();
+ */
+export class RedisConnection {
+  readonly client: Redis;
+  private readonly listeners = new Set<HealthListener>();
+  private isHealthy = false;
+  private closed = false;
+  /** The last connection error, for reporting the degradation. */
+  lastError: Error | undefined;
+
+  constructor(private readonly options: RedisConnectionOptions) {
+    checkPositive(options.connectTimeoutMs, "connectTimeoutMs");
+    checkPositive(options.commandTimeoutMs, "commandTimeoutMs");
+    checkPositive(options.maxReconnectDelayMs, "maxReconnectDelayMs");
+    const maxDelayMs = options.maxReconnectDelayMs ?? 1000;
+    this.client = new Redis(options.url, {
+      connectTimeout: options.connectTimeoutMs ?? 1000,
+      commandTimeout: options.commandTimeoutMs ?? 1000,
+      // No offline queue and no per-request retries: a command against a dead Redis
+      // rejects immediately, and in-flight commands reject when the socket closes.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, maxDelayMs),
+      // CLIENT SETINFO is Redis ≥ 7.2; skipping it keeps older servers' logs clean.
+      disableClientInfo: true,
+    });
+    this.client.on("ready", () => this.setHealthy(true));
+    this.client.on("close", () => this.setHealthy(false));
+    this.client.on("end", () => this.setHealthy(false));
+    // Without a listener ioredis prints every reconnect failure; keep it for reports instead.
+    this.client.on("error", (error: Error) => {
+      this.lastError = error;
+    });
+  }
+
+  /** True while the client is connected and ready for commands. */
+  get healthy(): boolean {
+    return this.isHealthy;
+  }
+
+  /** Calls `listener` on every change of {@link healthy}; returns the unsubscribe function. */
+  onHealthChange(listener: HealthListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once connected; rejects with COORDINATOR_UNAVAILABLE after `timeoutMs`. */
+  ready(timeoutMs = 5000): Promise<void> {
+    if (this.isHealthy) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        reject(unavailable(`redis at ${redactUrl(this.options.url)} not ready within ${timeoutMs} ms`, this.lastError));
+      }, timeoutMs);
+      const unsubscribe = this.onHealthChange((healthy) => {
+        if (!healthy) return;
+        clearTimeout(timer);
+        unsubscribe();
+        resolve();
+      });
+    });
+  }
+
+  /** A second connection with the same settings (a pub/sub subscriber needs its own). */
+  duplicate(): RedisConnection {
+    return new RedisConnection(this.options);
+  }
+
+  /**
+   * Runs a command, turning any client failure into COORDINATOR_UNAVAILABLE so callers
+   * catch one code whatever ioredis reports (closed stream, timeout, reply error).
+   */
+  async run<T>(what: string, command: (client: Redis) => Promise<T>): Promise<T> {
+    try {
+      return await command(this.client);
+    } catch (cause) {
+      // A frozen or black-holed server keeps the socket open, so only the command timeout
+      // notices it. Drop the socket: until Redis answers again, calls fail at once (no
+      // offline queue) instead of each waiting out its own timeout.
+      if (cause instanceof Error && cause.message === "Command timed out" && this.isHealthy) {
+        this.setHealthy(false);
+        this.client.disconnect(true);
+      }
+      throw unavailable(`redis ${what} failed: ${cause instanceof Error ? cause.message : String(cause)}`, cause);
+    }
+  }
+
+  /** Disconnects for good; pending commands reject. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.disconnect();
+    this.setHealthy(false);
+    this.listeners.clear();
+  }
+
+  private setHealthy(healthy: boolean): void {
+    if (healthy === this.isHealthy) return;
+    this.isHealthy = healthy;
+    for (const listener of [...this.listeners]) listener(healthy);
+  }
+}
+
+/**
+ * A Lua script run by SHA, loaded on first use (and again after a Redis restart, which
+ * empties the script cache): one round trip in the common case.
+ */
+export class LuaScript {
+  private readonly sha: string;
+  constructor(private readonly lua: string) {
+    this.sha = createHash("sha1").update(lua).digest("hex");
+  }
+
+  async run(client: Redis, keys: string[], args: (string | number | Buffer)[]): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      return await client.eval(this.lua, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+function unavailable(message: string, cause: unknown): HerdlessError {
+  return new HerdlessError("COORDINATOR_UNAVAILABLE", message, { cause });
+}
+
+function checkPositive(value: number | undefined, field: string): void {
+  if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
+    throw new HerdlessError("CONFIG_INVALID", `RedisConnection: ${field} must be a positive number of milliseconds, got ${String(value)}`);
+  }
+}
+
+/** Drops credentials from a URL before it goes into an error message. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = "";
+    parsed.password = "";
+    return parsed.toString();
+  } catch {
+    return "(unparseable url)";
+  }
+}

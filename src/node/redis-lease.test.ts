@@ -1,0 +1,181 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ManualClock } from "../core/clock.ts";
+import { isHerdlessError } from "../core/errors.ts";
+import { withLease } from "../core/lease.ts";
+import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
+import { RedisConnection } from "./redis-connection.ts";
+import { RedisLeaseManager } from "./redis-lease.ts";
+
+const T0 = 1_700_000_000_000;
+let server: RedisServer;
+let connection: RedisConnection;
+let prefixes = 0;
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  connection = new RedisConnection({ url: server.url });
+  await connection.ready();
+});
+
+afterAll(async () => {
+  await connection?.close();
+  await server?.stop();
+});
+
+function manager(clock = new ManualClock(T0)) {
+  return { clock, leases: new RedisLeaseManager({ connection, clock, prefix: `test:${process.pid}:${++prefixes}:` }) };
+}
+
+describe("RedisLeaseManager", () => {
+  it("acquires, extends and releases; expiresAt follows the clock", async () => {
+    const { clock, leases } = manager();
+    const lease = await leases.acquire("k", 10_000);
+    expect(lease).toMatchObject({ key: "k", expiresAt: T0 + 10_000 });
+    const pttl = await connection.client.pttl(leases.leaseKey("k"));
+    expect(pttl).toBeGreaterThan(9_000);
+    clock.advance(5_000);
+    expect(await leases.extend(lease!, 20_000)).toBe(true);
+    expect(lease!.expiresAt).toBe(T0 + 25_000);
+    expect(await connection.client.pttl(leases.leaseKey("k"))).toBeGreaterThan(19_000);
+    expect(await leases.release(lease!)).toBe(true);
+    expect(await connection.client.exists(leases.leaseKey("k"))).toBe(0);
+    expect(await leases.release(lease!)).toBe(false);
+  });
+
+  it("refuses a second acquirer while the lease is held, across managers", async () => {
+    const { leases } = manager();
+    const other = new RedisLeaseManager({ connection, prefix: leases.leaseKey("").replace(/lease:$/, "") });
+    const first = await leases.acquire("k", 10_000);
+    expect(first).toBeDefined();
+    expect(await other.acquire("k", 10_000)).toBeUndefined();
+    expect(await leases.acquire("other-key", 10_000)).toBeDefined();
+    await leases.release(first!);
+    expect(await other.acquire("k", 10_000)).toBeDefined();
+  });
+
+  it("lets the lease expire on Redis's clock, then hands it out with a higher token", async () => {
+    const { leases } = manager();
+    const first = await leases.acquire("k", 200);
+    expect(await leases.acquire("k", 200)).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const second = await leases.acquire("k", 10_000);
+    expect(second).toBeDefined();
+    expect(second!.token).toBeGreaterThan(first!.token);
+    // The expired holder can neither extend nor release the new holder's lease.
+    expect(await leases.extend(first!, 10_000)).toBe(false);
+    expect(await leases.release(first!)).toBe(false);
+    expect(await connection.client.get(leases.leaseKey("k"))).toBe(String(second!.token));
+  });
+
+  it("issues strictly increasing tokens, and a refused acquire burns none", async () => {
+    const { leases } = manager();
+    const tokens: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const lease = await leases.acquire("k", 10_000);
+      expect(await leases.acquire("k", 10_000)).toBeUndefined();
+      expect(await connection.client.get(leases.fenceKey("k"))).toBe(String(lease!.token));
+      tokens.push(lease!.token);
+      await leases.release(lease!);
+    }
+    for (let i = 1; i < tokens.length; i++) expect(tokens[i]).toBeGreaterThan(tokens[i - 1]!);
+    expect(tokens.every(Number.isSafeInteger)).toBe(true);
+  });
+
+  it("keeps tokens above every earlier one after the counter is lost (FLUSHALL, restart)", async () => {
+    const { leases } = manager();
+    const before = await leases.acquire("k", 10_000);
+    await connection.client.del(leases.fenceKey("k"), leases.leaseKey("k"));
+    const after = await leases.acquire("k", 10_000);
+    expect(after!.token).toBeGreaterThan(before!.token);
+  });
+
+  it("refuses extend and release with a stale token", async () => {
+    const { leases } = manager();
+    const lease = await leases.acquire("k", 10_000);
+    const forged = { ...lease!, token: lease!.token - 1 };
+    expect(await leases.extend(forged, 10_000)).toBe(false);
+    expect(await leases.release(forged)).toBe(false);
+    expect(await connection.client.get(leases.leaseKey("k"))).toBe(String(lease!.token));
+  });
+
+  it("releases in withLease's finally, even when the work throws", async () => {
+    const { leases } = manager();
+    await expect(withLease(leases, "k", 10_000, async () => Promise.reject(new Error("origin down")))).rejects.toThrow("origin down");
+    expect(await connection.client.exists(leases.leaseKey("k"))).toBe(0);
+  });
+
+  it("checks ttlMs", async () => {
+    const { leases } = manager();
+    const error = await leases.acquire("k", 0).catch((e: unknown) => e);
+    expect(isHerdlessError(error, "CONFIG_INVALID")).toBe(true);
+  });
+});
+
+describe("RedisLeaseManager when Redis goes away", () => {
+  it("fails fast while Redis is down, flips healthy, and recovers after restart with higher tokens", async () => {
+    const outage = await startRedisServer();
+    const conn = new RedisConnection({ url: outage.url });
+    const changes: boolean[] = [];
+    conn.onHealthChange((healthy) => changes.push(healthy));
+    await conn.ready();
+    const leases = new RedisLeaseManager({ connection: conn, prefix: "outage:" });
+    const before = await leases.acquire("k", 10_000);
+    expect(conn.healthy).toBe(true);
+
+    await outage.kill();
+    await expect.poll(() => conn.healthy, { timeout: 1_000, interval: 10 }).toBe(false);
+    for (const call of [() => leases.acquire("k2", 10_000), () => leases.release(before!), () => leases.extend(before!, 10_000)]) {
+      const started = performance.now();
+      const error = await call().catch((e: unknown) => e);
+      expect(isHerdlessError(error, "COORDINATOR_UNAVAILABLE")).toBe(true);
+      expect(performance.now() - started).toBeLessThan(1_500);
+    }
+
+    await outage.restart();
+    await conn.ready(3_000);
+    expect(conn.healthy).toBe(true);
+    expect(changes).toEqual([true, false, true]);
+    // The restarted Redis lost the counter; tokens still rise above every earlier one.
+    const after = await leases.acquire("k", 10_000);
+    expect(after!.token).toBeGreaterThan(before!.token);
+    expect(await leases.release(after!)).toBe(true);
+
+    await conn.close();
+    await outage.stop();
+  });
+
+  it("rejects an in-flight call when the server dies under it", async () => {
+    const outage = await startRedisServer();
+    const conn = new RedisConnection({ url: outage.url });
+    await conn.ready();
+    const leases = new RedisLeaseManager({ connection: conn, prefix: "inflight:" });
+    // Frozen first, so the command is surely on the wire, unanswered, when SIGKILL lands.
+    outage.pause();
+    const started = performance.now();
+    const pending = leases.acquire("k", 10_000).catch((e: unknown) => e);
+    await outage.kill();
+    expect(isHerdlessError(await pending, "COORDINATOR_UNAVAILABLE")).toBe(true);
+    expect(performance.now() - started).toBeLessThan(500);
+    await conn.close();
+  });
+
+  it("gives up on a frozen server after the command timeout, then fails at once until it answers again", async () => {
+    const outage = await startRedisServer();
+    const conn = new RedisConnection({ url: outage.url, commandTimeoutMs: 500 });
+    await conn.ready();
+    const leases = new RedisLeaseManager({ connection: conn, prefix: "frozen:" });
+    outage.pause();
+    let started = performance.now();
+    expect(isHerdlessError(await leases.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(true);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(conn.healthy).toBe(false);
+    started = performance.now();
+    expect(isHerdlessError(await leases.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(true);
+    expect(performance.now() - started).toBeLessThan(50);
+    outage.resume();
+    await conn.ready(3_000);
+    expect(await leases.acquire("k", 10_000)).toBeDefined();
+    await conn.close();
+    await outage.stop();
+  });
+});

@@ -1,0 +1,117 @@
+import type { Clock } from "../core/clock.ts";
+import { systemClock } from "../core/clock.ts";
+import { HerdlessError } from "../core/errors.ts";
+import type { Lease, LeaseManager } from "../core/lease.ts";
+import type { RedisConnection } from "./redis-connection.ts";
+import { LuaScript } from "./redis-connection.ts";
+
+export interface RedisLeaseManagerOptions {
+  connection: RedisConnection;
+  /** Namespace shared with the {@link RedisStore} of the same deployment. */
+  prefix?: string;
+  clock?: Clock;
+}
+
+/**
+ * Takes the lease only when free, and draws the token only then: a refused acquire does
+ * not burn a token. The counter has no TTL, and it never falls below Redis's clock in
+ * microseconds, so tokens keep increasing even after a Redis restart or flush empties the
+ * counter: entries written before the restart (still in processes' LRUs, with their
+ * tokens) never fence out the writes that follow it. µs stay below 2^53 until year 2255.
+ * KEYS[1] lease, KEYS[2] fence counter; ARGV[1] ttlMs. Returns the token, or 0.
+ */
+const ACQUIRE = new LuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local time = redis.call('TIME')
+local floor = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local token = redis.call('INCR', KEYS[2])
+if token < floor then
+  token = floor
+  redis.call('SET', KEYS[2], string.format('%.0f', token))
+end
+redis.call('SET', KEYS[1], string.format('%.0f', token), 'NX', 'PX', ARGV[1])
+return token
+`);
+
+/** Compare-and-set: only the holder of ARGV[1] may push its lease out. */
+const EXTEND = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`);
+
+/** Compare-and-delete: a holder whose lease expired and was taken frees nothing. */
+const RELEASE = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`);
+
+/**
+ * The fleet-wide {@link LeaseManager}: `SET NX PX` with a fencing token from a per-key
+ * `INCR` counter; extend and release act only on the caller's own token (as node-redlock
+ * does). `expiresAt` is computed from the clock read *before* the command is sent, so it
+ * never claims more time than Redis grants.
+ *
+ * @example
+ * const leases = new RedisLeaseManager({ connection, prefix: "herdless:" });
+ * await withLease(leases, key, 15_000, async (signal, lease) => fetchAndStore(key, lease.token, signal));
+ */
+export class RedisLeaseManager implements LeaseManager {
+  private readonly connection: RedisConnection;
+  private readonly prefix: string;
+  private readonly clock: Clock;
+
+  constructor(options: RedisLeaseManagerOptions) {
+    this.connection = options.connection;
+    this.prefix = options.prefix ?? "herdless:";
+    this.clock = options.clock ?? systemClock;
+  }
+
+  async acquire(key: string, ttlMs: number): Promise<Lease | undefined> {
+    checkTtl(ttlMs);
+    const startedAt = this.clock.now();
+    const token = await this.connection.run("lease acquire", (client) =>
+      ACQUIRE.run(client, [this.leaseKey(key), this.fenceKey(key)], [Math.ceil(ttlMs)]),
+    );
+    if (typeof token !== "number" || token === 0) return undefined;
+    return { key, token, expiresAt: startedAt + ttlMs };
+  }
+
+  /** On success also moves `lease.expiresAt`, so the caller's lease object stays truthful. */
+  async extend(lease: Lease, ttlMs: number): Promise<boolean> {
+    checkTtl(ttlMs);
+    const startedAt = this.clock.now();
+    const extended = await this.connection.run("lease extend", (client) =>
+      EXTEND.run(client, [this.leaseKey(lease.key)], [String(lease.token), Math.ceil(ttlMs)]),
+    );
+    if (extended !== 1) return false;
+    lease.expiresAt = startedAt + ttlMs;
+    return true;
+  }
+
+  async release(lease: Lease): Promise<boolean> {
+    const released = await this.connection.run("lease release", (client) =>
+      RELEASE.run(client, [this.leaseKey(lease.key)], [String(lease.token)]),
+    );
+    return released === 1;
+  }
+
+  /** The Redis key of `key`'s lease (exposed for operators and tests). */
+  leaseKey(key: string): string {
+    return `${this.prefix}lease:${key}`;
+  }
+
+  /** The Redis key of `key`'s fencing counter. */
+  fenceKey(key: string): string {
+    return `${this.prefix}fence:${key}`;
+  }
+}
+
+function checkTtl(ttlMs: number): void {
+  if (!(Number.isFinite(ttlMs) && ttlMs > 0)) {
+    throw new HerdlessError("CONFIG_INVALID", `lease ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
+  }
+}

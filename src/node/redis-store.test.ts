@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ManualClock } from "../core/clock.ts";
+import { isHerdlessError } from "../core/errors.ts";
+import { storeConformance, testEntry } from "../core/store-conformance.ts";
+import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
+import { RedisConnection } from "./redis-connection.ts";
+import { RedisStore } from "./redis-store.ts";
+
+const T0 = 1_700_000_000_000;
+let server: RedisServer;
+let connection: RedisConnection;
+let prefixes = 0;
+const uniquePrefix = () => `test:${process.pid}:${++prefixes}:`;
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  connection = new RedisConnection({ url: server.url });
+  await connection.ready();
+});
+
+afterAll(async () => {
+  await connection?.close();
+  await server?.stop();
+});
+
+storeConformance("redis", async () => {
+  const clock = new ManualClock(T0);
+  return { clock, store: new RedisStore({ connection, clock, prefix: uniquePrefix() }) };
+});
+
+describe("RedisStore", () => {
+  it("sets the physical TTL to deleteAt − now", async () => {
+    const clock = new ManualClock(T0);
+    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    await store.put(testEntry("k", T0, { deleteAt: T0 + 60_000 }));
+    const pttl = await connection.client.pttl(store.redisKey("k"));
+    expect(pttl).toBeGreaterThan(59_000);
+    expect(pttl).toBeLessThanOrEqual(60_000);
+  });
+
+  it("lets a lower token replace an entry past its deleteAt", async () => {
+    const clock = new ManualClock(T0);
+    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    await store.put(testEntry("k", T0, { token: 9, deleteAt: T0 + 5_000 }));
+    clock.advance(5_000);
+    expect(await store.put(testEntry("k", clock.now(), { token: 2 }))).toBe(true);
+    expect((await store.get("k"))?.token).toBe(2);
+  });
+
+  it("does not keep an entry written past its deleteAt", async () => {
+    const clock = new ManualClock(T0);
+    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    await store.put(testEntry("k", T0, { deleteAt: T0 - 1 }));
+    expect(await connection.client.exists(store.redisKey("k"))).toBe(0);
+  });
+
+  it("treats an entry of another format version as a miss", async () => {
+    const clock = new ManualClock(T0);
+    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    const meta = new TextEncoder().encode(JSON.stringify({ v: 99 }));
+    const bytes = Buffer.alloc(4 + meta.length);
+    bytes.writeUInt32BE(meta.length, 0);
+    bytes.set(meta, 4);
+    await connection.client.hset(store.redisKey("k"), "t", 1, "d", T0 + 1000, "b", bytes);
+    expect(await store.get("k")).toBeUndefined();
+  });
+
+  it("fails fast with COORDINATOR_UNAVAILABLE when Redis is gone", async () => {
+    const dead = new RedisConnection({ url: "redis://127.0.0.1:1" });
+    const store = new RedisStore({ connection: dead, clock: new ManualClock(T0) });
+    const started = performance.now();
+    const error = await store.get("k").catch((e: unknown) => e);
+    expect(isHerdlessError(error, "COORDINATOR_UNAVAILABLE")).toBe(true);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    await dead.close();
+  });
+});

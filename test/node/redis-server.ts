@@ -1,0 +1,122 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+
+/**
+ * A throwaway redis-server for tests: its own free port on 127.0.0.1, no persistence,
+ * killed when the test process exits. Tests never touch a system Redis on 6379.
+ *
+ * @example
+ * const redis = await startRedisServer();
+ * const connection = new RedisConnection({ url: redis.url });
+ * await redis.kill(); await redis.restart();
+ */
+export interface RedisServer {
+  readonly url: string;
+  readonly port: number;
+  /** Graceful shutdown (SIGTERM), resolved once the process exited. */
+  stop(): Promise<void>;
+  /** SIGKILL, for outage tests: clients see the socket drop with no goodbye. */
+  kill(): Promise<void>;
+  /** SIGSTOP: the socket stays open but nothing answers, like a black-holed network. */
+  pause(): void;
+  /** SIGCONT after {@link pause}. */
+  resume(): void;
+  /** Starts again on the same port (after stop or kill) and waits until it answers. */
+  restart(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+export async function startRedisServer(): Promise<RedisServer> {
+  const binary = findRedisServer();
+  const port = await freePort();
+  let child = await launch(binary, port);
+
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill(signal);
+    if (signal !== "SIGKILL") child.kill("SIGCONT"); // a paused server would never see SIGTERM
+    await exited;
+  };
+
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: () => stopWith("SIGTERM"),
+    kill: () => stopWith("SIGKILL"),
+    pause: () => void child.kill("SIGSTOP"),
+    resume: () => void child.kill("SIGCONT"),
+    async restart() {
+      await stopWith("SIGKILL");
+      child = await launch(binary, port);
+    },
+  };
+}
+
+function findRedisServer(): string {
+  const found = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
+  const path = found.stdout.trim();
+  if (found.status !== 0 || path === "") {
+    throw new Error("redis-server is not on PATH; the Redis tests spawn their own server. Install it with `apt-get install -y redis-server`.");
+  }
+  return path;
+}
+
+async function launch(binary: string, port: number): Promise<ChildProcess> {
+  const child = spawn(
+    binary,
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmpdir(), "--daemonize", "no", "--loglevel", "warning"],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  running.add(child);
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  child.once("exit", () => running.delete(child));
+  const deadline = Date.now() + 5000;
+  while (!(await answersPing(port))) {
+    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}: ${stderr}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`redis-server on port ${port} did not answer PING within 5 s: ${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return child;
+}
+
+/** True once something on the port answers PING with PONG (a bare TCP accept is not enough). */
+function answersPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once("error", () => done(false));
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.once("data", (data) => done(data.toString().startsWith("+PONG")));
+  });
+}
+
+/** A port the OS just handed out; redis-server binds it right after, before anyone else asks. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === "object") resolve(address.port);
+        else reject(new Error("could not find a free port"));
+      });
+    });
+  });
+}
