@@ -11,6 +11,11 @@ export interface RedisConnectionOptions {
   commandTimeoutMs?: number;
   /** Upper bound of the reconnect backoff, so a returning Redis is noticed quickly. Default 1000. */
   maxReconnectDelayMs?: number;
+  /**
+   * Let ioredis resubscribe its own record of channels after a reconnect. Default true;
+   * the notifier turns it off and resubscribes from its waiter map, which is the truth.
+   */
+  autoResubscribe?: boolean;
 }
 
 type HealthListener = (healthy: boolean) => void;
@@ -50,6 +55,7 @@ export class RedisConnection {
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, maxDelayMs),
       // CLIENT SETINFO is Redis ≥ 7.2; skipping it keeps older servers' logs clean.
       disableClientInfo: true,
+      autoResubscribe: options.autoResubscribe ?? true,
     });
     this.client.on("ready", () => this.setHealthy(true));
     this.client.on("close", () => this.setHealthy(false));
@@ -89,8 +95,8 @@ export class RedisConnection {
   }
 
   /** A second connection with the same settings (a pub/sub subscriber needs its own). */
-  duplicate(): RedisConnection {
-    return new RedisConnection(this.options);
+  duplicate(overrides: Partial<RedisConnectionOptions> = {}): RedisConnection {
+    return new RedisConnection({ ...this.options, ...overrides });
   }
 
   /**
