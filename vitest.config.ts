@@ -11,6 +11,8 @@ export default defineConfig({
           testTimeout: 30_000,
         },
       },
+      // Workers tests run inside workerd via @cloudflare/vitest-pool-workers.
+      "./vitest.workers.config.ts",
     ],
   },
 });

@@ -1,0 +1,101 @@
+import type { Clock } from "../core/clock.ts";
+import { decodeEntryMeta, entryMeta, type Entry } from "../core/entry.ts";
+import type { Store } from "../core/store.ts";
+
+/** Response header that carries the entry metadata (base64 of its UTF-8 JSON). */
+export const ENTRY_META_HEADER = "x-herdless-entry";
+const KEY_ORIGIN = "https://herdless.internal/";
+
+/**
+ * A {@link Store} over a Workers Cache API cache: the near tier, one per data center.
+ *
+ * Each entry is one cached Response under a synthetic URL. Its body is the entry body;
+ * its only headers are the metadata header and `Cache-Control: max-age` = time left until
+ * `deleteAt` (the physical TTL). The entry's own headers live inside the metadata, so
+ * nothing `cache.put` objects to (Set-Cookie, Vary: *) ever reaches it, and the status is
+ * always 200 on the wire because `cache.put` throws on 206 and 204/304 cannot carry a body.
+ *
+ * Fencing is read-then-write: the Cache API has no compare-and-set, so two writers in the
+ * same data center can race. The coordinator object (one per key) is the real serializer;
+ * this check stops late writers that arrive after a newer entry landed.
+ *
+ * @example
+ * const store = new CacheApiStore(await caches.open("herdless"), systemClock);
+ */
+export class CacheApiStore implements Store {
+  constructor(
+    private readonly cache: Cache,
+    private readonly clock: Clock,
+  ) {}
+
+  async get(key: string): Promise<Entry | undefined> {
+    const res = await this.cache.match(requestFor(key));
+    if (!res) return undefined;
+    const meta = readMeta(res);
+    // The cache expires on wall-clock seconds; the contract is on the injected clock, in ms.
+    if (!meta || meta.key !== key || this.clock.now() >= meta.deleteAt) {
+      await res.body?.cancel();
+      if (meta && this.clock.now() >= meta.deleteAt) await this.cache.delete(requestFor(key));
+      return undefined;
+    }
+    return { ...meta, body: new Uint8Array(await res.arrayBuffer()) };
+  }
+
+  async put(entry: Entry): Promise<boolean> {
+    const now = this.clock.now();
+    const current = await this.cache.match(requestFor(entry.key));
+    if (current) {
+      const meta = readMeta(current);
+      await current.body?.cancel();
+      if (meta && meta.token > entry.token && now < meta.deleteAt) return false;
+    }
+    const ttlSeconds = Math.ceil((entry.deleteAt - now) / 1000);
+    // max-age=0 would not be stored anyway; an entry already past deleteAt is not written.
+    if (ttlSeconds <= 0) return false;
+    const res = new Response(entry.body, {
+      status: 200,
+      headers: {
+        [ENTRY_META_HEADER]: encodeMeta(entryMeta(entry)),
+        "cache-control": `max-age=${ttlSeconds}`,
+        "content-type": "application/octet-stream",
+      },
+    });
+    await this.cache.put(requestFor(entry.key), res);
+    return true;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return this.cache.delete(requestFor(key));
+  }
+}
+
+/** The synthetic URL an entry is cached under; any key string maps to exactly one URL. */
+export function cacheUrlFor(key: string): string {
+  return KEY_ORIGIN + encodeURIComponent(key);
+}
+
+function requestFor(key: string): Request {
+  return new Request(cacheUrlFor(key), { method: "GET" });
+}
+
+function readMeta(res: Response): Omit<Entry, "body"> | undefined {
+  const header = res.headers.get(ENTRY_META_HEADER);
+  // Not ours (someone else wrote this URL): treat as absent.
+  if (header === null) return undefined;
+  return decodeEntryMeta(fromBase64Utf8(header));
+}
+
+// Header values must be bytes 0x20–0x7e to survive every hop; JSON can hold any Unicode.
+function encodeMeta(meta: Omit<Entry, "body">): string {
+  const bytes = new TextEncoder().encode(JSON.stringify(meta));
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}
+
+function fromBase64Utf8(value: string): string {
+  const binary = atob(value);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return new TextDecoder().decode(bytes);
+}

@@ -1,0 +1,42 @@
+import type { KeyCoordinator } from "./key-coordinator.ts";
+import type { OriginGuardObject } from "./origin-guard-object.ts";
+import { parseConfig, type Config } from "../core/config.ts";
+import { HerdlessError } from "../core/errors.ts";
+
+/** Bindings of the herdless Worker, as declared in wrangler.jsonc. */
+export interface Env {
+  /** One object per cache key; see {@link KeyCoordinator}. */
+  COORDINATOR: DurableObjectNamespace<KeyCoordinator>;
+  /** One object per deployment; see {@link OriginGuardObject}. */
+  GUARD: DurableObjectNamespace<OriginGuardObject>;
+  /** The origin every cache miss goes to, for example `https://origin.example.com`. */
+  ORIGIN_URL: string;
+  /** Optional herdless config as a JSON string; `origin.url` defaults to ORIGIN_URL. */
+  HERDLESS_CONFIG?: string;
+}
+
+/**
+ * The herdless config of a deployment: HERDLESS_CONFIG overlaid with ORIGIN_URL, validated.
+ * Throws CONFIG_INVALID naming the variable when either is wrong.
+ *
+ * @example
+ * const config = configFromEnv({ ...env, ORIGIN_URL: "http://127.0.0.1:8080" });
+ */
+export function configFromEnv(env: Pick<Env, "ORIGIN_URL" | "HERDLESS_CONFIG">): Config {
+  let input: unknown = {};
+  if (env.HERDLESS_CONFIG !== undefined && env.HERDLESS_CONFIG.trim() !== "") {
+    try {
+      input = JSON.parse(env.HERDLESS_CONFIG);
+    } catch (cause) {
+      throw new HerdlessError("CONFIG_INVALID", "HERDLESS_CONFIG must be a JSON object (it is not valid JSON)", { cause });
+    }
+    if (typeof input !== "object" || input === null || Array.isArray(input)) {
+      throw new HerdlessError("CONFIG_INVALID", "HERDLESS_CONFIG must be a JSON object such as {\"origin\":{\"maxConcurrency\":4}}");
+    }
+  }
+  const record = input as Record<string, unknown>;
+  const origin = typeof record.origin === "object" && record.origin !== null ? (record.origin as Record<string, unknown>) : {};
+  // ORIGIN_URL is the deploy-time knob (`--var ORIGIN_URL:…`), so it wins over the JSON.
+  const url = env.ORIGIN_URL !== undefined && env.ORIGIN_URL !== "" ? env.ORIGIN_URL : origin.url;
+  return parseConfig({ ...record, origin: { ...origin, url } });
+}

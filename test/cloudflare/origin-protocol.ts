@@ -1,0 +1,56 @@
+/**
+ * Wire protocol of the counting test origin (vitest.workers.setup.ts runs it in Node;
+ * test/cloudflare/test-origin.ts drives it from inside workerd). Runtime-free: types only.
+ */
+
+/** How a namespace of the test origin answers. */
+export interface OriginBehaviour {
+  status: number;
+  headers: Record<string, string>;
+  /** Response body; by default `<path> #<n>` where n counts requests in the namespace. */
+  body?: string;
+  /** Wait this long (real time) before answering. */
+  delayMs: number;
+  /**
+   * up: answer; down: reset the connection (the fetch fails); hold: wait until the test
+   * calls release(); truncate: promise a longer body than is sent, then reset.
+   */
+  mode: "up" | "down" | "hold" | "truncate";
+  /** When set, a request whose If-None-Match equals it gets 304. */
+  etag?: string;
+}
+
+/** A change to the behaviour; `paths` overrides apply to one pathname (query ignored). */
+export type OriginBehaviourPatch = Partial<OriginBehaviour> & { paths?: Record<string, Partial<OriginBehaviour>> };
+
+export interface OriginRequestRecord {
+  method: string;
+  /** Path and query below the namespace prefix, e.g. `/page?x=1`. */
+  path: string;
+  /** Request headers, names lowercased. */
+  headers: Record<string, string>;
+}
+
+export interface OriginStats {
+  /** Requests that reached the origin, ever (since reset). */
+  count: number;
+  /** Requests received and not yet answered or dropped. */
+  inFlight: number;
+  /** The highest inFlight seen. */
+  maxInFlight: number;
+  /** Requests whose client went away before the answer was complete (aborts, timeouts). */
+  aborted: number;
+  /** Requests parked by `mode: "hold"`. */
+  held: number;
+  requests: OriginRequestRecord[];
+}
+
+/** Condition for the long-poll `wait` endpoint: every given field must be reached (≥). */
+export interface OriginWaitCondition {
+  count?: number;
+  inFlight?: number;
+  held?: number;
+}
+
+/** Name under which the global setup provides the origin's base URL (`inject(...)`). */
+export const TEST_ORIGIN_KEY = "herdlessTestOrigin";

@@ -1,0 +1,220 @@
+/**
+ * Global setup of the workers test project: a counting, controllable origin on 127.0.0.1.
+ *
+ * It runs in Node, outside workerd, so what it counts is what really crossed the network
+ * from the Worker. Tests drive it over HTTP through test/cloudflare/test-origin.ts:
+ *
+ *   /o/<ns>/<path>          origin traffic of namespace <ns> (ORIGIN_URL = <base>/o/<ns>)
+ *   /__origin/<ns>/<verb>   control: set, stats, wait, release, reset
+ *
+ * Namespaces keep test files (which run in parallel, each in its own workerd) apart.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { TestProject } from "vitest/node";
+import {
+  TEST_ORIGIN_KEY,
+  type OriginBehaviour,
+  type OriginBehaviourPatch,
+  type OriginStats,
+  type OriginWaitCondition,
+} from "./test/cloudflare/origin-protocol.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    [TEST_ORIGIN_KEY]: string;
+  }
+}
+
+const defaultBehaviour = (): OriginBehaviour => ({
+  status: 200,
+  headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "max-age=60" },
+  delayMs: 0,
+  mode: "up",
+});
+
+interface Namespace {
+  behaviour: OriginBehaviour;
+  paths: Map<string, Partial<OriginBehaviour>>;
+  stats: OriginStats;
+  held: Array<() => void>;
+  /** Re-evaluated on every stats change to wake long-polls. */
+  waiters: Set<() => void>;
+}
+
+const namespaces = new Map<string, Namespace>();
+
+function namespace(name: string): Namespace {
+  let ns = namespaces.get(name);
+  if (!ns) {
+    ns = {
+      behaviour: defaultBehaviour(),
+      paths: new Map(),
+      stats: { count: 0, inFlight: 0, maxInFlight: 0, aborted: 0, held: 0, requests: [] },
+      held: [],
+      waiters: new Set(),
+    };
+    namespaces.set(name, ns);
+  }
+  return ns;
+}
+
+function changed(ns: Namespace): void {
+  for (const wake of [...ns.waiters]) wake();
+}
+
+function releaseHeld(ns: Namespace, n: number): number {
+  const released = ns.held.splice(0, n);
+  ns.stats.held = ns.held.length;
+  for (const resume of released) resume();
+  changed(ns);
+  return released.length;
+}
+
+async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { stats } = ns;
+  stats.count++;
+  const n = stats.count;
+  stats.inFlight++;
+  stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) headers[name] = Array.isArray(value) ? value.join(", ") : (value ?? "");
+  stats.requests.push({ method: req.method ?? "GET", path, headers });
+  changed(ns);
+
+  let done = false;
+  let resume: (() => void) | undefined;
+  const finish = (aborted: boolean) => {
+    if (done) return;
+    done = true;
+    stats.inFlight--;
+    if (aborted) stats.aborted++;
+    // A client that gave up while parked is no longer held.
+    const parked = resume === undefined ? -1 : ns.held.indexOf(resume);
+    if (parked >= 0) ns.held.splice(parked, 1);
+    stats.held = ns.held.length;
+    changed(ns);
+  };
+  res.on("close", () => finish(!res.writableFinished));
+
+  const pathname = path.split("?")[0] ?? path;
+  const b: OriginBehaviour = { ...ns.behaviour, ...ns.paths.get(pathname) };
+  if (b.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, b.delayMs));
+  if (b.mode === "hold") {
+    await new Promise<void>((resolve) => {
+      resume = resolve;
+      ns.held.push(resolve);
+      stats.held = ns.held.length;
+      changed(ns);
+    });
+  }
+  if (done) return;
+  if (b.mode === "down") {
+    req.socket.destroy();
+    return;
+  }
+  const body = Buffer.from(b.body ?? `${path} #${n}`);
+  const out: Record<string, string> = { ...b.headers };
+  if (b.etag !== undefined) out["etag"] = b.etag;
+  if (b.etag !== undefined && req.headers["if-none-match"] === b.etag) {
+    res.writeHead(304, out).end();
+    return;
+  }
+  if (b.mode === "truncate") {
+    res.writeHead(b.status, { ...out, "content-length": String(body.length * 2 + 16) });
+    res.write(body, () => req.socket.destroy());
+    return;
+  }
+  res.writeHead(b.status, { ...out, "content-length": String(body.length) }).end(req.method === "HEAD" ? undefined : body);
+}
+
+function applyPatch(ns: Namespace, patch: OriginBehaviourPatch): void {
+  const { paths, ...rest } = patch;
+  ns.behaviour = { ...ns.behaviour, ...rest };
+  for (const [path, override] of Object.entries(paths ?? {})) ns.paths.set(path, { ...ns.paths.get(path), ...override });
+  // Leaving hold mode lets parked requests go, so a test cannot strand them.
+  if (ns.behaviour.mode !== "hold") releaseHeld(ns, ns.held.length);
+}
+
+function reached(stats: OriginStats, c: OriginWaitCondition): boolean {
+  return (c.count ?? 0) <= stats.count && (c.inFlight ?? 0) <= stats.inFlight && (c.held ?? 0) <= stats.held;
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString("utf8");
+  return text === "" ? {} : JSON.parse(text);
+}
+
+function json(res: ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
+}
+
+async function control(ns: Namespace, verb: string, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  switch (verb) {
+    case "set":
+      applyPatch(ns, (await readJson(req)) as OriginBehaviourPatch);
+      return json(res, 200, ns.stats);
+    case "stats":
+      return json(res, 200, ns.stats);
+    case "release":
+      return json(res, 200, { released: releaseHeld(ns, Number(url.searchParams.get("n") ?? ns.held.length)) });
+    case "reset":
+      releaseHeld(ns, ns.held.length);
+      ns.behaviour = defaultBehaviour();
+      ns.paths.clear();
+      ns.stats = { count: 0, inFlight: 0, maxInFlight: 0, aborted: 0, held: 0, requests: [] };
+      return json(res, 200, ns.stats);
+    case "wait": {
+      const condition = (await readJson(req)) as OriginWaitCondition;
+      const timeoutMs = Number(url.searchParams.get("timeoutMs") ?? 5_000);
+      const ok = await new Promise<boolean>((resolve) => {
+        const check = () => {
+          if (!reached(ns.stats, condition)) return;
+          cleanup();
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          resolve(false);
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          ns.waiters.delete(check);
+        };
+        ns.waiters.add(check);
+        check();
+      });
+      return json(res, ok ? 200 : 408, ns.stats);
+    }
+    default:
+      return json(res, 404, { error: `unknown control verb ${verb}` });
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const [, area, name, ...rest] = url.pathname.split("/");
+    const handle = async () => {
+      if (area === "o" && name) return serveOrigin(namespace(name), `/${rest.join("/")}${url.search}`, req, res);
+      if (area === "__origin" && name && rest.length === 1) return control(namespace(name), rest[0] ?? "", url, req, res);
+      json(res, 404, { error: "test origin paths are /o/<ns>/… and /__origin/<ns>/<verb>" });
+    };
+    handle().catch((error: unknown) => {
+      if (!res.headersSent) json(res, 500, { error: String(error) });
+      else res.destroy();
+    });
+  });
+  // Keep-alive sockets from workerd would otherwise hold close() open.
+  server.keepAliveTimeout = 1_000;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  project.provide(TEST_ORIGIN_KEY, `http://127.0.0.1:${port}`);
+  return async () => {
+    for (const ns of namespaces.values()) releaseHeld(ns, ns.held.length);
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+}
