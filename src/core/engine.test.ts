@@ -1,0 +1,190 @@
+import { describe, expect, it, beforeEach } from "vitest";
+import { ManualClock } from "./clock.ts";
+import { parseConfig, type ConfigInput } from "./config.ts";
+import { Engine, type EngineRequest } from "./engine.ts";
+import { KeyFiller } from "./key-filler.ts";
+import { LocalGuard } from "./local-guard.ts";
+import { MemoryLeaseManager } from "./memory-lease.ts";
+import { MemoryStore } from "./memory-store.ts";
+import type { FetchLike } from "./origin-client.ts";
+
+/** A scripted origin: counts calls, answers per path, honours If-None-Match. */
+class FakeOrigin {
+  calls: { url: string; headers: Headers }[] = [];
+  version = 1;
+  status = 200;
+  cacheControl = "max-age=10, stale-while-revalidate=20, stale-if-error=60";
+  extra: Record<string, string> = {};
+  gate: Promise<void> | undefined;
+  fail: "network" | undefined;
+
+  fetch: FetchLike = async (url, init) => {
+    const headers = new Headers(init.headers);
+    this.calls.push({ url, headers });
+    if (this.gate) await this.gate;
+    if (this.fail) throw new TypeError("fetch failed");
+    const etag = `"v${this.version}"`;
+    if (this.status !== 200) return new Response("origin error", { status: this.status });
+    if (headers.get("if-none-match") === etag) return new Response(null, { status: 304, headers: { etag, "cache-control": this.cacheControl } });
+    const body = `v${this.version} ${new URL(url).pathname} ${headers.get("accept-language") ?? ""}`;
+    return new Response(body, { status: 200, headers: { etag, "cache-control": this.cacheControl, "content-length": String(body.length), ...this.extra } });
+  };
+}
+
+function setup(overrides: Partial<ConfigInput> = {}) {
+  const clock = new ManualClock(1_700_000_000_000);
+  const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
+  const origin = new FakeOrigin();
+  const store = new MemoryStore(clock);
+  const guard = new LocalGuard({ config, clock });
+  const background: Promise<unknown>[] = [];
+  const coordinator = new KeyFiller({ config, clock, store, leases: new MemoryLeaseManager(clock), guard, fetch: origin.fetch, background: (p) => background.push(p) });
+  const engine = new Engine({ config, clock, near: store, coordinator, guard, fetch: origin.fetch, background: (p) => background.push(p) });
+  const settle = async () => {
+    while (background.length) await background.shift();
+  };
+  return { clock, origin, engine, settle, store };
+}
+
+function get(path: string, headers: Record<string, string> = {}, method = "GET"): EngineRequest {
+  const h = new Headers(headers);
+  return { method, url: new URL(`https://site.test${path}`), headers: h, rawHeaders: [...h] };
+}
+
+const text = (body: unknown) => new TextDecoder().decode(body as Uint8Array);
+const status = (res: { headers: [string, string][] }) => res.headers.find(([n]) => n === "cache-status")?.[1];
+
+describe("engine", () => {
+  let t: ReturnType<typeof setup>;
+  beforeEach(() => {
+    t = setup();
+  });
+
+  it("MISS then HIT, one origin request", async () => {
+    const first = await t.engine.handle(get("/a"));
+    expect(status(first)).toBe("herdless; fwd=uri-miss; fwd-status=200; ttl=10; stored");
+    const second = await t.engine.handle(get("/a"));
+    expect(status(second)).toBe("herdless; hit; ttl=10");
+    expect(text(second.body)).toBe("v1 /a ");
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
+  it("Age grows with time on hits", async () => {
+    await t.engine.handle(get("/a"));
+    t.clock.advance(3_500);
+    const res = await t.engine.handle(get("/a"));
+    expect(res.headers).toContainEqual(["age", "3"]);
+  });
+
+  it("collapses 200 concurrent cold misses onto one origin request", async () => {
+    let open!: () => void;
+    t.origin.gate = new Promise((r) => (open = r));
+    const all = Array.from({ length: 200 }, () => t.engine.handle(get("/hot")));
+    await new Promise((r) => setTimeout(r, 0));
+    open();
+    const results = await Promise.all(all);
+    expect(t.origin.calls).toHaveLength(1);
+    expect(results.every((r) => r.status === 200 && text(r.body) === "v1 /hot ")).toBe(true);
+    expect(results.filter((r) => r.cacheStatus.collapsed)).toHaveLength(199);
+  });
+
+  it("serves stale at once inside stale-while-revalidate and revalidates once with a conditional request (304)", async () => {
+    await t.engine.handle(get("/a"));
+    t.clock.advance(12_000);
+    const stale = await Promise.all(Array.from({ length: 20 }, () => t.engine.handle(get("/a"))));
+    expect(stale.every((r) => r.cacheStatus.detail === "stale-while-revalidate" && text(r.body) === "v1 /a ")).toBe(true);
+    await t.settle();
+    expect(t.origin.calls).toHaveLength(2);
+    expect(t.origin.calls[1]!.headers.get("if-none-match")).toBe('"v1"');
+    const fresh = await t.engine.handle(get("/a"));
+    expect(status(fresh)).toBe("herdless; hit; ttl=10");
+  });
+
+  it("fetches the new body when the validator no longer matches", async () => {
+    await t.engine.handle(get("/a"));
+    t.origin.version = 2;
+    t.clock.advance(31_000);
+    const res = await t.engine.handle(get("/a"));
+    expect(res.cacheStatus.fwd).toBe("stale");
+    expect(text(res.body)).toBe("v2 /a ");
+  });
+
+  it("hides a 503 inside stale-if-error, and relays it past the window", async () => {
+    await t.engine.handle(get("/a"));
+    t.origin.status = 503;
+    t.clock.advance(35_000);
+    const hidden = await t.engine.handle(get("/a"));
+    expect(hidden.status).toBe(200);
+    expect(status(hidden)).toBe("herdless; fwd=stale; fwd-status=503; ttl=-25; detail=stale-if-error");
+    t.clock.advance(40_000);
+    const shown = await t.engine.handle(get("/a"));
+    expect(shown.status).toBe(503);
+  });
+
+  it("hides a network failure too", async () => {
+    await t.engine.handle(get("/a"));
+    t.origin.fail = "network";
+    t.clock.advance(35_000);
+    const res = await t.engine.handle(get("/a"));
+    expect(res.status).toBe(200);
+    expect(res.cacheStatus.detail).toBe("stale-if-error");
+  });
+
+  it("never shares a response with Set-Cookie, private or no-store", async () => {
+    for (const [path, header] of [["/cookie", { "set-cookie": "s=1" }], ["/private", { "cache-control": "private, max-age=60" }], ["/nostore", { "cache-control": "no-store" }]] as const) {
+      t.origin.extra = header;
+      await t.engine.handle(get(path));
+      const again = await t.engine.handle(get(path));
+      expect(again.cacheStatus.hit).toBeFalsy();
+    }
+    expect(t.origin.calls).toHaveLength(6);
+  });
+
+  it("bypasses requests with credentials and never stores their answer", async () => {
+    const res = await t.engine.handle(get("/a", { authorization: "Bearer x" }));
+    expect(status(res)).toContain("fwd=bypass");
+    expect((await t.engine.handle(get("/a"))).cacheStatus.fwd).toBe("uri-miss");
+  });
+
+  it("keeps variants apart by Vary and never serves one for another", async () => {
+    t.origin.extra = { vary: "Accept-Language" };
+    const fr = await t.engine.handle(get("/v", { "accept-language": "fr" }));
+    const de = await t.engine.handle(get("/v", { "accept-language": "de" }));
+    expect(de.cacheStatus.fwd).toBe("vary-miss");
+    expect(text(fr.body)).toBe("v1 /v fr");
+    expect(text(de.body)).toBe("v1 /v de");
+    expect(text((await t.engine.handle(get("/v", { "accept-language": "fr" }))).body)).toBe("v1 /v fr");
+    expect(t.origin.calls).toHaveLength(2);
+  });
+
+  it("a header outside the key cannot change what is served", async () => {
+    await t.engine.handle(get("/a", { "x-forwarded-host": "evil.test" }));
+    expect(t.origin.calls[0]!.headers.get("x-forwarded-host")).toBeNull();
+  });
+
+  it("answers HEAD from the GET entry without a body", async () => {
+    await t.engine.handle(get("/a"));
+    const head = await t.engine.handle(get("/a", {}, "HEAD"));
+    expect(head.body).toBeNull();
+    expect(head.cacheStatus.hit).toBe(true);
+  });
+
+  it("RFC 9111 §4.4: a successful POST invalidates the URL", async () => {
+    await t.engine.handle(get("/a"));
+    const post = await t.engine.handle(get("/a", {}, "POST"));
+    expect(post.cacheStatus.fwd).toBe("method");
+    expect((await t.engine.handle(get("/a"))).cacheStatus.fwd).toBe("uri-miss");
+  });
+
+  it("caches an origin error briefly (negative caching) when nothing stale exists", async () => {
+    t.origin.status = 500;
+    expect((await t.engine.handle(get("/down"))).status).toBe(500);
+    const again = await t.engine.handle(get("/down"));
+    expect(again.status).toBe(500);
+    expect(again.cacheStatus.detail).toBe("negative");
+    expect(t.origin.calls).toHaveLength(1);
+    t.clock.advance(2_000);
+    await t.engine.handle(get("/down"));
+    expect(t.origin.calls).toHaveLength(2);
+  });
+});

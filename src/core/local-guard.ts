@@ -1,0 +1,130 @@
+import { admit, closedBreaker, record, type BreakerRecord, type BreakerSettings } from "./breaker.ts";
+import type { Clock } from "./clock.ts";
+import type { Config } from "./config.ts";
+import { HerdlessError } from "./errors.ts";
+import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "./origin-guard.ts";
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+interface Waiter {
+  grant: () => void;
+  fail: (error: Error) => void;
+  timer: unknown;
+}
+
+export interface LocalGuardOptions {
+  config: Config;
+  clock: Clock;
+  timers?: Timers;
+}
+
+/**
+ * The origin guard of one process: a semaphore of `origin.maxConcurrency` slots with a
+ * bounded queue (foreground first; background revalidations only take a slot when no
+ * foreground miss waits) and the circuit breaker of breaker.ts. Used on its own by a
+ * single Node process, inside the guard Durable Object, and as the local fallback.
+ *
+ * @example
+ * const guard = new LocalGuard({ config, clock: systemClock });
+ * const permit = await guard.acquire("foreground"); try { ... } finally { permit.release("success"); }
+ */
+export class LocalGuard implements OriginGuard {
+  private inFlight = 0;
+  private readonly foreground: Waiter[] = [];
+  private readonly background: Waiter[] = [];
+  private breaker: BreakerRecord = closedBreaker();
+  private readonly timers: Timers;
+  private readonly settings: BreakerSettings;
+
+  constructor(private readonly o: LocalGuardOptions) {
+    this.timers = o.timers ?? realTimers;
+    const { breaker, origin } = o.config;
+    this.settings = { failureThreshold: breaker.failureThreshold, probeIntervalMs: breaker.probeIntervalMs, probeTimeoutMs: origin.timeoutMs };
+  }
+
+  async acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit> {
+    const { origin } = this.o.config;
+    const now = this.o.clock.now();
+    const verdict = admit(this.breaker, this.settings, now);
+    if (!verdict.admitted) throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", { retryAfterMs: verdict.retryAfterMs });
+    this.breaker = verdict.record;
+    if (verdict.probe) return this.grant(true);
+    if (this.inFlight < origin.maxConcurrency && this.foreground.length === 0 && (priority === "foreground" || this.background.length === 0)) {
+      return this.grant(false);
+    }
+    const queue = priority === "foreground" ? this.foreground : this.background;
+    if (this.foreground.length + this.background.length >= origin.maxQueue) {
+      throw new HerdlessError("QUEUE_FULL", `origin queue is full (${origin.maxQueue} waiting)`, { retryAfterMs: 1_000 });
+    }
+    return new Promise<OriginPermit>((resolve, reject) => {
+      const waiter: Waiter = {
+        grant: () => resolve(this.grant(false)),
+        fail: reject,
+        timer: this.timers.setTimeout(() => {
+          remove(queue, waiter);
+          reject(new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${origin.queueTimeoutMs} ms`, { retryAfterMs: 1_000 }));
+        }, origin.queueTimeoutMs),
+      };
+      signal?.addEventListener("abort", () => {
+        if (remove(queue, waiter)) {
+          this.timers.clearTimeout(waiter.timer);
+          reject(signal.reason);
+        }
+      });
+      queue.push(waiter);
+    });
+  }
+
+  async snapshot(): Promise<GuardSnapshot> {
+    return { breaker: this.breaker.state, inFlight: this.inFlight, queued: this.foreground.length + this.background.length };
+  }
+
+  private grant(probe: boolean): OriginPermit {
+    this.inFlight++;
+    let released = false;
+    return {
+      release: (outcome: OriginOutcome) => {
+        if (released) return;
+        released = true;
+        this.inFlight--;
+        this.breaker = record(this.breaker, outcome, probe, this.settings, this.o.clock.now());
+        this.next();
+      },
+    };
+  }
+
+  /** Hands a freed slot to the next waiter, unless the breaker opened meanwhile (they wait out their timeout or the probe). */
+  private next(): void {
+    while (this.inFlight < this.o.config.origin.maxConcurrency) {
+      if (this.breaker.state !== "closed") return this.failWaiters();
+      const waiter = this.foreground.shift() ?? this.background.shift();
+      if (!waiter) return;
+      this.timers.clearTimeout(waiter.timer);
+      waiter.grant();
+    }
+  }
+
+  /** Once the breaker opens, queued callers learn at once rather than at their timeout. */
+  private failWaiters(): void {
+    const retryAfterMs = Math.max(1_000, this.breaker.nextProbeAt - this.o.clock.now());
+    for (const waiter of [...this.foreground.splice(0), ...this.background.splice(0)]) {
+      this.timers.clearTimeout(waiter.timer);
+      waiter.fail(new HerdlessError("BREAKER_OPEN", "origin circuit breaker opened while waiting", { retryAfterMs }));
+    }
+  }
+}
+
+function remove(queue: Waiter[], waiter: Waiter): boolean {
+  const index = queue.indexOf(waiter);
+  if (index < 0) return false;
+  queue.splice(index, 1);
+  return true;
+}
