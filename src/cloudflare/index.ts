@@ -1,0 +1,7 @@
+/** herdless on Cloudflare Workers: the adapters that implement what src/core declares. */
+export { CacheApiStore, cacheUrlFor, ENTRY_META_HEADER } from "./cache-api-store.ts";
+export { DurableObjectStore, DEFAULT_MAX_BODY_BYTES, type DurableObjectStoreOptions } from "./do-store.ts";
+export { StorageLeaseManager, type LeaseRecord } from "./storage-lease.ts";
+export { configFromEnv, type Env } from "./env.ts";
+export { KeyCoordinator } from "./key-coordinator.ts";
+export { OriginGuardObject } from "./origin-guard-object.ts";

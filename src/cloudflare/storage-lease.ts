@@ -1,0 +1,112 @@
+import type { Clock } from "../core/clock.ts";
+import { HerdlessError } from "../core/errors.ts";
+import type { Lease, LeaseManager } from "../core/lease.ts";
+
+/** A lease as persisted: who holds it (for diagnostics), its fencing token, its expiry. */
+export interface LeaseRecord {
+  owner?: string;
+  token: number;
+  expiresAt: number;
+}
+
+/**
+ * A {@link LeaseManager} in a Durable Object's SQLite database, so a lease outlives the
+ * object's eviction: an object rebuilt mid-fetch still sees the lease and does not start
+ * a second origin request until it expires.
+ *
+ * Fencing tokens come from one persisted counter per storage, so they strictly increase
+ * for every key, across evictions and restarts. The counter never goes below the clock's
+ * epoch-ms either: if the object's storage is ever wiped, new tokens still beat the tokens
+ * of entries written before the wipe (which may live on in Cache API copies).
+ *
+ * Every method is synchronous SQL in a `transactionSync`, so requests that interleave at
+ * an `await` elsewhere in the object can never both take the same lease.
+ *
+ * @example
+ * const leases = new StorageLeaseManager(this.ctx.storage, systemClock);
+ * const result = await withLease(leases, key, config.coordinator.lockLeaseMs, (signal) => fetchOrigin(url, { signal }));
+ */
+export class StorageLeaseManager implements LeaseManager {
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly clock: Clock,
+  ) {
+    storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS herdless_leases (key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+    );
+    storage.sql.exec("CREATE TABLE IF NOT EXISTS herdless_lease_counter (id INTEGER PRIMARY KEY CHECK (id = 1), last_token INTEGER NOT NULL)");
+  }
+
+  /** Takes the lease when free or expired; `owner` is recorded for diagnostics only. */
+  async acquire(key: string, ttlMs: number, owner?: string): Promise<Lease | undefined> {
+    checkTtl(ttlMs);
+    return this.storage.transactionSync(() => {
+      const now = this.clock.now();
+      const current = this.read(key);
+      if (current && now < current.expiresAt) return undefined;
+      const token = this.nextToken(now);
+      const expiresAt = now + ttlMs;
+      this.storage.sql.exec(
+        "INSERT OR REPLACE INTO herdless_leases (key, owner, token, expires_at) VALUES (?, ?, ?, ?)",
+        key,
+        owner ?? null,
+        token,
+        expiresAt,
+      );
+      return { key, token, expiresAt };
+    });
+  }
+
+  /** Pushes the expiry to now + ttlMs; false when the lease expired or changed hands. */
+  async extend(lease: Lease, ttlMs: number): Promise<boolean> {
+    checkTtl(ttlMs);
+    return this.storage.transactionSync(() => {
+      const now = this.clock.now();
+      const current = this.read(lease.key);
+      // An expired lease is lost even if nobody took it yet: its holder's work was already
+      // told to stop (withLease aborts at expiry), as a Redis PX key would have vanished.
+      if (!current || current.token !== lease.token || now >= current.expiresAt) return false;
+      const expiresAt = now + ttlMs;
+      this.storage.sql.exec("UPDATE herdless_leases SET expires_at = ? WHERE key = ?", expiresAt, lease.key);
+      lease.expiresAt = expiresAt;
+      return true;
+    });
+  }
+
+  /** Frees the lease; false when it had expired or belongs to a newer token. */
+  async release(lease: Lease): Promise<boolean> {
+    return this.storage.transactionSync(() => {
+      const current = this.read(lease.key);
+      if (!current || current.token !== lease.token) return false;
+      this.storage.sql.exec("DELETE FROM herdless_leases WHERE key = ?", lease.key);
+      return this.clock.now() < current.expiresAt;
+    });
+  }
+
+  /** The live lease on `key`, if any. */
+  current(key: string): LeaseRecord | undefined {
+    const record = this.read(key);
+    return record && this.clock.now() < record.expiresAt ? record : undefined;
+  }
+
+  private read(key: string): LeaseRecord | undefined {
+    const row = this.storage.sql
+      .exec<{ owner: string | null; token: number; expires_at: number }>("SELECT owner, token, expires_at FROM herdless_leases WHERE key = ?", key)
+      .toArray()[0];
+    if (!row) return undefined;
+    return { ...(row.owner === null ? {} : { owner: row.owner }), token: row.token, expiresAt: row.expires_at };
+  }
+
+  private nextToken(now: number): number {
+    const row = this.storage.sql.exec<{ last_token: number }>("SELECT last_token FROM herdless_lease_counter WHERE id = 1").toArray()[0];
+    const token = Math.max((row?.last_token ?? 0) + 1, now);
+    this.storage.sql.exec("INSERT OR REPLACE INTO herdless_lease_counter (id, last_token) VALUES (1, ?)", token);
+    return token;
+  }
+}
+
+function checkTtl(ttlMs: number): void {
+  if (!(Number.isFinite(ttlMs) && ttlMs > 0)) {
+    throw new HerdlessError("CONFIG_INVALID", `lease ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
+  }
+}
