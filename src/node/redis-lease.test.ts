@@ -171,7 +171,7 @@ describe("RedisLeaseManager when Redis goes away", () => {
     expect(conn.healthy).toBe(false);
     started = performance.now();
     expect(isHerdlessError(await leases.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(true);
-    expect(performance.now() - started).toBeLessThan(50);
+    expect(performance.now() - started).toBeLessThan(200); // no round trip: rejected before sending
     outage.resume();
     await conn.ready(3_000);
     expect(await leases.acquire("k", 10_000)).toBeDefined();
