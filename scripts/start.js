@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: herdless in the real Workers runtime (workerd, through `wrangler dev`) in
+ * front of ORIGIN_URL. Without ORIGIN_URL it first starts the demo fragile origin on
+ * 127.0.0.1:8080 (ORIGIN_PORT to move it) and waits until it listens.
+ *
+ *   PORT=8787 ORIGIN_URL=http://127.0.0.1:9000 npm start
+ *
+ * Everything stays on this machine: wrangler metrics and the `request.cf` download are off,
+ * and wrangler runs `--local`.
+ */
+/* global clearTimeout */
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const port = process.env.PORT ?? "8787";
+const originPort = process.env.ORIGIN_PORT ?? "8080";
+const childEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
+/** @type {import("node:child_process").ChildProcess[]} */
+const children = [];
+let stopping = false;
+
+function stop(code) {
+  if (stopping) return;
+  stopping = true;
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+  // wrangler tears workerd down on SIGTERM; give it a moment, then make sure.
+  const force = setTimeout(() => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    process.exit(code);
+  }, 5_000);
+  force.unref();
+  Promise.all(children.map((child) => (child.exitCode !== null || child.signalCode !== null ? null : new Promise((r) => child.once("exit", r))))).then(() =>
+    process.exit(code),
+  );
+}
+
+function track(child, name) {
+  children.push(child);
+  child.once("exit", (code, signal) => {
+    if (stopping) return;
+    console.error(`herdless: ${name} exited (${signal ?? `code ${code}`}); stopping`);
+    stop(code ?? 1);
+  });
+  return child;
+}
+
+/** Starts the demo origin and resolves with its URL once it prints its listening line. */
+function startDemoOrigin() {
+  const child = track(
+    spawn(process.execPath, ["--import", "tsx", join(root, "fixtures/demo-origin.ts"), "--port", originPort], {
+      cwd: root,
+      env: childEnv,
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
+    "demo origin",
+  );
+  return new Promise((resolve, reject) => {
+    let buffered = "";
+    const timer = setTimeout(() => reject(new Error("demo origin did not start within 15 s")), 15_000);
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk) => {
+      process.stdout.write(`[origin] ${chunk}`);
+      buffered += chunk;
+      const match = /fragile origin listening on (http:\/\/\S+)/.exec(buffered);
+      if (match) {
+        clearTimeout(timer);
+        buffered = "";
+        resolve(match[1]);
+      }
+    });
+    child.once("exit", () => reject(new Error("demo origin exited before it was ready")));
+  });
+}
+
+function startWorker(originUrl) {
+  const wrangler = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
+  const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", port, "--var", `ORIGIN_URL:${originUrl}`, "--show-interactive-dev-session=false"];
+  const child = track(spawn(process.execPath, [wrangler, ...args], { cwd: root, env: childEnv, stdio: ["ignore", "pipe", "inherit"] }), "wrangler dev");
+  child.stdout.setEncoding("utf8");
+  let announced = false;
+  child.stdout.on("data", (chunk) => {
+    process.stdout.write(chunk);
+    if (!announced && /Ready on http/.test(chunk)) {
+      announced = true;
+      const url = `http://127.0.0.1:${port}`;
+      console.log(`
+herdless is running in workerd
+  cache   ${url}
+  origin  ${originUrl}
+
+Try:
+  curl -i ${url}/          # first time: a miss, fetched from the origin
+  curl -i ${url}/          # again: watch the Cache-Status and Age headers
+Ctrl-C stops both.
+`);
+    }
+  });
+}
+
+process.on("SIGINT", () => stop(130));
+process.on("SIGTERM", () => stop(143));
+
+try {
+  const originUrl = process.env.ORIGIN_URL || (await startDemoOrigin());
+  if (!stopping) startWorker(originUrl);
+} catch (error) {
+  console.error(`herdless: ${error instanceof Error ? error.message : String(error)}`);
+  stop(1);
+}
