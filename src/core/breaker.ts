@@ -49,7 +49,11 @@ export function record(current: BreakerRecord, outcome: OriginOutcome, probe: bo
     if (current.state === "closed" || probe) return closedBreaker();
     return current;
   }
-  if (probe || current.state === "half-open") return { ...current, state: "open", nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0 };
+  // Only the probe's own failure reopens a tripped breaker: a late failure of a call admitted
+  // before it opened must not cancel the probe in flight (reopening would let a second probe
+  // out at the next nextProbeAt while the first still runs). Once closed, a (lapsed) probe's
+  // failure is an ordinary failure.
+  if (probe && current.state !== "closed") return { ...current, state: "open", nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0 };
   const consecutiveFailures = current.consecutiveFailures + 1;
   if (current.state === "closed" && consecutiveFailures >= settings.failureThreshold) {
     return { v: 1, state: "open", consecutiveFailures, nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0 };
