@@ -48,7 +48,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET"): EngineRequest {
   const h = new Headers(headers);
-  return { method, url: new URL(`https://site.test${path}`), headers: h, rawHeaders: [...h] };
+  return { method, url: new URL(`https://site.test${path}`), headers: h, rawHeaders: Object.entries(headers).map(([n, v]) => [n.toLowerCase(), v]) };
 }
 
 const text = (body: unknown) => new TextDecoder().decode(body as Uint8Array);

@@ -178,11 +178,14 @@ function heuristicLifetimeMs(res: OriginResponseInfo, route: RoutePolicy): numbe
   return Math.min(ONE_DAY_MS, Math.max(0, Math.floor((dateOrArrival(res) - lastModifiedAt) / 10)));
 }
 
-// RFC 9111 §4.2.3: corrected_initial_age = max(apparent_age, age_value + response_delay).
+// RFC 9111 §4.2.3 corrected_initial_age, without the apparent_age term (response_time − Date).
+// That term trusts the origin's clock: a small VPS whose clock runs a minute behind would
+// make every response arrive already stale, and herdless would revalidate on every request,
+// the very herd it exists to stop. Like Varnish, herdless counts the Age header plus the
+// response delay it measured itself. Expires − Date stays, since it is relative to one clock.
 function correctedInitialAgeMs(res: OriginResponseInfo): number {
-  const apparentAgeMs = Math.max(0, res.responseAt - dateOrArrival(res));
   const responseDelayMs = Math.max(0, res.responseAt - res.requestAt);
-  return Math.max(apparentAgeMs, ageValueMs(res.headers) + responseDelayMs);
+  return ageValueMs(res.headers) + responseDelayMs;
 }
 
 // RFC 9111 §5.1: Age is delta-seconds; of several values the first is used (§4.2.1), an invalid one ignored.

@@ -1,0 +1,55 @@
+import { systemClock, type Clock } from "../core/clock.ts";
+import type { Config } from "../core/config.ts";
+import { Engine } from "../core/engine.ts";
+import { KeyFiller } from "../core/key-filler.ts";
+import { LocalGuard } from "../core/local-guard.ts";
+import { MemoryLeaseManager } from "../core/memory-lease.ts";
+import { Metrics } from "../core/metrics.ts";
+import type { FetchLike } from "../core/origin-client.ts";
+import type { OriginGuard } from "../core/origin-guard.ts";
+import { LruStore } from "./lru-store.ts";
+import type { Logger } from "./logger.ts";
+
+export interface StackOptions {
+  config: Config;
+  logger: Logger;
+  clock?: Clock;
+  fetch?: FetchLike;
+}
+
+/** Everything one Node process runs: the engine and the parts the server reports on. */
+export interface Stack {
+  engine: Engine;
+  near: LruStore;
+  guard: OriginGuard;
+  metrics: Metrics;
+  /** "local" for one process, "redis" for a healthy fleet member, "degraded" when Redis is gone. */
+  mode(): "local" | "redis" | "degraded";
+  close(): Promise<void>;
+}
+
+/**
+ * One process on its own: the LRU is both the near tier and the coordinator's store, the
+ * lease and the guard are in-process.
+ */
+export function localStack(options: StackOptions): Stack {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+  const metrics = new Metrics(clock);
+  const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
+  const guard = new LocalGuard({ config, clock });
+  const background = (work: Promise<unknown>) => void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
+  const coordinator = new KeyFiller({
+    config,
+    clock,
+    store: near,
+    leases: new MemoryLeaseManager(clock),
+    guard,
+    fetch,
+    background,
+    onOriginCall: (event) => metrics.originCall(event.outcome),
+  });
+  const engine = new Engine({ config, clock, near, coordinator, guard, fetch, background, metrics });
+  return { engine, near, guard, metrics, mode: () => "local", close: async () => undefined };
+}
