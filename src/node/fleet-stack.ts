@@ -1,0 +1,94 @@
+import { systemClock } from "../core/clock.ts";
+import type { Coordinator } from "../core/coordinator.ts";
+import { Engine } from "../core/engine.ts";
+import { HerdlessError } from "../core/errors.ts";
+import { KeyFiller } from "../core/key-filler.ts";
+import { LocalGuard } from "../core/local-guard.ts";
+import { MemoryLeaseManager } from "../core/memory-lease.ts";
+import { Metrics } from "../core/metrics.ts";
+import type { OriginGuard } from "../core/origin-guard.ts";
+import { LruStore } from "./lru-store.ts";
+import { RedisConnection } from "./redis-connection.ts";
+import { RedisLeaseManager } from "./redis-lease.ts";
+import { RedisNotifier } from "./redis-notifier.ts";
+import { RedisStore } from "./redis-store.ts";
+import type { Stack, StackOptions } from "./stack.ts";
+
+export interface FleetStackOptions extends StackOptions {
+  redisUrl: string;
+  /** Namespace in Redis; every process of one deployment uses the same. */
+  prefix?: string;
+  /** The deployment-wide guard; defaults to an in-process one (see redis-guard.ts for the shared one). */
+  guard?: (connection: RedisConnection, local: LocalGuard) => OriginGuard;
+}
+
+/**
+ * A fleet member: the LRU is this process's near tier; Redis holds the shared entries, the
+ * key leases and the fill announcements, so one process in the fleet fetches each key.
+ * While Redis is unreachable, every call to the shared coordinator fails fast and the
+ * engine falls back to local single-flight over the LRU; it reports the degradation and
+ * returns to Redis on its own when Redis answers again.
+ */
+export async function redisStack(options: FleetStackOptions): Promise<Stack> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+  const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
+  const metrics = new Metrics(clock);
+  const connection = new RedisConnection({ url: options.redisUrl });
+  connection.onHealthChange((healthy) =>
+    healthy ? logger.info("redis reachable: fleet coordination on", { url: redact(options.redisUrl) }) : logger.warn("redis unreachable: local single-flight until it returns", { url: redact(options.redisUrl), error: String(connection.lastError ?? "") }),
+  );
+  await connection.ready().catch(() => logger.warn("redis not reachable at start: serving with local single-flight", { url: redact(options.redisUrl) }));
+
+  const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
+  const localGuard = new LocalGuard({ config, clock });
+  const guard = options.guard?.(connection, localGuard) ?? localGuard;
+  const shared = new RedisStore({ connection, prefix, clock });
+  const notifier = new RedisNotifier({ connection, prefix });
+  const background = (work: Promise<unknown>) => void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
+  const onOriginCall = (event: { outcome: Parameters<Metrics["originCall"]>[0] }) => metrics.originCall(event.outcome);
+
+  const fleet = new KeyFiller({
+    config,
+    clock,
+    store: shared,
+    leases: new RedisLeaseManager({ connection, prefix, clock }),
+    guard,
+    fetch,
+    background,
+    onOriginCall,
+    announceFill: async (key) => void (await notifier.publish(key, "filled").catch(() => 0)),
+    waitForFill: async (key, timeoutMs) => {
+      // Subscribe first, then look: a fill announced in between is then never missed.
+      const waiting = notifier.listen(key, timeoutMs);
+      if (!(await waiting.subscribed)) return;
+      const entry = await shared.get(key).catch(() => undefined);
+      if (entry && clock.now() < entry.staleAt) return;
+      await waiting.message;
+    },
+  });
+  const coordinator: Coordinator = {
+    fill: (request) => {
+      if (!connection.healthy) return Promise.reject(new HerdlessError("COORDINATOR_UNAVAILABLE", "redis is unreachable"));
+      return fleet.fill(request);
+    },
+  };
+  const fallback = new KeyFiller({ config, clock, store: near, leases: new MemoryLeaseManager(clock), guard: localGuard, fetch, background, onOriginCall });
+  const engine = new Engine({ config, clock, near, coordinator, fallback, guard, fetch, background, metrics });
+  return {
+    engine,
+    near,
+    guard,
+    metrics,
+    mode: () => (connection.healthy ? "redis" : "degraded"),
+    close: async () => {
+      await notifier.close();
+      await connection.close();
+    },
+  };
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, "//***@");
+}
