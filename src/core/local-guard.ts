@@ -16,8 +16,10 @@ const realTimers: Timers = {
 
 interface Waiter {
   grant: () => void;
-  fail: (error: Error) => void;
+  fail: (error: unknown) => void;
   timer: unknown;
+  /** Detaches the abort listener once the waiter is settled. */
+  detach: () => void;
 }
 
 export interface LocalGuardOptions {
@@ -52,9 +54,15 @@ export class LocalGuard implements OriginGuard {
 
   async acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit> {
     const { origin } = this.o.config;
+    if (signal?.aborted) throw signal.reason;
     const now = this.o.clock.now();
     const verdict = admit(this.breaker, this.settings, now);
     if (!verdict.admitted) throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", { retryAfterMs: verdict.retryAfterMs });
+    if (verdict.probe && this.inFlight >= origin.maxConcurrency) {
+      // The probe is an origin call like any other: it needs a free slot. Refuse without
+      // spending the probe, so the next caller once a slot frees becomes it.
+      throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open (no free slot for the probe)", { retryAfterMs: 1_000 });
+    }
     this.breaker = verdict.record;
     if (verdict.probe) return this.grant(true);
     if (this.inFlight < origin.maxConcurrency && this.foreground.length === 0 && (priority === "foreground" || this.background.length === 0)) {
@@ -65,20 +73,28 @@ export class LocalGuard implements OriginGuard {
       throw new HerdlessError("QUEUE_FULL", `origin queue is full (${origin.maxQueue} waiting)`, { retryAfterMs: 1_000 });
     }
     return new Promise<OriginPermit>((resolve, reject) => {
-      const waiter: Waiter = {
-        grant: () => resolve(this.grant(false)),
-        fail: reject,
-        timer: this.timers.setTimeout(() => {
-          remove(queue, waiter);
-          reject(new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${origin.queueTimeoutMs} ms`, { retryAfterMs: 1_000 }));
-        }, origin.queueTimeoutMs),
-      };
-      signal?.addEventListener("abort", () => {
+      const onAbort = () => {
         if (remove(queue, waiter)) {
           this.timers.clearTimeout(waiter.timer);
-          reject(signal.reason);
+          reject(signal?.reason);
         }
-      });
+      };
+      const waiter: Waiter = {
+        grant: () => {
+          waiter.detach();
+          resolve(this.grant(false));
+        },
+        fail: (error) => {
+          waiter.detach();
+          reject(error);
+        },
+        timer: this.timers.setTimeout(() => {
+          remove(queue, waiter);
+          waiter.fail(new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${origin.queueTimeoutMs} ms`, { retryAfterMs: 1_000 }));
+        }, origin.queueTimeoutMs),
+        detach: () => signal?.removeEventListener("abort", onAbort),
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
       queue.push(waiter);
     });
   }
