@@ -93,14 +93,18 @@ export class KeyFiller implements Coordinator {
     for (;;) {
       const lease = await this.o.leases.acquire(request.key, lockLeaseMs);
       if (lease) {
+        // The right to write ends with the lease: an origin call still running then is cancelled.
+        const expiry = new AbortController();
+        const timer = setTimeout(() => expiry.abort(new HerdlessError("LEASE_LOST", `lease on ${request.key} expired after ${lockLeaseMs} ms`)), lockLeaseMs);
         try {
           // Someone may have filled the key while we queued for the lease.
           const current = await this.storedFor(request);
           if (current && current.token !== before?.token && this.o.clock.now() < current.staleAt) {
             return { kind: "entry", entry: current, collapsed: true, stored: false };
           }
-          return await this.fetchAndStore(request, current, lease.token);
+          return await this.fetchAndStore(request, current, lease.token, expiry.signal);
         } finally {
+          clearTimeout(timer);
           await this.o.leases.release(lease).catch(() => false);
         }
       }
@@ -117,11 +121,11 @@ export class KeyFiller implements Coordinator {
     }
   }
 
-  private async fetchAndStore(request: FillRequest, stored: Entry | undefined, token: number): Promise<FlightResult> {
+  private async fetchAndStore(request: FillRequest, stored: Entry | undefined, token: number, signal: AbortSignal): Promise<FlightResult> {
     const { config, clock } = this.o;
     let permit;
     try {
-      permit = await this.o.guard.acquire(request.priority);
+      permit = await this.o.guard.acquire(request.priority, signal);
     } catch (error) {
       return this.failure(error, stored);
     }
@@ -131,7 +135,7 @@ export class KeyFiller implements Coordinator {
       res = await fetchOrigin(
         this.o.fetch,
         { url: request.url, method: "GET", headers: [...request.headers, ["accept-encoding", "identity"], ...conditional] },
-        { timeoutMs: config.origin.timeoutMs, maxBodyBytes: config.cache.maxEntryBytes, clock },
+        { timeoutMs: config.origin.timeoutMs, maxBodyBytes: config.cache.maxEntryBytes, clock, signal },
       );
     } catch (error) {
       await permit.release("failure");
