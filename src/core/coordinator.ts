@@ -1,6 +1,7 @@
 import type { Entry } from "./entry.ts";
 import type { HerdlessErrorCode } from "./errors.ts";
 import type { Priority } from "./origin-guard.ts";
+import type { PurgeSnapshot } from "./purge.ts";
 
 /** What an edge asks the coordinator of a key: an entry at least as good as what it holds. */
 export interface FillRequest {
@@ -15,6 +16,8 @@ export interface FillRequest {
   /** Headers to send to the origin (already filtered by the edge). */
   headers: [string, string][];
   priority: Priority;
+  /** The purges the edge honours; the coordinator applies them to its own copy too. */
+  purges?: PurgeSnapshot;
 }
 
 /** A response for one caller only (uncacheable, or too large to keep). */

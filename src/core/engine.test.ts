@@ -7,6 +7,7 @@ import { LocalGuard } from "./local-guard.ts";
 import { MemoryLeaseManager } from "./memory-lease.ts";
 import { MemoryStore } from "./memory-store.ts";
 import type { FetchLike } from "./origin-client.ts";
+import { LocalPurgeRegistry } from "./purge.ts";
 
 /** A scripted origin: counts calls, answers per path, honours If-None-Match. */
 class FakeOrigin {
@@ -39,11 +40,12 @@ function setup(overrides: Partial<ConfigInput> = {}) {
   const guard = new LocalGuard({ config, clock });
   const background: Promise<unknown>[] = [];
   const coordinator = new KeyFiller({ config, clock, store, leases: new MemoryLeaseManager(clock), guard, fetch: origin.fetch, background: (p) => background.push(p) });
-  const engine = new Engine({ config, clock, near: store, coordinator, guard, fetch: origin.fetch, background: (p) => background.push(p) });
+  const purges = new LocalPurgeRegistry(clock, (url) => `GET ${new URL(url).protocol}//${new URL(url).host}${new URL(url).pathname}`);
+  const engine = new Engine({ config, clock, near: store, coordinator, guard, fetch: origin.fetch, background: (p) => background.push(p), purges: () => purges.current() });
   const settle = async () => {
     while (background.length) await background.shift();
   };
-  return { clock, origin, engine, settle, store };
+  return { clock, origin, engine, settle, store, purges };
 }
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET"): EngineRequest {
@@ -186,5 +188,50 @@ describe("engine", () => {
     t.clock.advance(2_000);
     await t.engine.handle(get("/down"));
     expect(t.origin.calls).toHaveLength(2);
+  });
+
+  describe("purge", () => {
+    it("hard purge by URL: the purged version is never served again", async () => {
+      await t.engine.handle(get("/a"));
+      t.origin.version = 2;
+      await t.purges.purge({ urls: ["https://site.test/a"] });
+      t.clock.advance(1);
+      const res = await t.engine.handle(get("/a"));
+      expect(res.cacheStatus.fwd).toBe("uri-miss");
+      expect(text(res.body)).toBe("v2 /a ");
+      expect(t.origin.calls[1]!.headers.get("if-none-match")).toBeNull();
+    });
+
+    it("hard purge is not undone by stale-if-error", async () => {
+      await t.engine.handle(get("/a"));
+      await t.purges.purge({ all: true });
+      t.clock.advance(1);
+      t.origin.status = 503;
+      expect((await t.engine.handle(get("/a"))).status).toBe(503);
+    });
+
+    it("soft purge by tag: served stale while exactly one revalidation per key runs", async () => {
+      t.origin.extra = { "cache-tag": "product" };
+      await t.engine.handle(get("/a"));
+      await t.engine.handle(get("/b"));
+      t.clock.advance(1);
+      await t.purges.purge({ tags: ["product"], soft: true });
+      t.clock.advance(1);
+      const served = await Promise.all(Array.from({ length: 30 }, (_, i) => t.engine.handle(get(i % 2 ? "/a" : "/b"))));
+      expect(served.every((r) => r.status === 200 && r.cacheStatus.hit && r.cacheStatus.detail === "stale-while-revalidate")).toBe(true);
+      await t.settle();
+      expect(t.origin.calls).toHaveLength(4);
+      expect((await t.engine.handle(get("/a"))).cacheStatus.detail).toBeUndefined();
+    });
+
+    it("soft purge of everything goes through the same one-per-key path", async () => {
+      for (const p of ["/1", "/2", "/3"]) await t.engine.handle(get(p));
+      t.clock.advance(1);
+      await t.purges.purge({ all: true, soft: true });
+      t.clock.advance(1);
+      await Promise.all(Array.from({ length: 60 }, (_, i) => t.engine.handle(get(`/${(i % 3) + 1}`))));
+      await t.settle();
+      expect(t.origin.calls).toHaveLength(6);
+    });
   });
 });

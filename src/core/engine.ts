@@ -11,6 +11,7 @@ import { lookup } from "./lookup.ts";
 import type { Metrics } from "./metrics.ts";
 import { fetchOrigin, type FetchLike } from "./origin-client.ts";
 import type { OriginGuard } from "./origin-guard.ts";
+import { applyPurge, type PurgeSnapshot } from "./purge.ts";
 import { fromEntry, fromPass, synthetic, type EngineResponse } from "./respond.ts";
 import { varyPointer } from "./response-entry.ts";
 import { SingleFlight } from "./single-flight.ts";
@@ -39,6 +40,11 @@ export interface EngineOptions {
   /** Keeps work alive after the response (ctx.waitUntil on Workers). */
   background: (work: Promise<unknown>) => void;
   metrics?: Metrics;
+  /**
+   * The purges in force, as this edge knows them. The runtime keeps the snapshot no older
+   * than its propagation bound, and a purge returns only after that bound has passed.
+   */
+  purges?: () => PurgeSnapshot | Promise<PurgeSnapshot>;
   /** Reports coordinator failures (the adapter logs them). */
   onDegraded?: (error: unknown) => void;
 }
@@ -69,6 +75,8 @@ export class Engine {
     const primary = primaryKey(request.url, route.key);
     if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request, primary);
     const found = await lookup(this.o.near, primary, primary, request.headers);
+    const purges = this.o.purges ? await this.o.purges() : undefined;
+    if (purges) found.entry = applyPurge(found.entry, primary, purges, this.o.clock.now());
     const decision = decide(found.entry, found.key, facts, route, this.o.clock.now());
     switch (decision.kind) {
       case "bypass":
@@ -78,12 +86,12 @@ export class Engine {
         return fromEntry(decision.entry, { hit: true, ...(decision.entry.negative ? { detail: "negative" } : {}) }, request.method, this.o.clock.now());
       case "stale-while-revalidate":
         this.count("stale", primary);
-        this.o.background(this.refresh(this.fillRequest(request, route, primary, found.key, "background")));
+        this.o.background(this.refresh(this.fillRequest(request, route, primary, found.key, "background", purges)));
         return fromEntry(decision.entry, { hit: true, detail: "stale-while-revalidate" }, request.method, this.o.clock.now());
       case "revalidate":
       case "miss": {
         const fwd = decision.kind === "revalidate" ? "stale" : found.varyMiss ? "vary-miss" : "uri-miss";
-        const result = await this.fill(this.fillRequest(request, route, primary, found.key, "foreground"));
+        const result = await this.fill(this.fillRequest(request, route, primary, found.key, "foreground", purges));
         return this.answer(request, result, fwd, decision.kind === "revalidate" ? decision.entry : undefined, primary);
       }
     }
@@ -166,7 +174,7 @@ export class Engine {
     if (written && entry.key !== primary) await this.o.near.put(varyPointer(entry, primary)).catch(() => false);
   }
 
-  private fillRequest(request: EngineRequest, route: RoutePolicy, primary: string, key: string, priority: FillRequest["priority"]): FillRequest {
+  private fillRequest(request: EngineRequest, route: RoutePolicy, primary: string, key: string, priority: FillRequest["priority"], purges: PurgeSnapshot | undefined): FillRequest {
     const names = new Set(FILL_HEADERS);
     if (route.cacheAuthorized) ["authorization", "cookie"].forEach((n) => names.add(n));
     const headers: [string, string][] = [];
@@ -176,7 +184,7 @@ export class Engine {
     }
     // Headers that select a known variant must reach the origin, or it cannot pick it.
     for (const [name, value] of request.rawHeaders) if (!names.has(name) && key.includes(`|${name}=`)) headers.push([name, value]);
-    return { primary, key, url: this.originUrl(request.url), path: request.url.pathname, headers, priority };
+    return { primary, key, url: this.originUrl(request.url), path: request.url.pathname, headers, priority, ...(purges ? { purges } : {}) };
   }
 
   private originUrl(url: URL): string {

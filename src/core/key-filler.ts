@@ -13,6 +13,7 @@ import { conditionalHeaders, entryFromResponse, negativeEntry, refreshedEntry, v
 import { SingleFlight } from "./single-flight.ts";
 import type { Store } from "./store.ts";
 import { lookup } from "./lookup.ts";
+import { applyPurge } from "./purge.ts";
 
 export interface KeyFillerOptions {
   config: Config;
@@ -77,7 +78,8 @@ export class KeyFiller implements Coordinator {
   }
 
   private async storedFor(request: FillRequest): Promise<Entry | undefined> {
-    return (await lookup(this.o.store, request.primary, request.key, headerList(request.headers))).entry;
+    const { entry } = await lookup(this.o.store, request.primary, request.key, headerList(request.headers));
+    return request.purges ? applyPurge(entry, request.primary, request.purges, this.o.clock.now()) : entry;
   }
 
   private inBackground(work: Promise<unknown>): void {
