@@ -77,6 +77,8 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const fallback = new KeyFiller({ config, clock, store: near, leases: new MemoryLeaseManager(clock), guard: localGuard, fetch, background, onOriginCall });
   const engine = new Engine({ config, clock, near, coordinator, fallback, guard, fetch, background, metrics });
   return {
+    config,
+    clock,
     engine,
     near,
     guard,

@@ -1,6 +1,7 @@
 import type { GuardSnapshot } from "../core/origin-guard.ts";
 import type { Stack } from "./stack.ts";
 
+const MODES = ["local", "redis", "degraded"] as const;
 const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
 
 /** The Prometheus text exposition of one process's counters. */
@@ -23,6 +24,7 @@ export function prometheusText(stack: Stack, guard: GuardSnapshot): string {
   metric("herdless_cache_bytes", "gauge", "Bytes held by the in-memory tier.", [["", stack.near.bytes]]);
   metric("herdless_cache_entries", "gauge", "Entries held by the in-memory tier.", [["", stack.near.size]]);
   metric("herdless_cache_evictions_total", "counter", "Entries evicted to stay within cache.maxBytes.", [["", stack.near.evictions]]);
-  metric("herdless_coordination_mode", "gauge", "1 for the current mode.", [[`{mode="${stack.mode()}"}`, 1]]);
+  const mode = stack.mode();
+  metric("herdless_coordination_mode", "gauge", "1 for the current coordination mode, 0 for the others.", MODES.map((m) => [`{mode="${m}"}`, m === mode ? 1 : 0]));
   return `${lines.join("\n")}\n`;
 }

@@ -1,9 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import type { EngineRequest } from "../core/engine.ts";
-import type { HeaderReader } from "../core/http.ts";
 import type { EngineResponse } from "../core/respond.ts";
+import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
 import type { Logger } from "./logger.ts";
 import { prometheusText } from "./prometheus.ts";
 import type { Stack } from "./stack.ts";
@@ -13,41 +15,66 @@ export interface ServerOptions {
   logger: Logger;
   port?: number;
   host?: string;
+  /** Answer fresh hits on the synchronous hit path (default true); false sends every request through the engine. */
+  fastHits?: boolean;
+  /** On close, requests still running after this long are cut off. Default 10000. */
+  drainTimeoutMs?: number;
 }
 
 export interface RunningServer {
   url: string;
   port: number;
   server: Server;
-  /** Stops accepting, lets in-flight requests finish, then closes the stack. */
+  /**
+   * Stops accepting connections, lets in-flight requests finish (up to `drainTimeoutMs`),
+   * closes keep-alive connections as they fall idle, then closes the stack. Idempotent.
+   */
   close(): Promise<void>;
 }
 
 const ADMIN_PREFIX = "/__herdless/";
+const IDLE_SWEEP_MS = 25;
 
 /**
- * The reverse proxy: Node's http server in front of the engine. Responses from the cache
- * are written straight to the socket from the stored status, headers and bytes.
+ * The reverse proxy: Node's http server in front of the engine. Fresh hits are written
+ * synchronously from the process LRU ({@link HitPath}); everything else goes through the
+ * engine, and its answers are written from the stored status, headers and bytes, or piped
+ * with back-pressure when streamed.
  *
  * @example
  * const running = await startServer({ stack: localStack({ config, logger }), logger, port: 8787 });
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { stack, logger } = options;
+  const hits = options.fastHits === false ? undefined : new HitPath(stack);
+  let closing: Promise<void> | undefined;
+  const fail = (req: IncomingMessage, res: ServerResponse) => (error: unknown) => {
+    logger.error("request failed", { url: req.url, error: String(error) });
+    if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+    res.end("herdless internal error\n");
+  };
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
-    handle(stack, req, res).catch((error: unknown) => {
-      logger.error("request failed", { url: req.url, error: String(error) });
-      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
-      res.end("herdless internal error\n");
-    });
+    // Once closing, every answer ends its connection, so keep-alive clients go elsewhere.
+    if (closing) res.shouldKeepAlive = false;
+    const admin = req.url?.startsWith(ADMIN_PREFIX) === true;
+    try {
+      if (hits && !admin && hits.serve(req, res)) return;
+    } catch (error) {
+      fail(req, res)(error);
+      return;
+    }
+    handle(stack, req, res, admin).catch(fail(req, res));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => resolve());
+    server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${options.host ?? "127.0.0.1"}:${port}`;
-  let closing: Promise<void> | undefined;
+  const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
   return {
     url,
     port,
@@ -55,22 +82,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: () =>
       (closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // A connection that finishes its last response while we drain falls idle: close it then.
+        const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+        const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs);
         server.closeIdleConnections();
         await closed;
+        clearInterval(sweep);
+        clearTimeout(deadline);
         await stack.close();
       })()),
   };
 }
 
-async function handle(stack: Stack, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const path = req.url ?? "/";
-  if (path.startsWith(ADMIN_PREFIX)) return admin(stack, path, res);
-  const request = toEngineRequest(req);
-  const response = await stack.engine.handle(request);
+async function handle(stack: Stack, req: IncomingMessage, res: ServerResponse, admin: boolean): Promise<void> {
+  if (admin) return serveAdmin(stack, req.url ?? "/", res);
+  const response = await stack.engine.handle(toEngineRequest(req));
   await write(res, response);
 }
 
-async function admin(stack: Stack, path: string, res: ServerResponse): Promise<void> {
+async function serveAdmin(stack: Stack, path: string, res: ServerResponse): Promise<void> {
   if (path === `${ADMIN_PREFIX}metrics`) {
     const body = prometheusText(stack, await stack.guard.snapshot());
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "cache-control": "no-store" });
@@ -82,19 +112,11 @@ async function admin(stack: Stack, path: string, res: ServerResponse): Promise<v
 }
 
 function toEngineRequest(req: IncomingMessage): EngineRequest {
-  const headers = req.headers;
-  const reader: HeaderReader = {
-    get(name: string): string | null {
-      const value = headers[name];
-      if (value === undefined) return null;
-      return Array.isArray(value) ? value.join(", ") : value;
-    },
-  };
   const rawHeaders: [string, string][] = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2) rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
   const method = req.method ?? "GET";
   const body = method === "GET" || method === "HEAD" ? null : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
-  return { method, url: new URL(req.url ?? "/", `http://${headers.host ?? "localhost"}`), headers: reader, rawHeaders, body };
+  return { method, url: requestUrl(req), headers: headerReader(req.headers), rawHeaders, body };
 }
 
 /** Writes an engine answer: stored bytes in one `end`, streamed bodies piped with back-pressure. */
@@ -111,13 +133,8 @@ async function write(res: ServerResponse, response: EngineResponse): Promise<voi
     res.end(body);
     return;
   }
-  await new Promise<void>((resolve) => {
-    const stream = Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>);
-    stream.on("error", () => {
-      res.destroy();
-      resolve();
-    });
-    res.on("close", resolve);
-    stream.pipe(res);
+  // pipeline destroys the origin stream if the client goes away, and the socket if the origin fails mid-body.
+  await pipeline(Readable.fromWeb(body as NodeReadableStream<Uint8Array>), res).catch(() => {
+    res.destroy();
   });
 }

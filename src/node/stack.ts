@@ -19,6 +19,8 @@ export interface StackOptions {
 
 /** Everything one Node process runs: the engine and the parts the server reports on. */
 export interface Stack {
+  config: Config;
+  clock: Clock;
   engine: Engine;
   near: LruStore;
   guard: OriginGuard;
@@ -51,5 +53,5 @@ export function localStack(options: StackOptions): Stack {
     onOriginCall: (event) => metrics.originCall(event.outcome),
   });
   const engine = new Engine({ config, clock, near, coordinator, guard, fetch, background, metrics });
-  return { engine, near, guard, metrics, mode: () => "local", close: async () => undefined };
+  return { config, clock, engine, near, guard, metrics, mode: () => "local", close: async () => undefined };
 }

@@ -1,0 +1,193 @@
+import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer, type RunningServer } from "../../src/node/server.ts";
+import { localStack, type Stack } from "../../src/node/stack.ts";
+
+const logger = jsonLogger("silent");
+const cleanup: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+async function origin(options: Parameters<typeof startFragileOrigin>[0] = {}): Promise<FragileOrigin> {
+  const started = await startFragileOrigin(options);
+  cleanup.push(() => started.close());
+  return started;
+}
+
+function stackFor(originUrl: string, clock: ManualClock, extra: Partial<ConfigInput> = {}): Stack {
+  return localStack({ config: parseConfig({ ...extra, origin: { url: originUrl } }), logger, clock });
+}
+
+async function serve(stack: Stack, fastHits = true): Promise<RunningServer> {
+  const running = await startServer({ stack, logger, port: 0, fastHits });
+  cleanup.push(() => running.close());
+  return running;
+}
+
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One request on a fresh connection (no pooling), so tests see exactly what the server sends. */
+function send(url: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: Buffer; agent?: Agent } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}${path}`, { method: init.method ?? "GET", headers: init.headers, agent: init.agent ?? false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(init.body);
+  });
+}
+
+function withoutDate(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const { date: _date, ...rest } = headers;
+  return rest;
+}
+
+describe("the hit path", () => {
+  it("answers a fresh hit with the same status, headers and bytes as the engine", async () => {
+    const o = await origin({ cacheControl: "max-age=60", extraHeaders: { "Cache-Status": "upstream; hit", Vary: "Accept-Language" } });
+    const clock = new ManualClock(Date.now());
+    const stack = stackFor(o.url, clock);
+    const fast = await serve(stack, true);
+    const engine = await serve(stack, false);
+    const lang = { "accept-language": "fr", host: "example.test" };
+    await send(fast.url, "/page?b=2&a=1", { headers: lang });
+    clock.advance(7_300);
+    const handle = vi.spyOn(stack.engine, "handle");
+    for (const method of ["GET", "HEAD"]) {
+      const viaFast = await send(fast.url, "/page?a=1&b=2", { method, headers: lang });
+      expect(handle).not.toHaveBeenCalled();
+      const viaEngine = await send(engine.url, "/page?a=1&b=2", { method, headers: lang });
+      expect(handle).toHaveBeenCalledOnce();
+      handle.mockClear();
+      expect(withoutDate(viaFast.headers)).toEqual(withoutDate(viaEngine.headers));
+      expect(viaFast.status).toBe(viaEngine.status);
+      expect(viaFast.body.equals(viaEngine.body)).toBe(true);
+      expect(viaFast.headers["cache-status"]).toBe("upstream; hit, herdless; hit; ttl=52");
+      expect(viaFast.headers.age).toBe("7");
+    }
+    expect(stack.metrics.served.hit).toBe(4);
+    expect(o.stats().requests).toBe(1);
+  });
+
+  it("leaves stale entries, other variants and credentialed requests to the engine", async () => {
+    const o = await origin({ cacheControl: "max-age=10, stale-while-revalidate=30", extraHeaders: { Vary: "Accept-Language" } });
+    const clock = new ManualClock(Date.now());
+    const running = await serve(stackFor(o.url, clock));
+    await send(running.url, "/v", { headers: { "accept-language": "fr" } });
+    const other = await send(running.url, "/v", { headers: { "accept-language": "de" } });
+    expect(other.headers["cache-status"]).toContain("fwd=vary-miss");
+    const credentialed = await send(running.url, "/v", { headers: { "accept-language": "fr", authorization: "Bearer x" } });
+    expect(credentialed.headers["cache-status"]).toContain("fwd=bypass");
+    clock.advance(12_000);
+    const stale = await send(running.url, "/v", { headers: { "accept-language": "fr" } });
+    expect(stale.headers["cache-status"]).toBe("herdless; hit; ttl=-2; detail=stale-while-revalidate");
+  });
+});
+
+describe("the proxy", () => {
+  it("streams a body larger than cache.maxEntryBytes to the client complete, and stores nothing", async () => {
+    const o = await origin({ cacheControl: "max-age=60" });
+    const stack = stackFor(o.url, new ManualClock(Date.now()), { cache: { maxEntryBytes: 64 * 1024 } });
+    const running = await serve(stack);
+    const bytes = 3 * 1024 * 1024 + 7;
+    const direct = await send(o.url, `/big?bytes=${bytes}`);
+    const proxied = await send(running.url, `/big?bytes=${bytes}`);
+    expect(proxied.status).toBe(200);
+    expect(proxied.body.byteLength).toBe(bytes);
+    expect(proxied.body.equals(direct.body)).toBe(true);
+    expect(proxied.headers["cache-status"]).toContain("detail=too-large");
+    expect(stack.near.size).toBe(0);
+  });
+
+  it("relays POST bodies to the origin and returns its answer", async () => {
+    const received: { method: string; body: string }[] = [];
+    const echo = await echoOrigin((method, body) => received.push({ method, body }));
+    const running = await serve(stackFor(echo, new ManualClock(Date.now())));
+    const payload = Buffer.from(JSON.stringify({ hello: "world", n: "x".repeat(100_000) }));
+    const res = await send(running.url, "/submit", { method: "POST", headers: { "content-type": "application/json" }, body: payload });
+    expect(res.status).toBe(201);
+    expect(res.body.equals(payload)).toBe(true);
+    expect(received).toEqual([{ method: "POST", body: payload.toString() }]);
+    expect(res.headers["cache-status"]).toContain("fwd=method");
+  });
+
+  it("answers HEAD from the GET entry: headers and length, no body", async () => {
+    const o = await origin({ cacheControl: "max-age=60", bodyBytes: 500 });
+    const running = await serve(stackFor(o.url, new ManualClock(Date.now())));
+    const cold = await send(running.url, "/h", { method: "HEAD" });
+    expect(cold.status).toBe(200);
+    expect(cold.body.byteLength).toBe(0);
+    expect(cold.headers["content-length"]).toBe("500");
+    const hit = await send(running.url, "/h", { method: "HEAD" });
+    expect(hit.headers["cache-status"]).toMatch(/^herdless; hit; ttl=\d+$/);
+    expect(hit.body.byteLength).toBe(0);
+    const get = await send(running.url, "/h");
+    expect(get.body.byteLength).toBe(500);
+    expect(o.stats().requests).toBe(1);
+  });
+});
+
+describe("graceful shutdown", () => {
+  it("finishes a slow in-flight request after close() starts and refuses new connections", async () => {
+    const o = await origin({ cacheControl: "max-age=60", latencyMs: 300 });
+    const running = await startServer({ stack: stackFor(o.url, new ManualClock(Date.now())), logger, port: 0 });
+    // A keep-alive client: its connection must be closed once the answer is out, not held for keepAliveTimeout.
+    const agent = new Agent({ keepAlive: true });
+    cleanup.push(async () => agent.destroy());
+    await send(running.url, "/warm", { agent });
+    const slow = send(running.url, "/slow", { agent });
+    for (let i = 0; i < 200 && o.stats().inFlight === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(o.stats().inFlight).toBe(1);
+    const closed = running.close();
+    await expect(connectable(running.port)).resolves.toBe(false);
+    const answer = await slow;
+    expect(answer.status).toBe(200);
+    expect(answer.body.toString()).toMatch(/^v1 \/slow /);
+    await closed;
+    expect(running.server.listening).toBe(false);
+  });
+});
+
+/** True when a TCP connection to the port is accepted. */
+function connectable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: "127.0.0.1" });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/** An origin that answers 201 with the request body it read. */
+async function echoOrigin(onRequest: (method: string, body: string) => void): Promise<string> {
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      onRequest(req.method ?? "", body.toString());
+      res.writeHead(201, { "content-type": req.headers["content-type"] ?? "application/octet-stream", "content-length": String(body.byteLength) });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
