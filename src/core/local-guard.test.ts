@@ -117,7 +117,7 @@ describe("LocalGuard: concurrency and queue", () => {
     queue("foreground", "fg1");
     queue("background", "bg2");
     queue("foreground", "fg2");
-    let held = first;
+    let held: OriginPermit = first;
     for (let i = 0; i < 4; i++) {
       held.release("success");
       await settle();

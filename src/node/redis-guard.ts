@@ -21,6 +21,9 @@ local function writeBreaker(key, b)
   redis.call('SET', key, string.format('{"v":1,"state":"%s","consecutiveFailures":%d,"nextProbeAt":%.0f,"probeExpiresAt":%.0f}',
     b.state, b.consecutiveFailures, b.nextProbeAt, b.probeExpiresAt))
 end
+local function reopen(b, now, intervalMs)
+  b.state, b.nextProbeAt, b.probeExpiresAt = 'open', now + intervalMs, 0
+end
 `;
 
 /**
@@ -43,8 +46,7 @@ local due = b.nextProbeAt
 if b.state == 'half-open' then due = b.probeExpiresAt end
 if now < due then return {-1, due - now} end
 if held >= tonumber(ARGV[5]) then return {-1, 0} end
-b.state = 'half-open'
-b.probeExpiresAt = now + tonumber(ARGV[6])
+b.state, b.probeExpiresAt = 'half-open', now + tonumber(ARGV[6])
 writeBreaker(KEYS[2], b)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return {2, 0}
@@ -64,16 +66,10 @@ if ARGV[2] == 'success' then
   if b.state == 'closed' and b.consecutiveFailures == 0 then return 'closed' end
   b = { state = 'closed', consecutiveFailures = 0, nextProbeAt = 0, probeExpiresAt = 0 }
 elseif probe and b.state ~= 'closed' then
-  b.state = 'open'
-  b.nextProbeAt = now + tonumber(ARGV[6])
-  b.probeExpiresAt = 0
+  reopen(b, now, tonumber(ARGV[6]))
 else
   b.consecutiveFailures = b.consecutiveFailures + 1
-  if b.state == 'closed' and b.consecutiveFailures >= tonumber(ARGV[5]) then
-    b.state = 'open'
-    b.nextProbeAt = now + tonumber(ARGV[6])
-    b.probeExpiresAt = 0
-  end
+  if b.state == 'closed' and b.consecutiveFailures >= tonumber(ARGV[5]) then reopen(b, now, tonumber(ARGV[6])) end
 end
 writeBreaker(KEYS[2], b)
 return b.state
@@ -312,8 +308,7 @@ export class RedisGuard implements OriginGuard {
   }
 
   private drain(): Waiter[] {
-    const all = [...this.foreground, ...this.background];
-    return all.filter((waiter) => this.settle(waiter));
+    return [...this.foreground, ...this.background].filter((waiter) => this.settle(waiter));
   }
 
   /** The breaker opened: queued callers learn at once rather than at their timeout. */
