@@ -1,8 +1,201 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "./env.ts";
+import { closedBreaker, type BreakerRecord } from "../core/breaker.ts";
+import { systemClock, type Clock } from "../core/clock.ts";
+import type { Config } from "../core/config.ts";
+import { isHerdlessError } from "../core/errors.ts";
+import { LocalGuard, type LocalPermit } from "../core/local-guard.ts";
+import type { GuardSnapshot, OriginOutcome, Priority } from "../core/origin-guard.ts";
+import { configFromEnv, type Env } from "./env.ts";
+
+/** The answer to {@link OriginGuardObject.acquire}: a permit, or why not and when to retry. */
+export type GuardGrant =
+  | { ok: true; permitId: string; probe: boolean }
+  | { ok: false; code: "QUEUE_FULL" | "QUEUE_TIMEOUT" | "BREAKER_OPEN"; message: string; retryAfterMs: number };
+
+/** A permit whose holder never releases it frees its slot this long after origin.timeoutMs (as RedisGuard's permits). */
+export const PERMIT_MARGIN_MS = 5_000;
 
 /**
- * The deployment-wide origin guard (`env.GUARD.idFromName("global")`): concurrency cap,
- * queue and circuit breaker. Placeholder until the guard is built.
+ * Test-only hooks, reached through `runInDurableObject` (symbol-keyed methods are not
+ * exposed over RPC, so no Worker can call them). `config` replaces HERDLESS_CONFIG and
+ * rebuilds the guard from storage, as a restart would; call it before any traffic.
  */
-export class OriginGuardObject extends DurableObject<Env> {}
+export const guardTestHooks: unique symbol = Symbol("herdless.guardTestHooks");
+export interface GuardTestHooks {
+  clock?: Clock;
+  config?: Config;
+}
+
+interface Held {
+  permit: LocalPermit;
+  expiresAt: number;
+}
+
+interface GuardState {
+  config: Config;
+  guard: LocalGuard;
+  held: Map<string, Held>;
+}
+
+type Refusal = Extract<GuardGrant, { ok: false }>["code"];
+const refusals: readonly string[] = ["QUEUE_FULL", "QUEUE_TIMEOUT", "BREAKER_OPEN"] satisfies Refusal[];
+const isRefusal = (code: string): code is Refusal => refusals.includes(code);
+
+/**
+ * The deployment-wide origin guard (`env.GUARD.idFromName("global")`): the cap, queue and
+ * breaker of {@link LocalGuard} for every key in every data center. Callers wait inside
+ * the object (at most `origin.queueTimeoutMs`); a waiting call holds no input gate, so
+ * others keep being served.
+ *
+ * - Permits are leases: each gets an id and expires `origin.timeoutMs` + {@link PERMIT_MARGIN_MS}
+ *   after the grant (origin calls are aborted at `origin.timeoutMs`, so only a dead holder
+ *   reaches it). Expired permits are reclaimed on every call and by an alarm, uncounted by
+ *   the breaker (a dead coordinator says nothing about the origin); releasing an unknown
+ *   or expired id is a no-op.
+ * - Persisted (SQLite, written synchronously, so the output gate holds each answer until
+ *   the write is durable): the breaker record, so a reset object keeps the breaker open;
+ *   and live permits (id, probe, expiry), so a reset object re-occupies their slots until
+ *   they are released or expire and the cap holds while their holders still call the origin.
+ * - The queue lives in memory only: a reset fails its waiters, whose edges see
+ *   COORDINATOR_UNAVAILABLE and fall back.
+ *
+ * @example
+ * const grant = await env.GUARD.get(env.GUARD.idFromName("global")).acquire("foreground");
+ * if (grant.ok) { try { ... } finally { await stub.release(grant.permitId, "success"); } }
+ */
+export class OriginGuardObject extends DurableObject<Env> {
+  private clock: Clock = systemClock;
+  private configOverride: Config | undefined;
+  private current: GuardState | undefined;
+  /** Wall-clock time of the scheduled alarm, if this instance set one. */
+  private alarmAt: number | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS herdless_guard_breaker (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)");
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS herdless_guard_permits (id TEXT PRIMARY KEY, probe INTEGER NOT NULL, expires_at INTEGER NOT NULL)");
+  }
+
+  /** Waits for a permit (bounded by origin.queueTimeoutMs); refusals are answers, not errors. */
+  async acquire(priority: Priority): Promise<GuardGrant> {
+    const state = this.state();
+    this.reclaim(state);
+    let permit: LocalPermit;
+    try {
+      permit = await state.guard.acquire(priority === "background" ? "background" : "foreground");
+    } catch (error) {
+      if (isHerdlessError(error) && isRefusal(error.code)) return { ok: false, code: error.code, message: error.message, retryAfterMs: error.retryAfterMs ?? 1_000 };
+      throw error;
+    }
+    const permitId = crypto.randomUUID();
+    const expiresAt = this.clock.now() + state.config.origin.timeoutMs + PERMIT_MARGIN_MS;
+    state.held.set(permitId, { permit, expiresAt });
+    this.ctx.storage.sql.exec("INSERT INTO herdless_guard_permits (id, probe, expires_at) VALUES (?, ?, ?)", permitId, permit.probe ? 1 : 0, expiresAt);
+    await this.scheduleAlarm(state);
+    return { ok: true, permitId, probe: permit.probe };
+  }
+
+  /** Frees the permit and counts its outcome for the breaker; a no-op for an unknown or expired id. */
+  async release(permitId: string, outcome: OriginOutcome): Promise<void> {
+    this.take(permitId)?.release(outcome === "success" ? "success" : "failure");
+  }
+
+  /** Frees the permit without counting an outcome (its caller gave up before calling the origin). */
+  async abandon(permitId: string): Promise<void> {
+    this.take(permitId)?.abandon();
+  }
+
+  async snapshot(): Promise<GuardSnapshot> {
+    const state = this.state();
+    this.reclaim(state);
+    return state.guard.snapshot();
+  }
+
+  override async alarm(): Promise<void> {
+    this.alarmAt = undefined;
+    const state = this.state();
+    this.reclaim(state);
+    await this.scheduleAlarm(state);
+  }
+
+  [guardTestHooks](hooks: GuardTestHooks): void {
+    if (hooks.clock) this.clock = hooks.clock;
+    if (hooks.config) {
+      this.configOverride = hooks.config;
+      this.current = undefined;
+    }
+  }
+
+  /** The guard, built on first use from the config and what storage kept across a restart. */
+  private state(): GuardState {
+    if (this.current) return this.current;
+    const config = this.configOverride ?? configFromEnv(this.env);
+    const guard = new LocalGuard({
+      config,
+      clock: { now: () => this.clock.now() },
+      breaker: this.loadBreaker(),
+      onBreakerChange: (record) => this.saveBreaker(record),
+    });
+    const held = new Map<string, Held>();
+    const rows = this.ctx.storage.sql.exec<{ id: string; probe: number; expires_at: number }>("SELECT id, probe, expires_at FROM herdless_guard_permits");
+    for (const row of rows) held.set(row.id, { permit: guard.adopt(row.probe === 1), expiresAt: row.expires_at });
+    this.current = { config, guard, held };
+    return this.current;
+  }
+
+  private take(permitId: string): LocalPermit | undefined {
+    const state = this.state();
+    this.reclaim(state);
+    const held = state.held.get(permitId);
+    if (!held) return undefined;
+    state.held.delete(permitId);
+    this.ctx.storage.sql.exec("DELETE FROM herdless_guard_permits WHERE id = ?", permitId);
+    return held.permit;
+  }
+
+  private reclaim(state: GuardState): void {
+    const now = this.clock.now();
+    const expired = [...state.held].filter(([, held]) => now >= held.expiresAt);
+    if (expired.length === 0) return;
+    this.ctx.storage.sql.exec("DELETE FROM herdless_guard_permits WHERE expires_at <= ?", now);
+    for (const [id, held] of expired) {
+      state.held.delete(id);
+      held.permit.abandon();
+    }
+  }
+
+  /** An alarm at the earliest permit expiry, so queued callers get reclaimed slots with no new call arriving. */
+  private async scheduleAlarm(state: GuardState): Promise<void> {
+    let earliest = Infinity;
+    for (const held of state.held.values()) earliest = Math.min(earliest, held.expiresAt);
+    if (earliest === Infinity) return;
+    // Storage alarms run on the wall clock; the guard's clock may be a test's.
+    const at = Date.now() + Math.max(1, earliest - this.clock.now());
+    if (this.alarmAt !== undefined && this.alarmAt <= at) return;
+    this.alarmAt = at;
+    await this.ctx.storage.setAlarm(at);
+  }
+
+  private loadBreaker(): BreakerRecord {
+    const row = this.ctx.storage.sql.exec<{ record: string }>("SELECT record FROM herdless_guard_breaker WHERE id = 1").toArray()[0];
+    if (!row) return closedBreaker();
+    const parsed: unknown = JSON.parse(row.record);
+    return isBreakerRecord(parsed) ? parsed : closedBreaker();
+  }
+
+  private saveBreaker(record: BreakerRecord): void {
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO herdless_guard_breaker (id, record) VALUES (1, ?)", JSON.stringify(record));
+  }
+}
+
+function isBreakerRecord(value: unknown): value is BreakerRecord {
+  if (typeof value !== "object" || value === null) return false;
+  const r = value as Record<string, unknown>;
+  return (
+    r.v === 1 &&
+    (r.state === "closed" || r.state === "open" || r.state === "half-open") &&
+    typeof r.consecutiveFailures === "number" &&
+    typeof r.nextProbeAt === "number" &&
+    typeof r.probeExpiresAt === "number"
+  );
+}

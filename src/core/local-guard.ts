@@ -26,6 +26,20 @@ export interface LocalGuardOptions {
   config: Config;
   clock: Clock;
   timers?: Timers;
+  /** The breaker to start from, e.g. as persisted before a restart. Default: closed. */
+  breaker?: BreakerRecord;
+  /** Hears every change of the breaker record, to persist it. */
+  onBreakerChange?: (record: BreakerRecord) => void;
+}
+
+/** A permit of {@link LocalGuard}: whether it is the breaker's probe, and a way to give it up uncounted. */
+export interface LocalPermit extends OriginPermit {
+  readonly probe: boolean;
+  /**
+   * Frees the slot without counting an outcome (its holder died or never called the origin).
+   * An abandoned probe leaves the breaker half-open until the probe lapses, as if its holder died.
+   */
+  abandon(): void;
 }
 
 /**
@@ -42,17 +56,18 @@ export class LocalGuard implements OriginGuard {
   private inFlight = 0;
   private readonly foreground: Waiter[] = [];
   private readonly background: Waiter[] = [];
-  private breaker: BreakerRecord = closedBreaker();
+  private breaker: BreakerRecord;
   private readonly timers: Timers;
   private readonly settings: BreakerSettings;
 
   constructor(private readonly o: LocalGuardOptions) {
     this.timers = o.timers ?? realTimers;
+    this.breaker = o.breaker ?? closedBreaker();
     const { breaker, origin } = o.config;
     this.settings = { failureThreshold: breaker.failureThreshold, probeIntervalMs: breaker.probeIntervalMs, probeTimeoutMs: origin.timeoutMs };
   }
 
-  async acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit> {
+  async acquire(priority: Priority, signal?: AbortSignal): Promise<LocalPermit> {
     const { origin } = this.o.config;
     if (signal?.aborted) throw signal.reason;
     const now = this.o.clock.now();
@@ -63,7 +78,7 @@ export class LocalGuard implements OriginGuard {
       // spending the probe, so the next caller once a slot frees becomes it.
       throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open (no free slot for the probe)", { retryAfterMs: 1_000 });
     }
-    this.breaker = verdict.record;
+    this.setBreaker(verdict.record);
     if (verdict.probe) return this.grant(true);
     if (this.inFlight < origin.maxConcurrency && this.foreground.length === 0 && (priority === "foreground" || this.background.length === 0)) {
       return this.grant(false);
@@ -72,7 +87,7 @@ export class LocalGuard implements OriginGuard {
     if (this.foreground.length + this.background.length >= origin.maxQueue) {
       throw new HerdlessError("QUEUE_FULL", `origin queue is full (${origin.maxQueue} waiting)`, { retryAfterMs: 1_000 });
     }
-    return new Promise<OriginPermit>((resolve, reject) => {
+    return new Promise<LocalPermit>((resolve, reject) => {
       const onAbort = () => {
         if (remove(queue, waiter)) {
           this.timers.clearTimeout(waiter.timer);
@@ -103,18 +118,36 @@ export class LocalGuard implements OriginGuard {
     return { breaker: this.breaker.state, inFlight: this.inFlight, queued: this.foreground.length + this.background.length };
   }
 
-  private grant(probe: boolean): OriginPermit {
+  /**
+   * Takes a slot without admission, for a permit granted before a restart whose holder may
+   * still be calling the origin (the caller restores the breaker through `options.breaker`).
+   */
+  adopt(probe: boolean): LocalPermit {
+    return this.grant(probe);
+  }
+
+  private grant(probe: boolean): LocalPermit {
     this.inFlight++;
     let released = false;
-    return {
-      release: (outcome: OriginOutcome) => {
-        if (released) return;
-        released = true;
-        this.inFlight--;
-        this.breaker = record(this.breaker, outcome, probe, this.settings, this.o.clock.now());
-        this.next();
-      },
+    const free = (outcome: OriginOutcome | undefined) => {
+      if (released) return;
+      released = true;
+      this.inFlight--;
+      if (outcome !== undefined) this.setBreaker(record(this.breaker, outcome, probe, this.settings, this.o.clock.now()));
+      this.next();
     };
+    return { probe, release: (outcome: OriginOutcome) => free(outcome), abandon: () => free(undefined) };
+  }
+
+  private setBreaker(next: BreakerRecord): void {
+    const current = this.breaker;
+    this.breaker = next;
+    const changed =
+      next.state !== current.state ||
+      next.consecutiveFailures !== current.consecutiveFailures ||
+      next.nextProbeAt !== current.nextProbeAt ||
+      next.probeExpiresAt !== current.probeExpiresAt;
+    if (changed) this.o.onBreakerChange?.(next);
   }
 
   /** Hands a freed slot to the next waiter, unless the breaker opened meanwhile (they wait out their timeout or the probe). */

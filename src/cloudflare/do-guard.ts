@@ -1,0 +1,127 @@
+import { HerdlessError } from "../core/errors.ts";
+import type { Timers } from "../core/local-guard.ts";
+import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/origin-guard.ts";
+import type { GuardGrant, OriginGuardObject } from "./origin-guard-object.ts";
+
+/** A permit of the guard object, with its id and whether it is the breaker's probe (for logs and tests). */
+export interface GuardPermit extends OriginPermit {
+  readonly permitId: string;
+  readonly probe: boolean;
+}
+
+export interface DurableObjectGuardOptions {
+  /**
+   * Give up on the object after this long with COORDINATOR_UNAVAILABLE (a permit granted
+   * later is handed back). The object itself answers within origin.queueTimeoutMs, so
+   * something above that, e.g. queueTimeoutMs + 5 s. Default: wait as long as the call lasts.
+   */
+  waitTimeoutMs?: number;
+  timers?: Timers;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+/**
+ * The {@link OriginGuard} of a Worker: every call goes to the one {@link OriginGuardObject}
+ * of the deployment, so the cap and the breaker hold across all data centers.
+ *
+ * - Refusals (QUEUE_FULL, QUEUE_TIMEOUT, BREAKER_OPEN) reject with that HerdlessError and
+ *   its `retryAfterMs`.
+ * - An unreachable or throwing object rejects with COORDINATOR_UNAVAILABLE (cause attached),
+ *   and the next call uses a fresh stub; the caller falls back to its local guard.
+ * - `release` never rejects: if the object cannot be told, the permit's lease frees the slot.
+ * - `signal` is honoured here (it cannot cross RPC): an aborted wait rejects with its reason
+ *   and a permit granted afterwards is handed back uncounted.
+ *
+ * @example
+ * const guard = new DurableObjectGuard(env.GUARD);
+ * const permit = await guard.acquire("foreground", signal);
+ * try { ... } finally { await permit.release("success"); }
+ */
+export class DurableObjectGuard implements OriginGuard {
+  private stub: DurableObjectStub<OriginGuardObject> | undefined;
+  private readonly timers: Timers;
+
+  constructor(
+    private readonly namespace: DurableObjectNamespace<OriginGuardObject>,
+    private readonly name = "global",
+    private readonly options: DurableObjectGuardOptions = {},
+  ) {
+    this.timers = options.timers ?? realTimers;
+  }
+
+  async acquire(priority: Priority, signal?: AbortSignal): Promise<GuardPermit> {
+    if (signal?.aborted) throw signal.reason;
+    // Awaited inside, so the RPC result's per-branch promise types collapse into GuardGrant.
+    const grant = await this.giveUpOn(this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority)), signal);
+    if (!grant.ok) throw new HerdlessError(grant.code, grant.message, { retryAfterMs: grant.retryAfterMs });
+    return this.permit(grant.permitId, grant.probe);
+  }
+
+  snapshot(): Promise<GuardSnapshot> {
+    return this.call("snapshot", (stub) => stub.snapshot());
+  }
+
+  private permit(permitId: string, probe: boolean): GuardPermit {
+    let released = false;
+    return {
+      permitId,
+      probe,
+      release: async (outcome: OriginOutcome) => {
+        if (released) return;
+        released = true;
+        await this.call("release", (stub) => stub.release(permitId, outcome)).catch(() => undefined);
+      },
+    };
+  }
+
+  /** Settles with `pending` unless the caller aborts or the wait times out first; a late permit goes back. */
+  private giveUpOn(pending: Promise<GuardGrant>, signal: AbortSignal | undefined): Promise<GuardGrant> {
+    const { waitTimeoutMs } = this.options;
+    if (!signal && waitTimeoutMs === undefined) return pending;
+    return new Promise<GuardGrant>((resolve, reject) => {
+      let settled = false;
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        signal?.removeEventListener("abort", onAbort);
+        if (timer !== undefined) this.timers.clearTimeout(timer);
+        return true;
+      };
+      const onAbort = () => {
+        if (settle()) reject(signal?.reason);
+      };
+      const timer =
+        waitTimeoutMs === undefined
+          ? undefined
+          : this.timers.setTimeout(() => {
+              if (settle()) reject(new HerdlessError("COORDINATOR_UNAVAILABLE", `origin guard "${this.name}" did not answer within ${waitTimeoutMs} ms`));
+            }, waitTimeoutMs);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      pending.then(
+        (grant) => {
+          if (settle()) resolve(grant);
+          else if (grant.ok) void this.call("abandon", (stub) => stub.abandon(grant.permitId)).catch(() => undefined);
+        },
+        (error: unknown) => {
+          if (settle()) reject(error);
+        },
+      );
+    });
+  }
+
+  private async call<T>(what: string, fn: (stub: DurableObjectStub<OriginGuardObject>) => Promise<T>): Promise<T> {
+    try {
+      this.stub ??= this.namespace.get(this.namespace.idFromName(this.name));
+      return await fn(this.stub);
+    } catch (cause) {
+      // A stub that failed once stays broken: the next call makes a new one.
+      this.stub = undefined;
+      const reason = cause instanceof Error ? cause.message : String(cause);
+      throw new HerdlessError("COORDINATOR_UNAVAILABLE", `origin guard "${this.name}" unavailable (${what}): ${reason}`, { cause });
+    }
+  }
+}
