@@ -1,0 +1,49 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
+import { systemClock } from "../core/clock.ts";
+import { RedisConnection } from "./redis-connection.ts";
+import { RedisPurgeRegistry } from "./redis-purge.ts";
+
+let redis: RedisServer;
+beforeAll(async () => {
+  redis = await startRedisServer();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+async function member(prefix: string) {
+  const connection = new RedisConnection({ url: redis.url });
+  await connection.ready();
+  const registry = new RedisPurgeRegistry({ connection, prefix, clock: systemClock, keyOf: (url) => `GET ${url}`, propagationMs: 100 });
+  await registry.start();
+  return { registry, close: async () => (registry.stop(), await connection.close()) };
+}
+
+describe("Redis purge registry", () => {
+  it("a purge is in every member's snapshot by the time it returns", async () => {
+    const members = await Promise.all([member("p1:"), member("p1:"), member("p1:")]);
+    await members[0]!.registry.purge({ urls: ["https://a.test/x"], soft: true });
+    for (const m of members) expect(m.registry.current().keys["GET https://a.test/x"]?.soft).toBe(true);
+    await members[2]!.registry.purge({ tags: ["t"] });
+    for (const m of members) {
+      expect(m.registry.current().tags.t?.soft).toBe(false);
+      expect(m.registry.current().keys["GET https://a.test/x"]).toBeDefined();
+    }
+    await Promise.all(members.map((m) => m.close()));
+  });
+
+  it("concurrent purges from several members are all kept", async () => {
+    const members = await Promise.all([member("p2:"), member("p2:"), member("p2:")]);
+    await Promise.all(members.map((m, i) => m.registry.purge({ tags: [`tag-${i}`] })));
+    for (const m of members) expect(Object.keys(m.registry.current().tags).sort()).toEqual(["tag-0", "tag-1", "tag-2"]);
+    await Promise.all(members.map((m) => m.close()));
+  });
+
+  it("fails clearly when Redis is unreachable", async () => {
+    const connection = new RedisConnection({ url: "redis://127.0.0.1:1" });
+    const registry = new RedisPurgeRegistry({ connection, prefix: "p3:", clock: systemClock, keyOf: (u) => u, propagationMs: 100 });
+    await expect(registry.purge({ all: true })).rejects.toThrow(/redis/);
+    await connection.close();
+  });
+});

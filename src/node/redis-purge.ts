@@ -1,0 +1,90 @@
+import type { Clock } from "../core/clock.ts";
+import { HerdlessError } from "../core/errors.ts";
+import { emptyPurges, PURGE_RETAIN_MS, recordPurge, type PurgeCommand, type PurgeRegistry, type PurgeSnapshot } from "../core/purge.ts";
+import type { RedisConnection } from "./redis-connection.ts";
+import { LuaScript } from "./redis-connection.ts";
+
+export interface RedisPurgeRegistryOptions {
+  connection: RedisConnection;
+  prefix: string;
+  clock: Clock;
+  /** Maps a purge URL to its primary cache key. */
+  keyOf: (url: string) => string;
+  /** Every process re-reads the shared snapshot at least this often; a purge returns after it. */
+  propagationMs: number;
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Compare-and-set of the snapshot: written only if it is still the version the caller read.
+ * KEYS[1] snapshot key; ARGV: expected version, new version, JSON.
+ */
+const SWAP = new LuaScript(`
+local current = redis.call('HGET', KEYS[1], 'version') or '0'
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'snapshot', ARGV[3])
+return 1
+`);
+
+/**
+ * The purges of a Node fleet, kept in Redis. Each process holds a copy that it re-reads
+ * every `propagationMs` (the hit path checks entries against the copy without a round
+ * trip), and a purge returns only after `propagationMs` has passed since it was written:
+ * by then every process that can reach Redis has the purge, so the purged version is not
+ * served again anywhere.
+ *
+ * Marks are instants of the purging process's clock: fleet clocks are expected to be
+ * NTP-synchronized; a skew of S ms can purge an entry fetched within S ms after the purge
+ * once more (one extra revalidation), never keep a purged one.
+ */
+export class RedisPurgeRegistry implements PurgeRegistry {
+  private snapshot: PurgeSnapshot = emptyPurges();
+  private version = "0";
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private readonly key: string;
+
+  constructor(private readonly o: RedisPurgeRegistryOptions) {
+    this.key = `${o.prefix}purges`;
+  }
+
+  /** Loads the shared snapshot and keeps re-reading it. */
+  async start(): Promise<void> {
+    await this.refresh().catch((error: unknown) => this.o.onError?.(error));
+    this.timer = setInterval(() => void this.refresh().catch((error: unknown) => this.o.onError?.(error)), Math.max(50, Math.floor(this.o.propagationMs / 2)));
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  current(): PurgeSnapshot {
+    return this.snapshot;
+  }
+
+  async purge(command: PurgeCommand): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await this.refresh();
+      const next = recordPurge(this.snapshot, command, this.o.keyOf, this.o.clock.now(), PURGE_RETAIN_MS);
+      const nextVersion = String(Number(this.version) + 1);
+      const swapped = await this.o.connection.run("purge", (client) => SWAP.run(client, [this.key], [this.version, nextVersion, JSON.stringify(next)]));
+      if (swapped === 1) {
+        this.apply(nextVersion, next);
+        await new Promise((resolve) => setTimeout(resolve, this.o.propagationMs));
+        return;
+      }
+    }
+    throw new HerdlessError("COORDINATOR_UNAVAILABLE", "purge kept racing other purges; try again");
+  }
+
+  private async refresh(): Promise<void> {
+    const [version, json] = await this.o.connection.run("read purges", (client) => client.hmget(this.key, "version", "snapshot"));
+    if (!version || !json) return this.apply("0", emptyPurges());
+    if (version !== this.version) this.apply(version, JSON.parse(json) as PurgeSnapshot);
+  }
+
+  private apply(version: string, snapshot: PurgeSnapshot): void {
+    this.version = version;
+    this.snapshot = snapshot;
+  }
+}
