@@ -76,7 +76,14 @@ export const configSchema = z.strictObject({
     .prefault({}),
   defaults: routePolicy.prefault({}),
   routes: z.array(route).default([]),
-  admin: z.strictObject({ token: z.string().min(16, { error: "admin.token must be at least 16 characters" }).optional() }).prefault({}),
+  admin: z
+    .strictObject({
+      /** Bearer token for /__herdless/ (purge, stats, dashboard); unset disables the admin API. */
+      token: z.string().min(16, { error: "admin.token must be at least 16 characters" }).optional(),
+      /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
+      purgePropagationMs: ms("admin.purgePropagationMs").min(10).max(60_000).default(1_000),
+    })
+    .prefault({}),
   log: z.strictObject({ level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info") }).prefault({}),
 });
 
