@@ -22,23 +22,37 @@ interface CliFlags {
   help?: boolean;
 }
 
+/** A mistake in the flags: reported with the usage, exit code 2. */
+class UsageError extends Error {}
+
+/** A config file that cannot be read or is not a JSON object: exit code 2. */
+class ConfigFileError extends Error {}
+
 /** Reads flags and the config file into a validated config; flags override the file. */
 export async function loadConfig(flags: CliFlags, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   let input: Record<string, unknown> = {};
   if (flags.config) {
     const text = await readFile(flags.config, "utf8").catch((error: unknown) => {
-      throw new Error(`cannot read --config ${flags.config}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new ConfigFileError(`cannot read --config ${flags.config}: ${error instanceof Error ? error.message : String(error)}`);
     });
+    let parsed: unknown;
     try {
-      input = JSON.parse(text) as Record<string, unknown>;
+      parsed = JSON.parse(text);
     } catch (error) {
-      throw new Error(`--config ${flags.config} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+      throw new ConfigFileError(`--config ${flags.config} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
     }
+    if (!isObject(parsed)) throw new ConfigFileError(`--config ${flags.config} must hold a JSON object such as {"origin":{"url":"http://127.0.0.1:8080"}}`);
+    input = parsed;
   }
-  const section = (name: string) => ({ ...((input[name] as Record<string, unknown> | undefined) ?? {}) });
+  const section = (name: string): Record<string, unknown> => {
+    const value = input[name];
+    if (value === undefined) return {};
+    if (!isObject(value)) throw new ConfigFileError(`--config ${flags.config}: ${name} must be an object, got ${JSON.stringify(value)}`);
+    return { ...value };
+  };
   const origin = section("origin");
   if (flags.origin) origin.url = flags.origin;
-  if (origin.url === undefined) throw new Error("no origin configured: pass --origin http://HOST:PORT or set origin.url in --config");
+  if (origin.url === undefined) throw new UsageError("no origin configured: pass --origin http://HOST:PORT or set origin.url in --config");
   const admin = section("admin");
   const token = flags["admin-token"] ?? env.HERDLESS_ADMIN_TOKEN;
   if (token) admin.token = token;
@@ -47,41 +61,72 @@ export async function loadConfig(flags: CliFlags, env: NodeJS.ProcessEnv = proce
   return parseConfig({ ...input, origin, admin, log });
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Where the CLI writes; tests pass their own. */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const processIo: CliIo = { stdout: (text) => void process.stdout.write(text), stderr: (text) => void process.stderr.write(text) };
+
+const OPTIONS = {
+  config: { type: "string", short: "c" },
+  origin: { type: "string" },
+  port: { type: "string", short: "p" },
+  host: { type: "string" },
+  redis: { type: "string" },
+  "admin-token": { type: "string" },
+  "log-level": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function readFlags(args: string[]): CliFlags {
+  try {
+    const { values, positionals } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true });
+    if (positionals.length > 0) throw new UsageError(`unknown command or argument "${positionals[0]}" (commands: check-config)`);
+    return values;
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    const code = (error as { code?: string }).code;
+    const accepted = Object.keys(OPTIONS).map((name) => `--${name}`).join(", ");
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      const flag = /'([^']+)'/.exec((error as Error).message)?.[1] ?? "?";
+      throw new UsageError(`unknown flag ${flag}; accepted: ${accepted}`);
+    }
+    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+      const flag = /'(-[^' ,]+)/.exec((error as Error).message)?.[1];
+      throw new UsageError(flag ? `${flag} needs a value` : (error as Error).message);
+    }
+    throw error;
+  }
+}
+
+/** Runs the CLI: `serve` (the default) until SIGTERM/SIGINT, or `check-config`. Returns the exit code. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   const command = argv[0] === "check-config" ? "check-config" : "serve";
-  const { values } = parseArgs({
-    args: command === "serve" ? argv : argv.slice(1),
-    options: {
-      config: { type: "string", short: "c" },
-      origin: { type: "string" },
-      port: { type: "string", short: "p" },
-      host: { type: "string" },
-      redis: { type: "string" },
-      "admin-token": { type: "string" },
-      "log-level": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-  });
+  const values = readFlags(command === "serve" ? argv : argv.slice(1));
   if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
+    io.stdout(`${USAGE}\n`);
     return 0;
   }
   const config = await loadConfig(values);
   if (command === "check-config") {
-    process.stdout.write(`${JSON.stringify({ ...config, admin: { token: config.admin.token ? "(set)" : undefined } }, null, 2)}\n`);
+    io.stdout(`${JSON.stringify({ ...config, admin: { token: config.admin.token ? "(set)" : undefined } }, null, 2)}\n`);
     return 0;
   }
   const port = values.port === undefined ? 8787 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer from 0 to 65535, got ${values.port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535, got ${values.port}`);
   const logger = jsonLogger(config.log.level as LogLevel);
   const stack: Stack = values.redis ? await fleetStack(config, logger, values.redis) : localStack({ config, logger });
   const running = await startServer({ stack, logger, port, host: values.host ?? "127.0.0.1" });
-  logger.info("herdless listening", { url: running.url, origin: config.origin.url, mode: stack.mode() });
+  logger.info("herdless listening", { url: running.url, port: running.port, origin: config.origin.url, mode: stack.mode() });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info("shutting down", { signal });
-      void running.close().then(resolve);
+      void running.close().then(() => {
+        logger.info("stopped", { signal });
+        resolve();
+      });
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
@@ -94,12 +139,38 @@ async function fleetStack(config: Config, logger: ReturnType<typeof jsonLogger>,
   return redisStack({ config, logger, redisUrl });
 }
 
-export async function run(argv: string[]): Promise<void> {
+/**
+ * The CLI with errors turned into exit codes: 2 for a mistake in flags or config (with the
+ * reason, naming the flag or field), 1 for a failure at run time (port in use).
+ *
+ * @example
+ * const code = await cli(["check-config", "--origin", "http://127.0.0.1:8080"]);
+ */
+export async function cli(argv: string[], io: CliIo = processIo): Promise<number> {
+  let code: number;
   try {
-    process.exitCode = await main(argv);
+    code = await main(argv, io);
   } catch (error) {
-    const message = isHerdlessError(error) || error instanceof Error ? error.message : String(error);
-    process.stderr.write(`herdless: ${message}\n\n${USAGE}\n`);
-    process.exitCode = 2;
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof UsageError) {
+      io.stderr(`herdless: ${message}\n\n${USAGE}\n`);
+      code = 2;
+    } else if (error instanceof ConfigFileError || isHerdlessError(error, "CONFIG_INVALID")) {
+      io.stderr(`herdless: ${message}\n`);
+      code = 2;
+    } else {
+      io.stderr(`herdless: ${message}\n`);
+      code = 1;
+    }
   }
+  return code;
+}
+
+/** The entry point of bin/herdless.js. */
+export async function run(argv: string[]): Promise<void> {
+  process.exitCode = await cli(argv);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -1,0 +1,96 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cli } from "../../src/node/cli.ts";
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "herdless-cli-"));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function configFile(name: string, content: unknown): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, typeof content === "string" ? content : JSON.stringify(content));
+  return path;
+}
+
+/** Runs the CLI in-process, capturing what it writes. */
+async function runCli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await cli(argv, { stdout: (text) => void (stdout += text), stderr: (text) => void (stderr += text) });
+  return { code, stdout, stderr };
+}
+
+describe("herdless CLI", () => {
+  it("check-config prints the effective config: file values, defaults, and flags over the file", async () => {
+    const file = await configFile("ok.json", {
+      origin: { url: "http://127.0.0.1:1111", maxConcurrency: 3 },
+      log: { level: "warn" },
+      routes: [{ match: "/static/*", forceTtlMs: 60_000 }],
+    });
+    const { code, stdout, stderr } = await runCli(["check-config", "--config", file, "--origin", "http://127.0.0.1:2222", "--log-level", "debug"]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const printed = JSON.parse(stdout) as { origin: { url: string; maxConcurrency: number; timeoutMs: number }; log: { level: string }; routes: unknown[] };
+    expect(printed.origin.url).toBe("http://127.0.0.1:2222");
+    expect(printed.origin.maxConcurrency).toBe(3);
+    expect(printed.origin.timeoutMs).toBe(10_000);
+    expect(printed.log.level).toBe("debug");
+    expect(printed.routes).toEqual([{ match: "/static/*", forceTtlMs: 60_000 }]);
+  });
+
+  it("never prints the admin token", async () => {
+    const { code, stdout } = await runCli(["check-config", "--origin", "http://127.0.0.1:2222", "--admin-token", "s3cret-s3cret-s3cret"]);
+    expect(code).toBe(0);
+    expect(stdout).not.toContain("s3cret");
+    expect(JSON.parse(stdout)).toMatchObject({ admin: { token: "(set)" } });
+  });
+
+  it("rejects an invalid config file with exit code 2, naming the field", async () => {
+    const file = await configFile("bad.json", { origin: { url: "http://127.0.0.1:1111", maxConcurency: 3, timeoutMs: "soon" } });
+    const { code, stdout, stderr } = await runCli(["check-config", "--config", file]);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toContain('origin.maxConcurency: unknown option (did you mean "maxConcurrency"?)');
+    expect(stderr).toContain("origin.timeoutMs: origin.timeoutMs must be a number of milliseconds");
+  });
+
+  it("rejects a file that is not JSON, or a section that is not an object, naming the file", async () => {
+    const broken = await configFile("broken.json", "{ origin: ");
+    expect(await runCli(["--config", broken])).toMatchObject({ code: 2, stderr: expect.stringContaining(`--config ${broken} is not valid JSON`) });
+    const wrongShape = await configFile("shape.json", { origin: "http://127.0.0.1:1111" });
+    expect(await runCli(["--config", wrongShape])).toMatchObject({ code: 2, stderr: expect.stringContaining("origin must be an object") });
+  });
+
+  it("rejects an unknown flag clearly, listing the accepted ones", async () => {
+    const { code, stderr } = await runCli(["--origin", "http://127.0.0.1:1", "--prot", "8080"]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^herdless: unknown flag --prot; accepted: --config, --origin, --port/);
+    expect(stderr).toContain("usage:");
+  });
+
+  it("rejects an unknown command, a flag without its value, a bad port and a missing origin", async () => {
+    expect(await runCli(["serve-please", "--origin", "http://127.0.0.1:1"])).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command or argument "serve-please"') });
+    expect(await runCli(["--origin"])).toMatchObject({ code: 2, stderr: expect.stringContaining("herdless: --origin needs a value") });
+    expect(await runCli(["--origin", "http://127.0.0.1:1", "--port", "http"])).toMatchObject({ code: 2, stderr: expect.stringContaining("--port must be an integer") });
+    expect(await runCli(["check-config"])).toMatchObject({ code: 2, stderr: expect.stringContaining("no origin configured") });
+  });
+
+  it("bin/herdless.js exits 2 on an invalid config", async () => {
+    const file = await configFile("bad-level.json", { origin: { url: "http://127.0.0.1:1111" }, log: { level: "loud" } });
+    const child = spawn(process.execPath, ["bin/herdless.js", "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (exit) => resolve(exit)));
+    expect(code).toBe(2);
+    expect(stderr).toContain("log.level");
+  });
+});
