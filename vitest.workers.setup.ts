@@ -207,8 +207,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
       else res.destroy();
     });
   });
-  // Keep-alive sockets from workerd would otherwise hold close() open.
-  server.keepAliveTimeout = 1_000;
+  // workerd pools and reuses its connections: a socket Node closes when idle races with
+  // workerd's next request on it, which then fails with "Network connection lost"
+  // (workers-sdk#14848). So idle sockets stay open; teardown closes them all.
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   project.provide(TEST_ORIGIN_KEY, `http://127.0.0.1:${port}`);
