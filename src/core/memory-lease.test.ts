@@ -43,3 +43,17 @@ describe("in-process lease", () => {
     expect(ran).toBe(false);
   });
 });
+
+describe("in-process lease tokens against a shared coordinator's", () => {
+  it("never falls below the clock's epoch-ms, so a fallback write beats an entry a coordinator wrote earlier", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    // The Durable Object's lease manager issues max(last + 1, now): an entry written a minute ago.
+    const coordinatorToken = clock.now() - 60_000;
+    const leases = new MemoryLeaseManager(clock);
+    const first = await leases.acquire("k", 1_000);
+    expect(first!.token).toBeGreaterThan(coordinatorToken);
+    await leases.release(first!);
+    // Still strictly increasing within one millisecond.
+    expect((await leases.acquire("k", 1_000))!.token).toBe(first!.token + 1);
+  });
+});
