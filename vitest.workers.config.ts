@@ -16,8 +16,10 @@ export default defineProject({
       wrangler: { configPath: "./wrangler.jsonc" },
       miniflare: {
         // The shared namespace of the counting test origin; tests that count requests
-        // make their own namespace with testOrigin() instead.
-        bindings: { ORIGIN_URL: `${inject(TEST_ORIGIN_KEY)}/o/shared`, HERDLESS_CONFIG: "" },
+        // make their own namespace with testOrigin() instead. With this env the Worker
+        // relays everything (a plain proxy, as test-origin.test.ts expects); tests of the
+        // cache pass their own HERDLESS_CONFIG.
+        bindings: { ORIGIN_URL: `${inject(TEST_ORIGIN_KEY)}/o/shared`, HERDLESS_CONFIG: JSON.stringify({ defaults: { bypass: true } }) },
       },
     })),
   ],

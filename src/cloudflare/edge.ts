@@ -1,0 +1,166 @@
+import { systemClock, type Clock } from "../core/clock.ts";
+import type { Config } from "../core/config.ts";
+import type { Coordinator, FillResult } from "../core/coordinator.ts";
+import { Engine, type EngineRequest } from "../core/engine.ts";
+import { HerdlessError } from "../core/errors.ts";
+import { KeyFiller } from "../core/key-filler.ts";
+import { LocalGuard } from "../core/local-guard.ts";
+import { MemoryLeaseManager } from "../core/memory-lease.ts";
+import type { FetchLike } from "../core/origin-client.ts";
+import { unguarded } from "../core/origin-guard.ts";
+import type { EngineResponse } from "../core/respond.ts";
+import type { Entry } from "../core/entry.ts";
+import type { Store } from "../core/store.ts";
+import { CacheApiStore } from "./cache-api-store.ts";
+import { configFromEnv, type Env } from "./env.ts";
+import type { KeyCoordinator } from "./key-coordinator.ts";
+
+export interface EdgeOptions {
+  /** The data center's cache (`caches.open(name)`); defaults to `cache.name` of the config. Tests name one per simulated data center. */
+  cacheName?: string;
+  /** Defaults to the system clock; tests pass a ManualClock. */
+  clock?: Clock;
+}
+
+/**
+ * One request through the edge: the data center's Cache API is the near tier, the key's
+ * {@link KeyCoordinator} the coordinator, and a per-isolate single-flight over the Cache
+ * API the fallback while the coordinator cannot be reached. Background revalidations run
+ * under `ctx.waitUntil`. Invalid config answers 500 with the message naming the field.
+ *
+ * @example
+ * export default { fetch: (request, env, ctx) => handle(request, env, ctx) } satisfies ExportedHandler<Env>;
+ */
+export async function handle(request: Request, env: Env, ctx: ExecutionContext, options: EdgeOptions = {}): Promise<Response> {
+  const clock = options.clock ?? systemClock;
+  const isolate = isolateState(env, clock);
+  if (isolate.kind === "invalid") {
+    return new Response(`herdless: ${isolate.message}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+  }
+  const { config } = isolate;
+  const cacheName = options.cacheName ?? config.cache.name;
+  const near = new OncePerFlightPuts(new CacheApiStore(await caches.open(cacheName), clock), cacheName);
+  const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
+  const background = (work: Promise<unknown>) => ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
+  // A per-request filler sharing the isolate's leases and guard: callers in this isolate
+  // coalesce through the lease and the cache, and no promise crosses request contexts.
+  const fallback = new KeyFiller({ config, clock, store: near, leases: isolate.leases, guard: isolate.guard, fetch, background });
+  const engine = new Engine({
+    config,
+    clock,
+    near,
+    coordinator: coordinatorClient(env.COORDINATOR, config),
+    fallback,
+    // TODO(guard): new DurableObjectGuard(env.GUARD) once do-guard.ts lands.
+    guard: unguarded,
+    fetch,
+    background,
+    onDegraded: (error) => log("warn", "coordinator unavailable: local single-flight in this isolate", error),
+  });
+  return toResponse(await engine.handle(toEngineRequest(request)));
+}
+
+/**
+ * The coordinator as the engine sees it: the key's Durable Object over typed RPC.
+ *
+ * The edge stops waiting after `coordinator.waitTimeoutMs` and falls back. The object's
+ * own call is not cancelled: it is the key's shared flight, bounded inside the object by
+ * the lease and the origin timeout, and finishing it stores the entry for every caller.
+ */
+export function coordinatorClient(namespace: DurableObjectNamespace<KeyCoordinator>, config: Config): Coordinator {
+  const waitMs = config.coordinator.waitTimeoutMs;
+  return {
+    async fill(request) {
+      // RPC typing widens tuples ([string, string]) to arrays; the cloned values are the same.
+      const call = namespace.get(namespace.idFromName(request.primary)).fill(request) as Promise<unknown> as Promise<FillResult>;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new HerdlessError("COORDINATOR_UNAVAILABLE", `coordinator of ${request.primary} did not answer within ${waitMs} ms`)), waitMs);
+      });
+      try {
+        return await Promise.race([call, deadline]);
+      } finally {
+        if (timer !== undefined) clearTimeout(timer);
+      }
+    },
+  };
+}
+
+export function toEngineRequest(request: Request): EngineRequest {
+  return { method: request.method, url: new URL(request.url), headers: request.headers, rawHeaders: [...request.headers], body: request.body };
+}
+
+/** Statuses whose Response must not carry a body (the constructor throws otherwise). */
+const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
+
+export function toResponse(res: EngineResponse): Response {
+  const headers = new Headers();
+  for (const [name, value] of res.headers) headers.append(name, value);
+  if (NULL_BODY_STATUS.has(res.status)) {
+    if (res.body instanceof ReadableStream) void res.body.cancel().catch(() => undefined);
+    return new Response(null, { status: res.status, headers });
+  }
+  return new Response(res.body, { status: res.status, headers });
+}
+
+/** Writes of one entry (key and token) in flight in this isolate, per cache. */
+const putsInFlight = new Set<string>();
+
+/**
+ * The near tier with concurrent identical writes collapsed: every caller that joined one
+ * coordinator flight gets the same entry and writes it back at the same moment, and a
+ * Cache API write costs far more than a read. Only writes in flight are remembered, so
+ * an entry the cache later evicts is written again by the next caller.
+ */
+class OncePerFlightPuts implements Store {
+  constructor(
+    private readonly inner: Store,
+    private readonly cacheName: string,
+  ) {}
+
+  get(key: string): Promise<Entry | undefined> {
+    return this.inner.get(key);
+  }
+
+  async put(entry: Entry): Promise<boolean> {
+    const id = JSON.stringify([this.cacheName, entry.key, entry.token]);
+    if (putsInFlight.has(id)) return true;
+    putsInFlight.add(id);
+    try {
+      return await this.inner.put(entry);
+    } finally {
+      putsInFlight.delete(id);
+    }
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.inner.delete(key);
+  }
+}
+
+type IsolateState =
+  | { kind: "ready"; signature: string; clock: Clock; config: Config; leases: MemoryLeaseManager; guard: LocalGuard }
+  | { kind: "invalid"; signature: string; clock: Clock; message: string };
+
+let isolate: IsolateState | undefined;
+
+/** Config is parsed once per isolate, keyed by the variables it comes from; the fallback's leases and guard live as long. */
+function isolateState(env: Env, clock: Clock): IsolateState {
+  const signature = JSON.stringify([env.ORIGIN_URL, env.HERDLESS_CONFIG ?? ""]);
+  if (isolate?.signature === signature && isolate.clock === clock) return isolate;
+  try {
+    const config = configFromEnv(env);
+    isolate = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }) };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log("error", "invalid config", error);
+    isolate = { kind: "invalid", signature, clock, message };
+  }
+  return isolate;
+}
+
+function log(level: "warn" | "error", msg: string, error: unknown): void {
+  const line = JSON.stringify({ level, msg, error: error instanceof Error ? error.message : String(error) });
+  if (level === "error") console.error(line);
+  else console.warn(line);
+}

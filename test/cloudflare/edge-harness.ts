@@ -1,0 +1,67 @@
+import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import type { Clock } from "../../src/core/clock.ts";
+import { routeFor, type ConfigInput } from "../../src/core/config.ts";
+import { primaryKey } from "../../src/core/key.ts";
+import { handle } from "../../src/cloudflare/edge.ts";
+import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
+
+/** The edge's hostname in tests; keys are `GET https://edge.test/<path>`. */
+export const EDGE = "https://edge.test";
+
+/** The Worker's env for a test: its own origin namespace and herdless config. */
+export function edgeEnv(originUrl: string, config: Omit<ConfigInput, "origin"> & { origin?: Partial<ConfigInput["origin"]> } = {}): Env {
+  return { ...env, ORIGIN_URL: originUrl, HERDLESS_CONFIG: JSON.stringify(config) };
+}
+
+export interface Answer {
+  status: number;
+  body: string;
+  cacheStatus: string;
+  headers: Headers;
+  /** Resolves once the request's background work (ctx.waitUntil) is done. */
+  settled: Promise<void>;
+}
+
+/** One simulated data center: its own named Cache API cache, the shared COORDINATOR namespace. */
+export interface DataCenter {
+  name: string;
+  get(path: string, init?: RequestInit): Promise<Answer>;
+}
+
+export function dataCenter(name: string, testEnv: Env, clock?: Clock): DataCenter {
+  return {
+    name,
+    async get(path, init) {
+      const ctx = createExecutionContext();
+      const res = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, { cacheName: name, ...(clock ? { clock } : {}) });
+      const body = await res.text();
+      return { status: res.status, body, cacheStatus: res.headers.get("cache-status") ?? "", headers: res.headers, settled: waitOnExecutionContext(ctx) };
+    },
+  };
+}
+
+/** `n` data centers with caches no other test uses. */
+export function dataCenters(n: number, testEnv: Env, clock?: Clock): DataCenter[] {
+  const run = crypto.randomUUID().slice(0, 8);
+  return Array.from({ length: n }, (_, i) => dataCenter(`dc${i}-${run}`, testEnv, clock));
+}
+
+/** The coordinator object of the key the edge computes for `path`. */
+export function coordinatorOf(testEnv: Env, path: string) {
+  const config = configFromEnv(testEnv);
+  const url = new URL(`${EDGE}${path}`);
+  return env.COORDINATOR.get(env.COORDINATOR.idFromName(primaryKey(url, routeFor(config, url.pathname).key)));
+}
+
+/** Gives the coordinators of `paths` the test's clock and config (a Clock cannot cross RPC). */
+export async function useInCoordinators(testEnv: Env, paths: string[], clock: Clock): Promise<void> {
+  const config = configFromEnv(testEnv);
+  await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance.useForTest({ clock, config }))));
+}
+
+/** Waits for the background work of every answer and of the coordinators of `paths`. */
+export async function settle(answers: Answer[], testEnv: Env, paths: string[]): Promise<void> {
+  await Promise.all(answers.map((a) => a.settled));
+  await Promise.all(paths.map((path) => coordinatorOf(testEnv, path).settled()));
+}
