@@ -30,8 +30,8 @@ const realTimers: Timers = {
  *
  * - Refusals (QUEUE_FULL, QUEUE_TIMEOUT, BREAKER_OPEN) reject with that HerdlessError and
  *   its `retryAfterMs`.
- * - An unreachable or throwing object rejects with COORDINATOR_UNAVAILABLE (cause attached),
- *   and the next call uses a fresh stub; the caller falls back to its local guard.
+ * - An unreachable or throwing object rejects with COORDINATOR_UNAVAILABLE (cause attached)
+ *   after one more try on a fresh stub; the caller falls back to its local guard.
  * - `release` never rejects: if the object cannot be told, the permit's lease frees the slot.
  * - `signal` is honoured here (it cannot cross RPC): an aborted wait rejects with its reason
  *   and a permit granted afterwards is handed back uncounted.
@@ -113,15 +113,29 @@ export class DurableObjectGuard implements OriginGuard {
     });
   }
 
+  /**
+   * One RPC, with one more try on a fresh stub: a stub that saw its object reset stays
+   * broken, so without it every edge's first call after a guard reset would fail and fall
+   * back to its local guard. Not retried: an overloaded object (retrying feeds the overload).
+   * A retried `acquire` may, rarely, leave a first grant that was never delivered; its lease
+   * frees that slot.
+   */
   private async call<T>(what: string, fn: (stub: DurableObjectStub<OriginGuardObject>) => Promise<T>): Promise<T> {
-    try {
-      this.stub ??= this.namespace.get(this.namespace.idFromName(this.name));
-      return await fn(this.stub);
-    } catch (cause) {
-      // A stub that failed once stays broken: the next call makes a new one.
-      this.stub = undefined;
-      const reason = cause instanceof Error ? cause.message : String(cause);
-      throw new HerdlessError("COORDINATOR_UNAVAILABLE", `origin guard "${this.name}" unavailable (${what}): ${reason}`, { cause });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.stub ??= this.namespace.get(this.namespace.idFromName(this.name));
+        return await fn(this.stub);
+      } catch (cause) {
+        this.stub = undefined;
+        if (attempt === 1 && !isOverloaded(cause)) continue;
+        const reason = cause instanceof Error ? cause.message : String(cause);
+        throw new HerdlessError("COORDINATOR_UNAVAILABLE", `origin guard "${this.name}" unavailable (${what}): ${reason}`, { cause });
+      }
     }
   }
+}
+
+/** Durable Object errors flag overload (`overloaded: true`); such calls must not be repeated. */
+function isOverloaded(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { overloaded?: unknown }).overloaded === true;
 }

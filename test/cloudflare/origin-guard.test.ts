@@ -1,0 +1,180 @@
+import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
+import { isHerdlessError, type HerdlessErrorCode } from "../../src/core/errors.ts";
+import { DurableObjectGuard, type GuardPermit } from "../../src/cloudflare/do-guard.ts";
+import { guardTestHooks, PERMIT_MARGIN_MS, type OriginGuardObject } from "../../src/cloudflare/origin-guard-object.ts";
+import { testOrigin } from "./test-origin.ts";
+
+type Origin = Partial<ConfigInput["origin"]>;
+
+/**
+ * A guard object of its own (a fresh name) with `config`, several "edges" (one
+ * DurableObjectGuard each, as separate data centers would hold), and `apply()` to give a
+ * reset instance the same config and clock again.
+ */
+async function guardObject(origin: Origin, o: { edges?: number; clock?: ManualClock; breaker?: ConfigInput["breaker"] } = {}) {
+  const name = `guard-${crypto.randomUUID()}`;
+  // A fresh stub per use: one that saw its object reset stays broken.
+  const stub = () => env.GUARD.get(env.GUARD.idFromName(name));
+  const config = parseConfig({ origin: { url: "http://origin.test", ...origin }, breaker: o.breaker });
+  const apply = () =>
+    runInDurableObject(stub(), (instance: OriginGuardObject) => instance[guardTestHooks]({ config, ...(o.clock ? { clock: o.clock } : {}) }));
+  await apply();
+  const edges = Array.from({ length: o.edges ?? 3 }, () => new DurableObjectGuard(env.GUARD, name));
+  return { name, stub, edges, apply, edge: edges[0]! };
+}
+
+type Attempt = { granted: GuardPermit } | { refused: HerdlessErrorCode; retryAfterMs: number | undefined };
+
+async function attempt(guard: DurableObjectGuard): Promise<Attempt> {
+  try {
+    return { granted: await guard.acquire("foreground") };
+  } catch (error) {
+    if (!isHerdlessError(error)) throw error;
+    return { refused: error.code, retryAfterMs: error.retryAfterMs };
+  }
+}
+
+/** `n` acquirers at once, spread over the edges. */
+const burst = (edges: DurableObjectGuard[], n: number) => Promise.all(Array.from({ length: n }, (_, i) => attempt(edges[i % edges.length]!)));
+const grants = (attempts: Attempt[]) => attempts.flatMap((a) => ("granted" in a ? [a.granted] : []));
+const refusals = (attempts: Attempt[]) => attempts.flatMap((a) => ("refused" in a ? [a] : []));
+
+describe("OriginGuardObject: the global cap", () => {
+  it("keeps 500 concurrent acquirers from five edges to 4 at the origin; the rest are told when to retry", async () => {
+    const origin = await testOrigin({ mode: "hold" });
+    const { edges } = await guardObject({ url: origin.url, maxConcurrency: 4, maxQueue: 100, queueTimeoutMs: 20_000 }, { edges: 5 });
+    let outstanding = 0;
+    let maxOutstanding = 0;
+    const results = await Promise.all(
+      Array.from({ length: 500 }, async (_, i): Promise<Attempt> => {
+        const result = await attempt(edges[i % edges.length]!);
+        if (!("granted" in result)) return result;
+        maxOutstanding = Math.max(maxOutstanding, ++outstanding);
+        const answer = fetch(`${origin.url}/p${i}`);
+        // Each holder lets one parked request go (not necessarily its own): releases match requests.
+        while ((await origin.release(1)) === 0) await origin.waitFor({ held: 1 });
+        await (await answer).text();
+        outstanding--;
+        await result.granted.release("success");
+        return result;
+      }),
+    );
+    const stats = await origin.stats();
+    expect(stats.maxInFlight).toBeLessThanOrEqual(4);
+    expect(maxOutstanding).toBeLessThanOrEqual(4);
+    const granted = grants(results).length;
+    expect(stats.count).toBe(granted);
+    const refused = refusals(results);
+    expect(granted + refused.length).toBe(500);
+    // The first 4 plus every one of the 100 that queued, unless a wait outlived queueTimeoutMs.
+    expect(granted).toBeGreaterThanOrEqual(refused.some((r) => r.refused === "QUEUE_TIMEOUT") ? 4 : 104);
+    for (const r of refused) {
+      expect(["QUEUE_FULL", "QUEUE_TIMEOUT"]).toContain(r.refused);
+      expect(r.retryAfterMs).toBeGreaterThan(0);
+    }
+    expect(await edges[0]!.snapshot()).toEqual({ breaker: "closed", inFlight: 0, queued: 0 });
+  });
+});
+
+describe("OriginGuardObject: the breaker, one for all edges", () => {
+  it("opens for everyone, admits exactly one probe per interval, stays open across a reset, closes on a good probe", async () => {
+    const clock = new ManualClock(Date.now());
+    const probeIntervalMs = 5_000;
+    const g = await guardObject({ maxConcurrency: 4 }, { edges: 3, clock, breaker: { failureThreshold: 3, probeIntervalMs } });
+    const failing = grants(await burst(g.edges, 3));
+    expect(failing).toHaveLength(3);
+    for (const permit of failing) await permit.release("failure");
+    expect((await g.edge.snapshot()).breaker).toBe("open");
+    const shut = await burst(g.edges, 9);
+    expect(grants(shut)).toHaveLength(0);
+    for (const r of refusals(shut)) expect(r).toEqual({ refused: "BREAKER_OPEN", retryAfterMs: probeIntervalMs });
+
+    const K = 4;
+    let probes = 0;
+    for (let k = 0; k < K; k++) {
+      clock.advance(probeIntervalMs);
+      const first = await burst(g.edges, 30);
+      const probe = grants(first);
+      expect(probe).toHaveLength(1);
+      expect(probe[0]!.probe).toBe(true);
+      expect(refusals(first).every((r) => r.refused === "BREAKER_OPEN" && r.retryAfterMs! > 0)).toBe(true);
+      // While it runs, and after it fails, nobody else gets through in this interval.
+      expect(grants(await burst(g.edges, 30))).toHaveLength(0);
+      await probe[0]!.release("failure");
+      expect(grants(await burst(g.edges, 30))).toHaveLength(0);
+      probes += probe.length;
+    }
+    expect(probes).toBe(K);
+
+    await abortAllDurableObjects();
+    // A fresh instance, before any test hook: the breaker comes from storage.
+    expect((await new DurableObjectGuard(env.GUARD, g.name).snapshot()).breaker).toBe("open");
+    await g.apply();
+    // The edges' stubs broke with the reset; each retries once on a fresh one.
+    const afterReset = await burst(g.edges, 9);
+    expect(grants(afterReset)).toHaveLength(0);
+    expect(refusals(afterReset).every((r) => r.refused === "BREAKER_OPEN")).toBe(true);
+
+    clock.advance(probeIntervalMs);
+    const probe = grants(await burst(g.edges, 30));
+    expect(probe).toHaveLength(1);
+    await probe[0]!.release("success");
+    expect((await g.edge.snapshot()).breaker).toBe("closed");
+    const open = grants(await burst(g.edges, 4));
+    expect(open).toHaveLength(4);
+    expect(open.some((p) => p.probe)).toBe(false);
+  });
+});
+
+describe("OriginGuardObject: permits are leases", () => {
+  const leaseMs = 10_000 + PERMIT_MARGIN_MS;
+
+  it("reclaims a permit whose holder never releases, after its lease; a late release is a no-op", async () => {
+    const clock = new ManualClock(Date.now());
+    const g = await guardObject({ maxConcurrency: 2, maxQueue: 0, timeoutMs: 10_000 }, { clock });
+    const dead = grants(await burst(g.edges, 2));
+    expect(dead).toHaveLength(2);
+    expect(await attempt(g.edge)).toMatchObject({ refused: "QUEUE_FULL" });
+    clock.advance(leaseMs - 1);
+    expect(await attempt(g.edge)).toMatchObject({ refused: "QUEUE_FULL" });
+    clock.advance(1);
+    const live = grants(await burst(g.edges, 2));
+    expect(live).toHaveLength(2);
+    expect((await g.edge.snapshot()).inFlight).toBe(2);
+    // The dead holders come back: their ids are gone, so they free nobody else's slot.
+    for (const permit of dead) await permit.release("failure");
+    await g.stub().release("no-such-permit", "success");
+    expect(await g.edge.snapshot()).toEqual({ breaker: "closed", inFlight: 2, queued: 0 });
+    for (const permit of live) await permit.release("success");
+    expect((await g.edge.snapshot()).inFlight).toBe(0);
+  });
+
+  it("hands a reclaimed slot to a queued caller when the alarm runs, with no new call arriving", async () => {
+    const clock = new ManualClock(Date.now());
+    const g = await guardObject({ maxConcurrency: 1, maxQueue: 5, queueTimeoutMs: 20_000, timeoutMs: 10_000 }, { clock });
+    expect(grants(await burst(g.edges, 1))).toHaveLength(1);
+    const waiting = attempt(g.edges[1]!);
+    await expect.poll(async () => (await g.stub().snapshot()).queued).toBe(1);
+    clock.advance(leaseMs);
+    expect(await runDurableObjectAlarm(g.stub())).toBe(true);
+    const result = await waiting;
+    expect("granted" in result).toBe(true);
+    expect(await g.stub().snapshot()).toEqual({ breaker: "closed", inFlight: 1, queued: 0 });
+  });
+
+  it("keeps live permits across a reset, so the cap holds while their holders still call the origin", async () => {
+    const clock = new ManualClock(Date.now());
+    const g = await guardObject({ maxConcurrency: 1, maxQueue: 0, timeoutMs: 10_000 }, { clock });
+    const [held] = grants(await burst(g.edges, 1));
+    await abortAllDurableObjects();
+    await g.apply();
+    expect(await attempt(g.edges[1]!)).toMatchObject({ refused: "QUEUE_FULL" });
+    // Its holder, unaware of the reset, releases through its old edge.
+    await held!.release("success");
+    expect(grants(await burst(g.edges, 1))).toHaveLength(1);
+  });
+});
