@@ -1,7 +1,11 @@
 import { z } from "zod";
 import { HerdlessError } from "./errors.ts";
 
-const ms = (what: string) => z.number({ error: `${what} must be a number of milliseconds` }).int().min(0);
+const ms = (what: string, min = 0) =>
+  z
+    .number({ error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number of milliseconds` : undefined) })
+    .int({ error: `${what} must be a whole number of milliseconds` })
+    .min(min, { error: `${what} must be at least ${min} ms` });
 
 const keyOptions = z.strictObject({
   /** Query parameter names to drop from the key; `*` at the end matches a prefix (`utm_*`). */
@@ -35,7 +39,7 @@ export const configSchema = z.strictObject({
   origin: z.strictObject({
     url: z.url({ protocol: /^https?$/, error: "origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080" }),
     /** Abort an origin request (connect + full body) after this long. */
-    timeoutMs: ms("origin.timeoutMs").min(1).default(10_000),
+    timeoutMs: ms("origin.timeoutMs", 1).default(10_000),
     /** Concurrent origin requests across the whole deployment, all keys together. */
     maxConcurrency: z.number().int().min(1).default(8),
     /** Cold misses waiting for an origin permit beyond this many get 503. */
@@ -62,15 +66,15 @@ export const configSchema = z.strictObject({
   coordinator: z
     .strictObject({
       /** A lease on a key expires after this long if its holder dies. */
-      lockLeaseMs: ms("coordinator.lockLeaseMs").min(1).default(15_000),
+      lockLeaseMs: ms("coordinator.lockLeaseMs", 1).default(15_000),
       /** How long an edge waits on the coordinator before falling back. */
-      waitTimeoutMs: ms("coordinator.waitTimeoutMs").min(1).default(20_000),
+      waitTimeoutMs: ms("coordinator.waitTimeoutMs", 1).default(20_000),
     })
     .prefault({}),
   breaker: z
     .strictObject({
       failureThreshold: z.number().int().min(1).default(5),
-      probeIntervalMs: ms("breaker.probeIntervalMs").min(1).default(5_000),
+      probeIntervalMs: ms("breaker.probeIntervalMs", 1).default(5_000),
       serveStaleWhileOpen: z.boolean().default(true),
     })
     .prefault({}),
@@ -81,10 +85,14 @@ export const configSchema = z.strictObject({
       /** Bearer token for /__herdless/ (purge, stats, dashboard); unset disables the admin API. */
       token: z.string().min(16, { error: "admin.token must be at least 16 characters" }).optional(),
       /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
-      purgePropagationMs: ms("admin.purgePropagationMs").min(10).max(60_000).default(1_000),
+      purgePropagationMs: ms("admin.purgePropagationMs", 10).max(60_000).default(1_000),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info") }).prefault({}),
+}).refine((c) => c.coordinator.lockLeaseMs > c.origin.timeoutMs, {
+  // A lease shorter than the origin timeout would cancel healthy slow fetches and let a second one start.
+  error: "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
+  path: ["coordinator", "lockLeaseMs"],
 });
 
 /** Config as written by an operator (defaults may be omitted). */
