@@ -1,0 +1,94 @@
+/** One (scenario × runtime) measurement: fresh origin, fresh runtime, load, counters, teardown. */
+import { captureSample, type Sample } from "./bare-node.ts";
+import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
+import { runTsScript } from "./processes.ts";
+import { startRuntime, type Runtime } from "./runtimes.ts";
+import { HERDLESS_CONFIG, HOST, type Scenario } from "./scenarios.ts";
+import type { CellResult, LoadResult, LoadSpec, RuntimeName } from "./types.ts";
+
+/** Responses captured from herdless's hit path, replayed by the bare servers. */
+export type Samples = Map<RuntimeName, Sample>;
+
+const BARE_OF: Partial<Record<RuntimeName, RuntimeName>> = { "bare-node": "node", "bare-worker": "worker" };
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function warm(runtime: Runtime, paths: string[]): Promise<void> {
+  for (const target of runtime.targets) {
+    for (const path of paths) {
+      const res = await captureSample(`${target}${path}`, HOST);
+      if (res.status >= 400) throw new Error(`warming ${path} through ${target} answered ${res.status}`);
+    }
+  }
+}
+
+function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const budgetMs = (spec.durationMs ?? 0) + spec.timeoutMs + 60_000;
+  return runTsScript("bench/load-generator.ts", [JSON.stringify(spec)], budgetMs).then((out) => JSON.parse(out.trim().split("\n").pop() ?? "{}") as LoadResult);
+}
+
+/** Runs the origin down for `downMs` in the middle of a `durationMs` run; returns what reached it meanwhile. */
+async function driveOutage(origin: BenchOrigin, durationMs: number, downMs: number): Promise<{ startMs: number; requests: number }> {
+  const startMs = Math.round((durationMs - downMs) / 2);
+  await sleep(startMs);
+  const before = (await origin.stats()).requests;
+  await origin.set({ down: true });
+  await sleep(downMs);
+  await origin.set({ down: false });
+  const after = (await origin.stats()).requests;
+  // Control calls are not origin requests; the two snapshots bracket exactly the down window.
+  return { startMs, requests: after - before };
+}
+
+export async function runCell(scenario: Scenario, name: RuntimeName, quick: boolean, samples: Samples): Promise<CellResult> {
+  const cell: CellResult = { scenario: scenario.name, runtime: name, notes: [] };
+  const load = scenario.load(quick);
+  const origin = await startOrigin(scenario.cacheControl);
+  let runtime: Runtime | undefined;
+  try {
+    const bareOf = BARE_OF[name];
+    let sample = bareOf === undefined ? undefined : samples.get(bareOf);
+    if (bareOf !== undefined && sample === undefined) {
+      sample = await captureSample(`${origin.url}${scenario.warmPaths?.[0] ?? "/"}`, HOST);
+      cell.notes.push(`no ${bareOf} sample in this run: replays the origin's response instead`);
+    }
+    runtime = await startRuntime(name, { origin, config: HERDLESS_CONFIG, label: `${scenario.name}-${name}`, ...(sample ? { sample } : {}) });
+    cell.notes.push(...runtime.notes);
+    if (scenario.warmPaths && bareOf === undefined && name !== "direct") await warm(runtime, scenario.warmPaths);
+    if (scenario.name === "hit-path" && bareOf === undefined && runtime.targets[0]) {
+      samples.set(name, await captureSample(`${runtime.targets[0]}${scenario.warmPaths?.[0] ?? "/"}`, HOST));
+    }
+
+    await origin.reset();
+    const serverCpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
+    const originCpu0 = origin.server.cpuMs();
+    const loadPromise = runLoad({ ...load, targets: runtime.targets, host: HOST });
+    const downMs = scenario.outageMs?.(quick);
+    const outage = downMs === undefined ? undefined : await driveOutage(origin, load.durationMs ?? 0, downMs);
+    const result = await loadPromise;
+    const stats = await origin.stats();
+    const originCpuMs = origin.server.cpuMs() - originCpu0;
+    cell.load = result;
+    cell.origin = summarizeOrigin(stats);
+    cell.originCpuMs = originCpuMs;
+    cell.serverCpuMs = name === "direct" ? originCpuMs : runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0) - serverCpu0;
+    if (scenario.ideal) cell.ideal = scenario.ideal(load);
+    if (outage !== undefined && downMs !== undefined) {
+      const { failureThreshold, probeIntervalMs } = HERDLESS_CONFIG.breaker;
+      const perBreaker = failureThreshold + Math.ceil(downMs / probeIntervalMs);
+      const allowed = runtime.breakers * perBreaker;
+      cell.outage = {
+        downMs,
+        startMs: outage.startMs,
+        originRequestsWhileDown: outage.requests,
+        allowed,
+        formula: `${runtime.breakers} breaker(s) × (failureThreshold ${failureThreshold} + ⌈${downMs} ms ÷ probeIntervalMs ${probeIntervalMs}⌉)`,
+        clientErrors: result.errors + result.shed,
+      };
+    }
+    return cell;
+  } finally {
+    await runtime?.stop();
+    await origin.server.stop();
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The load generator: its own process, so it never shares an event loop with a server.
+ *
+ *   node --import tsx bench/load-generator.ts '<LoadSpec as JSON>'
+ *
+ * Opens `connections` keep-alive sockets, runs one request loop per socket (for a fixed
+ * duration, or a fixed number of requests each), and prints one LoadResult JSON line on
+ * stdout when done.
+ */
+import { Agent, request } from "node:http";
+import { LatencyHistogram } from "./histogram.ts";
+import type { LoadResult, LoadSpec } from "./types.ts";
+
+interface Outcome {
+  status: number;
+  retryAfter: boolean;
+  cacheStatus: string;
+}
+
+class Tally {
+  readonly histogram = new LatencyHistogram();
+  readonly byStatus: Record<string, number> = {};
+  readonly byCacheStatus: Record<string, number> = {};
+  readonly perSecond = new Map<number, { requests: number; errors: number }>();
+  ok = 0;
+  shed = 0;
+  errors = 0;
+  networkErrors = 0;
+
+  constructor(private readonly startedAt: number) {}
+
+  add(outcome: Outcome | Error, startedNs: bigint): void {
+    const latencyUs = Number(process.hrtime.bigint() - startedNs) / 1000;
+    this.histogram.record(latencyUs);
+    const second = Math.floor((Date.now() - this.startedAt) / 1000);
+    const slot = this.perSecond.get(second) ?? { requests: 0, errors: 0 };
+    slot.requests++;
+    this.perSecond.set(second, slot);
+    if (outcome instanceof Error) {
+      this.networkErrors++;
+      this.errors++;
+      slot.errors++;
+      bump(this.byStatus, "network");
+      return;
+    }
+    bump(this.byStatus, String(outcome.status));
+    bump(this.byCacheStatus, cacheStatusClass(outcome.cacheStatus));
+    if (outcome.status < 400) this.ok++;
+    else if (isShed(outcome)) this.shed++;
+    else {
+      this.errors++;
+      slot.errors++;
+    }
+  }
+}
+
+/** herdless's own 503 + Retry-After while it protects the origin (not a relayed origin 503). */
+function isShed(outcome: Outcome): boolean {
+  return outcome.status === 503 && outcome.retryAfter && /detail=(breaker-open|queue-full|queue-timeout)/.test(outcome.cacheStatus);
+}
+
+function bump(record: Record<string, number>, key: string): void {
+  record[key] = (record[key] ?? 0) + 1;
+}
+
+/**
+ * "stale" (a stale copy served: SWR, stale-if-error), "hit", "collapsed" (joined another
+ * request's fetch), "revalidated" (went forward with a stale copy), "fwd" (a miss), or
+ * "none" (no Cache-Status: the origin itself).
+ */
+export function cacheStatusClass(header: string): string {
+  if (header === "") return "none";
+  if (/detail=stale-(while-revalidate|if-error)/.test(header)) return "stale";
+  if (/;\s*hit/.test(header)) return "hit";
+  if (header.includes("collapsed")) return "collapsed";
+  if (header.includes("fwd=stale")) return "revalidated";
+  return "fwd";
+}
+
+function send(agent: Agent, base: URL, host: string, path: string, timeoutMs: number): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const req = request({ agent, hostname: base.hostname, port: base.port, path, method: "GET", headers: { host } }, (res) => {
+      const outcome: Outcome = {
+        status: res.statusCode ?? 0,
+        retryAfter: res.headers["retry-after"] !== undefined,
+        cacheStatus: String(res.headers["cache-status"] ?? ""),
+      };
+      res.on("data", () => undefined);
+      res.once("end", () => resolve(outcome));
+      res.once("error", reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+    req.once("error", reject);
+    req.end();
+  });
+}
+
+export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  // One agent per connection: each loop owns exactly one keep-alive socket.
+  const agents = Array.from({ length: spec.connections }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
+  const bases = spec.targets.map((t) => new URL(t));
+  const cpuBefore = process.cpuUsage();
+  const startedAt = Date.now();
+  const tally = new Tally(startedAt);
+  const deadline = spec.durationMs === undefined ? Infinity : startedAt + spec.durationMs;
+  const limit = spec.requestsPerConnection ?? Infinity;
+  let sequence = 0;
+  const nextPath = (): string => {
+    const n = sequence++;
+    if (spec.uniquePrefix !== undefined) return `${spec.uniquePrefix}${spec.uniquePrefix.includes("?") ? "&" : "?"}u=${n}-${startedAt}`;
+    return spec.paths[n % spec.paths.length] ?? "/";
+  };
+
+  const loop = async (index: number): Promise<void> => {
+    const agent = agents[index];
+    const base = bases[index % bases.length];
+    if (agent === undefined || base === undefined) return;
+    for (let sent = 0; sent < limit && Date.now() < deadline; sent++) {
+      const started = process.hrtime.bigint();
+      try {
+        tally.add(await send(agent, base, spec.host, nextPath(), spec.timeoutMs), started);
+      } catch (error) {
+        tally.add(error instanceof Error ? error : new Error(String(error)), started);
+      }
+    }
+  };
+  await Promise.all(agents.map((_, i) => loop(i)));
+  const elapsedMs = Date.now() - startedAt;
+  for (const agent of agents) agent.destroy();
+  const cpu = process.cpuUsage(cpuBefore);
+
+  const last = Math.max(-1, ...tally.perSecond.keys());
+  const timeline: LoadResult["timeline"] = [];
+  for (let s = 0; s <= last; s++) timeline.push({ atMs: s * 1000, ...(tally.perSecond.get(s) ?? { requests: 0, errors: 0 }) });
+  const requests = tally.histogram.count;
+  return {
+    requests,
+    ok: tally.ok,
+    shed: tally.shed,
+    errors: tally.errors,
+    networkErrors: tally.networkErrors,
+    byStatus: tally.byStatus,
+    byCacheStatus: tally.byCacheStatus,
+    latency: tally.histogram.summary(),
+    elapsedMs,
+    throughputRps: elapsedMs > 0 ? Math.round((requests / elapsedMs) * 1000) : 0,
+    cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    timeline,
+  };
+}
+
+const spec = process.argv[2];
+if (spec !== undefined && process.argv[1]?.endsWith("load-generator.ts")) {
+  const result = await runLoad(JSON.parse(spec) as LoadSpec);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+}

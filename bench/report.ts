@@ -1,0 +1,144 @@
+/** The Markdown report: targets with PASS/MISS, then one table per scenario. */
+import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
+import type { BenchRun, CellResult, RuntimeName, ScenarioName } from "./types.ts";
+
+export interface Target {
+  name: string;
+  verdict: "PASS" | "MISS";
+  detail: string;
+}
+
+const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
+const perRequestUs = (cpuMs: number | undefined, requests: number): string => (cpuMs === undefined || requests === 0 ? "–" : fmt((cpuMs * 1000) / requests));
+
+function cellOf(run: BenchRun, scenario: ScenarioName, runtime: RuntimeName): CellResult | undefined {
+  return run.cells.find((c) => c.scenario === scenario && c.runtime === runtime);
+}
+
+function ranScenario(run: BenchRun, scenario: ScenarioName): boolean {
+  return run.cells.some((c) => c.scenario === scenario);
+}
+
+/** Why a cell has no numbers, or undefined when it has them. */
+function missing(cell: CellResult | undefined): string | undefined {
+  if (cell === undefined) return "not run";
+  if (cell.skipped !== undefined) return `not run: ${cell.skipped.split("\n")[0]}`;
+  if (cell.load === undefined || cell.origin === undefined) return "no result";
+  return undefined;
+}
+
+export function ratioToIdeal(cell: CellResult): number | undefined {
+  if (cell.ideal === undefined || cell.origin === undefined) return undefined;
+  return cell.origin.requests / cell.ideal.requests;
+}
+
+export function targets(run: BenchRun): Target[] {
+  const out: Target[] = [];
+  for (const scenario of ["steady", "spike"] as const) {
+    if (!ranScenario(run, scenario)) continue;
+    for (const runtime of HERDLESS_RUNTIMES) {
+      const cell = cellOf(run, scenario, runtime);
+      if (cell === undefined) continue;
+      const why = missing(cell);
+      const ratio = cell ? ratioToIdeal(cell) : undefined;
+      const name = `${scenario}: origin ÷ ideal ≤ 1.00 (${runtime})`;
+      if (why !== undefined || ratio === undefined || cell?.origin === undefined) out.push({ name, verdict: "MISS", detail: why ?? "no ideal" });
+      else out.push({ name, verdict: ratio <= 1 ? "PASS" : "MISS", detail: `${cell.origin.requests} origin requests ÷ ${cell.ideal?.requests} ideal = ${fmt(ratio, 2)}` });
+    }
+  }
+  if (ranScenario(run, "outage")) {
+    for (const runtime of HERDLESS_RUNTIMES) {
+      const cell = cellOf(run, "outage", runtime);
+      if (cell === undefined) continue;
+      const why = missing(cell);
+      const o = cell?.outage;
+      const name = `outage: 0 client errors for cached keys, origin requests while down ≤ probes allowed (${runtime})`;
+      if (why !== undefined || o === undefined) {
+        out.push({ name, verdict: "MISS", detail: why ?? "no outage measured" });
+        continue;
+      }
+      const pass = o.clientErrors === 0 && o.originRequestsWhileDown <= o.allowed;
+      out.push({ name, verdict: pass ? "PASS" : "MISS", detail: `${o.clientErrors} client errors (incl. shed); ${o.originRequestsWhileDown} origin requests in ${o.downMs / 1000} s down, allowed ${o.allowed} = ${o.formula}` });
+    }
+  }
+  if (ranScenario(run, "hit-path")) {
+    for (const [runtime, bare, floor] of [["node", "bare-node", 0.9], ["worker", "bare-worker", 0.8]] as const) {
+      const cell = cellOf(run, "hit-path", runtime);
+      const base = cellOf(run, "hit-path", bare);
+      if (cell === undefined && base === undefined) continue;
+      const why = missing(cell) ?? missing(base);
+      const name = `hit-path: ${runtime} ≥ ${floor}× ${bare} throughput`;
+      if (why !== undefined || !cell?.load || !base?.load) {
+        out.push({ name, verdict: "MISS", detail: why ?? "no result" });
+        continue;
+      }
+      const ratio = cell.load.throughputRps / base.load.throughputRps;
+      const clean = cell.load.errors === 0;
+      out.push({ name, verdict: ratio >= floor && clean ? "PASS" : "MISS", detail: `${cell.load.throughputRps} ÷ ${base.load.throughputRps} req/s = ${fmt(ratio, 2)}×${clean ? "" : `, ${cell.load.errors} errors`}` });
+    }
+  }
+  if (ranScenario(run, "key-explosion")) {
+    const cap = HERDLESS_CONFIG.origin.maxConcurrency;
+    for (const runtime of HERDLESS_RUNTIMES) {
+      const cell = cellOf(run, "key-explosion", runtime);
+      if (cell === undefined) continue;
+      const why = missing(cell);
+      const name = `key-explosion: origin in flight ≤ maxConcurrency ${cap}, 0 crashes (${runtime})`;
+      if (why !== undefined || cell?.origin === undefined) {
+        out.push({ name, verdict: "MISS", detail: why ?? "no result" });
+        continue;
+      }
+      const pass = cell.origin.peakInFlight <= cap && cell.origin.crashes === 0;
+      out.push({ name, verdict: pass ? "PASS" : "MISS", detail: `peak in flight ${cell.origin.peakInFlight}, ${cell.origin.crashes} crashes` });
+    }
+  }
+  return out;
+}
+
+const HEADER =
+  "| runtime | req/s | p50 ms | p99 ms | max ms | ok | shed | errors | origin req | 200 | 304 | failed | ÷ ideal | peak in-flight | crashes | server CPU µs/req | load-gen CPU µs/req | origin CPU ms |";
+const RULE = `|${HEADER.split("|").slice(1, -1).map(() => "---").join("|")}|`;
+
+function row(cell: CellResult): string {
+  const why = missing(cell);
+  if (why !== undefined || !cell.load || !cell.origin) return `| ${cell.runtime} | ${why ?? ""} |${" |".repeat(16)}`;
+  const l = cell.load;
+  const o = cell.origin;
+  const ratio = ratioToIdeal(cell);
+  return `| ${cell.runtime} | ${l.throughputRps} | ${l.latency.p50Ms} | ${l.latency.p99Ms} | ${l.latency.maxMs} | ${l.ok} | ${l.shed} | ${l.errors} | ${o.requests} | ${o.ok200} | ${o.notModified304} | ${o.failed} | ${ratio === undefined ? "–" : fmt(ratio, 2)} | ${o.peakInFlight} | ${o.crashes} | ${perRequestUs(cell.serverCpuMs, l.requests)} | ${perRequestUs(l.cpuMs, l.requests)} | ${cell.originCpuMs ?? "–"} |`;
+}
+
+export function markdown(run: BenchRun): string {
+  const lines: string[] = [];
+  lines.push(`# herdless bench — ${run.startedAt}${run.quick ? " (quick)" : ""}`, "");
+  lines.push(`Machine: ${run.machine.cpus} CPUs, Node ${run.machine.node}, ${run.machine.platform}. Origin: ${JSON.stringify(run.originOptions)}. herdless config: \`${JSON.stringify(run.herdlessConfig)}\`.`, "");
+  lines.push("## Targets", "", "| target | result | detail |", "|---|---|---|");
+  for (const t of targets(run)) lines.push(`| ${t.name} | **${t.verdict}** | ${t.detail} |`);
+  lines.push("");
+  for (const scenario of SCENARIOS) {
+    const cells = run.cells.filter((c) => c.scenario === scenario.name);
+    if (cells.length === 0) continue;
+    lines.push(`## ${scenario.name}`, "", scenario.summary + ".", "");
+    const ideal = cells.find((c) => c.ideal)?.ideal;
+    if (ideal) lines.push(`Ideal origin requests: ${ideal.formula}.`, "");
+    lines.push(HEADER, RULE, ...cells.map(row), "");
+    for (const cell of cells) {
+      if (cell.outage) {
+        const o = cell.outage;
+        lines.push(`- ${cell.runtime}: origin down from ${o.startMs / 1000} s for ${o.downMs / 1000} s; ${o.originRequestsWhileDown} origin requests while down (allowed ${o.allowed}); ${o.clientErrors} client errors + shed over the run.`);
+      }
+      const cache = cell.load?.byCacheStatus;
+      if (cache && Object.keys(cache).some((k) => k !== "none")) lines.push(`- ${cell.runtime} responses by Cache-Status: ${Object.entries(cache).map(([k, v]) => `${k} ${v}`).join(", ")}.`);
+      for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
+    }
+    const bare: Array<[RuntimeName, RuntimeName]> = [["node", "bare-node"], ["worker", "bare-worker"]];
+    for (const [a, b] of bare) {
+      const ca = cells.find((c) => c.runtime === a)?.load;
+      const cb = cells.find((c) => c.runtime === b)?.load;
+      if (ca && cb) lines.push(`- ${a} ÷ ${b}: throughput ${fmt(ca.throughputRps / cb.throughputRps, 2)}×, p99 ${ca.latency.p99Ms} vs ${cb.latency.p99Ms} ms.`);
+    }
+    lines.push("", `![origin requests per second: ${scenario.name}](${scenario.name}.svg)`);
+    lines.push("");
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,99 @@
+/**
+ * `npm run bench [-- --scenario NAME[,NAME] --runtime NAME[,NAME] --quick]`
+ *
+ * Drives the fragile origin through each scenario × runtime (see scenarios.ts), then writes
+ * bench/results/<timestamp>.json, latest.json, latest.md and one <scenario>.svg each.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { runCell, type Samples } from "./cell.ts";
+import { ORIGIN_CRASH_ABOVE, ORIGIN_LATENCY_MS } from "./origin.ts";
+import { installReaper, ROOT } from "./processes.ts";
+import { markdown, targets } from "./report.ts";
+import { hasRedisServer } from "./runtimes.ts";
+import { HERDLESS_CONFIG, SCENARIOS, scenarioByName } from "./scenarios.ts";
+import { originChart } from "./svg.ts";
+import type { BenchRun, CellResult, RuntimeName } from "./types.ts";
+import { bundleWorker } from "./worker-runtime.ts";
+
+const RESULTS = join(ROOT, "bench/results");
+const RUNTIMES: RuntimeName[] = ["direct", "node", "fleet", "worker", "bare-node", "bare-worker"];
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: { scenario: { type: "string", multiple: true }, runtime: { type: "string", multiple: true }, quick: { type: "boolean", default: false } },
+});
+const split = (list: string[] | undefined): string[] | undefined => list?.flatMap((v) => v.split(",")).filter((v) => v !== "");
+const scenarios = split(values.scenario)?.map(scenarioByName) ?? SCENARIOS;
+const runtimeFilter = split(values.runtime);
+for (const r of runtimeFilter ?? []) if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
+const quick = values.quick === true;
+
+installReaper();
+const log = (text: string): void => void process.stderr.write(`${text}\n`);
+const started = Date.now();
+
+const unavailable = new Map<RuntimeName, string>();
+if (!hasRedisServer()) unavailable.set("fleet", "redis-server is not on PATH (apt-get install -y redis-server)");
+const wanted = (r: RuntimeName): boolean => runtimeFilter === undefined || runtimeFilter.includes(r);
+if (scenarios.some((s) => s.runtimes.some((r) => (r === "worker" || r === "bare-worker") && wanted(r)))) {
+  try {
+    log("bundling the Worker (wrangler deploy --dry-run)…");
+    bundleWorker();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    unavailable.set("worker", reason);
+    unavailable.set("bare-worker", reason);
+  }
+}
+
+const run: BenchRun = {
+  startedAt: new Date(started).toISOString(),
+  quick,
+  machine: { cpus: cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` },
+  originOptions: { latencyMs: ORIGIN_LATENCY_MS, crashAbove: ORIGIN_CRASH_ABOVE, etag: true, bodyBytes: 512 },
+  herdlessConfig: HERDLESS_CONFIG,
+  cells: [],
+};
+const samples: Samples = new Map();
+
+for (const scenario of scenarios) {
+  for (const runtime of scenario.runtimes.filter(wanted)) {
+    const skip = unavailable.get(runtime);
+    if (skip !== undefined) {
+      log(`${scenario.name} × ${runtime}: skipped (${skip.split("\n")[0]})`);
+      run.cells.push({ scenario: scenario.name, runtime, skipped: skip, notes: [] });
+      continue;
+    }
+    const t0 = Date.now();
+    let cell: CellResult;
+    try {
+      cell = await runCell(scenario, runtime, quick, samples);
+    } catch (error) {
+      cell = { scenario: scenario.name, runtime, skipped: error instanceof Error ? error.message : String(error), notes: [] };
+    }
+    run.cells.push(cell);
+    const l = cell.load;
+    log(
+      cell.skipped !== undefined
+        ? `${scenario.name} × ${runtime}: FAILED ${cell.skipped.slice(0, 500)}`
+        : `${scenario.name} × ${runtime}: ${l?.throughputRps} req/s, ${l?.errors} errors, ${l?.shed} shed, origin ${cell.origin?.requests} (peak ${cell.origin?.peakInFlight}, crashes ${cell.origin?.crashes}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+  }
+}
+
+mkdirSync(RESULTS, { recursive: true });
+const stamp = run.startedAt.replace(/[:.]/g, "-");
+const json = `${JSON.stringify(run, null, 2)}\n`;
+writeFileSync(join(RESULTS, `${stamp}.json`), json);
+writeFileSync(join(RESULTS, "latest.json"), json);
+writeFileSync(join(RESULTS, "latest.md"), markdown(run));
+for (const scenario of scenarios) {
+  const cells = run.cells.filter((c) => c.scenario === scenario.name);
+  writeFileSync(join(RESULTS, `${scenario.name}.svg`), originChart(`${scenario.name}: origin requests per second${quick ? " (quick)" : ""}`, cells));
+}
+for (const t of targets(run)) log(`${t.verdict}  ${t.name}: ${t.detail}`);
+log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; report: bench/results/latest.md`);
+process.exit(0);

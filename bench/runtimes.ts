@@ -1,0 +1,135 @@
+/** The things the load generator can stand in front of the origin, each in its own processes. */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import type { Sample } from "./bare-node.ts";
+import type { BenchOrigin } from "./origin.ts";
+import { ROOT, startServer, startTsServer, type Server } from "./processes.ts";
+import type { RuntimeName } from "./types.ts";
+import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
+
+export const TMP_DIR = join(ROOT, "bench/results/tmp");
+export const FLEET_SIZE = 3;
+
+export interface Runtime {
+  name: RuntimeName;
+  /** base URLs the load generator spreads its connections over */
+  targets: string[];
+  /** the processes whose CPU counts as "server CPU" (not the origin's) */
+  servers: Server[];
+  /** independent breakers in front of the origin (for the outage probe budget) */
+  breakers: number;
+  notes: string[];
+  stop(): Promise<void>;
+}
+
+export interface RuntimeContext {
+  origin: BenchOrigin;
+  /** herdless config without origin.url */
+  config: Record<string, unknown>;
+  /** bare servers replay this response */
+  sample?: Sample;
+  label: string;
+}
+
+const HERDLESS_READY = /"msg":"herdless listening".*?"url":"([^"]+)"/;
+
+export function hasRedisServer(): boolean {
+  return spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" }).status === 0;
+}
+
+function withOrigin(context: RuntimeContext): Record<string, unknown> {
+  const origin = (context.config.origin as Record<string, unknown> | undefined) ?? {};
+  return { ...context.config, origin: { ...origin, url: context.origin.url } };
+}
+
+function writeConfig(context: RuntimeContext, config: Record<string, unknown>): string {
+  mkdirSync(TMP_DIR, { recursive: true });
+  const file = join(TMP_DIR, `${context.label}.json`);
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+function startHerdless(name: string, configFile: string, redisUrl?: string): Promise<Server> {
+  const args = ["bin/herdless.js", "--config", configFile, "--port", "0", ...(redisUrl ? ["--redis", redisUrl] : [])];
+  return startServer({ name, command: process.execPath, args: args.map((a, i) => (i === 0 ? join(ROOT, a) : a)), readyPattern: HERDLESS_READY });
+}
+
+async function stopAll(servers: Server[]): Promise<void> {
+  await Promise.all(servers.map((s) => s.stop()));
+}
+
+/** Starts `name` in front of the origin; the caller stops it. */
+export async function startRuntime(name: RuntimeName, context: RuntimeContext): Promise<Runtime> {
+  const base = { name, notes: [] as string[] };
+  switch (name) {
+    case "direct":
+      return { ...base, targets: [context.origin.url], servers: [], breakers: 0, stop: async () => undefined };
+    case "node": {
+      const server = await startHerdless("herdless", writeConfig(context, withOrigin(context)));
+      return { ...base, targets: [server.ready], servers: [server], breakers: 1, stop: () => stopAll([server]) };
+    }
+    case "fleet": {
+      const port = await freePort();
+      const redis = await startServer({
+        name: "redis-server",
+        command: "redis-server",
+        args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "notice"],
+        readyPattern: /Ready to accept connections/,
+      });
+      const redisUrl = `redis://127.0.0.1:${port}`;
+      const file = writeConfig(context, withOrigin(context));
+      const members: Server[] = [];
+      try {
+        for (let i = 0; i < FLEET_SIZE; i++) members.push(await startHerdless(`herdless fleet ${i}`, file, redisUrl));
+      } catch (error) {
+        await stopAll([...members, redis]);
+        throw error;
+      }
+      return {
+        ...base,
+        targets: members.map((m) => m.ready),
+        servers: [...members, redis],
+        // The CLI gives each fleet member its own in-process guard and breaker (see cli.ts).
+        breakers: FLEET_SIZE,
+        notes: [`${FLEET_SIZE} herdless processes + redis-server; server CPU includes redis-server`],
+        stop: () => stopAll([...members, redis]),
+      };
+    }
+    case "bare-node": {
+      if (context.sample === undefined) throw new Error("bare-node needs a sample response");
+      const server = await startTsServer("bare node", "bench/bare-node.ts", [JSON.stringify(context.sample)], /bare node listening on (http:\/\/\S+)/);
+      return { ...base, targets: [server.ready], servers: [server], breakers: 0, stop: () => stopAll([server]) };
+    }
+    case "worker":
+    case "bare-worker": {
+      const workers = await startWorkers({ originUrl: context.origin.url, config: context.config, ...(context.sample ? { sample: context.sample } : {}) });
+      const targets = name === "worker" ? workers.dataCenters : workers.bare === undefined ? [] : [workers.bare];
+      if (targets.length === 0) {
+        await workers.server.stop();
+        throw new Error("bare-worker needs a sample response");
+      }
+      return {
+        ...base,
+        targets,
+        servers: [workers.server],
+        breakers: 1,
+        notes: name === "worker" ? [`${WORKER_DATA_CENTERS} simulated data centers (own Cache API cache each) sharing one coordinator namespace, one workerd`] : ["a bare Worker in the same workerd"],
+        stop: () => workers.server.stop(),
+      };
+    }
+  }
+}
+
+/** A free port for redis-server, which cannot report an ephemeral one. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (address && typeof address === "object" ? resolve(address.port) : reject(new Error("no free port"))));
+    });
+  });
+}

@@ -1,0 +1,84 @@
+/** The bench scenarios: what traffic, what origin behaviour, what the ideal origin load is. */
+import type { LoadSpec, RuntimeName, ScenarioName } from "./types.ts";
+
+export const HOST = "bench.herdless.test";
+export const HERDLESS_RUNTIMES: RuntimeName[] = ["node", "fleet", "worker"];
+
+/** The herdless config every runtime gets (origin.url is added per run). */
+export const HERDLESS_CONFIG = {
+  // The origin crashes above 8 in flight: the cap is exactly what it can take.
+  origin: { maxConcurrency: 8, queueTimeoutMs: 2000, timeoutMs: 5000 },
+  breaker: { failureThreshold: 2, probeIntervalMs: 1000 },
+  log: { level: "info" },
+} as const;
+
+export interface Scenario {
+  name: ScenarioName;
+  summary: string;
+  /** Cache-Control the origin sends */
+  cacheControl: string;
+  runtimes: RuntimeName[];
+  load(quick: boolean): Omit<LoadSpec, "targets" | "host">;
+  /** fetched once through every target before the measured run */
+  warmPaths?: string[];
+  ideal?(load: Omit<LoadSpec, "targets" | "host">): { requests: number; formula: string };
+  /** origin forced down (503) for downMs in the middle of the run */
+  outageMs?(quick: boolean): number;
+}
+
+const keys = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}/k${i}`);
+const scale = (ms: number, quick: boolean): number => (quick ? Math.round(ms / 4) : ms);
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: "steady",
+    summary: "10 keys, 200 connections, origin sends max-age=2: every key expires every 2 s under load",
+    cacheControl: "max-age=2",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    load: (quick) => ({ connections: 200, durationMs: scale(20_000, quick), paths: keys("/steady", 10), timeoutMs: 15_000 }),
+    ideal: (load) => {
+      const ttlS = 2;
+      const durationS = (load.durationMs ?? 0) / 1000;
+      const periods = Math.ceil(durationS / ttlS);
+      return { requests: load.paths.length * periods, formula: `${load.paths.length} keys × ⌈${durationS} s ÷ ${ttlS} s TTL⌉ = ${load.paths.length * periods}` };
+    },
+  },
+  {
+    name: "spike",
+    summary: "500 connections arrive at once on 1 cold key, 3 requests each",
+    cacheControl: "max-age=60",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    load: () => ({ connections: 500, requestsPerConnection: 3, paths: ["/spike/hot"], timeoutMs: 30_000 }),
+    ideal: () => ({ requests: 1, formula: "1 key, cold, fresh for 60 s: 1" }),
+  },
+  {
+    name: "outage",
+    summary: "10 keys cached with stale-if-error, 100 connections; the origin answers 503 for the middle third of the run",
+    cacheControl: "max-age=2, stale-if-error=600",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    load: (quick) => ({ connections: 100, durationMs: scale(30_000, quick), paths: keys("/outage", 10), timeoutMs: 15_000 }),
+    warmPaths: keys("/outage", 10),
+    outageMs: (quick) => scale(10_000, quick),
+  },
+  {
+    name: "hit-path",
+    summary: "1 key, fresh for an hour, 100 connections: the cost of a cache hit against a bare server sending the same bytes",
+    cacheControl: "max-age=3600",
+    runtimes: ["node", "bare-node", "worker", "bare-worker"],
+    load: (quick) => ({ connections: 100, durationMs: scale(10_000, quick), paths: ["/hit/one"], timeoutMs: 15_000 }),
+    warmPaths: ["/hit/one"],
+  },
+  {
+    name: "key-explosion",
+    summary: "200 connections, every request a new query string: every request is a miss; the origin cap must hold",
+    cacheControl: "max-age=60",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    load: (quick) => ({ connections: 200, durationMs: scale(10_000, quick), paths: [], uniquePrefix: "/explode/page", timeoutMs: 15_000 }),
+  },
+];
+
+export function scenarioByName(name: string): Scenario {
+  const found = SCENARIOS.find((s) => s.name === name);
+  if (!found) throw new Error(`unknown scenario "${name}"; known: ${SCENARIOS.map((s) => s.name).join(", ")}`);
+  return found;
+}

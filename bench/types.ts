@@ -1,0 +1,90 @@
+import type { LatencySummary } from "./histogram.ts";
+
+/** What the load generator does; passed to it as JSON on argv. */
+export interface LoadSpec {
+  /** base URLs ("http://127.0.0.1:PORT"); connection i talks to targets[i % targets.length] */
+  targets: string[];
+  /** Host header on every request, so every process/data center computes the same cache keys */
+  host: string;
+  connections: number;
+  /** run each connection's loop until this long has passed … */
+  durationMs?: number;
+  /** … or send exactly this many requests per connection (spike) */
+  requestsPerConnection?: number;
+  /** cycle over these paths, or make every request a new query string on `uniquePrefix` */
+  paths: string[];
+  uniquePrefix?: string;
+  /** a request taking longer counts as a network error */
+  timeoutMs: number;
+}
+
+export interface LoadResult {
+  requests: number;
+  /** 2xx and 3xx */
+  ok: number;
+  /** herdless's 503 + Retry-After (breaker open, queue full or timed out): load shed on purpose */
+  shed: number;
+  /** other 4xx/5xx plus network errors */
+  errors: number;
+  networkErrors: number;
+  byStatus: Record<string, number>;
+  /** responses by the first Cache-Status parameter that tells the story: hit, stale, collapsed, fwd */
+  byCacheStatus: Record<string, number>;
+  latency: LatencySummary;
+  elapsedMs: number;
+  throughputRps: number;
+  /** the load generator's own CPU (process.cpuUsage) */
+  cpuMs: number;
+  /** client requests and errors (non-ok, non-shed) per whole second */
+  timeline: Array<{ atMs: number; requests: number; errors: number }>;
+}
+
+/** The origin's counters (GET /__origin/stats), as the fixture reports them. */
+export interface OriginStats {
+  requests: number;
+  byStatus: Record<string, number>;
+  conditional: number;
+  inFlight: number;
+  peakInFlight: number;
+  crashes: number;
+  timeline: Array<{ atMs: number; count: number }>;
+}
+
+export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-worker";
+export type ScenarioName = "steady" | "spike" | "outage" | "hit-path" | "key-explosion";
+
+/** One (scenario × runtime) measurement. */
+export interface CellResult {
+  scenario: ScenarioName;
+  runtime: RuntimeName;
+  /** set when the cell could not run (e.g. no redis-server), with the reason */
+  skipped?: string;
+  load?: LoadResult;
+  origin?: {
+    requests: number;
+    ok200: number;
+    notModified304: number;
+    /** everything else the origin answered or dropped: 503 (down/crashed), aborted, … */
+    failed: number;
+    peakInFlight: number;
+    crashes: number;
+    timeline: Array<{ atMs: number; count: number }>;
+  };
+  /** ideal origin requests and how it was computed */
+  ideal?: { requests: number; formula: string };
+  /** CPU of the server processes (whole process groups, from /proc) */
+  serverCpuMs?: number;
+  originCpuMs?: number;
+  /** outage only: origin requests while it was down, and how many the breaker allows */
+  outage?: { downMs: number; /** when the origin went down, from the start of the run */ startMs: number; originRequestsWhileDown: number; allowed: number; formula: string; clientErrors: number };
+  notes: string[];
+}
+
+export interface BenchRun {
+  startedAt: string;
+  quick: boolean;
+  machine: { cpus: number; node: string; platform: string };
+  originOptions: Record<string, unknown>;
+  herdlessConfig: Record<string, unknown>;
+  cells: CellResult[];
+}

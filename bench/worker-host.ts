@@ -1,0 +1,67 @@
+/**
+ * The Worker runtime of the bench: one workerd (through Miniflare) running the bundled
+ * herdless Worker as N simulated data centers, plus a bare Worker for the hit-path
+ * baseline. Each data center is its own Worker with its own Cache API cache
+ * (`cache.name` in its HERDLESS_CONFIG); all of them bind COORDINATOR and GUARD to the
+ * Durable Object classes of the first, so they share one coordinator namespace as data
+ * centers share Durable Objects in production. Each Worker listens on its own socket.
+ *
+ *   node --import tsx bench/worker-host.ts '<WorkerHostSpec as JSON>'
+ *
+ * Prints `workers listening {"dataCenters":[…],"bare":…}` once every socket answers.
+ */
+import { Log, LogLevel, Miniflare, type WorkerOptions } from "miniflare";
+import type { Sample } from "./bare-node.ts";
+
+export interface WorkerHostSpec {
+  bundlePath: string;
+  originUrl: string;
+  /** herdless config without origin.url and cache.name */
+  config: Record<string, unknown>;
+  dataCenters: number;
+  sample?: Sample;
+  compatibilityDate: string;
+}
+
+function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
+  const owner = "dc0";
+  const cache = (spec.config.cache as Record<string, unknown> | undefined) ?? {};
+  const config = { ...spec.config, cache: { ...cache, name: `bench-dc${index}` } };
+  const objects = (className: string) => (index === 0 ? { className, useSQLite: true } : { className, scriptName: owner, useSQLite: true });
+  return {
+    name: `dc${index}`,
+    modules: true,
+    scriptPath: spec.bundlePath,
+    compatibilityDate: spec.compatibilityDate,
+    bindings: { ORIGIN_URL: spec.originUrl, HERDLESS_CONFIG: JSON.stringify(config) },
+    durableObjects: { COORDINATOR: objects("KeyCoordinator"), GUARD: objects("OriginGuardObject") },
+    unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+  };
+}
+
+/** A Worker that answers every request with the sample's bytes, built once at module scope. */
+function bareWorker(spec: WorkerHostSpec, sample: Sample): WorkerOptions {
+  const script = `
+const body = Uint8Array.from(atob(${JSON.stringify(sample.bodyBase64)}), (c) => c.charCodeAt(0));
+const headers = ${JSON.stringify(sample.headers)};
+export default { fetch() { return new Response(body, { status: ${sample.status}, headers }); } };
+`;
+  return { name: "bare", modules: true, script, compatibilityDate: spec.compatibilityDate, unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] };
+}
+
+const arg = process.argv[2];
+if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
+  const spec = JSON.parse(arg) as WorkerHostSpec;
+  const workers = Array.from({ length: spec.dataCenters }, (_, i) => dataCenterWorker(spec, i));
+  if (spec.sample !== undefined) workers.push(bareWorker(spec, spec.sample));
+  const mf = new Miniflare({ workers, cf: false, log: new Log(LogLevel.WARN), unsafeEphemeralDurableObjects: true });
+  await mf.ready;
+  const dataCenters = await Promise.all(workers.filter((w) => w.name?.startsWith("dc")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin));
+  const bare = spec.sample === undefined ? undefined : (await mf.unsafeGetDirectURL("bare")).origin;
+  process.stdout.write(`workers listening ${JSON.stringify({ dataCenters, bare })}\n`);
+  const stop = (): void => {
+    void mf.dispose().finally(() => process.exit(0));
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+}

@@ -1,0 +1,46 @@
+/** Bundles the herdless Worker once per bench run and starts it under workerd (see worker-host.ts). */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Sample } from "./bare-node.ts";
+import { CHILD_ENV, ROOT, startTsServer, type Server } from "./processes.ts";
+import type { WorkerHostSpec } from "./worker-host.ts";
+
+export const WORKER_DATA_CENTERS = 4;
+const BUNDLE_DIR = join(ROOT, "bench/results/tmp/worker-bundle");
+
+let bundled: { path: string; compatibilityDate: string } | undefined;
+
+/** `wrangler deploy --dry-run --outdir`: the same bundle a deploy would upload. */
+export function bundleWorker(): { path: string; compatibilityDate: string } {
+  if (bundled) return bundled;
+  const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+  const out = spawnSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", BUNDLE_DIR], { cwd: ROOT, env: CHILD_ENV, encoding: "utf8", timeout: 120_000 });
+  const path = join(BUNDLE_DIR, "worker.js");
+  if (out.status !== 0 || !existsSync(path)) throw new Error(`wrangler could not bundle the Worker:\n${(out.stderr + out.stdout).slice(-2000)}`);
+  const wranglerConfig = readFileSync(join(ROOT, "wrangler.jsonc"), "utf8");
+  const compatibilityDate = /"compatibility_date"\s*:\s*"([^"]+)"/.exec(wranglerConfig)?.[1] ?? "2026-04-20";
+  bundled = { path, compatibilityDate };
+  return bundled;
+}
+
+export interface Workers {
+  server: Server;
+  dataCenters: string[];
+  bare: string | undefined;
+}
+
+export async function startWorkers(options: { originUrl: string; config: Record<string, unknown>; sample?: Sample }): Promise<Workers> {
+  const bundle = bundleWorker();
+  const spec: WorkerHostSpec = {
+    bundlePath: bundle.path,
+    compatibilityDate: bundle.compatibilityDate,
+    originUrl: options.originUrl,
+    config: options.config,
+    dataCenters: WORKER_DATA_CENTERS,
+    ...(options.sample ? { sample: options.sample } : {}),
+  };
+  const server = await startTsServer("workerd", "bench/worker-host.ts", [JSON.stringify(spec)], /workers listening (\{.*\})/);
+  const urls = JSON.parse(server.ready) as { dataCenters: string[]; bare?: string };
+  return { server, dataCenters: urls.dataCenters, bare: urls.bare };
+}
