@@ -29,6 +29,8 @@ interface Prepared {
   /** Cache-Status values from caches nearer the origin, joined with a trailing ", ". */
   upstream: string;
   contentLength: string;
+  /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
+  body: Buffer;
   age: number;
   ttl: number;
   flat: string[];
@@ -89,14 +91,15 @@ export class HitPath {
     const decision = decide(entry, key, facts, target.route, now);
     if (decision.kind !== "fresh") return false;
     this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary);
-    res.writeHead(entry.status, this.headersFor(entry, now));
+    const p = this.prepare(entry, now);
+    res.writeHead(entry.status, p.flat);
     if (method === "HEAD") res.end();
-    else res.end(entry.body);
+    else res.end(p.body);
     return true;
   }
 
-  /** The flat header list `fromEntry` would produce for a fresh hit at `now`. */
-  headersFor(entry: Entry, now: number): string[] {
+  /** The entry's answer at `now`: the flat header list `fromEntry` would produce for a fresh hit, and the body. */
+  private prepare(entry: Entry, now: number): Prepared {
     let p = this.prepared.get(entry);
     if (!p) {
       p = prepare(entry);
@@ -110,7 +113,7 @@ export class HitPath {
       p.age = age;
       p.ttl = ttl;
     }
-    return p.flat;
+    return p;
   }
 
   private target(req: IncomingMessage): Target | undefined {
@@ -143,6 +146,7 @@ function prepare(entry: Entry): Prepared {
     base,
     upstream: upstream.length === 0 ? "" : `${upstream.join(", ")}, `,
     contentLength: String(entry.body.byteLength),
+    body: Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength),
     age: Number.NaN,
     ttl: Number.NaN,
     flat: [],
