@@ -2,18 +2,20 @@ import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import type { Coordinator, FillResult } from "../core/coordinator.ts";
 import { Engine, type EngineRequest } from "../core/engine.ts";
-import { HerdlessError } from "../core/errors.ts";
+import type { Entry } from "../core/entry.ts";
+import { HerdlessError, isHerdlessError } from "../core/errors.ts";
 import { KeyFiller } from "../core/key-filler.ts";
 import { LocalGuard } from "../core/local-guard.ts";
 import { MemoryLeaseManager } from "../core/memory-lease.ts";
 import type { FetchLike } from "../core/origin-client.ts";
-import { unguarded } from "../core/origin-guard.ts";
+import type { OriginGuard } from "../core/origin-guard.ts";
 import type { EngineResponse } from "../core/respond.ts";
-import type { Entry } from "../core/entry.ts";
 import type { Store } from "../core/store.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
+import { DurableObjectGuard } from "./do-guard.ts";
 import { configFromEnv, type Env } from "./env.ts";
 import type { KeyCoordinator } from "./key-coordinator.ts";
+import type { OriginGuardObject } from "./origin-guard-object.ts";
 
 export interface EdgeOptions {
   /** The data center's cache (`caches.open(name)`); defaults to `cache.name` of the config. Tests name one per simulated data center. */
@@ -42,22 +44,43 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
   const near = new OncePerFlightPuts(new CacheApiStore(await caches.open(cacheName), clock), cacheName);
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
   const background = (work: Promise<unknown>) => ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
-  // A per-request filler sharing the isolate's leases and guard: callers in this isolate
-  // coalesce through the lease and the cache, and no promise crosses request contexts.
-  const fallback = new KeyFiller({ config, clock, store: near, leases: isolate.leases, guard: isolate.guard, fetch, background });
+  const guard = deploymentGuard(env.GUARD, config, isolate.guard);
+  // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
+  // through the lease and the cache, and no promise crosses request contexts.
+  const fallback = new KeyFiller({ config, clock, store: near, leases: isolate.leases, guard, fetch, background });
   const engine = new Engine({
     config,
     clock,
     near,
     coordinator: coordinatorClient(env.COORDINATOR, config),
     fallback,
-    // TODO(guard): new DurableObjectGuard(env.GUARD) once do-guard.ts lands.
-    guard: unguarded,
+    guard,
     fetch,
     background,
     onDegraded: (error) => log("warn", "coordinator unavailable: local single-flight in this isolate", error),
   });
   return toResponse(await engine.handle(toEngineRequest(request)));
+}
+
+/**
+ * The deployment-wide guard (the one guard object, so the cap and the breaker hold across
+ * data centers), and `local` (this isolate's or object's own) while that object cannot be
+ * reached: the origin keeps a cap and a breaker even then.
+ */
+export function deploymentGuard(namespace: DurableObjectNamespace<OriginGuardObject>, config: Config, local: OriginGuard, name?: string): OriginGuard {
+  // The guard object answers within queueTimeoutMs; past that it is not coming back.
+  const remote = new DurableObjectGuard(namespace, name, { waitTimeoutMs: config.origin.queueTimeoutMs + 5_000 });
+  return {
+    async acquire(priority, signal) {
+      try {
+        return await remote.acquire(priority, signal);
+      } catch (error) {
+        if (!isHerdlessError(error, "COORDINATOR_UNAVAILABLE")) throw error;
+        return local.acquire(priority, signal);
+      }
+    },
+    snapshot: () => remote.snapshot().catch(() => local.snapshot()),
+  };
 }
 
 /**

@@ -3,12 +3,22 @@ import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import type { Coordinator, FillRequest, FillResult } from "../core/coordinator.ts";
 import { KeyFiller } from "../core/key-filler.ts";
-import { unguarded } from "../core/origin-guard.ts";
+import { LocalGuard } from "../core/local-guard.ts";
 import { DurableObjectStore } from "./do-store.ts";
+import { deploymentGuard } from "./edge.ts";
 import { configFromEnv, type Env } from "./env.ts";
 import { StorageLeaseManager } from "./storage-lease.ts";
 
-/** What one object runs; rebuilt only by {@link KeyCoordinator.useForTest}. */
+/** Test-only hooks of {@link KeyCoordinator}; see its `[coordinatorTestHooks]` method. */
+export const coordinatorTestHooks: unique symbol = Symbol("herdless.coordinatorTestHooks");
+export interface CoordinatorTestHooks {
+  /** Rebuilds the object's filler with this clock, config and guard object name. */
+  use(options: { clock?: Clock; config?: Config; guardName?: string }): void;
+  /** Resolves once the background refreshes the object started are done. */
+  settled(): Promise<void>;
+}
+
+/** What one object runs; rebuilt only by the test hooks. */
 interface Parts {
   filler: KeyFiller;
   store: DurableObjectStore;
@@ -56,16 +66,18 @@ export class KeyCoordinator extends DurableObject<Env> implements Coordinator {
   }
 
   /**
-   * Test seam: swap the clock and config of this instance (from `runInDurableObject`; a
-   * Clock cannot cross an RPC boundary). An evicted object comes back with the defaults.
+   * Test seam, reached through `runInDurableObject` (symbol-keyed, so not exposed over RPC;
+   * a Clock could not cross it anyway). An evicted object comes back with the defaults.
    */
-  useForTest(options: { clock?: Clock; config?: Config }): void {
-    this.parts = this.assemble(options.clock ?? systemClock, options.config ?? configFromEnv(this.env));
-  }
-
-  /** Background refreshes still running (tests wait on them). */
-  async settled(): Promise<void> {
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  [coordinatorTestHooks](): CoordinatorTestHooks {
+    return {
+      use: (options) => {
+        this.parts = this.assemble(options.clock ?? systemClock, options.config ?? configFromEnv(this.env), options.guardName);
+      },
+      settled: async () => {
+        while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+      },
+    };
   }
 
   private build(): Parts {
@@ -73,15 +85,14 @@ export class KeyCoordinator extends DurableObject<Env> implements Coordinator {
     return this.parts;
   }
 
-  private assemble(clock: Clock, config: Config): Parts {
+  private assemble(clock: Clock, config: Config, guardName?: string): Parts {
     const store = new DurableObjectStore(this.ctx.storage, clock, { maxBodyBytes: config.cache.maxEntryBytes });
     const filler = new KeyFiller({
       config,
       clock,
       store,
       leases: new StorageLeaseManager(this.ctx.storage, clock),
-      // TODO(guard): new DurableObjectGuard(this.env.GUARD) once do-guard.ts lands.
-      guard: unguarded,
+      guard: deploymentGuard(this.env.GUARD, config, new LocalGuard({ config, clock }), guardName),
       fetch: (url, init) => fetch(url, init),
       background: (work) => this.keep(work),
     });

@@ -5,6 +5,7 @@ import { routeFor, type ConfigInput } from "../../src/core/config.ts";
 import { primaryKey } from "../../src/core/key.ts";
 import { handle } from "../../src/cloudflare/edge.ts";
 import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
+import { coordinatorTestHooks } from "../../src/cloudflare/key-coordinator.ts";
 
 /** The edge's hostname in tests; keys are `GET https://edge.test/<path>`. */
 export const EDGE = "https://edge.test";
@@ -54,14 +55,18 @@ export function coordinatorOf(testEnv: Env, path: string) {
   return env.COORDINATOR.get(env.COORDINATOR.idFromName(primaryKey(url, routeFor(config, url.pathname).key)));
 }
 
-/** Gives the coordinators of `paths` the test's clock and config (a Clock cannot cross RPC). */
-export async function useInCoordinators(testEnv: Env, paths: string[], clock: Clock): Promise<void> {
+/**
+ * Gives the coordinators of `paths` the test's clock and config (a Clock cannot cross RPC)
+ * and, with `guardName`, a guard object of their own, so a breaker one test opens stays
+ * in that test.
+ */
+export async function useInCoordinators(testEnv: Env, paths: string[], clock: Clock, guardName?: string): Promise<void> {
   const config = configFromEnv(testEnv);
-  await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance.useForTest({ clock, config }))));
+  await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().use({ clock, config, ...(guardName ? { guardName } : {}) }))));
 }
 
 /** Waits for the background work of every answer and of the coordinators of `paths`. */
 export async function settle(answers: Answer[], testEnv: Env, paths: string[]): Promise<void> {
   await Promise.all(answers.map((a) => a.settled));
-  await Promise.all(paths.map((path) => coordinatorOf(testEnv, path).settled()));
+  await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().settled())));
 }

@@ -1,0 +1,96 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import type { Env } from "../../src/cloudflare/env.ts";
+import type { KeyCoordinator } from "../../src/cloudflare/key-coordinator.ts";
+import { dataCenter, dataCenters, edgeEnv, useInCoordinators, type Answer, type DataCenter } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+const SIE_HEADERS = { "cache-control": "max-age=60, stale-if-error=600" };
+
+/** A COORDINATOR namespace whose objects cannot be reached. */
+function unreachable(testEnv: Env): Env {
+  const namespace = {
+    idFromName: (name: string) => testEnv.COORDINATOR.idFromName(name),
+    get: () => ({ fill: () => Promise.reject(new Error("Durable Object unreachable (simulated)")) }),
+  };
+  return { ...testEnv, COORDINATOR: namespace as unknown as DurableObjectNamespace<KeyCoordinator> };
+}
+
+/** Fills `path` in the first `n` data centers: one origin request, the rest from the coordinator. */
+async function fill(dcs: DataCenter[], n: number, path: string): Promise<void> {
+  for (const dc of dcs.slice(0, n)) expect((await dc.get(path)).status).toBe(200);
+}
+
+function expectServedStale(answers: Answer[], body: string): void {
+  expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+  for (const answer of answers) {
+    expect(answer.body).toBe(body);
+    // stale-if-error, or breaker-open once the deployment's breaker has opened on the failures.
+    expect(answer.cacheStatus).toMatch(/^herdless; fwd=stale; .*detail=(stale-if-error|breaker-open)$/);
+  }
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("stale-if-error across data centers", () => {
+  it("origin down, then answering 503: 0 errors for a cached key, also in a data center whose own cache lacks it", async () => {
+    const origin = await testOrigin({ headers: SIE_HEADERS });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    await useInCoordinators(testEnv, ["/sie"], clock, `guard-${crypto.randomUUID()}`);
+    const dcs = dataCenters(4, testEnv, clock);
+    // Three data centers hold the page; the fourth never saw it, but its coordinator has it.
+    await fill(dcs, 3, "/sie");
+    expect(await origin.count()).toBe(1);
+
+    clock.advance(61_000);
+    await origin.set({ mode: "down" });
+    expectServedStale(await Promise.all(dcs.map((dc) => dc.get("/sie"))), "/sie #1");
+    await origin.set({ mode: "up", status: 503, body: "overloaded" });
+    expectServedStale(await Promise.all(dcs.map((dc) => dc.get("/sie"))), "/sie #1");
+
+    // Past the stale-if-error window the error shows (nothing stored may hide it).
+    clock.advance(600_000);
+    const late = await dcs[0]!.get("/sie");
+    expect(late.status).toBeGreaterThanOrEqual(500);
+  });
+
+  it("an uncached key gets the error: there is nothing to hide it with", async () => {
+    const origin = await testOrigin({ mode: "down" });
+    const testEnv = edgeEnv(origin.url);
+    const [dc] = dataCenters(1, testEnv);
+    const answer = await dc!.get("/never-cached");
+    expect(answer.status).toBe(502);
+    expect(answer.cacheStatus).toMatch(/^herdless; fwd=uri-miss; detail=origin-error$/);
+  });
+});
+
+describe("coordinator unreachable: the edge degrades to its local single-flight and keeps serving", () => {
+  it("serves cached keys stale when the origin fails too, fetches through the fallback when it is up, and logs the degradation", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const origin = await testOrigin({ headers: SIE_HEADERS });
+    const clock = new ManualClock(Date.now());
+    const healthy = edgeEnv(origin.url);
+    await useInCoordinators(healthy, ["/degraded"], clock, `guard-${crypto.randomUUID()}`);
+    const names = dataCenters(2, healthy, clock);
+    await fill(names, 2, "/degraded");
+
+    // The same data centers (same caches), their coordinator gone.
+    const degraded = names.map((dc) => dataCenter(dc.name, unreachable(healthy), clock));
+    clock.advance(61_000);
+    await origin.set({ mode: "down" });
+    expectServedStale(await Promise.all(degraded.map((dc) => dc.get("/degraded"))), "/degraded #1");
+
+    await origin.set({ mode: "up" });
+    const fresh = await degraded[0]!.get("/degraded");
+    const count = await origin.count();
+    expect(fresh).toMatchObject({ status: 200, body: `/degraded #${count}` });
+    expect(fresh.cacheStatus).toMatch(/^herdless; fwd=stale; fwd-status=200; ttl=60; stored$/);
+    // The fallback wrote the fresher entry to this data center's cache.
+    expect((await degraded[0]!.get("/degraded")).cacheStatus).toMatch(/^herdless; hit; ttl=60$/);
+    expect(await origin.count()).toBe(count);
+    expect(warn.mock.calls.map(([line]) => String(line)).some((line) => line.includes("coordinator unavailable"))).toBe(true);
+  });
+});
