@@ -59,7 +59,9 @@ export function headerReader(headers: IncomingHttpHeaders): HeaderReader {
  * straight to the socket, synchronously, with no Web `Response`, no promise, and headers
  * flattened once per entry. It makes the engine's own decision (route, key, Vary, `decide`)
  * and answers only `fresh`; anything else returns false and the engine answers. The bytes
- * on the wire are those of `fromEntry` (the server test compares both paths).
+ * on the wire are those of `fromEntry` (the server test compares both paths). The Node
+ * stacks give the engine no purge snapshot; one that does must apply it here as well, or
+ * a purged entry would still be served as a hit.
  *
  * @example
  * const hits = new HitPath({ config, clock, near, metrics });

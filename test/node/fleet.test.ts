@@ -131,6 +131,8 @@ describe("a fleet of three herdless stacks sharing one Redis", () => {
     expect(origin.stats().requests).toBe(2);
 
     await redis.kill();
+    // Before anyone noticed the outage, and after: cached keys are answered from each LRU.
+    expectOneBody(await spread(urls, 150, long));
     await until("every member reports degraded", () => stacks.every((s) => s.mode() === "degraded"));
     clock.advance(60_000);
     origin.set({ down: true });
