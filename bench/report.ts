@@ -74,7 +74,8 @@ export function targets(run: BenchRun): Target[] {
       }
       const ratio = cell.load.throughputRps / base.load.throughputRps;
       const clean = cell.load.errors === 0;
-      out.push({ name, verdict: ratio >= floor && clean ? "PASS" : "MISS", detail: `${cell.load.throughputRps} ÷ ${base.load.throughputRps} req/s = ${fmt(ratio, 2)}×${clean ? "" : `, ${cell.load.errors} errors`}` });
+      const cpu = `server CPU ${perRequestUs(cell.serverCpuMs, cell.load.requests)} vs ${perRequestUs(base.serverCpuMs, base.load.requests)} µs/request`;
+      out.push({ name, verdict: ratio >= floor && clean ? "PASS" : "MISS", detail: `${cell.load.throughputRps} ÷ ${base.load.throughputRps} req/s = ${fmt(ratio, 2)}×; ${cpu}${clean ? "" : `; ${cell.load.errors} errors`}` });
     }
   }
   if (ranScenario(run, "key-explosion")) {
@@ -135,7 +136,12 @@ export function markdown(run: BenchRun): string {
     for (const [a, b] of bare) {
       const ca = cells.find((c) => c.runtime === a)?.load;
       const cb = cells.find((c) => c.runtime === b)?.load;
-      if (ca && cb) lines.push(`- ${a} ÷ ${b}: throughput ${fmt(ca.throughputRps / cb.throughputRps, 2)}×, p99 ${ca.latency.p99Ms} vs ${cb.latency.p99Ms} ms.`);
+      const sa = cells.find((c) => c.runtime === a)?.serverCpuMs;
+      const sb = cells.find((c) => c.runtime === b)?.serverCpuMs;
+      if (ca && cb) {
+        const cpuRatio = sa !== undefined && sb !== undefined && sb > 0 ? fmt(sa / ca.requests / (sb / cb.requests), 2) : "–";
+        lines.push(`- ${a} ÷ ${b}: throughput ${fmt(ca.throughputRps / cb.throughputRps, 2)}×, server CPU per request ${cpuRatio}×, p99 ${ca.latency.p99Ms} vs ${cb.latency.p99Ms} ms.`);
+      }
     }
     lines.push("", `![origin requests per second: ${scenario.name}](${scenario.name}.svg)`);
     lines.push("");

@@ -4,7 +4,7 @@
  * Drives the fragile origin through each scenario × runtime (see scenarios.ts), then writes
  * bench/results/<timestamp>.json, latest.json, latest.md and one <scenario>.svg each.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -13,23 +13,43 @@ import { ORIGIN_CRASH_ABOVE, ORIGIN_LATENCY_MS } from "./origin.ts";
 import { installReaper, ROOT } from "./processes.ts";
 import { markdown, targets } from "./report.ts";
 import { hasRedisServer } from "./runtimes.ts";
-import { HERDLESS_CONFIG, SCENARIOS, scenarioByName } from "./scenarios.ts";
+import { HERDLESS_CONFIG, SCENARIOS, scenarioByName, type Scenario } from "./scenarios.ts";
 import { originChart } from "./svg.ts";
 import type { BenchRun, CellResult, RuntimeName } from "./types.ts";
 import { bundleWorker } from "./worker-runtime.ts";
 
 const RESULTS = join(ROOT, "bench/results");
+function writeReport(run: BenchRun, scenarios: Scenario[]): void {
+  writeFileSync(join(RESULTS, "latest.md"), markdown(run));
+  for (const scenario of scenarios) {
+    const cells = run.cells.filter((c) => c.scenario === scenario.name);
+    writeFileSync(join(RESULTS, `${scenario.name}.svg`), originChart(`${scenario.name}: origin requests per second${run.quick ? " (quick)" : ""}`, cells));
+  }
+}
+
 const RUNTIMES: RuntimeName[] = ["direct", "node", "fleet", "worker", "bare-node", "bare-worker"];
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { scenario: { type: "string", multiple: true }, runtime: { type: "string", multiple: true }, quick: { type: "boolean", default: false } },
+  options: {
+    scenario: { type: "string", multiple: true },
+    runtime: { type: "string", multiple: true },
+    quick: { type: "boolean", default: false },
+    /** re-render latest.md and the charts from a results JSON, without running anything */
+    render: { type: "string" },
+  },
 });
 const split = (list: string[] | undefined): string[] | undefined => list?.flatMap((v) => v.split(",")).filter((v) => v !== "");
 const scenarios = split(values.scenario)?.map(scenarioByName) ?? SCENARIOS;
 const runtimeFilter = split(values.runtime);
 for (const r of runtimeFilter ?? []) if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
 const quick = values.quick === true;
+
+if (values.render !== undefined) {
+  const saved = JSON.parse(readFileSync(values.render, "utf8")) as BenchRun;
+  writeReport(saved, SCENARIOS.filter((s) => saved.cells.some((c) => c.scenario === s.name)));
+  process.exit(0);
+}
 
 installReaper();
 const log = (text: string): void => void process.stderr.write(`${text}\n`);
@@ -89,11 +109,7 @@ const stamp = run.startedAt.replace(/[:.]/g, "-");
 const json = `${JSON.stringify(run, null, 2)}\n`;
 writeFileSync(join(RESULTS, `${stamp}.json`), json);
 writeFileSync(join(RESULTS, "latest.json"), json);
-writeFileSync(join(RESULTS, "latest.md"), markdown(run));
-for (const scenario of scenarios) {
-  const cells = run.cells.filter((c) => c.scenario === scenario.name);
-  writeFileSync(join(RESULTS, `${scenario.name}.svg`), originChart(`${scenario.name}: origin requests per second${quick ? " (quick)" : ""}`, cells));
-}
+writeReport(run, scenarios);
 for (const t of targets(run)) log(`${t.verdict}  ${t.name}: ${t.detail}`);
 log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; report: bench/results/latest.md`);
 process.exit(0);

@@ -5,6 +5,7 @@
 import type { CellResult } from "./types.ts";
 
 const COLORS: Record<string, string> = { direct: "#d62728", node: "#1f77b4", fleet: "#2ca02c", worker: "#ff7f0e", "bare-node": "#7f7f7f", "bare-worker": "#9467bd" };
+const DASHES = ["", "", "8 4", "3 3", "1 3"];
 const WIDTH = 760;
 const HEIGHT = 400;
 const PAD = { left: 64, right: 150, top: 40, bottom: 48 };
@@ -18,11 +19,13 @@ export function originChart(title: string, cells: CellResult[]): string {
   const series = cells.filter((c) => c.origin !== undefined).map((c) => ({ name: c.runtime, points: c.origin?.timeline ?? [] }));
   const maxSeconds = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.atMs / 1000 + 1)));
   const maxValue = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.count)));
-  const decades = Math.max(1, Math.ceil(Math.log10(maxValue + 1)));
+  // The axis ends at the first power of ten at or above the largest count.
+  const decades = Math.max(1, Math.ceil(Math.log10(maxValue)));
+  const top = scaleY(10 ** decades);
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
   const x = (seconds: number): number => PAD.left + (seconds / maxSeconds) * plotW;
-  const y = (value: number): number => PAD.top + plotH - (scaleY(value) / decades) * plotH;
+  const y = (value: number): number => PAD.top + plotH - (scaleY(value) / top) * plotH;
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`);
@@ -33,13 +36,12 @@ export function originChart(title: string, cells: CellResult[]): string {
     const x0 = x(outage.startMs / 1000);
     const x1 = x((outage.startMs + outage.downMs) / 1000);
     out.push(`<rect x="${x0.toFixed(1)}" y="${PAD.top}" width="${(x1 - x0).toFixed(1)}" height="${plotH}" fill="#d62728" fill-opacity="0.08"/>`);
-    out.push(`<text x="${((x0 + x1) / 2).toFixed(1)}" y="${PAD.top + 14}" text-anchor="middle" fill="#a00">origin down (503)</text>`);
+    out.push(`<text x="${((x0 + x1) / 2).toFixed(1)}" y="${PAD.top + plotH - 6}" text-anchor="middle" fill="#a00">origin down (503)</text>`);
   }
 
   // Y axis: 0, 1, 10, 100, … requests per second.
   for (let d = -1; d <= decades; d++) {
     const value = d < 0 ? 0 : 10 ** d;
-    if (scaleY(value) > decades) break;
     const yy = y(value).toFixed(1);
     out.push(`<line x1="${PAD.left}" x2="${PAD.left + plotW}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`);
     out.push(`<text x="${PAD.left - 6}" y="${yy}" dy="4" text-anchor="end">${value}</text>`);
@@ -64,10 +66,13 @@ export function originChart(title: string, cells: CellResult[]): string {
       const yy = y(p.count).toFixed(1);
       points.push(`${x(p.atMs / 1000).toFixed(1)},${yy}`, `${x(p.atMs / 1000 + 1).toFixed(1)},${yy}`);
     }
-    if (points.length > 0) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" stroke-opacity="0.9" points="${points.join(" ")}"/>`);
+    // Equal lines would hide each other: earlier series are drawn wider, later ones dashed on top.
+    const width = 2 + (series.length - 1 - i) * 1.5;
+    const dash = DASHES[i % DASHES.length] ?? "";
+    if (points.length > 0) out.push(`<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="0.85"${dash === "" ? "" : ` stroke-dasharray="${dash}"`} points="${points.join(" ")}"/>`);
     const ly = PAD.top + 10 + i * 20;
     const total = cells.find((c) => c.runtime === s.name)?.origin?.requests ?? 0;
-    out.push(`<line x1="${WIDTH - PAD.right + 12}" x2="${WIDTH - PAD.right + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
+    out.push(`<line x1="${WIDTH - PAD.right + 12}" x2="${WIDTH - PAD.right + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"${dash === "" ? "" : ` stroke-dasharray="${dash}"`}/>`);
     out.push(`<text x="${WIDTH - PAD.right + 42}" y="${ly}" dy="4">${escapeXml(s.name)} (${total})</text>`);
   });
   out.push(`<text x="${WIDTH - PAD.right + 12}" y="${PAD.top + 10 + series.length * 20 + 6}" font-size="10" fill="#555">(total origin requests)</text>`);
