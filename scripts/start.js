@@ -6,6 +6,10 @@
  *
  *   PORT=8787 ORIGIN_URL=http://127.0.0.1:9000 npm start
  *
+ * The herdless config (HERDLESS_CONFIG from the environment, else the one in
+ * wrangler.jsonc, with ORIGIN_URL over origin.url) is validated first: a bad one stops
+ * here with the message naming the field, before wrangler starts.
+ *
  * Everything stays on this machine: wrangler metrics and the `request.cf` download are off,
  * and wrangler runs `--local`.
  */
@@ -76,9 +80,26 @@ function startDemoOrigin() {
   });
 }
 
-function startWorker(originUrl) {
+/** The HERDLESS_CONFIG the Worker will see: the environment's, else wrangler.jsonc's. */
+async function herdlessConfigText() {
+  if (process.env.HERDLESS_CONFIG !== undefined) return process.env.HERDLESS_CONFIG;
+  const { experimental_readRawConfig } = await import("wrangler");
+  const { rawConfig } = experimental_readRawConfig({ config: join(root, "wrangler.jsonc") });
+  const value = rawConfig.vars?.HERDLESS_CONFIG;
+  return typeof value === "string" ? value : "";
+}
+
+/** Throws the Worker's own CONFIG_INVALID message for a config it would refuse. */
+async function validateConfig(originUrl, configText) {
+  const { tsImport } = await import("tsx/esm/api");
+  const { configFromEnv } = await tsImport("../src/cloudflare/env.ts", import.meta.url);
+  configFromEnv({ ORIGIN_URL: originUrl, HERDLESS_CONFIG: configText });
+}
+
+function startWorker(originUrl, configText) {
   const wrangler = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
   const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", port, "--var", `ORIGIN_URL:${originUrl}`, "--show-interactive-dev-session=false"];
+  if (process.env.HERDLESS_CONFIG !== undefined) args.push("--var", `HERDLESS_CONFIG:${configText}`);
   const child = track(spawn(process.execPath, [wrangler, ...args], { cwd: root, env: childEnv, stdio: ["ignore", "pipe", "inherit"] }), "wrangler dev");
   child.stdout.setEncoding("utf8");
   let announced = false;
@@ -105,8 +126,12 @@ process.on("SIGINT", () => stop(130));
 process.on("SIGTERM", () => stop(143));
 
 try {
+  const configText = await herdlessConfigText();
+  // Checked before anything starts; the demo origin's URL is only known later, so a
+  // stand-in URL lets the rest of the config be checked now.
+  await validateConfig(process.env.ORIGIN_URL || `http://127.0.0.1:${originPort}`, configText);
   const originUrl = process.env.ORIGIN_URL || (await startDemoOrigin());
-  if (!stopping) startWorker(originUrl);
+  if (!stopping) startWorker(originUrl, configText);
 } catch (error) {
   console.error(`herdless: ${error instanceof Error ? error.message : String(error)}`);
   stop(1);
