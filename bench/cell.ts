@@ -54,6 +54,9 @@ export async function runCell(scenario: Scenario, name: RuntimeName, quick: bool
     }
     runtime = await startRuntime(name, { origin, config: HERDLESS_CONFIG, label: `${scenario.name}-${name}`, ...(sample ? { sample } : {}) });
     cell.notes.push(...runtime.notes);
+    if (scenario.name === "hit-path" && name === "worker") {
+      cell.notes.push("Miniflare emulates the Cache API with a Durable Object behind a loopback service: every local hit pays an RPC and a SQLite read that the production Cache API does not");
+    }
     if (scenario.warmPaths && bareOf === undefined && name !== "direct") await warm(runtime, scenario.warmPaths);
     if (scenario.name === "hit-path" && bareOf === undefined && runtime.targets[0]) {
       samples.set(name, await captureSample(`${runtime.targets[0]}${scenario.warmPaths?.[0] ?? "/"}`, HOST));

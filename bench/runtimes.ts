@@ -93,7 +93,10 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         servers: [...members, redis],
         // The CLI gives each fleet member its own in-process guard and breaker (see cli.ts).
         breakers: FLEET_SIZE,
-        notes: [`${FLEET_SIZE} herdless processes + redis-server; server CPU includes redis-server`],
+        notes: [
+          `${FLEET_SIZE} herdless processes + redis-server; server CPU includes redis-server`,
+          `bin/herdless.js --redis gives each member its own in-process guard (cli.ts does not pass src/node/redis-guard.ts), so the fleet-wide origin cap is ${FLEET_SIZE} × maxConcurrency`,
+        ],
         stop: () => stopAll([...members, redis]),
       };
     }
