@@ -3,5 +3,6 @@ export { CacheApiStore, cacheUrlFor, ENTRY_META_HEADER } from "./cache-api-store
 export { DurableObjectStore, DEFAULT_MAX_BODY_BYTES, type DurableObjectStoreOptions } from "./do-store.ts";
 export { StorageLeaseManager, type LeaseRecord } from "./storage-lease.ts";
 export { configFromEnv, type Env } from "./env.ts";
+export { handle, coordinatorClient, deploymentGuard, toEngineRequest, toResponse, type EdgeOptions } from "./edge.ts";
 export { KeyCoordinator } from "./key-coordinator.ts";
 export { OriginGuardObject } from "./origin-guard-object.ts";

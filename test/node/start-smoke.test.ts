@@ -1,4 +1,4 @@
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, execFileSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
@@ -45,40 +45,40 @@ async function get(path: string) {
   return { status: res.status, cacheStatus: res.headers.get("cache-status") ?? "", body: await res.text() };
 }
 
-beforeAll(async () => {
-  origin = await startFragileOrigin({ cacheControl: "max-age=1, stale-while-revalidate=60" });
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  // Its own process group, so the test can stop wrangler and workerd together.
-  child = spawn(process.execPath, ["scripts/start.js"], {
-    cwd: root,
-    detached: true,
-    env: { ...process.env, PORT: String(port), ORIGIN_URL: origin.url, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  await until("npm start did not serve", STARTUP_MS, async () => (await fetch(`${base}/__ready`)).status);
-}, STARTUP_MS + 10_000);
-
-afterAll(async () => {
-  const pgid = child.pid;
-  if (pgid !== undefined) {
-    try {
-      process.kill(-pgid, "SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    // start.js waits up to 5 s for wrangler to stop workerd, then kills it.
-    await until("the process group did not exit", 15_000, async () => (groupMembers(pgid).length === 0 ? true : undefined)).catch((error: unknown) => {
-      process.kill(-pgid, "SIGKILL");
-      throw error;
-    });
-  }
-  await origin?.close();
-}, 30_000);
-
 describe("npm start", () => {
+  beforeAll(async () => {
+    origin = await startFragileOrigin({ cacheControl: "max-age=1, stale-while-revalidate=60" });
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    // Its own process group, so the test can stop wrangler and workerd together.
+    child = spawn(process.execPath, ["scripts/start.js"], {
+      cwd: root,
+      detached: true,
+      env: { ...process.env, PORT: String(port), ORIGIN_URL: origin.url, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    await until("npm start did not serve", STARTUP_MS, async () => (await fetch(`${base}/__ready`)).status);
+  }, STARTUP_MS + 10_000);
+
+  afterAll(async () => {
+    const pgid = child.pid;
+    if (pgid !== undefined) {
+      try {
+        process.kill(-pgid, "SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      // start.js waits up to 5 s for wrangler to stop workerd, then kills it.
+      await until("the process group did not exit", 15_000, async () => (groupMembers(pgid).length === 0 ? true : undefined)).catch((error: unknown) => {
+        process.kill(-pgid, "SIGKILL");
+        throw error;
+      });
+    }
+    await origin?.close();
+  }, 30_000);
+
   it("serves through the Worker in workerd: MISS, then HIT, then STALE", async () => {
     // wrangler dev keeps its state in .wrangler/ between runs: a path no run used before.
     const path = `/smoke-${randomUUID()}`;
@@ -102,4 +102,18 @@ describe("npm start", () => {
     await until("workerd still running", 15_000, async () => (groupMembers(pgid).length === 0 ? true : undefined));
     expect(groupMembers(pgid)).toEqual([]);
   }, 20_000);
+});
+
+describe("npm start with an invalid config", () => {
+  it("exits 1 before starting wrangler, naming the field", () => {
+    const run = spawnSync(process.execPath, ["scripts/start.js"], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, ORIGIN_URL: "http://127.0.0.1:9", HERDLESS_CONFIG: JSON.stringify({ coordinator: { lockLeaseMs: "soon" } }) },
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/coordinator\.lockLeaseMs/);
+    expect(run.stdout).not.toMatch(/wrangler|Ready on/);
+  });
 });
