@@ -145,7 +145,7 @@ describe("the proxy", () => {
 describe("graceful shutdown", () => {
   it("finishes a slow in-flight request after close() starts and refuses new connections", async () => {
     const o = await origin({ cacheControl: "max-age=60", latencyMs: 300 });
-    const running = await startServer({ stack: stackFor(o.url, new ManualClock(Date.now())), logger, port: 0 });
+    const running = await serve(stackFor(o.url, new ManualClock(Date.now())));
     // A keep-alive client: its connection must be closed once the answer is out, not held for keepAliveTimeout.
     const agent = new Agent({ keepAlive: true });
     cleanup.push(async () => agent.destroy());
