@@ -118,7 +118,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535, got ${values.port}`);
   const logger = jsonLogger(config.log.level as LogLevel);
   const stack: Stack = values.redis ? await fleetStack(config, logger, values.redis) : localStack({ config, logger });
-  const running = await startServer({ stack, logger, port, host: values.host ?? "127.0.0.1" });
+  // A port in use must not leave the Redis connections reconnecting forever: the process would never exit.
+  const running = await startServer({ stack, logger, port, host: values.host ?? "127.0.0.1" }).catch(async (error: unknown) => {
+    await stack.close();
+    throw error;
+  });
   logger.info("herdless listening", { url: running.url, port: running.port, origin: config.origin.url, mode: stack.mode() });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
