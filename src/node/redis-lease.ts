@@ -15,15 +15,17 @@ export interface RedisLeaseManagerOptions {
 /**
  * Takes the lease only when free, and draws the token only then: a refused acquire does
  * not burn a token. The counter has no TTL, and it never falls below Redis's clock in
- * microseconds, so tokens keep increasing even after a Redis restart or flush empties the
- * counter: entries written before the restart (still in processes' LRUs, with their
- * tokens) never fence out the writes that follow it. µs stay below 2^53 until year 2255.
+ * epoch milliseconds, so tokens keep increasing even after a Redis restart or flush empties
+ * the counter: entries written before the restart (still in processes' LRUs, with their
+ * tokens) never fence out the writes that follow it. Milliseconds, like the in-process
+ * lease manager's floor: while Redis is down a process's local fallback writes with its
+ * own tokens, and must be able to replace what the fleet wrote before.
  * KEYS[1] lease, KEYS[2] fence counter; ARGV[1] ttlMs. Returns the token, or 0.
  */
 const ACQUIRE = new LuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local time = redis.call('TIME')
-local floor = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local floor = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local token = redis.call('INCR', KEYS[2])
 if token < floor then
   token = floor
