@@ -1,4 +1,6 @@
+import { routeFor, type Config } from "./config.ts";
 import type { Entry } from "./entry.ts";
+import { primaryKey } from "./key.ts";
 
 /** One purge as an operator asks for it (POST /__herdless/purge). */
 export type PurgeCommand = ({ urls: string[] } | { tags: string[] } | { all: true }) & { soft?: boolean };
@@ -150,4 +152,12 @@ export class LocalPurgeRegistry implements PurgeRegistry {
   replace(snapshot: PurgeSnapshot): void {
     this.snapshot = snapshot;
   }
+}
+
+/** Maps a purge URL to the primary key it is stored under, with the route's key options. */
+export function purgeKeyOf(config: Config): (url: string) => string {
+  return (url) => {
+    const parsed = new URL(url);
+    return primaryKey(parsed, routeFor(config, parsed.pathname).key);
+  };
 }

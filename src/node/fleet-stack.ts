@@ -6,11 +6,13 @@ import { KeyFiller } from "../core/key-filler.ts";
 import { LocalGuard } from "../core/local-guard.ts";
 import { MemoryLeaseManager } from "../core/memory-lease.ts";
 import { Metrics } from "../core/metrics.ts";
-import type { OriginGuard } from "../core/origin-guard.ts";
+import { purgeKeyOf } from "../core/purge.ts";
 import { LruStore } from "./lru-store.ts";
 import { RedisConnection } from "./redis-connection.ts";
+import { RedisGuard } from "./redis-guard.ts";
 import { RedisLeaseManager } from "./redis-lease.ts";
 import { RedisNotifier } from "./redis-notifier.ts";
+import { RedisPurgeRegistry } from "./redis-purge.ts";
 import { RedisStore } from "./redis-store.ts";
 import type { Stack, StackOptions } from "./stack.ts";
 
@@ -18,8 +20,6 @@ export interface FleetStackOptions extends StackOptions {
   redisUrl: string;
   /** Namespace in Redis; every process of one deployment uses the same. */
   prefix?: string;
-  /** The deployment-wide guard; defaults to an in-process one (see redis-guard.ts for the shared one). */
-  guard?: (connection: RedisConnection, local: LocalGuard) => OriginGuard;
 }
 
 /**
@@ -43,7 +43,24 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
 
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const localGuard = new LocalGuard({ config, clock });
-  const guard = options.guard?.(connection, localGuard) ?? localGuard;
+  // The cap and the breaker are fleet-wide; while Redis is away each process guards itself.
+  const guard = new RedisGuard({
+    connection,
+    config,
+    clock,
+    fallback: localGuard,
+    prefix,
+    onDegradedChange: (degraded) => logger.warn(degraded ? "origin guard: redis unreachable, per-process cap" : "origin guard: fleet-wide cap again"),
+  });
+  const purges = new RedisPurgeRegistry({
+    connection,
+    prefix,
+    clock,
+    keyOf: purgeKeyOf(config),
+    propagationMs: config.admin.purgePropagationMs,
+    onError: (error) => logger.debug("purge list not refreshed", { error: String(error) }),
+  });
+  await purges.start();
   const shared = new RedisStore({ connection, prefix, clock });
   const notifier = new RedisNotifier({ connection, prefix });
   const background = (work: Promise<unknown>) => void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
@@ -75,7 +92,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     },
   };
   const fallback = new KeyFiller({ config, clock, store: near, leases: new MemoryLeaseManager(clock), guard: localGuard, fetch, background, onOriginCall });
-  const engine = new Engine({ config, clock, near, coordinator, fallback, guard, fetch, background, metrics });
+  const engine = new Engine({ config, clock, near, coordinator, fallback, guard, fetch, background, metrics, purges: () => purges.current() });
   return {
     config,
     clock,
@@ -83,8 +100,11 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     near,
     guard,
     metrics,
+    purges,
+    startedAt: clock.now(),
     mode: () => (connection.healthy ? "redis" : "degraded"),
     close: async () => {
+      purges.stop();
       await notifier.close();
       await connection.close();
     },

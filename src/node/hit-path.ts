@@ -7,6 +7,7 @@ import { ageSeconds, type Entry } from "../core/entry.ts";
 import type { HeaderReader } from "../core/http.ts";
 import { primaryKey, variantKey } from "../core/key.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { purgeVerdict, type PurgeSnapshot } from "../core/purge.ts";
 import type { LruStore } from "./lru-store.ts";
 
 export interface HitPathOptions {
@@ -14,6 +15,7 @@ export interface HitPathOptions {
   clock: Clock;
   near: LruStore;
   metrics: Metrics;
+  purges: { current(): PurgeSnapshot };
 }
 
 /** What the engine's request flow computes from a URL alone: memoized per host + URL. */
@@ -59,9 +61,8 @@ export function headerReader(headers: IncomingHttpHeaders): HeaderReader {
  * straight to the socket, synchronously, with no Web `Response`, no promise, and headers
  * flattened once per entry. It makes the engine's own decision (route, key, Vary, `decide`)
  * and answers only `fresh`; anything else returns false and the engine answers. The bytes
- * on the wire are those of `fromEntry` (the server test compares both paths). The Node
- * stacks give the engine no purge snapshot; one that does must apply it here as well, or
- * a purged entry would still be served as a hit.
+ * on the wire are those of `fromEntry` (the server test compares both paths). An entry a
+ * purge covers goes to the engine, which applies the purge.
  *
  * @example
  * const hits = new HitPath({ config, clock, near, metrics });
@@ -92,6 +93,7 @@ export class HitPath {
     const facts = { method, hasAuthorization: headers.authorization !== undefined, hasCookie: headers.cookie !== undefined };
     const decision = decide(entry, key, facts, target.route, now);
     if (decision.kind !== "fresh") return false;
+    if (purgeVerdict(entry, target.primary, this.o.purges.current()) !== "keep") return false;
     this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary);
     const p = this.prepare(entry, now);
     res.writeHead(entry.status, p.flat);

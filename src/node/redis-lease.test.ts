@@ -85,6 +85,8 @@ describe("RedisLeaseManager", () => {
     const { leases } = manager();
     const before = await leases.acquire("k", 10_000);
     await connection.client.del(leases.fenceKey("k"), leases.leaseKey("k"));
+    // The floor is Redis's clock in ms: let it tick once.
+    await new Promise((resolve) => setTimeout(resolve, 2));
     const after = await leases.acquire("k", 10_000);
     expect(after!.token).toBeGreaterThan(before!.token);
   });

@@ -6,6 +6,7 @@ import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import type { EngineRequest } from "../core/engine.ts";
 import type { EngineResponse } from "../core/respond.ts";
 import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
+import { ADMIN_PREFIX, handleAdmin, statsSnapshot } from "../core/admin.ts";
 import type { Logger } from "./logger.ts";
 import { prometheusText } from "./prometheus.ts";
 import type { Stack } from "./stack.ts";
@@ -32,7 +33,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const ADMIN_PREFIX = "/__herdless/";
 const IDLE_SWEEP_MS = 25;
 
 /**
@@ -95,20 +95,52 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 }
 
 async function handle(stack: Stack, req: IncomingMessage, res: ServerResponse, admin: boolean): Promise<void> {
-  if (admin) return serveAdmin(stack, req.url ?? "/", res);
+  if (admin) return serveAdmin(stack, req, res);
   const response = await stack.engine.handle(toEngineRequest(req));
   await write(res, response);
 }
 
-async function serveAdmin(stack: Stack, path: string, res: ServerResponse): Promise<void> {
+async function serveAdmin(stack: Stack, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  // Prometheus scrapes without a token: counters only, no keys or URLs.
   if (path === `${ADMIN_PREFIX}metrics`) {
     const body = prometheusText(stack, await stack.guard.snapshot());
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "cache-control": "no-store" });
     res.end(body);
     return;
   }
-  res.writeHead(404, { "content-type": "text/plain" });
-  res.end("unknown herdless admin path\n");
+  const answer = await handleAdmin(
+    { method: req.method ?? "GET", path, headers: headerReader(req.headers), text: (limit) => readText(req, limit) },
+    {
+      token: stack.config.admin.token,
+      tokenHint: "start herdless with --admin-token, HERDLESS_ADMIN_TOKEN or admin.token in the config file",
+      purges: stack.purges,
+      stats: async () =>
+        statsSnapshot(stack.metrics, await stack.guard.snapshot(), {
+          runtime: "node",
+          mode: stack.mode(),
+          startedAt: stack.startedAt,
+          now: stack.clock.now(),
+          cache: { entries: stack.near.size, bytes: stack.near.bytes, evictions: stack.near.evictions },
+        }),
+    },
+  );
+  const flat: string[] = [];
+  for (const [name, value] of answer.headers) flat.push(name, value);
+  res.writeHead(answer.status, flat);
+  res.end(answer.body);
+}
+
+/** Reads a small request body, refusing more than `limit` bytes. */
+async function readText(req: IncomingMessage, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw new Error(`request body is larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 function toEngineRequest(req: IncomingMessage): EngineRequest {

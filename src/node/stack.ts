@@ -7,6 +7,7 @@ import { MemoryLeaseManager } from "../core/memory-lease.ts";
 import { Metrics } from "../core/metrics.ts";
 import type { FetchLike } from "../core/origin-client.ts";
 import type { OriginGuard } from "../core/origin-guard.ts";
+import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/purge.ts";
 import { LruStore } from "./lru-store.ts";
 import type { Logger } from "./logger.ts";
 
@@ -25,6 +26,9 @@ export interface Stack {
   near: LruStore;
   guard: OriginGuard;
   metrics: Metrics;
+  /** Purges in force; read synchronously on every hit. */
+  purges: PurgeRegistry & { current(): PurgeSnapshot };
+  startedAt: number;
   /** "local" for one process, "redis" for a healthy fleet member, "degraded" when Redis is gone. */
   mode(): "local" | "redis" | "degraded";
   close(): Promise<void>;
@@ -52,6 +56,7 @@ export function localStack(options: StackOptions): Stack {
     background,
     onOriginCall: (event) => metrics.originCall(event.outcome),
   });
-  const engine = new Engine({ config, clock, near, coordinator, guard, fetch, background, metrics });
-  return { config, clock, engine, near, guard, metrics, mode: () => "local", close: async () => undefined };
+  const purges = new LocalPurgeRegistry(clock, purgeKeyOf(config));
+  const engine = new Engine({ config, clock, near, coordinator, guard, fetch, background, metrics, purges: () => purges.current() });
+  return { config, clock, engine, near, guard, metrics, purges, startedAt: clock.now(), mode: () => "local", close: async () => undefined };
 }
