@@ -105,6 +105,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     mode: () => (connection.healthy ? "redis" : "degraded"),
     close: async () => {
       purges.stop();
+      guard.close();
       await notifier.close();
       await connection.close();
     },
