@@ -1,3 +1,4 @@
+import { statsSnapshot } from "../core/admin.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import type { Coordinator, FillResult } from "../core/coordinator.ts";
@@ -7,21 +8,29 @@ import { HerdlessError, isHerdlessError } from "../core/errors.ts";
 import { KeyFiller } from "../core/key-filler.ts";
 import { LocalGuard } from "../core/local-guard.ts";
 import { MemoryLeaseManager } from "../core/memory-lease.ts";
+import { Metrics, type OriginOutcomeKind } from "../core/metrics.ts";
 import type { FetchLike } from "../core/origin-client.ts";
 import type { OriginGuard } from "../core/origin-guard.ts";
 import type { EngineResponse } from "../core/respond.ts";
 import type { Store } from "../core/store.ts";
+import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
 import { DurableObjectGuard } from "./do-guard.ts";
 import { configFromEnv, type Env } from "./env.ts";
 import type { KeyCoordinator } from "./key-coordinator.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
+import { DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
 
 export interface EdgeOptions {
   /** The data center's cache (`caches.open(name)`); defaults to `cache.name` of the config. Tests name one per simulated data center. */
   cacheName?: string;
   /** Defaults to the system clock; tests pass a ManualClock. */
   clock?: Clock;
+  /**
+   * Names the per-isolate state to use (purge copy, metrics, fallback leases and guard).
+   * A deployment leaves it unset; tests give each simulated data center its own.
+   */
+  isolate?: string;
 }
 
 /**
@@ -35,29 +44,50 @@ export interface EdgeOptions {
  */
 export async function handle(request: Request, env: Env, ctx: ExecutionContext, options: EdgeOptions = {}): Promise<Response> {
   const clock = options.clock ?? systemClock;
-  const isolate = isolateState(env, clock);
+  const isolate = isolateState(env, clock, options.isolate ?? "");
   if (isolate.kind === "invalid") {
     return new Response(`herdless: ${isolate.message}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
   }
-  const { config } = isolate;
+  const { config, metrics, purges } = isolate;
+  const guard = deploymentGuard(env.GUARD, config, isolate.guard);
+  const url = new URL(request.url);
+  if (isAdminPath(url.pathname)) {
+    return adminResponse(request, url, {
+      token: env.HERDLESS_ADMIN_TOKEN || config.admin.token,
+      purges,
+      // Served counts and origin calls are this isolate's (Workers keep no shared counters);
+      // the breaker, the origin requests in flight and the queue come from the one guard
+      // object, so they are deployment-wide.
+      stats: async () => {
+        const now = clock.now();
+        const mode = isolate.degradedAt !== undefined && now - isolate.degradedAt < DEGRADED_FOR_MS ? "degraded" : "durable-objects";
+        return statsSnapshot(metrics, await guard.snapshot(), { runtime: "cloudflare", mode, startedAt: isolate.startedAt, now });
+      },
+    });
+  }
   const cacheName = options.cacheName ?? config.cache.name;
   const near = new OncePerFlightPuts(new CacheApiStore(await caches.open(cacheName), clock), cacheName);
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
   const background = (work: Promise<unknown>) => ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
-  const guard = deploymentGuard(env.GUARD, config, isolate.guard);
   // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
   // through the lease and the cache, and no promise crosses request contexts.
-  const fallback = new KeyFiller({ config, clock, store: near, leases: isolate.leases, guard, fetch, background });
+  const fallback = new KeyFiller({ config, clock, store: near, leases: isolate.leases, guard, fetch, background, onOriginCall: (event) => metrics.originCall(event.outcome) });
   const engine = new Engine({
     config,
     clock,
     near,
-    coordinator: coordinatorClient(env.COORDINATOR, config),
+    coordinator: countingOriginCalls(coordinatorClient(env.COORDINATOR, config), metrics),
     fallback,
     guard,
     fetch,
     background,
-    onDegraded: (error) => log("warn", "coordinator unavailable: local single-flight in this isolate", error),
+    metrics,
+    // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs.
+    purges: () => purges.current(),
+    onDegraded: (error) => {
+      isolate.degradedAt = clock.now();
+      log("warn", "coordinator unavailable: local single-flight in this isolate", error);
+    },
   });
   return toResponse(await engine.handle(toEngineRequest(request)));
 }
@@ -108,6 +138,35 @@ export function coordinatorClient(namespace: DurableObjectNamespace<KeyCoordinat
     },
   };
 }
+
+/**
+ * Counts the origin calls a coordinator reports to this edge: the flight it led
+ * (`fwdStatus` set, not collapsed) or an origin failure. A refresh a coordinator starts on
+ * its own (behind a stale answer to an edge without a copy) is not seen here.
+ */
+function countingOriginCalls(inner: Coordinator, metrics: Metrics): Coordinator {
+  return {
+    async fill(request) {
+      const result = await inner.fill(request);
+      const outcome = originOutcome(result);
+      if (outcome) metrics.originCall(outcome);
+      return result;
+    },
+  };
+}
+
+function originOutcome(result: FillResult): OriginOutcomeKind | undefined {
+  if (result.kind === "alone") return undefined;
+  if (result.kind !== "pass" && result.collapsed) return undefined;
+  const status = result.fwdStatus;
+  if (status === undefined) return result.kind === "failed" && ORIGIN_FAILURES.has(result.code) ? "error" : undefined;
+  return status === 200 ? "200" : status === 304 ? "304" : status >= 500 ? "5xx" : "other";
+}
+
+const ORIGIN_FAILURES = new Set<string>(["ORIGIN_TIMEOUT", "ORIGIN_NETWORK", "ORIGIN_TRUNCATED"]);
+
+/** The stats report `mode: "degraded"` this long after the coordinator was last unreachable. */
+const DEGRADED_FOR_MS = 30_000;
 
 export function toEngineRequest(request: Request): EngineRequest {
   return { method: request.method, url: new URL(request.url), headers: request.headers, rawHeaders: [...request.headers], body: request.body };
@@ -161,25 +220,48 @@ class OncePerFlightPuts implements Store {
   }
 }
 
-type IsolateState =
-  | { kind: "ready"; signature: string; clock: Clock; config: Config; leases: MemoryLeaseManager; guard: LocalGuard }
-  | { kind: "invalid"; signature: string; clock: Clock; message: string };
+interface ReadyIsolate {
+  kind: "ready";
+  signature: string;
+  clock: Clock;
+  config: Config;
+  leases: MemoryLeaseManager;
+  guard: LocalGuard;
+  /** This isolate's copy of the deployment's purge list. */
+  purges: DurableObjectPurgeRegistry;
+  metrics: Metrics;
+  startedAt: number;
+  /** When the coordinator was last unreachable from this isolate. */
+  degradedAt?: number;
+}
 
-let isolate: IsolateState | undefined;
+type IsolateState = ReadyIsolate | { kind: "invalid"; signature: string; clock: Clock; message: string };
 
-/** Config is parsed once per isolate, keyed by the variables it comes from; the fallback's leases and guard live as long. */
-function isolateState(env: Env, clock: Clock): IsolateState {
+/** Per isolate (one entry in a deployment; tests simulate several isolates by name). */
+const isolates = new Map<string, IsolateState>();
+
+/**
+ * Config is parsed once per isolate, keyed by the variables it comes from; the fallback's
+ * leases and guard, the purge copy and the metrics live as long.
+ */
+function isolateState(env: Env, clock: Clock, name: string): IsolateState {
   const signature = JSON.stringify([env.ORIGIN_URL, env.HERDLESS_CONFIG ?? ""]);
-  if (isolate?.signature === signature && isolate.clock === clock) return isolate;
+  const known = isolates.get(name);
+  if (known?.signature === signature && known.clock === clock) return known;
+  let state: IsolateState;
   try {
     const config = configFromEnv(env);
-    isolate = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }) };
+    const purges = new DurableObjectPurgeRegistry(env.PURGES, config.admin.purgePropagationMs, () => clock.now(), (error) =>
+      log("warn", "purge registry unavailable: serving with the last purge list this isolate read", error),
+    );
+    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now() };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     log("error", "invalid config", error);
-    isolate = { kind: "invalid", signature, clock, message };
+    state = { kind: "invalid", signature, clock, message };
   }
-  return isolate;
+  isolates.set(name, state);
+  return state;
 }
 
 function log(level: "warn" | "error", msg: string, error: unknown): void {

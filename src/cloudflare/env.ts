@@ -1,5 +1,6 @@
 import type { KeyCoordinator } from "./key-coordinator.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
+import type { PurgeRegistryObject } from "./purge-registry-object.ts";
 import { parseConfig, type Config } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
 
@@ -9,10 +10,19 @@ export interface Env {
   COORDINATOR: DurableObjectNamespace<KeyCoordinator>;
   /** One object per deployment; see {@link OriginGuardObject}. */
   GUARD: DurableObjectNamespace<OriginGuardObject>;
+  /** One object per deployment holding the purge marks; see {@link PurgeRegistryObject}. */
+  PURGES: DurableObjectNamespace<PurgeRegistryObject>;
   /** The origin every cache miss goes to, for example `https://origin.example.com`. */
   ORIGIN_URL: string;
   /** Optional herdless config as a JSON string; `origin.url` defaults to ORIGIN_URL. */
   HERDLESS_CONFIG?: string;
+  /**
+   * Bearer token of the admin API (/__herdless/: dashboard, stats, purge), at least 16
+   * characters; a Worker secret (`npx wrangler secret put HERDLESS_ADMIN_TOKEN`, or
+   * `.dev.vars` locally). Wins over `admin.token` of HERDLESS_CONFIG; with neither set
+   * the admin API is disabled.
+   */
+  HERDLESS_ADMIN_TOKEN?: string;
 }
 
 /**

@@ -6,3 +6,5 @@ export { configFromEnv, type Env } from "./env.ts";
 export { handle, coordinatorClient, deploymentGuard, toEngineRequest, toResponse, type EdgeOptions } from "./edge.ts";
 export { KeyCoordinator } from "./key-coordinator.ts";
 export { OriginGuardObject } from "./origin-guard-object.ts";
+export { PurgeRegistryObject, DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
+export { adminResponse, TOKEN_HINT } from "./admin-route.ts";

@@ -40,15 +40,22 @@ export class PurgeRegistryObject extends DurableObject<Env> {
 /**
  * The edge's view of the purge list: a per-isolate copy no older than `propagationMs`, so a
  * cache hit costs no round trip; a purge returns once every isolate's copy must include it.
+ *
+ * If the registry object cannot be read, the edge keeps serving with the last copy it has
+ * (an empty one before any) and tries again `propagationMs` later; `onError` hears about
+ * the first failure of each outage. A purge in that state fails (the caller sees it), so
+ * only a purge recorded just before the outage can be missed meanwhile.
  */
 export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private cached: { snapshot: PurgeSnapshot; fetchedAt: number } | undefined;
   private pending: Promise<PurgeSnapshot> | undefined;
+  private failing = false;
 
   constructor(
     private readonly namespace: DurableObjectNamespace<PurgeRegistryObject>,
     private readonly propagationMs: number,
     private readonly now: () => number = () => Date.now(),
+    private readonly onError: (error: unknown) => void = () => undefined,
   ) {}
 
   current(): PurgeSnapshot | Promise<PurgeSnapshot> {
@@ -65,7 +72,15 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private async load(): Promise<PurgeSnapshot> {
     // The copy is valid from when the read started: anything purged before that is in it.
     const startedAt = this.now();
-    const snapshot = await this.stub().snapshot();
+    let snapshot: PurgeSnapshot;
+    try {
+      snapshot = await this.stub().snapshot();
+      this.failing = false;
+    } catch (error) {
+      if (!this.failing) this.onError(error);
+      this.failing = true;
+      snapshot = this.cached?.snapshot ?? emptyPurges();
+    }
     this.cached = { snapshot, fetchedAt: startedAt };
     return snapshot;
   }

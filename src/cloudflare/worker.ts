@@ -3,8 +3,9 @@ import type { Env } from "./env.ts";
 
 export { KeyCoordinator } from "./key-coordinator.ts";
 export { OriginGuardObject } from "./origin-guard-object.ts";
+export { PurgeRegistryObject } from "./purge-registry-object.ts";
 
-/** The herdless Worker: every request goes through the edge (see edge.ts). */
+/** The herdless Worker: every request goes through the edge (see edge.ts); /__herdless/ is the admin API. */
 export default {
   fetch: (request, env, ctx) => handle(request, env, ctx),
 } satisfies ExportedHandler<Env>;
