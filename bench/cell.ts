@@ -1,4 +1,5 @@
 /** One (scenario × runtime) measurement: fresh origin, fresh runtime, load, counters, teardown. */
+import { loadavg } from "node:os";
 import { captureSample, type Sample } from "./bare-node.ts";
 import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
 import { runTsScript } from "./processes.ts";
@@ -65,16 +66,32 @@ export async function runCell(scenario: Scenario, name: RuntimeName, quick: bool
     await origin.reset();
     const serverCpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
     const originCpu0 = origin.server.cpuMs();
+    const loadBefore = loadavg()[0] ?? 0;
     const loadPromise = runLoad({ ...load, targets: runtime.targets, host: HOST });
     const downMs = scenario.outageMs?.(quick);
     const outage = downMs === undefined ? undefined : await driveOutage(origin, load.durationMs ?? 0, downMs);
-    const result = await loadPromise;
+    let result = await loadPromise;
+    let serverCpuMs = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0) - serverCpu0;
+    if ((scenario.rounds ?? 1) > 1) {
+      const rounds = [result.throughputRps];
+      for (let i = 1; i < (scenario.rounds ?? 1); i++) {
+        const cpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
+        const again = await runLoad({ ...load, targets: runtime.targets, host: HOST });
+        rounds.push(again.throughputRps);
+        if (again.throughputRps > result.throughputRps) {
+          result = again;
+          serverCpuMs = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0) - cpu0;
+        }
+      }
+      cell.notes.push(`best of ${rounds.length} rounds (${rounds.join(", ")} req/s)`);
+    }
+    cell.loadAverage = [loadBefore, loadavg()[0] ?? 0];
     const stats = await origin.stats();
     const originCpuMs = origin.server.cpuMs() - originCpu0;
     cell.load = result;
     cell.origin = summarizeOrigin(stats);
     cell.originCpuMs = originCpuMs;
-    cell.serverCpuMs = name === "direct" ? originCpuMs : runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0) - serverCpu0;
+    cell.serverCpuMs = name === "direct" ? originCpuMs : serverCpuMs;
     if (scenario.ideal) cell.ideal = scenario.ideal(load);
     if (outage !== undefined && downMs !== undefined) {
       const { failureThreshold, probeIntervalMs } = HERDLESS_CONFIG.breaker;

@@ -26,6 +26,7 @@ class Tally {
   shed = 0;
   errors = 0;
   networkErrors = 0;
+  readonly networkErrorSamples = new Set<string>();
 
   constructor(private readonly startedAt: number) {}
 
@@ -38,6 +39,7 @@ class Tally {
     this.perSecond.set(second, slot);
     if (outcome instanceof Error) {
       this.networkErrors++;
+      if (this.networkErrorSamples.size < 5) this.networkErrorSamples.add(outcome.message);
       this.errors++;
       slot.errors++;
       bump(this.byStatus, "network");
@@ -139,6 +141,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     shed: tally.shed,
     errors: tally.errors,
     networkErrors: tally.networkErrors,
+    networkErrorSamples: [...tally.networkErrorSamples],
     byStatus: tally.byStatus,
     byCacheStatus: tally.byCacheStatus,
     latency: tally.histogram.summary(),

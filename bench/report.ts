@@ -46,6 +46,15 @@ export function targets(run: BenchRun): Target[] {
       else out.push({ name, verdict: ratio <= 1 ? "PASS" : "MISS", detail: `${cell.origin.requests} origin requests ÷ ${cell.ideal?.requests} ideal = ${fmt(ratio, 2)}` });
     }
   }
+  for (const scenario of ["steady", "spike"] as const) {
+    if (!ranScenario(run, scenario)) continue;
+    for (const runtime of HERDLESS_RUNTIMES) {
+      const cell = cellOf(run, scenario, runtime);
+      if (cell === undefined || missing(cell) !== undefined || !cell.load || !cell.origin) continue;
+      const pass = cell.load.errors === 0 && cell.origin.crashes === 0;
+      out.push({ name: `${scenario}: 0 client errors, 0 origin crashes (${runtime})`, verdict: pass ? "PASS" : "MISS", detail: `${cell.load.errors} errors, ${cell.load.shed} shed, ${cell.origin.crashes} crashes, origin peak in flight ${cell.origin.peakInFlight}` });
+    }
+  }
   if (ranScenario(run, "outage")) {
     for (const runtime of HERDLESS_RUNTIMES) {
       const cell = cellOf(run, "outage", runtime);
@@ -131,6 +140,9 @@ export function markdown(run: BenchRun): string {
       const cache = cell.load?.byCacheStatus;
       if (cache && Object.keys(cache).some((k) => k !== "none")) lines.push(`- ${cell.runtime} responses by Cache-Status: ${Object.entries(cache).map(([k, v]) => `${k} ${v}`).join(", ")}.`);
       for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
+      const samples = cell.load?.networkErrorSamples ?? [];
+      if (samples.length > 0) lines.push(`- ${cell.runtime} network errors: ${samples.map((m) => `\`${m}\``).join(", ")}.`);
+      if (cell.loadAverage) lines.push(`- ${cell.runtime}: machine load average ${cell.loadAverage.map((v) => v.toFixed(1)).join(" → ")} (${run.machine.cpus} CPUs).`);
     }
     const bare: Array<[RuntimeName, RuntimeName]> = [["node", "bare-node"], ["worker", "bare-worker"]];
     for (const [a, b] of bare) {

@@ -27,6 +27,8 @@ export interface LoadResult {
   /** other 4xx/5xx plus network errors */
   errors: number;
   networkErrors: number;
+  /** up to 5 distinct network error messages */
+  networkErrorSamples: string[];
   byStatus: Record<string, number>;
   /** responses by the first Cache-Status parameter that tells the story: hit, stale, collapsed, fwd */
   byCacheStatus: Record<string, number>;
@@ -75,6 +77,8 @@ export interface CellResult {
   /** CPU of the server processes (whole process groups, from /proc) */
   serverCpuMs?: number;
   originCpuMs?: number;
+  /** the machine's 1-minute load average before and after the run: high values mean other work shared the CPUs */
+  loadAverage?: [number, number];
   /** outage only: origin requests while it was down, and how many the breaker allows */
   outage?: { downMs: number; /** when the origin went down, from the start of the run */ startMs: number; originRequestsWhileDown: number; allowed: number; formula: string; clientErrors: number };
   notes: string[];
