@@ -6,6 +6,7 @@ import { primaryKey } from "../../src/core/key.ts";
 import { handle } from "../../src/cloudflare/edge.ts";
 import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
 import { coordinatorTestHooks } from "../../src/cloudflare/key-coordinator.ts";
+import { guardTestHooks, type OriginGuardObject } from "../../src/cloudflare/origin-guard-object.ts";
 
 /** The edge's hostname in tests; keys are `GET https://edge.test/<path>`. */
 export const EDGE = "https://edge.test";
@@ -30,12 +31,17 @@ export interface DataCenter {
   get(path: string, init?: RequestInit): Promise<Answer>;
 }
 
-export function dataCenter(name: string, testEnv: Env, clock?: Clock): DataCenter {
+export interface DataCenterOptions {
+  /** Give the data center its own simulated isolate (purge copy, metrics, fallback state). */
+  ownIsolate?: boolean;
+}
+
+export function dataCenter(name: string, testEnv: Env, clock?: Clock, options: DataCenterOptions = {}): DataCenter {
   return {
     name,
     async get(path, init) {
       const ctx = createExecutionContext();
-      const res = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, { cacheName: name, ...(clock ? { clock } : {}) });
+      const res = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, { cacheName: name, ...(clock ? { clock } : {}), ...(options.ownIsolate ? { isolate: name } : {}) });
       const body = await res.text();
       return { status: res.status, body, cacheStatus: res.headers.get("cache-status") ?? "", headers: res.headers, settled: waitOnExecutionContext(ctx) };
     },
@@ -43,9 +49,9 @@ export function dataCenter(name: string, testEnv: Env, clock?: Clock): DataCente
 }
 
 /** `n` data centers with caches no other test uses. */
-export function dataCenters(n: number, testEnv: Env, clock?: Clock): DataCenter[] {
+export function dataCenters(n: number, testEnv: Env, clock?: Clock, options: DataCenterOptions = {}): DataCenter[] {
   const run = crypto.randomUUID().slice(0, 8);
-  return Array.from({ length: n }, (_, i) => dataCenter(`dc${i}-${run}`, testEnv, clock));
+  return Array.from({ length: n }, (_, i) => dataCenter(`dc${i}-${run}`, testEnv, clock, options));
 }
 
 /** The coordinator object of the key the edge computes for `path`. */
@@ -63,6 +69,24 @@ export function coordinatorOf(testEnv: Env, path: string) {
 export async function useInCoordinators(testEnv: Env, paths: string[], clock: Clock, guardName?: string): Promise<void> {
   const config = configFromEnv(testEnv);
   await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().use({ clock, config, ...(guardName ? { guardName } : {}) }))));
+}
+
+/** Gives the guard object `guardName` the test's config (cap, queue, breaker); call it before any traffic. */
+export async function useGuardConfig(testEnv: Env, guardName: string): Promise<void> {
+  const config = configFromEnv(testEnv);
+  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) => instance[guardTestHooks]({ config }));
+}
+
+/** A token for tests of the admin API (at least 16 characters). */
+export const ADMIN_TOKEN = "test-admin-token-3f9c2a7e";
+
+/** An admin API call through the edge, as an operator makes it: the bearer token and a JSON body. */
+export async function adminCall(dc: DataCenter, method: "GET" | "POST", path: string, options: { token?: string | null; body?: unknown } = {}): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  const token = options.token === undefined ? ADMIN_TOKEN : options.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (options.body !== undefined) headers["content-type"] = "application/json";
+  return dc.get(`/__herdless/${path}`, { method, headers, ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}) });
 }
 
 /** Waits for the background work of every answer and of the coordinators of `paths`. */

@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import { systemClock } from "../../src/core/clock.ts";
+import type { PurgeCommand } from "../../src/core/purge.ts";
+import { ADMIN_TOKEN, adminCall, dataCenter, dataCenters, EDGE, edgeEnv, useGuardConfig, useInCoordinators, type DataCenter } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/** Four simulated data centers, each with its own cache and its own isolate (its own copy of the purge list). */
+const DCS = 4;
+const CACHED = "max-age=60, stale-if-error=600";
+/** Purges return after this long (real time); every isolate's copy is younger. */
+const ADMIN = { admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 } };
+/** The failures these tests cause on purpose must reach the origin, not an open breaker. */
+const PATIENT_BREAKER = { breaker: { failureThreshold: 100 } };
+
+async function expectEveryDc(dcs: DataCenter[], path: string, expected: { body: string; cacheStatus: RegExp }): Promise<void> {
+  for (const dc of dcs) {
+    const answer = await dc.get(path);
+    expect({ dc: dc.name, status: answer.status, body: answer.body }).toEqual({ dc: dc.name, status: 200, body: expected.body });
+    expect(answer.cacheStatus).toMatch(expected.cacheStatus);
+  }
+}
+
+/**
+ * Fills `purged` and `kept` in every data center, purges with `command` through the admin
+ * API of one more isolate, then checks each purged key: with the origin down every data
+ * center answers an error (never the purged body: stale-if-error must not bring it back);
+ * with the origin up every data center gets the new version from one origin request.
+ * Keys outside the purge stay hits throughout.
+ */
+async function hardPurge(command: PurgeCommand, purged: string[], kept: string[], tags: Record<string, string> = {}): Promise<void> {
+  const paths = Object.fromEntries(Object.entries(tags).map(([path, tag]) => [path, { headers: { "cache-control": CACHED, "cache-tag": tag } }]));
+  const origin = await testOrigin({ headers: { "cache-control": CACHED }, paths });
+  const testEnv = edgeEnv(origin.url, { ...ADMIN, ...PATIENT_BREAKER });
+  const all = [...purged, ...kept];
+  // A guard object of this test's own, so failures here count nowhere else.
+  const guardName = `guard-${crypto.randomUUID()}`;
+  await useGuardConfig(testEnv, guardName);
+  await useInCoordinators(testEnv, all, systemClock, guardName);
+  const dcs = dataCenters(DCS, testEnv, undefined, { ownIsolate: true });
+  const bodies = new Map<string, string>();
+  for (const path of all) {
+    await expectEveryDc(dcs.slice(0, 1), path, { body: `${path} #${(await origin.count()) + 1}`, cacheStatus: /fwd=uri-miss/ });
+    bodies.set(path, `${path} #${await origin.count()}`);
+    await expectEveryDc(dcs.slice(1), path, { body: bodies.get(path) ?? "", cacheStatus: /^herdless; fwd=uri-miss; fwd-status=200; ttl=(59|60)$/ });
+    // Every data center now holds it in its own cache.
+    await expectEveryDc(dcs, path, { body: bodies.get(path) ?? "", cacheStatus: /^herdless; hit; ttl=/ });
+  }
+  expect(await origin.count()).toBe(all.length);
+
+  const admin = dataCenter(`admin-${crypto.randomUUID()}`, testEnv, undefined, { ownIsolate: true });
+  const purge = await adminCall(admin, "POST", "purge", { body: command });
+  expect(purge.status).toBe(200);
+  expect(JSON.parse(purge.body)).toEqual({ purged: { ...command, soft: false } });
+
+  await origin.set({ mode: "down" });
+  for (const path of purged) {
+    for (const dc of dcs) {
+      const answer = await dc.get(path);
+      expect(answer.status).toBe(502);
+      expect(answer.body).not.toContain(bodies.get(path));
+      expect(answer.cacheStatus).toMatch(/^herdless; fwd=uri-miss; detail=origin-error$/);
+    }
+  }
+  // One failed attempt per data center per purged key (nothing to coalesce them with: they came one after another).
+  const afterFailures = all.length + purged.length * DCS;
+  expect(await origin.count()).toBe(afterFailures);
+
+  await origin.set({ mode: "up" });
+  for (const [i, path] of purged.entries()) {
+    const fresh = `${path} #${afterFailures + i + 1}`;
+    // The first data center fetches the new version; the others get it from the key's coordinator.
+    await expectEveryDc(dcs, path, { body: fresh, cacheStatus: /^herdless; fwd=uri-miss; fwd-status=200; ttl=(59|60)/ });
+    await expectEveryDc(dcs, path, { body: fresh, cacheStatus: /^herdless; hit; ttl=/ });
+  }
+  for (const path of kept) await expectEveryDc(dcs, path, { body: bodies.get(path) ?? "", cacheStatus: /^herdless; hit; ttl=/ });
+  expect(await origin.count()).toBe(afterFailures + purged.length);
+}
+
+describe("hard purge across four data centers", () => {
+  it("by URL: after the purge returns, every data center misses and fetches the new version; with the origin down, never the purged body", async () => {
+    await hardPurge({ urls: [`${EDGE}/hard/page?utm_source=mail`] }, ["/hard/page"], ["/hard/other"]);
+  });
+
+  it("by tag (Cache-Tag from the origin): only the tagged keys", async () => {
+    await hardPurge({ tags: ["product-42"] }, ["/tag/a", "/tag/b"], ["/tag/c"], { "/tag/a": "product-42, catalog", "/tag/b": "product-42", "/tag/c": "catalog" });
+  });
+
+  it("everything ({all: true})", async () => {
+    await hardPurge({ all: true }, ["/all/a", "/all/b"], []);
+  });
+});
