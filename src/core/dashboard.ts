@@ -15,8 +15,11 @@ export function dashboardHtml(): string {
   main { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 16px; padding: 16px 20px; }
   section { background: #161b22; border-radius: 6px; padding: 12px 16px; }
   h2 { font-size: 14px; margin: 0 0 8px; color: #c9d1d9; }
-  svg { width: 100%; height: 180px; background: #0d1117; border-radius: 4px; }
-  .legend span { margin-right: 12px; font-size: 12px; }
+  .chart { position: relative; }
+  svg { display: block; width: 100%; height: 180px; background: #0d1117; border-radius: 4px; }
+  .ymax { position: absolute; top: 4px; left: 6px; font-size: 11px; color: #8b949e; }
+  .xaxis { display: flex; justify-content: space-between; font-size: 11px; color: #8b949e; margin: 2px 0 6px; }
+  .legend span { margin-right: 12px; font-size: 12px; white-space: nowrap; }
   .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 2px; }
   #breaker[data-state="closed"] { color: #3fb950; } #breaker[data-state="open"] { color: #f85149; } #breaker[data-state="half-open"] { color: #d29922; }
   table { width: 100%; border-collapse: collapse; font-size: 12px; } td { padding: 2px 4px; border-bottom: 1px solid #21262d; word-break: break-all; }
@@ -37,8 +40,8 @@ export function dashboardHtml(): string {
   <div class="tile"><b id="mode">–</b><span>mode</span></div>
 </header>
 <main>
-  <section><h2>Requests per second by cache status</h2><svg id="chart-requests" viewBox="0 0 600 180" preserveAspectRatio="none"></svg><div class="legend" id="legend"></div></section>
-  <section><h2>Origin requests per second</h2><svg id="chart-origin" viewBox="0 0 600 180" preserveAspectRatio="none"></svg></section>
+  <section><h2>Requests per second by cache status</h2>${chart("chart-requests")}<div class="legend" id="legend"></div></section>
+  <section><h2>Origin requests per second</h2>${chart("chart-origin")}</section>
   <section><h2>Purge</h2>
     <form id="purge-form">
       <select id="purge-kind"><option value="urls">URLs</option><option value="tags">Tags</option><option value="all">Everything</option></select>
@@ -66,8 +69,12 @@ function path(values, max) {
 }
 function draw(svg, lines) {
   const max = Math.max(1, ...lines.flatMap((l) => l.values));
-  svg.innerHTML = '<text x="4" y="12" fill="#8b949e" font-size="11">' + max + '/s</text>' +
-    lines.map((l) => '<path data-series="' + l.name + '" d="' + path(l.values, max) + '" fill="none" stroke="' + l.color + '" stroke-width="1.5"/>').join("");
+  // Grid at the top, middle and zero; series with no traffic in the window are not drawn,
+  // so an idle line cannot hide the others along the baseline.
+  const grid = [10, 92.5, 175].map((y) => '<path d="M0 ' + y + ' H600" stroke="#21262d" stroke-width="1" vector-effect="non-scaling-stroke"/>').join("");
+  svg.innerHTML = grid + lines.filter((l) => l.values.some((v) => v > 0))
+    .map((l) => '<path data-series="' + l.name + '" d="' + path(l.values, max) + '" fill="none" stroke="' + l.color + '" stroke-width="1.5" vector-effect="non-scaling-stroke"/>').join("");
+  $(svg.id + "-max").textContent = max + "/s";
   svg.dataset.max = String(max);
   svg.dataset.total = String(lines.reduce((sum, l) => sum + l.values.reduce((a, b) => a + b, 0), 0));
 }
@@ -103,11 +110,17 @@ refresh(); setInterval(refresh, 1000);
 </body></html>`;
 }
 
+/** An SVG chart of the last two minutes, with its scale and time axis in HTML (so they do not stretch). */
+function chart(id: string): string {
+  return `<div class="chart"><svg id="${id}" viewBox="0 0 600 180" preserveAspectRatio="none" role="img"></svg><span class="ymax" id="${id}-max">1/s</span></div>
+<div class="xaxis"><span>−2 min</span><span>−1 min</span><span>now</span></div>`;
+}
+
 /** The token prompt shown when the dashboard is opened without a valid token. */
 export function loginHtml(failed: boolean): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>herdless · sign in</title>
 <style>body{font:14px system-ui,sans-serif;background:#0f1419;color:#e6e6e6;display:grid;place-items:center;height:100vh;margin:0}
-form{background:#161b22;padding:24px;border-radius:6px}input,button{font:inherit;padding:6px;margin-top:8px}</style></head>
+form{background:#161b22;padding:24px;border-radius:6px}input,button{font:inherit;padding:6px;margin-top:8px}#login-error{color:#f85149}</style></head>
 <body><form method="post" action="/__herdless/login"><div>herdless admin token</div>
 <input type="password" name="token" id="token" autofocus><button type="submit" id="sign-in">Open dashboard</button>
 ${failed ? '<p id="login-error">That token is not right.</p>' : ""}</form></body></html>`;
