@@ -58,8 +58,9 @@ export class KeyFiller implements Coordinator {
   constructor(private readonly o: KeyFillerOptions) {}
 
   async fill(request: FillRequest): Promise<FillResult> {
-    const now = this.o.clock.now();
     const stored = await this.storedFor(request);
+    // After the lookup: a soft purge makes the entry stale as of the time it was applied.
+    const now = this.o.clock.now();
     if (stored && !stored.negative && now < stored.staleAt) return { kind: "entry", entry: stored, collapsed: false, stored: false };
     if (stored?.negative && now < stored.staleAt) return { kind: "entry", entry: stored, collapsed: false, stored: false };
     if (stored && request.priority === "foreground" && !stored.mustRevalidate && now < stored.swrUntil) {
