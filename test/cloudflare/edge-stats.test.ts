@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { systemClock } from "../../src/core/clock.ts";
+import type { StatsSnapshot } from "../../src/core/admin.ts";
+import { ADMIN_TOKEN, adminCall, dataCenters, edgeEnv, useGuardConfig, useInCoordinators, type DataCenter } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+async function stats(dc: DataCenter): Promise<StatsSnapshot> {
+  const answer = await adminCall(dc, "GET", "stats");
+  expect(answer.status).toBe(200);
+  expect(answer.headers.get("cache-control")).toBe("no-store");
+  return JSON.parse(answer.body) as StatsSnapshot;
+}
+
+// This file's own workerd: opening the deployment's ("global") breaker here affects no other test file.
+describe("GET /__herdless/stats on Workers", () => {
+  it("counts this isolate's traffic (hits, misses, origin calls) and shows the deployment's breaker", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const testEnv = edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 }, breaker: { failureThreshold: 2 } });
+    const paths = ["/a", "/b", "/c", "/d", "/e"];
+    // The edge and the coordinators use the deployment's one guard object, with this config.
+    await useGuardConfig(testEnv, "global");
+    await useInCoordinators(testEnv, paths, systemClock);
+    const [dc, other] = dataCenters(2, testEnv, undefined, { ownIsolate: true });
+
+    const before = await stats(dc!);
+    expect(before).toMatchObject({ runtime: "cloudflare", mode: "durable-objects", requests: 0, originRequests: 0, breaker: "closed", originInFlight: 0, queueDepth: 0 });
+
+    for (let i = 0; i < 3; i++) expect((await dc!.get("/a")).status).toBe(200);
+    expect((await dc!.get("/b")).status).toBe(200);
+    // Another isolate's traffic is not in this isolate's counters.
+    expect((await other!.get("/a")).status).toBe(200);
+    const warm = await stats(dc!);
+    expect(warm.served).toMatchObject({ hit: 2, miss: 2, error: 0 });
+    expect(warm).toMatchObject({ requests: 4, hitRatio: 0.5, originRequests: 2, origin: { "200": 2, error: 0 }, breaker: "closed" });
+    expect(warm.topKeys[0]).toEqual({ key: "GET https://edge.test/a", requests: 3 });
+    expect(warm.series.reduce((sum, s) => sum + s.origin, 0)).toBe(2);
+    expect(await origin.count()).toBe(2);
+
+    // Two origin failures open the breaker (failureThreshold 2); the next miss is refused without an origin request.
+    await origin.set({ mode: "down" });
+    expect((await dc!.get("/c")).status).toBe(502);
+    expect((await dc!.get("/d")).status).toBe(502);
+    const refused = await dc!.get("/e");
+    expect(refused.status).toBe(503);
+    expect(refused.cacheStatus).toMatch(/detail=breaker-open/);
+    expect(await origin.count()).toBe(4);
+    const open = await stats(dc!);
+    expect(open.served).toMatchObject({ hit: 2, miss: 2, error: 2, refused: 1 });
+    expect(open).toMatchObject({ requests: 7, originRequests: 4, origin: { "200": 2, error: 2 }, breaker: "open" });
+    // The breaker is the deployment's: every isolate reports it.
+    expect((await stats(other!)).breaker).toBe("open");
+    expect((await stats(other!)).served).toMatchObject({ miss: 1, hit: 0 });
+  });
+});
