@@ -1,0 +1,57 @@
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import type { Env } from "../../src/cloudflare/env.ts";
+import type { PurgeRegistryObject } from "../../src/cloudflare/purge-registry-object.ts";
+import { ADMIN_TOKEN, adminCall, dataCenters, EDGE, edgeEnv } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/** The real PURGES namespace, with its snapshot() reads counted, or every call failing. */
+function purgesNamespace(mode: "count" | "down") {
+  const reads = { snapshot: 0 };
+  const real = () => env.PURGES.get(env.PURGES.idFromName("global"));
+  const fail = () => Promise.reject(new Error("Durable Object unreachable (simulated)"));
+  const stub = {
+    snapshot: () => (mode === "down" ? fail() : (reads.snapshot++, real().snapshot())),
+    purge: (command: Parameters<PurgeRegistryObject["purge"]>[0]) => (mode === "down" ? fail() : real().purge(command)),
+  };
+  const namespace = { idFromName: (name: string) => env.PURGES.idFromName(name), get: () => stub };
+  return { reads, namespace: namespace as unknown as Env["PURGES"] };
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("the edge's copy of the purge list", () => {
+  it("is read once per isolate per admin.purgePropagationMs: 50 hits cost 1 registry read, the next after the bound 1 more", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const { reads, namespace } = purgesNamespace("count");
+    const clock = new ManualClock(Date.now());
+    const [dc] = dataCenters(1, { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace }, clock, { ownIsolate: true });
+    for (let i = 0; i < 50; i++) expect((await dc!.get("/often")).status).toBe(200);
+    expect(reads.snapshot).toBe(1);
+    expect(await origin.count()).toBe(1);
+    clock.advance(1_000);
+    for (let i = 0; i < 10; i++) expect((await dc!.get("/often")).cacheStatus).toMatch(/^herdless; hit; /);
+    expect(reads.snapshot).toBe(2);
+  });
+
+  it("when the registry object cannot be reached, the edge keeps serving (one warning) and a purge answers 503", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const { namespace } = purgesNamespace("down");
+    const [dc] = dataCenters(1, { ...edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, purgePropagationMs: 10 } }), PURGES: namespace }, undefined, { ownIsolate: true });
+    expect((await dc!.get("/steady")).cacheStatus).toMatch(/fwd=uri-miss/);
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect((await dc!.get("/steady")).cacheStatus).toMatch(/^herdless; hit; /);
+    }
+    const purge = await adminCall(dc!, "POST", "purge", { body: { urls: [`${EDGE}/steady`] } });
+    expect(purge.status).toBe(503);
+    expect(JSON.parse(purge.body)).toEqual({ error: "herdless admin: Durable Object unreachable (simulated)" });
+    expect(await origin.count()).toBe(1);
+    const warnings = warn.mock.calls.map(([line]) => String(line)).filter((line) => line.includes("purge registry unavailable"));
+    expect(warnings).toHaveLength(1);
+  });
+});
