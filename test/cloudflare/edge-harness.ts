@@ -7,6 +7,7 @@ import { handle } from "../../src/cloudflare/edge.ts";
 import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
 import { coordinatorTestHooks } from "../../src/cloudflare/key-coordinator.ts";
 import { guardTestHooks, type OriginGuardObject } from "../../src/cloudflare/origin-guard-object.ts";
+import type { GuardSnapshot } from "../../src/core/origin-guard.ts";
 
 /** The edge's hostname in tests; keys are `GET https://edge.test/<path>`. */
 export const EDGE = "https://edge.test";
@@ -93,4 +94,52 @@ export async function adminCall(dc: DataCenter, method: "GET" | "POST", path: st
 export async function settle(answers: Answer[], testEnv: Env, paths: string[]): Promise<void> {
   await Promise.all(answers.map((a) => a.settled));
   await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().settled())));
+}
+
+/**
+ * Gives the guard object `guardName` the test's config and clock (the breaker's and the
+ * permits' time; a Clock cannot cross RPC); call it before any traffic, and again after
+ * `abortAllDurableObjects()`.
+ */
+export async function useGuard(testEnv: Env, guardName: string, clock: Clock): Promise<void> {
+  const config = configFromEnv(testEnv);
+  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) => instance[guardTestHooks]({ config, clock }));
+}
+
+/** The deployment-wide view of the guard object `guardName`: breaker state, origin requests in flight, queue. */
+export function guardSnapshot(guardName: string): Promise<GuardSnapshot> {
+  return env.GUARD.get(env.GUARD.idFromName(guardName)).snapshot();
+}
+
+/**
+ * A Durable Object namespace whose objects cannot be reached: ids are the real ones, and
+ * every method called on a stub rejects, as a call to an object that is down does;
+ * `onCall` hears each attempt (the method's name), so a test can tell the path was taken.
+ *
+ * @example
+ * const outage = { ...testEnv, COORDINATOR: unreachableNamespace(testEnv.COORDINATOR) };
+ */
+export function unreachableNamespace<T extends Rpc.DurableObjectBranded | undefined>(
+  real: DurableObjectNamespace<T>,
+  options: { what?: string; onCall?: (method: string) => void } = {},
+): DurableObjectNamespace<T> {
+  const what = options.what ?? "Durable Object";
+  const stub = new Proxy(
+    {},
+    {
+      // Not thenable: a stub is never awaited.
+      get: (_target, property) =>
+        property === "then"
+          ? undefined
+          : () => {
+              options.onCall?.(String(property));
+              return Promise.reject(new Error(`${what} unreachable (simulated): Network connection lost.`));
+            },
+    },
+  );
+  const namespace = {
+    idFromName: (name: string) => real.idFromName(name),
+    get: () => stub,
+  };
+  return namespace as unknown as DurableObjectNamespace<T>;
 }
