@@ -76,7 +76,7 @@ export class Engine {
     if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request, primary);
     const found = await lookup(this.o.near, primary, primary, request.headers);
     const purges = this.o.purges ? await this.o.purges() : undefined;
-    if (purges) found.entry = applyPurge(found.entry, primary, purges, this.o.clock.now());
+    if (purges) found.entry = applyPurge(found.entry, primary, purges);
     const decision = decide(found.entry, found.key, facts, route, this.o.clock.now());
     switch (decision.kind) {
       case "bypass":
@@ -208,7 +208,7 @@ export class Engine {
       permit = await this.o.guard.acquire("foreground");
     } catch (error) {
       const code: HerdlessErrorCode = isHerdlessError(error) ? error.code : "ORIGIN_NETWORK";
-      return synthetic(503, `origin is protected (${code}); try again shortly`, { ...status, detail: "breaker-open" }, isHerdlessError(error) ? error.retryAfterMs : 1_000);
+      return synthetic(503, `origin is protected (${code}); try again shortly`, { ...status, detail: FAILURE_DETAIL[code] ?? "origin-error" }, isHerdlessError(error) ? error.retryAfterMs : 1_000);
     }
     const headers = request.rawHeaders.filter(([name]) => !HOP_BY_HOP.has(name) && name !== "host");
     try {

@@ -2,7 +2,7 @@ import type { Clock } from "./clock.ts";
 import { routeFor, type Config } from "./config.ts";
 import type { Coordinator, FillRequest, FillResult } from "./coordinator.ts";
 import type { Entry } from "./entry.ts";
-import { HerdlessError, isHerdlessError } from "./errors.ts";
+import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
 import { storability } from "./freshness.ts";
 import { headerList } from "./http.ts";
 import { variantKey } from "./key.ts";
@@ -23,10 +23,10 @@ export interface KeyFillerOptions {
   leases: LeaseManager;
   guard: OriginGuard;
   fetch: FetchLike;
-  /** Resolves when another process announces a fill of `key`, or after `timeoutMs`. */
-  waitForFill?: (key: string, timeoutMs: number) => Promise<void>;
-  /** Tells other processes that `key` was filled. */
-  announceFill?: (key: string) => void | Promise<void>;
+  /** Resolves with the announcement when another process's flight for `key` ends, or undefined after `timeoutMs`. */
+  waitForFill?: (key: string, timeoutMs: number) => Promise<string | undefined>;
+  /** Tells other processes that the flight for `key` ended: `done`, or `failed:<code>`. */
+  announceFill?: (key: string, message: string) => void | Promise<void>;
   /** Keeps background work alive (ctx.waitUntil on Workers). */
   background?: (work: Promise<unknown>) => void;
   /** Observes each origin call, for metrics. */
@@ -80,7 +80,7 @@ export class KeyFiller implements Coordinator {
 
   private async storedFor(request: FillRequest): Promise<Entry | undefined> {
     const { entry } = await lookup(this.o.store, request.primary, request.key, headerList(request.headers));
-    return request.purges ? applyPurge(entry, request.primary, request.purges, this.o.clock.now()) : entry;
+    return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
   }
 
   private inBackground(work: Promise<unknown>): void {
@@ -88,7 +88,12 @@ export class KeyFiller implements Coordinator {
     if (this.o.background) this.o.background(settled);
   }
 
-  /** Takes the key's lease (waiting out another holder), then fetches. */
+  /**
+   * Takes the key's lease (waiting out another holder), then fetches. Whatever the flight
+   * ends with, other processes waiting on the key hear it when the lease is released: a
+   * fill sends them to the store, a failure hands them the same failure (they serve their
+   * stale copy) instead of a second origin request.
+   */
   private async fetchUnderLease(request: FillRequest): Promise<FlightResult> {
     const { lockLeaseMs, waitTimeoutMs } = this.o.config.coordinator;
     const before = await this.storedFor(request);
@@ -99,16 +104,16 @@ export class KeyFiller implements Coordinator {
         // The right to write ends with the lease: an origin call still running then is cancelled.
         const expiry = new AbortController();
         const timer = setTimeout(() => expiry.abort(new HerdlessError("LEASE_LOST", `lease on ${request.key} expired after ${lockLeaseMs} ms`)), lockLeaseMs);
+        let result: FlightResult | undefined;
         try {
-          // Someone may have filled the key while we queued for the lease.
+          // Someone may have filled the key while we queued for the lease, or before we first looked.
           const current = await this.storedFor(request);
-          if (current && current.token !== before?.token && this.o.clock.now() < current.staleAt) {
-            return { kind: "entry", entry: current, collapsed: true, stored: false };
-          }
-          return await this.fetchAndStore(request, current, lease.token, expiry.signal);
+          if (this.usable(current)) return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
+          return (result = await this.fetchAndStore(request, current, lease.token, expiry.signal));
         } finally {
           clearTimeout(timer);
           await this.o.leases.release(lease).catch(() => false);
+          await Promise.resolve(this.o.announceFill?.(request.key, result?.kind === "failed" ? `failed:${result.code}` : "done")).catch(() => undefined);
         }
       }
       // Another process holds the lease: wait for its announcement, then look again.
@@ -116,12 +121,19 @@ export class KeyFiller implements Coordinator {
       if (remaining <= 0) {
         return { kind: "failed", code: "COORDINATOR_UNAVAILABLE", message: `lease on ${request.key} stayed busy for ${waitTimeoutMs} ms`, stale: before, collapsed: true };
       }
-      await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs)) ?? delay(Math.min(remaining, 50)));
+      const message = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs)) ?? delay(Math.min(remaining, 50)));
       const filled = await this.storedFor(request);
-      if (filled && filled.token !== before?.token && this.o.clock.now() < filled.staleAt) {
-        return { kind: "entry", entry: filled, collapsed: true, stored: false };
+      if (this.usable(filled)) return { kind: "entry", entry: filled, collapsed: true, stored: false };
+      if (typeof message === "string" && message.startsWith("failed:")) {
+        const code = message.slice("failed:".length) as HerdlessErrorCode;
+        return { kind: "failed", code, message: `another process's fetch of ${request.key} failed (${code})`, stale: before, collapsed: true };
       }
     }
+  }
+
+  /** An entry that answers without an origin request: fresh (a cached error counts, briefly). */
+  private usable(entry: Entry | undefined): entry is Entry {
+    return entry !== undefined && this.o.clock.now() < entry.staleAt;
   }
 
   private async fetchAndStore(request: FillRequest, stored: Entry | undefined, token: number, signal: AbortSignal): Promise<FlightResult> {
@@ -187,7 +199,6 @@ export class KeyFiller implements Coordinator {
   private async put(entry: Entry, primary: string, fwdStatus: number): Promise<FlightResult> {
     const written = await this.o.store.put(entry);
     if (written && entry.key !== primary) await this.o.store.put(varyPointer(entry, primary));
-    if (written) await this.o.announceFill?.(entry.key);
     // A newer entry won the race (fencing): serve that one.
     const winner = written ? entry : ((await this.o.store.get(entry.key)) ?? entry);
     return { kind: "entry", entry: winner, fwdStatus, collapsed: false, stored: written };

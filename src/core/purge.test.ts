@@ -25,15 +25,15 @@ describe("purge marks", () => {
     expect(purgeVerdict(entry, entry.key, both)).toBe("hard");
   });
 
-  it("soft purge makes the entry stale now but servable while it revalidates", () => {
-    const purged = applyPurge(entry, entry.key, at(undefined, { all: true, soft: true }, 150), 150)!;
+  it("soft purge makes the entry stale from the purge's instant, servable while it revalidates", () => {
+    const purged = applyPurge(entry, entry.key, at(undefined, { all: true, soft: true }, 150))!;
     expect(purged.staleAt).toBe(150);
     expect(purged.swrUntil).toBe(entry.deleteAt);
-    expect(applyPurge({ ...entry, mustRevalidate: true }, entry.key, at(undefined, { all: true, soft: true }, 150), 150)!.swrUntil).toBe(150);
+    expect(applyPurge({ ...entry, mustRevalidate: true }, entry.key, at(undefined, { all: true, soft: true }, 150))!.swrUntil).toBe(150);
   });
 
   it("hard purge removes the entry", () => {
-    expect(applyPurge(entry, entry.key, at(undefined, { all: true }, 150), 150)).toBeUndefined();
+    expect(applyPurge(entry, entry.key, at(undefined, { all: true }, 150))).toBeUndefined();
   });
 
   it("drops marks past retention so the snapshot stays bounded", () => {

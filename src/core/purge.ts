@@ -30,30 +30,39 @@ export type PurgeVerdict = "keep" | "soft" | "hard";
 /**
  * Whether `entry` (stored under `primary`) predates a purge that covers it. A hard purge
  * anywhere wins over a soft one; entries stored after every matching purge are kept.
+ * `at` is the earliest covering soft purge: the entry counts as stale from then.
  */
 export function purgeVerdict(entry: Entry, primary: string, purges: PurgeSnapshot): PurgeVerdict {
+  return coveringPurge(entry, primary, purges).verdict;
+}
+
+function coveringPurge(entry: Entry, primary: string, purges: PurgeSnapshot): { verdict: PurgeVerdict; at: number } {
   let verdict: PurgeVerdict = "keep";
+  let at = Infinity;
   const consider = (mark: PurgeMark | undefined) => {
     if (!mark || entry.storedAt > mark.at) return;
     if (!mark.soft) verdict = "hard";
     else if (verdict === "keep") verdict = "soft";
+    at = Math.min(at, mark.at);
   };
   consider(purges.all);
   consider(purges.keys[primary]);
   for (const tag of entry.tags) consider(purges.tags[tag]);
-  return verdict;
+  return { verdict, at };
 }
 
 /**
- * The entry as a purge leaves it: gone (hard), or stale now and servable stale while one
- * revalidation runs (soft; never for must-revalidate entries, which just become stale).
+ * The entry as a purge leaves it: gone (hard), or stale since the purge and servable stale
+ * while one revalidation runs (soft; never for must-revalidate entries, which just become
+ * stale). Stale from the purge's instant, not from "now", so every reader agrees however
+ * its clock has moved since.
  */
-export function applyPurge(entry: Entry | undefined, primary: string, purges: PurgeSnapshot, now: number): Entry | undefined {
+export function applyPurge(entry: Entry | undefined, primary: string, purges: PurgeSnapshot): Entry | undefined {
   if (!entry) return undefined;
-  const verdict = purgeVerdict(entry, primary, purges);
+  const { verdict, at } = coveringPurge(entry, primary, purges);
   if (verdict === "keep") return entry;
   if (verdict === "hard") return undefined;
-  const staleAt = Math.min(entry.staleAt, now);
+  const staleAt = Math.min(entry.staleAt, at);
   return { ...entry, staleAt, swrUntil: entry.mustRevalidate ? staleAt : Math.max(entry.swrUntil, entry.deleteAt) };
 }
 
@@ -154,10 +163,15 @@ export class LocalPurgeRegistry implements PurgeRegistry {
   }
 }
 
-/** Maps a purge URL to the primary key it is stored under, with the route's key options. */
-export function purgeKeyOf(config: Config): (url: string) => string {
+/**
+ * Maps a purge URL to the primary key it is stored under, with the route's key options.
+ * `scheme` forces the scheme the runtime keys by: a Node server behind a TLS-terminating
+ * load balancer sees `http:` requests for pages its clients know as `https:`.
+ */
+export function purgeKeyOf(config: Config, scheme?: "http:" | "https:"): (url: string) => string {
   return (url) => {
     const parsed = new URL(url);
+    if (scheme) parsed.protocol = scheme;
     return primaryKey(parsed, routeFor(config, parsed.pathname).key);
   };
 }

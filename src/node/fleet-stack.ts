@@ -56,7 +56,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     connection,
     prefix,
     clock,
-    keyOf: purgeKeyOf(config),
+    keyOf: purgeKeyOf(config, "http:"),
     propagationMs: config.admin.purgePropagationMs,
     onError: (error) => logger.debug("purge list not refreshed", { error: String(error) }),
   });
@@ -75,14 +75,14 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     fetch,
     background,
     onOriginCall,
-    announceFill: async (key) => void (await notifier.publish(key, "filled").catch(() => 0)),
+    announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
     waitForFill: async (key, timeoutMs) => {
       // Subscribe first, then look: a fill announced in between is then never missed.
       const waiting = notifier.listen(key, timeoutMs);
-      if (!(await waiting.subscribed)) return;
+      if (!(await waiting.subscribed)) return undefined;
       const entry = await shared.get(key).catch(() => undefined);
-      if (entry && clock.now() < entry.staleAt) return;
-      await waiting.message;
+      if (entry && clock.now() < entry.staleAt) return "done";
+      return waiting.message;
     },
   });
   const coordinator: Coordinator = {

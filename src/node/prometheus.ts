@@ -19,7 +19,7 @@ export function prometheusText(stack: Stack, guard: GuardSnapshot): string {
   metric("herdless_coalesced_total", "counter", "Requests that waited on another request's origin fetch.", [["", m.served.collapsed]]);
   metric("herdless_origin_requests_total", "counter", "Origin requests, by outcome.", Object.entries(m.origin).map(([outcome, n]) => [`{outcome="${outcome}"}`, n]));
   metric("herdless_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", [["", BREAKER_VALUE[guard.breaker]]]);
-  metric("herdless_origin_in_flight", "gauge", "Origin requests in flight from this process.", [["", guard.inFlight]]);
+  metric("herdless_origin_in_flight", "gauge", "Origin requests in flight: this process alone, or the whole fleet when it shares Redis.", [["", guard.inFlight]]);
   metric("herdless_queue_depth", "gauge", "Cold misses waiting for an origin slot.", [["", guard.queued]]);
   metric("herdless_cache_bytes", "gauge", "Bytes held by the in-memory tier.", [["", stack.near.bytes]]);
   metric("herdless_cache_entries", "gauge", "Entries held by the in-memory tier.", [["", stack.near.size]]);

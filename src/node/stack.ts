@@ -56,7 +56,7 @@ export function localStack(options: StackOptions): Stack {
     background,
     onOriginCall: (event) => metrics.originCall(event.outcome),
   });
-  const purges = new LocalPurgeRegistry(clock, purgeKeyOf(config));
+  const purges = new LocalPurgeRegistry(clock, purgeKeyOf(config, "http:"));
   const engine = new Engine({ config, clock, near, coordinator, guard, fetch, background, metrics, purges: () => purges.current() });
   return { config, clock, engine, near, guard, metrics, purges, startedAt: clock.now(), mode: () => "local", close: async () => undefined };
 }

@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
-import { systemClock } from "../../src/core/clock.ts";
+import { ManualClock, systemClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { primaryKey } from "../../src/core/key.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
@@ -18,11 +18,13 @@ const logger = jsonLogger("silent");
 let redis: RedisServer;
 let origin: FragileOrigin;
 let servers: RunningServer[];
+let clock: ManualClock;
 
 beforeEach(async () => {
-  [redis, origin] = await Promise.all([startRedisServer(), startFragileOrigin({ cacheControl: "max-age=60" })]);
-  const config = parseConfig({ origin: { url: origin.url, timeoutMs: 200 }, coordinator: { lockLeaseMs: 400 } });
-  const stacks = await Promise.all([0, 1, 2].map(() => redisStack({ config, logger, redisUrl: redis.url, prefix: PREFIX })));
+  [redis, origin] = await Promise.all([startRedisServer(), startFragileOrigin({ cacheControl: "max-age=60, stale-if-error=600", latencyMs: 30 })]);
+  clock = new ManualClock(Date.now());
+  const config = parseConfig({ origin: { url: origin.url, timeoutMs: 200 }, coordinator: { lockLeaseMs: 400, waitTimeoutMs: 5_000 } });
+  const stacks = await Promise.all([0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url, prefix: PREFIX })));
   servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
 });
 
@@ -57,5 +59,18 @@ describe("fleet chaos", () => {
     const answers = await Promise.all(servers.flatMap((s) => Array.from({ length: 20 }, () => get(s, "/wedged"))));
     expect(answers.every((a) => a.status === 200 && a.body === answers[0]!.body)).toBe(true);
     expect(origin.stats().requests).toBe(1);
+  });
+
+  it("a failed fetch is shared with the waiters in the other processes: stale served everywhere, one origin request, no wait for the lease", async () => {
+    const warm = await Promise.all(servers.map((s) => get(s, "/page")));
+    expect(origin.stats().requests).toBe(1);
+    origin.set({ status: 503 });
+    clock.advance(120_000);
+    const answers = await Promise.all(servers.flatMap((s) => Array.from({ length: 20 }, () => get(s, "/page"))));
+    for (const a of answers) {
+      expect(a.status).toBe(200);
+      expect(a.body).toBe(warm[0]!.body);
+    }
+    expect(origin.stats().requests).toBe(2);
   });
 });
