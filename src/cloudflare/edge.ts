@@ -15,6 +15,8 @@ import type { EngineResponse } from "../core/respond.ts";
 import type { Store } from "../core/store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
+import { LruStore } from "../core/lru-store.ts";
+import { TieredStore } from "../core/tiered-store.ts";
 import { DurableObjectGuard } from "./do-guard.ts";
 import { configFromEnv, type Env } from "./env.ts";
 import type { KeyCoordinator } from "./key-coordinator.ts";
@@ -66,7 +68,8 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
     });
   }
   const cacheName = options.cacheName ?? config.cache.name;
-  const near = new OncePerFlightPuts(new CacheApiStore(await caches.open(cacheName), clock), cacheName);
+  // This isolate's memory in front of the data center's Cache API: a hit costs no cache.match.
+  const near = new OncePerFlightPuts(new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock)), cacheName);
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
   const background = (work: Promise<unknown>) => ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
   // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
@@ -231,11 +234,16 @@ interface ReadyIsolate {
   purges: DurableObjectPurgeRegistry;
   metrics: Metrics;
   startedAt: number;
+  /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
+  memoryFor(cacheName: string): LruStore;
   /** When the coordinator was last unreachable from this isolate. */
   degradedAt?: number;
 }
 
 type IsolateState = ReadyIsolate | { kind: "invalid"; signature: string; clock: Clock; message: string };
+
+/** An isolate has 128 MB in all: its memory tier keeps the hottest entries within this. */
+const ISOLATE_MEMORY_BYTES = 16 * 1024 * 1024;
 
 /** Per isolate (one entry in a deployment; tests simulate several isolates by name). */
 const isolates = new Map<string, IsolateState>();
@@ -254,7 +262,13 @@ function isolateState(env: Env, clock: Clock, name: string): IsolateState {
     const purges = new DurableObjectPurgeRegistry(env.PURGES, config.admin.purgePropagationMs, () => clock.now(), (error) =>
       log("warn", "purge registry unavailable: serving with the last purge list this isolate read", error),
     );
-    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now() };
+    const memory = new Map<string, LruStore>();
+    const memoryFor = (cacheName: string) => {
+      let store = memory.get(cacheName);
+      if (!store) memory.set(cacheName, (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })));
+      return store;
+    };
+    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now(), memoryFor };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     log("error", "invalid config", error);

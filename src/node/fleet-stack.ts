@@ -7,7 +7,7 @@ import { LocalGuard } from "../core/local-guard.ts";
 import { MemoryLeaseManager } from "../core/memory-lease.ts";
 import { Metrics } from "../core/metrics.ts";
 import { purgeKeyOf } from "../core/purge.ts";
-import { LruStore } from "./lru-store.ts";
+import { LruStore } from "../core/lru-store.ts";
 import { RedisConnection } from "./redis-connection.ts";
 import { RedisGuard } from "./redis-guard.ts";
 import { RedisLeaseManager } from "./redis-lease.ts";

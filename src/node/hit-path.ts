@@ -8,7 +8,7 @@ import type { HeaderReader } from "../core/http.ts";
 import { primaryKey, variantKey } from "../core/key.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { purgeVerdict, type PurgeSnapshot } from "../core/purge.ts";
-import type { LruStore } from "./lru-store.ts";
+import type { LruStore } from "../core/lru-store.ts";
 
 export interface HitPathOptions {
   config: Config;

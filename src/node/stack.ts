@@ -8,7 +8,7 @@ import { Metrics } from "../core/metrics.ts";
 import type { FetchLike } from "../core/origin-client.ts";
 import type { OriginGuard } from "../core/origin-guard.ts";
 import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/purge.ts";
-import { LruStore } from "./lru-store.ts";
+import { LruStore } from "../core/lru-store.ts";
 import type { Logger } from "./logger.ts";
 
 export interface StackOptions {

@@ -4,7 +4,7 @@ import { expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import { entrySize } from "../../src/core/entry.ts";
 import { testEntry } from "../../src/core/store-conformance.ts";
-import { LruStore } from "../../src/node/lru-store.ts";
+import { LruStore } from "../../src/core/lru-store.ts";
 
 const MiB = 1024 * 1024;
 const BUDGET = 64 * MiB;

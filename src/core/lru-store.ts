@@ -1,9 +1,9 @@
-import type { Clock } from "../core/clock.ts";
-import { systemClock } from "../core/clock.ts";
-import type { Entry } from "../core/entry.ts";
-import { entrySize } from "../core/entry.ts";
-import { HerdlessError } from "../core/errors.ts";
-import type { Store } from "../core/store.ts";
+import type { Clock } from "./clock.ts";
+import { systemClock } from "./clock.ts";
+import type { Entry } from "./entry.ts";
+import { entrySize } from "./entry.ts";
+import { HerdlessError } from "./errors.ts";
+import type { Store } from "./store.ts";
 
 export interface LruStoreOptions {
   /** Byte budget, charged with `entrySize` (body + headers + fixed overhead), not an entry count. */

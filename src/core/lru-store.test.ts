@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { ManualClock } from "../core/clock.ts";
-import { entrySize } from "../core/entry.ts";
-import { isHerdlessError } from "../core/errors.ts";
-import { storeConformance, testEntry } from "../core/store-conformance.ts";
+import { ManualClock } from "./clock.ts";
+import { entrySize } from "./entry.ts";
+import { isHerdlessError } from "./errors.ts";
+import { storeConformance, testEntry } from "./store-conformance.ts";
 import { LruStore } from "./lru-store.ts";
 
 storeConformance("lru", async () => {
