@@ -15,6 +15,7 @@
  */
 /* global clearTimeout */
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -96,10 +97,13 @@ async function validateConfig(originUrl, configText) {
   configFromEnv({ ORIGIN_URL: originUrl, HERDLESS_CONFIG: configText });
 }
 
-function startWorker(originUrl, configText) {
+function startWorker(originUrl, configText, demo) {
   const wrangler = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
   const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", port, "--var", `ORIGIN_URL:${originUrl}`, "--show-interactive-dev-session=false"];
   if (process.env.HERDLESS_CONFIG !== undefined) args.push("--var", `HERDLESS_CONFIG:${configText}`);
+  // The admin API needs a token: HERDLESS_ADMIN_TOKEN if given, else a fresh one for the local demo.
+  const adminToken = process.env.HERDLESS_ADMIN_TOKEN || (demo ? randomBytes(12).toString("hex") : "");
+  if (adminToken) args.push("--var", `HERDLESS_ADMIN_TOKEN:${adminToken}`);
   const child = track(spawn(process.execPath, [wrangler, ...args], { cwd: root, env: childEnv, stdio: ["ignore", "pipe", "inherit"] }), "wrangler dev");
   child.stdout.setEncoding("utf8");
   let announced = false;
@@ -116,6 +120,15 @@ herdless is running in workerd
 Try:
   curl -i ${url}/          # first time: a miss, fetched from the origin
   curl -i ${url}/          # again: watch the Cache-Status and Age headers
+${
+  demo
+    ? `
+The demo origin falls over past 4 concurrent requests. Send it 50 at once, then the cache:
+  seq 50 | xargs -P50 -I{} curl -s -o /dev/null -w '%{http_code} ' ${originUrl}/page; echo
+  seq 50 | xargs -P50 -I{} curl -s -o /dev/null -w '%{http_code} ' ${url}/page; echo
+`
+    : ""
+}${adminToken ? `\nDashboard: ${url}/__herdless/   (token ${process.env.HERDLESS_ADMIN_TOKEN ? "from HERDLESS_ADMIN_TOKEN" : adminToken})\n` : ""}
 Ctrl-C stops both.
 `);
     }
@@ -131,7 +144,7 @@ try {
   // stand-in URL lets the rest of the config be checked now.
   await validateConfig(process.env.ORIGIN_URL || `http://127.0.0.1:${originPort}`, configText);
   const originUrl = process.env.ORIGIN_URL || (await startDemoOrigin());
-  if (!stopping) startWorker(originUrl, configText);
+  if (!stopping) startWorker(originUrl, configText, !process.env.ORIGIN_URL);
 } catch (error) {
   console.error(`herdless: ${error instanceof Error ? error.message : String(error)}`);
   stop(1);
