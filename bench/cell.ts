@@ -56,7 +56,7 @@ export async function runCell(scenario: Scenario, name: RuntimeName, quick: bool
     runtime = await startRuntime(name, { origin, config: HERDLESS_CONFIG, label: `${scenario.name}-${name}`, ...(sample ? { sample } : {}) });
     cell.notes.push(...runtime.notes);
     if (scenario.name === "hit-path" && name === "worker") {
-      cell.notes.push("Miniflare emulates the Cache API with a Durable Object behind a loopback service: every local hit pays an RPC and a SQLite read that the production Cache API does not");
+      cell.notes.push("a warm hit is served from the isolate's memory tier (src/core/tiered-store.ts) without cache.match; Miniflare's Cache API (a Durable Object behind a loopback service) is only read on a memory miss");
     }
     if (scenario.warmPaths && bareOf === undefined && name !== "direct") await warm(runtime, scenario.warmPaths);
     if (scenario.name === "hit-path" && bareOf === undefined && runtime.targets[0]) {
@@ -101,8 +101,9 @@ export async function runCell(scenario: Scenario, name: RuntimeName, quick: bool
         downMs,
         startMs: outage.startMs,
         originRequestsWhileDown: outage.requests,
+        breakers: runtime.breakers,
         allowed,
-        formula: `${runtime.breakers} breaker(s) × (failureThreshold ${failureThreshold} + ⌈${downMs} ms ÷ probeIntervalMs ${probeIntervalMs}⌉)`,
+        formula: `${runtime.breakers} breaker${runtime.breakers === 1 ? "" : "s"} × (failureThreshold ${failureThreshold} + ⌈${downMs} ms ÷ probeIntervalMs ${probeIntervalMs}⌉ = ${Math.ceil(downMs / probeIntervalMs)} probes)`,
         clientErrors: result.errors + result.shed,
       };
     }

@@ -1,6 +1,7 @@
 /** The fragile origin as the bench runs it: a child process driven over its control API. */
 import { startTsServer, type Server } from "./processes.ts";
-import type { OriginStats } from "./types.ts";
+import type { FragileOriginStats } from "../fixtures/fragile-origin.ts";
+import type { OriginSummary } from "./types.ts";
 
 /** The bench's origin: slow, crashes past 8 in flight, ETags on. */
 export const ORIGIN_LATENCY_MS = 50;
@@ -9,7 +10,8 @@ export const ORIGIN_CRASH_ABOVE = 8;
 export interface BenchOrigin {
   url: string;
   server: Server;
-  stats(): Promise<OriginStats>;
+  /** GET /__origin/stats: the fixture's own counters */
+  stats(): Promise<FragileOriginStats>;
   reset(): Promise<void>;
   set(patch: Record<string, unknown>): Promise<void>;
 }
@@ -30,22 +32,14 @@ export async function startOrigin(cacheControl: string): Promise<BenchOrigin> {
   return {
     url,
     server,
-    stats: async () => (await control("GET", "stats")) as OriginStats,
+    stats: async () => (await control("GET", "stats")) as FragileOriginStats,
     reset: async () => void (await control("POST", "reset")),
     set: async (patch) => void (await control("POST", "set", patch)),
   };
 }
 
 /** Origin stats as the report shows them. */
-export function summarizeOrigin(stats: OriginStats): {
-  requests: number;
-  ok200: number;
-  notModified304: number;
-  failed: number;
-  peakInFlight: number;
-  crashes: number;
-  timeline: Array<{ atMs: number; count: number }>;
-} {
+export function summarizeOrigin(stats: FragileOriginStats): OriginSummary {
   const ok200 = stats.byStatus["200"] ?? 0;
   const notModified304 = stats.byStatus["304"] ?? 0;
   return {

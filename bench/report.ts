@@ -131,6 +131,14 @@ export function markdown(run: BenchRun): string {
     lines.push(`## ${scenario.name}`, "", scenario.summary + ".", "");
     const ideal = cells.find((c) => c.ideal)?.ideal;
     if (ideal) lines.push(`Ideal origin requests: ${ideal.formula}.`, "");
+    const budgets = cells.filter((c) => c.outage !== undefined && c.runtime !== "direct");
+    if (budgets.length > 0) {
+      const { failureThreshold, probeIntervalMs } = run.herdlessConfig.breaker as { failureThreshold: number; probeIntervalMs: number };
+      lines.push(
+        `Origin requests allowed while it is down, per breaker: failureThreshold (${failureThreshold}) failures before the breaker opens + ⌈down ÷ probeIntervalMs (${probeIntervalMs} ms)⌉ probes, one per interval while open; times the breakers in front of the origin: ${budgets.map((c) => `${c.runtime} ${c.outage?.breakers ?? "?"}`).join(", ")}.`,
+        "",
+      );
+    }
     lines.push(HEADER, RULE, ...cells.map(row), "");
     for (const cell of cells) {
       if (cell.outage) {

@@ -18,7 +18,7 @@ export interface Runtime {
   targets: string[];
   /** the processes whose CPU counts as "server CPU" (not the origin's) */
   servers: Server[];
-  /** independent breakers in front of the origin (for the outage probe budget) */
+  /** independent breakers in front of the origin: the outage budget is breakers × (failureThreshold + ⌈down ÷ probeIntervalMs⌉) */
   breakers: number;
   notes: string[];
   stop(): Promise<void>;
@@ -91,11 +91,12 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         ...base,
         targets: members.map((m) => m.ready),
         servers: [...members, redis],
-        // The CLI gives each fleet member its own in-process guard and breaker (see cli.ts).
-        breakers: FLEET_SIZE,
+        // `--redis` runs src/node/fleet-stack.ts: one Redis origin guard for the whole fleet,
+        // so one cap and one breaker (a member falls back to its own only while Redis is away).
+        breakers: 1,
         notes: [
           `${FLEET_SIZE} herdless processes + redis-server; server CPU includes redis-server`,
-          `bin/herdless.js --redis gives each member its own in-process guard (cli.ts does not pass src/node/redis-guard.ts), so the fleet-wide origin cap is ${FLEET_SIZE} × maxConcurrency`,
+          `one fleet-wide origin guard in Redis (src/node/fleet-stack.ts): one cap of maxConcurrency and one breaker for the ${FLEET_SIZE} processes, and a Redis purge registry`,
         ],
         stop: () => stopAll([...members, redis]),
       };
@@ -118,7 +119,10 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         targets,
         servers: [workers.server],
         breakers: 1,
-        notes: name === "worker" ? [`${WORKER_DATA_CENTERS} simulated data centers (own Cache API cache each) sharing one coordinator namespace, one workerd`] : ["a bare Worker in the same workerd"],
+        notes:
+          name === "worker"
+            ? [`${WORKER_DATA_CENTERS} simulated data centers (own Cache API cache and isolate memory tier each) sharing one KeyCoordinator namespace, one OriginGuardObject (1 breaker) and one PurgeRegistryObject, one workerd`]
+            : ["a bare Worker in the same workerd"],
         stop: () => workers.server.stop(),
       };
     }

@@ -1,3 +1,4 @@
+import type { FragileOriginStats } from "../fixtures/fragile-origin.ts";
 import type { LatencySummary } from "./histogram.ts";
 
 /** What the load generator does; passed to it as JSON on argv. */
@@ -41,15 +42,17 @@ export interface LoadResult {
   timeline: Array<{ atMs: number; requests: number; errors: number }>;
 }
 
-/** The origin's counters (GET /__origin/stats), as the fixture reports them. */
-export interface OriginStats {
+/** The origin's counters as the report shows them (see summarizeOrigin in origin.ts). */
+export interface OriginSummary {
   requests: number;
-  byStatus: Record<string, number>;
-  conditional: number;
-  inFlight: number;
+  ok200: number;
+  notModified304: number;
+  /** everything else the origin answered or dropped: 503 (down/crashed), aborted, … */
+  failed: number;
   peakInFlight: number;
   crashes: number;
-  timeline: Array<{ atMs: number; count: number }>;
+  /** origin requests per whole second since its counters were reset */
+  timeline: FragileOriginStats["timeline"];
 }
 
 export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-worker";
@@ -62,16 +65,7 @@ export interface CellResult {
   /** set when the cell could not run (e.g. no redis-server), with the reason */
   skipped?: string;
   load?: LoadResult;
-  origin?: {
-    requests: number;
-    ok200: number;
-    notModified304: number;
-    /** everything else the origin answered or dropped: 503 (down/crashed), aborted, … */
-    failed: number;
-    peakInFlight: number;
-    crashes: number;
-    timeline: Array<{ atMs: number; count: number }>;
-  };
+  origin?: OriginSummary;
   /** ideal origin requests and how it was computed */
   ideal?: { requests: number; formula: string };
   /** CPU of the server processes (whole process groups, from /proc) */
@@ -80,7 +74,18 @@ export interface CellResult {
   /** the machine's 1-minute load average before and after the run: high values mean other work shared the CPUs */
   loadAverage?: [number, number];
   /** outage only: origin requests while it was down, and how many the breaker allows */
-  outage?: { downMs: number; /** when the origin went down, from the start of the run */ startMs: number; originRequestsWhileDown: number; allowed: number; formula: string; clientErrors: number };
+  outage?: {
+    downMs: number;
+    /** when the origin went down, from the start of the run */
+    startMs: number;
+    originRequestsWhileDown: number;
+    /** independent breakers in front of the origin (node 1, fleet 1 in Redis, worker 1 OriginGuardObject) */
+    breakers: number;
+    /** breakers × (failureThreshold + ⌈downMs ÷ probeIntervalMs⌉) */
+    allowed: number;
+    formula: string;
+    clientErrors: number;
+  };
   notes: string[];
 }
 

@@ -2,9 +2,10 @@
  * The Worker runtime of the bench: one workerd (through Miniflare) running the bundled
  * herdless Worker as N simulated data centers, plus a bare Worker for the hit-path
  * baseline. Each data center is its own Worker with its own Cache API cache
- * (`cache.name` in its HERDLESS_CONFIG); all of them bind COORDINATOR and GUARD to the
- * Durable Object classes of the first, so they share one coordinator namespace as data
- * centers share Durable Objects in production. Each Worker listens on its own socket.
+ * (`cache.name` in its HERDLESS_CONFIG) and its own isolate memory tier; all of them bind
+ * COORDINATOR, GUARD and PURGES to the Durable Object classes of the first, so they share
+ * one coordinator namespace, one origin guard and one purge registry, as data centers share
+ * Durable Objects in production. Each Worker listens on its own socket.
  *
  *   node --import tsx bench/worker-host.ts '<WorkerHostSpec as JSON>'
  *
@@ -34,7 +35,8 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
     scriptPath: spec.bundlePath,
     compatibilityDate: spec.compatibilityDate,
     bindings: { ORIGIN_URL: spec.originUrl, HERDLESS_CONFIG: JSON.stringify(config) },
-    durableObjects: { COORDINATOR: objects("KeyCoordinator"), GUARD: objects("OriginGuardObject") },
+    // The bindings of wrangler.jsonc; every data center uses dc0's classes (one namespace each).
+    durableObjects: { COORDINATOR: objects("KeyCoordinator"), GUARD: objects("OriginGuardObject"), PURGES: objects("PurgeRegistryObject") },
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
   };
 }
