@@ -179,13 +179,12 @@ export function toEngineRequest(request: Request): EngineRequest {
 const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
 
 export function toResponse(res: EngineResponse): Response {
-  const headers = new Headers();
-  for (const [name, value] of res.headers) headers.append(name, value);
+  // The header list goes to the constructor as it is: one copy, not an append per header.
   if (NULL_BODY_STATUS.has(res.status)) {
     if (res.body instanceof ReadableStream) void res.body.cancel().catch(() => undefined);
-    return new Response(null, { status: res.status, headers });
+    return new Response(null, { status: res.status, headers: res.headers });
   }
-  return new Response(res.body, { status: res.status, headers });
+  return new Response(res.body, { status: res.status, headers: res.headers });
 }
 
 /** Writes of one entry (key and token) in flight in this isolate, per cache. */
@@ -253,7 +252,7 @@ const isolates = new Map<string, IsolateState>();
  * leases and guard, the purge copy and the metrics live as long.
  */
 function isolateState(env: Env, clock: Clock, name: string): IsolateState {
-  const signature = JSON.stringify([env.ORIGIN_URL, env.HERDLESS_CONFIG ?? ""]);
+  const signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`;
   const known = isolates.get(name);
   if (known?.signature === signature && known.clock === clock) return known;
   let state: IsolateState;

@@ -48,7 +48,6 @@ export class PurgeRegistryObject extends DurableObject<Env> {
  */
 export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private cached: { snapshot: PurgeSnapshot; fetchedAt: number } | undefined;
-  private pending: Promise<PurgeSnapshot> | undefined;
   private failing = false;
 
   constructor(
@@ -60,7 +59,10 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
 
   current(): PurgeSnapshot | Promise<PurgeSnapshot> {
     if (this.cached && this.now() - this.cached.fetchedAt < this.propagationMs) return this.cached.snapshot;
-    return (this.pending ??= this.load().finally(() => (this.pending = undefined)));
+    // Each request reads for itself: a promise shared across requests is cancelled by the
+    // runtime for the others when the request that started it ends ("code had hung").
+    // Only requests arriving while the copy is past its bound pay the read.
+    return this.load();
   }
 
   async purge(command: PurgeCommand): Promise<void> {
@@ -81,7 +83,8 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
       this.failing = true;
       snapshot = this.cached?.snapshot ?? emptyPurges();
     }
-    this.cached = { snapshot, fetchedAt: startedAt };
+    // Reads finish out of order: keep the copy whose read started last.
+    if (!this.cached || startedAt >= this.cached.fetchedAt) this.cached = { snapshot, fetchedAt: startedAt };
     return snapshot;
   }
 
