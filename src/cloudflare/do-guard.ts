@@ -1,5 +1,5 @@
 import { HerdlessError } from "../core/errors.ts";
-import type { Timers } from "../core/local-guard.ts";
+import { realTimers, type Timers } from "../core/local-guard.ts";
 import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/origin-guard.ts";
 import type { GuardGrant, OriginGuardObject } from "./origin-guard-object.ts";
 
@@ -18,11 +18,6 @@ export interface DurableObjectGuardOptions {
   waitTimeoutMs?: number;
   timers?: Timers;
 }
-
-const realTimers: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
 
 /**
  * The {@link OriginGuard} of a Worker: every call goes to the one {@link OriginGuardObject}
