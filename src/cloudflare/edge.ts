@@ -1,26 +1,28 @@
 import { statsSnapshot } from "../core/admin.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
-import type { Config } from "../core/config.ts";
+import { routeFor, type Config } from "../core/config.ts";
 import type { Coordinator, FillResult } from "../core/coordinator.ts";
-import { Engine, type EngineRequest } from "../core/engine.ts";
-import type { Entry } from "../core/entry.ts";
+import { Engine } from "../core/engine.ts";
 import { HerdlessError, isHerdlessError } from "../core/errors.ts";
+import { freshHit } from "../core/fresh-hit.ts";
+import { primaryKey } from "../core/key.ts";
 import { KeyFiller } from "../core/key-filler.ts";
 import { LocalGuard } from "../core/local-guard.ts";
+import { LruStore } from "../core/lru-store.ts";
 import { MemoryLeaseManager } from "../core/memory-lease.ts";
 import { Metrics, type OriginOutcomeKind } from "../core/metrics.ts";
 import type { FetchLike } from "../core/origin-client.ts";
 import type { OriginGuard } from "../core/origin-guard.ts";
-import type { EngineResponse } from "../core/respond.ts";
-import type { Store } from "../core/store.ts";
+import { fromEntry } from "../core/respond.ts";
+import { TieredStore } from "../core/tiered-store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
-import { LruStore } from "../core/lru-store.ts";
-import { TieredStore } from "../core/tiered-store.ts";
+import { toEngineRequest, toResponse } from "./convert.ts";
 import { DurableObjectGuard } from "./do-guard.ts";
 import { configFromEnv, type Env } from "./env.ts";
 import type { KeyCoordinator } from "./key-coordinator.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
+import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
 import { DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
 
 export interface EdgeOptions {
@@ -68,6 +70,8 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
     });
   }
   const cacheName = options.cacheName ?? config.cache.name;
+  const hit = memoryHit(isolate, request, url, cacheName);
+  if (hit) return hit;
   // This isolate's memory in front of the data center's Cache API: a hit costs no cache.match.
   const near = new OncePerFlightPuts(new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock)), cacheName);
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
@@ -93,6 +97,26 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
     },
   });
   return toResponse(await engine.handle(toEngineRequest(request)));
+}
+
+/**
+ * A fresh hit in the isolate's memory, answered with no engine, store or RPC built for the
+ * request: the same decision as the engine's (core/fresh-hit.ts) and the same bytes
+ * (`fromEntry`). Anything else, or a purge list past its bound, goes the full way.
+ */
+function memoryHit(isolate: ReadyIsolate, request: Request, url: URL, cacheName: string): Response | undefined {
+  if (request.method !== "GET" && request.method !== "HEAD") return undefined;
+  const purges = isolate.purges.fresh();
+  if (!purges) return undefined;
+  const route = routeFor(isolate.config, url.pathname);
+  const primary = primaryKey(url, route.key);
+  const headers = request.headers;
+  const facts = { method: request.method, hasAuthorization: headers.has("authorization"), hasCookie: headers.has("cookie") };
+  const now = isolate.clock.now();
+  const entry = freshHit(isolate.memoryFor(cacheName), route, primary, facts, headers, purges, now);
+  if (!entry) return undefined;
+  isolate.metrics.count(entry.negative ? "negative" : "hit", primary);
+  return toResponse(fromEntry(entry, { hit: true, ...(entry.negative ? { detail: "negative" as const } : {}) }, request.method, now));
 }
 
 /**
@@ -170,57 +194,6 @@ const ORIGIN_FAILURES = new Set<string>(["ORIGIN_TIMEOUT", "ORIGIN_NETWORK", "OR
 
 /** The stats report `mode: "degraded"` this long after the coordinator was last unreachable. */
 const DEGRADED_FOR_MS = 30_000;
-
-export function toEngineRequest(request: Request): EngineRequest {
-  return { method: request.method, url: new URL(request.url), headers: request.headers, rawHeaders: [...request.headers], body: request.body };
-}
-
-/** Statuses whose Response must not carry a body (the constructor throws otherwise). */
-const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
-
-export function toResponse(res: EngineResponse): Response {
-  // The header list goes to the constructor as it is: one copy, not an append per header.
-  if (NULL_BODY_STATUS.has(res.status)) {
-    if (res.body instanceof ReadableStream) void res.body.cancel().catch(() => undefined);
-    return new Response(null, { status: res.status, headers: res.headers });
-  }
-  return new Response(res.body, { status: res.status, headers: res.headers });
-}
-
-/** Writes of one entry (key and token) in flight in this isolate, per cache. */
-const putsInFlight = new Set<string>();
-
-/**
- * The near tier with concurrent identical writes collapsed: every caller that joined one
- * coordinator flight gets the same entry and writes it back at the same moment, and a
- * Cache API write costs far more than a read. Only writes in flight are remembered, so
- * an entry the cache later evicts is written again by the next caller.
- */
-class OncePerFlightPuts implements Store {
-  constructor(
-    private readonly inner: Store,
-    private readonly cacheName: string,
-  ) {}
-
-  get(key: string): Promise<Entry | undefined> {
-    return this.inner.get(key);
-  }
-
-  async put(entry: Entry): Promise<boolean> {
-    const id = JSON.stringify([this.cacheName, entry.key, entry.token]);
-    if (putsInFlight.has(id)) return true;
-    putsInFlight.add(id);
-    try {
-      return await this.inner.put(entry);
-    } finally {
-      putsInFlight.delete(id);
-    }
-  }
-
-  delete(key: string): Promise<boolean> {
-    return this.inner.delete(key);
-  }
-}
 
 interface ReadyIsolate {
   kind: "ready";

@@ -3,7 +3,8 @@ export { CacheApiStore, cacheUrlFor, ENTRY_META_HEADER } from "./cache-api-store
 export { DurableObjectStore, DEFAULT_MAX_BODY_BYTES, type DurableObjectStoreOptions } from "./do-store.ts";
 export { StorageLeaseManager, type LeaseRecord } from "./storage-lease.ts";
 export { configFromEnv, type Env } from "./env.ts";
-export { handle, coordinatorClient, deploymentGuard, toEngineRequest, toResponse, type EdgeOptions } from "./edge.ts";
+export { handle, coordinatorClient, deploymentGuard, type EdgeOptions } from "./edge.ts";
+export { toEngineRequest, toResponse } from "./convert.ts";
 export { KeyCoordinator } from "./key-coordinator.ts";
 export { OriginGuardObject } from "./origin-guard-object.ts";
 export { PurgeRegistryObject, DurableObjectPurgeRegistry } from "./purge-registry-object.ts";

@@ -57,8 +57,14 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
     private readonly onError: (error: unknown) => void = () => undefined,
   ) {}
 
+  /** The copy if it is within its bound; undefined (and no read started) otherwise. */
+  fresh(): PurgeSnapshot | undefined {
+    return this.cached && this.now() - this.cached.fetchedAt < this.propagationMs ? this.cached.snapshot : undefined;
+  }
+
   current(): PurgeSnapshot | Promise<PurgeSnapshot> {
-    if (this.cached && this.now() - this.cached.fetchedAt < this.propagationMs) return this.cached.snapshot;
+    const copy = this.fresh();
+    if (copy) return copy;
     // Each request reads for itself: a promise shared across requests is cancelled by the
     // runtime for the others when the request that started it ends ("code had hung").
     // Only requests arriving while the copy is past its bound pay the read.

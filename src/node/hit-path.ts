@@ -2,12 +2,12 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import { formatCacheStatus, ttlSeconds, type CacheStatus } from "../core/cache-status.ts";
 import type { Clock } from "../core/clock.ts";
 import { routeFor, type Config, type RoutePolicy } from "../core/config.ts";
-import { decide } from "../core/decision.ts";
 import { ageSeconds, type Entry } from "../core/entry.ts";
 import type { HeaderReader } from "../core/http.ts";
-import { primaryKey, variantKey } from "../core/key.ts";
+import { primaryKey } from "../core/key.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { purgeVerdict, type PurgeSnapshot } from "../core/purge.ts";
+import { freshHit } from "../core/fresh-hit.ts";
+import type { PurgeSnapshot } from "../core/purge.ts";
 import type { LruStore } from "../core/lru-store.ts";
 
 export interface HitPathOptions {
@@ -81,19 +81,10 @@ export class HitPath {
     const headers = req.headers;
     const target = this.target(req);
     if (!target) return false;
-    let entry = this.o.near.getSync(target.primary);
-    if (!entry) return false;
-    let key = target.primary;
-    if (entry.vary.length > 0) {
-      key = variantKey(target.primary, entry.vary, headerReader(headers));
-      entry = this.o.near.getSync(key);
-      if (!entry) return false;
-    }
     const now = this.o.clock.now();
     const facts = { method, hasAuthorization: headers.authorization !== undefined, hasCookie: headers.cookie !== undefined };
-    const decision = decide(entry, key, facts, target.route, now);
-    if (decision.kind !== "fresh") return false;
-    if (purgeVerdict(entry, target.primary, this.o.purges.current()) !== "keep") return false;
+    const entry = freshHit(this.o.near, target.route, target.primary, facts, headerReader(headers), this.o.purges.current(), now);
+    if (!entry) return false;
     this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary);
     const p = this.prepare(entry, now);
     res.writeHead(entry.status, p.flat);

@@ -1,0 +1,19 @@
+import type { EngineRequest } from "../core/engine.ts";
+import type { EngineResponse } from "../core/respond.ts";
+
+/** Between the Workers' Request/Response and the engine's plain request and answer. */
+export function toEngineRequest(request: Request): EngineRequest {
+  return { method: request.method, url: new URL(request.url), headers: request.headers, rawHeaders: [...request.headers], body: request.body };
+}
+
+/** Statuses whose Response must not carry a body (the constructor throws otherwise). */
+const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
+
+export function toResponse(res: EngineResponse): Response {
+  // The header list goes to the constructor as it is: one copy, not an append per header.
+  if (NULL_BODY_STATUS.has(res.status)) {
+    if (res.body instanceof ReadableStream) void res.body.cancel().catch(() => undefined);
+    return new Response(null, { status: res.status, headers: res.headers });
+  }
+  return new Response(res.body, { status: res.status, headers: res.headers });
+}
