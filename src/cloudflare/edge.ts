@@ -1,6 +1,6 @@
 import { statsSnapshot } from "../core/admin.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
-import { routeFor, type Config } from "../core/config.ts";
+import { routeFor, type Config, type RoutePolicy } from "../core/config.ts";
 import type { Coordinator, FillResult } from "../core/coordinator.ts";
 import { Engine } from "../core/engine.ts";
 import { HerdlessError, isHerdlessError } from "../core/errors.ts";
@@ -14,6 +14,8 @@ import { Metrics, type OriginOutcomeKind } from "../core/metrics.ts";
 import type { FetchLike } from "../core/origin-client.ts";
 import type { OriginGuard } from "../core/origin-guard.ts";
 import { fromEntry } from "../core/respond.ts";
+import { ageSeconds, type Entry } from "../core/entry.ts";
+import { ttlSeconds } from "../core/cache-status.ts";
 import { TieredStore } from "../core/tiered-store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
@@ -53,9 +55,13 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
     return new Response(`herdless: ${isolate.message}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
   }
   const { config, metrics, purges } = isolate;
-  const guard = deploymentGuard(env.GUARD, config, isolate.guard);
   const url = new URL(request.url);
-  if (isAdminPath(url.pathname)) {
+  const cacheName = options.cacheName ?? config.cache.name;
+  const admin = isAdminPath(url.pathname);
+  const hit = admin ? undefined : memoryHit(isolate, request, url, cacheName);
+  if (hit) return hit;
+  const guard = deploymentGuard(env.GUARD, config, isolate.guard);
+  if (admin) {
     return adminResponse(request, url, {
       token: env.HERDLESS_ADMIN_TOKEN || config.admin.token,
       purges,
@@ -69,9 +75,6 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
       },
     });
   }
-  const cacheName = options.cacheName ?? config.cache.name;
-  const hit = memoryHit(isolate, request, url, cacheName);
-  if (hit) return hit;
   // This isolate's memory in front of the data center's Cache API: a hit costs no cache.match.
   const near = new OncePerFlightPuts(new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock)), cacheName);
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
@@ -108,15 +111,29 @@ function memoryHit(isolate: ReadyIsolate, request: Request, url: URL, cacheName:
   if (request.method !== "GET" && request.method !== "HEAD") return undefined;
   const purges = isolate.purges.fresh();
   if (!purges) return undefined;
-  const route = routeFor(isolate.config, url.pathname);
-  const primary = primaryKey(url, route.key);
+  const { route, primary } = isolate.target(request.url, url);
   const headers = request.headers;
   const facts = { method: request.method, hasAuthorization: headers.has("authorization"), hasCookie: headers.has("cookie") };
   const now = isolate.clock.now();
   const entry = freshHit(isolate.memoryFor(cacheName), route, primary, facts, headers, purges, now);
   if (!entry) return undefined;
   isolate.metrics.count(entry.negative ? "negative" : "hit", primary);
-  return toResponse(fromEntry(entry, { hit: true, ...(entry.negative ? { detail: "negative" as const } : {}) }, request.method, now));
+  return new Response(request.method === "HEAD" ? null : entry.body, { status: entry.status, headers: hitHeaders(entry, now) });
+}
+
+/** The headers of a hit change only with Age and the remaining ttl: built once per second per entry. */
+const preparedHits = new WeakMap<Entry, { age: number; ttl: number; headers: [string, string][] }>();
+
+function hitHeaders(entry: Entry, now: number): [string, string][] {
+  const age = ageSeconds(entry, now);
+  const ttl = ttlSeconds(entry.staleAt, now);
+  let prepared = preparedHits.get(entry);
+  if (!prepared || prepared.age !== age || prepared.ttl !== ttl) {
+    const status = { hit: true, ...(entry.negative ? { detail: "negative" as const } : {}) };
+    prepared = { age, ttl, headers: fromEntry(entry, status, "GET", now).headers };
+    preparedHits.set(entry, prepared);
+  }
+  return prepared.headers;
 }
 
 /**
@@ -208,6 +225,8 @@ interface ReadyIsolate {
   startedAt: number;
   /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
   memoryFor(cacheName: string): LruStore;
+  /** Route and primary key of a URL, remembered (bounded) so a hit parses nothing twice. */
+  target(href: string, url: URL): { route: RoutePolicy; primary: string };
   /** When the coordinator was last unreachable from this isolate. */
   degradedAt?: number;
 }
@@ -240,7 +259,19 @@ function isolateState(env: Env, clock: Clock, name: string): IsolateState {
       if (!store) memory.set(cacheName, (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })));
       return store;
     };
-    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now(), memoryFor };
+    const targets = new Map<string, { route: RoutePolicy; primary: string }>();
+    const target = (href: string, url: URL) => {
+      let known = targets.get(href);
+      if (!known) {
+        const route = routeFor(config, url.pathname);
+        known = { route, primary: primaryKey(url, route.key) };
+        // A flood of distinct URLs costs a re-parse, never memory.
+        if (targets.size >= 10_000) targets.clear();
+        targets.set(href, known);
+      }
+      return known;
+    };
+    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now(), memoryFor, target };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     log("error", "invalid config", error);
