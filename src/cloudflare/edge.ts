@@ -55,11 +55,12 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
     return new Response(`herdless: ${isolate.message}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
   }
   const { config, metrics, purges } = isolate;
-  const url = new URL(request.url);
   const cacheName = options.cacheName ?? config.cache.name;
-  const admin = isAdminPath(url.pathname);
-  const hit = admin ? undefined : memoryHit(isolate, request, url, cacheName);
+  const target = isolate.target(request.url);
+  const hit = target.admin ? undefined : memoryHit(isolate, request, target, cacheName);
   if (hit) return hit;
+  const url = target.url;
+  const admin = target.admin;
   const guard = deploymentGuard(env.GUARD, config, isolate.guard);
   if (admin) {
     return adminResponse(request, url, {
@@ -107,11 +108,11 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
  * request: the same decision as the engine's (core/fresh-hit.ts) and the same bytes
  * (`fromEntry`). Anything else, or a purge list past its bound, goes the full way.
  */
-function memoryHit(isolate: ReadyIsolate, request: Request, url: URL, cacheName: string): Response | undefined {
+function memoryHit(isolate: ReadyIsolate, request: Request, target: Target, cacheName: string): Response | undefined {
   if (request.method !== "GET" && request.method !== "HEAD") return undefined;
   const purges = isolate.purges.fresh();
   if (!purges) return undefined;
-  const { route, primary } = isolate.target(request.url, url);
+  const { route, primary } = target;
   const headers = request.headers;
   const facts = { method: request.method, hasAuthorization: headers.has("authorization"), hasCookie: headers.has("cookie") };
   const now = isolate.clock.now();
@@ -225,10 +226,18 @@ interface ReadyIsolate {
   startedAt: number;
   /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
   memoryFor(cacheName: string): LruStore;
-  /** Route and primary key of a URL, remembered (bounded) so a hit parses nothing twice. */
-  target(href: string, url: URL): { route: RoutePolicy; primary: string };
+  /** What a request URL means, remembered (bounded) so a hit parses nothing. */
+  target(href: string): Target;
   /** When the coordinator was last unreachable from this isolate. */
   degradedAt?: number;
+}
+
+/** A request URL parsed once: its route, primary key, and whether it is the admin API's. */
+interface Target {
+  url: URL;
+  route: RoutePolicy;
+  primary: string;
+  admin: boolean;
 }
 
 type IsolateState = ReadyIsolate | { kind: "invalid"; signature: string; clock: Clock; message: string };
@@ -259,12 +268,13 @@ function isolateState(env: Env, clock: Clock, name: string): IsolateState {
       if (!store) memory.set(cacheName, (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })));
       return store;
     };
-    const targets = new Map<string, { route: RoutePolicy; primary: string }>();
-    const target = (href: string, url: URL) => {
+    const targets = new Map<string, Target>();
+    const target = (href: string) => {
       let known = targets.get(href);
       if (!known) {
+        const url = new URL(href);
         const route = routeFor(config, url.pathname);
-        known = { route, primary: primaryKey(url, route.key) };
+        known = { url, route, primary: primaryKey(url, route.key), admin: isAdminPath(url.pathname) };
         // A flood of distinct URLs costs a re-parse, never memory.
         if (targets.size >= 10_000) targets.clear();
         targets.set(href, known);
