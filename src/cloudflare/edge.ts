@@ -13,9 +13,7 @@ import { MemoryLeaseManager } from "../core/memory-lease.ts";
 import { Metrics, type OriginOutcomeKind } from "../core/metrics.ts";
 import type { FetchLike } from "../core/origin-client.ts";
 import type { OriginGuard } from "../core/origin-guard.ts";
-import { fromEntry } from "../core/respond.ts";
-import { ageSeconds, type Entry } from "../core/entry.ts";
-import { ttlSeconds } from "../core/cache-status.ts";
+import { hitHeaders } from "../core/respond.ts";
 import { TieredStore } from "../core/tiered-store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
@@ -120,21 +118,6 @@ function memoryHit(isolate: ReadyIsolate, request: Request, target: Target, cach
   if (!entry) return undefined;
   isolate.metrics.count(entry.negative ? "negative" : "hit", primary);
   return new Response(request.method === "HEAD" ? null : entry.body, { status: entry.status, headers: hitHeaders(entry, now) });
-}
-
-/** The headers of a hit change only with Age and the remaining ttl: built once per second per entry. */
-const preparedHits = new WeakMap<Entry, { age: number; ttl: number; headers: [string, string][] }>();
-
-function hitHeaders(entry: Entry, now: number): [string, string][] {
-  const age = ageSeconds(entry, now);
-  const ttl = ttlSeconds(entry.staleAt, now);
-  let prepared = preparedHits.get(entry);
-  if (!prepared || prepared.age !== age || prepared.ttl !== ttl) {
-    const status = { hit: true, ...(entry.negative ? { detail: "negative" as const } : {}) };
-    prepared = { age, ttl, headers: fromEntry(entry, status, "GET", now).headers };
-    preparedHits.set(entry, prepared);
-  }
-  return prepared.headers;
 }
 
 /**

@@ -48,3 +48,23 @@ function withUpstream(headers: [string, string][], status: CacheStatus): string 
   const upstream = headers.filter(([name]) => name === "cache-status").map(([, v]) => v);
   return [...upstream, formatCacheStatus(status)].join(", ");
 }
+
+/** The headers of a fresh hit change only with Age and the remaining ttl: built once per second per entry. */
+const preparedHits = new WeakMap<Entry, { age: number; ttl: number; headers: [string, string][] }>();
+
+/**
+ * The headers {@link fromEntry} gives a fresh hit at `now`, remembered per entry until Age
+ * or ttl change. The same array comes back meanwhile, so a runtime may derive its own form
+ * from it once (Node's flat list). Callers must not modify it.
+ */
+export function hitHeaders(entry: Entry, now: number): [string, string][] {
+  const age = ageSeconds(entry, now);
+  const ttl = ttlSeconds(entry.staleAt, now);
+  let prepared = preparedHits.get(entry);
+  if (!prepared || prepared.age !== age || prepared.ttl !== ttl) {
+    const status: CacheStatus = { hit: true, ...(entry.negative ? { detail: "negative" } : {}) };
+    prepared = { age, ttl, headers: fromEntry(entry, status, "GET", now).headers };
+    preparedHits.set(entry, prepared);
+  }
+  return prepared.headers;
+}

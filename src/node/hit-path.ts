@@ -1,8 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
-import { formatCacheStatus, ttlSeconds, type CacheStatus } from "../core/cache-status.ts";
 import type { Clock } from "../core/clock.ts";
 import { routeFor, type Config, type RoutePolicy } from "../core/config.ts";
-import { ageSeconds, type Entry } from "../core/entry.ts";
+import type { Entry } from "../core/entry.ts";
+import { hitHeaders } from "../core/respond.ts";
 import type { HeaderReader } from "../core/http.ts";
 import { primaryKey } from "../core/key.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -24,19 +24,6 @@ interface Target {
   primary: string;
 }
 
-/** An entry's answer, flattened once; only Age and Cache-Status are rebuilt, and only when they change. */
-interface Prepared {
-  /** Entry headers without Cache-Status, as `[name, value, name, value, …]`. */
-  base: string[];
-  /** Cache-Status values from caches nearer the origin, joined with a trailing ", ". */
-  upstream: string;
-  contentLength: string;
-  /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
-  body: Buffer;
-  age: number;
-  ttl: number;
-  flat: string[];
-}
 
 const MAX_TARGETS = 10_000;
 
@@ -70,7 +57,9 @@ export function headerReader(headers: IncomingHttpHeaders): HeaderReader {
  */
 export class HitPath {
   private readonly targets = new Map<string, Target>();
-  private readonly prepared = new WeakMap<Entry, Prepared>();
+  /** Node's flat form of each header list `hitHeaders` hands out, and each body as a Buffer view. */
+  private readonly flat = new WeakMap<[string, string][], string[]>();
+  private readonly bodies = new WeakMap<Entry, Buffer>();
 
   constructor(private readonly o: HitPathOptions) {}
 
@@ -86,29 +75,25 @@ export class HitPath {
     const entry = freshHit(this.o.near, target.route, target.primary, facts, headerReader(headers), this.o.purges.current(), now);
     if (!entry) return false;
     this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary);
-    const p = this.prepare(entry, now);
-    res.writeHead(entry.status, p.flat);
+    res.writeHead(entry.status, this.flatHeaders(entry, now));
     if (method === "HEAD") res.end();
-    else res.end(p.body);
+    else res.end(this.body(entry));
     return true;
   }
 
-  /** The entry's answer at `now`: the flat header list `fromEntry` would produce for a fresh hit, and the body. */
-  private prepare(entry: Entry, now: number): Prepared {
-    let p = this.prepared.get(entry);
-    if (!p) {
-      p = prepare(entry);
-      this.prepared.set(entry, p);
-    }
-    const age = ageSeconds(entry, now);
-    const ttl = ttlSeconds(entry.staleAt, now);
-    if (age !== p.age || ttl !== p.ttl) {
-      const status: CacheStatus = { hit: true, ttlSeconds: ttl, ...(entry.negative ? { detail: "negative" } : {}) };
-      p.flat = [...p.base, "age", String(age), "cache-status", p.upstream + formatCacheStatus(status), "content-length", p.contentLength];
-      p.age = age;
-      p.ttl = ttl;
-    }
-    return p;
+  /** `hitHeaders` as `[name, value, name, value, …]`, flattened once per list. */
+  private flatHeaders(entry: Entry, now: number): string[] {
+    const pairs = hitHeaders(entry, now);
+    let flat = this.flat.get(pairs);
+    if (!flat) this.flat.set(pairs, (flat = pairs.flat()));
+    return flat;
+  }
+
+  /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
+  private body(entry: Entry): Buffer {
+    let body = this.bodies.get(entry);
+    if (!body) this.bodies.set(entry, (body = Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength)));
+    return body;
   }
 
   private target(req: IncomingMessage): Target | undefined {
@@ -128,22 +113,4 @@ export class HitPath {
     this.targets.set(memo, target);
     return target;
   }
-}
-
-function prepare(entry: Entry): Prepared {
-  const base: string[] = [];
-  const upstream: string[] = [];
-  for (const [name, value] of entry.headers) {
-    if (name === "cache-status") upstream.push(value);
-    else base.push(name, value);
-  }
-  return {
-    base,
-    upstream: upstream.length === 0 ? "" : `${upstream.join(", ")}, `,
-    contentLength: String(entry.body.byteLength),
-    body: Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength),
-    age: Number.NaN,
-    ttl: Number.NaN,
-    flat: [],
-  };
 }
