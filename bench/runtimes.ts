@@ -1,13 +1,13 @@
 /** The things the load generator can stand in front of the origin, each in its own processes. */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Sample } from "./bare-node.ts";
 import type { BenchOrigin } from "./origin.ts";
 import { ROOT, startServer, startTsServer, type Server } from "./processes.ts";
 import type { RuntimeName } from "./types.ts";
 import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
+import { freePort } from "../fixtures/free-port.ts";
 
 export const TMP_DIR = join(ROOT, "bench/results/tmp");
 export const FLEET_SIZE = 3;
@@ -127,16 +127,4 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
       };
     }
   }
-}
-
-/** A free port for redis-server, which cannot report an ephemeral one. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (address && typeof address === "object" ? resolve(address.port) : reject(new Error("no free port"))));
-    });
-  });
 }

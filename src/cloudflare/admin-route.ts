@@ -1,3 +1,4 @@
+import { concatBytes } from "../core/http.ts";
 import { ADMIN_PREFIX, handleAdmin, type AdminRequest, type AdminResponse, type StatsSnapshot } from "../core/admin.ts";
 import type { PurgeRegistry } from "../core/purge.ts";
 
@@ -62,13 +63,7 @@ export async function readText(request: Request, limit: number): Promise<string>
     }
     chunks.push(value);
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder().decode(bytes);
+  return new TextDecoder().decode(concatBytes(chunks, size));
 }
 
 function toResponse(res: AdminResponse): Response {

@@ -26,3 +26,14 @@ export function headerList(pairs: readonly (readonly [string, string])[]): Heade
     },
   };
 }
+
+/** Joins body chunks read from a stream into one byte array of `total` bytes. */
+export function concatBytes(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}

@@ -1,6 +1,6 @@
 import type { Clock } from "./clock.ts";
 import { HerdlessError } from "./errors.ts";
-import { HOP_BY_HOP } from "./http.ts";
+import { concatBytes, HOP_BY_HOP } from "./http.ts";
 
 /** The `fetch` a runtime provides; injected so the core stays runtime-free and testable. */
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
@@ -129,13 +129,7 @@ async function readBody(response: Response, limit: number): Promise<BodyRead> {
     total += value.byteLength;
     if (total > limit) return { kind: "overflow", chunks, rest: reader };
   }
-  const body = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return { kind: "complete", body };
+  return { kind: "complete", body: concatBytes(chunks, total) };
 }
 
 function prepend(chunks: Uint8Array[], rest: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
+import { freePort } from "../../fixtures/free-port.ts";
 
 /**
  * A throwaway redis-server for tests: its own free port on 127.0.0.1, no persistence,
@@ -103,20 +104,5 @@ function answersPing(port: number): Promise<boolean> {
     socket.once("error", () => done(false));
     socket.once("connect", () => socket.write("PING\r\n"));
     socket.once("data", (data) => done(data.toString().startsWith("+PONG")));
-  });
-}
-
-/** A port the OS just handed out; redis-server binds it right after, before anyone else asks. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === "object") resolve(address.port);
-        else reject(new Error("could not find a free port"));
-      });
-    });
   });
 }
