@@ -1,11 +1,10 @@
 import { statsSnapshot } from "../core/admin.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
-import { routeFor, type Config, type RoutePolicy } from "../core/config.ts";
+import type { Config } from "../core/config.ts";
 import type { Coordinator, FillResult } from "../core/coordinator.ts";
 import { Engine } from "../core/engine.ts";
 import { HerdlessError, isHerdlessError } from "../core/errors.ts";
-import { freshHit } from "../core/fresh-hit.ts";
-import { primaryKey } from "../core/key.ts";
+import { freshHit, UrlTargets, type UrlTarget } from "../core/fresh-hit.ts";
 import { KeyFiller } from "../core/key-filler.ts";
 import { LocalGuard } from "../core/local-guard.ts";
 import { LruStore } from "../core/lru-store.ts";
@@ -54,11 +53,11 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
   }
   const { config, metrics, purges } = isolate;
   const cacheName = options.cacheName ?? config.cache.name;
-  const target = isolate.target(request.url);
-  const hit = target.admin ? undefined : memoryHit(isolate, request, target, cacheName);
-  if (hit) return hit;
+  const target = isolate.targets.get(request.url, () => new URL(request.url));
   const url = target.url;
-  const admin = target.admin;
+  const admin = isAdminPath(url.pathname);
+  const hit = admin ? undefined : memoryHit(isolate, request, target, cacheName);
+  if (hit) return hit;
   const guard = deploymentGuard(env.GUARD, config, isolate.guard);
   if (admin) {
     return adminResponse(request, url, {
@@ -106,7 +105,7 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
  * request: the same decision as the engine's (core/fresh-hit.ts) and the same bytes
  * (`fromEntry`). Anything else, or a purge list past its bound, goes the full way.
  */
-function memoryHit(isolate: ReadyIsolate, request: Request, target: Target, cacheName: string): Response | undefined {
+function memoryHit(isolate: ReadyIsolate, request: Request, target: UrlTarget, cacheName: string): Response | undefined {
   if (request.method !== "GET" && request.method !== "HEAD") return undefined;
   const purges = isolate.purges.fresh();
   if (!purges) return undefined;
@@ -209,18 +208,10 @@ interface ReadyIsolate {
   startedAt: number;
   /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
   memoryFor(cacheName: string): LruStore;
-  /** What a request URL means, remembered (bounded) so a hit parses nothing. */
-  target(href: string): Target;
+  /** Request URLs parsed once, with route and key, so a hit parses nothing. */
+  targets: UrlTargets;
   /** When the coordinator was last unreachable from this isolate. */
   degradedAt?: number;
-}
-
-/** A request URL parsed once: its route, primary key, and whether it is the admin API's. */
-interface Target {
-  url: URL;
-  route: RoutePolicy;
-  primary: string;
-  admin: boolean;
 }
 
 type IsolateState = ReadyIsolate | { kind: "invalid"; signature: string; clock: Clock; message: string };
@@ -251,20 +242,7 @@ function isolateState(env: Env, clock: Clock, name: string): IsolateState {
       if (!store) memory.set(cacheName, (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })));
       return store;
     };
-    const targets = new Map<string, Target>();
-    const target = (href: string) => {
-      let known = targets.get(href);
-      if (!known) {
-        const url = new URL(href);
-        const route = routeFor(config, url.pathname);
-        known = { url, route, primary: primaryKey(url, route.key), admin: isAdminPath(url.pathname) };
-        // A flood of distinct URLs costs a re-parse, never memory.
-        if (targets.size >= 10_000) targets.clear();
-        targets.set(href, known);
-      }
-      return known;
-    };
-    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now(), memoryFor, target };
+    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now(), memoryFor, targets: new UrlTargets(config) };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     log("error", "invalid config", error);

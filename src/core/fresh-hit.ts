@@ -1,8 +1,8 @@
-import type { RoutePolicy } from "./config.ts";
+import { routeFor, type Config, type RoutePolicy } from "./config.ts";
 import { decide, type RequestFacts } from "./decision.ts";
 import type { Entry } from "./entry.ts";
 import type { HeaderReader } from "./http.ts";
-import { variantKey } from "./key.ts";
+import { primaryKey, variantKey } from "./key.ts";
 import { purgeVerdict, type PurgeSnapshot } from "./purge.ts";
 
 /** A store that can answer without a promise: the in-memory tier. */
@@ -39,4 +39,36 @@ export function freshHit(
   if (decide(entry, key, facts, route, now).kind !== "fresh") return undefined;
   if (purges && purgeVerdict(entry, primary, purges) !== "keep") return undefined;
   return entry;
+}
+
+/** What the request flow computes from a URL alone. */
+export interface UrlTarget {
+  url: URL;
+  route: RoutePolicy;
+  primary: string;
+}
+
+/**
+ * URLs parsed once, with their route and primary key, for the hit paths. Bounded: past
+ * `limit` distinct URLs the memory is dropped, so a flood of new URLs costs a re-parse,
+ * never memory.
+ */
+export class UrlTargets {
+  private readonly known = new Map<string, UrlTarget>();
+  constructor(
+    private readonly config: Config,
+    private readonly limit = 10_000,
+  ) {}
+
+  /** The target remembered under `memo`, or `parse()` (which may throw) worked out and remembered. */
+  get(memo: string, parse: () => URL): UrlTarget {
+    let target = this.known.get(memo);
+    if (target) return target;
+    const url = parse();
+    const route = routeFor(this.config, url.pathname);
+    target = { url, route, primary: primaryKey(url, route.key) };
+    if (this.known.size >= this.limit) this.known.clear();
+    this.known.set(memo, target);
+    return target;
+  }
 }

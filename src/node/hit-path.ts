@@ -1,12 +1,11 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Clock } from "../core/clock.ts";
-import { routeFor, type Config, type RoutePolicy } from "../core/config.ts";
+import type { Config } from "../core/config.ts";
 import type { Entry } from "../core/entry.ts";
 import { hitHeaders } from "../core/respond.ts";
 import type { HeaderReader } from "../core/http.ts";
-import { primaryKey } from "../core/key.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { freshHit } from "../core/fresh-hit.ts";
+import { freshHit, UrlTargets, type UrlTarget } from "../core/fresh-hit.ts";
 import type { PurgeSnapshot } from "../core/purge.ts";
 import type { LruStore } from "../core/lru-store.ts";
 
@@ -17,15 +16,6 @@ export interface HitPathOptions {
   metrics: Metrics;
   purges: { current(): PurgeSnapshot };
 }
-
-/** What the engine's request flow computes from a URL alone: memoized per host + URL. */
-interface Target {
-  route: RoutePolicy;
-  primary: string;
-}
-
-
-const MAX_TARGETS = 10_000;
 
 /** The URL the engine sees for a Node request (absolute-form request targets keep their own host). */
 export function requestUrl(req: IncomingMessage): URL {
@@ -56,12 +46,14 @@ export function headerReader(headers: IncomingHttpHeaders): HeaderReader {
  * if (!hits.serve(req, res)) await engine.handle(toEngineRequest(req));
  */
 export class HitPath {
-  private readonly targets = new Map<string, Target>();
+  private readonly targets: UrlTargets;
   /** Node's flat form of each header list `hitHeaders` hands out, and each body as a Buffer view. */
   private readonly flat = new WeakMap<[string, string][], string[]>();
   private readonly bodies = new WeakMap<Entry, Buffer>();
 
-  constructor(private readonly o: HitPathOptions) {}
+  constructor(private readonly o: HitPathOptions) {
+    this.targets = new UrlTargets(o.config);
+  }
 
   /** Writes a fresh hit and returns true; false when the engine must answer. */
   serve(req: IncomingMessage, res: ServerResponse): boolean {
@@ -96,21 +88,12 @@ export class HitPath {
     return body;
   }
 
-  private target(req: IncomingMessage): Target | undefined {
-    const memo = `${req.headers.host ?? "localhost"} ${req.url ?? "/"}`;
-    let target = this.targets.get(memo);
-    if (target) return target;
-    let url: URL;
+  private target(req: IncomingMessage): UrlTarget | undefined {
     try {
-      url = requestUrl(req);
+      return this.targets.get(`${req.headers.host ?? "localhost"} ${req.url ?? "/"}`, () => requestUrl(req));
     } catch {
       return undefined;
     }
-    const route = routeFor(this.o.config, url.pathname);
-    target = { route, primary: primaryKey(url, route.key) };
-    // Bounded: a flood of distinct URLs costs a re-parse, never memory.
-    if (this.targets.size >= MAX_TARGETS) this.targets.clear();
-    this.targets.set(memo, target);
-    return target;
   }
+
 }
