@@ -31,7 +31,11 @@ export default tseslint.config(
       ],
       "no-restricted-properties": [
         "error",
-        { object: "globalThis", property: "caches", message: "src/core is runtime-free: the Cache API belongs in src/cloudflare." },
+        {
+          object: "globalThis",
+          property: "caches",
+          message: "src/core is runtime-free: the Cache API belongs in src/cloudflare.",
+        },
       ],
       "no-restricted-globals": [
         "error",

@@ -6,7 +6,12 @@ export default defineConfig({
       {
         test: {
           name: "node",
-          include: ["src/core/**/*.test.ts", "src/node/**/*.test.ts", "fixtures/**/*.test.ts", "test/node/**/*.test.ts"],
+          include: [
+            "src/core/**/*.test.ts",
+            "src/node/**/*.test.ts",
+            "fixtures/**/*.test.ts",
+            "test/node/**/*.test.ts",
+          ],
           environment: "node",
           testTimeout: 30_000,
         },

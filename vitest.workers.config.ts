@@ -19,7 +19,10 @@ export default defineProject({
         // make their own namespace with testOrigin() instead. With this env the Worker
         // relays everything (a plain proxy, as test-origin.test.ts expects); tests of the
         // cache pass their own HERDLESS_CONFIG.
-        bindings: { ORIGIN_URL: `${inject(TEST_ORIGIN_KEY)}/o/shared`, HERDLESS_CONFIG: JSON.stringify({ defaults: { bypass: true } }) },
+        bindings: {
+          ORIGIN_URL: `${inject(TEST_ORIGIN_KEY)}/o/shared`,
+          HERDLESS_CONFIG: JSON.stringify({ defaults: { bypass: true } }),
+        },
       },
     })),
   ],

@@ -78,7 +78,8 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   stats.inFlight++;
   stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) headers[name] = Array.isArray(value) ? value.join(", ") : (value ?? "");
+  for (const [name, value] of Object.entries(req.headers))
+    headers[name] = Array.isArray(value) ? value.join(", ") : (value ?? "");
   stats.requests.push({ method: req.method ?? "GET", path, headers });
   changed(ns);
 
@@ -125,13 +126,16 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
     res.write(body, () => req.socket.destroy());
     return;
   }
-  res.writeHead(b.status, { ...out, "content-length": String(body.length) }).end(req.method === "HEAD" ? undefined : body);
+  res
+    .writeHead(b.status, { ...out, "content-length": String(body.length) })
+    .end(req.method === "HEAD" ? undefined : body);
 }
 
 function applyPatch(ns: Namespace, patch: OriginBehaviourPatch): void {
   const { paths, ...rest } = patch;
   ns.behaviour = { ...ns.behaviour, ...rest };
-  for (const [path, override] of Object.entries(paths ?? {})) ns.paths.set(path, { ...ns.paths.get(path), ...override });
+  for (const [path, override] of Object.entries(paths ?? {}))
+    ns.paths.set(path, { ...ns.paths.get(path), ...override });
   // Leaving hold mode lets parked requests go, so a test cannot strand them.
   if (ns.behaviour.mode !== "hold") releaseHeld(ns, ns.held.length);
 }
@@ -151,7 +155,13 @@ function json(res: ServerResponse, status: number, value: unknown): void {
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
 }
 
-async function control(ns: Namespace, verb: string, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function control(
+  ns: Namespace,
+  verb: string,
+  url: URL,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   switch (verb) {
     case "set":
       applyPatch(ns, (await readJson(req)) as OriginBehaviourPatch);
@@ -199,7 +209,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const [, area, name, ...rest] = url.pathname.split("/");
     const handle = async () => {
       if (area === "o" && name) return serveOrigin(namespace(name), `/${rest.join("/")}${url.search}`, req, res);
-      if (area === "__origin" && name && rest.length === 1) return control(namespace(name), rest[0] ?? "", url, req, res);
+      if (area === "__origin" && name && rest.length === 1)
+        return control(namespace(name), rest[0] ?? "", url, req, res);
       json(res, 404, { error: "test origin paths are /o/<ns>/… and /__origin/<ns>/<verb>" });
     };
     handle().catch((error: unknown) => {

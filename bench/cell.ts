@@ -25,11 +25,17 @@ async function warm(runtime: Runtime, paths: string[]): Promise<void> {
 
 function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const budgetMs = (spec.durationMs ?? 0) + spec.timeoutMs + 60_000;
-  return runTsScript("bench/load-generator.ts", [JSON.stringify(spec)], budgetMs).then((out) => JSON.parse(out.trim().split("\n").pop() ?? "{}") as LoadResult);
+  return runTsScript("bench/load-generator.ts", [JSON.stringify(spec)], budgetMs).then(
+    (out) => JSON.parse(out.trim().split("\n").pop() ?? "{}") as LoadResult,
+  );
 }
 
 /** Runs the origin down for `downMs` in the middle of a `durationMs` run; returns what reached it meanwhile. */
-async function driveOutage(origin: BenchOrigin, durationMs: number, downMs: number): Promise<{ startMs: number; requests: number }> {
+async function driveOutage(
+  origin: BenchOrigin,
+  durationMs: number,
+  downMs: number,
+): Promise<{ startMs: number; requests: number }> {
   const startMs = Math.round((durationMs - downMs) / 2);
   await sleep(startMs);
   const before = (await origin.stats()).requests;
@@ -41,7 +47,12 @@ async function driveOutage(origin: BenchOrigin, durationMs: number, downMs: numb
   return { startMs, requests: after - before };
 }
 
-export async function runCell(scenario: Scenario, name: RuntimeName, quick: boolean, samples: Samples): Promise<CellResult> {
+export async function runCell(
+  scenario: Scenario,
+  name: RuntimeName,
+  quick: boolean,
+  samples: Samples,
+): Promise<CellResult> {
   const cell: CellResult = { scenario: scenario.name, runtime: name, notes: [] };
   const load = scenario.load(quick);
   const origin = await startOrigin(scenario.cacheControl);
@@ -53,10 +64,17 @@ export async function runCell(scenario: Scenario, name: RuntimeName, quick: bool
       sample = await captureSample(`${origin.url}${scenario.warmPaths?.[0] ?? "/"}`, HOST);
       cell.notes.push(`no ${bareOf} sample in this run: replays the origin's response instead`);
     }
-    runtime = await startRuntime(name, { origin, config: HERDLESS_CONFIG, label: `${scenario.name}-${name}`, ...(sample ? { sample } : {}) });
+    runtime = await startRuntime(name, {
+      origin,
+      config: HERDLESS_CONFIG,
+      label: `${scenario.name}-${name}`,
+      ...(sample ? { sample } : {}),
+    });
     cell.notes.push(...runtime.notes);
     if (scenario.name === "hit-path" && name === "worker") {
-      cell.notes.push("a warm hit is served from the isolate's memory tier (src/core/tiered-store.ts) without cache.match; Miniflare's Cache API (a Durable Object behind a loopback service) is only read on a memory miss");
+      cell.notes.push(
+        "a warm hit is served from the isolate's memory tier (src/core/tiered-store.ts) without cache.match; Miniflare's Cache API (a Durable Object behind a loopback service) is only read on a memory miss",
+      );
     }
     if (scenario.warmPaths && bareOf === undefined && name !== "direct") await warm(runtime, scenario.warmPaths);
     if (scenario.name === "hit-path" && bareOf === undefined && runtime.targets[0]) {

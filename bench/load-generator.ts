@@ -58,7 +58,11 @@ class Tally {
 
 /** herdless's own 503 + Retry-After while it protects the origin (not a relayed origin 503). */
 function isShed(outcome: Outcome): boolean {
-  return outcome.status === 503 && outcome.retryAfter && /detail=(breaker-open|queue-full|queue-timeout)/.test(outcome.cacheStatus);
+  return (
+    outcome.status === 503 &&
+    outcome.retryAfter &&
+    /detail=(breaker-open|queue-full|queue-timeout)/.test(outcome.cacheStatus)
+  );
 }
 
 function bump(record: Record<string, number>, key: string): void {
@@ -81,16 +85,19 @@ export function cacheStatusClass(header: string): string {
 
 function send(agent: Agent, base: URL, host: string, path: string, timeoutMs: number): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const req = request({ agent, hostname: base.hostname, port: base.port, path, method: "GET", headers: { host } }, (res) => {
-      const outcome: Outcome = {
-        status: res.statusCode ?? 0,
-        retryAfter: res.headers["retry-after"] !== undefined,
-        cacheStatus: String(res.headers["cache-status"] ?? ""),
-      };
-      res.on("data", () => undefined);
-      res.once("end", () => resolve(outcome));
-      res.once("error", reject);
-    });
+    const req = request(
+      { agent, hostname: base.hostname, port: base.port, path, method: "GET", headers: { host } },
+      (res) => {
+        const outcome: Outcome = {
+          status: res.statusCode ?? 0,
+          retryAfter: res.headers["retry-after"] !== undefined,
+          cacheStatus: String(res.headers["cache-status"] ?? ""),
+        };
+        res.on("data", () => undefined);
+        res.once("end", () => resolve(outcome));
+        res.once("error", reject);
+      },
+    );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
     req.once("error", reject);
     req.end();
@@ -109,7 +116,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let sequence = 0;
   const nextPath = (): string => {
     const n = sequence++;
-    if (spec.uniquePrefix !== undefined) return `${spec.uniquePrefix}${spec.uniquePrefix.includes("?") ? "&" : "?"}u=${n}-${startedAt}`;
+    if (spec.uniquePrefix !== undefined)
+      return `${spec.uniquePrefix}${spec.uniquePrefix.includes("?") ? "&" : "?"}u=${n}-${startedAt}`;
     return spec.paths[n % spec.paths.length] ?? "/";
   };
 
@@ -133,7 +141,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
 
   const last = Math.max(-1, ...tally.perSecond.keys());
   const timeline: LoadResult["timeline"] = [];
-  for (let s = 0; s <= last; s++) timeline.push({ atMs: s * 1000, ...(tally.perSecond.get(s) ?? { requests: 0, errors: 0 }) });
+  for (let s = 0; s <= last; s++)
+    timeline.push({ atMs: s * 1000, ...(tally.perSecond.get(s) ?? { requests: 0, errors: 0 }) });
   const requests = tally.histogram.count;
   return {
     requests,

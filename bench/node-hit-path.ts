@@ -121,7 +121,10 @@ async function runLoad(url: string, connections: number, durationMs: number): Pr
 // ---- the run ------------------------------------------------------------------------------
 
 function child(role: string, args: string[] = []): ChildProcess {
-  return fork(SELF, ["--role", role, ...args], { execArgv: ["--import", import.meta.resolve("tsx")], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  return fork(SELF, ["--role", role, ...args], {
+    execArgv: ["--import", import.meta.resolve("tsx")],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
 }
 
 function next<T extends Message["type"]>(proc: ChildProcess, type: T): Promise<Extract<Message, { type: T }>> {
@@ -150,7 +153,11 @@ async function measure(server: ChildProcess, url: string, connections: number, d
   const load = child("load", ["--url", url, "--connections", String(connections), "--duration-ms", String(durationMs)]);
   const result = await next(load, "load");
   const cpu = (await cpuUs(server)) - before;
-  return { rps: result.requests / (result.elapsedMs / 1000), cpuUsPerRequest: cpu / Math.max(1, result.requests), errors: result.errors };
+  return {
+    rps: result.requests / (result.elapsedMs / 1000),
+    cpuUsPerRequest: cpu / Math.max(1, result.requests),
+    errors: result.errors,
+  };
 }
 
 function fetchOnce(url: string): Promise<{ status: number; headers: string[]; body: Buffer }> {
@@ -161,7 +168,8 @@ function fetchOnce(url: string): Promise<{ status: number; headers: string[]; bo
       res.on("end", () => {
         const headers: string[] = [];
         const skip = new Set(["date", "connection", "keep-alive"]);
-        for (let i = 0; i < res.rawHeaders.length; i += 2) if (!skip.has(res.rawHeaders[i]!.toLowerCase())) headers.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+        for (let i = 0; i < res.rawHeaders.length; i += 2)
+          if (!skip.has(res.rawHeaders[i]!.toLowerCase())) headers.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
         resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks) });
       });
     });
@@ -170,10 +178,20 @@ function fetchOnce(url: string): Promise<{ status: number; headers: string[]; bo
   });
 }
 
-async function main(flags: { quick: boolean; json: boolean; durationMs: number; connections: number; rounds: number }): Promise<void> {
+async function main(flags: {
+  quick: boolean;
+  json: boolean;
+  durationMs: number;
+  connections: number;
+  rounds: number;
+}): Promise<void> {
   const log = (line: string) => (flags.json ? undefined : process.stdout.write(`${line}\n`));
   const origin = await startFragileOrigin({ cacheControl: "max-age=86400", bodyBytes: 1024 });
-  const procs = { herdless: child("herdless", ["--origin", origin.url]), engine: child("herdless", ["--origin", origin.url, "--engine-only"]), bare: child("bare") };
+  const procs = {
+    herdless: child("herdless", ["--origin", origin.url]),
+    engine: child("herdless", ["--origin", origin.url, "--engine-only"]),
+    bare: child("bare"),
+  };
   try {
     const herdlessUrl = (await next(procs.herdless, "ready")).url;
     const engineUrl = (await next(procs.engine, "ready")).url;
@@ -188,27 +206,49 @@ async function main(flags: { quick: boolean; json: boolean; durationMs: number; 
       { name: "herdless (hit path)", proc: procs.herdless, url: herdlessUrl },
       { name: "herdless (engine path)", proc: procs.engine, url: engineUrl },
     ];
-    log(`hit response: ${hit.status}, ${hit.body.byteLength} B body, ${hit.headers.length / 2} headers; ${flags.connections} connections, ${flags.durationMs} ms per run`);
+    log(
+      `hit response: ${hit.status}, ${hit.body.byteLength} B body, ${hit.headers.length / 2} headers; ${flags.connections} connections, ${flags.durationMs} ms per run`,
+    );
     for (const t of targets) await measure(t.proc, t.url, flags.connections, flags.quick ? 300 : 1_000);
-    const runs = new Map<string, { rps: number; cpuUsPerRequest: number; errors: number }[]>(targets.map((t) => [t.name, []]));
-    for (let round = 0; round < flags.rounds; round++) for (const t of targets) runs.get(t.name)!.push(await measure(t.proc, t.url, flags.connections, flags.durationMs));
+    const runs = new Map<string, { rps: number; cpuUsPerRequest: number; errors: number }[]>(
+      targets.map((t) => [t.name, []]),
+    );
+    for (let round = 0; round < flags.rounds; round++)
+      for (const t of targets)
+        runs.get(t.name)!.push(await measure(t.proc, t.url, flags.connections, flags.durationMs));
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const rows = targets.map((t) => {
       const r = runs.get(t.name)!;
-      return { server: t.name, runsRps: r.map((x) => Math.round(x.rps)), rps: Math.round(mean(r.map((x) => x.rps))), bestRps: Math.round(Math.max(...r.map((x) => x.rps))), cpuUsPerRequest: Number(mean(r.map((x) => x.cpuUsPerRequest)).toFixed(2)), errors: r.reduce((a, x) => a + x.errors, 0) };
+      return {
+        server: t.name,
+        runsRps: r.map((x) => Math.round(x.rps)),
+        rps: Math.round(mean(r.map((x) => x.rps))),
+        bestRps: Math.round(Math.max(...r.map((x) => x.rps))),
+        cpuUsPerRequest: Number(mean(r.map((x) => x.cpuUsPerRequest)).toFixed(2)),
+        errors: r.reduce((a, x) => a + x.errors, 0),
+      };
     });
     const ratio = Number((rows[1]!.rps / rows[0]!.rps).toFixed(3));
     const engineRatio = Number((rows[2]!.rps / rows[0]!.rps).toFixed(3));
     const bestRatio = Number((rows[1]!.bestRps / rows[0]!.bestRps).toFixed(3));
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ connections: flags.connections, durationMs: flags.durationMs, bodyBytes: hit.body.byteLength, rounds: flags.rounds, rows, ratioHerdlessToBare: ratio, ratioHerdlessToBareBestRuns: bestRatio, ratioEngineToBare: engineRatio, originRequests: origin.stats().requests }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ connections: flags.connections, durationMs: flags.durationMs, bodyBytes: hit.body.byteLength, rounds: flags.rounds, rows, ratioHerdlessToBare: ratio, ratioHerdlessToBareBestRuns: bestRatio, ratioEngineToBare: engineRatio, originRequests: origin.stats().requests }, null, 2)}\n`,
+      );
       return;
     }
     log("");
-    log(`${"server".padEnd(24)}${"runs (req/s)".padEnd(28)}${"mean req/s".padStart(12)}${"best req/s".padStart(12)}${"cpu µs/req".padStart(12)}${"errors".padStart(8)}`);
-    for (const r of rows) log(`${r.server.padEnd(24)}${r.runsRps.join(", ").padEnd(28)}${String(r.rps).padStart(12)}${String(r.bestRps).padStart(12)}${r.cpuUsPerRequest.toFixed(2).padStart(12)}${String(r.errors).padStart(8)}`);
+    log(
+      `${"server".padEnd(24)}${"runs (req/s)".padEnd(28)}${"mean req/s".padStart(12)}${"best req/s".padStart(12)}${"cpu µs/req".padStart(12)}${"errors".padStart(8)}`,
+    );
+    for (const r of rows)
+      log(
+        `${r.server.padEnd(24)}${r.runsRps.join(", ").padEnd(28)}${String(r.rps).padStart(12)}${String(r.bestRps).padStart(12)}${r.cpuUsPerRequest.toFixed(2).padStart(12)}${String(r.errors).padStart(8)}`,
+      );
     log("");
-    log(`herdless (hit path) / bare: ${ratio} on means, ${bestRatio} on best runs (target ≥ 0.9); engine path / bare: ${engineRatio}; origin requests: ${origin.stats().requests}`);
+    log(
+      `herdless (hit path) / bare: ${ratio} on means, ${bestRatio} on best runs (target ≥ 0.9); engine path / bare: ${engineRatio}; origin requests: ${origin.stats().requests}`,
+    );
   } finally {
     for (const proc of Object.values(procs)) proc.kill();
     await origin.close();
@@ -235,4 +275,11 @@ else if (values.role === "bare") await runBare();
 else if (values.role === "load") {
   await runLoad(values.url!, connections, durationMs);
   process.disconnect?.();
-} else await main({ quick: values.quick === true, json: values.json === true, durationMs, connections, rounds: Number(values.rounds ?? 2) });
+} else
+  await main({
+    quick: values.quick === true,
+    json: values.json === true,
+    durationMs,
+    connections,
+    rounds: Number(values.rounds ?? 2),
+  });

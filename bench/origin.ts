@@ -20,12 +20,26 @@ export async function startOrigin(cacheControl: string): Promise<BenchOrigin> {
   const server = await startTsServer(
     "fragile origin",
     "fixtures/fragile-origin.ts",
-    ["--port", "0", "--latency-ms", String(ORIGIN_LATENCY_MS), "--crash-above", String(ORIGIN_CRASH_ABOVE), "--cache-control", cacheControl, "--body-bytes", "512"],
+    [
+      "--port",
+      "0",
+      "--latency-ms",
+      String(ORIGIN_LATENCY_MS),
+      "--crash-above",
+      String(ORIGIN_CRASH_ABOVE),
+      "--cache-control",
+      cacheControl,
+      "--body-bytes",
+      "512",
+    ],
     /fragile origin listening on (http:\/\/\S+)/,
   );
   const url = server.ready;
   const control = async (method: "GET" | "POST", action: string, body?: unknown): Promise<unknown> => {
-    const res = await fetch(`${url}/__origin/${action}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }) });
+    const res = await fetch(`${url}/__origin/${action}`, {
+      method,
+      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+    });
     if (!res.ok) throw new Error(`origin ${action}: ${res.status} ${await res.text()}`);
     return res.json();
   };

@@ -11,7 +11,12 @@ import { fileURLToPath } from "node:url";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Environment of every child: nothing may leave the machine. */
-export const CHILD_ENV: NodeJS.ProcessEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", NO_COLOR: "1" };
+export const CHILD_ENV: NodeJS.ProcessEnv = {
+  ...process.env,
+  WRANGLER_SEND_METRICS: "false",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  NO_COLOR: "1",
+};
 
 export interface Server {
   name: string;
@@ -61,7 +66,12 @@ export interface StartOptions {
 
 /** Starts a server and resolves once it printed its ready line; rejects with its output otherwise. */
 export function startServer(options: StartOptions): Promise<Server> {
-  const child = spawn(options.command, options.args, { cwd: ROOT, env: options.env ?? CHILD_ENV, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(options.command, options.args, {
+    cwd: ROOT,
+    env: options.env ?? CHILD_ENV,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   live.add(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   void exited.then(() => live.delete(child));
@@ -86,26 +96,51 @@ export function startServer(options: StartOptions): Promise<Server> {
       if (match && child.pid !== undefined) {
         clearTimeout(timer);
         // Keep draining the pipes so a chatty child never blocks on a full one.
-        resolve({ name: options.name, pgid: child.pid, ready: match[1] ?? match[0], cpuMs: () => groupCpuMs(child.pid ?? 0), stop });
+        resolve({
+          name: options.name,
+          pgid: child.pid,
+          ready: match[1] ?? match[0],
+          cpuMs: () => groupCpuMs(child.pid ?? 0),
+          stop,
+        });
       }
     };
     child.stdout?.on("data", onData);
     child.stderr?.on("data", onData);
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`${options.name} exited (${signal ?? `code ${code}`}) before it was ready:\n${output.slice(-2000)}`));
+      reject(
+        new Error(`${options.name} exited (${signal ?? `code ${code}`}) before it was ready:\n${output.slice(-2000)}`),
+      );
     });
   });
 }
 
 /** `node --import tsx <script> ...args` as a server. */
-export function startTsServer(name: string, script: string, args: string[], readyPattern: RegExp, env?: NodeJS.ProcessEnv): Promise<Server> {
-  return startServer({ name, command: process.execPath, args: ["--import", "tsx", join(ROOT, script), ...args], readyPattern, ...(env ? { env } : {}) });
+export function startTsServer(
+  name: string,
+  script: string,
+  args: string[],
+  readyPattern: RegExp,
+  env?: NodeJS.ProcessEnv,
+): Promise<Server> {
+  return startServer({
+    name,
+    command: process.execPath,
+    args: ["--import", "tsx", join(ROOT, script), ...args],
+    readyPattern,
+    ...(env ? { env } : {}),
+  });
 }
 
 /** Runs a TypeScript script to completion and returns its stdout (rejects on a non-zero exit or past timeoutMs). */
 export function runTsScript(script: string, args: string[], timeoutMs: number): Promise<string> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, script), ...args], { cwd: ROOT, env: CHILD_ENV, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, script), ...args], {
+    cwd: ROOT,
+    env: CHILD_ENV,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   live.add(child);
   let stdout = "";
   let stderr = "";

@@ -9,7 +9,8 @@ export interface Target {
 }
 
 const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
-const perRequestUs = (cpuMs: number | undefined, requests: number): string => (cpuMs === undefined || requests === 0 ? "–" : fmt((cpuMs * 1000) / requests));
+const perRequestUs = (cpuMs: number | undefined, requests: number): string =>
+  cpuMs === undefined || requests === 0 ? "–" : fmt((cpuMs * 1000) / requests);
 
 function cellOf(run: BenchRun, scenario: ScenarioName, runtime: RuntimeName): CellResult | undefined {
   return run.cells.find((c) => c.scenario === scenario && c.runtime === runtime);
@@ -42,8 +43,14 @@ export function targets(run: BenchRun): Target[] {
       const why = missing(cell);
       const ratio = cell ? ratioToIdeal(cell) : undefined;
       const name = `${scenario}: origin ÷ ideal ≤ 1.00 (${runtime})`;
-      if (why !== undefined || ratio === undefined || cell?.origin === undefined) out.push({ name, verdict: "MISS", detail: why ?? "no ideal" });
-      else out.push({ name, verdict: ratio <= 1 ? "PASS" : "MISS", detail: `${cell.origin.requests} origin requests ÷ ${cell.ideal?.requests} ideal = ${fmt(ratio, 2)}` });
+      if (why !== undefined || ratio === undefined || cell?.origin === undefined)
+        out.push({ name, verdict: "MISS", detail: why ?? "no ideal" });
+      else
+        out.push({
+          name,
+          verdict: ratio <= 1 ? "PASS" : "MISS",
+          detail: `${cell.origin.requests} origin requests ÷ ${cell.ideal?.requests} ideal = ${fmt(ratio, 2)}`,
+        });
     }
   }
   for (const scenario of ["steady", "spike"] as const) {
@@ -52,7 +59,11 @@ export function targets(run: BenchRun): Target[] {
       const cell = cellOf(run, scenario, runtime);
       if (cell === undefined || missing(cell) !== undefined || !cell.load || !cell.origin) continue;
       const pass = cell.load.errors === 0 && cell.origin.crashes === 0;
-      out.push({ name: `${scenario}: 0 client errors, 0 origin crashes (${runtime})`, verdict: pass ? "PASS" : "MISS", detail: `${cell.load.errors} errors, ${cell.load.shed} shed, ${cell.origin.crashes} crashes, origin peak in flight ${cell.origin.peakInFlight}` });
+      out.push({
+        name: `${scenario}: 0 client errors, 0 origin crashes (${runtime})`,
+        verdict: pass ? "PASS" : "MISS",
+        detail: `${cell.load.errors} errors, ${cell.load.shed} shed, ${cell.origin.crashes} crashes, origin peak in flight ${cell.origin.peakInFlight}`,
+      });
     }
   }
   if (ranScenario(run, "outage")) {
@@ -67,11 +78,18 @@ export function targets(run: BenchRun): Target[] {
         continue;
       }
       const pass = o.clientErrors === 0 && o.originRequestsWhileDown <= o.allowed;
-      out.push({ name, verdict: pass ? "PASS" : "MISS", detail: `${o.clientErrors} client errors (incl. shed); ${o.originRequestsWhileDown} origin requests in ${o.downMs / 1000} s down, allowed ${o.allowed} = ${o.formula}` });
+      out.push({
+        name,
+        verdict: pass ? "PASS" : "MISS",
+        detail: `${o.clientErrors} client errors (incl. shed); ${o.originRequestsWhileDown} origin requests in ${o.downMs / 1000} s down, allowed ${o.allowed} = ${o.formula}`,
+      });
     }
   }
   if (ranScenario(run, "hit-path")) {
-    for (const [runtime, bare, floor] of [["node", "bare-node", 0.9], ["worker", "bare-worker", 0.8]] as const) {
+    for (const [runtime, bare, floor] of [
+      ["node", "bare-node", 0.9],
+      ["worker", "bare-worker", 0.8],
+    ] as const) {
       const cell = cellOf(run, "hit-path", runtime);
       const base = cellOf(run, "hit-path", bare);
       if (cell === undefined && base === undefined) continue;
@@ -84,7 +102,11 @@ export function targets(run: BenchRun): Target[] {
       const ratio = cell.load.throughputRps / base.load.throughputRps;
       const clean = cell.load.errors === 0;
       const cpu = `server CPU ${perRequestUs(cell.serverCpuMs, cell.load.requests)} vs ${perRequestUs(base.serverCpuMs, base.load.requests)} µs/request`;
-      out.push({ name, verdict: ratio >= floor && clean ? "PASS" : "MISS", detail: `${cell.load.throughputRps} ÷ ${base.load.throughputRps} req/s = ${fmt(ratio, 2)}×; ${cpu}${clean ? "" : `; ${cell.load.errors} errors`}` });
+      out.push({
+        name,
+        verdict: ratio >= floor && clean ? "PASS" : "MISS",
+        detail: `${cell.load.throughputRps} ÷ ${base.load.throughputRps} req/s = ${fmt(ratio, 2)}×; ${cpu}${clean ? "" : `; ${cell.load.errors} errors`}`,
+      });
     }
   }
   if (ranScenario(run, "key-explosion")) {
@@ -99,7 +121,11 @@ export function targets(run: BenchRun): Target[] {
         continue;
       }
       const pass = cell.origin.peakInFlight <= cap && cell.origin.crashes === 0;
-      out.push({ name, verdict: pass ? "PASS" : "MISS", detail: `peak in flight ${cell.origin.peakInFlight}, ${cell.origin.crashes} crashes` });
+      out.push({
+        name,
+        verdict: pass ? "PASS" : "MISS",
+        detail: `peak in flight ${cell.origin.peakInFlight}, ${cell.origin.crashes} crashes`,
+      });
     }
   }
   return out;
@@ -107,7 +133,10 @@ export function targets(run: BenchRun): Target[] {
 
 const HEADER =
   "| runtime | req/s | p50 ms | p99 ms | max ms | ok | shed | errors | origin req | 200 | 304 | failed | ÷ ideal | peak in-flight | crashes | server CPU µs/req | load-gen CPU µs/req | origin CPU ms |";
-const RULE = `|${HEADER.split("|").slice(1, -1).map(() => "---").join("|")}|`;
+const RULE = `|${HEADER.split("|")
+  .slice(1, -1)
+  .map(() => "---")
+  .join("|")}|`;
 
 function row(cell: CellResult): string {
   const why = missing(cell);
@@ -121,7 +150,10 @@ function row(cell: CellResult): string {
 export function markdown(run: BenchRun): string {
   const lines: string[] = [];
   lines.push(`# herdless bench — ${run.startedAt}${run.quick ? " (quick)" : ""}`, "");
-  lines.push(`Machine: ${run.machine.cpus} CPUs, Node ${run.machine.node}, ${run.machine.platform}. Origin: ${JSON.stringify(run.originOptions)}. herdless config: \`${JSON.stringify(run.herdlessConfig)}\`.`, "");
+  lines.push(
+    `Machine: ${run.machine.cpus} CPUs, Node ${run.machine.node}, ${run.machine.platform}. Origin: ${JSON.stringify(run.originOptions)}. herdless config: \`${JSON.stringify(run.herdlessConfig)}\`.`,
+    "",
+  );
   lines.push("## Targets", "", "| target | result | detail |", "|---|---|---|");
   for (const t of targets(run)) lines.push(`| ${t.name} | **${t.verdict}** | ${t.detail} |`);
   lines.push("");
@@ -133,7 +165,10 @@ export function markdown(run: BenchRun): string {
     if (ideal) lines.push(`Ideal origin requests: ${ideal.formula}.`, "");
     const budgets = cells.filter((c) => c.outage !== undefined && c.runtime !== "direct");
     if (budgets.length > 0) {
-      const { failureThreshold, probeIntervalMs } = run.herdlessConfig.breaker as { failureThreshold: number; probeIntervalMs: number };
+      const { failureThreshold, probeIntervalMs } = run.herdlessConfig.breaker as {
+        failureThreshold: number;
+        probeIntervalMs: number;
+      };
       lines.push(
         `Origin requests allowed while it is down, per breaker: failureThreshold (${failureThreshold}) failures before the breaker opens + ⌈down ÷ probeIntervalMs (${probeIntervalMs} ms)⌉ probes, one per interval while open; times the breakers in front of the origin: ${budgets.map((c) => `${c.runtime} ${c.outage?.breakers ?? "?"}`).join(", ")}.`,
         "",
@@ -143,24 +178,41 @@ export function markdown(run: BenchRun): string {
     for (const cell of cells) {
       if (cell.outage) {
         const o = cell.outage;
-        lines.push(`- ${cell.runtime}: origin down from ${o.startMs / 1000} s for ${o.downMs / 1000} s; ${o.originRequestsWhileDown} origin requests while down (allowed ${o.allowed}); ${o.clientErrors} client errors + shed over the run.`);
+        lines.push(
+          `- ${cell.runtime}: origin down from ${o.startMs / 1000} s for ${o.downMs / 1000} s; ${o.originRequestsWhileDown} origin requests while down (allowed ${o.allowed}); ${o.clientErrors} client errors + shed over the run.`,
+        );
       }
       const cache = cell.load?.byCacheStatus;
-      if (cache && Object.keys(cache).some((k) => k !== "none")) lines.push(`- ${cell.runtime} responses by Cache-Status: ${Object.entries(cache).map(([k, v]) => `${k} ${v}`).join(", ")}.`);
+      if (cache && Object.keys(cache).some((k) => k !== "none"))
+        lines.push(
+          `- ${cell.runtime} responses by Cache-Status: ${Object.entries(cache)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", ")}.`,
+        );
       for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
       const samples = cell.load?.networkErrorSamples ?? [];
-      if (samples.length > 0) lines.push(`- ${cell.runtime} network errors: ${samples.map((m) => `\`${m}\``).join(", ")}.`);
-      if (cell.loadAverage) lines.push(`- ${cell.runtime}: machine load average ${cell.loadAverage.map((v) => v.toFixed(1)).join(" → ")} (${run.machine.cpus} CPUs).`);
+      if (samples.length > 0)
+        lines.push(`- ${cell.runtime} network errors: ${samples.map((m) => `\`${m}\``).join(", ")}.`);
+      if (cell.loadAverage)
+        lines.push(
+          `- ${cell.runtime}: machine load average ${cell.loadAverage.map((v) => v.toFixed(1)).join(" → ")} (${run.machine.cpus} CPUs).`,
+        );
     }
-    const bare: Array<[RuntimeName, RuntimeName]> = [["node", "bare-node"], ["worker", "bare-worker"]];
+    const bare: Array<[RuntimeName, RuntimeName]> = [
+      ["node", "bare-node"],
+      ["worker", "bare-worker"],
+    ];
     for (const [a, b] of bare) {
       const ca = cells.find((c) => c.runtime === a)?.load;
       const cb = cells.find((c) => c.runtime === b)?.load;
       const sa = cells.find((c) => c.runtime === a)?.serverCpuMs;
       const sb = cells.find((c) => c.runtime === b)?.serverCpuMs;
       if (ca && cb) {
-        const cpuRatio = sa !== undefined && sb !== undefined && sb > 0 ? fmt(sa / ca.requests / (sb / cb.requests), 2) : "–";
-        lines.push(`- ${a} ÷ ${b}: throughput ${fmt(ca.throughputRps / cb.throughputRps, 2)}×, server CPU per request ${cpuRatio}×, p99 ${ca.latency.p99Ms} vs ${cb.latency.p99Ms} ms.`);
+        const cpuRatio =
+          sa !== undefined && sb !== undefined && sb > 0 ? fmt(sa / ca.requests / (sb / cb.requests), 2) : "–";
+        lines.push(
+          `- ${a} ÷ ${b}: throughput ${fmt(ca.throughputRps / cb.throughputRps, 2)}×, server CPU per request ${cpuRatio}×, p99 ${ca.latency.p99Ms} vs ${cb.latency.p99Ms} ms.`,
+        );
       }
     }
     lines.push("", `![origin requests per second: ${scenario.name}](${scenario.name}.svg)`);

@@ -23,7 +23,10 @@ function writeReport(run: BenchRun, scenarios: Scenario[]): void {
   writeFileSync(join(RESULTS, "latest.md"), markdown(run));
   for (const scenario of scenarios) {
     const cells = run.cells.filter((c) => c.scenario === scenario.name);
-    writeFileSync(join(RESULTS, `${scenario.name}.svg`), originChart(`${scenario.name}: origin requests per second${run.quick ? " (quick)" : ""}`, cells));
+    writeFileSync(
+      join(RESULTS, `${scenario.name}.svg`),
+      originChart(`${scenario.name}: origin requests per second${run.quick ? " (quick)" : ""}`, cells),
+    );
   }
 }
 
@@ -39,15 +42,20 @@ const { values } = parseArgs({
     render: { type: "string" },
   },
 });
-const split = (list: string[] | undefined): string[] | undefined => list?.flatMap((v) => v.split(",")).filter((v) => v !== "");
+const split = (list: string[] | undefined): string[] | undefined =>
+  list?.flatMap((v) => v.split(",")).filter((v) => v !== "");
 const scenarios = split(values.scenario)?.map(scenarioByName) ?? SCENARIOS;
 const runtimeFilter = split(values.runtime);
-for (const r of runtimeFilter ?? []) if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
+for (const r of runtimeFilter ?? [])
+  if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
 const quick = values.quick === true;
 
 if (values.render !== undefined) {
   const saved = JSON.parse(readFileSync(values.render, "utf8")) as BenchRun;
-  writeReport(saved, SCENARIOS.filter((s) => saved.cells.some((c) => c.scenario === s.name)));
+  writeReport(
+    saved,
+    SCENARIOS.filter((s) => saved.cells.some((c) => c.scenario === s.name)),
+  );
   process.exit(0);
 }
 
@@ -92,7 +100,12 @@ for (const scenario of scenarios) {
     try {
       cell = await runCell(scenario, runtime, quick, samples);
     } catch (error) {
-      cell = { scenario: scenario.name, runtime, skipped: error instanceof Error ? error.message : String(error), notes: [] };
+      cell = {
+        scenario: scenario.name,
+        runtime,
+        skipped: error instanceof Error ? error.message : String(error),
+        notes: [],
+      };
     }
     run.cells.push(cell);
     const l = cell.load;

@@ -53,7 +53,12 @@ function writeConfig(context: RuntimeContext, config: Record<string, unknown>): 
 
 function startHerdless(name: string, configFile: string, redisUrl?: string): Promise<Server> {
   const args = ["bin/herdless.js", "--config", configFile, "--port", "0", ...(redisUrl ? ["--redis", redisUrl] : [])];
-  return startServer({ name, command: process.execPath, args: args.map((a, i) => (i === 0 ? join(ROOT, a) : a)), readyPattern: HERDLESS_READY });
+  return startServer({
+    name,
+    command: process.execPath,
+    args: args.map((a, i) => (i === 0 ? join(ROOT, a) : a)),
+    readyPattern: HERDLESS_READY,
+  });
 }
 
 async function stopAll(servers: Server[]): Promise<void> {
@@ -75,7 +80,18 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
       const redis = await startServer({
         name: "redis-server",
         command: "redis-server",
-        args: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "notice"],
+        args: [
+          "--port",
+          String(port),
+          "--bind",
+          "127.0.0.1",
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--loglevel",
+          "notice",
+        ],
         readyPattern: /Ready to accept connections/,
       });
       const redisUrl = `redis://127.0.0.1:${port}`;
@@ -103,12 +119,21 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
     }
     case "bare-node": {
       if (context.sample === undefined) throw new Error("bare-node needs a sample response");
-      const server = await startTsServer("bare node", "bench/bare-node.ts", [JSON.stringify(context.sample)], /bare node listening on (http:\/\/\S+)/);
+      const server = await startTsServer(
+        "bare node",
+        "bench/bare-node.ts",
+        [JSON.stringify(context.sample)],
+        /bare node listening on (http:\/\/\S+)/,
+      );
       return { ...base, targets: [server.ready], servers: [server], breakers: 0, stop: () => stopAll([server]) };
     }
     case "worker":
     case "bare-worker": {
-      const workers = await startWorkers({ originUrl: context.origin.url, config: context.config, ...(context.sample ? { sample: context.sample } : {}) });
+      const workers = await startWorkers({
+        originUrl: context.origin.url,
+        config: context.config,
+        ...(context.sample ? { sample: context.sample } : {}),
+      });
       const targets = name === "worker" ? workers.dataCenters : workers.bare === undefined ? [] : [workers.bare];
       if (targets.length === 0) {
         await workers.server.stop();
@@ -121,7 +146,9 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         breakers: 1,
         notes:
           name === "worker"
-            ? [`${WORKER_DATA_CENTERS} simulated data centers (own Cache API cache and isolate memory tier each) sharing one KeyCoordinator namespace, one OriginGuardObject (1 breaker) and one PurgeRegistryObject, one workerd`]
+            ? [
+                `${WORKER_DATA_CENTERS} simulated data centers (own Cache API cache and isolate memory tier each) sharing one KeyCoordinatorObject namespace, one OriginGuardObject (1 breaker) and one PurgeRegistryObject, one workerd`,
+              ]
             : ["a bare Worker in the same workerd"],
         stop: () => workers.server.stop(),
       };

@@ -37,12 +37,20 @@ export const SCENARIOS: Scenario[] = [
     summary: "10 keys, 200 connections, origin sends max-age=2: every key expires every 2 s under load",
     cacheControl: "max-age=2",
     runtimes: ["direct", ...HERDLESS_RUNTIMES],
-    load: (quick) => ({ connections: 200, durationMs: scale(20_000, quick), paths: keys("/steady", 10), timeoutMs: 15_000 }),
+    load: (quick) => ({
+      connections: 200,
+      durationMs: scale(20_000, quick),
+      paths: keys("/steady", 10),
+      timeoutMs: 15_000,
+    }),
     ideal: (load) => {
       const ttlS = 2;
       const durationS = (load.durationMs ?? 0) / 1000;
       const periods = Math.ceil(durationS / ttlS);
-      return { requests: load.paths.length * periods, formula: `${load.paths.length} keys × ⌈${durationS} s ÷ ${ttlS} s TTL⌉ = ${load.paths.length * periods}` };
+      return {
+        requests: load.paths.length * periods,
+        formula: `${load.paths.length} keys × ⌈${durationS} s ÷ ${ttlS} s TTL⌉ = ${load.paths.length * periods}`,
+      };
     },
   },
   {
@@ -55,16 +63,23 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: "outage",
-    summary: "10 keys cached with stale-if-error, 100 connections; the origin answers 503 for the middle third of the run",
+    summary:
+      "10 keys cached with stale-if-error, 100 connections; the origin answers 503 for the middle third of the run",
     cacheControl: "max-age=2, stale-if-error=600",
     runtimes: ["direct", ...HERDLESS_RUNTIMES],
-    load: (quick) => ({ connections: 100, durationMs: scale(30_000, quick), paths: keys("/outage", 10), timeoutMs: 15_000 }),
+    load: (quick) => ({
+      connections: 100,
+      durationMs: scale(30_000, quick),
+      paths: keys("/outage", 10),
+      timeoutMs: 15_000,
+    }),
     warmPaths: keys("/outage", 10),
     outageMs: (quick) => scale(10_000, quick),
   },
   {
     name: "hit-path",
-    summary: "1 key, fresh for an hour, 100 connections: the cost of a cache hit against a bare server sending the same bytes",
+    summary:
+      "1 key, fresh for an hour, 100 connections: the cost of a cache hit against a bare server sending the same bytes",
     cacheControl: "max-age=3600",
     runtimes: ["node", "bare-node", "worker", "bare-worker"],
     load: (quick) => ({ connections: 100, durationMs: scale(10_000, quick), paths: ["/hit/one"], timeoutMs: 15_000 }),
@@ -76,7 +91,13 @@ export const SCENARIOS: Scenario[] = [
     summary: "200 connections, every request a new query string: every request is a miss; the origin cap must hold",
     cacheControl: "max-age=60",
     runtimes: ["direct", ...HERDLESS_RUNTIMES],
-    load: (quick) => ({ connections: 200, durationMs: scale(10_000, quick), paths: [], uniquePrefix: "/explode/page", timeoutMs: 15_000 }),
+    load: (quick) => ({
+      connections: 200,
+      durationMs: scale(10_000, quick),
+      paths: [],
+      uniquePrefix: "/explode/page",
+      timeoutMs: 15_000,
+    }),
   },
 ];
 

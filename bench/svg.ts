@@ -4,7 +4,14 @@
  */
 import type { CellResult } from "./types.ts";
 
-const COLORS: Record<string, string> = { direct: "#d62728", node: "#1f77b4", fleet: "#2ca02c", worker: "#ff7f0e", "bare-node": "#7f7f7f", "bare-worker": "#9467bd" };
+const COLORS: Record<string, string> = {
+  direct: "#d62728",
+  node: "#1f77b4",
+  fleet: "#2ca02c",
+  worker: "#ff7f0e",
+  "bare-node": "#7f7f7f",
+  "bare-worker": "#9467bd",
+};
 const DASHES = ["", "", "8 4", "3 3", "1 3"];
 const WIDTH = 760;
 const HEIGHT = 400;
@@ -16,7 +23,9 @@ const escapeXml = (text: string): string => text.replace(/&/g, "&amp;").replace(
 const scaleY = (v: number): number => Math.log10(1 + Math.max(0, v));
 
 export function originChart(title: string, cells: CellResult[]): string {
-  const series = cells.filter((c) => c.origin !== undefined).map((c) => ({ name: c.runtime, points: c.origin?.timeline ?? [] }));
+  const series = cells
+    .filter((c) => c.origin !== undefined)
+    .map((c) => ({ name: c.runtime, points: c.origin?.timeline ?? [] }));
   const maxSeconds = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.atMs / 1000 + 1)));
   const maxValue = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p.count)));
   // The axis ends at the first power of ten at or above the largest count.
@@ -27,7 +36,9 @@ export function originChart(title: string, cells: CellResult[]): string {
   const x = (seconds: number): number => PAD.left + (seconds / maxSeconds) * plotW;
   const y = (value: number): number => PAD.top + plotH - (scaleY(value) / top) * plotH;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`);
   out.push(`<text x="${PAD.left}" y="22" font-size="15" font-weight="bold">${escapeXml(title)}</text>`);
 
@@ -35,8 +46,12 @@ export function originChart(title: string, cells: CellResult[]): string {
   if (outage) {
     const x0 = x(outage.startMs / 1000);
     const x1 = x((outage.startMs + outage.downMs) / 1000);
-    out.push(`<rect x="${x0.toFixed(1)}" y="${PAD.top}" width="${(x1 - x0).toFixed(1)}" height="${plotH}" fill="#d62728" fill-opacity="0.08"/>`);
-    out.push(`<text x="${((x0 + x1) / 2).toFixed(1)}" y="${PAD.top + plotH - 6}" text-anchor="middle" fill="#a00">origin down (503)</text>`);
+    out.push(
+      `<rect x="${x0.toFixed(1)}" y="${PAD.top}" width="${(x1 - x0).toFixed(1)}" height="${plotH}" fill="#d62728" fill-opacity="0.08"/>`,
+    );
+    out.push(
+      `<text x="${((x0 + x1) / 2).toFixed(1)}" y="${PAD.top + plotH - 6}" text-anchor="middle" fill="#a00">origin down (503)</text>`,
+    );
   }
 
   // Y axis: 0, 1, 10, 100, … requests per second.
@@ -54,9 +69,15 @@ export function originChart(title: string, cells: CellResult[]): string {
     out.push(`<text x="${xx}" y="${PAD.top + plotH + 17}" text-anchor="middle">${s}</text>`);
   }
   out.push(`<line x1="${PAD.left}" x2="${PAD.left}" y1="${PAD.top}" y2="${PAD.top + plotH}" stroke="#333"/>`);
-  out.push(`<line x1="${PAD.left}" x2="${PAD.left + plotW}" y1="${PAD.top + plotH}" y2="${PAD.top + plotH}" stroke="#333"/>`);
-  out.push(`<text x="${PAD.left + plotW / 2}" y="${HEIGHT - 10}" text-anchor="middle">seconds since the run started</text>`);
-  out.push(`<text transform="translate(16 ${PAD.top + plotH / 2}) rotate(-90)" text-anchor="middle">origin requests per second (log scale)</text>`);
+  out.push(
+    `<line x1="${PAD.left}" x2="${PAD.left + plotW}" y1="${PAD.top + plotH}" y2="${PAD.top + plotH}" stroke="#333"/>`,
+  );
+  out.push(
+    `<text x="${PAD.left + plotW / 2}" y="${HEIGHT - 10}" text-anchor="middle">seconds since the run started</text>`,
+  );
+  out.push(
+    `<text transform="translate(16 ${PAD.top + plotH / 2}) rotate(-90)" text-anchor="middle">origin requests per second (log scale)</text>`,
+  );
 
   series.forEach((s, i) => {
     const color = COLORS[s.name] ?? "#000";
@@ -69,13 +90,20 @@ export function originChart(title: string, cells: CellResult[]): string {
     // Equal lines would hide each other: earlier series are drawn wider, later ones dashed on top.
     const width = 2 + (series.length - 1 - i) * 1.5;
     const dash = DASHES[i % DASHES.length] ?? "";
-    if (points.length > 0) out.push(`<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="0.85"${dash === "" ? "" : ` stroke-dasharray="${dash}"`} points="${points.join(" ")}"/>`);
+    if (points.length > 0)
+      out.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="${width}" stroke-opacity="0.85"${dash === "" ? "" : ` stroke-dasharray="${dash}"`} points="${points.join(" ")}"/>`,
+      );
     const ly = PAD.top + 10 + i * 20;
     const total = cells.find((c) => c.runtime === s.name)?.origin?.requests ?? 0;
-    out.push(`<line x1="${WIDTH - PAD.right + 12}" x2="${WIDTH - PAD.right + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"${dash === "" ? "" : ` stroke-dasharray="${dash}"`}/>`);
+    out.push(
+      `<line x1="${WIDTH - PAD.right + 12}" x2="${WIDTH - PAD.right + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"${dash === "" ? "" : ` stroke-dasharray="${dash}"`}/>`,
+    );
     out.push(`<text x="${WIDTH - PAD.right + 42}" y="${ly}" dy="4">${escapeXml(s.name)} (${total})</text>`);
   });
-  out.push(`<text x="${WIDTH - PAD.right + 12}" y="${PAD.top + 10 + series.length * 20 + 6}" font-size="10" fill="#555">(total origin requests)</text>`);
+  out.push(
+    `<text x="${WIDTH - PAD.right + 12}" y="${PAD.top + 10 + series.length * 20 + 6}" font-size="10" fill="#555">(total origin requests)</text>`,
+  );
   out.push("</svg>");
   return `${out.join("\n")}\n`;
 }

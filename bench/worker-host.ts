@@ -28,7 +28,8 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
   const owner = "dc0";
   const cache = (spec.config.cache as Record<string, unknown> | undefined) ?? {};
   const config = { ...spec.config, cache: { ...cache, name: `bench-dc${index}` } };
-  const objects = (className: string) => (index === 0 ? { className, useSQLite: true } : { className, scriptName: owner, useSQLite: true });
+  const objects = (className: string) =>
+    index === 0 ? { className, useSQLite: true } : { className, scriptName: owner, useSQLite: true };
   return {
     name: `dc${index}`,
     modules: true,
@@ -36,7 +37,11 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
     compatibilityDate: spec.compatibilityDate,
     bindings: { ORIGIN_URL: spec.originUrl, HERDLESS_CONFIG: JSON.stringify(config) },
     // The bindings of wrangler.jsonc; every data center uses dc0's classes (one namespace each).
-    durableObjects: { COORDINATOR: objects("KeyCoordinator"), GUARD: objects("OriginGuardObject"), PURGES: objects("PurgeRegistryObject") },
+    durableObjects: {
+      COORDINATOR: objects("KeyCoordinatorObject"),
+      GUARD: objects("OriginGuardObject"),
+      PURGES: objects("PurgeRegistryObject"),
+    },
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
   };
 }
@@ -48,7 +53,13 @@ const body = Uint8Array.from(atob(${JSON.stringify(sample.bodyBase64)}), (c) => 
 const headers = ${JSON.stringify(sample.headers)};
 export default { fetch() { return new Response(body, { status: ${sample.status}, headers }); } };
 `;
-  return { name: "bare", modules: true, script, compatibilityDate: spec.compatibilityDate, unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] };
+  return {
+    name: "bare",
+    modules: true,
+    script,
+    compatibilityDate: spec.compatibilityDate,
+    unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+  };
 }
 
 const arg = process.argv[2];
@@ -58,7 +69,9 @@ if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
   if (spec.sample !== undefined) workers.push(bareWorker(spec, spec.sample));
   const mf = new Miniflare({ workers, cf: false, log: new Log(LogLevel.WARN), unsafeEphemeralDurableObjects: true });
   await mf.ready;
-  const dataCenters = await Promise.all(workers.filter((w) => w.name?.startsWith("dc")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin));
+  const dataCenters = await Promise.all(
+    workers.filter((w) => w.name?.startsWith("dc")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin),
+  );
   const bare = spec.sample === undefined ? undefined : (await mf.unsafeGetDirectURL("bare")).origin;
   process.stdout.write(`workers listening ${JSON.stringify({ dataCenters, bare })}\n`);
   const stop = (): void => {

@@ -15,9 +15,15 @@ let bundled: { path: string; compatibilityDate: string } | undefined;
 export function bundleWorker(): { path: string; compatibilityDate: string } {
   if (bundled) return bundled;
   const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
-  const out = spawnSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", BUNDLE_DIR], { cwd: ROOT, env: CHILD_ENV, encoding: "utf8", timeout: 120_000 });
+  const out = spawnSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", BUNDLE_DIR], {
+    cwd: ROOT,
+    env: CHILD_ENV,
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   const path = join(BUNDLE_DIR, "worker.js");
-  if (out.status !== 0 || !existsSync(path)) throw new Error(`wrangler could not bundle the Worker:\n${(out.stderr + out.stdout).slice(-2000)}`);
+  if (out.status !== 0 || !existsSync(path))
+    throw new Error(`wrangler could not bundle the Worker:\n${(out.stderr + out.stdout).slice(-2000)}`);
   const wranglerConfig = readFileSync(join(ROOT, "wrangler.jsonc"), "utf8");
   const compatibilityDate = /"compatibility_date"\s*:\s*"([^"]+)"/.exec(wranglerConfig)?.[1] ?? "2026-04-20";
   bundled = { path, compatibilityDate };
@@ -30,7 +36,11 @@ export interface Workers {
   bare: string | undefined;
 }
 
-export async function startWorkers(options: { originUrl: string; config: Record<string, unknown>; sample?: Sample }): Promise<Workers> {
+export async function startWorkers(options: {
+  originUrl: string;
+  config: Record<string, unknown>;
+  sample?: Sample;
+}): Promise<Workers> {
   const bundle = bundleWorker();
   const spec: WorkerHostSpec = {
     bundlePath: bundle.path,
@@ -40,7 +50,12 @@ export async function startWorkers(options: { originUrl: string; config: Record<
     dataCenters: WORKER_DATA_CENTERS,
     ...(options.sample ? { sample: options.sample } : {}),
   };
-  const server = await startTsServer("workerd", "bench/worker-host.ts", [JSON.stringify(spec)], /workers listening (\{.*\})/);
+  const server = await startTsServer(
+    "workerd",
+    "bench/worker-host.ts",
+    [JSON.stringify(spec)],
+    /workers listening (\{.*\})/,
+  );
   const urls = JSON.parse(server.ready) as { dataCenters: string[]; bare?: string };
   return { server, dataCenters: urls.dataCenters, bare: urls.bare };
 }

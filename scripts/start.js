@@ -38,9 +38,11 @@ function stop(code) {
     process.exit(code);
   }, 5_000);
   force.unref();
-  Promise.all(children.map((child) => (child.exitCode !== null || child.signalCode !== null ? null : new Promise((r) => child.once("exit", r))))).then(() =>
-    process.exit(code),
-  );
+  Promise.all(
+    children.map((child) =>
+      child.exitCode !== null || child.signalCode !== null ? null : new Promise((r) => child.once("exit", r)),
+    ),
+  ).then(() => process.exit(code));
 }
 
 function track(child, name) {
@@ -99,12 +101,25 @@ async function validateConfig(originUrl, configText) {
 
 function startWorker(originUrl, configText, demo) {
   const wrangler = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
-  const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", port, "--var", `ORIGIN_URL:${originUrl}`, "--show-interactive-dev-session=false"];
+  const args = [
+    "dev",
+    "--local",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    port,
+    "--var",
+    `ORIGIN_URL:${originUrl}`,
+    "--show-interactive-dev-session=false",
+  ];
   if (process.env.HERDLESS_CONFIG !== undefined) args.push("--var", `HERDLESS_CONFIG:${configText}`);
   // The admin API needs a token: HERDLESS_ADMIN_TOKEN if given, else a fresh one for the local demo.
   const adminToken = process.env.HERDLESS_ADMIN_TOKEN || (demo ? randomBytes(12).toString("hex") : "");
   if (adminToken) args.push("--var", `HERDLESS_ADMIN_TOKEN:${adminToken}`);
-  const child = track(spawn(process.execPath, [wrangler, ...args], { cwd: root, env: childEnv, stdio: ["ignore", "pipe", "inherit"] }), "wrangler dev");
+  const child = track(
+    spawn(process.execPath, [wrangler, ...args], { cwd: root, env: childEnv, stdio: ["ignore", "pipe", "inherit"] }),
+    "wrangler dev",
+  );
   child.stdout.setEncoding("utf8");
   let announced = false;
   child.stdout.on("data", (chunk) => {

@@ -1,6 +1,12 @@
-import { concatBytes } from "../core/http.ts";
-import { ADMIN_PREFIX, handleAdmin, type AdminRequest, type AdminResponse, type StatsSnapshot } from "../core/admin.ts";
-import type { PurgeRegistry } from "../core/purge.ts";
+import { concatBytes } from "../core/http/http.ts";
+import {
+  ADMIN_PREFIX,
+  handleAdmin,
+  type AdminRequest,
+  type AdminResponse,
+  type StatsSnapshot,
+} from "../core/admin/admin.ts";
+import type { PurgeRegistry } from "../core/admin/purge.ts";
 
 /** Where the Worker's admin token is set, for the "disabled" message. */
 export const TOKEN_HINT = "set the HERDLESS_ADMIN_TOKEN secret: npx wrangler secret put HERDLESS_ADMIN_TOKEN";
@@ -33,15 +39,30 @@ export async function adminResponse(request: Request, url: URL, admin: WorkerAdm
     return plain(500, `herdless: HERDLESS_ADMIN_TOKEN must be at least ${MIN_TOKEN_LENGTH} characters (${TOKEN_HINT})`);
   }
   try {
-    return toResponse(await handleAdmin(toAdminRequest(request, url), { token: admin.token, purges: admin.purges, stats: () => admin.stats(), tokenHint: TOKEN_HINT }));
+    return toResponse(
+      await handleAdmin(toAdminRequest(request, url), {
+        token: admin.token,
+        purges: admin.purges,
+        stats: () => admin.stats(),
+        tokenHint: TOKEN_HINT,
+      }),
+    );
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return new Response(JSON.stringify({ error: `herdless admin: ${message}` }), { status: 503, headers: { "content-type": "application/json", "cache-control": "no-store", "retry-after": "1" } });
+    return new Response(JSON.stringify({ error: `herdless admin: ${message}` }), {
+      status: 503,
+      headers: { "content-type": "application/json", "cache-control": "no-store", "retry-after": "1" },
+    });
   }
 }
 
 function toAdminRequest(request: Request, url: URL): AdminRequest {
-  return { method: request.method, path: url.pathname, headers: request.headers, text: (limit) => readText(request, limit) };
+  return {
+    method: request.method,
+    path: url.pathname,
+    headers: request.headers,
+    text: (limit) => readText(request, limit),
+  };
 }
 
 /** The body as text, refused (without reading on) once it passes `limit` bytes. */
@@ -73,5 +94,8 @@ function toResponse(res: AdminResponse): Response {
 }
 
 function plain(status: number, message: string): Response {
-  return new Response(`${message}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+  return new Response(`${message}\n`, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+  });
 }

@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.ts";
-import { decodeEntryMeta, entryMeta, type Entry } from "../core/entry.ts";
-import type { Store } from "../core/store.ts";
+import { decodeEntryMeta, entryMeta, type Entry } from "../core/http/entry.ts";
+import type { Store } from "../core/store/store.ts";
 
 /** Response header that carries the entry metadata (base64 of its UTF-8 JSON). */
 export const ENTRY_META_HEADER = "x-herdless-entry";

@@ -1,9 +1,15 @@
 import type { EngineRequest } from "../core/engine.ts";
-import type { EngineResponse } from "../core/respond.ts";
+import type { EngineResponse } from "../core/http/respond.ts";
 
 /** Between the Workers' Request/Response and the engine's plain request and answer. */
 export function toEngineRequest(request: Request): EngineRequest {
-  return { method: request.method, url: new URL(request.url), headers: request.headers, rawHeaders: [...request.headers], body: request.body };
+  return {
+    method: request.method,
+    url: new URL(request.url),
+    headers: request.headers,
+    rawHeaders: [...request.headers],
+    body: request.body,
+  };
 }
 
 /** Statuses whose Response must not carry a body (the constructor throws otherwise). */

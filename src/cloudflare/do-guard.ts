@@ -1,6 +1,6 @@
 import { HerdlessError } from "../core/errors.ts";
-import { realTimers, type Timers } from "../core/local-guard.ts";
-import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/origin-guard.ts";
+import { realTimers, type Timers } from "../core/guard/local-guard.ts";
+import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/guard/origin-guard.ts";
 import type { GuardGrant, OriginGuardObject } from "./origin-guard-object.ts";
 
 /** A permit of the guard object, with its id and whether it is the breaker's probe (for logs and tests). */
@@ -51,7 +51,10 @@ export class DurableObjectGuard implements OriginGuard {
   async acquire(priority: Priority, signal?: AbortSignal): Promise<GuardPermit> {
     if (signal?.aborted) throw signal.reason;
     // Awaited inside, so the RPC result's per-branch promise types collapse into GuardGrant.
-    const grant = await this.giveUpOn(this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority)), signal);
+    const grant = await this.giveUpOn(
+      this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority)),
+      signal,
+    );
     if (!grant.ok) throw new HerdlessError(grant.code, grant.message, { retryAfterMs: grant.retryAfterMs });
     return this.permit(grant.permitId, grant.probe);
   }
@@ -93,7 +96,13 @@ export class DurableObjectGuard implements OriginGuard {
         waitTimeoutMs === undefined
           ? undefined
           : this.timers.setTimeout(() => {
-              if (settle()) reject(new HerdlessError("COORDINATOR_UNAVAILABLE", `origin guard "${this.name}" did not answer within ${waitTimeoutMs} ms`));
+              if (settle())
+                reject(
+                  new HerdlessError(
+                    "COORDINATOR_UNAVAILABLE",
+                    `origin guard "${this.name}" did not answer within ${waitTimeoutMs} ms`,
+                  ),
+                );
             }, waitTimeoutMs);
       signal?.addEventListener("abort", onAbort, { once: true });
       pending.then(
@@ -124,7 +133,11 @@ export class DurableObjectGuard implements OriginGuard {
         this.stub = undefined;
         if (attempt === 1 && !isOverloaded(cause)) continue;
         const reason = cause instanceof Error ? cause.message : String(cause);
-        throw new HerdlessError("COORDINATOR_UNAVAILABLE", `origin guard "${this.name}" unavailable (${what}): ${reason}`, { cause });
+        throw new HerdlessError(
+          "COORDINATOR_UNAVAILABLE",
+          `origin guard "${this.name}" unavailable (${what}): ${reason}`,
+          { cause },
+        );
       }
     }
   }

@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.ts";
-import { decodeEntryMeta, entryMeta, type Entry } from "../core/entry.ts";
-import type { Store } from "../core/store.ts";
+import { decodeEntryMeta, entryMeta, type Entry } from "../core/http/entry.ts";
+import type { Store } from "../core/store/store.ts";
 
 /**
  * SQLite-backed Durable Objects cap a string, BLOB or row at 2 MB (2,000,000 bytes). The
@@ -30,7 +30,7 @@ export interface DurableObjectStoreOptions {
  * cache keys can be longer than a KV key may be.
  *
  * @example
- * export class KeyCoordinator extends DurableObject<Env> {
+ * export class KeyCoordinatorObject extends DurableObject<Env> {
  *   private readonly entries = new DurableObjectStore(this.ctx.storage, systemClock);
  * }
  */
@@ -45,10 +45,13 @@ export class DurableObjectStore implements Store {
     options: DurableObjectStoreOptions = {},
   ) {
     const prefix = options.prefix ?? "herdless";
-    if (!/^[a-z_][a-z0-9_]*$/.test(prefix)) throw new TypeError(`DurableObjectStore prefix must match [a-z_][a-z0-9_]* (got ${JSON.stringify(prefix)})`);
+    if (!/^[a-z_][a-z0-9_]*$/.test(prefix))
+      throw new TypeError(`DurableObjectStore prefix must match [a-z_][a-z0-9_]* (got ${JSON.stringify(prefix)})`);
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     if (!Number.isInteger(this.maxBodyBytes) || this.maxBodyBytes < 0 || this.maxBodyBytes > SQLITE_ROW_LIMIT_BYTES) {
-      throw new RangeError(`DurableObjectStore maxBodyBytes must be an integer from 0 to ${SQLITE_ROW_LIMIT_BYTES} (got ${this.maxBodyBytes})`);
+      throw new RangeError(
+        `DurableObjectStore maxBodyBytes must be an integer from 0 to ${SQLITE_ROW_LIMIT_BYTES} (got ${this.maxBodyBytes})`,
+      );
     }
     this.meta = `${prefix}_entry_meta`;
     this.bodies = `${prefix}_entry_body`;
@@ -60,22 +63,32 @@ export class DurableObjectStore implements Store {
   }
 
   async get(key: string): Promise<Entry | undefined> {
-    const row = this.storage.sql.exec<{ meta: string; delete_at: number }>(`SELECT meta, delete_at FROM ${this.meta} WHERE key = ?`, key).toArray()[0];
+    const row = this.storage.sql
+      .exec<{ meta: string; delete_at: number }>(`SELECT meta, delete_at FROM ${this.meta} WHERE key = ?`, key)
+      .toArray()[0];
     if (!row) return undefined;
     if (this.clock.now() >= row.delete_at) {
       this.remove(key);
       return undefined;
     }
-    const body = this.storage.sql.exec<{ body: ArrayBuffer }>(`SELECT body FROM ${this.bodies} WHERE key = ?`, key).toArray()[0];
+    const body = this.storage.sql
+      .exec<{ body: ArrayBuffer }>(`SELECT body FROM ${this.bodies} WHERE key = ?`, key)
+      .toArray()[0];
     return { ...decodeEntryMeta(row.meta), body: body ? new Uint8Array(body.body) : new Uint8Array(0) };
   }
 
   /** Returns false for a fenced-out writer and for a body above `maxBodyBytes`. */
   async put(entry: Entry): Promise<boolean> {
     const keyBytes = new TextEncoder().encode(entry.key).byteLength;
-    if (entry.body.byteLength > this.maxBodyBytes || entry.body.byteLength + keyBytes > SQLITE_ROW_LIMIT_BYTES) return false;
+    if (entry.body.byteLength > this.maxBodyBytes || entry.body.byteLength + keyBytes > SQLITE_ROW_LIMIT_BYTES)
+      return false;
     return this.storage.transactionSync(() => {
-      const current = this.storage.sql.exec<{ token: number; delete_at: number }>(`SELECT token, delete_at FROM ${this.meta} WHERE key = ?`, entry.key).toArray()[0];
+      const current = this.storage.sql
+        .exec<{ token: number; delete_at: number }>(
+          `SELECT token, delete_at FROM ${this.meta} WHERE key = ?`,
+          entry.key,
+        )
+        .toArray()[0];
       if (current && current.token > entry.token && this.clock.now() < current.delete_at) return false;
       this.storage.sql.exec(
         `INSERT OR REPLACE INTO ${this.meta} (key, token, delete_at, meta) VALUES (?, ?, ?, ?)`,
@@ -97,14 +110,19 @@ export class DurableObjectStore implements Store {
   deleteExpired(): number {
     return this.storage.transactionSync(() => {
       const now = this.clock.now();
-      this.storage.sql.exec(`DELETE FROM ${this.bodies} WHERE key IN (SELECT key FROM ${this.meta} WHERE delete_at <= ?)`, now);
+      this.storage.sql.exec(
+        `DELETE FROM ${this.bodies} WHERE key IN (SELECT key FROM ${this.meta} WHERE delete_at <= ?)`,
+        now,
+      );
       return this.storage.sql.exec(`DELETE FROM ${this.meta} WHERE delete_at <= ?`, now).rowsWritten;
     });
   }
 
   /** The earliest deleteAt of any stored entry, to schedule the next cleanup alarm. */
   nextDeleteAt(): number | undefined {
-    const row = this.storage.sql.exec<{ at: number | null }>(`SELECT MIN(delete_at) AS at FROM ${this.meta}`).toArray()[0];
+    const row = this.storage.sql
+      .exec<{ at: number | null }>(`SELECT MIN(delete_at) AS at FROM ${this.meta}`)
+      .toArray()[0];
     return row?.at ?? undefined;
   }
 

@@ -1,25 +1,25 @@
-import { statsSnapshot } from "../core/admin.ts";
+import { statsSnapshot } from "../core/admin/admin.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
-import type { Coordinator, FillResult } from "../core/coordinator.ts";
+import type { Coordinator, FillResult } from "../core/fill/coordinator.ts";
 import { Engine } from "../core/engine.ts";
 import { HerdlessError, isHerdlessError } from "../core/errors.ts";
-import { freshHit, UrlTargets, type UrlTarget } from "../core/fresh-hit.ts";
-import { KeyFiller } from "../core/key-filler.ts";
-import { LocalGuard } from "../core/local-guard.ts";
-import { LruStore } from "../core/lru-store.ts";
-import { MemoryLeaseManager } from "../core/memory-lease.ts";
-import { Metrics, type OriginOutcomeKind } from "../core/metrics.ts";
-import type { FetchLike } from "../core/origin-client.ts";
-import type { OriginGuard } from "../core/origin-guard.ts";
-import { hitHeaders } from "../core/respond.ts";
-import { TieredStore } from "../core/tiered-store.ts";
+import { freshHit, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
+import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
+import { LocalGuard } from "../core/guard/local-guard.ts";
+import { LruStore } from "../core/store/lru-store.ts";
+import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
+import { Metrics, type OriginOutcomeKind } from "../core/admin/metrics.ts";
+import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { OriginGuard } from "../core/guard/origin-guard.ts";
+import { hitHeaders } from "../core/http/respond.ts";
+import { TieredStore } from "../core/store/tiered-store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
 import { toEngineRequest, toResponse } from "./convert.ts";
 import { DurableObjectGuard } from "./do-guard.ts";
 import { configFromEnv, type Env } from "./env.ts";
-import type { KeyCoordinator } from "./key-coordinator.ts";
+import type { KeyCoordinatorObject } from "./key-coordinator-object.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
 import { DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
@@ -38,18 +38,26 @@ export interface EdgeOptions {
 
 /**
  * One request through the edge: the data center's Cache API is the near tier, the key's
- * {@link KeyCoordinator} the coordinator, and a per-isolate single-flight over the Cache
+ * {@link KeyCoordinatorObject} the coordinator, and a per-isolate single-flight over the Cache
  * API the fallback while the coordinator cannot be reached. Background revalidations run
  * under `ctx.waitUntil`. Invalid config answers 500 with the message naming the field.
  *
  * @example
  * export default { fetch: (request, env, ctx) => handle(request, env, ctx) } satisfies ExportedHandler<Env>;
  */
-export async function handle(request: Request, env: Env, ctx: ExecutionContext, options: EdgeOptions = {}): Promise<Response> {
+export async function handle(
+  request: Request,
+  env: Env,
+  ctx: ExecutionContext,
+  options: EdgeOptions = {},
+): Promise<Response> {
   const clock = options.clock ?? systemClock;
   const isolate = isolateState(env, clock, options.isolate ?? "");
   if (isolate.kind === "invalid") {
-    return new Response(`herdless: ${isolate.message}\n`, { status: 500, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+    return new Response(`herdless: ${isolate.message}\n`, {
+      status: 500,
+      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+    });
   }
   const { config, metrics, purges } = isolate;
   const cacheName = options.cacheName ?? config.cache.name;
@@ -68,18 +76,39 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
       // object, so they are deployment-wide.
       stats: async () => {
         const now = clock.now();
-        const mode = isolate.degradedAt !== undefined && now - isolate.degradedAt < DEGRADED_FOR_MS ? "degraded" : "durable-objects";
-        return statsSnapshot(metrics, await guard.snapshot(), { runtime: "cloudflare", mode, startedAt: isolate.startedAt, now });
+        const mode =
+          isolate.degradedAt !== undefined && now - isolate.degradedAt < DEGRADED_FOR_MS
+            ? "degraded"
+            : "durable-objects";
+        return statsSnapshot(metrics, await guard.snapshot(), {
+          runtime: "cloudflare",
+          mode,
+          startedAt: isolate.startedAt,
+          now,
+        });
       },
     });
   }
   // This isolate's memory in front of the data center's Cache API: a hit costs no cache.match.
-  const near = new OncePerFlightPuts(new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock)), cacheName);
+  const near = new OncePerFlightPuts(
+    new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock)),
+    cacheName,
+  );
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
-  const background = (work: Promise<unknown>) => ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
+  const background = (work: Promise<unknown>) =>
+    ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
   // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
   // through the lease and the cache, and no promise crosses request contexts.
-  const fallback = new KeyFiller({ config, clock, store: near, leases: isolate.leases, guard, fetch, background, onOriginCall: (event) => metrics.originCall(event.outcome) });
+  const fallback = new KeyCoordinator({
+    config,
+    clock,
+    store: near,
+    leases: isolate.leases,
+    guard,
+    fetch,
+    background,
+    onOriginCall: (event) => metrics.originCall(event.outcome),
+  });
   const engine = new Engine({
     config,
     clock,
@@ -105,18 +134,30 @@ export async function handle(request: Request, env: Env, ctx: ExecutionContext, 
  * request: the same decision as the engine's (core/fresh-hit.ts) and the same bytes
  * (`fromEntry`). Anything else, or a purge list past its bound, goes the full way.
  */
-function memoryHit(isolate: ReadyIsolate, request: Request, target: UrlTarget, cacheName: string): Response | undefined {
+function memoryHit(
+  isolate: ReadyIsolate,
+  request: Request,
+  target: UrlTarget,
+  cacheName: string,
+): Response | undefined {
   if (request.method !== "GET" && request.method !== "HEAD") return undefined;
   const purges = isolate.purges.fresh();
   if (!purges) return undefined;
   const { route, primary } = target;
   const headers = request.headers;
-  const facts = { method: request.method, hasAuthorization: headers.has("authorization"), hasCookie: headers.has("cookie") };
+  const facts = {
+    method: request.method,
+    hasAuthorization: headers.has("authorization"),
+    hasCookie: headers.has("cookie"),
+  };
   const now = isolate.clock.now();
   const entry = freshHit(isolate.memoryFor(cacheName), route, primary, facts, headers, purges, now);
   if (!entry) return undefined;
   isolate.metrics.count(entry.negative ? "negative" : "hit", primary);
-  return new Response(request.method === "HEAD" ? null : entry.body, { status: entry.status, headers: hitHeaders(entry, now) });
+  return new Response(request.method === "HEAD" ? null : entry.body, {
+    status: entry.status,
+    headers: hitHeaders(entry, now),
+  });
 }
 
 /**
@@ -124,7 +165,12 @@ function memoryHit(isolate: ReadyIsolate, request: Request, target: UrlTarget, c
  * data centers), and `local` (this isolate's or object's own) while that object cannot be
  * reached: the origin keeps a cap and a breaker even then.
  */
-export function deploymentGuard(namespace: DurableObjectNamespace<OriginGuardObject>, config: Config, local: OriginGuard, name?: string): OriginGuard {
+export function deploymentGuard(
+  namespace: DurableObjectNamespace<OriginGuardObject>,
+  config: Config,
+  local: OriginGuard,
+  name?: string,
+): OriginGuard {
   // The guard object answers within queueTimeoutMs; past that it is not coming back.
   const remote = new DurableObjectGuard(namespace, name, { waitTimeoutMs: config.origin.queueTimeoutMs + 5_000 });
   return {
@@ -147,15 +193,29 @@ export function deploymentGuard(namespace: DurableObjectNamespace<OriginGuardObj
  * own call is not cancelled: it is the key's shared flight, bounded inside the object by
  * the lease and the origin timeout, and finishing it stores the entry for every caller.
  */
-export function coordinatorClient(namespace: DurableObjectNamespace<KeyCoordinator>, config: Config): Coordinator {
+export function coordinatorClient(
+  namespace: DurableObjectNamespace<KeyCoordinatorObject>,
+  config: Config,
+): Coordinator {
   const waitMs = config.coordinator.waitTimeoutMs;
   return {
     async fill(request) {
       // RPC typing widens tuples ([string, string]) to arrays; the cloned values are the same.
-      const call = namespace.get(namespace.idFromName(request.primary)).fill(request) as Promise<unknown> as Promise<FillResult>;
+      const call = namespace
+        .get(namespace.idFromName(request.primary))
+        .fill(request) as Promise<unknown> as Promise<FillResult>;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new HerdlessError("COORDINATOR_UNAVAILABLE", `coordinator of ${request.primary} did not answer within ${waitMs} ms`)), waitMs);
+        timer = setTimeout(
+          () =>
+            reject(
+              new HerdlessError(
+                "COORDINATOR_UNAVAILABLE",
+                `coordinator of ${request.primary} did not answer within ${waitMs} ms`,
+              ),
+            ),
+          waitMs,
+        );
       });
       try {
         return await Promise.race([call, deadline]);
@@ -233,16 +293,35 @@ function isolateState(env: Env, clock: Clock, name: string): IsolateState {
   let state: IsolateState;
   try {
     const config = configFromEnv(env);
-    const purges = new DurableObjectPurgeRegistry(env.PURGES, config.admin.purgePropagationMs, () => clock.now(), (error) =>
-      log("warn", "purge registry unavailable: serving with the last purge list this isolate read", error),
+    const purges = new DurableObjectPurgeRegistry(
+      env.PURGES,
+      config.admin.purgePropagationMs,
+      () => clock.now(),
+      (error) => log("warn", "purge registry unavailable: serving with the last purge list this isolate read", error),
     );
     const memory = new Map<string, LruStore>();
     const memoryFor = (cacheName: string) => {
       let store = memory.get(cacheName);
-      if (!store) memory.set(cacheName, (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })));
+      if (!store)
+        memory.set(
+          cacheName,
+          (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })),
+        );
       return store;
     };
-    state = { kind: "ready", signature, clock, config, leases: new MemoryLeaseManager(clock), guard: new LocalGuard({ config, clock }), purges, metrics: new Metrics(clock), startedAt: clock.now(), memoryFor, targets: new UrlTargets(config) };
+    state = {
+      kind: "ready",
+      signature,
+      clock,
+      config,
+      leases: new MemoryLeaseManager(clock),
+      guard: new LocalGuard({ config, clock }),
+      purges,
+      metrics: new Metrics(clock),
+      startedAt: clock.now(),
+      memoryFor,
+      targets: new UrlTargets(config),
+    };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     log("error", "invalid config", error);

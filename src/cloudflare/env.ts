@@ -1,4 +1,4 @@
-import type { KeyCoordinator } from "./key-coordinator.ts";
+import type { KeyCoordinatorObject } from "./key-coordinator-object.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
 import type { PurgeRegistryObject } from "./purge-registry-object.ts";
 import { parseConfig, type Config } from "../core/config.ts";
@@ -6,8 +6,8 @@ import { HerdlessError } from "../core/errors.ts";
 
 /** Bindings of the herdless Worker, as declared in wrangler.jsonc. */
 export interface Env {
-  /** One object per cache key; see {@link KeyCoordinator}. */
-  COORDINATOR: DurableObjectNamespace<KeyCoordinator>;
+  /** One object per cache key; see {@link KeyCoordinatorObject}. */
+  COORDINATOR: DurableObjectNamespace<KeyCoordinatorObject>;
   /** One object per deployment; see {@link OriginGuardObject}. */
   GUARD: DurableObjectNamespace<OriginGuardObject>;
   /** One object per deployment holding the purge marks; see {@link PurgeRegistryObject}. */
@@ -38,14 +38,20 @@ export function configFromEnv(env: Pick<Env, "ORIGIN_URL" | "HERDLESS_CONFIG">):
     try {
       input = JSON.parse(env.HERDLESS_CONFIG);
     } catch (cause) {
-      throw new HerdlessError("CONFIG_INVALID", "HERDLESS_CONFIG must be a JSON object (it is not valid JSON)", { cause });
+      throw new HerdlessError("CONFIG_INVALID", "HERDLESS_CONFIG must be a JSON object (it is not valid JSON)", {
+        cause,
+      });
     }
     if (typeof input !== "object" || input === null || Array.isArray(input)) {
-      throw new HerdlessError("CONFIG_INVALID", "HERDLESS_CONFIG must be a JSON object such as {\"origin\":{\"maxConcurrency\":4}}");
+      throw new HerdlessError(
+        "CONFIG_INVALID",
+        'HERDLESS_CONFIG must be a JSON object such as {"origin":{"maxConcurrency":4}}',
+      );
     }
   }
   const record = input as Record<string, unknown>;
-  const origin = typeof record.origin === "object" && record.origin !== null ? (record.origin as Record<string, unknown>) : {};
+  const origin =
+    typeof record.origin === "object" && record.origin !== null ? (record.origin as Record<string, unknown>) : {};
   // ORIGIN_URL is the deploy-time knob (`--var ORIGIN_URL:…`), so it wins over the JSON.
   const url = env.ORIGIN_URL !== undefined && env.ORIGIN_URL !== "" ? env.ORIGIN_URL : origin.url;
   return parseConfig({ ...record, origin: { ...origin, url } });

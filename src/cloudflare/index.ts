@@ -5,7 +5,7 @@ export { StorageLeaseManager, type LeaseRecord } from "./storage-lease.ts";
 export { configFromEnv, type Env } from "./env.ts";
 export { handle, coordinatorClient, deploymentGuard, type EdgeOptions } from "./edge.ts";
 export { toEngineRequest, toResponse } from "./convert.ts";
-export { KeyCoordinator } from "./key-coordinator.ts";
+export { KeyCoordinatorObject } from "./key-coordinator-object.ts";
 export { OriginGuardObject } from "./origin-guard-object.ts";
 export { PurgeRegistryObject, DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
 export { adminResponse, TOKEN_HINT } from "./admin-route.ts";

@@ -1,5 +1,5 @@
-import type { Entry } from "../core/entry.ts";
-import type { Store } from "../core/store.ts";
+import type { Entry } from "../core/http/entry.ts";
+import type { Store } from "../core/store/store.ts";
 
 /** Writes of one entry (key and token) in flight in this isolate, per cache. */
 const putsInFlight = new Set<string>();

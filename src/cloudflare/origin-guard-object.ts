@@ -1,10 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
-import { closedBreaker, type BreakerRecord } from "../core/breaker.ts";
+import { closedBreaker, type BreakerRecord } from "../core/guard/breaker.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
-import { LocalGuard, type LocalPermit } from "../core/local-guard.ts";
-import type { GuardSnapshot, OriginOutcome, Priority } from "../core/origin-guard.ts";
+import { LocalGuard, type LocalPermit } from "../core/guard/local-guard.ts";
+import type { GuardSnapshot, OriginOutcome, Priority } from "../core/guard/origin-guard.ts";
 import { configFromEnv, type Env } from "./env.ts";
 
 /** The answer to {@link OriginGuardObject.acquire}: a permit, or why not and when to retry. */
@@ -72,8 +72,12 @@ export class OriginGuardObject extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS herdless_guard_breaker (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)");
-    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS herdless_guard_permits (id TEXT PRIMARY KEY, probe INTEGER NOT NULL, expires_at INTEGER NOT NULL)");
+    ctx.storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS herdless_guard_breaker (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)",
+    );
+    ctx.storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS herdless_guard_permits (id TEXT PRIMARY KEY, probe INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+    );
   }
 
   /** Waits for a permit (bounded by origin.queueTimeoutMs); refusals are answers, not errors. */
@@ -84,13 +88,19 @@ export class OriginGuardObject extends DurableObject<Env> {
     try {
       permit = await state.guard.acquire(priority === "background" ? "background" : "foreground");
     } catch (error) {
-      if (isHerdlessError(error) && isRefusal(error.code)) return { ok: false, code: error.code, message: error.message, retryAfterMs: error.retryAfterMs ?? 1_000 };
+      if (isHerdlessError(error) && isRefusal(error.code))
+        return { ok: false, code: error.code, message: error.message, retryAfterMs: error.retryAfterMs ?? 1_000 };
       throw error;
     }
     const permitId = crypto.randomUUID();
     const expiresAt = this.clock.now() + state.config.origin.timeoutMs + PERMIT_MARGIN_MS;
     state.held.set(permitId, { permit, expiresAt });
-    this.ctx.storage.sql.exec("INSERT INTO herdless_guard_permits (id, probe, expires_at) VALUES (?, ?, ?)", permitId, permit.probe ? 1 : 0, expiresAt);
+    this.ctx.storage.sql.exec(
+      "INSERT INTO herdless_guard_permits (id, probe, expires_at) VALUES (?, ?, ?)",
+      permitId,
+      permit.probe ? 1 : 0,
+      expiresAt,
+    );
     await this.scheduleAlarm(state);
     return { ok: true, permitId, probe: permit.probe };
   }
@@ -137,7 +147,9 @@ export class OriginGuardObject extends DurableObject<Env> {
       onBreakerChange: (record) => this.saveBreaker(record),
     });
     const held = new Map<string, Held>();
-    const rows = this.ctx.storage.sql.exec<{ id: string; probe: number; expires_at: number }>("SELECT id, probe, expires_at FROM herdless_guard_permits");
+    const rows = this.ctx.storage.sql.exec<{ id: string; probe: number; expires_at: number }>(
+      "SELECT id, probe, expires_at FROM herdless_guard_permits",
+    );
     for (const row of rows) held.set(row.id, { permit: guard.adopt(row.probe === 1), expiresAt: row.expires_at });
     this.current = { config, guard, held };
     return this.current;
@@ -177,14 +189,19 @@ export class OriginGuardObject extends DurableObject<Env> {
   }
 
   private loadBreaker(): BreakerRecord {
-    const row = this.ctx.storage.sql.exec<{ record: string }>("SELECT record FROM herdless_guard_breaker WHERE id = 1").toArray()[0];
+    const row = this.ctx.storage.sql
+      .exec<{ record: string }>("SELECT record FROM herdless_guard_breaker WHERE id = 1")
+      .toArray()[0];
     if (!row) return closedBreaker();
     const parsed: unknown = JSON.parse(row.record);
     return isBreakerRecord(parsed) ? parsed : closedBreaker();
   }
 
   private saveBreaker(record: BreakerRecord): void {
-    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO herdless_guard_breaker (id, record) VALUES (1, ?)", JSON.stringify(record));
+    this.ctx.storage.sql.exec(
+      "INSERT OR REPLACE INTO herdless_guard_breaker (id, record) VALUES (1, ?)",
+      JSON.stringify(record),
+    );
   }
 }
 

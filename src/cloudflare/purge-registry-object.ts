@@ -2,8 +2,15 @@ import { DurableObject } from "cloudflare:workers";
 import type { Clock } from "../core/clock.ts";
 import { systemClock } from "../core/clock.ts";
 import { routeFor } from "../core/config.ts";
-import { primaryKey } from "../core/key.ts";
-import { emptyPurges, PURGE_RETAIN_MS, recordPurge, type PurgeCommand, type PurgeRegistry, type PurgeSnapshot } from "../core/purge.ts";
+import { primaryKey } from "../core/http/key.ts";
+import {
+  emptyPurges,
+  PURGE_RETAIN_MS,
+  recordPurge,
+  type PurgeCommand,
+  type PurgeRegistry,
+  type PurgeSnapshot,
+} from "../core/admin/purge.ts";
 import { configFromEnv, type Env } from "./env.ts";
 
 const STORAGE_KEY = "purges";

@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.ts";
 import { HerdlessError } from "../core/errors.ts";
-import type { Lease, LeaseManager } from "../core/lease.ts";
+import type { Lease, LeaseManager } from "../core/fill/lease.ts";
 
 /** A lease as persisted: who holds it (for diagnostics), its fencing token, its expiry. */
 export interface LeaseRecord {
@@ -34,7 +34,9 @@ export class StorageLeaseManager implements LeaseManager {
     storage.sql.exec(
       "CREATE TABLE IF NOT EXISTS herdless_leases (key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
     );
-    storage.sql.exec("CREATE TABLE IF NOT EXISTS herdless_lease_counter (id INTEGER PRIMARY KEY CHECK (id = 1), last_token INTEGER NOT NULL)");
+    storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS herdless_lease_counter (id INTEGER PRIMARY KEY CHECK (id = 1), last_token INTEGER NOT NULL)",
+    );
   }
 
   /** Takes the lease when free or expired; `owner` is recorded for diagnostics only. */
@@ -91,14 +93,19 @@ export class StorageLeaseManager implements LeaseManager {
 
   private read(key: string): LeaseRecord | undefined {
     const row = this.storage.sql
-      .exec<{ owner: string | null; token: number; expires_at: number }>("SELECT owner, token, expires_at FROM herdless_leases WHERE key = ?", key)
+      .exec<{ owner: string | null; token: number; expires_at: number }>(
+        "SELECT owner, token, expires_at FROM herdless_leases WHERE key = ?",
+        key,
+      )
       .toArray()[0];
     if (!row) return undefined;
     return { ...(row.owner === null ? {} : { owner: row.owner }), token: row.token, expiresAt: row.expires_at };
   }
 
   private nextToken(now: number): number {
-    const row = this.storage.sql.exec<{ last_token: number }>("SELECT last_token FROM herdless_lease_counter WHERE id = 1").toArray()[0];
+    const row = this.storage.sql
+      .exec<{ last_token: number }>("SELECT last_token FROM herdless_lease_counter WHERE id = 1")
+      .toArray()[0];
     const token = Math.max((row?.last_token ?? 0) + 1, now);
     this.storage.sql.exec("INSERT OR REPLACE INTO herdless_lease_counter (id, last_token) VALUES (1, ?)", token);
     return token;
@@ -107,6 +114,9 @@ export class StorageLeaseManager implements LeaseManager {
 
 function checkTtl(ttlMs: number): void {
   if (!(Number.isFinite(ttlMs) && ttlMs > 0)) {
-    throw new HerdlessError("CONFIG_INVALID", `lease ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
+    throw new HerdlessError(
+      "CONFIG_INVALID",
+      `lease ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`,
+    );
   }
 }

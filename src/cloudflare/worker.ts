@@ -1,7 +1,7 @@
 import { handle } from "./edge.ts";
 import type { Env } from "./env.ts";
 
-export { KeyCoordinator } from "./key-coordinator.ts";
+export { KeyCoordinatorObject } from "./key-coordinator-object.ts";
 export { OriginGuardObject } from "./origin-guard-object.ts";
 export { PurgeRegistryObject } from "./purge-registry-object.ts";
 

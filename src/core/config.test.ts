@@ -17,18 +17,62 @@ function messageOf(input: unknown): string {
 describe("config: every class of invalid input gets a message naming the field, the value and the fix", () => {
   it.each([
     ["missing required section", {}, "origin: Invalid input: expected object, received undefined (got missing)"],
-    ["wrong URL scheme", { origin: { url: "ftp://x" } }, 'origin.url: origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")'],
-    ["wrong type", { origin: { ...origin, timeoutMs: "5s" } }, 'origin.timeoutMs: origin.timeoutMs must be a number of milliseconds (got "5s")'],
-    ["out of range", { origin: { ...origin, maxConcurrency: 0 } }, "origin.maxConcurrency: Too small: expected number to be >=1 (got 0)"],
-    ["negative duration", { origin: { ...origin, timeoutMs: -1 } }, "origin.timeoutMs: origin.timeoutMs must be at least 1 ms (got -1)"],
-    ["not an integer", { origin: { ...origin, maxQueue: 1.5 } }, "origin.maxQueue: Invalid input: expected int, received number (got 1.5)"],
-    ["misspelled key", { origin: { ...origin, maxConcurency: 4 } }, 'origin.maxConcurency: unknown option (did you mean "maxConcurrency"?); accepted: url, timeoutMs, maxConcurrency'],
+    [
+      "wrong URL scheme",
+      { origin: { url: "ftp://x" } },
+      'origin.url: origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")',
+    ],
+    [
+      "wrong type",
+      { origin: { ...origin, timeoutMs: "5s" } },
+      'origin.timeoutMs: origin.timeoutMs must be a number of milliseconds (got "5s")',
+    ],
+    [
+      "out of range",
+      { origin: { ...origin, maxConcurrency: 0 } },
+      "origin.maxConcurrency: Too small: expected number to be >=1 (got 0)",
+    ],
+    [
+      "negative duration",
+      { origin: { ...origin, timeoutMs: -1 } },
+      "origin.timeoutMs: origin.timeoutMs must be at least 1 ms (got -1)",
+    ],
+    [
+      "not an integer",
+      { origin: { ...origin, maxQueue: 1.5 } },
+      "origin.maxQueue: Invalid input: expected int, received number (got 1.5)",
+    ],
+    [
+      "misspelled key",
+      { origin: { ...origin, maxConcurency: 4 } },
+      'origin.maxConcurency: unknown option (did you mean "maxConcurrency"?); accepted: url, timeoutMs, maxConcurrency',
+    ],
     ["unknown section", { origin, breker: {} }, 'breker: unknown option (did you mean "breaker"?)'],
-    ["bad enum", { origin, log: { level: "loud" } }, 'log.level: Invalid option: expected one of "debug"|"info"|"warn"|"error"|"silent" (got "loud")'],
-    ["bad route inside the list", { origin, routes: [{ match: "static/*" }] }, 'routes.0.match: match must start with / (for example /static/*) (got "static/*")'],
-    ["unknown route option", { origin, routes: [{ match: "/a", ttl: 5 }] }, "routes.0.ttl: unknown option; accepted: bypass, defaultTtlMs"],
-    ["inconsistent values", { origin: { ...origin, timeoutMs: 20_000 } }, "coordinator.lockLeaseMs: coordinator.lockLeaseMs must be greater than origin.timeoutMs"],
-    ["short admin token", { origin, admin: { token: "short" } }, 'admin.token: admin.token must be at least 16 characters (got "short")'],
+    [
+      "bad enum",
+      { origin, log: { level: "loud" } },
+      'log.level: Invalid option: expected one of "debug"|"info"|"warn"|"error"|"silent" (got "loud")',
+    ],
+    [
+      "bad route inside the list",
+      { origin, routes: [{ match: "static/*" }] },
+      'routes.0.match: match must start with / (for example /static/*) (got "static/*")',
+    ],
+    [
+      "unknown route option",
+      { origin, routes: [{ match: "/a", ttl: 5 }] },
+      "routes.0.ttl: unknown option; accepted: bypass, defaultTtlMs",
+    ],
+    [
+      "inconsistent values",
+      { origin: { ...origin, timeoutMs: 20_000 } },
+      "coordinator.lockLeaseMs: coordinator.lockLeaseMs must be greater than origin.timeoutMs",
+    ],
+    [
+      "short admin token",
+      { origin, admin: { token: "short" } },
+      'admin.token: admin.token must be at least 16 characters (got "short")',
+    ],
   ])("%s", (_, input, message) => {
     const text = messageOf(input);
     expect(text).toContain("invalid herdless config");
@@ -49,8 +93,20 @@ describe("config: defaults and routes", () => {
   });
 
   it("takes the first matching route over the defaults", () => {
-    const config = parseConfig({ origin, defaults: { defaultTtlMs: 1_000 }, routes: [{ match: "/static/*", forceTtlMs: 60_000 }, { match: "/static/x", bypass: true }] });
-    expect(routeFor(config, "/static/x")).toMatchObject({ match: "/static/*", forceTtlMs: 60_000, defaultTtlMs: 1_000, bypass: false });
+    const config = parseConfig({
+      origin,
+      defaults: { defaultTtlMs: 1_000 },
+      routes: [
+        { match: "/static/*", forceTtlMs: 60_000 },
+        { match: "/static/x", bypass: true },
+      ],
+    });
+    expect(routeFor(config, "/static/x")).toMatchObject({
+      match: "/static/*",
+      forceTtlMs: 60_000,
+      defaultTtlMs: 1_000,
+      bypass: false,
+    });
     expect(routeFor(config, "/other")).toMatchObject({ match: "*", defaultTtlMs: 1_000 });
   });
 });
@@ -72,7 +128,11 @@ function optionPaths(schema: z.core.$ZodType, prefix = ""): string[] {
     else if (def.type === "pipe" && def.in) s = def.in;
     else break;
   }
-  if (s instanceof z.ZodObject) return Object.entries(s.shape).flatMap(([key, child]) => optionPaths(child as z.core.$ZodType, prefix ? `${prefix}.${key}` : key));
-  if (s instanceof z.ZodArray && s.element instanceof z.ZodObject) return optionPaths(s.element as z.core.$ZodType, `${prefix}[]`);
+  if (s instanceof z.ZodObject)
+    return Object.entries(s.shape).flatMap(([key, child]) =>
+      optionPaths(child as z.core.$ZodType, prefix ? `${prefix}.${key}` : key),
+    );
+  if (s instanceof z.ZodArray && s.element instanceof z.ZodObject)
+    return optionPaths(s.element as z.core.$ZodType, `${prefix}[]`);
   return [prefix];
 }

@@ -3,7 +3,9 @@ import { HerdlessError } from "./errors.ts";
 
 const ms = (what: string, min = 0) =>
   z
-    .number({ error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number of milliseconds` : undefined) })
+    .number({
+      error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number of milliseconds` : undefined),
+    })
     .int({ error: `${what} must be a whole number of milliseconds` })
     .min(min, { error: `${what} must be at least ${min} ms` });
 
@@ -35,65 +37,75 @@ const route = routePolicy.extend({
   match: z.string().startsWith("/", { error: "match must start with / (for example /static/*)" }).or(z.literal("*")),
 });
 
-export const configSchema = z.strictObject({
-  origin: z.strictObject({
-    url: z.url({ protocol: /^https?$/, error: "origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080" }),
-    /** Abort an origin request (connect + full body) after this long. */
-    timeoutMs: ms("origin.timeoutMs", 1).default(10_000),
-    /** Concurrent origin requests across the whole deployment, all keys together. */
-    maxConcurrency: z.number().int().min(1).default(8),
-    /** Cold misses waiting for an origin permit beyond this many get 503. */
-    maxQueue: z.number().int().min(0).default(1_000),
-    /** How long a cold miss waits for an origin permit before 503. */
-    queueTimeoutMs: ms("origin.queueTimeoutMs").default(10_000),
-    /** Cache 404 responses for this long (0 = do not). */
-    notFoundTtlMs: ms("origin.notFoundTtlMs").default(0),
-    /** Cache 5xx and failed fetches for this long when no stale copy exists (0 = do not). */
-    errorTtlMs: ms("origin.errorTtlMs").default(2_000),
-  }),
-  cache: z
-    .strictObject({
-      /** Cache API name (Workers) or store namespace (Redis). */
-      name: z.string().min(1).default("herdless"),
-      /** Memory budget of the in-process store (Node), in bytes. */
-      maxBytes: z.number().int().min(1024).default(256 * 1024 * 1024),
-      /** Bodies larger than this stream through and are not stored (below the 2 MB Durable Object value cap). */
-      maxEntryBytes: z.number().int().min(1).max(2_000_000).default(1_900_000),
-      /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
-      retainStaleMs: ms("cache.retainStaleMs").default(24 * 3600_000),
-    })
-    .prefault({}),
-  coordinator: z
-    .strictObject({
-      /** A lease on a key expires after this long if its holder dies. */
-      lockLeaseMs: ms("coordinator.lockLeaseMs", 1).default(15_000),
-      /** How long an edge waits on the coordinator before falling back. */
-      waitTimeoutMs: ms("coordinator.waitTimeoutMs", 1).default(20_000),
-    })
-    .prefault({}),
-  breaker: z
-    .strictObject({
-      failureThreshold: z.number().int().min(1).default(5),
-      probeIntervalMs: ms("breaker.probeIntervalMs", 1).default(5_000),
-      serveStaleWhileOpen: z.boolean().default(true),
-    })
-    .prefault({}),
-  defaults: routePolicy.prefault({}),
-  routes: z.array(route).default([]),
-  admin: z
-    .strictObject({
-      /** Bearer token for /__herdless/ (purge, stats, dashboard); unset disables the admin API. */
-      token: z.string().min(16, { error: "admin.token must be at least 16 characters" }).optional(),
-      /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
-      purgePropagationMs: ms("admin.purgePropagationMs", 10).max(60_000).default(1_000),
-    })
-    .prefault({}),
-  log: z.strictObject({ level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info") }).prefault({}),
-}).refine((c) => c.coordinator.lockLeaseMs > c.origin.timeoutMs, {
-  // A lease shorter than the origin timeout would cancel healthy slow fetches and let a second one start.
-  error: "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
-  path: ["coordinator", "lockLeaseMs"],
-});
+export const configSchema = z
+  .strictObject({
+    origin: z.strictObject({
+      url: z.url({
+        protocol: /^https?$/,
+        error: "origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080",
+      }),
+      /** Abort an origin request (connect + full body) after this long. */
+      timeoutMs: ms("origin.timeoutMs", 1).default(10_000),
+      /** Concurrent origin requests across the whole deployment, all keys together. */
+      maxConcurrency: z.number().int().min(1).default(8),
+      /** Cold misses waiting for an origin permit beyond this many get 503. */
+      maxQueue: z.number().int().min(0).default(1_000),
+      /** How long a cold miss waits for an origin permit before 503. */
+      queueTimeoutMs: ms("origin.queueTimeoutMs").default(10_000),
+      /** Cache 404 responses for this long (0 = do not). */
+      notFoundTtlMs: ms("origin.notFoundTtlMs").default(0),
+      /** Cache 5xx and failed fetches for this long when no stale copy exists (0 = do not). */
+      errorTtlMs: ms("origin.errorTtlMs").default(2_000),
+    }),
+    cache: z
+      .strictObject({
+        /** Cache API name (Workers) or store namespace (Redis). */
+        name: z.string().min(1).default("herdless"),
+        /** Memory budget of the in-process store (Node), in bytes. */
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(256 * 1024 * 1024),
+        /** Bodies larger than this stream through and are not stored (below the 2 MB Durable Object value cap). */
+        maxEntryBytes: z.number().int().min(1).max(2_000_000).default(1_900_000),
+        /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
+        retainStaleMs: ms("cache.retainStaleMs").default(24 * 3600_000),
+      })
+      .prefault({}),
+    coordinator: z
+      .strictObject({
+        /** A lease on a key expires after this long if its holder dies. */
+        lockLeaseMs: ms("coordinator.lockLeaseMs", 1).default(15_000),
+        /** How long an edge waits on the coordinator before falling back. */
+        waitTimeoutMs: ms("coordinator.waitTimeoutMs", 1).default(20_000),
+      })
+      .prefault({}),
+    breaker: z
+      .strictObject({
+        failureThreshold: z.number().int().min(1).default(5),
+        probeIntervalMs: ms("breaker.probeIntervalMs", 1).default(5_000),
+        serveStaleWhileOpen: z.boolean().default(true),
+      })
+      .prefault({}),
+    defaults: routePolicy.prefault({}),
+    routes: z.array(route).default([]),
+    admin: z
+      .strictObject({
+        /** Bearer token for /__herdless/ (purge, stats, dashboard); unset disables the admin API. */
+        token: z.string().min(16, { error: "admin.token must be at least 16 characters" }).optional(),
+        /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
+        purgePropagationMs: ms("admin.purgePropagationMs", 10).max(60_000).default(1_000),
+      })
+      .prefault({}),
+    log: z.strictObject({ level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info") }).prefault({}),
+  })
+  .refine((c) => c.coordinator.lockLeaseMs > c.origin.timeoutMs, {
+    // A lease shorter than the origin timeout would cancel healthy slow fetches and let a second one start.
+    error:
+      "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
+    path: ["coordinator", "lockLeaseMs"],
+  });
 
 /** Config as written by an operator (defaults may be omitted). */
 export type ConfigInput = z.input<typeof configSchema>;
@@ -193,7 +205,11 @@ function levenshtein(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        (previous[j] ?? 0) + 1,
+        (current[j - 1] ?? 0) + 1,
+        (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = current;
   }

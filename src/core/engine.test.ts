@@ -2,12 +2,12 @@ import { describe, expect, it, beforeEach } from "vitest";
 import { ManualClock } from "./clock.ts";
 import { parseConfig, type ConfigInput } from "./config.ts";
 import { Engine, type EngineRequest } from "./engine.ts";
-import { KeyFiller } from "./key-filler.ts";
-import { LocalGuard } from "./local-guard.ts";
-import { MemoryLeaseManager } from "./memory-lease.ts";
-import { MemoryStore } from "./memory-store.ts";
-import type { FetchLike } from "./origin-client.ts";
-import { LocalPurgeRegistry } from "./purge.ts";
+import { KeyCoordinator } from "./fill/key-coordinator.ts";
+import { LocalGuard } from "./guard/local-guard.ts";
+import { MemoryLeaseManager } from "./fill/memory-lease.ts";
+import { MemoryStore } from "./store/memory-store.ts";
+import type { FetchLike } from "./origin/origin-client.ts";
+import { LocalPurgeRegistry } from "./admin/purge.ts";
 
 /** A scripted origin: counts calls, answers per path, honours If-None-Match. */
 class FakeOrigin {
@@ -26,9 +26,13 @@ class FakeOrigin {
     if (this.fail) throw new TypeError("fetch failed");
     const etag = `"v${this.version}"`;
     if (this.status !== 200) return new Response("origin error", { status: this.status });
-    if (headers.get("if-none-match") === etag) return new Response(null, { status: 304, headers: { etag, "cache-control": this.cacheControl } });
+    if (headers.get("if-none-match") === etag)
+      return new Response(null, { status: 304, headers: { etag, "cache-control": this.cacheControl } });
     const body = `v${this.version} ${new URL(url).pathname} ${headers.get("accept-language") ?? ""}`;
-    return new Response(body, { status: 200, headers: { etag, "cache-control": this.cacheControl, "content-length": String(body.length), ...this.extra } });
+    return new Response(body, {
+      status: 200,
+      headers: { etag, "cache-control": this.cacheControl, "content-length": String(body.length), ...this.extra },
+    });
   };
 }
 
@@ -39,9 +43,29 @@ function setup(overrides: Partial<ConfigInput> = {}) {
   const store = new MemoryStore(clock);
   const guard = new LocalGuard({ config, clock });
   const background: Promise<unknown>[] = [];
-  const coordinator = new KeyFiller({ config, clock, store, leases: new MemoryLeaseManager(clock), guard, fetch: origin.fetch, background: (p) => background.push(p) });
-  const purges = new LocalPurgeRegistry(clock, (url) => `GET ${new URL(url).protocol}//${new URL(url).host}${new URL(url).pathname}`);
-  const engine = new Engine({ config, clock, near: store, coordinator, guard, fetch: origin.fetch, background: (p) => background.push(p), purges: () => purges.current() });
+  const coordinator = new KeyCoordinator({
+    config,
+    clock,
+    store,
+    leases: new MemoryLeaseManager(clock),
+    guard,
+    fetch: origin.fetch,
+    background: (p) => background.push(p),
+  });
+  const purges = new LocalPurgeRegistry(
+    clock,
+    (url) => `GET ${new URL(url).protocol}//${new URL(url).host}${new URL(url).pathname}`,
+  );
+  const engine = new Engine({
+    config,
+    clock,
+    near: store,
+    coordinator,
+    guard,
+    fetch: origin.fetch,
+    background: (p) => background.push(p),
+    purges: () => purges.current(),
+  });
   const settle = async () => {
     while (background.length) await background.shift();
   };
@@ -50,7 +74,12 @@ function setup(overrides: Partial<ConfigInput> = {}) {
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET"): EngineRequest {
   const h = new Headers(headers);
-  return { method, url: new URL(`https://site.test${path}`), headers: h, rawHeaders: Object.entries(headers).map(([n, v]) => [n.toLowerCase(), v]) };
+  return {
+    method,
+    url: new URL(`https://site.test${path}`),
+    headers: h,
+    rawHeaders: Object.entries(headers).map(([n, v]) => [n.toLowerCase(), v]),
+  };
 }
 
 const text = (body: unknown) => new TextDecoder().decode(body as Uint8Array);
@@ -94,7 +123,9 @@ describe("engine", () => {
     await t.engine.handle(get("/a"));
     t.clock.advance(12_000);
     const stale = await Promise.all(Array.from({ length: 20 }, () => t.engine.handle(get("/a"))));
-    expect(stale.every((r) => r.cacheStatus.detail === "stale-while-revalidate" && text(r.body) === "v1 /a ")).toBe(true);
+    expect(stale.every((r) => r.cacheStatus.detail === "stale-while-revalidate" && text(r.body) === "v1 /a ")).toBe(
+      true,
+    );
     await t.settle();
     expect(t.origin.calls).toHaveLength(2);
     expect(t.origin.calls[1]!.headers.get("if-none-match")).toBe('"v1"');
@@ -133,7 +164,11 @@ describe("engine", () => {
   });
 
   it("never shares a response with Set-Cookie, private or no-store", async () => {
-    for (const [path, header] of [["/cookie", { "set-cookie": "s=1" }], ["/private", { "cache-control": "private, max-age=60" }], ["/nostore", { "cache-control": "no-store" }]] as const) {
+    for (const [path, header] of [
+      ["/cookie", { "set-cookie": "s=1" }],
+      ["/private", { "cache-control": "private, max-age=60" }],
+      ["/nostore", { "cache-control": "no-store" }],
+    ] as const) {
       t.origin.extra = header;
       await t.engine.handle(get(path));
       const again = await t.engine.handle(get(path));
@@ -218,7 +253,9 @@ describe("engine", () => {
       await t.purges.purge({ tags: ["product"], soft: true });
       t.clock.advance(1);
       const served = await Promise.all(Array.from({ length: 30 }, (_, i) => t.engine.handle(get(i % 2 ? "/a" : "/b"))));
-      expect(served.every((r) => r.status === 200 && r.cacheStatus.hit && r.cacheStatus.detail === "stale-while-revalidate")).toBe(true);
+      expect(
+        served.every((r) => r.status === 200 && r.cacheStatus.hit && r.cacheStatus.detail === "stale-while-revalidate"),
+      ).toBe(true);
       await t.settle();
       expect(t.origin.calls).toHaveLength(4);
       expect((await t.engine.handle(get("/a"))).cacheStatus.detail).toBeUndefined();

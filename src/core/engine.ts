@@ -1,21 +1,21 @@
-import type { CacheStatus } from "./cache-status.ts";
+import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import { routeFor, type Config, type RoutePolicy } from "./config.ts";
-import type { Coordinator, FillRequest, FillResult } from "./coordinator.ts";
-import { decide, decideOnFailure, isUnsafeMethod, type RequestFacts } from "./decision.ts";
-import type { Entry } from "./entry.ts";
+import type { Coordinator, FillRequest, FillResult } from "./fill/coordinator.ts";
+import { decide, decideOnFailure, isUnsafeMethod, type RequestFacts } from "./http/decision.ts";
+import type { Entry } from "./http/entry.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
-import { HOP_BY_HOP, type HeaderReader } from "./http.ts";
-import { primaryKey } from "./key.ts";
-import { lookup } from "./lookup.ts";
-import type { Metrics } from "./metrics.ts";
-import { fetchOrigin, type FetchLike } from "./origin-client.ts";
-import type { OriginGuard } from "./origin-guard.ts";
-import { applyPurge, type PurgeSnapshot } from "./purge.ts";
-import { fromEntry, fromPass, synthetic, type EngineResponse } from "./respond.ts";
-import { varyPointer } from "./response-entry.ts";
-import { SingleFlight } from "./single-flight.ts";
-import type { Store } from "./store.ts";
+import { HOP_BY_HOP, type HeaderReader } from "./http/http.ts";
+import { primaryKey } from "./http/key.ts";
+import { lookup } from "./store/lookup.ts";
+import type { Metrics } from "./admin/metrics.ts";
+import { fetchOrigin, type FetchLike } from "./origin/origin-client.ts";
+import type { OriginGuard } from "./guard/origin-guard.ts";
+import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
+import { fromEntry, fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
+import { varyPointer } from "./http/response-entry.ts";
+import { SingleFlight } from "./fill/single-flight.ts";
+import type { Store } from "./store/store.ts";
 
 export interface EngineRequest {
   method: string;
@@ -83,11 +83,21 @@ export class Engine {
         return this.relay(request, { fwd: "bypass" }, "bypass");
       case "fresh":
         this.count(decision.entry.negative ? "negative" : "hit", primary);
-        return fromEntry(decision.entry, { hit: true, ...(decision.entry.negative ? { detail: "negative" } : {}) }, request.method, this.o.clock.now());
+        return fromEntry(
+          decision.entry,
+          { hit: true, ...(decision.entry.negative ? { detail: "negative" } : {}) },
+          request.method,
+          this.o.clock.now(),
+        );
       case "stale-while-revalidate":
         this.count("stale", primary);
         this.o.background(this.refresh(this.fillRequest(request, route, primary, found.key, "background", purges)));
-        return fromEntry(decision.entry, { hit: true, detail: "stale-while-revalidate" }, request.method, this.o.clock.now());
+        return fromEntry(
+          decision.entry,
+          { hit: true, detail: "stale-while-revalidate" },
+          request.method,
+          this.o.clock.now(),
+        );
       case "revalidate":
       case "miss": {
         const fwd = decision.kind === "revalidate" ? "stale" : found.varyMiss ? "vary-miss" : "uri-miss";
@@ -122,7 +132,13 @@ export class Engine {
       .catch(() => undefined);
   }
 
-  private async answer(request: EngineRequest, result: FillResult, fwd: CacheStatus["fwd"], nearStale: Entry | undefined, primary: string): Promise<EngineResponse> {
+  private async answer(
+    request: EngineRequest,
+    result: FillResult,
+    fwd: CacheStatus["fwd"],
+    nearStale: Entry | undefined,
+    primary: string,
+  ): Promise<EngineResponse> {
     const now = this.o.clock.now();
     switch (result.kind) {
       case "entry": {
@@ -130,7 +146,12 @@ export class Engine {
         const entry = result.entry;
         const stale = now >= entry.staleAt;
         this.count(entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : "miss", primary);
-        const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus ?? entry.status, stored: result.stored, collapsed: result.collapsed };
+        const status: CacheStatus = {
+          fwd,
+          fwdStatus: result.fwdStatus ?? entry.status,
+          stored: result.stored,
+          collapsed: result.collapsed,
+        };
         if (entry.negative) status.detail = "negative";
         else if (stale) status.detail = "stale-while-revalidate";
         return fromEntry(entry, status, request.method, now);
@@ -155,7 +176,13 @@ export class Engine {
     }
   }
 
-  private failure(request: EngineRequest, result: Extract<FillResult, { kind: "failed" }>, fwd: CacheStatus["fwd"], detail: NonNullable<CacheStatus["detail"]>, primary: string): EngineResponse {
+  private failure(
+    request: EngineRequest,
+    result: Extract<FillResult, { kind: "failed" }>,
+    fwd: CacheStatus["fwd"],
+    detail: NonNullable<CacheStatus["detail"]>,
+    primary: string,
+  ): EngineResponse {
     const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
     if (result.response) {
       this.count("error", primary);
@@ -163,7 +190,8 @@ export class Engine {
     }
     const refused = result.code === "BREAKER_OPEN" || result.code === "QUEUE_FULL" || result.code === "QUEUE_TIMEOUT";
     this.count(refused ? "refused" : "error", primary);
-    if (refused) return synthetic(503, `origin is protected (${detail}); try again shortly`, status, result.retryAfterMs ?? 1_000);
+    if (refused)
+      return synthetic(503, `origin is protected (${detail}); try again shortly`, status, result.retryAfterMs ?? 1_000);
     const code = result.code === "ORIGIN_TIMEOUT" ? 504 : result.code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
     return synthetic(code, `origin failed: ${result.message}`, status, code === 503 ? 1_000 : undefined);
   }
@@ -174,7 +202,14 @@ export class Engine {
     if (written && entry.key !== primary) await this.o.near.put(varyPointer(entry, primary)).catch(() => false);
   }
 
-  private fillRequest(request: EngineRequest, route: RoutePolicy, primary: string, key: string, priority: FillRequest["priority"], purges: PurgeSnapshot | undefined): FillRequest {
+  private fillRequest(
+    request: EngineRequest,
+    route: RoutePolicy,
+    primary: string,
+    key: string,
+    priority: FillRequest["priority"],
+    purges: PurgeSnapshot | undefined,
+  ): FillRequest {
     const names = new Set(FILL_HEADERS);
     if (route.cacheAuthorized) ["authorization", "cookie"].forEach((n) => names.add(n));
     const headers: [string, string][] = [];
@@ -183,8 +218,17 @@ export class Engine {
       if (value !== null) headers.push([name, value]);
     }
     // Headers that select a known variant must reach the origin, or it cannot pick it.
-    for (const [name, value] of request.rawHeaders) if (!names.has(name) && key.includes(`|${name}=`)) headers.push([name, value]);
-    return { primary, key, url: this.originUrl(request.url), path: request.url.pathname, headers, priority, ...(purges ? { purges } : {}) };
+    for (const [name, value] of request.rawHeaders)
+      if (!names.has(name) && key.includes(`|${name}=`)) headers.push([name, value]);
+    return {
+      primary,
+      key,
+      url: this.originUrl(request.url),
+      path: request.url.pathname,
+      headers,
+      priority,
+      ...(purges ? { purges } : {}),
+    };
   }
 
   private originUrl(url: URL): string {
@@ -208,23 +252,38 @@ export class Engine {
       permit = await this.o.guard.acquire("foreground");
     } catch (error) {
       const code: HerdlessErrorCode = isHerdlessError(error) ? error.code : "ORIGIN_NETWORK";
-      return synthetic(503, `origin is protected (${code}); try again shortly`, { ...status, detail: FAILURE_DETAIL[code] ?? "origin-error" }, isHerdlessError(error) ? error.retryAfterMs : 1_000);
+      return synthetic(
+        503,
+        `origin is protected (${code}); try again shortly`,
+        { ...status, detail: FAILURE_DETAIL[code] ?? "origin-error" },
+        isHerdlessError(error) ? error.retryAfterMs : 1_000,
+      );
     }
     const headers = request.rawHeaders.filter(([name]) => !HOP_BY_HOP.has(name) && name !== "host");
     try {
       const res = await fetchOrigin(
         this.o.fetch,
-        { url: this.originUrl(request.url), method: request.method, headers, body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null) },
+        {
+          url: this.originUrl(request.url),
+          method: request.method,
+          headers,
+          body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
+        },
         { timeoutMs: this.o.config.origin.timeoutMs, maxBodyBytes: 0, clock: this.o.clock },
       );
       await permit.release(res.status >= 500 ? "failure" : "success");
-      this.o.metrics?.originCall(res.status >= 500 ? "5xx" : res.status === 200 ? "200" : res.status === 304 ? "304" : "other");
+      this.o.metrics?.originCall(
+        res.status >= 500 ? "5xx" : res.status === 200 ? "200" : res.status === 304 ? "304" : "other",
+      );
       return fromPass(res, { ...status, fwdStatus: res.status }, request.method);
     } catch (error) {
       await permit.release("failure");
       this.o.metrics?.originCall("error");
       const message = error instanceof Error ? error.message : String(error);
-      return synthetic(isHerdlessError(error, "ORIGIN_TIMEOUT") ? 504 : 502, `origin failed: ${message}`, { ...status, detail: "origin-error" });
+      return synthetic(isHerdlessError(error, "ORIGIN_TIMEOUT") ? 504 : 502, `origin failed: ${message}`, {
+        ...status,
+        detail: "origin-error",
+      });
     }
   }
 

@@ -33,26 +33,35 @@ export async function loadConfig(flags: CliFlags, env: NodeJS.ProcessEnv = proce
   let input: Record<string, unknown> = {};
   if (flags.config) {
     const text = await readFile(flags.config, "utf8").catch((error: unknown) => {
-      throw new ConfigFileError(`cannot read --config ${flags.config}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new ConfigFileError(
+        `cannot read --config ${flags.config}: ${error instanceof Error ? error.message : String(error)}`,
+      );
     });
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch (error) {
-      throw new ConfigFileError(`--config ${flags.config} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+      throw new ConfigFileError(
+        `--config ${flags.config} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
-    if (!isObject(parsed)) throw new ConfigFileError(`--config ${flags.config} must hold a JSON object such as {"origin":{"url":"http://127.0.0.1:8080"}}`);
+    if (!isObject(parsed))
+      throw new ConfigFileError(
+        `--config ${flags.config} must hold a JSON object such as {"origin":{"url":"http://127.0.0.1:8080"}}`,
+      );
     input = parsed;
   }
   const section = (name: string): Record<string, unknown> => {
     const value = input[name];
     if (value === undefined) return {};
-    if (!isObject(value)) throw new ConfigFileError(`--config ${flags.config}: ${name} must be an object, got ${JSON.stringify(value)}`);
+    if (!isObject(value))
+      throw new ConfigFileError(`--config ${flags.config}: ${name} must be an object, got ${JSON.stringify(value)}`);
     return { ...value };
   };
   const origin = section("origin");
   if (flags.origin) origin.url = flags.origin;
-  if (origin.url === undefined) throw new UsageError("no origin configured: pass --origin http://HOST:PORT or set origin.url in --config");
+  if (origin.url === undefined)
+    throw new UsageError("no origin configured: pass --origin http://HOST:PORT or set origin.url in --config");
   const admin = section("admin");
   const token = flags["admin-token"] ?? env.HERDLESS_ADMIN_TOKEN;
   if (token) admin.token = token;
@@ -67,7 +76,10 @@ export interface CliIo {
   stderr: (text: string) => void;
 }
 
-const processIo: CliIo = { stdout: (text) => void process.stdout.write(text), stderr: (text) => void process.stderr.write(text) };
+const processIo: CliIo = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
 
 const OPTIONS = {
   config: { type: "string", short: "c" },
@@ -83,12 +95,15 @@ const OPTIONS = {
 function readFlags(args: string[]): CliFlags {
   try {
     const { values, positionals } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true });
-    if (positionals.length > 0) throw new UsageError(`unknown command or argument "${positionals[0]}" (commands: check-config)`);
+    if (positionals.length > 0)
+      throw new UsageError(`unknown command or argument "${positionals[0]}" (commands: check-config)`);
     return values;
   } catch (error) {
     if (error instanceof UsageError) throw error;
     const code = (error as { code?: string }).code;
-    const accepted = Object.keys(OPTIONS).map((name) => `--${name}`).join(", ");
+    const accepted = Object.keys(OPTIONS)
+      .map((name) => `--${name}`)
+      .join(", ");
     if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
       const flag = /'([^']+)'/.exec((error as Error).message)?.[1] ?? "?";
       throw new UsageError(`unknown flag ${flag}; accepted: ${accepted}`);
@@ -111,19 +126,29 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   }
   const config = await loadConfig(values);
   if (command === "check-config") {
-    io.stdout(`${JSON.stringify({ ...config, admin: { token: config.admin.token ? "(set)" : undefined } }, null, 2)}\n`);
+    io.stdout(
+      `${JSON.stringify({ ...config, admin: { token: config.admin.token ? "(set)" : undefined } }, null, 2)}\n`,
+    );
     return 0;
   }
   const port = values.port === undefined ? 8787 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535, got ${values.port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port must be an integer from 0 to 65535, got ${values.port}`);
   const logger = jsonLogger(config.log.level as LogLevel);
   const stack: Stack = values.redis ? await fleetStack(config, logger, values.redis) : localStack({ config, logger });
   // A port in use must not leave the Redis connections reconnecting forever: the process would never exit.
-  const running = await startServer({ stack, logger, port, host: values.host ?? "127.0.0.1" }).catch(async (error: unknown) => {
-    await stack.close();
-    throw error;
+  const running = await startServer({ stack, logger, port, host: values.host ?? "127.0.0.1" }).catch(
+    async (error: unknown) => {
+      await stack.close();
+      throw error;
+    },
+  );
+  logger.info("herdless listening", {
+    url: running.url,
+    port: running.port,
+    origin: config.origin.url,
+    mode: stack.mode(),
   });
-  logger.info("herdless listening", { url: running.url, port: running.port, origin: config.origin.url, mode: stack.mode() });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info("shutting down", { signal });

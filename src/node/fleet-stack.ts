@@ -1,13 +1,13 @@
 import { systemClock } from "../core/clock.ts";
-import type { Coordinator } from "../core/coordinator.ts";
+import type { Coordinator } from "../core/fill/coordinator.ts";
 import { Engine } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
-import { KeyFiller } from "../core/key-filler.ts";
-import { LocalGuard } from "../core/local-guard.ts";
-import { MemoryLeaseManager } from "../core/memory-lease.ts";
-import { Metrics } from "../core/metrics.ts";
-import { purgeKeyOf } from "../core/purge.ts";
-import { LruStore } from "../core/lru-store.ts";
+import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
+import { LocalGuard } from "../core/guard/local-guard.ts";
+import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
+import { Metrics } from "../core/admin/metrics.ts";
+import { purgeKeyOf } from "../core/admin/purge.ts";
+import { LruStore } from "../core/store/lru-store.ts";
 import { RedisConnection } from "./redis-connection.ts";
 import { RedisGuard } from "./redis-guard.ts";
 import { RedisLeaseManager } from "./redis-lease.ts";
@@ -37,9 +37,18 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const metrics = new Metrics(clock);
   const connection = new RedisConnection({ url: options.redisUrl });
   connection.onHealthChange((healthy) =>
-    healthy ? logger.info("redis reachable: fleet coordination on", { url: redact(options.redisUrl) }) : logger.warn("redis unreachable: local single-flight until it returns", { url: redact(options.redisUrl), error: String(connection.lastError ?? "") }),
+    healthy
+      ? logger.info("redis reachable: fleet coordination on", { url: redact(options.redisUrl) })
+      : logger.warn("redis unreachable: local single-flight until it returns", {
+          url: redact(options.redisUrl),
+          error: String(connection.lastError ?? ""),
+        }),
   );
-  await connection.ready().catch(() => logger.warn("redis not reachable at start: serving with local single-flight", { url: redact(options.redisUrl) }));
+  await connection
+    .ready()
+    .catch(() =>
+      logger.warn("redis not reachable at start: serving with local single-flight", { url: redact(options.redisUrl) }),
+    );
 
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const localGuard = new LocalGuard({ config, clock });
@@ -50,7 +59,8 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     clock,
     fallback: localGuard,
     prefix,
-    onDegradedChange: (degraded) => logger.warn(degraded ? "origin guard: redis unreachable, per-process cap" : "origin guard: fleet-wide cap again"),
+    onDegradedChange: (degraded) =>
+      logger.warn(degraded ? "origin guard: redis unreachable, per-process cap" : "origin guard: fleet-wide cap again"),
   });
   const purges = new RedisPurgeRegistry({
     connection,
@@ -63,10 +73,11 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   await purges.start();
   const shared = new RedisStore({ connection, prefix, clock });
   const notifier = new RedisNotifier({ connection, prefix });
-  const background = (work: Promise<unknown>) => void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
+  const background = (work: Promise<unknown>) =>
+    void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
   const onOriginCall = (event: { outcome: Parameters<Metrics["originCall"]>[0] }) => metrics.originCall(event.outcome);
 
-  const fleet = new KeyFiller({
+  const fleet = new KeyCoordinator({
     config,
     clock,
     store: shared,
@@ -87,12 +98,33 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   });
   const coordinator: Coordinator = {
     fill: (request) => {
-      if (!connection.healthy) return Promise.reject(new HerdlessError("COORDINATOR_UNAVAILABLE", "redis is unreachable"));
+      if (!connection.healthy)
+        return Promise.reject(new HerdlessError("COORDINATOR_UNAVAILABLE", "redis is unreachable"));
       return fleet.fill(request);
     },
   };
-  const fallback = new KeyFiller({ config, clock, store: near, leases: new MemoryLeaseManager(clock), guard: localGuard, fetch, background, onOriginCall });
-  const engine = new Engine({ config, clock, near, coordinator, fallback, guard, fetch, background, metrics, purges: () => purges.current() });
+  const fallback = new KeyCoordinator({
+    config,
+    clock,
+    store: near,
+    leases: new MemoryLeaseManager(clock),
+    guard: localGuard,
+    fetch,
+    background,
+    onOriginCall,
+  });
+  const engine = new Engine({
+    config,
+    clock,
+    near,
+    coordinator,
+    fallback,
+    guard,
+    fetch,
+    background,
+    metrics,
+    purges: () => purges.current(),
+  });
   return {
     config,
     clock,

@@ -1,13 +1,13 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
-import type { Entry } from "../core/entry.ts";
-import { hitHeaders } from "../core/respond.ts";
-import type { HeaderReader } from "../core/http.ts";
-import type { Metrics } from "../core/metrics.ts";
-import { freshHit, UrlTargets, type UrlTarget } from "../core/fresh-hit.ts";
-import type { PurgeSnapshot } from "../core/purge.ts";
-import type { LruStore } from "../core/lru-store.ts";
+import type { Entry } from "../core/http/entry.ts";
+import { hitHeaders } from "../core/http/respond.ts";
+import type { HeaderReader } from "../core/http/http.ts";
+import type { Metrics } from "../core/admin/metrics.ts";
+import { freshHit, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
+import type { PurgeSnapshot } from "../core/admin/purge.ts";
+import type { LruStore } from "../core/store/lru-store.ts";
 
 export interface HitPathOptions {
   config: Config;
@@ -63,8 +63,20 @@ export class HitPath {
     const target = this.target(req);
     if (!target) return false;
     const now = this.o.clock.now();
-    const facts = { method, hasAuthorization: headers.authorization !== undefined, hasCookie: headers.cookie !== undefined };
-    const entry = freshHit(this.o.near, target.route, target.primary, facts, headerReader(headers), this.o.purges.current(), now);
+    const facts = {
+      method,
+      hasAuthorization: headers.authorization !== undefined,
+      hasCookie: headers.cookie !== undefined,
+    };
+    const entry = freshHit(
+      this.o.near,
+      target.route,
+      target.primary,
+      facts,
+      headerReader(headers),
+      this.o.purges.current(),
+      now,
+    );
     if (!entry) return false;
     this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary);
     res.writeHead(entry.status, this.flatHeaders(entry, now));
@@ -84,7 +96,8 @@ export class HitPath {
   /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
   private body(entry: Entry): Buffer {
     let body = this.bodies.get(entry);
-    if (!body) this.bodies.set(entry, (body = Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength)));
+    if (!body)
+      this.bodies.set(entry, (body = Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength)));
     return body;
   }
 
@@ -95,5 +108,4 @@ export class HitPath {
       return undefined;
     }
   }
-
 }

@@ -160,7 +160,10 @@ function unavailable(message: string, cause: unknown): HerdlessError {
 
 function checkPositive(value: number | undefined, field: string): void {
   if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
-    throw new HerdlessError("CONFIG_INVALID", `RedisConnection: ${field} must be a positive number of milliseconds, got ${String(value)}`);
+    throw new HerdlessError(
+      "CONFIG_INVALID",
+      `RedisConnection: ${field} must be a positive number of milliseconds, got ${String(value)}`,
+    );
   }
 }
 

@@ -72,4 +72,3 @@ end
 writeBreaker(KEYS[2], b)
 return b.state
 `);
-

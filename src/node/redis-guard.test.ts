@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { admit, closedBreaker, record, type BreakerSettings } from "../core/breaker.ts";
+import { admit, closedBreaker, record, type BreakerSettings } from "../core/guard/breaker.ts";
 import { ManualClock, systemClock, type Clock } from "../core/clock.ts";
 import { parseConfig } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
-import { LocalGuard } from "../core/local-guard.ts";
-import type { OriginPermit, Priority } from "../core/origin-guard.ts";
+import { LocalGuard } from "../core/guard/local-guard.ts";
+import type { OriginPermit, Priority } from "../core/guard/origin-guard.ts";
 import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
 import { RedisConnection } from "./redis-connection.ts";
 import { RedisGuard } from "./redis-guard.ts";
@@ -39,7 +39,13 @@ interface FleetOptions {
 
 function configFor(o: FleetOptions) {
   return parseConfig({
-    origin: { url: "http://127.0.0.1:8080", maxConcurrency: o.maxConcurrency ?? 4, maxQueue: o.maxQueue ?? 1_000, queueTimeoutMs: o.queueTimeoutMs ?? 10_000, timeoutMs: o.timeoutMs ?? 5_000 },
+    origin: {
+      url: "http://127.0.0.1:8080",
+      maxConcurrency: o.maxConcurrency ?? 4,
+      maxQueue: o.maxQueue ?? 1_000,
+      queueTimeoutMs: o.queueTimeoutMs ?? 10_000,
+      timeoutMs: o.timeoutMs ?? 5_000,
+    },
     breaker: { failureThreshold: o.failureThreshold ?? 3, probeIntervalMs: o.probeIntervalMs ?? 1_000 },
   });
 }
@@ -50,7 +56,15 @@ function fleet(o: FleetOptions = {}) {
   const config = configFor(o);
   const prefix = `test:${process.pid}:${++prefixes}:`;
   const guards = connections.map(
-    (connection) => new RedisGuard({ connection, config, clock, prefix, permitTtlMs: o.permitTtlMs, fallback: new LocalGuard({ config, clock }) }),
+    (connection) =>
+      new RedisGuard({
+        connection,
+        config,
+        clock,
+        prefix,
+        permitTtlMs: o.permitTtlMs,
+        fallback: new LocalGuard({ config, clock }),
+      }),
   );
   return { clock, config, guards, redis: connections[0]!.client };
 }
@@ -59,8 +73,14 @@ const code = (error: unknown) => (isHerdlessError(error) ? error.code : String(e
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Every guard tries `perGuard` acquires at once; returns the permits granted. */
-async function hammer(guards: RedisGuard[], perGuard: number, priority: Priority = "foreground"): Promise<OriginPermit[]> {
-  const attempts = await Promise.allSettled(guards.flatMap((g) => Array.from({ length: perGuard }, () => g.acquire(priority))));
+async function hammer(
+  guards: RedisGuard[],
+  perGuard: number,
+  priority: Priority = "foreground",
+): Promise<OriginPermit[]> {
+  const attempts = await Promise.allSettled(
+    guards.flatMap((g) => Array.from({ length: perGuard }, () => g.acquire(priority))),
+  );
   for (const attempt of attempts) if (attempt.status === "rejected") expect(code(attempt.reason)).toBe("BREAKER_OPEN");
   return attempts.flatMap((a) => (a.status === "fulfilled" ? [a.value] : []));
 }
@@ -118,7 +138,11 @@ describe("RedisGuard: deployment-wide cap", () => {
     await expect(b.acquire("foreground")).rejects.toMatchObject({ code: "QUEUE_FULL" });
     expect((await b.snapshot()).queued).toBe(2);
     const ends = await Promise.allSettled(waiting);
-    expect(ends.map((e) => (e.status === "rejected" ? code(e.reason) : "granted"))).toEqual(["QUEUE_TIMEOUT", "QUEUE_TIMEOUT", "QUEUE_TIMEOUT"]);
+    expect(ends.map((e) => (e.status === "rejected" ? code(e.reason) : "granted"))).toEqual([
+      "QUEUE_TIMEOUT",
+      "QUEUE_TIMEOUT",
+      "QUEUE_TIMEOUT",
+    ]);
   });
 
   it("frees the slot of a holder that dies after its TTL", async () => {
@@ -189,7 +213,11 @@ describe("RedisGuard: shared circuit breaker", () => {
     await sleep(20);
     await held[0]!.release("failure");
     const ends = await waiting;
-    expect(ends.map((e) => (e.status === "rejected" ? code(e.reason) : "granted"))).toEqual(["BREAKER_OPEN", "BREAKER_OPEN", "BREAKER_OPEN"]);
+    expect(ends.map((e) => (e.status === "rejected" ? code(e.reason) : "granted"))).toEqual([
+      "BREAKER_OPEN",
+      "BREAKER_OPEN",
+      "BREAKER_OPEN",
+    ]);
     expect((await b.snapshot()).queued).toBe(0);
   });
 });
@@ -213,7 +241,14 @@ describe("RedisGuard: Redis outage", () => {
     const config = configFor({ maxConcurrency: 2 });
     const fallback = new LocalGuard({ config, clock: systemClock });
     const changes: boolean[] = [];
-    const guard = new RedisGuard({ connection, config, clock: systemClock, fallback, prefix: "outage:", onDegradedChange: (d) => changes.push(d) });
+    const guard = new RedisGuard({
+      connection,
+      config,
+      clock: systemClock,
+      fallback,
+      prefix: "outage:",
+      onDegradedChange: (d) => changes.push(d),
+    });
 
     const shared = await guard.acquire("foreground");
     expect(guard.degraded).toBe(false);

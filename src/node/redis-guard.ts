@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { closedBreaker, type BreakerRecord } from "../core/breaker.ts";
+import { closedBreaker, type BreakerRecord } from "../core/guard/breaker.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
-import { realTimers, type Timers } from "../core/local-guard.ts";
-import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/origin-guard.ts";
+import { realTimers, type Timers } from "../core/guard/local-guard.ts";
+import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/guard/origin-guard.ts";
 import type { RedisConnection } from "./redis-connection.ts";
 import { ACQUIRE, RELEASE } from "./redis-guard-scripts.ts";
 
@@ -38,7 +38,8 @@ interface Waiter {
   detach: () => void;
 }
 
-type Attempt = { kind: "granted"; id: string; probe: boolean } | { kind: "busy" } | { kind: "refused"; retryAfterMs: number };
+type Attempt =
+  { kind: "granted"; id: string; probe: boolean } | { kind: "busy" } | { kind: "refused"; retryAfterMs: number };
 
 /**
  * The {@link OriginGuard} of a Node fleet sharing Redis: the cap, the queue and the breaker
@@ -85,7 +86,9 @@ export class RedisGuard implements OriginGuard {
     this.breakerKey = `${prefix}guard:breaker`;
     this.timers = o.timers ?? realTimers;
     this.permitTtlMs = o.permitTtlMs ?? o.config.origin.timeoutMs + 5_000;
-    this.unsubscribe = o.connection.onHealthChange((healthy) => this.setDegraded(!healthy, healthy ? undefined : o.connection.lastError));
+    this.unsubscribe = o.connection.onHealthChange((healthy) =>
+      this.setDegraded(!healthy, healthy ? undefined : o.connection.lastError),
+    );
   }
 
   /** True while calls are served by the local fallback because Redis is unreachable. */
@@ -113,7 +116,9 @@ export class RedisGuard implements OriginGuard {
     }
     const { maxQueue, queueTimeoutMs } = this.o.config.origin;
     if (this.foreground.length + this.background.length >= maxQueue) {
-      throw new HerdlessError("QUEUE_FULL", `origin queue is full (${maxQueue} waiting in this process)`, { retryAfterMs: 1_000 });
+      throw new HerdlessError("QUEUE_FULL", `origin queue is full (${maxQueue} waiting in this process)`, {
+        retryAfterMs: 1_000,
+      });
     }
     return new Promise<OriginPermit>((resolve, reject) => {
       const onAbort = () => {
@@ -126,7 +131,10 @@ export class RedisGuard implements OriginGuard {
         reject,
         settled: false,
         timer: this.timers.setTimeout(() => {
-          if (this.settle(waiter)) reject(new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${queueTimeoutMs} ms`, { retryAfterMs: 1_000 }));
+          if (this.settle(waiter))
+            reject(
+              new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${queueTimeoutMs} ms`, { retryAfterMs: 1_000 }),
+            );
         }, queueTimeoutMs),
         detach: () => signal?.removeEventListener("abort", onAbort),
       };
@@ -161,7 +169,11 @@ export class RedisGuard implements OriginGuard {
     const now = this.o.clock.now();
     const id = `${this.instance}:${++this.permits}`;
     const reply = await this.o.connection.run("guard acquire", (client) =>
-      ACQUIRE.run(client, [this.permitsKey, this.breakerKey], [now, id, now + this.permitTtlMs, limit, maxConcurrency, timeoutMs]),
+      ACQUIRE.run(
+        client,
+        [this.permitsKey, this.breakerKey],
+        [now, id, now + this.permitTtlMs, limit, maxConcurrency, timeoutMs],
+      ),
     );
     this.setDegraded(false, undefined);
     const [code, retryAfterMs] = Array.isArray(reply) ? reply.map(Number) : [];
@@ -179,7 +191,11 @@ export class RedisGuard implements OriginGuard {
         const { failureThreshold, probeIntervalMs } = this.o.config.breaker;
         try {
           await this.o.connection.run("guard release", (client) =>
-            RELEASE.run(client, [this.permitsKey, this.breakerKey], [id, outcome, probe ? "1" : "0", this.o.clock.now(), failureThreshold, probeIntervalMs]),
+            RELEASE.run(
+              client,
+              [this.permitsKey, this.breakerKey],
+              [id, outcome, probe ? "1" : "0", this.o.clock.now(), failureThreshold, probeIntervalMs],
+            ),
           );
         } catch (cause) {
           this.setDegraded(true, cause);
@@ -213,7 +229,10 @@ export class RedisGuard implements OriginGuard {
         // The head timed out or was aborted while the script ran: give the slot back (a
         // probe given back leaves the breaker half-open until the probe lapses).
         if (this.settle(head)) head.resolve(this.permit(attempt.id, attempt.probe));
-        else await this.o.connection.run("guard abandon", (client) => client.zrem(this.permitsKey, attempt.id)).catch(() => undefined);
+        else
+          await this.o.connection
+            .run("guard abandon", (client) => client.zrem(this.permitsKey, attempt.id))
+            .catch(() => undefined);
       }
     } finally {
       this.pumping = false;
@@ -268,7 +287,9 @@ export class RedisGuard implements OriginGuard {
 }
 
 function breakerOpen(retryAfterMs: number): HerdlessError {
-  return new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", { retryAfterMs: Math.max(1_000, retryAfterMs) });
+  return new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", {
+    retryAfterMs: Math.max(1_000, retryAfterMs),
+  });
 }
 
 function parseBreaker(raw: string | null): BreakerRecord {

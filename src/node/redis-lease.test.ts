@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../core/clock.ts";
 import { isHerdlessError } from "../core/errors.ts";
-import { withLease } from "../core/lease.ts";
+import { withLease } from "../core/fill/lease.ts";
 import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
 import { RedisConnection } from "./redis-connection.ts";
 import { RedisLeaseManager } from "./redis-lease.ts";
@@ -102,7 +102,9 @@ describe("RedisLeaseManager", () => {
 
   it("releases in withLease's finally, even when the work throws", async () => {
     const { leases } = manager();
-    await expect(withLease(leases, "k", 10_000, async () => Promise.reject(new Error("origin down")))).rejects.toThrow("origin down");
+    await expect(withLease(leases, "k", 10_000, async () => Promise.reject(new Error("origin down")))).rejects.toThrow(
+      "origin down",
+    );
     expect(await connection.client.exists(leases.leaseKey("k"))).toBe(0);
   });
 
@@ -126,7 +128,11 @@ describe("RedisLeaseManager when Redis goes away", () => {
 
     await outage.kill();
     await expect.poll(() => conn.healthy, { timeout: 1_000, interval: 10 }).toBe(false);
-    for (const call of [() => leases.acquire("k2", 10_000), () => leases.release(before!), () => leases.extend(before!, 10_000)]) {
+    for (const call of [
+      () => leases.acquire("k2", 10_000),
+      () => leases.release(before!),
+      () => leases.extend(before!, 10_000),
+    ]) {
       const started = performance.now();
       const error = await call().catch((e: unknown) => e);
       expect(isHerdlessError(error, "COORDINATOR_UNAVAILABLE")).toBe(true);
@@ -168,11 +174,15 @@ describe("RedisLeaseManager when Redis goes away", () => {
     const leases = new RedisLeaseManager({ connection: conn, prefix: "frozen:" });
     outage.pause();
     let started = performance.now();
-    expect(isHerdlessError(await leases.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(true);
+    expect(isHerdlessError(await leases.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(
+      true,
+    );
     expect(performance.now() - started).toBeLessThan(1_000);
     expect(conn.healthy).toBe(false);
     started = performance.now();
-    expect(isHerdlessError(await leases.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(true);
+    expect(isHerdlessError(await leases.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(
+      true,
+    );
     expect(performance.now() - started).toBeLessThan(200); // no round trip: rejected before sending
     outage.resume();
     await conn.ready(3_000);

@@ -1,7 +1,7 @@
 import type { Clock } from "../core/clock.ts";
 import { systemClock } from "../core/clock.ts";
 import { HerdlessError } from "../core/errors.ts";
-import type { Lease, LeaseManager } from "../core/lease.ts";
+import type { Lease, LeaseManager } from "../core/fill/lease.ts";
 import type { RedisConnection } from "./redis-connection.ts";
 import { LuaScript } from "./redis-connection.ts";
 
@@ -114,6 +114,9 @@ export class RedisLeaseManager implements LeaseManager {
 
 function checkTtl(ttlMs: number): void {
   if (!(Number.isFinite(ttlMs) && ttlMs > 0)) {
-    throw new HerdlessError("CONFIG_INVALID", `lease ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`);
+    throw new HerdlessError(
+      "CONFIG_INVALID",
+      `lease ttlMs must be a positive number of milliseconds, got ${String(ttlMs)}`,
+    );
   }
 }

@@ -15,7 +15,13 @@ afterAll(async () => {
 async function member(prefix: string) {
   const connection = new RedisConnection({ url: redis.url });
   await connection.ready();
-  const registry = new RedisPurgeRegistry({ connection, prefix, clock: systemClock, keyOf: (url) => `GET ${url}`, propagationMs: 100 });
+  const registry = new RedisPurgeRegistry({
+    connection,
+    prefix,
+    clock: systemClock,
+    keyOf: (url) => `GET ${url}`,
+    propagationMs: 100,
+  });
   await registry.start();
   return { registry, close: async () => (registry.stop(), await connection.close()) };
 }
@@ -42,7 +48,13 @@ describe("Redis purge registry", () => {
 
   it("fails clearly when Redis is unreachable", async () => {
     const connection = new RedisConnection({ url: "redis://127.0.0.1:1" });
-    const registry = new RedisPurgeRegistry({ connection, prefix: "p3:", clock: systemClock, keyOf: (u) => u, propagationMs: 100 });
+    const registry = new RedisPurgeRegistry({
+      connection,
+      prefix: "p3:",
+      clock: systemClock,
+      keyOf: (u) => u,
+      propagationMs: 100,
+    });
     await expect(registry.purge({ all: true })).rejects.toThrow(/redis/);
     await connection.close();
   });

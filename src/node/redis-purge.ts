@@ -1,6 +1,13 @@
 import type { Clock } from "../core/clock.ts";
 import { HerdlessError } from "../core/errors.ts";
-import { emptyPurges, PURGE_RETAIN_MS, recordPurge, type PurgeCommand, type PurgeRegistry, type PurgeSnapshot } from "../core/purge.ts";
+import {
+  emptyPurges,
+  PURGE_RETAIN_MS,
+  recordPurge,
+  type PurgeCommand,
+  type PurgeRegistry,
+  type PurgeSnapshot,
+} from "../core/admin/purge.ts";
 import type { RedisConnection } from "./redis-connection.ts";
 import { LuaScript } from "./redis-connection.ts";
 
@@ -50,7 +57,10 @@ export class RedisPurgeRegistry implements PurgeRegistry {
   /** Loads the shared snapshot and keeps re-reading it. */
   async start(): Promise<void> {
     await this.refresh().catch((error: unknown) => this.o.onError?.(error));
-    this.timer = setInterval(() => void this.refresh().catch((error: unknown) => this.o.onError?.(error)), Math.max(50, Math.floor(this.o.propagationMs / 2)));
+    this.timer = setInterval(
+      () => void this.refresh().catch((error: unknown) => this.o.onError?.(error)),
+      Math.max(50, Math.floor(this.o.propagationMs / 2)),
+    );
     this.timer.unref();
   }
 
@@ -67,7 +77,9 @@ export class RedisPurgeRegistry implements PurgeRegistry {
       await this.refresh();
       const next = recordPurge(this.snapshot, command, this.o.keyOf, this.o.clock.now(), PURGE_RETAIN_MS);
       const nextVersion = String(Number(this.version) + 1);
-      const swapped = await this.o.connection.run("purge", (client) => SWAP.run(client, [this.key], [this.version, nextVersion, JSON.stringify(next)]));
+      const swapped = await this.o.connection.run("purge", (client) =>
+        SWAP.run(client, [this.key], [this.version, nextVersion, JSON.stringify(next)]),
+      );
       if (swapped === 1) {
         this.apply(nextVersion, next);
         await new Promise((resolve) => setTimeout(resolve, this.o.propagationMs));
@@ -78,7 +90,9 @@ export class RedisPurgeRegistry implements PurgeRegistry {
   }
 
   private async refresh(): Promise<void> {
-    const [version, json] = await this.o.connection.run("read purges", (client) => client.hmget(this.key, "version", "snapshot"));
+    const [version, json] = await this.o.connection.run("read purges", (client) =>
+      client.hmget(this.key, "version", "snapshot"),
+    );
     if (!version || !json) return this.apply("0", emptyPurges());
     if (version !== this.version) this.apply(version, JSON.parse(json) as PurgeSnapshot);
   }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../core/clock.ts";
 import { isHerdlessError } from "../core/errors.ts";
-import { storeConformance, testEntry } from "../core/store-conformance.ts";
+import { storeConformance, testEntry } from "../core/store/store-conformance.ts";
 import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
 import { RedisConnection } from "./redis-connection.ts";
 import { RedisStore } from "./redis-store.ts";

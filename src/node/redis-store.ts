@@ -1,9 +1,9 @@
 import type { Clock } from "../core/clock.ts";
 import { systemClock } from "../core/clock.ts";
-import type { Entry } from "../core/entry.ts";
-import { decodeEntry, encodeEntry } from "../core/entry.ts";
+import type { Entry } from "../core/http/entry.ts";
+import { decodeEntry, encodeEntry } from "../core/http/entry.ts";
 import { isHerdlessError } from "../core/errors.ts";
-import type { Store } from "../core/store.ts";
+import type { Store } from "../core/store/store.ts";
 import type { RedisConnection } from "./redis-connection.ts";
 import { LuaScript } from "./redis-connection.ts";
 

@@ -4,9 +4,9 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import type { EngineRequest } from "../core/engine.ts";
-import type { EngineResponse } from "../core/respond.ts";
+import type { EngineResponse } from "../core/http/respond.ts";
 import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
-import { ADMIN_PREFIX, handleAdmin, statsSnapshot } from "../core/admin.ts";
+import { ADMIN_PREFIX, handleAdmin, statsSnapshot } from "../core/admin/admin.ts";
 import type { Logger } from "./logger.ts";
 import { prometheusText } from "./prometheus.ts";
 import type { Stack } from "./stack.ts";
@@ -145,7 +145,8 @@ async function readText(req: IncomingMessage, limit: number): Promise<string> {
 
 function toEngineRequest(req: IncomingMessage): EngineRequest {
   const rawHeaders: [string, string][] = [];
-  for (let i = 0; i < req.rawHeaders.length; i += 2) rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
+  for (let i = 0; i < req.rawHeaders.length; i += 2)
+    rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
   const method = req.method ?? "GET";
   const body = method === "GET" || method === "HEAD" ? null : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
   return { method, url: requestUrl(req), headers: headerReader(req.headers), rawHeaders, body };

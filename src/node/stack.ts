@@ -1,14 +1,14 @@
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { Engine } from "../core/engine.ts";
-import { KeyFiller } from "../core/key-filler.ts";
-import { LocalGuard } from "../core/local-guard.ts";
-import { MemoryLeaseManager } from "../core/memory-lease.ts";
-import { Metrics } from "../core/metrics.ts";
-import type { FetchLike } from "../core/origin-client.ts";
-import type { OriginGuard } from "../core/origin-guard.ts";
-import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/purge.ts";
-import { LruStore } from "../core/lru-store.ts";
+import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
+import { LocalGuard } from "../core/guard/local-guard.ts";
+import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
+import { Metrics } from "../core/admin/metrics.ts";
+import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { OriginGuard } from "../core/guard/origin-guard.ts";
+import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/admin/purge.ts";
+import { LruStore } from "../core/store/lru-store.ts";
 import type { Logger } from "./logger.ts";
 
 export interface StackOptions {
@@ -45,8 +45,9 @@ export function localStack(options: StackOptions): Stack {
   const metrics = new Metrics(clock);
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const guard = new LocalGuard({ config, clock });
-  const background = (work: Promise<unknown>) => void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
-  const coordinator = new KeyFiller({
+  const background = (work: Promise<unknown>) =>
+    void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
+  const coordinator = new KeyCoordinator({
     config,
     clock,
     store: near,
@@ -57,6 +58,27 @@ export function localStack(options: StackOptions): Stack {
     onOriginCall: (event) => metrics.originCall(event.outcome),
   });
   const purges = new LocalPurgeRegistry(clock, purgeKeyOf(config, "http:"));
-  const engine = new Engine({ config, clock, near, coordinator, guard, fetch, background, metrics, purges: () => purges.current() });
-  return { config, clock, engine, near, guard, metrics, purges, startedAt: clock.now(), mode: () => "local", close: async () => undefined };
+  const engine = new Engine({
+    config,
+    clock,
+    near,
+    coordinator,
+    guard,
+    fetch,
+    background,
+    metrics,
+    purges: () => purges.current(),
+  });
+  return {
+    config,
+    clock,
+    engine,
+    near,
+    guard,
+    metrics,
+    purges,
+    startedAt: clock.now(),
+    mode: () => "local",
+    close: async () => undefined,
+  };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { storeConformance, testEntry } from "../../src/core/store-conformance.ts";
+import { storeConformance, testEntry } from "../../src/core/store/store-conformance.ts";
 import { CacheApiStore, cacheUrlFor, ENTRY_META_HEADER } from "../../src/cloudflare/cache-api-store.ts";
 
 // Real epoch time: workerd's local cache expires on the wall clock, so a ManualClock near
@@ -22,7 +22,10 @@ describe("CacheApiStore on the wire", () => {
     const now = clock.now();
     const entry = testEntry("GET https://exämple.test/é", now, {
       status: 206,
-      headers: [["vary", "*"], ["content-type", "text/plain"]],
+      headers: [
+        ["vary", "*"],
+        ["content-type", "text/plain"],
+      ],
       deleteAt: now + 90_500,
     });
     // 206 and Vary: * would make cache.put throw if they were real headers.

@@ -2,7 +2,7 @@ import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock, systemClock, type Clock } from "../../src/core/clock.ts";
 import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
-import { coordinatorTestHooks, type KeyCoordinator } from "../../src/cloudflare/key-coordinator.ts";
+import { coordinatorTestHooks, type KeyCoordinatorObject } from "../../src/cloudflare/key-coordinator-object.ts";
 import { DurableObjectStore } from "../../src/cloudflare/do-store.ts";
 import { StorageLeaseManager } from "../../src/cloudflare/storage-lease.ts";
 import {
@@ -49,7 +49,12 @@ interface Deployment {
  * clock of the test), the coordinators of `paths` on the same clock and guard, and DCS data
  * centers, each its own isolate.
  */
-async function deployment(o: { paths: string[]; clock: Clock; config?: TestConfig; origin?: OriginBehaviourPatch }): Promise<Deployment> {
+async function deployment(o: {
+  paths: string[];
+  clock: Clock;
+  config?: TestConfig;
+  origin?: OriginBehaviourPatch;
+}): Promise<Deployment> {
   const origin = await testOrigin({ headers: SIE, ...o.origin });
   const testEnv = edgeEnv(origin.url, o.config);
   const guardName = `chaos-guard-${crypto.randomUUID()}`;
@@ -73,7 +78,9 @@ function expectStale(answers: Answer[], body: string, detail: string): void {
   expect(answers.filter((a) => a.status !== 200)).toEqual([]);
   for (const answer of answers) {
     expect(answer.body).toBe(body);
-    expect(answer.cacheStatus).toMatch(new RegExp(`^herdless; fwd=stale; (fwd-status=\\d+; )?ttl=-\\d+; detail=${detail}$`));
+    expect(answer.cacheStatus).toMatch(
+      new RegExp(`^herdless; fwd=stale; (fwd-status=\\d+; )?ttl=-\\d+; detail=${detail}$`),
+    );
   }
 }
 
@@ -86,9 +93,15 @@ async function cutCoordinatorsFromGuard(testEnv: Env, paths: string[], clock: Cl
   const tried: string[] = [];
   await Promise.all(
     paths.map((path) =>
-      runInDurableObject(coordinatorOf(testEnv, path), (instance: KeyCoordinator) => {
+      runInDurableObject(coordinatorOf(testEnv, path), (instance: KeyCoordinatorObject) => {
         const inner = instance as unknown as { env: Env };
-        inner.env = { ...inner.env, GUARD: unreachableNamespace(inner.env.GUARD, { what: "guard object", onCall: (method) => tried.push(method) }) };
+        inner.env = {
+          ...inner.env,
+          GUARD: unreachableNamespace(inner.env.GUARD, {
+            what: "guard object",
+            onCall: (method) => tried.push(method),
+          }),
+        };
         instance[coordinatorTestHooks]().use({ clock, config });
       }),
     ),
@@ -123,7 +136,11 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
     const d = await deployment({
       paths,
       clock,
-      config: { origin: { timeoutMs: 200 }, coordinator: { lockLeaseMs: 400 }, breaker: { failureThreshold: 3, probeIntervalMs: 5_000 } },
+      config: {
+        origin: { timeoutMs: 200 },
+        coordinator: { lockLeaseMs: 400 },
+        breaker: { failureThreshold: 3, probeIntervalMs: 5_000 },
+      },
     });
     for (const path of paths) await fillEach(d.dcs, path, `${path} #${paths.indexOf(path) + 1}`);
     expect(await d.origin.count()).toBe(4);
@@ -148,7 +165,11 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
 
   it("3. origin 5xx: a cached key is served stale; with no copy the 503 is relayed and negatively cached for origin.errorTtlMs", async () => {
     const clock = new ManualClock(Date.now());
-    const d = await deployment({ paths: ["/5xx", "/5xx-cold"], clock, config: { ...NO_TRIP, origin: { errorTtlMs: 2_000 } } });
+    const d = await deployment({
+      paths: ["/5xx", "/5xx-cold"],
+      clock,
+      config: { ...NO_TRIP, origin: { errorTtlMs: 2_000 } },
+    });
     await fillEach(d.dcs, "/5xx", "/5xx #1");
     clock.advance(61_000);
     await d.origin.set({ status: 503, body: "overloaded" });
@@ -159,7 +180,11 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
     const afterStale = await d.origin.count();
 
     const first = await d.dcs[0]!.get("/5xx-cold");
-    expect(first).toMatchObject({ status: 503, body: "overloaded", cacheStatus: "herdless; fwd=uri-miss; fwd-status=503; detail=origin-error" });
+    expect(first).toMatchObject({
+      status: 503,
+      body: "overloaded",
+      cacheStatus: "herdless; fwd=uri-miss; fwd-status=503; detail=origin-error",
+    });
     expect(await d.origin.count()).toBe(afterStale + 1);
     // Within errorTtlMs: 20 more requests from every data center, the error from the cache, none at the origin.
     const cached = await burst(d.dcs, 5, "/5xx-cold");
@@ -195,7 +220,10 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
     const failedTries = await d.origin.count();
     expect(failedTries).toBeGreaterThanOrEqual(1 + 1 + DCS);
 
-    await d.origin.set({ mode: "up", paths: { "/trunc": { body: "trunc, complete" }, "/trunc-cold": { body: "cold, complete" } } });
+    await d.origin.set({
+      mode: "up",
+      paths: { "/trunc": { body: "trunc, complete" }, "/trunc-cold": { body: "cold, complete" } },
+    });
     for (const dc of d.dcs) seen.push(await dc.get("/trunc"), await dc.get("/trunc-cold"));
     // One refresh per key, shared by every data center.
     expect(await d.origin.count()).toBe(failedTries + 2);
@@ -206,7 +234,9 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
       seen.push(hit, await dc.get("/trunc-cold"));
     }
     for (const answer of [...stale, ...seen]) expect(answer.body).not.toContain("PARTIAL");
-    expect(new Set(seen.filter((a) => a.status === 200).map((a) => a.body))).toEqual(new Set(["trunc, complete", "cold, complete"]));
+    expect(new Set(seen.filter((a) => a.status === 200).map((a) => a.body))).toEqual(
+      new Set(["trunc, complete", "cold, complete"]),
+    );
   });
 
   it("5. connection reset mid-fetch (the origin takes the request, then drops the connection): 20 requests, 0 errors, stale served", async () => {
@@ -231,9 +261,15 @@ describe("chaos: a Durable Object fails", () => {
   // edge-lease.test.ts covers one request after a dead holder (object reset) and an origin
   // call that hangs (aborted within the lease). Added here: the whole deployment at once.
   it("6. a lease holder died mid-fetch (object reset with the lease held): 80 requests from 4 data centers wait it out, then 1 origin request, one body", async () => {
-    const d = await deployment({ paths: ["/orphan"], clock: systemClock, config: { origin: { timeoutMs: 200 }, coordinator: { lockLeaseMs: 400 } } });
+    const d = await deployment({
+      paths: ["/orphan"],
+      clock: systemClock,
+      config: { origin: { timeoutMs: 200 }, coordinator: { lockLeaseMs: 400 } },
+    });
     const key = "GET https://edge.test/orphan";
-    const dead = await runInDurableObject(coordinatorOf(d.testEnv, "/orphan"), (_instance, state) => new StorageLeaseManager(state.storage, systemClock).acquire(key, 400));
+    const dead = await runInDurableObject(coordinatorOf(d.testEnv, "/orphan"), (_instance, state) =>
+      new StorageLeaseManager(state.storage, systemClock).acquire(key, 400),
+    );
     expect(dead).toBeDefined();
     await abortAllDurableObjects();
     // The rebuilt objects get the test's config again (the lease is in storage, not in the config).
@@ -244,7 +280,9 @@ describe("chaos: a Durable Object fails", () => {
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
     expect(new Set(answers.map((a) => a.body))).toEqual(new Set(["/orphan #1"]));
     expect(await d.origin.count()).toBe(1);
-    const stored = await runInDurableObject(coordinatorOf(d.testEnv, "/orphan"), (_instance, state) => new DurableObjectStore(state.storage, systemClock).get(key));
+    const stored = await runInDurableObject(coordinatorOf(d.testEnv, "/orphan"), (_instance, state) =>
+      new DurableObjectStore(state.storage, systemClock).get(key),
+    );
     expect(stored!.requestAt).toBeGreaterThanOrEqual(dead!.expiresAt);
     expect(stored!.token).toBeGreaterThan(dead!.token);
   });
@@ -255,7 +293,10 @@ describe("chaos: a Durable Object fails", () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const d = await deployment({ paths: [], clock: systemClock, origin: { delayMs: 200 } });
     const tried: string[] = [];
-    const outage: Env = { ...d.testEnv, COORDINATOR: unreachableNamespace(d.testEnv.COORDINATOR, { onCall: (method) => tried.push(method) }) };
+    const outage: Env = {
+      ...d.testEnv,
+      COORDINATOR: unreachableNamespace(d.testEnv.COORDINATOR, { onCall: (method) => tried.push(method) }),
+    };
     const dcs = d.dcs.map((dc) => dataCenter(dc.name, outage, systemClock, { ownIsolate: true }));
 
     // One data center, one isolate: 50 concurrent callers, 1 origin request.
@@ -279,9 +320,15 @@ describe("chaos: a Durable Object fails", () => {
   describe("8. guard object unreachable: the local guard takes over, with its cap, and the edge keeps serving", () => {
     it("relayed requests (a bypass route) from one isolate: 20 × 200, never more than origin.maxConcurrency (2) at the origin", async () => {
       const origin = await testOrigin({ delayMs: 50 });
-      const testEnv = edgeEnv(origin.url, { origin: { maxConcurrency: 2 }, routes: [{ match: "/live/*", bypass: true }] });
+      const testEnv = edgeEnv(origin.url, {
+        origin: { maxConcurrency: 2 },
+        routes: [{ match: "/live/*", bypass: true }],
+      });
       const tried: string[] = [];
-      const outage: Env = { ...testEnv, GUARD: unreachableNamespace(testEnv.GUARD, { what: "guard object", onCall: (method) => tried.push(method) }) };
+      const outage: Env = {
+        ...testEnv,
+        GUARD: unreachableNamespace(testEnv.GUARD, { what: "guard object", onCall: (method) => tried.push(method) }),
+      };
       const dc = dataCenter(`guardless-${crypto.randomUUID()}`, outage, systemClock, { ownIsolate: true });
       const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => dc.get(`/live/${i}`)));
       expect(answers.filter((a) => a.status !== 200)).toEqual([]);
@@ -326,95 +373,111 @@ describe("chaos: a Durable Object fails", () => {
 });
 
 describe("outcome 1 in workerd: the origin's load has a hard cap", () => {
-  it("500 concurrent cold misses across 50 keys from 4 data centers: never more than origin.maxConcurrency (4) at the origin; every client gets 200 or 503 with Retry-After", { timeout: 60_000 }, async () => {
-    const keys = Array.from({ length: 50 }, (_, i) => `/cap${i}`);
-    // 4 slots and 20 waiting: the other flights are shed at once (queue-full), never sent.
-    const d = await deployment({ paths: keys, clock: systemClock, config: { origin: { maxConcurrency: 4, maxQueue: 20 } }, origin: { delayMs: 200 } });
-    const answers = await Promise.all(
-      Array.from({ length: 500 }, (_, i) => {
-        const key = keys[i % keys.length]!;
-        return d.dcs[Math.floor(i / 125)]!.get(key).then((answer) => ({ key, answer }));
-      }),
-    );
-    const stats = await d.origin.stats();
-    expect(stats.maxInFlight).toBeLessThanOrEqual(4);
-    const served = answers.filter(({ answer }) => answer.status === 200);
-    const shed = answers.filter(({ answer }) => answer.status === 503);
-    expect(served.length + shed.length).toBe(500);
-    for (const { answer } of shed) {
-      expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
-      expect(answer.cacheStatus).toBe("herdless; fwd=uri-miss; detail=queue-full");
-    }
-    // Exactly one origin request per key that was served, one body per key, none for the shed.
-    const servedKeys = new Set(served.map((s) => s.key));
-    expect(stats.count).toBe(servedKeys.size);
-    expect(new Set(stats.requests.map((r) => r.path))).toEqual(servedKeys);
-    for (const key of servedKeys) expect(new Set(served.filter((s) => s.key === key).map((s) => s.answer.body)).size).toBe(1);
-    expect(await guardSnapshot(d.guardName)).toEqual({ breaker: "closed", inFlight: 0, queued: 0 });
-  });
+  it(
+    "500 concurrent cold misses across 50 keys from 4 data centers: never more than origin.maxConcurrency (4) at the origin; every client gets 200 or 503 with Retry-After",
+    { timeout: 60_000 },
+    async () => {
+      const keys = Array.from({ length: 50 }, (_, i) => `/cap${i}`);
+      // 4 slots and 20 waiting: the other flights are shed at once (queue-full), never sent.
+      const d = await deployment({
+        paths: keys,
+        clock: systemClock,
+        config: { origin: { maxConcurrency: 4, maxQueue: 20 } },
+        origin: { delayMs: 200 },
+      });
+      const answers = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => {
+          const key = keys[i % keys.length]!;
+          return d.dcs[Math.floor(i / 125)]!.get(key).then((answer) => ({ key, answer }));
+        }),
+      );
+      const stats = await d.origin.stats();
+      expect(stats.maxInFlight).toBeLessThanOrEqual(4);
+      const served = answers.filter(({ answer }) => answer.status === 200);
+      const shed = answers.filter(({ answer }) => answer.status === 503);
+      expect(served.length + shed.length).toBe(500);
+      for (const { answer } of shed) {
+        expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+        expect(answer.cacheStatus).toBe("herdless; fwd=uri-miss; detail=queue-full");
+      }
+      // Exactly one origin request per key that was served, one body per key, none for the shed.
+      const servedKeys = new Set(served.map((s) => s.key));
+      expect(stats.count).toBe(servedKeys.size);
+      expect(new Set(stats.requests.map((r) => r.path))).toEqual(servedKeys);
+      for (const key of servedKeys)
+        expect(new Set(served.filter((s) => s.key === key).map((s) => s.answer.body)).size).toBe(1);
+      expect(await guardSnapshot(d.guardName)).toEqual({ breaker: "closed", inFlight: 0, queued: 0 });
+    },
+  );
 });
 
 describe("outcome 2 in workerd: the breaker, one for all data centers", () => {
-  it("forced outage: while open, at most 1 probe per breaker.probeIntervalMs reaches the origin across 4 data centers; the cached key gets 0 errors", { timeout: 60_000 }, async () => {
-    const clock = new ManualClock(Date.now());
-    const probeIntervalMs = 5_000;
-    const intervals = 6;
-    const fails = Array.from({ length: 5 }, (_, i) => `/fail${i}`);
-    const cold = (k: number, dc: number, j: number) => `/cold${k}-${dc}-${j}`;
-    const colds = Array.from({ length: intervals }, (_, k) => Array.from({ length: DCS }, (_, dc) => Array.from({ length: 4 }, (_, j) => cold(k, dc, j)))).flat(2);
-    const d = await deployment({
-      paths: ["/cached", ...fails, ...colds, "/after"],
-      clock,
-      config: { breaker: { failureThreshold: 3, probeIntervalMs }, origin: { errorTtlMs: 0 } },
-    });
-    await fillEach(d.dcs, "/cached", "/cached #1");
-    await d.origin.set({ mode: "down" });
-    clock.advance(61_000);
+  it(
+    "forced outage: while open, at most 1 probe per breaker.probeIntervalMs reaches the origin across 4 data centers; the cached key gets 0 errors",
+    { timeout: 60_000 },
+    async () => {
+      const clock = new ManualClock(Date.now());
+      const probeIntervalMs = 5_000;
+      const intervals = 6;
+      const fails = Array.from({ length: 5 }, (_, i) => `/fail${i}`);
+      const cold = (k: number, dc: number, j: number) => `/cold${k}-${dc}-${j}`;
+      const colds = Array.from({ length: intervals }, (_, k) =>
+        Array.from({ length: DCS }, (_, dc) => Array.from({ length: 4 }, (_, j) => cold(k, dc, j))),
+      ).flat(2);
+      const d = await deployment({
+        paths: ["/cached", ...fails, ...colds, "/after"],
+        clock,
+        config: { breaker: { failureThreshold: 3, probeIntervalMs }, origin: { errorTtlMs: 0 } },
+      });
+      await fillEach(d.dcs, "/cached", "/cached #1");
+      await d.origin.set({ mode: "down" });
+      clock.advance(61_000);
 
-    // Three failures open it; the next two are refused without reaching the origin.
-    const opening = [];
-    for (const [i, path] of fails.entries()) opening.push(await d.dcs[i % DCS]!.get(path));
-    expect(opening.map((a) => a.status)).toEqual([502, 502, 502, 503, 503]);
-    expect(await d.origin.count()).toBe(4);
-    expect((await guardSnapshot(d.guardName)).breaker).toBe("open");
-
-    let cachedErrors = 0;
-    for (let k = 0; k < intervals; k++) {
-      clock.advance(probeIntervalMs);
-      const before = await d.origin.count();
-      // Per data center 4 requests for the cached key and 4 for cold keys, all at once.
-      const answers = await Promise.all(
-        d.dcs.flatMap((dc, i) => [
-          ...Array.from({ length: 4 }, () => dc.get("/cached").then((answer) => ({ cached: true, answer }))),
-          ...Array.from({ length: 4 }, (_, j) => dc.get(cold(k, i, j)).then((answer) => ({ cached: false, answer }))),
-        ]),
-      );
-      // The probe of this interval (it fails: the origin is down) and nothing else.
-      expect(await d.origin.count()).toBe(before + 1);
-      for (const { cached, answer } of answers) {
-        if (cached) {
-          if (answer.status !== 200 || answer.body !== "/cached #1") cachedErrors++;
-          continue;
-        }
-        // A cold key is refused with Retry-After, unless it was the probe (then the origin's failure).
-        if (answer.status !== 502) {
-          expect(answer.status).toBe(503);
-          expect(answer.headers.get("retry-after")).toMatch(/^\d+$/);
-          expect(answer.cacheStatus).toMatch(/detail=breaker-open$/);
-        }
-      }
-      expect(answers.filter(({ cached, answer }) => !cached && answer.status === 502).length).toBeLessThanOrEqual(1);
+      // Three failures open it; the next two are refused without reaching the origin.
+      const opening = [];
+      for (const [i, path] of fails.entries()) opening.push(await d.dcs[i % DCS]!.get(path));
+      expect(opening.map((a) => a.status)).toEqual([502, 502, 502, 503, 503]);
+      expect(await d.origin.count()).toBe(4);
       expect((await guardSnapshot(d.guardName)).breaker).toBe("open");
-    }
-    expect(cachedErrors).toBe(0);
-    expect(await d.origin.count()).toBe(4 + intervals);
 
-    // The origin comes back: the next probe succeeds and closes the breaker for everyone.
-    await d.origin.set({ mode: "up" });
-    clock.advance(probeIntervalMs);
-    expect((await d.dcs[2]!.get("/after")).status).toBe(200);
-    expect((await guardSnapshot(d.guardName)).breaker).toBe("closed");
-    const refreshed = await d.dcs[3]!.get("/cached");
-    expect(refreshed).toMatchObject({ status: 200, body: `/cached #${await d.origin.count()}` });
-  });
+      let cachedErrors = 0;
+      for (let k = 0; k < intervals; k++) {
+        clock.advance(probeIntervalMs);
+        const before = await d.origin.count();
+        // Per data center 4 requests for the cached key and 4 for cold keys, all at once.
+        const answers = await Promise.all(
+          d.dcs.flatMap((dc, i) => [
+            ...Array.from({ length: 4 }, () => dc.get("/cached").then((answer) => ({ cached: true, answer }))),
+            ...Array.from({ length: 4 }, (_, j) => dc.get(cold(k, i, j)).then((answer) => ({ cached: false, answer }))),
+          ]),
+        );
+        // The probe of this interval (it fails: the origin is down) and nothing else.
+        expect(await d.origin.count()).toBe(before + 1);
+        for (const { cached, answer } of answers) {
+          if (cached) {
+            if (answer.status !== 200 || answer.body !== "/cached #1") cachedErrors++;
+            continue;
+          }
+          // A cold key is refused with Retry-After, unless it was the probe (then the origin's failure).
+          if (answer.status !== 502) {
+            expect(answer.status).toBe(503);
+            expect(answer.headers.get("retry-after")).toMatch(/^\d+$/);
+            expect(answer.cacheStatus).toMatch(/detail=breaker-open$/);
+          }
+        }
+        expect(answers.filter(({ cached, answer }) => !cached && answer.status === 502).length).toBeLessThanOrEqual(1);
+        expect((await guardSnapshot(d.guardName)).breaker).toBe("open");
+      }
+      expect(cachedErrors).toBe(0);
+      expect(await d.origin.count()).toBe(4 + intervals);
+
+      // The origin comes back: the next probe succeeds and closes the breaker for everyone.
+      await d.origin.set({ mode: "up" });
+      clock.advance(probeIntervalMs);
+      expect((await d.dcs[2]!.get("/after")).status).toBe(200);
+      expect((await guardSnapshot(d.guardName)).breaker).toBe("closed");
+      const refreshed = await d.dcs[3]!.get("/cached");
+      expect(refreshed).toMatchObject({ status: 200, body: `/cached #${await d.origin.count()}` });
+    },
+  );
 });

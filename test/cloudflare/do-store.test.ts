@@ -2,16 +2,20 @@ import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import type { Entry } from "../../src/core/entry.ts";
-import type { Store } from "../../src/core/store.ts";
-import { storeConformance, testEntry } from "../../src/core/store-conformance.ts";
+import type { Entry } from "../../src/core/http/entry.ts";
+import type { Store } from "../../src/core/store/store.ts";
+import { storeConformance, testEntry } from "../../src/core/store/store-conformance.ts";
 import { DurableObjectStore, type DurableObjectStoreOptions } from "../../src/cloudflare/do-store.ts";
 
 /**
  * A Store whose every call runs inside one Durable Object instance: storage may only be
  * touched from the object's own I/O context, not from the test's.
  */
-function storeInObject(name: string, clock: ManualClock, options?: DurableObjectStoreOptions): Store & { expire(): Promise<number> } {
+function storeInObject(
+  name: string,
+  clock: ManualClock,
+  options?: DurableObjectStoreOptions,
+): Store & { expire(): Promise<number> } {
   const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(name));
   const inside = <T>(fn: (store: DurableObjectStore) => T | Promise<T>) =>
     runInDurableObject(stub, (_instance, state) => fn(new DurableObjectStore(state.storage, clock, options)));
@@ -51,7 +55,9 @@ describe("DurableObjectStore limits and upkeep", () => {
   it("rejects options beyond the platform cap with the field named", () => {
     const clock = new ManualClock(0);
     const fake = { sql: { exec: () => undefined } } as unknown as DurableObjectStorage;
-    expect(() => new DurableObjectStore(fake, clock, { maxBodyBytes: 3_000_000 })).toThrow(/maxBodyBytes must be an integer from 0 to 2000000/);
+    expect(() => new DurableObjectStore(fake, clock, { maxBodyBytes: 3_000_000 })).toThrow(
+      /maxBodyBytes must be an integer from 0 to 2000000/,
+    );
     expect(() => new DurableObjectStore(fake, clock, { prefix: "x; DROP" })).toThrow(/prefix must match/);
   });
 

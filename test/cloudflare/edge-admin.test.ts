@@ -28,7 +28,10 @@ describe("the admin API's token", () => {
     expect((await dc!.get("/guarded")).cacheStatus).toMatch(/^herdless; hit; /);
     expect(await origin.count()).toBe(1);
     // The right token works, through the dashboard's cookie too.
-    const login = await dc!.get("/__herdless/login", { method: "POST", body: new URLSearchParams({ token: ADMIN_TOKEN }) });
+    const login = await dc!.get("/__herdless/login", {
+      method: "POST",
+      body: new URLSearchParams({ token: ADMIN_TOKEN }),
+    });
     expect(login.status).toBe(303);
     const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
     expect((await dc!.get("/__herdless/", { headers: { cookie } })).status).toBe(200);
@@ -39,7 +42,10 @@ describe("the admin API's token", () => {
 
   it("the HERDLESS_ADMIN_TOKEN secret wins over admin.token; a secret under 16 characters answers 500 naming it", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
-    const testEnv = { ...edgeEnv(origin.url, { admin: { token: "config-token-0123456789", ...PROPAGATION } }), HERDLESS_ADMIN_TOKEN: ADMIN_TOKEN };
+    const testEnv = {
+      ...edgeEnv(origin.url, { admin: { token: "config-token-0123456789", ...PROPAGATION } }),
+      HERDLESS_ADMIN_TOKEN: ADMIN_TOKEN,
+    };
     const [dc] = dataCenters(1, testEnv);
     expect((await adminCall(dc!, "GET", "stats")).status).toBe(200);
     expect((await adminCall(dc!, "GET", "stats", { token: "config-token-0123456789" })).status).toBe(401);
@@ -54,10 +60,16 @@ describe("the admin API's token", () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
     const [dc] = dataCenters(1, edgeEnv(origin.url));
     await cached(dc!, "/open");
-    for (const [method, path] of [["POST", "purge"], ["GET", "stats"], ["GET", ""]] as const) {
+    for (const [method, path] of [
+      ["POST", "purge"],
+      ["GET", "stats"],
+      ["GET", ""],
+    ] as const) {
       const answer = await adminCall(dc!, method, path, method === "POST" ? { body: { all: true } } : {});
       expect(answer.status).toBe(404);
-      expect(answer.body).toBe("herdless admin API is disabled: no admin token is configured (set the HERDLESS_ADMIN_TOKEN secret: npx wrangler secret put HERDLESS_ADMIN_TOKEN)\n");
+      expect(answer.body).toBe(
+        "herdless admin API is disabled: no admin token is configured (set the HERDLESS_ADMIN_TOKEN secret: npx wrangler secret put HERDLESS_ADMIN_TOKEN)\n",
+      );
     }
     expect((await dc!.get("/open")).cacheStatus).toMatch(/^herdless; hit; /);
     expect(await origin.count()).toBe(1);
@@ -70,8 +82,12 @@ describe("the admin API's requests", () => {
     const [dc] = dataCenters(1, edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, ...PROPAGATION } }));
     const unknown = await adminCall(dc!, "POST", "purge", { body: { url: "https://x.test/" } });
     expect(unknown.status).toBe(400);
-    expect(JSON.parse(unknown.body)).toMatchObject({ error: expect.stringMatching(/unknown purge field "url"/) as unknown });
-    const huge = await adminCall(dc!, "POST", "purge", { body: { tags: Array.from({ length: 10_000 }, (_, i) => `tag-${i}`) } });
+    expect(JSON.parse(unknown.body)).toMatchObject({
+      error: expect.stringMatching(/unknown purge field "url"/) as unknown,
+    });
+    const huge = await adminCall(dc!, "POST", "purge", {
+      body: { tags: Array.from({ length: 10_000 }, (_, i) => `tag-${i}`) },
+    });
     expect(huge.status).toBe(400);
     expect(JSON.parse(huge.body)).toEqual({ error: "request body is larger than 65536 bytes" });
     const bare = await dc!.get("/__herdless", { redirect: "manual" });

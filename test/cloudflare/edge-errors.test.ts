@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import type { Env } from "../../src/cloudflare/env.ts";
-import type { KeyCoordinator } from "../../src/cloudflare/key-coordinator.ts";
+import type { KeyCoordinatorObject } from "../../src/cloudflare/key-coordinator-object.ts";
 import { dataCenter, dataCenters, edgeEnv, useInCoordinators, type Answer, type DataCenter } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
@@ -13,7 +13,7 @@ function unreachable(testEnv: Env): Env {
     idFromName: (name: string) => testEnv.COORDINATOR.idFromName(name),
     get: () => ({ fill: () => Promise.reject(new Error("Durable Object unreachable (simulated)")) }),
   };
-  return { ...testEnv, COORDINATOR: namespace as unknown as DurableObjectNamespace<KeyCoordinator> };
+  return { ...testEnv, COORDINATOR: namespace as unknown as DurableObjectNamespace<KeyCoordinatorObject> };
 }
 
 /** Fills `path` in the first `n` data centers: one origin request, the rest from the coordinator. */
@@ -91,6 +91,8 @@ describe("coordinator unreachable: the edge degrades to its local single-flight 
     // The fallback wrote the fresher entry to this data center's cache.
     expect((await degraded[0]!.get("/degraded")).cacheStatus).toMatch(/^herdless; hit; ttl=60$/);
     expect(await origin.count()).toBe(count);
-    expect(warn.mock.calls.map(([line]) => String(line)).some((line) => line.includes("coordinator unavailable"))).toBe(true);
+    expect(warn.mock.calls.map(([line]) => String(line)).some((line) => line.includes("coordinator unavailable"))).toBe(
+      true,
+    );
   });
 });

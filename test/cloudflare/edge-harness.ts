@@ -2,18 +2,21 @@ import { createExecutionContext, runInDurableObject, waitOnExecutionContext } fr
 import { env } from "cloudflare:workers";
 import type { Clock } from "../../src/core/clock.ts";
 import { routeFor, type ConfigInput } from "../../src/core/config.ts";
-import { primaryKey } from "../../src/core/key.ts";
+import { primaryKey } from "../../src/core/http/key.ts";
 import { handle } from "../../src/cloudflare/edge.ts";
 import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
-import { coordinatorTestHooks } from "../../src/cloudflare/key-coordinator.ts";
+import { coordinatorTestHooks } from "../../src/cloudflare/key-coordinator-object.ts";
 import { guardTestHooks, type OriginGuardObject } from "../../src/cloudflare/origin-guard-object.ts";
-import type { GuardSnapshot } from "../../src/core/origin-guard.ts";
+import type { GuardSnapshot } from "../../src/core/guard/origin-guard.ts";
 
 /** The edge's hostname in tests; keys are `GET https://edge.test/<path>`. */
 export const EDGE = "https://edge.test";
 
 /** The Worker's env for a test: its own origin namespace and herdless config. */
-export function edgeEnv(originUrl: string, config: Omit<ConfigInput, "origin"> & { origin?: Partial<ConfigInput["origin"]> } = {}): Env {
+export function edgeEnv(
+  originUrl: string,
+  config: Omit<ConfigInput, "origin"> & { origin?: Partial<ConfigInput["origin"]> } = {},
+): Env {
   return { ...env, ORIGIN_URL: originUrl, HERDLESS_CONFIG: JSON.stringify(config) };
 }
 
@@ -42,9 +45,19 @@ export function dataCenter(name: string, testEnv: Env, clock?: Clock, options: D
     name,
     async get(path, init) {
       const ctx = createExecutionContext();
-      const res = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, { cacheName: name, ...(clock ? { clock } : {}), ...(options.ownIsolate ? { isolate: name } : {}) });
+      const res = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, {
+        cacheName: name,
+        ...(clock ? { clock } : {}),
+        ...(options.ownIsolate ? { isolate: name } : {}),
+      });
       const body = await res.text();
-      return { status: res.status, body, cacheStatus: res.headers.get("cache-status") ?? "", headers: res.headers, settled: waitOnExecutionContext(ctx) };
+      return {
+        status: res.status,
+        body,
+        cacheStatus: res.headers.get("cache-status") ?? "",
+        headers: res.headers,
+        settled: waitOnExecutionContext(ctx),
+      };
     },
   };
 }
@@ -67,33 +80,59 @@ export function coordinatorOf(testEnv: Env, path: string) {
  * and, with `guardName`, a guard object of their own, so a breaker one test opens stays
  * in that test.
  */
-export async function useInCoordinators(testEnv: Env, paths: string[], clock: Clock, guardName?: string): Promise<void> {
+export async function useInCoordinators(
+  testEnv: Env,
+  paths: string[],
+  clock: Clock,
+  guardName?: string,
+): Promise<void> {
   const config = configFromEnv(testEnv);
-  await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().use({ clock, config, ...(guardName ? { guardName } : {}) }))));
+  await Promise.all(
+    paths.map((path) =>
+      runInDurableObject(coordinatorOf(testEnv, path), (instance) =>
+        instance[coordinatorTestHooks]().use({ clock, config, ...(guardName ? { guardName } : {}) }),
+      ),
+    ),
+  );
 }
 
 /** Gives the guard object `guardName` the test's config (cap, queue, breaker); call it before any traffic. */
 export async function useGuardConfig(testEnv: Env, guardName: string): Promise<void> {
   const config = configFromEnv(testEnv);
-  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) => instance[guardTestHooks]({ config }));
+  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
+    instance[guardTestHooks]({ config }),
+  );
 }
 
 /** A token for tests of the admin API (at least 16 characters). */
 export const ADMIN_TOKEN = "test-admin-token-3f9c2a7e";
 
 /** An admin API call through the edge, as an operator makes it: the bearer token and a JSON body. */
-export async function adminCall(dc: DataCenter, method: "GET" | "POST", path: string, options: { token?: string | null; body?: unknown } = {}): Promise<Answer> {
+export async function adminCall(
+  dc: DataCenter,
+  method: "GET" | "POST",
+  path: string,
+  options: { token?: string | null; body?: unknown } = {},
+): Promise<Answer> {
   const headers: Record<string, string> = {};
   const token = options.token === undefined ? ADMIN_TOKEN : options.token;
   if (token !== null) headers.authorization = `Bearer ${token}`;
   if (options.body !== undefined) headers["content-type"] = "application/json";
-  return dc.get(`/__herdless/${path}`, { method, headers, ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}) });
+  return dc.get(`/__herdless/${path}`, {
+    method,
+    headers,
+    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+  });
 }
 
 /** Waits for the background work of every answer and of the coordinators of `paths`. */
 export async function settle(answers: Answer[], testEnv: Env, paths: string[]): Promise<void> {
   await Promise.all(answers.map((a) => a.settled));
-  await Promise.all(paths.map((path) => runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().settled())));
+  await Promise.all(
+    paths.map((path) =>
+      runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().settled()),
+    ),
+  );
 }
 
 /**
@@ -103,7 +142,9 @@ export async function settle(answers: Answer[], testEnv: Env, paths: string[]): 
  */
 export async function useGuard(testEnv: Env, guardName: string, clock: Clock): Promise<void> {
   const config = configFromEnv(testEnv);
-  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) => instance[guardTestHooks]({ config, clock }));
+  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
+    instance[guardTestHooks]({ config, clock }),
+  );
 }
 
 /** The deployment-wide view of the guard object `guardName`: breaker state, origin requests in flight, queue. */

@@ -47,23 +47,31 @@ describe("one origin request per key per expiry, across data centers", () => {
     expect(await origin.count()).toBe(2);
   });
 
-  it("50 keys × 8 requests × 4 data centers (1,600 requests): exactly 50 origin requests", { timeout: 60_000 }, async () => {
-    const origin = await testOrigin({ mode: "hold" });
-    const testEnv = edgeEnv(origin.url);
-    const dcs = dataCenters(DCS, testEnv);
-    const keys = Array.from({ length: 50 }, (_, i) => `/k${i}`);
-    const pending = Promise.all(dcs.flatMap((dc) => keys.flatMap((key) => Array.from({ length: 8 }, () => dc.get(key).then((a) => ({ key, a }))))));
-    // Generous: 1,600 requests reach the coordinators before the first origin call.
-    await origin.waitFor({ held: 1 }, 20_000);
-    await origin.set({ mode: "up" });
-    const answers = await pending;
-    expect(answers).toHaveLength(1_600);
-    expect(answers.filter(({ a }) => a.status !== 200)).toEqual([]);
-    for (const key of keys) expect(new Set(answers.filter((x) => x.key === key).map(({ a }) => a.body)).size).toBe(1);
-    expect(await origin.count()).toBe(50);
-    const stats = await origin.stats();
-    expect(new Set(stats.requests.map((r) => r.path))).toEqual(new Set(keys));
-  });
+  it(
+    "50 keys × 8 requests × 4 data centers (1,600 requests): exactly 50 origin requests",
+    { timeout: 60_000 },
+    async () => {
+      const origin = await testOrigin({ mode: "hold" });
+      const testEnv = edgeEnv(origin.url);
+      const dcs = dataCenters(DCS, testEnv);
+      const keys = Array.from({ length: 50 }, (_, i) => `/k${i}`);
+      const pending = Promise.all(
+        dcs.flatMap((dc) =>
+          keys.flatMap((key) => Array.from({ length: 8 }, () => dc.get(key).then((a) => ({ key, a })))),
+        ),
+      );
+      // Generous: 1,600 requests reach the coordinators before the first origin call.
+      await origin.waitFor({ held: 1 }, 20_000);
+      await origin.set({ mode: "up" });
+      const answers = await pending;
+      expect(answers).toHaveLength(1_600);
+      expect(answers.filter(({ a }) => a.status !== 200)).toEqual([]);
+      for (const key of keys) expect(new Set(answers.filter((x) => x.key === key).map(({ a }) => a.body)).size).toBe(1);
+      expect(await origin.count()).toBe(50);
+      const stats = await origin.stats();
+      expect(new Set(stats.requests.map((r) => r.path))).toEqual(new Set(keys));
+    },
+  );
 });
 
 describe("stale-while-revalidate from every data center", () => {

@@ -1,13 +1,13 @@
 import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ManualClock, systemClock } from "../../src/core/clock.ts";
-import { testEntry } from "../../src/core/store-conformance.ts";
+import { testEntry } from "../../src/core/store/store-conformance.ts";
 import { DurableObjectStore } from "../../src/cloudflare/do-store.ts";
 import { StorageLeaseManager } from "../../src/cloudflare/storage-lease.ts";
 import { coordinatorOf, dataCenter, edgeEnv, useInCoordinators } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
-// The lease and origin timers inside the key filler run on real time, so these tests use
+// The lease and origin timers inside the key coordinator run on real time, so these tests use
 // short ones and wait for outcomes (counts, aborts), never for durations. The config
 // requires the lease to outlive the origin timeout.
 const LIMITS = { origin: { timeoutMs: 200 }, coordinator: { lockLeaseMs: 300 } };
@@ -38,13 +38,17 @@ describe("a lease never wedges a key", () => {
     const stub = coordinatorOf(testEnv, "/orphaned");
     const key = "GET https://edge.test/orphaned";
     // The holder took the lease, then its object was reset before it could release it.
-    const dead = await runInDurableObject(stub, (_instance, state) => new StorageLeaseManager(state.storage, systemClock).acquire(key, LIMITS.coordinator.lockLeaseMs));
+    const dead = await runInDurableObject(stub, (_instance, state) =>
+      new StorageLeaseManager(state.storage, systemClock).acquire(key, LIMITS.coordinator.lockLeaseMs),
+    );
     await abortAllDurableObjects();
 
     const answer = await dataCenter(`orphan-${crypto.randomUUID()}`, testEnv).get("/orphaned");
     expect(answer).toMatchObject({ status: 200, body: "/orphaned #1" });
     expect(await origin.count()).toBe(1);
-    const stored = await runInDurableObject(coordinatorOf(testEnv, "/orphaned"), (_instance, state) => new DurableObjectStore(state.storage, systemClock).get(key));
+    const stored = await runInDurableObject(coordinatorOf(testEnv, "/orphaned"), (_instance, state) =>
+      new DurableObjectStore(state.storage, systemClock).get(key),
+    );
     // The fill asked the origin only once the dead holder's lease had expired, under a newer token.
     expect(stored!.requestAt).toBeGreaterThanOrEqual(dead!.expiresAt);
     expect(stored!.token).toBeGreaterThan(dead!.token);
@@ -59,7 +63,9 @@ describe("fencing: a late writer with an older token never replaces a newer entr
     const key = "GET https://edge.test/fenced-store";
     const results = await runInDurableObject(coordinatorOf(testEnv, "/fenced-store"), async (_instance, state) => {
       const store = new DurableObjectStore(state.storage, clock);
-      const newer = await store.put(testEntry(key, clock.now(), { token: 10, body: new TextEncoder().encode("newer") }));
+      const newer = await store.put(
+        testEntry(key, clock.now(), { token: 10, body: new TextEncoder().encode("newer") }),
+      );
       const older = await store.put(testEntry(key, clock.now(), { token: 9, body: new TextEncoder().encode("older") }));
       return { newer, older, kept: new TextDecoder().decode((await store.get(key))?.body) };
     });
@@ -90,7 +96,11 @@ describe("fencing: a late writer with an older token never replaces a newer entr
     const answer = await dataCenter(`fence-${crypto.randomUUID()}`, testEnv, clock).get("/fenced");
     expect(await origin.count()).toBe(1);
     expect(answer).toMatchObject({ status: 200, body: "newer" });
-    const kept = await runInDurableObject(stub, async (_instance, state) => (await new DurableObjectStore(state.storage, clock).get("GET https://edge.test/fenced"))?.token);
+    const kept = await runInDurableObject(
+      stub,
+      async (_instance, state) =>
+        (await new DurableObjectStore(state.storage, clock).get("GET https://edge.test/fenced"))?.token,
+    );
     expect(kept).toBe(newerToken);
   });
 });

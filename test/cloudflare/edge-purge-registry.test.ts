@@ -28,7 +28,12 @@ describe("the edge's copy of the purge list", () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
     const { reads, namespace } = purgesNamespace("count");
     const clock = new ManualClock(Date.now());
-    const [dc] = dataCenters(1, { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace }, clock, { ownIsolate: true });
+    const [dc] = dataCenters(
+      1,
+      { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace },
+      clock,
+      { ownIsolate: true },
+    );
     for (let i = 0; i < 50; i++) expect((await dc!.get("/often")).status).toBe(200);
     expect(reads.snapshot).toBe(1);
     expect(await origin.count()).toBe(1);
@@ -41,7 +46,12 @@ describe("the edge's copy of the purge list", () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
     const { namespace } = purgesNamespace("down");
-    const [dc] = dataCenters(1, { ...edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, purgePropagationMs: 10 } }), PURGES: namespace }, undefined, { ownIsolate: true });
+    const [dc] = dataCenters(
+      1,
+      { ...edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, purgePropagationMs: 10 } }), PURGES: namespace },
+      undefined,
+      { ownIsolate: true },
+    );
     expect((await dc!.get("/steady")).cacheStatus).toMatch(/fwd=uri-miss/);
     for (let i = 0; i < 5; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
@@ -51,7 +61,9 @@ describe("the edge's copy of the purge list", () => {
     expect(purge.status).toBe(503);
     expect(JSON.parse(purge.body)).toEqual({ error: "herdless admin: Durable Object unreachable (simulated)" });
     expect(await origin.count()).toBe(1);
-    const warnings = warn.mock.calls.map(([line]) => String(line)).filter((line) => line.includes("purge registry unavailable"));
+    const warnings = warn.mock.calls
+      .map(([line]) => String(line))
+      .filter((line) => line.includes("purge registry unavailable"));
     expect(warnings).toHaveLength(1);
   });
 });

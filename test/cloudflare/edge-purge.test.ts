@@ -1,7 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.ts";
-import type { PurgeCommand } from "../../src/core/purge.ts";
-import { ADMIN_TOKEN, adminCall, dataCenter, dataCenters, EDGE, edgeEnv, useGuardConfig, useInCoordinators, type DataCenter } from "./edge-harness.ts";
+import type { PurgeCommand } from "../../src/core/admin/purge.ts";
+import {
+  ADMIN_TOKEN,
+  adminCall,
+  dataCenter,
+  dataCenters,
+  EDGE,
+  edgeEnv,
+  useGuardConfig,
+  useInCoordinators,
+  type DataCenter,
+} from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
 /** Four simulated data centers, each with its own cache and its own isolate (its own copy of the purge list). */
@@ -12,10 +22,18 @@ const ADMIN = { admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 } };
 /** The failures these tests cause on purpose must reach the origin, not an open breaker. */
 const PATIENT_BREAKER = { breaker: { failureThreshold: 100 } };
 
-async function expectEveryDc(dcs: DataCenter[], path: string, expected: { body: string; cacheStatus: RegExp }): Promise<void> {
+async function expectEveryDc(
+  dcs: DataCenter[],
+  path: string,
+  expected: { body: string; cacheStatus: RegExp },
+): Promise<void> {
   for (const dc of dcs) {
     const answer = await dc.get(path);
-    expect({ dc: dc.name, status: answer.status, body: answer.body }).toEqual({ dc: dc.name, status: 200, body: expected.body });
+    expect({ dc: dc.name, status: answer.status, body: answer.body }).toEqual({
+      dc: dc.name,
+      status: 200,
+      body: expected.body,
+    });
     expect(answer.cacheStatus).toMatch(expected.cacheStatus);
   }
 }
@@ -27,8 +45,15 @@ async function expectEveryDc(dcs: DataCenter[], path: string, expected: { body: 
  * with the origin up every data center gets the new version from one origin request.
  * Keys outside the purge stay hits throughout.
  */
-async function hardPurge(command: PurgeCommand, purged: string[], kept: string[], tags: Record<string, string> = {}): Promise<void> {
-  const paths = Object.fromEntries(Object.entries(tags).map(([path, tag]) => [path, { headers: { "cache-control": CACHED, "cache-tag": tag } }]));
+async function hardPurge(
+  command: PurgeCommand,
+  purged: string[],
+  kept: string[],
+  tags: Record<string, string> = {},
+): Promise<void> {
+  const paths = Object.fromEntries(
+    Object.entries(tags).map(([path, tag]) => [path, { headers: { "cache-control": CACHED, "cache-tag": tag } }]),
+  );
   const origin = await testOrigin({ headers: { "cache-control": CACHED }, paths });
   const testEnv = edgeEnv(origin.url, { ...ADMIN, ...PATIENT_BREAKER });
   const all = [...purged, ...kept];
@@ -39,9 +64,15 @@ async function hardPurge(command: PurgeCommand, purged: string[], kept: string[]
   const dcs = dataCenters(DCS, testEnv, undefined, { ownIsolate: true });
   const bodies = new Map<string, string>();
   for (const path of all) {
-    await expectEveryDc(dcs.slice(0, 1), path, { body: `${path} #${(await origin.count()) + 1}`, cacheStatus: /fwd=uri-miss/ });
+    await expectEveryDc(dcs.slice(0, 1), path, {
+      body: `${path} #${(await origin.count()) + 1}`,
+      cacheStatus: /fwd=uri-miss/,
+    });
     bodies.set(path, `${path} #${await origin.count()}`);
-    await expectEveryDc(dcs.slice(1), path, { body: bodies.get(path) ?? "", cacheStatus: /^herdless; fwd=uri-miss; fwd-status=200; ttl=(59|60)$/ });
+    await expectEveryDc(dcs.slice(1), path, {
+      body: bodies.get(path) ?? "",
+      cacheStatus: /^herdless; fwd=uri-miss; fwd-status=200; ttl=(59|60)$/,
+    });
     // Every data center now holds it in its own cache.
     await expectEveryDc(dcs, path, { body: bodies.get(path) ?? "", cacheStatus: /^herdless; hit; ttl=/ });
   }
@@ -69,10 +100,14 @@ async function hardPurge(command: PurgeCommand, purged: string[], kept: string[]
   for (const [i, path] of purged.entries()) {
     const fresh = `${path} #${afterFailures + i + 1}`;
     // The first data center fetches the new version; the others get it from the key's coordinator.
-    await expectEveryDc(dcs, path, { body: fresh, cacheStatus: /^herdless; fwd=uri-miss; fwd-status=200; ttl=(59|60)/ });
+    await expectEveryDc(dcs, path, {
+      body: fresh,
+      cacheStatus: /^herdless; fwd=uri-miss; fwd-status=200; ttl=(59|60)/,
+    });
     await expectEveryDc(dcs, path, { body: fresh, cacheStatus: /^herdless; hit; ttl=/ });
   }
-  for (const path of kept) await expectEveryDc(dcs, path, { body: bodies.get(path) ?? "", cacheStatus: /^herdless; hit; ttl=/ });
+  for (const path of kept)
+    await expectEveryDc(dcs, path, { body: bodies.get(path) ?? "", cacheStatus: /^herdless; hit; ttl=/ });
   expect(await origin.count()).toBe(afterFailures + purged.length);
 }
 
@@ -82,7 +117,11 @@ describe("hard purge across four data centers", () => {
   });
 
   it("by tag (Cache-Tag from the origin): only the tagged keys", async () => {
-    await hardPurge({ tags: ["product-42"] }, ["/tag/a", "/tag/b"], ["/tag/c"], { "/tag/a": "product-42, catalog", "/tag/b": "product-42", "/tag/c": "catalog" });
+    await hardPurge({ tags: ["product-42"] }, ["/tag/a", "/tag/b"], ["/tag/c"], {
+      "/tag/a": "product-42, catalog",
+      "/tag/b": "product-42",
+      "/tag/c": "catalog",
+    });
   });
 
   it("everything ({all: true})", async () => {

@@ -1,7 +1,19 @@
 import { describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.ts";
-import type { PurgeCommand } from "../../src/core/purge.ts";
-import { ADMIN_TOKEN, adminCall, dataCenter, dataCenters, EDGE, edgeEnv, settle, useGuardConfig, useInCoordinators, type Answer, type DataCenter } from "./edge-harness.ts";
+import type { PurgeCommand } from "../../src/core/admin/purge.ts";
+import {
+  ADMIN_TOKEN,
+  adminCall,
+  dataCenter,
+  dataCenters,
+  EDGE,
+  edgeEnv,
+  settle,
+  useGuardConfig,
+  useInCoordinators,
+  type Answer,
+  type DataCenter,
+} from "./edge-harness.ts";
 import type { OriginBehaviour } from "./origin-protocol.ts";
 import { testOrigin, type TestOrigin } from "./test-origin.ts";
 
@@ -20,7 +32,11 @@ interface Setup {
 }
 
 /** Four data centers (own caches, own isolates) holding `paths`, one origin request each. */
-async function filled(paths: string[], behaviour: (path: string) => Partial<OriginBehaviour>, config: { origin?: { maxConcurrency: number } } = {}): Promise<Setup> {
+async function filled(
+  paths: string[],
+  behaviour: (path: string) => Partial<OriginBehaviour>,
+  config: { origin?: { maxConcurrency: number } } = {},
+): Promise<Setup> {
   const perPath = Object.fromEntries(paths.map((path) => [path, behaviour(path)]));
   const origin = await testOrigin({ paths: perPath });
   const testEnv = edgeEnv(origin.url, { ...ADMIN, ...config });
@@ -76,7 +92,9 @@ describe("soft purge across four data centers", () => {
   });
 
   it("by tag, content changed: stale everywhere, 1 origin request in total, then the new body as a hit everywhere; untagged keys untouched", async () => {
-    const s = await filled(["/soft/a", "/soft/b"], (path) => ({ headers: { "cache-control": "max-age=60", "cache-tag": path === "/soft/a" ? "news" : "sports" } }));
+    const s = await filled(["/soft/a", "/soft/b"], (path) => ({
+      headers: { "cache-control": "max-age=60", "cache-tag": path === "/soft/a" ? "news" : "sports" },
+    }));
     await s.purge({ tags: ["news"] });
     const answers = await expectStaleEverywhere(s, "/soft/a", "/soft/a #1");
     await s.settleAll(answers);
@@ -88,12 +106,16 @@ describe("soft purge across four data centers", () => {
 
   it("everything over 12 keys, 48 concurrent requests: 48 stale answers, exactly 12 origin requests (one per key), at most maxConcurrency = 2 in flight", async () => {
     const paths = Array.from({ length: 12 }, (_, i) => `/soft/all/${i}`);
-    const s = await filled(paths, () => ({ headers: { "cache-control": "max-age=60" } }), { origin: { maxConcurrency: 2 } });
+    const s = await filled(paths, () => ({ headers: { "cache-control": "max-age=60" } }), {
+      origin: { maxConcurrency: 2 },
+    });
     // Count from here, with origin answers slow enough for the revalidations to overlap.
     await s.origin.reset();
     await s.origin.set({ headers: { "cache-control": "max-age=60" }, delayMs: 30 });
     await s.purge({ all: true });
-    const answers = await Promise.all(s.dcs.flatMap((dc) => paths.map((path) => dc.get(path).then((answer) => ({ path, answer })))));
+    const answers = await Promise.all(
+      s.dcs.flatMap((dc) => paths.map((path) => dc.get(path).then((answer) => ({ path, answer })))),
+    );
     expect(answers).toHaveLength(48);
     for (const { path, answer } of answers) {
       expect(answer.body).toMatch(new RegExp(`^${path} #\\d+$`));

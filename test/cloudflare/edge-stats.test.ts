@@ -1,7 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.ts";
-import type { StatsSnapshot } from "../../src/core/admin.ts";
-import { ADMIN_TOKEN, adminCall, dataCenters, edgeEnv, useGuardConfig, useInCoordinators, type DataCenter } from "./edge-harness.ts";
+import type { StatsSnapshot } from "../../src/core/admin/admin.ts";
+import {
+  ADMIN_TOKEN,
+  adminCall,
+  dataCenters,
+  edgeEnv,
+  useGuardConfig,
+  useInCoordinators,
+  type DataCenter,
+} from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
 async function stats(dc: DataCenter): Promise<StatsSnapshot> {
@@ -15,7 +23,10 @@ async function stats(dc: DataCenter): Promise<StatsSnapshot> {
 describe("GET /__herdless/stats on Workers", () => {
   it("counts this isolate's traffic (hits, misses, origin calls) and shows the deployment's breaker", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
-    const testEnv = edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 }, breaker: { failureThreshold: 2 } });
+    const testEnv = edgeEnv(origin.url, {
+      admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 },
+      breaker: { failureThreshold: 2 },
+    });
     const paths = ["/a", "/b", "/c", "/d", "/e"];
     // The edge and the coordinators use the deployment's one guard object, with this config.
     await useGuardConfig(testEnv, "global");
@@ -23,7 +34,15 @@ describe("GET /__herdless/stats on Workers", () => {
     const [dc, other] = dataCenters(2, testEnv, undefined, { ownIsolate: true });
 
     const before = await stats(dc!);
-    expect(before).toMatchObject({ runtime: "cloudflare", mode: "durable-objects", requests: 0, originRequests: 0, breaker: "closed", originInFlight: 0, queueDepth: 0 });
+    expect(before).toMatchObject({
+      runtime: "cloudflare",
+      mode: "durable-objects",
+      requests: 0,
+      originRequests: 0,
+      breaker: "closed",
+      originInFlight: 0,
+      queueDepth: 0,
+    });
 
     for (let i = 0; i < 3; i++) expect((await dc!.get("/a")).status).toBe(200);
     expect((await dc!.get("/b")).status).toBe(200);
@@ -31,7 +50,13 @@ describe("GET /__herdless/stats on Workers", () => {
     expect((await other!.get("/a")).status).toBe(200);
     const warm = await stats(dc!);
     expect(warm.served).toMatchObject({ hit: 2, miss: 2, error: 0 });
-    expect(warm).toMatchObject({ requests: 4, hitRatio: 0.5, originRequests: 2, origin: { "200": 2, error: 0 }, breaker: "closed" });
+    expect(warm).toMatchObject({
+      requests: 4,
+      hitRatio: 0.5,
+      originRequests: 2,
+      origin: { "200": 2, error: 0 },
+      breaker: "closed",
+    });
     expect(warm.topKeys[0]).toEqual({ key: "GET https://edge.test/a", requests: 3 });
     expect(warm.series.reduce((sum, s) => sum + s.origin, 0)).toBe(2);
     expect(await origin.count()).toBe(2);

@@ -1,8 +1,13 @@
-import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import {
+  createExecutionContext,
+  runDurableObjectAlarm,
+  runInDurableObject,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import { ManualClock, systemClock } from "../../src/core/clock.ts";
-import type { FillRequest } from "../../src/core/coordinator.ts";
+import type { FillRequest } from "../../src/core/fill/coordinator.ts";
 import { DurableObjectStore } from "../../src/cloudflare/do-store.ts";
 import worker from "../../src/cloudflare/worker.ts";
 import { coordinatorOf, dataCenter, EDGE, edgeEnv, useInCoordinators } from "./edge-harness.ts";
@@ -54,7 +59,10 @@ describe("the Worker entry", () => {
 
   it("relays a 304 without a body", async () => {
     const origin = await testOrigin({ etag: '"v1"' });
-    const res = await viaWorker(new Request(`${EDGE}/etag`, { method: "POST", headers: { "if-none-match": '"v1"' } }), edgeEnv(origin.url));
+    const res = await viaWorker(
+      new Request(`${EDGE}/etag`, { method: "POST", headers: { "if-none-match": '"v1"' } }),
+      edgeEnv(origin.url),
+    );
     expect(res.status).toBe(304);
     expect(res.body).toBeNull();
   });
@@ -82,7 +90,14 @@ describe("bodies above cache.maxEntryBytes stream through the coordinator's RPC"
     await useInCoordinators(testEnv, ["/joined"], systemClock);
     const stub = coordinatorOf(testEnv, "/joined");
     const primary = `GET ${EDGE}/joined`;
-    const request: FillRequest = { primary, key: primary, url: `${origin.url}/joined`, path: "/joined", headers: [], priority: "foreground" };
+    const request: FillRequest = {
+      primary,
+      key: primary,
+      url: `${origin.url}/joined`,
+      path: "/joined",
+      headers: [],
+      priority: "foreground",
+    };
     const leader = stub.fill(request);
     await origin.waitFor({ held: 1 });
     const joiner = stub.fill(request);
@@ -114,7 +129,9 @@ describe("upkeep", () => {
     expect(scheduled).toBe(deleteAt);
     clock.set(deleteAt!);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    const left = await runInDurableObject(stub, (_instance, state) => new DurableObjectStore(state.storage, clock).nextDeleteAt());
+    const left = await runInDurableObject(stub, (_instance, state) =>
+      new DurableObjectStore(state.storage, clock).nextDeleteAt(),
+    );
     expect(left).toBeUndefined();
   });
 });

@@ -11,15 +11,22 @@ describe("configFromEnv", () => {
   it("overlays HERDLESS_CONFIG, with ORIGIN_URL winning over origin.url", () => {
     const config = configFromEnv({
       ORIGIN_URL: "http://127.0.0.1:9000",
-      HERDLESS_CONFIG: JSON.stringify({ origin: { url: "http://elsewhere.test", maxConcurrency: 2 }, cache: { name: "dc" } }),
+      HERDLESS_CONFIG: JSON.stringify({
+        origin: { url: "http://elsewhere.test", maxConcurrency: 2 },
+        cache: { name: "dc" },
+      }),
     });
     expect(config.origin).toMatchObject({ url: "http://127.0.0.1:9000", maxConcurrency: 2 });
     expect(config.cache.name).toBe("dc");
   });
 
   it("names the variable when HERDLESS_CONFIG is not a JSON object", () => {
-    expect(() => configFromEnv({ ORIGIN_URL: "http://127.0.0.1:1", HERDLESS_CONFIG: "{nope" })).toThrow(/HERDLESS_CONFIG must be a JSON object/);
-    expect(() => configFromEnv({ ORIGIN_URL: "http://127.0.0.1:1", HERDLESS_CONFIG: "[1]" })).toThrow(/HERDLESS_CONFIG must be a JSON object/);
+    expect(() => configFromEnv({ ORIGIN_URL: "http://127.0.0.1:1", HERDLESS_CONFIG: "{nope" })).toThrow(
+      /HERDLESS_CONFIG must be a JSON object/,
+    );
+    expect(() => configFromEnv({ ORIGIN_URL: "http://127.0.0.1:1", HERDLESS_CONFIG: "[1]" })).toThrow(
+      /HERDLESS_CONFIG must be a JSON object/,
+    );
   });
 
   it("passes field errors through from the schema", () => {

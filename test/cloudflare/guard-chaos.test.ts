@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/core/config.ts";
 import { HerdlessError, isHerdlessError } from "../../src/core/errors.ts";
-import type { Timers } from "../../src/core/local-guard.ts";
+import type { Timers } from "../../src/core/guard/local-guard.ts";
 import { DurableObjectGuard } from "../../src/cloudflare/do-guard.ts";
 import { guardTestHooks, type GuardGrant, type OriginGuardObject } from "../../src/cloudflare/origin-guard-object.ts";
 
@@ -79,9 +79,12 @@ describe("DurableObjectGuard when the guard object fails", () => {
   });
 
   it("does not repeat a call the object refused as overloaded", async () => {
-    const overloaded = () => Promise.reject(Object.assign(new Error("Durable Object is overloaded."), { overloaded: true }));
+    const overloaded = () =>
+      Promise.reject(Object.assign(new Error("Durable Object is overloaded."), { overloaded: true }));
     const { namespace, made } = fakeNamespace(() => ({ acquire: overloaded }));
-    expect((await failure(new DurableObjectGuard(namespace).acquire("foreground"))).code).toBe("COORDINATOR_UNAVAILABLE");
+    expect((await failure(new DurableObjectGuard(namespace).acquire("foreground"))).code).toBe(
+      "COORDINATOR_UNAVAILABLE",
+    );
     expect(made.stubs).toBe(1);
   });
 
@@ -94,7 +97,10 @@ describe("DurableObjectGuard when the guard object fails", () => {
     const { namespace } = fakeNamespace(() => ({ acquire: async () => grants[calls++]!, release: unreachable }));
     const guard = new DurableObjectGuard(namespace);
     const refused = await failure(guard.acquire("foreground"));
-    expect({ code: refused.code, retryAfterMs: refused.retryAfterMs }).toEqual({ code: "BREAKER_OPEN", retryAfterMs: 4_000 });
+    expect({ code: refused.code, retryAfterMs: refused.retryAfterMs }).toEqual({
+      code: "BREAKER_OPEN",
+      retryAfterMs: 4_000,
+    });
     const permit = await guard.acquire("foreground");
     await expect(permit.release("success")).resolves.toBeUndefined();
   });
@@ -119,7 +125,9 @@ describe("DurableObjectGuard when the guard object fails", () => {
 
   it("retries once on a fresh stub, as after an object reset (a stub that saw it stays broken)", async () => {
     const { namespace, made } = fakeNamespace(() =>
-      made.stubs === 1 ? { acquire: unreachable } : { acquire: async (): Promise<GuardGrant> => ({ ok: true, permitId: "p", probe: true }) },
+      made.stubs === 1
+        ? { acquire: unreachable }
+        : { acquire: async (): Promise<GuardGrant> => ({ ok: true, permitId: "p", probe: true }) },
     );
     const permit = await new DurableObjectGuard(namespace).acquire("foreground");
     expect({ permitId: permit.permitId, probe: permit.probe }).toEqual({ permitId: "p", probe: true });
@@ -130,7 +138,9 @@ describe("DurableObjectGuard when the guard object fails", () => {
     const g = await realGuard({ maxConcurrency: 1, maxQueue: 5 });
     const holder = await new DurableObjectGuard(env.GUARD, g.name).acquire("foreground");
     const abort = new AbortController();
-    const waiting = new DurableObjectGuard(env.GUARD, g.name).acquire("foreground", abort.signal).catch((e: unknown) => e);
+    const waiting = new DurableObjectGuard(env.GUARD, g.name)
+      .acquire("foreground", abort.signal)
+      .catch((e: unknown) => e);
     await expect.poll(async () => (await g.stub().snapshot()).queued).toBe(1);
     abort.abort(new Error("client went away"));
     expect(((await waiting) as Error).message).toBe("client went away");

@@ -15,13 +15,18 @@ type Origin = Partial<ConfigInput["origin"]>;
  * DurableObjectGuard each, as separate data centers would hold), and `apply()` to give a
  * reset instance the same config and clock again.
  */
-async function guardObject(origin: Origin, o: { edges?: number; clock?: ManualClock; breaker?: ConfigInput["breaker"] } = {}) {
+async function guardObject(
+  origin: Origin,
+  o: { edges?: number; clock?: ManualClock; breaker?: ConfigInput["breaker"] } = {},
+) {
   const name = `guard-${crypto.randomUUID()}`;
   // A fresh stub per use: one that saw its object reset stays broken.
   const stub = () => env.GUARD.get(env.GUARD.idFromName(name));
   const config = parseConfig({ origin: { url: "http://origin.test", ...origin }, breaker: o.breaker });
   const apply = () =>
-    runInDurableObject(stub(), (instance: OriginGuardObject) => instance[guardTestHooks]({ config, ...(o.clock ? { clock: o.clock } : {}) }));
+    runInDurableObject(stub(), (instance: OriginGuardObject) =>
+      instance[guardTestHooks]({ config, ...(o.clock ? { clock: o.clock } : {}) }),
+    );
   await apply();
   const edges = Array.from({ length: o.edges ?? 3 }, () => new DurableObjectGuard(env.GUARD, name));
   return { name, stub, edges, apply, edge: edges[0]! };
@@ -39,14 +44,18 @@ async function attempt(guard: DurableObjectGuard): Promise<Attempt> {
 }
 
 /** `n` acquirers at once, spread over the edges. */
-const burst = (edges: DurableObjectGuard[], n: number) => Promise.all(Array.from({ length: n }, (_, i) => attempt(edges[i % edges.length]!)));
+const burst = (edges: DurableObjectGuard[], n: number) =>
+  Promise.all(Array.from({ length: n }, (_, i) => attempt(edges[i % edges.length]!)));
 const grants = (attempts: Attempt[]) => attempts.flatMap((a) => ("granted" in a ? [a.granted] : []));
 const refusals = (attempts: Attempt[]) => attempts.flatMap((a) => ("refused" in a ? [a] : []));
 
 describe("OriginGuardObject: the global cap", () => {
   it("keeps 500 concurrent acquirers from five edges to 4 at the origin; the rest are told when to retry", async () => {
     const origin = await testOrigin({ mode: "hold" });
-    const { edges } = await guardObject({ url: origin.url, maxConcurrency: 4, maxQueue: 100, queueTimeoutMs: 20_000 }, { edges: 5 });
+    const { edges } = await guardObject(
+      { url: origin.url, maxConcurrency: 4, maxQueue: 100, queueTimeoutMs: 20_000 },
+      { edges: 5 },
+    );
     let outstanding = 0;
     let maxOutstanding = 0;
     const results = await Promise.all(
@@ -84,7 +93,10 @@ describe("OriginGuardObject: the breaker, one for all edges", () => {
   it("opens for everyone, admits exactly one probe per interval, stays open across a reset, closes on a good probe", async () => {
     const clock = new ManualClock(Date.now());
     const probeIntervalMs = 5_000;
-    const g = await guardObject({ maxConcurrency: 4 }, { edges: 3, clock, breaker: { failureThreshold: 3, probeIntervalMs } });
+    const g = await guardObject(
+      { maxConcurrency: 4 },
+      { edges: 3, clock, breaker: { failureThreshold: 3, probeIntervalMs } },
+    );
     const failing = grants(await burst(g.edges, 3));
     expect(failing).toHaveLength(3);
     for (const permit of failing) await permit.release("failure");
@@ -155,7 +167,10 @@ describe("OriginGuardObject: permits are leases", () => {
 
   it("hands a reclaimed slot to a queued caller when the alarm runs, with no new call arriving", async () => {
     const clock = new ManualClock(Date.now());
-    const g = await guardObject({ maxConcurrency: 1, maxQueue: 5, queueTimeoutMs: 20_000, timeoutMs: 10_000 }, { clock });
+    const g = await guardObject(
+      { maxConcurrency: 1, maxQueue: 5, queueTimeoutMs: 20_000, timeoutMs: 10_000 },
+      { clock },
+    );
     expect(grants(await burst(g.edges, 1))).toHaveLength(1);
     const waiting = attempt(g.edges[1]!);
     await expect.poll(async () => (await g.stub().snapshot()).queued).toBe(1);

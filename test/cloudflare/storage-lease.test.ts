@@ -2,7 +2,7 @@ import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { withLease } from "../../src/core/lease.ts";
+import { withLease } from "../../src/core/fill/lease.ts";
 import { StorageLeaseManager } from "../../src/cloudflare/storage-lease.ts";
 
 const T0 = 1_000;
@@ -125,7 +125,9 @@ describe("StorageLeaseManager", () => {
         return lease.token;
       });
       expect(ran.ran).toBe(true);
-      await expect(withLease(leases, "k", 10_000, async () => Promise.reject(new Error("origin died")))).rejects.toThrow("origin died");
+      await expect(
+        withLease(leases, "k", 10_000, async () => Promise.reject(new Error("origin died"))),
+      ).rejects.toThrow("origin died");
       expect(leases.current("k")).toBeUndefined();
     });
   });

@@ -30,7 +30,10 @@ export interface TestOrigin {
  * expect(await origin.count()).toBe(1);
  * await origin.set({ mode: "hold" }); // park requests; assert in-flight; then origin.release()
  */
-export async function testOrigin(patch?: OriginBehaviourPatch, name: string = crypto.randomUUID()): Promise<TestOrigin> {
+export async function testOrigin(
+  patch?: OriginBehaviourPatch,
+  name: string = crypto.randomUUID(),
+): Promise<TestOrigin> {
   const base = inject("herdlessTestOrigin");
   const control = `${base}/__origin/${encodeURIComponent(name)}`;
   const call = async <T>(verb: string, body?: unknown, query = "", okStatuses = [200]): Promise<T> => {
@@ -39,7 +42,8 @@ export async function testOrigin(patch?: OriginBehaviourPatch, name: string = cr
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const value = (await res.json()) as T;
-    if (!okStatuses.includes(res.status)) throw new Error(`test origin ${verb} answered ${res.status}: ${JSON.stringify(value)}`);
+    if (!okStatuses.includes(res.status))
+      throw new Error(`test origin ${verb} answered ${res.status}: ${JSON.stringify(value)}`);
     return value;
   };
   const origin: TestOrigin = {
@@ -53,10 +57,15 @@ export async function testOrigin(patch?: OriginBehaviourPatch, name: string = cr
       return path === undefined ? stats.count : stats.requests.filter((r) => r.path === path).length;
     },
     async waitFor(condition, timeoutMs = 5_000) {
-      const res = await fetch(`${control}/wait?timeoutMs=${timeoutMs}`, { method: "POST", body: JSON.stringify(condition) });
+      const res = await fetch(`${control}/wait?timeoutMs=${timeoutMs}`, {
+        method: "POST",
+        body: JSON.stringify(condition),
+      });
       const stats = (await res.json()) as OriginStats;
       if (res.status !== 200) {
-        throw new Error(`test origin: ${JSON.stringify(condition)} not reached within ${timeoutMs} ms (count ${stats.count}, inFlight ${stats.inFlight}, held ${stats.held})`);
+        throw new Error(
+          `test origin: ${JSON.stringify(condition)} not reached within ${timeoutMs} ms (count ${stats.count}, inFlight ${stats.inFlight}, held ${stats.held})`,
+        );
       }
       return stats;
     },

@@ -10,7 +10,10 @@ let origin: FragileOrigin;
 let proxy: RunningServer;
 let clock: ManualClock;
 
-async function setup(originOptions: FragileOriginOptions, config: Omit<ConfigInput, "origin"> & { origin?: Partial<ConfigInput["origin"]> } = {}) {
+async function setup(
+  originOptions: FragileOriginOptions,
+  config: Omit<ConfigInput, "origin"> & { origin?: Partial<ConfigInput["origin"]> } = {},
+) {
   origin = await startFragileOrigin({ cacheControl: "max-age=10, stale-if-error=600", ...originOptions });
   clock = new ManualClock(Date.now());
   const logger = jsonLogger("silent");
@@ -26,7 +29,12 @@ afterEach(async () => {
 async function get(path: string) {
   try {
     const res = await fetch(`${proxy.url}${path}`);
-    return { status: res.status, retryAfter: res.headers.get("retry-after"), cacheStatus: res.headers.get("cache-status") ?? "", body: await res.text() };
+    return {
+      status: res.status,
+      retryAfter: res.headers.get("retry-after"),
+      cacheStatus: res.headers.get("cache-status") ?? "",
+      body: await res.text(),
+    };
   } catch (error) {
     return { status: 0, retryAfter: null, cacheStatus: String(error), body: "" };
   }
@@ -106,9 +114,12 @@ describe("circuit breaker", () => {
     const before = origin.stats().requests;
     let errorsForCached = 0;
     for (let interval = 0; interval < 6; interval++) {
-      const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => get(i % 2 ? "/cached" : `/cold${interval}-${i}`)));
+      const burst = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => get(i % 2 ? "/cached" : `/cold${interval}-${i}`)),
+      );
       errorsForCached += burst.filter((r, i) => i % 2 === 1 && r.status !== 200).length;
-      for (const [i, r] of burst.entries()) if (i % 2 === 0) expect(r.status === 503 && r.retryAfter !== null).toBe(true);
+      for (const [i, r] of burst.entries())
+        if (i % 2 === 0) expect(r.status === 503 && r.retryAfter !== null).toBe(true);
       clock.advance(5_000);
     }
     expect(errorsForCached).toBe(0);

@@ -36,10 +36,22 @@ describe("herdless CLI", () => {
       log: { level: "warn" },
       routes: [{ match: "/static/*", forceTtlMs: 60_000 }],
     });
-    const { code, stdout, stderr } = await runCli(["check-config", "--config", file, "--origin", "http://127.0.0.1:2222", "--log-level", "debug"]);
+    const { code, stdout, stderr } = await runCli([
+      "check-config",
+      "--config",
+      file,
+      "--origin",
+      "http://127.0.0.1:2222",
+      "--log-level",
+      "debug",
+    ]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
-    const printed = JSON.parse(stdout) as { origin: { url: string; maxConcurrency: number; timeoutMs: number }; log: { level: string }; routes: unknown[] };
+    const printed = JSON.parse(stdout) as {
+      origin: { url: string; maxConcurrency: number; timeoutMs: number };
+      log: { level: string };
+      routes: unknown[];
+    };
     expect(printed.origin.url).toBe("http://127.0.0.1:2222");
     expect(printed.origin.maxConcurrency).toBe(3);
     expect(printed.origin.timeoutMs).toBe(10_000);
@@ -48,14 +60,22 @@ describe("herdless CLI", () => {
   });
 
   it("never prints the admin token", async () => {
-    const { code, stdout } = await runCli(["check-config", "--origin", "http://127.0.0.1:2222", "--admin-token", "s3cret-s3cret-s3cret"]);
+    const { code, stdout } = await runCli([
+      "check-config",
+      "--origin",
+      "http://127.0.0.1:2222",
+      "--admin-token",
+      "s3cret-s3cret-s3cret",
+    ]);
     expect(code).toBe(0);
     expect(stdout).not.toContain("s3cret");
     expect(JSON.parse(stdout)).toMatchObject({ admin: { token: "(set)" } });
   });
 
   it("rejects an invalid config file with exit code 2, naming the field", async () => {
-    const file = await configFile("bad.json", { origin: { url: "http://127.0.0.1:1111", maxConcurency: 3, timeoutMs: "soon" } });
+    const file = await configFile("bad.json", {
+      origin: { url: "http://127.0.0.1:1111", maxConcurency: 3, timeoutMs: "soon" },
+    });
     const { code, stdout, stderr } = await runCli(["check-config", "--config", file]);
     expect(code).toBe(2);
     expect(stdout).toBe("");
@@ -65,9 +85,15 @@ describe("herdless CLI", () => {
 
   it("rejects a file that is not JSON, or a section that is not an object, naming the file", async () => {
     const broken = await configFile("broken.json", "{ origin: ");
-    expect(await runCli(["--config", broken])).toMatchObject({ code: 2, stderr: expect.stringContaining(`--config ${broken} is not valid JSON`) });
+    expect(await runCli(["--config", broken])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(`--config ${broken} is not valid JSON`),
+    });
     const wrongShape = await configFile("shape.json", { origin: "http://127.0.0.1:1111" });
-    expect(await runCli(["--config", wrongShape])).toMatchObject({ code: 2, stderr: expect.stringContaining("origin must be an object") });
+    expect(await runCli(["--config", wrongShape])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("origin must be an object"),
+    });
   });
 
   it("rejects an unknown flag clearly, listing the accepted ones", async () => {
@@ -78,14 +104,29 @@ describe("herdless CLI", () => {
   });
 
   it("rejects an unknown command, a flag without its value, a bad port and a missing origin", async () => {
-    expect(await runCli(["serve-please", "--origin", "http://127.0.0.1:1"])).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown command or argument "serve-please"') });
-    expect(await runCli(["--origin"])).toMatchObject({ code: 2, stderr: expect.stringContaining("herdless: --origin needs a value") });
-    expect(await runCli(["--origin", "http://127.0.0.1:1", "--port", "http"])).toMatchObject({ code: 2, stderr: expect.stringContaining("--port must be an integer") });
-    expect(await runCli(["check-config"])).toMatchObject({ code: 2, stderr: expect.stringContaining("no origin configured") });
+    expect(await runCli(["serve-please", "--origin", "http://127.0.0.1:1"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('unknown command or argument "serve-please"'),
+    });
+    expect(await runCli(["--origin"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("herdless: --origin needs a value"),
+    });
+    expect(await runCli(["--origin", "http://127.0.0.1:1", "--port", "http"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("--port must be an integer"),
+    });
+    expect(await runCli(["check-config"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("no origin configured"),
+    });
   });
 
   it("bin/herdless.js exits 2 on an invalid config", async () => {
-    const file = await configFile("bad-level.json", { origin: { url: "http://127.0.0.1:1111" }, log: { level: "loud" } });
+    const file = await configFile("bad-level.json", {
+      origin: { url: "http://127.0.0.1:1111" },
+      log: { level: "loud" },
+    });
     const child = spawn(process.execPath, ["bin/herdless.js", "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));

@@ -43,7 +43,9 @@ const consoleErrors: string[] = [];
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: the dashboard browser test needs it. Install it with \`apt-get install -y chromium\` (or set CHROMIUM_PATH).`);
+    throw new Error(
+      `Chromium not found at ${CHROMIUM}: the dashboard browser test needs it. Install it with \`apt-get install -y chromium\` (or set CHROMIUM_PATH).`,
+    );
   }
   origin = await startFragileOrigin({ cacheControl: "max-age=300, stale-while-revalidate=60" });
   const logger = jsonLogger("silent");
@@ -116,10 +118,13 @@ describe("dashboard in Chromium", () => {
     expect(Number.isFinite(totalBefore)).toBe(true);
 
     for (let i = 0; i < 5; i++) expect((await get(`/traffic/${i}`)).cacheStatus).toContain("fwd=uri-miss");
-    for (let round = 0; round < 3; round++) for (let i = 0; i < 5; i++) expect((await get(`/traffic/${i}`)).cacheStatus).toContain("hit");
+    for (let round = 0; round < 3; round++)
+      for (let i = 0; i < 5; i++) expect((await get(`/traffic/${i}`)).cacheStatus).toContain("hit");
 
     await expect.poll(() => chartTotal("chart-requests"), { timeout: 5_000 }).toBeGreaterThanOrEqual(totalBefore + 20);
-    await expect.poll(async () => Number(await text("requests")), { timeout: 5_000 }).toBeGreaterThanOrEqual(requestsBefore + 20);
+    await expect
+      .poll(async () => Number(await text("requests")), { timeout: 5_000 })
+      .toBeGreaterThanOrEqual(requestsBefore + 20);
     await expect.poll(async () => Number(await text("origin-total")), { timeout: 5_000 }).toBe(originBefore + 5);
     expect(await chartTotal("chart-origin")).toBeGreaterThanOrEqual(5);
     // Top keys list the paths just requested.
@@ -160,7 +165,7 @@ describe("dashboard in Chromium", () => {
     expect(stale.status).toBe(200);
     expect(stale.cacheStatus).toContain("detail=stale-while-revalidate");
     // Served stale until the revalidation lands, then fresh again. The page is requested
-    // again while waiting: KeyFiller.fill reads the clock before applying a soft purge, so
+    // again while waiting: KeyCoordinator.fill reads the clock before applying a soft purge, so
     // when the millisecond turns in between it takes the purged copy for fresh and skips
     // that one revalidation (a core race, reported); the next request revalidates.
     await expect

@@ -11,7 +11,10 @@ let proxy: RunningServer;
 let clock: ManualClock;
 
 beforeEach(async () => {
-  origin = await startFragileOrigin({ cacheControl: "max-age=10, stale-while-revalidate=30, stale-if-error=300", latencyMs: 20 });
+  origin = await startFragileOrigin({
+    cacheControl: "max-age=10, stale-while-revalidate=30, stale-if-error=300",
+    latencyMs: 20,
+  });
   clock = new ManualClock(Date.now());
   const logger = jsonLogger("silent");
   const config = parseConfig({ origin: { url: origin.url } });
@@ -25,7 +28,12 @@ afterEach(async () => {
 
 async function get(path: string) {
   const res = await fetch(`${proxy.url}${path}`);
-  return { status: res.status, cacheStatus: res.headers.get("cache-status") ?? "", age: res.headers.get("age"), body: await res.text() };
+  return {
+    status: res.status,
+    cacheStatus: res.headers.get("cache-status") ?? "",
+    age: res.headers.get("age"),
+    body: await res.text(),
+  };
 }
 
 /** Background work finishes on its own; wait for the count the test expects, boundedly. */

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
 import { ManualClock, systemClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
-import { primaryKey } from "../../src/core/key.ts";
+import { primaryKey } from "../../src/core/http/key.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { RedisConnection } from "../../src/node/redis-connection.ts";
@@ -21,10 +21,18 @@ let servers: RunningServer[];
 let clock: ManualClock;
 
 beforeEach(async () => {
-  [redis, origin] = await Promise.all([startRedisServer(), startFragileOrigin({ cacheControl: "max-age=60, stale-if-error=600", latencyMs: 30 })]);
+  [redis, origin] = await Promise.all([
+    startRedisServer(),
+    startFragileOrigin({ cacheControl: "max-age=60, stale-if-error=600", latencyMs: 30 }),
+  ]);
   clock = new ManualClock(Date.now());
-  const config = parseConfig({ origin: { url: origin.url, timeoutMs: 200 }, coordinator: { lockLeaseMs: 400, waitTimeoutMs: 5_000 } });
-  const stacks = await Promise.all([0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url, prefix: PREFIX })));
+  const config = parseConfig({
+    origin: { url: origin.url, timeoutMs: 200 },
+    coordinator: { lockLeaseMs: 400, waitTimeoutMs: 5_000 },
+  });
+  const stacks = await Promise.all(
+    [0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url, prefix: PREFIX })),
+  );
   servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
 });
 
@@ -51,7 +59,10 @@ describe("fleet chaos", () => {
     // A fleet member took the key's lease and died before it fetched or released.
     const connection = new RedisConnection({ url: redis.url });
     await connection.ready();
-    const key = primaryKey(new URL(`http://${HOST}/wedged`), { ignoreQuery: ["utm_*", "fbclid", "gclid"], ignoreAllQuery: false });
+    const key = primaryKey(new URL(`http://${HOST}/wedged`), {
+      ignoreQuery: ["utm_*", "fbclid", "gclid"],
+      ignoreAllQuery: false,
+    });
     const dead = await new RedisLeaseManager({ connection, prefix: PREFIX, clock: systemClock }).acquire(key, 400);
     expect(dead).toBeDefined();
     await connection.close();

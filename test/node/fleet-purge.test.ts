@@ -26,11 +26,16 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  origin = await startFragileOrigin({ cacheControl: "max-age=60, stale-if-error=600", extraHeaders: { "cache-tag": "catalog" } });
+  origin = await startFragileOrigin({
+    cacheControl: "max-age=60, stale-if-error=600",
+    extraHeaders: { "cache-tag": "catalog" },
+  });
   clock = new ManualClock(Date.now());
   const config = parseConfig({ origin: { url: origin.url }, admin: { token: TOKEN, purgePropagationMs: 50 } });
   const redisPrefix = `purge-test-${prefix++}:`;
-  const stacks = await Promise.all([0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url, prefix: redisPrefix })));
+  const stacks = await Promise.all(
+    [0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url, prefix: redisPrefix })),
+  );
   servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
 });
 
@@ -40,13 +45,21 @@ afterEach(async () => {
 });
 
 /** node:http, since fetch may not set Host: every member is reached under one site name, as behind a load balancer. */
-function send(server: RunningServer, method: string, path: string, headers: Record<string, string> = {}, body?: string) {
+function send(
+  server: RunningServer,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+) {
   return new Promise<{ status: number; body: string; cacheStatus: string }>((resolve, reject) => {
     const req = request(`${server.url}${path}`, { method, headers: { host: HOST, ...headers } }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (text += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text, cacheStatus: String(res.headers["cache-status"] ?? "") }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, body: text, cacheStatus: String(res.headers["cache-status"] ?? "") }),
+      );
     });
     req.on("error", reject);
     req.end(body);
@@ -56,7 +69,13 @@ function send(server: RunningServer, method: string, path: string, headers: Reco
 const get = (server: RunningServer, path: string) => send(server, "GET", path);
 
 async function purge(body: unknown, token = TOKEN) {
-  const res = await send(servers[1]!, "POST", "/__herdless/purge", { authorization: `Bearer ${token}`, "content-type": "application/json" }, JSON.stringify(body));
+  const res = await send(
+    servers[1]!,
+    "POST",
+    "/__herdless/purge",
+    { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    JSON.stringify(body),
+  );
   // Entries stored after this instant are newer than the purge.
   clock.advance(1);
   return res.status;
@@ -113,13 +132,16 @@ describe("purge across a three-process fleet", () => {
     const old = await warm(["/a", "/b"]);
     const before = origin.stats();
     expect(await purge(body)).toBe(200);
-    const during = await Promise.all(servers.flatMap((s) => ["/a", "/b"].map((p) => get(s, p).then((r) => ({ ...r, path: p })))));
+    const during = await Promise.all(
+      servers.flatMap((s) => ["/a", "/b"].map((p) => get(s, p).then((r) => ({ ...r, path: p })))),
+    );
     for (const res of during) {
       expect(res.status).toBe(200);
       expect(res.body).toBe(old[res.path]);
     }
     expect(during.some((r) => r.cacheStatus.includes("detail=stale-while-revalidate"))).toBe(true);
-    for (let i = 0; i < 200 && origin.stats().requests < before.requests + 2; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 200 && origin.stats().requests < before.requests + 2; i++)
+      await new Promise((r) => setTimeout(r, 10));
     // More traffic after the revalidations: nothing further reaches the origin.
     await Promise.all(servers.flatMap((s) => ["/a", "/b", "/a"].map((p) => get(s, p))));
     const after = origin.stats();
@@ -127,7 +149,10 @@ describe("purge across a three-process fleet", () => {
     expect((after.byStatus["304"] ?? 0) - (before.byStatus["304"] ?? 0)).toBe(2);
   });
 
-  it.each([["a wrong token", "wrong-token-0123456789"], ["no token", ""]])("%s: 401 and no effect", async (_, token) => {
+  it.each([
+    ["a wrong token", "wrong-token-0123456789"],
+    ["no token", ""],
+  ])("%s: 401 and no effect", async (_, token) => {
     await warm(["/a"]);
     const requestsBefore = origin.stats().requests;
     expect(await purge({ all: true }, token)).toBe(401);

@@ -28,7 +28,9 @@ function get(base: string, path: string): Promise<Answer> {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, cacheStatus: String(res.headers["cache-status"] ?? "") }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, body, cacheStatus: String(res.headers["cache-status"] ?? "") }),
+      );
       res.on("error", reject);
     });
     req.on("error", reject);
@@ -38,7 +40,15 @@ function get(base: string, path: string): Promise<Answer> {
 
 /** `n` concurrent requests, dealt round-robin over the members. Failures are answers with status 0. */
 function spread(urls: string[], n: number, path: string): Promise<Answer[]> {
-  return Promise.all(Array.from({ length: n }, (_, i) => get(urls[i % urls.length]!, path).catch((error: unknown) => ({ status: 0, body: String(error), cacheStatus: "" }))));
+  return Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      get(urls[i % urls.length]!, path).catch((error: unknown) => ({
+        status: 0,
+        body: String(error),
+        cacheStatus: "",
+      })),
+    ),
+  );
 }
 
 /** Polls a condition that background work or a reconnect makes true; bounded, never a fixed sleep. */
@@ -65,7 +75,10 @@ describe("a fleet of three herdless stacks sharing one Redis", () => {
   let urls: string[];
 
   beforeEach(async () => {
-    [redis, origin] = await Promise.all([startRedisServer(), startFragileOrigin({ cacheControl: CACHE_CONTROL, latencyMs: 30 })]);
+    [redis, origin] = await Promise.all([
+      startRedisServer(),
+      startFragileOrigin({ cacheControl: CACHE_CONTROL, latencyMs: 30 }),
+    ]);
     clock = new ManualClock(Date.now());
     const config = parseConfig({ origin: { url: origin.url }, breaker: { failureThreshold: 1_000 } });
     stacks = await Promise.all([0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url })));
@@ -104,7 +117,9 @@ describe("a fleet of three herdless stacks sharing one Redis", () => {
       expect(served).toContain("herdless; hit; ttl=-2; detail=stale-while-revalidate");
     }
     // Every member's background refresh lands a fresh entry in its own LRU: then all work is done.
-    await until("every member holds a fresh entry", () => stacks.every((s) => (s.near.getSync(primary("/page"))?.staleAt ?? 0) > clock.now()));
+    await until("every member holds a fresh entry", () =>
+      stacks.every((s) => (s.near.getSync(primary("/page"))?.staleAt ?? 0) > clock.now()),
+    );
     expect(origin.stats().requests).toBe(2);
     expect(origin.stats().byStatus["304"]).toBe(1);
     const after = await spread(urls, 300, "/page");
@@ -174,17 +189,25 @@ describe("three herdless processes (bin/herdless.js) sharing one Redis", () => {
   const children: ChildProcess[] = [];
 
   beforeEach(async () => {
-    [redis, origin] = await Promise.all([startRedisServer(), startFragileOrigin({ cacheControl: "max-age=60", latencyMs: 30 })]);
+    [redis, origin] = await Promise.all([
+      startRedisServer(),
+      startFragileOrigin({ cacheControl: "max-age=60", latencyMs: 30 }),
+    ]);
   });
 
   afterEach(async () => {
-    for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const child of children.splice(0))
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     await Promise.all([redis.stop(), origin.close()]);
   });
 
   /** Starts one process and resolves with its URL, read from the "herdless listening" log line. */
   function launch(): Promise<{ child: ChildProcess; url: string; mode: string }> {
-    const child = spawn(process.execPath, ["bin/herdless.js", "--origin", origin.url, "--redis", redis.url, "--port", "0", "--log-level", "info"], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(
+      process.execPath,
+      ["bin/herdless.js", "--origin", origin.url, "--redis", redis.url, "--port", "0", "--log-level", "info"],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
     children.push(child);
     return new Promise((resolve, reject) => {
       let buffered = "";
@@ -213,7 +236,9 @@ describe("three herdless processes (bin/herdless.js) sharing one Redis", () => {
     expectOneBody(answers);
     expect(origin.stats().requests).toBe(1);
     // The agent still holds idle keep-alive connections to each process: shutdown must not wait on them.
-    const exits = members.map(({ child }) => new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code))));
+    const exits = members.map(
+      ({ child }) => new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code))),
+    );
     for (const { child } of members) child.kill("SIGTERM");
     expect(await Promise.all(exits)).toEqual([0, 0, 0]);
   });

@@ -2,9 +2,9 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { entrySize } from "../../src/core/entry.ts";
-import { testEntry } from "../../src/core/store-conformance.ts";
-import { LruStore } from "../../src/core/lru-store.ts";
+import { entrySize } from "../../src/core/http/entry.ts";
+import { testEntry } from "../../src/core/store/store-conformance.ts";
+import { LruStore } from "../../src/core/store/lru-store.ts";
 
 const MiB = 1024 * 1024;
 const BUDGET = 64 * MiB;

@@ -63,7 +63,9 @@ function findRedisServer(): string {
   const found = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
   const path = found.stdout.trim();
   if (found.status !== 0 || path === "") {
-    throw new Error("redis-server is not on PATH; the Redis tests spawn their own server. Install it with `apt-get install -y redis-server`.");
+    throw new Error(
+      "redis-server is not on PATH; the Redis tests spawn their own server. Install it with `apt-get install -y redis-server`.",
+    );
   }
   return path;
 }
@@ -71,7 +73,22 @@ function findRedisServer(): string {
 async function launch(binary: string, port: number): Promise<ChildProcess> {
   const child = spawn(
     binary,
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmpdir(), "--daemonize", "no", "--loglevel", "warning"],
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dir",
+      tmpdir(),
+      "--daemonize",
+      "no",
+      "--loglevel",
+      "warning",
+    ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   running.add(child);
@@ -82,7 +99,8 @@ async function launch(binary: string, port: number): Promise<ChildProcess> {
   child.once("exit", () => running.delete(child));
   const deadline = Date.now() + 5000;
   while (!(await answersPing(port))) {
-    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}: ${stderr}`);
+    if (child.exitCode !== null)
+      throw new Error(`redis-server on port ${port} exited with ${child.exitCode}: ${stderr}`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`redis-server on port ${port} did not answer PING within 5 s: ${stderr}`);

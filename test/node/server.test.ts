@@ -39,14 +39,24 @@ interface Answer {
 }
 
 /** One request on a fresh connection (no pooling), so tests see exactly what the server sends. */
-function send(url: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: Buffer; agent?: Agent } = {}): Promise<Answer> {
+function send(
+  url: string,
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: Buffer; agent?: Agent } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${url}${path}`, { method: init.method ?? "GET", headers: init.headers, agent: init.agent ?? false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on("error", reject);
-    });
+    const req = httpRequest(
+      `${url}${path}`,
+      { method: init.method ?? "GET", headers: init.headers, agent: init.agent ?? false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
     req.end(init.body);
   });
@@ -59,7 +69,10 @@ function withoutDate(headers: IncomingHttpHeaders): IncomingHttpHeaders {
 
 describe("the hit path", () => {
   it("answers a fresh hit with the same status, headers and bytes as the engine", async () => {
-    const o = await origin({ cacheControl: "max-age=60", extraHeaders: { "Cache-Status": "upstream; hit", Vary: "Accept-Language" } });
+    const o = await origin({
+      cacheControl: "max-age=60",
+      extraHeaders: { "Cache-Status": "upstream; hit", Vary: "Accept-Language" },
+    });
     const clock = new ManualClock(Date.now());
     const stack = stackFor(o.url, clock);
     const fast = await serve(stack, true);
@@ -85,13 +98,18 @@ describe("the hit path", () => {
   });
 
   it("leaves stale entries, other variants and credentialed requests to the engine", async () => {
-    const o = await origin({ cacheControl: "max-age=10, stale-while-revalidate=30", extraHeaders: { Vary: "Accept-Language" } });
+    const o = await origin({
+      cacheControl: "max-age=10, stale-while-revalidate=30",
+      extraHeaders: { Vary: "Accept-Language" },
+    });
     const clock = new ManualClock(Date.now());
     const running = await serve(stackFor(o.url, clock));
     await send(running.url, "/v", { headers: { "accept-language": "fr" } });
     const other = await send(running.url, "/v", { headers: { "accept-language": "de" } });
     expect(other.headers["cache-status"]).toContain("fwd=vary-miss");
-    const credentialed = await send(running.url, "/v", { headers: { "accept-language": "fr", authorization: "Bearer x" } });
+    const credentialed = await send(running.url, "/v", {
+      headers: { "accept-language": "fr", authorization: "Bearer x" },
+    });
     expect(credentialed.headers["cache-status"]).toContain("fwd=bypass");
     clock.advance(12_000);
     const stale = await send(running.url, "/v", { headers: { "accept-language": "fr" } });
@@ -119,7 +137,11 @@ describe("the proxy", () => {
     const echo = await echoOrigin((method, body) => received.push({ method, body }));
     const running = await serve(stackFor(echo, new ManualClock(Date.now())));
     const payload = Buffer.from(JSON.stringify({ hello: "world", n: "x".repeat(100_000) }));
-    const res = await send(running.url, "/submit", { method: "POST", headers: { "content-type": "application/json" }, body: payload });
+    const res = await send(running.url, "/submit", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: payload,
+    });
     expect(res.status).toBe(201);
     expect(res.body.equals(payload)).toBe(true);
     expect(received).toEqual([{ method: "POST", body: payload.toString() }]);
@@ -183,7 +205,10 @@ async function echoOrigin(onRequest: (method: string, body: string) => void): Pr
     req.on("end", () => {
       const body = Buffer.concat(chunks);
       onRequest(req.method ?? "", body.toString());
-      res.writeHead(201, { "content-type": req.headers["content-type"] ?? "application/octet-stream", "content-length": String(body.byteLength) });
+      res.writeHead(201, {
+        "content-type": req.headers["content-type"] ?? "application/octet-stream",
+        "content-length": String(body.byteLength),
+      });
       res.end(body);
     });
   });

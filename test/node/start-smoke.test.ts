@@ -54,7 +54,13 @@ describe("npm start", () => {
     child = spawn(process.execPath, ["scripts/start.js"], {
       cwd: root,
       detached: true,
-      env: { ...process.env, PORT: String(port), ORIGIN_URL: origin.url, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+      env: {
+        ...process.env,
+        PORT: String(port),
+        ORIGIN_URL: origin.url,
+        WRANGLER_SEND_METRICS: "false",
+        CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -71,7 +77,9 @@ describe("npm start", () => {
         // Already gone.
       }
       // start.js waits up to 5 s for wrangler to stop workerd, then kills it.
-      await until("the process group did not exit", 15_000, async () => (groupMembers(pgid).length === 0 ? true : undefined)).catch((error: unknown) => {
+      await until("the process group did not exit", 15_000, async () =>
+        groupMembers(pgid).length === 0 ? true : undefined,
+      ).catch((error: unknown) => {
         process.kill(-pgid, "SIGKILL");
         throw error;
       });
@@ -110,7 +118,11 @@ describe("npm start with an invalid config", () => {
       cwd: root,
       encoding: "utf8",
       timeout: 30_000,
-      env: { ...process.env, ORIGIN_URL: "http://127.0.0.1:9", HERDLESS_CONFIG: JSON.stringify({ coordinator: { lockLeaseMs: "soon" } }) },
+      env: {
+        ...process.env,
+        ORIGIN_URL: "http://127.0.0.1:9",
+        HERDLESS_CONFIG: JSON.stringify({ coordinator: { lockLeaseMs: "soon" } }),
+      },
     });
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/coordinator\.lockLeaseMs/);

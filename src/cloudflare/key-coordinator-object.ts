@@ -1,0 +1,118 @@
+import { DurableObject } from "cloudflare:workers";
+import { systemClock, type Clock } from "../core/clock.ts";
+import type { Config } from "../core/config.ts";
+import type { Coordinator, FillRequest, FillResult } from "../core/fill/coordinator.ts";
+import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
+import { LocalGuard } from "../core/guard/local-guard.ts";
+import { DurableObjectStore } from "./do-store.ts";
+import { deploymentGuard } from "./edge.ts";
+import { configFromEnv, type Env } from "./env.ts";
+import { StorageLeaseManager } from "./storage-lease.ts";
+
+/** Test-only hooks of {@link KeyCoordinatorObject}; see its `[coordinatorTestHooks]` method. */
+export const coordinatorTestHooks: unique symbol = Symbol("herdless.coordinatorTestHooks");
+export interface CoordinatorTestHooks {
+  /** Rebuilds the object's filler with this clock, config and guard object name. */
+  use(options: { clock?: Clock; config?: Config; guardName?: string }): void;
+  /** Resolves once the background refreshes the object started are done. */
+  settled(): Promise<void>;
+}
+
+/** What one object runs; rebuilt only by the test hooks. */
+interface Parts {
+  filler: KeyCoordinator;
+  store: DurableObjectStore;
+  clock: Clock;
+}
+
+/**
+ * The single place in the world that talks to the origin for one cache key: the Worker
+ * addresses it as `env.COORDINATOR.idFromName(primaryKey)` and calls {@link fill} over RPC.
+ *
+ * It hosts the core {@link KeyCoordinator}: its copy of the entry lives in the object's SQLite
+ * storage (so every data center is served from it), its lease is persisted (an object
+ * evicted mid-fetch leaves the key locked for at most `coordinator.lockLeaseMs`, and the
+ * fencing token stops the evicted writer), and its single-flight collapses concurrent
+ * callers because RPC calls interleave while one of them awaits the origin `fetch`.
+ * Bodies above `cache.maxEntryBytes` come back as a `pass` result whose body is a
+ * ReadableStream the RPC layer streams to the caller; callers that joined such a flight
+ * get `alone` and go to the origin themselves.
+ *
+ * An alarm deletes entries past their `deleteAt`.
+ *
+ * @example
+ * const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(request.primary));
+ * const result = await stub.fill(request);
+ */
+export class KeyCoordinatorObject extends DurableObject<Env> implements Coordinator {
+  private parts: Parts | undefined;
+  /** Background refreshes started by the filler; kept so the object has work pending. */
+  private readonly pending = new Set<Promise<unknown>>();
+
+  async fill(request: FillRequest): Promise<FillResult> {
+    const { filler, store } = this.build();
+    const result = await filler.fill(request);
+    if (result.kind === "entry" && result.stored) await this.scheduleCleanup(store);
+    return result;
+  }
+
+  /** Deletes expired entries, then sleeps until the next one expires. */
+  override async alarm(): Promise<void> {
+    const { store, clock } = this.build();
+    store.deleteExpired();
+    const next = store.nextDeleteAt();
+    // Never a tight loop, whatever the clock says.
+    if (next !== undefined) await this.ctx.storage.setAlarm(Math.max(next, clock.now() + 1_000));
+  }
+
+  /**
+   * Test seam, reached through `runInDurableObject` (symbol-keyed, so not exposed over RPC;
+   * a Clock could not cross it anyway). An evicted object comes back with the defaults.
+   */
+  [coordinatorTestHooks](): CoordinatorTestHooks {
+    return {
+      use: (options) => {
+        this.parts = this.assemble(
+          options.clock ?? systemClock,
+          options.config ?? configFromEnv(this.env),
+          options.guardName,
+        );
+      },
+      settled: async () => {
+        while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+      },
+    };
+  }
+
+  private build(): Parts {
+    this.parts ??= this.assemble(systemClock, configFromEnv(this.env));
+    return this.parts;
+  }
+
+  private assemble(clock: Clock, config: Config, guardName?: string): Parts {
+    const store = new DurableObjectStore(this.ctx.storage, clock, { maxBodyBytes: config.cache.maxEntryBytes });
+    const filler = new KeyCoordinator({
+      config,
+      clock,
+      store,
+      leases: new StorageLeaseManager(this.ctx.storage, clock),
+      guard: deploymentGuard(this.env.GUARD, config, new LocalGuard({ config, clock }), guardName),
+      fetch: (url, init) => fetch(url, init),
+      background: (work) => this.keep(work),
+    });
+    return { filler, store, clock };
+  }
+
+  private keep(work: Promise<unknown>): void {
+    const settled = work.catch(() => undefined).finally(() => this.pending.delete(settled));
+    this.pending.add(settled);
+    this.ctx.waitUntil(settled);
+  }
+
+  private async scheduleCleanup(store: DurableObjectStore): Promise<void> {
+    const next = store.nextDeleteAt();
+    if (next === undefined) return;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > next) await this.ctx.storage.setAlarm(next);
+  }
+}

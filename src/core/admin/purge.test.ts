@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import { applyPurge, emptyPurges, parsePurgeCommand, purgeVerdict, recordPurge } from "./purge.ts";
+import { testEntry } from "../store/store-conformance.ts";
+
+const key = (url: string) => `GET ${url}`;
+const at = (snapshot = emptyPurges(), command: Parameters<typeof recordPurge>[1], now: number) =>
+  recordPurge(snapshot, command, key, now, 1_000_000);
+
+describe("purge marks", () => {
+  const entry = testEntry("GET https://a.test/p", 100, { tags: ["t1"] });
+
+  it("covers entries stored at or before the purge, by URL, tag or all", () => {
+    expect(purgeVerdict(entry, entry.key, at(undefined, { urls: ["https://a.test/p"] }, 100))).toBe("hard");
+    expect(purgeVerdict(entry, entry.key, at(undefined, { tags: ["t1"], soft: true }, 200))).toBe("soft");
+    expect(purgeVerdict(entry, entry.key, at(undefined, { all: true }, 200))).toBe("hard");
+  });
+
+  it("leaves entries stored after the purge, and other URLs and tags", () => {
+    expect(purgeVerdict(entry, entry.key, at(undefined, { urls: ["https://a.test/p"] }, 99))).toBe("keep");
+    expect(purgeVerdict(entry, entry.key, at(undefined, { urls: ["https://a.test/other"] }, 200))).toBe("keep");
+    expect(purgeVerdict(entry, entry.key, at(undefined, { tags: ["t2"] }, 200))).toBe("keep");
+  });
+
+  it("lets a hard purge win over a soft one", () => {
+    const both = at(at(undefined, { tags: ["t1"], soft: true }, 200), { urls: ["https://a.test/p"] }, 200);
+    expect(purgeVerdict(entry, entry.key, both)).toBe("hard");
+  });
+
+  it("soft purge makes the entry stale from the purge's instant, servable while it revalidates", () => {
+    const purged = applyPurge(entry, entry.key, at(undefined, { all: true, soft: true }, 150))!;
+    expect(purged.staleAt).toBe(150);
+    expect(purged.swrUntil).toBe(entry.deleteAt);
+    expect(
+      applyPurge({ ...entry, mustRevalidate: true }, entry.key, at(undefined, { all: true, soft: true }, 150))!
+        .swrUntil,
+    ).toBe(150);
+  });
+
+  it("hard purge removes the entry", () => {
+    expect(applyPurge(entry, entry.key, at(undefined, { all: true }, 150))).toBeUndefined();
+  });
+
+  it("drops marks past retention so the snapshot stays bounded", () => {
+    const old = at(undefined, { urls: ["https://a.test/x"] }, 0);
+    expect(Object.keys(recordPurge(old, { tags: ["t"] }, key, 2_000_000, 1_000_000).keys)).toEqual([]);
+  });
+});
+
+describe("purge request validation", () => {
+  it.each([
+    [{ urls: ["https://a.test/p"] }, { urls: ["https://a.test/p"], soft: false }],
+    [
+      { tags: ["x"], soft: true },
+      { tags: ["x"], soft: true },
+    ],
+    [
+      { all: true, soft: true },
+      { all: true, soft: true },
+    ],
+  ])("accepts %j", (body, parsed) => {
+    expect(parsePurgeCommand(body)).toEqual(parsed);
+  });
+
+  it.each([
+    [null, "must be a JSON object"],
+    [{}, "exactly one of"],
+    [{ urls: [], tags: ["a"] }, "exactly one of"],
+    [{ urls: [] }, "non-empty array"],
+    [{ urls: ["/relative"] }, "not an absolute URL"],
+    [{ all: "yes" }, '"all" must be true'],
+    [{ all: true, soft: 1 }, '"soft" must be true or false'],
+    [{ url: ["https://a.test"] }, 'unknown purge field "url"'],
+  ])("rejects %j with a message saying what is wrong", (body, message) => {
+    expect(() => parsePurgeCommand(body)).toThrow(message);
+  });
+});

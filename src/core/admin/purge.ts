@@ -1,0 +1,194 @@
+import { routeFor, type Config } from "../config.ts";
+import type { Entry } from "../http/entry.ts";
+import { primaryKey } from "../http/key.ts";
+
+/** One purge as an operator asks for it (POST /__herdless/purge). */
+export type PurgeCommand = ({ urls: string[] } | { tags: string[] } | { all: true }) & { soft?: boolean };
+
+/** When something was purged, and how. A later purge of the same target replaces an earlier one. */
+export interface PurgeMark {
+  at: number;
+  soft: boolean;
+}
+
+/**
+ * The purges an edge must honour, as a plain versioned object so it can be kept in a
+ * Durable Object or Redis and copied to every edge. URLs are recorded by primary key.
+ */
+export interface PurgeSnapshot {
+  v: 1;
+  all?: PurgeMark;
+  keys: Record<string, PurgeMark>;
+  tags: Record<string, PurgeMark>;
+}
+
+export const emptyPurges = (): PurgeSnapshot => ({ v: 1, keys: {}, tags: {} });
+
+/** What a purge does to one stored entry. */
+export type PurgeVerdict = "keep" | "soft" | "hard";
+
+/**
+ * Whether `entry` (stored under `primary`) predates a purge that covers it. A hard purge
+ * anywhere wins over a soft one; entries stored after every matching purge are kept.
+ * `at` is the earliest covering soft purge: the entry counts as stale from then.
+ */
+export function purgeVerdict(entry: Entry, primary: string, purges: PurgeSnapshot): PurgeVerdict {
+  return coveringPurge(entry, primary, purges).verdict;
+}
+
+function coveringPurge(entry: Entry, primary: string, purges: PurgeSnapshot): { verdict: PurgeVerdict; at: number } {
+  let verdict: PurgeVerdict = "keep";
+  let at = Infinity;
+  const consider = (mark: PurgeMark | undefined) => {
+    if (!mark || entry.storedAt > mark.at) return;
+    if (!mark.soft) verdict = "hard";
+    else if (verdict === "keep") verdict = "soft";
+    at = Math.min(at, mark.at);
+  };
+  consider(purges.all);
+  consider(purges.keys[primary]);
+  for (const tag of entry.tags) consider(purges.tags[tag]);
+  return { verdict, at };
+}
+
+/**
+ * The entry as a purge leaves it: gone (hard), or stale since the purge and servable stale
+ * while one revalidation runs (soft; never for must-revalidate entries, which just become
+ * stale). Stale from the purge's instant, not from "now", so every reader agrees however
+ * its clock has moved since.
+ */
+export function applyPurge(entry: Entry | undefined, primary: string, purges: PurgeSnapshot): Entry | undefined {
+  if (!entry) return undefined;
+  const { verdict, at } = coveringPurge(entry, primary, purges);
+  if (verdict === "keep") return entry;
+  if (verdict === "hard") return undefined;
+  const staleAt = Math.min(entry.staleAt, at);
+  return { ...entry, staleAt, swrUntil: entry.mustRevalidate ? staleAt : Math.max(entry.swrUntil, entry.deleteAt) };
+}
+
+/** Records a purge in a snapshot (returns a new one); `keysOf` maps purge URLs to primary keys. */
+export function recordPurge(
+  snapshot: PurgeSnapshot,
+  command: PurgeCommand,
+  keysOf: (url: string) => string,
+  now: number,
+  retainMs: number,
+): PurgeSnapshot {
+  const mark: PurgeMark = { at: now, soft: command.soft === true };
+  const next: PurgeSnapshot = {
+    v: 1,
+    keys: { ...snapshot.keys },
+    tags: { ...snapshot.tags },
+    ...(snapshot.all ? { all: snapshot.all } : {}),
+  };
+  if ("all" in command) {
+    next.all = mark;
+    // Everything stored before now is covered: older per-key and per-tag marks say nothing more.
+    next.keys = {};
+    next.tags = {};
+  } else if ("urls" in command) {
+    for (const url of command.urls) next.keys[keysOf(url)] = mark;
+  } else {
+    for (const tag of command.tags) next.tags[tag] = mark;
+  }
+  return prune(next, now - retainMs);
+}
+
+/** Marks older than every entry still stored cover nothing; dropping them bounds the snapshot. */
+function prune(snapshot: PurgeSnapshot, before: number): PurgeSnapshot {
+  const keep = (marks: Record<string, PurgeMark>) =>
+    Object.fromEntries(Object.entries(marks).filter(([, m]) => m.at >= before));
+  return { ...snapshot, keys: keep(snapshot.keys), tags: keep(snapshot.tags) };
+}
+
+/**
+ * Validates a purge request body; throws an Error whose message says what is wrong and
+ * what is accepted.
+ */
+export function parsePurgeCommand(body: unknown): PurgeCommand {
+  const accepted =
+    'accepted: {"urls": ["https://…"]}, {"tags": ["…"]} or {"all": true}, each with optional "soft": true';
+  if (typeof body !== "object" || body === null || Array.isArray(body))
+    throw new Error(`purge body must be a JSON object; ${accepted}`);
+  const b = body as Record<string, unknown>;
+  const unknown = Object.keys(b).filter((k) => !["urls", "tags", "all", "soft"].includes(k));
+  if (unknown.length) throw new Error(`unknown purge field ${unknown.map((k) => `"${k}"`).join(", ")}; ${accepted}`);
+  if (b.soft !== undefined && typeof b.soft !== "boolean") throw new Error(`"soft" must be true or false; ${accepted}`);
+  const soft = b.soft === true;
+  const forms = ["urls", "tags", "all"].filter((k) => b[k] !== undefined);
+  if (forms.length !== 1) throw new Error(`give exactly one of "urls", "tags", "all"; ${accepted}`);
+  if (b.all !== undefined) {
+    if (b.all !== true) throw new Error(`"all" must be true; ${accepted}`);
+    return { all: true, soft };
+  }
+  const field = forms[0] as "urls" | "tags";
+  const list = b[field];
+  if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === "string" && x.length > 0)) {
+    throw new Error(`"${field}" must be a non-empty array of strings; ${accepted}`);
+  }
+  if (field === "urls") {
+    for (const url of list as string[]) {
+      if (!URL.canParse(url))
+        throw new Error(
+          `"${url}" is not an absolute URL; purge URLs as clients request them, e.g. https://example.com/page`,
+        );
+    }
+    return { urls: list as string[], soft };
+  }
+  return { tags: list as string[], soft };
+}
+
+/** Where purges are kept: in memory for one process, a Durable Object or Redis for many edges. */
+export interface PurgeRegistry {
+  /** The snapshot an edge checks entries against; at most the registry's propagation bound old. */
+  current(): PurgeSnapshot | Promise<PurgeSnapshot>;
+  /** Records a purge; resolves once every edge honours it. */
+  purge(command: PurgeCommand): Promise<void>;
+}
+
+/** Purge marks are kept this long; entries older than that have long been revalidated or dropped. */
+export const PURGE_RETAIN_MS = 30 * 24 * 3600_000;
+
+/**
+ * The registry of one process: purges take effect at once.
+ *
+ * @example
+ * const purges = new LocalPurgeRegistry(clock, (url) => primaryKey(new URL(url), keyOptions));
+ * await purges.purge({ tags: ["product-42"], soft: true });
+ */
+export class LocalPurgeRegistry implements PurgeRegistry {
+  private snapshot = emptyPurges();
+  constructor(
+    private readonly clock: { now(): number },
+    private readonly keyOf: (url: string) => string,
+  ) {}
+
+  current(): PurgeSnapshot {
+    return this.snapshot;
+  }
+
+  async purge(command: PurgeCommand): Promise<void> {
+    this.snapshot = recordPurge(this.snapshot, command, this.keyOf, this.clock.now(), PURGE_RETAIN_MS);
+    // Entries count as purged when stored at or before the mark: return only once the clock
+    // has moved past it, so whatever is stored after the purge returns is kept.
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+
+  /** Replaces the snapshot (a fleet member applying the shared one). */
+  replace(snapshot: PurgeSnapshot): void {
+    this.snapshot = snapshot;
+  }
+}
+
+/**
+ * Maps a purge URL to the primary key it is stored under, with the route's key options.
+ * `scheme` forces the scheme the runtime keys by: a Node server behind a TLS-terminating
+ * load balancer sees `http:` requests for pages its clients know as `https:`.
+ */
+export function purgeKeyOf(config: Config, scheme?: "http:" | "https:"): (url: string) => string {
+  return (url) => {
+    const parsed = new URL(url);
+    if (scheme) parsed.protocol = scheme;
+    return primaryKey(parsed, routeFor(config, parsed.pathname).key);
+  };
+}

@@ -1,0 +1,61 @@
+import type { Entry } from "../http/entry.ts";
+import type { HerdlessErrorCode } from "../errors.ts";
+import type { Priority } from "../guard/origin-guard.ts";
+import type { PurgeSnapshot } from "../admin/purge.ts";
+
+/** What an edge asks the coordinator of a key: an entry at least as good as what it holds. */
+export interface FillRequest {
+  /** The primary key (see key.ts). */
+  primary: string;
+  /** The variant key the caller needs (the primary key when nothing is known to vary). */
+  key: string;
+  /** The origin URL to fetch. */
+  url: string;
+  /** Request path, for the route policy. */
+  path: string;
+  /** Headers to send to the origin (already filtered by the edge). */
+  headers: [string, string][];
+  priority: Priority;
+  /** The purges the edge honours; the coordinator applies them to its own copy too. */
+  purges?: PurgeSnapshot;
+}
+
+/** A response for one caller only (uncacheable, or too large to keep). */
+export interface PassResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * What the coordinator answers:
+ * - `entry`: a stored entry; `fwdStatus` is set when this call's flight went to the origin,
+ *   `collapsed` when the caller joined someone else's flight;
+ * - `pass`: the origin's answer, not storable, for this caller alone;
+ * - `alone`: the caller joined a flight whose answer cannot be shared (uncacheable, or a
+ *   streamed body): it must go to the origin by itself, through the guard;
+ * - `failed`: no fresh answer; `stale` is the best stored copy, if any, and `response` the
+ *   origin's own error answer to relay when nothing stale may be served.
+ */
+export type FillResult =
+  | { kind: "entry"; entry: Entry; fwdStatus?: number; collapsed: boolean; stored: boolean }
+  | { kind: "pass"; response: PassResponse; fwdStatus: number; reason: "uncacheable" | "too-large" }
+  | { kind: "alone" }
+  | {
+      kind: "failed";
+      code: HerdlessErrorCode;
+      message: string;
+      retryAfterMs?: number;
+      fwdStatus?: number;
+      stale?: Entry;
+      response?: PassResponse;
+      collapsed: boolean;
+    };
+
+/**
+ * The single place, per key, that talks to the origin: a Durable Object on Cloudflare, a
+ * Redis lease in a Node fleet, an in-process flight map in one Node process.
+ */
+export interface Coordinator {
+  fill(request: FillRequest): Promise<FillResult>;
+}

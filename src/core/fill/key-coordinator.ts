@@ -1,0 +1,305 @@
+import type { Clock } from "../clock.ts";
+import { routeFor, type Config } from "../config.ts";
+import type { Coordinator, FillRequest, FillResult } from "./coordinator.ts";
+import type { Entry } from "../http/entry.ts";
+import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
+import { storability } from "../http/freshness.ts";
+import { headerList } from "../http/http.ts";
+import { variantKey } from "../http/key.ts";
+import type { LeaseManager } from "./lease.ts";
+import { fetchOrigin, type FetchLike, type OriginResponse } from "../origin/origin-client.ts";
+import type { OriginGuard } from "../guard/origin-guard.ts";
+import {
+  conditionalHeaders,
+  entryFromResponse,
+  negativeEntry,
+  refreshedEntry,
+  varyPointer,
+} from "../http/response-entry.ts";
+import { SingleFlight } from "./single-flight.ts";
+import type { Store } from "../store/store.ts";
+import { lookup } from "../store/lookup.ts";
+import { applyPurge } from "../admin/purge.ts";
+
+export interface KeyCoordinatorOptions {
+  config: Config;
+  clock: Clock;
+  /** The authoritative store for the keys this filler serves (DO storage, Redis, or the process LRU). */
+  store: Store;
+  leases: LeaseManager;
+  guard: OriginGuard;
+  fetch: FetchLike;
+  /** Resolves with the announcement when another process's flight for `key` ends, or undefined after `timeoutMs`. */
+  waitForFill?: (key: string, timeoutMs: number) => Promise<string | undefined>;
+  /** Tells other processes that the flight for `key` ended: `done`, or `failed:<code>`. */
+  announceFill?: (key: string, message: string) => void | Promise<void>;
+  /** Keeps background work alive (ctx.waitUntil on Workers). */
+  background?: (work: Promise<unknown>) => void;
+  /** Observes each origin call, for metrics. */
+  onOriginCall?: (event: OriginCallEvent) => void;
+}
+
+export interface OriginCallEvent {
+  key: string;
+  outcome: "200" | "304" | "other" | "5xx" | "error";
+  status?: number;
+  priority: "foreground" | "background";
+}
+
+/** Result of the one flight per key; `alone` is decided per caller afterwards. */
+type FlightResult = Exclude<FillResult, { kind: "alone" }>;
+
+/**
+ * The coordinator logic, the same in every runtime: answer from the store when it holds
+ * something fresh, otherwise collapse every concurrent caller onto one origin request made
+ * under the key's lease, through the origin guard. Runtimes supply the store, the leases
+ * and, across processes, the fill announcements.
+ *
+ * @example
+ * const filler = new KeyCoordinator({ config, clock, store, leases, guard, fetch });
+ * const result = await filler.fill({ primary, key, url, path: "/", headers: [], priority: "foreground" });
+ */
+export class KeyCoordinator implements Coordinator {
+  private readonly flights = new SingleFlight<string, FlightResult>();
+  constructor(private readonly o: KeyCoordinatorOptions) {}
+
+  async fill(request: FillRequest): Promise<FillResult> {
+    const stored = await this.storedFor(request);
+    // After the lookup: a soft purge makes the entry stale as of the time it was applied.
+    const now = this.o.clock.now();
+    if (stored && !stored.negative && now < stored.staleAt)
+      return { kind: "entry", entry: stored, collapsed: false, stored: false };
+    if (stored?.negative && now < stored.staleAt)
+      return { kind: "entry", entry: stored, collapsed: false, stored: false };
+    if (stored && request.priority === "foreground" && !stored.mustRevalidate && now < stored.swrUntil) {
+      // A caller without a copy of its own gets the stale one at once; the refresh runs behind it.
+      this.inBackground(this.fill({ ...request, key: stored.key, priority: "background" }));
+      return { kind: "entry", entry: stored, collapsed: false, stored: false };
+    }
+    const { value, joined } = await this.flights.run(request.key, () => this.fetchUnderLease(request));
+    if (!joined) return value;
+    if (value.kind === "pass") return { kind: "alone" };
+    if (value.kind === "failed") return { ...value, collapsed: true };
+    // The leader discovered a Vary this caller selects differently on: fill its own variant.
+    const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
+    if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });
+    return { ...value, collapsed: true };
+  }
+
+  private async storedFor(request: FillRequest): Promise<Entry | undefined> {
+    const { entry } = await lookup(this.o.store, request.primary, request.key, headerList(request.headers));
+    return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
+  }
+
+  private inBackground(work: Promise<unknown>): void {
+    const settled = work.catch(() => undefined);
+    if (this.o.background) this.o.background(settled);
+  }
+
+  /**
+   * Takes the key's lease (waiting out another holder), then fetches. Whatever the flight
+   * ends with, other processes waiting on the key hear it when the lease is released: a
+   * fill sends them to the store, a failure hands them the same failure (they serve their
+   * stale copy) instead of a second origin request.
+   */
+  private async fetchUnderLease(request: FillRequest): Promise<FlightResult> {
+    const { lockLeaseMs, waitTimeoutMs } = this.o.config.coordinator;
+    const before = await this.storedFor(request);
+    const giveUpAt = this.o.clock.now() + waitTimeoutMs;
+    for (;;) {
+      const lease = await this.o.leases.acquire(request.key, lockLeaseMs);
+      if (lease) {
+        // The right to write ends with the lease: an origin call still running then is cancelled.
+        const expiry = new AbortController();
+        const timer = setTimeout(
+          () =>
+            expiry.abort(new HerdlessError("LEASE_LOST", `lease on ${request.key} expired after ${lockLeaseMs} ms`)),
+          lockLeaseMs,
+        );
+        let result: FlightResult | undefined;
+        try {
+          // Someone may have filled the key while we queued for the lease, or before we first looked.
+          const current = await this.storedFor(request);
+          if (this.usable(current)) return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
+          return (result = await this.fetchAndStore(request, current, lease.token, expiry.signal));
+        } finally {
+          clearTimeout(timer);
+          await this.o.leases.release(lease).catch(() => false);
+          await Promise.resolve(
+            this.o.announceFill?.(request.key, result?.kind === "failed" ? `failed:${result.code}` : "done"),
+          ).catch(() => undefined);
+        }
+      }
+      // Another process holds the lease: wait for its announcement, then look again.
+      const remaining = giveUpAt - this.o.clock.now();
+      if (remaining <= 0) {
+        return {
+          kind: "failed",
+          code: "COORDINATOR_UNAVAILABLE",
+          message: `lease on ${request.key} stayed busy for ${waitTimeoutMs} ms`,
+          stale: before,
+          collapsed: true,
+        };
+      }
+      const message = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs)) ??
+        delay(Math.min(remaining, 50)));
+      const filled = await this.storedFor(request);
+      if (this.usable(filled)) return { kind: "entry", entry: filled, collapsed: true, stored: false };
+      if (typeof message === "string" && message.startsWith("failed:")) {
+        const code = message.slice("failed:".length) as HerdlessErrorCode;
+        return {
+          kind: "failed",
+          code,
+          message: `another process's fetch of ${request.key} failed (${code})`,
+          stale: before,
+          collapsed: true,
+        };
+      }
+    }
+  }
+
+  /** An entry that answers without an origin request: fresh (a cached error counts, briefly). */
+  private usable(entry: Entry | undefined): entry is Entry {
+    return entry !== undefined && this.o.clock.now() < entry.staleAt;
+  }
+
+  private async fetchAndStore(
+    request: FillRequest,
+    stored: Entry | undefined,
+    token: number,
+    signal: AbortSignal,
+  ): Promise<FlightResult> {
+    const { config, clock } = this.o;
+    let permit;
+    try {
+      permit = await this.o.guard.acquire(request.priority, signal);
+    } catch (error) {
+      return this.failure(error, stored);
+    }
+    let res: OriginResponse;
+    try {
+      const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
+      res = await fetchOrigin(
+        this.o.fetch,
+        {
+          url: request.url,
+          method: "GET",
+          headers: [...request.headers, ["accept-encoding", "identity"], ...conditional],
+        },
+        { timeoutMs: config.origin.timeoutMs, maxBodyBytes: config.cache.maxEntryBytes, clock, signal },
+      );
+    } catch (error) {
+      await permit.release("failure");
+      this.o.onOriginCall?.({ key: request.key, outcome: "error", priority: request.priority });
+      return this.failure(error, stored);
+    }
+    await permit.release(res.status >= 500 ? "failure" : "success");
+    this.o.onOriginCall?.({
+      key: request.key,
+      outcome: outcomeOf(res.status),
+      status: res.status,
+      priority: request.priority,
+    });
+    return this.settle(request, stored, res, token);
+  }
+
+  private async settle(
+    request: FillRequest,
+    stored: Entry | undefined,
+    res: OriginResponse,
+    token: number,
+  ): Promise<FlightResult> {
+    const { config, clock } = this.o;
+    const route = routeFor(config, request.path);
+    const requestHeaders = headerList(request.headers);
+    const context = { primary: request.primary, url: request.url, requestHeaders, route, config, token };
+    if (res.status === 304 && stored && res.kind === "buffered") {
+      return this.put(refreshedEntry(stored, res, context), request.primary, res.status);
+    }
+    if (res.status >= 500) {
+      const body = res.kind === "buffered" ? res.body : new Uint8Array(0);
+      if (res.kind === "streamed") await res.body?.cancel().catch(() => undefined);
+      const response = { status: res.status, headers: res.headers, body };
+      if (!stored && config.origin.errorTtlMs > 0) {
+        await this.o.store.put(
+          negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token),
+        );
+      }
+      return {
+        kind: "failed",
+        code: "ORIGIN_STATUS",
+        message: `origin answered ${res.status}`,
+        fwdStatus: res.status,
+        stale: stored,
+        response,
+        collapsed: false,
+      };
+    }
+    const hasAuthorization = requestHeaders.get("authorization") !== null;
+    const hasCookie = requestHeaders.get("cookie") !== null;
+    const verdict = storability(
+      "GET",
+      hasAuthorization,
+      hasCookie,
+      { status: res.status, headers: headerList(res.headers), requestAt: res.requestAt, responseAt: res.responseAt },
+      route,
+    );
+    if (res.kind === "streamed" || !verdict.storable || res.status === 304) {
+      // The stored copy no longer reflects what the origin says about this URL.
+      if (stored && res.kind === "buffered" && res.status !== 304) await this.o.store.delete(stored.key);
+      const reason = res.kind === "streamed" ? "too-large" : "uncacheable";
+      return {
+        kind: "pass",
+        response: { status: res.status, headers: res.headers, body: res.body },
+        fwdStatus: res.status,
+        reason,
+      };
+    }
+    let entry = entryFromResponse(res, context);
+    if (entry.status === 404 && config.origin.notFoundTtlMs > 0 && entry.staleAt <= clock.now()) {
+      const staleAt = clock.now() + config.origin.notFoundTtlMs;
+      entry = {
+        ...entry,
+        staleAt,
+        swrUntil: staleAt,
+        sieUntil: staleAt,
+        deleteAt: staleAt + config.cache.retainStaleMs,
+      };
+    }
+    return this.put(entry, request.primary, res.status);
+  }
+
+  private async put(entry: Entry, primary: string, fwdStatus: number): Promise<FlightResult> {
+    const written = await this.o.store.put(entry);
+    if (written && entry.key !== primary) await this.o.store.put(varyPointer(entry, primary));
+    // A newer entry won the race (fencing): serve that one.
+    const winner = written ? entry : ((await this.o.store.get(entry.key)) ?? entry);
+    return { kind: "entry", entry: winner, fwdStatus, collapsed: false, stored: written };
+  }
+
+  private failure(error: unknown, stale: Entry | undefined): FlightResult {
+    if (isHerdlessError(error)) {
+      return {
+        kind: "failed",
+        code: error.code,
+        message: error.message,
+        retryAfterMs: error.retryAfterMs,
+        stale,
+        collapsed: false,
+      };
+    }
+    const wrapped = new HerdlessError("ORIGIN_NETWORK", String(error));
+    return { kind: "failed", code: wrapped.code, message: wrapped.message, stale, collapsed: false };
+  }
+}
+
+function outcomeOf(status: number): OriginCallEvent["outcome"] {
+  if (status === 200) return "200";
+  if (status === 304) return "304";
+  if (status >= 500) return "5xx";
+  return "other";
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

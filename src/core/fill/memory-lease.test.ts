@@ -1,0 +1,59 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../clock.ts";
+import { withLease } from "./lease.ts";
+import { MemoryLeaseManager } from "./memory-lease.ts";
+
+describe("in-process lease", () => {
+  it("has one holder at a time and hands out increasing tokens", async () => {
+    const clock = new ManualClock(0);
+    const leases = new MemoryLeaseManager(clock);
+    const a = await leases.acquire("k", 1_000);
+    expect(a?.token).toBe(1);
+    expect(await leases.acquire("k", 1_000)).toBeUndefined();
+    expect(await leases.release(a!)).toBe(true);
+    expect((await leases.acquire("k", 1_000))?.token).toBe(2);
+  });
+
+  it("expires, so a dead holder never wedges the key; the late holder can no longer extend or release", async () => {
+    const clock = new ManualClock(0);
+    const leases = new MemoryLeaseManager(clock);
+    const dead = await leases.acquire("k", 1_000);
+    clock.advance(1_000);
+    const next = await leases.acquire("k", 1_000);
+    expect(next!.token).toBeGreaterThan(dead!.token);
+    expect(await leases.extend(dead!, 1_000)).toBe(false);
+    expect(await leases.release(dead!)).toBe(false);
+    expect(await leases.extend(next!, 5_000)).toBe(true);
+    clock.advance(4_000);
+    expect(await leases.acquire("k", 1_000)).toBeUndefined();
+  });
+
+  it("withLease releases in finally, even when the work throws", async () => {
+    const leases = new MemoryLeaseManager(new ManualClock(0));
+    await expect(withLease(leases, "k", 1_000, async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+    const result = await withLease(leases, "k", 1_000, async (_signal, lease) => lease.token);
+    expect(result).toEqual({ ran: true, value: 2 });
+  });
+
+  it("withLease does not run the work when the lease is held elsewhere", async () => {
+    const leases = new MemoryLeaseManager(new ManualClock(0));
+    await leases.acquire("k", 1_000);
+    let ran = false;
+    expect(await withLease(leases, "k", 1_000, async () => (ran = true))).toEqual({ ran: false });
+    expect(ran).toBe(false);
+  });
+});
+
+describe("in-process lease tokens against a shared coordinator's", () => {
+  it("never falls below the clock's epoch-ms, so a fallback write beats an entry a coordinator wrote earlier", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    // The Durable Object's lease manager issues max(last + 1, now): an entry written a minute ago.
+    const coordinatorToken = clock.now() - 60_000;
+    const leases = new MemoryLeaseManager(clock);
+    const first = await leases.acquire("k", 1_000);
+    expect(first!.token).toBeGreaterThan(coordinatorToken);
+    await leases.release(first!);
+    // Still strictly increasing within one millisecond.
+    expect((await leases.acquire("k", 1_000))!.token).toBe(first!.token + 1);
+  });
+});

@@ -1,0 +1,202 @@
+import { admit, closedBreaker, record, type BreakerRecord, type BreakerSettings } from "./breaker.ts";
+import type { Clock } from "../clock.ts";
+import type { Config } from "../config.ts";
+import { HerdlessError } from "../errors.ts";
+import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "./origin-guard.ts";
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** The runtime's own timers. */
+export const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+interface Waiter {
+  grant: () => void;
+  fail: (error: unknown) => void;
+  timer: unknown;
+  /** Detaches the abort listener once the waiter is settled. */
+  detach: () => void;
+}
+
+export interface LocalGuardOptions {
+  config: Config;
+  clock: Clock;
+  timers?: Timers;
+  /** The breaker to start from, e.g. as persisted before a restart. Default: closed. */
+  breaker?: BreakerRecord;
+  /** Hears every change of the breaker record, to persist it. */
+  onBreakerChange?: (record: BreakerRecord) => void;
+}
+
+/** A permit of {@link LocalGuard}: whether it is the breaker's probe, and a way to give it up uncounted. */
+export interface LocalPermit extends OriginPermit {
+  readonly probe: boolean;
+  /**
+   * Frees the slot without counting an outcome (its holder died or never called the origin).
+   * An abandoned probe leaves the breaker half-open until the probe lapses, as if its holder died.
+   */
+  abandon(): void;
+}
+
+/**
+ * The origin guard of one process: a semaphore of `origin.maxConcurrency` slots with a
+ * bounded queue (foreground first; background revalidations only take a slot when no
+ * foreground miss waits) and the circuit breaker of breaker.ts. Used on its own by a
+ * single Node process, inside the guard Durable Object, and as the local fallback.
+ *
+ * @example
+ * const guard = new LocalGuard({ config, clock: systemClock });
+ * const permit = await guard.acquire("foreground"); try { ... } finally { permit.release("success"); }
+ */
+export class LocalGuard implements OriginGuard {
+  private inFlight = 0;
+  private readonly foreground: Waiter[] = [];
+  private readonly background: Waiter[] = [];
+  private breaker: BreakerRecord;
+  private readonly timers: Timers;
+  private readonly settings: BreakerSettings;
+
+  constructor(private readonly o: LocalGuardOptions) {
+    this.timers = o.timers ?? realTimers;
+    this.breaker = o.breaker ?? closedBreaker();
+    const { breaker, origin } = o.config;
+    this.settings = {
+      failureThreshold: breaker.failureThreshold,
+      probeIntervalMs: breaker.probeIntervalMs,
+      probeTimeoutMs: origin.timeoutMs,
+    };
+  }
+
+  async acquire(priority: Priority, signal?: AbortSignal): Promise<LocalPermit> {
+    const { origin } = this.o.config;
+    if (signal?.aborted) throw signal.reason;
+    const now = this.o.clock.now();
+    const verdict = admit(this.breaker, this.settings, now);
+    if (!verdict.admitted)
+      throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", { retryAfterMs: verdict.retryAfterMs });
+    if (verdict.probe && this.inFlight >= origin.maxConcurrency) {
+      // The probe is an origin call like any other: it needs a free slot. Refuse without
+      // spending the probe, so the next caller once a slot frees becomes it.
+      throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open (no free slot for the probe)", {
+        retryAfterMs: 1_000,
+      });
+    }
+    this.setBreaker(verdict.record);
+    if (verdict.probe) return this.grant(true);
+    if (
+      this.inFlight < origin.maxConcurrency &&
+      this.foreground.length === 0 &&
+      (priority === "foreground" || this.background.length === 0)
+    ) {
+      return this.grant(false);
+    }
+    const queue = priority === "foreground" ? this.foreground : this.background;
+    if (this.foreground.length + this.background.length >= origin.maxQueue) {
+      throw new HerdlessError("QUEUE_FULL", `origin queue is full (${origin.maxQueue} waiting)`, {
+        retryAfterMs: 1_000,
+      });
+    }
+    return new Promise<LocalPermit>((resolve, reject) => {
+      const onAbort = () => {
+        if (remove(queue, waiter)) {
+          this.timers.clearTimeout(waiter.timer);
+          reject(signal?.reason);
+        }
+      };
+      const waiter: Waiter = {
+        grant: () => {
+          waiter.detach();
+          resolve(this.grant(false));
+        },
+        fail: (error) => {
+          waiter.detach();
+          reject(error);
+        },
+        timer: this.timers.setTimeout(() => {
+          remove(queue, waiter);
+          waiter.fail(
+            new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${origin.queueTimeoutMs} ms`, {
+              retryAfterMs: 1_000,
+            }),
+          );
+        }, origin.queueTimeoutMs),
+        detach: () => signal?.removeEventListener("abort", onAbort),
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      queue.push(waiter);
+    });
+  }
+
+  async snapshot(): Promise<GuardSnapshot> {
+    return {
+      breaker: this.breaker.state,
+      inFlight: this.inFlight,
+      queued: this.foreground.length + this.background.length,
+    };
+  }
+
+  /**
+   * Takes a slot without admission, for a permit granted before a restart whose holder may
+   * still be calling the origin (the caller restores the breaker through `options.breaker`).
+   */
+  adopt(probe: boolean): LocalPermit {
+    return this.grant(probe);
+  }
+
+  private grant(probe: boolean): LocalPermit {
+    this.inFlight++;
+    let released = false;
+    const free = (outcome: OriginOutcome | undefined) => {
+      if (released) return;
+      released = true;
+      this.inFlight--;
+      if (outcome !== undefined)
+        this.setBreaker(record(this.breaker, outcome, probe, this.settings, this.o.clock.now()));
+      this.next();
+    };
+    return { probe, release: (outcome: OriginOutcome) => free(outcome), abandon: () => free(undefined) };
+  }
+
+  private setBreaker(next: BreakerRecord): void {
+    const current = this.breaker;
+    this.breaker = next;
+    const changed =
+      next.state !== current.state ||
+      next.consecutiveFailures !== current.consecutiveFailures ||
+      next.nextProbeAt !== current.nextProbeAt ||
+      next.probeExpiresAt !== current.probeExpiresAt;
+    if (changed) this.o.onBreakerChange?.(next);
+  }
+
+  /** Hands a freed slot to the next waiter, unless the breaker opened meanwhile (they wait out their timeout or the probe). */
+  private next(): void {
+    while (this.inFlight < this.o.config.origin.maxConcurrency) {
+      if (this.breaker.state !== "closed") return this.failWaiters();
+      const waiter = this.foreground.shift() ?? this.background.shift();
+      if (!waiter) return;
+      this.timers.clearTimeout(waiter.timer);
+      waiter.grant();
+    }
+  }
+
+  /** Once the breaker opens, queued callers learn at once rather than at their timeout. */
+  private failWaiters(): void {
+    const retryAfterMs = Math.max(1_000, this.breaker.nextProbeAt - this.o.clock.now());
+    for (const waiter of [...this.foreground.splice(0), ...this.background.splice(0)]) {
+      this.timers.clearTimeout(waiter.timer);
+      waiter.fail(new HerdlessError("BREAKER_OPEN", "origin circuit breaker opened while waiting", { retryAfterMs }));
+    }
+  }
+}
+
+function remove(queue: Waiter[], waiter: Waiter): boolean {
+  const index = queue.indexOf(waiter);
+  if (index < 0) return false;
+  queue.splice(index, 1);
+  return true;
+}

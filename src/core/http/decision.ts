@@ -1,0 +1,88 @@
+import type { Config, RoutePolicy } from "../config.ts";
+import type { Entry } from "./entry.ts";
+import type { HerdlessErrorCode } from "../errors.ts";
+
+/** What the engine needs to know about a request to decide; computed once by the adapter. */
+export interface RequestFacts {
+  method: string;
+  hasAuthorization: boolean;
+  hasCookie: boolean;
+}
+
+/**
+ * What to do with a request, given what the near tier holds:
+ * - `bypass`: go to the origin, store nothing;
+ * - `fresh`: answer from the entry;
+ * - `stale-while-revalidate`: answer from the entry now, revalidate in the background;
+ * - `revalidate`: ask the coordinator and wait (conditional request; stale-if-error may still apply);
+ * - `miss`: nothing usable stored: ask the coordinator and wait.
+ */
+export type Decision =
+  | { kind: "bypass"; reason: "method" | "route" | "credentials" }
+  | { kind: "fresh"; entry: Entry }
+  | { kind: "stale-while-revalidate"; entry: Entry }
+  | { kind: "revalidate"; entry: Entry }
+  | { kind: "miss"; fwd: "uri-miss" | "vary-miss" };
+
+/** RFC 9111 §4: only GET and HEAD are answered from cache (HEAD from the GET entry). */
+export function isCacheableMethod(method: string): boolean {
+  return method === "GET" || method === "HEAD";
+}
+
+/** RFC 9111 §4.4: a non-error response to an unsafe method invalidates the URL. */
+export function isUnsafeMethod(method: string): boolean {
+  return !["GET", "HEAD", "OPTIONS", "TRACE"].includes(method);
+}
+
+/**
+ * The decision table. `found` is what the near tier returned for the request's key and
+ * `expectedKey` the variant key this request needs: an entry for another variant is a
+ * vary-miss, never served (RFC 9111 §4.1).
+ *
+ * @example
+ * decide(entry, entry.key, { method: "GET", hasAuthorization: false, hasCookie: false }, route, Date.now());
+ */
+export function decide(
+  found: Entry | undefined,
+  expectedKey: string,
+  request: RequestFacts,
+  route: RoutePolicy,
+  now: number,
+): Decision {
+  if (!isCacheableMethod(request.method)) return { kind: "bypass", reason: "method" };
+  if (route.bypass) return { kind: "bypass", reason: "route" };
+  // RFC 9111 §3.5: requests with credentials get personal answers unless the route says the origin never personalizes.
+  if ((request.hasAuthorization || request.hasCookie) && !route.cacheAuthorized)
+    return { kind: "bypass", reason: "credentials" };
+  if (!found) return { kind: "miss", fwd: "uri-miss" };
+  if (found.key !== expectedKey) return { kind: "miss", fwd: "vary-miss" };
+  if (now < found.staleAt) return { kind: "fresh", entry: found };
+  // RFC 5861 §3: within stale-while-revalidate, serve now and refresh behind the response.
+  if (!found.mustRevalidate && now < found.swrUntil) return { kind: "stale-while-revalidate", entry: found };
+  return { kind: "revalidate", entry: found };
+}
+
+/** After the origin could not give a fresh answer: serve the stored copy, or the error. */
+export type FailureDecision = { kind: "stale-if-error"; entry: Entry } | { kind: "error" };
+
+/** Failures where the origin was never asked because the guard protected it. */
+const GUARD_REFUSALS: ReadonlySet<HerdlessErrorCode> = new Set(["BREAKER_OPEN", "QUEUE_FULL", "QUEUE_TIMEOUT"]);
+
+/**
+ * RFC 5861 §4 stale-if-error, widened by the breaker: while the guard refuses to load the
+ * origin (breaker open, queue full), any stored copy is better than an error, if the
+ * operator keeps `breaker.serveStaleWhileOpen`. must-revalidate entries and cached errors
+ * are never served in place of a fresh answer.
+ */
+export function decideOnFailure(
+  entry: Entry | undefined,
+  code: HerdlessErrorCode,
+  config: Config,
+  now: number,
+): FailureDecision {
+  if (!entry || entry.mustRevalidate || entry.negative) return { kind: "error" };
+  if (now < entry.sieUntil) return { kind: "stale-if-error", entry };
+  if (GUARD_REFUSALS.has(code) && config.breaker.serveStaleWhileOpen && now < entry.deleteAt)
+    return { kind: "stale-if-error", entry };
+  return { kind: "error" };
+}

@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { ageSeconds, decodeEntry, encodeEntry, entryMeta, ENTRY_FORMAT_VERSION } from "./entry.ts";
+import { isHerdlessError } from "../errors.ts";
+import { testEntry } from "../store/store-conformance.ts";
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (error) {
+    return isHerdlessError(error) ? error.code : String(error);
+  }
+}
+
+describe("entry format", () => {
+  it("round-trips every field and the body bytes", () => {
+    const entry = testEntry("GET https://a.test/é?x=1", 1_000, {
+      body: new Uint8Array([0, 255, 7]),
+      tags: ["t"],
+      lastModified: "Tue, 01 Jan 2030 00:00:00 GMT",
+    });
+    const decoded = decodeEntry(encodeEntry(entry));
+    expect(entryMeta(decoded)).toEqual(entryMeta(entry));
+    expect([...decoded.body]).toEqual([0, 255, 7]);
+  });
+
+  it("refuses an unknown format version", () => {
+    const bytes = encodeEntry({ ...testEntry("k", 0), v: 99 as typeof ENTRY_FORMAT_VERSION });
+    expect(codeOf(() => decodeEntry(bytes))).toBe("ENTRY_VERSION");
+  });
+
+  it("refuses damaged input", () => {
+    expect(codeOf(() => decodeEntry(new Uint8Array([0, 0])))).toBe("ENTRY_CORRUPT");
+    expect(codeOf(() => decodeEntry(new Uint8Array([0, 0, 0, 50, 1, 2])))).toBe("ENTRY_CORRUPT");
+    const garbage = new Uint8Array([0, 0, 0, 3, 123, 123, 123]);
+    expect(codeOf(() => decodeEntry(garbage))).toBe("ENTRY_CORRUPT");
+  });
+
+  it("RFC 9111 §4.2.3: Age is the initial age plus time held, in whole seconds", () => {
+    const entry = testEntry("k", 10_000, { initialAgeMs: 5_000 });
+    expect(ageSeconds(entry, 10_000)).toBe(5);
+    expect(ageSeconds(entry, 12_999)).toBe(7);
+  });
+});

@@ -1,0 +1,113 @@
+import { HerdlessError } from "../errors.ts";
+
+/** The serialization format of {@link Entry}; bumped on every incompatible change. */
+export const ENTRY_FORMAT_VERSION = 1;
+
+/**
+ * A stored response. Every instant is absolute epoch-ms, computed once by the freshness
+ * policy when the response arrives, so stores and edges only compare numbers.
+ *
+ *   storedAt ≤ staleAt ≤ swrUntil, sieUntil ≤ deleteAt
+ *
+ * - fresh while `now < staleAt`;
+ * - servable stale while revalidating in the background while `now < swrUntil`;
+ * - servable stale when the origin fails while `now < sieUntil`;
+ * - physically kept (for conditional revalidation and breaker-open serving) until `deleteAt`.
+ */
+export interface Entry {
+  v: typeof ENTRY_FORMAT_VERSION;
+  /** The full cache key, including the Vary-selected part. */
+  key: string;
+  url: string;
+  status: number;
+  /** Response headers to replay, names lowercased, hop-by-hop headers removed. */
+  headers: [string, string][];
+  body: Uint8Array;
+  /** When the request that produced this response was sent (RFC 9111 §4.2.3 request_time). */
+  requestAt: number;
+  /** When the response arrived (response_time). */
+  storedAt: number;
+  /** corrected_initial_age of RFC 9111 §4.2.3, in ms. */
+  initialAgeMs: number;
+  staleAt: number;
+  swrUntil: number;
+  sieUntil: number;
+  deleteAt: number;
+  etag?: string;
+  lastModified?: string;
+  /** Request header names (lowercased) from the response's Vary, sorted. */
+  vary: string[];
+  /** `must-revalidate`/`proxy-revalidate`/`no-cache`: never served stale, whatever the config. */
+  mustRevalidate: boolean;
+  /** Fencing token of the lease under which the entry was written; higher is newer. */
+  token: number;
+  /** Purge tags from Cache-Tag / Surrogate-Key. */
+  tags: string[];
+  /** True for a short-lived cached error (negative caching). */
+  negative: boolean;
+}
+
+/** Current age of an entry in whole seconds, for the Age header (RFC 9111 §4.2.3). */
+export function ageSeconds(entry: Entry, now: number): number {
+  return Math.max(0, Math.floor((entry.initialAgeMs + (now - entry.storedAt)) / 1000));
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Binary form for stores that keep bytes (Redis, Durable Object storage):
+ * 4-byte big-endian metadata length, JSON metadata (with `v`), then the body.
+ */
+export function encodeEntry(entry: Entry): Uint8Array {
+  const { body, ...meta } = entry;
+  const metaBytes = encoder.encode(JSON.stringify(meta));
+  const out = new Uint8Array(4 + metaBytes.length + body.length);
+  new DataView(out.buffer).setUint32(0, metaBytes.length);
+  out.set(metaBytes, 4);
+  out.set(body, 4 + metaBytes.length);
+  return out;
+}
+
+/** Inverse of {@link encodeEntry}; refuses unknown versions and damaged input. */
+export function decodeEntry(bytes: Uint8Array): Entry {
+  if (bytes.length < 4) throw new HerdlessError("ENTRY_CORRUPT", "stored entry is shorter than its header");
+  const metaLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  if (4 + metaLength > bytes.length)
+    throw new HerdlessError("ENTRY_CORRUPT", "stored entry metadata runs past its end");
+  const meta = decodeEntryMeta(decoder.decode(bytes.subarray(4, 4 + metaLength)));
+  return { ...meta, body: bytes.slice(4 + metaLength) };
+}
+
+/** Parses entry metadata JSON (everything but the body), refusing unknown versions. */
+export function decodeEntryMeta(json: string): Omit<Entry, "body"> {
+  let meta: unknown;
+  try {
+    meta = JSON.parse(json);
+  } catch (cause) {
+    throw new HerdlessError("ENTRY_CORRUPT", "stored entry metadata is not JSON", { cause });
+  }
+  if (typeof meta !== "object" || meta === null || !("v" in meta)) {
+    throw new HerdlessError("ENTRY_CORRUPT", "stored entry metadata has no format version");
+  }
+  if (meta.v !== ENTRY_FORMAT_VERSION) {
+    throw new HerdlessError(
+      "ENTRY_VERSION",
+      `stored entry has format version ${String(meta.v)}, this herdless reads ${ENTRY_FORMAT_VERSION}`,
+    );
+  }
+  return meta as Omit<Entry, "body">;
+}
+
+/** Metadata and body of an entry stored apart (Cache API headers, DO storage). */
+export function entryMeta(entry: Entry): Omit<Entry, "body"> {
+  const { body: _body, ...meta } = entry;
+  return meta;
+}
+
+/** The size an entry charges against a byte budget: body plus headers and a fixed overhead. */
+export function entrySize(entry: Entry): number {
+  let size = entry.body.byteLength + entry.key.length + entry.url.length + 256;
+  for (const [name, value] of entry.headers) size += name.length + value.length + 4;
+  return size;
+}

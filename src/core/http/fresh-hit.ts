@@ -1,0 +1,74 @@
+import { routeFor, type Config, type RoutePolicy } from "../config.ts";
+import { decide, type RequestFacts } from "./decision.ts";
+import type { Entry } from "./entry.ts";
+import type { HeaderReader } from "./http.ts";
+import { primaryKey, variantKey } from "./key.ts";
+import { purgeVerdict, type PurgeSnapshot } from "../admin/purge.ts";
+
+/** A store that can answer without a promise: the in-memory tier. */
+export interface SyncStore {
+  getSync(key: string): Entry | undefined;
+}
+
+/**
+ * The hit path's question, without a promise: does the in-memory tier hold a fresh entry
+ * this request may be served from? The same answer as the engine's flow (variant by Vary,
+ * credentials and route via `decide`, purges); anything else, undefined, and the engine
+ * answers. Runtimes use it to write hits straight out, with no engine per request.
+ *
+ * @example
+ * const hit = freshHit(memory, route, primary, { method, hasAuthorization, hasCookie }, headers, purges, clock.now());
+ */
+export function freshHit(
+  near: SyncStore,
+  route: RoutePolicy,
+  primary: string,
+  facts: RequestFacts,
+  headers: HeaderReader,
+  purges: PurgeSnapshot | undefined,
+  now: number,
+): Entry | undefined {
+  let entry = near.getSync(primary);
+  if (!entry) return undefined;
+  let key = primary;
+  if (entry.vary.length > 0) {
+    key = variantKey(primary, entry.vary, headers);
+    entry = near.getSync(key);
+    if (!entry) return undefined;
+  }
+  if (decide(entry, key, facts, route, now).kind !== "fresh") return undefined;
+  if (purges && purgeVerdict(entry, primary, purges) !== "keep") return undefined;
+  return entry;
+}
+
+/** What the request flow computes from a URL alone. */
+export interface UrlTarget {
+  url: URL;
+  route: RoutePolicy;
+  primary: string;
+}
+
+/**
+ * URLs parsed once, with their route and primary key, for the hit paths. Bounded: past
+ * `limit` distinct URLs the memory is dropped, so a flood of new URLs costs a re-parse,
+ * never memory.
+ */
+export class UrlTargets {
+  private readonly known = new Map<string, UrlTarget>();
+  constructor(
+    private readonly config: Config,
+    private readonly limit = 10_000,
+  ) {}
+
+  /** The target remembered under `memo`, or `parse()` (which may throw) worked out and remembered. */
+  get(memo: string, parse: () => URL): UrlTarget {
+    let target = this.known.get(memo);
+    if (target) return target;
+    const url = parse();
+    const route = routeFor(this.config, url.pathname);
+    target = { url, route, primary: primaryKey(url, route.key) };
+    if (this.known.size >= this.limit) this.known.clear();
+    this.known.set(memo, target);
+    return target;
+  }
+}

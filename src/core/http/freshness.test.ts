@@ -1,0 +1,356 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig, routeFor, type ConfigInput } from "../config.ts";
+import {
+  effectiveDirectives,
+  HEURISTICALLY_CACHEABLE,
+  lifetimes,
+  parseHttpDate,
+  storability,
+  type OriginResponseInfo,
+} from "./freshness.ts";
+
+const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
+const HTTP_T0 = "Wed, 01 Jan 2025 12:00:00 GMT";
+const S = 1000;
+
+function setup(defaults: ConfigInput["defaults"] = {}, cache: ConfigInput["cache"] = { retainStaleMs: 0 }) {
+  const config = parseConfig({ origin: { url: "http://127.0.0.1:1" }, defaults, cache });
+  return { config, route: routeFor(config, "/") };
+}
+
+function res(headers: Record<string, string>, status = 200, requestAt = T0, responseAt = T0): OriginResponseInfo {
+  return { status, headers: new Headers(headers), requestAt, responseAt };
+}
+
+function life(
+  headers: Record<string, string>,
+  opts: { status?: number; defaults?: ConfigInput["defaults"]; requestAt?: number; responseAt?: number } = {},
+) {
+  const { config, route } = setup(opts.defaults);
+  return lifetimes(res(headers, opts.status, opts.requestAt, opts.responseAt), route, config);
+}
+
+function store(
+  headers: Record<string, string>,
+  opts: { status?: number; method?: string; auth?: boolean; cookie?: boolean; defaults?: ConfigInput["defaults"] } = {},
+) {
+  const { route } = setup(opts.defaults);
+  return storability(opts.method ?? "GET", opts.auth ?? false, opts.cookie ?? false, res(headers, opts.status), route);
+}
+
+describe("RFC 9110 §5.6.7 HTTP-date", () => {
+  it("parses IMF-fixdate, RFC 850 and asctime to the same instant", () => {
+    const at = Date.UTC(1994, 10, 6, 8, 49, 37);
+    expect(parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT")).toBe(at);
+    expect(parseHttpDate("Sunday, 06-Nov-94 08:49:37 GMT")).toBe(at);
+    expect(parseHttpDate("Sun Nov  6 08:49:37 1994")).toBe(at);
+  });
+
+  it("reads two-digit RFC 850 years below 70 as 20xx", () => {
+    expect(parseHttpDate("Wednesday, 01-Jan-25 12:00:00 GMT")).toBe(T0);
+  });
+
+  it.each([
+    null,
+    "0",
+    "-1",
+    "",
+    "tomorrow",
+    "Sun, 31 Feb 2025 00:00:00 GMT",
+    "Sun, 06 Nov 1994 24:00:00 GMT",
+    "Sun, 06 nov 1994 08:49:37 GMT",
+    "Sun, 06 Nov 1994 08:49:37 UTC",
+    "1994-11-06T08:49:37Z",
+  ])("rejects %j", (value) => expect(parseHttpDate(value)).toBeUndefined());
+
+  it("accepts a leap second", () => {
+    expect(parseHttpDate("Wed, 31 Dec 2025 23:59:60 GMT")).toBe(Date.UTC(2026, 0, 1));
+  });
+});
+
+describe("RFC 9213 §2.1 CDN-Cache-Control", () => {
+  it("replaces Cache-Control entirely when present", () => {
+    const d = effectiveDirectives(
+      new Headers({ "cache-control": "no-store, max-age=5", "cdn-cache-control": "max-age=600" }),
+    );
+    expect(d.get("max-age")).toBe("600");
+    expect(d.has("no-store")).toBe(false);
+    expect(life({ "cache-control": "max-age=5", "cdn-cache-control": "max-age=600" }).staleAt).toBe(T0 + 600 * S);
+  });
+
+  it("falls back to Cache-Control when absent", () => {
+    expect(life({ "cache-control": "max-age=5" }).staleAt).toBe(T0 + 5 * S);
+  });
+
+  it("can make a response unstorable for this cache only", () => {
+    expect(store({ "cache-control": "max-age=60", "cdn-cache-control": "no-store" })).toEqual({
+      storable: false,
+      reason: "no-store",
+    });
+  });
+});
+
+describe("RFC 9111 §3 storing responses", () => {
+  it("stores a plain 200 to GET", () => expect(store({})).toEqual({ storable: true }));
+
+  it("stores GET only", () => {
+    expect(store({}, { method: "HEAD" })).toEqual({ storable: false, reason: "method" });
+    expect(store({}, { method: "POST" })).toEqual({ storable: false, reason: "method" });
+  });
+
+  it.each([
+    [{ "cache-control": "no-store" }, "no-store"],
+    [{ "cache-control": "public, max-age=60, no-store" }, "no-store"],
+    [{ "cache-control": "private" }, "private"],
+    [{ "cache-control": 'private="x-user", max-age=60' }, "private"],
+    [{ "set-cookie": "sid=1", "cache-control": "public, max-age=60" }, "set-cookie"],
+    [{ vary: "*" }, "vary-star"],
+    [{ vary: "accept-encoding, *" }, "vary-star"],
+  ] as const)("refuses %j: %s", (headers, reason) => {
+    expect(store(headers)).toEqual({ storable: false, reason });
+  });
+
+  it("never stores 206 or 304", () => {
+    expect(store({ "cache-control": "max-age=60" }, { status: 206 })).toEqual({ storable: false, reason: "partial" });
+    expect(store({ "cache-control": "max-age=60" }, { status: 304 })).toEqual({ storable: false, reason: "status" });
+  });
+
+  it("stores heuristically cacheable statuses without explicit freshness", () => {
+    for (const status of HEURISTICALLY_CACHEABLE) expect(store({}, { status })).toEqual({ storable: true });
+  });
+
+  it("stores other statuses only with explicit freshness", () => {
+    expect(store({}, { status: 302 })).toEqual({ storable: false, reason: "status" });
+    expect(store({}, { status: 500 })).toEqual({ storable: false, reason: "status" });
+    expect(store({ "cache-control": "max-age=60" }, { status: 302 })).toEqual({ storable: true });
+    expect(store({ "cache-control": "s-maxage=60" }, { status: 307 })).toEqual({ storable: true });
+    expect(store({ expires: HTTP_T0 }, { status: 302 })).toEqual({ storable: true });
+  });
+
+  it("does not let a forced TTL override no-store, private, Set-Cookie, Vary: * or 206", () => {
+    const defaults = { forceTtlMs: 60_000 };
+    expect(store({ "cache-control": "no-store" }, { defaults })).toMatchObject({ reason: "no-store" });
+    expect(store({ "cache-control": "private" }, { defaults })).toMatchObject({ reason: "private" });
+    expect(store({ "set-cookie": "a=b" }, { defaults })).toMatchObject({ reason: "set-cookie" });
+    expect(store({ vary: "*" }, { defaults })).toMatchObject({ reason: "vary-star" });
+    expect(store({}, { defaults, status: 206 })).toMatchObject({ reason: "partial" });
+  });
+});
+
+describe("RFC 9111 §3.5 requests with credentials", () => {
+  it("does not share responses to Authorization requests by default", () => {
+    expect(store({ "cache-control": "max-age=60" }, { auth: true })).toEqual({
+      storable: false,
+      reason: "authorization",
+    });
+  });
+
+  it.each(["public", "s-maxage=60", "max-age=60, must-revalidate"])(
+    "shares an Authorization response marked %s",
+    (cc) => {
+      expect(store({ "cache-control": cc }, { auth: true })).toEqual({ storable: true });
+    },
+  );
+
+  it("never shares responses to Cookie requests, even when public", () => {
+    expect(store({ "cache-control": "public, s-maxage=60, must-revalidate" }, { cookie: true })).toEqual({
+      storable: false,
+      reason: "authorization",
+    });
+    expect(store({ "cache-control": "public" }, { cookie: true, auth: true })).toEqual({
+      storable: false,
+      reason: "authorization",
+    });
+  });
+
+  it("shares both when the route sets cacheAuthorized", () => {
+    const defaults = { cacheAuthorized: true };
+    expect(store({}, { cookie: true, auth: true, defaults })).toEqual({ storable: true });
+  });
+});
+
+describe("RFC 9111 §4.2.1 freshness lifetime", () => {
+  it("prefers s-maxage over max-age over Expires", () => {
+    const expires = "Wed, 01 Jan 2025 13:00:00 GMT";
+    expect(life({ "cache-control": "max-age=60, s-maxage=120", expires, date: HTTP_T0 }).staleAt).toBe(T0 + 120 * S);
+    expect(life({ "cache-control": "max-age=60", expires, date: HTTP_T0 }).staleAt).toBe(T0 + 60 * S);
+    expect(life({ expires, date: HTTP_T0 }).staleAt).toBe(T0 + 3600 * S);
+  });
+
+  it("computes Expires relative to Date, not to arrival", () => {
+    // Date and Expires 60 s apart: lifetime 60 s whatever our clock says (and the origin's clock adds no age).
+    const h = { date: "Wed, 01 Jan 2025 11:59:50 GMT", expires: "Wed, 01 Jan 2025 12:00:50 GMT" };
+    expect(life(h).initialAgeMs).toBe(0);
+    expect(life(h).staleAt).toBe(T0 + 60 * S);
+    const later = { date: HTTP_T0, expires: "Wed, 01 Jan 2025 12:01:00 GMT" };
+    expect(life(later, { responseAt: T0 + 5 * S, requestAt: T0 + 5 * S }).staleAt).toBe(T0 + 65 * S);
+  });
+
+  it("uses arrival time for Expires when Date is absent", () => {
+    expect(life({ expires: "Wed, 01 Jan 2025 12:00:30 GMT" }).staleAt).toBe(T0 + 30 * S);
+  });
+
+  it("treats an invalid or past Expires as already stale", () => {
+    expect(life({ expires: "0", date: HTTP_T0 }, { defaults: { defaultTtlMs: 60_000 } }).staleAt).toBe(T0);
+    expect(life({ expires: "Tue, 31 Dec 2024 12:00:00 GMT", date: HTTP_T0 }).staleAt).toBe(T0);
+  });
+
+  it("treats an invalid or conflicting max-age as stale rather than falling through", () => {
+    const expires = "Wed, 01 Jan 2025 13:00:00 GMT";
+    expect(life({ "cache-control": "max-age=abc", expires }).staleAt).toBe(T0);
+    expect(life({ "cache-control": "max-age=60, max-age=120", expires }).staleAt).toBe(T0);
+  });
+
+  it("makes bare no-cache stale at once and must-revalidate", () => {
+    const t = life(
+      { "cache-control": "no-cache, max-age=600, stale-while-revalidate=60" },
+      { defaults: { defaultTtlMs: 60_000 } },
+    );
+    expect(t.staleAt).toBe(T0);
+    expect(t.mustRevalidate).toBe(true);
+    expect(t.swrUntil).toBe(T0);
+  });
+
+  it("reads qualified no-cache as bare no-cache", () => {
+    const t = life({ "cache-control": 'no-cache="set-cookie", max-age=600' });
+    expect(t.staleAt).toBe(T0);
+    expect(t.mustRevalidate).toBe(true);
+  });
+
+  it("lets forceTtlMs override everything the origin says about lifetime", () => {
+    const defaults = { forceTtlMs: 30_000 };
+    expect(life({ "cache-control": "max-age=600, s-maxage=900" }, { defaults }).staleAt).toBe(T0 + 30 * S);
+    expect(life({ "cache-control": "no-cache" }, { defaults }).staleAt).toBe(T0 + 30 * S);
+    expect(life({}, { defaults, status: 500 }).staleAt).toBe(T0 + 30 * S);
+  });
+
+  it("keeps deleteAt past staleAt by retainStaleMs, and at least 1 ms", () => {
+    const { config, route } = setup({}, { retainStaleMs: 5_000 });
+    expect(lifetimes(res({ "cache-control": "max-age=60" }), route, config).deleteAt).toBe(T0 + 65 * S);
+    expect(life({ "cache-control": "max-age=0" }).deleteAt).toBe(T0 + 1);
+  });
+});
+
+describe("RFC 9111 §4.2.2 heuristic freshness", () => {
+  const lastModified = "Wed, 01 Jan 2025 02:00:00 GMT"; // 10 h before Date
+
+  it("uses 10% of Date − Last-Modified for heuristically cacheable statuses", () => {
+    expect(life({ date: HTTP_T0, "last-modified": lastModified }).staleAt).toBe(T0 + 3600 * S);
+    expect(life({ date: HTTP_T0, "last-modified": lastModified }, { status: 404 }).staleAt).toBe(T0 + 3600 * S);
+  });
+
+  it("caps the heuristic at one day", () => {
+    expect(life({ date: HTTP_T0, "last-modified": "Sun, 01 Jan 2023 00:00:00 GMT" }).staleAt).toBe(T0 + 86_400 * S);
+  });
+
+  it("gives no heuristic lifetime to other statuses", () => {
+    expect(life({ date: HTTP_T0, "last-modified": lastModified }, { status: 302 }).staleAt).toBe(T0);
+    expect(life({}, { status: 500, defaults: { defaultTtlMs: 60_000 } }).staleAt).toBe(T0);
+  });
+
+  it("is not used when explicit freshness or no-cache is present", () => {
+    expect(life({ date: HTTP_T0, "last-modified": lastModified, "cache-control": "max-age=5" }).staleAt).toBe(
+      T0 + 5 * S,
+    );
+    expect(life({ date: HTTP_T0, "last-modified": lastModified, "cache-control": "no-cache" }).staleAt).toBe(T0);
+  });
+
+  it("is zero without Last-Modified or with a future one", () => {
+    expect(life({ date: HTTP_T0 }).staleAt).toBe(T0);
+    expect(life({ date: HTTP_T0, "last-modified": "Thu, 02 Jan 2025 00:00:00 GMT" }).staleAt).toBe(T0);
+  });
+
+  it("uses the route's defaultTtlMs instead of the Last-Modified rule", () => {
+    const defaults = { defaultTtlMs: 42_000 };
+    expect(life({ date: HTTP_T0, "last-modified": lastModified }, { defaults }).staleAt).toBe(T0 + 42 * S);
+    expect(life({ "cache-control": "max-age=5" }, { defaults }).staleAt).toBe(T0 + 5 * S);
+  });
+});
+
+describe("RFC 9111 §4.2.3 age calculation", () => {
+  it("is zero for a prompt, undated response", () => {
+    expect(life({ "cache-control": "max-age=60" }).initialAgeMs).toBe(0);
+  });
+
+  it("does not trust the origin's clock: a Date in the past adds no age (skew would make every response stale)", () => {
+    const t = life({ "cache-control": "max-age=60", date: "Wed, 01 Jan 2025 11:59:40 GMT" });
+    expect(t.initialAgeMs).toBe(0);
+    expect(t.staleAt).toBe(T0 + 60 * S);
+  });
+
+  it("never has a negative apparent age when Date is in the future", () => {
+    expect(life({ "cache-control": "max-age=60", date: "Wed, 01 Jan 2025 12:05:00 GMT" }).initialAgeMs).toBe(0);
+  });
+
+  it("adds the response delay to the Age header", () => {
+    const t = life({ "cache-control": "max-age=60", age: "10", date: HTTP_T0 }, { requestAt: T0 - 3 * S });
+    expect(t.initialAgeMs).toBe(13 * S);
+    expect(t.staleAt).toBe(T0 + 47 * S);
+  });
+
+  it("counts Age plus the measured response delay, whatever Date says", () => {
+    const h = { "cache-control": "max-age=60", age: "5", date: "Wed, 01 Jan 2025 11:59:30 GMT" };
+    expect(life(h, { requestAt: T0 - 1 * S }).initialAgeMs).toBe(6 * S);
+  });
+
+  it("ignores an invalid Age and uses the first of several", () => {
+    expect(life({ "cache-control": "max-age=60", age: "abc" }).initialAgeMs).toBe(0);
+    expect(life({ "cache-control": "max-age=60", age: "7, 100" }).initialAgeMs).toBe(7 * S);
+  });
+
+  it("never puts staleAt before arrival when the response came in too old", () => {
+    const t = life({ "cache-control": "max-age=60, stale-while-revalidate=30", age: "100" });
+    expect(t.staleAt).toBe(T0);
+    expect(t.swrUntil).toBe(T0);
+  });
+});
+
+describe("RFC 5861 stale-while-revalidate and stale-if-error", () => {
+  it("adds the origin's windows to staleAt", () => {
+    const t = life({ "cache-control": "max-age=60, stale-while-revalidate=30, stale-if-error=600" });
+    expect(t.swrUntil).toBe(T0 + 90 * S);
+    expect(t.sieUntil).toBe(T0 + 660 * S);
+    expect(t.deleteAt).toBe(T0 + 660 * S);
+    expect(t.mustRevalidate).toBe(false);
+  });
+
+  it("adds the route's grace on top of the origin's windows", () => {
+    const defaults = { staleWhileRevalidateMs: 5_000, staleIfErrorMs: 7_000 };
+    const t = life({ "cache-control": "max-age=60, stale-while-revalidate=30, stale-if-error=60" }, { defaults });
+    expect(t.swrUntil).toBe(T0 + 95 * S);
+    expect(t.sieUntil).toBe(T0 + 127 * S);
+    expect(life({ "cache-control": "max-age=60" }, { defaults }).swrUntil).toBe(T0 + 65 * S);
+  });
+
+  it("ignores malformed window values but keeps the grace", () => {
+    const t = life(
+      { "cache-control": "max-age=60, stale-while-revalidate=-5" },
+      { defaults: { staleWhileRevalidateMs: 1_000 } },
+    );
+    expect(t.swrUntil).toBe(T0 + 61 * S);
+  });
+
+  it.each(["must-revalidate", "proxy-revalidate", "no-cache"])(
+    "%s zeroes both windows, grace included",
+    (directive) => {
+      const defaults = { staleWhileRevalidateMs: 5_000, staleIfErrorMs: 7_000 };
+      const t = life(
+        { "cache-control": `max-age=60, stale-while-revalidate=30, stale-if-error=60, ${directive}` },
+        { defaults },
+      );
+      expect(t.mustRevalidate).toBe(true);
+      expect(t.swrUntil).toBe(t.staleAt);
+      expect(t.sieUntil).toBe(t.staleAt);
+    },
+  );
+
+  it("treats s-maxage as proxy-revalidate (RFC 9111 §5.2.2.10) unless the origin grants a stale window", () => {
+    const defaults = { staleWhileRevalidateMs: 5_000 };
+    const bare = life({ "cache-control": "s-maxage=60" }, { defaults });
+    expect(bare.mustRevalidate).toBe(true);
+    expect(bare.swrUntil).toBe(T0 + 60 * S);
+    const granted = life({ "cache-control": "s-maxage=60, stale-while-revalidate=30" }, { defaults });
+    expect(granted.mustRevalidate).toBe(false);
+    expect(granted.swrUntil).toBe(T0 + 95 * S);
+  });
+});

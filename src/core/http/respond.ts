@@ -1,0 +1,75 @@
+import { formatCacheStatus, ttlSeconds, type CacheStatus } from "./cache-status.ts";
+import { ageSeconds, type Entry } from "./entry.ts";
+import type { PassResponse } from "../fill/coordinator.ts";
+
+/** What the engine answers; adapters write it to their socket or wrap it in a Response. */
+export interface EngineResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+  cacheStatus: CacheStatus;
+  /** The entry the answer came from, when it came from one. */
+  entry?: Entry;
+}
+
+/** Serves a stored entry: its headers, a correct Age, and Cache-Status. HEAD gets no body. */
+export function fromEntry(entry: Entry, status: CacheStatus, method: string, now: number): EngineResponse {
+  const cacheStatus = { ...status, ttlSeconds: ttlSeconds(entry.staleAt, now) };
+  const headers: [string, string][] = entry.headers.filter(([name]) => name !== "cache-status");
+  headers.push(["age", String(ageSeconds(entry, now))]);
+  headers.push(["cache-status", withUpstream(entry.headers, cacheStatus)]);
+  headers.push(["content-length", String(entry.body.byteLength)]);
+  return { status: entry.status, headers, body: method === "HEAD" ? null : entry.body, cacheStatus, entry };
+}
+
+/** Relays an origin answer that is not served from cache. */
+export function fromPass(response: PassResponse, status: CacheStatus, method: string): EngineResponse {
+  const headers = response.headers.filter(([name]) => name !== "cache-status");
+  headers.push(["cache-status", withUpstream(response.headers, status)]);
+  if (response.body instanceof Uint8Array) headers.push(["content-length", String(response.body.byteLength)]);
+  return { status: response.status, headers, body: method === "HEAD" ? null : response.body, cacheStatus: status };
+}
+
+/** An answer herdless makes itself (503 while protecting the origin, 502 when it failed). */
+export function synthetic(
+  status: number,
+  message: string,
+  cacheStatus: CacheStatus,
+  retryAfterMs?: number,
+): EngineResponse {
+  const body = new TextEncoder().encode(`${message}\n`);
+  const headers: [string, string][] = [
+    ["content-type", "text/plain; charset=utf-8"],
+    ["cache-control", "no-store"],
+    ["content-length", String(body.byteLength)],
+    ["cache-status", formatCacheStatus(cacheStatus)],
+  ];
+  if (retryAfterMs !== undefined) headers.push(["retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000)))]);
+  return { status, headers, body, cacheStatus };
+}
+
+/** RFC 9211 §2: caches nearer the origin come first in the list; herdless adds itself last. */
+function withUpstream(headers: [string, string][], status: CacheStatus): string {
+  const upstream = headers.filter(([name]) => name === "cache-status").map(([, v]) => v);
+  return [...upstream, formatCacheStatus(status)].join(", ");
+}
+
+/** The headers of a fresh hit change only with Age and the remaining ttl: built once per second per entry. */
+const preparedHits = new WeakMap<Entry, { age: number; ttl: number; headers: [string, string][] }>();
+
+/**
+ * The headers {@link fromEntry} gives a fresh hit at `now`, remembered per entry until Age
+ * or ttl change. The same array comes back meanwhile, so a runtime may derive its own form
+ * from it once (Node's flat list). Callers must not modify it.
+ */
+export function hitHeaders(entry: Entry, now: number): [string, string][] {
+  const age = ageSeconds(entry, now);
+  const ttl = ttlSeconds(entry.staleAt, now);
+  let prepared = preparedHits.get(entry);
+  if (!prepared || prepared.age !== age || prepared.ttl !== ttl) {
+    const status: CacheStatus = { hit: true, ...(entry.negative ? { detail: "negative" } : {}) };
+    prepared = { age, ttl, headers: fromEntry(entry, status, "GET", now).headers };
+    preparedHits.set(entry, prepared);
+  }
+  return prepared.headers;
+}

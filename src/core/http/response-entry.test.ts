@@ -1,0 +1,125 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig, routeFor } from "../config.ts";
+import { conditionalHeaders, entryFromResponse, purgeTags, refreshedEntry } from "./response-entry.ts";
+import { headerList } from "./http.ts";
+
+const config = parseConfig({ origin: { url: "http://127.0.0.1:1" } });
+const context = (token: number, requestHeaders: [string, string][] = []) => ({
+  primary: "GET https://a.test/p",
+  url: "https://a.test/p",
+  requestHeaders: headerList(requestHeaders),
+  route: routeFor(config, "/p"),
+  config,
+  token,
+});
+const body = new TextEncoder().encode("hello");
+
+describe("entries from origin responses", () => {
+  it("keeps validators, tags and the Vary-selected key", () => {
+    const entry = entryFromResponse(
+      {
+        status: 200,
+        headers: [
+          ["cache-control", "max-age=60"],
+          ["etag", '"v1"'],
+          ["vary", "Accept-Language"],
+          ["cache-tag", "a, b"],
+          ["surrogate-key", "c d"],
+          ["age", "3"],
+        ],
+        body,
+        requestAt: 0,
+        responseAt: 0,
+      },
+      context(4, [["accept-language", "fr"]]),
+    );
+    expect(entry).toMatchObject({
+      key: "GET https://a.test/p|accept-language=fr",
+      etag: '"v1"',
+      vary: ["accept-language"],
+      tags: ["a", "b", "c", "d"],
+      token: 4,
+      staleAt: 57_000,
+      initialAgeMs: 3_000,
+    });
+    // Age is recomputed on the way out, never replayed.
+    expect(entry.headers.some(([n]) => n === "age")).toBe(false);
+  });
+
+  it("RFC 9111 §4.3.4: a 304 refreshes headers and freshness and keeps the body", () => {
+    const stored = entryFromResponse(
+      {
+        status: 200,
+        headers: [
+          ["cache-control", "max-age=10"],
+          ["etag", '"v1"'],
+          ["content-type", "text/plain"],
+          ["x-old", "1"],
+        ],
+        body,
+        requestAt: 0,
+        responseAt: 0,
+      },
+      context(1),
+    );
+    const refreshed = refreshedEntry(
+      stored,
+      {
+        status: 304,
+        headers: [
+          ["cache-control", "max-age=100"],
+          ["etag", '"v1"'],
+          ["content-type", "text/html"],
+          ["x-new", "2"],
+        ],
+        requestAt: 50_000,
+        responseAt: 50_000,
+      },
+      context(2),
+    );
+    expect(refreshed.body).toBe(stored.body);
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.staleAt).toBe(150_000);
+    expect(refreshed.token).toBe(2);
+    const headers = Object.fromEntries(refreshed.headers);
+    expect(headers).toMatchObject({
+      "cache-control": "max-age=100",
+      "x-old": "1",
+      "x-new": "2",
+      "content-type": "text/plain",
+    });
+  });
+
+  it("asks conditionally only with validators of a real entry", () => {
+    const stored = entryFromResponse(
+      {
+        status: 200,
+        headers: [
+          ["etag", '"v1"'],
+          ["last-modified", "Tue, 01 Jan 2030 00:00:00 GMT"],
+        ],
+        body,
+        requestAt: 0,
+        responseAt: 0,
+      },
+      context(1),
+    );
+    expect(conditionalHeaders(stored)).toEqual([
+      ["if-none-match", '"v1"'],
+      ["if-modified-since", "Tue, 01 Jan 2030 00:00:00 GMT"],
+    ]);
+    expect(conditionalHeaders({ ...stored, negative: true })).toEqual([]);
+    expect(conditionalHeaders(undefined)).toEqual([]);
+  });
+
+  it("reads purge tags from Cache-Tag and Surrogate-Key", () => {
+    expect(
+      purgeTags(
+        headerList([
+          ["cache-tag", " x ,y,,"],
+          ["surrogate-key", "  z  x "],
+        ]),
+      ),
+    ).toEqual(["x", "y", "z"]);
+  });
+});

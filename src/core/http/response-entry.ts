@@ -1,0 +1,136 @@
+import type { Config, RoutePolicy } from "../config.ts";
+import { ENTRY_FORMAT_VERSION, type Entry } from "./entry.ts";
+import { lifetimes, parseHttpDate } from "./freshness.ts";
+import { headerList, type HeaderReader } from "./http.ts";
+import { variantKey, varyNames } from "./key.ts";
+
+export interface EntryContext {
+  primary: string;
+  url: string;
+  /** The headers of the request that was sent to the origin (Vary selects on them). */
+  requestHeaders: HeaderReader;
+  route: RoutePolicy;
+  config: Config;
+  token: number;
+}
+
+interface ResponseFacts {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array;
+  requestAt: number;
+  responseAt: number;
+}
+
+/** Builds the entry to store for a storable origin response. */
+export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry {
+  const headers = headerList(res.headers);
+  const times = lifetimes(
+    { status: res.status, headers, requestAt: res.requestAt, responseAt: res.responseAt },
+    ctx.route,
+    ctx.config,
+  );
+  const vary = varyNames(headers.get("vary"));
+  return {
+    v: ENTRY_FORMAT_VERSION,
+    key: variantKey(ctx.primary, vary, ctx.requestHeaders),
+    url: ctx.url,
+    status: res.status,
+    headers: res.headers.filter(([name]) => name !== "age"),
+    body: res.body,
+    requestAt: res.requestAt,
+    storedAt: res.responseAt,
+    ...times,
+    ...validators(headers),
+    vary,
+    token: ctx.token,
+    tags: purgeTags(headers),
+    negative: false,
+  };
+}
+
+/**
+ * RFC 9111 §4.3.4: a 304 updates the stored response's headers (except the ones describing
+ * the body) and its freshness; the body is kept as is.
+ */
+export function refreshedEntry(stored: Entry, res: Omit<ResponseFacts, "body">, ctx: EntryContext): Entry {
+  const updates = new Map<string, [string, string][]>();
+  for (const pair of res.headers) {
+    if (BODY_DESCRIBING.has(pair[0])) continue;
+    updates.set(pair[0], [...(updates.get(pair[0]) ?? []), pair]);
+  }
+  const merged = [...stored.headers.filter(([name]) => !updates.has(name)), ...[...updates.values()].flat()];
+  const rebuilt = entryFromResponse({ ...res, status: stored.status, headers: merged, body: stored.body }, ctx);
+  // The 304 answered for the stored variant; keep its key even if the request headers differ.
+  return { ...rebuilt, key: stored.key, vary: stored.vary };
+}
+
+const BODY_DESCRIBING = new Set([
+  "content-length",
+  "content-encoding",
+  "content-type",
+  "content-range",
+  "transfer-encoding",
+]);
+
+/** A short-lived cached error, so a failing URL does not become a stream of origin requests. */
+export function negativeEntry(
+  key: string,
+  url: string,
+  res: { status: number; headers: [string, string][]; body: Uint8Array },
+  ttlMs: number,
+  now: number,
+  token: number,
+): Entry {
+  return {
+    v: ENTRY_FORMAT_VERSION,
+    key,
+    url,
+    status: res.status,
+    headers: res.headers.filter(([name]) => name === "content-type" || name === "retry-after"),
+    body: res.body,
+    requestAt: now,
+    storedAt: now,
+    initialAgeMs: 0,
+    staleAt: now + ttlMs,
+    swrUntil: now + ttlMs,
+    sieUntil: now + ttlMs,
+    deleteAt: now + ttlMs,
+    vary: [],
+    mustRevalidate: true,
+    token,
+    tags: [],
+    negative: true,
+  };
+}
+
+/** A copy stored under the primary key so a later request learns which headers select its variant. */
+export function varyPointer(entry: Entry, primary: string): Entry {
+  return { ...entry, key: primary, body: new Uint8Array(0) };
+}
+
+function validators(headers: HeaderReader): Pick<Entry, "etag" | "lastModified"> {
+  const out: Pick<Entry, "etag" | "lastModified"> = {};
+  const etag = headers.get("etag");
+  if (etag) out.etag = etag;
+  const lastModified = headers.get("last-modified");
+  if (lastModified && parseHttpDate(lastModified) !== undefined) out.lastModified = lastModified;
+  return out;
+}
+
+/** Purge tags: comma-separated Cache-Tag and space-separated Surrogate-Key. */
+export function purgeTags(headers: HeaderReader): string[] {
+  const tags = new Set<string>();
+  for (const tag of (headers.get("cache-tag") ?? "").split(",")) if (tag.trim()) tags.add(tag.trim());
+  for (const tag of (headers.get("surrogate-key") ?? "").split(/\s+/)) if (tag) tags.add(tag);
+  return [...tags];
+}
+
+/** Conditional request headers for revalidating a stored entry (RFC 9110 §13.1). */
+export function conditionalHeaders(stored: Entry | undefined): [string, string][] {
+  if (!stored || stored.negative) return [];
+  const out: [string, string][] = [];
+  if (stored.etag) out.push(["if-none-match", stored.etag]);
+  if (stored.lastModified) out.push(["if-modified-since", stored.lastModified]);
+  return out;
+}

@@ -1,0 +1,207 @@
+import type { Clock } from "../clock.ts";
+import { HerdlessError } from "../errors.ts";
+import { concatBytes, HOP_BY_HOP } from "../http/http.ts";
+
+/** The `fetch` a runtime provides; injected so the core stays runtime-free and testable. */
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+export interface OriginRequest {
+  url: string;
+  method: string;
+  headers: [string, string][];
+  body?: ReadableStream<Uint8Array> | Uint8Array | null;
+}
+
+interface OriginResponseBase {
+  status: number;
+  /** Headers with names lowercased and hop-by-hop headers removed. */
+  headers: [string, string][];
+  requestAt: number;
+  responseAt: number;
+}
+
+/** A complete body, verified against its declared length: the only kind that may be stored. */
+export interface BufferedOriginResponse extends OriginResponseBase {
+  kind: "buffered";
+  body: Uint8Array;
+}
+
+/** A body too large to keep: streamed to one client and never stored. */
+export interface StreamedOriginResponse extends OriginResponseBase {
+  kind: "streamed";
+  body: ReadableStream<Uint8Array> | null;
+}
+
+export type OriginResponse = BufferedOriginResponse | StreamedOriginResponse;
+
+export interface OriginCallOptions {
+  timeoutMs: number;
+  /** Bodies above this are streamed instead of buffered. */
+  maxBodyBytes: number;
+  clock: Clock;
+  signal?: AbortSignal;
+}
+
+/**
+ * One origin request with a hard deadline. The deadline covers the response head and,
+ * for buffered bodies, the whole body: a timeout aborts the underlying fetch, it does not
+ * merely stop waiting. A body that ends early (reset, or fewer bytes than Content-Length)
+ * raises ORIGIN_TRUNCATED, so a partial body can never reach a store.
+ *
+ * @example
+ * const res = await fetchOrigin(fetch, { url, method: "GET", headers: [] }, { timeoutMs: 5_000, maxBodyBytes: 1e6, clock: systemClock });
+ */
+export async function fetchOrigin(
+  fetchFn: FetchLike,
+  request: OriginRequest,
+  options: OriginCallOptions,
+): Promise<OriginResponse> {
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new HerdlessError("ORIGIN_TIMEOUT", `origin did not answer ${request.url} within ${options.timeoutMs} ms`),
+      ),
+    options.timeoutMs,
+  );
+  const onOuterAbort = () => deadline.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  if (options.signal?.aborted) onOuterAbort();
+  const release = () => {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onOuterAbort);
+  };
+
+  const requestAt = options.clock.now();
+  let response: Response;
+  try {
+    response = await fetchFn(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body: request.body ?? null,
+      redirect: "manual",
+      signal: deadline.signal,
+      ...(request.body instanceof ReadableStream ? { duplex: "half" } : {}),
+    } as RequestInit);
+  } catch (cause) {
+    release();
+    throw asOriginError(cause, deadline.signal, request.url);
+  }
+  const responseAt = options.clock.now();
+  const headers = responseHeaders(response.headers);
+  const base = { status: response.status, headers, requestAt, responseAt };
+
+  const declared = declaredLength(response.headers);
+  if (declared !== undefined && declared > options.maxBodyBytes) {
+    release();
+    return { kind: "streamed", ...base, body: response.body };
+  }
+  try {
+    const read = await readBody(response, options.maxBodyBytes);
+    if (read.kind === "overflow") {
+      release();
+      return { kind: "streamed", ...base, body: prepend(read.chunks, read.rest) };
+    }
+    if (declared !== undefined && read.body.byteLength !== declared) {
+      throw new HerdlessError(
+        "ORIGIN_TRUNCATED",
+        `origin sent ${read.body.byteLength} of ${declared} bytes for ${request.url}`,
+      );
+    }
+    release();
+    return { kind: "buffered", ...base, body: read.body };
+  } catch (cause) {
+    release();
+    throw asOriginError(cause, deadline.signal, request.url, true);
+  }
+}
+
+/** Content-Length, unless the body was decoded on the way in (then the length is the encoded one). */
+function declaredLength(headers: Headers): number | undefined {
+  const encoding = headers.get("content-encoding");
+  if (encoding && encoding.toLowerCase() !== "identity") return undefined;
+  const raw = headers.get("content-length");
+  if (raw === null || !/^\d+$/.test(raw.trim())) return undefined;
+  return Number(raw);
+}
+
+type BodyRead =
+  | { kind: "complete"; body: Uint8Array }
+  | { kind: "overflow"; chunks: Uint8Array[]; rest: ReadableStreamDefaultReader<Uint8Array> };
+
+async function readBody(response: Response, limit: number): Promise<BodyRead> {
+  if (!response.body) return { kind: "complete", body: new Uint8Array(0) };
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    total += value.byteLength;
+    if (total > limit) return { kind: "overflow", chunks, rest: reader };
+  }
+  return { kind: "complete", body: concatBytes(chunks, total) };
+}
+
+function prepend(chunks: Uint8Array[], rest: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = chunks.shift();
+      if (next) return controller.enqueue(next);
+      const { done, value } = await rest.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return rest.cancel(reason);
+    },
+  });
+}
+
+/**
+ * Headers worth keeping: hop-by-hop ones and those named in Connection go (RFC 9110
+ * §7.6.1); Content-Length and Content-Encoding go because the stored body is the decoded
+ * one and its length is recomputed on the way out.
+ */
+export function responseHeaders(headers: Headers): [string, string][] {
+  const connectionListed = new Set(
+    (headers.get("connection") ?? "")
+      .split(",")
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: [string, string][] = [];
+  headers.forEach((value, name) => {
+    const lower = name.toLowerCase();
+    if (
+      HOP_BY_HOP.has(lower) ||
+      connectionListed.has(lower) ||
+      lower === "content-length" ||
+      lower === "content-encoding"
+    )
+      return;
+    if (lower === "set-cookie") return; // combined by Headers; handled separately where allowed
+    out.push([lower, value]);
+  });
+  const cookies = typeof headers.getSetCookie === "function" ? headers.getSetCookie() : [];
+  for (const cookie of cookies) out.push(["set-cookie", cookie]);
+  return out;
+}
+
+function asOriginError(cause: unknown, deadline: AbortSignal, url: string, duringBody = false): HerdlessError {
+  if (cause instanceof HerdlessError) return cause;
+  if (deadline.aborted && deadline.reason instanceof HerdlessError) return deadline.reason;
+  if (deadline.aborted)
+    return new HerdlessError("ORIGIN_NETWORK", `origin request for ${url} was cancelled`, { cause: deadline.reason });
+  if (duringBody) return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause });
+  return new HerdlessError("ORIGIN_NETWORK", `origin unreachable for ${url}: ${describe(cause)}`, { cause });
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : "";
+    return `${error.message}${cause}`;
+  }
+  return String(error);
+}

@@ -1,0 +1,112 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../clock.ts";
+import { entrySize } from "../http/entry.ts";
+import { isHerdlessError } from "../errors.ts";
+import { storeConformance, testEntry } from "./store-conformance.ts";
+import { LruStore } from "./lru-store.ts";
+
+storeConformance("lru", async () => {
+  const clock = new ManualClock(1_700_000_000_000);
+  return { clock, store: new LruStore({ maxBytes: 1024 * 1024, clock }) };
+});
+
+const T0 = 1_700_000_000_000;
+
+/** An entry whose charged size is exactly `bytes`, so budgets in tests are exact. */
+function sized(key: string, bytes: number, clock: ManualClock, token = 1) {
+  const probe = testEntry(key, clock.now(), { body: new Uint8Array(0), token });
+  const body = new Uint8Array(bytes - entrySize(probe));
+  return testEntry(key, clock.now(), { body, token });
+}
+
+describe("LruStore byte bound", () => {
+  it("evicts least recently used entries by bytes, not by count", async () => {
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 3000, clock });
+    await lru.put(sized("a", 1000, clock));
+    await lru.put(sized("b", 1000, clock));
+    await lru.put(sized("c", 1000, clock));
+    expect(lru.bytes).toBe(3000);
+    expect(lru.evictions).toBe(0);
+    // One 2000-byte entry pushes out the two oldest 1000-byte ones.
+    await lru.put(sized("big", 2000, clock));
+    expect(lru.getSync("a")).toBeUndefined();
+    expect(lru.getSync("b")).toBeUndefined();
+    expect(lru.getSync("c")).toBeDefined();
+    expect(lru.getSync("big")).toBeDefined();
+    expect(lru.size).toBe(2);
+    expect(lru.bytes).toBe(3000);
+    expect(lru.evictions).toBe(2);
+  });
+
+  it("refreshes recency on get, so a read entry outlives older unread ones", async () => {
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 3000, clock });
+    await lru.put(sized("a", 1000, clock));
+    await lru.put(sized("b", 1000, clock));
+    await lru.put(sized("c", 1000, clock));
+    expect(await lru.get("a")).toBeDefined();
+    await lru.put(sized("d", 1000, clock));
+    expect(lru.getSync("b")).toBeUndefined();
+    expect(lru.getSync("a")).toBeDefined();
+    expect(lru.getSync("c")).toBeDefined();
+    expect(lru.getSync("d")).toBeDefined();
+  });
+
+  it("refuses an entry larger than the whole budget and drops the older one it would replace", async () => {
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 3000, clock });
+    await lru.put(sized("keep", 1000, clock));
+    await lru.put(sized("k", 1000, clock, 1));
+    expect(await lru.put(sized("k", 3001, clock, 2))).toBe(false);
+    expect(lru.getSync("k")).toBeUndefined();
+    expect(lru.getSync("keep")).toBeDefined();
+    expect(lru.bytes).toBe(1000);
+    expect(lru.evictions).toBe(0);
+    expect(await lru.put(sized("exact", 2000, clock))).toBe(true);
+  });
+
+  it("charges the new size when an entry is replaced", async () => {
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 3000, clock });
+    await lru.put(sized("k", 1000, clock));
+    await lru.put(sized("k", 2500, clock));
+    expect(lru.bytes).toBe(2500);
+    expect(lru.size).toBe(1);
+    await lru.delete("k");
+    expect(lru.bytes).toBe(0);
+  });
+
+  it("drops expired entries on access and releases their bytes without counting an eviction", async () => {
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 3000, clock });
+    await lru.put(sized("k", 1000, clock));
+    clock.advance(60_000);
+    expect(lru.getSync("k")).toBeUndefined();
+    expect(lru.size).toBe(0);
+    expect(lru.bytes).toBe(0);
+    expect(lru.evictions).toBe(0);
+  });
+
+  it("lets a lower token replace an expired entry", async () => {
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 3000, clock });
+    await lru.put(sized("k", 1000, clock, 9));
+    clock.advance(60_000);
+    expect(await lru.put(sized("k", 1000, clock, 2))).toBe(true);
+    expect(lru.getSync("k")?.token).toBe(2);
+  });
+
+  it("checks maxBytes when built, naming the field", () => {
+    for (const maxBytes of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      let caught: unknown;
+      try {
+        new LruStore({ maxBytes });
+      } catch (error) {
+        caught = error;
+      }
+      expect(isHerdlessError(caught, "CONFIG_INVALID")).toBe(true);
+      expect((caught as Error).message).toContain("maxBytes must be a positive number of bytes");
+    }
+  });
+});

@@ -1,0 +1,120 @@
+import type { Clock } from "../clock.ts";
+import { systemClock } from "../clock.ts";
+import type { Entry } from "../http/entry.ts";
+import { entrySize } from "../http/entry.ts";
+import { HerdlessError } from "../errors.ts";
+import type { Store } from "./store.ts";
+
+export interface LruStoreOptions {
+  /** Byte budget, charged with `entrySize` (body + headers + fixed overhead), not an entry count. */
+  maxBytes: number;
+  clock?: Clock;
+}
+
+interface Slot {
+  entry: Entry;
+  size: number;
+}
+
+/**
+ * The per-process near tier: a {@link Store} bounded by bytes that evicts the least
+ * recently used entry. A Map keeps insertion order, so moving an entry to the end on
+ * every read makes the first key the least recently used and every operation O(1).
+ *
+ * @example
+ * const lru = new LruStore({ maxBytes: 64 * 1024 * 1024 });
+ * const hit = lru.getSync(key); // the Node hit path: no promise per request
+ */
+export class LruStore implements Store {
+  private readonly slots = new Map<string, Slot>();
+  private readonly maxBytes: number;
+  private readonly clock: Clock;
+  private charged = 0;
+  private evicted = 0;
+
+  constructor(options: LruStoreOptions) {
+    if (!(Number.isFinite(options.maxBytes) && options.maxBytes > 0)) {
+      throw new HerdlessError(
+        "CONFIG_INVALID",
+        `LruStore: maxBytes must be a positive number of bytes, got ${String(options.maxBytes)}`,
+      );
+    }
+    this.maxBytes = options.maxBytes;
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** Entries held. */
+  get size(): number {
+    return this.slots.size;
+  }
+
+  /** Bytes charged against `maxBytes`; never above it. */
+  get bytes(): number {
+    return this.charged;
+  }
+
+  /** Entries dropped to make room (expiry and deletes are not counted). */
+  get evictions(): number {
+    return this.evicted;
+  }
+
+  /** The synchronous read behind {@link get}; refreshes recency, drops an expired entry. */
+  getSync(key: string): Entry | undefined {
+    const slot = this.slots.get(key);
+    if (!slot) return undefined;
+    if (this.clock.now() >= slot.entry.deleteAt) {
+      this.remove(key, slot);
+      return undefined;
+    }
+    this.slots.delete(key);
+    this.slots.set(key, slot);
+    return slot.entry;
+  }
+
+  async get(key: string): Promise<Entry | undefined> {
+    return this.getSync(key);
+  }
+
+  /**
+   * Writes unless a live entry carries a higher token. An entry larger than the whole
+   * budget is refused (false); the older entry it was meant to replace is dropped even
+   * so, because a newer response for the key exists and the old one must not outlive it.
+   */
+  async put(entry: Entry): Promise<boolean> {
+    const current = this.slots.get(entry.key);
+    if (current) {
+      const live = this.clock.now() < current.entry.deleteAt;
+      if (live && current.entry.token > entry.token) return false;
+      this.remove(entry.key, current);
+    }
+    const size = entrySize(entry);
+    if (size > this.maxBytes) return false;
+    this.slots.set(entry.key, { entry, size });
+    this.charged += size;
+    this.evictUntilWithinBudget();
+    return true;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const slot = this.slots.get(key);
+    if (!slot) return false;
+    this.remove(key, slot);
+    return true;
+  }
+
+  private evictUntilWithinBudget(): void {
+    while (this.charged > this.maxBytes) {
+      // The first key in insertion order is the least recently used.
+      const oldest = this.slots.entries().next();
+      if (oldest.done) return;
+      const [key, slot] = oldest.value;
+      this.remove(key, slot);
+      this.evicted += 1;
+    }
+  }
+
+  private remove(key: string, slot: Slot): void {
+    this.slots.delete(key);
+    this.charged -= slot.size;
+  }
+}
