@@ -154,6 +154,29 @@ export class LuaScript {
   }
 }
 
+/**
+ * The Redis key `${prefix}${role}:{${tag}}`. Redis Cluster places a key by the part between
+ * its first `{` and the next `}` (the hash tag), so the keys one script touches together
+ * share a tag and land in one slot; on a single Redis or Sentinel the braces are just text.
+ * The prefix must hold no braces, or its own would become the tag: see {@link checkPrefix}.
+ *
+ * @example
+ * slotKey("herdless:", "lease", key); slotKey("herdless:", "fence", key); // one slot
+ */
+export function slotKey(prefix: string, role: string, tag: string): string {
+  return `${prefix}${role}:{${tag}}`;
+}
+
+/** Rejects a key prefix that would break the hash tags of {@link slotKey}. */
+export function checkPrefix(prefix: string): string {
+  if (/[{}]/.test(prefix))
+    throw new HerdlessError(
+      "CONFIG_INVALID",
+      `redis key prefix ${JSON.stringify(prefix)} must not contain { or } (Redis Cluster hash tags); check cache.name`,
+    );
+  return prefix;
+}
+
 function unavailable(message: string, cause: unknown): HerdlessError {
   return new HerdlessError("COORDINATOR_UNAVAILABLE", message, { cause });
 }

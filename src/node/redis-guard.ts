@@ -5,7 +5,7 @@ import type { Config } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
 import { realTimers, type Timers } from "../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/guard/origin-guard.ts";
-import type { RedisConnection } from "./redis-connection.ts";
+import { checkPrefix, type RedisConnection } from "./redis-connection.ts";
 import { ACQUIRE, RELEASE } from "./redis-guard-scripts.ts";
 
 /** Poll backoff while every slot is taken; a release in this process wakes the poller at once. */
@@ -45,10 +45,10 @@ type Attempt =
  * The {@link OriginGuard} of a Node fleet sharing Redis: the cap, the queue and the breaker
  * of {@link LocalGuard}, deployment-wide.
  *
- * - Permits are leases: members of `${prefix}guard:permits` scored by expiry; a holder that
+ * - Permits are leases: members of `${prefix}{guard}:permits` scored by expiry; a holder that
  *   dies frees its slot after `permitTtlMs`. Taking one is a script that drops expired
  *   members, checks the count and the breaker, and adds the permit, atomically.
- * - Breaker: the BreakerRecord JSON of breaker.ts in `${prefix}guard:breaker`, moved by the
+ * - Breaker: the BreakerRecord JSON of breaker.ts in `${prefix}{guard}:breaker`, moved by the
  *   same scripts, so exactly one probe per interval goes out across all processes.
  * - Queue: waiters are kept per process (`origin.maxQueue` bounds each process's queue,
  *   not the fleet's) in FIFO order, foreground first; one poller per process tries for
@@ -81,9 +81,10 @@ export class RedisGuard implements OriginGuard {
   private isDegraded = false;
 
   constructor(private readonly o: RedisGuardOptions) {
-    const prefix = o.prefix ?? "herdless:";
-    this.permitsKey = `${prefix}guard:permits`;
-    this.breakerKey = `${prefix}guard:breaker`;
+    // One hash tag for every guard key: the scripts move permits and breaker together.
+    const prefix = checkPrefix(o.prefix ?? "herdless:");
+    this.permitsKey = `${prefix}{guard}:permits`;
+    this.breakerKey = `${prefix}{guard}:breaker`;
     this.timers = o.timers ?? realTimers;
     this.permitTtlMs = o.permitTtlMs ?? o.config.origin.timeoutMs + 5_000;
     this.unsubscribe = o.connection.onHealthChange((healthy) =>

@@ -44,7 +44,7 @@ describe("RedisLeaseManager", () => {
 
   it("refuses a second acquirer while the lease is held, across managers", async () => {
     const { leases } = manager();
-    const other = new RedisLeaseManager({ connection, prefix: leases.leaseKey("").replace(/lease:$/, "") });
+    const other = new RedisLeaseManager({ connection, prefix: leases.leaseKey("").replace(/lease:{}$/, "") });
     const first = await leases.acquire("k", 10_000);
     expect(first).toBeDefined();
     expect(await other.acquire("k", 10_000)).toBeUndefined();

@@ -3,7 +3,7 @@ import { systemClock } from "../core/clock.ts";
 import { HerdlessError } from "../core/errors.ts";
 import type { Lease, LeaseManager } from "../core/fill/lease.ts";
 import type { RedisConnection } from "./redis-connection.ts";
-import { LuaScript } from "./redis-connection.ts";
+import { checkPrefix, LuaScript, slotKey } from "./redis-connection.ts";
 
 export interface RedisLeaseManagerOptions {
   connection: RedisConnection;
@@ -68,7 +68,7 @@ export class RedisLeaseManager implements LeaseManager {
 
   constructor(options: RedisLeaseManagerOptions) {
     this.connection = options.connection;
-    this.prefix = options.prefix ?? "herdless:";
+    this.prefix = checkPrefix(options.prefix ?? "herdless:");
     this.clock = options.clock ?? systemClock;
   }
 
@@ -101,14 +101,14 @@ export class RedisLeaseManager implements LeaseManager {
     return released === 1;
   }
 
-  /** The Redis key of `key`'s lease (exposed for operators and tests). */
+  /** The Redis key of `key`'s lease (exposed for operators and tests); one slot with its fence. */
   leaseKey(key: string): string {
-    return `${this.prefix}lease:${key}`;
+    return slotKey(this.prefix, "lease", key);
   }
 
   /** The Redis key of `key`'s fencing counter. */
   fenceKey(key: string): string {
-    return `${this.prefix}fence:${key}`;
+    return slotKey(this.prefix, "fence", key);
   }
 }
 
