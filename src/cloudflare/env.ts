@@ -25,14 +25,26 @@ export interface Env {
   HERDLESS_ADMIN_TOKEN?: string;
 }
 
+/** The last config parsed in this isolate, by the variables it came from: the edge and every object share it. */
+let parsed: { signature: string; config: Config } | undefined;
+
 /**
- * The herdless config of a deployment: HERDLESS_CONFIG overlaid with ORIGIN_URL, validated.
- * Throws CONFIG_INVALID naming the variable when either is wrong.
+ * The herdless config of a deployment: HERDLESS_CONFIG overlaid with ORIGIN_URL, validated
+ * once per isolate (per value of the two variables). Throws CONFIG_INVALID naming the
+ * variable when either is wrong.
  *
  * @example
  * const config = configFromEnv({ ...env, ORIGIN_URL: "http://127.0.0.1:8080" });
  */
 export function configFromEnv(env: Pick<Env, "ORIGIN_URL" | "HERDLESS_CONFIG">): Config {
+  const signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`;
+  if (parsed?.signature === signature) return parsed.config;
+  const config = parseEnvConfig(env);
+  parsed = { signature, config };
+  return config;
+}
+
+function parseEnvConfig(env: Pick<Env, "ORIGIN_URL" | "HERDLESS_CONFIG">): Config {
   let input: unknown = {};
   if (env.HERDLESS_CONFIG !== undefined && env.HERDLESS_CONFIG.trim() !== "") {
     try {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { configSchema, parseConfig, routeFor } from "./config.ts";
-import { z } from "zod";
+import type * as z from "zod/mini";
+import { configSchema, parseConfig, routeFor, unwrap } from "./config.ts";
 
 const origin = { url: "http://127.0.0.1:8080" };
 
@@ -69,6 +69,26 @@ describe("config: every class of invalid input gets a message naming the field, 
       "coordinator.lockLeaseMs: coordinator.lockLeaseMs must be greater than origin.timeoutMs",
     ],
     [
+      "timer beyond what Node and workerd can honour",
+      { origin: { ...origin, timeoutMs: 3_000_000_000 } },
+      "origin.timeoutMs: origin.timeoutMs must be at most 2147483647 ms (about 24.8 days): a longer timer cannot be honoured (got 3000000000)",
+    ],
+    [
+      "lifetime beyond a year",
+      { origin, defaults: { forceTtlMs: 400 * 24 * 3600_000 } },
+      "defaults.forceTtlMs: forceTtlMs must be at most 31536000000 ms (one year) (got 34560000000)",
+    ],
+    [
+      "size beyond what a process can hold",
+      { origin, cache: { maxBytes: 2 ** 40 } },
+      "cache.maxBytes: cache.maxBytes must be at most 68719476736 (got 1099511627776)",
+    ],
+    [
+      "count beyond what the guard can track",
+      { origin: { ...origin, maxQueue: 1e9 } },
+      "origin.maxQueue: origin.maxQueue must be at most 1000000 (got 1000000000)",
+    ],
+    [
       "short admin token",
       { origin, admin: { token: "short" } },
       'admin.token: admin.token must be at least 16 characters (got "short")',
@@ -120,19 +140,13 @@ describe("docs/configuration.md", () => {
 });
 
 /** Every leaf option as a dotted path (`routes[].match`, `origin.timeoutMs`). */
-function optionPaths(schema: z.core.$ZodType, prefix = ""): string[] {
-  let s = schema;
-  for (;;) {
-    const def = s._zod.def as { innerType?: z.core.$ZodType; in?: z.core.$ZodType; type: string };
-    if (def.innerType) s = def.innerType;
-    else if (def.type === "pipe" && def.in) s = def.in;
-    else break;
-  }
-  if (s instanceof z.ZodObject)
-    return Object.entries(s.shape).flatMap(([key, child]) =>
-      optionPaths(child as z.core.$ZodType, prefix ? `${prefix}.${key}` : key),
+function optionPaths(schema: z.core.$ZodType | undefined, prefix = ""): string[] {
+  const def: z.core.$ZodTypeDef | undefined = unwrap(schema)?._zod.def;
+  if (def?.type === "object")
+    return Object.entries((def as z.core.$ZodObjectDef).shape).flatMap(([key, child]) =>
+      optionPaths(child, prefix ? `${prefix}.${key}` : key),
     );
-  if (s instanceof z.ZodArray && s.element instanceof z.ZodObject)
-    return optionPaths(s.element as z.core.$ZodType, `${prefix}[]`);
+  if (def?.type === "array" && unwrap((def as z.core.$ZodArrayDef).element)?._zod.def.type === "object")
+    return optionPaths((def as z.core.$ZodArrayDef).element, `${prefix}[]`);
   return [prefix];
 }

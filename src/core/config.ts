@@ -1,40 +1,69 @@
-import { z } from "zod";
+// zod/mini (inside zod 4) instead of classic zod: the same validation for a fraction of the
+// bundle, which every Worker isolate parses at start. Only the English messages are loaded.
+import * as z from "zod/mini";
+import en from "zod/v4/locales/en.js";
 import { HerdlessError } from "./errors.ts";
 
-const ms = (what: string, min = 0) =>
+z.config(en());
+
+/** The longest delay a timer can take: Node and workerd fire longer ones at once (signed 32-bit ms). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The longest lifetime (TTL, stale window, retention) an entry may be given: one year. */
+export const MAX_TTL_MS = 365 * 24 * 3600_000;
+/** The largest in-process cache: 64 GiB, far beyond any heap a Node process is given. */
+const MAX_CACHE_BYTES = 2 ** 36;
+
+/** A duration in whole milliseconds; `max` is what the runtime can honour for this use. */
+const ms = (what: string, min = 0, max = MAX_TIMER_MS) =>
   z
     .number({
       error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number of milliseconds` : undefined),
     })
-    .int({ error: `${what} must be a whole number of milliseconds` })
-    .min(min, { error: `${what} must be at least ${min} ms` });
+    .check(
+      z.int({ error: `${what} must be a whole number of milliseconds` }),
+      z.minimum(min, { error: `${what} must be at least ${min} ms` }),
+      z.maximum(max, {
+        error:
+          max === MAX_TIMER_MS
+            ? `${what} must be at most ${max} ms (about 24.8 days): a longer timer cannot be honoured`
+            : `${what} must be at most ${max} ms (one year)`,
+      }),
+    );
+/** A lifetime of stored entries (not a timer): up to a year. */
+const ttl = (what: string) => ms(what, 0, MAX_TTL_MS);
+/** A whole count or size between `min` and `max`. */
+const count = (what: string, min: number, max: number) =>
+  z.number().check(z.int(), z.minimum(min), z.maximum(max, { error: `${what} must be at most ${max}` }));
 
 const keyOptions = z.strictObject({
   /** Query parameter names to drop from the key; `*` at the end matches a prefix (`utm_*`). */
-  ignoreQuery: z.array(z.string().min(1)).default(["utm_*", "fbclid", "gclid"]),
+  ignoreQuery: z._default(z.array(z.string().check(z.minLength(1))), ["utm_*", "fbclid", "gclid"]),
   /** Drop the whole query string from the key. */
-  ignoreAllQuery: z.boolean().default(false),
+  ignoreAllQuery: z._default(z.boolean(), false),
 });
 
 const routePolicy = z.strictObject({
   /** Pass requests straight to the origin; nothing is stored. */
-  bypass: z.boolean().optional(),
+  bypass: z.optional(z.boolean()),
   /** Freshness when the origin sends no explicit lifetime (no max-age, s-maxage, Expires). */
-  defaultTtlMs: ms("defaultTtlMs").optional(),
+  defaultTtlMs: z.optional(ttl("defaultTtlMs")),
   /** Freshness regardless of what the origin says (still never stores private/no-store). */
-  forceTtlMs: ms("forceTtlMs").optional(),
+  forceTtlMs: z.optional(ttl("forceTtlMs")),
   /** Extra stale-while-revalidate window on top of the origin's. */
-  staleWhileRevalidateMs: ms("staleWhileRevalidateMs").optional(),
+  staleWhileRevalidateMs: z.optional(ttl("staleWhileRevalidateMs")),
   /** Extra stale-if-error window on top of the origin's. */
-  staleIfErrorMs: ms("staleIfErrorMs").optional(),
+  staleIfErrorMs: z.optional(ttl("staleIfErrorMs")),
   /** Cache responses to requests carrying Authorization or Cookie (the origin must not personalize them). */
-  cacheAuthorized: z.boolean().optional(),
-  key: keyOptions.partial().optional(),
+  cacheAuthorized: z.optional(z.boolean()),
+  key: z.optional(z.partial(keyOptions)),
 });
 
-const route = routePolicy.extend({
+const route = z.extend(routePolicy, {
   /** Path pattern: exact `/about`, prefix `/static/*`, or any `*`. First match wins. */
-  match: z.string().startsWith("/", { error: "match must start with / (for example /static/*)" }).or(z.literal("*")),
+  match: z.union([
+    z.string().check(z.startsWith("/", { error: "match must start with / (for example /static/*)" })),
+    z.literal("*"),
+  ]),
 });
 
 export const configSchema = z
@@ -45,67 +74,79 @@ export const configSchema = z
         error: "origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080",
       }),
       /** Abort an origin request (connect + full body) after this long. */
-      timeoutMs: ms("origin.timeoutMs", 1).default(10_000),
+      timeoutMs: z._default(ms("origin.timeoutMs", 1), 10_000),
       /** Concurrent origin requests across the whole deployment, all keys together. */
-      maxConcurrency: z.number().int().min(1).default(8),
+      maxConcurrency: z._default(count("origin.maxConcurrency", 1, 100_000), 8),
       /** Cold misses waiting for an origin permit beyond this many get 503. */
-      maxQueue: z.number().int().min(0).default(1_000),
+      maxQueue: z._default(count("origin.maxQueue", 0, 1_000_000), 1_000),
       /** How long a cold miss waits for an origin permit before 503. */
-      queueTimeoutMs: ms("origin.queueTimeoutMs").default(10_000),
+      queueTimeoutMs: z._default(ms("origin.queueTimeoutMs"), 10_000),
       /** Cache 404 responses for this long (0 = do not). */
-      notFoundTtlMs: ms("origin.notFoundTtlMs").default(0),
+      notFoundTtlMs: z._default(ttl("origin.notFoundTtlMs"), 0),
       /** Cache 5xx and failed fetches for this long when no stale copy exists (0 = do not). */
-      errorTtlMs: ms("origin.errorTtlMs").default(2_000),
+      errorTtlMs: z._default(ttl("origin.errorTtlMs"), 2_000),
     }),
-    cache: z
-      .strictObject({
+    cache: z.prefault(
+      z.strictObject({
         /** Cache API name (Workers) or store namespace (Redis). */
-        name: z.string().min(1).default("herdless"),
+        name: z._default(z.string().check(z.minLength(1)), "herdless"),
         /** Memory budget of the in-process store (Node), in bytes. */
-        maxBytes: z
-          .number()
-          .int()
-          .min(1024)
-          .default(256 * 1024 * 1024),
+        maxBytes: z._default(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), 256 * 1024 * 1024),
         /** Bodies larger than this stream through and are not stored (below the 2 MB Durable Object value cap). */
-        maxEntryBytes: z.number().int().min(1).max(2_000_000).default(1_900_000),
+        maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, 2_000_000), 1_900_000),
         /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
-        retainStaleMs: ms("cache.retainStaleMs").default(24 * 3600_000),
-      })
-      .prefault({}),
-    coordinator: z
-      .strictObject({
+        retainStaleMs: z._default(ttl("cache.retainStaleMs"), 24 * 3600_000),
+      }),
+      {},
+    ),
+    coordinator: z.prefault(
+      z.strictObject({
         /** A lease on a key expires after this long if its holder dies. */
-        lockLeaseMs: ms("coordinator.lockLeaseMs", 1).default(15_000),
+        lockLeaseMs: z._default(ms("coordinator.lockLeaseMs", 1), 15_000),
         /** How long an edge waits on the coordinator before falling back. */
-        waitTimeoutMs: ms("coordinator.waitTimeoutMs", 1).default(20_000),
-      })
-      .prefault({}),
-    breaker: z
-      .strictObject({
-        failureThreshold: z.number().int().min(1).default(5),
-        probeIntervalMs: ms("breaker.probeIntervalMs", 1).default(5_000),
-        serveStaleWhileOpen: z.boolean().default(true),
-      })
-      .prefault({}),
-    defaults: routePolicy.prefault({}),
-    routes: z.array(route).default([]),
-    admin: z
-      .strictObject({
+        waitTimeoutMs: z._default(ms("coordinator.waitTimeoutMs", 1), 20_000),
+      }),
+      {},
+    ),
+    breaker: z.prefault(
+      z.strictObject({
+        failureThreshold: z._default(count("breaker.failureThreshold", 1, 1_000_000), 5),
+        probeIntervalMs: z._default(ms("breaker.probeIntervalMs", 1), 5_000),
+        serveStaleWhileOpen: z._default(z.boolean(), true),
+      }),
+      {},
+    ),
+    defaults: z.prefault(routePolicy, {}),
+    routes: z._default(z.array(route), []),
+    admin: z.prefault(
+      z.strictObject({
         /** Bearer token for /__herdless/ (purge, stats, dashboard); unset disables the admin API. */
-        token: z.string().min(16, { error: "admin.token must be at least 16 characters" }).optional(),
+        token: z.optional(
+          z
+            .string()
+            .check(
+              z.minLength(16, { error: "admin.token must be at least 16 characters" }),
+              z.maxLength(1024, { error: "admin.token must be at most 1024 characters" }),
+            ),
+        ),
         /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
-        purgePropagationMs: ms("admin.purgePropagationMs", 10).max(60_000).default(1_000),
-      })
-      .prefault({}),
-    log: z.strictObject({ level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info") }).prefault({}),
+        purgePropagationMs: z._default(ms("admin.purgePropagationMs", 10, 60_000), 1_000),
+      }),
+      {},
+    ),
+    log: z.prefault(
+      z.strictObject({ level: z._default(z.enum(["debug", "info", "warn", "error", "silent"]), "info") }),
+      {},
+    ),
   })
-  .refine((c) => c.coordinator.lockLeaseMs > c.origin.timeoutMs, {
-    // A lease shorter than the origin timeout would cancel healthy slow fetches and let a second one start.
-    error:
-      "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
-    path: ["coordinator", "lockLeaseMs"],
-  });
+  .check(
+    z.refine((c) => c.coordinator.lockLeaseMs > c.origin.timeoutMs, {
+      // A lease shorter than the origin timeout would cancel healthy slow fetches and let a second one start.
+      error:
+        "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
+      path: ["coordinator", "lockLeaseMs"],
+    }),
+  );
 
 /** Config as written by an operator (defaults may be omitted). */
 export type ConfigInput = z.input<typeof configSchema>;
@@ -167,22 +208,23 @@ function valueAt(input: unknown, path: PropertyKey[]): unknown {
 }
 
 function knownKeys(path: PropertyKey[]): string[] {
-  let schema: z.core.$ZodType = configSchema;
+  let schema: z.core.$ZodType | undefined = configSchema;
   for (const part of path) {
-    schema = unwrap(schema);
-    if (typeof part === "number" && schema instanceof z.ZodArray) schema = schema.element as z.core.$ZodType;
-    else if (schema instanceof z.ZodObject) schema = schema.shape[part as string] as z.core.$ZodType;
+    const def: z.core.$ZodTypeDef | undefined = unwrap(schema)?._zod.def;
+    if (def?.type === "array") schema = (def as z.core.$ZodArrayDef).element;
+    else if (def?.type === "object") schema = (def as z.core.$ZodObjectDef).shape[part as string];
   }
-  schema = unwrap(schema);
-  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+  const def = unwrap(schema)?._zod.def;
+  return def?.type === "object" ? Object.keys((def as z.core.$ZodObjectDef).shape) : [];
 }
 
-function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+/** The schema under defaults, optionals and pipes: the one whose shape an operator writes. */
+export function unwrap(schema: z.core.$ZodType | undefined): z.core.$ZodType | undefined {
   let current = schema;
   for (;;) {
-    const def = current._zod.def as { innerType?: z.core.$ZodType; in?: z.core.$ZodType };
-    if (def.innerType) current = def.innerType;
-    else if (def.in && current instanceof z.ZodPipe) current = def.in;
+    const def = current?._zod.def as { innerType?: z.core.$ZodType; in?: z.core.$ZodType; type: string } | undefined;
+    if (def?.innerType) current = def.innerType;
+    else if (def?.type === "pipe" && def.in) current = def.in;
     else return current;
   }
 }
