@@ -52,11 +52,12 @@ function writeConfig(context: RuntimeContext, config: Record<string, unknown>): 
 }
 
 function startHerdless(name: string, configFile: string, redisUrl?: string): Promise<Server> {
-  const args = ["bin/herdless.js", "--config", configFile, "--port", "0", ...(redisUrl ? ["--redis", redisUrl] : [])];
+  // The CLI from source (src/node/bin.ts, what dist/node/bin.js is built from) under tsx.
+  const args = ["--config", configFile, "--port", "0", ...(redisUrl ? ["--redis", redisUrl] : [])];
   return startServer({
     name,
     command: process.execPath,
-    args: args.map((a, i) => (i === 0 ? join(ROOT, a) : a)),
+    args: ["--import", "tsx", join(ROOT, "src/node/bin.ts"), ...args],
     readyPattern: HERDLESS_READY,
   });
 }

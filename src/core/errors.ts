@@ -11,7 +11,9 @@ export type HerdlessErrorCode =
   | "QUEUE_TIMEOUT"
   | "BREAKER_OPEN"
   | "COORDINATOR_UNAVAILABLE"
-  | "LEASE_LOST";
+  | "LEASE_LOST"
+  /** An optional peer dependency (ioredis for the Redis fleet) is not installed. */
+  | "DEPENDENCY_MISSING";
 
 /**
  * An error with a stable code and an optional cause.

@@ -170,7 +170,8 @@ async function fleetStack(config: Config, logger: ReturnType<typeof jsonLogger>,
 
 /**
  * The CLI with errors turned into exit codes: 2 for a mistake in flags or config (with the
- * reason, naming the flag or field), 1 for a failure at run time (port in use).
+ * reason, naming the flag or field) or a missing optional dependency (ioredis for --redis),
+ * 1 for a failure at run time (port in use).
  *
  * @example
  * const code = await cli(["check-config", "--origin", "http://127.0.0.1:8080"]);
@@ -184,7 +185,11 @@ export async function cli(argv: string[], io: CliIo = processIo): Promise<number
     if (error instanceof UsageError) {
       io.stderr(`herdless: ${message}\n\n${USAGE}\n`);
       code = 2;
-    } else if (error instanceof ConfigFileError || isHerdlessError(error, "CONFIG_INVALID")) {
+    } else if (
+      error instanceof ConfigFileError ||
+      isHerdlessError(error, "CONFIG_INVALID") ||
+      isHerdlessError(error, "DEPENDENCY_MISSING")
+    ) {
       io.stderr(`herdless: ${message}\n`);
       code = 2;
     } else {
@@ -195,7 +200,7 @@ export async function cli(argv: string[], io: CliIo = processIo): Promise<number
   return code;
 }
 
-/** The entry point of bin/herdless.js. */
+/** The entry point of `npx herdless` (src/node/bin.ts). */
 export async function run(argv: string[]): Promise<void> {
   process.exitCode = await cli(argv);
 }

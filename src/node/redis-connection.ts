@@ -1,6 +1,24 @@
 import { createHash } from "node:crypto";
-import { Redis } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis } from "ioredis";
 import { HerdlessError } from "../core/errors.ts";
+
+/**
+ * ioredis is an optional peer dependency (a Workers or single-process user never needs it),
+ * so it is loaded when the first connection is made, with an error that says how to get it.
+ */
+function loadIoredis(): typeof import("ioredis") {
+  try {
+    return createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
+  } catch (cause) {
+    if ((cause as { code?: string }).code !== "MODULE_NOT_FOUND") throw cause;
+    throw new HerdlessError(
+      "DEPENDENCY_MISSING",
+      "the Redis fleet (--redis, RedisConnection) needs the ioredis package, an optional peer dependency of herdless: npm install ioredis@6",
+      { cause },
+    );
+  }
+}
 
 export interface RedisConnectionOptions {
   /** `redis://[user:password@]host:port[/db]`. */
@@ -44,6 +62,7 @@ export class RedisConnection {
     checkPositive(options.commandTimeoutMs, "commandTimeoutMs");
     checkPositive(options.maxReconnectDelayMs, "maxReconnectDelayMs");
     const maxDelayMs = options.maxReconnectDelayMs ?? 1000;
+    const { Redis } = loadIoredis();
     this.client = new Redis(options.url, {
       connectTimeout: options.connectTimeoutMs ?? 1000,
       commandTimeout: options.commandTimeoutMs ?? 1000,

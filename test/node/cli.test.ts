@@ -122,12 +122,14 @@ describe("herdless CLI", () => {
     });
   });
 
-  it("bin/herdless.js exits 2 on an invalid config", async () => {
+  it("the herdless command exits 2 on an invalid config", async () => {
     const file = await configFile("bad-level.json", {
       origin: { url: "http://127.0.0.1:1111" },
       log: { level: "loud" },
     });
-    const child = spawn(process.execPath, ["bin/herdless.js", "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", "src/node/bin.ts", "--config", file], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => child.once("exit", (exit) => resolve(exit)));

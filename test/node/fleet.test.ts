@@ -183,7 +183,7 @@ describe("a fleet of three herdless stacks sharing one Redis", () => {
   });
 });
 
-describe("three herdless processes (bin/herdless.js) sharing one Redis", () => {
+describe("three herdless processes (the CLI) sharing one Redis", () => {
   let redis: RedisServer;
   let origin: FragileOrigin;
   const children: ChildProcess[] = [];
@@ -205,7 +205,19 @@ describe("three herdless processes (bin/herdless.js) sharing one Redis", () => {
   function launch(): Promise<{ child: ChildProcess; url: string; mode: string }> {
     const child = spawn(
       process.execPath,
-      ["bin/herdless.js", "--origin", origin.url, "--redis", redis.url, "--port", "0", "--log-level", "info"],
+      [
+        "--import",
+        "tsx",
+        "src/node/bin.ts",
+        "--origin",
+        origin.url,
+        "--redis",
+        redis.url,
+        "--port",
+        "0",
+        "--log-level",
+        "info",
+      ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     children.push(child);
