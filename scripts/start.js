@@ -95,7 +95,7 @@ async function herdlessConfigText() {
 /** Throws the Worker's own CONFIG_INVALID message for a config it would refuse. */
 async function validateConfig(originUrl, configText) {
   const { tsImport } = await import("tsx/esm/api");
-  const { configFromEnv } = await tsImport("../src/cloudflare/env.ts", import.meta.url);
+  const { configFromEnv } = await tsImport("../src/cloudflare/config-env.ts", import.meta.url);
   configFromEnv({ ORIGIN_URL: originUrl, HERDLESS_CONFIG: configText });
 }
 

@@ -1,21 +1,16 @@
+import type { ConfigEnv } from "./config-env.ts";
 import type { KeyCoordinatorObject } from "./key-coordinator-object.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
 import type { PurgeRegistryObject } from "./purge-registry-object.ts";
-import { parseConfig, type Config } from "../core/config.ts";
-import { HerdlessError } from "../core/errors.ts";
 
 /** Bindings of the herdless Worker, as declared in wrangler.jsonc. */
-export interface Env {
+export interface Env extends ConfigEnv {
   /** One object per cache key; see {@link KeyCoordinatorObject}. */
   COORDINATOR: DurableObjectNamespace<KeyCoordinatorObject>;
   /** One object per deployment; see {@link OriginGuardObject}. */
   GUARD: DurableObjectNamespace<OriginGuardObject>;
   /** One object per deployment holding the purge marks; see {@link PurgeRegistryObject}. */
   PURGES: DurableObjectNamespace<PurgeRegistryObject>;
-  /** The origin every cache miss goes to, for example `https://origin.example.com`. */
-  ORIGIN_URL: string;
-  /** Optional herdless config as a JSON string; `origin.url` defaults to ORIGIN_URL. */
-  HERDLESS_CONFIG?: string;
   /**
    * Bearer token of the admin API (/__herdless/: dashboard, stats, purge), at least 16
    * characters; a Worker secret (`npx wrangler secret put HERDLESS_ADMIN_TOKEN`, or
@@ -23,48 +18,4 @@ export interface Env {
    * the admin API is disabled.
    */
   HERDLESS_ADMIN_TOKEN?: string;
-}
-
-/** The last config parsed in this isolate, by the variables it came from: the edge and every object share it. */
-let parsed: { signature: string; config: Config } | undefined;
-
-/**
- * The herdless config of a deployment: HERDLESS_CONFIG overlaid with ORIGIN_URL, validated
- * once per isolate (per value of the two variables). Throws CONFIG_INVALID naming the
- * variable when either is wrong.
- *
- * @example
- * const config = configFromEnv({ ...env, ORIGIN_URL: "http://127.0.0.1:8080" });
- */
-export function configFromEnv(env: Pick<Env, "ORIGIN_URL" | "HERDLESS_CONFIG">): Config {
-  const signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`;
-  if (parsed?.signature === signature) return parsed.config;
-  const config = parseEnvConfig(env);
-  parsed = { signature, config };
-  return config;
-}
-
-function parseEnvConfig(env: Pick<Env, "ORIGIN_URL" | "HERDLESS_CONFIG">): Config {
-  let input: unknown = {};
-  if (env.HERDLESS_CONFIG !== undefined && env.HERDLESS_CONFIG.trim() !== "") {
-    try {
-      input = JSON.parse(env.HERDLESS_CONFIG);
-    } catch (cause) {
-      throw new HerdlessError("CONFIG_INVALID", "HERDLESS_CONFIG must be a JSON object (it is not valid JSON)", {
-        cause,
-      });
-    }
-    if (typeof input !== "object" || input === null || Array.isArray(input)) {
-      throw new HerdlessError(
-        "CONFIG_INVALID",
-        'HERDLESS_CONFIG must be a JSON object such as {"origin":{"maxConcurrency":4}}',
-      );
-    }
-  }
-  const record = input as Record<string, unknown>;
-  const origin =
-    typeof record.origin === "object" && record.origin !== null ? (record.origin as Record<string, unknown>) : {};
-  // ORIGIN_URL is the deploy-time knob (`--var ORIGIN_URL:…`), so it wins over the JSON.
-  const url = env.ORIGIN_URL !== undefined && env.ORIGIN_URL !== "" ? env.ORIGIN_URL : origin.url;
-  return parseConfig({ ...record, origin: { ...origin, url } });
 }

@@ -5,8 +5,14 @@ import type { Coordinator, FillRequest, FillResult } from "../core/fill/coordina
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
 import { DurableObjectStore } from "./do-store.ts";
-import { deploymentGuard } from "./edge.ts";
-import { configFromEnv, type Env } from "./env.ts";
+import { deploymentGuard } from "./deployment-guard.ts";
+import { configFromEnv, type ConfigEnv } from "./config-env.ts";
+import type { OriginGuardObject } from "./origin-guard-object.ts";
+
+/** What a key's coordinator reads: its config, and the deployment's guard. */
+export interface CoordinatorEnv extends ConfigEnv {
+  GUARD: DurableObjectNamespace<OriginGuardObject>;
+}
 import { StorageLeaseManager } from "./storage-lease.ts";
 
 /** Test-only hooks of {@link KeyCoordinatorObject}; see its `[coordinatorTestHooks]` method. */
@@ -44,7 +50,7 @@ interface Parts {
  * const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(request.primary));
  * const result = await stub.fill(request);
  */
-export class KeyCoordinatorObject extends DurableObject<Env> implements Coordinator {
+export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implements Coordinator {
   private parts: Parts | undefined;
   /** Background refreshes started by the filler; kept so the object has work pending. */
   private readonly pending = new Set<Promise<unknown>>();

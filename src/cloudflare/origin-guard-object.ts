@@ -5,7 +5,7 @@ import type { Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
 import { LocalGuard, type LocalPermit } from "../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginOutcome, Priority } from "../core/guard/origin-guard.ts";
-import { configFromEnv, type Env } from "./env.ts";
+import { configFromEnv, type ConfigEnv } from "./config-env.ts";
 
 /** The answer to {@link OriginGuardObject.acquire}: a permit, or why not and when to retry. */
 export type GuardGrant =
@@ -63,14 +63,14 @@ const isRefusal = (code: string): code is Refusal => refusals.includes(code);
  * const grant = await env.GUARD.get(env.GUARD.idFromName("global")).acquire("foreground");
  * if (grant.ok) { try { ... } finally { await stub.release(grant.permitId, "success"); } }
  */
-export class OriginGuardObject extends DurableObject<Env> {
+export class OriginGuardObject extends DurableObject<ConfigEnv> {
   private clock: Clock = systemClock;
   private configOverride: Config | undefined;
   private current: GuardState | undefined;
   /** Wall-clock time of the scheduled alarm, if this instance set one. */
   private alarmAt: number | undefined;
 
-  constructor(ctx: DurableObjectState, env: Env) {
+  constructor(ctx: DurableObjectState, env: ConfigEnv) {
     super(ctx, env);
     ctx.storage.sql.exec(
       "CREATE TABLE IF NOT EXISTS herdless_guard_breaker (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)",

@@ -11,7 +11,7 @@ import {
   type PurgeRegistry,
   type PurgeSnapshot,
 } from "../core/admin/purge.ts";
-import { configFromEnv, type Env } from "./env.ts";
+import { configFromEnv, type ConfigEnv } from "./config-env.ts";
 
 const STORAGE_KEY = "purges";
 
@@ -19,7 +19,7 @@ const STORAGE_KEY = "purges";
  * The purge list of a Cloudflare deployment: one object (`idFromName("global")`) keeps the
  * snapshot in storage. Edges read it at most every `admin.purgePropagationMs`.
  */
-export class PurgeRegistryObject extends DurableObject<Env> {
+export class PurgeRegistryObject extends DurableObject<ConfigEnv> {
   private clock: Clock = systemClock;
 
   async snapshot(): Promise<PurgeSnapshot> {

@@ -1,7 +1,9 @@
+import { inObject } from "./in-object.ts";
 import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock, systemClock, type Clock } from "../../src/core/clock.ts";
-import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
+import { configFromEnv } from "../../src/cloudflare/config-env.ts";
+import type { Env } from "../../src/cloudflare/env.ts";
 import { coordinatorTestHooks, type KeyCoordinatorObject } from "../../src/cloudflare/key-coordinator-object.ts";
 import { DurableObjectStore } from "../../src/cloudflare/do-store.ts";
 import { StorageLeaseManager } from "../../src/cloudflare/storage-lease.ts";
@@ -93,7 +95,7 @@ async function cutCoordinatorsFromGuard(testEnv: Env, paths: string[], clock: Cl
   const tried: string[] = [];
   await Promise.all(
     paths.map((path) =>
-      runInDurableObject(coordinatorOf(testEnv, path), (instance: KeyCoordinatorObject) => {
+      inObject(coordinatorOf(testEnv, path), (instance: KeyCoordinatorObject) => {
         const inner = instance as unknown as { env: Env };
         inner.env = {
           ...inner.env,

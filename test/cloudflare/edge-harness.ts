@@ -1,10 +1,12 @@
-import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { inObject } from "./in-object.ts";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { Clock } from "../../src/core/clock.ts";
 import { routeFor, type ConfigInput } from "../../src/core/config.ts";
 import { primaryKey } from "../../src/core/http/key.ts";
 import { handle } from "../../src/cloudflare/edge.ts";
-import { configFromEnv, type Env } from "../../src/cloudflare/env.ts";
+import { configFromEnv } from "../../src/cloudflare/config-env.ts";
+import type { Env } from "../../src/cloudflare/env.ts";
 import { coordinatorTestHooks } from "../../src/cloudflare/key-coordinator-object.ts";
 import { guardTestHooks, type OriginGuardObject } from "../../src/cloudflare/origin-guard-object.ts";
 import type { GuardSnapshot } from "../../src/core/guard/origin-guard.ts";
@@ -89,7 +91,7 @@ export async function useInCoordinators(
   const config = configFromEnv(testEnv);
   await Promise.all(
     paths.map((path) =>
-      runInDurableObject(coordinatorOf(testEnv, path), (instance) =>
+      inObject(coordinatorOf(testEnv, path), (instance) =>
         instance[coordinatorTestHooks]().use({ clock, config, ...(guardName ? { guardName } : {}) }),
       ),
     ),
@@ -99,7 +101,7 @@ export async function useInCoordinators(
 /** Gives the guard object `guardName` the test's config (cap, queue, breaker); call it before any traffic. */
 export async function useGuardConfig(testEnv: Env, guardName: string): Promise<void> {
   const config = configFromEnv(testEnv);
-  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
+  await inObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
     instance[guardTestHooks]({ config }),
   );
 }
@@ -130,7 +132,7 @@ export async function settle(answers: Answer[], testEnv: Env, paths: string[]): 
   await Promise.all(answers.map((a) => a.settled));
   await Promise.all(
     paths.map((path) =>
-      runInDurableObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().settled()),
+      inObject(coordinatorOf(testEnv, path), (instance) => instance[coordinatorTestHooks]().settled()),
     ),
   );
 }
@@ -142,7 +144,7 @@ export async function settle(answers: Answer[], testEnv: Env, paths: string[]): 
  */
 export async function useGuard(testEnv: Env, guardName: string, clock: Clock): Promise<void> {
   const config = configFromEnv(testEnv);
-  await runInDurableObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
+  await inObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
     instance[guardTestHooks]({ config, clock }),
   );
 }

@@ -1,4 +1,5 @@
-import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { inObject } from "./in-object.ts";
+import { abortAllDurableObjects, runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
@@ -24,7 +25,7 @@ async function guardObject(
   const stub = () => env.GUARD.get(env.GUARD.idFromName(name));
   const config = parseConfig({ origin: { url: "http://origin.test", ...origin }, breaker: o.breaker });
   const apply = () =>
-    runInDurableObject(stub(), (instance: OriginGuardObject) =>
+    inObject(stub(), (instance: OriginGuardObject) =>
       instance[guardTestHooks]({ config, ...(o.clock ? { clock: o.clock } : {}) }),
     );
   await apply();

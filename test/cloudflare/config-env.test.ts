@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { configFromEnv } from "../../src/cloudflare/env.ts";
+import { configFromEnv } from "../../src/cloudflare/config-env.ts";
 
 describe("configFromEnv", () => {
   it("builds a full config from ORIGIN_URL alone", () => {

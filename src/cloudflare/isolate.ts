@@ -1,0 +1,90 @@
+import type { Clock } from "../core/clock.ts";
+import type { Config } from "../core/config.ts";
+import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
+import { LocalGuard } from "../core/guard/local-guard.ts";
+import { UrlTargets } from "../core/http/fresh-hit.ts";
+import { Metrics } from "../core/admin/metrics.ts";
+import { LruStore } from "../core/store/lru-store.ts";
+import { configFromEnv } from "./config-env.ts";
+import type { Env } from "./env.ts";
+import { log } from "./log.ts";
+import { DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
+
+/** The stats report `mode: "degraded"` this long after the coordinator was last unreachable. */
+export const DEGRADED_FOR_MS = 30_000;
+
+export interface ReadyIsolate {
+  kind: "ready";
+  signature: string;
+  clock: Clock;
+  config: Config;
+  leases: MemoryLeaseManager;
+  guard: LocalGuard;
+  /** This isolate's copy of the deployment's purge list. */
+  purges: DurableObjectPurgeRegistry;
+  metrics: Metrics;
+  startedAt: number;
+  /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
+  memoryFor(cacheName: string): LruStore;
+  /** Request URLs parsed once, with route and key, so a hit parses nothing. */
+  targets: UrlTargets;
+  /** When the coordinator was last unreachable from this isolate. */
+  degradedAt?: number;
+}
+
+export type IsolateState = ReadyIsolate | { kind: "invalid"; signature: string; clock: Clock; message: string };
+
+/** An isolate has 128 MB in all: its memory tier keeps the hottest entries within this. */
+const ISOLATE_MEMORY_BYTES = 16 * 1024 * 1024;
+
+/** Per isolate (one entry in a deployment; tests simulate several isolates by name). */
+const isolates = new Map<string, IsolateState>();
+
+/**
+ * Config is parsed once per isolate, keyed by the variables it comes from; the fallback's
+ * leases and guard, the purge copy and the metrics live as long.
+ */
+export function isolateState(env: Env, clock: Clock, name: string): IsolateState {
+  const signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`;
+  const known = isolates.get(name);
+  if (known?.signature === signature && known.clock === clock) return known;
+  let state: IsolateState;
+  try {
+    const config = configFromEnv(env);
+    const purges = new DurableObjectPurgeRegistry(
+      env.PURGES,
+      config.admin.purgePropagationMs,
+      () => clock.now(),
+      (error) => log("warn", "purge registry unavailable: serving with the last purge list this isolate read", error),
+    );
+    const memory = new Map<string, LruStore>();
+    const memoryFor = (cacheName: string) => {
+      let store = memory.get(cacheName);
+      if (!store)
+        memory.set(
+          cacheName,
+          (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })),
+        );
+      return store;
+    };
+    state = {
+      kind: "ready",
+      signature,
+      clock,
+      config,
+      leases: new MemoryLeaseManager(clock),
+      guard: new LocalGuard({ config, clock }),
+      purges,
+      metrics: new Metrics(clock),
+      startedAt: clock.now(),
+      memoryFor,
+      targets: new UrlTargets(config),
+    };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log("error", "invalid config", error);
+    state = { kind: "invalid", signature, clock, message };
+  }
+  isolates.set(name, state);
+  return state;
+}

@@ -1,0 +1,34 @@
+import { freshHit, type UrlTarget } from "../core/http/fresh-hit.ts";
+import { hitHeaders } from "../core/http/respond.ts";
+import type { ReadyIsolate } from "./isolate.ts";
+
+/**
+ * A fresh hit in the isolate's memory, answered with no engine, store or RPC built for the
+ * request: the same decision as the engine's (core/fresh-hit.ts) and the same bytes
+ * (`fromEntry`). Anything else, or a purge list past its bound, goes the full way.
+ */
+export function memoryHit(
+  isolate: ReadyIsolate,
+  request: Request,
+  target: UrlTarget,
+  cacheName: string,
+): Response | undefined {
+  if (request.method !== "GET" && request.method !== "HEAD") return undefined;
+  const purges = isolate.purges.fresh();
+  if (!purges) return undefined;
+  const { route, primary } = target;
+  const headers = request.headers;
+  const facts = {
+    method: request.method,
+    hasAuthorization: headers.has("authorization"),
+    hasCookie: headers.has("cookie"),
+  };
+  const now = isolate.clock.now();
+  const entry = freshHit(isolate.memoryFor(cacheName), route, primary, facts, headers, purges, now);
+  if (!entry) return undefined;
+  isolate.metrics.count(entry.negative ? "negative" : "hit", primary);
+  return new Response(request.method === "HEAD" ? null : entry.body, {
+    status: entry.status,
+    headers: hitHeaders(entry, now),
+  });
+}
