@@ -8,6 +8,7 @@ import { MemoryLeaseManager } from "./fill/memory-lease.ts";
 import { MemoryStore } from "./store/memory-store.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import { LocalPurgeRegistry } from "./admin/purge.ts";
+import { primaryKey } from "./http/key.ts";
 
 /** A scripted origin: counts calls, answers per path, honours If-None-Match. */
 class FakeOrigin {
@@ -36,17 +37,19 @@ class FakeOrigin {
   };
 }
 
-function setup(overrides: Partial<ConfigInput> = {}) {
+/** `tiers: "two"` gives the coordinator its own store (Redis, a Durable Object) behind the near tier. */
+function setup(overrides: Partial<ConfigInput> = {}, tiers: "one" | "two" = "one") {
   const clock = new ManualClock(1_700_000_000_000);
   const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
   const origin = new FakeOrigin();
   const store = new MemoryStore(clock);
+  const shared = tiers === "two" ? new MemoryStore(clock) : store;
   const guard = new LocalGuard({ config, clock });
   const background: Promise<unknown>[] = [];
   const coordinator = new KeyCoordinator({
     config,
     clock,
-    store,
+    store: shared,
     leases: new MemoryLeaseManager(clock),
     guard,
     fetch: origin.fetch,
@@ -69,7 +72,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
   const settle = async () => {
     while (background.length) await background.shift();
   };
-  return { clock, origin, engine, settle, store, purges };
+  return { clock, origin, engine, settle, store, shared, purges };
 }
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET"): EngineRequest {
@@ -82,6 +85,7 @@ function get(path: string, headers: Record<string, string> = {}, method = "GET")
   };
 }
 
+const KEY_A = primaryKey(new URL("https://site.test/a"), { ignoreQuery: [], ignoreAllQuery: false });
 const text = (body: unknown) => new TextDecoder().decode(body as Uint8Array);
 const status = (res: { headers: [string, string][] }) => res.headers.find(([n]) => n === "cache-status")?.[1];
 
@@ -223,6 +227,56 @@ describe("engine", () => {
     t.clock.advance(2_000);
     await t.engine.handle(get("/down"));
     expect(t.origin.calls).toHaveLength(2);
+  });
+
+  describe("a good copy always beats an error", () => {
+    // The coordinator's store lost the entry (Redis restarted empty, a Durable Object was
+    // reset) while this edge still holds a good copy; the origin now answers 503, so the
+    // coordinator caches the error and hands it to every edge that asks next.
+    async function sharedCopyLost() {
+      const two = setup({}, "two");
+      await two.engine.handle(get("/a"));
+      await two.shared.delete(KEY_A);
+      two.origin.status = 503;
+      return two;
+    }
+
+    it("a background refresh that brings back a cached error leaves the near copy in place", async () => {
+      const two = await sharedCopyLost();
+      two.clock.advance(15_000); // stale, inside stale-while-revalidate (20 s) and stale-if-error (60 s)
+      for (let i = 0; i < 3; i++) {
+        const res = await two.engine.handle(get("/a"));
+        expect(res.status).toBe(200);
+        expect(text(res.body)).toBe("v1 /a ");
+        await two.settle();
+      }
+      // The first refresh cached the 503 in the coordinator's store; the later ones were answered with it.
+      expect(two.origin.calls).toHaveLength(2);
+      expect((await two.shared.get(KEY_A))?.negative).toBe(true);
+      expect((await two.store.get(KEY_A))?.negative).toBe(false);
+    });
+
+    it("a revalidation answered with a cached error serves the near copy as stale-if-error", async () => {
+      const two = await sharedCopyLost();
+      two.clock.advance(35_000); // past stale-while-revalidate, inside stale-if-error
+      const first = await two.engine.handle(get("/a"));
+      expect(status(first)).toBe("herdless; fwd=stale; fwd-status=503; ttl=-25; detail=stale-if-error");
+      const second = await two.engine.handle(get("/a")); // the coordinator answers with its cached 503
+      expect(second.status).toBe(200);
+      expect(text(second.body)).toBe("v1 /a ");
+      expect(status(second)).toBe("herdless; fwd=stale; fwd-status=503; ttl=-25; detail=stale-if-error");
+      expect(two.origin.calls).toHaveLength(2);
+    });
+
+    it("an edge with no copy of its own gets the cached error", async () => {
+      const two = await sharedCopyLost();
+      two.clock.advance(35_000);
+      await two.engine.handle(get("/a"));
+      await two.store.delete(KEY_A);
+      const res = await two.engine.handle(get("/a"));
+      expect(res.status).toBe(503);
+      expect(res.cacheStatus.detail).toBe("negative");
+    });
   });
 
   describe("purge", () => {

@@ -2,7 +2,7 @@ import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import { routeFor, type Config, type RoutePolicy } from "./config.ts";
 import type { Coordinator, FillRequest, FillResult } from "./fill/coordinator.ts";
-import { decide, decideOnFailure, isUnsafeMethod, type RequestFacts } from "./http/decision.ts";
+import { decide, decideOnFailure, isUnsafeMethod, servableOnError, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
 import { HOP_BY_HOP, type HeaderReader } from "./http/http.ts";
@@ -140,6 +140,20 @@ export class Engine {
     primary: string,
   ): Promise<EngineResponse> {
     const now = this.o.clock.now();
+    // A cached error (another edge's or process's failed fetch) never hides this edge's own
+    // good copy: answer as the failure it stands for, so stale-if-error can apply.
+    if (result.kind === "entry" && result.entry.negative && servableOnError(nearStale, this.o.config, now)) {
+      const { entry } = result;
+      const response = { status: entry.status, headers: entry.headers, body: entry.body };
+      result = {
+        kind: "failed",
+        code: "ORIGIN_STATUS",
+        message: `origin answered ${entry.status}`,
+        fwdStatus: entry.status,
+        response,
+        collapsed: result.collapsed,
+      };
+    }
     switch (result.kind) {
       case "entry": {
         await this.keep(result.entry, primary);
@@ -162,7 +176,7 @@ export class Engine {
       case "alone":
         return this.relay(request, { fwd, detail: "uncacheable" }, "pass");
       case "failed": {
-        const best = newest(result.stale, nearStale);
+        const best = newest(...[result.stale, nearStale].filter((entry) => servableOnError(entry, this.o.config, now)));
         const verdict = decideOnFailure(best, result.code, this.o.config, now);
         const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
         if (verdict.kind === "stale-if-error") {
@@ -196,8 +210,16 @@ export class Engine {
     return synthetic(code, `origin failed: ${result.message}`, status, code === 503 ? 1_000 : undefined);
   }
 
-  /** Writes an entry the coordinator gave us into the near tier, with its Vary pointer. */
+  /**
+   * Writes an entry the coordinator gave us into the near tier, with its Vary pointer. A
+   * cached error never replaces a copy that may still be served stale: it would turn every
+   * later hit into the error (a background refresh brings cached errors here too).
+   */
   private async keep(entry: Entry, primary: string): Promise<void> {
+    if (entry.negative) {
+      const held = await this.o.near.get(entry.key).catch(() => undefined);
+      if (servableOnError(held, this.o.config, this.o.clock.now())) return;
+    }
     const written = await this.o.near.put(entry).catch(() => false);
     if (written && entry.key !== primary) await this.o.near.put(varyPointer(entry, primary)).catch(() => false);
   }
@@ -299,10 +321,11 @@ const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<CacheStatus[
   COORDINATOR_UNAVAILABLE: "coordinator-unavailable",
 };
 
-function newest(a: Entry | undefined, b: Entry | undefined): Entry | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  return a.storedAt >= b.storedAt ? a : b;
+function newest(...entries: Entry[]): Entry | undefined {
+  return entries.reduce<Entry | undefined>(
+    (best, entry) => (best && best.storedAt >= entry.storedAt ? best : entry),
+    undefined,
+  );
 }
 
 function failed(error: unknown): FillResult {

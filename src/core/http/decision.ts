@@ -62,6 +62,15 @@ export function decide(
   return { kind: "revalidate", entry: found };
 }
 
+/**
+ * A stored copy that some failure could still be answered with (stale-if-error, or breaker
+ * open with `breaker.serveStaleWhileOpen`). A good copy always beats an error: a cached
+ * error never replaces or hides such a copy, in any tier.
+ */
+export function servableOnError(entry: Entry | undefined, config: Config, now: number): entry is Entry {
+  return decideOnFailure(entry, "BREAKER_OPEN", config, now).kind === "stale-if-error";
+}
+
 /** After the origin could not give a fresh answer: serve the stored copy, or the error. */
 export type FailureDecision = { kind: "stale-if-error"; entry: Entry } | { kind: "error" };
 
