@@ -1,18 +1,23 @@
 import type { Clock } from "../core/clock.ts";
+import { DEFAULT_MAX_ENTRY_BYTES } from "../core/config.ts";
 import { decodeEntryMeta, entryMeta, type Entry } from "../core/http/entry.ts";
+import { concatBytes } from "../core/http/http.ts";
 import type { Store } from "../core/store/store.ts";
 
+/** Bodies stored by default: the same as `cache.maxEntryBytes`'s default. */
+export const DEFAULT_MAX_BODY_BYTES = DEFAULT_MAX_ENTRY_BYTES;
 /**
- * SQLite-backed Durable Objects cap a string, BLOB or row at 2 MB (2,000,000 bytes). The
- * body row also holds the key, so the default leaves room for it.
+ * SQLite-backed Durable Objects cap a string, BLOB or row at 2 MB (2,000,000 bytes): a
+ * body is kept as rows of at most this many bytes, so the row (chunk plus key) stays below.
  */
-export const DEFAULT_MAX_BODY_BYTES = 1_900_000;
-const SQLITE_ROW_LIMIT_BYTES = 2_000_000;
+export const DO_CHUNK_BYTES = 1024 * 1024;
+/** What one object may reasonably hold for one entry (an object's storage is 10 GB in all). */
+const MAX_BODY_LIMIT_BYTES = 128 * 1024 * 1024;
 
 export interface DurableObjectStoreOptions {
   /**
    * Bodies larger than this are refused: `put` returns false and writes nothing, and the
-   * caller streams the response through uncached. At most ~2 MB (the SQLite row cap).
+   * caller streams the response through uncached. Default 25 MiB, at most 128 MiB.
    */
   maxBodyBytes?: number;
   /** Table-name prefix, so two stores can share one object's database. */
@@ -23,11 +28,19 @@ export interface DurableObjectStoreOptions {
  * A {@link Store} in a Durable Object's SQLite database (`ctx.storage.sql`): the copy the
  * key's coordinator keeps, which survives eviction and serves every data center.
  *
- * Metadata and body sit in two tables, so reading or fencing on metadata never loads the
- * body and the body can use nearly all of the 2 MB row. All work is synchronous SQL inside
- * one `transactionSync`, so no other request interleaves between the token check and the
- * write: fencing is exact here (unlike the Cache API). SQL rather than the KV API because
- * cache keys can be longer than a KV key may be.
+ * Metadata sits in one table and the body in another, split in rows of
+ * {@link DO_CHUNK_BYTES} (the platform caps a row at 2 MB), so reading or fencing on
+ * metadata never loads the body and bodies of tens of MB fit. The row of an entry records
+ * its body's length and chunk count; a body that does not add up is a miss. All work is
+ * synchronous SQL inside one `transactionSync`, so no other request interleaves between the
+ * token check and the write, and an entry's rows are written or replaced all at once:
+ * fencing is exact here (unlike the Cache API). SQL rather than the KV API because cache
+ * keys can be longer than a KV key may be.
+ *
+ * Layout version 2 (chunked bodies, tables `<prefix>_entry` and `<prefix>_entry_chunk`).
+ * The version-1 tables (`<prefix>_entry_meta`, `<prefix>_entry_body`) are dropped when
+ * the object starts: their entries are refetched once, and an older herdless rolled back
+ * onto this object finds empty tables rather than entries it cannot read.
  *
  * @example
  * export class KeyCoordinatorObject extends DurableObject<Env> {
@@ -35,8 +48,8 @@ export interface DurableObjectStoreOptions {
  * }
  */
 export class DurableObjectStore implements Store {
-  private readonly meta: string;
-  private readonly bodies: string;
+  private readonly entries: string;
+  private readonly chunks: string;
   private readonly maxBodyBytes: number;
 
   constructor(
@@ -48,56 +61,76 @@ export class DurableObjectStore implements Store {
     if (!/^[a-z_][a-z0-9_]*$/.test(prefix))
       throw new TypeError(`DurableObjectStore prefix must match [a-z_][a-z0-9_]* (got ${JSON.stringify(prefix)})`);
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-    if (!Number.isInteger(this.maxBodyBytes) || this.maxBodyBytes < 0 || this.maxBodyBytes > SQLITE_ROW_LIMIT_BYTES) {
+    if (!Number.isInteger(this.maxBodyBytes) || this.maxBodyBytes < 0 || this.maxBodyBytes > MAX_BODY_LIMIT_BYTES) {
       throw new RangeError(
-        `DurableObjectStore maxBodyBytes must be an integer from 0 to ${SQLITE_ROW_LIMIT_BYTES} (got ${this.maxBodyBytes})`,
+        `DurableObjectStore maxBodyBytes must be an integer from 0 to ${MAX_BODY_LIMIT_BYTES} (got ${this.maxBodyBytes})`,
       );
     }
-    this.meta = `${prefix}_entry_meta`;
-    this.bodies = `${prefix}_entry_body`;
+    this.entries = `${prefix}_entry`;
+    this.chunks = `${prefix}_entry_chunk`;
     // Idempotent and cheap; runs in the constructor, before any request is delivered.
+    storage.sql.exec(`DROP TABLE IF EXISTS ${prefix}_entry_meta`);
+    storage.sql.exec(`DROP TABLE IF EXISTS ${prefix}_entry_body`);
     storage.sql.exec(
-      `CREATE TABLE IF NOT EXISTS ${this.meta} (key TEXT PRIMARY KEY, token INTEGER NOT NULL, delete_at INTEGER NOT NULL, meta TEXT NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS ${this.entries} (key TEXT PRIMARY KEY, token INTEGER NOT NULL, delete_at INTEGER NOT NULL, meta TEXT NOT NULL, bytes INTEGER NOT NULL, chunks INTEGER NOT NULL)`,
     );
-    storage.sql.exec(`CREATE TABLE IF NOT EXISTS ${this.bodies} (key TEXT PRIMARY KEY, body BLOB NOT NULL)`);
+    storage.sql.exec(
+      `CREATE TABLE IF NOT EXISTS ${this.chunks} (key TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (key, seq))`,
+    );
   }
 
   async get(key: string): Promise<Entry | undefined> {
     const row = this.storage.sql
-      .exec<{ meta: string; delete_at: number }>(`SELECT meta, delete_at FROM ${this.meta} WHERE key = ?`, key)
+      .exec<{
+        meta: string;
+        delete_at: number;
+        bytes: number;
+        chunks: number;
+      }>(`SELECT meta, delete_at, bytes, chunks FROM ${this.entries} WHERE key = ?`, key)
       .toArray()[0];
     if (!row) return undefined;
     if (this.clock.now() >= row.delete_at) {
       this.remove(key);
       return undefined;
     }
-    const body = this.storage.sql
-      .exec<{ body: ArrayBuffer }>(`SELECT body FROM ${this.bodies} WHERE key = ?`, key)
-      .toArray()[0];
-    return { ...decodeEntryMeta(row.meta), body: body ? new Uint8Array(body.body) : new Uint8Array(0) };
+    const parts = this.storage.sql
+      .exec<{ body: ArrayBuffer }>(`SELECT body FROM ${this.chunks} WHERE key = ? ORDER BY seq`, key)
+      .toArray()
+      .map((part) => new Uint8Array(part.body));
+    // Written in one transaction, so this holds unless the database was edited by hand.
+    if (parts.length !== row.chunks || parts.reduce((n, part) => n + part.byteLength, 0) !== row.bytes) {
+      this.remove(key);
+      return undefined;
+    }
+    return { ...decodeEntryMeta(row.meta), body: concatBytes(parts, row.bytes) };
   }
 
   /** Returns false for a fenced-out writer and for a body above `maxBodyBytes`. */
   async put(entry: Entry): Promise<boolean> {
-    const keyBytes = new TextEncoder().encode(entry.key).byteLength;
-    if (entry.body.byteLength > this.maxBodyBytes || entry.body.byteLength + keyBytes > SQLITE_ROW_LIMIT_BYTES)
-      return false;
+    if (entry.body.byteLength > this.maxBodyBytes) return false;
     return this.storage.transactionSync(() => {
       const current = this.storage.sql
         .exec<{ token: number; delete_at: number }>(
-          `SELECT token, delete_at FROM ${this.meta} WHERE key = ?`,
+          `SELECT token, delete_at FROM ${this.entries} WHERE key = ?`,
           entry.key,
         )
         .toArray()[0];
       if (current && current.token > entry.token && this.clock.now() < current.delete_at) return false;
+      const count = Math.ceil(entry.body.byteLength / DO_CHUNK_BYTES);
       this.storage.sql.exec(
-        `INSERT OR REPLACE INTO ${this.meta} (key, token, delete_at, meta) VALUES (?, ?, ?, ?)`,
+        `INSERT OR REPLACE INTO ${this.entries} (key, token, delete_at, meta, bytes, chunks) VALUES (?, ?, ?, ?, ?, ?)`,
         entry.key,
         entry.token,
         entry.deleteAt,
         JSON.stringify(entryMeta(entry)),
+        entry.body.byteLength,
+        count,
       );
-      this.storage.sql.exec(`INSERT OR REPLACE INTO ${this.bodies} (key, body) VALUES (?, ?)`, entry.key, entry.body);
+      this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, entry.key);
+      for (let seq = 0; seq < count; seq++) {
+        const part = entry.body.subarray(seq * DO_CHUNK_BYTES, (seq + 1) * DO_CHUNK_BYTES);
+        this.storage.sql.exec(`INSERT INTO ${this.chunks} (key, seq, body) VALUES (?, ?, ?)`, entry.key, seq, part);
+      }
       return true;
     });
   }
@@ -111,25 +144,25 @@ export class DurableObjectStore implements Store {
     return this.storage.transactionSync(() => {
       const now = this.clock.now();
       this.storage.sql.exec(
-        `DELETE FROM ${this.bodies} WHERE key IN (SELECT key FROM ${this.meta} WHERE delete_at <= ?)`,
+        `DELETE FROM ${this.chunks} WHERE key IN (SELECT key FROM ${this.entries} WHERE delete_at <= ?)`,
         now,
       );
-      return this.storage.sql.exec(`DELETE FROM ${this.meta} WHERE delete_at <= ?`, now).rowsWritten;
+      return this.storage.sql.exec(`DELETE FROM ${this.entries} WHERE delete_at <= ?`, now).rowsWritten;
     });
   }
 
   /** The earliest deleteAt of any stored entry, to schedule the next cleanup alarm. */
   nextDeleteAt(): number | undefined {
     const row = this.storage.sql
-      .exec<{ at: number | null }>(`SELECT MIN(delete_at) AS at FROM ${this.meta}`)
+      .exec<{ at: number | null }>(`SELECT MIN(delete_at) AS at FROM ${this.entries}`)
       .toArray()[0];
     return row?.at ?? undefined;
   }
 
   private remove(key: string): boolean {
     return this.storage.transactionSync(() => {
-      this.storage.sql.exec(`DELETE FROM ${this.bodies} WHERE key = ?`, key);
-      return this.storage.sql.exec(`DELETE FROM ${this.meta} WHERE key = ?`, key).rowsWritten > 0;
+      this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, key);
+      return this.storage.sql.exec(`DELETE FROM ${this.entries} WHERE key = ?`, key).rowsWritten > 0;
     });
   }
 }

@@ -35,6 +35,14 @@ const ttl = (what: string) => ms(what, 0, MAX_TTL_MS);
 const count = (what: string, min: number, max: number) =>
   z.number().check(z.int(), z.minimum(min), z.maximum(max, { error: `${what} must be at most ${max}` }));
 
+/**
+ * Bodies up to this size are stored on every runtime (25 MiB): Durable Object storage and
+ * Redis keep them in chunks below their per-value caps, the Cache API takes far larger objects.
+ */
+export const DEFAULT_MAX_ENTRY_BYTES = 25 * 1024 * 1024;
+/** The largest `cache.maxEntryBytes` accepted: a flight keeps up to this many bytes in memory to store them. */
+const MAX_ENTRY_BYTES_LIMIT = 128 * 1024 * 1024;
+
 const keyOptions = z.strictObject({
   /** Query parameter names to drop from the key; `*` at the end matches a prefix (`utm_*`). */
   ignoreQuery: z._default(z.array(z.string().check(z.minLength(1))), ["utm_*", "fbclid", "gclid"]),
@@ -92,8 +100,8 @@ export const configSchema = z
         name: z._default(z.string().check(z.minLength(1)), "herdless"),
         /** Memory budget of the in-process store (Node), in bytes. */
         maxBytes: z._default(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), 256 * 1024 * 1024),
-        /** Bodies larger than this stream through and are not stored (below the 2 MB Durable Object value cap). */
-        maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, 2_000_000), 1_900_000),
+        /** Bodies larger than this are still shared by every waiting request, streamed, but not stored. */
+        maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, MAX_ENTRY_BYTES_LIMIT), DEFAULT_MAX_ENTRY_BYTES),
         /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
         retainStaleMs: z._default(ttl("cache.retainStaleMs"), 24 * 3600_000),
       }),

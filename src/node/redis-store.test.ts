@@ -4,7 +4,7 @@ import { isHerdlessError } from "../core/errors.ts";
 import { storeConformance, testEntry } from "../core/store/store-conformance.ts";
 import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
 import { RedisConnection } from "./redis-connection.ts";
-import { RedisStore } from "./redis-store.ts";
+import { REDIS_CHUNK_BYTES, RedisStore } from "./redis-store.ts";
 
 const T0 = 1_700_000_000_000;
 let server: RedisServer;
@@ -62,6 +62,34 @@ describe("RedisStore", () => {
     bytes.writeUInt32BE(meta.length, 0);
     bytes.set(meta, 4);
     await connection.client.hset(store.redisKey("k"), "t", 1, "d", T0 + 1000, "b", bytes);
+    expect(await store.get("k")).toBeUndefined();
+  });
+
+  it("keeps a large body in chunk keys, and removes them when the entry is replaced, fenced out or deleted", async () => {
+    const clock = new ManualClock(T0);
+    const prefix = uniquePrefix();
+    const store = new RedisStore({ connection, clock, prefix });
+    const chunkKeys = () => connection.client.keys(`${prefix}chunk:*`);
+    const big = new Uint8Array(REDIS_CHUNK_BYTES * 2 + 5).fill(3);
+    await store.put(testEntry("k", T0, { body: big, token: 5 }));
+    expect(await chunkKeys()).toHaveLength(3);
+    // An older writer is refused and leaves no chunks behind.
+    expect(await store.put(testEntry("k", T0, { body: big, token: 4 }))).toBe(false);
+    expect(await chunkKeys()).toHaveLength(3);
+    expect(await store.put(testEntry("k", T0, { body: big, token: 6 }))).toBe(true);
+    expect(await chunkKeys()).toHaveLength(3);
+    expect((await store.get("k"))?.token).toBe(6);
+    await store.delete("k");
+    expect(await chunkKeys()).toHaveLength(0);
+  });
+
+  it("treats a chunked entry whose chunks are gone as a miss", async () => {
+    const clock = new ManualClock(T0);
+    const prefix = uniquePrefix();
+    const store = new RedisStore({ connection, clock, prefix });
+    await store.put(testEntry("k", T0, { body: new Uint8Array(REDIS_CHUNK_BYTES + 1) }));
+    const [one] = await connection.client.keys(`${prefix}chunk:*`);
+    await connection.client.del(one!);
     expect(await store.get("k")).toBeUndefined();
   });
 

@@ -4,6 +4,7 @@ import type { Entry } from "../core/http/entry.ts";
 import { decodeEntry, encodeEntry } from "../core/http/entry.ts";
 import { isHerdlessError } from "../core/errors.ts";
 import type { Store } from "../core/store/store.ts";
+import { concatBytes } from "../core/http/http.ts";
 import type { RedisConnection } from "./redis-connection.ts";
 import { LuaScript } from "./redis-connection.ts";
 
@@ -14,31 +15,56 @@ export interface RedisStoreOptions {
   clock?: Clock;
 }
 
+/** Bodies above this are kept in chunk keys of this size, not in the entry's hash. */
+export const REDIS_CHUNK_BYTES = 1024 * 1024;
+
 /**
- * Fenced write. The entry lives in a hash `{ t: token, d: deleteAt, b: encoded bytes }`
- * so the token comparison and the write happen in one atomic step: a late writer with
- * an older token never replaces a newer live entry, however the two interleave.
- * KEYS[1] entry hash; ARGV: token, deleteAt, bytes, now, ttlMs.
+ * Fenced write. The entry lives in a hash `{ t: token, d: deleteAt, b: encoded entry }`,
+ * or, for a chunked body, `{ t, d, m: encoded entry without its body, c: "<id> <chunks>
+ * <bytes>" }` with the body in the keys `<prefix>chunk:<id>:<n>`. The token comparison and
+ * the write happen in one atomic step: a late writer with an older token never replaces a
+ * newer live entry, however the two interleave. Replies `{written, chunks it replaced}`.
+ * KEYS[1] entry hash; ARGV: token, deleteAt, now, ttlMs, encoded, chunk ref ('' for `b`).
  */
 const PUT = new LuaScript(`
-local current = redis.call('HMGET', KEYS[1], 't', 'd')
-if current[1] and tonumber(current[1]) > tonumber(ARGV[1]) and tonumber(current[2]) > tonumber(ARGV[4]) then
-  return 0
+local current = redis.call('HMGET', KEYS[1], 't', 'd', 'c')
+if current[1] and tonumber(current[1]) > tonumber(ARGV[1]) and tonumber(current[2]) > tonumber(ARGV[3]) then
+  return {0, ''}
 end
-if tonumber(ARGV[5]) <= 0 then
-  redis.call('DEL', KEYS[1])
-  return 1
+local replaced = current[3] or ''
+redis.call('DEL', KEYS[1])
+if tonumber(ARGV[4]) <= 0 then
+  return {1, replaced}
 end
-redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', ARGV[2], 'b', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+if ARGV[6] == '' then
+  redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', ARGV[2], 'b', ARGV[5])
+else
+  redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', ARGV[2], 'm', ARGV[5], 'c', ARGV[6])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {1, replaced}
 `);
+
+const CHUNKS_PER_READ = 4;
+
+/** Where a chunked body lives: its id, chunk count and length, as kept in the hash's `c`. */
+interface ChunkRef {
+  id: string;
+  chunks: number;
+  bytes: number;
+}
 
 /**
  * The shared tier of a Node fleet: a {@link Store} on Redis. Entries carry a physical
  * TTL (`deleteAt − now`) so Redis frees them by itself; reads also compare `deleteAt`
  * with the clock, so the store never serves past `deleteAt` even if Redis's clock lags.
  * Every failure surfaces as a HerdlessError with code COORDINATOR_UNAVAILABLE.
+ *
+ * A body up to {@link REDIS_CHUNK_BYTES} sits in the entry's hash (the layout every
+ * herdless version reads); a larger one in chunk keys of that size, written before the
+ * hash points at them, so no reader ever sees a partial body, and deleted once replaced.
+ * A reader that finds a chunk gone (the entry was replaced meanwhile) reads again. An older
+ * herdless reading a chunked entry finds no `b` and treats it as a miss.
  *
  * @example
  * const store = new RedisStore({ connection, prefix: "herdless:" });
@@ -61,12 +87,67 @@ export class RedisStore implements Store {
   }
 
   async get(key: string): Promise<Entry | undefined> {
-    const bytes = await this.connection.run("get", (client) => client.hgetBuffer(this.redisKey(key), "b"));
-    if (!bytes) return undefined;
+    // A chunked body replaced while we read it: the second read sees the new entry.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const read = await this.read(key);
+      if (read !== "replaced") return read;
+    }
+    return undefined;
+  }
+
+  async put(entry: Entry): Promise<boolean> {
+    const now = this.clock.now();
+    const ttlMs = Math.ceil(entry.deleteAt - now);
+    const chunked = entry.body.byteLength > REDIS_CHUNK_BYTES && ttlMs > 0;
+    const ref: ChunkRef | undefined = chunked
+      ? {
+          id: crypto.randomUUID(),
+          chunks: Math.ceil(entry.body.byteLength / REDIS_CHUNK_BYTES),
+          bytes: entry.body.byteLength,
+        }
+      : undefined;
+    if (ref) await this.writeChunks(ref, entry.body, ttlMs);
+    const encoded = encodeEntry(ref ? { ...entry, body: new Uint8Array(0) } : entry);
+    const bytes = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+    const reply = (await this.connection.run("put", (client) =>
+      PUT.run(
+        client,
+        [this.redisKey(entry.key)],
+        [entry.token, entry.deleteAt, now, ttlMs, bytes, ref ? formatRef(ref) : ""],
+      ),
+    )) as [number, string];
+    const written = reply[0] === 1;
+    // Fenced out: our chunks are nobody's; written: the replaced entry's chunks are nobody's.
+    const orphan = written ? parseRef(reply[1]) : ref;
+    if (orphan) await this.deleteChunks(orphan).catch(() => undefined);
+    return written;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const ref = await this.connection.run("delete", (client) => client.hget(this.redisKey(key), "c"));
+    const removed = await this.connection.run("delete", (client) => client.del(this.redisKey(key)));
+    const chunks = parseRef(ref ?? "");
+    if (chunks) await this.deleteChunks(chunks).catch(() => undefined);
+    return removed > 0;
+  }
+
+  private async read(key: string): Promise<Entry | undefined | "replaced"> {
+    const [whole, meta, refText] = await this.connection.run("get", (client) =>
+      client.hmgetBuffer(this.redisKey(key), "b", "m", "c"),
+    );
     let entry: Entry;
     try {
-      // A plain view, so decodeEntry's slice copies the body out of ioredis's buffer.
-      entry = decodeEntry(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      if (whole) {
+        entry = decodeEntry(new Uint8Array(whole.buffer, whole.byteOffset, whole.byteLength));
+      } else {
+        const ref = parseRef(refText?.toString("utf8") ?? "");
+        if (!meta || !ref) return undefined;
+        const parts = await this.readChunks(ref);
+        if (!parts) return "replaced";
+        if (parts.reduce((n, part) => n + part.byteLength, 0) !== ref.bytes) return undefined;
+        const body = concatBytes(parts, ref.bytes);
+        entry = { ...decodeEntry(new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength)), body };
+      }
     } catch (error) {
       // An entry written by another format version (rolling deploy) or damaged is a miss:
       // the cache must never fail a request because of what it holds.
@@ -78,19 +159,49 @@ export class RedisStore implements Store {
     return this.clock.now() >= entry.deleteAt ? undefined : entry;
   }
 
-  async put(entry: Entry): Promise<boolean> {
-    const now = this.clock.now();
-    const encoded = encodeEntry(entry);
-    const bytes = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
-    const ttlMs = Math.ceil(entry.deleteAt - now);
-    const written = await this.connection.run("put", (client) =>
-      PUT.run(client, [this.redisKey(entry.key)], [entry.token, entry.deleteAt, bytes, now, ttlMs]),
-    );
-    return written === 1;
+  private chunkKeys(ref: ChunkRef): string[] {
+    return Array.from({ length: ref.chunks }, (_, n) => `${this.prefix}chunk:${ref.id}:${n}`);
   }
 
-  async delete(key: string): Promise<boolean> {
-    const removed = await this.connection.run("delete", (client) => client.del(this.redisKey(key)));
-    return removed > 0;
+  /**
+   * One command per chunk, one after another: each stays far within the connection's
+   * command timeout and no single command holds Redis (single-threaded) for long.
+   */
+  private async writeChunks(ref: ChunkRef, body: Uint8Array, ttlMs: number): Promise<void> {
+    const keys = this.chunkKeys(ref);
+    for (const [n, chunkKey] of keys.entries()) {
+      const part = body.subarray(n * REDIS_CHUNK_BYTES, (n + 1) * REDIS_CHUNK_BYTES);
+      const bytes = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
+      await this.connection.run("put", (client) => client.set(chunkKey, bytes, "PX", ttlMs));
+    }
   }
+
+  /** The chunks in a few reads of {@link CHUNKS_PER_READ}, for the same reason; undefined once one is gone. */
+  private async readChunks(ref: ChunkRef): Promise<Buffer[] | undefined> {
+    const keys = this.chunkKeys(ref);
+    const parts: Buffer[] = [];
+    for (let n = 0; n < keys.length; n += CHUNKS_PER_READ) {
+      const batch = keys.slice(n, n + CHUNKS_PER_READ);
+      const read = await this.connection.run("get", (client) => client.mgetBuffer(...batch));
+      for (const part of read) {
+        if (part === null) return undefined;
+        parts.push(part);
+      }
+    }
+    return parts;
+  }
+
+  private async deleteChunks(ref: ChunkRef): Promise<void> {
+    await this.connection.run("delete", (client) => client.del(...this.chunkKeys(ref)));
+  }
+}
+
+function formatRef(ref: ChunkRef): string {
+  return `${ref.id} ${ref.chunks} ${ref.bytes}`;
+}
+
+function parseRef(text: string): ChunkRef | undefined {
+  const match = /^([0-9a-f-]{36}) (\d+) (\d+)$/.exec(text);
+  if (!match) return undefined;
+  return { id: match[1]!, chunks: Number(match[2]), bytes: Number(match[3]) };
 }

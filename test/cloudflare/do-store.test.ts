@@ -5,7 +5,12 @@ import { ManualClock } from "../../src/core/clock.ts";
 import type { Entry } from "../../src/core/http/entry.ts";
 import type { Store } from "../../src/core/store/store.ts";
 import { storeConformance, testEntry } from "../../src/core/store/store-conformance.ts";
-import { DurableObjectStore, type DurableObjectStoreOptions } from "../../src/cloudflare/do-store.ts";
+import {
+  DEFAULT_MAX_BODY_BYTES,
+  DO_CHUNK_BYTES,
+  DurableObjectStore,
+  type DurableObjectStoreOptions,
+} from "../../src/cloudflare/do-store.ts";
 
 /**
  * A Store whose every call runs inside one Durable Object instance: storage may only be
@@ -41,22 +46,24 @@ describe("DurableObjectStore limits and upkeep", () => {
     expect((await store.get("k"))?.body.byteLength).toBe(1_024);
   });
 
-  it("stores a body close to the 2 MB row cap by default", async () => {
+  it("stores a body of many 2 MB rows by default, and refuses one above maxBodyBytes", async () => {
     const clock = new ManualClock(1_000);
     const store = storeInObject(`big-${crypto.randomUUID()}`, clock);
-    const body = new Uint8Array(1_900_000).map((_, i) => i % 256);
+    const body = new Uint8Array(DEFAULT_MAX_BODY_BYTES).map((_, i) => i % 251);
     expect(await store.put(testEntry("big", clock.now(), { body }))).toBe(true);
     const got = await store.get("big");
-    expect(got?.body.byteLength).toBe(1_900_000);
-    expect(got?.body[1_899_999]).toBe(1_899_999 % 256);
-    expect(await store.put(testEntry("big", clock.now(), { body: new Uint8Array(1_900_001) }))).toBe(false);
+    expect(got?.body.byteLength).toBe(DEFAULT_MAX_BODY_BYTES);
+    expect(got?.body[DEFAULT_MAX_BODY_BYTES - 1]).toBe((DEFAULT_MAX_BODY_BYTES - 1) % 251);
+    expect(got?.body[DO_CHUNK_BYTES]).toBe(DO_CHUNK_BYTES % 251);
+    const over = new Uint8Array(DEFAULT_MAX_BODY_BYTES + 1);
+    expect(await store.put(testEntry("big", clock.now(), { body: over, token: 2 }))).toBe(false);
   });
 
-  it("rejects options beyond the platform cap with the field named", () => {
+  it("rejects options beyond its limits with the field named", () => {
     const clock = new ManualClock(0);
     const fake = { sql: { exec: () => undefined } } as unknown as DurableObjectStorage;
-    expect(() => new DurableObjectStore(fake, clock, { maxBodyBytes: 3_000_000 })).toThrow(
-      /maxBodyBytes must be an integer from 0 to 2000000/,
+    expect(() => new DurableObjectStore(fake, clock, { maxBodyBytes: 200 * 1024 * 1024 })).toThrow(
+      /maxBodyBytes must be an integer from 0 to 134217728/,
     );
     expect(() => new DurableObjectStore(fake, clock, { prefix: "x; DROP" })).toThrow(/prefix must match/);
   });

@@ -7,7 +7,7 @@ import { LruStore } from "./lru-store.ts";
 
 storeConformance("lru", async () => {
   const clock = new ManualClock(1_700_000_000_000);
-  return { clock, store: new LruStore({ maxBytes: 1024 * 1024, clock }) };
+  return { clock, store: new LruStore({ maxBytes: 64 * 1024 * 1024, clock }) };
 });
 
 const T0 = 1_700_000_000_000;

@@ -1,5 +1,6 @@
 import { describe, expect, it, beforeEach, afterEach } from "vitest";
 import type { ManualClock } from "../clock.ts";
+import { DEFAULT_MAX_ENTRY_BYTES } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import { ENTRY_FORMAT_VERSION } from "../http/entry.ts";
 import type { Store } from "./store.ts";
@@ -134,10 +135,40 @@ export function storeConformance(name: string, setup: () => Promise<StoreHarness
       expect((await h.store.get("p"))?.token).toBe(2);
     });
 
+    it("round-trips a body of the default cache.maxEntryBytes (25 MiB) byte for byte, and replaces it", async () => {
+      const body = patterned(DEFAULT_MAX_ENTRY_BYTES, 7);
+      expect(await h.store.put(testEntry("large", h.clock.now(), { body, token: 1 }))).toBe(true);
+      const got = await h.store.get("large");
+      expect(got?.body.byteLength).toBe(body.byteLength);
+      expect(firstDifference(got!.body, body)).toBe(-1);
+      // A smaller body replacing a large one leaves nothing of the old one behind.
+      const small = patterned(3_000_000, 11);
+      expect(await h.store.put(testEntry("large", h.clock.now(), { body: small, token: 2 }))).toBe(true);
+      const replaced = await h.store.get("large");
+      expect(replaced?.body.byteLength).toBe(small.byteLength);
+      expect(firstDifference(replaced!.body, small)).toBe(-1);
+      expect(await h.store.delete("large")).toBe(true);
+      expect(await h.store.get("large")).toBeUndefined();
+    });
+
     it("handles keys with any characters", async () => {
       const key = "GET https://exämple.test/a b?q=1&r=é|accept-language=fr";
       await h.store.put(testEntry(key, h.clock.now()));
       expect((await h.store.get(key))?.key).toBe(key);
     });
   });
+}
+
+/** Bytes that differ at every offset for a while, so a misplaced chunk cannot compare equal. */
+function patterned(length: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * seed + (i >>> 16)) & 0xff;
+  return bytes;
+}
+
+/** The first offset where `a` and `b` differ, or -1. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  if (a.byteLength !== b.byteLength) return Math.min(a.byteLength, b.byteLength);
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return i;
+  return -1;
 }
