@@ -29,7 +29,7 @@ export default defineProject({
   test: {
     name: "workers",
     include: ["test/cloudflare/**/*.test.ts", "src/cloudflare/**/*.test.ts"],
-    globalSetup: ["./vitest.workers.setup.ts"],
+    globalSetup: ["./vitest.workers.setup.ts", "./vitest.workers.noise.ts"],
     testTimeout: 30_000,
   },
 });
