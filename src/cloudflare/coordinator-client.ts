@@ -41,6 +41,9 @@ export function coordinatorClient(
         if (timer !== undefined) clearTimeout(timer);
       }
     },
+    async invalidate(primary, headers) {
+      await namespace.get(namespace.idFromName(primary)).invalidate(primary, headers);
+    },
   };
 }
 
@@ -57,6 +60,7 @@ export function countingOriginCalls(inner: Coordinator, metrics: Metrics): Coord
       if (outcome) metrics.originCall(outcome);
       return result;
     },
+    ...(inner.invalidate ? { invalidate: inner.invalidate.bind(inner) } : {}),
   };
 }
 

@@ -139,6 +139,14 @@ export class DurableObjectStore implements Store {
     return this.remove(key);
   }
 
+  /** Drops every entry (each variant of the object's URL); returns how many. */
+  deleteAll(): number {
+    return this.storage.transactionSync(() => {
+      this.storage.sql.exec(`DELETE FROM ${this.bodies}`);
+      return this.storage.sql.exec(`DELETE FROM ${this.meta}`).rowsWritten;
+    });
+  }
+
   /** Drops every entry past its deleteAt; returns how many. For an alarm to call. */
   deleteExpired(): number {
     return this.storage.transactionSync(() => {

@@ -62,6 +62,14 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
     return result;
   }
 
+  /**
+   * RFC 9111 §4.4: an unsafe request to this object's URL succeeded. The object holds one
+   * primary key and its variants only, so every variant goes, not just the writer's.
+   */
+  async invalidate(_primary: string, _headers: [string, string][]): Promise<void> {
+    this.build().store.deleteAll();
+  }
+
   /** Deletes expired entries, then sleeps until the next one expires. */
   override async alarm(): Promise<void> {
     const { store, clock } = this.build();

@@ -63,6 +63,12 @@ const routePolicy = z.strictObject({
   staleIfErrorMs: z.optional(ttl("staleIfErrorMs")),
   /** Cache responses to requests carrying Authorization or Cookie (the origin must not personalize them). */
   cacheAuthorized: z.optional(z.boolean()),
+  /**
+   * Revalidate, through the key's coordinator, requests whose Cache-Control says `no-cache` or a
+   * `max-age` the stored entry is older than (or `Pragma: no-cache`). Off by default: a reload
+   * is answered from the cache, so a crowd pressing reload cannot reach the origin.
+   */
+  honorRequestNoCache: z.optional(z.boolean()),
   key: z.optional(z.partial(keyOptions)),
 });
 
@@ -172,6 +178,7 @@ export interface RoutePolicy {
   staleWhileRevalidateMs: number;
   staleIfErrorMs: number;
   cacheAuthorized: boolean;
+  honorRequestNoCache: boolean;
   key: KeyOptions;
 }
 
@@ -279,6 +286,7 @@ export function routeFor(config: Config, pathname: string): RoutePolicy {
     staleWhileRevalidateMs: r.staleWhileRevalidateMs ?? d.staleWhileRevalidateMs ?? 0,
     staleIfErrorMs: r.staleIfErrorMs ?? d.staleIfErrorMs ?? 0,
     cacheAuthorized: r.cacheAuthorized ?? d.cacheAuthorized ?? false,
+    honorRequestNoCache: r.honorRequestNoCache ?? d.honorRequestNoCache ?? false,
     key: {
       ignoreQuery: r.key?.ignoreQuery ?? d.key?.ignoreQuery ?? ["utm_*", "fbclid", "gclid"],
       ignoreAllQuery: r.key?.ignoreAllQuery ?? d.key?.ignoreAllQuery ?? false,

@@ -2,17 +2,20 @@ import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import { routeFor, type Config, type RoutePolicy } from "./config.ts";
 import type { Coordinator, FillRequest, FillResult } from "./fill/coordinator.ts";
-import { decide, decideOnFailure, isUnsafeMethod, servableOnError, type RequestFacts } from "./http/decision.ts";
+import { answerFromEntry, notCached, type ClientAsk } from "./http/answer.ts";
+import { decide, decideOnFailure, servableOnError, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
 import { HOP_BY_HOP, type HeaderReader } from "./http/http.ts";
-import { primaryKey } from "./http/key.ts";
+import { invalidatedUrls } from "./http/invalidation.ts";
+import { primaryKey, variantKey } from "./http/key.ts";
+import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import { fetchOrigin, type FetchLike } from "./origin/origin-client.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
-import { fromEntry, fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
+import { fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
 import { varyPointer } from "./http/response-entry.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
 import type { Store } from "./store/store.ts";
@@ -72,36 +75,52 @@ export class Engine {
       hasAuthorization: request.headers.get("authorization") !== null,
       hasCookie: request.headers.get("cookie") !== null,
     };
+    // RFC 9110 §9.3.8: TRACE would reflect the request (credentials included); never forwarded.
+    if (LOCAL_ONLY_METHODS.has(facts.method)) return notAllowed(facts.method);
     const primary = primaryKey(request.url, route.key);
-    if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request, primary);
+    if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request);
     const found = await lookup(this.o.near, primary, primary, request.headers);
     const purges = this.o.purges ? await this.o.purges() : undefined;
     if (purges) found.entry = applyPurge(found.entry, primary, purges);
-    const decision = decide(found.entry, found.key, facts, route, this.o.clock.now());
+    const now = this.o.clock.now();
+    const decision = decide(found.entry, found.key, facts, route, now);
+    const directives = requestDirectives(request.headers);
+    // RFC 9111 §5.2.1.7: nothing servable without going forward.
+    if (
+      directives.onlyIfCached &&
+      (decision.kind === "bypass" || decision.kind === "miss" || decision.kind === "revalidate")
+    )
+      return notCached({ fwd: decision.kind === "bypass" ? "bypass" : found.varyMiss ? "vary-miss" : "uri-miss" });
+    const fill = (priority: FillRequest["priority"], revalidate = false) =>
+      this.fillRequest(request, route, primary, found.key, priority, purges, revalidate);
     switch (decision.kind) {
       case "bypass":
         return this.relay(request, { fwd: "bypass" }, "bypass");
       case "fresh":
-        this.count(decision.entry.negative ? "negative" : "hit", primary);
-        return fromEntry(
-          decision.entry,
-          { hit: true, ...(decision.entry.negative ? { detail: "negative" } : {}) },
-          request.method,
-          this.o.clock.now(),
+      case "stale-while-revalidate": {
+        // Request no-cache / max-age, on a route that honours them (request-directives.ts says why not by default).
+        if (route.honorRequestNoCache && clientWantsRevalidation(directives, decision.entry, now)) {
+          const result = await this.fill(fill("foreground", true));
+          return this.answer(request, result, "request", decision.entry, primary);
+        }
+        const entry = decision.entry;
+        if (decision.kind === "stale-while-revalidate") {
+          this.count("stale", primary);
+          this.o.background(this.refresh(fill("background")));
+          return answerFromEntry(entry, { hit: true, detail: "stale-while-revalidate" }, ask(request), now);
+        }
+        this.count(entry.negative ? "negative" : "hit", primary);
+        return answerFromEntry(
+          entry,
+          { hit: true, ...(entry.negative ? { detail: "negative" } : {}) },
+          ask(request),
+          now,
         );
-      case "stale-while-revalidate":
-        this.count("stale", primary);
-        this.o.background(this.refresh(this.fillRequest(request, route, primary, found.key, "background", purges)));
-        return fromEntry(
-          decision.entry,
-          { hit: true, detail: "stale-while-revalidate" },
-          request.method,
-          this.o.clock.now(),
-        );
+      }
       case "revalidate":
       case "miss": {
         const fwd = decision.kind === "revalidate" ? "stale" : found.varyMiss ? "vary-miss" : "uri-miss";
-        const result = await this.fill(this.fillRequest(request, route, primary, found.key, "foreground", purges));
+        const result = await this.fill(fill("foreground"));
         return this.answer(request, result, fwd, decision.kind === "revalidate" ? decision.entry : undefined, primary);
       }
     }
@@ -168,7 +187,7 @@ export class Engine {
         };
         if (entry.negative) status.detail = "negative";
         else if (stale) status.detail = "stale-while-revalidate";
-        return fromEntry(entry, status, request.method, now);
+        return answerFromEntry(entry, status, ask(request), now);
       }
       case "pass":
         this.count("pass", primary);
@@ -183,7 +202,7 @@ export class Engine {
           this.count("stale-if-error", primary);
           const served: CacheStatus = { fwd: "stale", detail: detail === "origin-error" ? "stale-if-error" : detail };
           if (result.fwdStatus) served.fwdStatus = result.fwdStatus;
-          return fromEntry(verdict.entry, served, request.method, now);
+          return answerFromEntry(verdict.entry, served, ask(request), now);
         }
         return this.failure(request, result, fwd, detail, primary);
       }
@@ -231,6 +250,7 @@ export class Engine {
     key: string,
     priority: FillRequest["priority"],
     purges: PurgeSnapshot | undefined,
+    revalidate: boolean,
   ): FillRequest {
     const names = new Set(FILL_HEADERS);
     if (route.cacheAuthorized) ["authorization", "cookie"].forEach((n) => names.add(n));
@@ -250,6 +270,7 @@ export class Engine {
       headers,
       priority,
       ...(purges ? { purges } : {}),
+      ...(revalidate ? { revalidate } : {}),
     };
   }
 
@@ -259,11 +280,31 @@ export class Engine {
     return `${origin.protocol}//${origin.host}${base}${url.pathname}${url.search}`;
   }
 
-  /** RFC 9111 §4.4: relay an unsafe request, then invalidate the URL if it succeeded. */
-  private async unsafe(request: EngineRequest, primary: string): Promise<EngineResponse> {
+  /**
+   * RFC 9111 §4.4: relay an unsafe request, then, if it succeeded, invalidate its URL and the
+   * same-origin Location / Content-Location: here, and at each URL's coordinator, which
+   * would otherwise keep serving the old copy to every edge.
+   */
+  private async unsafe(request: EngineRequest): Promise<EngineResponse> {
     const response = await this.relay(request, { fwd: "method" }, "bypass");
-    if (isUnsafeMethod(request.method) && response.status < 400) await this.o.near.delete(primary).catch(() => false);
+    const urls = invalidatedUrls(request.method, request.url, response.status, response.headers);
+    await Promise.all(
+      urls.map((url) => this.invalidate(primaryKey(url, routeFor(this.o.config, url.pathname).key), request)),
+    );
     return response;
+  }
+
+  private async invalidate(primary: string, request: EngineRequest): Promise<void> {
+    const pointer = await this.o.near.get(primary).catch(() => undefined);
+    await this.o.near.delete(primary).catch(() => false);
+    if (pointer && pointer.vary.length > 0)
+      await this.o.near.delete(variantKey(primary, pointer.vary, request.headers)).catch(() => false);
+    try {
+      await this.o.coordinator.invalidate?.(primary, request.rawHeaders);
+    } catch (error) {
+      // The coordinator's copy expires on its own; the client's write has already succeeded.
+      this.o.onDegraded?.(error);
+    }
   }
 
   /** Relays a request as it is, through the guard, streaming the answer. */
@@ -320,6 +361,19 @@ const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<CacheStatus[
   QUEUE_TIMEOUT: "queue-timeout",
   COORDINATOR_UNAVAILABLE: "coordinator-unavailable",
 };
+
+/** Methods answered here and never forwarded: TRACE (RFC 9110 §9.3.8) and its Microsoft twin TRACK. */
+const LOCAL_ONLY_METHODS = new Set(["TRACE", "TRACK"]);
+
+function notAllowed(method: string): EngineResponse {
+  const answer = synthetic(405, `${method} is not allowed through this cache`, {});
+  answer.headers.push(["allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"]);
+  return answer;
+}
+
+function ask(request: EngineRequest): ClientAsk {
+  return { method: request.method, headers: request.headers };
+}
 
 function newest(...entries: Entry[]): Entry | undefined {
   return entries.reduce<Entry | undefined>(

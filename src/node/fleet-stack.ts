@@ -102,6 +102,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
         return Promise.reject(new HerdlessError("COORDINATOR_UNAVAILABLE", "redis is unreachable"));
       return fleet.fill(request);
     },
+    invalidate: (primary, headers) => fleet.invalidate(primary, headers),
   };
   const fallback = new KeyCoordinator({
     config,

@@ -18,6 +18,12 @@ export interface FillRequest {
   priority: Priority;
   /** The purges the edge honours; the coordinator applies them to its own copy too. */
   purges?: PurgeSnapshot;
+  /**
+   * The client asked for a validated answer (request `no-cache` on a route that honours it):
+   * the stored copy does not answer by itself; the caller joins the flight in progress or
+   * the coordinator starts one (still one origin request per key at a time).
+   */
+  revalidate?: boolean;
 }
 
 /** A response for one caller only (uncacheable, or too large to keep). */
@@ -58,4 +64,9 @@ export type FillResult =
  */
 export interface Coordinator {
   fill(request: FillRequest): Promise<FillResult>;
+  /**
+   * RFC 9111 §4.4: an unsafe request to the URL of `primary` succeeded; drop what is stored
+   * for it (the variant `headers` select, and every variant where the store can tell).
+   */
+  invalidate?(primary: string, headers: [string, string][]): Promise<void>;
 }

@@ -64,7 +64,7 @@ export class KeyCoordinator implements Coordinator {
   constructor(private readonly o: KeyCoordinatorOptions) {}
 
   async fill(request: FillRequest): Promise<FillResult> {
-    const stored = await this.storedFor(request);
+    const stored = request.revalidate ? undefined : await this.storedFor(request);
     // After the lookup: a soft purge makes the entry stale as of the time it was applied.
     const now = this.o.clock.now();
     if (stored && !stored.negative && now < stored.staleAt)
@@ -84,6 +84,12 @@ export class KeyCoordinator implements Coordinator {
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });
     return { ...value, collapsed: true };
+  }
+
+  async invalidate(primary: string, headers: [string, string][]): Promise<void> {
+    const { key, entry } = await lookup(this.o.store, primary, primary, headerList(headers));
+    await this.o.store.delete(primary);
+    if (entry && key !== primary) await this.o.store.delete(key);
   }
 
   private async storedFor(request: FillRequest): Promise<Entry | undefined> {
@@ -120,7 +126,10 @@ export class KeyCoordinator implements Coordinator {
         try {
           // Someone may have filled the key while we queued for the lease, or before we first looked.
           const current = await this.storedFor(request);
-          if (this.usable(current)) return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
+          // A client asking for validation accepts only an entry fetched since it arrived.
+          const acceptable = !request.revalidate || newer(current, before);
+          if (this.usable(current) && acceptable)
+            return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
           return (result = await this.fetchAndStore(request, current, lease.token, expiry.signal));
         } finally {
           clearTimeout(timer);
@@ -298,6 +307,13 @@ function outcomeOf(status: number): OriginCallEvent["outcome"] {
   if (status === 304) return "304";
   if (status >= 500) return "5xx";
   return "other";
+}
+
+/** Whether `entry` was written after `than` (a later flight), by fencing token then arrival. */
+function newer(entry: Entry | undefined, than: Entry | undefined): boolean {
+  if (!entry) return false;
+  if (!than) return true;
+  return entry.token > than.token || entry.storedAt > than.storedAt;
 }
 
 function delay(ms: number): Promise<void> {

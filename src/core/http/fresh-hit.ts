@@ -4,6 +4,7 @@ import type { Entry } from "./entry.ts";
 import type { HeaderReader } from "./http.ts";
 import { primaryKey, variantKey } from "./key.ts";
 import { purgeVerdict, type PurgeSnapshot } from "../admin/purge.ts";
+import { needsFullAnswer } from "./request-directives.ts";
 
 /** A store that can answer without a promise: the in-memory tier. */
 export interface SyncStore {
@@ -13,8 +14,8 @@ export interface SyncStore {
 /**
  * The hit path's question, without a promise: does the in-memory tier hold a fresh entry
  * this request may be served from? The same answer as the engine's flow (variant by Vary,
- * credentials and route via `decide`, purges); anything else, undefined, and the engine
- * answers. Runtimes use it to write hits straight out, with no engine per request.
+ * credentials and route via `decide`, purges); anything else, or a request with a precondition
+ * or a Range, undefined, and the engine answers. Runtimes use it to write hits straight out, with no engine per request.
  *
  * @example
  * const hit = freshHit(memory, route, primary, { method, hasAuthorization, hasCookie }, headers, purges, clock.now());
@@ -30,6 +31,7 @@ export function freshHit(
 ): Entry | undefined {
   let entry = near.getSync(primary);
   if (!entry) return undefined;
+  if (needsFullAnswer(headers, route.honorRequestNoCache)) return undefined;
   let key = primary;
   if (entry.vary.length > 0) {
     key = variantKey(primary, entry.vary, headers);

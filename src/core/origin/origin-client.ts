@@ -88,6 +88,14 @@ export async function fetchOrigin(
     throw asOriginError(cause, deadline.signal, request.url);
   }
   const responseAt = options.clock.now();
+  if (response.status < 200 || response.status > 599) {
+    // Interim (1xx) answers are the runtime's to consume; one that arrives as the final answer
+    // (101 included: herdless relays no upgrades), or a status past 599, is no HTTP answer a
+    // client can be given: a clean 502, never an exception in a Response constructor.
+    release();
+    await response.body?.cancel().catch(() => undefined);
+    throw new HerdlessError("ORIGIN_STATUS", `origin answered ${request.url} with status ${response.status}`);
+  }
   const headers = responseHeaders(response.headers);
   const base = { status: response.status, headers, requestAt, responseAt };
 

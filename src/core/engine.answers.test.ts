@@ -1,0 +1,243 @@
+/**
+ * How the engine answers clients from what it holds: conditional requests, Range, request
+ * Cache-Control, unsafe-method invalidation, and the statuses and methods it never relays.
+ * The near tier and the coordinator's store are separate stores here, as on the Worker.
+ */
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "./clock.ts";
+import { parseConfig, type ConfigInput } from "./config.ts";
+import { Engine, type EngineRequest } from "./engine.ts";
+import { KeyCoordinator } from "./fill/key-coordinator.ts";
+import { MemoryLeaseManager } from "./fill/memory-lease.ts";
+import { LocalGuard } from "./guard/local-guard.ts";
+import type { FetchLike } from "./origin/origin-client.ts";
+import { MemoryStore } from "./store/memory-store.ts";
+
+const LAST_MODIFIED = "Tue, 01 Jan 2030 00:00:00 GMT";
+
+class Origin {
+  calls: { method: string; url: string; headers: Headers }[] = [];
+  version = 1;
+  status = 200;
+  headers: Record<string, string> = {};
+  gate: Promise<void> | undefined;
+
+  fetch: FetchLike = async (url, init) => {
+    const headers = new Headers(init.headers);
+    this.calls.push({ method: init.method ?? "GET", url, headers });
+    if (this.gate) await this.gate;
+    const etag = `"v${this.version}"`;
+    const common = { etag, "last-modified": LAST_MODIFIED, "cache-control": "max-age=60", ...this.headers };
+    if (init.method === "GET" && headers.get("if-none-match") === etag)
+      return new Response(null, { status: 304, headers: common });
+    const body = `v${this.version} ${new URL(url).pathname}`.padEnd(100, ".");
+    return new Response(body, { status: this.status, headers: { ...common, "content-length": "100" } });
+  };
+}
+
+function setup(overrides: Partial<ConfigInput> = {}, fetch?: FetchLike) {
+  const clock = new ManualClock(1_900_000_000_000);
+  const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
+  const origin = new Origin();
+  if (fetch) origin.fetch = fetch;
+  const near = new MemoryStore(clock);
+  const shared = new MemoryStore(clock);
+  const guard = new LocalGuard({ config, clock });
+  const coordinator = new KeyCoordinator({
+    config,
+    clock,
+    store: shared,
+    leases: new MemoryLeaseManager(clock),
+    guard,
+    fetch: origin.fetch,
+  });
+  const engine = new Engine({ config, clock, near, coordinator, guard, fetch: origin.fetch, background: () => {} });
+  return { clock, origin, engine, near, shared };
+}
+
+function req(path: string, headers: Record<string, string> = {}, method = "GET"): EngineRequest {
+  return {
+    method,
+    url: new URL(`https://site.test${path}`),
+    headers: new Headers(headers),
+    rawHeaders: Object.entries(headers).map(([n, v]) => [n.toLowerCase(), v]),
+  };
+}
+
+const text = (body: unknown) => new TextDecoder().decode(body as Uint8Array);
+const header = (res: { headers: [string, string][] }, name: string) => res.headers.find(([n]) => n === name)?.[1];
+
+describe("RFC 9111 §4.3.2: client conditional requests answered from the cache", () => {
+  it("If-None-Match matching a fresh entry → 304 from the cache, no origin request", async () => {
+    const t = setup();
+    await t.engine.handle(req("/a"));
+    const res = await t.engine.handle(req("/a", { "if-none-match": 'W/"v1"' }));
+    expect(res.status).toBe(304);
+    expect(res.body).toBeNull();
+    expect(header(res, "etag")).toBe('"v1"');
+    expect(header(res, "cache-status")).toBe("herdless; hit; ttl=60");
+    expect(header(res, "content-length")).toBeUndefined();
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
+  it("If-Modified-Since on a cold key: the fill is unconditional, the client gets its 304", async () => {
+    const t = setup();
+    const res = await t.engine.handle(req("/b", { "if-modified-since": LAST_MODIFIED }));
+    expect(res.status).toBe(304);
+    expect(t.origin.calls).toHaveLength(1);
+    // The client's validator never reaches the origin on a shared fill: the stored copy is a full 200.
+    expect(t.origin.calls[0]!.headers.get("if-modified-since")).toBeNull();
+    const full = await t.engine.handle(req("/b"));
+    expect(full.status).toBe(200);
+    expect(text(full.body)).toMatch(/^v1 \/b/);
+  });
+
+  it("a validator that does not match gets the full 200", async () => {
+    const t = setup();
+    await t.engine.handle(req("/c"));
+    const res = await t.engine.handle(req("/c", { "if-none-match": '"v0"' }));
+    expect(res.status).toBe(200);
+    expect(text(res.body)).toMatch(/^v1 \/c/);
+  });
+
+  it("RFC 9110 §13.1.1: If-Match failing against the stored ETag → 412, not forwarded", async () => {
+    const t = setup();
+    await t.engine.handle(req("/d"));
+    expect((await t.engine.handle(req("/d", { "if-match": '"v7"' }))).status).toBe(412);
+    expect((await t.engine.handle(req("/d", { "if-match": '"v1"' }))).status).toBe(200);
+    expect(t.origin.calls).toHaveLength(1);
+  });
+});
+
+describe("RFC 9110 §14: Range served from the stored full response", () => {
+  it("a Range on a cold key fills the whole response (no Range to the origin), answers 206, stores the 200", async () => {
+    const t = setup();
+    const part = await t.engine.handle(req("/r", { range: "bytes=0-1" }));
+    expect(part.status).toBe(206);
+    expect(text(part.body)).toBe("v1");
+    expect(header(part, "content-range")).toBe("bytes 0-1/100");
+    expect(t.origin.calls[0]!.headers.get("range")).toBeNull();
+    const suffix = await t.engine.handle(req("/r", { range: "bytes=-3" }));
+    expect(suffix.status).toBe(206);
+    expect(text(suffix.body)).toBe("...");
+    const full = await t.engine.handle(req("/r"));
+    expect(full.status).toBe(200);
+    expect((full.body as Uint8Array).byteLength).toBe(100);
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
+  it("unsatisfiable → 416 bytes */len; If-Range not matching → full 200", async () => {
+    const t = setup();
+    await t.engine.handle(req("/s"));
+    const refused = await t.engine.handle(req("/s", { range: "bytes=100-" }));
+    expect(refused.status).toBe(416);
+    expect(header(refused, "content-range")).toBe("bytes */100");
+    const changed = await t.engine.handle(req("/s", { range: "bytes=0-1", "if-range": '"v0"' }));
+    expect(changed.status).toBe(200);
+    const same = await t.engine.handle(req("/s", { range: "bytes=0-1", "if-range": '"v1"' }));
+    expect(same.status).toBe(206);
+  });
+});
+
+describe("RFC 9111 §5.2.1: request Cache-Control", () => {
+  it("§5.2.1.7 only-if-cached: 504 when nothing is stored, the entry when it is; never the origin", async () => {
+    const t = setup();
+    const none = await t.engine.handle(req("/o", { "cache-control": "only-if-cached" }));
+    expect(none.status).toBe(504);
+    expect(t.origin.calls).toHaveLength(0);
+    await t.engine.handle(req("/o"));
+    const hit = await t.engine.handle(req("/o", { "cache-control": "only-if-cached" }));
+    expect(hit.status).toBe(200);
+    t.clock.advance(61_000);
+    expect((await t.engine.handle(req("/o", { "cache-control": "only-if-cached" }))).status).toBe(504);
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
+  it("by default no-cache, max-age=0 and Pragma: no-cache are answered from the cache (a reload cannot reach the origin)", async () => {
+    const t = setup();
+    await t.engine.handle(req("/n"));
+    for (const headers of [{ "cache-control": "no-cache" }, { "cache-control": "max-age=0" }, { pragma: "no-cache" }]) {
+      const res = await t.engine.handle(req("/n", headers));
+      expect(header(res, "cache-status")).toMatch(/^herdless; hit/);
+    }
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
+  it("honorRequestNoCache: no-cache revalidates through the coordinator, one origin request for many clients", async () => {
+    const t = setup({ defaults: { honorRequestNoCache: true } });
+    await t.engine.handle(req("/h"));
+    t.clock.advance(1_000);
+    let open!: () => void;
+    t.origin.gate = new Promise((resolve) => (open = resolve));
+    const reloads = Array.from({ length: 20 }, () => t.engine.handle(req("/h", { "cache-control": "no-cache" })));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    open();
+    const answers = await Promise.all(reloads);
+    expect(t.origin.calls).toHaveLength(2);
+    // The revalidation is conditional: the origin confirms with a 304.
+    expect(t.origin.calls[1]!.headers.get("if-none-match")).toBe('"v1"');
+    expect(answers.every((a) => a.status === 200 && header(a, "cache-status")!.includes("fwd=request"))).toBe(true);
+    // A plain request is still a hit.
+    expect(header(await t.engine.handle(req("/h")), "cache-status")).toMatch(/^herdless; hit/);
+    t.origin.gate = undefined;
+    t.clock.advance(1_000);
+    await t.engine.handle(req("/h", { "cache-control": "max-age=0" }));
+    expect(t.origin.calls).toHaveLength(3);
+  });
+});
+
+describe("RFC 9111 §4.4: unsafe methods invalidate, at the edge and at the coordinator", () => {
+  it("a successful POST drops the coordinator's copy too, and the same-origin Location target", async () => {
+    const t = setup();
+    await t.engine.handle(req("/cart"));
+    await t.engine.handle(req("/cart/1"));
+    await t.engine.handle(req("/elsewhere"));
+    t.origin.version = 2;
+    t.origin.headers = { location: "/cart/1", "content-location": "https://other.test/elsewhere" };
+    const post = await t.engine.handle(req("/cart", {}, "POST"));
+    expect(post.status).toBe(200);
+    t.origin.headers = {};
+    expect(await t.shared.get("GET https://site.test/cart")).toBeUndefined();
+    expect(await t.near.get("GET https://site.test/cart")).toBeUndefined();
+    expect(await t.shared.get("GET https://site.test/cart/1")).toBeUndefined();
+    const after = await t.engine.handle(req("/cart"));
+    expect(text(after.body)).toMatch(/^v2 \/cart/);
+    expect(text((await t.engine.handle(req("/cart/1"))).body)).toMatch(/^v2 \/cart\/1/);
+    // Another origin's URL is never touched.
+    expect(text((await t.engine.handle(req("/elsewhere"))).body)).toMatch(/^v1 /);
+  });
+
+  it("an error answer to an unsafe method invalidates nothing", async () => {
+    const t = setup();
+    await t.engine.handle(req("/keep"));
+    t.origin.status = 409;
+    await t.engine.handle(req("/keep", {}, "PUT"));
+    expect(await t.shared.get("GET https://site.test/keep")).toBeDefined();
+  });
+});
+
+describe("methods and statuses herdless never relays", () => {
+  it("RFC 9110 §9.3.8: TRACE and TRACK → 405 answered locally, never forwarded", async () => {
+    const t = setup();
+    for (const method of ["TRACE", "TRACK"]) {
+      const res = await t.engine.handle(req("/t", { authorization: "secret" }, method));
+      expect(res.status).toBe(405);
+      expect(header(res, "allow")).toBeDefined();
+    }
+    expect(t.origin.calls).toHaveLength(0);
+  });
+
+  it.each([
+    [101, "a final 1xx"],
+    [103, "an interim status as the final answer"],
+    [600, "a status past 599"],
+  ])("RFC 9110 §15: origin status %i (%s) → a clean 502", async (code) => {
+    // Response refuses such statuses; a runtime's fetch can still hand them over.
+    const { engine } = setup(
+      {},
+      async () => ({ status: code, headers: new Headers(), body: null }) as unknown as Response,
+    );
+    expect((await engine.handle(req("/x"))).status).toBe(502);
+    expect((await engine.handle(req("/x", {}, "POST"))).status).toBe(502);
+  });
+});

@@ -1,0 +1,56 @@
+import { ttlSeconds, type CacheStatus } from "./cache-status.ts";
+import { evaluatePreconditions, keptInNotModified } from "./conditional.ts";
+import type { Entry } from "./entry.ts";
+import type { HeaderReader } from "./http.ts";
+import { contentRange, selectRange } from "./range.ts";
+import { fromEntry, synthetic, type EngineResponse } from "./respond.ts";
+
+/** The parts of a client request that shape an answer from a stored entry. */
+export interface ClientAsk {
+  method: string;
+  headers: HeaderReader;
+}
+
+/**
+ * Answers a client from a stored entry the engine decided to serve: a 304 when its
+ * If-None-Match / If-Modified-Since say the client already has it (RFC 9111 §4.3.2), a 412
+ * when its If-Match / If-Unmodified-Since fail against it (RFC 9110 §13.2.2), a 206 or 416
+ * for a Range (RFC 9110 §14), else the entry itself ({@link fromEntry}). Cache-Status and
+ * Age are those the full answer would carry.
+ *
+ * @example
+ * return answerFromEntry(entry, { hit: true }, { method: "GET", headers: request.headers }, clock.now());
+ */
+export function answerFromEntry(entry: Entry, status: CacheStatus, ask: ClientAsk, now: number): EngineResponse {
+  const full = fromEntry(entry, status, ask.method, now);
+  switch (evaluatePreconditions(entry, ask.headers, ask.method)) {
+    case "not-modified":
+      return {
+        ...full,
+        status: 304,
+        // RFC 9110 §15.4.5: validators and caching fields only; no representation metadata, no body.
+        headers: full.headers.filter(([name]) => keptInNotModified(name) || name === "age" || name === "cache-status"),
+        body: null,
+      };
+    case "failed":
+      return synthetic(412, "precondition failed", { ...status, ttlSeconds: ttlSeconds(entry.staleAt, now) });
+    case "proceed":
+      break;
+  }
+  const range = selectRange(entry, ask.headers, ask.method);
+  if (range.kind === "full") return full;
+  if (range.kind === "unsatisfiable") {
+    const refused = synthetic(416, "range not satisfiable", full.cacheStatus);
+    refused.headers.push(["content-range", contentRange(range)]);
+    return refused;
+  }
+  const headers = full.headers.filter(([name]) => name !== "content-length");
+  headers.push(["content-range", contentRange(range)]);
+  headers.push(["content-length", String(range.end - range.start + 1)]);
+  return { ...full, status: 206, headers, body: entry.body.subarray(range.start, range.end + 1) };
+}
+
+/** The 504 of RFC 9111 §5.2.1.7: `only-if-cached` and nothing servable is stored. */
+export function notCached(status: CacheStatus): EngineResponse {
+  return synthetic(504, "only-if-cached: no stored response can answer this request", status);
+}

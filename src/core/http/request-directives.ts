@@ -1,0 +1,66 @@
+/**
+ * A client's Cache-Control request directives (RFC 9111 §5.2.1) as herdless applies them.
+ *
+ * herdless protects a fragile origin: by default a browser reload (`no-cache`, `max-age=0`,
+ * `Pragma: no-cache`) is answered from the cache like any request, as CDNs do, so a crowd
+ * pressing reload cannot reach the origin. A route with `honorRequestNoCache` revalidates
+ * such requests through the key's coordinator instead (still one origin request per key at
+ * a time). `only-if-cached` is always honoured: it can only spare the origin.
+ */
+import { deltaSecondsMs, parseCacheControl } from "./cache-control.ts";
+import type { Entry } from "./entry.ts";
+import type { HeaderReader } from "./http.ts";
+
+export interface RequestDirectives {
+  /** §5.2.1.7: answer from what is stored, or 504. */
+  onlyIfCached: boolean;
+  /** §5.2.1.4, or `Pragma: no-cache` without Cache-Control (RFC 9111 §5.4): the client wants a validated answer. */
+  noCache: boolean;
+  /** §5.2.1.1: the oldest response the client accepts, in ms. */
+  maxAgeMs: number | undefined;
+}
+
+/**
+ * Reads the request directives herdless acts on.
+ *
+ * @example
+ * requestDirectives(new Headers({ "cache-control": "max-age=0" })); // { onlyIfCached: false, noCache: false, maxAgeMs: 0 }
+ */
+export function requestDirectives(headers: HeaderReader): RequestDirectives {
+  const cacheControl = headers.get("cache-control");
+  const directives = parseCacheControl(cacheControl);
+  const pragma = cacheControl === null ? (headers.get("pragma") ?? "") : "";
+  return {
+    onlyIfCached: directives.has("only-if-cached"),
+    noCache: directives.has("no-cache") || /(^|,)\s*no-cache\s*(,|$)/i.test(pragma),
+    maxAgeMs: deltaSecondsMs(directives, "max-age"),
+  };
+}
+
+/**
+ * Whether a route that honours request directives must revalidate `entry` before serving
+ * it: `no-cache`, or an entry older than the client's `max-age`.
+ *
+ * @example
+ * clientWantsRevalidation(requestDirectives(headers), entry, clock.now());
+ */
+export function clientWantsRevalidation(directives: RequestDirectives, entry: Entry, now: number): boolean {
+  if (directives.noCache) return true;
+  // In ms, not the Age header's whole seconds: `max-age=0` asks past anything not just fetched.
+  return directives.maxAgeMs !== undefined && entry.initialAgeMs + (now - entry.storedAt) > directives.maxAgeMs;
+}
+
+/**
+ * Whether a request carries anything only the engine answers (a precondition, a Range, or
+ * request directives a route honours), so the synchronous fresh-hit paths leave it to the engine.
+ */
+export function needsFullAnswer(headers: HeaderReader, honorRequestNoCache: boolean): boolean {
+  return (
+    headers.get("if-none-match") !== null ||
+    headers.get("if-modified-since") !== null ||
+    headers.get("if-match") !== null ||
+    headers.get("if-unmodified-since") !== null ||
+    headers.get("range") !== null ||
+    (honorRequestNoCache && (headers.get("cache-control") !== null || headers.get("pragma") !== null))
+  );
+}
