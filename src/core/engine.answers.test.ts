@@ -156,7 +156,12 @@ describe("RFC 9111 §5.2.1: request Cache-Control", () => {
   it("by default no-cache, max-age=0 and Pragma: no-cache are answered from the cache (a reload cannot reach the origin)", async () => {
     const t = setup();
     await t.engine.handle(req("/n"));
-    for (const headers of [{ "cache-control": "no-cache" }, { "cache-control": "max-age=0" }, { pragma: "no-cache" }]) {
+    const reloads: Record<string, string>[] = [
+      { "cache-control": "no-cache" },
+      { "cache-control": "max-age=0" },
+      { pragma: "no-cache" },
+    ];
+    for (const headers of reloads) {
       const res = await t.engine.handle(req("/n", headers));
       expect(header(res, "cache-status")).toMatch(/^herdless; hit/);
     }
