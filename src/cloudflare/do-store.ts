@@ -142,8 +142,8 @@ export class DurableObjectStore implements Store {
   /** Drops every entry (each variant of the object's URL); returns how many. */
   deleteAll(): number {
     return this.storage.transactionSync(() => {
-      this.storage.sql.exec(`DELETE FROM ${this.bodies}`);
-      return this.storage.sql.exec(`DELETE FROM ${this.meta}`).rowsWritten;
+      this.storage.sql.exec(`DELETE FROM ${this.chunks}`);
+      return this.storage.sql.exec(`DELETE FROM ${this.entries}`).rowsWritten;
     });
   }
 
