@@ -3,6 +3,7 @@ import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import type { Coordinator, FillRequest, FillResult } from "../core/fill/coordinator.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
+import { MAX_LIFETIME_MS } from "../core/http/freshness.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
 import { DurableObjectStore } from "./do-store.ts";
 import { deploymentGuard } from "./deployment-guard.ts";
@@ -76,7 +77,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
     store.deleteExpired();
     const next = store.nextDeleteAt();
     // Never a tight loop, whatever the clock says.
-    if (next !== undefined) await this.ctx.storage.setAlarm(Math.max(next, clock.now() + 1_000));
+    if (next !== undefined) await this.ctx.storage.setAlarm(alarmAt(Math.max(next, clock.now() + 1_000), clock.now()));
   }
 
   /**
@@ -127,6 +128,16 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
     const next = store.nextDeleteAt();
     if (next === undefined) return;
     const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > next) await this.ctx.storage.setAlarm(next);
+    const at = alarmAt(next, this.build().clock.now());
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
+}
+
+/**
+ * An alarm instant workerd accepts: it throws on dates after 2189, and an entry's deleteAt
+ * is whatever the origin's Expires made it (an entry stored before lifetimes were capped may
+ * say 2286). No entry outlives MAX_LIFETIME_MS, so waking then loses nothing.
+ */
+function alarmAt(at: number, now: number): number {
+  return Math.min(at, now + MAX_LIFETIME_MS);
 }

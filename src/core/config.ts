@@ -97,8 +97,12 @@ export const configSchema = z
       queueTimeoutMs: z._default(ms("origin.queueTimeoutMs"), 10_000),
       /** Cache 404 responses for this long (0 = do not). */
       notFoundTtlMs: z._default(ttl("origin.notFoundTtlMs"), 0),
-      /** Cache 5xx and failed fetches for this long when no stale copy exists (0 = do not). */
-      errorTtlMs: z._default(ttl("origin.errorTtlMs"), 2_000),
+      /**
+       * Opt-in negative caching: serve a 5xx without explicit freshness to everyone for this
+       * long when no stale copy exists. Off (0) by default: RFC 9111 gives such an error only
+       * to the requests that waited on its fetch; the breaker and the backoff protect the origin.
+       */
+      errorTtlMs: z._default(ttl("origin.errorTtlMs"), 0),
     }),
     cache: z.prefault(
       z.strictObject({

@@ -17,6 +17,9 @@ class FakeOrigin {
   status = 200;
   cacheControl = "max-age=10, stale-while-revalidate=20, stale-if-error=60";
   extra: Record<string, string> = {};
+  errorHeaders: Record<string, string> = {};
+  /** Extra headers on a 304 (what a revalidation answer adds to the stored response). */
+  notModified: Record<string, string> = {};
   gate: Promise<void> | undefined;
   fail: "network" | undefined;
 
@@ -26,9 +29,12 @@ class FakeOrigin {
     if (this.gate) await this.gate;
     if (this.fail) throw new TypeError("fetch failed");
     const etag = `"v${this.version}"`;
-    if (this.status !== 200) return new Response("origin error", { status: this.status });
+    if (this.status !== 200) return new Response("origin error", { status: this.status, headers: this.errorHeaders });
     if (headers.get("if-none-match") === etag)
-      return new Response(null, { status: 304, headers: { etag, "cache-control": this.cacheControl } });
+      return new Response(null, {
+        status: 304,
+        headers: { etag, "cache-control": this.cacheControl, ...this.notModified },
+      });
     const body = `v${this.version} ${new URL(url).pathname} ${headers.get("accept-language") ?? ""}`;
     return new Response(body, {
       status: 200,
@@ -217,7 +223,84 @@ describe("engine", () => {
     expect((await t.engine.handle(get("/a"))).cacheStatus.fwd).toBe("uri-miss");
   });
 
-  it("caches an origin error briefly (negative caching) when nothing stale exists", async () => {
+  it("RFC 9111 §4.2.2: a 5xx without explicit freshness is given to its own request and nobody after", async () => {
+    t.origin.status = 500;
+    expect((await t.engine.handle(get("/down"))).status).toBe(500);
+    const again = await t.engine.handle(get("/down"));
+    expect(again.status).toBe(500);
+    expect(again.cacheStatus.detail).not.toBe("negative");
+    expect(t.origin.calls).toHaveLength(2);
+  });
+
+  it("RFC 9111 §3: a 5xx with explicit freshness is stored and served like any response", async () => {
+    t.origin.status = 503;
+    t.origin.errorHeaders = { "cache-control": "max-age=30" };
+    expect((await t.engine.handle(get("/maint"))).status).toBe(503);
+    const again = await t.engine.handle(get("/maint"));
+    expect(again.status).toBe(503);
+    expect(again.cacheStatus.hit).toBe(true);
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
+  it("RFC 5861 §4: a stale-if-error copy still hides a 5xx that carries explicit freshness", async () => {
+    await t.engine.handle(get("/a"));
+    t.clock.advance(31_000); // past stale-while-revalidate, inside stale-if-error
+    t.origin.status = 500;
+    t.origin.errorHeaders = { "cache-control": "max-age=30" };
+    const res = await t.engine.handle(get("/a"));
+    expect(res.status).toBe(200);
+    expect(res.cacheStatus.detail).toBe("stale-if-error");
+  });
+
+  describe("RFC 9111 §4.3.4: a 304 refreshes an entry through the same storability rules as a 200", () => {
+    const header = (res: { headers: [string, string][] }, name: string) =>
+      res.headers.filter(([n]) => n === name).map(([, v]) => v);
+
+    it("attack: a Set-Cookie on a 304 reaches the client that asked, never the next visitor", async () => {
+      await t.engine.handle(get("/p"));
+      t.clock.advance(31_000); // stale, past stale-while-revalidate: the next request revalidates
+      t.origin.notModified = { "set-cookie": "session=attacker-triggered" };
+      const attacker = await t.engine.handle(get("/p"));
+      expect(header(attacker, "set-cookie")).toEqual(["session=attacker-triggered"]);
+      t.origin.notModified = {};
+      const victim = await t.engine.handle(get("/p"));
+      expect(header(victim, "set-cookie")).toEqual([]);
+      expect(t.origin.calls).toHaveLength(3); // the entry was removed: the victim's answer is the origin's own
+    });
+
+    it.each([
+      ["private", { "cache-control": "private, max-age=60" }],
+      ["no-store", { "cache-control": "no-store" }],
+      ["Vary: *", { vary: "*" }],
+    ])("a 304 that says %s removes the entry and answers that client alone", async (_, notModified) => {
+      await t.engine.handle(get("/p"));
+      t.clock.advance(31_000);
+      t.origin.notModified = notModified;
+      const first = await t.engine.handle(get("/p"));
+      expect(first.status).toBe(200);
+      expect(first.cacheStatus.stored).not.toBe(true);
+      t.origin.notModified = {};
+      const next = await t.engine.handle(get("/p"));
+      expect(next.cacheStatus.hit).not.toBe(true);
+      expect(t.origin.calls).toHaveLength(3);
+      expect(t.origin.calls[2]!.headers.get("if-none-match")).toBeNull();
+    });
+
+    it("a storable 304 refreshes the entry (no cookie, new freshness)", async () => {
+      await t.engine.handle(get("/p"));
+      t.clock.advance(31_000);
+      t.origin.notModified = { "x-updated": "1" };
+      const refreshed = await t.engine.handle(get("/p"));
+      expect(header(refreshed, "x-updated")).toEqual(["1"]);
+      const hit = await t.engine.handle(get("/p"));
+      expect(hit.cacheStatus.hit).toBe(true);
+      expect(header(hit, "x-updated")).toEqual(["1"]);
+      expect(t.origin.calls).toHaveLength(2);
+    });
+  });
+
+  it("caches an origin error briefly when the operator opts in (origin.errorTtlMs)", async () => {
+    t = setup({ origin: { url: "http://origin.test", errorTtlMs: 2_000 } });
     t.origin.status = 500;
     expect((await t.engine.handle(get("/down"))).status).toBe(500);
     const again = await t.engine.handle(get("/down"));

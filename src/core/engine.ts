@@ -191,6 +191,8 @@ export class Engine {
       }
       case "pass":
         this.count("pass", primary);
+        // The origin's answer replaced what this edge holds (a 304 that made it private, say).
+        if (nearStale) await this.o.near.delete(nearStale.key).catch(() => false);
         return fromPass(result.response, { fwd, fwdStatus: result.fwdStatus, detail: result.reason }, request.method);
       case "alone":
         return this.relay(request, { fwd, detail: "uncacheable" }, "pass");

@@ -3,7 +3,8 @@ import { routeFor, type Config } from "../config.ts";
 import type { Coordinator, FillRequest, FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
-import { storability } from "../http/freshness.ts";
+import { storability, type Storability } from "../http/freshness.ts";
+import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { LeaseManager } from "./lease.ts";
@@ -14,6 +15,7 @@ import {
   entryFromResponse,
   negativeEntry,
   refreshedEntry,
+  revalidatedHeaders,
   varyPointer,
 } from "../http/response-entry.ts";
 import { SingleFlight } from "./single-flight.ts";
@@ -212,6 +214,12 @@ export class KeyCoordinator implements Coordinator {
     return this.settle(request, stored, res, token);
   }
 
+  /**
+   * What one origin answer becomes. Every stored entry comes from a response judged by
+   * `storability` (RFC 9111 §3): a 200, a 5xx with explicit freshness, and the response a
+   * 304 makes of the stored one (§4.3.4), so a 304 cannot slip a Set-Cookie, `private`,
+   * `no-store` or `Vary: *` into what later clients get.
+   */
   private async settle(
     request: FillRequest,
     stored: Entry | undefined,
@@ -222,10 +230,35 @@ export class KeyCoordinator implements Coordinator {
     const route = routeFor(config, request.path);
     const requestHeaders = headerList(request.headers);
     const context = { primary: request.primary, url: request.url, requestHeaders, route, config, token };
+    const judge = (status: number, headers: [string, string][]): Storability =>
+      storability(
+        "GET",
+        requestHeaders.get("authorization") !== null,
+        requestHeaders.get("cookie") !== null,
+        {
+          status,
+          headers: headerList(headers),
+          requestAt: res.requestAt,
+          responseAt: res.responseAt,
+          droppedFields: res.droppedFields,
+        },
+        route,
+      );
     if (res.status === 304 && stored && res.kind === "buffered") {
-      return this.put(refreshedEntry(stored, res, context), request.primary, res.status);
+      const merged = revalidatedHeaders(stored, res.headers);
+      if (judge(stored.status, merged).storable)
+        return this.put(refreshedEntry(stored, res, context), request.primary, res.status);
+      // The origin now says this response must not be shared: forget it, answer this client alone.
+      await this.o.store.delete(stored.key);
+      return {
+        kind: "pass",
+        response: { status: stored.status, headers: merged, body: stored.body },
+        fwdStatus: res.status,
+        reason: "uncacheable",
+      };
     }
-    if (res.status >= 500) {
+    const verdict = judge(res.status, res.headers);
+    if (res.status >= 500 && !(verdict.storable && res.kind === "buffered" && !this.hidesError(stored))) {
       const body = res.kind === "buffered" ? res.body : new Uint8Array(0);
       if (res.kind === "streamed") await res.body?.cancel().catch(() => undefined);
       const response = { status: res.status, headers: res.headers, body };
@@ -234,6 +267,8 @@ export class KeyCoordinator implements Coordinator {
           negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token),
         );
       }
+      // RFC 9111 §4.2.2: without explicit freshness the error is no one else's: it goes to the
+      // callers that waited on this fetch and to nobody after it (unless the operator opts in above).
       return {
         kind: "failed",
         code: "ORIGIN_STATUS",
@@ -244,15 +279,6 @@ export class KeyCoordinator implements Coordinator {
         collapsed: false,
       };
     }
-    const hasAuthorization = requestHeaders.get("authorization") !== null;
-    const hasCookie = requestHeaders.get("cookie") !== null;
-    const verdict = storability(
-      "GET",
-      hasAuthorization,
-      hasCookie,
-      { status: res.status, headers: headerList(res.headers), requestAt: res.requestAt, responseAt: res.responseAt },
-      route,
-    );
     if (res.kind === "streamed" || !verdict.storable || res.status === 304) {
       // The stored copy no longer reflects what the origin says about this URL.
       if (stored && res.kind === "buffered" && res.status !== 304) await this.o.store.delete(stored.key);
@@ -276,6 +302,11 @@ export class KeyCoordinator implements Coordinator {
       };
     }
     return this.put(entry, request.primary, res.status);
+  }
+
+  /** RFC 5861 §4: a stored copy that may stand in for an error answer keeps doing so over a 5xx. */
+  private hidesError(stored: Entry | undefined): boolean {
+    return decideOnFailure(stored, "ORIGIN_STATUS", this.o.config, this.o.clock.now()).kind === "stale-if-error";
   }
 
   private async put(entry: Entry, primary: string, fwdStatus: number): Promise<FlightResult> {

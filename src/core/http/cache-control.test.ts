@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { deltaSecondsMs, MAX_DELTA_SECONDS, parseCacheControl, parseDeltaSecondsMs } from "./cache-control.ts";
+import {
+  deltaSecondsMs,
+  MAX_DELTA_SECONDS,
+  parseCacheControl,
+  parseDeltaSecondsMs,
+  parseTargetedCacheControl,
+} from "./cache-control.ts";
 
 const entries = (value: string | null | undefined) => [...parseCacheControl(value)];
 
@@ -69,7 +75,13 @@ describe("RFC 9110 §5.6.4 quoted strings", () => {
 
 describe("RFC 9111 §4.2.1 duplicate directives", () => {
   it("keeps the first of duplicate non-freshness directives", () => {
-    expect(parseCacheControl('private="a", private="b"').get("private")).toBe("a");
+    expect(parseCacheControl('x-ext="a", x-ext="b"').get("x-ext")).toBe("a");
+  });
+
+  it("RFC 9111 §5.2.2.4, §5.2.2.7: joins qualified no-cache and private lists; the bare form wins", () => {
+    expect(parseCacheControl('private="a", private="b"').get("private")).toBe("a, b");
+    expect(parseCacheControl('no-cache="a", no-cache').get("no-cache")).toBe(true);
+    expect(parseCacheControl('no-cache, no-cache="a"').get("no-cache")).toBe(true);
   });
 
   it("keeps agreeing duplicate freshness directives", () => {
@@ -111,5 +123,37 @@ describe("RFC 9111 §1.2.2 delta-seconds", () => {
     expect(parseDeltaSecondsMs("12")).toBe(12_000);
     expect(parseDeltaSecondsMs(" 12")).toBeUndefined();
     expect(parseDeltaSecondsMs("")).toBeUndefined();
+  });
+});
+
+describe("RFC 9213 §2.1 CDN-Cache-Control is an RFC 8941 Dictionary", () => {
+  it("reads integers, strings, tokens and bare members", () => {
+    const d = parseTargetedCacheControl('max-age=600, private="x-user", no-store, foo=bar');
+    expect([...(d ?? [])]).toEqual([
+      ["max-age", "600"],
+      ["private", "x-user"],
+      ["no-store", true],
+      ["foo", "bar"],
+    ]);
+  });
+
+  it("reads an inner list of field names and drops ?0 members", () => {
+    const d = parseTargetedCacheControl('no-cache=("a" b), no-store=?0');
+    expect([...(d ?? [])]).toEqual([["no-cache", "a, b"]]);
+  });
+
+  it.each([
+    'max-age="10000"',
+    "max-age=1.5",
+    "max-age=-1",
+    "max-age=?1",
+    "max-age=10000, &&&&&",
+    "max-age =100",
+    "max-age= 100",
+    "MaX-aGe=3600",
+    "",
+    "   ",
+  ])("is invalid (ignored entirely) for %j", (value) => {
+    expect(parseTargetedCacheControl(value)).toBeUndefined();
   });
 });

@@ -1,12 +1,14 @@
 /**
- * Cache-Control / CDN-Cache-Control parsing (RFC 9111 §5.2, RFC 9213).
+ * Cache-Control (RFC 9111 §5.2) and CDN-Cache-Control (RFC 9213) parsing.
  *
- * Hand-written rather than taken from http-cache-semantics: that library decides freshness
- * from Cache-Control alone, in seconds relative to "now", with no notion of CDN-Cache-Control
- * precedence (RFC 9213) or operator overrides, while herdless stores absolute instants. What
- * we need from it is only the parser, which is small, and the core must stay runtime-free
- * with no dependencies.
+ * Cache-Control is hand-parsed rather than taken from http-cache-semantics: that library
+ * decides freshness from Cache-Control alone, in seconds relative to "now", with no notion of
+ * CDN-Cache-Control precedence (RFC 9213) or operator overrides, while herdless stores
+ * absolute instants; and RFC 9111's list syntax must be read leniently, which no structured
+ * field parser does. CDN-Cache-Control is the opposite: RFC 9213 §2.1 makes it a strict
+ * RFC 8941 Dictionary, so it goes through the `structured-headers` parser.
  */
+import { parseDictionary, Token, type BareItem, type InnerList, type Item } from "structured-headers";
 
 /** Parsed directives: names lowercased; value unquoted string, or true for a bare directive. */
 export type Directives = ReadonlyMap<string, string | true>;
@@ -70,10 +72,97 @@ export function parseDeltaSecondsMs(value: string): number | undefined {
   return Math.min(Number(value), MAX_DELTA_SECONDS) * 1000;
 }
 
+/**
+ * Directives that name header fields when qualified (RFC 9111 §5.2.2.4 no-cache, §5.2.2.7
+ * private). Repeats combine: the bare form wins (it covers every field), qualified lists join.
+ */
+const FIELD_LIST_DIRECTIVES = new Set(["no-cache", "private"]);
+
 function addDirective(directives: Map<string, string | true>, name: string, value: string | true): void {
   const existing = directives.get(name);
   if (existing === undefined) directives.set(name, value);
+  else if (FIELD_LIST_DIRECTIVES.has(name) && existing !== true)
+    directives.set(name, value === true ? true : `${existing}, ${value}`);
   else if (FRESHNESS_DIRECTIVES.has(name) && existing !== value) directives.set(name, CONFLICT);
+}
+
+/**
+ * The field names a qualified `no-cache="…"` or `private="…"` lists (lowercased); empty for
+ * the bare form or when absent.
+ *
+ * @example
+ * qualifiedFields(parseCacheControl('private="Set-Cookie, X-User"'), "private"); // ["set-cookie", "x-user"]
+ */
+export function qualifiedFields(d: Directives, name: "no-cache" | "private"): string[] {
+  const value = d.get(name);
+  if (typeof value !== "string") return [];
+  return value
+    .split(",")
+    .map((field) => field.trim().toLowerCase())
+    .filter((field) => field !== "");
+}
+
+/** The bare (unqualified) form of `no-cache` or `private`, which covers the whole response. */
+export function isBare(d: Directives, name: "no-cache" | "private"): boolean {
+  return d.get(name) === true;
+}
+
+/**
+ * Parses a CDN-Cache-Control field value (RFC 9213 §2.1): an RFC 8941 Dictionary whose
+ * members mean what the Cache-Control directives of the same name mean. Undefined when the
+ * field is absent, empty or invalid, so that the caller falls back to Cache-Control
+ * (RFC 9213 §2.2: the first field "with a valid, non-empty value" governs). Invalid covers
+ * a failed structured parse (`max-age =100`, `&&&`, upper-case keys) and, per §2.1's
+ * "SHOULD NOT consume values that violate these inferred constraints", a known directive
+ * with a value of the wrong type (`max-age="10000"`, `max-age=1.5`, `max-age=-1`):
+ * consuming half of a field would be worse than ignoring it.
+ *
+ * @example
+ * parseTargetedCacheControl("max-age=600, stale-if-error=60")?.get("max-age"); // "600"
+ * parseTargetedCacheControl('max-age="600"'); // undefined
+ */
+export function parseTargetedCacheControl(value: string | null | undefined): Directives | undefined {
+  if (!value || value.trim() === "") return undefined;
+  let dictionary: Map<string, Item | InnerList>;
+  try {
+    dictionary = parseDictionary(value);
+  } catch {
+    return undefined;
+  }
+  const directives = new Map<string, string | true>();
+  for (const [name, [member]] of dictionary) {
+    if (!fitsDirective(name, member)) return undefined;
+    const converted = Array.isArray(member) ? innerListValue(member) : bareValue(member);
+    if (converted === undefined) return undefined;
+    if (converted !== false) directives.set(name, converted);
+  }
+  return directives.size === 0 ? undefined : directives;
+}
+
+/** A member's value as Cache-Control would carry it: digits, text, bare (true) or `?0` (false). */
+function bareValue(item: BareItem): string | boolean | undefined {
+  if (typeof item === "boolean") return item;
+  if (typeof item === "string") return item;
+  if (item instanceof Token) return item.toString();
+  if (typeof item === "number" && Number.isInteger(item)) return item < 0 ? undefined : String(item);
+  return undefined; // Decimal, Byte Sequence, Date, Display String: no directive takes one.
+}
+
+/** `no-cache=("a" "b")`: the structured spelling of a field-name list. */
+function innerListValue(items: Item[]): string | undefined {
+  const names: string[] = [];
+  for (const [item] of items) {
+    if (typeof item === "string") names.push(item);
+    else if (item instanceof Token) names.push(item.toString());
+    else return undefined;
+  }
+  return names.join(", ");
+}
+
+/** RFC 9213 §2.1 inferred constraint: delta-seconds directives are non-negative Integers. */
+function fitsDirective(name: string, member: BareItem | Item[]): boolean {
+  if (!FRESHNESS_DIRECTIVES.has(name)) return true;
+  return typeof member === "number" && Number.isInteger(member) && member >= 0;
 }
 
 /** `token [ "=" ( token / quoted-string ) ]`; undefined when the element has no valid name. */

@@ -2,10 +2,13 @@ import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor, type ConfigInput } from "../config.ts";
 import {
   effectiveDirectives,
+  hasExplicitFreshness,
   HEURISTICALLY_CACHEABLE,
   lifetimes,
+  MAX_LIFETIME_MS,
   parseHttpDate,
   storability,
+  storedFields,
   type OriginResponseInfo,
 } from "./freshness.ts";
 
@@ -58,10 +61,16 @@ describe("RFC 9110 §5.6.7 HTTP-date", () => {
     "tomorrow",
     "Sun, 31 Feb 2025 00:00:00 GMT",
     "Sun, 06 Nov 1994 24:00:00 GMT",
-    "Sun, 06 nov 1994 08:49:37 GMT",
     "Sun, 06 Nov 1994 08:49:37 UTC",
     "1994-11-06T08:49:37Z",
   ])("rejects %j", (value) => expect(parseHttpDate(value)).toBeUndefined());
+
+  it("RFC 9111 §4.2: matches dates case-insensitively, as a cache recipient should", () => {
+    expect(parseHttpDate("Sun, 06 nov 1994 08:49:37 GMT")).toBe(784111777000);
+    expect(parseHttpDate("SUN, 06 NOV 1994 08:49:37 gmt")).toBe(784111777000);
+    expect(parseHttpDate("sunday, 06-NOV-94 08:49:37 GMT")).toBe(784111777000);
+    expect(parseHttpDate("SUN NOV  6 08:49:37 1994")).toBe(784111777000);
+  });
 
   it("accepts a leap second", () => {
     expect(parseHttpDate("Wed, 31 Dec 2025 23:59:60 GMT")).toBe(Date.UTC(2026, 0, 1));
@@ -102,7 +111,6 @@ describe("RFC 9111 §3 storing responses", () => {
     [{ "cache-control": "no-store" }, "no-store"],
     [{ "cache-control": "public, max-age=60, no-store" }, "no-store"],
     [{ "cache-control": "private" }, "private"],
-    [{ "cache-control": 'private="x-user", max-age=60' }, "private"],
     [{ "set-cookie": "sid=1", "cache-control": "public, max-age=60" }, "set-cookie"],
     [{ vary: "*" }, "vary-star"],
     [{ vary: "accept-encoding, *" }, "vary-star"],
@@ -211,10 +219,10 @@ describe("RFC 9111 §4.2.1 freshness lifetime", () => {
     expect(t.swrUntil).toBe(T0);
   });
 
-  it("reads qualified no-cache as bare no-cache", () => {
-    const t = life({ "cache-control": 'no-cache="set-cookie", max-age=600' });
-    expect(t.staleAt).toBe(T0);
-    expect(t.mustRevalidate).toBe(true);
+  it("RFC 9111 §5.2.2.4: qualified no-cache keeps the lifetime (its fields are not stored)", () => {
+    const t = life({ "cache-control": 'no-cache="x-a", max-age=600' });
+    expect(t.staleAt).toBe(T0 + 600 * S);
+    expect(t.mustRevalidate).toBe(false);
   });
 
   it("lets forceTtlMs override everything the origin says about lifetime", () => {
@@ -352,5 +360,100 @@ describe("RFC 5861 stale-while-revalidate and stale-if-error", () => {
     const granted = life({ "cache-control": "s-maxage=60, stale-while-revalidate=30" }, { defaults });
     expect(granted.mustRevalidate).toBe(false);
     expect(granted.swrUntil).toBe(T0 + 95 * S);
+  });
+});
+
+describe("RFC 9213 §2.2 an invalid CDN-Cache-Control is ignored entirely", () => {
+  it.each(['max-age="10000"', "max-age=10000, &&&&&", "max-age =100", "max-age=1.5", "MaX-aGe=3600", ""])(
+    "falls back to Cache-Control for %j",
+    (cdn) => {
+      expect(store({ "cdn-cache-control": cdn, "cache-control": "no-store" })).toEqual({
+        storable: false,
+        reason: "no-store",
+      });
+    },
+  );
+
+  it("ignores Expires while a valid CDN-Cache-Control governs", () => {
+    const future = "Wed, 01 Jan 2025 13:00:00 GMT";
+    expect(life({ "cdn-cache-control": "max-age=0", expires: future, date: HTTP_T0 }).staleAt).toBe(T0);
+    expect(life({ "cdn-cache-control": "public", expires: future, date: HTTP_T0 }).staleAt).toBe(T0);
+    expect(life({ "cdn-cache-control": "max-age=10, junk", "cache-control": "max-age=1" }).staleAt).toBe(T0 + 10 * S);
+  });
+});
+
+describe("RFC 9111 §5.2.2.3 must-understand", () => {
+  it("lets a cache that understands the status ignore no-store", () => {
+    expect(store({ "cache-control": "must-understand, no-store, max-age=60" })).toEqual({ storable: true });
+  });
+
+  it("refuses a status the cache does not understand, even with explicit freshness", () => {
+    expect(store({ "cache-control": "must-understand, no-store, max-age=60" }, { status: 299 })).toEqual({
+      storable: false,
+      reason: "must-understand",
+    });
+    expect(store({ "cache-control": "must-understand, max-age=60" }, { status: 299 })).toEqual({
+      storable: false,
+      reason: "must-understand",
+    });
+  });
+});
+
+describe("RFC 9111 §5.2.2.7 qualified private, §5.2.2.4 qualified no-cache", () => {
+  it("stores the response without the named fields", () => {
+    expect(store({ "cache-control": 'private="x-user", max-age=60' })).toEqual({ storable: true });
+    expect(
+      storedFields([
+        ["cache-control", 'private="X-User", no-cache="x-b", max-age=60'],
+        ["x-user", "ann"],
+        ["x-b", "2"],
+        ["x-c", "3"],
+      ]),
+    ).toEqual([
+      ["cache-control", 'private="X-User", no-cache="x-b", max-age=60'],
+      ["x-c", "3"],
+    ]);
+  });
+
+  it("stores a response whose Set-Cookie is named by private=, never the cookie", () => {
+    expect(store({ "cache-control": 'private="set-cookie", max-age=60', "set-cookie": "sid=1" })).toEqual({
+      storable: true,
+    });
+    expect(storedFields([["set-cookie", "sid=1"]])).toEqual([]);
+  });
+});
+
+describe("RFC 9111 §3 error statuses", () => {
+  it("stores a 5xx with explicit freshness (max-age, s-maxage or Expires)", () => {
+    expect(store({ "cache-control": "max-age=60" }, { status: 500 })).toEqual({ storable: true });
+    expect(store({ "cache-control": "s-maxage=60" }, { status: 503 })).toEqual({ storable: true });
+    expect(store({ expires: HTTP_T0, date: HTTP_T0 }, { status: 502 })).toEqual({ storable: true });
+    expect(hasExplicitFreshness(new Headers({ "cache-control": "no-cache" }))).toBe(false);
+  });
+});
+
+describe("RFC 9110 §5.5 malformed origin fields", () => {
+  it("does not store a response when a field storage depends on was dropped as malformed", () => {
+    const { route } = setup();
+    const info = { ...res({ "cache-control": "max-age=60" }), droppedFields: ["cache-control"] };
+    expect(storability("GET", false, false, info, route)).toEqual({ storable: false, reason: "malformed" });
+    const harmless = { ...res({ "cache-control": "max-age=60" }), droppedFields: ["x bad"] };
+    expect(storability("GET", false, false, harmless, route)).toEqual({ storable: true });
+  });
+});
+
+describe("RFC 9111 §1.2.2 lifetimes are capped at 2^31 seconds", () => {
+  it("caps an Expires in 2286 so every instant stays schedulable (DO alarms refuse dates after 2189)", () => {
+    const t = life({ expires: "Sat, 20 Nov 2286 17:46:40 GMT", date: HTTP_T0 });
+    expect(t.staleAt).toBeLessThan(T0 + MAX_LIFETIME_MS);
+    expect(t.deleteAt).toBe(T0 + MAX_LIFETIME_MS);
+    expect(new Date(t.deleteAt).getUTCFullYear()).toBeLessThan(2189);
+  });
+
+  it("caps the stale windows and the retained time too", () => {
+    const big = String(2 ** 31);
+    const t = life({ "cache-control": `max-age=${big}, stale-while-revalidate=${big}, stale-if-error=${big}` });
+    expect(Math.max(t.staleAt, t.swrUntil, t.sieUntil)).toBeLessThan(t.deleteAt);
+    expect(t.deleteAt).toBe(T0 + MAX_LIFETIME_MS);
   });
 });

@@ -1,6 +1,15 @@
-import { deltaSecondsMs, parseCacheControl, parseDeltaSecondsMs, type Directives } from "./cache-control.ts";
+import {
+  deltaSecondsMs,
+  isBare,
+  MAX_DELTA_SECONDS,
+  parseCacheControl,
+  parseDeltaSecondsMs,
+  parseTargetedCacheControl,
+  qualifiedFields,
+  type Directives,
+} from "./cache-control.ts";
 import type { Config, RoutePolicy } from "../config.ts";
-import type { HeaderReader } from "./http.ts";
+import { headerList, type HeaderReader } from "./http.ts";
 
 /** What the freshness policy needs to know about one origin response. */
 export interface OriginResponseInfo {
@@ -11,11 +20,26 @@ export interface OriginResponseInfo {
   requestAt: number;
   /** When the response arrived (response_time), epoch ms. */
   responseAt: number;
+  /**
+   * Names of origin header fields dropped as malformed (see `isValidField`). When one of
+   * them is a field storage depends on, the response is not stored: what the origin meant
+   * by it is unknown.
+   */
+  droppedFields?: readonly string[];
 }
 
 /** Why a response may not be stored in a shared cache. */
 export type NotStorableReason =
-  "no-store" | "private" | "set-cookie" | "vary-star" | "status" | "authorization" | "method" | "partial";
+  | "no-store"
+  | "private"
+  | "set-cookie"
+  | "vary-star"
+  | "status"
+  | "authorization"
+  | "method"
+  | "partial"
+  | "must-understand"
+  | "malformed";
 export type Storability = { storable: true } | { storable: false; reason: NotStorableReason };
 
 /** Statuses cacheable by default (RFC 9110 §15.1): the only ones given a heuristic lifetime. */
@@ -26,6 +50,38 @@ export const HEURISTICALLY_CACHEABLE: ReadonlySet<number> = new Set([
 const ONE_DAY_MS = 24 * 3600_000;
 
 /**
+ * The longest any stored instant may lie past the response's arrival: RFC 9111 §1.2.2's
+ * largest delta-seconds (2^31 s, about 68 years). It also keeps every instant a runtime
+ * schedules (Durable Object alarms refuse dates after 2189) representable: an `Expires` in
+ * 2286 is simply "as long as possible".
+ */
+export const MAX_LIFETIME_MS = MAX_DELTA_SECONDS * 1000;
+
+/**
+ * Statuses whose caching requirements herdless implements (RFC 9111 §5.2.2.3
+ * must-understand): the final statuses RFC 9110 §15 defines, minus 206, which is never stored.
+ */
+const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 304, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409,
+  410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504, 505,
+]);
+
+/**
+ * Response fields whose meaning decides whether and how long a response is stored; a
+ * malformed one (dropped on arrival) makes the response unstorable.
+ */
+const STORAGE_FIELDS: ReadonlySet<string> = new Set([
+  "cache-control",
+  "cdn-cache-control",
+  "expires",
+  "date",
+  "age",
+  "vary",
+  "set-cookie",
+  "pragma",
+]);
+
+/**
  * The directives this cache obeys: CDN-Cache-Control when present, else Cache-Control.
  * RFC 9213 §2.1: a cache that honours CDN-Cache-Control ignores Cache-Control entirely.
  *
@@ -33,8 +89,17 @@ const ONE_DAY_MS = 24 * 3600_000;
  * effectiveDirectives(new Headers({ "cache-control": "max-age=5", "cdn-cache-control": "max-age=600" })).get("max-age"); // "600"
  */
 export function effectiveDirectives(headers: HeaderReader): Directives {
-  const cdn = headers.get("cdn-cache-control");
-  return parseCacheControl(cdn ?? headers.get("cache-control"));
+  return governingDirectives(headers).d;
+}
+
+/**
+ * RFC 9213 §2.2: a valid, non-empty CDN-Cache-Control governs, and then Cache-Control and
+ * Expires are ignored; an invalid or empty one is ignored entirely.
+ */
+function governingDirectives(headers: HeaderReader): { d: Directives; targeted: boolean } {
+  const targeted = parseTargetedCacheControl(headers.get("cdn-cache-control"));
+  if (targeted) return { d: targeted, targeted: true };
+  return { d: parseCacheControl(headers.get("cache-control")), targeted: false };
 }
 
 /**
@@ -52,8 +117,8 @@ export function storability(
   res: OriginResponseInfo,
   route: RoutePolicy,
 ): Storability {
-  const d = effectiveDirectives(res.headers);
-  const reason = notStorableReason(method, requestHasAuthorization, requestHasCookie, res, d, route);
+  const governing = governingDirectives(res.headers);
+  const reason = notStorableReason(method, requestHasAuthorization, requestHasCookie, res, governing, route);
   return reason === undefined ? { storable: true } : { storable: false, reason };
 }
 
@@ -62,18 +127,54 @@ function notStorableReason(
   hasAuthorization: boolean,
   hasCookie: boolean,
   res: OriginResponseInfo,
-  d: Directives,
+  governing: { d: Directives; targeted: boolean },
   route: RoutePolicy,
 ): NotStorableReason | undefined {
+  const { d } = governing;
   if (!isStoredMethod(method)) return "method";
   if (res.status === 206) return "partial";
-  if (d.has("no-store")) return "no-store";
-  if (d.has("private")) return "private";
-  if (res.headers.get("set-cookie") !== null) return "set-cookie";
+  if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
+  if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
+  if (isBare(d, "private")) return "private";
+  if (res.headers.get("set-cookie") !== null && !withheldFields(d).has("set-cookie")) return "set-cookie";
   if (varyIsStar(res.headers)) return "vary-star";
+  if (hasMalformedStorageField(res)) return "malformed";
   if (!route.cacheAuthorized && (hasCookie || (hasAuthorization && !authorizedMayBeShared(d)))) return "authorization";
-  if (!isStorableStatus(res, d)) return "status";
+  if (!isStorableStatus(res, governing)) return "status";
   return undefined;
+}
+
+// RFC 9111 §5.2.2.3: a cache that understands the status may ignore no-store when
+// must-understand is present (that is the directive's purpose: no-store is for caches that don't).
+function mustUnderstandOverridesNoStore(d: Directives, status: number): boolean {
+  return d.has("must-understand") && UNDERSTOOD_STATUSES.has(status);
+}
+
+// RFC 9111 §5.2.2.4 (qualified no-cache) and §5.2.2.7 (qualified private): the named fields are
+// never kept by a shared cache, and the rest of the response may be.
+function withheldFields(d: Directives): Set<string> {
+  return new Set([...qualifiedFields(d, "private"), ...qualifiedFields(d, "no-cache")]);
+}
+
+// RFC 9110 §5.5: a field dropped as invalid may have been one storage depends on; then what the
+// origin meant is unknown and the response is answered without being shared.
+function hasMalformedStorageField(res: OriginResponseInfo): boolean {
+  return (res.droppedFields ?? []).some((name) => STORAGE_FIELDS.has(name));
+}
+
+/**
+ * The header fields of a response as a shared cache keeps them: never Set-Cookie (herdless
+ * replays no cookie, RFC 9111 §3 leaves it to the cache and a shared one must not share a
+ * session), never the fields a qualified `private="…"` (§5.2.2.7) or `no-cache="…"`
+ * (§5.2.2.4) names, never Age (recomputed on the way out, §5.1).
+ *
+ * @example
+ * storedFields([["cache-control", 'max-age=60, private="x-user"'], ["x-user", "ann"], ["x-a", "1"]]);
+ * // [["cache-control", 'max-age=60, private="x-user"'], ["x-a", "1"]]
+ */
+export function storedFields(headers: readonly [string, string][]): [string, string][] {
+  const withheld = withheldFields(effectiveDirectives(headerList(headers)));
+  return headers.filter(([name]) => name !== "set-cookie" && name !== "age" && !withheld.has(name));
 }
 
 // RFC 9111 §3: the method must be understood and cacheable. HEAD is cacheable by the RFC, but a
@@ -96,14 +197,26 @@ function authorizedMayBeShared(d: Directives): boolean {
 
 // RFC 9111 §3: a final status that is heuristically cacheable, or any status with explicit
 // freshness. 304 is a validation answer, never a representation to store (§4.3.4).
-function isStorableStatus(res: OriginResponseInfo, d: Directives): boolean {
+// A 5xx with explicit freshness is stored like any other response (§4.2.2 only limits heuristics).
+function isStorableStatus(res: OriginResponseInfo, governing: { d: Directives; targeted: boolean }): boolean {
   if (res.status < 200 || res.status === 304) return false;
-  return HEURISTICALLY_CACHEABLE.has(res.status) || hasExplicitFreshness(res.headers, d);
+  return HEURISTICALLY_CACHEABLE.has(res.status) || hasExplicitFreshness(res.headers, governing);
 }
 
-// RFC 9111 §4.2.1: explicit freshness is s-maxage, max-age or Expires.
-function hasExplicitFreshness(headers: HeaderReader, d: Directives): boolean {
-  return d.has("s-maxage") || d.has("max-age") || headers.get("expires") !== null;
+/**
+ * RFC 9111 §4.2.1: explicit freshness is s-maxage, max-age or Expires (Expires only while
+ * Cache-Control governs, RFC 9213 §2.2). A 5xx without it is given only to the requests that
+ * waited on its fetch.
+ *
+ * @example
+ * hasExplicitFreshness(new Headers({ "cache-control": "max-age=5" })); // true
+ */
+export function hasExplicitFreshness(
+  headers: HeaderReader,
+  governing: { d: Directives; targeted: boolean } = governingDirectives(headers),
+): boolean {
+  const { d, targeted } = governing;
+  return d.has("s-maxage") || d.has("max-age") || (!targeted && headers.get("expires") !== null);
 }
 
 /** The absolute instants of a stored response, all epoch ms except {@link initialAgeMs}. */
@@ -132,29 +245,44 @@ export interface Lifetimes {
  * t.staleAt; // 60_000
  */
 export function lifetimes(res: OriginResponseInfo, route: RoutePolicy, config: Config): Lifetimes {
-  const d = effectiveDirectives(res.headers);
+  const governing = governingDirectives(res.headers);
+  const d = governing.d;
   const initialAgeMs = correctedInitialAgeMs(res);
   const mustRevalidate = forbidsStale(d);
   // Windows run from the true stale instant, which is before arrival when the response came in old.
-  const trueStaleAt = res.responseAt + freshnessLifetimeMs(res, d, route) - initialAgeMs;
+  const trueStaleAt = res.responseAt + freshnessLifetimeMs(res, governing, route) - initialAgeMs;
   const staleAt = Math.max(res.responseAt, trueStaleAt);
   const swrMs = mustRevalidate ? 0 : staleWindowMs(d, "stale-while-revalidate", route.staleWhileRevalidateMs);
   const sieMs = mustRevalidate ? 0 : staleWindowMs(d, "stale-if-error", route.staleIfErrorMs);
   const swrUntil = Math.max(staleAt, trueStaleAt + swrMs);
   const sieUntil = Math.max(staleAt, trueStaleAt + sieMs);
   const deleteAt = Math.max(swrUntil, sieUntil, staleAt) + config.cache.retainStaleMs;
-  return { initialAgeMs, staleAt, swrUntil, sieUntil, deleteAt: Math.max(deleteAt, staleAt + 1), mustRevalidate };
+  const latest = res.responseAt + MAX_LIFETIME_MS;
+  return {
+    initialAgeMs,
+    staleAt: Math.min(staleAt, latest - 1),
+    swrUntil: Math.min(swrUntil, latest - 1),
+    sieUntil: Math.min(sieUntil, latest - 1),
+    deleteAt: Math.min(Math.max(deleteAt, staleAt + 1), latest),
+    mustRevalidate,
+  };
 }
 
-// RFC 9111 §5.2.2.4: qualified `no-cache="field"` only forbids reusing those fields unvalidated;
-// we cannot strip fields per reuse, so it counts as bare no-cache, the safe reading.
-function freshnessLifetimeMs(res: OriginResponseInfo, d: Directives, route: RoutePolicy): number {
+// RFC 9111 §5.2.2.4: bare no-cache means stale at once. The qualified `no-cache="field"` only
+// forbids reusing those fields unvalidated; {@link storedFields} never keeps them, so the rest
+// of the response keeps its lifetime.
+function freshnessLifetimeMs(
+  res: OriginResponseInfo,
+  governing: { d: Directives; targeted: boolean },
+  route: RoutePolicy,
+): number {
+  const { d, targeted } = governing;
   if (route.forceTtlMs !== undefined) return route.forceTtlMs;
-  if (d.has("no-cache")) return 0;
+  if (isBare(d, "no-cache")) return 0;
   return (
     directiveLifetimeMs(d, "s-maxage") ??
     directiveLifetimeMs(d, "max-age") ??
-    expiresLifetimeMs(res) ??
+    (targeted ? undefined : expiresLifetimeMs(res)) ??
     heuristicLifetimeMs(res, route)
   );
 }
@@ -212,7 +340,7 @@ function dateOrArrival(res: OriginResponseInfo): number {
 // origin sending s-maxage with an RFC 5861 stale window has explicitly allowed stale (§4.2.4
 // permits "extension directives"), which is how `s-maxage=60, stale-while-revalidate=30` is meant.
 function forbidsStale(d: Directives): boolean {
-  if (d.has("must-revalidate") || d.has("proxy-revalidate") || d.has("no-cache")) return true;
+  if (d.has("must-revalidate") || d.has("proxy-revalidate") || isBare(d, "no-cache")) return true;
   return d.has("s-maxage") && !d.has("stale-while-revalidate") && !d.has("stale-if-error");
 }
 
@@ -226,9 +354,14 @@ const DAY_NAMES = "Mon|Tue|Wed|Thu|Fri|Sat|Sun";
 const LONG_DAY_NAMES = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday";
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const MONTH = MONTHS.join("|");
-const IMF_FIXDATE = new RegExp(`^(?:${DAY_NAMES}), (\\d{2}) (${MONTH}) (\\d{4}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`);
-const RFC850_DATE = new RegExp(`^(?:${LONG_DAY_NAMES}), (\\d{2})-(${MONTH})-(\\d{2}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`);
-const ASCTIME_DATE = new RegExp(`^(?:${DAY_NAMES}) (${MONTH}) ([ \\d]\\d) (\\d{2}):(\\d{2}):(\\d{2}) (\\d{4})$`);
+const MONTHS_LOWER = MONTHS.map((name) => name.toLowerCase());
+// RFC 9111 §4.2: "a cache recipient SHOULD match the field value case-insensitively" (flag i).
+const IMF_FIXDATE = new RegExp(`^(?:${DAY_NAMES}), (\\d{2}) (${MONTH}) (\\d{4}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`, "i");
+const RFC850_DATE = new RegExp(
+  `^(?:${LONG_DAY_NAMES}), (\\d{2})-(${MONTH})-(\\d{2}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`,
+  "i",
+);
+const ASCTIME_DATE = new RegExp(`^(?:${DAY_NAMES}) (${MONTH}) ([ \\d]\\d) (\\d{2}):(\\d{2}):(\\d{2}) (\\d{4})$`, "i");
 
 /**
  * Parses an HTTP-date (IMF-fixdate, and the obsolete RFC 850 and asctime forms, RFC 9110
@@ -262,7 +395,7 @@ function utc(
   min?: string,
   s?: string,
 ): number | undefined {
-  const month = MONTHS.indexOf(monthName ?? "");
+  const month = MONTHS_LOWER.indexOf((monthName ?? "").toLowerCase());
   const [hour, minute, second] = [Number(h), Number(min), Number(s)];
   // RFC 9110 §5.6.7 allows second 60 (a leap second): count it, after checking the calendar day.
   if (hour > 23 || minute > 59 || second > 60) return undefined;

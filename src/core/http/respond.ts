@@ -15,7 +15,10 @@ export interface EngineResponse {
 /** Serves a stored entry: its headers, a correct Age, and Cache-Status. HEAD gets no body. */
 export function fromEntry(entry: Entry, status: CacheStatus, method: string, now: number): EngineResponse {
   const cacheStatus = { ...status, ttlSeconds: ttlSeconds(entry.staleAt, now) };
-  const headers: [string, string][] = entry.headers.filter(([name]) => name !== "cache-status");
+  // Set-Cookie is never stored; an entry an older herdless wrote may still hold one from a 304.
+  const headers: [string, string][] = entry.headers.filter(
+    ([name]) => name !== "cache-status" && name !== "set-cookie",
+  );
   headers.push(["age", String(ageSeconds(entry, now))]);
   headers.push(["cache-status", withUpstream(entry.headers, cacheStatus)]);
   headers.push(["content-length", String(entry.body.byteLength)]);

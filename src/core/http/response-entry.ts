@@ -1,6 +1,6 @@
 import type { Config, RoutePolicy } from "../config.ts";
 import { ENTRY_FORMAT_VERSION, type Entry } from "./entry.ts";
-import { lifetimes, parseHttpDate } from "./freshness.ts";
+import { lifetimes, parseHttpDate, storedFields } from "./freshness.ts";
 import { headerList, type HeaderReader } from "./http.ts";
 import { variantKey, varyNames } from "./key.ts";
 
@@ -22,7 +22,11 @@ interface ResponseFacts {
   responseAt: number;
 }
 
-/** Builds the entry to store for a storable origin response. */
+/**
+ * Builds the entry to store for a storable origin response. Only {@link storedFields} are
+ * kept: no Set-Cookie, nothing a qualified `private`/`no-cache` names, whatever the caller
+ * checked before.
+ */
 export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry {
   const headers = headerList(res.headers);
   const times = lifetimes(
@@ -36,7 +40,7 @@ export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry 
     key: variantKey(ctx.primary, vary, ctx.requestHeaders),
     url: ctx.url,
     status: res.status,
-    headers: res.headers.filter(([name]) => name !== "age"),
+    headers: storedFields(res.headers),
     body: res.body,
     requestAt: res.requestAt,
     storedAt: res.responseAt,
@@ -50,16 +54,29 @@ export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry 
 }
 
 /**
- * RFC 9111 §4.3.4: a 304 updates the stored response's headers (except the ones describing
- * the body) and its freshness; the body is kept as is.
+ * RFC 9111 §4.3.4: the response a 304 makes of a stored one: the stored headers updated by
+ * the 304's (except the ones describing the body), the stored status and body. The caller
+ * judges its storability like any response: a 304 can make it private, no-store or
+ * `Vary: *`, and its Set-Cookie belongs to the one client that asked.
+ *
+ * @example
+ * const merged = revalidatedHeaders(stored, [["cache-control", "max-age=60"]]);
  */
-export function refreshedEntry(stored: Entry, res: Omit<ResponseFacts, "body">, ctx: EntryContext): Entry {
+export function revalidatedHeaders(stored: Entry, notModified: readonly [string, string][]): [string, string][] {
   const updates = new Map<string, [string, string][]>();
-  for (const pair of res.headers) {
+  for (const pair of notModified) {
     if (BODY_DESCRIBING.has(pair[0])) continue;
     updates.set(pair[0], [...(updates.get(pair[0]) ?? []), pair]);
   }
-  const merged = [...stored.headers.filter(([name]) => !updates.has(name)), ...[...updates.values()].flat()];
+  return [...stored.headers.filter(([name]) => !updates.has(name)), ...[...updates.values()].flat()];
+}
+
+/**
+ * The entry a 304 refreshes (RFC 9111 §4.3.4): {@link revalidatedHeaders} and new
+ * freshness, the body kept as is. Only for a merged response found storable.
+ */
+export function refreshedEntry(stored: Entry, res: Omit<ResponseFacts, "body">, ctx: EntryContext): Entry {
+  const merged = revalidatedHeaders(stored, res.headers);
   const rebuilt = entryFromResponse({ ...res, status: stored.status, headers: merged, body: stored.body }, ctx);
   // The 304 answered for the stored variant; keep its key even if the request headers differ.
   return { ...rebuilt, key: stored.key, vary: stored.vary };

@@ -1,9 +1,17 @@
 import { createServer, type Server } from "node:http";
+import { gzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../clock.ts";
 import { isHerdlessError } from "../errors.ts";
-import { fetchOrigin } from "./origin-client.ts";
+import { bodyWasDecoded, fetchOrigin, isValidField } from "./origin-client.ts";
+
+/** Raw responses (after "HTTP/1.1 "), for what Node's header writer would refuse to send. */
+const RAW: Record<string, string> = {
+  "/bad-name": "200 OK\r\nContent-Length: 2\r\nX Bad: 1\r\nX-Good: 1\r\nConnection: close\r\n\r\nok",
+  "/not-modified-with-length": '304 Not Modified\r\nContent-Length: 100\r\nETag: "a"\r\nConnection: close\r\n\r\n',
+  "/custom-coding": "200 OK\r\nContent-Length: 5\r\nContent-Encoding: x-custom\r\nConnection: close\r\n\r\nxxxxx",
+};
 
 let server: Server;
 let base: string;
@@ -33,6 +41,12 @@ beforeAll(async () => {
     } else if (path === "/big-declared") {
       res.writeHead(200, { "content-length": "10000" });
       res.end(Buffer.alloc(10_000, 9));
+    } else if (path in RAW) {
+      // Written to the socket as is: Node's own writer refuses what these test.
+      req.socket.end(`HTTP/1.1 ${RAW[path]}`);
+    } else if (path === "/gzip") {
+      res.writeHead(200, { "content-encoding": "gzip" });
+      res.end(gzipSync("unzipped"));
     } else if (path === "/cookie") {
       res.setHeader("set-cookie", ["a=1", "b=2"]);
       res.end("c");
@@ -110,5 +124,51 @@ describe("origin client", () => {
   it("records request and response instants", async () => {
     const res = await call("/ok");
     expect(res.responseAt).toBeGreaterThanOrEqual(res.requestAt);
+  });
+});
+
+describe("RFC 9110 §5.1, §5.5 malformed origin fields", () => {
+  it("drops a field whose name is not a token and reports it, keeping the rest", async () => {
+    const res = await call("/bad-name");
+    expect(res.headers).toContainEqual(["x-good", "1"]);
+    expect(res.headers.some(([name]) => name === "x bad")).toBe(false);
+    expect(res.droppedFields).toEqual(["x bad"]);
+  });
+
+  it("accepts tokens and visible text with HTAB; refuses CR, LF, NUL, other controls and DEL", () => {
+    expect(isValidField("x-a", "v\tw ~")).toBe(true);
+    for (const value of ["a\rb", "a\nb", "a\u0000b", "a\u0001b", "a\u007fb"])
+      expect(isValidField("x-a", value)).toBe(false);
+    for (const name of ["x a", "x:a", "", "x\u00e9"]) expect(isValidField(name, "v")).toBe(false);
+  });
+});
+
+describe("RFC 9110 §6.4.1, §8.6 bodies a status or method rules out", () => {
+  it("does not take a 304's Content-Length for a truncated body", async () => {
+    const res = await call("/not-modified-with-length");
+    expect(res.status).toBe(304);
+    expect(res.kind).toBe("buffered");
+  });
+});
+
+describe("RFC 9110 §8.4 Content-Encoding labels the body as read", () => {
+  it("keeps a coding fetch did not decode, with the body as sent", async () => {
+    const res = await call("/custom-coding");
+    expect(res.headers).toContainEqual(["content-encoding", "x-custom"]);
+    expect(res.kind === "buffered" && new TextDecoder().decode(res.body)).toBe("xxxxx");
+  });
+
+  it("drops the label of a coding fetch decoded", async () => {
+    const res = await call("/gzip");
+    expect(res.headers.some(([name]) => name === "content-encoding")).toBe(false);
+    expect(res.kind === "buffered" && new TextDecoder().decode(res.body)).toBe("unzipped");
+  });
+
+  it("knows which lists fetch decodes: only gzip, x-gzip, deflate and br, all of them", () => {
+    expect(bodyWasDecoded("GZIP")).toBe(true);
+    expect(bodyWasDecoded("gzip, br")).toBe(true);
+    expect(bodyWasDecoded("gzip, identity")).toBe(false);
+    expect(bodyWasDecoded("zstd")).toBe(false);
+    expect(bodyWasDecoded(null)).toBe(false);
   });
 });

@@ -14,8 +14,10 @@ export interface OriginRequest {
 
 interface OriginResponseBase {
   status: number;
-  /** Headers with names lowercased and hop-by-hop headers removed. */
+  /** Headers with names lowercased; hop-by-hop and malformed fields removed. */
   headers: [string, string][];
+  /** Names (lowercased) of fields dropped as malformed ({@link isValidField}); storage consults them. */
+  droppedFields: string[];
   requestAt: number;
   responseAt: number;
 }
@@ -96,10 +98,10 @@ export async function fetchOrigin(
     await response.body?.cancel().catch(() => undefined);
     throw new HerdlessError("ORIGIN_STATUS", `origin answered ${request.url} with status ${response.status}`);
   }
-  const headers = responseHeaders(response.headers);
-  const base = { status: response.status, headers, requestAt, responseAt };
+  const { headers, dropped } = responseHeaders(response.headers);
+  const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt };
 
-  const declared = declaredLength(response.headers);
+  const declared = hasNoBody(request.method, response.status) ? 0 : declaredLength(response.headers);
   if (declared !== undefined && declared > options.maxBodyBytes) {
     release();
     return { kind: "streamed", ...base, body: response.body };
@@ -124,10 +126,17 @@ export async function fetchOrigin(
   }
 }
 
+/**
+ * RFC 9110 §6.4.1: responses to HEAD and 1xx, 204 and 304 responses have no body, whatever
+ * their Content-Length says (a 304's is the length of the stored representation, §8.6).
+ */
+function hasNoBody(method: string, status: number): boolean {
+  return method === "HEAD" || status < 200 || status === 204 || status === 304;
+}
+
 /** Content-Length, unless the body was decoded on the way in (then the length is the encoded one). */
 function declaredLength(headers: Headers): number | undefined {
-  const encoding = headers.get("content-encoding");
-  if (encoding && encoding.toLowerCase() !== "identity") return undefined;
+  if (bodyWasDecoded(headers.get("content-encoding"))) return undefined;
   const raw = headers.get("content-length");
   if (raw === null || !/^\d+$/.test(raw.trim())) return undefined;
   return Number(raw);
@@ -168,11 +177,57 @@ function prepend(chunks: Uint8Array[], rest: ReadableStreamDefaultReader<Uint8Ar
 }
 
 /**
- * Headers worth keeping: hop-by-hop ones and those named in Connection go (RFC 9110
- * §7.6.1); Content-Length and Content-Encoding go because the stored body is the decoded
- * one and its length is recomputed on the way out.
+ * Content codings a runtime's `fetch` removes before handing out the body: the Fetch
+ * Standard's gzip (x-gzip), deflate and br, as undici (Node) and workerd implement them.
+ * A list made only of these arrives decoded; a list with any other coding arrives as sent
+ * (undici gives up on the whole list; workerd decodes nothing else).
  */
-export function responseHeaders(headers: Headers): [string, string][] {
+const FETCH_DECODED_CODINGS: ReadonlySet<string> = new Set(["gzip", "x-gzip", "deflate", "br"]);
+
+/**
+ * RFC 9110 §8.4: was the body read through `fetch` decoded from this Content-Encoding?
+ * Decides whether the label stays: a body is never labelled with a coding it does not
+ * have, and never loses the label of one it has.
+ *
+ * @example
+ * bodyWasDecoded("gzip"); // true: fetch gunzipped it
+ * bodyWasDecoded("x-custom"); // false: the bytes are as the origin sent them
+ */
+export function bodyWasDecoded(contentEncoding: string | null): boolean {
+  if (contentEncoding === null) return false;
+  const codings = contentEncoding
+    .split(",")
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== "");
+  return codings.length > 0 && codings.every((coding) => FETCH_DECODED_CODINGS.has(coding));
+}
+
+/** RFC 9110 §5.1 field-name = token (§5.6.2 tchar). */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 §5.5 field-value: visible characters, SP, HTAB and obs-text; never CR, LF, NUL or other controls. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * RFC 9110 §5.1 and §5.5: a field a proxy may store and relay. A name that is not a token
+ * (`X Bad`) makes every runtime's header writer throw, and a control character in a value
+ * splits or corrupts the response a client sees, so such fields are dropped on arrival.
+ *
+ * @example
+ * isValidField("x-a", "1"); // true
+ * isValidField("x bad", "1"); // false
+ */
+export function isValidField(name: string, value: string): boolean {
+  return FIELD_NAME.test(name) && FIELD_VALUE.test(value);
+}
+
+/**
+ * Headers worth keeping: hop-by-hop ones and those named in Connection go (RFC 9110
+ * §7.6.1), and malformed ones ({@link isValidField}, reported in `dropped`); Content-Length
+ * goes because the length is recomputed on the way out, Content-Encoding only when the
+ * runtime's fetch decoded the body ({@link bodyWasDecoded}).
+ */
+export function responseHeaders(headers: Headers): { headers: [string, string][]; dropped: string[] } {
+  const decoded = bodyWasDecoded(headers.get("content-encoding"));
   const connectionListed = new Set(
     (headers.get("connection") ?? "")
       .split(",")
@@ -180,21 +235,26 @@ export function responseHeaders(headers: Headers): [string, string][] {
       .filter(Boolean),
   );
   const out: [string, string][] = [];
+  const dropped: string[] = [];
+  const keep = (name: string, value: string) => {
+    if (isValidField(name, value)) out.push([name, value]);
+    else dropped.push(name);
+  };
   headers.forEach((value, name) => {
     const lower = name.toLowerCase();
     if (
       HOP_BY_HOP.has(lower) ||
       connectionListed.has(lower) ||
       lower === "content-length" ||
-      lower === "content-encoding"
+      (lower === "content-encoding" && decoded)
     )
       return;
-    if (lower === "set-cookie") return; // combined by Headers; handled separately where allowed
-    out.push([lower, value]);
+    if (lower === "set-cookie") return; // combined by Headers; each one kept below
+    keep(lower, value);
   });
   const cookies = typeof headers.getSetCookie === "function" ? headers.getSetCookie() : [];
-  for (const cookie of cookies) out.push(["set-cookie", cookie]);
-  return out;
+  for (const cookie of cookies) keep("set-cookie", cookie);
+  return { headers: out, dropped };
 }
 
 function asOriginError(cause: unknown, deadline: AbortSignal, url: string, duringBody = false): HerdlessError {
