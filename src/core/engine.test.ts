@@ -315,9 +315,10 @@ describe("engine", () => {
   describe("a good copy always beats an error", () => {
     // The coordinator's store lost the entry (Redis restarted empty, a Durable Object was
     // reset) while this edge still holds a good copy; the origin now answers 503, so the
-    // coordinator caches the error and hands it to every edge that asks next.
+    // coordinator caches the error (the operator opted in to negative caching) and hands it
+    // to every edge that asks next.
     async function sharedCopyLost() {
-      const two = setup({}, "two");
+      const two = setup({ origin: { url: "http://origin.test", errorTtlMs: 2_000 } }, "two");
       await two.engine.handle(get("/a"));
       await two.shared.delete(KEY_A);
       two.origin.status = 503;

@@ -95,8 +95,8 @@ describe("chaos: a cached page survives every way the origin can fail", () => {
     expect(after.body.length).toBe(good.body.length);
   });
 
-  it("an uncached page with the origin down gets the error, briefly cached, not a stream of origin requests", async () => {
-    await setup({ down: true });
+  it("with origin.errorTtlMs (opt-in), an uncached page with the origin down gets the error, briefly cached, not a stream of origin requests", async () => {
+    await setup({ down: true }, { origin: { errorTtlMs: 2_000 } });
     const first = await get("/new");
     expect(first.status).toBe(503);
     await Promise.all(Array.from({ length: 20 }, () => get("/new")));
