@@ -1,6 +1,7 @@
 import { concatBytes } from "../core/http/http.ts";
 import {
   ADMIN_PREFIX,
+  type AttemptLimiter,
   handleAdmin,
   type AdminRequest,
   type AdminResponse,
@@ -24,6 +25,9 @@ export interface WorkerAdmin {
   token: string | undefined;
   purges: PurgeRegistry;
   stats(): Promise<StatsSnapshot>;
+  /** Wrong tokens per client, kept by the isolate. */
+  attempts: AttemptLimiter;
+  now(): number;
 }
 
 /**
@@ -44,6 +48,8 @@ export async function adminResponse(request: Request, url: URL, admin: WorkerAdm
         token: admin.token,
         purges: admin.purges,
         stats: () => admin.stats(),
+        attempts: admin.attempts,
+        now: () => admin.now(),
         tokenHint: TOKEN_HINT,
       }),
     );
@@ -62,6 +68,9 @@ function toAdminRequest(request: Request, url: URL): AdminRequest {
     path: url.pathname,
     headers: request.headers,
     text: (limit) => readText(request, limit),
+    https: url.protocol === "https:",
+    // Cloudflare sets CF-Connecting-IP on every request that reaches a Worker; a client cannot forge it there.
+    client: request.headers.get("cf-connecting-ip") ?? "unknown",
   };
 }
 

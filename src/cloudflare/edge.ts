@@ -62,6 +62,8 @@ export async function handle(
     return adminResponse(request, url, {
       token: env.HERDLESS_ADMIN_TOKEN || config.admin.token,
       purges,
+      attempts: isolate.attempts,
+      now: () => clock.now(),
       // Served counts and origin calls are this isolate's (Workers keep no shared counters);
       // the breaker, the origin requests in flight and the queue come from the one guard
       // object, so they are deployment-wide.

@@ -3,6 +3,7 @@ import type { Config } from "../core/config.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
+import { AttemptLimiter } from "../core/admin/auth.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import { LruStore } from "../core/store/lru-store.ts";
 import { configFromEnv } from "./config-env.ts";
@@ -23,6 +24,8 @@ export interface ReadyIsolate {
   /** This isolate's copy of the deployment's purge list. */
   purges: DurableObjectPurgeRegistry;
   metrics: Metrics;
+  /** Wrong admin tokens per client address, in this isolate. */
+  attempts: AttemptLimiter;
   startedAt: number;
   /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
   memoryFor(cacheName: string): LruStore;
@@ -76,6 +79,7 @@ export function isolateState(env: Env, clock: Clock, name: string): IsolateState
       guard: new LocalGuard({ config, clock }),
       purges,
       metrics: new Metrics(clock),
+      attempts: new AttemptLimiter(),
       startedAt: clock.now(),
       memoryFor,
       targets: new UrlTargets(config),

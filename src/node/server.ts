@@ -6,7 +6,7 @@ import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import type { EngineRequest } from "../core/engine.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
-import { ADMIN_PREFIX, handleAdmin, statsSnapshot } from "../core/admin/admin.ts";
+import { ADMIN_PREFIX, AttemptLimiter, handleAdmin, statsSnapshot } from "../core/admin/admin.ts";
 import type { Logger } from "./logger.ts";
 import { prometheusText } from "./prometheus.ts";
 import type { Stack } from "./stack.ts";
@@ -53,6 +53,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
     res.end("herdless internal error\n");
   };
+  // Wrong admin tokens per client address, for this process.
+  const attempts = new AttemptLimiter();
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     // Once closing, every answer ends its connection, so keep-alive clients go elsewhere.
     if (closing) res.shouldKeepAlive = false;
@@ -63,7 +65,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       fail(req, res)(error);
       return;
     }
-    handle(stack, req, res, admin).catch(fail(req, res));
+    handle(stack, req, res, admin ? attempts : undefined).catch(fail(req, res));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -94,13 +96,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 }
 
-async function handle(stack: Stack, req: IncomingMessage, res: ServerResponse, admin: boolean): Promise<void> {
-  if (admin) return serveAdmin(stack, req, res);
+async function handle(
+  stack: Stack,
+  req: IncomingMessage,
+  res: ServerResponse,
+  admin: AttemptLimiter | undefined,
+): Promise<void> {
+  if (admin) return serveAdmin(stack, req, res, admin);
   const response = await stack.engine.handle(toEngineRequest(req));
   await write(res, response);
 }
 
-async function serveAdmin(stack: Stack, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serveAdmin(
+  stack: Stack,
+  req: IncomingMessage,
+  res: ServerResponse,
+  attempts: AttemptLimiter,
+): Promise<void> {
   const path = (req.url ?? "/").split("?")[0] ?? "/";
   // Prometheus scrapes without a token: counters only, no keys or URLs.
   if (path === `${ADMIN_PREFIX}metrics`) {
@@ -110,9 +122,18 @@ async function serveAdmin(stack: Stack, req: IncomingMessage, res: ServerRespons
     return;
   }
   const answer = await handleAdmin(
-    { method: req.method ?? "GET", path, headers: headerReader(req.headers), text: (limit) => readText(req, limit) },
+    {
+      method: req.method ?? "GET",
+      path,
+      headers: headerReader(req.headers),
+      text: (limit) => readText(req, limit),
+      https: servedOverHttps(req),
+      client: req.socket.remoteAddress ?? "unknown",
+    },
     {
       token: stack.config.admin.token,
+      now: () => stack.clock.now(),
+      attempts,
       tokenHint: "start herdless with --admin-token, HERDLESS_ADMIN_TOKEN or admin.token in the config file",
       purges: stack.purges,
       stats: async () =>
@@ -129,6 +150,18 @@ async function serveAdmin(stack: Stack, req: IncomingMessage, res: ServerRespons
   for (const [name, value] of answer.headers) flat.push(name, value);
   res.writeHead(answer.status, flat);
   res.end(answer.body);
+}
+
+/**
+ * TLS here, or at the proxy in front (`X-Forwarded-Proto: https`). Trusting the header is
+ * safe for its one use, the cookie's `Secure` flag: a forged one only keeps the sender's
+ * own browser from storing the cookie over plain http.
+ */
+function servedOverHttps(req: IncomingMessage): boolean {
+  if ((req.socket as { encrypted?: boolean }).encrypted === true) return true;
+  const forwarded = req.headers["x-forwarded-proto"];
+  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0];
+  return first?.trim().toLowerCase() === "https";
 }
 
 /** Reads a small request body, refusing more than `limit` bytes. */

@@ -96,3 +96,75 @@ describe("the admin API's requests", () => {
     expect(await origin.count()).toBe(0);
   });
 });
+
+describe("the admin API under attack, in workerd", () => {
+  const env = async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, ...PROPAGATION } }), undefined, {
+      ownIsolate: true,
+    });
+    return { origin, dc: dc! };
+  };
+  const signIn = async (dc: DataCenter) => {
+    const login = await dc.get("/__herdless/login", {
+      method: "POST",
+      body: new URLSearchParams({ token: ADMIN_TOKEN }),
+    });
+    expect(login.status).toBe(303);
+    const setCookie = login.headers.get("set-cookie") ?? "";
+    return { setCookie, cookie: setCookie.split(";")[0] ?? "" };
+  };
+
+  it("CSRF with the operator's cookie (text/plain; application/json, or cross-site JSON) purges nothing", async () => {
+    const { origin, dc } = await env();
+    await cached(dc, "/csrf");
+    const { cookie } = await signIn(dc);
+    const forged = await dc.get("/__herdless/purge", {
+      method: "POST",
+      headers: { cookie, "content-type": "text/plain; application/json", "x-herdless-request": "x" },
+      body: '{"all":true}',
+    });
+    expect(forged.status).toBe(415);
+    const crossSite = await dc.get("/__herdless/purge", {
+      method: "POST",
+      headers: { cookie, "content-type": "application/json", "sec-fetch-site": "cross-site" },
+      body: '{"all":true}',
+    });
+    expect(crossSite.status).toBe(403);
+    // The victim: still a hit, one origin request in all.
+    expect((await dc.get("/csrf")).cacheStatus).toMatch(/^herdless; hit; /);
+    expect(await origin.count()).toBe(1);
+    const mine = await dc.get("/__herdless/purge", {
+      method: "POST",
+      headers: { cookie, "content-type": "application/json", "sec-fetch-site": "same-origin" },
+      body: JSON.stringify({ urls: [`${EDGE}/csrf`] }),
+    });
+    expect(mine.status).toBe(200);
+  });
+
+  it("the session cookie is Secure over https, expires, holds no token; malformed cookies are 401; no framing", async () => {
+    const { dc } = await env();
+    const { setCookie, cookie } = await signIn(dc);
+    expect(setCookie).not.toContain(ADMIN_TOKEN);
+    expect(setCookie).toMatch(/; Max-Age=28800; HttpOnly; SameSite=Strict; Secure$/);
+    const page = await dc.get("/__herdless/", { headers: { cookie } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+    expect(page.headers.get("x-frame-options")).toBe("DENY");
+    for (const bad of ["herdless_admin=%zz", `herdless_admin=${encodeURIComponent(ADMIN_TOKEN)}`, "herdless_admin"]) {
+      expect((await dc.get("/__herdless/stats", { headers: { cookie: bad } })).status).toBe(401);
+    }
+  });
+
+  it("token guessing from one address is slowed down; another address is not", async () => {
+    const { dc } = await env();
+    const guess = (token: string, ip = "198.51.100.9") =>
+      dc.get("/__herdless/stats", { headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": ip } });
+    for (let i = 0; i < 10; i++) expect((await guess(`wrong-guess-${i}-0123456789`)).status).toBe(401);
+    const slowed = await guess("wrong-guess-10-0123456789");
+    expect(slowed.status).toBe(429);
+    expect(slowed.headers.get("retry-after")).toBe("1");
+    expect((await guess(ADMIN_TOKEN)).status).toBe(429);
+    expect((await guess(ADMIN_TOKEN, "192.0.2.10")).status).toBe(200);
+  });
+});

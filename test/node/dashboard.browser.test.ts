@@ -6,6 +6,8 @@
  * the suite fails, on purpose, rather than skipping.
  */
 import { existsSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
@@ -175,5 +177,42 @@ describe("dashboard in Chromium", () => {
     expect(origin.stats().byPath["/soft"]).toBe(before + 1);
     expect(origin.stats().byStatus["304"]).toBe(1);
     expect(consoleErrors).toEqual([]);
+  });
+
+  it("the session cookie is HttpOnly, Strict and expiring, and holds no token", async () => {
+    const cookie = (await context.cookies(`${proxy.url}/__herdless/`)).find((c) => c.name === "herdless_admin");
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: "Strict", path: "/__herdless/" });
+    expect(cookie!.expires).toBeGreaterThan(Date.now() / 1000);
+    expect(cookie!.expires).toBeLessThanOrEqual(Date.now() / 1000 + 8 * 3600 + 5);
+    expect(cookie!.value).not.toContain(TOKEN);
+  });
+
+  it("CSRF: a page on another port (same site, so the Strict cookie rides along) cannot purge", async () => {
+    expect((await get("/victim")).cacheStatus).toContain("stored");
+    const before = origin.stats().byPath["/victim"] ?? 0;
+    // The attacker's page: a form that cannot send application/json, so it sends the JSON as text/plain.
+    const attacker: Server = createServer((_, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<form id="f" method="post" action="${proxy.url}/__herdless/purge" enctype="text/plain">
+<input name='{"all":true,"x":"' value='"}'></form><script>document.getElementById("f").submit()</script>`);
+    });
+    await new Promise<void>((resolve) => attacker.listen(0, "127.0.0.1", resolve));
+    try {
+      const evil = await context.newPage();
+      const answered = evil.waitForResponse(`${proxy.url}/__herdless/purge`);
+      await evil.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`);
+      const response = await answered;
+      expect(response.request().headers()["cookie"] ?? (await response.request().allHeaders()).cookie).toContain(
+        "herdless_admin=",
+      );
+      expect(response.status()).toBe(403);
+      await evil.close();
+    } finally {
+      await new Promise((resolve) => attacker.close(resolve));
+    }
+    // The victim: the page is still served from the cache, the origin saw nothing more.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await get("/victim")).cacheStatus).toContain("hit");
+    expect(origin.stats().byPath["/victim"]).toBe(before);
   });
 });

@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../clock.ts";
-import { handleAdmin, tokenMatches, statsSnapshot, type AdminContext, type AdminRequest } from "./admin.ts";
+import {
+  AttemptLimiter,
+  handleAdmin,
+  isJsonMediaType,
+  tokenMatches,
+  statsSnapshot,
+  type AdminContext,
+  type AdminRequest,
+} from "./admin.ts";
+import { SESSION_TTL_MS } from "./auth.ts";
 import { Metrics } from "./metrics.ts";
 import { LocalPurgeRegistry } from "./purge.ts";
 
@@ -14,6 +23,8 @@ function setup(token: string | null = TOKEN) {
     token: token ?? undefined,
     purges,
     tokenHint: "--admin-token",
+    now: () => clock.now(),
+    attempts: new AttemptLimiter(),
     stats: async () =>
       statsSnapshot(
         metrics,
@@ -21,12 +32,36 @@ function setup(token: string | null = TOKEN) {
         { runtime: "node", mode: "local", startedAt: 0, now: clock.now() },
       ),
   };
-  return { ctx, purges, metrics };
+  return { ctx, purges, metrics, clock };
 }
 
-function req(method: string, path: string, headers: Record<string, string> = {}, body = ""): AdminRequest {
-  return { method, path, headers: new Headers(headers), text: async () => body };
+function req(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body = "",
+  more: Partial<AdminRequest> = {},
+): AdminRequest {
+  return {
+    method,
+    path,
+    headers: new Headers(headers),
+    text: async () => body,
+    https: false,
+    client: "192.0.2.1",
+    ...more,
+  };
 }
+
+/** Signs in as the operator's browser does; returns the whole Set-Cookie and the `name=value` pair. */
+async function signIn(ctx: AdminContext, more: Partial<AdminRequest> = {}) {
+  const login = await handleAdmin(req("POST", "/__herdless/login", {}, `token=${TOKEN}`, more), ctx);
+  expect(login.status).toBe(303);
+  const setCookie = login.headers.find(([n]) => n === "set-cookie")![1];
+  return { setCookie, cookie: setCookie.split(";")[0]! };
+}
+
+const header = (res: { headers: [string, string][] }, name: string) => res.headers.find(([n]) => n === name)?.[1];
 
 const bearer = { authorization: `Bearer ${TOKEN}` };
 const jsonBody = { ...bearer, "content-type": "application/json" };
@@ -100,5 +135,135 @@ describe("admin API", () => {
     expect(await tokenMatches(`${TOKEN}x`, TOKEN)).toBe(false);
     expect(await tokenMatches(TOKEN.slice(0, -1), TOKEN)).toBe(false);
     expect(await tokenMatches(null, TOKEN)).toBe(false);
+  });
+});
+
+describe("admin API under attack", () => {
+  const purgeAll = '{"all":true}';
+
+  it("a cross-site form posting `text/plain; application/json` with the victim's cookie purges nothing", async () => {
+    const t = setup();
+    const { cookie } = await signIn(t.ctx);
+    // Attacker's page: <form enctype="text/plain"> cannot set application/json, so it tries this.
+    for (const contentType of ["text/plain; application/json", "application/json; text/plain", "application/jsonx"]) {
+      const forged = await handleAdmin(
+        req("POST", "/__herdless/purge", { cookie, "content-type": contentType, "x-herdless-request": "1" }, purgeAll),
+        t.ctx,
+      );
+      expect(forged.status).toBe(415);
+    }
+    // The same media type check holds with a bearer token.
+    const scripted = await handleAdmin(
+      req("POST", "/__herdless/purge", { ...bearer, "content-type": "text/plain; application/json" }, purgeAll),
+      t.ctx,
+    );
+    expect(scripted.status).toBe(415);
+    // Victim: nothing was purged.
+    expect(t.purges.current().all).toBeUndefined();
+    expect(isJsonMediaType("Application/JSON; charset=utf-8")).toBe(true);
+    expect(isJsonMediaType('application/json; charset="utf-8"')).toBe(true);
+  });
+
+  it("a cookie-authenticated purge without a same-origin signal is refused; the dashboard's own request works", async () => {
+    const t = setup();
+    const { cookie } = await signIn(t.ctx);
+    const json = { cookie, "content-type": "application/json" };
+    const signals: Record<string, string>[] = [
+      { "sec-fetch-site": "cross-site" },
+      { "sec-fetch-site": "same-site" },
+      {},
+    ];
+    for (const signal of signals) {
+      const res = await handleAdmin(req("POST", "/__herdless/purge", { ...json, ...signal }, purgeAll), t.ctx);
+      expect(res.status).toBe(403);
+    }
+    // A cross-site request that somehow carries the custom header is still cross-site.
+    const both = { ...json, "sec-fetch-site": "cross-site", "x-herdless-request": "dashboard" };
+    expect((await handleAdmin(req("POST", "/__herdless/purge", both, purgeAll), t.ctx)).status).toBe(403);
+    expect(t.purges.current().all).toBeUndefined();
+    // The operator's dashboard: same-origin by fetch metadata, or the custom header.
+    const mine = { ...json, "sec-fetch-site": "same-origin" };
+    expect((await handleAdmin(req("POST", "/__herdless/purge", mine, '{"tags":["a"]}'), t.ctx)).status).toBe(200);
+    const custom = { ...json, "x-herdless-request": "dashboard" };
+    expect((await handleAdmin(req("POST", "/__herdless/purge", custom, purgeAll), t.ctx)).status).toBe(200);
+    expect(t.purges.current().all).toBeDefined();
+  });
+
+  it("the session cookie is an expiring HMAC'd session, not the token: it cannot be forged, stretched or reused after a token change", async () => {
+    const t = setup();
+    const { setCookie, cookie } = await signIn(t.ctx);
+    expect(setCookie).not.toContain(TOKEN);
+    expect(setCookie).not.toContain(encodeURIComponent(TOKEN));
+    expect(setCookie).toBe(`${cookie}; Path=/__herdless/; Max-Age=${SESSION_TTL_MS / 1000}; HttpOnly; SameSite=Strict`);
+    expect((await signIn(t.ctx, { https: true })).setCookie).toMatch(/; Secure$/);
+    const [expires, nonce, signature] = cookie.slice("herdless_admin=".length).split(".");
+    const page = (c: string) => handleAdmin(req("GET", "/__herdless/stats", { cookie: c }), t.ctx);
+    expect((await page(cookie)).status).toBe(200);
+    // Attacker stretches the expiry, or keeps the expiry and invents a signature.
+    expect((await page(`herdless_admin=${Number(expires) + SESSION_TTL_MS}.${nonce}.${signature}`)).status).toBe(401);
+    expect((await page(`herdless_admin=${expires}.${nonce}.${"A".repeat(43)}`)).status).toBe(401);
+    // The victim's own session ends at its expiry.
+    t.clock.advance(SESSION_TTL_MS);
+    expect((await page(cookie)).status).toBe(401);
+    // A new token ends every session signed with the old one.
+    const fresh = (await signIn(t.ctx)).cookie;
+    const rotated = { ...t.ctx, token: `${TOKEN}-rotated` };
+    expect((await handleAdmin(req("GET", "/__herdless/stats", { cookie: fresh }), rotated)).status).toBe(401);
+  });
+
+  it.each([
+    "herdless_admin=%zz",
+    "herdless_admin=",
+    "herdless_admin",
+    "=; herdless_admin=%E0%A4%A",
+    `herdless_admin=${TOKEN}`,
+    "herdless_admin=1.2.3; herdless_admin=..",
+  ])("a malformed or raw-token cookie %j is a 401, never a 500", async (cookie) => {
+    const t = setup();
+    expect((await handleAdmin(req("GET", "/__herdless/stats", { cookie }), t.ctx)).status).toBe(401);
+    expect((await handleAdmin(req("GET", "/__herdless/", { cookie }), t.ctx)).status).toBe(401);
+  });
+
+  it("the dashboard and its login cannot be framed by another site", async () => {
+    const t = setup();
+    const { cookie } = await signIn(t.ctx);
+    for (const res of [
+      await handleAdmin(req("GET", "/__herdless/", { cookie }), t.ctx),
+      await handleAdmin(req("GET", "/__herdless/"), t.ctx),
+    ]) {
+      expect(header(res, "content-security-policy")).toContain("frame-ancestors 'none'");
+      expect(header(res, "x-frame-options")).toBe("DENY");
+    }
+  });
+
+  it("token guesses are slowed down per client, even a right guess while waiting; other clients are not", async () => {
+    const t = setup();
+    const attacker = { client: "198.51.100.7" };
+    const guess = (token: string, who = attacker) =>
+      handleAdmin(req("GET", "/__herdless/stats", { authorization: `Bearer ${token}` }, "", who), t.ctx);
+    for (let i = 0; i < 10; i++) expect((await guess(`guess-${i}-0123456789`)).status).toBe(401);
+    const slowed = await guess("guess-10-0123456789");
+    expect(slowed.status).toBe(429);
+    expect(header(slowed, "retry-after")).toBe("1");
+    // The right token is not even checked while the attacker must wait.
+    expect((await guess(TOKEN)).status).toBe(429);
+    const login = await handleAdmin(req("POST", "/__herdless/login", {}, `token=${TOKEN}`, attacker), t.ctx);
+    expect(login.status).toBe(429);
+    // The operator, from elsewhere, is not affected.
+    expect((await guess(TOKEN, { client: "192.0.2.50" })).status).toBe(200);
+    // Each further wrong guess doubles the wait.
+    t.clock.advance(1_000);
+    expect((await guess("guess-11-0123456789")).status).toBe(401);
+    t.clock.advance(1_000);
+    expect((await guess("guess-12-0123456789")).status).toBe(429);
+    t.clock.advance(1_000);
+    expect((await guess(TOKEN)).status).toBe(200);
+  });
+
+  it("remembers a bounded number of guessing clients", () => {
+    const limiter = new AttemptLimiter({ maxClients: 100, freeFailures: 1 });
+    for (let i = 0; i < 10_000; i++) limiter.failed(`10.0.${i >> 8}.${i & 255}`, 0);
+    expect(limiter.size).toBe(100);
+    expect(limiter.waitMs("10.0.39.15", 0)).toBe(1_000);
   });
 });

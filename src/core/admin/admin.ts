@@ -2,6 +2,9 @@ import type { GuardSnapshot } from "../guard/origin-guard.ts";
 import { parsePurgeCommand, type PurgeRegistry } from "./purge.ts";
 import type { Metrics } from "./metrics.ts";
 import { dashboardHtml, loginHtml } from "./dashboard.ts";
+import { AttemptLimiter, createSession, SESSION_TTL_MS, sessionValid, tokenMatches } from "./auth.ts";
+
+export { AttemptLimiter, tokenMatches };
 
 export const ADMIN_PREFIX = "/__herdless/";
 const COOKIE = "herdless_admin";
@@ -14,6 +17,10 @@ export interface AdminRequest {
   headers: { get(name: string): string | null };
   /** Reads the body as text; rejects past `limit` bytes. */
   text(limit: number): Promise<string>;
+  /** Whether the client reached herdless over https (the session cookie is then `Secure`). */
+  https: boolean;
+  /** Who is asking, for slowing down token guesses: the client's address. */
+  client: string;
 }
 
 export interface AdminResponse {
@@ -50,18 +57,32 @@ export interface AdminContext {
   stats(): Promise<StatsSnapshot>;
   /** Where the token is set, for the "disabled" message. */
   tokenHint: string;
+  /** The time (session expiry, guess brake). */
+  now(): number;
+  /** Wrong tokens per client; one per process or isolate. */
+  attempts: AttemptLimiter;
 }
 
+/** The header the dashboard sends with its requests: a page on another site cannot send it without CORS, which herdless never grants. */
+export const ADMIN_REQUEST_HEADER = "x-herdless-request";
+
+type Auth = { kind: "bearer" | "session" | "none" | "wrong" } | { kind: "slowed"; waitMs: number };
+
 /**
- * The admin API shared by both runtimes: the dashboard, a login that sets a cookie for it,
- * stats and purge. Every route needs the token, as `Authorization: Bearer …` or the
- * dashboard's cookie; the comparison takes the same time whatever the guess.
+ * The admin API shared by both runtimes: the dashboard, a login that sets a session cookie
+ * for it, stats and purge. Every route needs the token as `Authorization: Bearer …`, or the
+ * dashboard's session cookie (an HMAC'd expiry, see auth.ts); a state change made with the
+ * cookie must also show it comes from the dashboard's own origin (`Sec-Fetch-Site:
+ * same-origin` or the {@link ADMIN_REQUEST_HEADER}). Wrong tokens are slowed down per client.
  */
 export async function handleAdmin(request: AdminRequest, ctx: AdminContext): Promise<AdminResponse> {
-  if (!ctx.token) return text(404, `herdless admin API is disabled: no admin token is configured (${ctx.tokenHint})`);
+  const token = ctx.token;
+  if (!token) return text(404, `herdless admin API is disabled: no admin token is configured (${ctx.tokenHint})`);
   const route = `${request.method} ${request.path}`;
-  if (route === `POST ${ADMIN_PREFIX}login`) return login(request, ctx.token);
-  const authorized = await tokenMatches(presentedToken(request), ctx.token);
+  if (route === `POST ${ADMIN_PREFIX}login`) return login(request, ctx, token);
+  const auth = await authenticate(request, ctx, token);
+  if (auth.kind === "slowed") return slowedDown(auth.waitMs, request.path === ADMIN_PREFIX);
+  const authorized = auth.kind === "bearer" || auth.kind === "session";
   if (request.path === ADMIN_PREFIX && request.method === "GET") {
     return authorized ? html(200, dashboardHtml()) : html(401, loginHtml(false));
   }
@@ -70,14 +91,60 @@ export async function handleAdmin(request: AdminRequest, ctx: AdminContext): Pro
       ["www-authenticate", 'Bearer realm="herdless"'],
     ]);
   if (route === `GET ${ADMIN_PREFIX}stats`) return json(200, await ctx.stats());
-  if (route === `POST ${ADMIN_PREFIX}purge`) return purge(request, ctx);
+  if (route === `POST ${ADMIN_PREFIX}purge`) {
+    if (auth.kind === "session" && !sameOrigin(request))
+      return json(403, {
+        error: `a purge signed in with the dashboard cookie must come from the dashboard (Sec-Fetch-Site: same-origin or ${ADMIN_REQUEST_HEADER}); scripts use Authorization: Bearer`,
+      });
+    return purge(request, ctx);
+  }
   return json(404, {
     error: `no admin route ${route}; routes: GET ${ADMIN_PREFIX}, GET ${ADMIN_PREFIX}stats, POST ${ADMIN_PREFIX}purge`,
   });
 }
 
+/** A bearer token is checked (and counted when wrong) unless the client is being slowed down; a cookie is a session or nothing. */
+async function authenticate(request: AdminRequest, ctx: AdminContext, token: string): Promise<Auth> {
+  const authorization = request.headers.get("authorization");
+  if (authorization?.toLowerCase().startsWith("bearer ")) {
+    return (await checkToken(authorization.slice(7).trim(), request, ctx, token)) ?? { kind: "bearer" };
+  }
+  const session = cookieValue(request.headers.get("cookie"));
+  if (await sessionValid(session, token, ctx.now())) return { kind: "session" };
+  return { kind: "none" };
+}
+
+/** Undefined when `presented` is the token; else why not. */
+async function checkToken(
+  presented: string | null,
+  request: AdminRequest,
+  ctx: AdminContext,
+  token: string,
+): Promise<Auth | undefined> {
+  const now = ctx.now();
+  const waitMs = ctx.attempts.waitMs(request.client, now);
+  // Checked only once the wait is over, so a guess sent early learns nothing.
+  if (waitMs > 0) return { kind: "slowed", waitMs };
+  if (await tokenMatches(presented, token)) {
+    ctx.attempts.succeeded(request.client);
+    return undefined;
+  }
+  ctx.attempts.failed(request.client, now);
+  return { kind: "wrong" };
+}
+
+/**
+ * Fetch metadata says where a browser request comes from; a browser without it (or a tool)
+ * must send the dashboard's custom header, which a cross-site form or script cannot.
+ */
+function sameOrigin(request: AdminRequest): boolean {
+  const site = request.headers.get("sec-fetch-site");
+  if (site !== null) return site === "same-origin";
+  return request.headers.get(ADMIN_REQUEST_HEADER) !== null;
+}
+
 async function purge(request: AdminRequest, ctx: AdminContext): Promise<AdminResponse> {
-  if (!(request.headers.get("content-type") ?? "").includes("application/json")) {
+  if (!isJsonMediaType(request.headers.get("content-type"))) {
     return json(415, { error: "purge body must be JSON: send Content-Type: application/json" });
   }
   let command;
@@ -97,54 +164,83 @@ async function purge(request: AdminRequest, ctx: AdminContext): Promise<AdminRes
   return json(200, { purged: command });
 }
 
-async function login(request: AdminRequest, token: string): Promise<AdminResponse> {
+const TOKEN_CHARS = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_PARAMETER = new RegExp(`^\\s*${TOKEN_CHARS}=(${TOKEN_CHARS}|"[^"\\\\]*")\\s*$`);
+
+/**
+ * Exactly `application/json`, with well-formed parameters (RFC 9110 §8.3.1) if any:
+ * `text/plain; application/json`, which a cross-site form may send, is not JSON.
+ */
+export function isJsonMediaType(contentType: string | null): boolean {
+  if (contentType === null) return false;
+  const [type, ...parameters] = contentType.split(";");
+  if (type?.trim().toLowerCase() !== "application/json") return false;
+  return parameters.every((parameter) => MEDIA_PARAMETER.test(parameter));
+}
+
+async function login(request: AdminRequest, ctx: AdminContext, token: string): Promise<AdminResponse> {
   const form = new URLSearchParams(await request.text(MAX_BODY_BYTES).catch(() => ""));
-  if (!(await tokenMatches(form.get("token"), token))) return html(401, loginHtml(true));
+  const refused = await checkToken(form.get("token"), request, ctx, token);
+  if (refused?.kind === "slowed") return slowedDown(refused.waitMs, true);
+  if (refused) return html(401, loginHtml(true));
+  const session = await createSession(token, ctx.now());
   return {
     status: 303,
     headers: [
       ["location", ADMIN_PREFIX],
-      // SameSite=Strict keeps other sites from riding the cookie; the purge route also requires a JSON body.
-      ["set-cookie", `${COOKIE}=${encodeURIComponent(token)}; Path=${ADMIN_PREFIX}; HttpOnly; SameSite=Strict`],
-      ["cache-control", "no-store"],
+      // The session, not the token: it expires, and it is useless anywhere but this admin API.
+      // SameSite=Strict keeps other sites from riding it; purge also wants a same-origin signal.
+      [
+        "set-cookie",
+        `${COOKIE}=${session}; Path=${ADMIN_PREFIX}; Max-Age=${SESSION_TTL_MS / 1000}; HttpOnly; SameSite=Strict${request.https ? "; Secure" : ""}`,
+      ],
+      NO_STORE,
+      ...SECURITY_HEADERS,
     ],
     body: "",
   };
 }
 
-function presentedToken(request: AdminRequest): string | null {
-  const auth = request.headers.get("authorization");
-  if (auth?.toLowerCase().startsWith("bearer ")) return auth.slice(7).trim();
-  for (const part of (request.headers.get("cookie") ?? "").split(";")) {
-    const [name, ...value] = part.trim().split("=");
-    if (name === COOKIE) return decodeURIComponent(value.join("="));
+/** The session cookie's raw value; session values need no decoding, so nothing here can throw. */
+function cookieValue(header: string | null): string | null {
+  for (const part of (header ?? "").split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === COOKIE) return part.slice(eq + 1).trim();
   }
   return null;
 }
 
-/** Compares digests, so neither the token's length nor its prefix leaks through timing. */
-export async function tokenMatches(presented: string | null, expected: string): Promise<boolean> {
-  if (presented === null) return false;
-  const encoder = new TextEncoder();
-  const [a, b] = await Promise.all([
-    crypto.subtle.digest("SHA-256", encoder.encode(presented)),
-    crypto.subtle.digest("SHA-256", encoder.encode(expected)),
-  ]);
-  const x = new Uint8Array(a);
-  const y = new Uint8Array(b);
-  let diff = 0;
-  for (let i = 0; i < x.length; i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
-  return diff === 0;
+function slowedDown(waitMs: number, page: boolean): AdminResponse {
+  const seconds = Math.ceil(waitMs / 1000);
+  const answer = page
+    ? html(429, loginHtml(true, seconds))
+    : json(429, { error: `too many wrong admin tokens from this client: try again in ${seconds} s` });
+  answer.headers.push(["retry-after", String(seconds)]);
+  return answer;
 }
 
 const NO_STORE: [string, string] = ["cache-control", "no-store"];
+/** On every admin answer: never framed, never sniffed, never leaks the admin URL onwards. */
+const SECURITY_HEADERS: [string, string][] = [
+  ["x-frame-options", "DENY"],
+  ["x-content-type-options", "nosniff"],
+  ["referrer-policy", "no-referrer"],
+];
 
 function json(status: number, body: unknown, extra: [string, string][] = []): AdminResponse {
-  return { status, headers: [["content-type", "application/json"], NO_STORE, ...extra], body: JSON.stringify(body) };
+  return {
+    status,
+    headers: [["content-type", "application/json"], NO_STORE, ...SECURITY_HEADERS, ...extra],
+    body: JSON.stringify(body),
+  };
 }
 
 function text(status: number, body: string): AdminResponse {
-  return { status, headers: [["content-type", "text/plain; charset=utf-8"], NO_STORE], body: `${body}\n` };
+  return {
+    status,
+    headers: [["content-type", "text/plain; charset=utf-8"], NO_STORE, ...SECURITY_HEADERS],
+    body: `${body}\n`,
+  };
 }
 
 function html(status: number, body: string): AdminResponse {
@@ -153,9 +249,10 @@ function html(status: number, body: string): AdminResponse {
     headers: [
       ["content-type", "text/html; charset=utf-8"],
       NO_STORE,
+      ...SECURITY_HEADERS,
       [
         "content-security-policy",
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; img-src data:",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
       ],
     ],
     body,

@@ -80,7 +80,7 @@ function draw(svg, lines) {
 }
 function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]); }
 async function refresh() {
-  const res = await fetch("/__herdless/stats", { credentials: "same-origin" });
+  const res = await fetch("/__herdless/stats", { credentials: "same-origin", headers: { "x-herdless-request": "dashboard" } });
   if (!res.ok) return;
   const s = await res.json();
   $("hit-ratio").textContent = (s.hitRatio * 100).toFixed(1) + "%";
@@ -100,7 +100,7 @@ $("purge-form").addEventListener("submit", async (event) => {
   const kind = $("purge-kind").value, soft = $("purge-soft").checked;
   const targets = $("purge-targets").value.split("\\n").map((t) => t.trim()).filter(Boolean);
   const body = kind === "all" ? { all: true, soft } : { [kind]: targets, soft };
-  const res = await fetch("/__herdless/purge", { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const res = await fetch("/__herdless/purge", { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json", "x-herdless-request": "dashboard" }, body: JSON.stringify(body) });
   const answer = await res.json().catch(() => ({}));
   $("purge-result").textContent = res.ok ? "purged: " + JSON.stringify(answer.purged) : "error: " + (answer.error || res.status);
   $("purge-result").dataset.status = String(res.status);
@@ -116,12 +116,18 @@ function chart(id: string): string {
 <div class="xaxis"><span>−2 min</span><span>−1 min</span><span>now</span></div>`;
 }
 
-/** The token prompt shown when the dashboard is opened without a valid token. */
-export function loginHtml(failed: boolean): string {
+/** The token prompt shown when the dashboard is opened without a valid token; `waitSeconds` after too many wrong ones. */
+export function loginHtml(failed: boolean, waitSeconds?: number): string {
+  const error =
+    waitSeconds !== undefined
+      ? `<p id="login-error">Too many wrong tokens: try again in ${waitSeconds} s.</p>`
+      : failed
+        ? '<p id="login-error">That token is not right.</p>'
+        : "";
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>herdless · sign in</title>
 <style>body{font:14px system-ui,sans-serif;background:#0f1419;color:#e6e6e6;display:grid;place-items:center;height:100vh;margin:0}
 form{background:#161b22;padding:24px;border-radius:6px}input,button{font:inherit;padding:6px;margin-top:8px}#login-error{color:#f85149}</style></head>
 <body><form method="post" action="/__herdless/login"><div>herdless admin token</div>
 <input type="password" name="token" id="token" autofocus><button type="submit" id="sign-in">Open dashboard</button>
-${failed ? '<p id="login-error">That token is not right.</p>' : ""}</form></body></html>`;
+${error}</form></body></html>`;
 }
