@@ -5,7 +5,7 @@ import { Engine, type EngineRequest } from "./engine.ts";
 import { KeyCoordinator } from "./fill/key-coordinator.ts";
 import { LocalGuard } from "./guard/local-guard.ts";
 import { MemoryLeaseManager } from "./fill/memory-lease.ts";
-import { MemoryStore } from "./store/memory-store.ts";
+import { LruStore } from "./store/lru-store.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import { LocalPurgeRegistry } from "./admin/purge.ts";
 import { primaryKey } from "./http/key.ts";
@@ -48,8 +48,8 @@ function setup(overrides: Partial<ConfigInput> = {}, tiers: "one" | "two" = "one
   const clock = new ManualClock(1_700_000_000_000);
   const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
   const origin = new FakeOrigin();
-  const store = new MemoryStore(clock);
-  const shared = tiers === "two" ? new MemoryStore(clock) : store;
+  const store = new LruStore({ maxBytes: 1 << 26, clock });
+  const shared = tiers === "two" ? new LruStore({ maxBytes: 1 << 26, clock }) : store;
   const guard = new LocalGuard({ config, clock });
   const background: Promise<unknown>[] = [];
   const coordinator = new KeyCoordinator({

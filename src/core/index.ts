@@ -32,16 +32,9 @@ export { withLease, type Lease, type LeaseManager } from "./fill/lease.ts";
 export { LocalGuard, type LocalGuardOptions } from "./guard/local-guard.ts";
 export { LruStore, type LruStoreOptions } from "./store/lru-store.ts";
 export { MemoryLeaseManager } from "./fill/memory-lease.ts";
-export { MemoryStore } from "./store/memory-store.ts";
 export { Metrics } from "./admin/metrics.ts";
 export { fetchOrigin, type FetchLike, type OriginResponse } from "./origin/origin-client.ts";
-export {
-  unguarded,
-  type GuardSnapshot,
-  type OriginGuard,
-  type OriginPermit,
-  type Priority,
-} from "./guard/origin-guard.ts";
+export { type GuardSnapshot, type OriginGuard, type OriginPermit, type Priority } from "./guard/origin-guard.ts";
 export {
   LocalPurgeRegistry,
   parsePurgeCommand,

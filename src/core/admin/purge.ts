@@ -173,11 +173,6 @@ export class LocalPurgeRegistry implements PurgeRegistry {
     // has moved past it, so whatever is stored after the purge returns is kept.
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
-
-  /** Replaces the snapshot (a fleet member applying the shared one). */
-  replace(snapshot: PurgeSnapshot): void {
-    this.snapshot = snapshot;
-  }
 }
 
 /**

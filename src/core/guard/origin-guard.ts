@@ -31,9 +31,3 @@ export interface OriginGuard {
   acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit>;
   snapshot(): Promise<GuardSnapshot>;
 }
-
-/** A guard that never refuses: for tests of other parts. */
-export const unguarded: OriginGuard = {
-  acquire: async () => ({ release: () => undefined }),
-  snapshot: async () => ({ breaker: "closed", inFlight: 0, queued: 0 }),
-};

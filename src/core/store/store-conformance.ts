@@ -46,7 +46,7 @@ export function testEntry(key: string, now: number, overrides: Partial<Entry> = 
  * Durable Object). `setup` builds a fresh, empty store around a manual clock.
  *
  * @example
- * storeConformance("memory", async () => { const clock = new ManualClock(1_000); return { clock, store: new MemoryStore(clock) }; });
+ * storeConformance("lru", async () => { const clock = new ManualClock(1_000); return { clock, store: new LruStore({ maxBytes: 1 << 20, clock }) }; });
  */
 export function storeConformance(name: string, setup: () => Promise<StoreHarness>): void {
   describe(`store conformance: ${name}`, () => {

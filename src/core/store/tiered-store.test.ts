@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../clock.ts";
 import { LruStore } from "./lru-store.ts";
-import { MemoryStore } from "./memory-store.ts";
 import { storeConformance, testEntry } from "./store-conformance.ts";
 import { TieredStore } from "./tiered-store.ts";
 
@@ -9,14 +8,17 @@ storeConformance("tiered (memory over memory)", async () => {
   const clock = new ManualClock(1_700_000_000_000);
   return {
     clock,
-    store: new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => new MemoryStore(clock)),
+    store: new TieredStore(
+      new LruStore({ maxBytes: 1 << 20, clock }),
+      async () => new LruStore({ maxBytes: 1 << 26, clock }),
+    ),
   };
 });
 
 describe("tiered store", () => {
   it("serves a memory hit without opening the back store, and fills memory from the back", async () => {
     const clock = new ManualClock(0);
-    const back = new MemoryStore(clock);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
     await back.put(testEntry("k", 0));
     let opened = 0;
     const front = new LruStore({ maxBytes: 1 << 20, clock });
@@ -30,7 +32,7 @@ describe("tiered store", () => {
 
   it("drops a memory copy the back store refuses to replace (a newer token lives there)", async () => {
     const clock = new ManualClock(0);
-    const back = new MemoryStore(clock);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
     await back.put(testEntry("k", 0, { token: 9, status: 200 }));
     const front = new LruStore({ maxBytes: 1 << 20, clock });
     await front.put(testEntry("k", 0, { token: 1, status: 500 }));
