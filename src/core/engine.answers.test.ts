@@ -11,7 +11,7 @@ import { KeyCoordinator } from "./fill/key-coordinator.ts";
 import { MemoryLeaseManager } from "./fill/memory-lease.ts";
 import { LocalGuard } from "./guard/local-guard.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
-import { MemoryStore } from "./store/memory-store.ts";
+import { LruStore } from "./store/lru-store.ts";
 
 const LAST_MODIFIED = "Tue, 01 Jan 2030 00:00:00 GMT";
 
@@ -40,8 +40,8 @@ function setup(overrides: Partial<ConfigInput> = {}, fetch?: FetchLike) {
   const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
   const origin = new Origin();
   if (fetch) origin.fetch = fetch;
-  const near = new MemoryStore(clock);
-  const shared = new MemoryStore(clock);
+  const near = new LruStore({ maxBytes: 1 << 26, clock });
+  const shared = new LruStore({ maxBytes: 1 << 26, clock });
   const guard = new LocalGuard({ config, clock });
   const coordinator = new KeyCoordinator({
     config,
