@@ -118,7 +118,13 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   const out: Record<string, string> = { ...b.headers };
   if (b.etag !== undefined) out["etag"] = b.etag;
   if (b.etag !== undefined && req.headers["if-none-match"] === b.etag) {
-    res.writeHead(304, out).end();
+    res.writeHead(304, { ...out, ...b.notModifiedHeaders }).end();
+    return;
+  }
+  if (b.rawHeaderLines !== undefined) {
+    const lines = Object.entries(out).map(([name, value]) => `${name}: ${value}\r\n`);
+    const head = `HTTP/1.1 ${b.status} X\r\n${lines.join("")}${b.rawHeaderLines}content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+    req.socket.end(Buffer.concat([Buffer.from(head, "latin1"), req.method === "HEAD" ? Buffer.alloc(0) : body]));
     return;
   }
   if (b.mode === "truncate") {

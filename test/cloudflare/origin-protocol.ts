@@ -18,6 +18,13 @@ export interface OriginBehaviour {
   mode: "up" | "down" | "hold" | "truncate";
   /** When set, a request whose If-None-Match equals it gets 304. */
   etag?: string;
+  /** Extra headers on that 304 (what a revalidation adds to the stored response). */
+  notModifiedHeaders?: Record<string, string>;
+  /**
+   * Header lines written to the socket as they are (`"X Bad: 1\r\n"`), after the others:
+   * for fields Node's own writer refuses to send. The connection closes after the answer.
+   */
+  rawHeaderLines?: string;
 }
 
 /** A change to the behaviour; `paths` overrides apply to one pathname (query ignored). */

@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { dataCenters, edgeEnv, settle, useInCoordinators } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/**
+ * What herdless stores, attacked in workerd: each test is the attacker's request, then the
+ * victims' (in the attacker's data center and in another one, which the key's coordinator serves).
+ */
+describe("security: nothing one client should not see is stored (Worker)", () => {
+  it("RFC 9111 §4.3.4: a Set-Cookie on a 304 reaches the client that asked, never a later visitor", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    await useInCoordinators(testEnv, ["/account"], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    expect((await attackerDc!.get("/account")).status).toBe(200);
+
+    clock.advance(11_000); // stale: the next request revalidates with If-None-Match
+    await origin.set({ notModifiedHeaders: { "set-cookie": "session=attacker-triggered" } });
+    const attacker = await attackerDc!.get("/account");
+    expect(attacker.status).toBe(200);
+    expect(attacker.headers.get("set-cookie")).toBe("session=attacker-triggered");
+    await origin.set({ notModifiedHeaders: {} });
+
+    const victims = [await attackerDc!.get("/account"), await otherDc!.get("/account")];
+    await settle([attacker, ...victims], testEnv, ["/account"]);
+    for (const victim of victims) {
+      expect(victim.status).toBe(200);
+      expect(victim.headers.get("set-cookie")).toBeNull();
+    }
+  });
+
+  it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    await useInCoordinators(testEnv, ["/me"], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    await attackerDc!.get("/me");
+    clock.advance(11_000);
+    await origin.set({ notModifiedHeaders: { "cache-control": "private, max-age=60" } });
+    const attacker = await attackerDc!.get("/me");
+    expect(attacker.cacheStatus).not.toContain("stored");
+    const before = await origin.count();
+    const victim = await otherDc!.get("/me");
+    await settle([attacker, victim], testEnv, ["/me"]);
+    expect(victim.cacheStatus).not.toMatch(/; hit/);
+    expect(await origin.count()).toBe(before + 1);
+  });
+
+  it("RFC 9110 §5.1: an origin field name that is not a token is dropped, never a 500 for the visitors after", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, rawHeaderLines: "X Bad: 1\r\n" });
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv);
+    const attacker = await attackerDc!.get("/malformed");
+    // workerd may refuse the answer itself (502) or hand it over: the field never reaches anyone.
+    expect([200, 502]).toContain(attacker.status);
+    const victims = [await attackerDc!.get("/malformed"), await otherDc!.get("/malformed")];
+    await settle([attacker, ...victims], testEnv, ["/malformed"]);
+    for (const victim of victims) {
+      expect(victim.status).not.toBe(500);
+      expect([...victim.headers.keys()].some((name) => name.includes(" "))).toBe(false);
+    }
+  });
+});

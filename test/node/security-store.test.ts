@@ -1,0 +1,123 @@
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig } from "../../src/core/config.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer } from "../../src/node/server.ts";
+import { localStack } from "../../src/node/stack.ts";
+
+/**
+ * What herdless stores, attacked through the Node server (its socket hit path included):
+ * each test is the attacker's request, then the victim's.
+ */
+
+const logger = jsonLogger("silent");
+const cleanup: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+/** What the scripted origin does next; every request is counted. */
+interface Script {
+  /** Extra headers on a 304 answering If-None-Match: "v1". */
+  notModified: Record<string, string>;
+  /** Header lines written raw (Node's writer refuses malformed ones). */
+  rawHeaderLines: string;
+  requests: number;
+}
+
+async function scriptedOrigin(): Promise<{ url: string; script: Script }> {
+  const script: Script = { notModified: {}, rawHeaderLines: "", requests: 0 };
+  const server: Server = createServer((req, res) => {
+    script.requests++;
+    if (req.headers["if-none-match"] === '"v1"') {
+      res.writeHead(304, { etag: '"v1"', "cache-control": "max-age=10", ...script.notModified }).end();
+      return;
+    }
+    const body = `page for ${req.url}`;
+    req.socket.end(
+      `HTTP/1.1 200 OK\r\ncache-control: max-age=10\r\netag: "v1"\r\ncontent-length: ${body.length}\r\n` +
+        `${script.rawHeaderLines}connection: close\r\n\r\n${body}`,
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, script };
+}
+
+async function herdless(originUrl: string, clock: ManualClock): Promise<string> {
+  const stack = localStack({ config: parseConfig({ origin: { url: originUrl } }), logger, clock });
+  const running = await startServer({ stack, logger, port: 0, fastHits: true });
+  cleanup.push(() => running.close());
+  return running.url;
+}
+
+function get(base: string, path: string): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${base}${path}`, { agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("security: nothing one client should not see is stored (Node)", () => {
+  it("RFC 9111 §4.3.4: a Set-Cookie on a 304 reaches the client that asked, never the next visitor", async () => {
+    const { url, script } = await scriptedOrigin();
+    const clock = new ManualClock(Date.now());
+    const proxy = await herdless(url, clock);
+    expect((await get(proxy, "/account")).status).toBe(200);
+
+    clock.advance(11_000); // stale: the next request revalidates with If-None-Match
+    script.notModified = { "set-cookie": "session=attacker-triggered" };
+    const attacker = await get(proxy, "/account");
+    expect(attacker.headers["set-cookie"]).toEqual(["session=attacker-triggered"]);
+    script.notModified = {};
+
+    const victim = await get(proxy, "/account");
+    expect(victim.status).toBe(200);
+    expect(victim.body).toBe("page for /account");
+    expect(victim.headers["set-cookie"]).toBeUndefined();
+    const hit = await get(proxy, "/account"); // the socket hit path too
+    expect(hit.headers["cache-status"]).toMatch(/hit/);
+    expect(hit.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("RFC 9110 §5.1: an origin field name that is not a token is dropped, never a 500 on the hits after", async () => {
+    const { url, script } = await scriptedOrigin();
+    script.rawHeaderLines = "X Bad: 1\r\nX-Good: 1\r\n";
+    const proxy = await herdless(url, new ManualClock(Date.now()));
+    const attacker = await get(proxy, "/malformed");
+    expect(attacker.status).toBe(200);
+    expect(attacker.headers["x-good"]).toBe("1");
+    for (let i = 0; i < 3; i++) {
+      const victim = await get(proxy, "/malformed");
+      expect(victim.status).toBe(200);
+      expect(victim.headers["cache-status"]).toMatch(/hit/);
+      expect(Object.keys(victim.headers).some((name) => name.includes(" "))).toBe(false);
+    }
+    expect(script.requests).toBe(1);
+  });
+
+  it("RFC 9110 §5.5: a control character in an origin field value never reaches a client", async () => {
+    const { url, script } = await scriptedOrigin();
+    script.rawHeaderLines = "X-Split: a\u0001b\r\n";
+    const proxy = await herdless(url, new ManualClock(Date.now()));
+    const attacker = await get(proxy, "/ctl");
+    // Node's HTTP parser refuses such an answer outright: a clean 502, nothing stored.
+    expect(attacker.status).toBe(502);
+    const victim = await get(proxy, "/ctl");
+    expect(victim.status).toBe(502);
+    expect(victim.headers["x-split"]).toBeUndefined();
+  });
+});
