@@ -8,5 +8,6 @@ export { RedisLeaseManager } from "./redis-lease.ts";
 export { RedisNotifier } from "./redis-notifier.ts";
 export { RedisPurgeRegistry } from "./redis-purge.ts";
 export { RedisStore } from "./redis-store.ts";
+export { createHandler, type HandlerOptions, type HerdlessHandler } from "./handler.ts";
 export { startServer, type RunningServer, type ServerOptions } from "./server.ts";
 export { localStack, type Stack, type StackOptions } from "./stack.ts";

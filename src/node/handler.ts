@@ -1,0 +1,174 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { ADMIN_PREFIX, AttemptLimiter, handleAdmin, statsSnapshot } from "../core/admin/admin.ts";
+import { parseConfig, type ConfigInput } from "../core/config.ts";
+import type { EngineRequest } from "../core/engine.ts";
+import { HerdlessError } from "../core/errors.ts";
+import type { EngineResponse } from "../core/http/respond.ts";
+import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
+import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
+import { prometheusText } from "./prometheus.ts";
+import { localStack, type Stack } from "./stack.ts";
+
+export interface HandlerOptions {
+  /** The herdless config (validated here) for a one-process stack; or pass `stack` instead. */
+  config?: ConfigInput;
+  /** A stack built by the caller: `localStack(…)`, or `await redisStack(…)` for a fleet member. */
+  stack?: Stack;
+  /** Defaults to JSON lines on stderr at `log.level` of the config. */
+  logger?: Logger;
+  /** Answer fresh hits on the synchronous hit path (default true); false sends every request through the engine. */
+  fastHits?: boolean;
+}
+
+/** A node:http request listener that answers through herdless; `close()` stops its stack (Redis connections). */
+export interface HerdlessHandler {
+  (req: IncomingMessage, res: ServerResponse): void;
+  readonly stack: Stack;
+  close(): Promise<void>;
+}
+
+/**
+ * herdless as a node:http request handler: your server decides which requests it gets, the
+ * rest stay yours. It answers requests to `/__herdless/` with the admin API when you route
+ * them to it. Frameworks that mount a handler under a prefix and strip it from `req.url`
+ * (Express's `app.use("/blog", handler)`) keep the full path in `req.originalUrl`: that is
+ * the URL herdless keys and forwards.
+ *
+ * @example
+ * const blog = createHandler({ config: { origin: { url: "http://127.0.0.1:8080" } } });
+ * createServer((req, res) => (req.url?.startsWith("/blog/") ? blog(req, res) : ownApp(req, res)));
+ */
+export function createHandler(options: HandlerOptions): HerdlessHandler {
+  if ((options.config === undefined) === (options.stack === undefined))
+    throw new HerdlessError("CONFIG_INVALID", "createHandler needs exactly one of `config` and `stack`");
+  const config = options.stack?.config ?? parseConfig(options.config);
+  const logger = options.logger ?? jsonLogger(config.log.level as LogLevel);
+  const stack = options.stack ?? localStack({ config, logger });
+  const hits = options.fastHits === false ? undefined : new HitPath(stack);
+  // Wrong admin tokens per client address, for this handler.
+  const attempts = new AttemptLimiter();
+  const fail = (req: IncomingMessage, res: ServerResponse) => (error: unknown) => {
+    logger.error("request failed", { url: req.url, error: String(error) });
+    if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+    res.end("herdless internal error\n");
+  };
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const original = (req as { originalUrl?: unknown }).originalUrl;
+    if (typeof original === "string") req.url = original;
+    const admin = req.url?.startsWith(ADMIN_PREFIX) === true;
+    try {
+      if (hits && !admin && hits.serve(req, res)) return;
+    } catch (error) {
+      fail(req, res)(error);
+      return;
+    }
+    (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res)).catch(fail(req, res));
+  };
+  return Object.assign(handler, { stack, close: () => stack.close() });
+}
+
+async function serve(stack: Stack, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const response = await stack.engine.handle(toEngineRequest(req));
+  await write(res, response);
+}
+
+async function serveAdmin(
+  stack: Stack,
+  req: IncomingMessage,
+  res: ServerResponse,
+  attempts: AttemptLimiter,
+): Promise<void> {
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  // Prometheus scrapes without a token: counters only, no keys or URLs.
+  if (path === `${ADMIN_PREFIX}metrics`) {
+    const body = prometheusText(stack, await stack.guard.snapshot());
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "cache-control": "no-store" });
+    res.end(body);
+    return;
+  }
+  const answer = await handleAdmin(
+    {
+      method: req.method ?? "GET",
+      path,
+      headers: headerReader(req.headers),
+      text: (limit) => readText(req, limit),
+      https: servedOverHttps(req),
+      client: req.socket.remoteAddress ?? "unknown",
+    },
+    {
+      token: stack.config.admin.token,
+      now: () => stack.clock.now(),
+      attempts,
+      tokenHint: "start herdless with --admin-token, HERDLESS_ADMIN_TOKEN or admin.token in the config file",
+      purges: stack.purges,
+      stats: async () =>
+        statsSnapshot(stack.metrics, await stack.guard.snapshot(), {
+          runtime: "node",
+          mode: stack.mode(),
+          startedAt: stack.startedAt,
+          now: stack.clock.now(),
+          cache: { entries: stack.near.size, bytes: stack.near.bytes, evictions: stack.near.evictions },
+        }),
+    },
+  );
+  const flat: string[] = [];
+  for (const [name, value] of answer.headers) flat.push(name, value);
+  res.writeHead(answer.status, flat);
+  res.end(answer.body);
+}
+
+/**
+ * TLS here, or at the proxy in front (`X-Forwarded-Proto: https`). Trusting the header is
+ * safe for its one use, the cookie's `Secure` flag: a forged one only keeps the sender's
+ * own browser from storing the cookie over plain http.
+ */
+function servedOverHttps(req: IncomingMessage): boolean {
+  if ((req.socket as { encrypted?: boolean }).encrypted === true) return true;
+  const forwarded = req.headers["x-forwarded-proto"];
+  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0];
+  return first?.trim().toLowerCase() === "https";
+}
+
+/** Reads a small request body, refusing more than `limit` bytes. */
+async function readText(req: IncomingMessage, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw new Error(`request body is larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function toEngineRequest(req: IncomingMessage): EngineRequest {
+  const rawHeaders: [string, string][] = [];
+  for (let i = 0; i < req.rawHeaders.length; i += 2)
+    rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
+  const method = req.method ?? "GET";
+  const body = method === "GET" || method === "HEAD" ? null : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
+  return { method, url: requestUrl(req), headers: headerReader(req.headers), rawHeaders, body };
+}
+
+/** Writes an engine answer: stored bytes in one `end`, streamed bodies piped with back-pressure. */
+async function write(res: ServerResponse, response: EngineResponse): Promise<void> {
+  const flat: string[] = [];
+  for (const [name, value] of response.headers) flat.push(name, value);
+  res.writeHead(response.status, flat);
+  const body = response.body;
+  if (body === null) {
+    res.end();
+    return;
+  }
+  if (body instanceof Uint8Array) {
+    res.end(body);
+    return;
+  }
+  // pipeline destroys the origin stream if the client goes away, and the socket if the origin fails mid-body.
+  await pipeline(Readable.fromWeb(body as NodeReadableStream<Uint8Array>), res).catch(() => {
+    res.destroy();
+  });
+}
