@@ -81,7 +81,9 @@ export class StorageLeaseManager implements LeaseManager {
       const current = this.read(lease.key);
       if (!current || current.token !== lease.token) return false;
       this.storage.sql.exec("DELETE FROM herdless_leases WHERE key = ?", lease.key);
-      return this.clock.now() < current.expiresAt;
+      const now = this.clock.now();
+      this.forgetCounterIfPast(now);
+      return now < current.expiresAt;
     });
   }
 
@@ -100,6 +102,25 @@ export class StorageLeaseManager implements LeaseManager {
       .toArray()[0];
     if (!row) return undefined;
     return { ...(row.owner === null ? {} : { owner: row.owner }), token: row.token, expiresAt: row.expires_at };
+  }
+
+  /**
+   * Deletes the token counter once no lease is held and the clock is past the last token:
+   * the next token is then `now`, above every token issued, so the counter is not needed,
+   * and an object whose key went quiet keeps no storage for it (one object per key ever
+   * seen would otherwise keep a row each, forever).
+   */
+  private forgetCounterIfPast(now: number): void {
+    const last = this.storage.sql
+      .exec<{ last_token: number }>("SELECT last_token FROM herdless_lease_counter WHERE id = 1")
+      .toArray()[0];
+    if (!last || last.last_token >= now) return;
+    const live = this.storage.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM herdless_leases WHERE expires_at > ?", now)
+      .toArray()[0];
+    if ((live?.n ?? 0) > 0) return;
+    this.storage.sql.exec("DELETE FROM herdless_leases");
+    this.storage.sql.exec("DELETE FROM herdless_lease_counter");
   }
 
   private nextToken(now: number): number {

@@ -91,6 +91,16 @@ describe("RedisLeaseManager", () => {
     expect(after!.token).toBeGreaterThan(before!.token);
   });
 
+  it("a key's fence expires a while after its lease, so a URL flood leaves no fence per URL in Redis forever", async () => {
+    const { leases } = manager();
+    for (let i = 0; i < 50; i++) await leases.release((await leases.acquire(`flood-${i}`, 10_000))!);
+    for (let i = 0; i < 50; i++) {
+      const ttl = await connection.client.pttl(leases.fenceKey(`flood-${i}`));
+      expect(ttl).toBeGreaterThan(10_000);
+      expect(ttl).toBeLessThanOrEqual(10_000 + 10 * 60_000);
+    }
+  });
+
   it("refuses extend and release with a stale token", async () => {
     const { leases } = manager();
     const lease = await leases.acquire("k", 10_000);

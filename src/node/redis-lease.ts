@@ -32,10 +32,20 @@ if token < floor then
   redis.call('SET', KEYS[2], string.format('%.0f', token))
 end
 redis.call('SET', KEYS[1], string.format('%.0f', token), 'NX', 'PX', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return token
 `);
 
 /** Compare-and-set: only the holder of ARGV[1] may push its lease out. */
+/**
+ * How long a fence key outlives the lease it was issued with. Tokens are never below Redis's
+ * clock (TIME, in ms), so once that clock is past a key's last token, a forgotten fence
+ * restarts at `now`, still above every token the key had: the fence only has to last until
+ * then. The margin covers a clock stepped back by NTP; without a TTL every key ever leased
+ * kept a `fence:` key in Redis forever.
+ */
+const FENCE_MARGIN_MS = 10 * 60_000;
+
 const EXTEND = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -76,7 +86,11 @@ export class RedisLeaseManager implements LeaseManager {
     checkTtl(ttlMs);
     const startedAt = this.clock.now();
     const token = await this.connection.run("lease acquire", (client) =>
-      ACQUIRE.run(client, [this.leaseKey(key), this.fenceKey(key)], [Math.ceil(ttlMs)]),
+      ACQUIRE.run(
+        client,
+        [this.leaseKey(key), this.fenceKey(key)],
+        [Math.ceil(ttlMs), Math.ceil(ttlMs) + FENCE_MARGIN_MS],
+      ),
     );
     if (typeof token !== "number" || token === 0) return undefined;
     return { key, token, expiresAt: startedAt + ttlMs };

@@ -32,6 +32,25 @@ describe("StorageLeaseManager", () => {
     });
   });
 
+  it("keeps nothing in storage once its key went quiet, and tokens still only grow", async () => {
+    const clock = new ManualClock(T0);
+    const name = fresh();
+    const first = await inObject(name, clock, async (leases) => {
+      const lease = await leases.acquire("k", 10_000);
+      clock.advance(1);
+      await leases.release(lease!);
+      return lease!;
+    });
+    const rows = await runInDurableObject(env.COORDINATOR.get(env.COORDINATOR.idFromName(name)), (_i, state) => [
+      ...state.storage.sql.exec(
+        "SELECT 'lease' AS t FROM herdless_leases UNION ALL SELECT 'counter' FROM herdless_lease_counter",
+      ),
+    ]);
+    expect(rows).toEqual([]);
+    const next = await inObject(name, clock, (leases) => leases.acquire("k", 10_000));
+    expect(next!.token).toBeGreaterThan(first.token);
+  });
+
   it("keeps keys apart", async () => {
     const clock = new ManualClock(T0);
     await inObject(fresh(), clock, async (leases) => {

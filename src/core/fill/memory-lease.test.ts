@@ -57,3 +57,40 @@ describe("in-process lease tokens against a shared coordinator's", () => {
     expect((await leases.acquire("k", 1_000))!.token).toBe(first!.token + 1);
   });
 });
+
+describe("in-process lease memory", () => {
+  it("forgets a key's fence once the clock is past its token, and tokens still only grow", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const leases = new MemoryLeaseManager(clock);
+    // A URL flood: 10,000 keys, each leased and released once, a millisecond apart.
+    for (let i = 0; i < 10_000; i++) {
+      const lease = await leases.acquire(`k${i}`, 15_000);
+      await leases.release(lease!);
+      clock.advance(1);
+    }
+    expect(leases.size).toBeLessThan(10);
+    // An expired lease that was never released is forgotten too, once it has expired.
+    const dead = await leases.acquire("dead", 15_000);
+    for (let i = 0; i < 20; i++) {
+      clock.advance(1_000);
+      await leases.release((await leases.acquire(`later${i}`, 15_000))!);
+    }
+    expect(leases.size).toBeLessThan(10);
+    // The key comes back with a token above every token it had.
+    const again = await leases.acquire("dead", 15_000);
+    expect(again!.token).toBeGreaterThan(dead!.token);
+    const first = await leases.acquire("k0", 15_000);
+    expect(first!.token).toBeGreaterThan(1_700_000_000_000);
+  });
+
+  it("keeps the fence while the clock has not passed the token (same millisecond)", async () => {
+    const clock = new ManualClock(5_000);
+    const leases = new MemoryLeaseManager(clock);
+    const a = await leases.acquire("k", 1_000);
+    await leases.release(a!);
+    const b = await leases.acquire("k", 1_000);
+    expect(b!.token).toBe(a!.token + 1);
+    await leases.release(b!);
+    expect(leases.size).toBe(1);
+  });
+});
