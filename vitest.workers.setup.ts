@@ -114,7 +114,8 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
     req.socket.destroy();
     return;
   }
-  const body = Buffer.from(b.body ?? `${path} #${n}`);
+  const body =
+    b.bodyBase64 !== undefined ? Buffer.from(b.bodyBase64, "base64") : Buffer.from(b.body ?? `${path} #${n}`);
   const out: Record<string, string> = { ...b.headers };
   if (b.etag !== undefined) out["etag"] = b.etag;
   if (b.etag !== undefined && req.headers["if-none-match"] === b.etag) {

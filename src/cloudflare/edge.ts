@@ -6,6 +6,7 @@ import type { FetchLike } from "../core/origin/origin-client.ts";
 import { TieredStore } from "../core/store/tiered-store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
+import { workerdDecoding } from "./content-decoding.ts";
 import { coordinatorClient, countingOriginCalls } from "./coordinator-client.ts";
 import { toEngineRequest, toResponse } from "./convert.ts";
 import { deploymentGuard } from "./deployment-guard.ts";
@@ -99,6 +100,7 @@ export async function handle(
     leases: isolate.leases,
     guard,
     fetch,
+    decodes: workerdDecoding,
     background,
     onOriginCall: (event) => metrics.originCall(event.outcome),
   });
@@ -110,6 +112,7 @@ export async function handle(
     fallback,
     guard,
     fetch,
+    decodes: workerdDecoding,
     background,
     metrics,
     // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs.

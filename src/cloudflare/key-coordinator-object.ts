@@ -5,6 +5,7 @@ import type { Coordinator, FillRequest, FillResult } from "../core/fill/coordina
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import { MAX_LIFETIME_MS } from "../core/http/freshness.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
+import { workerdDecoding } from "./content-decoding.ts";
 import { DurableObjectStore } from "./do-store.ts";
 import { deploymentGuard } from "./deployment-guard.ts";
 import { configFromEnv, type ConfigEnv } from "./config-env.ts";
@@ -113,6 +114,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
       leases: new StorageLeaseManager(this.ctx.storage, clock),
       guard: deploymentGuard(this.env.GUARD, config, new LocalGuard({ config, clock }), guardName),
       fetch: (url, init) => fetch(url, init),
+      decodes: workerdDecoding,
       background: (work) => this.keep(work),
     });
     return { filler, store, clock };

@@ -12,7 +12,7 @@ import { primaryKey, variantKey } from "./http/key.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
-import { fetchOrigin, type FetchLike } from "./origin/origin-client.ts";
+import { fetchOrigin, type ContentDecoding, type FetchLike } from "./origin/origin-client.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
 import { fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
@@ -40,6 +40,8 @@ export interface EngineOptions {
   fallback?: Coordinator;
   guard: OriginGuard;
   fetch: FetchLike;
+  /** Which Content-Encodings `fetch` decodes (the runtime's rule); undici's by default. */
+  decodes?: ContentDecoding;
   /** Keeps work alive after the response (ctx.waitUntil on Workers). */
   background: (work: Promise<unknown>) => void;
   metrics?: Metrics;
@@ -334,7 +336,12 @@ export class Engine {
           headers,
           body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
         },
-        { timeoutMs: this.o.config.origin.timeoutMs, maxBodyBytes: 0, clock: this.o.clock },
+        {
+          timeoutMs: this.o.config.origin.timeoutMs,
+          maxBodyBytes: 0,
+          clock: this.o.clock,
+          ...(this.o.decodes ? { decodes: this.o.decodes } : {}),
+        },
       );
       await permit.release(res.status >= 500 ? "failure" : "success");
       this.o.metrics?.originCall(

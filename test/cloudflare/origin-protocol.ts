@@ -9,6 +9,8 @@ export interface OriginBehaviour {
   headers: Record<string, string>;
   /** Response body; by default `<path> #<n>` where n counts requests in the namespace. */
   body?: string;
+  /** Response body as bytes (base64), e.g. a gzip-encoded one; wins over `body`. */
+  bodyBase64?: string;
   /** Wait this long (real time) before answering. */
   delayMs: number;
   /**

@@ -8,7 +8,7 @@ import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { LeaseManager } from "./lease.ts";
-import { fetchOrigin, type FetchLike, type OriginResponse } from "../origin/origin-client.ts";
+import { fetchOrigin, type ContentDecoding, type FetchLike, type OriginResponse } from "../origin/origin-client.ts";
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import {
   conditionalHeaders,
@@ -31,6 +31,8 @@ export interface KeyCoordinatorOptions {
   leases: LeaseManager;
   guard: OriginGuard;
   fetch: FetchLike;
+  /** Which Content-Encodings `fetch` decodes (the runtime's rule); undici's by default. */
+  decodes?: ContentDecoding;
   /** Resolves with the announcement when another process's flight for `key` ends, or undefined after `timeoutMs`. */
   waitForFill?: (key: string, timeoutMs: number) => Promise<string | undefined>;
   /** Tells other processes that the flight for `key` ended: `done`, or `failed:<code>`. */
@@ -197,7 +199,13 @@ export class KeyCoordinator implements Coordinator {
           method: "GET",
           headers: [...request.headers, ["accept-encoding", "identity"], ...conditional],
         },
-        { timeoutMs: config.origin.timeoutMs, maxBodyBytes: config.cache.maxEntryBytes, clock, signal },
+        {
+          timeoutMs: config.origin.timeoutMs,
+          maxBodyBytes: config.cache.maxEntryBytes,
+          clock,
+          signal,
+          ...(this.o.decodes ? { decodes: this.o.decodes } : {}),
+        },
       );
     } catch (error) {
       await permit.release("failure");

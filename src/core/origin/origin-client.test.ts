@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../clock.ts";
 import { isHerdlessError } from "../errors.ts";
-import { bodyWasDecoded, fetchOrigin, isValidField } from "./origin-client.ts";
+import { fetchOrigin, fetchStandardDecoding, isValidField } from "./origin-client.ts";
 
 /** Raw responses (after "HTTP/1.1 "), for what Node's header writer would refuse to send. */
 const RAW: Record<string, string> = {
@@ -164,11 +164,19 @@ describe("RFC 9110 §8.4 Content-Encoding labels the body as read", () => {
     expect(res.kind === "buffered" && new TextDecoder().decode(res.body)).toBe("unzipped");
   });
 
-  it("knows which lists fetch decodes: only gzip, x-gzip, deflate and br, all of them", () => {
-    expect(bodyWasDecoded("GZIP")).toBe(true);
-    expect(bodyWasDecoded("gzip, br")).toBe(true);
-    expect(bodyWasDecoded("gzip, identity")).toBe(false);
-    expect(bodyWasDecoded("zstd")).toBe(false);
-    expect(bodyWasDecoded(null)).toBe(false);
+  it("knows which lists undici decodes: only gzip, x-gzip, deflate and br, all of them", () => {
+    expect(fetchStandardDecoding("GZIP")).toBe(true);
+    expect(fetchStandardDecoding("gzip, br")).toBe(true);
+    expect(fetchStandardDecoding("gzip, identity")).toBe(false);
+    expect(fetchStandardDecoding("zstd")).toBe(false);
+  });
+
+  it("keeps the label when the runtime's rule says it did not decode", async () => {
+    const res = await fetchOrigin(
+      async () => new Response("raw", { headers: { "content-encoding": "deflate" } }),
+      { url: `${base}/x`, method: "GET", headers: [] },
+      { timeoutMs: 1_000, maxBodyBytes: 1_000, clock: systemClock, decodes: (coding) => coding === "gzip" },
+    );
+    expect(res.headers).toContainEqual(["content-encoding", "deflate"]);
   });
 });

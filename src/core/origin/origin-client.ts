@@ -42,6 +42,8 @@ export interface OriginCallOptions {
   maxBodyBytes: number;
   clock: Clock;
   signal?: AbortSignal;
+  /** Which Content-Encodings the runtime's `fetch` decodes; undici's ({@link fetchStandardDecoding}) by default. */
+  decodes?: ContentDecoding;
 }
 
 /**
@@ -98,10 +100,11 @@ export async function fetchOrigin(
     await response.body?.cancel().catch(() => undefined);
     throw new HerdlessError("ORIGIN_STATUS", `origin answered ${request.url} with status ${response.status}`);
   }
-  const { headers, dropped } = responseHeaders(response.headers);
+  const decodes = options.decodes ?? fetchStandardDecoding;
+  const { headers, dropped } = responseHeaders(response.headers, decodes);
   const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt };
 
-  const declared = hasNoBody(request.method, response.status) ? 0 : declaredLength(response.headers);
+  const declared = hasNoBody(request.method, response.status) ? 0 : declaredLength(response.headers, decodes);
   if (declared !== undefined && declared > options.maxBodyBytes) {
     release();
     return { kind: "streamed", ...base, body: response.body };
@@ -135,8 +138,8 @@ function hasNoBody(method: string, status: number): boolean {
 }
 
 /** Content-Length, unless the body was decoded on the way in (then the length is the encoded one). */
-function declaredLength(headers: Headers): number | undefined {
-  if (bodyWasDecoded(headers.get("content-encoding"))) return undefined;
+function declaredLength(headers: Headers, decodes: ContentDecoding): number | undefined {
+  if (bodyWasDecoded(headers.get("content-encoding"), decodes)) return undefined;
   const raw = headers.get("content-length");
   if (raw === null || !/^\d+$/.test(raw.trim())) return undefined;
   return Number(raw);
@@ -177,29 +180,41 @@ function prepend(chunks: Uint8Array[], rest: ReadableStreamDefaultReader<Uint8Ar
 }
 
 /**
- * Content codings a runtime's `fetch` removes before handing out the body: the Fetch
- * Standard's gzip (x-gzip), deflate and br, as undici (Node) and workerd implement them.
- * A list made only of these arrives decoded; a list with any other coding arrives as sent
- * (undici gives up on the whole list; workerd decodes nothing else).
+ * Which Content-Encoding values a runtime's `fetch` removes before handing out the body
+ * (RFC 9110 §8.4; the Fetch Standard leaves the set to the implementation). Given the
+ * field value as received.
  */
-const FETCH_DECODED_CODINGS: ReadonlySet<string> = new Set(["gzip", "x-gzip", "deflate", "br"]);
+export type ContentDecoding = (contentEncoding: string) => boolean;
+
+const UNDICI_DECODED: ReadonlySet<string> = new Set(["gzip", "x-gzip", "deflate", "br"]);
 
 /**
- * RFC 9110 §8.4: was the body read through `fetch` decoded from this Content-Encoding?
- * Decides whether the label stays: a body is never labelled with a coding it does not
- * have, and never loses the label of one it has.
+ * undici's rule (Node's `fetch`): a list made only of gzip, x-gzip, deflate and br, in any
+ * case, arrives decoded; one other coding anywhere in the list and nothing is decoded.
  *
  * @example
- * bodyWasDecoded("gzip"); // true: fetch gunzipped it
- * bodyWasDecoded("x-custom"); // false: the bytes are as the origin sent them
+ * fetchStandardDecoding("gzip, br"); // true
+ * fetchStandardDecoding("gzip, identity"); // false
  */
-export function bodyWasDecoded(contentEncoding: string | null): boolean {
-  if (contentEncoding === null) return false;
+export const fetchStandardDecoding: ContentDecoding = (contentEncoding) => {
   const codings = contentEncoding
     .split(",")
     .map((coding) => coding.trim().toLowerCase())
     .filter((coding) => coding !== "");
-  return codings.length > 0 && codings.every((coding) => FETCH_DECODED_CODINGS.has(coding));
+  return codings.length > 0 && codings.every((coding) => UNDICI_DECODED.has(coding));
+};
+
+/**
+ * Was the body read through `fetch` decoded from its Content-Encoding? Decides whether the
+ * label stays: a body is never labelled with a coding it does not have, and never loses the
+ * label of one it has.
+ *
+ * @example
+ * bodyWasDecoded("gzip", fetchStandardDecoding); // true: fetch gunzipped it
+ * bodyWasDecoded("x-custom", fetchStandardDecoding); // false: the bytes are as the origin sent them
+ */
+export function bodyWasDecoded(contentEncoding: string | null, decodes: ContentDecoding): boolean {
+  return contentEncoding !== null && decodes(contentEncoding);
 }
 
 /** RFC 9110 §5.1 field-name = token (§5.6.2 tchar). */
@@ -226,8 +241,11 @@ export function isValidField(name: string, value: string): boolean {
  * goes because the length is recomputed on the way out, Content-Encoding only when the
  * runtime's fetch decoded the body ({@link bodyWasDecoded}).
  */
-export function responseHeaders(headers: Headers): { headers: [string, string][]; dropped: string[] } {
-  const decoded = bodyWasDecoded(headers.get("content-encoding"));
+export function responseHeaders(
+  headers: Headers,
+  decodes: ContentDecoding = fetchStandardDecoding,
+): { headers: [string, string][]; dropped: string[] } {
+  const decoded = bodyWasDecoded(headers.get("content-encoding"), decodes);
   const connectionListed = new Set(
     (headers.get("connection") ?? "")
       .split(",")
