@@ -134,6 +134,17 @@ export const configSchema = z
       }),
       {},
     ),
+    fleet: z.prefault(
+      z.strictObject({
+        /**
+         * Node fleet on Redis: while Redis is unreachable each process takes its share of
+         * origin.maxConcurrency, for a fleet of the size it last saw in Redis but never fewer
+         * processes than this (a process that never reached Redis assumes exactly this many).
+         */
+        minProcesses: z._default(count("fleet.minProcesses", 1, 10_000), 1),
+      }),
+      {},
+    ),
     defaults: z.prefault(routePolicy, {}),
     routes: z._default(z.array(route), []),
     admin: z.prefault(

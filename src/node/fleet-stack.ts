@@ -11,6 +11,7 @@ import { LruStore } from "../core/store/lru-store.ts";
 import { RedisConnection } from "./redis-connection.ts";
 import { RedisGuard } from "./redis-guard.ts";
 import { RedisLeaseManager } from "./redis-lease.ts";
+import { FleetMembers } from "./redis-members.ts";
 import { RedisNotifier } from "./redis-notifier.ts";
 import { RedisPurgeRegistry } from "./redis-purge.ts";
 import { RedisStore } from "./redis-store.ts";
@@ -51,16 +52,29 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     );
 
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
-  const localGuard = new LocalGuard({ config, clock });
-  // The cap and the breaker are fleet-wide; while Redis is away each process guards itself.
+  const members = new FleetMembers({
+    connection,
+    prefix,
+    clock,
+    onError: (error) => logger.debug("fleet heartbeat failed", { error: String(error) }),
+  });
+  await members.start();
+  const share = () => members.share(config.origin.maxConcurrency, config.fleet.minProcesses);
+  // The cap and the breaker are fleet-wide; while Redis is away each process keeps to its
+  // share of the cap, so the fleet together stays under it.
   const guard = new RedisGuard({
     connection,
     config,
     clock,
-    fallback: localGuard,
+    fallback: new LocalGuard({ config, clock, maxConcurrency: share }),
     prefix,
     onDegradedChange: (degraded) =>
-      logger.warn(degraded ? "origin guard: redis unreachable, per-process cap" : "origin guard: fleet-wide cap again"),
+      degraded
+        ? logger.warn("origin guard: redis unreachable, this process keeps to its share of the cap", {
+            share: share(),
+            fleet: members.members.length,
+          })
+        : logger.info("origin guard: fleet-wide cap again"),
   });
   const purges = new RedisPurgeRegistry({
     connection,
@@ -109,7 +123,8 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     clock,
     store: near,
     leases: new MemoryLeaseManager(clock),
-    guard: localGuard,
+    // The fleet guard: without Redis it admits within this process's share.
+    guard,
     fetch,
     background,
     onOriginCall,
@@ -138,6 +153,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     mode: () => (connection.healthy ? "redis" : "degraded"),
     close: async () => {
       purges.stop();
+      await members.stop();
       guard.close();
       await notifier.close();
       await connection.close();

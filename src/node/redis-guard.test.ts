@@ -8,6 +8,7 @@ import type { OriginPermit, Priority } from "../core/guard/origin-guard.ts";
 import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
 import { RedisConnection } from "./redis-connection.ts";
 import { RedisGuard } from "./redis-guard.ts";
+import { FleetMembers } from "./redis-members.ts";
 
 const T0 = 1_700_000_000_000;
 let server: RedisServer;
@@ -247,6 +248,7 @@ describe("RedisGuard: Redis outage", () => {
       clock: systemClock,
       fallback,
       prefix: "outage:",
+      rejoinAfterMs: 50,
       onDegradedChange: (d) => changes.push(d),
     });
 
@@ -265,6 +267,7 @@ describe("RedisGuard: Redis outage", () => {
 
     await own.restart();
     await connection.ready();
+    while (guard.degraded) await sleep(10); // the rejoin grace
     const back = await guard.acquire("foreground");
     expect(guard.degraded).toBe(false);
     expect(await connection.client.zcard(guard.permitsKey)).toBe(1);
@@ -272,5 +275,72 @@ describe("RedisGuard: Redis outage", () => {
     await back.release("success");
     expect(changes).toEqual([true, false]);
     guard.close();
+  });
+  it("three processes without Redis keep to their shares of the cap, through the outage and the return", async () => {
+    const config = configFor({ maxConcurrency: 4, queueTimeoutMs: 200 });
+    const prefix = `shares:${process.pid}:`;
+    const processes = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const conn = new RedisConnection({ url: own.url, maxReconnectDelayMs: 100 });
+        await conn.ready();
+        const members = new FleetMembers({ connection: conn, prefix });
+        const fallback = new LocalGuard({ config, clock: systemClock, maxConcurrency: () => members.share(4, 1) });
+        const guard = new RedisGuard({
+          connection: conn,
+          config,
+          clock: systemClock,
+          fallback,
+          prefix,
+          rejoinAfterMs: 400,
+        });
+        return { conn, members, guard };
+      }),
+    );
+    for (let round = 0; round < 2; round++) for (const p of processes) await p.members.beat();
+    expect(processes.map((p) => p.members.share(4, 1)).sort()).toEqual([1, 1, 2]);
+    // A process that never saw the fleet assumes fleet.minProcesses and ranks last.
+    const stranger = new FleetMembers({ connection, prefix: "stranger:" });
+    expect(stranger.share(4, 3)).toBe(1);
+    expect(stranger.share(2, 3)).toBe(0);
+
+    let outstanding = 0;
+    let maxOutstanding = 0;
+    let granted = 0;
+    let stop = false;
+    const worker = async (guard: RedisGuard) => {
+      while (!stop) {
+        try {
+          const permit = await guard.acquire("foreground");
+          granted++;
+          maxOutstanding = Math.max(maxOutstanding, ++outstanding);
+          await sleep(5 + Math.random() * 30);
+          outstanding--;
+          await permit.release("success");
+        } catch (error) {
+          expect(code(error)).toBe("QUEUE_TIMEOUT");
+        }
+      }
+    };
+    const workers = processes.flatMap((p) => Array.from({ length: 6 }, () => worker(p.guard)));
+    await sleep(150);
+    await own.kill(); // permits granted by Redis are still held: they take local slots
+    await sleep(400);
+    expect(processes.every((p) => p.guard.degraded)).toBe(true);
+    const grantedWhileDown = granted;
+    await own.restart(); // empty: every process writes its held permits back before admitting through Redis
+    await sleep(500);
+    expect(granted).toBeGreaterThan(grantedWhileDown);
+    while (processes.some((p) => p.guard.degraded)) await sleep(20);
+    await sleep(200);
+    stop = true;
+    await Promise.all(workers);
+    expect(maxOutstanding).toBeLessThanOrEqual(4);
+    expect(maxOutstanding).toBeGreaterThan(1);
+    expect(await processes[0]!.conn.client.zcard(processes[0]!.guard.permitsKey)).toBe(0);
+    for (const p of processes) {
+      p.guard.close();
+      await p.members.stop();
+      await p.conn.close();
+    }
   });
 });

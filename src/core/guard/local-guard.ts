@@ -31,6 +31,11 @@ export interface LocalGuardOptions {
   breaker?: BreakerRecord;
   /** Hears every change of the breaker record, to persist it. */
   onBreakerChange?: (record: BreakerRecord) => void;
+  /**
+   * This guard's cap, read at every admission. Default `origin.maxConcurrency`; a fleet
+   * member cut off from Redis passes its share of it.
+   */
+  maxConcurrency?: () => number;
 }
 
 /** A permit of {@link LocalGuard}: whether it is the breaker's probe, and a way to give it up uncounted. */
@@ -79,7 +84,7 @@ export class LocalGuard implements OriginGuard {
     const verdict = admit(this.breaker, this.settings, now);
     if (!verdict.admitted)
       throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", { retryAfterMs: verdict.retryAfterMs });
-    if (verdict.probe && this.inFlight >= origin.maxConcurrency) {
+    if (verdict.probe && this.inFlight >= this.cap()) {
       // The probe is an origin call like any other: it needs a free slot. Refuse without
       // spending the probe, so the next caller once a slot frees becomes it.
       throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open (no free slot for the probe)", {
@@ -89,7 +94,7 @@ export class LocalGuard implements OriginGuard {
     this.setBreaker(verdict.record);
     if (verdict.probe) return this.grant(true);
     if (
-      this.inFlight < origin.maxConcurrency &&
+      this.inFlight < this.cap() &&
       this.foreground.length === 0 &&
       (priority === "foreground" || this.background.length === 0)
     ) {
@@ -162,6 +167,10 @@ export class LocalGuard implements OriginGuard {
     return { probe, release: (outcome: OriginOutcome) => free(outcome), abandon: () => free(undefined) };
   }
 
+  private cap(): number {
+    return this.o.maxConcurrency?.() ?? this.o.config.origin.maxConcurrency;
+  }
+
   private setBreaker(next: BreakerRecord): void {
     const current = this.breaker;
     this.breaker = next;
@@ -175,7 +184,7 @@ export class LocalGuard implements OriginGuard {
 
   /** Hands a freed slot to the next waiter, unless the breaker opened meanwhile (they wait out their timeout or the probe). */
   private next(): void {
-    while (this.inFlight < this.o.config.origin.maxConcurrency) {
+    while (this.inFlight < this.cap()) {
       if (this.breaker.state !== "closed") return this.failWaiters();
       const waiter = this.foreground.shift() ?? this.background.shift();
       if (!waiter) return;
