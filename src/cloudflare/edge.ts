@@ -44,7 +44,7 @@ export async function handle(
   options: EdgeOptions = {},
 ): Promise<Response> {
   const clock = options.clock ?? systemClock;
-  const isolate = isolateState(env, clock, options.isolate ?? "");
+  const isolate = isolateState(env, clock, options.isolate ?? "", options.cacheName);
   if (isolate.kind === "invalid") {
     return new Response(`herdless: ${isolate.message}\n`, {
       status: 500,

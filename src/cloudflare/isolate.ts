@@ -47,7 +47,7 @@ const isolates = new Map<string, IsolateState>();
  * Config is parsed once per isolate, keyed by the variables it comes from; the fallback's
  * leases and guard, the purge copy and the metrics live as long.
  */
-export function isolateState(env: Env, clock: Clock, name: string): IsolateState {
+export function isolateState(env: Env, clock: Clock, name: string, cacheName?: string): IsolateState {
   const signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`;
   const known = isolates.get(name);
   if (known?.signature === signature && known.clock === clock) return known;
@@ -59,6 +59,8 @@ export function isolateState(env: Env, clock: Clock, name: string): IsolateState
       config.admin.purgePropagationMs,
       () => clock.now(),
       (error) => log("warn", "purge registry unavailable: serving with the last purge list this isolate read", error),
+      // The data center's copy: the registry object is read about once per data center per bound.
+      () => caches.open(cacheName ?? config.cache.name),
     );
     const memory = new Map<string, LruStore>();
     const memoryFor = (cacheName: string) => {

@@ -44,9 +44,17 @@ export class PurgeRegistryObject extends DurableObject<ConfigEnv> {
   }
 }
 
+/** Where a data center keeps its copy of the purge list in its Cache API (never a page URL). */
+export const PURGE_LIST_URL = "https://herdless.internal/__herdless/purge-list";
+/** The instant (epoch ms) the copy's read of the registry object started. */
+const READ_AT_HEADER = "x-herdless-purges-read-at";
+
 /**
- * The edge's view of the purge list: a per-isolate copy no older than `propagationMs`, so a
- * cache hit costs no round trip; a purge returns once every isolate's copy must include it.
+ * The edge's view of the purge list, in two tiers so that the one registry object is read
+ * about once per data center per `propagationMs`, not once per isolate: this isolate's
+ * copy, then the data center's copy in its Cache API, then the object. Every copy is valid
+ * for `propagationMs` from the moment its read of the object started, whichever tier holds
+ * it, so a purge that waits `propagationMs` after it is recorded is honoured by every edge.
  *
  * If the registry object cannot be read, the edge keeps serving with the last copy it has
  * (an empty one before any) and tries again `propagationMs` later; `onError` hears about
@@ -56,12 +64,16 @@ export class PurgeRegistryObject extends DurableObject<ConfigEnv> {
 export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private cached: { snapshot: PurgeSnapshot; fetchedAt: number } | undefined;
   private failing = false;
+  /** Reads of the registry object this isolate made (stats and the scale simulation). */
+  objectReads = 0;
 
   constructor(
     private readonly namespace: DurableObjectNamespace<PurgeRegistryObject>,
     private readonly propagationMs: number,
     private readonly now: () => number = () => Date.now(),
     private readonly onError: (error: unknown) => void = () => undefined,
+    /** The data center's cache; undefined where the Cache API is inert (`*.workers.dev`). */
+    private readonly dataCenter?: () => Promise<Cache>,
   ) {}
 
   /** The copy if it is within its bound; undefined (and no read started) otherwise. */
@@ -79,26 +91,71 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
   }
 
   async purge(command: PurgeCommand): Promise<void> {
+    const readAt = this.now();
     const snapshot = await this.stub().purge(command);
-    this.cached = { snapshot, fetchedAt: this.now() };
+    this.keep(snapshot, readAt);
+    await this.share(snapshot, readAt);
     await new Promise((resolve) => setTimeout(resolve, this.propagationMs));
   }
 
   private async load(): Promise<PurgeSnapshot> {
+    const shared = await this.fromDataCenter();
+    if (shared) {
+      this.keep(shared.snapshot, shared.fetchedAt);
+      return shared.snapshot;
+    }
     // The copy is valid from when the read started: anything purged before that is in it.
     const startedAt = this.now();
     let snapshot: PurgeSnapshot;
     try {
+      this.objectReads++;
       snapshot = await this.stub().snapshot();
       this.failing = false;
+      await this.share(snapshot, startedAt);
     } catch (error) {
       if (!this.failing) this.onError(error);
       this.failing = true;
       snapshot = this.cached?.snapshot ?? emptyPurges();
     }
-    // Reads finish out of order: keep the copy whose read started last.
-    if (!this.cached || startedAt >= this.cached.fetchedAt) this.cached = { snapshot, fetchedAt: startedAt };
+    this.keep(snapshot, startedAt);
     return snapshot;
+  }
+
+  /** Reads finish out of order: keep the copy whose read started last. */
+  private keep(snapshot: PurgeSnapshot, fetchedAt: number): void {
+    if (!this.cached || fetchedAt >= this.cached.fetchedAt) this.cached = { snapshot, fetchedAt };
+  }
+
+  /** The data center's copy, when one is there and still within its bound. */
+  private async fromDataCenter(): Promise<{ snapshot: PurgeSnapshot; fetchedAt: number } | undefined> {
+    if (!this.dataCenter) return undefined;
+    try {
+      const response = await (await this.dataCenter()).match(PURGE_LIST_URL);
+      if (!response) return undefined;
+      const fetchedAt = Number(response.headers.get(READ_AT_HEADER));
+      if (!Number.isFinite(fetchedAt) || this.now() - fetchedAt >= this.propagationMs) {
+        await response.body?.cancel();
+        return undefined;
+      }
+      return { snapshot: (await response.json()) as PurgeSnapshot, fetchedAt };
+    } catch {
+      // A damaged or unreadable copy only costs a read of the object.
+      return undefined;
+    }
+  }
+
+  /** Hands a copy to the other isolates of this data center; best effort. */
+  private async share(snapshot: PurgeSnapshot, fetchedAt: number): Promise<void> {
+    if (!this.dataCenter) return;
+    const response = new Response(JSON.stringify(snapshot), {
+      headers: {
+        "content-type": "application/json",
+        // The read instant decides validity; the physical lifetime only lets the copy go eventually.
+        "cache-control": `max-age=${Math.ceil(this.propagationMs / 1_000) + 60}`,
+        [READ_AT_HEADER]: String(fetchedAt),
+      },
+    });
+    await (await this.dataCenter()).put(PURGE_LIST_URL, response).catch(() => undefined);
   }
 
   private stub() {

@@ -40,6 +40,8 @@ export interface DataCenter {
 export interface DataCenterOptions {
   /** Give the data center its own simulated isolate (purge copy, metrics, fallback state). */
   ownIsolate?: boolean;
+  /** Name that isolate (default: the data center's name), to simulate several per data center. */
+  isolate?: string;
 }
 
 export function dataCenter(name: string, testEnv: Env, clock?: Clock, options: DataCenterOptions = {}): DataCenter {
@@ -50,7 +52,7 @@ export function dataCenter(name: string, testEnv: Env, clock?: Clock, options: D
       const res = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, {
         cacheName: name,
         ...(clock ? { clock } : {}),
-        ...(options.ownIsolate ? { isolate: name } : {}),
+        ...(options.isolate || options.ownIsolate ? { isolate: options.isolate ?? name } : {}),
       });
       const body = await res.text();
       return {
