@@ -116,6 +116,7 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   }
   const body =
     b.bodyBase64 !== undefined ? Buffer.from(b.bodyBase64, "base64") : Buffer.from(b.body ?? `${path} #${n}`);
+  if (b.earlyHints) res.writeEarlyHints({ link: "</style.css>; rel=preload; as=style" });
   const out: Record<string, string> = { ...b.headers };
   if (b.etag !== undefined) out["etag"] = b.etag;
   if (b.etag !== undefined && req.headers["if-none-match"] === b.etag) {

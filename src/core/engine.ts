@@ -12,7 +12,7 @@ import { primaryKey, variantKey } from "./http/key.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
-import { fetchOrigin, type ContentDecoding, type FetchLike } from "./origin/origin-client.ts";
+import { breakerOutcomeOf, fetchOrigin, type ContentDecoding, type FetchLike } from "./origin/origin-client.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
 import { fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
@@ -122,7 +122,9 @@ export class Engine {
       case "revalidate":
       case "miss": {
         const fwd = decision.kind === "revalidate" ? "stale" : found.varyMiss ? "vary-miss" : "uri-miss";
-        const result = await this.fill(fill("foreground"));
+        // Without a copy here, the coordinator's own copy must not answer a no-cache the route honours either.
+        const validated = route.honorRequestNoCache && (directives.noCache || directives.maxAgeMs === 0);
+        const result = await this.fill(fill("foreground", validated));
         return this.answer(request, result, fwd, decision.kind === "revalidate" ? decision.entry : undefined, primary);
       }
     }
@@ -349,7 +351,7 @@ export class Engine {
       );
       return fromPass(res, { ...status, fwdStatus: res.status }, request.method);
     } catch (error) {
-      await permit.release("failure");
+      await permit.release(breakerOutcomeOf(error));
       this.o.metrics?.originCall("error");
       const message = error instanceof Error ? error.message : String(error);
       return synthetic(isHerdlessError(error, "ORIGIN_TIMEOUT") ? 504 : 502, `origin failed: ${message}`, {

@@ -27,6 +27,8 @@ export interface OriginBehaviour {
    * for fields Node's own writer refuses to send. The connection closes after the answer.
    */
   rawHeaderLines?: string;
+  /** When true, a `103 Early Hints` interim response precedes the answer. */
+  earlyHints?: boolean;
 }
 
 /** A change to the behaviour; `paths` overrides apply to one pathname (query ignored). */

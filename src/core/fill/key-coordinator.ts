@@ -8,7 +8,13 @@ import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { LeaseManager } from "./lease.ts";
-import { fetchOrigin, type ContentDecoding, type FetchLike, type OriginResponse } from "../origin/origin-client.ts";
+import {
+  breakerOutcomeOf,
+  fetchOrigin,
+  type ContentDecoding,
+  type FetchLike,
+  type OriginResponse,
+} from "../origin/origin-client.ts";
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import {
   conditionalHeaders,
@@ -208,7 +214,7 @@ export class KeyCoordinator implements Coordinator {
         },
       );
     } catch (error) {
-      await permit.release("failure");
+      await permit.release(breakerOutcomeOf(error));
       this.o.onOriginCall?.({ key: request.key, outcome: "error", priority: request.priority });
       return this.failure(error, stored);
     }

@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.ts";
-import { HerdlessError } from "../errors.ts";
+import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { concatBytes, HOP_BY_HOP } from "../http/http.ts";
 
 /** The `fetch` a runtime provides; injected so the core stays runtime-free and testable. */
@@ -273,6 +273,14 @@ export function responseHeaders(
   const cookies = typeof headers.getSetCookie === "function" ? headers.getSetCookie() : [];
   for (const cookie of cookies) keep("set-cookie", cookie);
   return { headers: out, dropped };
+}
+
+/**
+ * How a failed origin call counts for the breaker: an origin that answered, however oddly
+ * (a status no client can be given), is not an unwell origin; everything else is.
+ */
+export function breakerOutcomeOf(error: unknown): "success" | "failure" {
+  return isHerdlessError(error, "ORIGIN_STATUS") ? "success" : "failure";
 }
 
 function asOriginError(cause: unknown, deadline: AbortSignal, url: string, duringBody = false): HerdlessError {

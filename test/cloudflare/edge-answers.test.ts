@@ -1,0 +1,139 @@
+/**
+ * How the Worker answers clients from what it holds (conditional requests, Range, request
+ * Cache-Control), invalidation by unsafe methods at the key's coordinator, and origin
+ * statuses no Response can carry. Each data center has its own Cache API cache.
+ */
+import { describe, expect, it } from "vitest";
+import { dataCenters, edgeEnv } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+const ETAG = '"v1"';
+
+describe("RFC 9111 §4.3.2 on the Worker: client conditional requests answered from the cache", () => {
+  it("If-None-Match / If-Modified-Since matching the stored entry → 304, no origin request", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", "last-modified": "Tue, 01 Jan 2030 00:00:00 GMT" },
+      etag: ETAG,
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const first = await dc!.get("/c");
+    expect(first.status).toBe(200);
+    const inm = await dc!.get("/c", { headers: { "if-none-match": `W/${ETAG}` } });
+    expect(inm.status).toBe(304);
+    expect(inm.body).toBe("");
+    expect(inm.headers.get("etag")).toBe(ETAG);
+    expect(inm.cacheStatus).toMatch(/^herdless; hit/);
+    const ims = await dc!.get("/c", { headers: { "if-modified-since": "Tue, 01 Jan 2030 00:00:00 GMT" } });
+    expect(ims.status).toBe(304);
+    const other = await dc!.get("/c", { headers: { "if-none-match": '"v0"' } });
+    expect(other.status).toBe(200);
+    expect(other.body).toBe(first.body);
+    expect(await origin.count()).toBe(1);
+    // The fill the first client caused was not conditional on the client's validators.
+    expect((await origin.stats()).requests[0]!.headers["if-none-match"]).toBeUndefined();
+  });
+});
+
+describe("RFC 9110 §14 on the Worker: Range from the stored full response", () => {
+  it("206 for single and suffix ranges, 416 past the end; the origin never sees a Range; the full 200 is stored", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, body: "0123456789" });
+    const [a, b] = dataCenters(2, edgeEnv(origin.url));
+    const part = await a!.get("/r", { headers: { range: "bytes=0-3" } });
+    expect(part.status).toBe(206);
+    expect(part.body).toBe("0123");
+    expect(part.headers.get("content-range")).toBe("bytes 0-3/10");
+    const suffix = await a!.get("/r", { headers: { range: "bytes=-2" } });
+    expect(suffix.body).toBe("89");
+    const open = await b!.get("/r", { headers: { range: "bytes=7-" } });
+    expect(open.status).toBe(206);
+    expect(open.body).toBe("789");
+    const past = await a!.get("/r", { headers: { range: "bytes=10-" } });
+    expect(past.status).toBe(416);
+    expect(past.headers.get("content-range")).toBe("bytes */10");
+    const full = await b!.get("/r");
+    expect(full.status).toBe(200);
+    expect(full.body).toBe("0123456789");
+    const stats = await origin.stats();
+    expect(stats.count).toBe(1);
+    expect(stats.requests[0]!.headers["range"]).toBeUndefined();
+  });
+});
+
+describe("RFC 9111 §5.2.1 on the Worker: request Cache-Control", () => {
+  it("only-if-cached → 504 with nothing stored; a reload (no-cache) is a hit by default", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    expect((await dc!.get("/o", { headers: { "cache-control": "only-if-cached" } })).status).toBe(504);
+    expect(await origin.count()).toBe(0);
+    await dc!.get("/o");
+    const reload = await dc!.get("/o", { headers: { "cache-control": "no-cache", pragma: "no-cache" } });
+    expect(reload.cacheStatus).toMatch(/^herdless; hit/);
+    expect(await origin.count()).toBe(1);
+  });
+
+  it("honorRequestNoCache: a reload revalidates at the key's coordinator", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, etag: ETAG });
+    const testEnv = edgeEnv(origin.url, { defaults: { honorRequestNoCache: true } });
+    const [a, b] = dataCenters(2, testEnv);
+    await a!.get("/h");
+    const reload = await a!.get("/h", { headers: { "cache-control": "no-cache" } });
+    expect(reload.status).toBe(200);
+    expect(reload.cacheStatus).toContain("fwd=request");
+    // A data center without a copy does not take the coordinator's unvalidated one either.
+    const elsewhere = await b!.get("/h", { headers: { pragma: "no-cache" } });
+    expect(elsewhere.status).toBe(200);
+    const stats = await origin.stats();
+    expect(stats.count).toBe(3);
+    // Conditional: the coordinator's stored validator, answered 304 by the origin.
+    expect(stats.requests[1]!.headers["if-none-match"]).toBe(ETAG);
+    expect(stats.requests[2]!.headers["if-none-match"]).toBe(ETAG);
+  });
+});
+
+describe("RFC 9111 §4.4 on the Worker: unsafe methods invalidate at the key's coordinator", () => {
+  it("after a POST, a data center with no copy of its own gets the new response, not the coordinator's old one", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const [a, b, c] = dataCenters(3, edgeEnv(origin.url));
+    const before = await a!.get("/item");
+    expect(before.body).toBe("/item #1");
+    const post = await b!.get("/item", { method: "POST", body: "x" });
+    expect(post.status).toBe(200);
+    const after = await c!.get("/item");
+    expect(after.body).toBe("/item #3");
+    expect(after.cacheStatus).toContain("fwd=uri-miss");
+  });
+
+  it("a same-origin Location target is invalidated too", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const [a, b] = dataCenters(2, edgeEnv(origin.url));
+    await a!.get("/list");
+    await origin.set({ paths: { "/add": { status: 201, headers: { location: "/list" } } } });
+    expect((await a!.get("/add", { method: "POST", body: "x" })).status).toBe(201);
+    const list = await b!.get("/list");
+    expect(list.cacheStatus).toContain("fwd=uri-miss");
+    expect(await origin.count("/list")).toBe(2);
+  });
+});
+
+describe("origin statuses the Worker cannot relay", () => {
+  it.each([150, 101, 600])("status %i from the origin → a clean 502, never an uncaught RangeError", async (status) => {
+    // Written raw: Node's own writer would not send these as a final answer.
+    const origin = await testOrigin({ status, rawHeaderLines: "" });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const res = await dc!.get("/odd");
+    expect(res.status).toBe(502);
+    expect(res.body).toMatch(/status/);
+    const post = await dc!.get("/odd", { method: "POST", body: "x" });
+    expect(post.status).toBe(502);
+  });
+
+  it("103 Early Hints: workerd's fetch hands the interim response over as the final one → a clean 502", async () => {
+    // The runtime, not herdless, loses the answer that follows (docs/http.md lists it); what
+    // herdless guarantees is a clean 502 that does not count against the origin's breaker.
+    const origin = await testOrigin({ earlyHints: true, headers: { "cache-control": "max-age=60" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const res = await dc!.get("/hints");
+    expect(res.status).toBe(502);
+    expect(res.body).toMatch(/status 103/);
+  });
+});
