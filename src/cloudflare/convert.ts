@@ -9,6 +9,8 @@ export function toEngineRequest(request: Request): EngineRequest {
     headers: request.headers,
     rawHeaders: [...request.headers],
     body: request.body,
+    // Set by Cloudflare's edge to the address of the client that connected to it.
+    clientAddress: request.headers.get("cf-connecting-ip") ?? undefined,
   };
 }
 

@@ -3,6 +3,7 @@ import { systemClock, type Clock } from "../core/clock.ts";
 import { Engine } from "../core/engine.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
+import { hostRefusal } from "../core/http/request-check.ts";
 import { TieredStore } from "../core/store/tiered-store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
@@ -52,6 +53,10 @@ export async function handle(
     });
   }
   const { config, metrics, purges } = isolate;
+  // Headers joins repeated Host fields with ", ", which no valid Host contains: both are refused.
+  const host = request.headers.get("host");
+  const refused = hostRefusal(host === null ? [] : [host]);
+  if (refused) return toResponse(refused);
   const cacheName = options.cacheName ?? config.cache.name;
   const target = isolate.targets.get(request.url, () => new URL(request.url));
   const url = target.url;

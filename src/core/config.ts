@@ -3,6 +3,7 @@
 import * as z from "zod/mini";
 import en from "zod/v4/locales/en.js";
 import { HerdlessError } from "./errors.ts";
+import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "./origin/forward.ts";
 
 z.config(en());
 
@@ -103,6 +104,25 @@ export const configSchema = z
        * to the requests that waited on its fetch; the breaker and the backoff protect the origin.
        */
       errorTtlMs: z._default(ttl("origin.errorTtlMs"), 0),
+      /** Host sent to the origin: its own (`origin`), the client's (`client`), or this name. */
+      hostHeader: z._default(
+        z.union([
+          z.enum(["origin", "client"]),
+          z.string().check(
+            z.regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/, {
+              error: 'origin.hostHeader must be "origin", "client" or a host name such as www.example.com',
+            }),
+          ),
+        ]),
+        "origin",
+      ),
+      /** Request headers never sent to the origin (override headers used for cache poisoning). */
+      stripRequestHeaders: z._default(
+        z.array(z.string().check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: "must be a header name" }))),
+        [...DEFAULT_STRIPPED_REQUEST_HEADERS],
+      ),
+      /** Add X-Forwarded-For, X-Forwarded-Proto and Via to origin requests. */
+      forwardedHeaders: z._default(z.boolean(), true),
     }),
     cache: z.prefault(
       z.strictObject({
@@ -114,6 +134,8 @@ export const configSchema = z
         maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, MAX_ENTRY_BYTES_LIMIT), DEFAULT_MAX_ENTRY_BYTES),
         /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
         retainStaleMs: z._default(ttl("cache.retainStaleMs"), 24 * 3600_000),
+        /** Show the origin's Cache-Tag and Surrogate-Key headers to clients (herdless consumes them for purges). */
+        exposeTagHeaders: z._default(z.boolean(), false),
       }),
       {},
     ),

@@ -1,22 +1,23 @@
 import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import { routeFor, type Config, type RoutePolicy } from "./config.ts";
-import type { Coordinator, FillRequest, FillResult } from "./fill/coordinator.ts";
+import type { Coordinator, FillRequest, FillResult, PassResponse } from "./fill/coordinator.ts";
 import { answerFromEntry, notCached, type ClientAsk } from "./http/answer.ts";
 import { decide, decideOnFailure, servableOnError, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
-import { HOP_BY_HOP, type HeaderReader } from "./http/http.ts";
+import type { HeaderReader } from "./http/http.ts";
 import { invalidatedUrls } from "./http/invalidation.ts";
-import { primaryKey, variantKey } from "./http/key.ts";
+import { keyQuery, primaryKey, variantKey } from "./http/key.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import { breakerOutcomeOf, fetchOrigin, type ContentDecoding, type FetchLike } from "./origin/origin-client.ts";
+import { forwardPolicy, originRequestHeaders, type ForwardPolicy } from "./origin/forward.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
 import { fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
-import { varyPointer } from "./http/response-entry.ts";
+import { TAG_HEADERS, varyPointer } from "./http/response-entry.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
 import type { Store } from "./store/store.ts";
 
@@ -25,8 +26,10 @@ export interface EngineRequest {
   /** The URL the client asked for. */
   url: URL;
   headers: HeaderReader;
-  /** Every request header, for requests relayed as they are (bypass, unsafe methods). */
+  /** Every request header as received, in order; what reaches the origin is decided by origin/forward.ts. */
   rawHeaders: [string, string][];
+  /** The client's address, for X-Forwarded-For, when the runtime knows it. */
+  clientAddress?: string | undefined;
   body?: ReadableStream<Uint8Array> | Uint8Array | null;
 }
 
@@ -54,9 +57,6 @@ export interface EngineOptions {
   onDegraded?: (error: unknown) => void;
 }
 
-/** Request headers worth forwarding on a cache fill; anything else could personalize a shared answer. */
-const FILL_HEADERS = ["accept", "accept-language", "user-agent"];
-
 /**
  * The request flow of DESIGN.md, runtime-free: route, key, near tier, coordinator, and
  * what to answer when the origin cannot. Adapters turn their requests into
@@ -68,7 +68,10 @@ const FILL_HEADERS = ["accept", "accept-language", "user-agent"];
  */
 export class Engine {
   private readonly refreshes = new SingleFlight<string, void>();
-  constructor(private readonly o: EngineOptions) {}
+  private readonly forward: ForwardPolicy;
+  constructor(private readonly o: EngineOptions) {
+    this.forward = forwardPolicy(o.config);
+  }
 
   async handle(request: EngineRequest): Promise<EngineResponse> {
     const route = routeFor(this.o.config, request.url.pathname);
@@ -197,7 +200,11 @@ export class Engine {
         this.count("pass", primary);
         // The origin's answer replaced what this edge holds (a 304 that made it private, say).
         if (nearStale) await this.o.near.delete(nearStale.key).catch(() => false);
-        return fromPass(result.response, { fwd, fwdStatus: result.fwdStatus, detail: result.reason }, request.method);
+        return fromPass(
+          this.shown(result.response),
+          { fwd, fwdStatus: result.fwdStatus, detail: result.reason },
+          request.method,
+        );
       case "alone":
         return this.relay(request, { fwd, detail: "uncacheable" }, "pass");
       case "failed": {
@@ -225,7 +232,7 @@ export class Engine {
     const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
     if (result.response) {
       this.count("error", primary);
-      return fromPass(result.response, status, request.method);
+      return fromPass(this.shown(result.response), status, request.method);
     }
     const refused = result.code === "BREAKER_OPEN" || result.code === "QUEUE_FULL" || result.code === "QUEUE_TIMEOUT";
     this.count(refused ? "refused" : "error", primary);
@@ -258,20 +265,19 @@ export class Engine {
     purges: PurgeSnapshot | undefined,
     revalidate: boolean,
   ): FillRequest {
-    const names = new Set(FILL_HEADERS);
-    if (route.cacheAuthorized) ["authorization", "cookie"].forEach((n) => names.add(n));
-    const headers: [string, string][] = [];
-    for (const name of names) {
-      const value = request.headers.get(name);
-      if (value !== null) headers.push([name, value]);
-    }
-    // Headers that select a known variant must reach the origin, or it cannot pick it.
-    for (const [name, value] of request.rawHeaders)
-      if (!names.has(name) && key.includes(`|${name}=`)) headers.push([name, value]);
+    // Every end-to-end header the client sent, so the origin's answer (and the variant its
+    // Vary selects) is the one this request asked for; credentials only where the route caches them.
+    const headers = originRequestHeaders(request.rawHeaders, this.forward, {
+      kind: "fill",
+      credentials: route.cacheAuthorized,
+      url: request.url,
+      clientAddress: request.clientAddress,
+    });
     return {
       primary,
       key,
-      url: this.originUrl(request.url),
+      // The key's query, never the client's: a parameter left out of the key cannot shape what is stored.
+      url: this.originUrl(request.url, keyQuery(request.url, route.key)),
       path: request.url.pathname,
       headers,
       priority,
@@ -280,10 +286,17 @@ export class Engine {
     };
   }
 
-  private originUrl(url: URL): string {
+  /** The origin URL for the client's path and `query` (the key's for fills, the client's for relays). */
+  private originUrl(url: URL, query: string): string {
     const origin = new URL(this.o.config.origin.url);
     const base = origin.pathname.endsWith("/") ? origin.pathname.slice(0, -1) : origin.pathname;
-    return `${origin.protocol}//${origin.host}${base}${url.pathname}${url.search}`;
+    return `${origin.protocol}//${origin.host}${base}${url.pathname}${query}`;
+  }
+
+  /** An origin answer as clients see it: the purge-tag headers herdless consumes are not shown unless configured. */
+  private shown(response: PassResponse): PassResponse {
+    if (this.o.config.cache.exposeTagHeaders) return response;
+    return { ...response, headers: response.headers.filter(([name]) => !TAG_HEADERS.has(name)) };
   }
 
   /**
@@ -328,12 +341,18 @@ export class Engine {
         isHerdlessError(error) ? error.retryAfterMs : 1_000,
       );
     }
-    const headers = request.rawHeaders.filter(([name]) => !HOP_BY_HOP.has(name) && name !== "host");
+    // Nothing from this request is stored: the client's own query and credentials go as they are.
+    const headers = originRequestHeaders(request.rawHeaders, this.forward, {
+      kind: "relay",
+      credentials: true,
+      url: request.url,
+      clientAddress: request.clientAddress,
+    });
     try {
       const res = await fetchOrigin(
         this.o.fetch,
         {
-          url: this.originUrl(request.url),
+          url: this.originUrl(request.url, request.url.search),
           method: request.method,
           headers,
           body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
@@ -349,7 +368,7 @@ export class Engine {
       this.o.metrics?.originCall(
         res.status >= 500 ? "5xx" : res.status === 200 ? "200" : res.status === 304 ? "304" : "other",
       );
-      return fromPass(res, { ...status, fwdStatus: res.status }, request.method);
+      return fromPass(this.shown(res), { ...status, fwdStatus: res.status }, request.method);
     } catch (error) {
       await permit.release(breakerOutcomeOf(error));
       this.o.metrics?.originCall("error");

@@ -7,6 +7,7 @@ import { parseConfig, type ConfigInput } from "../core/config.ts";
 import type { EngineRequest } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
+import { hostRefusal } from "../core/http/request-check.ts";
 import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 import { prometheusText } from "./prometheus.ts";
@@ -58,6 +59,12 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const original = (req as { originalUrl?: unknown }).originalUrl;
     if (typeof original === "string") req.url = original;
+    // A request herdless cannot key or route (bad or repeated Host) gets a clear 400 first.
+    const refused = hostRefusal(hostHeaders(req.rawHeaders));
+    if (refused) {
+      write(res, refused).catch(fail(req, res));
+      return;
+    }
     const admin = req.url?.startsWith(ADMIN_PREFIX) === true;
     try {
       if (hits && !admin && hits.serve(req, res)) return;
@@ -150,7 +157,24 @@ function toEngineRequest(req: IncomingMessage): EngineRequest {
     rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
   const method = req.method ?? "GET";
   const body = method === "GET" || method === "HEAD" ? null : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
-  return { method, url: requestUrl(req), headers: headerReader(req.headers), rawHeaders, body };
+  return {
+    method,
+    url: requestUrl(req),
+    headers: headerReader(req.headers),
+    rawHeaders,
+    body,
+    clientAddress: req.socket.remoteAddress,
+  };
+}
+
+/** Every Host field of a request, from the raw list (Node's parsed headers keep only the first). */
+function hostHeaders(raw: string[]): string[] {
+  const hosts: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === "host") hosts.push(raw[i + 1]!);
+  }
+  return hosts;
 }
 
 /** Writes an engine answer: stored bytes in one `end`, streamed bodies piped with back-pressure. */

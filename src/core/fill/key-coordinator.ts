@@ -203,7 +203,7 @@ export class KeyCoordinator implements Coordinator {
         {
           url: request.url,
           method: "GET",
-          headers: [...request.headers, ["accept-encoding", "identity"], ...conditional],
+          headers: [...request.headers, ...conditional],
         },
         {
           timeoutMs: config.origin.timeoutMs,

@@ -31,7 +31,9 @@ export type CacheStatusDetail =
   | "too-large"
   | "uncacheable"
   | "origin-error"
-  | "purged";
+  | "purged"
+  /** herdless refused the request itself (bad or repeated Host): nothing was looked up or forwarded. */
+  | "refused";
 
 export const CACHE_NAME = "herdless";
 

@@ -1,7 +1,7 @@
 import { HerdlessError } from "../errors.ts";
 
-/** The serialization format of {@link Entry}; bumped on every incompatible change. */
-export const ENTRY_FORMAT_VERSION = 1;
+/** The serialization format of {@link Entry}; bumped on every incompatible change (2: structured variant keys). */
+export const ENTRY_FORMAT_VERSION = 2;
 
 /**
  * A stored response. Every instant is absolute epoch-ms, computed once by the freshness

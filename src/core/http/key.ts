@@ -1,38 +1,66 @@
 import type { KeyOptions } from "../config.ts";
+import { normalizedAcceptEncoding } from "./accept-encoding.ts";
 import type { HeaderReader } from "./http.ts";
 
 /**
  * The primary cache key of a request: method class, scheme, lowercased host, path, and the
- * query with parameters sorted and ignored ones dropped. GET and HEAD share a key (a HEAD is
- * answered from the GET entry). Nothing else from the request enters the primary key, so
- * no header outside the key can change what is served.
+ * key's query ({@link keyQuery}). GET and HEAD share a key (a HEAD is answered from the GET
+ * entry). Nothing else from the request enters the primary key, so no header outside the
+ * key can change what is served.
+ *
+ * The parts come from a parsed WHATWG URL, whose serialization never holds whitespace
+ * (spaces and control characters are percent-encoded, tabs and newlines removed): the
+ * primary key never contains the newline that starts a variant's part ({@link variantKey}).
  *
  * @example
  * primaryKey(new URL("https://Example.com/a?b=2&a=1&utm_source=x"), { ignoreQuery: ["utm_*"], ignoreAllQuery: false });
  * // "GET https://example.com/a?a=1&b=2"
  */
 export function primaryKey(url: URL, options: KeyOptions): string {
-  return `GET ${url.protocol}//${url.host.toLowerCase()}${url.pathname}${normalizedQuery(url, options)}`;
+  return `GET ${url.protocol}//${url.host.toLowerCase()}${url.pathname}${keyQuery(url, options)}`;
 }
 
-function normalizedQuery(url: URL, options: KeyOptions): string {
-  if (options.ignoreAllQuery || url.search === "") return "";
-  const kept = [...url.searchParams].filter(([name]) => !isIgnored(name, options.ignoreQuery));
+/**
+ * The query the key holds, and the only query the origin receives: ignored parameters
+ * removed (not just left out of the key, so a parameter outside the key can never shape a
+ * stored response), the rest kept byte for byte as the client spelled them, sorted by name
+ * with repeated names in their original order. A `;` is not a separator here: in
+ * `utm_source=x;lang=de` the whole piece belongs to `utm_source` and goes with it, so a
+ * framework that splits on `;` never sees a parameter the key does not hold.
+ *
+ * @example
+ * keyQuery(new URL("https://a.example/?b=2&utm_source=x;a=evil&a=1"), { ignoreQuery: ["utm_*"], ignoreAllQuery: false });
+ * // "?a=1&b=2"
+ */
+export function keyQuery(url: URL, options: KeyOptions): string {
+  if (options.ignoreAllQuery || url.search.length <= 1) return "";
+  const kept: { name: string; raw: string }[] = [];
+  for (const raw of url.search.slice(1).split("&")) {
+    if (raw === "") continue;
+    const name = decodedName(raw);
+    if (!isIgnored(name, options.ignoreQuery)) kept.push({ name, raw });
+  }
   if (kept.length === 0) return "";
-  // Sort by name, then value, so parameter order never splits one page into several keys.
-  kept.sort(([an, av], [bn, bv]) => (an < bn ? -1 : an > bn ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
-  return `?${new URLSearchParams(kept).toString()}`;
+  // A stable sort by name: parameter order never splits one page into several keys, and
+  // repeated names (`a=2&a=1`, a list to many frameworks) keep the order the client gave.
+  kept.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return `?${kept.map((p) => p.raw).join("&")}`;
+}
+
+/** The name of a query piece as a form decoder reads it (`+` is a space); undecodable ones stay raw. */
+function decodedName(piece: string): string {
+  const equals = piece.indexOf("=");
+  const raw = (equals === -1 ? piece : piece.slice(0, equals)).replace(/\+/g, " ");
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
 }
 
 function isIgnored(name: string, patterns: readonly string[]): boolean {
   return patterns.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p));
 }
-
-/**
- * Request headers that never select a variant: the cache always asks the origin for an
- * identity body, so Accept-Encoding cannot change what the origin sends us.
- */
-const IGNORED_VARY = new Set(["accept-encoding"]);
 
 /** The request header names a response's Vary selects on, lowercased and sorted; `["*"]` for Vary: *. */
 export function varyNames(vary: string | null): string[] {
@@ -41,17 +69,31 @@ export function varyNames(vary: string | null): string[] {
   for (const raw of vary.split(",")) {
     const name = raw.trim().toLowerCase();
     if (name === "*") return ["*"];
-    if (name && !IGNORED_VARY.has(name)) names.add(name);
+    if (name) names.add(name);
   }
   return [...names].sort();
 }
 
 /**
- * The full key of a variant: the primary key plus the request's values for the Vary
- * names (RFC 9111 §4.1). Values are whitespace-normalized so `a,b` and `a, b` match.
+ * The full key of a variant (RFC 9111 §4.1): the primary key, a newline, then the selecting
+ * headers as a JSON array of `[name, value]` pairs, `null` for a header the request does not
+ * carry (absent only matches absent). The primary key holds no newline and JSON escapes
+ * every character of a name or value, so no URL, header name or value can spell another
+ * key. Values are whitespace-normalized around commas so `a,b` and `a, b` match, and
+ * `Accept-Encoding` is taken in the normalized form herdless forwards, so at most four
+ * encoding variants exist per URL.
+ *
+ * @example
+ * variantKey("GET https://a.example/p", ["origin"], new Headers({ origin: "https://b.example" }));
+ * // 'GET https://a.example/p\n[["origin","https://b.example"]]'
  */
 export function variantKey(primary: string, names: readonly string[], request: HeaderReader): string {
   if (names.length === 0) return primary;
-  const parts = names.map((name) => `${name}=${(request.get(name) ?? "").replace(/\s*,\s*/g, ",").trim()}`);
-  return `${primary}|${parts.join("|")}`;
+  return `${primary}\n${JSON.stringify(names.map((name) => [name, selectingValue(name, request)]))}`;
+}
+
+function selectingValue(name: string, request: HeaderReader): string | null {
+  if (name === "accept-encoding") return normalizedAcceptEncoding(request.get(name));
+  const value = request.get(name);
+  return value === null ? null : value.replace(/\s*,\s*/g, ",").trim();
 }

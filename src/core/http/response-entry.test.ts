@@ -34,7 +34,7 @@ describe("entries from origin responses", () => {
       context(4, [["accept-language", "fr"]]),
     );
     expect(entry).toMatchObject({
-      key: "GET https://a.test/p|accept-language=fr",
+      key: 'GET https://a.test/p\n[["accept-language","fr"]]',
       etag: '"v1"',
       vary: ["accept-language"],
       tags: ["a", "b", "c", "d"],

@@ -40,7 +40,7 @@ export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry 
     key: variantKey(ctx.primary, vary, ctx.requestHeaders),
     url: ctx.url,
     status: res.status,
-    headers: storedFields(res.headers),
+    headers: storedFields(res.headers).filter(([name]) => ctx.config.cache.exposeTagHeaders || !TAG_HEADERS.has(name)),
     body: res.body,
     requestAt: res.requestAt,
     storedAt: res.responseAt,
@@ -79,7 +79,9 @@ export function refreshedEntry(stored: Entry, res: Omit<ResponseFacts, "body">, 
   const merged = revalidatedHeaders(stored, res.headers);
   const rebuilt = entryFromResponse({ ...res, status: stored.status, headers: merged, body: stored.body }, ctx);
   // The 304 answered for the stored variant; keep its key even if the request headers differ.
-  return { ...rebuilt, key: stored.key, vary: stored.vary };
+  // Tag headers are consumed, not stored: a 304 without them keeps the stored tags.
+  const tags = res.headers.some(([name]) => TAG_HEADERS.has(name)) ? rebuilt.tags : stored.tags;
+  return { ...rebuilt, key: stored.key, vary: stored.vary, tags };
 }
 
 const BODY_DESCRIBING = new Set([
@@ -134,6 +136,9 @@ function validators(headers: HeaderReader): Pick<Entry, "etag" | "lastModified">
   if (lastModified && parseHttpDate(lastModified) !== undefined) out.lastModified = lastModified;
   return out;
 }
+
+/** Headers that carry purge tags: herdless consumes them (`cache.exposeTagHeaders` shows them to clients). */
+export const TAG_HEADERS: ReadonlySet<string> = new Set(["cache-tag", "surrogate-key"]);
 
 /** Purge tags: comma-separated Cache-Tag and space-separated Surrogate-Key. */
 export function purgeTags(headers: HeaderReader): string[] {

@@ -1,0 +1,37 @@
+import { synthetic, type EngineResponse } from "./respond.ts";
+
+/** `Host` as RFC 9110 §7.2 allows it: a DNS name or IPv4 address, or an IPv6 literal, then an optional port. */
+const VALID_HOST = /^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The Host check every runtime makes before anything else looks at a request. The key and
+ * the origin URL are made from the Host, so a request whose Host is not a host name (`a b`,
+ * `x|y`, `user@host`) or that carries two of them (which one would a cache and an origin
+ * believe?) is refused with 400 (RFC 9112 §3.2), never guessed at and never a 500.
+ * `hosts` holds every Host field the request carried (none for HTTP/1.0 without one).
+ * (TRACE and TRACK are refused by the engine.)
+ *
+ * @example
+ * hostRefusal(["a b"]); // a 400 answer: invalid Host header "a b"
+ * hostRefusal(["shop.example"]); // undefined
+ */
+export function hostRefusal(hosts: readonly string[]): EngineResponse | undefined {
+  if (hosts.length > 1) return refused("request has more than one Host header");
+  const host = hosts[0];
+  if (host !== undefined && !validHost(host)) return refused(`invalid Host header ${JSON.stringify(host)}`);
+  return undefined;
+}
+
+function validHost(host: string): boolean {
+  if (!VALID_HOST.test(host)) return false;
+  try {
+    // The adapters build the request URL from it: what passes here must parse there.
+    return new URL(`http://${host}/`).host !== "";
+  } catch {
+    return false;
+  }
+}
+
+function refused(message: string): EngineResponse {
+  return synthetic(400, message, { detail: "refused" });
+}

@@ -1,0 +1,144 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../config.ts";
+import { forwardPolicy, originRequestHeaders, type ForwardContext } from "./forward.ts";
+
+const policy = (origin: Record<string, unknown> = {}) =>
+  forwardPolicy(parseConfig({ origin: { url: "http://127.0.0.1:1", ...origin } }));
+const url = new URL("https://shop.example/p?a=1");
+const fill: ForwardContext = { kind: "fill", credentials: false, url, clientAddress: "203.0.113.7" };
+const relay: ForwardContext = { ...fill, kind: "relay", credentials: true };
+const names = (headers: [string, string][]) => headers.map(([name]) => name);
+const value = (headers: [string, string][], name: string) => headers.find(([n]) => n === name)?.[1];
+
+describe("what reaches the origin (RFC 9110 §7.6)", () => {
+  it("forwards the client's end-to-end headers unchanged and in order", () => {
+    const out = originRequestHeaders(
+      [
+        ["Accept", "application/json"],
+        ["x-api-version", "3"],
+        ["x-requested-with", "XMLHttpRequest"],
+        ["origin", "https://app.example"],
+        ["x-api-version", "4"],
+      ],
+      policy(),
+      fill,
+    );
+    expect(out.slice(0, 5)).toEqual([
+      ["accept", "application/json"],
+      ["x-api-version", "3"],
+      ["x-requested-with", "XMLHttpRequest"],
+      ["origin", "https://app.example"],
+      ["x-api-version", "4"],
+    ]);
+  });
+
+  it("drops hop-by-hop headers, those Connection lists, Expect, TE, Upgrade and Proxy-*", () => {
+    const out = originRequestHeaders(
+      [
+        ["connection", "keep-alive, X-Secret-Hop"],
+        ["keep-alive", "timeout=5"],
+        ["x-secret-hop", "1"],
+        ["expect", "100-continue"],
+        ["te", "trailers"],
+        ["upgrade", "h2c"],
+        ["proxy-authorization", "Basic eA=="],
+        ["proxy-foo", "1"],
+        ["transfer-encoding", "chunked"],
+        ["host", "shop.example"],
+        ["accept", "*/*"],
+      ],
+      policy(),
+      relay,
+    );
+    expect(names(out)).toEqual(["accept", "accept-encoding", "x-forwarded-for", "x-forwarded-proto", "via"]);
+  });
+
+  it("strips the override headers used for cache poisoning, and the operator can change the list", () => {
+    const raw: [string, string][] = [
+      ["X-Forwarded-Host", "evil.example"],
+      ["x-original-url", "/admin"],
+      ["x-http-method-override", "DELETE"],
+      ["forwarded", "host=evil.example"],
+      ["x-custom", "1"],
+    ];
+    expect(names(originRequestHeaders(raw, policy(), fill))).not.toContain("x-forwarded-host");
+    expect(
+      names(originRequestHeaders(raw, policy(), fill)).filter((n) => n.startsWith("x-") && n !== "x-forwarded-for"),
+    ).toEqual(["x-custom", "x-forwarded-proto"]);
+    const custom = policy({ stripRequestHeaders: ["X-Custom"] });
+    expect(names(originRequestHeaders(raw, custom, fill))).toEqual([
+      "x-forwarded-host",
+      "x-original-url",
+      "x-http-method-override",
+      "forwarded",
+      "accept-encoding",
+      "x-forwarded-for",
+      "x-forwarded-proto",
+      "via",
+    ]);
+  });
+
+  it("sends credentials on a shared fill only when the route caches them; always on a relay", () => {
+    const raw: [string, string][] = [
+      ["authorization", "Bearer t"],
+      ["cookie", "s=1"],
+    ];
+    expect(names(originRequestHeaders(raw, policy(), fill))).not.toContain("authorization");
+    expect(names(originRequestHeaders(raw, policy(), fill))).not.toContain("cookie");
+    expect(names(originRequestHeaders(raw, policy(), { ...fill, credentials: true }))).toContain("cookie");
+    expect(names(originRequestHeaders(raw, policy(), relay))).toContain("authorization");
+  });
+
+  it("keeps a shared fill unconditional and whole: no client validators or Range", () => {
+    const raw: [string, string][] = [
+      ["if-none-match", '"x"'],
+      ["if-modified-since", "Mon, 01 Jan 2024 00:00:00 GMT"],
+      ["range", "bytes=0-1"],
+      ["if-range", '"x"'],
+    ];
+    expect(names(originRequestHeaders(raw, policy(), fill))).toEqual([
+      "accept-encoding",
+      "x-forwarded-for",
+      "x-forwarded-proto",
+      "via",
+    ]);
+    expect(names(originRequestHeaders(raw, policy(), relay))).toContain("if-none-match");
+  });
+
+  it("adds X-Forwarded-For, X-Forwarded-Proto and Via; the client's X-Forwarded-Proto is replaced", () => {
+    const out = originRequestHeaders(
+      [
+        ["x-forwarded-for", "198.51.100.1"],
+        ["x-forwarded-proto", "http"],
+        ["via", "1.1 cdn"],
+      ],
+      policy(),
+      fill,
+    );
+    expect(value(out, "x-forwarded-for")).toBe("198.51.100.1, 203.0.113.7");
+    expect(value(out, "x-forwarded-proto")).toBe("https");
+    expect(value(out, "via")).toBe("1.1 cdn, 1.1 herdless");
+    const quiet = originRequestHeaders([["via", "1.1 cdn"]], policy({ forwardedHeaders: false }), fill);
+    expect(quiet).toEqual([
+      ["via", "1.1 cdn"],
+      ["accept-encoding", "identity"],
+    ]);
+  });
+
+  it("forwards a normalized Accept-Encoding (RFC 9110 §12.5.3)", () => {
+    const out = originRequestHeaders([["accept-encoding", "gzip, deflate, br, zstd"]], policy(), fill);
+    expect(value(out, "accept-encoding")).toBe("br, gzip");
+    expect(value(originRequestHeaders([], policy(), fill), "accept-encoding")).toBe("identity");
+  });
+
+  it("sends the Host origin.hostHeader asks for", () => {
+    expect(value(originRequestHeaders([["host", "evil"]], policy(), fill), "host")).toBeUndefined();
+    expect(value(originRequestHeaders([["host", "x"]], policy({ hostHeader: "client" }), fill), "host")).toBe(
+      "shop.example",
+    );
+    expect(value(originRequestHeaders([], policy({ hostHeader: "www.example.com" }), fill), "host")).toBe(
+      "www.example.com",
+    );
+    expect(() => policy({ hostHeader: "a b" })).toThrow(/origin.hostHeader must be/);
+  });
+});

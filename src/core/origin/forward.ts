@@ -1,0 +1,140 @@
+import type { Config } from "../config.ts";
+import { normalizedAcceptEncoding } from "../http/accept-encoding.ts";
+import { HOP_BY_HOP } from "../http/http.ts";
+
+/**
+ * Override headers that classic cache-poisoning attacks use: an origin (or its framework)
+ * that trusts them builds links, redirects or routes from a value the client chose, and the
+ * answer is then stored for everyone. Stripped from every origin request unless the operator
+ * changes `origin.stripRequestHeaders`.
+ */
+export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
+  "forwarded",
+  "x-forwarded-host",
+  "x-forwarded-server",
+  "x-forwarded-scheme",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-host",
+  "x-original-host",
+  "x-original-url",
+  "x-rewrite-url",
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+];
+
+/**
+ * Never sent to the origin, whatever the config: hop-by-hop headers (RFC 9110 §7.6.1) and
+ * headers a proxy must not pass on (Expect: herdless answers `100 Continue` itself; Host:
+ * set by `origin.hostHeader`).
+ */
+const NEVER_FORWARDED = new Set([...HOP_BY_HOP, "expect", "host"]);
+
+/**
+ * Dropped on shared fills only. A fill asks for the full, unconditional response that every
+ * waiter will be served: a client's validators or Range would make the origin answer that
+ * client alone (the coordinator adds its own validators), and a GET has no body to frame.
+ */
+const NOT_ON_FILLS = new Set([
+  "if-none-match",
+  "if-modified-since",
+  "if-match",
+  "if-unmodified-since",
+  "if-range",
+  "range",
+  "content-length",
+]);
+
+/** Credentials: forwarded on a shared fill only when the route caches credentialed requests. */
+const CREDENTIALS = new Set(["authorization", "cookie"]);
+
+/** What herdless adds to the `Via` header (RFC 9110 §7.6.3). */
+const VIA = "1.1 herdless";
+
+/** The request-header policy of a deployment, built once from its config. */
+export interface ForwardPolicy {
+  stripped: ReadonlySet<string>;
+  forwardedHeaders: boolean;
+  hostHeader: Config["origin"]["hostHeader"];
+}
+
+/** The policy `config` asks for. */
+export function forwardPolicy(config: Config): ForwardPolicy {
+  const { stripRequestHeaders, forwardedHeaders, hostHeader } = config.origin;
+  return { stripped: new Set(stripRequestHeaders.map((n) => n.toLowerCase())), forwardedHeaders, hostHeader };
+}
+
+/** Who asks the origin: a shared fill (its answer may be stored) or one client's own request. */
+export interface ForwardContext {
+  kind: "fill" | "relay";
+  /** Forward Authorization and Cookie on a fill (the route caches credentialed requests). */
+  credentials: boolean;
+  /** The URL the client asked for: its host and scheme. */
+  url: URL;
+  /** The client's address, for X-Forwarded-For, when the runtime knows it. */
+  clientAddress?: string | undefined;
+}
+
+/**
+ * The headers an origin request carries: the client's end-to-end request headers, unchanged
+ * and in order, minus the hop-by-hop ones and those `Connection` names, `Expect`, `TE`,
+ * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default) and,
+ * on shared fills, credentials (unless the route caches them), validators and Range.
+ * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
+ * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
+ * `X-Forwarded-For`, `X-Forwarded-Proto` and `Via` as a proxy adds them. This is the one
+ * place that decides what reaches the origin, for fills, revalidations and relays alike.
+ *
+ * @example
+ * originRequestHeaders([["accept", "text/html"], ["x-forwarded-host", "evil"]], policy, { kind: "fill", credentials: false, url });
+ * // [["accept", "text/html"], ["accept-encoding", "identity"], ["x-forwarded-for", …], ["x-forwarded-proto", "https"], ["via", "1.1 herdless"]]
+ */
+export function originRequestHeaders(
+  raw: readonly (readonly [string, string])[],
+  policy: ForwardPolicy,
+  context: ForwardContext,
+): [string, string][] {
+  const connectionListed = new Set<string>();
+  for (const [name, value] of raw)
+    if (name.toLowerCase() === "connection")
+      for (const listed of value.split(",")) connectionListed.add(listed.trim().toLowerCase());
+  const out: [string, string][] = [];
+  const forwardedFor: string[] = [];
+  const via: string[] = [];
+  let acceptEncoding: string | undefined;
+  for (const [rawName, value] of raw) {
+    const name = rawName.toLowerCase();
+    if (NEVER_FORWARDED.has(name) || name.startsWith("proxy-") || connectionListed.has(name)) continue;
+    if (policy.stripped.has(name)) continue;
+    if (context.kind === "fill" && (NOT_ON_FILLS.has(name) || (CREDENTIALS.has(name) && !context.credentials)))
+      continue;
+    if (name === "accept-encoding") {
+      acceptEncoding = acceptEncoding === undefined ? value : `${acceptEncoding}, ${value}`;
+      continue;
+    }
+    if (policy.forwardedHeaders && (name === "x-forwarded-for" || name === "x-forwarded-proto" || name === "via")) {
+      if (name === "x-forwarded-for") forwardedFor.push(value);
+      if (name === "via") via.push(value);
+      continue; // X-Forwarded-Proto is herdless's to say: a client's value would steer redirects.
+    }
+    out.push([name, value]);
+  }
+  out.push(["accept-encoding", normalizedAcceptEncoding(acceptEncoding ?? null)]);
+  const host = hostFor(policy.hostHeader, context.url);
+  if (host !== undefined) out.push(["host", host]);
+  if (policy.forwardedHeaders) {
+    if (context.clientAddress) forwardedFor.push(context.clientAddress);
+    if (forwardedFor.length > 0) out.push(["x-forwarded-for", forwardedFor.join(", ")]);
+    out.push(["x-forwarded-proto", context.url.protocol === "https:" ? "https" : "http"]);
+    out.push(["via", [...via, VIA].join(", ")]);
+  }
+  return out;
+}
+
+/** The Host the origin is sent; undefined lets the runtime's fetch use the origin URL's own. */
+function hostFor(setting: ForwardPolicy["hostHeader"], url: URL): string | undefined {
+  if (setting === "origin") return undefined;
+  if (setting === "client") return url.host;
+  return setting;
+}
