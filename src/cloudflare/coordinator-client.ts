@@ -16,12 +16,14 @@ export function coordinatorClient(
   config: Config,
 ): Coordinator {
   const waitMs = config.coordinator.waitTimeoutMs;
+  const { locationHint } = config.coordinator;
+  // A hint only matters when an object is first created: then it is placed near the origin.
+  const objectOf = (primary: string) =>
+    namespace.get(namespace.idFromName(primary), locationHint ? { locationHint } : undefined);
   return {
     async fill(request) {
       // RPC typing widens tuples ([string, string]) to arrays; the cloned values are the same.
-      const call = namespace
-        .get(namespace.idFromName(request.primary))
-        .fill(request) as Promise<unknown> as Promise<FillResult>;
+      const call = objectOf(request.primary).fill(request) as Promise<unknown> as Promise<FillResult>;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -42,7 +44,7 @@ export function coordinatorClient(
       }
     },
     async invalidate(primary, headers) {
-      await namespace.get(namespace.idFromName(primary)).invalidate(primary, headers);
+      await objectOf(primary).invalidate(primary, headers);
     },
   };
 }

@@ -16,7 +16,10 @@ export function deploymentGuard(
   name?: string,
 ): OriginGuard {
   // The guard object answers within queueTimeoutMs; past that it is not coming back.
-  const remote = new DurableObjectGuard(namespace, name, { waitTimeoutMs: config.origin.queueTimeoutMs + 5_000 });
+  const remote = new DurableObjectGuard(namespace, name, {
+    waitTimeoutMs: config.origin.queueTimeoutMs + 5_000,
+    ...(config.coordinator.locationHint ? { locationHint: config.coordinator.locationHint } : {}),
+  });
   return {
     async acquire(priority, signal) {
       try {

@@ -16,6 +16,8 @@ export interface DurableObjectGuardOptions {
    * something above that, e.g. queueTimeoutMs + 5 s. Default: wait as long as the call lasts.
    */
   waitTimeoutMs?: number;
+  /** Where the guard object is created, when it is (coordinator.locationHint). */
+  locationHint?: DurableObjectLocationHint;
   timers?: Timers;
 }
 
@@ -127,7 +129,11 @@ export class DurableObjectGuard implements OriginGuard {
   private async call<T>(what: string, fn: (stub: DurableObjectStub<OriginGuardObject>) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        this.stub ??= this.namespace.get(this.namespace.idFromName(this.name));
+        const { locationHint } = this.options;
+        this.stub ??= this.namespace.get(
+          this.namespace.idFromName(this.name),
+          locationHint ? { locationHint } : undefined,
+        );
         return await fn(this.stub);
       } catch (cause) {
         this.stub = undefined;

@@ -145,6 +145,13 @@ export const configSchema = z
         lockLeaseMs: z._default(ms("coordinator.lockLeaseMs", 1), 15_000),
         /** How long an edge waits on the coordinator before falling back. */
         waitTimeoutMs: z._default(ms("coordinator.waitTimeoutMs", 1), 20_000),
+        /**
+         * Cloudflare: where to create the key coordinators, the guard and the purge registry
+         * (a Durable Object location hint): near the origin, so a fill is one short hop.
+         */
+        locationHint: z.optional(
+          z.enum(["wnam", "enam", "sam", "weur", "eeur", "apac", "apac-ne", "apac-se", "oc", "afr", "me"]),
+        ),
       }),
       {},
     ),
