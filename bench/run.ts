@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { runCell, type Samples } from "./cell.ts";
 import { ORIGIN_CRASH_ABOVE, ORIGIN_LATENCY_MS } from "./origin.ts";
+import { memoryFlood, memoryReport } from "./memory-flood.ts";
 import { installReaper, ROOT } from "./processes.ts";
 import { markdown, targets } from "./report.ts";
 import { hasRedisServer } from "./runtimes.ts";
@@ -44,7 +45,19 @@ const { values } = parseArgs({
 });
 const split = (list: string[] | undefined): string[] | undefined =>
   list?.flatMap((v) => v.split(",")).filter((v) => v !== "");
-const scenarios = split(values.scenario)?.map(scenarioByName) ?? SCENARIOS;
+const named = split(values.scenario);
+// `memory` is not a load scenario against the fragile origin but a flood of distinct URLs
+// against one process, measuring its RSS (memory-flood.ts); it runs on its own.
+if (named?.includes("memory")) {
+  installReaper();
+  const result = await memoryFlood(values.quick === true, (line) => process.stderr.write(`${line}\n`));
+  mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+  writeFileSync(join(ROOT, "bench/results/memory.json"), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(ROOT, "bench/results/memory.md"), memoryReport(result));
+  process.stdout.write(memoryReport(result));
+  if (named.length === 1) process.exit(result.withinBound ? 0 : 1);
+}
+const scenarios = named?.filter((n) => n !== "memory").map(scenarioByName) ?? SCENARIOS;
 const runtimeFilter = split(values.runtime);
 for (const r of runtimeFilter ?? [])
   if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);

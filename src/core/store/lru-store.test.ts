@@ -22,31 +22,31 @@ function sized(key: string, bytes: number, clock: ManualClock, token = 1) {
 describe("LruStore byte bound", () => {
   it("evicts least recently used entries by bytes, not by count", async () => {
     const clock = new ManualClock(T0);
-    const lru = new LruStore({ maxBytes: 3000, clock });
-    await lru.put(sized("a", 1000, clock));
-    await lru.put(sized("b", 1000, clock));
-    await lru.put(sized("c", 1000, clock));
-    expect(lru.bytes).toBe(3000);
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    await lru.put(sized("a", 10_000, clock));
+    await lru.put(sized("b", 10_000, clock));
+    await lru.put(sized("c", 10_000, clock));
+    expect(lru.bytes).toBe(30_000);
     expect(lru.evictions).toBe(0);
-    // One 2000-byte entry pushes out the two oldest 1000-byte ones.
-    await lru.put(sized("big", 2000, clock));
+    // One 20,000-byte entry pushes out the two oldest 10,000-byte ones.
+    await lru.put(sized("big", 20_000, clock));
     expect(lru.getSync("a")).toBeUndefined();
     expect(lru.getSync("b")).toBeUndefined();
     expect(lru.getSync("c")).toBeDefined();
     expect(lru.getSync("big")).toBeDefined();
     expect(lru.size).toBe(2);
-    expect(lru.bytes).toBe(3000);
+    expect(lru.bytes).toBe(30_000);
     expect(lru.evictions).toBe(2);
   });
 
   it("refreshes recency on get, so a read entry outlives older unread ones", async () => {
     const clock = new ManualClock(T0);
-    const lru = new LruStore({ maxBytes: 3000, clock });
-    await lru.put(sized("a", 1000, clock));
-    await lru.put(sized("b", 1000, clock));
-    await lru.put(sized("c", 1000, clock));
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    await lru.put(sized("a", 10_000, clock));
+    await lru.put(sized("b", 10_000, clock));
+    await lru.put(sized("c", 10_000, clock));
     expect(await lru.get("a")).toBeDefined();
-    await lru.put(sized("d", 1000, clock));
+    await lru.put(sized("d", 10_000, clock));
     expect(lru.getSync("b")).toBeUndefined();
     expect(lru.getSync("a")).toBeDefined();
     expect(lru.getSync("c")).toBeDefined();
@@ -55,23 +55,23 @@ describe("LruStore byte bound", () => {
 
   it("refuses an entry larger than the whole budget and drops the older one it would replace", async () => {
     const clock = new ManualClock(T0);
-    const lru = new LruStore({ maxBytes: 3000, clock });
-    await lru.put(sized("keep", 1000, clock));
-    await lru.put(sized("k", 1000, clock, 1));
-    expect(await lru.put(sized("k", 3001, clock, 2))).toBe(false);
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    await lru.put(sized("keep", 10_000, clock));
+    await lru.put(sized("k", 10_000, clock, 1));
+    expect(await lru.put(sized("k", 30_001, clock, 2))).toBe(false);
     expect(lru.getSync("k")).toBeUndefined();
     expect(lru.getSync("keep")).toBeDefined();
-    expect(lru.bytes).toBe(1000);
+    expect(lru.bytes).toBe(10_000);
     expect(lru.evictions).toBe(0);
-    expect(await lru.put(sized("exact", 2000, clock))).toBe(true);
+    expect(await lru.put(sized("exact", 20_000, clock))).toBe(true);
   });
 
   it("charges the new size when an entry is replaced", async () => {
     const clock = new ManualClock(T0);
-    const lru = new LruStore({ maxBytes: 3000, clock });
-    await lru.put(sized("k", 1000, clock));
-    await lru.put(sized("k", 2500, clock));
-    expect(lru.bytes).toBe(2500);
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    await lru.put(sized("k", 10_000, clock));
+    await lru.put(sized("k", 25000, clock));
+    expect(lru.bytes).toBe(25000);
     expect(lru.size).toBe(1);
     await lru.delete("k");
     expect(lru.bytes).toBe(0);
@@ -79,8 +79,8 @@ describe("LruStore byte bound", () => {
 
   it("drops expired entries on access and releases their bytes without counting an eviction", async () => {
     const clock = new ManualClock(T0);
-    const lru = new LruStore({ maxBytes: 3000, clock });
-    await lru.put(sized("k", 1000, clock));
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    await lru.put(sized("k", 10_000, clock));
     clock.advance(60_000);
     expect(lru.getSync("k")).toBeUndefined();
     expect(lru.size).toBe(0);
@@ -90,10 +90,10 @@ describe("LruStore byte bound", () => {
 
   it("lets a lower token replace an expired entry", async () => {
     const clock = new ManualClock(T0);
-    const lru = new LruStore({ maxBytes: 3000, clock });
-    await lru.put(sized("k", 1000, clock, 9));
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    await lru.put(sized("k", 10_000, clock, 9));
     clock.advance(60_000);
-    expect(await lru.put(sized("k", 1000, clock, 2))).toBe(true);
+    expect(await lru.put(sized("k", 10_000, clock, 2))).toBe(true);
     expect(lru.getSync("k")?.token).toBe(2);
   });
 
