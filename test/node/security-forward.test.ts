@@ -1,0 +1,270 @@
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import { connect, type AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer } from "../../src/node/server.ts";
+import { localStack } from "../../src/node/stack.ts";
+
+/**
+ * What reaches the origin and how the key is built, attacked through the Node server (its
+ * socket hit path included): each test is the attacker's request, then the victim's.
+ */
+
+const logger = jsonLogger("silent");
+const cleanup: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+interface Seen {
+  url: string;
+  headers: IncomingHttpHeaders;
+  raw: string[];
+  body: string;
+}
+
+/**
+ * An origin that reflects what it was sent, like the careless application an attacker
+ * looks for: the page names its URL, the `lang` it read (splitting the query on `&` and
+ * `;`, as some frameworks do), the Host and X-Forwarded-Host it saw and the Origin header.
+ */
+async function reflectingOrigin(vary?: string): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString();
+      seen.push({ url: req.url ?? "", headers: req.headers, raw: req.rawHeaders, body });
+      const query = (req.url ?? "").split("?")[1] ?? "";
+      const lang = query
+        .split(/[&;]/)
+        .map((p) => p.split("="))
+        .filter(([name]) => name === "lang")
+        .map(([, v]) => v)
+        .pop();
+      const page =
+        `url=${req.url} lang=${lang ?? "-"} host=${req.headers.host} xfh=${req.headers["x-forwarded-host"] ?? "-"} ` +
+        `origin=${req.headers.origin ?? "-"} al=${req.headers["accept-language"] ?? "-"} body=${body}`;
+      res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/plain", ...(vary ? { vary } : {}) });
+      res.end(page);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+async function herdless(originUrl: string, extra: Partial<ConfigInput> = {}): Promise<string> {
+  const config = parseConfig({ ...extra, origin: { url: originUrl, ...extra.origin } });
+  const stack = localStack({ config, logger, clock: new ManualClock(Date.now()) });
+  const running = await startServer({ stack, logger, port: 0, fastHits: true });
+  cleanup.push(() => running.close());
+  return running.url;
+}
+
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+function send(
+  base: string,
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `${base}${path}`,
+      { method: init.method ?? "GET", headers: { host: "shop.test", ...init.headers }, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(init.body);
+  });
+}
+
+/** A request written byte for byte (Node's client would not send two Host headers). */
+function sendRaw(base: string, head: string): Promise<{ status: number; text: string }> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(head));
+    let text = "";
+    socket.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.includes("\r\n\r\n")) socket.end();
+    });
+    socket.on("end", () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+    socket.on("error", reject);
+  });
+}
+
+describe("attacks on what reaches the origin (Node)", () => {
+  it("a reflected utm_ parameter is never sent to the origin, so it cannot be stored for the victim", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    const attack = await send(base, "/p?utm_source=%3Cscript%3Ealert(1)%3C/script%3E");
+    expect(attack.body).not.toContain("script");
+    const victim = await send(base, "/p");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.body).not.toContain("script");
+    expect(origin.seen.map((s) => s.url)).toEqual(["/p"]);
+  });
+
+  it("a `;`-cloaked parameter behind an ignored one never reaches an origin that splits on `;`", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    await send(base, "/p?lang=en&utm_content=x;lang=evil");
+    const victim = await send(base, "/p?lang=en");
+    expect(victim.body).toContain("lang=en ");
+    expect(victim.body).not.toContain("evil");
+    expect(origin.seen.map((s) => s.url)).toEqual(["/p?lang=en"]);
+  });
+
+  it("a path spelling `|origin=` cannot take over the Vary: Origin variant of the page", async () => {
+    const origin = await reflectingOrigin("Origin");
+    const base = await herdless(origin.url);
+    const first = await send(base, "/p");
+    expect(first.body).toMatch(/^url=\/p .*origin=- /);
+    const attack = await send(base, "/p|origin=https://app.test", { headers: { origin: "https://evil.test" } });
+    expect(attack.status).toBe(200);
+    const victim = await send(base, "/p", { headers: { origin: "https://app.test" } });
+    expect(victim.body).toContain("url=/p ");
+    expect(victim.body).toContain("origin=https://app.test");
+    expect(victim.body).not.toContain("evil");
+  });
+
+  it("X-Forwarded-Host and its kin are stripped: the origin never builds a page from them", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    await send(base, "/p", {
+      headers: {
+        "x-forwarded-host": "evil.test",
+        "x-original-url": "/admin",
+        "x-http-method-override": "DELETE",
+        forwarded: "host=evil.test",
+      },
+    });
+    const victim = await send(base, "/p");
+    expect(victim.body).toContain("xfh=-");
+    expect(victim.body).not.toContain("evil");
+    for (const name of ["x-forwarded-host", "x-original-url", "x-http-method-override", "forwarded"])
+      expect(origin.seen[0]?.headers[name]).toBeUndefined();
+  });
+
+  it("the origin sees the client's end-to-end headers on a fill, minus hop-by-hop ones, with XFF, XFP and Via", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    await send(base, "/p", {
+      headers: {
+        "x-api-version": "3",
+        "x-requested-with": "XMLHttpRequest",
+        connection: "x-hop",
+        "x-hop": "secret",
+        "proxy-foo": "1",
+        "x-forwarded-proto": "http",
+        cookie: "session=victim",
+      },
+    });
+    const headers = origin.seen[0]!.headers;
+    expect(headers["x-api-version"]).toBe("3");
+    expect(headers["x-requested-with"]).toBe("XMLHttpRequest");
+    expect(headers["x-hop"]).toBeUndefined();
+    expect(headers["proxy-foo"]).toBeUndefined();
+    expect(headers["x-forwarded-for"]).toBe("127.0.0.1");
+    expect(headers["x-forwarded-proto"]).toBe("http");
+    expect(headers.via).toBe("1.1 herdless");
+    // A request with a cookie is relayed as it is (nothing stored), so the origin gets it.
+    expect(headers.cookie).toBe("session=victim");
+  });
+
+  it("the first request for a Vary'd URL gets its own variant, and a collapsed waiter with another value its own", async () => {
+    const origin = await reflectingOrigin("Accept-Language");
+    const base = await herdless(origin.url);
+    const [fr, de] = await Promise.all([
+      send(base, "/v", { headers: { "accept-language": "fr" } }),
+      send(base, "/v", { headers: { "accept-language": "de" } }),
+    ]);
+    expect(fr.body).toContain("al=fr ");
+    expect(de.body).toContain("al=de ");
+    const again = await send(base, "/v", { headers: { "accept-language": "fr" } });
+    expect(again.headers["cache-status"]).toMatch(/hit/);
+    expect(again.body).toContain("al=fr ");
+  });
+});
+
+describe("requests herdless cannot serve correctly are refused clearly (Node)", () => {
+  it("an invalid Host is a 400, never a 500, and the victim's next request is served", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    for (const host of ["a b", "x|y", "@", "a@b.test", "shop.test:99999"]) {
+      const attack = await sendRaw(base, `GET /p HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      expect(attack.status, host).toBe(400);
+      expect(attack.text).toMatch(/invalid Host header/);
+    }
+    const victim = await send(base, "/p");
+    expect(victim.status).toBe(200);
+    expect(origin.seen).toHaveLength(1);
+  });
+
+  it("two Host headers are a 400, so a cache and an origin cannot disagree on the site", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    const attack = await sendRaw(
+      base,
+      "GET /p HTTP/1.1\r\nHost: shop.test\r\nHost: evil.test\r\nConnection: close\r\n\r\n",
+    );
+    expect(attack.status).toBe(400);
+    expect(attack.text).toMatch(/more than one Host header/);
+    expect(origin.seen).toHaveLength(0);
+    expect((await send(base, "/p")).body).toContain("host=127.0.0.1");
+  });
+
+  it("an upload with Expect: 100-continue reaches the origin and is not an origin failure", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url, { breaker: { failureThreshold: 1 } });
+    const upload = await new Promise<{ status: number; body: string; continued: boolean }>((resolve, reject) => {
+      let continued = false;
+      const req = httpRequest(
+        `${base}/upload`,
+        {
+          method: "POST",
+          headers: { host: "shop.test", expect: "100-continue", "content-type": "text/plain", "content-length": "5" },
+          agent: false,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (chunk: Buffer) => chunks.push(chunk));
+          res.on("end", () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), continued }),
+          );
+        },
+      );
+      req.on("continue", () => {
+        continued = true;
+        req.end("hello");
+      });
+      req.on("error", reject);
+    });
+    expect(upload).toMatchObject({ status: 200, continued: true });
+    expect(upload.body).toContain("body=hello");
+    expect(origin.seen[0]?.headers.expect).toBeUndefined();
+    expect(origin.seen[0]?.headers["content-length"]).toBe("5");
+    // With a breaker that opens on the first failure, the next request still reaches the origin.
+    expect((await send(base, "/after")).status).toBe(200);
+  });
+});
