@@ -1,0 +1,108 @@
+import { describe, expect, it } from "vitest";
+import { dataCenter, edgeEnv } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/**
+ * What reaches the origin and how the key is built, attacked through the Worker in workerd:
+ * each test is the attacker's request, then the victim's. The test origin records every
+ * request's path and headers and answers `<path> #<n>`.
+ */
+
+async function setup(headers: Record<string, string> = {}) {
+  const origin = await testOrigin({ headers: { "cache-control": "max-age=60", ...headers } });
+  const edge = dataCenter(`sec-${crypto.randomUUID().slice(0, 8)}`, edgeEnv(origin.url));
+  // Keys (and so coordinator objects) are shared by every test in the file: each test has its own path.
+  const p = `/${crypto.randomUUID().slice(0, 8)}`;
+  return { origin, edge, p };
+}
+
+describe("attacks on what reaches the origin (Worker)", () => {
+  it("a reflected utm_ parameter is never sent to the origin, so it cannot be stored for the victim", async () => {
+    const { origin, edge, p } = await setup();
+    const attack = await edge.get(`${p}?utm_source=%3Cscript%3Ealert(1)%3C/script%3E`);
+    expect(attack.body).toBe(`${p} #1`);
+    const victim = await edge.get(p);
+    expect(victim.cacheStatus).toMatch(/hit/);
+    expect(victim.body).toBe(`${p} #1`);
+    expect((await origin.stats()).requests.map((r) => r.path)).toEqual([p]);
+  });
+
+  it("a `;`-cloaked parameter behind an ignored one never reaches the origin", async () => {
+    const { origin, edge, p } = await setup();
+    await edge.get(`${p}?lang=en&utm_content=x;lang=evil`);
+    const victim = await edge.get(`${p}?lang=en`);
+    expect(victim.body).toBe(`${p}?lang=en #1`);
+    expect((await origin.stats()).requests.map((r) => r.path)).toEqual([`${p}?lang=en`]);
+  });
+
+  it("a path spelling `|origin=` cannot take over the Vary: Origin variant of the page", async () => {
+    const { origin, edge, p } = await setup({ vary: "Origin" });
+    expect((await edge.get(p)).body).toBe(`${p} #1`);
+    const attack = await edge.get(`${p}|origin=https://app.test`, { headers: { origin: "https://evil.test" } });
+    expect(attack.status).toBe(200);
+    const victim = await edge.get(p, { headers: { origin: "https://app.test" } });
+    expect(victim.body).toMatch(new RegExp(`^${p} #\\d$`));
+    const requests = (await origin.stats()).requests;
+    const victimRequest = requests.find((r) => r.path === p && r.headers.origin === "https://app.test");
+    expect(victimRequest).toBeDefined();
+  });
+
+  it("X-Forwarded-Host and its kin are stripped: the origin never sees them", async () => {
+    const { origin, edge, p } = await setup();
+    await edge.get(p, {
+      headers: { "x-forwarded-host": "evil.test", "x-original-url": "/admin", "x-http-method-override": "DELETE" },
+    });
+    const victim = await edge.get(p);
+    expect(victim.cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    expect(seen["x-forwarded-host"]).toBeUndefined();
+    expect(seen["x-original-url"]).toBeUndefined();
+    expect(seen["x-http-method-override"]).toBeUndefined();
+  });
+
+  it("the origin sees the client's end-to-end headers on a fill, with X-Forwarded-Proto and Via", async () => {
+    const { origin, edge, p } = await setup();
+    await edge.get(p, {
+      headers: { "x-api-version": "3", "x-requested-with": "XMLHttpRequest", "x-forwarded-proto": "http" },
+    });
+    const seen = (await origin.stats()).requests[0]!.headers;
+    expect(seen["x-api-version"]).toBe("3");
+    expect(seen["x-requested-with"]).toBe("XMLHttpRequest");
+    expect(seen["x-forwarded-proto"]).toBe("https");
+    expect(seen.via).toContain("1.1 herdless");
+  });
+
+  it("the first request for a Vary'd URL gets its own variant, the next value its own", async () => {
+    const { origin, edge, p } = await setup({ vary: "Accept-Language" });
+    const fr = await edge.get(p, { headers: { "accept-language": "fr" } });
+    const de = await edge.get(p, { headers: { "accept-language": "de" } });
+    expect(fr.body).toBe(`${p} #1`);
+    expect(de.body).toBe(`${p} #2`);
+    expect((await origin.stats()).requests.map((r) => r.headers["accept-language"])).toEqual(["fr", "de"]);
+    const again = await edge.get(p, { headers: { "accept-language": "fr" } });
+    expect(again.body).toBe(`${p} #1`);
+  });
+});
+
+describe("requests herdless cannot serve correctly are refused clearly (Worker)", () => {
+  it("an invalid Host is a 400, never a 500, and the victim's next request is served", async () => {
+    const { origin, edge, p } = await setup();
+    for (const host of ["a b", "x|y", "@", "a@b.test"]) {
+      const attack = await edge.get(p, { headers: { host } });
+      expect(attack.status, host).toBe(400);
+      expect(attack.body).toMatch(/invalid Host header/);
+    }
+    expect((await edge.get(p)).status).toBe(200);
+    expect(await origin.count()).toBe(1);
+  });
+
+  it("two Host headers are a 400", async () => {
+    const { origin, edge, p } = await setup();
+    const headers = new Headers();
+    headers.append("host", "edge.test");
+    headers.append("host", "evil.test");
+    const attack = await edge.get(p, { headers });
+    expect(attack.status).toBe(400);
+    expect(await origin.count()).toBe(0);
+  });
+});
