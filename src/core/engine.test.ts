@@ -187,10 +187,43 @@ describe("engine", () => {
     expect(t.origin.calls).toHaveLength(6);
   });
 
-  it("bypasses requests with credentials and never stores their answer", async () => {
-    const res = await t.engine.handle(get("/a", { authorization: "Bearer x" }));
+  it("bypasses requests with a Cookie and never stores their answer", async () => {
+    const res = await t.engine.handle(get("/a", { cookie: "sid=1" }));
     expect(status(res)).toContain("fwd=bypass");
     expect((await t.engine.handle(get("/a"))).cacheStatus.fwd).toBe("uri-miss");
+  });
+
+  describe("RFC 9111 §3.5 responses to requests with Authorization", () => {
+    it("goes to the origin with the credentials and shares nothing the response does not allow", async () => {
+      const res = await t.engine.handle(get("/a", { authorization: "Bearer x" }));
+      expect(res.status).toBe(200);
+      expect(t.origin.calls[0]!.headers.get("authorization")).toBe("Bearer x");
+      expect((await t.engine.handle(get("/a"))).cacheStatus.fwd).toBe("uri-miss");
+      expect(t.origin.calls[1]!.headers.get("authorization")).toBeNull();
+    });
+
+    it.each(["public, max-age=60", "s-maxage=60", "max-age=60, must-revalidate"])(
+      "stores the answer when it says %s, and serves it to the next request",
+      async (cacheControl) => {
+        t.origin.cacheControl = cacheControl;
+        await t.engine.handle(get("/a", { authorization: "Bearer x" }));
+        const next = await t.engine.handle(get("/a"));
+        expect(next.cacheStatus.hit).toBe(true);
+        expect(t.origin.calls).toHaveLength(1);
+      },
+    );
+
+    it("never answers a request with Authorization from a stored copy, nor evicts that copy", async () => {
+      await t.engine.handle(get("/a"));
+      const res = await t.engine.handle(get("/a", { authorization: "Bearer x" }));
+      expect(res.cacheStatus.hit).not.toBe(true);
+      expect(t.origin.calls).toHaveLength(2);
+      t.origin.version = 2; // the personal answer is a 200, not shareable: the shared copy stays
+      await t.engine.handle(get("/a", { authorization: "Bearer x" }));
+      const anonymous = await t.engine.handle(get("/a"));
+      expect(anonymous.cacheStatus.hit).toBe(true);
+      expect(text(anonymous.body)).toBe("v1 /a ");
+    });
   });
 
   it("keeps variants apart by Vary and never serves one for another", async () => {

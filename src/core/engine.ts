@@ -96,10 +96,15 @@ export class Engine {
       (decision.kind === "bypass" || decision.kind === "miss" || decision.kind === "revalidate")
     )
       return notCached({ fwd: decision.kind === "bypass" ? "bypass" : found.varyMiss ? "vary-miss" : "uri-miss" });
-    const fill = (priority: FillRequest["priority"], revalidate = false) =>
-      this.fillRequest(request, route, primary, found.key, priority, purges, revalidate);
+    const fill = (priority: FillRequest["priority"], revalidate = false, authorized = false) =>
+      this.fillRequest(request, route, primary, found.key, priority, purges, revalidate, authorized);
     switch (decision.kind) {
       case "bypass":
+        if (decision.reason === "authorization") {
+          // Through the coordinator, never from the store: one origin request, stored if shareable.
+          const result = await this.fill(fill("foreground", true, true));
+          return this.answer(request, result, "request", undefined, primary);
+        }
         return this.relay(request, { fwd: "bypass" }, "bypass");
       case "fresh":
       case "stale-while-revalidate": {
@@ -264,12 +269,15 @@ export class Engine {
     priority: FillRequest["priority"],
     purges: PurgeSnapshot | undefined,
     revalidate: boolean,
+    authorized = false,
   ): FillRequest {
     // Every end-to-end header the client sent, so the origin's answer (and the variant its
-    // Vary selects) is the one this request asked for; credentials only where the route caches them.
+    // Vary selects) is the one this request asked for; credentials only where the route caches
+    // them, or (RFC 9111 §3.5) a request's own Authorization on its own fill (`authorized`,
+    // never with a Cookie: decide() relays those), whose answer storability then judges.
     const headers = originRequestHeaders(request.rawHeaders, this.forward, {
       kind: "fill",
-      credentials: route.cacheAuthorized,
+      credentials: route.cacheAuthorized || authorized,
       url: request.url,
       clientAddress: request.clientAddress,
     });

@@ -110,7 +110,8 @@ describe("the hit path", () => {
     const credentialed = await send(running.url, "/v", {
       headers: { "accept-language": "fr", authorization: "Bearer x" },
     });
-    expect(credentialed.headers["cache-status"]).toContain("fwd=bypass");
+    // RFC 9111 §3.5: its own answer from the origin, never the stored copy.
+    expect(credentialed.headers["cache-status"]).toContain("fwd=request");
     clock.advance(12_000);
     const stale = await send(running.url, "/v", { headers: { "accept-language": "fr" } });
     expect(stale.headers["cache-status"]).toBe("herdless; hit; ttl=-2; detail=stale-while-revalidate");

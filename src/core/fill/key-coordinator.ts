@@ -260,10 +260,10 @@ export class KeyCoordinator implements Coordinator {
       );
     if (res.status === 304 && stored && res.kind === "buffered") {
       const merged = revalidatedHeaders(stored, res.headers);
-      if (judge(stored.status, merged).storable)
-        return this.put(refreshedEntry(stored, res, context), request.primary, res.status);
+      const refreshed = judge(stored.status, merged);
+      if (refreshed.storable) return this.put(refreshedEntry(stored, res, context), request.primary, res.status);
       // The origin now says this response must not be shared: forget it, answer this client alone.
-      await this.o.store.delete(stored.key);
+      if (saysAboutTheUrl(refreshed)) await this.o.store.delete(stored.key);
       return {
         kind: "pass",
         response: { status: stored.status, headers: merged, body: stored.body },
@@ -295,7 +295,8 @@ export class KeyCoordinator implements Coordinator {
     }
     if (res.kind === "streamed" || !verdict.storable || res.status === 304) {
       // The stored copy no longer reflects what the origin says about this URL.
-      if (stored && res.kind === "buffered" && res.status !== 304) await this.o.store.delete(stored.key);
+      if (stored && res.kind === "buffered" && res.status !== 304 && saysAboutTheUrl(verdict))
+        await this.o.store.delete(stored.key);
       const reason = res.kind === "streamed" ? "too-large" : "uncacheable";
       return {
         kind: "pass",
@@ -345,6 +346,15 @@ export class KeyCoordinator implements Coordinator {
     const wrapped = new HerdlessError("ORIGIN_NETWORK", String(error));
     return { kind: "failed", code: wrapped.code, message: wrapped.message, stale, collapsed: false };
   }
+}
+
+/**
+ * An unstorable answer replaces the stored copy, unless it is unstorable only because of who
+ * asked (RFC 9111 §3.5: the answer to a request with credentials), which says nothing about
+ * the copy others get.
+ */
+function saysAboutTheUrl(verdict: Storability): boolean {
+  return verdict.storable || verdict.reason !== "authorization";
 }
 
 function outcomeOf(status: number): OriginCallEvent["outcome"] {

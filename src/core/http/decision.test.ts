@@ -47,8 +47,12 @@ describe("decision table", () => {
     expect(decide(entry, "K", { ...get, method }, route, 0)).toEqual({ kind: "bypass", reason: "method" });
   });
 
-  it("RFC 9111 §3.5: Authorization and Cookie requests bypass unless the route allows", () => {
+  it("RFC 9111 §3.5: Authorization and Cookie requests bypass the stored copy unless the route allows", () => {
     expect(decide(entry, "K", { ...get, hasAuthorization: true }, route, 0)).toEqual({
+      kind: "bypass",
+      reason: "authorization",
+    });
+    expect(decide(entry, "K", { ...get, hasAuthorization: true, hasCookie: true }, route, 0)).toEqual({
       kind: "bypass",
       reason: "credentials",
     });

@@ -11,14 +11,15 @@ export interface RequestFacts {
 
 /**
  * What to do with a request, given what the near tier holds:
- * - `bypass`: go to the origin, store nothing;
+ * - `bypass`: go to the origin, store nothing (`authorization`: go to the origin, and store
+ *   what RFC 9111 §3.5 lets a shared cache keep);
  * - `fresh`: answer from the entry;
  * - `stale-while-revalidate`: answer from the entry now, revalidate in the background;
  * - `revalidate`: ask the coordinator and wait (conditional request; stale-if-error may still apply);
  * - `miss`: nothing usable stored: ask the coordinator and wait.
  */
 export type Decision =
-  | { kind: "bypass"; reason: "method" | "route" | "credentials" }
+  | { kind: "bypass"; reason: "method" | "route" | "credentials" | "authorization" }
   | { kind: "fresh"; entry: Entry }
   | { kind: "stale-while-revalidate"; entry: Entry }
   | { kind: "revalidate"; entry: Entry }
@@ -51,9 +52,13 @@ export function decide(
 ): Decision {
   if (!isCacheableMethod(request.method)) return { kind: "bypass", reason: "method" };
   if (route.bypass) return { kind: "bypass", reason: "route" };
-  // RFC 9111 §3.5: requests with credentials get personal answers unless the route says the origin never personalizes.
-  if ((request.hasAuthorization || request.hasCookie) && !route.cacheAuthorized)
-    return { kind: "bypass", reason: "credentials" };
+  // Cookies personalize silently: unless the route says the origin never does, such requests
+  // are neither answered from the cache nor stored.
+  if (request.hasCookie && !route.cacheAuthorized) return { kind: "bypass", reason: "credentials" };
+  // RFC 9111 §3.5: a request with Authorization gets its own answer from the origin (never a
+  // shared copy: the origin may answer it differently), and that answer is stored only when
+  // it says public, s-maxage or must-revalidate (freshness.ts authorizedMayBeShared).
+  if (request.hasAuthorization && !route.cacheAuthorized) return { kind: "bypass", reason: "authorization" };
   if (!found) return { kind: "miss", fwd: "uri-miss" };
   if (found.key !== expectedKey) return { kind: "miss", fwd: "vary-miss" };
   if (now < found.staleAt) return { kind: "fresh", entry: found };
