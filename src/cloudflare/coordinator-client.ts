@@ -1,3 +1,4 @@
+import { isOriginCallError, metricOfStatus } from "../core/origin/guarded-call.ts";
 import type { Config } from "../core/config.ts";
 import type { Coordinator, FillResult } from "../core/fill/coordinator.ts";
 import { HerdlessError } from "../core/errors.ts";
@@ -70,8 +71,6 @@ function originOutcome(result: FillResult): OriginOutcomeKind | undefined {
   if (result.kind === "alone") return undefined;
   if (result.kind !== "pass" && result.collapsed) return undefined;
   const status = result.fwdStatus;
-  if (status === undefined) return result.kind === "failed" && ORIGIN_FAILURES.has(result.code) ? "error" : undefined;
-  return status === 200 ? "200" : status === 304 ? "304" : status >= 500 ? "5xx" : "other";
+  if (status === undefined) return result.kind === "failed" && isOriginCallError(result.code) ? "error" : undefined;
+  return metricOfStatus(status);
 }
-
-const ORIGIN_FAILURES = new Set<string>(["ORIGIN_TIMEOUT", "ORIGIN_NETWORK", "ORIGIN_TRUNCATED"]);

@@ -3,6 +3,7 @@ import { closedBreaker, type BreakerRecord } from "../core/guard/breaker.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
+import { isGuardRefusal, type GuardRefusal } from "../core/origin/guarded-call.ts";
 import { LocalGuard, type LocalPermit } from "../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginOutcome, Priority } from "../core/guard/origin-guard.ts";
 import { configFromEnv, type ConfigEnv } from "./config-env.ts";
@@ -10,7 +11,7 @@ import { configFromEnv, type ConfigEnv } from "./config-env.ts";
 /** The answer to {@link OriginGuardObject.acquire}: a permit, or why not and when to retry. */
 export type GuardGrant =
   | { ok: true; permitId: string; probe: boolean }
-  | { ok: false; code: "QUEUE_FULL" | "QUEUE_TIMEOUT" | "BREAKER_OPEN"; message: string; retryAfterMs: number };
+  | { ok: false; code: GuardRefusal; message: string; retryAfterMs: number };
 
 /** A permit whose holder never releases it frees its slot this long after origin.timeoutMs (as RedisGuard's permits). */
 export const PERMIT_MARGIN_MS = 5_000;
@@ -36,10 +37,6 @@ interface GuardState {
   guard: LocalGuard;
   held: Map<string, Held>;
 }
-
-type Refusal = Extract<GuardGrant, { ok: false }>["code"];
-const refusals: readonly string[] = ["QUEUE_FULL", "QUEUE_TIMEOUT", "BREAKER_OPEN"] satisfies Refusal[];
-const isRefusal = (code: string): code is Refusal => refusals.includes(code);
 
 /**
  * The deployment-wide origin guard (`env.GUARD.idFromName("global")`): the cap, queue and
@@ -88,7 +85,7 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
     try {
       permit = await state.guard.acquire(priority === "background" ? "background" : "foreground");
     } catch (error) {
-      if (isHerdlessError(error) && isRefusal(error.code))
+      if (isHerdlessError(error) && isGuardRefusal(error.code))
         return { ok: false, code: error.code, message: error.message, retryAfterMs: error.retryAfterMs ?? 1_000 };
       throw error;
     }
@@ -107,7 +104,7 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
 
   /** Frees the permit and counts its outcome for the breaker; a no-op for an unknown or expired id. */
   async release(permitId: string, outcome: OriginOutcome): Promise<void> {
-    this.take(permitId)?.release(outcome === "success" ? "success" : "failure");
+    this.take(permitId)?.release(outcome === "success" || outcome === "neutral" ? outcome : "failure");
   }
 
   /** Frees the permit without counting an outcome (its caller gave up before calling the origin). */

@@ -109,7 +109,8 @@ describe("config: defaults and routes", () => {
   it("fills every default", () => {
     const config = parseConfig({ origin });
     expect(config.origin).toMatchObject({ timeoutMs: 10_000, maxConcurrency: 8, queueTimeoutMs: 10_000 });
-    expect(config.breaker).toEqual({ failureThreshold: 5, probeIntervalMs: 5_000, serveStaleWhileOpen: true });
+    expect(config.breaker).toMatchObject({ failureThreshold: 5, probeIntervalMs: 5_000, serveStaleWhileOpen: true });
+    expect(config.breaker.failureStatuses).toEqual([502, 503, 504]);
   });
 
   it("takes the first matching route over the defaults", () => {

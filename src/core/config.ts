@@ -96,6 +96,10 @@ export const configSchema = z
       maxQueue: z._default(count("origin.maxQueue", 0, 1_000_000), 1_000),
       /** How long a cold miss waits for an origin permit before 503. */
       queueTimeoutMs: z._default(ms("origin.queueTimeoutMs"), 10_000),
+      /** A streamed origin body (bypass, unsafe methods, pass) that sends nothing for this long is cut off. */
+      streamIdleTimeoutMs: z._default(ms("origin.streamIdleTimeoutMs", 1), 30_000),
+      /** A streamed origin body still running this long after its head is cut off; it holds an origin permit until then. */
+      streamTimeoutMs: z._default(ms("origin.streamTimeoutMs", 1), 300_000),
       /** Cache 404 responses for this long (0 = do not). */
       notFoundTtlMs: z._default(ttl("origin.notFoundTtlMs"), 0),
       /**
@@ -158,6 +162,19 @@ export const configSchema = z
     breaker: z.prefault(
       z.strictObject({
         failureThreshold: z._default(count("breaker.failureThreshold", 1, 1_000_000), 5),
+        /** Origin statuses that are signs of a sick origin (counted by the breaker); any other answer proves it is up. */
+        failureStatuses: z._default(
+          z.array(
+            z
+              .number()
+              .check(
+                z.int(),
+                z.minimum(500, { error: "breaker.failureStatuses must list 5xx statuses" }),
+                z.maximum(599, { error: "breaker.failureStatuses must list 5xx statuses" }),
+              ),
+          ),
+          [502, 503, 504],
+        ),
         probeIntervalMs: z._default(ms("breaker.probeIntervalMs", 1), 5_000),
         serveStaleWhileOpen: z._default(z.boolean(), true),
       }),

@@ -12,7 +12,8 @@ import { keyQuery, primaryKey, variantKey } from "./http/key.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
-import { breakerOutcomeOf, fetchOrigin, type ContentDecoding, type FetchLike } from "./origin/origin-client.ts";
+import type { ContentDecoding, FetchLike } from "./origin/origin-client.ts";
+import { guardedOriginCall, isGuardRefusal, type GuardedCallDeps } from "./origin/guarded-call.ts";
 import { forwardPolicy, originRequestHeaders, type ForwardPolicy } from "./origin/forward.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
@@ -69,8 +70,17 @@ export interface EngineOptions {
 export class Engine {
   private readonly refreshes = new SingleFlight<string, void>();
   private readonly forward: ForwardPolicy;
+  private readonly originDeps: GuardedCallDeps;
   constructor(private readonly o: EngineOptions) {
     this.forward = forwardPolicy(o.config);
+    this.originDeps = {
+      config: o.config,
+      clock: o.clock,
+      guard: o.guard,
+      fetch: o.fetch,
+      ...(o.decodes ? { decodes: o.decodes } : {}),
+      onOriginCall: (event) => o.metrics?.originCall(event.outcome),
+    };
   }
 
   async handle(request: EngineRequest): Promise<EngineResponse> {
@@ -239,7 +249,7 @@ export class Engine {
       this.count("error", primary);
       return fromPass(this.shown(result.response), status, request.method);
     }
-    const refused = result.code === "BREAKER_OPEN" || result.code === "QUEUE_FULL" || result.code === "QUEUE_TIMEOUT";
+    const refused = isGuardRefusal(result.code);
     this.count(refused ? "refused" : "error", primary);
     if (refused)
       return synthetic(503, `origin is protected (${detail}); try again shortly`, status, result.retryAfterMs ?? 1_000);
@@ -337,18 +347,6 @@ export class Engine {
   /** Relays a request as it is, through the guard, streaming the answer. */
   private async relay(request: EngineRequest, status: CacheStatus, kind: "bypass" | "pass"): Promise<EngineResponse> {
     this.count(kind, undefined);
-    let permit;
-    try {
-      permit = await this.o.guard.acquire("foreground");
-    } catch (error) {
-      const code: HerdlessErrorCode = isHerdlessError(error) ? error.code : "ORIGIN_NETWORK";
-      return synthetic(
-        503,
-        `origin is protected (${code}); try again shortly`,
-        { ...status, detail: FAILURE_DETAIL[code] ?? "origin-error" },
-        isHerdlessError(error) ? error.retryAfterMs : 1_000,
-      );
-    }
     // Nothing from this request is stored: the client's own query and credentials go as they are.
     const headers = originRequestHeaders(request.rawHeaders, this.forward, {
       kind: "relay",
@@ -356,36 +354,33 @@ export class Engine {
       url: request.url,
       clientAddress: request.clientAddress,
     });
-    try {
-      const res = await fetchOrigin(
-        this.o.fetch,
-        {
-          url: this.originUrl(request.url, request.url.search),
-          method: request.method,
-          headers,
-          body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
-        },
-        {
-          timeoutMs: this.o.config.origin.timeoutMs,
-          maxBodyBytes: 0,
-          clock: this.o.clock,
-          ...(this.o.decodes ? { decodes: this.o.decodes } : {}),
-        },
+    const url = this.originUrl(request.url, request.url.search);
+    const result = await guardedOriginCall(
+      this.originDeps,
+      {
+        url,
+        method: request.method,
+        headers,
+        body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
+      },
+      // The URL stands for the key: the breaker counts how many distinct resources fail.
+      { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}` },
+    );
+    if (result.kind === "response")
+      return fromPass(this.shown(result.response), { ...status, fwdStatus: result.response.status }, request.method);
+    const { error } = result;
+    if (result.kind === "refused") {
+      return synthetic(
+        503,
+        `origin is protected (${error.code}); try again shortly`,
+        { ...status, detail: FAILURE_DETAIL[error.code] ?? "origin-error" },
+        error.retryAfterMs ?? 1_000,
       );
-      await permit.release(res.status >= 500 ? "failure" : "success");
-      this.o.metrics?.originCall(
-        res.status >= 500 ? "5xx" : res.status === 200 ? "200" : res.status === 304 ? "304" : "other",
-      );
-      return fromPass(this.shown(res), { ...status, fwdStatus: res.status }, request.method);
-    } catch (error) {
-      await permit.release(breakerOutcomeOf(error));
-      this.o.metrics?.originCall("error");
-      const message = error instanceof Error ? error.message : String(error);
-      return synthetic(isHerdlessError(error, "ORIGIN_TIMEOUT") ? 504 : 502, `origin failed: ${message}`, {
-        ...status,
-        detail: "origin-error",
-      });
     }
+    return synthetic(error.code === "ORIGIN_TIMEOUT" ? 504 : 502, `origin failed: ${error.message}`, {
+      ...status,
+      detail: "origin-error",
+    });
   }
 
   private count(kind: Parameters<Metrics["count"]>[0], key: string | undefined): void {
@@ -397,6 +392,7 @@ const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<CacheStatus[
   BREAKER_OPEN: "breaker-open",
   QUEUE_FULL: "queue-full",
   QUEUE_TIMEOUT: "queue-timeout",
+  ORIGIN_BACKOFF: "backoff",
   COORDINATOR_UNAVAILABLE: "coordinator-unavailable",
 };
 

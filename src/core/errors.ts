@@ -7,6 +7,10 @@ export type HerdlessErrorCode =
   | "ORIGIN_NETWORK"
   | "ORIGIN_TRUNCATED"
   | "ORIGIN_STATUS"
+  /** The runtime would not send the request (a method or header it refuses); the origin saw nothing. */
+  | "ORIGIN_UNSENDABLE"
+  /** The key's origin calls failed recently; it is not asked again until its backoff passes. */
+  | "ORIGIN_BACKOFF"
   | "QUEUE_FULL"
   | "QUEUE_TIMEOUT"
   | "BREAKER_OPEN"
@@ -23,7 +27,7 @@ export type HerdlessErrorCode =
  */
 export class HerdlessError extends Error {
   override readonly name = "HerdlessError";
-  /** For QUEUE_* and BREAKER_OPEN: when a client may usefully try again. */
+  /** For QUEUE_*, BREAKER_OPEN and ORIGIN_BACKOFF: when a client may usefully try again. */
   readonly retryAfterMs: number | undefined;
   constructor(
     readonly code: HerdlessErrorCode,

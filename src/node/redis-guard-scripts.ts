@@ -52,10 +52,12 @@ return {2, 0}
 
 /**
  * Frees the slot and applies breaker.ts `record`. KEYS as ACQUIRE. ARGV: id, outcome,
- * probe ("1" | "0"), now, failureThreshold, probeIntervalMs. Returns the breaker state.
+ * probe ("1" | "0"), now, failureThreshold, probeIntervalMs. Returns the breaker state
+ * ("unchanged" for a neutral outcome, which frees the slot and counts nothing).
  */
 export const RELEASE = new LuaScript(`${BREAKER_LUA}
 redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] == 'neutral' then return 'unchanged' end
 local b = readBreaker(KEYS[2])
 local now = tonumber(ARGV[4])
 local probe = ARGV[3] == '1'

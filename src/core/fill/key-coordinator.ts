@@ -8,13 +8,8 @@ import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { LeaseManager } from "./lease.ts";
-import {
-  breakerOutcomeOf,
-  fetchOrigin,
-  type ContentDecoding,
-  type FetchLike,
-  type OriginResponse,
-} from "../origin/origin-client.ts";
+import type { ContentDecoding, FetchLike, OriginResponse } from "../origin/origin-client.ts";
+import { guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "../origin/guarded-call.ts";
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import {
   conditionalHeaders,
@@ -49,13 +44,6 @@ export interface KeyCoordinatorOptions {
   onOriginCall?: (event: OriginCallEvent) => void;
 }
 
-export interface OriginCallEvent {
-  key: string;
-  outcome: "200" | "304" | "other" | "5xx" | "error";
-  status?: number;
-  priority: "foreground" | "background";
-}
-
 /** Result of the one flight per key; `alone` is decided per caller afterwards. */
 type FlightResult = Exclude<FillResult, { kind: "alone" }>;
 
@@ -71,7 +59,17 @@ type FlightResult = Exclude<FillResult, { kind: "alone" }>;
  */
 export class KeyCoordinator implements Coordinator {
   private readonly flights = new SingleFlight<string, FlightResult>();
-  constructor(private readonly o: KeyCoordinatorOptions) {}
+  private readonly originDeps: GuardedCallDeps;
+  constructor(private readonly o: KeyCoordinatorOptions) {
+    this.originDeps = {
+      config: o.config,
+      clock: o.clock,
+      guard: o.guard,
+      fetch: o.fetch,
+      ...(o.decodes ? { decodes: o.decodes } : {}),
+      ...(o.onOriginCall ? { onOriginCall: o.onOriginCall } : {}),
+    };
+  }
 
   async fill(request: FillRequest): Promise<FillResult> {
     const stored = request.revalidate ? undefined : await this.storedFor(request);
@@ -188,44 +186,18 @@ export class KeyCoordinator implements Coordinator {
     token: number,
     signal: AbortSignal,
   ): Promise<FlightResult> {
-    const { config, clock } = this.o;
-    let permit;
-    try {
-      permit = await this.o.guard.acquire(request.priority, signal);
-    } catch (error) {
-      return this.failure(error, stored);
-    }
-    let res: OriginResponse;
-    try {
-      const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
-      res = await fetchOrigin(
-        this.o.fetch,
-        {
-          url: request.url,
-          method: "GET",
-          headers: [...request.headers, ...conditional],
-        },
-        {
-          timeoutMs: config.origin.timeoutMs,
-          maxBodyBytes: config.cache.maxEntryBytes,
-          clock,
-          signal,
-          ...(this.o.decodes ? { decodes: this.o.decodes } : {}),
-        },
-      );
-    } catch (error) {
-      await permit.release(breakerOutcomeOf(error));
-      this.o.onOriginCall?.({ key: request.key, outcome: "error", priority: request.priority });
-      return this.failure(error, stored);
-    }
-    await permit.release(res.status >= 500 ? "failure" : "success");
-    this.o.onOriginCall?.({
-      key: request.key,
-      outcome: outcomeOf(res.status),
-      status: res.status,
-      priority: request.priority,
-    });
-    return this.settle(request, stored, res, token);
+    const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
+    const result = await guardedOriginCall(
+      this.originDeps,
+      {
+        url: request.url,
+        method: "GET",
+        headers: [...request.headers, ...conditional],
+      },
+      { priority: request.priority, maxBodyBytes: this.o.config.cache.maxEntryBytes, key: request.key, signal },
+    );
+    if (result.kind !== "response") return this.failure(result.error, stored);
+    return this.settle(request, stored, result.response, token);
   }
 
   /**
@@ -355,13 +327,6 @@ export class KeyCoordinator implements Coordinator {
  */
 function saysAboutTheUrl(verdict: Storability): boolean {
   return verdict.storable || verdict.reason !== "authorization";
-}
-
-function outcomeOf(status: number): OriginCallEvent["outcome"] {
-  if (status === 200) return "200";
-  if (status === 304) return "304";
-  if (status >= 500) return "5xx";
-  return "other";
 }
 
 /** Whether `entry` was written after `than` (a later flight), by fencing token then arrival. */

@@ -60,6 +60,7 @@ export function record(
   settings: BreakerSettings,
   now: number,
 ): BreakerRecord {
+  if (outcome === "neutral") return current;
   if (outcome === "success") {
     // A success closes the breaker only when it answers the probe, or when it is already closed.
     if (current.state === "closed" || probe) return closedBreaker();

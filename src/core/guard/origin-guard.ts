@@ -1,8 +1,12 @@
 /** User-facing misses go first; background revalidations yield to them. */
 export type Priority = "foreground" | "background";
 
-/** How an origin call ended, as the circuit breaker counts it. */
-export type OriginOutcome = "success" | "failure";
+/**
+ * What an origin call says about the origin's health, as the circuit breaker counts it:
+ * `success` the origin answered, `failure` a sign of sickness (see guarded-call.ts),
+ * `neutral` nothing either way (the request was never sent, or our side cancelled it).
+ */
+export type OriginOutcome = "success" | "failure" | "neutral";
 
 /** A slot to call the origin. Release it exactly once, with the outcome. */
 export interface OriginPermit {

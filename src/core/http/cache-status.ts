@@ -26,6 +26,8 @@ export type CacheStatusDetail =
   | "breaker-open"
   | "queue-full"
   | "queue-timeout"
+  | "backoff"
+  | "refresh-ahead"
   | "negative"
   | "coordinator-unavailable"
   | "too-large"

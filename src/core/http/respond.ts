@@ -30,6 +30,8 @@ export function fromPass(response: PassResponse, status: CacheStatus, method: st
   const headers = response.headers.filter(([name]) => name !== "cache-status");
   headers.push(["cache-status", withUpstream(response.headers, status)]);
   if (response.body instanceof Uint8Array) headers.push(["content-length", String(response.body.byteLength)]);
+  // A dropped stream must still be cancelled: it holds an origin connection and permit until it ends.
+  if (method === "HEAD" && response.body instanceof ReadableStream) void response.body.cancel().catch(() => undefined);
   return { status: response.status, headers, body: method === "HEAD" ? null : response.body, cacheStatus: status };
 }
 

@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.ts";
-import { HerdlessError, isHerdlessError } from "../errors.ts";
+import { HerdlessError } from "../errors.ts";
 import { concatBytes, HOP_BY_HOP } from "../http/http.ts";
 
 /** The `fetch` a runtime provides; injected so the core stays runtime-free and testable. */
@@ -105,7 +105,8 @@ export async function fetchOrigin(
   const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt };
 
   const declared = hasNoBody(request.method, response.status) ? 0 : declaredLength(response.headers, decodes);
-  if (declared !== undefined && declared > options.maxBodyBytes) {
+  // Nothing to keep (relays): stream at once rather than wait for a first byte to overflow.
+  if (options.maxBodyBytes === 0 || (declared !== undefined && declared > options.maxBodyBytes)) {
     release();
     return { kind: "streamed", ...base, body: response.body };
   }
@@ -275,21 +276,34 @@ export function responseHeaders(
   return { headers: out, dropped };
 }
 
-/**
- * How a failed origin call counts for the breaker: an origin that answered, however oddly
- * (a status no client can be given), is not an unwell origin; everything else is.
- */
-export function breakerOutcomeOf(error: unknown): "success" | "failure" {
-  return isHerdlessError(error, "ORIGIN_STATUS") ? "success" : "failure";
-}
-
 function asOriginError(cause: unknown, deadline: AbortSignal, url: string, duringBody = false): HerdlessError {
   if (cause instanceof HerdlessError) return cause;
   if (deadline.aborted && deadline.reason instanceof HerdlessError) return deadline.reason;
   if (deadline.aborted)
     return new HerdlessError("ORIGIN_NETWORK", `origin request for ${url} was cancelled`, { cause: deadline.reason });
   if (duringBody) return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause });
+  if (isUnsendable(cause))
+    return new HerdlessError(
+      "ORIGIN_UNSENDABLE",
+      `the runtime would not send the request for ${url}: ${describe(cause)}`,
+      {
+        cause,
+      },
+    );
   return new HerdlessError("ORIGIN_NETWORK", `origin unreachable for ${url}: ${describe(cause)}`, { cause });
+}
+
+/**
+ * A request the runtime refused before any connection: a TypeError of its own (undici:
+ * "'TRACE' HTTP method is unsupported", workerd: "Invalid header name."), or undici's
+ * refusal of an option ("expect header not supported"). Network failures are an Error in
+ * workerd and a TypeError with a socket cause in undici, so they stay ORIGIN_NETWORK.
+ */
+function isUnsendable(cause: unknown): boolean {
+  if (!(cause instanceof TypeError)) return false;
+  if (cause.cause === undefined) return true;
+  const code = (cause.cause as { code?: unknown } | null)?.code;
+  return code === "UND_ERR_NOT_SUPPORTED" || code === "UND_ERR_INVALID_ARG";
 }
 
 function describe(error: unknown): string {

@@ -1,0 +1,147 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../clock.ts";
+import { parseConfig } from "../config.ts";
+import { LocalGuard, type Timers } from "../guard/local-guard.ts";
+import { guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "./guarded-call.ts";
+
+const T0 = 1_700_000_000_000;
+
+/** Timers that fire only when the test says which delay has passed. */
+function manualTimers() {
+  const pending = new Map<number, { ms: number; fn: () => void }>();
+  let next = 1;
+  const timers: Timers = {
+    setTimeout: (fn, ms) => {
+      pending.set(next, { ms, fn });
+      return next++;
+    },
+    clearTimeout: (handle) => pending.delete(handle as number),
+  };
+  /** Fires every pending timer set for `ms`. */
+  const fire = (ms: number) => {
+    for (const [id, t] of [...pending]) {
+      if (t.ms !== ms) continue;
+      pending.delete(id);
+      t.fn();
+    }
+  };
+  return { timers, fire };
+}
+
+/** An origin body the test feeds chunk by chunk. */
+function trickle() {
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let cancelled = false;
+  const body = new ReadableStream<Uint8Array>({
+    start: (c) => void (controller = c),
+    cancel: () => void (cancelled = true),
+  });
+  return {
+    body,
+    send: (text: string) => controller.enqueue(new TextEncoder().encode(text)),
+    end: () => controller.close(),
+    get cancelled() {
+      return cancelled;
+    },
+  };
+}
+
+function setup(fetchImpl: GuardedCallDeps["fetch"], breaker: { failureThreshold?: number } = {}) {
+  const clock = new ManualClock(T0);
+  const { timers, fire } = manualTimers();
+  const config = parseConfig({
+    origin: { url: "http://origin.test", maxConcurrency: 2, queueTimeoutMs: 0, maxQueue: 0 },
+    breaker: { failureThreshold: breaker.failureThreshold ?? 1 },
+  });
+  const guard = new LocalGuard({ config, clock, timers });
+  const calls: OriginCallEvent[] = [];
+  const deps: GuardedCallDeps = { config, clock, guard, fetch: fetchImpl, timers, onOriginCall: (e) => calls.push(e) };
+  const call = (path: string, maxBodyBytes = 0) =>
+    guardedOriginCall(
+      deps,
+      { url: `http://origin.test${path}`, method: "GET", headers: [] },
+      { priority: "foreground", maxBodyBytes, key: path },
+    );
+  return { guard, call, calls, fire, config };
+}
+
+describe("guardedOriginCall", () => {
+  it("holds the origin permit until a streamed body ends: a third slow body is refused while two stream", async () => {
+    const bodies = [trickle(), trickle(), trickle()];
+    let n = 0;
+    const { guard, call } = setup(async () => new Response(bodies[n++]?.body ?? null));
+    const a = await call("/a");
+    const b = await call("/b");
+    expect((await guard.snapshot()).inFlight).toBe(2);
+    const c = await call("/c");
+    expect(c.kind).toBe("refused");
+
+    if (a.kind !== "response" || b.kind !== "response") throw new Error("expected two responses");
+    bodies[0]?.send("hello");
+    bodies[0]?.end();
+    expect(await new Response(a.response.body).text()).toBe("hello");
+    expect((await guard.snapshot()).inFlight).toBe(1);
+    // A client that goes away cancels the origin body and frees the slot too.
+    await (b.response.body as ReadableStream<Uint8Array>).cancel("client gone");
+    expect(bodies[1]?.cancelled).toBe(true);
+    expect((await guard.snapshot()).inFlight).toBe(0);
+  });
+
+  it("cuts off a body idle past origin.streamIdleTimeoutMs, frees its slot and counts a failure", async () => {
+    const body = trickle();
+    const { guard, call, fire, config } = setup(async () => new Response(body.body));
+    const result = await call("/slow");
+    if (result.kind !== "response") throw new Error("expected a response");
+    const reader = (result.response.body as ReadableStream<Uint8Array>).getReader();
+    const read = reader.read();
+    fire(config.origin.streamIdleTimeoutMs);
+    await expect(read).rejects.toMatchObject({ code: "ORIGIN_TIMEOUT" });
+    expect(body.cancelled).toBe(true);
+    const snapshot = await guard.snapshot();
+    expect(snapshot.inFlight).toBe(0);
+    expect(snapshot.breaker).toBe("open");
+  });
+
+  it("cuts off a body that keeps trickling past origin.streamTimeoutMs", async () => {
+    const body = trickle();
+    const { guard, call, fire, config } = setup(async () => new Response(body.body));
+    const result = await call("/forever");
+    if (result.kind !== "response") throw new Error("expected a response");
+    const reader = (result.response.body as ReadableStream<Uint8Array>).getReader();
+    body.send("x");
+    expect((await reader.read()).done).toBe(false);
+    fire(config.origin.streamTimeoutMs);
+    await expect(reader.read()).rejects.toMatchObject({ code: "ORIGIN_TIMEOUT" });
+    expect((await guard.snapshot()).inFlight).toBe(0);
+  });
+
+  it("counts 500 and 404 as the origin speaking (breaker stays closed), 503 as sickness", async () => {
+    const statuses = [500, 404, 500, 503];
+    const { guard, call, calls } = setup(async () => new Response("x", { status: statuses.shift() ?? 200 }));
+    for (const path of ["/a", "/b", "/c"]) await call(path, 1_000);
+    expect((await guard.snapshot()).breaker).toBe("closed");
+    await call("/d", 1_000);
+    expect((await guard.snapshot()).breaker).toBe("open");
+    expect(calls.map((c) => c.outcome)).toEqual(["5xx", "other", "5xx", "5xx"]);
+  });
+
+  it("does not count a request the runtime would not send (TRACE, Expect) against the origin", async () => {
+    const { guard, call, calls } = setup(async () => {
+      throw new TypeError("'TRACE' HTTP method is unsupported.");
+    });
+    const result = await call("/trace");
+    expect(result).toMatchObject({ kind: "failed", error: { code: "ORIGIN_UNSENDABLE" } });
+    expect((await guard.snapshot()).breaker).toBe("closed");
+    expect(calls).toHaveLength(1);
+  });
+
+  it("counts a refused connection as sickness", async () => {
+    const { guard, call } = setup(async () => {
+      throw new TypeError("fetch failed", {
+        cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }),
+      });
+    });
+    expect(await call("/x")).toMatchObject({ kind: "failed", error: { code: "ORIGIN_NETWORK" } });
+    expect((await guard.snapshot()).breaker).toBe("open");
+  });
+});

@@ -1,0 +1,235 @@
+import type { OriginOutcomeKind } from "../admin/metrics.ts";
+import type { Clock } from "../clock.ts";
+import type { Config } from "../config.ts";
+import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
+import { realTimers, type Timers } from "../guard/local-guard.ts";
+import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guard/origin-guard.ts";
+import {
+  fetchOrigin,
+  type ContentDecoding,
+  type FetchLike,
+  type OriginRequest,
+  type OriginResponse,
+} from "./origin-client.ts";
+
+/** One origin call as metrics see it. */
+export interface OriginCallEvent {
+  /** The cache key the call fills; absent for relayed requests (bypass, unsafe methods). */
+  key?: string;
+  outcome: OriginOutcomeKind;
+  status?: number;
+  priority: Priority;
+}
+
+/** What a guarded origin call needs from its runtime. */
+export interface GuardedCallDeps {
+  config: Config;
+  clock: Clock;
+  guard: OriginGuard;
+  fetch: FetchLike;
+  /** The runtime's content decoding (see origin-client.ts); default: the fetch standard's. */
+  decodes?: ContentDecoding;
+  timers?: Timers;
+  /** Hears each call that reached the origin (not the ones the guard refused). */
+  onOriginCall?: (event: OriginCallEvent) => void;
+}
+
+export interface GuardedCallOptions {
+  priority: Priority;
+  /** Bodies above this stream (their permit is held until the stream ends); 0 streams every body. */
+  maxBodyBytes: number;
+  key?: string;
+  /** Cancels the wait for a permit and the call (the caller's lease ended, the client left). */
+  signal?: AbortSignal;
+}
+
+/**
+ * How a guarded call ended:
+ * - `response`: the origin answered (any status); a streamed body holds the permit until it ends;
+ * - `refused`: the guard refused a permit (see {@link isGuardRefusal}); the origin saw nothing;
+ * - `failed`: the call was made and failed (timeout, reset, refused connection, unsendable request).
+ */
+export type GuardedCallResult =
+  | { kind: "response"; response: OriginResponse }
+  | { kind: "refused"; error: HerdlessError }
+  | { kind: "failed"; error: HerdlessError };
+
+/** The guard's answers that mean "not now" (the origin saw nothing): one list for every runtime. */
+export const GUARD_REFUSALS = ["QUEUE_FULL", "QUEUE_TIMEOUT", "BREAKER_OPEN", "ORIGIN_BACKOFF"] as const;
+export type GuardRefusal = (typeof GUARD_REFUSALS)[number];
+
+export function isGuardRefusal(code: string): code is GuardRefusal {
+  return (GUARD_REFUSALS as readonly string[]).includes(code);
+}
+
+/**
+ * What an origin answer says about the origin's health, for the breaker: a status in
+ * `breaker.failureStatuses` (502/503/504 by default) is a sign of sickness; every other
+ * answer (2xx–4xx, 500, 501: the application speaking) proves the origin is up. An answer
+ * outside 200–599 says nothing (the runtime or herdless mishandled the exchange).
+ */
+export function outcomeOfStatus(status: number, config: Config): OriginOutcome {
+  if (status < 200 || status > 599) return "neutral";
+  return config.breaker.failureStatuses.includes(status) ? "failure" : "success";
+}
+
+/**
+ * What a failed call says about the origin: timeouts, refused or reset connections and
+ * bodies cut short are sickness; a request the runtime would not send (TRACE, an Expect
+ * header, a bad header name) or that our own side cancelled (client gone, lease ended)
+ * says nothing about the origin and is not counted.
+ */
+export function outcomeOfError(code: HerdlessErrorCode, cancelled: boolean): OriginOutcome {
+  if (cancelled || code === "ORIGIN_UNSENDABLE") return "neutral";
+  // It answered, however oddly (a status no client can be given): not an unwell origin.
+  if (code === "ORIGIN_STATUS") return "success";
+  return isOriginCallError(code) ? "failure" : "neutral";
+}
+
+/** Errors of a call that was made (the metrics count it as an origin call that ended in "error"). */
+export function isOriginCallError(code: HerdlessErrorCode): boolean {
+  return (
+    code === "ORIGIN_TIMEOUT" ||
+    code === "ORIGIN_NETWORK" ||
+    code === "ORIGIN_TRUNCATED" ||
+    code === "ORIGIN_UNSENDABLE"
+  );
+}
+
+/** The metrics label of an origin answer. */
+export function metricOfStatus(status: number): OriginOutcomeKind {
+  if (status === 200) return "200";
+  if (status === 304) return "304";
+  if (status >= 500) return "5xx";
+  return "other";
+}
+
+/**
+ * The one way herdless calls its origin: a permit from the guard, the call with its
+ * deadline, the permit released with what the call says about the origin's health, and
+ * the call counted. A streamed body keeps the permit until it ends, fails or is cancelled,
+ * and is itself bounded by `origin.streamIdleTimeoutMs` and `origin.streamTimeoutMs`, so
+ * the cap bounds open origin connections, not just response heads.
+ *
+ * @example
+ * const result = await guardedOriginCall(deps, { url, method: "GET", headers: [] }, { priority: "foreground", maxBodyBytes: 1e6 });
+ * if (result.kind === "response") use(result.response);
+ */
+export async function guardedOriginCall(
+  deps: GuardedCallDeps,
+  request: OriginRequest,
+  options: GuardedCallOptions,
+): Promise<GuardedCallResult> {
+  const { config, clock } = deps;
+  let permit: OriginPermit;
+  try {
+    permit = await deps.guard.acquire(options.priority, options.signal);
+  } catch (error) {
+    if (isHerdlessError(error)) return { kind: "refused", error };
+    // An abort while queued, or a guard that broke: the origin saw nothing.
+    const message = error instanceof Error ? error.message : String(error);
+    return {
+      kind: "refused",
+      error: new HerdlessError("COORDINATOR_UNAVAILABLE", `no origin permit: ${message}`, { cause: error }),
+    };
+  }
+  const event = (outcome: OriginOutcomeKind, status?: number): OriginCallEvent => ({
+    ...(options.key !== undefined ? { key: options.key } : {}),
+    outcome,
+    ...(status !== undefined ? { status } : {}),
+    priority: options.priority,
+  });
+  let response: OriginResponse;
+  try {
+    const callOptions = {
+      timeoutMs: config.origin.timeoutMs,
+      maxBodyBytes: options.maxBodyBytes,
+      clock,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(deps.decodes ? { decodes: deps.decodes } : {}),
+    };
+    response = await fetchOrigin(deps.fetch, request, callOptions);
+  } catch (cause) {
+    const error = isHerdlessError(cause) ? cause : new HerdlessError("ORIGIN_NETWORK", String(cause), { cause });
+    await permit.release(outcomeOfError(error.code, options.signal?.aborted === true));
+    deps.onOriginCall?.(event("error"));
+    return { kind: "failed", error };
+  }
+  deps.onOriginCall?.(event(metricOfStatus(response.status), response.status));
+  const outcome = outcomeOfStatus(response.status, config);
+  if (response.kind === "streamed" && response.body) {
+    const body = holdUntilDone(response.body, config, deps.timers ?? realTimers, request.url, (failed) => {
+      void permit.release(failed ? "failure" : outcome);
+    });
+    return { kind: "response", response: { ...response, body } };
+  }
+  await permit.release(outcome);
+  return { kind: "response", response };
+}
+
+/**
+ * Wraps a streamed origin body so the permit goes back exactly once, when the body ends
+ * (`done(false)`), fails or stalls (`done(true)`), or its reader cancels it (`done(false)`:
+ * the origin answered; the client left). Idle time counts only while waiting on the
+ * origin; the overall deadline counts from the head, whoever is slow.
+ */
+function holdUntilDone(
+  body: ReadableStream<Uint8Array>,
+  config: Config,
+  timers: Timers,
+  url: string,
+  done: (failed: boolean) => void,
+): ReadableStream<Uint8Array> {
+  const { streamIdleTimeoutMs, streamTimeoutMs } = config.origin;
+  const reader = body.getReader();
+  let finished = false;
+  let idle: unknown;
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const finish = (failed: boolean) => {
+    if (finished) return false;
+    finished = true;
+    timers.clearTimeout(overall);
+    if (idle !== undefined) timers.clearTimeout(idle);
+    done(failed);
+    return true;
+  };
+  const stop = (error: HerdlessError) => {
+    if (!finish(true)) return;
+    controller?.error(error);
+    void reader.cancel(error).catch(() => undefined);
+  };
+  const overall = timers.setTimeout(
+    () => stop(new HerdlessError("ORIGIN_TIMEOUT", `origin body for ${url} took longer than ${streamTimeoutMs} ms`)),
+    streamTimeoutMs,
+  );
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    async pull(c) {
+      idle = timers.setTimeout(
+        () => stop(new HerdlessError("ORIGIN_TIMEOUT", `origin body for ${url} stalled for ${streamIdleTimeoutMs} ms`)),
+        streamIdleTimeoutMs,
+      );
+      let read: ReadableStreamReadResult<Uint8Array>;
+      try {
+        read = await reader.read();
+      } catch (error) {
+        if (finish(true)) c.error(error);
+        return;
+      } finally {
+        timers.clearTimeout(idle);
+        idle = undefined;
+      }
+      if (finished) return;
+      if (read.done) {
+        finish(false);
+        c.close();
+      } else c.enqueue(read.value);
+    },
+    cancel(reason) {
+      finish(false);
+      return reader.cancel(reason);
+    },
+  });
+}
