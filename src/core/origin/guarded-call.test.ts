@@ -79,7 +79,7 @@ describe("guardedOriginCall", () => {
     if (a.kind !== "response" || b.kind !== "response") throw new Error("expected two responses");
     bodies[0]?.send("hello");
     bodies[0]?.end();
-    expect(await new Response(a.response.body).text()).toBe("hello");
+    expect(await new Response(a.response.body as ReadableStream<Uint8Array>).text()).toBe("hello");
     expect((await guard.snapshot()).inFlight).toBe(1);
     // A client that goes away cancels the origin body and frees the slot too.
     await (b.response.body as ReadableStream<Uint8Array>).cancel("client gone");
