@@ -12,6 +12,7 @@ export default defineConfig({
           alias: {
             "herdless/core/testing": source("./src/core/store/store-conformance.ts"),
             "herdless/core": source("./src/core/index.ts"),
+            "herdless/node/redis": source("./src/node/redis.ts"),
             "herdless/node": source("./src/node/index.ts"),
           },
         },
