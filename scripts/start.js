@@ -13,7 +13,7 @@
  * Everything stays on this machine: wrangler metrics and the `request.cf` download are off,
  * and wrangler runs `--local`.
  */
-/* global clearTimeout */
+/* global clearTimeout, setInterval */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
@@ -28,13 +28,25 @@ const childEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF
 const children = [];
 let stopping = false;
 
+/**
+ * Signals a child and everything it started: each child leads its own process group, so
+ * workerd (started by wrangler) goes too, even when wrangler does not stop it itself.
+ */
+function signalTree(child, signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // The group is gone already.
+  }
+}
+
 function stop(code) {
   if (stopping) return;
   stopping = true;
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+  for (const child of children) signalTree(child, "SIGTERM");
   // wrangler tears workerd down on SIGTERM; give it a moment, then make sure.
   const force = setTimeout(() => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const child of children) signalTree(child, "SIGKILL");
     process.exit(code);
   }, 5_000);
   force.unref();
@@ -61,6 +73,7 @@ function startDemoOrigin() {
     spawn(process.execPath, ["--import", "tsx", join(root, "fixtures/demo-origin.ts"), "--port", originPort], {
       cwd: root,
       env: childEnv,
+      detached: true,
       stdio: ["ignore", "pipe", "inherit"],
     }),
     "demo origin",
@@ -117,7 +130,12 @@ function startWorker(originUrl, configText, demo) {
   const adminToken = process.env.HERDLESS_ADMIN_TOKEN || (demo ? randomBytes(12).toString("hex") : "");
   if (adminToken) args.push("--var", `HERDLESS_ADMIN_TOKEN:${adminToken}`);
   const child = track(
-    spawn(process.execPath, [wrangler, ...args], { cwd: root, env: childEnv, stdio: ["ignore", "pipe", "inherit"] }),
+    spawn(process.execPath, [wrangler, ...args], {
+      cwd: root,
+      env: childEnv,
+      detached: true,
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
     "wrangler dev",
   );
   child.stdout.setEncoding("utf8");
@@ -138,8 +156,11 @@ Try:
 ${
   demo
     ? `
-The demo origin falls over past 4 concurrent requests. Send it 50 at once, then the cache:
+The demo origin falls over past 4 concurrent requests. Send 50 at once through the cache:
+  seq 50 | xargs -P50 -I{} curl -s -o /dev/null -w '%{http_code} ' ${url}/page; echo
+all 200: the origin saw one request. Now the same 50 straight at the origin:
   seq 50 | xargs -P50 -I{} curl -s -o /dev/null -w '%{http_code} ' ${originUrl}/page; echo
+it crashes (503s, down for 5 s). The cache still answers every one with 200:
   seq 50 | xargs -P50 -I{} curl -s -o /dev/null -w '%{http_code} ' ${url}/page; echo
 `
     : ""
@@ -150,8 +171,16 @@ Ctrl-C stops both.
   });
 }
 
+// Whatever stops us stops the children: Ctrl-C (the children, in their own groups, do not
+// get the terminal's SIGINT), SIGTERM from npm or a supervisor, SIGHUP when the terminal
+// closes, and a parent (npm) that died without passing a signal on.
 process.on("SIGINT", () => stop(130));
 process.on("SIGTERM", () => stop(143));
+process.on("SIGHUP", () => stop(129));
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) stop(1);
+}, 500).unref();
 
 try {
   const configText = await herdlessConfigText();

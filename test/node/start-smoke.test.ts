@@ -14,6 +14,8 @@ let origin: FragileOrigin;
 let child: ChildProcess;
 let base: string;
 let output = "";
+/** The processes npm start had started, recorded before it is stopped. */
+let started: number[] = [];
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -24,10 +26,32 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-/** Processes still in the group of `npm start` (wrangler, workerd, esbuild). */
-function groupMembers(pgid: number): string[] {
-  const lines = execFileSync("ps", ["-eo", "pid=,pgid=,comm="], { encoding: "utf8" }).split("\n");
-  return lines.filter((line) => line.trim().split(/\s+/)[1] === String(pgid)).map((line) => line.trim());
+/** Every process started under `pid`, however deep (wrangler, workerd, esbuild, the demo origin), with its command. */
+function descendants(pid: number): { pid: number; comm: string }[] {
+  const rows = execFileSync("ps", ["-eo", "pid=,ppid=,comm="], { encoding: "utf8" })
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols.length >= 3)
+    .map(([p, pp, comm]) => ({ pid: Number(p), ppid: Number(pp), comm: comm! }));
+  const found: { pid: number; comm: string }[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const parent = queue.shift()!;
+    for (const row of rows.filter((r) => r.ppid === parent)) {
+      found.push({ pid: row.pid, comm: row.comm });
+      queue.push(row.pid);
+    }
+  }
+  return found;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
@@ -50,10 +74,8 @@ describe("npm start", () => {
     origin = await startFragileOrigin({ cacheControl: "max-age=1, stale-while-revalidate=60" });
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    // Its own process group, so the test can stop wrangler and workerd together.
     child = spawn(process.execPath, ["scripts/start.js"], {
       cwd: root,
-      detached: true,
       env: {
         ...process.env,
         PORT: String(port),
@@ -69,21 +91,8 @@ describe("npm start", () => {
   }, STARTUP_MS + 10_000);
 
   afterAll(async () => {
-    const pgid = child.pid;
-    if (pgid !== undefined) {
-      try {
-        process.kill(-pgid, "SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      // start.js waits up to 5 s for wrangler to stop workerd, then kills it.
-      await until("the process group did not exit", 15_000, async () =>
-        groupMembers(pgid).length === 0 ? true : undefined,
-      ).catch((error: unknown) => {
-        process.kill(-pgid, "SIGKILL");
-        throw error;
-      });
-    }
+    // Normally stopped by the last test; if that failed, nothing may stay behind.
+    for (const pid of [child.pid!, ...started].filter(alive)) process.kill(pid, "SIGKILL");
     await origin?.close();
   }, 30_000);
 
@@ -103,12 +112,15 @@ describe("npm start", () => {
     expect(stale.body).toBe(miss.body);
   });
 
-  it("leaves no workerd behind once stopped", async () => {
-    const pgid = child.pid!;
-    expect(groupMembers(pgid).some((line) => line.includes("workerd"))).toBe(true);
-    process.kill(-pgid, "SIGTERM");
-    await until("workerd still running", 15_000, async () => (groupMembers(pgid).length === 0 ? true : undefined));
-    expect(groupMembers(pgid)).toEqual([]);
+  it("leaves no workerd behind after SIGTERM to its own process (what npm passes on)", async () => {
+    started = descendants(child.pid!).map((p) => p.pid);
+    expect(descendants(child.pid!).some((p) => p.comm.includes("workerd"))).toBe(true);
+    process.kill(child.pid!, "SIGTERM");
+    // start.js gives wrangler 5 s to stop workerd, then kills the whole tree.
+    await until("processes still running", 15_000, async () =>
+      [child.pid!, ...started].some(alive) ? undefined : true,
+    );
+    expect([child.pid!, ...started].filter(alive)).toEqual([]);
   }, 20_000);
 });
 
