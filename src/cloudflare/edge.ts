@@ -122,6 +122,7 @@ export async function handle(
     metrics,
     // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs.
     purges: () => purges.current(),
+    refreshMarks: isolate.refreshMarks,
     onDegraded: (error) => {
       isolate.degradedAt = clock.now();
       log("warn", "coordinator unavailable: local single-flight in this isolate", error);

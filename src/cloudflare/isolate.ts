@@ -1,6 +1,7 @@
 import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
+import { RefreshMarks } from "../core/fill/refresh-marks.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
 import { AttemptLimiter } from "../core/admin/auth.ts";
@@ -20,6 +21,8 @@ export interface ReadyIsolate {
   clock: Clock;
   config: Config;
   leases: MemoryLeaseManager;
+  /** Keys this isolate is refreshing in the background: one refresh each, not one per request. */
+  refreshMarks: RefreshMarks;
   guard: LocalGuard;
   /** This isolate's copy of the deployment's purge list. */
   purges: DurableObjectPurgeRegistry;
@@ -78,6 +81,7 @@ export function isolateState(env: Env, clock: Clock, name: string, cacheName?: s
       clock,
       config,
       leases: new MemoryLeaseManager(clock),
+      refreshMarks: new RefreshMarks(config.coordinator.waitTimeoutMs),
       guard: new LocalGuard({ config, clock }),
       purges,
       metrics: new Metrics(clock),

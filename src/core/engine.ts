@@ -19,6 +19,7 @@ import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
 import { fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
 import { TAG_HEADERS, varyPointer } from "./http/response-entry.ts";
+import type { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
 import type { Store } from "./store/store.ts";
 
@@ -56,6 +57,11 @@ export interface EngineOptions {
   purges?: () => PurgeSnapshot | Promise<PurgeSnapshot>;
   /** Reports coordinator failures (the adapter logs them). */
   onDegraded?: (error: unknown) => void;
+  /**
+   * The keys this edge is refreshing, shared by engines that serve one edge (the Worker
+   * builds one per request): one background refresh per key, whichever request saw it stale.
+   */
+  refreshMarks?: RefreshMarks;
 }
 
 /**
@@ -165,12 +171,18 @@ export class Engine {
 
   /** One background refresh per key per edge; the fresher entry lands in the near tier. */
   private async refresh(fill: FillRequest): Promise<void> {
-    await this.refreshes
-      .run(fill.key, async () => {
+    const marks = this.o.refreshMarks;
+    if (marks && !marks.begin(fill.key, this.o.clock.now())) return;
+    try {
+      await this.refreshes.run(fill.key, async () => {
         const result = await this.fill(fill);
         if (result.kind === "entry") await this.keep(result.entry, fill.primary);
-      })
-      .catch(() => undefined);
+      });
+    } catch {
+      // A failed refresh leaves the stale copy in place; the next request past it tries again.
+    } finally {
+      marks?.end(fill.key);
+    }
   }
 
   private async answer(

@@ -102,3 +102,35 @@ describe("stale-while-revalidate from every data center", () => {
     expect(await origin.count()).toBe(2);
   });
 });
+
+describe("an isolate under a spike on a key inside stale-while-revalidate", () => {
+  it("100 concurrent stale answers start 1 background refresh (1 coordinator call), not one per request", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=1, stale-while-revalidate=600" } });
+    const clock = new ManualClock(Date.now());
+    const base = edgeEnv(origin.url);
+    let fills = 0;
+    const real = base.COORDINATOR;
+    const counted = {
+      idFromName: (name: string) => real.idFromName(name),
+      get: (id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions) => {
+        const stub = real.get(id, options);
+        return {
+          fill: (request: Parameters<typeof stub.fill>[0]) => (fills++, stub.fill(request)),
+          invalidate: (...args: Parameters<typeof stub.invalidate>) => stub.invalidate(...args),
+        };
+      },
+    } as unknown as typeof real;
+    const testEnv = { ...base, COORDINATOR: counted };
+    await useInCoordinators(base, ["/spike"], clock);
+    const [dc] = dataCenters(1, testEnv, clock, { ownIsolate: true });
+    expect((await dc!.get("/spike")).body).toBe("/spike #1");
+    expect(fills).toBe(1);
+
+    clock.advance(5_000);
+    const answers = await Promise.all(Array.from({ length: 100 }, () => dc!.get("/spike")));
+    for (const answer of answers) expect(answer.cacheStatus).toMatch(/detail=stale-while-revalidate/);
+    await Promise.all(answers.map((a) => a.settled));
+    expect(fills).toBe(2);
+    expect(await origin.count()).toBe(2);
+  });
+});
