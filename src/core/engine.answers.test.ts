@@ -109,6 +109,28 @@ describe("RFC 9111 §4.3.2: client conditional requests answered from the cache"
   });
 });
 
+describe("a shared fill carries none of one client's preconditions or ranges", () => {
+  it("Range, If-Range, If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since stay at the edge, even when the response varies on them", async () => {
+    const t = setup();
+    t.origin.headers = { vary: "range, if-none-match" };
+    const client = {
+      range: "bytes=0-1",
+      "if-range": '"v1"',
+      "if-match": '"v1"',
+      "if-none-match": '"zz"',
+      "if-modified-since": "Mon, 31 Dec 2029 00:00:00 GMT",
+      "if-unmodified-since": LAST_MODIFIED,
+    };
+    await t.engine.handle(req("/v", client));
+    t.clock.advance(61_000);
+    await t.engine.handle(req("/v", client));
+    expect(t.origin.calls).toHaveLength(2);
+    for (const call of t.origin.calls)
+      for (const name of Object.keys(client))
+        if (name !== "if-none-match" || call.headers.get(name) !== '"v1"') expect(call.headers.get(name)).toBeNull();
+  });
+});
+
 describe("RFC 9110 §14: Range served from the stored full response", () => {
   it("a Range on a cold key fills the whole response (no Range to the origin), answers 206, stores the 200", async () => {
     const t = setup();

@@ -1,0 +1,221 @@
+/**
+ * How the Node server answers clients from what it holds, end to end through the real
+ * server (fast hit path included): conditional requests, Range, request Cache-Control,
+ * invalidation by unsafe methods, interim and out-of-range origin statuses, TRACE.
+ */
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer } from "../../src/node/server.ts";
+import { localStack } from "../../src/node/stack.ts";
+
+const logger = jsonLogger("silent");
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+const LAST_MODIFIED = "Tue, 01 Jan 2030 00:00:00 GMT";
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+/** An origin whose answer per request the test scripts; `seen` records what reached it. */
+async function scriptedOrigin(answer: (req: Seen, res: ServerResponse, n: number) => void) {
+  const seen: Seen[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    const record = { method: req.method ?? "", url: req.url ?? "", headers: req.headers };
+    seen.push(record);
+    req.resume();
+    req.on("end", () => answer(record, res, seen.length));
+  });
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+/** A cacheable page with validators; body `v<n> <path>` padded to 100 bytes. */
+function page(req: Seen, res: ServerResponse, n: number, extra: Record<string, string> = {}): void {
+  const etag = '"v1"';
+  const headers = { etag, "last-modified": LAST_MODIFIED, "cache-control": "max-age=60", ...extra };
+  if (req.headers["if-none-match"] === etag) return void res.writeHead(304, headers).end();
+  res.writeHead(200, { ...headers, "content-type": "text/plain" }).end(`v${n} ${req.url}`.padEnd(100, "."));
+}
+
+async function proxyFor(originUrl: string, extra: Partial<ConfigInput> = {}) {
+  const clock = new ManualClock(Date.now());
+  const stack = localStack({ config: parseConfig({ ...extra, origin: { url: originUrl } }), logger, clock });
+  const running = await startServer({ stack, logger, port: 0 });
+  cleanup.push(() => running.close());
+  return { url: running.url, clock };
+}
+
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+function send(url: string, path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}${path}`, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+      );
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(method === "POST" || method === "PUT" ? "payload" : undefined);
+  });
+}
+
+describe("RFC 9111 §4.3.2 on Node: client conditional requests answered from the cache", () => {
+  it("If-None-Match / If-Modified-Since → 304 with validators and no body, from a warm cache, origin untouched", async () => {
+    const origin = await scriptedOrigin((req, res, n) => page(req, res, n));
+    const proxy = await proxyFor(origin.url);
+    expect((await send(proxy.url, "/a")).status).toBe(200);
+    const inm = await send(proxy.url, "/a", { "if-none-match": 'W/"v1"' });
+    expect(inm.status).toBe(304);
+    expect(inm.body).toBe("");
+    expect(inm.headers.etag).toBe('"v1"');
+    expect(inm.headers["content-type"]).toBeUndefined();
+    expect(inm.headers["cache-status"]).toMatch(/^herdless; hit/);
+    const ims = await send(proxy.url, "/a", { "if-modified-since": LAST_MODIFIED });
+    expect(ims.status).toBe(304);
+    const changed = await send(proxy.url, "/a", { "if-none-match": '"v0"' });
+    expect(changed.status).toBe(200);
+    expect(changed.body).toMatch(/^v1 \/a/);
+    expect((await send(proxy.url, "/a", { "if-match": '"v0"' })).status).toBe(412);
+    expect(origin.seen).toHaveLength(1);
+  });
+});
+
+describe("RFC 9110 §14 on Node: Range from the stored full response", () => {
+  it("206 / suffix / 416 / If-Range; one unconditional, unranged origin request", async () => {
+    const origin = await scriptedOrigin((req, res, n) => page(req, res, n));
+    const proxy = await proxyFor(origin.url);
+    const part = await send(proxy.url, "/r", { range: "bytes=0-1" });
+    expect(part.status).toBe(206);
+    expect(part.body).toBe("v1");
+    expect(part.headers["content-range"]).toBe("bytes 0-1/100");
+    expect(part.headers["content-length"]).toBe("2");
+    expect((await send(proxy.url, "/r", { range: "bytes=-3" })).body).toBe("...");
+    const past = await send(proxy.url, "/r", { range: "bytes=100-" });
+    expect(past.status).toBe(416);
+    expect(past.headers["content-range"]).toBe("bytes */100");
+    expect((await send(proxy.url, "/r", { range: "bytes=0-1", "if-range": '"v0"' })).status).toBe(200);
+    expect((await send(proxy.url, "/r", { range: "bytes=0-1,5-6" })).status).toBe(200);
+    expect((await send(proxy.url, "/r")).body).toHaveLength(100);
+    expect(origin.seen).toHaveLength(1);
+    expect(origin.seen[0]!.headers.range).toBeUndefined();
+  });
+});
+
+describe("RFC 9111 §5.2.1 on Node: request Cache-Control", () => {
+  it("a reload is a hit by default; only-if-cached with nothing stored is a 504", async () => {
+    const origin = await scriptedOrigin((req, res, n) => page(req, res, n));
+    const proxy = await proxyFor(origin.url);
+    expect((await send(proxy.url, "/o", { "cache-control": "only-if-cached" })).status).toBe(504);
+    await send(proxy.url, "/o");
+    const reloads: Record<string, string>[] = [
+      { "cache-control": "no-cache" },
+      { "cache-control": "max-age=0" },
+      { pragma: "no-cache" },
+    ];
+    for (const headers of reloads)
+      expect((await send(proxy.url, "/o", headers)).headers["cache-status"]).toMatch(/^herdless; hit/);
+    expect(origin.seen).toHaveLength(1);
+  });
+
+  it("honorRequestNoCache: concurrent reloads revalidate through one conditional origin request per flight", async () => {
+    const held: (() => void)[] = [];
+    const origin = await scriptedOrigin((req, res, n) => {
+      if (n === 1) return page(req, res, n);
+      // Revalidations wait for the test, so concurrent reloads find one in flight.
+      held.push(() => page(req, res, n));
+    });
+    const proxy = await proxyFor(origin.url, { defaults: { honorRequestNoCache: true } });
+    await send(proxy.url, "/h");
+    proxy.clock.advance(2_000);
+    let done = false;
+    const reloads = Promise.all(
+      Array.from({ length: 30 }, () => send(proxy.url, "/h", { "cache-control": "no-cache" })),
+    );
+    void reloads.finally(() => (done = true));
+    while (!done) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      held.splice(0).forEach((answer) => answer());
+    }
+    const answers = await reloads;
+    expect(answers.every((a) => a.status === 200 && a.body.startsWith("v1 /h"))).toBe(true);
+    // Every reload either led a revalidation or joined one in flight: no origin request beyond one per flight.
+    const leaders = answers.filter((a) => !String(a.headers["cache-status"]).includes("collapsed")).length;
+    expect(origin.seen).toHaveLength(1 + leaders);
+    expect(leaders).toBeLessThan(10);
+    expect(origin.seen.slice(1).every((r) => r.headers["if-none-match"] === '"v1"')).toBe(true);
+  });
+});
+
+describe("RFC 9111 §4.4 on Node: unsafe methods invalidate", () => {
+  it("a POST answered 303 with a same-origin Location invalidates the target and the Location", async () => {
+    const origin = await scriptedOrigin((req, res, n) => {
+      if (req.method === "POST") return void res.writeHead(303, { location: "/list" }).end();
+      page(req, res, n);
+    });
+    const proxy = await proxyFor(origin.url);
+    await send(proxy.url, "/form");
+    await send(proxy.url, "/list");
+    expect((await send(proxy.url, "/form", {}, "POST")).status).toBe(303);
+    expect((await send(proxy.url, "/form")).headers["cache-status"]).toContain("fwd=uri-miss");
+    expect((await send(proxy.url, "/list")).headers["cache-status"]).toContain("fwd=uri-miss");
+  });
+});
+
+describe("interim responses, odd statuses and TRACE on Node", () => {
+  it("103 Early Hints before the answer: dropped cleanly, the answer served and stored", async () => {
+    const origin = await scriptedOrigin((req, res, n) => {
+      res.writeEarlyHints({ link: "</style.css>; rel=preload; as=style" });
+      page(req, res, n);
+    });
+    const proxy = await proxyFor(origin.url);
+    const first = await send(proxy.url, "/e");
+    expect(first.status).toBe(200);
+    expect(first.body).toMatch(/^v1 \/e/);
+    expect((await send(proxy.url, "/e")).headers["cache-status"]).toMatch(/^herdless; hit/);
+  });
+
+  it.each([150, 600])("origin status %i → a clean 502, the server keeps serving", async (status) => {
+    const origin = await scriptedOrigin((req, res) => {
+      res.socket?.end(`HTTP/1.1 ${status} Odd\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+    });
+    const proxy = await proxyFor(origin.url);
+    const res = await send(proxy.url, "/odd");
+    expect(res.status).toBe(502);
+    expect((await send(proxy.url, "/odd", {}, "POST")).status).toBe(502);
+  });
+
+  it("RFC 9110 §9.3.8: TRACE → 405 answered by herdless; the origin never sees it", async () => {
+    const origin = await scriptedOrigin((req, res, n) => page(req, res, n));
+    const proxy = await proxyFor(origin.url);
+    const res = await send(proxy.url, "/t", { cookie: "session=secret" }, "TRACE");
+    expect(res.status).toBe(405);
+    expect(res.body).not.toContain("secret");
+    expect(origin.seen).toHaveLength(0);
+  });
+});
