@@ -5,11 +5,13 @@ import { isHerdlessError } from "../core/errors.ts";
 import { jsonLogger, type LogLevel } from "./logger.ts";
 import { startServer } from "./server.ts";
 import { localStack, type Stack } from "./stack.ts";
+import { describeRedisTarget, parseRedisTarget, redisTargetFromConfig, type RedisTarget } from "./redis-target.ts";
 
 const USAGE = `usage:
-  herdless --origin http://127.0.0.1:8080 [--port 8787] [--host 127.0.0.1] [--redis redis://127.0.0.1:6379] [--log-level info]
+  herdless --origin http://127.0.0.1:8080 [--port 8787] [--host 127.0.0.1] [--redis URL] [--log-level info]
   herdless --config herdless.config.json [flags override the file]
-  herdless check-config [--config FILE] [--origin URL]   print the effective config and exit`;
+  herdless check-config [--config FILE] [--origin URL]   print the effective config and exit
+  --redis URL: redis://host:6379 | redis+sentinel://host:26379[,host:26379]/mymaster | redis+cluster://host:7000[,host:7001]`;
 
 interface CliFlags {
   config?: string;
@@ -30,6 +32,17 @@ class ConfigFileError extends Error {}
 
 /** Reads flags and the config file into a validated config; flags override the file. */
 export async function loadConfig(flags: CliFlags, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  return (await loadSettings(flags, env)).config;
+}
+
+/**
+ * {@link loadConfig} plus the fleet's Redis: `--redis`, else the config file's `redis` (a URL
+ * string, or a Sentinel or Cluster block, see redisTargetFromConfig). Undefined: one process.
+ */
+export async function loadSettings(
+  flags: CliFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ config: Config; redis: RedisTarget | undefined }> {
   let input: Record<string, unknown> = {};
   if (flags.config) {
     const text = await readFile(flags.config, "utf8").catch((error: unknown) => {
@@ -67,7 +80,13 @@ export async function loadConfig(flags: CliFlags, env: NodeJS.ProcessEnv = proce
   if (token) admin.token = token;
   const log = section("log");
   if (flags["log-level"]) log.level = flags["log-level"];
-  return parseConfig({ ...input, origin, admin, log });
+  const { redis, ...rest } = input;
+  const target = flags.redis
+    ? parseRedisTarget(flags.redis)
+    : redis === undefined
+      ? undefined
+      : redisTargetFromConfig(redis);
+  return { config: parseConfig({ ...rest, origin, admin, log }), redis: target };
 }
 
 /** Where the CLI writes; tests pass their own. */
@@ -124,18 +143,17 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     io.stdout(`${USAGE}\n`);
     return 0;
   }
-  const config = await loadConfig(values);
+  const { config, redis } = await loadSettings(values);
   if (command === "check-config") {
-    io.stdout(
-      `${JSON.stringify({ ...config, admin: { token: config.admin.token ? "(set)" : undefined } }, null, 2)}\n`,
-    );
+    const shown = { ...config, admin: { token: config.admin.token ? "(set)" : undefined } };
+    io.stdout(`${JSON.stringify(redis ? { ...shown, redis: describeRedisTarget(redis) } : shown, null, 2)}\n`);
     return 0;
   }
   const port = values.port === undefined ? 8787 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`--port must be an integer from 0 to 65535, got ${values.port}`);
   const logger = jsonLogger(config.log.level as LogLevel);
-  const stack: Stack = values.redis ? await fleetStack(config, logger, values.redis) : localStack({ config, logger });
+  const stack: Stack = redis ? await fleetStack(config, logger, redis) : localStack({ config, logger });
   // A port in use must not leave the Redis connections reconnecting forever: the process would never exit.
   const running = await startServer({ stack, logger, port, host: values.host ?? "127.0.0.1" }).catch(
     async (error: unknown) => {
@@ -163,9 +181,9 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   return 0;
 }
 
-async function fleetStack(config: Config, logger: ReturnType<typeof jsonLogger>, redisUrl: string): Promise<Stack> {
+async function fleetStack(config: Config, logger: ReturnType<typeof jsonLogger>, redis: RedisTarget): Promise<Stack> {
   const { redisStack } = await import("./fleet-stack.ts");
-  return redisStack({ config, logger, redisUrl });
+  return redisStack({ config, logger, redis });
 }
 
 /**

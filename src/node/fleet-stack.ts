@@ -15,10 +15,14 @@ import { FleetMembers } from "./redis-members.ts";
 import { RedisNotifier } from "./redis-notifier.ts";
 import { RedisPurgeRegistry } from "./redis-purge.ts";
 import { RedisStore } from "./redis-store.ts";
+import type { RedisTarget } from "./redis-target.ts";
 import type { Stack, StackOptions } from "./stack.ts";
 
 export interface FleetStackOptions extends StackOptions {
-  redisUrl: string;
+  /** One Redis URL, a `redis+sentinel://` URL or a Cluster node list (see parseRedisTarget). */
+  redisUrl?: string;
+  /** The target already parsed (the config file's `redis` block); wins over `redisUrl`. */
+  redis?: RedisTarget;
   /** Namespace in Redis; every process of one deployment uses the same. */
   prefix?: string;
 }
@@ -36,20 +40,19 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
   const metrics = new Metrics(clock);
-  const connection = new RedisConnection({ url: options.redisUrl });
+  const connection = new RedisConnection({ url: options.redisUrl, target: options.redis });
+  const where = connection.describe();
   connection.onHealthChange((healthy) =>
     healthy
-      ? logger.info("redis reachable: fleet coordination on", { url: redact(options.redisUrl) })
+      ? logger.info("redis reachable: fleet coordination on", { redis: where })
       : logger.warn("redis unreachable: local single-flight until it returns", {
-          url: redact(options.redisUrl),
+          redis: where,
           error: String(connection.lastError ?? ""),
         }),
   );
   await connection
     .ready()
-    .catch(() =>
-      logger.warn("redis not reachable at start: serving with local single-flight", { url: redact(options.redisUrl) }),
-    );
+    .catch(() => logger.warn("redis not reachable at start: serving with local single-flight", { redis: where }));
 
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const members = new FleetMembers({
@@ -159,8 +162,4 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
       await connection.close();
     },
   };
-}
-
-function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, "//***@");
 }

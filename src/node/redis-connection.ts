@@ -1,7 +1,11 @@
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis, RedisOptions } from "ioredis";
 import { HerdlessError } from "../core/errors.ts";
+import { describeRedisTarget, parseRedisTarget, type RedisTarget } from "./redis-target.ts";
+
+/** A client of one Redis (or a Sentinel-watched master) or of a Redis Cluster: the same commands. */
+export type RedisClient = Redis | Cluster;
 
 /**
  * ioredis is an optional peer dependency (a Workers or single-process user never needs it),
@@ -21,8 +25,10 @@ function loadIoredis(): typeof import("ioredis") {
 }
 
 export interface RedisConnectionOptions {
-  /** `redis://[user:password@]host:port[/db]`. */
-  url: string;
+  /** `redis://[user:password@]host:port[/db]`, a `redis+sentinel://` URL or a Cluster node list (see parseRedisTarget). */
+  url?: string;
+  /** The target already parsed (a config block); wins over `url`. */
+  target?: RedisTarget;
   /** Give up on a TCP connect after this long. Default 1000. */
   connectTimeoutMs?: number;
   /** Reject a command with no reply after this long (a black-holed network never closes the socket). Default 1000. */
@@ -50,7 +56,8 @@ type HealthListener = (healthy: boolean) => void;
  * await redis.ready();
  */
 export class RedisConnection {
-  readonly client: Redis;
+  readonly client: RedisClient;
+  readonly target: RedisTarget;
   private readonly listeners = new Set<HealthListener>();
   private isHealthy = false;
   private closed = false;
@@ -62,8 +69,12 @@ export class RedisConnection {
     checkPositive(options.commandTimeoutMs, "commandTimeoutMs");
     checkPositive(options.maxReconnectDelayMs, "maxReconnectDelayMs");
     const maxDelayMs = options.maxReconnectDelayMs ?? 1000;
-    const { Redis } = loadIoredis();
-    this.client = new Redis(options.url, {
+    if (!options.target && options.url === undefined)
+      throw new HerdlessError("CONFIG_INVALID", "RedisConnection: pass url or target");
+    this.target = options.target ?? parseRedisTarget(options.url!);
+    const { Redis, Cluster } = loadIoredis();
+    const retryStrategy = (attempt: number) => Math.min(50 * 2 ** attempt, maxDelayMs);
+    const common: RedisOptions = {
       connectTimeout: options.connectTimeoutMs ?? 1000,
       commandTimeout: options.commandTimeoutMs ?? 1000,
       // No offline queue and no per-request retries: a command against a dead Redis
@@ -71,11 +82,41 @@ export class RedisConnection {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, maxDelayMs),
+      retryStrategy,
       // CLIENT SETINFO is Redis ≥ 7.2; skipping it keeps older servers' logs clean.
       disableClientInfo: true,
       autoResubscribe: options.autoResubscribe ?? true,
-    });
+    };
+    const target = this.target;
+    if (target.kind === "single") this.client = new Redis(target.url, common);
+    else if (target.kind === "sentinel")
+      this.client = new Redis({
+        ...common,
+        sentinels: target.sentinels,
+        name: target.name,
+        role: "master",
+        username: target.username,
+        password: target.password,
+        sentinelPassword: target.sentinelPassword,
+        db: target.db ?? 0,
+        // Keep asking the sentinels (they may be restarting too).
+        sentinelRetryStrategy: retryStrategy,
+        // A demoted master answers writes with READONLY: reconnect, which asks the sentinels anew.
+        reconnectOnError: (error) => error.message.startsWith("READONLY"),
+      });
+    else
+      this.client = new Cluster(target.nodes, {
+        redisOptions: { ...common, username: target.username, password: target.password },
+        enableOfflineQueue: false,
+        enableReadyCheck: true,
+        clusterRetryStrategy: retryStrategy,
+        // A slot whose master failed answers CLUSTERDOWN (or its socket closes) until a
+        // replica takes over: fail the call at once (the caller degrades), as for one Redis.
+        retryDelayOnClusterDown: 0,
+        retryDelayOnFailover: 0,
+        slotsRefreshTimeout: 1000,
+        scaleReads: "master",
+      });
     this.client.on("ready", () => this.setHealthy(true));
     this.client.on("close", () => this.setHealthy(false));
     this.client.on("end", () => this.setHealthy(false));
@@ -102,7 +143,7 @@ export class RedisConnection {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         unsubscribe();
-        reject(unavailable(`redis at ${redactUrl(this.options.url)} not ready within ${timeoutMs} ms`, this.lastError));
+        reject(unavailable(`redis at ${this.describe()} not ready within ${timeoutMs} ms`, this.lastError));
       }, timeoutMs);
       const unsubscribe = this.onHealthChange((healthy) => {
         if (!healthy) return;
@@ -122,7 +163,12 @@ export class RedisConnection {
    * Runs a command, turning any client failure into COORDINATOR_UNAVAILABLE so callers
    * catch one code whatever ioredis reports (closed stream, timeout, reply error).
    */
-  async run<T>(what: string, command: (client: Redis) => Promise<T>): Promise<T> {
+  /** Where this connection points, without credentials (for logs). */
+  describe(): string {
+    return describeRedisTarget(this.target);
+  }
+
+  async run<T>(what: string, command: (client: RedisClient) => Promise<T>): Promise<T> {
     try {
       return await command(this.client);
     } catch (cause) {
@@ -163,7 +209,7 @@ export class LuaScript {
     this.sha = createHash("sha1").update(lua).digest("hex");
   }
 
-  async run(client: Redis, keys: string[], args: (string | number | Buffer)[]): Promise<unknown> {
+  async run(client: RedisClient, keys: string[], args: (string | number | Buffer)[]): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {
@@ -206,17 +252,5 @@ function checkPositive(value: number | undefined, field: string): void {
       "CONFIG_INVALID",
       `RedisConnection: ${field} must be a positive number of milliseconds, got ${String(value)}`,
     );
-  }
-}
-
-/** Drops credentials from a URL before it goes into an error message. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    parsed.username = "";
-    parsed.password = "";
-    return parsed.toString();
-  } catch {
-    return "(unparseable url)";
   }
 }

@@ -80,13 +80,15 @@ export class FleetMembers {
    * This process's part of `maxConcurrency` for a fleet of `max(members, minProcesses)`:
    * an equal part each, the remainder to the first ranks, so the parts add up to exactly
    * `maxConcurrency`. Can be 0 when the fleet has more processes than slots: that process
-   * then serves stored copies only until Redis is back. A process that never saw the
-   * fleet ranks last, so it takes the smallest part.
+   * then serves stored copies only until Redis is back. A process that has not seen at
+   * least `minProcesses` members takes the plain part only.
    */
   share(maxConcurrency: number, minProcesses: number): number {
     const members = this.members;
     const size = Math.max(members.length, minProcesses);
-    const rank = this.seen.has(this.id) ? members.indexOf(this.id) : size - 1;
+    // Ranks mean the same to every process only once each sees the whole fleet; until then
+    // (fewer members seen than minProcesses) take the plain part, never the remainder.
+    const rank = this.seen.has(this.id) && members.length >= minProcesses ? members.indexOf(this.id) : size - 1;
     return Math.floor(maxConcurrency / size) + (rank < maxConcurrency % size ? 1 : 0);
   }
 

@@ -59,7 +59,7 @@ export async function startRedisServer(): Promise<RedisServer> {
   };
 }
 
-function findRedisServer(): string {
+export function findRedisServer(): string {
   const found = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
   const path = found.stdout.trim();
   if (found.status !== 0 || path === "") {
@@ -70,10 +70,12 @@ function findRedisServer(): string {
   return path;
 }
 
-async function launch(binary: string, port: number): Promise<ChildProcess> {
+/** Starts `binary` (redis-server, or redis-sentinel with a config file first in `extra`) and waits for PONG. */
+export async function launch(binary: string, port: number, extra: string[] = []): Promise<ChildProcess> {
   const child = spawn(
     binary,
     [
+      ...extra,
       "--port",
       String(port),
       "--bind",
