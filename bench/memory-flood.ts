@@ -35,6 +35,7 @@ export interface MemoryFloodResult {
   originRequests: number;
   errors: number;
   withinBound: boolean;
+  nodeFlags: string[];
 }
 
 function rssOf(pid: number): number {
@@ -44,7 +45,11 @@ function rssOf(pid: number): number {
 }
 
 /** Runs the flood; `quick` floods 40,000 URLs instead of 400,000. */
-export async function memoryFlood(quick: boolean, log: (line: string) => void): Promise<MemoryFloodResult> {
+export async function memoryFlood(
+  quick: boolean,
+  log: (line: string) => void,
+  nodeFlags: string[] = [],
+): Promise<MemoryFloodResult> {
   const urls = quick ? 40_000 : 400_000;
   const bodyBytes = 200;
   // A fast origin: every URL is a small cacheable page (the cost per entry is the point).
@@ -77,6 +82,7 @@ export async function memoryFlood(quick: boolean, log: (line: string) => void): 
     name: "herdless",
     command: process.execPath,
     args: [
+      ...nodeFlags,
       "--import",
       "tsx",
       join(ROOT, "src/node/bin.ts"),
@@ -150,6 +156,7 @@ export async function memoryFlood(quick: boolean, log: (line: string) => void): 
     originRequests,
     errors,
     withinBound: rssPeakBytes <= LIMIT_BYTES,
+    nodeFlags,
   };
 }
 
@@ -163,6 +170,7 @@ export function memoryReport(r: MemoryFloodResult): string {
     `| flood | ${r.urls} URLs (${r.bodyBytes} B bodies) in ${r.seconds.toFixed(1)} s, ${r.requestsPerSecond} req/s, ${r.errors} errors, ${r.originRequests} origin requests |`,
     `| cache at the end | ${r.cache.entries} entries, ${mib(r.cache.bytes)} charged, ${r.cache.evictions} evictions |`,
     `| RSS start / peak / end | ${mib(r.rssStartBytes)} / ${mib(r.rssPeakBytes)} / ${mib(r.rssEndBytes)} |`,
+    `| Node flags | ${r.nodeFlags.join(" ") || "(none)"} |`,
     `| bound (1.5 × maxBytes + 100 MiB) | ${mib(r.limitBytes)}: ${r.withinBound ? "held" : "EXCEEDED"} |`,
     "",
   ].join("\n");

@@ -39,6 +39,8 @@ const { values } = parseArgs({
     scenario: { type: "string", multiple: true },
     runtime: { type: "string", multiple: true },
     quick: { type: "boolean", default: false },
+    /** extra Node flags for the herdless process of the memory scenario, e.g. --node-flag=--max-old-space-size=128 */
+    "node-flag": { type: "string", multiple: true },
     /** re-render latest.md and the charts from a results JSON, without running anything */
     render: { type: "string" },
   },
@@ -50,7 +52,11 @@ const named = split(values.scenario);
 // against one process, measuring its RSS (memory-flood.ts); it runs on its own.
 if (named?.includes("memory")) {
   installReaper();
-  const result = await memoryFlood(values.quick === true, (line) => process.stderr.write(`${line}\n`));
+  const result = await memoryFlood(
+    values.quick === true,
+    (line) => process.stderr.write(`${line}\n`),
+    values["node-flag"] ?? [],
+  );
   mkdirSync(join(ROOT, "bench/results"), { recursive: true });
   writeFileSync(join(ROOT, "bench/results/memory.json"), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(ROOT, "bench/results/memory.md"), memoryReport(result));
