@@ -119,7 +119,10 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
         return Promise.reject(new HerdlessError("COORDINATOR_UNAVAILABLE", "redis is unreachable"));
       return fleet.fill(request);
     },
-    invalidate: (primary, headers) => fleet.invalidate(primary, headers),
+    // Without Redis there is no shared copy to drop; the write itself has already succeeded.
+    invalidate: async (primary, headers) => {
+      if (connection.healthy) await fleet.invalidate(primary, headers);
+    },
   };
   const fallback = new KeyCoordinator({
     config,

@@ -96,6 +96,23 @@ describe("a fleet of three herdless stacks sharing one Redis", () => {
     for (const url of urls) expect((await get(url, path)).status).toBe(200);
   };
 
+  it("RFC 9111 §4.4: a POST through one member drops the fleet's shared copy: a member without its own copy fetches anew", async () => {
+    expect((await get(urls[0]!, "/item")).status).toBe(200);
+    expect(await stacks[0]!.near.get(primary("/item"))).toBeDefined();
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${urls[1]}/item`, { method: "POST", headers: { host: HOST }, agent }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      });
+      req.on("error", reject);
+      req.end("x");
+    });
+    expect(status).toBeLessThan(400);
+    const after = await get(urls[2]!, "/item");
+    // Fetched and stored anew, not handed the shared copy the POST made obsolete.
+    expect(after.cacheStatus).toMatch(/fwd=uri-miss; fwd-status=200; ttl=\d+; stored$/);
+  });
+
   it("300 concurrent requests over three members for a cold key make exactly 1 origin request", async () => {
     const answers = await spread(urls, 300, "/cold");
     expectOneBody(answers);
