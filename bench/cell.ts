@@ -47,6 +47,16 @@ async function driveOutage(
   return { startMs, requests: after - before };
 }
 
+/** Kills Redis (and starts it again, empty) or one fleet process while the load runs. */
+async function driveFault(runtime: Runtime, fault: NonNullable<ReturnType<NonNullable<Scenario["fault"]>>>) {
+  const faults = runtime.faults!;
+  await sleep(fault.atMs);
+  if (fault.kind === "member-killed") return faults.killMember(0);
+  await faults.killRedis();
+  await sleep(fault.downMs ?? 0);
+  await faults.restartRedis();
+}
+
 export async function runCell(
   scenario: Scenario,
   name: RuntimeName,
@@ -86,9 +96,13 @@ export async function runCell(
     const originCpu0 = origin.server.cpuMs();
     const loadBefore = loadavg()[0] ?? 0;
     const loadPromise = runLoad({ ...load, targets: runtime.targets, host: HOST });
+    const fault = scenario.fault?.(quick);
+    const faultDone = fault === undefined || runtime.faults === undefined ? undefined : driveFault(runtime, fault);
+    if (fault) cell.fault = fault;
     const downMs = scenario.outageMs?.(quick);
     const outage = downMs === undefined ? undefined : await driveOutage(origin, load.durationMs ?? 0, downMs);
     let result = await loadPromise;
+    await faultDone;
     let serverCpuMs = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0) - serverCpu0;
     if ((scenario.rounds ?? 1) > 1) {
       const rounds = [result.throughputRps];

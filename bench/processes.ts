@@ -27,6 +27,8 @@ export interface Server {
   /** CPU of every process in the group so far, in ms (utime + stime from /proc) */
   cpuMs(): number;
   stop(): Promise<void>;
+  /** SIGKILL to the whole group, resolved once the leader exited (fault scenarios). */
+  kill(): Promise<void>;
 }
 
 const live = new Set<ChildProcess>();
@@ -102,6 +104,11 @@ export function startServer(options: StartOptions): Promise<Server> {
           ready: match[1] ?? match[0],
           cpuMs: () => groupCpuMs(child.pid ?? 0),
           stop,
+          kill: async () => {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            killGroup(child, "SIGKILL");
+            await exited;
+          },
         });
       }
     };

@@ -21,6 +21,8 @@ export interface Runtime {
   /** independent breakers in front of the origin: the outage budget is breakers × (failureThreshold + ⌈down ÷ probeIntervalMs⌉) */
   breakers: number;
   notes: string[];
+  /** fleet only: fault injection for the fault scenarios */
+  faults?: { killRedis(): Promise<void>; restartRedis(): Promise<void>; killMember(index: number): Promise<void> };
   stop(): Promise<void>;
 }
 
@@ -78,23 +80,25 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
     }
     case "fleet": {
       const port = await freePort();
-      const redis = await startServer({
-        name: "redis-server",
-        command: "redis-server",
-        args: [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--loglevel",
-          "notice",
-        ],
-        readyPattern: /Ready to accept connections/,
-      });
+      const startRedis = () =>
+        startServer({
+          name: "redis-server",
+          command: "redis-server",
+          args: [
+            "--port",
+            String(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--loglevel",
+            "notice",
+          ],
+          readyPattern: /Ready to accept connections/,
+        });
+      let redis = await startRedis();
       const redisUrl = `redis://127.0.0.1:${port}`;
       const file = writeConfig(context, withOrigin(context));
       const members: Server[] = [];
@@ -115,6 +119,13 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
           `${FLEET_SIZE} herdless processes + redis-server; server CPU includes redis-server`,
           `one fleet-wide origin guard in Redis (src/node/fleet-stack.ts): one cap of maxConcurrency and one breaker for the ${FLEET_SIZE} processes, and a Redis purge registry`,
         ],
+        faults: {
+          killRedis: async () => redis.kill(),
+          restartRedis: async () => {
+            redis = await startRedis();
+          },
+          killMember: async (index) => members[index]!.kill(),
+        },
         stop: () => stopAll([...members, redis]),
       };
     }

@@ -9,6 +9,8 @@ export const HERDLESS_CONFIG = {
   // The origin crashes above 8 in flight: the cap is exactly what it can take.
   origin: { maxConcurrency: 8, queueTimeoutMs: 2000, timeoutMs: 5000 },
   breaker: { failureThreshold: 2, probeIntervalMs: 1000 },
+  // The fleet runs 3 processes: without Redis each takes its share of the cap from the start.
+  fleet: { minProcesses: 3 },
   log: { level: "info" },
 } as const;
 
@@ -26,6 +28,8 @@ export interface Scenario {
   rounds?: number;
   /** origin forced down (503) for downMs in the middle of the run */
   outageMs?(quick: boolean): number;
+  /** fleet faults: Redis killed at atMs and started again (empty) downMs later, or one fleet process killed at atMs */
+  fault?(quick: boolean): { kind: "redis-killed" | "member-killed"; atMs: number; downMs?: number };
 }
 
 const keys = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}/k${i}`);
@@ -100,6 +104,49 @@ export const SCENARIOS: Scenario[] = [
     }),
   },
 ];
+
+/*
+ * Faults on the fleet, against the same load without one (`fleet-baseline`): 10 keys warmed
+ * through every process, max-age=2 with stale-while-revalidate and stale-if-error of an
+ * hour, 200 connections for 20 s. Every key has a stored copy, so every client error counts.
+ */
+const faultLoad = (quick: boolean): Omit<LoadSpec, "targets" | "host"> => ({
+  connections: 200,
+  durationMs: scale(20_000, quick),
+  paths: keys("/fault", 10),
+  timeoutMs: 15_000,
+});
+const FAULT_CACHE_CONTROL = "max-age=2, stale-while-revalidate=3600, stale-if-error=3600";
+
+SCENARIOS.push(
+  {
+    name: "fleet-baseline",
+    summary: "the fault scenarios' load with no fault: 10 warmed keys, 200 connections, 20 s",
+    cacheControl: FAULT_CACHE_CONTROL,
+    runtimes: ["fleet"],
+    load: faultLoad,
+    warmPaths: keys("/fault", 10),
+  },
+  {
+    name: "redis-killed",
+    summary: "the same load; Redis is killed (SIGKILL) at 5 s and started again, empty, 10 s later",
+    cacheControl: FAULT_CACHE_CONTROL,
+    runtimes: ["fleet"],
+    load: faultLoad,
+    warmPaths: keys("/fault", 10),
+    fault: (quick) => ({ kind: "redis-killed", atMs: scale(5_000, quick), downMs: scale(10_000, quick) }),
+  },
+  {
+    name: "member-killed",
+    summary:
+      "the same load; one of the 3 fleet processes is killed (SIGKILL) at 5 s (its clients' connections fail: there is no load balancer to take them elsewhere)",
+    cacheControl: FAULT_CACHE_CONTROL,
+    runtimes: ["fleet"],
+    load: faultLoad,
+    warmPaths: keys("/fault", 10),
+    fault: (quick) => ({ kind: "member-killed", atMs: scale(5_000, quick) }),
+  },
+);
 
 export function scenarioByName(name: string): Scenario {
   const found = SCENARIOS.find((s) => s.name === name);

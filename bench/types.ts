@@ -56,7 +56,8 @@ export interface OriginSummary {
 }
 
 export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-worker";
-export type ScenarioName = "steady" | "spike" | "outage" | "hit-path" | "key-explosion";
+export type ScenarioName =
+  "steady" | "spike" | "outage" | "hit-path" | "key-explosion" | "fleet-baseline" | "redis-killed" | "member-killed";
 
 /** One (scenario × runtime) measurement. */
 export interface CellResult {
@@ -86,6 +87,8 @@ export interface CellResult {
     formula: string;
     clientErrors: number;
   };
+  /** fault scenarios: what was done to the fleet, when (ms from the start of the run) */
+  fault?: { kind: "redis-killed" | "member-killed"; atMs: number; downMs?: number };
   notes: string[];
 }
 
