@@ -18,6 +18,7 @@ import {
   type OriginBehaviourPatch,
   type OriginStats,
   type OriginWaitCondition,
+  largeBodyByte,
 } from "./test/cloudflare/origin-protocol.ts";
 
 declare module "vitest" {
@@ -115,7 +116,11 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
     return;
   }
   const body =
-    b.bodyBase64 !== undefined ? Buffer.from(b.bodyBase64, "base64") : Buffer.from(b.body ?? `${path} #${n}`);
+    b.bodyBytes !== undefined
+      ? generatedBody(b.bodyBytes)
+      : b.bodyBase64 !== undefined
+        ? Buffer.from(b.bodyBase64, "base64")
+        : Buffer.from(b.body ?? `${path} #${n}`);
   if (b.earlyHints) res.writeEarlyHints({ link: "</style.css>; rel=preload; as=style" });
   const out: Record<string, string> = { ...b.headers };
   if (b.etag !== undefined) out["etag"] = b.etag;
@@ -134,9 +139,33 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
     res.write(body, () => req.socket.destroy());
     return;
   }
+  if (b.mode === "half" && req.method !== "HEAD") {
+    const half = Math.floor(body.length / 2);
+    res.writeHead(b.status, { ...out, "content-length": String(body.length) });
+    res.write(body.subarray(0, half));
+    await new Promise<void>((resolve) => {
+      resume = resolve;
+      ns.held.push(resolve);
+      stats.held = ns.held.length;
+      changed(ns);
+    });
+    if (!done) res.end(body.subarray(half));
+    return;
+  }
   res
     .writeHead(b.status, { ...out, "content-length": String(body.length) })
     .end(req.method === "HEAD" ? undefined : body);
+}
+
+const generated = new Map<number, Buffer>();
+function generatedBody(bytes: number): Buffer {
+  let body = generated.get(bytes);
+  if (!body) {
+    body = Buffer.alloc(bytes);
+    for (let i = 0; i < bytes; i++) body[i] = largeBodyByte(i);
+    generated.set(bytes, body);
+  }
+  return body;
 }
 
 function applyPatch(ns: Namespace, patch: OriginBehaviourPatch): void {

@@ -120,6 +120,7 @@ export async function handle(
     decodes: workerdDecoding,
     background,
     metrics,
+    nearCopies: isolate.nearCopiesFor(cacheName),
     // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs.
     purges: () => purges.current(),
     refreshMarks: isolate.refreshMarks,

@@ -32,6 +32,8 @@ export interface ReadyIsolate {
   startedAt: number;
   /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
   memoryFor(cacheName: string): LruStore;
+  /** Streamed bodies being copied into each cache name's near tier (see EngineOptions.nearCopies). */
+  nearCopiesFor(cacheName: string): Set<string>;
   /** Request URLs parsed once, with route and key, so a hit parses nothing. */
   targets: UrlTargets;
   /** When the coordinator was last unreachable from this isolate. */
@@ -75,6 +77,12 @@ export function isolateState(env: Env, clock: Clock, name: string, cacheName?: s
         );
       return store;
     };
+    const copies = new Map<string, Set<string>>();
+    const nearCopiesFor = (cacheName: string) => {
+      let set = copies.get(cacheName);
+      if (!set) copies.set(cacheName, (set = new Set()));
+      return set;
+    };
     state = {
       kind: "ready",
       signature,
@@ -88,6 +96,7 @@ export function isolateState(env: Env, clock: Clock, name: string, cacheName?: s
       attempts: new AttemptLimiter(),
       startedAt: clock.now(),
       memoryFor,
+      nearCopiesFor,
       targets: new UrlTargets(config),
     };
   } catch (error) {

@@ -42,9 +42,10 @@ interface Parts {
  * evicted mid-fetch leaves the key locked for at most `coordinator.lockLeaseMs`, and the
  * fencing token stops the evicted writer), and its single-flight collapses concurrent
  * callers because RPC calls interleave while one of them awaits the origin `fetch`.
- * Bodies above `cache.maxEntryBytes` come back as a `pass` result whose body is a
- * ReadableStream the RPC layer streams to the caller; callers that joined such a flight
- * get `alone` and go to the origin themselves.
+ * A storable answer comes back as a `stream` result as soon as its head arrived: each
+ * caller (each edge, in any data center) gets its own ReadableStream of the one origin
+ * body, which the RPC layer streams to it as the object receives it; the object stores the
+ * body once complete (up to `cache.maxEntryBytes`, in chunks) and keeps the lease until then.
  *
  * An alarm deletes entries past their `deleteAt`.
  *
@@ -116,6 +117,8 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
       fetch: (url, init) => fetch(url, init),
       decodes: workerdDecoding,
       background: (work) => this.keep(work),
+      // A streamed body is stored after fill() returned: schedule its cleanup then.
+      onStored: () => this.keep(this.scheduleCleanup(store)),
     });
     return { filler, store, clock };
   }

@@ -65,20 +65,33 @@ function setup(overrides: Partial<ConfigInput> = {}, tiers: "one" | "two" = "one
     clock,
     (url) => `GET ${new URL(url).protocol}//${new URL(url).host}${new URL(url).pathname}`,
   );
-  const engine = new Engine({
-    config,
-    clock,
-    near: store,
-    coordinator,
-    guard,
-    fetch: origin.fetch,
-    background: (p) => background.push(p),
-    purges: () => purges.current(),
-  });
+  const engine = readingBodies(
+    new Engine({
+      config,
+      clock,
+      near: store,
+      coordinator,
+      guard,
+      fetch: origin.fetch,
+      background: (p) => background.push(p),
+      purges: () => purges.current(),
+    }),
+  );
   const settle = async () => {
     while (background.length) await background.shift();
   };
   return { clock, origin, engine, settle, store, shared, purges };
+}
+
+/** Reads streamed bodies whole, as a client would, so tests compare bytes. */
+function readingBodies(engine: Engine): Pick<Engine, "handle"> {
+  return {
+    async handle(request) {
+      const res = await engine.handle(request);
+      if (res.body instanceof ReadableStream) res.body = new Uint8Array(await new Response(res.body).arrayBuffer());
+      return res;
+    },
+  };
 }
 
 function get(path: string, headers: Record<string, string> = {}, method = "GET"): EngineRequest {

@@ -1,12 +1,18 @@
 import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import { routeFor, type Config, type RoutePolicy } from "./config.ts";
-import type { Coordinator, FillRequest, FillResult, PassResponse } from "./fill/coordinator.ts";
+import {
+  discardStream,
+  type Coordinator,
+  type FillRequest,
+  type FillResult,
+  type PassResponse,
+} from "./fill/coordinator.ts";
 import { answerFromEntry, notCached, type ClientAsk } from "./http/answer.ts";
 import { decide, decideOnFailure, servableOnError, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
-import type { HeaderReader } from "./http/http.ts";
+import { concatBytes, type HeaderReader } from "./http/http.ts";
 import { invalidatedUrls } from "./http/invalidation.ts";
 import { keyQuery, primaryKey, variantKey } from "./http/key.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
@@ -17,7 +23,7 @@ import { guardedOriginCall, isGuardRefusal, type GuardedCallDeps } from "./origi
 import { forwardPolicy, originRequestHeaders, type ForwardPolicy } from "./origin/forward.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
-import { fromPass, synthetic, type EngineResponse } from "./http/respond.ts";
+import { fromPass, fromStream, synthetic, type EngineResponse } from "./http/respond.ts";
 import { TAG_HEADERS, varyPointer } from "./http/response-entry.ts";
 import type { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
@@ -62,6 +68,12 @@ export interface EngineOptions {
    * builds one per request): one background refresh per key, whichever request saw it stale.
    */
   refreshMarks?: RefreshMarks;
+  /**
+   * Streamed bodies being copied into the near tier (key and token), so one copy is made per
+   * entry however many requests read it. Defaults to the engine's own; a runtime that builds
+   * an engine per request (Workers) passes one that lives as long as its near tier.
+   */
+  nearCopies?: Set<string>;
 }
 
 /**
@@ -77,8 +89,10 @@ export class Engine {
   private readonly refreshes = new SingleFlight<string, void>();
   private readonly forward: ForwardPolicy;
   private readonly originDeps: GuardedCallDeps;
+  private readonly nearCopies: Set<string>;
   constructor(private readonly o: EngineOptions) {
     this.forward = forwardPolicy(o.config);
+    this.nearCopies = o.nearCopies ?? new Set();
     this.originDeps = {
       config: o.config,
       clock: o.clock,
@@ -175,7 +189,7 @@ export class Engine {
     if (marks && !marks.begin(fill.key, this.o.clock.now())) return;
     try {
       await this.refreshes.run(fill.key, async () => {
-        const result = await this.fill(fill);
+        const result = discardStream(await this.fill(fill));
         if (result.kind === "entry") await this.keep(result.entry, fill.primary);
       });
     } catch {
@@ -223,6 +237,15 @@ export class Engine {
         else if (stale) status.detail = "stale-while-revalidate";
         return answerFromEntry(entry, status, ask(request), now);
       }
+      case "stream": {
+        // The body is on its way from the one fetch of this key; the coordinator stores it.
+        this.count(result.collapsed ? "collapsed" : "miss", primary);
+        const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
+        if (result.size === "fits") status.stored = true;
+        if (result.size === "too-large") status.detail = "too-large";
+        const body = request.method === "HEAD" ? result.body : this.copiedToNear(result, primary);
+        return fromStream(result.head, body, result.bytes, status, request.method, now);
+      }
       case "pass":
         this.count("pass", primary);
         // The origin's answer replaced what this edge holds (a 304 that made it private, say).
@@ -267,6 +290,56 @@ export class Engine {
       return synthetic(503, `origin is protected (${detail}); try again shortly`, status, result.retryAfterMs ?? 1_000);
     const code = result.code === "ORIGIN_TIMEOUT" ? 504 : result.code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
     return synthetic(code, `origin failed: ${result.message}`, status, code === 503 ? 1_000 : undefined);
+  }
+
+  /**
+   * The body as it streams to the client, copied into the near tier once it arrived whole
+   * (the stream closes only then; a failed body is never kept). One copy per entry at a
+   * time: other readers of the same entry pass through untouched.
+   */
+  private copiedToNear(result: Extract<FillResult, { kind: "stream" }>, primary: string): ReadableStream<Uint8Array> {
+    const { head } = result;
+    const id = `${head.token} ${head.key}`;
+    if (result.size === "too-large" || this.nearCopies.has(id)) return result.body;
+    this.nearCopies.add(id);
+    const limit = this.o.config.cache.maxEntryBytes;
+    const reader = result.body.getReader();
+    let chunks: Uint8Array[] | undefined = [];
+    let total = 0;
+    const stop = () => {
+      this.nearCopies.delete(id);
+      chunks = undefined;
+    };
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          let read: ReadableStreamReadResult<Uint8Array>;
+          try {
+            read = await reader.read();
+          } catch (error) {
+            stop();
+            controller.error(error);
+            return;
+          }
+          if (read.done) {
+            const kept = chunks;
+            stop();
+            controller.close();
+            if (kept) this.o.background(this.keep({ ...head, body: concatBytes(kept, total) }, primary));
+            return;
+          }
+          total += read.value.byteLength;
+          if (total > limit) chunks = undefined;
+          chunks?.push(read.value);
+          controller.enqueue(read.value);
+        },
+        cancel: (reason) => {
+          stop();
+          return reader.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
+    );
   }
 
   /**

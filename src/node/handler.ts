@@ -191,6 +191,8 @@ async function write(res: ServerResponse, response: EngineResponse): Promise<voi
     res.end(body);
     return;
   }
+  // The head goes now: the client's first byte should not wait for the origin's.
+  res.flushHeaders();
   // pipeline destroys the origin stream if the client goes away, and the socket if the origin fails mid-body.
   await pipeline(Readable.fromWeb(body as NodeReadableStream<Uint8Array>), res).catch(() => {
     res.destroy();

@@ -11,13 +11,16 @@ export interface OriginBehaviour {
   body?: string;
   /** Response body as bytes (base64), e.g. a gzip-encoded one; wins over `body`. */
   bodyBase64?: string;
+  /** A generated body of this many bytes (byte i is `largeBodyByte(i)`); wins over `body` and `bodyBase64`. */
+  bodyBytes?: number;
   /** Wait this long (real time) before answering. */
   delayMs: number;
   /**
    * up: answer; down: reset the connection (the fetch fails); hold: wait until the test
-   * calls release(); truncate: promise a longer body than is sent, then reset.
+   * calls release(); truncate: promise a longer body than is sent, then reset; half: send
+   * the head and the first half of the body, then wait (counted as held) until release().
    */
-  mode: "up" | "down" | "hold" | "truncate";
+  mode: "up" | "down" | "hold" | "truncate" | "half";
   /** When set, a request whose If-None-Match equals it gets 304. */
   etag?: string;
   /** Extra headers on that 304 (what a revalidation adds to the stored response). */
@@ -65,3 +68,8 @@ export interface OriginWaitCondition {
 
 /** Name under which the global setup provides the origin's base URL (`inject(...)`). */
 export const TEST_ORIGIN_KEY = "herdlessTestOrigin";
+
+/** Byte `i` of a generated body (`bodyBytes`): varies with the offset, so a misplaced chunk shows. */
+export function largeBodyByte(i: number): number {
+  return (i * 31 + (i >>> 13)) & 0xff;
+}

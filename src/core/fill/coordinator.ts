@@ -37,6 +37,11 @@ export interface PassResponse {
  * What the coordinator answers:
  * - `entry`: a stored entry; `fwdStatus` is set when this call's flight went to the origin,
  *   `collapsed` when the caller joined someone else's flight;
+ * - `stream`: the origin's answer arriving now, shared by every caller of the flight: each
+ *   gets its own stream of the whole body as it arrives (it errors, rather than ends, if the
+ *   origin fails mid-body); `head` is the entry it becomes once complete, and `size` says
+ *   whether it will be stored (`fits`: declared within `cache.maxEntryBytes`; `too-large`:
+ *   declared above, shared but not kept; `unknown`: no length declared, kept if it fits);
  * - `pass`: the origin's answer, not storable, for this caller alone;
  * - `alone`: the caller joined a flight whose answer cannot be shared (uncacheable, or a
  *   streamed body): it must go to the origin by itself, through the guard;
@@ -45,6 +50,16 @@ export interface PassResponse {
  */
 export type FillResult =
   | { kind: "entry"; entry: Entry; fwdStatus?: number; collapsed: boolean; stored: boolean }
+  | {
+      kind: "stream";
+      head: Omit<Entry, "body">;
+      body: ReadableStream<Uint8Array>;
+      /** The body's length, when the origin declared it. */
+      bytes?: number;
+      size: "fits" | "too-large" | "unknown";
+      fwdStatus: number;
+      collapsed: boolean;
+    }
   | { kind: "pass"; response: PassResponse; fwdStatus: number; reason: "uncacheable" | "too-large" }
   | { kind: "alone" }
   | {
@@ -69,4 +84,12 @@ export interface Coordinator {
    * for it (the variant `headers` select, and every variant where the store can tell).
    */
   invalidate?(primary: string, headers: [string, string][]): Promise<void>;
+}
+
+/** Cancels the stream of a result nobody will read; a body worth keeping is still read and stored. */
+export function discardStream(result: FillResult): FillResult {
+  if (result.kind === "stream") void result.body.cancel().catch(() => undefined);
+  if (result.kind === "pass" && result.response.body instanceof ReadableStream)
+    void result.response.body.cancel().catch(() => undefined);
+  return result;
 }

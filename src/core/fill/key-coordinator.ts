@@ -1,14 +1,14 @@
 import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
-import type { Coordinator, FillRequest, FillResult } from "./coordinator.ts";
+import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { storability, type Storability } from "../http/freshness.ts";
 import { decideOnFailure } from "../http/decision.ts";
-import { headerList } from "../http/http.ts";
+import { concatBytes, headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
-import type { LeaseManager } from "./lease.ts";
-import type { ContentDecoding, FetchLike, OriginResponse } from "../origin/origin-client.ts";
+import type { Lease, LeaseManager } from "./lease.ts";
+import type { ContentDecoding, FetchLike, OriginResponse, StreamedOriginResponse } from "../origin/origin-client.ts";
 import { guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "../origin/guarded-call.ts";
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import {
@@ -19,6 +19,7 @@ import {
   revalidatedHeaders,
   varyPointer,
 } from "../http/response-entry.ts";
+import { SharedBody } from "./shared-body.ts";
 import { SingleFlight } from "./single-flight.ts";
 import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
@@ -42,10 +43,32 @@ export interface KeyCoordinatorOptions {
   background?: (work: Promise<unknown>) => void;
   /** Observes each origin call, for metrics. */
   onOriginCall?: (event: OriginCallEvent) => void;
+  /** Hears each entry this coordinator wrote to its store once a streamed body completed. */
+  onStored?: (entry: Entry) => void;
 }
 
-/** Result of the one flight per key; `alone` is decided per caller afterwards. */
-type FlightResult = Exclude<FillResult, { kind: "alone" }>;
+/**
+ * A flight whose body is still arriving: every caller reads its own stream of `shared`.
+ * The lease stays held until the body ended and was stored (`done`).
+ */
+interface SharedFlight {
+  kind: "shared";
+  head: Omit<Entry, "body">;
+  shared: SharedBody;
+  /** The leader's stream, taken before the body could pass `keepBytes` without a reader. */
+  first: ReadableStream<Uint8Array> | undefined;
+  bytes: number | undefined;
+  size: Extract<FillResult, { kind: "stream" }>["size"];
+  fwdStatus: number;
+  /** Settles once the body ended, the entry was stored (if it could be) and the lease released. */
+  done: Promise<void>;
+}
+
+/** Bodies up to this size are read whole before the callers are answered (see bufferedUpTo). */
+const SMALL_BODY_BYTES = 64 * 1024;
+
+/** Result of the one flight per key; `alone` and each caller's stream are decided per caller afterwards. */
+type FlightResult = Exclude<FillResult, { kind: "alone" | "stream" }> | SharedFlight;
 
 /**
  * The coordinator logic, the same in every runtime: answer from the store when it holds
@@ -60,6 +83,12 @@ type FlightResult = Exclude<FillResult, { kind: "alone" }>;
 export class KeyCoordinator implements Coordinator {
   private readonly flights = new SingleFlight<string, FlightResult>();
   private readonly originDeps: GuardedCallDeps;
+  /**
+   * Flights past their response head whose body is still arriving, by request key: a caller
+   * that comes now still gets the whole body (the kept prefix, then the rest) rather than
+   * waiting for the stored entry. Left once the body ended or passed `cache.maxEntryBytes`.
+   */
+  private readonly streaming = new Map<string, SharedFlight>();
   constructor(private readonly o: KeyCoordinatorOptions) {
     this.originDeps = {
       config: o.config,
@@ -84,7 +113,20 @@ export class KeyCoordinator implements Coordinator {
       this.inBackground(this.fill({ ...request, key: stored.key, priority: "background" }));
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     }
+    const streaming = this.streaming.get(request.key);
+    if (streaming) {
+      const joined = await this.join(request, streaming, true);
+      if (joined) return joined;
+    }
     const { value, joined } = await this.flights.run(request.key, () => this.fetchUnderLease(request));
+    if (value.kind === "shared") {
+      const mine = await this.join(request, value, joined);
+      if (mine) return mine;
+      // Too late for the start of a body too large to keep: once that fetch ended, ask again
+      // (one origin request after another, never two at once).
+      await value.done;
+      return this.fill(request);
+    }
     if (!joined) return value;
     if (value.kind === "pass") return { kind: "alone" };
     if (value.kind === "failed") return { ...value, collapsed: true };
@@ -100,13 +142,38 @@ export class KeyCoordinator implements Coordinator {
     if (entry && key !== primary) await this.o.store.delete(key);
   }
 
+  /**
+   * This caller's stream of a shared flight, or undefined when the start of the body is gone.
+   * A caller whose Vary selection differs from the leader's fills its own variant.
+   */
+  private async join(request: FillRequest, flight: SharedFlight, collapsed: boolean): Promise<FillResult | undefined> {
+    if (collapsed) {
+      const mine = variantKey(request.primary, flight.head.vary, headerList(request.headers));
+      if (mine !== flight.head.key && request.key !== mine) return this.fill({ ...request, key: mine });
+    }
+    let body = collapsed ? undefined : flight.first;
+    if (body) flight.first = undefined;
+    else body = flight.shared.reader();
+    if (!body) return undefined;
+    return {
+      kind: "stream",
+      head: flight.head,
+      body,
+      ...(flight.bytes !== undefined ? { bytes: flight.bytes } : {}),
+      size: flight.size,
+      fwdStatus: flight.fwdStatus,
+      collapsed,
+    };
+  }
+
   private async storedFor(request: FillRequest): Promise<Entry | undefined> {
     const { entry } = await lookup(this.o.store, request.primary, request.key, headerList(request.headers));
     return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
   }
 
-  private inBackground(work: Promise<unknown>): void {
-    const settled = work.catch(() => undefined);
+  private inBackground(work: Promise<FillResult>): void {
+    // Nobody reads a background refresh's stream: let go of it (a kept body is still stored).
+    const settled = work.then(discardStream).catch(() => undefined);
     if (this.o.background) this.o.background(settled);
   }
 
@@ -138,13 +205,18 @@ export class KeyCoordinator implements Coordinator {
           const acceptable = !request.revalidate || newer(current, before);
           if (this.usable(current) && acceptable)
             return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
-          return (result = await this.fetchAndStore(request, current, lease.token, expiry.signal));
+          result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
+          if (result.kind === "shared") {
+            // The body is still arriving: the lease is the stream's now, released when it ends.
+            clearTimeout(timer);
+            this.stream(request, result, lease);
+          }
+          return result;
         } finally {
-          clearTimeout(timer);
-          await this.o.leases.release(lease).catch(() => false);
-          await Promise.resolve(
-            this.o.announceFill?.(request.key, result?.kind === "failed" ? `failed:${result.code}` : "done"),
-          ).catch(() => undefined);
+          if (result?.kind !== "shared") {
+            clearTimeout(timer);
+            await this.end(request.key, lease, result?.kind === "failed" ? `failed:${result.code}` : "done");
+          }
         }
       }
       // Another process holds the lease: wait for its announcement, then look again.
@@ -175,6 +247,46 @@ export class KeyCoordinator implements Coordinator {
     }
   }
 
+  /** Releases the lease, then tells other processes waiting on the key how the flight ended. */
+  private async end(key: string, lease: Lease, message: string): Promise<void> {
+    await this.o.leases.release(lease).catch(() => false);
+    await Promise.resolve(this.o.announceFill?.(key, message)).catch(() => undefined);
+  }
+
+  /**
+   * Runs a shared flight to its end: callers may join while the body arrives, the lease is
+   * extended meanwhile (a lost lease stops the body), a complete body is stored, and only
+   * then is the lease released, so other processes wake to the stored entry.
+   */
+  private stream(request: FillRequest, flight: SharedFlight, lease: Lease): void {
+    const { lockLeaseMs } = this.o.config.coordinator;
+    this.streaming.set(request.key, flight);
+    const keepAlive = setInterval(
+      () =>
+        void this.o.leases.extend(lease, lockLeaseMs).then(
+          (held) => {
+            if (!held) flight.shared.abort(new HerdlessError("LEASE_LOST", `lease on ${request.key} was lost`));
+          },
+          () => undefined,
+        ),
+      Math.max(1, Math.floor(lockLeaseMs / 3)),
+    );
+    const finished = (async () => {
+      const end = await flight.shared.ended;
+      clearInterval(keepAlive);
+      if (this.streaming.get(request.key) === flight) this.streaming.delete(request.key);
+      if (end.kind === "complete") {
+        const stored = await this.put({ ...flight.head, body: end.body }, request.primary, flight.fwdStatus).catch(
+          () => undefined,
+        );
+        if (stored?.kind === "entry" && stored.stored) this.o.onStored?.(stored.entry);
+      }
+      await this.end(request.key, lease, end.kind === "failed" ? `failed:${end.error.code}` : "done");
+    })();
+    flight.done = finished.catch(() => undefined);
+    this.o.background?.(flight.done);
+  }
+
   /** An entry that answers without an origin request: fresh (a cached error counts, briefly). */
   private usable(entry: Entry | undefined): entry is Entry {
     return entry !== undefined && this.o.clock.now() < entry.staleAt;
@@ -194,10 +306,24 @@ export class KeyCoordinator implements Coordinator {
         method: "GET",
         headers: [...request.headers, ...conditional],
       },
-      { priority: request.priority, maxBodyBytes: this.o.config.cache.maxEntryBytes, key: request.key, signal },
+      { priority: request.priority, maxBodyBytes: this.bufferedUpTo(stored), key: request.key, signal },
     );
     if (result.kind !== "response") return this.failure(result.error, stored);
     return this.settle(request, stored, result.response, token);
+  }
+
+  /**
+   * How much of the body to read before answering. Up to {@link SMALL_BODY_BYTES} when
+   * there is no copy to fall back on: a body that size arrives in a packet or two, and whole
+   * it is answered and stored in one piece; a larger one reaches callers as the origin sends
+   * it. Up to `cache.maxEntryBytes` when a stored copy may stand in for a failure
+   * (stale-if-error): an origin that fails mid-body is then hidden behind that copy rather
+   * than shown as an aborted body.
+   */
+  private bufferedUpTo(stored: Entry | undefined): number {
+    const { config, clock } = this.o;
+    const hideable = decideOnFailure(stored, "ORIGIN_TRUNCATED", config, clock.now()).kind === "stale-if-error";
+    return hideable ? config.cache.maxEntryBytes : Math.min(SMALL_BODY_BYTES, config.cache.maxEntryBytes);
   }
 
   /**
@@ -216,6 +342,8 @@ export class KeyCoordinator implements Coordinator {
     const route = routeFor(config, request.path);
     const requestHeaders = headerList(request.headers);
     const context = { primary: request.primary, url: request.url, requestHeaders, route, config, token };
+    // A 304 has no body and an error's is only relayed to this flight's callers: read them whole.
+    if (res.status === 304 || res.status >= 500) res = await buffered(res, config.cache.maxEntryBytes);
     const judge = (status: number, headers: [string, string][]): Storability =>
       storability(
         "GET",
@@ -265,19 +393,17 @@ export class KeyCoordinator implements Coordinator {
         collapsed: false,
       };
     }
-    if (res.kind === "streamed" || !verdict.storable || res.status === 304) {
+    if (!verdict.storable || res.status === 304) {
       // The stored copy no longer reflects what the origin says about this URL.
-      if (stored && res.kind === "buffered" && res.status !== 304 && saysAboutTheUrl(verdict))
-        await this.o.store.delete(stored.key);
-      const reason = res.kind === "streamed" ? "too-large" : "uncacheable";
+      if (stored && res.status !== 304 && saysAboutTheUrl(verdict)) await this.o.store.delete(stored.key);
       return {
         kind: "pass",
         response: { status: res.status, headers: res.headers, body: res.body },
         fwdStatus: res.status,
-        reason,
+        reason: "uncacheable",
       };
     }
-    let entry = entryFromResponse(res, context);
+    let entry = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, context);
     if (entry.status === 404 && config.origin.notFoundTtlMs > 0 && entry.staleAt <= clock.now()) {
       const staleAt = clock.now() + config.origin.notFoundTtlMs;
       entry = {
@@ -288,7 +414,29 @@ export class KeyCoordinator implements Coordinator {
         deleteAt: staleAt + config.cache.retainStaleMs,
       };
     }
-    return this.put(entry, request.primary, res.status);
+    if (res.kind === "buffered") return this.put(entry, request.primary, res.status);
+    return this.share(entry, res);
+  }
+
+  /** A storable answer whose body is still arriving: one read of it, for every caller. */
+  private share(entry: Entry, res: StreamedOriginResponse): SharedFlight {
+    const { maxEntryBytes } = this.o.config.cache;
+    const declared = res.declaredBytes;
+    const shared = new SharedBody(res.body, {
+      keepBytes: maxEntryBytes,
+      ...(declared !== undefined ? { declaredBytes: declared } : {}),
+    });
+    const { body: _empty, ...head } = entry;
+    return {
+      kind: "shared",
+      head,
+      shared,
+      first: shared.reader(),
+      bytes: declared,
+      size: declared === undefined ? "unknown" : declared <= maxEntryBytes ? "fits" : "too-large",
+      fwdStatus: res.status,
+      done: Promise.resolve(),
+    };
   }
 
   /** RFC 5861 §4: a stored copy that may stand in for an error answer keeps doing so over a 5xx. */
@@ -338,4 +486,30 @@ function newer(entry: Entry | undefined, than: Entry | undefined): boolean {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The response with its body read whole; a body above `limit` is dropped (cancelled, empty). */
+async function buffered(res: OriginResponse, limit: number): Promise<OriginResponse> {
+  if (res.kind === "buffered") return res;
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (res.body) {
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        total += value.byteLength;
+        if (total > limit) {
+          await reader.cancel().catch(() => undefined);
+          return { ...res, kind: "buffered", body: new Uint8Array(0) };
+        }
+        chunks.push(value);
+      }
+    } catch {
+      // A broken error body: the status is what matters.
+      return { ...res, kind: "buffered", body: new Uint8Array(0) };
+    }
+  }
+  return { ...res, kind: "buffered", body: concatBytes(chunks, total) };
 }

@@ -48,7 +48,7 @@ export interface Entry {
 }
 
 /** Current age of an entry in whole seconds, for the Age header (RFC 9111 §4.2.3). */
-export function ageSeconds(entry: Entry, now: number): number {
+export function ageSeconds(entry: Pick<Entry, "initialAgeMs" | "storedAt">, now: number): number {
   return Math.max(0, Math.floor((entry.initialAgeMs + (now - entry.storedAt)) / 1000));
 }
 

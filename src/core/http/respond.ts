@@ -25,6 +25,28 @@ export function fromEntry(entry: Entry, status: CacheStatus, method: string, now
   return { status: entry.status, headers, body: method === "HEAD" ? null : entry.body, cacheStatus, entry };
 }
 
+/**
+ * Serves an entry whose body is still arriving (one origin fetch shared by every waiter):
+ * the headers it will be stored with, Age and Cache-Status, and Content-Length when the
+ * origin declared it. HEAD gets no body; its stream is cancelled so the fetch does not wait on it.
+ */
+export function fromStream(
+  head: Omit<Entry, "body">,
+  body: ReadableStream<Uint8Array>,
+  bytes: number | undefined,
+  status: CacheStatus,
+  method: string,
+  now: number,
+): EngineResponse {
+  const cacheStatus = { ...status, ttlSeconds: ttlSeconds(head.staleAt, now) };
+  const headers: [string, string][] = head.headers.filter(([name]) => name !== "cache-status");
+  headers.push(["age", String(ageSeconds(head, now))]);
+  headers.push(["cache-status", withUpstream(head.headers, cacheStatus)]);
+  if (bytes !== undefined) headers.push(["content-length", String(bytes)]);
+  if (method === "HEAD") void body.cancel().catch(() => undefined);
+  return { status: head.status, headers, body: method === "HEAD" ? null : body, cacheStatus };
+}
+
 /** Relays an origin answer that is not served from cache. */
 export function fromPass(response: PassResponse, status: CacheStatus, method: string): EngineResponse {
   const headers = response.headers.filter(([name]) => name !== "cache-status");

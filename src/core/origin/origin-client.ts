@@ -28,10 +28,12 @@ export interface BufferedOriginResponse extends OriginResponseBase {
   body: Uint8Array;
 }
 
-/** A body too large to keep: streamed to one client and never stored. */
+/** A body handed on as it arrives, unchecked: its reader must compare it with `declaredBytes`. */
 export interface StreamedOriginResponse extends OriginResponseBase {
   kind: "streamed";
   body: ReadableStream<Uint8Array> | null;
+  /** Content-Length as declared (absent when unknown, or when the body was decoded on the way in). */
+  declaredBytes?: number;
 }
 
 export type OriginResponse = BufferedOriginResponse | StreamedOriginResponse;
@@ -105,16 +107,21 @@ export async function fetchOrigin(
   const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt };
 
   const declared = hasNoBody(request.method, response.status) ? 0 : declaredLength(response.headers, decodes);
+  const streamed = {
+    kind: "streamed" as const,
+    ...base,
+    ...(declared !== undefined ? { declaredBytes: declared } : {}),
+  };
   // Nothing to keep (relays): stream at once rather than wait for a first byte to overflow.
   if (options.maxBodyBytes === 0 || (declared !== undefined && declared > options.maxBodyBytes)) {
     release();
-    return { kind: "streamed", ...base, body: response.body };
+    return { ...streamed, body: response.body };
   }
   try {
     const read = await readBody(response, options.maxBodyBytes);
     if (read.kind === "overflow") {
       release();
-      return { kind: "streamed", ...base, body: prepend(read.chunks, read.rest) };
+      return { ...streamed, body: prepend(read.chunks, read.rest) };
     }
     if (declared !== undefined && read.body.byteLength !== declared) {
       throw new HerdlessError(

@@ -1,0 +1,134 @@
+import { describe, expect, it } from "vitest";
+import { SharedBody } from "./shared-body.ts";
+
+/** A body the test feeds by hand: `send` a chunk, then `end` or `fail`. */
+function controlledSource() {
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let cancelled: unknown;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start: (c) => {
+        controller = c;
+      },
+      cancel: (reason) => {
+        cancelled = reason ?? "cancelled";
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return {
+    stream,
+    send: (...bytes: number[]) => controller.enqueue(new Uint8Array(bytes)),
+    end: () => controller.close(),
+    fail: (error: Error) => controller.error(error),
+    cancelled: () => cancelled,
+  };
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<number[]> {
+  const out: number[] = [];
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) out.push(...chunk);
+  return out;
+}
+
+async function readOne(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<number[]> {
+  const { value } = await reader.read();
+  return value ? Array.from(value) : [];
+}
+
+describe("SharedBody", () => {
+  it("gives every reader the bytes as they arrive, before the origin finished", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 100 });
+    const a = shared.reader()!.getReader();
+    const b = shared.reader()!.getReader();
+    origin.send(1, 2);
+    expect(await readOne(a)).toEqual([1, 2]);
+    expect(await readOne(b)).toEqual([1, 2]);
+    origin.send(3);
+    origin.end();
+    expect(await readOne(a)).toEqual([3]);
+    expect((await a.read()).done).toBe(true);
+    expect(await readOne(b)).toEqual([3]);
+    expect(await shared.ended).toEqual({ kind: "complete", body: new Uint8Array([1, 2, 3]) });
+  });
+
+  it("gives a late reader the kept prefix, then the rest", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 100 });
+    const first = shared.reader()!.getReader();
+    origin.send(1, 2);
+    await readOne(first);
+    const late = shared.reader()!;
+    origin.send(3);
+    origin.end();
+    expect(await readAll(late)).toEqual([1, 2, 3]);
+  });
+
+  it("refuses late readers once the body passed keepBytes, and still streams it to the early ones", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 2 });
+    const early = shared.reader()!;
+    const all = readAll(early);
+    origin.send(1, 2);
+    origin.send(3, 4);
+    await Promise.resolve();
+    origin.end();
+    expect(await all).toEqual([1, 2, 3, 4]);
+    expect(shared.reader()).toBeUndefined();
+    expect(await shared.ended).toEqual({ kind: "too-large", bytes: 4 });
+  });
+
+  it("errors every reader when the origin fails mid-body: an aborted body, never a short complete one", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 100 });
+    const a = shared.reader()!.getReader();
+    origin.send(1);
+    expect(await readOne(a)).toEqual([1]);
+    origin.fail(new Error("reset"));
+    await expect(a.read()).rejects.toMatchObject({ code: "ORIGIN_TRUNCATED" });
+    expect((await shared.ended).kind).toBe("failed");
+    expect(shared.reader()).toBeUndefined();
+  });
+
+  it("treats fewer bytes than the declared length as truncated", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 100, declaredBytes: 3 });
+    const all = readAll(shared.reader()!);
+    origin.send(1, 2);
+    origin.end();
+    await expect(all).rejects.toMatchObject({ code: "ORIGIN_TRUNCATED" });
+    expect(await shared.ended).toMatchObject({ kind: "failed", error: { code: "ORIGIN_TRUNCATED" } });
+  });
+
+  it("reads a body worth keeping to its end after every reader left", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 100 });
+    await shared.reader()!.cancel();
+    origin.send(7);
+    origin.end();
+    expect(await shared.ended).toEqual({ kind: "complete", body: new Uint8Array([7]) });
+  });
+
+  it("cancels a body too large to keep once nobody reads it", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 1 });
+    const reader = shared.reader()!.getReader();
+    origin.send(1, 2);
+    expect(await readOne(reader)).toEqual([1, 2]);
+    await reader.cancel();
+    expect((await shared.ended).kind).toBe("failed");
+    expect(origin.cancelled()).toBeDefined();
+  });
+
+  it("reads a body too large to keep no further ahead of the slowest reader than its window", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 1, windowBytes: 2 });
+    const slow = shared.reader()!.getReader();
+    for (let i = 0; i < 10; i++) origin.send(i);
+    // Let the pump run as far as it may.
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    expect(shared.receivedBytes).toBeLessThanOrEqual(4);
+    expect(await readOne(slow)).toEqual([0]);
+  });
+});

@@ -1,0 +1,209 @@
+import { HerdlessError } from "../errors.ts";
+import { concatBytes } from "../http/http.ts";
+
+/** How one shared body ended. */
+export type SharedBodyEnd =
+  /** Every byte arrived (and as many as declared); `body` is the whole of it, to store. */
+  | { kind: "complete"; body: Uint8Array }
+  /** Every byte arrived, but the body passed `keepBytes`: it was streamed, not kept. */
+  | { kind: "too-large"; bytes: number }
+  /** The origin failed mid-body, sent fewer bytes than declared, or every reader left. */
+  | { kind: "failed"; error: HerdlessError };
+
+export interface SharedBodyOptions {
+  /** Bytes kept whole (to store the body, and to give a late reader the prefix). Past this the body is only streamed. */
+  keepBytes: number;
+  /** Content-Length the origin declared, if any: a body that ends short of it is truncated. */
+  declaredBytes?: number;
+  /** Bytes read ahead of the slowest reader once the body is no longer kept (default 1 MiB). */
+  windowBytes?: number;
+}
+
+const DEFAULT_WINDOW_BYTES = 1024 * 1024;
+
+interface Reader {
+  /** Index, in the whole body's chunk sequence, of the next chunk this reader gets. */
+  next: number;
+  controller: ReadableStreamDefaultController<Uint8Array>;
+  /** Resolves a `pull` waiting for the next chunk. */
+  wake?: () => void;
+}
+
+/**
+ * One origin body read once and given to many readers as it arrives: the single fetch of a
+ * key feeds every request that waits for it, each at its own pace.
+ *
+ * Contract:
+ * - while the body is at most `keepBytes`, every chunk is kept: a reader that joins late
+ *   gets the prefix, then the rest, and `ended` gives the whole body to store;
+ * - once it passes `keepBytes`, the kept prefix is dropped, {@link reader} refuses new
+ *   readers (they cannot have the start any more), and the origin is read at most
+ *   `windowBytes` ahead of the slowest reader, so memory stays bounded whatever the size;
+ * - a reader's stream closes only after the last byte arrived and the length matched the
+ *   declared one; on a failure (origin error, truncation) every reader's stream errors, so a
+ *   client sees an aborted body, never a short one that looks complete;
+ * - a body still kept is read to its end even after every reader left (it is worth
+ *   storing); one past `keepBytes` that nobody reads any more is cancelled.
+ *
+ * @example
+ * const shared = new SharedBody(response.body, { keepBytes: 25 * 2 ** 20, declaredBytes: 1234 });
+ * const forClient = shared.reader(); // undefined once the prefix is gone
+ * const end = await shared.ended; // { kind: "complete", body } → store it
+ */
+export class SharedBody {
+  /** Chunks from index `base` on; all of them while kept. */
+  private chunks: Uint8Array[] = [];
+  private base = 0;
+  private buffered = 0;
+  private total = 0;
+  private kept = true;
+  private finished: SharedBodyEnd | undefined;
+  /** Set when the source was cancelled because nobody reads it: its end is not the body's. */
+  private abandoned = false;
+  /** Set by {@link abort}. */
+  private stopped: HerdlessError | undefined;
+  private readonly readers = new Set<Reader>();
+  /** Resolves the pump's wait for a slow reader or a new chunk to be read. */
+  private resume: (() => void) | undefined;
+  private readonly source: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly windowBytes: number;
+  /** Settles once the body ended, however; never rejects. */
+  readonly ended: Promise<SharedBodyEnd>;
+
+  constructor(
+    source: ReadableStream<Uint8Array> | null,
+    private readonly options: SharedBodyOptions,
+  ) {
+    this.windowBytes = options.windowBytes ?? DEFAULT_WINDOW_BYTES;
+    this.source = (source ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() })).getReader();
+    this.ended = this.pump();
+  }
+
+  /** Bytes received so far. */
+  get receivedBytes(): number {
+    return this.total;
+  }
+
+  /**
+   * A stream of the whole body for one more reader, or undefined when the start of the
+   * body is no longer held (it passed `keepBytes`) or the body failed.
+   */
+  reader(): ReadableStream<Uint8Array> | undefined {
+    if (!this.kept || this.finished?.kind === "failed") return undefined;
+    let self: Reader | undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          self = { next: 0, controller };
+          this.readers.add(self);
+        },
+        pull: async () => {
+          const reader = self!;
+          for (;;) {
+            const index = reader.next - this.base;
+            if (index < this.chunks.length) {
+              reader.next += 1;
+              reader.controller.enqueue(this.chunks[index]!);
+              this.trim();
+              return;
+            }
+            if (this.finished) return this.finish(reader);
+            await new Promise<void>((resolve) => (reader.wake = resolve));
+          }
+        },
+        cancel: () => {
+          if (self) this.leave(self);
+        },
+      },
+      // Pull one chunk at a time: the reader's pace is the consumer's.
+      { highWaterMark: 0 },
+    );
+  }
+
+  /** Stops the body (the right to store it was lost): every reader's stream errors with `error`. */
+  abort(error: HerdlessError): void {
+    if (this.finished || this.stopped) return;
+    this.stopped = error;
+    void this.source.cancel(error).catch(() => undefined);
+  }
+
+  private finish(reader: Reader): void {
+    this.readers.delete(reader);
+    if (this.finished?.kind === "failed") reader.controller.error(this.finished.error);
+    else reader.controller.close();
+  }
+
+  private leave(reader: Reader): void {
+    this.readers.delete(reader);
+    this.trim();
+    if (!this.kept && this.readers.size === 0 && !this.finished) {
+      this.abandoned = true;
+      void this.source.cancel(new Error("every reader left")).catch(() => undefined);
+    }
+  }
+
+  /** Once the body is no longer kept, drops the chunks every reader has had. */
+  private trim(): void {
+    if (this.kept) return;
+    let lowest = this.base + this.chunks.length;
+    for (const reader of this.readers) lowest = Math.min(lowest, reader.next);
+    while (this.base < lowest) {
+      this.buffered -= this.chunks.shift()!.byteLength;
+      this.base += 1;
+    }
+    this.resume?.();
+  }
+
+  private async pump(): Promise<SharedBodyEnd> {
+    let end: SharedBodyEnd;
+    try {
+      for (;;) {
+        // Past keepBytes the origin is read only as fast as the slowest reader.
+        while (!this.kept && this.buffered > this.windowBytes && this.readers.size > 0) {
+          await new Promise<void>((resolve) => (this.resume = resolve));
+          this.resume = undefined;
+        }
+        const { done, value } = await this.source.read();
+        if (this.stopped) throw this.stopped;
+        if (this.abandoned) throw new Error("every reader left");
+        if (done) break;
+        this.chunks.push(value);
+        this.buffered += value.byteLength;
+        this.total += value.byteLength;
+        if (this.kept && this.total > this.options.keepBytes) {
+          this.kept = false;
+          this.trim();
+        }
+        this.wakeReaders();
+        if (!this.kept && this.readers.size === 0) throw new Error("every reader left");
+      }
+      const declared = this.options.declaredBytes;
+      if (declared !== undefined && declared !== this.total) {
+        throw new HerdlessError("ORIGIN_TRUNCATED", `origin sent ${this.total} of ${declared} declared bytes`);
+      }
+      end = this.kept
+        ? { kind: "complete", body: concatBytes(this.chunks, this.total) }
+        : { kind: "too-large", bytes: this.total };
+    } catch (cause) {
+      const error =
+        cause instanceof HerdlessError
+          ? cause
+          : new HerdlessError("ORIGIN_TRUNCATED", `origin body ended early after ${this.total} bytes`, { cause });
+      void this.source.cancel(error).catch(() => undefined);
+      end = { kind: "failed", error };
+      this.chunks = [];
+      this.buffered = 0;
+    }
+    this.finished = end;
+    this.wakeReaders();
+    return end;
+  }
+
+  private wakeReaders(): void {
+    for (const reader of this.readers) {
+      const wake = reader.wake;
+      reader.wake = undefined;
+      wake?.();
+    }
+  }
+}
