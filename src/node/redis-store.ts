@@ -160,7 +160,8 @@ export class RedisStore implements Store {
   }
 
   private chunkKeys(ref: ChunkRef): string[] {
-    return Array.from({ length: ref.chunks }, (_, n) => `${this.prefix}chunk:${ref.id}:${n}`);
+    // One hash tag per body: its chunks share a slot, so MGET and DEL span them on Redis Cluster too.
+    return Array.from({ length: ref.chunks }, (_, n) => `${this.prefix}chunk:{${ref.id}}:${n}`);
   }
 
   /**
