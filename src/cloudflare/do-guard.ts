@@ -70,10 +70,10 @@ export class DurableObjectGuard implements OriginGuard {
     return {
       permitId,
       probe,
-      release: async (outcome: OriginOutcome) => {
+      release: async (outcome: OriginOutcome, key?: string) => {
         if (released) return;
         released = true;
-        await this.call("release", (stub) => stub.release(permitId, outcome)).catch(() => undefined);
+        await this.call("release", (stub) => stub.release(permitId, outcome, key)).catch(() => undefined);
       },
     };
   }

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { closedBreaker, type BreakerRecord } from "../core/guard/breaker.ts";
+import { closedBreaker, parseBreakerRecord, type BreakerRecord } from "../core/guard/breaker.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
@@ -103,8 +103,8 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
   }
 
   /** Frees the permit and counts its outcome for the breaker; a no-op for an unknown or expired id. */
-  async release(permitId: string, outcome: OriginOutcome): Promise<void> {
-    this.take(permitId)?.release(outcome === "success" || outcome === "neutral" ? outcome : "failure");
+  async release(permitId: string, outcome: OriginOutcome, key?: string): Promise<void> {
+    this.take(permitId)?.release(outcome === "success" || outcome === "neutral" ? outcome : "failure", key);
   }
 
   /** Frees the permit without counting an outcome (its caller gave up before calling the origin). */
@@ -190,8 +190,11 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
       .exec<{ record: string }>("SELECT record FROM herdless_guard_breaker WHERE id = 1")
       .toArray()[0];
     if (!row) return closedBreaker();
-    const parsed: unknown = JSON.parse(row.record);
-    return isBreakerRecord(parsed) ? parsed : closedBreaker();
+    try {
+      return parseBreakerRecord(JSON.parse(row.record));
+    } catch {
+      return closedBreaker();
+    }
   }
 
   private saveBreaker(record: BreakerRecord): void {
@@ -200,16 +203,4 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
       JSON.stringify(record),
     );
   }
-}
-
-function isBreakerRecord(value: unknown): value is BreakerRecord {
-  if (typeof value !== "object" || value === null) return false;
-  const r = value as Record<string, unknown>;
-  return (
-    r.v === 1 &&
-    (r.state === "closed" || r.state === "open" || r.state === "half-open") &&
-    typeof r.consecutiveFailures === "number" &&
-    typeof r.nextProbeAt === "number" &&
-    typeof r.probeExpiresAt === "number"
-  );
 }

@@ -161,7 +161,22 @@ export const configSchema = z
     ),
     breaker: z.prefault(
       z.strictObject({
+        /** Sick origin calls (timeouts, refused or reset connections, failureStatuses) in the window that open the breaker. */
         failureThreshold: z._default(count("breaker.failureThreshold", 1, 1_000_000), 5),
+        /** ...and the share of the window's calls they must be. */
+        failureRate: z._default(
+          z
+            .number()
+            .check(
+              z.minimum(0.01, { error: "breaker.failureRate must be between 0.01 and 1" }),
+              z.maximum(1, { error: "breaker.failureRate must be between 0.01 and 1" }),
+            ),
+          0.5,
+        ),
+        /** ...and how many distinct keys they must come from: one broken URL never opens the breaker. */
+        minFailingKeys: z._default(count("breaker.minFailingKeys", 1, 1_000), 3),
+        /** The sliding window the breaker judges. */
+        windowMs: z._default(ms("breaker.windowMs", 100), 10_000),
         /** Origin statuses that are signs of a sick origin (counted by the breaker); any other answer proves it is up. */
         failureStatuses: z._default(
           z.array(

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { admit, closedBreaker, record, type BreakerSettings } from "../core/guard/breaker.ts";
+import { admit, closedBreaker, parseBreakerRecord, record, type BreakerSettings } from "../core/guard/breaker.ts";
 import { ManualClock, systemClock, type Clock } from "../core/clock.ts";
 import { parseConfig } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
@@ -47,7 +47,11 @@ function configFor(o: FleetOptions) {
       queueTimeoutMs: o.queueTimeoutMs ?? 10_000,
       timeoutMs: o.timeoutMs ?? 5_000,
     },
-    breaker: { failureThreshold: o.failureThreshold ?? 3, probeIntervalMs: o.probeIntervalMs ?? 1_000 },
+    breaker: {
+      failureThreshold: o.failureThreshold ?? 3,
+      probeIntervalMs: o.probeIntervalMs ?? 1_000,
+      minFailingKeys: Math.min(3, o.failureThreshold ?? 3),
+    },
   });
 }
 
@@ -163,18 +167,26 @@ describe("RedisGuard: deployment-wide cap", () => {
 });
 
 describe("RedisGuard: shared circuit breaker", () => {
-  const settings: BreakerSettings = { failureThreshold: 3, probeIntervalMs: 1_000, probeTimeoutMs: 5_000 };
+  const settings: BreakerSettings = {
+    failureThreshold: 3,
+    failureRate: 0.5,
+    minFailingKeys: 3,
+    windowMs: 10_000,
+    probeIntervalMs: 1_000,
+    probeTimeoutMs: 5_000,
+  };
 
   it("opens for all on failures reported through the three instances, one probe per interval, probe success closes for all", async () => {
     const clock = new ManualClock(T0);
     const { guards, redis } = fleet({ failureThreshold: 3, probeIntervalMs: 1_000, timeoutMs: 5_000, clock });
     const firsts = await Promise.all(guards.map((g) => g.acquire("foreground")));
-    for (const permit of firsts) await permit.release("failure");
+    for (const [i, permit] of firsts.entries()) await permit.release("failure", `/k${i}`);
 
     // The record in Redis is the one breaker.ts would have written.
+    const stored = async () => parseBreakerRecord(JSON.parse((await redis.get(guards[0]!.breakerKey)) ?? "null"));
     let expected = closedBreaker();
-    for (let i = 0; i < 3; i++) expected = record(expected, "failure", false, settings, T0);
-    expect(JSON.parse((await redis.get(guards[0]!.breakerKey)) ?? "null")).toEqual(expected);
+    for (let i = 0; i < 3; i++) expected = record(expected, "failure", `c${i}`, `/k${i}`, settings, T0);
+    expect(await stored()).toEqual(expected);
     for (const guard of guards) {
       const refused = await guard.acquire("foreground").catch((e: unknown) => e);
       expect(code(refused)).toBe("BREAKER_OPEN");
@@ -186,15 +198,15 @@ describe("RedisGuard: shared circuit breaker", () => {
     for (let interval = 0; interval < 5; interval++) {
       clock.advance(1_000);
       const probes = await hammer(guards, 20, interval % 2 ? "background" : "foreground");
-      expected = admit(expected, settings, clock.now()).record;
-      expect(JSON.parse((await redis.get(guards[0]!.breakerKey)) ?? "null")).toEqual(expected);
+      expected = admit(expected, settings, clock.now(), (await stored()).probeId).record;
+      expect(await stored()).toEqual(expected);
       for (let step = 0; step < 2; step++) {
         clock.advance(250);
         probes.push(...(await hammer(guards, 10)));
       }
       probesPerInterval.push(probes.length);
-      for (const probe of probes) await probe.release("failure");
-      expected = record(expected, "failure", true, settings, clock.now());
+      for (const probe of probes) await probe.release("failure", "/probe");
+      expected = record(expected, "failure", expected.probeId, "/probe", settings, clock.now());
     }
     expect(probesPerInterval).toEqual([1, 1, 1, 1, 1]);
 

@@ -1,9 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { closedBreaker, type BreakerRecord } from "../core/guard/breaker.ts";
+import { closedBreaker, keyTag, parseBreakerRecord, type BreakerRecord } from "../core/guard/breaker.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
-import { realTimers, type LocalGuard, type LocalPermit, type Timers } from "../core/guard/local-guard.ts";
+import {
+  breakerSettings,
+  realTimers,
+  type LocalGuard,
+  type LocalPermit,
+  type Timers,
+} from "../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/guard/origin-guard.ts";
 import { checkPrefix, type RedisConnection } from "./redis-connection.ts";
 import { ACQUIRE, RELEASE } from "./redis-guard-scripts.ts";
@@ -248,20 +254,30 @@ export class RedisGuard implements OriginGuard {
     this.held.set(id, { probe, local });
     let released = false;
     return {
-      release: async (outcome: OriginOutcome) => {
+      release: async (outcome: OriginOutcome, key = "") => {
         if (released) return;
         released = true;
         const held = this.held.get(id);
         this.held.delete(id);
-        held?.local?.release(outcome);
+        held?.local?.release(outcome, key);
         if (this.o.connection.healthy) {
-          const { failureThreshold, probeIntervalMs } = this.o.config.breaker;
+          const b = breakerSettings(this.o.config);
           try {
             await this.o.connection.run("guard release", (client) =>
               RELEASE.run(
                 client,
                 [this.permitsKey, this.breakerKey],
-                [id, outcome, probe ? "1" : "0", this.o.clock.now(), failureThreshold, probeIntervalMs],
+                [
+                  id,
+                  outcome,
+                  this.o.clock.now(),
+                  b.failureThreshold,
+                  b.failureRate,
+                  b.minFailingKeys,
+                  b.windowMs,
+                  b.probeIntervalMs,
+                  keyTag(key),
+                ],
               ),
             );
           } catch (cause) {
@@ -409,8 +425,7 @@ function breakerOpen(retryAfterMs: number): HerdlessError {
 function parseBreaker(raw: string | null): BreakerRecord {
   if (raw === null) return closedBreaker();
   try {
-    const parsed = JSON.parse(raw) as BreakerRecord;
-    return parsed.v === 1 ? parsed : closedBreaker();
+    return parseBreakerRecord(JSON.parse(raw));
   } catch {
     return closedBreaker();
   }

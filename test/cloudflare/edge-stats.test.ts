@@ -25,7 +25,7 @@ describe("GET /__herdless/stats on Workers", () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
     const testEnv = edgeEnv(origin.url, {
       admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 },
-      breaker: { failureThreshold: 2 },
+      breaker: { failureThreshold: 2, minFailingKeys: 2 },
     });
     const paths = ["/a", "/b", "/c", "/d", "/e"];
     // The edge and the coordinators use the deployment's one guard object, with this config.
@@ -61,7 +61,7 @@ describe("GET /__herdless/stats on Workers", () => {
     expect(warm.series.reduce((sum, s) => sum + s.origin, 0)).toBe(2);
     expect(await origin.count()).toBe(2);
 
-    // Two origin failures open the breaker (failureThreshold 2); the next miss is refused without an origin request.
+    // Two origin failures from two keys open the breaker (failureThreshold 2, minFailingKeys 2); the next miss is refused without an origin request.
     await origin.set({ mode: "down" });
     expect((await dc!.get("/c")).status).toBe(502);
     expect((await dc!.get("/d")).status).toBe(502);

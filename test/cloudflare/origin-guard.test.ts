@@ -100,7 +100,7 @@ describe("OriginGuardObject: the breaker, one for all edges", () => {
     );
     const failing = grants(await burst(g.edges, 3));
     expect(failing).toHaveLength(3);
-    for (const permit of failing) await permit.release("failure");
+    for (const [i, permit] of failing.entries()) await permit.release("failure", `/k${i}`);
     expect((await g.edge.snapshot()).breaker).toBe("open");
     const shut = await burst(g.edges, 9);
     expect(grants(shut)).toHaveLength(0);
@@ -159,7 +159,7 @@ describe("OriginGuardObject: permits are leases", () => {
     expect(live).toHaveLength(2);
     expect((await g.edge.snapshot()).inFlight).toBe(2);
     // The dead holders come back: their ids are gone, so they free nobody else's slot.
-    for (const permit of dead) await permit.release("failure");
+    for (const [i, permit] of dead.entries()) await permit.release("failure", `/k${i}`);
     await g.stub().release("no-such-permit", "success");
     expect(await g.edge.snapshot()).toEqual({ breaker: "closed", inFlight: 2, queued: 0 });
     for (const permit of live) await permit.release("success");

@@ -1,46 +1,86 @@
 import type { BreakerState, OriginOutcome } from "./origin-guard.ts";
 
-/** Persistable breaker state (Durable Object storage, Redis hash); versioned like entries. */
+/** One slice of the sliding window: calls and sick calls that ended in it, and a few of the failing keys. */
+export interface WindowBucket {
+  /** Start of the slice (epoch ms, a multiple of the slice length). */
+  at: number;
+  calls: number;
+  failures: number;
+  /** Tags ({@link keyTag}) of distinct failing keys, at most `minFailingKeys` per slice. */
+  keys: string[];
+}
+
+/** Persistable breaker state (Durable Object storage, Redis); versioned like entries. */
 export interface BreakerRecord {
-  v: 1;
+  v: 2;
   state: BreakerState;
-  consecutiveFailures: number;
   /** While open: when the next probe may go out. */
   nextProbeAt: number;
   /** While half-open: when the probe's permission lapses (its holder may have died). */
   probeExpiresAt: number;
+  /** While half-open: the permit id of the probe in flight; only its outcome moves the breaker. */
+  probeId: string;
+  /** While closed: the last `windowMs` of outcomes, oldest first. */
+  buckets: WindowBucket[];
 }
 
 export interface BreakerSettings {
+  /** Sick calls needed in the window (so also the fewest calls the rate is judged on). */
   failureThreshold: number;
+  /** Share of the window's calls that must be sick, 0–1. */
+  failureRate: number;
+  /** Distinct failing keys needed in the window: one broken URL never opens the breaker. */
+  minFailingKeys: number;
+  windowMs: number;
   probeIntervalMs: number;
   /** How long a probe may run before another may be sent. */
   probeTimeoutMs: number;
 }
 
+/** The window is kept as this many slices. */
+const SLICES = 10;
+
 export const closedBreaker = (): BreakerRecord => ({
-  v: 1,
+  v: 2,
   state: "closed",
-  consecutiveFailures: 0,
   nextProbeAt: 0,
   probeExpiresAt: 0,
+  probeId: "",
+  buckets: [],
 });
+
+/** A short tag for a key (FNV-1a, 32 bits, hex): distinct keys are counted without storing them. */
+export function keyTag(key: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0).toString(16).padStart(8, "0");
+}
 
 /**
  * A circuit breaker as pure transitions over a record, so every runtime keeps the same
- * rules and only stores the record (in memory, in a Durable Object, in Redis).
+ * rules and only stores the record (in memory, in a Durable Object, in Redis; the fleet's
+ * Lua in redis-guard-scripts.ts restates them).
  *
- * - closed: everything passes; `failureThreshold` consecutive failures open it;
+ * - closed: everything passes. It opens when, within the last `windowMs`, at least
+ *   `failureThreshold` calls were sick, they are at least `failureRate` of the calls, and
+ *   they came from at least `minFailingKeys` distinct keys. So a real outage opens it
+ *   within a few calls, and one URL failing forever never does;
  * - open: nothing passes until `nextProbeAt`, then exactly one caller becomes the probe
- *   (half-open);
- * - half-open: nothing passes but the probe; its success closes the breaker, its failure
- *   reopens it for another `probeIntervalMs`. A probe that never reports lapses after
- *   `probeTimeoutMs`, and the next caller probes.
+ *   (half-open), named by its permit id;
+ * - half-open: nothing passes but the probe. Only the outcome of the probe in flight moves
+ *   the breaker: its success closes it, its failure reopens it for another
+ *   `probeIntervalMs`. A probe that never reports lapses after `probeTimeoutMs` and the
+ *   next caller probes; the lapsed probe's late outcome is then ignored, so it cannot
+ *   cancel the newer probe and let a third one out.
  */
 export function admit(
   record: BreakerRecord,
   settings: BreakerSettings,
   now: number,
+  probeId: string,
 ): { admitted: boolean; probe: boolean; record: BreakerRecord; retryAfterMs: number } {
   if (record.state === "closed") return { admitted: true, probe: false, record, retryAfterMs: 0 };
   const probeDue = record.state === "open" ? now >= record.nextProbeAt : now >= record.probeExpiresAt;
@@ -48,33 +88,93 @@ export function admit(
     const until = record.state === "open" ? record.nextProbeAt : record.probeExpiresAt;
     return { admitted: false, probe: false, record, retryAfterMs: Math.max(1_000, until - now) };
   }
-  const next: BreakerRecord = { ...record, state: "half-open", probeExpiresAt: now + settings.probeTimeoutMs };
+  const next: BreakerRecord = {
+    ...record,
+    state: "half-open",
+    probeExpiresAt: now + settings.probeTimeoutMs,
+    probeId,
+  };
   return { admitted: true, probe: true, record: next, retryAfterMs: 0 };
 }
 
-/** Records how an admitted origin call ended. */
+/** Records how an admitted call ended: `permitId` names it (the probe's id), `key` what it fetched. */
 export function record(
   current: BreakerRecord,
   outcome: OriginOutcome,
-  probe: boolean,
+  permitId: string,
+  key: string,
   settings: BreakerSettings,
   now: number,
 ): BreakerRecord {
   if (outcome === "neutral") return current;
-  if (outcome === "success") {
-    // A success closes the breaker only when it answers the probe, or when it is already closed.
-    if (current.state === "closed" || probe) return closedBreaker();
-    return current;
+  if (current.state !== "closed") {
+    // Calls admitted before it opened, and lapsed probes, say nothing the probe will not.
+    if (current.state !== "half-open" || permitId !== current.probeId) return current;
+    if (outcome === "success") return closedBreaker();
+    return { ...current, state: "open", nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0, probeId: "" };
   }
-  // Only the probe's own failure reopens a tripped breaker: a late failure of a call admitted
-  // before it opened must not cancel the probe in flight (reopening would let a second probe
-  // out at the next nextProbeAt while the first still runs). Once closed, a (lapsed) probe's
-  // failure is an ordinary failure.
-  if (probe && current.state !== "closed")
-    return { ...current, state: "open", nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0 };
-  const consecutiveFailures = current.consecutiveFailures + 1;
-  if (current.state === "closed" && consecutiveFailures >= settings.failureThreshold) {
-    return { v: 1, state: "open", consecutiveFailures, nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0 };
+  const buckets = slide(current.buckets, settings, now, outcome === "failure" ? keyTag(key) : undefined);
+  const totals = sum(buckets);
+  const sick =
+    totals.failures >= settings.failureThreshold &&
+    totals.failures >= settings.failureRate * totals.calls &&
+    totals.keys >= settings.minFailingKeys;
+  if (sick) return { ...closedBreaker(), state: "open", nextProbeAt: now + settings.probeIntervalMs };
+  return { ...current, buckets };
+}
+
+/** The window's slices after one more call at `now` (`tag` set for a sick call). */
+function slide(
+  buckets: WindowBucket[],
+  settings: BreakerSettings,
+  now: number,
+  tag: string | undefined,
+): WindowBucket[] {
+  const sliceMs = Math.max(1, Math.floor(settings.windowMs / SLICES));
+  const at = now - (now % sliceMs);
+  const kept = buckets.filter((b) => b.at > now - settings.windowMs && b.at !== at);
+  const old = buckets.find((b) => b.at === at);
+  const slice: WindowBucket = old ? { ...old, keys: [...old.keys] } : { at, calls: 0, failures: 0, keys: [] };
+  slice.calls++;
+  if (tag !== undefined) {
+    slice.failures++;
+    if (!slice.keys.includes(tag) && slice.keys.length < settings.minFailingKeys) slice.keys.push(tag);
   }
-  return { ...current, consecutiveFailures };
+  kept.push(slice);
+  return kept;
+}
+
+function sum(buckets: WindowBucket[]): { calls: number; failures: number; keys: number } {
+  let calls = 0;
+  let failures = 0;
+  const keys = new Set<string>();
+  for (const b of buckets) {
+    calls += b.calls;
+    failures += b.failures;
+    for (const k of b.keys) keys.add(k);
+  }
+  return { calls, failures, keys: keys.size };
+}
+
+/** A record read back from storage, or a closed breaker if it is not one of this version. */
+export function parseBreakerRecord(value: unknown): BreakerRecord {
+  if (typeof value !== "object" || value === null) return closedBreaker();
+  const r = value as Record<string, unknown>;
+  const state = r.state;
+  if (r.v !== 2 || (state !== "closed" && state !== "open" && state !== "half-open")) return closedBreaker();
+  // Lua's cjson writes an empty list as {}: read anything that is not a list as empty.
+  const buckets = Array.isArray(r.buckets) ? (r.buckets as WindowBucket[]) : [];
+  return {
+    v: 2,
+    state,
+    nextProbeAt: Number(r.nextProbeAt) || 0,
+    probeExpiresAt: Number(r.probeExpiresAt) || 0,
+    probeId: typeof r.probeId === "string" ? r.probeId : "",
+    buckets: buckets.map((b) => ({
+      at: Number(b.at) || 0,
+      calls: Number(b.calls) || 0,
+      failures: Number(b.failures) || 0,
+      keys: Array.isArray(b.keys) ? b.keys.map(String) : [],
+    })),
+  };
 }

@@ -65,23 +65,22 @@ export class LocalGuard implements OriginGuard {
   private breaker: BreakerRecord;
   private readonly timers: Timers;
   private readonly settings: BreakerSettings;
+  /** Permit ids are `${instance}:${n}`: unique across restarts, so a probe is never mistaken for another. */
+  private readonly instance = Math.random().toString(36).slice(2, 10);
+  private permits = 0;
 
   constructor(private readonly o: LocalGuardOptions) {
     this.timers = o.timers ?? realTimers;
     this.breaker = o.breaker ?? closedBreaker();
-    const { breaker, origin } = o.config;
-    this.settings = {
-      failureThreshold: breaker.failureThreshold,
-      probeIntervalMs: breaker.probeIntervalMs,
-      probeTimeoutMs: origin.timeoutMs,
-    };
+    this.settings = breakerSettings(o.config);
   }
 
   async acquire(priority: Priority, signal?: AbortSignal): Promise<LocalPermit> {
     const { origin } = this.o.config;
     if (signal?.aborted) throw signal.reason;
     const now = this.o.clock.now();
-    const verdict = admit(this.breaker, this.settings, now);
+    const permitId = `${this.instance}:${++this.permits}`;
+    const verdict = admit(this.breaker, this.settings, now, permitId);
     if (!verdict.admitted)
       throw new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", { retryAfterMs: verdict.retryAfterMs });
     if (verdict.probe && this.inFlight >= this.cap()) {
@@ -92,13 +91,13 @@ export class LocalGuard implements OriginGuard {
       });
     }
     this.setBreaker(verdict.record);
-    if (verdict.probe) return this.grant(true);
+    if (verdict.probe) return this.grant(true, permitId);
     if (
       this.inFlight < this.cap() &&
       this.foreground.length === 0 &&
       (priority === "foreground" || this.background.length === 0)
     ) {
-      return this.grant(false);
+      return this.grant(false, permitId);
     }
     const queue = priority === "foreground" ? this.foreground : this.background;
     if (this.foreground.length + this.background.length >= origin.maxQueue) {
@@ -116,7 +115,7 @@ export class LocalGuard implements OriginGuard {
       const waiter: Waiter = {
         grant: () => {
           waiter.detach();
-          resolve(this.grant(false));
+          resolve(this.grant(false, permitId));
         },
         fail: (error) => {
           waiter.detach();
@@ -150,21 +149,26 @@ export class LocalGuard implements OriginGuard {
    * still be calling the origin (the caller restores the breaker through `options.breaker`).
    */
   adopt(probe: boolean): LocalPermit {
-    return this.grant(probe);
+    // The restored record names its probe; a non-probe permit gets an id no record holds.
+    return this.grant(probe, probe ? this.breaker.probeId : `${this.instance}:${++this.permits}`);
   }
 
-  private grant(probe: boolean): LocalPermit {
+  private grant(probe: boolean, permitId: string): LocalPermit {
     this.inFlight++;
     let released = false;
-    const free = (outcome: OriginOutcome | undefined) => {
+    const free = (outcome: OriginOutcome | undefined, key: string) => {
       if (released) return;
       released = true;
       this.inFlight--;
       if (outcome !== undefined)
-        this.setBreaker(record(this.breaker, outcome, probe, this.settings, this.o.clock.now()));
+        this.setBreaker(record(this.breaker, outcome, permitId, key, this.settings, this.o.clock.now()));
       this.next();
     };
-    return { probe, release: (outcome: OriginOutcome) => free(outcome), abandon: () => free(undefined) };
+    return {
+      probe,
+      release: (outcome: OriginOutcome, key = "") => free(outcome, key),
+      abandon: () => free(undefined, ""),
+    };
   }
 
   private cap(): number {
@@ -172,14 +176,10 @@ export class LocalGuard implements OriginGuard {
   }
 
   private setBreaker(next: BreakerRecord): void {
-    const current = this.breaker;
+    // The transitions return the same record when nothing changed.
+    if (next === this.breaker) return;
     this.breaker = next;
-    const changed =
-      next.state !== current.state ||
-      next.consecutiveFailures !== current.consecutiveFailures ||
-      next.nextProbeAt !== current.nextProbeAt ||
-      next.probeExpiresAt !== current.probeExpiresAt;
-    if (changed) this.o.onBreakerChange?.(next);
+    this.o.onBreakerChange?.(next);
   }
 
   /** Hands a freed slot to the next waiter, unless the breaker opened meanwhile (they wait out their timeout or the probe). */
@@ -208,4 +208,17 @@ function remove(queue: Waiter[], waiter: Waiter): boolean {
   if (index < 0) return false;
   queue.splice(index, 1);
   return true;
+}
+
+/** The breaker's settings from the config: one place, for every runtime's guard. */
+export function breakerSettings(config: Config): BreakerSettings {
+  const { breaker, origin } = config;
+  return {
+    failureThreshold: breaker.failureThreshold,
+    failureRate: breaker.failureRate,
+    minFailingKeys: breaker.minFailingKeys,
+    windowMs: breaker.windowMs,
+    probeIntervalMs: breaker.probeIntervalMs,
+    probeTimeoutMs: origin.timeoutMs,
+  };
 }

@@ -10,7 +10,8 @@ export type OriginOutcome = "success" | "failure" | "neutral";
 
 /** A slot to call the origin. Release it exactly once, with the outcome. */
 export interface OriginPermit {
-  release(outcome: OriginOutcome): void | Promise<void>;
+  /** `key` names what was fetched: the breaker counts how many distinct keys fail. */
+  release(outcome: OriginOutcome, key?: string): void | Promise<void>;
 }
 
 export type BreakerState = "closed" | "open" | "half-open";

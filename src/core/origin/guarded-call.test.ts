@@ -51,7 +51,7 @@ function setup(fetchImpl: GuardedCallDeps["fetch"], breaker: { failureThreshold?
   const { timers, fire } = manualTimers();
   const config = parseConfig({
     origin: { url: "http://origin.test", maxConcurrency: 2, queueTimeoutMs: 0, maxQueue: 0 },
-    breaker: { failureThreshold: breaker.failureThreshold ?? 1 },
+    breaker: { failureThreshold: breaker.failureThreshold ?? 1, minFailingKeys: 1, failureRate: 0.01 },
   });
   const guard = new LocalGuard({ config, clock, timers });
   const calls: OriginCallEvent[] = [];

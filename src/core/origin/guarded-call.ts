@@ -133,6 +133,7 @@ export async function guardedOriginCall(
       error: new HerdlessError("COORDINATOR_UNAVAILABLE", `no origin permit: ${message}`, { cause: error }),
     };
   }
+  const breakerKey = options.key ?? request.url;
   const event = (outcome: OriginOutcomeKind, status?: number): OriginCallEvent => ({
     ...(options.key !== undefined ? { key: options.key } : {}),
     outcome,
@@ -151,7 +152,7 @@ export async function guardedOriginCall(
     response = await fetchOrigin(deps.fetch, request, callOptions);
   } catch (cause) {
     const error = isHerdlessError(cause) ? cause : new HerdlessError("ORIGIN_NETWORK", String(cause), { cause });
-    await permit.release(outcomeOfError(error.code, options.signal?.aborted === true));
+    await permit.release(outcomeOfError(error.code, options.signal?.aborted === true), breakerKey);
     deps.onOriginCall?.(event("error"));
     return { kind: "failed", error };
   }
@@ -159,11 +160,11 @@ export async function guardedOriginCall(
   const outcome = outcomeOfStatus(response.status, config);
   if (response.kind === "streamed" && response.body) {
     const body = holdUntilDone(response.body, config, deps.timers ?? realTimers, request.url, (failed) => {
-      void permit.release(failed ? "failure" : outcome);
+      void permit.release(failed ? "failure" : outcome, breakerKey);
     });
     return { kind: "response", response: { ...response, body } };
   }
-  await permit.release(outcome);
+  await permit.release(outcome, breakerKey);
   return { kind: "response", response };
 }
 
