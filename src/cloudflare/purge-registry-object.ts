@@ -64,6 +64,8 @@ const READ_AT_HEADER = "x-herdless-purges-read-at";
 export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private cached: { snapshot: PurgeSnapshot; fetchedAt: number } | undefined;
   private failing = false;
+  private sharing = false;
+  private sharedAt = -Infinity;
   /** Reads of the registry object this isolate made (stats and the scale simulation). */
   objectReads = 0;
 
@@ -111,7 +113,9 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
       this.objectReads++;
       snapshot = await this.stub().snapshot();
       this.failing = false;
-      await this.share(snapshot, startedAt);
+      // Not awaited: concurrent puts of one URL queue up in the Cache API, and a request
+      // must not wait on its neighbours' copy. Losing the put costs one more object read.
+      void this.share(snapshot, startedAt);
     } catch (error) {
       if (!this.failing) this.onError(error);
       this.failing = true;
@@ -144,8 +148,23 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
     }
   }
 
-  /** Hands a copy to the other isolates of this data center; best effort. */
+  /**
+   * Hands a copy to the other isolates of this data center; best effort, and at most one
+   * put per isolate at a time and per copy: puts of one URL queue in the Cache API, and a
+   * burst of them would hold up the page reads behind them.
+   */
   private async share(snapshot: PurgeSnapshot, fetchedAt: number): Promise<void> {
+    if (!this.dataCenter || this.sharing || fetchedAt <= this.sharedAt) return;
+    this.sharing = true;
+    this.sharedAt = fetchedAt;
+    try {
+      await this.put(snapshot, fetchedAt);
+    } finally {
+      this.sharing = false;
+    }
+  }
+
+  private async put(snapshot: PurgeSnapshot, fetchedAt: number): Promise<void> {
     if (!this.dataCenter) return;
     const response = new Response(JSON.stringify(snapshot), {
       headers: {
