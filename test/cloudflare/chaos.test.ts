@@ -174,7 +174,8 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
     });
     await fillEach(d.dcs, "/5xx", "/5xx #1");
     clock.advance(61_000);
-    await d.origin.set({ status: 503, body: "overloaded" });
+    // No freshness of its own: a 503 with max-age would be stored as any response (RFC 9111 §3).
+    await d.origin.set({ status: 503, body: "overloaded", headers: { "content-type": "text/plain; charset=utf-8" } });
 
     const stale = await burst(d.dcs, 5, "/5xx");
     expectStale(stale, "/5xx #1", "stale-if-error");
