@@ -123,7 +123,7 @@ export async function handle(
     nearCopies: isolate.nearCopiesFor(cacheName),
     // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs.
     purges: () => purges.current(),
-    refreshMarks: isolate.refreshMarks,
+    refreshMarks: isolate.refreshMarksFor(cacheName),
     onDegraded: (error) => {
       isolate.degradedAt = clock.now();
       log("warn", "coordinator unavailable: local single-flight in this isolate", error);

@@ -21,8 +21,12 @@ export interface ReadyIsolate {
   clock: Clock;
   config: Config;
   leases: MemoryLeaseManager;
-  /** Keys this isolate is refreshing in the background: one refresh each, not one per request. */
-  refreshMarks: RefreshMarks;
+  /**
+   * Keys this isolate is refreshing in the background into the cache `cacheName`: one
+   * refresh each, not one per request (one cache per isolate in a deployment; tests
+   * simulate several data centers in one isolate).
+   */
+  refreshMarksFor(cacheName: string): RefreshMarks;
   guard: LocalGuard;
   /** This isolate's copy of the deployment's purge list. */
   purges: DurableObjectPurgeRegistry;
@@ -68,6 +72,7 @@ export function isolateState(env: Env, clock: Clock, name: string, cacheName?: s
       () => caches.open(cacheName ?? config.cache.name),
     );
     const memory = new Map<string, LruStore>();
+    const refreshMarks = new Map<string, RefreshMarks>();
     const memoryFor = (cacheName: string) => {
       let store = memory.get(cacheName);
       if (!store)
@@ -89,7 +94,11 @@ export function isolateState(env: Env, clock: Clock, name: string, cacheName?: s
       clock,
       config,
       leases: new MemoryLeaseManager(clock),
-      refreshMarks: new RefreshMarks(config.coordinator.waitTimeoutMs),
+      refreshMarksFor: (cacheName: string) => {
+        let marks = refreshMarks.get(cacheName);
+        if (!marks) refreshMarks.set(cacheName, (marks = new RefreshMarks(config.coordinator.waitTimeoutMs)));
+        return marks;
+      },
       guard: new LocalGuard({ config, clock }),
       purges,
       metrics: new Metrics(clock),

@@ -113,9 +113,8 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
       this.objectReads++;
       snapshot = await this.stub().snapshot();
       this.failing = false;
-      // Not awaited: concurrent puts of one URL queue up in the Cache API, and a request
-      // must not wait on its neighbours' copy. Losing the put costs one more object read.
-      void this.share(snapshot, startedAt);
+      // One request per isolate and copy makes the put (see share), so one waits for it.
+      await this.share(snapshot, startedAt);
     } catch (error) {
       if (!this.failing) this.onError(error);
       this.failing = true;
