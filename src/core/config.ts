@@ -3,7 +3,7 @@
 import * as z from "zod/mini";
 import en from "zod/v4/locales/en.js";
 import { HerdlessError } from "./errors.ts";
-import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "./origin/forward.ts";
+import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "./origin/poisoning-headers.ts";
 
 z.config(en());
 
