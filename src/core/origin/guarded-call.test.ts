@@ -87,6 +87,22 @@ describe("guardedOriginCall", () => {
     expect((await guard.snapshot()).inFlight).toBe(0);
   });
 
+  it("a cancelled body keeps its slot until the origin body is torn down: no second request while it is still open", async () => {
+    let tornDown!: () => void;
+    const origin = new ReadableStream<Uint8Array>({
+      cancel: () => new Promise<void>((resolve) => (tornDown = resolve)),
+    });
+    const { guard, call } = setup(async () => new Response(origin));
+    const result = await call("/leaving");
+    if (result.kind !== "response") throw new Error("expected a response");
+    const cancelled = (result.response.body as ReadableStream<Uint8Array>).cancel("client gone");
+    await Promise.resolve();
+    expect((await guard.snapshot()).inFlight).toBe(1);
+    tornDown();
+    await cancelled;
+    expect((await guard.snapshot()).inFlight).toBe(0);
+  });
+
   it("cuts off a body idle past origin.streamIdleTimeoutMs, frees its slot and counts a failure", async () => {
     const body = trickle();
     const { guard, call, fire, config } = setup(async () => new Response(body.body));

@@ -170,8 +170,8 @@ export async function guardedOriginCall(
 
 /**
  * Wraps a streamed origin body so the permit goes back exactly once, when the body ends
- * (`done(false)`), fails or stalls (`done(true)`), or its reader cancels it (`done(false)`:
- * the origin answered; the client left). Idle time counts only while waiting on the
+ * (`done(false)`), fails or stalls (`done(true)`), or its reader cancels it (`done(false)`,
+ * once the origin body is cancelled: the origin answered; the client left). Idle time counts only while waiting on the
  * origin; the overall deadline counts from the head, whoever is slow.
  */
 function holdUntilDone(
@@ -184,6 +184,7 @@ function holdUntilDone(
   const { streamIdleTimeoutMs, streamTimeoutMs } = config.origin;
   const reader = body.getReader();
   let finished = false;
+  let cancelling = false;
   let idle: unknown;
   let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   const finish = (failed: boolean) => {
@@ -222,15 +223,22 @@ function holdUntilDone(
         timers.clearTimeout(idle);
         idle = undefined;
       }
-      if (finished) return;
+      // A cancel ends a pending read at once; the cancel frees the slot once the origin body is torn down.
+      if (finished || cancelling) return;
       if (read.done) {
         finish(false);
         c.close();
       } else c.enqueue(read.value);
     },
-    cancel(reason) {
-      finish(false);
-      return reader.cancel(reason);
+    async cancel(reason) {
+      // The slot frees once the origin body is torn down, not before: otherwise the next
+      // caller's request reaches the origin while this connection is still open.
+      cancelling = true;
+      try {
+        await reader.cancel(reason);
+      } finally {
+        finish(false);
+      }
     },
   });
 }
