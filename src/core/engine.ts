@@ -19,7 +19,7 @@ import { clientWantsRevalidation, requestDirectives } from "./http/request-direc
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import type { ContentDecoding, FetchLike } from "./origin/origin-client.ts";
-import { guardedOriginCall, isGuardRefusal, type GuardedCallDeps } from "./origin/guarded-call.ts";
+import { guardedCallDeps, guardedOriginCall, isGuardRefusal, type GuardedCallDeps } from "./origin/guarded-call.ts";
 import { forwardPolicy, originRequestHeaders, type ForwardPolicy } from "./origin/forward.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
@@ -93,14 +93,7 @@ export class Engine {
   constructor(private readonly o: EngineOptions) {
     this.forward = forwardPolicy(o.config);
     this.nearCopies = o.nearCopies ?? new Set();
-    this.originDeps = {
-      config: o.config,
-      clock: o.clock,
-      guard: o.guard,
-      fetch: o.fetch,
-      ...(o.decodes ? { decodes: o.decodes } : {}),
-      onOriginCall: (event) => o.metrics?.originCall(event.outcome),
-    };
+    this.originDeps = guardedCallDeps(o, (event) => o.metrics?.originCall(event.outcome));
   }
 
   async handle(request: EngineRequest): Promise<EngineResponse> {

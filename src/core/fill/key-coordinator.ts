@@ -9,7 +9,12 @@ import { concatBytes, headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
 import type { ContentDecoding, FetchLike, OriginResponse, StreamedOriginResponse } from "../origin/origin-client.ts";
-import { guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "../origin/guarded-call.ts";
+import {
+  guardedCallDeps,
+  guardedOriginCall,
+  type GuardedCallDeps,
+  type OriginCallEvent,
+} from "../origin/guarded-call.ts";
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import {
   conditionalHeaders,
@@ -90,14 +95,7 @@ export class KeyCoordinator implements Coordinator {
    */
   private readonly streaming = new Map<string, SharedFlight>();
   constructor(private readonly o: KeyCoordinatorOptions) {
-    this.originDeps = {
-      config: o.config,
-      clock: o.clock,
-      guard: o.guard,
-      fetch: o.fetch,
-      ...(o.decodes ? { decodes: o.decodes } : {}),
-      ...(o.onOriginCall ? { onOriginCall: o.onOriginCall } : {}),
-    };
+    this.originDeps = guardedCallDeps(o, o.onOriginCall);
   }
 
   async fill(request: FillRequest): Promise<FillResult> {

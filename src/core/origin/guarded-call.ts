@@ -34,6 +34,27 @@ export interface GuardedCallDeps {
   onOriginCall?: (event: OriginCallEvent) => void;
 }
 
+/**
+ * The dependencies of a guarded call, taken from the options of whoever makes it (the
+ * engine's relay, the key coordinator's fill), so both hand the same ones over.
+ *
+ * @example
+ * const deps = guardedCallDeps(options, (event) => metrics.originCall(event.outcome));
+ */
+export function guardedCallDeps(
+  from: Pick<GuardedCallDeps, "config" | "clock" | "guard" | "fetch" | "decodes">,
+  onOriginCall?: GuardedCallDeps["onOriginCall"],
+): GuardedCallDeps {
+  return {
+    config: from.config,
+    clock: from.clock,
+    guard: from.guard,
+    fetch: from.fetch,
+    ...(from.decodes ? { decodes: from.decodes } : {}),
+    ...(onOriginCall ? { onOriginCall } : {}),
+  };
+}
+
 export interface GuardedCallOptions {
   priority: Priority;
   /** Bodies above this stream (their permit is held until the stream ends); 0 streams every body. */
