@@ -1,11 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Clock } from "../core/clock.ts";
 import { systemClock } from "../core/clock.ts";
-import { routeFor } from "../core/config.ts";
-import { primaryKey } from "../core/http/key.ts";
 import {
   emptyPurges,
   PURGE_RETAIN_MS,
+  purgeKeyOf,
   recordPurge,
   type PurgeCommand,
   type PurgeRegistry,
@@ -28,11 +27,7 @@ export class PurgeRegistryObject extends DurableObject<ConfigEnv> {
 
   /** Records a purge; storage writes of one object are serialized, so concurrent purges all land. */
   async purge(command: PurgeCommand): Promise<PurgeSnapshot> {
-    const config = configFromEnv(this.env);
-    const keyOf = (url: string) => {
-      const parsed = new URL(url);
-      return primaryKey(parsed, routeFor(config, parsed.pathname).key);
-    };
+    const keyOf = purgeKeyOf(configFromEnv(this.env));
     const next = recordPurge(await this.snapshot(), command, keyOf, this.clock.now(), PURGE_RETAIN_MS);
     await this.ctx.storage.put(STORAGE_KEY, next);
     return next;
