@@ -12,7 +12,7 @@ export default defineConfig({
           alias: {
             "herdless/core/testing": source("./src/core/store/store-conformance.ts"),
             "herdless/core": source("./src/core/index.ts"),
-            "herdless/node/redis": source("./src/node/redis.ts"),
+            "herdless/node/redis": source("./src/node/redis/index.ts"),
             "herdless/node": source("./src/node/index.ts"),
           },
         },

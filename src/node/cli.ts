@@ -5,7 +5,7 @@ import { isHerdlessError } from "../core/errors.ts";
 import { jsonLogger, type LogLevel } from "./logger.ts";
 import { startServer } from "./server.ts";
 import { localStack, type Stack } from "./stack.ts";
-import { describeRedisTarget, parseRedisTarget, redisTargetFromConfig, type RedisTarget } from "./redis-target.ts";
+import { describeRedisTarget, parseRedisTarget, redisTargetFromConfig, type RedisTarget } from "./redis/target.ts";
 
 const USAGE = `usage:
   herdless --origin http://127.0.0.1:8080 [--port 8787] [--host 127.0.0.1] [--redis URL] [--log-level info]

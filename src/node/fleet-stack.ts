@@ -8,14 +8,14 @@ import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import { purgeKeyOf } from "../core/admin/purge.ts";
 import { LruStore } from "../core/store/lru-store.ts";
-import { RedisConnection } from "./redis-connection.ts";
-import { RedisGuard } from "./redis-guard.ts";
-import { RedisLeaseManager } from "./redis-lease.ts";
-import { FleetMembers } from "./redis-members.ts";
-import { RedisNotifier } from "./redis-notifier.ts";
-import { RedisPurgeRegistry } from "./redis-purge.ts";
-import { RedisStore } from "./redis-store.ts";
-import type { RedisTarget } from "./redis-target.ts";
+import { RedisConnection } from "./redis/connection.ts";
+import { RedisGuard } from "./redis/guard.ts";
+import { RedisLeaseManager } from "./redis/lease.ts";
+import { FleetMembers } from "./redis/members.ts";
+import { RedisNotifier } from "./redis/notifier.ts";
+import { RedisPurgeRegistry } from "./redis/purge.ts";
+import { RedisStore } from "./redis/store.ts";
+import type { RedisTarget } from "./redis/target.ts";
 import type { Stack, StackOptions } from "./stack.ts";
 
 export interface FleetStackOptions extends StackOptions {

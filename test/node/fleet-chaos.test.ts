@@ -6,8 +6,8 @@ import { parseConfig } from "../../src/core/config.ts";
 import { primaryKey } from "../../src/core/http/key.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
-import { RedisConnection } from "../../src/node/redis-connection.ts";
-import { RedisLeaseManager } from "../../src/node/redis-lease.ts";
+import { RedisConnection } from "../../src/node/redis/connection.ts";
+import { RedisLeaseManager } from "../../src/node/redis/lease.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { startRedisServer, type RedisServer } from "./redis-server.ts";
 

@@ -62,7 +62,7 @@ export function keyTag(key: string): string {
 /**
  * A circuit breaker as pure transitions over a record, so every runtime keeps the same
  * rules and only stores the record (in memory, in a Durable Object, in Redis; the fleet's
- * Lua in redis-guard-scripts.ts restates them).
+ * Lua in node/redis/guard-scripts.ts restates them).
  *
  * - closed: everything passes. It opens when, within the last `windowMs`, at least
  *   `failureThreshold` calls were sick, they are at least `failureRate` of the calls, and

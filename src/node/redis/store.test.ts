@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ManualClock } from "../core/clock.ts";
-import { isHerdlessError } from "../core/errors.ts";
-import { storeConformance, testEntry } from "../core/store/store-conformance.ts";
-import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
-import { RedisConnection } from "./redis-connection.ts";
-import { REDIS_CHUNK_BYTES, RedisStore } from "./redis-store.ts";
+import { ManualClock } from "../../core/clock.ts";
+import { isHerdlessError } from "../../core/errors.ts";
+import { storeConformance, testEntry } from "../../core/store/store-conformance.ts";
+import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { RedisConnection } from "./connection.ts";
+import { REDIS_CHUNK_BYTES, RedisStore } from "./store.ts";
 
 const T0 = 1_700_000_000_000;
 let server: RedisServer;

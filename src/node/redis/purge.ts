@@ -1,5 +1,5 @@
-import type { Clock } from "../core/clock.ts";
-import { HerdlessError } from "../core/errors.ts";
+import type { Clock } from "../../core/clock.ts";
+import { HerdlessError } from "../../core/errors.ts";
 import {
   emptyPurges,
   PURGE_RETAIN_MS,
@@ -7,9 +7,9 @@ import {
   type PurgeCommand,
   type PurgeRegistry,
   type PurgeSnapshot,
-} from "../core/admin/purge.ts";
-import type { RedisConnection } from "./redis-connection.ts";
-import { LuaScript } from "./redis-connection.ts";
+} from "../../core/admin/purge.ts";
+import type { RedisConnection } from "./connection.ts";
+import { LuaScript } from "./connection.ts";
 
 export interface RedisPurgeRegistryOptions {
   connection: RedisConnection;

@@ -1,4 +1,4 @@
-import type { RedisConnection } from "./redis-connection.ts";
+import type { RedisConnection } from "./connection.ts";
 
 export interface RedisNotifierOptions {
   /** Publishes go through this connection; the subscriber is a duplicate of it. */

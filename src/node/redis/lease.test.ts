@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ManualClock } from "../core/clock.ts";
-import { isHerdlessError } from "../core/errors.ts";
-import { withLease } from "../core/fill/lease.ts";
-import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
-import { RedisConnection } from "./redis-connection.ts";
-import { RedisLeaseManager } from "./redis-lease.ts";
+import { ManualClock } from "../../core/clock.ts";
+import { isHerdlessError } from "../../core/errors.ts";
+import { withLease } from "../../core/fill/lease.ts";
+import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { RedisConnection } from "./connection.ts";
+import { RedisLeaseManager } from "./lease.ts";
 
 const T0 = 1_700_000_000_000;
 let server: RedisServer;

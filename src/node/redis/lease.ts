@@ -1,9 +1,9 @@
-import type { Clock } from "../core/clock.ts";
-import { systemClock } from "../core/clock.ts";
-import { HerdlessError } from "../core/errors.ts";
-import type { Lease, LeaseManager } from "../core/fill/lease.ts";
-import type { RedisConnection } from "./redis-connection.ts";
-import { checkPrefix, LuaScript, slotKey } from "./redis-connection.ts";
+import type { Clock } from "../../core/clock.ts";
+import { systemClock } from "../../core/clock.ts";
+import { HerdlessError } from "../../core/errors.ts";
+import type { Lease, LeaseManager } from "../../core/fill/lease.ts";
+import type { RedisConnection } from "./connection.ts";
+import { checkPrefix, LuaScript, slotKey } from "./connection.ts";
 
 export interface RedisLeaseManagerOptions {
   connection: RedisConnection;

@@ -1,4 +1,4 @@
-import { HerdlessError } from "../core/errors.ts";
+import { HerdlessError } from "../../core/errors.ts";
 
 export interface RedisNode {
   host: string;

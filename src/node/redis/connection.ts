@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import type { Cluster, Redis, RedisOptions } from "ioredis";
-import { HerdlessError } from "../core/errors.ts";
-import { describeRedisTarget, parseRedisTarget, type RedisTarget } from "./redis-target.ts";
+import { HerdlessError } from "../../core/errors.ts";
+import { describeRedisTarget, parseRedisTarget, type RedisTarget } from "./target.ts";
 
 /** A client of one Redis (or a Sentinel-watched master) or of a Redis Cluster: the same commands. */
 export type RedisClient = Redis | Cluster;

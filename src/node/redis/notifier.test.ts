@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
-import { RedisConnection } from "./redis-connection.ts";
-import { RedisNotifier } from "./redis-notifier.ts";
+import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { RedisConnection } from "./connection.ts";
+import { RedisNotifier } from "./notifier.ts";
 
 let server: RedisServer;
 let observer: RedisConnection;

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import type { Clock } from "../core/clock.ts";
-import { systemClock } from "../core/clock.ts";
-import { checkPrefix, LuaScript, type RedisConnection } from "./redis-connection.ts";
+import type { Clock } from "../../core/clock.ts";
+import { systemClock } from "../../core/clock.ts";
+import { checkPrefix, LuaScript, type RedisConnection } from "./connection.ts";
 
 /** How often a process announces itself. */
 const HEARTBEAT_MS = 1_000;

@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { admit, closedBreaker, parseBreakerRecord, record, type BreakerSettings } from "../core/guard/breaker.ts";
-import { ManualClock, systemClock, type Clock } from "../core/clock.ts";
-import { parseConfig } from "../core/config.ts";
-import { isHerdlessError } from "../core/errors.ts";
-import { LocalGuard } from "../core/guard/local-guard.ts";
-import type { OriginPermit, Priority } from "../core/guard/origin-guard.ts";
-import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
-import { RedisConnection } from "./redis-connection.ts";
-import { RedisGuard } from "./redis-guard.ts";
-import { FleetMembers } from "./redis-members.ts";
+import { admit, closedBreaker, parseBreakerRecord, record, type BreakerSettings } from "../../core/guard/breaker.ts";
+import { ManualClock, systemClock, type Clock } from "../../core/clock.ts";
+import { parseConfig } from "../../core/config.ts";
+import { isHerdlessError } from "../../core/errors.ts";
+import { LocalGuard } from "../../core/guard/local-guard.ts";
+import type { OriginPermit, Priority } from "../../core/guard/origin-guard.ts";
+import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { RedisConnection } from "./connection.ts";
+import { RedisGuard } from "./guard.ts";
+import { FleetMembers } from "./members.ts";
 
 const T0 = 1_700_000_000_000;
 let server: RedisServer;

@@ -1,18 +1,24 @@
 import { randomUUID } from "node:crypto";
-import { closedBreaker, keyTag, parseBreakerRecord, type BreakerRecord } from "../core/guard/breaker.ts";
-import type { Clock } from "../core/clock.ts";
-import type { Config } from "../core/config.ts";
-import { HerdlessError } from "../core/errors.ts";
+import { closedBreaker, keyTag, parseBreakerRecord, type BreakerRecord } from "../../core/guard/breaker.ts";
+import type { Clock } from "../../core/clock.ts";
+import type { Config } from "../../core/config.ts";
+import { HerdlessError } from "../../core/errors.ts";
 import {
   breakerSettings,
   realTimers,
   type LocalGuard,
   type LocalPermit,
   type Timers,
-} from "../core/guard/local-guard.ts";
-import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/guard/origin-guard.ts";
-import { checkPrefix, type RedisConnection } from "./redis-connection.ts";
-import { ACQUIRE, RELEASE } from "./redis-guard-scripts.ts";
+} from "../../core/guard/local-guard.ts";
+import type {
+  GuardSnapshot,
+  OriginGuard,
+  OriginOutcome,
+  OriginPermit,
+  Priority,
+} from "../../core/guard/origin-guard.ts";
+import { checkPrefix, type RedisConnection } from "./connection.ts";
+import { ACQUIRE, RELEASE } from "./guard-scripts.ts";
 
 /** Poll backoff while every slot is taken; a release in this process wakes the poller at once. */
 const MIN_POLL_MS = 2;

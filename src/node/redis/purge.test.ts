@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRedisServer, type RedisServer } from "../../test/node/redis-server.ts";
-import { systemClock } from "../core/clock.ts";
-import { RedisConnection } from "./redis-connection.ts";
-import { RedisPurgeRegistry } from "./redis-purge.ts";
+import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { systemClock } from "../../core/clock.ts";
+import { RedisConnection } from "./connection.ts";
+import { RedisPurgeRegistry } from "./purge.ts";
 
 let redis: RedisServer;
 beforeAll(async () => {

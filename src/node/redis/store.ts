@@ -1,12 +1,12 @@
-import type { Clock } from "../core/clock.ts";
-import { systemClock } from "../core/clock.ts";
-import type { Entry } from "../core/http/entry.ts";
-import { decodeEntry, encodeEntry } from "../core/http/entry.ts";
-import { isHerdlessError } from "../core/errors.ts";
-import type { Store } from "../core/store/store.ts";
-import { concatBytes } from "../core/http/http.ts";
-import type { RedisConnection } from "./redis-connection.ts";
-import { LuaScript } from "./redis-connection.ts";
+import type { Clock } from "../../core/clock.ts";
+import { systemClock } from "../../core/clock.ts";
+import type { Entry } from "../../core/http/entry.ts";
+import { decodeEntry, encodeEntry } from "../../core/http/entry.ts";
+import { isHerdlessError } from "../../core/errors.ts";
+import type { Store } from "../../core/store/store.ts";
+import { concatBytes } from "../../core/http/http.ts";
+import type { RedisConnection } from "./connection.ts";
+import { LuaScript } from "./connection.ts";
 
 export interface RedisStoreOptions {
   connection: RedisConnection;

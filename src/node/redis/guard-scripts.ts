@@ -1,4 +1,4 @@
-import { LuaScript } from "./redis-connection.ts";
+import { LuaScript } from "./connection.ts";
 
 /*
  * The fleet guard's atomic steps: breaker.ts's transitions, re-stated in Lua so that a
