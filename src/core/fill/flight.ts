@@ -1,0 +1,67 @@
+import type { FillResult } from "./coordinator.ts";
+import type { Entry } from "../http/entry.ts";
+import type { StreamedOriginResponse } from "../origin/origin-client.ts";
+import { SharedBody } from "./shared-body.ts";
+
+/**
+ * A flight whose body is still arriving: every caller reads its own stream of `shared`.
+ * The lease stays held until the body ended and was stored (`done`).
+ */
+export interface SharedFlight {
+  kind: "shared";
+  head: Omit<Entry, "body">;
+  shared: SharedBody;
+  /** The leader's stream, taken before the body could pass `keepBytes` without a reader. */
+  first: ReadableStream<Uint8Array> | undefined;
+  bytes: number | undefined;
+  size: Extract<FillResult, { kind: "stream" }>["size"];
+  fwdStatus: number;
+  /** Settles once the body ended, the entry was stored (if it could be) and the lease released. */
+  done: Promise<void>;
+}
+
+/** Result of the one flight per key; `alone` and each caller's stream are decided per caller afterwards. */
+export type FlightResult = Exclude<FillResult, { kind: "alone" | "stream" }> | SharedFlight;
+
+/**
+ * A storable answer whose body is still arriving: one read of it, for every caller; up to
+ * `maxEntryBytes` of it is kept so a caller that joins late still gets the whole body.
+ */
+export function shareBody(entry: Entry, res: StreamedOriginResponse, maxEntryBytes: number): SharedFlight {
+  const declared = res.declaredBytes;
+  const shared = new SharedBody(res.body, {
+    keepBytes: maxEntryBytes,
+    ...(declared !== undefined ? { declaredBytes: declared } : {}),
+  });
+  const { body: _empty, ...head } = entry;
+  return {
+    kind: "shared",
+    head,
+    shared,
+    first: shared.reader(),
+    bytes: declared,
+    size: declared === undefined ? "unknown" : declared <= maxEntryBytes ? "fits" : "too-large",
+    fwdStatus: res.status,
+    done: Promise.resolve(),
+  };
+}
+
+/**
+ * This caller's stream of a shared flight, or undefined when the start of the body is gone.
+ * The leader (not `collapsed`) takes the stream opened before the body could run ahead.
+ */
+export function streamOf(flight: SharedFlight, collapsed: boolean): FillResult | undefined {
+  let body = collapsed ? undefined : flight.first;
+  if (body) flight.first = undefined;
+  else body = flight.shared.reader();
+  if (!body) return undefined;
+  return {
+    kind: "stream",
+    head: flight.head,
+    body,
+    ...(flight.bytes !== undefined ? { bytes: flight.bytes } : {}),
+    size: flight.size,
+    fwdStatus: flight.fwdStatus,
+    collapsed,
+  };
+}

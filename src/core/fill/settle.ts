@@ -1,0 +1,226 @@
+import type { Clock } from "../clock.ts";
+import { routeFor, type Config } from "../config.ts";
+import type { FillRequest } from "./coordinator.ts";
+import type { Entry } from "../http/entry.ts";
+import { HerdlessError, isHerdlessError } from "../errors.ts";
+import { storability, type Storability } from "../http/freshness.ts";
+import { decideOnFailure } from "../http/decision.ts";
+import { concatBytes, headerList } from "../http/http.ts";
+import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
+import {
+  entryFromResponse,
+  negativeEntry,
+  refreshedEntry,
+  revalidatedHeaders,
+  varyPointer,
+  type EntryContext,
+} from "../http/response-entry.ts";
+import type { Store } from "../store/store.ts";
+import { shareBody, type FlightResult } from "./flight.ts";
+
+/** What settling an origin answer reads and writes: the key coordinator's own store. */
+export interface SettleContext {
+  config: Config;
+  clock: Clock;
+  store: Store;
+}
+
+/** Bodies up to this size are read whole before the callers are answered (see bufferedUpTo). */
+const SMALL_BODY_BYTES = 64 * 1024;
+
+type Judge = (status: number, headers: [string, string][]) => Storability;
+
+/**
+ * What one origin answer becomes. Every stored entry comes from a response judged by
+ * `storability` (RFC 9111 §3): a 200, a 5xx with explicit freshness, and the response a
+ * 304 makes of the stored one (§4.3.4), so a 304 cannot slip a Set-Cookie, `private`,
+ * `no-store` or `Vary: *` into what later clients get.
+ */
+export async function settle(
+  ctx: SettleContext,
+  request: FillRequest,
+  stored: Entry | undefined,
+  res: OriginResponse,
+  token: number,
+): Promise<FlightResult> {
+  const { config, clock } = ctx;
+  const route = routeFor(config, request.path);
+  const requestHeaders = headerList(request.headers);
+  const context = { primary: request.primary, url: request.url, requestHeaders, route, config, token };
+  // A 304 has no body and an error's is only relayed to this flight's callers: read them whole.
+  if (res.status === 304 || res.status >= 500) res = await buffered(res, config.cache.maxEntryBytes);
+  const facts = { requestAt: res.requestAt, responseAt: res.responseAt, droppedFields: res.droppedFields };
+  const judge: Judge = (status, headers) =>
+    storability(
+      "GET",
+      requestHeaders.get("authorization") !== null,
+      requestHeaders.get("cookie") !== null,
+      { status, headers: headerList(headers), ...facts },
+      route,
+    );
+  if (res.status === 304 && stored && res.kind === "buffered")
+    return settleNotModified(ctx, request, stored, res, judge, context);
+  const verdict = judge(res.status, res.headers);
+  if (res.status >= 500 && !(verdict.storable && res.kind === "buffered" && !hidesError(ctx, stored)))
+    return settleError(ctx, request, stored, res, token);
+  if (!verdict.storable || res.status === 304) {
+    // The stored copy no longer reflects what the origin says about this URL.
+    if (stored && res.status !== 304 && saysAboutTheUrl(verdict)) await ctx.store.delete(stored.key);
+    return {
+      kind: "pass",
+      response: { status: res.status, headers: res.headers, body: res.body },
+      fwdStatus: res.status,
+      reason: "uncacheable",
+    };
+  }
+  const entry = withNotFoundTtl(
+    entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, context),
+    config,
+    clock.now(),
+  );
+  if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status);
+  return shareBody(entry, res, config.cache.maxEntryBytes);
+}
+
+/** RFC 9111 §4.3.4: a 304 refreshes the stored response, which is judged again as a whole. */
+async function settleNotModified(
+  ctx: SettleContext,
+  request: FillRequest,
+  stored: Entry,
+  res: BufferedOriginResponse,
+  judge: Judge,
+  context: EntryContext,
+): Promise<FlightResult> {
+  const merged = revalidatedHeaders(stored, res.headers);
+  const refreshed = judge(stored.status, merged);
+  if (refreshed.storable)
+    return storeEntry(ctx.store, refreshedEntry(stored, res, context), request.primary, res.status);
+  // The origin now says this response must not be shared: forget it, answer this client alone.
+  if (saysAboutTheUrl(refreshed)) await ctx.store.delete(stored.key);
+  return {
+    kind: "pass",
+    response: { status: stored.status, headers: merged, body: stored.body },
+    fwdStatus: res.status,
+    reason: "uncacheable",
+  };
+}
+
+/** A 5xx that is not stored as the key's answer: a failure of this flight only. */
+async function settleError(
+  ctx: SettleContext,
+  request: FillRequest,
+  stored: Entry | undefined,
+  res: OriginResponse,
+  token: number,
+): Promise<FlightResult> {
+  const { config, clock } = ctx;
+  const body = res.kind === "buffered" ? res.body : new Uint8Array(0);
+  if (res.kind === "streamed") await res.body?.cancel().catch(() => undefined);
+  const response = { status: res.status, headers: res.headers, body };
+  if (!stored && config.origin.errorTtlMs > 0) {
+    await ctx.store.put(
+      negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token),
+    );
+  }
+  // RFC 9111 §4.2.2: without explicit freshness the error is no one else's: it goes to the
+  // callers that waited on this fetch and to nobody after it (unless the operator opts in above).
+  return {
+    kind: "failed",
+    code: "ORIGIN_STATUS",
+    message: `origin answered ${res.status}`,
+    fwdStatus: res.status,
+    stale: stored,
+    response,
+    collapsed: false,
+  };
+}
+
+/** `origin.notFoundTtlMs`: a 404 the origin gave no lifetime is kept that long. */
+function withNotFoundTtl(entry: Entry, config: Config, now: number): Entry {
+  if (entry.status !== 404 || config.origin.notFoundTtlMs <= 0 || entry.staleAt > now) return entry;
+  const staleAt = now + config.origin.notFoundTtlMs;
+  return { ...entry, staleAt, swrUntil: staleAt, sieUntil: staleAt, deleteAt: staleAt + config.cache.retainStaleMs };
+}
+
+/** Writes `entry` (and its Vary pointer); when a newer entry won the race (fencing), answers with that one. */
+export async function storeEntry(
+  store: Store,
+  entry: Entry,
+  primary: string,
+  fwdStatus: number,
+): Promise<FlightResult> {
+  const written = await store.put(entry);
+  if (written && entry.key !== primary) await store.put(varyPointer(entry, primary));
+  const winner = written ? entry : ((await store.get(entry.key)) ?? entry);
+  return { kind: "entry", entry: winner, fwdStatus, collapsed: false, stored: written };
+}
+
+/** The failed flight an origin call's error becomes; anything unexpected counts as a network failure. */
+export function failureResult(error: unknown, stale: Entry | undefined): FlightResult {
+  if (isHerdlessError(error)) {
+    return {
+      kind: "failed",
+      code: error.code,
+      message: error.message,
+      retryAfterMs: error.retryAfterMs,
+      stale,
+      collapsed: false,
+    };
+  }
+  const wrapped = new HerdlessError("ORIGIN_NETWORK", String(error));
+  return { kind: "failed", code: wrapped.code, message: wrapped.message, stale, collapsed: false };
+}
+
+/**
+ * How much of the body to read before answering. Up to {@link SMALL_BODY_BYTES} when
+ * there is no copy to fall back on: a body that size arrives in a packet or two, and whole
+ * it is answered and stored in one piece; a larger one reaches callers as the origin sends
+ * it. Up to `cache.maxEntryBytes` when a stored copy may stand in for a failure
+ * (stale-if-error): an origin that fails mid-body is then hidden behind that copy rather
+ * than shown as an aborted body.
+ */
+export function bufferedUpTo(ctx: Omit<SettleContext, "store">, stored: Entry | undefined): number {
+  const { config, clock } = ctx;
+  const hideable = decideOnFailure(stored, "ORIGIN_TRUNCATED", config, clock.now()).kind === "stale-if-error";
+  return hideable ? config.cache.maxEntryBytes : Math.min(SMALL_BODY_BYTES, config.cache.maxEntryBytes);
+}
+
+/** RFC 5861 §4: a stored copy that may stand in for an error answer keeps doing so over a 5xx. */
+function hidesError(ctx: SettleContext, stored: Entry | undefined): boolean {
+  return decideOnFailure(stored, "ORIGIN_STATUS", ctx.config, ctx.clock.now()).kind === "stale-if-error";
+}
+
+/**
+ * An unstorable answer replaces the stored copy, unless it is unstorable only because of who
+ * asked (RFC 9111 §3.5: the answer to a request with credentials), which says nothing about
+ * the copy others get.
+ */
+function saysAboutTheUrl(verdict: Storability): boolean {
+  return verdict.storable || verdict.reason !== "authorization";
+}
+
+/** The response with its body read whole; a body above `limit` is dropped (cancelled, empty). */
+async function buffered(res: OriginResponse, limit: number): Promise<OriginResponse> {
+  if (res.kind === "buffered") return res;
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (res.body) {
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        total += value.byteLength;
+        if (total > limit) {
+          await reader.cancel().catch(() => undefined);
+          return { ...res, kind: "buffered", body: new Uint8Array(0) };
+        }
+        chunks.push(value);
+      }
+    } catch {
+      // A broken error body: the status is what matters.
+      return { ...res, kind: "buffered", body: new Uint8Array(0) };
+    }
+  }
+  return { ...res, kind: "buffered", body: concatBytes(chunks, total) };
+}
