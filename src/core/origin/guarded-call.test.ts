@@ -103,6 +103,31 @@ describe("guardedOriginCall", () => {
     expect((await guard.snapshot()).inFlight).toBe(0);
   });
 
+  it("frees the slot once a body's declared Content-Length has arrived, though its reader never reads the end (workerd stops there)", async () => {
+    const bodies = [trickle(), trickle()];
+    let n = 0;
+    const { guard, call } = setup(
+      async () => new Response(bodies[n++]?.body ?? null, { headers: { "content-length": "2" } }),
+    );
+    const first = await call("/put-1");
+    if (first.kind !== "response") throw new Error("expected a response");
+    const reader = (first.response.body as ReadableStream<Uint8Array>).getReader();
+    const read = reader.read();
+    bodies[0]?.send("OK");
+    expect(new TextDecoder().decode((await read).value)).toBe("OK");
+    // The reader stops at the declared length, as workerd does; the origin never closed its stream.
+    expect((await guard.snapshot()).inFlight).toBe(0);
+    expect((await reader.read()).done).toBe(true);
+    // A body shorter than declared still holds the slot until it ends.
+    const second = await call("/put-2");
+    if (second.kind !== "response") throw new Error("expected a response");
+    const secondReader = (second.response.body as ReadableStream<Uint8Array>).getReader();
+    const partial = secondReader.read();
+    bodies[1]?.send("O");
+    await partial;
+    expect((await guard.snapshot()).inFlight).toBe(1);
+  });
+
   it("cuts off a body idle past origin.streamIdleTimeoutMs, frees its slot and counts a failure", async () => {
     const body = trickle();
     const { guard, call, fire, config } = setup(async () => new Response(body.body));

@@ -180,9 +180,16 @@ export async function guardedOriginCall(
   deps.onOriginCall?.(event(metricOfStatus(response.status), response.status));
   const outcome = outcomeOfStatus(response.status, config);
   if (response.kind === "streamed" && response.body) {
-    const body = holdUntilDone(response.body, config, deps.timers ?? realTimers, request.url, (failed) => {
-      void permit.release(failed ? "failure" : outcome, breakerKey);
-    });
+    const body = holdUntilDone(
+      response.body,
+      response.declaredBytes,
+      config,
+      deps.timers ?? realTimers,
+      request.url,
+      (failed) => {
+        void permit.release(failed ? "failure" : outcome, breakerKey);
+      },
+    );
     return { kind: "response", response: { ...response, body } };
   }
   await permit.release(outcome, breakerKey);
@@ -194,9 +201,15 @@ export async function guardedOriginCall(
  * (`done(false)`), fails or stalls (`done(true)`), or its reader cancels it (`done(false)`,
  * once the origin body is cancelled: the origin answered; the client left). Idle time counts only while waiting on the
  * origin; the overall deadline counts from the head, whoever is slow.
+ *
+ * A body that has delivered all its `declaredBytes` ends there, without waiting for a
+ * further read: workerd stops reading a body of known length once it has that many bytes,
+ * so the end would otherwise never be seen and the permit would be held until
+ * `origin.streamTimeoutMs` (every relayed POST or PUT on the Worker starved the cap).
  */
 function holdUntilDone(
   body: ReadableStream<Uint8Array>,
+  declaredBytes: number | undefined,
   config: Config,
   timers: Timers,
   url: string,
@@ -206,6 +219,7 @@ function holdUntilDone(
   const reader = body.getReader();
   let finished = false;
   let cancelling = false;
+  let deliveredBytes = 0;
   let idle: unknown;
   let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   const finish = (failed: boolean) => {
@@ -249,7 +263,16 @@ function holdUntilDone(
       if (read.done) {
         finish(false);
         c.close();
-      } else c.enqueue(read.value);
+        return;
+      }
+      c.enqueue(read.value);
+      deliveredBytes += read.value.byteLength;
+      // All the declared bytes are here: the origin's body is complete (a longer one is the
+      // origin's error, cut off by the runtime as it is without herdless).
+      if (declaredBytes !== undefined && deliveredBytes >= declaredBytes && finish(false)) {
+        c.close();
+        void reader.cancel().catch(() => undefined);
+      }
     },
     async cancel(reason) {
       // The slot frees once the origin body is torn down, not before: otherwise the next
