@@ -1,45 +1,32 @@
 import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
-import { routeFor, type Config, type RoutePolicy } from "./config.ts";
-import {
-  discardStream,
-  type Coordinator,
-  type FillRequest,
-  type FillResult,
-  type PassResponse,
-} from "./fill/coordinator.ts";
-import { answerFromEntry, notCached, type ClientAsk } from "./http/answer.ts";
-import { decide, decideOnFailure, servableOnError, type RequestFacts } from "./http/decision.ts";
+import { routeFor, type Config } from "./config.ts";
+import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./fill/coordinator.ts";
+import { answerFromEntry, notCached } from "./http/answer.ts";
+import { decide, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
-import { concatBytes, type HeaderReader } from "./http/http.ts";
 import { invalidatedUrls } from "./http/invalidation.ts";
-import { keyQuery, primaryKey, variantKey } from "./http/key.ts";
+import { primaryKey } from "./http/key.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import type { ContentDecoding, FetchLike } from "./origin/origin-client.ts";
-import { guardedCallDeps, guardedOriginCall, isGuardRefusal, type GuardedCallDeps } from "./origin/guarded-call.ts";
-import { forwardPolicy, originRequestHeaders, type ForwardPolicy } from "./origin/forward.ts";
+import { guardedCallDeps, type GuardedCallDeps } from "./origin/guarded-call.ts";
+import { forwardPolicy, type ForwardPolicy } from "./origin/forward.ts";
+import { relay } from "./origin/relay.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
-import { fromPass, fromStream, synthetic, type EngineResponse } from "./http/respond.ts";
-import { TAG_HEADERS, varyPointer } from "./http/response-entry.ts";
+import type { EngineRequest, EngineResponse } from "./http/respond.ts";
+import { notAllowed } from "./http/failure-answer.ts";
+import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
+import { fillRequest } from "./fill/fill-request.ts";
+import { NearTier } from "./store/near-tier.ts";
 import type { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
 import type { Store } from "./store/store.ts";
 
-export interface EngineRequest {
-  method: string;
-  /** The URL the client asked for. */
-  url: URL;
-  headers: HeaderReader;
-  /** Every request header as received, in order; what reaches the origin is decided by origin/forward.ts. */
-  rawHeaders: [string, string][];
-  /** The client's address, for X-Forwarded-For, when the runtime knows it. */
-  clientAddress?: string | undefined;
-  body?: ReadableStream<Uint8Array> | Uint8Array | null;
-}
+export type { EngineRequest } from "./http/respond.ts";
 
 export interface EngineOptions {
   config: Config;
@@ -89,11 +76,19 @@ export class Engine {
   private readonly refreshes = new SingleFlight<string, void>();
   private readonly forward: ForwardPolicy;
   private readonly originDeps: GuardedCallDeps;
-  private readonly nearCopies: Set<string>;
+  private readonly nearTier: NearTier;
+  private readonly answers: AnswerContext;
   constructor(private readonly o: EngineOptions) {
     this.forward = forwardPolicy(o.config);
-    this.nearCopies = o.nearCopies ?? new Set();
+    this.nearTier = new NearTier(o);
     this.originDeps = guardedCallDeps(o, (event) => o.metrics?.originCall(event.outcome));
+    this.answers = {
+      config: o.config,
+      clock: o.clock,
+      nearTier: this.nearTier,
+      count: (kind, key) => this.count(kind, key),
+      relay: (request, status, kind) => this.relay(request, status, kind),
+    };
   }
 
   async handle(request: EngineRequest): Promise<EngineResponse> {
@@ -120,7 +115,15 @@ export class Engine {
     )
       return notCached({ fwd: decision.kind === "bypass" ? "bypass" : found.varyMiss ? "vary-miss" : "uri-miss" });
     const fill = (priority: FillRequest["priority"], revalidate = false, authorized = false) =>
-      this.fillRequest(request, route, primary, found.key, priority, purges, revalidate, authorized);
+      fillRequest(this.o.config, this.forward, request, {
+        route,
+        primary,
+        key: found.key,
+        priority,
+        purges,
+        revalidate,
+        authorized,
+      });
     switch (decision.kind) {
       case "bypass":
         if (decision.reason === "authorization") {
@@ -183,7 +186,7 @@ export class Engine {
     try {
       await this.refreshes.run(fill.key, async () => {
         const result = discardStream(await this.fill(fill));
-        if (result.kind === "entry") await this.keep(result.entry, fill.primary);
+        if (result.kind === "entry") await this.nearTier.keep(result.entry, fill.primary);
       });
     } catch {
       // A failed refresh leaves the stale copy in place; the next request past it tries again.
@@ -192,207 +195,14 @@ export class Engine {
     }
   }
 
-  private async answer(
+  private answer(
     request: EngineRequest,
     result: FillResult,
     fwd: CacheStatus["fwd"],
     nearStale: Entry | undefined,
     primary: string,
   ): Promise<EngineResponse> {
-    const now = this.o.clock.now();
-    // A cached error (another edge's or process's failed fetch) never hides this edge's own
-    // good copy: answer as the failure it stands for, so stale-if-error can apply.
-    if (result.kind === "entry" && result.entry.negative && servableOnError(nearStale, this.o.config, now)) {
-      const { entry } = result;
-      const response = { status: entry.status, headers: entry.headers, body: entry.body };
-      result = {
-        kind: "failed",
-        code: "ORIGIN_STATUS",
-        message: `origin answered ${entry.status}`,
-        fwdStatus: entry.status,
-        response,
-        collapsed: result.collapsed,
-      };
-    }
-    switch (result.kind) {
-      case "entry": {
-        await this.keep(result.entry, primary);
-        const entry = result.entry;
-        const stale = now >= entry.staleAt;
-        this.count(entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : "miss", primary);
-        const status: CacheStatus = {
-          fwd,
-          fwdStatus: result.fwdStatus ?? entry.status,
-          stored: result.stored,
-          collapsed: result.collapsed,
-        };
-        if (entry.negative) status.detail = "negative";
-        else if (stale) status.detail = "stale-while-revalidate";
-        return answerFromEntry(entry, status, ask(request), now);
-      }
-      case "stream": {
-        // The body is on its way from the one fetch of this key; the coordinator stores it.
-        this.count(result.collapsed ? "collapsed" : "miss", primary);
-        const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
-        if (result.size === "fits") status.stored = true;
-        if (result.size === "too-large") status.detail = "too-large";
-        const body = request.method === "HEAD" ? result.body : this.copiedToNear(result, primary);
-        return fromStream(result.head, body, result.bytes, status, request.method, now);
-      }
-      case "pass":
-        this.count("pass", primary);
-        // The origin's answer replaced what this edge holds (a 304 that made it private, say).
-        if (nearStale) await this.o.near.delete(nearStale.key).catch(() => false);
-        return fromPass(
-          this.shown(result.response),
-          { fwd, fwdStatus: result.fwdStatus, detail: result.reason },
-          request.method,
-        );
-      case "alone":
-        return this.relay(request, { fwd, detail: "uncacheable" }, "pass");
-      case "failed": {
-        const best = newest(...[result.stale, nearStale].filter((entry) => servableOnError(entry, this.o.config, now)));
-        const verdict = decideOnFailure(best, result.code, this.o.config, now);
-        const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
-        if (verdict.kind === "stale-if-error") {
-          this.count("stale-if-error", primary);
-          const served: CacheStatus = { fwd: "stale", detail: detail === "origin-error" ? "stale-if-error" : detail };
-          if (result.fwdStatus) served.fwdStatus = result.fwdStatus;
-          return answerFromEntry(verdict.entry, served, ask(request), now);
-        }
-        return this.failure(request, result, fwd, detail, primary);
-      }
-    }
-  }
-
-  private failure(
-    request: EngineRequest,
-    result: Extract<FillResult, { kind: "failed" }>,
-    fwd: CacheStatus["fwd"],
-    detail: NonNullable<CacheStatus["detail"]>,
-    primary: string,
-  ): EngineResponse {
-    const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
-    if (result.response) {
-      this.count("error", primary);
-      return fromPass(this.shown(result.response), status, request.method);
-    }
-    const refused = isGuardRefusal(result.code);
-    this.count(refused ? "refused" : "error", primary);
-    if (refused)
-      return synthetic(503, `origin is protected (${detail}); try again shortly`, status, result.retryAfterMs ?? 1_000);
-    const code = result.code === "ORIGIN_TIMEOUT" ? 504 : result.code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
-    return synthetic(code, `origin failed: ${result.message}`, status, code === 503 ? 1_000 : undefined);
-  }
-
-  /**
-   * The body as it streams to the client, copied into the near tier once it arrived whole
-   * (the stream closes only then; a failed body is never kept). One copy per entry at a
-   * time: other readers of the same entry pass through untouched.
-   */
-  private copiedToNear(result: Extract<FillResult, { kind: "stream" }>, primary: string): ReadableStream<Uint8Array> {
-    const { head } = result;
-    const id = `${head.token} ${head.key}`;
-    if (result.size === "too-large" || this.nearCopies.has(id)) return result.body;
-    this.nearCopies.add(id);
-    const limit = this.o.config.cache.maxEntryBytes;
-    const reader = result.body.getReader();
-    let chunks: Uint8Array[] | undefined = [];
-    let total = 0;
-    const stop = () => {
-      this.nearCopies.delete(id);
-      chunks = undefined;
-    };
-    return new ReadableStream<Uint8Array>(
-      {
-        pull: async (controller) => {
-          let read: ReadableStreamReadResult<Uint8Array>;
-          try {
-            read = await reader.read();
-          } catch (error) {
-            stop();
-            controller.error(error);
-            return;
-          }
-          if (read.done) {
-            const kept = chunks;
-            stop();
-            controller.close();
-            if (kept) this.o.background(this.keep({ ...head, body: concatBytes(kept, total) }, primary));
-            return;
-          }
-          total += read.value.byteLength;
-          if (total > limit) chunks = undefined;
-          chunks?.push(read.value);
-          controller.enqueue(read.value);
-        },
-        cancel: (reason) => {
-          stop();
-          return reader.cancel(reason);
-        },
-      },
-      { highWaterMark: 0 },
-    );
-  }
-
-  /**
-   * Writes an entry the coordinator gave us into the near tier, with its Vary pointer. A
-   * cached error never replaces a copy that may still be served stale: it would turn every
-   * later hit into the error (a background refresh brings cached errors here too).
-   */
-  private async keep(entry: Entry, primary: string): Promise<void> {
-    if (entry.negative) {
-      const held = await this.o.near.get(entry.key).catch(() => undefined);
-      if (servableOnError(held, this.o.config, this.o.clock.now())) return;
-    }
-    const written = await this.o.near.put(entry).catch(() => false);
-    if (written && entry.key !== primary) await this.o.near.put(varyPointer(entry, primary)).catch(() => false);
-  }
-
-  private fillRequest(
-    request: EngineRequest,
-    route: RoutePolicy,
-    primary: string,
-    key: string,
-    priority: FillRequest["priority"],
-    purges: PurgeSnapshot | undefined,
-    revalidate: boolean,
-    authorized = false,
-  ): FillRequest {
-    // Every end-to-end header the client sent, so the origin's answer (and the variant its
-    // Vary selects) is the one this request asked for; credentials only where the route caches
-    // them, or (RFC 9111 §3.5) a request's own Authorization on its own fill (`authorized`,
-    // never with a Cookie: decide() relays those), whose answer storability then judges.
-    const headers = originRequestHeaders(request.rawHeaders, this.forward, {
-      kind: "fill",
-      credentials: route.cacheAuthorized || authorized,
-      url: request.url,
-      clientAddress: request.clientAddress,
-    });
-    return {
-      primary,
-      key,
-      // The key's query, never the client's: a parameter left out of the key cannot shape what is stored.
-      url: this.originUrl(request.url, keyQuery(request.url, route.key)),
-      path: request.url.pathname,
-      headers,
-      priority,
-      ...(purges ? { purges } : {}),
-      ...(revalidate ? { revalidate } : {}),
-    };
-  }
-
-  /** The origin URL for the client's path and `query` (the key's for fills, the client's for relays). */
-  private originUrl(url: URL, query: string): string {
-    const origin = new URL(this.o.config.origin.url);
-    const base = origin.pathname.endsWith("/") ? origin.pathname.slice(0, -1) : origin.pathname;
-    return `${origin.protocol}//${origin.host}${base}${url.pathname}${query}`;
-  }
-
-  /** An origin answer as clients see it: the purge-tag headers herdless consumes are not shown unless configured. */
-  private shown(response: PassResponse): PassResponse {
-    if (this.o.config.cache.exposeTagHeaders) return response;
-    return { ...response, headers: response.headers.filter(([name]) => !TAG_HEADERS.has(name)) };
+    return answerFill(this.answers, request, result, { fwd, nearStale, primary });
   }
 
   /**
@@ -410,10 +220,7 @@ export class Engine {
   }
 
   private async invalidate(primary: string, request: EngineRequest): Promise<void> {
-    const pointer = await this.o.near.get(primary).catch(() => undefined);
-    await this.o.near.delete(primary).catch(() => false);
-    if (pointer && pointer.vary.length > 0)
-      await this.o.near.delete(variantKey(primary, pointer.vary, request.headers)).catch(() => false);
+    await this.nearTier.forget(primary, request.headers);
     try {
       await this.o.coordinator.invalidate?.(primary, request.rawHeaders);
     } catch (error) {
@@ -422,43 +229,10 @@ export class Engine {
     }
   }
 
-  /** Relays a request as it is, through the guard, streaming the answer. */
+  /** Relays a request as it is, through the guard, streaming the answer (origin/relay.ts). */
   private async relay(request: EngineRequest, status: CacheStatus, kind: "bypass" | "pass"): Promise<EngineResponse> {
     this.count(kind, undefined);
-    // Nothing from this request is stored: the client's own query and credentials go as they are.
-    const headers = originRequestHeaders(request.rawHeaders, this.forward, {
-      kind: "relay",
-      credentials: true,
-      url: request.url,
-      clientAddress: request.clientAddress,
-    });
-    const url = this.originUrl(request.url, request.url.search);
-    const result = await guardedOriginCall(
-      this.originDeps,
-      {
-        url,
-        method: request.method,
-        headers,
-        body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
-      },
-      // The URL stands for the key: the breaker counts how many distinct resources fail.
-      { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}` },
-    );
-    if (result.kind === "response")
-      return fromPass(this.shown(result.response), { ...status, fwdStatus: result.response.status }, request.method);
-    const { error } = result;
-    if (result.kind === "refused") {
-      return synthetic(
-        503,
-        `origin is protected (${error.code}); try again shortly`,
-        { ...status, detail: FAILURE_DETAIL[error.code] ?? "origin-error" },
-        error.retryAfterMs ?? 1_000,
-      );
-    }
-    return synthetic(error.code === "ORIGIN_TIMEOUT" ? 504 : 502, `origin failed: ${error.message}`, {
-      ...status,
-      detail: "origin-error",
-    });
+    return relay({ config: this.o.config, forward: this.forward, originDeps: this.originDeps }, request, status);
   }
 
   private count(kind: Parameters<Metrics["count"]>[0], key: string | undefined): void {
@@ -466,33 +240,8 @@ export class Engine {
   }
 }
 
-const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<CacheStatus["detail"]>>> = {
-  BREAKER_OPEN: "breaker-open",
-  QUEUE_FULL: "queue-full",
-  QUEUE_TIMEOUT: "queue-timeout",
-  ORIGIN_BACKOFF: "backoff",
-  COORDINATOR_UNAVAILABLE: "coordinator-unavailable",
-};
-
 /** Methods answered here and never forwarded: TRACE (RFC 9110 §9.3.8) and its Microsoft twin TRACK. */
 const LOCAL_ONLY_METHODS = new Set(["TRACE", "TRACK"]);
-
-function notAllowed(method: string): EngineResponse {
-  const answer = synthetic(405, `${method} is not allowed through this cache`, {});
-  answer.headers.push(["allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"]);
-  return answer;
-}
-
-function ask(request: EngineRequest): ClientAsk {
-  return { method: request.method, headers: request.headers };
-}
-
-function newest(...entries: Entry[]): Entry | undefined {
-  return entries.reduce<Entry | undefined>(
-    (best, entry) => (best && best.storedAt >= entry.storedAt ? best : entry),
-    undefined,
-  );
-}
 
 function failed(error: unknown): FillResult {
   const code: HerdlessErrorCode = isHerdlessError(error) ? error.code : "COORDINATOR_UNAVAILABLE";

@@ -1,6 +1,20 @@
 import { formatCacheStatus, ttlSeconds, type CacheStatus } from "./cache-status.ts";
 import { ageSeconds, type Entry } from "./entry.ts";
 import type { PassResponse } from "../fill/coordinator.ts";
+import type { HeaderReader } from "./http.ts";
+
+/** A client request as the engine sees it; adapters build it from their runtime's request. */
+export interface EngineRequest {
+  method: string;
+  /** The URL the client asked for. */
+  url: URL;
+  headers: HeaderReader;
+  /** Every request header as received, in order; what reaches the origin is decided by origin/forward.ts. */
+  rawHeaders: [string, string][];
+  /** The client's address, for X-Forwarded-For, when the runtime knows it. */
+  clientAddress?: string | undefined;
+  body?: ReadableStream<Uint8Array> | Uint8Array | null;
+}
 
 /** What the engine answers; adapters write it to their socket or wrap it in a Response. */
 export interface EngineResponse {

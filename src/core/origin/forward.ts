@@ -116,3 +116,10 @@ function hostFor(setting: ForwardPolicy["hostHeader"], url: URL): string | undef
   if (setting === "client") return url.host;
   return setting;
 }
+
+/** The origin URL for the client's path and `query` (the key's for fills, the client's for relays). */
+export function originUrl(config: Config, url: URL, query: string): string {
+  const origin = new URL(config.origin.url);
+  const base = origin.pathname.endsWith("/") ? origin.pathname.slice(0, -1) : origin.pathname;
+  return `${origin.protocol}//${origin.host}${base}${url.pathname}${query}`;
+}

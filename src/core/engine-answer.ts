@@ -1,0 +1,143 @@
+import type { CacheStatus } from "./http/cache-status.ts";
+import type { Clock } from "./clock.ts";
+import type { Config } from "./config.ts";
+import type { FillResult } from "./fill/coordinator.ts";
+import { answerFromEntry, type ClientAsk } from "./http/answer.ts";
+import { decideOnFailure, servableOnError } from "./http/decision.ts";
+import type { Entry } from "./http/entry.ts";
+import type { Metrics } from "./admin/metrics.ts";
+import { isGuardRefusal } from "./origin/guarded-call.ts";
+import { fromPass, fromStream, type EngineRequest, type EngineResponse } from "./http/respond.ts";
+import { FAILURE_DETAIL, failureAnswer, shown } from "./http/failure-answer.ts";
+import type { NearTier } from "./store/near-tier.ts";
+
+/** What the engine lends its answers: config, time, its near tier, its counters and its relay. */
+export interface AnswerContext {
+  config: Config;
+  clock: Clock;
+  nearTier: NearTier;
+  count: (kind: Parameters<Metrics["count"]>[0], key: string | undefined) => void;
+  relay: (request: EngineRequest, status: CacheStatus, kind: "pass") => Promise<EngineResponse>;
+}
+
+/** Where the answer came from, as the engine saw it before asking the coordinator. */
+export interface AnswerOrigin {
+  fwd: CacheStatus["fwd"];
+  /** The copy this edge holds, if any: it may stand in for a failure, or be replaced. */
+  nearStale: Entry | undefined;
+  primary: string;
+}
+
+/**
+ * The client's answer for what the coordinator gave: an entry (kept in the near tier too), a
+ * body streaming from the one fetch, the origin's unstorable answer, a relay of its own, or
+ * a failure (hidden behind a stale copy where stale-if-error allows).
+ */
+export async function answerFill(
+  ctx: AnswerContext,
+  request: EngineRequest,
+  result: FillResult,
+  from: AnswerOrigin,
+): Promise<EngineResponse> {
+  const { fwd, nearStale, primary } = from;
+  const now = ctx.clock.now();
+  result = negativeAsFailure(result, nearStale, ctx.config, now);
+  switch (result.kind) {
+    case "entry":
+      await ctx.nearTier.keep(result.entry, primary);
+      return answerEntry(ctx, request, result, from, now);
+    case "stream": {
+      // The body is on its way from the one fetch of this key; the coordinator stores it.
+      ctx.count(result.collapsed ? "collapsed" : "miss", primary);
+      const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
+      if (result.size === "fits") status.stored = true;
+      if (result.size === "too-large") status.detail = "too-large";
+      const body = request.method === "HEAD" ? result.body : ctx.nearTier.copied(result, primary);
+      return fromStream(result.head, body, result.bytes, status, request.method, now);
+    }
+    case "pass": {
+      ctx.count("pass", primary);
+      // The origin's answer replaced what this edge holds (a 304 that made it private, say).
+      if (nearStale) await ctx.nearTier.drop(nearStale.key);
+      const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, detail: result.reason };
+      return fromPass(shown(result.response, ctx.config), status, request.method);
+    }
+    case "alone":
+      return ctx.relay(request, { fwd, detail: "uncacheable" }, "pass");
+    case "failed":
+      return answerFailure(ctx, request, result, from, now);
+  }
+}
+
+/**
+ * A cached error (another edge's or process's failed fetch) never hides this edge's own
+ * good copy: answer as the failure it stands for, so stale-if-error can apply.
+ */
+function negativeAsFailure(result: FillResult, nearStale: Entry | undefined, config: Config, now: number): FillResult {
+  if (result.kind !== "entry" || !result.entry.negative || !servableOnError(nearStale, config, now)) return result;
+  const { entry } = result;
+  return {
+    kind: "failed",
+    code: "ORIGIN_STATUS",
+    message: `origin answered ${entry.status}`,
+    fwdStatus: entry.status,
+    response: { status: entry.status, headers: entry.headers, body: entry.body },
+    collapsed: result.collapsed,
+  };
+}
+
+function answerEntry(
+  ctx: AnswerContext,
+  request: EngineRequest,
+  result: Extract<FillResult, { kind: "entry" }>,
+  { fwd, primary }: AnswerOrigin,
+  now: number,
+): EngineResponse {
+  const { entry } = result;
+  const stale = now >= entry.staleAt;
+  ctx.count(entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : "miss", primary);
+  const status: CacheStatus = {
+    fwd,
+    fwdStatus: result.fwdStatus ?? entry.status,
+    stored: result.stored,
+    collapsed: result.collapsed,
+  };
+  if (entry.negative) status.detail = "negative";
+  else if (stale) status.detail = "stale-while-revalidate";
+  return answerFromEntry(entry, status, ask(request), now);
+}
+
+/** RFC 5861 §4: the newest copy that may stand in for the error, else the failure itself. */
+function answerFailure(
+  ctx: AnswerContext,
+  request: EngineRequest,
+  result: Extract<FillResult, { kind: "failed" }>,
+  { fwd, nearStale, primary }: AnswerOrigin,
+  now: number,
+): EngineResponse {
+  const { config } = ctx;
+  const best = newest(...[result.stale, nearStale].filter((entry) => servableOnError(entry, config, now)));
+  const verdict = decideOnFailure(best, result.code, config, now);
+  const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
+  if (verdict.kind === "stale-if-error") {
+    ctx.count("stale-if-error", primary);
+    const served: CacheStatus = { fwd: "stale", detail: detail === "origin-error" ? "stale-if-error" : detail };
+    if (result.fwdStatus) served.fwdStatus = result.fwdStatus;
+    return answerFromEntry(verdict.entry, served, ask(request), now);
+  }
+  const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
+  ctx.count(!result.response && isGuardRefusal(result.code) ? "refused" : "error", primary);
+  return failureAnswer(result, status, request.method, config);
+}
+
+/** The parts of the request an answer from a stored entry looks at. */
+export function ask(request: EngineRequest): ClientAsk {
+  return { method: request.method, headers: request.headers };
+}
+
+function newest(...entries: Entry[]): Entry | undefined {
+  return entries.reduce<Entry | undefined>(
+    (best, entry) => (best && best.storedAt >= entry.storedAt ? best : entry),
+    undefined,
+  );
+}

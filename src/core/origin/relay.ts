@@ -1,0 +1,48 @@
+import type { CacheStatus } from "../http/cache-status.ts";
+import type { Config } from "../config.ts";
+import { FAILURE_DETAIL, protectedAnswer, shown } from "../http/failure-answer.ts";
+import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
+import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
+import { guardedOriginCall, type GuardedCallDeps } from "./guarded-call.ts";
+
+/**
+ * Relays a request as it is, through the guard, streaming the answer. Nothing from it is
+ * stored, so the client's own query and credentials go as they are.
+ */
+export async function relay(
+  deps: { config: Config; forward: ForwardPolicy; originDeps: GuardedCallDeps },
+  request: EngineRequest,
+  status: CacheStatus,
+): Promise<EngineResponse> {
+  const headers = originRequestHeaders(request.rawHeaders, deps.forward, {
+    kind: "relay",
+    credentials: true,
+    url: request.url,
+    clientAddress: request.clientAddress,
+  });
+  const url = originUrl(deps.config, request.url, request.url.search);
+  const result = await guardedOriginCall(
+    deps.originDeps,
+    {
+      url,
+      method: request.method,
+      headers,
+      body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
+    },
+    // The URL stands for the key: the breaker counts how many distinct resources fail.
+    { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}` },
+  );
+  if (result.kind === "response") {
+    const fwdStatus = result.response.status;
+    return fromPass(shown(result.response, deps.config), { ...status, fwdStatus }, request.method);
+  }
+  const { error } = result;
+  if (result.kind === "refused") {
+    const detail = FAILURE_DETAIL[error.code] ?? "origin-error";
+    return protectedAnswer(error.code, { ...status, detail }, error.retryAfterMs);
+  }
+  return synthetic(error.code === "ORIGIN_TIMEOUT" ? 504 : 502, `origin failed: ${error.message}`, {
+    ...status,
+    detail: "origin-error",
+  });
+}

@@ -1,0 +1,111 @@
+import type { Clock } from "../clock.ts";
+import type { Config } from "../config.ts";
+import type { FillResult } from "../fill/coordinator.ts";
+import { servableOnError } from "../http/decision.ts";
+import type { Entry } from "../http/entry.ts";
+import { concatBytes, type HeaderReader } from "../http/http.ts";
+import { variantKey } from "../http/key.ts";
+import { varyPointer } from "../http/response-entry.ts";
+import type { Store } from "./store.ts";
+
+export interface NearTierOptions {
+  config: Config;
+  clock: Clock;
+  /** This edge's own tier: the data center's Cache API, the process LRU. */
+  near: Store;
+  /** Keeps work alive after the response (ctx.waitUntil on Workers). */
+  background: (work: Promise<unknown>) => void;
+  /** Streamed bodies being copied into `near` (key and token); see EngineOptions.nearCopies. */
+  nearCopies?: Set<string>;
+}
+
+/**
+ * What an edge writes into its own tier from the entries the coordinator hands it: whole
+ * entries at once, streamed bodies once they arrived whole. Writes are best effort: a near
+ * tier that fails only costs a later trip to the coordinator.
+ */
+export class NearTier {
+  private readonly copies: Set<string>;
+  constructor(private readonly o: NearTierOptions) {
+    this.copies = o.nearCopies ?? new Set();
+  }
+
+  /**
+   * Writes an entry the coordinator gave us into the near tier, with its Vary pointer. A
+   * cached error never replaces a copy that may still be served stale: it would turn every
+   * later hit into the error (a background refresh brings cached errors here too).
+   */
+  async keep(entry: Entry, primary: string): Promise<void> {
+    const { near } = this.o;
+    if (entry.negative) {
+      const held = await near.get(entry.key).catch(() => undefined);
+      if (servableOnError(held, this.o.config, this.o.clock.now())) return;
+    }
+    const written = await near.put(entry).catch(() => false);
+    if (written && entry.key !== primary) await near.put(varyPointer(entry, primary)).catch(() => false);
+  }
+
+  /**
+   * The body as it streams to the client, copied into the near tier once it arrived whole
+   * (the stream closes only then; a failed body is never kept). One copy per entry at a
+   * time: other readers of the same entry pass through untouched.
+   */
+  copied(result: Extract<FillResult, { kind: "stream" }>, primary: string): ReadableStream<Uint8Array> {
+    const { head } = result;
+    const id = `${head.token} ${head.key}`;
+    if (result.size === "too-large" || this.copies.has(id)) return result.body;
+    this.copies.add(id);
+    const limit = this.o.config.cache.maxEntryBytes;
+    const reader = result.body.getReader();
+    let chunks: Uint8Array[] | undefined = [];
+    let total = 0;
+    const stop = () => {
+      this.copies.delete(id);
+      chunks = undefined;
+    };
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          let read: ReadableStreamReadResult<Uint8Array>;
+          try {
+            read = await reader.read();
+          } catch (error) {
+            stop();
+            controller.error(error);
+            return;
+          }
+          if (read.done) {
+            const kept = chunks;
+            stop();
+            controller.close();
+            if (kept) this.o.background(this.keep({ ...head, body: concatBytes(kept, total) }, primary));
+            return;
+          }
+          total += read.value.byteLength;
+          if (total > limit) chunks = undefined;
+          chunks?.push(read.value);
+          controller.enqueue(read.value);
+        },
+        cancel: (reason) => {
+          stop();
+          return reader.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  /** Drops what this tier holds for `primary`: its Vary pointer and the variant `headers` select. */
+  async forget(primary: string, headers: HeaderReader): Promise<void> {
+    const { near } = this.o;
+    const pointer = await near.get(primary).catch(() => undefined);
+    await near.delete(primary).catch(() => false);
+    if (pointer && pointer.vary.length > 0)
+      await near.delete(variantKey(primary, pointer.vary, headers)).catch(() => false);
+  }
+
+  /** Drops one stored entry (the origin's answer replaced it). */
+  async drop(key: string): Promise<void> {
+    await this.o.near.delete(key).catch(() => false);
+  }
+}
