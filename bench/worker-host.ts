@@ -41,6 +41,7 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
       COORDINATOR: objects("KeyCoordinatorObject"),
       GUARD: objects("OriginGuardObject"),
       PURGES: objects("PurgeRegistryObject"),
+      STATS: objects("StatsObject"),
     },
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
   };

@@ -44,6 +44,7 @@ const candidates: { name: string; worker: Omit<WorkerOptions, "name"> }[] = [
         COORDINATOR: { className: "KeyCoordinatorObject", useSQLite: true },
         GUARD: { className: "OriginGuardObject", useSQLite: true },
         PURGES: { className: "PurgeRegistryObject", useSQLite: true },
+        STATS: { className: "StatsObject", useSQLite: true },
       },
     } satisfies Omit<WorkerOptions, "name">,
   })),

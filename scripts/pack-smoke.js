@@ -314,6 +314,7 @@ await check("(d) the built Worker answers /blog/* through herdless and the rest 
       COORDINATOR: { className: "KeyCoordinatorObject", useSQLite: true },
       GUARD: { className: "OriginGuardObject", useSQLite: true },
       PURGES: { className: "PurgeRegistryObject", useSQLite: true },
+      STATS: { className: "StatsObject", useSQLite: true },
     },
   });
   try {

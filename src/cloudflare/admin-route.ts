@@ -25,6 +25,8 @@ export interface WorkerAdmin {
   token: string | undefined;
   purges: PurgeRegistry;
   stats(): Promise<StatsSnapshot>;
+  /** The Prometheus text of `GET /__herdless/metrics`. */
+  metrics(): Promise<string>;
   /** Wrong tokens per client, kept by the isolate. */
   attempts: AttemptLimiter;
   now(): number;
@@ -32,7 +34,7 @@ export interface WorkerAdmin {
 
 /**
  * Answers a request to `/__herdless/…` with the admin API of src/core/admin.ts: the
- * dashboard, its login, `GET stats` and `POST purge`. A token shorter than 16 characters
+ * dashboard, its login, `GET stats`, `GET metrics` (Prometheus) and `POST purge`, all behind the token. A token shorter than 16 characters
  * answers 500 naming the secret; a registry that cannot be reached answers 503.
  */
 export async function adminResponse(request: Request, url: URL, admin: WorkerAdmin): Promise<Response> {
@@ -48,6 +50,7 @@ export async function adminResponse(request: Request, url: URL, admin: WorkerAdm
         token: admin.token,
         purges: admin.purges,
         stats: () => admin.stats(),
+        metrics: () => admin.metrics(),
         attempts: admin.attempts,
         now: () => admin.now(),
         tokenHint: TOKEN_HINT,

@@ -1,4 +1,5 @@
 import { statsSnapshot } from "../core/admin/admin.ts";
+import type { StatsReporter } from "../core/admin/stats-reporter.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import { Engine } from "../core/engine.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
@@ -13,6 +14,8 @@ import { toEngineRequest, toResponse } from "./convert.ts";
 import { deploymentGuard } from "./deployment-guard.ts";
 import type { Env } from "./env.ts";
 import { DEGRADED_FOR_MS, isolateState } from "./isolate.ts";
+import { prometheusText } from "../core/admin/prometheus.ts";
+import { workerCounters } from "./stats.ts";
 import { log } from "./log.ts";
 import { memoryHit } from "./memory-hit.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
@@ -27,6 +30,8 @@ export interface EdgeOptions {
    * A deployment leaves it unset; tests give each simulated data center its own.
    */
   isolate?: string;
+  /** Names the deployment's stats object (default "global"); tests give each test its own. */
+  statsObject?: string;
 }
 
 /**
@@ -45,7 +50,7 @@ export async function handle(
   options: EdgeOptions = {},
 ): Promise<Response> {
   const clock = options.clock ?? systemClock;
-  const isolate = isolateState(env, clock, options.isolate ?? "", options.cacheName);
+  const isolate = isolateState(env, clock, options.isolate ?? "", options.cacheName, options.statsObject);
   if (isolate.kind === "invalid") {
     return new Response(`herdless: ${isolate.message}\n`, {
       status: 500,
@@ -62,7 +67,10 @@ export async function handle(
   const url = target.url;
   const admin = isAdminPath(url.pathname);
   const hit = admin ? undefined : memoryHit(isolate, request, target, cacheName);
-  if (hit) return hit;
+  if (hit) {
+    reportLater(isolate.reporter, ctx);
+    return hit;
+  }
   const guard = deploymentGuard(env.GUARD, config, isolate.guard);
   if (admin) {
     return adminResponse(request, url, {
@@ -70,20 +78,32 @@ export async function handle(
       purges,
       attempts: isolate.attempts,
       now: () => clock.now(),
-      // Served counts and origin calls are this isolate's (Workers keep no shared counters);
-      // the breaker, the origin requests in flight and the queue come from the one guard
-      // object, so they are deployment-wide.
+      // Served counts and origin calls are the deployment's, summed by the stats object from
+      // every isolate's reports (this isolate's only without it); the breaker, the origin
+      // requests in flight and the queue come from the one guard object.
       stats: async () => {
+        const [{ counters, scope }, guarded] = await Promise.all([workerCounters(isolate), guard.snapshot()]);
         const now = clock.now();
         const mode =
           isolate.degradedAt !== undefined && now - isolate.degradedAt < DEGRADED_FOR_MS
             ? "degraded"
             : "durable-objects";
-        return statsSnapshot(metrics, await guard.snapshot(), {
+        return statsSnapshot(counters, guarded, {
           runtime: "cloudflare",
           mode,
           startedAt: isolate.startedAt,
           now,
+          scope,
+        });
+      },
+      metrics: async () => {
+        const [{ counters, isolates }, guarded] = await Promise.all([workerCounters(isolate), guard.snapshot()]);
+        return prometheusText({
+          scope: isolates === undefined ? "isolate" : "deployment",
+          counters,
+          guard: guarded,
+          inFlightHelp: "Origin requests in flight across the deployment (the guard object's count).",
+          ...(isolates === undefined ? {} : { reportingIsolates: isolates }),
         });
       },
     });
@@ -129,5 +149,13 @@ export async function handle(
       log("warn", "coordinator unavailable: local single-flight in this isolate", error);
     },
   });
-  return toResponse(await engine.handle(toEngineRequest(request)));
+  const answer = await engine.handle(toEngineRequest(request));
+  reportLater(isolate.reporter, ctx);
+  return toResponse(answer);
+}
+
+/** Schedules this isolate's next stats report, if one is due, off the request's way. */
+function reportLater(reporter: StatsReporter | undefined, ctx: ExecutionContext): void {
+  const report = reporter?.afterRequest();
+  if (report) ctx.waitUntil(report);
 }

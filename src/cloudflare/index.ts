@@ -11,4 +11,5 @@ export { toEngineRequest, toResponse } from "./convert.ts";
 export { KeyCoordinatorObject } from "./key-coordinator-object.ts";
 export { OriginGuardObject } from "./origin-guard-object.ts";
 export { PurgeRegistryObject, DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
+export { StatsObject } from "./stats-object.ts";
 export { adminResponse, TOKEN_HINT } from "./admin-route.ts";

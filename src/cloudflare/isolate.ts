@@ -6,11 +6,13 @@ import { LocalGuard } from "../core/guard/local-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
 import { AttemptLimiter } from "../core/admin/auth.ts";
 import { Metrics } from "../core/admin/metrics.ts";
+import { StatsReporter } from "../core/admin/stats-reporter.ts";
 import { LruStore } from "../core/store/lru-store.ts";
 import { configFromEnv } from "./config-env.ts";
 import type { Env } from "./env.ts";
 import { log } from "./log.ts";
 import { DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
+import { STATS_OBJECT } from "./stats-object.ts";
 
 /** The stats report `mode: "degraded"` this long after the coordinator was last unreachable. */
 export const DEGRADED_FOR_MS = 30_000;
@@ -31,6 +33,8 @@ export interface ReadyIsolate {
   /** This isolate's copy of the deployment's purge list. */
   purges: DurableObjectPurgeRegistry;
   metrics: Metrics;
+  /** Sends this isolate's counters to the deployment's stats object; absent without the STATS binding. */
+  reporter: StatsReporter | undefined;
   /** Wrong admin tokens per client address, in this isolate. */
   attempts: AttemptLimiter;
   startedAt: number;
@@ -54,9 +58,15 @@ const isolates = new Map<string, IsolateState>();
 
 /**
  * Config is parsed once per isolate, keyed by the variables it comes from; the fallback's
- * leases and guard, the purge copy and the metrics live as long.
+ * leases and guard, the purge copy, the metrics and their reporter live as long.
  */
-export function isolateState(env: Env, clock: Clock, name: string, cacheName?: string): IsolateState {
+export function isolateState(
+  env: Env,
+  clock: Clock,
+  name: string,
+  cacheName?: string,
+  statsObject = STATS_OBJECT,
+): IsolateState {
   const signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`;
   const known = isolates.get(name);
   if (known?.signature === signature && known.clock === clock) return known;
@@ -88,6 +98,22 @@ export function isolateState(env: Env, clock: Clock, name: string, cacheName?: s
       if (!set) copies.set(cacheName, (set = new Set()));
       return set;
     };
+    const metrics = new Metrics(clock);
+    const namespace = env.STATS;
+    const reporter =
+      namespace &&
+      new StatsReporter({
+        metrics,
+        clock,
+        intervalMs: config.admin.statsReportIntervalMs,
+        send: (report) => namespace.get(namespace.idFromName(statsObject)).report(report),
+        onError: (error) =>
+          log(
+            "warn",
+            "stats report failed: the deployment's totals miss this isolate's latest counts until the next one",
+            error,
+          ),
+      });
     state = {
       kind: "ready",
       signature,
@@ -101,7 +127,8 @@ export function isolateState(env: Env, clock: Clock, name: string, cacheName?: s
       },
       guard: new LocalGuard({ config, clock }),
       purges,
-      metrics: new Metrics(clock),
+      metrics,
+      reporter,
       attempts: new AttemptLimiter(),
       startedAt: clock.now(),
       memoryFor,

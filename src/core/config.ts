@@ -221,6 +221,11 @@ export const configSchema = z
         ),
         /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
         purgePropagationMs: z._default(ms("admin.purgePropagationMs", 10, 60_000), 1_000),
+        /**
+         * Workers: each isolate reports its counters to the deployment's stats object at most
+         * this often (the last report waits under ctx.waitUntil, which lasts 30 s: hence the bound).
+         */
+        statsReportIntervalMs: z._default(ms("admin.statsReportIntervalMs", 1_000, 25_000), 10_000),
       }),
       {},
     ),

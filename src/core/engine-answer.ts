@@ -16,7 +16,8 @@ export interface AnswerContext {
   config: Config;
   clock: Clock;
   nearTier: NearTier;
-  count: (kind: Parameters<Metrics["count"]>[0], key: string | undefined) => void;
+  /** Counts an answer by kind, timed from `request.receivedAt` when the adapter took that reading. */
+  count: (request: EngineRequest, kind: Parameters<Metrics["count"]>[0], key: string | undefined) => void;
   relay: (request: EngineRequest, status: CacheStatus, kind: "pass") => Promise<EngineResponse>;
 }
 
@@ -48,7 +49,7 @@ export async function answerFill(
       return answerEntry(ctx, request, result, from, now);
     case "stream": {
       // The body is on its way from the one fetch of this key; the coordinator stores it.
-      ctx.count(result.collapsed ? "collapsed" : "miss", primary);
+      ctx.count(request, result.collapsed ? "collapsed" : "miss", primary);
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
       if (result.size === "fits") status.stored = true;
       if (result.size === "too-large") status.detail = "too-large";
@@ -56,7 +57,7 @@ export async function answerFill(
       return fromStream(result.head, body, result.bytes, status, request.method, now);
     }
     case "pass": {
-      ctx.count("pass", primary);
+      ctx.count(request, "pass", primary);
       // The origin's answer replaced what this edge holds (a 304 that made it private, say).
       if (nearStale) await ctx.nearTier.drop(nearStale.key);
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, detail: result.reason };
@@ -95,7 +96,7 @@ function answerEntry(
 ): EngineResponse {
   const { entry } = result;
   const stale = now >= entry.staleAt;
-  ctx.count(entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : "miss", primary);
+  ctx.count(request, entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : "miss", primary);
   const status: CacheStatus = {
     fwd,
     fwdStatus: result.fwdStatus ?? entry.status,
@@ -120,13 +121,13 @@ function answerFailure(
   const verdict = decideOnFailure(best, result.code, config, now);
   const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
   if (verdict.kind === "stale-if-error") {
-    ctx.count("stale-if-error", primary);
+    ctx.count(request, "stale-if-error", primary);
     const served: CacheStatus = { fwd: "stale", detail: detail === "origin-error" ? "stale-if-error" : detail };
     if (result.fwdStatus) served.fwdStatus = result.fwdStatus;
     return answerFromEntry(verdict.entry, served, ask(request), now);
   }
   const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
-  ctx.count(!result.response && isGuardRefusal(result.code) ? "refused" : "error", primary);
+  ctx.count(request, !result.response && isGuardRefusal(result.code) ? "refused" : "error", primary);
   return failureAnswer(result, status, request.method, config);
 }
 

@@ -86,7 +86,7 @@ export class Engine {
       config: o.config,
       clock: o.clock,
       nearTier: this.nearTier,
-      count: (kind, key) => this.count(kind, key),
+      count: (request, kind, key) => this.count(request, kind, key),
       relay: (request, status, kind) => this.relay(request, status, kind),
     };
   }
@@ -141,11 +141,11 @@ export class Engine {
         }
         const entry = decision.entry;
         if (decision.kind === "stale-while-revalidate") {
-          this.count("stale", primary);
+          this.count(request, "stale", primary);
           this.o.background(this.refresh(fill("background")));
           return answerFromEntry(entry, { hit: true, detail: "stale-while-revalidate" }, ask(request), now);
         }
-        this.count(entry.negative ? "negative" : "hit", primary);
+        this.count(request, entry.negative ? "negative" : "hit", primary);
         return answerFromEntry(
           entry,
           { hit: true, ...(entry.negative ? { detail: "negative" } : {}) },
@@ -231,12 +231,19 @@ export class Engine {
 
   /** Relays a request as it is, through the guard, streaming the answer (origin/relay.ts). */
   private async relay(request: EngineRequest, status: CacheStatus, kind: "bypass" | "pass"): Promise<EngineResponse> {
-    this.count(kind, undefined);
-    return relay({ config: this.o.config, forward: this.forward, originDeps: this.originDeps }, request, status);
+    const response = await relay(
+      { config: this.o.config, forward: this.forward, originDeps: this.originDeps },
+      request,
+      status,
+    );
+    // Counted once the origin answered, so its latency is the relay's.
+    this.count(request, kind, undefined);
+    return response;
   }
 
-  private count(kind: Parameters<Metrics["count"]>[0], key: string | undefined): void {
-    this.o.metrics?.count(kind, key);
+  /** Counts an answer by kind, and times it from `request.receivedAt` when the adapter took that reading. */
+  private count(request: EngineRequest, kind: Parameters<Metrics["count"]>[0], key: string | undefined): void {
+    this.o.metrics?.count(kind, key, request.receivedAt);
   }
 }
 

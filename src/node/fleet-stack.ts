@@ -39,7 +39,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const clock = options.clock ?? systemClock;
   const fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
-  const metrics = new Metrics(clock);
+  const metrics = new Metrics(clock, options.latencyTimer);
   const connection = new RedisConnection({ url: options.redisUrl, target: options.redis });
   const where = connection.describe();
   connection.onHealthChange((healthy) =>

@@ -2,15 +2,21 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
-import { ADMIN_PREFIX, AttemptLimiter, handleAdmin, statsSnapshot } from "../core/admin/admin.ts";
+import {
+  ADMIN_PREFIX,
+  AttemptLimiter,
+  handleAdmin,
+  PROMETHEUS_CONTENT_TYPE,
+  statsSnapshot,
+} from "../core/admin/admin.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import type { EngineRequest } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { hostRefusal } from "../core/http/request-check.ts";
+import { prometheusText } from "../core/admin/prometheus.ts";
 import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
-import { prometheusText } from "./prometheus.ts";
 import { localStack, type Stack } from "./stack.ts";
 
 export interface HandlerOptions {
@@ -57,6 +63,8 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     res.end("herdless internal error\n");
   };
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    // The latency histograms count from here (a number: nothing allocated).
+    const startedAt = stack.metrics.started();
     const original = (req as { originalUrl?: unknown }).originalUrl;
     if (typeof original === "string") req.url = original;
     // A request herdless cannot key or route (bad or repeated Host) gets a clear 400 first.
@@ -67,18 +75,18 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     }
     const admin = req.url?.startsWith(ADMIN_PREFIX) === true;
     try {
-      if (hits && !admin && hits.serve(req, res)) return;
+      if (hits && !admin && hits.serve(req, res, startedAt)) return;
     } catch (error) {
       fail(req, res)(error);
       return;
     }
-    (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res)).catch(fail(req, res));
+    (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res, startedAt)).catch(fail(req, res));
   };
   return Object.assign(handler, { stack, close: () => stack.close() });
 }
 
-async function serve(stack: Stack, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const response = await stack.engine.handle(toEngineRequest(req));
+async function serve(stack: Stack, req: IncomingMessage, res: ServerResponse, startedAt: number): Promise<void> {
+  const response = await stack.engine.handle(toEngineRequest(req, startedAt));
   await write(res, response);
 }
 
@@ -91,8 +99,16 @@ async function serveAdmin(
   const path = (req.url ?? "/").split("?")[0] ?? "/";
   // Prometheus scrapes without a token: counters only, no keys or URLs.
   if (path === `${ADMIN_PREFIX}metrics`) {
-    const body = prometheusText(stack, await stack.guard.snapshot());
-    res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "cache-control": "no-store" });
+    const body = prometheusText({
+      scope: "process",
+      counters: stack.metrics,
+      latency: stack.metrics.latency,
+      guard: await stack.guard.snapshot(),
+      inFlightHelp: "Origin requests in flight: this process alone, or the whole fleet when it shares Redis.",
+      cache: { bytes: stack.near.bytes, entries: stack.near.size, evictions: stack.near.evictions },
+      mode: { modes: MODES, current: stack.mode() },
+    });
+    res.writeHead(200, { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" });
     res.end(body);
     return;
   }
@@ -112,8 +128,9 @@ async function serveAdmin(
       tokenHint: "start herdless with --admin-token, HERDLESS_ADMIN_TOKEN or admin.token in the config file",
       purges: stack.purges,
       stats: async () =>
-        statsSnapshot(stack.metrics, await stack.guard.snapshot(), {
+        statsSnapshot(stack.metrics.view(), await stack.guard.snapshot(), {
           runtime: "node",
+          scope: { of: "process" },
           mode: stack.mode(),
           startedAt: stack.startedAt,
           now: stack.clock.now(),
@@ -151,7 +168,9 @@ async function readText(req: IncomingMessage, limit: number): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-function toEngineRequest(req: IncomingMessage): EngineRequest {
+const MODES = ["local", "redis", "degraded"] as const;
+
+function toEngineRequest(req: IncomingMessage, receivedAt: number): EngineRequest {
   const rawHeaders: [string, string][] = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2)
     rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
@@ -164,6 +183,7 @@ function toEngineRequest(req: IncomingMessage): EngineRequest {
     rawHeaders,
     body,
     clientAddress: req.socket.remoteAddress,
+    receivedAt,
   };
 }
 

@@ -55,8 +55,11 @@ export class HitPath {
     this.targets = new UrlTargets(o.config);
   }
 
-  /** Writes a fresh hit and returns true; false when the engine must answer. */
-  serve(req: IncomingMessage, res: ServerResponse): boolean {
+  /**
+   * Writes a fresh hit and returns true; false when the engine must answer. `startedAt`, a
+   * reading of `metrics.started()` when the request arrived, times it for the histograms.
+   */
+  serve(req: IncomingMessage, res: ServerResponse, startedAt?: number): boolean {
     const method = req.method;
     if (method !== "GET" && method !== "HEAD") return false;
     const headers = req.headers;
@@ -78,10 +81,10 @@ export class HitPath {
       now,
     );
     if (!entry) return false;
-    this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary);
     res.writeHead(entry.status, this.flatHeaders(entry, now));
     if (method === "HEAD") res.end();
     else res.end(this.body(entry));
+    this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary, startedAt);
     return true;
   }
 

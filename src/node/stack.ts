@@ -16,6 +16,8 @@ export interface StackOptions {
   logger: Logger;
   clock?: Clock;
   fetch?: FetchLike;
+  /** Times requests for the latency histograms (milliseconds); `performance.now()` by default, tests pass a ManualClock. */
+  latencyTimer?: Clock;
 }
 
 /** Everything one Node process runs: the engine and the parts the server reports on. */
@@ -42,7 +44,7 @@ export function localStack(options: StackOptions): Stack {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
-  const metrics = new Metrics(clock);
+  const metrics = new Metrics(clock, options.latencyTimer);
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const guard = new LocalGuard({ config, clock });
   const background = (work: Promise<unknown>) =>

@@ -42,6 +42,8 @@ export interface DataCenterOptions {
   ownIsolate?: boolean;
   /** Name that isolate (default: the data center's name), to simulate several per data center. */
   isolate?: string;
+  /** The deployment's stats object the isolate reports to (default "global"); a test's own keeps its counts apart. */
+  statsObject?: string;
 }
 
 export function dataCenter(name: string, testEnv: Env, clock?: Clock, options: DataCenterOptions = {}): DataCenter {
@@ -53,6 +55,7 @@ export function dataCenter(name: string, testEnv: Env, clock?: Clock, options: D
         cacheName: name,
         ...(clock ? { clock } : {}),
         ...(options.isolate || options.ownIsolate ? { isolate: options.isolate ?? name } : {}),
+        ...(options.statsObject ? { statsObject: options.statsObject } : {}),
       });
       const body = await res.text();
       return {

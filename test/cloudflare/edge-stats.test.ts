@@ -19,9 +19,17 @@ async function stats(dc: DataCenter): Promise<StatsSnapshot> {
   return JSON.parse(answer.body) as StatsSnapshot;
 }
 
+/** GETs `path` from `dc` and waits for its background work (a stats report, when one was due). */
+async function served(dc: DataCenter, path: string): Promise<string> {
+  const answer = await dc.get(path);
+  expect(answer.status).toBe(200);
+  await answer.settled;
+  return answer.cacheStatus;
+}
+
 // This file's own workerd: opening the deployment's ("global") breaker here affects no other test file.
 describe("GET /__herdless/stats on Workers", () => {
-  it("counts this isolate's traffic (hits, misses, origin calls) and shows the deployment's breaker", async () => {
+  it("counts the whole deployment's traffic (hits, misses, origin calls) and shows the deployment's breaker", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
     const testEnv = edgeEnv(origin.url, {
       admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 },
@@ -37,6 +45,7 @@ describe("GET /__herdless/stats on Workers", () => {
     expect(before).toMatchObject({
       runtime: "cloudflare",
       mode: "durable-objects",
+      scope: { of: "deployment", reportIntervalMs: 10_000 },
       requests: 0,
       originRequests: 0,
       breaker: "closed",
@@ -46,18 +55,19 @@ describe("GET /__herdless/stats on Workers", () => {
 
     for (let i = 0; i < 3; i++) expect((await dc!.get("/a")).status).toBe(200);
     expect((await dc!.get("/b")).status).toBe(200);
-    // Another isolate's traffic is not in this isolate's counters.
-    expect((await other!.get("/a")).status).toBe(200);
+    // Another isolate's traffic reaches the totals with its report (its first request's).
+    await served(other!, "/a");
     const warm = await stats(dc!);
-    expect(warm.served).toMatchObject({ hit: 2, miss: 2, error: 0 });
+    expect(warm.scope).toMatchObject({ of: "deployment", isolates: 2 });
+    expect(warm.served).toMatchObject({ hit: 2, miss: 3, error: 0 });
     expect(warm).toMatchObject({
-      requests: 4,
-      hitRatio: 0.5,
+      requests: 5,
+      hitRatio: 0.4,
       originRequests: 2,
       origin: { "200": 2, error: 0 },
       breaker: "closed",
     });
-    expect(warm.topKeys[0]).toEqual({ key: "GET https://edge.test/a", requests: 3 });
+    expect(warm.topKeys[0]).toEqual({ key: "GET https://edge.test/a", requests: 4 });
     expect(warm.series.reduce((sum, s) => sum + s.origin, 0)).toBe(2);
     expect(await origin.count()).toBe(2);
 
@@ -70,10 +80,9 @@ describe("GET /__herdless/stats on Workers", () => {
     expect(refused.cacheStatus).toMatch(/detail=breaker-open/);
     expect(await origin.count()).toBe(4);
     const open = await stats(dc!);
-    expect(open.served).toMatchObject({ hit: 2, miss: 2, error: 2, refused: 1 });
-    expect(open).toMatchObject({ requests: 7, originRequests: 4, origin: { "200": 2, error: 2 }, breaker: "open" });
-    // The breaker is the deployment's: every isolate reports it.
-    expect((await stats(other!)).breaker).toBe("open");
-    expect((await stats(other!)).served).toMatchObject({ miss: 1, hit: 0 });
+    expect(open.served).toMatchObject({ hit: 2, miss: 3, error: 2, refused: 1 });
+    expect(open).toMatchObject({ requests: 8, originRequests: 4, origin: { "200": 2, error: 2 }, breaker: "open" });
+    // Every isolate answers with the deployment's numbers and breaker.
+    expect(await stats(other!)).toMatchObject({ breaker: "open", requests: 8, served: { miss: 3, hit: 2 } });
   });
 });

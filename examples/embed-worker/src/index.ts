@@ -3,7 +3,7 @@
 import { handle, type Env } from "herdless/cloudflare";
 
 // The Durable Objects herdless's handler talks to, bound in wrangler.jsonc.
-export { KeyCoordinatorObject, OriginGuardObject, PurgeRegistryObject } from "herdless/cloudflare";
+export { KeyCoordinatorObject, OriginGuardObject, PurgeRegistryObject, StatsObject } from "herdless/cloudflare";
 
 export default {
   async fetch(request, env, ctx) {

@@ -27,9 +27,9 @@ function setup(token: string | null = TOKEN) {
     attempts: new AttemptLimiter(),
     stats: async () =>
       statsSnapshot(
-        metrics,
+        metrics.view(),
         { breaker: "closed", inFlight: 0, queued: 0 },
-        { runtime: "node", mode: "local", startedAt: 0, now: clock.now() },
+        { runtime: "node", mode: "local", startedAt: 0, now: clock.now(), scope: { of: "process" } },
       ),
   };
   return { ctx, purges, metrics, clock };

@@ -1,12 +1,15 @@
 import type { GuardSnapshot } from "../guard/origin-guard.ts";
 import { parsePurgeCommand, type PurgeRegistry } from "./purge.ts";
-import type { Metrics } from "./metrics.ts";
+import { hitRatioOf, originRequestsOf, requestsOf, type CounterView } from "./metrics.ts";
+import type { ReporterView } from "./deployment-stats.ts";
 import { dashboardHtml, loginHtml } from "./dashboard.ts";
 import { AttemptLimiter, createSession, SESSION_TTL_MS, sessionValid, tokenMatches } from "./auth.ts";
 
 export { AttemptLimiter, tokenMatches };
 
 export const ADMIN_PREFIX = "/__herdless/";
+/** The Prometheus text exposition format, version 0.0.4. */
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const COOKIE = "herdless_admin";
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -37,8 +40,10 @@ export interface StatsSnapshot {
   now: number;
   requests: number;
   hitRatio: number;
-  served: Metrics["served"];
-  origin: Metrics["origin"];
+  /** Whose counters these are: see {@link StatsScope}. */
+  scope: StatsScope;
+  served: CounterView["served"];
+  origin: CounterView["origin"];
   originRequests: number;
   /** Origin requests in the last complete second. */
   originPerSecond: number;
@@ -46,15 +51,44 @@ export interface StatsSnapshot {
   originInFlight: number;
   queueDepth: number;
   topKeys: { key: string; requests: number }[];
-  series: ReturnType<Metrics["series"]>;
+  series: CounterView["series"];
   cache?: { entries: number; bytes: number; evictions: number };
 }
+
+/**
+ * Whose numbers the counters of a snapshot (requests, served, origin, series, top keys) are.
+ * The breaker, origin requests in flight and queue come from the guard, whatever the scope.
+ */
+export type StatsScope =
+  /** One Node process (a fleet member counts only its own requests). */
+  | { of: "process" }
+  /** One Worker isolate: the deployment's totals could not be read (`reason` says why). */
+  | { of: "isolate"; reason: string }
+  /**
+   * The whole Worker deployment: every isolate's counters as it last reported them (each
+   * reports at most once per `reportIntervalMs`; the answering isolate's are current).
+   */
+  | {
+      of: "deployment";
+      reportIntervalMs: number;
+      /** Isolates that reported in the last ten minutes. */
+      isolates: number;
+      newestReportAt: number;
+      oldestReportAt: number;
+      /** Those isolates, most recent report first (at most 20). */
+      reporters: ReporterView[];
+    };
 
 export interface AdminContext {
   /** The operator's token; undefined disables the admin API. */
   token: string | undefined;
   purges: PurgeRegistry;
   stats(): Promise<StatsSnapshot>;
+  /**
+   * The Prometheus text for `GET /__herdless/metrics` behind the token (Workers). Node serves
+   * its metrics before the admin API, without a token, and leaves this unset.
+   */
+  metrics?: () => Promise<string>;
   /** Where the token is set, for the "disabled" message. */
   tokenHint: string;
   /** The time (session expiry, guess brake). */
@@ -91,6 +125,12 @@ export async function handleAdmin(request: AdminRequest, ctx: AdminContext): Pro
       ["www-authenticate", 'Bearer realm="herdless"'],
     ]);
   if (route === `GET ${ADMIN_PREFIX}stats`) return json(200, await ctx.stats());
+  if (route === `GET ${ADMIN_PREFIX}metrics` && ctx.metrics)
+    return {
+      status: 200,
+      headers: [["content-type", PROMETHEUS_CONTENT_TYPE], NO_STORE, ...SECURITY_HEADERS],
+      body: await ctx.metrics(),
+    };
   if (route === `POST ${ADMIN_PREFIX}purge`) {
     if (auth.kind === "session" && !sameOrigin(request))
       return json(403, {
@@ -99,7 +139,7 @@ export async function handleAdmin(request: AdminRequest, ctx: AdminContext): Pro
     return purge(request, ctx);
   }
   return json(404, {
-    error: `no admin route ${route}; routes: GET ${ADMIN_PREFIX}, GET ${ADMIN_PREFIX}stats, POST ${ADMIN_PREFIX}purge`,
+    error: `no admin route ${route}; routes: GET ${ADMIN_PREFIX}, GET ${ADMIN_PREFIX}stats, ${ctx.metrics ? `GET ${ADMIN_PREFIX}metrics, ` : ""}POST ${ADMIN_PREFIX}purge`,
   });
 }
 
@@ -259,26 +299,26 @@ function html(status: number, body: string): AdminResponse {
   };
 }
 
-/** Builds the stats snapshot from a runtime's counters. */
+/** Builds the stats snapshot from counters (a process's, an isolate's or a deployment's; `base.scope` says which). */
 export function statsSnapshot(
-  metrics: Metrics,
+  counters: CounterView,
   guard: GuardSnapshot,
-  base: Pick<StatsSnapshot, "runtime" | "mode" | "startedAt" | "now" | "cache">,
+  base: Pick<StatsSnapshot, "runtime" | "mode" | "startedAt" | "now" | "cache" | "scope">,
 ): StatsSnapshot {
-  const series = metrics.series();
+  const series = counters.series;
   const lastComplete = series.filter((s) => s.at < Math.floor(base.now / 1000) * 1000).at(-1);
   return {
     ...base,
-    requests: metrics.requests,
-    hitRatio: metrics.hitRatio,
-    served: metrics.served,
-    origin: metrics.origin,
-    originRequests: metrics.originRequests,
+    requests: requestsOf(counters.served),
+    hitRatio: hitRatioOf(counters.served),
+    served: counters.served,
+    origin: counters.origin,
+    originRequests: originRequestsOf(counters.origin),
     originPerSecond: lastComplete?.origin ?? 0,
     breaker: guard.breaker,
     originInFlight: guard.inFlight,
     queueDepth: guard.queued,
-    topKeys: metrics.topKeys(10),
+    topKeys: counters.topKeys,
     series,
   };
 }

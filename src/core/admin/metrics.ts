@@ -1,4 +1,5 @@
 import type { Clock } from "../clock.ts";
+import { LatencyHistograms } from "./latency.ts";
 
 /** How a request was answered, for counting. */
 export type ServeKind =
@@ -6,7 +7,7 @@ export type ServeKind =
 
 export type OriginOutcomeKind = "200" | "304" | "other" | "5xx" | "error";
 
-const SERVE_KINDS: ServeKind[] = [
+export const SERVE_KINDS: readonly ServeKind[] = [
   "hit",
   "stale",
   "stale-if-error",
@@ -18,32 +19,84 @@ const SERVE_KINDS: ServeKind[] = [
   "error",
   "refused",
 ];
-const ORIGIN_KINDS: OriginOutcomeKind[] = ["200", "304", "other", "5xx", "error"];
+export const ORIGIN_KINDS: readonly OriginOutcomeKind[] = ["200", "304", "other", "5xx", "error"];
 const WINDOW_SECONDS = 120;
 
+/** One second of the live series: answers by kind and origin requests. */
+export interface SecondCounts {
+  at: number;
+  served: Partial<Record<ServeKind, number>>;
+  origin: number;
+}
+
+/** What the stats and the metrics endpoint show, whether one process's, one isolate's or a deployment's. */
+export interface CounterView {
+  served: Record<ServeKind, number>;
+  origin: Record<OriginOutcomeKind, number>;
+  /** Per-second series, oldest first, for the last two minutes. */
+  series: SecondCounts[];
+  topKeys: { key: string; requests: number }[];
+}
+
+export function zeroServed(): Record<ServeKind, number> {
+  return Object.fromEntries(SERVE_KINDS.map((k) => [k, 0])) as Record<ServeKind, number>;
+}
+
+export function zeroOrigin(): Record<OriginOutcomeKind, number> {
+  return Object.fromEntries(ORIGIN_KINDS.map((k) => [k, 0])) as Record<OriginOutcomeKind, number>;
+}
+
+export function requestsOf(served: Record<ServeKind, number>): number {
+  return SERVE_KINDS.reduce((sum, kind) => sum + served[kind], 0);
+}
+
+export function originRequestsOf(origin: Record<OriginOutcomeKind, number>): number {
+  return ORIGIN_KINDS.reduce((sum, kind) => sum + origin[kind], 0);
+}
+
+/** Share of cacheable requests answered without waiting on the origin. */
+export function hitRatioOf(s: Record<ServeKind, number>): number {
+  const answered = s.hit + s.stale + s["stale-if-error"] + s.negative;
+  const cacheable = answered + s.miss + s.collapsed;
+  return cacheable === 0 ? 0 : answered / cacheable;
+}
+
+/** A monotonic millisecond timer for latencies (not the wall clock: it must not jump). */
+const performanceTimer: Clock = { now: () => performance.now() };
+
 /**
- * Counters of one process or isolate: served answers by kind, origin calls by outcome, and
- * per-second series over the last two minutes for live charts. Cheap on the hot path: a
- * few integer increments.
+ * Counters of one process or isolate: served answers by kind, origin calls by outcome,
+ * per-second series over the last two minutes for live charts, and latency histograms by
+ * kind. Cheap on the hot path: a few integer increments, no allocation.
  */
 export class Metrics {
-  readonly served: Record<ServeKind, number> = Object.fromEntries(SERVE_KINDS.map((k) => [k, 0])) as Record<
-    ServeKind,
-    number
-  >;
-  readonly origin: Record<OriginOutcomeKind, number> = Object.fromEntries(ORIGIN_KINDS.map((k) => [k, 0])) as Record<
-    OriginOutcomeKind,
-    number
-  >;
+  readonly served: Record<ServeKind, number> = zeroServed();
+  readonly origin: Record<OriginOutcomeKind, number> = zeroOrigin();
+  /** Time from arrival to the answer's head, by result; fed by requests that carry a start reading. */
+  readonly latency = new LatencyHistograms(SERVE_KINDS);
   private readonly keyCounts = new Map<string, number>();
-  private readonly seconds: { at: number; served: Partial<Record<ServeKind, number>>; origin: number }[] = [];
+  private readonly seconds: SecondCounts[] = [];
 
-  constructor(private readonly clock: Clock) {}
+  /**
+   * @param clock the wall clock (series are per wall-clock second)
+   * @param timer the latency timer, in milliseconds; `performance.now()` by default, tests pass a ManualClock
+   */
+  constructor(
+    private readonly clock: Clock,
+    private readonly timer: Clock = performanceTimer,
+  ) {}
 
-  count(kind: ServeKind, key?: string): void {
+  /** A reading of the latency timer when a request arrives; pass it to {@link count} to time the request. */
+  started(): number {
+    return this.timer.now();
+  }
+
+  count(kind: ServeKind, key?: string, startedAt?: number): void {
     this.served[kind]++;
-    this.bucket().served[kind] = (this.bucket().served[kind] ?? 0) + 1;
+    const bucket = this.bucket();
+    bucket.served[kind] = (bucket.served[kind] ?? 0) + 1;
     if (key !== undefined) this.countKey(key);
+    if (startedAt !== undefined) this.latency.observe(kind, (this.timer.now() - startedAt) / 1000);
   }
 
   originCall(outcome: OriginOutcomeKind): void {
@@ -52,19 +105,16 @@ export class Metrics {
   }
 
   get requests(): number {
-    return SERVE_KINDS.reduce((sum, kind) => sum + this.served[kind], 0);
+    return requestsOf(this.served);
   }
 
   get originRequests(): number {
-    return ORIGIN_KINDS.reduce((sum, kind) => sum + this.origin[kind], 0);
+    return originRequestsOf(this.origin);
   }
 
   /** Share of cacheable requests answered without waiting on the origin. */
   get hitRatio(): number {
-    const s = this.served;
-    const answered = s.hit + s.stale + s["stale-if-error"] + s.negative;
-    const cacheable = answered + s.miss + s.collapsed;
-    return cacheable === 0 ? 0 : answered / cacheable;
+    return hitRatioOf(this.served);
   }
 
   /** The most requested keys since start (bounded: counting is capped at 10,000 distinct keys). */
@@ -76,9 +126,14 @@ export class Metrics {
   }
 
   /** Per-second series, oldest first, for the last two minutes. */
-  series(): { at: number; served: Partial<Record<ServeKind, number>>; origin: number }[] {
+  series(): SecondCounts[] {
     const cutoff = Math.floor(this.clock.now() / 1000) * 1000 - WINDOW_SECONDS * 1000;
     return this.seconds.filter((s) => s.at > cutoff);
+  }
+
+  /** These counters as the stats show them. */
+  view(): CounterView {
+    return { served: this.served, origin: this.origin, series: this.series(), topKeys: this.topKeys(10) };
   }
 
   private countKey(key: string): void {
@@ -87,7 +142,7 @@ export class Metrics {
     else if (this.keyCounts.size < 10_000) this.keyCounts.set(key, 1);
   }
 
-  private bucket() {
+  private bucket(): SecondCounts {
     const at = Math.floor(this.clock.now() / 1000) * 1000;
     let last = this.seconds[this.seconds.length - 1];
     if (!last || last.at !== at) {

@@ -14,6 +14,8 @@ export interface EngineRequest {
   /** The client's address, for X-Forwarded-For, when the runtime knows it. */
   clientAddress?: string | undefined;
   body?: ReadableStream<Uint8Array> | Uint8Array | null;
+  /** A reading of `metrics.started()` when the request arrived: the answer is timed in the latency histograms. */
+  receivedAt?: number | undefined;
 }
 
 /** What the engine answers; adapters write it to their socket or wrap it in a Response. */
