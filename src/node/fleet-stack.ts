@@ -16,7 +16,7 @@ import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
 import { RedisStore } from "./redis/store.ts";
 import type { RedisTarget } from "./redis/target.ts";
-import type { Stack, StackOptions } from "./stack.ts";
+import { originCall, type Stack, type StackOptions } from "./stack.ts";
 
 export interface FleetStackOptions extends StackOptions {
   /** One Redis URL, a `redis+sentinel://` URL or a Cluster node list (see parseRedisTarget). */
@@ -37,7 +37,7 @@ export interface FleetStackOptions extends StackOptions {
 export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
-  const fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+  const { fetch, decodes } = originCall(options);
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
   const metrics = new Metrics(clock, options.latencyTimer);
   const connection = new RedisConnection({ url: options.redisUrl, target: options.redis });
@@ -101,6 +101,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     leases: new RedisLeaseManager({ connection, prefix, clock }),
     guard,
     fetch,
+    ...(decodes ? { decodes } : {}),
     background,
     onOriginCall,
     announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
@@ -132,6 +133,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     // The fleet guard: without Redis it admits within this process's share.
     guard,
     fetch,
+    ...(decodes ? { decodes } : {}),
     background,
     onOriginCall,
   });
@@ -143,6 +145,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     fallback,
     guard,
     fetch,
+    ...(decodes ? { decodes } : {}),
     background,
     metrics,
     purges: () => purges.current(),

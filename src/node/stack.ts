@@ -5,19 +5,32 @@ import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { Metrics } from "../core/admin/metrics.ts";
-import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { ContentDecoding, FetchLike } from "../core/origin/origin-client.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/admin/purge.ts";
 import { LruStore } from "../core/store/lru-store.ts";
 import type { Logger } from "./logger.ts";
+import { nodeDecoding, nodeOriginFetch } from "./origin-fetch.ts";
 
 export interface StackOptions {
   config: Config;
   logger: Logger;
   clock?: Clock;
+  /** The origin call; {@link nodeOriginFetch} by default (it sends the Host that origin.hostHeader picks). */
   fetch?: FetchLike;
   /** Times requests for the latency histograms (milliseconds); `performance.now()` by default, tests pass a ManualClock. */
   latencyTimer?: Clock;
+  /** Which Content-Encodings `fetch` decodes; with the default fetch, none; with another, undici's rule. */
+  decodes?: ContentDecoding;
+}
+
+/** The origin call of a stack and the decoding that goes with it. */
+export function originCall(options: Pick<StackOptions, "fetch" | "decodes">): {
+  fetch: FetchLike;
+  decodes?: ContentDecoding;
+} {
+  if (options.fetch === undefined) return { fetch: nodeOriginFetch, decodes: options.decodes ?? nodeDecoding };
+  return { fetch: options.fetch, ...(options.decodes ? { decodes: options.decodes } : {}) };
 }
 
 /** Everything one Node process runs: the engine and the parts the server reports on. */
@@ -43,7 +56,7 @@ export interface Stack {
 export function localStack(options: StackOptions): Stack {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
-  const fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+  const { fetch, decodes } = originCall(options);
   const metrics = new Metrics(clock, options.latencyTimer);
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const guard = new LocalGuard({ config, clock });
@@ -56,6 +69,7 @@ export function localStack(options: StackOptions): Stack {
     leases: new MemoryLeaseManager(clock),
     guard,
     fetch,
+    ...(decodes ? { decodes } : {}),
     background,
     onOriginCall: (event) => metrics.originCall(event.outcome),
   });
@@ -67,6 +81,7 @@ export function localStack(options: StackOptions): Stack {
     coordinator,
     guard,
     fetch,
+    ...(decodes ? { decodes } : {}),
     background,
     metrics,
     purges: () => purges.current(),

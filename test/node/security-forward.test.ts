@@ -207,6 +207,32 @@ describe("attacks on what reaches the origin (Node)", () => {
   });
 });
 
+describe("RFC 9110 §7.2 on Node: the Host the origin sees follows origin.hostHeader", () => {
+  it("origin (default): the origin's own; client: the visitor's, per site; a name: that name, on fills and relays", async () => {
+    const origin = await reflectingOrigin();
+    const own = await herdless(origin.url);
+    const client = await herdless(origin.url, { origin: { url: origin.url, hostHeader: "client" } });
+    const fixed = await herdless(origin.url, { origin: { url: origin.url, hostHeader: "www.example.com" } });
+    const originHost = new URL(origin.url).host;
+
+    expect((await send(own, "/h")).body).toContain(`host=${originHost} `);
+    // Two sites behind one origin (name-based virtual hosts): each gets its own page, cached apart.
+    expect((await send(client, "/h")).body).toContain("host=shop.test ");
+    expect((await send(client, "/h", { headers: { host: "blog.test" } })).body).toContain("host=blog.test ");
+    expect((await send(client, "/h")).body).toContain("host=shop.test ");
+    expect((await send(fixed, "/h")).body).toContain("host=www.example.com ");
+    // A relayed request (unsafe method) carries the same Host as a fill.
+    expect((await send(client, "/post", { method: "POST", body: "x" })).body).toContain("host=shop.test ");
+    expect(origin.seen.map((s) => s.headers.host)).toEqual([
+      originHost,
+      "shop.test",
+      "blog.test",
+      "www.example.com",
+      "shop.test",
+    ]);
+  });
+});
+
 describe("requests herdless cannot serve correctly are refused clearly (Node)", () => {
   it("an invalid Host is a 400, never a 500, and the victim's next request is served", async () => {
     const origin = await reflectingOrigin();

@@ -1,0 +1,87 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { Readable } from "node:stream";
+import type { ContentDecoding, FetchLike } from "../core/origin/origin-client.ts";
+
+// Connections to the origin are reused: one origin, many requests.
+const httpAgent = new HttpAgent({ keepAlive: true });
+const httpsAgent = new HttpsAgent({ keepAlive: true });
+
+/** RFC 9110 §6.4.1: these statuses never carry content (and a Response refuses a body for them). */
+const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
+
+/**
+ * Node's origin `fetch`, on `node:http` rather than the global `fetch`: the global one sets
+ * `Host` from the URL whatever the request says, so `origin.hostHeader: client` or a fixed
+ * name could never reach an origin that serves several sites by host name. This one sends
+ * the headers it is given as they are (`Host` included), never follows redirects, streams
+ * both bodies, and stops at the caller's `AbortSignal` (the deadline of fetchOrigin). It
+ * decodes no Content-Encoding: the bytes and their label pass through together
+ * ({@link nodeDecoding}).
+ *
+ * @example
+ * const stack = localStack({ config, logger, fetch: nodeOriginFetch, decodes: nodeDecoding });
+ */
+export const nodeOriginFetch: FetchLike = (url, init) =>
+  new Promise<Response>((resolve, reject) => {
+    const target = new URL(url);
+    const secure = target.protocol === "https:";
+    const signal = init.signal ?? undefined;
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const headers: [string, string][] = [];
+    new Headers(init.headers).forEach((value, name) => headers.push([name, value]));
+    // The origin's own host unless the caller chose another (origin.hostHeader).
+    if (!headers.some(([name]) => name === "host")) headers.unshift(["host", target.host]);
+    const outgoing = (secure ? httpsRequest : httpRequest)(target, {
+      method: init.method ?? "GET",
+      // Arrays keep the caller's names, order and Host as given (no default Host is added then).
+      headers: headers.flat(),
+      agent: secure ? httpsAgent : httpAgent,
+      ...(signal ? { signal } : {}),
+    });
+    outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : error));
+    outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
+    const body = init.body;
+    if (body === null || body === undefined) outgoing.end();
+    else if (body instanceof ReadableStream)
+      Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>).pipe(outgoing);
+    else if (typeof body === "string" || body instanceof Uint8Array) outgoing.end(body);
+    else if (body instanceof ArrayBuffer) outgoing.end(new Uint8Array(body));
+    else {
+      outgoing.destroy();
+      reject(new TypeError("nodeOriginFetch sends string, bytes or stream bodies"));
+    }
+  });
+
+function toResponse(incoming: IncomingMessage, method: string): Response {
+  const status = incoming.statusCode ?? 0;
+  const headers = new Headers();
+  const raw = incoming.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    try {
+      headers.append(raw[i]!, raw[i + 1]!);
+    } catch {
+      // A field no Headers can hold (a name that is not a token): dropped, as fetch drops it.
+    }
+  }
+  const noBody = method === "HEAD" || NULL_BODY_STATUSES.has(status) || status < 200 || status > 599;
+  if (noBody) incoming.resume();
+  const body = noBody ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>);
+  if (status >= 200 && status <= 599) return new Response(body, { status, headers });
+  // A status no Response can be built with (fetchOrigin answers those with a clean 502):
+  // carried on a placeholder so the caller sees what the origin said.
+  const odd = new Response(null, { status: 200, headers });
+  Object.defineProperty(odd, "status", { value: status });
+  return odd;
+}
+
+/**
+ * {@link nodeOriginFetch} decodes nothing: every body arrives with the Content-Encoding it has.
+ *
+ * @example
+ * bodyWasDecoded("gzip", nodeDecoding); // false
+ */
+export const nodeDecoding: ContentDecoding = () => false;
