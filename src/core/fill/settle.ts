@@ -3,7 +3,7 @@ import { routeFor, type Config } from "../config.ts";
 import type { FillRequest } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
-import { storability, type Storability } from "../http/freshness.ts";
+import { storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";

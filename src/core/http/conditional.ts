@@ -4,7 +4,7 @@
  * entry and answers 304 or 412 itself when the stored representation decides the question.
  */
 import type { Entry } from "./entry.ts";
-import { parseHttpDate } from "./freshness.ts";
+import { parseHttpDate } from "./http-date.ts";
 import type { HeaderReader } from "./http.ts";
 
 /** An entity-tag (RFC 9110 §8.8.3): its opaque part, quotes included, and whether it is weak. */

@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor, type ConfigInput } from "../config.ts";
-import {
-  effectiveDirectives,
-  hasExplicitFreshness,
-  HEURISTICALLY_CACHEABLE,
-  lifetimes,
-  MAX_LIFETIME_MS,
-  parseHttpDate,
-  storability,
-  storedFields,
-  type OriginResponseInfo,
-} from "./freshness.ts";
+import { effectiveDirectives, lifetimes, MAX_LIFETIME_MS, type OriginResponseInfo } from "./freshness.ts";
+import { storability } from "./storability.ts";
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const HTTP_T0 = "Wed, 01 Jan 2025 12:00:00 GMT";
@@ -41,42 +32,6 @@ function store(
   return storability(opts.method ?? "GET", opts.auth ?? false, opts.cookie ?? false, res(headers, opts.status), route);
 }
 
-describe("RFC 9110 §5.6.7 HTTP-date", () => {
-  it("parses IMF-fixdate, RFC 850 and asctime to the same instant", () => {
-    const at = Date.UTC(1994, 10, 6, 8, 49, 37);
-    expect(parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT")).toBe(at);
-    expect(parseHttpDate("Sunday, 06-Nov-94 08:49:37 GMT")).toBe(at);
-    expect(parseHttpDate("Sun Nov  6 08:49:37 1994")).toBe(at);
-  });
-
-  it("reads two-digit RFC 850 years below 70 as 20xx", () => {
-    expect(parseHttpDate("Wednesday, 01-Jan-25 12:00:00 GMT")).toBe(T0);
-  });
-
-  it.each([
-    null,
-    "0",
-    "-1",
-    "",
-    "tomorrow",
-    "Sun, 31 Feb 2025 00:00:00 GMT",
-    "Sun, 06 Nov 1994 24:00:00 GMT",
-    "Sun, 06 Nov 1994 08:49:37 UTC",
-    "1994-11-06T08:49:37Z",
-  ])("rejects %j", (value) => expect(parseHttpDate(value)).toBeUndefined());
-
-  it("RFC 9111 §4.2: matches dates case-insensitively, as a cache recipient should", () => {
-    expect(parseHttpDate("Sun, 06 nov 1994 08:49:37 GMT")).toBe(784111777000);
-    expect(parseHttpDate("SUN, 06 NOV 1994 08:49:37 gmt")).toBe(784111777000);
-    expect(parseHttpDate("sunday, 06-NOV-94 08:49:37 GMT")).toBe(784111777000);
-    expect(parseHttpDate("SUN NOV  6 08:49:37 1994")).toBe(784111777000);
-  });
-
-  it("accepts a leap second", () => {
-    expect(parseHttpDate("Wed, 31 Dec 2025 23:59:60 GMT")).toBe(Date.UTC(2026, 0, 1));
-  });
-});
-
 describe("RFC 9213 §2.1 CDN-Cache-Control", () => {
   it("replaces Cache-Control entirely when present", () => {
     const d = effectiveDirectives(
@@ -96,84 +51,6 @@ describe("RFC 9213 §2.1 CDN-Cache-Control", () => {
       storable: false,
       reason: "no-store",
     });
-  });
-});
-
-describe("RFC 9111 §3 storing responses", () => {
-  it("stores a plain 200 to GET", () => expect(store({})).toEqual({ storable: true }));
-
-  it("stores GET only", () => {
-    expect(store({}, { method: "HEAD" })).toEqual({ storable: false, reason: "method" });
-    expect(store({}, { method: "POST" })).toEqual({ storable: false, reason: "method" });
-  });
-
-  it.each([
-    [{ "cache-control": "no-store" }, "no-store"],
-    [{ "cache-control": "public, max-age=60, no-store" }, "no-store"],
-    [{ "cache-control": "private" }, "private"],
-    [{ "set-cookie": "sid=1", "cache-control": "public, max-age=60" }, "set-cookie"],
-    [{ vary: "*" }, "vary-star"],
-    [{ vary: "accept-encoding, *" }, "vary-star"],
-  ] as const)("refuses %j: %s", (headers, reason) => {
-    expect(store(headers)).toEqual({ storable: false, reason });
-  });
-
-  it("never stores 206 or 304", () => {
-    expect(store({ "cache-control": "max-age=60" }, { status: 206 })).toEqual({ storable: false, reason: "partial" });
-    expect(store({ "cache-control": "max-age=60" }, { status: 304 })).toEqual({ storable: false, reason: "status" });
-  });
-
-  it("stores heuristically cacheable statuses without explicit freshness", () => {
-    for (const status of HEURISTICALLY_CACHEABLE) expect(store({}, { status })).toEqual({ storable: true });
-  });
-
-  it("stores other statuses only with explicit freshness", () => {
-    expect(store({}, { status: 302 })).toEqual({ storable: false, reason: "status" });
-    expect(store({}, { status: 500 })).toEqual({ storable: false, reason: "status" });
-    expect(store({ "cache-control": "max-age=60" }, { status: 302 })).toEqual({ storable: true });
-    expect(store({ "cache-control": "s-maxage=60" }, { status: 307 })).toEqual({ storable: true });
-    expect(store({ expires: HTTP_T0 }, { status: 302 })).toEqual({ storable: true });
-  });
-
-  it("does not let a forced TTL override no-store, private, Set-Cookie, Vary: * or 206", () => {
-    const defaults = { forceTtlMs: 60_000 };
-    expect(store({ "cache-control": "no-store" }, { defaults })).toMatchObject({ reason: "no-store" });
-    expect(store({ "cache-control": "private" }, { defaults })).toMatchObject({ reason: "private" });
-    expect(store({ "set-cookie": "a=b" }, { defaults })).toMatchObject({ reason: "set-cookie" });
-    expect(store({ vary: "*" }, { defaults })).toMatchObject({ reason: "vary-star" });
-    expect(store({}, { defaults, status: 206 })).toMatchObject({ reason: "partial" });
-  });
-});
-
-describe("RFC 9111 §3.5 requests with credentials", () => {
-  it("does not share responses to Authorization requests by default", () => {
-    expect(store({ "cache-control": "max-age=60" }, { auth: true })).toEqual({
-      storable: false,
-      reason: "authorization",
-    });
-  });
-
-  it.each(["public", "s-maxage=60", "max-age=60, must-revalidate"])(
-    "shares an Authorization response marked %s",
-    (cc) => {
-      expect(store({ "cache-control": cc }, { auth: true })).toEqual({ storable: true });
-    },
-  );
-
-  it("never shares responses to Cookie requests, even when public", () => {
-    expect(store({ "cache-control": "public, s-maxage=60, must-revalidate" }, { cookie: true })).toEqual({
-      storable: false,
-      reason: "authorization",
-    });
-    expect(store({ "cache-control": "public" }, { cookie: true, auth: true })).toEqual({
-      storable: false,
-      reason: "authorization",
-    });
-  });
-
-  it("shares both when the route sets cacheAuthorized", () => {
-    const defaults = { cacheAuthorized: true };
-    expect(store({}, { cookie: true, auth: true, defaults })).toEqual({ storable: true });
   });
 });
 
@@ -379,66 +256,6 @@ describe("RFC 9213 §2.2 an invalid CDN-Cache-Control is ignored entirely", () =
     expect(life({ "cdn-cache-control": "max-age=0", expires: future, date: HTTP_T0 }).staleAt).toBe(T0);
     expect(life({ "cdn-cache-control": "public", expires: future, date: HTTP_T0 }).staleAt).toBe(T0);
     expect(life({ "cdn-cache-control": "max-age=10, junk", "cache-control": "max-age=1" }).staleAt).toBe(T0 + 10 * S);
-  });
-});
-
-describe("RFC 9111 §5.2.2.3 must-understand", () => {
-  it("lets a cache that understands the status ignore no-store", () => {
-    expect(store({ "cache-control": "must-understand, no-store, max-age=60" })).toEqual({ storable: true });
-  });
-
-  it("refuses a status the cache does not understand, even with explicit freshness", () => {
-    expect(store({ "cache-control": "must-understand, no-store, max-age=60" }, { status: 299 })).toEqual({
-      storable: false,
-      reason: "must-understand",
-    });
-    expect(store({ "cache-control": "must-understand, max-age=60" }, { status: 299 })).toEqual({
-      storable: false,
-      reason: "must-understand",
-    });
-  });
-});
-
-describe("RFC 9111 §5.2.2.7 qualified private, §5.2.2.4 qualified no-cache", () => {
-  it("stores the response without the named fields", () => {
-    expect(store({ "cache-control": 'private="x-user", max-age=60' })).toEqual({ storable: true });
-    expect(
-      storedFields([
-        ["cache-control", 'private="X-User", no-cache="x-b", max-age=60'],
-        ["x-user", "ann"],
-        ["x-b", "2"],
-        ["x-c", "3"],
-      ]),
-    ).toEqual([
-      ["cache-control", 'private="X-User", no-cache="x-b", max-age=60'],
-      ["x-c", "3"],
-    ]);
-  });
-
-  it("stores a response whose Set-Cookie is named by private=, never the cookie", () => {
-    expect(store({ "cache-control": 'private="set-cookie", max-age=60', "set-cookie": "sid=1" })).toEqual({
-      storable: true,
-    });
-    expect(storedFields([["set-cookie", "sid=1"]])).toEqual([]);
-  });
-});
-
-describe("RFC 9111 §3 error statuses", () => {
-  it("stores a 5xx with explicit freshness (max-age, s-maxage or Expires)", () => {
-    expect(store({ "cache-control": "max-age=60" }, { status: 500 })).toEqual({ storable: true });
-    expect(store({ "cache-control": "s-maxage=60" }, { status: 503 })).toEqual({ storable: true });
-    expect(store({ expires: HTTP_T0, date: HTTP_T0 }, { status: 502 })).toEqual({ storable: true });
-    expect(hasExplicitFreshness(new Headers({ "cache-control": "no-cache" }))).toBe(false);
-  });
-});
-
-describe("RFC 9110 §5.5 malformed origin fields", () => {
-  it("does not store a response when a field storage depends on was dropped as malformed", () => {
-    const { route } = setup();
-    const info = { ...res({ "cache-control": "max-age=60" }), droppedFields: ["cache-control"] };
-    expect(storability("GET", false, false, info, route)).toEqual({ storable: false, reason: "malformed" });
-    const harmless = { ...res({ "cache-control": "max-age=60" }), droppedFields: ["x bad"] };
-    expect(storability("GET", false, false, harmless, route)).toEqual({ storable: true });
   });
 });
 

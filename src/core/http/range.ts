@@ -5,7 +5,7 @@
  */
 import { parseEntityTag, strongMatch } from "./conditional.ts";
 import type { Entry } from "./entry.ts";
-import { parseHttpDate } from "./freshness.ts";
+import { parseHttpDate } from "./http-date.ts";
 import type { HeaderReader } from "./http.ts";
 
 /**

@@ -1,6 +1,8 @@
 import type { Config, RoutePolicy } from "../config.ts";
 import { ENTRY_FORMAT_VERSION, type Entry } from "./entry.ts";
-import { lifetimes, parseHttpDate, storedFields } from "./freshness.ts";
+import { lifetimes } from "./freshness.ts";
+import { parseHttpDate } from "./http-date.ts";
+import { storedFields } from "./storability.ts";
 import { headerList, type HeaderReader } from "./http.ts";
 import { variantKey, varyNames } from "./key.ts";
 

@@ -1,0 +1,150 @@
+import { isBare, qualifiedFields, type Directives } from "./cache-control.ts";
+import type { RoutePolicy } from "../config.ts";
+import {
+  effectiveDirectives,
+  governingDirectives,
+  hasExplicitFreshness,
+  HEURISTICALLY_CACHEABLE,
+  type Governing,
+  type OriginResponseInfo,
+} from "./freshness.ts";
+import { headerList, type HeaderReader } from "./http.ts";
+
+/** Why a response may not be stored in a shared cache. */
+export type NotStorableReason =
+  | "no-store"
+  | "private"
+  | "set-cookie"
+  | "vary-star"
+  | "status"
+  | "authorization"
+  | "method"
+  | "partial"
+  | "must-understand"
+  | "malformed";
+export type Storability = { storable: true } | { storable: false; reason: NotStorableReason };
+
+/**
+ * Statuses whose caching requirements herdless implements (RFC 9111 §5.2.2.3
+ * must-understand): the final statuses RFC 9110 §15 defines, minus 206, which is never stored.
+ */
+const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 304, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409,
+  410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504, 505,
+]);
+
+/**
+ * Response fields whose meaning decides whether and how long a response is stored; a
+ * malformed one (dropped on arrival) makes the response unstorable.
+ */
+const STORAGE_FIELDS: ReadonlySet<string> = new Set([
+  "cache-control",
+  "cdn-cache-control",
+  "expires",
+  "date",
+  "age",
+  "vary",
+  "set-cookie",
+  "pragma",
+]);
+
+/**
+ * RFC 9111 §3 (+§3.5 Authorization): may a shared cache store this response? Only GET
+ * responses are stored; operator TTL overrides never make no-store, private, Set-Cookie,
+ * `Vary: *` or 206 responses storable.
+ *
+ * @example
+ * storability("GET", false, false, { status: 200, headers: new Headers(), requestAt: 0, responseAt: 0 }, route); // { storable: true }
+ */
+export function storability(
+  method: string,
+  requestHasAuthorization: boolean,
+  requestHasCookie: boolean,
+  res: OriginResponseInfo,
+  route: RoutePolicy,
+): Storability {
+  const governing = governingDirectives(res.headers);
+  const reason = notStorableReason(method, requestHasAuthorization, requestHasCookie, res, governing, route);
+  return reason === undefined ? { storable: true } : { storable: false, reason };
+}
+
+function notStorableReason(
+  method: string,
+  hasAuthorization: boolean,
+  hasCookie: boolean,
+  res: OriginResponseInfo,
+  governing: Governing,
+  route: RoutePolicy,
+): NotStorableReason | undefined {
+  const { d } = governing;
+  if (!isStoredMethod(method)) return "method";
+  if (res.status === 206) return "partial";
+  if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
+  if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
+  if (isBare(d, "private")) return "private";
+  if (res.headers.get("set-cookie") !== null && !withheldFields(d).has("set-cookie")) return "set-cookie";
+  if (varyIsStar(res.headers)) return "vary-star";
+  if (hasMalformedStorageField(res)) return "malformed";
+  if (!route.cacheAuthorized && (hasCookie || (hasAuthorization && !authorizedMayBeShared(d)))) return "authorization";
+  if (!isStorableStatus(res, governing)) return "status";
+  return undefined;
+}
+
+// RFC 9111 §5.2.2.3: a cache that understands the status may ignore no-store when
+// must-understand is present (that is the directive's purpose: no-store is for caches that don't).
+function mustUnderstandOverridesNoStore(d: Directives, status: number): boolean {
+  return d.has("must-understand") && UNDERSTOOD_STATUSES.has(status);
+}
+
+// RFC 9111 §5.2.2.4 (qualified no-cache) and §5.2.2.7 (qualified private): the named fields are
+// never kept by a shared cache, and the rest of the response may be.
+function withheldFields(d: Directives): Set<string> {
+  return new Set([...qualifiedFields(d, "private"), ...qualifiedFields(d, "no-cache")]);
+}
+
+// RFC 9110 §5.5: a field dropped as invalid may have been one storage depends on; then what the
+// origin meant is unknown and the response is answered without being shared.
+function hasMalformedStorageField(res: OriginResponseInfo): boolean {
+  return (res.droppedFields ?? []).some((name) => STORAGE_FIELDS.has(name));
+}
+
+/**
+ * The header fields of a response as a shared cache keeps them: never Set-Cookie (herdless
+ * replays no cookie, RFC 9111 §3 leaves it to the cache and a shared one must not share a
+ * session), never the fields a qualified `private="…"` (§5.2.2.7) or `no-cache="…"`
+ * (§5.2.2.4) names, never Age (recomputed on the way out, §5.1).
+ *
+ * @example
+ * storedFields([["cache-control", 'max-age=60, private="x-user"'], ["x-user", "ann"], ["x-a", "1"]]);
+ * // [["cache-control", 'max-age=60, private="x-user"'], ["x-a", "1"]]
+ */
+export function storedFields(headers: readonly [string, string][]): [string, string][] {
+  const withheld = withheldFields(effectiveDirectives(headerList(headers)));
+  return headers.filter(([name]) => name !== "set-cookie" && name !== "age" && !withheld.has(name));
+}
+
+// RFC 9111 §3: the method must be understood and cacheable. HEAD is cacheable by the RFC, but a
+// HEAD response has no body to replay to a later GET, so herdless stores GET responses only.
+function isStoredMethod(method: string): boolean {
+  return method === "GET";
+}
+
+// RFC 9111 §4.1 / RFC 9110 §12.5.5: "Vary: *" never matches a later request, so storing it is waste.
+function varyIsStar(headers: HeaderReader): boolean {
+  const vary = headers.get("vary");
+  return vary !== null && vary.split(",").some((name) => name.trim() === "*");
+}
+
+// RFC 9111 §3.5: a response to a request with Authorization may be shared only when it says
+// public, s-maxage or must-revalidate. Cookies get no such exception: they personalize silently.
+function authorizedMayBeShared(d: Directives): boolean {
+  return d.has("public") || d.has("s-maxage") || d.has("must-revalidate");
+}
+
+// RFC 9111 §3: a final status that is heuristically cacheable, or any status with explicit
+// freshness. 304 is a validation answer, never a representation to store (§4.3.4).
+// A 5xx with explicit freshness is stored like any other response (§4.2.2 only limits heuristics).
+function isStorableStatus(res: OriginResponseInfo, governing: Governing): boolean {
+  if (res.status < 200 || res.status === 304) return false;
+  return HEURISTICALLY_CACHEABLE.has(res.status) || hasExplicitFreshness(res.headers, governing);
+}
