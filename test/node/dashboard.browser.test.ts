@@ -102,6 +102,8 @@ describe("dashboard in Chromium", () => {
     // The first poll of /__herdless/stats has filled the tiles.
     await expect.poll(() => text("mode")).toBe("node · local");
     expect(await text("breaker")).toBe("closed");
+    // The counters are this process's, and the dashboard says so.
+    expect(await text("scope")).toBe("this process");
   });
 
   it("loads nothing from anywhere but the server, and logs no errors", async () => {

@@ -38,6 +38,7 @@ export function dashboardHtml(): string {
   <div class="tile"><b id="breaker" data-state="">–</b><span>breaker</span></div>
   <div class="tile"><b id="queue">–</b><span>queued / in flight</span></div>
   <div class="tile"><b id="mode">–</b><span>mode</span></div>
+  <div class="tile"><b id="scope">–</b><span id="scope-note">counted by</span></div>
 </header>
 <main>
   <section><h2>Requests per second by cache status</h2>${chart("chart-requests")}<div class="legend" id="legend"></div></section>
@@ -90,6 +91,16 @@ async function refresh() {
   $("breaker").textContent = s.breaker; $("breaker").dataset.state = s.breaker;
   $("queue").textContent = s.queueDepth + " / " + s.originInFlight;
   $("mode").textContent = s.runtime + " · " + s.mode;
+  // Whose counters these are: a process, one isolate (and why), or the deployment and how fresh.
+  const sc = s.scope || { of: "process" };
+  $("scope").dataset.of = sc.of;
+  if (sc.of === "deployment") {
+    $("scope").textContent = "deployment · " + sc.isolates + (sc.isolates === 1 ? " isolate" : " isolates");
+    $("scope-note").textContent = "oldest report " + Math.max(0, Math.round((s.now - sc.oldestReportAt) / 1000)) + " s ago (each ≤ " + sc.reportIntervalMs / 1000 + " s)";
+  } else {
+    $("scope").textContent = sc.of === "isolate" ? "this isolate only" : "this process";
+    $("scope-note").textContent = sc.of === "isolate" ? sc.reason : "counted by";
+  }
   const secs = seconds(s);
   draw($("chart-requests"), KINDS.map(([k, c]) => ({ name: k, color: c, values: secs.map((x) => x.served[k] || 0) })));
   draw($("chart-origin"), [{ name: "origin", color: "#f85149", values: secs.map((x) => x.origin) }]);
