@@ -31,6 +31,10 @@ export interface Deployment {
   /** origin.maxConcurrency and the origin's latency: what it can answer per second. */
   originMaxConcurrency: number;
   originLatencyMs: number;
+  /** admin.statsReportIntervalMs (default 10,000). */
+  statsReportIntervalMs?: number;
+  /** Dashboards open at once (each polls the stats once a second; default 1). */
+  openDashboards?: number;
 }
 
 export interface Load {
@@ -40,6 +44,8 @@ export interface Load {
   busiestCoordinator: number;
   guardObject: number;
   purgeRegistryObject: number;
+  /** The one StatsObject: each isolate's reports, plus the dashboards' polls; never on a request's way. */
+  statsObject: number;
   cacheApiReads: number;
   cacheApiWrites: number;
 }
@@ -64,6 +70,8 @@ function originRate(d: Deployment): number {
  * - guard: an acquire and a release per origin request, and one call per refused attempt;
  * - purge registry: one read per reader per propagation bound, where a reader is an
  *   isolate (before) or a data center (now), plus each purge;
+ * - stats: each isolate reports at most once per interval, in the background (ctx.waitUntil),
+ *   so at most isolates ÷ interval, plus one call per dashboard poll (one a second);
  * - Cache API: every request that misses the isolate memory reads it (estimated as the
  *   share of traffic on keys not hot in the isolate), each refresh writes it once per
  *   data center, and the purge list is read and written once per data center per bound.
@@ -87,6 +95,8 @@ export function load(d: Deployment, design: Design = "per-data-center-purge-read
     busiestCoordinator: d.hotKeys > 0 ? d.dataCenters / d.ttlSeconds : 1 / d.ttlSeconds,
     guardObject: 2 * origin + refused,
     purgeRegistryObject,
+    statsObject:
+      (d.dataCenters * d.isolatesPerDataCenter * 1_000) / (d.statsReportIntervalMs ?? 10_000) + (d.openDashboards ?? 1),
     cacheApiReads: d.requestsPerSecond * memoryMissShare + purgeCacheReads,
     cacheApiWrites: hotRefreshes + coldRefreshes + d.newUrlsPerSecond + purgeCacheWrites,
   };
@@ -163,9 +173,10 @@ export function table(deployments: Deployment[] = DEPLOYMENTS): string {
       "coordinators req/s (busiest one)",
       "guard req/s",
       "purge registry req/s: before → now",
+      "stats req/s",
       "Cache API reads / writes per s",
     ]),
-    row(["---", "---", "---", "---", "---", "---"]),
+    row(["---", "---", "---", "---", "---", "---", "---"]),
   ];
   for (const d of deployments) {
     const before = load(d, "per-isolate-purge-reads");
@@ -177,6 +188,7 @@ export function table(deployments: Deployment[] = DEPLOYMENTS): string {
         `${format(now.coordinatorObjects)} (${format(now.busiestCoordinator)})`,
         now.guardObject,
         `${format(before.purgeRegistryObject)} → ${format(now.purgeRegistryObject)}`,
+        now.statsObject,
         `${format(now.cacheApiReads)} / ${format(now.cacheApiWrites)}`,
       ]),
     );
