@@ -18,6 +18,9 @@ import { RedisStore } from "./redis/store.ts";
 import type { RedisTarget } from "./redis/target.ts";
 import { originCall, type Stack, type StackOptions } from "./stack.ts";
 
+/** How long one chunk command (a 1 MiB write, a 4 MiB read) may take before the body counts as unreadable. */
+const BULK_COMMAND_TIMEOUT_MS = 10_000;
+
 export interface FleetStackOptions extends StackOptions {
   /** One Redis URL, a `redis+sentinel://` URL or a Cluster node list (see parseRedisTarget). */
   redisUrl?: string;
@@ -88,7 +91,9 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     onError: (error) => logger.debug("purge list not refreshed", { error: String(error) }),
   });
   await purges.start();
-  const shared = new RedisStore({ connection, prefix, clock });
+  // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
+  const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
+  const shared = new RedisStore({ connection, bulk, prefix, clock });
   const notifier = new RedisNotifier({ connection, prefix });
   const background = (work: Promise<unknown>) =>
     void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
@@ -165,6 +170,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
       await members.stop();
       guard.close();
       await notifier.close();
+      await bulk.close();
       await connection.close();
     },
   };

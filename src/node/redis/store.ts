@@ -10,6 +10,13 @@ import { LuaScript } from "./connection.ts";
 
 export interface RedisStoreOptions {
   connection: RedisConnection;
+  /**
+   * The connection for chunk keys (bodies above {@link REDIS_CHUNK_BYTES}); default
+   * `connection`. Megabytes in flight on the connection of the leases, the guard and the
+   * heartbeat hold their small commands up past the command timeout on a busy process,
+   * and that timeout counts as Redis being gone: the fleet went degraded mid-herd.
+   */
+  bulk?: RedisConnection;
   /** Namespace for every key, e.g. `"herdless:"`; lets deployments share one Redis. */
   prefix?: string;
   clock?: Clock;
@@ -72,11 +79,13 @@ interface ChunkRef {
  */
 export class RedisStore implements Store {
   private readonly connection: RedisConnection;
+  private readonly bulk: RedisConnection;
   private readonly prefix: string;
   private readonly clock: Clock;
 
   constructor(options: RedisStoreOptions) {
     this.connection = options.connection;
+    this.bulk = options.bulk ?? options.connection;
     this.prefix = options.prefix ?? "herdless:";
     this.clock = options.clock ?? systemClock;
   }
@@ -173,7 +182,7 @@ export class RedisStore implements Store {
     for (const [n, chunkKey] of keys.entries()) {
       const part = body.subarray(n * REDIS_CHUNK_BYTES, (n + 1) * REDIS_CHUNK_BYTES);
       const bytes = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
-      await this.connection.run("put", (client) => client.set(chunkKey, bytes, "PX", ttlMs));
+      await this.bulk.run("put", (client) => client.set(chunkKey, bytes, "PX", ttlMs));
     }
   }
 
@@ -183,7 +192,7 @@ export class RedisStore implements Store {
     const parts: Buffer[] = [];
     for (let n = 0; n < keys.length; n += CHUNKS_PER_READ) {
       const batch = keys.slice(n, n + CHUNKS_PER_READ);
-      const read = await this.connection.run("get", (client) => client.mgetBuffer(...batch));
+      const read = await this.bulk.run("get", (client) => client.mgetBuffer(...batch));
       for (const part of read) {
         if (part === null) return undefined;
         parts.push(part);
@@ -193,7 +202,7 @@ export class RedisStore implements Store {
   }
 
   private async deleteChunks(ref: ChunkRef): Promise<void> {
-    await this.connection.run("delete", (client) => client.del(...this.chunkKeys(ref)));
+    await this.bulk.run("delete", (client) => client.del(...this.chunkKeys(ref)));
   }
 }
 
