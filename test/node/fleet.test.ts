@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { Agent, request } from "node:http";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
@@ -8,6 +8,7 @@ import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import type { Stack } from "../../src/node/stack.ts";
+import { launchCli } from "./cli-process.ts";
 import { startRedisServer, type RedisServer } from "./redis-server.ts";
 
 /** Every member is reached under one site name, as behind a load balancer: one cache key per URL. */
@@ -218,41 +219,11 @@ describe("three herdless processes (the CLI) sharing one Redis", () => {
     await Promise.all([redis.stop(), origin.close()]);
   });
 
-  /** Starts one process and resolves with its URL, read from the "herdless listening" log line. */
-  function launch(): Promise<{ child: ChildProcess; url: string; mode: string }> {
-    const child = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "src/node/bin.ts",
-        "--origin",
-        origin.url,
-        "--redis",
-        redis.url,
-        "--port",
-        "0",
-        "--log-level",
-        "info",
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    children.push(child);
-    return new Promise((resolve, reject) => {
-      let buffered = "";
-      child.stderr!.setEncoding("utf8");
-      child.stderr!.on("data", (chunk: string) => {
-        buffered += chunk;
-        for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          const log = JSON.parse(line) as { msg: string; url?: string; mode?: string };
-          if (log.msg === "herdless listening") resolve({ child, url: log.url!, mode: log.mode! });
-        }
-      });
-      child.once("exit", (code) => reject(new Error(`herdless exited with ${code} before listening: ${buffered}`)));
-    });
-  }
+  const launch = async () => {
+    const member = await launchCli(["--origin", origin.url, "--redis", redis.url]);
+    children.push(member.child);
+    return member;
+  };
 
   it("150 concurrent requests over three processes for a cold key make exactly 1 origin request; SIGTERM exits 0", async () => {
     const members = await Promise.all([launch(), launch(), launch()]);

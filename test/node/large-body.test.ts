@@ -1,63 +1,11 @@
-import { createHash } from "node:crypto";
-import { createServer, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { localStack } from "../../src/node/stack.ts";
-
-const BYTES = 20_000_000;
-const body = Buffer.alloc(BYTES);
-for (let i = 0; i < BYTES; i++) body[i] = (i * 31 + (i >>> 13)) & 0xff;
-const expectedHash = createHash("sha256").update(body).digest("hex");
-
-/** An origin that sends the head and half the body, then the rest when the test says so. */
-async function halfThenWait(): Promise<{ url: string; requests: () => number; finish: () => void; server: Server }> {
-  let requests = 0;
-  let finish!: () => void;
-  const released = new Promise<void>((resolve) => (finish = resolve));
-  const server = createServer((req, res) => {
-    requests++;
-    res.writeHead(200, { "content-length": String(BYTES), "cache-control": "max-age=60" });
-    res.write(body.subarray(0, BYTES / 2));
-    void released.then(() => res.end(body.subarray(BYTES / 2)));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, requests: () => requests, finish, server };
-}
-
-interface Reading {
-  /** Resolves with the status once the first body bytes arrived. */
-  firstBytes: Promise<number>;
-  /** Resolves with the SHA-256 of the whole body and the Cache-Status. */
-  done: Promise<{ hash: string; bytes: number; cacheStatus: string }>;
-}
-
-function read(url: string): Reading {
-  let first!: (status: number) => void;
-  const firstBytes = new Promise<number>((resolve) => (first = resolve));
-  const done = new Promise<{ hash: string; bytes: number; cacheStatus: string }>((resolve, reject) => {
-    request(url, (res) => {
-      const hash = createHash("sha256");
-      let bytes = 0;
-      res.on("data", (chunk: Buffer) => {
-        if (bytes === 0) first(res.statusCode ?? 0);
-        bytes += chunk.length;
-        hash.update(chunk);
-      });
-      res.on("end", () =>
-        resolve({ hash: hash.digest("hex"), bytes, cacheStatus: String(res.headers["cache-status"]) }),
-      );
-      res.on("error", reject);
-    })
-      .on("error", reject)
-      .end();
-  });
-  return { firstBytes, done };
-}
+import { BYTES, expectedHash, halfThenWait, read } from "./large-body-origin.ts";
 
 let proxy: RunningServer | undefined;
 let originServer: Server | undefined;

@@ -1,0 +1,36 @@
+import { spawn, type ChildProcess } from "node:child_process";
+
+export interface CliProcess {
+  child: ChildProcess;
+  url: string;
+  mode: string;
+}
+
+/**
+ * Starts one herdless process (the CLI from source) and resolves with its URL and mode,
+ * read from its "herdless listening" log line. The caller kills it.
+ *
+ * @example
+ * const member = await launchCli(["--origin", origin.url, "--redis", redis.url]);
+ */
+export function launchCli(args: string[]): Promise<CliProcess> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "src/node/bin.ts", ...args, "--port", "0", "--log-level", "info"],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  return new Promise((resolve, reject) => {
+    let buffered = "";
+    child.stderr!.setEncoding("utf8");
+    child.stderr!.on("data", (chunk: string) => {
+      buffered += chunk;
+      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        const log = JSON.parse(line) as { msg: string; url?: string; mode?: string };
+        if (log.msg === "herdless listening") resolve({ child, url: log.url!, mode: log.mode! });
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`herdless exited with ${code} before listening: ${buffered}`)));
+  });
+}

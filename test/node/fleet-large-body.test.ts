@@ -1,0 +1,55 @@
+import type { ChildProcess } from "node:child_process";
+import { afterEach, describe, expect, it } from "vitest";
+import { launchCli } from "./cli-process.ts";
+import { BYTES, expectedHash, halfThenWait, read, type HalfThenWait } from "./large-body-origin.ts";
+import { startRedisServer, type RedisServer } from "./redis-server.ts";
+
+const HOST = "site.test";
+let redis: RedisServer | undefined;
+let origin: HalfThenWait | undefined;
+const children: ChildProcess[] = [];
+
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
+  origin?.server.close();
+  await redis?.stop();
+});
+
+describe("a large body herd on three herdless processes sharing Redis", () => {
+  it(
+    "50 concurrent cold requests for a 20 MB body: 1 origin request for the fleet, 50 identical complete bodies; the lease holder's clients have bytes before the origin finished",
+    { timeout: 120_000 },
+    async () => {
+      redis = await startRedisServer();
+      origin = await halfThenWait();
+      const members = await Promise.all(
+        [0, 1, 2].map(() => launchCli(["--origin", origin!.url, "--redis", redis!.url])),
+      );
+      children.push(...members.map((m) => m.child));
+      expect(members.map((m) => m.mode)).toEqual(["redis", "redis", "redis"]);
+      const member = (i: number) => i % members.length;
+      const readings = Array.from({ length: 50 }, (_, i) => read(`${members[member(i)]!.url}/big`, HOST));
+
+      // The process holding the key's lease streams the body to its clients as it arrives:
+      // they all have bytes while the origin still holds back the second half. The other
+      // processes wait for the stored entry (docs/node.md: "Every response collapses").
+      const leader = await Promise.race(readings.map((r, i) => r.firstBytes.then(() => member(i))));
+      const ofLeader = readings.filter((_, i) => member(i) === leader);
+      await Promise.all(ofLeader.map((r) => r.firstBytes));
+      expect(origin.requests()).toBe(1);
+
+      origin.finish();
+      const bodies = await Promise.all(readings.map((r) => r.done));
+      expect(bodies.filter((b) => b.bytes !== BYTES || b.hash !== expectedHash)).toEqual([]);
+      expect(bodies.every((b) => b.cacheStatus.startsWith("herdless; fwd=uri-miss; fwd-status=200"))).toBe(true);
+      expect(origin.requests()).toBe(1);
+      // Stored for the fleet: every process answers the next request from the store.
+      for (const { url } of members) {
+        const after = await read(`${url}/big`, HOST).done;
+        expect(after).toMatchObject({ hash: expectedHash, bytes: BYTES });
+        expect(after.cacheStatus).toContain("hit");
+      }
+      expect(origin.requests()).toBe(1);
+    },
+  );
+});
