@@ -35,6 +35,8 @@ export interface Answer {
 export interface DataCenter {
   name: string;
   get(path: string, init?: RequestInit): Promise<Answer>;
+  /** The edge's response as it is, body unread (for streaming tests). */
+  fetch(path: string, init?: RequestInit): Promise<{ response: Response; settled: Promise<void> }>;
 }
 
 export interface DataCenterOptions {
@@ -47,23 +49,28 @@ export interface DataCenterOptions {
 }
 
 export function dataCenter(name: string, testEnv: Env, clock?: Clock, options: DataCenterOptions = {}): DataCenter {
+  const fetch: DataCenter["fetch"] = async (path, init) => {
+    const ctx = createExecutionContext();
+    const response = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, {
+      cacheName: name,
+      ...(clock ? { clock } : {}),
+      ...(options.isolate || options.ownIsolate ? { isolate: options.isolate ?? name } : {}),
+      ...(options.statsObject ? { statsObject: options.statsObject } : {}),
+    });
+    return { response, settled: waitOnExecutionContext(ctx) };
+  };
   return {
     name,
+    fetch,
     async get(path, init) {
-      const ctx = createExecutionContext();
-      const res = await handle(new Request(`${EDGE}${path}`, init), testEnv, ctx, {
-        cacheName: name,
-        ...(clock ? { clock } : {}),
-        ...(options.isolate || options.ownIsolate ? { isolate: options.isolate ?? name } : {}),
-        ...(options.statsObject ? { statsObject: options.statsObject } : {}),
-      });
+      const { response: res, settled } = await fetch(path, init);
       const body = await res.text();
       return {
         status: res.status,
         body,
         cacheStatus: res.headers.get("cache-status") ?? "",
         headers: res.headers,
-        settled: waitOnExecutionContext(ctx),
+        settled,
       };
     },
   };
