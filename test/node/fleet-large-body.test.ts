@@ -1,4 +1,7 @@
 import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { launchCli } from "./cli-process.ts";
 import { BYTES, expectedHash, halfThenWait, read, type HalfThenWait } from "./large-body-origin.ts";
@@ -22,9 +25,12 @@ describe("a large body herd on three herdless processes sharing Redis", () => {
     async () => {
       redis = await startRedisServer();
       origin = await halfThenWait();
-      const members = await Promise.all(
-        [0, 1, 2].map(() => launchCli(["--origin", origin!.url, "--redis", redis!.url])),
-      );
+      // The other processes wait for the stored entry, at most coordinator.waitTimeoutMs
+      // (20 s by default): on this shared 2-core machine, feeding 17 clients 20 MB and
+      // storing it in Redis can take longer than that, so they are given more.
+      const config = join(mkdtempSync(join(tmpdir(), "herdless-large-")), "config.json");
+      writeFileSync(config, JSON.stringify({ origin: { url: origin.url }, coordinator: { waitTimeoutMs: 90_000 } }));
+      const members = await Promise.all([0, 1, 2].map(() => launchCli(["--config", config, "--redis", redis!.url])));
       children.push(...members.map((m) => m.child));
       expect(members.map((m) => m.mode)).toEqual(["redis", "redis", "redis"]);
       const member = (i: number) => i % members.length;
