@@ -5,10 +5,10 @@ import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
 import { runTsScript } from "./processes.ts";
 import { startRuntime, type Runtime } from "./runtimes.ts";
 import { HERDLESS_CONFIG, HOST, type Scenario } from "./scenarios.ts";
-import type { CellResult, LoadResult, LoadSpec, RuntimeName } from "./types.ts";
+import type { CellResult, LoadResult, LoadSpec, MeterReading, RuntimeName } from "./types.ts";
 
-/** Responses captured from herdless's hit path, replayed by the bare servers. */
-export type Samples = Map<RuntimeName, Sample>;
+/** Responses captured from herdless, by scenario and runtime (`tail-hits worker`), replayed by the bare servers. */
+export type Samples = Map<string, Sample>;
 
 const BARE_OF: Partial<Record<RuntimeName, RuntimeName>> = { "bare-node": "node", "bare-worker": "worker" };
 
@@ -57,6 +57,25 @@ async function driveFault(runtime: Runtime, fault: NonNullable<ReturnType<NonNul
   await faults.restartRedis();
 }
 
+/** The Worker meter of every data center (bench/worker-meter.js), summed; POST also resets it. */
+async function meterReading(targets: string[], method: "GET" | "POST"): Promise<MeterReading> {
+  const total: MeterReading = { clientRequests: 0, counts: {}, activeMs: {} };
+  for (const target of targets) {
+    const res = await fetch(`${target}/__bench/meter`, { method });
+    if (!res.ok) throw new Error(`the Worker meter at ${target} answered ${res.status}`);
+    const one = (await res.json()) as MeterReading;
+    total.clientRequests += one.clientRequests;
+    for (const [op, n] of Object.entries(one.counts)) {
+      const slot = (total.counts[op] ??= { fg: 0, bg: 0 });
+      slot.fg += n.fg;
+      slot.bg += n.bg;
+    }
+    for (const [cls, ms] of Object.entries(one.activeMs))
+      total.activeMs[cls] = Math.round((total.activeMs[cls] ?? 0) + ms);
+  }
+  return total;
+}
+
 export async function runCell(
   scenario: Scenario,
   name: RuntimeName,
@@ -65,11 +84,11 @@ export async function runCell(
 ): Promise<CellResult> {
   const cell: CellResult = { scenario: scenario.name, runtime: name, notes: [] };
   const load = scenario.load(quick);
-  const origin = await startOrigin(scenario.cacheControl);
+  const origin = await startOrigin(scenario.cacheControl, scenario.originLatencyMs);
   let runtime: Runtime | undefined;
   try {
     const bareOf = BARE_OF[name];
-    let sample = bareOf === undefined ? undefined : samples.get(bareOf);
+    let sample = bareOf === undefined ? undefined : samples.get(`${scenario.name} ${bareOf}`);
     if (bareOf !== undefined && sample === undefined) {
       sample = await captureSample(`${origin.url}${scenario.warmPaths?.[0] ?? "/"}`, HOST);
       cell.notes.push(`no ${bareOf} sample in this run: replays the origin's response instead`);
@@ -87,11 +106,13 @@ export async function runCell(
       );
     }
     if (scenario.warmPaths && bareOf === undefined && name !== "direct") await warm(runtime, scenario.warmPaths);
-    if (scenario.name === "hit-path" && bareOf === undefined && runtime.targets[0]) {
-      samples.set(name, await captureSample(`${runtime.targets[0]}${scenario.warmPaths?.[0] ?? "/"}`, HOST));
-    }
+    const baseline = Object.entries(BARE_OF).find(([, of]) => of === name)?.[0] as RuntimeName | undefined;
+    const samplePath = scenario.warmPaths?.[0] ?? load.paths[0];
+    if (baseline && scenario.runtimes.includes(baseline) && scenario.warmPaths && runtime.targets[0])
+      samples.set(`${scenario.name} ${name}`, await captureSample(`${runtime.targets[0]}${samplePath}`, HOST));
 
     await origin.reset();
+    if (name === "worker") await meterReading(runtime.targets, "POST");
     const serverCpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
     const originCpu0 = origin.server.cpuMs();
     const loadBefore = loadavg()[0] ?? 0;
@@ -118,6 +139,10 @@ export async function runCell(
       cell.notes.push(`best of ${rounds.length} rounds (${rounds.join(", ")} req/s)`);
     }
     cell.loadAverage = [loadBefore, loadavg()[0] ?? 0];
+    if (name === "worker") cell.meter = await meterReading(runtime.targets, "GET");
+    // A cold scenario's sample, once herdless has served the key (the bare Worker replays it).
+    if (baseline && scenario.runtimes.includes(baseline) && !scenario.warmPaths && samplePath && runtime.targets[0])
+      samples.set(`${scenario.name} ${name}`, await captureSample(`${runtime.targets[0]}${samplePath}`, HOST));
     const stats = await origin.stats();
     const originCpuMs = origin.server.cpuMs() - originCpu0;
     cell.load = result;

@@ -44,6 +44,7 @@ export class LatencyHistogram {
       meanMs: this.total === 0 ? 0 : round(this.sumUs / this.total / 1000),
       p50Ms: round(this.percentileUs(0.5) / 1000),
       p99Ms: round(this.percentileUs(0.99) / 1000),
+      p999Ms: round(this.percentileUs(0.999) / 1000),
       maxMs: round(this.maxUs / 1000),
     };
   }
@@ -54,6 +55,7 @@ export interface LatencySummary {
   meanMs: number;
   p50Ms: number;
   p99Ms: number;
+  p999Ms: number;
   maxMs: number;
 }
 

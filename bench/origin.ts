@@ -16,7 +16,7 @@ export interface BenchOrigin {
   set(patch: Record<string, unknown>): Promise<void>;
 }
 
-export async function startOrigin(cacheControl: string): Promise<BenchOrigin> {
+export async function startOrigin(cacheControl: string, latencyMs = ORIGIN_LATENCY_MS): Promise<BenchOrigin> {
   const server = await startTsServer(
     "fragile origin",
     "fixtures/fragile-origin.ts",
@@ -24,7 +24,7 @@ export async function startOrigin(cacheControl: string): Promise<BenchOrigin> {
       "--port",
       "0",
       "--latency-ms",
-      String(ORIGIN_LATENCY_MS),
+      String(latencyMs),
       "--crash-above",
       String(ORIGIN_CRASH_ABOVE),
       "--cache-control",

@@ -1,6 +1,7 @@
 /** The Markdown report: targets with PASS/MISS, then one table per scenario. */
 import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
 import type { BenchRun, CellResult, RuntimeName, ScenarioName } from "./types.ts";
+import { workerCostSection, workerTargets } from "./worker-report.ts";
 
 export interface Target {
   name: string;
@@ -128,11 +129,12 @@ export function targets(run: BenchRun): Target[] {
       });
     }
   }
+  out.push(...workerTargets(run));
   return out;
 }
 
 const HEADER =
-  "| runtime | req/s | p50 ms | p99 ms | max ms | ok | shed | errors | origin req | 200 | 304 | failed | ÷ ideal | peak in-flight | crashes | server CPU µs/req | load-gen CPU µs/req | origin CPU ms |";
+  "| runtime | req/s | p50 ms | p99 ms | p99.9 ms | max ms | ok | shed | errors | origin req | 200 | 304 | failed | ÷ ideal | peak in-flight | crashes | server CPU µs/req | load-gen CPU µs/req | origin CPU ms |";
 const RULE = `|${HEADER.split("|")
   .slice(1, -1)
   .map(() => "---")
@@ -140,11 +142,11 @@ const RULE = `|${HEADER.split("|")
 
 function row(cell: CellResult): string {
   const why = missing(cell);
-  if (why !== undefined || !cell.load || !cell.origin) return `| ${cell.runtime} | ${why ?? ""} |${" |".repeat(16)}`;
+  if (why !== undefined || !cell.load || !cell.origin) return `| ${cell.runtime} | ${why ?? ""} |${" |".repeat(17)}`;
   const l = cell.load;
   const o = cell.origin;
   const ratio = ratioToIdeal(cell);
-  return `| ${cell.runtime} | ${l.throughputRps} | ${l.latency.p50Ms} | ${l.latency.p99Ms} | ${l.latency.maxMs} | ${l.ok} | ${l.shed} | ${l.errors} | ${o.requests} | ${o.ok200} | ${o.notModified304} | ${o.failed} | ${ratio === undefined ? "–" : fmt(ratio, 2)} | ${o.peakInFlight} | ${o.crashes} | ${perRequestUs(cell.serverCpuMs, l.requests)} | ${perRequestUs(l.cpuMs, l.requests)} | ${cell.originCpuMs ?? "–"} |`;
+  return `| ${cell.runtime} | ${l.throughputRps} | ${l.latency.p50Ms} | ${l.latency.p99Ms} | ${l.latency.p999Ms ?? "–"} | ${l.latency.maxMs} | ${l.ok} | ${l.shed} | ${l.errors} | ${o.requests} | ${o.ok200} | ${o.notModified304} | ${o.failed} | ${ratio === undefined ? "–" : fmt(ratio, 2)} | ${o.peakInFlight} | ${o.crashes} | ${perRequestUs(cell.serverCpuMs, l.requests)} | ${perRequestUs(l.cpuMs, l.requests)} | ${cell.originCpuMs ?? "–"} |`;
 }
 
 export function markdown(run: BenchRun): string {
@@ -218,5 +220,6 @@ export function markdown(run: BenchRun): string {
     lines.push("", `![origin requests per second: ${scenario.name}](${scenario.name}.svg)`);
     lines.push("");
   }
+  lines.push(...workerCostSection(run));
   return `${lines.join("\n")}\n`;
 }

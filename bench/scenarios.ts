@@ -30,6 +30,8 @@ export interface Scenario {
   outageMs?(quick: boolean): number;
   /** fleet faults: Redis killed at atMs and started again (empty) downMs later, or one fleet process killed at atMs */
   fault?(quick: boolean): { kind: "redis-killed" | "member-killed"; atMs: number; downMs?: number };
+  /** the origin's latency when not the default 50 ms */
+  originLatencyMs?: number;
 }
 
 const keys = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}/k${i}`);
@@ -145,6 +147,82 @@ SCENARIOS.push(
     load: faultLoad,
     warmPaths: keys("/fault", 10),
     fault: (quick) => ({ kind: "member-killed", atMs: scale(5_000, quick) }),
+  },
+);
+
+/*
+ * The Worker's tail under a spike, against a bare Worker in the same workerd and run
+ * (bench/worker-report.ts holds the targets): 500 connections on one key for 10 s, origin
+ * latency 50 ms, every Worker on workerd's own socket. The bare Worker replays the bytes
+ * herdless served in the same scenario.
+ */
+const tailLoad = (quick: boolean): Omit<LoadSpec, "targets" | "host"> => ({
+  connections: 500,
+  durationMs: scale(10_000, quick),
+  paths: ["/tail/hot"],
+  timeoutMs: 15_000,
+});
+const TAIL_RUNTIMES: RuntimeName[] = ["worker", "bare-worker"];
+/** One refresh per 2 s TTL, plus one: the warmed copy expires inside the run too. */
+const expiringIdeal = (load: Omit<LoadSpec, "targets" | "host">) => {
+  const durationS = (load.durationMs ?? 0) / 1000;
+  return {
+    requests: Math.ceil(durationS / 2) + 1,
+    formula: `1 key × (⌈${durationS} s ÷ 2 s TTL⌉ + 1 for the warmed copy)`,
+  };
+};
+
+SCENARIOS.push(
+  {
+    name: "tail-cold",
+    summary: "500 connections on 1 cold key for 10 s, origin sends max-age=3600: the cold start, then hits",
+    cacheControl: "max-age=3600",
+    runtimes: TAIL_RUNTIMES,
+    load: tailLoad,
+    ideal: () => ({ requests: 1, formula: "1 key, cold, fresh for an hour: 1" }),
+  },
+  {
+    name: "tail-expiring",
+    summary:
+      "500 connections on 1 warmed key for 10 s, origin sends max-age=2: the key expires every 2 s under the spike",
+    cacheControl: "max-age=2",
+    runtimes: TAIL_RUNTIMES,
+    load: tailLoad,
+    warmPaths: ["/tail/hot"],
+    ideal: expiringIdeal,
+  },
+  {
+    name: "tail-expiring-swr",
+    summary:
+      "the same with stale-while-revalidate=3600 from the origin: every expiry is served stale while one refresh runs",
+    cacheControl: "max-age=2, stale-while-revalidate=3600",
+    runtimes: TAIL_RUNTIMES,
+    load: tailLoad,
+    warmPaths: ["/tail/hot"],
+    ideal: expiringIdeal,
+  },
+  {
+    name: "tail-hits",
+    summary: "500 connections on 1 warmed key for 10 s, origin sends max-age=3600: warm hits only",
+    cacheControl: "max-age=3600",
+    runtimes: TAIL_RUNTIMES,
+    load: tailLoad,
+    warmPaths: ["/tail/hot"],
+  },
+  {
+    name: "cold-misses",
+    summary:
+      "100 sequential misses on 1 connection, every request a new key, origin latency 20 ms: what a miss adds to the origin's own time",
+    cacheControl: "max-age=60",
+    runtimes: ["direct", "node", "worker"],
+    load: () => ({
+      connections: 1,
+      requestsPerConnection: 100,
+      paths: [],
+      uniquePrefix: "/miss/page",
+      timeoutMs: 15_000,
+    }),
+    originLatencyMs: 20,
   },
 );
 

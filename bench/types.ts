@@ -57,7 +57,29 @@ export interface OriginSummary {
 
 export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-worker";
 export type ScenarioName =
-  "steady" | "spike" | "outage" | "hit-path" | "key-explosion" | "fleet-baseline" | "redis-killed" | "member-killed";
+  | "steady"
+  | "spike"
+  | "outage"
+  | "hit-path"
+  | "key-explosion"
+  | "fleet-baseline"
+  | "redis-killed"
+  | "member-killed"
+  | "tail-cold"
+  | "tail-expiring"
+  | "tail-expiring-swr"
+  | "tail-hits"
+  | "cold-misses";
+
+/** What the Worker's meter counted (bench/worker-meter.js), summed over every data center's isolate. */
+export interface MeterReading {
+  /** client requests the Worker handled */
+  clientRequests: number;
+  /** operations by name: `fg` started while a client request was in progress in that isolate, `bg` otherwise */
+  counts: Record<string, { fg: number; bg: number }>;
+  /** wall ms during which an object of each class had a call or alarm running */
+  activeMs: Record<string, number>;
+}
 
 /** One (scenario × runtime) measurement. */
 export interface CellResult {
@@ -89,6 +111,8 @@ export interface CellResult {
   };
   /** fault scenarios: what was done to the fleet, when (ms from the start of the run) */
   fault?: { kind: "redis-killed" | "member-killed"; atMs: number; downMs?: number };
+  /** worker only: the operations the Worker made during the measured run */
+  meter?: MeterReading;
   notes: string[];
 }
 

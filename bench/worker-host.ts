@@ -11,6 +11,9 @@
  *
  * Prints `workers listening {"dataCenters":[…],"bare":…}` once every socket answers.
  */
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Log, LogLevel, Miniflare, type WorkerOptions } from "miniflare";
 import type { Sample } from "./bare-node.ts";
 
@@ -24,6 +27,8 @@ export interface WorkerHostSpec {
   compatibilityDate: string;
 }
 
+const METER = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "worker-meter.js"), "utf8");
+
 function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
   const owner = "dc0";
   const cache = (spec.config.cache as Record<string, unknown> | undefined) ?? {};
@@ -32,8 +37,11 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
     index === 0 ? { className, useSQLite: true } : { className, scriptName: owner, useSQLite: true };
   return {
     name: `dc${index}`,
-    modules: true,
-    scriptPath: spec.bundlePath,
+    // The bundle under the bench's meter (worker-meter.js): the same Worker, its operations counted.
+    modules: [
+      { type: "ESModule", path: join(dirname(spec.bundlePath), "meter.js"), contents: METER },
+      { type: "ESModule", path: spec.bundlePath, contents: readFileSync(spec.bundlePath, "utf8") },
+    ],
     compatibilityDate: spec.compatibilityDate,
     bindings: { ORIGIN_URL: spec.originUrl, HERDLESS_CONFIG: JSON.stringify(config) },
     // The bindings of wrangler.jsonc; every data center uses dc0's classes (one namespace each).

@@ -1,0 +1,228 @@
+/* global Response, performance, queueMicrotask */
+/**
+ * The bench's meter around the herdless Worker bundle (see worker-host.ts): the same
+ * Worker and Durable Object classes, with every billable operation counted where it
+ * happens, inside workerd, rather than estimated:
+ *
+ * - Durable Object requests: each call on a stub of COORDINATOR, GUARD or PURGES (from an
+ *   edge or from inside an object), by binding and method;
+ * - Durable Object storage: SQL rows read and written (the cursor's own counters), KV
+ *   reads and writes, alarm reads and writes;
+ * - Durable Object duration: wall time during which an object had a call or alarm running;
+ * - Cache API operations (match, put, delete) and outbound fetches (the origin).
+ *
+ * Each operation is counted as `fg` when a client request was in progress in this isolate
+ * when it started (on the request's path, for sequential loads), `bg` otherwise.
+ * `GET /__bench/meter` answers this isolate's counters; `POST /__bench/meter` resets them.
+ * Plain JavaScript: workerd loads it next to the bundle, untranspiled.
+ */
+import { DurableObject } from "cloudflare:workers";
+import worker, * as herdless from "./worker.js";
+
+let clientRequests = 0;
+let inProgress = 0;
+/** @type {Record<string, { fg: number, bg: number }>} */
+let counts = {};
+/** @type {Record<string, number>} */
+let activeMs = {};
+
+function count(name, n = 1) {
+  if (n === 0) return;
+  const slot = (counts[name] ??= { fg: 0, bg: 0 });
+  if (inProgress > 0) slot.fg += n;
+  else slot.bg += n;
+}
+
+/** Calls a method of `target` with `this` kept (workerd's native objects insist on it). */
+function passThrough(target, prop) {
+  const value = Reflect.get(target, prop);
+  return typeof value === "function" ? value.bind(target) : value;
+}
+
+function meteredStub(stub, binding) {
+  return new Proxy(stub, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop);
+      // A stub answers any name with an RPC method: `then` must stay what it is, or an
+      // awaited stub would look thenable.
+      if (typeof prop !== "string" || prop === "then" || typeof value !== "function") return value;
+      return (...args) => {
+        count(`do request ${binding}.${prop}`);
+        // Reflect.apply: `value.apply` would be an RPC call of a remote method named "apply".
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+}
+
+function meteredNamespace(namespace, binding) {
+  return new Proxy(namespace, {
+    get(target, prop) {
+      if (prop === "get" || prop === "getByName")
+        return (...args) => meteredStub(Reflect.apply(Reflect.get(target, prop), target, args), binding);
+      return passThrough(target, prop);
+    },
+  });
+}
+
+/** One metered env per env object workerd hands over (it is the same object for every request). */
+const meteredEnvs = new WeakMap();
+function meteredEnv(env) {
+  const known = meteredEnvs.get(env);
+  if (known !== undefined) return known;
+  const out = { ...env };
+  meteredEnvs.set(env, out);
+  for (const binding of ["COORDINATOR", "GUARD", "PURGES"])
+    if (env[binding] !== undefined) out[binding] = meteredNamespace(env[binding], binding);
+  return out;
+}
+
+function meteredSql(sql) {
+  return new Proxy(sql, {
+    get(target, prop) {
+      if (prop !== "exec") return passThrough(target, prop);
+      return (...args) => {
+        const cursor = target.exec(...args);
+        // herdless reads every cursor in the same synchronous block: the counters are final here.
+        queueMicrotask(() => {
+          count("storage rows read", cursor.rowsRead);
+          count("storage rows written", cursor.rowsWritten);
+        });
+        return cursor;
+      };
+    },
+  });
+}
+
+const KV = { get: "storage kv read", put: "storage kv write", delete: "storage kv write", list: "storage kv read" };
+const ALARM = { getAlarm: "storage alarm read", setAlarm: "storage alarm write", deleteAlarm: "storage alarm write" };
+
+function meteredStorage(storage) {
+  const sql = meteredSql(storage.sql);
+  return new Proxy(storage, {
+    get(target, prop) {
+      if (prop === "sql") return sql;
+      const what = KV[prop] ?? ALARM[prop];
+      if (what === undefined) return passThrough(target, prop);
+      return (...args) => {
+        const keys = Array.isArray(args[0]) ? args[0].length : 1;
+        count(what, prop in KV ? keys : 1);
+        return Reflect.apply(Reflect.get(target, prop), target, args);
+      };
+    },
+  });
+}
+
+function meteredState(state) {
+  const storage = meteredStorage(state.storage);
+  return new Proxy(state, { get: (target, prop) => (prop === "storage" ? storage : passThrough(target, prop)) });
+}
+
+/** The Durable Object class `Base` with its storage and stubs metered and its busy time measured. */
+function metered(Base) {
+  const name = Base.name;
+  class Metered extends Base {
+    constructor(state, env) {
+      // workerd's base class takes only the real state: the metered one replaces it afterwards
+      // (herdless reads `this.ctx` and `this.env` after construction).
+      super(state, env);
+      Object.defineProperty(this, "ctx", { value: meteredState(state) });
+      Object.defineProperty(this, "env", { value: meteredEnv(env) });
+      this.__benchActive = 0;
+      this.__benchSince = 0;
+    }
+  }
+  Object.defineProperty(Metered, "name", { value: name });
+  const seen = new Set(["constructor"]);
+  for (let proto = Base.prototype; proto && proto !== DurableObject.prototype; proto = Object.getPrototypeOf(proto)) {
+    for (const key of Object.getOwnPropertyNames(proto)) {
+      const method = Object.getOwnPropertyDescriptor(proto, key)?.value;
+      if (seen.has(key) || typeof method !== "function") continue;
+      seen.add(key);
+      Object.defineProperty(Metered.prototype, key, {
+        configurable: true,
+        writable: true,
+        // Sync stays sync (herdless's private helpers are methods too); a promise counts until it settles.
+        value: function (...args) {
+          // An alarm invocation is billed as a request, like an RPC call.
+          if (key === "alarm") count(`do request ${name}.alarm`);
+          if (this.__benchActive++ === 0) this.__benchSince = performance.now();
+          const end = () => {
+            if (--this.__benchActive === 0)
+              activeMs[name] = (activeMs[name] ?? 0) + (performance.now() - this.__benchSince);
+          };
+          let out;
+          try {
+            out = method.apply(this, args);
+          } catch (error) {
+            end();
+            throw error;
+          }
+          if (out instanceof Promise) return out.finally(end);
+          end();
+          return out;
+        },
+      });
+    }
+  }
+  return Metered;
+}
+
+export const KeyCoordinatorObject = metered(herdless.KeyCoordinatorObject);
+export const OriginGuardObject = metered(herdless.OriginGuardObject);
+export const PurgeRegistryObject = metered(herdless.PurgeRegistryObject);
+
+const realFetch = globalThis.fetch;
+globalThis.fetch = (...args) => {
+  count("fetch (origin)");
+  return realFetch(...args);
+};
+
+const CACHE_OPS = { match: "cache api match", put: "cache api put", delete: "cache api delete" };
+function meteredCache(cache) {
+  return new Proxy(cache, {
+    get(target, prop) {
+      const what = CACHE_OPS[prop];
+      if (what === undefined) return passThrough(target, prop);
+      return (...args) => {
+        count(what);
+        return Reflect.apply(Reflect.get(target, prop), target, args);
+      };
+    },
+  });
+}
+const realCaches = globalThis.caches;
+const cacheStorage = new Proxy(realCaches, {
+  get(target, prop) {
+    if (prop === "open") return async (name) => meteredCache(await target.open(name));
+    if (prop === "default") return meteredCache(target.default);
+    return passThrough(target, prop);
+  },
+});
+Object.defineProperty(globalThis, "caches", { value: cacheStorage, configurable: true, writable: true });
+
+function snapshot() {
+  return { clientRequests, counts, activeMs };
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    if (url.pathname === "/__bench/meter") {
+      const body = JSON.stringify(snapshot());
+      if (request.method === "POST") {
+        clientRequests = 0;
+        counts = {};
+        activeMs = {};
+      }
+      return new Response(body, { headers: { "content-type": "application/json" } });
+    }
+    clientRequests++;
+    inProgress++;
+    try {
+      return await worker.fetch(request, meteredEnv(env), ctx);
+    } finally {
+      inProgress--;
+    }
+  },
+};
