@@ -19,6 +19,14 @@ export interface DurableObjectGuardOptions {
   /** Where the guard object is created, when it is (coordinator.locationHint). */
   locationHint?: DurableObjectLocationHint;
   timers?: Timers;
+  /**
+   * Hands a successful call's permit back behind the caller: `release` resolves at once and
+   * the call to the object runs as this work (ctx.waitUntil), so the answer that follows an
+   * origin call does not wait a round trip to the deployment's one guard object. Failures and
+   * probes are still awaited (the breaker must count them before it grants another permit).
+   * Default: `release` always waits.
+   */
+  background?: (work: Promise<unknown>) => void;
 }
 
 /**
@@ -73,7 +81,11 @@ export class DurableObjectGuard implements OriginGuard {
       release: async (outcome: OriginOutcome, key?: string) => {
         if (released) return;
         released = true;
-        await this.call("release", (stub) => stub.release(permitId, outcome, key)).catch(() => undefined);
+        const handedBack = this.call("release", (stub) => stub.release(permitId, outcome, key)).catch(() => undefined);
+        // Only a plain success goes behind: it frees a slot (held a moment longer is safe).
+        // A failure or a probe's outcome moves the breaker, which must know before the next permit.
+        if (this.options.background && outcome === "success" && !probe) this.options.background(handedBack);
+        else await handedBack;
       },
     };
   }

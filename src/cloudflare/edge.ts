@@ -4,6 +4,7 @@ import { systemClock, type Clock } from "../core/clock.ts";
 import { Engine } from "../core/engine.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { hostRefusal } from "../core/http/request-check.ts";
 import { TieredStore } from "../core/store/tiered-store.ts";
 import { adminResponse, isAdminPath } from "./admin-route.ts";
@@ -13,7 +14,7 @@ import { coordinatorClient, countingOriginCalls } from "./coordinator-client.ts"
 import { toEngineRequest, toResponse } from "./convert.ts";
 import { deploymentGuard } from "./deployment-guard.ts";
 import type { Env } from "./env.ts";
-import { DEGRADED_FOR_MS, isolateState } from "./isolate.ts";
+import { DEGRADED_FOR_MS, isolateState, type ReadyIsolate } from "./isolate.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { workerCounters } from "./stats.ts";
 import { log } from "./log.ts";
@@ -57,7 +58,7 @@ export async function handle(
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
     });
   }
-  const { config, metrics, purges } = isolate;
+  const { config, purges } = isolate;
   // Headers joins repeated Host fields with ", ", which no valid Host contains: both are refused.
   const host = request.headers.get("host");
   const refused = hostRefusal(host === null ? [] : [host]);
@@ -71,7 +72,9 @@ export async function handle(
     reportLater(isolate.reporter, ctx);
     return hit;
   }
-  const guard = deploymentGuard(env.GUARD, config, isolate.guard);
+  const background = (work: Promise<unknown>) =>
+    ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
+  const guard = deploymentGuard(env.GUARD, config, isolate.guard, undefined, background);
   if (admin) {
     return adminResponse(request, url, {
       token: env.HERDLESS_ADMIN_TOKEN || config.admin.token,
@@ -108,14 +111,31 @@ export async function handle(
       },
     });
   }
-  // This isolate's memory in front of the data center's Cache API: a hit costs no cache.match.
+  const engine = edgeEngine(isolate, env, cacheName, clock, guard, background);
+  const answer = await engine.handle(toEngineRequest(request));
+  reportLater(isolate.reporter, ctx);
+  return toResponse(answer);
+}
+
+/** The engine of one request: the isolate's memory and the data center's Cache API, the key's object, the fallback. */
+function edgeEngine(
+  isolate: ReadyIsolate,
+  env: Env,
+  cacheName: string,
+  clock: Clock,
+  guard: OriginGuard,
+  background: (work: Promise<unknown>) => void,
+): Engine {
+  const { config, metrics, purges } = isolate;
+  // This isolate's memory in front of the data center's Cache API: a hit costs no cache.match,
+  // and the Cache API is written after the response (memory holds the entry at once).
   const near = new OncePerFlightPuts(
-    new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock)),
+    new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock), {
+      writeBehind: background,
+    }),
     cacheName,
   );
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
-  const background = (work: Promise<unknown>) =>
-    ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
   // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
   // through the lease and the cache, and no promise crosses request contexts.
   const fallback = new KeyCoordinator({
@@ -129,11 +149,15 @@ export async function handle(
     background,
     onOriginCall: (event) => metrics.originCall(event.outcome),
   });
-  const engine = new Engine({
+  return new Engine({
     config,
     clock,
     near,
-    coordinator: countingOriginCalls(coordinatorClient(env.COORDINATOR, config), metrics),
+    // One call to the key's object per isolate at a time; the others of this isolate wait on it.
+    coordinator: countingOriginCalls(
+      isolate.flightsFor(cacheName).coordinator(coordinatorClient(env.COORDINATOR, config), background),
+      metrics,
+    ),
     fallback,
     guard,
     fetch,
@@ -149,9 +173,6 @@ export async function handle(
       log("warn", "coordinator unavailable: local single-flight in this isolate", error);
     },
   });
-  const answer = await engine.handle(toEngineRequest(request));
-  reportLater(isolate.reporter, ctx);
-  return toResponse(answer);
 }
 
 /** Schedules this isolate's next stats report, if one is due, off the request's way. */

@@ -10,6 +10,7 @@ import { StatsReporter } from "../core/admin/stats-reporter.ts";
 import { LruStore } from "../core/store/lru-store.ts";
 import { configFromEnv } from "./config-env.ts";
 import type { Env } from "./env.ts";
+import { IsolateFlights } from "./isolate-flights.ts";
 import { log } from "./log.ts";
 import { DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
 import { STATS_OBJECT } from "./stats-object.ts";
@@ -29,6 +30,8 @@ export interface ReadyIsolate {
    * simulate several data centers in one isolate).
    */
   refreshMarksFor(cacheName: string): RefreshMarks;
+  /** Coordinator calls in flight from this isolate for the cache `cacheName`, collapsed per key. */
+  flightsFor(cacheName: string): IsolateFlights;
   guard: LocalGuard;
   /** This isolate's copy of the deployment's purge list. */
   purges: DurableObjectPurgeRegistry;
@@ -92,6 +95,7 @@ export function isolateState(
         );
       return store;
     };
+    const flights = new Map<string, IsolateFlights>();
     const copies = new Map<string, Set<string>>();
     const nearCopiesFor = (cacheName: string) => {
       let set = copies.get(cacheName);
@@ -124,6 +128,11 @@ export function isolateState(
         let marks = refreshMarks.get(cacheName);
         if (!marks) refreshMarks.set(cacheName, (marks = new RefreshMarks(config.coordinator.waitTimeoutMs)));
         return marks;
+      },
+      flightsFor: (cacheName: string) => {
+        let found = flights.get(cacheName);
+        if (!found) flights.set(cacheName, (found = new IsolateFlights(config.coordinator.waitTimeoutMs)));
+        return found;
       },
       guard: new LocalGuard({ config, clock }),
       purges,

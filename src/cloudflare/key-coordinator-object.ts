@@ -61,7 +61,9 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
   async fill(request: FillRequest): Promise<FillResult> {
     const { filler, store } = this.build();
     const result = await filler.fill(request);
-    if (result.kind === "entry" && result.stored) await this.scheduleCleanup(store);
+    // The caller that wrote the entry schedules its cleanup (not each caller that joined it),
+    // after answering: an alarm read and write need not delay the answer.
+    if (result.kind === "entry" && result.stored && !result.collapsed) this.keep(this.scheduleCleanup(store));
     return result;
   }
 
@@ -113,7 +115,9 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
       clock,
       store,
       leases: new StorageLeaseManager(this.ctx.storage, clock),
-      guard: deploymentGuard(this.env.GUARD, config, new LocalGuard({ config, clock }), guardName),
+      guard: deploymentGuard(this.env.GUARD, config, new LocalGuard({ config, clock }), guardName, (work) =>
+        this.keep(work),
+      ),
       fetch: (url, init) => fetch(url, init),
       decodes: workerdDecoding,
       background: (work) => this.keep(work),

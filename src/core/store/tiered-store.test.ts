@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ManualClock } from "../clock.ts";
 import { LruStore } from "./lru-store.ts";
 import { storeConformance, testEntry } from "./store-conformance.ts";
+import type { Entry } from "../http/entry.ts";
 import { TieredStore } from "./tiered-store.ts";
 
 storeConformance("tiered (memory over memory)", async () => {
@@ -38,6 +39,50 @@ describe("tiered store", () => {
     await front.put(testEntry("k", 0, { token: 1, status: 500 }));
     const store = new TieredStore(front, async () => back);
     expect(await store.put(testEntry("k", 0, { token: 2, status: 500 }))).toBe(false);
+    expect((await store.get("k"))?.status).toBe(200);
+  });
+
+  it("writes an entry memory already holds (same key and token) only once", async () => {
+    const clock = new ManualClock(0);
+    let backPuts = 0;
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
+    const counted = {
+      get: back.get.bind(back),
+      delete: back.delete.bind(back),
+      put: (e: Entry) => (backPuts++, back.put(e)),
+    };
+    const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => counted);
+    const entry = testEntry("k", 0, { token: 3 });
+    for (let i = 0; i < 5; i++) expect(await store.put({ ...entry })).toBe(true);
+    expect(backPuts).toBe(1);
+    expect(await store.put(testEntry("k", 0, { token: 4 }))).toBe(true);
+    expect(backPuts).toBe(2);
+  });
+
+  it("with writeBehind, put resolves from memory and the back write runs as background work", async () => {
+    const clock = new ManualClock(0);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
+    const work: Promise<unknown>[] = [];
+    const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => back, {
+      writeBehind: (p) => work.push(p),
+    });
+    expect(await store.put(testEntry("k", 0, { token: 1 }))).toBe(true);
+    expect((await store.get("k"))?.token).toBe(1);
+    expect(work).toHaveLength(1);
+    await Promise.all(work);
+    expect((await back.get("k"))?.token).toBe(1);
+  });
+
+  it("with writeBehind, an entry the back store refuses (a newer one is there) leaves memory again", async () => {
+    const clock = new ManualClock(0);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
+    await back.put(testEntry("k", 0, { token: 9, status: 200 }));
+    const front = new LruStore({ maxBytes: 1 << 20, clock });
+    const work: Promise<unknown>[] = [];
+    const store = new TieredStore(front, async () => back, { writeBehind: (p) => work.push(p) });
+    expect(await store.put(testEntry("k", 0, { token: 2, status: 500 }))).toBe(true);
+    await Promise.all(work);
+    expect(front.getSync("k")).toBeUndefined();
     expect((await store.get("k"))?.status).toBe(200);
   });
 });

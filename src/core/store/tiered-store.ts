@@ -2,10 +2,22 @@ import type { Entry } from "../http/entry.ts";
 import type { LruStore } from "./lru-store.ts";
 import type { Store } from "./store.ts";
 
+export interface TieredStoreOptions {
+  /**
+   * Writes the back store behind the caller: `put` resolves once memory holds the entry,
+   * and the back write runs as this work (ctx.waitUntil on Workers), so a response never
+   * waits on it. A back store that refuses the entry (a newer one is there) takes it out of
+   * memory again. Default: `put` waits for the back store's verdict.
+   */
+  writeBehind?: (work: Promise<unknown>) => void;
+}
+
 /**
  * A small in-memory tier in front of a slower store (the Workers Cache API): reads try
  * memory first and copy what the back store returns into it; writes and deletes go to
- * both. `back` is opened only when memory misses, so a hit never touches it.
+ * both. `back` is opened only when memory misses, so a hit never touches it, and an entry
+ * memory already holds (same key and fencing token: the requests of one flight all write
+ * the entry they were given) is not written again.
  *
  * @example
  * const near = new TieredStore(isolateMemory, () => caches.open(name).then((c) => new CacheApiStore(c, clock)));
@@ -16,6 +28,7 @@ export class TieredStore implements Store {
   constructor(
     private readonly front: LruStore,
     private readonly openBack: () => Promise<Store>,
+    private readonly options: TieredStoreOptions = {},
   ) {}
 
   async get(key: string): Promise<Entry | undefined> {
@@ -27,11 +40,27 @@ export class TieredStore implements Store {
   }
 
   async put(entry: Entry): Promise<boolean> {
-    const written = await (await this.back()).put(entry);
-    // Memory follows the back store's verdict: a refused (older) entry must not shadow the newer one there.
-    if (written) await this.front.put(entry);
-    else await this.front.delete(entry.key);
-    return written;
+    const held = this.front.getSync(entry.key);
+    if (held && held.token === entry.token && held.storedAt === entry.storedAt) return true;
+    const { writeBehind } = this.options;
+    if (!writeBehind) {
+      const written = await (await this.back()).put(entry);
+      // Memory follows the back store's verdict: a refused (older) entry must not shadow the newer one there.
+      if (written) await this.front.put(entry);
+      else await this.front.delete(entry.key);
+      return written;
+    }
+    // Refused by memory while it still holds the key: a newer entry is there (one too large
+    // for memory is refused and leaves nothing, and still goes to the back store).
+    if (!(await this.front.put(entry)) && this.front.getSync(entry.key) !== undefined) return false;
+    writeBehind(
+      this.back()
+        .then((back) => back.put(entry))
+        .then(async (written) => {
+          if (!written && this.front.getSync(entry.key)?.token === entry.token) await this.front.delete(entry.key);
+        }),
+    );
+    return true;
   }
 
   async delete(key: string): Promise<boolean> {

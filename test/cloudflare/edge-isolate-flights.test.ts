@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import type { Env } from "../../src/cloudflare/env.ts";
+import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/** The env with its COORDINATOR calls counted: each is a billed Durable Object request. */
+function countingCoordinator(base: Env): { env: Env; fills: () => number } {
+  let fills = 0;
+  const real = base.COORDINATOR;
+  const counted = {
+    idFromName: (name: string) => real.idFromName(name),
+    get: (id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions) => {
+      const stub = real.get(id, options);
+      return {
+        fill: (request: Parameters<typeof stub.fill>[0]) => (fills++, stub.fill(request)),
+        invalidate: (...args: Parameters<typeof stub.invalidate>) => stub.invalidate(...args),
+      };
+    },
+  } as unknown as typeof real;
+  return { env: { ...base, COORDINATOR: counted }, fills: () => fills };
+}
+
+describe("an isolate's requests for one key make one coordinator call at a time", () => {
+  it("100 concurrent requests for a cold key: 1 coordinator call, 1 origin request, 100 × the same body", async () => {
+    const origin = await testOrigin({ mode: "hold", headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const base = edgeEnv(origin.url);
+    const { env, fills } = countingCoordinator(base);
+    await useInCoordinators(base, ["/cold"], clock);
+    const [dc] = dataCenters(1, env, clock, { ownIsolate: true });
+    const pending = Promise.all(Array.from({ length: 100 }, () => dc!.get("/cold")));
+    await origin.waitFor({ held: 1 });
+    await origin.release();
+    const answers = await pending;
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(new Set(answers.map((a) => a.body))).toEqual(new Set(["/cold #1"]));
+    expect(answers.filter((a) => /collapsed/.test(a.cacheStatus))).toHaveLength(99);
+    expect(fills()).toBe(1);
+    expect(await origin.count()).toBe(1);
+    // The entry is in the isolate's memory at once: the next request is a hit, no call at all.
+    expect((await dc!.get("/cold")).cacheStatus).toMatch(/hit/);
+    expect(fills()).toBe(1);
+  });
+
+  it("100 concurrent requests for an expired key without stale-while-revalidate: 1 coordinator call, 1 revalidation", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=1" } });
+    const clock = new ManualClock(Date.now());
+    const base = edgeEnv(origin.url);
+    const { env, fills } = countingCoordinator(base);
+    await useInCoordinators(base, ["/expiring"], clock);
+    const [dc] = dataCenters(1, env, clock, { ownIsolate: true });
+    expect((await dc!.get("/expiring")).status).toBe(200);
+    clock.advance(5_000);
+    const answers = await Promise.all(Array.from({ length: 100 }, () => dc!.get("/expiring")));
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(fills()).toBe(2);
+    expect(await origin.count()).toBe(2);
+  });
+
+  it("a request that must be validated (no-cache on a route that honours it) makes its own call", async () => {
+    const origin = await testOrigin({ mode: "hold", headers: { "cache-control": "max-age=60" } });
+    const base = edgeEnv(origin.url, { routes: [{ match: "*", honorRequestNoCache: true }] });
+    const { env, fills } = countingCoordinator(base);
+    const [dc] = dataCenters(1, env, undefined, { ownIsolate: true });
+    const first = dc!.get("/validated");
+    await origin.waitFor({ held: 1 });
+    const validated = dc!.get("/validated", { headers: { "cache-control": "no-cache" } });
+    await expect.poll(() => fills()).toBe(2);
+    await origin.release();
+    expect((await first).status).toBe(200);
+    expect((await validated).status).toBe(200);
+  });
+});
