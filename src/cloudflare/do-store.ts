@@ -1,5 +1,5 @@
 import type { Clock } from "../core/clock.ts";
-import { DEFAULT_MAX_ENTRY_BYTES } from "../core/config.ts";
+import { DEFAULT_MAX_ENTRY_BYTES } from "../core/config/fields.ts";
 import { decodeEntryMeta, entryMeta, type Entry } from "../core/http/entry.ts";
 import { concatBytes } from "../core/http/http.ts";
 import type { Store } from "../core/store/store.ts";

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type * as z from "zod/mini";
-import { configSchema, parseConfig, routeFor, unwrap } from "./config.ts";
+import { configSchema, parseConfig, routeFor } from "./config.ts";
+import { unwrap } from "./config/messages.ts";
 
 const origin = { url: "http://127.0.0.1:8080" };
 

@@ -1,6 +1,6 @@
 import { describe, expect, it, beforeEach, afterEach } from "vitest";
 import type { ManualClock } from "../clock.ts";
-import { DEFAULT_MAX_ENTRY_BYTES } from "../config.ts";
+import { DEFAULT_MAX_ENTRY_BYTES } from "../config/fields.ts";
 import type { Entry } from "../http/entry.ts";
 import { ENTRY_FORMAT_VERSION } from "../http/entry.ts";
 import type { Store } from "./store.ts";

@@ -1,0 +1,43 @@
+// zod/mini (inside zod 4) instead of classic zod: the same validation for a fraction of the
+// bundle, which every Worker isolate parses at start. Only the English messages are loaded.
+import * as z from "zod/mini";
+import en from "zod/v4/locales/en.js";
+
+z.config(en());
+
+/** The longest delay a timer can take: Node and workerd fire longer ones at once (signed 32-bit ms). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The longest lifetime (TTL, stale window, retention) an entry may be given: one year. */
+export const MAX_TTL_MS = 365 * 24 * 3600_000;
+/** The largest in-process cache: 64 GiB, far beyond any heap a Node process is given. */
+export const MAX_CACHE_BYTES = 2 ** 36;
+
+/** A duration in whole milliseconds; `max` is what the runtime can honour for this use. */
+export const ms = (what: string, min = 0, max = MAX_TIMER_MS) =>
+  z
+    .number({
+      error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number of milliseconds` : undefined),
+    })
+    .check(
+      z.int({ error: `${what} must be a whole number of milliseconds` }),
+      z.minimum(min, { error: `${what} must be at least ${min} ms` }),
+      z.maximum(max, {
+        error:
+          max === MAX_TIMER_MS
+            ? `${what} must be at most ${max} ms (about 24.8 days): a longer timer cannot be honoured`
+            : `${what} must be at most ${max} ms (one year)`,
+      }),
+    );
+/** A lifetime of stored entries (not a timer): up to a year. */
+export const ttl = (what: string) => ms(what, 0, MAX_TTL_MS);
+/** A whole count or size between `min` and `max`. */
+export const count = (what: string, min: number, max: number) =>
+  z.number().check(z.int(), z.minimum(min), z.maximum(max, { error: `${what} must be at most ${max}` }));
+
+/**
+ * Bodies up to this size are stored on every runtime (25 MiB): Durable Object storage and
+ * Redis keep them in chunks below their per-value caps, the Cache API takes far larger objects.
+ */
+export const DEFAULT_MAX_ENTRY_BYTES = 25 * 1024 * 1024;
+/** The largest `cache.maxEntryBytes` accepted: a flight keeps up to this many bytes in memory to store them. */
+export const MAX_ENTRY_BYTES_LIMIT = 128 * 1024 * 1024;

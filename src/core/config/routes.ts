@@ -1,0 +1,42 @@
+import * as z from "zod/mini";
+import { ttl } from "./fields.ts";
+
+/** Query parameters left out of the key unless configured otherwise: click trackers that never change the page. */
+export const DEFAULT_IGNORED_QUERY: readonly string[] = ["utm_*", "fbclid", "gclid"];
+
+export const keyOptions = z.strictObject({
+  /** Query parameter names to drop from the key; `*` at the end matches a prefix (`utm_*`). */
+  ignoreQuery: z._default(z.array(z.string().check(z.minLength(1))), [...DEFAULT_IGNORED_QUERY]),
+  /** Drop the whole query string from the key. */
+  ignoreAllQuery: z._default(z.boolean(), false),
+});
+
+export const routePolicy = z.strictObject({
+  /** Pass requests straight to the origin; nothing is stored. */
+  bypass: z.optional(z.boolean()),
+  /** Freshness when the origin sends no explicit lifetime (no max-age, s-maxage, Expires). */
+  defaultTtlMs: z.optional(ttl("defaultTtlMs")),
+  /** Freshness regardless of what the origin says (still never stores private/no-store). */
+  forceTtlMs: z.optional(ttl("forceTtlMs")),
+  /** Extra stale-while-revalidate window on top of the origin's. */
+  staleWhileRevalidateMs: z.optional(ttl("staleWhileRevalidateMs")),
+  /** Extra stale-if-error window on top of the origin's. */
+  staleIfErrorMs: z.optional(ttl("staleIfErrorMs")),
+  /** Cache responses to requests carrying Authorization or Cookie (the origin must not personalize them). */
+  cacheAuthorized: z.optional(z.boolean()),
+  /**
+   * Revalidate, through the key's coordinator, requests whose Cache-Control says `no-cache` or a
+   * `max-age` the stored entry is older than (or `Pragma: no-cache`). Off by default: a reload
+   * is answered from the cache, so a crowd pressing reload cannot reach the origin.
+   */
+  honorRequestNoCache: z.optional(z.boolean()),
+  key: z.optional(z.partial(keyOptions)),
+});
+
+export const route = z.extend(routePolicy, {
+  /** Path pattern: exact `/about`, prefix `/static/*`, or any `*`. First match wins. */
+  match: z.union([
+    z.string().check(z.startsWith("/", { error: "match must start with / (for example /static/*)" })),
+    z.literal("*"),
+  ]),
+});

@@ -1,0 +1,165 @@
+import * as z from "zod/mini";
+import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "../origin/poisoning-headers.ts";
+import { count, DEFAULT_MAX_ENTRY_BYTES, MAX_CACHE_BYTES, MAX_ENTRY_BYTES_LIMIT, ms, ttl } from "./fields.ts";
+
+/** `origin`: The origin and how hard it may be asked. */
+export const originSection = z.strictObject({
+  url: z.url({
+    protocol: /^https?$/,
+    error: "origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080",
+  }),
+  /** Abort an origin request (connect + full body) after this long. */
+  timeoutMs: z._default(ms("origin.timeoutMs", 1), 10_000),
+  /** Concurrent origin requests across the whole deployment, all keys together. */
+  maxConcurrency: z._default(count("origin.maxConcurrency", 1, 100_000), 8),
+  /** Cold misses waiting for an origin permit beyond this many get 503. */
+  maxQueue: z._default(count("origin.maxQueue", 0, 1_000_000), 1_000),
+  /** How long a cold miss waits for an origin permit before 503. */
+  queueTimeoutMs: z._default(ms("origin.queueTimeoutMs"), 10_000),
+  /** A streamed origin body (bypass, unsafe methods, pass) that sends nothing for this long is cut off. */
+  streamIdleTimeoutMs: z._default(ms("origin.streamIdleTimeoutMs", 1), 30_000),
+  /** A streamed origin body still running this long after its head is cut off; it holds an origin permit until then. */
+  streamTimeoutMs: z._default(ms("origin.streamTimeoutMs", 1), 300_000),
+  /** Cache 404 responses for this long (0 = do not). */
+  notFoundTtlMs: z._default(ttl("origin.notFoundTtlMs"), 0),
+  /**
+   * Opt-in negative caching: serve a 5xx without explicit freshness to everyone for this
+   * long when no stale copy exists. Off (0) by default: RFC 9111 gives such an error only
+   * to the requests that waited on its fetch; the breaker and the backoff protect the origin.
+   */
+  errorTtlMs: z._default(ttl("origin.errorTtlMs"), 0),
+  /** Host sent to the origin: its own (`origin`), the client's (`client`), or this name. */
+  hostHeader: z._default(
+    z.union([
+      z.enum(["origin", "client"]),
+      z.string().check(
+        z.regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/, {
+          error: 'origin.hostHeader must be "origin", "client" or a host name such as www.example.com',
+        }),
+      ),
+    ]),
+    "origin",
+  ),
+  /** Request headers never sent to the origin (override headers used for cache poisoning). */
+  stripRequestHeaders: z._default(
+    z.array(z.string().check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: "must be a header name" }))),
+    [...DEFAULT_STRIPPED_REQUEST_HEADERS],
+  ),
+  /** Add X-Forwarded-For, X-Forwarded-Proto and Via to origin requests. */
+  forwardedHeaders: z._default(z.boolean(), true),
+});
+
+/** `cache`: What is stored, and how much. */
+export const cacheSection = z.prefault(
+  z.strictObject({
+    /** Cache API name (Workers) or store namespace (Redis). */
+    name: z._default(z.string().check(z.minLength(1)), "herdless"),
+    /** Memory budget of the in-process store (Node), in bytes. */
+    maxBytes: z._default(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), 256 * 1024 * 1024),
+    /** Bodies larger than this are still shared by every waiting request, streamed, but not stored. */
+    maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, MAX_ENTRY_BYTES_LIMIT), DEFAULT_MAX_ENTRY_BYTES),
+    /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
+    retainStaleMs: z._default(ttl("cache.retainStaleMs"), 24 * 3600_000),
+    /** Show the origin's Cache-Tag and Surrogate-Key headers to clients (herdless consumes them for purges). */
+    exposeTagHeaders: z._default(z.boolean(), false),
+  }),
+  {},
+);
+
+/** `coordinator`: The per-key coordinator's lease and wait. */
+export const coordinatorSection = z.prefault(
+  z.strictObject({
+    /** A lease on a key expires after this long if its holder dies. */
+    lockLeaseMs: z._default(ms("coordinator.lockLeaseMs", 1), 15_000),
+    /** How long an edge waits on the coordinator before falling back. */
+    waitTimeoutMs: z._default(ms("coordinator.waitTimeoutMs", 1), 20_000),
+    /**
+     * Cloudflare: where to create the key coordinators, the guard and the purge registry
+     * (a Durable Object location hint): near the origin, so a fill is one short hop.
+     */
+    locationHint: z.optional(
+      z.enum(["wnam", "enam", "sam", "weur", "eeur", "apac", "apac-ne", "apac-se", "oc", "afr", "me"]),
+    ),
+  }),
+  {},
+);
+
+/** `breaker`: When the origin counts as sick. */
+export const breakerSection = z.prefault(
+  z.strictObject({
+    /** Sick origin calls (timeouts, refused or reset connections, failureStatuses) in the window that open the breaker. */
+    failureThreshold: z._default(count("breaker.failureThreshold", 1, 1_000_000), 5),
+    /** ...and the share of the window's calls they must be. */
+    failureRate: z._default(
+      z
+        .number()
+        .check(
+          z.minimum(0.01, { error: "breaker.failureRate must be between 0.01 and 1" }),
+          z.maximum(1, { error: "breaker.failureRate must be between 0.01 and 1" }),
+        ),
+      0.5,
+    ),
+    /** ...and how many distinct keys they must come from: one broken URL never opens the breaker. */
+    minFailingKeys: z._default(count("breaker.minFailingKeys", 1, 1_000), 3),
+    /** The sliding window the breaker judges. */
+    windowMs: z._default(ms("breaker.windowMs", 100), 10_000),
+    /** Origin statuses that are signs of a sick origin (counted by the breaker); any other answer proves it is up. */
+    failureStatuses: z._default(
+      z.array(
+        z
+          .number()
+          .check(
+            z.int(),
+            z.minimum(500, { error: "breaker.failureStatuses must list 5xx statuses" }),
+            z.maximum(599, { error: "breaker.failureStatuses must list 5xx statuses" }),
+          ),
+      ),
+      [502, 503, 504],
+    ),
+    probeIntervalMs: z._default(ms("breaker.probeIntervalMs", 1), 5_000),
+    serveStaleWhileOpen: z._default(z.boolean(), true),
+  }),
+  {},
+);
+
+/** `fleet`: A Node fleet sharing Redis. */
+export const fleetSection = z.prefault(
+  z.strictObject({
+    /**
+     * Node fleet on Redis: while Redis is unreachable each process takes its share of
+     * origin.maxConcurrency, for a fleet of the size it last saw in Redis but never fewer
+     * processes than this (a process that never reached Redis assumes exactly this many).
+     */
+    minProcesses: z._default(count("fleet.minProcesses", 1, 10_000), 1),
+  }),
+  {},
+);
+
+/** `admin`: The admin API: token, purge propagation, stats reports. */
+export const adminSection = z.prefault(
+  z.strictObject({
+    /** Bearer token for /__herdless/ (purge, stats, dashboard); unset disables the admin API. */
+    token: z.optional(
+      z
+        .string()
+        .check(
+          z.minLength(16, { error: "admin.token must be at least 16 characters" }),
+          z.maxLength(1024, { error: "admin.token must be at most 1024 characters" }),
+        ),
+    ),
+    /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
+    purgePropagationMs: z._default(ms("admin.purgePropagationMs", 10, 60_000), 1_000),
+    /**
+     * Workers: each isolate reports its counters to the deployment's stats object at most
+     * this often (the last report waits under ctx.waitUntil, which lasts 30 s: hence the bound).
+     */
+    statsReportIntervalMs: z._default(ms("admin.statsReportIntervalMs", 1_000, 25_000), 10_000),
+  }),
+  {},
+);
+
+/** `log`: What the adapters log. */
+export const logSection = z.prefault(
+  z.strictObject({ level: z._default(z.enum(["debug", "info", "warn", "error", "silent"]), "info") }),
+  {},
+);
