@@ -1,4 +1,4 @@
-import type { ContentDecoding } from "../core/origin/origin-client.ts";
+import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
 /**
  * workerd's rule for its `fetch`: a body labelled exactly `gzip` or `br` arrives decoded;

@@ -1,7 +1,8 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
-import type { ContentDecoding, FetchLike } from "../core/origin/origin-client.ts";
+import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
 // Connections to the origin are reused: one origin, many requests.
 const httpAgent = new HttpAgent({ keepAlive: true });

@@ -6,7 +6,8 @@ import { HerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
-import type { ContentDecoding, FetchLike } from "../origin/origin-client.ts";
+import type { FetchLike } from "../origin/origin-client.ts";
+import type { ContentDecoding } from "../origin/response-fields.ts";
 import {
   guardedCallDeps,
   guardedOriginCall,

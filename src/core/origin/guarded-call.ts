@@ -4,13 +4,8 @@ import type { Config } from "../config.ts";
 import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { realTimers, type Timers } from "../guard/local-guard.ts";
 import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guard/origin-guard.ts";
-import {
-  fetchOrigin,
-  type ContentDecoding,
-  type FetchLike,
-  type OriginRequest,
-  type OriginResponse,
-} from "./origin-client.ts";
+import { fetchOrigin, type FetchLike, type OriginRequest, type OriginResponse } from "./origin-client.ts";
+import type { ContentDecoding } from "./response-fields.ts";
 
 /** One origin call as metrics see it. */
 export interface OriginCallEvent {

@@ -1,0 +1,20 @@
+import { describe, expect, it } from "vitest";
+import { fetchStandardDecoding, isValidField } from "./response-fields.ts";
+
+describe("RFC 9110 §5.1, §5.5 field validity", () => {
+  it("accepts tokens and visible text with HTAB; refuses CR, LF, NUL, other controls and DEL", () => {
+    expect(isValidField("x-a", "v\tw ~")).toBe(true);
+    for (const value of ["a\rb", "a\nb", "a\u0000b", "a\u0001b", "a\u007fb"])
+      expect(isValidField("x-a", value)).toBe(false);
+    for (const name of ["x a", "x:a", "", "x\u00e9"]) expect(isValidField(name, "v")).toBe(false);
+  });
+});
+
+describe("RFC 9110 §8.4 which codings a runtime's fetch decodes", () => {
+  it("knows which lists undici decodes: only gzip, x-gzip, deflate and br, all of them", () => {
+    expect(fetchStandardDecoding("GZIP")).toBe(true);
+    expect(fetchStandardDecoding("gzip, br")).toBe(true);
+    expect(fetchStandardDecoding("gzip, identity")).toBe(false);
+    expect(fetchStandardDecoding("zstd")).toBe(false);
+  });
+});

@@ -1,0 +1,97 @@
+import { HOP_BY_HOP } from "../http/http.ts";
+
+/**
+ * Which Content-Encoding values a runtime's `fetch` removes before handing out the body
+ * (RFC 9110 §8.4; the Fetch Standard leaves the set to the implementation). Given the
+ * field value as received.
+ */
+export type ContentDecoding = (contentEncoding: string) => boolean;
+
+const UNDICI_DECODED: ReadonlySet<string> = new Set(["gzip", "x-gzip", "deflate", "br"]);
+
+/**
+ * undici's rule (Node's `fetch`): a list made only of gzip, x-gzip, deflate and br, in any
+ * case, arrives decoded; one other coding anywhere in the list and nothing is decoded.
+ *
+ * @example
+ * fetchStandardDecoding("gzip, br"); // true
+ * fetchStandardDecoding("gzip, identity"); // false
+ */
+export const fetchStandardDecoding: ContentDecoding = (contentEncoding) => {
+  const codings = contentEncoding
+    .split(",")
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== "");
+  return codings.length > 0 && codings.every((coding) => UNDICI_DECODED.has(coding));
+};
+
+/**
+ * Was the body read through `fetch` decoded from its Content-Encoding? Decides whether the
+ * label stays: a body is never labelled with a coding it does not have, and never loses the
+ * label of one it has.
+ *
+ * @example
+ * bodyWasDecoded("gzip", fetchStandardDecoding); // true: fetch gunzipped it
+ * bodyWasDecoded("x-custom", fetchStandardDecoding); // false: the bytes are as the origin sent them
+ */
+export function bodyWasDecoded(contentEncoding: string | null, decodes: ContentDecoding): boolean {
+  return contentEncoding !== null && decodes(contentEncoding);
+}
+
+/** RFC 9110 §5.1 field-name = token (§5.6.2 tchar). */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 §5.5 field-value: visible characters, SP, HTAB and obs-text; never CR, LF, NUL or other controls. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * RFC 9110 §5.1 and §5.5: a field a proxy may store and relay. A name that is not a token
+ * (`X Bad`) makes every runtime's header writer throw, and a control character in a value
+ * splits or corrupts the response a client sees, so such fields are dropped on arrival.
+ *
+ * @example
+ * isValidField("x-a", "1"); // true
+ * isValidField("x bad", "1"); // false
+ */
+export function isValidField(name: string, value: string): boolean {
+  return FIELD_NAME.test(name) && FIELD_VALUE.test(value);
+}
+
+/**
+ * Headers worth keeping: hop-by-hop ones and those named in Connection go (RFC 9110
+ * §7.6.1), and malformed ones ({@link isValidField}, reported in `dropped`); Content-Length
+ * goes because the length is recomputed on the way out, Content-Encoding only when the
+ * runtime's fetch decoded the body ({@link bodyWasDecoded}).
+ */
+export function responseHeaders(
+  headers: Headers,
+  decodes: ContentDecoding = fetchStandardDecoding,
+): { headers: [string, string][]; dropped: string[] } {
+  const decoded = bodyWasDecoded(headers.get("content-encoding"), decodes);
+  const connectionListed = new Set(
+    (headers.get("connection") ?? "")
+      .split(",")
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: [string, string][] = [];
+  const dropped: string[] = [];
+  const keep = (name: string, value: string) => {
+    if (isValidField(name, value)) out.push([name, value]);
+    else dropped.push(name);
+  };
+  headers.forEach((value, name) => {
+    const lower = name.toLowerCase();
+    if (
+      HOP_BY_HOP.has(lower) ||
+      connectionListed.has(lower) ||
+      lower === "content-length" ||
+      (lower === "content-encoding" && decoded)
+    )
+      return;
+    if (lower === "set-cookie") return; // combined by Headers; each one kept below
+    keep(lower, value);
+  });
+  const cookies = typeof headers.getSetCookie === "function" ? headers.getSetCookie() : [];
+  for (const cookie of cookies) keep("set-cookie", cookie);
+  return { headers: out, dropped };
+}
