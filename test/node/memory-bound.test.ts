@@ -5,6 +5,10 @@ import { ManualClock } from "../../src/core/clock.ts";
 import { entrySize } from "../../src/core/http/entry.ts";
 import { testEntry } from "../../src/core/store/store-conformance.ts";
 import { LruStore } from "../../src/core/store/lru-store.ts";
+import { parseConfig } from "../../src/core/config.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { localStack } from "../../src/node/stack.ts";
+import { reachableCollections } from "./reachable-collections.ts";
 
 const MiB = 1024 * 1024;
 const BUDGET = 64 * MiB;
@@ -89,3 +93,42 @@ it(`holds ${KEYS} distinct ~1 KB entries within a ${BUDGET / MiB} MiB byte budge
   // +170…220 MiB. The ceiling catches gross waste such as copying every body twice.
   expect(rssGrowth).toBeLessThan(5 * BUDGET);
 });
+
+/**
+ * Per-key memos that keep up to a cap of their own: the flood below is too short to reach
+ * it, so the cap is checked apart. Anything else that grows with the URLs fails the test.
+ */
+const CAPPED: Record<string, number> = { "stack.metrics.keyCounts": 10_000 };
+const FLOOD_URLS = 3_000;
+
+it(
+  `a flood of ${FLOOD_URLS} distinct URLs leaves no per-key structure growing with it`,
+  { timeout: 120_000 },
+  async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const body = new Uint8Array(200).fill(0x78);
+    const fetch = async () =>
+      new Response(body, { headers: { "content-type": "text/html", "cache-control": "public, max-age=3600" } });
+    const config = parseConfig({ origin: { url: "http://origin.test" }, cache: { maxBytes: 128 * 1024 } });
+    const stack = localStack({ config, logger: jsonLogger("silent"), clock, fetch });
+    for (let i = 0; i < FLOOD_URLS; i++) {
+      const url = new URL(`http://cache.test/articles/${i}?utm_campaign=flood&page=${i}`);
+      const res = await stack.engine.handle({ method: "GET", url, headers: new Headers(), rawHeaders: [] });
+      if (res.body instanceof ReadableStream) await res.body.cancel();
+      expect(res.status).toBe(200);
+      clock.advance(1);
+    }
+    // The store is bounded by bytes: full, never past its budget, holding a small share of the URLs.
+    expect(stack.near.bytes).toBeLessThanOrEqual(config.cache.maxBytes);
+    expect(stack.near.size).toBeLessThan(FLOOD_URLS / 10);
+    // Everything reachable from the stack (engine, coordinator, leases, guard, breaker, metrics,
+    // purges, store) is a handful of entries, whatever it is called.
+    const growing = reachableCollections(stack, "stack").filter((c) => c.size > (CAPPED[c.path] ?? FLOOD_URLS / 10));
+    expect(growing).toEqual([]);
+    // The capped memo stops at its cap.
+    for (let i = 0; i < 10_050; i++) stack.metrics.count("miss", `key-${i}`);
+    expect(
+      reachableCollections(stack.metrics, "stack.metrics").find((c) => c.path === "stack.metrics.keyCounts"),
+    ).toEqual({ path: "stack.metrics.keyCounts", size: CAPPED["stack.metrics.keyCounts"] });
+  },
+);
