@@ -1,7 +1,16 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { getHeapStatistics } from "node:v8";
 import { parseConfig, type Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
+import {
+  heapLimitsFor,
+  heapSizedByOperator,
+  reportExitCode,
+  serveInBoundedHeap,
+  stopRequested,
+  workerArgv,
+} from "./bounded-heap.ts";
 import { jsonLogger, type LogLevel } from "./logger.ts";
 import { startServer } from "./server.ts";
 import { localStack, type Stack } from "./stack.ts";
@@ -135,8 +144,14 @@ function readFlags(args: string[]): CliFlags {
   }
 }
 
+/** How `npx herdless` serves (see {@link run}); the library's `main` and `cli` serve in the calling thread. */
+interface ServeOptions {
+  /** The CLI module to run again in a worker thread with a heap sized for the cache (bounded-heap.ts). */
+  boundedHeapEntry?: URL;
+}
+
 /** Runs the CLI: `serve` (the default) until SIGTERM/SIGINT, or `check-config`. Returns the exit code. */
-export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+export async function main(argv: string[], io: CliIo = processIo, options: ServeOptions = {}): Promise<number> {
   const command = argv[0] === "check-config" ? "check-config" : "serve";
   const values = readFlags(command === "serve" ? argv : argv.slice(1));
   if (values.help) {
@@ -152,6 +167,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   const port = values.port === undefined ? 8787 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`--port must be an integer from 0 to 65535, got ${values.port}`);
+  if (options.boundedHeapEntry && !heapSizedByOperator(process.execArgv, process.env.NODE_OPTIONS))
+    return serveInBoundedHeap(options.boundedHeapEntry, argv, heapLimitsFor(config.cache.maxBytes), io.stderr);
   const logger = jsonLogger(config.log.level as LogLevel);
   const stack: Stack = redis ? await fleetStack(config, logger, redis) : localStack({ config, logger });
   // A port in use must not leave the Redis connections reconnecting forever: the process would never exit.
@@ -166,18 +183,14 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     port: running.port,
     origin: config.origin.url,
     mode: stack.mode(),
+    // The heap the server runs in: sized from cache.maxBytes, or by the operator's flags.
+    heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
   });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info("shutting down", { signal });
-      void running.close().then(() => {
-        logger.info("stopped", { signal });
-        resolve();
-      });
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  // In the bounded-heap worker the main thread receives the signals and passes them on.
+  const signal = await (workerArgv() ? stopRequested() : untilSignal());
+  logger.info("shutting down", { signal });
+  await running.close();
+  logger.info("stopped", { signal });
   return 0;
 }
 
@@ -194,10 +207,10 @@ async function fleetStack(config: Config, logger: ReturnType<typeof jsonLogger>,
  * @example
  * const code = await cli(["check-config", "--origin", "http://127.0.0.1:8080"]);
  */
-export async function cli(argv: string[], io: CliIo = processIo): Promise<number> {
+export async function cli(argv: string[], io: CliIo = processIo, options: ServeOptions = {}): Promise<number> {
   let code: number;
   try {
-    code = await main(argv, io);
+    code = await main(argv, io, options);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     if (error instanceof UsageError) {
@@ -218,9 +231,22 @@ export async function cli(argv: string[], io: CliIo = processIo): Promise<number
   return code;
 }
 
-/** The entry point of `npx herdless` (src/node/bin.ts). */
-export async function run(argv: string[]): Promise<void> {
-  process.exitCode = await cli(argv);
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+}
+
+/**
+ * The entry point of `npx herdless` (src/node/bin.ts, whose URL is `entry`). It serves in a
+ * worker thread running `entry` again, with a V8 heap sized for `cache.maxBytes`
+ * (bounded-heap.ts), unless the operator sized the heap; in that worker it serves.
+ */
+export async function run(argv: string[], entry: URL): Promise<void> {
+  const inWorker = workerArgv();
+  if (inWorker) reportExitCode(await cli(inWorker));
+  else process.exitCode = await cli(argv, processIo, { boundedHeapEntry: entry });
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

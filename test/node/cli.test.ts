@@ -136,4 +136,37 @@ describe("herdless CLI", () => {
     expect(code).toBe(2);
     expect(stderr).toContain("log.level");
   });
+
+  it("the herdless command serves in a heap sized from cache.maxBytes, unless the operator sized it; SIGTERM exits 0", async () => {
+    const file = await configFile("heap.json", {
+      origin: { url: "http://127.0.0.1:1111" },
+      cache: { maxBytes: 64 * 2 ** 20 },
+    });
+    const serve = async (nodeOptions: string) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/node/bin.ts", "--config", file, "--port", "0"], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, NODE_OPTIONS: nodeOptions },
+      });
+      let stderr = "";
+      const listening = new Promise<{ heapLimitMiB: number }>((resolve) =>
+        child.stderr.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString();
+          const line = stderr.split("\n").find((l) => l.includes('"herdless listening"'));
+          if (line) resolve(JSON.parse(line) as { heapLimitMiB: number });
+        }),
+      );
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (exit) => resolve(exit)));
+      const { heapLimitMiB } = await listening;
+      child.kill("SIGTERM");
+      return { heapLimitMiB, code: await exited, stderr };
+    };
+    // 1.25 × 64 MiB + 24 MiB old generation, 24 MiB young.
+    const sized = await serve("");
+    expect(sized.heapLimitMiB).toBe(128);
+    expect(sized.code).toBe(0);
+    expect(sized.stderr).toContain('"msg":"stopped"');
+    const operator = await serve("--max-old-space-size=300");
+    expect(operator.heapLimitMiB).toBeGreaterThan(300);
+    expect(operator.code).toBe(0);
+  });
 });
