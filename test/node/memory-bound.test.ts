@@ -44,7 +44,7 @@ function retained(): { retainedBytes: number; rss: number } {
   return { retainedBytes: usage.heapUsed + usage.arrayBuffers, rss: usage.rss };
 }
 
-it(`holds ${KEYS} distinct ~1 KB entries within a ${BUDGET / MiB} MiB byte budget`, async () => {
+it(`holds ${KEYS} distinct ~1 KB entries within a ${BUDGET / MiB} MiB byte budget`, { timeout: 120_000 }, async () => {
   const gc = findGc();
   if (gc) await settle(gc);
   const before = retained();
