@@ -137,3 +137,20 @@ describe("origin statuses the Worker cannot relay", () => {
     expect(res.body).toMatch(/status 103/);
   });
 });
+
+describe("W3C Edge Architecture §3 on the Worker: Surrogate-Control governs this cache", () => {
+  it("a surrogate max-age stores what Cache-Control: no-store would not; the origin is told herdless's device token", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "no-store", "surrogate-control": "max-age=60;herdless" },
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const first = await dc!.get("/surrogate");
+    expect(first.status).toBe(200);
+    const second = await dc!.get("/surrogate");
+    expect(second.cacheStatus).toMatch(/^herdless; hit/);
+    expect(second.body).toBe(first.body);
+    const stats = await origin.stats();
+    expect(stats.count).toBe(1);
+    expect(stats.requests[0]!.headers["surrogate-capability"]).toBe('herdless="Surrogate/1.0"');
+  });
+});

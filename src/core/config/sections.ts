@@ -45,7 +45,7 @@ export const originSection = z.strictObject({
     z.array(z.string().check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: "must be a header name" }))),
     [...DEFAULT_STRIPPED_REQUEST_HEADERS],
   ),
-  /** Add X-Forwarded-For, X-Forwarded-Proto and Via to origin requests. */
+  /** Add X-Forwarded-For, X-Forwarded-Proto, Via and Surrogate-Capability to origin requests. */
   forwardedHeaders: z._default(z.boolean(), true),
 });
 

@@ -139,6 +139,56 @@ export function parseTargetedCacheControl(value: string | null | undefined): Dir
   return directives.size === 0 ? undefined : directives;
 }
 
+/**
+ * The device token herdless answers to in `Surrogate-Control` and announces in
+ * `Surrogate-Capability` (W3C Edge Architecture Specification 1.0, §2.2, §3).
+ */
+export const SURROGATE_DEVICE_TOKEN = "herdless";
+
+/**
+ * Parses a Surrogate-Control field value (W3C Edge Architecture 1.0 §3): Cache-Control list
+ * syntax whose directives may be targeted at one surrogate by a `;device-token` suffix.
+ * Untargeted directives and those targeted at {@link SURROGATE_DEVICE_TOKEN} are kept, the
+ * rest belong to other surrogates. Undefined when nothing applies to herdless (absent, empty
+ * or all malformed), so that the caller falls back to Cache-Control, as for CDN-Cache-Control.
+ *
+ * @example
+ * parseSurrogateControl("max-age=600;herdless, no-store;other")?.get("max-age"); // "600"
+ * parseSurrogateControl("max-age=600;other"); // undefined
+ */
+export function parseSurrogateControl(value: string | null | undefined): Directives | undefined {
+  if (!value || value.trim() === "") return undefined;
+  const kept: string[] = [];
+  for (const element of splitOutsideQuotes(value, ",")) {
+    const [directive = "", target] = splitOutsideQuotes(element, ";");
+    if (target !== undefined && target.trim().toLowerCase() !== SURROGATE_DEVICE_TOKEN) continue;
+    kept.push(directive);
+  }
+  const directives = parseCacheControl(kept.join(","));
+  return directives.size === 0 ? undefined : directives;
+}
+
+/** Splits on `separator` where it is not inside a quoted string (RFC 9110 §5.6.4). */
+function splitOutsideQuotes(value: string, separator: string): string[] {
+  const parts: string[] = [];
+  let current = "";
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (quoted && c === "\\" && i + 1 < value.length) {
+      current += c + value[++i]!;
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    if (c === separator && !quoted) {
+      parts.push(current);
+      current = "";
+    } else current += c;
+  }
+  parts.push(current);
+  return parts;
+}
+
 /** A member's value as Cache-Control would carry it: digits, text, bare (true) or `?0` (false). */
 function bareValue(item: BareItem): string | boolean | undefined {
   if (typeof item === "boolean") return item;

@@ -54,6 +54,39 @@ describe("RFC 9213 §2.1 CDN-Cache-Control", () => {
   });
 });
 
+describe("W3C Edge Architecture §3 Surrogate-Control, after CDN-Cache-Control (RFC 9213 §2.2 list)", () => {
+  it("governs over Cache-Control: a long surrogate max-age over a short one, no-store over a fresh one", () => {
+    expect(life({ "cache-control": "max-age=1", "surrogate-control": "max-age=3600" }).staleAt).toBe(T0 + 3600 * S);
+    expect(life({ "cache-control": "max-age=3600", "surrogate-control": "max-age=1" }).staleAt).toBe(T0 + 1 * S);
+    expect(store({ "cache-control": "max-age=10000", "surrogate-control": "no-store" })).toEqual({
+      storable: false,
+      reason: "no-store",
+    });
+    expect(store({ "cache-control": "no-store", "surrogate-control": "max-age=10000" })).toEqual({ storable: true });
+  });
+
+  it("takes directives targeted at herdless, leaves other devices' to them", () => {
+    expect(life({ "surrogate-control": "max-age=3600;herdless" }).staleAt).toBe(T0 + 3600 * S);
+    expect(store({ "cache-control": "max-age=60", "surrogate-control": "no-store;other-cdn" })).toEqual({
+      storable: true,
+    });
+    expect(life({ "cache-control": "max-age=60", "surrogate-control": "max-age=3600;other-cdn" }).staleAt).toBe(
+      T0 + 60 * S,
+    );
+  });
+
+  it("ignores Expires while it governs; an empty or malformed one falls back to Cache-Control", () => {
+    const past = "Wed, 01 Jan 2025 11:00:00 GMT";
+    expect(life({ "surrogate-control": "max-age=3600", expires: past, date: HTTP_T0 }).staleAt).toBe(T0 + 3600 * S);
+    expect(life({ "cache-control": "max-age=1", "surrogate-control": "=100" }).staleAt).toBe(T0 + 1 * S);
+    expect(life({ "cache-control": "max-age=1", "surrogate-control": "" }).staleAt).toBe(T0 + 1 * S);
+  });
+
+  it("yields to a valid CDN-Cache-Control", () => {
+    expect(life({ "cdn-cache-control": "max-age=60", "surrogate-control": "max-age=3600" }).staleAt).toBe(T0 + 60 * S);
+  });
+});
+
 describe("RFC 9111 §4.2.1 freshness lifetime", () => {
   it("prefers s-maxage over max-age over Expires", () => {
     const expires = "Wed, 01 Jan 2025 13:00:00 GMT";

@@ -4,6 +4,7 @@ import {
   MAX_DELTA_SECONDS,
   parseCacheControl,
   parseDeltaSecondsMs,
+  parseSurrogateControl,
   parseTargetedCacheControl,
   type Directives,
 } from "./cache-control.ts";
@@ -43,7 +44,7 @@ const ONE_DAY_MS = 24 * 3600_000;
  */
 export const MAX_LIFETIME_MS = MAX_DELTA_SECONDS * 1000;
 
-/** The directives that govern this cache, and whether they came from CDN-Cache-Control. */
+/** The directives that govern this cache, and whether they came from a targeted field (CDN-Cache-Control, Surrogate-Control). */
 export interface Governing {
   d: Directives;
   targeted: boolean;
@@ -61,11 +62,15 @@ export function effectiveDirectives(headers: HeaderReader): Directives {
 }
 
 /**
- * RFC 9213 §2.2: a valid, non-empty CDN-Cache-Control governs, and then Cache-Control and
- * Expires are ignored; an invalid or empty one is ignored entirely.
+ * RFC 9213 §2.2: the first targeted field in herdless's list with a valid, non-empty value
+ * governs, and then Cache-Control and Expires are ignored; an invalid or empty one is
+ * ignored entirely. The list: CDN-Cache-Control, then Surrogate-Control (the W3C Edge
+ * Architecture field that CDNs honoured before RFC 9213), then Cache-Control.
  */
 export function governingDirectives(headers: HeaderReader): Governing {
-  const targeted = parseTargetedCacheControl(headers.get("cdn-cache-control"));
+  const targeted =
+    parseTargetedCacheControl(headers.get("cdn-cache-control")) ??
+    parseSurrogateControl(headers.get("surrogate-control"));
   if (targeted) return { d: targeted, targeted: true };
   return { d: parseCacheControl(headers.get("cache-control")), targeted: false };
 }

@@ -40,6 +40,7 @@ const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
 const STORAGE_FIELDS: ReadonlySet<string> = new Set([
   "cache-control",
   "cdn-cache-control",
+  "surrogate-control",
   "expires",
   "date",
   "age",

@@ -50,7 +50,14 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       policy(),
       relay,
     );
-    expect(names(out)).toEqual(["accept", "accept-encoding", "x-forwarded-for", "x-forwarded-proto", "via"]);
+    expect(names(out)).toEqual([
+      "accept",
+      "accept-encoding",
+      "x-forwarded-for",
+      "x-forwarded-proto",
+      "via",
+      "surrogate-capability",
+    ]);
   });
 
   it("strips the override headers used for cache poisoning, and the operator can change the list", () => {
@@ -75,6 +82,7 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       "x-forwarded-for",
       "x-forwarded-proto",
       "via",
+      "surrogate-capability",
     ]);
   });
 
@@ -101,6 +109,7 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       "x-forwarded-for",
       "x-forwarded-proto",
       "via",
+      "surrogate-capability",
     ]);
     expect(names(originRequestHeaders(raw, policy(), relay))).toContain("if-none-match");
   });
@@ -123,6 +132,13 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       ["via", "1.1 cdn"],
       ["accept-encoding", "identity"],
     ]);
+  });
+
+  it("W3C Edge Architecture §2.2: announces herdless's device token in Surrogate-Capability, after a downstream surrogate's", () => {
+    const out = originRequestHeaders([["surrogate-capability", 'cdn="Surrogate/1.0 ESI/1.0"']], policy(), fill);
+    expect(value(out, "surrogate-capability")).toBe('cdn="Surrogate/1.0 ESI/1.0", herdless="Surrogate/1.0"');
+    const quiet = originRequestHeaders([], policy({ forwardedHeaders: false }), fill);
+    expect(value(quiet, "surrogate-capability")).toBeUndefined();
   });
 
   it("forwards a normalized Accept-Encoding (RFC 9110 §12.5.3)", () => {

@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import { normalizedAcceptEncoding } from "../http/accept-encoding.ts";
+import { SURROGATE_DEVICE_TOKEN } from "../http/cache-control.ts";
 import { HOP_BY_HOP } from "../http/http.ts";
 
 /**
@@ -29,6 +30,15 @@ const CREDENTIALS = new Set(["authorization", "cookie"]);
 
 /** What herdless adds to the `Via` header (RFC 9110 §7.6.3). */
 const VIA = "1.1 herdless";
+
+/**
+ * What herdless adds to `Surrogate-Capability` (W3C Edge Architecture 1.0 §2.2): its device
+ * token, so an origin can target `Surrogate-Control` directives at it.
+ */
+const SURROGATE_CAPABILITY = `${SURROGATE_DEVICE_TOKEN}="Surrogate/1.0"`;
+
+/** Headers each proxy on the way extends with its own entry (with `origin.forwardedHeaders`). */
+const PROXY_ADDED = new Set(["x-forwarded-for", "x-forwarded-proto", "via", "surrogate-capability"]);
 
 /** The request-header policy of a deployment, built once from its config. */
 export interface ForwardPolicy {
@@ -61,7 +71,7 @@ export interface ForwardContext {
  * on shared fills, credentials (unless the route caches them), validators and Range.
  * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
- * `X-Forwarded-For`, `X-Forwarded-Proto` and `Via` as a proxy adds them. This is the one
+ * `X-Forwarded-For`, `X-Forwarded-Proto`, `Via` and `Surrogate-Capability` as a proxy adds them. This is the one
  * place that decides what reaches the origin, for fills, revalidations and relays alike.
  *
  * @example
@@ -80,6 +90,7 @@ export function originRequestHeaders(
   const out: [string, string][] = [];
   const forwardedFor: string[] = [];
   const via: string[] = [];
+  const surrogateCapability: string[] = [];
   let acceptEncoding: string | undefined;
   for (const [rawName, value] of raw) {
     const name = rawName.toLowerCase();
@@ -91,9 +102,10 @@ export function originRequestHeaders(
       acceptEncoding = acceptEncoding === undefined ? value : `${acceptEncoding}, ${value}`;
       continue;
     }
-    if (policy.forwardedHeaders && (name === "x-forwarded-for" || name === "x-forwarded-proto" || name === "via")) {
+    if (policy.forwardedHeaders && PROXY_ADDED.has(name)) {
       if (name === "x-forwarded-for") forwardedFor.push(value);
       if (name === "via") via.push(value);
+      if (name === "surrogate-capability") surrogateCapability.push(value);
       continue; // X-Forwarded-Proto is herdless's to say: a client's value would steer redirects.
     }
     out.push([name, value]);
@@ -106,6 +118,7 @@ export function originRequestHeaders(
     if (forwardedFor.length > 0) out.push(["x-forwarded-for", forwardedFor.join(", ")]);
     out.push(["x-forwarded-proto", context.url.protocol === "https:" ? "https" : "http"]);
     out.push(["via", [...via, VIA].join(", ")]);
+    out.push(["surrogate-capability", [...surrogateCapability, SURROGATE_CAPABILITY].join(", ")]);
   }
   return out;
 }
