@@ -300,38 +300,48 @@ await check("(d) examples/embed-worker type-checks and builds with wrangler depl
   assert(existsSync(join(worker, "dist/index.js")), "no dist/index.js");
 });
 
-await check("(d) the built Worker answers /blog/* through herdless and the rest itself", async () => {
-  const { Miniflare } = requireFromRoot("miniflare");
-  const origin = await startOrigin();
-  const mf = new Miniflare({
-    modules: true,
-    scriptPath: join(worker, "dist/index.js"),
-    modulesRoot: join(worker, "dist"),
-    compatibilityDate: "2026-04-20",
-    cf: false,
-    bindings: { ORIGIN_URL: origin.url, HERDLESS_CONFIG: "" },
-    durableObjects: {
-      COORDINATOR: { className: "KeyCoordinatorObject", useSQLite: true },
-      GUARD: { className: "OriginGuardObject", useSQLite: true },
-      PURGES: { className: "PurgeRegistryObject", useSQLite: true },
-      STATS: { className: "StatsObject", useSQLite: true },
-    },
-  });
-  try {
-    for (let i = 0; i < 3; i++) {
-      const res = await mf.dispatchFetch("http://example.test/blog/post");
-      const body = await res.text();
-      assert(res.status === 200, `blog: ${res.status} ${body}`);
+await check(
+  "(d) the built Worker answers /blog/* through herdless and the rest itself; its stats are the deployment's",
+  async () => {
+    const { Miniflare } = requireFromRoot("miniflare");
+    const origin = await startOrigin();
+    const mf = new Miniflare({
+      modules: true,
+      scriptPath: join(worker, "dist/index.js"),
+      modulesRoot: join(worker, "dist"),
+      compatibilityDate: "2026-04-20",
+      cf: false,
+      bindings: { ORIGIN_URL: origin.url, HERDLESS_CONFIG: "", HERDLESS_ADMIN_TOKEN: "pack-smoke-admin-token" },
+      durableObjects: {
+        COORDINATOR: { className: "KeyCoordinatorObject", useSQLite: true },
+        GUARD: { className: "OriginGuardObject", useSQLite: true },
+        PURGES: { className: "PurgeRegistryObject", useSQLite: true },
+        STATS: { className: "StatsObject", useSQLite: true },
+      },
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await mf.dispatchFetch("http://example.test/blog/post");
+        const body = await res.text();
+        assert(res.status === 200, `blog: ${res.status} ${body}`);
+      }
+      assert(origin.count("/blog/post") === 1, `origin saw ${origin.count("/blog/post")} requests for /blog/post`);
+      const own = await mf.dispatchFetch("http://example.test/about");
+      assert((await own.text()).includes("own answer"), "the Worker's own path");
+      assert(origin.count("/about") === 0, "the Worker's own path went to the origin");
+      // The re-exported StatsObject sums the deployment's counters: the stats say so.
+      const stats = await mf.dispatchFetch("http://example.test/__herdless/stats", {
+        headers: { authorization: "Bearer pack-smoke-admin-token" },
+      });
+      const snapshot = await stats.json();
+      assert(stats.status === 200 && snapshot.scope?.of === "deployment", `stats: ${JSON.stringify(snapshot.scope)}`);
+      assert(snapshot.requests === 3, `stats counted ${snapshot.requests} requests, not 3`);
+    } finally {
+      await mf.dispose();
+      await origin.close();
     }
-    assert(origin.count("/blog/post") === 1, `origin saw ${origin.count("/blog/post")} requests for /blog/post`);
-    const own = await mf.dispatchFetch("http://example.test/about");
-    assert((await own.text()).includes("own answer"), "the Worker's own path");
-    assert(origin.count("/about") === 0, "the Worker's own path went to the origin");
-  } finally {
-    await mf.dispose();
-    await origin.close();
-  }
-});
+  },
+);
 
 rmSync(work, { recursive: true, force: true });
 console.log(`pack smoke: ${passed} passed, ${failed} failed`);
