@@ -4,7 +4,7 @@ import { captureSample, type Sample } from "./bare-node.ts";
 import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
 import { runTsScript } from "./processes.ts";
 import { startRuntime, type Runtime } from "./runtimes.ts";
-import { HERDLESS_CONFIG, HOST, type Scenario } from "./scenarios.ts";
+import { configFor, HERDLESS_CONFIG, HOST, type Scenario } from "./scenarios.ts";
 import type { CellResult, LoadResult, LoadSpec, MeterReading, RuntimeName } from "./types.ts";
 
 /** Responses captured from herdless, by scenario and runtime (`tail-hits worker`), replayed by the bare servers. */
@@ -95,11 +95,13 @@ export async function runCell(
     }
     runtime = await startRuntime(name, {
       origin,
-      config: HERDLESS_CONFIG,
+      config: configFor(scenario),
       label: `${scenario.name}-${name}`,
       ...(sample ? { sample } : {}),
     });
     cell.notes.push(...runtime.notes);
+    if (scenario.config && name !== "direct")
+      cell.notes.push(`config on top of the bench's: \`${JSON.stringify(scenario.config)}\``);
     if (scenario.name === "hit-path" && name === "worker") {
       cell.notes.push(
         "a warm hit is served from the isolate's memory tier (src/core/tiered-store.ts) without cache.match; Miniflare's Cache API (a Durable Object behind a loopback service) is only read on a memory miss",

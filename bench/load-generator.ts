@@ -15,10 +15,14 @@ interface Outcome {
   status: number;
   retryAfter: boolean;
   cacheStatus: string;
+  /** when the first body byte arrived (hrtime ns), if any did */
+  firstByteNs?: bigint;
 }
 
 class Tally {
   readonly histogram = new LatencyHistogram();
+  readonly ttfb = new LatencyHistogram();
+  breakerOpen = 0;
   readonly byStatus: Record<string, number> = {};
   readonly byCacheStatus: Record<string, number> = {};
   readonly perSecond = new Map<number, { requests: number; errors: number }>();
@@ -46,6 +50,9 @@ class Tally {
       return;
     }
     bump(this.byStatus, String(outcome.status));
+    if (outcome.cacheStatus.includes("detail=breaker-open")) this.breakerOpen++;
+    if (outcome.status < 300 && outcome.firstByteNs !== undefined)
+      this.ttfb.record(Number(outcome.firstByteNs - startedNs) / 1000);
     bump(this.byCacheStatus, cacheStatusClass(outcome.cacheStatus));
     if (outcome.status < 400) this.ok++;
     else if (isShed(outcome)) this.shed++;
@@ -93,7 +100,9 @@ function send(agent: Agent, base: URL, host: string, path: string, timeoutMs: nu
           retryAfter: res.headers["retry-after"] !== undefined,
           cacheStatus: String(res.headers["cache-status"] ?? ""),
         };
-        res.on("data", () => undefined);
+        res.on("data", () => {
+          outcome.firstByteNs ??= process.hrtime.bigint();
+        });
         res.once("end", () => resolve(outcome));
         res.once("error", reject);
       },
@@ -154,6 +163,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     byStatus: tally.byStatus,
     byCacheStatus: tally.byCacheStatus,
     latency: tally.histogram.summary(),
+    ...(tally.ttfb.count > 0 ? { ttfb: tally.ttfb.summary() } : {}),
+    breakerOpen: tally.breakerOpen,
     elapsedMs,
     throughputRps: elapsedMs > 0 ? Math.round((requests / elapsedMs) * 1000) : 0,
     cpuMs: Math.round((cpu.user + cpu.system) / 1000),

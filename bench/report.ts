@@ -1,4 +1,5 @@
 /** The Markdown report: targets with PASS/MISS, then one table per scenario. */
+import { protectionTargets, waitedOnOrigin } from "./protection-targets.ts";
 import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
 import type { BenchRun, CellResult, RuntimeName, ScenarioName } from "./types.ts";
 import { workerCostSection, workerTargets } from "./worker-report.ts";
@@ -130,6 +131,7 @@ export function targets(run: BenchRun): Target[] {
     }
   }
   out.push(...workerTargets(run));
+  out.push(...protectionTargets(run));
   return out;
 }
 
@@ -191,6 +193,15 @@ export function markdown(run: BenchRun): string {
             .map(([k, v]) => `${k} ${v}`)
             .join(", ")}.`,
         );
+      const l = cell.load;
+      if (l?.ttfb)
+        lines.push(
+          `- ${cell.runtime}: first body byte p50 ${l.ttfb.p50Ms} ms, p99 ${l.ttfb.p99Ms} ms (2xx answers); whole answer p50 ${l.latency.p50Ms} ms.`,
+        );
+      if (l && (l.breakerOpen ?? 0) > 0)
+        lines.push(`- ${cell.runtime}: ${l.breakerOpen} answers with detail=breaker-open.`);
+      if (l && scenario.name.startsWith("hot-keys"))
+        lines.push(`- ${cell.runtime}: ${waitedOnOrigin(l)} of ${l.requests} answers waited on the origin.`);
       for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
       const samples = cell.load?.networkErrorSamples ?? [];
       if (samples.length > 0)

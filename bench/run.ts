@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --scenario NAME[,NAME] --runtime NAME[,NAME] --quick]`
+ * `npm run bench [-- [NAME …] --scenario NAME[,NAME] --runtime NAME[,NAME] --quick]`
  *
  * Drives the fragile origin through each scenario × runtime (see scenarios.ts), then writes
  * bench/results/<timestamp>.json, latest.json, latest.md and one <scenario>.svg each.
@@ -14,6 +14,7 @@ import { memoryFlood, memoryReport } from "./memory-flood.ts";
 import { installReaper, ROOT } from "./processes.ts";
 import { markdown, targets } from "./report.ts";
 import { hasRedisServer } from "./runtimes.ts";
+import "./protection-scenarios.ts";
 import { HERDLESS_CONFIG, SCENARIOS, scenarioByName, type Scenario } from "./scenarios.ts";
 import { originChart } from "./svg.ts";
 import type { BenchRun, CellResult, RuntimeName } from "./types.ts";
@@ -33,8 +34,10 @@ function writeReport(run: BenchRun, scenarios: Scenario[]): void {
 
 const RUNTIMES: RuntimeName[] = ["direct", "node", "fleet", "worker", "bare-node", "bare-worker"];
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
+  // `npm run bench -- broken-url` names a scenario like `--scenario broken-url`.
+  allowPositionals: true,
   options: {
     scenario: { type: "string", multiple: true },
     runtime: { type: "string", multiple: true },
@@ -47,7 +50,8 @@ const { values } = parseArgs({
 });
 const split = (list: string[] | undefined): string[] | undefined =>
   list?.flatMap((v) => v.split(",")).filter((v) => v !== "");
-const named = split(values.scenario);
+const asked = [...(values.scenario ?? []), ...positionals];
+const named = asked.length > 0 ? split(asked) : undefined;
 // `memory` is not a load scenario against the fragile origin but a flood of distinct URLs
 // against one process, measuring its RSS (memory-flood.ts); it runs on its own.
 if (named?.includes("memory")) {
@@ -63,7 +67,12 @@ if (named?.includes("memory")) {
   process.stdout.write(memoryReport(result));
   if (named.length === 1) process.exit(result.withinBound ? 0 : 1);
 }
-const scenarios = named?.filter((n) => n !== "memory").map(scenarioByName) ?? SCENARIOS;
+/** The scenarios asked for, each with its baselines (run first, in the same run), once each. */
+function withBaselines(names: string[]): Scenario[] {
+  const wanted = names.flatMap((n) => [...(scenarioByName(n).baselines ?? []), n]);
+  return [...new Set(wanted)].map(scenarioByName);
+}
+const scenarios = named === undefined ? SCENARIOS : withBaselines(named.filter((n) => n !== "memory"));
 const runtimeFilter = split(values.runtime);
 for (const r of runtimeFilter ?? [])
   if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);

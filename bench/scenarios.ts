@@ -32,10 +32,43 @@ export interface Scenario {
   fault?(quick: boolean): { kind: "redis-killed" | "member-killed"; atMs: number; downMs?: number };
   /** the origin's latency when not the default 50 ms */
   originLatencyMs?: number;
+  /** merged into HERDLESS_CONFIG for this scenario (objects deeply, anything else replaced) */
+  config?: Record<string, unknown>;
+  /** scenarios whose cells are this one's baseline: run with it whenever it runs */
+  baselines?: ScenarioName[];
 }
 
-const keys = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}/k${i}`);
-const scale = (ms: number, quick: boolean): number => (quick ? Math.round(ms / 4) : ms);
+/** HERDLESS_CONFIG with `patch` merged in: objects deeply, anything else replaced. */
+export function configFor(scenario: Scenario): Record<string, unknown> {
+  return merge(HERDLESS_CONFIG, scenario.config ?? {});
+}
+
+function merge(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(patch)) {
+    const under = out[key];
+    const isObject = (v: unknown): v is Record<string, unknown> =>
+      typeof v === "object" && v !== null && !Array.isArray(v);
+    out[key] = isObject(under) && isObject(value) ? merge(under, value) : value;
+  }
+  return out;
+}
+
+export const keys = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}/k${i}`);
+export const scale = (ms: number, quick: boolean): number => (quick ? Math.round(ms / 4) : ms);
+
+/** One origin request per key per expiry: keys × ⌈duration ÷ TTL⌉. */
+export function perExpiry(ttlS: number) {
+  return (load: Omit<LoadSpec, "targets" | "host">): { requests: number; formula: string } => {
+    const keyCount = load.paths.length;
+    const durationS = (load.durationMs ?? 0) / 1000;
+    const periods = Math.ceil(durationS / ttlS);
+    return {
+      requests: keyCount * periods,
+      formula: `${keyCount} keys × ⌈${durationS} s ÷ ${ttlS} s TTL⌉ = ${keyCount * periods}`,
+    };
+  };
+}
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -49,15 +82,7 @@ export const SCENARIOS: Scenario[] = [
       paths: keys("/steady", 10),
       timeoutMs: 15_000,
     }),
-    ideal: (load) => {
-      const ttlS = 2;
-      const durationS = (load.durationMs ?? 0) / 1000;
-      const periods = Math.ceil(durationS / ttlS);
-      return {
-        requests: load.paths.length * periods,
-        formula: `${load.paths.length} keys × ⌈${durationS} s ÷ ${ttlS} s TTL⌉ = ${load.paths.length * periods}`,
-      };
-    },
+    ideal: perExpiry(2),
   },
   {
     name: "spike",

@@ -34,6 +34,10 @@ export interface LoadResult {
   /** responses by the first Cache-Status parameter that tells the story: hit, stale, collapsed, fwd */
   byCacheStatus: Record<string, number>;
   latency: LatencySummary;
+  /** time to the first body byte of 2xx answers (absent in results from before it was measured) */
+  ttfb?: LatencySummary;
+  /** responses whose Cache-Status says `detail=breaker-open` (refused, or served stale because the breaker was open) */
+  breakerOpen?: number;
   elapsedMs: number;
   throughputRps: number;
   /** the load generator's own CPU (process.cpuUsage) */
@@ -69,7 +73,11 @@ export type ScenarioName =
   | "tail-expiring"
   | "tail-expiring-swr"
   | "tail-hits"
-  | "cold-misses";
+  | "cold-misses"
+  | "broken-url"
+  | "large-body-herd"
+  | "hot-keys"
+  | "hot-keys-baseline";
 
 /** What the Worker's meter counted (bench/worker-meter.js), summed over every data center's isolate. */
 export interface MeterReading {

@@ -1,0 +1,66 @@
+/**
+ * Origin protection (issue 12): the breaker must not open on one broken URL, a large body
+ * must collapse and stream, and hot keys must not go stale without stale-while-revalidate.
+ * Added to SCENARIOS when imported (bench/run.ts does); targets in protection-targets.ts.
+ */
+import { HERDLESS_RUNTIMES, keys, perExpiry, scale, SCENARIOS } from "./scenarios.ts";
+import type { LoadSpec } from "./types.ts";
+
+const hotLoad = (quick: boolean): Omit<LoadSpec, "targets" | "host"> => ({
+  connections: 100,
+  durationMs: scale(12_000, quick),
+  paths: keys("/hot", 10),
+  timeoutMs: 15_000,
+});
+/** The per-route refresh-ahead setting: revalidate in the background in the last 10 % of a key's freshness. */
+export const REFRESH_AHEAD = { defaults: { refreshAhead: 0.1 } };
+
+SCENARIOS.push(
+  {
+    name: "broken-url",
+    summary:
+      "10 keys (max-age=2) and one URL that always answers 500 (an application bug, no freshness: every request for it reaches the origin), 100 connections, 15 s: the breaker must not open, nothing may be refused",
+    cacheControl: "max-age=2",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    load: (quick) => ({
+      connections: 100,
+      durationMs: scale(15_000, quick),
+      paths: [...keys("/broken-url", 10), "/broken-url/bug?status=500"],
+      timeoutMs: 15_000,
+    }),
+  },
+  {
+    name: "large-body-herd",
+    summary: "50 connections arrive at once on 1 cold key whose body is 20 MB, 1 request each",
+    cacheControl: "max-age=60",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    load: () => ({
+      connections: 50,
+      requestsPerConnection: 1,
+      paths: ["/large/body?bytes=20000000"],
+      timeoutMs: 30_000,
+    }),
+    ideal: () => ({ requests: 1, formula: "1 key, cold, fresh for 60 s: 1" }),
+  },
+  {
+    name: "hot-keys-baseline",
+    summary:
+      "10 warmed hot keys, 100 connections, 12 s; the origin sends only max-age=2 (no stale-while-revalidate); no refresh-ahead: the baseline of hot-keys",
+    cacheControl: "max-age=2",
+    runtimes: HERDLESS_RUNTIMES,
+    load: hotLoad,
+    warmPaths: keys("/hot", 10),
+    ideal: perExpiry(2),
+  },
+  {
+    name: "hot-keys",
+    summary: `the hot-keys-baseline load with refresh-ahead on (\`${JSON.stringify(REFRESH_AHEAD)}\`): nobody should wait on the origin after warm-up`,
+    cacheControl: "max-age=2",
+    runtimes: HERDLESS_RUNTIMES,
+    load: hotLoad,
+    warmPaths: keys("/hot", 10),
+    ideal: perExpiry(2),
+    config: REFRESH_AHEAD,
+    baselines: ["hot-keys-baseline"],
+  },
+);

@@ -1,0 +1,100 @@
+/** Targets of the origin-protection scenarios (issue 12), each read against its baseline in the same run. */
+import { HERDLESS_RUNTIMES } from "./scenarios.ts";
+import type { Target } from "./report.ts";
+import type { BenchRun, CellResult, LoadResult, RuntimeName, ScenarioName } from "./types.ts";
+
+const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
+
+function cellOf(run: BenchRun, scenario: ScenarioName, runtime: RuntimeName): CellResult | undefined {
+  return run.cells.find((c) => c.scenario === scenario && c.runtime === runtime);
+}
+
+/** The cell's numbers, or why there are none. */
+function measured(cell: CellResult | undefined): { load: LoadResult; origin: number } | string {
+  if (cell === undefined) return "not run";
+  if (cell.skipped !== undefined) return `not run: ${cell.skipped.split("\n")[0]}`;
+  if (cell.load === undefined || cell.origin === undefined) return "no result";
+  return { load: cell.load, origin: cell.origin.requests };
+}
+
+/** Responses that waited on the origin: joined a fetch, went forward with a stale copy, or missed. */
+export function waitedOnOrigin(load: LoadResult): number {
+  const c = load.byCacheStatus;
+  return (c.collapsed ?? 0) + (c.revalidated ?? 0) + (c.fwd ?? 0);
+}
+
+function eachRuntime(
+  run: BenchRun,
+  scenario: ScenarioName,
+  name: (runtime: RuntimeName) => string,
+  judge: (m: { load: LoadResult; origin: number }, cell: CellResult) => { pass: boolean; detail: string },
+): Target[] {
+  if (!run.cells.some((c) => c.scenario === scenario)) return [];
+  return HERDLESS_RUNTIMES.flatMap((runtime) => {
+    const cell = cellOf(run, scenario, runtime);
+    if (cell === undefined) return [];
+    const m = measured(cell);
+    if (typeof m === "string") return [{ name: name(runtime), verdict: "MISS" as const, detail: m }];
+    const { pass, detail } = judge(m, cell);
+    return [{ name: name(runtime), verdict: pass ? ("PASS" as const) : ("MISS" as const), detail }];
+  });
+}
+
+function baselineText(
+  run: BenchRun,
+  scenario: ScenarioName,
+  runtime: RuntimeName,
+  text: (m: { load: LoadResult; origin: number }) => string,
+): string {
+  const m = measured(cellOf(run, scenario, runtime));
+  return typeof m === "string" ? `${scenario} × ${runtime}: ${m}` : `${scenario} × ${runtime}: ${text(m)}`;
+}
+
+export function protectionTargets(run: BenchRun): Target[] {
+  const direct = (scenario: ScenarioName, text: (m: { load: LoadResult; origin: number }) => string) =>
+    `baseline ${baselineText(run, scenario, "direct", text)}`;
+  return [
+    ...eachRuntime(
+      run,
+      "broken-url",
+      (r) => `broken-url: 0 requests refused while one URL answers 500 (${r})`,
+      ({ load, origin }) => ({
+        pass: (load.breakerOpen ?? 0) === 0 && load.shed === 0,
+        detail: `${load.breakerOpen ?? "?"} answers with detail=breaker-open, ${load.shed} shed, ${load.byStatus["500"] ?? 0} × 500 relayed, origin ${origin}; ${direct("broken-url", (d) => `${d.load.errors} errors (${d.load.byStatus["500"] ?? 0} × 500, ${d.load.byStatus["503"] ?? 0} × 503), origin ${d.origin}`)}`,
+      }),
+    ),
+    ...eachRuntime(
+      run,
+      "large-body-herd",
+      (r) => `large-body-herd: origin ÷ ideal ≤ 1.00, 0 errors, first byte vs direct (${r})`,
+      ({ load, origin }, cell) => {
+        const ideal = cell.ideal?.requests ?? 1;
+        const ttfb = load.ttfb?.p50Ms;
+        return {
+          pass: origin <= ideal && load.errors === 0,
+          detail: `${origin} origin requests ÷ ${ideal} ideal = ${fmt(origin / ideal, 2)}; ${load.errors} errors; first byte p50 ${ttfb ?? "–"} ms, p99 ${load.ttfb?.p99Ms ?? "–"} ms, whole body p50 ${load.latency.p50Ms} ms; ${direct("large-body-herd", (d) => `first byte p50 ${d.load.ttfb?.p50Ms ?? "–"} ms (${d.load.ok} complete bodies), ${d.load.errors} errors, origin ${d.origin}`)}`,
+        };
+      },
+    ),
+    ...eachRuntime(
+      run,
+      "hot-keys",
+      (r) => `hot-keys: 0 responses waited on the origin, origin ≤ 1.10 × ideal (${r})`,
+      ({ load, origin }, cell) => {
+        const ideal = cell.ideal?.requests ?? 1;
+        const waited = waitedOnOrigin(load);
+        const base = baselineText(
+          run,
+          "hot-keys-baseline",
+          cell.runtime,
+          (b) =>
+            `${waitedOnOrigin(b.load)} of ${b.load.requests} waited (${fmt((100 * waitedOnOrigin(b.load)) / b.load.requests, 2)} %), origin ${b.origin}`,
+        );
+        return {
+          pass: waited === 0 && origin <= 1.1 * ideal,
+          detail: `${waited} of ${load.requests} waited (${fmt((100 * waited) / load.requests, 2)} %); origin ${origin} ÷ ${ideal} ideal = ${fmt(origin / ideal, 2)}; baseline ${base}`,
+        };
+      },
+    ),
+  ];
+}
