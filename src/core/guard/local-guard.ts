@@ -171,6 +171,11 @@ export class LocalGuard implements OriginGuard {
     };
   }
 
+  /** Slots free now under the cap (none while it is full or, after {@link adopt}, over). */
+  get free(): number {
+    return Math.max(0, this.cap() - this.inFlight);
+  }
+
   private cap(): number {
     return this.o.maxConcurrency?.() ?? this.o.config.origin.maxConcurrency;
   }

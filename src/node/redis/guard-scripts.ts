@@ -1,4 +1,12 @@
-import { LuaScript } from "./connection.ts";
+import {
+  closedBreaker,
+  keyTag,
+  parseBreakerRecord,
+  type BreakerRecord,
+  type BreakerSettings,
+} from "../../core/guard/breaker.ts";
+import type { GuardSnapshot, OriginOutcome } from "../../core/guard/origin-guard.ts";
+import { LuaScript, type RedisClient } from "./connection.ts";
 
 /*
  * The fleet guard's atomic steps: breaker.ts's transitions, re-stated in Lua so that a
@@ -27,27 +35,32 @@ end
 /**
  * breaker.ts `admit` plus a slot, in one step. KEYS[1] permits (zset: id → expiresAt),
  * KEYS[2] breaker. ARGV: now, id, expiresAt, limit (for this priority), maxConcurrency,
- * probeTimeoutMs. Returns {1} granted, {2} granted as the probe, {0} no slot under `limit`,
- * {-1, retryAfterMs} refused by the breaker. The probe needs a free slot like any call.
+ * probeTimeoutMs, owner (the caller's permit id prefix). Returns {1} granted, {2} granted as
+ * the probe, {0} no slot under `limit`, {-1, retryAfterMs} refused by the breaker; the third
+ * element is how many live permits other processes hold. The probe needs a free slot like any call.
  */
-export const ACQUIRE = new LuaScript(`${BREAKER_LUA}
+const ACQUIRE = new LuaScript(`${BREAKER_LUA}
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local held = redis.call('ZCARD', KEYS[1])
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local held, others = #ids, 0
+for _, id in ipairs(ids) do
+  if string.sub(id, 1, #ARGV[7]) ~= ARGV[7] then others = others + 1 end
+end
 local b = readBreaker(KEYS[2])
 if b.state == 'closed' then
-  if held >= tonumber(ARGV[4]) then return {0, 0} end
+  if held >= tonumber(ARGV[4]) then return {0, 0, others} end
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-  return {1, 0}
+  return {1, 0, others}
 end
 local due = b.nextProbeAt
 if b.state == 'half-open' then due = b.probeExpiresAt end
-if now < due then return {-1, due - now} end
-if held >= tonumber(ARGV[5]) then return {-1, 0} end
+if now < due then return {-1, due - now, others} end
+if held >= tonumber(ARGV[5]) then return {-1, 0, others} end
 b.state, b.probeExpiresAt, b.probeId = 'half-open', now + tonumber(ARGV[6]), ARGV[2]
 writeBreaker(KEYS[2], b)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-return {2, 0}
+return {2, 0, others}
 `);
 
 /**
@@ -55,7 +68,7 @@ return {2, 0}
  * failureThreshold, failureRate, minFailingKeys, windowMs, probeIntervalMs, key tag.
  * Returns the breaker state ("unchanged" when the outcome moves nothing).
  */
-export const RELEASE = new LuaScript(`${BREAKER_LUA}
+const RELEASE = new LuaScript(`${BREAKER_LUA}
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[2] == 'neutral' then return 'unchanged' end
 local b = readBreaker(KEYS[2])
@@ -111,3 +124,94 @@ end
 writeBreaker(KEYS[2], b)
 return b.state
 `);
+
+/** The guard's two keys, in one slot (hash tag `{guard}`). */
+export interface GuardKeys {
+  permits: string;
+  breaker: string;
+}
+
+/** What a try for a slot came to, and how many permits other processes held then. */
+export type Attempt = { others: number } & (
+  { kind: "granted"; id: string; probe: boolean } | { kind: "busy" } | { kind: "refused"; retryAfterMs: number }
+);
+
+/** Tries for a slot of the fleet's cap (see ACQUIRE): the permit `id` (`${owner}${n}`) is added when granted. */
+export async function acquirePermit(
+  client: RedisClient,
+  keys: GuardKeys,
+  p: {
+    owner: string;
+    id: string;
+    now: number;
+    expiresAt: number;
+    limit: number;
+    maxConcurrency: number;
+    probeTimeoutMs: number;
+  },
+): Promise<Attempt> {
+  const reply = await ACQUIRE.run(
+    client,
+    [keys.permits, keys.breaker],
+    [p.now, p.id, p.expiresAt, p.limit, p.maxConcurrency, p.probeTimeoutMs, p.owner],
+  );
+  const [code, retryAfterMs, others] = Array.isArray(reply) ? reply.map(Number) : [];
+  const seen = { others: others ?? 0 };
+  if (code === 1 || code === 2) return { ...seen, kind: "granted", id: p.id, probe: code === 2 };
+  if (code === -1) return { ...seen, kind: "refused", retryAfterMs: retryAfterMs ?? 0 };
+  return { ...seen, kind: "busy" };
+}
+
+/** How many live permits (at `now`) processes other than `owner` hold. */
+export async function othersPermits(
+  client: RedisClient,
+  permitsKey: string,
+  owner: string,
+  now: number,
+): Promise<number> {
+  const ids = await client.zrangebyscore(permitsKey, `(${now}`, "+inf");
+  return ids.filter((id) => !id.startsWith(owner)).length;
+}
+
+/** Frees permit `id` and counts its outcome for `key` in the shared breaker (see RELEASE). */
+export async function releasePermit(
+  client: RedisClient,
+  keys: GuardKeys,
+  r: { id: string; outcome: OriginOutcome; key: string; now: number; settings: BreakerSettings },
+): Promise<void> {
+  const b = r.settings;
+  await RELEASE.run(
+    client,
+    [keys.permits, keys.breaker],
+    [
+      r.id,
+      r.outcome,
+      r.now,
+      b.failureThreshold,
+      b.failureRate,
+      b.minFailingKeys,
+      b.windowMs,
+      b.probeIntervalMs,
+      keyTag(r.key),
+    ],
+  );
+}
+
+/** The permits live at `now` and the breaker's state, as the guard's snapshot reports them. */
+export async function readGuard(
+  client: RedisClient,
+  keys: GuardKeys,
+  now: number,
+): Promise<Pick<GuardSnapshot, "inFlight" | "breaker">> {
+  const [inFlight, raw] = await Promise.all([client.zcount(keys.permits, `(${now}`, "+inf"), client.get(keys.breaker)]);
+  return { inFlight, breaker: parseBreaker(raw).state };
+}
+
+function parseBreaker(raw: string | null): BreakerRecord {
+  if (raw === null) return closedBreaker();
+  try {
+    return parseBreakerRecord(JSON.parse(raw));
+  } catch {
+    return closedBreaker();
+  }
+}

@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { closedBreaker, keyTag, parseBreakerRecord, type BreakerRecord } from "../../core/guard/breaker.ts";
 import type { Clock } from "../../core/clock.ts";
 import type { Config } from "../../core/config.ts";
 import { HerdlessError } from "../../core/errors.ts";
@@ -18,7 +17,9 @@ import type {
   Priority,
 } from "../../core/guard/origin-guard.ts";
 import { checkPrefix, type RedisConnection } from "./connection.ts";
-import { ACQUIRE, RELEASE } from "./guard-scripts.ts";
+import { WaitQueue } from "./guard-queue.ts";
+import { acquirePermit, readGuard, releasePermit, type Attempt, type GuardKeys } from "./guard-scripts.ts";
+import { LocalShare } from "./guard-share.ts";
 
 /** Poll backoff while every slot is taken; a release in this process wakes the poller at once. */
 const MIN_POLL_MS = 2;
@@ -42,34 +43,12 @@ export interface RedisGuardOptions {
   /**
    * After Redis returns, keep to the local share this long before admitting through Redis:
    * by then every process has noticed the return and registered the calls it made without
-   * Redis. Default 1500 ms: past the connection's reconnect backoff cap (1 s), with a margin.
+   * Redis. Default 400 ms: 4 times the connection's reconnect backoff cap (100 ms).
    */
   rejoinAfterMs?: number;
   /** Hears every change of {@link RedisGuard.degraded}, with the failure behind it. */
   onDegradedChange?: (degraded: boolean, cause: unknown) => void;
 }
-
-interface Waiter {
-  priority: Priority;
-  /** The fallback slot already taken, while rejoining (a permit then needs both). */
-  local: LocalPermit | undefined;
-  signal: AbortSignal | undefined;
-  resolve: (permit: OriginPermit | Promise<OriginPermit>) => void;
-  reject: (error: unknown) => void;
-  timer: unknown;
-  settled: boolean;
-  detach: () => void;
-}
-
-/** A permit this process holds: from Redis, or from the fallback while Redis was away. */
-interface Held {
-  probe: boolean;
-  /** The fallback's slot: a local permit, or the slot a Redis permit takes when Redis goes away. */
-  local?: LocalPermit;
-}
-
-type Attempt =
-  { kind: "granted"; id: string; probe: boolean } | { kind: "busy" } | { kind: "refused"; retryAfterMs: number };
 
 /**
  * The {@link OriginGuard} of a Node fleet sharing Redis: the cap, the queue and the breaker
@@ -87,8 +66,8 @@ type Attempt =
  *   `maxConcurrency - 1` are held (one slot stays free for foreground misses; with
  *   maxConcurrency 1 background competes equally), and, locally, only when no foreground waits.
  * - Redis unreachable: calls go to `fallback`, a LocalGuard capped at this process's share
- *   of `maxConcurrency`, and `degraded` turns true. The permits taken from Redis and still
- *   held take fallback slots too, so the fleet stays under the cap through the switch.
+ *   of `maxConcurrency`, and `degraded` turns true; the switch keeps the fleet under the cap
+ *   (see {@link LocalShare}).
  * - Redis back: every permit this process holds (from Redis or the fallback) is written
  *   into the permit set first (a restarted Redis is empty), then, after `rejoinAfterMs`
  *   (time for every process to register its own), calls go back to Redis.
@@ -101,52 +80,56 @@ export class RedisGuard implements OriginGuard {
   /** The Redis keys (exposed for operators and tests). */
   readonly permitsKey: string;
   readonly breakerKey: string;
-  private readonly foreground: Waiter[] = [];
-  private readonly background: Waiter[] = [];
-  private readonly instance = randomUUID();
+  private readonly keys: GuardKeys;
+  private readonly queue: WaitQueue;
+  private readonly share: LocalShare;
+  /** Every permit id of this process starts with this. */
+  private readonly owner = `${randomUUID()}:`;
   private readonly timers: Timers;
   private readonly permitTtlMs: number;
   private readonly unsubscribe: () => void;
   private permits = 0;
   private pumping = false;
   private wake: (() => void) | undefined;
-  private isDegraded = false;
-  /** Every permit this process holds, by id: what it writes back into Redis when Redis returns. */
-  private readonly held = new Map<string, Held>();
-  /**
-   * `redis`: permits come from Redis. `local`: from the fallback (Redis unreachable).
-   * `rejoining`: Redis is back and this process's permits are registered there, but other
-   * processes may still admit on their local shares: a permit needs a fallback slot and a
-   * Redis slot, so neither count is exceeded.
-   */
-  private mode: "redis" | "rejoining" | "local";
-  private rejoining: Promise<void> | undefined;
 
   constructor(private readonly o: RedisGuardOptions) {
     // One hash tag for every guard key: the scripts move permits and breaker together.
     const prefix = checkPrefix(o.prefix ?? "herdless:");
     this.permitsKey = `${prefix}{guard}:permits`;
     this.breakerKey = `${prefix}{guard}:breaker`;
+    this.keys = { permits: this.permitsKey, breaker: this.breakerKey };
     this.timers = o.timers ?? realTimers;
     this.permitTtlMs = o.permitTtlMs ?? o.config.origin.timeoutMs + 5_000;
-    this.mode = o.connection.healthy ? "redis" : "local";
+    const { maxQueue, queueTimeoutMs } = o.config.origin;
+    this.queue = new WaitQueue({ maxQueue, queueTimeoutMs, timers: this.timers });
+    this.share = new LocalShare({
+      connection: o.connection,
+      permitsKey: this.permitsKey,
+      fallback: o.fallback,
+      clock: o.clock,
+      timers: this.timers,
+      permitTtlMs: this.permitTtlMs,
+      owner: this.owner,
+      rejoinAfterMs: o.rejoinAfterMs ?? 400,
+      onDegradedChange: o.onDegradedChange,
+    });
     this.unsubscribe = o.connection.onHealthChange((healthy) => {
-      if (healthy) void this.rejoin();
-      else this.setDegraded(true, o.connection.lastError);
+      if (healthy) void this.share.rejoin();
+      else this.share.degrade(o.connection.lastError);
     });
   }
 
   /** True while calls are served by the local fallback because Redis is unreachable. */
   get degraded(): boolean {
-    return this.isDegraded;
+    return this.share.degraded;
   }
 
   async acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit> {
     if (signal?.aborted) throw signal.reason;
-    if (!this.o.connection.healthy) this.setDegraded(true, this.o.connection.lastError);
-    else if (this.mode === "local") void this.rejoin();
-    if (this.mode === "local") return this.local(priority, signal);
-    if (this.mode === "redis") return this.shared(priority, signal, undefined);
+    if (!this.o.connection.healthy) this.share.degrade(this.o.connection.lastError);
+    else if (this.share.mode === "local") void this.share.rejoin();
+    if (this.share.mode === "local") return this.local(priority, signal);
+    if (this.share.mode === "redis") return this.shared(priority, signal, undefined);
     const local = await this.o.fallback.acquire(priority, signal);
     return this.shared(priority, signal, local).catch((error: unknown) => {
       local.abandon();
@@ -156,90 +139,61 @@ export class RedisGuard implements OriginGuard {
 
   /** A permit from Redis (holding `local` too, while rejoining). */
   private async shared(priority: Priority, signal: AbortSignal | undefined, local: LocalPermit | undefined) {
-    const noneAhead = this.foreground.length === 0 && (priority === "foreground" || this.background.length === 0);
-    if (noneAhead) {
+    if (this.queue.noneAhead(priority)) {
       let attempt: Attempt;
       try {
         attempt = await this.attempt(priority);
       } catch (cause) {
-        this.setDegraded(true, cause);
+        this.share.degrade(cause);
         return local ? this.localPermit(local) : this.local(priority, signal);
       }
       if (attempt.kind === "granted") return this.permit(attempt.id, attempt.probe, local);
       if (attempt.kind === "refused") throw breakerOpen(attempt.retryAfterMs);
     }
-    const { maxQueue, queueTimeoutMs } = this.o.config.origin;
-    if (this.foreground.length + this.background.length >= maxQueue) {
-      throw new HerdlessError("QUEUE_FULL", `origin queue is full (${maxQueue} waiting in this process)`, {
-        retryAfterMs: 1_000,
-      });
-    }
-    return new Promise<OriginPermit>((resolve, reject) => {
-      const onAbort = () => {
-        if (this.settle(waiter)) reject(signal?.reason);
-      };
-      const waiter: Waiter = {
-        priority,
-        local,
-        signal,
-        resolve,
-        reject,
-        settled: false,
-        timer: this.timers.setTimeout(() => {
-          if (this.settle(waiter))
-            reject(
-              new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${queueTimeoutMs} ms`, { retryAfterMs: 1_000 }),
-            );
-        }, queueTimeoutMs),
-        detach: () => signal?.removeEventListener("abort", onAbort),
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      (priority === "foreground" ? this.foreground : this.background).push(waiter);
-      void this.pump();
-    });
+    const waiting = this.queue.wait(priority, signal, local);
+    void this.pump();
+    return waiting;
   }
 
   async snapshot(): Promise<GuardSnapshot> {
-    if (this.mode === "local" || !this.o.connection.healthy) return this.o.fallback.snapshot();
+    if (this.share.mode === "local" || !this.o.connection.healthy) return this.o.fallback.snapshot();
     try {
       const now = this.o.clock.now();
-      const [inFlight, raw] = await this.o.connection.run("guard snapshot", (client) =>
-        Promise.all([client.zcount(this.permitsKey, `(${now}`, "+inf"), client.get(this.breakerKey)]),
-      );
-      return { breaker: parseBreaker(raw).state, inFlight, queued: this.foreground.length + this.background.length };
+      const state = await this.o.connection.run("guard snapshot", (client) => readGuard(client, this.keys, now));
+      return { ...state, queued: this.queue.size };
     } catch (cause) {
-      this.setDegraded(true, cause);
+      this.share.degrade(cause);
       return this.o.fallback.snapshot();
     }
   }
 
-  /** Stops following the connection's health. Queued callers still end by their timeout. */
+  /** Stops following the connection's health and frees the held-back slots. Queued callers still end by their timeout. */
   close(): void {
     this.unsubscribe();
+    this.share.close();
   }
 
   private async attempt(priority: Priority): Promise<Attempt> {
     const { maxConcurrency, timeoutMs } = this.o.config.origin;
-    const limit = priority === "foreground" ? maxConcurrency : Math.max(1, maxConcurrency - 1);
     const now = this.o.clock.now();
-    const id = `${this.instance}:${++this.permits}`;
-    const reply = await this.o.connection.run("guard acquire", (client) =>
-      ACQUIRE.run(
-        client,
-        [this.permitsKey, this.breakerKey],
-        [now, id, now + this.permitTtlMs, limit, maxConcurrency, timeoutMs],
-      ),
-    );
-    const [code, retryAfterMs] = Array.isArray(reply) ? reply.map(Number) : [];
-    if (code === 1 || code === 2) return { kind: "granted", id, probe: code === 2 };
-    if (code === -1) return { kind: "refused", retryAfterMs: retryAfterMs ?? 0 };
-    return { kind: "busy" };
+    const permit = {
+      owner: this.owner,
+      id: `${this.owner}${++this.permits}`,
+      now,
+      expiresAt: now + this.permitTtlMs,
+      limit: priority === "foreground" ? maxConcurrency : Math.max(1, maxConcurrency - 1),
+      maxConcurrency,
+      probeTimeoutMs: timeoutMs,
+    };
+    const attempt = await this.o.connection.run("guard acquire", (client) => acquirePermit(client, this.keys, permit));
+    this.share.observe(attempt.others);
+    return attempt;
   }
 
   /** A permit from the fallback, while Redis is away (or this process has not rejoined yet). */
   private async local(priority: Priority, signal: AbortSignal | undefined): Promise<OriginPermit> {
     const local = await this.o.fallback.acquire(priority, signal);
-    if (this.mode !== "local") {
+    if (this.share.mode !== "local") {
       // Queued here until after Redis returned: Redis must count this call too.
       local.abandon();
       return this.acquire(priority, signal);
@@ -248,7 +202,7 @@ export class RedisGuard implements OriginGuard {
   }
 
   private localPermit(local: LocalPermit): OriginPermit {
-    return this.permit(`${this.instance}:${++this.permits}`, false, local);
+    return this.permit(`${this.owner}${++this.permits}`, false, local);
   }
 
   /**
@@ -257,82 +211,25 @@ export class RedisGuard implements OriginGuard {
    * shared breaker; while Redis is down the entry lapses by its TTL.
    */
   private permit(id: string, probe: boolean, local?: LocalPermit): OriginPermit {
-    this.held.set(id, { probe, local });
+    this.share.held.set(id, { probe, local });
     let released = false;
     return {
       release: async (outcome: OriginOutcome, key = "") => {
         if (released) return;
         released = true;
-        const held = this.held.get(id);
-        this.held.delete(id);
+        const held = this.share.held.get(id);
+        this.share.held.delete(id);
         held?.local?.release(outcome, key);
         if (this.o.connection.healthy) {
-          const b = breakerSettings(this.o.config);
-          try {
-            await this.o.connection.run("guard release", (client) =>
-              RELEASE.run(
-                client,
-                [this.permitsKey, this.breakerKey],
-                [
-                  id,
-                  outcome,
-                  this.o.clock.now(),
-                  b.failureThreshold,
-                  b.failureRate,
-                  b.minFailingKeys,
-                  b.windowMs,
-                  b.probeIntervalMs,
-                  keyTag(key),
-                ],
-              ),
-            );
-          } catch (cause) {
-            this.setDegraded(true, cause);
-          }
+          const settings = breakerSettings(this.o.config);
+          const now = this.o.clock.now();
+          await this.o.connection
+            .run("guard release", (client) => releasePermit(client, this.keys, { id, outcome, key, now, settings }))
+            .catch((cause: unknown) => this.share.degrade(cause));
         }
         this.wake?.();
       },
     };
-  }
-
-  /**
-   * Back to Redis: write every held permit into the permit set (a restarted or failed-over
-   * Redis may not have them), then for `rejoinAfterMs` (while the other processes notice
-   * Redis is back) take a local slot and a Redis slot for each call, write again (local
-   * permits granted while the first write was on its way), then admit through Redis alone.
-   * One attempt at a time; after a failed one, the next waits a second.
-   */
-  private rejoin(): Promise<void> {
-    if (this.mode !== "local") return Promise.resolve();
-    if (this.rejoining) return this.rejoining;
-    const register = () =>
-      this.held.size === 0
-        ? Promise.resolve(0)
-        : this.o.connection.run("guard rejoin", (client) => {
-            const expiresAt = this.o.clock.now() + this.permitTtlMs;
-            return client.zadd(this.permitsKey, ...[...this.held.keys()].flatMap((id) => [expiresAt, id]));
-          });
-    const graceMs = this.o.rejoinAfterMs ?? 1_500;
-    this.rejoining = register()
-      .then(() => {
-        if (this.mode === "local" && this.o.connection.healthy) this.mode = "rejoining";
-      })
-      .then(() => new Promise<void>((resolve) => this.timers.setTimeout(resolve, graceMs)))
-      .then(register)
-      .then(() => {
-        if (this.mode !== "rejoining" || !this.o.connection.healthy) return;
-        this.mode = "redis";
-        this.setDegraded(false, undefined);
-      })
-      .then(
-        () => (this.rejoining = undefined),
-        (cause: unknown) => {
-          this.setDegraded(true, cause);
-          // The next attempt waits a second: calls meanwhile stay on the local share.
-          this.timers.setTimeout(() => (this.rejoining = undefined), 1_000);
-        },
-      );
-    return this.rejoining;
   }
 
   /** One poller per process, for the head waiter: foreground first, then background, FIFO. */
@@ -341,12 +238,12 @@ export class RedisGuard implements OriginGuard {
     this.pumping = true;
     let pollMs = MIN_POLL_MS;
     try {
-      for (let head = this.head(); head; head = this.head()) {
+      for (let head = this.queue.head(); head; head = this.queue.head()) {
         let attempt: Attempt;
         try {
           attempt = await this.attempt(head.priority);
         } catch (cause) {
-          this.setDegraded(true, cause);
+          this.share.degrade(cause);
           return this.handOverToFallback();
         }
         if (attempt.kind === "refused") return this.failAll(attempt.retryAfterMs);
@@ -358,7 +255,7 @@ export class RedisGuard implements OriginGuard {
         pollMs = MIN_POLL_MS;
         // The head timed out or was aborted while the script ran: give the slot back (a
         // probe given back leaves the breaker half-open until the probe lapses).
-        if (this.settle(head)) head.resolve(this.permit(attempt.id, attempt.probe, head.local));
+        if (this.queue.settle(head)) head.resolve(this.permit(attempt.id, attempt.probe, head.local));
         else
           await this.o.connection
             .run("guard abandon", (client) => client.zrem(this.permitsKey, attempt.id))
@@ -369,32 +266,13 @@ export class RedisGuard implements OriginGuard {
     }
   }
 
-  private head(): Waiter | undefined {
-    return this.foreground[0] ?? this.background[0];
-  }
-
-  /** Takes a waiter out of the queue; false if it already ended (granted, timed out, aborted). */
-  private settle(waiter: Waiter): boolean {
-    if (waiter.settled) return false;
-    waiter.settled = true;
-    const queue = waiter.priority === "foreground" ? this.foreground : this.background;
-    queue.splice(queue.indexOf(waiter), 1);
-    this.timers.clearTimeout(waiter.timer);
-    waiter.detach();
-    return true;
-  }
-
-  private drain(): Waiter[] {
-    return [...this.foreground, ...this.background].filter((waiter) => this.settle(waiter));
-  }
-
   /** The breaker opened: queued callers learn at once rather than at their timeout. */
   private failAll(retryAfterMs: number): void {
-    for (const waiter of this.drain()) waiter.reject(breakerOpen(retryAfterMs));
+    for (const waiter of this.queue.drain()) waiter.reject(breakerOpen(retryAfterMs));
   }
 
   private handOverToFallback(): void {
-    for (const waiter of this.drain())
+    for (const waiter of this.queue.drain())
       waiter.resolve(waiter.local ? this.localPermit(waiter.local) : this.local(waiter.priority, waiter.signal));
   }
 
@@ -409,30 +287,10 @@ export class RedisGuard implements OriginGuard {
       this.wake = done;
     });
   }
-
-  private setDegraded(degraded: boolean, cause: unknown): void {
-    if (degraded) {
-      this.mode = "local";
-      // Calls admitted through Redis and still running count against the local share.
-      for (const held of this.held.values()) held.local ??= this.o.fallback.adopt(false);
-    }
-    if (degraded === this.isDegraded) return;
-    this.isDegraded = degraded;
-    this.o.onDegradedChange?.(degraded, cause);
-  }
 }
 
 function breakerOpen(retryAfterMs: number): HerdlessError {
   return new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", {
     retryAfterMs: Math.max(1_000, retryAfterMs),
   });
-}
-
-function parseBreaker(raw: string | null): BreakerRecord {
-  if (raw === null) return closedBreaker();
-  try {
-    return parseBreakerRecord(JSON.parse(raw));
-  } catch {
-    return closedBreaker();
-  }
 }

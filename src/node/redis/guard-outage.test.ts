@@ -1,0 +1,209 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { systemClock } from "../../core/clock.ts";
+import { parseConfig } from "../../core/config.ts";
+import { isHerdlessError } from "../../core/errors.ts";
+import { LocalGuard } from "../../core/guard/local-guard.ts";
+import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { RedisConnection } from "./connection.ts";
+import { RedisGuard } from "./guard.ts";
+import { FleetMembers } from "./members.ts";
+
+let own: RedisServer;
+let connection: RedisConnection;
+
+beforeAll(async () => {
+  own = await startRedisServer();
+  connection = new RedisConnection({ url: own.url, maxReconnectDelayMs: 100 });
+  await connection.ready();
+});
+
+afterAll(async () => {
+  await connection?.close();
+  await own?.stop();
+});
+
+const configFor = (maxConcurrency: number, queueTimeoutMs = 200) =>
+  parseConfig({ origin: { url: "http://127.0.0.1:8080", maxConcurrency, queueTimeoutMs, timeoutMs: 5_000 } });
+const code = (error: unknown) => (isHerdlessError(error) ? error.code : String(error));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `condition` every 5 ms; fails the test after `timeoutMs`. */
+async function until(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > giveUpAt) throw new Error(`timed out waiting until ${what}`);
+    await sleep(5);
+  }
+}
+
+describe("RedisGuard: Redis outage", () => {
+  it("degrades to the local fallback while Redis is down and returns to Redis when it is back", async () => {
+    const config = configFor(2);
+    const fallback = new LocalGuard({ config, clock: systemClock });
+    const changes: boolean[] = [];
+    const guard = new RedisGuard({
+      connection,
+      config,
+      clock: systemClock,
+      fallback,
+      prefix: "outage:",
+      rejoinAfterMs: 50,
+      onDegradedChange: (d) => changes.push(d),
+    });
+
+    const shared = await guard.acquire("foreground");
+    expect(guard.degraded).toBe(false);
+    expect(await connection.client.zcard(guard.permitsKey)).toBe(1);
+    await shared.release("success");
+
+    await own.kill();
+    // No other process held a permit when it last asked Redis: none of its slots is held back.
+    const local = await guard.acquire("foreground");
+    expect(guard.degraded).toBe(true);
+    expect(await guard.snapshot()).toMatchObject({ inFlight: 1 });
+    expect((await fallback.snapshot()).inFlight).toBe(1);
+    await local.release("success");
+    expect((await fallback.snapshot()).inFlight).toBe(0);
+
+    await own.restart();
+    await connection.ready();
+    await until("the rejoin grace is over", () => !guard.degraded);
+    const back = await guard.acquire("foreground");
+    expect(guard.degraded).toBe(false);
+    expect(await connection.client.zcard(guard.permitsKey)).toBe(1);
+    expect((await fallback.snapshot()).inFlight).toBe(0);
+    await back.release("success");
+    expect(changes).toEqual([true, false]);
+    guard.close();
+  });
+
+  it("holds back as many free slots of its share as the others held when it last asked, until their leases must have ended", async () => {
+    const config = configFor(4, 5_000);
+    const prefix = `held:${process.pid}:`;
+    const permitTtlMs = 400;
+    const other = new RedisConnection({ url: own.url, maxReconnectDelayMs: 100 });
+    await Promise.all([connection.ready(), other.ready()]);
+    const a = new RedisGuard({
+      connection: other,
+      config,
+      clock: systemClock,
+      prefix,
+      permitTtlMs,
+      fallback: new LocalGuard({ config, clock: systemClock }),
+    });
+    const fallback = new LocalGuard({ config, clock: systemClock });
+    const b = new RedisGuard({ connection, config, clock: systemClock, prefix, permitTtlMs, fallback });
+    await Promise.all([a.acquire("foreground"), a.acquire("foreground")]);
+    const first = await b.acquire("foreground"); // Redis reports the 2 permits of a
+
+    await own.kill();
+    try {
+      const switchedAt = performance.now();
+      const second = await b.acquire("foreground");
+      expect(b.degraded).toBe(true);
+      const third = b.acquire("foreground");
+      // Its 2 calls and the 2 slots a may be using: the share of 4 is full until a's permits lapse.
+      expect(await fallback.snapshot()).toMatchObject({ inFlight: 4, queued: 1 });
+      await third;
+      expect(performance.now() - switchedAt).toBeGreaterThanOrEqual(permitTtlMs - 50);
+      await Promise.all([first, second, await third].map((p) => p.release("success")));
+      for (const g of [a, b]) g.close();
+      await other.close();
+    } finally {
+      await own.restart();
+      await connection.ready();
+    }
+  });
+
+  it("three processes keep the fleet under the cap through the outage (one of them over its share at the switch) and are back on the shared cap within a second of Redis returning", async () => {
+    const cap = 4;
+    const config = configFor(cap);
+    const prefix = `shares:${process.pid}:`;
+    // Production defaults for the reconnect backoff and the rejoin grace; a short permit
+    // lease so the held-back slots lapse within the outage.
+    const permitTtlMs = 1_500;
+    const processes = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const conn = new RedisConnection({ url: own.url });
+        await conn.ready();
+        const members = new FleetMembers({ connection: conn, prefix });
+        const fallback = new LocalGuard({ config, clock: systemClock, maxConcurrency: () => members.share(cap, 1) });
+        const guard = new RedisGuard({
+          connection: conn,
+          config,
+          clock: systemClock,
+          fallback,
+          prefix,
+          permitTtlMs,
+        });
+        return { conn, members, guard, grantedDegraded: 0 };
+      }),
+    );
+    for (let round = 0; round < 2; round++) for (const p of processes) await p.members.beat();
+    expect(processes.map((p) => p.members.share(cap, 1)).sort()).toEqual([1, 1, 2]);
+    // A process that never saw the fleet assumes fleet.minProcesses and ranks last.
+    const stranger = new FleetMembers({ connection, prefix: "stranger:" });
+    expect(stranger.share(4, 3)).toBe(1);
+    expect(stranger.share(2, 3)).toBe(0);
+
+    let outstanding = 0;
+    let maxOutstanding = 0;
+    let granted = 0;
+    let stop = false;
+    const hold = () => {
+      granted++;
+      maxOutstanding = Math.max(maxOutstanding, ++outstanding);
+    };
+    // A process of share 1 holds 3 slow calls through the switch: 2 of them are slots of the
+    // others' shares, which they must not use until those calls must have ended.
+    const over = processes.find((p) => p.members.share(cap, 1) === 1)!;
+    const slow = await Promise.all([0, 1, 2].map(() => over.guard.acquire("foreground")));
+    slow.forEach(hold);
+    const worker = async (p: (typeof processes)[number]) => {
+      while (!stop) {
+        try {
+          const permit = await p.guard.acquire("foreground");
+          hold();
+          if (p.guard.degraded) p.grantedDegraded++;
+          await sleep(5 + Math.random() * 30);
+          outstanding--;
+          await permit.release("success");
+        } catch (error) {
+          expect(code(error)).toBe("QUEUE_TIMEOUT");
+        }
+      }
+    };
+    const workers = processes.flatMap((p) => Array.from({ length: 6 }, () => worker(p)));
+    await until("the workers share the free slot", () => granted > 3 + 10);
+
+    await own.kill(); // the permits granted by Redis are still held
+    await until("every process is degraded", () => processes.every((p) => p.guard.degraded));
+    await sleep(300); // the slow calls run on past the switch
+    for (const permit of slow) {
+      outstanding--;
+      await permit.release("success");
+    }
+    for (const p of processes) p.grantedDegraded = 0;
+    // Once the held-back slots lapse, every process admits within its share, Redis still down.
+    await until("every process admits on its share", () => processes.every((p) => p.grantedDegraded > 0));
+    expect(maxOutstanding).toBeLessThanOrEqual(cap);
+
+    await own.restart(); // empty: every process writes its held permits back before admitting through Redis
+    const returnedAt = performance.now();
+    await until("the fleet is back on the shared cap", () => processes.every((p) => !p.guard.degraded), 5_000);
+    const backAfterMs = performance.now() - returnedAt;
+    const grantedBack = granted;
+    await until("calls are admitted through Redis", () => granted > grantedBack + 10);
+    stop = true;
+    await Promise.all(workers);
+    expect(maxOutstanding).toBeLessThanOrEqual(cap);
+    expect(maxOutstanding).toBeGreaterThan(1);
+    expect(backAfterMs).toBeLessThan(1_000);
+    expect(await processes[0]!.conn.client.zcard(processes[0]!.guard.permitsKey)).toBe(0);
+    for (const p of processes) {
+      p.guard.close();
+      await p.members.stop();
+      await p.conn.close();
+    }
+  });
+});
