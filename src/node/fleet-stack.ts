@@ -2,7 +2,7 @@ import { systemClock } from "../core/clock.ts";
 import type { Coordinator } from "../core/fill/coordinator.ts";
 import { Engine } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
-import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
+import { KeyCoordinator, type KeyCoordinatorOptions } from "../core/fill/key-coordinator.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { Metrics } from "../core/admin/metrics.ts";
@@ -43,19 +43,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const { fetch, decodes } = originCall(options);
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
   const metrics = new Metrics(clock, options.latencyTimer);
-  const connection = new RedisConnection({ url: options.redisUrl, target: options.redis });
-  const where = connection.describe();
-  connection.onHealthChange((healthy) =>
-    healthy
-      ? logger.info("redis reachable: fleet coordination on", { redis: where })
-      : logger.warn("redis unreachable: local single-flight until it returns", {
-          redis: where,
-          error: String(connection.lastError ?? ""),
-        }),
-  );
-  await connection
-    .ready()
-    .catch(() => logger.warn("redis not reachable at start: serving with local single-flight", { redis: where }));
+  const connection = await connectRedis(options);
 
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const members = new FleetMembers({
@@ -65,23 +53,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     onError: (error) => logger.debug("fleet heartbeat failed", { error: String(error) }),
   });
   await members.start();
-  const share = () => members.share(config.origin.maxConcurrency, config.fleet.minProcesses);
-  // The cap and the breaker are fleet-wide; while Redis is away each process keeps to its
-  // share of the cap, so the fleet together stays under it.
-  const guard = new RedisGuard({
-    connection,
-    config,
-    clock,
-    fallback: new LocalGuard({ config, clock, maxConcurrency: share }),
-    prefix,
-    onDegradedChange: (degraded) =>
-      degraded
-        ? logger.warn("origin guard: redis unreachable, this process keeps to its share of the cap", {
-            share: share(),
-            fleet: members.members.length,
-          })
-        : logger.info("origin guard: fleet-wide cap again"),
-  });
+  const guard = fleetGuard(options, connection, members, prefix);
   const purges = new RedisPurgeRegistry({
     connection,
     prefix,
@@ -94,54 +66,14 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
   const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
   const shared = new RedisStore({ connection, bulk, prefix, clock });
-  const notifier = new RedisNotifier({ connection, prefix });
   const background = (work: Promise<unknown>) =>
     void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
   const onOriginCall = (event: { outcome: Parameters<Metrics["originCall"]>[0] }) => metrics.originCall(event.outcome);
 
-  const fleet = new KeyCoordinator({
-    config,
-    clock,
-    store: shared,
-    leases: new RedisLeaseManager({ connection, prefix, clock }),
-    guard,
-    fetch,
-    ...(decodes ? { decodes } : {}),
-    background,
-    onOriginCall,
-    announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
-    waitForFill: async (key, timeoutMs) => {
-      // Subscribe first, then look: a fill announced in between is then never missed.
-      const waiting = notifier.listen(key, timeoutMs);
-      if (!(await waiting.subscribed)) return undefined;
-      const entry = await shared.get(key).catch(() => undefined);
-      if (entry && clock.now() < entry.staleAt) return "done";
-      return waiting.message;
-    },
-  });
-  const coordinator: Coordinator = {
-    fill: (request) => {
-      if (!connection.healthy)
-        return Promise.reject(new HerdlessError("COORDINATOR_UNAVAILABLE", "redis is unreachable"));
-      return fleet.fill(request);
-    },
-    // Without Redis there is no shared copy to drop; the write itself has already succeeded.
-    invalidate: async (primary, headers) => {
-      if (connection.healthy) await fleet.invalidate(primary, headers);
-    },
-  };
-  const fallback = new KeyCoordinator({
-    config,
-    clock,
-    store: near,
-    leases: new MemoryLeaseManager(clock),
-    // The fleet guard: without Redis it admits within this process's share.
-    guard,
-    fetch,
-    ...(decodes ? { decodes } : {}),
-    background,
-    onOriginCall,
-  });
+  // The fleet guard throughout: without Redis it admits within this process's share.
+  const parts = { guard, background, onOriginCall, ...originCall(options) };
+  const coordinator = fleetCoordinator(options, connection, prefix, shared, parts);
+  const fallback = new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts });
   const engine = new Engine({
     config,
     clock,
@@ -169,9 +101,101 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
       purges.stop();
       await members.stop();
       guard.close();
-      await notifier.close();
+      await coordinator.close();
       await bulk.close();
       await connection.close();
     },
+  };
+}
+
+/** The shared connection, logging each change of Redis's health; serving starts even when Redis is down. */
+async function connectRedis(options: FleetStackOptions): Promise<RedisConnection> {
+  const { logger } = options;
+  const connection = new RedisConnection({ url: options.redisUrl, target: options.redis });
+  const where = connection.describe();
+  connection.onHealthChange((healthy) =>
+    healthy
+      ? logger.info("redis reachable: fleet coordination on", { redis: where })
+      : logger.warn("redis unreachable: local single-flight until it returns", {
+          redis: where,
+          error: String(connection.lastError ?? ""),
+        }),
+  );
+  await connection
+    .ready()
+    .catch(() => logger.warn("redis not reachable at start: serving with local single-flight", { redis: where }));
+  return connection;
+}
+
+/**
+ * The cap and the breaker, fleet-wide; while Redis is away each process keeps to its share
+ * of the cap, so the fleet together stays under it.
+ */
+function fleetGuard(
+  options: FleetStackOptions,
+  connection: RedisConnection,
+  members: FleetMembers,
+  prefix: string,
+): RedisGuard {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const share = () => members.share(config.origin.maxConcurrency, config.fleet.minProcesses);
+  return new RedisGuard({
+    connection,
+    config,
+    clock,
+    fallback: new LocalGuard({ config, clock, maxConcurrency: share }),
+    prefix,
+    onDegradedChange: (degraded) =>
+      degraded
+        ? logger.warn("origin guard: redis unreachable, this process keeps to its share of the cap", {
+            share: share(),
+            fleet: members.members.length,
+          })
+        : logger.info("origin guard: fleet-wide cap again"),
+  });
+}
+
+/**
+ * The fleet's coordinator: a KeyCoordinator over the Redis store, leases and fill
+ * announcements, which fails fast while Redis is unreachable so the engine falls back.
+ */
+function fleetCoordinator(
+  options: FleetStackOptions,
+  connection: RedisConnection,
+  prefix: string,
+  shared: RedisStore,
+  parts: Pick<KeyCoordinatorOptions, "guard" | "background" | "onOriginCall" | "fetch" | "decodes">,
+): Coordinator & { close(): Promise<void> } {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  const notifier = new RedisNotifier({ connection, prefix });
+  const fleet = new KeyCoordinator({
+    config,
+    clock,
+    store: shared,
+    leases: new RedisLeaseManager({ connection, prefix, clock }),
+    ...parts,
+    announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
+    waitForFill: async (key, timeoutMs) => {
+      // Subscribe first, then look: a fill announced in between is then never missed.
+      const waiting = notifier.listen(key, timeoutMs);
+      if (!(await waiting.subscribed)) return undefined;
+      const entry = await shared.get(key).catch(() => undefined);
+      if (entry && clock.now() < entry.staleAt) return "done";
+      return waiting.message;
+    },
+  });
+  return {
+    fill: (request) => {
+      if (!connection.healthy)
+        return Promise.reject(new HerdlessError("COORDINATOR_UNAVAILABLE", "redis is unreachable"));
+      return fleet.fill(request);
+    },
+    // Without Redis there is no shared copy to drop; the write itself has already succeeded.
+    invalidate: async (primary, headers) => {
+      if (connection.healthy) await fleet.invalidate(primary, headers);
+    },
+    close: () => notifier.close(),
   };
 }
