@@ -166,6 +166,15 @@ describe("RFC 9111 §4.2.2 heuristic freshness", () => {
     expect(life({}, { status: 500, defaults: { defaultTtlMs: 60_000 } }).staleAt).toBe(T0);
   });
 
+  it("applies to any final status marked public, by the Last-Modified rule only (RFC 9111 §4.2.2, §3)", () => {
+    expect(
+      life({ date: HTTP_T0, "last-modified": lastModified, "cache-control": "public" }, { status: 599 }).staleAt,
+    ).toBe(T0 + 3600 * S);
+    expect(store({ "cache-control": "public" }, { status: 599 })).toEqual({ storable: true });
+    expect(store({}, { status: 599 }).storable).toBe(false);
+    expect(life({ "cache-control": "public" }, { status: 500, defaults: { defaultTtlMs: 60_000 } }).staleAt).toBe(T0);
+  });
+
   it("is not used when explicit freshness or no-cache is present", () => {
     expect(life({ date: HTTP_T0, "last-modified": lastModified, "cache-control": "max-age=5" }).staleAt).toBe(
       T0 + 5 * S,

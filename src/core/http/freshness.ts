@@ -151,7 +151,7 @@ function freshnessLifetimeMs(res: OriginResponseInfo, governing: Governing, rout
     directiveLifetimeMs(d, "s-maxage") ??
     directiveLifetimeMs(d, "max-age") ??
     (targeted ? undefined : expiresLifetimeMs(res)) ??
-    heuristicLifetimeMs(res, route)
+    heuristicLifetimeMs(res, d, route)
   );
 }
 
@@ -172,11 +172,14 @@ function expiresLifetimeMs(res: OriginResponseInfo): number | undefined {
   return Math.max(0, expiresAt - dateOrArrival(res));
 }
 
-// RFC 9111 §4.2.2: heuristics only for statuses cacheable by default; the operator's default TTL
-// wins over the Last-Modified rule, which is 10% of the time since last change, capped at a day.
-function heuristicLifetimeMs(res: OriginResponseInfo, route: RoutePolicy): number {
-  if (!HEURISTICALLY_CACHEABLE.has(res.status)) return 0;
-  if (route.defaultTtlMs !== undefined) return route.defaultTtlMs;
+// RFC 9111 §4.2.2: heuristics only for statuses cacheable by default or responses marked
+// `public`; the operator's default TTL wins over the Last-Modified rule, which is 10% of the
+// time since last change, capped at a day. The default TTL is for statuses cacheable by
+// default only: a `public` error page keeps just the Last-Modified rule (errors stay short).
+function heuristicLifetimeMs(res: OriginResponseInfo, d: Directives, route: RoutePolicy): number {
+  if (HEURISTICALLY_CACHEABLE.has(res.status)) {
+    if (route.defaultTtlMs !== undefined) return route.defaultTtlMs;
+  } else if (!d.has("public")) return 0;
   const lastModifiedAt = parseHttpDate(res.headers.get("last-modified"));
   if (lastModifiedAt === undefined) return 0;
   return Math.min(ONE_DAY_MS, Math.max(0, Math.floor((dateOrArrival(res) - lastModifiedAt) / 10)));

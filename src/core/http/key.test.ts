@@ -77,6 +77,17 @@ describe("RFC 9111 §4.1 Vary: secondary key", () => {
     expect(variantKey("K", names, new Headers({ "accept-language": "" }))).toBe('K\n[["accept-language",""]]');
   });
 
+  it("selects Accept-Language without case (RFC 9110 §8.5.1: language tags are case-insensitive)", () => {
+    const names = ["accept-language"];
+    const lower = variantKey("K", names, new Headers({ "accept-language": "en-us, de" }));
+    expect(variantKey("K", names, new Headers({ "accept-language": "eN-US, De" }))).toBe(lower);
+    expect(variantKey("K", names, new Headers({ "accept-language": "de, en-us" }))).not.toBe(lower);
+    // Other selecting headers keep their case: their meaning is the origin's to define.
+    expect(variantKey("K", ["x-mode"], new Headers({ "x-mode": "A" }))).not.toBe(
+      variantKey("K", ["x-mode"], new Headers({ "x-mode": "a" })),
+    );
+  });
+
   it("selects Accept-Encoding by the normalized value herdless forwards, so variants cannot multiply", () => {
     const names = ["accept-encoding"];
     const spellings = ["gzip, deflate, br", "br;q=1, gzip;q=0.5", "br,gzip", "*", "gzip, br, zstd, x-junk"];

@@ -81,7 +81,7 @@ export function varyNames(vary: string | null): string[] {
  * every character of a name or value, so no URL, header name or value can spell another
  * key. Values are whitespace-normalized around commas so `a,b` and `a, b` match, and
  * `Accept-Encoding` is taken in the normalized form herdless forwards, so at most four
- * encoding variants exist per URL.
+ * encoding variants exist per URL; `Accept-Language` is compared without case.
  *
  * @example
  * variantKey("GET https://a.example/p", ["origin"], new Headers({ origin: "https://b.example" }));
@@ -95,5 +95,8 @@ export function variantKey(primary: string, names: readonly string[], request: H
 function selectingValue(name: string, request: HeaderReader): string | null {
   if (name === "accept-encoding") return normalizedAcceptEncoding(request.get(name));
   const value = request.get(name);
-  return value === null ? null : value.replace(/\s*,\s*/g, ",").trim();
+  if (value === null) return null;
+  const spaced = value.replace(/\s*,\s*/g, ",").trim();
+  // Language tags are case-insensitive (RFC 9110 §8.5.1, RFC 4647): `en-US` and `en-us` ask for the same variant.
+  return name === "accept-language" ? spaced.toLowerCase() : spaced;
 }

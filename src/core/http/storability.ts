@@ -147,5 +147,8 @@ function authorizedMayBeShared(d: Directives): boolean {
 // A 5xx with explicit freshness is stored like any other response (§4.2.2 only limits heuristics).
 function isStorableStatus(res: OriginResponseInfo, governing: Governing): boolean {
   if (res.status < 200 || res.status === 304) return false;
-  return HEURISTICALLY_CACHEABLE.has(res.status) || hasExplicitFreshness(res.headers, governing);
+  // RFC 9111 §3: a status cacheable by default, explicit freshness, or `public`.
+  return (
+    HEURISTICALLY_CACHEABLE.has(res.status) || governing.d.has("public") || hasExplicitFreshness(res.headers, governing)
+  );
 }
