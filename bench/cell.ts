@@ -59,16 +59,18 @@ async function driveFault(runtime: Runtime, fault: NonNullable<ReturnType<NonNul
 
 /** The Worker meter of every data center (bench/worker-meter.js), summed; POST also resets it. */
 async function meterReading(targets: string[], method: "GET" | "POST"): Promise<MeterReading> {
-  const total: MeterReading = { clientRequests: 0, counts: {}, activeMs: {} };
+  const total: MeterReading = { clientRequests: 0, handlerMs: 0, counts: {}, activeMs: {} };
   for (const target of targets) {
     const res = await fetch(`${target}/__bench/meter`, { method });
     if (!res.ok) throw new Error(`the Worker meter at ${target} answered ${res.status}`);
     const one = (await res.json()) as MeterReading;
     total.clientRequests += one.clientRequests;
+    total.handlerMs = Math.round(total.handlerMs + one.handlerMs);
     for (const [op, n] of Object.entries(one.counts)) {
-      const slot = (total.counts[op] ??= { fg: 0, bg: 0 });
+      const slot = (total.counts[op] ??= { fg: 0, bg: 0, ms: 0 });
       slot.fg += n.fg;
       slot.bg += n.bg;
+      slot.ms = Math.round(slot.ms + (n.ms ?? 0));
     }
     for (const [cls, ms] of Object.entries(one.activeMs))
       total.activeMs[cls] = Math.round((total.activeMs[cls] ?? 0) + ms);

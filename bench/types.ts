@@ -83,8 +83,13 @@ export type ScenarioName =
 export interface MeterReading {
   /** client requests the Worker handled */
   clientRequests: number;
-  /** operations by name: `fg` started while a client request was in progress in that isolate, `bg` otherwise */
-  counts: Record<string, { fg: number; bg: number }>;
+  /** wall ms the Worker's handler took until it returned a Response, summed over the requests */
+  handlerMs: number;
+  /**
+   * operations by name: `fg` started while a client request was in progress in that isolate,
+   * `bg` otherwise; `ms` the wall time until each settled, summed (async operations only)
+   */
+  counts: Record<string, { fg: number; bg: number; ms: number }>;
   /** wall ms during which an object of each class had a call or alarm running */
   activeMs: Record<string, number>;
 }

@@ -11,6 +11,8 @@
  * - Durable Object duration: wall time during which an object had a call or alarm running;
  * - Cache API operations (match, put, delete) and outbound fetches (the origin).
  *
+ * Each operation that returns a promise also adds its wall time until it settled (`ms`), and
+ * the handler's own time per request is summed (`handlerMs`): where a request's time goes.
  * Each operation is counted as `fg` when a client request was in progress in this isolate
  * when it started (on the request's path, for sequential loads), `bg` otherwise.
  * `GET /__bench/meter` answers this isolate's counters; `POST /__bench/meter` resets them.
@@ -20,6 +22,8 @@ import { DurableObject } from "cloudflare:workers";
 import worker, * as herdless from "./worker.js";
 
 let clientRequests = 0;
+/** wall ms from the handler's start until it returned its Response, summed */
+let handlerMs = 0;
 let inProgress = 0;
 /** @type {Record<string, { fg: number, bg: number }>} */
 let counts = {};
@@ -28,9 +32,22 @@ let activeMs = {};
 
 function count(name, n = 1) {
   if (n === 0) return;
-  const slot = (counts[name] ??= { fg: 0, bg: 0 });
+  const slot = (counts[name] ??= { fg: 0, bg: 0, ms: 0 });
   if (inProgress > 0) slot.fg += n;
   else slot.bg += n;
+}
+
+/** Counts one operation and adds the wall time until `result` settles to its `ms`. */
+function timed(name, result) {
+  count(name);
+  // RPC calls answer with a thenable of their own, not a Promise.
+  if (typeof result?.then !== "function") return result;
+  const started = performance.now();
+  const add = () => {
+    counts[name].ms += performance.now() - started;
+  };
+  Promise.resolve(result).then(add, add);
+  return result;
 }
 
 /** Calls a method of `target` with `this` kept (workerd's native objects insist on it). */
@@ -47,9 +64,8 @@ function meteredStub(stub, binding) {
       // awaited stub would look thenable.
       if (typeof prop !== "string" || prop === "then" || typeof value !== "function") return value;
       return (...args) => {
-        count(`do request ${binding}.${prop}`);
         // Reflect.apply: `value.apply` would be an RPC call of a remote method named "apply".
-        return Reflect.apply(value, target, args);
+        return timed(`do request ${binding}.${prop}`, Reflect.apply(value, target, args));
       };
     },
   });
@@ -106,7 +122,8 @@ function meteredStorage(storage) {
       if (what === undefined) return passThrough(target, prop);
       return (...args) => {
         const keys = Array.isArray(args[0]) ? args[0].length : 1;
-        count(what, prop in KV ? keys : 1);
+        if (prop in ALARM) return timed(what, Reflect.apply(Reflect.get(target, prop), target, args));
+        count(what, keys);
         return Reflect.apply(Reflect.get(target, prop), target, args);
       };
     },
@@ -173,10 +190,7 @@ export const OriginGuardObject = metered(herdless.OriginGuardObject);
 export const PurgeRegistryObject = metered(herdless.PurgeRegistryObject);
 
 const realFetch = globalThis.fetch;
-globalThis.fetch = (...args) => {
-  count("fetch (origin)");
-  return realFetch(...args);
-};
+globalThis.fetch = (...args) => timed("fetch (origin)", realFetch(...args));
 
 const CACHE_OPS = { match: "cache api match", put: "cache api put", delete: "cache api delete" };
 function meteredCache(cache) {
@@ -184,10 +198,7 @@ function meteredCache(cache) {
     get(target, prop) {
       const what = CACHE_OPS[prop];
       if (what === undefined) return passThrough(target, prop);
-      return (...args) => {
-        count(what);
-        return Reflect.apply(Reflect.get(target, prop), target, args);
-      };
+      return (...args) => timed(what, Reflect.apply(Reflect.get(target, prop), target, args));
     },
   });
 }
@@ -202,7 +213,7 @@ const cacheStorage = new Proxy(realCaches, {
 Object.defineProperty(globalThis, "caches", { value: cacheStorage, configurable: true, writable: true });
 
 function snapshot() {
-  return { clientRequests, counts, activeMs };
+  return { clientRequests, handlerMs, counts, activeMs };
 }
 
 export default {
@@ -212,6 +223,7 @@ export default {
       const body = JSON.stringify(snapshot());
       if (request.method === "POST") {
         clientRequests = 0;
+        handlerMs = 0;
         counts = {};
         activeMs = {};
       }
@@ -219,10 +231,12 @@ export default {
     }
     clientRequests++;
     inProgress++;
+    const started = performance.now();
     try {
       return await worker.fetch(request, meteredEnv(env), ctx);
     } finally {
       inProgress--;
+      handlerMs += performance.now() - started;
     }
   },
 };

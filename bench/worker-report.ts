@@ -157,12 +157,17 @@ export function workerCostSection(run: BenchRun): string[] {
       "",
     );
   }
-  lines.push("Every operation, both phases (fg: on a request's path; bg: after it):", "");
+  lines.push(
+    "Every operation: count while a client request was in progress in that isolate / count otherwise, and the mean wall ms until it settled; then the handler's mean time per request:",
+    "",
+  );
   for (const cell of metered) {
-    const ops = Object.entries(cell.meter?.counts ?? {})
-      .map(([op, n]) => `${op} ${n.fg}/${n.bg}`)
+    const meter = cell.meter as MeterReading;
+    const ops = Object.entries(meter.counts)
+      .map(([op, n]) => `${op} ${n.fg}/${n.bg}${n.ms > 0 ? ` (${fmt(n.ms / (n.fg + n.bg), 1)} ms)` : ""}`)
       .join(", ");
-    lines.push(`- ${cell.scenario}: ${ops}.`);
+    const handler = meter.clientRequests > 0 ? fmt(meter.handlerMs / meter.clientRequests, 1) : "–";
+    lines.push(`- ${cell.scenario}: ${ops}; handler ${handler} ms per request.`);
   }
   lines.push("");
   return lines;

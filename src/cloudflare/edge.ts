@@ -117,6 +117,9 @@ export async function handle(
   return toResponse(answer);
 }
 
+/** A Cache API read takes milliseconds; a request waits this long on another's before reading itself. */
+const NEAR_READ_JOIN_MS = 1_000;
+
 /** The engine of one request: the isolate's memory and the data center's Cache API, the key's object, the fallback. */
 function edgeEngine(
   isolate: ReadyIsolate,
@@ -132,6 +135,8 @@ function edgeEngine(
   const near = new OncePerFlightPuts(
     new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock), {
       writeBehind: background,
+      // A cold key under a spike: one cache.match per isolate, not one per request.
+      sharedReads: { running: isolate.nearReadsFor(cacheName), joinTimeoutMs: NEAR_READ_JOIN_MS },
     }),
     cacheName,
   );

@@ -1,5 +1,6 @@
 import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
+import type { Entry } from "../core/http/entry.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { RefreshMarks } from "../core/fill/refresh-marks.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
@@ -43,6 +44,8 @@ export interface ReadyIsolate {
   startedAt: number;
   /** The isolate's in-memory tier, one per cache name (a simulated data center in tests). */
   memoryFor(cacheName: string): LruStore;
+  /** Cache API reads in flight per cache name, shared by this isolate's requests (see TieredStoreOptions.sharedReads). */
+  nearReadsFor(cacheName: string): Map<string, Promise<Entry | undefined>>;
   /** Streamed bodies being copied into each cache name's near tier (see EngineOptions.nearCopies). */
   nearCopiesFor(cacheName: string): Set<string>;
   /** Request URLs parsed once, with route and key, so a hit parses nothing. */
@@ -84,24 +87,6 @@ export function isolateState(
       // The data center's copy: the registry object is read about once per data center per bound.
       () => caches.open(cacheName ?? config.cache.name),
     );
-    const memory = new Map<string, LruStore>();
-    const refreshMarks = new Map<string, RefreshMarks>();
-    const memoryFor = (cacheName: string) => {
-      let store = memory.get(cacheName);
-      if (!store)
-        memory.set(
-          cacheName,
-          (store = new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock })),
-        );
-      return store;
-    };
-    const flights = new Map<string, IsolateFlights>();
-    const copies = new Map<string, Set<string>>();
-    const nearCopiesFor = (cacheName: string) => {
-      let set = copies.get(cacheName);
-      if (!set) copies.set(cacheName, (set = new Set()));
-      return set;
-    };
     const metrics = new Metrics(clock);
     const namespace = env.STATS;
     const reporter =
@@ -124,24 +109,19 @@ export function isolateState(
       clock,
       config,
       leases: new MemoryLeaseManager(clock),
-      refreshMarksFor: (cacheName: string) => {
-        let marks = refreshMarks.get(cacheName);
-        if (!marks) refreshMarks.set(cacheName, (marks = new RefreshMarks(config.coordinator.waitTimeoutMs)));
-        return marks;
-      },
-      flightsFor: (cacheName: string) => {
-        let found = flights.get(cacheName);
-        if (!found) flights.set(cacheName, (found = new IsolateFlights(config.coordinator.waitTimeoutMs)));
-        return found;
-      },
+      refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
+      flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs)),
+      nearReadsFor: perCache(() => new Map<string, Promise<Entry | undefined>>()),
       guard: new LocalGuard({ config, clock }),
       purges,
       metrics,
       reporter,
       attempts: new AttemptLimiter(),
       startedAt: clock.now(),
-      memoryFor,
-      nearCopiesFor,
+      memoryFor: perCache(
+        () => new LruStore({ maxBytes: Math.min(config.cache.maxBytes, ISOLATE_MEMORY_BYTES), clock }),
+      ),
+      nearCopiesFor: perCache(() => new Set<string>()),
       targets: new UrlTargets(config),
     };
   } catch (error) {
@@ -151,4 +131,14 @@ export function isolateState(
   }
   isolates.set(name, state);
   return state;
+}
+
+/** One `T` per cache name (a simulated data center in tests; one in a deployment), made on first use. */
+function perCache<T>(make: () => T): (cacheName: string) => T {
+  const made = new Map<string, T>();
+  return (cacheName) => {
+    let found = made.get(cacheName);
+    if (found === undefined) made.set(cacheName, (found = make()));
+    return found;
+  };
 }

@@ -85,4 +85,27 @@ describe("tiered store", () => {
     expect(front.getSync("k")).toBeUndefined();
     expect((await store.get("k"))?.status).toBe(200);
   });
+
+  it("with sharedReads, concurrent misses of one key read the back store once", async () => {
+    const clock = new ManualClock(0);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
+    await back.put(testEntry("k", 0, { token: 5 }));
+    let backGets = 0;
+    const counted = {
+      put: back.put.bind(back),
+      delete: back.delete.bind(back),
+      get: (k: string) => (backGets++, back.get(k)),
+    };
+    const running = new Map<string, Promise<Entry | undefined>>();
+    const front = new LruStore({ maxBytes: 1 << 20, clock });
+    // One store per request, as the Worker builds them, sharing the memory tier and the reads.
+    const stores = Array.from(
+      { length: 50 },
+      () => new TieredStore(front, async () => counted, { sharedReads: { running, joinTimeoutMs: 1_000 } }),
+    );
+    const found = await Promise.all(stores.map((store) => store.get("k")));
+    expect(found.map((entry) => entry?.token)).toEqual(Array.from({ length: 50 }, () => 5));
+    expect(backGets).toBe(1);
+    expect(running.size).toBe(0);
+  });
 });

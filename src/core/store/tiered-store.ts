@@ -10,6 +10,13 @@ export interface TieredStoreOptions {
    * memory again. Default: `put` waits for the back store's verdict.
    */
   writeBehind?: (work: Promise<unknown>) => void;
+  /**
+   * Back-store reads in flight, shared by the TieredStores of one memory tier (a Worker
+   * builds one per request): concurrent misses of one key read the back store once and the
+   * others wait on that read, each for at most `joinTimeoutMs` before reading for itself
+   * (the read belongs to the request that started it, which the runtime may cancel).
+   */
+  sharedReads?: { running: Map<string, Promise<Entry | undefined>>; joinTimeoutMs: number };
 }
 
 /**
@@ -34,6 +41,23 @@ export class TieredStore implements Store {
   async get(key: string): Promise<Entry | undefined> {
     const hit = this.front.getSync(key);
     if (hit) return hit;
+    const shared = this.options.sharedReads;
+    const running = shared?.running.get(key);
+    if (shared && running) {
+      const joined = await withinMs(running, shared.joinTimeoutMs);
+      if (joined.settled) return joined.value;
+    }
+    const read = this.readBack(key);
+    if (!shared || running) return read;
+    shared.running.set(key, read);
+    try {
+      return await read;
+    } finally {
+      if (shared.running.get(key) === read) shared.running.delete(key);
+    }
+  }
+
+  private async readBack(key: string): Promise<Entry | undefined> {
     const entry = await (await this.back()).get(key);
     if (entry) await this.front.put(entry);
     return entry;
@@ -71,5 +95,18 @@ export class TieredStore implements Store {
 
   private back(): Promise<Store> {
     return (this.opened ??= this.openBack());
+  }
+}
+
+/** `promise`'s value if it settles within `ms` (its rejection if it rejects), else `settled: false`. */
+async function withinMs<T>(promise: Promise<T>, ms: number): Promise<{ settled: true; value: T } | { settled: false }> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<{ settled: false }>((resolve) => {
+    timer = setTimeout(() => resolve({ settled: false }), ms);
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ settled: true as const, value })), timeout]);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
   }
 }
