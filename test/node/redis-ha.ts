@@ -96,9 +96,14 @@ export async function startCluster(): Promise<HaRedis> {
   const binary = findRedisServer();
   const dir = await mkdtemp(join(tmpdir(), "herdless-cluster-"));
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+  // The cluster bus port defaults to port + 10000: past 65535 (or taken) for a high
+  // ephemeral port, and redis-server exits. Each node gets a free one of its own.
+  const busPorts = [await freePort(), await freePort(), await freePort(), await freePort()];
   const children = await Promise.all(
-    ports.map((port) =>
+    ports.map((port, i) =>
       launch(binary, port, [
+        "--cluster-port",
+        String(busPorts[i]),
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
