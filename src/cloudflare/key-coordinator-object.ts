@@ -7,6 +7,7 @@ import { MAX_LIFETIME_MS } from "../core/http/freshness.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
 import { workerdDecoding } from "./content-decoding.ts";
 import { DurableObjectStore } from "./do-store.ts";
+import { DurableObjectBackoffStore } from "./do-backoff-store.ts";
 import { deploymentGuard } from "./deployment-guard.ts";
 import { configFromEnv, type ConfigEnv } from "./config-env.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
@@ -30,6 +31,7 @@ export interface CoordinatorTestHooks {
 interface Parts {
   filler: KeyCoordinator;
   store: DurableObjectStore;
+  backoff: DurableObjectBackoffStore;
   clock: Clock;
 }
 
@@ -47,7 +49,9 @@ interface Parts {
  * body, which the RPC layer streams to it as the object receives it; the object stores the
  * body once complete (up to `cache.maxEntryBytes`, in chunks) and keeps the lease until then.
  *
- * An alarm deletes entries past their `deleteAt`.
+ * The key's backoff (core/guard/key-backoff.ts) is kept in the same storage: one record for
+ * the whole deployment, which survives eviction. An alarm deletes entries past their
+ * `deleteAt` and backoff records past their `forgetAt`.
  *
  * @example
  * const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(request.primary));
@@ -59,11 +63,11 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
   private readonly pending = new Set<Promise<unknown>>();
 
   async fill(request: FillRequest): Promise<FillResult> {
-    const { filler, store } = this.build();
+    const { filler, store, backoff } = this.build();
     const result = await filler.fill(request);
     // The caller that wrote the entry schedules its cleanup (not each caller that joined it),
     // after answering: an alarm read and write need not delay the answer.
-    if (result.kind === "entry" && result.stored && !result.collapsed) this.keep(this.scheduleCleanup(store));
+    if (result.kind === "entry" && result.stored && !result.collapsed) this.keep(this.scheduleCleanup(store, backoff));
     return result;
   }
 
@@ -77,9 +81,10 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
 
   /** Deletes expired entries, then sleeps until the next one expires. */
   override async alarm(): Promise<void> {
-    const { store, clock } = this.build();
+    const { store, backoff, clock } = this.build();
     store.deleteExpired();
-    const next = store.nextDeleteAt();
+    backoff.deleteForgotten();
+    const next = nextCleanup(store, backoff);
     // Never a tight loop, whatever the clock says.
     if (next !== undefined) await this.ctx.storage.setAlarm(alarmAt(Math.max(next, clock.now() + 1_000), clock.now()));
   }
@@ -110,11 +115,22 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
 
   private assemble(clock: Clock, config: Config, guardName?: string): Parts {
     const store = new DurableObjectStore(this.ctx.storage, clock, { maxBodyBytes: config.cache.maxEntryBytes });
+    // In the key's own object, so the backoff holds in every data center and outlives eviction.
+    const backoff = new DurableObjectBackoffStore(this.ctx.storage, clock);
     const filler = new KeyCoordinator({
       config,
       clock,
       store,
       leases: new StorageLeaseManager(this.ctx.storage, clock),
+      backoff: {
+        get: (key) => backoff.get(key),
+        delete: (key) => backoff.delete(key),
+        // A key that failed keeps a record until its forgetAt: the alarm removes it then.
+        set: async (key, record) => {
+          await backoff.set(key, record);
+          this.keep(this.scheduleCleanup(store, backoff));
+        },
+      },
       guard: deploymentGuard(this.env.GUARD, config, new LocalGuard({ config, clock }), guardName, (work) =>
         this.keep(work),
       ),
@@ -122,9 +138,9 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
       decodes: workerdDecoding,
       background: (work) => this.keep(work),
       // A streamed body is stored after fill() returned: schedule its cleanup then.
-      onStored: () => this.keep(this.scheduleCleanup(store)),
+      onStored: () => this.keep(this.scheduleCleanup(store, backoff)),
     });
-    return { filler, store, clock };
+    return { filler, store, backoff, clock };
   }
 
   private keep(work: Promise<unknown>): void {
@@ -133,13 +149,19 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
     this.ctx.waitUntil(settled);
   }
 
-  private async scheduleCleanup(store: DurableObjectStore): Promise<void> {
-    const next = store.nextDeleteAt();
+  private async scheduleCleanup(store: DurableObjectStore, backoff: DurableObjectBackoffStore): Promise<void> {
+    const next = nextCleanup(store, backoff);
     if (next === undefined) return;
     const current = await this.ctx.storage.getAlarm();
     const at = alarmAt(next, this.build().clock.now());
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
+}
+
+/** The next instant the object has something to delete: an entry past its deleteAt, a forgotten backoff. */
+function nextCleanup(store: DurableObjectStore, backoff: DurableObjectBackoffStore): number | undefined {
+  const at = [store.nextDeleteAt(), backoff.nextForgetAt()].filter((t) => t !== undefined);
+  return at.length > 0 ? Math.min(...at) : undefined;
 }
 
 /**

@@ -90,6 +90,16 @@ describe("config: every class of invalid input gets a message naming the field, 
       "origin.maxQueue: origin.maxQueue must be at most 1000000 (got 1000000000)",
     ],
     [
+      "backoff cap below its base",
+      { origin, breaker: { backoffBaseMs: 5_000, backoffMaxMs: 1_000 } },
+      "breaker.backoffMaxMs: breaker.backoffMaxMs must be at least breaker.backoffBaseMs",
+    ],
+    [
+      "refresh-ahead share out of range",
+      { origin, routes: [{ match: "/a", refreshAhead: 0.9 }] },
+      "routes.0.refreshAhead: refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime) (got 0.9)",
+    ],
+    [
       "short admin token",
       { origin, admin: { token: "short" } },
       'admin.token: admin.token must be at least 16 characters (got "short")',
@@ -112,6 +122,8 @@ describe("config: defaults and routes", () => {
     expect(config.origin).toMatchObject({ timeoutMs: 10_000, maxConcurrency: 8, queueTimeoutMs: 10_000 });
     expect(config.breaker).toMatchObject({ failureThreshold: 5, probeIntervalMs: 5_000, serveStaleWhileOpen: true });
     expect(config.breaker.failureStatuses).toEqual([502, 503, 504]);
+    expect(config.breaker).toMatchObject({ backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
+    expect(routeFor(config, "/").refreshAhead).toBe(0);
   });
 
   it("takes the first matching route over the defaults", () => {

@@ -35,6 +35,10 @@ export const configSchema = z
         "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
       path: ["coordinator", "lockLeaseMs"],
     }),
+    z.refine((c) => c.breaker.backoffMaxMs >= c.breaker.backoffBaseMs, {
+      error: "breaker.backoffMaxMs must be at least breaker.backoffBaseMs (the cap of a backoff that starts there)",
+      path: ["breaker", "backoffMaxMs"],
+    }),
   );
 
 /** Config as written by an operator (defaults may be omitted). */
@@ -54,6 +58,8 @@ export interface RoutePolicy {
   staleIfErrorMs: number;
   cacheAuthorized: boolean;
   honorRequestNoCache: boolean;
+  /** Share of the freshness lifetime, at its end, in which a request renews the entry in the background; 0 = off. */
+  refreshAhead: number;
   key: KeyOptions;
 }
 
@@ -85,6 +91,7 @@ export function routeFor(config: Config, pathname: string): RoutePolicy {
     staleIfErrorMs: r.staleIfErrorMs ?? d.staleIfErrorMs ?? 0,
     cacheAuthorized: r.cacheAuthorized ?? d.cacheAuthorized ?? false,
     honorRequestNoCache: r.honorRequestNoCache ?? d.honorRequestNoCache ?? false,
+    refreshAhead: r.refreshAhead ?? d.refreshAhead ?? 0,
     key: {
       ignoreQuery: r.key?.ignoreQuery ?? d.key?.ignoreQuery ?? [...DEFAULT_IGNORED_QUERY],
       ignoreAllQuery: r.key?.ignoreAllQuery ?? d.key?.ignoreAllQuery ?? false,

@@ -25,6 +25,7 @@ import { fillRequest } from "./fill/fill-request.ts";
 import { NearTier } from "./store/near-tier.ts";
 import type { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
+import { refreshAheadDue } from "./fill/refresh-ahead.ts";
 import type { Store } from "./store/store.ts";
 
 export type { EngineRequest } from "./http/respond.ts";
@@ -147,12 +148,11 @@ export class Engine {
           return answerFromEntry(entry, { hit: true, detail: "stale-while-revalidate" }, ask(request), now);
         }
         this.count(request, entry.negative ? "negative" : "hit", primary);
-        return answerFromEntry(
-          entry,
-          { hit: true, ...(entry.negative ? { detail: "negative" } : {}) },
-          ask(request),
-          now,
-        );
+        // Refresh-ahead: in the last part of its lifetime a hot copy is renewed behind this answer.
+        const ahead = refreshAheadDue(entry, route.refreshAhead, now);
+        if (ahead) this.o.background(this.refresh({ ...fill("background"), refreshAhead: true }));
+        const detail = entry.negative ? "negative" : ahead ? "refresh-ahead" : undefined;
+        return answerFromEntry(entry, { hit: true, ...(detail ? { detail } : {}) }, ask(request), now);
       }
       case "revalidate":
       case "miss": {

@@ -11,6 +11,7 @@ import { LruStore } from "../core/store/lru-store.ts";
 import { RedisConnection } from "./redis/connection.ts";
 import { RedisGuard } from "./redis/guard.ts";
 import { RedisLeaseManager } from "./redis/lease.ts";
+import { RedisBackoffStore } from "./redis/backoff-store.ts";
 import { FleetMembers } from "./redis/members.ts";
 import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
@@ -175,6 +176,8 @@ function fleetCoordinator(
     clock,
     store: shared,
     leases: new RedisLeaseManager({ connection, prefix, clock }),
+    // Fleet-wide: a key backing off is not asked for by any member.
+    backoff: new RedisBackoffStore({ connection, prefix, clock }),
     ...parts,
     announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
     waitForFill: async (key, timeoutMs) => {

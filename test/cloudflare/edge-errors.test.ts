@@ -25,8 +25,8 @@ function expectServedStale(answers: Answer[], body: string): void {
   expect(answers.filter((a) => a.status !== 200)).toEqual([]);
   for (const answer of answers) {
     expect(answer.body).toBe(body);
-    // stale-if-error, or breaker-open once the deployment's breaker has opened on the failures.
-    expect(answer.cacheStatus).toMatch(/^herdless; fwd=stale; .*detail=(stale-if-error|breaker-open)$/);
+    // stale-if-error, backoff once the key's call failed, breaker-open once the deployment's breaker opened.
+    expect(answer.cacheStatus).toMatch(/^herdless; fwd=stale; .*detail=(stale-if-error|backoff|breaker-open)$/);
   }
 }
 

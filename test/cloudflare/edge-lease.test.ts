@@ -10,7 +10,8 @@ import { testOrigin } from "./test-origin.ts";
 // The lease and origin timers inside the key coordinator run on real time, so these tests use
 // short ones and wait for outcomes (counts, aborts), never for durations. The config
 // requires the lease to outlive the origin timeout.
-const LIMITS = { origin: { timeoutMs: 200 }, coordinator: { lockLeaseMs: 300 } };
+// The key's backoff is off: a fill right after a failed one must reach the origin here.
+const LIMITS = { origin: { timeoutMs: 200 }, coordinator: { lockLeaseMs: 300 }, breaker: { backoffBaseMs: 0 } };
 
 describe("a lease never wedges a key", () => {
   it("an origin call that hangs is aborted within the lease, and the next fill goes through", async () => {

@@ -19,8 +19,11 @@ const DCS = 4;
 const CACHED = "max-age=60, stale-if-error=600";
 /** Purges return after this long (real time); every isolate's copy is younger. */
 const ADMIN = { admin: { token: ADMIN_TOKEN, purgePropagationMs: 20 } };
-/** The failures these tests cause on purpose must reach the origin, not an open breaker. */
-const PATIENT_BREAKER = { breaker: { failureThreshold: 100 } };
+/**
+ * The failures these tests cause on purpose must reach the origin, not an open breaker nor
+ * the key's backoff (which would answer 503 until it passes: edge-backoff.test.ts).
+ */
+const PATIENT_BREAKER = { breaker: { failureThreshold: 100, backoffBaseMs: 0 } };
 
 async function expectEveryDc(
   dcs: DataCenter[],

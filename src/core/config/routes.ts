@@ -30,6 +30,19 @@ export const routePolicy = z.strictObject({
    * is answered from the cache, so a crowd pressing reload cannot reach the origin.
    */
   honorRequestNoCache: z.optional(z.boolean()),
+  /**
+   * Refresh-ahead: a request in the last part of a fresh entry's lifetime (this share of it,
+   * 0.1 = the last 10 %) starts a background revalidation, so a hot key is renewed before it
+   * turns stale. 0 (off) by default: each renewal comes up to this share early.
+   */
+  refreshAhead: z.optional(
+    z
+      .number({ error: "refreshAhead must be a number between 0 and 0.5 (a share of the freshness lifetime)" })
+      .check(
+        z.minimum(0, { error: "refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime)" }),
+        z.maximum(0.5, { error: "refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime)" }),
+      ),
+  ),
   key: z.optional(z.partial(keyOptions)),
 });
 

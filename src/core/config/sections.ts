@@ -118,6 +118,14 @@ export const breakerSection = z.prefault(
     ),
     probeIntervalMs: z._default(ms("breaker.probeIntervalMs", 1), 5_000),
     serveStaleWhileOpen: z._default(z.boolean(), true),
+    /**
+     * Per-key backoff: after a sick origin call for a key (the kinds the breaker counts), the
+     * key is not asked for again for this long, doubling with each sick call in a row up to
+     * backoffMaxMs (with jitter), reset by any answer that proves the origin up. 0 = off.
+     */
+    backoffBaseMs: z._default(ms("breaker.backoffBaseMs"), 1_000),
+    /** The longest per-key backoff. */
+    backoffMaxMs: z._default(ms("breaker.backoffMaxMs", 1), 60_000),
   }),
   {},
 );

@@ -24,6 +24,12 @@ export interface FillRequest {
    * the coordinator starts one (still one origin request per key at a time).
    */
   revalidate?: boolean;
+  /**
+   * The caller holds a fresh copy in its refresh-ahead window (the route's `refreshAhead`) and
+   * came to renew it: a fresh stored entry answers only once it is out of that window (another
+   * edge renewed it already); otherwise the coordinator starts the one renewal, in the background.
+   */
+  refreshAhead?: boolean;
 }
 
 /** A response for one caller only (uncacheable, or too large to keep). */

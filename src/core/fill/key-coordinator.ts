@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.ts";
-import type { Config } from "../config.ts";
+import { routeFor, type Config } from "../config.ts";
 import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, type HerdlessErrorCode } from "../errors.ts";
@@ -23,6 +23,9 @@ import { applyPurge } from "../admin/purge.ts";
 import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { bufferedUpTo, failureResult, settle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
+import { backedOff, backoffAfterStream, outcomeOfFlight } from "./flight-backoff.ts";
+import { refreshAheadDue } from "./refresh-ahead.ts";
+import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
 
 export interface KeyCoordinatorOptions {
   config: Config;
@@ -44,6 +47,11 @@ export interface KeyCoordinatorOptions {
   onOriginCall?: (event: OriginCallEvent) => void;
   /** Hears each entry this coordinator wrote to its store once a streamed body completed. */
   onStored?: (entry: Entry) => void;
+  /**
+   * Where the keys' backoff is kept, shared as widely as the lease: the key's Durable Object,
+   * Redis for a fleet. Default: this process's memory.
+   */
+  backoff?: BackoffStore;
 }
 
 /**
@@ -60,16 +68,34 @@ export class KeyCoordinator implements Coordinator {
   private readonly flights = new SingleFlight<string, FlightResult>();
   private readonly originDeps: GuardedCallDeps;
   private readonly streaming: StreamingFlights;
+  private readonly backoff: KeyBackoff;
   constructor(private readonly o: KeyCoordinatorOptions) {
     this.originDeps = guardedCallDeps(o, o.onOriginCall);
-    this.streaming = new StreamingFlights({ ...o, end: (key, lease, message) => this.end(key, lease, message) });
+    this.streaming = new StreamingFlights({
+      ...o,
+      end: async (key, lease, message) => {
+        await backoffAfterStream(this.backoff, key, message);
+        await this.end(key, lease, message);
+      },
+    });
+    this.backoff = new KeyBackoff({
+      store: o.backoff ?? new MemoryBackoffStore(o.clock),
+      config: o.config,
+      clock: o.clock,
+    });
   }
 
   async fill(request: FillRequest): Promise<FillResult> {
     const stored = request.revalidate ? undefined : await this.storedFor(request);
     // After the lookup: a soft purge makes the entry stale as of the time it was applied.
     const now = this.o.clock.now();
-    if (stored && !stored.negative && now < stored.staleAt)
+    // A caller come to renew an entry in its refresh-ahead window is answered by it only once renewed.
+    if (
+      stored &&
+      !stored.negative &&
+      now < stored.staleAt &&
+      !(request.refreshAhead && this.dueForRefresh(request, stored))
+    )
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     if (stored?.negative && now < stored.staleAt)
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
@@ -139,39 +165,13 @@ export class KeyCoordinator implements Coordinator {
   private async fetchUnderLease(request: FillRequest): Promise<FlightResult> {
     const { lockLeaseMs, waitTimeoutMs } = this.o.config.coordinator;
     const before = await this.storedFor(request);
+    // A key backing off is refused before anyone queues for its lease.
+    const { refusal } = await this.backoff.check(request.key);
+    if (refusal) return backedOff(refusal, before);
     const giveUpAt = this.o.clock.now() + waitTimeoutMs;
     for (;;) {
       const lease = await this.o.leases.acquire(request.key, lockLeaseMs);
-      if (lease) {
-        // The right to write ends with the lease: an origin call still running then is cancelled.
-        const expiry = new AbortController();
-        const timer = setTimeout(
-          () =>
-            expiry.abort(new HerdlessError("LEASE_LOST", `lease on ${request.key} expired after ${lockLeaseMs} ms`)),
-          lockLeaseMs,
-        );
-        let result: FlightResult | undefined;
-        try {
-          // Someone may have filled the key while we queued for the lease, or before we first looked.
-          const current = await this.storedFor(request);
-          // A client asking for validation accepts only an entry fetched since it arrived.
-          const acceptable = !request.revalidate || newer(current, before);
-          if (this.usable(current) && acceptable)
-            return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
-          result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
-          if (result.kind === "shared") {
-            // The body is still arriving: the lease is the stream's now, released when it ends.
-            clearTimeout(timer);
-            this.streaming.run(request, result, lease);
-          }
-          return result;
-        } finally {
-          if (result?.kind !== "shared") {
-            clearTimeout(timer);
-            await this.end(request.key, lease, result?.kind === "failed" ? `failed:${result.code}` : "done");
-          }
-        }
-      }
+      if (lease) return this.holding(request, before, lease);
       // Another process holds the lease: wait for its announcement, then look again.
       const remaining = giveUpAt - this.o.clock.now();
       if (remaining <= 0) {
@@ -198,6 +198,58 @@ export class KeyCoordinator implements Coordinator {
         };
       }
     }
+  }
+
+  /**
+   * The flight while this process holds the key's lease: look again (someone may have filled
+   * the key while we queued, or the key may have started backing off), fetch, and record
+   * what the call said about the origin in the key's backoff, all before the lease goes.
+   */
+  private async holding(request: FillRequest, before: Entry | undefined, lease: Lease): Promise<FlightResult> {
+    const { lockLeaseMs } = this.o.config.coordinator;
+    // The right to write ends with the lease: an origin call still running then is cancelled.
+    const expiry = new AbortController();
+    const timer = setTimeout(
+      () => expiry.abort(new HerdlessError("LEASE_LOST", `lease on ${request.key} expired after ${lockLeaseMs} ms`)),
+      lockLeaseMs,
+    );
+    let result: FlightResult | undefined;
+    try {
+      const current = await this.storedFor(request);
+      if (this.answers(request, current, before))
+        return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
+      const checked = await this.backoff.check(request.key);
+      if (checked.refusal) return (result = backedOff(checked.refusal, current));
+      result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
+      // The answer stands even if its record is lost (the store unreachable): the key just retries sooner.
+      await this.backoff.record(request.key, outcomeOfFlight(result, this.o.config), checked.record).catch(() => {});
+      if (result.kind === "shared") {
+        // The body is still arriving: the lease is the stream's now, released when it ends.
+        clearTimeout(timer);
+        this.streaming.run(request, result, lease);
+      }
+      return result;
+    } finally {
+      if (result?.kind !== "shared") {
+        clearTimeout(timer);
+        await this.end(request.key, lease, result?.kind === "failed" ? `failed:${result.code}` : "done");
+      }
+    }
+  }
+
+  /**
+   * Whether the stored entry answers this caller without an origin request: it is fresh, and
+   * fetched since the caller arrived when the client asked for validation, and out of its
+   * refresh-ahead window when the caller came to renew it (another edge renewed it already).
+   */
+  private answers(request: FillRequest, current: Entry | undefined, before: Entry | undefined): current is Entry {
+    if (!this.usable(current)) return false;
+    if (request.revalidate && !newer(current, before)) return false;
+    return !(request.refreshAhead && this.dueForRefresh(request, current));
+  }
+
+  private dueForRefresh(request: FillRequest, entry: Entry): boolean {
+    return refreshAheadDue(entry, routeFor(this.o.config, request.path).refreshAhead, this.o.clock.now());
   }
 
   /** Releases the lease, then tells other processes waiting on the key how the flight ended. */

@@ -1,6 +1,7 @@
 import type { Config, RoutePolicy } from "../config.ts";
 import type { Entry } from "./entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
+import { isGuardRefusal } from "../origin/guarded-call.ts";
 
 /** What the engine needs to know about a request to decide; computed once by the adapter. */
 export interface RequestFacts {
@@ -79,12 +80,9 @@ export function servableOnError(entry: Entry | undefined, config: Config, now: n
 /** After the origin could not give a fresh answer: serve the stored copy, or the error. */
 export type FailureDecision = { kind: "stale-if-error"; entry: Entry } | { kind: "error" };
 
-/** Failures where the origin was never asked because the guard protected it. */
-const GUARD_REFUSALS: ReadonlySet<HerdlessErrorCode> = new Set(["BREAKER_OPEN", "QUEUE_FULL", "QUEUE_TIMEOUT"]);
-
 /**
- * RFC 5861 §4 stale-if-error, widened by the breaker: while the guard refuses to load the
- * origin (breaker open, queue full), any stored copy is better than an error, if the
+ * RFC 5861 §4 stale-if-error, widened by the guard: while it refuses to load the origin
+ * (breaker open, queue full, the key backing off), any stored copy is better than an error, if the
  * operator keeps `breaker.serveStaleWhileOpen`. must-revalidate entries and cached errors
  * are never served in place of a fresh answer.
  */
@@ -96,7 +94,7 @@ export function decideOnFailure(
 ): FailureDecision {
   if (!entry || entry.mustRevalidate || entry.negative) return { kind: "error" };
   if (now < entry.sieUntil) return { kind: "stale-if-error", entry };
-  if (GUARD_REFUSALS.has(code) && config.breaker.serveStaleWhileOpen && now < entry.deleteAt)
+  if (isGuardRefusal(code) && config.breaker.serveStaleWhileOpen && now < entry.deleteAt)
     return { kind: "stale-if-error", entry };
   return { kind: "error" };
 }

@@ -5,6 +5,7 @@ import type { HeaderReader } from "./http.ts";
 import { primaryKey, variantKey } from "./key.ts";
 import { purgeVerdict, type PurgeSnapshot } from "../admin/purge.ts";
 import { needsFullAnswer } from "./request-directives.ts";
+import { refreshAheadDue } from "../fill/refresh-ahead.ts";
 
 /** A store that can answer without a promise: the in-memory tier. */
 export interface SyncStore {
@@ -15,7 +16,7 @@ export interface SyncStore {
  * The hit path's question, without a promise: does the in-memory tier hold a fresh entry
  * this request may be served from? The same answer as the engine's flow (variant by Vary,
  * credentials and route via `decide`, purges); anything else, or a request with a precondition
- * or a Range, undefined, and the engine answers. Runtimes use it to write hits straight out, with no engine per request.
+ * or a Range, or an entry in its refresh-ahead window, undefined, and the engine answers. Runtimes use it to write hits straight out, with no engine per request.
  *
  * @example
  * const hit = freshHit(memory, route, primary, { method, hasAuthorization, hasCookie }, headers, purges, clock.now());
@@ -39,6 +40,8 @@ export function freshHit(
     if (!entry) return undefined;
   }
   if (decide(entry, key, facts, route, now).kind !== "fresh") return undefined;
+  // In its refresh-ahead window the engine answers: it starts the renewal behind the hit.
+  if (refreshAheadDue(entry, route.refreshAhead, now)) return undefined;
   if (purges && purgeVerdict(entry, primary, purges) !== "keep") return undefined;
   return entry;
 }

@@ -1,0 +1,68 @@
+import type { Clock } from "../core/clock.ts";
+import { BACKOFF_FORMAT_VERSION, type BackoffRecord, type BackoffStore } from "../core/guard/key-backoff.ts";
+
+/**
+ * A {@link BackoffStore} in the key coordinator object's SQLite storage: the object is one
+ * per key for the whole deployment, so its backoff holds in every data center, and it
+ * survives the object's eviction (an evicted object must not forget a failing key and ask
+ * the origin at once). Synchronous SQL: no other request interleaves within a call.
+ * A record goes at its `forgetAt` when read, and with the object's cleanup alarm
+ * ({@link deleteForgotten}, {@link nextForgetAt}).
+ *
+ * @example
+ * const backoff = new KeyBackoff({ store: new DurableObjectBackoffStore(ctx.storage, clock), config, clock });
+ */
+export class DurableObjectBackoffStore implements BackoffStore {
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly clock: Clock,
+  ) {
+    storage.sql.exec(
+      "CREATE TABLE IF NOT EXISTS herdless_backoff (key TEXT PRIMARY KEY, v INTEGER NOT NULL, failures INTEGER NOT NULL, until INTEGER NOT NULL, forget_at INTEGER NOT NULL)",
+    );
+  }
+
+  async get(key: string): Promise<BackoffRecord | undefined> {
+    const row = this.storage.sql
+      .exec<{ v: number; failures: number; until: number; forget_at: number }>(
+        "SELECT v, failures, until, forget_at FROM herdless_backoff WHERE key = ?",
+        key,
+      )
+      .toArray()[0];
+    if (!row) return undefined;
+    // A record of another format, or forgotten: the key starts over.
+    if (row.v !== BACKOFF_FORMAT_VERSION || this.clock.now() >= row.forget_at) {
+      this.storage.sql.exec("DELETE FROM herdless_backoff WHERE key = ?", key);
+      return undefined;
+    }
+    return { v: BACKOFF_FORMAT_VERSION, failures: row.failures, until: row.until, forgetAt: row.forget_at };
+  }
+
+  async set(key: string, record: BackoffRecord): Promise<void> {
+    this.storage.sql.exec(
+      "INSERT OR REPLACE INTO herdless_backoff (key, v, failures, until, forget_at) VALUES (?, ?, ?, ?, ?)",
+      key,
+      record.v,
+      record.failures,
+      record.until,
+      record.forgetAt,
+    );
+  }
+
+  async delete(key: string): Promise<void> {
+    this.storage.sql.exec("DELETE FROM herdless_backoff WHERE key = ?", key);
+  }
+
+  /** Drops every forgotten record (the object's alarm), so a key gone quiet keeps no storage. */
+  deleteForgotten(): void {
+    this.storage.sql.exec("DELETE FROM herdless_backoff WHERE forget_at <= ?", this.clock.now());
+  }
+
+  /** When the next record may go, for the object's cleanup alarm. */
+  nextForgetAt(): number | undefined {
+    const row = this.storage.sql
+      .exec<{ at: number | null }>("SELECT MIN(forget_at) AS at FROM herdless_backoff")
+      .toArray()[0];
+    return row?.at ?? undefined;
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * Per-key backoff and refresh-ahead, as clients see them: which answer, which Cache-Status,
+ * how many origin requests. Two edges (each its own near tier) share one coordinator, as
+ * two data centers or two fleet members do.
+ */
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "./clock.ts";
+import { parseConfig, type ConfigInput } from "./config.ts";
+import { Engine, type EngineRequest } from "./engine.ts";
+import { KeyCoordinator } from "./fill/key-coordinator.ts";
+import { MemoryLeaseManager } from "./fill/memory-lease.ts";
+import { RefreshMarks } from "./fill/refresh-marks.ts";
+import { LocalGuard } from "./guard/local-guard.ts";
+import type { FetchLike } from "./origin/origin-client.ts";
+import { LruStore } from "./store/lru-store.ts";
+
+/** An origin whose health the test sets: `ok`, `down` (connection refused) or a status. */
+class Origin {
+  calls = 0;
+  version = 0;
+  health: "ok" | "down" | number = "ok";
+  cacheControl = "max-age=60, stale-if-error=600";
+
+  fetch: FetchLike = async (url, init) => {
+    this.calls++;
+    // As undici reports a refused connection: a TypeError whose cause is the socket's error.
+    if (this.health === "down")
+      throw new TypeError("fetch failed", {
+        cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }),
+      });
+    if (typeof this.health === "number") return new Response("origin error", { status: this.health });
+    const etag = `"v${this.version}"`;
+    const headers = { etag, "cache-control": this.cacheControl };
+    if (new Headers(init.headers).get("if-none-match") === etag) return new Response(null, { status: 304, headers });
+    return new Response(`v${this.version} ${new URL(url).pathname}`, { status: 200, headers });
+  };
+}
+
+function setup(overrides: Partial<ConfigInput> = {}) {
+  const clock = new ManualClock(1_900_000_000_000);
+  // Lax breaker: these tests are about one key, not about the origin as a whole.
+  const config = parseConfig({
+    origin: { url: "http://origin.test" },
+    ...overrides,
+    breaker: { failureThreshold: 1_000, ...overrides.breaker },
+  });
+  const origin = new Origin();
+  const guard = new LocalGuard({ config, clock });
+  const pending: Promise<unknown>[] = [];
+  const background = (work: Promise<unknown>) => void pending.push(work);
+  const coordinator = new KeyCoordinator({
+    config,
+    clock,
+    store: new LruStore({ maxBytes: 1 << 24, clock }),
+    leases: new MemoryLeaseManager(clock),
+    guard,
+    fetch: origin.fetch,
+    background,
+  });
+  const edge = () =>
+    new Engine({
+      config,
+      clock,
+      near: new LruStore({ maxBytes: 1 << 24, clock }),
+      coordinator,
+      guard,
+      fetch: origin.fetch,
+      background,
+      refreshMarks: new RefreshMarks(20_000),
+    });
+  const edges = [edge(), edge()];
+  /** One request through edge `i`, once its background work (and what that started) is done. */
+  const get = async (path: string, i = 0) => {
+    const res = await edges[i]!.handle(req(path));
+    while (pending.length > 0) await Promise.allSettled(pending.splice(0));
+    return {
+      status: res.status,
+      cacheStatus: header(res, "cache-status") ?? "",
+      retryAfter: header(res, "retry-after"),
+      body: res.body instanceof Uint8Array ? new TextDecoder().decode(res.body) : "",
+    };
+  };
+  return { clock, origin, get };
+}
+
+function req(path: string): EngineRequest {
+  return { method: "GET", url: new URL(`https://site.test${path}`), headers: new Headers(), rawHeaders: [] };
+}
+
+const header = (res: { headers: [string, string][] }, name: string) => res.headers.find(([n]) => n === name)?.[1];
+
+describe("per-key backoff: a failing key is not asked again until its backoff passes", () => {
+  it("5 requests for a stale key whose origin is down: 1 origin call, 5 stale answers", async () => {
+    const t = setup();
+    expect((await t.get("/page")).status).toBe(200);
+    t.clock.advance(61_000);
+    t.origin.health = "down";
+    const answers = [];
+    for (let i = 0; i < 5; i++) answers.push(await t.get("/page", i % 2));
+    expect(t.origin.calls).toBe(2);
+    expect(answers.map((a) => [a.status, a.body])).toEqual(Array(5).fill([200, "v0 /page"]));
+    expect(answers[0]!.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=stale-if-error");
+    for (const a of answers.slice(1)) expect(a.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=backoff");
+  });
+
+  it("after the backoff one retry goes through; failing again doubles the backoff; a success resets it", async () => {
+    const t = setup();
+    await t.get("/page");
+    t.clock.advance(61_000);
+    t.origin.health = 503;
+    await t.get("/page");
+    expect(t.origin.calls).toBe(2);
+    // The first backoff is at most breaker.backoffBaseMs (1 s), jittered in its upper half.
+    t.clock.advance(499);
+    await t.get("/page", 1);
+    expect(t.origin.calls).toBe(2);
+    t.clock.advance(501);
+    const retried = await t.get("/page", 1);
+    expect(retried.cacheStatus).toBe("herdless; fwd=stale; fwd-status=503; ttl=-2; detail=stale-if-error");
+    expect(t.origin.calls).toBe(3);
+    // The second backoff: 1 to 2 s.
+    t.clock.advance(999);
+    expect((await t.get("/page")).cacheStatus).toContain("detail=backoff");
+    expect(t.origin.calls).toBe(3);
+    t.clock.advance(1_001);
+    t.origin.health = "ok";
+    const healed = await t.get("/page");
+    expect(healed.cacheStatus).toBe("herdless; fwd=stale; fwd-status=304; ttl=60; stored");
+    expect(t.origin.calls).toBe(4);
+    // Reset: the next failure backs off from the base again (at most 1 s), not 4 s.
+    t.clock.advance(61_000);
+    t.origin.health = "down";
+    await t.get("/page");
+    t.clock.advance(1_000);
+    await t.get("/page");
+    expect(t.origin.calls).toBe(6);
+  });
+
+  it("nothing stored: a quick 503 with Retry-After while the key backs off, no origin call", async () => {
+    const t = setup();
+    t.origin.health = "down";
+    const first = await t.get("/cold");
+    expect([first.status, first.cacheStatus]).toEqual([502, "herdless; fwd=uri-miss; detail=origin-error"]);
+    const refused = await t.get("/cold", 1);
+    expect([refused.status, refused.cacheStatus, refused.retryAfter]).toEqual([
+      503,
+      "herdless; fwd=uri-miss; detail=backoff",
+      "1",
+    ]);
+    expect(t.origin.calls).toBe(1);
+    // Another key is asked as usual.
+    await t.get("/other");
+    expect(t.origin.calls).toBe(2);
+  });
+
+  it("an application error (500, outside breaker.failureStatuses) is not backed off: the next request asks again", async () => {
+    const t = setup();
+    t.origin.health = 500;
+    expect((await t.get("/broken")).status).toBe(500);
+    expect((await t.get("/broken")).status).toBe(500);
+    expect(t.origin.calls).toBe(2);
+  });
+
+  it("serves a copy past its stale-if-error window while the key backs off (breaker.serveStaleWhileOpen)", async () => {
+    const t = setup();
+    t.origin.cacheControl = "max-age=60";
+    await t.get("/page");
+    t.clock.advance(61_000);
+    t.origin.health = "down";
+    expect((await t.get("/page")).status).toBe(502);
+    const stale = await t.get("/page");
+    expect([stale.status, stale.cacheStatus]).toEqual([200, "herdless; fwd=stale; ttl=-1; detail=backoff"]);
+    expect(t.origin.calls).toBe(2);
+  });
+
+  it("breaker.backoffBaseMs 0 turns it off: every request asks the origin again", async () => {
+    const t = setup({ breaker: { backoffBaseMs: 0 } });
+    t.origin.health = "down";
+    await t.get("/cold");
+    await t.get("/cold");
+    expect(t.origin.calls).toBe(2);
+  });
+});
+
+describe("refresh-ahead: a hot key is renewed before it turns stale", () => {
+  const hot = { defaults: { refreshAhead: 0.05 } };
+
+  it("steady requests on a max-age=2 key without SWR: after warm-up every answer is a hit, ≤ 1.1 origin requests per lifetime", async () => {
+    const t = setup(hot);
+    t.origin.cacheControl = "max-age=2";
+    await t.get("/hot", 0);
+    await t.get("/hot", 1);
+    const statuses: string[] = [];
+    // Two edges, 50 ms apart each, for 60 s: 30 lifetimes.
+    for (let i = 0; i < 1_200; i++) {
+      t.clock.advance(50);
+      if (i % 7 === 0) t.origin.version++;
+      const answer = await t.get("/hot", i % 2);
+      statuses.push(answer.cacheStatus);
+      expect(answer.status).toBe(200);
+    }
+    expect(statuses.filter((s) => !s.startsWith("herdless; hit; "))).toEqual([]);
+    expect(statuses.filter((s) => s.includes("detail=refresh-ahead")).length).toBeGreaterThan(0);
+    const renewals = t.origin.calls - 1;
+    expect(renewals).toBeGreaterThanOrEqual(29);
+    expect(renewals).toBeLessThanOrEqual(33);
+  });
+
+  it("a cold key is never refreshed: a request outside the window starts nothing", async () => {
+    const t = setup(hot);
+    t.origin.cacheControl = "max-age=2";
+    await t.get("/cold");
+    t.clock.advance(1_800);
+    expect((await t.get("/cold")).cacheStatus).toBe("herdless; hit; ttl=0");
+    t.clock.advance(10_000);
+    expect(t.origin.calls).toBe(1);
+  });
+
+  it("one renewal per key per lifetime for every edge: the second edge in the window gets the renewed copy", async () => {
+    const t = setup(hot);
+    t.origin.cacheControl = "max-age=20";
+    await t.get("/page", 0);
+    await t.get("/page", 1);
+    t.clock.advance(19_500);
+    expect((await t.get("/page", 0)).cacheStatus).toBe("herdless; hit; ttl=0; detail=refresh-ahead");
+    expect((await t.get("/page", 1)).cacheStatus).toBe("herdless; hit; ttl=0; detail=refresh-ahead");
+    expect(t.origin.calls).toBe(2);
+    // Both edges now hold the renewed copy.
+    expect((await t.get("/page", 0)).cacheStatus).toBe("herdless; hit; ttl=20");
+    expect((await t.get("/page", 1)).cacheStatus).toBe("herdless; hit; ttl=20");
+  });
+
+  it("goes through the key's backoff: a failing key is not renewed again until its backoff passes", async () => {
+    const t = setup(hot);
+    t.origin.cacheControl = "max-age=20";
+    await t.get("/page", 0);
+    await t.get("/page", 1);
+    t.clock.advance(19_500);
+    t.origin.health = "down";
+    await t.get("/page");
+    expect(t.origin.calls).toBe(2);
+    t.clock.advance(100);
+    expect((await t.get("/page", 1)).cacheStatus).toBe("herdless; hit; ttl=0; detail=refresh-ahead");
+    expect(t.origin.calls).toBe(2);
+  });
+
+  it("off by default", async () => {
+    const t = setup();
+    t.origin.cacheControl = "max-age=20";
+    await t.get("/page");
+    t.clock.advance(19_900);
+    expect((await t.get("/page")).cacheStatus).toBe("herdless; hit; ttl=0");
+    expect(t.origin.calls).toBe(1);
+  });
+});

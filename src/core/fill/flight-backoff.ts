@@ -1,0 +1,55 @@
+import type { Config } from "../config.ts";
+import type { Entry } from "../http/entry.ts";
+import type { HerdlessError, HerdlessErrorCode } from "../errors.ts";
+import type { KeyBackoff } from "../guard/key-backoff.ts";
+import type { OriginOutcome } from "../guard/origin-guard.ts";
+import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
+import type { FlightResult } from "./flight.ts";
+
+/**
+ * What a flight's result says about the origin, for the key's backoff: the breaker's own
+ * judgement of the call (guarded-call.ts), so the two never disagree on what is sick. An
+ * answer is judged by its status; a failure without one by its code; a result that made no
+ * origin call (a guard refusal, a lease that stayed busy, an entry someone else stored)
+ * says nothing.
+ *
+ * @example
+ * await backoff.record(key, outcomeOfFlight(result, config), checked.record);
+ */
+export function outcomeOfFlight(result: FlightResult, config: Config): OriginOutcome {
+  if (result.kind === "failed") {
+    if (result.code === "ORIGIN_STATUS")
+      return result.fwdStatus === undefined ? "neutral" : outcomeOfStatus(result.fwdStatus, config);
+    // Cancelled calls (lease lost, client gone) end in codes outcomeOfError already holds neutral.
+    return outcomeOfError(result.code, false);
+  }
+  if (result.fwdStatus === undefined) return "neutral";
+  return outcomeOfStatus(result.fwdStatus, config);
+}
+
+/** The flight's answer while the key backs off: its stored copy (if any) stands in, as for a refused permit. */
+export function backedOff(refusal: HerdlessError, stale: Entry | undefined): FlightResult {
+  return {
+    kind: "failed",
+    code: refusal.code,
+    message: refusal.message,
+    ...(refusal.retryAfterMs !== undefined ? { retryAfterMs: refusal.retryAfterMs } : {}),
+    stale,
+    collapsed: false,
+  };
+}
+
+/**
+ * A streamed body that failed after its head (`failed:<code>`, the flight's announcement) was
+ * a sick call too: the key backs off. Best effort: the flight has ended whatever happens here.
+ */
+export async function backoffAfterStream(backoff: KeyBackoff, key: string, message: string): Promise<void> {
+  if (!message.startsWith("failed:")) return;
+  const outcome = outcomeOfError(message.slice("failed:".length) as HerdlessErrorCode, false);
+  if (outcome === "neutral") return;
+  try {
+    await backoff.record(key, outcome, (await backoff.check(key)).record);
+  } catch {
+    // The store is unreachable: the key retries sooner, nothing worse.
+  }
+}

@@ -1,0 +1,132 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../clock.ts";
+import { parseConfig, type ConfigInput } from "../config.ts";
+import { isHerdlessError } from "../errors.ts";
+import { backoffStoreConformance } from "./backoff-store-conformance.ts";
+import { afterSickCall, backoffDelayMs, KeyBackoff, MemoryBackoffStore } from "./key-backoff.ts";
+
+const policy = { baseMs: 1_000, maxMs: 60_000 };
+
+function setup(breaker: ConfigInput["breaker"] = {}, random = () => 0.999_999) {
+  const clock = new ManualClock(1_000_000);
+  const config = parseConfig({ origin: { url: "http://127.0.0.1:8080" }, breaker });
+  const store = new MemoryBackoffStore(clock);
+  return { clock, store, backoff: new KeyBackoff({ store, config, clock, random }) };
+}
+
+describe("backoffDelayMs: exponential, capped, jittered", () => {
+  it("doubles from the base with each sick call in a row, up to the cap", () => {
+    const top = () => 0.999_999;
+    expect([1, 2, 3, 4, 6, 7, 20, 1_000].map((n) => backoffDelayMs(n, policy, top))).toEqual([
+      1_000, 2_000, 4_000, 8_000, 32_000, 60_000, 60_000, 60_000,
+    ]);
+  });
+
+  it("keeps at least half the delay whatever the draw, and spreads the rest", () => {
+    expect(backoffDelayMs(3, policy, () => 0)).toBe(2_000);
+    expect(backoffDelayMs(3, policy, () => 0.5)).toBe(3_000);
+    // A broken random source cannot push it outside the band.
+    expect(backoffDelayMs(3, policy, () => -5)).toBe(2_000);
+    expect(backoffDelayMs(3, policy, () => 7)).toBe(4_000);
+  });
+
+  it("keys that fail together retry at different times", () => {
+    let seed = 1;
+    const random = () => (seed = (seed * 48_271) % 2_147_483_647) / 2_147_483_647;
+    const delays = new Set(Array.from({ length: 50 }, () => backoffDelayMs(4, policy, random)));
+    expect(delays.size).toBeGreaterThan(40);
+  });
+});
+
+describe("afterSickCall", () => {
+  it("counts the sick calls and forgets the record a cap after the backoff ends", () => {
+    const first = afterSickCall(undefined, 10_000, policy, () => 0.999_999);
+    expect(first).toEqual({ v: 1, failures: 1, until: 11_000, forgetAt: 71_000 });
+    const second = afterSickCall(first, 11_500, policy, () => 0.999_999);
+    expect(second).toMatchObject({ failures: 2, until: 13_500 });
+  });
+});
+
+describe("KeyBackoff: a sick key is not asked again until its backoff passes", () => {
+  it("refuses with ORIGIN_BACKOFF and the time left, then lets one retry through", async () => {
+    const { clock, backoff } = setup();
+    expect(await backoff.check("k")).toEqual({});
+    await backoff.record("k", "failure", undefined);
+    const during = await backoff.check("k");
+    expect(isHerdlessError(during.refusal, "ORIGIN_BACKOFF")).toBe(true);
+    expect(during.refusal?.retryAfterMs).toBe(1_000);
+    clock.advance(999);
+    expect((await backoff.check("k")).refusal?.retryAfterMs).toBe(1);
+    clock.advance(1);
+    const after = await backoff.check("k");
+    expect(after.refusal).toBeUndefined();
+    expect(after.record?.failures).toBe(1);
+  });
+
+  it("a retry that fails again backs off twice as long; a success resets it", async () => {
+    const { clock, backoff } = setup();
+    await backoff.record("k", "failure", undefined);
+    clock.advance(1_000);
+    await backoff.record("k", "failure", (await backoff.check("k")).record);
+    expect((await backoff.check("k")).refusal?.retryAfterMs).toBe(2_000);
+    clock.advance(2_000);
+    await backoff.record("k", "success", (await backoff.check("k")).record);
+    expect(await backoff.check("k")).toEqual({});
+    await backoff.record("k", "failure", undefined);
+    expect((await backoff.check("k")).refusal?.retryAfterMs).toBe(1_000);
+  });
+
+  it("calls that say nothing about the origin (guard refusals, cancels) leave the backoff as it is", async () => {
+    const { backoff } = setup();
+    await backoff.record("k", "failure", undefined);
+    const { record } = await backoff.check("k");
+    await backoff.record("k", "neutral", record);
+    expect((await backoff.check("k")).record).toEqual(record);
+  });
+
+  it("is per key: another key is asked as usual", async () => {
+    const { backoff } = setup();
+    await backoff.record("a", "failure", undefined);
+    expect((await backoff.check("b")).refusal).toBeUndefined();
+  });
+
+  it("a key quiet for a cap after its backoff starts over from the base", async () => {
+    const { clock, backoff } = setup();
+    await backoff.record("k", "failure", undefined);
+    clock.advance(1_000 + 60_000);
+    const { record } = await backoff.check("k");
+    expect(record).toBeUndefined();
+    await backoff.record("k", "failure", record);
+    expect((await backoff.check("k")).refusal?.retryAfterMs).toBe(1_000);
+  });
+
+  it("backoffBaseMs 0 turns it off: nothing is read or written", async () => {
+    const { store, backoff } = setup({ backoffBaseMs: 0 });
+    await backoff.record("k", "failure", undefined);
+    expect(await store.get("k")).toBeUndefined();
+    expect(await backoff.check("k")).toEqual({});
+  });
+});
+
+describe("MemoryBackoffStore", () => {
+  it("holds at most maxKeys records: forgotten ones go first, then the oldest written", async () => {
+    const clock = new ManualClock(0);
+    const store = new MemoryBackoffStore(clock, 2);
+    const record = (forgetAt: number) => ({ v: 1 as const, failures: 1, until: forgetAt / 2, forgetAt });
+    await store.set("old", record(10));
+    await store.set("kept", record(1_000));
+    clock.set(20);
+    await store.set("new", record(1_000));
+    expect(await store.get("old")).toBeUndefined();
+    expect(await store.get("kept")).toBeDefined();
+    await store.set("newest", record(1_000));
+    expect(await store.get("kept")).toBeUndefined();
+    expect(await store.get("new")).toBeDefined();
+    expect(await store.get("newest")).toBeDefined();
+  });
+});
+
+backoffStoreConformance("memory", async () => {
+  const clock = new ManualClock(1_000_000);
+  return { clock, store: new MemoryBackoffStore(clock) };
+});

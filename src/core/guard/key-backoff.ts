@@ -1,0 +1,181 @@
+import type { Clock } from "../clock.ts";
+import type { Config } from "../config.ts";
+import { HerdlessError } from "../errors.ts";
+import type { OriginOutcome } from "./origin-guard.ts";
+
+/** The format of {@link BackoffRecord}; bumped on every incompatible change. */
+export const BACKOFF_FORMAT_VERSION = 1;
+
+/** One key's backoff as a runtime keeps it. Instants are epoch ms. */
+export interface BackoffRecord {
+  v: typeof BACKOFF_FORMAT_VERSION;
+  /** Sick origin calls in a row for this key. */
+  failures: number;
+  /** The origin is not asked for this key before this instant. */
+  until: number;
+  /** The record may be dropped from this instant: a key that stays quiet starts over. */
+  forgetAt: number;
+}
+
+/**
+ * Where a runtime keeps per-key backoff: get, set and delete, nothing more; when to back off
+ * and for how long is {@link KeyBackoff}'s. One record per key, written only by the holder of
+ * the key's lease, so a plain overwrite never loses a concurrent update. A store may drop a
+ * record at its `forgetAt` and must not return it after then.
+ * Deployment-wide on Workers (the key's Durable Object storage), fleet-wide on Redis (a key
+ * with a TTL in the key's slot), per process in memory ({@link MemoryBackoffStore}).
+ */
+export interface BackoffStore {
+  get(key: string): Promise<BackoffRecord | undefined>;
+  set(key: string, record: BackoffRecord): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+/** The configured schedule: `baseMs` after the first sick call, doubling up to `maxMs`; `baseMs` 0 is off. */
+export interface BackoffPolicy {
+  baseMs: number;
+  maxMs: number;
+}
+
+export function backoffPolicy(config: Config): BackoffPolicy {
+  return { baseMs: config.breaker.backoffBaseMs, maxMs: config.breaker.backoffMaxMs };
+}
+
+/**
+ * How long a key waits after its `failures`-th sick call in a row: `baseMs · 2^(failures−1)`
+ * capped at `maxMs`, then "equal jitter" (a uniform draw in the upper half). Half is kept so
+ * a key never retries at once; the other half spreads the retries of keys that failed
+ * together (an outage fails every key at the same moment) so they do not return as a herd.
+ *
+ * @example
+ * backoffDelayMs(3, { baseMs: 1_000, maxMs: 60_000 }, () => 1); // 4000
+ */
+export function backoffDelayMs(failures: number, policy: BackoffPolicy, random: () => number): number {
+  // 2^30 is past any cap a timer can honour; larger exponents would only overflow.
+  const exponential = policy.baseMs * 2 ** Math.min(Math.max(failures, 1) - 1, 30);
+  const capped = Math.min(exponential, policy.maxMs);
+  return Math.ceil(capped / 2 + (capped / 2) * Math.min(Math.max(random(), 0), 1));
+}
+
+/**
+ * The record after one more sick call. It is forgotten `maxMs` after its backoff ends: a key
+ * that fails again within that time backs off longer; one that stays quiet starts over.
+ */
+export function afterSickCall(
+  previous: BackoffRecord | undefined,
+  now: number,
+  policy: BackoffPolicy,
+  random: () => number,
+): BackoffRecord {
+  const failures = (previous?.failures ?? 0) + 1;
+  const until = now + backoffDelayMs(failures, policy, random);
+  return { v: BACKOFF_FORMAT_VERSION, failures, until, forgetAt: until + policy.maxMs };
+}
+
+/** What {@link KeyBackoff.check} found: the refusal while the key backs off, and the record it read. */
+export interface BackoffCheck {
+  refusal?: HerdlessError;
+  record?: BackoffRecord;
+}
+
+export interface KeyBackoffOptions {
+  store: BackoffStore;
+  config: Config;
+  clock: Clock;
+  /** Jitter source in [0, 1); Math.random by default. */
+  random?: () => number;
+}
+
+/**
+ * Per-key backoff: a key whose origin call was sick (a timeout, a refused or reset connection,
+ * a body cut short, a status in `breaker.failureStatuses`: the breaker's own judgement, see
+ * guarded-call.ts) is not asked for again until its backoff passes; any answer that proves the
+ * origin up resets it; calls that say nothing (refused by the guard, cancelled) leave it.
+ * The key's coordinator checks before it calls the origin and records how the call ended,
+ * both under the key's lease.
+ *
+ * @example
+ * const backoff = new KeyBackoff({ store: new MemoryBackoffStore(clock), config, clock });
+ * const { refusal, record } = await backoff.check(key);
+ * if (refusal) return refusal; // ORIGIN_BACKOFF, with retryAfterMs
+ * await backoff.record(key, outcome, record);
+ */
+export class KeyBackoff {
+  private readonly policy: BackoffPolicy;
+  private readonly random: () => number;
+
+  constructor(private readonly o: KeyBackoffOptions) {
+    this.policy = backoffPolicy(o.config);
+    this.random = o.random ?? Math.random;
+  }
+
+  /** The key's record, with an ORIGIN_BACKOFF refusal while its backoff runs. Off: nothing is read. */
+  async check(key: string): Promise<BackoffCheck> {
+    if (this.policy.baseMs === 0) return {};
+    const record = await this.o.store.get(key);
+    if (!record) return {};
+    const now = this.o.clock.now();
+    if (now >= record.until) return { record };
+    const retryAfterMs = record.until - now;
+    const refusal = new HerdlessError(
+      "ORIGIN_BACKOFF",
+      `the origin failed ${record.failures} time(s) in a row for ${key}; not asked again for ${retryAfterMs} ms`,
+      { retryAfterMs },
+    );
+    return { refusal, record };
+  }
+
+  /**
+   * Records how an origin call for `key` ended. `previous` is what {@link check} read under
+   * the same lease: a success deletes only a record that exists, so the usual fill costs no
+   * write.
+   */
+  async record(key: string, outcome: OriginOutcome, previous: BackoffRecord | undefined): Promise<void> {
+    if (this.policy.baseMs === 0 || outcome === "neutral") return;
+    if (outcome === "success") {
+      if (previous) await this.o.store.delete(key);
+      return;
+    }
+    await this.o.store.set(key, afterSickCall(previous, this.o.clock.now(), this.policy, this.random));
+  }
+}
+
+/**
+ * A {@link BackoffStore} in process memory: one Node process, or the fleet's fallback while
+ * Redis is away. Holds at most `maxKeys` records; past that, forgotten ones are swept first,
+ * then the oldest written goes (its key then simply retries sooner).
+ */
+export class MemoryBackoffStore implements BackoffStore {
+  private readonly records = new Map<string, BackoffRecord>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly maxKeys = 10_000,
+  ) {}
+
+  async get(key: string): Promise<BackoffRecord | undefined> {
+    const record = this.records.get(key);
+    if (record && this.clock.now() >= record.forgetAt) {
+      this.records.delete(key);
+      return undefined;
+    }
+    return record;
+  }
+
+  async set(key: string, record: BackoffRecord): Promise<void> {
+    this.records.delete(key);
+    if (this.records.size >= this.maxKeys) this.sweep();
+    this.records.set(key, record);
+  }
+
+  async delete(key: string): Promise<void> {
+    this.records.delete(key);
+  }
+
+  private sweep(): void {
+    const now = this.clock.now();
+    for (const [key, record] of this.records) if (now >= record.forgetAt) this.records.delete(key);
+    const oldest = this.records.keys().next();
+    if (this.records.size >= this.maxKeys && !oldest.done) this.records.delete(oldest.value);
+  }
+}

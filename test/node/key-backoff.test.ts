@@ -1,0 +1,133 @@
+/**
+ * Per-key backoff on Node, one process and a 2-process Redis fleet: a key whose origin call
+ * timed out is not asked again until its backoff passes, for the whole fleet.
+ */
+import { Agent, request } from "node:http";
+import { afterEach, describe, expect, it } from "vitest";
+import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig } from "../../src/core/config.ts";
+import { redisStack } from "../../src/node/fleet-stack.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer, type RunningServer } from "../../src/node/server.ts";
+import { localStack, type Stack } from "../../src/node/stack.ts";
+import { startRedisServer, type RedisServer } from "./redis-server.ts";
+
+const HOST = "site.test";
+const logger = jsonLogger("silent");
+const agent = new Agent({ keepAlive: true });
+
+interface Answer {
+  status: number;
+  cacheStatus: string;
+  retryAfter: string | undefined;
+  body: string;
+}
+
+function get(base: string, path: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}${path}`, { agent, headers: { host: HOST } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          cacheStatus: String(res.headers["cache-status"] ?? ""),
+          retryAfter: res.headers["retry-after"],
+          body,
+        }),
+      );
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+let origin: FragileOrigin | undefined;
+let redis: RedisServer | undefined;
+let servers: RunningServer[] = [];
+
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+  await origin?.close();
+  await redis?.stop();
+  origin = undefined;
+  redis = undefined;
+});
+
+/** `members` herdless processes (one: local; more: a fleet on a fresh Redis) before a fragile origin. */
+async function start(members: number): Promise<{ urls: string[]; clock: ManualClock; origin: FragileOrigin }> {
+  origin = await startFragileOrigin({ cacheControl: "max-age=10, stale-if-error=600" });
+  const clock = new ManualClock(Date.now());
+  // A short origin timeout: the test waits it out for real once per retry. A lax breaker: one key is under test.
+  const config = parseConfig({ origin: { url: origin.url, timeoutMs: 300 }, breaker: { failureThreshold: 1_000 } });
+  let stacks: Stack[];
+  if (members === 1) stacks = [localStack({ config, logger, clock })];
+  else {
+    redis = await startRedisServer();
+    const redisUrl = redis.url;
+    stacks = await Promise.all(Array.from({ length: members }, () => redisStack({ config, logger, clock, redisUrl })));
+  }
+  servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
+  return { urls: servers.map((s) => s.url), clock, origin };
+}
+
+describe.each([
+  ["one Node process", 1],
+  ["a fleet of two processes on Redis", 2],
+])("per-key backoff: %s", (_, members) => {
+  it("5 stale requests for a key whose origin times out: 1 origin call, 5 stale answers; after the backoff one retry; a success resets it", async () => {
+    const t = await start(members);
+    const at = (i: number) => t.urls[i % t.urls.length]!;
+    for (const url of t.urls) expect((await get(url, "/page")).status).toBe(200);
+    expect(t.origin.stats().requests).toBe(1);
+    t.clock.advance(11_000);
+    t.origin.set({ hang: true });
+
+    const answers: Answer[] = [];
+    for (let i = 0; i < 5; i++) answers.push(await get(at(i), "/page"));
+    expect(t.origin.stats().requests).toBe(2);
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(new Set(answers.map((a) => a.body)).size).toBe(1);
+    expect(answers[0]!.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=stale-if-error");
+    for (const a of answers.slice(1)) expect(a.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=backoff");
+
+    // The first backoff is breaker.backoffBaseMs (1 s) at most: then one retry, from whichever member.
+    t.clock.advance(1_000);
+    for (let i = 0; i < 3; i++) await get(at(i + 1), "/page");
+    expect(t.origin.stats().requests).toBe(3);
+
+    // The origin heals; after the second backoff (2 s at most) the retry succeeds and resets the key.
+    t.origin.set({ hang: false });
+    t.clock.advance(2_000);
+    const healed = await get(at(0), "/page");
+    expect(healed.cacheStatus).toMatch(/^herdless; fwd=stale; fwd-status=(200|304); ttl=10; stored$/);
+    expect(t.origin.stats().requests).toBe(4);
+    // Reset: the next time it fails, its backoff starts from the base (1 s), not 4 s.
+    t.clock.advance(11_000);
+    t.origin.set({ hang: true });
+    await get(at(1), "/page");
+    t.clock.advance(1_000);
+    await get(at(0), "/page");
+    expect(t.origin.stats().requests).toBe(6);
+  });
+
+  it("nothing stored: a quick 503 with Retry-After from every member, no origin call, while the key backs off", async () => {
+    const t = await start(members);
+    t.origin.set({ hang: true });
+    const first = await get(t.urls[0]!, "/cold");
+    expect([first.status, first.cacheStatus]).toEqual([504, "herdless; fwd=uri-miss; detail=origin-error"]);
+    for (const url of t.urls) {
+      const refused = await get(url, "/cold");
+      expect([refused.status, refused.cacheStatus, refused.retryAfter]).toEqual([
+        503,
+        "herdless; fwd=uri-miss; detail=backoff",
+        "1",
+      ]);
+    }
+    expect(t.origin.stats().requests).toBe(1);
+  });
+});

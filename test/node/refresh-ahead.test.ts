@@ -1,0 +1,99 @@
+/**
+ * Refresh-ahead on Node, one process and a 2-process Redis fleet: steady requests on a hot
+ * key whose origin sends only `max-age=2` (no stale-while-revalidate) are all hits after
+ * warm-up, and the origin sees about one request per lifetime for the whole fleet.
+ */
+import { Agent, request } from "node:http";
+import { afterEach, describe, expect, it } from "vitest";
+import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig } from "../../src/core/config.ts";
+import { redisStack } from "../../src/node/fleet-stack.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer, type RunningServer } from "../../src/node/server.ts";
+import { localStack, type Stack } from "../../src/node/stack.ts";
+import { startRedisServer, type RedisServer } from "./redis-server.ts";
+
+const HOST = "site.test";
+const PRIMARY = `GET http://${HOST}/hot`;
+const logger = jsonLogger("silent");
+const agent = new Agent({ keepAlive: true });
+
+function get(base: string, path: string): Promise<{ status: number; cacheStatus: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}${path}`, { agent, headers: { host: HOST } }, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, cacheStatus: String(res.headers["cache-status"]) }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Polls what background work makes true; bounded, never a fixed sleep. */
+async function until(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > giveUpAt) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+let origin: FragileOrigin | undefined;
+let redis: RedisServer | undefined;
+let servers: RunningServer[] = [];
+
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+  await origin?.close();
+  await redis?.stop();
+  origin = undefined;
+  redis = undefined;
+});
+
+describe.each([
+  ["one Node process", 1],
+  ["a fleet of two processes on Redis", 2],
+])("refresh-ahead: %s", (_, members) => {
+  it("steady requests on a max-age=2 key without SWR: every answer after warm-up is a hit, origin requests ≤ 1.1 × one per lifetime", async () => {
+    origin = await startFragileOrigin({ cacheControl: "max-age=2" });
+    const clock = new ManualClock(Date.now());
+    const config = parseConfig({ origin: { url: origin.url }, defaults: { refreshAhead: 0.05 } });
+    let stacks: Stack[];
+    if (members === 1) stacks = [localStack({ config, logger, clock })];
+    else {
+      redis = await startRedisServer();
+      const redisUrl = redis.url;
+      stacks = await Promise.all(
+        Array.from({ length: members }, () => redisStack({ config, logger, clock, redisUrl })),
+      );
+    }
+    servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
+    for (const s of servers) expect((await get(s.url, "/hot")).status).toBe(200);
+    expect(origin.stats().requests).toBe(1);
+
+    const waited: string[] = [];
+    let renewing = 0;
+    // 60 s of traffic, one request every 50 ms over the members: 30 lifetimes of the key.
+    for (let i = 0; i < 1_200; i++) {
+      clock.advance(50);
+      const member = i % members;
+      const answer = await get(servers[member]!.url, "/hot");
+      if (answer.status !== 200 || !answer.cacheStatus.startsWith("herdless; hit; ")) waited.push(answer.cacheStatus);
+      if (!answer.cacheStatus.endsWith("detail=refresh-ahead")) continue;
+      renewing++;
+      // The renewal runs behind the answer (real time); let it land before the clock moves on.
+      await until("the renewed copy is in this member's near tier", () => {
+        const held = stacks[member]!.near.getSync(PRIMARY);
+        return held !== undefined && held.staleAt - clock.now() > 1_000;
+      });
+    }
+    expect(waited).toEqual([]);
+    expect(renewing).toBeGreaterThan(0);
+    const renewals = origin.stats().requests - 1;
+    expect(renewals).toBeGreaterThanOrEqual(29);
+    expect(renewals).toBeLessThanOrEqual(33);
+  });
+});
