@@ -74,7 +74,7 @@ export async function handle(
   }
   const background = (work: Promise<unknown>) =>
     ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
-  const guard = deploymentGuard(env.GUARD, config, isolate.guard, undefined, background);
+  const guard = deploymentGuard(env.GUARD, config, isolate.guard, isolate.guardFront, undefined, background);
   if (admin) {
     return adminResponse(request, url, {
       token: env.HERDLESS_ADMIN_TOKEN || config.admin.token,

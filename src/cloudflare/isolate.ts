@@ -3,7 +3,9 @@ import type { Config } from "../core/config.ts";
 import type { Entry } from "../core/http/entry.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { RefreshMarks } from "../core/fill/refresh-marks.ts";
+import type { GuardFront } from "../core/guard/guard-front.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
+import { newGuardFront } from "./deployment-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
 import { AttemptLimiter } from "../core/admin/auth.ts";
 import { Metrics } from "../core/admin/metrics.ts";
@@ -34,6 +36,8 @@ export interface ReadyIsolate {
   /** Coordinator calls in flight from this isolate for the cache `cacheName`, collapsed per key. */
   flightsFor(cacheName: string): IsolateFlights;
   guard: LocalGuard;
+  /** What this isolate's calls to the deployment's guard object pass first. */
+  guardFront: GuardFront;
   /** This isolate's copy of the deployment's purge list. */
   purges: DurableObjectPurgeRegistry;
   metrics: Metrics;
@@ -113,6 +117,7 @@ export function isolateState(
       flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs)),
       nearReadsFor: perCache(() => new Map<string, Promise<Entry | undefined>>()),
       guard: new LocalGuard({ config, clock }),
+      guardFront: newGuardFront(clock, config),
       purges,
       metrics,
       reporter,

@@ -8,7 +8,7 @@ import { LocalGuard } from "../core/guard/local-guard.ts";
 import { workerdDecoding } from "./content-decoding.ts";
 import { DurableObjectStore } from "./do-store.ts";
 import { DurableObjectBackoffStore } from "./do-backoff-store.ts";
-import { deploymentGuard } from "./deployment-guard.ts";
+import { deploymentGuard, guardFrontFor } from "./deployment-guard.ts";
 import { configFromEnv, type ConfigEnv } from "./config-env.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
 
@@ -131,8 +131,13 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implemen
           this.keep(this.scheduleCleanup(store, backoff));
         },
       },
-      guard: deploymentGuard(this.env.GUARD, config, new LocalGuard({ config, clock }), guardName, (work) =>
-        this.keep(work),
+      guard: deploymentGuard(
+        this.env.GUARD,
+        config,
+        new LocalGuard({ config, clock }),
+        guardFrontFor(clock, config, guardName),
+        guardName,
+        (work) => this.keep(work),
       ),
       fetch: (url, init) => fetch(url, init),
       decodes: workerdDecoding,
