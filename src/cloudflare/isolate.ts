@@ -92,21 +92,7 @@ export function isolateState(
       () => caches.open(cacheName ?? config.cache.name),
     );
     const metrics = new Metrics(clock);
-    const namespace = env.STATS;
-    const reporter =
-      namespace &&
-      new StatsReporter({
-        metrics,
-        clock,
-        intervalMs: config.admin.statsReportIntervalMs,
-        send: (report) => namespace.get(namespace.idFromName(statsObject)).report(report),
-        onError: (error) =>
-          log(
-            "warn",
-            "stats report failed: the deployment's totals miss this isolate's latest counts until the next one",
-            error,
-          ),
-      });
+    const reporter = statsReporter(env, statsObject, metrics, clock, config.admin.statsReportIntervalMs);
     state = {
       kind: "ready",
       signature,
@@ -146,4 +132,28 @@ function perCache<T>(make: () => T): (cacheName: string) => T {
     if (found === undefined) made.set(cacheName, (found = make()));
     return found;
   };
+}
+
+/** Reports this isolate's counters to the deployment's stats object, when the Worker has one. */
+function statsReporter(
+  env: Env,
+  statsObject: string,
+  metrics: Metrics,
+  clock: Clock,
+  intervalMs: number,
+): StatsReporter | undefined {
+  const namespace = env.STATS;
+  if (!namespace) return undefined;
+  return new StatsReporter({
+    metrics,
+    clock,
+    intervalMs,
+    send: (report) => namespace.get(namespace.idFromName(statsObject)).report(report),
+    onError: (error) =>
+      log(
+        "warn",
+        "stats report failed: the deployment's totals miss this isolate's latest counts until the next one",
+        error,
+      ),
+  });
 }

@@ -4,8 +4,10 @@ import { hitRatioOf, originRequestsOf, requestsOf, type CounterView } from "./me
 import type { ReporterView } from "./deployment-stats.ts";
 import { dashboardHtml, loginHtml } from "./dashboard.ts";
 import { AttemptLimiter, createSession, SESSION_TTL_MS, sessionValid, tokenMatches } from "./auth.ts";
+import { html, json, NO_STORE, SECURITY_HEADERS, text, type AdminResponse } from "./responses.ts";
 
 export { AttemptLimiter, tokenMatches };
+export type { AdminResponse };
 
 export const ADMIN_PREFIX = "/__herdless/";
 /** The Prometheus text exposition format, version 0.0.4. */
@@ -24,12 +26,6 @@ export interface AdminRequest {
   https: boolean;
   /** Who is asking, for slowing down token guesses: the client's address. */
   client: string;
-}
-
-export interface AdminResponse {
-  status: number;
-  headers: [string, string][];
-  body: string;
 }
 
 /** The numbers an operator watches: GET /__herdless/stats. */
@@ -257,46 +253,6 @@ function slowedDown(waitMs: number, page: boolean): AdminResponse {
     : json(429, { error: `too many wrong admin tokens from this client: try again in ${seconds} s` });
   answer.headers.push(["retry-after", String(seconds)]);
   return answer;
-}
-
-const NO_STORE: [string, string] = ["cache-control", "no-store"];
-/** On every admin answer: never framed, never sniffed, never leaks the admin URL onwards. */
-const SECURITY_HEADERS: [string, string][] = [
-  ["x-frame-options", "DENY"],
-  ["x-content-type-options", "nosniff"],
-  ["referrer-policy", "no-referrer"],
-];
-
-function json(status: number, body: unknown, extra: [string, string][] = []): AdminResponse {
-  return {
-    status,
-    headers: [["content-type", "application/json"], NO_STORE, ...SECURITY_HEADERS, ...extra],
-    body: JSON.stringify(body),
-  };
-}
-
-function text(status: number, body: string): AdminResponse {
-  return {
-    status,
-    headers: [["content-type", "text/plain; charset=utf-8"], NO_STORE, ...SECURITY_HEADERS],
-    body: `${body}\n`,
-  };
-}
-
-function html(status: number, body: string): AdminResponse {
-  return {
-    status,
-    headers: [
-      ["content-type", "text/html; charset=utf-8"],
-      NO_STORE,
-      ...SECURITY_HEADERS,
-      [
-        "content-security-policy",
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
-      ],
-    ],
-    body,
-  };
 }
 
 /** Builds the stats snapshot from counters (a process's, an isolate's or a deployment's; `base.scope` says which). */

@@ -34,12 +34,7 @@ export function prometheusText(input: PrometheusInput): string {
     input.scope
   ];
   const lines: string[] = [];
-  const metric = (
-    name: string,
-    type: "counter" | "gauge" | "histogram",
-    help: string,
-    samples: [suffixAndLabels: string, value: number][],
-  ) => {
+  const metric: Emit = (name, type, help, samples) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
   };
@@ -68,30 +63,55 @@ export function prometheusText(input: PrometheusInput): string {
     `Origin requests made ${whose}, by outcome.`,
     Object.entries(origin).map(([outcome, n]) => [`{outcome="${outcome}"}`, n]),
   );
-  if (input.latency) {
-    const samples: [string, number][] = [];
-    for (const [kind, histogram] of input.latency.entries()) {
-      let cumulative = 0;
-      LATENCY_BUCKETS_SECONDS.forEach((le, i) => {
-        cumulative += histogram.buckets[i] ?? 0;
-        samples.push([`_bucket{result="${kind}",le="${le}"}`, cumulative]);
-      });
-      samples.push([`_bucket{result="${kind}",le="+Inf"}`, histogram.count]);
-      samples.push([`_sum{result="${kind}"}`, histogram.sum]);
-      samples.push([`_count{result="${kind}"}`, histogram.count]);
-    }
+  if (input.latency)
     metric(
       "herdless_request_duration_seconds",
       "histogram",
       "Time from a request's arrival until its answer's head is ready to send, by result (a streamed body's transfer is not included).",
-      samples,
+      histogramSamples(input.latency),
     );
-  }
   metric("herdless_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", [
     ["", BREAKER_VALUE[input.guard.breaker]],
   ]);
   metric("herdless_origin_in_flight", "gauge", input.inFlightHelp, [["", input.guard.inFlight]]);
   metric("herdless_queue_depth", "gauge", "Cold misses waiting for an origin slot.", [["", input.guard.queued]]);
+  nodeGauges(metric, input);
+  if (input.reportingIsolates !== undefined)
+    metric(
+      "herdless_reporting_isolates",
+      "gauge",
+      "Worker isolates whose reports make up the counters (those heard from in the last ten minutes).",
+      [["", input.reportingIsolates]],
+    );
+  return `${lines.join("\n")}\n`;
+}
+
+/** Writes one metric family: its HELP and TYPE lines, then one line per sample. */
+type Emit = (
+  name: string,
+  type: "counter" | "gauge" | "histogram",
+  help: string,
+  samples: [suffixAndLabels: string, value: number][],
+) => void;
+
+/** Cumulative buckets, then sum and count, per result (the histogram type of format 0.0.4). */
+function histogramSamples(latency: LatencyHistograms<ServeKind>): [string, number][] {
+  const samples: [string, number][] = [];
+  for (const [kind, histogram] of latency.entries()) {
+    let cumulative = 0;
+    LATENCY_BUCKETS_SECONDS.forEach((le, i) => {
+      cumulative += histogram.buckets[i] ?? 0;
+      samples.push([`_bucket{result="${kind}",le="${le}"}`, cumulative]);
+    });
+    samples.push([`_bucket{result="${kind}",le="+Inf"}`, histogram.count]);
+    samples.push([`_sum{result="${kind}"}`, histogram.sum]);
+    samples.push([`_count{result="${kind}"}`, histogram.count]);
+  }
+  return samples;
+}
+
+/** What only a Node process has: its in-memory tier and its coordination mode. */
+function nodeGauges(metric: Emit, input: PrometheusInput): void {
   if (input.cache) {
     metric("herdless_cache_bytes", "gauge", "Bytes held by the in-memory tier.", [["", input.cache.bytes]]);
     metric("herdless_cache_entries", "gauge", "Entries held by the in-memory tier.", [["", input.cache.entries]]);
@@ -108,12 +128,4 @@ export function prometheusText(input: PrometheusInput): string {
       input.mode.modes.map((m) => [`{mode="${m}"}`, m === current ? 1 : 0]),
     );
   }
-  if (input.reportingIsolates !== undefined)
-    metric(
-      "herdless_reporting_isolates",
-      "gauge",
-      "Worker isolates whose reports make up the counters (those heard from in the last ten minutes).",
-      [["", input.reportingIsolates]],
-    );
-  return `${lines.join("\n")}\n`;
 }

@@ -1,11 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  deltaSecondsMs,
-  MAX_DELTA_SECONDS,
-  parseCacheControl,
-  parseDeltaSecondsMs,
-  parseTargetedCacheControl,
-} from "./cache-control.ts";
+import { deltaSecondsMs, MAX_DELTA_SECONDS, parseCacheControl, parseDeltaSecondsMs } from "./cache-control.ts";
 
 const entries = (value: string | null | undefined) => [...parseCacheControl(value)];
 
@@ -123,37 +117,5 @@ describe("RFC 9111 §1.2.2 delta-seconds", () => {
     expect(parseDeltaSecondsMs("12")).toBe(12_000);
     expect(parseDeltaSecondsMs(" 12")).toBeUndefined();
     expect(parseDeltaSecondsMs("")).toBeUndefined();
-  });
-});
-
-describe("RFC 9213 §2.1 CDN-Cache-Control is an RFC 8941 Dictionary", () => {
-  it("reads integers, strings, tokens and bare members", () => {
-    const d = parseTargetedCacheControl('max-age=600, private="x-user", no-store, foo=bar');
-    expect([...(d ?? [])]).toEqual([
-      ["max-age", "600"],
-      ["private", "x-user"],
-      ["no-store", true],
-      ["foo", "bar"],
-    ]);
-  });
-
-  it("reads an inner list of field names and drops ?0 members", () => {
-    const d = parseTargetedCacheControl('no-cache=("a" b), no-store=?0');
-    expect([...(d ?? [])]).toEqual([["no-cache", "a, b"]]);
-  });
-
-  it.each([
-    'max-age="10000"',
-    "max-age=1.5",
-    "max-age=-1",
-    "max-age=?1",
-    "max-age=10000, &&&&&",
-    "max-age =100",
-    "max-age= 100",
-    "MaX-aGe=3600",
-    "",
-    "   ",
-  ])("is invalid (ignored entirely) for %j", (value) => {
-    expect(parseTargetedCacheControl(value)).toBeUndefined();
   });
 });

@@ -4,10 +4,9 @@ import {
   MAX_DELTA_SECONDS,
   parseCacheControl,
   parseDeltaSecondsMs,
-  parseSurrogateControl,
-  parseTargetedCacheControl,
   type Directives,
 } from "./cache-control.ts";
+import { parseSurrogateControl, parseTargetedCacheControl } from "./targeted-cache-control.ts";
 import type { Config, RoutePolicy } from "../config.ts";
 import type { HeaderReader } from "./http.ts";
 import { parseHttpDate } from "./http-date.ts";

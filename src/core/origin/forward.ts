@@ -1,6 +1,6 @@
 import type { Config } from "../config.ts";
 import { normalizedAcceptEncoding } from "../http/accept-encoding.ts";
-import { SURROGATE_DEVICE_TOKEN } from "../http/cache-control.ts";
+import { SURROGATE_DEVICE_TOKEN } from "../http/targeted-cache-control.ts";
 import { HOP_BY_HOP } from "../http/http.ts";
 
 /**
