@@ -17,7 +17,7 @@ export interface StackOptions {
   config: Config;
   logger: Logger;
   clock?: Clock;
-  /** The origin call; {@link nodeOriginFetch} by default (it sends the Host that origin.hostHeader picks). */
+  /** The origin call; by default the built-in fetch, or {@link nodeOriginFetch} when origin.hostHeader is not `origin`. */
   fetch?: FetchLike;
   /** Times requests for the latency histograms (milliseconds); `performance.now()` by default, tests pass a ManualClock. */
   latencyTimer?: Clock;
@@ -25,13 +25,24 @@ export interface StackOptions {
   decodes?: ContentDecoding;
 }
 
-/** The origin call of a stack and the decoding that goes with it. */
-export function originCall(options: Pick<StackOptions, "fetch" | "decodes">): {
-  fetch: FetchLike;
-  decodes?: ContentDecoding;
-} {
-  if (options.fetch === undefined) return { fetch: nodeOriginFetch, decodes: options.decodes ?? nodeDecoding };
-  return { fetch: options.fetch, ...(options.decodes ? { decodes: options.decodes } : {}) };
+/**
+ * The origin call of a stack and the decoding that goes with it. The built-in `fetch` sets
+ * Host from the URL, so a Host of the client's or a fixed name (`origin.hostHeader`) needs
+ * {@link nodeOriginFetch}; with the default Host the built-in one stays (its lenient parser
+ * lets herdless drop a malformed origin field instead of failing the whole answer).
+ */
+export function originCall(
+  options: Pick<StackOptions, "fetch" | "decodes">,
+  config: Config,
+): { fetch: FetchLike; decodes?: ContentDecoding } {
+  if (options.fetch !== undefined)
+    return { fetch: options.fetch, ...(options.decodes ? { decodes: options.decodes } : {}) };
+  if (config.origin.hostHeader === "origin")
+    return {
+      fetch: (url, init) => globalThis.fetch(url, init),
+      ...(options.decodes ? { decodes: options.decodes } : {}),
+    };
+  return { fetch: nodeOriginFetch, decodes: options.decodes ?? nodeDecoding };
 }
 
 /** Everything one Node process runs: the engine and the parts the server reports on. */
@@ -57,7 +68,7 @@ export interface Stack {
 export function localStack(options: StackOptions): Stack {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
-  const { fetch, decodes } = originCall(options);
+  const { fetch, decodes } = originCall(options, config);
   const metrics = new Metrics(clock, options.latencyTimer);
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const guard = new LocalGuard({ config, clock });
