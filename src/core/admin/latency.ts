@@ -1,5 +1,3 @@
-import type { ServeKind } from "./metrics.ts";
-
 /**
  * Upper bounds (seconds) of the latency buckets: from a memory hit (~0.1 ms) to an origin
  * at its timeout (tens of seconds). Prometheus adds `+Inf`.
@@ -24,7 +22,7 @@ export interface Histogram {
  * const latency = new LatencyHistograms(["hit", "miss"]);
  * latency.observe("hit", 0.0003);
  */
-export class LatencyHistograms<K extends string = ServeKind> {
+export class LatencyHistograms<K extends string> {
   private readonly byKind = new Map<K, Histogram>();
 
   constructor(kinds: readonly K[]) {
