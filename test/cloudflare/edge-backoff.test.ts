@@ -14,7 +14,7 @@ async function setup(paths: string[]) {
   const origin = await testOrigin({ headers: { "cache-control": "max-age=60, stale-if-error=600" } });
   const clock = new ManualClock(Date.now());
   // A short origin timeout (waited out for real once per retry); a lax breaker: one key is under test.
-  const testEnv = edgeEnv(origin.url, { origin: { timeoutMs: 300 }, breaker: { failureThreshold: 1_000 } });
+  const testEnv = edgeEnv(origin.url, { origin: { timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } });
   await useInCoordinators(testEnv, paths, clock, guardName);
   return {
     origin,

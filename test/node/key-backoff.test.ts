@@ -63,7 +63,7 @@ async function start(members: number): Promise<{ urls: string[]; clock: ManualCl
   origin = await startFragileOrigin({ cacheControl: "max-age=10, stale-if-error=600" });
   const clock = new ManualClock(Date.now());
   // A short origin timeout: the test waits it out for real once per retry. A lax breaker: one key is under test.
-  const config = parseConfig({ origin: { url: origin.url, timeoutMs: 300 }, breaker: { failureThreshold: 1_000 } });
+  const config = parseConfig({ origin: { url: origin.url, timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } });
   let stacks: Stack[];
   if (members === 1) stacks = [localStack({ config, logger, clock })];
   else {
