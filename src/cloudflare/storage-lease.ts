@@ -24,7 +24,8 @@ export interface LeaseRecord {
  *
  * @example
  * const leases = new StorageLeaseManager(this.ctx.storage, systemClock);
- * const result = await withLease(leases, key, config.coordinator.lockLeaseMs, (signal) => fetchOrigin(url, { signal }));
+ * const lease = await leases.acquire(key, config.coordinator.lockLeaseMs);
+ * if (lease) try { ... } finally { await leases.release(lease); }
  */
 export class StorageLeaseManager implements LeaseManager {
   constructor(
@@ -66,7 +67,7 @@ export class StorageLeaseManager implements LeaseManager {
       const now = this.clock.now();
       const current = this.read(lease.key);
       // An expired lease is lost even if nobody took it yet: its holder's work was already
-      // told to stop (withLease aborts at expiry), as a Redis PX key would have vanished.
+      // told to stop (the coordinator aborts its fetch at expiry), as a Redis PX key would have vanished.
       if (!current || current.token !== lease.token || now >= current.expiresAt) return false;
       const expiresAt = now + ttlMs;
       this.storage.sql.exec("UPDATE herdless_leases SET expires_at = ? WHERE key = ?", expiresAt, lease.key);

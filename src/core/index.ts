@@ -29,7 +29,7 @@ export { storability, type Storability } from "./http/storability.ts";
 export type { HeaderReader } from "./http/http.ts";
 export { primaryKey, variantKey, varyNames } from "./http/key.ts";
 export { KeyCoordinator, type KeyCoordinatorOptions } from "./fill/key-coordinator.ts";
-export { withLease, type Lease, type LeaseManager } from "./fill/lease.ts";
+export type { Lease, LeaseManager } from "./fill/lease.ts";
 export { LocalGuard, type LocalGuardOptions } from "./guard/local-guard.ts";
 export { LruStore, type LruStoreOptions } from "./store/lru-store.ts";
 export { MemoryLeaseManager } from "./fill/memory-lease.ts";

@@ -2,7 +2,6 @@ import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { withLease } from "../../src/core/fill/lease.ts";
 import { StorageLeaseManager } from "../../src/cloudflare/storage-lease.ts";
 
 const T0 = 1_000;
@@ -134,21 +133,6 @@ describe("StorageLeaseManager", () => {
     clock.advance(1);
     const after = await inObject(name, clock, (leases) => leases.acquire("k", 10_000));
     expect(after!.token).toBeGreaterThan(before!.token);
-  });
-
-  it("drives withLease: runs once, releases in finally, frees the key on throw", async () => {
-    const clock = new ManualClock(T0);
-    await inObject(fresh(), clock, async (leases) => {
-      const ran = await withLease(leases, "k", 10_000, async (_signal, lease) => {
-        expect(await withLease(leases, "k", 10_000, async () => "second")).toEqual({ ran: false });
-        return lease.token;
-      });
-      expect(ran.ran).toBe(true);
-      await expect(
-        withLease(leases, "k", 10_000, async () => Promise.reject(new Error("origin died"))),
-      ).rejects.toThrow("origin died");
-      expect(leases.current("k")).toBeUndefined();
-    });
   });
 
   it("rejects a nonsensical ttl with the field named", async () => {

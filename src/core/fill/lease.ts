@@ -20,29 +20,3 @@ export interface LeaseManager {
   /** Frees the lease; false when it was no longer ours. */
   release(lease: Lease): Promise<boolean>;
 }
-
-/**
- * Runs `fn` while holding the lease on `key`; returns undefined without running it when
- * the lease is held elsewhere. The lease is released in `finally`, and `signal` aborts
- * when the lease expires before `fn` finishes, so work never outlives its right to write.
- *
- * @example
- * const result = await withLease(leases, key, 15_000, async (signal, lease) => fetchOrigin(url, { signal }));
- */
-export async function withLease<T>(
-  leases: LeaseManager,
-  key: string,
-  ttlMs: number,
-  fn: (signal: AbortSignal, lease: Lease) => Promise<T>,
-): Promise<{ ran: true; value: T } | { ran: false }> {
-  const lease = await leases.acquire(key, ttlMs);
-  if (!lease) return { ran: false };
-  const expiry = new AbortController();
-  const timer = setTimeout(() => expiry.abort(new Error(`lease on ${key} expired after ${ttlMs} ms`)), ttlMs);
-  try {
-    return { ran: true, value: await fn(expiry.signal, lease) };
-  } finally {
-    clearTimeout(timer);
-    await leases.release(lease).catch(() => false);
-  }
-}

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../clock.ts";
-import { withLease } from "./lease.ts";
 import { MemoryLeaseManager } from "./memory-lease.ts";
 
 describe("in-process lease", () => {
@@ -26,21 +25,6 @@ describe("in-process lease", () => {
     expect(await leases.extend(next!, 5_000)).toBe(true);
     clock.advance(4_000);
     expect(await leases.acquire("k", 1_000)).toBeUndefined();
-  });
-
-  it("withLease releases in finally, even when the work throws", async () => {
-    const leases = new MemoryLeaseManager(new ManualClock(0));
-    await expect(withLease(leases, "k", 1_000, async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
-    const result = await withLease(leases, "k", 1_000, async (_signal, lease) => lease.token);
-    expect(result).toEqual({ ran: true, value: 2 });
-  });
-
-  it("withLease does not run the work when the lease is held elsewhere", async () => {
-    const leases = new MemoryLeaseManager(new ManualClock(0));
-    await leases.acquire("k", 1_000);
-    let ran = false;
-    expect(await withLease(leases, "k", 1_000, async () => (ran = true))).toEqual({ ran: false });
-    expect(ran).toBe(false);
   });
 });
 

@@ -69,7 +69,8 @@ return 0
  *
  * @example
  * const leases = new RedisLeaseManager({ connection, prefix: "herdless:" });
- * await withLease(leases, key, 15_000, async (signal, lease) => fetchAndStore(key, lease.token, signal));
+ * const lease = await leases.acquire(key, 15_000);
+ * if (lease) try { ... } finally { await leases.release(lease); }
  */
 export class RedisLeaseManager implements LeaseManager {
   private readonly connection: RedisConnection;
