@@ -321,8 +321,13 @@ describe("chaos: a Durable Object fails", () => {
     expect(all.filter((a) => a.status !== 200)).toEqual([]);
     for (let i = 0; i < DCS; i++) expect(new Set(all.slice(i * 25, (i + 1) * 25).map((a) => a.body)).size).toBe(1);
     expect(await d.origin.count("/cold-all")).toBeLessThanOrEqual(DCS);
-    // Every request asked its coordinator first (150 fills), and none of that reached the origin twice.
-    expect(tried.filter((m) => m === "fill")).toHaveLength(150);
+    // Every request asked its coordinator first, none of that reached the origin twice. An
+    // isolate's requests for one key share its one call in flight (IsolateFlights) and its
+    // failure, so how many of the 150 asked for themselves depends on when each arrived: at
+    // least one per isolate per burst, at most one each.
+    const fills = tried.filter((m) => m === "fill").length;
+    expect(fills).toBeGreaterThanOrEqual(1 + DCS);
+    expect(fills).toBeLessThanOrEqual(150);
     expect(warn.mock.calls.some(([line]) => String(line).includes("coordinator unavailable"))).toBe(true);
   });
 
