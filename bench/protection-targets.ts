@@ -1,6 +1,6 @@
 /** Targets of the origin-protection scenarios (issue 12), each read against its baseline in the same run. */
 import { HERDLESS_RUNTIMES } from "./scenarios.ts";
-import type { Target } from "./report.ts";
+import type { Target } from "./types.ts";
 import type { BenchRun, CellResult, LoadResult, RuntimeName, ScenarioName } from "./types.ts";
 
 const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");

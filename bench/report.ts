@@ -1,14 +1,8 @@
 /** The Markdown report: targets with PASS/MISS, then one table per scenario. */
 import { protectionTargets, waitedOnOrigin } from "./protection-targets.ts";
 import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
-import type { BenchRun, CellResult, RuntimeName, ScenarioName } from "./types.ts";
+import type { BenchRun, CellResult, RuntimeName, ScenarioName, Target } from "./types.ts";
 import { workerCostSection, workerTargets } from "./worker-report.ts";
-
-export interface Target {
-  name: string;
-  verdict: "PASS" | "MISS";
-  detail: string;
-}
 
 const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
 const perRequestUs = (cpuMs: number | undefined, requests: number): string =>

@@ -137,3 +137,10 @@ export interface BenchRun {
   herdlessConfig: Record<string, unknown>;
   cells: CellResult[];
 }
+
+/** One line of the report's verdicts: a target and whether this run met it. */
+export interface Target {
+  name: string;
+  verdict: "PASS" | "MISS";
+  detail: string;
+}

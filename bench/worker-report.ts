@@ -3,7 +3,7 @@
  * many hops it makes, and what each scenario costs on Cloudflare, from the operations the
  * Worker's meter counted (bench/worker-meter.js) at Cloudflare's published rates.
  */
-import type { Target } from "./report.ts";
+import type { Target } from "./types.ts";
 import type { BenchRun, CellResult, MeterReading, ScenarioName } from "./types.ts";
 
 /**
