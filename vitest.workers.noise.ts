@@ -16,6 +16,10 @@
  * fetch(url) } catch {}` logs the same lines). Nothing in the Worker can prevent it, so those
  * lines are dropped: the refusal by its wording, the uncaught report only when it carries
  * the reference (wdErrId) of a refusal just dropped, so any other internal error passes.
+ *
+ * And tests that evict every object on purpose (`abortAllDurableObjects()`, to show that state
+ * survives an eviction) abort whatever an object was doing, e.g. an isolate's stats report;
+ * workerd reports that call as uncaught in the object, with the abort's own wording.
  */
 const EXPECTED = [
   "jsg.Error: Network connection lost.",
@@ -23,6 +27,7 @@ const EXPECTED = [
   "disconnected: premature EOF in HTTP entity body",
   "disconnected: stream disconnected prematurely",
   "disconnected: WebSocket peer disconnected",
+  "stack = Error: Application called abortAllDurableObjects().",
 ];
 
 /** workerd's refusal of an origin answer whose header block does not parse (RFC 9110 §5.1). */
