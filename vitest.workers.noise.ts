@@ -52,12 +52,13 @@ type Write = typeof process.stderr.write;
 
 function quiet(stream: NodeJS.WriteStream): void {
   const original: Write = stream.write.bind(stream);
-  // A native stack follows an expected report as a line of its own.
+  // A stack (workerd's native one, or a JavaScript one) may follow an expected report as a write of its own.
   let lastWasExpected = false;
   const filtered = ((chunk: unknown, ...rest: unknown[]) => {
     const text = typeof chunk === "string" ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString() : "";
     const expected = isExpected(text);
-    const trailingStack = lastWasExpected && text.startsWith("stack: ") && text.includes("workerd@");
+    const trailingStack =
+      lastWasExpected && ((text.startsWith("stack: ") && text.includes("workerd@")) || /^\s+at /.test(text));
     lastWasExpected = expected;
     if (expected || trailingStack) {
       const callback = rest.find((arg): arg is () => void => typeof arg === "function");
