@@ -110,30 +110,33 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
     t.origin.health = 503;
     await t.get("/page");
     expect(t.origin.calls).toBe(2);
+    // One sick status is not yet a pattern: the next request asks again at once.
+    await t.get("/page");
+    expect(t.origin.calls).toBe(3);
     // The first backoff is at most breaker.backoffBaseMs (1 s), jittered in its upper half.
     t.clock.advance(499);
     await t.get("/page", 1);
-    expect(t.origin.calls).toBe(2);
+    expect(t.origin.calls).toBe(3);
     t.clock.advance(501);
     const retried = await t.get("/page", 1);
     expect(retried.cacheStatus).toBe("herdless; fwd=stale; fwd-status=503; ttl=-2; detail=stale-if-error");
-    expect(t.origin.calls).toBe(3);
+    expect(t.origin.calls).toBe(4);
     // The second backoff: 1 to 2 s.
     t.clock.advance(999);
     expect((await t.get("/page")).cacheStatus).toContain("detail=backoff");
-    expect(t.origin.calls).toBe(3);
+    expect(t.origin.calls).toBe(4);
     t.clock.advance(1_001);
     t.origin.health = "ok";
     const healed = await t.get("/page");
     expect(healed.cacheStatus).toBe("herdless; fwd=stale; fwd-status=304; ttl=60; stored");
-    expect(t.origin.calls).toBe(4);
-    // Reset: the next failure backs off from the base again (at most 1 s), not 4 s.
+    expect(t.origin.calls).toBe(5);
+    // Reset: the next failure (no answer: it waits at once) backs off from the base again (at most 1 s), not 4 s.
     t.clock.advance(61_000);
     t.origin.health = "down";
     await t.get("/page");
     t.clock.advance(1_000);
     await t.get("/page");
-    expect(t.origin.calls).toBe(6);
+    expect(t.origin.calls).toBe(7);
   });
 
   it("nothing stored: a quick 503 with Retry-After while the key backs off, no origin call", async () => {

@@ -1,7 +1,7 @@
 import type { Config } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import type { HerdlessError, HerdlessErrorCode } from "../errors.ts";
-import type { KeyBackoff } from "../guard/key-backoff.ts";
+import type { KeyBackoff, Sickness } from "../guard/key-backoff.ts";
 import type { OriginOutcome } from "../guard/origin-guard.ts";
 import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
 import type { FlightResult } from "./flight.ts";
@@ -25,6 +25,11 @@ export function outcomeOfFlight(result: FlightResult, config: Config): OriginOut
   }
   if (result.fwdStatus === undefined) return "neutral";
   return outcomeOfStatus(result.fwdStatus, config);
+}
+
+/** Whether a sick flight got a status from the origin or no answer at all: the first sick status is retried at once. */
+export function sicknessOfFlight(result: FlightResult): Sickness {
+  return result.fwdStatus === undefined ? "no-answer" : "status";
 }
 
 /** The flight's answer while the key backs off: its stored copy (if any) stands in, as for a refused permit. */

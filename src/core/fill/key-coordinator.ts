@@ -23,7 +23,7 @@ import { applyPurge } from "../admin/purge.ts";
 import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { bufferedUpTo, failureResult, settle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
-import { backedOff, backoffAfterStream, outcomeOfFlight } from "./flight-backoff.ts";
+import { backedOff, backoffAfterStream, outcomeOfFlight, sicknessOfFlight } from "./flight-backoff.ts";
 import { refreshAheadDue } from "./refresh-ahead.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
 
@@ -222,7 +222,8 @@ export class KeyCoordinator implements Coordinator {
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
       result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
       // The answer stands even if its record is lost (the store unreachable): the key just retries sooner.
-      await this.backoff.record(request.key, outcomeOfFlight(result, this.o.config), checked.record).catch(() => {});
+      const outcome = outcomeOfFlight(result, this.o.config);
+      await this.backoff.record(request.key, outcome, checked.record, sicknessOfFlight(result)).catch(() => {});
       if (result.kind === "shared") {
         // The body is still arriving: the lease is the stream's now, released when it ends.
         clearTimeout(timer);

@@ -47,6 +47,18 @@ describe("afterSickCall", () => {
   });
 });
 
+describe("afterSickCall: a sick status is asked again once before the key waits", () => {
+  it("the first 503 in a row sets no wait; the second waits the base; a timeout waits at once", () => {
+    const first = afterSickCall(undefined, 10_000, policy, () => 0.999_999, "status");
+    expect(first).toEqual({ v: 1, failures: 1, until: 10_000, forgetAt: 70_000 });
+    expect(afterSickCall(first, 10_100, policy, () => 0.999_999, "status")).toMatchObject({
+      failures: 2,
+      until: 11_100,
+    });
+    expect(afterSickCall(first, 10_100, policy, () => 0.999_999, "no-answer")).toMatchObject({ until: 12_100 });
+  });
+});
+
 describe("KeyBackoff: a sick key is not asked again until its backoff passes", () => {
   it("refuses with ORIGIN_BACKOFF and the time left, then lets one retry through", async () => {
     const { clock, backoff } = setup();

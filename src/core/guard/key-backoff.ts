@@ -31,7 +31,7 @@ export interface BackoffStore {
   delete(key: string): Promise<void>;
 }
 
-/** The configured schedule: `baseMs` after the first sick call, doubling up to `maxMs`; `baseMs` 0 is off. */
+/** The configured schedule: `baseMs` after the first sick call that waits ({@link afterSickCall}), doubling up to `maxMs`; `baseMs` 0 is off. */
 export interface BackoffPolicy {
   baseMs: number;
   maxMs: number;
@@ -58,17 +58,30 @@ export function backoffDelayMs(failures: number, policy: BackoffPolicy, random: 
 }
 
 /**
- * The record after one more sick call. It is forgotten `maxMs` after its backoff ends: a key
- * that fails again within that time backs off longer; one that stays quiet starts over.
+ * How a sick call ended: with a status the origin chose to send (`502`/`503`/`504`…), or with
+ * no answer at all (a timeout, a refused or reset connection, a body cut short).
+ */
+export type Sickness = "status" | "no-answer";
+
+/**
+ * The record after one more sick call. A call that got no answer starts the wait at once: it
+ * held an origin connection (a timeout for its whole length) and its retry would do the same.
+ * A sick status is asked again once before the key waits: the answer was quick and cheap for
+ * the origin, a single one is not yet a pattern, and a cache must not reuse a 5xx without
+ * explicit freshness (RFC 9111 §4; the HTTP caching conformance suite checks that the request
+ * after a 502/503/504 reaches the origin). The record is forgotten `maxMs` after its backoff
+ * ends: a key that fails again within that time backs off longer; one that stays quiet starts over.
  */
 export function afterSickCall(
   previous: BackoffRecord | undefined,
   now: number,
   policy: BackoffPolicy,
   random: () => number,
+  sickness: Sickness = "no-answer",
 ): BackoffRecord {
   const failures = (previous?.failures ?? 0) + 1;
-  const until = now + backoffDelayMs(failures, policy, random);
+  const steps = sickness === "status" ? failures - 1 : failures;
+  const until = steps === 0 ? now : now + backoffDelayMs(steps, policy, random);
   return { v: BACKOFF_FORMAT_VERSION, failures, until, forgetAt: until + policy.maxMs };
 }
 
@@ -128,15 +141,20 @@ export class KeyBackoff {
   /**
    * Records how an origin call for `key` ended. `previous` is what {@link check} read under
    * the same lease: a success deletes only a record that exists, so the usual fill costs no
-   * write.
+   * write. `sickness` says whether a sick call got a status or no answer ({@link afterSickCall}).
    */
-  async record(key: string, outcome: OriginOutcome, previous: BackoffRecord | undefined): Promise<void> {
+  async record(
+    key: string,
+    outcome: OriginOutcome,
+    previous: BackoffRecord | undefined,
+    sickness: Sickness = "no-answer",
+  ): Promise<void> {
     if (this.policy.baseMs === 0 || outcome === "neutral") return;
     if (outcome === "success") {
       if (previous) await this.o.store.delete(key);
       return;
     }
-    await this.o.store.set(key, afterSickCall(previous, this.o.clock.now(), this.policy, this.random));
+    await this.o.store.set(key, afterSickCall(previous, this.o.clock.now(), this.policy, this.random, sickness));
   }
 }
 
