@@ -14,7 +14,7 @@ const BARE_OF: Partial<Record<RuntimeName, RuntimeName>> = { "bare-node": "node"
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function warm(runtime: Runtime, paths: string[]): Promise<void> {
+export async function warm(runtime: Runtime, paths: string[]): Promise<void> {
   for (const target of runtime.targets) {
     for (const path of paths) {
       const res = await captureSample(`${target}${path}`, HOST);
@@ -23,7 +23,7 @@ async function warm(runtime: Runtime, paths: string[]): Promise<void> {
   }
 }
 
-function runLoad(spec: LoadSpec): Promise<LoadResult> {
+export function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const budgetMs = (spec.durationMs ?? 0) + spec.timeoutMs + 60_000;
   return runTsScript("bench/load-generator.ts", [JSON.stringify(spec)], budgetMs).then(
     (out) => JSON.parse(out.trim().split("\n").pop() ?? "{}") as LoadResult,
@@ -58,7 +58,7 @@ async function driveFault(runtime: Runtime, fault: NonNullable<ReturnType<NonNul
 }
 
 /** The Worker meter of every data center (bench/worker-meter.js), summed; POST also resets it. */
-async function meterReading(targets: string[], method: "GET" | "POST"): Promise<MeterReading> {
+export async function meterReading(targets: string[], method: "GET" | "POST"): Promise<MeterReading> {
   const total: MeterReading = { clientRequests: 0, handlerMs: 0, counts: {}, activeMs: {} };
   for (const target of targets) {
     const res = await fetch(`${target}/__bench/meter`, { method });

@@ -9,6 +9,7 @@
  */
 import { Agent, request } from "node:http";
 import { LatencyHistogram } from "./histogram.ts";
+import { rawConnection } from "./raw-load.ts";
 import type { LoadResult, LoadSpec } from "./types.ts";
 
 interface Outcome {
@@ -134,6 +135,13 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     const agent = agents[index];
     const base = bases[index % bases.length];
     if (agent === undefined || base === undefined) return;
+    if (spec.raw === true) {
+      let sent = 0;
+      const more = () => sent++ < limit && Date.now() < deadline;
+      return rawConnection(base, spec.host, nextPath, more, spec.timeoutMs, (outcome, started) =>
+        tally.add(outcome, started),
+      );
+    }
     for (let sent = 0; sent < limit && Date.now() < deadline; sent++) {
       const started = process.hrtime.bigint();
       try {

@@ -12,13 +12,13 @@
  * to bench/results/memory.json), with the cache's own count of entries and bytes and the
  * CPU the process spent per request.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { Agent, createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, startServer } from "./processes.ts";
+import { builtCli } from "./node-build.ts";
+import { startServer } from "./processes.ts";
 
 const MiB = 1024 * 1024;
 const MAX_BYTES = 64 * MiB;
@@ -49,16 +49,6 @@ function rssOf(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
   return Number(kb ?? 0) * 1024;
-}
-
-/** Builds src/core and src/node as the package does, into the bench's scratch folder; returns the CLI's path. */
-function buildCli(): string {
-  const outDir = join(ROOT, "bench/results/tmp/memory-dist");
-  const tsc = join(ROOT, "node_modules/typescript/bin/tsc");
-  const args = [tsc, "-p", join(ROOT, "tsconfig.build.json"), "--outDir", outDir, "--declaration", "false"];
-  const built = spawnSync(process.execPath, args, { cwd: ROOT, encoding: "utf8" });
-  if (built.status !== 0) throw new Error(`building the CLI failed:\n${built.stdout}${built.stderr}`);
-  return join(outDir, "node/bin.js");
 }
 
 /** Runs the flood; `quick` floods 40,000 URLs instead of 400,000. */
@@ -98,7 +88,7 @@ export async function memoryFlood(
   const server = await startServer({
     name: "herdless",
     command: process.execPath,
-    args: [...nodeFlags, buildCli(), "--config", configFile, "--port", "0", "--log-level", "info"],
+    args: [...nodeFlags, builtCli(), "--config", configFile, "--port", "0", "--log-level", "info"],
     readyPattern: /(\{[^\n]*"msg":"herdless listening"[^\n]*\})/,
   });
   const listening = JSON.parse(server.ready) as { url: string; heapLimitMiB: number };

@@ -9,6 +9,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { runCell, type Samples } from "./cell.ts";
+import { runHitPairs } from "./hit-pairs.ts";
 import { ORIGIN_CRASH_ABOVE, ORIGIN_LATENCY_MS } from "./origin.ts";
 import { memoryFlood, memoryReport } from "./memory-flood.ts";
 import { installReaper, ROOT } from "./processes.ts";
@@ -115,9 +116,26 @@ const run: BenchRun = {
 };
 const samples: Samples = new Map();
 
+/** The hit path's baselines run inside their herdless runtime's pairs (hit-pairs.ts). */
+const PAIRED: Partial<Record<RuntimeName, "node" | "worker">> = { "bare-node": "node", "bare-worker": "worker" };
+
 for (const scenario of scenarios) {
   for (const runtime of scenario.runtimes.filter(wanted)) {
     const skip = unavailable.get(runtime);
+    if (scenario.pairs !== undefined && (runtime === "node" || runtime === "worker") && skip === undefined) {
+      const t0 = Date.now();
+      try {
+        const cells = await runHitPairs(scenario, runtime, quick, scenario.pairs, log);
+        run.cells.push(...cells);
+        log(`${scenario.name} × ${runtime} and its bare server: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        log(`${scenario.name} × ${runtime}: FAILED ${reason.slice(0, 500)}`);
+        run.cells.push({ scenario: scenario.name, runtime, skipped: reason, notes: [] });
+      }
+      continue;
+    }
+    if (scenario.pairs !== undefined && PAIRED[runtime] !== undefined) continue;
     if (skip !== undefined) {
       log(`${scenario.name} × ${runtime}: skipped (${skip.split("\n")[0]})`);
       run.cells.push({ scenario: scenario.name, runtime, skipped: skip, notes: [] });

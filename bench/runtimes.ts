@@ -6,6 +6,7 @@ import type { Sample } from "./bare-node.ts";
 import type { BenchOrigin } from "./origin.ts";
 import { ROOT, startServer, startTsServer, type Server } from "./processes.ts";
 import type { RuntimeName } from "./types.ts";
+import { builtCli } from "./node-build.ts";
 import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
 import { freePort } from "../fixtures/free-port.ts";
 
@@ -21,6 +22,8 @@ export interface Runtime {
   /** independent breakers in front of the origin: the outage budget is breakers × (failureThreshold + ⌈down ÷ probeIntervalMs⌉) */
   breakers: number;
   notes: string[];
+  /** worker only: the bare Worker in the same workerd (its sample is set with `PUT /__bench/sample`) */
+  bare?: string;
   /** fleet only: fault injection for the fault scenarios */
   faults?: { killRedis(): Promise<void>; restartRedis(): Promise<void>; killMember(index: number): Promise<void> };
   stop(): Promise<void>;
@@ -46,20 +49,25 @@ function withOrigin(context: RuntimeContext): Record<string, unknown> {
   return { ...context.config, origin: { ...origin, url: context.origin.url } };
 }
 
-function writeConfig(context: RuntimeContext, config: Record<string, unknown>): string {
+export function writeConfig(context: RuntimeContext, config: Record<string, unknown>): string {
   mkdirSync(TMP_DIR, { recursive: true });
   const file = join(TMP_DIR, `${context.label}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
   return file;
 }
 
-function startHerdless(name: string, configFile: string, redisUrl?: string): Promise<Server> {
-  // The CLI from source (src/node/bin.ts, what dist/node/bin.js is built from) under tsx.
+/** The CLI as built for the package (node-build.ts); `nodeFlags` go before it (e.g. --cpu-prof). */
+export function startHerdless(
+  name: string,
+  configFile: string,
+  redisUrl?: string,
+  nodeFlags: string[] = [],
+): Promise<Server> {
   const args = ["--config", configFile, "--port", "0", ...(redisUrl ? ["--redis", redisUrl] : [])];
   return startServer({
     name,
     command: process.execPath,
-    args: ["--import", "tsx", join(ROOT, "src/node/bin.ts"), ...args],
+    args: [...nodeFlags, builtCli(), ...args],
     readyPattern: HERDLESS_READY,
   });
 }
@@ -155,6 +163,7 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         ...base,
         targets,
         servers: [workers.server],
+        ...(workers.bare === undefined ? {} : { bare: workers.bare }),
         breakers: 1,
         notes:
           name === "worker"

@@ -26,6 +26,8 @@ export interface Scenario {
   ideal?(load: Omit<LoadSpec, "targets" | "host">): { requests: number; formula: string };
   /** run the load this many times against the same servers and keep the best throughput (noise on shared machines) */
   rounds?: number;
+  /** hit path: herdless and its bare server side by side, this many alternated rounds each (hit-pairs.ts) */
+  pairs?: number;
   /** origin forced down (503) for downMs in the middle of the run */
   outageMs?(quick: boolean): number;
   /** fleet faults: Redis killed at atMs and started again (empty) downMs later, or one fleet process killed at atMs */
@@ -110,12 +112,17 @@ export const SCENARIOS: Scenario[] = [
   {
     name: "hit-path",
     summary:
-      "1 key, fresh for an hour, 100 connections: the cost of a cache hit against a bare server sending the same bytes",
+      "1 key of 1 KiB, fresh for an hour, 100 connections (wrk-like raw sockets): the cost of a cache hit against a bare server sending the same bytes, 3 alternated pairs of 5 s rounds",
     cacheControl: "max-age=3600",
     runtimes: ["node", "bare-node", "worker", "bare-worker"],
-    load: (quick) => ({ connections: 100, durationMs: scale(10_000, quick), paths: ["/hit/one"], timeoutMs: 15_000 }),
-    warmPaths: ["/hit/one"],
-    rounds: 2,
+    load: (quick) => ({
+      connections: 100,
+      durationMs: scale(5_000, quick),
+      paths: ["/hit/one?bytes=1024"],
+      timeoutMs: 15_000,
+    }),
+    warmPaths: ["/hit/one?bytes=1024"],
+    pairs: 3,
   },
   {
     name: "key-explosion",

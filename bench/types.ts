@@ -1,4 +1,5 @@
 import type { FragileOriginStats } from "../fixtures/fragile-origin.ts";
+import type { ProfileSummary } from "./cpu-profile.ts";
 import type { LatencySummary } from "./histogram.ts";
 
 /** What the load generator does; passed to it as JSON on argv. */
@@ -17,6 +18,8 @@ export interface LoadSpec {
   uniquePrefix?: string;
   /** a request taking longer counts as a network error */
   timeoutMs: number;
+  /** wrk-like raw sockets (raw-load.ts) instead of Node's http client: for Content-Length answers only */
+  raw?: boolean;
 }
 
 export interface LoadResult {
@@ -126,6 +129,10 @@ export interface CellResult {
   fault?: { kind: "redis-killed" | "member-killed"; atMs: number; downMs?: number };
   /** worker only: the operations the Worker made during the measured run */
   meter?: MeterReading;
+  /** hit path: the alternated rounds against the bare server, in order */
+  pairs?: HitPair[];
+  /** hit path, node: where the serving thread's CPU went under the same load (cpu-profile.ts) */
+  profile?: ProfileSummary;
   notes: string[];
 }
 
@@ -143,4 +150,14 @@ export interface Target {
   name: string;
   verdict: "PASS" | "MISS";
   detail: string;
+}
+
+/** One alternated round of the hit path: herdless, then its bare server (or the other way round). */
+export interface HitPair {
+  rps: number;
+  bareRps: number;
+  cpuUsPerRequest: number;
+  bareCpuUsPerRequest: number;
+  p99Ms: number;
+  bareP99Ms: number;
 }

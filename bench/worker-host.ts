@@ -1,7 +1,7 @@
 /**
  * The Worker runtime of the bench: one workerd (through Miniflare) running the bundled
  * herdless Worker as N simulated data centers, plus a bare Worker for the hit-path
- * baseline. Each data center is its own Worker with its own Cache API cache
+ * baseline (always there; see bareWorker). Each data center is its own Worker with its own Cache API cache
  * (`cache.name` in its HERDLESS_CONFIG) and its own isolate memory tier; all of them bind
  * COORDINATOR, GUARD and PURGES to the Durable Object classes of the first, so they share
  * one coordinator namespace, one origin guard and one purge registry, as data centers share
@@ -55,12 +55,30 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
   };
 }
 
-/** A Worker that answers every request with the sample's bytes, built once at module scope. */
-function bareWorker(spec: WorkerHostSpec, sample: Sample): WorkerOptions {
+/**
+ * A Worker that answers every request with the sample's bytes, built once at module scope.
+ * `PUT /__bench/sample` with another sample (as JSON) replaces them: the hit-path pairs
+ * capture herdless's answer after workerd started, and the bare Worker must be in the same
+ * workerd.
+ */
+function bareWorker(spec: WorkerHostSpec, sample: Sample | undefined): WorkerOptions {
   const script = `
-const body = Uint8Array.from(atob(${JSON.stringify(sample.bodyBase64)}), (c) => c.charCodeAt(0));
-const headers = ${JSON.stringify(sample.headers)};
-export default { fetch() { return new Response(body, { status: ${sample.status}, headers }); } };
+let body, status, headers;
+function use(sample) {
+  body = Uint8Array.from(atob(sample.bodyBase64), (c) => c.charCodeAt(0));
+  status = sample.status;
+  headers = sample.headers;
+}
+use(${JSON.stringify(sample ?? { status: 200, headers: [], bodyBase64: "" })});
+export default {
+  async fetch(request) {
+    if (request.method === "PUT") {
+      use(await request.json());
+      return new Response(null, { status: 204 });
+    }
+    return new Response(body, { status, headers });
+  },
+};
 `;
   return {
     name: "bare",
@@ -75,13 +93,13 @@ const arg = process.argv[2];
 if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
   const spec = JSON.parse(arg) as WorkerHostSpec;
   const workers = Array.from({ length: spec.dataCenters }, (_, i) => dataCenterWorker(spec, i));
-  if (spec.sample !== undefined) workers.push(bareWorker(spec, spec.sample));
+  workers.push(bareWorker(spec, spec.sample));
   const mf = new Miniflare({ workers, cf: false, log: new Log(LogLevel.WARN), unsafeEphemeralDurableObjects: true });
   await mf.ready;
   const dataCenters = await Promise.all(
     workers.filter((w) => w.name?.startsWith("dc")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin),
   );
-  const bare = spec.sample === undefined ? undefined : (await mf.unsafeGetDirectURL("bare")).origin;
+  const bare = (await mf.unsafeGetDirectURL("bare")).origin;
   process.stdout.write(`workers listening ${JSON.stringify({ dataCenters, bare })}\n`);
   const stop = (): void => {
     void mf.dispose().finally(() => process.exit(0));
