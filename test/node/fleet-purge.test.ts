@@ -1,29 +1,21 @@
 import { request } from "node:http";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
-import { startRedisServer, type RedisServer } from "./redis-server.ts";
+import { redisTestConnection } from "./redis-server.ts";
 
 const HOST = "site.test";
 const TOKEN = "fleet-purge-token-0123456789";
 const logger = jsonLogger("silent");
 
-let redis: RedisServer;
+const redis = redisTestConnection();
 let origin: FragileOrigin;
 let clock: ManualClock;
 let servers: RunningServer[];
-let prefix = 0;
-
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.stop();
-});
 
 beforeEach(async () => {
   origin = await startFragileOrigin({
@@ -32,9 +24,9 @@ beforeEach(async () => {
   });
   clock = new ManualClock(Date.now());
   const config = parseConfig({ origin: { url: origin.url }, admin: { token: TOKEN, purgePropagationMs: 50 } });
-  const redisPrefix = `purge-test-${prefix++}:`;
+  const prefix = redis.prefix();
   const stacks = await Promise.all(
-    [0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url, prefix: redisPrefix })),
+    [0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.server.url, prefix })),
   );
   servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
 });

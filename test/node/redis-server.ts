@@ -1,7 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
+import { afterAll, beforeAll } from "vitest";
 import { freePort } from "../../fixtures/free-port.ts";
+import { RedisConnection, type RedisConnectionOptions } from "../../src/node/redis/connection.ts";
 
 /**
  * A throwaway redis-server for tests: its own free port on 127.0.0.1, no persistence,
@@ -56,6 +58,67 @@ export async function startRedisServer(): Promise<RedisServer> {
       await stopWith("SIGKILL");
       child = await launch(binary, port);
     },
+  };
+}
+
+/** Connection settings a test may choose; the URL is the test's server. */
+type TestConnectionOptions = Omit<RedisConnectionOptions, "url" | "target">;
+
+/** What {@link redisTestConnection} hands a test file. */
+export interface RedisTestConnection {
+  /** The file's own redis-server (kill, pause and restart it in outage tests). */
+  readonly server: RedisServer;
+  /** A connection, ready before the first test. */
+  readonly connection: RedisConnection;
+  /** A namespace for each call, `test:<pid>:<n>:`, so no two tests see each other's keys. */
+  prefix(): string;
+  /** Another ready connection to the server, as another process of a fleet holds one. */
+  connect(options?: TestConnectionOptions): Promise<RedisConnection>;
+}
+
+/**
+ * The setup every Redis test file needs, in one place: before its tests a throwaway
+ * redis-server ({@link startRedisServer}) and a ready connection to it; after them every
+ * connection made here closed and the server stopped. Call it at the top of the file.
+ *
+ * @example
+ * const redis = redisTestConnection();
+ * it("stores", async () => {
+ *   const store = new RedisStore({ connection: redis.connection, prefix: redis.prefix() });
+ * });
+ */
+export function redisTestConnection(options: TestConnectionOptions = {}): RedisTestConnection {
+  let server: RedisServer | undefined;
+  const connections: RedisConnection[] = [];
+  let prefixes = 0;
+  const started = (): RedisServer => {
+    if (server === undefined) throw new Error("redisTestConnection: the server starts in beforeAll; use it in a test");
+    return server;
+  };
+  const connect = async (own: TestConnectionOptions = options): Promise<RedisConnection> => {
+    const connection = new RedisConnection({ ...own, url: started().url });
+    connections.push(connection);
+    await connection.ready();
+    return connection;
+  };
+  beforeAll(async () => {
+    server = await startRedisServer();
+    await connect();
+  });
+  afterAll(async () => {
+    await Promise.all(connections.splice(0).map((connection) => connection.close()));
+    await server?.stop();
+  });
+  return {
+    get server() {
+      return started();
+    },
+    get connection() {
+      started();
+      return connections[0]!;
+    },
+    prefix: () => `test:${process.pid}:${++prefixes}:`,
+    connect,
   };
 }
 

@@ -1,26 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { systemClock } from "../../core/clock.ts";
 import { parseConfig } from "../../core/config.ts";
 import { isHerdlessError } from "../../core/errors.ts";
 import { LocalGuard } from "../../core/guard/local-guard.ts";
-import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import { RedisConnection } from "./connection.ts";
 import { RedisGuard } from "./guard.ts";
 import { FleetMembers } from "./members.ts";
 
-let own: RedisServer;
-let connection: RedisConnection;
-
-beforeAll(async () => {
-  own = await startRedisServer();
-  connection = new RedisConnection({ url: own.url, maxReconnectDelayMs: 100 });
-  await connection.ready();
-});
-
-afterAll(async () => {
-  await connection?.close();
-  await own?.stop();
-});
+const redis = redisTestConnection({ maxReconnectDelayMs: 100 });
 
 const configFor = (maxConcurrency: number, queueTimeoutMs = 200) =>
   parseConfig({ origin: { url: "http://127.0.0.1:8080", maxConcurrency, queueTimeoutMs, timeoutMs: 5_000 } });
@@ -42,7 +30,7 @@ describe("RedisGuard: Redis outage", () => {
     const fallback = new LocalGuard({ config, clock: systemClock });
     const changes: boolean[] = [];
     const guard = new RedisGuard({
-      connection,
+      connection: redis.connection,
       config,
       clock: systemClock,
       fallback,
@@ -53,10 +41,10 @@ describe("RedisGuard: Redis outage", () => {
 
     const shared = await guard.acquire("foreground");
     expect(guard.degraded).toBe(false);
-    expect(await connection.client.zcard(guard.permitsKey)).toBe(1);
+    expect(await redis.connection.client.zcard(guard.permitsKey)).toBe(1);
     await shared.release("success");
 
-    await own.kill();
+    await redis.server.kill();
     // No other process held a permit when it last asked Redis: none of its slots is held back.
     const local = await guard.acquire("foreground");
     expect(guard.degraded).toBe(true);
@@ -65,12 +53,12 @@ describe("RedisGuard: Redis outage", () => {
     await local.release("success");
     expect((await fallback.snapshot()).inFlight).toBe(0);
 
-    await own.restart();
-    await connection.ready();
+    await redis.server.restart();
+    await redis.connection.ready();
     await until("the rejoin grace is over", () => !guard.degraded);
     const back = await guard.acquire("foreground");
     expect(guard.degraded).toBe(false);
-    expect(await connection.client.zcard(guard.permitsKey)).toBe(1);
+    expect(await redis.connection.client.zcard(guard.permitsKey)).toBe(1);
     expect((await fallback.snapshot()).inFlight).toBe(0);
     await back.release("success");
     expect(changes).toEqual([true, false]);
@@ -81,8 +69,8 @@ describe("RedisGuard: Redis outage", () => {
     const config = configFor(4, 5_000);
     const prefix = `held:${process.pid}:`;
     const permitTtlMs = 400;
-    const other = new RedisConnection({ url: own.url, maxReconnectDelayMs: 100 });
-    await Promise.all([connection.ready(), other.ready()]);
+    const other = new RedisConnection({ url: redis.server.url, maxReconnectDelayMs: 100 });
+    await Promise.all([redis.connection.ready(), other.ready()]);
     const a = new RedisGuard({
       connection: other,
       config,
@@ -92,11 +80,18 @@ describe("RedisGuard: Redis outage", () => {
       fallback: new LocalGuard({ config, clock: systemClock }),
     });
     const fallback = new LocalGuard({ config, clock: systemClock });
-    const b = new RedisGuard({ connection, config, clock: systemClock, prefix, permitTtlMs, fallback });
+    const b = new RedisGuard({
+      connection: redis.connection,
+      config,
+      clock: systemClock,
+      prefix,
+      permitTtlMs,
+      fallback,
+    });
     await Promise.all([a.acquire("foreground"), a.acquire("foreground")]);
     const first = await b.acquire("foreground"); // Redis reports the 2 permits of a
 
-    await own.kill();
+    await redis.server.kill();
     try {
       const switchedAt = performance.now();
       const second = await b.acquire("foreground");
@@ -110,8 +105,8 @@ describe("RedisGuard: Redis outage", () => {
       for (const g of [a, b]) g.close();
       await other.close();
     } finally {
-      await own.restart();
-      await connection.ready();
+      await redis.server.restart();
+      await redis.connection.ready();
     }
   });
 
@@ -124,7 +119,7 @@ describe("RedisGuard: Redis outage", () => {
     const permitTtlMs = 1_500;
     const processes = await Promise.all(
       [0, 1, 2].map(async () => {
-        const conn = new RedisConnection({ url: own.url });
+        const conn = new RedisConnection({ url: redis.server.url });
         await conn.ready();
         const members = new FleetMembers({ connection: conn, prefix });
         const fallback = new LocalGuard({ config, clock: systemClock, maxConcurrency: () => members.share(cap, 1) });
@@ -142,7 +137,7 @@ describe("RedisGuard: Redis outage", () => {
     for (let round = 0; round < 2; round++) for (const p of processes) await p.members.beat();
     expect(processes.map((p) => p.members.share(cap, 1)).sort()).toEqual([1, 1, 2]);
     // A process that never saw the fleet assumes fleet.minProcesses and ranks last.
-    const stranger = new FleetMembers({ connection, prefix: "stranger:" });
+    const stranger = new FleetMembers({ connection: redis.connection, prefix: "stranger:" });
     expect(stranger.share(4, 3)).toBe(1);
     expect(stranger.share(2, 3)).toBe(0);
 
@@ -176,7 +171,7 @@ describe("RedisGuard: Redis outage", () => {
     const workers = processes.flatMap((p) => Array.from({ length: 6 }, () => worker(p)));
     await until("the workers share the free slot", () => granted > 3 + 10);
 
-    await own.kill(); // the permits granted by Redis are still held
+    await redis.server.kill(); // the permits granted by Redis are still held
     await until("every process is degraded", () => processes.every((p) => p.guard.degraded));
     await sleep(300); // the slow calls run on past the switch
     for (const permit of slow) {
@@ -188,7 +183,7 @@ describe("RedisGuard: Redis outage", () => {
     await until("every process admits on its share", () => processes.every((p) => p.grantedDegraded > 0));
     expect(maxOutstanding).toBeLessThanOrEqual(cap);
 
-    await own.restart(); // empty: every process writes its held permits back before admitting through Redis
+    await redis.server.restart(); // empty: every process writes its held permits back before admitting through Redis
     const returnedAt = performance.now();
     await until("the fleet is back on the shared cap", () => processes.every((p) => !p.guard.degraded), 5_000);
     const backAfterMs = performance.now() - returnedAt;

@@ -1,29 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { admit, closedBreaker, parseBreakerRecord, record, type BreakerSettings } from "../../core/guard/breaker.ts";
 import { ManualClock, systemClock, type Clock } from "../../core/clock.ts";
 import { parseConfig } from "../../core/config.ts";
 import { isHerdlessError } from "../../core/errors.ts";
 import { LocalGuard } from "../../core/guard/local-guard.ts";
 import type { OriginPermit, Priority } from "../../core/guard/origin-guard.ts";
-import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
-import { RedisConnection } from "./connection.ts";
+import { redisTestConnection } from "../../../test/node/redis-server.ts";
+import type { RedisConnection } from "./connection.ts";
 import { RedisGuard } from "./guard.ts";
 
 const T0 = 1_700_000_000_000;
-let server: RedisServer;
+const redis = redisTestConnection();
 /** Three "processes": each guard has its own connection. */
 let connections: RedisConnection[] = [];
-let prefixes = 0;
 
 beforeAll(async () => {
-  server = await startRedisServer();
-  connections = [0, 1, 2].map(() => new RedisConnection({ url: server.url }));
-  await Promise.all(connections.map((c) => c.ready()));
-});
-
-afterAll(async () => {
-  await Promise.all(connections.map((c) => c.close()));
-  await server?.stop();
+  connections = [redis.connection, await redis.connect(), await redis.connect()];
 });
 
 interface FleetOptions {
@@ -58,7 +50,7 @@ function configFor(o: FleetOptions) {
 function fleet(o: FleetOptions = {}) {
   const clock = o.clock ?? new ManualClock(T0);
   const config = configFor(o);
-  const prefix = `test:${process.pid}:${++prefixes}:`;
+  const prefix = redis.prefix();
   const guards = connections.map(
     (connection) =>
       new RedisGuard({

@@ -1,28 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../core/clock.ts";
 import { isHerdlessError } from "../../core/errors.ts";
-import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { redisTestConnection, startRedisServer } from "../../../test/node/redis-server.ts";
 import { RedisConnection } from "./connection.ts";
 import { RedisLeaseManager } from "./lease.ts";
 
 const T0 = 1_700_000_000_000;
-let server: RedisServer;
-let connection: RedisConnection;
-let prefixes = 0;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  connection = new RedisConnection({ url: server.url });
-  await connection.ready();
-});
-
-afterAll(async () => {
-  await connection?.close();
-  await server?.stop();
-});
+const redis = redisTestConnection();
 
 function manager(clock = new ManualClock(T0)) {
-  return { clock, leases: new RedisLeaseManager({ connection, clock, prefix: `test:${process.pid}:${++prefixes}:` }) };
+  return { clock, leases: new RedisLeaseManager({ connection: redis.connection, clock, prefix: redis.prefix() }) };
 }
 
 describe("RedisLeaseManager", () => {
@@ -30,20 +17,23 @@ describe("RedisLeaseManager", () => {
     const { clock, leases } = manager();
     const lease = await leases.acquire("k", 10_000);
     expect(lease).toMatchObject({ key: "k", expiresAt: T0 + 10_000 });
-    const pttl = await connection.client.pttl(leases.leaseKey("k"));
+    const pttl = await redis.connection.client.pttl(leases.leaseKey("k"));
     expect(pttl).toBeGreaterThan(9_000);
     clock.advance(5_000);
     expect(await leases.extend(lease!, 20_000)).toBe(true);
     expect(lease!.expiresAt).toBe(T0 + 25_000);
-    expect(await connection.client.pttl(leases.leaseKey("k"))).toBeGreaterThan(19_000);
+    expect(await redis.connection.client.pttl(leases.leaseKey("k"))).toBeGreaterThan(19_000);
     expect(await leases.release(lease!)).toBe(true);
-    expect(await connection.client.exists(leases.leaseKey("k"))).toBe(0);
+    expect(await redis.connection.client.exists(leases.leaseKey("k"))).toBe(0);
     expect(await leases.release(lease!)).toBe(false);
   });
 
   it("refuses a second acquirer while the lease is held, across managers", async () => {
     const { leases } = manager();
-    const other = new RedisLeaseManager({ connection, prefix: leases.leaseKey("").replace(/lease:{}$/, "") });
+    const other = new RedisLeaseManager({
+      connection: redis.connection,
+      prefix: leases.leaseKey("").replace(/lease:{}$/, ""),
+    });
     const first = await leases.acquire("k", 10_000);
     expect(first).toBeDefined();
     expect(await other.acquire("k", 10_000)).toBeUndefined();
@@ -63,7 +53,7 @@ describe("RedisLeaseManager", () => {
     // The expired holder can neither extend nor release the new holder's lease.
     expect(await leases.extend(first!, 10_000)).toBe(false);
     expect(await leases.release(first!)).toBe(false);
-    expect(await connection.client.get(leases.leaseKey("k"))).toBe(String(second!.token));
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(second!.token));
   });
 
   it("issues strictly increasing tokens, and a refused acquire burns none", async () => {
@@ -72,7 +62,7 @@ describe("RedisLeaseManager", () => {
     for (let i = 0; i < 20; i++) {
       const lease = await leases.acquire("k", 10_000);
       expect(await leases.acquire("k", 10_000)).toBeUndefined();
-      expect(await connection.client.get(leases.fenceKey("k"))).toBe(String(lease!.token));
+      expect(await redis.connection.client.get(leases.fenceKey("k"))).toBe(String(lease!.token));
       tokens.push(lease!.token);
       await leases.release(lease!);
     }
@@ -83,7 +73,7 @@ describe("RedisLeaseManager", () => {
   it("keeps tokens above every earlier one after the counter is lost (FLUSHALL, restart)", async () => {
     const { leases } = manager();
     const before = await leases.acquire("k", 10_000);
-    await connection.client.del(leases.fenceKey("k"), leases.leaseKey("k"));
+    await redis.connection.client.del(leases.fenceKey("k"), leases.leaseKey("k"));
     // The floor is Redis's clock in ms: let it tick once.
     await new Promise((resolve) => setTimeout(resolve, 2));
     const after = await leases.acquire("k", 10_000);
@@ -94,7 +84,7 @@ describe("RedisLeaseManager", () => {
     const { leases } = manager();
     for (let i = 0; i < 50; i++) await leases.release((await leases.acquire(`flood-${i}`, 10_000))!);
     for (let i = 0; i < 50; i++) {
-      const ttl = await connection.client.pttl(leases.fenceKey(`flood-${i}`));
+      const ttl = await redis.connection.client.pttl(leases.fenceKey(`flood-${i}`));
       expect(ttl).toBeGreaterThan(10_000);
       expect(ttl).toBeLessThanOrEqual(10_000 + 10 * 60_000);
     }
@@ -106,7 +96,7 @@ describe("RedisLeaseManager", () => {
     const forged = { ...lease!, token: lease!.token - 1 };
     expect(await leases.extend(forged, 10_000)).toBe(false);
     expect(await leases.release(forged)).toBe(false);
-    expect(await connection.client.get(leases.leaseKey("k"))).toBe(String(lease!.token));
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(lease!.token));
   });
 
   it("checks ttlMs", async () => {

@@ -1,33 +1,20 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { afterEach, describe, expect, it } from "vitest";
+import { redisTestConnection, startRedisServer } from "../../../test/node/redis-server.ts";
 import { RedisConnection } from "./connection.ts";
 import { RedisNotifier } from "./notifier.ts";
 
-let server: RedisServer;
-let observer: RedisConnection;
+const redis = redisTestConnection();
 const open: (RedisNotifier | RedisConnection)[] = [];
-let prefixes = 0;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  observer = new RedisConnection({ url: server.url });
-  await observer.ready();
-});
 
 afterEach(async () => {
   for (const thing of open.splice(0)) await thing.close();
 });
 
-afterAll(async () => {
-  await observer?.close();
-  await server?.stop();
-});
-
 /** Two notifiers on separate connections, as in two processes of a fleet. */
 async function twoProcesses() {
-  const prefix = `test:${process.pid}:${++prefixes}:`;
+  const prefix = redis.prefix();
   const make = async () => {
-    const connection = new RedisConnection({ url: server.url });
+    const connection = new RedisConnection({ url: redis.server.url });
     const notifier = new RedisNotifier({ connection, prefix });
     open.push(notifier, connection);
     await connection.ready();
@@ -39,7 +26,7 @@ async function twoProcesses() {
 
 /** Channels the server holds subscriptions for under `prefix`. */
 async function serverChannels(prefix: string): Promise<string[]> {
-  return (await observer.client.pubsub("CHANNELS", `${prefix}*`)) as string[];
+  return (await redis.connection.client.pubsub("CHANNELS", `${prefix}*`)) as string[];
 }
 
 describe("RedisNotifier", () => {

@@ -1,20 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { describe, expect, it } from "vitest";
+import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import { systemClock } from "../../core/clock.ts";
 import { RedisConnection } from "./connection.ts";
 import { RedisPurgeRegistry } from "./purge.ts";
 
-let redis: RedisServer;
-beforeAll(async () => {
-  redis = await startRedisServer();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const redis = redisTestConnection();
 
 async function member(prefix: string) {
-  const connection = new RedisConnection({ url: redis.url });
-  await connection.ready();
+  const connection = await redis.connect();
   const registry = new RedisPurgeRegistry({
     connection,
     prefix,

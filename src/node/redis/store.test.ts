@@ -1,46 +1,32 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../core/clock.ts";
 import { isHerdlessError } from "../../core/errors.ts";
 import { storeConformance, testEntry } from "../../core/store/store-conformance.ts";
-import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import { RedisConnection } from "./connection.ts";
 import { REDIS_CHUNK_BYTES, RedisStore } from "./store.ts";
 
 const T0 = 1_700_000_000_000;
-let server: RedisServer;
-let connection: RedisConnection;
-let prefixes = 0;
-const uniquePrefix = () => `test:${process.pid}:${++prefixes}:`;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  connection = new RedisConnection({ url: server.url });
-  await connection.ready();
-});
-
-afterAll(async () => {
-  await connection?.close();
-  await server?.stop();
-});
+const redis = redisTestConnection();
 
 storeConformance("redis", async () => {
   const clock = new ManualClock(T0);
-  return { clock, store: new RedisStore({ connection, clock, prefix: uniquePrefix() }) };
+  return { clock, store: new RedisStore({ connection: redis.connection, clock, prefix: redis.prefix() }) };
 });
 
 describe("RedisStore", () => {
   it("sets the physical TTL to deleteAt − now", async () => {
     const clock = new ManualClock(T0);
-    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    const store = new RedisStore({ connection: redis.connection, clock, prefix: redis.prefix() });
     await store.put(testEntry("k", T0, { deleteAt: T0 + 60_000 }));
-    const pttl = await connection.client.pttl(store.redisKey("k"));
+    const pttl = await redis.connection.client.pttl(store.redisKey("k"));
     expect(pttl).toBeGreaterThan(59_000);
     expect(pttl).toBeLessThanOrEqual(60_000);
   });
 
   it("lets a lower token replace an entry past its deleteAt", async () => {
     const clock = new ManualClock(T0);
-    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    const store = new RedisStore({ connection: redis.connection, clock, prefix: redis.prefix() });
     await store.put(testEntry("k", T0, { token: 9, deleteAt: T0 + 5_000 }));
     clock.advance(5_000);
     expect(await store.put(testEntry("k", clock.now(), { token: 2 }))).toBe(true);
@@ -49,27 +35,27 @@ describe("RedisStore", () => {
 
   it("does not keep an entry written past its deleteAt", async () => {
     const clock = new ManualClock(T0);
-    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    const store = new RedisStore({ connection: redis.connection, clock, prefix: redis.prefix() });
     await store.put(testEntry("k", T0, { deleteAt: T0 - 1 }));
-    expect(await connection.client.exists(store.redisKey("k"))).toBe(0);
+    expect(await redis.connection.client.exists(store.redisKey("k"))).toBe(0);
   });
 
   it("treats an entry of another format version as a miss", async () => {
     const clock = new ManualClock(T0);
-    const store = new RedisStore({ connection, clock, prefix: uniquePrefix() });
+    const store = new RedisStore({ connection: redis.connection, clock, prefix: redis.prefix() });
     const meta = new TextEncoder().encode(JSON.stringify({ v: 99 }));
     const bytes = Buffer.alloc(4 + meta.length);
     bytes.writeUInt32BE(meta.length, 0);
     bytes.set(meta, 4);
-    await connection.client.hset(store.redisKey("k"), "t", 1, "d", T0 + 1000, "b", bytes);
+    await redis.connection.client.hset(store.redisKey("k"), "t", 1, "d", T0 + 1000, "b", bytes);
     expect(await store.get("k")).toBeUndefined();
   });
 
   it("keeps a large body in chunk keys, and removes them when the entry is replaced, fenced out or deleted", async () => {
     const clock = new ManualClock(T0);
-    const prefix = uniquePrefix();
-    const store = new RedisStore({ connection, clock, prefix });
-    const chunkKeys = () => connection.client.keys(`${prefix}chunk:*`);
+    const prefix = redis.prefix();
+    const store = new RedisStore({ connection: redis.connection, clock, prefix });
+    const chunkKeys = () => redis.connection.client.keys(`${prefix}chunk:*`);
     const big = new Uint8Array(REDIS_CHUNK_BYTES * 2 + 5).fill(3);
     await store.put(testEntry("k", T0, { body: big, token: 5 }));
     expect(await chunkKeys()).toHaveLength(3);
@@ -85,11 +71,11 @@ describe("RedisStore", () => {
 
   it("treats a chunked entry whose chunks are gone as a miss", async () => {
     const clock = new ManualClock(T0);
-    const prefix = uniquePrefix();
-    const store = new RedisStore({ connection, clock, prefix });
+    const prefix = redis.prefix();
+    const store = new RedisStore({ connection: redis.connection, clock, prefix });
     await store.put(testEntry("k", T0, { body: new Uint8Array(REDIS_CHUNK_BYTES + 1) }));
-    const [one] = await connection.client.keys(`${prefix}chunk:*`);
-    await connection.client.del(one!);
+    const [one] = await redis.connection.client.keys(`${prefix}chunk:*`);
+    await redis.connection.client.del(one!);
     expect(await store.get("k")).toBeUndefined();
   });
 
