@@ -1,4 +1,4 @@
-import { inObject } from "./in-object.ts";
+import { configureForTest } from "./in-object.ts";
 import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock, systemClock, type Clock } from "../../src/core/clock.ts";
@@ -95,7 +95,7 @@ async function cutCoordinatorsFromGuard(testEnv: Env, paths: string[], clock: Cl
   const tried: string[] = [];
   await Promise.all(
     paths.map((path) =>
-      inObject(coordinatorOf(testEnv, path), (instance: KeyCoordinatorObject) => {
+      configureForTest(coordinatorOf(testEnv, path), (instance: KeyCoordinatorObject) => {
         const inner = instance as unknown as { env: Env };
         inner.env = {
           ...inner.env,

@@ -1,4 +1,4 @@
-import { inObject } from "./in-object.ts";
+import { configureForTest, inObject } from "./in-object.ts";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { Clock } from "../../src/core/clock.ts";
@@ -103,7 +103,7 @@ export async function useInCoordinators(
   const config = configFromEnv(testEnv);
   await Promise.all(
     paths.map((path) =>
-      inObject(coordinatorOf(testEnv, path), (instance) =>
+      configureForTest(coordinatorOf(testEnv, path), (instance) =>
         instance[coordinatorTestHooks]().use({ clock, config, ...(guardName ? { guardName } : {}) }),
       ),
     ),
@@ -113,7 +113,7 @@ export async function useInCoordinators(
 /** Gives the guard object `guardName` the test's config (cap, queue, breaker); call it before any traffic. */
 export async function useGuardConfig(testEnv: Env, guardName: string): Promise<void> {
   const config = configFromEnv(testEnv);
-  await inObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
+  await configureForTest(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
     instance[guardTestHooks]({ config }),
   );
 }
@@ -156,7 +156,7 @@ export async function settle(answers: Answer[], testEnv: Env, paths: string[]): 
  */
 export async function useGuard(testEnv: Env, guardName: string, clock: Clock): Promise<void> {
   const config = configFromEnv(testEnv);
-  await inObject(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
+  await configureForTest(env.GUARD.get(env.GUARD.idFromName(guardName)), (instance: OriginGuardObject) =>
     instance[guardTestHooks]({ config, clock }),
   );
 }

@@ -1,4 +1,4 @@
-import { inObject } from "./in-object.ts";
+import { configureForTest } from "./in-object.ts";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/core/config.ts";
@@ -51,7 +51,7 @@ async function realGuard(origin: { maxConcurrency: number; maxQueue?: number }) 
   const name = `chaos-${crypto.randomUUID()}`;
   const stub = () => env.GUARD.get(env.GUARD.idFromName(name));
   const config = parseConfig({ origin: { url: "http://origin.test", queueTimeoutMs: 20_000, ...origin } });
-  await inObject(stub(), (instance: OriginGuardObject) => instance[guardTestHooks]({ config }));
+  await configureForTest(stub(), (instance: OriginGuardObject) => instance[guardTestHooks]({ config }));
   return { name, stub };
 }
 

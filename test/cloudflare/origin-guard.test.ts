@@ -1,4 +1,4 @@
-import { inObject } from "./in-object.ts";
+import { configureForTest } from "./in-object.ts";
 import { abortAllDurableObjects, runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
@@ -25,7 +25,7 @@ async function guardObject(
   const stub = () => env.GUARD.get(env.GUARD.idFromName(name));
   const config = parseConfig({ origin: { url: "http://origin.test", ...origin }, breaker: o.breaker });
   const apply = () =>
-    inObject(stub(), (instance: OriginGuardObject) =>
+    configureForTest(stub(), (instance: OriginGuardObject) =>
       instance[guardTestHooks]({ config, ...(o.clock ? { clock: o.clock } : {}) }),
     );
   await apply();
