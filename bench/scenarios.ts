@@ -112,17 +112,17 @@ export const SCENARIOS: Scenario[] = [
   {
     name: "hit-path",
     summary:
-      "1 key of 1 KiB, fresh for an hour, 100 connections (wrk-like raw sockets): the cost of a cache hit against a bare server sending the same bytes, 3 alternated pairs of 5 s rounds",
+      "1 key of 1 KiB, fresh for an hour, 100 connections (wrk-like raw sockets): the cost of a cache hit against a bare server sending the same bytes, 6 alternated pairs of 3 s rounds",
     cacheControl: "max-age=3600",
     runtimes: ["node", "bare-node", "worker", "bare-worker"],
     load: (quick) => ({
       connections: 100,
-      durationMs: scale(5_000, quick),
+      durationMs: scale(3_000, quick),
       paths: ["/hit/one?bytes=1024"],
       timeoutMs: 15_000,
     }),
     warmPaths: ["/hit/one?bytes=1024"],
-    pairs: 3,
+    pairs: 6,
   },
   {
     name: "key-explosion",

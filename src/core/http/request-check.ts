@@ -22,14 +22,27 @@ export function hostRefusal(hosts: readonly string[]): EngineResponse | undefine
   return undefined;
 }
 
+/**
+ * Hosts already found valid. Every request is checked, and a site sees a handful of Host
+ * values: a regular expression and a URL parse per request were the largest share of the
+ * Node hit path's own CPU. Bounded (cleared when full), so a flood of made-up hosts costs
+ * parsing again, never memory; invalid hosts are not remembered.
+ */
+const knownValid = new Set<string>();
+const KNOWN_VALID_LIMIT = 256;
+
 function validHost(host: string): boolean {
+  if (knownValid.has(host)) return true;
   if (!VALID_HOST.test(host)) return false;
   try {
     // The adapters build the request URL from it: what passes here must parse there.
-    return new URL(`http://${host}/`).host !== "";
+    if (new URL(`http://${host}/`).host === "") return false;
   } catch {
     return false;
   }
+  if (knownValid.size >= KNOWN_VALID_LIMIT) knownValid.clear();
+  knownValid.add(host);
+  return true;
 }
 
 function refused(message: string): EngineResponse {
