@@ -26,6 +26,9 @@ class Tally {
   breakerOpen = 0;
   readonly byStatus: Record<string, number> = {};
   readonly byCacheStatus: Record<string, number> = {};
+  /** Answers by Cache-Status class to the requests sent after `settleMs`. */
+  readonly settledByCacheStatus: Record<string, number> = {};
+  settledRequests = 0;
   readonly perSecond = new Map<number, { requests: number; errors: number }>();
   ok = 0;
   shed = 0;
@@ -33,9 +36,15 @@ class Tally {
   networkErrors = 0;
   readonly networkErrorSamples = new Set<string>();
 
-  constructor(private readonly startedAt: number) {}
+  constructor(
+    private readonly startedAt: number,
+    private readonly settleAt = Infinity,
+  ) {}
 
-  add(outcome: Outcome | Error, startedNs: bigint): void {
+  /** `sentAt`: when the request was sent (epoch ms), to tell answers after `settleMs` apart. */
+  add(outcome: Outcome | Error, startedNs: bigint, sentAt?: number): void {
+    const settled = sentAt !== undefined && sentAt >= this.settleAt;
+    if (settled) this.settledRequests++;
     const latencyUs = Number(process.hrtime.bigint() - startedNs) / 1000;
     this.histogram.record(latencyUs);
     const second = Math.floor((Date.now() - this.startedAt) / 1000);
@@ -55,6 +64,7 @@ class Tally {
     if (outcome.status < 300 && outcome.firstByteNs !== undefined)
       this.ttfb.record(Number(outcome.firstByteNs - startedNs) / 1000);
     bump(this.byCacheStatus, cacheStatusClass(outcome.cacheStatus));
+    if (settled) bump(this.settledByCacheStatus, cacheStatusClass(outcome.cacheStatus));
     if (outcome.status < 400) this.ok++;
     else if (isShed(outcome)) this.shed++;
     else {
@@ -120,7 +130,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const bases = spec.targets.map((t) => new URL(t));
   const cpuBefore = process.cpuUsage();
   const startedAt = Date.now();
-  const tally = new Tally(startedAt);
+  const tally = new Tally(startedAt, spec.settleMs === undefined ? Infinity : startedAt + spec.settleMs);
   const deadline = spec.durationMs === undefined ? Infinity : startedAt + spec.durationMs;
   const limit = spec.requestsPerConnection ?? Infinity;
   let sequence = 0;
@@ -144,10 +154,11 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     }
     for (let sent = 0; sent < limit && Date.now() < deadline; sent++) {
       const started = process.hrtime.bigint();
+      const sentAt = Date.now();
       try {
-        tally.add(await send(agent, base, spec.host, nextPath(), spec.timeoutMs), started);
+        tally.add(await send(agent, base, spec.host, nextPath(), spec.timeoutMs), started, sentAt);
       } catch (error) {
-        tally.add(error instanceof Error ? error : new Error(String(error)), started);
+        tally.add(error instanceof Error ? error : new Error(String(error)), started, sentAt);
       }
     }
   };
@@ -170,6 +181,15 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     networkErrorSamples: [...tally.networkErrorSamples],
     byStatus: tally.byStatus,
     byCacheStatus: tally.byCacheStatus,
+    ...(spec.settleMs === undefined
+      ? {}
+      : {
+          settled: {
+            afterMs: spec.settleMs,
+            requests: tally.settledRequests,
+            byCacheStatus: tally.settledByCacheStatus,
+          },
+        }),
     latency: tally.histogram.summary(),
     ...(tally.ttfb.count > 0 ? { ttfb: tally.ttfb.summary() } : {}),
     breakerOpen: tally.breakerOpen,

@@ -1,5 +1,5 @@
 /** The Markdown report: targets with PASS/MISS, then one table per scenario. */
-import { protectionTargets, waitedOnOrigin } from "./protection-targets.ts";
+import { protectionTargets, waitedText } from "./protection-targets.ts";
 import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
 import { profileMarkdown } from "./cpu-profile.ts";
 import type { BenchRun, CellResult, HitPair, RuntimeName, ScenarioName, Target } from "./types.ts";
@@ -217,7 +217,7 @@ export function markdown(run: BenchRun): string {
       if (l && (l.breakerOpen ?? 0) > 0)
         lines.push(`- ${cell.runtime}: ${l.breakerOpen} answers with detail=breaker-open.`);
       if (l && scenario.name.startsWith("hot-keys"))
-        lines.push(`- ${cell.runtime}: ${waitedOnOrigin(l)} of ${l.requests} answers waited on the origin.`);
+        lines.push(`- ${cell.runtime}: answers that waited on the origin: ${waitedText(l)}.`);
       for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
       const samples = cell.load?.networkErrorSamples ?? [];
       if (samples.length > 0)

@@ -20,6 +20,8 @@ export interface LoadSpec {
   timeoutMs: number;
   /** wrk-like raw sockets (raw-load.ts) instead of Node's http client: for Content-Length answers only */
   raw?: boolean;
+  /** requests sent this long after the start are also tallied by Cache-Status class on their own (`settled`) */
+  settleMs?: number;
 }
 
 export interface LoadResult {
@@ -36,6 +38,8 @@ export interface LoadResult {
   byStatus: Record<string, number>;
   /** responses by the first Cache-Status parameter that tells the story: hit, stale, collapsed, fwd */
   byCacheStatus: Record<string, number>;
+  /** with `settleMs`: requests sent after it, and their answers by Cache-Status class */
+  settled?: { afterMs: number; requests: number; byCacheStatus: Record<string, number> };
   latency: LatencySummary;
   /** time to the first body byte of 2xx answers (absent in results from before it was measured) */
   ttfb?: LatencySummary;

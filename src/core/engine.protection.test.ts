@@ -20,9 +20,12 @@ class Origin {
   version = 0;
   health: "ok" | "down" | number = "ok";
   cacheControl = "max-age=60, stale-if-error=600";
+  /** While set, answers wait for it: an origin slower than the test's clock. */
+  held: Promise<void> | undefined;
 
   fetch: FetchLike = async (url, init) => {
     this.calls++;
+    await this.held;
     // As undici reports a refused connection: a TypeError whose cause is the socket's error.
     if (this.health === "down")
       throw new TypeError("fetch failed", {
@@ -69,10 +72,13 @@ function setup(overrides: Partial<ConfigInput> = {}) {
       refreshMarks: new RefreshMarks(20_000),
     });
   const edges = [edge(), edge()];
-  /** One request through edge `i`, once its background work (and what that started) is done. */
-  const get = async (path: string, i = 0) => {
-    const res = await edges[i]!.handle(req(path));
+  const settled = async () => {
     while (pending.length > 0) await Promise.allSettled(pending.splice(0));
+  };
+  /** One request through edge `i`, once its background work (and what that started) is done unless `leaveRunning`. */
+  const get = async (path: string, i = 0, leaveRunning = false) => {
+    const res = await edges[i]!.handle(req(path));
+    if (!leaveRunning) await settled();
     return {
       status: res.status,
       cacheStatus: header(res, "cache-status") ?? "",
@@ -80,7 +86,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
       body: res.body instanceof Uint8Array ? new TextDecoder().decode(res.body) : "",
     };
   };
-  return { clock, origin, get };
+  return { clock, origin, get, settled };
 }
 
 function req(path: string): EngineRequest {
@@ -245,6 +251,46 @@ describe("refresh-ahead: a hot key is renewed before it turns stale", () => {
     t.clock.advance(100);
     expect((await t.get("/page", 1)).cacheStatus).toBe("herdless; hit; ttl=0; detail=refresh-ahead");
     expect(t.origin.calls).toBe(2);
+  });
+
+  it("a renewal slower than the window: requests after expiry get the expiring copy at once, from either edge", async () => {
+    const t = setup(hot);
+    t.origin.cacheControl = "max-age=20";
+    await t.get("/page", 0);
+    await t.get("/page", 1);
+    let answer = () => {};
+    t.origin.held = new Promise<void>((resolve) => (answer = resolve));
+    t.clock.advance(19_500);
+    // Edge 0 starts the renewal; the origin takes longer than the 1 s left.
+    expect((await t.get("/page", 0, true)).cacheStatus).toBe("herdless; hit; ttl=0; detail=refresh-ahead");
+    t.clock.advance(1_000);
+    const after = [await t.get("/page", 0, true), await t.get("/page", 1, true), await t.get("/page", 1, true)];
+    // Edge 0 knows its own renewal; edge 1, which saw no request in the window, hears it from the coordinator.
+    expect(after.map((a) => [a.status, a.body, a.cacheStatus])).toEqual([
+      [200, "v0 /page", "herdless; hit; ttl=-1; detail=stale-while-revalidate"],
+      [200, "v0 /page", "herdless; fwd=stale; fwd-status=200; ttl=-1; detail=stale-while-revalidate"],
+      [200, "v0 /page", "herdless; fwd=stale; fwd-status=200; ttl=-1; detail=stale-while-revalidate"],
+    ]);
+    expect(t.origin.calls).toBe(2);
+    answer();
+    await t.settled();
+    expect((await t.get("/page", 0)).cacheStatus).toBe("herdless; hit; ttl=20");
+    expect((await t.get("/page", 1)).cacheStatus).toBe("herdless; fwd=stale; fwd-status=200; ttl=20");
+    expect(t.origin.calls).toBe(2);
+  });
+
+  it("a copy that expired with no renewal running, or under must-revalidate, waits as before", async () => {
+    const t = setup(hot);
+    t.origin.cacheControl = "max-age=20, must-revalidate";
+    await t.get("/page", 0);
+    let answer = () => {};
+    t.origin.held = new Promise<void>((resolve) => (answer = resolve));
+    t.clock.advance(19_500);
+    await t.get("/page", 0, true);
+    t.clock.advance(1_000);
+    const waiting = t.get("/page", 0, true);
+    answer();
+    expect((await waiting).cacheStatus).toBe("herdless; fwd=stale; fwd-status=304; ttl=20; stored; collapsed");
   });
 
   it("off by default", async () => {

@@ -23,9 +23,9 @@ import { notAllowed } from "./http/failure-answer.ts";
 import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
 import { NearTier } from "./store/near-tier.ts";
-import type { RefreshMarks } from "./fill/refresh-marks.ts";
+import { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
-import { refreshAheadDue } from "./fill/refresh-ahead.ts";
+import { refreshAheadDue, renewedAhead } from "./fill/refresh-ahead.ts";
 import type { Store } from "./store/store.ts";
 
 export type { EngineRequest } from "./http/respond.ts";
@@ -80,7 +80,9 @@ export class Engine {
   private readonly originDeps: GuardedCallDeps;
   private readonly nearTier: NearTier;
   private readonly answers: AnswerContext;
+  private readonly marks: RefreshMarks;
   constructor(private readonly o: EngineOptions) {
+    this.marks = o.refreshMarks ?? new RefreshMarks(o.config.coordinator.waitTimeoutMs);
     this.forward = forwardPolicy(o.config);
     this.nearTier = new NearTier(o);
     this.originDeps = guardedCallDeps(o, (event) => o.metrics?.originCall(event.outcome));
@@ -150,7 +152,7 @@ export class Engine {
         this.count(request, entry.negative ? "negative" : "hit", primary);
         // Refresh-ahead: in the last part of its lifetime a hot copy is renewed behind this answer.
         const ahead = refreshAheadDue(entry, route.refreshAhead, now);
-        if (ahead) this.o.background(this.refresh({ ...fill("background"), refreshAhead: true }));
+        if (ahead) this.o.background(this.refresh({ ...fill("background"), refreshAhead: true }, entry.staleAt));
         const detail = entry.negative ? "negative" : ahead ? "refresh-ahead" : undefined;
         return answerFromEntry(entry, { hit: true, ...(detail ? { detail } : {}) }, ask(request), now);
       }
@@ -159,6 +161,15 @@ export class Engine {
         const fwd = decision.kind === "revalidate" ? "stale" : found.varyMiss ? "vary-miss" : "uri-miss";
         // Without a copy here, the coordinator's own copy must not answer a no-cache the route honours either.
         const validated = route.honorRequestNoCache && (directives.noCache || directives.maxAgeMs === 0);
+        // Expired while this edge's refresh-ahead renews it: the copy answers until the renewal lands.
+        if (
+          decision.kind === "revalidate" &&
+          !validated &&
+          renewedAhead(decision.entry, route.refreshAhead, this.marks.renewing(found.key, now))
+        ) {
+          this.count(request, "stale", primary);
+          return answerFromEntry(decision.entry, { hit: true, detail: "stale-while-revalidate" }, ask(request), now);
+        }
         const result = await this.fill(fill("foreground", validated));
         return this.answer(request, result, fwd, decision.kind === "revalidate" ? decision.entry : undefined, primary);
       }
@@ -180,10 +191,13 @@ export class Engine {
     }
   }
 
-  /** One background refresh per key per edge; the fresher entry lands in the near tier. */
-  private async refresh(fill: FillRequest): Promise<void> {
-    const marks = this.o.refreshMarks;
-    if (marks && !marks.begin(fill.key, this.o.clock.now())) return;
+  /**
+   * One background refresh per key per edge; the fresher entry lands in the near tier.
+   * `renews`: the expiry of the copy a refresh-ahead renews (it answers past it meanwhile).
+   */
+  private async refresh(fill: FillRequest, renews?: number): Promise<void> {
+    const marks = this.marks;
+    if (!marks.begin(fill.key, this.o.clock.now(), renews)) return;
     try {
       await this.refreshes.run(fill.key, async () => {
         const result = discardStream(await this.fill(fill));
@@ -192,7 +206,7 @@ export class Engine {
     } catch {
       // A failed refresh leaves the stale copy in place; the next request past it tries again.
     } finally {
-      marks?.end(fill.key);
+      marks.end(fill.key);
     }
   }
 

@@ -1,7 +1,7 @@
 import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
 import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
-import type { Entry } from "../http/entry.ts";
+import { writtenAfter, type Entry } from "../http/entry.ts";
 import { HerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
@@ -24,7 +24,7 @@ import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { bufferedUpTo, failureResult, settle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, outcomeOfFlight, sicknessOfFlight } from "./flight-backoff.ts";
-import { refreshAheadDue } from "./refresh-ahead.ts";
+import { refreshAheadDue, renewedAhead, RenewalsAhead } from "./refresh-ahead.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
 
 export interface KeyCoordinatorOptions {
@@ -69,6 +69,7 @@ export class KeyCoordinator implements Coordinator {
   private readonly originDeps: GuardedCallDeps;
   private readonly streaming: StreamingFlights;
   private readonly backoff: KeyBackoff;
+  private readonly renewals = new RenewalsAhead();
   constructor(private readonly o: KeyCoordinatorOptions) {
     this.originDeps = guardedCallDeps(o, o.onOriginCall);
     this.streaming = new StreamingFlights({
@@ -97,7 +98,11 @@ export class KeyCoordinator implements Coordinator {
       !(request.refreshAhead && this.dueForRefresh(request, stored))
     )
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
-    if (stored?.negative && now < stored.staleAt)
+    const share = routeFor(this.o.config, request.path).refreshAhead;
+    // A cached error answers while fresh; a copy that expired while a refresh-ahead (another
+    // edge's) renews it answers until the renewal lands.
+    const renewing = request.priority === "foreground" ? this.renewals.renewing(request.key) : undefined;
+    if (stored && ((stored.negative && now < stored.staleAt) || renewedAhead(stored, share, renewing)))
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     if (stored && request.priority === "foreground" && !stored.mustRevalidate && now < stored.swrUntil) {
       // A caller without a copy of its own gets the stale one at once; the refresh runs behind it.
@@ -109,7 +114,10 @@ export class KeyCoordinator implements Coordinator {
       const joined = await this.join(request, streaming, true);
       if (joined) return joined;
     }
-    const { value, joined } = await this.flights.run(request.key, () => this.fetchUnderLease(request));
+    const lead = () => this.fetchUnderLease(request);
+    const { value, joined } = await this.flights.run(request.key, () =>
+      request.refreshAhead && stored ? this.renewals.run(request.key, stored.staleAt, lead) : lead(),
+    );
     if (value.kind === "shared") {
       const mine = await this.join(request, value, joined);
       if (mine) return mine;
@@ -245,7 +253,7 @@ export class KeyCoordinator implements Coordinator {
    */
   private answers(request: FillRequest, current: Entry | undefined, before: Entry | undefined): current is Entry {
     if (!this.usable(current)) return false;
-    if (request.revalidate && !newer(current, before)) return false;
+    if (request.revalidate && !writtenAfter(current, before)) return false;
     return !(request.refreshAhead && this.dueForRefresh(request, current));
   }
 
@@ -283,13 +291,6 @@ export class KeyCoordinator implements Coordinator {
     if (result.kind !== "response") return failureResult(result.error, stored);
     return settle(this.o, request, stored, result.response, token);
   }
-}
-
-/** Whether `entry` was written after `than` (a later flight), by fencing token then arrival. */
-function newer(entry: Entry | undefined, than: Entry | undefined): boolean {
-  if (!entry) return false;
-  if (!than) return true;
-  return entry.token > than.token || entry.storedAt > than.storedAt;
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { refreshAheadDue } from "./refresh-ahead.ts";
+import { refreshAheadDue, renewedAhead } from "./refresh-ahead.ts";
 
 describe("refreshAheadDue: the last share of a fresh entry's lifetime", () => {
   // Stored at 10 s, fresh for 2 s: stale at 12 s.
@@ -21,5 +21,21 @@ describe("refreshAheadDue: the last share of a fresh entry's lifetime", () => {
   it("is off at 0 and for cached errors", () => {
     expect(refreshAheadDue(entry, 0, 11_999)).toBe(false);
     expect(refreshAheadDue({ ...entry, negative: true }, 0.1, 11_999)).toBe(false);
+  });
+});
+
+describe("renewedAhead: an expired copy answers while a refresh-ahead renewing it runs", () => {
+  const entry = { staleAt: 12_000, negative: false, mustRevalidate: false };
+
+  it("holds only while a renewal of this copy (expiring at 12 s) runs, not of a later one", () => {
+    expect(renewedAhead(entry, 0.1, 12_000)).toBe(true);
+    expect(renewedAhead(entry, 0.1, 11_000)).toBe(false);
+    expect(renewedAhead(entry, 0.1, undefined)).toBe(false);
+  });
+
+  it("never with refresh-ahead off, must-revalidate or a cached error", () => {
+    expect(renewedAhead(entry, 0, 12_000)).toBe(false);
+    expect(renewedAhead({ ...entry, mustRevalidate: true }, 0.1, 12_000)).toBe(false);
+    expect(renewedAhead({ ...entry, negative: true }, 0.1, 12_000)).toBe(false);
   });
 });

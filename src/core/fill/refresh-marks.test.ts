@@ -29,4 +29,18 @@ describe("RefreshMarks", () => {
     expect(marks.begin("c", 1_000)).toBe(true);
     expect(marks.begin("c", 1_001)).toBe(false);
   });
+
+  it("tells which copy a running refresh-ahead renews, and nothing once it ended or lapsed", () => {
+    const marks = new RefreshMarks(1_000);
+    expect(marks.renewing("a", 0)).toBeUndefined();
+    marks.begin("a", 100, 150);
+    expect(marks.renewing("a", 500)).toBe(150);
+    expect(marks.renewing("a", 1_100)).toBeUndefined();
+    marks.begin("a", 1_200, 1_250);
+    marks.end("a");
+    expect(marks.renewing("a", 1_300)).toBeUndefined();
+    // A refresh that is not ahead of expiry (stale-while-revalidate) renews nothing here.
+    marks.begin("b", 0);
+    expect(marks.renewing("b", 10)).toBeUndefined();
+  });
 });

@@ -9,30 +9,40 @@
  * @example
  * const marks = new RefreshMarks(20_000);
  * if (marks.begin(key, clock.now())) void refresh(key).finally(() => marks.end(key));
+ * marks.renewing(key, clock.now()); // the expiry of the copy a refresh-ahead renews (refresh-ahead.ts)
  */
 export class RefreshMarks {
-  private readonly until = new Map<string, number>();
+  private readonly marks = new Map<string, { renews: number | undefined; until: number }>();
 
   constructor(
     private readonly ttlMs: number,
     private readonly maxKeys = 10_000,
   ) {}
 
-  /** True when the caller should refresh `key` (and now holds its mark). */
-  begin(key: string, now: number): boolean {
-    const until = this.until.get(key);
-    if (until !== undefined && until > now) return false;
-    if (this.until.size >= this.maxKeys) this.sweep(now);
+  /**
+   * True when the caller should refresh `key` (and now holds its mark). `renews` is the
+   * expiry of the copy a refresh-ahead renews, for {@link renewing}.
+   */
+  begin(key: string, now: number, renews?: number): boolean {
+    const mark = this.marks.get(key);
+    if (mark !== undefined && mark.until > now) return false;
+    if (this.marks.size >= this.maxKeys) this.sweep(now);
     // Full of live marks: refresh unmarked rather than grow (the coordinator still collapses).
-    if (this.until.size < this.maxKeys) this.until.set(key, now + this.ttlMs);
+    if (this.marks.size < this.maxKeys) this.marks.set(key, { renews, until: now + this.ttlMs });
     return true;
   }
 
+  /** The expiry of the copy that a running refresh-ahead of `key` renews; undefined when none runs (or its mark lapsed). */
+  renewing(key: string, now: number): number | undefined {
+    const mark = this.marks.get(key);
+    return mark !== undefined && mark.until > now ? mark.renews : undefined;
+  }
+
   end(key: string): void {
-    this.until.delete(key);
+    this.marks.delete(key);
   }
 
   private sweep(now: number): void {
-    for (const [key, until] of this.until) if (until <= now) this.until.delete(key);
+    for (const [key, mark] of this.marks) if (mark.until <= now) this.marks.delete(key);
   }
 }

@@ -128,3 +128,10 @@ export function entrySize(entry: Entry): number {
   for (const tag of entry.tags) size += tag.length + STRING_OVERHEAD_BYTES;
   return size;
 }
+
+/** Whether `entry` was written after `than` (by a later flight): by fencing token, then arrival. */
+export function writtenAfter(entry: Entry | undefined, than: Entry | undefined): boolean {
+  if (!entry) return false;
+  if (!than) return true;
+  return entry.token > than.token || entry.storedAt > than.storedAt;
+}
