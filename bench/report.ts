@@ -2,6 +2,7 @@
 import { protectionTargets, waitedText } from "./protection-targets.ts";
 import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
 import { profileMarkdown } from "./cpu-profile.ts";
+import { BUNDLE_LIMIT_BYTES } from "./startup.ts";
 import type { BenchRun, CellResult, HitPair, RuntimeName, ScenarioName, Target } from "./types.ts";
 import { workerCostSection, workerTargets } from "./worker-report.ts";
 
@@ -146,6 +147,16 @@ export function targets(run: BenchRun): Target[] {
       });
     }
   }
+  const bundle = run.startup?.worker?.candidates.find((c) => c.bytes !== undefined);
+  if (run.startup !== undefined)
+    out.push({
+      name: `Worker bundle < ${BUNDLE_LIMIT_BYTES / 1000} KB`,
+      verdict: bundle?.bytes !== undefined && bundle.bytes < BUNDLE_LIMIT_BYTES ? "PASS" : "MISS",
+      detail:
+        bundle?.bytes === undefined
+          ? `not measured: ${(run.startup.workerError ?? "").split("\n")[0]}`
+          : `${bundle.bytes} B (${bundle.gzipBytes} B gzipped)`,
+    });
   out.push(...workerTargets(run));
   out.push(...protectionTargets(run));
   return out;
@@ -269,6 +280,36 @@ export function markdown(run: BenchRun): string {
     lines.push("", `![origin requests per second: ${scenario.name}](${scenario.name}.svg)`);
     lines.push("");
   }
+  lines.push(...startupSection(run));
   lines.push(...workerCostSection(run));
   return `${lines.join("\n")}\n`;
+}
+
+/** Bundle size and start times (startup.ts). */
+function startupSection(run: BenchRun): string[] {
+  const s = run.startup;
+  if (s === undefined) return [];
+  const lines = ["## Start-up and bundle", ""];
+  if (s.worker) {
+    const w = s.worker;
+    lines.push(
+      `The Worker as \`wrangler deploy --dry-run\` bundles it; a fresh workerd (Miniflare) started and its first request answered, median of ${w.rounds} alternated rounds, against a bare Worker started the same way:`,
+      "",
+      "| Worker | bundle bytes | gzipped | start + first request ms | over a bare Worker ms | parse + link + evaluate CPU ms |",
+      "|---|---|---|---|---|---|",
+      ...w.candidates.map((c) => {
+        const cpu = c.bytes === undefined ? "" : String(Object.values(w.evaluateCpuMs ?? {})[0] ?? "–");
+        const name = c.bytes === undefined ? c.name : "herdless";
+        return `| ${name} | ${c.bytes ?? ""} | ${c.gzipBytes ?? ""} | ${c.medianMs} | ${c.bytes === undefined ? "" : c.overBareMs} | ${cpu} |`;
+      }),
+      "",
+    );
+  } else lines.push(`Worker start not measured: ${(s.workerError ?? "").split("\n")[0]}`, "");
+  if (s.node)
+    lines.push(
+      `The Node CLI (built as the package is), from spawn to its first answer (\`/__herdless/metrics\`), median of ${s.node.rounds}: **${s.node.herdlessMs} ms**, against ${s.node.bareMs} ms for a bare \`node:http\` server (\`node -e\`): herdless adds ${s.node.herdlessMs - s.node.bareMs} ms (its modules, the config check, the bounded-heap worker thread).`,
+      "",
+    );
+  else lines.push(`Node start not measured: ${(s.nodeError ?? "").split("\n")[0]}`, "");
+  return lines;
 }

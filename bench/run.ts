@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- [NAME …] --scenario NAME[,NAME] --runtime NAME[,NAME] --quick]`
+ * `npm run bench [-- [NAME …] --scenario NAME[,NAME] --runtime NAME[,NAME] --quick]` (NAME may also be
+ * `memory` or `startup`, which have runners of their own)
  *
  * Drives the fragile origin through each scenario × runtime (see scenarios.ts), then writes
  * bench/results/<timestamp>.json, latest.json, latest.md and one <scenario>.svg each.
@@ -10,6 +11,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { runCell, type Samples } from "./cell.ts";
 import { runHitPairs } from "./hit-pairs.ts";
+import { measureStartup } from "./startup.ts";
 import { ORIGIN_CRASH_ABOVE, ORIGIN_LATENCY_MS } from "./origin.ts";
 import { memoryFlood, memoryReport } from "./memory-flood.ts";
 import { installReaper, ROOT } from "./processes.ts";
@@ -73,7 +75,10 @@ function withBaselines(names: string[]): Scenario[] {
   const wanted = names.flatMap((n) => [...(scenarioByName(n).baselines ?? []), n]);
   return [...new Set(wanted)].map(scenarioByName);
 }
-const scenarios = named === undefined ? SCENARIOS : withBaselines(named.filter((n) => n !== "memory"));
+// `startup` is not a load scenario either: bundle size and start times (startup.ts); it runs with everything.
+const OWN_RUNNERS = ["memory", "startup"];
+const wantsStartup = named === undefined || named.includes("startup");
+const scenarios = named === undefined ? SCENARIOS : withBaselines(named.filter((n) => !OWN_RUNNERS.includes(n)));
 const runtimeFilter = split(values.runtime);
 for (const r of runtimeFilter ?? [])
   if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
@@ -161,6 +166,11 @@ for (const scenario of scenarios) {
         : `${scenario.name} × ${runtime}: ${l?.throughputRps} req/s, ${l?.errors} errors, ${l?.shed} shed, origin ${cell.origin?.requests} (peak ${cell.origin?.peakInFlight}, crashes ${cell.origin?.crashes}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );
   }
+}
+
+if (wantsStartup) {
+  log("start-up: the Worker bundle and workerd, the Node CLI…");
+  run.startup = await measureStartup(quick);
 }
 
 mkdirSync(RESULTS, { recursive: true });

@@ -1,6 +1,7 @@
 import type { FragileOriginStats } from "../fixtures/fragile-origin.ts";
 import type { ProfileSummary } from "./cpu-profile.ts";
 import type { LatencySummary } from "./histogram.ts";
+import type { Startup } from "./startup.ts";
 
 /** What the load generator does; passed to it as JSON on argv. */
 export interface LoadSpec {
@@ -147,6 +148,8 @@ export interface BenchRun {
   originOptions: Record<string, unknown>;
   herdlessConfig: Record<string, unknown>;
   cells: CellResult[];
+  /** bundle size and start times (startup.ts), when measured */
+  startup?: Startup;
 }
 
 /** One line of the report's verdicts: a target and whether this run met it. */

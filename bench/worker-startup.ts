@@ -1,5 +1,5 @@
 /**
- * How long the Worker takes to start: `node --import tsx bench/worker-startup.ts [--bundle OLD.js] [--rounds 7]`
+ * How long the Worker takes to start: `node --import tsx bench/worker-startup.ts [--bundle OLD.js] [--rounds 7] [--json]`
  *
  * Bundles the Worker as a deploy would (`wrangler deploy --dry-run`), then, in rounds that
  * alternate the candidates (the machine is noisy), starts a fresh workerd through Miniflare
@@ -12,7 +12,8 @@
  * measured alone, in CPU time: V8 parsing, linking and evaluating the module (with
  * `cloudflare:workers` stubbed) in this Node process, which is the work every isolate does
  * before its first request. That needs `node --experimental-vm-modules`; without it only
- * the workerd timing is printed.
+ * the workerd timing is printed. `--json` prints one JSON line instead ({@link WorkerStartup}):
+ * `npm run bench` runs it so for its start-up section.
  */
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
@@ -24,7 +25,11 @@ import { bundleWorker } from "./worker-runtime.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { bundle: { type: "string", multiple: true }, rounds: { type: "string", default: "7" } },
+  options: {
+    bundle: { type: "string", multiple: true },
+    rounds: { type: "string", default: "7" },
+    json: { type: "boolean", default: false },
+  },
 });
 const current = bundleWorker();
 const candidates: { name: string; worker: Omit<WorkerOptions, "name"> }[] = [
@@ -113,6 +118,15 @@ interface VmModule {
   setExport(name: string, value: unknown): void;
 }
 
+/** What `--json` prints. */
+export interface WorkerStartup {
+  rounds: number;
+  /** the bare Worker first, then the bundle(s) */
+  candidates: Array<{ name: string; bytes?: number; gzipBytes?: number; medianMs: number; overBareMs: number }>;
+  /** parse + link + evaluate of each bundle, CPU ms (median of 15); absent without --experimental-vm-modules */
+  evaluateCpuMs?: Record<string, number>;
+}
+
 const rounds = Number(values.rounds);
 const times = new Map<string, number[]>(candidates.map((c) => [c.name, []]));
 for (let round = 0; round < rounds; round++) {
@@ -121,24 +135,38 @@ for (let round = 0; round < rounds; round++) {
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const bareMs = median(times.get("bare Worker")!);
-const lines = [
-  `| Worker | bundle bytes | gzip bytes | start + first request, median of ${rounds} (ms) | over a bare Worker (ms) |`,
-  "|---|---|---|---|---|",
-];
-for (const candidate of candidates) {
-  const ms = median(times.get(candidate.name)!);
-  const path = candidate.worker.scriptPath;
-  const size = path === undefined ? "" : String(statSync(path).size);
-  const gzip = path === undefined ? "" : String(gzipSync(readFileSync(path)).length);
-  lines.push(`| ${candidate.name} | ${size} | ${gzip} | ${ms.toFixed(0)} | ${(ms - bareMs).toFixed(0)} |`);
-}
-process.stdout.write(`${lines.join("\n")}\n`);
-
+const result: WorkerStartup = {
+  rounds,
+  candidates: candidates.map((candidate) => {
+    const ms = median(times.get(candidate.name)!);
+    const path = candidate.worker.scriptPath;
+    return {
+      name: candidate.name,
+      ...(path === undefined ? {} : { bytes: statSync(path).size, gzipBytes: gzipSync(readFileSync(path)).length }),
+      medianMs: Math.round(ms),
+      overBareMs: Math.round(ms - bareMs),
+    };
+  }),
+};
 if (process.execArgv.includes("--experimental-vm-modules")) {
   const paths = [current.path, ...(values.bundle ?? [])];
   const cpu = new Map<string, number[]>(paths.map((p) => [p, []]));
   for (let round = 0; round < 15; round++)
     for (const path of round % 2 === 0 ? paths : [...paths].reverse()) cpu.get(path)!.push(await evaluateCpuMs(path));
-  process.stdout.write(`\n| bundle | parse + link + evaluate, CPU ms, median of 15 |\n|---|---|\n`);
-  for (const path of paths) process.stdout.write(`| ${path} | ${median(cpu.get(path)!).toFixed(1)} |\n`);
+  result.evaluateCpuMs = Object.fromEntries(paths.map((p) => [p, Number(median(cpu.get(p)!).toFixed(1))]));
+}
+if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+else {
+  const lines = [
+    `| Worker | bundle bytes | gzip bytes | start + first request, median of ${rounds} (ms) | over a bare Worker (ms) |`,
+    "|---|---|---|---|---|",
+    ...result.candidates.map(
+      (c) => `| ${c.name} | ${c.bytes ?? ""} | ${c.gzipBytes ?? ""} | ${c.medianMs} | ${c.overBareMs} |`,
+    ),
+  ];
+  if (result.evaluateCpuMs) {
+    lines.push("", "| bundle | parse + link + evaluate, CPU ms, median of 15 |", "|---|---|");
+    for (const [path, ms] of Object.entries(result.evaluateCpuMs)) lines.push(`| ${path} | ${ms} |`);
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
 }
