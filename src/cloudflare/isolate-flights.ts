@@ -2,6 +2,8 @@ import type { Coordinator, FillRequest, FillResult } from "../core/fill/coordina
 import { applyPurge } from "../core/admin/purge.ts";
 import { headerList } from "../core/http/http.ts";
 import { variantKey } from "../core/http/key.ts";
+import type { Entry } from "../core/http/entry.ts";
+import { SharedBody } from "../core/fill/shared-body.ts";
 
 /**
  * Coordinator calls of one isolate, collapsed per key: while one request of the isolate
@@ -10,25 +12,37 @@ import { variantKey } from "../core/http/key.ts";
  * call per isolate per key, not one per request; each call is a billed Durable Object
  * request and the object answers its callers one after another.
  *
- * Only plain data is shared: an entry (its body is bytes) or a failure. A streamed body
- * belongs to the request that received it, so a waiter whose leader got a stream makes its
- * own call, and the object hands it its own stream of the same flight. A waiter whose
- * variant (Vary) or purges the shared entry does not answer makes its own call too, and a
- * request that must be validated (`revalidate`) never joins.
+ * An entry (its body is bytes) or a failure is shared as it is. A streamed body is read
+ * once from the object (one RPC stream per isolate, not one per request: the object feeding
+ * fifty 20 MB streams took longer than its lease) and teed here with the core's
+ * {@link SharedBody}: each request of the isolate gets its own stream of it, at its own
+ * pace, and a request that comes while the body still arrives joins it too, as long as its
+ * start is kept (up to `cache.maxEntryBytes`, as the object keeps it). A waiter whose
+ * variant (Vary) or purges the shared entry does not answer makes its own call, and so does
+ * one too late for the start of a body, and a request that must be validated (`revalidate`)
+ * never joins.
  *
- * Promises cross requests here, which the runtime allows while the request that made
- * the promise lives: the leader's call is kept alive with `background` (ctx.waitUntil), and
- * a waiter stops waiting after `joinTimeoutMs` and makes its own call (its own timer also
- * keeps the runtime from taking a waiter for a hung request).
+ * Promises and streams cross requests here, which the runtime allows while the request that
+ * made them lives: the leader's call and the read of its body are kept alive with
+ * `background` (ctx.waitUntil) until the body ended, and a waiter stops waiting after
+ * `joinTimeoutMs` and makes its own call (its own timer also keeps the runtime from taking a
+ * waiter for a hung request).
  *
  * @example
- * const flights = new IsolateFlights(config.coordinator.waitTimeoutMs);
+ * const flights = new IsolateFlights(config.coordinator.waitTimeoutMs, config.cache.maxEntryBytes);
  * const coordinator = flights.coordinator(coordinatorClient(env.COORDINATOR, config), (p) => ctx.waitUntil(p));
  */
 export class IsolateFlights {
-  private readonly running = new Map<string, Promise<FillResult>>();
+  private readonly running = new Map<string, Promise<Shared>>();
 
-  constructor(private readonly joinTimeoutMs: number) {}
+  /**
+   * @param joinTimeoutMs how long a waiter waits on the leader's call before making its own
+   * @param keepBytes how much of a streamed body is kept for requests that join late (`cache.maxEntryBytes`)
+   */
+  constructor(
+    private readonly joinTimeoutMs: number,
+    private readonly keepBytes: number,
+  ) {}
 
   /** `inner`, with this isolate's concurrent fills of one key collapsed onto one call. */
   coordinator(inner: Coordinator, background: (work: Promise<unknown>) => void): Coordinator {
@@ -38,7 +52,7 @@ export class IsolateFlights {
     };
   }
 
-  /** Calls in flight now (for tests and stats). */
+  /** Calls in flight now, and streamed bodies still arriving (for tests and stats). */
   get size(): number {
     return this.running.size;
   }
@@ -55,22 +69,28 @@ export class IsolateFlights {
       const mine = shared === undefined ? undefined : forWaiter(shared, request);
       return mine ?? inner.fill(request);
     }
-    const call = inner.fill(request);
+    const call = inner.fill(request).then((result) => shareStream(result, this.keepBytes));
     this.running.set(request.key, call);
-    const settled = call.then(
-      () => undefined,
+    // Joinable until the call failed or answered, or, for a streamed body, until it ended.
+    const over = call.then(
+      (shared) => shared.body?.ended,
       () => undefined,
     );
     background(
-      settled.finally(() => {
+      over.finally(() => {
         if (this.running.get(request.key) === call) this.running.delete(request.key);
       }),
     );
-    return call;
+    const shared = await call;
+    if (shared.result.kind !== "stream") return shared.result;
+    // The leader's stream was opened with the shared body, before any byte could pass it by.
+    const first = shared.first;
+    shared.first = undefined;
+    return first ? { ...shared.result, body: first } : inner.fill(request);
   }
 
   /** The leader's result, or undefined when it did not come within `joinTimeoutMs`. */
-  private async join(running: Promise<FillResult>): Promise<FillResult | undefined> {
+  private async join(running: Promise<Shared>): Promise<Shared | undefined> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), this.joinTimeoutMs);
@@ -85,18 +105,30 @@ export class IsolateFlights {
   }
 }
 
-/** What a waiter gets from its leader's result, or undefined when it must make its own call. */
-function forWaiter(shared: FillResult, request: FillRequest): FillResult | undefined {
+/**
+ * The leader's answer as the isolate shares it: a streamed body is read once, into `body`,
+ * and `first` is the leader's own stream of it.
+ */
+interface Shared {
+  result: FillResult;
+  body?: SharedBody;
+  first?: ReadableStream<Uint8Array>;
+}
+
+function shareStream(result: FillResult, keepBytes: number): Shared {
+  if (result.kind !== "stream") return { result };
+  const body = new SharedBody(result.body, {
+    keepBytes,
+    ...(result.bytes !== undefined ? { declaredBytes: result.bytes } : {}),
+  });
+  return { result, body, first: body.reader() };
+}
+
+/** What a waiter gets from its leader's answer, or undefined when it must make its own call. */
+function forWaiter({ result: shared, body }: Shared, request: FillRequest): FillResult | undefined {
   switch (shared.kind) {
-    case "entry": {
-      const { entry } = shared;
-      // The leader's variant is not necessarily this request's.
-      if (entry.vary.length > 0 && variantKey(request.primary, entry.vary, headerList(request.headers)) !== entry.key)
-        return undefined;
-      // A purge this request knows of and the leader's did not (its copy is newer).
-      if (request.purges && applyPurge(entry, request.primary, request.purges) !== entry) return undefined;
-      return { ...shared, collapsed: true, stored: false };
-    }
+    case "entry":
+      return answersWaiter(shared.entry, request) ? { ...shared, collapsed: true, stored: false } : undefined;
     case "failed":
       return { ...shared, collapsed: true };
     case "pass":
@@ -104,7 +136,21 @@ function forWaiter(shared: FillResult, request: FillRequest): FillResult | undef
       // The answer was not shareable: this request goes to the origin by itself, as a
       // caller that joined the object's flight would.
       return { kind: "alone" };
-    case "stream":
-      return undefined;
+    case "stream": {
+      if (!answersWaiter({ ...shared.head, body: NO_BODY }, request)) return undefined;
+      // Undefined once the start of the body is gone (past keepBytes) or the body failed.
+      const mine = body?.reader();
+      return mine ? { ...shared, body: mine, collapsed: true } : undefined;
+    }
   }
+}
+
+const NO_BODY = new Uint8Array(0);
+
+/** Whether the leader's entry answers this waiter: the variant (Vary) it selects, and no purge it knows of covers it. */
+function answersWaiter(entry: Entry, request: FillRequest): boolean {
+  if (entry.vary.length > 0 && variantKey(request.primary, entry.vary, headerList(request.headers)) !== entry.key)
+    return false;
+  // A purge this request knows of and the leader's did not (its copy is newer).
+  return !request.purges || applyPurge(entry, request.primary, request.purges) === entry;
 }

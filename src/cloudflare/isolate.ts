@@ -100,7 +100,7 @@ export function isolateState(
       config,
       leases: new MemoryLeaseManager(clock),
       refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
-      flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs)),
+      flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs, config.cache.maxEntryBytes)),
       nearReadsFor: perCache(() => new Map<string, Promise<Entry | undefined>>()),
       guard: new LocalGuard({ config, clock }),
       guardFront: newGuardFront(clock, config),

@@ -60,15 +60,21 @@ export class StorageLeaseManager implements LeaseManager {
     });
   }
 
-  /** Pushes the expiry to now + ttlMs; false when the lease expired or changed hands. */
+  /**
+   * Pushes the expiry to now + ttlMs; false when the lease changed hands or was released.
+   *
+   * A lease past its expiry that nobody took is still the holder's: only this object can take
+   * it (the row is its own), and it has not, so no other fetch of the key started and the
+   * fencing token still stands. That holder is alive (it is calling): the object's event
+   * loop was only late to run its heartbeat, as happens while it feeds large bodies to many
+   * streams. Losing the lease then would abort a body that is still arriving for nothing.
+   */
   async extend(lease: Lease, ttlMs: number): Promise<boolean> {
     checkTtl(ttlMs);
     return this.storage.transactionSync(() => {
       const now = this.clock.now();
       const current = this.read(lease.key);
-      // An expired lease is lost even if nobody took it yet: its holder's work was already
-      // told to stop (the coordinator aborts its fetch at expiry), as a Redis PX key would have vanished.
-      if (!current || current.token !== lease.token || now >= current.expiresAt) return false;
+      if (!current || current.token !== lease.token) return false;
       const expiresAt = now + ttlMs;
       this.storage.sql.exec("UPDATE herdless_leases SET expires_at = ? WHERE key = ?", expiresAt, lease.key);
       lease.expiresAt = expiresAt;

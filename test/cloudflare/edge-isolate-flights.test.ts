@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import type { Env } from "../../src/cloudflare/env.ts";
 import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { largeBodyByte } from "./origin-protocol.ts";
 import { testOrigin } from "./test-origin.ts";
 
 /** The env with its COORDINATOR calls counted: each is a billed Durable Object request. */
@@ -41,6 +42,39 @@ describe("an isolate's requests for one key make one coordinator call at a time"
     // The entry is in the isolate's memory at once: the next request is a hit, no call at all.
     expect((await dc!.get("/cold")).cacheStatus).toMatch(/hit/);
     expect(fills()).toBe(1);
+  });
+
+  it("50 concurrent requests for a cold key whose body streams (1 MB): 1 coordinator call, one RPC stream shared, 50 × the whole body, bytes before the origin finished", async () => {
+    const bytes = 1_000_000;
+    const origin = await testOrigin({ bodyBytes: bytes, mode: "half", headers: { "cache-control": "max-age=60" } });
+    const base = edgeEnv(origin.url);
+    const { env, fills } = countingCoordinator(base);
+    const [dc] = dataCenters(1, env, undefined, { ownIsolate: true });
+    const opened = await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const { response } = await dc!.fetch("/streamed");
+        const reader = response.body!.getReader();
+        const first = await reader.read();
+        return { response, reader, first: first.value ?? new Uint8Array() };
+      }),
+    );
+    // Every request has bytes while the origin holds back the second half.
+    expect(opened.filter((o) => o.response.status !== 200 || o.first.byteLength === 0)).toEqual([]);
+    expect(await origin.stats()).toMatchObject({ count: 1, held: 1 });
+    expect(fills()).toBe(1);
+    await origin.release();
+    const bodies = await Promise.all(
+      opened.map(async ({ reader, first }) => {
+        const chunks = [first];
+        for (let read = await reader.read(); !read.done; read = await reader.read()) chunks.push(read.value);
+        return new Uint8Array(await new Blob(chunks).arrayBuffer());
+      }),
+    );
+    const want = Uint8Array.from({ length: bytes }, (_, i) => largeBodyByte(i));
+    expect(bodies.filter((body) => body.byteLength !== bytes || !body.every((b, i) => b === want[i]))).toEqual([]);
+    expect(opened.filter((o) => /collapsed/.test(o.response.headers.get("cache-status") ?? ""))).toHaveLength(49);
+    expect(fills()).toBe(1);
+    expect(await origin.count()).toBe(1);
   });
 
   it("100 concurrent requests for an expired key without stale-while-revalidate: 1 coordinator call, 1 revalidation", async () => {

@@ -19,6 +19,7 @@ function controlledSource() {
   return {
     stream,
     send: (...bytes: number[]) => controller.enqueue(new Uint8Array(bytes)),
+    sendBytes: (chunk: Uint8Array) => controller.enqueue(chunk),
     end: () => controller.close(),
     fail: (error: Error) => controller.error(error),
     cancelled: () => cancelled,
@@ -129,6 +130,21 @@ describe("SharedBody", () => {
     // Let the pump run as far as it may.
     for (let i = 0; i < 20; i++) await Promise.resolve();
     expect(shared.receivedBytes).toBeLessThanOrEqual(4);
-    expect(await readOne(slow)).toEqual([0]);
+    // What arrived before the reader asked comes in one read.
+    expect(await readOne(slow)).toEqual([0, 1, 2]);
+  });
+
+  it("gives a reader that fell behind what arrived meanwhile in one chunk, up to 256 KiB", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 1024 * 1024 });
+    const reader = shared.reader()!.getReader();
+    const kib = (n: number) => new Uint8Array(n * 1024).fill(n);
+    for (const n of [100, 100, 100, 1]) origin.sendBytes(kib(n));
+    origin.end();
+    // The pump reads all of it before the reader asks.
+    await shared.ended;
+    const sizes: number[] = [];
+    for (let read = await reader.read(); !read.done; read = await reader.read()) sizes.push(read.value.byteLength);
+    expect(sizes).toEqual([200 * 1024, 101 * 1024]);
   });
 });

@@ -60,18 +60,20 @@ export class StreamingFlights {
     this.o.background?.(flight.done);
   }
 
-  /** Extends the lease every third of its term; a lease found lost stops the body. */
+  /**
+   * Extends the lease now (the head may have taken most of its term) and every third of its
+   * term; a lease found lost stops the body.
+   */
   private keepLease(key: string, flight: SharedFlight, lease: Lease): ReturnType<typeof setInterval> {
     const { lockLeaseMs } = this.o.config.coordinator;
-    return setInterval(
-      () =>
-        void this.o.leases.extend(lease, lockLeaseMs).then(
-          (held) => {
-            if (!held) flight.shared.abort(new HerdlessError("LEASE_LOST", `lease on ${key} was lost`));
-          },
-          () => undefined,
-        ),
-      Math.max(1, Math.floor(lockLeaseMs / 3)),
-    );
+    const beat = () =>
+      void this.o.leases.extend(lease, lockLeaseMs).then(
+        (held) => {
+          if (!held) flight.shared.abort(new HerdlessError("LEASE_LOST", `lease on ${key} was lost`));
+        },
+        () => undefined,
+      );
+    beat();
+    return setInterval(beat, Math.max(1, Math.floor(lockLeaseMs / 3)));
   }
 }
