@@ -1,6 +1,7 @@
 /** One (scenario × runtime) measurement: fresh origin, fresh runtime, load, counters, teardown. */
 import { loadavg } from "node:os";
 import { captureSample, type Sample } from "./bare-node.ts";
+import { loopSummary, redisLosses } from "./fleet-tail.ts";
 import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
 import { runTsScript } from "./processes.ts";
 import { startRuntime, type Runtime } from "./runtimes.ts";
@@ -10,7 +11,11 @@ import type { CellResult, LoadResult, LoadSpec, MeterReading, RuntimeName } from
 /** Responses captured from herdless, by scenario and runtime (`tail-hits worker`), replayed by the bare servers. */
 export type Samples = Map<string, Sample>;
 
-const BARE_OF: Partial<Record<RuntimeName, RuntimeName>> = { "bare-node": "node", "bare-worker": "worker" };
+const BARE_OF: Partial<Record<RuntimeName, RuntimeName>> = {
+  "bare-node": "node",
+  "bare-fleet": "fleet",
+  "bare-worker": "worker",
+};
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -115,8 +120,17 @@ export async function runCell(
     if (baseline && scenario.runtimes.includes(baseline) && scenario.warmPaths && runtime.targets[0])
       samples.set(`${scenario.name} ${name}`, await captureSample(`${runtime.targets[0]}${samplePath}`, HOST));
 
+    const warmUpMs = scenario.warmUpMs?.(quick);
+    if (warmUpMs !== undefined && name !== "direct") {
+      // Other keys, so the measured run starts as the scenario says (cold or warmed), on compiled code.
+      const paths = load.paths.map((path) => `/warm-up${path}`);
+      await runLoad({ ...load, paths, durationMs: warmUpMs, targets: runtime.targets, host: HOST });
+      cell.notes.push(`${warmUpMs / 1000} s of the same load on other keys before the measured run (not counted)`);
+    }
     await origin.reset();
     if (name === "worker") await meterReading(runtime.targets, "POST");
+    await runtime.redisCommands?.reset();
+    const runStartedAt = Date.now();
     const serverCpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
     const originCpu0 = origin.server.cpuMs();
     const loadBefore = loadavg()[0] ?? 0;
@@ -143,6 +157,13 @@ export async function runCell(
       cell.notes.push(`best of ${rounds.length} rounds (${rounds.join(", ")} req/s)`);
     }
     cell.loadAverage = [loadBefore, loadavg()[0] ?? 0];
+    const redisCommands = await runtime.redisCommands?.read();
+    if (redisCommands) {
+      cell.redisCommands = redisCommands;
+      cell.redisLost = redisLosses(runtime.servers, runStartedAt, Date.now());
+    }
+    const loop = loopSummary(runtime.servers, runStartedAt, Date.now());
+    if (loop) cell.loop = loop;
     if (name === "worker") cell.meter = await meterReading(runtime.targets, "GET");
     // A cold scenario's sample, once herdless has served the key (the bare Worker replays it).
     if (baseline && scenario.runtimes.includes(baseline) && !scenario.warmPaths && samplePath && runtime.targets[0])

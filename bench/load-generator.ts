@@ -23,6 +23,8 @@ interface Outcome {
 class Tally {
   readonly histogram = new LatencyHistogram();
   readonly ttfb = new LatencyHistogram();
+  /** latency by Cache-Status class: whether the tail is hits (the machine) or waits on a fill */
+  readonly byClass = new Map<string, LatencyHistogram>();
   breakerOpen = 0;
   readonly byStatus: Record<string, number> = {};
   readonly byCacheStatus: Record<string, number> = {};
@@ -63,8 +65,12 @@ class Tally {
     if (outcome.cacheStatus.includes("detail=breaker-open")) this.breakerOpen++;
     if (outcome.status < 300 && outcome.firstByteNs !== undefined)
       this.ttfb.record(Number(outcome.firstByteNs - startedNs) / 1000);
-    bump(this.byCacheStatus, cacheStatusClass(outcome.cacheStatus));
-    if (settled) bump(this.settledByCacheStatus, cacheStatusClass(outcome.cacheStatus));
+    const kind = cacheStatusClass(outcome.cacheStatus);
+    bump(this.byCacheStatus, kind);
+    if (settled) bump(this.settledByCacheStatus, kind);
+    let histogram = this.byClass.get(kind);
+    if (histogram === undefined) this.byClass.set(kind, (histogram = new LatencyHistogram()));
+    histogram.record(latencyUs);
     if (outcome.status < 400) this.ok++;
     else if (isShed(outcome)) this.shed++;
     else {
@@ -191,6 +197,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
           },
         }),
     latency: tally.histogram.summary(),
+    latencyByCacheStatus: Object.fromEntries([...tally.byClass].map(([kind, h]) => [kind, h.summary()])),
     ...(tally.ttfb.count > 0 ? { ttfb: tally.ttfb.summary() } : {}),
     breakerOpen: tally.breakerOpen,
     elapsedMs,

@@ -29,6 +29,8 @@ export interface Server {
   stop(): Promise<void>;
   /** SIGKILL to the whole group, resolved once the leader exited (fault scenarios). */
   kill(): Promise<void>;
+  /** What it printed on stdout and stderr so far (the first MB). */
+  output(): string;
 }
 
 const live = new Set<ChildProcess>();
@@ -109,6 +111,7 @@ export function startServer(options: StartOptions): Promise<Server> {
             killGroup(child, "SIGKILL");
             await exited;
           },
+          output: () => output,
         });
       }
     };
@@ -123,7 +126,10 @@ export function startServer(options: StartOptions): Promise<Server> {
   });
 }
 
-/** `node --import tsx <script> ...args` as a server. */
+/** Preloaded into every Node server: its event-loop delay and GC pauses, once a second (loop-delay.mjs). */
+export const LOOP_DELAY_PRELOAD = ["-r", join(ROOT, "bench/loop-delay.mjs")];
+
+/** `node -r loop-delay.mjs --import tsx <script> ...args` as a server. */
 export function startTsServer(
   name: string,
   script: string,
@@ -134,7 +140,7 @@ export function startTsServer(
   return startServer({
     name,
     command: process.execPath,
-    args: ["--import", "tsx", join(ROOT, script), ...args],
+    args: [...LOOP_DELAY_PRELOAD, "--import", "tsx", join(ROOT, script), ...args],
     readyPattern,
     ...(env ? { env } : {}),
   });

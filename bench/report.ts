@@ -1,4 +1,5 @@
 /** The Markdown report: targets with PASS/MISS, then one table per scenario. */
+import { fleetTailNotes, fleetTailTargets } from "./fleet-tail.ts";
 import { protectionTargets, waitedText } from "./protection-targets.ts";
 import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
 import { profileMarkdown } from "./cpu-profile.ts";
@@ -157,6 +158,7 @@ export function targets(run: BenchRun): Target[] {
           ? `not measured: ${(run.startup.workerError ?? "").split("\n")[0]}`
           : `${bundle.bytes} B (${bundle.gzipBytes} B gzipped)`,
     });
+  out.push(...fleetTailTargets(run));
   out.push(...workerTargets(run));
   out.push(...protectionTargets(run));
   return out;
@@ -229,6 +231,7 @@ export function markdown(run: BenchRun): string {
         lines.push(`- ${cell.runtime}: ${l.breakerOpen} answers with detail=breaker-open.`);
       if (l && scenario.name.startsWith("hot-keys"))
         lines.push(`- ${cell.runtime}: answers that waited on the origin: ${waitedText(l)}.`);
+      lines.push(...fleetTailNotes(cell));
       for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
       const samples = cell.load?.networkErrorSamples ?? [];
       if (samples.length > 0)
@@ -240,6 +243,7 @@ export function markdown(run: BenchRun): string {
     }
     const bare: Array<[RuntimeName, RuntimeName]> = [
       ["node", "bare-node"],
+      ["fleet", "bare-fleet"],
       ["worker", "bare-worker"],
     ];
     for (const [a, b] of bare) {

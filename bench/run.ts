@@ -35,7 +35,7 @@ function writeReport(run: BenchRun, scenarios: Scenario[]): void {
   }
 }
 
-const RUNTIMES: RuntimeName[] = ["direct", "node", "fleet", "worker", "bare-node", "bare-worker"];
+const RUNTIMES: RuntimeName[] = ["direct", "node", "fleet", "worker", "bare-node", "bare-fleet", "bare-worker"];
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),

@@ -1,10 +1,11 @@
 /** The things the load generator can stand in front of the origin, each in its own processes. */
 import { spawnSync } from "node:child_process";
+import { Redis } from "ioredis";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Sample } from "./bare-node.ts";
 import type { BenchOrigin } from "./origin.ts";
-import { ROOT, startServer, startTsServer, type Server } from "./processes.ts";
+import { LOOP_DELAY_PRELOAD, ROOT, startServer, startTsServer, type Server } from "./processes.ts";
 import type { RuntimeName } from "./types.ts";
 import { builtCli } from "./node-build.ts";
 import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
@@ -26,6 +27,8 @@ export interface Runtime {
   bare?: string;
   /** fleet only: fault injection for the fault scenarios */
   faults?: { killRedis(): Promise<void>; restartRedis(): Promise<void>; killMember(index: number): Promise<void> };
+  /** fleet only: Redis's own count of the commands it ran, by command (INFO commandstats), and its reset */
+  redisCommands?: { reset(): Promise<void>; read(): Promise<Record<string, number>> };
   stop(): Promise<void>;
 }
 
@@ -67,13 +70,37 @@ export function startHerdless(
   return startServer({
     name,
     command: process.execPath,
-    args: [...nodeFlags, builtCli(), ...args],
+    args: [...LOOP_DELAY_PRELOAD, ...nodeFlags, builtCli(), ...args],
     readyPattern: HERDLESS_READY,
   });
 }
 
+/** INFO commandstats of the bench's Redis as { command: calls }, e.g. { evalsha: 120, hmget: 40 }; `reset` zeroes it first. */
+async function commandCalls(port: number, reset = false): Promise<Record<string, number>> {
+  const client = new Redis({ host: "127.0.0.1", port, lazyConnect: true });
+  try {
+    await client.connect();
+    if (reset) await client.config("RESETSTAT");
+    const calls: Record<string, number> = {};
+    for (const match of (await client.info("commandstats")).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+      if (!/^(info|config|client)/.test(match[1]!)) calls[match[1]!] = Number(match[2]);
+    return calls;
+  } finally {
+    client.disconnect();
+  }
+}
+
 async function stopAll(servers: Server[]): Promise<void> {
   await Promise.all(servers.map((s) => s.stop()));
+}
+
+function startBareNode(sample: Sample): Promise<Server> {
+  return startTsServer(
+    "bare node",
+    "bench/bare-node.ts",
+    [JSON.stringify(sample)],
+    /bare node listening on (http:\/\/\S+)/,
+  );
 }
 
 /** Starts `name` in front of the origin; the caller stops it. */
@@ -134,18 +161,33 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
           },
           killMember: async (index) => members[index]!.kill(),
         },
+        redisCommands: {
+          reset: async () => void (await commandCalls(port, true)),
+          read: () => commandCalls(port),
+        },
         stop: () => stopAll([...members, redis]),
       };
     }
-    case "bare-node": {
-      if (context.sample === undefined) throw new Error("bare-node needs a sample response");
-      const server = await startTsServer(
-        "bare node",
-        "bench/bare-node.ts",
-        [JSON.stringify(context.sample)],
-        /bare node listening on (http:\/\/\S+)/,
-      );
-      return { ...base, targets: [server.ready], servers: [server], breakers: 0, stop: () => stopAll([server]) };
+    case "bare-node":
+    case "bare-fleet": {
+      const sample = context.sample;
+      if (sample === undefined) throw new Error(`${name} needs a sample response`);
+      // bare-fleet: as many bare servers as the fleet has members, the connections spread alike.
+      const servers: Server[] = [];
+      try {
+        for (let i = 0; i < (name === "bare-fleet" ? FLEET_SIZE : 1); i++) servers.push(await startBareNode(sample));
+      } catch (error) {
+        await stopAll(servers);
+        throw error;
+      }
+      return {
+        ...base,
+        targets: servers.map((s) => s.ready),
+        servers,
+        breakers: 0,
+        notes: name === "bare-fleet" ? [`${FLEET_SIZE} bare node servers, the fleet's connections spread alike`] : [],
+        stop: () => stopAll(servers),
+      };
     }
     case "worker":
     case "bare-worker": {

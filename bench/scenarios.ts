@@ -24,6 +24,11 @@ export interface Scenario {
   /** fetched once through every target before the measured run */
   warmPaths?: string[];
   ideal?(load: Omit<LoadSpec, "targets" | "host">): { requests: number; formula: string };
+  /**
+   * an unmeasured run of the same load on other keys first, this long: the servers' code is
+   * compiled (JIT, Redis scripts loaded) before the measured run, as in a server that has run a while
+   */
+  warmUpMs?(quick: boolean): number;
   /** run the load this many times against the same servers and keep the best throughput (noise on shared machines) */
   rounds?: number;
   /** hit path: herdless and its bare server side by side, this many alternated rounds each (hit-pairs.ts) */
@@ -75,15 +80,17 @@ export function perExpiry(ttlS: number) {
 export const SCENARIOS: Scenario[] = [
   {
     name: "steady",
-    summary: "10 keys, 200 connections, origin sends max-age=2: every key expires every 2 s under load",
+    summary:
+      "10 keys, 200 connections, origin sends max-age=2: every key expires every 2 s under load; bare-node and bare-fleet (1 and 3 bare Node servers replaying the hit) are the machine's tail for node's and fleet's",
     cacheControl: "max-age=2",
-    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    runtimes: ["direct", ...HERDLESS_RUNTIMES, "bare-node", "bare-fleet"],
     load: (quick) => ({
       connections: 200,
       durationMs: scale(20_000, quick),
       paths: keys("/steady", 10),
       timeoutMs: 15_000,
     }),
+    warmUpMs: (quick) => scale(4_000, quick),
     ideal: perExpiry(2),
   },
   {

@@ -42,6 +42,8 @@ export interface LoadResult {
   /** with `settleMs`: requests sent after it, and their answers by Cache-Status class */
   settled?: { afterMs: number; requests: number; byCacheStatus: Record<string, number> };
   latency: LatencySummary;
+  /** the same by Cache-Status class (the keys of byCacheStatus; absent in results from before it was measured) */
+  latencyByCacheStatus?: Record<string, LatencySummary>;
   /** time to the first body byte of 2xx answers (absent in results from before it was measured) */
   ttfb?: LatencySummary;
   /** responses whose Cache-Status says `detail=breaker-open` (refused, or served stale because the breaker was open) */
@@ -67,7 +69,7 @@ export interface OriginSummary {
   timeline: FragileOriginStats["timeline"];
 }
 
-export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-worker";
+export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-fleet" | "bare-worker";
 export type ScenarioName =
   | "steady"
   | "spike"
@@ -100,6 +102,21 @@ export interface MeterReading {
   counts: Record<string, { fg: number; bg: number; ms: number }>;
   /** wall ms during which an object of each class had a call or alarm running */
   activeMs: Record<string, number>;
+}
+
+/** The event loops of a runtime's Node servers over a run, from bench/loop-delay.mjs's lines. */
+export interface LoopSummary {
+  /** the longest event-loop delay any server thread saw */
+  maxMs: number;
+  /** the worst per-second p99 of the delay */
+  p99Ms: number;
+  /** GC pauses: their sum over the run and every server, the longest one */
+  gcMs: number;
+  gcMaxMs: number;
+  /** server-seconds whose longest delay passed 50 ms */
+  secondsOver50Ms: number;
+  /** per second of the run: the longest delay over every server thread */
+  timeline: number[];
 }
 
 /** One (scenario × runtime) measurement. */
@@ -138,6 +155,12 @@ export interface CellResult {
   pairs?: HitPair[];
   /** hit path, node: where the serving thread's CPU went under the same load (cpu-profile.ts) */
   profile?: ProfileSummary;
+  /** Node servers: their event-loop delay and GC pauses during the measured run (bench/loop-delay.mjs) */
+  loop?: LoopSummary;
+  /** fleet only: the commands Redis ran during the measured run, by command (INFO commandstats) */
+  redisCommands?: Record<string, number>;
+  /** fleet only: times a member logged "redis unreachable" during the measured run */
+  redisLost?: number;
   notes: string[];
 }
 
