@@ -1,9 +1,12 @@
 /** One (scenario × runtime) measurement: fresh origin, fresh runtime, load, counters, teardown. */
+import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
+import { join } from "node:path";
 import { captureSample, type Sample } from "./bare-node.ts";
 import { loopSummary, redisLosses } from "./fleet-tail.ts";
+import { missTrace, type TraceEvent } from "./miss-trace.ts";
 import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
-import { runTsScript } from "./processes.ts";
+import { ROOT, runTsScript } from "./processes.ts";
 import { startRuntime, type Runtime } from "./runtimes.ts";
 import { configFor, HERDLESS_CONFIG, HOST, type Scenario } from "./scenarios.ts";
 import type { CellResult, LoadResult, LoadSpec, MeterReading, RuntimeName } from "./types.ts";
@@ -62,13 +65,36 @@ async function driveFault(runtime: Runtime, fault: NonNullable<ReturnType<NonNul
   await faults.restartRedis();
 }
 
-/** The Worker meter of every data center (bench/worker-meter.js), summed; POST also resets it. */
-export async function meterReading(targets: string[], method: "GET" | "POST"): Promise<MeterReading> {
-  const total: MeterReading = { clientRequests: 0, handlerMs: 0, counts: {}, activeMs: {} };
+const TMP = join(ROOT, "bench/results/tmp");
+
+/**
+ * The Worker meter of every data center (bench/worker-meter.js), summed; POST also resets it.
+ * With `trace`, POST starts a timeline and GET collects every isolate's into `events`.
+ */
+export async function meterReading(
+  targets: string[],
+  method: "GET" | "POST",
+  trace = false,
+): Promise<MeterReading & { events?: TraceEvent[] }> {
+  const total: MeterReading & { events?: TraceEvent[] } = {
+    clientRequests: 0,
+    handlerMs: 0,
+    counts: {},
+    activeMs: {},
+    rowsBySql: {},
+    ...(trace ? { events: [] } : {}),
+  };
   for (const target of targets) {
-    const res = await fetch(`${target}/__bench/meter`, { method });
+    const res = await fetch(`${target}/__bench/meter${trace ? "?trace=1" : ""}`, { method });
     if (!res.ok) throw new Error(`the Worker meter at ${target} answered ${res.status}`);
-    const one = (await res.json()) as MeterReading;
+    const one = (await res.json()) as MeterReading & { trace?: TraceEvent[] };
+    if (one.trace) total.events?.push(...one.trace);
+    for (const [sql, n] of Object.entries(one.rowsBySql ?? {})) {
+      const slot = ((total.rowsBySql ??= {})[sql] ??= { calls: 0, read: 0, written: 0 });
+      slot.calls += n.calls;
+      slot.read += n.read;
+      slot.written += n.written;
+    }
     total.clientRequests += one.clientRequests;
     total.handlerMs = Math.round(total.handlerMs + one.handlerMs);
     for (const [op, n] of Object.entries(one.counts)) {
@@ -128,7 +154,8 @@ export async function runCell(
       cell.notes.push(`${warmUpMs / 1000} s of the same load on other keys before the measured run (not counted)`);
     }
     await origin.reset();
-    if (name === "worker") await meterReading(runtime.targets, "POST");
+    const trace = name === "worker" && scenario.traceRequests === true;
+    if (name === "worker") await meterReading(runtime.targets, "POST", trace);
     await runtime.redisCommands?.reset();
     const runStartedAt = Date.now();
     const serverCpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
@@ -164,7 +191,17 @@ export async function runCell(
     }
     const loop = loopSummary(runtime.servers, runStartedAt, Date.now());
     if (loop) cell.loop = loop;
-    if (name === "worker") cell.meter = await meterReading(runtime.targets, "GET");
+    if (name === "worker") {
+      const { events, ...meter } = await meterReading(runtime.targets, "GET", trace);
+      cell.meter = meter;
+      const traced = events ? missTrace(events) : undefined;
+      if (traced && events) {
+        cell.trace = traced;
+        // The raw timeline, for a closer look than the report's medians.
+        mkdirSync(TMP, { recursive: true });
+        writeFileSync(join(TMP, `${scenario.name}-worker-trace.json`), JSON.stringify(events));
+      }
+    }
     // A cold scenario's sample, once herdless has served the key (the bare Worker replays it).
     if (baseline && scenario.runtimes.includes(baseline) && !scenario.warmPaths && samplePath && runtime.targets[0])
       samples.set(`${scenario.name} ${name}`, await captureSample(`${runtime.targets[0]}${samplePath}`, HOST));

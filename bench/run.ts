@@ -21,7 +21,7 @@ import "./protection-scenarios.ts";
 import { HERDLESS_CONFIG, SCENARIOS, scenarioByName, type Scenario } from "./scenarios.ts";
 import { originChart } from "./svg.ts";
 import type { BenchRun, CellResult, RuntimeName } from "./types.ts";
-import { bundleWorker } from "./worker-runtime.ts";
+import { bundleWorker, useDoStorage } from "./worker-runtime.ts";
 
 const RESULTS = join(ROOT, "bench/results");
 function writeReport(run: BenchRun, scenarios: Scenario[]): void {
@@ -49,6 +49,8 @@ const { values, positionals } = parseArgs({
     "node-flag": { type: "string", multiple: true },
     /** re-render latest.md and the charts from a results JSON, without running anything */
     render: { type: "string" },
+    /** the Worker's Durable Object storage: memory (tmpfs, the default) or disk (see worker-host.ts) */
+    "do-storage": { type: "string", default: "memory" },
   },
 });
 const split = (list: string[] | undefined): string[] | undefined =>
@@ -83,6 +85,10 @@ const runtimeFilter = split(values.runtime);
 for (const r of runtimeFilter ?? [])
   if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
 const quick = values.quick === true;
+const doStorage = values["do-storage"];
+if (doStorage !== "memory" && doStorage !== "disk")
+  throw new Error(`--do-storage must be memory or disk, got "${doStorage}"`);
+useDoStorage(doStorage);
 
 if (values.render !== undefined) {
   const saved = JSON.parse(readFileSync(values.render, "utf8")) as BenchRun;
@@ -117,6 +123,7 @@ const run: BenchRun = {
   machine: { cpus: cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` },
   originOptions: { latencyMs: ORIGIN_LATENCY_MS, crashAbove: ORIGIN_CRASH_ABOVE, etag: true, bodyBytes: 512 },
   herdlessConfig: HERDLESS_CONFIG,
+  doStorage,
   cells: [],
 };
 const samples: Samples = new Map();

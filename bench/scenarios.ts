@@ -43,6 +43,8 @@ export interface Scenario {
   config?: Record<string, unknown>;
   /** scenarios whose cells are this one's baseline: run with it whenever it runs */
   baselines?: ScenarioName[];
+  /** the Worker records a timeline of each request's hops (bench/miss-trace.ts); for sequential loads */
+  traceRequests?: boolean;
 }
 
 /** HERDLESS_CONFIG with `patch` merged in: objects deeply, anything else replaced. */
@@ -254,6 +256,7 @@ SCENARIOS.push(
       "100 sequential misses on 1 connection, every request a new key, origin latency 20 ms: what a miss adds to the origin's own time",
     cacheControl: "max-age=60",
     runtimes: ["direct", "node", "worker"],
+    traceRequests: true,
     load: () => ({
       connections: 1,
       requestsPerConnection: 100,

@@ -2,6 +2,7 @@ import type { FragileOriginStats } from "../fixtures/fragile-origin.ts";
 import type { ProfileSummary } from "./cpu-profile.ts";
 import type { LatencySummary } from "./histogram.ts";
 import type { Startup } from "./startup.ts";
+import type { MissTrace } from "./miss-trace.ts";
 
 /** What the load generator does; passed to it as JSON on argv. */
 export interface LoadSpec {
@@ -102,6 +103,8 @@ export interface MeterReading {
   counts: Record<string, { fg: number; bg: number; ms: number }>;
   /** wall ms during which an object of each class had a call or alarm running */
   activeMs: Record<string, number>;
+  /** SQL statements (their first 72 characters): calls, rows read and written (absent in older results) */
+  rowsBySql?: Record<string, { calls: number; read: number; written: number }>;
 }
 
 /** The event loops of a runtime's Node servers over a run, from bench/loop-delay.mjs's lines. */
@@ -161,6 +164,8 @@ export interface CellResult {
   redisCommands?: Record<string, number>;
   /** fleet only: times a member logged "redis unreachable" during the measured run */
   redisLost?: number;
+  /** worker, scenarios with traceRequests: each request's hops and their times (bench/miss-trace.ts) */
+  trace?: MissTrace;
   notes: string[];
 }
 
@@ -170,6 +175,8 @@ export interface BenchRun {
   machine: { cpus: number; node: string; platform: string };
   originOptions: Record<string, unknown>;
   herdlessConfig: Record<string, unknown>;
+  /** where the Worker's Durable Object storage lived (bench/worker-host.ts); absent before it was a choice (disk) */
+  doStorage?: "memory" | "disk";
   cells: CellResult[];
   /** bundle size and start times (startup.ts), when measured */
   startup?: Startup;

@@ -4,7 +4,7 @@
  * Worker and Durable Object classes, with every billable operation counted where it
  * happens, inside workerd, rather than estimated:
  *
- * - Durable Object requests: each call on a stub of COORDINATOR, GUARD or PURGES (from an
+ * - Durable Object requests: each call on a stub of COORDINATOR, GUARD, PURGES or STATS (from an
  *   edge or from inside an object), by binding and method;
  * - Durable Object storage: SQL rows read and written (the cursor's own counters), KV
  *   reads and writes, alarm reads and writes;
@@ -16,8 +16,16 @@
  * Each operation is counted as `fg` when a client request was in progress in this isolate
  * when it started (on the request's path, for sequential loads), `bg` otherwise.
  * `GET /__bench/meter` answers this isolate's counters; `POST /__bench/meter` resets them.
+ *
+ * With `?trace=1` on the POST, the isolate also records a timeline until the next reset (at
+ * most TRACE_LIMIT events; `GET /__bench/meter?trace=1` returns it): each client request's
+ * handler and each call an object ran, and each operation above with the one it was issued
+ * from, and when each started and settled. bench/miss-trace.ts turns it into the hops of each
+ * request and how long each took. Times are workerd's clock: epoch ms in 1 ms steps, the same
+ * for every isolate of the process. Needs the `nodejs_als` compatibility flag (worker-host.ts).
  * Plain JavaScript: workerd loads it next to the bundle, untranspiled.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { DurableObject } from "cloudflare:workers";
 import worker, * as herdless from "./worker.js";
 
@@ -29,6 +37,38 @@ let inProgress = 0;
 let counts = {};
 /** @type {Record<string, number>} */
 let activeMs = {};
+/** SQL statements (their first 72 characters): calls, rows read, rows written. @type {Record<string, { calls: number, read: number, written: number }>} */
+let rowsBySql = {};
+
+const TRACE_LIMIT = 50_000;
+/**
+ * The timeline: windows (a client request's handler, `handler`; a call an object ran,
+ * `Class.method`) with their own `id`, and operations with the id of the window they were
+ * issued from (`in`). The window is found through the async context (AsyncLocalStorage), so
+ * work a request left behind it (ctx.waitUntil) is still its own.
+ * @type {Array<{ op: string, by: string, id?: number, in?: number, t0: number, t1?: number }> | undefined}
+ */
+let trace;
+let nextWindow = 0;
+/** @type {AsyncLocalStorage<{ id: number, by: string }>} */
+const windows = new AsyncLocalStorage();
+
+/** Starts a trace event; returns the function that ends it (a no-op while not tracing). */
+function traced(event) {
+  if (trace === undefined || trace.length >= TRACE_LIMIT) return () => undefined;
+  const recorded = { ...event, t0: performance.now() };
+  trace.push(recorded);
+  return () => {
+    recorded.t1 = performance.now();
+  };
+}
+
+/** Runs `fn` as a new window named `op` of `by` (the edge or an object's class). */
+function inWindow(op, by, fn) {
+  const id = ++nextWindow;
+  const end = traced({ op, by, id });
+  return { end, result: windows.run({ id, by }, fn) };
+}
 
 function count(name, n = 1) {
   if (n === 0) return;
@@ -37,14 +77,17 @@ function count(name, n = 1) {
   else slot.bg += n;
 }
 
-/** Counts one operation and adds the wall time until `result` settles to its `ms`. */
-function timed(name, result) {
+/** Counts one operation (issued by `by`) and adds the wall time until `result` settles to its `ms`. */
+function timed(name, result, by) {
   count(name);
   // RPC calls answer with a thenable of their own, not a Promise.
   if (typeof result?.then !== "function") return result;
   const started = performance.now();
+  const window = windows.getStore();
+  const end = traced({ op: name, by: window?.by ?? by ?? "edge", ...(window ? { in: window.id } : {}) });
   const add = () => {
     counts[name].ms += performance.now() - started;
+    end();
   };
   Promise.resolve(result).then(add, add);
   return result;
@@ -56,7 +99,7 @@ function passThrough(target, prop) {
   return typeof value === "function" ? value.bind(target) : value;
 }
 
-function meteredStub(stub, binding) {
+function meteredStub(stub, binding, by) {
   return new Proxy(stub, {
     get(target, prop) {
       const value = Reflect.get(target, prop);
@@ -65,31 +108,36 @@ function meteredStub(stub, binding) {
       if (typeof prop !== "string" || prop === "then" || typeof value !== "function") return value;
       return (...args) => {
         // Reflect.apply: `value.apply` would be an RPC call of a remote method named "apply".
-        return timed(`do request ${binding}.${prop}`, Reflect.apply(value, target, args));
+        return timed(`do request ${binding}.${prop}`, Reflect.apply(value, target, args), by);
       };
     },
   });
 }
 
-function meteredNamespace(namespace, binding) {
+function meteredNamespace(namespace, binding, by) {
   return new Proxy(namespace, {
     get(target, prop) {
       if (prop === "get" || prop === "getByName")
-        return (...args) => meteredStub(Reflect.apply(Reflect.get(target, prop), target, args), binding);
+        return (...args) => meteredStub(Reflect.apply(Reflect.get(target, prop), target, args), binding, by);
       return passThrough(target, prop);
     },
   });
 }
 
-/** One metered env per env object workerd hands over (it is the same object for every request). */
+/**
+ * One metered env per env object workerd hands over (it is the same object for every request)
+ * and per issuer (`edge`, or the class of the object that uses it).
+ */
 const meteredEnvs = new WeakMap();
-function meteredEnv(env) {
-  const known = meteredEnvs.get(env);
+function meteredEnv(env, by = "edge") {
+  let byIssuer = meteredEnvs.get(env);
+  if (byIssuer === undefined) meteredEnvs.set(env, (byIssuer = new Map()));
+  const known = byIssuer.get(by);
   if (known !== undefined) return known;
   const out = { ...env };
-  meteredEnvs.set(env, out);
-  for (const binding of ["COORDINATOR", "GUARD", "PURGES"])
-    if (env[binding] !== undefined) out[binding] = meteredNamespace(env[binding], binding);
+  byIssuer.set(by, out);
+  for (const binding of ["COORDINATOR", "GUARD", "PURGES", "STATS"])
+    if (env[binding] !== undefined) out[binding] = meteredNamespace(env[binding], binding, by);
   return out;
 }
 
@@ -103,6 +151,11 @@ function meteredSql(sql) {
         queueMicrotask(() => {
           count("storage rows read", cursor.rowsRead);
           count("storage rows written", cursor.rowsWritten);
+          const statement = String(args[0]).replace(/\s+/g, " ").slice(0, 72);
+          const slot = (rowsBySql[statement] ??= { calls: 0, read: 0, written: 0 });
+          slot.calls++;
+          slot.read += cursor.rowsRead;
+          slot.written += cursor.rowsWritten;
         });
         return cursor;
       };
@@ -144,7 +197,7 @@ function metered(Base) {
       // (herdless reads `this.ctx` and `this.env` after construction).
       super(state, env);
       Object.defineProperty(this, "ctx", { value: meteredState(state) });
-      Object.defineProperty(this, "env", { value: meteredEnv(env) });
+      Object.defineProperty(this, "env", { value: meteredEnv(env, name) });
       this.__benchActive = 0;
       this.__benchSince = 0;
     }
@@ -164,13 +217,22 @@ function metered(Base) {
           // An alarm invocation is billed as a request, like an RPC call.
           if (key === "alarm") count(`do request ${name}.alarm`);
           if (this.__benchActive++ === 0) this.__benchSince = performance.now();
+          // A call from outside (RPC, the alarm) is a window of the timeline; the object's own
+          // helper methods run in the window of the call that used them.
+          const outside = windows.getStore()?.by !== name;
+          let untrace = () => undefined;
           const end = () => {
+            untrace();
             if (--this.__benchActive === 0)
               activeMs[name] = (activeMs[name] ?? 0) + (performance.now() - this.__benchSince);
           };
           let out;
           try {
-            out = method.apply(this, args);
+            if (outside) {
+              const run = inWindow(`${name}.${key}`, name, () => method.apply(this, args));
+              untrace = run.end;
+              out = run.result;
+            } else out = method.apply(this, args);
           } catch (error) {
             end();
             throw error;
@@ -188,6 +250,7 @@ function metered(Base) {
 export const KeyCoordinatorObject = metered(herdless.KeyCoordinatorObject);
 export const OriginGuardObject = metered(herdless.OriginGuardObject);
 export const PurgeRegistryObject = metered(herdless.PurgeRegistryObject);
+export const StatsObject = metered(herdless.StatsObject);
 
 const realFetch = globalThis.fetch;
 globalThis.fetch = (...args) => timed("fetch (origin)", realFetch(...args));
@@ -205,36 +268,42 @@ function meteredCache(cache) {
 const realCaches = globalThis.caches;
 const cacheStorage = new Proxy(realCaches, {
   get(target, prop) {
-    if (prop === "open") return async (name) => meteredCache(await target.open(name));
+    // Opening is no billed operation, but it is awaited: timed (and traced) as `caches.open`.
+    if (prop === "open") return async (name) => meteredCache(await timed("caches.open", target.open(name)));
     if (prop === "default") return meteredCache(target.default);
     return passThrough(target, prop);
   },
 });
 Object.defineProperty(globalThis, "caches", { value: cacheStorage, configurable: true, writable: true });
 
-function snapshot() {
-  return { clientRequests, handlerMs, counts, activeMs };
+function snapshot(withTrace) {
+  return { clientRequests, handlerMs, counts, activeMs, rowsBySql, ...(withTrace ? { trace: trace ?? [] } : {}) };
 }
 
 export default {
   async fetch(request, env, ctx) {
     const url = new URL(request.url);
     if (url.pathname === "/__bench/meter") {
-      const body = JSON.stringify(snapshot());
+      const tracing = url.searchParams.get("trace") === "1";
+      const body = JSON.stringify(snapshot(tracing && request.method === "GET"));
       if (request.method === "POST") {
         clientRequests = 0;
         handlerMs = 0;
         counts = {};
         activeMs = {};
+        rowsBySql = {};
+        trace = tracing ? [] : undefined;
       }
       return new Response(body, { headers: { "content-type": "application/json" } });
     }
     clientRequests++;
     inProgress++;
     const started = performance.now();
+    const run = inWindow("handler", "edge", () => worker.fetch(request, meteredEnv(env), ctx));
     try {
-      return await worker.fetch(request, meteredEnv(env), ctx);
+      return await run.result;
     } finally {
+      run.end();
       inProgress--;
       handlerMs += performance.now() - started;
     }

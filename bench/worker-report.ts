@@ -4,6 +4,7 @@
  * Worker's meter counted (bench/worker-meter.js) at Cloudflare's published rates.
  */
 import type { Target } from "./types.ts";
+import type { MissTrace } from "./miss-trace.ts";
 import type { BenchRun, CellResult, MeterReading, ScenarioName } from "./types.ts";
 
 /**
@@ -119,11 +120,14 @@ export function workerTargets(run: BenchRun): Target[] {
     const cell = cellOf(run, "cold-misses", runtime);
     if (!cell?.load || !direct) continue;
     const added = cell.load.latency.p50Ms - direct.latency.p50Ms;
-    const hops = cell.meter ? `; ${fmt(hopsPerRequest(cell.meter).total, 1)} sequential hops per miss` : "";
+    const added99 = cell.load.latency.p99Ms - direct.latency.p99Ms;
+    const hops = cell.trace
+      ? `; ${fmt(cell.trace.hops.median)} sequential hops per miss (median; mean ${fmt(cell.trace.hops.mean, 1)})`
+      : "";
     out.push({
       name: `cold-misses: ${runtime} adds ≤ ${MISS_ADDED_MS} ms to a miss (p50 against direct)`,
       verdict: added <= MISS_ADDED_MS && cell.load.errors === 0 ? "PASS" : "MISS",
-      detail: `p50 ${cell.load.latency.p50Ms} − ${direct.latency.p50Ms} ms = ${fmt(added, 1)} ms${hops}`,
+      detail: `p50 ${cell.load.latency.p50Ms} − ${direct.latency.p50Ms} ms = ${fmt(added, 1)} ms added; p99 ${cell.load.latency.p99Ms} − ${direct.latency.p99Ms} ms = ${fmt(added99, 1)} ms${hops}`,
     });
   }
   return out;
@@ -153,10 +157,12 @@ export function workerCostSection(run: BenchRun): string[] {
   if (misses?.meter) {
     const hops = hopsPerRequest(misses.meter);
     lines.push(
-      `Hops per cold miss (operations leaving the isolate, started while the request was in progress, per request): ${fmt(hops.total, 1)} — ${hops.detail}.`,
+      `Operations leaving the isolate per cold miss, started while the request was in progress (on its path or behind it): ${fmt(hops.total, 1)} — ${hops.detail}.`,
       "",
     );
   }
+  if (misses?.trace) lines.push(...traceSection(misses.trace));
+  if (misses?.meter?.rowsBySql) lines.push(...rowsSection(misses.meter));
   lines.push(
     "Every operation: count while a client request was in progress in that isolate / count otherwise, and the mean wall ms until it settled; then the handler's mean time per request:",
     "",
@@ -169,6 +175,50 @@ export function workerCostSection(run: BenchRun): string[] {
     const handler = meter.clientRequests > 0 ? fmt(meter.handlerMs / meter.clientRequests, 1) : "–";
     lines.push(`- ${cell.scenario}: ${ops}; handler ${handler} ms per request.`);
   }
+  lines.push("");
+  return lines;
+}
+
+/** Where a cold miss's time goes: the steps of bench/miss-trace.ts, as a table. */
+function traceSection(trace: MissTrace): string[] {
+  const lines = [
+    "### Where a cold miss's time goes (Worker)",
+    "",
+    `From the meter's timeline inside workerd (1 ms clock), ${trace.requests} misses: ${fmt(trace.hops.median)} sequential hops per miss (median; mean ${fmt(trace.hops.mean, 1)}): steps the answer waited for, steps that ran alongside an earlier one counted once. Handler ${fmt(trace.handlerMs, 1)} ms (median), of which ${fmt(trace.handlerOwnMs, 1)} ms outside every step (the edge's own work). A step is on the path when its caller waited for it; "behind" steps ran after their caller answered. For object calls: "in" until the object's method ran, "out" from its end until the caller had the result (RPC and output gate), "own" the object's time outside the steps it waited for.`,
+    "",
+    "| step | per miss | on the path | starts at ms | ms (median) | ms (mean) | in | out | own |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const step of trace.steps) {
+    const call =
+      step.inMs === undefined
+        ? "| | |"
+        : `| ${fmt(step.inMs, 1)} | ${fmt(step.outMs ?? NaN, 1)} | ${fmt(step.ownMs ?? NaN, 1)}`;
+    lines.push(
+      `| ${step.path} | ${fmt(step.perRequest, 2)} | ${fmt(step.onPathPerRequest, 2)} | ${fmt(step.startMs, 1)} | ${fmt(step.ms, 1)} | ${fmt(step.meanMs, 1)} ${call} |`,
+    );
+  }
+  lines.push("");
+  return lines;
+}
+
+/** Storage rows per cold miss by SQL statement (the meter's cursor counters). */
+function rowsSection(meter: MeterReading): string[] {
+  const per = (n: number) => (meter.clientRequests === 0 ? 0 : n / meter.clientRequests);
+  const rows = Object.entries(meter.rowsBySql ?? {})
+    .filter(([, n]) => n.written > 0 || n.read > 0)
+    .sort((a, b) => b[1].written - a[1].written || b[1].read - a[1].read);
+  if (rows.length === 0) return [];
+  const lines = [
+    `Storage rows per cold miss by statement (${fmt(per(rows.reduce((sum, [, n]) => sum + n.written, 0)), 1)} written, ${fmt(per(rows.reduce((sum, [, n]) => sum + n.read, 0)), 1)} read):`,
+    "",
+    "| statement | calls | rows written | rows read |",
+    "|---|---|---|---|",
+  ];
+  for (const [sql, n] of rows)
+    lines.push(
+      `| \`${sql.replace(/\|/g, "\\|")}\` | ${fmt(per(n.calls), 2)} | ${fmt(per(n.written), 2)} | ${fmt(per(n.read), 2)} |`,
+    );
   lines.push("");
   return lines;
 }

@@ -1,15 +1,21 @@
 /** Bundles the herdless Worker once per bench run and starts it under workerd (see worker-host.ts). */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Sample } from "./bare-node.ts";
 import { CHILD_ENV, ROOT, startTsServer, type Server } from "./processes.ts";
-import type { WorkerHostSpec } from "./worker-host.ts";
+import type { DoStorage, WorkerHostSpec } from "./worker-host.ts";
 
 export const WORKER_DATA_CENTERS = 4;
 const BUNDLE_DIR = join(ROOT, "bench/results/tmp/worker-bundle");
 
 let bundled: { path: string; compatibilityDate: string } | undefined;
+let doStorage: DoStorage = "memory";
+
+/** Where every Worker runtime of this bench run keeps its Durable Object storage (`--do-storage`). */
+export function useDoStorage(storage: DoStorage): void {
+  doStorage = storage;
+}
 
 /** `wrangler deploy --dry-run --outdir`: the same bundle a deploy would upload. */
 export function bundleWorker(): { path: string; compatibilityDate: string } {
@@ -50,12 +56,32 @@ export async function startWorkers(options: {
     dataCenters: WORKER_DATA_CENTERS,
     ...(options.sample ? { sample: options.sample } : {}),
   };
-  const server = await startTsServer(
-    "workerd",
-    "bench/worker-host.ts",
-    [JSON.stringify(spec)],
-    /workers listening (\{.*\})/,
-  );
+  // Made and removed here: the host is stopped by signalling its process group, workerd with it.
+  const storageDir =
+    doStorage === "memory" && existsSync("/dev/shm") ? mkdtempSync("/dev/shm/herdless-bench-") : undefined;
+  if (storageDir !== undefined) spec.storageDir = storageDir;
+  const removeStorage = (): void => {
+    if (storageDir !== undefined) rmSync(storageDir, { recursive: true, force: true });
+  };
+  let started: Server;
+  try {
+    started = await startTsServer(
+      "workerd",
+      "bench/worker-host.ts",
+      [JSON.stringify(spec)],
+      /workers listening (\{.*\})/,
+    );
+  } catch (error) {
+    removeStorage();
+    throw error;
+  }
+  const server: Server = {
+    ...started,
+    stop: async () => {
+      await started.stop();
+      removeStorage();
+    },
+  };
   const urls = JSON.parse(server.ready) as { dataCenters: string[]; bare?: string };
   return { server, dataCenters: urls.dataCenters, bare: urls.bare };
 }
