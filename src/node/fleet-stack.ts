@@ -15,6 +15,7 @@ import { RedisBackoffStore } from "./redis/backoff-store.ts";
 import { FleetMembers } from "./redis/members.ts";
 import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
+import { RedisFlightRelay } from "./redis/relay.ts";
 import { RedisStore } from "./redis/store.ts";
 import type { RedisTarget } from "./redis/target.ts";
 import { originCall, type Stack, type StackOptions } from "./stack.ts";
@@ -73,7 +74,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
 
   // The fleet guard throughout: without Redis it admits within this process's share.
   const parts = { guard, background, onOriginCall, ...originCall(options, config) };
-  const coordinator = fleetCoordinator(options, connection, prefix, shared, parts);
+  const coordinator = fleetCoordinator(options, { connection, bulk }, prefix, shared, parts);
   const fallback = new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts });
   const engine = new Engine({
     config,
@@ -163,7 +164,7 @@ function fleetGuard(
  */
 function fleetCoordinator(
   options: FleetStackOptions,
-  connection: RedisConnection,
+  { connection, bulk }: { connection: RedisConnection; bulk: RedisConnection },
   prefix: string,
   shared: RedisStore,
   parts: Pick<KeyCoordinatorOptions, "guard" | "background" | "onOriginCall" | "fetch" | "decodes">,
@@ -171,22 +172,35 @@ function fleetCoordinator(
   const { config } = options;
   const clock = options.clock ?? systemClock;
   const notifier = new RedisNotifier({ connection, prefix });
+  const leases = new RedisLeaseManager({ connection, prefix, clock });
+  // Each flight's answer reaches the other members' waiters as the leader's own get it.
+  const relay = new RedisFlightRelay({
+    connection,
+    bulk,
+    notifier,
+    prefix,
+    leaseKey: (key) => leases.leaseKey(key),
+    ttlMs: config.coordinator.lockLeaseMs,
+  });
   const fleet = new KeyCoordinator({
     config,
     clock,
     store: shared,
-    leases: new RedisLeaseManager({ connection, prefix, clock }),
+    leases,
+    relay,
     // Fleet-wide: a key backing off is not asked for by any member.
     backoff: new RedisBackoffStore({ connection, prefix, clock }),
     ...parts,
     announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
     waitForFill: async (key, timeoutMs) => {
-      // Subscribe first, then look: a fill announced in between is then never missed.
-      const waiting = notifier.listen(key, timeoutMs);
+      // Subscribe first, then look: a fill or an answer announced in between is then never missed.
+      const stop = new AbortController();
+      const waiting = notifier.listen(key, timeoutMs, stop.signal);
       if (!(await waiting.subscribed)) return undefined;
       const entry = await shared.get(key).catch(() => undefined);
-      if (entry && clock.now() < entry.staleAt) return "done";
-      return waiting.message;
+      const seen = entry && clock.now() < entry.staleAt ? "done" : await relay.current(key).catch(() => undefined);
+      if (seen) stop.abort();
+      return seen ?? waiting.message;
     },
   });
   return {

@@ -23,7 +23,7 @@ export function outcomeOfFlight(result: FlightResult, config: Config): OriginOut
     // Cancelled calls (lease lost, client gone) end in codes outcomeOfError already holds neutral.
     return outcomeOfError(result.code, false);
   }
-  if (result.fwdStatus === undefined) return "neutral";
+  if (result.kind === "alone" || result.fwdStatus === undefined) return "neutral";
   return outcomeOfStatus(result.fwdStatus, config);
 }
 

@@ -2,6 +2,7 @@ import type { FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import type { StreamedOriginResponse } from "../origin/origin-client.ts";
 import { SharedBody } from "./shared-body.ts";
+import type { RelayedStream } from "./relay.ts";
 
 /**
  * A flight whose body is still arriving: every caller reads its own stream of `shared`.
@@ -18,10 +19,15 @@ export interface SharedFlight {
   fwdStatus: number;
   /** Settles once the body ended, the entry was stored (if it could be) and the lease released. */
   done: Promise<void>;
+  /** Relayed from another process's flight: every caller here joined it (collapsed), none leads it. */
+  relayed?: true;
 }
 
-/** Result of the one flight per key; `alone` and each caller's stream are decided per caller afterwards. */
-export type FlightResult = Exclude<FillResult, { kind: "alone" | "stream" }> | SharedFlight;
+/**
+ * Result of the one flight per key; each caller's stream is decided per caller afterwards.
+ * `alone`: another process's flight got an answer meant for one client; each caller asks on its own.
+ */
+export type FlightResult = Exclude<FillResult, { kind: "stream" }> | SharedFlight;
 
 /**
  * A storable answer whose body is still arriving: one read of it, for every caller; up to
@@ -43,6 +49,28 @@ export function shareBody(entry: Entry, res: StreamedOriginResponse, maxEntryByt
     size: declared === undefined ? "unknown" : declared <= maxEntryBytes ? "fits" : "too-large",
     fwdStatus: res.status,
     done: Promise.resolve(),
+  };
+}
+
+/**
+ * Another process's flight, its body arriving through the relay: one read of it for every
+ * caller in this process, kept up to `maxEntryBytes` like the leader's own.
+ */
+export function followFlight(relayed: RelayedStream, maxEntryBytes: number): SharedFlight {
+  const shared = new SharedBody(relayed.body, {
+    keepBytes: maxEntryBytes,
+    ...(relayed.bytes !== undefined ? { declaredBytes: relayed.bytes } : {}),
+  });
+  return {
+    kind: "shared",
+    head: relayed.head,
+    shared,
+    first: undefined,
+    bytes: relayed.bytes,
+    size: relayed.size,
+    fwdStatus: relayed.fwdStatus,
+    done: shared.ended.then(() => undefined),
+    relayed: true,
   };
 }
 

@@ -2,7 +2,7 @@ import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
 import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
 import { writtenAfter, type Entry } from "../http/entry.ts";
-import { HerdlessError, type HerdlessErrorCode } from "../errors.ts";
+import { HerdlessError } from "../errors.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
@@ -21,6 +21,7 @@ import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
 import { applyPurge } from "../admin/purge.ts";
 import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
+import { announcement, answerHeard, relayStream, type FlightRelay } from "./relay.ts";
 import { bufferedUpTo, failureResult, settle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, outcomeOfFlight, sicknessOfFlight } from "./flight-backoff.ts";
@@ -39,8 +40,14 @@ export interface KeyCoordinatorOptions {
   decodes?: ContentDecoding;
   /** Resolves with the announcement when another process's flight for `key` ends, or undefined after `timeoutMs`. */
   waitForFill?: (key: string, timeoutMs: number) => Promise<string | undefined>;
-  /** Tells other processes that the flight for `key` ended: `done`, or `failed:<code>`. */
+  /** Tells other processes how the flight for `key` went: `done`, `failed:<code>`, `alone`, or a `relay` reference. */
   announceFill?: (key: string, message: string) => void | Promise<void>;
+  /**
+   * Hands each flight's answer to the callers waiting on its key in other processes (a Redis
+   * fleet): the body as it arrives, the origin's error answer. Without it they wait for the
+   * stored entry, or get the failure's code.
+   */
+  relay?: FlightRelay;
   /** Keeps background work alive (ctx.waitUntil on Workers). */
   background?: (work: Promise<unknown>) => void;
   /** Observes each origin call, for metrics. */
@@ -119,7 +126,7 @@ export class KeyCoordinator implements Coordinator {
       request.refreshAhead && stored ? this.renewals.run(request.key, stored.staleAt, lead) : lead(),
     );
     if (value.kind === "shared") {
-      const mine = await this.join(request, value, joined);
+      const mine = await this.join(request, value, joined || value.relayed === true);
       if (mine) return mine;
       // Too late for the start of a body too large to keep: once that fetch ended, ask again
       // (one origin request after another, never two at once).
@@ -127,7 +134,7 @@ export class KeyCoordinator implements Coordinator {
       return this.fill(request);
     }
     if (!joined) return value;
-    if (value.kind === "pass") return { kind: "alone" };
+    if (value.kind === "pass" || value.kind === "alone") return { kind: "alone" };
     if (value.kind === "failed") return { ...value, collapsed: true };
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
@@ -195,16 +202,8 @@ export class KeyCoordinator implements Coordinator {
         delay(Math.min(remaining, 50)));
       const filled = await this.storedFor(request);
       if (this.usable(filled)) return { kind: "entry", entry: filled, collapsed: true, stored: false };
-      if (typeof message === "string" && message.startsWith("failed:")) {
-        const code = message.slice("failed:".length) as HerdlessErrorCode;
-        return {
-          kind: "failed",
-          code,
-          message: `another process's fetch of ${request.key} failed (${code})`,
-          stale: before,
-          collapsed: true,
-        };
-      }
+      const heard = await answerHeard(this.o.relay, request.key, message, before, this.o.config.cache.maxEntryBytes);
+      if (heard) return heard;
     }
   }
 
@@ -229,6 +228,8 @@ export class KeyCoordinator implements Coordinator {
       const checked = await this.backoff.check(request.key);
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
       result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
+      // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
+      const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;
       // The answer stands even if its record is lost (the store unreachable): the key just retries sooner.
       const outcome = outcomeOfFlight(result, this.o.config);
       await this.backoff.record(request.key, outcome, checked.record, sicknessOfFlight(result)).catch(() => {});
@@ -236,12 +237,13 @@ export class KeyCoordinator implements Coordinator {
         // The body is still arriving: the lease is the stream's now, released when it ends.
         clearTimeout(timer);
         this.streaming.run(request, result, lease);
+        if (relayed) this.o.background?.(relayStream(this.o, request.key, lease.token, result, relayed));
       }
       return result;
     } finally {
       if (result?.kind !== "shared") {
         clearTimeout(timer);
-        await this.end(request.key, lease, result?.kind === "failed" ? `failed:${result.code}` : "done");
+        await this.end(request.key, lease, await announcement(this.o.relay, request.key, lease.token, result));
       }
     }
   }
@@ -293,6 +295,6 @@ export class KeyCoordinator implements Coordinator {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
 }

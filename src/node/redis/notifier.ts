@@ -121,6 +121,27 @@ export class RedisNotifier {
     return { subscribed: channel.subscribed, message };
   }
 
+  /**
+   * Hears every message on `channel` (a name of the caller's, under the prefix) until `stop`;
+   * `onMessage(undefined)` when the notifier closes. For a reader following a stream of
+   * messages, where {@link listen}'s one-shot waiters would subscribe anew for each.
+   */
+  watch(
+    channel: string,
+    onMessage: (message: string | undefined) => void,
+  ): { subscribed: Promise<boolean>; stop(): void } {
+    const name = `${this.prefix}${channel}`;
+    let record = this.channels.get(name);
+    if (!record) {
+      record = { waiters: new Set(), subscribed: this.subscribe(name) };
+      this.channels.set(name, record);
+    }
+    const waiters = record.waiters;
+    const waiter: Waiter = { finish: onMessage };
+    waiters.add(waiter);
+    return { subscribed: record.subscribed, stop: () => this.leave(name, waiters, waiter) };
+  }
+
   /** Resolves every pending waiter with undefined and closes the subscriber connection. */
   async close(): Promise<void> {
     for (const channel of [...this.channels.values()]) {

@@ -1,0 +1,143 @@
+import type { Entry } from "../http/entry.ts";
+import type { HerdlessErrorCode } from "../errors.ts";
+import type { FillResult, PassResponse } from "./coordinator.ts";
+import { followFlight, type FlightResult, type SharedFlight } from "./flight.ts";
+
+/** A body still arriving, as the flight's own callers get it. */
+export interface RelayedStream {
+  kind: "stream";
+  head: Omit<Entry, "body">;
+  body: ReadableStream<Uint8Array>;
+  bytes?: number;
+  size: Extract<FillResult, { kind: "stream" }>["size"];
+  fwdStatus: number;
+}
+
+/** The origin's error answer (a 5xx without explicit freshness), for the flight's callers only. */
+export interface RelayedFailure {
+  kind: "failed";
+  code: HerdlessErrorCode;
+  message: string;
+  fwdStatus?: number;
+  retryAfterMs?: number;
+  response: PassResponse & { body: Uint8Array };
+}
+
+/** What one flight's leader hands to the callers waiting on the same key in other processes. */
+export type RelayedAnswer = RelayedStream | RelayedFailure;
+
+/**
+ * How the answer of one flight reaches the callers that wait on its key in other processes
+ * (a Redis fleet), so they get what the leader's own callers get: the body as it arrives,
+ * or the origin's error answer, which is theirs too (RFC 9111 §4.2.2: shared with the
+ * fetch's waiters, never stored). Answers meant for one client (uncacheable: `private`,
+ * `Set-Cookie`, `no-store`) are never relayed: the waiters are told to ask on their own.
+ *
+ * Contract: `offer` makes the answer readable under the leader's lease `token` and returns
+ * the announcement that points at it (published on the key's fill channel); a stream's body
+ * is read to its end or cancelled, never left unread. `take` reads an announced answer;
+ * undefined when it is gone or no longer whole (the caller looks at the store, or asks again).
+ *
+ * @example
+ * const message = await relay.offer(key, lease.token, { kind: "stream", head, body, size: "fits", fwdStatus: 200 });
+ * // elsewhere, on hearing `message`:
+ * const answer = await relay.take(key, message);
+ */
+export interface FlightRelay {
+  offer(key: string, token: number, answer: RelayedAnswer): Promise<string | undefined>;
+  take(key: string, message: string): Promise<RelayedAnswer | undefined>;
+}
+
+/** Announcement prefix of a relayed answer; what follows is the relay's own reference. */
+export const RELAYED = "relayed:";
+
+/** Announcement of an answer meant for one client: each waiter asks the origin on its own. */
+export const ALONE = "alone";
+
+/**
+ * How other processes' callers waiting on the key hear the end of a flight, so each gets
+ * what the leader's own callers got: the stored entry (`done`), the origin's error answer
+ * (relayed), the word to ask on their own (an answer for one client), or the failure.
+ */
+export async function announcement(
+  relay: FlightRelay | undefined,
+  key: string,
+  token: number,
+  result: FlightResult | undefined,
+): Promise<string> {
+  if (result?.kind === "pass" || result?.kind === "alone") return ALONE;
+  if (result?.kind !== "failed") return "done";
+  const { response } = result;
+  if (relay && response && response.body instanceof Uint8Array) {
+    const answer: RelayedAnswer = {
+      kind: "failed",
+      code: result.code,
+      message: result.message,
+      ...(result.fwdStatus !== undefined ? { fwdStatus: result.fwdStatus } : {}),
+      ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
+      response: { status: response.status, headers: response.headers, body: response.body },
+    };
+    const offered = await relay.offer(key, token, answer).catch(() => undefined);
+    if (offered) return offered;
+  }
+  return `failed:${result.code}`;
+}
+
+/**
+ * Offers a body still arriving to the other processes' callers, behind the leader's own
+ * (they are answered first), and announces it; `body` is the relay's reader of the flight,
+ * cancelled if it cannot be offered.
+ */
+export async function relayStream(
+  o: { relay?: FlightRelay; announceFill?: (key: string, message: string) => void | Promise<void> },
+  key: string,
+  token: number,
+  flight: SharedFlight,
+  body: ReadableStream<Uint8Array>,
+): Promise<void> {
+  const answer: RelayedAnswer = {
+    kind: "stream",
+    head: flight.head,
+    body,
+    ...(flight.bytes !== undefined ? { bytes: flight.bytes } : {}),
+    size: flight.size,
+    fwdStatus: flight.fwdStatus,
+  };
+  const message = await o.relay?.offer(key, token, answer).catch(() => undefined);
+  // Never rejects: waiters that miss the announcement find the answer by the relay's pointer.
+  if (message) await Promise.resolve(o.announceFill?.(key, message)).catch(() => undefined);
+  else await body.cancel().catch(() => undefined);
+}
+
+/**
+ * What a caller waiting on another process's flight makes of its announcement: the relayed
+ * answer, the word to ask on its own, that flight's failure; undefined to look again.
+ */
+export async function answerHeard(
+  relay: FlightRelay | undefined,
+  key: string,
+  message: string | undefined,
+  before: Entry | undefined,
+  maxEntryBytes: number,
+): Promise<FlightResult | undefined> {
+  // An answer for one client (private, Set-Cookie, no-store): each caller asks on its own, as the leader's do.
+  if (message === ALONE) return { kind: "alone" };
+  const relayed = message?.startsWith(RELAYED) ? await relay?.take(key, message).catch(() => undefined) : undefined;
+  if (relayed) return fromRelay(relayed, before, maxEntryBytes);
+  if (!message?.startsWith("failed:")) return undefined;
+  const code = message.slice("failed:".length) as HerdlessErrorCode;
+  return {
+    kind: "failed",
+    code,
+    message: `another process's fetch of ${key} failed (${code})`,
+    stale: before,
+    collapsed: true,
+  };
+}
+
+/** Another process's answer as this process's flight: its callers all joined it. */
+function fromRelay(answer: RelayedAnswer, before: Entry | undefined, maxEntryBytes: number): FlightResult {
+  if (answer.kind === "stream") return followFlight(answer, maxEntryBytes);
+  const { kind: _failed, ...failure } = answer;
+  return { kind: "failed", ...failure, stale: before, collapsed: true };
+}

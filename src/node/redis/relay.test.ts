@@ -1,0 +1,169 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import type { Entry } from "../../core/http/entry.ts";
+import { HerdlessError } from "../../core/errors.ts";
+import { RedisConnection } from "./connection.ts";
+import { RedisNotifier } from "./notifier.ts";
+import { RedisFlightRelay } from "./relay.ts";
+
+let server: RedisServer;
+const open: (RedisNotifier | RedisConnection)[] = [];
+let prefixes = 0;
+
+beforeAll(async () => {
+  server = await startRedisServer();
+});
+
+afterEach(async () => {
+  for (const thing of open.splice(0)) await thing.close();
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Two relays on their own connections, as in two processes of a fleet, and a way to take the key's lease. */
+async function twoProcesses() {
+  const prefix = `test:${process.pid}:${++prefixes}:`;
+  const make = async () => {
+    const connection = new RedisConnection({ url: server.url });
+    const bulk = connection.duplicate();
+    const notifier = new RedisNotifier({ connection, prefix });
+    open.push(notifier, bulk, connection);
+    await Promise.all([connection.ready(), bulk.ready(), notifier.ready()]);
+    const leaseKey = (key: string) => `${prefix}lease:{${key}}`;
+    return { connection, relay: new RedisFlightRelay({ connection, bulk, notifier, prefix, leaseKey, ttlMs: 5_000 }) };
+  };
+  const a = await make();
+  const b = await make();
+  const holdLease = (key: string, token: number) => a.connection.client.set(`${prefix}lease:{${key}}`, String(token));
+  return { leader: a.relay, follower: b.relay, holdLease };
+}
+
+const head: Omit<Entry, "body"> = {
+  v: 2,
+  key: "GET http://site.test/big",
+  url: "http://site.test/big",
+  status: 200,
+  headers: [["content-type", "application/octet-stream"]],
+  requestAt: 1,
+  storedAt: 2,
+  initialAgeMs: 0,
+  staleAt: 60_002,
+  swrUntil: 60_002,
+  sieUntil: 60_002,
+  deleteAt: 60_002,
+  vary: [],
+  mustRevalidate: false,
+  token: 7,
+  tags: [],
+  negative: false,
+};
+
+/** A body the test feeds piece by piece. */
+function controlledBody() {
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+  return { body, controller };
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(parts);
+    parts.push(value);
+  }
+}
+
+describe("RedisFlightRelay", () => {
+  it("a follower in another process reads a body as the leader's origin sends it, and the whole of it", async () => {
+    const { leader, follower } = await twoProcesses();
+    const { body, controller } = controlledBody();
+    const first = new Uint8Array(600_000).map((_, i) => i & 0xff);
+    const second = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
+    const message = await leader.offer(head.key, 7, {
+      kind: "stream",
+      head,
+      body,
+      bytes: 900_000,
+      size: "fits",
+      fwdStatus: 200,
+    });
+    expect(message).toMatch(/^relayed:7 /);
+
+    const answer = await follower.take(head.key, message!);
+    expect(answer).toMatchObject({ kind: "stream", head, bytes: 900_000, size: "fits", fwdStatus: 200 });
+    if (answer?.kind !== "stream") throw new Error("not a stream");
+    const reader = answer.body.getReader();
+    controller.enqueue(first);
+    // The first bytes arrive while the origin still holds back the rest.
+    const early = await reader.read();
+    expect(early.done).toBe(false);
+    // Compared as buffers: a deep toEqual over a megabyte takes seconds on a loaded machine.
+    expect(Buffer.from(early.value!).equals(first.subarray(0, early.value!.byteLength))).toBe(true);
+    controller.enqueue(second);
+    controller.close();
+    const rest: Uint8Array[] = [early.value!];
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest.push(value);
+    }
+    expect(Buffer.concat(rest).equals(Buffer.concat([first, second]))).toBe(true);
+  });
+
+  it("a body the origin breaks off errors at the follower too, never ends as if whole", async () => {
+    const { leader, follower } = await twoProcesses();
+    const { body, controller } = controlledBody();
+    const message = await leader.offer(head.key, 7, { kind: "stream", head, body, size: "unknown", fwdStatus: 200 });
+    const answer = await follower.take(head.key, message!);
+    if (answer?.kind !== "stream") throw new Error("not a stream");
+    controller.enqueue(new Uint8Array(1000));
+    controller.error(new HerdlessError("ORIGIN_TRUNCATED", "origin reset"));
+    await expect(readAll(answer.body)).rejects.toThrow(/failed:ORIGIN_TRUNCATED/);
+  });
+
+  it("an error answer reaches the follower whole: status, headers and body", async () => {
+    const { leader, follower } = await twoProcesses();
+    const body = new Uint8Array(700_000).map((_, i) => (i * 3) & 0xff);
+    const response = { status: 500, headers: [["x-app", "broken"]] as [string, string][], body };
+    const message = await leader.offer(head.key, 9, {
+      kind: "failed",
+      code: "ORIGIN_STATUS",
+      message: "origin answered 500",
+      fwdStatus: 500,
+      response,
+    });
+    const answer = await follower.take(head.key, message!);
+    expect(answer).toMatchObject({ kind: "failed", code: "ORIGIN_STATUS", fwdStatus: 500 });
+    if (answer?.kind !== "failed") throw new Error("not a failure");
+    expect(answer.response.status).toBe(500);
+    expect(answer.response.headers).toEqual([["x-app", "broken"]]);
+    expect(Buffer.from(answer.response.body).equals(body)).toBe(true);
+  });
+
+  it("a waiter that missed the announcement finds the answer of the flight holding the lease, never an older flight's", async () => {
+    const { leader, follower, holdLease } = await twoProcesses();
+    const response = { status: 500, headers: [] as [string, string][], body: new Uint8Array([1, 2, 3]) };
+    await holdLease(head.key, 11);
+    const message = await leader.offer(head.key, 11, {
+      kind: "failed",
+      code: "ORIGIN_STATUS",
+      message: "500",
+      response,
+    });
+    expect(await follower.current(head.key)).toBe(message);
+    // A newer flight holds the lease now: its waiters wait for its own answer.
+    await holdLease(head.key, 12);
+    expect(await follower.current(head.key)).toBeUndefined();
+    expect(await follower.current("GET http://site.test/other")).toBeUndefined();
+  });
+
+  it("an announcement of another format or a gone answer is no answer: the waiter asks again", async () => {
+    const { follower } = await twoProcesses();
+    expect(await follower.take(head.key, "relayed:garbage")).toBeUndefined();
+    expect(await follower.take(head.key, "relayed:5 00000000-0000-0000-0000-000000000000")).toBeUndefined();
+  });
+});

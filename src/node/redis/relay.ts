@@ -1,0 +1,245 @@
+import { randomUUID } from "node:crypto";
+import type { HerdlessErrorCode } from "../../core/errors.ts";
+import { decodeEntryMeta } from "../../core/http/entry.ts";
+import { RELAYED, type FlightRelay, type RelayedAnswer, type RelayedStream } from "../../core/fill/relay.ts";
+import type { RedisConnection } from "./connection.ts";
+import { checkPrefix, LuaScript, slotKey } from "./connection.ts";
+import type { RedisNotifier } from "./notifier.ts";
+import { followPieces, PIECE_BYTES, PieceWriter, type StreamEntry } from "./relay-body.ts";
+
+export interface RedisFlightRelayOptions {
+  /** Heads and pointers go through this connection. */
+  connection: RedisConnection;
+  /** Body pieces go through this one (megabytes must not hold up the leases' small commands). */
+  bulk: RedisConnection;
+  /** Wakes the readers of a relayed body as pieces are appended; same prefix as the relay. */
+  notifier: RedisNotifier;
+  /** Namespace shared with the leases of the same deployment. */
+  prefix: string;
+  /** The Redis key of a key's lease (RedisLeaseManager.leaseKey): a pointer counts only while its flight holds it, or nobody does. */
+  leaseKey: (key: string) => string;
+  /** How long a relayed answer outlives its last write or read; the lease term (coordinator.lockLeaseMs). */
+  ttlMs: number;
+}
+
+const HEAD_FORMAT = 1;
+
+/**
+ * Writes the head (entry `0-1`) and points the key's waiters at it.
+ * KEYS[1] pointer, KEYS[2] stream; ARGV token, id, head, ttlMs.
+ */
+const OFFER = new LuaScript(`
+redis.call('DEL', KEYS[2])
+redis.call('XADD', KEYS[2], '0-1', 'h', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[4])
+return 1
+`);
+
+/**
+ * Appends entry `0-<n>` (a body piece `b`, or the end `e`), keeps the record and its pointer
+ * alive, and wakes the followers. 0 when the record is gone (expired: nobody can read it whole).
+ * KEYS[1] stream, KEYS[2] pointer; ARGV id, field, value, ttlMs, pointer value.
+ */
+const APPEND = new LuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+`);
+
+type Head =
+  | {
+      v: typeof HEAD_FORMAT;
+      kind: "stream";
+      head: string;
+      bytes?: number;
+      size: RelayedStream["size"];
+      fwdStatus: number;
+    }
+  | {
+      v: typeof HEAD_FORMAT;
+      kind: "failed";
+      code: HerdlessErrorCode;
+      message: string;
+      fwdStatus?: number;
+      retryAfterMs?: number;
+      status: number;
+      headers: [string, string][];
+    };
+
+/**
+ * The {@link FlightRelay} of a Redis fleet. Each offered answer is a Redis stream
+ * `<prefix>relay:{<key>}:<id>`: entry `0-1` the head, then `0-2`, `0-3`… body pieces of at
+ * most 256 KiB, then an end entry (`complete`, or `failed:<code>` when the origin failed
+ * mid-body). Its followers read it in order as it grows, woken by a publish on a channel of
+ * the stream's name with every piece; a gap or a lost record errors their body (never a
+ * short body that looks whole). A pointer `<prefix>relay:{<key>}` = `<token> <id>`, in the
+ * slot of the key's lease, tells a waiter that missed the announcement where the answer is;
+ * it counts only while the lease is the flight's own or free (a newer flight's waiters wait
+ * for that one).
+ *
+ * Memory: each process holds a bounded window (the leader reads the origin no further
+ * ahead of the relay than 1 MiB past what it keeps; a follower likewise). Redis holds the
+ * whole body of each relayed flight until `ttlMs` after its last write or read.
+ *
+ * @example
+ * const relay = new RedisFlightRelay({ connection, bulk, notifier, prefix, leaseKey: (k) => leases.leaseKey(k), ttlMs: 15_000 });
+ */
+export class RedisFlightRelay implements FlightRelay {
+  private readonly prefix: string;
+  constructor(private readonly o: RedisFlightRelayOptions) {
+    this.prefix = checkPrefix(o.prefix);
+  }
+
+  async offer(key: string, token: number, answer: RelayedAnswer): Promise<string | undefined> {
+    const id = randomUUID();
+    const ref = `${token} ${id}`;
+    try {
+      await this.o.connection.run("relay offer", (client) =>
+        OFFER.run(client, [this.pointerKey(key), this.streamKey(key, id)], [token, id, headOf(answer), this.o.ttlMs]),
+      );
+    } catch (error) {
+      if (answer.kind === "stream") await answer.body.cancel(error).catch(() => undefined);
+      throw error;
+    }
+    let seq = 2;
+    const writer = new PieceWriter((field, value) => this.append(key, id, ref, seq++, field, value));
+    if (answer.kind === "stream") {
+      // Followers read the head now and the pieces as they come.
+      void writer.pump(answer.body);
+      return `${RELAYED}${ref}`;
+    }
+    const body = answer.response.body;
+    for (let at = 0; at < body.byteLength; at += PIECE_BYTES) {
+      if (!(await writer.append("b", body.subarray(at, at + PIECE_BYTES)))) return undefined;
+    }
+    if (!(await writer.append("e", "complete"))) return undefined;
+    return `${RELAYED}${ref}`;
+  }
+
+  async take(key: string, message: string): Promise<RelayedAnswer | undefined> {
+    const match = /^(\d+) ([0-9a-f-]{36})$/.exec(message.slice(RELAYED.length));
+    if (!message.startsWith(RELAYED) || !match) return undefined;
+    const stream = this.streamKey(key, match[2]!);
+    const first = (await this.o.connection.run("relay head", (client) =>
+      client.xrangeBuffer(stream, "0-1", "0-1"),
+    )) as StreamEntry[];
+    const head = parseHead(first[0]);
+    if (!head) return undefined;
+    if (head.kind === "stream") {
+      return {
+        kind: "stream",
+        head: decodeEntryMeta(head.head),
+        body: this.follow(stream),
+        ...(head.bytes !== undefined ? { bytes: head.bytes } : {}),
+        size: head.size,
+        fwdStatus: head.fwdStatus,
+      };
+    }
+    // An error answer is announced once whole: read it at once.
+    const pieces: Uint8Array[] = [];
+    const reader = this.follow(stream).getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        pieces.push(value);
+      }
+    } catch {
+      return undefined;
+    }
+    const { status, headers, code, message: text } = head;
+    return {
+      kind: "failed",
+      code,
+      message: text,
+      ...(head.fwdStatus !== undefined ? { fwdStatus: head.fwdStatus } : {}),
+      ...(head.retryAfterMs !== undefined ? { retryAfterMs: head.retryAfterMs } : {}),
+      response: { status, headers, body: Buffer.concat(pieces) },
+    };
+  }
+
+  /**
+   * The announcement of the answer offered by the flight that holds `key`'s lease now, or by
+   * the last one if nobody holds it: what a waiter that subscribed late would have heard.
+   */
+  async current(key: string): Promise<string | undefined> {
+    const [pointer, lease] = await this.o.connection.run("relay pointer", (client) =>
+      client.mget(this.pointerKey(key), this.o.leaseKey(key)),
+    );
+    if (!pointer) return undefined;
+    if (lease !== null && lease !== pointer.split(" ")[0]) return undefined;
+    return `${RELAYED}${pointer}`;
+  }
+
+  /** Appends entry `0-<seq>`; false once the record is gone. */
+  private async append(
+    key: string,
+    id: string,
+    ref: string,
+    seq: number,
+    field: string,
+    value: Uint8Array | string,
+  ): Promise<boolean> {
+    const data = typeof value === "string" ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    const written = await this.o.bulk.run("relay append", (client) =>
+      APPEND.run(client, [this.streamKey(key, id), this.pointerKey(key)], [`0-${seq}`, field, data, this.o.ttlMs, ref]),
+    );
+    return written === 1;
+  }
+
+  /** A body read from the record as it grows (relay-body.ts). */
+  private follow(stream: string): ReadableStream<Uint8Array> {
+    let listener: (() => void) | undefined;
+    const watch = this.o.notifier.watch(stream.slice(this.prefix.length), () => listener?.());
+    const onAppend = (wake: () => void) => void (listener = wake);
+    return followPieces({ bulk: this.o.bulk, watch, onAppend, stream, ttlMs: this.o.ttlMs });
+  }
+
+  private pointerKey(key: string): string {
+    return slotKey(this.prefix, "relay", key);
+  }
+
+  private streamKey(key: string, id: string): string {
+    return `${slotKey(this.prefix, "relay", key)}:${id}`;
+  }
+}
+
+function headOf(answer: RelayedAnswer): string {
+  const head: Head =
+    answer.kind === "stream"
+      ? {
+          v: HEAD_FORMAT,
+          kind: "stream",
+          head: JSON.stringify(answer.head),
+          ...(answer.bytes !== undefined ? { bytes: answer.bytes } : {}),
+          size: answer.size,
+          fwdStatus: answer.fwdStatus,
+        }
+      : {
+          v: HEAD_FORMAT,
+          kind: "failed",
+          code: answer.code,
+          message: answer.message,
+          ...(answer.fwdStatus !== undefined ? { fwdStatus: answer.fwdStatus } : {}),
+          ...(answer.retryAfterMs !== undefined ? { retryAfterMs: answer.retryAfterMs } : {}),
+          status: answer.response.status,
+          headers: answer.response.headers,
+        };
+  return JSON.stringify(head);
+}
+
+/** The head entry, or undefined when missing or of another format (a rolling deploy: the waiter asks again). */
+function parseHead(entry: StreamEntry | undefined): Head | undefined {
+  const [field, value] = entry?.[1] ?? [];
+  if (field?.toString() !== "h" || !value) return undefined;
+  try {
+    const head = JSON.parse(value.toString()) as Partial<Head>;
+    return head.v === HEAD_FORMAT && (head.kind === "stream" || head.kind === "failed") ? (head as Head) : undefined;
+  } catch {
+    return undefined;
+  }
+}
