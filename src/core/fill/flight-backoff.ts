@@ -29,7 +29,7 @@ export function outcomeOfFlight(result: FlightResult, config: Config): OriginOut
 
 /** Whether a sick flight got a status from the origin or no answer at all: the first sick status is retried at once. */
 export function sicknessOfFlight(result: FlightResult): Sickness {
-  return result.fwdStatus === undefined ? "no-answer" : "status";
+  return result.kind !== "alone" && result.fwdStatus !== undefined ? "status" : "no-answer";
 }
 
 /** The flight's answer while the key backs off: its stored copy (if any) stands in, as for a refused permit. */

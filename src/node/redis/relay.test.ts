@@ -1,36 +1,20 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startRedisServer, type RedisServer } from "../../../test/node/redis-server.ts";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import type { Entry } from "../../core/http/entry.ts";
 import { HerdlessError } from "../../core/errors.ts";
-import { RedisConnection } from "./connection.ts";
 import { RedisNotifier } from "./notifier.ts";
 import { RedisFlightRelay } from "./relay.ts";
 
-let server: RedisServer;
-const open: (RedisNotifier | RedisConnection)[] = [];
-let prefixes = 0;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-});
-
-afterEach(async () => {
-  for (const thing of open.splice(0)) await thing.close();
-});
-
-afterAll(async () => {
-  await server?.stop();
-});
+const redis = redisTestConnection();
 
 /** Two relays on their own connections, as in two processes of a fleet, and a way to take the key's lease. */
 async function twoProcesses() {
-  const prefix = `test:${process.pid}:${++prefixes}:`;
+  const prefix = redis.prefix();
   const make = async () => {
-    const connection = new RedisConnection({ url: server.url });
-    const bulk = connection.duplicate();
+    const [connection, bulk] = await Promise.all([redis.connect(), redis.connect()]);
     const notifier = new RedisNotifier({ connection, prefix });
-    open.push(notifier, bulk, connection);
-    await Promise.all([connection.ready(), bulk.ready(), notifier.ready()]);
+    onTestFinished(() => notifier.close());
+    await notifier.ready();
     const leaseKey = (key: string) => `${prefix}lease:{${key}}`;
     return { connection, relay: new RedisFlightRelay({ connection, bulk, notifier, prefix, leaseKey, ttlMs: 5_000 }) };
   };
