@@ -78,6 +78,19 @@ export function targets(run: BenchRun): Target[] {
       });
     }
   }
+  const nginx = cellOf(run, "spike", "nginx");
+  if (nginx?.load && nginx.skipped === undefined) {
+    // The Node server's target (issue 17); the table under the spike shows the others against nginx too.
+    for (const runtime of ["node"] as const) {
+      const cell = cellOf(run, "spike", runtime);
+      if (!cell?.load || cell.skipped !== undefined) continue;
+      out.push({
+        name: `spike: ${runtime} p99 ≤ nginx's (same run)`,
+        verdict: cell.load.latency.p99Ms <= nginx.load.latency.p99Ms && cell.load.errors === 0 ? "PASS" : "MISS",
+        detail: `p99 ${cell.load.latency.p99Ms} vs ${nginx.load.latency.p99Ms} ms; p99.9 ${cell.load.latency.p999Ms} vs ${nginx.load.latency.p999Ms} ms; origin ${cell.origin?.requests} vs ${nginx.origin?.requests}`,
+      });
+    }
+  }
   if (ranScenario(run, "outage")) {
     for (const runtime of HERDLESS_RUNTIMES) {
       const cell = cellOf(run, "outage", runtime);

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { runCell, type Samples } from "./cell.ts";
 import { runHitPairs } from "./hit-pairs.ts";
+import { nginxPath } from "./nginx.ts";
 import { measureStartup } from "./startup.ts";
 import { ORIGIN_CRASH_ABOVE, ORIGIN_LATENCY_MS } from "./origin.ts";
 import { memoryFlood, memoryReport } from "./memory-flood.ts";
@@ -35,7 +36,16 @@ function writeReport(run: BenchRun, scenarios: Scenario[]): void {
   }
 }
 
-const RUNTIMES: RuntimeName[] = ["direct", "node", "fleet", "worker", "bare-node", "bare-fleet", "bare-worker"];
+const RUNTIMES: RuntimeName[] = [
+  "direct",
+  "node",
+  "fleet",
+  "worker",
+  "bare-node",
+  "bare-fleet",
+  "bare-worker",
+  "nginx",
+];
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -105,6 +115,8 @@ const started = Date.now();
 
 const unavailable = new Map<RuntimeName, string>();
 if (!hasRedisServer()) unavailable.set("fleet", "redis-server is not on PATH (apt-get install -y redis-server)");
+if (nginxPath() === undefined)
+  unavailable.set("nginx", "nginx is not on PATH (optional peer: apt-get install -y nginx-light)");
 const wanted = (r: RuntimeName): boolean => runtimeFilter === undefined || runtimeFilter.includes(r);
 if (scenarios.some((s) => s.runtimes.some((r) => (r === "worker" || r === "bare-worker") && wanted(r)))) {
   try {

@@ -7,6 +7,7 @@ import type { Sample } from "./bare-node.ts";
 import type { BenchOrigin } from "./origin.ts";
 import { LOOP_DELAY_PRELOAD, ROOT, startServer, startTsServer, type Server } from "./processes.ts";
 import type { RuntimeName } from "./types.ts";
+import { startNginx } from "./nginx.ts";
 import { builtCli } from "./node-build.ts";
 import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
 import { freePort } from "../fixtures/free-port.ts";
@@ -166,6 +167,18 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
           read: () => commandCalls(port),
         },
         stop: () => stopAll([...members, redis]),
+      };
+    }
+    case "nginx": {
+      // The ready probe went through nginx to the origin: it is not an origin request of the run (reset after).
+      const { server, url } = await startNginx(context.origin.url, TMP_DIR);
+      return {
+        ...base,
+        targets: [url],
+        servers: [server],
+        breakers: 0,
+        notes: ["nginx (optional peer): proxy_cache with proxy_cache_lock, 1 worker process"],
+        stop: () => stopAll([server]),
       };
     }
     case "bare-node":

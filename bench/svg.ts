@@ -11,6 +11,7 @@ const COLORS: Record<string, string> = {
   worker: "#ff7f0e",
   "bare-node": "#7f7f7f",
   "bare-worker": "#9467bd",
+  nginx: "#8c564b",
 };
 const DASHES = ["", "", "8 4", "3 3", "1 3"];
 const WIDTH = 760;

@@ -70,7 +70,7 @@ export interface OriginSummary {
   timeline: FragileOriginStats["timeline"];
 }
 
-export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-fleet" | "bare-worker";
+export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-fleet" | "bare-worker" | "nginx";
 export type ScenarioName =
   | "steady"
   | "spike"
