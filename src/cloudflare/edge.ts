@@ -2,6 +2,7 @@ import { statsSnapshot } from "../core/admin/admin.ts";
 import type { StatsReporter } from "../core/admin/stats-reporter.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import { Engine } from "../core/engine.ts";
+import type { Coordinator } from "../core/fill/coordinator.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
@@ -67,13 +68,13 @@ export async function handle(
   const target = isolate.targets.get(request.url, () => new URL(request.url));
   const url = target.url;
   const admin = isAdminPath(url.pathname);
-  const hit = admin ? undefined : memoryHit(isolate, request, target, cacheName);
+  const background = (work: Promise<unknown>) =>
+    ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
+  const hit = admin ? undefined : memoryHit(isolate, request, target, cacheName, background);
   if (hit) {
     reportLater(isolate.reporter, ctx);
     return hit;
   }
-  const background = (work: Promise<unknown>) =>
-    ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
   const guard = deploymentGuard(env.GUARD, config, isolate.guard, isolate.guardFront, undefined, background);
   if (admin) {
     return adminResponse(request, url, {
@@ -130,6 +131,7 @@ function edgeEngine(
   background: (work: Promise<unknown>) => void,
 ): Engine {
   const { config, metrics, purges } = isolate;
+  const flights = isolate.flightsFor(cacheName);
   // This isolate's memory in front of the data center's Cache API: a hit costs no cache.match,
   // and the Cache API is written after the response (memory holds the entry at once).
   const near = new OncePerFlightPuts(
@@ -137,30 +139,37 @@ function edgeEngine(
       writeBehind: background,
       // A cold key under a spike: one cache.match per isolate, not one per request.
       sharedReads: { running: isolate.nearReadsFor(cacheName), joinTimeoutMs: NEAR_READ_JOIN_MS },
+      // …and none once this isolate asks the key's object for it: the answer comes from there.
+      fetching: (key) => flights.has(key),
     }),
     cacheName,
   );
   const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
   // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
-  // through the lease and the cache, and no promise crosses request contexts.
-  const fallback = new KeyCoordinator({
-    config,
-    clock,
-    store: near,
-    leases: isolate.leases,
-    guard,
-    fetch,
-    decodes: workerdDecoding,
-    background,
-    onOriginCall: (event) => metrics.originCall(event.outcome),
-  });
+  // through the lease and the cache, and no promise crosses request contexts. Built only
+  // when the coordinator failed: a spike's requests do not each pay for one.
+  let filler: KeyCoordinator | undefined;
+  const fallback: Coordinator = {
+    fill: (request) =>
+      (filler ??= new KeyCoordinator({
+        config,
+        clock,
+        store: near,
+        leases: isolate.leases,
+        guard,
+        fetch,
+        decodes: workerdDecoding,
+        background,
+        onOriginCall: (event) => metrics.originCall(event.outcome),
+      })).fill(request),
+  };
   return new Engine({
     config,
     clock,
     near,
     // One call to the key's object per isolate at a time; the others of this isolate wait on it.
     coordinator: countingOriginCalls(
-      isolate.flightsFor(cacheName).coordinator(coordinatorClient(env.COORDINATOR, config), background),
+      flights.coordinator(coordinatorClient(env.COORDINATOR, config), background),
       metrics,
     ),
     fallback,
@@ -171,7 +180,7 @@ function edgeEngine(
     metrics,
     nearCopies: isolate.nearCopiesFor(cacheName),
     // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs.
-    purges: () => purges.current(),
+    purges: () => purges.current(background),
     refreshMarks: isolate.refreshMarksFor(cacheName),
     onDegraded: (error) => {
       isolate.degradedAt = clock.now();

@@ -52,6 +52,11 @@ export class IsolateFlights {
     };
   }
 
+  /** Whether a call for `key` is in flight from this isolate (or its streamed body still arriving). */
+  has(key: string): boolean {
+    return this.running.has(key);
+  }
+
   /** Calls in flight now, and streamed bodies still arriving (for tests and stats). */
   get size(): number {
     return this.running.size;

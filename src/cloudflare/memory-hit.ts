@@ -12,9 +12,10 @@ export function memoryHit(
   request: Request,
   target: UrlTarget,
   cacheName: string,
+  background: (work: Promise<unknown>) => void,
 ): Response | undefined {
   if (request.method !== "GET" && request.method !== "HEAD") return undefined;
-  const purges = isolate.purges.fresh();
+  const purges = isolate.purges.fresh(background);
   if (!purges) return undefined;
   const { route, primary } = target;
   const headers = request.headers;

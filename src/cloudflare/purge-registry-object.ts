@@ -60,6 +60,8 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private cached: { snapshot: PurgeSnapshot; fetchedAt: number } | undefined;
   private failing = false;
   private sharing = false;
+  /** A renewal of the copy is running (see fresh). */
+  private renewing = false;
   private sharedAt = -Infinity;
   /** Reads of the registry object this isolate made (stats and the scale simulation). */
   objectReads = 0;
@@ -73,13 +75,27 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
     private readonly dataCenter?: () => Promise<Cache>,
   ) {}
 
-  /** The copy if it is within its bound; undefined (and no read started) otherwise. */
-  fresh(): PurgeSnapshot | undefined {
-    return this.cached && this.now() - this.cached.fetchedAt < this.propagationMs ? this.cached.snapshot : undefined;
+  /**
+   * The copy if it is within its bound; undefined (and no read started) otherwise. Given
+   * `background` (ctx.waitUntil), a copy in the second half of its bound is renewed behind
+   * the answer, by one read per isolate at a time: under steady traffic the copy never
+   * lapses, so no request waits on a read of the list (when it lapses, every request that
+   * arrives before a read returns pays for one, and takes the full path of the edge).
+   */
+  fresh(background?: (work: Promise<unknown>) => void): PurgeSnapshot | undefined {
+    if (!this.cached) return undefined;
+    const ageMs = this.now() - this.cached.fetchedAt;
+    if (ageMs >= this.propagationMs) return undefined;
+    if (background && !this.renewing && ageMs >= this.propagationMs / 2) {
+      this.renewing = true;
+      // A data-center copy no younger than ours would renew nothing: only a younger one is taken.
+      background(this.load(this.propagationMs / 2).finally(() => (this.renewing = false)));
+    }
+    return this.cached.snapshot;
   }
 
-  current(): PurgeSnapshot | Promise<PurgeSnapshot> {
-    const copy = this.fresh();
+  current(background?: (work: Promise<unknown>) => void): PurgeSnapshot | Promise<PurgeSnapshot> {
+    const copy = this.fresh(background);
     if (copy) return copy;
     // Each request reads for itself: a promise shared across requests is cancelled by the
     // runtime for the others when the request that started it ends ("code had hung").
@@ -95,8 +111,9 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
     await new Promise((resolve) => setTimeout(resolve, this.propagationMs));
   }
 
-  private async load(): Promise<PurgeSnapshot> {
-    const shared = await this.fromDataCenter();
+  /** Reads the list: the data center's copy if it is younger than `maxAgeMs`, else the object. */
+  private async load(maxAgeMs = this.propagationMs): Promise<PurgeSnapshot> {
+    const shared = await this.fromDataCenter(maxAgeMs);
     if (shared) {
       this.keep(shared.snapshot, shared.fetchedAt);
       return shared.snapshot;
@@ -124,14 +141,14 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
     if (!this.cached || fetchedAt >= this.cached.fetchedAt) this.cached = { snapshot, fetchedAt };
   }
 
-  /** The data center's copy, when one is there and still within its bound. */
-  private async fromDataCenter(): Promise<{ snapshot: PurgeSnapshot; fetchedAt: number } | undefined> {
+  /** The data center's copy, when one is there and younger than `maxAgeMs` (at most the bound). */
+  private async fromDataCenter(maxAgeMs: number): Promise<{ snapshot: PurgeSnapshot; fetchedAt: number } | undefined> {
     if (!this.dataCenter) return undefined;
     try {
       const response = await (await this.dataCenter()).match(PURGE_LIST_URL);
       if (!response) return undefined;
       const fetchedAt = Number(response.headers.get(READ_AT_HEADER));
-      if (!Number.isFinite(fetchedAt) || this.now() - fetchedAt >= this.propagationMs) {
+      if (!Number.isFinite(fetchedAt) || this.now() - fetchedAt >= maxAgeMs) {
         await response.body?.cancel();
         return undefined;
       }

@@ -42,6 +42,31 @@ describe("the edge's copy of the purge list", () => {
     expect(reads.snapshot).toBe(2);
   });
 
+  it("is renewed behind the hits in the second half of its bound: steady hits never wait on a read of the list", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const { reads, namespace } = purgesNamespace("count");
+    const clock = new ManualClock(Date.now());
+    const [dc] = dataCenters(
+      1,
+      { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace },
+      clock,
+      { ownIsolate: true },
+    );
+    expect((await dc!.get("/renewed")).cacheStatus).toMatch(/fwd=uri-miss/);
+    expect(reads.snapshot).toBe(1);
+    // Still within the bound, in its second half: a hit, and one renewal behind it (not one per hit).
+    clock.advance(600);
+    const renewing = await Promise.all([dc!.get("/renewed"), dc!.get("/renewed"), dc!.get("/renewed")]);
+    for (const answer of renewing) expect(answer.cacheStatus).toMatch(/^herdless; hit; /);
+    await Promise.all(renewing.map((answer) => answer.settled));
+    expect(reads.snapshot).toBe(2);
+    // 1.2 s after the first read, 0.6 s after the renewal: the renewed copy answers, no read.
+    clock.advance(600);
+    expect((await dc!.get("/renewed")).cacheStatus).toMatch(/^herdless; hit; /);
+    expect(reads.snapshot).toBe(2);
+    expect(await origin.count()).toBe(1);
+  });
+
   it("when the registry object cannot be reached, the edge keeps serving (one warning) and a purge answers 503", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });

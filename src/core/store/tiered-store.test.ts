@@ -108,4 +108,26 @@ describe("tiered store", () => {
     expect(backGets).toBe(1);
     expect(running.size).toBe(0);
   });
+
+  it("a memory miss of a key another request is fetching does not read the back store; memory still answers", async () => {
+    const clock = new ManualClock(0);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
+    await back.put(testEntry("k", 0, { token: 5 }));
+    await back.put(testEntry("other", 0, { token: 6 }));
+    let backGets = 0;
+    const counted = {
+      put: back.put.bind(back),
+      delete: back.delete.bind(back),
+      get: (k: string) => (backGets++, back.get(k)),
+    };
+    const front = new LruStore({ maxBytes: 1 << 20, clock });
+    const store = new TieredStore(front, async () => counted, { fetching: (key) => key === "k" });
+    expect(await store.get("k")).toBeUndefined();
+    expect(backGets).toBe(0);
+    expect((await store.get("other"))?.token).toBe(6);
+    expect(backGets).toBe(1);
+    await front.put(testEntry("k", 0, { token: 7 }));
+    expect((await store.get("k"))?.token).toBe(7);
+    expect(backGets).toBe(1);
+  });
 });

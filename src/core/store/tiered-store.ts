@@ -17,6 +17,14 @@ export interface TieredStoreOptions {
    * (the read belongs to the request that started it, which the runtime may cancel).
    */
   sharedReads?: { running: Map<string, Promise<Entry | undefined>>; joinTimeoutMs: number };
+  /**
+   * Whether `key` is being fetched from the coordinator right now by another request that
+   * shares this memory tier: a memory miss of such a key does not read the back store,
+   * which lacks it (that is why it is being fetched) and gets it only after memory does.
+   * The caller goes on to join that fetch. Under a spike on a cold key, the back store is
+   * then read by the first requests only, not by every request until the entry lands.
+   */
+  fetching?: (key: string) => boolean;
 }
 
 /**
@@ -41,6 +49,7 @@ export class TieredStore implements Store {
   async get(key: string): Promise<Entry | undefined> {
     const hit = this.front.getSync(key);
     if (hit) return hit;
+    if (this.options.fetching?.(key)) return undefined;
     const shared = this.options.sharedReads;
     const running = shared?.running.get(key);
     if (shared && running) {
