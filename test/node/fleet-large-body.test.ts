@@ -64,4 +64,31 @@ describe("a large body herd on three herdless processes sharing Redis", () => {
       expect(origin.requests()).toBe(1);
     },
   );
+
+  it(
+    "a body above cache.maxEntryBytes: 12 concurrent requests over three processes, 1 origin request, every client streams it before the origin finished, and it is not kept",
+    { timeout: 120_000 },
+    async () => {
+      redis = await startRedisServer();
+      origin = await halfThenWait();
+      const config = join(mkdtempSync(join(tmpdir(), "herdless-large-")), "config.json");
+      writeFileSync(config, JSON.stringify({ origin: { url: origin.url }, cache: { maxEntryBytes: 4 * 1024 * 1024 } }));
+      const members = await Promise.all([0, 1, 2].map(() => launchCli(["--config", config, "--redis", redis!.url])));
+      children.push(...members.map((m) => m.child));
+      const readings = Array.from({ length: 12 }, (_, i) => read(`${members[i % 3]!.url}/big`, HOST));
+
+      const started = await within(60_000, Promise.all(readings.map((r) => r.firstBytes)));
+      expect(started).toEqual(readings.map(() => 200));
+      expect(origin.requests()).toBe(1);
+      origin.finish();
+      const bodies = await Promise.all(readings.map((r) => r.done));
+      expect(bodies.filter((b) => b.bytes !== BYTES || b.hash !== expectedHash)).toEqual([]);
+      expect(bodies.every((b) => b.cacheStatus.includes("detail=too-large"))).toBe(true);
+      expect(origin.requests()).toBe(1);
+      // Not kept: the next request is the origin's again.
+      const after = await read(`${members[1]!.url}/big`, HOST).done;
+      expect(after).toMatchObject({ hash: expectedHash, bytes: BYTES });
+      expect(origin.requests()).toBe(2);
+    },
+  );
 });
