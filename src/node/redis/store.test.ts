@@ -33,6 +33,29 @@ describe("RedisStore", () => {
     expect((await store.get("k"))?.token).toBe(2);
   });
 
+  it("answers the requests that read one key at once with one Redis read (an expiry's waiting requests)", async () => {
+    const store = new RedisStore({ connection: redis.connection, clock: new ManualClock(T0), prefix: redis.prefix() });
+    await store.put(testEntry("k", T0, { token: 3 }));
+    const reads = async () =>
+      Number(/cmdstat_hmget:calls=(\d+)/.exec(await redis.connection.client.info("commandstats"))?.[1] ?? 0);
+    const before = await reads();
+    const entries = await Promise.all(Array.from({ length: 20 }, () => store.get("k")));
+    expect(entries.map((entry) => entry?.token)).toEqual(Array(20).fill(3));
+    expect((await reads()) - before).toBe(1);
+  });
+
+  it("a read asked for while a write of the key is under way does not take an earlier read's answer", async () => {
+    const store = new RedisStore({ connection: redis.connection, clock: new ManualClock(T0), prefix: redis.prefix() });
+    await store.put(testEntry("k", T0, { token: 1 }));
+    const early = store.get("k");
+    const written = store.put(testEntry("k", T0, { token: 2 }));
+    const late = store.get("k");
+    expect((await early)?.token).toBe(1);
+    await written;
+    expect((await late)?.token).toBe(2);
+    expect((await store.get("k"))?.token).toBe(2);
+  });
+
   it("does not keep an entry written past its deleteAt", async () => {
     const clock = new ManualClock(T0);
     const store = new RedisStore({ connection: redis.connection, clock, prefix: redis.prefix() });

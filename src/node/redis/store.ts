@@ -82,6 +82,15 @@ export class RedisStore implements Store {
   private readonly bulk: RedisConnection;
   private readonly prefix: string;
   private readonly clock: Clock;
+  /**
+   * The read of each key in flight now, shared by every caller that asks meanwhile: at an
+   * expiry each request of a process waiting on a key reads the same entry at once, and one
+   * HMGET answers them all (without it the fleet's reads at expiry grew with its
+   * connections, not its keys). A write or delete of the key lets go of its shared read,
+   * both when it starts and when it ends, so a read asked for after a write completed is a
+   * new one and sees it. Not SingleFlight: that one cannot be cut by a write.
+   */
+  private readonly reads = new Map<string, Promise<Entry | undefined>>();
 
   constructor(options: RedisStoreOptions) {
     this.connection = options.connection;
@@ -95,7 +104,15 @@ export class RedisStore implements Store {
     return `${this.prefix}entry:${key}`;
   }
 
-  async get(key: string): Promise<Entry | undefined> {
+  get(key: string): Promise<Entry | undefined> {
+    const shared = this.reads.get(key);
+    if (shared) return shared;
+    const read = this.readEntry(key).finally(() => this.forgetRead(key, read));
+    this.reads.set(key, read);
+    return read;
+  }
+
+  private async readEntry(key: string): Promise<Entry | undefined> {
     // A chunked body replaced while we read it: the second read sees the new entry.
     for (let attempt = 0; attempt < 2; attempt++) {
       const read = await this.read(key);
@@ -104,7 +121,21 @@ export class RedisStore implements Store {
     return undefined;
   }
 
+  /** Drops the shared read of `key` (only `read`, when given: a newer one stays). */
+  private forgetRead(key: string, read?: Promise<Entry | undefined>): void {
+    if (read === undefined || this.reads.get(key) === read) this.reads.delete(key);
+  }
+
   async put(entry: Entry): Promise<boolean> {
+    this.forgetRead(entry.key);
+    try {
+      return await this.write(entry);
+    } finally {
+      this.forgetRead(entry.key);
+    }
+  }
+
+  private async write(entry: Entry): Promise<boolean> {
     const now = this.clock.now();
     const ttlMs = Math.ceil(entry.deleteAt - now);
     const chunked = entry.body.byteLength > REDIS_CHUNK_BYTES && ttlMs > 0;
@@ -133,6 +164,15 @@ export class RedisStore implements Store {
   }
 
   async delete(key: string): Promise<boolean> {
+    this.forgetRead(key);
+    try {
+      return await this.remove(key);
+    } finally {
+      this.forgetRead(key);
+    }
+  }
+
+  private async remove(key: string): Promise<boolean> {
     const ref = await this.connection.run("delete", (client) => client.hget(this.redisKey(key), "c"));
     const removed = await this.connection.run("delete", (client) => client.del(this.redisKey(key)));
     const chunks = parseRef(ref ?? "");
