@@ -18,14 +18,18 @@ export class DurableObjectBackoffStore implements BackoffStore {
     private readonly clock: Clock,
   ) {
     storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS herdless_backoff (key TEXT PRIMARY KEY, v INTEGER NOT NULL, failures INTEGER NOT NULL, until INTEGER NOT NULL, forget_at INTEGER NOT NULL)",
+      "CREATE TABLE IF NOT EXISTS herdless_backoff (key TEXT PRIMARY KEY, v INTEGER NOT NULL, failures INTEGER NOT NULL, until INTEGER NOT NULL, forget_at INTEGER NOT NULL, failed_at INTEGER NOT NULL DEFAULT 0)",
     );
+    // A table made before failed_at was kept gets the column (its rows read as failed at 0).
+    const columns = storage.sql.exec<{ name: string }>("PRAGMA table_info(herdless_backoff)").toArray();
+    if (!columns.some((c) => c.name === "failed_at"))
+      storage.sql.exec("ALTER TABLE herdless_backoff ADD COLUMN failed_at INTEGER NOT NULL DEFAULT 0");
   }
 
   async get(key: string): Promise<BackoffRecord | undefined> {
     const row = this.storage.sql
-      .exec<{ v: number; failures: number; until: number; forget_at: number }>(
-        "SELECT v, failures, until, forget_at FROM herdless_backoff WHERE key = ?",
+      .exec<{ v: number; failures: number; until: number; forget_at: number; failed_at: number }>(
+        "SELECT v, failures, until, forget_at, failed_at FROM herdless_backoff WHERE key = ?",
         key,
       )
       .toArray()[0];
@@ -35,17 +39,24 @@ export class DurableObjectBackoffStore implements BackoffStore {
       this.storage.sql.exec("DELETE FROM herdless_backoff WHERE key = ?", key);
       return undefined;
     }
-    return { v: BACKOFF_FORMAT_VERSION, failures: row.failures, until: row.until, forgetAt: row.forget_at };
+    return {
+      v: BACKOFF_FORMAT_VERSION,
+      failures: row.failures,
+      until: row.until,
+      forgetAt: row.forget_at,
+      ...(row.failed_at > 0 ? { failedAt: row.failed_at } : {}),
+    };
   }
 
   async set(key: string, record: BackoffRecord): Promise<void> {
     this.storage.sql.exec(
-      "INSERT OR REPLACE INTO herdless_backoff (key, v, failures, until, forget_at) VALUES (?, ?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO herdless_backoff (key, v, failures, until, forget_at, failed_at) VALUES (?, ?, ?, ?, ?, ?)",
       key,
       record.v,
       record.failures,
       record.until,
       record.forgetAt,
+      record.failedAt ?? 0,
     );
   }
 

@@ -11,6 +11,7 @@ import { KeyCoordinator } from "./fill/key-coordinator.ts";
 import { MemoryLeaseManager } from "./fill/memory-lease.ts";
 import { RefreshMarks } from "./fill/refresh-marks.ts";
 import { LocalGuard } from "./guard/local-guard.ts";
+import { MemoryBackoffStore } from "./guard/key-backoff.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import { LruStore } from "./store/lru-store.ts";
 
@@ -23,9 +24,13 @@ class Origin {
   /** While set, answers wait for it: an origin slower than the test's clock. */
   held: Promise<void> | undefined;
 
+  /** Paths of the calls the origin answered while up, in order. */
+  readonly answered: string[] = [];
+
   fetch: FetchLike = async (url, init) => {
     this.calls++;
     await this.held;
+    if (this.health === "ok") this.answered.push(new URL(url).pathname);
     // As undici reports a refused connection: a TypeError whose cause is the socket's error.
     if (this.health === "down")
       throw new TypeError("fetch failed", {
@@ -51,6 +56,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
   const guard = new LocalGuard({ config, clock });
   const pending: Promise<unknown>[] = [];
   const background = (work: Promise<unknown>) => void pending.push(work);
+  const backoffs = new MemoryBackoffStore(clock);
   const coordinator = new KeyCoordinator({
     config,
     clock,
@@ -59,6 +65,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
     guard,
     fetch: origin.fetch,
     background,
+    backoff: backoffs,
   });
   const edge = () =>
     new Engine({
@@ -86,7 +93,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
       body: res.body instanceof Uint8Array ? new TextDecoder().decode(res.body) : "",
     };
   };
-  return { clock, origin, get, settled };
+  return { clock, origin, get, settled, guard, backoffs };
 }
 
 function req(path: string): EngineRequest {
@@ -300,5 +307,64 @@ describe("refresh-ahead: a hot key is renewed before it turns stale", () => {
     t.clock.advance(19_900);
     expect((await t.get("/page")).cacheStatus).toBe("herdless; hit; ttl=0");
     expect(t.origin.calls).toBe(1);
+  });
+});
+
+describe("recovery: the breaker's close ends every key's backoff", () => {
+  it("outage → keys back off → origin back → every key refreshed within one probe interval of the close, one request each", async () => {
+    const probeIntervalMs = 1_000;
+    const t = setup({ breaker: { failureThreshold: 3, minFailingKeys: 3, probeIntervalMs } });
+    const keys = Array.from({ length: 10 }, (_, i) => `/k${i}`);
+    for (const key of keys) await t.get(key);
+    t.clock.advance(61_000);
+    t.origin.health = "down";
+    // 60 s of outage, every key asked every 100 ms: each probe that fails backs its key off longer.
+    for (let tick = 0; tick < 600; tick++) {
+      t.clock.advance(100);
+      for (const key of keys) expect((await t.get(key)).body).toBe(`v0 ${key}`);
+    }
+    expect((await t.guard.snapshot()).breaker).not.toBe("closed");
+    const untils = await Promise.all(
+      keys.map(async (key) => (await t.backoffs.get(`GET https://site.test${key}`))?.until),
+    );
+    // Without the close cutting them short, some keys would wait well past the next interval.
+    expect(Math.max(...untils.map((u) => u ?? 0)) - t.clock.now()).toBeGreaterThan(5 * probeIntervalMs);
+
+    t.origin.health = "ok";
+    t.origin.version = 1;
+    t.origin.answered.length = 0;
+    let closedAt: number | undefined;
+    const refreshedAt = new Map<string, number>();
+    for (let tick = 0; tick < 100; tick++) {
+      t.clock.advance(100);
+      for (const key of keys) {
+        const answer = await t.get(key);
+        if (closedAt === undefined && t.origin.answered.length > 0) closedAt = t.clock.now();
+        if (answer.body === `v1 ${key}` && !refreshedAt.has(key)) refreshedAt.set(key, t.clock.now());
+      }
+    }
+    expect(closedAt).toBeDefined();
+    expect((await t.guard.snapshot()).recoveredAt).toBe(closedAt);
+    for (const key of keys) expect(refreshedAt.get(key)! - closedAt!).toBeLessThanOrEqual(probeIntervalMs + 100);
+    expect([...t.origin.answered].sort()).toEqual([...keys].sort());
+  });
+
+  it("a key that fails again after the close backs off as before: the close cuts short only what came before it", async () => {
+    const probeIntervalMs = 1_000;
+    const t = setup({ breaker: { failureThreshold: 3, minFailingKeys: 3, probeIntervalMs } });
+    await t.get("/broken");
+    t.clock.advance(61_000);
+    t.origin.health = 503;
+    for (let i = 0; i < 6; i++) {
+      await t.get("/broken");
+      t.clock.advance(((await t.backoffs.get("GET https://site.test/broken"))?.until ?? 0) - t.clock.now());
+    }
+    // One URL failing never opens the breaker; its backoff is its own and long by now.
+    expect((await t.guard.snapshot()).breaker).toBe("closed");
+    const calls = t.origin.calls;
+    await t.get("/broken");
+    t.clock.advance(2 * probeIntervalMs);
+    await t.get("/broken");
+    expect(t.origin.calls).toBe(calls + 1);
   });
 });

@@ -60,14 +60,16 @@ describe("recovery after an outage (workerd, 4 data centers)", () => {
       const probeIntervalMs = 5_000;
       const origin = await testOrigin({ headers: { "cache-control": "max-age=10, stale-if-error=600" } });
       const testEnv = edgeEnv(origin.url, {
-        breaker: { failureThreshold: 3, minFailingKeys: 3, probeIntervalMs },
+        // Long backoffs: a key that failed during the outage waits 10–20 s on its own.
+        breaker: { failureThreshold: 3, minFailingKeys: 3, probeIntervalMs, backoffBaseMs: 20_000 },
         origin: { errorTtlMs: 0 },
       });
       const keys = Array.from({ length: 8 }, (_, i) => `/recovery/page${i}`);
       const colds = Array.from({ length: 5 }, (_, i) => `/recovery/cold${i}`);
+      const probe = "/recovery/probe";
       const guardName = `recovery-${crypto.randomUUID()}`;
       await useGuard(testEnv, guardName, clock);
-      await useInCoordinators(testEnv, [...keys, ...colds], clock, guardName);
+      await useInCoordinators(testEnv, [...keys, ...colds, probe], clock, guardName);
       const dcs = dataCenters(DCS, testEnv, clock, { ownIsolate: true });
       const before = new Map<string, string>();
       for (const key of keys) {
@@ -85,11 +87,14 @@ describe("recovery after an outage (workerd, 4 data centers)", () => {
       for (const key of keys)
         for (const dc of dcs) expect(await dc.get(key)).toMatchObject({ status: 200, body: before.get(key) });
 
-      // Back: the next probe closes the breaker; every key in every data center gets the new
-      // copy, and the origin sees one request per key.
+      // Back: the next probe closes the breaker; within one more probe interval every key in
+      // every data center gets the new copy, however long its own backoff, and the origin
+      // sees one request per key.
       await origin.set({ mode: "up" });
+      clock.advance(probeIntervalMs);
+      expect((await dcs[0]!.get(probe)).status).toBe(200);
       const atRecovery = await origin.stats();
-      clock.advance(60_000);
+      clock.advance(probeIntervalMs);
       for (const key of keys) {
         const answers = [];
         for (const dc of dcs) answers.push(await dc.get(key));

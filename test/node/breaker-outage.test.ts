@@ -31,6 +31,8 @@ describe.each(["node", "fleet"] as const)("the origin refuses every connection (
           minFailingKeys: 3,
           windowMs: 10_000,
           probeIntervalMs: PROBE_INTERVAL_MS,
+          // Long backoffs: a key that probed during the outage waits 10–20 s on its own.
+          backoffBaseMs: 20_000,
         },
       });
       const { clock, urls } = deployment;
@@ -71,12 +73,15 @@ describe.each(["node", "fleet"] as const)("the origin refuses every connection (
       }
       expect(cachedErrors).toBe(0);
 
-      // The origin comes back: the next probe closes the breaker, and every key that was
-      // served stale is refreshed, with one origin request per key for the deployment.
+      // The origin comes back: the next probe (a cold key, the cached ones back off) closes
+      // the breaker, and within one more probe interval every key that was served stale is
+      // refreshed, however long its own backoff, with one origin request per key for the deployment.
       origin.set("up");
       origin.bump();
+      clock.advance(PROBE_INTERVAL_MS);
+      expect((await send(urls[0]!, "/cold-probe")).status).toBe(200);
       origin.resetRequests();
-      clock.advance(60_000);
+      clock.advance(PROBE_INTERVAL_MS);
       for (const key of KEYS)
         for (const url of urls) expect(await send(url, key)).toMatchObject({ status: 200, body: `GET ${key} v2` });
       expect(KEYS.map((key) => origin!.requests(key))).toEqual(KEYS.map(() => 1));

@@ -90,6 +90,7 @@ export class KeyCoordinator implements Coordinator {
       store: o.backoff ?? new MemoryBackoffStore(o.clock),
       config: o.config,
       clock: o.clock,
+      recoveredAt: async () => (await o.guard.snapshot()).recoveredAt,
     });
   }
 

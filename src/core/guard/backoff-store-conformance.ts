@@ -36,6 +36,10 @@ export function backoffStoreConformance(name: string, make: () => Promise<Backof
       expect(await h.store.get("k")).toEqual(record(1));
       await h.store.set("k", record(2, 2_000));
       expect(await h.store.get("k")).toEqual(record(2, 2_000));
+      // When the last sick call was (a later breaker close cuts the backoff short) is kept too.
+      const failed = { ...record(3, 4_000), failedAt: h.clock.now() };
+      await h.store.set("k", failed);
+      expect(await h.store.get("k")).toEqual(failed);
       await h.store.delete("k");
       expect(await h.store.get("k")).toBeUndefined();
       await h.store.delete("never-set");

@@ -80,7 +80,10 @@ describe("breaker: open and half-open", () => {
   it("the probe's success closes it; its failure reopens it for another interval", () => {
     const at = T0 + 5_000;
     const half = admit(opened(), settings, at, "probe-1").record;
-    expect(record(half, "success", "probe-1", "/p", settings, at + 10)).toEqual(closedBreaker());
+    expect(record(half, "success", "probe-1", "/p", settings, at + 10)).toEqual({
+      ...closedBreaker(),
+      recoveredAt: at + 10,
+    });
     expect(record(half, "failure", "probe-1", "/p", settings, at + 10)).toMatchObject({
       state: "open",
       nextProbeAt: at + 10 + 5_000,

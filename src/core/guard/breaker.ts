@@ -22,6 +22,8 @@ export interface BreakerRecord {
   probeId: string;
   /** While closed: the last `windowMs` of outcomes, oldest first. */
   buckets: WindowBucket[];
+  /** When a probe's success last closed it (epoch ms): keys that backed off before then may return (key-backoff.ts). */
+  recoveredAt?: number;
 }
 
 export interface BreakerSettings {
@@ -110,7 +112,7 @@ export function record(
   if (current.state !== "closed") {
     // Calls admitted before it opened, and lapsed probes, say nothing the probe will not.
     if (current.state !== "half-open" || permitId !== current.probeId) return current;
-    if (outcome === "success") return closedBreaker();
+    if (outcome === "success") return { ...closedBreaker(), recoveredAt: now };
     return { ...current, state: "open", nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0, probeId: "" };
   }
   const buckets = slide(current.buckets, settings, now, outcome === "failure" ? keyTag(key) : undefined);
@@ -170,6 +172,7 @@ export function parseBreakerRecord(value: unknown): BreakerRecord {
     nextProbeAt: Number(r.nextProbeAt) || 0,
     probeExpiresAt: Number(r.probeExpiresAt) || 0,
     probeId: typeof r.probeId === "string" ? r.probeId : "",
+    ...(Number(r.recoveredAt) > 0 ? { recoveredAt: Number(r.recoveredAt) } : {}),
     buckets: buckets.map((b) => ({
       at: Number(b.at) || 0,
       calls: Number(b.calls) || 0,

@@ -41,7 +41,7 @@ describe("backoffDelayMs: exponential, capped, jittered", () => {
 describe("afterSickCall", () => {
   it("counts the sick calls and forgets the record a cap after the backoff ends", () => {
     const first = afterSickCall(undefined, 10_000, policy, () => 0.999_999);
-    expect(first).toEqual({ v: 1, failures: 1, until: 11_000, forgetAt: 71_000 });
+    expect(first).toEqual({ v: 1, failures: 1, until: 11_000, forgetAt: 71_000, failedAt: 10_000 });
     const second = afterSickCall(first, 11_500, policy, () => 0.999_999);
     expect(second).toMatchObject({ failures: 2, until: 13_500 });
   });
@@ -50,7 +50,7 @@ describe("afterSickCall", () => {
 describe("afterSickCall: a sick status is asked again once before the key waits", () => {
   it("the first 503 in a row sets no wait; the second waits the base; a timeout waits at once", () => {
     const first = afterSickCall(undefined, 10_000, policy, () => 0.999_999, "status");
-    expect(first).toEqual({ v: 1, failures: 1, until: 10_000, forgetAt: 70_000 });
+    expect(first).toEqual({ v: 1, failures: 1, until: 10_000, forgetAt: 70_000, failedAt: 10_000 });
     expect(afterSickCall(first, 10_100, policy, () => 0.999_999, "status")).toMatchObject({
       failures: 2,
       until: 11_100,

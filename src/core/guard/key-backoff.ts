@@ -1,6 +1,7 @@
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
+import { keyTag } from "./breaker.ts";
 import type { OriginOutcome } from "./origin-guard.ts";
 
 /** The format of {@link BackoffRecord}; bumped on every incompatible change. */
@@ -15,6 +16,11 @@ export interface BackoffRecord {
   until: number;
   /** The record may be dropped from this instant: a key that stays quiet starts over. */
   forgetAt: number;
+  /**
+   * When the last sick call was recorded: a breaker that closed after it (the origin came
+   * back) cuts the backoff short. Absent in records written before it was kept: taken as 0.
+   */
+  failedAt?: number;
 }
 
 /**
@@ -82,7 +88,7 @@ export function afterSickCall(
   const failures = (previous?.failures ?? 0) + 1;
   const steps = sickness === "status" ? failures - 1 : failures;
   const until = steps === 0 ? now : now + backoffDelayMs(steps, policy, random);
-  return { v: BACKOFF_FORMAT_VERSION, failures, until, forgetAt: until + policy.maxMs };
+  return { v: BACKOFF_FORMAT_VERSION, failures, until, forgetAt: until + policy.maxMs, failedAt: now };
 }
 
 /** What {@link KeyBackoff.check} found: the refusal while the key backs off, and the record it read. */
@@ -97,6 +103,12 @@ export interface KeyBackoffOptions {
   clock: Clock;
   /** Jitter source in [0, 1); Math.random by default. */
   random?: () => number;
+  /**
+   * When the deployment's breaker last closed after an outage (its guard's snapshot,
+   * `recoveredAt`): keys that backed off before then are asked again within about one probe
+   * interval of it, not at the end of their own backoff.
+   */
+  recoveredAt?: () => Promise<number | undefined>;
 }
 
 /**
@@ -128,14 +140,42 @@ export class KeyBackoff {
     const record = await this.o.store.get(key);
     if (!record) return {};
     const now = this.o.clock.now();
-    if (now >= record.until) return { record };
-    const retryAfterMs = record.until - now;
+    const until = await this.until(key, record, now);
+    if (now >= until) return { record };
+    const retryAfterMs = until - now;
     const refusal = new HerdlessError(
       "ORIGIN_BACKOFF",
       `the origin failed ${record.failures} time(s) in a row for ${key}; not asked again for ${retryAfterMs} ms`,
       { retryAfterMs },
     );
     return { refusal, record };
+  }
+
+  /**
+   * When the key may be asked again: the end of its backoff or, when the breaker closed after
+   * the key's last sick call (the outage it failed in is over), a moment within half a probe
+   * interval of that close, spread over keys so that they do not return as one herd. The
+   * guard is read only for a backoff with more than that left, and at most once per half
+   * interval: a key refused a thousand times during an outage costs a few reads.
+   */
+  private async until(key: string, record: BackoffRecord, now: number): Promise<number> {
+    const spreadMs = this.o.config.breaker.probeIntervalMs / 2;
+    if (!this.o.recoveredAt || record.until - now <= spreadMs) return record.until;
+    const recoveredAt = await this.recovery(now, spreadMs);
+    if (recoveredAt === undefined || recoveredAt <= (record.failedAt ?? 0)) return record.until;
+    const share = Number.parseInt(keyTag(key), 16) / 2 ** 32;
+    return Math.min(record.until, recoveredAt + Math.floor(share * spreadMs));
+  }
+
+  private recovered: { readAt: number; at: Promise<number | undefined> } | undefined;
+
+  /** The breaker's last close, as read at most `maxAgeMs` ago; unknown when the guard cannot say. */
+  private recovery(now: number, maxAgeMs: number): Promise<number | undefined> {
+    if (!this.recovered || now - this.recovered.readAt >= maxAgeMs) {
+      const at = (this.o.recoveredAt?.() ?? Promise.resolve(undefined)).catch(() => undefined);
+      this.recovered = { readAt: now, at };
+    }
+    return this.recovered.at;
   }
 
   /**

@@ -139,6 +139,7 @@ export class LocalGuard implements OriginGuard {
   async snapshot(): Promise<GuardSnapshot> {
     return {
       breaker: this.breaker.state,
+      ...(this.breaker.recoveredAt !== undefined ? { recoveredAt: this.breaker.recoveredAt } : {}),
       inFlight: this.inFlight,
       queued: this.foreground.length + this.background.length,
     };

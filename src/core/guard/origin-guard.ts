@@ -18,6 +18,8 @@ export type BreakerState = "closed" | "open" | "half-open";
 
 export interface GuardSnapshot {
   breaker: BreakerState;
+  /** When the breaker last closed after being open (a probe succeeded), if it has. */
+  recoveredAt?: number;
   inFlight: number;
   queued: number;
 }

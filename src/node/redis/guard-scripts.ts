@@ -81,7 +81,7 @@ if b.state ~= 'closed' then
   if failure then
     b.state, b.nextProbeAt, b.probeExpiresAt, b.probeId = 'open', now + intervalMs, 0, ''
   else
-    b = { v = 2, state = 'closed', nextProbeAt = 0, probeExpiresAt = 0, probeId = '', buckets = {} }
+    b = { v = 2, state = 'closed', nextProbeAt = 0, probeExpiresAt = 0, probeId = '', buckets = {}, recoveredAt = now }
   end
   writeBreaker(KEYS[2], b)
   return b.state
@@ -202,9 +202,10 @@ export async function readGuard(
   client: RedisClient,
   keys: GuardKeys,
   now: number,
-): Promise<Pick<GuardSnapshot, "inFlight" | "breaker">> {
+): Promise<Pick<GuardSnapshot, "inFlight" | "breaker" | "recoveredAt">> {
   const [inFlight, raw] = await Promise.all([client.zcount(keys.permits, `(${now}`, "+inf"), client.get(keys.breaker)]);
-  return { inFlight, breaker: parseBreaker(raw).state };
+  const { state, recoveredAt } = parseBreaker(raw);
+  return { inFlight, breaker: state, ...(recoveredAt !== undefined ? { recoveredAt } : {}) };
 }
 
 function parseBreaker(raw: string | null): BreakerRecord {
