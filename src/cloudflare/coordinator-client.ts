@@ -4,6 +4,7 @@ import type { Coordinator, FillResult } from "../core/fill/coordinator.ts";
 import { HerdlessError } from "../core/errors.ts";
 import type { Metrics, OriginOutcomeKind } from "../core/admin/metrics.ts";
 import type { KeyCoordinatorObject } from "./key-coordinator-object.ts";
+import { fromWire, type WireFillResult } from "./fill-wire.ts";
 
 /**
  * The coordinator as the engine sees it: the key's Durable Object over typed RPC.
@@ -24,7 +25,7 @@ export function coordinatorClient(
   return {
     async fill(request) {
       // RPC typing widens tuples ([string, string]) to arrays; the cloned values are the same.
-      const call = objectOf(request.primary).fill(request) as Promise<unknown> as Promise<FillResult>;
+      const call = objectOf(request.primary).fill(request) as Promise<unknown> as Promise<WireFillResult>;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -38,11 +39,14 @@ export function coordinatorClient(
           waitMs,
         );
       });
+      let wire: WireFillResult;
       try {
-        return await Promise.race([call, deadline]);
+        wire = await Promise.race([call, deadline]);
       } finally {
         if (timer !== undefined) clearTimeout(timer);
       }
+      // The object answered: a large stored body still streams in, bounded by the object's liveness, not the wait.
+      return fromWire(wire);
     },
     async invalidate(primary, headers) {
       await objectOf(primary).invalidate(primary, headers);

@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
-import type { Coordinator, FillRequest, FillResult } from "../core/fill/coordinator.ts";
+import type { FillRequest } from "../core/fill/coordinator.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import { MAX_LIFETIME_MS } from "../core/http/freshness.ts";
 import { LocalGuard } from "../core/guard/local-guard.ts";
@@ -17,6 +17,7 @@ export interface CoordinatorEnv extends ConfigEnv {
   GUARD: DurableObjectNamespace<OriginGuardObject>;
 }
 import { StorageLeaseManager } from "./storage-lease.ts";
+import { toWire, type WireFillResult } from "./fill-wire.ts";
 
 /** Test-only hooks of {@link KeyCoordinatorObject}; see its `[coordinatorTestHooks]` method. */
 export const coordinatorTestHooks: unique symbol = Symbol("herdless.coordinatorTestHooks");
@@ -57,18 +58,19 @@ interface Parts {
  * const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(request.primary));
  * const result = await stub.fill(request);
  */
-export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> implements Coordinator {
+export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   private parts: Parts | undefined;
   /** Background refreshes started by the filler; kept so the object has work pending. */
   private readonly pending = new Set<Promise<unknown>>();
 
-  async fill(request: FillRequest): Promise<FillResult> {
+  /** The key's {@link KeyCoordinator.fill}, its large bodies streamed beside the answer (see fill-wire.ts). */
+  async fill(request: FillRequest): Promise<WireFillResult> {
     const { filler, store, backoff } = this.build();
     const result = await filler.fill(request);
     // The caller that wrote the entry schedules its cleanup (not each caller that joined it),
     // after answering: an alarm read and write need not delay the answer.
     if (result.kind === "entry" && result.stored && !result.collapsed) this.keep(this.scheduleCleanup(store, backoff));
-    return result;
+    return toWire(result);
   }
 
   /**

@@ -1,52 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.ts";
 import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
-import { largeBodyByte } from "./origin-protocol.ts";
+import { expectedHash, finish } from "./large-body.ts";
 import { testOrigin } from "./test-origin.ts";
 
 const BYTES = 20_000_000;
 const DCS = 4;
-
-function hex(digest: ArrayBuffer): string {
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function expectedHash(): Promise<string> {
-  const body = new Uint8Array(BYTES);
-  for (let i = 0; i < BYTES; i++) body[i] = largeBodyByte(i);
-  return hex(await crypto.subtle.digest("SHA-256", body));
-}
-
-/** Hashes the rest of a body whose first chunk was read already; resolves with the hash and the length. */
-async function finish(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  first: Uint8Array,
-): Promise<{ hash: string; bytes: number }> {
-  const digest = new crypto.DigestStream("SHA-256");
-  const writer = digest.getWriter();
-  // The digest is fed in 1 MiB pieces: one write per chunk read (a few KB each) costs more than the hashing.
-  const piece = new Uint8Array(1024 * 1024);
-  let filled = 0;
-  let bytes = 0;
-  const add = async (chunk: Uint8Array) => {
-    bytes += chunk.byteLength;
-    while (chunk.byteLength > 0) {
-      const n = Math.min(chunk.byteLength, piece.byteLength - filled);
-      piece.set(chunk.subarray(0, n), filled);
-      filled += n;
-      chunk = chunk.subarray(n);
-      if (filled === piece.byteLength) {
-        await writer.write(piece.slice());
-        filled = 0;
-      }
-    }
-  };
-  await add(first);
-  for (let read = await reader.read(); !read.done; read = await reader.read()) await add(read.value);
-  if (filled > 0) await writer.write(piece.slice(0, filled));
-  await writer.close();
-  return { hash: hex(await digest.digest), bytes };
-}
 
 describe("a large body herd in workerd, 4 data centers", () => {
   // 50 × 20 MB through one workerd process on a loaded 2-core machine: 35-60 s seen. Each
@@ -75,7 +34,7 @@ describe("a large body herd in workerd, 4 data centers", () => {
 
       await origin.release();
       const bodies = await Promise.all(opened.map((o) => finish(o.reader, o.first)));
-      const want = await expectedHash();
+      const want = await expectedHash(BYTES);
       expect(bodies.filter((b) => b.bytes !== BYTES || b.hash !== want)).toEqual([]);
       await Promise.all(opened.map((o) => o.settled));
       expect(await origin.count()).toBe(1);
