@@ -179,7 +179,8 @@ function edgeEngine(
     background,
     metrics,
     nearCopies: isolate.nearCopiesFor(cacheName),
-    // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs.
+    // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs,
+    // then one read for the isolate, whose Cache API write goes behind the answer.
     purges: () => purges.current(background),
     refreshMarks: isolate.refreshMarksFor(cacheName),
     onDegraded: (error) => {

@@ -41,6 +41,11 @@ export class PurgeRegistryObject extends DurableObject<ConfigEnv> {
 
 /** Where a data center keeps its copy of the purge list in its Cache API (never a page URL). */
 export const PURGE_LIST_URL = "https://herdless.internal/__herdless/purge-list";
+/**
+ * A read of the Cache API copy and, at worst, of the registry object takes milliseconds; a
+ * request waits this long on the isolate's read before making its own.
+ */
+const JOIN_READ_MS = 1_000;
 /** The instant (epoch ms) the copy's read of the registry object started. */
 const READ_AT_HEADER = "x-herdless-purges-read-at";
 
@@ -60,9 +65,9 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private cached: { snapshot: PurgeSnapshot; fetchedAt: number } | undefined;
   private failing = false;
   private sharing = false;
-  /** A renewal of the copy is running (see fresh). */
-  private renewing = false;
   private sharedAt = -Infinity;
+  /** The isolate's read of the list in flight (a renewal, or a read of a lapsed copy), shared by the requests meanwhile. */
+  private loading: Promise<PurgeSnapshot> | undefined;
   /** Reads of the registry object this isolate made (stats and the scale simulation). */
   objectReads = 0;
 
@@ -86,21 +91,51 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
     if (!this.cached) return undefined;
     const ageMs = this.now() - this.cached.fetchedAt;
     if (ageMs >= this.propagationMs) return undefined;
-    if (background && !this.renewing && ageMs >= this.propagationMs / 2) {
-      this.renewing = true;
-      // A data-center copy no younger than ours would renew nothing: only a younger one is taken.
-      background(this.load(this.propagationMs / 2).finally(() => (this.renewing = false)));
-    }
+    // A data-center copy no younger than ours would renew nothing: only a younger one is taken.
+    if (background && !this.loading && ageMs >= this.propagationMs / 2) this.read(this.propagationMs / 2, background);
     return this.cached.snapshot;
   }
 
+  /**
+   * The copy while it is within its bound; otherwise one read for the whole isolate: the
+   * requests arriving while it runs (or while a renewal runs) wait on it, each for at most
+   * {@link JOIN_READ_MS}, then read for themselves (a read belongs to the request that
+   * started it, and the runtime may cancel it with that request). `background`
+   * (ctx.waitUntil) keeps the read alive past that request and takes the data center's copy
+   * write off its answer.
+   */
   current(background?: (work: Promise<unknown>) => void): PurgeSnapshot | Promise<PurgeSnapshot> {
     const copy = this.fresh(background);
     if (copy) return copy;
-    // Each request reads for itself: a promise shared across requests is cancelled by the
-    // runtime for the others when the request that started it ends ("code had hung").
-    // Only requests arriving while the copy is past its bound pay the read.
-    return this.load();
+    if (this.loading) return this.join(this.loading, background);
+    return this.read(this.propagationMs, background);
+  }
+
+  /** Starts the isolate's shared read (see {@link current}). */
+  private read(maxAgeMs: number, background?: (work: Promise<unknown>) => void): Promise<PurgeSnapshot> {
+    const read = this.load(maxAgeMs, background);
+    this.loading = read;
+    const settled = read.finally(() => {
+      if (this.loading === read) this.loading = undefined;
+    });
+    if (background) background(settled);
+    return read;
+  }
+
+  /** The isolate's read in flight, or this request's own read if it does not settle in time. */
+  private async join(
+    read: Promise<PurgeSnapshot>,
+    background: ((work: Promise<unknown>) => void) | undefined,
+  ): Promise<PurgeSnapshot> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), JOIN_READ_MS);
+    });
+    try {
+      return (await Promise.race([read, late])) ?? (await this.load(this.propagationMs, background));
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+    }
   }
 
   async purge(command: PurgeCommand): Promise<void> {
@@ -112,7 +147,10 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
   }
 
   /** Reads the list: the data center's copy if it is younger than `maxAgeMs`, else the object. */
-  private async load(maxAgeMs = this.propagationMs): Promise<PurgeSnapshot> {
+  private async load(
+    maxAgeMs = this.propagationMs,
+    background?: (work: Promise<unknown>) => void,
+  ): Promise<PurgeSnapshot> {
     const shared = await this.fromDataCenter(maxAgeMs);
     if (shared) {
       this.keep(shared.snapshot, shared.fetchedAt);
@@ -125,8 +163,10 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
       this.objectReads++;
       snapshot = await this.stub().snapshot();
       this.failing = false;
-      // One request per isolate and copy makes the put (see share), so one waits for it.
-      await this.share(snapshot, startedAt);
+      // One request per isolate and copy makes the put (see share); behind the answer when it can.
+      const shared = this.share(snapshot, startedAt);
+      if (background) background(shared);
+      else await shared;
     } catch (error) {
       if (!this.failing) this.onError(error);
       this.failing = true;

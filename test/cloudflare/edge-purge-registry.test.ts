@@ -67,6 +67,28 @@ describe("the edge's copy of the purge list", () => {
     expect(await origin.count()).toBe(1);
   });
 
+  it("requests arriving while the copy is being read share that read: 20 concurrent first requests, then 20 past the bound, cost 1 registry read each", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const { reads, namespace } = purgesNamespace("count");
+    const clock = new ManualClock(Date.now());
+    const [dc] = dataCenters(
+      1,
+      { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace },
+      clock,
+      { ownIsolate: true },
+    );
+    const paths = Array.from({ length: 20 }, (_, i) => `/together/${i}`);
+    const first = await Promise.all(paths.map((path) => dc!.get(path)));
+    expect(first.map((r) => r.status)).toEqual(paths.map(() => 200));
+    expect(reads.snapshot).toBe(1);
+    clock.advance(1_000);
+    // Past the bound the data center's copy is as old as the isolate's: the object is read again, once.
+    const again = await Promise.all(paths.map((path) => dc!.get(`${path}?again`)));
+    expect(again.map((r) => r.status)).toEqual(paths.map(() => 200));
+    expect(reads.snapshot).toBe(2);
+    expect(await origin.count()).toBe(40);
+  });
+
   it("when the registry object cannot be reached, the edge keeps serving (one warning) and a purge answers 503", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
