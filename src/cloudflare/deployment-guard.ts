@@ -1,23 +1,28 @@
 import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
-import { isHerdlessError } from "../core/errors.ts";
 import { GuardFront } from "../core/guard/guard-front.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { DurableObjectGuard } from "./do-guard.ts";
 import type { OriginGuardObject } from "./origin-guard-object.ts";
 
 /**
- * The deployment-wide guard (the one guard object, so the cap and the breaker hold across
- * data centers), and `local` (this isolate's or object's own) while that object cannot be
- * reached: the origin keeps a cap and a breaker even then. With `background`, permits are
- * handed back behind the caller (see DurableObjectGuardOptions.background). Every call to
- * the object passes `front` first (one per isolate: see {@link GuardFront}), so the object's
- * load follows the origin's, not the traffic's.
+ * The deployment-wide guard: the one guard object, so the cap and the breaker hold across
+ * data centers. With `background`, permits are handed back behind the caller (see
+ * DurableObjectGuardOptions.background). Every call to the object passes `front` first (one
+ * per isolate: see {@link GuardFront}), so the object's load follows the origin's, not the
+ * traffic's.
+ *
+ * When the object cannot be reached (COORDINATOR_UNAVAILABLE), no origin call is made: the
+ * caller serves its stale copy if it may, else 503 with Retry-After. A local guard of the
+ * full cap in each caller would multiply the cap by the number of callers (each key's
+ * object is one; 100 keys were 100 × the cap), and no share of the cap per caller can sum
+ * to at most the cap: nobody knows how many callers are cut off, nor how many permits the
+ * object still holds for calls in flight. The origin's load cap is the promise; serving
+ * cold misses through an outage of the one object that keeps it is not.
  */
 export function deploymentGuard(
   namespace: DurableObjectNamespace<OriginGuardObject>,
   config: Config,
-  local: OriginGuard,
   front: GuardFront,
   name?: string,
   background?: (work: Promise<unknown>) => void,
@@ -29,15 +34,10 @@ export function deploymentGuard(
     ...(config.coordinator.locationHint ? { locationHint: config.coordinator.locationHint } : {}),
   });
   return {
-    async acquire(priority, signal) {
-      try {
-        return await front.acquire(() => remote.acquire(priority, signal));
-      } catch (error) {
-        if (!isHerdlessError(error, "COORDINATOR_UNAVAILABLE")) throw error;
-        return local.acquire(priority, signal);
-      }
-    },
-    snapshot: () => remote.snapshot().catch(() => local.snapshot()),
+    acquire: (priority, signal) => front.acquire(() => remote.acquire(priority, signal)),
+    // Unreachable, the object refuses every origin call from here, as an open breaker does;
+    // what it counts in flight cannot be known from here.
+    snapshot: () => remote.snapshot().catch(() => ({ breaker: "open" as const, inFlight: 0, queued: 0 })),
   };
 }
 

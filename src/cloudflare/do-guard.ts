@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from "../core/clock.ts";
 import { HerdlessError } from "../core/errors.ts";
 import { realTimers, type Timers } from "../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "../core/guard/origin-guard.ts";
@@ -19,6 +20,8 @@ export interface DurableObjectGuardOptions {
   /** Where the guard object is created, when it is (coordinator.locationHint). */
   locationHint?: DurableObjectLocationHint;
   timers?: Timers;
+  /** The holder's clock, for its permits' leases. Default: the system clock. */
+  clock?: Clock;
   /**
    * Hands a successful call's permit back behind the caller: `release` resolves at once and
    * the call to the object runs as this work (ctx.waitUntil), so the answer that follows an
@@ -36,7 +39,7 @@ export interface DurableObjectGuardOptions {
  * - Refusals (QUEUE_FULL, QUEUE_TIMEOUT, BREAKER_OPEN) reject with that HerdlessError and
  *   its `retryAfterMs`.
  * - An unreachable or throwing object rejects with COORDINATOR_UNAVAILABLE (cause attached)
- *   after one more try on a fresh stub; the caller falls back to its local guard.
+ *   after one more try on a fresh stub; the caller makes no origin call (see deploymentGuard).
  * - `release` never rejects: if the object cannot be told, the permit's lease frees the slot.
  * - `signal` is honoured here (it cannot cross RPC): an aborted wait rejects with its reason
  *   and a permit granted afterwards is handed back uncounted.
@@ -49,6 +52,7 @@ export interface DurableObjectGuardOptions {
 export class DurableObjectGuard implements OriginGuard {
   private stub: DurableObjectStub<OriginGuardObject> | undefined;
   private readonly timers: Timers;
+  private readonly clock: Clock;
 
   constructor(
     private readonly namespace: DurableObjectNamespace<OriginGuardObject>,
@@ -56,36 +60,79 @@ export class DurableObjectGuard implements OriginGuard {
     private readonly options: DurableObjectGuardOptions = {},
   ) {
     this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? systemClock;
   }
 
   async acquire(priority: Priority, signal?: AbortSignal): Promise<GuardPermit> {
     if (signal?.aborted) throw signal.reason;
+    // The object starts the lease when it grants, which is after this.
+    const askedAt = this.clock.now();
     // Awaited inside, so the RPC result's per-branch promise types collapse into GuardGrant.
     const grant = await this.giveUpOn(
       this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority)),
       signal,
     );
     if (!grant.ok) throw new HerdlessError(grant.code, grant.message, { retryAfterMs: grant.retryAfterMs });
-    return this.permit(grant.permitId, grant.probe);
+    return this.permit(grant.permitId, grant.probe, grant.leaseMs, askedAt);
   }
 
   snapshot(): Promise<GuardSnapshot> {
     return this.call("snapshot", (stub) => stub.snapshot());
   }
 
-  private permit(permitId: string, probe: boolean): GuardPermit {
+  private permit(permitId: string, probe: boolean, leaseMs: number, askedAt: number): GuardPermit {
     let released = false;
+    const lease = this.renewing(permitId, leaseMs, askedAt);
     return {
       permitId,
       probe,
+      lost: lease.lost,
       release: async (outcome: OriginOutcome, key?: string) => {
         if (released) return;
         released = true;
+        lease.stop();
         const handedBack = this.call("release", (stub) => stub.release(permitId, outcome, key)).catch(() => undefined);
         // Only a plain success goes behind: it frees a slot (held a moment longer is safe).
         // A failure or a probe's outcome moves the breaker, which must know before the next permit.
         if (this.options.background && outcome === "success" && !probe) this.options.background(handedBack);
         else await handedBack;
+      },
+    };
+  }
+
+  /**
+   * Keeps a permit's lease alive while its holder runs: a renewal every third of the lease,
+   * and `lost` aborted once the lease cannot be vouched for: the object answered that the
+   * permit is gone, or no renewal was confirmed for two thirds of a lease (the object may
+   * end it a third of a lease later, and by then the holder's call has stopped). Times
+   * are the holder's: the object starts each lease after the holder asked, so the lease
+   * lasts at least `leaseMs` from the asking.
+   */
+  private renewing(permitId: string, leaseMs: number, askedAt: number): { lost: AbortSignal; stop: () => void } {
+    const lost = new AbortController();
+    let confirmedAt = askedAt;
+    let timer: unknown;
+    let stopped = false;
+    const lose = (why: string) => {
+      stopped = true;
+      lost.abort(new HerdlessError("COORDINATOR_UNAVAILABLE", `origin permit lost: ${why}`));
+    };
+    const tick = async () => {
+      const asked = this.clock.now();
+      const held = await this.call("renew", (stub) => stub.renew(permitId)).catch(() => undefined);
+      if (stopped) return;
+      if (held === false) return lose(`origin guard "${this.name}" no longer holds it`);
+      if (held === true) confirmedAt = asked;
+      if (this.clock.now() - confirmedAt >= (leaseMs * 2) / 3)
+        return lose(`origin guard "${this.name}" not reached for ${this.clock.now() - confirmedAt} ms`);
+      timer = this.timers.setTimeout(() => void tick(), leaseMs / 3);
+    };
+    timer = this.timers.setTimeout(() => void tick(), leaseMs / 3);
+    return {
+      lost: lost.signal,
+      stop: () => {
+        stopped = true;
+        this.timers.clearTimeout(timer);
       },
     };
   }
@@ -133,8 +180,8 @@ export class DurableObjectGuard implements OriginGuard {
 
   /**
    * One RPC, with one more try on a fresh stub: a stub that saw its object reset stays
-   * broken, so without it every edge's first call after a guard reset would fail and fall
-   * back to its local guard. Not retried: an overloaded object (retrying feeds the overload).
+   * broken, so without it every edge's first call after a guard reset would fail and
+   * refuse its origin calls. Not retried: an overloaded object (retrying feeds the overload).
    * A retried `acquire` may, rarely, leave a first grant that was never delivered; its lease
    * frees that slot.
    */

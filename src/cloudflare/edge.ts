@@ -75,7 +75,7 @@ export async function handle(
     reportLater(isolate.reporter, ctx);
     return hit;
   }
-  const guard = deploymentGuard(env.GUARD, config, isolate.guard, isolate.guardFront, undefined, background);
+  const guard = deploymentGuard(env.GUARD, config, isolate.guardFront, undefined, background);
   if (admin) {
     return adminResponse(request, url, {
       token: env.HERDLESS_ADMIN_TOKEN || config.admin.token,

@@ -4,7 +4,6 @@ import type { Entry } from "../core/http/entry.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { RefreshMarks } from "../core/fill/refresh-marks.ts";
 import type { GuardFront } from "../core/guard/guard-front.ts";
-import { LocalGuard } from "../core/guard/local-guard.ts";
 import { newGuardFront } from "./deployment-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
 import { AttemptLimiter } from "../core/admin/auth.ts";
@@ -35,7 +34,6 @@ export interface ReadyIsolate {
   refreshMarksFor(cacheName: string): RefreshMarks;
   /** Coordinator calls in flight from this isolate for the cache `cacheName`, collapsed per key. */
   flightsFor(cacheName: string): IsolateFlights;
-  guard: LocalGuard;
   /** What this isolate's calls to the deployment's guard object pass first. */
   guardFront: GuardFront;
   /** This isolate's copy of the deployment's purge list. */
@@ -68,7 +66,7 @@ const isolates = new Map<string, IsolateState>();
 
 /**
  * Config is parsed once per isolate, keyed by the variables it comes from; the fallback's
- * leases and guard, the purge copy, the metrics and their reporter live as long.
+ * leases, the guard front, the purge copy, the metrics and their reporter live as long.
  */
 export function isolateState(
   env: Env,
@@ -102,7 +100,6 @@ export function isolateState(
       refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
       flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs, config.cache.maxEntryBytes)),
       nearReadsFor: perCache(() => new Map<string, Promise<Entry | undefined>>()),
-      guard: new LocalGuard({ config, clock }),
       guardFront: newGuardFront(clock, config),
       purges,
       metrics,

@@ -4,7 +4,6 @@ import type { Config } from "../core/config.ts";
 import type { FillRequest } from "../core/fill/coordinator.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import { MAX_LIFETIME_MS } from "../core/http/freshness.ts";
-import { LocalGuard } from "../core/guard/local-guard.ts";
 import { workerdDecoding } from "./content-decoding.ts";
 import { DurableObjectStore } from "./do-store.ts";
 import { DurableObjectBackoffStore } from "./do-backoff-store.ts";
@@ -133,13 +132,8 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
           this.keep(this.scheduleCleanup(store, backoff));
         },
       },
-      guard: deploymentGuard(
-        this.env.GUARD,
-        config,
-        new LocalGuard({ config, clock }),
-        guardFrontFor(clock, config, guardName),
-        guardName,
-        (work) => this.keep(work),
+      guard: deploymentGuard(this.env.GUARD, config, guardFrontFor(clock, config, guardName), guardName, (work) =>
+        this.keep(work),
       ),
       fetch: (url, init) => fetch(url, init),
       decodes: workerdDecoding,

@@ -10,11 +10,22 @@ import { configFromEnv, type ConfigEnv } from "./config-env.ts";
 
 /** The answer to {@link OriginGuardObject.acquire}: a permit, or why not and when to retry. */
 export type GuardGrant =
-  | { ok: true; permitId: string; probe: boolean }
+  | {
+      ok: true;
+      permitId: string;
+      probe: boolean;
+      /** How long the permit holds without a {@link OriginGuardObject.renew}: origin.timeoutMs + {@link PERMIT_MARGIN_MS}. */
+      leaseMs: number;
+    }
   | { ok: false; code: GuardRefusal; message: string; retryAfterMs: number };
 
-/** A permit whose holder never releases it frees its slot this long after origin.timeoutMs (as RedisGuard's permits). */
+/** A permit whose holder never releases nor renews it frees its slot this long after origin.timeoutMs (as RedisGuard's permits). */
 export const PERMIT_MARGIN_MS = 5_000;
+
+/** How long a permit holds from its grant or its last renewal. */
+function permitLeaseMs(config: Config): number {
+  return config.origin.timeoutMs + PERMIT_MARGIN_MS;
+}
 
 /**
  * Test-only hooks, reached through `runInDurableObject` (symbol-keyed methods are not
@@ -45,8 +56,8 @@ interface GuardState {
  * others keep being served.
  *
  * - Permits are leases: each gets an id and expires `origin.timeoutMs` + {@link PERMIT_MARGIN_MS}
- *   after the grant (origin calls are aborted at `origin.timeoutMs`, so only a dead holder
- *   reaches it). Expired permits are reclaimed on every call and by an alarm, uncounted by
+ *   after the grant or its holder's last {@link renew} (a holder renews while its call, a
+ *   streamed body included, runs; so only a dead or cut-off holder reaches it). Expired permits are reclaimed on every call and by an alarm, uncounted by
  *   the breaker (a dead coordinator says nothing about the origin); releasing an unknown
  *   or expired id is a no-op.
  * - Persisted (SQLite, written synchronously, so the output gate holds each answer until
@@ -90,7 +101,8 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
       throw error;
     }
     const permitId = crypto.randomUUID();
-    const expiresAt = this.clock.now() + state.config.origin.timeoutMs + PERMIT_MARGIN_MS;
+    const leaseMs = permitLeaseMs(state.config);
+    const expiresAt = this.clock.now() + leaseMs;
     state.held.set(permitId, { permit, expiresAt });
     this.ctx.storage.sql.exec(
       "INSERT INTO herdless_guard_permits (id, probe, expires_at) VALUES (?, ?, ?)",
@@ -99,7 +111,26 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
       expiresAt,
     );
     await this.scheduleAlarm(state);
-    return { ok: true, permitId, probe: permit.probe };
+    return { ok: true, permitId, probe: permit.probe, leaseMs };
+  }
+
+  /**
+   * Extends a live permit by its lease from now: its holder's origin call (a streamed body
+   * may run until origin.streamTimeoutMs) is still running. False for an unknown or expired
+   * id: that slot may be someone else's already, and the holder must stop its call.
+   */
+  async renew(permitId: string): Promise<boolean> {
+    const state = this.state();
+    this.reclaim(state);
+    const held = state.held.get(permitId);
+    if (!held) return false;
+    held.expiresAt = this.clock.now() + permitLeaseMs(state.config);
+    this.ctx.storage.sql.exec(
+      "UPDATE herdless_guard_permits SET expires_at = ? WHERE id = ?",
+      held.expiresAt,
+      permitId,
+    );
+    return true;
   }
 
   /** Frees the permit and counts its outcome for the breaker; a no-op for an unknown or expired id. */

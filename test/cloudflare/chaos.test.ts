@@ -333,8 +333,8 @@ describe("chaos: a Durable Object fails", () => {
 
   // guard-chaos.test.ts covers DurableObjectGuard itself (COORDINATOR_UNAVAILABLE after one
   // retry, hung objects, overload). Added here: requests through the edge and the coordinator.
-  describe("8. guard object unreachable: the local guard takes over, with its cap, and the edge keeps serving", () => {
-    it("relayed requests (a bypass route) from one isolate: 20 × 200, never more than origin.maxConcurrency (2) at the origin", async () => {
+  describe("8. guard object unreachable: no origin call without it (the cap is the promise); a copy is served stale, the rest 503 with Retry-After", () => {
+    it("relayed requests (a bypass route) from one isolate: 20 × 503 with Retry-After, 0 at the origin", async () => {
       const origin = await testOrigin({ delayMs: 50 });
       const testEnv = edgeEnv(origin.url, {
         origin: { maxConcurrency: 2 },
@@ -347,43 +347,70 @@ describe("chaos: a Durable Object fails", () => {
       };
       const dc = dataCenter(`guardless-${crypto.randomUUID()}`, outage, systemClock, { ownIsolate: true });
       const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => dc.get(`/live/${i}`)));
-      expect(answers.filter((a) => a.status !== 200)).toEqual([]);
-      for (const answer of answers) expect(answer.cacheStatus).toMatch(/^herdless; fwd=bypass; fwd-status=200$/);
-      const stats = await origin.stats();
-      expect(stats.count).toBe(20);
-      expect(stats.maxInFlight).toBeLessThanOrEqual(2);
-      // Each relay asked the guard object (and once more on a fresh stub) before its local guard.
+      for (const answer of answers) {
+        expect(answer.status).toBe(503);
+        expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+      }
+      expect(await origin.count()).toBe(0);
+      // Each relay asked the guard object, and once more on a fresh stub.
       expect(tried.filter((m) => m === "acquire")).toHaveLength(40);
     });
 
-    it("coordinators cut off from the guard object fill through their local guard: 4 data centers × 10 requests, 1 origin request, 0 errors", async () => {
-      const origin = await testOrigin({ headers: SIE });
-      const testEnv = edgeEnv(origin.url);
-      const tried = await cutCoordinatorsFromGuard(testEnv, ["/guardless"], systemClock);
-      const answers = await burst(dataCenters(DCS, testEnv, systemClock, { ownIsolate: true }), 10, "/guardless");
-      expect(answers.filter((a) => a.status !== 200)).toEqual([]);
-      expect(new Set(answers.map((a) => a.body))).toEqual(new Set(["/guardless #1"]));
-      expect(await origin.count()).toBe(1);
-      expect(tried).toEqual(["acquire", "acquire"]);
+    it("attack: 20 keys whose coordinators are cut off from the guard object and 20 whose are not, asked at once from 4 data centers: never more than origin.maxConcurrency (2) at the origin", async () => {
+      const clock = new ManualClock(Date.now());
+      const reachable = Array.from({ length: 20 }, (_, i) => `/reachable/${i}`);
+      const cutCold = Array.from({ length: 19 }, (_, i) => `/cut/${i}`);
+      const d = await deployment({
+        paths: [...reachable, "/cut-warm"],
+        clock,
+        config: { ...NO_TRIP, origin: { maxConcurrency: 2 } },
+        origin: { delayMs: 50 },
+      });
+      // One cut-off key has a copy, stale by the time of the attack but inside stale-if-error.
+      expect((await d.dcs[0]!.get("/cut-warm")).status).toBe(200);
+      clock.advance(61_000);
+      const tried = await cutCoordinatorsFromGuard(d.testEnv, ["/cut-warm", ...cutCold], clock);
+
+      const asked = [...reachable, "/cut-warm", ...cutCold];
+      const answers = await Promise.all(
+        asked.flatMap((path, i) => [d.dcs[i % DCS]!.get(path), d.dcs[(i + 1) % DCS]!.get(path)]),
+      );
+      const stats = await d.origin.stats();
+      expect(stats.maxInFlight).toBeLessThanOrEqual(2);
+      // The warm-up and one request per reachable key; none for a cut-off key.
+      expect(stats.count).toBe(1 + reachable.length);
+      const of = (path: string) => answers.filter((_, i) => asked[Math.floor(i / 2)] === path);
+      for (const path of reachable) for (const answer of of(path)) expect(answer.status).toBe(200);
+      for (const answer of of("/cut-warm")) {
+        expect(answer.status).toBe(200);
+        expect(answer.body).toBe("/cut-warm #1");
+        expect(answer.cacheStatus).toMatch(/^herdless; fwd=stale; ttl=-\d+; detail=coordinator-unavailable$/);
+      }
+      for (const path of cutCold)
+        for (const answer of of(path)) {
+          expect(answer.status).toBe(503);
+          expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+          expect(answer.cacheStatus).toMatch(/detail=coordinator-unavailable/);
+        }
+      expect(tried.filter((m) => m === "acquire").length).toBeGreaterThanOrEqual(2 * (cutCold.length + 1));
     });
 
-    it("coordinator and guard object both unreachable: a cold key through the fallback and the local guard, 1 origin request per isolate", async () => {
+    it("coordinator and guard object both unreachable: a cold key gets 503 with Retry-After, 0 at the origin", async () => {
       vi.spyOn(console, "warn").mockImplementation(() => undefined);
       const origin = await testOrigin({ headers: SIE, delayMs: 100 });
       const testEnv = edgeEnv(origin.url);
-      const tried: string[] = [];
       const outage: Env = {
         ...testEnv,
         COORDINATOR: unreachableNamespace(testEnv.COORDINATOR),
-        GUARD: unreachableNamespace(testEnv.GUARD, { what: "guard object", onCall: (method) => tried.push(method) }),
+        GUARD: unreachableNamespace(testEnv.GUARD, { what: "guard object" }),
       };
       const dc = dataCenter(`alone-${crypto.randomUUID()}`, outage, systemClock, { ownIsolate: true });
       const answers = await burst([dc], 20, "/alone");
-      expect(answers.filter((a) => a.status !== 200)).toEqual([]);
-      expect(new Set(answers.map((a) => a.body))).toEqual(new Set(["/alone #1"]));
-      expect(await origin.count()).toBe(1);
-      expect(tried).toEqual(["acquire", "acquire"]);
-      expect((await dc.get("/alone")).cacheStatus).toMatch(/^herdless; hit; ttl=\d+$/);
+      for (const answer of answers) {
+        expect(answer.status).toBe(503);
+        expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+      }
+      expect(await origin.count()).toBe(0);
     });
   });
 });

@@ -12,6 +12,14 @@ export type OriginOutcome = "success" | "failure" | "neutral";
 export interface OriginPermit {
   /** `key` names what was fetched: the breaker counts how many distinct keys fail. */
   release(outcome: OriginOutcome, key?: string): void | Promise<void>;
+  /**
+   * For a permit that is a lease its holder renews (the Worker's guard object): aborts once
+   * the holder can no longer vouch that the lease still holds (renewal refused, or the guard
+   * unreachable for most of a lease). The origin call, streamed body included, must stop
+   * then, or the slot could be given to another while this call still runs. Absent for
+   * permits that hold until released.
+   */
+  readonly lost?: AbortSignal;
 }
 
 export type BreakerState = "closed" | "open" | "half-open";

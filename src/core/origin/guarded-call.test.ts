@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../clock.ts";
 import { parseConfig } from "../config.ts";
+import { HerdlessError } from "../errors.ts";
 import { LocalGuard, type Timers } from "../guard/local-guard.ts";
 import { guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "./guarded-call.ts";
 
@@ -126,6 +127,55 @@ describe("guardedOriginCall", () => {
     bodies[1]?.send("O");
     await partial;
     expect((await guard.snapshot()).inFlight).toBe(1);
+  });
+
+  it("a permit lost mid-call (the guard's lease could not be renewed) stops the streamed body and the pending request; each is released once, neutral", async () => {
+    const body = trickle();
+    let answer!: (res: Response) => void;
+    let n = 0;
+    const { config } = setup(async () => new Response(null));
+    const permits: { lost: AbortController; releases: string[] }[] = [];
+    const guard: GuardedCallDeps["guard"] = {
+      acquire: async () => {
+        const lost = new AbortController();
+        const held = { lost, releases: [] as string[] };
+        permits.push(held);
+        return { lost: lost.signal, release: (outcome) => void held.releases.push(outcome) };
+      },
+      snapshot: async () => ({ breaker: "closed", inFlight: 0, queued: 0 }),
+    };
+    const fetchImpl: GuardedCallDeps["fetch"] = (_url, init) =>
+      n++ === 0
+        ? Promise.resolve(new Response(body.body))
+        : new Promise((resolve, reject) => {
+            answer = resolve;
+            init?.signal?.addEventListener("abort", () => reject(init.signal?.reason));
+          });
+    const deps: GuardedCallDeps = { config, clock: new ManualClock(T0), guard, fetch: fetchImpl };
+    const call = (path: string) =>
+      guardedOriginCall(
+        deps,
+        { url: `http://origin.test${path}`, method: "GET", headers: [] },
+        { priority: "foreground", maxBodyBytes: 0, key: path },
+      );
+
+    const streaming = await call("/long");
+    if (streaming.kind !== "response") throw new Error("expected a response");
+    const reader = (streaming.response.body as ReadableStream<Uint8Array>).getReader();
+    body.send("first");
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe("first");
+    permits[0]!.lost.abort(new HerdlessError("COORDINATOR_UNAVAILABLE", "origin permit lost: test"));
+    await expect(reader.read()).rejects.toThrow(/origin permit lost: test/);
+    expect(body.cancelled).toBe(true);
+    expect(permits[0]!.releases).toEqual(["neutral"]);
+
+    const pending = call("/slow");
+    await Promise.resolve();
+    permits[1]!.lost.abort(new HerdlessError("COORDINATOR_UNAVAILABLE", "origin permit lost: test"));
+    const failed = await pending;
+    expect(failed).toMatchObject({ kind: "failed", error: { code: "COORDINATOR_UNAVAILABLE" } });
+    expect(permits[1]!.releases).toEqual(["neutral"]);
+    answer(new Response("too late"));
   });
 
   it("cuts off a body idle past origin.streamIdleTimeoutMs, frees its slot and counts a failure", async () => {

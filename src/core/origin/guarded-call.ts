@@ -6,6 +6,7 @@ import { realTimers, type Timers } from "../guard/local-guard.ts";
 import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guard/origin-guard.ts";
 import { fetchOrigin, type FetchLike, type OriginRequest, type OriginResponse } from "./origin-client.ts";
 import type { ContentDecoding } from "./response-fields.ts";
+import { holdUntilDone } from "./held-body.ts";
 
 /** One origin call as metrics see it. */
 export interface OriginCallEvent {
@@ -157,18 +158,20 @@ export async function guardedOriginCall(
     priority: options.priority,
   });
   let response: OriginResponse;
+  // A lost permit stops the call as the caller's own abort does (see OriginPermit.lost).
+  const signal = anySignal(options.signal, permit.lost);
   try {
     const callOptions = {
       timeoutMs: config.origin.timeoutMs,
       maxBodyBytes: options.maxBodyBytes,
       clock,
-      ...(options.signal ? { signal: options.signal } : {}),
+      ...(signal ? { signal } : {}),
       ...(deps.decodes ? { decodes: deps.decodes } : {}),
     };
     response = await fetchOrigin(deps.fetch, request, callOptions);
   } catch (cause) {
     const error = isHerdlessError(cause) ? cause : new HerdlessError("ORIGIN_NETWORK", String(cause), { cause });
-    await permit.release(outcomeOfError(error.code, options.signal?.aborted === true), breakerKey);
+    await permit.release(outcomeOfError(error.code, signal?.aborted === true), breakerKey);
     deps.onOriginCall?.(event("error"));
     return { kind: "failed", error };
   }
@@ -181,9 +184,10 @@ export async function guardedOriginCall(
       config,
       deps.timers ?? realTimers,
       request.url,
-      (failed) => {
-        void permit.release(failed ? "failure" : outcome, breakerKey);
+      (ending) => {
+        void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, breakerKey);
       },
+      permit.lost,
     );
     return { kind: "response", response: { ...response, body } };
   }
@@ -191,93 +195,8 @@ export async function guardedOriginCall(
   return { kind: "response", response };
 }
 
-/**
- * Wraps a streamed origin body so the permit goes back exactly once, when the body ends
- * (`done(false)`), fails or stalls (`done(true)`), or its reader cancels it (`done(false)`,
- * once the origin body is cancelled: the origin answered; the client left). Idle time counts only while waiting on the
- * origin; the overall deadline counts from the head, whoever is slow.
- *
- * A body that has delivered all its `declaredBytes` ends there, without waiting for a
- * further read: workerd stops reading a body of known length once it has that many bytes,
- * so the end would otherwise never be seen and the permit would be held until
- * `origin.streamTimeoutMs` (every relayed POST or PUT on the Worker starved the cap).
- */
-function holdUntilDone(
-  body: ReadableStream<Uint8Array>,
-  declaredBytes: number | undefined,
-  config: Config,
-  timers: Timers,
-  url: string,
-  done: (failed: boolean) => void,
-): ReadableStream<Uint8Array> {
-  const { streamIdleTimeoutMs, streamTimeoutMs } = config.origin;
-  const reader = body.getReader();
-  let finished = false;
-  let cancelling = false;
-  let deliveredBytes = 0;
-  let idle: unknown;
-  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
-  const finish = (failed: boolean) => {
-    if (finished) return false;
-    finished = true;
-    timers.clearTimeout(overall);
-    if (idle !== undefined) timers.clearTimeout(idle);
-    done(failed);
-    return true;
-  };
-  const stop = (error: HerdlessError) => {
-    if (!finish(true)) return;
-    controller?.error(error);
-    void reader.cancel(error).catch(() => undefined);
-  };
-  const overall = timers.setTimeout(
-    () => stop(new HerdlessError("ORIGIN_TIMEOUT", `origin body for ${url} took longer than ${streamTimeoutMs} ms`)),
-    streamTimeoutMs,
-  );
-  return new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-    async pull(c) {
-      idle = timers.setTimeout(
-        () => stop(new HerdlessError("ORIGIN_TIMEOUT", `origin body for ${url} stalled for ${streamIdleTimeoutMs} ms`)),
-        streamIdleTimeoutMs,
-      );
-      let read: ReadableStreamReadResult<Uint8Array>;
-      try {
-        read = await reader.read();
-      } catch (error) {
-        if (finish(true)) c.error(error);
-        return;
-      } finally {
-        timers.clearTimeout(idle);
-        idle = undefined;
-      }
-      // A cancel ends a pending read at once; the cancel frees the slot once the origin body is torn down.
-      if (finished || cancelling) return;
-      if (read.done) {
-        finish(false);
-        c.close();
-        return;
-      }
-      c.enqueue(read.value);
-      deliveredBytes += read.value.byteLength;
-      // All the declared bytes are here: the origin's body is complete (a longer one is the
-      // origin's error, cut off by the runtime as it is without herdless).
-      if (declaredBytes !== undefined && deliveredBytes >= declaredBytes && finish(false)) {
-        c.close();
-        void reader.cancel().catch(() => undefined);
-      }
-    },
-    async cancel(reason) {
-      // The slot frees once the origin body is torn down, not before: otherwise the next
-      // caller's request reaches the origin while this connection is still open.
-      cancelling = true;
-      try {
-        await reader.cancel(reason);
-      } finally {
-        finish(false);
-      }
-    },
-  });
+/** One signal for several (absent ones ignored): aborts with the first to abort. */
+function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
+  const present = signals.filter((s): s is AbortSignal => s !== undefined);
+  return present.length <= 1 ? present[0] : AbortSignal.any(present);
 }

@@ -1,0 +1,117 @@
+import type { Config } from "../config.ts";
+import { HerdlessError, isHerdlessError } from "../errors.ts";
+import type { Timers } from "../guard/local-guard.ts";
+
+/** How a streamed body ended, for its permit's release. */
+export type StreamEnding = "ended" | "failed" | "lost";
+
+/**
+ * Wraps a streamed origin body so the permit goes back exactly once, when the body ends
+ * (`done("ended")`), fails or stalls (`done("failed")`), its permit is lost (`done("lost")`:
+ * the breaker learns nothing from it), or its reader cancels it (`done("ended")`, once the
+ * origin body is cancelled: the origin answered; the client left). Idle time counts only
+ * while waiting on the origin; the overall deadline counts from the head, whoever is slow.
+ *
+ * A body that has delivered all its `declaredBytes` ends there, without waiting for a
+ * further read: workerd stops reading a body of known length once it has that many bytes,
+ * so the end would otherwise never be seen and the permit would be held until
+ * `origin.streamTimeoutMs` (every relayed POST or PUT on the Worker starved the cap).
+ */
+export function holdUntilDone(
+  body: ReadableStream<Uint8Array>,
+  declaredBytes: number | undefined,
+  config: Config,
+  timers: Timers,
+  url: string,
+  done: (ending: StreamEnding) => void,
+  lost: AbortSignal | undefined,
+): ReadableStream<Uint8Array> {
+  const { streamIdleTimeoutMs, streamTimeoutMs } = config.origin;
+  const reader = body.getReader();
+  let finished = false;
+  let cancelling = false;
+  let deliveredBytes = 0;
+  let idle: unknown;
+  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const finish = (ending: StreamEnding) => {
+    if (finished) return false;
+    finished = true;
+    unlisten();
+    timers.clearTimeout(overall);
+    if (idle !== undefined) timers.clearTimeout(idle);
+    done(ending);
+    return true;
+  };
+  const stop = (error: HerdlessError, ending: StreamEnding = "failed") => {
+    if (!finish(ending)) return;
+    controller?.error(error);
+    void reader.cancel(error).catch(() => undefined);
+  };
+  const overall = timers.setTimeout(
+    () => stop(tooSlow(url, `took longer than ${streamTimeoutMs} ms`)),
+    streamTimeoutMs,
+  );
+  // The slot may be given to another once the permit is lost: the origin body stops here.
+  const unlisten = whenAborted(lost, () => stop(lostPermit(lost?.reason, url), "lost"));
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    async pull(c) {
+      idle = timers.setTimeout(() => stop(tooSlow(url, `stalled for ${streamIdleTimeoutMs} ms`)), streamIdleTimeoutMs);
+      let read: ReadableStreamReadResult<Uint8Array>;
+      try {
+        read = await reader.read();
+      } catch (error) {
+        if (finish("failed")) c.error(error);
+        return;
+      } finally {
+        timers.clearTimeout(idle);
+        idle = undefined;
+      }
+      // A cancel ends a pending read at once; the cancel frees the slot once the origin body is torn down.
+      if (finished || cancelling) return;
+      if (read.done) {
+        finish("ended");
+        c.close();
+        return;
+      }
+      c.enqueue(read.value);
+      deliveredBytes += read.value.byteLength;
+      // All the declared bytes are here: the origin's body is complete (a longer one is the
+      // origin's error, cut off by the runtime as it is without herdless).
+      if (declaredBytes !== undefined && deliveredBytes >= declaredBytes && finish("ended")) {
+        c.close();
+        void reader.cancel().catch(() => undefined);
+      }
+    },
+    async cancel(reason) {
+      // The slot frees once the origin body is torn down, not before: otherwise the next
+      // caller's request reaches the origin while this connection is still open.
+      cancelling = true;
+      try {
+        await reader.cancel(reason);
+      } finally {
+        finish("ended");
+      }
+    },
+  });
+}
+
+function tooSlow(url: string, how: string): HerdlessError {
+  return new HerdlessError("ORIGIN_TIMEOUT", `origin body for ${url} ${how}`);
+}
+
+/** The error a lost permit stops a streamed body with (not the origin's doing: the breaker does not count it). */
+function lostPermit(reason: unknown, url: string): HerdlessError {
+  if (isHerdlessError(reason)) return reason;
+  return new HerdlessError("COORDINATOR_UNAVAILABLE", `origin permit lost while streaming ${url}`, { cause: reason });
+}
+
+/** Calls `fn` once `signal` aborts (at once if it has); returns what stops listening. */
+function whenAborted(signal: AbortSignal | undefined, fn: () => void): () => void {
+  if (!signal) return () => undefined;
+  signal.addEventListener("abort", fn, { once: true });
+  if (signal.aborted) queueMicrotask(fn);
+  return () => signal.removeEventListener("abort", fn);
+}
