@@ -23,7 +23,7 @@ interface Answer {
 /**
  * An origin that holds its answers until the test releases them, so every concurrent request
  * is waiting on the one fetch when it answers. `/broken` is an application bug: 500 with a
- * body; `/account` is one client's page: `private` with a session cookie. Each answer is
+ * body; `/expired` is stale as it arrives (`max-age=0`); `/account` is one client's page: `private` with a session cookie. Each answer is
  * numbered by the origin request it answers.
  */
 async function heldOrigin() {
@@ -35,7 +35,9 @@ async function heldOrigin() {
     byPath.set(path, n);
     req.resume();
     const answer = () => {
-      if (path === "/broken") {
+      if (path === "/expired") {
+        res.writeHead(200, { "content-type": "text/plain", "cache-control": "max-age=0" }).end(`expired page #${n}`);
+      } else if (path === "/broken") {
         res.writeHead(500, { "content-type": "text/plain", "x-app": "broken" }).end(`application bug #${n}`);
       } else {
         res
@@ -152,5 +154,11 @@ describe("answers that are not stored, across three herdless stacks sharing one 
     for (const a of answers)
       expect(a.body).toBe(`account page of ${String(a.headers["set-cookie"]).replace("=", " ")}`);
     expect(origin.requests("/account")).toBe(30);
+  });
+
+  it("an answer stored already stale (max-age=0) is the answer of every waiter of its fetch in every process, as of the lease holder's", async () => {
+    const answers = await herd("/expired", 30);
+    expect(answers.filter((a) => a.status !== 200 || a.body !== "expired page #1")).toEqual([]);
+    expect(origin.requests("/expired")).toBe(1);
   });
 });

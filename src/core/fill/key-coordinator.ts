@@ -202,8 +202,8 @@ export class KeyCoordinator implements Coordinator {
       const message = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs)) ??
         delay(Math.min(remaining, 50)));
       const filled = await this.storedFor(request);
-      if (this.usable(filled)) return { kind: "entry", entry: filled, collapsed: true, stored: false };
-      const heard = await answerHeard(this.o.relay, request.key, message, before, this.o.config.cache.maxEntryBytes);
+      const stored = { before, filled, fresh: this.usable(filled) };
+      const heard = await answerHeard(this.o.relay, request.key, message, stored, this.o.config.cache.maxEntryBytes);
       if (heard) return heard;
     }
   }

@@ -66,6 +66,8 @@ export async function announcement(
   result: FlightResult | undefined,
 ): Promise<string> {
   if (result?.kind === "pass" || result?.kind === "alone") return ALONE;
+  // The entry's token: a waiter takes that entry even when it is already stale (max-age=0), as the leader's callers do.
+  if (result?.kind === "entry") return `done:${result.entry.token}`;
   if (result?.kind !== "failed") return "done";
   const { response } = result;
   if (relay && response && response.body instanceof Uint8Array) {
@@ -110,16 +112,19 @@ export async function relayStream(
 }
 
 /**
- * What a caller waiting on another process's flight makes of its announcement: the relayed
+ * What a caller waiting on another process's flight makes of its announcement and of the
+ * store after it (`filled`, `fresh` when it answers by itself): that entry, the relayed
  * answer, the word to ask on its own, that flight's failure; undefined to look again.
  */
 export async function answerHeard(
   relay: FlightRelay | undefined,
   key: string,
   message: string | undefined,
-  before: Entry | undefined,
+  { before, filled, fresh }: { before: Entry | undefined; filled: Entry | undefined; fresh: boolean },
   maxEntryBytes: number,
 ): Promise<FlightResult | undefined> {
+  if (filled && (fresh || storedBy(message, filled)))
+    return { kind: "entry", entry: filled, collapsed: true, stored: false };
   // An answer for one client (private, Set-Cookie, no-store): each caller asks on its own, as the leader's do.
   if (message === ALONE) return { kind: "alone" };
   const relayed = message?.startsWith(RELAYED) ? await relay?.take(key, message).catch(() => undefined) : undefined;
@@ -133,6 +138,12 @@ export async function answerHeard(
     stale: before,
     collapsed: true,
   };
+}
+
+/** Whether `entry` is the one the flight announced by `message` stored (or a newer one): its waiters' answer, fresh or not. */
+function storedBy(message: string | undefined, entry: Entry | undefined): entry is Entry {
+  const token = message?.startsWith("done:") ? Number(message.slice("done:".length)) : NaN;
+  return entry !== undefined && Number.isFinite(token) && entry.token >= token;
 }
 
 /** Another process's answer as this process's flight: its callers all joined it. */
