@@ -42,11 +42,7 @@ export interface KeyCoordinatorOptions {
   waitForFill?: (key: string, timeoutMs: number) => Promise<string | undefined>;
   /** Tells other processes how the flight for `key` went: `done`, `failed:<code>`, `alone`, or a `relay` reference. */
   announceFill?: (key: string, message: string) => void | Promise<void>;
-  /**
-   * Hands each flight's answer to the callers waiting on its key in other processes (a Redis
-   * fleet): the body as it arrives, the origin's error answer. Without it they wait for the
-   * stored entry, or get the failure's code.
-   */
+  /** Hands each flight's answer to its waiters in other processes (a Redis fleet): the body as it arrives, an error answer. */
   relay?: FlightRelay;
   /** Keeps background work alive (ctx.waitUntil on Workers). */
   background?: (work: Promise<unknown>) => void;
