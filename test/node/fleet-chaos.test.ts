@@ -27,8 +27,10 @@ beforeEach(async () => {
   ]);
   clock = new ManualClock(Date.now());
   const config = parseConfig({
-    origin: { url: origin.url, timeoutMs: 200 },
-    coordinator: { lockLeaseMs: 400, waitTimeoutMs: 5_000 },
+    // Generous against a loaded 2-core machine: a 30 ms origin took over 200 ms there, and a
+    // live holder's call must not time out; the dead holder's lease still lapses in 3.5 s.
+    origin: { url: origin.url, timeoutMs: 3_000 },
+    coordinator: { lockLeaseMs: 3_500, waitTimeoutMs: 8_000 },
   });
   const stacks = await Promise.all(
     [0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.url, prefix: PREFIX })),
@@ -82,6 +84,10 @@ describe("fleet chaos", () => {
       expect(a.status).toBe(200);
       expect(a.body).toBe(warm[0]!.body);
     }
-    expect(origin.stats().requests).toBe(2);
+    // One fetch for the 60 requests; one sick status is asked again once before the key backs
+    // off (key-backoff.ts), so a request that came after the first fetch ended may make a second.
+    const requests = origin.stats().requests;
+    expect(requests).toBeGreaterThanOrEqual(2);
+    expect(requests).toBeLessThanOrEqual(3);
   });
 });
