@@ -18,6 +18,8 @@ export interface AnswerContext {
   nearTier: NearTier;
   /** Counts an answer by kind, timed from `request.receivedAt` when the adapter took that reading. */
   count: (request: EngineRequest, kind: Parameters<Metrics["count"]>[0], key: string | undefined) => void;
+  /** Counts what the origin's protection did (metrics.ts ProtectionKind). */
+  protect?: (kind: Parameters<Metrics["protect"]>[0]) => void;
   relay: (request: EngineRequest, status: CacheStatus, kind: "pass") => Promise<EngineResponse>;
 }
 
@@ -117,6 +119,7 @@ function answerFailure(
   now: number,
 ): EngineResponse {
   const { config } = ctx;
+  if (result.code === "ORIGIN_BACKOFF") ctx.protect?.("backoff-answered");
   const best = newest(...[result.stale, nearStale].filter((entry) => servableOnError(entry, config, now)));
   const verdict = decideOnFailure(best, result.code, config, now);
   const detail = FAILURE_DETAIL[result.code] ?? "origin-error";

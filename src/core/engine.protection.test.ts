@@ -11,6 +11,7 @@ import { KeyCoordinator } from "./fill/key-coordinator.ts";
 import { MemoryLeaseManager } from "./fill/memory-lease.ts";
 import { RefreshMarks } from "./fill/refresh-marks.ts";
 import { LocalGuard } from "./guard/local-guard.ts";
+import { Metrics } from "./admin/metrics.ts";
 import { MemoryBackoffStore } from "./guard/key-backoff.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import { LruStore } from "./store/lru-store.ts";
@@ -57,6 +58,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
   const pending: Promise<unknown>[] = [];
   const background = (work: Promise<unknown>) => void pending.push(work);
   const backoffs = new MemoryBackoffStore(clock);
+  const metrics = new Metrics(clock, clock);
   const coordinator = new KeyCoordinator({
     config,
     clock,
@@ -77,6 +79,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
       fetch: origin.fetch,
       background,
       refreshMarks: new RefreshMarks(20_000),
+      metrics,
     });
   const edges = [edge(), edge()];
   const settled = async () => {
@@ -93,7 +96,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
       body: res.body instanceof Uint8Array ? new TextDecoder().decode(res.body) : "",
     };
   };
-  return { clock, origin, get, settled, guard, backoffs };
+  return { clock, origin, get, settled, guard, backoffs, metrics };
 }
 
 function req(path: string): EngineRequest {
@@ -114,6 +117,8 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
     expect(answers.map((a) => [a.status, a.body])).toEqual(Array(5).fill([200, "v0 /page"]));
     expect(answers[0]!.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=stale-if-error");
     for (const a of answers.slice(1)) expect(a.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=backoff");
+    // The dashboard's counters: one key began backing off, four answers were given meanwhile.
+    expect(t.metrics.protection).toEqual({ "backoff-started": 1, "backoff-answered": 4 });
   });
 
   it("after the backoff one retry goes through; failing again doubles the backoff; a success resets it", async () => {

@@ -91,6 +91,7 @@ export class Engine {
       clock: o.clock,
       nearTier: this.nearTier,
       count: (request, kind, key) => this.count(request, kind, key),
+      protect: (kind) => o.metrics?.protect(kind),
       relay: (request, status, kind) => this.relay(request, status, kind),
     };
   }
@@ -182,6 +183,14 @@ export class Engine {
 
   /** Asks the coordinator, falling back to local single-flight when it is unreachable. */
   private async fill(fill: FillRequest): Promise<FillResult> {
+    const result = await this.ask(fill);
+    // Counted where the flight's result arrives unshared: once per key that began backing off.
+    if (result.kind === "failed" && result.backoffStarted && !result.collapsed)
+      this.o.metrics?.protect("backoff-started");
+    return result;
+  }
+
+  private async ask(fill: FillRequest): Promise<FillResult> {
     try {
       return await this.o.coordinator.fill(fill);
     } catch (error) {

@@ -1,6 +1,13 @@
 import type { GuardSnapshot } from "../guard/origin-guard.ts";
 import { parsePurgeCommand, type PurgeRegistry } from "./purge.ts";
-import { hitRatioOf, originRequestsOf, requestsOf, type CounterView } from "./metrics.ts";
+import {
+  hitRatioOf,
+  originRequestsOf,
+  requestsOf,
+  zeroProtection,
+  type CounterView,
+  type ProtectionKind,
+} from "./metrics.ts";
 import type { ReporterView } from "./deployment-stats.ts";
 import { dashboardHtml, loginHtml } from "./dashboard.ts";
 import { AttemptLimiter, createSession, SESSION_TTL_MS, sessionValid, tokenMatches } from "./auth.ts";
@@ -44,6 +51,8 @@ export interface StatsSnapshot {
   /** Origin requests in the last complete second. */
   originPerSecond: number;
   breaker: GuardSnapshot["breaker"];
+  /** Per-key backoff: answers while a key backed off, and keys that began backing off (metrics.ts). */
+  protection: Record<ProtectionKind, number>;
   originInFlight: number;
   queueDepth: number;
   topKeys: { key: string; requests: number }[];
@@ -272,6 +281,7 @@ export function statsSnapshot(
     originRequests: originRequestsOf(counters.origin),
     originPerSecond: lastComplete?.origin ?? 0,
     breaker: guard.breaker,
+    protection: { ...zeroProtection(), ...counters.protection },
     originInFlight: guard.inFlight,
     queueDepth: guard.queued,
     topKeys: counters.topKeys,

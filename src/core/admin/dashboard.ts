@@ -36,6 +36,7 @@ export function dashboardHtml(): string {
   <div class="tile"><b id="origin-total">–</b><span>origin requests</span></div>
   <div class="tile"><b id="origin-rate">–</b><span>origin req/s</span></div>
   <div class="tile"><b id="breaker" data-state="">–</b><span>breaker</span></div>
+  <div class="tile"><b id="backoff">–</b><span>keys backing off: started / answers</span></div>
   <div class="tile"><b id="queue">–</b><span>queued / in flight</span></div>
   <div class="tile"><b id="mode">–</b><span>mode</span></div>
   <div class="tile"><b id="scope">–</b><span id="scope-note">counted by</span></div>
@@ -89,6 +90,8 @@ async function refresh() {
   $("origin-total").textContent = s.originRequests;
   $("origin-rate").textContent = s.originPerSecond;
   $("breaker").textContent = s.breaker; $("breaker").dataset.state = s.breaker;
+  const p = s.protection || {};
+  $("backoff").textContent = (p["backoff-started"] || 0) + " / " + (p["backoff-answered"] || 0);
   $("queue").textContent = s.queueDepth + " / " + s.originInFlight;
   $("mode").textContent = s.runtime + " · " + s.mode;
   // Whose counters these are: a process, one isolate (and why), or the deployment and how fresh.

@@ -1,10 +1,13 @@
 import {
   ORIGIN_KINDS,
+  PROTECTION_KINDS,
   SERVE_KINDS,
   zeroOrigin,
+  zeroProtection,
   zeroServed,
   type CounterView,
   type OriginOutcomeKind,
+  type ProtectionKind,
   type SecondCounts,
   type ServeKind,
 } from "./metrics.ts";
@@ -26,8 +29,14 @@ export interface IsolateReport {
   at: number;
   served: Record<ServeKind, number>;
   origin: Record<OriginOutcomeKind, number>;
+  /** Absent from isolates of a version before it. */
+  protection?: Record<ProtectionKind, number>;
   /** The counters of the isolate's last report the object acknowledged (zeros at first). */
-  acknowledged: { served: Record<ServeKind, number>; origin: Record<OriginOutcomeKind, number> };
+  acknowledged: {
+    served: Record<ServeKind, number>;
+    origin: Record<OriginOutcomeKind, number>;
+    protection?: Record<ProtectionKind, number>;
+  };
   /**
    * The live series since the last acknowledged report, as increments (the second that
    * report was in carries only what came after it). The chart is approximate where counters
@@ -65,6 +74,8 @@ export interface SavedTotals {
   v: 1;
   served: Record<ServeKind, number>;
   origin: Record<OriginOutcomeKind, number>;
+  /** Absent from totals saved before it. */
+  protection?: Record<ProtectionKind, number>;
 }
 
 /** An isolate not heard from for this long is forgotten (its counts stay in the totals). */
@@ -79,6 +90,7 @@ interface Known {
   reports: number;
   served: Record<ServeKind, number>;
   origin: Record<OriginOutcomeKind, number>;
+  protection: Record<ProtectionKind, number>;
   /** The newest report added. */
   seq: number;
   topKeys: { key: string; requests: number }[];
@@ -96,6 +108,7 @@ interface Known {
 export class DeploymentTotals {
   private readonly served: Record<ServeKind, number>;
   private readonly origin: Record<OriginOutcomeKind, number>;
+  private readonly protection: Record<ProtectionKind, number>;
   private readonly isolates = new Map<string, Known>();
   private readonly seconds = new Map<number, SecondCounts>();
   private newestAt = 0;
@@ -103,6 +116,7 @@ export class DeploymentTotals {
   constructor(saved?: SavedTotals) {
     this.served = { ...zeroServed(), ...(saved?.v === 1 ? saved.served : {}) };
     this.origin = { ...zeroOrigin(), ...(saved?.v === 1 ? saved.origin : {}) };
+    this.protection = { ...zeroProtection(), ...(saved?.v === 1 ? saved.protection : {}) };
   }
 
   /** Adds what is new in `report`; a report of another format is refused with an error naming it. */
@@ -122,6 +136,13 @@ export class DeploymentTotals {
         finite(report.origin[kind]) - Math.max(finite(counted.origin[kind]), finite(report.acknowledged.origin[kind]));
       if (delta > 0) this.origin[kind] += delta;
     }
+    const protection = { ...zeroProtection(), ...report.protection };
+    for (const kind of PROTECTION_KINDS) {
+      const delta =
+        finite(protection[kind]) -
+        Math.max(finite(counted.protection?.[kind]), finite(report.acknowledged.protection?.[kind]));
+      if (delta > 0) this.protection[kind] += delta;
+    }
     const fresh = !known || report.seq > known.seq;
     if (fresh) for (const second of report.series) this.addSecond(second);
     this.isolates.set(report.isolate, {
@@ -130,6 +151,7 @@ export class DeploymentTotals {
       reports: (known?.reports ?? 0) + 1,
       served: maxOf(known?.served, report.served),
       origin: maxOf(known?.origin, report.origin),
+      protection: maxOf(known?.protection, protection),
       seq: Math.max(known?.seq ?? 0, report.seq),
       topKeys: report.topKeys.slice(0, TOP_KEYS),
     });
@@ -145,6 +167,7 @@ export class DeploymentTotals {
     return {
       served: { ...this.served },
       origin: { ...this.origin },
+      protection: { ...this.protection },
       series: [...this.seconds.values()].sort((a, b) => a.at - b.at),
       topKeys: [...keys]
         .sort((a, b) => b[1] - a[1])
@@ -164,7 +187,7 @@ export class DeploymentTotals {
   }
 
   saved(): SavedTotals {
-    return { v: 1, served: { ...this.served }, origin: { ...this.origin } };
+    return { v: 1, served: { ...this.served }, origin: { ...this.origin }, protection: { ...this.protection } };
   }
 
   private addSecond(second: SecondCounts): void {

@@ -20,6 +20,18 @@ export const SERVE_KINDS: readonly ServeKind[] = [
   "refused",
 ];
 export const ORIGIN_KINDS: readonly OriginOutcomeKind[] = ["200", "304", "other", "5xx", "error"];
+
+/**
+ * What the origin's protection did, besides the breaker's state: `backoff-answered`, requests
+ * answered (stored copy or 503) while their key backed off; `backoff-started`, times a key
+ * began backing off (its sick call, when it was not already waiting).
+ */
+export type ProtectionKind = "backoff-answered" | "backoff-started";
+export const PROTECTION_KINDS: readonly ProtectionKind[] = ["backoff-answered", "backoff-started"];
+
+export function zeroProtection(): Record<ProtectionKind, number> {
+  return { "backoff-answered": 0, "backoff-started": 0 };
+}
 const WINDOW_SECONDS = 120;
 
 /** One second of the live series: answers by kind and origin requests. */
@@ -33,6 +45,8 @@ export interface SecondCounts {
 export interface CounterView {
   served: Record<ServeKind, number>;
   origin: Record<OriginOutcomeKind, number>;
+  /** Absent from a deployment whose stats object predates them. */
+  protection?: Record<ProtectionKind, number>;
   /** Per-second series, oldest first, for the last two minutes. */
   series: SecondCounts[];
   topKeys: { key: string; requests: number }[];
@@ -72,6 +86,7 @@ const performanceTimer: Clock = { now: () => performance.now() };
 export class Metrics {
   readonly served: Record<ServeKind, number> = zeroServed();
   readonly origin: Record<OriginOutcomeKind, number> = zeroOrigin();
+  readonly protection: Record<ProtectionKind, number> = zeroProtection();
   /** Time from arrival to the answer's head, by result; fed by requests that carry a start reading. */
   readonly latency = new LatencyHistograms(SERVE_KINDS);
   private readonly keyCounts = new Map<string, number>();
@@ -97,6 +112,10 @@ export class Metrics {
     bucket.served[kind] = (bucket.served[kind] ?? 0) + 1;
     if (key !== undefined) this.countKey(key);
     if (startedAt !== undefined) this.latency.observe(kind, (this.timer.now() - startedAt) / 1000);
+  }
+
+  protect(kind: ProtectionKind): void {
+    this.protection[kind]++;
   }
 
   originCall(outcome: OriginOutcomeKind): void {
@@ -133,7 +152,13 @@ export class Metrics {
 
   /** These counters as the stats show them. */
   view(): CounterView {
-    return { served: this.served, origin: this.origin, series: this.series(), topKeys: this.topKeys(10) };
+    return {
+      served: this.served,
+      origin: this.origin,
+      protection: this.protection,
+      series: this.series(),
+      topKeys: this.topKeys(10),
+    };
   }
 
   private countKey(key: string): void {

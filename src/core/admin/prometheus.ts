@@ -1,6 +1,6 @@
 import type { GuardSnapshot } from "../guard/origin-guard.ts";
 import { LATENCY_BUCKETS_SECONDS, type LatencyHistograms } from "./latency.ts";
-import type { CounterView, ServeKind } from "./metrics.ts";
+import { zeroProtection, type CounterView, type ServeKind } from "./metrics.ts";
 
 const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
 
@@ -8,7 +8,7 @@ const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
 export interface PrometheusInput {
   /** Whose counters, said in the help texts: a Node process's, a Worker deployment's, or one isolate's (no STATS binding). */
   scope: "process" | "deployment" | "isolate";
-  counters: Pick<CounterView, "served" | "origin">;
+  counters: Pick<CounterView, "served" | "origin" | "protection">;
   guard: GuardSnapshot;
   /** Help text of `herdless_origin_in_flight`: whose requests the guard sees. */
   inFlightHelp: string;
@@ -73,6 +73,19 @@ export function prometheusText(input: PrometheusInput): string {
   metric("herdless_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", [
     ["", BREAKER_VALUE[input.guard.breaker]],
   ]);
+  const protection = { ...zeroProtection(), ...input.counters.protection };
+  metric(
+    "herdless_backoff_answers_total",
+    "counter",
+    `Requests answered (stored copy or 503) while their key backed off after sick origin calls, ${whose}.`,
+    [["", protection["backoff-answered"]]],
+  );
+  metric(
+    "herdless_backoff_started_total",
+    "counter",
+    `Times a key began backing off after a sick origin call, seen ${whose}.`,
+    [["", protection["backoff-started"]]],
+  );
   metric("herdless_origin_in_flight", "gauge", input.inFlightHelp, [["", input.guard.inFlight]]);
   metric("herdless_queue_depth", "gauge", "Cold misses waiting for an origin slot.", [["", input.guard.queued]]);
   nodeGauges(metric, input);

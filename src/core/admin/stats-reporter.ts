@@ -1,6 +1,14 @@
 import type { Clock } from "../clock.ts";
 import type { DeploymentView, IsolateReport } from "./deployment-stats.ts";
-import { SERVE_KINDS, zeroOrigin, zeroServed, type Metrics, type SecondCounts, type ServeKind } from "./metrics.ts";
+import {
+  SERVE_KINDS,
+  zeroOrigin,
+  zeroProtection,
+  zeroServed,
+  type Metrics,
+  type SecondCounts,
+  type ServeKind,
+} from "./metrics.ts";
 
 export interface StatsReporterOptions {
   metrics: Metrics;
@@ -35,9 +43,10 @@ export class StatsReporter {
     seq: number;
     served: Record<ServeKind, number>;
     origin: IsolateReport["origin"];
+    protection: NonNullable<IsolateReport["protection"]>;
     /** The newest second of the series in that report, as it was then. */
     second: SecondCounts | undefined;
-  } = { seq: 0, served: zeroServed(), origin: zeroOrigin(), second: undefined };
+  } = { seq: 0, served: zeroServed(), origin: zeroOrigin(), protection: zeroProtection(), second: undefined };
   /** No report from traffic before this instant. */
   private nextAt = 0;
   private previous: Promise<unknown> = Promise.resolve();
@@ -74,7 +83,13 @@ export class StatsReporter {
   private async send(): Promise<DeploymentView> {
     const { report, newest } = this.build(this.o.clock.now());
     const view = await this.o.send(report);
-    this.acked = { seq: report.seq, served: report.served, origin: report.origin, second: newest };
+    this.acked = {
+      seq: report.seq,
+      served: report.served,
+      origin: report.origin,
+      protection: report.protection ?? zeroProtection(),
+      second: newest,
+    };
     return view;
   }
 
@@ -97,7 +112,8 @@ export class StatsReporter {
       at: now,
       served: { ...m.served },
       origin: { ...m.origin },
-      acknowledged: { served: this.acked.served, origin: this.acked.origin },
+      protection: { ...m.protection },
+      acknowledged: { served: this.acked.served, origin: this.acked.origin, protection: this.acked.protection },
       series,
       topKeys: m.topKeys(10).map(({ key, requests }) => ({
         key: key.length > MAX_KEY_CHARS ? key.slice(0, MAX_KEY_CHARS) : key,

@@ -77,6 +77,8 @@ export type FillResult =
       stale?: Entry;
       response?: PassResponse;
       collapsed: boolean;
+      /** This flight's sick call started the key's backoff (for the counters; absent otherwise). */
+      backoffStarted?: boolean;
     };
 
 /**

@@ -1,7 +1,7 @@
 import type { Config } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import type { HerdlessError, HerdlessErrorCode } from "../errors.ts";
-import type { KeyBackoff, Sickness } from "../guard/key-backoff.ts";
+import type { BackoffRecord, KeyBackoff, Sickness } from "../guard/key-backoff.ts";
 import type { OriginOutcome } from "../guard/origin-guard.ts";
 import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
 import type { FlightResult } from "./flight.ts";
@@ -16,7 +16,7 @@ import type { FlightResult } from "./flight.ts";
  * @example
  * await backoff.record(key, outcomeOfFlight(result, config), checked.record);
  */
-export function outcomeOfFlight(result: FlightResult, config: Config): OriginOutcome {
+function outcomeOfFlight(result: FlightResult, config: Config): OriginOutcome {
   if (result.kind === "failed") {
     if (result.code === "ORIGIN_STATUS")
       return result.fwdStatus === undefined ? "neutral" : outcomeOfStatus(result.fwdStatus, config);
@@ -28,8 +28,25 @@ export function outcomeOfFlight(result: FlightResult, config: Config): OriginOut
 }
 
 /** Whether a sick flight got a status from the origin or no answer at all: the first sick status is retried at once. */
-export function sicknessOfFlight(result: FlightResult): Sickness {
+function sicknessOfFlight(result: FlightResult): Sickness {
   return result.kind !== "alone" && result.fwdStatus !== undefined ? "status" : "no-answer";
+}
+
+/**
+ * Records in the key's backoff what the flight's call said about the origin; a failure that
+ * started the key's backoff says so (`backoffStarted`, for the counters). The answer stands
+ * even if its record is lost (the store unreachable): the key just retries sooner.
+ */
+export async function recordFlight(
+  backoff: KeyBackoff,
+  key: string,
+  result: FlightResult,
+  config: Config,
+  previous: BackoffRecord | undefined,
+): Promise<FlightResult> {
+  const outcome = outcomeOfFlight(result, config);
+  const started = await backoff.record(key, outcome, previous, sicknessOfFlight(result)).catch(() => false);
+  return started && result.kind === "failed" ? { ...result, backoffStarted: true } : result;
 }
 
 /** The flight's answer while the key backs off: its stored copy (if any) stands in, as for a refused permit. */

@@ -24,7 +24,7 @@ import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, relayStream, type FlightRelay } from "./relay.ts";
 import { bufferedUpTo, failureResult, settle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
-import { backedOff, backoffAfterStream, outcomeOfFlight, sicknessOfFlight } from "./flight-backoff.ts";
+import { backedOff, backoffAfterStream, recordFlight } from "./flight-backoff.ts";
 import { refreshAheadDue, renewedAhead, RenewalsAhead } from "./refresh-ahead.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
 
@@ -227,9 +227,7 @@ export class KeyCoordinator implements Coordinator {
       result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;
-      // The answer stands even if its record is lost (the store unreachable): the key just retries sooner.
-      const outcome = outcomeOfFlight(result, this.o.config);
-      await this.backoff.record(request.key, outcome, checked.record, sicknessOfFlight(result)).catch(() => {});
+      result = await recordFlight(this.backoff, request.key, result, this.o.config, checked.record);
       if (result.kind === "shared") {
         // The body is still arriving: the lease is the stream's now, released when it ends.
         clearTimeout(timer);

@@ -182,19 +182,23 @@ export class KeyBackoff {
    * Records how an origin call for `key` ended. `previous` is what {@link check} read under
    * the same lease: a success deletes only a record that exists, so the usual fill costs no
    * write. `sickness` says whether a sick call got a status or no answer ({@link afterSickCall}).
+   * True when the key now waits and did not before: it started backing off.
    */
   async record(
     key: string,
     outcome: OriginOutcome,
     previous: BackoffRecord | undefined,
     sickness: Sickness = "no-answer",
-  ): Promise<void> {
-    if (this.policy.baseMs === 0 || outcome === "neutral") return;
+  ): Promise<boolean> {
+    if (this.policy.baseMs === 0 || outcome === "neutral") return false;
     if (outcome === "success") {
       if (previous) await this.o.store.delete(key);
-      return;
+      return false;
     }
-    await this.o.store.set(key, afterSickCall(previous, this.o.clock.now(), this.policy, this.random, sickness));
+    const now = this.o.clock.now();
+    const next = afterSickCall(previous, now, this.policy, this.random, sickness);
+    await this.o.store.set(key, next);
+    return next.until > now && (previous === undefined || previous.until <= now);
   }
 }
 
