@@ -35,6 +35,11 @@ export interface Deployment {
   statsReportIntervalMs?: number;
   /** Dashboards open at once (each polls the stats once a second; default 1). */
   openDashboards?: number;
+  /**
+   * Isolates that ask the guard object (those hosting key objects, and edges relaying):
+   * each has one GuardFront. Default: every isolate of the deployment, the most there can be.
+   */
+  guardCallerIsolates?: number;
 }
 
 export interface Load {
@@ -50,8 +55,18 @@ export interface Load {
   cacheApiWrites: number;
 }
 
-/** The design as it stands: purge list through each data center's Cache API. */
-export type Design = "per-isolate-purge-reads" | "per-data-center-purge-reads";
+/**
+ * Before this issue: every isolate read the purge list from its object, and every refused
+ * origin attempt reached the guard object. Now: one purge read per data center per bound,
+ * and each isolate's GuardFront answers a standing refusal itself.
+ */
+export type Design = "before" | "now";
+
+/**
+ * A full queue is believed for this long by a GuardFront (QUEUE_FULL_MEMORY_MS of
+ * core/guard/guard-front.ts): at most one scout per caller isolate per period asks again.
+ */
+const GUARD_FRONT_RETRY_MS = 250;
 
 /** The one guard object answers at most what the origin can take, plus refusals. */
 function originRate(d: Deployment): number {
@@ -67,7 +82,11 @@ function originRate(d: Deployment): number {
  * - coordinators: a data center whose copy expired asks the key's object once (its
  *   isolates coalesce through the isolate memory and the data center's Cache API), so a
  *   hot key costs one call per data center per lifetime, a cold one one call;
- * - guard: an acquire and a release per origin request, and one call per refused attempt;
+ * - guard: an acquire and a release per origin request (a permit renewal every third of a
+ *   lease only for calls longer than that: streamed bodies; not counted), plus the refused
+ *   attempts that reach the object: each one before; now at most one scout per caller
+ *   isolate per GuardFront period, since the front answers a standing refusal in the
+ *   isolate (and keeps at most maxConcurrency + maxQueue of its calls waiting on the object);
  * - purge registry: one read per reader per propagation bound, where a reader is an
  *   isolate (before) or a data center (now), plus each purge;
  * - stats: each isolate reports at most once per interval, in the background (ctx.waitUntil),
@@ -76,24 +95,25 @@ function originRate(d: Deployment): number {
  *   share of traffic on keys not hot in the isolate), each refresh writes it once per
  *   data center, and the purge list is read and written once per data center per bound.
  */
-export function load(d: Deployment, design: Design = "per-data-center-purge-reads"): Load {
+export function load(d: Deployment, design: Design = "now"): Load {
   const origin = originRate(d);
   const refused = Math.max(0, d.keys / d.ttlSeconds + d.newUrlsPerSecond - origin);
+  const callers = d.guardCallerIsolates ?? d.dataCenters * d.isolatesPerDataCenter;
+  const refusedAtGuard = design === "before" ? refused : Math.min(refused, (callers * 1_000) / GUARD_FRONT_RETRY_MS);
   const hotRefreshes = (d.hotKeys / d.ttlSeconds) * d.dataCenters;
   const coldRefreshes = (d.keys - d.hotKeys) / d.ttlSeconds;
   const coordinatorObjects = hotRefreshes + coldRefreshes + d.newUrlsPerSecond;
   const periodsPerSecond = 1_000 / d.purgePropagationMs;
-  const readers = design === "per-isolate-purge-reads" ? d.dataCenters * d.isolatesPerDataCenter : d.dataCenters;
+  const readers = design === "before" ? d.dataCenters * d.isolatesPerDataCenter : d.dataCenters;
   const purgeRegistryObject = readers * periodsPerSecond + d.purgesPerSecond;
-  const purgeCacheReads =
-    design === "per-isolate-purge-reads" ? 0 : d.dataCenters * d.isolatesPerDataCenter * periodsPerSecond;
-  const purgeCacheWrites = design === "per-isolate-purge-reads" ? 0 : d.dataCenters * periodsPerSecond;
+  const purgeCacheReads = design === "before" ? 0 : d.dataCenters * d.isolatesPerDataCenter * periodsPerSecond;
+  const purgeCacheWrites = design === "before" ? 0 : d.dataCenters * periodsPerSecond;
   const memoryMissShare = Math.min(1, (d.keys - d.hotKeys) / Math.max(1, d.keys));
   return {
     origin,
     coordinatorObjects,
     busiestCoordinator: d.hotKeys > 0 ? d.dataCenters / d.ttlSeconds : 1 / d.ttlSeconds,
-    guardObject: 2 * origin + refused,
+    guardObject: 2 * origin + refusedAtGuard,
     purgeRegistryObject,
     statsObject:
       (d.dataCenters * d.isolatesPerDataCenter * 1_000) / (d.statsReportIntervalMs ?? 10_000) + (d.openDashboards ?? 1),
@@ -154,6 +174,18 @@ export const LIMITS = {
   objectRequestsPerSecond: 1_000,
 };
 
+/** The busiest single Durable Object of a deployment: its name and requests per second. */
+export function busiestObject(l: Load): { name: string; requestsPerSecond: number } {
+  const objects: [string, number][] = [
+    ["guard", l.guardObject],
+    ["purge registry", l.purgeRegistryObject],
+    ["stats", l.statsObject],
+    ["hot key's coordinator", l.busiestCoordinator],
+  ];
+  const [name, requestsPerSecond] = objects.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return { name, requestsPerSecond };
+}
+
 function row(cells: (string | number)[]): string {
   return `| ${cells.map((c) => (typeof c === "number" ? format(c) : c)).join(" | ")} |`;
 }
@@ -171,25 +203,28 @@ export function table(deployments: Deployment[] = DEPLOYMENTS): string {
       "deployment",
       "origin req/s",
       "coordinators req/s (busiest one)",
-      "guard req/s",
+      "guard req/s: before → now",
       "purge registry req/s: before → now",
       "stats req/s",
       "Cache API reads / writes per s",
+      "busiest single object: before → now",
     ]),
-    row(["---", "---", "---", "---", "---", "---", "---"]),
+    row(["---", "---", "---", "---", "---", "---", "---", "---"]),
   ];
   for (const d of deployments) {
-    const before = load(d, "per-isolate-purge-reads");
+    const before = load(d, "before");
     const now = load(d);
+    const [was, is] = [busiestObject(before), busiestObject(now)];
     lines.push(
       row([
         d.name,
         now.origin,
         `${format(now.coordinatorObjects)} (${format(now.busiestCoordinator)})`,
-        now.guardObject,
+        `${format(before.guardObject)} → ${format(now.guardObject)}`,
         `${format(before.purgeRegistryObject)} → ${format(now.purgeRegistryObject)}`,
         now.statsObject,
         `${format(now.cacheApiReads)} / ${format(now.cacheApiWrites)}`,
+        `${was.name} ${format(was.requestsPerSecond)} → ${is.name} ${format(is.requestsPerSecond)}`,
       ]),
     );
   }
