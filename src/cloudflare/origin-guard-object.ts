@@ -77,6 +77,8 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
   private current: GuardState | undefined;
   /** Wall-clock time of the scheduled alarm, if this instance set one. */
   private alarmAt: number | undefined;
+  /** Permit calls this instance answered (acquire, renew, release, abandon): the scale simulation holds them to the model. */
+  permitCalls = 0;
 
   constructor(ctx: DurableObjectState, env: ConfigEnv) {
     super(ctx, env);
@@ -90,6 +92,7 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
 
   /** Waits for a permit (bounded by origin.queueTimeoutMs); refusals are answers, not errors. */
   async acquire(priority: Priority): Promise<GuardGrant> {
+    this.permitCalls++;
     const state = this.state();
     this.reclaim(state);
     let permit: LocalPermit;
@@ -120,6 +123,7 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
    * id: that slot may be someone else's already, and the holder must stop its call.
    */
   async renew(permitId: string): Promise<boolean> {
+    this.permitCalls++;
     const state = this.state();
     this.reclaim(state);
     const held = state.held.get(permitId);
@@ -135,11 +139,13 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
 
   /** Frees the permit and counts its outcome for the breaker; a no-op for an unknown or expired id. */
   async release(permitId: string, outcome: OriginOutcome, key?: string): Promise<void> {
+    this.permitCalls++;
     this.take(permitId)?.release(outcome === "success" || outcome === "neutral" ? outcome : "failure", key);
   }
 
   /** Frees the permit without counting an outcome (its caller gave up before calling the origin). */
   async abandon(permitId: string): Promise<void> {
+    this.permitCalls++;
     this.take(permitId)?.abandon();
   }
 

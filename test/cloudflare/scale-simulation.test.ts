@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { load, type Deployment } from "../../bench/scale-model.ts";
 import { ManualClock } from "../../src/core/clock.ts";
 import type { Env } from "../../src/cloudflare/env.ts";
+import type { OriginGuardObject } from "../../src/cloudflare/origin-guard-object.ts";
 import type { PurgeRegistryObject } from "../../src/cloudflare/purge-registry-object.ts";
 import {
   ADMIN_TOKEN,
@@ -13,6 +14,7 @@ import {
   useInCoordinators,
   type DataCenter,
 } from "./edge-harness.ts";
+import { inObject } from "./in-object.ts";
 import { testOrigin } from "./test-origin.ts";
 
 /**
@@ -138,5 +140,17 @@ describe("a deployment of 50 data centers × 2 isolates, against the scale model
     // The model's cold-miss term: each new URL is one coordinator call and one origin request.
     expect(stats.count).toBe(urls.length);
     expect(stats.maxInFlight).toBeLessThanOrEqual(4);
+    // The model's guard term: an acquire and a release per origin request, no refusal (the
+    // queue holds them all). Releases run behind the answers: wait for them.
+    const predicted = load(
+      shape({ keys: 0, hotKeys: 0, newUrlsPerSecond: urls.length, originLatencyMs: 20 }),
+    ).guardObject;
+    expect(predicted).toBe(2 * urls.length);
+    const guardObject = env.GUARD.get(env.GUARD.idFromName(guard));
+    const permitCalls = () => inObject(guardObject, (instance: OriginGuardObject) => instance.permitCalls);
+    for (let i = 0; i < 100 && (await permitCalls()) < predicted; i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await permitCalls()).toBeGreaterThanOrEqual(predicted);
+    expect(await permitCalls()).toBeLessThanOrEqual(predicted * TOLERANCE);
   });
 });
