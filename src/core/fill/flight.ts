@@ -83,13 +83,17 @@ export function streamOf(flight: SharedFlight, collapsed: boolean): FillResult |
   if (body) flight.first = undefined;
   else body = flight.shared.reader();
   if (!body) return undefined;
+  return { ...streamAnswer(flight, body), collapsed };
+}
+
+/** The flight's head and sizes around one reader's `body`: a caller's stream, here or in another process. */
+export function streamAnswer(flight: SharedFlight, body: ReadableStream<Uint8Array>) {
   return {
-    kind: "stream",
+    kind: "stream" as const,
     head: flight.head,
     body,
     ...(flight.bytes !== undefined ? { bytes: flight.bytes } : {}),
     size: flight.size,
     fwdStatus: flight.fwdStatus,
-    collapsed,
   };
 }

@@ -1,7 +1,7 @@
 import type { Entry } from "../http/entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import type { FillResult, PassResponse } from "./coordinator.ts";
-import { followFlight, type FlightResult, type SharedFlight } from "./flight.ts";
+import { followFlight, streamAnswer, type FlightResult, type SharedFlight } from "./flight.ts";
 
 /** A body still arriving, as the flight's own callers get it. */
 export interface RelayedStream {
@@ -97,14 +97,7 @@ export async function relayStream(
   flight: SharedFlight,
   body: ReadableStream<Uint8Array>,
 ): Promise<void> {
-  const answer: RelayedAnswer = {
-    kind: "stream",
-    head: flight.head,
-    body,
-    ...(flight.bytes !== undefined ? { bytes: flight.bytes } : {}),
-    size: flight.size,
-    fwdStatus: flight.fwdStatus,
-  };
+  const answer: RelayedAnswer = streamAnswer(flight, body);
   const message = await o.relay?.offer(key, token, answer).catch(() => undefined);
   // Never rejects: waiters that miss the announcement find the answer by the relay's pointer.
   if (message) await Promise.resolve(o.announceFill?.(key, message)).catch(() => undefined);
