@@ -15,7 +15,8 @@ import { meterReading, runLoad, warm } from "./cell.ts";
 import { readProfile, type ProfileSummary } from "./cpu-profile.ts";
 import { NODE_DIST } from "./node-build.ts";
 import { startOrigin, summarizeOrigin } from "./origin.ts";
-import { startHerdless, startRuntime, TMP_DIR, writeConfig, type Runtime } from "./runtimes.ts";
+import { TMP_DIR } from "./processes.ts";
+import { startHerdless, startRuntime, writeConfig, type Runtime } from "./runtimes.ts";
 import { configFor, HOST, type Scenario } from "./scenarios.ts";
 import type { CellResult, HitPair, LoadResult, LoadSpec, RuntimeName } from "./types.ts";
 

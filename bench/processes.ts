@@ -9,6 +9,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+/** Scratch files of a bench run (configs, profiles); under results/ so a run leaves them in one place. */
+export const TMP_DIR = join(ROOT, "bench/results/tmp");
 
 /** Environment of every child: nothing may leave the machine. */
 export const CHILD_ENV: NodeJS.ProcessEnv = {

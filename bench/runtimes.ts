@@ -5,14 +5,13 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Sample } from "./bare-node.ts";
 import type { BenchOrigin } from "./origin.ts";
-import { LOOP_DELAY_PRELOAD, ROOT, startServer, startTsServer, type Server } from "./processes.ts";
+import { LOOP_DELAY_PRELOAD, startServer, startTsServer, TMP_DIR, type Server } from "./processes.ts";
 import type { RuntimeName } from "./types.ts";
 import { startNginx } from "./nginx.ts";
 import { builtCli } from "./node-build.ts";
 import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
 import { freePort } from "../fixtures/free-port.ts";
 
-export const TMP_DIR = join(ROOT, "bench/results/tmp");
 export const FLEET_SIZE = 3;
 
 export interface Runtime {

@@ -8,8 +8,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { builtCli } from "./node-build.ts";
-import { CHILD_ENV, ROOT } from "./processes.ts";
-import { TMP_DIR } from "./runtimes.ts";
+import { CHILD_ENV, ROOT, TMP_DIR } from "./processes.ts";
 import type { WorkerStartup } from "./worker-startup.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 

@@ -2,7 +2,6 @@ import type { FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import type { StreamedOriginResponse } from "../origin/origin-client.ts";
 import { SharedBody } from "./shared-body.ts";
-import type { RelayedStream } from "./relay.ts";
 
 /**
  * A flight whose body is still arriving: every caller reads its own stream of `shared`.
@@ -49,28 +48,6 @@ export function shareBody(entry: Entry, res: StreamedOriginResponse, maxEntryByt
     size: declared === undefined ? "unknown" : declared <= maxEntryBytes ? "fits" : "too-large",
     fwdStatus: res.status,
     done: Promise.resolve(),
-  };
-}
-
-/**
- * Another process's flight, its body arriving through the relay: one read of it for every
- * caller in this process, kept up to `maxEntryBytes` like the leader's own.
- */
-export function followFlight(relayed: RelayedStream, maxEntryBytes: number): SharedFlight {
-  const shared = new SharedBody(relayed.body, {
-    keepBytes: maxEntryBytes,
-    ...(relayed.bytes !== undefined ? { declaredBytes: relayed.bytes } : {}),
-  });
-  return {
-    kind: "shared",
-    head: relayed.head,
-    shared,
-    first: undefined,
-    bytes: relayed.bytes,
-    size: relayed.size,
-    fwdStatus: relayed.fwdStatus,
-    done: shared.ended.then(() => undefined),
-    relayed: true,
   };
 }
 

@@ -1,7 +1,8 @@
 import type { Entry } from "../http/entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import type { FillResult, PassResponse } from "./coordinator.ts";
-import { followFlight, streamAnswer, type FlightResult, type SharedFlight } from "./flight.ts";
+import { streamAnswer, type FlightResult, type SharedFlight } from "./flight.ts";
+import { SharedBody } from "./shared-body.ts";
 
 /** A body still arriving, as the flight's own callers get it. */
 export interface RelayedStream {
@@ -144,4 +145,26 @@ function fromRelay(answer: RelayedAnswer, before: Entry | undefined, maxEntryByt
   if (answer.kind === "stream") return followFlight(answer, maxEntryBytes);
   const { kind: _failed, ...failure } = answer;
   return { kind: "failed", ...failure, stale: before, collapsed: true };
+}
+
+/**
+ * Another process's flight, its body arriving through the relay: one read of it for every
+ * caller in this process, kept up to `maxEntryBytes` like the leader's own.
+ */
+function followFlight(relayed: RelayedStream, maxEntryBytes: number): SharedFlight {
+  const shared = new SharedBody(relayed.body, {
+    keepBytes: maxEntryBytes,
+    ...(relayed.bytes !== undefined ? { declaredBytes: relayed.bytes } : {}),
+  });
+  return {
+    kind: "shared",
+    head: relayed.head,
+    shared,
+    first: undefined,
+    bytes: relayed.bytes,
+    size: relayed.size,
+    fwdStatus: relayed.fwdStatus,
+    done: shared.ended.then(() => undefined),
+    relayed: true,
+  };
 }
