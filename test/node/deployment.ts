@@ -14,7 +14,7 @@ const agent = new Agent({ keepAlive: true });
 
 type TestConfig = Omit<ConfigInput, "origin"> & { origin?: Partial<ConfigInput["origin"]> };
 
-/** One Node process (`node`), or three sharing a real redis-server (`fleet`), on one ManualClock. */
+/** One Node process (`node`), or `fleetSize` (three unless told) sharing a real redis-server (`fleet`), on one ManualClock. */
 export interface Deployment {
   clock: ManualClock;
   stacks: Stack[];
@@ -23,7 +23,12 @@ export interface Deployment {
   close(): Promise<void>;
 }
 
-export async function deploy(kind: "node" | "fleet", originUrl: string, config: TestConfig): Promise<Deployment> {
+export async function deploy(
+  kind: "node" | "fleet",
+  originUrl: string,
+  config: TestConfig,
+  fleetSize = 3,
+): Promise<Deployment> {
   const clock = new ManualClock(Date.now());
   const parsed = parseConfig({ ...config, origin: { ...config.origin, url: originUrl } });
   let redis: RedisServer | undefined;
@@ -32,7 +37,7 @@ export async function deploy(kind: "node" | "fleet", originUrl: string, config: 
   else {
     const server = (redis = await startRedisServer());
     stacks = await Promise.all(
-      [0, 1, 2].map(() => redisStack({ config: parsed, logger, clock, redisUrl: server.url })),
+      Array.from({ length: fleetSize }, () => redisStack({ config: parsed, logger, clock, redisUrl: server.url })),
     );
   }
   const servers: RunningServer[] = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));

@@ -2,77 +2,27 @@
  * Per-key backoff on Node, one process and a 2-process Redis fleet: a key whose origin call
  * timed out is not asked again until its backoff passes, for the whole fleet.
  */
-import { Agent, request } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
-import { ManualClock } from "../../src/core/clock.ts";
-import { parseConfig } from "../../src/core/config.ts";
-import { redisStack } from "../../src/node/fleet-stack.ts";
-import { jsonLogger } from "../../src/node/logger.ts";
-import { startServer, type RunningServer } from "../../src/node/server.ts";
-import { localStack, type Stack } from "../../src/node/stack.ts";
-import { startRedisServer, type RedisServer } from "./redis-server.ts";
-
-const HOST = "site.test";
-const logger = jsonLogger("silent");
-const agent = new Agent({ keepAlive: true });
-
-interface Answer {
-  status: number;
-  cacheStatus: string;
-  retryAfter: string | undefined;
-  body: string;
-}
-
-function get(base: string, path: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${base}${path}`, { agent, headers: { host: HOST } }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          cacheStatus: String(res.headers["cache-status"] ?? ""),
-          retryAfter: res.headers["retry-after"],
-          body,
-        }),
-      );
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+import { deploy, send as get, type Answer, type Deployment } from "./deployment.ts";
 
 let origin: FragileOrigin | undefined;
-let redis: RedisServer | undefined;
-let servers: RunningServer[] = [];
+let deployment: Deployment | undefined;
 
 afterEach(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  servers = [];
+  await deployment?.close();
   await origin?.close();
-  await redis?.stop();
   origin = undefined;
-  redis = undefined;
+  deployment = undefined;
 });
 
 /** `members` herdless processes (one: local; more: a fleet on a fresh Redis) before a fragile origin. */
-async function start(members: number): Promise<{ urls: string[]; clock: ManualClock; origin: FragileOrigin }> {
+async function start(members: number): Promise<{ urls: string[]; clock: Deployment["clock"]; origin: FragileOrigin }> {
   origin = await startFragileOrigin({ cacheControl: "max-age=10, stale-if-error=600" });
-  const clock = new ManualClock(Date.now());
   // A short origin timeout: the test waits it out for real once per retry. A lax breaker: one key is under test.
-  const config = parseConfig({ origin: { url: origin.url, timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } });
-  let stacks: Stack[];
-  if (members === 1) stacks = [localStack({ config, logger, clock })];
-  else {
-    redis = await startRedisServer();
-    const redisUrl = redis.url;
-    stacks = await Promise.all(Array.from({ length: members }, () => redisStack({ config, logger, clock, redisUrl })));
-  }
-  servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
-  return { urls: servers.map((s) => s.url), clock, origin };
+  const config = { origin: { timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } };
+  deployment = await deploy(members === 1 ? "node" : "fleet", origin.url, config, members);
+  return { urls: deployment.urls, clock: deployment.clock, origin };
 }
 
 describe.each([

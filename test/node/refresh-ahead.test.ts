@@ -3,33 +3,11 @@
  * key whose origin sends only `max-age=2` (no stale-while-revalidate) are all hits after
  * warm-up, and the origin sees about one request per lifetime for the whole fleet.
  */
-import { Agent, request } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
-import { ManualClock } from "../../src/core/clock.ts";
-import { parseConfig } from "../../src/core/config.ts";
-import { redisStack } from "../../src/node/fleet-stack.ts";
-import { jsonLogger } from "../../src/node/logger.ts";
-import { startServer, type RunningServer } from "../../src/node/server.ts";
-import { localStack, type Stack } from "../../src/node/stack.ts";
-import { startRedisServer, type RedisServer } from "./redis-server.ts";
+import { deploy, send as get, type Deployment } from "./deployment.ts";
 
-const HOST = "site.test";
-const PRIMARY = `GET http://${HOST}/hot`;
-const logger = jsonLogger("silent");
-const agent = new Agent({ keepAlive: true });
-
-function get(base: string, path: string): Promise<{ status: number; cacheStatus: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${base}${path}`, { agent, headers: { host: HOST } }, (res) => {
-      res.resume();
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, cacheStatus: String(res.headers["cache-status"]) }));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const PRIMARY = `GET http://site.test/hot`;
 
 /** Polls what background work makes true; bounded, never a fixed sleep. */
 async function until(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
@@ -41,16 +19,13 @@ async function until(what: string, condition: () => boolean, timeoutMs = 5_000):
 }
 
 let origin: FragileOrigin | undefined;
-let redis: RedisServer | undefined;
-let servers: RunningServer[] = [];
+let deployment: Deployment | undefined;
 
 afterEach(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  servers = [];
+  await deployment?.close();
   await origin?.close();
-  await redis?.stop();
   origin = undefined;
-  redis = undefined;
+  deployment = undefined;
 });
 
 describe.each([
@@ -59,19 +34,14 @@ describe.each([
 ])("refresh-ahead: %s", (_, members) => {
   it("steady requests on a max-age=2 key without SWR: every answer after warm-up is a hit, origin requests ≤ 1.1 × one per lifetime", async () => {
     origin = await startFragileOrigin({ cacheControl: "max-age=2" });
-    const clock = new ManualClock(Date.now());
-    const config = parseConfig({ origin: { url: origin.url }, defaults: { refreshAhead: 0.05 } });
-    let stacks: Stack[];
-    if (members === 1) stacks = [localStack({ config, logger, clock })];
-    else {
-      redis = await startRedisServer();
-      const redisUrl = redis.url;
-      stacks = await Promise.all(
-        Array.from({ length: members }, () => redisStack({ config, logger, clock, redisUrl })),
-      );
-    }
-    servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
-    for (const s of servers) expect((await get(s.url, "/hot")).status).toBe(200);
+    deployment = await deploy(
+      members === 1 ? "node" : "fleet",
+      origin.url,
+      { defaults: { refreshAhead: 0.05 } },
+      members,
+    );
+    const { clock, stacks, urls } = deployment;
+    for (const url of urls) expect((await get(url, "/hot")).status).toBe(200);
     expect(origin.stats().requests).toBe(1);
 
     const waited: string[] = [];
@@ -80,7 +50,7 @@ describe.each([
     for (let i = 0; i < 1_200; i++) {
       clock.advance(50);
       const member = i % members;
-      const answer = await get(servers[member]!.url, "/hot");
+      const answer = await get(urls[member]!, "/hot");
       if (answer.status !== 200 || !answer.cacheStatus.startsWith("herdless; hit; ")) waited.push(answer.cacheStatus);
       if (!answer.cacheStatus.endsWith("detail=refresh-ahead")) continue;
       renewing++;
