@@ -180,6 +180,10 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
       throw error;
     },
   );
+  // Listen for the stop signal before saying "listening": a supervisor may send SIGTERM as
+  // soon as it reads that line, and a signal with no listener yet kills the process (exit by
+  // signal, not 0). In the bounded-heap worker the main thread receives the signals and passes them on.
+  const stop = workerArgv() ? stopRequested() : untilSignal();
   logger.info("herdless listening", {
     url: running.url,
     port: running.port,
@@ -188,8 +192,7 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
     // The heap the server runs in: sized from cache.maxBytes, or by the operator's flags.
     heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
   });
-  // In the bounded-heap worker the main thread receives the signals and passes them on.
-  const signal = await (workerArgv() ? stopRequested() : untilSignal());
+  const signal = await stop;
   logger.info("shutting down", { signal });
   await running.close();
   logger.info("stopped", { signal });
