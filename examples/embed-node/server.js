@@ -34,6 +34,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     originUrl: process.env.ORIGIN_URL ?? "http://127.0.0.1:8080",
     port: Number(process.env.PORT ?? 3000),
   });
-  console.log(`listening on ${running.url}: /blog/* through herdless, the rest is this server's own`);
+  // Before the line: whoever reads it may signal at once, and a signal with no listener kills.
   for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => void running.close());
+  console.log(`listening on ${running.url}: /blog/* through herdless, the rest is this server's own`);
 }
