@@ -108,3 +108,10 @@ export class WaitQueue {
     return [...this.foreground, ...this.background].filter((waiter) => this.settle(waiter));
   }
 }
+
+/** The refusal of an open breaker, for a caller and for every waiter when it opens. */
+export function breakerOpen(retryAfterMs: number): HerdlessError {
+  return new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", {
+    retryAfterMs: Math.max(1_000, retryAfterMs),
+  });
+}

@@ -65,6 +65,7 @@ export class LocalShare {
    */
   private current: "redis" | "rejoining" | "local";
   private isDegraded = false;
+  private closed = false;
   private rejoining: Promise<void> | undefined;
   /** The free slots held as taken at the switch, each with the timer that frees it. */
   private readonly reserved = new Map<LocalPermit, unknown>();
@@ -137,8 +138,12 @@ export class LocalShare {
         () => (this.rejoining = undefined),
         (cause: unknown) => {
           this.degrade(cause);
-          // The next attempt waits a second: calls meanwhile stay on the local share.
-          this.o.timers.setTimeout(() => (this.rejoining = undefined), 1_000);
+          // The next attempt waits a second: calls meanwhile stay on the local share. It starts
+          // on its own: a process that calls nobody (its keys back off) would otherwise stay here.
+          this.o.timers.setTimeout(() => {
+            this.rejoining = undefined;
+            if (!this.closed && this.o.connection.healthy) void this.rejoin();
+          }, 1_000);
         },
       );
     return this.rejoining;
@@ -146,6 +151,7 @@ export class LocalShare {
 
   /** Stops reading the others' permits and frees the slots held back. */
   close(): void {
+    this.closed = true;
     clearInterval(this.refresher);
     this.widen();
   }

@@ -211,6 +211,27 @@ describe("RedisGuard: shared circuit breaker", () => {
     expect(after).toHaveLength(3);
   });
 
+  it("a process cut off from the fleet guard when the breaker closes (one failed command, Redis up) still hears the recovery", async () => {
+    const clock = new ManualClock(T0);
+    const { guards, redis } = fleet({ failureThreshold: 3, probeIntervalMs: 1_000, clock });
+    const [a, , c] = guards as [RedisGuard, RedisGuard, RedisGuard];
+    for (const [i, permit] of (await Promise.all(guards.map((g) => g.acquire("foreground")))).entries())
+      await permit.release("failure", `/k${i}`);
+    expect(await c.snapshot()).toMatchObject({ breaker: "open" });
+
+    // One command of c fails (here: a damaged permit set) while Redis stays reachable: c
+    // switches to its local share, and its keys back off, so it calls nobody for a while.
+    await redis.set(c.permitsKey, "damaged");
+    await (await c.acquire("foreground")).release("neutral");
+    expect(c.degraded).toBe(true);
+    await redis.del(c.permitsKey);
+
+    clock.advance(1_000);
+    const probe = await a.acquire("foreground");
+    await probe.release("success");
+    expect(await c.snapshot()).toMatchObject({ recoveredAt: clock.now() });
+  });
+
   it("fails queued waiters in other processes as soon as the breaker opens", async () => {
     const { guards } = fleet({ maxConcurrency: 2, failureThreshold: 1, clock: systemClock });
     const [a, b] = guards as [RedisGuard, RedisGuard];

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Clock } from "../../core/clock.ts";
 import type { Config } from "../../core/config.ts";
-import { HerdlessError } from "../../core/errors.ts";
 import {
   breakerSettings,
   realTimers,
@@ -17,7 +16,7 @@ import type {
   Priority,
 } from "../../core/guard/origin-guard.ts";
 import { checkPrefix, type RedisConnection } from "./connection.ts";
-import { WaitQueue } from "./guard-queue.ts";
+import { breakerOpen, WaitQueue } from "./guard-queue.ts";
 import { acquirePermit, readGuard, releasePermit, type Attempt, type GuardKeys } from "./guard-scripts.ts";
 import { LocalShare } from "./guard-share.ts";
 
@@ -89,6 +88,7 @@ export class RedisGuard implements OriginGuard {
   private readonly permitTtlMs: number;
   private readonly unsubscribe: () => void;
   private permits = 0;
+  private fleetRecoveredAt = 0; // the latest close of the fleet's breaker read here (0: none)
   private pumping = false;
   private wake: (() => void) | undefined;
 
@@ -155,16 +155,26 @@ export class RedisGuard implements OriginGuard {
     return waiting;
   }
 
+  /**
+   * The fleet's breaker, or the fallback's while calls go there; `recoveredAt` is the latest
+   * close seen in either (Redis is read whenever it answers): a process cut off when the fleet
+   * recovered must still let its backed-off keys return (key-backoff.ts). It also starts the
+   * way back to Redis, as an acquire does: a process whose keys all back off acquires nothing.
+   */
   async snapshot(): Promise<GuardSnapshot> {
-    if (this.share.mode === "local" || !this.o.connection.healthy) return this.o.fallback.snapshot();
-    try {
-      const now = this.o.clock.now();
-      const state = await this.o.connection.run("guard snapshot", (client) => readGuard(client, this.keys, now));
-      return { ...state, queued: this.queue.size };
-    } catch (cause) {
-      this.share.degrade(cause);
-      return this.o.fallback.snapshot();
-    }
+    const healthy = this.o.connection.healthy;
+    if (healthy && this.share.mode === "local") void this.share.rejoin();
+    const now = this.o.clock.now();
+    const fleet = healthy
+      ? await this.o.connection
+          .run("guard snapshot", (client) => readGuard(client, this.keys, now))
+          .catch((cause: unknown) => void this.share.degrade(cause))
+      : undefined;
+    this.fleetRecoveredAt = Math.max(this.fleetRecoveredAt, fleet?.recoveredAt ?? 0);
+    const shared = fleet && this.share.mode !== "local";
+    const state = shared ? { ...fleet, queued: this.queue.size } : await this.o.fallback.snapshot();
+    const recoveredAt = Math.max(this.fleetRecoveredAt, state.recoveredAt ?? 0);
+    return { ...state, ...(recoveredAt > 0 ? { recoveredAt } : {}) };
   }
 
   /** Stops following the connection's health and frees the held-back slots. Queued callers still end by their timeout. */
@@ -287,10 +297,4 @@ export class RedisGuard implements OriginGuard {
       this.wake = done;
     });
   }
-}
-
-function breakerOpen(retryAfterMs: number): HerdlessError {
-  return new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", {
-    retryAfterMs: Math.max(1_000, retryAfterMs),
-  });
 }
