@@ -77,6 +77,7 @@ describe("RedisGuard: Redis outage", () => {
       clock: systemClock,
       prefix,
       permitTtlMs,
+      longestCallMs: permitTtlMs,
       fallback: new LocalGuard({ config, clock: systemClock }),
     });
     const fallback = new LocalGuard({ config, clock: systemClock });
@@ -86,6 +87,7 @@ describe("RedisGuard: Redis outage", () => {
       clock: systemClock,
       prefix,
       permitTtlMs,
+      longestCallMs: permitTtlMs,
       fallback,
     });
     await Promise.all([a.acquire("foreground"), a.acquire("foreground")]);
@@ -130,6 +132,7 @@ describe("RedisGuard: Redis outage", () => {
           fallback,
           prefix,
           permitTtlMs,
+          longestCallMs: permitTtlMs,
         });
         return { conn, members, guard, grantedDegraded: 0 };
       }),

@@ -2,6 +2,10 @@ import { HerdlessError } from "../../core/errors.ts";
 import type { LocalPermit, Timers } from "../../core/guard/local-guard.ts";
 import type { OriginPermit, Priority } from "../../core/guard/origin-guard.ts";
 
+/** Poll backoff while every slot is taken; a release in this process wakes the poller at once. */
+export const MIN_POLL_MS = 2;
+export const MAX_POLL_MS = 25;
+
 /** A caller of this process waiting for a fleet slot. */
 export interface Waiter {
   readonly priority: Priority;

@@ -5,7 +5,8 @@ import {
   type BreakerRecord,
   type BreakerSettings,
 } from "../../core/guard/breaker.ts";
-import type { GuardSnapshot, OriginOutcome } from "../../core/guard/origin-guard.ts";
+import type { Config } from "../../core/config.ts";
+import type { GuardSnapshot, OriginOutcome, Priority } from "../../core/guard/origin-guard.ts";
 import { LuaScript, type RedisClient } from "./connection.ts";
 
 /*
@@ -136,24 +137,21 @@ export type Attempt = { others: number } & (
   { kind: "granted"; id: string; probe: boolean } | { kind: "busy" } | { kind: "refused"; retryAfterMs: number }
 );
 
-/** Tries for a slot of the fleet's cap (see ACQUIRE): the permit `id` (`${owner}${n}`) is added when granted. */
+/**
+ * Tries for a slot of the fleet's cap (see ACQUIRE): the permit `id` (`${owner}${n}`) is added
+ * when granted. A background call may take all but one slot (one stays for foreground misses).
+ */
 export async function acquirePermit(
   client: RedisClient,
   keys: GuardKeys,
-  p: {
-    owner: string;
-    id: string;
-    now: number;
-    expiresAt: number;
-    limit: number;
-    maxConcurrency: number;
-    probeTimeoutMs: number;
-  },
+  p: { owner: string; id: string; now: number; expiresAt: number; priority: Priority },
+  { maxConcurrency, timeoutMs }: Pick<Config["origin"], "maxConcurrency" | "timeoutMs">,
 ): Promise<Attempt> {
+  const limit = p.priority === "foreground" ? maxConcurrency : Math.max(1, maxConcurrency - 1);
   const reply = await ACQUIRE.run(
     client,
     [keys.permits, keys.breaker],
-    [p.now, p.id, p.expiresAt, p.limit, p.maxConcurrency, p.probeTimeoutMs, p.owner],
+    [p.now, p.id, p.expiresAt, limit, maxConcurrency, timeoutMs, p.owner],
   );
   const [code, retryAfterMs, others] = Array.isArray(reply) ? reply.map(Number) : [];
   const seen = { others: others ?? 0 };
@@ -215,4 +213,22 @@ function parseBreaker(raw: string | null): BreakerRecord {
   } catch {
     return closedBreaker();
   }
+}
+
+/**
+ * Extends a permit's lease. KEYS[1] permits; ARGV: id, expiresAt. Returns 1, or 0 when the
+ * permit is gone: its slot may be someone else's. One still listed past its expiry is safe to
+ * extend: ACQUIRE drops expired permits before it counts, so none was granted in its place.
+ */
+const RENEW = new LuaScript(`
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+  return 1
+end
+return 0
+`);
+
+/** Extends permit `id` to `expiresAt` (see RENEW); false when the permit set no longer holds it. */
+export async function renewPermit(client: RedisClient, permitsKey: string, id: string, expiresAt: number) {
+  return Number(await RENEW.run(client, [permitsKey], [id, expiresAt])) === 1;
 }

@@ -23,6 +23,8 @@ export interface LocalShareOptions {
   timers: Timers;
   /** How long a permit granted through Redis counts there: its lease in the permit set. */
   permitTtlMs: number;
+  /** How long a call granted through Redis may still run at the switch (its renewals keep its lease that long). */
+  longestCallMs: number;
   /** The prefix of this process's permit ids. */
   owner: string;
   /** After Redis returns, how long a call needs a local slot as well as a Redis one. */
@@ -41,7 +43,8 @@ export interface LocalShareOptions {
  *   process knows how many permits the others held when it last heard from Redis (every try
  *   for a slot reports it; a process that tried for none reads it every second). At the
  *   switch it holds that many of its free slots (at most all of them) as taken until a
- *   permit granted before the switch must have ended (its lease, `permitTtlMs`), then widens
+ *   permit granted before the switch must have ended (`longestCallMs`: a permit is renewed
+ *   while its call runs, a streamed body included), then widens
  *   to its share.
  *
  * With `o` the others' permits and `h` this process's at the switch, a process that admits
@@ -51,7 +54,7 @@ export interface LocalShareOptions {
  * a second old. A process whose count is 0 (alone, or the fleet was idle) keeps its whole share.
  *
  * @example
- * const share = new LocalShare({ connection, permitsKey, owner, fallback, clock, timers, permitTtlMs, rejoinAfterMs });
+ * const share = new LocalShare({ connection, permitsKey, owner, fallback, clock, timers, permitTtlMs, longestCallMs, rejoinAfterMs });
  * connection.onHealthChange((up) => (up ? void share.rejoin() : share.degrade(connection.lastError)));
  */
 export class LocalShare {
@@ -156,13 +159,13 @@ export class LocalShare {
     this.widen();
   }
 
-  /** Takes as many free slots of the share as the others held permits, for `permitTtlMs`. */
+  /** Takes as many free slots of the share as the others held permits, for `longestCallMs`. */
   private holdBackFree(): void {
     for (let n = Math.min(this.o.fallback.free, this.others); n > 0; n--) {
       const slot = this.o.fallback.adopt(false);
       this.reserved.set(
         slot,
-        this.o.timers.setTimeout(() => this.free(slot), this.o.permitTtlMs),
+        this.o.timers.setTimeout(() => this.free(slot), this.o.longestCallMs),
       );
     }
   }

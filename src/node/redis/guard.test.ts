@@ -3,7 +3,7 @@ import { admit, closedBreaker, parseBreakerRecord, record, type BreakerSettings 
 import { ManualClock, systemClock, type Clock } from "../../core/clock.ts";
 import { parseConfig } from "../../core/config.ts";
 import { isHerdlessError } from "../../core/errors.ts";
-import { LocalGuard } from "../../core/guard/local-guard.ts";
+import { LocalGuard, type Timers } from "../../core/guard/local-guard.ts";
 import type { OriginPermit, Priority } from "../../core/guard/origin-guard.ts";
 import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import type { RedisConnection } from "./connection.ts";
@@ -246,5 +246,48 @@ describe("RedisGuard: shared circuit breaker", () => {
       "BREAKER_OPEN",
     ]);
     expect((await b.snapshot()).queued).toBe(0);
+  });
+});
+
+describe("RedisGuard: permits of long calls", () => {
+  it("a permit whose body streams for 25 s keeps its slot (renewed every third of its lease): a further caller is refused; a permit the set lost stops its call", async () => {
+    const clock = new ManualClock(T0);
+    const pending = new Map<number, () => void>();
+    let next = 1;
+    const timers: Timers = {
+      setTimeout: (fn) => (pending.set(next, fn), next++),
+      clearTimeout: (handle) => void pending.delete(handle as number),
+    };
+    const config = configFor({ maxConcurrency: 1, maxQueue: 0, timeoutMs: 5_000 });
+    const prefix = redis.prefix();
+    const [a, b] = connections
+      .slice(0, 2)
+      .map(
+        (connection) =>
+          new RedisGuard({ connection, config, clock, prefix, timers, fallback: new LocalGuard({ config, clock }) }),
+      );
+    const leaseMs = config.origin.timeoutMs + 5_000;
+    const held = await a!.acquire("foreground");
+    const [id] = await connections[0]!.client.zrange(a!.permitsKey, "0", "-1");
+    /** Lets a third of the lease pass and waits until the renewal it starts has answered. */
+    const third = async () => {
+      clock.advance(leaseMs / 3);
+      const due = [...pending.values()];
+      pending.clear();
+      for (const fire of due) fire();
+      while (pending.size === 0 && !held.lost?.aborted) await new Promise((resolve) => setImmediate(resolve));
+    };
+
+    for (let passed = 0; passed < 25_000; passed += leaseMs / 3) await third();
+    expect(Number(await connections[0]!.client.zscore(a!.permitsKey, id!))).toBe(clock.now() + leaseMs);
+    expect(code(await b!.acquire("foreground").catch((e: unknown) => e))).toBe("QUEUE_FULL");
+    expect(held.lost?.aborted).toBe(false);
+
+    // The permit set no longer holds it (a Redis that lost it): the holder learns at its next renewal.
+    await connections[0]!.client.del(a!.permitsKey);
+    await third();
+    expect(held.lost?.aborted).toBe(true);
+    expect(String(held.lost?.reason)).toMatch(/origin permit lost/);
+    await held.release("neutral");
   });
 });

@@ -16,13 +16,10 @@ import type {
   Priority,
 } from "../../core/guard/origin-guard.ts";
 import { checkPrefix, type RedisConnection } from "./connection.ts";
-import { breakerOpen, WaitQueue } from "./guard-queue.ts";
+import { breakerOpen, MAX_POLL_MS, MIN_POLL_MS, WaitQueue } from "./guard-queue.ts";
 import { acquirePermit, readGuard, releasePermit, type Attempt, type GuardKeys } from "./guard-scripts.ts";
+import { renewPermitLease } from "./guard-renewal.ts";
 import { LocalShare } from "./guard-share.ts";
-
-/** Poll backoff while every slot is taken; a release in this process wakes the poller at once. */
-const MIN_POLL_MS = 2;
-const MAX_POLL_MS = 25;
 
 export interface RedisGuardOptions {
   connection: RedisConnection;
@@ -38,11 +35,13 @@ export interface RedisGuardOptions {
   prefix?: string;
   /** A permit whose holder dies frees its slot after this long. Default origin.timeoutMs + 5 s. */
   permitTtlMs?: number;
+  /** The longest a call runs, renewing its permit. Default origin.timeoutMs + origin.streamTimeoutMs. */
+  longestCallMs?: number;
   timers?: Timers;
   /**
-   * After Redis returns, keep to the local share this long before admitting through Redis:
-   * by then every process has noticed the return and registered the calls it made without
-   * Redis. Default 400 ms: 4 times the connection's reconnect backoff cap (100 ms).
+   * After Redis returns, keep to the local share this long before admitting through Redis: by
+   * then every process has noticed and registered its calls. Default 400 ms: 4 × the
+   * connection's reconnect backoff cap (100 ms).
    */
   rejoinAfterMs?: number;
   /** Hears every change of {@link RedisGuard.degraded}, with the failure behind it. */
@@ -53,9 +52,9 @@ export interface RedisGuardOptions {
  * The {@link OriginGuard} of a Node fleet sharing Redis: the cap, the queue and the breaker
  * of {@link LocalGuard}, deployment-wide.
  *
- * - Permits are leases: members of `${prefix}{guard}:permits` scored by expiry; a holder that
- *   dies frees its slot after `permitTtlMs`. Taking one is a script that drops expired
- *   members, checks the count and the breaker, and adds the permit, atomically.
+ * - Permits are leases: members of `${prefix}{guard}:permits` scored by expiry, renewed while
+ *   their call runs (guard-renewal.ts); a dead holder's slot frees after `permitTtlMs`. A
+ *   script drops expired ones, checks the count and the breaker, and adds one, atomically.
  * - Breaker: the BreakerRecord JSON of breaker.ts in `${prefix}{guard}:breaker`, moved by the
  *   same scripts, so exactly one probe per interval goes out across all processes.
  * - Queue: waiters are kept per process (`origin.maxQueue` bounds each process's queue,
@@ -109,6 +108,7 @@ export class RedisGuard implements OriginGuard {
       clock: o.clock,
       timers: this.timers,
       permitTtlMs: this.permitTtlMs,
+      longestCallMs: o.longestCallMs ?? o.config.origin.timeoutMs + o.config.origin.streamTimeoutMs,
       owner: this.owner,
       rejoinAfterMs: o.rejoinAfterMs ?? 400,
       onDegradedChange: o.onDegradedChange,
@@ -184,18 +184,11 @@ export class RedisGuard implements OriginGuard {
   }
 
   private async attempt(priority: Priority): Promise<Attempt> {
-    const { maxConcurrency, timeoutMs } = this.o.config.origin;
     const now = this.o.clock.now();
-    const permit = {
-      owner: this.owner,
-      id: `${this.owner}${++this.permits}`,
-      now,
-      expiresAt: now + this.permitTtlMs,
-      limit: priority === "foreground" ? maxConcurrency : Math.max(1, maxConcurrency - 1),
-      maxConcurrency,
-      probeTimeoutMs: timeoutMs,
-    };
-    const attempt = await this.o.connection.run("guard acquire", (client) => acquirePermit(client, this.keys, permit));
+    const id = `${this.owner}${++this.permits}`;
+    const permit = { owner: this.owner, id, now, expiresAt: now + this.permitTtlMs, priority };
+    const { origin } = this.o.config;
+    const attempt = await this.o.connection.run("guard acquire", (c) => acquirePermit(c, this.keys, permit, origin));
     this.share.observe(attempt.others);
     return attempt;
   }
@@ -211,22 +204,29 @@ export class RedisGuard implements OriginGuard {
     return this.localPermit(local);
   }
 
-  private localPermit(local: LocalPermit): OriginPermit {
-    return this.permit(`${this.owner}${++this.permits}`, false, local);
-  }
+  private localPermit = (local: LocalPermit): OriginPermit =>
+    this.permit(`${this.owner}${++this.permits}`, false, local);
 
   /**
-   * The permit handed to the caller. Its release frees the fallback slot it holds (if any)
-   * and, while Redis is reachable, its entry in the permit set, counting the outcome in the
-   * shared breaker; while Redis is down the entry lapses by its TTL.
+   * The permit handed to the caller, renewed while it is held. Its release frees its fallback
+   * slot (if any) and, while Redis is reachable, its entry in the permit set, counting the
+   * outcome in the shared breaker (while Redis is down the entry lapses by its TTL).
    */
   private permit(id: string, probe: boolean, local?: LocalPermit): OriginPermit {
     this.share.held.set(id, { probe, local });
+    const { connection, clock } = this.o;
+    const renewal = renewPermitLease({
+      ...{ connection, clock, id, permitsKey: this.permitsKey, ttlMs: this.permitTtlMs, timers: this.timers },
+      inRedis: () => this.share.mode !== "local" && connection.healthy,
+      onError: (cause) => this.share.degrade(cause),
+    });
     let released = false;
     return {
+      lost: renewal.lost,
       release: async (outcome: OriginOutcome, key = "") => {
         if (released) return;
         released = true;
+        renewal.stop();
         const held = this.share.held.get(id);
         this.share.held.delete(id);
         held?.local?.release(outcome, key);
