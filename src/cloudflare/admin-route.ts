@@ -1,6 +1,5 @@
 import { concatBytes } from "../core/http/http.ts";
 import {
-  ADMIN_PREFIX,
   type AttemptLimiter,
   handleAdmin,
   type AdminRequest,
@@ -14,11 +13,6 @@ export const TOKEN_HINT = "set the HERDLESS_ADMIN_TOKEN secret: npx wrangler sec
 
 /** The shortest token accepted (as `admin.token` in the config). */
 const MIN_TOKEN_LENGTH = 16;
-
-/** Whether a request is for the admin API rather than the cache. */
-export function isAdminPath(pathname: string): boolean {
-  return pathname.startsWith(ADMIN_PREFIX) || pathname === ADMIN_PREFIX.slice(0, -1);
-}
 
 export interface WorkerAdmin {
   /** `env.HERDLESS_ADMIN_TOKEN`, else `admin.token` of the config. */
@@ -38,9 +32,6 @@ export interface WorkerAdmin {
  * answers 500 naming the secret; a registry that cannot be reached answers 503.
  */
 export async function adminResponse(request: Request, url: URL, admin: WorkerAdmin): Promise<Response> {
-  if (!url.pathname.startsWith(ADMIN_PREFIX)) {
-    return new Response(null, { status: 308, headers: { location: ADMIN_PREFIX, "cache-control": "no-store" } });
-  }
   if (admin.token !== undefined && admin.token.length < MIN_TOKEN_LENGTH) {
     return plain(500, `herdless: HERDLESS_ADMIN_TOKEN must be at least ${MIN_TOKEN_LENGTH} characters (${TOKEN_HINT})`);
   }

@@ -9,11 +9,12 @@ import {
   PROMETHEUS_CONTENT_TYPE,
   statsSnapshot,
 } from "../core/admin/admin.ts";
+import { ADMIN_NAME, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import type { EngineRequest } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
-import { hostRefusal } from "../core/http/request-check.ts";
+import { hostRefusal, targetRefusal } from "../core/http/request-check.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
@@ -67,13 +68,15 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     const startedAt = stack.metrics.started();
     const original = (req as { originalUrl?: unknown }).originalUrl;
     if (typeof original === "string") req.url = original;
-    // A request herdless cannot key or route (bad or repeated Host) gets a clear 400 first.
-    const refused = hostRefusal(hostHeaders(req.rawHeaders));
+    // A request herdless cannot key or route (bad or repeated Host, a request-target that is
+    // not a path or an http(s) URL) gets a clear 400 first.
+    const refused =
+      hostRefusal(hostHeaders(req.rawHeaders)) ?? targetRefusal(req.url ?? "/", req.headers.host ?? "localhost");
     if (refused) {
       write(res, refused).catch(fail(req, res));
       return;
     }
-    const admin = req.url?.startsWith(ADMIN_PREFIX) === true;
+    const admin = isAdminRequest(req);
     try {
       if (hits && !admin && hits.serve(req, res, startedAt)) return;
     } catch (error) {
@@ -83,6 +86,18 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res, startedAt)).catch(fail(req, res));
   };
   return Object.assign(handler, { stack, close: () => stack.close() });
+}
+
+/**
+ * Whether the admin API answers: decided on the path the engine would key (core
+ * `isAdminPath`), so `/x/../__herdless/stats` or `http://site/__herdless/stats` reach the
+ * admin API like the plain path, never the origin and the cache under the admin's key. The
+ * URL is parsed only when the target names it at all (the parser never adds `__herdless`).
+ */
+function isAdminRequest(req: IncomingMessage): boolean {
+  const target = req.url ?? "/";
+  if (!target.includes(ADMIN_NAME)) return false;
+  return isAdminPath(requestUrl(req).pathname);
 }
 
 async function serve(stack: Stack, req: IncomingMessage, res: ServerResponse, startedAt: number): Promise<void> {
@@ -96,7 +111,7 @@ async function serveAdmin(
   res: ServerResponse,
   attempts: AttemptLimiter,
 ): Promise<void> {
-  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  const path = requestUrl(req).pathname;
   // Prometheus scrapes without a token: counters only, no keys or URLs.
   if (path === `${ADMIN_PREFIX}metrics`) {
     const body = prometheusText({

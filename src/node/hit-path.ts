@@ -3,6 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import type { Entry } from "../core/http/entry.ts";
 import { hitHeaders } from "../core/http/respond.ts";
+import { targetUrl } from "../core/http/request-check.ts";
 import type { HeaderReader } from "../core/http/http.ts";
 import type { Metrics } from "../core/admin/metrics.ts";
 import { freshHit, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
@@ -17,9 +18,14 @@ export interface HitPathOptions {
   purges: { current(): PurgeSnapshot };
 }
 
-/** The URL the engine sees for a Node request (absolute-form request targets keep their own host). */
+/**
+ * The URL the engine sees for a Node request (core `targetUrl`: absolute-form targets keep
+ * their own host, `//x/p` is a path). Throws for a target the handler refuses first.
+ */
 export function requestUrl(req: IncomingMessage): URL {
-  return new URL(req.url ?? "/", `http://${req.headers.host ?? "localhost"}`);
+  const url = targetUrl(req.url ?? "/", req.headers.host ?? "localhost");
+  if (!url) throw new Error(`invalid request-target ${req.url}`);
+  return url;
 }
 
 /** Node's parsed request headers as a {@link HeaderReader}; repeated fields joined with ", ". */

@@ -11,12 +11,13 @@ import {
 import type { ReporterView } from "./deployment-stats.ts";
 import { dashboardHtml, loginHtml } from "./dashboard.ts";
 import { AttemptLimiter, createSession, SESSION_TTL_MS, sessionValid, tokenMatches } from "./auth.ts";
+import { ADMIN_PREFIX } from "./admin-path.ts";
 import { html, json, NO_STORE, SECURITY_HEADERS, text, type AdminResponse } from "./responses.ts";
 
 export { AttemptLimiter, tokenMatches };
 export type { AdminResponse };
 
-export const ADMIN_PREFIX = "/__herdless/";
+export { ADMIN_PREFIX };
 /** The Prometheus text exposition format, version 0.0.4. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const COOKIE = "herdless_admin";
@@ -115,6 +116,8 @@ type Auth = { kind: "bearer" | "session" | "none" | "wrong" } | { kind: "slowed"
  * same-origin` or the {@link ADMIN_REQUEST_HEADER}). Wrong tokens are slowed down per client.
  */
 export async function handleAdmin(request: AdminRequest, ctx: AdminContext): Promise<AdminResponse> {
+  if (request.path === ADMIN_PREFIX.slice(0, -1))
+    return { status: 308, headers: [["location", ADMIN_PREFIX], NO_STORE], body: "" };
   const token = ctx.token;
   if (!token) return text(404, `herdless admin API is disabled: no admin token is configured (${ctx.tokenHint})`);
   const route = `${request.method} ${request.path}`;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hostRefusal } from "./request-check.ts";
+import { hostRefusal, targetRefusal, targetUrl } from "./request-check.ts";
 
 describe("hostRefusal", () => {
   it("refuses a bad Host however many good ones were seen before (valid hosts are remembered, bad ones never)", () => {
@@ -15,5 +15,27 @@ describe("hostRefusal", () => {
   it("refuses two Host fields even when each is valid and known", () => {
     expect(hostRefusal(["shop.example"])).toBeUndefined();
     expect(hostRefusal(["shop.example", "shop.example"])?.status).toBe(400);
+  });
+});
+
+describe("targetUrl (RFC 9112 §3.2)", () => {
+  it("an origin-form target is a path on the Host, even when it starts with //", () => {
+    expect(targetUrl("//evil.example/p?q=1", "shop.example")?.href).toBe("http://shop.example//evil.example/p?q=1");
+    expect(targetUrl("/a/../b", "shop.example")?.pathname).toBe("/b");
+  });
+
+  it("an absolute-form target keeps its own authority when it is an http(s) URL with a valid host and no userinfo", () => {
+    expect(targetUrl("https://other.example/p", "shop.example")?.host).toBe("other.example");
+    for (const bad of [
+      "http://[zz]/x",
+      "http://u:p@shop.example/",
+      "file:///etc/passwd",
+      "javascript:alert(1)",
+      "*",
+      "shop.example:443",
+    ])
+      expect(targetUrl(bad, "shop.example"), bad).toBeUndefined();
+    expect(targetRefusal("http://[zz]/x", "shop.example")?.status).toBe(400);
+    expect(targetRefusal("/fine", "shop.example")).toBeUndefined();
   });
 });

@@ -45,6 +45,47 @@ function validHost(host: string): boolean {
   return true;
 }
 
+/**
+ * The URL a request-target names (RFC 9112 §3.2), or undefined when herdless cannot serve it.
+ * Origin-form (`/path?query`) is a path on `host`, whatever it looks like: `//evil.example/p`
+ * is the path `//evil.example/p`, never a URL with another authority (resolving it against a
+ * base, as `new URL(target, base)` does, would key and fetch `/p` instead of what was asked).
+ * Absolute-form (`http://host/path`, what a client talking to a proxy sends) is taken as it
+ * is (its authority wins over Host, §3.2.2) when it is an http(s) URL with a valid host and
+ * no userinfo (RFC 9110 §4.2.4 asks to treat userinfo as an error). Asterisk- and
+ * authority-form (`*`, `host:443`) and other schemes (`file:`, `javascript:`) name nothing
+ * herdless can key or fetch.
+ *
+ * @example
+ * targetUrl("//a/b?c", "shop.example")?.pathname; // "//a/b"
+ * targetUrl("http://[zz]/x", "shop.example"); // undefined
+ */
+export function targetUrl(target: string, host: string): URL | undefined {
+  // One string, never resolved: with a valid host every origin-form target parses.
+  if (target.startsWith("/")) return new URL(`http://${host}${target}`);
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+  if (url.username !== "" || url.password !== "" || !validHost(url.host)) return undefined;
+  return url;
+}
+
+/**
+ * The 400 for a request-target {@link targetUrl} cannot serve (never a 500 for client input);
+ * undefined for a servable one. Origin-form targets are answered without parsing.
+ *
+ * @example
+ * targetRefusal("http://[zz]/x", "shop.example")?.status; // 400
+ */
+export function targetRefusal(target: string, host: string): EngineResponse | undefined {
+  if (target.startsWith("/") || targetUrl(target, host)) return undefined;
+  return refused(`invalid request-target ${JSON.stringify(target.slice(0, 200))}: send a path or an http(s) URL`);
+}
+
 function refused(message: string): EngineResponse {
   return synthetic(400, message, { detail: "refused" });
 }

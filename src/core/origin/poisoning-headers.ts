@@ -2,7 +2,11 @@
  * Override headers that classic cache-poisoning attacks use: an origin (or its framework)
  * that trusts them builds links, redirects or routes from a value the client chose, and the
  * answer is then stored for everyone. Stripped from every origin request unless the operator
- * changes `origin.stripRequestHeaders`.
+ * changes `origin.stripRequestHeaders`. The scheme overrides (`X-Forwarded-Ssl: on`,
+ * `Front-End-Https`, `X-Url-Scheme`, `X-Forwarded-Protocol`) are among them: Rack, Rails and
+ * IIS modules read them before `X-Forwarded-Proto`, so one forged by a client would turn the
+ * scheme herdless reports into the attacker's (https links on an http-only site, or a
+ * redirect loop) in the stored page.
  */
 export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "forwarded",
@@ -11,6 +15,10 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-forwarded-scheme",
   "x-forwarded-port",
   "x-forwarded-prefix",
+  "x-forwarded-ssl",
+  "x-forwarded-protocol",
+  "front-end-https",
+  "x-url-scheme",
   "x-host",
   "x-original-host",
   "x-original-url",

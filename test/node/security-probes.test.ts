@@ -1,0 +1,249 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { get, herdless, raw, reflectingOrigin, type Herdless, type ReflectingOrigin } from "./attack-kit.ts";
+
+/**
+ * The attack probes a reviewer runs against a shared cache, through the Node server (socket
+ * hit path included): each test is the attacker's request, then the victim's, and asserts
+ * what the victim is served and what reached the origin. The Worker's twin is
+ * test/cloudflare/security-probes.test.ts.
+ */
+
+let origin: ReflectingOrigin;
+let cache: Herdless;
+
+afterEach(async () => {
+  await cache.close();
+  await origin.close();
+});
+
+async function setup(config: Parameters<typeof herdless>[1] = {}): Promise<void> {
+  origin = await reflectingOrigin();
+  cache = await herdless(origin.url, config);
+}
+
+const urls = () => origin.seen.map((s) => `${s.method} ${s.url}`);
+
+describe("request-target and path tricks (Node)", () => {
+  it("RFC 9112 §3.2: `//evil.test/p` is a path on the site, asked of the origin as it is, never the key of /p", async () => {
+    await setup();
+    const attack = await get(cache.base, "//evil.test/p");
+    expect(attack.body).toContain("GET //evil.test/p ");
+    const victim = await get(cache.base, "/p");
+    expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss/);
+    expect(victim.body).toContain("GET /p ");
+    expect(urls()).toEqual(["GET //evil.test/p", "GET /p"]);
+  });
+
+  it("an absolute-form target that is not an http(s) URL with a valid host is a 400, never a 500", async () => {
+    await setup();
+    for (const target of ["http://[zz]/p", "http://user:pw@shop.test/p", "file:///etc/passwd", "*", "shop.test:80"]) {
+      const attack = await get(cache.base, target);
+      expect(attack.status, target).toBe(400);
+    }
+    expect((await get(cache.base, "http://shop.test/p")).status).toBe(200);
+    expect((await get(cache.base, "/p")).headers["cache-status"]).toMatch(/hit/);
+    expect(urls()).toEqual(["GET /p"]);
+  });
+
+  it("dot segments and %2e resolve to the path the origin is asked for; %2F, case and ;params are keys of their own", async () => {
+    await setup();
+    await get(cache.base, "/a/../p");
+    expect((await get(cache.base, "/a/%2e%2e/p")).headers["cache-status"]).toMatch(/hit/);
+    expect((await get(cache.base, "/p")).headers["cache-status"]).toMatch(/hit/);
+    for (const own of ["/a%2Fp", "/P", "/p;jsessionid=x", "/a\\..\\q"]) await get(cache.base, own);
+    // Each stored page is the answer to exactly the path its key names.
+    expect(urls()).toEqual(["GET /p", "GET /a%2Fp", "GET /P", "GET /p;jsessionid=x", "GET /q"]);
+    expect((await get(cache.base, "/p;jsessionid=x")).body).toContain("GET /p;jsessionid=x ");
+  });
+
+  it("query order never splits a page, repeated names keep their order, an encoded ignored name is removed", async () => {
+    await setup();
+    await get(cache.base, "/q?b=1&a=2");
+    expect((await get(cache.base, "/q?a=2&b=1")).headers["cache-status"]).toMatch(/hit/);
+    const cloaked = await get(cache.base, "/q?a=2&%75tm_source=%3Cscript%3E&b=1");
+    expect(cloaked.headers["cache-status"]).toMatch(/hit/);
+    await get(cache.base, "/q?a=3&b=1&a=2");
+    expect(urls()).toEqual(["GET /q?a=2&b=1", "GET /q?a=3&a=2&b=1"]);
+    expect(origin.seen.some((s) => s.url.includes("script"))).toBe(false);
+  });
+
+  it("a Host in another case or with its default port shares the page; a trailing dot is a page of its own", async () => {
+    await setup();
+    await get(cache.base, "/h", { headers: { host: "SHOP.test:80" } });
+    expect((await get(cache.base, "/h")).headers["cache-status"]).toMatch(/hit/);
+    expect((await get(cache.base, "/h", { headers: { host: "shop.test." } })).headers["cache-status"]).toMatch(
+      /uri-miss/,
+    );
+  });
+
+  it("the admin API spelled with dot segments or as an absolute URL is the admin API: never fetched, never stored", async () => {
+    await setup({ admin: { token: "a-long-enough-admin-token" } });
+    for (const target of ["/x/../__herdless/stats", "/%2e%2e/__herdless/stats", "http://shop.test/__herdless/stats"]) {
+      const attack = await get(cache.base, target);
+      expect(attack.status, target).toBe(401);
+    }
+    expect((await get(cache.base, "/__herdless")).status).toBe(308);
+    expect(origin.seen).toHaveLength(0);
+  });
+});
+
+describe("what the origin is sent (Node)", () => {
+  it("scheme overrides (X-Forwarded-Ssl, Front-End-Https, X-Url-Scheme, X-Forwarded-Protocol) never reach the origin", async () => {
+    await setup();
+    const forged = {
+      "x-forwarded-ssl": "on",
+      "front-end-https": "on",
+      "x-url-scheme": "https",
+      "x-forwarded-protocol": "https",
+      "x-forwarded-proto": "https",
+    };
+    await get(cache.base, "/s", { headers: forged });
+    const victim = await get(cache.base, "/s");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.body).toContain("xfp=http xfssl=- ");
+    for (const name of Object.keys(forged).filter((n) => n !== "x-forwarded-proto"))
+      expect(origin.seen[0]!.headers[name], name).toBeUndefined();
+  });
+
+  it("a fat GET (a body on GET, by Content-Length or chunked) never reaches the origin nor shapes the stored page", async () => {
+    await setup();
+    const form = { "content-type": "application/x-www-form-urlencoded" };
+    await get(cache.base, "/f", { headers: { ...form, "content-length": "9" }, body: "lang=evil" });
+    await get(cache.base, "/g", {
+      headers: { ...form, "transfer-encoding": "chunked" },
+      body: "9\r\nlang=evil\r\n0\r\n\r\n",
+    });
+    for (const path of ["/f", "/g"]) {
+      const victim = await get(cache.base, path);
+      expect(victim.headers["cache-status"]).toMatch(/hit/);
+      expect(victim.body).not.toContain("evil");
+    }
+    expect(origin.seen.map((s) => [s.body, s.headers["content-length"], s.headers["transfer-encoding"]])).toEqual([
+      ["", undefined, undefined],
+      ["", undefined, undefined],
+    ]);
+  });
+
+  it("request smuggling: conflicting Content-Length / Transfer-Encoding is a 400 and the hidden request never runs", async () => {
+    await setup();
+    const smuggled = "GET /smuggled HTTP/1.1\r\nhost: shop.test\r\n\r\n";
+    const attacks = [
+      `POST /p HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`,
+      `POST /p HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 4\r\ncontent-length: 40\r\n\r\nabcd${smuggled}`,
+      `POST /p HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: xchunked\r\n\r\n0\r\n\r\n${smuggled}`,
+      `POST /p HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n${smuggled}`,
+      `GET /p HTTP/1.1\r\nhost : evil.test\r\nhost: shop.test\r\n\r\n`,
+    ];
+    for (const attack of attacks) expect((await raw(cache.base, attack)).status, attack).toBe(400);
+    expect(origin.seen).toHaveLength(0);
+  });
+
+  it("an oversized URL or header block is a 431, never a 500, and the victim is served", async () => {
+    await setup();
+    expect((await get(cache.base, `/${"a".repeat(20_000)}`)).status).toBe(431);
+    expect((await get(cache.base, "/p", { headers: { "x-big": "a".repeat(20_000) } })).status).toBe(431);
+    const many = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`x-h${i}`, "1"]));
+    expect((await get(cache.base, "/p", { headers: many })).status).toBe(431);
+    expect((await get(cache.base, "/p")).status).toBe(200);
+    expect(origin.seen).toHaveLength(1);
+  });
+});
+
+describe("what is stored and served to the victim (Node)", () => {
+  it("HEAD then GET: the attacker's HEAD fills with a GET, so the victim's GET gets the whole body", async () => {
+    await setup();
+    const head = await get(cache.base, "/h", { method: "HEAD" });
+    expect(head.body).toBe("");
+    const victim = await get(cache.base, "/h");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.body).toContain("GET /h ");
+    expect(victim.body.length).toBe(Number(victim.headers["content-length"]));
+    expect(urls()).toEqual(["GET /h"]);
+  });
+
+  it("Range first: the attacker's range is cut from a full fill, and the victim gets the full 200; an origin's 206 is never stored", async () => {
+    await setup();
+    const attack = await get(cache.base, "/r", { headers: { range: "bytes=0-1" } });
+    expect(attack.status).toBe(206);
+    const victim = await get(cache.base, "/r");
+    expect(victim.status).toBe(200);
+    expect(victim.body).toContain("GET /r ");
+    expect(origin.seen[0]!.headers.range).toBeUndefined();
+    await get(cache.base, "/partial?status=206");
+    const after = await get(cache.base, "/partial?status=206");
+    expect(after.headers["cache-status"]).not.toMatch(/hit/);
+    expect(origin.seen).toHaveLength(3);
+  });
+
+  it("Vary names in any case and spacing select by the victim's own header value, never the attacker's", async () => {
+    await setup();
+    const page = "/v?vary=%20X-LANG%20,%20accept-encoding";
+    await get(cache.base, page, { headers: { "X-Lang": "evil" } });
+    const victim = await get(cache.base, page, { headers: { "x-lang": "en" } });
+    expect(victim.body).toContain("lang=en");
+    expect((await get(cache.base, page, { headers: { "X-LANG": "evil" } })).headers["cache-status"]).toMatch(/hit/);
+    await get(cache.base, "/star?vary=*");
+    expect((await get(cache.base, "/star?vary=*")).headers["cache-status"]).not.toMatch(/hit/);
+  });
+
+  it("RFC 9111 §3.5: a request with Authorization or Cookie is never given the shared copy, nor its answer to others", async () => {
+    await setup();
+    await get(cache.base, "/me");
+    const withToken = await get(cache.base, "/me", { headers: { authorization: "Bearer attacker" } });
+    expect(withToken.body).toContain("auth=Bearer attacker");
+    const withCookie = await get(cache.base, "/me", { headers: { cookie: "session=attacker" } });
+    expect(withCookie.headers["cache-status"]).toMatch(/fwd=bypass/);
+    const victim = await get(cache.base, "/me");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.body).toContain("auth=-");
+    // The personal answer (no `public`) to an Authorization request first is never stored.
+    await get(cache.base, "/mine", { headers: { authorization: "Bearer victim" } });
+    expect((await get(cache.base, "/mine")).body).toContain("auth=-");
+  });
+
+  it("RFC 9111 §4.3.4, §5.1: after a 304 the copy's Age restarts, Cache-Status says so, and the 304's Set-Cookie goes to its requester only", async () => {
+    await setup();
+    const page = `/rv?cc=max-age=10&etag=v1&on304=${encodeURIComponent(JSON.stringify({ "set-cookie": "s=attacker" }))}`;
+    await get(cache.base, page);
+    cache.clock.advance(15_000);
+    const attack = await get(cache.base, page);
+    expect(attack.headers["cache-status"]).toMatch(/fwd=stale; fwd-status=304/);
+    // Validated by the origin for this request (RFC 9111 §5.1): no Age, or 0, never the old copy's.
+    expect(attack.headers.age ?? "0").toBe("0");
+    expect(attack.headers["set-cookie"]).toBe("s=attacker");
+    cache.clock.advance(3_000);
+    const victim = await get(cache.base, page);
+    expect(victim.headers["set-cookie"]).toBeUndefined();
+    expect(Number(victim.headers.age)).toBeLessThanOrEqual(3);
+  });
+
+  it("RFC 9111 §4.2.4: must-revalidate, proxy-revalidate and no-cache copies are never served stale when the origin fails, stale-if-error or not", async () => {
+    await setup({ defaults: { staleIfErrorMs: 600_000 } });
+    for (const cc of ["max-age=1, must-revalidate, stale-if-error=600", "max-age=1, proxy-revalidate", "no-cache"]) {
+      const page = `/mr?fail=1&cc=${encodeURIComponent(cc)}`;
+      expect((await get(cache.base, page)).status).toBe(200);
+      cache.clock.advance(5_000);
+      const victim = await get(cache.base, page);
+      expect(victim.status, cc).toBe(500);
+      expect(victim.headers["cache-status"], cc).not.toMatch(/stale-if-error/);
+    }
+    // The same failure on a copy that allows it is hidden.
+    const page = "/ok?fail=1&cc=max-age%3D1";
+    await get(cache.base, page);
+    cache.clock.advance(5_000);
+    expect((await get(cache.base, page)).headers["cache-status"]).toMatch(/detail=stale-if-error/);
+  });
+
+  it("s-maxage wins over max-age for the shared copy; private and no-store answers are never shared", async () => {
+    await setup();
+    await get(cache.base, "/sm?cc=max-age%3D1%2Cs-maxage%3D100");
+    cache.clock.advance(5_000);
+    expect((await get(cache.base, "/sm?cc=max-age%3D1%2Cs-maxage%3D100")).headers["cache-status"]).toMatch(/hit/);
+    await get(cache.base, "/sm0?cc=max-age%3D100%2Cs-maxage%3D0");
+    expect((await get(cache.base, "/sm0?cc=max-age%3D100%2Cs-maxage%3D0")).headers["cache-status"]).not.toMatch(/hit/);
+    for (const cc of ["private%2Cmax-age%3D60", "no-store%2Cmax-age%3D60"]) {
+      await get(cache.base, `/p?cc=${cc}`);
+      expect((await get(cache.base, `/p?cc=${cc}`)).headers["cache-status"]).not.toMatch(/hit/);
+    }
+  });
+});
