@@ -1,0 +1,120 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { ADMIN_TOKEN, dataCenters, edgeEnv, settle, useInCoordinators } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/**
+ * The attack probes a reviewer runs against a shared cache, through the Worker in workerd
+ * with two data centers: each test is the attacker's request, then the victims' (in the
+ * attacker's data center and in another one, which the key's coordinator serves). The Node
+ * twin is test/node/security-probes.test.ts. (A body on GET cannot be built in workerd:
+ * its Request refuses one; smuggling and oversized requests are refused by Cloudflare's
+ * edge before a Worker runs.)
+ */
+
+async function setup(headers: Record<string, string> = { "cache-control": "max-age=60" }, config = {}) {
+  const origin = await testOrigin({ headers });
+  const clock = new ManualClock(Date.now());
+  const testEnv = edgeEnv(origin.url, config);
+  const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+  // Keys (and so coordinator objects) are shared by every test in the file: each test has its own path.
+  const p = `/${crypto.randomUUID().slice(0, 8)}`;
+  return { origin, clock, testEnv, attackerDc: attackerDc!, otherDc: otherDc!, p };
+}
+
+describe("attack probes (Worker)", () => {
+  it("`//evil.test/p` is a path on the site, asked of the origin as it is, never the key of /p", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup();
+    const attack = await attackerDc.get(`//evil.test${p}`);
+    expect(attack.body).toBe(`//evil.test${p} #1`);
+    const victim = await otherDc.get(p);
+    expect(victim.body).toBe(`${p} #2`);
+    expect((await origin.stats()).requests.map((r) => r.path)).toEqual([`//evil.test${p}`, p]);
+  });
+
+  it("scheme overrides never reach the origin, and X-Forwarded-Proto is the scheme the client used", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup();
+    const forged = { "x-forwarded-ssl": "on", "front-end-https": "on", "x-url-scheme": "http" };
+    await attackerDc.get(p, { headers: { ...forged, "x-forwarded-proto": "http", "x-forwarded-host": "evil.test" } });
+    const victim = await otherDc.get(p);
+    expect(victim.body).toBe(`${p} #1`);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    for (const name of [...Object.keys(forged), "x-forwarded-host"]) expect(seen[name], name).toBeUndefined();
+    expect(seen["x-forwarded-proto"]).toBe("https");
+  });
+
+  it("the admin API spelled with dot segments is the admin API: never fetched from the origin, never stored", async () => {
+    const { origin, attackerDc } = await setup(undefined, { admin: { token: ADMIN_TOKEN } });
+    for (const path of ["/x/../__herdless/stats", "/%2e%2e/__herdless/stats"])
+      expect((await attackerDc.get(path)).status, path).toBe(401);
+    expect((await attackerDc.get("/__herdless")).status).toBe(308);
+    expect(await origin.count()).toBe(0);
+  });
+
+  it("HEAD then GET: the attacker's HEAD fills with a GET, so the victims get the whole body", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup();
+    const head = await attackerDc.get(p, { method: "HEAD" });
+    expect(head.body).toBe("");
+    for (const victim of [await attackerDc.get(p), await otherDc.get(p)]) expect(victim.body).toBe(`${p} #1`);
+    expect((await origin.stats()).requests.map((r) => r.method)).toEqual(["GET"]);
+  });
+
+  it("Range first: the range is cut from a full fill, the victims get the full 200; an origin's 206 is never stored", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup();
+    const attack = await attackerDc.get(p, { headers: { range: "bytes=0-1" } });
+    expect(attack.status).toBe(206);
+    expect(attack.body).toBe(p.slice(0, 2));
+    for (const victim of [await attackerDc.get(p), await otherDc.get(p)]) {
+      expect(victim.status).toBe(200);
+      expect(victim.body).toBe(`${p} #1`);
+    }
+    expect((await origin.stats()).requests[0]!.headers.range).toBeUndefined();
+    const partial = `${p}-partial`;
+    await origin.set({ paths: { [partial]: { status: 206, headers: { "content-range": "bytes 0-1/10" } } } });
+    await attackerDc.get(partial);
+    const victim = await otherDc.get(partial);
+    expect(victim.cacheStatus).not.toMatch(/hit/);
+    expect(await origin.count(partial)).toBe(2);
+  });
+
+  it("Vary names in any case and spacing select by the victim's own header value, never the attacker's", async () => {
+    const { attackerDc, otherDc, p } = await setup({
+      "cache-control": "max-age=60",
+      vary: " X-LANG , accept-encoding",
+    });
+    const attack = await attackerDc.get(p, { headers: { "x-lang": "evil" } });
+    expect(attack.body).toBe(`${p} #1`);
+    for (const victim of [await attackerDc.get(p, { headers: { "X-Lang": "en" } }), await otherDc.get(p)])
+      expect(victim.body).not.toBe(`${p} #1`);
+  });
+
+  it("RFC 9111 §3.5: a request with Authorization or Cookie is never given the shared copy, nor its answer to others", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup();
+    await attackerDc.get(p, { headers: { authorization: "Bearer attacker" } });
+    await attackerDc.get(p, { headers: { cookie: "session=attacker" } });
+    const victim = await otherDc.get(p);
+    expect(victim.body).toBe(`${p} #3`);
+    const [first, second] = (await origin.stats()).requests;
+    expect(first!.headers.authorization).toBe("Bearer attacker");
+    expect(second!.headers.cookie).toBe("session=attacker");
+  });
+
+  it("RFC 9111 §4.2.4: a must-revalidate copy is never served stale when the origin fails, stale-if-error or not", async () => {
+    const cc = "max-age=1, must-revalidate, stale-if-error=600";
+    const { origin, clock, testEnv, attackerDc, otherDc, p } = await setup(
+      { "cache-control": cc },
+      { defaults: { staleIfErrorMs: 600_000 } },
+    );
+    await useInCoordinators(testEnv, [p], clock, `guard-${crypto.randomUUID()}`);
+    const fill = await attackerDc.get(p);
+    expect(fill.status).toBe(200);
+    clock.advance(5_000);
+    await origin.set({ status: 500 });
+    const victims = [await attackerDc.get(p), await otherDc.get(p)];
+    await settle([fill, ...victims], testEnv, [p]);
+    for (const victim of victims) {
+      expect(victim.status).toBe(500);
+      expect(victim.cacheStatus).not.toMatch(/stale-if-error/);
+    }
+  });
+});
