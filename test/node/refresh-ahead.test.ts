@@ -67,3 +67,32 @@ describe.each([
     expect(renewals).toBeLessThanOrEqual(33);
   });
 });
+
+describe("refresh-ahead on a fleet: a member that saw no request in the window", () => {
+  it("serves the expiring copy while another member's renewal holds the key's lease: no wait, one origin request for the renewal", async () => {
+    origin = await startFragileOrigin({ cacheControl: "max-age=2" });
+    deployment = await deploy("fleet", origin.url, { defaults: { refreshAhead: 0.05 } }, 2);
+    const { clock, urls } = deployment;
+    const [a, b] = urls as [string, string];
+    for (const url of urls) expect((await get(url, "/hot")).status).toBe(200);
+    expect(origin.stats().requests).toBe(1);
+
+    // In the last 5 % of the lifetime a request reaches member a only: a renews, and the
+    // origin does not answer the renewal for now.
+    origin.set({ hang: true });
+    clock.advance(1_950);
+    expect((await get(a, "/hot")).cacheStatus).toMatch(/detail=refresh-ahead$/);
+    await until("the renewal reaches the origin", () => origin!.stats().inFlight === 1);
+
+    // The copy expires; member b never saw the window.
+    clock.advance(100);
+    const startedAt = performance.now();
+    const answer = await get(b, "/hot");
+    // A caller waiting on the lease would wait until the renewal gives up (origin.timeoutMs).
+    expect(performance.now() - startedAt).toBeLessThan(2_000);
+    // The expired copy, as a member serves it while its own refresh-ahead renews it.
+    expect(answer.status).toBe(200);
+    expect(answer.cacheStatus).toMatch(/detail=stale-while-revalidate$/);
+    expect(origin.stats().requests).toBe(2);
+  });
+});

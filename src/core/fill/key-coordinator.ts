@@ -25,7 +25,7 @@ import { announcement, answerHeard, relayStream, type FlightRelay } from "./rela
 import { bufferedUpTo, failureResult, settle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, recordFlight } from "./flight-backoff.ts";
-import { refreshAheadDue, renewedAhead, RenewalsAhead } from "./refresh-ahead.ts";
+import { refreshAheadDue, renewedAhead, renewedByHolder, RenewalsAhead } from "./refresh-ahead.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
 
 export interface KeyCoordinatorOptions {
@@ -184,6 +184,9 @@ export class KeyCoordinator implements Coordinator {
     for (;;) {
       const lease = await this.o.leases.acquire(request.key, lockLeaseMs);
       if (lease) return this.holding(request, before, lease);
+      // Another process holds it: when that is a refresh-ahead of this copy, the copy answers meanwhile.
+      const copy = await renewedByHolder(this.o, request, before);
+      if (copy) return { kind: "entry", entry: copy, collapsed: false, stored: false };
       // Another process holds the lease: wait for its announcement, then look again.
       const remaining = giveUpAt - this.o.clock.now();
       if (remaining <= 0) {
@@ -224,6 +227,8 @@ export class KeyCoordinator implements Coordinator {
         return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
       const checked = await this.backoff.check(request.key);
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
+      // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
+      if (request.refreshAhead && before) await this.o.leases.markRenewing?.(lease, before.staleAt).catch(() => {});
       result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;

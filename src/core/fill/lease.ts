@@ -15,6 +15,15 @@ export interface Lease {
 export interface LeaseManager {
   /** Takes the lease if free (or expired); undefined when someone else holds it. */
   acquire(key: string, ttlMs: number): Promise<Lease | undefined>;
+  /**
+   * Optional, for managers shared by several processes: the holder marks its lease as a
+   * refresh-ahead (refresh-ahead.ts) renewing the copy that goes stale at `renews`; the mark
+   * lives and goes with the lease. {@link renewing} reads it, so a process that did not
+   * start the renewal serves the copy that expires meanwhile instead of waiting on the lease.
+   */
+  markRenewing?(lease: Lease, renews: number): Promise<void>;
+  /** The `renews` of the current holder's mark; undefined when the lease is free or unmarked. */
+  renewing?(key: string): Promise<number | undefined>;
   /** Pushes the expiry out; false when the lease was lost (expired and taken). */
   extend(lease: Lease, ttlMs: number): Promise<boolean>;
   /** Frees the lease; false when it was no longer ours. */

@@ -1,4 +1,7 @@
 import type { Entry } from "../http/entry.ts";
+import type { Clock } from "../clock.ts";
+import { routeFor, type Config } from "../config.ts";
+import type { LeaseManager } from "./lease.ts";
 
 /**
  * Whether a fresh entry is in the refresh-ahead window: the last `share` of its freshness
@@ -41,6 +44,30 @@ export function renewedAhead(
 ): boolean {
   if (share <= 0 || entry.negative || entry.mustRevalidate || renewing === undefined) return false;
   return entry.staleAt <= renewing;
+}
+
+/**
+ * The copy a foreground caller that found the key's lease busy answers with, when the holder
+ * (another process of a fleet) is renewing it ahead ({@link renewedAhead}, with the holder's
+ * mark: LeaseManager.renewing). A process that saw no request in the refresh-ahead window
+ * does not know a renewal runs elsewhere; without this, its callers would wait on the lease
+ * once the copy expires. Read only then: a fresh copy, a background caller, a route without
+ * refresh-ahead or a manager without marks never cost the read.
+ *
+ * @example
+ * const copy = await renewedByHolder({ leases, config, clock }, request, before);
+ * if (copy) return { kind: "entry", entry: copy, collapsed: false, stored: false };
+ */
+export async function renewedByHolder(
+  o: { leases: LeaseManager; config: Config; clock: Clock },
+  request: { key: string; path: string; priority: "foreground" | "background" },
+  copy: Entry | undefined,
+): Promise<Entry | undefined> {
+  if (!o.leases.renewing || !copy || request.priority !== "foreground" || o.clock.now() < copy.staleAt) return;
+  const share = routeFor(o.config, request.path).refreshAhead;
+  if (share <= 0) return;
+  const renewing = await o.leases.renewing(request.key).catch(() => undefined);
+  return renewedAhead(copy, share, renewing) ? copy : undefined;
 }
 
 /**

@@ -90,6 +90,21 @@ describe("RedisLeaseManager", () => {
     }
   });
 
+  it("a holder's refresh-ahead mark is read by the others while the lease lives and goes with it; a stale token marks nothing", async () => {
+    const { leases } = manager();
+    const lease = await leases.acquire("k", 10_000);
+    expect(await leases.renewing("k")).toBeUndefined();
+    await leases.markRenewing(lease!, T0 + 2_000);
+    expect(await leases.renewing("k")).toBe(T0 + 2_000);
+    expect(await redis.connection.client.pttl(leases.renewKey("k"))).toBeGreaterThan(9_000);
+    await leases.release(lease!);
+    expect(await leases.renewing("k")).toBeUndefined();
+    const next = await leases.acquire("k", 10_000);
+    await leases.markRenewing(lease!, T0 + 4_000);
+    expect(await leases.renewing("k")).toBeUndefined();
+    await leases.release(next!);
+  });
+
   it("refuses extend and release with a stale token", async () => {
     const { leases } = manager();
     const lease = await leases.acquire("k", 10_000);

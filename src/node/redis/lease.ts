@@ -48,14 +48,25 @@ const FENCE_MARGIN_MS = 10 * 60_000;
 
 const EXTEND = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 `);
 
-/** Compare-and-delete: a holder whose lease expired and was taken frees nothing. */
+/** Compare-and-set: only the holder of ARGV[1] marks its lease, for as long as the lease lives. */
+const MARK = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl) end
+end
+return 0
+`);
+
+/** Compare-and-delete: a holder whose lease expired and was taken frees nothing. The mark goes with the lease. */
 const RELEASE = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -102,7 +113,7 @@ export class RedisLeaseManager implements LeaseManager {
     checkTtl(ttlMs);
     const startedAt = this.clock.now();
     const extended = await this.connection.run("lease extend", (client) =>
-      EXTEND.run(client, [this.leaseKey(lease.key)], [String(lease.token), Math.ceil(ttlMs)]),
+      EXTEND.run(client, [this.leaseKey(lease.key), this.renewKey(lease.key)], [String(lease.token), Math.ceil(ttlMs)]),
     );
     if (extended !== 1) return false;
     lease.expiresAt = startedAt + ttlMs;
@@ -111,7 +122,7 @@ export class RedisLeaseManager implements LeaseManager {
 
   async release(lease: Lease): Promise<boolean> {
     const released = await this.connection.run("lease release", (client) =>
-      RELEASE.run(client, [this.leaseKey(lease.key)], [String(lease.token)]),
+      RELEASE.run(client, [this.leaseKey(lease.key), this.renewKey(lease.key)], [String(lease.token)]),
     );
     return released === 1;
   }
@@ -119,6 +130,25 @@ export class RedisLeaseManager implements LeaseManager {
   /** The Redis key of `key`'s lease (exposed for operators and tests); one slot with its fence. */
   leaseKey(key: string): string {
     return slotKey(this.prefix, "lease", key);
+  }
+
+  /** A write per refresh-ahead (once per key per lifetime), beside the lease in its slot. */
+  async markRenewing(lease: Lease, renews: number): Promise<void> {
+    await this.connection.run("lease mark", (client) =>
+      MARK.run(client, [this.leaseKey(lease.key), this.renewKey(lease.key)], [String(lease.token), String(renews)]),
+    );
+  }
+
+  /** One read, made only by a process that found the lease busy over an expired copy. */
+  async renewing(key: string): Promise<number | undefined> {
+    const mark = await this.connection.run("lease renewing", (client) => client.get(this.renewKey(key)));
+    const renews = mark === null ? Number.NaN : Number(mark);
+    return Number.isFinite(renews) ? renews : undefined;
+  }
+
+  /** The Redis key of the refresh-ahead mark of `key`'s lease holder. */
+  renewKey(key: string): string {
+    return slotKey(this.prefix, "renew", key);
   }
 
   /** The Redis key of `key`'s fencing counter. */
