@@ -14,9 +14,9 @@ import { parseConfig, type ConfigInput } from "../core/config.ts";
 import type { EngineRequest } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
-import { hostRefusal, targetRefusal } from "../core/http/request-check.ts";
+import { hostCountRefusal, targetRefusal } from "../core/http/request-check.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
-import { headerReader, HitPath, requestUrl } from "./hit-path.ts";
+import { headerReader, HitPath, requestUrl, scanFields, type RequestScan } from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 import { localStack, type Stack } from "./stack.ts";
 
@@ -58,6 +58,8 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   const hits = options.fastHits === false ? undefined : new HitPath(stack);
   // Wrong admin tokens per client address, for this handler.
   const attempts = new AttemptLimiter();
+  // Reused by every request: the handler reads it before it returns or awaits.
+  const scan: RequestScan = { hosts: 0, host: undefined, plain: true };
   const fail = (req: IncomingMessage, res: ServerResponse) => (error: unknown) => {
     logger.error("request failed", { url: req.url, error: String(error) });
     if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
@@ -68,17 +70,19 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     const startedAt = stack.metrics.started();
     const original = (req as { originalUrl?: unknown }).originalUrl;
     if (typeof original === "string") req.url = original;
+    // One pass over the fields: the Host check below, and the hit path's.
+    const fields = scanFields(req.rawHeaders, scan);
     // A request herdless cannot key or route (bad or repeated Host, a request-target that is
     // not a path or an http(s) URL) gets a clear 400 first.
     const refused =
-      hostRefusal(hostHeaders(req.rawHeaders)) ?? targetRefusal(req.url ?? "/", req.headers.host ?? "localhost");
+      hostCountRefusal(fields.hosts, fields.host) ?? targetRefusal(req.url ?? "/", fields.host ?? "localhost");
     if (refused) {
       write(res, refused).catch(fail(req, res));
       return;
     }
     const admin = isAdminRequest(req);
     try {
-      if (hits && !admin && hits.serve(req, res, startedAt)) return;
+      if (hits && !admin && hits.serve(req, res, startedAt, fields)) return;
     } catch (error) {
       fail(req, res)(error);
       return;
@@ -200,16 +204,6 @@ function toEngineRequest(req: IncomingMessage, receivedAt: number): EngineReques
     clientAddress: req.socket.remoteAddress,
     receivedAt,
   };
-}
-
-/** Every Host field of a request, from the raw list (Node's parsed headers keep only the first). */
-function hostHeaders(raw: string[]): string[] {
-  const hosts: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4 && name.toLowerCase() === "host") hosts.push(raw[i + 1]!);
-  }
-  return hosts;
 }
 
 /** Writes an engine answer: stored bytes in one `end`, streamed bodies piped with back-pressure. */

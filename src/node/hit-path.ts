@@ -1,13 +1,16 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Clock } from "../core/clock.ts";
-import type { Config } from "../core/config.ts";
+import type { Config, RoutePolicy } from "../core/config.ts";
 import type { Entry } from "../core/http/entry.ts";
+import { ageSeconds } from "../core/http/entry.ts";
+import { ttlSeconds } from "../core/http/cache-status.ts";
 import { hitHeaders } from "../core/http/respond.ts";
 import { targetUrl } from "../core/http/request-check.ts";
 import type { HeaderReader } from "../core/http/http.ts";
 import type { Metrics } from "../core/admin/metrics.ts";
-import { freshHit, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
+import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
 import type { PurgeSnapshot } from "../core/admin/purge.ts";
+import { FULL_ANSWER_FIELDS, REQUEST_DIRECTIVE_FIELDS } from "../core/http/request-directives.ts";
 import type { LruStore } from "../core/store/lru-store.ts";
 
 export interface HitPathOptions {
@@ -40,22 +43,78 @@ export function headerReader(headers: IncomingHttpHeaders): HeaderReader {
 }
 
 /**
+ * Fields after which a request is not plain: what only the engine answers (preconditions,
+ * Range, request directives a route may honour) and credentials (`decide` looks at them).
+ */
+const ENGINE_FIELDS = new Set<string>([...FULL_ANSWER_FIELDS, ...REQUEST_DIRECTIVE_FIELDS, "authorization", "cookie"]);
+const ENGINE_FIELD_LENGTHS = new Set([...ENGINE_FIELDS].map((name) => name.length));
+
+/**
+ * What one pass over a request's raw fields finds: how many Host fields and the first, and
+ * whether the request is plain (none of {@link ENGINE_FIELDS}). Node's `req.headers` is
+ * built on first use, an object per request; a plain request on the hit path never needs it.
+ */
+export interface RequestScan {
+  hosts: number;
+  host: string | undefined;
+  plain: boolean;
+}
+
+/** Scans `raw` (Node's `req.rawHeaders`) into `into`, which the caller reuses: nothing is allocated per request. */
+export function scanFields(raw: readonly string[], into: RequestScan): RequestScan {
+  into.hosts = 0;
+  into.host = undefined;
+  into.plain = true;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4) {
+      if (name === "Host" || name === "host" || name.toLowerCase() === "host") {
+        into.hosts++;
+        into.host ??= raw[i + 1];
+      }
+    } else if (into.plain && ENGINE_FIELD_LENGTHS.has(name.length) && ENGINE_FIELDS.has(name.toLowerCase())) {
+      into.plain = false;
+    }
+  }
+  return into;
+}
+
+/** What a fresh entry's hits are written with, kept while they stay the same. */
+interface PreparedHit {
+  entry: Entry;
+  /** Until when the entry is still a fresh hit (freshHitUntil), for this route and these purges. */
+  until: number;
+  route: RoutePolicy | undefined;
+  purges: PurgeSnapshot | undefined;
+  /** Age and the Cache-Status ttl the header list was built for. */
+  age: number;
+  ttl: number;
+  /** `hitHeaders` as `[name, value, name, value, …]`, Node's flat form. */
+  flat: string[];
+  /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
+  body: Buffer;
+}
+
+/**
  * The cache-hit path of the Node server: a fresh entry in the process LRU is written
- * straight to the socket, synchronously, with no Web `Response`, no promise, and headers
- * flattened once per entry. It makes the engine's own decision (route, key, Vary, `decide`)
- * and answers only `fresh`; anything else returns false and the engine answers. The bytes
- * on the wire are those of `fromEntry` (the server test compares both paths). An entry a
- * purge covers goes to the engine, which applies the purge.
+ * straight to the socket, synchronously, with no Web `Response` and no promise. It makes the
+ * engine's own decision (route, key, Vary, `decide`, purges: `freshHit`) and answers only
+ * `fresh`; anything else returns false and the engine answers. The bytes on the wire are
+ * those of `fromEntry` (the server test compares both paths).
+ *
+ * A plain request (see {@link scanFields}) for an entry without Vary takes the short way:
+ * the decision made for the entry is kept with its header list and body until the entry
+ * turns stale or enters its refresh-ahead window, a purge lands, or a second passes (Age
+ * and ttl change). Such a hit costs two memo lookups, the store's, and the write.
  *
  * @example
- * const hits = new HitPath({ config, clock, near, metrics });
+ * const hits = new HitPath({ config, clock, near, metrics, purges });
  * if (!hits.serve(req, res)) await engine.handle(toEngineRequest(req));
  */
 export class HitPath {
   private readonly targets: UrlTargets;
-  /** Node's flat form of each header list `hitHeaders` hands out, and each body as a Buffer view. */
-  private readonly flat = new WeakMap<[string, string][], string[]>();
-  private readonly bodies = new WeakMap<Entry, Buffer>();
+  private readonly prepared = new WeakMap<Entry, PreparedHit>();
+  private readonly scan: RequestScan = { hosts: 0, host: undefined, plain: true };
 
   constructor(private readonly o: HitPathOptions) {
     this.targets = new UrlTargets(o.config);
@@ -63,21 +122,64 @@ export class HitPath {
 
   /**
    * Writes a fresh hit and returns true; false when the engine must answer. `startedAt`, a
-   * reading of `metrics.started()` when the request arrived, times it for the histograms.
+   * reading of `metrics.started()` when the request arrived, times it for the histograms;
+   * `scan`, the request's {@link scanFields} when the caller made it already.
    */
-  serve(req: IncomingMessage, res: ServerResponse, startedAt?: number): boolean {
+  serve(req: IncomingMessage, res: ServerResponse, startedAt?: number, scan?: RequestScan): boolean {
     const method = req.method;
     if (method !== "GET" && method !== "HEAD") return false;
-    const headers = req.headers;
-    const target = this.target(req);
+    const fields = scan ?? scanFields(req.rawHeaders, this.scan);
+    const target = this.target(fields.host, req);
     if (!target) return false;
     const now = this.o.clock.now();
+    let hit: PreparedHit | undefined;
+    if (fields.plain) {
+      const entry = this.o.near.getSync(target.primary);
+      if (!entry) return false;
+      // A variant is chosen by request fields: the general way reads them.
+      if (entry.vary.length === 0) {
+        hit = this.plainHit(entry, target, now);
+        if (!hit) return false;
+      }
+    }
+    if (!hit) {
+      const entry = this.generalHit(req, target, now);
+      if (!entry) return false;
+      hit = this.prepared.get(entry) ?? this.prepare(entry);
+    }
+    const { entry } = hit;
+    this.withHeadersFor(hit, now);
+    res.writeHead(entry.status, hit.flat);
+    if (method === "HEAD") res.end();
+    else res.end(hit.body);
+    this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary, startedAt);
+    return true;
+  }
+
+  /** A plain request's hit: the kept decision while it holds, else `freshHit` decides again and it is kept. */
+  private plainHit(entry: Entry, target: UrlTarget, now: number): PreparedHit | undefined {
+    const purges = this.o.purges.current();
+    const { route } = target;
+    let kept = this.prepared.get(entry);
+    if (kept && now < kept.until && kept.purges === purges && kept.route === route) return kept;
+    const facts = { method: "GET", hasAuthorization: false, hasCookie: false };
+    if (freshHit(this.o.near, route, target.primary, facts, NO_FIELDS, purges, now) !== entry) return undefined;
+    kept ??= this.prepare(entry);
+    kept.until = freshHitUntil(entry, route);
+    kept.route = route;
+    kept.purges = purges;
+    return kept;
+  }
+
+  /** Any other request: `freshHit` with Node's parsed headers. */
+  private generalHit(req: IncomingMessage, target: UrlTarget, now: number): Entry | undefined {
+    const headers = req.headers;
     const facts = {
-      method,
+      method: req.method!,
       hasAuthorization: headers.authorization !== undefined,
       hasCookie: headers.cookie !== undefined,
     };
-    const entry = freshHit(
+    return freshHit(
       this.o.near,
       target.route,
       target.primary,
@@ -86,35 +188,35 @@ export class HitPath {
       this.o.purges.current(),
       now,
     );
-    if (!entry) return false;
-    res.writeHead(entry.status, this.flatHeaders(entry, now));
-    if (method === "HEAD") res.end();
-    else res.end(this.body(entry));
-    this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary, startedAt);
-    return true;
   }
 
-  /** `hitHeaders` as `[name, value, name, value, …]`, flattened once per list. */
-  private flatHeaders(entry: Entry, now: number): string[] {
-    const pairs = hitHeaders(entry, now);
-    let flat = this.flat.get(pairs);
-    if (!flat) this.flat.set(pairs, (flat = pairs.flat()));
-    return flat;
+  /** A prepared hit for `entry`, kept as long as the entry lives; its decision is not made yet (`until` 0). */
+  private prepare(entry: Entry): PreparedHit {
+    const body = Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength);
+    const kept: PreparedHit = { entry, until: 0, route: undefined, purges: undefined, age: -1, ttl: 0, flat: [], body };
+    this.prepared.set(entry, kept);
+    return kept;
   }
 
-  /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
-  private body(entry: Entry): Buffer {
-    let body = this.bodies.get(entry);
-    if (!body)
-      this.bodies.set(entry, (body = Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength)));
-    return body;
+  /** Brings `kept`'s header list to `now`'s Age and ttl (a new list once a second at most). */
+  private withHeadersFor(kept: PreparedHit, now: number): void {
+    const { entry } = kept;
+    const age = ageSeconds(entry, now);
+    const ttl = ttlSeconds(entry.staleAt, now);
+    if (age === kept.age && ttl === kept.ttl) return;
+    kept.flat = hitHeaders(entry, now).flat();
+    kept.age = age;
+    kept.ttl = ttl;
   }
 
-  private target(req: IncomingMessage): UrlTarget | undefined {
+  private target(host: string | undefined, req: IncomingMessage): UrlTarget | undefined {
     try {
-      return this.targets.get(`${req.headers.host ?? "localhost"} ${req.url ?? "/"}`, () => requestUrl(req));
+      return this.targets.forHost(host ?? "localhost", req.url ?? "/", () => requestUrl(req));
     } catch {
       return undefined;
     }
   }
 }
+
+/** The fields of a plain request, as `freshHit` reads them: none that matter. */
+const NO_FIELDS: HeaderReader = { get: () => null };

@@ -97,6 +97,46 @@ describe("the hit path", () => {
     expect(o.stats().requests).toBe(1);
   });
 
+  it("serves a plain request's hit from what it kept only until Age moves, a purge lands or the entry nears expiry", async () => {
+    const o = await origin({ cacheControl: "max-age=10" });
+    const clock = new ManualClock(Date.now());
+    const stack = stackFor(o.url, clock, { defaults: { refreshAhead: 0.2 } });
+    const running = await serve(stack);
+    const host = { host: "example.test" };
+    const first = await send(running.url, "/plain", { headers: host });
+    const handle = vi.spyOn(stack.engine, "handle");
+    const hit = async (advanceMs: number) => {
+      clock.advance(advanceMs);
+      return send(running.url, "/plain", { headers: host });
+    };
+    const a = await hit(1_500);
+    const b = await hit(1_000);
+    expect([a.headers.age, a.headers["cache-status"]]).toEqual(["1", "herdless; hit; ttl=8"]);
+    expect([b.headers.age, b.headers["cache-status"]]).toEqual(["2", "herdless; hit; ttl=7"]);
+    expect(b.body.equals(first.body)).toBe(true);
+    const head = await send(running.url, "/plain", { method: "HEAD", headers: host });
+    expect([head.headers["content-length"], head.body.byteLength]).toEqual([String(first.body.byteLength), 0]);
+    // Requests the engine must answer: a precondition (304), a Range (206), a cookie (not shared).
+    const etag = String(first.headers.etag);
+    expect((await send(running.url, "/plain", { headers: { ...host, "if-none-match": etag } })).status).toBe(304);
+    expect((await send(running.url, "/plain", { headers: { ...host, range: "bytes=0-3" } })).status).toBe(206);
+    const cookie = await send(running.url, "/plain", { headers: { ...host, cookie: "s=1" } });
+    expect(cookie.headers["cache-status"]).toContain("fwd=bypass");
+    expect(handle).toHaveBeenCalledTimes(3);
+    expect(o.stats().requests).toBe(2);
+    // A purge lands between two hits: the next request is not answered from the kept copy.
+    await stack.purges.purge({ urls: ["http://example.test/plain"] });
+    // (The registry waits for its clock to pass the purge's instant; this one moves by hand.)
+    const purged = await hit(1);
+    expect(purged.headers["cache-status"]).toContain("fwd=");
+    expect(o.stats().requests).toBe(3);
+    expect((await hit(1_000)).headers["cache-status"]).toBe("herdless; hit; ttl=9");
+    // The new copy, in its last 20 %: the engine answers and renews it behind the hit.
+    const ahead = await hit(7_500);
+    expect(ahead.headers["cache-status"]).toBe("herdless; hit; ttl=1; detail=refresh-ahead");
+    expect(handle).toHaveBeenCalledTimes(5);
+  });
+
   it("leaves stale entries, other variants and credentialed requests to the engine", async () => {
     const o = await origin({
       cacheControl: "max-age=10, stale-while-revalidate=30",

@@ -18,9 +18,23 @@ export function refreshAheadDue(
   share: number,
   now: number,
 ): boolean {
-  if (share <= 0 || entry.negative || now >= entry.staleAt) return false;
+  return now < entry.staleAt && now >= refreshAheadFrom(entry, share);
+}
+
+/**
+ * When the refresh-ahead window of a fresh entry opens ({@link refreshAheadDue} from then
+ * until `staleAt`); Infinity when it never does (`share` 0, a cached error).
+ *
+ * @example
+ * refreshAheadFrom({ storedAt: 0, staleAt: 10_000, initialAgeMs: 0, negative: false }, 0.1); // 9000
+ */
+export function refreshAheadFrom(
+  entry: Pick<Entry, "staleAt" | "storedAt" | "initialAgeMs" | "negative">,
+  share: number,
+): number {
+  if (share <= 0 || entry.negative) return Infinity;
   const lifetimeMs = entry.staleAt - entry.storedAt + entry.initialAgeMs;
-  return now >= entry.staleAt - share * lifetimeMs;
+  return entry.staleAt - share * lifetimeMs;
 }
 
 /**

@@ -5,7 +5,7 @@ import type { HeaderReader } from "./http.ts";
 import { primaryKey, variantKey } from "./key.ts";
 import { purgeVerdict, type PurgeSnapshot } from "../admin/purge.ts";
 import { needsFullAnswer } from "./request-directives.ts";
-import { refreshAheadDue } from "../fill/refresh-ahead.ts";
+import { refreshAheadDue, refreshAheadFrom } from "../fill/refresh-ahead.ts";
 
 /** A store that can answer without a promise: the in-memory tier. */
 export interface SyncStore {
@@ -46,6 +46,19 @@ export function freshHit(
   return entry;
 }
 
+/**
+ * Until when {@link freshHit}'s entry stays its answer, all else equal (the same route, the
+ * same request facts and fields, the same purges): the entry turns stale, or enters its
+ * refresh-ahead window, whichever comes first. A runtime may keep what it prepared to write
+ * an entry's hits (Node: its flat header list) and skip the checks until then.
+ *
+ * @example
+ * if (now < freshHitUntil(entry, route)) writePrepared(entry);
+ */
+export function freshHitUntil(entry: Entry, route: RoutePolicy): number {
+  return Math.min(entry.staleAt, refreshAheadFrom(entry, route.refreshAhead));
+}
+
 /** What the request flow computes from a URL alone. */
 export interface UrlTarget {
   url: URL;
@@ -68,15 +81,40 @@ export class UrlTargets {
     private readonly limit = 1_000,
   ) {}
 
+  /** Memos by Host, then request target: no string joined per request to look one up. */
+  private readonly byHost = new Map<string, Map<string, UrlTarget>>();
+  private byHostCount = 0;
+
   /** The target remembered under `memo`, or `parse()` (which may throw) worked out and remembered. */
   get(memo: string, parse: () => URL): UrlTarget {
     let target = this.known.get(memo);
     if (target) return target;
-    const url = parse();
-    const route = routeFor(this.config, url.pathname);
-    target = { url, route, primary: primaryKey(url, route.key) };
+    target = this.parsed(parse);
     if (this.known.size >= this.limit) this.known.clear();
     this.known.set(memo, target);
     return target;
+  }
+
+  /** {@link get} remembered under the Host and the request target as received, with the same bound. */
+  forHost(host: string, requestTarget: string, parse: () => URL): UrlTarget {
+    let targets = this.byHost.get(host);
+    let target = targets?.get(requestTarget);
+    if (target) return target;
+    target = this.parsed(parse);
+    if (this.byHostCount >= this.limit) {
+      this.byHost.clear();
+      this.byHostCount = 0;
+      targets = undefined;
+    }
+    if (!targets) this.byHost.set(host, (targets = new Map()));
+    targets.set(requestTarget, target);
+    this.byHostCount++;
+    return target;
+  }
+
+  private parsed(parse: () => URL): UrlTarget {
+    const url = parse();
+    const route = routeFor(this.config, url.pathname);
+    return { url, route, primary: primaryKey(url, route.key) };
   }
 }

@@ -16,9 +16,19 @@ const VALID_HOST = /^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
  * hostRefusal(["shop.example"]); // undefined
  */
 export function hostRefusal(hosts: readonly string[]): EngineResponse | undefined {
-  if (hosts.length > 1) return refused("request has more than one Host header");
-  const host = hosts[0];
-  if (host !== undefined && !validHost(host)) return refused(`invalid Host header ${JSON.stringify(host)}`);
+  return hostCountRefusal(hosts.length, hosts[0]);
+}
+
+/**
+ * {@link hostRefusal} from the number of Host fields and the first one, for a runtime that
+ * counts them while it scans the request's fields anyway (no list made per request).
+ *
+ * @example
+ * hostCountRefusal(1, "shop.example"); // undefined
+ */
+export function hostCountRefusal(count: number, first: string | undefined): EngineResponse | undefined {
+  if (count > 1) return refused("request has more than one Host header");
+  if (first !== undefined && !validHost(first)) return refused(`invalid Host header ${JSON.stringify(first)}`);
   return undefined;
 }
 

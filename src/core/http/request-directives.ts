@@ -50,17 +50,25 @@ export function clientWantsRevalidation(directives: RequestDirectives, entry: En
   return directives.maxAgeMs !== undefined && entry.initialAgeMs + (now - entry.storedAt) > directives.maxAgeMs;
 }
 
+/** Request fields that only the engine answers: preconditions (304, 412) and Range (206). */
+export const FULL_ANSWER_FIELDS = [
+  "if-none-match",
+  "if-modified-since",
+  "if-match",
+  "if-unmodified-since",
+  "range",
+] as const;
+
+/** Request fields carrying the directives a route with `honorRequestNoCache` acts on. */
+export const REQUEST_DIRECTIVE_FIELDS = ["cache-control", "pragma"] as const;
+
 /**
  * Whether a request carries anything only the engine answers (a precondition, a Range, or
  * request directives a route honours), so the synchronous fresh-hit paths leave it to the engine.
  */
 export function needsFullAnswer(headers: HeaderReader, honorRequestNoCache: boolean): boolean {
-  return (
-    headers.get("if-none-match") !== null ||
-    headers.get("if-modified-since") !== null ||
-    headers.get("if-match") !== null ||
-    headers.get("if-unmodified-since") !== null ||
-    headers.get("range") !== null ||
-    (honorRequestNoCache && (headers.get("cache-control") !== null || headers.get("pragma") !== null))
-  );
+  for (const name of FULL_ANSWER_FIELDS) if (headers.get(name) !== null) return true;
+  if (!honorRequestNoCache) return false;
+  for (const name of REQUEST_DIRECTIVE_FIELDS) if (headers.get(name) !== null) return true;
+  return false;
 }
