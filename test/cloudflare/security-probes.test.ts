@@ -19,6 +19,8 @@ async function setup(headers: Record<string, string> = { "cache-control": "max-a
   const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
   // Keys (and so coordinator objects) are shared by every test in the file: each test has its own path.
   const p = `/${crypto.randomUUID().slice(0, 8)}`;
+  // The key's coordinator keeps the test's time too (a Clock cannot cross RPC).
+  await useInCoordinators(testEnv, [p], clock, `guard-${crypto.randomUUID()}`);
   return { origin, clock, testEnv, attackerDc: attackerDc!, otherDc: otherDc!, p };
 }
 
@@ -99,13 +101,24 @@ describe("attack probes (Worker)", () => {
     expect(second!.headers.cookie).toBe("session=attacker");
   });
 
+  it("cache-poisoned DoS: a 404 a client provokes (a header the origin rejects) is not stored for the route's TTL", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup({}, { defaults: { defaultTtlMs: 60_000 } });
+    // The attacker's header makes the origin answer 404, without freshness; the victims' does not.
+    await origin.set({ status: 404 });
+    const attack = await attackerDc.get(p, { headers: { "x-api-version": "666" } });
+    expect(attack.status).toBe(404);
+    await origin.set({ status: 200 });
+    const victims = [await attackerDc.get(p), await otherDc.get(p)];
+    for (const victim of victims) expect(victim.status).toBe(200);
+    expect(victims[1]!.body).toBe(victims[0]!.body);
+  });
+
   it("RFC 9111 §4.2.4: a must-revalidate copy is never served stale when the origin fails, stale-if-error or not", async () => {
     const cc = "max-age=1, must-revalidate, stale-if-error=600";
     const { origin, clock, testEnv, attackerDc, otherDc, p } = await setup(
       { "cache-control": cc },
       { defaults: { staleIfErrorMs: 600_000 } },
     );
-    await useInCoordinators(testEnv, [p], clock, `guard-${crypto.randomUUID()}`);
     const fill = await attackerDc.get(p);
     expect(fill.status).toBe(200);
     clock.advance(5_000);

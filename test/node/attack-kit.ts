@@ -31,7 +31,7 @@ export interface ReflectingOrigin {
  * override headers it was sent. The query steers it: `cc=` (Cache-Control, default
  * `max-age=60`), `vary=`, `status=206`, `fail=1` (every request after the first for that URL
  * answers 500), `etag=` (sent, and a matching If-None-Match gets a 304 carrying the
- * `on304=` JSON headers).
+ * `on304=` JSON headers). An `X-Api-Version` other than 1 gets a 404 without freshness.
  */
 export async function reflectingOrigin(): Promise<ReflectingOrigin> {
   const seen: SeenRequest[] = [];
@@ -52,6 +52,12 @@ export async function reflectingOrigin(): Promise<ReflectingOrigin> {
       if (etag) headers.etag = `"${etag}"`;
       if (q.get("fail") && seen.filter((s) => s.url === url).length > 1) {
         res.writeHead(500, { "content-type": "text/plain" }).end("origin error");
+        return;
+      }
+      // A framework that rejects an API version it does not know, from a header the key ignores.
+      const version = req.headers["x-api-version"];
+      if (version !== undefined && version !== "1") {
+        res.writeHead(404, { "content-type": "text/plain" }).end(`unknown API version ${String(version)}`);
         return;
       }
       if (etag && req.headers["if-none-match"] === `"${etag}"`) {

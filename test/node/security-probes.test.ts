@@ -10,15 +10,16 @@ import { get, herdless, raw, reflectingOrigin, type Herdless, type ReflectingOri
 
 let origin: ReflectingOrigin;
 let cache: Herdless;
+const running: (ReflectingOrigin | Herdless)[] = [];
 
 afterEach(async () => {
-  await cache.close();
-  await origin.close();
+  for (const one of running.splice(0).reverse()) await one.close();
 });
 
 async function setup(config: Parameters<typeof herdless>[1] = {}): Promise<void> {
   origin = await reflectingOrigin();
   cache = await herdless(origin.url, config);
+  running.push(origin, cache);
 }
 
 const urls = () => origin.seen.map((s) => `${s.method} ${s.url}`);
@@ -232,6 +233,19 @@ describe("what is stored and served to the victim (Node)", () => {
     await get(cache.base, page);
     cache.clock.advance(5_000);
     expect((await get(cache.base, page)).headers["cache-status"]).toMatch(/detail=stale-if-error/);
+  });
+
+  it("cache-poisoned DoS: a 404/405 a client provokes with a header is not stored for the route's TTL", async () => {
+    await setup({ defaults: { defaultTtlMs: 60_000 } });
+    const attack = await get(cache.base, "/api/items", { headers: { "x-api-version": "666" } });
+    expect(attack.status).toBe(404);
+    const victim = await get(cache.base, "/api/items");
+    expect(victim.status).toBe(200);
+    expect(victim.body).toContain("GET /api/items ");
+    expect((await get(cache.base, "/api/items")).headers["cache-status"]).toMatch(/hit/);
+    await setup({ routes: [{ match: "/static/*", forceTtlMs: 60_000 }] });
+    expect((await get(cache.base, "/static/a.js", { headers: { "x-api-version": "666" } })).status).toBe(404);
+    expect((await get(cache.base, "/static/a.js")).status).toBe(200);
   });
 
   it("s-maxage wins over max-age for the shared copy; private and no-store answers are never shared", async () => {

@@ -139,7 +139,20 @@ describe("RFC 9111 §4.2.1 freshness lifetime", () => {
     const defaults = { forceTtlMs: 30_000 };
     expect(life({ "cache-control": "max-age=600, s-maxage=900" }, { defaults }).staleAt).toBe(T0 + 30 * S);
     expect(life({ "cache-control": "no-cache" }, { defaults }).staleAt).toBe(T0 + 30 * S);
-    expect(life({}, { defaults, status: 500 }).staleAt).toBe(T0 + 30 * S);
+  });
+
+  it("gives the operator's TTLs to answers below 400 only: an error a client can provoke is never pinned for everyone", () => {
+    for (const status of [404, 405, 410, 414, 500, 501]) {
+      expect(life({}, { status, defaults: { forceTtlMs: 30_000 } }).staleAt, `${status}`).toBe(T0);
+      expect(life({}, { status, defaults: { defaultTtlMs: 30_000 } }).staleAt, `${status}`).toBe(T0);
+    }
+    // The origin's own word still counts: explicit freshness, or the Last-Modified heuristic.
+    expect(life({ "cache-control": "max-age=5" }, { status: 404, defaults: { forceTtlMs: 30_000 } }).staleAt).toBe(
+      T0 + 5 * S,
+    );
+    const lastModified = { date: HTTP_T0, "last-modified": "Wed, 01 Jan 2025 02:00:00 GMT" };
+    expect(life(lastModified, { status: 404, defaults: { defaultTtlMs: 30_000 } }).staleAt).toBe(T0 + 3600 * S);
+    expect(life({}, { status: 301, defaults: { defaultTtlMs: 30_000 } }).staleAt).toBe(T0 + 30 * S);
   });
 
   it("keeps deleteAt past staleAt by retainStaleMs, and at least 1 ms", () => {

@@ -144,7 +144,7 @@ export function lifetimes(res: OriginResponseInfo, route: RoutePolicy, config: C
 // of the response keeps its lifetime.
 function freshnessLifetimeMs(res: OriginResponseInfo, governing: Governing, route: RoutePolicy): number {
   const { d, targeted } = governing;
-  if (route.forceTtlMs !== undefined) return route.forceTtlMs;
+  if (route.forceTtlMs !== undefined && operatorTtlApplies(res.status)) return route.forceTtlMs;
   if (isBare(d, "no-cache")) return 0;
   return (
     directiveLifetimeMs(d, "s-maxage") ??
@@ -177,11 +177,24 @@ function expiresLifetimeMs(res: OriginResponseInfo): number | undefined {
 // default only: a `public` error page keeps just the Last-Modified rule (errors stay short).
 function heuristicLifetimeMs(res: OriginResponseInfo, d: Directives, route: RoutePolicy): number {
   if (HEURISTICALLY_CACHEABLE.has(res.status)) {
-    if (route.defaultTtlMs !== undefined) return route.defaultTtlMs;
+    if (route.defaultTtlMs !== undefined && operatorTtlApplies(res.status)) return route.defaultTtlMs;
   } else if (!d.has("public")) return 0;
   const lastModifiedAt = parseHttpDate(res.headers.get("last-modified"));
   if (lastModifiedAt === undefined) return 0;
   return Math.min(ONE_DAY_MS, Math.max(0, Math.floor((dateOrArrival(res) - lastModifiedAt) / 10)));
+}
+
+/**
+ * The operator's lifetimes (`forceTtlMs`, `defaultTtlMs`) are for answers that worked (below
+ * 400). An error page gets only the lifetime the origin gave it (explicit freshness, or the
+ * Last-Modified heuristic of a heuristically cacheable 404, 405, 410, 414, 501), or the error
+ * opt-ins (`origin.notFoundTtlMs`, `origin.errorTtlMs`). Otherwise a client could make the
+ * origin fail on a header it sends (a method override, a header the framework rejects with
+ * 404 or 405: the cache-poisoned denial of service) and the error would be stored for
+ * everyone for the route's TTL.
+ */
+function operatorTtlApplies(status: number): boolean {
+  return status < 400;
 }
 
 // RFC 9111 §4.2.3 corrected_initial_age, without the apparent_age term (response_time − Date).
