@@ -85,6 +85,18 @@ export class RedisNotifier {
     return this.publisher.run("publish", (client) => client.publish(this.channelName(key), message));
   }
 
+  /**
+   * Whether a process other than this one waits on `key` (is subscribed to its channel), or
+   * undefined when Redis cannot say: a Cluster counts only the subscribers of the node asked.
+   */
+  async othersWaiting(key: string): Promise<boolean | undefined> {
+    if (this.publisher.target.kind === "cluster") return undefined;
+    const name = this.channelName(key);
+    const reply = await this.publisher.run("pubsub numsub", (client) => client.pubsub("NUMSUB", name));
+    const subscribers = Number(Array.isArray(reply) ? reply[1] : 0);
+    return subscribers - (this.channels.has(name) ? 1 : 0) > 0;
+  }
+
   /** The next message for `key`, or undefined after `timeoutMs` or when `signal` aborts. */
   waitFor(key: string, timeoutMs: number, signal?: AbortSignal): Promise<string | undefined> {
     return this.listen(key, timeoutMs, signal).message;

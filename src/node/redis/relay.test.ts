@@ -16,12 +16,21 @@ async function twoProcesses() {
     onTestFinished(() => notifier.close());
     await notifier.ready();
     const leaseKey = (key: string) => `${prefix}lease:{${key}}`;
-    return { connection, relay: new RedisFlightRelay({ connection, bulk, notifier, prefix, leaseKey, ttlMs: 5_000 }) };
+    const relay = new RedisFlightRelay({ connection, bulk, notifier, prefix, leaseKey, ttlMs: 5_000 });
+    return { connection, notifier, relay };
   };
   const a = await make();
   const b = await make();
   const holdLease = (key: string, token: number) => a.connection.client.set(`${prefix}lease:{${key}}`, String(token));
-  return { leader: a.relay, follower: b.relay, holdLease };
+  /** The follower's process waits on `key`, as a caller that found its lease busy does. */
+  const waitOn = async (key = head.key) => {
+    const stop = new AbortController();
+    onTestFinished(() => stop.abort());
+    await b.notifier.listen(key, 60_000, stop.signal).subscribed;
+  };
+  /** The relay's keys in Redis (records, pointers, reader counts). */
+  const relayKeys = () => a.connection.client.keys(`${prefix}relay:*`);
+  return { leader: a.relay, follower: b.relay, holdLease, waitOn, relayKeys };
 }
 
 const head: Omit<Entry, "body"> = {
@@ -63,7 +72,8 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
 
 describe("RedisFlightRelay", () => {
   it("a follower in another process reads a body as the leader's origin sends it, and the whole of it", async () => {
-    const { leader, follower } = await twoProcesses();
+    const { leader, follower, waitOn } = await twoProcesses();
+    await waitOn();
     const { body, controller } = controlledBody();
     const first = new Uint8Array(600_000).map((_, i) => i & 0xff);
     const second = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
@@ -99,7 +109,8 @@ describe("RedisFlightRelay", () => {
   });
 
   it("a body the origin breaks off errors at the follower too, never ends as if whole", async () => {
-    const { leader, follower } = await twoProcesses();
+    const { leader, follower, waitOn } = await twoProcesses();
+    await waitOn();
     const { body, controller } = controlledBody();
     const message = await leader.offer(head.key, 7, { kind: "stream", head, body, size: "unknown", fwdStatus: 200 });
     const answer = await follower.take(head.key, message!);
@@ -110,7 +121,8 @@ describe("RedisFlightRelay", () => {
   });
 
   it("an error answer reaches the follower whole: status, headers and body", async () => {
-    const { leader, follower } = await twoProcesses();
+    const { leader, follower, waitOn } = await twoProcesses();
+    await waitOn();
     const body = new Uint8Array(700_000).map((_, i) => (i * 3) & 0xff);
     const response = { status: 500, headers: [["x-app", "broken"]] as [string, string][], body };
     const message = await leader.offer(head.key, 9, {
@@ -129,7 +141,8 @@ describe("RedisFlightRelay", () => {
   });
 
   it("a waiter that missed the announcement finds the answer of the flight holding the lease, never an older flight's", async () => {
-    const { leader, follower, holdLease } = await twoProcesses();
+    const { leader, follower, holdLease, waitOn } = await twoProcesses();
+    await waitOn();
     const response = { status: 500, headers: [] as [string, string][], body: new Uint8Array([1, 2, 3]) };
     await holdLease(head.key, 11);
     const message = await leader.offer(head.key, 11, {
@@ -143,6 +156,33 @@ describe("RedisFlightRelay", () => {
     await holdLease(head.key, 12);
     expect(await follower.current(head.key)).toBeUndefined();
     expect(await follower.current("GET http://site.test/other")).toBeUndefined();
+  });
+
+  it("no other process waits on the key: nothing is copied into Redis, and the leader's reader of the body is let go", async () => {
+    const { leader, relayKeys } = await twoProcesses();
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({ cancel: () => void (cancelled = true) });
+    expect(
+      await leader.offer(head.key, 7, { kind: "stream", head, body, size: "fits", fwdStatus: 200 }),
+    ).toBeUndefined();
+    expect(cancelled).toBe(true);
+    expect(await relayKeys()).toEqual([]);
+  });
+
+  it("a record goes as soon as the last reader that took it has read it to the end", async () => {
+    const { leader, follower, waitOn, relayKeys } = await twoProcesses();
+    await waitOn();
+    const { body, controller } = controlledBody();
+    const message = await leader.offer(head.key, 7, { kind: "stream", head, body, size: "fits", fwdStatus: 200 });
+    const [one, two] = [await follower.take(head.key, message!), await follower.take(head.key, message!)];
+    if (one?.kind !== "stream" || two?.kind !== "stream") throw new Error("not a stream");
+    controller.enqueue(new Uint8Array(1_000).fill(1));
+    controller.close();
+    expect((await readAll(one.body)).byteLength).toBe(1_000);
+    expect((await relayKeys()).length).toBeGreaterThan(0);
+    expect((await readAll(two.body)).byteLength).toBe(1_000);
+    for (let i = 0; i < 200 && (await relayKeys()).length > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(await relayKeys()).toEqual([]);
   });
 
   it("an announcement of another format or a gone answer is no answer: the waiter asks again", async () => {

@@ -3,9 +3,10 @@ import type { HerdlessErrorCode } from "../../core/errors.ts";
 import { decodeEntryMeta } from "../../core/http/entry.ts";
 import { RELAYED, type FlightRelay, type RelayedAnswer, type RelayedStream } from "../../core/fill/relay.ts";
 import type { RedisConnection } from "./connection.ts";
-import { checkPrefix, LuaScript, slotKey } from "./connection.ts";
+import { checkPrefix, slotKey } from "./connection.ts";
+import { APPEND, FINISH, OFFER, readersKey, TAKE } from "./relay-scripts.ts";
 import type { RedisNotifier } from "./notifier.ts";
-import { followPieces, PIECE_BYTES, PieceWriter, type StreamEntry } from "./relay-body.ts";
+import { followPieces, PIECE_BYTES, PieceWriter } from "./relay-body.ts";
 
 export interface RedisFlightRelayOptions {
   /** Heads and pointers go through this connection. */
@@ -23,32 +24,6 @@ export interface RedisFlightRelayOptions {
 }
 
 const HEAD_FORMAT = 1;
-
-/**
- * Writes the head (entry `0-1`) and points the key's waiters at it.
- * KEYS[1] pointer, KEYS[2] stream; ARGV token, id, head, ttlMs.
- */
-const OFFER = new LuaScript(`
-redis.call('DEL', KEYS[2])
-redis.call('XADD', KEYS[2], '0-1', 'h', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[4])
-return 1
-`);
-
-/**
- * Appends entry `0-<n>` (a body piece `b`, or the end `e`), keeps the record and its pointer
- * alive, and wakes the followers. 0 when the record is gone (expired: nobody can read it whole).
- * KEYS[1] stream, KEYS[2] pointer; ARGV id, field, value, ttlMs, pointer value.
- */
-const APPEND = new LuaScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('XADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-`);
 
 type Head =
   | {
@@ -81,9 +56,15 @@ type Head =
  * it counts only while the lease is the flight's own or free (a newer flight's waiters wait
  * for that one).
  *
+ * Copies only for waiters: an answer is offered only while another process waits on the
+ * key (subscribed to its channel; a waiter that comes later finds the store once the flight
+ * ends, as it would if it came after the flight), and its record goes once the end is
+ * written and every reader that took it has finished.
+ *
  * Memory: each process holds a bounded window (the leader reads the origin no further
  * ahead of the relay than 1 MiB past what it keeps; a follower likewise). Redis holds the
- * whole body of each relayed flight until `ttlMs` after its last write or read.
+ * whole body of a relayed flight until its last reader finished, at most `ttlMs` after its
+ * last write or read.
  *
  * @example
  * const relay = new RedisFlightRelay({ connection, bulk, notifier, prefix, leaseKey: (k) => leases.leaseKey(k), ttlMs: 15_000 });
@@ -98,6 +79,11 @@ export class RedisFlightRelay implements FlightRelay {
     const id = randomUUID();
     const ref = `${token} ${id}`;
     try {
+      // Nobody to copy it for: a Cluster cannot tell (undefined), so it copies.
+      if ((await this.o.notifier.othersWaiting(key)) === false) {
+        if (answer.kind === "stream") await answer.body.cancel().catch(() => undefined);
+        return undefined;
+      }
       await this.o.connection.run("relay offer", (client) =>
         OFFER.run(client, [this.pointerKey(key), this.streamKey(key, id)], [token, id, headOf(answer), this.o.ttlMs]),
       );
@@ -109,7 +95,7 @@ export class RedisFlightRelay implements FlightRelay {
     const writer = new PieceWriter((field, value) => this.append(key, id, ref, seq++, field, value));
     if (answer.kind === "stream") {
       // Followers read the head now and the pieces as they come.
-      void writer.pump(answer.body);
+      void writer.pump(answer.body).then(() => this.finish(key, id, ref, false));
       return `${RELAYED}${ref}`;
     }
     const body = answer.response.body;
@@ -123,17 +109,22 @@ export class RedisFlightRelay implements FlightRelay {
   async take(key: string, message: string): Promise<RelayedAnswer | undefined> {
     const match = /^(\d+) ([0-9a-f-]{36})$/.exec(message.slice(RELAYED.length));
     if (!message.startsWith(RELAYED) || !match) return undefined;
-    const stream = this.streamKey(key, match[2]!);
-    const first = (await this.o.connection.run("relay head", (client) =>
-      client.xrangeBuffer(stream, "0-1", "0-1"),
-    )) as StreamEntry[];
-    const head = parseHead(first[0]);
-    if (!head) return undefined;
+    const id = match[2]!;
+    const stream = this.streamKey(key, id);
+    const raw = await this.o.connection.run("relay head", (client) =>
+      TAKE.run(client, [stream, readersKey(stream)], [this.o.ttlMs]),
+    );
+    const head = parseHead(raw);
+    const done = () => void this.finish(key, id, message.slice(RELAYED.length), true);
+    if (!head) {
+      if (typeof raw === "string") done();
+      return undefined;
+    }
     if (head.kind === "stream") {
       return {
         kind: "stream",
         head: decodeEntryMeta(head.head),
-        body: this.follow(stream),
+        body: this.follow(stream, done),
         ...(head.bytes !== undefined ? { bytes: head.bytes } : {}),
         size: head.size,
         fwdStatus: head.fwdStatus,
@@ -141,7 +132,7 @@ export class RedisFlightRelay implements FlightRelay {
     }
     // An error answer is announced once whole: read it at once.
     const pieces: Uint8Array[] = [];
-    const reader = this.follow(stream).getReader();
+    const reader = this.follow(stream, done).getReader();
     try {
       for (;;) {
         const { done, value } = await reader.read();
@@ -191,12 +182,28 @@ export class RedisFlightRelay implements FlightRelay {
     return written === 1;
   }
 
-  /** A body read from the record as it grows (relay-body.ts). */
-  private follow(stream: string): ReadableStream<Uint8Array> {
+  /** A body read from the record as it grows (relay-body.ts); `done` once, when its reading ends however. */
+  private follow(stream: string, done: () => void): ReadableStream<Uint8Array> {
     let listener: (() => void) | undefined;
     const watch = this.o.notifier.watch(stream.slice(this.prefix.length), () => listener?.());
     const onAppend = (wake: () => void) => void (listener = wake);
-    return followPieces({ bulk: this.o.bulk, watch, onAppend, stream, ttlMs: this.o.ttlMs });
+    let finished = false;
+    const stop = () => {
+      watch.stop();
+      if (!finished) done();
+      finished = true;
+    };
+    return followPieces({ bulk: this.o.bulk, watch: { ...watch, stop }, onAppend, stream, ttlMs: this.o.ttlMs });
+  }
+
+  /** A reader finished the record (`reader`), or its writer wrote the end: frees it once both hold (FINISH). */
+  private async finish(key: string, id: string, ref: string, reader: boolean): Promise<void> {
+    const stream = this.streamKey(key, id);
+    await this.o.bulk
+      .run("relay finish", (client) =>
+        FINISH.run(client, [stream, readersKey(stream), this.pointerKey(key)], [reader ? 1 : 0, ref]),
+      )
+      .catch(() => 0);
   }
 
   private pointerKey(key: string): string {
@@ -233,11 +240,10 @@ function headOf(answer: RelayedAnswer): string {
 }
 
 /** The head entry, or undefined when missing or of another format (a rolling deploy: the waiter asks again). */
-function parseHead(entry: StreamEntry | undefined): Head | undefined {
-  const [field, value] = entry?.[1] ?? [];
-  if (field?.toString() !== "h" || !value) return undefined;
+function parseHead(raw: unknown): Head | undefined {
+  if (typeof raw !== "string") return undefined;
   try {
-    const head = JSON.parse(value.toString()) as Partial<Head>;
+    const head = JSON.parse(raw) as Partial<Head>;
     return head.v === HEAD_FORMAT && (head.kind === "stream" || head.kind === "failed") ? (head as Head) : undefined;
   } catch {
     return undefined;
