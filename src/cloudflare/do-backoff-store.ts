@@ -1,5 +1,8 @@
 import type { Clock } from "../core/clock.ts";
 import { BACKOFF_FORMAT_VERSION, type BackoffRecord, type BackoffStore } from "../core/guard/key-backoff.ts";
+import { SqlTables } from "./sql-tables.ts";
+
+const TABLE = "herdless_backoff";
 
 /**
  * A {@link BackoffStore} in the key coordinator object's SQLite storage: the object is one
@@ -13,20 +16,23 @@ import { BACKOFF_FORMAT_VERSION, type BackoffRecord, type BackoffStore } from ".
  * const backoff = new KeyBackoff({ store: new DurableObjectBackoffStore(ctx.storage, clock), config, clock });
  */
 export class DurableObjectBackoffStore implements BackoffStore {
+  private readonly tables: SqlTables;
+
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly clock: Clock,
   ) {
-    storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS herdless_backoff (key TEXT PRIMARY KEY, v INTEGER NOT NULL, failures INTEGER NOT NULL, until INTEGER NOT NULL, forget_at INTEGER NOT NULL, failed_at INTEGER NOT NULL DEFAULT 0)",
-    );
+    // Made by the first failure of the key's origin (see SqlTables): most keys never need it.
+    this.tables = new SqlTables(storage);
+    if (!this.tables.has(TABLE)) return;
     // A table made before failed_at was kept gets the column (its rows read as failed at 0).
-    const columns = storage.sql.exec<{ name: string }>("PRAGMA table_info(herdless_backoff)").toArray();
+    const columns = storage.sql.exec<{ name: string }>(`PRAGMA table_info(${TABLE})`).toArray();
     if (!columns.some((c) => c.name === "failed_at"))
-      storage.sql.exec("ALTER TABLE herdless_backoff ADD COLUMN failed_at INTEGER NOT NULL DEFAULT 0");
+      storage.sql.exec(`ALTER TABLE ${TABLE} ADD COLUMN failed_at INTEGER NOT NULL DEFAULT 0`);
   }
 
   async get(key: string): Promise<BackoffRecord | undefined> {
+    if (!this.tables.has(TABLE)) return undefined;
     const row = this.storage.sql
       .exec<{ v: number; failures: number; until: number; forget_at: number; failed_at: number }>(
         "SELECT v, failures, until, forget_at, failed_at FROM herdless_backoff WHERE key = ?",
@@ -49,6 +55,10 @@ export class DurableObjectBackoffStore implements BackoffStore {
   }
 
   async set(key: string, record: BackoffRecord): Promise<void> {
+    this.tables.ensure(
+      TABLE,
+      "(key TEXT PRIMARY KEY, v INTEGER NOT NULL, failures INTEGER NOT NULL, until INTEGER NOT NULL, forget_at INTEGER NOT NULL, failed_at INTEGER NOT NULL DEFAULT 0)",
+    );
     this.storage.sql.exec(
       "INSERT OR REPLACE INTO herdless_backoff (key, v, failures, until, forget_at, failed_at) VALUES (?, ?, ?, ?, ?, ?)",
       key,
@@ -61,16 +71,19 @@ export class DurableObjectBackoffStore implements BackoffStore {
   }
 
   async delete(key: string): Promise<void> {
+    if (!this.tables.has(TABLE)) return;
     this.storage.sql.exec("DELETE FROM herdless_backoff WHERE key = ?", key);
   }
 
   /** Drops every forgotten record (the object's alarm), so a key gone quiet keeps no storage. */
   deleteForgotten(): void {
+    if (!this.tables.has(TABLE)) return;
     this.storage.sql.exec("DELETE FROM herdless_backoff WHERE forget_at <= ?", this.clock.now());
   }
 
   /** When the next record may go, for the object's cleanup alarm. */
   nextForgetAt(): number | undefined {
+    if (!this.tables.has(TABLE)) return undefined;
     const row = this.storage.sql
       .exec<{ at: number | null }>("SELECT MIN(forget_at) AS at FROM herdless_backoff")
       .toArray()[0];

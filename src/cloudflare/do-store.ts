@@ -3,6 +3,7 @@ import { DEFAULT_MAX_ENTRY_BYTES } from "../core/config/fields.ts";
 import { decodeEntryMeta, entryMeta, type Entry } from "../core/http/entry.ts";
 import { concatBytes } from "../core/http/http.ts";
 import type { Store } from "../core/store/store.ts";
+import { SqlTables } from "./sql-tables.ts";
 
 /** Bodies stored by default: the same as `cache.maxEntryBytes`'s default. */
 export const DEFAULT_MAX_BODY_BYTES = DEFAULT_MAX_ENTRY_BYTES;
@@ -37,8 +38,8 @@ export interface DurableObjectStoreOptions {
  * fencing is exact here (unlike the Cache API). SQL rather than the KV API because cache
  * keys can be longer than a KV key may be.
  *
- * Layout version 2 (chunked bodies, tables `<prefix>_entry` and `<prefix>_entry_chunk`).
- * The version-1 tables (`<prefix>_entry_meta`, `<prefix>_entry_body`) are dropped when
+ * Layout version 2 (chunked bodies, tables `<prefix>_entry` and `<prefix>_entry_chunk`, made
+ * by the first write: see {@link SqlTables}). The version-1 tables (`<prefix>_entry_meta`, `<prefix>_entry_body`) are dropped when
  * the object starts: their entries are refetched once, and an older herdless rolled back
  * onto this object finds empty tables rather than entries it cannot read.
  *
@@ -68,18 +69,16 @@ export class DurableObjectStore implements Store {
     }
     this.entries = `${prefix}_entry`;
     this.chunks = `${prefix}_entry_chunk`;
-    // Idempotent and cheap; runs in the constructor, before any request is delivered.
-    storage.sql.exec(`DROP TABLE IF EXISTS ${prefix}_entry_meta`);
-    storage.sql.exec(`DROP TABLE IF EXISTS ${prefix}_entry_body`);
-    storage.sql.exec(
-      `CREATE TABLE IF NOT EXISTS ${this.entries} (key TEXT PRIMARY KEY, token INTEGER NOT NULL, delete_at INTEGER NOT NULL, meta TEXT NOT NULL, bytes INTEGER NOT NULL, chunks INTEGER NOT NULL)`,
-    );
-    storage.sql.exec(
-      `CREATE TABLE IF NOT EXISTS ${this.chunks} (key TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (key, seq))`,
-    );
+    this.tables = new SqlTables(storage);
+    // Runs in the constructor, before any request is delivered.
+    this.tables.drop(`${prefix}_entry_meta`);
+    this.tables.drop(`${prefix}_entry_body`);
   }
 
+  private readonly tables: SqlTables;
+
   async get(key: string): Promise<Entry | undefined> {
+    if (!this.tables.has(this.entries)) return undefined;
     const row = this.storage.sql
       .exec<{
         meta: string;
@@ -107,15 +106,34 @@ export class DurableObjectStore implements Store {
 
   /** Returns false for a fenced-out writer and for a body above `maxBodyBytes`. */
   async put(entry: Entry): Promise<boolean> {
+    return this.putNow(entry);
+  }
+
+  /** Whether {@link put} would write `entry` now: its body fits and no newer token holds the key. */
+  accepts(entry: Entry): boolean {
     if (entry.body.byteLength > this.maxBodyBytes) return false;
+    if (!this.tables.has(this.entries)) return true;
+    const current = this.storage.sql
+      .exec<{ token: number; delete_at: number }>(
+        `SELECT token, delete_at FROM ${this.entries} WHERE key = ?`,
+        entry.key,
+      )
+      .toArray()[0];
+    return !(current && current.token > entry.token && this.clock.now() < current.delete_at);
+  }
+
+  /** {@link put}, synchronously. */
+  putNow(entry: Entry): boolean {
     return this.storage.transactionSync(() => {
-      const current = this.storage.sql
-        .exec<{ token: number; delete_at: number }>(
-          `SELECT token, delete_at FROM ${this.entries} WHERE key = ?`,
-          entry.key,
-        )
-        .toArray()[0];
-      if (current && current.token > entry.token && this.clock.now() < current.delete_at) return false;
+      if (!this.accepts(entry)) return false;
+      this.tables.ensure(
+        this.entries,
+        "(key TEXT PRIMARY KEY, token INTEGER NOT NULL, delete_at INTEGER NOT NULL, meta TEXT NOT NULL, bytes INTEGER NOT NULL, chunks INTEGER NOT NULL)",
+      );
+      this.tables.ensure(
+        this.chunks,
+        "(key TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (key, seq))",
+      );
       const count = Math.ceil(entry.body.byteLength / DO_CHUNK_BYTES);
       this.storage.sql.exec(
         `INSERT OR REPLACE INTO ${this.entries} (key, token, delete_at, meta, bytes, chunks) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -141,6 +159,7 @@ export class DurableObjectStore implements Store {
 
   /** Drops every entry (each variant of the object's URL); returns how many. */
   deleteAll(): number {
+    if (!this.tables.has(this.entries)) return 0;
     return this.storage.transactionSync(() => {
       this.storage.sql.exec(`DELETE FROM ${this.chunks}`);
       return this.storage.sql.exec(`DELETE FROM ${this.entries}`).rowsWritten;
@@ -149,6 +168,7 @@ export class DurableObjectStore implements Store {
 
   /** Drops every entry past its deleteAt; returns how many. For an alarm to call. */
   deleteExpired(): number {
+    if (!this.tables.has(this.entries)) return 0;
     return this.storage.transactionSync(() => {
       const now = this.clock.now();
       this.storage.sql.exec(
@@ -161,6 +181,7 @@ export class DurableObjectStore implements Store {
 
   /** The earliest deleteAt of any stored entry, to schedule the next cleanup alarm. */
   nextDeleteAt(): number | undefined {
+    if (!this.tables.has(this.entries)) return undefined;
     const row = this.storage.sql
       .exec<{ at: number | null }>(`SELECT MIN(delete_at) AS at FROM ${this.entries}`)
       .toArray()[0];
@@ -168,6 +189,7 @@ export class DurableObjectStore implements Store {
   }
 
   private remove(key: string): boolean {
+    if (!this.tables.has(this.entries)) return false;
     return this.storage.transactionSync(() => {
       this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, key);
       return this.storage.sql.exec(`DELETE FROM ${this.entries} WHERE key = ?`, key).rowsWritten > 0;

@@ -16,6 +16,7 @@ export interface CoordinatorEnv extends ConfigEnv {
   GUARD: DurableObjectNamespace<OriginGuardObject>;
 }
 import { StorageLeaseManager } from "./storage-lease.ts";
+import { AfterAnswer, WriteBehindLeases, WriteBehindStore } from "./after-answer.ts";
 import { toWire, type WireFillResult } from "./fill-wire.ts";
 
 /** Test-only hooks of {@link KeyCoordinatorObject}; see its `[coordinatorTestHooks]` method. */
@@ -61,6 +62,10 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   private parts: Parts | undefined;
   /** Background refreshes started by the filler; kept so the object has work pending. */
   private readonly pending = new Set<Promise<unknown>>();
+  /** The entry and lease writes that follow an origin answer, made after the answer left (see AfterAnswer). */
+  private readonly later = new AfterAnswer((work) => this.keep(work));
+  /** The alarm this instance set or read (null: none), so a fill does not read it again; undefined until known. */
+  private alarmAt: number | null | undefined;
 
   /** The key's {@link KeyCoordinator.fill}, its large bodies streamed beside the answer (see fill-wire.ts). */
   async fill(request: FillRequest): Promise<WireFillResult> {
@@ -77,17 +82,20 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
    * primary key and its variants only, so every variant goes, not just the writer's.
    */
   async invalidate(_primary: string, _headers: [string, string][]): Promise<void> {
+    this.later.flush();
     this.build().store.deleteAll();
   }
 
   /** Deletes expired entries, then sleeps until the next one expires. */
   override async alarm(): Promise<void> {
+    this.later.flush();
+    this.alarmAt = null;
     const { store, backoff, clock } = this.build();
     store.deleteExpired();
     backoff.deleteForgotten();
     const next = nextCleanup(store, backoff);
     // Never a tight loop, whatever the clock says.
-    if (next !== undefined) await this.ctx.storage.setAlarm(alarmAt(Math.max(next, clock.now() + 1_000), clock.now()));
+    if (next !== undefined) await this.setAlarm(alarmAt(Math.max(next, clock.now() + 1_000), clock.now()));
   }
 
   /**
@@ -97,6 +105,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   [coordinatorTestHooks](): CoordinatorTestHooks {
     return {
       use: (options) => {
+        this.later.flush();
         this.parts = this.assemble(
           options.clock ?? systemClock,
           options.config ?? configFromEnv(this.env),
@@ -115,21 +124,21 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   }
 
   private assemble(clock: Clock, config: Config, guardName?: string): Parts {
-    const store = new DurableObjectStore(this.ctx.storage, clock, { maxBodyBytes: config.cache.maxEntryBytes });
+    const stored = new DurableObjectStore(this.ctx.storage, clock, { maxBodyBytes: config.cache.maxEntryBytes });
     // In the key's own object, so the backoff holds in every data center and outlives eviction.
     const backoff = new DurableObjectBackoffStore(this.ctx.storage, clock);
     const filler = new KeyCoordinator({
       config,
       clock,
-      store,
-      leases: new StorageLeaseManager(this.ctx.storage, clock),
+      store: new WriteBehindStore(stored, this.later),
+      leases: new WriteBehindLeases(new StorageLeaseManager(this.ctx.storage, clock), this.later),
       backoff: {
         get: (key) => backoff.get(key),
         delete: (key) => backoff.delete(key),
         // A key that failed keeps a record until its forgetAt: the alarm removes it then.
         set: async (key, record) => {
           await backoff.set(key, record);
-          this.keep(this.scheduleCleanup(store, backoff));
+          this.keep(this.scheduleCleanup(stored, backoff));
         },
       },
       guard: deploymentGuard(this.env.GUARD, config, guardFrontFor(clock, config, guardName), guardName, (work) =>
@@ -139,9 +148,9 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
       decodes: workerdDecoding,
       background: (work) => this.keep(work),
       // A streamed body is stored after fill() returned: schedule its cleanup then.
-      onStored: () => this.keep(this.scheduleCleanup(store, backoff)),
+      onStored: () => this.keep(this.scheduleCleanup(stored, backoff)),
     });
-    return { filler, store, backoff, clock };
+    return { filler, store: stored, backoff, clock };
   }
 
   private keep(work: Promise<unknown>): void {
@@ -150,12 +159,23 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
     this.ctx.waitUntil(settled);
   }
 
+  /**
+   * Sets the cleanup alarm for the earliest expiry, once the writes that follow the answer
+   * are made (a write now would hold the answer, see AfterAnswer). The alarm is read once
+   * per instance, not once per fill.
+   */
   private async scheduleCleanup(store: DurableObjectStore, backoff: DurableObjectBackoffStore): Promise<void> {
+    await new Promise<void>((resolve) => this.later.defer(resolve));
     const next = nextCleanup(store, backoff);
     if (next === undefined) return;
-    const current = await this.ctx.storage.getAlarm();
+    this.alarmAt ??= await this.ctx.storage.getAlarm();
     const at = alarmAt(next, this.build().clock.now());
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+    if (this.alarmAt === null || this.alarmAt > at) await this.setAlarm(at);
+  }
+
+  private async setAlarm(at: number): Promise<void> {
+    this.alarmAt = at;
+    await this.ctx.storage.setAlarm(at);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Clock } from "../core/clock.ts";
 import { HerdlessError } from "../core/errors.ts";
 import type { Lease, LeaseManager } from "../core/fill/lease.ts";
+import { SqlTables } from "./sql-tables.ts";
 
 /** A lease as persisted: who holds it (for diagnostics), its fencing token, its expiry. */
 export interface LeaseRecord {
@@ -28,16 +29,14 @@ export interface LeaseRecord {
  * if (lease) try { ... } finally { await leases.release(lease); }
  */
 export class StorageLeaseManager implements LeaseManager {
+  /** Made by the first acquire (see SqlTables). */
+  private readonly tables: SqlTables;
+
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly clock: Clock,
   ) {
-    storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS herdless_leases (key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
-    );
-    storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS herdless_lease_counter (id INTEGER PRIMARY KEY CHECK (id = 1), last_token INTEGER NOT NULL)",
-    );
+    this.tables = new SqlTables(storage);
   }
 
   /** Takes the lease when free or expired; `owner` is recorded for diagnostics only. */
@@ -47,6 +46,14 @@ export class StorageLeaseManager implements LeaseManager {
       const now = this.clock.now();
       const current = this.read(key);
       if (current && now < current.expiresAt) return undefined;
+      this.tables.ensure(
+        "herdless_leases",
+        "(key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+      );
+      this.tables.ensure(
+        "herdless_lease_counter",
+        "(id INTEGER PRIMARY KEY CHECK (id = 1), last_token INTEGER NOT NULL)",
+      );
       const token = this.nextToken(now);
       const expiresAt = now + ttlMs;
       this.storage.sql.exec(
@@ -101,6 +108,7 @@ export class StorageLeaseManager implements LeaseManager {
   }
 
   private read(key: string): LeaseRecord | undefined {
+    if (!this.tables.has("herdless_leases")) return undefined;
     const row = this.storage.sql
       .exec<{ owner: string | null; token: number; expires_at: number }>(
         "SELECT owner, token, expires_at FROM herdless_leases WHERE key = ?",
