@@ -1,5 +1,8 @@
-import { createServer, type Server } from "node:http";
+import { createServer, STATUS_CODES, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { notAllowed } from "../core/http/failure-answer.ts";
+import type { EngineResponse } from "../core/http/respond.ts";
 import { createHandler } from "./handler.ts";
 import type { Logger } from "./logger.ts";
 import type { Stack } from "./stack.ts";
@@ -46,6 +49,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (closing) res.shouldKeepAlive = false;
     handler(req, res);
   });
+  // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
+  // drops a CONNECT's socket silently; the client gets a 405 naming the method instead.
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => socket.end(rawAnswer(notAllowed("CONNECT"))));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => {
@@ -73,4 +79,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await stack.close();
       })()),
   };
+}
+
+/** An engine answer with a complete body as HTTP/1.1 bytes, for a socket no ServerResponse owns. */
+function rawAnswer(answer: EngineResponse): string {
+  const body = answer.body instanceof Uint8Array ? new TextDecoder().decode(answer.body) : "";
+  const head = answer.headers.map(([name, value]) => `${name}: ${value}\r\n`).join("");
+  return `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ""}\r\n${head}connection: close\r\n\r\n${body}`;
 }

@@ -139,6 +139,14 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it("RFC 9110 §9.3.6: CONNECT opens no tunnel through the cache: a 405 naming it, never a dropped connection", async () => {
+    await setup();
+    const attack = await raw(cache.base, "CONNECT 127.0.0.1:22 HTTP/1.1\r\nhost: 127.0.0.1:22\r\n\r\n");
+    expect(attack.status).toBe(405);
+    expect(attack.body).toContain("CONNECT is not allowed");
+    expect(origin.seen).toHaveLength(0);
+  });
+
   it("an oversized URL or header block is a 431, never a 500, and the victim is served", async () => {
     await setup();
     expect((await get(cache.base, `/${"a".repeat(20_000)}`)).status).toBe(431);
