@@ -75,7 +75,7 @@ export function isolateState(
   cacheName?: string,
   statsObject = STATS_OBJECT,
 ): IsolateState {
-  const signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`;
+  const signature = signatureOf(env);
   const known = isolates.get(name);
   if (known?.signature === signature && known.clock === clock) return known;
   let state: IsolateState;
@@ -119,6 +119,18 @@ export function isolateState(
   }
   isolates.set(name, state);
   return state;
+}
+
+/**
+ * What the isolate's config comes from, per env object: workerd hands every request the same
+ * one, so a request compares one string with itself instead of building the config's text.
+ */
+const signatures = new WeakMap<Env, string>();
+
+function signatureOf(env: Env): string {
+  let signature = signatures.get(env);
+  if (signature === undefined) signatures.set(env, (signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`));
+  return signature;
 }
 
 /** One `T` per cache name (a simulated data center in tests; one in a deployment), made on first use. */

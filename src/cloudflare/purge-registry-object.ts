@@ -20,15 +20,23 @@ const STORAGE_KEY = "purges";
  */
 export class PurgeRegistryObject extends DurableObject<ConfigEnv> {
   private clock: Clock = systemClock;
+  /**
+   * The list as stored, kept in memory once read: every data center reads it about once per
+   * bound, and a storage read per call would be billed each time. Only this object writes it.
+   */
+  private known: PurgeSnapshot | undefined;
 
   async snapshot(): Promise<PurgeSnapshot> {
-    return (await this.ctx.storage.get<PurgeSnapshot>(STORAGE_KEY)) ?? emptyPurges();
+    return (this.known ??= (await this.ctx.storage.get<PurgeSnapshot>(STORAGE_KEY)) ?? emptyPurges());
   }
 
   /** Records a purge; storage writes of one object are serialized, so concurrent purges all land. */
   async purge(command: PurgeCommand): Promise<PurgeSnapshot> {
     const keyOf = purgeKeyOf(configFromEnv(this.env));
     const next = recordPurge(await this.snapshot(), command, keyOf, this.clock.now(), PURGE_RETAIN_MS);
+    // Kept before the write is awaited, so a purge arriving meanwhile builds on this one; the
+    // output gate holds every answer until the write is durable (a failed one resets the object).
+    this.known = next;
     await this.ctx.storage.put(STORAGE_KEY, next);
     return next;
   }
@@ -46,6 +54,8 @@ export const PURGE_LIST_URL = "https://herdless.internal/__herdless/purge-list";
  * request waits this long on the isolate's read before making its own.
  */
 const JOIN_READ_MS = 1_000;
+/** A copy is renewed at most this long before its bound ends (see DurableObjectPurgeRegistry.fresh). */
+const RENEW_AHEAD_MAX_MS = 1_000;
 /** The instant (epoch ms) the copy's read of the registry object started. */
 const READ_AT_HEADER = "x-herdless-purges-read-at";
 
@@ -82,18 +92,30 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
 
   /**
    * The copy if it is within its bound; undefined (and no read started) otherwise. Given
-   * `background` (ctx.waitUntil), a copy in the second half of its bound is renewed behind
-   * the answer, by one read per isolate at a time: under steady traffic the copy never
-   * lapses, so no request waits on a read of the list (when it lapses, every request that
-   * arrives before a read returns pays for one, and takes the full path of the edge).
+   * `background` (ctx.waitUntil), a copy in the last stretch of its bound (from
+   * {@link renewAtMs}) is renewed behind the answer, by one read per isolate at a time: under
+   * steady traffic the copy never lapses, so no request waits on a read of the list, and the
+   * registry is read about once per data center per bound (bound ÷ renewAtMs times: 1.33 at
+   * the default 1 s). When it lapses (no traffic for a bound, or a renewal slower than the
+   * stretch), every request that arrives before a read returns pays for one, and takes the
+   * full path of the edge.
    */
   fresh(background?: (work: Promise<unknown>) => void): PurgeSnapshot | undefined {
     if (!this.cached) return undefined;
     const ageMs = this.now() - this.cached.fetchedAt;
     if (ageMs >= this.propagationMs) return undefined;
-    // A data-center copy no younger than ours would renew nothing: only a younger one is taken.
-    if (background && !this.loading && ageMs >= this.propagationMs / 2) this.read(this.propagationMs / 2, background);
+    // A data-center copy that is itself due would renew nothing for long: only a younger one is taken.
+    if (background && !this.loading && ageMs >= this.renewAtMs) this.read(this.renewAtMs, background);
     return this.cached.snapshot;
+  }
+
+  /**
+   * A copy this old is renewed: a quarter of the bound before it ends, at most
+   * {@link RENEW_AHEAD_MAX_MS} before, which a read of the Cache API and the object takes
+   * easily (milliseconds; hundreds under a loaded machine).
+   */
+  private get renewAtMs(): number {
+    return this.propagationMs - Math.min(this.propagationMs / 4, RENEW_AHEAD_MAX_MS);
   }
 
   /**
