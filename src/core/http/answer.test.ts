@@ -175,6 +175,13 @@ describe("answers made from a stored entry", () => {
     expect(res.headers).toContainEqual(["x-origin", "yes"]);
   });
 
+  it("RFC 9110 §14.4: a stray Content-Range stored with a 200 never reaches a 206 beside ours", () => {
+    const entry = stored();
+    const withStray = { ...entry, headers: [...entry.headers, ["content-range", "bytes 0-1/2"] as [string, string]] };
+    const res = answerFromEntry(withStray, { hit: true }, ask({ range: "bytes=0-3" }), 0);
+    expect(res.headers.filter(([name]) => name === "content-range")).toEqual([["content-range", "bytes 0-3/1000"]]);
+  });
+
   it("RFC 9110 §15.5.17: an unsatisfiable range is a 416 with Content-Range: bytes */length", () => {
     const res = answerFromEntry(stored(), { hit: true }, ask({ range: "bytes=2000-" }), 0);
     expect(res.status).toBe(416);

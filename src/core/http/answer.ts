@@ -44,7 +44,9 @@ export function answerFromEntry(entry: Entry, status: CacheStatus, ask: ClientAs
     refused.headers.push(["content-range", contentRange(range)]);
     return refused;
   }
-  const headers = full.headers.filter(([name]) => name !== "content-length");
+  // The stored response's own framing never describes the part (an origin may send a stray
+  // Content-Range on a 200): one Content-Range, ours, so no client reads a part as the whole.
+  const headers = full.headers.filter(([name]) => name !== "content-length" && name !== "content-range");
   headers.push(["content-range", contentRange(range)]);
   headers.push(["content-length", String(range.end - range.start + 1)]);
   return { ...full, status: 206, headers, body: entry.body.subarray(range.start, range.end + 1) };
