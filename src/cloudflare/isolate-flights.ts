@@ -1,4 +1,4 @@
-import type { Coordinator, FillRequest, FillResult } from "../core/fill/coordinator.ts";
+import { fromCoordinatorCopy, type Coordinator, type FillRequest, type FillResult } from "../core/fill/coordinator.ts";
 import { applyPurge } from "../core/admin/purge.ts";
 import { headerList } from "../core/http/http.ts";
 import { variantKey } from "../core/http/key.ts";
@@ -133,7 +133,10 @@ function shareStream(result: FillResult, keepBytes: number): Shared {
 function forWaiter({ result: shared, body }: Shared, request: FillRequest): FillResult | undefined {
   switch (shared.kind) {
     case "entry":
-      return answersWaiter(shared.entry, request) ? { ...shared, collapsed: true, stored: false } : undefined;
+      // Collapsed onto a flight that went to the origin; the object's stored copy is a hit for the waiter too.
+      return answersWaiter(shared.entry, request)
+        ? { ...shared, collapsed: !fromCoordinatorCopy(shared), stored: false }
+        : undefined;
     case "failed":
       return { ...shared, collapsed: true };
     case "pass":

@@ -1,11 +1,14 @@
-import { freshHit, type UrlTarget } from "../core/http/fresh-hit.ts";
+import { memoryAnswer, type UrlTarget } from "../core/http/fresh-hit.ts";
 import { hitHeaders } from "../core/http/respond.ts";
 import type { ReadyIsolate } from "./isolate.ts";
 
 /**
- * A fresh hit in the isolate's memory, answered with no engine, store or RPC built for the
- * request: the same decision as the engine's (core/fresh-hit.ts) and the same bytes
- * (`fromEntry`). Anything else, or a purge list past its bound, goes the full way.
+ * A hit in the isolate's memory, answered with no engine, store or RPC built for the
+ * request: the same decision as the engine's (core/fresh-hit.ts memoryAnswer) and the same
+ * bytes (`fromEntry`). That includes a copy served while this isolate already refreshes it
+ * (stale-while-revalidate, refresh-ahead): at an expiry under a spike, the first request
+ * starts the one refresh through the engine and the others are answered here. Anything else,
+ * or a purge list past its bound, goes the full way.
  */
 export function memoryHit(
   isolate: ReadyIsolate,
@@ -25,12 +28,22 @@ export function memoryHit(
     hasCookie: headers.has("cookie"),
   };
   const now = isolate.clock.now();
-  const entry = freshHit(isolate.memoryFor(cacheName), route, primary, facts, headers, purges, now);
-  if (!entry) return undefined;
-  isolate.metrics.count(entry.negative ? "negative" : "hit", primary);
+  const answer = memoryAnswer(
+    isolate.memoryFor(cacheName),
+    route,
+    primary,
+    facts,
+    headers,
+    purges,
+    now,
+    isolate.refreshMarksFor(cacheName),
+  );
+  if (!answer) return undefined;
+  const { entry, detail } = answer;
+  isolate.metrics.count(entry.negative ? "negative" : detail === "stale-while-revalidate" ? "stale" : "hit", primary);
   return new Response(request.method === "HEAD" ? null : entry.body, {
     status: entry.status,
-    headers: headersObject(hitHeaders(entry, now)),
+    headers: headersObject(hitHeaders(entry, now, detail)),
   });
 }
 

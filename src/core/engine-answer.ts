@@ -1,7 +1,7 @@
 import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
-import type { FillResult } from "./fill/coordinator.ts";
+import { fromCoordinatorCopy, type FillResult } from "./fill/coordinator.ts";
 import { answerFromEntry, type ClientAsk } from "./http/answer.ts";
 import { decideOnFailure, servableOnError } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
@@ -98,13 +98,17 @@ function answerEntry(
 ): EngineResponse {
   const { entry } = result;
   const stale = now >= entry.staleAt;
-  ctx.count(request, entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : "miss", primary);
-  const status: CacheStatus = {
-    fwd,
-    fwdStatus: result.fwdStatus ?? entry.status,
-    stored: result.stored,
-    collapsed: result.collapsed,
-  };
+  const copy = fromCoordinatorCopy(result);
+  ctx.count(
+    request,
+    entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : copy ? "hit" : "miss",
+    primary,
+  );
+  // RFC 9211 §2.2: `fwd` only when the request went forward. The coordinator's stored copy is
+  // this cache's shared tier (the key's object, Redis): answered from it, nothing went to the origin.
+  const status: CacheStatus = copy
+    ? { hit: true }
+    : { fwd, fwdStatus: result.fwdStatus ?? entry.status, stored: result.stored, collapsed: result.collapsed };
   if (entry.negative) status.detail = "negative";
   else if (stale) status.detail = "stale-while-revalidate";
   return answerFromEntry(entry, status, ask(request), now);

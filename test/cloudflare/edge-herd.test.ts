@@ -103,34 +103,71 @@ describe("stale-while-revalidate from every data center", () => {
   });
 });
 
+describe("an expired stale-while-revalidate key under a spike, 4 data centers", () => {
+  it("200 concurrent requests: 200 stale answers while the one refresh is still at the origin, 1 origin request, 1 coordinator call per data center", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60, stale-while-revalidate=600" } });
+    const clock = new ManualClock(Date.now());
+    const base = edgeEnv(origin.url);
+    const fills = countedFills(base);
+    const testEnv = { ...base, COORDINATOR: fills.namespace };
+    await useInCoordinators(base, ["/expiring"], clock);
+    const dcs = dataCenters(DCS, testEnv, clock, { ownIsolate: true });
+    for (const dc of dcs) expect((await dc.get("/expiring")).body).toBe("/expiring #1");
+    expect(await origin.count()).toBe(1);
+
+    clock.advance(61_000);
+    await origin.set({ mode: "hold" });
+    const answers = await Promise.all(dcs.flatMap((dc) => Array.from({ length: 50 }, () => dc.get("/expiring"))));
+    // Every answer came while the origin held what reached it: nobody waited on the refresh.
+    expect(answers.filter((a) => a.body !== "/expiring #1")).toEqual([]);
+    expect(new Set(answers.map((a) => a.cacheStatus))).toEqual(
+      new Set(["herdless; hit; ttl=-1; detail=stale-while-revalidate"]),
+    );
+    await origin.waitFor({ held: 1 });
+    await origin.set({ mode: "up" });
+    await settle(answers, testEnv, ["/expiring"]);
+    expect(await origin.count()).toBe(2);
+    // One background refresh per data center (each isolate's), collapsed onto one origin request by the key's object.
+    expect(fills.count()).toBe(DCS + DCS);
+    for (const dc of dcs) expect((await dc.get("/expiring")).cacheStatus).toBe("herdless; hit; ttl=60");
+    expect(await origin.count()).toBe(2);
+  });
+});
+
 describe("an isolate under a spike on a key inside stale-while-revalidate", () => {
   it("100 concurrent stale answers start 1 background refresh (1 coordinator call), not one per request", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=1, stale-while-revalidate=600" } });
     const clock = new ManualClock(Date.now());
     const base = edgeEnv(origin.url);
-    let fills = 0;
-    const real = base.COORDINATOR;
-    const counted = {
-      idFromName: (name: string) => real.idFromName(name),
-      get: (id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions) => {
-        const stub = real.get(id, options);
-        return {
-          fill: (request: Parameters<typeof stub.fill>[0]) => (fills++, stub.fill(request)),
-          invalidate: (...args: Parameters<typeof stub.invalidate>) => stub.invalidate(...args),
-        };
-      },
-    } as unknown as typeof real;
-    const testEnv = { ...base, COORDINATOR: counted };
+    const fills = countedFills(base);
+    const testEnv = { ...base, COORDINATOR: fills.namespace };
     await useInCoordinators(base, ["/spike"], clock);
     const [dc] = dataCenters(1, testEnv, clock, { ownIsolate: true });
     expect((await dc!.get("/spike")).body).toBe("/spike #1");
-    expect(fills).toBe(1);
+    expect(fills.count()).toBe(1);
 
     clock.advance(5_000);
     const answers = await Promise.all(Array.from({ length: 100 }, () => dc!.get("/spike")));
     for (const answer of answers) expect(answer.cacheStatus).toMatch(/detail=stale-while-revalidate/);
     await Promise.all(answers.map((a) => a.settled));
-    expect(fills).toBe(2);
+    expect(fills.count()).toBe(2);
     expect(await origin.count()).toBe(2);
   });
 });
+
+/** The COORDINATOR namespace of `base`, counting the fill calls the edges make. */
+function countedFills(base: ReturnType<typeof edgeEnv>): { namespace: typeof base.COORDINATOR; count: () => number } {
+  let fills = 0;
+  const real = base.COORDINATOR;
+  const namespace = {
+    idFromName: (name: string) => real.idFromName(name),
+    get: (id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions) => {
+      const stub = real.get(id, options);
+      return {
+        fill: (request: Parameters<typeof stub.fill>[0]) => (fills++, stub.fill(request)),
+        invalidate: (...args: Parameters<typeof stub.invalidate>) => stub.invalidate(...args),
+      };
+    },
+  } as unknown as typeof real;
+  return { namespace, count: () => fills };
+}

@@ -101,3 +101,12 @@ export function discardStream(result: FillResult): FillResult {
     void result.response.body.cancel().catch(() => undefined);
   return result;
 }
+
+/**
+ * Whether the coordinator answered from its own stored copy: no flight of this call went to
+ * the origin (`fwdStatus` unset) and the caller joined none (a flight's waiters, and a caller
+ * that queued on another holder's lease, are `collapsed`: they waited on the origin).
+ */
+export function fromCoordinatorCopy(result: Extract<FillResult, { kind: "entry" }>): boolean {
+  return result.fwdStatus === undefined && !result.collapsed;
+}

@@ -24,12 +24,17 @@ export class RefreshMarks {
    * expiry of the copy a refresh-ahead renews, for {@link renewing}.
    */
   begin(key: string, now: number, renews?: number): boolean {
-    const mark = this.marks.get(key);
-    if (mark !== undefined && mark.until > now) return false;
+    if (this.running(key, now)) return false;
     if (this.marks.size >= this.maxKeys) this.sweep(now);
     // Full of live marks: refresh unmarked rather than grow (the coordinator still collapses).
     if (this.marks.size < this.maxKeys) this.marks.set(key, { renews, until: now + this.ttlMs });
     return true;
+  }
+
+  /** Whether a refresh of `key` runs (its mark is held and has not lapsed). */
+  running(key: string, now: number): boolean {
+    const mark = this.marks.get(key);
+    return mark !== undefined && mark.until > now;
   }
 
   /** The expiry of the copy that a running refresh-ahead of `key` renews; undefined when none runs (or its mark lapsed). */

@@ -1,11 +1,11 @@
 import { routeFor, type Config, type RoutePolicy } from "../config.ts";
-import { decide, type RequestFacts } from "./decision.ts";
+import { decide, type Decision, type RequestFacts } from "./decision.ts";
 import type { Entry } from "./entry.ts";
 import type { HeaderReader } from "./http.ts";
 import { primaryKey, variantKey } from "./key.ts";
 import { purgeVerdict, type PurgeSnapshot } from "../admin/purge.ts";
 import { needsFullAnswer } from "./request-directives.ts";
-import { refreshAheadDue, refreshAheadFrom } from "../fill/refresh-ahead.ts";
+import { refreshAheadDue, refreshAheadFrom, renewedAhead } from "../fill/refresh-ahead.ts";
 
 /** A store that can answer without a promise: the in-memory tier. */
 export interface SyncStore {
@@ -30,6 +30,46 @@ export function freshHit(
   purges: PurgeSnapshot | undefined,
   now: number,
 ): Entry | undefined {
+  return memoryAnswer(near, route, primary, facts, headers, purges, now, NOTHING_REFRESHING)?.entry;
+}
+
+/** The refreshes an edge runs behind its answers (core/fill/refresh-marks.ts). */
+export interface RefreshingKeys {
+  /** Whether this edge is refreshing `key` now. */
+  running(key: string, now: number): boolean;
+  /** The expiry of the copy a running refresh-ahead of `key` renews (refresh-ahead.ts renewedAhead). */
+  renewing(key: string, now: number): number | undefined;
+}
+
+const NOTHING_REFRESHING: RefreshingKeys = { running: () => false, renewing: () => undefined };
+
+/** An answer from memory: a fresh hit, or a copy served while this edge's refresh of it runs. */
+export interface MemoryAnswer {
+  entry: Entry;
+  detail?: "refresh-ahead" | "stale-while-revalidate";
+}
+
+/**
+ * {@link freshHit}, and the answers the engine gives from its copy while this edge already
+ * refreshes the key (so the request would start nothing): a fresh copy in its refresh-ahead
+ * window (`detail: "refresh-ahead"`), a stale one within stale-while-revalidate, and one that
+ * expired while a refresh-ahead renews it (`renewedAhead`). Under a spike on an expiring key,
+ * the first request of an edge starts the refresh through the engine and every other one is
+ * answered here, with no engine built for it. Anything else, undefined: the engine answers.
+ *
+ * @example
+ * const answer = memoryAnswer(memory, route, primary, facts, headers, purges, now, refreshMarks);
+ */
+export function memoryAnswer(
+  near: SyncStore,
+  route: RoutePolicy,
+  primary: string,
+  facts: RequestFacts,
+  headers: HeaderReader,
+  purges: PurgeSnapshot | undefined,
+  now: number,
+  refreshing: RefreshingKeys,
+): MemoryAnswer | undefined {
   let entry = near.getSync(primary);
   if (!entry) return undefined;
   if (needsFullAnswer(headers, route.honorRequestNoCache)) return undefined;
@@ -39,11 +79,35 @@ export function freshHit(
     entry = near.getSync(key);
     if (!entry) return undefined;
   }
-  if (decide(entry, key, facts, route, now).kind !== "fresh") return undefined;
-  // In its refresh-ahead window the engine answers: it starts the renewal behind the hit.
-  if (refreshAheadDue(entry, route.refreshAhead, now)) return undefined;
   if (purges && purgeVerdict(entry, primary, purges) !== "keep") return undefined;
-  return entry;
+  return servedFromCopy(decide(entry, key, facts, route, now), key, route, now, refreshing);
+}
+
+/** The engine's answer from a copy for each decision, when it needs no refresh started (engine.ts says why each). */
+function servedFromCopy(
+  decision: Decision,
+  key: string,
+  route: RoutePolicy,
+  now: number,
+  refreshing: RefreshingKeys,
+): MemoryAnswer | undefined {
+  // A cached error is served only as a plain fresh hit here; the engine answers the rest.
+  if (decision.kind !== "fresh" && decision.kind !== "bypass" && decision.kind !== "miss" && decision.entry.negative)
+    return undefined;
+  switch (decision.kind) {
+    case "fresh":
+      // In its refresh-ahead window the engine answers: it starts the renewal behind the hit.
+      if (!refreshAheadDue(decision.entry, route.refreshAhead, now)) return { entry: decision.entry };
+      return refreshing.running(key, now) ? { entry: decision.entry, detail: "refresh-ahead" } : undefined;
+    case "stale-while-revalidate":
+      return refreshing.running(key, now) ? { entry: decision.entry, detail: "stale-while-revalidate" } : undefined;
+    case "revalidate":
+      return renewedAhead(decision.entry, route.refreshAhead, refreshing.renewing(key, now))
+        ? { entry: decision.entry, detail: "stale-while-revalidate" }
+        : undefined;
+    default:
+      return undefined;
+  }
 }
 
 /**

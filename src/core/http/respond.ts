@@ -97,21 +97,30 @@ function withUpstream(headers: [string, string][], status: CacheStatus): string 
   return [...upstream, formatCacheStatus(status)].join(", ");
 }
 
-/** The headers of a fresh hit change only with Age and the remaining ttl: built once per second per entry. */
-const preparedHits = new WeakMap<Entry, { age: number; ttl: number; headers: [string, string][] }>();
+/** The headers of a hit change only with Age, the remaining ttl and the detail: built once per second per entry. */
+const preparedHits = new WeakMap<
+  Entry,
+  { age: number; ttl: number; detail: CacheStatus["detail"]; headers: [string, string][] }
+>();
 
 /**
- * The headers {@link fromEntry} gives a fresh hit at `now`, remembered per entry until Age
- * or ttl change. The same array comes back meanwhile, so a runtime may derive its own form
- * from it once (Node's flat list). Callers must not modify it.
+ * The headers {@link fromEntry} gives a hit at `now` (with `detail` when the copy is served
+ * while its refresh runs: see fresh-hit.ts memoryAnswer), remembered per entry until Age,
+ * ttl or detail change. The same array comes back meanwhile, so a runtime may derive its own
+ * form from it once (Node's flat list). Callers must not modify it.
  */
-export function hitHeaders(entry: Entry, now: number): [string, string][] {
+export function hitHeaders(
+  entry: Entry,
+  now: number,
+  detail: "refresh-ahead" | "stale-while-revalidate" | undefined = undefined,
+): [string, string][] {
   const age = ageSeconds(entry, now);
   const ttl = ttlSeconds(entry.staleAt, now);
+  const shown = detail ?? (entry.negative ? "negative" : undefined);
   let prepared = preparedHits.get(entry);
-  if (!prepared || prepared.age !== age || prepared.ttl !== ttl) {
-    const status: CacheStatus = { hit: true, ...(entry.negative ? { detail: "negative" } : {}) };
-    prepared = { age, ttl, headers: fromEntry(entry, status, "GET", now).headers };
+  if (!prepared || prepared.age !== age || prepared.ttl !== ttl || prepared.detail !== shown) {
+    const status: CacheStatus = { hit: true, ...(shown ? { detail: shown } : {}) };
+    prepared = { age, ttl, detail: shown, headers: fromEntry(entry, status, "GET", now).headers };
     preparedHits.set(entry, prepared);
   }
   return prepared.headers;
