@@ -42,7 +42,7 @@ export async function reflectingOrigin(): Promise<ReflectingOrigin> {
       const body = Buffer.concat(chunks).toString();
       const url = req.url ?? "";
       seen.push({ method: req.method ?? "", url, headers: req.headers, body });
-      const q = new URL(url, "http://origin.test").searchParams;
+      const q = new URL(`http://origin.test${url.startsWith("/") ? url : "/"}`).searchParams;
       const headers: Record<string, string> = {
         "content-type": "text/plain",
         "cache-control": q.get("cc") ?? "max-age=60",
