@@ -277,7 +277,8 @@ describe("refresh-ahead: a hot key is renewed before it turns stale", () => {
     expect((await t.get("/page", 0, true)).cacheStatus).toBe("herdless; hit; ttl=0; detail=refresh-ahead");
     t.clock.advance(1_000);
     const after = [await t.get("/page", 0, true), await t.get("/page", 1, true), await t.get("/page", 1, true)];
-    // Edge 0 knows its own renewal; edge 1, which saw no request in the window, hears it from the coordinator.
+    // Edge 0 knows its own renewal; edge 1, which saw no request in the window, hears it from
+    // the coordinator once, then follows the renewal itself and answers from its own copy.
     expect(after.map((a) => [a.status, a.body, a.cacheStatus])).toEqual([
       [200, "v0 /page", "herdless; hit; ttl=-1; detail=stale-while-revalidate"],
       [200, "v0 /page", "herdless; hit; ttl=-1; detail=stale-while-revalidate"],

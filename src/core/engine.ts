@@ -187,6 +187,10 @@ export class Engine {
     // Counted where the flight's result arrives unshared: once per key that began backing off.
     if (result.kind === "failed" && result.backoffStarted && !result.collapsed)
       this.o.metrics?.protect("backoff-started");
+    // The expired copy answers while a renewal (another process's) runs: follow that renewal from
+    // here, so this edge answers with its copy until it lands, then keeps the renewed one.
+    if (result.kind === "entry" && result.renewing && fill.priority === "foreground")
+      this.o.background(this.refresh({ ...fill, priority: "background" }, result.entry.staleAt));
     return result;
   }
 

@@ -55,7 +55,15 @@ export interface PassResponse {
  *   origin's own error answer to relay when nothing stale may be served.
  */
 export type FillResult =
-  | { kind: "entry"; entry: Entry; fwdStatus?: number; collapsed: boolean; stored: boolean }
+  | {
+      kind: "entry";
+      entry: Entry;
+      fwdStatus?: number;
+      collapsed: boolean;
+      stored: boolean;
+      /** The copy has expired and answers while a refresh-ahead renews it (refresh-ahead.ts): the edge may follow that renewal. */
+      renewing?: true;
+    }
   | {
       kind: "stream";
       head: Omit<Entry, "body">;

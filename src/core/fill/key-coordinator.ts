@@ -25,7 +25,7 @@ import { announcement, answerHeard, relayStream, type FlightRelay } from "./rela
 import { bufferedUpTo, failureResult, settle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, recordFlight } from "./flight-backoff.ts";
-import { refreshAheadDue, renewedAhead, renewedByHolder, RenewalsAhead } from "./refresh-ahead.ts";
+import { refreshAheadDue, renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
 
 export interface KeyCoordinatorOptions {
@@ -106,7 +106,8 @@ export class KeyCoordinator implements Coordinator {
     // A cached error answers while fresh; a copy that expired while a refresh-ahead (another
     // edge's) renews it answers until the renewal lands.
     const renewing = request.priority === "foreground" ? this.renewals.renewing(request.key) : undefined;
-    if (stored && ((stored.negative && now < stored.staleAt) || renewedAhead(stored, share, renewing)))
+    if (stored && renewedAhead(stored, share, renewing)) return renewingAnswer(stored);
+    if (stored?.negative && now < stored.staleAt)
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     if (stored && request.priority === "foreground" && !stored.mustRevalidate && now < stored.swrUntil) {
       // A caller without a copy of its own gets the stale one at once; the refresh runs behind it.
@@ -184,10 +185,9 @@ export class KeyCoordinator implements Coordinator {
     for (;;) {
       const lease = await this.o.leases.acquire(request.key, lockLeaseMs);
       if (lease) return this.holding(request, before, lease);
-      // Another process holds it: when that is a refresh-ahead of this copy, the copy answers meanwhile.
+      // Another process holds it: its refresh-ahead of this copy lets the copy answer; else wait, then look again.
       const copy = await renewedByHolder(this.o, request, before);
-      if (copy) return { kind: "entry", entry: copy, collapsed: false, stored: false };
-      // Another process holds the lease: wait for its announcement, then look again.
+      if (copy) return renewingAnswer(copy);
       const remaining = giveUpAt - this.o.clock.now();
       if (remaining <= 0) {
         return {

@@ -1,6 +1,7 @@
 import type { Entry } from "../http/entry.ts";
 import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
+import type { FillResult } from "./coordinator.ts";
 import type { LeaseManager } from "./lease.ts";
 
 /**
@@ -82,6 +83,11 @@ export async function renewedByHolder(
   if (share <= 0) return;
   const renewing = await o.leases.renewing(request.key).catch(() => undefined);
   return renewedAhead(copy, share, renewing) ? copy : undefined;
+}
+
+/** The expired copy as the answer while a renewal of it runs: the edge follows that renewal (engine.ts). */
+export function renewingAnswer(entry: Entry): Extract<FillResult, { kind: "entry" }> {
+  return { kind: "entry", entry, collapsed: false, stored: false, renewing: true };
 }
 
 /**
