@@ -84,10 +84,15 @@ export function targets(run: BenchRun): Target[] {
     for (const runtime of ["node"] as const) {
       const cell = cellOf(run, "spike", runtime);
       if (!cell?.load || cell.skipped !== undefined) continue;
+      // A bare node:http server replaying the answer: the part of the gap that is Node's, not herdless's.
+      const bare = cellOf(run, "spike", "bare-node");
+      const floor = bare?.load
+        ? `; bare node:http replaying the answer: p99 ${bare.load.latency.p99Ms} ms, server CPU ${fmt(bare.serverCpuMs ?? 0, 0)} ms vs herdless ${fmt(cell.serverCpuMs ?? 0, 0)} and nginx ${fmt(nginx.serverCpuMs ?? 0, 0)} ms`
+        : "";
       out.push({
         name: `spike: ${runtime} p99 ≤ nginx's (same run)`,
         verdict: cell.load.latency.p99Ms <= nginx.load.latency.p99Ms && cell.load.errors === 0 ? "PASS" : "MISS",
-        detail: `p99 ${cell.load.latency.p99Ms} vs ${nginx.load.latency.p99Ms} ms; p99.9 ${cell.load.latency.p999Ms} vs ${nginx.load.latency.p999Ms} ms; origin ${cell.origin?.requests} vs ${nginx.origin?.requests}`,
+        detail: `p99 ${cell.load.latency.p99Ms} vs ${nginx.load.latency.p99Ms} ms; p99.9 ${cell.load.latency.p999Ms} vs ${nginx.load.latency.p999Ms} ms; origin ${cell.origin?.requests} vs ${nginx.origin?.requests}${floor}`,
       });
     }
   }

@@ -99,8 +99,9 @@ export const SCENARIOS: Scenario[] = [
     name: "spike",
     summary: "500 connections arrive at once on 1 cold key, 3 requests each",
     cacheControl: "max-age=60",
-    // nginx (when installed) is the peer whose p99 the Node server's must not exceed.
-    runtimes: ["direct", ...HERDLESS_RUNTIMES, "nginx"],
+    // nginx (when installed) is the peer whose p99 the Node server's must not exceed; bare-node
+    // (a node:http server replaying herdless's answer, after node) is what any Node server gets here.
+    runtimes: ["direct", ...HERDLESS_RUNTIMES, "bare-node", "nginx"],
     load: () => ({ connections: 500, requestsPerConnection: 3, paths: ["/spike/hot"], timeoutMs: 30_000 }),
     ideal: () => ({ requests: 1, formula: "1 key, cold, fresh for 60 s: 1" }),
   },

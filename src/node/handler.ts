@@ -1,7 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import {
   ADMIN_PREFIX,
   AttemptLimiter,
@@ -206,7 +204,7 @@ function toEngineRequest(req: IncomingMessage, receivedAt: number): EngineReques
   };
 }
 
-/** Writes an engine answer: stored bytes in one `end`, streamed bodies piped with back-pressure. */
+/** Writes an engine answer: stored bytes in one `end`, streamed bodies chunk by chunk with back-pressure. */
 async function write(res: ServerResponse, response: EngineResponse): Promise<void> {
   const flat: string[] = [];
   for (const [name, value] of response.headers) flat.push(name, value);
@@ -220,10 +218,53 @@ async function write(res: ServerResponse, response: EngineResponse): Promise<voi
     res.end(body);
     return;
   }
-  // The head goes now: the client's first byte should not wait for the origin's.
-  res.flushHeaders();
-  // pipeline destroys the origin stream if the client goes away, and the socket if the origin fails mid-body.
-  await pipeline(Readable.fromWeb(body as NodeReadableStream<Uint8Array>), res).catch(() => {
+  await writeStream(res, body);
+}
+
+/**
+ * A streamed body (one origin fetch read by every request waiting on it), read straight
+ * from its reader: a spike's hundreds of waiters each paid a Node stream, a web-stream
+ * adapter and a pipeline (`Readable.fromWeb` + `pipeline`) for what is often one chunk.
+ * The head leaves with the first chunk when that is already here (one write), or on the
+ * next turn of the event loop: the client's first byte never waits for the origin's.
+ * A client that goes away cancels its reader (the fetch goes on for the others); a body
+ * that fails mid-way destroys the socket, so the client sees an aborted answer, never a
+ * short one that looks complete.
+ */
+async function writeStream(res: ServerResponse, body: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = body.getReader();
+  const head = setImmediate(() => res.flushHeaders());
+  let left = false;
+  const gone = () => {
+    left = true;
+    void reader.cancel().catch(() => undefined);
+  };
+  res.once("close", gone);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      clearImmediate(head);
+      if (done || left) break;
+      if (!res.write(value)) await drained(res);
+    }
+    if (!left) res.end();
+  } catch {
     res.destroy();
+  } finally {
+    clearImmediate(head);
+    res.off("close", gone);
+  }
+}
+
+/** Resolves once `res` can take more (or is gone). */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
   });
 }

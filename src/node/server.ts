@@ -32,6 +32,16 @@ export interface RunningServer {
 const IDLE_SWEEP_MS = 25;
 
 /**
+ * Node loads undici (behind `fetch`, `Response`, `Headers`) the first time one is touched:
+ * 150–230 ms of compiling on a 2-core machine. Left to the first cold miss, every request
+ * collapsed on that miss waits for it too (a spike on a cold key). Reading one of these
+ * globals is enough to load it; the server pays it before it listens instead.
+ */
+function loadLazyGlobals(): void {
+  void [globalThis.Response, globalThis.Headers, globalThis.ReadableStream];
+}
+
+/**
  * The reverse proxy: Node's http server answering every request with {@link createHandler}.
  * Fresh hits are written synchronously from the process LRU; everything else goes through
  * the engine, and its answers are written from the stored status, headers and bytes, or
@@ -42,6 +52,7 @@ const IDLE_SWEEP_MS = 25;
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { stack, logger } = options;
+  loadLazyGlobals();
   const handler = createHandler({ stack, logger, fastHits: options.fastHits });
   let closing: Promise<void> | undefined;
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
