@@ -20,7 +20,8 @@ import { DEGRADED_FOR_MS, isolateState, type ReadyIsolate } from "./isolate.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { workerCounters } from "./stats.ts";
 import { log } from "./log.ts";
-import { memoryHit } from "./memory-hit.ts";
+import { mayJoinFromMemory, memoryHit } from "./memory-hit.ts";
+import type { Landed } from "./isolate-flights.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
 
 export interface EdgeOptions {
@@ -72,9 +73,15 @@ export async function handle(
   const background = (work: Promise<unknown>) =>
     ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
   const hit = admin ? undefined : memoryHit(isolate, request, target, cacheName, background);
-  if (hit) {
+  // A key this isolate is fetching: wait for that answer before building anything. Under a
+  // spike on a cold key, the requests arriving meanwhile then queue no work ahead of the
+  // leader's on the isolate's thread, and most are answered from memory once it landed.
+  const waits = !hit && !admin && mayJoinFromMemory(request, target);
+  const landed = waits ? await isolate.flightsFor(cacheName).landing(target.primary) : undefined;
+  const answered = hit ?? (landed && memoryHit(isolate, request, target, cacheName, background, landed));
+  if (answered) {
     reportLater(isolate.reporter, ctx);
-    return hit;
+    return answered;
   }
   const guard = deploymentGuard(env.GUARD, config, isolate.guardFront, undefined, background);
   if (admin) {
@@ -113,7 +120,7 @@ export async function handle(
       },
     });
   }
-  const engine = edgeEngine(isolate, env, cacheName, clock, guard, background);
+  const engine = edgeEngine(isolate, env, cacheName, clock, guard, background, landed);
   const answer = await engine.handle(toEngineRequest(request));
   reportLater(isolate.reporter, ctx);
   return toResponse(answer);
@@ -130,6 +137,7 @@ function edgeEngine(
   clock: Clock,
   guard: OriginGuard,
   background: (work: Promise<unknown>) => void,
+  landed: Landed | undefined,
 ): Engine {
   const { config, metrics, purges } = isolate;
   const flights = isolate.flightsFor(cacheName);
@@ -170,7 +178,7 @@ function edgeEngine(
     near,
     // One call to the key's object per isolate at a time; the others of this isolate wait on it.
     coordinator: countingOriginCalls(
-      flights.coordinator(coordinatorClient(env.COORDINATOR, config), background),
+      flights.coordinator(coordinatorClient(env.COORDINATOR, config), background, landed),
       metrics,
     ),
     fallback,

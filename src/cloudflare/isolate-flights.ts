@@ -44,12 +44,45 @@ export class IsolateFlights {
     private readonly keepBytes: number,
   ) {}
 
-  /** `inner`, with this isolate's concurrent fills of one key collapsed onto one call. */
-  coordinator(inner: Coordinator, background: (work: Promise<unknown>) => void): Coordinator {
+  /**
+   * `inner`, with this isolate's concurrent fills of one key collapsed onto one call.
+   * `landed`: the flight this request waited on before it was built ({@link landing}); its
+   * fill of that key takes the flight's answer as any waiter would, though the flight ended.
+   */
+  coordinator(inner: Coordinator, background: (work: Promise<unknown>) => void, landed?: Landed): Coordinator {
+    let waited = landed;
     return {
-      fill: (request) => this.fill(inner, request, background),
+      fill: (request) => {
+        const flight = waited;
+        if (flight && request.key === flight.key && !request.revalidate) {
+          waited = undefined;
+          return this.joinOrCall(inner, request, flight.running);
+        }
+        return this.fill(inner, request, background);
+      },
       ...(inner.invalidate ? { invalidate: inner.invalidate.bind(inner) } : {}),
     };
+  }
+
+  /**
+   * The flight this isolate runs for `key`, for a request to wait on before it builds anything
+   * (its engine, its reads): settles a timer after the leader's answer arrived, by when the
+   * leader has kept an entry in memory, or after `joinTimeoutMs`. Under a spike on a cold key
+   * the requests that arrive meanwhile then cost next to nothing until the answer is there,
+   * instead of queueing their work ahead of the leader's on the isolate's one thread.
+   *
+   * @example
+   * const landing = flights.landing(primary);
+   * const landed = landing && (await landing);
+   */
+  landing(key: string): Promise<Landed | undefined> | undefined {
+    const running = this.running.get(key);
+    if (!running) return undefined;
+    return this.join(running).then(
+      (shared) => new Promise((resolve) => setTimeout(() => resolve(shared && { key, running, shared }), 0)),
+      // The leader's call failed outright: this request joins that failure through its engine.
+      () => ({ key, running }),
+    );
   }
 
   /** Whether a call for `key` is in flight from this isolate (or its streamed body still arriving). */
@@ -69,11 +102,7 @@ export class IsolateFlights {
   ): Promise<FillResult> {
     if (request.revalidate) return inner.fill(request);
     const running = this.running.get(request.key);
-    if (running) {
-      const shared = await this.join(running);
-      const mine = shared === undefined ? undefined : forWaiter(shared, request);
-      return mine ?? inner.fill(request);
-    }
+    if (running) return this.joinOrCall(inner, request, running);
     const call = inner.fill(request).then((result) => shareStream(result, this.keepBytes));
     this.running.set(request.key, call);
     // Joinable until the call failed or answered, or, for a streamed body, until it ended.
@@ -94,6 +123,13 @@ export class IsolateFlights {
     return first ? { ...shared.result, body: first } : inner.fill(request);
   }
 
+  /** The leader's answer as this waiter's, or its own call when that answer does not answer it. */
+  private async joinOrCall(inner: Coordinator, request: FillRequest, running: Promise<Shared>): Promise<FillResult> {
+    const shared = await this.join(running);
+    const mine = shared === undefined ? undefined : forWaiter(shared, request);
+    return mine ?? inner.fill(request);
+  }
+
   /** The leader's result, or undefined when it did not come within `joinTimeoutMs`. */
   private async join(running: Promise<Shared>): Promise<Shared | undefined> {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -110,11 +146,19 @@ export class IsolateFlights {
   }
 }
 
+/** A flight a request waited on before it was built (see {@link IsolateFlights.landing}). */
+export interface Landed {
+  key: string;
+  running: Promise<Shared>;
+  /** The leader's answer; absent when its call failed outright. */
+  shared?: Shared;
+}
+
 /**
  * The leader's answer as the isolate shares it: a streamed body is read once, into `body`,
  * and `first` is the leader's own stream of it.
  */
-interface Shared {
+export interface Shared {
   result: FillResult;
   body?: SharedBody;
   first?: ReadableStream<Uint8Array>;

@@ -1,6 +1,8 @@
 import { memoryAnswer, type UrlTarget } from "../core/http/fresh-hit.ts";
-import { hitHeaders } from "../core/http/respond.ts";
+import { fromEntry, hitHeaders } from "../core/http/respond.ts";
+import { needsFullAnswer } from "../core/http/request-directives.ts";
 import type { ReadyIsolate } from "./isolate.ts";
+import type { Landed } from "./isolate-flights.ts";
 
 /**
  * A hit in the isolate's memory, answered with no engine, store or RPC built for the
@@ -9,6 +11,12 @@ import type { ReadyIsolate } from "./isolate.ts";
  * (stale-while-revalidate, refresh-ahead): at an expiry under a spike, the first request
  * starts the one refresh through the engine and the others are answered here. Anything else,
  * or a purge list past its bound, goes the full way.
+ *
+ * With `landed`, the request waited on its isolate's flight for the key
+ * (IsolateFlights.landing), which brought the entry memory now holds: it is answered as the
+ * engine answers a caller that joined that flight (`Cache-Status: fwd=uri-miss; collapsed`),
+ * still with nothing built. A flight that brought anything else (a failure, a body still
+ * streaming, an answer for one client) goes the full way, where the request joins it.
  */
 export function memoryHit(
   isolate: ReadyIsolate,
@@ -16,8 +24,11 @@ export function memoryHit(
   target: UrlTarget,
   cacheName: string,
   background: (work: Promise<unknown>) => void,
+  landed?: Landed,
 ): Response | undefined {
   if (request.method !== "GET" && request.method !== "HEAD") return undefined;
+  const led = landed?.shared?.result.kind === "entry" ? landed.shared.result : undefined;
+  if (landed && (!led || led.entry.negative)) return undefined;
   const purges = isolate.purges.fresh(background);
   if (!purges) return undefined;
   const { route, primary } = target;
@@ -40,6 +51,16 @@ export function memoryHit(
   );
   if (!answer) return undefined;
   const { entry, detail } = answer;
+  if (led) {
+    // Memory holds another copy than the flight's (a newer one, or a variant): the engine answers.
+    if (entry.token !== led.entry.token || entry.key !== led.entry.key || detail !== undefined) return undefined;
+    isolate.metrics.count("collapsed", primary);
+    const status = { fwd: "uri-miss" as const, fwdStatus: led.fwdStatus ?? entry.status, collapsed: true };
+    return new Response(request.method === "HEAD" ? null : entry.body, {
+      status: entry.status,
+      headers: fromEntry(entry, status, "GET", now).headers,
+    });
+  }
   isolate.metrics.count(entry.negative ? "negative" : detail === "stale-while-revalidate" ? "stale" : "hit", primary);
   return new Response(request.method === "HEAD" ? null : entry.body, {
     status: entry.status,
@@ -60,4 +81,16 @@ function headersObject(pairs: [string, string][]): Headers {
   let headers = asHeaders.get(pairs);
   if (headers === undefined) asHeaders.set(pairs, (headers = new Headers(pairs)));
   return headers;
+}
+
+/**
+ * Whether a memory answer could serve this request once its isolate's flight landed: a plain
+ * read. One that must be validated, or carries credentials, a condition or a range, makes
+ * or joins its call through the engine at once, as it always did.
+ */
+export function mayJoinFromMemory(request: Request, target: UrlTarget): boolean {
+  const { headers } = request;
+  if (request.method !== "GET" && request.method !== "HEAD") return false;
+  if (headers.has("authorization")) return false;
+  return !needsFullAnswer(headers, target.route.honorRequestNoCache);
 }
