@@ -111,7 +111,12 @@ describe("chaos: a cached page survives every way the origin can fail", () => {
 
 describe("circuit breaker", () => {
   it("opens after consecutive failures; while open at most one probe per interval reaches the origin, cached keys see no errors", async () => {
-    await setup({}, { breaker: { failureThreshold: 3, probeIntervalMs: 5_000 }, origin: { errorTtlMs: 0 } });
+    // A generous timeout: the down origin answers at once, and on a loaded machine a probe past
+    // 300 ms would be a 504 of herdless's own instead of the origin's 503.
+    await setup(
+      {},
+      { breaker: { failureThreshold: 3, probeIntervalMs: 5_000 }, origin: { errorTtlMs: 0, timeoutMs: 3_000 } },
+    );
     await get("/cached");
     origin.set({ down: true });
     clock.advance(20_000);
