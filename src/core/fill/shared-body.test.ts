@@ -147,4 +147,23 @@ describe("SharedBody", () => {
     for (let read = await reader.read(); !read.done; read = await reader.read()) sizes.push(read.value.byteLength);
     expect(sizes).toEqual([200 * 1024, 101 * 1024]);
   });
+
+  it("gives a reader that keeps up the small chunks that came together in pieces of 64 KiB or more, not one write each", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 1024 * 1024 });
+    const reader = shared.reader()!.getReader();
+    // The reader already waits: 100 chunks of 4 KiB, as a fetched body comes in workerd.
+    const waiting = reader.read();
+    for (let i = 0; i < 100; i++) origin.sendBytes(new Uint8Array(4 * 1024).fill(i));
+    const sizes = [(await waiting).value!.byteLength];
+    while (sizes.reduce((a, b) => a + b) < 400 * 1024) sizes.push((await reader.read()).value!.byteLength);
+    // 6 × 64 KiB published as they gathered (joined when the reader was behind), then the last 16 KiB.
+    expect(sizes.slice(0, -1).filter((size) => size < 64 * 1024)).toEqual([]);
+    expect(sizes.at(-1)).toBe(16 * 1024);
+    // Less than 64 KiB, then a pause: it comes at the next turn, without waiting for more or for the end.
+    for (let i = 0; i < 3; i++) origin.sendBytes(new Uint8Array(4 * 1024));
+    expect((await reader.read()).value!.byteLength).toBe(12 * 1024);
+    origin.end();
+    expect((await reader.read()).done).toBe(true);
+  });
 });
