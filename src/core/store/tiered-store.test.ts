@@ -109,6 +109,26 @@ describe("tiered store", () => {
     expect(running.size).toBe(0);
   });
 
+  it("a request whose wait on another's slow read ran out joins the fetch that began meanwhile, without reading again", async () => {
+    const clock = new ManualClock(0);
+    let backGets = 0;
+    const hung = {
+      put: async () => true,
+      delete: async () => true,
+      get: () => (backGets++, new Promise<Entry | undefined>(() => undefined)),
+    };
+    const running = new Map<string, Promise<Entry | undefined>>();
+    const front = new LruStore({ maxBytes: 1 << 20, clock });
+    let fetching = false;
+    const options = { sharedReads: { running, joinTimeoutMs: 1 }, fetching: () => fetching };
+    void new TieredStore(front, async () => hung, options).get("k");
+    const waiter = new TieredStore(front, async () => hung, options).get("k");
+    // The first request's read is still out; its fetch of the key begins.
+    fetching = true;
+    expect(await waiter).toBeUndefined();
+    expect(backGets).toBe(1);
+  });
+
   it("a memory miss of a key another request is fetching does not read the back store; memory still answers", async () => {
     const clock = new ManualClock(0);
     const back = new LruStore({ maxBytes: 1 << 26, clock });

@@ -55,6 +55,10 @@ export class TieredStore implements Store {
     if (shared && running) {
       const joined = await withinMs(running, shared.joinTimeoutMs);
       if (joined.settled) return joined.value;
+      // A slow read (50 cache.match at once on a loaded workerd took seconds), and meanwhile
+      // this isolate began fetching the key: join that flight rather than read again (each
+      // read of its own came back after the flight's body had ended, and asked the key's object again).
+      if (this.options.fetching?.(key)) return undefined;
     }
     const read = this.readBack(key);
     if (!shared || running) return read;
