@@ -53,7 +53,7 @@ SCENARIOS.push(
     runtimes: HERDLESS_RUNTIMES,
     load: hotLoad,
     warmPaths: keys("/hot", 10),
-    ideal: perExpiry(2),
+    ideal: perExpiry(2, true),
   },
   {
     name: "hot-keys",
@@ -62,7 +62,7 @@ SCENARIOS.push(
     runtimes: HERDLESS_RUNTIMES,
     load: hotLoad,
     warmPaths: keys("/hot", 10),
-    ideal: perExpiry(2),
+    ideal: perExpiry(2, true),
     config: REFRESH_AHEAD,
     baselines: ["hot-keys-baseline"],
   },
