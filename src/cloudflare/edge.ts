@@ -20,7 +20,7 @@ import { DEGRADED_FOR_MS, isolateState, type ReadyIsolate } from "./isolate.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { workerCounters } from "./stats.ts";
 import { log } from "./log.ts";
-import { mayJoinFromMemory, memoryHit } from "./memory-hit.ts";
+import { forwardedAs, mayJoinFromMemory, memoryHit } from "./memory-hit.ts";
 import type { Landed } from "./isolate-flights.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
 
@@ -77,8 +77,9 @@ export async function handle(
   // spike on a cold key, the requests arriving meanwhile then queue no work ahead of the
   // leader's on the isolate's thread, and most are answered from memory once it landed.
   const waits = !hit && !admin && mayJoinFromMemory(request, target);
+  const fwd = waits ? forwardedAs(isolate.memoryFor(cacheName).getSync(target.primary)) : undefined;
   const landed = waits ? await isolate.flightsFor(cacheName).landing(target.primary) : undefined;
-  const answered = hit ?? (landed && memoryHit(isolate, request, target, cacheName, background, landed));
+  const answered = hit ?? (landed && memoryHit(isolate, request, target, cacheName, background, { ...landed, fwd }));
   if (answered) {
     reportLater(isolate.reporter, ctx);
     return answered;

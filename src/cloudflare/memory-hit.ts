@@ -1,3 +1,7 @@
+import { filledStatus } from "../core/engine-answer.ts";
+import { fromCoordinatorCopy } from "../core/fill/coordinator.ts";
+import type { CacheStatus } from "../core/http/cache-status.ts";
+import type { Entry } from "../core/http/entry.ts";
 import { memoryAnswer, type UrlTarget } from "../core/http/fresh-hit.ts";
 import { fromEntry, hitHeaders } from "../core/http/respond.ts";
 import { needsFullAnswer } from "../core/http/request-directives.ts";
@@ -14,7 +18,9 @@ import type { Landed } from "./isolate-flights.ts";
  *
  * With `landed`, the request waited on its isolate's flight for the key
  * (IsolateFlights.landing), which brought the entry memory now holds: it is answered as the
- * engine answers a caller that joined that flight (`Cache-Status: fwd=uri-miss; collapsed`),
+ * engine answers a caller that joined that flight (`Cache-Status: fwd=uri-miss; collapsed`,
+ * `fwd=stale` when its own copy had expired; a hit when the key's object answered from its
+ * stored copy), with `fwd` as the engine would have decided it before the wait,
  * still with nothing built. A flight that brought anything else (a failure, a body still
  * streaming, an answer for one client) goes the full way, where the request joins it.
  */
@@ -24,7 +30,7 @@ export function memoryHit(
   target: UrlTarget,
   cacheName: string,
   background: (work: Promise<unknown>) => void,
-  landed?: Landed,
+  landed?: Landed & { fwd: CacheStatus["fwd"] },
 ): Response | undefined {
   if (request.method !== "GET" && request.method !== "HEAD") return undefined;
   const led = landed?.shared?.result.kind === "entry" ? landed.shared.result : undefined;
@@ -54,8 +60,12 @@ export function memoryHit(
   if (led) {
     // Memory holds another copy than the flight's (a newer one, or a variant): the engine answers.
     if (entry.token !== led.entry.token || entry.key !== led.entry.key || detail !== undefined) return undefined;
-    isolate.metrics.count("collapsed", primary);
-    const status = { fwd: "uri-miss" as const, fwdStatus: led.fwdStatus ?? entry.status, collapsed: true };
+    if (landed?.fwd === undefined) return undefined;
+    // As the engine answers a waiter of the flight: collapsed onto a fetch that went forward,
+    // or a hit when the key's object answered from its stored copy (engine-answer.ts).
+    const waiter = { ...led, collapsed: !fromCoordinatorCopy(led), stored: false };
+    isolate.metrics.count(waiter.collapsed ? "collapsed" : "hit", primary);
+    const status = filledStatus(waiter, landed.fwd);
     return new Response(request.method === "HEAD" ? null : entry.body, {
       status: entry.status,
       headers: fromEntry(entry, status, "GET", now).headers,
@@ -93,4 +103,14 @@ export function mayJoinFromMemory(request: Request, target: UrlTarget): boolean 
   if (request.method !== "GET" && request.method !== "HEAD") return false;
   if (headers.has("authorization")) return false;
   return !needsFullAnswer(headers, target.route.honorRequestNoCache);
+}
+
+/**
+ * What the engine would have said this request went forward for, from the copy the isolate
+ * held before it waited on the key's flight: nothing (`uri-miss`), or a copy that had expired
+ * (`stale`). With variants only the engine's lookup can tell: undefined, and it answers.
+ */
+export function forwardedAs(held: Entry | undefined): CacheStatus["fwd"] {
+  if (held === undefined) return "uri-miss";
+  return held.vary.length === 0 ? "stale" : undefined;
 }

@@ -98,20 +98,41 @@ function answerEntry(
 ): EngineResponse {
   const { entry } = result;
   const stale = now >= entry.staleAt;
-  const copy = fromCoordinatorCopy(result);
   ctx.count(
     request,
-    entry.negative ? "negative" : result.collapsed ? "collapsed" : stale ? "stale" : copy ? "hit" : "miss",
+    entry.negative
+      ? "negative"
+      : result.collapsed
+        ? "collapsed"
+        : stale
+          ? "stale"
+          : fromCoordinatorCopy(result)
+            ? "hit"
+            : "miss",
     primary,
   );
-  // RFC 9211 §2.2: `fwd` only when the request went forward. The coordinator's stored copy is
-  // this cache's shared tier (the key's object, Redis): answered from it, nothing went to the origin.
-  const status: CacheStatus = copy
-    ? { hit: true }
-    : { fwd, fwdStatus: result.fwdStatus ?? entry.status, stored: result.stored, collapsed: result.collapsed };
+  const status = filledStatus(result, fwd);
   if (entry.negative) status.detail = "negative";
   else if (stale) status.detail = "stale-while-revalidate";
   return answerFromEntry(entry, status, ask(request), now);
+}
+
+/**
+ * The Cache-Status of an answer from the entry a coordinator gave. RFC 9211 §2.2: `fwd`
+ * only when the request went forward. The coordinator's stored copy is this cache's shared
+ * tier (the key's object, Redis): answered from it, nothing went to the origin.
+ *
+ * @example
+ * filledStatus({ kind: "entry", entry, fwdStatus: 200, collapsed: true, stored: false }, "stale"); // fwd=stale; fwd-status=200; collapsed
+ */
+export function filledStatus(result: Extract<FillResult, { kind: "entry" }>, fwd: CacheStatus["fwd"]): CacheStatus {
+  if (fromCoordinatorCopy(result)) return { hit: true };
+  return {
+    fwd,
+    fwdStatus: result.fwdStatus ?? result.entry.status,
+    stored: result.stored,
+    collapsed: result.collapsed,
+  };
 }
 
 /** RFC 5861 §4: the newest copy that may stand in for the error, else the failure itself. */

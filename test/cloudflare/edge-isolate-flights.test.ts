@@ -86,10 +86,20 @@ describe("an isolate's requests for one key make one coordinator call at a time"
     const [dc] = dataCenters(1, env, clock, { ownIsolate: true });
     expect((await dc!.get("/expiring")).status).toBe(200);
     clock.advance(5_000);
-    const answers = await Promise.all(Array.from({ length: 100 }, () => dc!.get("/expiring")));
+    await origin.set({ mode: "hold" });
+    const leader = dc!.get("/expiring");
+    await origin.waitFor({ held: 1 });
+    // The rest arrive while the isolate's call is at the origin: they wait on it, with no engine of their own.
+    const waiters = Array.from({ length: 99 }, () => dc!.get("/expiring"));
+    await origin.set({ mode: "up" });
+    const answers = await Promise.all([leader, ...waiters]);
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
     expect(fills()).toBe(2);
     expect(await origin.count()).toBe(2);
+    // One request led the call; the other 99 waited on it and say so (collapsed onto a fetch that went forward).
+    const statuses = answers.map((a) => a.cacheStatus.replace(/; ttl=\d+/, ""));
+    expect(statuses.filter((s) => s === "herdless; fwd=stale; fwd-status=200; collapsed")).toHaveLength(99);
+    expect(new Set(answers.map((a) => a.body))).toEqual(new Set(["/expiring #2"]));
   });
 
   it("a request that must be validated (no-cache on a route that honours it) makes its own call", async () => {
