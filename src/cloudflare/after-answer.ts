@@ -25,13 +25,16 @@ import { log } from "./log.ts";
  * const store = new WriteBehindStore(new DurableObjectStore(this.ctx.storage, clock), later, clock);
  */
 export class AfterAnswer {
-  private writes: Array<() => void> = [];
+  private writes: Array<() => unknown> = [];
 
   /** @param keep keeps the timer's work alive (ctx.waitUntil) */
   constructor(private readonly keep: (work: Promise<unknown>) => void) {}
 
-  /** Runs `write` in a timer after the current answer, with the other writes deferred until then, in order. */
-  defer(write: () => void): void {
+  /**
+   * Runs `write` in a timer after the current answer, with the other writes deferred until
+   * then, in order. A write may be async: its rejection is caught like a throw.
+   */
+  defer(write: () => unknown): void {
     this.writes.push(write);
     if (this.writes.length > 1) return;
     this.keep(new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => this.flush()));
@@ -41,12 +44,15 @@ export class AfterAnswer {
   flush(): void {
     const writes = this.writes;
     this.writes = [];
+    // As a failed write in place would have: the entry is fetched again, the lease expires.
+    // An object reset in that tick (its storage gone) lands here too, never as an unhandled rejection.
+    const failed = (error: unknown) => log("warn", "a storage write after the answer failed", error);
     for (const write of writes) {
       try {
-        write();
+        const done = write();
+        if (done instanceof Promise) done.catch(failed);
       } catch (error) {
-        // As a failed write in place would have: the entry is fetched again, the lease expires.
-        log("warn", "a storage write after the answer failed", error);
+        failed(error);
       }
     }
   }
@@ -111,7 +117,7 @@ export class WriteBehindLeases implements LeaseManager {
   /** What the release will say: false when the lease was no longer ours. */
   async release(lease: Lease): Promise<boolean> {
     const ours = this.inner.current(lease.key)?.token === lease.token;
-    this.later.defer(() => void this.inner.release(lease));
+    this.later.defer(() => this.inner.release(lease));
     return ours;
   }
 }
