@@ -18,7 +18,8 @@ export interface HitPathOptions {
   clock: Clock;
   near: LruStore;
   metrics: Metrics;
-  purges: { current(): PurgeSnapshot };
+  /** Undefined when the copy is past its bound: the engine answers, after a read. */
+  purges: { copy(): PurgeSnapshot | undefined };
 }
 
 /**
@@ -158,7 +159,8 @@ export class HitPath {
 
   /** A plain request's hit: the kept decision while it holds, else `freshHit` decides again and it is kept. */
   private plainHit(entry: Entry, target: UrlTarget, now: number): PreparedHit | undefined {
-    const purges = this.o.purges.current();
+    const purges = this.o.purges.copy();
+    if (!purges) return undefined;
     const { route } = target;
     let kept = this.prepared.get(entry);
     if (kept && now < kept.until && kept.purges === purges && kept.route === route) return kept;
@@ -173,21 +175,15 @@ export class HitPath {
 
   /** Any other request: `freshHit` with Node's parsed headers. */
   private generalHit(req: IncomingMessage, target: UrlTarget, now: number): Entry | undefined {
+    const purges = this.o.purges.copy();
+    if (!purges) return undefined;
     const headers = req.headers;
     const facts = {
       method: req.method!,
       hasAuthorization: headers.authorization !== undefined,
       hasCookie: headers.cookie !== undefined,
     };
-    return freshHit(
-      this.o.near,
-      target.route,
-      target.primary,
-      facts,
-      headerReader(headers),
-      this.o.purges.current(),
-      now,
-    );
+    return freshHit(this.o.near, target.route, target.primary, facts, headerReader(headers), purges, now);
   }
 
   /** A prepared hit for `entry`, kept as long as the entry lives; its decision is not made yet (`until` 0). */

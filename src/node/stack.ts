@@ -53,8 +53,11 @@ export interface Stack {
   near: LruStore;
   guard: OriginGuard;
   metrics: Metrics;
-  /** Purges in force; read synchronously on every hit. */
-  purges: PurgeRegistry & { current(): PurgeSnapshot };
+  /**
+   * Purges in force; read synchronously on every hit. Undefined when the copy in hand is past
+   * its propagation bound: the hit path then leaves the request to the engine, which waits for a read.
+   */
+  purges: PurgeRegistry & { copy(): PurgeSnapshot | undefined };
   startedAt: number;
   /** "local" for one process, "redis" for a healthy fleet member, "degraded" when Redis is gone. */
   mode(): "local" | "redis" | "degraded";

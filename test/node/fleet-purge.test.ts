@@ -4,6 +4,7 @@ import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-o
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
+import type { RedisPurgeRegistry } from "../../src/node/redis/purge.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { redisTestConnection } from "./redis-server.ts";
@@ -16,6 +17,7 @@ const redis = redisTestConnection();
 let origin: FragileOrigin;
 let clock: ManualClock;
 let servers: RunningServer[];
+let stacks: Awaited<ReturnType<typeof redisStack>>[];
 
 beforeEach(async () => {
   origin = await startFragileOrigin({
@@ -25,7 +27,7 @@ beforeEach(async () => {
   clock = new ManualClock(Date.now());
   const config = parseConfig({ origin: { url: origin.url }, admin: { token: TOKEN, purgePropagationMs: 50 } });
   const prefix = redis.prefix();
-  const stacks = await Promise.all(
+  stacks = await Promise.all(
     [0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.server.url, prefix })),
   );
   servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
@@ -101,6 +103,15 @@ describe("purge across a three-process fleet", () => {
       expect(res.body).not.toBe(old["/a"]);
     }
     expect(origin.stats().requests - requestsBefore).toBe(1);
+  });
+
+  it("a member whose purge re-read is stalled (a busy event loop) still never serves the purged version once the purge returned", async () => {
+    const old = await warm(["/a"]);
+    origin.bump("/a");
+    // Members 0 and 2 never re-read on their timer again: only the propagation bound holds them.
+    for (const i of [0, 2]) (stacks[i]!.purges as RedisPurgeRegistry).stop();
+    expect(await purge({ urls: [`http://${HOST}/a`] })).toBe(200);
+    for (const server of servers) expect((await get(server, "/a")).body).not.toBe(old["/a"]);
   });
 
   it("a hard purge is not undone by stale-if-error when the origin then fails", async () => {

@@ -163,6 +163,11 @@ export class LocalPurgeRegistry implements PurgeRegistry {
     private readonly keyOf: (url: string) => string,
   ) {}
 
+  /** The snapshot, always in force: purges take effect at once in one process. */
+  copy(): PurgeSnapshot {
+    return this.snapshot;
+  }
+
   current(): PurgeSnapshot {
     return this.snapshot;
   }

@@ -35,10 +35,15 @@ return 1
 
 /**
  * The purges of a Node fleet, kept in Redis. Each process holds a copy that it re-reads
- * every `propagationMs` (the hit path checks entries against the copy without a round
- * trip), and a purge returns only after `propagationMs` has passed since it was written:
- * by then every process that can reach Redis has the purge, so the purged version is not
- * served again anywhere.
+ * three times per `propagationMs` (the hit path checks entries against the copy without a
+ * round trip), and a purge returns only after `propagationMs` has passed since it was
+ * written: by then every process that can reach Redis has the purge, so the purged version
+ * is not served again anywhere.
+ *
+ * The bound is kept, not hoped for: a copy whose read was sent more than `propagationMs`
+ * ago (a timer late on a busy event loop, a slow Redis) is not used; the request waits for
+ * a fresh read, one per process however many wait ({@link current}). Only a process that
+ * cannot reach Redis keeps its last copy: it could not have seen the purge either way.
  *
  * Marks are instants of the purging process's clock: fleet clocks are expected to be
  * NTP-synchronized; a skew of S ms can purge an entry fetched within S ms after the purge
@@ -47,6 +52,9 @@ return 1
 export class RedisPurgeRegistry implements PurgeRegistry {
   private snapshot: PurgeSnapshot = emptyPurges();
   private version = "0";
+  /** When the read behind the copy in hand was sent (performance.now(): the bound is real time, as the purge's wait). */
+  private readSentAt = -Infinity;
+  private reading: Promise<void> | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly key: string;
 
@@ -59,7 +67,7 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     await this.refresh().catch((error: unknown) => this.o.onError?.(error));
     this.timer = setInterval(
       () => void this.refresh().catch((error: unknown) => this.o.onError?.(error)),
-      Math.max(50, Math.floor(this.o.propagationMs / 2)),
+      Math.max(5, Math.floor(this.o.propagationMs / 3)),
     );
     this.timer.unref();
   }
@@ -68,8 +76,22 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     clearInterval(this.timer);
   }
 
-  current(): PurgeSnapshot {
-    return this.snapshot;
+  /** The copy while it is within its bound; undefined past it (the caller then asks {@link current}). */
+  copy(): PurgeSnapshot | undefined {
+    return performance.now() - this.readSentAt <= this.o.propagationMs || !this.o.connection.healthy
+      ? this.snapshot
+      : undefined;
+  }
+
+  /** The purges in force: the copy within its bound, else a fresh read shared by every request waiting; the last copy if that read fails. */
+  current(): PurgeSnapshot | Promise<PurgeSnapshot> {
+    return (
+      this.copy() ??
+      this.refresh().then(
+        () => this.snapshot,
+        () => this.snapshot,
+      )
+    );
   }
 
   async purge(command: PurgeCommand): Promise<void> {
@@ -89,12 +111,20 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     throw new HerdlessError("COORDINATOR_UNAVAILABLE", "purge kept racing other purges; try again");
   }
 
-  private async refresh(): Promise<void> {
+  /** One read at a time: the timer, a purge and the requests past the bound share it. */
+  private refresh(): Promise<void> {
+    this.reading ??= this.read().finally(() => (this.reading = undefined));
+    return this.reading;
+  }
+
+  private async read(): Promise<void> {
+    const sentAt = performance.now();
     const [version, json] = await this.o.connection.run("read purges", (client) =>
       client.hmget(this.key, "version", "snapshot"),
     );
-    if (!version || !json) return this.apply("0", emptyPurges());
-    if (version !== this.version) this.apply(version, JSON.parse(json) as PurgeSnapshot);
+    if (!version || !json) this.apply("0", emptyPurges());
+    else if (version !== this.version) this.apply(version, JSON.parse(json) as PurgeSnapshot);
+    this.readSentAt = sentAt;
   }
 
   private apply(version: string, snapshot: PurgeSnapshot): void {
