@@ -198,3 +198,20 @@ export function unreachableNamespace<T extends Rpc.DurableObjectBranded | undefi
   };
   return namespace as unknown as DurableObjectNamespace<T>;
 }
+
+/** The env with its COORDINATOR calls counted: each is a billed Durable Object request. */
+export function countingCoordinator(base: Env): { env: Env; fills: () => number } {
+  let fills = 0;
+  const real = base.COORDINATOR;
+  const counted = {
+    idFromName: (name: string) => real.idFromName(name),
+    get: (id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions) => {
+      const stub = real.get(id, options);
+      return {
+        fill: (request: Parameters<typeof stub.fill>[0]) => (fills++, stub.fill(request)),
+        invalidate: (...args: Parameters<typeof stub.invalidate>) => stub.invalidate(...args),
+      };
+    },
+  } as unknown as typeof real;
+  return { env: { ...base, COORDINATOR: counted }, fills: () => fills };
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { dataCenters, edgeEnv, settle, useInCoordinators, type Answer } from "./edge-harness.ts";
+import { countingCoordinator, dataCenters, edgeEnv, settle, useInCoordinators, type Answer } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
 /** Four data centers (four Cache API caches) in front of one COORDINATOR namespace. */
@@ -108,8 +108,7 @@ describe("an expired stale-while-revalidate key under a spike, 4 data centers", 
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60, stale-while-revalidate=600" } });
     const clock = new ManualClock(Date.now());
     const base = edgeEnv(origin.url);
-    const fills = countedFills(base);
-    const testEnv = { ...base, COORDINATOR: fills.namespace };
+    const { env: testEnv, fills } = countingCoordinator(base);
     await useInCoordinators(base, ["/expiring"], clock);
     const dcs = dataCenters(DCS, testEnv, clock, { ownIsolate: true });
     for (const dc of dcs) expect((await dc.get("/expiring")).body).toBe("/expiring #1");
@@ -128,7 +127,7 @@ describe("an expired stale-while-revalidate key under a spike, 4 data centers", 
     await settle(answers, testEnv, ["/expiring"]);
     expect(await origin.count()).toBe(2);
     // One background refresh per data center (each isolate's), collapsed onto one origin request by the key's object.
-    expect(fills.count()).toBe(DCS + DCS);
+    expect(fills()).toBe(DCS + DCS);
     for (const dc of dcs) expect((await dc.get("/expiring")).cacheStatus).toBe("herdless; hit; ttl=60");
     expect(await origin.count()).toBe(2);
   });
@@ -139,35 +138,17 @@ describe("an isolate under a spike on a key inside stale-while-revalidate", () =
     const origin = await testOrigin({ headers: { "cache-control": "max-age=1, stale-while-revalidate=600" } });
     const clock = new ManualClock(Date.now());
     const base = edgeEnv(origin.url);
-    const fills = countedFills(base);
-    const testEnv = { ...base, COORDINATOR: fills.namespace };
+    const { env: testEnv, fills } = countingCoordinator(base);
     await useInCoordinators(base, ["/spike"], clock);
     const [dc] = dataCenters(1, testEnv, clock, { ownIsolate: true });
     expect((await dc!.get("/spike")).body).toBe("/spike #1");
-    expect(fills.count()).toBe(1);
+    expect(fills()).toBe(1);
 
     clock.advance(5_000);
     const answers = await Promise.all(Array.from({ length: 100 }, () => dc!.get("/spike")));
     for (const answer of answers) expect(answer.cacheStatus).toMatch(/detail=stale-while-revalidate/);
     await Promise.all(answers.map((a) => a.settled));
-    expect(fills.count()).toBe(2);
+    expect(fills()).toBe(2);
     expect(await origin.count()).toBe(2);
   });
 });
-
-/** The COORDINATOR namespace of `base`, counting the fill calls the edges make. */
-function countedFills(base: ReturnType<typeof edgeEnv>): { namespace: typeof base.COORDINATOR; count: () => number } {
-  let fills = 0;
-  const real = base.COORDINATOR;
-  const namespace = {
-    idFromName: (name: string) => real.idFromName(name),
-    get: (id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions) => {
-      const stub = real.get(id, options);
-      return {
-        fill: (request: Parameters<typeof stub.fill>[0]) => (fills++, stub.fill(request)),
-        invalidate: (...args: Parameters<typeof stub.invalidate>) => stub.invalidate(...args),
-      };
-    },
-  } as unknown as typeof real;
-  return { namespace, count: () => fills };
-}

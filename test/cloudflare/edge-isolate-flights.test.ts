@@ -1,26 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import type { Env } from "../../src/cloudflare/env.ts";
-import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { countingCoordinator, dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
 import { largeBodyByte } from "./origin-protocol.ts";
 import { testOrigin } from "./test-origin.ts";
-
-/** The env with its COORDINATOR calls counted: each is a billed Durable Object request. */
-function countingCoordinator(base: Env): { env: Env; fills: () => number } {
-  let fills = 0;
-  const real = base.COORDINATOR;
-  const counted = {
-    idFromName: (name: string) => real.idFromName(name),
-    get: (id: DurableObjectId, options?: DurableObjectNamespaceGetDurableObjectOptions) => {
-      const stub = real.get(id, options);
-      return {
-        fill: (request: Parameters<typeof stub.fill>[0]) => (fills++, stub.fill(request)),
-        invalidate: (...args: Parameters<typeof stub.invalidate>) => stub.invalidate(...args),
-      };
-    },
-  } as unknown as typeof real;
-  return { env: { ...base, COORDINATOR: counted }, fills: () => fills };
-}
 
 describe("an isolate's requests for one key make one coordinator call at a time", () => {
   it("100 concurrent requests for a cold key: 1 coordinator call, 1 origin request, 100 × the same body", async () => {
