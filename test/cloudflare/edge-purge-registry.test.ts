@@ -21,77 +21,67 @@ function purgesNamespace(mode: "count" | "down") {
   return { reads, namespace: namespace as unknown as Env["PURGES"] };
 }
 
+/** One data center in its own isolate, with a 1 s purge bound and its purge-list reads counted. */
+async function countedDataCenter() {
+  const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+  const { reads, namespace } = purgesNamespace("count");
+  const clock = new ManualClock(Date.now());
+  const [dc] = dataCenters(
+    1,
+    { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace },
+    clock,
+    { ownIsolate: true },
+  );
+  return { origin, reads, clock, dc: dc! };
+}
+
 afterEach(() => {
   vi.restoreAllMocks();
 });
 
 describe("the edge's copy of the purge list", () => {
   it("is read once per isolate per admin.purgePropagationMs: 50 hits cost 1 registry read, the next after the bound 1 more", async () => {
-    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
-    const { reads, namespace } = purgesNamespace("count");
-    const clock = new ManualClock(Date.now());
-    const [dc] = dataCenters(
-      1,
-      { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace },
-      clock,
-      { ownIsolate: true },
-    );
-    for (let i = 0; i < 50; i++) expect((await dc!.get("/often")).status).toBe(200);
+    const { origin, reads, clock, dc } = await countedDataCenter();
+    for (let i = 0; i < 50; i++) expect((await dc.get("/often")).status).toBe(200);
     expect(reads.snapshot).toBe(1);
     expect(await origin.count()).toBe(1);
     clock.advance(1_000);
-    for (let i = 0; i < 10; i++) expect((await dc!.get("/often")).cacheStatus).toMatch(/^herdless; hit; /);
+    for (let i = 0; i < 10; i++) expect((await dc.get("/often")).cacheStatus).toMatch(/^herdless; hit; /);
     expect(reads.snapshot).toBe(2);
   });
 
   it("is renewed behind the hits in the last quarter of its bound: steady hits never wait on a read of the list", async () => {
-    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
-    const { reads, namespace } = purgesNamespace("count");
-    const clock = new ManualClock(Date.now());
-    const [dc] = dataCenters(
-      1,
-      { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace },
-      clock,
-      { ownIsolate: true },
-    );
-    expect((await dc!.get("/renewed")).cacheStatus).toMatch(/fwd=uri-miss/);
+    const { origin, reads, clock, dc } = await countedDataCenter();
+    expect((await dc.get("/renewed")).cacheStatus).toMatch(/fwd=uri-miss/);
     expect(reads.snapshot).toBe(1);
     // Not yet due: hits, no read.
     clock.advance(600);
     await (
-      await dc!.get("/renewed")
+      await dc.get("/renewed")
     ).settled;
     expect(reads.snapshot).toBe(1);
     // Due (750 ms of a 1 s bound) but within the bound: hits, and one renewal behind them (not one per hit).
     clock.advance(200);
-    const renewing = await Promise.all([dc!.get("/renewed"), dc!.get("/renewed"), dc!.get("/renewed")]);
+    const renewing = await Promise.all([dc.get("/renewed"), dc.get("/renewed"), dc.get("/renewed")]);
     for (const answer of renewing) expect(answer.cacheStatus).toMatch(/^herdless; hit; /);
     await Promise.all(renewing.map((answer) => answer.settled));
     expect(reads.snapshot).toBe(2);
     // 1.4 s after the first read, 0.6 s after the renewal: the renewed copy answers, no read.
     clock.advance(600);
-    expect((await dc!.get("/renewed")).cacheStatus).toMatch(/^herdless; hit; /);
+    expect((await dc.get("/renewed")).cacheStatus).toMatch(/^herdless; hit; /);
     expect(reads.snapshot).toBe(2);
     expect(await origin.count()).toBe(1);
   });
 
   it("requests arriving while the copy is being read share that read: 20 concurrent first requests, then 20 past the bound, cost 1 registry read each", async () => {
-    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
-    const { reads, namespace } = purgesNamespace("count");
-    const clock = new ManualClock(Date.now());
-    const [dc] = dataCenters(
-      1,
-      { ...edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } }), PURGES: namespace },
-      clock,
-      { ownIsolate: true },
-    );
+    const { origin, reads, clock, dc } = await countedDataCenter();
     const paths = Array.from({ length: 20 }, (_, i) => `/together/${i}`);
-    const first = await Promise.all(paths.map((path) => dc!.get(path)));
+    const first = await Promise.all(paths.map((path) => dc.get(path)));
     expect(first.map((r) => r.status)).toEqual(paths.map(() => 200));
     expect(reads.snapshot).toBe(1);
     clock.advance(1_000);
     // Past the bound the data center's copy is as old as the isolate's: the object is read again, once.
-    const again = await Promise.all(paths.map((path) => dc!.get(`${path}?again`)));
+    const again = await Promise.all(paths.map((path) => dc.get(`${path}?again`)));
     expect(again.map((r) => r.status)).toEqual(paths.map(() => 200));
     expect(reads.snapshot).toBe(2);
     expect(await origin.count()).toBe(40);
