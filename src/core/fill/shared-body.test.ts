@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { SharedBody } from "./shared-body.ts";
 
 /** A body the test feeds by hand: `send` a chunk, then `end` or `fail`. */
@@ -165,5 +165,80 @@ describe("SharedBody", () => {
     expect((await reader.read()).value!.byteLength).toBe(12 * 1024);
     origin.end();
     expect((await reader.read()).done).toBe(true);
+  });
+
+  it("lets timers and other work run while an always-ready origin streams, not only after the whole body passed", async () => {
+    // An origin and a client on fast sockets: every read and write is ready at once. In
+    // workerd such a body held every other request of the isolate (their timers, their
+    // wake-ups) until its last byte: 44 of 50 clients of a 20 MB body timed out.
+    const CHUNK = 64 * 1024;
+    const CHUNKS = 64;
+    let sent = 0;
+    const origin = new ReadableStream<Uint8Array>(
+      {
+        pull: (controller) => {
+          if (sent === CHUNKS) controller.close();
+          else controller.enqueue(new Uint8Array(CHUNK).fill(sent++));
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const shared = new SharedBody(origin, { keepBytes: 1 });
+    const client = shared.reader()!;
+    const seen = { received: -1, read: -1 };
+    let read = 0;
+    setTimeout(() => {
+      seen.received = shared.receivedBytes;
+      seen.read = read;
+    }, 0);
+    for await (const chunk of client as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    expect(read).toBe(CHUNK * CHUNKS);
+    // The timer ran while the body still flowed: a few hundred KB in, not after the 4 MiB.
+    expect(seen.received).toBeGreaterThan(0);
+    expect(seen.read).toBeLessThan(CHUNK * CHUNKS);
+    expect(seen.received).toBeLessThan(CHUNK * CHUNKS);
+  });
+
+  it("lets other work run while a late reader reads the kept body, which is all there", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 8 * 1024 * 1024 });
+    for (let i = 0; i < 64; i++) origin.sendBytes(new Uint8Array(64 * 1024).fill(i));
+    origin.end();
+    expect((await shared.ended).kind).toBe("complete");
+    let read = 0;
+    let readWhenTimerRan = -1;
+    setTimeout(() => (readWhenTimerRan = read), 0);
+    for await (const chunk of shared.reader()! as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    expect(read).toBe(4 * 1024 * 1024);
+    expect(readWhenTimerRan).toBeGreaterThan(0);
+    expect(readWhenTimerRan).toBeLessThan(read);
+  });
+
+  it("keeps a timer of the reader's own pending while it waits for the origin, and still gets the bytes after it fired", async () => {
+    // workerd cancels a request with nothing of its own pending as hung: a client joined to
+    // another request's fetch waits only on that request's pump, and its body was cut short.
+    vi.useFakeTimers();
+    try {
+      const origin = controlledSource();
+      const shared = new SharedBody(origin.stream, { keepBytes: 100 });
+      const reader = shared.reader()!.getReader();
+      let got: number[] | undefined;
+      void readOne(reader).then((bytes) => (got = bytes));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(vi.getTimerCount()).toBe(1);
+      // The origin is silent for 5 s: the reader looks again by itself and keeps waiting.
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(got).toBeUndefined();
+      expect(vi.getTimerCount()).toBe(1);
+      origin.send(1, 2);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(got).toEqual([1, 2]);
+      origin.end();
+      await vi.advanceTimersByTimeAsync(0);
+      expect((await reader.read()).done).toBe(true);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

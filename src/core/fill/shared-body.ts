@@ -1,5 +1,6 @@
 import { HerdlessError } from "../errors.ts";
 import { concatBytes } from "../http/http.ts";
+import { EventLoopTurns, wakeOrTimer } from "./event-loop-turns.ts";
 
 /** How one shared body ended. */
 export type SharedBodyEnd =
@@ -36,10 +37,14 @@ const JOIN_BYTES = 256 * 1024;
  * wait to about a millisecond, so a trickling origin still reaches clients as it sends.
  */
 const PUBLISH_BYTES = 64 * 1024;
+/** How often a reader waiting for the next chunk looks again by itself (see {@link wakeOrTimer}). */
+const READER_LOOKS_AGAIN_MS = 1_000;
 
 interface Reader {
   /** Index, in the whole body's chunk sequence, of the next chunk this reader gets. */
   next: number;
+  /** The turns this reader's pace owes the event loop: a late reader reads a kept body all there. */
+  turns: EventLoopTurns;
   controller: ReadableStreamDefaultController<Uint8Array>;
   /** Resolves a `pull` waiting for the next chunk. */
   wake?: () => void;
@@ -116,7 +121,7 @@ export class SharedBody {
     return new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
-          self = { next: 0, controller };
+          self = { next: 0, turns: new EventLoopTurns(), controller };
           this.readers.add(self);
         },
         pull: async () => {
@@ -128,10 +133,11 @@ export class SharedBody {
               reader.next += count;
               reader.controller.enqueue(chunk);
               this.trim();
+              await reader.turns.passed(chunk.byteLength);
               return;
             }
             if (this.finished) return this.finish(reader);
-            await new Promise<void>((resolve) => (reader.wake = resolve));
+            await wakeOrTimer((wake) => (reader.wake = wake), READER_LOOKS_AGAIN_MS);
           }
         },
         cancel: () => {
@@ -179,6 +185,7 @@ export class SharedBody {
 
   private async pump(): Promise<SharedBodyEnd> {
     let end: SharedBodyEnd;
+    const turns = new EventLoopTurns();
     try {
       for (;;) {
         // Past keepBytes the origin is read only as fast as the slowest reader.
@@ -201,6 +208,7 @@ export class SharedBody {
         if (this.unpublished >= PUBLISH_BYTES) this.publish();
         else this.publishSoon();
         if (!this.kept && this.readers.size === 0) throw new Error("every reader left");
+        await turns.passed(value.byteLength);
       }
       const declared = this.options.declaredBytes;
       if (declared !== undefined && declared !== this.total) {
