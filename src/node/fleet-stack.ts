@@ -192,13 +192,13 @@ function fleetCoordinator(
     backoff: new RedisBackoffStore({ connection, prefix, clock }),
     ...parts,
     announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
-    waitForFill: async (key, timeoutMs) => {
+    waitForFill: async (key, timeoutMs, answers) => {
       // Subscribe first, then look: a fill or an answer announced in between is then never missed.
       const stop = new AbortController();
       const waiting = notifier.listen(key, timeoutMs, stop.signal);
       if (!(await waiting.subscribed)) return undefined;
       const entry = await shared.get(key).catch(() => undefined);
-      const seen = entry && clock.now() < entry.staleAt ? "done" : await relay.current(key).catch(() => undefined);
+      const seen = entry && answers(entry) ? "done" : await relay.current(key).catch(() => undefined);
       if (seen) stop.abort();
       return seen ?? waiting.message;
     },

@@ -100,3 +100,36 @@ describe("refresh-ahead on a fleet: a member that saw no request in the window",
     expect(origin.stats().requests).toBe(2);
   });
 });
+
+describe("refresh-ahead on a fleet: a member that saw the window too", () => {
+  it("follows the other member's renewal to its end (its refresh-ahead waits on the lease), and keeps the renewed copy", async () => {
+    origin = await startFragileOrigin({ cacheControl: "max-age=2" });
+    deployment = await deploy("fleet", origin.url, { defaults: { refreshAhead: 0.05 } }, 2);
+    const { clock, stacks, urls } = deployment;
+    const [a, b] = urls as [string, string];
+    for (const url of urls) expect((await get(url, "/hot")).status).toBe(200);
+    const expiresAt = stacks[1]!.near.getSync(PRIMARY)!.staleAt;
+
+    // Both members see the window; a's renewal holds the lease at a slow origin.
+    origin.set({ latencyMs: 1_000 });
+    clock.advance(1_950);
+    expect((await get(a, "/hot")).cacheStatus).toMatch(/detail=refresh-ahead$/);
+    await until("a's renewal reaches the origin", () => origin!.stats().inFlight === 1);
+    // b's own refresh-ahead finds a's lease: it must wait for that renewal, not take the copy
+    // it came to renew (still fresh in Redis) as its answer. Taken, b's refresh ended at once,
+    // and past expiry b had no renewal of its own to answer behind: its requests raced a's
+    // lease in Redis (the bench's last fleet waits: requests that took the lease just after a
+    // released it, reported collapsed).
+    expect((await get(b, "/hot")).cacheStatus).toMatch(/detail=refresh-ahead$/);
+
+    // Once the renewal lands, b holds the renewed copy without another request of its own …
+    await until("b's refresh-ahead keeps the renewed copy", () => {
+      const held = stacks[1]!.near.getSync(PRIMARY);
+      return held !== undefined && held.staleAt > expiresAt;
+    });
+    // … and answers from it past the old copy's expiry.
+    clock.advance(100);
+    expect((await get(b, "/hot")).cacheStatus).toMatch(/^herdless; hit; ttl=\d+$/);
+    expect(origin.stats().requests).toBe(2);
+  });
+});

@@ -38,8 +38,8 @@ export interface KeyCoordinatorOptions {
   fetch: FetchLike;
   /** Which Content-Encodings `fetch` decodes (the runtime's rule); undici's by default. */
   decodes?: ContentDecoding;
-  /** Resolves with the announcement when another process's flight for `key` ends, or undefined after `timeoutMs`. */
-  waitForFill?: (key: string, timeoutMs: number) => Promise<string | undefined>;
+  /** The announcement when another process's flight for `key` ends (at once when the stored entry `answers` the waiter); undefined after `timeoutMs`. */
+  waitForFill?: (key: string, timeoutMs: number, answers: (entry: Entry) => boolean) => Promise<string | undefined>;
   /** Tells other processes how the flight for `key` went: `done`, `failed:<code>`, `alone`, or a `relay` reference. */
   announceFill?: (key: string, message: string) => void | Promise<void>;
   /** Hands each flight's answer to its waiters in other processes (a Redis fleet): the body as it arrives, an error answer. */
@@ -198,10 +198,12 @@ export class KeyCoordinator implements Coordinator {
           collapsed: true,
         };
       }
-      const message = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs)) ??
+      // What ends the wait answers this caller: for a refresh-ahead a renewed copy, not the one it came to renew.
+      const answers = (entry: Entry | undefined): entry is Entry => this.answers(request, entry, before);
+      const message = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answers) ??
         delay(Math.min(remaining, 50)));
       const filled = await this.storedFor(request);
-      const stored = { before, filled, fresh: this.usable(filled) };
+      const stored = { before, filled, fresh: answers(filled) };
       const heard = await answerHeard(this.o.relay, request.key, message, stored, this.o.config.cache.maxEntryBytes);
       if (heard) return heard;
     }
@@ -283,11 +285,7 @@ export class KeyCoordinator implements Coordinator {
     const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
     const result = await guardedOriginCall(
       this.originDeps,
-      {
-        url: request.url,
-        method: "GET",
-        headers: [...request.headers, ...conditional],
-      },
+      { url: request.url, method: "GET", headers: [...request.headers, ...conditional] },
       { priority: request.priority, maxBodyBytes: bufferedUpTo(this.o, stored), key: request.key, signal },
     );
     if (result.kind !== "response") return failureResult(result.error, stored);
