@@ -8,6 +8,7 @@ import type { FetchLike } from "../core/origin/origin-client.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { hostRefusal } from "../core/http/request-check.ts";
 import { TieredStore } from "../core/store/tiered-store.ts";
+import type { UrlTarget } from "../core/http/fresh-hit.ts";
 import { adminResponse } from "./admin-route.ts";
 import { isAdminPath } from "../core/admin/admin-path.ts";
 import { CacheApiStore } from "./cache-api-store.ts";
@@ -73,13 +74,11 @@ export async function handle(
   const background = (work: Promise<unknown>) =>
     ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
   const hit = admin ? undefined : memoryHit(isolate, request, target, cacheName, background);
-  // A key this isolate is fetching: wait for that answer before building anything. Under a
-  // spike on a cold key, the requests arriving meanwhile then queue no work ahead of the
-  // leader's on the isolate's thread, and most are answered from memory once it landed.
-  const waits = !hit && !admin && mayJoinFromMemory(request, target);
-  const fwd = waits ? forwardedAs(isolate.memoryFor(cacheName).getSync(target.primary)) : undefined;
-  const landed = waits ? await isolate.flightsFor(cacheName).landing(target.primary) : undefined;
-  const answered = hit ?? (landed && memoryHit(isolate, request, target, cacheName, background, { ...landed, fwd }));
+  const waited =
+    hit || admin || !mayJoinFromMemory(request, target)
+      ? undefined
+      : await afterIsolateWait(isolate, request, target, cacheName, background);
+  const answered = hit ?? waited?.answered;
   if (answered) {
     reportLater(isolate.reporter, ctx);
     return answered;
@@ -121,10 +120,39 @@ export async function handle(
       },
     });
   }
-  const engine = edgeEngine(isolate, env, cacheName, clock, guard, background, landed);
+  const engine = edgeEngine(isolate, env, cacheName, clock, guard, background, waited?.landed);
   const answer = await engine.handle(toEngineRequest(request));
   reportLater(isolate.reporter, ctx);
   return toResponse(answer);
+}
+
+/**
+ * A plain read memory could not answer at once, answered from memory after a wait its
+ * isolate runs anyway, with nothing built for it; otherwise the flight it waited on, for its
+ * engine. Under a spike, the requests then queue no work ahead of that wait on the isolate's
+ * one thread.
+ * - The isolate's purge copy lapsed (no traffic for a bound: the first wave of a spike): the
+ *   request waits for the isolate's one read of the list, which its engine would wait for
+ *   too. Only for a key memory holds: a miss reads the Cache API beside the list.
+ * - A key this isolate is fetching (cold, or expired without stale-while-revalidate): the
+ *   request waits for that answer, and most are answered from memory once it landed.
+ */
+async function afterIsolateWait(
+  isolate: ReadyIsolate,
+  request: Request,
+  target: UrlTarget,
+  cacheName: string,
+  background: (work: Promise<unknown>) => void,
+): Promise<{ answered: Response | undefined; landed?: Landed | undefined }> {
+  const memory = isolate.memoryFor(cacheName);
+  if (!isolate.purges.fresh() && memory.getSync(target.primary)) {
+    await isolate.purges.current(background);
+    const hit = memoryHit(isolate, request, target, cacheName, background);
+    if (hit) return { answered: hit };
+  }
+  const fwd = forwardedAs(memory.getSync(target.primary));
+  const landed = await isolate.flightsFor(cacheName).landing(target.primary);
+  return { answered: landed && memoryHit(isolate, request, target, cacheName, background, { ...landed, fwd }), landed };
 }
 
 /** A Cache API read takes milliseconds; a request waits this long on another's before reading itself. */

@@ -87,6 +87,30 @@ describe("the edge's copy of the purge list", () => {
     expect(await origin.count()).toBe(40);
   });
 
+  it("past its bound, requests for keys in memory share the isolate's one read of the list: a purge recorded meanwhile is honoured by every one, the other key stays a hit", async () => {
+    const { origin, reads, clock, dc } = await countedDataCenter();
+    for (const path of ["/lapsed/purged", "/lapsed/kept"])
+      expect((await dc.get(path)).cacheStatus).toMatch(/fwd=uri-miss/);
+    expect(reads.snapshot).toBe(1);
+    // Another data center purges one of them while this isolate's copy ages past its bound.
+    await env.PURGES.get(env.PURGES.idFromName("global")).purge({ urls: [`${EDGE}/lapsed/purged`] });
+    clock.advance(1_000);
+    const [purged, kept] = await Promise.all([
+      Promise.all(Array.from({ length: 20 }, () => dc.get("/lapsed/purged"))),
+      Promise.all(Array.from({ length: 20 }, () => dc.get("/lapsed/kept"))),
+    ]);
+    expect(reads.snapshot).toBe(2);
+    for (const answer of purged) {
+      expect(answer.body).toBe("/lapsed/purged #3");
+      expect(answer.cacheStatus).toMatch(/fwd=uri-miss/);
+    }
+    for (const answer of kept) {
+      expect(answer.body).toBe("/lapsed/kept #2");
+      expect(answer.cacheStatus).toMatch(/^herdless; hit; /);
+    }
+    expect(await origin.count()).toBe(3);
+  });
+
   it("when the registry object cannot be reached, the edge keeps serving (one warning) and a purge answers 503", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
