@@ -1,6 +1,6 @@
 import { HerdlessError } from "../errors.ts";
 import { concatBytes } from "../http/http.ts";
-import { EventLoopTurns, wakeOrTimer } from "./event-loop-turns.ts";
+import { EventLoopTurns, wakeOrTimer } from "../http/event-loop-turns.ts";
 
 /** How one shared body ended. */
 export type SharedBodyEnd =

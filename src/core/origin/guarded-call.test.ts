@@ -88,6 +88,34 @@ describe("guardedOriginCall", () => {
     expect((await guard.snapshot()).inFlight).toBe(0);
   });
 
+  it("lets timers and other requests' work run while an always-ready streamed body passes, not only after its end", async () => {
+    // An origin and a client on fast sockets: each read is ready at once. Pumped by
+    // JavaScript without a pause, such a body keeps workerd from polling for I/O, and every
+    // other request of the isolate waits for its end.
+    const CHUNK = 64 * 1024;
+    const CHUNKS = 64;
+    let sent = 0;
+    const origin = new ReadableStream<Uint8Array>(
+      {
+        pull: (controller) => {
+          if (sent === CHUNKS) controller.close();
+          else controller.enqueue(new Uint8Array(CHUNK).fill(sent++));
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const { call } = setup(async () => new Response(origin));
+    const result = await call("/large");
+    if (result.kind !== "response") throw new Error("expected a response");
+    let read = 0;
+    let readWhenTimerRan = -1;
+    setTimeout(() => (readWhenTimerRan = read), 0);
+    for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    expect(read).toBe(CHUNK * CHUNKS);
+    expect(readWhenTimerRan).toBeGreaterThan(0);
+    expect(readWhenTimerRan).toBeLessThan(read);
+  });
+
   it("a cancelled body keeps its slot until the origin body is torn down: no second request while it is still open", async () => {
     let tornDown!: () => void;
     const origin = new ReadableStream<Uint8Array>({

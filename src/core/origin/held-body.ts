@@ -1,6 +1,7 @@
 import type { Config } from "../config.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import type { Timers } from "../guard/local-guard.ts";
+import { EventLoopTurns } from "../http/event-loop-turns.ts";
 
 /** How a streamed body ended, for its permit's release. */
 export type StreamEnding = "ended" | "failed" | "lost";
@@ -31,14 +32,14 @@ export function holdUntilDone(
   let finished = false;
   let cancelling = false;
   let deliveredBytes = 0;
-  let idle: unknown;
   let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  // Between always-ready sockets this pump would hold the isolate's other requests till its end.
+  const turns = new EventLoopTurns();
   const finish = (ending: StreamEnding) => {
     if (finished) return false;
     finished = true;
     unlisten();
     timers.clearTimeout(overall);
-    if (idle !== undefined) timers.clearTimeout(idle);
     done(ending);
     return true;
   };
@@ -58,16 +59,14 @@ export function holdUntilDone(
       controller = c;
     },
     async pull(c) {
-      idle = timers.setTimeout(() => stop(tooSlow(url, `stalled for ${streamIdleTimeoutMs} ms`)), streamIdleTimeoutMs);
       let read: ReadableStreamReadResult<Uint8Array>;
       try {
-        read = await reader.read();
+        read = await readOrStall(reader, timers, streamIdleTimeoutMs, () =>
+          stop(tooSlow(url, `stalled for ${streamIdleTimeoutMs} ms`)),
+        );
       } catch (error) {
         if (finish("failed")) c.error(error);
         return;
-      } finally {
-        timers.clearTimeout(idle);
-        idle = undefined;
       }
       // A cancel ends a pending read at once; the cancel frees the slot once the origin body is torn down.
       if (finished || cancelling) return;
@@ -83,7 +82,9 @@ export function holdUntilDone(
       if (declaredBytes !== undefined && deliveredBytes >= declaredBytes && finish("ended")) {
         c.close();
         void reader.cancel().catch(() => undefined);
+        return;
       }
+      await turns.passed(read.value.byteLength);
     },
     async cancel(reason) {
       // The slot frees once the origin body is torn down, not before: otherwise the next
@@ -96,6 +97,25 @@ export function holdUntilDone(
       }
     },
   });
+}
+
+/**
+ * The next read of `reader`; `stall` runs if the origin sends nothing for `idleMs` (idle time
+ * counts only while waiting on the origin). A stopped body's pending read ends at once with
+ * its cancel, and its timer with it.
+ */
+async function readOrStall(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  timers: Timers,
+  idleMs: number,
+  stall: () => void,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  const idle = timers.setTimeout(stall, idleMs);
+  try {
+    return await reader.read();
+  } finally {
+    timers.clearTimeout(idle);
+  }
 }
 
 function tooSlow(url: string, how: string): HerdlessError {

@@ -2,6 +2,7 @@ import type { Clock } from "../clock.ts";
 import { HerdlessError } from "../errors.ts";
 import { concatBytes } from "../http/http.ts";
 import { fetchStandardDecoding, responseHeaders, bodyWasDecoded, type ContentDecoding } from "./response-fields.ts";
+import { EventLoopTurns } from "../http/event-loop-turns.ts";
 
 /** The `fetch` a runtime provides; injected so the core stays runtime-free and testable. */
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
@@ -163,12 +164,14 @@ async function readBody(response: Response, limit: number): Promise<BodyRead> {
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
+  const turns = new EventLoopTurns();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     chunks.push(value);
     total += value.byteLength;
     if (total > limit) return { kind: "overflow", chunks, rest: reader };
+    await turns.passed(value.byteLength);
   }
   return { kind: "complete", body: concatBytes(chunks, total) };
 }
