@@ -6,7 +6,7 @@ import { captureSample, type Sample } from "./bare-node.ts";
 import { loopSummary, redisLosses } from "./fleet-tail.ts";
 import { missTrace, type MissTrace, type TraceEvent } from "./miss-trace.ts";
 import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
-import { ROOT, runTsScript } from "./processes.ts";
+import { ROOT, runTsScript, threadCpuMs } from "./processes.ts";
 import { startRuntime, type Runtime } from "./runtimes.ts";
 import { configFor, HERDLESS_CONFIG, HOST, type Scenario } from "./scenarios.ts";
 import type { CellResult, LoadResult, LoadSpec, MeterReading, RuntimeName } from "./types.ts";
@@ -19,6 +19,9 @@ const BARE_OF: Partial<Record<RuntimeName, RuntimeName>> = {
   "bare-fleet": "fleet",
   "bare-worker": "worker",
 };
+
+/** CPU of every server process of `runtime` so far (ms). */
+const serverCpuMs = (runtime: Runtime): number => runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -146,6 +149,16 @@ export async function runCell(
     if (baseline && scenario.runtimes.includes(baseline) && scenario.warmPaths && runtime.targets[0])
       samples.set(`${scenario.name} ${name}`, await captureSample(`${runtime.targets[0]}${samplePath}`, HOST));
 
+    if (scenario.coldProcessRun && name !== "direct") {
+      const cpu0 = serverCpuMs(runtime);
+      const paths = load.paths.map((path) => `/cold-process${path}`);
+      const first = await runLoad({ ...load, paths, targets: runtime.targets, host: HOST });
+      const cpuMs = serverCpuMs(runtime) - cpu0;
+      cell.coldProcess = { latency: first.latency, serverCpuMs: cpuMs, errors: first.errors };
+      cell.notes.push(
+        `the same load on another key first, on the freshly started servers (not in the table or the targets): p50 ${first.latency.p50Ms} / p99 ${first.latency.p99Ms} / max ${first.latency.maxMs} ms, server CPU ${cpuMs} ms, ${first.errors} errors`,
+      );
+    }
     const warmUpMs = scenario.warmUpMs?.(quick);
     if (warmUpMs !== undefined && name !== "direct") {
       // Other keys, so the measured run starts as the scenario says (cold or warmed), on compiled code.
@@ -160,7 +173,11 @@ export async function runCell(
     if (name === "worker") await meterReading(runtime.targets, "POST");
     await runtime.redisCommands?.reset();
     const runStartedAt = Date.now();
-    const serverCpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
+    const serverCpu0 = serverCpuMs(runtime);
+    // One Node process: its serving thread apart from V8's helper threads (GC, compiling).
+    const threadsOf =
+      scenario.coldProcessRun && (name === "node" || name === "bare-node") ? runtime.servers[0] : undefined;
+    const threads0 = threadsOf && threadCpuMs(threadsOf.pgid);
     const originCpu0 = origin.server.cpuMs();
     const loadBefore = loadavg()[0] ?? 0;
     const loadPromise = runLoad({ ...load, targets: runtime.targets, host: HOST });
@@ -171,16 +188,21 @@ export async function runCell(
     const outage = downMs === undefined ? undefined : await driveOutage(origin, load.durationMs ?? 0, downMs);
     let result = await loadPromise;
     await faultDone;
-    let serverCpuMs = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0) - serverCpu0;
+    let serverCpu = serverCpuMs(runtime) - serverCpu0;
+    if (threadsOf && threads0)
+      cell.threadCpuMs = [...threadCpuMs(threadsOf.pgid)]
+        .map(([tid, ms]) => ms - (threads0.get(tid) ?? 0))
+        .filter((ms) => ms > 0)
+        .sort((a, b) => b - a);
     if ((scenario.rounds ?? 1) > 1) {
       const rounds = [result.throughputRps];
       for (let i = 1; i < (scenario.rounds ?? 1); i++) {
-        const cpu0 = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0);
+        const cpu0 = serverCpuMs(runtime);
         const again = await runLoad({ ...load, targets: runtime.targets, host: HOST });
         rounds.push(again.throughputRps);
         if (again.throughputRps > result.throughputRps) {
           result = again;
-          serverCpuMs = runtime.servers.reduce((sum, s) => sum + s.cpuMs(), 0) - cpu0;
+          serverCpu = serverCpuMs(runtime) - cpu0;
         }
       }
       cell.notes.push(`best of ${rounds.length} rounds (${rounds.join(", ")} req/s)`);
@@ -204,7 +226,7 @@ export async function runCell(
     cell.load = result;
     cell.origin = summarizeOrigin(stats);
     cell.originCpuMs = originCpuMs;
-    cell.serverCpuMs = name === "direct" ? originCpuMs : serverCpuMs;
+    cell.serverCpuMs = name === "direct" ? originCpuMs : serverCpu;
     if (scenario.ideal) cell.ideal = scenario.ideal(load);
     if (trace) {
       const traced = await tracedRun(scenario.name, load, runtime.targets);

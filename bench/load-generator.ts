@@ -100,12 +100,22 @@ function bump(record: Record<string, number>, key: string): void {
  */
 export function cacheStatusClass(header: string): string {
   if (header === "") return "none";
+  // nginx's peer (nginx.ts) sends `nginx; $upstream_cache_status`: HIT, MISS, STALE, UPDATING, …
+  const nginx = /^nginx;\s*([A-Z]+)/.exec(header)?.[1];
+  if (nginx !== undefined) return NGINX_CLASSES[nginx] ?? "fwd";
   if (/detail=stale-(while-revalidate|if-error)/.test(header)) return "stale";
   if (/;\s*hit/.test(header)) return "hit";
   if (header.includes("collapsed")) return "collapsed";
   if (header.includes("fwd=stale")) return "revalidated";
   return "fwd";
 }
+
+const NGINX_CLASSES: Record<string, string> = {
+  HIT: "hit",
+  STALE: "stale",
+  UPDATING: "stale",
+  REVALIDATED: "revalidated",
+};
 
 function send(agent: Agent, base: URL, host: string, path: string, timeoutMs: number): Promise<Outcome> {
   return new Promise((resolve, reject) => {

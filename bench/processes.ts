@@ -207,3 +207,28 @@ export function groupCpuMs(pgid: number): number {
   }
   return Math.round((ticks / clockTicks()) * 1000);
 }
+
+/**
+ * utime + stime of each thread of process `pid` (its /proc/<pid>/task), in ms by thread id.
+ * A Node server's serving thread apart from V8's helpers (parallel GC, concurrent compiling)
+ * and, for the herdless CLI, the main thread that hands serving to a worker thread.
+ */
+export function threadCpuMs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(Number(tid), Math.round(((Number(fields[11]) + Number(fields[12])) / clockTicks()) * 1000));
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}

@@ -89,10 +89,14 @@ export function targets(run: BenchRun): Target[] {
       const floor = bare?.load
         ? `; bare node:http replaying the answer: p99 ${bare.load.latency.p99Ms} ms, server CPU ${fmt(bare.serverCpuMs ?? 0, 0)} ms vs herdless ${fmt(cell.serverCpuMs ?? 0, 0)} and nginx ${fmt(nginx.serverCpuMs ?? 0, 0)} ms`
         : "";
+      const cold =
+        cell.coldProcess && nginx.coldProcess
+          ? `; the first spike on the freshly started servers (another key, not judged): p99 ${cell.coldProcess.latency.p99Ms} vs nginx ${nginx.coldProcess.latency.p99Ms} ms, server CPU ${fmt(cell.coldProcess.serverCpuMs, 0)} vs ${fmt(nginx.coldProcess.serverCpuMs, 0)} ms`
+          : "";
       out.push({
         name: `spike: ${runtime} p99 ≤ nginx's (same run)`,
         verdict: cell.load.latency.p99Ms <= nginx.load.latency.p99Ms && cell.load.errors === 0 ? "PASS" : "MISS",
-        detail: `p99 ${cell.load.latency.p99Ms} vs ${nginx.load.latency.p99Ms} ms; p99.9 ${cell.load.latency.p999Ms} vs ${nginx.load.latency.p999Ms} ms; origin ${cell.origin?.requests} vs ${nginx.origin?.requests}${floor}`,
+        detail: `p99 ${cell.load.latency.p99Ms} vs ${nginx.load.latency.p99Ms} ms; p99.9 ${cell.load.latency.p999Ms} vs ${nginx.load.latency.p999Ms} ms; origin ${cell.origin?.requests} vs ${nginx.origin?.requests}${floor}${cold}`,
       });
     }
   }
@@ -251,6 +255,10 @@ export function markdown(run: BenchRun): string {
         lines.push(`- ${cell.runtime}: answers that waited on the origin: ${waitedText(l)}.`);
       lines.push(...fleetTailNotes(cell));
       for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
+      if (cell.threadCpuMs && cell.threadCpuMs.length > 0)
+        lines.push(
+          `- ${cell.runtime}: CPU by thread over the run, most first: ${cell.threadCpuMs.map((ms) => `${ms} ms`).join(", ")} (the first is the serving thread; the others are V8's helpers, parallel GC and concurrent compiling, and for herdless the main thread, idle while its worker thread serves).`,
+        );
       const samples = cell.load?.networkErrorSamples ?? [];
       if (samples.length > 0)
         lines.push(`- ${cell.runtime} network errors: ${samples.map((m) => `\`${m}\``).join(", ")}.`);

@@ -29,6 +29,12 @@ export interface Scenario {
    * compiled (JIT, Redis scripts loaded) before the measured run, as in a server that has run a while
    */
   warmUpMs?(quick: boolean): number;
+  /**
+   * the same load on other keys first, once, on the freshly started servers: the measured run
+   * then meets a cold key on a process that has served before (as a spike in service does, not
+   * one right after a restart). The first run's latency is reported apart (`coldProcess`).
+   */
+  coldProcessRun?: boolean;
   /** run the load this many times against the same servers and keep the best throughput (noise on shared machines) */
   rounds?: number;
   /** hit path: herdless and its bare server side by side, this many alternated rounds each (hit-pairs.ts) */
@@ -111,6 +117,9 @@ export const SCENARIOS: Scenario[] = [
     // (a node:http server replaying herdless's answer, after node) is what any Node server gets here.
     runtimes: ["direct", ...HERDLESS_RUNTIMES, "bare-node", "nginx"],
     load: () => ({ connections: 500, requestsPerConnection: 3, paths: ["/spike/hot"], timeoutMs: 30_000 }),
+    // A JIT runtime's first burst after start pays for compiling its code (for herdless ~half
+    // the first spike's CPU, measured in spike-lab.ts); nginx has nothing to compile.
+    coldProcessRun: true,
     ideal: () => ({ requests: 1, formula: "1 key, cold, fresh for 60 s: 1" }),
   },
   {

@@ -158,6 +158,13 @@ export interface CellResult {
   pairs?: HitPair[];
   /** hit path, node: where the serving thread's CPU went under the same load (cpu-profile.ts) */
   profile?: ProfileSummary;
+  /**
+   * spike: the same load on another key first, on the freshly started servers (its JIT still
+   * cold); not in the table or the targets, which read the run after it
+   */
+  coldProcess?: { latency: LoadResult["latency"]; serverCpuMs: number; errors: number };
+  /** spike, one-process runtimes: CPU ms of each thread of the server over the measured run, most first */
+  threadCpuMs?: number[];
   /** Node servers: their event-loop delay and GC pauses during the measured run (bench/loop-delay.mjs) */
   loop?: LoopSummary;
   /** fleet only: the commands Redis ran during the measured run, by command (INFO commandstats) */
