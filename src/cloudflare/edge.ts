@@ -8,6 +8,7 @@ import type { FetchLike } from "../core/origin/origin-client.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { hostRefusal } from "../core/http/request-check.ts";
 import { TieredStore } from "../core/store/tiered-store.ts";
+import type { EngineResponse } from "../core/http/respond.ts";
 import type { UrlTarget } from "../core/http/fresh-hit.ts";
 import { adminResponse } from "./admin-route.ts";
 import { isAdminPath } from "../core/admin/admin-path.ts";
@@ -121,7 +122,7 @@ export async function handle(
     });
   }
   const engine = edgeEngine(isolate, env, cacheName, clock, guard, background, waited?.landed);
-  const answer = await engine.handle(toEngineRequest(request));
+  const answer = await engineAnswer(engine, request, waited?.looks);
   reportLater(isolate.reporter, ctx);
   return toResponse(answer);
 }
@@ -134,6 +135,10 @@ export async function handle(
  * - The isolate's purge copy lapsed (no traffic for a bound: the first wave of a spike): the
  *   request waits for the isolate's one read of the list, which its engine would wait for
  *   too. Only for a key memory holds: a miss reads the Cache API beside the list.
+ * - A key another request of the isolate is looking up (in no tier of memory, not yet in
+ *   flight: the first wave on a cold key): the request waits for that lookup, then for the
+ *   call it made. `looks`: none runs, and this request's engine is the one that looks (its
+ *   mark, to end once answered).
  * - A key this isolate is fetching (cold, or expired without stale-while-revalidate): the
  *   request waits for that answer, and most are answered from memory once it landed.
  */
@@ -143,16 +148,49 @@ async function afterIsolateWait(
   target: UrlTarget,
   cacheName: string,
   background: (work: Promise<unknown>) => void,
-): Promise<{ answered: Response | undefined; landed?: Landed | undefined }> {
+): Promise<{ answered: Response | undefined; landed?: Landed | undefined; looks?: () => void }> {
   const memory = isolate.memoryFor(cacheName);
-  if (!isolate.purges.fresh() && memory.getSync(target.primary)) {
+  const flights = isolate.flightsFor(cacheName);
+  const { primary } = target;
+  if (!isolate.purges.fresh() && memory.getSync(primary)) {
     await isolate.purges.current(background);
     const hit = memoryHit(isolate, request, target, cacheName, background);
     if (hit) return { answered: hit };
   }
-  const fwd = forwardedAs(memory.getSync(target.primary));
-  const landed = await isolate.flightsFor(cacheName).landing(target.primary);
+  const fwd = forwardedAs(memory.getSync(primary));
+  const lookup = fwd === "uri-miss" ? flights.lookup(primary, NEAR_READ_JOIN_MS) : undefined;
+  if (lookup) {
+    await lookup;
+    // What the other request found in the near tier, now in memory: answered as its engine answered it.
+    const hit = memoryHit(isolate, request, target, cacheName, background);
+    if (hit) return { answered: hit };
+  }
+  const landing = flights.landing(primary);
+  if (!landing) {
+    // Marked at once: the requests that arrive before this one's engine reads anything wait on it.
+    return {
+      answered: undefined,
+      ...(fwd === "uri-miss" ? { looks: flights.lookingUp(primary, NEAR_READ_JOIN_MS) } : {}),
+    };
+  }
+  const landed = await landing;
   return { answered: landed && memoryHit(isolate, request, target, cacheName, background, { ...landed, fwd }), landed };
+}
+
+/**
+ * The engine's answer. `looked`: this request looks the key up for its isolate (afterIsolateWait),
+ * ended when it is answered (or when its call for the key starts).
+ */
+async function engineAnswer(
+  engine: Engine,
+  request: Request,
+  looked: (() => void) | undefined,
+): Promise<EngineResponse> {
+  try {
+    return await engine.handle(toEngineRequest(request));
+  } finally {
+    looked?.();
+  }
 }
 
 /** A Cache API read takes milliseconds; a request waits this long on another's before reading itself. */

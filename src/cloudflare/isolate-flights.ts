@@ -34,11 +34,9 @@ import { SharedBody } from "../core/fill/shared-body.ts";
  */
 export class IsolateFlights {
   private readonly running = new Map<string, Promise<Shared>>();
+  /** Keys a request of this isolate is looking up before it may call the key's object (see {@link lookingUp}). */
+  private readonly looking = new Map<string, Lookup>();
 
-  /**
-   * @param joinTimeoutMs how long a waiter waits on the leader's call before making its own
-   * @param keepBytes how much of a streamed body is kept for requests that join late (`cache.maxEntryBytes`)
-   */
   constructor(
     private readonly joinTimeoutMs: number,
     private readonly keepBytes: number,
@@ -85,6 +83,56 @@ export class IsolateFlights {
     );
   }
 
+  /**
+   * Marks `key` as looked up by one request of the isolate (its near-tier read and the purge
+   * list, before it may call the key's object): the requests that arrive meanwhile wait for
+   * that ({@link lookup}) instead of each building an engine and reading for itself. The mark
+   * ends when the request's call for the key starts, or with the function returned (call it
+   * when the request is answered); one never ended is ignored after `lapseMs`. A key already
+   * marked or in flight is not marked again.
+   *
+   * @example
+   * const done = flights.lookingUp(primary, 1_000);
+   * try { return await engine.handle(request); } finally { done(); }
+   */
+  lookingUp(key: string, lapseMs: number): () => void {
+    if (this.running.has(key) || this.lookupOf(key)) return () => undefined;
+    let resolve = (): void => undefined;
+    const done = new Promise<void>((settle) => (resolve = settle));
+    const mark: Lookup = {
+      done,
+      until: Date.now() + lapseMs,
+      end: () => {
+        if (this.looking.get(key) === mark) this.looking.delete(key);
+        resolve();
+      },
+    };
+    this.looking.set(key, mark);
+    return mark.end;
+  }
+
+  /**
+   * The lookup another request of the isolate runs for `key` ({@link lookingUp}), to wait on
+   * for at most `withinMs`; undefined when none runs. Once it settled, memory holds what that
+   * request found, or its call for the key is in flight ({@link landing}).
+   */
+  lookup(key: string, withinMs: number): Promise<void> | undefined {
+    const mark = this.lookupOf(key);
+    if (!mark) return undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Its own timer also keeps the runtime from taking a waiter for a hung request.
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, withinMs)));
+    return Promise.race([mark.done, late]).finally(() => {
+      if (timer !== undefined) clearTimeout(timer);
+    });
+  }
+
+  private lookupOf(key: string): Lookup | undefined {
+    const mark = this.looking.get(key);
+    if (mark && Date.now() >= mark.until) mark.end();
+    return this.looking.get(key);
+  }
+
   /** Whether a call for `key` is in flight from this isolate (or its streamed body still arriving). */
   has(key: string): boolean {
     return this.running.has(key);
@@ -105,6 +153,8 @@ export class IsolateFlights {
     if (running) return this.joinOrCall(inner, request, running);
     const call = inner.fill(request).then((result) => shareStream(result, this.keepBytes));
     this.running.set(request.key, call);
+    // Requests waiting on this key's lookup now wait on the call (landing).
+    this.looking.get(request.key)?.end();
     // Joinable until the call failed or answered, or, for a streamed body, until it ended.
     const over = call.then(
       (shared) => shared.body?.ended,
@@ -144,6 +194,14 @@ export class IsolateFlights {
       if (timer !== undefined) clearTimeout(timer);
     }
   }
+}
+
+/** A request's lookup of a key before its call (see {@link IsolateFlights.lookingUp}). */
+interface Lookup {
+  done: Promise<void>;
+  /** When the mark is ignored though never ended (epoch ms). */
+  until: number;
+  end: () => void;
 }
 
 /** A flight a request waited on before it was built (see {@link IsolateFlights.landing}). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { countingCoordinator, dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { countingCoordinator, dataCenter, dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
 import { largeBodyByte } from "./origin-protocol.ts";
 import { testOrigin } from "./test-origin.ts";
 
@@ -24,6 +24,27 @@ describe("an isolate's requests for one key make one coordinator call at a time"
     // The entry is in the isolate's memory at once: the next request is a hit, no call at all.
     expect((await dc!.get("/cold")).cacheStatus).toMatch(/hit/);
     expect(fills()).toBe(1);
+  });
+
+  it("100 concurrent requests in a new isolate for a key its data center's cache holds: 100 hits, no coordinator call, the body stored by the other isolate", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const base = edgeEnv(origin.url);
+    const { env, fills } = countingCoordinator(base);
+    await useInCoordinators(base, ["/in-cache"], clock);
+    const cacheName = `dc-${crypto.randomUUID()}`;
+    const first = dataCenter(cacheName, env, clock, { isolate: `a-${cacheName}` });
+    const stored = await first.get("/in-cache");
+    expect(stored.cacheStatus).toMatch(/fwd=uri-miss/);
+    // The Cache API write goes behind the answer.
+    await stored.settled;
+    const other = dataCenter(cacheName, env, clock, { isolate: `b-${cacheName}` });
+    // The first looks the key up for its isolate; the others wait for it and are answered from memory.
+    const answers = await Promise.all(Array.from({ length: 100 }, () => other.get("/in-cache")));
+    expect(answers.filter((a) => a.status !== 200 || a.body !== "/in-cache #1")).toEqual([]);
+    expect(answers.filter((a) => !/^herdless; hit; /.test(a.cacheStatus))).toEqual([]);
+    expect(fills()).toBe(1);
+    expect(await origin.count()).toBe(1);
   });
 
   it("50 concurrent requests for a cold key whose body streams (1 MB): 1 coordinator call, one RPC stream shared, 50 × the whole body, bytes before the origin finished", async () => {
