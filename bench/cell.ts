@@ -221,10 +221,15 @@ export async function runCell(
     // A cold scenario's sample, once herdless has served the key (the bare Worker replays it).
     if (baseline && scenario.runtimes.includes(baseline) && !scenario.warmPaths && samplePath && runtime.targets[0])
       samples.set(`${scenario.name} ${name}`, await captureSample(`${runtime.targets[0]}${samplePath}`, HOST));
-    const stats = await origin.stats();
+    // With a warm-up in the load (settleMs): also the origin requests from its end to the load's.
+    const settled =
+      load.settleMs !== undefined && load.durationMs !== undefined && result.startedAt !== undefined
+        ? { fromMs: result.startedAt + load.settleMs, toMs: result.startedAt + load.durationMs }
+        : undefined;
+    const stats = await origin.stats(settled);
     const originCpuMs = origin.server.cpuMs() - originCpu0;
     cell.load = result;
-    cell.origin = summarizeOrigin(stats);
+    cell.origin = summarizeOrigin(stats, load.settleMs);
     cell.originCpuMs = originCpuMs;
     cell.serverCpuMs = name === "direct" ? originCpuMs : serverCpu;
     if (scenario.ideal) cell.ideal = scenario.ideal(load);

@@ -210,6 +210,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     latencyByCacheStatus: Object.fromEntries([...tally.byClass].map(([kind, h]) => [kind, h.summary()])),
     ...(tally.ttfb.count > 0 ? { ttfb: tally.ttfb.summary() } : {}),
     breakerOpen: tally.breakerOpen,
+    startedAt,
     elapsedMs,
     throughputRps: elapsedMs > 0 ? Math.round((requests / elapsedMs) * 1000) : 0,
     cpuMs: Math.round((cpu.user + cpu.system) / 1000),

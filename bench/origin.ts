@@ -1,6 +1,6 @@
 /** The fragile origin as the bench runs it: a child process driven over its control API. */
 import { startTsServer, type Server } from "./processes.ts";
-import type { FragileOriginStats } from "../fixtures/fragile-origin.ts";
+import type { ArrivalWindow, FragileOriginStats } from "../fixtures/fragile-origin.ts";
 import type { OriginSummary } from "./types.ts";
 
 /** The bench's origin: slow, crashes past 8 in flight, ETags on. */
@@ -10,8 +10,8 @@ export const ORIGIN_CRASH_ABOVE = 8;
 export interface BenchOrigin {
   url: string;
   server: Server;
-  /** GET /__origin/stats: the fixture's own counters */
-  stats(): Promise<FragileOriginStats>;
+  /** GET /__origin/stats: the fixture's own counters; with `window`, also the requests that arrived in it */
+  stats(window?: ArrivalWindow): Promise<FragileOriginStats>;
   reset(): Promise<void>;
   set(patch: Record<string, unknown>): Promise<void>;
 }
@@ -46,14 +46,15 @@ export async function startOrigin(cacheControl: string, latencyMs = ORIGIN_LATEN
   return {
     url,
     server,
-    stats: async () => (await control("GET", "stats")) as FragileOriginStats,
+    stats: async (window) =>
+      (await control("GET", window ? `stats?from=${window.fromMs}&to=${window.toMs}` : "stats")) as FragileOriginStats,
     reset: async () => void (await control("POST", "reset")),
     set: async (patch) => void (await control("POST", "set", patch)),
   };
 }
 
-/** Origin stats as the report shows them. */
-export function summarizeOrigin(stats: FragileOriginStats): OriginSummary {
+/** Origin stats as the report shows them; `settleMs`: the load's, when the stats were read for the window after it. */
+export function summarizeOrigin(stats: FragileOriginStats, settleMs?: number): OriginSummary {
   const ok200 = stats.byStatus["200"] ?? 0;
   const notModified304 = stats.byStatus["304"] ?? 0;
   return {
@@ -64,5 +65,8 @@ export function summarizeOrigin(stats: FragileOriginStats): OriginSummary {
     peakInFlight: stats.peakInFlight,
     crashes: stats.crashes,
     timeline: stats.timeline,
+    ...(stats.inWindow && settleMs !== undefined
+      ? { settled: { afterMs: settleMs, requests: stats.inWindow.requests } }
+      : {}),
   };
 }

@@ -1,7 +1,7 @@
 /** The Markdown report: targets with PASS/MISS, then one table per scenario. */
 import { fleetTailNotes, fleetTailTargets } from "./fleet-tail.ts";
-import { protectionTargets, waitedText } from "./protection-targets.ts";
-import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, SCENARIOS } from "./scenarios.ts";
+import { originText, protectionTargets, waitedText } from "./protection-targets.ts";
+import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, originCounted, SCENARIOS } from "./scenarios.ts";
 import { profileMarkdown } from "./cpu-profile.ts";
 import { BUNDLE_LIMIT_BYTES } from "./startup.ts";
 import type { BenchRun, CellResult, HitPair, RuntimeName, ScenarioName, Target } from "./types.ts";
@@ -40,9 +40,11 @@ export function pairRatio(pairs: HitPair[]): number {
   return ratios.length % 2 === 1 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
 }
 
+/** Origin requests ÷ ideal, both over the window the ideal counts (the whole run, or after the load's warm-up). */
 export function ratioToIdeal(cell: CellResult): number | undefined {
-  if (cell.ideal === undefined || cell.origin === undefined) return undefined;
-  return cell.origin.requests / cell.ideal.requests;
+  const counted = originCounted(cell);
+  if (cell.ideal === undefined || counted === undefined) return undefined;
+  return counted / cell.ideal.requests;
 }
 
 export function targets(run: BenchRun): Target[] {
@@ -252,7 +254,7 @@ export function markdown(run: BenchRun): string {
       if (l && (l.breakerOpen ?? 0) > 0)
         lines.push(`- ${cell.runtime}: ${l.breakerOpen} answers with detail=breaker-open.`);
       if (l && scenario.name.startsWith("hot-keys"))
-        lines.push(`- ${cell.runtime}: answers that waited on the origin: ${waitedText(l)}.`);
+        lines.push(`- ${cell.runtime}: answers that waited on the origin: ${waitedText(l)}; ${originText(cell)}.`);
       lines.push(...fleetTailNotes(cell));
       for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
       if (cell.threadCpuMs && cell.threadCpuMs.length > 0)

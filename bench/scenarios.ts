@@ -1,5 +1,5 @@
 /** The bench scenarios: what traffic, what origin behaviour, what the ideal origin load is. */
-import type { LoadSpec, RuntimeName, ScenarioName } from "./types.ts";
+import type { CellResult, Ideal, LoadSpec, RuntimeName, ScenarioName } from "./types.ts";
 
 export const HOST = "bench.herdless.test";
 export const HERDLESS_RUNTIMES: RuntimeName[] = ["node", "fleet", "worker"];
@@ -23,7 +23,7 @@ export interface Scenario {
   load(quick: boolean): Omit<LoadSpec, "targets" | "host">;
   /** fetched once through every target before the measured run */
   warmPaths?: string[];
-  ideal?(load: Omit<LoadSpec, "targets" | "host">): { requests: number; formula: string };
+  ideal?(load: Omit<LoadSpec, "targets" | "host">): Ideal;
   /**
    * an unmeasured run of the same load on other keys first, this long: the servers' code is
    * compiled (JIT, Redis scripts loaded) before the measured run, as in a server that has run a while
@@ -72,25 +72,44 @@ function merge(base: Record<string, unknown>, patch: Record<string, unknown>): R
 export const keys = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}/k${i}`);
 export const scale = (ms: number, quick: boolean): number => (quick ? Math.round(ms / 4) : ms);
 
-/**
- * One origin request per key per expiry: keys × ⌈duration ÷ TTL⌉, plus one per key for the
- * warmed copies (`warmed`) when they expire as the load starts: their refetch opens the run,
- * and the copies it brings expire TTL after it, so a run of n lifetimes holds n + 1 expiries
- * (the last one at its very end). A cache that renews before expiry, as refresh-ahead must
- * for nobody to wait, fetches that last one inside the run; one that waits for each expiry
- * fetches it just after (the origin's latency moves each expiry a little later), which is
- * why the ideal counts it and the no-refresh baseline may come out one per key below it.
- */
-export function perExpiry(ttlS: number, warmed = false) {
-  return (load: Omit<LoadSpec, "targets" | "host">): { requests: number; formula: string } => {
+/** One origin request per key per expiry: keys × ⌈duration ÷ TTL⌉. */
+export function perExpiry(ttlS: number) {
+  return (load: Omit<LoadSpec, "targets" | "host">): Ideal => {
     const keyCount = load.paths.length;
     const durationS = (load.durationMs ?? 0) / 1000;
-    const periods = Math.ceil(durationS / ttlS) + (warmed ? 1 : 0);
+    const periods = Math.ceil(durationS / ttlS);
     return {
       requests: keyCount * periods,
-      formula: `${keyCount} keys × (⌈${durationS} s ÷ ${ttlS} s TTL⌉${warmed ? " + 1 for the warmed copies" : ""}) = ${keyCount * periods}`,
+      formula: `${keyCount} keys × ⌈${durationS} s ÷ ${ttlS} s TTL⌉ = ${keyCount * periods}`,
     };
   };
+}
+
+/**
+ * One origin request per key per lifetime over the window after the load's warm-up
+ * (`settleMs` to the end): keys × window ÷ TTL, against the origin requests that arrived in
+ * that window only (OriginSummary.settled). A cache that fetches each key once per lifetime
+ * (every TTL plus the origin's latency) makes at most window ÷ TTL fetches of it in a window
+ * of whole lifetimes, whatever their phase; the warmed copies' refetch as the load starts
+ * falls in the warm-up, not in the count.
+ */
+export function perLifetimeAfterWarmUp(ttlS: number) {
+  return (load: Omit<LoadSpec, "targets" | "host">): Ideal => {
+    const keyCount = load.paths.length;
+    const windowS = ((load.durationMs ?? 0) - (load.settleMs ?? 0)) / 1000;
+    const requests = (keyCount * windowS) / ttlS;
+    return {
+      requests,
+      counts: "settled",
+      formula: `${keyCount} keys × (${(load.durationMs ?? 0) / 1000} s − ${(load.settleMs ?? 0) / 1000} s warm-up) ÷ ${ttlS} s TTL = ${Math.round(requests * 10) / 10}, against the origin requests that arrived in that window`,
+    };
+  };
+}
+
+/** The origin requests the cell's ideal is compared with: those after the warm-up when the ideal counts that window. */
+export function originCounted(cell: CellResult): number | undefined {
+  if (cell.origin === undefined) return undefined;
+  return cell.ideal?.counts === "settled" ? cell.origin.settled?.requests : cell.origin.requests;
 }
 
 export const SCENARIOS: Scenario[] = [

@@ -49,6 +49,8 @@ export interface LoadResult {
   ttfb?: LatencySummary;
   /** responses whose Cache-Status says `detail=breaker-open` (refused, or served stale because the breaker was open) */
   breakerOpen?: number;
+  /** when the load began (epoch ms): `settleMs` and `durationMs` count from here (absent in older results) */
+  startedAt?: number;
   elapsedMs: number;
   throughputRps: number;
   /** the load generator's own CPU (process.cpuUsage) */
@@ -68,6 +70,8 @@ export interface OriginSummary {
   crashes: number;
   /** origin requests per whole second since its counters were reset */
   timeline: FragileOriginStats["timeline"];
+  /** with the load's `settleMs`: the origin requests that arrived from then until the load's end (the window the answers' `settled` counts) */
+  settled?: { afterMs: number; requests: number };
 }
 
 export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-fleet" | "bare-worker" | "nginx";
@@ -122,6 +126,13 @@ export interface LoopSummary {
   timeline: number[];
 }
 
+/** Ideal origin requests; `counts: "settled"` when they are those of the window after the load's `settleMs` (OriginSummary.settled). */
+export interface Ideal {
+  requests: number;
+  formula: string;
+  counts?: "settled";
+}
+
 /** One (scenario × runtime) measurement. */
 export interface CellResult {
   scenario: ScenarioName;
@@ -131,7 +142,7 @@ export interface CellResult {
   load?: LoadResult;
   origin?: OriginSummary;
   /** ideal origin requests and how it was computed */
-  ideal?: { requests: number; formula: string };
+  ideal?: Ideal;
   /** CPU of the server processes (whole process groups, from /proc) */
   serverCpuMs?: number;
   originCpuMs?: number;
