@@ -3,7 +3,7 @@ import { fromCoordinatorCopy } from "../core/fill/coordinator.ts";
 import type { CacheStatus } from "../core/http/cache-status.ts";
 import type { Entry } from "../core/http/entry.ts";
 import { memoryAnswer, type UrlTarget } from "../core/http/fresh-hit.ts";
-import { fromEntry, hitHeaders } from "../core/http/respond.ts";
+import { hitHeaders, waiterHeaders } from "../core/http/respond.ts";
 import { needsFullAnswer } from "../core/http/request-directives.ts";
 import type { ReadyIsolate } from "./isolate.ts";
 import type { Landed } from "./isolate-flights.ts";
@@ -68,7 +68,7 @@ export function memoryHit(
     const status = filledStatus(waiter, landed.fwd);
     return new Response(request.method === "HEAD" ? null : entry.body, {
       status: entry.status,
-      headers: fromEntry(entry, status, "GET", now).headers,
+      headers: headersObject(waiterHeaders(entry, status, now)),
     });
   }
   isolate.metrics.count(entry.negative ? "negative" : detail === "stale-while-revalidate" ? "stale" : "hit", primary);
@@ -79,8 +79,8 @@ export function memoryHit(
 }
 
 /**
- * The Headers of each prepared hit (hitHeaders answers the same array while the entry's Age
- * and TTL stay the same, so a second at most). workerd converts an array of pairs field by
+ * The Headers of each prepared hit or waiter's answer (hitHeaders and waiterHeaders answer the
+ * same array while the entry's Age and TTL stay the same, so a second at most). workerd converts an array of pairs field by
  * field on every `new Response` (~20 µs for a dozen fields, most of a hit's own CPU) and
  * copies a Headers object natively (~1 µs); the Response gets its own copy either way, so
  * what a caller does to one hit's headers never reaches the next.

@@ -97,11 +97,18 @@ function withUpstream(headers: [string, string][], status: CacheStatus): string 
   return [...upstream, formatCacheStatus(status)].join(", ");
 }
 
+/** Headers built once for every answer alike from one entry: until its Age, ttl or `label` (the Cache-Status's part) change. */
+interface Prepared {
+  age: number;
+  ttl: number;
+  label: string;
+  headers: [string, string][];
+}
+
 /** The headers of a hit change only with Age, the remaining ttl and the detail: built once per second per entry. */
-const preparedHits = new WeakMap<
-  Entry,
-  { age: number; ttl: number; detail: CacheStatus["detail"]; headers: [string, string][] }
->();
+const preparedHits = new WeakMap<Entry, Prepared>();
+/** Likewise for the waiters of one fetch, answered all at once from its entry. */
+const preparedWaiters = new WeakMap<Entry, Prepared>();
 
 /**
  * The headers {@link fromEntry} gives a hit at `now` (with `detail` when the copy is served
@@ -114,14 +121,33 @@ export function hitHeaders(
   now: number,
   detail: "refresh-ahead" | "stale-while-revalidate" | undefined = undefined,
 ): [string, string][] {
+  const shown = detail ?? (entry.negative ? "negative" : undefined);
+  return remembered(preparedHits, entry, shown ?? "", now, () => ({ hit: true, ...(shown ? { detail: shown } : {}) }));
+}
+
+/**
+ * {@link fromEntry}'s headers for the waiters of one fetch (`status`: what the engine says
+ * to a caller that joined it, engine-answer.ts filledStatus), remembered like
+ * {@link hitHeaders}: at an expiry under a spike hundreds of them are answered at once from
+ * the same entry, and a runtime builds their headers once. Callers must not modify it.
+ */
+export function waiterHeaders(entry: Entry, status: CacheStatus, now: number): [string, string][] {
+  return remembered(preparedWaiters, entry, formatCacheStatus(status), now, () => status);
+}
+
+function remembered(
+  slots: WeakMap<Entry, Prepared>,
+  entry: Entry,
+  label: string,
+  now: number,
+  status: () => CacheStatus,
+): [string, string][] {
   const age = ageSeconds(entry, now);
   const ttl = ttlSeconds(entry.staleAt, now);
-  const shown = detail ?? (entry.negative ? "negative" : undefined);
-  let prepared = preparedHits.get(entry);
-  if (!prepared || prepared.age !== age || prepared.ttl !== ttl || prepared.detail !== shown) {
-    const status: CacheStatus = { hit: true, ...(shown ? { detail: shown } : {}) };
-    prepared = { age, ttl, detail: shown, headers: fromEntry(entry, status, "GET", now).headers };
-    preparedHits.set(entry, prepared);
+  let prepared = slots.get(entry);
+  if (!prepared || prepared.age !== age || prepared.ttl !== ttl || prepared.label !== label) {
+    prepared = { age, ttl, label, headers: fromEntry(entry, status(), "GET", now).headers };
+    slots.set(entry, prepared);
   }
   return prepared.headers;
 }
