@@ -5,6 +5,7 @@
  * thread (a Node server's serving thread apart from V8's GC and compiler helpers).
  *
  *   node --import tsx bench/spike-lab.ts node|bare-node|nginx [--runs 3] [--warm] [--prof] [--flag=--some-node-flag]
+ *   node --import tsx bench/spike-lab.ts node --variant "" --variant "--single-threaded-gc"   # alternated, per run
  *
  * `--warm`: the same spike on another key first (unmeasured), as the bench's spike does;
  * without it the measured spike is the fresh process's first. `--prof` (node): herdless runs
@@ -33,6 +34,7 @@ const { values, positionals } = parseArgs({
     prof: { type: "boolean", default: false },
     warm: { type: "boolean", default: false },
     flag: { type: "string", multiple: true, default: [] },
+    variant: { type: "string", multiple: true, default: [] },
   },
 });
 const name = (positionals[0] ?? "node") as RuntimeName;
@@ -41,7 +43,11 @@ if (!scenario) throw new Error("no spike scenario");
 const load = scenario.load(false);
 const path = load.paths[0] ?? "/";
 
-for (let run = 0; run < Number(values.runs); run++) {
+// Node flags per run: each --variant in turn (alternated, so the machine's drift falls on all alike).
+const variants = values.variant.length > 0 ? values.variant : [""];
+for (let i = 0; i < Number(values.runs) * variants.length; i++) {
+  const run = Math.floor(i / variants.length);
+  const variant = (variants[i % variants.length] ?? "").split(" ").filter((f) => f !== "");
   const origin = await startOrigin(scenario.cacheControl, scenario.originLatencyMs);
   const dir = join(TMP_DIR, `spike-profile-${run}`);
   const context = { origin, config: configFor(scenario), label: `spike-lab-${name}` };
@@ -53,7 +59,7 @@ for (let run = 0; run < Number(values.runs); run++) {
     sample = await captureSample(`${herdless.targets[0]}${path}`, HOST);
     await herdless.stop();
   }
-  const flags = [...values.flag, ...(values.prof ? ["--cpu-prof", "--cpu-prof-dir", dir] : [])];
+  const flags = [...values.flag, ...variant, ...(values.prof ? ["--cpu-prof", "--cpu-prof-dir", dir] : [])];
   let runtime: { targets: string[]; servers: Awaited<ReturnType<typeof startHerdless>>[]; stop(): Promise<void> };
   if (name === "node" && flags.length > 0) {
     rmSync(dir, { recursive: true, force: true });
@@ -71,6 +77,7 @@ for (let run = 0; run < Number(values.runs); run++) {
     const cpu0 = server.cpuMs();
     const threads0 = threadCpuMs(server.pgid);
     const loadAverage = loadavg()[0] ?? 0;
+    const outputBefore = server.output().length;
     const fromUs = Number(process.hrtime.bigint() / 1000n);
     const result = await runLoad({ ...load, targets: runtime.targets, host: HOST });
     const toUs = Number(process.hrtime.bigint() / 1000n);
@@ -84,9 +91,12 @@ for (let run = 0; run < Number(values.runs); run++) {
       .map(([k, l]) => `${k} ×${result.byCacheStatus[k]}: p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs}`)
       .join(" | ");
     console.log(
-      `${name} run ${run} (load ${loadAverage.toFixed(1)}): p50 ${result.latency.p50Ms} p99 ${result.latency.p99Ms} max ${result.latency.maxMs} ms, ${result.elapsedMs} ms in all, ${result.errors} errors, origin ${stats.requests}; server CPU ${cpu} ms (by thread ${threads.join(", ")}), load generator ${result.cpuMs} ms`,
+      `${name}${variant.length > 0 ? ` ${variant.join(" ")}` : ""} run ${run} (load ${loadAverage.toFixed(1)}): p50 ${result.latency.p50Ms} p99 ${result.latency.p99Ms} max ${result.latency.maxMs} ms, ${result.elapsedMs} ms in all, ${result.errors} errors, origin ${stats.requests}; server CPU ${cpu} ms (by thread ${threads.join(", ")}), load generator ${result.cpuMs} ms`,
     );
     console.log(`  ${classes}`);
+    // With --trace-gc: V8's line per collection during the measured spike.
+    for (const line of server.output().slice(outputBefore).split("\n"))
+      if (/(Scavenge|Mark-Compact|Mark-sweep|Mark-Sweep)/.test(line)) console.log(`  gc: ${line.trim()}`);
     if (values.prof) {
       await runtime.stop();
       for (const file of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
