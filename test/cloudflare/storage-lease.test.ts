@@ -41,13 +41,52 @@ describe("StorageLeaseManager", () => {
       return lease!;
     });
     const rows = await runInDurableObject(env.COORDINATOR.get(env.COORDINATOR.idFromName(name)), (_i, state) => [
-      ...state.storage.sql.exec(
-        "SELECT 'lease' AS t FROM herdless_leases UNION ALL SELECT 'counter' FROM herdless_lease_counter",
-      ),
+      ...state.storage.sql.exec("SELECT key FROM herdless_leases"),
+      ...state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'herdless_lease_counter'"),
     ]);
     expect(rows).toEqual([]);
     const next = await inObject(name, clock, (leases) => leases.acquire("k", 10_000));
     expect(next!.token).toBeGreaterThan(first.token);
+  });
+
+  it("makes one table for a new key's lease and its token counter", async () => {
+    const clock = new ManualClock(T0);
+    const name = fresh();
+    await inObject(name, clock, (leases) => leases.acquire("k", 10_000));
+    const tables = await runInDurableObject(env.COORDINATOR.get(env.COORDINATOR.idFromName(name)), (_i, state) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'herdless_lease%'")
+        .toArray()
+        .map((row) => row.name),
+    );
+    expect(tables).toEqual(["herdless_leases"]);
+  });
+
+  it("keeps counting above the counter table of an earlier version, then forgets it", async () => {
+    const clock = new ManualClock(T0);
+    const name = fresh();
+    const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(name));
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec(
+        "CREATE TABLE herdless_lease_counter (id INTEGER PRIMARY KEY CHECK (id = 1), last_token INTEGER NOT NULL)",
+      );
+      state.storage.sql.exec("INSERT INTO herdless_lease_counter (id, last_token) VALUES (1, ?)", T0 + 500);
+    });
+    const lease = await inObject(name, clock, (leases) => leases.acquire("k", 10_000));
+    expect(lease!.token).toBe(T0 + 501);
+    clock.advance(1_000);
+    await inObject(name, clock, (leases) => leases.release(lease!));
+    const left = await runInDurableObject(stub, (_instance, state) => [
+      ...state.storage.sql.exec("SELECT key FROM herdless_leases"),
+      ...state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'herdless_lease_counter'"),
+    ]);
+    expect(left).toEqual([]);
+  });
+
+  it("refuses an empty key, the counter's own", async () => {
+    await inObject(fresh(), new ManualClock(T0), async (leases) => {
+      await expect(leases.acquire("", 1_000)).rejects.toThrow(/lease key must not be empty/);
+    });
   });
 
   it("keeps keys apart", async () => {
