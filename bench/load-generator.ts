@@ -7,6 +7,7 @@
  * duration, or a fixed number of requests each), and prints one LoadResult JSON line on
  * stdout when done.
  */
+import { writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { LatencyHistogram } from "./histogram.ts";
 import { rawConnection } from "./raw-load.ts";
@@ -20,8 +21,17 @@ interface Outcome {
   firstByteNs?: bigint;
 }
 
+/**
+ * `BENCH_REQUEST_LOG=/tmp/x`: every request of each load is also written to `/tmp/x-<start ms>`,
+ * one line each: ms from the start of the load to its sending, its latency in ms, its
+ * Cache-Status class. What a percentile hides: when the slowest requests were sent (a spike's
+ * first wave, an expiry) and what they were (bench/results/tail.md).
+ */
+const REQUEST_LOG = process.env.BENCH_REQUEST_LOG;
+
 class Tally {
   readonly histogram = new LatencyHistogram();
+  readonly lines: string[] = [];
   readonly ttfb = new LatencyHistogram();
   /** latency by Cache-Status class: whether the tail is hits (the machine) or waits on a fill */
   readonly byClass = new Map<string, LatencyHistogram>();
@@ -66,6 +76,7 @@ class Tally {
     if (outcome.status < 300 && outcome.firstByteNs !== undefined)
       this.ttfb.record(Number(outcome.firstByteNs - startedNs) / 1000);
     const kind = cacheStatusClass(outcome.cacheStatus);
+    if (REQUEST_LOG) this.lines.push(`${(sentAt ?? 0) - this.startedAt} ${Math.round(latencyUs / 1000)} ${kind}`);
     bump(this.byCacheStatus, kind);
     if (settled) bump(this.settledByCacheStatus, kind);
     let histogram = this.byClass.get(kind);
@@ -179,6 +190,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     }
   };
   await Promise.all(agents.map((_, i) => loop(i)));
+  if (REQUEST_LOG) writeFileSync(`${REQUEST_LOG}-${startedAt}`, `${tally.lines.join("\n")}\n`);
   const elapsedMs = Date.now() - startedAt;
   for (const agent of agents) agent.destroy();
   const cpu = process.cpuUsage(cpuBefore);
