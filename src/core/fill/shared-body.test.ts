@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from "vitest";
+import { alwaysReadyBody } from "../../../test/always-ready-body.ts";
 import { SharedBody } from "./shared-body.ts";
 
 /** A body the test feeds by hand: `send` a chunk, then `end` or `fail`. */
@@ -171,19 +172,8 @@ describe("SharedBody", () => {
     // An origin and a client on fast sockets: every read and write is ready at once. In
     // workerd such a body held every other request of the isolate (their timers, their
     // wake-ups) until its last byte: 44 of 50 clients of a 20 MB body timed out.
-    const CHUNK = 64 * 1024;
-    const CHUNKS = 64;
-    let sent = 0;
-    const origin = new ReadableStream<Uint8Array>(
-      {
-        pull: (controller) => {
-          if (sent === CHUNKS) controller.close();
-          else controller.enqueue(new Uint8Array(CHUNK).fill(sent++));
-        },
-      },
-      { highWaterMark: 0 },
-    );
-    const shared = new SharedBody(origin, { keepBytes: 1 });
+    const origin = alwaysReadyBody();
+    const shared = new SharedBody(origin.body, { keepBytes: 1 });
     const client = shared.reader()!;
     const seen = { received: -1, read: -1 };
     let read = 0;
@@ -192,11 +182,11 @@ describe("SharedBody", () => {
       seen.read = read;
     }, 0);
     for await (const chunk of client as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
-    expect(read).toBe(CHUNK * CHUNKS);
+    expect(read).toBe(origin.bytes);
     // The timer ran while the body still flowed: a few hundred KB in, not after the 4 MiB.
     expect(seen.received).toBeGreaterThan(0);
-    expect(seen.read).toBeLessThan(CHUNK * CHUNKS);
-    expect(seen.received).toBeLessThan(CHUNK * CHUNKS);
+    expect(seen.read).toBeLessThan(origin.bytes);
+    expect(seen.received).toBeLessThan(origin.bytes);
   });
 
   it("lets other work run while a late reader reads the kept body, which is all there", async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { alwaysReadyBody } from "../../../test/always-ready-body.ts";
 import { ManualClock } from "../clock.ts";
 import { parseConfig } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
@@ -92,26 +93,15 @@ describe("guardedOriginCall", () => {
     // An origin and a client on fast sockets: each read is ready at once. Pumped by
     // JavaScript without a pause, such a body keeps workerd from polling for I/O, and every
     // other request of the isolate waits for its end.
-    const CHUNK = 64 * 1024;
-    const CHUNKS = 64;
-    let sent = 0;
-    const origin = new ReadableStream<Uint8Array>(
-      {
-        pull: (controller) => {
-          if (sent === CHUNKS) controller.close();
-          else controller.enqueue(new Uint8Array(CHUNK).fill(sent++));
-        },
-      },
-      { highWaterMark: 0 },
-    );
-    const { call } = setup(async () => new Response(origin));
+    const origin = alwaysReadyBody();
+    const { call } = setup(async () => new Response(origin.body));
     const result = await call("/large");
     if (result.kind !== "response") throw new Error("expected a response");
     let read = 0;
     let readWhenTimerRan = -1;
     setTimeout(() => (readWhenTimerRan = read), 0);
     for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
-    expect(read).toBe(CHUNK * CHUNKS);
+    expect(read).toBe(origin.bytes);
     expect(readWhenTimerRan).toBeGreaterThan(0);
     expect(readWhenTimerRan).toBeLessThan(read);
   });

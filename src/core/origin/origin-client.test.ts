@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import { gzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { alwaysReadyBody } from "../../../test/always-ready-body.ts";
 import { systemClock } from "../clock.ts";
 import { isHerdlessError } from "../errors.ts";
 import { fetchOrigin } from "./origin-client.ts";
@@ -93,28 +94,17 @@ describe("origin client", () => {
   it("lets timers run while it buffers a body whose every chunk is ready at once, not only after the last", async () => {
     // Read in one chain of promise reactions, such a body (an origin on a fast socket) keeps
     // workerd from polling for I/O: every other request of the isolate waits for its end.
-    const CHUNK = 64 * 1024;
-    const CHUNKS = 64;
-    let sent = 0;
-    const body = new ReadableStream<Uint8Array>(
-      {
-        pull: (controller) => {
-          if (sent === CHUNKS) controller.close();
-          else controller.enqueue(new Uint8Array(CHUNK).fill(sent++));
-        },
-      },
-      { highWaterMark: 0 },
-    );
+    const { body, sent, bytes } = alwaysReadyBody();
     let sentWhenTimerRan = -1;
-    setTimeout(() => (sentWhenTimerRan = sent), 0);
+    setTimeout(() => (sentWhenTimerRan = sent()), 0);
     const res = await fetchOrigin(
       async () => new Response(body),
       { url: "http://origin.test/large", method: "GET", headers: [] },
       { timeoutMs: 10_000, maxBodyBytes: 8 * 1024 * 1024, clock: systemClock },
     );
-    expect(res.kind === "buffered" && res.body.byteLength).toBe(CHUNK * CHUNKS);
+    expect(res.kind === "buffered" && res.body.byteLength).toBe(bytes);
     expect(sentWhenTimerRan).toBeGreaterThan(0);
-    expect(sentWhenTimerRan).toBeLessThan(CHUNKS);
+    expect(sentWhenTimerRan).toBeLessThan(sent());
   });
 
   it("refuses a body shorter than its Content-Length", async () => {
