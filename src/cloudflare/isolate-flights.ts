@@ -1,3 +1,4 @@
+import { withinMs } from "../core/within-ms.ts";
 import { fromCoordinatorCopy, type Coordinator, type FillRequest, type FillResult } from "../core/fill/coordinator.ts";
 import { applyPurge } from "../core/admin/purge.ts";
 import { headerList } from "../core/http/http.ts";
@@ -113,18 +114,14 @@ export class IsolateFlights {
 
   /**
    * The lookup another request of the isolate runs for `key` ({@link lookingUp}), to wait on
-   * for at most `withinMs`; undefined when none runs. Once it settled, memory holds what that
+   * for at most `within` ms; undefined when none runs. Once it settled, memory holds what that
    * request found, or its call for the key is in flight ({@link landing}).
    */
-  lookup(key: string, withinMs: number): Promise<void> | undefined {
+  lookup(key: string, within: number): Promise<void> | undefined {
     const mark = this.lookupOf(key);
     if (!mark) return undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     // Its own timer also keeps the runtime from taking a waiter for a hung request.
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, withinMs)));
-    return Promise.race([mark.done, late]).finally(() => {
-      if (timer !== undefined) clearTimeout(timer);
-    });
+    return withinMs(mark.done, within).then(() => undefined);
   }
 
   private lookupOf(key: string): Lookup | undefined {

@@ -1,3 +1,5 @@
+import { withinMs } from "../within-ms.ts";
+
 /**
  * Bytes a stream pumped by JavaScript passes on before it waits for the next turn of the
  * event loop (a timer). One whose source and sink are always ready (an origin and clients on
@@ -39,13 +41,5 @@ export class EventLoopTurns {
  * await wakeOrTimer((wake) => (reader.wake = wake), 1_000);
  */
 export async function wakeOrTimer(arm: (wake: () => void) => void, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await new Promise<void>((resolve) => {
-      arm(resolve);
-      timer = setTimeout(resolve, ms);
-    });
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
-  }
+  await withinMs(new Promise<void>((resolve) => arm(resolve)), ms);
 }

@@ -1,3 +1,4 @@
+import { withinMs } from "../within-ms.ts";
 import type { Entry } from "../http/entry.ts";
 import type { LruStore } from "./lru-store.ts";
 import type { Store } from "./store.ts";
@@ -108,18 +109,5 @@ export class TieredStore implements Store {
 
   private back(): Promise<Store> {
     return (this.opened ??= this.openBack());
-  }
-}
-
-/** `promise`'s value if it settles within `ms` (its rejection if it rejects), else `settled: false`. */
-async function withinMs<T>(promise: Promise<T>, ms: number): Promise<{ settled: true; value: T } | { settled: false }> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<{ settled: false }>((resolve) => {
-    timer = setTimeout(() => resolve({ settled: false }), ms);
-  });
-  try {
-    return await Promise.race([promise.then((value) => ({ settled: true as const, value })), timeout]);
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
   }
 }
