@@ -29,17 +29,25 @@ export interface DurableObjectStoreOptions {
  * A {@link Store} in a Durable Object's SQLite database (`ctx.storage.sql`): the copy the
  * key's coordinator keeps, which survives eviction and serves every data center.
  *
- * Metadata sits in one table and the body in another, split in rows of
- * {@link DO_CHUNK_BYTES} (the platform caps a row at 2 MB), so reading or fencing on
- * metadata never loads the body and bodies of tens of MB fit. The row of an entry records
- * its body's length and chunk count; a body that does not add up is a miss. All work is
+ * An entry is one row: its metadata, and its body when that fits in one row (at most
+ * {@link DO_CHUNK_BYTES} with the metadata; the platform caps a row at 2 MB). A larger body
+ * goes to a second table, split in rows of {@link DO_CHUNK_BYTES}, so bodies of tens of MB
+ * fit; the entry's row then records its body's length and chunk count, and a body that does
+ * not add up is a miss. Reading or fencing on metadata selects no body column. Every key has
+ * an object of its own, so the chunk table of a key whose bodies are small is never made:
+ * a new key's first write makes one table, not two (bench/README.md, cold misses). All work is
  * synchronous SQL inside one `transactionSync`, so no other request interleaves between the
  * token check and the write, and an entry's rows are written or replaced all at once:
  * fencing is exact here (unlike the Cache API). SQL rather than the KV API because cache
  * keys can be longer than a KV key may be.
  *
- * Layout version 2 (chunked bodies, tables `<prefix>_entry` and `<prefix>_entry_chunk`, made
- * by the first write: see {@link SqlTables}). The version-1 tables (`<prefix>_entry_meta`, `<prefix>_entry_body`) are dropped when
+ * Layout version 3 (tables `<prefix>_entry`, with a `body` column for a body kept in the row,
+ * and `<prefix>_entry_chunk`, each made by its first write: see {@link SqlTables}). A row
+ * whose `body` is NULL has its body in chunks, as every row of version 2 has: an entry table
+ * of version 2 is read as it is and given the `body` column by this version's first write
+ * to it; version 2 reading a row of version 3 finds chunks that do not add up (a miss, the
+ * key refetched once) and writes NULL bodies, which this version reads from the chunks.
+ * The version-1 tables (`<prefix>_entry_meta`, `<prefix>_entry_body`) are dropped when
  * the object starts: their entries are refetched once, and an older herdless rolled back
  * onto this object finds empty tables rather than entries it cannot read.
  *
@@ -76,21 +84,49 @@ export class DurableObjectStore implements Store {
   }
 
   private readonly tables: SqlTables;
+  /** Whether the entry table has the `body` column of layout 3; undefined until looked up. */
+  private bodyColumn: boolean | undefined;
+
+  /** Asked once per part, and only of an entry table that exists (a version-2 table has no `body`). */
+  private hasBodyColumn(): boolean {
+    this.bodyColumn ??= this.storage.sql
+      .exec<{ name: string }>(`PRAGMA table_info(${this.entries})`)
+      .toArray()
+      .some((column) => column.name === "body");
+    return this.bodyColumn;
+  }
 
   async get(key: string): Promise<Entry | undefined> {
     if (!this.tables.has(this.entries)) return undefined;
+    const body = this.hasBodyColumn() ? "body" : "NULL AS body";
     const row = this.storage.sql
       .exec<{
         meta: string;
         delete_at: number;
         bytes: number;
         chunks: number;
-      }>(`SELECT meta, delete_at, bytes, chunks FROM ${this.entries} WHERE key = ?`, key)
+        body: ArrayBuffer | null;
+      }>(`SELECT meta, delete_at, bytes, chunks, ${body} FROM ${this.entries} WHERE key = ?`, key)
       .toArray()[0];
     if (!row) return undefined;
     if (this.clock.now() >= row.delete_at) {
       this.remove(key);
       return undefined;
+    }
+    if (row.body !== null) {
+      if (row.body.byteLength !== row.bytes || row.chunks !== 0) {
+        this.remove(key);
+        return undefined;
+      }
+      return { ...decodeEntryMeta(row.meta), body: new Uint8Array(row.body) };
+    }
+    if (!this.tables.has(this.chunks)) {
+      // No chunk was ever written here: only an empty body adds up.
+      if (row.bytes !== 0 || row.chunks !== 0) {
+        this.remove(key);
+        return undefined;
+      }
+      return { ...decodeEntryMeta(row.meta), body: new Uint8Array(0) };
     }
     const parts = this.storage.sql
       .exec<{ body: ArrayBuffer }>(`SELECT body FROM ${this.chunks} WHERE key = ? ORDER BY seq`, key)
@@ -126,25 +162,36 @@ export class DurableObjectStore implements Store {
   putNow(entry: Entry): boolean {
     return this.storage.transactionSync(() => {
       if (!this.accepts(entry)) return false;
+      const existed = this.tables.has(this.entries);
       this.tables.ensure(
         this.entries,
-        "(key TEXT PRIMARY KEY, token INTEGER NOT NULL, delete_at INTEGER NOT NULL, meta TEXT NOT NULL, bytes INTEGER NOT NULL, chunks INTEGER NOT NULL)",
+        "(key TEXT PRIMARY KEY, token INTEGER NOT NULL, delete_at INTEGER NOT NULL, meta TEXT NOT NULL, bytes INTEGER NOT NULL, chunks INTEGER NOT NULL, body BLOB)",
       );
-      this.tables.ensure(
-        this.chunks,
-        "(key TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (key, seq))",
-      );
-      const count = Math.ceil(entry.body.byteLength / DO_CHUNK_BYTES);
+      if (existed && !this.hasBodyColumn()) {
+        // A version-2 table: given the column once, its rows (body NULL) still read from their chunks.
+        this.storage.sql.exec(`ALTER TABLE ${this.entries} ADD COLUMN body BLOB`);
+        this.bodyColumn = true;
+      } else if (!existed) this.bodyColumn = true;
+      const meta = JSON.stringify(entryMeta(entry));
+      const inRow = fitsInRow(entry.body.byteLength, meta);
+      const count = inRow ? 0 : Math.ceil(entry.body.byteLength / DO_CHUNK_BYTES);
       this.storage.sql.exec(
-        `INSERT OR REPLACE INTO ${this.entries} (key, token, delete_at, meta, bytes, chunks) VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT OR REPLACE INTO ${this.entries} (key, token, delete_at, meta, bytes, chunks, body) VALUES (?, ?, ?, ?, ?, ?, ?)`,
         entry.key,
         entry.token,
         entry.deleteAt,
-        JSON.stringify(entryMeta(entry)),
+        meta,
         entry.body.byteLength,
         count,
+        inRow ? entry.body : null,
       );
-      this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, entry.key);
+      // A key that never had a large body has no chunk table: nothing to clear, nothing to make.
+      if (this.tables.has(this.chunks)) this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, entry.key);
+      if (count > 0)
+        this.tables.ensure(
+          this.chunks,
+          "(key TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (key, seq))",
+        );
       for (let seq = 0; seq < count; seq++) {
         const part = entry.body.subarray(seq * DO_CHUNK_BYTES, (seq + 1) * DO_CHUNK_BYTES);
         this.storage.sql.exec(`INSERT INTO ${this.chunks} (key, seq, body) VALUES (?, ?, ?)`, entry.key, seq, part);
@@ -161,7 +208,7 @@ export class DurableObjectStore implements Store {
   deleteAll(): number {
     if (!this.tables.has(this.entries)) return 0;
     return this.storage.transactionSync(() => {
-      this.storage.sql.exec(`DELETE FROM ${this.chunks}`);
+      if (this.tables.has(this.chunks)) this.storage.sql.exec(`DELETE FROM ${this.chunks}`);
       return this.storage.sql.exec(`DELETE FROM ${this.entries}`).rowsWritten;
     });
   }
@@ -171,10 +218,11 @@ export class DurableObjectStore implements Store {
     if (!this.tables.has(this.entries)) return 0;
     return this.storage.transactionSync(() => {
       const now = this.clock.now();
-      this.storage.sql.exec(
-        `DELETE FROM ${this.chunks} WHERE key IN (SELECT key FROM ${this.entries} WHERE delete_at <= ?)`,
-        now,
-      );
+      if (this.tables.has(this.chunks))
+        this.storage.sql.exec(
+          `DELETE FROM ${this.chunks} WHERE key IN (SELECT key FROM ${this.entries} WHERE delete_at <= ?)`,
+          now,
+        );
       return this.storage.sql.exec(`DELETE FROM ${this.entries} WHERE delete_at <= ?`, now).rowsWritten;
     });
   }
@@ -191,8 +239,16 @@ export class DurableObjectStore implements Store {
   private remove(key: string): boolean {
     if (!this.tables.has(this.entries)) return false;
     return this.storage.transactionSync(() => {
-      this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, key);
+      if (this.tables.has(this.chunks)) this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, key);
       return this.storage.sql.exec(`DELETE FROM ${this.entries} WHERE key = ?`, key).rowsWritten > 0;
     });
   }
+}
+
+/**
+ * Whether a body goes in its entry's row: the row (body, metadata as UTF-8, at most 3 bytes
+ * per UTF-16 unit, and the key) must stay under the platform's 2 MB, and a chunk leaves room.
+ */
+function fitsInRow(bodyBytes: number, meta: string): boolean {
+  return bodyBytes + meta.length * 3 <= DO_CHUNK_BYTES;
 }

@@ -2,7 +2,7 @@ import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import type { Entry } from "../../src/core/http/entry.ts";
+import { entryMeta, type Entry } from "../../src/core/http/entry.ts";
 import type { Store } from "../../src/core/store/store.ts";
 import { storeConformance, testEntry } from "../../src/core/store/store-conformance.ts";
 import {
@@ -85,5 +85,84 @@ describe("DurableObjectStore limits and upkeep", () => {
     await storeInObject(name, clock).put(testEntry("kept", clock.now(), { token: 4 }));
     await abortAllDurableObjects();
     expect((await storeInObject(name, clock).get("kept"))?.token).toBe(4);
+  });
+});
+
+describe("DurableObjectStore layout", () => {
+  const tablesOf = (name: string) =>
+    runInDurableObject(env.COORDINATOR.get(env.COORDINATOR.idFromName(name)), (_i, state) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'herdless_entry%'")
+        .toArray()
+        .map((row) => row.name)
+        .sort(),
+    );
+
+  it("keeps a small body in its entry's row: a new key's first write makes one table", async () => {
+    const clock = new ManualClock(1_000);
+    const name = `inline-${crypto.randomUUID()}`;
+    const store = storeInObject(name, clock);
+    const body = new TextEncoder().encode("hello");
+    expect(await store.put(testEntry("k", clock.now(), { body }))).toBe(true);
+    expect(await tablesOf(name)).toEqual(["herdless_entry"]);
+    expect(new TextDecoder().decode((await store.get("k"))?.body)).toBe("hello");
+    expect(await store.put(testEntry("empty", clock.now(), { body: new Uint8Array(0) }))).toBe(true);
+    expect((await store.get("empty"))?.body.byteLength).toBe(0);
+  });
+
+  it("moves a key from a large body in chunks to a small one in its row, and back", async () => {
+    const clock = new ManualClock(1_000);
+    const name = `switch-${crypto.randomUUID()}`;
+    const store = storeInObject(name, clock);
+    const large = new Uint8Array(DO_CHUNK_BYTES + 10).map((_, i) => i % 7);
+    expect(await store.put(testEntry("k", clock.now(), { body: large, token: 1 }))).toBe(true);
+    expect(await tablesOf(name)).toEqual(["herdless_entry", "herdless_entry_chunk"]);
+    expect((await store.get("k"))?.body.byteLength).toBe(DO_CHUNK_BYTES + 10);
+    expect(await store.put(testEntry("k", clock.now(), { body: new Uint8Array([1, 2, 3]), token: 2 }))).toBe(true);
+    expect([...((await store.get("k"))?.body ?? [])]).toEqual([1, 2, 3]);
+    const chunksLeft = await runInDurableObject(env.COORDINATOR.get(env.COORDINATOR.idFromName(name)), (_i, state) =>
+      state.storage.sql.exec("SELECT key FROM herdless_entry_chunk").toArray(),
+    );
+    expect(chunksLeft).toEqual([]);
+    expect(await store.put(testEntry("k", clock.now(), { body: large, token: 3 }))).toBe(true);
+    expect((await store.get("k"))?.body[DO_CHUNK_BYTES + 9]).toBe((DO_CHUNK_BYTES + 9) % 7);
+  });
+
+  it("reads entries an older version stored (layout 2, body in chunks), and writes over them", async () => {
+    const clock = new ManualClock(1_000);
+    const name = `layout2-${crypto.randomUUID()}`;
+    const meta = JSON.stringify(entryMeta(testEntry("old", clock.now(), { token: 3 })));
+    await runInDurableObject(env.COORDINATOR.get(env.COORDINATOR.idFromName(name)), (_i, state) => {
+      // The tables and a row exactly as layout 2 wrote them.
+      state.storage.sql.exec(
+        "CREATE TABLE herdless_entry (key TEXT PRIMARY KEY, token INTEGER NOT NULL, delete_at INTEGER NOT NULL, meta TEXT NOT NULL, bytes INTEGER NOT NULL, chunks INTEGER NOT NULL)",
+      );
+      state.storage.sql.exec(
+        "CREATE TABLE herdless_entry_chunk (key TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (key, seq))",
+      );
+      const entry = testEntry("old", clock.now(), { token: 3 });
+      state.storage.sql.exec(
+        "INSERT INTO herdless_entry (key, token, delete_at, meta, bytes, chunks) VALUES (?, ?, ?, ?, ?, 1)",
+        "old",
+        3,
+        entry.deleteAt,
+        meta,
+        3,
+      );
+      state.storage.sql.exec(
+        "INSERT INTO herdless_entry_chunk (key, seq, body) VALUES (?, 0, ?)",
+        "old",
+        new Uint8Array([7, 8, 9]),
+      );
+    });
+    const store = storeInObject(name, clock);
+    const old = await store.get("old");
+    expect(old?.token).toBe(3);
+    expect([...(old?.body ?? [])]).toEqual([7, 8, 9]);
+    // Fenced as before: an older token does not replace it.
+    expect(await store.put(testEntry("old", clock.now(), { token: 2 }))).toBe(false);
+    expect(await store.put(testEntry("new", clock.now(), { body: new Uint8Array([1]), token: 4 }))).toBe(true);
+    expect([...((await store.get("new"))?.body ?? [])]).toEqual([1]);
+    expect([...((await store.get("old"))?.body ?? [])]).toEqual([7, 8, 9]);
   });
 });
