@@ -70,8 +70,9 @@ function wireEntry(entry: Entry): WireEntry {
 
 function wirePass(response: PassResponse): PassResponse {
   const { body } = response;
+  // Streamed across, the bytes keep their length for the client's Content-Length.
   return body instanceof Uint8Array && body.byteLength > INLINE_BODY_BYTES
-    ? { ...response, body: streamOf(body) }
+    ? { ...response, body: streamOf(body), contentLength: body.byteLength }
     : response;
 }
 

@@ -154,3 +154,34 @@ describe("W3C Edge Architecture §3 on the Worker: Surrogate-Control governs thi
     expect(stats.requests[0]!.headers["surrogate-capability"]).toBe('herdless="Surrogate/1.0"');
   });
 });
+
+describe("RFC 9110 §8.6 on the Worker: the Content-Length a client sees", () => {
+  it("a relayed answer keeps the origin's length (POST, a bypassed HEAD, a large uncacheable GET); a 204 gets none, fetched or stored", async () => {
+    const origin = await testOrigin({
+      paths: {
+        "/form": { status: 201, body: "ok" },
+        "/api/file": { body: "x".repeat(1234) },
+        "/large": { headers: { "cache-control": "no-store" }, bodyBytes: 100_000 },
+        "/empty": { status: 204, body: "", headers: { "cache-control": "max-age=60" } },
+      },
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url, { routes: [{ match: "/api/*", bypass: true }] }));
+    const posted = await dc!.get("/form", { method: "POST", body: "x" });
+    expect([posted.status, posted.headers.get("content-length"), posted.body]).toEqual([201, "2", "ok"]);
+    const head = await dc!.get("/api/file", { method: "HEAD" });
+    expect([head.status, head.headers.get("content-length"), head.cacheStatus]).toEqual([
+      200,
+      "1234",
+      "herdless; fwd=bypass; fwd-status=200",
+    ]);
+    const large = await dc!.get("/large");
+    expect([large.headers.get("content-length"), large.body.length]).toEqual(["100000", 100_000]);
+    expect(large.cacheStatus).toContain("detail=uncacheable");
+    const miss = await dc!.get("/empty");
+    await miss.settled;
+    const hit = await dc!.get("/empty");
+    expect([miss.status, miss.headers.get("content-length")]).toEqual([204, null]);
+    expect([hit.status, hit.headers.get("content-length")]).toEqual([204, null]);
+    expect(hit.cacheStatus).toMatch(/^herdless; hit/);
+  });
+});

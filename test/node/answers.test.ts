@@ -219,3 +219,49 @@ describe("interim responses, odd statuses and TRACE on Node", () => {
     expect(origin.seen).toHaveLength(0);
   });
 });
+
+describe("RFC 9110 §8.6 on Node: the Content-Length a client sees", () => {
+  it("a relayed answer keeps the origin's length (POST, a bypassed HEAD, a large uncacheable GET), a relayed 304 gets no invented one", async () => {
+    const origin = await scriptedOrigin((req, res) => {
+      if (req.method === "POST") return void res.writeHead(201, { location: "/x", "content-length": "2" }).end("ok");
+      if (req.url === "/api/file") return void res.writeHead(200, { "content-length": "1234" }).end();
+      if (req.url === "/unchanged")
+        return void res.writeHead(304, { etag: '"v1"', "cache-control": "max-age=60" }).end();
+      res.writeHead(200, { "cache-control": "no-store", "content-length": "100000" }).end("x".repeat(100_000));
+    });
+    const proxy = await proxyFor(origin.url, { routes: [{ match: "/api/*", bypass: true }] });
+    const posted = await send(proxy.url, "/form", {}, "POST");
+    expect([posted.status, posted.headers["content-length"], posted.headers["transfer-encoding"]]).toEqual([
+      201,
+      "2",
+      undefined,
+    ]);
+    const head = await send(proxy.url, "/api/file", {}, "HEAD");
+    expect([head.status, head.headers["content-length"], head.headers["cache-status"]]).toEqual([
+      200,
+      "1234",
+      "herdless; fwd=bypass; fwd-status=200",
+    ]);
+    const large = await send(proxy.url, "/large");
+    expect([large.headers["content-length"], large.body.length]).toEqual(["100000", 100_000]);
+    expect(large.headers["cache-status"]).toContain("detail=uncacheable");
+    // An origin's 304 to an unconditional request is relayed as it is, never stored.
+    const unchanged = await send(proxy.url, "/unchanged");
+    expect([unchanged.status, unchanged.headers["content-length"]]).toEqual([304, undefined]);
+    expect(unchanged.headers["cache-status"]).toBe("herdless; fwd=uri-miss; fwd-status=304; detail=uncacheable");
+  });
+
+  it("a 204 carries no Content-Length, fetched or stored", async () => {
+    const origin = await scriptedOrigin((req, res) => void res.writeHead(204, { "cache-control": "max-age=60" }).end());
+    const proxy = await proxyFor(origin.url);
+    const miss = await send(proxy.url, "/empty");
+    const hit = await send(proxy.url, "/empty");
+    expect([miss.status, miss.headers["content-length"]]).toEqual([204, undefined]);
+    expect([hit.status, hit.headers["content-length"], hit.headers["cache-status"]]).toEqual([
+      204,
+      undefined,
+      "herdless; hit; ttl=60",
+    ]);
+    expect(origin.seen).toHaveLength(1);
+  });
+});

@@ -37,6 +37,12 @@ export interface PassResponse {
   status: number;
   headers: [string, string][];
   body: Uint8Array | ReadableStream<Uint8Array> | null;
+  /**
+   * The origin's Content-Length (RFC 9110 §8.6), shown to the client: the length of a body
+   * that streams, or for a HEAD or a 304 the length a 200 to GET would have. Absent when the
+   * origin sent none or the runtime's fetch decoded the body (the value counted other bytes).
+   */
+  contentLength?: number;
 }
 
 /**

@@ -68,7 +68,7 @@ export async function settle(
     if (stored && res.status !== 304 && saysAboutTheUrl(verdict)) await ctx.store.delete(stored.key);
     return {
       kind: "pass",
-      response: { status: res.status, headers: res.headers, body: res.body },
+      response: { status: res.status, headers: res.headers, body: res.body, contentLength: res.contentLength },
       fwdStatus: res.status,
       reason: "uncacheable",
     };

@@ -37,7 +37,7 @@ export function fromEntry(entry: Entry, status: CacheStatus, method: string, now
   );
   headers.push(["age", String(ageSeconds(entry, now))]);
   headers.push(["cache-status", withUpstream(entry.headers, cacheStatus)]);
-  headers.push(["content-length", String(entry.body.byteLength)]);
+  withContentLength(headers, entry.status, entry.body.byteLength);
   return { status: entry.status, headers, body: method === "HEAD" ? null : entry.body, cacheStatus, entry };
 }
 
@@ -58,16 +58,21 @@ export function fromStream(
   const headers: [string, string][] = head.headers.filter(([name]) => name !== "cache-status");
   headers.push(["age", String(ageSeconds(head, now))]);
   headers.push(["cache-status", withUpstream(head.headers, cacheStatus)]);
-  if (bytes !== undefined) headers.push(["content-length", String(bytes)]);
+  withContentLength(headers, head.status, bytes);
   if (method === "HEAD") void body.cancel().catch(() => undefined);
   return { status: head.status, headers, body: method === "HEAD" ? null : body, cacheStatus };
 }
 
-/** Relays an origin answer that is not served from cache. */
+/**
+ * Relays an origin answer that is not served from cache. Content-Length is the length of the
+ * bytes in hand (a GET's, also for a HEAD answered from a GET fill), else the origin's own: a
+ * relayed HEAD's or a 304's says how long the representation is, not the empty body.
+ */
 export function fromPass(response: PassResponse, status: CacheStatus, method: string): EngineResponse {
   const headers = response.headers.filter(([name]) => name !== "cache-status");
   headers.push(["cache-status", withUpstream(response.headers, status)]);
-  if (response.body instanceof Uint8Array) headers.push(["content-length", String(response.body.byteLength)]);
+  const inHand = response.body instanceof Uint8Array && response.status !== 304 ? response.body.byteLength : undefined;
+  withContentLength(headers, response.status, inHand ?? response.contentLength);
   // A dropped stream must still be cancelled: it holds an origin connection and permit until it ends.
   if (method === "HEAD" && response.body instanceof ReadableStream) void response.body.cancel().catch(() => undefined);
   return { status: response.status, headers, body: method === "HEAD" ? null : response.body, cacheStatus: status };
@@ -89,6 +94,16 @@ export function synthetic(
   ];
   if (retryAfterMs !== undefined) headers.push(["retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000)))]);
   return { status, headers, body, cacheStatus };
+}
+
+/**
+ * RFC 9110 §8.6, the one place that writes Content-Length: never on a 1xx or 204 (a server
+ * MUST NOT send it there), otherwise `bytes` when known before the body is sent (a body
+ * of unknown length goes chunked, or until close).
+ */
+function withContentLength(headers: [string, string][], status: number, bytes: number | undefined): void {
+  if (bytes === undefined || status < 200 || status === 204) return;
+  headers.push(["content-length", String(bytes)]);
 }
 
 /** RFC 9211 §2: caches nearer the origin come first in the list; herdless adds itself last. */

@@ -22,6 +22,8 @@ interface OriginResponseBase {
   droppedFields: string[];
   requestAt: number;
   responseAt: number;
+  /** Content-Length as the origin sent it, unless the body was decoded on the way in (see PassResponse). */
+  contentLength?: number;
 }
 
 /** A complete body, verified against its declared length: the only kind that may be stored. */
@@ -106,9 +108,10 @@ export async function fetchOrigin(
   }
   const decodes = options.decodes ?? fetchStandardDecoding;
   const { headers, dropped } = responseHeaders(response.headers, decodes);
-  const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt };
+  const contentLength = declaredLength(response.headers, decodes);
+  const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt, contentLength };
 
-  const declared = hasNoBody(request.method, response.status) ? 0 : declaredLength(response.headers, decodes);
+  const declared = hasNoBody(request.method, response.status) ? 0 : contentLength;
   const streamed = {
     kind: "streamed" as const,
     ...base,
