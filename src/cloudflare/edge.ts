@@ -25,6 +25,7 @@ import { log } from "./log.ts";
 import { forwardedAs, mayJoinFromMemory, memoryHit } from "./memory-hit.ts";
 import type { Landed } from "./isolate-flights.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
+import { originFetch } from "./interim-fetch.ts";
 
 export interface EdgeOptions {
   /** The data center's cache (`caches.open(name)`); defaults to `cache.name` of the config. Tests name one per simulated data center. */
@@ -220,7 +221,7 @@ function edgeEngine(
     }),
     cacheName,
   );
-  const fetch: FetchLike = (url, init) => globalThis.fetch(url, init);
+  const fetch: FetchLike = originFetch;
   // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
   // through the lease and the cache, and no promise crosses request contexts. Built only
   // when the coordinator failed: a spike's requests do not each pay for one.

@@ -18,6 +18,7 @@ export interface CoordinatorEnv extends ConfigEnv {
 import { StorageLeaseManager } from "./storage-lease.ts";
 import { AfterAnswer, WriteBehindLeases, WriteBehindStore } from "./after-answer.ts";
 import { toWire, type WireFillResult } from "./fill-wire.ts";
+import { originFetch } from "./interim-fetch.ts";
 
 /** Test-only hooks of {@link KeyCoordinatorObject}; see its `[coordinatorTestHooks]` method. */
 export const coordinatorTestHooks: unique symbol = Symbol("herdless.coordinatorTestHooks");
@@ -144,7 +145,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
       guard: deploymentGuard(this.env.GUARD, config, guardFrontFor(clock, config, guardName), guardName, (work) =>
         this.keep(work),
       ),
-      fetch: (url, init) => fetch(url, init),
+      fetch: originFetch,
       decodes: workerdDecoding,
       background: (work) => this.keep(work),
       // A streamed body is stored after fill() returned: schedule its cleanup then.

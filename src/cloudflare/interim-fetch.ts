@@ -1,0 +1,205 @@
+import type { FetchLike } from "../core/origin/origin-client.ts";
+
+/**
+ * The Worker's origin `fetch`: workerd's own, except that an interim answer is looked past.
+ *
+ * workerd's `fetch()` hands an origin's `102 Processing` or `103 Early Hints` (RFC 9110
+ * §15.2) over as if it were the final response, and gives as its body the rest of the
+ * connection: the final answer's status line, header section and framed content, unparsed.
+ * RFC 9110 §15.2 asks a proxy to forward or drop interim responses and serve the final one, so
+ * the final answer is read back out of that body ({@link finalAfterInterim}); when it cannot be
+ * (malformed, a coding workerd would have decoded but this cannot), the interim status stays
+ * and fetchOrigin answers a clean 502 as before. Measured on workerd 2026-04-26.
+ *
+ * @example
+ * new KeyCoordinator({ ...options, fetch: originFetch, decodes: workerdDecoding });
+ */
+export const originFetch: FetchLike = async (url, init) => {
+  const response = await fetch(url, init);
+  if (response.status < 100 || response.status > 199 || response.status === 101 || !response.body) return response;
+  const final = await finalAfterInterim(response.body, init.method ?? "GET").catch(() => undefined);
+  return final ?? response;
+};
+
+/** The longest header section read back: past it the bytes are not an HTTP/1.1 answer worth parsing. */
+const MAX_HEAD_BYTES = 64 * 1024;
+const CRLF = [13, 10];
+
+/**
+ * The final HTTP/1.1 response in `raw` (RFC 9112 §4-§6), after any further interim ones:
+ * its body framed by chunked Transfer-Encoding, Content-Length, or the end of the stream.
+ * A `gzip` body is decoded, as workerd's fetch decodes it (content-decoding.ts); undefined
+ * for anything it cannot read like workerd would (a `br` body, a malformed head).
+ *
+ * @example
+ * await finalAfterInterim(streamOf("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"), "GET"); // a 200 Response with body "ok"
+ */
+export async function finalAfterInterim(
+  raw: ReadableStream<Uint8Array>,
+  method: string,
+): Promise<Response | undefined> {
+  const bytes = new ByteReader(raw.getReader());
+  for (;;) {
+    const head = await bytes.head();
+    if (!head) return bytes.cancel();
+    const parsed = parseHead(head);
+    if (!parsed) return bytes.cancel();
+    const { status, headers } = parsed;
+    if (status >= 100 && status <= 199 && status !== 101) continue;
+    if (status < 200 || status > 599) return bytes.cancel();
+    const coding = headers.get("content-encoding");
+    if (coding === "br") return bytes.cancel();
+    if (method === "HEAD" || status === 204 || status === 304) {
+      await bytes.cancel();
+      return new Response(null, { status, headers });
+    }
+    let body = framedBody(bytes, headers);
+    if (coding === "gzip") body = body.pipeThrough(new DecompressionStream("gzip"));
+    return new Response(body, { status, headers });
+  }
+}
+
+function parseHead(head: string): { status: number; headers: Headers } | undefined {
+  const [statusLine = "", ...lines] = head.split("\r\n");
+  const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
+  if (!match) return undefined;
+  const headers = new Headers();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) return undefined;
+    try {
+      headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+    } catch {
+      // A field no Headers can hold: dropped, as workerd's fetch drops it.
+    }
+  }
+  return { status: Number(match[1]), headers };
+}
+
+/** RFC 9112 §6.3: chunked when it is the final coding, else Content-Length, else until the end. */
+function framedBody(bytes: ByteReader, headers: Headers): ReadableStream<Uint8Array> {
+  const codings = (headers.get("transfer-encoding") ?? "").split(",").map((c) => c.trim().toLowerCase());
+  if (codings.at(-1) === "chunked") {
+    // RFC 9112 §6.3: chunked framing overrides any Content-Length.
+    headers.delete("transfer-encoding");
+    headers.delete("content-length");
+    return bytes.stream(() => bytes.chunk());
+  }
+  const length = headers.get("content-length");
+  if (length !== null && /^\d+$/.test(length)) {
+    let left = Number(length);
+    return bytes.stream(async () => {
+      if (left === 0) return undefined;
+      const piece = await bytes.upTo(left);
+      if (!piece) throw new Error(`origin body ended ${left} bytes short`);
+      left -= piece.byteLength;
+      return piece;
+    });
+  }
+  return bytes.stream(() => bytes.upTo(Infinity));
+}
+
+/** A cursor over a byte stream: header sections, chunks and runs of bytes, then a cancel. */
+class ByteReader {
+  private buffer = new Uint8Array(0);
+  private ended = false;
+  constructor(private readonly reader: ReadableStreamDefaultReader<Uint8Array>) {}
+
+  /** The next header section (up to the empty line, excluded), as latin1 text; undefined at the end or past the limit. */
+  async head(): Promise<string | undefined> {
+    for (;;) {
+      const end = indexOf(this.buffer, [...CRLF, ...CRLF]);
+      if (end >= 0) return latin1(this.take(end + 4).subarray(0, end));
+      if (this.buffer.byteLength > MAX_HEAD_BYTES || !(await this.more())) return undefined;
+    }
+  }
+
+  /** RFC 9112 §7.1: the next chunk's data; undefined after the last chunk and its trailer section. */
+  async chunk(): Promise<Uint8Array | undefined> {
+    const sizeLine = await this.line();
+    const size = Number.parseInt(sizeLine.split(";")[0]!.trim(), 16);
+    if (!Number.isFinite(size) || size < 0) throw new Error(`malformed chunk size ${JSON.stringify(sizeLine)}`);
+    if (size === 0) {
+      while ((await this.line()) !== "");
+      return undefined;
+    }
+    const data = await this.exactly(size);
+    await this.exactly(2);
+    return data;
+  }
+
+  /** What is buffered or arrives next, at most `max` bytes; undefined at the end. */
+  async upTo(max: number): Promise<Uint8Array | undefined> {
+    if (this.buffer.byteLength === 0 && !(await this.more())) return undefined;
+    return this.take(Math.min(max, this.buffer.byteLength));
+  }
+
+  /** A stream pulling `next` until it gives undefined, cancelling the source then or when read no further. */
+  stream(next: () => Promise<Uint8Array | undefined>): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const piece = await next();
+        if (piece === undefined) {
+          controller.close();
+          await this.cancel();
+        } else if (piece.byteLength > 0) controller.enqueue(piece);
+      },
+      cancel: () => this.cancel(),
+    });
+  }
+
+  async cancel(): Promise<undefined> {
+    await this.reader.cancel().catch(() => undefined);
+    return undefined;
+  }
+
+  private async line(): Promise<string> {
+    for (;;) {
+      const end = indexOf(this.buffer, CRLF);
+      if (end >= 0) return latin1(this.take(end + 2).subarray(0, end));
+      if (this.buffer.byteLength > MAX_HEAD_BYTES || !(await this.more()))
+        throw new Error("origin body ended in a chunk line");
+    }
+  }
+
+  private async exactly(n: number): Promise<Uint8Array> {
+    while (this.buffer.byteLength < n) if (!(await this.more())) throw new Error("origin body ended inside a chunk");
+    return this.take(n);
+  }
+
+  private take(n: number): Uint8Array {
+    const out = this.buffer.subarray(0, n);
+    this.buffer = this.buffer.subarray(n);
+    return out;
+  }
+
+  private async more(): Promise<boolean> {
+    if (this.ended) return false;
+    const { done, value } = await this.reader.read();
+    if (done) {
+      this.ended = true;
+      return false;
+    }
+    const joined = new Uint8Array(this.buffer.byteLength + value.byteLength);
+    joined.set(this.buffer);
+    joined.set(value, this.buffer.byteLength);
+    this.buffer = joined;
+    return true;
+  }
+}
+
+function indexOf(haystack: Uint8Array, needle: number[]): number {
+  outer: for (let i = 0; i + needle.length <= haystack.byteLength; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/** Header bytes as HTTP carries them: one character per byte (RFC 9110 §5.5 obs-text included). */
+function latin1(bytes: Uint8Array): string {
+  // Not TextDecoder("latin1"): the Encoding Standard makes that windows-1252, which remaps 0x80-0x9F.
+  let text = "";
+  for (let i = 0; i < bytes.byteLength; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return text;
+}
