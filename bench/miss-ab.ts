@@ -1,0 +1,125 @@
+/**
+ * Two builds of the herdless Worker against each other on cold misses: each bundle in a
+ * workerd of its own (bench/worker-host.ts, one data center, storage on tmpfs, as the bench
+ * runs it), one origin that answers after 20 ms, one keep-alive connection per side, every
+ * request a new key, the sides alternated request by request (and the origin asked directly
+ * between them), so the machine's load falls on both alike. Two identical bundles differ by
+ * about 1 ms at p50 on this machine: a change smaller than that needs several runs.
+ * Bundles must sit under this checkout (workerd will not load modules outside it).
+ *
+ *   node node_modules/wrangler/bin/wrangler.js deploy --dry-run --outdir bench/results/tmp/ab/a   # each tree, into this one
+ *   flock /work/bench.lock node --import tsx bench/miss-ab.ts bench/results/tmp/ab/{a,b}/worker.js [misses]
+ *
+ * Prints per side: p50/p99 of the miss, added p50/p99 over the direct origin, "before origin"
+ * p50 (client send until the origin saw the request, one monotonic clock), and workerd's CPU
+ * per miss (from /proc).
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { Agent, createServer, request } from "node:http";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { ROOT, startTsServer, type Server } from "./processes.ts";
+import { HERDLESS_CONFIG } from "./scenarios.ts";
+import type { WorkerHostSpec } from "./worker-host.ts";
+
+const ORIGIN_LATENCY_MS = 20;
+const WARM_UP = 30;
+const [bundleA, bundleB] = [process.argv[2], process.argv[3]];
+const misses = Number(process.argv[4] ?? 200);
+if (!bundleA || !bundleB || !existsSync(bundleA) || !existsSync(bundleB) || !(misses > 0))
+  throw new Error("usage: miss-ab.ts <bundle A worker.js> <bundle B worker.js> [misses]");
+
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+const seen = new Map<string, number>();
+const body = "x".repeat(1024);
+const origin = createServer((req, res) => {
+  seen.set(req.url ?? "", nowMs());
+  setTimeout(() => {
+    res.writeHead(200, { "cache-control": "max-age=60", "content-length": body.length });
+    res.end(body);
+  }, ORIGIN_LATENCY_MS);
+});
+await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+const originUrl = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
+const compatibilityDate =
+  /"compatibility_date"\s*:\s*"([^"]+)"/.exec(readFileSync(join(ROOT, "wrangler.jsonc"), "utf8"))?.[1] ?? "2026-04-20";
+
+async function startSide(bundlePath: string): Promise<{ server: Server; url: string; storage: string }> {
+  const storage = mkdtempSync("/dev/shm/herdless-ab-");
+  const spec: WorkerHostSpec = {
+    bundlePath,
+    compatibilityDate,
+    originUrl,
+    config: HERDLESS_CONFIG,
+    dataCenters: 1,
+    storageDir: storage,
+  };
+  const server = await startTsServer("workerd", "bench/worker-host.ts", [JSON.stringify(spec)], /workers listening (\{.*\})/);
+  const url = (JSON.parse(server.ready) as { dataCenters: string[] }).dataCenters[0]!;
+  return { server, url, storage };
+}
+
+const sides = [
+  { name: "A", ...(await startSide(bundleA)) },
+  { name: "B", ...(await startSide(bundleB)) },
+];
+const targets = [{ name: "direct", url: originUrl }, ...sides];
+const agents = new Map(targets.map((t) => [t.name, new Agent({ keepAlive: true, maxSockets: 1 })]));
+
+function miss(target: (typeof targets)[number], path: string): Promise<{ total: number; before: number }> {
+  return new Promise((resolve, reject) => {
+    const sent = nowMs();
+    const req = request(`${target.url}${path}`, { agent: agents.get(target.name) }, (res) => {
+      res.resume();
+      res.on("end", () => {
+        const at = seen.get(path);
+        if (at === undefined || res.statusCode !== 200)
+          return reject(new Error(`${target.name} ${path}: status ${res.statusCode}, origin saw it: ${at !== undefined}`));
+        resolve({ total: nowMs() - sent, before: at - sent });
+      });
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+const samples = new Map(targets.map((t) => [t.name, { total: [] as number[], before: [] as number[] }]));
+const cpuAt = (side: (typeof sides)[number]) => side.server.cpuMs();
+let cpuStart = sides.map(cpuAt);
+const loadBefore = loadavg()[0] ?? 0;
+try {
+  for (let round = 0; round < WARM_UP + misses; round++) {
+    if (round === WARM_UP) cpuStart = sides.map(cpuAt);
+    // A then B, then B then A: neither always follows the other.
+    const order = round % 2 === 0 ? targets : [targets[0]!, targets[2]!, targets[1]!];
+    for (const target of order) {
+      const measured = await miss(target, `/ab/r${round}/${target.name}`);
+      if (round < WARM_UP) continue;
+      samples.get(target.name)!.total.push(measured.total);
+      samples.get(target.name)!.before.push(measured.before);
+    }
+  }
+  const cpuPerMiss = sides.map((side, i) => (cpuAt(side) - cpuStart[i]!) / misses);
+  const q = (values: number[], p: number): number =>
+    [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))] ?? NaN;
+  const direct = samples.get("direct")!.total;
+  console.log(
+    `${misses} misses per side, origin ${ORIGIN_LATENCY_MS} ms, load ${loadBefore.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`,
+  );
+  console.log(`A ${bundleA}\nB ${bundleB}\n`);
+  console.log("| side | p50 ms | p99 ms | added p50 | added p99 | before origin p50 | workerd CPU ms/miss |");
+  console.log("|---|---|---|---|---|---|---|");
+  for (const target of targets) {
+    const s = samples.get(target.name)!;
+    const side = sides.findIndex((x) => x.name === target.name);
+    console.log(
+      `| ${target.name} | ${q(s.total, 0.5).toFixed(2)} | ${q(s.total, 0.99).toFixed(2)} | ${(q(s.total, 0.5) - q(direct, 0.5)).toFixed(2)} | ${(q(s.total, 0.99) - q(direct, 0.99)).toFixed(2)} | ${q(s.before, 0.5).toFixed(2)} | ${side < 0 ? "–" : cpuPerMiss[side]!.toFixed(1)} |`,
+    );
+  }
+} finally {
+  for (const side of sides) {
+    await side.server.stop();
+    rmSync(side.storage, { recursive: true, force: true });
+  }
+  origin.close();
+}
