@@ -17,6 +17,8 @@ import { log } from "./log.ts";
  * itself reads what they will write ({@link WriteBehindStore}), and anything that must see
  * storage as it will be (a lease to take, a purge, the cleanup alarm) runs them first.
  *
+ * The key's lease goes the same way, written after the guard was asked (see {@link WriteBehindLeases}).
+ *
  * An object that dies in that tick loses them as it would lose a write it had not made yet:
  * the entry is fetched again, the lease expires after `coordinator.lockLeaseMs`.
  *
@@ -40,7 +42,7 @@ export class AfterAnswer {
     this.keep(new Promise<void>((resolve) => setTimeout(resolve, 0)).then(() => this.flush()));
   }
 
-  /** Runs the deferred writes now (before a read that must see them, or a write that must follow them). */
+  /** Runs the deferred writes now (before a read that must see them, a write that must follow them, or an origin request that must follow the lease). */
   flush(): void {
     const writes = this.writes;
     this.writes = [];
@@ -94,19 +96,40 @@ export class WriteBehindStore implements Store {
 }
 
 /**
- * The object's {@link StorageLeaseManager} with releases written after the answer
- * ({@link AfterAnswer}); taking or extending a lease first writes what was deferred, so a
- * lease is never seen held after its release.
+ * The object's {@link StorageLeaseManager} with its writes made after the decisions: a lease
+ * is taken at once and written a moment later, a release written after the answer
+ * ({@link AfterAnswer}).
+ *
+ * The lease's write is deferred so that the first call the new holder makes, to the
+ * deployment's guard object, leaves before the write: workerd's output gate holds every
+ * outgoing call until the writes made before it are committed, which put the lease's commit
+ * between the edge and the guard on every miss (a replicated commit on Cloudflare). The origin
+ * is asked only once the lease is written (the object's `fetch` writes what was deferred
+ * first, see {@link AfterAnswer.flush}), so the output gate still holds the origin request
+ * until the lease is durable: an object that dies before the commit has asked no origin, and
+ * a permit it was granted meanwhile is freed by that permit's lease. Taking, extending or
+ * releasing a lease writes what was deferred first, so a lease is never seen free while held,
+ * nor held after its release.
  */
 export class WriteBehindLeases implements LeaseManager {
+  /** Leases taken whose write is still deferred, by key. */
+  private readonly unwritten = new Map<string, Lease>();
+
   constructor(
     private readonly inner: StorageLeaseManager,
     private readonly later: AfterAnswer,
   ) {}
 
-  acquire(key: string, ttlMs: number): Promise<Lease | undefined> {
+  async acquire(key: string, ttlMs: number): Promise<Lease | undefined> {
     this.later.flush();
-    return this.inner.acquire(key, ttlMs);
+    const taken = this.inner.take(key, ttlMs);
+    if (!taken) return undefined;
+    this.unwritten.set(key, taken.lease);
+    this.later.defer(() => {
+      if (this.unwritten.get(key) === taken.lease) this.unwritten.delete(key);
+      taken.write();
+    });
+    return taken.lease;
   }
 
   extend(lease: Lease, ttlMs: number): Promise<boolean> {
@@ -116,7 +139,10 @@ export class WriteBehindLeases implements LeaseManager {
 
   /** What the release will say: false when the lease was no longer ours. */
   async release(lease: Lease): Promise<boolean> {
-    const ours = this.inner.current(lease.key)?.token === lease.token;
+    const ours =
+      this.unwritten.get(lease.key) === lease
+        ? this.inner.live(lease)
+        : this.inner.current(lease.key)?.token === lease.token;
     this.later.defer(() => this.inner.release(lease));
     return ours;
   }

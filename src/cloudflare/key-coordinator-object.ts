@@ -145,7 +145,12 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
       guard: deploymentGuard(this.env.GUARD, config, guardFrontFor(clock, config, guardName), guardName, (work) =>
         this.keep(work),
       ),
-      fetch: originFetch,
+      // The lease's write was deferred past the guard's call: it is made (and, by the output
+      // gate, committed) before the origin is asked. See WriteBehindLeases.
+      fetch: (url, init) => {
+        this.later.flush();
+        return originFetch(url, init);
+      },
       decodes: workerdDecoding,
       background: (work) => this.keep(work),
       // A streamed body is stored after fill() returned: schedule its cleanup then.

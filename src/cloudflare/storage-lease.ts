@@ -46,27 +46,50 @@ export class StorageLeaseManager implements LeaseManager {
 
   /** Takes the lease when free or expired; `owner` is recorded for diagnostics only. */
   async acquire(key: string, ttlMs: number, owner?: string): Promise<Lease | undefined> {
+    const taken = this.take(key, ttlMs, owner);
+    taken?.write();
+    return taken?.lease;
+  }
+
+  /**
+   * {@link acquire} in two steps: the decision now (read synchronously, so nothing
+   * interleaves), and the write it implies, for the caller to make before it relies on the
+   * lease outside this object and before any other call here (see WriteBehindLeases: an
+   * object's outgoing calls wait for the commit of every write made before them).
+   */
+  take(key: string, ttlMs: number, owner?: string): { lease: Lease; write: () => void } | undefined {
     checkTtl(ttlMs);
     if (key === COUNTER_KEY) throw new HerdlessError("CONFIG_INVALID", "a lease key must not be empty");
-    return this.storage.transactionSync(() => {
-      const now = this.clock.now();
-      const current = this.read(key);
-      if (current && now < current.expiresAt) return undefined;
-      this.tables.ensure(
-        "herdless_leases",
-        "(key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
-      );
-      const token = this.nextToken(now);
-      const expiresAt = now + ttlMs;
-      this.storage.sql.exec(
-        "INSERT OR REPLACE INTO herdless_leases (key, owner, token, expires_at) VALUES (?, ?, ?, ?)",
-        key,
-        owner ?? null,
-        token,
-        expiresAt,
-      );
-      return { key, token, expiresAt };
-    });
+    const now = this.clock.now();
+    const current = this.read(key);
+    if (current && now < current.expiresAt) return undefined;
+    const token = Math.max((this.lastToken() ?? 0) + 1, now);
+    const lease = { key, token, expiresAt: now + ttlMs };
+    const write = () =>
+      this.storage.transactionSync(() => {
+        this.tables.ensure(
+          "herdless_leases",
+          "(key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+        );
+        this.storage.sql.exec(
+          "INSERT OR REPLACE INTO herdless_leases (key, owner, token, expires_at) VALUES (?, NULL, ?, 0)",
+          COUNTER_KEY,
+          token,
+        );
+        this.storage.sql.exec(
+          "INSERT OR REPLACE INTO herdless_leases (key, owner, token, expires_at) VALUES (?, ?, ?, ?)",
+          key,
+          owner ?? null,
+          token,
+          lease.expiresAt,
+        );
+      });
+    return { lease, write };
+  }
+
+  /** Whether `lease` is still within its expiry, by this manager's clock. */
+  live(lease: Lease): boolean {
+    return this.clock.now() < lease.expiresAt;
   }
 
   /**
@@ -141,9 +164,11 @@ export class StorageLeaseManager implements LeaseManager {
 
   /** The last token issued here: the counter's row, or the counter table of an earlier version. */
   private lastToken(): number | undefined {
-    const row = this.storage.sql
-      .exec<{ token: number }>("SELECT token FROM herdless_leases WHERE key = ?", COUNTER_KEY)
-      .toArray()[0];
+    const row = this.tables.has("herdless_leases")
+      ? this.storage.sql
+          .exec<{ token: number }>("SELECT token FROM herdless_leases WHERE key = ?", COUNTER_KEY)
+          .toArray()[0]
+      : undefined;
     const legacy = this.tables.has(LEGACY_COUNTER_TABLE)
       ? this.storage.sql
           .exec<{ last_token: number }>(`SELECT last_token FROM ${LEGACY_COUNTER_TABLE} WHERE id = 1`)
@@ -151,16 +176,6 @@ export class StorageLeaseManager implements LeaseManager {
       : undefined;
     if (row === undefined && legacy === undefined) return undefined;
     return Math.max(row?.token ?? 0, legacy?.last_token ?? 0);
-  }
-
-  private nextToken(now: number): number {
-    const token = Math.max((this.lastToken() ?? 0) + 1, now);
-    this.storage.sql.exec(
-      "INSERT OR REPLACE INTO herdless_leases (key, owner, token, expires_at) VALUES (?, NULL, ?, 0)",
-      COUNTER_KEY,
-      token,
-    );
-    return token;
   }
 }
 
