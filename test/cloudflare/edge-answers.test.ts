@@ -194,3 +194,17 @@ describe("RFC 9110 §8.6 on the Worker: the Content-Length a client sees", () =>
     expect(hit.cacheStatus).toMatch(/^herdless; hit/);
   });
 });
+
+describe("RFC 9110 §6.6.1 on the Worker: a response without Date", () => {
+  it("gets the time it arrived, kept with the stored copy", async () => {
+    // The test origin is Node's server; raw lines are the way to answer without its Date.
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, rawHeaderLines: "" });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const miss = await dc!.get("/dateless");
+    await miss.settled;
+    const hit = await dc!.get("/dateless");
+    expect(miss.headers.get("date")).toMatch(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    expect(hit.headers.get("date")).toBe(miss.headers.get("date"));
+    expect(hit.cacheStatus).toMatch(/^herdless; hit/);
+  });
+});

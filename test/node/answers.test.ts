@@ -56,8 +56,8 @@ function page(req: Seen, res: ServerResponse, n: number, extra: Record<string, s
   res.writeHead(200, { ...headers, "content-type": "text/plain" }).end(`v${n} ${req.url}`.padEnd(100, "."));
 }
 
-async function proxyFor(originUrl: string, extra: Partial<ConfigInput> = {}) {
-  const clock = new ManualClock(Date.now());
+async function proxyFor(originUrl: string, extra: Partial<ConfigInput> = {}, startAt = Date.now()) {
+  const clock = new ManualClock(startAt);
   const stack = localStack({ config: parseConfig({ ...extra, origin: { url: originUrl } }), logger, clock });
   const running = await startServer({ stack, logger, port: 0 });
   cleanup.push(() => running.close());
@@ -263,5 +263,23 @@ describe("RFC 9110 §8.6 on Node: the Content-Length a client sees", () => {
       "herdless; hit; ttl=60",
     ]);
     expect(origin.seen).toHaveLength(1);
+  });
+});
+
+describe("RFC 9110 §6.6.1 on Node: a response without Date", () => {
+  it("gets the time it arrived, kept with the stored copy (not the time each copy is served)", async () => {
+    const origin = await scriptedOrigin((req, res) => {
+      res.sendDate = false;
+      res.writeHead(200, { "cache-control": "max-age=60" }).end("dateless");
+    });
+    const proxy = await proxyFor(origin.url, {}, Date.UTC(2030, 0, 1));
+    const miss = await send(proxy.url, "/d");
+    proxy.clock.advance(30_000);
+    const hit = await send(proxy.url, "/d");
+    expect([miss.headers.date, hit.headers.date]).toEqual([
+      "Tue, 01 Jan 2030 00:00:00 GMT",
+      "Tue, 01 Jan 2030 00:00:00 GMT",
+    ]);
+    expect([hit.headers.age, hit.headers["cache-status"]]).toEqual(["30", "herdless; hit; ttl=30"]);
   });
 });

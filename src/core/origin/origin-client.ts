@@ -107,7 +107,7 @@ export async function fetchOrigin(
     throw new HerdlessError("ORIGIN_STATUS", `origin answered ${request.url} with status ${response.status}`);
   }
   const decodes = options.decodes ?? fetchStandardDecoding;
-  const { headers, dropped } = responseHeaders(response.headers, decodes);
+  const { headers, dropped } = withArrivalDate(responseHeaders(response.headers, decodes), responseAt);
   const contentLength = declaredLength(response.headers, decodes);
   const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt, contentLength };
 
@@ -140,6 +140,18 @@ export async function fetchOrigin(
     release();
     throw asOriginError(cause, deadline.signal, request.url, true);
   }
+}
+
+/**
+ * RFC 9110 §6.6.1: a recipient with a clock MUST add a Date to a response that has none
+ * before caching or forwarding it: the time it arrived. Added once, here, so a stored copy
+ * says when the origin answered, not when each copy was served (Node's server would stamp
+ * every answer with its own time, workerd none at all).
+ */
+function withArrivalDate<T extends { headers: [string, string][] }>(fields: T, responseAt: number): T {
+  if (!fields.headers.some(([name]) => name === "date"))
+    fields.headers.push(["date", new Date(responseAt).toUTCString()]);
+  return fields;
 }
 
 /**
