@@ -10,6 +10,8 @@
  *   node node_modules/wrangler/bin/wrangler.js deploy --dry-run --outdir bench/results/tmp/ab/a   # each tree, into this one
  *   flock /work/bench.lock node --import tsx bench/miss-ab.ts bench/results/tmp/ab/{a,b}/worker.js [misses]
  *
+ * A path given as `unmetered:<path>` runs without the bench's meter (bench/worker-meter.js).
+ *
  * Prints per side: p50/p99 of the miss, added p50/p99 over the direct origin, "before origin"
  * p50 (client send until the origin saw the request, one monotonic clock), and workerd's CPU
  * per miss (from /proc).
@@ -24,7 +26,10 @@ import type { WorkerHostSpec } from "./worker-host.ts";
 
 const ORIGIN_LATENCY_MS = 20;
 const WARM_UP = 30;
-const [bundleA, bundleB] = [process.argv[2], process.argv[3]];
+// `unmetered:<path>` runs that bundle without the bench's meter (worker-host.ts).
+const UNMETERED = "unmetered:";
+const [bundleA, bundleB] = [process.argv[2], process.argv[3]].map((arg) => arg?.replace(UNMETERED, ""));
+const metered = [process.argv[2], process.argv[3]].map((arg) => !arg?.startsWith(UNMETERED));
 const misses = Number(process.argv[4] ?? 200);
 if (!bundleA || !bundleB || !existsSync(bundleA) || !existsSync(bundleB) || !(misses > 0))
   throw new Error("usage: miss-ab.ts <bundle A worker.js> <bundle B worker.js> [misses]");
@@ -44,7 +49,10 @@ const originUrl = `http://127.0.0.1:${(origin.address() as { port: number }).por
 const compatibilityDate =
   /"compatibility_date"\s*:\s*"([^"]+)"/.exec(readFileSync(join(ROOT, "wrangler.jsonc"), "utf8"))?.[1] ?? "2026-04-20";
 
-async function startSide(bundlePath: string): Promise<{ server: Server; url: string; storage: string }> {
+async function startSide(
+  bundlePath: string,
+  meter: boolean,
+): Promise<{ server: Server; url: string; storage: string }> {
   const storage = mkdtempSync("/dev/shm/herdless-ab-");
   const spec: WorkerHostSpec = {
     bundlePath,
@@ -53,15 +61,21 @@ async function startSide(bundlePath: string): Promise<{ server: Server; url: str
     config: HERDLESS_CONFIG,
     dataCenters: 1,
     storageDir: storage,
+    meter,
   };
-  const server = await startTsServer("workerd", "bench/worker-host.ts", [JSON.stringify(spec)], /workers listening (\{.*\})/);
+  const server = await startTsServer(
+    "workerd",
+    "bench/worker-host.ts",
+    [JSON.stringify(spec)],
+    /workers listening (\{.*\})/,
+  );
   const url = (JSON.parse(server.ready) as { dataCenters: string[] }).dataCenters[0]!;
   return { server, url, storage };
 }
 
 const sides = [
-  { name: "A", ...(await startSide(bundleA)) },
-  { name: "B", ...(await startSide(bundleB)) },
+  { name: "A", ...(await startSide(bundleA, metered[0]!)) },
+  { name: "B", ...(await startSide(bundleB, metered[1]!)) },
 ];
 const targets = [{ name: "direct", url: originUrl }, ...sides];
 const agents = new Map(targets.map((t) => [t.name, new Agent({ keepAlive: true, maxSockets: 1 })]));
@@ -74,7 +88,9 @@ function miss(target: (typeof targets)[number], path: string): Promise<{ total: 
       res.on("end", () => {
         const at = seen.get(path);
         if (at === undefined || res.statusCode !== 200)
-          return reject(new Error(`${target.name} ${path}: status ${res.statusCode}, origin saw it: ${at !== undefined}`));
+          return reject(
+            new Error(`${target.name} ${path}: status ${res.statusCode}, origin saw it: ${at !== undefined}`),
+          );
         resolve({ total: nowMs() - sent, before: at - sent });
       });
     });
@@ -106,7 +122,7 @@ try {
   console.log(
     `${misses} misses per side, origin ${ORIGIN_LATENCY_MS} ms, load ${loadBefore.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`,
   );
-  console.log(`A ${bundleA}\nB ${bundleB}\n`);
+  console.log(`A ${process.argv[2]}\nB ${process.argv[3]}\n`);
   console.log("| side | p50 ms | p99 ms | added p50 | added p99 | before origin p50 | workerd CPU ms/miss |");
   console.log("|---|---|---|---|---|---|---|");
   for (const target of targets) {

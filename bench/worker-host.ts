@@ -31,6 +31,8 @@ export interface WorkerHostSpec {
    * temporary directory on disk (`--do-storage disk`). See {@link DoStorage}.
    */
   storageDir?: string;
+  /** false: the bundle alone, without the meter (bench/miss-ab.ts, to see what the meter costs). Default true. */
+  meter?: boolean;
 }
 
 /**
@@ -57,7 +59,9 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
     name: `dc${index}`,
     // The bundle under the bench's meter (worker-meter.js): the same Worker, its operations counted.
     modules: [
-      { type: "ESModule", path: join(dirname(spec.bundlePath), "meter.js"), contents: METER },
+      ...(spec.meter === false
+        ? []
+        : [{ type: "ESModule" as const, path: join(dirname(spec.bundlePath), "meter.js"), contents: METER }]),
       { type: "ESModule", path: spec.bundlePath, contents: readFileSync(spec.bundlePath, "utf8") },
     ],
     compatibilityDate: spec.compatibilityDate,
