@@ -21,9 +21,11 @@ export class DurableObjectBackoffStore implements BackoffStore {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly clock: Clock,
+    /** The object's tables, when its parts share them (SqlTables.ofObject). */
+    tables?: SqlTables,
   ) {
     // Made by the first failure of the key's origin (see SqlTables): most keys never need it.
-    this.tables = new SqlTables(storage);
+    this.tables = tables ?? new SqlTables(storage);
     if (!this.tables.has(TABLE)) return;
     // A table made before failed_at was kept gets the column (its rows read as failed at 0).
     const columns = storage.sql.exec<{ name: string }>(`PRAGMA table_info(${TABLE})`).toArray();

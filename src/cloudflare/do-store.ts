@@ -23,6 +23,8 @@ export interface DurableObjectStoreOptions {
   maxBodyBytes?: number;
   /** Table-name prefix, so two stores can share one object's database. */
   prefix?: string;
+  /** The object's tables, when its parts share them (SqlTables.ofObject). Default: this store's own. */
+  tables?: SqlTables;
 }
 
 /**
@@ -77,7 +79,7 @@ export class DurableObjectStore implements Store {
     }
     this.entries = `${prefix}_entry`;
     this.chunks = `${prefix}_entry_chunk`;
-    this.tables = new SqlTables(storage);
+    this.tables = options.tables ?? new SqlTables(storage);
     // Runs in the constructor, before any request is delivered.
     this.tables.drop(`${prefix}_entry_meta`);
     this.tables.drop(`${prefix}_entry_body`);

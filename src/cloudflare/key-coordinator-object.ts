@@ -16,6 +16,7 @@ export interface CoordinatorEnv extends ConfigEnv {
   GUARD: DurableObjectNamespace<OriginGuardObject>;
 }
 import { StorageLeaseManager } from "./storage-lease.ts";
+import { SqlTables } from "./sql-tables.ts";
 import { AfterAnswer, WriteBehindLeases, WriteBehindStore } from "./after-answer.ts";
 import { toWire, type WireFillResult } from "./fill-wire.ts";
 import { originFetch } from "./interim-fetch.ts";
@@ -125,14 +126,19 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   }
 
   private assemble(clock: Clock, config: Config, guardName?: string): Parts {
-    const stored = new DurableObjectStore(this.ctx.storage, clock, { maxBodyBytes: config.cache.maxEntryBytes });
+    // Every part makes its tables through this one list, read once per instance.
+    const tables = SqlTables.ofObject(this.ctx.storage);
+    const stored = new DurableObjectStore(this.ctx.storage, clock, {
+      maxBodyBytes: config.cache.maxEntryBytes,
+      tables,
+    });
     // In the key's own object, so the backoff holds in every data center and outlives eviction.
-    const backoff = new DurableObjectBackoffStore(this.ctx.storage, clock);
+    const backoff = new DurableObjectBackoffStore(this.ctx.storage, clock, tables);
     const filler = new KeyCoordinator({
       config,
       clock,
       store: new WriteBehindStore(stored, this.later),
-      leases: new WriteBehindLeases(new StorageLeaseManager(this.ctx.storage, clock), this.later),
+      leases: new WriteBehindLeases(new StorageLeaseManager(this.ctx.storage, clock, tables), this.later),
       backoff: {
         get: (key) => backoff.get(key),
         delete: (key) => backoff.delete(key),

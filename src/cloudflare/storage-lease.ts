@@ -40,8 +40,10 @@ export class StorageLeaseManager implements LeaseManager {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly clock: Clock,
+    /** The object's tables, when its parts share them (SqlTables.ofObject). */
+    tables?: SqlTables,
   ) {
-    this.tables = new SqlTables(storage);
+    this.tables = tables ?? new SqlTables(storage);
   }
 
   /** Takes the lease when free or expired; `owner` is recorded for diagnostics only. */

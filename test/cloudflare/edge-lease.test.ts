@@ -78,7 +78,6 @@ describe("fencing: a late writer with an older token never replaces a newer entr
     const origin = await testOrigin();
     const testEnv = edgeEnv(origin.url);
     const clock = new ManualClock(Date.now());
-    await useInCoordinators(testEnv, ["/fenced"], clock);
     const stub = coordinatorOf(testEnv, "/fenced");
     // Written under a lease newer than any this object will issue, and already stale, so
     // the next fill goes to the origin and tries to write with its own, older token.
@@ -94,6 +93,8 @@ describe("fencing: a late writer with an older token never replaces a newer entr
       });
       await new DurableObjectStore(state.storage, clock).put(entry);
     });
+    // After the write made behind its back: the object's parts list its tables when built.
+    await useInCoordinators(testEnv, ["/fenced"], clock);
 
     const answer = await dataCenter(`fence-${crypto.randomUUID()}`, testEnv, clock).get("/fenced");
     expect(await origin.count()).toBe(1);
