@@ -60,6 +60,28 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect(seen["x-http-method-override"]).toBeUndefined();
   });
 
+  it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never reaches the fill stored for everyone", async () => {
+    const { origin, edge, p } = await setup();
+    const forged = { "x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6", "true-client-ip": "6.6.6.6" };
+    await edge.get(p, { headers: { ...forged, "cf-connecting-ip": "203.0.113.9" } });
+    expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    expect(seen["x-forwarded-for"]).toBe("203.0.113.9");
+    expect(seen["x-real-ip"]).toBeUndefined();
+    expect(seen["true-client-ip"]).toBeUndefined();
+  });
+
+  it("a response that varies on X-Forwarded-For is one client's: never stored for the next client", async () => {
+    const { origin, edge, p } = await setup({ vary: "X-Forwarded-For" });
+    await edge.get(p, { headers: { "cf-connecting-ip": "203.0.113.9" } });
+    const victim = await edge.get(p, { headers: { "cf-connecting-ip": "198.51.100.4" } });
+    expect(victim.body).toBe(`${p} #2`);
+    expect((await origin.stats()).requests.map((r) => r.headers["x-forwarded-for"])).toEqual([
+      "203.0.113.9",
+      "198.51.100.4",
+    ]);
+  });
+
   it("the origin sees the client's end-to-end headers on a fill, with X-Forwarded-Proto and Via", async () => {
     const { origin, edge, p } = await setup();
     await edge.get(p, {

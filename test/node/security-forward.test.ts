@@ -166,6 +166,34 @@ describe("attacks on what reaches the origin (Node)", () => {
       expect(origin.seen[0]?.headers[name]).toBeUndefined();
   });
 
+  it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never picks the page stored for everyone", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    const forged = { "x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6", "true-client-ip": "6.6.6.6" };
+    await send(base, "/geo", { headers: forged });
+    await send(base, "/geo");
+    // The origin reads the client from these (a framework takes XFF's first address): on the
+    // fill it sees herdless's word for the client, never the attacker's.
+    const fill = origin.seen[0]!.headers;
+    expect(fill["x-forwarded-for"]).toBe("127.0.0.1");
+    expect(fill["x-real-ip"]).toBeUndefined();
+    expect(fill["true-client-ip"]).toBeUndefined();
+    expect(origin.seen).toHaveLength(1);
+    // A request answered to its client alone (a cookie: relayed) keeps the chain it sent.
+    await send(base, "/geo", { headers: { ...forged, cookie: "s=1" } });
+    expect(origin.seen[1]!.headers["x-forwarded-for"]).toBe("6.6.6.6, 127.0.0.1");
+  });
+
+  it("a response that varies on X-Forwarded-For is one client's: never stored for the next client", async () => {
+    const origin = await reflectingOrigin("X-Forwarded-For");
+    const base = await herdless(origin.url);
+    const attacker = await send(base, "/mine");
+    const victim = await send(base, "/mine");
+    expect(origin.seen).toHaveLength(2);
+    expect(attacker.headers["cache-status"]).not.toContain("stored");
+    expect(victim.headers["cache-status"]).toContain("fwd=uri-miss");
+  });
+
   it("the origin sees the client's end-to-end headers on a fill, minus hop-by-hop ones, with XFF, XFP and Via", async () => {
     const origin = await reflectingOrigin();
     const base = await herdless(origin.url);

@@ -38,6 +38,7 @@ describe("RFC 9111 §3 storing responses", () => {
     [{ "set-cookie": "sid=1", "cache-control": "public, max-age=60" }, "set-cookie"],
     [{ vary: "*" }, "vary-star"],
     [{ vary: "accept-encoding, *" }, "vary-star"],
+    [{ vary: "Accept-Language, X-Forwarded-For" }, "vary-client"],
   ] as const)("refuses %j: %s", (headers, reason) => {
     expect(store(headers)).toEqual({ storable: false, reason });
   });

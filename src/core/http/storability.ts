@@ -16,6 +16,7 @@ export type NotStorableReason =
   | "private"
   | "set-cookie"
   | "vary-star"
+  | "vary-client"
   | "status"
   | "authorization"
   | "method"
@@ -85,6 +86,7 @@ function notStorableReason(
   if (isBare(d, "private")) return "private";
   if (res.headers.get("set-cookie") !== null && !withheldFields(d).has("set-cookie")) return "set-cookie";
   if (varyIsStar(res.headers)) return "vary-star";
+  if (variesOnClientAddress(res.headers)) return "vary-client";
   if (hasMalformedStorageField(res)) return "malformed";
   if (!route.cacheAuthorized && (hasCookie || (hasAuthorization && !authorizedMayBeShared(d)))) return "authorization";
   if (!isStorableStatus(res, governing)) return "status";
@@ -134,6 +136,15 @@ function isStoredMethod(method: string): boolean {
 function varyIsStar(headers: HeaderReader): boolean {
   const vary = headers.get("vary");
   return vary !== null && vary.split(",").some((name) => name.trim() === "*");
+}
+
+// RFC 9111 §4.1: a variant is selected by the request's header as the client sent it, but the
+// `X-Forwarded-For` the origin saw is herdless's (the client's address, origin/forward.ts): a
+// response that varies on it is one client's, and keying it by the header would hand it to every
+// other client that sends the same (or no) value. Like `Vary: *`, it is answered and not stored.
+function variesOnClientAddress(headers: HeaderReader): boolean {
+  const vary = headers.get("vary");
+  return vary !== null && vary.split(",").some((name) => name.trim().toLowerCase() === "x-forwarded-for");
 }
 
 // RFC 9111 §3.5: a response to a request with Authorization may be shared only when it says

@@ -71,7 +71,8 @@ export interface ForwardContext {
  * on shared fills, credentials (unless the route caches them), validators and Range.
  * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
- * `X-Forwarded-For`, `X-Forwarded-Proto`, `Via` and `Surrogate-Capability` as a proxy adds them. This is the one
+ * `X-Forwarded-For` (on a fill the client's address alone, on a relay appended to the client's
+ * chain), `X-Forwarded-Proto`, `Via` and `Surrogate-Capability` as a proxy adds them. This is the one
  * place that decides what reaches the origin, for fills, revalidations and relays alike.
  *
  * @example
@@ -103,7 +104,11 @@ export function originRequestHeaders(
       continue;
     }
     if (policy.forwardedHeaders && PROXY_ADDED.has(name)) {
-      if (name === "x-forwarded-for") forwardedFor.push(value);
+      // On a fill the client's own chain is a claim the answer everyone gets must not depend
+      // on: frameworks take its first address as the client's (geolocation, rate limits,
+      // pages that show it), so a forged one would be stored for all. A relay, answered to that
+      // client alone, keeps it.
+      if (name === "x-forwarded-for" && context.kind === "relay") forwardedFor.push(value);
       if (name === "via") via.push(value);
       if (name === "surrogate-capability") surrogateCapability.push(value);
       continue; // X-Forwarded-Proto is herdless's to say: a client's value would steer redirects.

@@ -26,4 +26,11 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
+  // Client-address claims (Nginx, Akamai, Rack, Express and PHP read them before the socket
+  // address): a forged one would pick the country, language or rate-limit bucket of a page
+  // stored for everyone. herdless sends the client's address in X-Forwarded-For instead.
+  "x-real-ip",
+  "true-client-ip",
+  "x-client-ip",
+  "x-cluster-client-ip",
 ];
