@@ -1,6 +1,6 @@
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
@@ -25,6 +25,8 @@ interface Script {
   notModified: Record<string, string>;
   /** Header lines written raw (Node's writer refuses malformed ones). */
   rawHeaderLines: string;
+  /** When set, every request gets a new 200 with this Cache-Control, validators or not. */
+  cacheControl?: string;
   requests: number;
 }
 
@@ -32,13 +34,13 @@ async function scriptedOrigin(): Promise<{ url: string; script: Script }> {
   const script: Script = { notModified: {}, rawHeaderLines: "", requests: 0 };
   const server: Server = createServer((req, res) => {
     script.requests++;
-    if (req.headers["if-none-match"] === '"v1"') {
+    if (req.headers["if-none-match"] === '"v1"' && script.cacheControl === undefined) {
       res.writeHead(304, { etag: '"v1"', "cache-control": "max-age=10", ...script.notModified }).end();
       return;
     }
     const body = `page for ${req.url}`;
     req.socket.end(
-      `HTTP/1.1 200 OK\r\ncache-control: max-age=10\r\netag: "v1"\r\ncontent-length: ${body.length}\r\n` +
+      `HTTP/1.1 200 OK\r\ncache-control: ${script.cacheControl ?? "max-age=10"}\r\netag: "v1"\r\ncontent-length: ${body.length}\r\n` +
         `${script.rawHeaderLines}connection: close\r\n\r\n${body}`,
     );
   });
@@ -91,6 +93,22 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     const hit = await get(proxy, "/account"); // the socket hit path too
     expect(hit.headers["cache-status"]).toMatch(/hit/);
     expect(hit.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("RFC 9111 §3, §4: once the origin answers private, the older shared copy is never served again, stale or not", async () => {
+    const origin = await scriptedOrigin();
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin.url, clock);
+    origin.script.cacheControl = "max-age=10, stale-while-revalidate=600";
+    await get(base, "/account");
+    clock.advance(11_000);
+    // The page became personal (the user signed in): the background revalidation gets it.
+    origin.script.cacheControl = "private, max-age=10";
+    expect((await get(base, "/account")).headers["cache-status"]).toContain("stale-while-revalidate");
+    await vi.waitFor(() => expect(origin.script.requests).toBe(2));
+    const victim = await get(base, "/account");
+    expect(victim.headers["cache-status"]).not.toMatch(/hit|stale/);
+    expect(origin.script.requests).toBe(3);
   });
 
   it("RFC 9110 §5.1: an origin field name that is not a token is dropped, never a 500 on the hits after", async () => {
