@@ -19,9 +19,19 @@ const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
 
 export function toResponse(res: EngineResponse): Response {
   // The header list goes to the constructor as it is: one copy, not an append per header.
+  const headers = withDate(res.headers);
   if (NULL_BODY_STATUS.has(res.status)) {
     if (res.body instanceof ReadableStream) void res.body.cancel().catch(() => undefined);
-    return new Response(null, { status: res.status, headers: res.headers });
+    return new Response(null, { status: res.status, headers });
   }
-  return new Response(res.body, { status: res.status, headers: res.headers });
+  return new Response(res.body, { status: res.status, headers });
+}
+
+/**
+ * RFC 9110 §6.6.1: every answer carries a Date. An origin's answer has its own (fetchOrigin
+ * adds the arrival time where the origin sent none); herdless's own answers (405, 412, 416,
+ * 502-504) get the time they are sent, as Node's server stamps them. workerd adds none.
+ */
+function withDate(headers: [string, string][]): [string, string][] {
+  return headers.some(([name]) => name === "date") ? headers : [...headers, ["date", new Date().toUTCString()]];
 }

@@ -208,3 +208,18 @@ describe("RFC 9110 §6.6.1 on the Worker: a response without Date", () => {
     expect(hit.cacheStatus).toMatch(/^herdless; hit/);
   });
 });
+
+describe("RFC 9110 §6.6.1 on the Worker: herdless's own answers carry a Date", () => {
+  it("a 412 from the stored copy and a 504 for only-if-cached", async () => {
+    const origin = await testOrigin({ etag: ETAG, headers: { "cache-control": "max-age=60" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    await (
+      await dc!.get("/stored")
+    ).settled;
+    const failed = await dc!.get("/stored", { headers: { "if-match": '"other"' } });
+    const notCached = await dc!.get("/elsewhere", { headers: { "cache-control": "only-if-cached" } });
+    expect([failed.status, notCached.status]).toEqual([412, 504]);
+    for (const answer of [failed, notCached])
+      expect(answer.headers.get("date")).toMatch(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+  });
+});
