@@ -3,6 +3,9 @@
  * status, headers and body bytes herdless served for the key (captured by the harness).
  *
  *   node --import tsx bench/bare-node.ts '<Sample as JSON>'
+ *
+ * The bench runs it built to plain JavaScript (node-build.ts `builtBareNode`), not under tsx,
+ * as herdless's CLI runs built.
  */
 import { createServer, get } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -39,7 +42,7 @@ export function captureSample(url: string, host: string): Promise<Sample> {
 const SKIPPED = new Set(["content-length", "transfer-encoding", "connection", "keep-alive", "date"]);
 
 const arg = process.argv[2];
-if (arg !== undefined && process.argv[1]?.endsWith("bare-node.ts")) {
+if (arg !== undefined && /bare-node\.(ts|mjs)$/.test(process.argv[1] ?? "")) {
   const sample = JSON.parse(arg) as Sample;
   const body = Buffer.from(sample.bodyBase64, "base64");
   // Flattened once, like herdless's own hit path: [name, value, name, value, …].

@@ -5,10 +5,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Sample } from "./bare-node.ts";
 import type { BenchOrigin } from "./origin.ts";
-import { LOOP_DELAY_PRELOAD, startServer, startTsServer, TMP_DIR, type Server } from "./processes.ts";
+import { LOOP_DELAY_PRELOAD, startServer, TMP_DIR, type Server } from "./processes.ts";
 import type { RuntimeName } from "./types.ts";
 import { startNginx } from "./nginx.ts";
-import { builtCli } from "./node-build.ts";
+import { builtBareNode, builtCli } from "./node-build.ts";
 import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
 import { freePort } from "../fixtures/free-port.ts";
 
@@ -94,13 +94,14 @@ async function stopAll(servers: Server[]): Promise<void> {
   await Promise.all(servers.map((s) => s.stop()));
 }
 
+/** The bare baseline built to plain JavaScript (see `builtBareNode`), with the same preload as herdless. */
 function startBareNode(sample: Sample): Promise<Server> {
-  return startTsServer(
-    "bare node",
-    "bench/bare-node.ts",
-    [JSON.stringify(sample)],
-    /bare node listening on (http:\/\/\S+)/,
-  );
+  return startServer({
+    name: "bare node",
+    command: process.execPath,
+    args: [...LOOP_DELAY_PRELOAD, builtBareNode(), JSON.stringify(sample)],
+    readyPattern: /bare node listening on (http:\/\/\S+)/,
+  });
 }
 
 /** Starts `name` in front of the origin; the caller stops it. */
