@@ -125,7 +125,7 @@ describe("what the origin is sent (Node)", () => {
     ]);
   });
 
-  it("request smuggling: conflicting Content-Length / Transfer-Encoding is a 400 and the hidden request never runs", async () => {
+  it("request smuggling: conflicting Content-Length / Transfer-Encoding, obs-fold, bare LF/CR and invalid bytes are a 400 and the hidden request never runs", async () => {
     await setup();
     const smuggled = "GET /smuggled HTTP/1.1\r\nhost: shop.test\r\n\r\n";
     const attacks = [
@@ -134,6 +134,16 @@ describe("what the origin is sent (Node)", () => {
       `POST /p HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: xchunked\r\n\r\n0\r\n\r\n${smuggled}`,
       `POST /p HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n${smuggled}`,
       `GET /p HTTP/1.1\r\nhost : evil.test\r\nhost: shop.test\r\n\r\n`,
+      // Framing that parsers disagree on: a lenient front and a strict origin would split here.
+      `POST /p HTTP/1.1\r\nhost: shop.test\r\ncontent-length: +4\r\n\r\nabcd${smuggled}`,
+      `POST /p HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 4, 40\r\n\r\nabcd${smuggled}`,
+      `POST /p HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffff1\r\n${smuggled}`,
+      `GET /p HTTP/1.1\r\nhost: shop.test\r\nx-a: a\r\n transfer-encoding: chunked\r\n\r\n`, // obs-fold
+      `GET /p HTTP/1.1\nhost: shop.test\n\n`, // bare LF
+      `GET /p HTTP/1.1\r\nhost: shop.test\r\nx-a: a\nx-b: b\r\n\r\n`, // bare LF inside the block
+      `GET /p HTTP/1.1\r\nhost: shop.test\r\nx-a: a\x00b\r\n\r\n`, // NUL in a value
+      `GET /p HTTP/1.1\r\nhost: shop.test\r\nx a: b\r\n\r\n`, // a name that is not a token
+      `GET /p HTTP/1.1\r\nhost: shop.test\r\nx-a: a\rb\r\n\r\n`, // bare CR
     ];
     for (const attack of attacks) expect((await raw(cache.base, attack)).status, attack).toBe(400);
     expect(origin.seen).toHaveLength(0);
