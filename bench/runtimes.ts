@@ -23,7 +23,10 @@ export interface Runtime {
   /** independent breakers in front of the origin: the outage budget is breakers × (failureThreshold + ⌈down ÷ probeIntervalMs⌉) */
   breakers: number;
   notes: string[];
-  /** worker only: the bare Worker in the same workerd (its sample is set with `PUT /__bench/sample`) */
+  /**
+   * worker only: bare0, the first of the bare Workers in the same workerd (its sample is set
+   * with `PUT /__bench/sample`), the one the hit-path pairs load against one data center
+   */
   bare?: string;
   /** fleet only: fault injection for the fault scenarios */
   faults?: { killRedis(): Promise<void>; restartRedis(): Promise<void>; killMember(index: number): Promise<void> };
@@ -209,7 +212,8 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         config: context.config,
         ...(context.sample ? { sample: context.sample } : {}),
       });
-      const targets = name === "worker" ? workers.dataCenters : workers.bare === undefined ? [] : [workers.bare];
+      // bare-worker: one bare Worker per data center, the connections spread alike (see worker-host.ts).
+      const targets = name === "worker" ? workers.dataCenters : workers.bare;
       if (targets.length === 0) {
         await workers.server.stop();
         throw new Error("bare-worker needs a sample response");
@@ -218,14 +222,16 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         ...base,
         targets,
         servers: [workers.server],
-        ...(workers.bare === undefined ? {} : { bare: workers.bare }),
+        ...(workers.bare[0] === undefined ? {} : { bare: workers.bare[0] }),
         breakers: 1,
         notes:
           name === "worker"
             ? [
                 `${WORKER_DATA_CENTERS} simulated data centers (own Cache API cache and isolate memory tier each) sharing one KeyCoordinatorObject namespace, one OriginGuardObject (1 breaker) and one PurgeRegistryObject, one workerd`,
               ]
-            : ["a bare Worker in the same workerd"],
+            : [
+                `${WORKER_DATA_CENTERS} bare Workers (one isolate each) in the same workerd, the connections spread over them as over herdless's data centers`,
+              ],
         stop: () => workers.server.stop(),
       };
     }

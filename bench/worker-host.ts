@@ -1,7 +1,7 @@
 /**
  * The Worker runtime of the bench: one workerd (through Miniflare) running the bundled
- * herdless Worker as N simulated data centers, plus a bare Worker for the hit-path
- * baseline (always there; see bareWorker). Each data center is its own Worker with its own Cache API cache
+ * herdless Worker as N simulated data centers, plus N bare Workers, the baseline (always
+ * there; see bareWorker). Each data center is its own Worker with its own Cache API cache
  * (`cache.name` in its HERDLESS_CONFIG) and its own isolate memory tier; all of them bind
  * COORDINATOR, GUARD and PURGES to the Durable Object classes of the first, so they share
  * one coordinator namespace, one origin guard and one purge registry, as data centers share
@@ -9,7 +9,7 @@
  *
  *   node --import tsx bench/worker-host.ts '<WorkerHostSpec as JSON>'
  *
- * Prints `workers listening {"dataCenters":[…],"bare":…}` once every socket answers.
+ * Prints `workers listening {"dataCenters":[…],"bare":[…]}` once every socket answers.
  */
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -84,8 +84,13 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
  * `PUT /__bench/sample` with another sample (as JSON) replaces them: the hit-path pairs
  * capture herdless's answer after workerd started, and the bare Worker must be in the same
  * workerd.
+ *
+ * There are as many bare Workers as data centers, each its own isolate on its own socket,
+ * so that a baseline loaded like herdless (the same connections spread over N isolates)
+ * pays what herdless's topology pays: N isolates to start and warm, and workerd switching
+ * between them. The hit-path pairs load one data center against bare0 alone.
  */
-function bareWorker(spec: WorkerHostSpec, sample: Sample | undefined): WorkerOptions {
+function bareWorker(spec: WorkerHostSpec, sample: Sample | undefined, index: number): WorkerOptions {
   const script = `
 let body, status, headers;
 function use(sample) {
@@ -105,7 +110,7 @@ export default {
 };
 `;
   return {
-    name: "bare",
+    name: `bare${index}`,
     modules: true,
     script,
     compatibilityDate: spec.compatibilityDate,
@@ -117,7 +122,7 @@ const arg = process.argv[2];
 if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
   const spec = JSON.parse(arg) as WorkerHostSpec;
   const workers = Array.from({ length: spec.dataCenters }, (_, i) => dataCenterWorker(spec, i));
-  workers.push(bareWorker(spec, spec.sample));
+  for (let i = 0; i < spec.dataCenters; i++) workers.push(bareWorker(spec, spec.sample, i));
   const persist = spec.storageDir;
   const mf = new Miniflare({
     workers,
@@ -131,7 +136,9 @@ if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
   const dataCenters = await Promise.all(
     workers.filter((w) => w.name?.startsWith("dc")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin),
   );
-  const bare = (await mf.unsafeGetDirectURL("bare")).origin;
+  const bare = await Promise.all(
+    workers.filter((w) => w.name?.startsWith("bare")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin),
+  );
   process.stdout.write(`workers listening ${JSON.stringify({ dataCenters, bare })}\n`);
   const stop = (): void => {
     void mf.dispose().finally(() => process.exit(0));

@@ -39,7 +39,8 @@ export function bundleWorker(): { path: string; compatibilityDate: string } {
 export interface Workers {
   server: Server;
   dataCenters: string[];
-  bare: string | undefined;
+  /** one bare Worker per data center, each its own isolate (worker-host.ts bareWorker) */
+  bare: string[];
 }
 
 export async function startWorkers(options: {
@@ -82,6 +83,6 @@ export async function startWorkers(options: {
       removeStorage();
     },
   };
-  const urls = JSON.parse(server.ready) as { dataCenters: string[]; bare?: string };
+  const urls = JSON.parse(server.ready) as { dataCenters: string[]; bare: string[] };
   return { server, dataCenters: urls.dataCenters, bare: urls.bare };
 }
