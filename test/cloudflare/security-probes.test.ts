@@ -101,6 +101,29 @@ describe("attack probes (Worker)", () => {
     expect(second!.headers.cookie).toBe("session=attacker");
   });
 
+  it("cache deception: a victim's personal page under a static-looking URL (forced TTL route) is never served to the attacker", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const testEnv = edgeEnv(origin.url, { routes: [{ match: `${p}/*`, forceTtlMs: 86_400_000 }] });
+    const clock = new ManualClock(Date.now());
+    const [victimDc, attackerDc] = dataCenters(2, testEnv, clock);
+    const lures = [`${p}/account.css`, `${p}/..%2faccount`];
+    const targets = [...lures, ...lures.map((l) => `${l}?c=1`)];
+    // The keys' coordinators store with the route's forced TTL, as the deployment's would.
+    await useInCoordinators(testEnv, targets, clock, `guard-${crypto.randomUUID()}`);
+    for (const lure of lures) {
+      await victimDc!.get(lure, { headers: { authorization: "Bearer victim" } });
+      await victimDc!.get(`${lure}?c=1`, { headers: { cookie: "session=victim" } });
+    }
+    for (const target of targets) {
+      const attacker = await attackerDc!.get(target);
+      expect(attacker.cacheStatus, target).toMatch(/fwd=uri-miss; fwd-status=200; ttl=86400; stored/);
+    }
+    const seen = (await origin.stats()).requests;
+    expect(seen.filter((r) => r.headers.authorization || r.headers.cookie)).toHaveLength(4);
+    expect(seen).toHaveLength(8);
+  });
+
   it("cache-poisoned DoS: a 404 a client provokes (a header the origin rejects) is not stored for the route's TTL", async () => {
     const { origin, attackerDc, otherDc, p } = await setup({}, { defaults: { defaultTtlMs: 60_000 } });
     // The attacker's header makes the origin answer 404, without freshness; the victims' does not.

@@ -220,6 +220,21 @@ describe("what is stored and served to the victim (Node)", () => {
     expect((await get(cache.base, "/mine")).body).toContain("auth=-");
   });
 
+  it("cache deception: a victim's personal page under a static-looking URL (forced TTL route) is never served to the attacker", async () => {
+    await setup({ routes: [{ match: "/static/*", forceTtlMs: 86_400_000 }] });
+    const lures = ["/static/account.css", "/static/..%2faccount", "/static/x/..;/account.js"];
+    for (const lure of lures) {
+      await get(cache.base, lure, { headers: { authorization: "Bearer victim" } });
+      await get(cache.base, `${lure}?c=1`, { headers: { cookie: "session=victim" } });
+    }
+    for (const lure of lures) {
+      const attacker = await get(cache.base, lure);
+      expect(attacker.body, lure).toContain("auth=-");
+      expect(attacker.headers["cache-status"], lure).toMatch(/fwd=uri-miss; fwd-status=200; ttl=86400; stored/);
+      expect((await get(cache.base, `${lure}?c=1`)).headers["cache-status"], lure).not.toMatch(/hit/);
+    }
+  });
+
   it("RFC 9111 §4.3.4, §5.1: after a 304 the copy's Age restarts, Cache-Status says so, and the 304's Set-Cookie goes to its requester only", async () => {
     await setup();
     const page = `/rv?cc=max-age=10&etag=v1&on304=${encodeURIComponent(JSON.stringify({ "set-cookie": "s=attacker" }))}`;
