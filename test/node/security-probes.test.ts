@@ -51,9 +51,11 @@ describe("request-target and path tricks (Node)", () => {
     await get(cache.base, "/a/../p");
     expect((await get(cache.base, "/a/%2e%2e/p")).headers["cache-status"]).toMatch(/hit/);
     expect((await get(cache.base, "/p")).headers["cache-status"]).toMatch(/hit/);
-    for (const own of ["/a%2Fp", "/P", "/p;jsessionid=x", "/a\\..\\q"]) await get(cache.base, own);
+    // A fragment is never part of a resource (RFC 9110 §4.2.5): the page itself, never sent on.
+    expect((await get(cache.base, "/p#x")).headers["cache-status"]).toMatch(/hit/);
+    for (const own of ["/a%2Fp", "/P", "/p;jsessionid=x", "/a\\..\\q", "/p/"]) await get(cache.base, own);
     // Each stored page is the answer to exactly the path its key names.
-    expect(urls()).toEqual(["GET /p", "GET /a%2Fp", "GET /P", "GET /p;jsessionid=x", "GET /q"]);
+    expect(urls()).toEqual(["GET /p", "GET /a%2Fp", "GET /P", "GET /p;jsessionid=x", "GET /q", "GET /p/"]);
     expect((await get(cache.base, "/p;jsessionid=x")).body).toContain("GET /p;jsessionid=x ");
   });
 
@@ -73,6 +75,9 @@ describe("request-target and path tricks (Node)", () => {
     await get(cache.base, "/h", { headers: { host: "SHOP.test:80" } });
     expect((await get(cache.base, "/h")).headers["cache-status"]).toMatch(/hit/);
     expect((await get(cache.base, "/h", { headers: { host: "shop.test." } })).headers["cache-status"]).toMatch(
+      /uri-miss/,
+    );
+    expect((await get(cache.base, "/h", { headers: { host: "shop.test:8080" } })).headers["cache-status"]).toMatch(
       /uri-miss/,
     );
   });
