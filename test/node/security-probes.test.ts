@@ -41,6 +41,11 @@ describe("request-target and path tricks (Node)", () => {
       const attack = await get(cache.base, target);
       expect(attack.status, target).toBe(400);
     }
+    // The refusal names what was wrong, quoting the target: never as a page a browser would run.
+    const reflected = await get(cache.base, "http://[zz]/<script>alert(1)</script>");
+    expect(reflected.status).toBe(400);
+    expect(reflected.headers["content-type"]).toBe("text/plain; charset=utf-8");
+    expect(reflected.headers["x-content-type-options"]).toBe("nosniff");
     expect((await get(cache.base, "http://shop.test/p")).status).toBe(200);
     expect((await get(cache.base, "/p")).headers["cache-status"]).toMatch(/hit/);
     expect(urls()).toEqual(["GET /p"]);

@@ -88,6 +88,8 @@ export function synthetic(
   const body = new TextEncoder().encode(`${message}\n`);
   const headers: [string, string][] = [
     ["content-type", "text/plain; charset=utf-8"],
+    // The message may quote the client's input (a Host, a request-target): never sniffed as HTML.
+    ["x-content-type-options", "nosniff"],
     ["cache-control", "no-store"],
     ["content-length", String(body.byteLength)],
     ["cache-status", formatCacheStatus(cacheStatus)],
