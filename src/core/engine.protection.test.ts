@@ -187,11 +187,46 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
     t.origin.cacheControl = "max-age=60";
     await t.get("/page");
     t.clock.advance(61_000);
-    t.origin.health = "down";
-    expect((await t.get("/page")).status).toBe(502);
+    // A sick status is asked again once at once (a blip), then the key backs off.
+    t.origin.health = 503;
+    expect((await t.get("/page")).status).toBe(503);
+    expect((await t.get("/page")).status).toBe(503);
     const stale = await t.get("/page");
     expect([stale.status, stale.cacheStatus]).toEqual([200, "herdless; fwd=stale; ttl=-1; detail=backoff"]);
+    expect(t.origin.calls).toBe(3);
+  });
+
+  it("an origin that cannot be reached never shows its error while a copy exists, even past stale-if-error (RFC 9111 §4.2.4)", async () => {
+    const t = setup();
+    t.origin.cacheControl = "max-age=60";
+    await t.get("/page");
+    t.clock.advance(61_000);
+    t.origin.health = "down";
+    const first = await t.get("/page");
+    expect([first.status, first.cacheStatus]).toEqual([200, "herdless; fwd=stale; ttl=-1; detail=stale-if-error"]);
     expect(t.origin.calls).toBe(2);
+    const strict = setup({ breaker: { serveStaleWhileOpen: false } });
+    strict.origin.cacheControl = "max-age=60";
+    await strict.get("/page");
+    strict.clock.advance(61_000);
+    strict.origin.health = "down";
+    expect((await strict.get("/page")).status).toBe(502);
+  });
+
+  it("must-revalidate, proxy-revalidate, s-maxage and no-cache copies are not served when the origin cannot be reached", async () => {
+    for (const cacheControl of [
+      "max-age=60, must-revalidate",
+      "max-age=60, proxy-revalidate",
+      "s-maxage=60",
+      "no-cache",
+    ]) {
+      const t = setup();
+      t.origin.cacheControl = cacheControl;
+      await t.get("/page");
+      t.clock.advance(61_000);
+      t.origin.health = "down";
+      expect((await t.get("/page")).status, cacheControl).toBe(502);
+    }
   });
 
   it("breaker.backoffBaseMs 0 turns it off: every request asks the origin again", async () => {

@@ -77,8 +77,15 @@ describe("RFC 5861 §4 stale-if-error", () => {
   it("serves the stored copy inside the window", () => {
     expect(decideOnFailure(entry, "ORIGIN_STATUS", config, 29_999).kind).toBe("stale-if-error");
   });
-  it("answers with the error past the window", () => {
-    expect(decideOnFailure(entry, "ORIGIN_TIMEOUT", config, 30_000).kind).toBe("error");
+  it("answers with the origin's error past the window", () => {
+    expect(decideOnFailure(entry, "ORIGIN_STATUS", config, 30_000).kind).toBe("error");
+    expect(decideOnFailure(entry, "ORIGIN_TRUNCATED", config, 30_000).kind).toBe("error");
+  });
+  it("RFC 9111 §4.2.4: serves past the window while the origin cannot be reached, when the operator allows", () => {
+    expect(decideOnFailure(entry, "ORIGIN_TIMEOUT", config, 45_000).kind).toBe("stale-if-error");
+    expect(decideOnFailure(entry, "ORIGIN_NETWORK", config, 45_000).kind).toBe("stale-if-error");
+    const strict = parseConfig({ origin: { url: "http://127.0.0.1:1" }, breaker: { serveStaleWhileOpen: false } });
+    expect(decideOnFailure(entry, "ORIGIN_NETWORK", strict, 45_000).kind).toBe("error");
   });
   it("serves past the window while the breaker refuses, when the operator allows", () => {
     expect(decideOnFailure(entry, "BREAKER_OPEN", config, 45_000).kind).toBe("stale-if-error");

@@ -81,10 +81,14 @@ export function servableOnError(entry: Entry | undefined, config: Config, now: n
 export type FailureDecision = { kind: "stale-if-error"; entry: Entry } | { kind: "error" };
 
 /**
- * RFC 5861 §4 stale-if-error, widened by the guard: while it refuses to load the origin
- * (breaker open, queue full, the key backing off), any stored copy is better than an error, if the
- * operator keeps `breaker.serveStaleWhileOpen`. must-revalidate entries and cached errors
- * are never served in place of a fresh answer.
+ * RFC 5861 §4 stale-if-error, widened while the origin gives no answer at all: while the
+ * guard refuses to load it (breaker open, queue full, the key backing off) or it cannot be
+ * reached (refused or reset connection, no status within `origin.timeoutMs`: RFC 9111 §4.2.4's
+ * "disconnected" cache), any stored copy is better than an error, if the operator keeps
+ * `breaker.serveStaleWhileOpen`. An answer the origin did give (a 5xx, a body cut short) is
+ * hidden only within stale-if-error. must-revalidate entries (also proxy-revalidate,
+ * s-maxage and bare no-cache: freshness.ts forbidsStale) and cached errors are never served
+ * in place of a fresh answer.
  */
 export function decideOnFailure(
   entry: Entry | undefined,
@@ -94,7 +98,11 @@ export function decideOnFailure(
 ): FailureDecision {
   if (!entry || entry.mustRevalidate || entry.negative) return { kind: "error" };
   if (now < entry.sieUntil) return { kind: "stale-if-error", entry };
-  if (isGuardRefusal(code) && config.breaker.serveStaleWhileOpen && now < entry.deleteAt)
+  if (gaveNoAnswer(code) && config.breaker.serveStaleWhileOpen && now < entry.deleteAt)
     return { kind: "stale-if-error", entry };
   return { kind: "error" };
+}
+
+function gaveNoAnswer(code: HerdlessErrorCode): boolean {
+  return isGuardRefusal(code) || code === "ORIGIN_NETWORK" || code === "ORIGIN_TIMEOUT";
 }
