@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { closedBreaker, parseBreakerRecord, type BreakerRecord } from "../core/guard/breaker.ts";
+import { closedBreaker, mustSave, parseBreakerRecord, type BreakerRecord } from "../core/guard/breaker.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
@@ -61,7 +61,9 @@ interface GuardState {
  *   the breaker (a dead coordinator says nothing about the origin); releasing an unknown
  *   or expired id is a no-op.
  * - Persisted (SQLite, written synchronously, so the output gate holds each answer until
- *   the write is durable): the breaker record, so a reset object keeps the breaker open;
+ *   the write is durable): the breaker record, so a reset object keeps the breaker open
+ *   (each failure and transition; a success only when it starts a slice of the window, see
+ *   {@link mustSave});
  *   and live permits (id, probe, expiry), so a reset object re-occupies their slots until
  *   they are released or expire and the cap holds while their holders still call the origin.
  * - The queue lives in memory only: a reset fails its waiters, whose edges see
@@ -75,6 +77,8 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
   private clock: Clock = systemClock;
   private configOverride: Config | undefined;
   private current: GuardState | undefined;
+  /** The breaker record as storage holds it (read or last written). */
+  private savedBreaker: BreakerRecord | undefined;
   /** Wall-clock time of the scheduled alarm, if this instance set one. */
   private alarmAt: number | undefined;
   /** Permit calls this instance answered (acquire, renew, release, abandon): the scale simulation holds them to the model. */
@@ -223,6 +227,11 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
   }
 
   private loadBreaker(): BreakerRecord {
+    this.savedBreaker = this.readBreaker();
+    return this.savedBreaker;
+  }
+
+  private readBreaker(): BreakerRecord {
     const row = this.ctx.storage.sql
       .exec<{ record: string }>("SELECT record FROM herdless_guard_breaker WHERE id = 1")
       .toArray()[0];
@@ -234,7 +243,10 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
     }
   }
 
+  /** Writes the record when it says something a reset must not lose ({@link mustSave}): not every success. */
   private saveBreaker(record: BreakerRecord): void {
+    if (this.savedBreaker && !mustSave(this.savedBreaker, record)) return;
+    this.savedBreaker = record;
     this.ctx.storage.sql.exec(
       "INSERT OR REPLACE INTO herdless_guard_breaker (id, record) VALUES (1, ?)",
       JSON.stringify(record),

@@ -1,4 +1,4 @@
-import { configureForTest } from "./in-object.ts";
+import { configureForTest, inObject } from "./in-object.ts";
 import { abortAllDurableObjects, runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
@@ -140,6 +140,41 @@ describe("OriginGuardObject: the breaker, one for all edges", () => {
     const open = grants(await burst(g.edges, 4));
     expect(open).toHaveLength(4);
     expect(open.some((p) => p.probe)).toBe(false);
+  });
+});
+
+describe("OriginGuardObject: what the breaker saves", () => {
+  it("saves each failure at once and a slice's successes once: a reset object still opens on the failures before it", async () => {
+    // On a slice boundary (windowMs 10 s: slices of 1 s), so every call below is in one slice.
+    const clock = new ManualClock(1_700_000_000_000);
+    const g = await guardObject(
+      { maxConcurrency: 4 },
+      { edges: 1, clock, breaker: { failureThreshold: 3, minFailingKeys: 3, failureRate: 0.4 } },
+    );
+    const saved = () =>
+      inObject(g.stub(), (_instance, state) => {
+        const row = state.storage.sql
+          .exec<{ record: string }>("SELECT record FROM herdless_guard_breaker WHERE id = 1")
+          .one();
+        return (JSON.parse(row.record) as { state: string; buckets: unknown[] }).buckets;
+      });
+    const call = async (outcome: "success" | "failure", key: string) =>
+      (await g.edge.acquire("foreground")).release(outcome, key);
+
+    for (let i = 0; i < 4; i++) await call("success", `/ok${i}`);
+    // The first success of the slice was written; the next three only counted in memory.
+    expect(await saved()).toEqual([{ at: clock.now(), calls: 1, failures: 0, keys: [] }]);
+    await call("failure", "/a");
+    await call("failure", "/b");
+    // Each failure is written at once, with the calls counted before it.
+    expect(await saved()).toMatchObject([{ calls: 6, failures: 2 }]);
+    expect((await g.edge.snapshot()).breaker).toBe("closed");
+
+    await abortAllDurableObjects();
+    await g.apply();
+    // A third failing key after the reset: 3 of 7 calls, from 3 keys, opens it for everyone.
+    await new DurableObjectGuard(env.GUARD, g.name).acquire("foreground").then((p) => p.release("failure", "/c"));
+    expect((await new DurableObjectGuard(env.GUARD, g.name).snapshot()).breaker).toBe("open");
   });
 });
 

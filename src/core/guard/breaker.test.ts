@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   admit,
   closedBreaker,
+  mustSave,
   parseBreakerRecord,
   record,
   type BreakerRecord,
@@ -117,6 +118,25 @@ describe("breaker: persisted records", () => {
     expect(parseBreakerRecord(JSON.parse(JSON.stringify(current)))).toEqual(current);
     const fromLua = { v: 2, state: "closed", nextProbeAt: 0, probeExpiresAt: 0, probeId: "", buckets: {} };
     expect(parseBreakerRecord(fromLua)).toEqual(closedBreaker());
+  });
+
+  it("must be saved for each failure and transition, for a success only when it starts a slice (mustSave)", () => {
+    const first = calls(closedBreaker(), 1, T0, "success");
+    expect(mustSave(closedBreaker(), first)).toBe(true);
+    // More successes in the same slice (windowMs / 10 = 1 s) only count calls.
+    const same = calls(first, 5, T0 + 500, "success");
+    expect(same.buckets[0]!.calls).toBe(6);
+    expect(mustSave(first, same)).toBe(false);
+    // A failure in that slice, a success opening the next one, a slice sliding out: saved.
+    expect(mustSave(same, record(same, "failure", "c", "/k", settings, T0 + 600))).toBe(true);
+    expect(mustSave(same, record(same, "success", "c", "/k", settings, T0 + 1_000))).toBe(true);
+    expect(mustSave(same, record(same, "success", "c", "/k", settings, T0 + 10_000))).toBe(true);
+    // Opening, a probe, its outcome: saved.
+    const open = opened();
+    expect(mustSave(calls(closedBreaker(), 2, T0, "failure"), open)).toBe(true);
+    const probing = admit(open, settings, T0 + settings.probeIntervalMs, "probe").record;
+    expect(mustSave(open, probing)).toBe(true);
+    expect(mustSave(probing, record(probing, "success", "probe", "/p", settings, T0 + 6_000))).toBe(true);
   });
 
   it("starts closed from anything else (an older version, damage)", () => {

@@ -158,6 +158,33 @@ function sum(buckets: WindowBucket[]): { calls: number; failures: number; keys: 
   return { calls, failures, keys: keys.size };
 }
 
+/**
+ * Whether `next` must be written over `saved`, the record a runtime last persisted (a
+ * Durable Object's storage): anything that can open, hold or close the breaker is, and a
+ * success is when it starts a slice of the window or one slides out. A success that only
+ * adds a call to the current slice is kept in memory, so a healthy origin costs the guard
+ * one write per slice (`windowMs` / 10), not one per call. An instance that is reset loses
+ * at most those calls of the current slice: every failure, failing key and transition is
+ * saved as it happens, so the breaker still needs `failureThreshold` sick calls from
+ * `minFailingKeys` keys to open (a reset only makes the failure rate look higher by the
+ * lost successes).
+ */
+export function mustSave(saved: BreakerRecord, next: BreakerRecord): boolean {
+  if (
+    saved.state !== next.state ||
+    saved.nextProbeAt !== next.nextProbeAt ||
+    saved.probeExpiresAt !== next.probeExpiresAt ||
+    saved.probeId !== next.probeId ||
+    saved.recoveredAt !== next.recoveredAt ||
+    saved.buckets.length !== next.buckets.length
+  )
+    return true;
+  return next.buckets.some((bucket, i) => {
+    const old = saved.buckets[i]!;
+    return old.at !== bucket.at || old.failures !== bucket.failures || old.keys.length !== bucket.keys.length;
+  });
+}
+
 /** A record read back from storage, or a closed breaker if it is not one of this version. */
 export function parseBreakerRecord(value: unknown): BreakerRecord {
   if (typeof value !== "object" || value === null) return closedBreaker();
