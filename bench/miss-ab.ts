@@ -13,8 +13,8 @@
  * A path given as `unmetered:<path>` runs without the bench's meter (bench/worker-meter.js).
  *
  * Prints per side: p50/p99 of the miss, added p50/p99 over the direct origin, "before origin"
- * p50 (client send until the origin saw the request, one monotonic clock), and workerd's CPU
- * per miss (from /proc).
+ * p50 (client send until the origin saw the request, one monotonic clock), "after origin" p50
+ * (the origin's answer until the client had all of it), and workerd's CPU per miss (from /proc).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, createServer, request } from "node:http";
@@ -35,11 +35,14 @@ if (!bundleA || !bundleB || !existsSync(bundleA) || !existsSync(bundleB) || !(mi
   throw new Error("usage: miss-ab.ts <bundle A worker.js> <bundle B worker.js> [misses]");
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+/** When the origin received each path and when it answered. */
 const seen = new Map<string, number>();
+const answered = new Map<string, number>();
 const body = "x".repeat(1024);
 const origin = createServer((req, res) => {
   seen.set(req.url ?? "", nowMs());
   setTimeout(() => {
+    answered.set(req.url ?? "", nowMs());
     res.writeHead(200, { "cache-control": "max-age=60", "content-length": body.length });
     res.end(body);
   }, ORIGIN_LATENCY_MS);
@@ -80,7 +83,10 @@ const sides = [
 const targets = [{ name: "direct", url: originUrl }, ...sides];
 const agents = new Map(targets.map((t) => [t.name, new Agent({ keepAlive: true, maxSockets: 1 })]));
 
-function miss(target: (typeof targets)[number], path: string): Promise<{ total: number; before: number }> {
+function miss(
+  target: (typeof targets)[number],
+  path: string,
+): Promise<{ total: number; before: number; after: number }> {
   return new Promise((resolve, reject) => {
     const sent = nowMs();
     const req = request(`${target.url}${path}`, { agent: agents.get(target.name) }, (res) => {
@@ -91,7 +97,8 @@ function miss(target: (typeof targets)[number], path: string): Promise<{ total: 
           return reject(
             new Error(`${target.name} ${path}: status ${res.statusCode}, origin saw it: ${at !== undefined}`),
           );
-        resolve({ total: nowMs() - sent, before: at - sent });
+        const done = nowMs();
+        resolve({ total: done - sent, before: at - sent, after: done - (answered.get(path) ?? NaN) });
       });
     });
     req.on("error", reject);
@@ -99,7 +106,9 @@ function miss(target: (typeof targets)[number], path: string): Promise<{ total: 
   });
 }
 
-const samples = new Map(targets.map((t) => [t.name, { total: [] as number[], before: [] as number[] }]));
+const samples = new Map(
+  targets.map((t) => [t.name, { total: [] as number[], before: [] as number[], after: [] as number[] }]),
+);
 const cpuAt = (side: (typeof sides)[number]) => side.server.cpuMs();
 let cpuStart = sides.map(cpuAt);
 const loadBefore = loadavg()[0] ?? 0;
@@ -113,6 +122,7 @@ try {
       if (round < WARM_UP) continue;
       samples.get(target.name)!.total.push(measured.total);
       samples.get(target.name)!.before.push(measured.before);
+      samples.get(target.name)!.after.push(measured.after);
     }
   }
   const cpuPerMiss = sides.map((side, i) => (cpuAt(side) - cpuStart[i]!) / misses);
@@ -123,13 +133,15 @@ try {
     `${misses} misses per side, origin ${ORIGIN_LATENCY_MS} ms, load ${loadBefore.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`,
   );
   console.log(`A ${process.argv[2]}\nB ${process.argv[3]}\n`);
-  console.log("| side | p50 ms | p99 ms | added p50 | added p99 | before origin p50 | workerd CPU ms/miss |");
-  console.log("|---|---|---|---|---|---|---|");
+  console.log(
+    "| side | p50 ms | p99 ms | added p50 | added p99 | before origin p50 | after origin p50 | workerd CPU ms/miss |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|");
   for (const target of targets) {
     const s = samples.get(target.name)!;
     const side = sides.findIndex((x) => x.name === target.name);
     console.log(
-      `| ${target.name} | ${q(s.total, 0.5).toFixed(2)} | ${q(s.total, 0.99).toFixed(2)} | ${(q(s.total, 0.5) - q(direct, 0.5)).toFixed(2)} | ${(q(s.total, 0.99) - q(direct, 0.99)).toFixed(2)} | ${q(s.before, 0.5).toFixed(2)} | ${side < 0 ? "–" : cpuPerMiss[side]!.toFixed(1)} |`,
+      `| ${target.name} | ${q(s.total, 0.5).toFixed(2)} | ${q(s.total, 0.99).toFixed(2)} | ${(q(s.total, 0.5) - q(direct, 0.5)).toFixed(2)} | ${(q(s.total, 0.99) - q(direct, 0.99)).toFixed(2)} | ${q(s.before, 0.5).toFixed(2)} | ${q(s.after, 0.5).toFixed(2)} | ${side < 0 ? "–" : cpuPerMiss[side]!.toFixed(1)} |`,
     );
   }
 } finally {

@@ -1,32 +1,54 @@
 /**
  * What any Worker pays for a cold miss in this workerd, before herdless does anything: the
- * floor under the `cold-misses` scenario's Worker row. One workerd (Miniflare, storage on
- * tmpfs as the bench keeps it), one origin that answers after 20 ms, one keep-alive
- * connection, every request a new key; the variants are interleaved request by request, so
- * the machine's load falls on each alike:
+ * floor under the `cold-misses` scenario's Worker row, and what a new Durable Object's part
+ * of it is made of. One origin that answers after 20 ms, one keep-alive connection per
+ * target, every request a new key; the variants are interleaved request by request (and
+ * across the workerds below), so the machine's load falls on each alike:
  *
  * - `direct`: the origin itself;
  * - `proxy`: a Worker that fetches the origin and returns its answer;
  * - `cache`: also looks the key up in the Cache API first (a miss) and puts the answer
  *   there behind the response (`ctx.waitUntil`), as a cache must;
- * - `cache + new object`: also calls a new SQLite-backed Durable Object (one per key, as
- *   herdless's coordinator is) that does nothing, before the fetch;
- * - `cache + new object + 4 tables`: that object also creates 4 tables with one row each,
- *   as a new key's coordinator does for its lease, lease counter, entry and body.
+ * - `cache + warm object`: also calls one Durable Object that is already running (the same
+ *   one for every key) and does nothing: the call alone;
+ * - `cache + new object`: also calls a new Durable Object (one per key, as herdless's
+ *   coordinator is) that does nothing, before the fetch;
+ * - `cache + new object + 1 put`: that object also writes one value (`storage.put`): its
+ *   first storage transaction;
+ * - `cache + new object + 4 tables`: that object creates 4 tables with one row each instead
+ *   (SQLite storage only), as a new key's coordinator made for its lease, lease counter,
+ *   entry and body.
+ *
+ * Each Worker variant runs in up to three workerds, one per Durable Object storage:
+ *
+ * - `tmpfs`: SQLite-backed objects whose files are on /dev/shm (what the bench uses);
+ * - `disk`: the same on this machine's disk (os.tmpdir(), what `npm start` and Miniflare's
+ *   default use: wrangler keeps them in .wrangler/state);
+ * - `memory`: objects with in-memory storage and no SQLite file at all (Miniflare's
+ *   unsafeEphemeralDurableObjects; workerd offers no SQL API there, so no `4 tables`).
+ *
+ * workerd creates a SQLite-backed object's database file (and its -wal and -shm files) when
+ * the object is constructed, before its first storage call; `memory` takes that away and
+ * leaves the object's construction and the call.
  *
  * "before origin" is from the client's send until the origin saw the request, "after" from
  * the origin's answer until the client had all of it (one monotonic clock, same process).
  *
- *   flock /work/bench.lock node --import tsx bench/miss-floor.ts [rounds]
+ *   flock /work/bench.lock node --import tsx bench/miss-floor.ts [rounds] [tmpfs,disk,memory]
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { Agent, createServer, request } from "node:http";
-import { loadavg } from "node:os";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { Log, LogLevel, Miniflare } from "miniflare";
 
 const ORIGIN_LATENCY_MS = 20;
 const WARM_UP_ROUNDS = 30;
 const rounds = Number(process.argv[2] ?? 200);
+const STORAGES = ["tmpfs", "disk", "memory"] as const;
+type Storage = (typeof STORAGES)[number];
+const storages = (process.argv[3] ?? "tmpfs,memory").split(",") as Storage[];
+for (const s of storages) if (!STORAGES.includes(s)) throw new Error(`storage must be one of ${STORAGES.join(", ")}`);
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
@@ -44,11 +66,12 @@ const origin = createServer((req, res) => {
 await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
 const originUrl = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
 
-// `?tables=N` on a path makes its object create N tables; `?object=1` calls the object at all.
+// `?object=new|warm` calls an object at all; `&put` makes it write one value, `&tables=N` N tables.
 const script = `
 import { DurableObject } from "cloudflare:workers";
 export class Key extends DurableObject {
-  async fill(tables) {
+  async fill(tables, put) {
+    if (put) await this.ctx.storage.put("k", 1);
     for (let i = 0; i < tables; i++) {
       this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS t" + i + " (key TEXT PRIMARY KEY, v INTEGER NOT NULL)");
       this.ctx.storage.sql.exec("INSERT INTO t" + i + " (key, v) VALUES (?, ?)", "k", 1);
@@ -63,8 +86,10 @@ export default {
     const cache = cached ? await caches.open("floor") : undefined;
     const key = "https://floor.internal" + url.pathname;
     if (cache && (await cache.match(key))) return new Response("hit");
-    if (url.searchParams.has("object")) {
-      await env.KEY.get(env.KEY.idFromName(url.pathname)).fill(Number(url.searchParams.get("tables") ?? 0));
+    const object = url.searchParams.get("object");
+    if (object) {
+      const name = object === "warm" ? "warm" : url.pathname;
+      await env.KEY.get(env.KEY.idFromName(name)).fill(Number(url.searchParams.get("tables") ?? 0), url.searchParams.has("put"));
     }
     const answer = await fetch(env.ORIGIN + url.pathname);
     if (!cache) return answer;
@@ -73,44 +98,67 @@ export default {
     return new Response(bytes, answer);
   },
 };`;
-const storage = mkdtempSync("/dev/shm/herdless-floor-");
-const mf = new Miniflare({
-  workers: [
-    {
-      name: "floor",
-      modules: true,
-      script,
-      compatibilityDate: "2026-04-20",
-      bindings: { ORIGIN: originUrl },
-      durableObjects: { KEY: { className: "Key", useSQLite: true } },
-      unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-    },
-  ],
-  cf: false,
-  log: new Log(LogLevel.WARN),
-  durableObjectsPersist: `${storage}/do`,
-  cachePersist: `${storage}/cache`,
-});
-await mf.ready;
-const worker = (await mf.unsafeGetDirectURL("floor")).origin;
 
-const VARIANTS = [
-  { name: "direct", base: originUrl, query: "" },
-  { name: "proxy", base: worker, query: "" },
-  { name: "cache", base: worker, query: "?cache" },
-  { name: "cache + new object", base: worker, query: "?cache&object" },
-  { name: "cache + new object + 4 tables", base: worker, query: "?cache&object&tables=4" },
+async function startWorkerd(storage: Storage): Promise<{ url: string; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(storage === "disk" ? join(tmpdir(), "herdless-floor-") : "/dev/shm/herdless-floor-");
+  const mf = new Miniflare({
+    workers: [
+      {
+        name: "floor",
+        modules: true,
+        script,
+        compatibilityDate: "2026-04-20",
+        bindings: { ORIGIN: originUrl },
+        durableObjects: { KEY: { className: "Key", useSQLite: storage !== "memory" } },
+        unsafeEphemeralDurableObjects: storage === "memory",
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      },
+    ],
+    cf: false,
+    log: new Log(LogLevel.WARN),
+    durableObjectsPersist: join(dir, "do"),
+    cachePersist: join(dir, "cache"),
+  });
+  await mf.ready;
+  const url = (await mf.unsafeGetDirectURL("floor")).origin;
+  return {
+    url,
+    stop: async () => {
+      await mf.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const WORKER_VARIANTS = [
+  { name: "proxy", query: "", sql: false },
+  { name: "cache", query: "?cache", sql: false },
+  { name: "cache + warm object", query: "?cache&object=warm", sql: false },
+  { name: "cache + new object", query: "?cache&object=new", sql: false },
+  { name: "cache + new object + 1 put", query: "?cache&object=new&put", sql: false },
+  { name: "cache + new object + 4 tables", query: "?cache&object=new&tables=4", sql: true },
+];
+const workerds = await Promise.all(storages.map(async (storage) => ({ storage, ...(await startWorkerd(storage)) })));
+const targets = [
+  { name: "direct", url: `${originUrl}`, query: "" },
+  ...workerds.flatMap((w) =>
+    WORKER_VARIANTS.filter((v) => !v.sql || w.storage !== "memory").map((v) => ({
+      name: `${v.name} (${w.storage})`,
+      url: w.url,
+      query: v.query,
+    })),
+  ),
 ];
 
-const agents = new Map(VARIANTS.map((v) => [v.name, new Agent({ keepAlive: true, maxSockets: 1 })]));
+const agents = new Map(targets.map((v) => [v.name, new Agent({ keepAlive: true, maxSockets: 1 })]));
 
 function miss(
-  variant: (typeof VARIANTS)[number],
+  target: (typeof targets)[number],
   path: string,
 ): Promise<{ total: number; before: number; after: number }> {
   return new Promise((resolve, reject) => {
     const sent = nowMs();
-    const req = request(`${variant.base}${path}${variant.query}`, { agent: agents.get(variant.name) }, (res) => {
+    const req = request(`${target.url}${path}${target.query}`, { agent: agents.get(target.name) }, (res) => {
       res.resume();
       res.on("end", () => {
         const done = nowMs();
@@ -125,20 +173,25 @@ function miss(
 }
 
 const samples = new Map(
-  VARIANTS.map((v) => [v.name, { total: [] as number[], before: [] as number[], after: [] as number[] }]),
+  targets.map((v) => [v.name, { total: [] as number[], before: [] as number[], after: [] as number[] }]),
 );
 const loadBefore = loadavg()[0] ?? 0;
-for (let round = 0; round < WARM_UP_ROUNDS + rounds; round++) {
-  // Each round in another order: no variant always follows the same one.
-  const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
-  for (const [i, variant] of order.entries()) {
-    const measured = await miss(variant, `/r${round}/v${i}`);
-    if (round < WARM_UP_ROUNDS) continue;
-    const s = samples.get(variant.name)!;
-    s.total.push(measured.total);
-    s.before.push(measured.before);
-    s.after.push(measured.after);
+try {
+  for (let round = 0; round < WARM_UP_ROUNDS + rounds; round++) {
+    // Each round in another order: no variant always follows the same one.
+    const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
+    for (const [i, target] of order.entries()) {
+      const measured = await miss(target, `/r${round}/v${i}`);
+      if (round < WARM_UP_ROUNDS) continue;
+      const s = samples.get(target.name)!;
+      s.total.push(measured.total);
+      s.before.push(measured.before);
+      s.after.push(measured.after);
+    }
   }
+} finally {
+  for (const w of workerds) await w.stop();
+  origin.close();
 }
 const loadAfter = loadavg()[0] ?? 0;
 
@@ -148,15 +201,12 @@ const direct = quantile(samples.get("direct")!.total, 0.5);
 console.log(
   `${rounds} misses per variant, origin ${ORIGIN_LATENCY_MS} ms, load average ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}\n`,
 );
-console.log("| variant | p50 ms | p99 ms | added p50 vs direct | before origin p50 | after origin p50 |");
+console.log("| variant (storage) | p50 ms | p99 ms | added p50 vs direct | before origin p50 | after origin p50 |");
 console.log("|---|---|---|---|---|---|");
-for (const variant of VARIANTS) {
-  const s = samples.get(variant.name)!;
+for (const target of targets) {
+  const s = samples.get(target.name)!;
   const p50 = quantile(s.total, 0.5);
   console.log(
-    `| ${variant.name} | ${p50.toFixed(2)} | ${quantile(s.total, 0.99).toFixed(2)} | ${(p50 - direct).toFixed(2)} | ${quantile(s.before, 0.5).toFixed(2)} | ${quantile(s.after, 0.5).toFixed(2)} |`,
+    `| ${target.name} | ${p50.toFixed(2)} | ${quantile(s.total, 0.99).toFixed(2)} | ${(p50 - direct).toFixed(2)} | ${quantile(s.before, 0.5).toFixed(2)} | ${quantile(s.after, 0.5).toFixed(2)} |`,
   );
 }
-await mf.dispose();
-origin.close();
-rmSync(storage, { recursive: true, force: true });
