@@ -84,6 +84,7 @@ describe("RFC 5861 §4 stale-if-error", () => {
   it("RFC 9111 §4.2.4: serves past the window while the origin cannot be reached, when the operator allows", () => {
     expect(decideOnFailure(entry, "ORIGIN_TIMEOUT", config, 45_000).kind).toBe("stale-if-error");
     expect(decideOnFailure(entry, "ORIGIN_NETWORK", config, 45_000).kind).toBe("stale-if-error");
+    expect(decideOnFailure(entry, "COORDINATOR_UNAVAILABLE", config, 45_000).kind).toBe("stale-if-error");
     const strict = parseConfig({ origin: { url: "http://127.0.0.1:1" }, breaker: { serveStaleWhileOpen: false } });
     expect(decideOnFailure(entry, "ORIGIN_NETWORK", strict, 45_000).kind).toBe("error");
   });

@@ -82,9 +82,9 @@ export type FailureDecision = { kind: "stale-if-error"; entry: Entry } | { kind:
 
 /**
  * RFC 5861 §4 stale-if-error, widened while the origin gives no answer at all: while the
- * guard refuses to load it (breaker open, queue full, the key backing off) or it cannot be
+ * guard refuses to load it (breaker open, queue full, the key backing off), it cannot be
  * reached (refused or reset connection, no status within `origin.timeoutMs`: RFC 9111 §4.2.4's
- * "disconnected" cache), any stored copy is better than an error, if the operator keeps
+ * "disconnected" cache) or herdless's own coordination fails, any stored copy is better than an error, if the operator keeps
  * `breaker.serveStaleWhileOpen`. An answer the origin did give (a 5xx, a body cut short) is
  * hidden only within stale-if-error. must-revalidate entries (also proxy-revalidate,
  * s-maxage and bare no-cache: freshness.ts forbidsStale) and cached errors are never served
@@ -103,6 +103,15 @@ export function decideOnFailure(
   return { kind: "error" };
 }
 
+// No origin answer reached this request: the guard did not ask, the origin could not be reached,
+// or herdless's own coordination failed (its object or Redis unreachable, another holder's
+// fill past coordinator.waitTimeoutMs). None of these is the origin's word on the page.
 function gaveNoAnswer(code: HerdlessErrorCode): boolean {
-  return isGuardRefusal(code) || code === "ORIGIN_NETWORK" || code === "ORIGIN_TIMEOUT";
+  return (
+    isGuardRefusal(code) ||
+    code === "ORIGIN_NETWORK" ||
+    code === "ORIGIN_TIMEOUT" ||
+    code === "COORDINATOR_UNAVAILABLE" ||
+    code === "LEASE_LOST"
+  );
 }
