@@ -42,7 +42,7 @@ export interface FleetStackOptions extends StackOptions {
 export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
-  const { fetch, decodes } = originCall(options, config);
+  const { fetch, decodes } = originCall(options);
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
   const metrics = new Metrics(clock, options.latencyTimer);
   const connection = await connectRedis(options);
@@ -73,7 +73,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const onOriginCall = (event: { outcome: Parameters<Metrics["originCall"]>[0] }) => metrics.originCall(event.outcome);
 
   // The fleet guard throughout: without Redis it admits within this process's share.
-  const parts = { guard, background, onOriginCall, ...originCall(options, config) };
+  const parts = { guard, background, onOriginCall, ...originCall(options) };
   const coordinator = fleetCoordinator(options, { connection, bulk }, prefix, shared, parts);
   const fallback = new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts });
   const engine = new Engine({

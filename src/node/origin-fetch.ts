@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { Readable } from "node:stream";
+import { Readable, pipeline } from "node:stream";
+import { HerdlessError } from "../core/errors.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
@@ -12,13 +13,20 @@ const httpsAgent = new HttpsAgent({ keepAlive: true });
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
 /**
- * Node's origin `fetch`, on `node:http` rather than the global `fetch`: the global one sets
- * `Host` from the URL whatever the request says, so `origin.hostHeader: client` or a fixed
- * name could never reach an origin that serves several sites by host name. This one sends
- * the headers it is given as they are (`Host` included), never follows redirects, streams
- * both bodies, and stops at the caller's `AbortSignal` (the deadline of fetchOrigin). It
- * decodes no Content-Encoding: the bytes and their label pass through together
- * ({@link nodeDecoding}).
+ * Node's origin `fetch`, on `node:http` rather than the global `fetch` (undici), which adds
+ * request headers the client never sent (`Sec-Fetch-Mode: cors`; `User-Agent: node`,
+ * `Accept` and `Accept-Language: *` when absent), sets `Host` from the URL whatever
+ * the request says, and decodes gzip, deflate and br bodies. This one sends the headers it
+ * is given as they are (`Host` included; Node adds only `Connection: keep-alive` and the
+ * body's framing), never follows redirects, streams both bodies, keeps connections alive,
+ * and stops at the caller's `AbortSignal` (the deadline of fetchOrigin). It decodes no
+ * Content-Encoding: the bytes and their label pass through together ({@link nodeDecoding}).
+ *
+ * Its parser is Node's strict one: an answer whose head is malformed (a field name that is
+ * not a token, a control character in a value, Content-Length with Transfer-Encoding) fails
+ * whole with an error naming the fault ({@link malformedAnswer}); fetchOrigin makes it a 502.
+ * `insecureHTTPParser` would keep such answers, but it also takes Content-Length together
+ * with Transfer-Encoding, which desyncs the responses on a kept-alive connection.
  *
  * @example
  * const stack = localStack({ config, logger, fetch: nodeOriginFetch, decodes: nodeDecoding });
@@ -43,12 +51,18 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
       agent: secure ? httpsAgent : httpAgent,
       ...(signal ? { signal } : {}),
     });
-    outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : error));
+    outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error)));
     outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
     const body = init.body;
     if (body === null || body === undefined) outgoing.end();
     else if (body instanceof ReadableStream)
-      Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>).pipe(outgoing);
+      // pipeline, not pipe: a client that goes away mid-upload errors the body, and that error
+      // must cut the origin request (reported through its "error"), never go unheard and crash.
+      pipeline(
+        Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>),
+        outgoing,
+        () => undefined,
+      );
     else if (typeof body === "string" || body instanceof Uint8Array) outgoing.end(body);
     else if (body instanceof ArrayBuffer) outgoing.end(new Uint8Array(body));
     else {
@@ -56,6 +70,21 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
       reject(new TypeError("nodeOriginFetch sends string, bytes or stream bodies"));
     }
   });
+
+/**
+ * The error for an origin answer Node's parser refused (its codes are llhttp's, `HPE_*`):
+ * it names the fault, so the 502 a client gets and the log say what the origin sent wrong
+ * instead of a bare "Parse Error". Undefined for every other error (refused, reset, TLS).
+ */
+function malformedAnswer(error: Error & { code?: unknown }, url: string): HerdlessError | undefined {
+  if (typeof error.code !== "string" || !error.code.startsWith("HPE_")) return undefined;
+  const fault = error.message.replace(/^Parse Error: /, "");
+  return new HerdlessError(
+    "ORIGIN_NETWORK",
+    `the origin's answer for ${url} is not valid HTTP/1.1 (${fault}, ${error.code}); herdless refuses a malformed answer whole`,
+    { cause: error },
+  );
+}
 
 function toResponse(incoming: IncomingMessage, method: string): Response {
   const status = incoming.statusCode ?? 0;

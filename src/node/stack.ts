@@ -17,31 +17,34 @@ export interface StackOptions {
   config: Config;
   logger: Logger;
   clock?: Clock;
-  /** The origin call; by default the built-in fetch, or {@link nodeOriginFetch} when origin.hostHeader is not `origin`. */
+  /** The origin call; {@link nodeOriginFetch} by default. */
   fetch?: FetchLike;
   /** Times requests for the latency histograms (milliseconds); `performance.now()` by default, tests pass a ManualClock. */
   latencyTimer?: Clock;
-  /** Which Content-Encodings `fetch` decodes; with the default fetch, none; with another, undici's rule. */
+  /** Which Content-Encodings `fetch` decodes; with the default fetch, none; with another, undici's rule unless given. */
   decodes?: ContentDecoding;
 }
 
 /**
- * The origin call of a stack and the decoding that goes with it. The built-in `fetch` sets
- * Host from the URL, so a Host of the client's or a fixed name (`origin.hostHeader`) needs
- * {@link nodeOriginFetch}; with the default Host the built-in one stays (its lenient parser
- * lets herdless drop a malformed origin field instead of failing the whole answer).
+ * The origin call of a stack and the decoding that goes with it: {@link nodeOriginFetch}
+ * (node:http) for every `origin.hostHeader`, so the origin receives exactly the headers
+ * herdless forwards (the global `fetch` adds `Sec-Fetch-Mode`, and `User-Agent: node`,
+ * `Accept` and `Accept-Language` when absent, and forces Host from the URL) and the body
+ * with the Content-Encoding the origin chose (the global `fetch` decodes gzip, deflate and
+ * br). Its parser is strict: an origin answer with a malformed head (a field name that is not
+ * a token, a control character in a value) fails whole, a 502 naming the cause; no lenient
+ * parsing of a head on a kept-alive connection, where two parsers disagreeing is a desync.
+ * A caller's own `fetch` (tests, embedding) comes with its own `decodes`, undici's rule by default.
+ *
+ * @example
+ * const { fetch, decodes } = originCall({}); // nodeOriginFetch, nodeDecoding
  */
-export function originCall(
-  options: Pick<StackOptions, "fetch" | "decodes">,
-  config: Config,
-): { fetch: FetchLike; decodes?: ContentDecoding } {
+export function originCall(options: Pick<StackOptions, "fetch" | "decodes">): {
+  fetch: FetchLike;
+  decodes?: ContentDecoding;
+} {
   if (options.fetch !== undefined)
     return { fetch: options.fetch, ...(options.decodes ? { decodes: options.decodes } : {}) };
-  if (config.origin.hostHeader === "origin")
-    return {
-      fetch: (url, init) => globalThis.fetch(url, init),
-      ...(options.decodes ? { decodes: options.decodes } : {}),
-    };
   return { fetch: nodeOriginFetch, decodes: options.decodes ?? nodeDecoding };
 }
 
@@ -71,7 +74,7 @@ export interface Stack {
 export function localStack(options: StackOptions): Stack {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
-  const { fetch, decodes } = originCall(options, config);
+  const { fetch, decodes } = originCall(options);
   const metrics = new Metrics(clock, options.latencyTimer);
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const guard = new LocalGuard({ config, clock });

@@ -8,16 +8,17 @@ export interface CliProcess {
 
 /**
  * Starts one herdless process (the CLI from source) and resolves with its URL and mode,
- * read from its "herdless listening" log line. The caller kills it.
+ * read from its "herdless listening" log line; `env` is added to this process's environment.
+ * The caller kills it.
  *
  * @example
  * const member = await launchCli(["--origin", origin.url, "--redis", redis.url]);
  */
-export function launchCli(args: string[]): Promise<CliProcess> {
+export function launchCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliProcess> {
   const child = spawn(
     process.execPath,
     ["--import", "tsx", "src/node/bin.ts", ...args, "--port", "0", "--log-level", "info"],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } },
   );
   return new Promise((resolve, reject) => {
     let buffered = "";

@@ -111,32 +111,26 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(origin.script.requests).toBe(3);
   });
 
-  it("RFC 9110 §5.1: an origin field name that is not a token is dropped, never a 500 on the hits after", async () => {
+  it.each([
+    ["a field name that is not a token (RFC 9110 §5.1)", "X Bad: 1\r\n", "Invalid header token"],
+    ["whitespace before the colon (RFC 9112 §5.1)", "X-Good : 1\r\n", "Invalid header token"],
+    ["a control character in a value (RFC 9110 §5.5)", "X-Split: a\u0001b\r\n", "Invalid header value char"],
+    ["obs-fold line folding (RFC 9112 §5.2)", "X-Folded: a\r\n b\r\n", "Unexpected whitespace after header value"],
+  ])("an origin answer with %s is a clean 502 naming the fault, never stored, never a 500", async (_, lines, fault) => {
     const { url, script } = await scriptedOrigin();
-    script.rawHeaderLines = "X Bad: 1\r\nX-Good: 1\r\n";
+    script.rawHeaderLines = lines;
     const proxy = await herdless(url, new ManualClock(Date.now()));
     const attacker = await get(proxy, "/malformed");
-    expect(attacker.status).toBe(200);
-    expect(attacker.headers["x-good"]).toBe("1");
-    for (let i = 0; i < 3; i++) {
-      const victim = await get(proxy, "/malformed");
-      expect(victim.status).toBe(200);
-      expect(victim.headers["cache-status"]).toMatch(/hit/);
-      expect(Object.keys(victim.headers).some((name) => name.includes(" "))).toBe(false);
-    }
-    expect(script.requests).toBe(1);
-  });
-
-  it("RFC 9110 §5.5: a control character in an origin field value never reaches a client", async () => {
-    const { url, script } = await scriptedOrigin();
-    script.rawHeaderLines = "X-Split: a\u0001b\r\n";
-    const proxy = await herdless(url, new ManualClock(Date.now()));
-    const attacker = await get(proxy, "/ctl");
-    // Node's HTTP parser refuses such an answer outright: a clean 502, nothing stored.
+    // Node's strict parser refuses the whole answer (no lenient parse on a kept-alive
+    // connection, where parsers that disagree desync): the 502 says what the origin sent wrong.
     expect(attacker.status).toBe(502);
-    const victim = await get(proxy, "/ctl");
+    expect(attacker.body).toContain("is not valid HTTP/1.1");
+    expect(attacker.body).toContain(fault);
+    const victim = await get(proxy, "/malformed");
     // An answer no parser accepts is a failed origin call: the key backs off (breaker.backoffBaseMs).
     expect([victim.status, victim.headers["cache-status"]]).toEqual([503, "herdless; fwd=uri-miss; detail=backoff"]);
-    expect(victim.headers["x-split"]).toBeUndefined();
+    const names = Object.keys(victim.headers);
+    expect(names.filter((name) => name.includes(" ") || ["x-good", "x-split", "x-folded"].includes(name))).toEqual([]);
+    expect(script.requests).toBe(1);
   });
 });

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { normalizedAcceptEncoding } from "./accept-encoding.ts";
 import { headerList } from "./http.ts";
-import { keyQuery, primaryKey, variantKey, varyNames } from "./key.ts";
+import { keyQuery, primaryKey, selectingNames, variantKey, varyNames } from "./key.ts";
 
 const defaults = { ignoreQuery: ["utm_*", "fbclid"], ignoreAllQuery: false };
 const key = (url: string, options = defaults) => primaryKey(new URL(url), options);
@@ -66,6 +66,31 @@ describe("RFC 9111 §4.1 Vary: secondary key", () => {
 
   it("recognizes Vary: * anywhere in the list", () => {
     expect(varyNames("accept, *")).toEqual(["*"]);
+  });
+
+  it("RFC 9110 §12.5.3: an encoded body is selected on Accept-Encoding, whether or not the origin said Vary", () => {
+    const selecting = (fields: [string, string][]) => selectingNames(headerList(fields));
+    expect(selecting([["content-encoding", "gzip"]])).toEqual(["accept-encoding"]);
+    expect(
+      selecting([
+        ["content-encoding", "br"],
+        ["vary", "Origin"],
+      ]),
+    ).toEqual(["accept-encoding", "origin"]);
+    expect(
+      selecting([
+        ["content-encoding", "gzip"],
+        ["vary", "accept-encoding"],
+      ]),
+    ).toEqual(["accept-encoding"]);
+    expect(
+      selecting([
+        ["content-encoding", "gzip"],
+        ["vary", "*"],
+      ]),
+    ).toEqual(["*"]);
+    expect(selecting([["content-encoding", "identity"]])).toEqual([]);
+    expect(selecting([["vary", "Origin"]])).toEqual(["origin"]);
   });
 
   it("selects by the request's values, normalizing whitespace; absent only matches absent", () => {

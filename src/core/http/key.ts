@@ -75,6 +75,26 @@ export function varyNames(vary: string | null): string[] {
 }
 
 /**
+ * The request header names a stored response is selected on: its Vary ({@link varyNames}),
+ * and `accept-encoding` whenever its body carries a content coding. The origin chose that
+ * coding from the Accept-Encoding herdless sent (RFC 9110 §12.5.3); an origin that omits
+ * `Vary: Accept-Encoding` (nginx's `gzip_vary` is off by default) would otherwise have its
+ * gzip bytes served to a client that cannot decode them. At most four such variants exist
+ * (see `normalizedAcceptEncoding`).
+ *
+ * @example
+ * selectingNames(headerList([["content-encoding", "gzip"]])); // ["accept-encoding"]
+ * selectingNames(headerList([["vary", "Origin"]])); // ["origin"]
+ */
+export function selectingNames(response: HeaderReader): string[] {
+  const names = varyNames(response.get("vary"));
+  if (names[0] === "*" || names.includes("accept-encoding")) return names;
+  const coding = response.get("content-encoding")?.trim().toLowerCase();
+  if (!coding || coding === "identity") return names;
+  return [...names, "accept-encoding"].sort();
+}
+
+/**
  * The full key of a variant (RFC 9111 §4.1): the primary key, a newline, then the selecting
  * headers as a JSON array of `[name, value]` pairs, `null` for a header the request does not
  * carry (absent only matches absent). The primary key holds no newline and JSON escapes

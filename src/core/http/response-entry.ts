@@ -4,7 +4,7 @@ import { lifetimes } from "./freshness.ts";
 import { parseHttpDate } from "./http-date.ts";
 import { storedFields } from "./storability.ts";
 import { headerList, type HeaderReader } from "./http.ts";
-import { variantKey, varyNames } from "./key.ts";
+import { selectingNames, variantKey } from "./key.ts";
 
 export interface EntryContext {
   primary: string;
@@ -36,7 +36,7 @@ export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry 
     ctx.route,
     ctx.config,
   );
-  const vary = varyNames(headers.get("vary"));
+  const vary = selectingNames(headers);
   return {
     v: ENTRY_FORMAT_VERSION,
     key: variantKey(ctx.primary, vary, ctx.requestHeaders),

@@ -1,0 +1,226 @@
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { afterEach, describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer } from "../../src/node/server.ts";
+import { localStack } from "../../src/node/stack.ts";
+import { launchCli } from "./cli-process.ts";
+
+/**
+ * Promise 8 on Node, over real sockets: the origin receives the request the client sent
+ * (its end-to-end headers, nothing the HTTP client library would add) and the client gets
+ * the bytes the origin sent, in the coding the origin chose. Attacks first (what an
+ * attacker's request could make the origin store for a victim), then the origin's view.
+ */
+
+const logger = jsonLogger("silent");
+const cleanup: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+interface Seen {
+  url: string;
+  headers: IncomingHttpHeaders;
+  /** Names as they arrived on the wire, in order, lowercased. */
+  names: string[];
+}
+
+const PAGE = "<html>the page, long enough to be worth compressing</html>".repeat(20);
+
+/**
+ * An origin like many real ones: a WAF in front refuses clients that look like scripts (the
+ * `node` user agent undici sends when a client sent none, or Fetch metadata no browser
+ * sends on a navigation), its page says which language it picked from Accept-Language, and
+ * it gzips for clients that accept gzip (with `Vary: Accept-Encoding` unless `vary=0`).
+ * Every answer is cacheable; `seen` records what reached it.
+ */
+async function recordingOrigin(tls?: { cert: Buffer; key: Buffer }): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const answer: RequestListener = (req, res) => {
+    req.resume();
+    const names = req.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+    seen.push({ url: req.url ?? "", headers: req.headers, names });
+    const ua = req.headers["user-agent"];
+    if (ua === "node" || names.some((name) => name.startsWith("sec-fetch-"))) {
+      res.writeHead(403, { "cache-control": "max-age=60", "content-type": "text/plain" }).end("blocked by WAF");
+      return;
+    }
+    const lang = req.headers["accept-language"] === "*" ? "xx" : (req.headers["accept-language"] ?? "en");
+    const body = Buffer.from(`${PAGE} lang=${lang}`);
+    const headers: Record<string, string> = { "cache-control": "max-age=60", "content-type": "text/html" };
+    if (!(req.url ?? "").includes("vary=0")) headers.vary = "Accept-Encoding";
+    if (/\bgzip\b/.test(req.headers["accept-encoding"] ?? ""))
+      res.writeHead(200, { ...headers, "content-encoding": "gzip" }).end(gzipSync(body));
+    else res.writeHead(200, headers).end(body);
+  };
+  const server = tls ? createHttpsServer(tls, answer) : createServer(answer);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `${tls ? "https" : "http"}://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+async function herdless(originUrl: string, extra: Partial<ConfigInput> = {}): Promise<string> {
+  const config = parseConfig({ ...extra, origin: { url: originUrl, ...extra.origin } });
+  const stack = localStack({ config, logger, clock: new ManualClock(Date.now()) });
+  const running = await startServer({ stack, logger, port: 0, fastHits: true });
+  cleanup.push(() => running.close());
+  return running.url;
+}
+
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The bytes as they came off the socket: Node's client decodes no Content-Encoding. */
+  bytes: Buffer;
+}
+
+/** A request with exactly `headers` (Node's client adds only Host and Connection). */
+function send(base: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${base}${path}`, { headers: { host: "shop.test", ...headers }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+const isGzip = (bytes: Buffer) => bytes[0] === 0x1f && bytes[1] === 0x8b;
+
+describe("attacks through what herdless would add to an origin request (Node)", () => {
+  it("a request without User-Agent, Accept or Accept-Language reaches the origin without them: no WAF page, no `*` language stored for the victim", async () => {
+    const origin = await recordingOrigin();
+    const base = await herdless(origin.url);
+    // A script (curl -H 'User-Agent:', a bot) fills the key first.
+    const attacker = await send(base, "/home");
+    expect(attacker.status).toBe(200);
+    const fill = origin.seen[0]!;
+    for (const name of ["user-agent", "accept", "accept-language"]) expect(fill.headers[name], name).toBeUndefined();
+    expect(fill.names.filter((name) => name.startsWith("sec-fetch-"))).toEqual([]);
+    // The browser after it is served the page the origin made for a request like its own.
+    const victim = await send(base, "/home", { "user-agent": "Mozilla/5.0", "accept-language": "en" });
+    expect(victim.status).toBe(200);
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.bytes.toString()).toMatch(/lang=en$/);
+    expect(origin.seen).toHaveLength(1);
+  });
+
+  it("a gzip-accepting client cannot make the stored copy gzip bytes for a client that accepts only identity", async () => {
+    const origin = await recordingOrigin();
+    const base = await herdless(origin.url);
+    for (const path of ["/styled", "/unvaried?vary=0"]) {
+      const attacker = await send(base, path, { "accept-encoding": "gzip, deflate" });
+      expect(attacker.headers["content-encoding"], path).toBe("gzip");
+      for (const victimHeaders of [{ "accept-encoding": "identity" }, {}] as Record<string, string>[]) {
+        const victim = await send(base, path, victimHeaders);
+        expect(victim.status).toBe(200);
+        expect(victim.headers["content-encoding"], path).toBeUndefined();
+        expect(isGzip(victim.bytes), path).toBe(false);
+        expect(victim.bytes.toString()).toBe(`${PAGE} lang=en`);
+      }
+      // The identity variant was asked for once, then kept: both victims shared it.
+      const identityFills = origin.seen.filter((s) => s.url === path && s.headers["accept-encoding"] === "identity");
+      expect(identityFills, path).toHaveLength(1);
+    }
+  });
+});
+
+describe("what the origin receives and what the client gets back (Node)", () => {
+  it("gzip from the origin is served as gzip bytes labelled Content-Encoding: gzip, on the miss and on hits", async () => {
+    const origin = await recordingOrigin();
+    const base = await herdless(origin.url);
+    const miss = await send(base, "/page", { "accept-encoding": "gzip, deflate, br" });
+    const hit = await send(base, "/page", { "accept-encoding": "br;q=0.5, gzip" });
+    expect(origin.seen.map((s) => s.headers["accept-encoding"])).toEqual(["br, gzip"]);
+    for (const answer of [miss, hit]) {
+      expect(answer.status).toBe(200);
+      expect(answer.headers["content-encoding"]).toBe("gzip");
+      expect(answer.headers.vary).toBe("Accept-Encoding");
+      expect(isGzip(answer.bytes)).toBe(true);
+      expect(Number(answer.headers["content-length"])).toBe(answer.bytes.byteLength);
+      expect(gunzipSync(answer.bytes).toString()).toBe(`${PAGE} lang=en`);
+    }
+    expect(hit.headers["cache-status"]).toMatch(/hit/);
+  });
+
+  it("the origin sees exactly the client's end-to-end headers, plus what herdless adds (docs/http.md)", async () => {
+    const origin = await recordingOrigin();
+    const base = await herdless(origin.url);
+    const endToEnd = {
+      "user-agent": "Mozilla/5.0 (X11)",
+      accept: "text/html",
+      "accept-language": "de",
+      "x-api-version": "1",
+      "x-requested-with": "XMLHttpRequest",
+    };
+    await send(base, "/exact", { ...endToEnd, "accept-encoding": "gzip;q=0.5, identity" });
+    const fill = origin.seen[0]!;
+    const added = ["accept-encoding", "host", "x-forwarded-for", "x-forwarded-proto", "via", "surrogate-capability"];
+    // Connection is the transport's own (hop-by-hop, RFC 9110 §7.6.1): keep-alive to the origin.
+    expect(fill.names.filter((name) => name !== "connection").sort()).toEqual(
+      [...Object.keys(endToEnd), ...added].sort(),
+    );
+    expect(fill.headers.connection ?? "keep-alive").toBe("keep-alive");
+    for (const [name, value] of Object.entries(endToEnd)) expect(fill.headers[name], name).toBe(value);
+    expect(fill.headers).toMatchObject({
+      "accept-encoding": "gzip",
+      host: new URL(origin.url).host,
+      "x-forwarded-for": "127.0.0.1",
+      "x-forwarded-proto": "http",
+      via: "1.1 herdless",
+      "surrogate-capability": 'herdless="Surrogate/1.0"',
+    });
+  });
+});
+
+describe("HTTPS origins (Node)", () => {
+  // A self-signed certificate for 127.0.0.1, made for these tests only (fixtures/tls).
+  const certFile = fileURLToPath(new URL("../../fixtures/tls/origin-cert.pem", import.meta.url));
+  const tls = {
+    cert: readFileSync(certFile),
+    key: readFileSync(fileURLToPath(new URL("../../fixtures/tls/origin-key.pem", import.meta.url))),
+  };
+
+  it("an origin whose certificate is not trusted is a 502 naming the certificate error, nothing sent", async () => {
+    const origin = await recordingOrigin(tls);
+    const base = await herdless(origin.url);
+    const answer = await send(base, "/secure");
+    expect(answer.status).toBe(502);
+    expect(answer.bytes.toString()).toContain("self-signed certificate");
+    expect(origin.seen).toHaveLength(0);
+  });
+
+  it("a certificate the operator trusts (NODE_EXTRA_CA_CERTS) is verified and the origin answers as over http", async () => {
+    const origin = await recordingOrigin(tls);
+    const { child, url } = await launchCli(["--origin", origin.url], { NODE_EXTRA_CA_CERTS: certFile });
+    cleanup.push(async () => {
+      child.kill("SIGTERM");
+      if (child.exitCode === null) await once(child, "exit");
+    });
+    const miss = await send(url, "/secure", { "accept-encoding": "gzip" });
+    const hit = await send(url, "/secure", { "accept-encoding": "gzip" });
+    for (const answer of [miss, hit]) {
+      expect(answer.status).toBe(200);
+      expect(answer.headers["content-encoding"]).toBe("gzip");
+      expect(gunzipSync(answer.bytes).toString()).toBe(`${PAGE} lang=en`);
+    }
+    expect(hit.headers["cache-status"]).toMatch(/hit/);
+    expect(origin.seen).toHaveLength(1);
+    expect(origin.seen[0]!.names.filter((name) => name === "user-agent" || name.startsWith("sec-fetch-"))).toEqual([]);
+  });
+});
