@@ -8,7 +8,12 @@
  * Bundles must sit under this checkout (workerd will not load modules outside it).
  *
  *   node node_modules/wrangler/bin/wrangler.js deploy --dry-run --outdir bench/results/tmp/ab/a   # each tree, into this one
- *   flock /work/bench.lock node --import tsx bench/miss-ab.ts bench/results/tmp/ab/{a,b}/worker.js [misses]
+ *   flock /work/bench.lock node --import tsx bench/miss-ab.ts bench/results/tmp/ab/{a,b}/worker.js [misses] [block]
+ *
+ * `block` (default 1): misses in a row per side. With 1 each side's miss follows the other
+ * side's and the direct one, ~50 ms after its own previous miss, whose work behind its
+ * answer is done by then; with e.g. 10 each follows its own previous miss at once, as in
+ * the `cold-misses` scenario, and pays for that work sharing workerd's one thread.
  *
  * A path given as `unmetered:<path>` runs without the bench's meter (bench/worker-meter.js).
  *
@@ -31,8 +36,11 @@ const UNMETERED = "unmetered:";
 const [bundleA, bundleB] = [process.argv[2], process.argv[3]].map((arg) => arg?.replace(UNMETERED, ""));
 const metered = [process.argv[2], process.argv[3]].map((arg) => !arg?.startsWith(UNMETERED));
 const misses = Number(process.argv[4] ?? 200);
-if (!bundleA || !bundleB || !existsSync(bundleA) || !existsSync(bundleB) || !(misses > 0))
-  throw new Error("usage: miss-ab.ts <bundle A worker.js> <bundle B worker.js> [misses]");
+// Misses in a row per side: 1 alternates every request; more lets each side's miss follow its own
+// previous one, whose work behind its answer then shares workerd's thread with it (as in the scenario).
+const block = Number(process.argv[5] ?? 1);
+if (!bundleA || !bundleB || !existsSync(bundleA) || !existsSync(bundleB) || !(misses > 0) || !(block >= 1))
+  throw new Error("usage: miss-ab.ts <bundle A worker.js> <bundle B worker.js> [misses] [misses in a row per side]");
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 /** When the origin received each path and when it answered. */
@@ -113,17 +121,20 @@ const cpuAt = (side: (typeof sides)[number]) => side.server.cpuMs();
 let cpuStart = sides.map(cpuAt);
 const loadBefore = loadavg()[0] ?? 0;
 try {
-  for (let round = 0; round < WARM_UP + misses; round++) {
-    if (round === WARM_UP) cpuStart = sides.map(cpuAt);
+  const measure = async (round: number, target: (typeof targets)[number], counted: boolean) => {
+    const measured = await miss(target, `/ab/r${round}/${target.name}`);
+    if (!counted) return;
+    samples.get(target.name)!.total.push(measured.total);
+    samples.get(target.name)!.before.push(measured.before);
+    samples.get(target.name)!.after.push(measured.after);
+  };
+  for (let round = 0; round < WARM_UP; round++) for (const target of targets) await measure(round, target, false);
+  cpuStart = sides.map(cpuAt);
+  for (let round = 0; round < Math.ceil(misses / block); round++) {
     // A then B, then B then A: neither always follows the other.
     const order = round % 2 === 0 ? targets : [targets[0]!, targets[2]!, targets[1]!];
-    for (const target of order) {
-      const measured = await miss(target, `/ab/r${round}/${target.name}`);
-      if (round < WARM_UP) continue;
-      samples.get(target.name)!.total.push(measured.total);
-      samples.get(target.name)!.before.push(measured.before);
-      samples.get(target.name)!.after.push(measured.after);
-    }
+    for (const target of order)
+      for (let i = 0; i < block; i++) await measure(WARM_UP + round * block + i, target, true);
   }
   const cpuPerMiss = sides.map((side, i) => (cpuAt(side) - cpuStart[i]!) / misses);
   const q = (values: number[], p: number): number =>
@@ -132,7 +143,7 @@ try {
   console.log(
     `${misses} misses per side, origin ${ORIGIN_LATENCY_MS} ms, load ${loadBefore.toFixed(1)} → ${(loadavg()[0] ?? 0).toFixed(1)}`,
   );
-  console.log(`A ${process.argv[2]}\nB ${process.argv[3]}\n`);
+  console.log(`A ${process.argv[2]}\nB ${process.argv[3]}\n${block} misses in a row per side\n`);
   console.log(
     "| side | p50 ms | p99 ms | added p50 | added p99 | before origin p50 | after origin p50 | workerd CPU ms/miss |",
   );
