@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
@@ -185,6 +185,38 @@ describe("what the origin receives and what the client gets back (Node)", () => 
       via: "1.1 herdless",
       "surrogate-capability": 'herdless="Surrogate/1.0"',
     });
+  });
+});
+
+describe("uploads relayed to the origin (Node)", () => {
+  it("a client that goes away mid-upload cuts the origin's request short (never completed with part of the body) and herdless keeps serving", async () => {
+    const uploads: { received: number; ended: boolean; aborted: boolean }[] = [];
+    const server = createServer((req, res) => {
+      const upload = { received: 0, ended: false, aborted: false };
+      uploads.push(upload);
+      req.on("data", (chunk: Buffer) => (upload.received += chunk.byteLength));
+      req.on("end", () => {
+        upload.ended = true;
+        res.end("stored");
+      });
+      req.on("error", () => (upload.aborted = true));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanup.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const base = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const { hostname, port } = new URL(base);
+    const socket = connect(Number(port), hostname);
+    await once(socket, "connect");
+    socket.write("POST /upload HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 100000\r\n\r\n" + "x".repeat(1000));
+    await expect.poll(() => uploads[0]?.received).toBe(1000);
+    socket.destroy();
+    await expect.poll(() => uploads[0]?.aborted).toBe(true);
+    expect(uploads[0]!.ended).toBe(false);
+    const after = await send(base, "/upload");
+    expect([after.status, after.bytes.toString()]).toEqual([200, "stored"]);
   });
 });
 
