@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { deploy, send, type Deployment } from "./deployment.ts";
 import { startGatedOrigin, type GatedOrigin } from "./gated-origin.ts";
 
@@ -80,6 +80,11 @@ describe.each(["node", "fleet"] as const)("the origin refuses every connection (
       origin.bump();
       clock.advance(PROBE_INTERVAL_MS);
       expect((await send(urls[0]!, "/cold-probe")).status).toBe(200);
+      // The probe's permit goes back (and closes the breaker) behind its answer; the next
+      // interval runs from that close, so the manual clock moves only once it is recorded.
+      await vi.waitFor(async () => {
+        for (const stack of deployment!.stacks) expect((await stack.guard.snapshot()).breaker).toBe("closed");
+      });
       origin.resetRequests();
       clock.advance(PROBE_INTERVAL_MS);
       for (const key of KEYS)
