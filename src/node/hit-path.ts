@@ -206,8 +206,13 @@ export class HitPath {
   }
 
   private target(host: string | undefined, req: IncomingMessage): UrlTarget | undefined {
+    const hostName = host ?? "localhost";
+    const requestTarget = req.url ?? "/";
+    // A remembered target first: the parser's closure is made only for a target not seen yet.
+    const known = this.targets.knownForHost(hostName, requestTarget);
+    if (known) return known;
     try {
-      return this.targets.forHost(host ?? "localhost", req.url ?? "/", () => requestUrl(req));
+      return this.targets.forHost(hostName, requestTarget, () => requestUrl(req));
     } catch {
       return undefined;
     }

@@ -159,6 +159,11 @@ export class UrlTargets {
     return target;
   }
 
+  /** The target {@link forHost} remembered for `host` and `requestTarget`, if any: no parser closure to pass. */
+  knownForHost(host: string, requestTarget: string): UrlTarget | undefined {
+    return this.byHost.get(host)?.get(requestTarget);
+  }
+
   /** {@link get} remembered under the Host and the request target as received, with the same bound. */
   forHost(host: string, requestTarget: string, parse: () => URL): UrlTarget {
     let targets = this.byHost.get(host);

@@ -39,6 +39,27 @@ describe("LruStore byte bound", () => {
     expect(lru.evictions).toBe(2);
   });
 
+  it("keeps recency right when the newest key is read again, deleted, or re-read after another read", async () => {
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    await lru.put(sized("a", 10_000, clock));
+    await lru.put(sized("b", 10_000, clock));
+    await lru.put(sized("c", 10_000, clock));
+    // c is the newest: reading it again changes nothing; reading a makes a the newest.
+    lru.getSync("c");
+    lru.getSync("c");
+    lru.getSync("a");
+    await lru.delete("a");
+    await lru.put(sized("d", 10_000, clock));
+    lru.getSync("b");
+    // Order now (oldest first): c, d, b. One more entry pushes out c alone.
+    await lru.put(sized("e", 10_000, clock));
+    expect(lru.getSync("c")).toBeUndefined();
+    expect(lru.getSync("d")).toBeDefined();
+    expect(lru.getSync("b")).toBeDefined();
+    expect(lru.getSync("e")).toBeDefined();
+  });
+
   it("refreshes recency on get, so a read entry outlives older unread ones", async () => {
     const clock = new ManualClock(T0);
     const lru = new LruStore({ maxBytes: 30_000, clock });

@@ -31,6 +31,13 @@ export class LruStore implements Store {
   private readonly clock: Clock;
   private charged = 0;
   private evicted = 0;
+  /**
+   * The most recently used key (last in the map's order), or undefined when not known. A hit
+   * on it needs no move to the back: a hot key's hits on the Node hit path would otherwise
+   * delete and re-insert it every time, and the map's table, filling with deleted slots, is
+   * rebuilt every few hits (an allocation and a copy).
+   */
+  private newest: string | undefined;
 
   constructor(options: LruStoreOptions) {
     if (!(Number.isFinite(options.maxBytes) && options.maxBytes > 0)) {
@@ -66,8 +73,11 @@ export class LruStore implements Store {
       this.remove(key, slot);
       return undefined;
     }
-    this.slots.delete(key);
-    this.slots.set(key, slot);
+    if (key !== this.newest) {
+      this.slots.delete(key);
+      this.slots.set(key, slot);
+      this.newest = key;
+    }
     return slot.entry;
   }
 
@@ -90,6 +100,7 @@ export class LruStore implements Store {
     const size = entrySize(entry);
     if (size > this.maxBytes) return false;
     this.slots.set(entry.key, { entry, size });
+    this.newest = entry.key;
     this.charged += size;
     this.evictUntilWithinBudget();
     return true;
@@ -115,6 +126,7 @@ export class LruStore implements Store {
 
   private remove(key: string, slot: Slot): void {
     this.slots.delete(key);
+    if (key === this.newest) this.newest = undefined;
     this.charged -= slot.size;
   }
 }
