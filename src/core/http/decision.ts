@@ -69,8 +69,8 @@ export function decide(
 }
 
 /**
- * A stored copy that some failure could still be answered with (stale-if-error, or breaker
- * open with `breaker.serveStaleWhileOpen`). A good copy always beats an error: a cached
+ * A stored copy that some failure could still be answered with (stale-if-error, or, with
+ * `breaker.serveStaleWhileOpen`, any copy while no origin answer arrives). A good copy always beats an error: a cached
  * error never replaces or hides such a copy, in any tier.
  */
 export function servableOnError(entry: Entry | undefined, config: Config, now: number): entry is Entry {
@@ -81,14 +81,15 @@ export function servableOnError(entry: Entry | undefined, config: Config, now: n
 export type FailureDecision = { kind: "stale-if-error"; entry: Entry } | { kind: "error" };
 
 /**
- * RFC 5861 §4 stale-if-error, widened while the origin gives no answer at all: while the
- * guard refuses to load it (breaker open, queue full, the key backing off), it cannot be
- * reached (refused or reset connection, no status within `origin.timeoutMs`: RFC 9111 §4.2.4's
- * "disconnected" cache) or herdless's own coordination fails, any stored copy is better than an error, if the operator keeps
- * `breaker.serveStaleWhileOpen`. An answer the origin did give (a 5xx, a body cut short) is
- * hidden only within stale-if-error. must-revalidate entries (also proxy-revalidate,
- * s-maxage and bare no-cache: freshness.ts forbidsStale) and cached errors are never served
- * in place of a fresh answer.
+ * RFC 5861 §4 stale-if-error, widened while no origin answer reached the request: while the
+ * guard refuses to load the origin (breaker open, queue full, the key backing off), the
+ * origin cannot be reached (refused or reset connection, no status within
+ * `origin.timeoutMs`, a head no client could be given: RFC 9111 §4.2.4's "disconnected"
+ * cache) or herdless's own coordination fails, any stored copy is better than an error, if
+ * the operator keeps `breaker.serveStaleWhileOpen`. An answer the origin did give (a 5xx, a
+ * body cut short) is hidden only within stale-if-error. must-revalidate entries (also
+ * proxy-revalidate, s-maxage and bare no-cache: freshness.ts forbidsStale) and cached errors
+ * are never served in place of a fresh answer.
  */
 export function decideOnFailure(
   entry: Entry | undefined,
