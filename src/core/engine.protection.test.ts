@@ -105,6 +105,15 @@ function req(path: string): EngineRequest {
 
 const header = (res: { headers: [string, string][] }, name: string) => res.headers.find(([n]) => n === name)?.[1];
 
+/** `/page` stored under `cacheControl`, then 61 s later: past max-age=60 and every window the header gives. */
+async function pastMaxAge(cacheControl: string, overrides: Partial<ConfigInput> = {}) {
+  const t = setup(overrides);
+  t.origin.cacheControl = cacheControl;
+  await t.get("/page");
+  t.clock.advance(61_000);
+  return t;
+}
+
 describe("per-key backoff: a failing key is not asked again until its backoff passes", () => {
   it("5 requests for a stale key whose origin is down: 1 origin call, 5 stale answers", async () => {
     const t = setup();
@@ -183,10 +192,7 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
   });
 
   it("serves a copy past its stale-if-error window while the key backs off (breaker.serveStaleWhileOpen)", async () => {
-    const t = setup();
-    t.origin.cacheControl = "max-age=60";
-    await t.get("/page");
-    t.clock.advance(61_000);
+    const t = await pastMaxAge("max-age=60");
     // A sick status is asked again once at once (a blip), then the key backs off.
     t.origin.health = 503;
     expect((await t.get("/page")).status).toBe(503);
@@ -197,18 +203,12 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
   });
 
   it("an origin that cannot be reached never shows its error while a copy exists, even past stale-if-error (RFC 9111 §4.2.4)", async () => {
-    const t = setup();
-    t.origin.cacheControl = "max-age=60";
-    await t.get("/page");
-    t.clock.advance(61_000);
+    const t = await pastMaxAge("max-age=60");
     t.origin.health = "down";
     const first = await t.get("/page");
     expect([first.status, first.cacheStatus]).toEqual([200, "herdless; fwd=stale; ttl=-1; detail=stale-if-error"]);
     expect(t.origin.calls).toBe(2);
-    const strict = setup({ breaker: { serveStaleWhileOpen: false } });
-    strict.origin.cacheControl = "max-age=60";
-    await strict.get("/page");
-    strict.clock.advance(61_000);
+    const strict = await pastMaxAge("max-age=60", { breaker: { serveStaleWhileOpen: false } });
     strict.origin.health = "down";
     expect((await strict.get("/page")).status).toBe(502);
   });
@@ -220,10 +220,7 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
       "s-maxage=60",
       "no-cache",
     ]) {
-      const t = setup();
-      t.origin.cacheControl = cacheControl;
-      await t.get("/page");
-      t.clock.advance(61_000);
+      const t = await pastMaxAge(cacheControl);
       t.origin.health = "down";
       expect((await t.get("/page")).status, cacheControl).toBe(502);
     }

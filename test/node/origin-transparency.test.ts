@@ -6,11 +6,8 @@ import { connect, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
-import { ManualClock } from "../../src/core/clock.ts";
-import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
-import { jsonLogger } from "../../src/node/logger.ts";
-import { startServer } from "../../src/node/server.ts";
-import { localStack } from "../../src/node/stack.ts";
+import type { ConfigInput } from "../../src/core/config.ts";
+import { herdless as startHerdless } from "./attack-kit.ts";
 import { launchCli } from "./cli-process.ts";
 
 /**
@@ -20,7 +17,6 @@ import { launchCli } from "./cli-process.ts";
  * attacker's request could make the origin store for a victim), then the origin's view.
  */
 
-const logger = jsonLogger("silent");
 const cleanup: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
@@ -71,12 +67,11 @@ async function recordingOrigin(tls?: { cert: Buffer; key: Buffer }): Promise<{ u
   return { url: `${tls ? "https" : "http"}://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
 }
 
+/** attack-kit's herdless in front of `originUrl`, closed after the test. */
 async function herdless(originUrl: string, extra: Partial<ConfigInput> = {}): Promise<string> {
-  const config = parseConfig({ ...extra, origin: { url: originUrl, ...extra.origin } });
-  const stack = localStack({ config, logger, clock: new ManualClock(Date.now()) });
-  const running = await startServer({ stack, logger, port: 0, fastHits: true });
+  const running = await startHerdless(originUrl, extra);
   cleanup.push(() => running.close());
-  return running.url;
+  return running.base;
 }
 
 interface Answer {

@@ -1,18 +1,14 @@
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { ManualClock } from "../../src/core/clock.ts";
-import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
-import { jsonLogger } from "../../src/node/logger.ts";
-import { startServer } from "../../src/node/server.ts";
-import { localStack } from "../../src/node/stack.ts";
+import type { ConfigInput } from "../../src/core/config.ts";
+import { herdless as startHerdless } from "./attack-kit.ts";
 
 /**
  * What reaches the origin and how the key is built, attacked through the Node server (its
  * socket hit path included): each test is the attacker's request, then the victim's.
  */
 
-const logger = jsonLogger("silent");
 const cleanup: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
@@ -61,12 +57,11 @@ async function reflectingOrigin(vary?: string): Promise<{ url: string; seen: See
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
 }
 
+/** attack-kit's herdless in front of `originUrl`, closed after the test. */
 async function herdless(originUrl: string, extra: Partial<ConfigInput> = {}): Promise<string> {
-  const config = parseConfig({ ...extra, origin: { url: originUrl, ...extra.origin } });
-  const stack = localStack({ config, logger, clock: new ManualClock(Date.now()) });
-  const running = await startServer({ stack, logger, port: 0, fastHits: true });
+  const running = await startHerdless(originUrl, extra);
   cleanup.push(() => running.close());
-  return running.url;
+  return running.base;
 }
 
 interface Answer {
