@@ -8,25 +8,19 @@ import { variantKey } from "../http/key.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
 import type { FetchLike } from "../origin/origin-client.ts";
 import type { ContentDecoding } from "../origin/response-fields.ts";
-import {
-  guardedCallDeps,
-  guardedOriginCall,
-  type GuardedCallDeps,
-  type OriginCallEvent,
-} from "../origin/guarded-call.ts";
+import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../origin/guarded-call.ts";
 import type { OriginGuard } from "../guard/origin-guard.ts";
-import { conditionalHeaders } from "../http/response-entry.ts";
 import { SingleFlight } from "./single-flight.ts";
 import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
 import { applyPurge } from "../admin/purge.ts";
 import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
-import { announcement, answerHeard, relayStream, type FlightRelay } from "./relay.ts";
-import { bufferedUpTo, failureResult, settle } from "./settle.ts";
+import { announcement, answerHeard, endFlight, relayStream, type FlightRelay } from "./relay.ts";
+import { fetchAndSettle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, recordFlight } from "./flight-backoff.ts";
 import { refreshAheadDue, renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
-import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
+import { KeyBackoff, MemoryBackoffStore, type BackoffCheck, type BackoffStore } from "../guard/key-backoff.ts";
 
 export interface KeyCoordinatorOptions {
   config: Config;
@@ -79,7 +73,7 @@ export class KeyCoordinator implements Coordinator {
       ...o,
       end: async (key, lease, message) => {
         await backoffAfterStream(this.backoff, key, message);
-        await this.end(key, lease, message);
+        await endFlight(this.o, key, lease, message);
       },
     });
     this.backoff = new KeyBackoff({
@@ -91,7 +85,9 @@ export class KeyCoordinator implements Coordinator {
   }
 
   async fill(request: FillRequest): Promise<FillResult> {
-    const stored = request.revalidate ? undefined : await this.storedFor(request);
+    // A revalidation does not answer from the stored entry: its flight reads it (as `before`).
+    const look = request.revalidate ? undefined : this.look(request);
+    const stored = await look?.stored;
     // After the lookup: a soft purge makes the entry stale as of the time it was applied.
     const now = this.o.clock.now();
     // A caller come to renew an entry in its refresh-ahead window is answered by it only once renewed.
@@ -119,7 +115,7 @@ export class KeyCoordinator implements Coordinator {
       const joined = await this.join(request, streaming, true);
       if (joined) return joined;
     }
-    const lead = () => this.fetchUnderLease(request);
+    const lead = () => this.fetchUnderLease(request, look ?? this.look(request));
     const { value, joined } = await this.flights.run(request.key, () =>
       request.refreshAhead && stored ? this.renewals.run(request.key, stored.staleAt, lead) : lead(),
     );
@@ -158,6 +154,18 @@ export class KeyCoordinator implements Coordinator {
     return streamOf(flight, collapsed);
   }
 
+  /**
+   * The key's entry and backoff, asked for side by side (one round trip to Redis, not two):
+   * a flight needs both before it queues for the lease. A fill the entry answers wastes the
+   * backoff's read; waiting for the entry first would cost every miss a round trip.
+   */
+  private look(request: FillRequest): Look {
+    const backoff = this.backoff.check(request.key);
+    // Awaited only by a flight that leads; its failure then fails the flight.
+    backoff.catch(() => undefined);
+    return { stored: this.storedFor(request), backoff };
+  }
+
   private async storedFor(request: FillRequest): Promise<Entry | undefined> {
     const { entry } = await lookup(this.o.store, request.primary, request.key, headerList(request.headers));
     return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
@@ -175,11 +183,12 @@ export class KeyCoordinator implements Coordinator {
    * fill sends them to the store, a failure hands them the same failure (they serve their
    * stale copy) instead of a second origin request.
    */
-  private async fetchUnderLease(request: FillRequest): Promise<FlightResult> {
+  private async fetchUnderLease(request: FillRequest, look: Look): Promise<FlightResult> {
     const { lockLeaseMs, waitTimeoutMs } = this.o.config.coordinator;
-    const before = await this.storedFor(request);
+    // What the fill read: nothing was awaited between its read and this flight's start.
+    const before = await look.stored;
     // A key backing off is refused before anyone queues for its lease.
-    const { refusal } = await this.backoff.check(request.key);
+    const { refusal } = await look.backoff;
     if (refusal) return backedOff(refusal, before);
     const giveUpAt = this.o.clock.now() + waitTimeoutMs;
     for (;;) {
@@ -224,14 +233,17 @@ export class KeyCoordinator implements Coordinator {
     );
     let result: FlightResult | undefined;
     try {
-      const current = await this.storedFor(request);
+      // Both again, side by side, now that the lease keeps other writers out.
+      const [current, checked] = await Promise.all([this.storedFor(request), this.backoff.check(request.key)]);
       if (this.answers(request, current, before))
         return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
-      const checked = await this.backoff.check(request.key);
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
       // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
       if (request.refreshAhead && before) await this.o.leases.markRenewing?.(lease, before.staleAt).catch(() => {});
-      result = await this.fetchAndStore(request, current, lease.token, expiry.signal);
+      result = await fetchAndSettle(this.o, this.originDeps, request, current, {
+        token: lease.token,
+        signal: expiry.signal,
+      });
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;
       result = await recordFlight(this.backoff, request.key, result, this.o.config, checked.record);
@@ -245,7 +257,14 @@ export class KeyCoordinator implements Coordinator {
     } finally {
       if (result?.kind !== "shared") {
         clearTimeout(timer);
-        await this.end(request.key, lease, await announcement(this.o.relay, request.key, lease.token, result));
+        // Behind the answer: only other processes' waiters wait for it.
+        const ended = endFlight(
+          this.o,
+          request.key,
+          lease,
+          announcement(this.o.relay, request.key, lease.token, result),
+        );
+        this.o.background?.(ended);
       }
     }
   }
@@ -265,33 +284,14 @@ export class KeyCoordinator implements Coordinator {
     return refreshAheadDue(entry, routeFor(this.o.config, request.path).refreshAhead, this.o.clock.now());
   }
 
-  /** Releases the lease, then tells other processes waiting on the key how the flight ended. */
-  private async end(key: string, lease: Lease, message: string): Promise<void> {
-    await this.o.leases.release(lease).catch(() => false);
-    await Promise.resolve(this.o.announceFill?.(key, message)).catch(() => undefined);
-  }
-
   /** An entry that answers without an origin request: fresh (a cached error counts, briefly). */
   private usable(entry: Entry | undefined): entry is Entry {
     return entry !== undefined && this.o.clock.now() < entry.staleAt;
   }
-
-  private async fetchAndStore(
-    request: FillRequest,
-    stored: Entry | undefined,
-    token: number,
-    signal: AbortSignal,
-  ): Promise<FlightResult> {
-    const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
-    const result = await guardedOriginCall(
-      this.originDeps,
-      { url: request.url, method: "GET", headers: [...request.headers, ...conditional] },
-      { priority: request.priority, maxBodyBytes: bufferedUpTo(this.o, stored), key: request.key, signal },
-    );
-    if (result.kind !== "response") return failureResult(result.error, stored);
-    return settle(this.o, request, stored, result.response, token);
-  }
 }
+
+/** What a fill asked of its key's shared state before deciding (see KeyCoordinator's `look`). */
+type Look = { stored: Promise<Entry | undefined>; backoff: Promise<BackoffCheck> };
 
 function delay(ms: number): Promise<undefined> {
   return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));

@@ -3,6 +3,7 @@ import type { HerdlessErrorCode } from "../errors.ts";
 import type { FillResult, PassResponse } from "./coordinator.ts";
 import { streamAnswer, type FlightResult, type SharedFlight } from "./flight.ts";
 import { SharedBody } from "./shared-body.ts";
+import type { Lease, LeaseManager } from "./lease.ts";
 
 /** A body still arriving, as the flight's own callers get it. */
 export interface RelayedStream {
@@ -59,31 +60,67 @@ export const ALONE = "alone";
  * How other processes' callers waiting on the key hear the end of a flight, so each gets
  * what the leader's own callers got: the stored entry (`done`), the origin's error answer
  * (relayed), the word to ask on their own (an answer for one client), or the failure.
+ * A string at once unless an error answer is offered to the relay first: the caller can
+ * then free the lease before anything else it sends (see KeyCoordinator's `end`).
  */
-export async function announcement(
+export function announcement(
   relay: FlightRelay | undefined,
   key: string,
   token: number,
   result: FlightResult | undefined,
-): Promise<string> {
+): string | Promise<string> {
   if (result?.kind === "pass" || result?.kind === "alone") return ALONE;
   // The entry's token: a waiter takes that entry even when it is already stale (max-age=0), as the leader's callers do.
   if (result?.kind === "entry") return `done:${result.entry.token}`;
   if (result?.kind !== "failed") return "done";
   const { response } = result;
-  if (relay && response && response.body instanceof Uint8Array) {
-    const answer: RelayedAnswer = {
-      kind: "failed",
-      code: result.code,
-      message: result.message,
-      ...(result.fwdStatus !== undefined ? { fwdStatus: result.fwdStatus } : {}),
-      ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
-      response: { status: response.status, headers: response.headers, body: response.body },
-    };
-    const offered = await relay.offer(key, token, answer).catch(() => undefined);
-    if (offered) return offered;
-  }
-  return `failed:${result.code}`;
+  const failed = `failed:${result.code}`;
+  if (!relay || !response || !(response.body instanceof Uint8Array)) return failed;
+  const answer: RelayedAnswer = {
+    kind: "failed",
+    code: result.code,
+    message: result.message,
+    ...(result.fwdStatus !== undefined ? { fwdStatus: result.fwdStatus } : {}),
+    ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
+    response: { status: response.status, headers: response.headers, body: response.body },
+  };
+  return relay.offer(key, token, answer).then(
+    (offered) => offered ?? failed,
+    () => failed,
+  );
+}
+
+/**
+ * Ends a flight: frees its lease, then tells the other processes waiting on the key how it
+ * ended (`message`: {@link announcement}). Only they wait for this (the flight's answer is
+ * stored, or offered to the relay, before it starts), so a flight's answer does not: the
+ * caller runs it behind. The release is sent when this is called, before anything the
+ * process sends after it, so its next flight for the key finds the lease free (Redis runs a
+ * connection's commands in order; the other leases free it at once); only an error answer
+ * being offered to the relay (`message` pending) goes first. Never rejects.
+ *
+ * @example
+ * background(endFlight(o, key, lease, announcement(o.relay, key, lease.token, result)));
+ */
+export function endFlight(
+  o: { leases: LeaseManager; announceFill?: (key: string, message: string) => void | Promise<void> },
+  key: string,
+  lease: Lease,
+  message: string | Promise<string>,
+): Promise<void> {
+  const announce = async (said: string) => {
+    try {
+      await o.announceFill?.(key, said);
+    } catch {
+      // Waiters that miss it look again when their wait times out.
+    }
+  };
+  const release = () => o.leases.release(lease).catch(() => false);
+  if (typeof message === "string") return release().then(() => announce(message));
+  return message.then(async (said) => {
+    await release();
+    await announce(said);
+  });
 }
 
 /**

@@ -7,7 +7,9 @@ import { storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
+import { guardedOriginCall, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import {
+  conditionalHeaders,
   entryFromResponse,
   negativeEntry,
   refreshedEntry,
@@ -80,6 +82,27 @@ export async function settle(
   );
   if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status);
   return shareBody(entry, res, config.cache.maxEntryBytes);
+}
+
+/**
+ * A flight's origin call under the key's lease (`token`; `signal` ends with the lease),
+ * conditional when a copy of the same key is stored, and what its answer or failure becomes.
+ */
+export async function fetchAndSettle(
+  ctx: SettleContext,
+  deps: GuardedCallDeps,
+  request: FillRequest,
+  stored: Entry | undefined,
+  { token, signal }: { token: number; signal: AbortSignal },
+): Promise<FlightResult> {
+  const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
+  const result = await guardedOriginCall(
+    deps,
+    { url: request.url, method: "GET", headers: [...request.headers, ...conditional] },
+    { priority: request.priority, maxBodyBytes: bufferedUpTo(ctx, stored), key: request.key, signal },
+  );
+  if (result.kind !== "response") return failureResult(result.error, stored);
+  return settle(ctx, request, stored, result.response, token);
 }
 
 /** RFC 9111 §4.3.4: a 304 refreshes the stored response, which is judged again as a whole. */

@@ -1,0 +1,204 @@
+/**
+ * What a fill costs on a shared store (Redis for a fleet): how many round trips its answer
+ * waits for, and how many calls it makes. Each store, lease, backoff and announcement call
+ * goes over {@link Network}, which runs the call when it is sent and hands every reply in
+ * flight back at once: one round trip, as one pipelined Redis connection does. The origin
+ * is one round trip too.
+ */
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../clock.ts";
+import { parseConfig, type ConfigInput } from "../config.ts";
+import { KeyCoordinator } from "./key-coordinator.ts";
+import type { FillRequest, FillResult } from "./coordinator.ts";
+import type { Lease, LeaseManager } from "./lease.ts";
+import { MemoryLeaseManager } from "./memory-lease.ts";
+import { LocalGuard } from "../guard/local-guard.ts";
+import { MemoryBackoffStore, type BackoffRecord, type BackoffStore } from "../guard/key-backoff.ts";
+import type { Store } from "../store/store.ts";
+import { LruStore } from "../store/lru-store.ts";
+
+class Network {
+  private replies: Array<() => void> = [];
+  /** Every call sent, by name, in order. */
+  readonly sent: string[] = [];
+
+  /** Sends `call` now; its reply comes back with the next round trip. */
+  send<T>(name: string, call: () => Promise<T> | T): Promise<T> {
+    this.sent.push(name);
+    const result = Promise.resolve().then(call);
+    return new Promise<T>((resolve, reject) => this.replies.push(() => result.then(resolve, reject)));
+  }
+
+  /** Hands back every reply in flight; false when nothing was in flight. */
+  roundTrip(): boolean {
+    const replies = this.replies.splice(0);
+    for (const reply of replies) reply();
+    return replies.length > 0;
+  }
+
+  count(name: string): number {
+    return this.sent.filter((sent) => sent === name).length;
+  }
+}
+
+/** Lets every callback that is ready run (no time passes: the clock is the test's). */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function setup(overrides: Partial<ConfigInput> = {}) {
+  const clock = new ManualClock(1_900_000_000_000);
+  const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
+  const net = new Network();
+  const entries = new LruStore({ maxBytes: 1 << 20, clock });
+  const store: Store = {
+    get: (key) => net.send("entry read", () => entries.get(key)),
+    put: (entry) => net.send("entry write", () => entries.put(entry)),
+    delete: (key) => net.send("entry delete", () => entries.delete(key)),
+  };
+  const memoryLeases = new MemoryLeaseManager(clock);
+  const leases: LeaseManager = {
+    acquire: (key, ttlMs) => net.send("lease acquire", () => memoryLeases.acquire(key, ttlMs)),
+    extend: (lease: Lease, ttlMs) => net.send("lease extend", () => memoryLeases.extend(lease, ttlMs)),
+    release: (lease: Lease) => net.send("lease release", () => memoryLeases.release(lease)),
+  };
+  const records = new MemoryBackoffStore(clock);
+  const backoff: BackoffStore = {
+    get: (key) => net.send("backoff read", () => records.get(key)),
+    set: (key, record: BackoffRecord) => net.send("backoff write", () => records.set(key, record)),
+    delete: (key) => net.send("backoff delete", () => records.delete(key)),
+  };
+  const origin = { calls: 0, cacheControl: "max-age=60", status: 200 };
+  const announced: string[] = [];
+  const pending: Promise<unknown>[] = [];
+  const coordinator = new KeyCoordinator({
+    config,
+    clock,
+    store,
+    leases,
+    backoff,
+    guard: new LocalGuard({ config, clock }),
+    fetch: () =>
+      net.send("origin", () => {
+        origin.calls++;
+        return new Response(`v${origin.calls}`, {
+          status: origin.status,
+          headers: { "cache-control": origin.cacheControl },
+        });
+      }),
+    announceFill: (key, message) => net.send("announce", () => void announced.push(message)),
+    background: (work) => void pending.push(work),
+  });
+
+  /**
+   * One fill: the round trips until its answer, then those of the work behind it. Each
+   * round trip answers every call in flight, so calls made side by side count once.
+   */
+  const fill = async (request: Partial<FillRequest> = {}) => {
+    let answer: FillResult | undefined;
+    const filling = coordinator.fill({ ...pageRequest, ...request }).then((result) => (answer = result));
+    let before = 0;
+    for (await settle(); answer === undefined; await settle()) {
+      if (!net.roundTrip()) throw new Error("the fill waits for nothing in flight");
+      before++;
+    }
+    await filling;
+    let behind = 0;
+    for (await settle(); net.roundTrip(); await settle()) behind++;
+    await Promise.all(pending.splice(0));
+    return { answer, before, behind };
+  };
+  return { clock, net, origin, announced, records, fill };
+}
+
+const key = "GET https://site.test/page";
+const pageRequest: FillRequest = {
+  primary: key,
+  key,
+  url: "http://origin.test/page",
+  path: "/page",
+  headers: [],
+  priority: "foreground",
+};
+
+describe("a fill's round trips to the shared store", () => {
+  it("a cold miss answers after 5 round trips (entry and backoff side by side, twice; the origin; the entry's write); the lease's release and the announcement follow the answer", async () => {
+    const t = setup();
+    const { answer, before, behind } = await t.fill();
+    expect(answer).toMatchObject({ kind: "entry", fwdStatus: 200, stored: true });
+    expect(t.origin.calls).toBe(1);
+    expect(before).toBe(5);
+    expect(t.net.sent).toEqual([
+      "backoff read",
+      "entry read",
+      "lease acquire",
+      "entry read",
+      "backoff read",
+      "origin",
+      "entry write",
+      "lease release",
+      "announce",
+    ]);
+    expect(behind).toBe(2);
+    expect(t.announced).toEqual([`done:${(answer as Extract<FillResult, { kind: "entry" }>).entry.token}`]);
+  });
+
+  it("a fresh stored entry answers after 1 round trip, with no lease and no write", async () => {
+    const t = setup();
+    await t.fill();
+    const sent = t.net.sent.length;
+    const { answer, before, behind } = await t.fill();
+    expect(answer).toMatchObject({ kind: "entry", stored: false });
+    expect([before, behind, t.origin.calls]).toEqual([1, 0, 1]);
+    expect(t.net.sent.slice(sent)).toEqual(["backoff read", "entry read"]);
+  });
+
+  it("a key backing off is refused after 1 round trip, without queuing for its lease", async () => {
+    const t = setup();
+    t.origin.status = 503;
+    t.origin.cacheControl = "no-store";
+    // A sick status is asked again once (key-backoff.ts), then the key waits.
+    await t.fill();
+    await t.fill();
+    expect(t.origin.calls).toBe(2);
+    const sent = t.net.sent.length;
+    const { answer, before, behind } = await t.fill();
+    expect(answer).toMatchObject({ kind: "failed", code: "ORIGIN_BACKOFF" });
+    expect([before, behind, t.origin.calls]).toEqual([1, 0, 2]);
+    expect(t.net.sent.slice(sent)).toEqual(["backoff read", "entry read"]);
+  });
+
+  it("a success with no backoff recorded writes none; a success after a failure deletes the record once", async () => {
+    const t = setup();
+    t.origin.status = 503;
+    t.origin.cacheControl = "no-store";
+    await t.fill();
+    expect(t.net.count("backoff write")).toBe(1);
+    t.origin.status = 200;
+    t.origin.cacheControl = "max-age=0";
+    await t.fill();
+    await t.fill();
+    expect(t.origin.calls).toBe(3);
+    expect([t.net.count("backoff write"), t.net.count("backoff delete")]).toEqual([1, 1]);
+  });
+
+  it("the next flight of the same process finds the lease free at once: an answer stored already stale (max-age=0) is fetched again by the next request, in as many round trips", async () => {
+    const t = setup({ origin: { url: "http://origin.test", notFoundTtlMs: 0 } });
+    t.origin.cacheControl = "max-age=0";
+    const first = await t.fill();
+    const second = await t.fill();
+    expect(t.origin.calls).toBe(2);
+    expect(second.answer).toMatchObject({ kind: "entry", fwdStatus: 200, collapsed: false });
+    expect([first.before, second.before]).toEqual([5, 5]);
+    expect(t.net.count("lease acquire")).toBe(2);
+  });
+
+  it("a revalidation (request no-cache) reads the entry beside the backoff, and only then queues for the lease", async () => {
+    const t = setup();
+    await t.fill();
+    const sent = t.net.sent.length;
+    const { answer, before } = await t.fill({ revalidate: true });
+    expect(answer).toMatchObject({ kind: "entry", fwdStatus: 200 });
+    expect(t.origin.calls).toBe(2);
+    expect(before).toBe(5);
+    expect(t.net.sent.slice(sent, sent + 3)).toEqual(["backoff read", "entry read", "lease acquire"]);
+  });
+});
