@@ -210,7 +210,8 @@ export class RedisGuard implements OriginGuard {
   /**
    * The permit handed to the caller, renewed while it is held. Its release frees its fallback
    * slot (if any) and, while Redis is reachable, its entry in the permit set, counting the
-   * outcome in the shared breaker (while Redis is down the entry lapses by its TTL).
+   * outcome in the shared breaker (while Redis is down the entry lapses by its TTL). A plain
+   * success is sent, not awaited; a failure or a probe's outcome is counted before the next permit.
    */
   private permit(id: string, probe: boolean, local?: LocalPermit): OriginPermit {
     this.share.held.set(id, { probe, local });
@@ -227,15 +228,14 @@ export class RedisGuard implements OriginGuard {
         if (released) return;
         released = true;
         renewal.stop();
-        const held = this.share.held.get(id);
+        this.share.held.get(id)?.local?.release(outcome, key);
         this.share.held.delete(id);
-        held?.local?.release(outcome, key);
         if (this.o.connection.healthy) {
-          const settings = breakerSettings(this.o.config);
-          const now = this.o.clock.now();
-          await this.o.connection
-            .run("guard release", (client) => releasePermit(client, this.keys, { id, outcome, key, now, settings }))
+          const release = { id, outcome, key, now: this.o.clock.now(), settings: breakerSettings(this.o.config) };
+          const handedBack = this.o.connection
+            .run("guard release", (client) => releasePermit(client, this.keys, release))
             .catch((cause: unknown) => this.share.degrade(cause));
+          if (outcome !== "success" || probe) await handedBack;
         }
         this.wake?.();
       },
