@@ -95,7 +95,10 @@ export interface Herdless {
 }
 
 /** herdless's Node server (its socket hit path on) in front of `originUrl`. */
-export async function herdless(originUrl: string, extra: Partial<ConfigInput> = {}): Promise<Herdless> {
+export async function herdless(
+  originUrl: string,
+  extra: Omit<Partial<ConfigInput>, "origin"> & { origin?: Partial<ConfigInput["origin"]> } = {},
+): Promise<Herdless> {
   const clock = new ManualClock(Date.now());
   const logger = jsonLogger("silent");
   const config = parseConfig({ ...extra, origin: { ...extra.origin, url: originUrl } });

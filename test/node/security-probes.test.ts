@@ -135,6 +135,23 @@ describe("what the origin is sent (Node)", () => {
     ]);
   });
 
+  it("a body on a GET that is relayed alone (a Cookie) never reaches the origin, nor the Content-Length that framed it: no origin request left waiting, no breaker opened for the victim", async () => {
+    await setup({ origin: { timeoutMs: 500 } });
+    const fatGets = Array.from({ length: 5 }, (_, i) =>
+      get(cache.base, `/fat${i}`, { headers: { cookie: "s=attacker", "content-length": "9" }, body: "lang=evil" }),
+    );
+    for (const attack of await Promise.all(fatGets)) {
+      expect(attack.status).toBe(200);
+      expect(attack.headers["cache-status"]).toMatch(/fwd=bypass; fwd-status=200/);
+    }
+    const victim = await get(cache.base, "/p");
+    expect([victim.status, victim.headers["cache-status"]]).toEqual([
+      200,
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored",
+    ]);
+    expect(origin.seen.map((s) => [s.body, s.headers["content-length"]])).toEqual(Array(6).fill(["", undefined]));
+  });
+
   it("request smuggling: conflicting Content-Length / Transfer-Encoding, obs-fold, bare LF/CR and invalid bytes are a 400 and the hidden request never runs", async () => {
     await setup();
     const smuggled = "GET /smuggled HTTP/1.1\r\nhost: shop.test\r\n\r\n";

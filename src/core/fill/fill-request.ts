@@ -34,6 +34,7 @@ export function fillRequest(
     credentials: route.cacheAuthorized || authorized,
     url: request.url,
     clientAddress: request.clientAddress,
+    body: false,
   });
   return {
     primary,

@@ -5,8 +5,8 @@ import { forwardPolicy, originRequestHeaders, type ForwardContext } from "./forw
 const policy = (origin: Record<string, unknown> = {}) =>
   forwardPolicy(parseConfig({ origin: { url: "http://127.0.0.1:1", ...origin } }));
 const url = new URL("https://shop.example/p?a=1");
-const fill: ForwardContext = { kind: "fill", credentials: false, url, clientAddress: "203.0.113.7" };
-const relay: ForwardContext = { ...fill, kind: "relay", credentials: true };
+const fill: ForwardContext = { kind: "fill", credentials: false, url, clientAddress: "203.0.113.7", body: false };
+const relay: ForwardContext = { ...fill, kind: "relay", credentials: true, body: true };
 const names = (headers: [string, string][]) => headers.map(([name]) => name);
 const value = (headers: [string, string][], name: string) => headers.find(([n]) => n === name)?.[1];
 
@@ -112,6 +112,13 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       "surrogate-capability",
     ]);
     expect(names(originRequestHeaders(raw, policy(), relay))).toContain("if-none-match");
+  });
+
+  it("RFC 9110 §8.6: sends Content-Length only with the body it frames: never on a fill, nor on a relay without a body", () => {
+    const raw: [string, string][] = [["content-length", "9"]];
+    expect(value(originRequestHeaders(raw, policy(), relay), "content-length")).toBe("9");
+    expect(value(originRequestHeaders(raw, policy(), { ...relay, body: false }), "content-length")).toBeUndefined();
+    expect(value(originRequestHeaders(raw, policy(), fill), "content-length")).toBeUndefined();
   });
 
   it("adds X-Forwarded-For, X-Forwarded-Proto and Via; the client's X-Forwarded-Proto is replaced", () => {

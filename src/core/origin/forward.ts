@@ -13,7 +13,7 @@ const NEVER_FORWARDED = new Set([...HOP_BY_HOP, "expect", "host"]);
 /**
  * Dropped on shared fills only. A fill asks for the full, unconditional response that every
  * waiter will be served: a client's validators or Range would make the origin answer that
- * client alone (the coordinator adds its own validators), and a GET has no body to frame.
+ * client alone (the coordinator adds its own validators).
  */
 const NOT_ON_FILLS = new Set([
   "if-none-match",
@@ -22,7 +22,6 @@ const NOT_ON_FILLS = new Set([
   "if-unmodified-since",
   "if-range",
   "range",
-  "content-length",
 ]);
 
 /** Credentials: forwarded on a shared fill only when the route caches credentialed requests. */
@@ -62,13 +61,16 @@ export interface ForwardContext {
   url: URL;
   /** The client's address, for X-Forwarded-For, when the runtime knows it. */
   clientAddress?: string | undefined;
+  /** Whether the origin request carries the client's body (an upload relayed); fills never do. */
+  body: boolean;
 }
 
 /**
  * The headers an origin request carries: the client's end-to-end request headers, unchanged
  * and in order, minus the hop-by-hop ones and those `Connection` names, `Expect`, `TE`,
  * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default) and,
- * on shared fills, credentials (unless the route caches them), validators and Range.
+ * on shared fills, credentials (unless the route caches them), validators and Range, and
+ * `Content-Length` unless the client's body is sent on.
  * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
  * `X-Forwarded-For` (on a fill the client's address alone, on a relay appended to the client's
@@ -76,7 +78,7 @@ export interface ForwardContext {
  * place that decides what reaches the origin, for fills, revalidations and relays alike.
  *
  * @example
- * originRequestHeaders([["accept", "text/html"], ["x-forwarded-host", "evil"]], policy, { kind: "fill", credentials: false, url });
+ * originRequestHeaders([["accept", "text/html"], ["x-forwarded-host", "evil"]], policy, { kind: "fill", credentials: false, url, body: false });
  * // [["accept", "text/html"], ["accept-encoding", "identity"], ["x-forwarded-for", …], ["x-forwarded-proto", "https"], ["via", "1.1 herdless"]]
  */
 export function originRequestHeaders(
@@ -99,6 +101,10 @@ export function originRequestHeaders(
     if (policy.stripped.has(name)) continue;
     if (context.kind === "fill" && (NOT_ON_FILLS.has(name) || (CREDENTIALS.has(name) && !context.credentials)))
       continue;
+    // Content-Length frames the client's body and goes with it: a body on GET or HEAD is never
+    // sent on, and a length without its bytes leaves the origin waiting for them until the
+    // call times out (a failure the breaker counts, which fat GETs could then open at will).
+    if (name === "content-length" && !context.body) continue;
     if (name === "accept-encoding") {
       acceptEncoding = acceptEncoding === undefined ? value : `${acceptEncoding}, ${value}`;
       continue;

@@ -14,21 +14,19 @@ export async function relay(
   request: EngineRequest,
   status: CacheStatus,
 ): Promise<EngineResponse> {
+  // A body on GET or HEAD has no meaning (RFC 9110 §9.3.1) and is never sent on.
+  const body = request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null);
   const headers = originRequestHeaders(request.rawHeaders, deps.forward, {
     kind: "relay",
     credentials: true,
     url: request.url,
     clientAddress: request.clientAddress,
+    body: body !== null,
   });
   const url = originUrl(deps.config, request.url, request.url.search);
   const result = await guardedOriginCall(
     deps.originDeps,
-    {
-      url,
-      method: request.method,
-      headers,
-      body: request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null),
-    },
+    { url, method: request.method, headers, body },
     // The URL stands for the key: the breaker counts how many distinct resources fail.
     { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}` },
   );
