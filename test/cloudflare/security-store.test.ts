@@ -49,6 +49,33 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(before + 1);
   });
 
+  it("RFC 9111 §4.1, §4.3.4: a 304 that varies on a header the copy was not chosen by never makes it every variant's page", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    await useInCoordinators(testEnv, ["/news"], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    expect((await attackerDc!.get("/news")).body).toBe("/news #1"); // stored without Vary
+    // The origin now serves a page per language; the stored copy's validator still matches English.
+    clock.advance(11_000);
+    await origin.set({
+      headers: { "cache-control": "max-age=10", vary: "x-lang" },
+      notModifiedHeaders: { vary: "x-lang" },
+    });
+    const attacker = await attackerDc!.get("/news", { headers: { "x-lang": "en" } });
+    // The 304 vouches for the copy for English only: that client gets it, nobody after it.
+    expect(attacker.cacheStatus).toMatch(/fwd=stale; fwd-status=304; detail=uncacheable/);
+    expect(attacker.body).toBe("/news #1");
+    await settle([attacker], testEnv, ["/news"]);
+    for (const dc of [otherDc!, attackerDc!]) {
+      const victim = await dc.get("/news", { headers: { "x-lang": "fr" } });
+      await settle([victim], testEnv, ["/news"]);
+      expect(victim.body, dc.name).not.toBe("/news #1");
+      expect(victim.headers.get("vary"), dc.name).toBe("x-lang");
+    }
+    expect(await origin.count()).toBe(3);
+  });
+
   it("RFC 9110 §5.1: an origin field name that is not a token is dropped, never a 500 for the visitors after", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, rawHeaderLines: "X Bad: 1\r\n" });
     const testEnv = edgeEnv(origin.url);

@@ -38,7 +38,8 @@ async function scriptedOrigin(): Promise<{ url: string; script: Script }> {
       res.writeHead(304, { etag: '"v1"', "cache-control": "max-age=10", ...script.notModified }).end();
       return;
     }
-    const body = `page for ${req.url}`;
+    const lang = req.headers["x-lang"];
+    const body = `page for ${req.url}${lang === undefined ? "" : ` in ${String(lang)}`}`;
     req.socket.end(
       `HTTP/1.1 200 OK\r\ncache-control: ${script.cacheControl ?? "max-age=10"}\r\netag: "v1"\r\ncontent-length: ${body.length}\r\n` +
         `${script.rawHeaderLines}connection: close\r\n\r\n${body}`,
@@ -60,8 +61,16 @@ async function herdless(originUrl: string, clock: ManualClock): Promise<string> 
 }
 
 function get(base: string, path: string): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return getWith(base, path, {});
+}
+
+function getWith(
+  base: string,
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${base}${path}`, { agent: false }, (res) => {
+    const req = httpRequest(`${base}${path}`, { agent: false, headers }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk));
@@ -109,6 +118,28 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     const victim = await get(base, "/account");
     expect(victim.headers["cache-status"]).not.toMatch(/hit|stale/);
     expect(origin.script.requests).toBe(3);
+  });
+
+  it("RFC 9111 §4.1, §4.3.4: a 304 that varies on a header the copy was not chosen by never makes it every variant's page", async () => {
+    const { url, script } = await scriptedOrigin();
+    const clock = new ManualClock(Date.now());
+    const proxy = await herdless(url, clock);
+    expect((await get(proxy, "/news")).body).toBe("page for /news"); // stored without Vary
+    // The origin now serves a page per language; the stored copy's validator still matches English.
+    clock.advance(11_000);
+    script.rawHeaderLines = "vary: x-lang\r\n";
+    script.notModified = { vary: "x-lang" };
+    const attacker = await getWith(proxy, "/news", { "x-lang": "en" });
+    // The 304 vouches for the copy for English only: that client gets it, nobody after it.
+    expect(attacker.headers["cache-status"]).toMatch(/fwd=stale; fwd-status=304; detail=uncacheable/);
+    expect(attacker.body).toBe("page for /news");
+    const victim = await getWith(proxy, "/news", { "x-lang": "fr" });
+    expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss; fwd-status=200/);
+    expect(victim.body).toBe("page for /news in fr");
+    // The French page is selected by language from then on, on the socket hit path too.
+    expect((await getWith(proxy, "/news", { "x-lang": "fr" })).headers["cache-status"]).toMatch(/hit/);
+    expect((await getWith(proxy, "/news", { "x-lang": "en" })).body).toBe("page for /news in en");
+    expect(script.requests).toBe(4);
   });
 
   it.each([

@@ -3,6 +3,7 @@ import { routeFor, type Config } from "../config.ts";
 import type { FillRequest } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
+import { selectingNames } from "../http/key.ts";
 import { storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
@@ -116,16 +117,24 @@ async function settleNotModified(
 ): Promise<FlightResult> {
   const merged = revalidatedHeaders(stored, res.headers);
   const refreshed = judge(stored.status, merged);
-  if (refreshed.storable)
+  // RFC 9111 §4.1: the copy was chosen by the headers its Vary named when it was stored. A 304
+  // whose Vary names others vouches for it for this request's values only (§4.3.4): stored as
+  // is, every other value of the new headers would be given this request's page.
+  const sameSelection = sameNames(selectingNames(headerList(merged)), stored.vary);
+  if (refreshed.storable && sameSelection)
     return storeEntry(ctx.store, refreshedEntry(stored, res, context), request.primary, res.status);
-  // The origin now says this response must not be shared: forget it, answer this client alone.
-  if (saysAboutTheUrl(refreshed)) await ctx.store.delete(stored.key);
+  // The origin now says this response must not be shared as stored: forget it, answer this client alone.
+  if (!sameSelection || saysAboutTheUrl(refreshed)) await ctx.store.delete(stored.key);
   return {
     kind: "pass",
     response: { status: stored.status, headers: merged, body: stored.body },
     fwdStatus: res.status,
     reason: "uncacheable",
   };
+}
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((name, i) => name === b[i]);
 }
 
 /** A 5xx that is not stored as the key's answer: a failure of this flight only. */
