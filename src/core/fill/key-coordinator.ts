@@ -86,7 +86,8 @@ export class KeyCoordinator implements Coordinator {
 
   async fill(request: FillRequest): Promise<FillResult> {
     // A revalidation does not answer from the stored entry: its flight reads it (as `before`).
-    const look = request.revalidate ? undefined : this.look(request);
+    const joins = this.flights.has(request.key) || this.streaming.get(request.key) !== undefined;
+    const look = request.revalidate ? undefined : this.look(request, !joins);
     const stored = await look?.stored;
     // After the lookup: a soft purge makes the entry stale as of the time it was applied.
     const now = this.o.clock.now();
@@ -115,7 +116,7 @@ export class KeyCoordinator implements Coordinator {
       const joined = await this.join(request, streaming, true);
       if (joined) return joined;
     }
-    const lead = () => this.fetchUnderLease(request, look ?? this.look(request));
+    const lead = () => this.fetchUnderLease(request, look ?? this.look(request, true));
     const { value, joined } = await this.flights.run(request.key, () =>
       request.refreshAhead && stored ? this.renewals.run(request.key, stored.staleAt, lead) : lead(),
     );
@@ -157,13 +158,11 @@ export class KeyCoordinator implements Coordinator {
   /**
    * The key's entry and backoff, asked for side by side (one round trip to Redis, not two):
    * a flight needs both before it queues for the lease. A fill the entry answers wastes the
-   * backoff's read; waiting for the entry first would cost every miss a round trip.
+   * backoff's read, shared by the process's callers of the key (KeyBackoff.precheck); none
+   * is made while the process runs a flight for the key: the caller joins it.
    */
-  private look(request: FillRequest): Look {
-    const backoff = this.backoff.check(request.key);
-    // Awaited only by a flight that leads; its failure then fails the flight.
-    backoff.catch(() => undefined);
-    return { stored: this.storedFor(request), backoff };
+  private look(request: FillRequest, leads: boolean): Look {
+    return { stored: this.storedFor(request), backoff: leads ? this.backoff.precheck(request.key) : undefined };
   }
 
   private async storedFor(request: FillRequest): Promise<Entry | undefined> {
@@ -188,7 +187,7 @@ export class KeyCoordinator implements Coordinator {
     // What the fill read: nothing was awaited between its read and this flight's start.
     const before = await look.stored;
     // A key backing off is refused before anyone queues for its lease.
-    const { refusal } = await look.backoff;
+    const { refusal } = await (look.backoff ?? this.backoff.check(request.key));
     if (refusal) return backedOff(refusal, before);
     const giveUpAt = this.o.clock.now() + waitTimeoutMs;
     for (;;) {
@@ -291,7 +290,7 @@ export class KeyCoordinator implements Coordinator {
 }
 
 /** What a fill asked of its key's shared state before deciding (see KeyCoordinator's `look`). */
-type Look = { stored: Promise<Entry | undefined>; backoff: Promise<BackoffCheck> };
+type Look = { stored: Promise<Entry | undefined>; backoff: Promise<BackoffCheck> | undefined };
 
 function delay(ms: number): Promise<undefined> {
   return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));

@@ -134,6 +134,25 @@ export class KeyBackoff {
     this.random = o.random ?? Math.random;
   }
 
+  /** Checks of {@link precheck} in flight, by key. */
+  private readonly prechecks = new Map<string, Promise<BackoffCheck>>();
+
+  /**
+   * {@link check}, shared by every caller that asks for the same key while one is in flight:
+   * for a look before the key's lease, which decides nothing alone (the holder checks again
+   * under the lease), so many callers of one process at an expiry cost one read. Never
+   * rejects unhandled: a caller that awaits it gets the read's failure.
+   */
+  precheck(key: string): Promise<BackoffCheck> {
+    const shared = this.prechecks.get(key);
+    if (shared) return shared;
+    const checked = this.check(key);
+    this.prechecks.set(key, checked);
+    const forget = () => void (this.prechecks.get(key) === checked && this.prechecks.delete(key));
+    checked.then(forget, forget);
+    return checked;
+  }
+
   /** The key's record, with an ORIGIN_BACKOFF refusal while its backoff runs. Off: nothing is read. */
   async check(key: string): Promise<BackoffCheck> {
     if (this.policy.baseMs === 0) return {};
