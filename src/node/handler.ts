@@ -11,6 +11,7 @@ import { ADMIN_NAME, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import type { EngineRequest } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
+import { unsentBodyFailure } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { hostCountRefusal, targetRefusal } from "../core/http/request-check.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
@@ -208,17 +209,14 @@ function toEngineRequest(req: IncomingMessage, receivedAt: number): EngineReques
 async function write(res: ServerResponse, response: EngineResponse): Promise<void> {
   const flat: string[] = [];
   for (const [name, value] of response.headers) flat.push(name, value);
-  res.writeHead(response.status, flat);
   const body = response.body;
-  if (body === null) {
-    res.end();
+  if (body instanceof ReadableStream) {
+    await writeStream(res, () => res.writeHead(response.status, flat), body, response);
     return;
   }
-  if (body instanceof Uint8Array) {
-    res.end(body);
-    return;
-  }
-  await writeStream(res, body);
+  res.writeHead(response.status, flat);
+  if (body === null) res.end();
+  else res.end(body);
 }
 
 /**
@@ -229,11 +227,26 @@ async function write(res: ServerResponse, response: EngineResponse): Promise<voi
  * next turn of the event loop: the client's first byte never waits for the origin's.
  * A client that goes away cancels its reader (the fetch goes on for the others); a body
  * that fails mid-way destroys the socket, so the client sees an aborted answer, never a
- * short one that looks complete.
+ * short one that looks complete. One that fails before its head left is answered with
+ * {@link unsentBodyFailure} instead.
  */
-async function writeStream(res: ServerResponse, body: ReadableStream<Uint8Array>): Promise<void> {
+async function writeStream(
+  res: ServerResponse,
+  writeHead: () => void,
+  body: ReadableStream<Uint8Array>,
+  response: EngineResponse,
+): Promise<void> {
   const reader = body.getReader();
-  const head = setImmediate(() => res.flushHeaders());
+  let headed = false;
+  const sendHead = () => {
+    if (headed) return;
+    headed = true;
+    writeHead();
+  };
+  const head = setImmediate(() => {
+    sendHead();
+    res.flushHeaders();
+  });
   let left = false;
   const gone = () => {
     left = true;
@@ -244,12 +257,16 @@ async function writeStream(res: ServerResponse, body: ReadableStream<Uint8Array>
     for (;;) {
       const { done, value } = await reader.read();
       clearImmediate(head);
+      sendHead();
       if (done || left) break;
       if (!res.write(value)) await drained(res);
     }
     if (!left) res.end();
-  } catch {
-    res.destroy();
+  } catch (error) {
+    // Failed before its head left (the failure was already known when writing began, as
+    // behind a fleet's guard round trip): the client is told what went wrong, not hung up on.
+    if (headed || left) res.destroy();
+    else await write(res, unsentBodyFailure(error, response.cacheStatus));
   } finally {
     clearImmediate(head);
     res.off("close", gone);

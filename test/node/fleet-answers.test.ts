@@ -7,6 +7,8 @@ import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { startRedisServer, type RedisServer } from "./redis-server.ts";
+import { raw } from "./attack-kit.ts";
+import { deploy } from "./deployment.ts";
 
 /** Every member is reached under one site name, as behind a load balancer: one cache key per URL. */
 const HOST = "site.test";
@@ -160,5 +162,37 @@ describe("answers that are not stored, across three herdless stacks sharing one 
     const answers = await herd("/expired", 30);
     expect(answers.filter((a) => a.status !== 200 || a.body !== "expired page #1")).toEqual([]);
     expect(origin.requests("/expired")).toBe(1);
+  });
+});
+
+describe("an origin answer that breaks off before herdless sent any of it (fleet)", () => {
+  it("a relayed POST whose origin closes before its body: a 502 naming the fault, never a connection closed with no answer", async () => {
+    // The head promises 50 bytes, then the origin goes away; in a fleet the relay's guard
+    // round trip means the failure is known before herdless has written a byte.
+    const broken: Server = createServer((req) => {
+      req.resume();
+      req.on("end", () =>
+        req.socket.end(
+          "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 50\r\nconnection: close\r\n\r\n",
+        ),
+      );
+    });
+    await new Promise<void>((resolve) => broken.listen(0, "127.0.0.1", resolve));
+    const fleet = await deploy("fleet", `http://127.0.0.1:${(broken.address() as AddressInfo).port}`, {}, 1);
+    try {
+      const answer = await raw(
+        fleet.urls[0]!,
+        "POST /order HTTP/1.1\r\nhost: site.test\r\nconnection: close\r\ncontent-length: 2\r\n\r\nhi",
+      );
+      expect([answer.status, answer.headers["cache-status"]]).toEqual([
+        502,
+        "herdless; fwd=method; fwd-status=200; detail=origin-error",
+      ]);
+      expect(answer.body).toMatch(/^origin failed: origin body for http:\/\/127\.0\.0\.1:\d+\/order ended early/);
+    } finally {
+      await fleet.close();
+      broken.closeAllConnections();
+      await new Promise((resolve) => broken.close(resolve));
+    }
   });
 });

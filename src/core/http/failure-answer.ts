@@ -1,7 +1,7 @@
 import type { CacheStatus } from "./cache-status.ts";
 import type { Config } from "../config.ts";
 import type { FillResult, PassResponse } from "../fill/coordinator.ts";
-import type { HerdlessErrorCode } from "../errors.ts";
+import { isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { isGuardRefusal } from "../origin/guarded-call.ts";
 import { fromPass, synthetic, type EngineResponse } from "./respond.ts";
 import { TAG_HEADERS } from "./response-entry.ts";
@@ -41,6 +41,20 @@ export function failureAnswer(
   if (isGuardRefusal(result.code)) return protectedAnswer(status.detail ?? "origin-error", status, result.retryAfterMs);
   const code = result.code === "ORIGIN_TIMEOUT" ? 504 : result.code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
   return synthetic(code, `origin failed: ${result.message}`, status, code === 503 ? 1_000 : undefined);
+}
+
+/**
+ * A streamed answer whose body failed before any of it was sent: the client can still be
+ * told plainly, as if the origin had failed before answering (504 for a stall, else 502),
+ * instead of getting a connection closed with no answer at all.
+ *
+ * @example
+ * if (!headSent) await write(res, unsentBodyFailure(error, response.cacheStatus));
+ */
+export function unsentBodyFailure(error: unknown, status: CacheStatus): EngineResponse {
+  const timeout = isHerdlessError(error) && error.code === "ORIGIN_TIMEOUT";
+  const message = error instanceof Error ? error.message : String(error);
+  return synthetic(timeout ? 504 : 502, `origin failed: ${message}`, { ...status, detail: "origin-error" });
 }
 
 /** RFC 9110 §15.5.6: a method answered here and never forwarded. */

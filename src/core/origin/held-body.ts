@@ -65,7 +65,7 @@ export function holdUntilDone(
           stop(tooSlow(url, `stalled for ${streamIdleTimeoutMs} ms`)),
         );
       } catch (error) {
-        if (finish("failed")) c.error(error);
+        if (finish("failed")) c.error(brokenOff(error, url));
         return;
       }
       // A cancel ends a pending read at once; the cancel frees the slot once the origin body is torn down.
@@ -116,6 +116,12 @@ async function readOrStall(
   } finally {
     timers.clearTimeout(idle);
   }
+}
+
+/** What a runtime's body error means to whoever reads the body: the origin broke its answer off. */
+function brokenOff(error: unknown, url: string): HerdlessError {
+  if (isHerdlessError(error)) return error;
+  return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause: error });
 }
 
 function tooSlow(url: string, how: string): HerdlessError {
