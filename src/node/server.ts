@@ -4,6 +4,7 @@ import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { createHandler } from "./handler.ts";
+import { parseRefusal, type ClientError } from "./parse-refusal.ts";
 import type { Logger } from "./logger.ts";
 import type { Stack } from "./stack.ts";
 
@@ -63,6 +64,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
   // drops a CONNECT's socket silently; the client gets a 405 naming the method instead.
   server.on("connect", (_req: IncomingMessage, socket: Duplex) => socket.end(rawAnswer(notAllowed("CONNECT"))));
+  // A request Node's parser refuses never reaches the handler, and Node's own answer is an
+  // empty 400: the client is told what was wrong instead. As Node does, only while no answer
+  // has started on the connection (a pipelined request's bytes must not cut into another's).
+  server.on("clientError", (error: ClientError, socket: Duplex) => {
+    const inFlight = (socket as { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
+    if (socket.writable && !inFlight?._headerSent) socket.end(rawAnswer(parseRefusal(error)));
+    else socket.destroy();
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => {

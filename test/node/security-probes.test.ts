@@ -176,6 +176,24 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it("a request Node's parser refuses is told what was wrong: an unknown or lowercase method is a 501 naming it, a malformed one a 400 naming the fault", async () => {
+    await setup();
+    for (const method of ["get", "FOO"]) {
+      const attack = await raw(cache.base, `${method} /p HTTP/1.1\r\nhost: shop.test\r\n\r\n`);
+      expect([attack.status, attack.headers["cache-status"]], method).toEqual([501, "herdless; detail=refused"]);
+      expect(attack.body).toContain(`method "${method}" is not implemented`);
+    }
+    const malformed = await raw(cache.base, "GET /p HTTP/1.1\r\nhost: shop.test\r\nx a: b\r\n\r\n");
+    expect([malformed.status, malformed.body]).toEqual([
+      400,
+      "bad request: Invalid header token (HPE_INVALID_HEADER_TOKEN)\n",
+    ]);
+    // The refusal quotes nothing a browser would run.
+    expect(malformed.headers["content-type"]).toBe("text/plain; charset=utf-8");
+    expect((await raw(cache.base, `GET /p HTTP/1.1\r\nx: ${"a".repeat(20_000)}\r\n\r\n`)).body).toContain("too large");
+    expect(origin.seen).toHaveLength(0);
+  });
+
   it("RFC 9110 §9.3.6: CONNECT opens no tunnel through the cache: a 405 naming it, never a dropped connection", async () => {
     await setup();
     const attack = await raw(cache.base, "CONNECT 127.0.0.1:22 HTTP/1.1\r\nhost: 127.0.0.1:22\r\n\r\n");

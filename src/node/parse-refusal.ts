@@ -1,0 +1,49 @@
+import { synthetic, type EngineResponse } from "../core/http/respond.ts";
+
+/** What Node's HTTP server hands to `clientError` for a request its parser refused (llhttp's `HPE_*` codes). */
+export interface ClientError extends Error {
+  code?: string;
+  /** llhttp's words for the fault, e.g. "Invalid header token". */
+  reason?: string;
+  /** The bytes the parser was given, from the start of the refused request. */
+  rawPacket?: Buffer;
+}
+
+/** RFC 9110 §5.6.2 token: what a method is made of. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * The answer to a request Node's parser refuses before herdless sees it: the status Node
+ * itself would give (431 for an oversized head, 413 for oversized chunk extensions, 408 for
+ * a request that did not arrive in time, else 400), with a body that names the fault, where
+ * Node's own answer is an empty `400 Bad Request`. A well-formed method the parser does not
+ * know (`FOO`, or `get`: methods are case-sensitive) is `501` (RFC 9110 §9.1): the request
+ * is not malformed, herdless cannot relay it.
+ *
+ * @example
+ * server.on("clientError", (error, socket) => socket.end(rawAnswer(parseRefusal(error))));
+ */
+export function parseRefusal(error: ClientError): EngineResponse {
+  switch (error.code) {
+    case "HPE_HEADER_OVERFLOW":
+      return refused(431, "request header fields too large: the request line and headers exceed this server's limit");
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return refused(413, "request chunk extensions too large");
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return refused(408, "the request did not arrive in time");
+    case "HPE_INVALID_METHOD": {
+      const method = error.rawPacket?.toString("latin1", 0, 64).split(" ", 1)[0] ?? "";
+      if (TOKEN.test(method))
+        return refused(
+          501,
+          `method ${JSON.stringify(method)} is not implemented: herdless relays the registered HTTP methods, which are case-sensitive (GET, not get)`,
+        );
+      break;
+    }
+  }
+  return refused(400, `bad request: ${error.reason ?? error.message}${error.code ? ` (${error.code})` : ""}`);
+}
+
+function refused(status: number, message: string): EngineResponse {
+  return synthetic(status, message, { detail: "refused" });
+}
