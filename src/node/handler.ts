@@ -226,9 +226,9 @@ async function write(res: ServerResponse, response: EngineResponse): Promise<voi
  * The head leaves with the first chunk when that is already here (one write), or on the
  * next turn of the event loop: the client's first byte never waits for the origin's.
  * A client that goes away cancels its reader (the fetch goes on for the others); a body
- * that fails mid-way destroys the socket, so the client sees an aborted answer, never a
- * short one that looks complete. One that fails before its head left is answered with
- * {@link unsentBodyFailure} instead.
+ * that fails mid-way ends the connection ({@link abort}), so the client sees an aborted
+ * answer, never a short one that looks complete. One that fails before its head left is
+ * answered with {@link unsentBodyFailure} instead.
  */
 async function writeStream(
   res: ServerResponse,
@@ -265,12 +265,23 @@ async function writeStream(
   } catch (error) {
     // Failed before its head left (the failure was already known when writing began, as
     // behind a fleet's guard round trip): the client is told what went wrong, not hung up on.
-    if (headed || left) res.destroy();
+    if (left) res.destroy();
+    else if (headed) abort(res);
     else await write(res, unsentBodyFailure(error, response.cacheStatus));
   } finally {
     clearImmediate(head);
     res.off("close", gone);
   }
+}
+
+/**
+ * Ends an answer whose body failed part-way: what was written still leaves (a destroy right
+ * after a write drops it: no answer at all), then the connection closes short of the body's
+ * end (its Content-Length, or a chunked body's last chunk): never a body that looks complete.
+ */
+function abort(res: ServerResponse): void {
+  if (res.socket) res.socket.end();
+  else res.destroy();
 }
 
 /** Resolves once `res` can take more (or is gone). */

@@ -165,34 +165,58 @@ describe("answers that are not stored, across three herdless stacks sharing one 
   });
 });
 
-describe("an origin answer that breaks off before herdless sent any of it (fleet)", () => {
-  it("a relayed POST whose origin closes before its body: a 502 naming the fault, never a connection closed with no answer", async () => {
-    // The head promises 50 bytes, then the origin goes away; in a fleet the relay's guard
-    // round trip means the failure is known before herdless has written a byte.
-    const broken: Server = createServer((req) => {
+describe("an origin answer that breaks off on a relayed request (fleet)", () => {
+  // The head promises 50 bytes, then the origin goes away; in a fleet the relay's guard round
+  // trip means the failure is known before herdless has written a byte.
+  async function brokenOrigin(sent: string) {
+    const server: Server = createServer((req) => {
       req.resume();
       req.on("end", () =>
         req.socket.end(
-          "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 50\r\nconnection: close\r\n\r\n",
+          `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 50\r\nconnection: close\r\n\r\n${sent}`,
         ),
       );
     });
-    await new Promise<void>((resolve) => broken.listen(0, "127.0.0.1", resolve));
-    const fleet = await deploy("fleet", `http://127.0.0.1:${(broken.address() as AddressInfo).port}`, {}, 1);
-    try {
-      const answer = await raw(
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const fleet = await deploy("fleet", `http://127.0.0.1:${(server.address() as AddressInfo).port}`, {}, 1);
+    const post = () =>
+      raw(
         fleet.urls[0]!,
         "POST /order HTTP/1.1\r\nhost: site.test\r\nconnection: close\r\ncontent-length: 2\r\n\r\nhi",
       );
+    const close = async () => {
+      await fleet.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    };
+    return { post, close };
+  }
+
+  it("nothing of the body came: a 502 naming the fault, never a connection closed with no answer", async () => {
+    const origin = await brokenOrigin("");
+    try {
+      const answer = await origin.post();
       expect([answer.status, answer.headers["cache-status"]]).toEqual([
         502,
         "herdless; fwd=method; fwd-status=200; detail=origin-error",
       ]);
       expect(answer.body).toMatch(/^origin failed: origin body for http:\/\/127\.0\.0\.1:\d+\/order ended early/);
     } finally {
-      await fleet.close();
-      broken.closeAllConnections();
-      await new Promise((resolve) => broken.close(resolve));
+      await origin.close();
+    }
+  });
+
+  it("part of the body came: the client gets the head and those bytes, short of the Content-Length, never an empty reply", async () => {
+    const origin = await brokenOrigin("only twenty bytes...");
+    try {
+      const answer = await origin.post();
+      expect([answer.status, answer.headers["content-length"], answer.body]).toEqual([
+        200,
+        "50",
+        "only twenty bytes...",
+      ]);
+    } finally {
+      await origin.close();
     }
   });
 });
