@@ -9,7 +9,7 @@
  *
  *   node --import tsx bench/worker-host.ts '<WorkerHostSpec as JSON>'
  *
- * Prints `workers listening {"dataCenters":[…],"bare":[…]}` once every socket answers.
+ * Prints `workers listening {"dataCenters":[…],"bare":[…],"floor":[…]}` once every socket answers.
  */
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -33,6 +33,8 @@ export interface WorkerHostSpec {
   storageDir?: string;
   /** false: the bundle alone, without the meter (bench/miss-ab.ts, to see what the meter costs). Default true. */
   meter?: boolean;
+  /** true: also N fetch-once Workers (floorWorker), for bench/tail-floor.ts. Default false. */
+  floor?: boolean;
 }
 
 /**
@@ -118,11 +120,50 @@ export default {
   };
 }
 
+/**
+ * The simplest cold-key cache a Worker can be, the floor under herdless's `tail-cold` wave
+ * (bench/tail-floor.ts): the first request of an isolate for a URL fetches it from the origin
+ * once, the requests that come meanwhile await that same promise (as herdless's waiters await
+ * their isolate's flight), and every answer is the buffered bytes. No Cache API, no Durable
+ * Object, no purge list, no config: what any Worker pays for a cold key under the burst in
+ * this workerd (the origin's answer read once the burst's requests are in, the waiters woken
+ * across requests, their answers all at once), and nothing of herdless's.
+ */
+function floorWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
+  const script = `
+const flights = new Map();
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const key = url.pathname + url.search;
+    let flight = flights.get(key);
+    if (flight === undefined) {
+      flight = fetch(env.ORIGIN_URL + key, { headers: { host: request.headers.get("host") ?? "" } }).then(
+        async (res) => ({ status: res.status, headers: [...res.headers], body: new Uint8Array(await res.arrayBuffer()) }),
+      );
+      flights.set(key, flight);
+    }
+    const answer = await flight;
+    return new Response(answer.body, { status: answer.status, headers: answer.headers });
+  },
+};
+`;
+  return {
+    name: `floor${index}`,
+    modules: true,
+    script,
+    compatibilityDate: spec.compatibilityDate,
+    bindings: { ORIGIN_URL: spec.originUrl },
+    unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+  };
+}
+
 const arg = process.argv[2];
 if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
   const spec = JSON.parse(arg) as WorkerHostSpec;
   const workers = Array.from({ length: spec.dataCenters }, (_, i) => dataCenterWorker(spec, i));
   for (let i = 0; i < spec.dataCenters; i++) workers.push(bareWorker(spec, spec.sample, i));
+  if (spec.floor === true) for (let i = 0; i < spec.dataCenters; i++) workers.push(floorWorker(spec, i));
   const persist = spec.storageDir;
   const mf = new Miniflare({
     workers,
@@ -139,7 +180,10 @@ if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
   const bare = await Promise.all(
     workers.filter((w) => w.name?.startsWith("bare")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin),
   );
-  process.stdout.write(`workers listening ${JSON.stringify({ dataCenters, bare })}\n`);
+  const floor = await Promise.all(
+    workers.filter((w) => w.name?.startsWith("floor")).map(async (w) => (await mf.unsafeGetDirectURL(w.name)).origin),
+  );
+  process.stdout.write(`workers listening ${JSON.stringify({ dataCenters, bare, floor })}\n`);
   const stop = (): void => {
     void mf.dispose().finally(() => process.exit(0));
   };

@@ -41,14 +41,20 @@ export interface Workers {
   dataCenters: string[];
   /** one bare Worker per data center, each its own isolate (worker-host.ts bareWorker) */
   bare: string[];
+  /** with `floor`, one fetch-once Worker per data center, the floor under a cold key's wave (worker-host.ts floorWorker) */
+  floor: string[];
 }
 
 export async function startWorkers(options: {
   originUrl: string;
   config: Record<string, unknown>;
   sample?: Sample;
+  /** also the fetch-once floor Workers (bench/tail-floor.ts) */
+  floor?: boolean;
+  /** another build of the Worker than this tree's (bench/tail-floor.ts `herdless:<path>`) */
+  bundlePath?: string;
 }): Promise<Workers> {
-  const bundle = bundleWorker();
+  const bundle = options.bundlePath ? { ...bundleWorker(), path: options.bundlePath } : bundleWorker();
   const spec: WorkerHostSpec = {
     bundlePath: bundle.path,
     compatibilityDate: bundle.compatibilityDate,
@@ -56,6 +62,7 @@ export async function startWorkers(options: {
     config: options.config,
     dataCenters: WORKER_DATA_CENTERS,
     ...(options.sample ? { sample: options.sample } : {}),
+    ...(options.floor ? { floor: true } : {}),
   };
   // Made and removed here: the host is stopped by signalling its process group, workerd with it.
   const storageDir =
@@ -83,6 +90,6 @@ export async function startWorkers(options: {
       removeStorage();
     },
   };
-  const urls = JSON.parse(server.ready) as { dataCenters: string[]; bare: string[] };
-  return { server, dataCenters: urls.dataCenters, bare: urls.bare };
+  const urls = JSON.parse(server.ready) as { dataCenters: string[]; bare: string[]; floor: string[] };
+  return { server, dataCenters: urls.dataCenters, bare: urls.bare, floor: urls.floor };
 }
