@@ -65,10 +65,10 @@ export class IsolateFlights {
 
   /**
    * The flight this isolate runs for `key`, for a request to wait on before it builds anything
-   * (its engine, its reads): settles a timer after the leader's answer arrived, by when the
-   * leader has kept an entry in memory, or after `joinTimeoutMs`. Under a spike on a cold key
-   * the requests that arrive meanwhile then cost next to nothing until the answer is there,
-   * instead of queueing their work ahead of the leader's on the isolate's one thread.
+   * (its engine, its reads): settles when the leader's answer arrived, or after
+   * `joinTimeoutMs`. Under a spike on a cold key the requests that arrive meanwhile then cost
+   * next to nothing until the answer is there, instead of queueing their work ahead of the
+   * leader's on the isolate's one thread.
    *
    * @example
    * const landing = flights.landing(primary);
@@ -78,7 +78,7 @@ export class IsolateFlights {
     const running = this.running.get(key);
     if (!running) return undefined;
     return this.join(running).then(
-      (shared) => new Promise((resolve) => setTimeout(() => resolve(shared && { key, running, shared }), 0)),
+      (shared) => shared && { key, running, shared },
       // The leader's call failed outright: this request joins that failure through its engine.
       () => ({ key, running }),
     );

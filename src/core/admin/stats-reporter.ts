@@ -58,15 +58,18 @@ export class StatsReporter {
   /**
    * Call after each counted request. Usually nothing to do (one clock read, one comparison:
    * undefined); once an interval has passed since the last report, the next one, to keep
-   * alive in the background (`ctx.waitUntil`).
+   * alive in the background (`ctx.waitUntil`). `start` decides when that report is sent
+   * (default: at once), e.g. after the request's answer has gone.
    */
-  afterRequest(): Promise<void> | undefined {
+  afterRequest(start: (send: () => Promise<void>) => Promise<void> = (send) => send()): Promise<void> | undefined {
     const now = this.o.clock.now();
     if (now < this.nextAt) return undefined;
     this.nextAt = now + this.o.intervalMs;
-    return this.report().then(
-      () => undefined,
-      (error: unknown) => this.o.onError(error),
+    return start(() =>
+      this.report().then(
+        () => undefined,
+        (error: unknown) => this.o.onError(error),
+      ),
     );
   }
 

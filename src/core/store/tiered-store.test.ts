@@ -64,7 +64,7 @@ describe("tiered store", () => {
     const back = new LruStore({ maxBytes: 1 << 26, clock });
     const work: Promise<unknown>[] = [];
     const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => back, {
-      writeBehind: (p) => work.push(p),
+      writeBehind: (write) => work.push(write()),
     });
     expect(await store.put(testEntry("k", 0, { token: 1 }))).toBe(true);
     expect((await store.get("k"))?.token).toBe(1);
@@ -79,7 +79,7 @@ describe("tiered store", () => {
     await back.put(testEntry("k", 0, { token: 9, status: 200 }));
     const front = new LruStore({ maxBytes: 1 << 20, clock });
     const work: Promise<unknown>[] = [];
-    const store = new TieredStore(front, async () => back, { writeBehind: (p) => work.push(p) });
+    const store = new TieredStore(front, async () => back, { writeBehind: (write) => work.push(write()) });
     expect(await store.put(testEntry("k", 0, { token: 2, status: 500 }))).toBe(true);
     await Promise.all(work);
     expect(front.getSync("k")).toBeUndefined();

@@ -6,11 +6,12 @@ import type { Store } from "./store.ts";
 export interface TieredStoreOptions {
   /**
    * Writes the back store behind the caller: `put` resolves once memory holds the entry,
-   * and the back write runs as this work (ctx.waitUntil on Workers), so a response never
-   * waits on it. A back store that refuses the entry (a newer one is there) takes it out of
-   * memory again. Default: `put` waits for the back store's verdict.
+   * and hands the back write to this function, which starts it when it sees fit and keeps it
+   * alive (ctx.waitUntil on Workers), so a response never waits on it. A back store that
+   * refuses the entry (a newer one is there) takes it out of memory again. Default: `put`
+   * waits for the back store's verdict.
    */
-  writeBehind?: (work: Promise<unknown>) => void;
+  writeBehind?: (write: () => Promise<unknown>) => void;
   /**
    * Back-store reads in flight, shared by the TieredStores of one memory tier (a Worker
    * builds one per request): concurrent misses of one key read the back store once and the
@@ -91,13 +92,10 @@ export class TieredStore implements Store {
     // Refused by memory while it still holds the key: a newer entry is there (one too large
     // for memory is refused and leaves nothing, and still goes to the back store).
     if (!(await this.front.put(entry)) && this.front.getSync(entry.key) !== undefined) return false;
-    writeBehind(
-      this.back()
-        .then((back) => back.put(entry))
-        .then(async (written) => {
-          if (!written && this.front.getSync(entry.key)?.token === entry.token) await this.front.delete(entry.key);
-        }),
-    );
+    writeBehind(async () => {
+      const written = await (await this.back()).put(entry);
+      if (!written && this.front.getSync(entry.key)?.token === entry.token) await this.front.delete(entry.key);
+    });
     return true;
   }
 
