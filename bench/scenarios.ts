@@ -291,9 +291,9 @@ SCENARIOS.push(
   {
     name: "cold-misses",
     summary:
-      "100 sequential misses on 1 connection, every request a new key, origin latency 20 ms: what a miss adds to the origin's own time",
+      "100 sequential misses on 1 connection, every request a new key, origin latency 20 ms: what a miss adds to the origin's own time (fleet: the Redis round trips of a fill)",
     cacheControl: "max-age=60",
-    runtimes: ["direct", "node", "worker"],
+    runtimes: ["direct", "node", "fleet", "worker"],
     traceRequests: true,
     load: () => ({
       connections: 1,

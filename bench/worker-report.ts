@@ -116,7 +116,7 @@ export function workerTargets(run: BenchRun): Target[] {
     });
   }
   const direct = cellOf(run, "cold-misses", "direct")?.load;
-  for (const runtime of ["node", "worker"]) {
+  for (const runtime of ["node", "fleet", "worker"]) {
     const cell = cellOf(run, "cold-misses", runtime);
     if (!cell?.load || !direct) continue;
     const added = cell.load.latency.p50Ms - direct.latency.p50Ms;
