@@ -10,13 +10,14 @@
  *   isolate fetches the origin, the others await that promise, all answer the buffered bytes;
  * - `bare`: 4 bare Workers answering the origin's bytes, the scenario's baseline;
  * - `herdless:<bundle>`: the data centers of another build (`wrangler deploy --dry-run
- *   --outdir <dir>` in another checkout, `<dir>/worker.js`): before and after, interleaved.
+ *   --outdir <dir>` in another checkout), its `worker.js` copied under this tree (Miniflare
+ *   names modules from the working directory): before and after, interleaved.
  *
  * Each line: p99 and p99.9 of the whole load (as `tail-cold` reads them; with 500 connections
  * both fall in the first wave), and the slowest answer.
  *
  *   flock /work/bench.lock node --import tsx bench/tail-floor.ts [rounds=3] [durationMs=3000] [modes=herdless,floor,bare]
- *   … bench/tail-floor.ts 3 3000 herdless:/tmp/before/worker.js,herdless,floor,bare
+ *   … bench/tail-floor.ts 4 3000 herdless:bench/results/tmp/before/worker.js,herdless,floor,bare
  */
 import { loadavg } from "node:os";
 import { captureSample } from "./bare-node.ts";
@@ -83,7 +84,10 @@ try {
       `median ${label(mode).padEnd(8)} p99 ${Math.round(median(r.map((x) => x[0]!)))} ms, p99.9 ${Math.round(median(r.map((x) => x[1]!)))} ms, max ${Math.round(median(r.map((x) => x[2]!)))} ms`,
     );
   }
+} catch (error) {
+  console.error(error);
+  process.exitCode = 1;
 } finally {
   await origin.server.stop();
-  process.exit(0);
+  process.exit();
 }
