@@ -153,7 +153,7 @@ export class HitPath {
     res.writeHead(entry.status, hit.flat);
     if (method === "HEAD") res.end();
     else res.end(hit.body);
-    this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary, startedAt);
+    this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary, startedAt, now);
     return true;
   }
 
