@@ -175,8 +175,9 @@ describe("a fill's round trips to the shared store", () => {
     const t = setup();
     t.origin.status = 503;
     t.origin.cacheControl = "no-store";
-    // A sick status is asked again once (key-backoff.ts), then the key waits.
-    await t.fill();
+    // A sick status is asked again once (key-backoff.ts), then the key waits. An error is this
+    // flight's answer alone: the lease is released and the waiters told before it (7 round trips).
+    expect(await t.fill()).toMatchObject({ answer: { kind: "failed", fwdStatus: 503 }, before: 7, behind: 0 });
     await t.fill();
     expect(t.origin.calls).toBe(2);
     const sent = t.net.sent.length;

@@ -256,14 +256,13 @@ export class KeyCoordinator implements Coordinator {
     } finally {
       if (result?.kind !== "shared") {
         clearTimeout(timer);
-        // Behind the answer: only other processes' waiters wait for it.
-        const ended = endFlight(
-          this.o,
-          request.key,
-          lease,
-          announcement(this.o.relay, request.key, lease.token, result),
-        );
-        this.o.background?.(ended);
+        const message = announcement(this.o.relay, request.key, lease.token, result);
+        const ended = endFlight(this.o, request.key, lease, message);
+        // A stored entry's end goes behind the answer: a later caller finds the entry, or the
+        // release already sent. Any other answer was this flight's alone (RFC 9111 §4.2.2): a
+        // caller after it must find the lease free, not wait on it and be handed that answer.
+        if (result?.kind === "entry") this.o.background?.(ended);
+        else await ended;
       }
     }
   }

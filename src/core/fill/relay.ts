@@ -92,12 +92,11 @@ export function announcement(
 
 /**
  * Ends a flight: frees its lease, then tells the other processes waiting on the key how it
- * ended (`message`: {@link announcement}). Only they wait for this (the flight's answer is
- * stored, or offered to the relay, before it starts), so a flight's answer does not: the
- * caller runs it behind. The release is sent when this is called, before anything the
- * process sends after it, so its next flight for the key finds the lease free (Redis runs a
- * connection's commands in order; the other leases free it at once); only an error answer
- * being offered to the relay (`message` pending) goes first. Never rejects.
+ * ended (`message`: {@link announcement}). The release is sent when this is called, before
+ * anything the process sends after it, so its next flight for the key finds the lease free
+ * (Redis runs a connection's commands in order; the other leases free it at once); only an
+ * error answer being offered to the relay (`message` pending) goes first. So a flight that
+ * stored its entry may answer without waiting for this (KeyCoordinator). Never rejects.
  *
  * @example
  * background(endFlight(o, key, lease, announcement(o.relay, key, lease.token, result)));
