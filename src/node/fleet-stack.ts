@@ -197,10 +197,14 @@ function fleetCoordinator(
       const stop = new AbortController();
       const waiting = notifier.listen(key, timeoutMs, stop.signal);
       if (!(await waiting.subscribed)) return undefined;
-      const entry = await shared.get(key).catch(() => undefined);
+      const [entry, held] = await Promise.all([
+        shared.get(key).catch(() => undefined),
+        leases.held(key).catch(() => true),
+      ]);
       const seen = entry && answers(entry) ? "done" : await relay.current(key).catch(() => undefined);
-      if (seen) stop.abort();
-      return seen ?? waiting.message;
+      // The flight ended before this caller subscribed (its announcement may have gone): look again at once.
+      if (seen || !held) stop.abort();
+      return seen ?? (held ? waiting.message : undefined);
     },
   });
   return {

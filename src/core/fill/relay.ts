@@ -161,6 +161,11 @@ export async function answerHeard(
   if (relayed) return fromRelay(relayed, before, maxEntryBytes);
   if (!message?.startsWith("failed:")) return undefined;
   const code = message.slice("failed:".length) as HerdlessErrorCode;
+  // The origin answered that flight, but its answer was not relayed: nobody waited on the key
+  // when it was offered, so this caller came as the flight ended (its lease is released behind
+  // its answer). It asks again under the lease, as one coming after the flight does; the
+  // key's backoff, read under the lease, still holds back a sick status.
+  if (code === "ORIGIN_STATUS") return undefined;
   return {
     kind: "failed",
     code,

@@ -127,6 +127,14 @@ export class RedisLeaseManager implements LeaseManager {
     return released === 1;
   }
 
+  /**
+   * Whether anyone holds `key`'s lease now: a waiter that subscribed after the holder's
+   * release and announcement (which run behind its answer) would otherwise wait out its timeout.
+   */
+  async held(key: string): Promise<boolean> {
+    return (await this.connection.run("lease held", (client) => client.exists(this.leaseKey(key)))) === 1;
+  }
+
   /** The Redis key of `key`'s lease (exposed for operators and tests); one slot with its fence. */
   leaseKey(key: string): string {
     return slotKey(this.prefix, "lease", key);
