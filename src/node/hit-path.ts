@@ -135,7 +135,8 @@ export class HitPath {
     const now = this.o.clock.now();
     let hit: PreparedHit | undefined;
     if (fields.plain) {
-      const entry = this.o.near.getSync(target.primary);
+      // The hit path's clock is the store's (both the stack's): one reading serves both.
+      const entry = this.o.near.getSync(target.primary, now);
       if (!entry) return false;
       // A variant is chosen by request fields: the general way reads them.
       if (entry.vary.length === 0) {

@@ -65,11 +65,15 @@ export class LruStore implements Store {
     return this.evicted;
   }
 
-  /** The synchronous read behind {@link get}; refreshes recency, drops an expired entry. */
-  getSync(key: string): Entry | undefined {
+  /**
+   * The synchronous read behind {@link get}; refreshes recency, drops an expired entry. `now`,
+   * a reading of this store's clock the caller already made for the request (the Node hit
+   * path), saves reading it again: a clock read is 0.1–0.2 µs of a ~30 µs hit.
+   */
+  getSync(key: string, now?: number): Entry | undefined {
     const slot = this.slots.get(key);
     if (!slot) return undefined;
-    if (this.clock.now() >= slot.entry.deleteAt) {
+    if ((now ?? this.clock.now()) >= slot.entry.deleteAt) {
       this.remove(key, slot);
       return undefined;
     }
