@@ -69,7 +69,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // has started on the connection (a pipelined request's bytes must not cut into another's).
   server.on("clientError", (error: ClientError, socket: Duplex) => {
     const inFlight = (socket as { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
-    if (socket.writable && !inFlight?._headerSent) socket.end(rawAnswer(parseRefusal(error)));
+    // Closed once the answer is written: a client that never closes its side keeps no socket open.
+    if (socket.writable && !inFlight?._headerSent) socket.end(rawAnswer(parseRefusal(error)), () => socket.destroy());
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
