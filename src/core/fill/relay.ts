@@ -61,7 +61,7 @@ export const ALONE = "alone";
  * what the leader's own callers got: the stored entry (`done`), the origin's error answer
  * (relayed), the word to ask on their own (an answer for one client), or the failure.
  * A string at once unless an error answer is offered to the relay first: the caller can
- * then free the lease before anything else it sends (see KeyCoordinator's `end`).
+ * then free the lease before anything else it sends (see {@link endFlight}).
  */
 export function announcement(
   relay: FlightRelay | undefined,
@@ -162,9 +162,9 @@ export async function answerHeard(
   if (!message?.startsWith("failed:")) return undefined;
   const code = message.slice("failed:".length) as HerdlessErrorCode;
   // The origin answered that flight, but its answer was not relayed: nobody waited on the key
-  // when it was offered, so this caller came as the flight ended (its lease is released behind
-  // its answer). It asks again under the lease, as one coming after the flight does; the
-  // key's backoff, read under the lease, still holds back a sick status.
+  // when it was offered, so this caller came between the offer and the announcement. It asks
+  // again under the lease, as one coming after the flight does; the key's backoff, read under
+  // the lease, still holds back a sick status.
   if (code === "ORIGIN_STATUS") return undefined;
   return {
     kind: "failed",

@@ -129,7 +129,7 @@ export class RedisLeaseManager implements LeaseManager {
 
   /**
    * Whether anyone holds `key`'s lease now: a waiter that subscribed after the holder's
-   * release and announcement (which run behind its answer) would otherwise wait out its timeout.
+   * release and announcement (behind its answer, for a stored entry) would otherwise wait out its timeout.
    */
   async held(key: string): Promise<boolean> {
     return (await this.connection.run("lease held", (client) => client.exists(this.leaseKey(key)))) === 1;
