@@ -39,22 +39,33 @@ export function failureAnswer(
 ): EngineResponse {
   if (result.response) return fromPass(shown(result.response, config), status, method);
   if (isGuardRefusal(result.code)) return protectedAnswer(status.detail ?? "origin-error", status, result.retryAfterMs);
-  const code = result.code === "ORIGIN_TIMEOUT" ? 504 : result.code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
-  return synthetic(code, `origin failed: ${result.message}`, status, code === 503 ? 1_000 : undefined);
+  return unanswered(result.code, result.message, status);
+}
+
+/**
+ * A failure with no origin answer to show: 504 for an origin that stalled, 503 with a
+ * Retry-After when herdless's own coordination (a key's object, Redis) went away (the
+ * origin may be fine: come back shortly), else 502.
+ */
+function unanswered(code: HerdlessErrorCode | undefined, message: string, status: CacheStatus): EngineResponse {
+  const answer = code === "ORIGIN_TIMEOUT" ? 504 : code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
+  return synthetic(answer, `origin failed: ${message}`, status, answer === 503 ? 1_000 : undefined);
 }
 
 /**
  * A streamed answer whose body failed before any of it was sent: the client can still be
- * told plainly, as if the origin had failed before answering (504 for a stall, else 502),
- * instead of getting a connection closed with no answer at all.
+ * told plainly, as if the fill had failed before answering ({@link failureAnswer}'s statuses:
+ * 504 for a stall, 503 when a fleet's Redis went away mid-relay, else 502), instead of
+ * getting a connection closed with no answer at all.
  *
  * @example
  * if (!headSent) await write(res, unsentBodyFailure(error, response.cacheStatus));
  */
 export function unsentBodyFailure(error: unknown, status: CacheStatus): EngineResponse {
-  const timeout = isHerdlessError(error) && error.code === "ORIGIN_TIMEOUT";
+  const code = isHerdlessError(error) ? error.code : undefined;
   const message = error instanceof Error ? error.message : String(error);
-  return synthetic(timeout ? 504 : 502, `origin failed: ${message}`, { ...status, detail: "origin-error" });
+  const detail = (code && FAILURE_DETAIL[code]) ?? "origin-error";
+  return unanswered(code, message, { ...status, detail });
 }
 
 /** RFC 9110 §15.5.6: a method answered here and never forwarded. */
