@@ -76,6 +76,22 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(3);
   });
 
+  it("RFC 9111 §5.2.2.7: a qualified private that names no valid field list covers the whole response: never shared", async () => {
+    for (const cc of ["max-age=60, private=", 'max-age=60, private=""', 'max-age=60, private="x-user" junk']) {
+      const origin = await testOrigin({ headers: { "cache-control": cc, "x-user": "ann" } });
+      const testEnv = edgeEnv(origin.url);
+      const [ownerDc, otherDc] = dataCenters(2, testEnv);
+      // Coordinators are keyed by URL and live as long as the file: each case has its own path.
+      const p = `/account-${crypto.randomUUID().slice(0, 8)}`;
+      const owner = await ownerDc!.get(p);
+      expect(owner.headers.get("x-user"), cc).toBe("ann");
+      const victims = [await ownerDc!.get(p), await otherDc!.get(p)];
+      await settle([owner, ...victims], testEnv, [p]);
+      for (const victim of victims) expect(victim.cacheStatus, cc).not.toMatch(/; hit/);
+      expect(await origin.count(), cc).toBe(3);
+    }
+  });
+
   it("RFC 9110 §5.1: an origin field name that is not a token is dropped, never a 500 for the visitors after", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, rawHeaderLines: "X Bad: 1\r\n" });
     const testEnv = edgeEnv(origin.url);

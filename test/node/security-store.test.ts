@@ -143,6 +143,30 @@ describe("security: nothing one client should not see is stored (Node)", () => {
   });
 
   it.each([
+    ["max-age=60, private="],
+    ['max-age=60, private=""'],
+    ['max-age=60, private=" , "'],
+    ['max-age=60, private="x-user'],
+    ['max-age=60, private="x-user" junk'],
+    ['max-age=60, private="x user"'],
+    ['max-age=60, no-cache=""'],
+  ])(
+    "RFC 9111 §5.2.2.4, §5.2.2.7: `%s` names no valid field list, so it covers the whole response: never shared",
+    async (cc) => {
+      const { url, script } = await scriptedOrigin();
+      const proxy = await herdless(url, new ManualClock(Date.now()));
+      script.cacheControl = cc;
+      script.rawHeaderLines = "x-user: ann\r\n";
+      const owner = await get(proxy, "/account");
+      expect(owner.headers["x-user"]).toBe("ann");
+      const victim = await get(proxy, "/account");
+      // What the origin meant to withhold is unknown: the page is ann's (or must be revalidated).
+      expect(victim.headers["cache-status"]).not.toMatch(/hit/);
+      expect(script.requests).toBe(2);
+    },
+  );
+
+  it.each([
     ["a field name that is not a token (RFC 9110 §5.1)", "X Bad: 1\r\n", "Invalid header token"],
     ["whitespace before the colon (RFC 9112 §5.1)", "X-Good : 1\r\n", "Invalid header token"],
     ["a control character in a value (RFC 9110 §5.5)", "X-Split: a\u0001b\r\n", "Invalid header value char"],

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { deltaSecondsMs, MAX_DELTA_SECONDS, parseCacheControl, parseDeltaSecondsMs } from "./cache-control.ts";
+import {
+  deltaSecondsMs,
+  isBare,
+  MAX_DELTA_SECONDS,
+  parseCacheControl,
+  parseDeltaSecondsMs,
+  qualifiedFields,
+} from "./cache-control.ts";
 
 const entries = (value: string | null | undefined) => [...parseCacheControl(value)];
 
@@ -62,14 +69,33 @@ describe("RFC 9110 §5.6.4 quoted strings", () => {
   });
 
   it("spoils an unterminated quoted value instead of swallowing the rest", () => {
-    expect(parseCacheControl('private="set-cookie, max-age=60').get("private")).toBe("");
-    expect(parseCacheControl('private="set-cookie, max-age=60').has("max-age")).toBe(false);
+    expect(parseCacheControl('x-ext="a, max-age=60').get("x-ext")).toBe("");
+    expect(parseCacheControl('x-ext="a, max-age=60').has("max-age")).toBe(false);
+    // A spoiled field list is no list: the directive covers the whole response.
+    expect(parseCacheControl('private="set-cookie, max-age=60').get("private")).toBe(true);
   });
 });
 
 describe("RFC 9111 §4.2.1 duplicate directives", () => {
   it("keeps the first of duplicate non-freshness directives", () => {
     expect(parseCacheControl('x-ext="a", x-ext="b"').get("x-ext")).toBe("a");
+  });
+
+  it("RFC 9111 §5.2.2.4, §5.2.2.7: a qualified form that names no valid field is the bare form", () => {
+    for (const value of ["private=", 'private=""', 'private=" , "', 'private="x-user', 'private="x-user" junk']) {
+      const d = parseCacheControl(`max-age=60, ${value}`);
+      expect(isBare(d, "private"), value).toBe(true);
+      expect(qualifiedFields(d, "private"), value).toEqual([]);
+    }
+    expect(isBare(parseCacheControl('no-cache="x user"'), "no-cache")).toBe(true);
+    expect(isBare(parseCacheControl('private="a", private=""'), "private")).toBe(true);
+    // The same rule for directives a targeted field carries (CDN-Cache-Control's parser).
+    expect(isBare(new Map([["private", ""]]), "private")).toBe(true);
+    expect(qualifiedFields(parseCacheControl('private="X-User, , set-cookie"'), "private")).toEqual([
+      "x-user",
+      "set-cookie",
+    ]);
+    expect(isBare(parseCacheControl("private=x-user"), "private")).toBe(false);
   });
 
   it("RFC 9111 §5.2.2.4, §5.2.2.7: joins qualified no-cache and private lists; the bare form wins", () => {

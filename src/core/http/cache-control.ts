@@ -82,7 +82,8 @@ export function parseDeltaSecondsMs(value: string): number | undefined {
  */
 const FIELD_LIST_DIRECTIVES = new Set(["no-cache", "private"]);
 
-function addDirective(directives: Map<string, string | true>, name: string, value: string | true): void {
+function addDirective(directives: Map<string, string | true>, name: string, given: string | true): void {
+  const value = FIELD_LIST_DIRECTIVES.has(name) && typeof given === "string" && !fieldNames(given) ? true : given;
   const existing = directives.get(name);
   if (existing === undefined) directives.set(name, value);
   else if (FIELD_LIST_DIRECTIVES.has(name) && existing !== true)
@@ -99,17 +100,38 @@ function addDirective(directives: Map<string, string | true>, name: string, valu
  */
 export function qualifiedFields(d: Directives, name: "no-cache" | "private"): string[] {
   const value = d.get(name);
-  if (typeof value !== "string") return [];
-  return value
+  return typeof value === "string" ? (fieldNames(value) ?? []) : [];
+}
+
+/**
+ * The bare (unqualified) form of `no-cache` or `private`, which covers the whole response;
+ * also a qualified form that names no field, or not only field names (`private=`,
+ * `private=""`, `private="x-user` unterminated, `private="x-user" junk`): what the origin
+ * meant to withhold is unknown, and reading it as "nothing" would share the whole response.
+ *
+ * @example
+ * isBare(parseCacheControl('private=""'), "private"); // true
+ * isBare(parseCacheControl('private="x-user"'), "private"); // false
+ */
+export function isBare(d: Directives, name: "no-cache" | "private"): boolean {
+  const value = d.get(name);
+  return value === true || (typeof value === "string" && !fieldNames(value));
+}
+
+/**
+ * RFC 9111 §5.2.2.4 / §5.2.2.7 `#field-name`, lowercased; undefined unless it names at least
+ * one field and every element is a token (empty list elements are skipped, RFC 9110 §5.6.1).
+ */
+function fieldNames(value: string): string[] | undefined {
+  const names = value
     .split(",")
     .map((field) => field.trim().toLowerCase())
     .filter((field) => field !== "");
+  return names.length > 0 && names.every((field) => FIELD_NAME.test(field)) ? names : undefined;
 }
 
-/** The bare (unqualified) form of `no-cache` or `private`, which covers the whole response. */
-export function isBare(d: Directives, name: "no-cache" | "private"): boolean {
-  return d.get(name) === true;
-}
+/** RFC 9110 §5.1 field-name = token. */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
 /** `token [ "=" ( token / quoted-string ) ]`; undefined when the element has no valid name. */
 function parseDirective(scanner: Scanner): [string, string | true] | undefined {

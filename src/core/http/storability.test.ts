@@ -36,6 +36,7 @@ describe("RFC 9111 §3 storing responses", () => {
     [{ "cache-control": "public, max-age=60, no-store" }, "no-store"],
     [{ "cache-control": "private" }, "private"],
     [{ "set-cookie": "sid=1", "cache-control": "public, max-age=60" }, "set-cookie"],
+    [{ "cache-control": 'max-age=60, private=""' }, "private"],
     [{ vary: "*" }, "vary-star"],
     [{ vary: "accept-encoding, *" }, "vary-star"],
     [{ vary: "Accept-Language, X-Forwarded-For" }, "vary-client"],
