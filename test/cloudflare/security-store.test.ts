@@ -92,6 +92,31 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     }
   });
 
+  it("Set-Cookie2, Clear-Site-Data and Authentication-Info reach the client that asked, never a later visitor", async () => {
+    const personal = {
+      "set-cookie2": "session=attacker",
+      "clear-site-data": '"cookies", "storage"',
+      "authentication-info": 'nextnonce="ann-nonce"',
+    };
+    for (const [name, value] of Object.entries(personal)) {
+      const origin = await testOrigin({ headers: { "cache-control": "max-age=60", [name]: value } });
+      const testEnv = edgeEnv(origin.url);
+      const [attackerDc, otherDc] = dataCenters(2, testEnv);
+      const p = `/page-${crypto.randomUUID().slice(0, 8)}`;
+      const attacker = await attackerDc!.get(p);
+      expect(attacker.headers.get(name), name).toBe(value);
+      await origin.set({ headers: { "cache-control": "max-age=60" } });
+      const victims = [await attackerDc!.get(p), await otherDc!.get(p)];
+      await settle([attacker, ...victims], testEnv, [p]);
+      for (const victim of victims) expect(victim.headers.get(name), name).toBeNull();
+    }
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60", "proxy-authentication-info": "x=1" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    expect(
+      (await dc!.get(`/proxy-auth-${crypto.randomUUID().slice(0, 8)}`)).headers.get("proxy-authentication-info"),
+    ).toBeNull();
+  });
+
   it("RFC 9110 §5.1: an origin field name that is not a token is dropped, never a 500 for the visitors after", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, rawHeaderLines: "X Bad: 1\r\n" });
     const testEnv = edgeEnv(origin.url);

@@ -166,6 +166,37 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     },
   );
 
+  it("Set-Cookie2, Clear-Site-Data and Authentication-Info act on the client that asked: never stored, never replayed to the next visitor", async () => {
+    const { url, script } = await scriptedOrigin();
+    const proxy = await herdless(url, new ManualClock(Date.now()));
+    const personal = [
+      ["set-cookie2", "session=attacker"],
+      ["clear-site-data", '"cookies", "storage"'],
+      ["authentication-info", 'nextnonce="ann-nonce", rspauth="ann"'],
+    ];
+    for (const [name, value] of personal) {
+      script.rawHeaderLines = `${name}: ${value}\r\n`;
+      const path = `/with-${name}`;
+      const attacker = await get(proxy, path);
+      expect(attacker.headers[name], name).toBe(value);
+      script.rawHeaderLines = "";
+      const victim = await get(proxy, path);
+      expect(victim.headers[name], name).toBeUndefined();
+      expect(victim.headers["cache-status"], name).toMatch(/fwd=uri-miss; fwd-status=200; ttl=10; stored/);
+      expect((await get(proxy, path)).headers["cache-status"], name).toMatch(/hit/);
+    }
+    // Named by a qualified private, the field is withheld and the rest of the response shared.
+    script.cacheControl = 'max-age=10, private="Clear-Site-Data"';
+    script.rawHeaderLines = 'clear-site-data: "*"\r\n';
+    expect((await get(proxy, "/named")).headers["clear-site-data"]).toBeUndefined();
+    const victim = await get(proxy, "/named");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.headers["clear-site-data"]).toBeUndefined();
+    // Proxy-Authentication-Info answers the next hop's proxy authentication, like Proxy-Authenticate.
+    script.rawHeaderLines = 'proxy-authentication-info: nextnonce="p"\r\n';
+    expect((await get(proxy, "/proxy-auth")).headers["proxy-authentication-info"]).toBeUndefined();
+  });
+
   it.each([
     ["a field name that is not a token (RFC 9110 §5.1)", "X Bad: 1\r\n", "Invalid header token"],
     ["whitespace before the colon (RFC 9112 §5.1)", "X-Good : 1\r\n", "Invalid header token"],

@@ -8,6 +8,8 @@ export const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
   "proxy-authenticate",
+  // RFC 9110 §11.7.3: it answers the proxy authentication of the next client only, like Proxy-Authenticate.
+  "proxy-authentication-info",
   "proxy-authorization",
   "proxy-connection",
   "te",

@@ -36,6 +36,9 @@ describe("RFC 9111 §3 storing responses", () => {
     [{ "cache-control": "public, max-age=60, no-store" }, "no-store"],
     [{ "cache-control": "private" }, "private"],
     [{ "set-cookie": "sid=1", "cache-control": "public, max-age=60" }, "set-cookie"],
+    [{ "set-cookie2": "sid=1", "cache-control": "public, max-age=60" }, "client-state"],
+    [{ "clear-site-data": '"cookies"', "cache-control": "max-age=60" }, "client-state"],
+    [{ "authentication-info": 'rspauth="x"', "cache-control": "public, max-age=60" }, "client-state"],
     [{ "cache-control": 'max-age=60, private=""' }, "private"],
     [{ vary: "*" }, "vary-star"],
     [{ vary: "accept-encoding, *" }, "vary-star"],
@@ -141,6 +144,18 @@ describe("RFC 9111 §5.2.2.7 qualified private, §5.2.2.4 qualified no-cache", (
       storable: true,
     });
     expect(storedFields([["set-cookie", "sid=1"]])).toEqual([]);
+  });
+
+  it("stores a response whose Clear-Site-Data is named by no-cache=, never the field", () => {
+    const headers = { "cache-control": 'no-cache="clear-site-data", max-age=60', "clear-site-data": '"*"' };
+    expect(store(headers)).toEqual({ storable: true });
+    expect(storedFields(Object.entries(headers))).toEqual([["cache-control", headers["cache-control"]]]);
+    expect(
+      storedFields([
+        ["authentication-info", "nextnonce=1"],
+        ["set-cookie2", "a=b"],
+      ]),
+    ).toEqual([]);
   });
 });
 

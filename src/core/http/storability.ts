@@ -15,6 +15,7 @@ export type NotStorableReason =
   | "no-store"
   | "private"
   | "set-cookie"
+  | "client-state"
   | "vary-star"
   | "vary-client"
   | "status"
@@ -33,6 +34,17 @@ const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
   200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 304, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409,
   410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504, 505,
 ]);
+
+/**
+ * Response fields that act on the one client that receives them, like Set-Cookie: the
+ * obsolete `Set-Cookie2` (RFC 2965), `Clear-Site-Data` (W3C: it wipes the receiving browser's
+ * cookies and storage for the site) and `Authentication-Info` (RFC 9110 §11.6.3: the
+ * `nextnonce` and `rspauth` of the requester's authentication). A response carrying one is not
+ * stored unless a qualified `private="…"` or `no-cache="…"` names it, and then it is stored
+ * without it: replayed from a shared copy it would sign every visitor out, or hand them
+ * another user's authentication state.
+ */
+const CLIENT_STATE_FIELDS: readonly string[] = ["set-cookie2", "clear-site-data", "authentication-info"];
 
 /**
  * Response fields whose meaning decides whether and how long a response is stored; a
@@ -84,7 +96,9 @@ function notStorableReason(
   if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
   if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
   if (isBare(d, "private")) return "private";
-  if (res.headers.get("set-cookie") !== null && !withheldFields(d).has("set-cookie")) return "set-cookie";
+  const withheld = withheldFields(d);
+  if (res.headers.get("set-cookie") !== null && !withheld.has("set-cookie")) return "set-cookie";
+  if (CLIENT_STATE_FIELDS.some((name) => res.headers.get(name) !== null && !withheld.has(name))) return "client-state";
   if (varyIsStar(res.headers)) return "vary-star";
   if (variesOnClientAddress(res.headers)) return "vary-client";
   if (hasMalformedStorageField(res)) return "malformed";
@@ -114,7 +128,7 @@ function hasMalformedStorageField(res: OriginResponseInfo): boolean {
 /**
  * The header fields of a response as a shared cache keeps them: never Set-Cookie (herdless
  * replays no cookie, RFC 9111 §3 leaves it to the cache and a shared one must not share a
- * session), never the fields a qualified `private="…"` (§5.2.2.7) or `no-cache="…"`
+ * session) nor the other client-state fields ({@link CLIENT_STATE_FIELDS}), never the fields a qualified `private="…"` (§5.2.2.7) or `no-cache="…"`
  * (§5.2.2.4) names, never Age (recomputed on the way out, §5.1).
  *
  * @example
@@ -123,7 +137,9 @@ function hasMalformedStorageField(res: OriginResponseInfo): boolean {
  */
 export function storedFields(headers: readonly [string, string][]): [string, string][] {
   const withheld = withheldFields(effectiveDirectives(headerList(headers)));
-  return headers.filter(([name]) => name !== "set-cookie" && name !== "age" && !withheld.has(name));
+  return headers.filter(
+    ([name]) => name !== "set-cookie" && name !== "age" && !CLIENT_STATE_FIELDS.includes(name) && !withheld.has(name),
+  );
 }
 
 // RFC 9111 §3: the method must be understood and cacheable. HEAD is cacheable by the RFC, but a
