@@ -173,7 +173,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       ["set-cookie2", "session=attacker"],
       ["clear-site-data", '"cookies", "storage"'],
       ["authentication-info", 'nextnonce="ann-nonce", rspauth="ann"'],
-    ];
+    ] as const;
     for (const [name, value] of personal) {
       script.rawHeaderLines = `${name}: ${value}\r\n`;
       const path = `/with-${name}`;
