@@ -124,6 +124,18 @@ describe("attack probes (Worker)", () => {
     expect(seen).toHaveLength(8);
   });
 
+  it("RFC 9111 §5.2: `max-age=3600; private` (a `;` slip) still says private: the owner's page is never served stale to the victims", async () => {
+    const headers = { "cache-control": "max-age=3600; private", "x-user": "ann" };
+    const config = { defaults: { staleWhileRevalidateMs: 60_000, staleIfErrorMs: 600_000 } };
+    const { origin, testEnv, attackerDc, otherDc, p } = await setup(headers, config);
+    const owner = await attackerDc.get(p);
+    expect(owner.headers.get("x-user")).toBe("ann");
+    const victims = [await attackerDc.get(p), await otherDc.get(p)];
+    await settle([owner, ...victims], testEnv, [p]);
+    for (const victim of victims) expect(victim.cacheStatus).not.toMatch(/hit|stale/);
+    expect(await origin.count()).toBe(3);
+  });
+
   it("cache-poisoned DoS: a 404 a client provokes (a header the origin rejects) is not stored for the route's TTL", async () => {
     const { origin, attackerDc, otherDc, p } = await setup({}, { defaults: { defaultTtlMs: 60_000 } });
     // The attacker's header makes the origin answer 404, without freshness; the victims' does not.

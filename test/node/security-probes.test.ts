@@ -313,6 +313,26 @@ describe("what is stored and served to the victim (Node)", () => {
     expect((await get(cache.base, page)).headers["cache-status"]).toMatch(/detail=stale-if-error/);
   });
 
+  it("RFC 9111 §5.2: `max-age=3600; private` (a `;` slip) and `max-age=60 no-store` still say private and no-store: the owner's page is never served stale to the next visitor", async () => {
+    // An operator's grace window serves stored copies stale: the one place a spoiled max-age still lets a copy out.
+    await setup({ defaults: { staleWhileRevalidateMs: 60_000, staleIfErrorMs: 600_000 } });
+    for (const cc of [
+      "max-age=3600; private",
+      "max-age=3600;private",
+      "max-age=60 no-store",
+      "public, max-age=60 private",
+    ]) {
+      const page = `/me?cc=${encodeURIComponent(cc)}`;
+      const owner = await get(cache.base, page, { headers: { "x-lang": "ann" } });
+      expect(owner.body, cc).toContain("lang=ann");
+      expect(owner.headers["cache-status"], cc).toMatch(/detail=uncacheable/);
+      const victim = await get(cache.base, page);
+      expect(victim.headers["cache-status"], cc).not.toMatch(/hit|stale/);
+      expect(victim.body, cc).toContain("lang=-");
+    }
+    expect(origin.seen).toHaveLength(8);
+  });
+
   it("cache-poisoned DoS: a 404/405 a client provokes with a header is not stored for the route's TTL", async () => {
     await setup({ defaults: { defaultTtlMs: 60_000 } });
     const attack = await get(cache.base, "/api/items", { headers: { "x-api-version": "666" } });

@@ -41,6 +41,27 @@ describe("RFC 9110 §5.6.1 list syntax", () => {
     expect(entries('=5, "x", max-age=1')).toEqual([["max-age", "1"]]);
   });
 
+  it("reads the junk after a directive on as further directives: a `;` or a missing comma never hides private or no-store", () => {
+    expect(entries("max-age=3600; private")).toEqual([
+      ["max-age", ""],
+      ["private", true],
+    ]);
+    expect(entries("max-age=60 no-store")).toEqual([
+      ["max-age", ""],
+      ["no-store", true],
+    ]);
+    expect(entries('no-cache="a" junk;no-store')).toEqual([
+      ["no-cache", true],
+      ["junk", true],
+      ["no-store", true],
+    ]);
+    expect(entries('max-age=60 "x, y" / private, s-maxage=5')).toEqual([
+      ["max-age", ""],
+      ["private", true],
+      ["s-maxage", "5"],
+    ]);
+  });
+
   it("keeps a bare directive followed by junk, spoils a valued one", () => {
     expect(parseCacheControl("no-store junk").get("no-store")).toBe(true);
     expect(parseCacheControl("max-age=60 30").get("max-age")).toBe("");

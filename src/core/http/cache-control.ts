@@ -32,7 +32,11 @@ const CONFLICT = "";
 /**
  * Parses a Cache-Control (or CDN-Cache-Control) field value, RFC 9110 §5.6.1 list syntax.
  * Lenient where the RFC lets recipients be: empty elements and stray whitespace are skipped,
- * unparseable elements are dropped, and the first of duplicate directives wins.
+ * and the first of duplicate directives wins. A value followed by junk is spoiled
+ * (`max-age=60 30`), and the junk is read on as further directives: `max-age=3600; private`
+ * (a `;` where a `,` belongs, a common slip) or `max-age=60 no-store` still say private and
+ * no-store, as they do to nginx and Varnish, which look for these words anywhere in the field;
+ * dropping them with the rest of the element would share a personal page.
  *
  * @example
  * parseCacheControl('Max-Age=60, no-cache="set-cookie, x-a"');
@@ -42,12 +46,16 @@ export function parseCacheControl(value: string | null | undefined): Directives 
   const directives = new Map<string, string | true>();
   if (!value) return directives;
   const scanner = new Scanner(value);
+  // An element that does not start with a directive is dropped whole; junk after one is read on.
+  let elementStart = true;
   while (!scanner.done()) {
-    scanner.skipSeparators();
+    if (scanner.skipSeparators()) elementStart = true;
     if (scanner.done()) break;
     const parsed = parseDirective(scanner);
     if (parsed) addDirective(directives, parsed[0], parsed[1]);
-    scanner.skipElementRest();
+    else if (elementStart) scanner.skipElementRest();
+    else scanner.skipUnparseable();
+    elementStart = false;
   }
   return directives;
 }
@@ -178,9 +186,14 @@ class Scanner {
     while (this.peek() === " " || this.peek() === "\t") this.i++;
   }
 
-  /** Empty list elements and whitespace between elements (RFC 9110 §5.6.1). */
-  skipSeparators(): void {
-    while (this.peek() === " " || this.peek() === "\t" || this.peek() === ",") this.i++;
+  /**
+   * Empty list elements and whitespace between elements (RFC 9110 §5.6.1), and the `;` or
+   * whitespace that separates directives in a malformed element.
+   */
+  skipSeparators(): boolean {
+    let comma = false;
+    for (; " \t,;".includes(this.peek() ?? "x"); this.i++) comma ||= this.peek() === ",";
+    return comma;
   }
 
   token(): string {
@@ -189,10 +202,10 @@ class Scanner {
     return this.text.slice(start, this.i);
   }
 
-  /** An unquoted value: a token, leniently anything up to whitespace or a comma. */
+  /** An unquoted value: a token, leniently anything up to whitespace, a comma or a `;`. */
   bareValue(): string {
     const start = this.i;
-    while (!this.done() && !this.atElementEnd() && this.peek() !== " " && this.peek() !== "\t") this.i++;
+    while (!this.done() && !this.atElementEnd() && !" \t;".includes(this.peek() as string)) this.i++;
     return this.text.slice(start, this.i);
   }
 
@@ -211,9 +224,12 @@ class Scanner {
 
   /** Skips whatever is left of a malformed element, honouring commas inside quoted strings. */
   skipElementRest(): void {
-    while (!this.atElementEnd()) {
-      if (this.peek() === '"') this.quotedString();
-      else this.i++;
-    }
+    while (!this.atElementEnd()) this.skipUnparseable();
+  }
+
+  /** Skips what cannot start a directive: a quoted string whole (its commas are not separators), else one character. */
+  skipUnparseable(): void {
+    if (this.peek() === '"') this.quotedString();
+    else this.i++;
   }
 }
