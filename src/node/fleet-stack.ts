@@ -16,6 +16,7 @@ import { FleetMembers } from "./redis/members.ts";
 import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
 import { RedisFlightRelay } from "./redis/relay.ts";
+import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
 import type { RedisTarget } from "./redis/target.ts";
 import { originCall, type Stack, type StackOptions } from "./stack.ts";
@@ -191,7 +192,9 @@ function fleetCoordinator(
     // Fleet-wide: a key backing off is not asked for by any member.
     backoff: new RedisBackoffStore({ connection, prefix, clock }),
     ...parts,
-    announceFill: async (key, message) => void (await notifier.publish(key, message).catch(() => 0)),
+    // A small stored entry goes with its announcement: the waiters need not read it back.
+    announceFill: async (key, message, stored) =>
+      void (await notifier.publish(key, fillNews(message, stored)).catch(() => 0)),
     waitForFill: async (key, timeoutMs, answers) => {
       // Subscribe first, then look: a fill or an answer announced in between is then never missed.
       const stop = new AbortController();
@@ -201,10 +204,16 @@ function fleetCoordinator(
         shared.get(key).catch(() => undefined),
         leases.held(key).catch(() => true),
       ]);
-      const seen = entry && answers(entry) ? "done" : await relay.current(key).catch(() => undefined);
+      if (entry && answers(entry)) {
+        stop.abort();
+        return { message: "done", entry };
+      }
+      const relayed = await relay.current(key).catch(() => undefined);
       // The flight ended before this caller subscribed (its announcement may have gone): look again at once.
-      if (seen || !held) stop.abort();
-      return seen ?? (held ? waiting.message : undefined);
+      if (relayed || !held) stop.abort();
+      if (relayed) return { message: relayed };
+      const news = held ? await waiting.message : undefined;
+      return news === undefined ? undefined : heardFrom(news);
     },
   });
   return {

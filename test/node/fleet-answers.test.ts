@@ -2,6 +2,7 @@ import { createServer, request, Agent, type IncomingHttpHeaders, type Server } f
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/core/config.ts";
+import { Redis } from "ioredis";
 import { RedisConnection } from "../../src/node/redis/connection.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
@@ -25,7 +26,7 @@ interface Answer {
 /**
  * An origin that holds its answers until the test releases them, so every concurrent request
  * is waiting on the one fetch when it answers. `/broken` is an application bug: 500 with a
- * body; `/expired` is stale as it arrives (`max-age=0`); `/account` is one client's page: `private` with a session cookie. Each answer is
+ * body; `/expired` is stale as it arrives (`max-age=0`); `/page` is fresh for a minute; `/account` is one client's page: `private` with a session cookie. Each answer is
  * numbered by the origin request it answers.
  */
 async function heldOrigin() {
@@ -37,7 +38,9 @@ async function heldOrigin() {
     byPath.set(path, n);
     req.resume();
     const answer = () => {
-      if (path === "/expired") {
+      if (path === "/page") {
+        res.writeHead(200, { "content-type": "text/plain", "cache-control": "max-age=60" }).end(`page #${n}`);
+      } else if (path === "/expired") {
         res.writeHead(200, { "content-type": "text/plain", "cache-control": "max-age=0" }).end(`expired page #${n}`);
       } else if (path === "/broken") {
         res.writeHead(500, { "content-type": "text/plain", "x-app": "broken" }).end(`application bug #${n}`);
@@ -122,7 +125,7 @@ describe("answers that are not stored, across three herdless stacks sharing one 
    * one reached a member, the origin has the fleet's one fetch, and the two other members
    * wait on it.
    */
-  async function herd(path: string, n: number): Promise<Answer[]> {
+  async function herd(path: string, n: number, beforeRelease = async () => {}): Promise<Answer[]> {
     const answers = Promise.all(Array.from({ length: n }, (_, i) => get(urls[i % urls.length]!, path)));
     const channel = `${PREFIX}filled:GET http://${HOST}${path}`;
     await until(
@@ -133,6 +136,7 @@ describe("answers that are not stored, across three herdless stacks sharing one 
       const [, waiting] = (await observer.client.pubsub("NUMSUB", channel)) as [string, number];
       return waiting >= 2;
     });
+    await beforeRelease();
     origin.release();
     return answers;
   }
@@ -156,6 +160,30 @@ describe("answers that are not stored, across three herdless stacks sharing one 
     for (const a of answers)
       expect(a.body).toBe(`account page of ${String(a.headers["set-cookie"]).replace("=", " ")}`);
     expect(origin.requests("/account")).toBe(30);
+  });
+
+  it("the members waiting on another's fetch are answered by its announcement, which carries the small entry it stored: no member reads the entry back from Redis once the origin answered", async () => {
+    const entryKey = `${PREFIX}entry:GET http://${HOST}/page`;
+    // Every command a member sent that names the entry (not those a script ran inside).
+    const sent: string[] = [];
+    const observing = new Redis(redis.url);
+    let monitor: Redis | undefined;
+    try {
+      const answers = await herd("/page", 30, async () => {
+        monitor = await observing.monitor();
+        monitor.on("monitor", (_time: string, args: string[], source: string) => {
+          if (!source.endsWith("lua") && args.includes(entryKey)) sent.push(String(args[0]).toLowerCase());
+        });
+      });
+      expect(answers.filter((a) => a.status !== 200 || a.body !== "page #1")).toEqual([]);
+      expect(origin.requests("/page")).toBe(1);
+      // The holder's write (a script: EVAL the first time) and no read: each waiting member read it back after the announcement before.
+      await until("the holder's write is seen", () => sent.includes("evalsha"));
+      expect(sent.filter((command) => command !== "evalsha" && command !== "eval")).toEqual([]);
+    } finally {
+      monitor?.disconnect();
+      observing.disconnect();
+    }
   });
 
   it("an answer stored already stale (max-age=0) is the answer of every waiter of its fetch in every process, as of the lease holder's", async () => {

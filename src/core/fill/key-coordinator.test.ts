@@ -8,10 +8,11 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../clock.ts";
 import { parseConfig, type ConfigInput } from "../config.ts";
-import { KeyCoordinator } from "./key-coordinator.ts";
+import { KeyCoordinator, type KeyCoordinatorOptions } from "./key-coordinator.ts";
 import type { FillRequest, FillResult } from "./coordinator.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
 import { MemoryLeaseManager } from "./memory-lease.ts";
+import type { FillHeard } from "./relay.ts";
 import { LocalGuard } from "../guard/local-guard.ts";
 import { MemoryBackoffStore, type BackoffRecord, type BackoffStore } from "../guard/key-backoff.ts";
 import type { Store } from "../store/store.ts";
@@ -69,7 +70,9 @@ function setup(overrides: Partial<ConfigInput> = {}) {
   const origin = { calls: 0, cacheControl: "max-age=60", status: 200 };
   const announced: string[] = [];
   const pending: Promise<unknown>[] = [];
-  const coordinator = new KeyCoordinator({
+  // Another process's waiters on a key, told when the announcement's round trip comes back (a publish reaches them through Redis).
+  const waiting = new Map<string, Array<(heard: FillHeard) => void>>();
+  const options: KeyCoordinatorOptions = {
     config,
     clock,
     store,
@@ -84,8 +87,24 @@ function setup(overrides: Partial<ConfigInput> = {}) {
           headers: { "cache-control": origin.cacheControl },
         });
       }),
-    announceFill: (key, message) => net.send("announce", () => void announced.push(message)),
+    announceFill: (key, message, stored) =>
+      net
+        .send("announce", () => void announced.push(message))
+        .then(() => {
+          for (const hear of waiting.get(key) ?? []) hear({ message, ...(stored ? { entry: stored } : {}) });
+          waiting.delete(key);
+        }),
     background: (work) => void pending.push(work),
+  };
+  const coordinator = new KeyCoordinator(options);
+  /** A coordinator in another process over the same store and leases: it waits on the announcement of a flight it does not hold. */
+  const peer = new KeyCoordinator({
+    ...options,
+    guard: new LocalGuard({ config, clock }),
+    waitForFill: (key) =>
+      net
+        .send("subscribe", () => undefined)
+        .then(() => new Promise<FillHeard>((hear) => waiting.set(key, [...(waiting.get(key) ?? []), hear]))),
   });
 
   /**
@@ -116,7 +135,27 @@ function setup(overrides: Partial<ConfigInput> = {}) {
     await Promise.all(pending.splice(0));
     return answers;
   };
-  return { clock, net, origin, announced, records, fill, fillsAtOnce };
+  /** A fill in this process and one in the peer at once: the round trip after which each was answered. */
+  const fillInBoth = async () => {
+    const answeredAt: number[] = [];
+    const answers: FillResult[] = [];
+    let trips = 0;
+    [coordinator, peer].forEach(
+      (c, i) =>
+        void c.fill(pageRequest).then((result) => {
+          answers[i] = result;
+          answeredAt[i] = trips;
+        }),
+    );
+    for (await settle(); answeredAt.filter((at) => at !== undefined).length < 2; await settle()) {
+      if (!net.roundTrip()) throw new Error("the fills wait for nothing in flight");
+      trips++;
+    }
+    for (await settle(); net.roundTrip(); await settle());
+    await Promise.all(pending.splice(0));
+    return { answers, answeredAt };
+  };
+  return { clock, net, origin, announced, records, fill, fillsAtOnce, fillInBoth };
 }
 
 const key = "GET https://site.test/page";
@@ -130,7 +169,7 @@ const pageRequest: FillRequest = {
 };
 
 describe("a fill's round trips to the shared store", () => {
-  it("a cold miss answers after 5 round trips (entry and backoff side by side, twice; the origin; the entry's write); the lease's release and the announcement follow the answer", async () => {
+  it("a cold miss answers after 5 round trips (entry and backoff side by side, twice; the origin; the entry's write); the lease's release and the announcement follow the answer, side by side", async () => {
     const t = setup();
     const { answer, before, behind } = await t.fill();
     expect(answer).toMatchObject({ kind: "entry", fwdStatus: 200, stored: true });
@@ -147,7 +186,7 @@ describe("a fill's round trips to the shared store", () => {
       "lease release",
       "announce",
     ]);
-    expect(behind).toBe(2);
+    expect(behind).toBe(1);
     expect(t.announced).toEqual([`done:${(answer as Extract<FillResult, { kind: "entry" }>).entry.token}`]);
   });
 
@@ -221,5 +260,19 @@ describe("a fill's round trips to the shared store", () => {
     expect(t.origin.calls).toBe(2);
     expect(before).toBe(5);
     expect(t.net.sent.slice(sent, sent + 3)).toEqual(["entry read", "backoff read", "lease acquire"]);
+  });
+
+  it("a caller in another process waiting on the flight is answered by the announcement, which carries the stored entry: no read of it back, one round trip after the holder's answer", async () => {
+    const t = setup();
+    const { answers, answeredAt } = await t.fillInBoth();
+    expect(t.origin.calls).toBe(1);
+    const [holder, waiter] = answers as Array<Extract<FillResult, { kind: "entry" }>>;
+    expect(holder).toMatchObject({ kind: "entry", fwdStatus: 200, collapsed: false });
+    expect(waiter).toMatchObject({ kind: "entry", collapsed: true });
+    expect(waiter!.entry.token).toBe(holder!.entry.token);
+    // The holder's release and announcement go out together behind its answer; the waiter reads nothing after it.
+    expect(answeredAt[1]! - answeredAt[0]!).toBe(1);
+    // Each process's look before the lease, and the holder's under it.
+    expect(t.net.count("entry read")).toBe(3);
   });
 });

@@ -15,7 +15,8 @@ import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
 import { applyPurge } from "../admin/purge.ts";
 import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
-import { announcement, answerHeard, endFlight, relayStream, type FlightRelay } from "./relay.ts";
+import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
+import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, recordFlight } from "./flight-backoff.ts";
@@ -32,10 +33,10 @@ export interface KeyCoordinatorOptions {
   fetch: FetchLike;
   /** Which Content-Encodings `fetch` decodes (the runtime's rule); undici's by default. */
   decodes?: ContentDecoding;
-  /** The announcement when another process's flight for `key` ends (at once when the stored entry `answers` the waiter); undefined after `timeoutMs`. */
-  waitForFill?: (key: string, timeoutMs: number, answers: (entry: Entry) => boolean) => Promise<string | undefined>;
-  /** Tells other processes how the flight for `key` went: `done`, `failed:<code>`, `alone`, or a `relay` reference. */
-  announceFill?: (key: string, message: string) => void | Promise<void>;
+  /** The announcement when another process's flight for `key` ends (at once when the stored entry `answers` the waiter), with its entry if it came along; undefined after `timeoutMs`. */
+  waitForFill?: (key: string, timeoutMs: number, answers: (entry: Entry) => boolean) => Promise<FillHeard | undefined>;
+  /** Tells other processes how the flight for `key` went: `done`, `failed:<code>`, `alone`, or a `relay` reference; `stored`, the entry it stored. */
+  announceFill?: AnnounceFill;
   /** Hands each flight's answer to its waiters in other processes (a Redis fleet): the body as it arrives, an error answer. */
   relay?: FlightRelay;
   /** Keeps background work alive (ctx.waitUntil on Workers). */
@@ -208,11 +209,12 @@ export class KeyCoordinator implements Coordinator {
       }
       // What ends the wait answers this caller: for a refresh-ahead a renewed copy, not the one it came to renew.
       const answers = (entry: Entry | undefined): entry is Entry => this.answers(request, entry, before);
-      const message = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answers) ??
+      const news = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answers) ??
         delay(Math.min(remaining, 50)));
-      const filled = await this.storedFor(request);
+      const filled = await entryAfterWait(request, news, () => this.storedFor(request));
       const stored = { before, filled, fresh: answers(filled) };
-      const heard = await answerHeard(this.o.relay, request.key, message, stored, this.o.config.cache.maxEntryBytes);
+      const { maxEntryBytes } = this.o.config.cache;
+      const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, maxEntryBytes);
       if (heard) return heard;
     }
   }
@@ -257,7 +259,8 @@ export class KeyCoordinator implements Coordinator {
       if (result?.kind !== "shared") {
         clearTimeout(timer);
         const message = announcement(this.o.relay, request.key, lease.token, result);
-        const ended = endFlight(this.o, request.key, lease, message);
+        const stored = result?.kind === "entry" ? result.entry : undefined;
+        const ended = endFlight(this.o, request.key, lease, message, stored);
         // A stored entry's end goes behind the answer: a later caller finds the entry, or the
         // release already sent. Any other answer was this flight's alone (RFC 9111 §4.2.2): a
         // caller after it must find the lease free, not wait on it and be handed that answer.

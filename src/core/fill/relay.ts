@@ -1,6 +1,7 @@
 import type { Entry } from "../http/entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
-import type { FillResult, PassResponse } from "./coordinator.ts";
+import type { FillRequest, FillResult, PassResponse } from "./coordinator.ts";
+import { applyPurge } from "../admin/purge.ts";
 import { streamAnswer, type FlightResult, type SharedFlight } from "./flight.ts";
 import { SharedBody } from "./shared-body.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
@@ -57,6 +58,19 @@ export const RELAYED = "relayed:";
 export const ALONE = "alone";
 
 /**
+ * Tells other processes how the flight for `key` went (`message`: {@link announcement});
+ * `stored` is the entry it stored, when it did: a runtime may hand a small one to the
+ * waiters with the message, so they need not read it back from the store.
+ */
+export type AnnounceFill = (key: string, message: string, stored?: Entry) => void | Promise<void>;
+
+/** What a caller waiting on another process's flight heard: its announcement, and the entry it stored when that came along. */
+export interface FillHeard {
+  message: string;
+  entry?: Entry;
+}
+
+/**
  * How other processes' callers waiting on the key hear the end of a flight, so each gets
  * what the leader's own callers got: the stored entry (`done`), the origin's error answer
  * (relayed), the word to ask on their own (an answer for one client), or the failure.
@@ -96,25 +110,31 @@ export function announcement(
  * anything the process sends after it, so its next flight for the key finds the lease free
  * (Redis runs a connection's commands in order; the other leases free it at once); only an
  * error answer being offered to the relay (`message` pending) goes first. So a flight that
- * stored its entry may answer without waiting for this (KeyCoordinator). Never rejects.
+ * stored its entry may answer without waiting for this (KeyCoordinator); its announcement
+ * (`stored`: that entry) is sent beside the release, not after its reply. Never rejects.
  *
  * @example
- * background(endFlight(o, key, lease, announcement(o.relay, key, lease.token, result)));
+ * background(endFlight(o, key, lease, announcement(o.relay, key, lease.token, result), result.entry));
  */
 export function endFlight(
-  o: { leases: LeaseManager; announceFill?: (key: string, message: string) => void | Promise<void> },
+  o: { leases: LeaseManager; announceFill?: AnnounceFill },
   key: string,
   lease: Lease,
   message: string | Promise<string>,
+  stored?: Entry,
 ): Promise<void> {
   const announce = async (said: string) => {
     try {
-      await o.announceFill?.(key, said);
+      await o.announceFill?.(key, said, stored);
     } catch {
       // Waiters that miss it look again when their wait times out.
     }
   };
   const release = () => o.leases.release(lease).catch(() => false);
+  // A stored entry's waiters take that entry (its token is in the announcement) and need no
+  // lease: the announcement goes out beside the release, not a round trip after it. Every
+  // other waiter may ask again under the lease, so it must find it free.
+  if (stored && typeof message === "string") return Promise.all([release(), announce(message)]).then(() => undefined);
   if (typeof message === "string") return release().then(() => announce(message));
   return message.then(async (said) => {
     await release();
@@ -128,7 +148,7 @@ export function endFlight(
  * cancelled if it cannot be offered.
  */
 export async function relayStream(
-  o: { relay?: FlightRelay; announceFill?: (key: string, message: string) => void | Promise<void> },
+  o: { relay?: FlightRelay; announceFill?: AnnounceFill },
   key: string,
   token: number,
   flight: SharedFlight,
@@ -173,6 +193,21 @@ export async function answerHeard(
     stale: before,
     collapsed: true,
   };
+}
+
+/**
+ * The entry a caller finds once another process's flight for its key ended: the one the
+ * announcement carried when it stands in for the store's (the request's own key, not a
+ * primary key that varies, whose variant is read; the caller's purges applied), else `read()`.
+ */
+export async function entryAfterWait(
+  request: FillRequest,
+  heard: FillHeard | undefined,
+  read: () => Promise<Entry | undefined>,
+): Promise<Entry | undefined> {
+  const entry = heard?.entry;
+  if (entry?.key !== request.key || (request.key === request.primary && entry.vary.length > 0)) return read();
+  return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
 }
 
 /** Whether `entry` is the one the flight announced by `message` stored (or a newer one): its waiters' answer, fresh or not. */
