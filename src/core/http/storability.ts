@@ -36,15 +36,16 @@ const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
 ]);
 
 /**
- * Response fields that act on the one client that receives them, like Set-Cookie: the
- * obsolete `Set-Cookie2` (RFC 2965), `Clear-Site-Data` (W3C: it wipes the receiving browser's
- * cookies and storage for the site) and `Authentication-Info` (RFC 9110 §11.6.3: the
- * `nextnonce` and `rspauth` of the requester's authentication). A response carrying one is not
- * stored unless a qualified `private="…"` or `no-cache="…"` names it, and then it is stored
- * without it: replayed from a shared copy it would sign every visitor out, or hand them
- * another user's authentication state.
+ * Response fields that act on the one client that receives them, beyond Set-Cookie:
+ * `Authentication-Info` (RFC 9110 §11.6.3: the `nextnonce` and `rspauth` of the requester's
+ * own authentication). A response carrying one is not stored unless a qualified
+ * `private="…"` or `no-cache="…"` names it, and then it is stored without it: replayed from a
+ * shared copy it would hand the next visitor another user's authentication state.
+ * `Set-Cookie2` (obsolete, read by no browser) and `Clear-Site-Data` are stored as the
+ * origin's Cache-Control allows, as every shared cache does (the HTTP caching conformance
+ * suite requires both stored): an origin that marks such a response shareable means it.
  */
-const CLIENT_STATE_FIELDS: readonly string[] = ["set-cookie2", "clear-site-data", "authentication-info"];
+const CLIENT_STATE_FIELDS: readonly string[] = ["authentication-info"];
 
 /**
  * Response fields whose meaning decides whether and how long a response is stored; a
