@@ -5,6 +5,7 @@ import { headerList } from "../core/http/http.ts";
 import { variantKey } from "../core/http/key.ts";
 import type { Entry } from "../core/http/entry.ts";
 import { SharedBody } from "../core/fill/shared-body.ts";
+import type { SharedBodyLimits } from "../core/fill/laggards.ts";
 
 /**
  * Coordinator calls of one isolate, collapsed per key: while one request of the isolate
@@ -30,7 +31,7 @@ import { SharedBody } from "../core/fill/shared-body.ts";
  * waiter for a hung request).
  *
  * @example
- * const flights = new IsolateFlights(config.coordinator.waitTimeoutMs, config.cache.maxEntryBytes);
+ * const flights = new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config));
  * const coordinator = flights.coordinator(coordinatorClient(env.COORDINATOR, config), (p) => ctx.waitUntil(p));
  */
 export class IsolateFlights {
@@ -40,7 +41,7 @@ export class IsolateFlights {
 
   constructor(
     private readonly joinTimeoutMs: number,
-    private readonly keepBytes: number,
+    private readonly limits: SharedBodyLimits,
   ) {}
 
   /**
@@ -148,7 +149,7 @@ export class IsolateFlights {
     if (request.revalidate) return inner.fill(request);
     const running = this.running.get(request.key);
     if (running) return this.joinOrCall(inner, request, running);
-    const call = inner.fill(request).then((result) => shareStream(result, this.keepBytes));
+    const call = inner.fill(request).then((result) => shareStream(result, this.limits));
     this.running.set(request.key, call);
     // Requests waiting on this key's lookup now wait on the call (landing).
     this.looking.get(request.key)?.end();
@@ -219,10 +220,10 @@ export interface Shared {
   first?: ReadableStream<Uint8Array>;
 }
 
-function shareStream(result: FillResult, keepBytes: number): Shared {
+function shareStream(result: FillResult, limits: SharedBodyLimits): Shared {
   if (result.kind !== "stream") return { result };
   const body = new SharedBody(result.body, {
-    keepBytes,
+    ...limits,
     ...(result.bytes !== undefined ? { declaredBytes: result.bytes } : {}),
   });
   return { result, body, first: body.reader() };

@@ -13,6 +13,7 @@ import { LruStore } from "../core/store/lru-store.ts";
 import { configFromEnv } from "./config-env.ts";
 import type { Env } from "./env.ts";
 import { IsolateFlights } from "./isolate-flights.ts";
+import { sharedBodyLimits } from "../core/fill/laggards.ts";
 import { log } from "./log.ts";
 import { DurableObjectPurgeRegistry } from "./purge-registry-object.ts";
 import { STATS_OBJECT } from "./stats-object.ts";
@@ -98,7 +99,7 @@ export function isolateState(
       config,
       leases: new MemoryLeaseManager(clock),
       refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
-      flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs, config.cache.maxEntryBytes)),
+      flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config))),
       nearReadsFor: perCache(() => new Map<string, Promise<Entry | undefined>>()),
       guardFront: newGuardFront(clock, config),
       purges,

@@ -16,6 +16,8 @@ export type HerdlessErrorCode =
   | "BREAKER_OPEN"
   | "COORDINATOR_UNAVAILABLE"
   | "LEASE_LOST"
+  /** A client read a shared body so slowly that it held the other readers back; it was cut off. */
+  | "CLIENT_TOO_SLOW"
   /** An optional peer dependency (ioredis for the Redis fleet) is not installed. */
   | "DEPENDENCY_MISSING";
 

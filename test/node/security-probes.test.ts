@@ -1,3 +1,5 @@
+import { createServer, request, type Server } from "node:http";
+import { connect, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { get, herdless, raw, reflectingOrigin, type Herdless, type ReflectingOrigin } from "./attack-kit.ts";
 
@@ -10,7 +12,7 @@ import { get, herdless, raw, reflectingOrigin, type Herdless, type ReflectingOri
 
 let origin: ReflectingOrigin;
 let cache: Herdless;
-const running: (ReflectingOrigin | Herdless)[] = [];
+const running: { close(): Promise<void> }[] = [];
 
 afterEach(async () => {
   for (const one of running.splice(0).reverse()) await one.close();
@@ -357,5 +359,53 @@ describe("what is stored and served to the victim (Node)", () => {
       await get(cache.base, `/p?cc=${cc}`);
       expect((await get(cache.base, `/p?cc=${cc}`)).headers["cache-status"]).not.toMatch(/hit/);
     }
+  });
+});
+
+describe("resource exhaustion (Node)", () => {
+  it("slow reader: a client that asks for a large file and never reads cannot stall the victim's download of it", async () => {
+    const size = 64 * 1024 * 1024; // past maxEntryBytes (streamed, not kept) and past any socket buffers
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    const server: Server = createServer((_, res) => {
+      res.writeHead(200, { "cache-control": "max-age=60", "content-length": String(size) });
+      let sent = 0;
+      const pump = () => {
+        while (sent < size) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once("drain", pump);
+        }
+        res.end();
+      };
+      setTimeout(pump, 100); // attacker and victim both join the one fetch before its body flows
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    running.push({
+      close: async () => {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    });
+    const originUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const cache = await herdless(originUrl, {
+      cache: { maxEntryBytes: 1024 * 1024 },
+      origin: { streamIdleTimeoutMs: 500 },
+    });
+    running.push(cache);
+    const attacker = connect(Number(new URL(cache.base).port), "127.0.0.1", () =>
+      attacker.write("GET /big.iso HTTP/1.1\r\nHost: shop.test\r\n\r\n"),
+    );
+    attacker.pause(); // reads nothing: its socket buffers fill, then it holds the shared body back
+    running.push({ close: async () => void attacker.destroy() });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const victim = await new Promise<{ bytes: number; cacheStatus: string }>((resolve, reject) => {
+      request(`${cache.base}/big.iso`, { headers: { host: "shop.test" } }, (res) => {
+        let bytes = 0;
+        res.on("data", (data: Buffer) => (bytes += data.length));
+        res.on("end", () => resolve({ bytes, cacheStatus: String(res.headers["cache-status"]) }));
+        res.on("error", reject);
+      }).end();
+    });
+    expect(victim.cacheStatus).toMatch(/collapsed/);
+    expect(victim.bytes).toBe(size);
   });
 });

@@ -16,7 +16,10 @@ export const originSection = z.strictObject({
   maxQueue: z._default(count("origin.maxQueue", 0, 1_000_000), 1_000),
   /** How long a cold miss waits for an origin permit before 503. */
   queueTimeoutMs: z._default(ms("origin.queueTimeoutMs"), 10_000),
-  /** A streamed origin body (bypass, unsafe methods, pass) that sends nothing for this long is cut off. */
+  /**
+   * A streamed origin body (bypass, unsafe methods, pass) that sends nothing for this long is cut
+   * off; so is a client that holds a shared body back from the others this long (a slow reader).
+   */
   streamIdleTimeoutMs: z._default(ms("origin.streamIdleTimeoutMs", 1), 30_000),
   /** A streamed origin body still running this long after its head is cut off; it holds an origin permit until then. */
   streamTimeoutMs: z._default(ms("origin.streamTimeoutMs", 1), 300_000),

@@ -2,6 +2,7 @@ import type { FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import type { StreamedOriginResponse } from "../origin/origin-client.ts";
 import { SharedBody } from "./shared-body.ts";
+import type { SharedBodyLimits } from "./laggards.ts";
 
 /**
  * A flight whose body is still arriving: every caller reads its own stream of `shared`.
@@ -30,12 +31,13 @@ export type FlightResult = Exclude<FillResult, { kind: "stream" }> | SharedFligh
 
 /**
  * A storable answer whose body is still arriving: one read of it, for every caller; up to
- * `maxEntryBytes` of it is kept so a caller that joins late still gets the whole body.
+ * `limits.keepBytes` of it is kept so a caller that joins late still gets the whole body.
  */
-export function shareBody(entry: Entry, res: StreamedOriginResponse, maxEntryBytes: number): SharedFlight {
+export function shareBody(entry: Entry, res: StreamedOriginResponse, limits: SharedBodyLimits): SharedFlight {
   const declared = res.declaredBytes;
+  const maxEntryBytes = limits.keepBytes;
   const shared = new SharedBody(res.body, {
-    keepBytes: maxEntryBytes,
+    ...limits,
     ...(declared !== undefined ? { declaredBytes: declared } : {}),
   });
   const { body: _empty, ...head } = entry;

@@ -11,6 +11,7 @@ import type { ContentDecoding } from "../origin/response-fields.ts";
 import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../origin/guarded-call.ts";
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import { SingleFlight } from "./single-flight.ts";
+import { sharedBodyLimits } from "./laggards.ts";
 import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
 import { applyPurge } from "../admin/purge.ts";
@@ -213,8 +214,8 @@ export class KeyCoordinator implements Coordinator {
         delay(Math.min(remaining, 50)));
       const filled = await entryAfterWait(request, news, () => this.storedFor(request));
       const stored = { before, filled, fresh: answers(filled) };
-      const { maxEntryBytes } = this.o.config.cache;
-      const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, maxEntryBytes);
+      const limits = sharedBodyLimits(this.o.config);
+      const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, limits);
       if (heard) return heard;
     }
   }

@@ -4,6 +4,7 @@ import type { FillRequest, FillResult, PassResponse } from "./coordinator.ts";
 import { applyPurge } from "../admin/purge.ts";
 import { streamAnswer, type FlightResult, type SharedFlight } from "./flight.ts";
 import { SharedBody } from "./shared-body.ts";
+import type { SharedBodyLimits } from "./laggards.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
 
 /** A body still arriving, as the flight's own callers get it. */
@@ -171,14 +172,14 @@ export async function answerHeard(
   key: string,
   message: string | undefined,
   { before, filled, fresh }: { before: Entry | undefined; filled: Entry | undefined; fresh: boolean },
-  maxEntryBytes: number,
+  limits: SharedBodyLimits,
 ): Promise<FlightResult | undefined> {
   if (filled && (fresh || storedBy(message, filled)))
     return { kind: "entry", entry: filled, collapsed: true, stored: false };
   // An answer for one client (private, Set-Cookie, no-store): each caller asks on its own, as the leader's do.
   if (message === ALONE) return { kind: "alone" };
   const relayed = message?.startsWith(RELAYED) ? await relay?.take(key, message).catch(() => undefined) : undefined;
-  if (relayed) return fromRelay(relayed, before, maxEntryBytes);
+  if (relayed) return fromRelay(relayed, before, limits);
   if (!message?.startsWith("failed:")) return undefined;
   const code = message.slice("failed:".length) as HerdlessErrorCode;
   // The origin answered that flight, but its answer was not relayed: nobody waited on the key
@@ -217,19 +218,19 @@ function storedBy(message: string | undefined, entry: Entry | undefined): entry 
 }
 
 /** Another process's answer as this process's flight: its callers all joined it. */
-function fromRelay(answer: RelayedAnswer, before: Entry | undefined, maxEntryBytes: number): FlightResult {
-  if (answer.kind === "stream") return followFlight(answer, maxEntryBytes);
+function fromRelay(answer: RelayedAnswer, before: Entry | undefined, limits: SharedBodyLimits): FlightResult {
+  if (answer.kind === "stream") return followFlight(answer, limits);
   const { kind: _failed, ...failure } = answer;
   return { kind: "failed", ...failure, stale: before, collapsed: true };
 }
 
 /**
  * Another process's flight, its body arriving through the relay: one read of it for every
- * caller in this process, kept up to `maxEntryBytes` like the leader's own.
+ * caller in this process, kept up to `limits.keepBytes` like the leader's own.
  */
-function followFlight(relayed: RelayedStream, maxEntryBytes: number): SharedFlight {
+function followFlight(relayed: RelayedStream, limits: SharedBodyLimits): SharedFlight {
   const shared = new SharedBody(relayed.body, {
-    keepBytes: maxEntryBytes,
+    ...limits,
     ...(relayed.bytes !== undefined ? { declaredBytes: relayed.bytes } : {}),
   });
   return {

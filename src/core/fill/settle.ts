@@ -20,6 +20,7 @@ import {
 } from "../http/response-entry.ts";
 import type { Store } from "../store/store.ts";
 import { shareBody, type FlightResult } from "./flight.ts";
+import { sharedBodyLimits } from "./laggards.ts";
 
 /** What settling an origin answer reads and writes: the key coordinator's own store. */
 export interface SettleContext {
@@ -82,7 +83,7 @@ export async function settle(
     clock.now(),
   );
   if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status);
-  return shareBody(entry, res, config.cache.maxEntryBytes);
+  return shareBody(entry, res, sharedBodyLimits(config));
 }
 
 /**

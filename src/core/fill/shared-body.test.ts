@@ -231,4 +231,73 @@ describe("SharedBody", () => {
       vi.useRealTimers();
     }
   });
+
+  it("cuts off a reader that holds the others back past laggardMs: one client that stops reading never stalls the rest", async () => {
+    vi.useFakeTimers();
+    try {
+      const origin = controlledSource();
+      const shared = new SharedBody(origin.stream, { keepBytes: 1, windowBytes: 2, laggardMs: 30_000 });
+      const stalled = shared.reader()!.getReader(); // asks, then never reads
+      const fastBytes = readAll(shared.reader()!);
+      for (let i = 0; i < 10; i++) origin.send(i);
+      origin.end();
+      await vi.advanceTimersByTimeAsync(29_000);
+      // Held back by the stalled reader: only the window went by.
+      expect(shared.receivedBytes).toBeLessThanOrEqual(4);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(await fastBytes).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      await expect(stalled.read()).rejects.toMatchObject({ code: "CLIENT_TOO_SLOW" });
+      expect((await shared.ended).kind).toBe("too-large");
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("cuts off a reader that trickles (a chunk now and then, never catching up) as well", async () => {
+    vi.useFakeTimers();
+    try {
+      const origin = controlledSource();
+      const shared = new SharedBody(origin.stream, { keepBytes: 1, windowBytes: 2, laggardMs: 30_000 });
+      const trickle = shared.reader()!.getReader();
+      const fastBytes = readAll(shared.reader()!);
+      for (let i = 0; i < 100; i++) origin.send(i);
+      origin.end();
+      const reads: Promise<unknown>[] = [];
+      for (let second = 0; second < 32; second++) {
+        await vi.advanceTimersByTimeAsync(1_000);
+        const read = trickle.read().then(({ value }) => value?.byteLength ?? 0);
+        read.catch(() => undefined);
+        reads.push(read);
+      }
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect((await fastBytes).length).toBe(100);
+      const settled = await Promise.allSettled(reads);
+      expect(settled.filter((r) => r.status === "fulfilled").length).toBeGreaterThan(10);
+      expect(settled.at(-1)).toMatchObject({ status: "rejected", reason: { code: "CLIENT_TOO_SLOW" } });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("never cuts off readers that are slow together: nobody waits on them", async () => {
+    vi.useFakeTimers();
+    try {
+      const origin = controlledSource();
+      const shared = new SharedBody(origin.stream, { keepBytes: 1, windowBytes: 2, laggardMs: 30_000 });
+      const slow = [shared.reader()!, shared.reader()!];
+      for (let i = 0; i < 6; i++) origin.send(i);
+      origin.end();
+      await vi.advanceTimersByTimeAsync(120_000);
+      const bodies = Promise.all(slow.map(readAll));
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(await bodies).toEqual([
+        [0, 1, 2, 3, 4, 5],
+        [0, 1, 2, 3, 4, 5],
+      ]);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { HerdlessError } from "../errors.ts";
 import { concatBytes } from "../http/http.ts";
 import { EventLoopTurns, wakeOrTimer } from "../http/event-loop-turns.ts";
+import { Laggards, type WatchedReader } from "./laggards.ts";
 
 /** How one shared body ended. */
 export type SharedBodyEnd =
@@ -18,6 +19,8 @@ export interface SharedBodyOptions {
   declaredBytes?: number;
   /** Bytes read ahead of the slowest reader once the body is no longer kept (default 1 MiB). */
   windowBytes?: number;
+  /** How long readers that keep up wait on one that holds the window back (see {@link Laggards}). */
+  laggardMs?: number;
 }
 
 const DEFAULT_WINDOW_BYTES = 1024 * 1024;
@@ -40,14 +43,9 @@ const PUBLISH_BYTES = 64 * 1024;
 /** How often a reader waiting for the next chunk looks again by itself (see {@link wakeOrTimer}). */
 const READER_LOOKS_AGAIN_MS = 1_000;
 
-interface Reader {
-  /** Index, in the whole body's chunk sequence, of the next chunk this reader gets. */
-  next: number;
+interface Reader extends WatchedReader {
   /** The turns this reader's pace owes the event loop: a late reader reads a kept body all there. */
   turns: EventLoopTurns;
-  controller: ReadableStreamDefaultController<Uint8Array>;
-  /** Resolves a `pull` waiting for the next chunk. */
-  wake?: () => void;
 }
 
 /**
@@ -60,6 +58,8 @@ interface Reader {
  * - once it passes `keepBytes`, the kept prefix is dropped, {@link reader} refuses new
  *   readers (they cannot have the start any more), and the origin is read at most
  *   `windowBytes` ahead of the slowest reader, so memory stays bounded whatever the size;
+ * - a reader that holds the window back while others wait for bytes is cut off unless it
+ *   catches up within `laggardMs` ({@link Laggards}): a slow client never stalls the others;
  * - a reader's stream closes only after the last byte arrived and the length matched the
  *   declared one; on a failure (origin error, truncation) every reader's stream errors, so a
  *   client sees an aborted body, never a short one that looks complete;
@@ -94,6 +94,8 @@ export class SharedBody {
   private resume: (() => void) | undefined;
   private readonly source: ReadableStreamDefaultReader<Uint8Array>;
   private readonly windowBytes: number;
+  private blocked = false; // while the pump waits for the slowest reader to make room
+  private readonly laggards: Laggards;
   /** Settles once the body ended, however; never rejects. */
   readonly ended: Promise<SharedBodyEnd>;
 
@@ -102,6 +104,11 @@ export class SharedBody {
     private readonly options: SharedBodyOptions,
   ) {
     this.windowBytes = options.windowBytes ?? DEFAULT_WINDOW_BYTES;
+    this.laggards = new Laggards(options.laggardMs, {
+      readers: () => this.readers,
+      blocked: () => this.blocked && !this.finished,
+      cut: (reader) => this.leave(reader as Reader),
+    });
     this.source = (source ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() })).getReader();
     this.ended = this.pump();
   }
@@ -137,7 +144,12 @@ export class SharedBody {
               return;
             }
             if (this.finished) return this.finish(reader);
-            await wakeOrTimer((wake) => (reader.wake = wake), READER_LOOKS_AGAIN_MS);
+            reader.lagging = false; // caught up: it holds nobody back, and a laggard may hold it back
+            await wakeOrTimer((wake) => {
+              reader.wake = wake;
+              this.laggards.watch();
+            }, READER_LOOKS_AGAIN_MS);
+            reader.wake = undefined;
           }
         },
         cancel: () => {
@@ -190,8 +202,11 @@ export class SharedBody {
       for (;;) {
         // Past keepBytes the origin is read only as fast as the slowest reader.
         while (!this.kept && this.buffered > this.windowBytes && this.readers.size > 0) {
+          this.blocked = true;
+          this.laggards.watch();
           await new Promise<void>((resolve) => (this.resume = resolve));
           this.resume = undefined;
+          this.blocked = false;
         }
         const { done, value } = await this.source.read();
         if (this.stopped) throw this.stopped;
@@ -226,6 +241,7 @@ export class SharedBody {
       this.buffered = 0;
     }
     this.finished = end;
+    this.laggards.stop();
     this.publish();
     return end;
   }

@@ -1,0 +1,97 @@
+import type { Config } from "../config.ts";
+import { HerdlessError } from "../errors.ts";
+
+/** What a deployment's config sets of every shared body: how much is kept, how long a laggard is waited on. */
+export interface SharedBodyLimits {
+  /** Bytes kept whole (to store the body, and to give a late reader the prefix). */
+  keepBytes: number;
+  /** How long readers that keep up wait on one that holds the window back before it is cut off. */
+  laggardMs: number;
+}
+
+/**
+ * The shared-body limits `config` asks for: bodies up to `cache.maxEntryBytes` are kept, and
+ * a reader that holds the others back is waited on for `origin.streamIdleTimeoutMs` (to them,
+ * the body stalled that long).
+ *
+ * @example
+ * new SharedBody(response.body, { ...sharedBodyLimits(config), declaredBytes: 1234 });
+ */
+export function sharedBodyLimits(config: Config): SharedBodyLimits {
+  return { keepBytes: config.cache.maxEntryBytes, laggardMs: config.origin.streamIdleTimeoutMs };
+}
+
+/** How long readers that keep up wait on a laggard by default: `origin.streamIdleTimeoutMs`'s default. */
+const DEFAULT_LAGGARD_MS = 30_000;
+
+/** A shared body's reader, as far as the watch needs it. */
+export interface WatchedReader {
+  /** Index of the next chunk it gets. */
+  next: number;
+  /** Set while it waits for the next chunk. */
+  wake?: (() => void) | undefined;
+  /** Set while it holds back the others; cleared (by the body) when it catches up. */
+  lagging?: boolean;
+  controller: ReadableStreamDefaultController<Uint8Array>;
+}
+
+/** What the watch sees of a shared body. */
+export interface LaggardView {
+  readers(): Iterable<WatchedReader>;
+  /** Whether the origin read waits for the slowest reader to make room in the window. */
+  blocked(): boolean;
+  /** Removes a cut-off reader (its stream already errored) from the body. */
+  cut(reader: WatchedReader): void;
+}
+
+/**
+ * Watches the readers of a body read only a window ahead of the slowest of them. While the
+ * origin read waits on the slowest and another reader waits for bytes, the readers at the
+ * back of the window are marked lagging; those still lagging `laggardMs` later are cut off
+ * (their streams error with CLIENT_TOO_SLOW), so one client that reads slowly or not at all
+ * never stalls everyone else's download. A reader that trickles a chunk now and then never
+ * catches up and is cut off too; readers that are all slow together hold nobody back.
+ *
+ * @example
+ * const laggards = new Laggards(30_000, { readers, base, blocked, cut });
+ * laggards.watch(); // whenever the read waits on the window, or a reader waits for bytes
+ */
+export class Laggards {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly laggardMs: number = DEFAULT_LAGGARD_MS,
+    private readonly body: LaggardView,
+  ) {}
+
+  /** Marks the laggards and starts their clock, when the origin read waits on them and another reader waits for bytes. */
+  watch(): void {
+    const { readers, blocked } = this.body;
+    if (!blocked() || this.timer !== undefined) return;
+    const now = [...readers()];
+    if (!now.some((reader) => reader.wake !== undefined)) return;
+    // The slowest readers (at the back of the window) hold it; one that waits for bytes never does.
+    const back = Math.min(...now.map((reader) => reader.next));
+    for (const reader of now) if (reader.next === back && reader.wake === undefined) reader.lagging = true;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!blocked()) return;
+      const error = new HerdlessError(
+        "CLIENT_TOO_SLOW",
+        `a client held the others' body back for ${this.laggardMs} ms; it was cut off`,
+      );
+      for (const reader of [...readers()]) {
+        if (!reader.lagging) continue;
+        reader.controller.error(error);
+        this.body.cut(reader);
+      }
+      this.watch();
+    }, this.laggardMs);
+  }
+
+  /** The body ended: nobody is held back any more. */
+  stop(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
