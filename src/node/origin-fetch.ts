@@ -51,6 +51,13 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
     new Headers(init.headers).forEach((value, name) => headers.push([name, value]));
     // The origin's own host unless the caller chose another (origin.hostHeader).
     if (!headers.some(([name]) => name === "host")) headers.unshift(["host", target.host]);
+    const body = init.body;
+    // Every body is framed. Without a Content-Length, node:http writes the body of a DELETE,
+    // OPTIONS (or any method it does not chunk by default) raw, unframed: the origin reads the
+    // request as bodiless and the body as the next request on the connection, one the client
+    // wrote whole (request smuggling past every header rule herdless applies).
+    const framed = headers.some(([name]) => name === "content-length");
+    if (body !== null && body !== undefined && !framed) headers.push(["transfer-encoding", "chunked"]);
     const outgoing = (secure ? httpsRequest : httpRequest)(target, {
       method: init.method ?? "GET",
       // Arrays keep the caller's names, order and Host as given (no default Host is added then).
@@ -60,7 +67,6 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
     });
     outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error)));
     outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
-    const body = init.body;
     if (body === null || body === undefined) outgoing.end();
     else if (body instanceof ReadableStream)
       // pipeline, not pipe: a client that goes away mid-upload errors the body, and that error

@@ -178,6 +178,25 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it("request smuggling to the origin: a chunked DELETE or OPTIONS body reaches the origin framed, never as a second request it wrote", async () => {
+    await setup();
+    // The attacker's body is a whole request with the headers herdless would strip or replace.
+    const hidden = "GET /internal-admin HTTP/1.1\r\nHost: internal\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n";
+    const chunked = `${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`;
+    for (const method of ["DELETE", "OPTIONS", "PATCH"]) {
+      const attack = await raw(
+        cache.base,
+        `${method} /items/1 HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n${chunked}`,
+      );
+      expect(attack.status, method).toBe(200);
+    }
+    // The victim: the origin, whose next request on the kept-alive connection is the proxy's own.
+    expect((await get(cache.base, "/after")).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(urls()).toEqual(["DELETE /items/1", "OPTIONS /items/1", "PATCH /items/1", "GET /after"]);
+    for (const seen of origin.seen.slice(0, 3)) expect(seen.body, seen.method).toBe(hidden);
+  });
+
   it("a request Node's parser refuses is told what was wrong: an unknown or lowercase method is a 501 naming it, a malformed one a 400 naming the fault", async () => {
     await setup();
     for (const method of ["get", "FOO"]) {
