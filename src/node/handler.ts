@@ -193,7 +193,9 @@ function toEngineRequest(req: IncomingMessage, receivedAt: number): EngineReques
   for (let i = 0; i < req.rawHeaders.length; i += 2)
     rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
   const method = req.method ?? "GET";
-  const body = method === "GET" || method === "HEAD" ? null : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
+  // RFC 9112 §6.3: without Content-Length or Transfer-Encoding there is no content to relay.
+  const framed = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
+  const body = method === "GET" || method === "HEAD" || !framed ? null : (Readable.toWeb(req) as ReadableStream);
   return {
     method,
     url: requestUrl(req),

@@ -16,6 +16,9 @@ const agentOptions = { keepAlive: true, timeout: 4_000 };
 const httpAgent = new HttpAgent(agentOptions);
 const httpsAgent = new HttpsAgent(agentOptions);
 
+/** Methods node:http sends without framing when they have no body (it chunks every other one). */
+const BODILESS_BY_DEFAULT = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"]);
+
 /** RFC 9110 §6.4.1: these statuses never carry content (and a Response refuses a body for them). */
 const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
 
@@ -58,6 +61,9 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
     // wrote whole (request smuggling past every header rule herdless applies).
     const framed = headers.some(([name]) => name === "content-length");
     if (body !== null && body !== undefined && !framed) headers.push(["transfer-encoding", "chunked"]);
+    // And no body is no body: node:http would send an empty chunked one for a POST or PURGE.
+    else if ((body === null || body === undefined) && !framed && !BODILESS_BY_DEFAULT.has(init.method ?? "GET"))
+      headers.push(["content-length", "0"]);
     const outgoing = (secure ? httpsRequest : httpRequest)(target, {
       method: init.method ?? "GET",
       // Arrays keep the caller's names, order and Host as given (no default Host is added then).

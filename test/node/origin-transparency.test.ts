@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConfigInput } from "../../src/core/config.ts";
-import { herdless as startHerdless } from "./attack-kit.ts";
+import { get as rawGet, herdless as startHerdless } from "./attack-kit.ts";
 import { launchCli } from "./cli-process.ts";
 
 /**
@@ -184,6 +184,21 @@ describe("what the origin receives and what the client gets back (Node)", () => 
 });
 
 describe("uploads relayed to the origin (Node)", () => {
+  it("RFC 9112 §6.3: a request sent without a body (DELETE, OPTIONS, PURGE, POST) reaches the origin without one, not with a chunked body", async () => {
+    const origin = await recordingOrigin();
+    const base = await herdless(origin.url);
+    for (const method of ["DELETE", "OPTIONS", "PURGE", "POST"]) {
+      // Written by hand: neither Content-Length nor Transfer-Encoding, so the request has no content.
+      expect((await rawGet(base, "/thing", { method })).status, method).toBe(200);
+      const seen = origin.seen.at(-1)!;
+      expect(seen.headers["transfer-encoding"], method).toBeUndefined();
+      expect(seen.headers["content-length"] ?? "0", method).toBe("0");
+    }
+    // A body the client did send still goes, with its framing.
+    await rawGet(base, "/thing", { method: "DELETE", headers: { "content-length": "2" }, body: "{}" });
+    expect(origin.seen.at(-1)!.headers["content-length"]).toBe("2");
+  });
+
   it("a client that goes away mid-upload cuts the origin's request short (never completed with part of the body) and herdless keeps serving", async () => {
     const uploads: { received: number; ended: boolean; aborted: boolean }[] = [];
     const server = createServer((req, res) => {
