@@ -136,6 +136,19 @@ describe("attack probes (Worker)", () => {
     expect(await origin.count()).toBe(3);
   });
 
+  it("request smuggling to the origin: a DELETE or OPTIONS body that is a whole request reaches the origin framed, never as a second request", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup();
+    const hidden = "GET /internal-admin HTTP/1.1\r\nHost: internal\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n";
+    for (const method of ["DELETE", "OPTIONS"]) {
+      // A stream: sent without a Content-Length, as a chunked upload is.
+      const body = new Blob([hidden]).stream();
+      expect((await attackerDc.get(p, { method, body, duplex: "half" } as RequestInit)).status, method).toBe(200);
+    }
+    expect((await otherDc.get(p)).status).toBe(200);
+    const seen = (await origin.stats()).requests.map((r) => `${r.method} ${r.path}`);
+    expect(seen).toEqual([`DELETE ${p}`, `OPTIONS ${p}`, `GET ${p}`]);
+  });
+
   it("cache-poisoned DoS: a 404 a client provokes (a header the origin rejects) is not stored for the route's TTL", async () => {
     const { origin, attackerDc, otherDc, p } = await setup({}, { defaults: { defaultTtlMs: 60_000 } });
     // The attacker's header makes the origin answer 404, without freshness; the victims' does not.
