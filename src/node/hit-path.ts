@@ -7,7 +7,7 @@ import { ttlSeconds } from "../core/http/cache-status.ts";
 import { hitHeaders } from "../core/http/respond.ts";
 import { targetUrl } from "../core/http/request-check.ts";
 import type { HeaderReader } from "../core/http/http.ts";
-import type { Metrics } from "../core/admin/metrics.ts";
+import type { Metrics, Tally } from "../core/admin/metrics.ts";
 import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
 import type { PurgeSnapshot } from "../core/admin/purge.ts";
 import { FULL_ANSWER_FIELDS, REQUEST_DIRECTIVE_FIELDS } from "../core/http/request-directives.ts";
@@ -94,6 +94,8 @@ interface PreparedHit {
   flat: string[];
   /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
   body: Buffer;
+  /** Where its hits are counted: an increment per hit, folded into the metrics when they are read. */
+  tally: Tally;
 }
 
 /**
@@ -106,7 +108,8 @@ interface PreparedHit {
  * A plain request (see {@link scanFields}) for an entry without Vary takes the short way:
  * the decision made for the entry is kept with its header list and body until the entry
  * turns stale or enters its refresh-ahead window, a purge lands, or a second passes (Age
- * and ttl change). Such a hit costs two memo lookups, the store's, and the write.
+ * and ttl change). Such a hit costs two memo lookups, the store's, the write, and an
+ * increment on its tally (the metrics fold it in when read, {@link Metrics.countOn}).
  *
  * @example
  * const hits = new HitPath({ config, clock, near, metrics, purges });
@@ -147,14 +150,16 @@ export class HitPath {
     if (!hit) {
       const entry = this.generalHit(req, target, now);
       if (!entry) return false;
-      hit = this.prepared.get(entry) ?? this.prepare(entry);
+      hit = this.prepared.get(entry) ?? this.prepare(entry, target.primary);
     }
-    const { entry } = hit;
+    const { entry, tally } = hit;
     this.withHeadersFor(hit, now);
     res.writeHead(entry.status, hit.flat);
     if (method === "HEAD") res.end();
     else res.end(hit.body);
-    this.o.metrics.count(entry.negative ? "negative" : "hit", target.primary, startedAt, now);
+    // An entry is found under one primary key (key.ts: keys cannot collide); counted apart if ever not.
+    if (tally.key === target.primary) this.o.metrics.countOn(tally, now, startedAt);
+    else this.o.metrics.count(tally.kind, target.primary, startedAt, now);
     return true;
   }
 
@@ -167,7 +172,7 @@ export class HitPath {
     if (kept && now < kept.until && kept.purges === purges && kept.route === route) return kept;
     const facts = { method: "GET", hasAuthorization: false, hasCookie: false };
     if (freshHit(this.o.near, route, target.primary, facts, NO_FIELDS, purges, now) !== entry) return undefined;
-    kept ??= this.prepare(entry);
+    kept ??= this.prepare(entry, target.primary);
     kept.until = freshHitUntil(entry, route);
     kept.route = route;
     kept.purges = purges;
@@ -187,10 +192,24 @@ export class HitPath {
     return freshHit(this.o.near, target.route, target.primary, facts, headerReader(headers), purges, now);
   }
 
-  /** A prepared hit for `entry`, kept as long as the entry lives; its decision is not made yet (`until` 0). */
-  private prepare(entry: Entry): PreparedHit {
+  /**
+   * A prepared hit for `entry`, found under the primary key `primary`, kept as long as the
+   * entry lives; its decision is not made yet (`until` 0).
+   */
+  private prepare(entry: Entry, primary: string): PreparedHit {
     const body = Buffer.from(entry.body.buffer, entry.body.byteOffset, entry.body.byteLength);
-    const kept: PreparedHit = { entry, until: 0, route: undefined, purges: undefined, age: -1, ttl: 0, flat: [], body };
+    const tally = this.o.metrics.tally(entry.negative ? "negative" : "hit", primary);
+    const kept: PreparedHit = {
+      entry,
+      until: 0,
+      route: undefined,
+      purges: undefined,
+      age: -1,
+      ttl: 0,
+      flat: [],
+      body,
+      tally,
+    };
     this.prepared.set(entry, kept);
     return kept;
   }

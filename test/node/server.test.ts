@@ -156,6 +156,62 @@ describe("the hit path", () => {
     const stale = await send(running.url, "/v", { headers: { "accept-language": "fr" } });
     expect(stale.headers["cache-status"]).toBe("herdless; hit; ttl=-2; detail=stale-while-revalidate");
   });
+
+  it("shows its hits in the stats and metrics exactly, read mid-second, after the second changed and after a refill", async () => {
+    const o = await origin({ cacheControl: "max-age=10" });
+    // 200 ms into a second, so the test knows which second each hit falls in.
+    const clock = new ManualClock(Math.floor(Date.now() / 1000) * 1000 + 200);
+    const token = "t".repeat(32);
+    const stack = stackFor(o.url, clock, { admin: { token } });
+    const running = await serve(stack);
+    const host = { host: "example.test" };
+    const stats = async () => {
+      const answer = await send(running.url, "/__herdless/stats", { headers: { authorization: `Bearer ${token}` } });
+      return JSON.parse(answer.body.toString()) as {
+        served: Record<string, number>;
+        topKeys: { key: string; requests: number }[];
+        series: { at: number; served: Record<string, number> }[];
+      };
+    };
+    const hitsTotal = async () => {
+      const text = (await send(running.url, "/__herdless/metrics")).body.toString();
+      return Number(/^herdless_requests_total\{result="hit"\} (\d+)$/m.exec(text)?.[1]);
+    };
+    const handle = vi.spyOn(stack.engine, "handle");
+    const hits = async (path: string, n: number) => {
+      for (let i = 0; i < n; i++)
+        expect((await send(running.url, path, { headers: host })).headers["cache-status"]).toMatch(/^herdless; hit/);
+    };
+    await send(running.url, "/a", { headers: host });
+    await send(running.url, "/b", { headers: host });
+    handle.mockClear();
+    await hits("/a", 3);
+    await hits("/b", 1);
+    // Mid-second: the metrics endpoint, then the stats.
+    expect(await hitsTotal()).toBe(4);
+    let seen = await stats();
+    expect(seen.served.hit).toBe(4);
+    expect(seen.series.map((s) => s.served)).toEqual([{ miss: 2, hit: 4 }]);
+    expect(seen.topKeys.map((k) => k.requests)).toEqual([4, 2]);
+    await hits("/a", 1);
+    // The next second: its hits are its own.
+    clock.advance(1_000);
+    await hits("/b", 2);
+    seen = await stats();
+    expect(seen.series.map((s) => s.served)).toEqual([{ miss: 2, hit: 5 }, { hit: 2 }]);
+    expect(seen.topKeys.map((k) => k.requests)).toEqual([5, 4]);
+    // /a expires and is filled again (a new entry): its hits before and after add up.
+    await hits("/a", 1);
+    clock.advance(10_000);
+    expect((await send(running.url, "/a", { headers: host })).headers["cache-status"]).toContain("fwd=stale");
+    await hits("/a", 2);
+    seen = await stats();
+    expect(seen.served).toMatchObject({ hit: 10, miss: 3 });
+    expect(seen.series.map((s) => s.served)).toEqual([{ miss: 2, hit: 5 }, { hit: 3 }, { miss: 1, hit: 2 }]);
+    expect(seen.topKeys.map((k) => k.requests)).toEqual([9, 4]);
+    expect(await hitsTotal()).toBe(10);
+    expect(handle).toHaveBeenCalledOnce();
+  });
 });
 
 describe("the proxy", () => {

@@ -32,16 +32,25 @@ export class LatencyHistograms<K extends string> {
 
   observe(kind: K, seconds: number): void {
     const histogram = this.byKind.get(kind);
-    if (!histogram) return;
-    let i = 0;
-    while (i < LATENCY_BUCKETS_SECONDS.length && seconds > LATENCY_BUCKETS_SECONDS[i]!) i++;
-    histogram.buckets[i] = (histogram.buckets[i] ?? 0) + 1;
-    histogram.sum += seconds;
-    histogram.count++;
+    if (histogram) observeIn(histogram, seconds);
+  }
+
+  /** `kind`'s histogram, for a caller that observes into it with {@link observeIn} (no lookup per observation). */
+  of(kind: K): Histogram | undefined {
+    return this.byKind.get(kind);
   }
 
   /** Each result's histogram, in the order the kinds were given. */
   entries(): IterableIterator<[K, Readonly<Histogram>]> {
     return this.byKind.entries();
   }
+}
+
+/** Adds one observation of `seconds` to `histogram` (one of {@link LatencyHistograms.of}). */
+export function observeIn(histogram: Histogram, seconds: number): void {
+  let i = 0;
+  while (i < LATENCY_BUCKETS_SECONDS.length && seconds > LATENCY_BUCKETS_SECONDS[i]!) i++;
+  histogram.buckets[i] = (histogram.buckets[i] ?? 0) + 1;
+  histogram.sum += seconds;
+  histogram.count++;
 }

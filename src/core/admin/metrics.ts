@@ -1,5 +1,5 @@
 import type { Clock } from "../clock.ts";
-import { LatencyHistograms } from "./latency.ts";
+import { LatencyHistograms, observeIn, type Histogram } from "./latency.ts";
 
 /** How a request was answered, for counting. */
 export type ServeKind =
@@ -84,12 +84,28 @@ const monotonic = performance;
 const performanceTimer: Clock = { now: () => monotonic.now() };
 
 /**
+ * One key's answers of one kind, counted by a hot path with {@link Metrics.countOn}: a plain
+ * integer on the tally, folded into the totals, the per-second series and the key counts
+ * when they are next read or when the second changes. Made by {@link Metrics.tally}.
+ */
+export interface Tally {
+  readonly kind: ServeKind;
+  readonly key: string;
+  /** Answers counted since the last fold. */
+  pending: number;
+  /** The kind's latency histogram, observed into directly. */
+  readonly latency: Histogram | undefined;
+}
+
+/**
  * Counters of one process or isolate: served answers by kind, origin calls by outcome,
  * per-second series over the last two minutes for live charts, and latency histograms by
- * kind. Cheap on the hot path: a few integer increments, no allocation.
+ * kind. Cheap on the hot path: a few integer increments, no allocation; cheaper still on a
+ * {@link Tally}, whose counts are folded in when read (every reader sees the same numbers as
+ * if each answer had been counted on its own).
  */
 export class Metrics {
-  readonly served: Record<ServeKind, number> = zeroServed();
+  private readonly totals: Record<ServeKind, number> = zeroServed();
   readonly origin: Record<OriginOutcomeKind, number> = zeroOrigin();
   readonly protection: Record<ProtectionKind, number> = zeroProtection();
   /** Time from arrival to the answer's head, by result; fed by requests that carry a start reading. */
@@ -97,6 +113,15 @@ export class Metrics {
   /** Requests per key, as one mutable count per key: a hit costs one lookup, not a get and a set. */
   private readonly keyCounts = new Map<string, { requests: number }>();
   private readonly seconds: SecondCounts[] = [];
+  /**
+   * Tallies with counts not folded in yet, in the order of their first count since the last
+   * fold (the order their keys would have been first counted in). Their counts all belong to
+   * the last second of {@link seconds}, `[openFrom, openFrom + 1000)`: a count outside it
+   * folds them first.
+   */
+  private readonly dirty: Tally[] = [];
+  private openFrom = Infinity;
+  private openUntil = -Infinity;
 
   /**
    * @param clock the wall clock (series are per wall-clock second)
@@ -106,6 +131,12 @@ export class Metrics {
     private readonly clock: Clock,
     private readonly timer: Clock = performanceTimer,
   ) {}
+
+  /** Answers by kind since start. */
+  get served(): Record<ServeKind, number> {
+    this.fold();
+    return this.totals;
+  }
 
   /** A reading of the latency timer when a request arrives; pass it to {@link count} to time the request. */
   started(): number {
@@ -117,11 +148,29 @@ export class Metrics {
    * this request, saves reading the clock again for its second's bucket (the Node hit path).
    */
   count(kind: ServeKind, key?: string, startedAt?: number, at?: number): void {
-    this.served[kind]++;
+    // Tallies first, so everything lands in the order it was counted.
+    this.fold();
+    this.totals[kind]++;
     const bucket = this.bucket(at);
     bucket.served[kind] = (bucket.served[kind] ?? 0) + 1;
-    if (key !== undefined) this.countKey(key);
+    if (key !== undefined) this.countKey(key, 1);
     if (startedAt !== undefined) this.latency.observe(kind, (this.timer.now() - startedAt) / 1000);
+  }
+
+  /** A {@link Tally} for answers of `kind` to `key`, for {@link countOn}. */
+  tally(kind: ServeKind, key: string): Tally {
+    return { kind, key, pending: 0, latency: this.latency.of(kind) };
+  }
+
+  /**
+   * {@link count}(tally.kind, tally.key, startedAt, at), for a hot path: an increment on the
+   * tally; the totals, the series and the key count take it when next read or when a count
+   * falls in another second. The latency is observed at once.
+   */
+  countOn(tally: Tally, at: number, startedAt?: number): void {
+    if (at < this.openFrom || at >= this.openUntil) this.bucket(at);
+    if (tally.pending++ === 0) this.dirty.push(tally);
+    if (startedAt !== undefined && tally.latency) observeIn(tally.latency, (this.timer.now() - startedAt) / 1000);
   }
 
   protect(kind: ProtectionKind): void {
@@ -129,6 +178,7 @@ export class Metrics {
   }
 
   originCall(outcome: OriginOutcomeKind): void {
+    this.fold();
     this.origin[outcome]++;
     this.bucket().origin++;
   }
@@ -148,6 +198,7 @@ export class Metrics {
 
   /** The most requested keys since start (bounded: counting is capped at 10,000 distinct keys). */
   topKeys(limit = 10): { key: string; requests: number }[] {
+    this.fold();
     return [...this.keyCounts]
       .map(([key, { requests }]) => ({ key, requests }))
       .sort((a, b) => b.requests - a.requests)
@@ -156,6 +207,7 @@ export class Metrics {
 
   /** Per-second series, oldest first, for the last two minutes. */
   series(): SecondCounts[] {
+    this.fold();
     const cutoff = Math.floor(this.clock.now() / 1000) * 1000 - WINDOW_SECONDS * 1000;
     return this.seconds.filter((s) => s.at > cutoff);
   }
@@ -171,19 +223,38 @@ export class Metrics {
     };
   }
 
-  private countKey(key: string): void {
+  private countKey(key: string, requests: number): void {
     const count = this.keyCounts.get(key);
-    if (count !== undefined) count.requests++;
-    else if (this.keyCounts.size < 10_000) this.keyCounts.set(key, { requests: 1 });
+    if (count !== undefined) count.requests += requests;
+    else if (this.keyCounts.size < 10_000) this.keyCounts.set(key, { requests });
+  }
+
+  /** Adds the tallies' counts to the totals, their second (the last) and their keys. */
+  private fold(): void {
+    const { dirty } = this;
+    if (dirty.length === 0) return;
+    const second = this.seconds[this.seconds.length - 1]!;
+    for (const tally of dirty) {
+      const { kind, pending } = tally;
+      tally.pending = 0;
+      this.totals[kind] += pending;
+      second.served[kind] = (second.served[kind] ?? 0) + pending;
+      this.countKey(tally.key, pending);
+    }
+    dirty.length = 0;
   }
 
   private bucket(now = this.clock.now()): SecondCounts {
     const at = Math.floor(now / 1000) * 1000;
     let last = this.seconds[this.seconds.length - 1];
     if (!last || last.at !== at) {
+      // The tallies' counts belong to the second that ends here.
+      this.fold();
       last = { at, served: {}, origin: 0 };
       this.seconds.push(last);
       if (this.seconds.length > WINDOW_SECONDS) this.seconds.shift();
+      this.openFrom = at;
+      this.openUntil = at + 1000;
     }
     return last;
   }
