@@ -8,7 +8,9 @@
  *   flock /work/bench.lock node --import tsx bench/hit-ladder.ts [--pairs 5] [--round-ms 3000] [--perf] [rung,rung,…]
  *
  * Rungs (default: all, in this order): bare-again (a second bare process: the noise),
- * worker-limits, worker-default, shell, shell-modules, herdless-worker, cli-main, cli.
+ * worker-limits, worker-default, shell, shell-modules, herdless-worker, cli-main, cli, and
+ * cli-base when `HIT_LADDER_BASE_CLI` names another build's `node/bin.js` (a change's before:
+ * `git archive` the old tree, `tsc -p tsconfig.build.json --outDir …`, and run `cli-base,cli`).
  * Prints one line per pair and a markdown table: per rung, the median of the pairs' req/s
  * ratios, and CPU µs per request of the whole process group (from /proc) and of the serving
  * thread alone, rung against bare.
@@ -89,12 +91,12 @@ function ladder(name: string, rung: Rung): RungSpec["start"] {
     });
 }
 
-function cli(name: string, flags: string[]): RungSpec["start"] {
+function cli(name: string, flags: string[], bin: () => string = builtCli): RungSpec["start"] {
   return (_sample, _config, configFile) =>
     startServer({
       name,
       command: process.execPath,
-      args: [...LOOP_DELAY_PRELOAD, ...nodeFlags, ...flags, builtCli(), "--config", configFile, "--port", "0"],
+      args: [...LOOP_DELAY_PRELOAD, ...nodeFlags, ...flags, bin(), "--config", configFile, "--port", "0"],
       readyPattern: HERDLESS_READY,
     });
 }
@@ -174,6 +176,11 @@ const RUNGS: RungSpec[] = [
     name: "cli",
     what: "herdless's CLI as the bench runs it (serving in its bounded-heap worker)",
     start: cli("cli", []),
+  },
+  {
+    name: "cli-base",
+    what: "another build of the CLI, `HIT_LADDER_BASE_CLI` (its bin.js): a change's before, in the same hold as `cli`",
+    start: cli("cli-base", [], () => process.env.HIT_LADDER_BASE_CLI ?? fail("cli-base needs HIT_LADDER_BASE_CLI")),
   },
 ];
 
@@ -401,7 +408,9 @@ async function main(): Promise<void> {
     else if (argv[i] === "--fresh-bare") freshBare = true;
     else names = argv[i]!.split(",");
   }
-  const rungs = names ? names.map((n) => RUNGS.find((r) => r.name === n) ?? fail(`unknown rung ${n}`)) : RUNGS;
+  const rungs = names
+    ? names.map((n) => RUNGS.find((r) => r.name === n) ?? fail(`unknown rung ${n}`))
+    : RUNGS.filter((r) => r.name !== "cli-base" || process.env.HIT_LADDER_BASE_CLI !== undefined);
   builtCli();
   builtBareNode();
   builtLadderServer();
