@@ -32,6 +32,8 @@ export interface WatchedReader {
   wake?: (() => void) | undefined;
   /** Set while it holds back the others; cleared (by the body) when it catches up. */
   lagging?: boolean;
+  /** Set while it holds the window and has not read since; cleared (by the body) when it reads. */
+  stalled?: boolean;
   controller: ReadableStreamDefaultController<Uint8Array>;
 }
 
@@ -46,15 +48,18 @@ export interface LaggardView {
 
 /**
  * Watches the readers of a body read only a window ahead of the slowest of them. While the
- * origin read waits on the slowest and another reader waits for bytes, the readers at the
- * back of the window are marked lagging; those still lagging `laggardMs` later are cut off
- * (their streams error with CLIENT_TOO_SLOW), so one client that reads slowly or not at all
- * never stalls everyone else's download. A reader that trickles a chunk now and then never
- * catches up and is cut off too; readers that are all slow together hold nobody back.
+ * origin read waits on the readers at the back of the window, they are cut off (their
+ * streams error with CLIENT_TOO_SLOW) when, `laggardMs` later, they have read nothing at all
+ * (stalled: the origin connection and its permit would otherwise be held until
+ * `origin.streamTimeoutMs`, and a few such clients starve every visitor's cold miss), or when
+ * another reader waited for bytes meanwhile and they did not catch up (lagging: one slow
+ * client never stalls everyone else's download, a trickle of a chunk now and then included).
+ * Readers that are slow together and keep reading hold nobody back and are never cut.
  *
  * @example
  * const laggards = new Laggards(30_000, { readers, base, blocked, cut });
  * laggards.watch(); // whenever the read waits on the window, or a reader waits for bytes
+ * // and the body clears `reader.stalled` when a reader reads, `reader.lagging` when it caught up
  */
 export class Laggards {
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -64,24 +69,28 @@ export class Laggards {
     private readonly body: LaggardView,
   ) {}
 
-  /** Marks the laggards and starts their clock, when the origin read waits on them and another reader waits for bytes. */
+  /** Marks the readers that hold the window and starts their clock, when the origin read waits on them. */
   watch(): void {
     const { readers, blocked } = this.body;
     if (!blocked() || this.timer !== undefined) return;
     const now = [...readers()];
-    if (!now.some((reader) => reader.wake !== undefined)) return;
+    const othersWait = now.some((reader) => reader.wake !== undefined);
     // The slowest readers (at the back of the window) hold it; one that waits for bytes never does.
     const back = Math.min(...now.map((reader) => reader.next));
-    for (const reader of now) if (reader.next === back && reader.wake === undefined) reader.lagging = true;
+    for (const reader of now) {
+      if (reader.next !== back || reader.wake !== undefined) continue;
+      reader.stalled = true;
+      if (othersWait) reader.lagging = true;
+    }
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (!blocked()) return;
       const error = new HerdlessError(
         "CLIENT_TOO_SLOW",
-        `a client held the others' body back for ${this.laggardMs} ms; it was cut off`,
+        `a client held the body back for ${this.laggardMs} ms; it was cut off`,
       );
       for (const reader of [...readers()]) {
-        if (!reader.lagging) continue;
+        if (!reader.lagging && !reader.stalled) continue;
         reader.controller.error(error);
         this.body.cut(reader);
       }

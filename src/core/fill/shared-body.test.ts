@@ -280,21 +280,42 @@ describe("SharedBody", () => {
     }
   });
 
-  it("never cuts off readers that are slow together: nobody waits on them", async () => {
+  it("never cuts off readers that are slow together and keep reading: nobody waits on them", async () => {
     vi.useFakeTimers();
     try {
       const origin = controlledSource();
       const shared = new SharedBody(origin.stream, { keepBytes: 1, windowBytes: 2, laggardMs: 30_000 });
-      const slow = [shared.reader()!, shared.reader()!];
-      for (let i = 0; i < 6; i++) origin.send(i);
+      const slow = [shared.reader()!.getReader(), shared.reader()!.getReader()];
+      for (let i = 0; i < 12; i++) origin.send(i);
       origin.end();
-      await vi.advanceTimersByTimeAsync(120_000);
-      const bodies = Promise.all(slow.map(readAll));
+      const bodies: number[][] = [[], []];
+      for (let round = 0; round < 12; round++) {
+        await vi.advanceTimersByTimeAsync(20_000); // a chunk every 20 s each: slow, never stalled
+        for (const [i, reader] of slow.entries()) {
+          const read = await reader.read();
+          if (!read.done) bodies[i]!.push(...read.value);
+        }
+      }
+      const all = Array.from({ length: 12 }, (_, i) => i);
+      expect(bodies).toEqual([all, all]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("cuts off a reader that reads nothing for laggardMs, alone or not: the origin body is cancelled and its permit freed", async () => {
+    vi.useFakeTimers();
+    try {
+      const origin = controlledSource();
+      const shared = new SharedBody(origin.stream, { keepBytes: 1, windowBytes: 2, laggardMs: 30_000 });
+      const idle = shared.reader()!.getReader(); // asks, then never reads
+      for (let i = 0; i < 10; i++) origin.send(i);
+      await vi.advanceTimersByTimeAsync(29_000);
+      expect(origin.cancelled()).toBeUndefined();
       await vi.advanceTimersByTimeAsync(1_000);
-      expect(await bodies).toEqual([
-        [0, 1, 2, 3, 4, 5],
-        [0, 1, 2, 3, 4, 5],
-      ]);
+      await expect(idle.read()).rejects.toMatchObject({ code: "CLIENT_TOO_SLOW" });
+      expect((await shared.ended).kind).toBe("failed");
+      expect(origin.cancelled()).toBeDefined();
       expect(vi.getTimerCount()).toBe(0);
     } finally {
       vi.useRealTimers();

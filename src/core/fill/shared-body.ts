@@ -132,7 +132,7 @@ export class SharedBody {
           this.readers.add(self);
         },
         pull: async () => {
-          const reader = self!;
+          const reader = Object.assign(self!, { stalled: false }); // it reads: not stalled
           for (;;) {
             const index = reader.next - this.base;
             if (reader.next < this.published) {
