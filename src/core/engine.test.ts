@@ -22,11 +22,14 @@ class FakeOrigin {
   notModified: Record<string, string> = {};
   gate: Promise<void> | undefined;
   fail: "network" | undefined;
+  /** Interim answers sent before each final one, once the gate opens (a waiter has joined by then). */
+  interim: [number, Record<string, string>][] = [];
 
   fetch: FetchLike = async (url, init) => {
     const headers = new Headers(init.headers);
     this.calls.push({ url, headers });
     if (this.gate) await this.gate;
+    for (const [code, fields] of this.interim) init.onInterim?.(code, new Headers(fields));
     if (this.fail) throw new TypeError("fetch failed");
     const etag = `"v${this.version}"`;
     if (this.status !== 200) return new Response("origin error", { status: this.status, headers: this.errorHeaders });
@@ -453,6 +456,70 @@ describe("engine", () => {
       await Promise.all(Array.from({ length: 60 }, (_, i) => t.engine.handle(get(`/${(i % 3) + 1}`))));
       await t.settle();
       expect(t.origin.calls).toHaveLength(6);
+    });
+  });
+
+  describe("RFC 9110 §15.2: interim answers go to the request that caused the origin request", () => {
+    const EARLY = [103, { link: "</s.css>; rel=preload; as=style", "x-hint": "1" }] as [number, Record<string, string>];
+    const heard = () => {
+      const calls: [number, [string, string][]][] = [];
+      return { calls, onInterim: (code: number, fields: [string, string][]) => void calls.push([code, fields]) };
+    };
+    const hinted = [
+      [
+        103,
+        [
+          ["link", "</s.css>; rel=preload; as=style"],
+          ["x-hint", "1"],
+        ],
+      ],
+    ];
+
+    it("a fill's leader hears them; its collapsed waiter, the hit after and the stored entry never do", async () => {
+      t.origin.interim = [EARLY];
+      let open!: () => void;
+      t.origin.gate = new Promise((r) => (open = r));
+      const [leader, waiter, later] = [heard(), heard(), heard()];
+      const first = t.engine.handle({ ...get("/a"), onInterim: leader.onInterim });
+      const second = t.engine.handle({ ...get("/a"), onInterim: waiter.onInterim });
+      await new Promise((r) => setTimeout(r, 0));
+      open();
+      const answers = await Promise.all([first, second]);
+      expect(answers.map((r) => r.cacheStatus.collapsed ?? false)).toEqual([false, true]);
+      const hit = await t.engine.handle({ ...get("/a"), onInterim: later.onInterim });
+      expect(hit.cacheStatus.hit).toBe(true);
+      expect([leader.calls, waiter.calls, later.calls]).toEqual([hinted, [], []]);
+      for (const res of [...answers, hit]) expect(res.headers.map(([name]) => name)).not.toContain("x-hint");
+      expect(t.origin.calls).toHaveLength(1);
+    });
+
+    it("a refresh behind a stale answer goes to no client; a relayed request's client hears its own", async () => {
+      await t.engine.handle(get("/a"));
+      t.origin.interim = [EARLY];
+      t.clock.advance(12_000);
+      const stale = heard();
+      const res = await t.engine.handle({ ...get("/a"), onInterim: stale.onInterim });
+      expect(res.cacheStatus.detail).toBe("stale-while-revalidate");
+      await t.settle();
+      expect(t.origin.calls).toHaveLength(2);
+      expect(stale.calls).toEqual([]);
+      const poster = heard();
+      await t.engine.handle({ ...get("/a", {}, "POST"), onInterim: poster.onInterim });
+      expect(poster.calls).toEqual(hinted);
+    });
+
+    it("nor does the refresh a coordinator starts behind the stale copy it hands an edge without one", async () => {
+      const two = setup({}, "two");
+      await two.engine.handle(get("/a"));
+      await two.store.delete(KEY_A);
+      two.origin.interim = [EARLY];
+      two.clock.advance(12_000);
+      const edge = heard();
+      const res = await two.engine.handle({ ...get("/a"), onInterim: edge.onInterim });
+      expect(res.cacheStatus.hit).toBe(true);
+      await two.settle();
+      expect(two.origin.calls).toHaveLength(2);
+      expect(edge.calls).toEqual([]);
     });
   });
 });

@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Readable } from "node:stream";
 import {
   ADMIN_PREFIX,
   AttemptLimiter,
@@ -9,12 +8,12 @@ import {
 } from "../core/admin/admin.ts";
 import { ADMIN_NAME, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
-import type { EngineRequest } from "../core/engine.ts";
 import { HerdlessError } from "../core/errors.ts";
 import { unsentBodyFailure } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { hostCountRefusal, targetRefusal } from "../core/http/request-check.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
+import { toEngineRequest } from "./engine-request.ts";
 import { headerReader, HitPath, requestUrl, scanFields, type RequestScan } from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 import { localStack, type Stack } from "./stack.ts";
@@ -104,7 +103,7 @@ function isAdminRequest(req: IncomingMessage): boolean {
 }
 
 async function serve(stack: Stack, req: IncomingMessage, res: ServerResponse, startedAt: number): Promise<void> {
-  const response = await stack.engine.handle(toEngineRequest(req, startedAt));
+  const response = await stack.engine.handle(toEngineRequest(req, res, startedAt));
   await write(res, response);
 }
 
@@ -187,25 +186,6 @@ async function readText(req: IncomingMessage, limit: number): Promise<string> {
 }
 
 const MODES = ["local", "redis", "degraded"] as const;
-
-function toEngineRequest(req: IncomingMessage, receivedAt: number): EngineRequest {
-  const rawHeaders: [string, string][] = [];
-  for (let i = 0; i < req.rawHeaders.length; i += 2)
-    rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
-  const method = req.method ?? "GET";
-  // RFC 9112 §6.3: without Content-Length or Transfer-Encoding there is no content to relay.
-  const framed = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
-  const body = method === "GET" || method === "HEAD" || !framed ? null : (Readable.toWeb(req) as ReadableStream);
-  return {
-    method,
-    url: requestUrl(req),
-    headers: headerReader(req.headers),
-    rawHeaders,
-    body,
-    clientAddress: req.socket.remoteAddress,
-    receivedAt,
-  };
-}
 
 /** Writes an engine answer: stored bytes in one `end`, streamed bodies chunk by chunk with back-pressure. */
 async function write(res: ServerResponse, response: EngineResponse): Promise<void> {

@@ -38,6 +38,9 @@ const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
  * `insecureHTTPParser` would keep such answers, but it also takes Content-Length together
  * with Transfer-Encoding, which desyncs the responses on a kept-alive connection.
  *
+ * Interim answers (Node's `information` event: every 1xx but `101`) go to `init.onInterim`
+ * with their fields as received; fetchOrigin decides which reach the client.
+ *
  * @example
  * const stack = localStack({ config, logger, fetch: nodeOriginFetch, decodes: nodeDecoding });
  */
@@ -73,6 +76,8 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
     });
     outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error)));
     outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
+    const { onInterim } = init;
+    if (onInterim) outgoing.on("information", (info) => onInterim(info.statusCode, fieldsOf(info.rawHeaders)));
     if (body === null || body === undefined) outgoing.end();
     else if (body instanceof ReadableStream)
       // pipeline, not pipe: a client that goes away mid-upload errors the body, and that error
@@ -105,10 +110,9 @@ function malformedAnswer(error: Error & { code?: unknown }, url: string): Herdle
   );
 }
 
-function toResponse(incoming: IncomingMessage, method: string): Response {
-  const status = incoming.statusCode ?? 0;
+/** Node's raw header list (name, value, name, …) as Headers. */
+function fieldsOf(raw: string[]): Headers {
   const headers = new Headers();
-  const raw = incoming.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     try {
       headers.append(raw[i]!, raw[i + 1]!);
@@ -116,6 +120,12 @@ function toResponse(incoming: IncomingMessage, method: string): Response {
       // A field no Headers can hold (a name that is not a token): dropped, as fetch drops it.
     }
   }
+  return headers;
+}
+
+function toResponse(incoming: IncomingMessage, method: string): Response {
+  const status = incoming.statusCode ?? 0;
+  const headers = fieldsOf(incoming.rawHeaders);
   const noBody = method === "HEAD" || NULL_BODY_STATUSES.has(status) || status < 200 || status > 599;
   if (noBody) incoming.resume();
   const body = noBody ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>);

@@ -2,6 +2,7 @@ import type { Entry } from "../http/entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import type { Priority } from "../guard/origin-guard.ts";
 import type { PurgeSnapshot } from "../admin/purge.ts";
+import type { InterimListener } from "../origin/origin-client.ts";
 
 /** What an edge asks the coordinator of a key: an entry at least as good as what it holds. */
 export interface FillRequest {
@@ -30,6 +31,13 @@ export interface FillRequest {
    * edge renewed it already); otherwise the coordinator starts the one renewal, in the background.
    */
   refreshAhead?: boolean;
+  /**
+   * The asking client's ear for the origin's interim answers (EngineRequest.onInterim): used
+   * when this request leads the flight in the foreground; a caller that joins a flight,
+   * waits on another process's, or refreshes in the background hears none. Runtime-local:
+   * the Worker sets none, so nothing of it crosses RPC to a key's object.
+   */
+  onInterim?: InterimListener;
 }
 
 /** A response for one caller only (uncacheable, or too large to keep). */

@@ -44,6 +44,7 @@ export function fillRequest(
     path: request.url.pathname,
     headers,
     priority,
+    ...(priority === "foreground" && request.onInterim ? { onInterim: request.onInterim } : {}),
     ...(purges ? { purges } : {}),
     ...(revalidate ? { revalidate } : {}),
   };

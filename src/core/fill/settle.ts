@@ -98,9 +98,12 @@ export async function fetchAndSettle(
   { token, signal }: { token: number; signal: AbortSignal },
 ): Promise<FlightResult> {
   const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
+  // A background flight (a refresh behind a stale answer) runs for no client waiting now:
+  // its interim answers would land after that client's answer, or on its next exchange.
+  const onInterim = request.priority === "foreground" ? request.onInterim : undefined;
   const result = await guardedOriginCall(
     deps,
-    { url: request.url, method: "GET", headers: [...request.headers, ...conditional] },
+    { url: request.url, method: "GET", headers: [...request.headers, ...conditional], onInterim },
     { priority: request.priority, maxBodyBytes: bufferedUpTo(ctx, stored), key: request.key, signal },
   );
   if (result.kind !== "response") return failureResult(result.error, stored);

@@ -2,6 +2,7 @@ import { formatCacheStatus, ttlSeconds, type CacheStatus } from "./cache-status.
 import { ageSeconds, type Entry } from "./entry.ts";
 import type { PassResponse } from "../fill/coordinator.ts";
 import type { HeaderReader } from "./http.ts";
+import type { InterimListener } from "../origin/origin-client.ts";
 
 /** A client request as the engine sees it; adapters build it from their runtime's request. */
 export interface EngineRequest {
@@ -16,6 +17,13 @@ export interface EngineRequest {
   body?: ReadableStream<Uint8Array> | Uint8Array | null;
   /** A reading of `metrics.started()` when the request arrived: the answer is timed in the latency histograms. */
   receivedAt?: number | undefined;
+  /**
+   * Hears the origin's interim answers (`103 Early Hints`, `102`) to an origin request this
+   * request causes, before its answer: a relay's, or the fill it leads. A request answered
+   * from the cache, one that joined another's fill, and the refreshes behind a stale answer
+   * hear none. Adapters whose client can be sent a 1xx set it.
+   */
+  onInterim?: InterimListener | undefined;
 }
 
 /** What the engine answers; adapters write it to their socket or wrap it in a Response. */

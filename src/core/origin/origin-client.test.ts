@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { alwaysReadyBody } from "../../../test/always-ready-body.ts";
 import { systemClock } from "../clock.ts";
 import { isHerdlessError } from "../errors.ts";
-import { fetchOrigin } from "./origin-client.ts";
+import { fetchOrigin, type FetchLike } from "./origin-client.ts";
 
 /** Raw responses (after "HTTP/1.1 "), for what Node's header writer would refuse to send. */
 const RAW: Record<string, string> = {
@@ -181,5 +181,70 @@ describe("RFC 9110 §8.4 Content-Encoding labels the body as read", () => {
       { timeoutMs: 1_000, maxBodyBytes: 1_000, clock: systemClock, decodes: (coding) => coding === "gzip" },
     );
     expect(res.headers).toContainEqual(["content-encoding", "deflate"]);
+  });
+});
+
+describe("RFC 9110 §15.2 interim answers", () => {
+  const request = (onInterim: (code: number, fields: [string, string][]) => void) => ({
+    url: "http://origin.test/",
+    method: "GET",
+    headers: [] as [string, string][],
+    onInterim,
+  });
+  const options = { timeoutMs: 1_000, maxBodyBytes: 1_000, clock: systemClock };
+
+  it("reach the client each 1xx but 100 and 101, less hop-by-hop fields, and none once the final answer is in", async () => {
+    let late: () => void = () => undefined;
+    const origin: FetchLike = async (_url, init) => {
+      init.onInterim?.(100, new Headers());
+      init.onInterim?.(101, new Headers({ upgrade: "websocket" }));
+      init.onInterim?.(
+        103,
+        new Headers({
+          link: "</a.css>; rel=preload",
+          connection: "x-hop",
+          "x-hop": "1",
+          "keep-alive": "timeout=5",
+          "content-length": "0",
+          "x-hint": "1",
+        }),
+      );
+      init.onInterim?.(102, new Headers());
+      late = () => init.onInterim?.(103, new Headers({ link: "</late.css>" }));
+      return new Response("ok", { status: 200, headers: { "cache-control": "max-age=60" } });
+    };
+    const heard: [number, [string, string][]][] = [];
+    const res = await fetchOrigin(
+      origin,
+      request((code, fields) => heard.push([code, fields])),
+      options,
+    );
+    late();
+    expect(heard).toEqual([
+      [
+        103,
+        [
+          ["link", "</a.css>; rel=preload"],
+          ["x-hint", "1"],
+        ],
+      ],
+      [102, []],
+    ]);
+    expect(res.headers.map(([name]) => name)).not.toContain("link");
+  });
+
+  it("a client that cannot take one changes nothing for the fetch", async () => {
+    const origin: FetchLike = async (_url, init) => {
+      init.onInterim?.(103, new Headers({ link: "</a.css>" }));
+      return new Response("ok");
+    };
+    const res = await fetchOrigin(
+      origin,
+      request(() => {
+        throw new Error("client gone");
+      }),
+      options,
+    );
+    expect(res.status).toBe(200);
   });
 });

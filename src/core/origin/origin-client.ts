@@ -4,14 +4,31 @@ import { concatBytes } from "../http/http.ts";
 import { fetchStandardDecoding, responseHeaders, bodyWasDecoded, type ContentDecoding } from "./response-fields.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
 
+/**
+ * Hears an interim (1xx) response to the request that caused an origin call, before its
+ * final answer: `status` in 102–199, `headers` names lowercased, hop-by-hop ones removed.
+ */
+export type InterimListener = (status: number, headers: [string, string][]) => void;
+
+/**
+ * A `fetch` call's options, plus the interim answers the runtime reads past: a runtime that
+ * sees them (Node's `node:http`) reports each one with its fields as received; one that
+ * cannot (workerd) ignores `onInterim`. Global `fetch` is a {@link FetchLike} as it is.
+ */
+export interface OriginFetchInit extends RequestInit {
+  onInterim?: (status: number, headers: Headers) => void;
+}
+
 /** The `fetch` a runtime provides; injected so the core stays runtime-free and testable. */
-export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+export type FetchLike = (url: string, init: OriginFetchInit) => Promise<Response>;
 
 export interface OriginRequest {
   url: string;
   method: string;
   headers: [string, string][];
   body?: ReadableStream<Uint8Array> | Uint8Array | null;
+  /** The client this call is made for hears the origin's interim answers ({@link interimRelay}). */
+  onInterim?: InterimListener | undefined;
 }
 
 interface OriginResponseBase {
@@ -66,23 +83,9 @@ export async function fetchOrigin(
   request: OriginRequest,
   options: OriginCallOptions,
 ): Promise<OriginResponse> {
-  const deadline = new AbortController();
-  const timer = setTimeout(
-    () =>
-      deadline.abort(
-        new HerdlessError("ORIGIN_TIMEOUT", `origin did not answer ${request.url} within ${options.timeoutMs} ms`),
-      ),
-    options.timeoutMs,
-  );
-  const onOuterAbort = () => deadline.abort(options.signal?.reason);
-  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
-  if (options.signal?.aborted) onOuterAbort();
-  const release = () => {
-    clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onOuterAbort);
-  };
-
+  const { deadline, release } = deadlineOf(request.url, options);
   const requestAt = options.clock.now();
+  const interim = interimRelay(request.onInterim);
   let response: Response;
   try {
     response = await fetchFn(request.url, {
@@ -92,10 +95,13 @@ export async function fetchOrigin(
       redirect: "manual",
       signal: deadline.signal,
       ...(request.body instanceof ReadableStream ? { duplex: "half" } : {}),
-    } as RequestInit);
+      ...interim.init,
+    } as OriginFetchInit);
   } catch (cause) {
     release();
     throw asOriginError(cause, deadline.signal, request.url);
+  } finally {
+    interim.close();
   }
   const responseAt = options.clock.now();
   if (response.status < 200 || response.status > 599) {
@@ -140,6 +146,51 @@ export async function fetchOrigin(
     release();
     throw asOriginError(cause, deadline.signal, request.url, true);
   }
+}
+
+/** The call's deadline (`timeoutMs`, or the caller's own abort), and `release` once it no longer applies. */
+function deadlineOf(url: string, options: OriginCallOptions): { deadline: AbortController; release: () => void } {
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new HerdlessError("ORIGIN_TIMEOUT", `origin did not answer ${url} within ${options.timeoutMs} ms`),
+      ),
+    options.timeoutMs,
+  );
+  const onOuterAbort = () => deadline.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  if (options.signal?.aborted) onOuterAbort();
+  const release = () => {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onOuterAbort);
+  };
+  return { deadline, release };
+}
+
+/**
+ * RFC 9110 §15.2: a proxy MUST forward the 1xx answers it did not ask for itself. Not `100`
+ * (herdless never sends Expect on, and answers a client's Expect itself) nor `101` (no
+ * upgrades are relayed). Their fields lose what is hop-by-hop, as a final answer's do
+ * ({@link responseHeaders}; a 1xx has no body, so its Content-Length goes too, and no coding
+ * was decoded). RFC 9111: nothing of them is stored, nor heard by anyone but this call's
+ * client, and only before its final answer: `close()` once fetch has settled.
+ */
+function interimRelay(listener: InterimListener | undefined): {
+  init: Pick<OriginFetchInit, "onInterim">;
+  close: () => void;
+} {
+  if (!listener) return { init: {}, close: () => undefined };
+  let open = true;
+  const onInterim = (status: number, fields: Headers) => {
+    if (!open || status <= 101 || status > 199) return;
+    try {
+      listener(status, responseHeaders(fields, () => false).headers);
+    } catch {
+      // A client that cannot take it changes nothing for the fetch.
+    }
+  };
+  return { init: { onInterim }, close: () => void (open = false) };
 }
 
 /**

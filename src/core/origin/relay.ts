@@ -26,7 +26,7 @@ export async function relay(
   const url = originUrl(deps.config, request.url, request.url.search);
   const result = await guardedOriginCall(
     deps.originDeps,
-    { url, method: request.method, headers, body },
+    { url, method: request.method, headers, body, onInterim: request.onInterim },
     // The URL stands for the key: the breaker counts how many distinct resources fail.
     { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}` },
   );

@@ -1,0 +1,32 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import type { EngineRequest } from "../core/engine.ts";
+import { headerReader, requestUrl } from "./hit-path.ts";
+import { interimWriter } from "./interim-response.ts";
+
+/**
+ * A node:http request as the engine sees it; the origin's interim answers to it are written
+ * to `res` ({@link interimWriter}).
+ *
+ * @example
+ * const response = await engine.handle(toEngineRequest(req, res, metrics.started()));
+ */
+export function toEngineRequest(req: IncomingMessage, res: ServerResponse, receivedAt: number): EngineRequest {
+  const rawHeaders: [string, string][] = [];
+  for (let i = 0; i < req.rawHeaders.length; i += 2)
+    rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
+  const method = req.method ?? "GET";
+  // RFC 9112 §6.3: without Content-Length or Transfer-Encoding there is no content to relay.
+  const framed = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
+  const body = method === "GET" || method === "HEAD" || !framed ? null : (Readable.toWeb(req) as ReadableStream);
+  return {
+    method,
+    url: requestUrl(req),
+    headers: headerReader(req.headers),
+    rawHeaders,
+    body,
+    clientAddress: req.socket.remoteAddress,
+    receivedAt,
+    onInterim: interimWriter(req, res),
+  };
+}

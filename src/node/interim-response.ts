@@ -1,0 +1,34 @@
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import type { InterimListener } from "../core/origin/origin-client.ts";
+
+/** The writer Node's own `writeEarlyHints`, `writeProcessing` and `writeContinue` use. */
+type RawWriter = { _writeRaw?: (data: string, encoding: BufferEncoding) => boolean };
+
+/**
+ * How the origin's interim answers reach this client (RFC 9110 §15.2): each as it arrives,
+ * before the final answer's head and never after it, as the origin sent it (status, fields
+ * less the hop-by-hop ones). None to an HTTP/1.0 client, which §15.2 forbids, and none to a
+ * client that has gone or already has its answer.
+ *
+ * The head is written through the writer Node's `writeEarlyHints` and `writeProcessing`
+ * use, which keeps an answer behind the pipelined ones before it. Those two are not used
+ * themselves: `writeEarlyHints` throws on common Link values (two links in one field, a
+ * quoted parameter with a space) and sends nothing for a 103 without Link, and
+ * `writeProcessing` drops a 102's fields. Any 1xx (102–199) passes; one whose code Node has
+ * no reason phrase for goes with an empty one (RFC 9112 §4).
+ *
+ * @example
+ * const request = { ...engineRequest, onInterim: interimWriter(req, res) };
+ */
+export function interimWriter(req: IncomingMessage, res: ServerResponse): InterimListener | undefined {
+  if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) return undefined;
+  const writeRaw = (res as unknown as RawWriter)._writeRaw;
+  if (typeof writeRaw !== "function") return undefined;
+  return (status, headers) => {
+    if (res.headersSent || res.writableEnded || res.destroyed) return;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
+    for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+    // latin1: a field's obs-text bytes leave as they arrived (Node reads them as latin1).
+    writeRaw.call(res, `${head}\r\n`, "latin1");
+  };
+}
