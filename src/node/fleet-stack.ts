@@ -173,7 +173,14 @@ function fleetCoordinator(
   const { config } = options;
   const clock = options.clock ?? systemClock;
   const notifier = new RedisNotifier({ connection, prefix });
-  const leases = new RedisLeaseManager({ connection, prefix, clock });
+  // One Redis runs a connection's commands in order: a read sent after an acquire is answered after it.
+  const ordered = connection.target.kind !== "cluster";
+  const leases = new RedisLeaseManager({
+    connection,
+    prefix,
+    clock,
+    ...(ordered ? { onAcquire: () => shared.cutReads() } : {}),
+  });
   // Each flight's answer reaches the other members' waiters as the leader's own get it.
   const relay = new RedisFlightRelay({
     connection,
@@ -191,6 +198,7 @@ function fleetCoordinator(
     relay,
     // Fleet-wide: a key backing off is not asked for by any member.
     backoff: new RedisBackoffStore({ connection, prefix, clock }),
+    readsFollowAcquire: ordered,
     ...parts,
     // A small stored entry goes with its announcement: the waiters need not read it back.
     announceFill: async (key, message, stored) =>

@@ -45,7 +45,7 @@ class Network {
 /** Lets every callback that is ready run (no time passes: the clock is the test's). */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-function setup(overrides: Partial<ConfigInput> = {}) {
+function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false) {
   const clock = new ManualClock(1_900_000_000_000);
   const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
   const net = new Network();
@@ -95,6 +95,7 @@ function setup(overrides: Partial<ConfigInput> = {}) {
           waiting.delete(key);
         }),
     background: (work) => void pending.push(work),
+    readsFollowAcquire,
   };
   const coordinator = new KeyCoordinator(options);
   /** A coordinator in another process over the same store and leases: it waits on the announcement of a flight it does not hold. */
@@ -274,5 +275,25 @@ describe("a fill's round trips to the shared store", () => {
     expect(answeredAt[1]! - answeredAt[0]!).toBe(1);
     // Each process's look before the lease, and the holder's under it.
     expect(t.net.count("entry read")).toBe(3);
+  });
+
+  it("where reads sent after an acquire are answered after it (one Redis), the look under the lease goes beside the acquire: a cold miss answers after 4 round trips, a waiter in another process 1 after its holder", async () => {
+    const t = setup({}, true);
+    const { answer, before } = await t.fill();
+    expect(answer).toMatchObject({ kind: "entry", fwdStatus: 200, stored: true });
+    expect(before).toBe(4);
+    expect(t.net.sent.slice(0, 6)).toEqual([
+      "entry read",
+      "backoff read",
+      "lease acquire",
+      "entry read",
+      "backoff read",
+      "origin",
+    ]);
+    const both = setup({}, true);
+    const { answers, answeredAt } = await both.fillInBoth();
+    expect(both.origin.calls).toBe(1);
+    expect(answers.map((a) => a.kind)).toEqual(["entry", "entry"]);
+    expect(answeredAt).toEqual([4, 5]);
   });
 });

@@ -1,7 +1,7 @@
 import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
 import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
-import { writtenAfter, type Entry } from "../http/entry.ts";
+import type { Entry } from "../http/entry.ts";
 import { HerdlessError } from "../errors.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
@@ -12,6 +12,7 @@ import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import { SingleFlight } from "./single-flight.ts";
 import { sharedBodyLimits } from "./laggards.ts";
+import { answersCaller, dueForRefresh } from "./answers.ts";
 import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
 import { applyPurge } from "../admin/purge.ts";
@@ -21,7 +22,7 @@ import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, recordFlight } from "./flight-backoff.ts";
-import { refreshAheadDue, renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
+import { renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffCheck, type BackoffStore } from "../guard/key-backoff.ts";
 
 export interface KeyCoordinatorOptions {
@@ -51,6 +52,12 @@ export interface KeyCoordinatorOptions {
    * Redis for a fleet. Default: this process's memory.
    */
   backoff?: BackoffStore;
+  /**
+   * A store or backoff read sent after a lease acquire is answered as of after it (one Redis:
+   * a connection's commands run in order): a flight's look under the lease then goes beside
+   * the acquire, not a round trip after it (a lease not taken wastes that read).
+   */
+  readsFollowAcquire?: boolean;
 }
 
 /**
@@ -98,7 +105,7 @@ export class KeyCoordinator implements Coordinator {
       stored &&
       !stored.negative &&
       now < stored.staleAt &&
-      !(request.refreshAhead && this.dueForRefresh(request, stored))
+      !(request.refreshAhead && dueForRefresh(this.o, request, stored))
     )
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     const share = routeFor(this.o.config, request.path).refreshAhead;
@@ -167,6 +174,11 @@ export class KeyCoordinator implements Coordinator {
     return { stored: this.storedFor(request), backoff: leads ? this.backoff.precheck(request.key) : undefined };
   }
 
+  /** The key's entry and backoff, read side by side once the lease is (being) taken. */
+  private lookUnderLease(request: FillRequest): Promise<[Entry | undefined, BackoffCheck]> {
+    return Promise.all([this.storedFor(request), this.backoff.check(request.key)]);
+  }
+
   private async storedFor(request: FillRequest): Promise<Entry | undefined> {
     const { entry } = await lookup(this.o.store, request.primary, request.key, headerList(request.headers));
     return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
@@ -193,8 +205,11 @@ export class KeyCoordinator implements Coordinator {
     if (refusal) return backedOff(refusal, before);
     const giveUpAt = this.o.clock.now() + waitTimeoutMs;
     for (;;) {
-      const lease = await this.o.leases.acquire(request.key, lockLeaseMs);
-      if (lease) return this.holding(request, before, lease);
+      const acquiring = this.o.leases.acquire(request.key, lockLeaseMs);
+      const underLease = this.o.readsFollowAcquire ? this.lookUnderLease(request) : undefined;
+      underLease?.catch(() => undefined);
+      const lease = await acquiring;
+      if (lease) return this.holding(request, before, lease, underLease);
       // Another process holds it: its refresh-ahead of this copy lets the copy answer; else wait, then look again.
       const copy = await renewedByHolder(this.o, request, before);
       if (copy) return renewingAnswer(copy);
@@ -209,7 +224,7 @@ export class KeyCoordinator implements Coordinator {
         };
       }
       // What ends the wait answers this caller: for a refresh-ahead a renewed copy, not the one it came to renew.
-      const answers = (entry: Entry | undefined): entry is Entry => this.answers(request, entry, before);
+      const answers = (entry: Entry | undefined): entry is Entry => answersCaller(this.o, request, entry, before);
       const news = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answers) ??
         delay(Math.min(remaining, 50)));
       const filled = await entryAfterWait(request, news, () => this.storedFor(request));
@@ -225,7 +240,12 @@ export class KeyCoordinator implements Coordinator {
    * the key while we queued, or the key may have started backing off), fetch, and record
    * what the call said about the origin in the key's backoff, all before the lease goes.
    */
-  private async holding(request: FillRequest, before: Entry | undefined, lease: Lease): Promise<FlightResult> {
+  private async holding(
+    request: FillRequest,
+    before: Entry | undefined,
+    lease: Lease,
+    underLease = this.lookUnderLease(request),
+  ): Promise<FlightResult> {
     const { lockLeaseMs } = this.o.config.coordinator;
     // The right to write ends with the lease: an origin call still running then is cancelled.
     const expiry = new AbortController();
@@ -236,8 +256,8 @@ export class KeyCoordinator implements Coordinator {
     let result: FlightResult | undefined;
     try {
       // Both again, side by side, now that the lease keeps other writers out.
-      const [current, checked] = await Promise.all([this.storedFor(request), this.backoff.check(request.key)]);
-      if (this.answers(request, current, before))
+      const [current, checked] = await underLease;
+      if (answersCaller(this.o, request, current, before))
         return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
       // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
@@ -269,26 +289,6 @@ export class KeyCoordinator implements Coordinator {
         else await ended;
       }
     }
-  }
-
-  /**
-   * Whether the stored entry answers this caller without an origin request: it is fresh, and
-   * fetched since the caller arrived when the client asked for validation, and out of its
-   * refresh-ahead window when the caller came to renew it (another edge renewed it already).
-   */
-  private answers(request: FillRequest, current: Entry | undefined, before: Entry | undefined): current is Entry {
-    if (!this.usable(current)) return false;
-    if (request.revalidate && !writtenAfter(current, before)) return false;
-    return !(request.refreshAhead && this.dueForRefresh(request, current));
-  }
-
-  private dueForRefresh(request: FillRequest, entry: Entry): boolean {
-    return refreshAheadDue(entry, routeFor(this.o.config, request.path).refreshAhead, this.o.clock.now());
-  }
-
-  /** An entry that answers without an origin request: fresh (a cached error counts, briefly). */
-  private usable(entry: Entry | undefined): entry is Entry {
-    return entry !== undefined && this.o.clock.now() < entry.staleAt;
   }
 }
 

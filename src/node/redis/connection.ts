@@ -220,6 +220,11 @@ export class LuaScript {
       return await client.eval(this.lua, keys.length, ...keys, ...args);
     }
   }
+
+  /** The script sent whole (EVAL): one command whatever Redis's script cache holds. */
+  runText(client: RedisClient, keys: string[], args: (string | number | Buffer)[]): Promise<unknown> {
+    return client.eval(this.lua, keys.length, ...keys, ...args);
+  }
 }
 
 /**

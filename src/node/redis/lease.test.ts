@@ -105,6 +105,25 @@ describe("RedisLeaseManager", () => {
     await leases.release(next!);
   });
 
+  it("when reads sent after an acquire must follow it, the acquire is one command even with Redis's script cache empty (EVAL, never an EVALSHA refused and sent again behind them), announced as it is sent", async () => {
+    const sent: string[] = [];
+    const leases = new RedisLeaseManager({
+      connection: redis.connection,
+      prefix: redis.prefix(),
+      onAcquire: (key) => sent.push(key),
+    });
+    const calls = async (command: string) =>
+      Number(
+        new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(await redis.connection.client.info("commandstats"))?.[1] ??
+          0,
+      );
+    await redis.connection.client.script("FLUSH");
+    const [evalsBefore, evalshasBefore] = [await calls("eval"), await calls("evalsha")];
+    expect(await leases.acquire("k", 10_000)).toBeDefined();
+    expect([(await calls("eval")) - evalsBefore, (await calls("evalsha")) - evalshasBefore]).toEqual([1, 0]);
+    expect(sent).toEqual(["k"]);
+  });
+
   it("refuses extend and release with a stale token", async () => {
     const { leases } = manager();
     const lease = await leases.acquire("k", 10_000);

@@ -10,6 +10,13 @@ export interface RedisLeaseManagerOptions {
   /** Namespace shared with the {@link RedisStore} of the same deployment. */
   prefix?: string;
   clock?: Clock;
+  /**
+   * Set when reads sent after an acquire must be answered after it (KeyCoordinatorOptions
+   * .readsFollowAcquire): called as each acquire is sent (the fleet's store lets go of its
+   * shared reads: RedisStore.cutReads), and the acquire goes as EVAL, never as an EVALSHA
+   * that Redis refuses (NOSCRIPT, after a restart) and that is sent again behind those reads.
+   */
+  onAcquire?: (key: string) => void;
 }
 
 /**
@@ -87,22 +94,23 @@ export class RedisLeaseManager implements LeaseManager {
   private readonly connection: RedisConnection;
   private readonly prefix: string;
   private readonly clock: Clock;
+  private readonly onAcquire: ((key: string) => void) | undefined;
 
   constructor(options: RedisLeaseManagerOptions) {
     this.connection = options.connection;
     this.prefix = checkPrefix(options.prefix ?? "herdless:");
     this.clock = options.clock ?? systemClock;
+    this.onAcquire = options.onAcquire;
   }
 
   async acquire(key: string, ttlMs: number): Promise<Lease | undefined> {
     checkTtl(ttlMs);
     const startedAt = this.clock.now();
+    const keys = [this.leaseKey(key), this.fenceKey(key)];
+    const args = [Math.ceil(ttlMs), Math.ceil(ttlMs) + FENCE_MARGIN_MS];
+    this.onAcquire?.(key);
     const token = await this.connection.run("lease acquire", (client) =>
-      ACQUIRE.run(
-        client,
-        [this.leaseKey(key), this.fenceKey(key)],
-        [Math.ceil(ttlMs), Math.ceil(ttlMs) + FENCE_MARGIN_MS],
-      ),
+      this.onAcquire ? ACQUIRE.runText(client, keys, args) : ACQUIRE.run(client, keys, args),
     );
     if (typeof token !== "number" || token === 0) return undefined;
     return { key, token, expiresAt: startedAt + ttlMs };

@@ -4,6 +4,7 @@ import { isHerdlessError } from "../../core/errors.ts";
 import { storeConformance, testEntry } from "../../core/store/store-conformance.ts";
 import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import { RedisConnection } from "./connection.ts";
+import { RedisLeaseManager } from "./lease.ts";
 import { REDIS_CHUNK_BYTES, RedisStore } from "./store.ts";
 
 const T0 = 1_700_000_000_000;
@@ -54,6 +55,35 @@ describe("RedisStore", () => {
     await written;
     expect((await late)?.token).toBe(2);
     expect((await store.get("k"))?.token).toBe(2);
+  });
+
+  it("a read asked for after a lease acquire was sent is answered as of after it, not by another caller's read sent before (the fleet's look under the lease, beside the acquire)", async () => {
+    const clock = new ManualClock(T0);
+    const prefix = redis.prefix();
+    const store = new RedisStore({ connection: redis.connection, clock, prefix });
+    const leases = new RedisLeaseManager({
+      connection: redis.connection,
+      clock,
+      prefix,
+      onAcquire: () => store.cutReads(),
+    });
+    // Another process: it holds the key's lease, stores its entry and frees the lease between that read and the acquire.
+    const other = {
+      store: new RedisStore({ connection: redis.connection, clock, prefix }),
+      leases: new RedisLeaseManager({ connection: redis.connection, clock, prefix }),
+    };
+    await other.leases.release((await other.leases.acquire("warm", 10_000))!);
+    await other.store.put(testEntry("k", T0, { token: 1 }));
+    const held = (await other.leases.acquire("k", 10_000))!;
+    const early = store.get("k");
+    const written = other.store.put(testEntry("k", T0, { token: held.token }));
+    const released = other.leases.release(held);
+    const acquiring = leases.acquire("k", 10_000);
+    const underLease = store.get("k");
+    expect((await early)?.token).toBe(1);
+    expect([await written, await released]).toEqual([true, true]);
+    expect(await acquiring).toBeDefined();
+    expect((await underLease)?.token).toBe(held.token);
   });
 
   it("does not keep an entry written past its deleteAt", async () => {

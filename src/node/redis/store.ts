@@ -112,6 +112,16 @@ export class RedisStore implements Store {
     return read;
   }
 
+  /**
+   * Lets go of every shared read in flight: a read asked for after this is sent after it.
+   * The fleet calls it as it sends a lease acquire, so a flight's look under the lease, sent
+   * beside the acquire, is answered as of after it (KeyCoordinatorOptions.readsFollowAcquire),
+   * never by a read another caller sent before it.
+   */
+  cutReads(): void {
+    this.reads.clear();
+  }
+
   private async readEntry(key: string): Promise<Entry | undefined> {
     // A chunked body replaced while we read it: the second read sees the new entry.
     for (let attempt = 0; attempt < 2; attempt++) {
