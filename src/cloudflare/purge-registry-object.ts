@@ -78,6 +78,8 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private sharedAt = -Infinity;
   /** The isolate's read of the list in flight (a renewal, or a read of a lapsed copy), shared by the requests meanwhile. */
   private loading: Promise<PurgeSnapshot> | undefined;
+  /** How long the isolate's slow reads of the list take (ms): the last one, or 0.9 × the previous value if that is more. */
+  private slowReadMs = 0;
   /** Reads of the registry object this isolate made (stats and the scale simulation). */
   objectReads = 0;
 
@@ -96,9 +98,9 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
    * {@link renewAtMs}) is renewed behind the answer, by one read per isolate at a time: under
    * steady traffic the copy never lapses, so no request waits on a read of the list, and the
    * registry is read about once per data center per bound (bound ÷ renewAtMs times: 1.33 at
-   * the default 1 s). When it lapses (no traffic for a bound, or a renewal slower than the
-   * stretch), every request that arrives before a read returns pays for one, and takes the
-   * full path of the edge.
+   * the default 1 s while reads are quick). When it lapses (no traffic for a bound, or a
+   * renewal slower than the stretch), every request that arrives before a read returns pays
+   * for one, and takes the full path of the edge.
    */
   fresh(background?: (work: Promise<unknown>) => void): PurgeSnapshot | undefined {
     if (!this.cached) return undefined;
@@ -110,12 +112,17 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
   }
 
   /**
-   * A copy this old is renewed: a quarter of the bound before it ends, at most
-   * {@link RENEW_AHEAD_MAX_MS} before, which a read of the Cache API and the object takes
-   * easily (milliseconds; hundreds under a loaded machine).
+   * A copy this old is renewed: a quarter of the bound before it ends (at most
+   * {@link RENEW_AHEAD_MAX_MS} before), which a read of the Cache API and the object takes
+   * easily (milliseconds), or twice as long before as the isolate's slow reads took, up to
+   * half the bound. Reads that take hundreds of milliseconds (a loaded runtime) started in the
+   * last quarter let the copy lapse under steady traffic, and every request of the isolate
+   * then waited on the read: woken across requests, as late as the runtime's next idle moment
+   * (1–2 s under a spike in local workerd, bench/README.md "The Worker's 1–2 s outliers").
    */
   private get renewAtMs(): number {
-    return this.propagationMs - Math.min(this.propagationMs / 4, RENEW_AHEAD_MAX_MS);
+    const ahead = Math.max(Math.min(this.propagationMs / 4, RENEW_AHEAD_MAX_MS), 2 * this.slowReadMs);
+    return this.propagationMs - Math.min(ahead, this.propagationMs / 2);
   }
 
   /**
@@ -135,10 +142,14 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
 
   /** Starts the isolate's shared read (see {@link current}). */
   private read(maxAgeMs: number, background?: (work: Promise<unknown>) => void): Promise<PurgeSnapshot> {
+    const startedAt = this.now();
     const read = this.load(maxAgeMs, background);
     this.loading = read;
     const settled = read.finally(() => {
       if (this.loading === read) this.loading = undefined;
+      // A slow read counts at once; quick ones bring the renewal back to its quarter over some
+      // ten reads (under load, reads of a few ms and of hundreds alternate).
+      this.slowReadMs = Math.max(this.now() - startedAt, this.slowReadMs * 0.9);
     });
     if (background) background(settled);
     return read;

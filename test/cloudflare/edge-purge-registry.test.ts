@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { emptyPurges } from "../../src/core/admin/purge.ts";
 import { ManualClock } from "../../src/core/clock.ts";
 import type { Env } from "../../src/cloudflare/env.ts";
-import type { PurgeRegistryObject } from "../../src/cloudflare/purge-registry-object.ts";
+import { DurableObjectPurgeRegistry, type PurgeRegistryObject } from "../../src/cloudflare/purge-registry-object.ts";
 import { ADMIN_TOKEN, adminCall, dataCenters, EDGE, edgeEnv } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
@@ -71,6 +71,56 @@ describe("the edge's copy of the purge list", () => {
     expect((await dc.get("/renewed")).cacheStatus).toMatch(/^herdless; hit; /);
     expect(reads.snapshot).toBe(2);
     expect(await origin.count()).toBe(1);
+  });
+
+  it("is renewed early enough when reads of the list are slow: with reads of 300 ms, always or one in three, steady traffic never finds the copy lapsed, and quick reads bring the renewals back to one per 750 ms", async () => {
+    const clock = new ManualClock(Date.now());
+    let readMs = (_read: number) => 300;
+    let reads = 0;
+    // Each read of the registry object answers once the clock has moved readMs past its start.
+    const pending: { due: number; answer: () => void }[] = [];
+    const stub = {
+      snapshot: () =>
+        new Promise<ReturnType<typeof emptyPurges>>((resolve) => {
+          pending.push({ due: clock.now() + readMs(reads++), answer: () => resolve(emptyPurges()) });
+        }),
+    };
+    const namespace = { idFromName: (name: string) => env.PURGES.idFromName(name), get: () => stub };
+    const registry = new DurableObjectPurgeRegistry(namespace as unknown as Env["PURGES"], 1_000, () => clock.now());
+    const background = (work: Promise<unknown>) => void work.catch(() => undefined);
+    const tick = async (ms: number) => {
+      clock.advance(ms);
+      for (const read of pending.filter((read) => read.due <= clock.now())) {
+        pending.splice(pending.indexOf(read), 1);
+        read.answer();
+      }
+      // The read's continuations (load, keep, the end of `loading`) are a few microtasks.
+      for (let i = 0; i < 20; i++) await Promise.resolve();
+    };
+    // A request every 25 ms of the clock; `lapsed` counts the ones that would wait on a read.
+    const traffic = async (ms: number) => {
+      let lapsed = 0;
+      for (let t = 0; t < ms; t += 25) {
+        if (registry.fresh(background) === undefined) lapsed++;
+        await tick(25);
+      }
+      return lapsed;
+    };
+    let read = false;
+    void Promise.resolve(registry.current(background)).then(() => (read = true));
+    while (!read) await tick(25);
+    expect(await traffic(5_000)).toBe(0);
+    // Renewed every 500 ms at most (half the bound), not every 250.
+    expect(reads).toBeLessThanOrEqual(1 + 5_000 / 500);
+    // As under a loaded runtime: most reads quick, one in three slow.
+    readMs = (read) => (read % 3 === 0 ? 300 : 5);
+    expect(await traffic(10_000)).toBe(0);
+    readMs = () => 5;
+    await traffic(10_000);
+    const before = reads;
+    expect(await traffic(6_000)).toBe(0);
+    // Back to one read per 750 ms of a 1 s bound (the last quarter), as when reads were always quick.
+    expect(reads - before).toBeLessThanOrEqual(Math.ceil(6_000 / 750));
   });
 
   it("requests arriving while the copy is being read share that read: 20 concurrent first requests, then 20 past the bound, cost 1 registry read each", async () => {
