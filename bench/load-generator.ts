@@ -17,6 +17,8 @@ interface Outcome {
   status: number;
   retryAfter: boolean;
   cacheStatus: string;
+  trace?: string;
+  flushedAt?: number;
   /** when the first body byte arrived (hrtime ns), if any did */
   firstByteNs?: bigint;
 }
@@ -24,8 +26,12 @@ interface Outcome {
 /**
  * `BENCH_REQUEST_LOG=/tmp/x`: every request of each load is also written to `/tmp/x-<start ms>`,
  * one line each: ms from the start of the load to its sending, its latency in ms, its
- * Cache-Status class. What a percentile hides: when the slowest requests were sent (a spike's
- * first wave, an expiry) and what they were (bench/results/tail.md).
+ * Cache-Status class, when it was sent (epoch ms), the answer's `x-bench-trace` header (`-`
+ * without one), the connection's index, and when its bytes were handed to the kernel (epoch
+ * ms, the request's `finish`). What a percentile hides: when the slowest requests were sent (a
+ * spike's first wave, an expiry), what they were (bench/results/tail.md), and, where the
+ * Worker stamps `t0`/`t1` in `x-bench-trace` (the bare and floor Workers under this variable,
+ * worker-host.ts), whether a slow one waited before its handler ran, in it, or after it.
  */
 const REQUEST_LOG = process.env.BENCH_REQUEST_LOG;
 
@@ -54,7 +60,7 @@ class Tally {
   ) {}
 
   /** `sentAt`: when the request was sent (epoch ms), to tell answers after `settleMs` apart. */
-  add(outcome: Outcome | Error, startedNs: bigint, sentAt?: number): void {
+  add(outcome: Outcome | Error, startedNs: bigint, sentAt?: number, connection = -1): void {
     const settled = sentAt !== undefined && sentAt >= this.settleAt;
     if (settled) this.settledRequests++;
     const latencyUs = Number(process.hrtime.bigint() - startedNs) / 1000;
@@ -76,7 +82,10 @@ class Tally {
     if (outcome.status < 300 && outcome.firstByteNs !== undefined)
       this.ttfb.record(Number(outcome.firstByteNs - startedNs) / 1000);
     const kind = cacheStatusClass(outcome.cacheStatus);
-    if (REQUEST_LOG) this.lines.push(`${(sentAt ?? 0) - this.startedAt} ${Math.round(latencyUs / 1000)} ${kind}`);
+    if (REQUEST_LOG)
+      this.lines.push(
+        `${(sentAt ?? 0) - this.startedAt} ${Math.round(latencyUs / 1000)} ${kind} ${sentAt ?? 0} ${outcome.trace || "-"} ${connection} ${outcome.flushedAt ?? 0}`,
+      );
     bump(this.byCacheStatus, kind);
     if (settled) bump(this.settledByCacheStatus, kind);
     let histogram = this.byClass.get(kind);
@@ -137,6 +146,7 @@ function send(agent: Agent, base: URL, host: string, path: string, timeoutMs: nu
           status: res.statusCode ?? 0,
           retryAfter: res.headers["retry-after"] !== undefined,
           cacheStatus: String(res.headers["cache-status"] ?? ""),
+          ...(REQUEST_LOG ? { trace: String(res.headers["x-bench-trace"] ?? ""), flushedAt } : {}),
         };
         res.on("data", () => {
           outcome.firstByteNs ??= process.hrtime.bigint();
@@ -145,6 +155,8 @@ function send(agent: Agent, base: URL, host: string, path: string, timeoutMs: nu
         res.once("error", reject);
       },
     );
+    let flushedAt = 0;
+    if (REQUEST_LOG) req.once("finish", () => (flushedAt = Date.now()));
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
     req.once("error", reject);
     req.end();
@@ -183,7 +195,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       const started = process.hrtime.bigint();
       const sentAt = Date.now();
       try {
-        tally.add(await send(agent, base, spec.host, nextPath(), spec.timeoutMs), started, sentAt);
+        tally.add(await send(agent, base, spec.host, nextPath(), spec.timeoutMs), started, sentAt, index);
       } catch (error) {
         tally.add(error instanceof Error ? error : new Error(String(error)), started, sentAt);
       }

@@ -9,6 +9,8 @@
  * - `floor`: 4 fetch-once Workers (worker-host.ts `floorWorker`): the first request of an
  *   isolate fetches the origin, the others await that promise, all answer the buffered bytes;
  * - `bare`: 4 bare Workers answering the origin's bytes, the scenario's baseline;
+ * - `unmetered`: herdless's data centers without the bench's meter (worker-meter.js), which
+ *   the scenarios always run: what the meter's counting costs the tail;
  * - `herdless:<bundle>`: the data centers of another build (`wrangler deploy --dry-run
  *   --outdir <dir>` in another checkout), its `worker.js` copied under this tree (Miniflare
  *   names modules from the working directory): before and after, interleaved.
@@ -16,8 +18,14 @@
  * Each line: p99 and p99.9 of the whole load (as `tail-cold` reads them; with 500 connections
  * both fall in the first wave), and the slowest answer.
  *
- *   flock /work/bench.lock node --import tsx bench/tail-floor.ts [rounds=3] [durationMs=3000] [modes=herdless,floor,bare]
+ * `expiring` (5th argument) is `tail-expiring`'s floor instead: the origin sends max-age=2, every
+ * target is warmed with one request before the load (as the scenario warms its key), and the
+ * floor Workers fetch again once their answer is 2 s old, the requests meanwhile awaiting that
+ * fetch: what any Worker that asks its origin every 2 s pays under the load, herdless or not.
+ *
+ *   flock /work/bench.lock node --import tsx bench/tail-floor.ts [rounds=3] [durationMs=3000] [modes=herdless,floor,bare] [cold|expiring]
  *   … bench/tail-floor.ts 4 3000 herdless:bench/results/tmp/before/worker.js,herdless,floor,bare
+ *   … bench/tail-floor.ts 3 10000 herdless,floor,bare expiring
  */
 import { loadavg } from "node:os";
 import { captureSample } from "./bare-node.ts";
@@ -31,15 +39,18 @@ installReaper();
 const rounds = Number(process.argv[2] ?? 3);
 const durationMs = Number(process.argv[3] ?? 3000);
 const modes = (process.argv[4] ?? "herdless,floor,bare").split(",");
+const expiring = process.argv[5] === "expiring";
+if (process.argv[5] !== undefined && !expiring && process.argv[5] !== "cold")
+  throw new Error(`the 5th argument is cold or expiring: ${process.argv[5]}`);
 for (const mode of modes)
-  if (!["herdless", "floor", "bare"].includes(mode) && !mode.startsWith("herdless:"))
-    throw new Error(`mode must be herdless, herdless:<bundle>, floor or bare: ${mode}`);
+  if (!["herdless", "unmetered", "floor", "bare"].includes(mode) && !mode.startsWith("herdless:"))
+    throw new Error(`mode must be herdless, unmetered, herdless:<bundle>, floor or bare: ${mode}`);
 
 /** `herdless:/some/dir/worker.js` shows as `herdless:dir`. */
 const label = (mode: string): string =>
   mode.startsWith("herdless:") ? `herdless:${mode.split("/").at(-2) ?? "other"}` : mode;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const origin = await startOrigin("max-age=3600");
+const origin = await startOrigin(expiring ? "max-age=2" : "max-age=3600");
 const sample = await captureSample(`${origin.url}/tail/hot`, HOST);
 const rows: Record<string, number[][]> = {};
 try {
@@ -51,13 +62,17 @@ try {
         config: HERDLESS_CONFIG,
         sample,
         floor: true,
+        ...(expiring ? { floorTtlMs: 2_000 } : {}),
+        ...(mode === "unmetered" ? { meter: false } : {}),
         ...(other ? { bundlePath: other } : {}),
       });
       try {
-        const herdless = mode.startsWith("herdless");
+        const herdless = mode.startsWith("herdless") || mode === "unmetered";
         const targets = herdless ? workers.dataCenters : mode === "floor" ? workers.floor : workers.bare;
         // As the scenario does before its load: the meter's reset reaches every data center.
-        if (herdless) await meterReading(targets, "POST");
+        // As the scenario warms its key: one request through every target.
+        if (expiring) for (const target of targets) await captureSample(`${target}/tail/hot`, HOST);
+        if (herdless && mode !== "unmetered") await meterReading(targets, "POST");
         await sleep(1000);
         const load = await runLoad({
           connections: 500,

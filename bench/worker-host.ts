@@ -35,6 +35,15 @@ export interface WorkerHostSpec {
   meter?: boolean;
   /** true: also N fetch-once Workers (floorWorker), for bench/tail-floor.ts. Default false. */
   floor?: boolean;
+  /** the floor Workers fetch again once their answer is this old (ms); default never (a cold key's floor) */
+  floorTtlMs?: number;
+  /**
+   * true: every Worker stamps each answer with `x-bench-trace: dc=…;t0=…;t1=…` (when the
+   * handler ran, workerd's clock; herdless's data centers through the meter, with the binding
+   * BENCH_TRACE); the load generator's request log keeps it (`BENCH_REQUEST_LOG`). Default
+   * false: every answer is then built exactly as before.
+   */
+  trace?: boolean;
 }
 
 /**
@@ -69,7 +78,11 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
     compatibilityDate: spec.compatibilityDate,
     // The meter's timeline follows each request's async context (AsyncLocalStorage); herdless uses no Node API.
     compatibilityFlags: ["nodejs_als"],
-    bindings: { ORIGIN_URL: spec.originUrl, HERDLESS_CONFIG: JSON.stringify(config) },
+    bindings: {
+      ORIGIN_URL: spec.originUrl,
+      HERDLESS_CONFIG: JSON.stringify(config),
+      ...(spec.trace === true ? { BENCH_TRACE: `dc${index}` } : {}),
+    },
     // The bindings of wrangler.jsonc; every data center uses dc0's classes (one namespace each).
     durableObjects: {
       COORDINATOR: objects("KeyCoordinatorObject"),
@@ -107,7 +120,14 @@ export default {
       use(await request.json());
       return new Response(null, { status: 204 });
     }
-    return new Response(body, { status, headers });
+    ${
+      spec.trace === true
+        ? `const traced = new Headers(headers);
+    const t = Date.now();
+    traced.set("x-bench-trace", "dc=bare${index};t0=" + t + ";t1=" + t);
+    return new Response(body, { status, headers: traced });`
+        : "return new Response(body, { status, headers });"
+    }
   },
 };
 `;
@@ -128,23 +148,40 @@ export default {
  * Object, no purge list, no config: what any Worker pays for a cold key under the burst in
  * this workerd (the origin's answer read once the burst's requests are in, the waiters woken
  * across requests, their answers all at once), and nothing of herdless's.
+ *
+ * With `floorTtlMs` the answer is fetched again once it is that old, the requests meanwhile
+ * awaiting the new fetch (no stale answer): the floor under `tail-expiring`, an origin that
+ * sends max-age=2 under the same load.
  */
 function floorWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
   const script = `
 const flights = new Map();
+const TTL_MS = ${spec.floorTtlMs ?? "Infinity"};
 export default {
   async fetch(request, env) {
+    const t0 = Date.now();
     const url = new URL(request.url);
     const key = url.pathname + url.search;
     let flight = flights.get(key);
-    if (flight === undefined) {
-      flight = fetch(env.ORIGIN_URL + key, { headers: { host: request.headers.get("host") ?? "" } }).then(
-        async (res) => ({ status: res.status, headers: [...res.headers], body: new Uint8Array(await res.arrayBuffer()) }),
+    if (flight === undefined || (flight.at !== undefined && Date.now() - flight.at >= TTL_MS)) {
+      const next = { at: undefined, answer: undefined };
+      next.answer = fetch(env.ORIGIN_URL + key, { headers: { host: request.headers.get("host") ?? "" } }).then(
+        async (res) => {
+          const answer = { status: res.status, headers: [...res.headers], body: new Uint8Array(await res.arrayBuffer()) };
+          next.at = Date.now();
+          return answer;
+        },
       );
-      flights.set(key, flight);
+      flights.set(key, (flight = next));
     }
-    const answer = await flight;
-    return new Response(answer.body, { status: answer.status, headers: answer.headers });
+    const answer = await flight.answer;
+    ${
+      spec.trace === true
+        ? `const traced = new Headers(answer.headers);
+    traced.set("x-bench-trace", "dc=floor${index};t0=" + t0 + ";t1=" + Date.now());
+    return new Response(answer.body, { status: answer.status, headers: traced });`
+        : "return new Response(answer.body, { status: answer.status, headers: answer.headers });"
+    }
   },
 };
 `;

@@ -303,9 +303,15 @@ export default {
     clientRequests++;
     inProgress++;
     const started = performance.now();
+    const t0 = Date.now();
     const run = inWindow("handler", "edge", () => worker.fetch(request, meteredEnv(env), ctx));
     try {
-      return await run.result;
+      const response = await run.result;
+      if (env.BENCH_TRACE === undefined) return response;
+      // BENCH_REQUEST_LOG: when the handler ran (workerd's clock), for the load generator's log.
+      const traced = new Response(response.body, response);
+      traced.headers.set("x-bench-trace", `dc=${env.BENCH_TRACE};t0=${t0};t1=${Date.now()}`);
+      return traced;
     } finally {
       run.end();
       inProgress--;

@@ -51,6 +51,10 @@ export async function startWorkers(options: {
   sample?: Sample;
   /** also the fetch-once floor Workers (bench/tail-floor.ts) */
   floor?: boolean;
+  /** the floor Workers fetch again once their answer is this old (ms); default never */
+  floorTtlMs?: number;
+  /** false: herdless's data centers without the bench's meter (worker-meter.js); default true */
+  meter?: boolean;
   /** another build of the Worker than this tree's (bench/tail-floor.ts `herdless:<path>`) */
   bundlePath?: string;
 }): Promise<Workers> {
@@ -63,6 +67,10 @@ export async function startWorkers(options: {
     dataCenters: WORKER_DATA_CENTERS,
     ...(options.sample ? { sample: options.sample } : {}),
     ...(options.floor ? { floor: true } : {}),
+    ...(options.floorTtlMs !== undefined ? { floorTtlMs: options.floorTtlMs } : {}),
+    ...(options.meter === false ? { meter: false } : {}),
+    // The request log then records when each bare and floor handler ran (load-generator.ts).
+    ...(process.env.BENCH_REQUEST_LOG ? { trace: true } : {}),
   };
   // Made and removed here: the host is stopped by signalling its process group, workerd with it.
   const storageDir =
