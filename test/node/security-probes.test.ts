@@ -428,46 +428,52 @@ describe("resource exhaustion (Node)", () => {
     expect(victim.bytes).toBe(size);
   });
 
-  it("slow reader: clients that ask for large files and never read cannot hold the origin cap: the victim's cold miss is served", async () => {
-    const size = 64 * 1024 * 1024;
-    const chunk = Buffer.alloc(64 * 1024, 7);
-    const server: Server = createServer((req, res) => {
-      if (!req.url!.startsWith("/big")) return void res.writeHead(200, { "cache-control": "max-age=60" }).end("page");
-      res.writeHead(200, { "cache-control": "max-age=60", "content-length": String(size) });
-      let sent = 0;
-      const pump = () => {
-        while (sent < size) {
-          sent += chunk.length;
-          if (!res.write(chunk)) return void res.once("drain", pump);
-        }
-        res.end();
-      };
-      pump();
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    running.push({
-      close: async () => {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-      },
-    });
-    const originUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const cache = await herdless(originUrl, {
-      cache: { maxEntryBytes: 1024 * 1024 },
-      origin: { maxConcurrency: 2, queueTimeoutMs: 5_000, streamIdleTimeoutMs: 500 },
-    });
-    running.push(cache);
-    // As many attackers as the cap: each holds an origin connection and its permit while it reads nothing.
-    for (const path of ["/big1.iso", "/big2.iso"]) {
-      const attacker = connect(Number(new URL(cache.base).port), "127.0.0.1", () =>
-        attacker.write(`GET ${path} HTTP/1.1\r\nHost: shop.test\r\n\r\n`),
-      );
-      attacker.pause();
-      running.push({ close: async () => void attacker.destroy() });
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const victim = await get(cache.base, "/page");
-    expect(victim.status).toBe(200);
-    expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss; fwd-status=200/);
-  });
+  it.each([
+    ["that share fills", ["/big1.iso", "/big2.iso"], ""],
+    ["relayed alone (a Cookie)", ["/big1.iso", "/big2.iso"], "Cookie: session=attacker\r\n"],
+  ])(
+    "slow reader: clients %s that ask for large files and never read cannot hold the origin cap: the victim's cold miss is served",
+    async (_, paths, cookie) => {
+      const size = 64 * 1024 * 1024;
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      const server: Server = createServer((req, res) => {
+        if (!req.url!.startsWith("/big")) return void res.writeHead(200, { "cache-control": "max-age=60" }).end("page");
+        res.writeHead(200, { "cache-control": "max-age=60", "content-length": String(size) });
+        let sent = 0;
+        const pump = () => {
+          while (sent < size) {
+            sent += chunk.length;
+            if (!res.write(chunk)) return void res.once("drain", pump);
+          }
+          res.end();
+        };
+        pump();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      running.push({
+        close: async () => {
+          server.closeAllConnections();
+          await new Promise((resolve) => server.close(resolve));
+        },
+      });
+      const originUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const cache = await herdless(originUrl, {
+        cache: { maxEntryBytes: 1024 * 1024 },
+        origin: { maxConcurrency: 2, queueTimeoutMs: 5_000, streamIdleTimeoutMs: 500 },
+      });
+      running.push(cache);
+      // As many attackers as the cap: each holds an origin connection and its permit while it reads nothing.
+      for (const path of paths) {
+        const attacker = connect(Number(new URL(cache.base).port), "127.0.0.1", () =>
+          attacker.write(`GET ${path} HTTP/1.1\r\nHost: shop.test\r\n${cookie}\r\n`),
+        );
+        attacker.pause();
+        running.push({ close: async () => void attacker.destroy() });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const victim = await get(cache.base, "/page");
+      expect(victim.status).toBe(200);
+      expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss; fwd-status=200/);
+    },
+  );
 });

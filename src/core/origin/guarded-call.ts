@@ -6,7 +6,7 @@ import { realTimers, type Timers } from "../guard/local-guard.ts";
 import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guard/origin-guard.ts";
 import { fetchOrigin, type FetchLike, type OriginRequest, type OriginResponse } from "./origin-client.ts";
 import type { ContentDecoding } from "./response-fields.ts";
-import { holdUntilDone } from "./held-body.ts";
+import { cutWhenUnread, holdUntilDone } from "./held-body.ts";
 
 /** One origin call as metrics see it. */
 export interface OriginCallEvent {
@@ -58,6 +58,11 @@ export interface GuardedCallOptions {
   key?: string;
   /** Cancels the wait for a permit and the call (the caller's lease ended, the client left). */
   signal?: AbortSignal;
+  /**
+   * The streamed body goes straight to one client (a relay): one that takes nothing for
+   * `origin.streamIdleTimeoutMs` is cut off. A shared fill's readers are watched by its SharedBody.
+   */
+  readByClient?: boolean;
 }
 
 /**
@@ -178,17 +183,20 @@ export async function guardedOriginCall(
   deps.onOriginCall?.(event(metricOfStatus(response.status), response.status));
   const outcome = outcomeOfStatus(response.status, config);
   if (response.kind === "streamed" && response.body) {
-    const body = holdUntilDone(
+    const timers = deps.timers ?? realTimers;
+    const held = holdUntilDone(
       response.body,
       response.declaredBytes,
       config,
-      deps.timers ?? realTimers,
+      timers,
       request.url,
       (ending) => {
         void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, breakerKey);
       },
       permit.lost,
     );
+    const idleMs = config.origin.streamIdleTimeoutMs;
+    const body = options.readByClient ? cutWhenUnread(held, idleMs, timers, request.url) : held;
     return { kind: "response", response: { ...response, body } };
   }
   await permit.release(outcome, breakerKey);

@@ -28,7 +28,7 @@ export async function relay(
     deps.originDeps,
     { url, method: request.method, headers, body, onInterim: request.onInterim },
     // The URL stands for the key: the breaker counts how many distinct resources fail.
-    { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}` },
+    { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}`, readByClient: true },
   );
   if (result.kind === "response") {
     const fwdStatus = result.response.status;
