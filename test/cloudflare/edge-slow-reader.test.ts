@@ -33,20 +33,24 @@ describe("resource exhaustion (Worker)", () => {
     },
   );
 
-  it(
-    "slow reader: a client that asks for a large file and never reads cannot hold the origin cap: the victim's cold miss is served",
+  it.each([
+    ["that shares a fill", {}],
+    ["relayed alone (a Cookie)", { headers: { cookie: "session=attacker" } }],
+  ])(
+    "slow reader: a client %s that asks for a large file and never reads cannot hold the origin cap: the victim's cold miss is served",
     { timeout: 60_000 },
-    async () => {
-      const origin = await testOrigin({ bodyBytes: 8 * BYTES, paths: { "/page": { body: "page", bodyBytes: 4 } } });
+    async (_, init: RequestInit) => {
+      const page = `/page-${crypto.randomUUID().slice(0, 8)}`;
+      const origin = await testOrigin({ bodyBytes: 8 * BYTES, paths: { [page]: { body: "page", bodyBytes: 4 } } });
       const testEnv = edgeEnv(origin.url, {
         cache: { maxEntryBytes: 1024 * 1024 },
         origin: { maxConcurrency: 1, queueTimeoutMs: 5_000, streamIdleTimeoutMs: 500 },
       });
       const p = `/big-${crypto.randomUUID().slice(0, 8)}`;
-      await useInCoordinators(testEnv, [p, "/page"], systemClock);
-      const dc = dataCenter("cap-holder", testEnv, systemClock, { ownIsolate: true });
-      const attacker = await dc.fetch(p); // holds the only origin permit while it reads nothing
-      const victim = await dc.get("/page");
+      await useInCoordinators(testEnv, [p, page], systemClock);
+      const dc = dataCenter(`cap-holder-${page}`, testEnv, systemClock, { ownIsolate: true });
+      const attacker = await dc.fetch(p, init); // holds the only origin permit while it reads nothing
+      const victim = await dc.get(page);
       expect(victim.status).toBe(200);
       expect(victim.cacheStatus).toMatch(/fwd=uri-miss; fwd-status=200/);
       await attacker.response.body!.cancel().catch(() => undefined);
