@@ -44,6 +44,17 @@ export function parseRefusal(error: ClientError): EngineResponse {
   return refused(400, `bad request: ${error.reason ?? error.message}${error.code ? ` (${error.code})` : ""}`);
 }
 
+/**
+ * The answer to an `Expect` herdless cannot meet (RFC 9110 §10.1.1): `417`, naming it. Only
+ * `100-continue` is met (Node answers it, and herdless sends the body on without `Expect`).
+ *
+ * @example
+ * unmetExpectation("x-foo").status; // 417
+ */
+export function unmetExpectation(expect: string): EngineResponse {
+  return refused(417, `expectation ${JSON.stringify(expect)} cannot be met: only 100-continue is supported`);
+}
+
 function refused(status: number, message: string): EngineResponse {
   return synthetic(status, message, { detail: "refused" });
 }

@@ -1,10 +1,10 @@
-import { createServer, STATUS_CODES, type IncomingMessage, type Server } from "node:http";
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { createHandler } from "./handler.ts";
-import { parseRefusal, type ClientError } from "./parse-refusal.ts";
+import { parseRefusal, unmetExpectation, type ClientError } from "./parse-refusal.ts";
 import type { Logger } from "./logger.ts";
 import type { Stack } from "./stack.ts";
 
@@ -64,6 +64,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
   // drops a CONNECT's socket silently; the client gets a 405 naming the method instead.
   server.on("connect", (_req: IncomingMessage, socket: Duplex) => socket.end(rawAnswer(notAllowed("CONNECT"))));
+  // RFC 9110 §10.1.1: an expectation other than 100-continue is a 417 naming it (Node's own is
+  // empty); the connection closes, since the request's body, if any, is never read.
+  server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
+    const answer = unmetExpectation(req.headers.expect ?? "");
+    res.shouldKeepAlive = false;
+    res.writeHead(answer.status, answer.headers).end(answer.body);
+  });
   // A request Node's parser refuses never reaches the handler, and Node's own answer is an
   // empty 400: the client is told what was wrong instead. As Node does, only while no answer
   // has started on the connection (a pipelined request's bytes must not cut into another's).

@@ -215,6 +215,16 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it("RFC 9110 §10.1.1: an Expect other than 100-continue is a 417 naming it, never forwarded, and the victim is served", async () => {
+    await setup();
+    const attack = await get(cache.base, "/p", { headers: { expect: "x-attack" } });
+    expect(attack.status).toBe(417);
+    expect(attack.body).toContain('"x-attack" cannot be met');
+    expect(attack.headers["cache-status"]).toBe("herdless; detail=refused");
+    expect((await get(cache.base, "/p")).status).toBe(200);
+    expect(urls()).toEqual(["GET /p"]);
+  });
+
   it("RFC 9110 §9.3.6: CONNECT opens no tunnel through the cache: a 405 naming it, never a dropped connection", async () => {
     await setup();
     const attack = await raw(cache.base, "CONNECT 127.0.0.1:22 HTTP/1.1\r\nhost: 127.0.0.1:22\r\n\r\n");
