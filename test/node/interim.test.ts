@@ -3,10 +3,13 @@ import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
+import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
+import { RedisConnection } from "../../src/node/redis/connection.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { localStack } from "../../src/node/stack.ts";
 import { raw } from "./attack-kit.ts";
+import { startRedisServer } from "./redis-server.ts";
 
 /**
  * RFC 9110 §15.2 on Node, over real sockets: an origin's interim answers (`103 Early Hints`,
@@ -117,10 +120,15 @@ interface Answer {
 }
 
 /** A request with Node's client, which reports each 1xx it reads (`information`). */
-function send(base: string, path: string, init: { method?: string; body?: string } = {}): Promise<Answer> {
+function send(
+  base: string,
+  path: string,
+  init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const interim: Answer["interim"] = [];
-    const req = httpRequest(`${base}${path}`, { method: init.method ?? "GET", agent: false }, (res) => {
+    const options = { method: init.method ?? "GET", agent: false, headers: init.headers ?? {} };
+    const req = httpRequest(`${base}${path}`, options, (res) => {
       let body = "";
       res.setEncoding("latin1");
       res.on("data", (chunk: string) => (body += chunk));
@@ -269,5 +277,48 @@ describe("RFC 9110 §15.2 on Node: interim answers", () => {
     // The fill went on for the key: the next client is answered by it (joined or stored), no second origin request.
     expect(next).toMatchObject({ interim: [], status: 200, body: "page /left" });
     expect(origin.seen).toEqual(["GET /left"]);
+  });
+});
+
+describe("RFC 9110 §15.2 in a Node fleet (Redis)", () => {
+  it("the member whose client leads the fill passes the 103 on; a member waiting on that fill gets the final answer alone", async () => {
+    const redis = await startRedisServer();
+    cleanup.push(() => redis.stop());
+    const { hold, open } = gate();
+    const origin = await rawOrigin(() => ({
+      interim: ["HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"],
+      hold,
+    }));
+    const logger = jsonLogger("silent");
+    const config = parseConfig({ origin: { url: origin.url } });
+    const prefix = "herdless:interim:";
+    const members: RunningServer[] = [];
+    for (let i = 0; i < 2; i++) {
+      const stack = await redisStack({ config, logger, redisUrl: redis.url, prefix });
+      const member = await startServer({ stack, logger, port: 0 });
+      cleanup.push(() => member.close());
+      members.push(member);
+    }
+    const observer = new RedisConnection({ url: redis.url });
+    cleanup.push(() => observer.close());
+    await observer.ready();
+    // One site behind a load balancer: one key for both members.
+    const headers = { host: "site.test" };
+    const leader = send(members[0]!.url, "/page", { headers });
+    await origin.arrived(1);
+    const waiter = send(members[1]!.url, "/page", { headers });
+    const channel = `${prefix}filled:GET http://site.test/page`;
+    for (let i = 0; ; i++) {
+      const [, waiting] = (await observer.client.pubsub("NUMSUB", channel)) as [string, number];
+      if (waiting >= 1) break;
+      if (i > 2_000) throw new Error("the second member never waited on the fill");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    open();
+    const [first, second] = await Promise.all([leader, waiter]);
+    expect(first).toMatchObject({ status: 200, body: "page /page" });
+    expect(first.interim).toEqual([{ status: 103, fields: [["link", "</a.css>; rel=preload"]] }]);
+    expect(second).toMatchObject({ interim: [], status: 200, body: "page /page" });
+    expect(origin.seen).toEqual(["GET /page"]);
   });
 });
