@@ -254,6 +254,21 @@ describe("methods and statuses herdless never relays", () => {
     expect(t.origin.calls).toHaveLength(0);
   });
 
+  it("RFC 9110 §7.6.2: an OPTIONS with Max-Forwards 0 is answered here; a higher count reaches the origin one lower", async () => {
+    const t = setup();
+    const here = await t.engine.handle(req("/o", { "max-forwards": "0" }, "OPTIONS"));
+    expect(here.status).toBe(200);
+    expect(header(here, "allow")).toContain("OPTIONS");
+    expect(t.origin.calls).toHaveLength(0);
+    await t.engine.handle(req("/o", { "max-forwards": "5" }, "OPTIONS"));
+    expect(t.origin.calls[0]?.headers.get("max-forwards")).toBe("4");
+    // Not a count: passed on untouched. Other methods: Max-Forwards means nothing to them.
+    await t.engine.handle(req("/o", { "max-forwards": "zero" }, "OPTIONS"));
+    expect(t.origin.calls[1]?.headers.get("max-forwards")).toBe("zero");
+    await t.engine.handle(req("/p", { "max-forwards": "0" }, "POST"));
+    expect(t.origin.calls[2]?.headers.get("max-forwards")).toBe("0");
+  });
+
   it.each([
     [101, "a final 1xx"],
     [103, "an interim status as the final answer"],

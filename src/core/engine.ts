@@ -14,12 +14,12 @@ import type { Metrics } from "./admin/metrics.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import type { ContentDecoding } from "./origin/response-fields.ts";
 import { guardedCallDeps, type GuardedCallDeps } from "./origin/guarded-call.ts";
-import { forwardPolicy, type ForwardPolicy } from "./origin/forward.ts";
+import { forwardPolicy, maxForwards, type ForwardPolicy } from "./origin/forward.ts";
 import { relay } from "./origin/relay.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
 import type { EngineRequest, EngineResponse } from "./http/respond.ts";
-import { notAllowed } from "./http/failure-answer.ts";
+import { notAllowed, optionsHere } from "./http/failure-answer.ts";
 import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
 import { NearTier } from "./store/near-tier.ts";
@@ -243,6 +243,8 @@ export class Engine {
    * would otherwise keep serving the old copy to every edge.
    */
   private async unsafe(request: EngineRequest): Promise<EngineResponse> {
+    // RFC 9110 §7.6.2: an OPTIONS whose Max-Forwards is spent is answered by this recipient.
+    if (maxForwards(request.method, request.headers) === 0) return optionsHere();
     const response = await this.relay(request, { fwd: "method" }, "bypass");
     const urls = invalidatedUrls(request.method, request.url, response.status, response.headers);
     await Promise.all(

@@ -68,9 +68,22 @@ export function unsentBodyFailure(error: unknown, status: CacheStatus): EngineRe
   return unanswered(code, message, { ...status, detail });
 }
 
+/** The methods herdless passes on (TRACE and TRACK it answers itself). */
+const ALLOWED = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE";
+
 /** RFC 9110 §15.5.6: a method answered here and never forwarded. */
 export function notAllowed(method: string): EngineResponse {
   const answer = synthetic(405, `${method} is not allowed through this cache`, {});
-  answer.headers.push(["allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"]);
+  answer.headers.push(["allow", ALLOWED]);
+  return answer;
+}
+
+/**
+ * RFC 9110 §7.6.2, §9.3.7: an OPTIONS whose Max-Forwards reached 0 is answered by this
+ * recipient, with what it passes on, and never reaches the origin.
+ */
+export function optionsHere(): EngineResponse {
+  const answer = synthetic(200, "Max-Forwards reached 0 at this cache: answered here, not forwarded", {});
+  answer.headers.push(["allow", ALLOWED]);
   return answer;
 }

@@ -63,6 +63,20 @@ export interface ForwardContext {
   clientAddress?: string | undefined;
   /** Whether the origin request carries the client's body (an upload relayed); fills never do. */
   body: boolean;
+  /** The relayed request's method, when it is not a fill's GET: an OPTIONS has its Max-Forwards counted down. */
+  method?: string;
+}
+
+/**
+ * RFC 9110 §7.6.2: the Max-Forwards of an OPTIONS request, when it holds a valid count
+ * (1*DIGIT; anything else is not a count and goes on untouched). Zero means the request
+ * must be answered here, not forwarded; the count goes on one lower.
+ */
+export function maxForwards(method: string, headers: { get(name: string): string | null }): number | undefined {
+  if (method !== "OPTIONS") return undefined;
+  const value = headers.get("max-forwards")?.trim();
+  if (value === undefined || !/^\d{1,15}$/.test(value)) return undefined;
+  return Number(value);
 }
 
 /**
@@ -105,6 +119,11 @@ export function originRequestHeaders(
     // sent on, and a length without its bytes leaves the origin waiting for them until the
     // call times out (a failure the breaker counts, which fat GETs could then open at will).
     if (name === "content-length" && !context.body) continue;
+    if (name === "max-forwards" && context.method === "OPTIONS" && /^\s*\d{1,15}\s*$/.test(value)) {
+      // RFC 9110 §7.6.2: an intermediary counts itself (a 0 never gets here: the engine answers it).
+      out.push([name, String(Math.max(0, Number(value) - 1))]);
+      continue;
+    }
     if (name === "accept-encoding") {
       acceptEncoding = acceptEncoding === undefined ? value : `${acceptEncoding}, ${value}`;
       continue;

@@ -22,6 +22,7 @@ export async function relay(
     url: request.url,
     clientAddress: request.clientAddress,
     body: body !== null,
+    method: request.method,
   });
   const url = originUrl(deps.config, request.url, request.url.search);
   const result = await guardedOriginCall(
