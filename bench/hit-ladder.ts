@@ -8,6 +8,7 @@
  *   flock /work/bench.lock node --import tsx bench/hit-ladder.ts [--pairs 5] [--round-ms 3000] [--perf] [rung,rung,…]
  *
  * Rungs (default: all, in this order): bare-again (a second bare process: the noise),
+ * bare-client (bare after one request of its own to the origin through node:http's client),
  * worker-limits, worker-default, shell, shell-modules, herdless-worker, cli-main, cli, and
  * cli-base when `HIT_LADDER_BASE_CLI` names another build's `node/bin.js` (a change's before:
  * `git archive` the old tree, `tsc -p tsconfig.build.json --outDir …`, and run `cli-base,cli`).
@@ -106,6 +107,11 @@ const RUNGS: RungSpec[] = [
     name: "bare-again",
     what: "a second bare process (the noise between two processes)",
     start: (s) => bare(s, "bare-again"),
+  },
+  {
+    name: "bare-client",
+    what: "bare's server after one GET to the origin through node:http's client (as herdless's fill makes)",
+    start: ladder("bare-client", { thread: "main", server: "bare", clientCall: true }),
   },
   {
     name: "worker-limits",

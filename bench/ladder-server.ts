@@ -11,7 +11,7 @@
  * options and listeners, copied from src/node/server.ts), whether herdless's modules are
  * loaded and a stack built beside the bare handler, or herdless's own `startServer`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { isMainThread, Worker, workerData } from "node:worker_threads";
@@ -32,6 +32,12 @@ export interface Rung {
    * (those checks, then herdless's HitPath; its misses go to herdless's handler).
    */
   handler?: "bare" | "bare-no-resume" | "checks" | "hit-path";
+  /**
+   * Before serving, one GET to the origin through node:http's client, its body read (as
+   * herdless's fill does): the process's Node code has then seen a ClientRequest and a
+   * client-side IncomingMessage beside the server's objects.
+   */
+  clientCall?: boolean;
 }
 
 interface Args {
@@ -96,8 +102,20 @@ async function herdlessSteps(stack: Stack, sample: Sample, step: "checks" | "hit
   };
 }
 
+/** One GET to `origin` through node:http's client, its body read to the end. */
+function clientCall(origin: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    get(new URL("/hit/one?bytes=1024", origin), (res) => {
+      res.on("data", () => undefined);
+      res.once("end", resolve);
+      res.once("error", reject);
+    }).once("error", reject);
+  });
+}
+
 async function serve(args: Args): Promise<number> {
   const { rung, sample } = args;
+  if (rung.clientCall === true) await clientCall((args.config.origin as { url: string }).url);
   if (rung.server === "herdless" || rung.loadHerdless === true) {
     const [{ startServer }, { localStack }, { parseConfig }, { jsonLogger }] = await Promise.all([
       built<ServerModule>("./node/server.js"),
