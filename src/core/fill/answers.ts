@@ -2,6 +2,10 @@ import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
 import { writtenAfter, type Entry } from "../http/entry.ts";
 import type { FillRequest } from "./coordinator.ts";
+import { applyPurge } from "../admin/purge.ts";
+import { headerList } from "../http/http.ts";
+import { lookup } from "../store/lookup.ts";
+import type { Store } from "../store/store.ts";
 import { refreshAheadDue } from "./refresh-ahead.ts";
 
 /**
@@ -27,4 +31,16 @@ export function answersCaller(
 /** Whether `entry` is in the refresh-ahead window of the caller's route. */
 export function dueForRefresh(o: { config: Config; clock: Clock }, request: FillRequest, entry: Entry): boolean {
   return refreshAheadDue(entry, routeFor(o.config, request.path).refreshAhead, o.clock.now());
+}
+
+/**
+ * The entry `request` would be answered from in `store` (its variant, where one is known),
+ * with the caller's purges applied.
+ *
+ * @example
+ * const stored = await storedFor(store, request);
+ */
+export async function storedFor(store: Store, request: FillRequest): Promise<Entry | undefined> {
+  const { entry } = await lookup(store, request.primary, request.key, headerList(request.headers));
+  return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
 }

@@ -156,7 +156,27 @@ function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false)
     await Promise.all(pending.splice(0));
     return { answers, answeredAt };
   };
-  return { clock, net, origin, announced, records, fill, fillsAtOnce, fillInBoth };
+  /** One fill, then `n` more once its flight runs (its look answered); resolves once all are answered, with the round trips it took. */
+  const fillsJoining = async (n: number) => {
+    const answers: FillResult[] = [];
+    void coordinator.fill(pageRequest).then((result) => answers.push(result));
+    await settle();
+    net.roundTrip();
+    await settle();
+    for (let i = 0; i < n; i++) void coordinator.fill(pageRequest).then((result) => answers.push(result));
+    let trips = 1;
+    const answeredAt: number[] = [];
+    for (await settle(); answers.length < n + 1; await settle()) {
+      if (!net.roundTrip()) throw new Error("the fills wait for nothing in flight");
+      trips++;
+      await settle();
+      answeredAt.push(answers.length);
+    }
+    for (await settle(); net.roundTrip(); await settle());
+    await Promise.all(pending.splice(0));
+    return { answers, trips, answeredAt };
+  };
+  return { clock, net, origin, announced, records, fill, fillsAtOnce, fillInBoth, fillsJoining };
 }
 
 const key = "GET https://site.test/page";
@@ -295,5 +315,34 @@ describe("a fill's round trips to the shared store", () => {
     expect(both.origin.calls).toBe(1);
     expect(answers.map((a) => a.kind)).toEqual(["entry", "entry"]);
     expect(answeredAt).toEqual([4, 5]);
+  });
+
+  it("callers that come while their process's flight for an expired entry runs join it without reading the entry: 10 of them, no more reads, 1 origin request", async () => {
+    const t = setup();
+    t.origin.cacheControl = "max-age=1";
+    await t.fill();
+    t.clock.advance(2_000);
+    const sent = t.net.sent.length;
+    const { answers } = await t.fillsJoining(10);
+    expect(t.origin.calls).toBe(2);
+    expect(answers.map((answer) => answer.kind)).toEqual(Array(11).fill("entry"));
+    expect(
+      new Set(answers.map((answer) => (answer as Extract<FillResult, { kind: "entry" }>).entry.body.length)).size,
+    ).toBe(1);
+    // The leader's look and its look under the lease; each caller after it read the entry before.
+    expect(t.net.sent.slice(sent).filter((call) => call === "entry read")).toHaveLength(2);
+  });
+
+  it("callers that come while a stale-while-revalidate refresh runs still read the entry: each is answered the stale copy at once", async () => {
+    const t = setup();
+    t.origin.cacheControl = "max-age=1, stale-while-revalidate=60";
+    const { answer } = await t.fill();
+    const staleToken = (answer as Extract<FillResult, { kind: "entry" }>).entry.token;
+    t.clock.advance(2_000);
+    const { answers, answeredAt } = await t.fillsJoining(10);
+    expect(t.origin.calls).toBe(2);
+    // The first is answered stale after its look; the 10 after theirs, before the refresh's origin call returns.
+    expect(answers.map((answer) => answer.kind === "entry" && answer.entry.token)).toEqual(Array(11).fill(staleToken));
+    expect(answeredAt[0]).toBe(11);
   });
 });

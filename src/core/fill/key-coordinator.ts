@@ -12,10 +12,10 @@ import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import { SingleFlight } from "./single-flight.ts";
 import { sharedBodyLimits } from "./laggards.ts";
-import { answersCaller, dueForRefresh } from "./answers.ts";
+import { answersCaller, dueForRefresh, storedFor } from "./answers.ts";
+import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
-import { applyPurge } from "../admin/purge.ts";
 import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
@@ -76,6 +76,7 @@ export class KeyCoordinator implements Coordinator {
   private readonly streaming: StreamingFlights;
   private readonly backoff: KeyBackoff;
   private readonly renewals = new RenewalsAhead();
+  private readonly plainLeads = new PlainLeads();
   constructor(private readonly o: KeyCoordinatorOptions) {
     this.originDeps = guardedCallDeps(o, o.onOriginCall);
     this.streaming = new StreamingFlights({
@@ -96,7 +97,7 @@ export class KeyCoordinator implements Coordinator {
   async fill(request: FillRequest): Promise<FillResult> {
     // A revalidation does not answer from the stored entry: its flight reads it (as `before`).
     const joins = this.flights.has(request.key) || this.streaming.get(request.key) !== undefined;
-    const look = request.revalidate ? undefined : this.look(request, !joins);
+    const look = request.revalidate || this.plainLeads.unread(request, joins) ? undefined : this.look(request, !joins);
     const stored = await look?.stored;
     // After the lookup: a soft purge makes the entry stale as of the time it was applied.
     const now = this.o.clock.now();
@@ -125,7 +126,8 @@ export class KeyCoordinator implements Coordinator {
       const joined = await this.join(request, streaming, true);
       if (joined) return joined;
     }
-    const lead = () => this.fetchUnderLease(request, look ?? this.look(request, true));
+    const lead = () =>
+      this.plainLeads.run(request, stored, () => this.fetchUnderLease(request, look ?? this.look(request, true)));
     const { value, joined } = await this.flights.run(request.key, () =>
       request.refreshAhead && stored ? this.renewals.run(request.key, stored.staleAt, lead) : lead(),
     );
@@ -171,17 +173,15 @@ export class KeyCoordinator implements Coordinator {
    * is made while the process runs a flight for the key: the caller joins it.
    */
   private look(request: FillRequest, leads: boolean): Look {
-    return { stored: this.storedFor(request), backoff: leads ? this.backoff.precheck(request.key) : undefined };
+    return {
+      stored: storedFor(this.o.store, request),
+      backoff: leads ? this.backoff.precheck(request.key) : undefined,
+    };
   }
 
   /** The key's entry and backoff, read side by side once the lease is (being) taken. */
   private lookUnderLease(request: FillRequest): Promise<[Entry | undefined, BackoffCheck]> {
-    return Promise.all([this.storedFor(request), this.backoff.check(request.key)]);
-  }
-
-  private async storedFor(request: FillRequest): Promise<Entry | undefined> {
-    const { entry } = await lookup(this.o.store, request.primary, request.key, headerList(request.headers));
-    return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
+    return Promise.all([storedFor(this.o.store, request), this.backoff.check(request.key)]);
   }
 
   private inBackground(work: Promise<FillResult>): void {
@@ -227,7 +227,7 @@ export class KeyCoordinator implements Coordinator {
       const answers = (entry: Entry | undefined): entry is Entry => answersCaller(this.o, request, entry, before);
       const news = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answers) ??
         delay(Math.min(remaining, 50)));
-      const filled = await entryAfterWait(request, news, () => this.storedFor(request));
+      const filled = await entryAfterWait(request, news, () => storedFor(this.o.store, request));
       const stored = { before, filled, fresh: answers(filled) };
       const limits = sharedBodyLimits(this.o.config);
       const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, limits);
