@@ -36,6 +36,26 @@ describe("entry format", () => {
     expect(codeOf(() => decodeEntry(garbage))).toBe("ENTRY_CORRUPT");
   });
 
+  it("refuses metadata of the current version whose fields are not what it reads (a damaged or foreign write)", () => {
+    const entry = testEntry("k", 0);
+    const damaged: Record<string, unknown>[] = [
+      { headers: "content-type: text/plain" },
+      { headers: [["content-type", 7]] },
+      { status: 99 },
+      { status: "200" },
+      { deleteAt: null },
+      { vary: "accept" },
+      { tags: [1] },
+      { negative: "no" },
+      { etag: 5 },
+      { key: undefined },
+    ];
+    for (const fields of damaged) {
+      expect(codeOf(() => decodeEntry(encodeEntry({ ...entry, ...fields } as typeof entry)))).toBe("ENTRY_CORRUPT");
+    }
+    expect(codeOf(() => decodeEntry(encodeEntry(entry)))).toBeUndefined();
+  });
+
   it("RFC 9111 §4.2.3: Age is the initial age plus time held, in whole seconds", () => {
     const entry = testEntry("k", 10_000, { initialAgeMs: 5_000 });
     expect(ageSeconds(entry, 10_000)).toBe(5);

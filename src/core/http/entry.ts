@@ -96,7 +96,53 @@ export function decodeEntryMeta(json: string): Omit<Entry, "body"> {
       `stored entry has format version ${String(meta.v)}, this herdless reads ${ENTRY_FORMAT_VERSION}`,
     );
   }
+  const fault = metaFault(meta as Record<string, unknown>);
+  if (fault) throw new HerdlessError("ENTRY_CORRUPT", `stored entry metadata is damaged: ${fault}`);
   return meta as Omit<Entry, "body">;
+}
+
+const NUMBER_FIELDS = [
+  "requestAt",
+  "storedAt",
+  "initialAgeMs",
+  "staleAt",
+  "swrUntil",
+  "sieUntil",
+  "deleteAt",
+  "token",
+] as const;
+
+/**
+ * What is wrong with metadata of the current version, or undefined. A shared store holds
+ * what any member wrote (a damaged write, a hand edit, a build with a bug): a field of the
+ * wrong type would fail every request for the key with a 500 until the entry expired
+ * (`headers: "x"`, `status: 99`), so such an entry is refused here and read as a miss.
+ */
+function metaFault(meta: Record<string, unknown>): string | undefined {
+  if (typeof meta["key"] !== "string" || typeof meta["url"] !== "string") return "key and url must be strings";
+  const status = meta["status"];
+  if (typeof status !== "number" || !Number.isInteger(status) || status < 200 || status > 599)
+    return `status ${String(status)} is not a final status`;
+  for (const name of NUMBER_FIELDS) {
+    if (typeof meta[name] !== "number" || !Number.isFinite(meta[name])) return `${name} is not a finite number`;
+  }
+  const headers = meta["headers"];
+  if (!Array.isArray(headers) || !headers.every(isField)) return "headers is not a list of [name, value] strings";
+  if (!isStringList(meta["vary"]) || !isStringList(meta["tags"])) return "vary and tags must be lists of strings";
+  if (typeof meta["mustRevalidate"] !== "boolean" || typeof meta["negative"] !== "boolean")
+    return "mustRevalidate and negative must be booleans";
+  for (const name of ["etag", "lastModified"] as const) {
+    if (meta[name] !== undefined && typeof meta[name] !== "string") return `${name} is not a string`;
+  }
+  return undefined;
+}
+
+function isField(field: unknown): boolean {
+  return Array.isArray(field) && field.length === 2 && typeof field[0] === "string" && typeof field[1] === "string";
+}
+
+function isStringList(value: unknown): boolean {
+  return Array.isArray(value) && value.every((item) => typeof item === "string");
 }
 
 /** Metadata and body of an entry stored apart (Cache API headers, DO storage). */

@@ -213,6 +213,9 @@ export class RedisStore implements Store {
       if (isHerdlessError(error, "ENTRY_VERSION") || isHerdlessError(error, "ENTRY_CORRUPT")) return undefined;
       throw error;
     }
+    // An entry that names another key is damaged (every write files an entry under its own
+    // key): served, it would be another page's answer.
+    if (entry.key !== key) return undefined;
     // Not deleted here: under a real clock another process may be writing a newer entry,
     // and the physical TTL removes this one anyway.
     return this.clock.now() >= entry.deleteAt ? undefined : entry;
