@@ -56,7 +56,7 @@ for (const file of process.argv.slice(2)) {
     const longest = Math.max(row.beforeMs, row.inMs, row.afterMs);
     parts[longest === row.beforeMs ? "before" : longest === row.inMs ? "in" : "after"]++;
   }
-  const maxBefore = Math.max(...rows.map((row) => row.beforeMs));
+  const maxBefore = rows.reduce((max, row) => Math.max(max, row.beforeMs), -Infinity);
   console.log(
     `${file} (${rows[0]?.dc.replace(/\d+$/, "")}): ${rows.length} requests, p99.9 ${slowest.at(-1)?.latencyMs} ms, max ${rows[0]?.latencyMs} ms; the slowest 0.1 % waited longest before the handler ${parts.before}, in it ${parts.in}, after it ${parts.after}; longest wait before a handler ${maxBefore} ms`,
   );
