@@ -144,7 +144,7 @@ export async function fetchOrigin(
     return { kind: "buffered", ...base, body: read.body };
   } catch (cause) {
     release();
-    throw asOriginError(cause, deadline.signal, request.url, true);
+    throw asOriginError(cause, deadline.signal, request.url, response.status);
   }
 }
 
@@ -257,19 +257,23 @@ function prepend(chunks: Uint8Array[], rest: ReadableStreamDefaultReader<Uint8Ar
   });
 }
 
-function asOriginError(cause: unknown, deadline: AbortSignal, url: string, duringBody = false): HerdlessError {
+/** `status`: the head's, when its body failed. */
+function asOriginError(cause: unknown, deadline: AbortSignal, url: string, status?: number): HerdlessError {
   if (cause instanceof HerdlessError) return cause;
   if (deadline.aborted && deadline.reason instanceof HerdlessError) return deadline.reason;
   if (deadline.aborted)
     return new HerdlessError("ORIGIN_NETWORK", `origin request for ${url} was cancelled`, { cause: deadline.reason });
-  if (duringBody) return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause });
+  // The origin refused the request (`431`, `414`) and closed while it still arrived: the reset
+  // lost the rest. An answer, not sickness (as truncation, junk headers opened the breaker).
+  if (status !== undefined && status >= 400 && status < 500)
+    return new HerdlessError("ORIGIN_STATUS", `origin refused ${url} with ${status}, then reset its answer`, { cause });
+  if (status !== undefined)
+    return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause });
   if (isUnsendable(cause))
     return new HerdlessError(
       "ORIGIN_UNSENDABLE",
       `the runtime would not send the request for ${url}: ${describe(cause)}`,
-      {
-        cause,
-      },
+      { cause },
     );
   return new HerdlessError("ORIGIN_NETWORK", `origin unreachable for ${url}: ${describe(cause)}`, { cause });
 }
