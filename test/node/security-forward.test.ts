@@ -179,6 +179,25 @@ describe("attacks on what reaches the origin (Node)", () => {
     expect(origin.seen[1]!.headers["x-forwarded-for"]).toBe("6.6.6.6, 127.0.0.1");
   });
 
+  it("Cloudflare's client headers forged (CF-Connecting-IP, CF-IPCountry) never pick the page stored for everyone", async () => {
+    // Apps behind Cloudflare read the client's address and country from these; a client that
+    // reaches herdless without Cloudflare in between writes them itself.
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    const forged = {
+      "cf-connecting-ip": "6.6.6.6",
+      "cf-connecting-ipv6": "2001:db8::6",
+      "cf-pseudo-ipv4": "6.6.6.6",
+      "cf-ipcountry": "KP",
+    };
+    await send(base, "/geo", { headers: forged });
+    await send(base, "/geo");
+    expect(origin.seen).toHaveLength(1);
+    const fill = origin.seen[0]!.headers;
+    for (const name of Object.keys(forged)) expect(fill[name], name).toBeUndefined();
+    expect(fill["x-forwarded-for"]).toBe("127.0.0.1");
+  });
+
   it("a response that varies on X-Forwarded-For is one client's: never stored for the next client", async () => {
     const origin = await reflectingOrigin("X-Forwarded-For");
     const base = await herdless(origin.url);

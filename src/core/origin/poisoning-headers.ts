@@ -33,4 +33,10 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "true-client-ip",
   "x-client-ip",
   "x-cluster-client-ip",
+  // Cloudflare's word for the client: genuine only when Cloudflare wrote it, and even then the
+  // first requester's, so its address or country would pick the page stored for everyone.
+  "cf-connecting-ip",
+  "cf-connecting-ipv6",
+  "cf-pseudo-ipv4",
+  "cf-ipcountry",
 ];
