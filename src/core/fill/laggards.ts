@@ -30,8 +30,12 @@ export interface WatchedReader {
   next: number;
   /** Set while it waits for the next chunk. */
   wake?: (() => void) | undefined;
+  /** Bytes it has been given so far. */
+  readBytes: number;
   /** Set while it holds back the others; cleared (by the body) when it catches up. */
   lagging?: boolean;
+  /** `readBytes` when it was last marked lagging: what it reads from then on is its pace. */
+  laggingFrom?: number;
   /** Set while it holds the window and has not read since; cleared (by the body) when it reads. */
   stalled?: boolean;
   controller: ReadableStreamDefaultController<Uint8Array>;
@@ -44,6 +48,8 @@ export interface LaggardView {
   blocked(): boolean;
   /** Removes a cut-off reader (its stream already errored) from the body. */
   cut(reader: WatchedReader): void;
+  /** The least a lagging reader must read in `laggardMs` not to be cut: the body's window. */
+  windowBytes: number;
 }
 
 /**
@@ -52,12 +58,15 @@ export interface LaggardView {
  * streams error with CLIENT_TOO_SLOW) when, `laggardMs` later, they have read nothing at all
  * (stalled: the origin connection and its permit would otherwise be held until
  * `origin.streamTimeoutMs`, and a few such clients starve every visitor's cold miss), or when
- * another reader waited for bytes meanwhile and they did not catch up (lagging: one slow
- * client never stalls everyone else's download, a trickle of a chunk now and then included).
- * Readers that are slow together and keep reading hold nobody back and are never cut.
+ * another reader waited for bytes meanwhile and they read less than a window in that time
+ * (lagging: one client that trickles a chunk now and then never stalls everyone else's
+ * download). A client that is only slower than the others, reading a window or more every
+ * `laggardMs` (35 KiB/s with the default 1 MiB and 30 s), is never cut: the others go at its
+ * pace, as they would behind any shared stream, and its download is never cut short. Readers
+ * that are slow together and keep reading hold nobody back and are never cut.
  *
  * @example
- * const laggards = new Laggards(30_000, { readers, base, blocked, cut });
+ * const laggards = new Laggards(30_000, { readers, blocked, cut, windowBytes });
  * laggards.watch(); // whenever the read waits on the window, or a reader waits for bytes
  * // and the body clears `reader.stalled` when a reader reads, `reader.lagging` when it caught up
  */
@@ -80,7 +89,10 @@ export class Laggards {
     for (const reader of now) {
       if (reader.next !== back || reader.wake !== undefined) continue;
       reader.stalled = true;
-      if (othersWait) reader.lagging = true;
+      if (othersWait && !reader.lagging) {
+        reader.lagging = true;
+        reader.laggingFrom = reader.readBytes;
+      }
     }
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -90,7 +102,12 @@ export class Laggards {
         `a client held the body back for ${this.laggardMs} ms; it was cut off`,
       );
       for (const reader of [...readers()]) {
-        if (!reader.lagging && !reader.stalled) continue;
+        const tooSlow = reader.lagging && reader.readBytes - (reader.laggingFrom ?? 0) < this.body.windowBytes;
+        if (!tooSlow && !reader.stalled) {
+          // Slower than the others, not too slow: its pace is measured afresh from here.
+          reader.laggingFrom = reader.readBytes;
+          continue;
+        }
         reader.controller.error(error);
         this.body.cut(reader);
       }

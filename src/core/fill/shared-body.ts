@@ -26,9 +26,8 @@ export interface SharedBodyOptions {
 const DEFAULT_WINDOW_BYTES = 1024 * 1024;
 /**
  * A reader that fell behind gets the chunks that arrived meanwhile joined, up to this many
- * bytes: a fetched body comes in chunks of a few KB (5,000 for 20 MB in workerd), and each
- * one handed to each reader is a promise round trip per stream it passes through (RPC, the
- * near-tier copy, the response), which cost more than copying them into one.
+ * bytes: a fetched body comes in chunks of a few KB (5,000 for 20 MB in workerd), and each one
+ * handed to each reader is a promise round trip per stream it passes through, dearer than a copy.
  */
 const JOIN_BYTES = 256 * 1024;
 /**
@@ -40,8 +39,7 @@ const JOIN_BYTES = 256 * 1024;
  * wait to about a millisecond, so a trickling origin still reaches clients as it sends.
  */
 const PUBLISH_BYTES = 64 * 1024;
-/** How often a reader waiting for the next chunk looks again by itself (see {@link wakeOrTimer}). */
-const READER_LOOKS_AGAIN_MS = 1_000;
+const READER_LOOKS_AGAIN_MS = 1_000; // a waiting reader looks again by itself ({@link wakeOrTimer})
 
 interface Reader extends WatchedReader {
   /** The turns this reader's pace owes the event loop: a late reader reads a kept body all there. */
@@ -58,8 +56,8 @@ interface Reader extends WatchedReader {
  * - once it passes `keepBytes`, the kept prefix is dropped, {@link reader} refuses new
  *   readers (they cannot have the start any more), and the origin is read at most
  *   `windowBytes` ahead of the slowest reader, so memory stays bounded whatever the size;
- * - a reader that holds the window back while others wait for bytes is cut off unless it
- *   catches up within `laggardMs` ({@link Laggards}): a slow client never stalls the others;
+ * - a reader that holds the window back is cut off when it reads nothing for `laggardMs`, or
+ *   less than a window in that time while others wait ({@link Laggards}): never a slower one;
  * - a reader's stream closes only after the last byte arrived and the length matched the
  *   declared one; on a failure (origin error, truncation) every reader's stream errors, so a
  *   client sees an aborted body, never a short one that looks complete;
@@ -108,6 +106,7 @@ export class SharedBody {
       readers: () => this.readers,
       blocked: () => this.blocked && !this.finished,
       cut: (reader) => this.leave(reader as Reader),
+      windowBytes: this.windowBytes,
     });
     this.source = (source ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() })).getReader();
     this.ended = this.pump();
@@ -128,7 +127,7 @@ export class SharedBody {
     return new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
-          self = { next: 0, turns: new EventLoopTurns(), controller };
+          self = { next: 0, readBytes: 0, turns: new EventLoopTurns(), controller };
           this.readers.add(self);
         },
         pull: async () => {
@@ -138,6 +137,7 @@ export class SharedBody {
             if (reader.next < this.published) {
               const { chunk, count } = joined(this.chunks, index, this.published - this.base);
               reader.next += count;
+              reader.readBytes += chunk.byteLength;
               reader.controller.enqueue(chunk);
               this.trim();
               await reader.turns.passed(chunk.byteLength);
