@@ -1,5 +1,5 @@
 import type { Clock } from "../core/clock.ts";
-import { decodeEntryMeta, entryMeta, type Entry } from "../core/http/entry.ts";
+import { entryMeta, readableEntryMeta, type Entry } from "../core/http/entry.ts";
 import type { Store } from "../core/store/store.ts";
 
 /** Response header that carries the entry metadata (base64 of its UTF-8 JSON). */
@@ -82,7 +82,8 @@ function readMeta(res: Response): Omit<Entry, "body"> | undefined {
   const header = res.headers.get(ENTRY_META_HEADER);
   // Not ours (someone else wrote this URL): treat as absent.
   if (header === null) return undefined;
-  return decodeEntryMeta(fromBase64Utf8(header));
+  // Written by a herdless of another entry format (a gradual deployment), or damaged: a miss.
+  return readableEntryMeta(fromBase64Utf8(header));
 }
 
 // Header values must be bytes 0x20–0x7e to survive every hop; JSON can hold any Unicode.

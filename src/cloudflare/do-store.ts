@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.ts";
 import { DEFAULT_MAX_ENTRY_BYTES } from "../core/config/fields.ts";
-import { decodeEntryMeta, entryMeta, type Entry } from "../core/http/entry.ts";
+import { entryMeta, readableEntryMeta, type Entry } from "../core/http/entry.ts";
 import { concatBytes } from "../core/http/http.ts";
 import type { Store } from "../core/store/store.ts";
 import { SqlTables } from "./sql-tables.ts";
@@ -111,7 +111,9 @@ export class DurableObjectStore implements Store {
       }>(`SELECT meta, delete_at, bytes, chunks, ${body} FROM ${this.entries} WHERE key = ?`, key)
       .toArray()[0];
     if (!row) return undefined;
-    if (this.clock.now() >= row.delete_at) {
+    // An entry of another format version (written before a deploy) or damaged is a miss.
+    const meta = readableEntryMeta(row.meta);
+    if (!meta || this.clock.now() >= row.delete_at) {
       this.remove(key);
       return undefined;
     }
@@ -120,7 +122,7 @@ export class DurableObjectStore implements Store {
         this.remove(key);
         return undefined;
       }
-      return { ...decodeEntryMeta(row.meta), body: new Uint8Array(row.body) };
+      return { ...meta, body: new Uint8Array(row.body) };
     }
     if (!this.tables.has(this.chunks)) {
       // No chunk was ever written here: only an empty body adds up.
@@ -128,7 +130,7 @@ export class DurableObjectStore implements Store {
         this.remove(key);
         return undefined;
       }
-      return { ...decodeEntryMeta(row.meta), body: new Uint8Array(0) };
+      return { ...meta, body: new Uint8Array(0) };
     }
     const parts = this.storage.sql
       .exec<{ body: ArrayBuffer }>(`SELECT body FROM ${this.chunks} WHERE key = ? ORDER BY seq`, key)
@@ -139,7 +141,7 @@ export class DurableObjectStore implements Store {
       this.remove(key);
       return undefined;
     }
-    return { ...decodeEntryMeta(row.meta), body: concatBytes(parts, row.bytes) };
+    return { ...meta, body: concatBytes(parts, row.bytes) };
   }
 
   /** Returns false for a fenced-out writer and for a body above `maxBodyBytes`. */

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { dataCenters, edgeEnv, settle, useInCoordinators } from "./edge-harness.ts";
+import { cacheUrlFor, ENTRY_META_HEADER } from "../../src/cloudflare/cache-api-store.ts";
+import { testEntry } from "../../src/core/store/store-conformance.ts";
+import { dataCenters, EDGE, edgeEnv, settle, useInCoordinators } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
 /**
@@ -127,4 +129,40 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
       expect([...victim.headers.keys()].some((name) => name.includes(" "))).toBe(false);
     }
   });
+
+  // A gradual deployment (or a rollback) runs two herdless versions over one data center's
+  // cache: an entry the other version wrote, or a damaged one, must read as a miss.
+  for (const [what, fields] of [
+    ["of another entry format version", { v: 3 }],
+    ["with damaged fields", { headers: "content-type: text/plain" }],
+  ] as const) {
+    it(`an entry ${what} in the Cache API is a miss, never a failed request for every visitor until it expires`, async () => {
+      const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+      const clock = new ManualClock(Date.now());
+      const testEnv = edgeEnv(origin.url);
+      const [dc, otherDc] = dataCenters(2, testEnv, clock);
+      const p = `/${crypto.randomUUID().slice(0, 8)}`;
+      await useInCoordinators(testEnv, [p], clock, `guard-${crypto.randomUUID()}`);
+      const key = `GET ${EDGE}${p}`;
+      const { body: _body, ...meta } = testEntry(key, clock.now(), { url: `${EDGE}${p}` });
+      const cache = await caches.open(dc!.name);
+      await cache.put(
+        new Request(cacheUrlFor(key)),
+        new Response("the other version's page", {
+          headers: {
+            [ENTRY_META_HEADER]: btoa(JSON.stringify({ ...meta, ...fields })),
+            "cache-control": "max-age=600",
+          },
+        }),
+      );
+      const first = await dc!.get(p);
+      await first.settled;
+      expect([first.status, first.body]).toEqual([200, `${p} #1`]);
+      for (const victim of [await dc!.get(p), await otherDc!.get(p)]) {
+        expect([victim.status, victim.body]).toEqual([200, `${p} #1`]);
+        expect(victim.cacheStatus).toMatch(/^herdless; hit/);
+      }
+      expect(await origin.count()).toBe(1);
+    });
+  }
 });

@@ -1,4 +1,4 @@
-import { HerdlessError } from "../errors.ts";
+import { HerdlessError, isHerdlessError } from "../errors.ts";
 
 /** The serialization format of {@link Entry}; bumped on every incompatible change (2: structured variant keys). */
 export const ENTRY_FORMAT_VERSION = 2;
@@ -77,6 +77,26 @@ export function decodeEntry(bytes: Uint8Array): Entry {
     throw new HerdlessError("ENTRY_CORRUPT", "stored entry metadata runs past its end");
   const meta = decodeEntryMeta(decoder.decode(bytes.subarray(4, 4 + metaLength)));
   return { ...meta, body: bytes.slice(4 + metaLength) };
+}
+
+/**
+ * Entry metadata JSON, or undefined when it is no entry this herdless reads: another format
+ * version (a gradual deployment or a rollback runs two herdless versions over one cache) or
+ * damage. A store answers that as a miss: thrown, it failed every request for the key (on the
+ * Worker, an uncaught exception) until the entry expired.
+ */
+export function readableEntryMeta(json: string): Omit<Entry, "body"> | undefined {
+  try {
+    return decodeEntryMeta(json);
+  } catch (error) {
+    if (isUnreadableEntry(error)) return undefined;
+    throw error;
+  }
+}
+
+/** Whether `error` says stored bytes are no entry this herdless reads (see {@link readableEntryMeta}). */
+export function isUnreadableEntry(error: unknown): boolean {
+  return isHerdlessError(error, "ENTRY_VERSION") || isHerdlessError(error, "ENTRY_CORRUPT");
 }
 
 /** Parses entry metadata JSON (everything but the body), refusing unknown versions. */

@@ -1,8 +1,7 @@
 import type { Clock } from "../../core/clock.ts";
 import { systemClock } from "../../core/clock.ts";
 import type { Entry } from "../../core/http/entry.ts";
-import { decodeEntry, encodeEntry } from "../../core/http/entry.ts";
-import { isHerdlessError } from "../../core/errors.ts";
+import { decodeEntry, encodeEntry, isUnreadableEntry } from "../../core/http/entry.ts";
 import type { Store } from "../../core/store/store.ts";
 import { concatBytes } from "../../core/http/http.ts";
 import type { RedisConnection } from "./connection.ts";
@@ -210,7 +209,7 @@ export class RedisStore implements Store {
     } catch (error) {
       // An entry written by another format version (rolling deploy) or damaged is a miss:
       // the cache must never fail a request because of what it holds.
-      if (isHerdlessError(error, "ENTRY_VERSION") || isHerdlessError(error, "ENTRY_CORRUPT")) return undefined;
+      if (isUnreadableEntry(error)) return undefined;
       throw error;
     }
     // An entry that names another key is damaged (every write files an entry under its own
