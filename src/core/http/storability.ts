@@ -36,16 +36,19 @@ const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
 ]);
 
 /**
- * Response fields that act on the one client that receives them, beyond Set-Cookie:
+ * Response fields that act on the one client that receives them, with the reason a response
+ * carrying one is not stored (unless a qualified `private="…"` or `no-cache="…"` names it, and
+ * then it is stored without it): `Set-Cookie` (a shared cache must not share a session) and
  * `Authentication-Info` (RFC 9110 §11.6.3: the `nextnonce` and `rspauth` of the requester's
- * own authentication). A response carrying one is not stored unless a qualified
- * `private="…"` or `no-cache="…"` names it, and then it is stored without it: replayed from a
- * shared copy it would hand the next visitor another user's authentication state.
+ * own authentication, which replayed would hand the next visitor another user's state).
  * `Set-Cookie2` (obsolete, read by no browser) and `Clear-Site-Data` are stored as the
  * origin's Cache-Control allows, as every shared cache does (the HTTP caching conformance
  * suite requires both stored): an origin that marks such a response shareable means it.
  */
-const CLIENT_STATE_FIELDS: readonly string[] = ["authentication-info"];
+const CLIENT_STATE_FIELDS: ReadonlyMap<string, NotStorableReason> = new Map([
+  ["set-cookie", "set-cookie"],
+  ["authentication-info", "client-state"],
+]);
 
 /**
  * Response fields whose meaning decides whether and how long a response is stored; a
@@ -98,8 +101,8 @@ function notStorableReason(
   if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
   if (isBare(d, "private")) return "private";
   const withheld = withheldFields(d);
-  if (res.headers.get("set-cookie") !== null && !withheld.has("set-cookie")) return "set-cookie";
-  if (CLIENT_STATE_FIELDS.some((name) => res.headers.get(name) !== null && !withheld.has(name))) return "client-state";
+  for (const [name, reason] of CLIENT_STATE_FIELDS)
+    if (res.headers.get(name) !== null && !withheld.has(name)) return reason;
   if (varyIsStar(res.headers)) return "vary-star";
   if (variesOnClientAddress(res.headers)) return "vary-client";
   if (hasMalformedStorageField(res)) return "malformed";
@@ -129,8 +132,9 @@ function hasMalformedStorageField(res: OriginResponseInfo): boolean {
 /**
  * The header fields of a response as a shared cache keeps them: never Set-Cookie (herdless
  * replays no cookie, RFC 9111 §3 leaves it to the cache and a shared one must not share a
- * session) nor the other client-state fields ({@link CLIENT_STATE_FIELDS}), never the fields a qualified `private="…"` (§5.2.2.7) or `no-cache="…"`
- * (§5.2.2.4) names, never Age (recomputed on the way out, §5.1).
+ * session) nor the other {@link CLIENT_STATE_FIELDS}, never the fields a qualified
+ * `private="…"` (§5.2.2.7) or `no-cache="…"` (§5.2.2.4) names, never Age (recomputed on the
+ * way out, §5.1).
  *
  * @example
  * storedFields([["cache-control", 'max-age=60, private="x-user"'], ["x-user", "ann"], ["x-a", "1"]]);
@@ -138,9 +142,7 @@ function hasMalformedStorageField(res: OriginResponseInfo): boolean {
  */
 export function storedFields(headers: readonly [string, string][]): [string, string][] {
   const withheld = withheldFields(effectiveDirectives(headerList(headers)));
-  return headers.filter(
-    ([name]) => name !== "set-cookie" && name !== "age" && !CLIENT_STATE_FIELDS.includes(name) && !withheld.has(name),
-  );
+  return headers.filter(([name]) => name !== "age" && !CLIENT_STATE_FIELDS.has(name) && !withheld.has(name));
 }
 
 // RFC 9111 §3: the method must be understood and cacheable. HEAD is cacheable by the RFC, but a

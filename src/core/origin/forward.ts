@@ -73,10 +73,13 @@ export interface ForwardContext {
  * must be answered here, not forwarded; the count goes on one lower.
  */
 export function maxForwards(method: string, headers: { get(name: string): string | null }): number | undefined {
-  if (method !== "OPTIONS") return undefined;
-  const value = headers.get("max-forwards")?.trim();
-  if (value === undefined || !/^\d{1,15}$/.test(value)) return undefined;
-  return Number(value);
+  return method === "OPTIONS" ? forwardsCount(headers.get("max-forwards")) : undefined;
+}
+
+/** A Max-Forwards value as a count (1*DIGIT, whitespace around it allowed), or undefined. */
+function forwardsCount(value: string | null): number | undefined {
+  const count = value?.trim();
+  return count !== undefined && /^\d{1,15}$/.test(count) ? Number(count) : undefined;
 }
 
 /**
@@ -119,9 +122,10 @@ export function originRequestHeaders(
     // sent on, and a length without its bytes leaves the origin waiting for them until the
     // call times out (a failure the breaker counts, which fat GETs could then open at will).
     if (name === "content-length" && !context.body) continue;
-    if (name === "max-forwards" && context.method === "OPTIONS" && /^\s*\d{1,15}\s*$/.test(value)) {
+    const forwards = name === "max-forwards" && context.method === "OPTIONS" ? forwardsCount(value) : undefined;
+    if (forwards !== undefined) {
       // RFC 9110 §7.6.2: an intermediary counts itself (a 0 never gets here: the engine answers it).
-      out.push([name, String(Math.max(0, Number(value) - 1))]);
+      out.push([name, String(Math.max(0, forwards - 1))]);
       continue;
     }
     if (name === "accept-encoding") {
