@@ -62,8 +62,23 @@ function unanswered(code: HerdlessErrorCode | undefined, message: string, status
  * if (!headSent) await write(res, unsentBodyFailure(error, response.cacheStatus));
  */
 export function unsentBodyFailure(error: unknown, status: CacheStatus): EngineResponse {
-  const code = isHerdlessError(error) ? error.code : undefined;
-  const message = error instanceof Error ? error.message : String(error);
+  return originFailure(
+    isHerdlessError(error) ? error.code : undefined,
+    error instanceof Error ? error.message : String(error),
+    status,
+  );
+}
+
+/**
+ * An origin call that failed with no answer to show, its Cache-Status detail taken from the
+ * failure's code: the relay's failures and a streamed body's unsent failure are told apart
+ * from a fill's in nothing but where they happened.
+ */
+export function originFailure(
+  code: HerdlessErrorCode | undefined,
+  message: string,
+  status: CacheStatus,
+): EngineResponse {
   const detail = (code && FAILURE_DETAIL[code]) ?? "origin-error";
   return unanswered(code, message, { ...status, detail });
 }

@@ -1,7 +1,7 @@
 import type { CacheStatus } from "../http/cache-status.ts";
 import type { Config } from "../config.ts";
-import { FAILURE_DETAIL, protectedAnswer, shown } from "../http/failure-answer.ts";
-import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
+import { FAILURE_DETAIL, originFailure, protectedAnswer, shown } from "../http/failure-answer.ts";
+import { fromPass, type EngineRequest, type EngineResponse } from "../http/respond.ts";
 import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "./guarded-call.ts";
 
@@ -40,8 +40,5 @@ export async function relay(
     const detail = FAILURE_DETAIL[error.code] ?? "origin-error";
     return protectedAnswer(error.code, { ...status, detail }, error.retryAfterMs);
   }
-  return synthetic(error.code === "ORIGIN_TIMEOUT" ? 504 : 502, `origin failed: ${error.message}`, {
-    ...status,
-    detail: "origin-error",
-  });
+  return originFailure(error.code, error.message, status);
 }
