@@ -179,6 +179,22 @@ describe("attack probes (Worker)", () => {
     }
   });
 
+  it("one path's query variants never open the breaker: 8 searches of their own, each a 504, and the victim's cold page is served", async () => {
+    // An expensive search its gateway answers 504 for: every query is a key of its own, past
+    // the per-key backoff, but one resource of the origin's (the breaker counts paths).
+    const { origin, clock, testEnv, attackerDc, otherDc, p } = await setup();
+    await origin.set({ paths: { [`${p}/search`]: { status: 504 } } });
+    const paths = Array.from({ length: 8 }, (_, i) => `${p}/search?q=${i}`);
+    await useInCoordinators(testEnv, [p, ...paths], clock, `guard-${crypto.randomUUID()}`);
+    for (const path of paths) {
+      const attack = await attackerDc.get(path);
+      await attack.settled;
+      expect(attack.status).toBe(504);
+    }
+    const victim = await otherDc.get(p);
+    expect([victim.status, victim.body]).toEqual([200, `${p} #9`]);
+  });
+
   it("~96 KB of junk request headers on a few URLs never open the breaker: the origin's 431, cut short by its reset, is a refusal, not sickness", async () => {
     // A Node origin answers a head past 16 KiB with 431 and closes while the request is still
     // arriving; the reset loses the rest of its answer. Cloudflare lets request heads of up

@@ -4,7 +4,7 @@ import { ManualClock } from "../clock.ts";
 import { parseConfig } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
 import { LocalGuard, type Timers } from "../guard/local-guard.ts";
-import { guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "./guarded-call.ts";
+import { breakerResource, guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "./guarded-call.ts";
 
 const T0 = 1_700_000_000_000;
 
@@ -252,5 +252,22 @@ describe("guardedOriginCall", () => {
     });
     expect(await call("/x")).toMatchObject({ kind: "failed", error: { code: "ORIGIN_NETWORK" } });
     expect((await guard.snapshot()).breaker).toBe("open");
+  });
+});
+
+describe("breakerResource", () => {
+  it("counts one resource per path as frameworks route it: query, case, ;params, repeated and trailing slashes, encoded unreserved bytes", () => {
+    const one = [
+      "http://o.test/search",
+      "http://o.test/search?q=1",
+      "http://o.test/Search/?q=2#x",
+      "http://o.test//search;jsessionid=3",
+      "http://o.test/%73earch",
+      "http://o.test/search//",
+    ];
+    expect(new Set(one.map(breakerResource))).toEqual(new Set(["http://o.test/search"]));
+    // Other paths stay other resources: an outage across pages still opens the breaker.
+    const others = ["http://o.test/", "http://o.test/a", "http://o.test/a/b", "http://o.test/a%2Fb", "http://o.test"];
+    expect(new Set(others.map(breakerResource)).size).toBe(others.length);
   });
 });

@@ -28,7 +28,7 @@ export async function relay(
   const result = await guardedOriginCall(
     deps.originDeps,
     { url, method: request.method, headers, body, onInterim: request.onInterim },
-    // The URL stands for the key: the breaker counts how many distinct resources fail.
+    // The URL stands for the key (the breaker counts its path: breakerResource).
     { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}`, readByClient: true },
   );
   if (result.kind === "response") {
