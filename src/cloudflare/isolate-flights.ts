@@ -1,5 +1,11 @@
 import { withinMs } from "../core/within-ms.ts";
-import { fromCoordinatorCopy, type Coordinator, type FillRequest, type FillResult } from "../core/fill/coordinator.ts";
+import {
+  fromCoordinatorCopy,
+  joinedFailure,
+  type Coordinator,
+  type FillRequest,
+  type FillResult,
+} from "../core/fill/coordinator.ts";
 import { applyPurge } from "../core/admin/purge.ts";
 import { headerList } from "../core/http/http.ts";
 import { variantKey } from "../core/http/key.ts";
@@ -14,7 +20,8 @@ import type { SharedBodyLimits } from "../core/fill/laggards.ts";
  * call per isolate per key, not one per request; each call is a billed Durable Object
  * request and the object answers its callers one after another.
  *
- * An entry (its body is bytes) or a failure is shared as it is. A streamed body is read
+ * An entry (its body is bytes) or a failure is shared as it is (without the origin's error
+ * answer when that was the leader's client's alone: {@link joinedFailure}). A streamed body is read
  * once from the object (one RPC stream per isolate, not one per request: the object feeding
  * fifty 20 MB streams took longer than its lease) and teed here with the core's
  * {@link SharedBody}: each request of the isolate gets its own stream of it, at its own
@@ -238,7 +245,7 @@ function forWaiter({ result: shared, body }: Shared, request: FillRequest): Fill
         ? { ...shared, collapsed: !fromCoordinatorCopy(shared), stored: false }
         : undefined;
     case "failed":
-      return { ...shared, collapsed: true };
+      return joinedFailure(shared);
     case "pass":
     case "alone":
       // The answer was not shareable: this request goes to the origin by itself, as a

@@ -361,6 +361,24 @@ describe("engine", () => {
     expect(t.origin.calls).toHaveLength(2);
   });
 
+  it("never caches one client's origin error for others, opt-in or not (Set-Cookie, private, the request's Authorization)", async () => {
+    t = setup({ origin: { url: "http://origin.test", errorTtlMs: 2_000 } });
+    t.origin.status = 500;
+    const cases: [string, Record<string, string>, Record<string, string>][] = [
+      ["/cookie", { "set-cookie": "session=victim" }, {}],
+      ["/private", { "cache-control": "private" }, {}],
+      ["/auth", {}, { authorization: "Bearer victim" }],
+    ];
+    for (const [path, errorHeaders, requestHeaders] of cases) {
+      t.origin.errorHeaders = errorHeaders;
+      expect((await t.engine.handle(get(path, requestHeaders))).status, path).toBe(500);
+      t.origin.errorHeaders = {};
+      const next = await t.engine.handle(get(path));
+      expect(next.cacheStatus.detail, path).not.toBe("negative");
+    }
+    expect(t.origin.calls).toHaveLength(6);
+  });
+
   describe("a good copy always beats an error", () => {
     // The coordinator's store lost the entry (Redis restarted empty, a Durable Object was
     // reset) while this edge still holds a good copy; the origin now answers 503, so the

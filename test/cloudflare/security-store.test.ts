@@ -33,6 +33,45 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     }
   });
 
+  it.each([
+    ["a Set-Cookie", { "set-cookie": "session=victim-1" }, {}],
+    ["Cache-Control: private", { "cache-control": "private" }, {}],
+    ["the victim's Authorization (RFC 9111 §3.5)", {}, { authorization: "Bearer victim" }],
+  ] as [string, Record<string, string>, Record<string, string>][])(
+    "an origin error carrying %s answers the victim's request alone, never the requests that waited on the same fetch",
+    async (_what, errorHeaders, victimHeaders) => {
+      const origin = await testOrigin({
+        status: 503,
+        headers: errorHeaders,
+        body: "the victim's error page",
+        mode: "hold",
+      });
+      const clock = new ManualClock(Date.now());
+      const testEnv = edgeEnv(origin.url);
+      const path = `/account-${crypto.randomUUID().slice(0, 8)}`;
+      await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+      const [victimDc, otherDc] = dataCenters(2, testEnv, clock);
+      const victim = victimDc!.get(path, { headers: victimHeaders });
+      await origin.waitFor({ held: 1 });
+      // One attacker in the victim's data center (its isolate's flight), one in another (the key's object).
+      const attackers = [victimDc!.get(path), otherDc!.get(path)];
+      // Real time for ordering only: the attackers reach the victim's fetch while it is held.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await origin.set({ mode: "up" });
+      await origin.release();
+      const mine = await victim;
+      expect(mine.status).toBe(503);
+      expect(mine.body).toBe("the victim's error page");
+      for (const attacker of await Promise.all(attackers)) {
+        expect(attacker.status).toBe(503);
+        expect(attacker.headers.get("set-cookie")).toBeNull();
+        expect(attacker.body).not.toContain("victim");
+      }
+      expect(await origin.count()).toBe(1);
+      await settle([mine, ...(await Promise.all(attackers))], testEnv, [path]);
+    },
+  );
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

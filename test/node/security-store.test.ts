@@ -194,6 +194,53 @@ describe("security: nothing one client should not see is stored (Node)", () => {
   });
 
   it.each([
+    ["a Set-Cookie", { "set-cookie": "session=victim-1" }, {}],
+    ["Cache-Control: private", { "cache-control": "private" }, {}],
+    ["Cache-Control: no-store", { "cache-control": "no-store" }, {}],
+    ["the victim's Authorization (RFC 9111 §3.5)", {}, { authorization: "Bearer victim" }],
+  ] as [string, Record<string, string>, Record<string, string>][])(
+    "an origin error carrying %s answers the victim's request alone, never the requests that waited on the same fetch",
+    async (_what, errorHeaders, victimHeaders) => {
+      // The error page names the request it answers, as a framework's debug page does.
+      const held: (() => void)[] = [];
+      let requests = 0;
+      const server = createServer((req, res) => {
+        requests++;
+        held.push(() =>
+          res
+            .writeHead(503, { "content-type": "text/plain", ...errorHeaders })
+            .end(`error page for ${req.headers.authorization ?? "anonymous"} #${requests}`),
+        );
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      cleanup.push(async () => {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      });
+      const proxy = await herdless(
+        `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        new ManualClock(Date.now()),
+      );
+      const victim = getWith(proxy, "/account", victimHeaders);
+      await vi.waitFor(() => expect(held).toHaveLength(1));
+      const attackers = [get(proxy, "/account"), get(proxy, "/account")];
+      // Real time for ordering only: the attackers reach the victim's fetch while it is held.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      held.splice(0).forEach((answer) => answer());
+      const mine = await victim;
+      expect(mine.status).toBe(503);
+      expect(mine.body).toBe(`error page for ${victimHeaders.authorization ?? "anonymous"} #1`);
+      for (const attacker of await Promise.all(attackers)) {
+        expect(attacker.status).toBe(503);
+        expect(attacker.headers["cache-status"]).toMatch(/fwd-status=503; detail=origin-error/);
+        expect(attacker.headers["set-cookie"]).toBeUndefined();
+        expect(attacker.body).not.toContain("error page");
+      }
+      expect(requests).toBe(1);
+    },
+  );
+
+  it.each([
     ["a field name that is not a token (RFC 9110 §5.1)", "X Bad: 1\r\n", "Invalid header token"],
     ["whitespace before the colon (RFC 9112 §5.1)", "X-Good : 1\r\n", "Invalid header token"],
     ["a control character in a value (RFC 9110 §5.5)", "X-Split: a\u0001b\r\n", "Invalid header value char"],

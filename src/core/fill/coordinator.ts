@@ -98,6 +98,12 @@ export type FillResult =
       fwdStatus?: number;
       stale?: Entry;
       response?: PassResponse;
+      /**
+       * `response` answers the request that made the flight only: it was meant for one client
+       * (`private`, `no-store`, `Set-Cookie`, or the answer to that request's credentials). A
+       * caller that joined the flight gets the failure without it ({@link joinedFailure}).
+       */
+      personal?: true;
       collapsed: boolean;
       /** This flight's sick call started the key's backoff (for the counters; absent otherwise). */
       backoffStarted?: boolean;
@@ -114,6 +120,23 @@ export interface Coordinator {
    * for it (the variant `headers` select, and every variant where the store can tell).
    */
   invalidate?(primary: string, headers: [string, string][]): Promise<void>;
+}
+
+/**
+ * A failed flight as a caller that joined it gets it: the origin's error answer too, unless
+ * that answer was one client's ({@link FillResult} `personal`), which would hand the first
+ * requester's session cookie or personal error page to everyone who waited with it; such a
+ * caller gets the failure alone (its stale copy, or herdless's own 502).
+ *
+ * @example
+ * if (value.kind === "failed") return joinedFailure(value);
+ */
+export function joinedFailure(
+  result: Extract<FillResult, { kind: "failed" }>,
+): Extract<FillResult, { kind: "failed" }> {
+  if (!result.personal) return { ...result, collapsed: true };
+  const { response: _theirs, personal: _personal, ...failure } = result;
+  return { ...failure, collapsed: true };
 }
 
 /** Cancels the stream of a result nobody will read; a body worth keeping is still read and stored. */

@@ -1,6 +1,6 @@
 import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
-import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
+import { discardStream, joinedFailure, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError } from "../errors.ts";
 import { headerList } from "../http/http.ts";
@@ -141,7 +141,7 @@ export class KeyCoordinator implements Coordinator {
     }
     if (!joined) return value;
     if (value.kind === "pass" || value.kind === "alone") return { kind: "alone" };
-    if (value.kind === "failed") return { ...value, collapsed: true };
+    if (value.kind === "failed") return joinedFailure(value);
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });

@@ -90,7 +90,8 @@ export function announcement(
   if (result?.kind !== "failed") return "done";
   const { response } = result;
   const failed = `failed:${result.code}`;
-  if (!relay || !response || !(response.body instanceof Uint8Array)) return failed;
+  // One client's answer (a Set-Cookie, `private`): the waiters elsewhere get the failure without it.
+  if (!relay || !response || result.personal || !(response.body instanceof Uint8Array)) return failed;
   const answer: RelayedAnswer = {
     kind: "failed",
     code: result.code,

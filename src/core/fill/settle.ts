@@ -66,7 +66,7 @@ export async function settle(
     return settleNotModified(ctx, request, stored, res, judge, context);
   const verdict = judge(res.status, res.headers);
   if (res.status >= 500 && !(verdict.storable && res.kind === "buffered" && !hidesError(ctx, stored)))
-    return settleError(ctx, request, stored, res, token);
+    return settleError(ctx, request, stored, res, token, oneClients(verdict));
   if (!verdict.storable || res.status === 304) {
     // The stored copy no longer reflects what the origin says about this URL.
     if (stored && res.status !== 304 && saysAboutTheUrl(verdict)) await ctx.store.delete(stored.key);
@@ -148,18 +148,20 @@ async function settleError(
   stored: Entry | undefined,
   res: OriginResponse,
   token: number,
+  personal: boolean,
 ): Promise<FlightResult> {
   const { config, clock } = ctx;
   const body = res.kind === "buffered" ? res.body : new Uint8Array(0);
   if (res.kind === "streamed") await res.body?.cancel().catch(() => undefined);
   const response = { status: res.status, headers: res.headers, body };
-  if (!stored && config.origin.errorTtlMs > 0) {
+  if (!stored && config.origin.errorTtlMs > 0 && !personal) {
     await ctx.store.put(
       negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token),
     );
   }
   // RFC 9111 §4.2.2: without explicit freshness the error is no one else's: it goes to the
   // callers that waited on this fetch and to nobody after it (unless the operator opts in above).
+  // One client's error answer goes to that client alone: the others get the failure.
   return {
     kind: "failed",
     code: "ORIGIN_STATUS",
@@ -167,8 +169,20 @@ async function settleError(
     fwdStatus: res.status,
     stale: stored,
     response,
+    ...(personal ? { personal: true as const } : {}),
     collapsed: false,
   };
+}
+
+/**
+ * Whether an answer storability refused is one client's, not merely unstorable for want of a
+ * lifetime (`status`): `private`, `no-store`, a `Set-Cookie` or `Authentication-Info`, a Vary
+ * on the client itself, a field whose meaning is unknown, or the answer to the request's own
+ * credentials (RFC 9111 §3.5). A 2xx like that is passed to its client alone (`pass`); an
+ * error like that must not reach the callers that waited on the same fetch either.
+ */
+function oneClients(verdict: Storability): boolean {
+  return !verdict.storable && verdict.reason !== "status";
 }
 
 /** `origin.notFoundTtlMs`: a 404 the origin gave no lifetime is kept that long. */

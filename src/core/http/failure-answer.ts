@@ -28,7 +28,7 @@ export function protectedAnswer(reason: string, status: CacheStatus, retryAfterM
 
 /**
  * What a client gets when no stored copy may stand in for a failed fill: the origin's own
- * error answer when there is one, else 503 (refused by the guard, or no coordinator), 504
+ * error answer when there is one (its status alone when that answer was another client's), else 503 (refused by the guard, or no coordinator), 504
  * (origin timeout) or 502 (anything else the origin did).
  */
 export function failureAnswer(
@@ -39,6 +39,9 @@ export function failureAnswer(
 ): EngineResponse {
   if (result.response) return fromPass(shown(result.response, config), status, method);
   if (isGuardRefusal(result.code)) return protectedAnswer(status.detail ?? "origin-error", status, result.retryAfterMs);
+  // The origin's error answer was another client's (joinedFailure): its status, in herdless's words.
+  if (result.code === "ORIGIN_STATUS" && result.fwdStatus !== undefined && result.fwdStatus >= 500)
+    return synthetic(result.fwdStatus, `origin failed: ${result.message}`, status);
   return unanswered(result.code, result.message, status);
 }
 
