@@ -1,6 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { Readable, pipeline } from "node:stream";
+import { Readable, pipeline, type Duplex } from "node:stream";
 import { HerdlessError } from "../core/errors.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
@@ -76,6 +76,28 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
     });
     outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error)));
     outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
+    // A 101 herdless never asked for (it sends no Upgrade): node:http hands it to "upgrade"
+    // listeners and, with none, destroys the socket without an "error", and a later abort of
+    // a destroyed request emits none either: the call hung past its deadline, holding its
+    // origin permit for good. Named here as the odd status it is (fetchOrigin: a clean 502).
+    outgoing.once("upgrade", (incoming: IncomingMessage, socket: Duplex) => {
+      socket.destroy();
+      reject(
+        new HerdlessError(
+          "ORIGIN_STATUS",
+          `origin answered ${url} with status ${incoming.statusCode ?? 0} (a protocol switch herdless never asked for)`,
+        ),
+      );
+    });
+    // Whatever else ends the exchange without an answer or an error settles the call too
+    // (after a "response" or an "error" this reject is a no-op).
+    outgoing.once("close", () =>
+      reject(
+        signal?.aborted
+          ? signal.reason
+          : new HerdlessError("ORIGIN_NETWORK", `origin closed the connection for ${url} without an answer`),
+      ),
+    );
     const { onInterim } = init;
     if (onInterim) outgoing.on("information", (info) => onInterim(info.statusCode, fieldsOf(info.rawHeaders)));
     if (body === null || body === undefined) outgoing.end();

@@ -1,0 +1,86 @@
+import { createServer, type Server, type Socket } from "node:net";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { get, herdless, type Herdless, type RawAnswer } from "./attack-kit.ts";
+
+/**
+ * Origin answers that are not HTTP a client can be given, from an origin that writes its
+ * bytes by hand: each is a clean 502 naming what was wrong, within the origin's deadline,
+ * nothing stored, and the origin permit is given back (a cap of one, so a held permit
+ * would refuse the victim). (Malformed fields: test/node/security-store.test.ts.)
+ */
+const ANSWERS: Record<string, string> = {
+  "/switch": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nhello",
+  "/switch-bare": "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+  "/status-99": "HTTP/1.1 099 Odd\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nhello",
+  "/status-600": "HTTP/1.1 600 Odd\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nhello",
+  "/length-word": "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: abc\r\n\r\nhello",
+  "/length-twice":
+    "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+  "/length-huge": "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 99999999999999999999\r\n\r\nhello",
+  "/http09": "hello world",
+};
+
+const FAULTS: Record<string, RegExp> = {
+  "/switch": /status 101 \(a protocol switch herdless never asked for\)/,
+  "/switch-bare": /status 101/,
+  "/status-99": /status 99/,
+  "/status-600": /status 600/,
+  "/length-word": /Invalid character in Content-Length/,
+  "/length-twice": /Duplicate Content-Length/,
+  "/length-huge": /Content-Length overflow/,
+  "/http09": /is not valid HTTP\/1\.1/,
+};
+
+let origin: Server | undefined;
+let cache: Herdless | undefined;
+afterEach(async () => {
+  await cache?.close();
+  await new Promise((resolve) => (origin ? origin.close(resolve) : resolve(undefined)));
+  origin = cache = undefined;
+});
+
+async function handWrittenOrigin(counts: Map<string, number>): Promise<string> {
+  const server = (origin = createServer((socket: Socket) => {
+    let head = "";
+    socket.on("error", () => undefined);
+    socket.on("data", (data: Buffer) => {
+      head += data.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      const path = head.split(" ")[1]!;
+      counts.set(path, (counts.get(path) ?? 0) + 1);
+      socket.end(ANSWERS[path] ?? "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 4\r\n\r\npage");
+    });
+  }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** The answer, or "no answer" once the origin's deadline has long passed. */
+function within(ms: number, answer: Promise<RawAnswer>): Promise<RawAnswer | "no answer"> {
+  return Promise.race([answer, new Promise<"no answer">((resolve) => setTimeout(() => resolve("no answer"), ms))]);
+}
+
+describe("origin answers no client can be given (Node)", () => {
+  it.each(Object.keys(ANSWERS))(
+    "%s: a 502 naming the fault, never stored, the origin permit given back",
+    async (path) => {
+      const counts = new Map<string, number>();
+      cache = await herdless(await handWrittenOrigin(counts), {
+        origin: { maxConcurrency: 1, timeoutMs: 1_000, queueTimeoutMs: 500 },
+        breaker: { backoffBaseMs: 0 },
+      });
+      for (let i = 0; i < 2; i++) {
+        const attack = await within(3_000, get(cache.base, path));
+        expect(attack).not.toBe("no answer");
+        const { status, body } = attack as RawAnswer;
+        expect(status).toBe(502);
+        expect(body).toMatch(FAULTS[path]!);
+      }
+      expect(counts.get(path)).toBe(2);
+      const victim = await within(3_000, get(cache.base, "/page"));
+      expect(victim).not.toBe("no answer");
+      expect([(victim as RawAnswer).status, (victim as RawAnswer).body]).toEqual([200, "page"]);
+    },
+  );
+});
