@@ -60,6 +60,24 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect(seen["x-http-method-override"]).toBeUndefined();
   });
 
+  it("X_Forwarded_Host, If_None_Match and kin spelled with underscores (a CGI origin's X-Forwarded-Host) and Request-Range never reach the origin", async () => {
+    const { origin, edge, p } = await setup();
+    const aliases = {
+      x_forwarded_host: "evil.test",
+      x_original_url: "/admin",
+      x_forwarded_for: "6.6.6.6",
+      x_forwarded_proto: "http",
+      if_none_match: '"v1"',
+      "request-range": "bytes=0-1",
+      request_range: "bytes=0-1",
+    };
+    await edge.get(p, { headers: aliases });
+    const victim = await edge.get(p);
+    expect(victim.cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    for (const name of Object.keys(aliases)) expect(seen[name], name).toBeUndefined();
+  });
+
   it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never reaches the fill stored for everyone", async () => {
     const { origin, edge, p } = await setup();
     const forged = { "x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6", "true-client-ip": "6.6.6.6" };

@@ -161,6 +161,58 @@ describe("attacks on what reaches the origin (Node)", () => {
       expect(origin.seen[0]?.headers[name]).toBeUndefined();
   });
 
+  it("X_Forwarded_Host, If_None_Match and kin spelled with underscores never reach a CGI-style origin, nor Range as Request-Range", async () => {
+    // PHP's FastCGI, WSGI and Rack name `X_Forwarded_Host` and `X-Forwarded-Host` alike
+    // (HTTP_X_FORWARDED_HOST), and Apache httpd honours Request-Range as Range.
+    const seen: string[][] = [];
+    const server: Server = createServer((req, res) => {
+      seen.push(req.rawHeaders);
+      const env = new Map<string, string>();
+      for (let i = 0; i < req.rawHeaders.length; i += 2)
+        env.set(`HTTP_${req.rawHeaders[i]!.toUpperCase().replaceAll("-", "_")}`, req.rawHeaders[i + 1]!);
+      const headers = { "cache-control": "max-age=60", etag: '"v1"', "content-type": "text/plain" };
+      if (env.get("HTTP_IF_NONE_MATCH") === '"v1"') return void res.writeHead(304, headers).end();
+      const range = env.get("HTTP_RANGE") ?? env.get("HTTP_REQUEST_RANGE");
+      if (range) return void res.writeHead(206, { ...headers, "content-range": "bytes 0-1/20" }).end("li");
+      res.writeHead(200, headers);
+      res.end(
+        `link=https://${env.get("HTTP_X_FORWARDED_HOST") ?? "shop.test"}${env.get("HTTP_X_ORIGINAL_URL") ?? req.url} ` +
+          `client=${env.get("HTTP_X_FORWARDED_FOR")} proto=${env.get("HTTP_X_FORWARDED_PROTO")}`,
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanup.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const base = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const aliases = {
+      X_Forwarded_Host: "evil.test",
+      X_Original_URL: "/admin",
+      X_Forwarded_For: "6.6.6.6",
+      X_Forwarded_Proto: "https",
+      If_None_Match: '"v1"',
+    };
+    for (const [path, headers] of [
+      ["/p", aliases],
+      ["/r", { "Request-Range": "bytes=0-1" }],
+      ["/u", { Request_Range: "bytes=0-1" }],
+    ] as const) {
+      const attacker = await send(base, path, { headers });
+      expect(attacker.status, path).toBe(200);
+      const victim = await send(base, path);
+      expect(victim.headers["cache-status"], path).toMatch(/hit/);
+      expect(victim.body, path).toBe(`link=https://shop.test${path} client=127.0.0.1 proto=http`);
+    }
+    expect(seen).toHaveLength(3);
+    for (const raw of seen)
+      for (const name of [...Object.keys(aliases), "Request-Range", "Request_Range"])
+        expect(
+          raw.map((n) => n.toLowerCase()),
+          name,
+        ).not.toContain(name.toLowerCase());
+  });
+
   it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never picks the page stored for everyone", async () => {
     const origin = await reflectingOrigin();
     const base = await herdless(origin.url);

@@ -28,8 +28,9 @@ export function protectedAnswer(reason: string, status: CacheStatus, retryAfterM
 
 /**
  * What a client gets when no stored copy may stand in for a failed fill: the origin's own
- * error answer when there is one (its status alone when that answer was another client's), else 503 (refused by the guard, or no coordinator), 504
- * (origin timeout) or 502 (anything else the origin did).
+ * error answer when there is one (its status alone when that answer was another client's),
+ * else 503 (refused by the guard, or no coordinator), 504 (origin timeout) or 502 (anything
+ * else the origin did).
  */
 export function failureAnswer(
   result: Extract<FillResult, { kind: "failed" }>,

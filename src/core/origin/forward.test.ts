@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config.ts";
 import { forwardPolicy, originRequestHeaders, type ForwardContext } from "./forward.ts";
+import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "./poisoning-headers.ts";
 
 const policy = (origin: Record<string, unknown> = {}) =>
   forwardPolicy(parseConfig({ origin: { url: "http://127.0.0.1:1", ...origin } }));
@@ -29,6 +30,29 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       ["x-requested-with", "XMLHttpRequest"],
       ["origin", "https://app.example"],
       ["x-api-version", "4"],
+    ]);
+  });
+
+  it("drops the underscore spellings of headers herdless governs (a CGI origin reads them as the real ones), and only those", () => {
+    const out = originRequestHeaders(
+      [
+        ["X_Forwarded_Host", "evil.test"],
+        ["x_forwarded_for", "6.6.6.6"],
+        ["If_Modified_Since", "Mon, 01 Jan 2024 00:00:00 GMT"],
+        ["Content_Length", "5"],
+        ["Accept_Encoding", "gzip"],
+        ["Proxy_Authorization", "Basic x"],
+        ["Transfer_Encoding", "chunked"],
+        ["x_my_strip", "1"],
+        ["api_key", "k"],
+        ["x_request_id", "r1"],
+      ],
+      policy({ stripRequestHeaders: [...DEFAULT_STRIPPED_REQUEST_HEADERS, "X-My-Strip"] }),
+      relay,
+    );
+    expect(out.filter(([name]) => name.includes("_"))).toEqual([
+      ["api_key", "k"],
+      ["x_request_id", "r1"],
     ]);
   });
 

@@ -22,6 +22,8 @@ const NOT_ON_FILLS = new Set([
   "if-unmodified-since",
   "if-range",
   "range",
+  // Range's pre-RFC 2068 name, which Apache httpd still honours: a 206 for everyone waiting.
+  "request-range",
 ]);
 
 /** Credentials: forwarded on a shared fill only when the route caches credentialed requests. */
@@ -85,8 +87,9 @@ function forwardsCount(value: string | null): number | undefined {
 /**
  * The headers an origin request carries: the client's end-to-end request headers, unchanged
  * and in order, minus the hop-by-hop ones and those `Connection` names, `Expect`, `TE`,
- * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default) and,
- * on shared fills, credentials (unless the route caches them), validators and Range, and
+ * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default),
+ * every such header spelled with `_` for `-` ({@link spellsGoverned}) and, on shared fills,
+ * credentials (unless the route caches them), validators and Range, and
  * `Content-Length` unless the client's body is sent on.
  * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
@@ -115,7 +118,7 @@ export function originRequestHeaders(
   for (const [rawName, value] of raw) {
     const name = rawName.toLowerCase();
     if (NEVER_FORWARDED.has(name) || name.startsWith("proxy-") || connectionListed.has(name)) continue;
-    if (policy.stripped.has(name)) continue;
+    if (policy.stripped.has(name) || spellsGoverned(name, policy)) continue;
     if (context.kind === "fill" && (NOT_ON_FILLS.has(name) || (CREDENTIALS.has(name) && !context.credentials)))
       continue;
     // Content-Length frames the client's body and goes with it: a body on GET or HEAD is never
@@ -155,6 +158,34 @@ export function originRequestHeaders(
     out.push(["surrogate-capability", [...surrogateCapability, SURROGATE_CAPABILITY].join(", ")]);
   }
   return out;
+}
+
+/**
+ * Every header whose forwarding herdless decides (dropped, replaced, or sent only on some
+ * requests), as opposed to the end-to-end headers it passes on as they are.
+ */
+const GOVERNED = new Set([
+  ...NEVER_FORWARDED,
+  ...NOT_ON_FILLS,
+  ...CREDENTIALS,
+  ...PROXY_ADDED,
+  "content-length",
+  "accept-encoding",
+  "max-forwards",
+]);
+
+/**
+ * Whether `name` is another spelling of a header herdless governs, with `_` for `-`
+ * (`X_Forwarded_Host`, `If_None_Match`). CGI-style gateways (PHP's FastCGI, WSGI servers, Rack
+ * and Puma before 6.4.3: CVE-2024-45614) name both `HTTP_X_FORWARDED_HOST`, so the origin
+ * reads the attacker's value as the header herdless stripped, replaced or kept off the
+ * shared fill. nginx drops every name with an underscore by default
+ * (`underscores_in_headers off`); herdless drops only these, and passes other names on.
+ */
+function spellsGoverned(name: string, policy: ForwardPolicy): boolean {
+  if (!name.includes("_")) return false;
+  const alias = name.replaceAll("_", "-");
+  return GOVERNED.has(alias) || alias.startsWith("proxy-") || policy.stripped.has(alias);
 }
 
 /** The Host the origin is sent; undefined lets the runtime's fetch use the origin URL's own. */
