@@ -1,7 +1,9 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { emptyPurges } from "../../src/core/admin/purge.ts";
+import { emptyPurges, purgeKeyOf, purgeVerdict } from "../../src/core/admin/purge.ts";
+import { configFromEnv } from "../../src/cloudflare/config-env.ts";
+import { testEntry } from "../../src/core/store/store-conformance.ts";
 import { ManualClock } from "../../src/core/clock.ts";
 import type { Env } from "../../src/cloudflare/env.ts";
 import { DurableObjectPurgeRegistry, type PurgeRegistryObject } from "../../src/cloudflare/purge-registry-object.ts";
@@ -202,5 +204,25 @@ describe("the registry object", () => {
     expect(storageReads).toBe(1);
     // What a later instance reads back from storage is the same list.
     expect(Object.keys((await stub.snapshot()).keys)).toHaveLength(1);
+  });
+});
+
+describe("the purge list's size", () => {
+  it("48,000 URLs purged in 40 purges all land (the list stays one storage value under its limit), and the first is still purged", async () => {
+    // An operator's CMS purges each page it edits: a month of that used to outgrow the one
+    // storage value the registry keeps (SQLITE_TOOBIG), and every purge after it failed.
+    const stub = env.PURGES.get(env.PURGES.idFromName(`registry-${crypto.randomUUID()}`));
+    const url = (round: number, i: number) => `${EDGE}/product/${round}-${i}-xxxxxxxxxx`;
+    const storedBefore = Date.now() - 1;
+    for (let round = 0; round < 40; round++) {
+      // Each call would throw (and the admin API answer 503) once the list outgrew its value.
+      await stub.purge({ urls: Array.from({ length: 1_200 }, (_, i) => url(round, i)) });
+    }
+    const list = await stub.snapshot();
+    const first = purgeKeyOf(configFromEnv(env))(url(0, 0));
+    // Folded into the purge of everything stored before the oldest marks kept: still purged.
+    expect(list.keys[first]).toBeUndefined();
+    expect(purgeVerdict(testEntry(first, storedBefore), first, list)).toBe("hard");
+    expect(Object.keys(list.keys).filter((key) => key.includes("/product/39-"))).toHaveLength(1_200);
   });
 });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { applyPurge, emptyPurges, parsePurgeCommand, purgeVerdict, recordPurge } from "./purge.ts";
+import {
+  applyPurge,
+  emptyPurges,
+  parsePurgeCommand,
+  PURGE_LIST_MAX_WEIGHT,
+  purgeVerdict,
+  recordPurge,
+} from "./purge.ts";
 import { testEntry } from "../store/store-conformance.ts";
 
 const key = (url: string) => `GET ${url}`;
@@ -43,6 +50,40 @@ describe("purge marks", () => {
   it("drops marks past retention so the snapshot stays bounded", () => {
     const old = at(undefined, { urls: ["https://a.test/x"] }, 0);
     expect(Object.keys(recordPurge(old, { tags: ["t"] }, key, 2_000_000, 1_000_000).keys)).toEqual([]);
+  });
+});
+
+describe("the purge list's bound", () => {
+  /** 20 purges of 200 URLs each (300 characters), one a second: more than the list may weigh. */
+  const many = (soft: (round: number) => boolean) => {
+    let list = emptyPurges();
+    for (let round = 0; round < 20; round++) {
+      const urls = Array.from({ length: 200 }, (_, i) => `https://a.test/product/${round}-${i}-`.padEnd(300, "x"));
+      list = recordPurge(list, { urls, soft: soft(round) }, key, 1_000 * (round + 1), 1e12);
+    }
+    return list;
+  };
+  const weight = (list: ReturnType<typeof emptyPurges>) =>
+    Object.keys({ ...list.keys, ...list.tags }).reduce((sum, name) => sum + name.length + 32, 0);
+
+  it("past its weight, the oldest marks fold into a purge of everything stored before them: nothing purged comes back", () => {
+    const list = many(() => false);
+    expect(weight(list)).toBeLessThanOrEqual(PURGE_LIST_MAX_WEIGHT);
+    expect(JSON.stringify(list).length).toBeLessThan(2 * PURGE_LIST_MAX_WEIGHT);
+    expect(list.all?.soft).toBe(false);
+    // The first purged URL, stored before its purge, stays purged; the last round's marks are kept as they are.
+    const first = testEntry(key("https://a.test/product/0-0-".padEnd(300, "x")), 500);
+    expect(purgeVerdict(first, first.key, list)).toBe("hard");
+    const last = key("https://a.test/product/19-0-".padEnd(300, "x"));
+    expect(list.keys[last]).toEqual({ at: 20_000, soft: false });
+    // An entry stored after the fold's instant and never purged is kept.
+    const fresh = testEntry("GET https://a.test/other", list.all!.at + 1);
+    expect(purgeVerdict(fresh, fresh.key, list)).toBe("keep");
+  });
+
+  it("the fold is soft only when every mark it takes is soft", () => {
+    expect(many(() => true).all?.soft).toBe(true);
+    expect(many((round) => round !== 0).all?.soft).toBe(false);
   });
 });
 

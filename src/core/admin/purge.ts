@@ -91,7 +91,54 @@ export function recordPurge(
   } else {
     for (const tag of command.tags) next.tags[tag] = mark;
   }
-  return prune(next, now - retainMs);
+  return bounded(prune(next, now - retainMs));
+}
+
+/**
+ * The most the purge list may weigh: the names' characters plus {@link MARK_WEIGHT} per mark
+ * (~10,000 marks of a 60-character URL). Every edge copies the whole list about once per
+ * `admin.purgePropagationMs`, and a Durable Object keeps it as one value (at most 2 MB): a
+ * deployment that purged ~40,000 URLs within {@link PURGE_RETAIN_MS} had every further purge
+ * fail (`SQLITE_TOOBIG`) for a month.
+ */
+export const PURGE_LIST_MAX_WEIGHT = 1_000_000;
+/** What a mark costs beyond its name, as the list is encoded (`"…":{"at":…,"soft":false},`). */
+const MARK_WEIGHT = 32;
+
+/**
+ * The list within {@link PURGE_LIST_MAX_WEIGHT}: past it the oldest URL and tag marks are
+ * folded into the purge of everything (`all`) at the newest folded instant, so what they
+ * purged stays purged (with whatever else was stored before that instant: a revalidation
+ * more, never a purged copy served). The fold is soft only when every mark it takes is.
+ */
+function bounded(snapshot: PurgeSnapshot): PurgeSnapshot {
+  const marks = [
+    ...Object.entries(snapshot.keys).map(([name, mark]) => ({ name, mark, tag: false })),
+    ...Object.entries(snapshot.tags).map(([name, mark]) => ({ name, mark, tag: true })),
+  ];
+  let weight = 0;
+  for (const { name } of marks) weight += name.length + MARK_WEIGHT;
+  if (weight <= PURGE_LIST_MAX_WEIGHT) return snapshot;
+  marks.sort((a, b) => a.mark.at - b.mark.at);
+  let foldAt = -Infinity;
+  let folded = 0;
+  while (folded < marks.length && (weight > PURGE_LIST_MAX_WEIGHT || marks[folded]!.mark.at <= foldAt)) {
+    const { name, mark } = marks[folded++]!;
+    weight -= name.length + MARK_WEIGHT;
+    foldAt = mark.at;
+  }
+  const taken = marks.slice(0, folded);
+  const all: PurgeMark = {
+    at: Math.max(foldAt, snapshot.all?.at ?? -Infinity),
+    soft: (snapshot.all?.soft ?? true) && taken.every(({ mark }) => mark.soft),
+  };
+  const kept = marks.slice(folded);
+  return {
+    v: 1,
+    all,
+    keys: Object.fromEntries(kept.filter((m) => !m.tag).map((m) => [m.name, m.mark])),
+    tags: Object.fromEntries(kept.filter((m) => m.tag).map((m) => [m.name, m.mark])),
+  };
 }
 
 /** Marks older than every entry still stored cover nothing; dropping them bounds the snapshot. */
