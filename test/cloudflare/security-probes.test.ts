@@ -36,7 +36,13 @@ describe("attack probes (Worker)", () => {
 
   it("scheme overrides never reach the origin, and X-Forwarded-Proto is the scheme the client used", async () => {
     const { origin, attackerDc, otherDc, p } = await setup();
-    const forged = { "x-forwarded-ssl": "on", "front-end-https": "on", "x-url-scheme": "http" };
+    const forged = {
+      "x-forwarded-ssl": "on",
+      "front-end-https": "on",
+      "x-url-scheme": "http",
+      "x-scheme": "http",
+      "x-proxied-https": "off",
+    };
     await attackerDc.get(p, { headers: { ...forged, "x-forwarded-proto": "http", "x-forwarded-host": "evil.test" } });
     const victim = await otherDc.get(p);
     expect(victim.body).toBe(`${p} #1`);

@@ -216,15 +216,19 @@ describe("attacks on what reaches the origin (Node)", () => {
   it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never picks the page stored for everyone", async () => {
     const origin = await reflectingOrigin();
     const base = await herdless(origin.url);
-    const forged = { "x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6", "true-client-ip": "6.6.6.6" };
+    // X-Real-IP and kin, and what PHP's client-IP helpers try first (HTTP_CLIENT_IP, HTTP_X_FORWARDED …).
+    const claims = ["x-real-ip", "true-client-ip", "client-ip", "x-forwarded", "forwarded-for", "x-originating-ip"];
+    const forged = {
+      "x-forwarded-for": "6.6.6.6",
+      ...Object.fromEntries([...claims, "x-remote-ip", "x-remote-addr", "fastly-client-ip"].map((n) => [n, "6.6.6.6"])),
+    };
     await send(base, "/geo", { headers: forged });
     await send(base, "/geo");
     // The origin reads the client from these (a framework takes XFF's first address): on the
     // fill it sees herdless's word for the client, never the attacker's.
     const fill = origin.seen[0]!.headers;
     expect(fill["x-forwarded-for"]).toBe("127.0.0.1");
-    expect(fill["x-real-ip"]).toBeUndefined();
-    expect(fill["true-client-ip"]).toBeUndefined();
+    for (const name of Object.keys(forged).slice(1)) expect(fill[name], name).toBeUndefined();
     expect(origin.seen).toHaveLength(1);
     // A request answered to its client alone (a cookie: relayed) keeps the chain it sent.
     await send(base, "/geo", { headers: { ...forged, cookie: "s=1" } });

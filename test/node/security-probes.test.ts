@@ -108,6 +108,8 @@ describe("what the origin is sent (Node)", () => {
       "front-end-https": "on",
       "x-url-scheme": "https",
       "x-forwarded-protocol": "https",
+      "x-scheme": "https",
+      "x-proxied-https": "on",
       "x-forwarded-proto": "https",
     };
     await get(cache.base, "/s", { headers: forged });

@@ -19,6 +19,9 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-forwarded-protocol",
   "front-end-https",
   "x-url-scheme",
+  // Tornado (xheaders) reads X-Scheme, Jetty X-Proxied-Https, before the scheme herdless reports.
+  "x-scheme",
+  "x-proxied-https",
   "x-host",
   "x-original-host",
   "x-original-url",
@@ -33,6 +36,15 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "true-client-ip",
   "x-client-ip",
   "x-cluster-client-ip",
+  // The ones the common PHP "client IP" helpers try first (HTTP_CLIENT_IP, HTTP_X_FORWARDED,
+  // HTTP_FORWARDED_FOR), and Fastly's, which an app moved off Fastly may still trust.
+  "client-ip",
+  "x-forwarded",
+  "forwarded-for",
+  "x-originating-ip",
+  "x-remote-ip",
+  "x-remote-addr",
+  "fastly-client-ip",
   // Cloudflare's word for the client: genuine only when Cloudflare wrote it, and even then the
   // first requester's, so its address or country would pick the page stored for everyone.
   "cf-connecting-ip",
