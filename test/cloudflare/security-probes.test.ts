@@ -167,6 +167,19 @@ describe("attack probes (Worker)", () => {
     expect(victims[1]!.body).toBe(victims[0]!.body);
   });
 
+  it("a Vary'd header of 12 KB of spaces costs no more CPU than its length: the victims are served at once", async () => {
+    // workerd's regular expressions fall back to a linear engine on excessive backtracking, so
+    // this holds on the Worker with the old normalization too; Node's did not (its twin).
+    const { attackerDc, otherDc, p } = await setup({ "cache-control": "max-age=60", vary: "Accept-Language" });
+    expect((await attackerDc.get(p, { headers: { "accept-language": "en" } })).status).toBe(200);
+    const started = performance.now();
+    const bomb = await attackerDc.get(p, { headers: { "accept-language": `en${" ".repeat(12 * 1024)}x` } });
+    expect(bomb.status).toBe(200);
+    const victims = [attackerDc, otherDc].map((dc) => dc.get(p, { headers: { "accept-language": "en" } }));
+    for (const victim of await Promise.all(victims)) expect(victim.body).toBe(`${p} #1`);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
   it("RFC 9111 §4.2.4: a must-revalidate copy is never served stale when the origin fails, stale-if-error or not", async () => {
     const cc = "max-age=1, must-revalidate, stale-if-error=600";
     const { origin, clock, testEnv, attackerDc, otherDc, p } = await setup(

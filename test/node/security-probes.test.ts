@@ -394,6 +394,21 @@ describe("what is stored and served to the victim (Node)", () => {
 });
 
 describe("resource exhaustion (Node)", () => {
+  it("a Vary'd header of 15 KB of spaces costs no more CPU than its length: the victim is not kept waiting", async () => {
+    await setup();
+    const page = "/lang?vary=accept-language";
+    expect((await get(cache.base, page, { headers: { "accept-language": "en" } })).status).toBe(200);
+    const started = performance.now();
+    const bombs = Array.from({ length: 4 }, () =>
+      get(cache.base, page, { headers: { "accept-language": `en${" ".repeat(15_000)}x` } }),
+    );
+    const victim = await get(cache.base, page, { headers: { "accept-language": "en" } });
+    for (const bomb of await Promise.all(bombs)) expect(bomb.status).toBe(200);
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    // A backtracking normalization held the event loop ~0.4 s per variant key (several a request).
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+
   it("slow reader: a client that asks for a large file and never reads cannot stall the victim's download of it", async () => {
     const size = 64 * 1024 * 1024; // past maxEntryBytes (streamed, not kept) and past any socket buffers
     const chunk = Buffer.alloc(64 * 1024, 7);

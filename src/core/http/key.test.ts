@@ -102,6 +102,17 @@ describe("RFC 9111 §4.1 Vary: secondary key", () => {
     expect(variantKey("K", names, new Headers({ "accept-language": "" }))).toBe('K\n[["accept-language",""]]');
   });
 
+  it("normalizes a long value in time linear in its length (a header of spaces is no CPU bomb)", () => {
+    const names = ["x-lang"];
+    const spaces = " ".repeat(64 * 1024);
+    const started = performance.now();
+    const key = variantKey("K", names, new Headers({ "x-lang": `a${spaces}b,${spaces}c` }));
+    // ~5 s with a backtracking regex; a few ms split and trimmed.
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(key).toBe(`K\n[["x-lang","a${spaces}b,c"]]`);
+    expect(variantKey("K", names, new Headers({ "x-lang": " a , b ,c " }))).toBe('K\n[["x-lang","a,b,c"]]');
+  });
+
   it("selects Accept-Language without case (RFC 9110 §8.5.1: language tags are case-insensitive)", () => {
     const names = ["accept-language"];
     const lower = variantKey("K", names, new Headers({ "accept-language": "en-us, de" }));

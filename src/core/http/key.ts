@@ -116,7 +116,13 @@ function selectingValue(name: string, request: HeaderReader): string | null {
   if (name === "accept-encoding") return normalizedAcceptEncoding(request.get(name));
   const value = request.get(name);
   if (value === null) return null;
-  const spaced = value.replace(/\s*,\s*/g, ",").trim();
+  // Split and trimmed, not `replace(/\s*,\s*/g)`: that regex backtracks over every run of
+  // whitespace without a comma, quadratic in its length (16 KB of spaces cost ~0.4 s of CPU per
+  // request, 64 KB ~5 s), on every request for a page that varies on the header.
+  const spaced = value
+    .split(",")
+    .map((item) => item.trim())
+    .join(",");
   // Language tags are case-insensitive (RFC 9110 §8.5.1, RFC 4647): `en-US` and `en-us` ask for the same variant.
   return name === "accept-language" ? spaced.toLowerCase() : spaced;
 }
