@@ -13,6 +13,8 @@ export const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<Cache
   QUEUE_TIMEOUT: "queue-timeout",
   ORIGIN_BACKOFF: "backoff",
   COORDINATOR_UNAVAILABLE: "coordinator-unavailable",
+  // The client's own request was too slow (an upload still arriving): nothing the origin did.
+  CLIENT_TOO_SLOW: "refused",
 };
 
 /** An origin answer as clients see it: the purge-tag headers herdless consumes are not shown unless configured. */
@@ -49,9 +51,11 @@ export function failureAnswer(
 /**
  * A failure with no origin answer to show: 504 for an origin that stalled, 503 with a
  * Retry-After when herdless's own coordination (a key's object, Redis) went away (the
- * origin may be fine: come back shortly), else 502.
+ * origin may be fine: come back shortly), 408 when the client's upload was still arriving
+ * (RFC 9110 §15.5.9), else 502.
  */
 function unanswered(code: HerdlessErrorCode | undefined, message: string, status: CacheStatus): EngineResponse {
+  if (code === "CLIENT_TOO_SLOW") return synthetic(408, `request timeout: ${message}`, status);
   const answer = code === "ORIGIN_TIMEOUT" ? 504 : code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
   return synthetic(answer, `origin failed: ${message}`, status, answer === 503 ? 1_000 : undefined);
 }

@@ -63,6 +63,12 @@ export interface GuardedCallOptions {
    * `origin.streamIdleTimeoutMs` is cut off. A shared fill's readers are watched by its SharedBody.
    */
   readByClient?: boolean;
+  /**
+   * True while the client is still sending the request body (a streamed upload): a call that
+   * fails meanwhile waited on the client, says nothing about the origin, and fails as
+   * CLIENT_TOO_SLOW.
+   */
+  uploadPending?: () => boolean;
 }
 
 /**
@@ -176,6 +182,13 @@ export async function guardedOriginCall(
     response = await fetchOrigin(deps.fetch, request, callOptions);
   } catch (cause) {
     const error = isHerdlessError(cause) ? cause : new HerdlessError("ORIGIN_NETWORK", String(cause), { cause });
+    if (options.uploadPending?.() === true) {
+      // The origin cannot answer a request it has not all received: the client was the slow one.
+      await permit.release("neutral", breakerKey);
+      deps.onOriginCall?.(event("error"));
+      const message = `the request body for ${request.url} had not all arrived when the origin call ended (${error.message})`;
+      return { kind: "failed", error: new HerdlessError("CLIENT_TOO_SLOW", message, { cause: error }) };
+    }
     await permit.release(outcomeOfError(error.code, signal?.aborted === true), breakerKey);
     deps.onOriginCall?.(event("error"));
     return { kind: "failed", error };

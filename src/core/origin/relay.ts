@@ -1,9 +1,10 @@
 import type { CacheStatus } from "../http/cache-status.ts";
 import type { Config } from "../config.ts";
 import { FAILURE_DETAIL, originFailure, protectedAnswer, shown } from "../http/failure-answer.ts";
-import { fromPass, type EngineRequest, type EngineResponse } from "../http/respond.ts";
+import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
 import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "./guarded-call.ts";
+import { readUpload } from "./upload.ts";
 
 /**
  * Relays a request as it is, through the guard, streaming the answer. Nothing from it is
@@ -15,7 +16,12 @@ export async function relay(
   status: CacheStatus,
 ): Promise<EngineResponse> {
   // A body on GET or HEAD has no meaning (RFC 9110 §9.3.1) and is never sent on.
-  const body = request.method === "GET" || request.method === "HEAD" ? null : (request.body ?? null);
+  const bodyless = request.method === "GET" || request.method === "HEAD";
+  // Read before a permit is asked for (upload.ts): a slow client holds nothing of the origin's.
+  const upload = await readUpload(bodyless ? null : request.body);
+  if (upload.kind === "broken")
+    return synthetic(400, `bad request: ${upload.message}`, { ...status, detail: "refused" });
+  const body = upload.body;
   const headers = originRequestHeaders(request.rawHeaders, deps.forward, {
     kind: "relay",
     credentials: true,
@@ -29,7 +35,13 @@ export async function relay(
     deps.originDeps,
     { url, method: request.method, headers, body, onInterim: request.onInterim },
     // The URL stands for the key (the breaker counts its path: breakerResource).
-    { priority: "foreground", maxBodyBytes: 0, key: `${request.method} ${url}`, readByClient: true },
+    {
+      priority: "foreground",
+      maxBodyBytes: 0,
+      key: `${request.method} ${url}`,
+      readByClient: true,
+      ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
+    },
   );
   if (result.kind === "response") {
     const fwdStatus = result.response.status;
