@@ -67,7 +67,7 @@ describe("config: every class of invalid input gets a message naming the field, 
     [
       "inconsistent values",
       { origin: { ...origin, timeoutMs: 20_000 } },
-      "coordinator.lockLeaseMs: coordinator.lockLeaseMs must be greater than origin.timeoutMs",
+      "coordinator.lockLeaseMs: coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects (got its default)",
     ],
     [
       "timer beyond what Node and workerd can honour",

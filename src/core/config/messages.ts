@@ -17,7 +17,8 @@ export function describeIssue(issue: z.core.$ZodIssue, input: unknown, schema: z
       .join("\n  - ");
   }
   const value = valueAt(input, issue.path);
-  const shown = value === undefined ? "missing" : JSON.stringify(value);
+  // A rule across fields (lockLeaseMs > timeoutMs) can fail on a field left to its default: not "missing".
+  const shown = value !== undefined ? JSON.stringify(value) : issue.code === "custom" ? "its default" : "missing";
   return `${path}: ${issue.message} (got ${shown})`;
 }
 
