@@ -125,8 +125,10 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
 function malformedAnswer(error: Error & { code?: unknown }, url: string): HerdlessError | undefined {
   if (typeof error.code !== "string" || !error.code.startsWith("HPE_")) return undefined;
   const fault = error.message.replace(/^Parse Error: /, "");
+  // The origin answered, however badly (a field an attacker had it reflect can be enough):
+  // ORIGIN_STATUS, as an odd status is, never a sign of an unwell origin for the breaker.
   return new HerdlessError(
-    "ORIGIN_NETWORK",
+    "ORIGIN_STATUS",
     `the origin's answer for ${url} is not valid HTTP/1.1 (${fault}, ${error.code}); herdless refuses a malformed answer whole`,
     { cause: error },
   );

@@ -256,10 +256,24 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(attacker.body).toContain("is not valid HTTP/1.1");
     expect(attacker.body).toContain(fault);
     const victim = await get(proxy, "/malformed");
-    // An answer no parser accepts is a failed origin call: the key backs off (breaker.backoffBaseMs).
-    expect([victim.status, victim.headers["cache-status"]]).toEqual([503, "herdless; fwd=uri-miss; detail=backoff"]);
+    // The origin answered, however badly (as a 500 page does): asked again, never stored.
+    expect([victim.status, victim.headers["cache-status"]]).toEqual([
+      502,
+      "herdless; fwd=uri-miss; detail=origin-error",
+    ]);
     const names = Object.keys(victim.headers);
     expect(names.filter((name) => name.includes(" ") || ["x-good", "x-split", "x-folded"].includes(name))).toEqual([]);
-    expect(script.requests).toBe(1);
+    expect(script.requests).toBe(2);
+  });
+
+  it("an attacker who makes the origin write a control character into a header (a redirect reflecting the query) on many paths never opens the breaker: the victim's cold page is served", async () => {
+    const { url, script } = await scriptedOrigin();
+    const proxy = await herdless(url, new ManualClock(Date.now()));
+    // As PHP's header("Location: /next?" . $_GET["r"]) writes ?r=%01: Node's parser refuses the answer whole.
+    script.rawHeaderLines = "location: /next?\u0001\r\n";
+    for (let i = 0; i < 8; i++) expect((await get(proxy, `/redirect${i}?r=%01`)).status).toBe(502);
+    script.rawHeaderLines = "";
+    const victim = await get(proxy, "/home");
+    expect([victim.status, victim.body]).toEqual([200, "page for /home"]);
   });
 });
