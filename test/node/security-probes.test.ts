@@ -235,9 +235,18 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
-  it("an oversized URL or header block is a 431, never a 500, and the victim is served", async () => {
+  it("an oversized URL is a 414 (RFC 9112 §3), an oversized header block a 431, never a 500, and the victim is served", async () => {
     await setup();
-    expect((await get(cache.base, `/${"a".repeat(20_000)}`)).status).toBe(431);
+    const longUrl = await get(cache.base, `/${"a".repeat(20_000)}`);
+    expect([longUrl.status, longUrl.body]).toEqual([
+      414,
+      "URI too long: the request-target (20001 bytes or more) leaves no room in this server's 16 KiB request head\n",
+    ]);
+    expect((await get(cache.base, `/${"a".repeat(70_000)}`)).status).toBe(414);
+    // A long target with long fields: the target is the bulk of the head.
+    expect((await get(cache.base, `/${"a".repeat(10_000)}`, { headers: { "x-big": "b".repeat(10_000) } })).status).toBe(
+      414,
+    );
     expect((await get(cache.base, "/p", { headers: { "x-big": "a".repeat(20_000) } })).status).toBe(431);
     const many = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`x-h${i}`, "1"]));
     expect((await get(cache.base, "/p", { headers: many })).status).toBe(431);
