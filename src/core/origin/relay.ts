@@ -42,7 +42,7 @@ export async function relay(
       readByClient: true,
       ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
     },
-  );
+  ).finally(upload.release);
   if (result.kind === "response") {
     const fwdStatus = result.response.status;
     return fromPass(shown(result.response, deps.config), { ...status, fwdStatus }, request.method);
