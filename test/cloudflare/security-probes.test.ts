@@ -155,6 +155,19 @@ describe("attack probes (Worker)", () => {
     expect(seen).toEqual([`DELETE ${p}`, `OPTIONS ${p}`, `GET ${p}`]);
   });
 
+  it("W3C Edge Architecture §3: a Surrogate-Control that only asks for ESI processing never overrides Cache-Control: private", async () => {
+    const { attackerDc, otherDc, p } = await setup(
+      { "cache-control": "private, max-age=60", "surrogate-control": 'content="ESI/1.0"' },
+      { defaults: { defaultTtlMs: 60_000 } },
+    );
+    expect((await otherDc.get(p)).body).toBe(`${p} #1`);
+    for (const [n, dc] of [attackerDc, otherDc].entries()) {
+      const attacker = await dc.get(p);
+      expect(attacker.cacheStatus).not.toMatch(/hit/);
+      expect(attacker.body).toBe(`${p} #${n + 2}`);
+    }
+  });
+
   it("cache-poisoned DoS: a 404 a client provokes (a header the origin rejects) is not stored for the route's TTL", async () => {
     const { origin, attackerDc, otherDc, p } = await setup({}, { defaults: { defaultTtlMs: 60_000 } });
     // The attacker's header makes the origin answer 404, without freshness; the victims' does not.

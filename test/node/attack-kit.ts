@@ -29,7 +29,7 @@ export interface ReflectingOrigin {
 /**
  * The careless origin an attacker looks for: its page names the URL, method, body and the
  * override headers it was sent. The query steers it: `cc=` (Cache-Control, default
- * `max-age=60`), `vary=`, `status=206`, `fail=1` (every request after the first for that URL
+ * `max-age=60`), `vary=`, `sc=` (Surrogate-Control), `status=206`, `fail=1` (every request after the first for that URL
  * answers 500), `etag=` (sent, and a matching If-None-Match gets a 304 carrying the
  * `on304=` JSON headers). An `X-Api-Version` other than 1 gets a 404 without freshness.
  */
@@ -48,6 +48,7 @@ export async function reflectingOrigin(): Promise<ReflectingOrigin> {
         "cache-control": q.get("cc") ?? "max-age=60",
       };
       if (q.get("vary")) headers.vary = q.get("vary")!;
+      if (q.get("sc")) headers["surrogate-control"] = q.get("sc")!;
       const etag = q.get("etag");
       if (etag) headers.etag = `"${etag}"`;
       if (q.get("fail") && seen.filter((s) => s.url === url).length > 1) {

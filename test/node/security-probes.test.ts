@@ -375,6 +375,18 @@ describe("what is stored and served to the victim (Node)", () => {
     expect(origin.seen).toHaveLength(8);
   });
 
+  it("W3C Edge Architecture §3: a Surrogate-Control that only asks for ESI processing never overrides Cache-Control: private", async () => {
+    // Symfony adds `Surrogate-Control: content="ESI/1.0"` to every page it renders with ESI tags.
+    await setup({ defaults: { defaultTtlMs: 60_000 } });
+    const page = `/dash?cc=private,max-age=60&sc=${encodeURIComponent('content="ESI/1.0"')}`;
+    const victim = await get(cache.base, page, { headers: { "x-lang": "victim-secret" } });
+    expect(victim.body).toContain("lang=victim-secret");
+    const attacker = await get(cache.base, page);
+    expect(attacker.headers["cache-status"]).not.toMatch(/hit/);
+    expect(attacker.body).not.toContain("victim-secret");
+    expect(origin.seen).toHaveLength(2);
+  });
+
   it("cache-poisoned DoS: a 404/405 a client provokes with a header is not stored for the route's TTL", async () => {
     await setup({ defaults: { defaultTtlMs: 60_000 } });
     const attack = await get(cache.base, "/api/items", { headers: { "x-api-version": "666" } });

@@ -82,6 +82,17 @@ describe("W3C Edge Architecture §3 Surrogate-Control, after CDN-Cache-Control (
     expect(life({ "cache-control": "max-age=1", "surrogate-control": "" }).staleAt).toBe(T0 + 1 * S);
   });
 
+  it('does not govern when it only asks for processing (content="ESI/1.0"): Cache-Control\'s private and no-store hold', () => {
+    const esi = { "surrogate-control": 'content="ESI/1.0"' };
+    expect(store({ "cache-control": "private, max-age=60", ...esi })).toEqual({ storable: false, reason: "private" });
+    expect(store({ "cache-control": "no-store", ...esi })).toEqual({ storable: false, reason: "no-store" });
+    expect(life({ "cache-control": "max-age=60", ...esi }).staleAt).toBe(T0 + 60 * S);
+    // With a caching directive beside it, the field governs as before.
+    expect(store({ "cache-control": "private", "surrogate-control": 'content="ESI/1.0", max-age=60' })).toEqual({
+      storable: true,
+    });
+  });
+
   it("yields to a valid CDN-Cache-Control", () => {
     expect(life({ "cdn-cache-control": "max-age=60", "surrogate-control": "max-age=3600" }).staleAt).toBe(T0 + 60 * S);
   });

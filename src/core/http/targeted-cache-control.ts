@@ -46,15 +46,25 @@ export function parseTargetedCacheControl(value: string | null | undefined): Dir
 export const SURROGATE_DEVICE_TOKEN = "herdless";
 
 /**
+ * Surrogate-Control directives that ask a surrogate to process the body (W3C Edge Architecture
+ * 1.0 §3.1 `content="ESI/1.0"`), not how to cache it: alone they never make the field govern.
+ */
+const PROCESSING_DIRECTIVES = ["content"];
+
+/**
  * Parses a Surrogate-Control field value (W3C Edge Architecture 1.0 §3): Cache-Control list
  * syntax whose directives may be targeted at one surrogate by a `;device-token` suffix.
  * Untargeted directives and those targeted at {@link SURROGATE_DEVICE_TOKEN} are kept, the
  * rest belong to other surrogates. Undefined when nothing applies to herdless (absent, empty
  * or all malformed), so that the caller falls back to Cache-Control, as for CDN-Cache-Control.
+ * So is a field that only asks for processing (`content="ESI/1.0"`, which Symfony adds to
+ * every page rendered with ESI tags): governing, it made herdless ignore the page's
+ * `Cache-Control: private` or `no-store`, and store and share it.
  *
  * @example
  * parseSurrogateControl("max-age=600;herdless, no-store;other")?.get("max-age"); // "600"
  * parseSurrogateControl("max-age=600;other"); // undefined
+ * parseSurrogateControl('content="ESI/1.0"'); // undefined: Cache-Control governs
  */
 export function parseSurrogateControl(value: string | null | undefined): Directives | undefined {
   if (!value || value.trim() === "") return undefined;
@@ -65,7 +75,8 @@ export function parseSurrogateControl(value: string | null | undefined): Directi
     kept.push(directive);
   }
   const directives = parseCacheControl(kept.join(","));
-  return directives.size === 0 ? undefined : directives;
+  for (const name of directives.keys()) if (!PROCESSING_DIRECTIVES.includes(name)) return directives;
+  return undefined;
 }
 
 /** Splits on `separator` where it is not inside a quoted string (RFC 9110 §5.6.4). */
