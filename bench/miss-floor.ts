@@ -18,6 +18,16 @@
  * - `cache + new object + 4 tables`: that object creates 4 tables with one row each instead
  *   (SQLite storage only), as a new key's coordinator made for its lease, lease counter,
  *   entry and body.
+ * - `cache + new object fetches`: the new object fetches the origin itself and hands the
+ *   bytes back, as herdless's coordinator does (the Worker does not fetch);
+ * - `cache + new object → warm object, fetches`: that object first calls a running object
+ *   (one for every key, as herdless's origin guard is), then fetches: herdless's 4 sequential
+ *   hops per cold miss (`cache.match`, the key's object, the guard, the origin) with no work
+ *   in any of them, the floor of the design itself.
+ *
+ * A herdless bundle given as the third argument runs in a workerd of its own (as
+ * bench/miss-ab.ts runs it: tmpfs, one data center, without the bench's meter), interleaved
+ * with the rest, so herdless is read against the floor of the same run.
  *
  * Each Worker variant runs in up to three workerds, one per Durable Object storage:
  *
@@ -34,13 +44,16 @@
  * "before origin" is from the client's send until the origin saw the request, "after" from
  * the origin's answer until the client had all of it (one monotonic clock, same process).
  *
- *   flock /work/bench.lock node --import tsx bench/miss-floor.ts [rounds] [tmpfs,disk,memory]
+ *   flock /work/bench.lock node --import tsx bench/miss-floor.ts [rounds] [tmpfs,disk,memory] [herdless worker.js]
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, createServer, request } from "node:http";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Log, LogLevel, Miniflare } from "miniflare";
+import { ROOT, startTsServer } from "./processes.ts";
+import { HERDLESS_CONFIG } from "./scenarios.ts";
+import type { WorkerHostSpec } from "./worker-host.ts";
 
 const ORIGIN_LATENCY_MS = 20;
 const WARM_UP_ROUNDS = 30;
@@ -49,12 +62,17 @@ const STORAGES = ["tmpfs", "disk", "memory"] as const;
 type Storage = (typeof STORAGES)[number];
 const storages = (process.argv[3] ?? "tmpfs,memory").split(",") as Storage[];
 for (const s of storages) if (!STORAGES.includes(s)) throw new Error(`storage must be one of ${STORAGES.join(", ")}`);
+const herdlessBundle = process.argv[4];
+if (herdlessBundle !== undefined && !existsSync(herdlessBundle))
+  throw new Error(
+    `no bundle at ${herdlessBundle} (build one: wrangler deploy --dry-run --outdir <dir under this checkout>)`,
+  );
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 /** When the origin received each path and when it answered. */
 const seen = new Map<string, { at: number; answered: number }>();
-const body = "x".repeat(512);
+const body = "x".repeat(1024);
 const origin = createServer((req, res) => {
   const at = nowMs();
   setTimeout(() => {
@@ -66,17 +84,21 @@ const origin = createServer((req, res) => {
 await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
 const originUrl = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
 
-// `?object=new|warm` calls an object at all; `&put` makes it write one value, `&tables=N` N tables.
+// `?object=new|warm` calls an object at all; `&put` makes it write one value, `&tables=N` N tables;
+// `&fetch` has the object fetch the origin, `&guard` has it call the running object first.
 const script = `
 import { DurableObject } from "cloudflare:workers";
 export class Key extends DurableObject {
-  async fill(tables, put) {
+  async fill(tables, put, path, guard) {
     if (put) await this.ctx.storage.put("k", 1);
     for (let i = 0; i < tables; i++) {
       this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS t" + i + " (key TEXT PRIMARY KEY, v INTEGER NOT NULL)");
       this.ctx.storage.sql.exec("INSERT INTO t" + i + " (key, v) VALUES (?, ?)", "k", 1);
     }
-    return tables;
+    if (guard) await this.env.KEY.get(this.env.KEY.idFromName("warm")).fill(0, false);
+    if (path === undefined) return undefined;
+    const answer = await fetch(this.env.ORIGIN + path);
+    return { status: answer.status, bytes: await answer.arrayBuffer() };
   }
 }
 export default {
@@ -87,11 +109,17 @@ export default {
     const key = "https://floor.internal" + url.pathname;
     if (cache && (await cache.match(key))) return new Response("hit");
     const object = url.searchParams.get("object");
+    let fetched;
     if (object) {
       const name = object === "warm" ? "warm" : url.pathname;
-      await env.KEY.get(env.KEY.idFromName(name)).fill(Number(url.searchParams.get("tables") ?? 0), url.searchParams.has("put"));
+      fetched = await env.KEY.get(env.KEY.idFromName(name)).fill(
+        Number(url.searchParams.get("tables") ?? 0),
+        url.searchParams.has("put"),
+        url.searchParams.has("fetch") ? url.pathname : undefined,
+        url.searchParams.has("guard"),
+      );
     }
-    const answer = await fetch(env.ORIGIN + url.pathname);
+    const answer = fetched ? new Response(fetched.bytes, { status: fetched.status }) : await fetch(env.ORIGIN + url.pathname);
     if (!cache) return answer;
     const bytes = await answer.arrayBuffer();
     ctx.waitUntil(cache.put(key, new Response(bytes, { headers: { "cache-control": "max-age=60" } })));
@@ -130,6 +158,36 @@ async function startWorkerd(storage: Storage): Promise<{ url: string; stop: () =
   };
 }
 
+/** herdless's Worker as bench/miss-ab.ts runs it: its own workerd, one data center, storage on tmpfs, no meter. */
+async function startHerdless(bundlePath: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const storageDir = mkdtempSync("/dev/shm/herdless-floor-");
+  const compatibilityDate =
+    /"compatibility_date"\s*:\s*"([^"]+)"/.exec(readFileSync(join(ROOT, "wrangler.jsonc"), "utf8"))?.[1] ??
+    "2026-04-20";
+  const spec: WorkerHostSpec = {
+    bundlePath,
+    compatibilityDate,
+    originUrl,
+    config: HERDLESS_CONFIG,
+    dataCenters: 1,
+    storageDir,
+    meter: false,
+  };
+  const server = await startTsServer(
+    "workerd",
+    "bench/worker-host.ts",
+    [JSON.stringify(spec)],
+    /workers listening (\{.*\})/,
+  );
+  return {
+    url: (JSON.parse(server.ready) as { dataCenters: string[] }).dataCenters[0]!,
+    stop: async () => {
+      await server.stop();
+      rmSync(storageDir, { recursive: true, force: true });
+    },
+  };
+}
+
 const WORKER_VARIANTS = [
   { name: "proxy", query: "", sql: false },
   { name: "cache", query: "?cache", sql: false },
@@ -137,10 +195,14 @@ const WORKER_VARIANTS = [
   { name: "cache + new object", query: "?cache&object=new", sql: false },
   { name: "cache + new object + 1 put", query: "?cache&object=new&put", sql: false },
   { name: "cache + new object + 4 tables", query: "?cache&object=new&tables=4", sql: true },
+  { name: "cache + new object fetches", query: "?cache&object=new&fetch", sql: false },
+  { name: "cache + new object → warm object, fetches", query: "?cache&object=new&fetch&guard", sql: false },
 ];
 const workerds = await Promise.all(storages.map(async (storage) => ({ storage, ...(await startWorkerd(storage)) })));
+const herdless = herdlessBundle === undefined ? undefined : await startHerdless(herdlessBundle);
 const targets = [
   { name: "direct", url: `${originUrl}`, query: "" },
+  ...(herdless ? [{ name: "herdless (tmpfs, unmetered)", url: herdless.url, query: "" }] : []),
   ...workerds.flatMap((w) =>
     WORKER_VARIANTS.filter((v) => !v.sql || w.storage !== "memory").map((v) => ({
       name: `${v.name} (${w.storage})`,
@@ -191,6 +253,7 @@ try {
   }
 } finally {
   for (const w of workerds) await w.stop();
+  await herdless?.stop();
   origin.close();
 }
 const loadAfter = loadavg()[0] ?? 0;
