@@ -1,5 +1,6 @@
 import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
+import { forwardPolicy, type ForwardPolicy } from "../core/origin/forward.ts";
 import type { Entry } from "../core/http/entry.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { RefreshMarks } from "../core/fill/refresh-marks.ts";
@@ -26,6 +27,8 @@ export interface ReadyIsolate {
   signature: string;
   clock: Clock;
   config: Config;
+  /** The config's origin request policy (forward.ts), read by the memory hit path's variant lookups. */
+  forward: ForwardPolicy;
   leases: MemoryLeaseManager;
   /**
    * Keys this isolate is refreshing in the background into the cache `cacheName`: one
@@ -97,6 +100,7 @@ export function isolateState(
       signature,
       clock,
       config,
+      forward: forwardPolicy(config),
       leases: new MemoryLeaseManager(clock),
       refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
       flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config))),

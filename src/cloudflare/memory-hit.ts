@@ -5,6 +5,7 @@ import type { Entry } from "../core/http/entry.ts";
 import { memoryAnswer, type UrlTarget } from "../core/http/fresh-hit.ts";
 import { hitHeaders, waiterHeaders } from "../core/http/respond.ts";
 import { needsFullAnswer } from "../core/http/request-directives.ts";
+import { selectingView } from "../core/origin/forward.ts";
 import type { ReadyIsolate } from "./isolate.ts";
 import type { Landed } from "./isolate-flights.ts";
 
@@ -45,12 +46,18 @@ export function memoryHit(
     hasCookie: headers.has("cookie"),
   };
   const now = isolate.clock.now();
+  const selecting = selectingView([...headers], isolate.forward, {
+    credentials: route.cacheAuthorized || facts.hasAuthorization,
+    url: target.url,
+    // Set by Cloudflare's edge (convert.ts toEngineRequest).
+    clientAddress: headers.get("cf-connecting-ip") ?? undefined,
+  });
   const answer = memoryAnswer(
     isolate.memoryFor(cacheName),
     route,
     primary,
     facts,
-    headers,
+    { client: headers, selecting },
     purges,
     now,
     isolate.refreshMarksFor(cacheName),

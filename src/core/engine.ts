@@ -8,13 +8,14 @@ import type { Entry } from "./http/entry.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
 import { invalidatedUrls } from "./http/invalidation.ts";
 import { primaryKey } from "./http/key.ts";
+import { headerList } from "./http/http.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
-import { lookup, type LookupResult } from "./store/lookup.ts";
+import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import type { ContentDecoding } from "./origin/response-fields.ts";
 import { guardedCallDeps, type GuardedCallDeps } from "./origin/guarded-call.ts";
-import { forwardPolicy, maxForwards, type ForwardPolicy } from "./origin/forward.ts";
+import { forwardPolicy, maxForwards, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
 import { relay } from "./origin/relay.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
@@ -107,7 +108,7 @@ export class Engine {
     if (LOCAL_ONLY_METHODS.has(facts.method)) return notAllowed(facts.method);
     const primary = primaryKey(request.url, route.key);
     if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request);
-    const [found, purges] = await this.lookUp(primary, request);
+    const [found, purges] = await this.lookUp(primary, request, route.cacheAuthorized || facts.hasAuthorization);
     if (purges) found.entry = applyPurge(found.entry, primary, purges);
     const now = this.o.clock.now();
     const decision = decide(found.entry, found.key, facts, route, now);
@@ -176,9 +177,15 @@ export class Engine {
     }
   }
 
-  /** The near tier's entry and the purges in force, read side by side: a miss waits for one read, not two in a row. */
-  private lookUp(primary: string, request: EngineRequest): Promise<[LookupResult, PurgeSnapshot | undefined]> {
-    return Promise.all([lookup(this.o.near, primary, primary, request.headers), this.o.purges?.()]);
+  /**
+   * The near tier's entry and the purges in force, read side by side: a miss waits for one
+   * read, not two in a row. A variant is looked up by the headers a fill of the request sends
+   * (`credentials`: with its Authorization or Cookie, as that fill would be), the ones it was stored by.
+   */
+  private lookUp(primary: string, request: EngineRequest, credentials: boolean) {
+    const { rawHeaders, url, clientAddress } = request;
+    const selecting = selectingView(rawHeaders, this.forward, { credentials, url, clientAddress });
+    return Promise.all([lookup(this.o.near, primary, primary, selecting), this.o.purges?.()]);
   }
 
   /** Asks the coordinator, falling back to local single-flight when it is unreachable. */
@@ -254,9 +261,12 @@ export class Engine {
   }
 
   private async invalidate(primary: string, request: EngineRequest): Promise<void> {
-    await this.nearTier.forget(primary, request.headers);
+    // The variant this client selects, named as a fill of its GET would name it (selectingView).
+    const { rawHeaders, url, clientAddress } = request;
+    const selecting = selectingHeaders(rawHeaders, this.forward, { credentials: true, url, clientAddress });
+    await this.nearTier.forget(primary, headerList(selecting));
     try {
-      await this.o.coordinator.invalidate?.(primary, request.rawHeaders);
+      await this.o.coordinator.invalidate?.(primary, selecting);
     } catch (error) {
       // The coordinator's copy expires on its own; the client's write has already succeeded.
       this.o.onDegraded?.(error);

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { EngineRequest } from "../core/engine.ts";
-import { headerReader, requestUrl } from "./hit-path.ts";
+import { headerReader, lowercased, requestUrl } from "./hit-path.ts";
 import { interimWriter } from "./interim-response.ts";
 
 /**
@@ -12,9 +12,7 @@ import { interimWriter } from "./interim-response.ts";
  * const response = await engine.handle(toEngineRequest(req, res, metrics.started()));
  */
 export function toEngineRequest(req: IncomingMessage, res: ServerResponse, receivedAt: number): EngineRequest {
-  const rawHeaders: [string, string][] = [];
-  for (let i = 0; i < req.rawHeaders.length; i += 2)
-    rawHeaders.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
+  const rawHeaders = lowercased(req.rawHeaders);
   const method = req.method ?? "GET";
   // RFC 9112 §6.3: without Content-Length or Transfer-Encoding there is no content to relay.
   const framed = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;

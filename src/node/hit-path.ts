@@ -12,6 +12,7 @@ import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/htt
 import type { PurgeSnapshot } from "../core/admin/purge.ts";
 import { FULL_ANSWER_FIELDS, REQUEST_DIRECTIVE_FIELDS } from "../core/http/request-directives.ts";
 import type { LruStore } from "../core/store/lru-store.ts";
+import { forwardPolicy, selectingView, type ForwardPolicy } from "../core/origin/forward.ts";
 
 export interface HitPathOptions {
   config: Config;
@@ -119,9 +120,11 @@ export class HitPath {
   private readonly targets: UrlTargets;
   private readonly prepared = new WeakMap<Entry, PreparedHit>();
   private readonly scan: RequestScan = { hosts: 0, host: undefined, plain: true };
+  private readonly forward: ForwardPolicy;
 
   constructor(private readonly o: HitPathOptions) {
     this.targets = new UrlTargets(o.config);
+    this.forward = forwardPolicy(o.config);
   }
 
   /**
@@ -171,7 +174,7 @@ export class HitPath {
     let kept = this.prepared.get(entry);
     if (kept && now < kept.until && kept.purges === purges && kept.route === route) return kept;
     const facts = { method: "GET", hasAuthorization: false, hasCookie: false };
-    if (freshHit(this.o.near, route, target.primary, facts, NO_FIELDS, purges, now) !== entry) return undefined;
+    if (freshHit(this.o.near, route, target.primary, facts, NO_REQUEST_FIELDS, purges, now) !== entry) return undefined;
     kept ??= this.prepare(entry, target.primary);
     kept.until = freshHitUntil(entry, route);
     kept.route = route;
@@ -189,7 +192,13 @@ export class HitPath {
       hasAuthorization: headers.authorization !== undefined,
       hasCookie: headers.cookie !== undefined,
     };
-    return freshHit(this.o.near, target.route, target.primary, facts, headerReader(headers), purges, now);
+    const selecting = selectingView(lowercased(req.rawHeaders), this.forward, {
+      credentials: target.route.cacheAuthorized || facts.hasAuthorization,
+      url: target.url,
+      clientAddress: req.socket.remoteAddress,
+    });
+    const fields = { client: headerReader(headers), selecting };
+    return freshHit(this.o.near, target.route, target.primary, facts, fields, purges, now);
   }
 
   /**
@@ -239,5 +248,13 @@ export class HitPath {
   }
 }
 
-/** The fields of a plain request, as `freshHit` reads them: none that matter. */
+/** The fields of a plain request, as `freshHit` reads them: none that matter (its entry has no Vary). */
 const NO_FIELDS: HeaderReader = { get: () => null };
+const NO_REQUEST_FIELDS = { client: NO_FIELDS, selecting: NO_FIELDS };
+
+/** Node's raw header list (name, value, name, value …) as pairs with lowercased names. */
+export function lowercased(raw: readonly string[]): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
+  return pairs;
+}

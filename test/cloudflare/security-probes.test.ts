@@ -96,6 +96,19 @@ describe("attack probes (Worker)", () => {
       expect(victim.body).not.toBe(`${p} #1`);
   });
 
+  it.each(["Host", "X-Forwarded-Proto", "Via"])(
+    "RFC 9111 §4.1: a page that varies on %s (a header herdless sets) is a hit for the next visitors",
+    async (vary) => {
+      const { origin, attackerDc, otherDc, p } = await setup({ "cache-control": "max-age=60", vary });
+      expect((await attackerDc.get(p)).cacheStatus).toMatch(/fwd=uri-miss/);
+      expect((await attackerDc.get(p)).cacheStatus).toMatch(/hit/);
+      expect((await otherDc.get(p)).body).toBe(`${p} #1`);
+      if (vary !== "Via")
+        expect((await attackerDc.get(p, { headers: { [vary]: "forged" } })).cacheStatus).toMatch(/hit/);
+      expect(await origin.count()).toBe(1);
+    },
+  );
+
   it("RFC 9111 §3.5: a request with Authorization or Cookie is never given the shared copy, nor its answer to others", async () => {
     const { origin, attackerDc, otherDc, p } = await setup();
     await attackerDc.get(p, { headers: { authorization: "Bearer attacker" } });

@@ -292,6 +292,27 @@ describe("what is stored and served to the victim (Node)", () => {
     expect((await get(cache.base, "/star?vary=*")).headers["cache-status"]).not.toMatch(/hit/);
   });
 
+  it("RFC 9111 §4.1: a page that varies on a header herdless sets (Host, X-Forwarded-Proto, Via) is a hit for the next visitor, whatever the client sent", async () => {
+    await setup();
+    for (const vary of ["Host", "X-Forwarded-Proto", "Via", "X-Forwarded-Host"]) {
+      const page = `/v-${vary}?vary=${vary}`;
+      expect((await get(cache.base, page)).headers["cache-status"], vary).toMatch(/fwd=uri-miss/);
+      expect((await get(cache.base, page)).headers["cache-status"], vary).toMatch(/hit/);
+      // A client's own value is replaced or stripped on the way (a Via is extended, so it is another variant).
+      if (vary === "Via") continue;
+      const forged = { [vary === "Host" ? "x-other" : vary]: "forged", "accept-language": "fr" };
+      expect((await get(cache.base, page, { headers: forged })).headers["cache-status"], vary).toMatch(/hit/);
+    }
+    expect(origin.seen).toHaveLength(4);
+    // A header the client names in Connection never reaches the origin: the copy it selects is the one without it.
+    const lang = "/lang2?vary=x-lang";
+    await get(cache.base, lang, { headers: { "x-lang": "fr", connection: "close, x-lang" } });
+    const french = await get(cache.base, lang, { headers: { "x-lang": "fr" } });
+    expect(french.headers["cache-status"]).toMatch(/vary-miss/);
+    expect(french.body).toContain("lang=fr");
+    expect((await get(cache.base, lang)).headers["cache-status"]).toMatch(/hit/);
+  });
+
   it("RFC 9111 §3.5: a request with Authorization or Cookie is never given the shared copy, nor its answer to others", async () => {
     await setup();
     await get(cache.base, "/me");

@@ -9,7 +9,7 @@ import type { RequestFacts } from "./decision.ts";
 const config = parseConfig({ origin: { url: "http://127.0.0.1:1" }, defaults: { refreshAhead: 0.1 } });
 const route = routeFor(config, "/");
 const get: RequestFacts = { method: "GET", hasAuthorization: false, hasCookie: false };
-const noHeaders = new Headers();
+const noHeaders = { client: new Headers(), selecting: new Headers() };
 // staleAt 10 s, swrUntil 20 s, sieUntil 30 s, deleteAt 60 s after 0: the last 1 s of freshness is refresh-ahead.
 const entry = testEntry("K", 0);
 
@@ -56,7 +56,7 @@ describe("memoryAnswer: what memory answers without the engine", () => {
     const marks = new RefreshMarks(30_000);
     marks.begin("K", 0, entry.staleAt);
     expect(answer({ ...entry, negative: true }, 15_000, marks)).toBeUndefined();
-    const conditional = new Headers({ "if-none-match": '"x"' });
+    const conditional = { client: new Headers({ "if-none-match": '"x"' }), selecting: new Headers() };
     expect(memoryAnswer(memory(entry), route, "K", get, conditional, undefined, 15_000, marks)).toBeUndefined();
   });
 });

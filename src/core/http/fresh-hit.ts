@@ -26,11 +26,21 @@ export function freshHit(
   route: RoutePolicy,
   primary: string,
   facts: RequestFacts,
-  headers: HeaderReader,
+  headers: RequestFields,
   purges: PurgeSnapshot | undefined,
   now: number,
 ): Entry | undefined {
   return memoryAnswer(near, route, primary, facts, headers, purges, now, NOTHING_REFRESHING)?.entry;
+}
+
+/**
+ * A request's header fields as the hit paths read them: the client's own (`client`: its
+ * preconditions and Range), and the view a variant is selected by (`selecting`: the headers a
+ * fill of the request sends, forward.ts selectingView).
+ */
+export interface RequestFields {
+  client: HeaderReader;
+  selecting: HeaderReader;
 }
 
 /** The refreshes an edge runs behind its answers (core/fill/refresh-marks.ts). */
@@ -65,17 +75,17 @@ export function memoryAnswer(
   route: RoutePolicy,
   primary: string,
   facts: RequestFacts,
-  headers: HeaderReader,
+  headers: RequestFields,
   purges: PurgeSnapshot | undefined,
   now: number,
   refreshing: RefreshingKeys,
 ): MemoryAnswer | undefined {
   let entry = near.getSync(primary);
   if (!entry) return undefined;
-  if (needsFullAnswer(headers, route.honorRequestNoCache)) return undefined;
+  if (needsFullAnswer(headers.client, route.honorRequestNoCache)) return undefined;
   let key = primary;
   if (entry.vary.length > 0) {
-    key = variantKey(primary, entry.vary, headers);
+    key = variantKey(primary, entry.vary, headers.selecting);
     entry = near.getSync(key);
     if (!entry) return undefined;
   }

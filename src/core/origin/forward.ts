@@ -1,7 +1,7 @@
 import type { Config } from "../config.ts";
 import { normalizedAcceptEncoding } from "../http/accept-encoding.ts";
 import { SURROGATE_DEVICE_TOKEN } from "../http/targeted-cache-control.ts";
-import { HOP_BY_HOP } from "../http/http.ts";
+import { headerList, HOP_BY_HOP, type HeaderReader } from "../http/http.ts";
 
 /**
  * Never sent to the origin, whatever the config: hop-by-hop headers (RFC 9110 §7.6.1) and
@@ -186,6 +186,43 @@ function spellsGoverned(name: string, policy: ForwardPolicy): boolean {
   if (!name.includes("_")) return false;
   const alias = name.replaceAll("_", "-");
   return GOVERNED.has(alias) || alias.startsWith("proxy-") || policy.stripped.has(alias);
+}
+
+/**
+ * The request headers a stored variant is selected by (RFC 9111 §4.1): those a shared fill
+ * of the request sends the origin ({@link originRequestHeaders}), built on first read. An
+ * entry's variant key is made from the headers its origin request carried, so a lookup must
+ * read the same view, not the client's own headers: a response that varies on a header
+ * herdless sets or replaces (`Vary: Host`, `X-Forwarded-Proto`, `Via`) never matched a
+ * client's lookup, and every request for the page went to the origin.
+ *
+ * @example
+ * lookup(near, primary, primary, selectingView(request.rawHeaders, policy, { credentials: false, url }));
+ */
+export function selectingView(
+  raw: readonly (readonly [string, string])[],
+  policy: ForwardPolicy,
+  context: SelectingContext,
+): HeaderReader {
+  let view: HeaderReader | undefined;
+  return {
+    get(name: string): string | null {
+      view ??= headerList(selectingHeaders(raw, policy, context));
+      return view.get(name);
+    },
+  };
+}
+
+/** What a fill of the request is sent with: its URL, client, and whether its credentials go too. */
+export type SelectingContext = Omit<ForwardContext, "kind" | "body" | "method">;
+
+/** The headers of {@link selectingView}, as a list (what a key's coordinator is told). */
+export function selectingHeaders(
+  raw: readonly (readonly [string, string])[],
+  policy: ForwardPolicy,
+  context: SelectingContext,
+): [string, string][] {
+  return originRequestHeaders(raw, policy, { ...context, kind: "fill", body: false });
 }
 
 /** The Host the origin is sent; undefined lets the runtime's fetch use the origin URL's own. */
