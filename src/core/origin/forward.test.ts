@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config.ts";
-import { forwardPolicy, originRequestHeaders, type ForwardContext } from "./forward.ts";
+import { headerList } from "../http/http.ts";
+import {
+  forwardPolicy,
+  originRequestHeaders,
+  selectingHeaders,
+  selectingView,
+  type ForwardContext,
+} from "./forward.ts";
 import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "./poisoning-headers.ts";
 
 const policy = (origin: Record<string, unknown> = {}) =>
@@ -31,6 +38,31 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       ["origin", "https://app.example"],
       ["x-api-version", "4"],
     ]);
+  });
+
+  it("selectingView reads every header as the fill's list has it (its shortcuts included)", () => {
+    const raw: [string, string][] = [
+      ["accept-language", "fr"],
+      ["accept-language", "de"],
+      ["accept-encoding", "gzip, br"],
+      ["connection", "keep-alive, x-hop, accept-encoding"],
+      ["x-hop", "1"],
+      ["x-forwarded-host", "evil"],
+      ["x_forwarded_host", "evil"],
+      ["via", "1.0 cdn"],
+      ["x-forwarded-proto", "http"],
+      ["cookie", "a=1"],
+      ["range", "bytes=0-1"],
+      ["proxy-x", "1"],
+      ["x-api", "v2"],
+    ];
+    for (const credentials of [false, true]) {
+      const context = { credentials, url, clientAddress: "203.0.113.7" };
+      const full = headerList(selectingHeaders(raw, policy(), context));
+      const view = selectingView(raw, policy(), context);
+      for (const name of [...raw.map(([n]) => n), "host", "x-forwarded-for", "surrogate-capability", "absent"])
+        expect(view.get(name), name).toBe(full.get(name));
+    }
   });
 
   it("drops the underscore spellings of headers herdless governs (a CGI origin reads them as the real ones), and only those", () => {

@@ -106,10 +106,7 @@ export function originRequestHeaders(
   policy: ForwardPolicy,
   context: ForwardContext,
 ): [string, string][] {
-  const connectionListed = new Set<string>();
-  for (const [name, value] of raw)
-    if (name.toLowerCase() === "connection")
-      for (const listed of value.split(",")) connectionListed.add(listed.trim().toLowerCase());
+  const listed = connectionListed(raw);
   const out: [string, string][] = [];
   const forwardedFor: string[] = [];
   const via: string[] = [];
@@ -117,7 +114,7 @@ export function originRequestHeaders(
   let acceptEncoding: string | undefined;
   for (const [rawName, value] of raw) {
     const name = rawName.toLowerCase();
-    if (NEVER_FORWARDED.has(name) || name.startsWith("proxy-") || connectionListed.has(name)) continue;
+    if (NEVER_FORWARDED.has(name) || name.startsWith("proxy-") || listed.has(name)) continue;
     if (policy.stripped.has(name) || spellsGoverned(name, policy)) continue;
     if (context.kind === "fill" && (NOT_ON_FILLS.has(name) || (CREDENTIALS.has(name) && !context.credentials)))
       continue;
@@ -205,12 +202,35 @@ export function selectingView(
   context: SelectingContext,
 ): HeaderReader {
   let view: HeaderReader | undefined;
+  let listed: Set<string> | undefined;
   return {
     get(name: string): string | null {
+      // The common cases without building the whole list (a hit on a Vary'd page reads this):
+      // a header sent on as the client wrote it, and Accept-Encoding, sent normalized.
+      listed ??= connectionListed(raw);
+      if (!listed.has(name) && !policy.stripped.has(name) && !spellsGoverned(name, policy)) {
+        if (!GOVERNED.has(name) && !name.startsWith("proxy-")) return joined(raw, name);
+        if (name === "accept-encoding") return normalizedAcceptEncoding(joined(raw, name));
+      }
       view ??= headerList(selectingHeaders(raw, policy, context));
       return view.get(name);
     },
   };
+}
+
+/** The values of the fields named `name` (lowercased) joined with ", ", as `headerList` reads them. */
+function joined(raw: readonly (readonly [string, string])[], name: string): string | null {
+  let value: string | null = null;
+  for (const [n, v] of raw) if (n === name) value = value === null ? v : `${value}, ${v}`;
+  return value;
+}
+
+/** The lowercased names the request's `Connection` fields list (hop-by-hop for this hop). */
+function connectionListed(raw: readonly (readonly [string, string])[]): Set<string> {
+  const listed = new Set<string>();
+  for (const [name, value] of raw)
+    if (name.toLowerCase() === "connection") for (const item of value.split(",")) listed.add(item.trim().toLowerCase());
+  return listed;
 }
 
 /** What a fill of the request is sent with: its URL, client, and whether its credentials go too. */
