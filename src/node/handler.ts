@@ -12,6 +12,7 @@ import { HerdlessError } from "../core/errors.ts";
 import { unsentBodyFailure } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { hostCountRefusal, targetRefusal } from "../core/http/request-check.ts";
+import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { toEngineRequest } from "./engine-request.ts";
 import { headerReader, HitPath, requestUrl, scanFields, type RequestScan } from "./hit-path.ts";
@@ -73,7 +74,10 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     // A request herdless cannot key or route (bad or repeated Host, a request-target that is
     // not a path or an http(s) URL) gets a clear 400 first.
     const refused =
-      hostCountRefusal(fields.hosts, fields.host) ?? targetRefusal(req.url ?? "/", fields.host ?? "localhost");
+      hostCountRefusal(fields.hosts, fields.host) ??
+      (req.method === "OPTIONS" && req.url === "*"
+        ? optionsForServer()
+        : targetRefusal(req.url ?? "/", fields.host ?? "localhost"));
     if (refused) {
       write(res, refused).catch(fail(req, res));
       return;

@@ -235,6 +235,20 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it("RFC 9112 §3.2.4: OPTIONS * (asterisk-form, Max-Forwards 0 or none) is answered by herdless with Allow, never a 400, never forwarded", async () => {
+    await setup();
+    for (const maxForwards of ["", "max-forwards: 0\r\n"]) {
+      const answer = await raw(
+        cache.base,
+        `OPTIONS * HTTP/1.1\r\nhost: shop.test\r\n${maxForwards}connection: close\r\n\r\n`,
+      );
+      expect([answer.status, answer.headers.allow]).toEqual([200, "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"]);
+    }
+    // Any other method with an asterisk is still no request-target herdless can serve.
+    expect((await raw(cache.base, "GET * HTTP/1.1\r\nhost: shop.test\r\nconnection: close\r\n\r\n")).status).toBe(400);
+    expect(origin.seen).toHaveLength(0);
+  });
+
   it("an oversized URL is a 414 (RFC 9112 §3), an oversized header block a 431, never a 500, and the victim is served", async () => {
     await setup();
     const longUrl = await get(cache.base, `/${"a".repeat(20_000)}`);

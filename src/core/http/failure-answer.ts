@@ -110,3 +110,17 @@ export function optionsHere(): EngineResponse {
   answer.headers.push(["allow", ALLOWED]);
   return answer;
 }
+
+/**
+ * RFC 9112 §3.2.4, RFC 9110 §9.3.7: `OPTIONS *` (asterisk-form) asks about the server as a
+ * whole, which to its clients is herdless: answered here with the methods it passes on,
+ * never a 400 and never an origin request.
+ *
+ * @example
+ * if (method === "OPTIONS" && target === "*") return optionsForServer();
+ */
+export function optionsForServer(): EngineResponse {
+  const answer = synthetic(200, "OPTIONS * is answered by this cache: see Allow", {});
+  answer.headers.push(["allow", ALLOWED]);
+  return answer;
+}
