@@ -70,8 +70,10 @@ describe("attacks on what reaches the origin (Worker)", () => {
       if_none_match: '"v1"',
       "request-range": "bytes=0-1",
       request_range: "bytes=0-1",
+      // Beside the real User-Agent, a CGI-style origin would read one of the two.
+      user_agent: "desktop",
     };
-    await edge.get(p, { headers: aliases });
+    await edge.get(p, { headers: { ...aliases, "user-agent": "iphone" } });
     const victim = await edge.get(p);
     expect(victim.cacheStatus).toMatch(/hit/);
     const seen = (await origin.stats()).requests[0]!.headers;

@@ -174,6 +174,8 @@ describe("attacks on what reaches the origin (Node)", () => {
       if (env.get("HTTP_IF_NONE_MATCH") === '"v1"') return void res.writeHead(304, headers).end();
       const range = env.get("HTTP_RANGE") ?? env.get("HTTP_REQUEST_RANGE");
       if (range) return void res.writeHead(206, { ...headers, "content-range": "bytes 0-1/20" }).end("li");
+      if (req.url === "/ua")
+        return void res.writeHead(200, { ...headers, vary: "User-Agent" }).end(env.get("HTTP_USER_AGENT"));
       res.writeHead(200, headers);
       res.end(
         `link=https://${env.get("HTTP_X_FORWARDED_HOST") ?? "shop.test"}${env.get("HTTP_X_ORIGINAL_URL") ?? req.url} ` +
@@ -205,8 +207,13 @@ describe("attacks on what reaches the origin (Node)", () => {
       expect(victim.body, path).toBe(`link=https://shop.test${path} client=127.0.0.1 proto=http`);
     }
     expect(seen).toHaveLength(3);
+    // Beside the real one, an underscore spelling would be what the origin read: the iPhone page stored as desktop.
+    await send(base, "/ua", { headers: { "User-Agent": "iphone", User_Agent: "desktop" } });
+    const iphone = await send(base, "/ua", { headers: { "User-Agent": "iphone" } });
+    expect(iphone.headers["cache-status"]).toMatch(/hit/);
+    expect(iphone.body).toBe("iphone");
     for (const raw of seen)
-      for (const name of [...Object.keys(aliases), "Request-Range", "Request_Range"])
+      for (const name of [...Object.keys(aliases), "Request-Range", "Request_Range", "User_Agent"])
         expect(
           raw.map((n) => n.toLowerCase()),
           name,

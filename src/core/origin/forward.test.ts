@@ -78,6 +78,8 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
         ["x_my_strip", "1"],
         ["api_key", "k"],
         ["x_request_id", "r1"],
+        ["User-Agent", "iphone"],
+        ["User_Agent", "desktop"],
       ],
       policy({ stripRequestHeaders: [...DEFAULT_STRIPPED_REQUEST_HEADERS, "X-My-Strip"] }),
       relay,

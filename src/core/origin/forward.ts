@@ -88,7 +88,8 @@ function forwardsCount(value: string | null): number | undefined {
  * The headers an origin request carries: the client's end-to-end request headers, unchanged
  * and in order, minus the hop-by-hop ones and those `Connection` names, `Expect`, `TE`,
  * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default),
- * every such header spelled with `_` for `-` ({@link spellsGoverned}) and, on shared fills,
+ * every such header spelled with `_` for `-` ({@link spellsGoverned}), the underscore spelling
+ * of a header the request also sends with dashes (`User_Agent` beside `User-Agent`) and, on shared fills,
  * credentials (unless the route caches them), validators and Range, and
  * `Content-Length` unless the client's body is sent on.
  * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
@@ -107,6 +108,7 @@ export function originRequestHeaders(
   context: ForwardContext,
 ): [string, string][] {
   const listed = connectionListed(raw);
+  const spelled = spelledWithDashes(raw);
   const out: [string, string][] = [];
   const forwardedFor: string[] = [];
   const via: string[] = [];
@@ -116,6 +118,9 @@ export function originRequestHeaders(
     const name = rawName.toLowerCase();
     if (NEVER_FORWARDED.has(name) || name.startsWith("proxy-") || listed.has(name)) continue;
     if (policy.stripped.has(name) || spellsGoverned(name, policy)) continue;
+    // `User_Agent` beside `User-Agent`: a CGI-style origin reads one of the two as the other,
+    // and a page that varies on it would be stored under the value it did not read.
+    if (name.includes("_") && spelled.has(name.replaceAll("_", "-"))) continue;
     if (context.kind === "fill" && (NOT_ON_FILLS.has(name) || (CREDENTIALS.has(name) && !context.credentials)))
       continue;
     // Content-Length frames the client's body and goes with it: a body on GET or HEAD is never
@@ -208,7 +213,7 @@ export function selectingView(
       // The common cases without building the whole list (a hit on a Vary'd page reads this):
       // a header sent on as the client wrote it, and Accept-Encoding, sent normalized.
       listed ??= connectionListed(raw);
-      if (!listed.has(name) && !policy.stripped.has(name) && !spellsGoverned(name, policy)) {
+      if (!listed.has(name) && !policy.stripped.has(name) && !name.includes("_")) {
         if (!GOVERNED.has(name) && !name.startsWith("proxy-")) return joined(raw, name);
         if (name === "accept-encoding") return normalizedAcceptEncoding(joined(raw, name));
       }
@@ -223,6 +228,13 @@ function joined(raw: readonly (readonly [string, string])[], name: string): stri
   let value: string | null = null;
   for (const [n, v] of raw) if (n === name) value = value === null ? v : `${value}, ${v}`;
   return value;
+}
+
+/** The request's field names (lowercased) spelled with dashes only, no underscore. */
+function spelledWithDashes(raw: readonly (readonly [string, string])[]): Set<string> {
+  const names = new Set<string>();
+  for (const [name] of raw) if (!name.includes("_")) names.add(name.toLowerCase());
+  return names;
 }
 
 /** The lowercased names the request's `Connection` fields list (hop-by-hop for this hop). */
