@@ -103,8 +103,9 @@ export class RedisPurgeRegistry implements PurgeRegistry {
         SWAP.run(client, [this.key], [this.version, nextVersion, JSON.stringify(next)]),
       );
       if (swapped === 1) {
+        const writtenBy = performance.now();
         this.apply(nextVersion, next);
-        await new Promise((resolve) => setTimeout(resolve, this.o.propagationMs));
+        await pastBound(writtenBy, this.o.propagationMs);
         return;
       }
     }
@@ -131,4 +132,17 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     this.version = version;
     this.snapshot = snapshot;
   }
+}
+
+/**
+ * Waits until more than `boundMs` has passed since `since` on the clock {@link RedisPurgeRegistry.copy}
+ * judges copies by. A read that missed the write was sent before its reply came back (`since`), so
+ * by then every such copy is past its bound. A timer alone is not enough: Node fires one against
+ * its loop's cached, whole-millisecond time, up to a millisecond or more before `boundMs` has
+ * passed on `performance.now()`, which left a member's copy without the purge still in bound
+ * when the purge returned.
+ */
+async function pastBound(since: number, boundMs: number): Promise<void> {
+  for (let left = boundMs; left >= 0; left = boundMs - (performance.now() - since))
+    await new Promise((resolve) => setTimeout(resolve, Math.ceil(left) + 1));
 }
