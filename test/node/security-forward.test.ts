@@ -220,6 +220,34 @@ describe("attacks on what reaches the origin (Node)", () => {
         ).not.toContain(name.toLowerCase());
   });
 
+  it("a forged Surrogate-Capability claiming ESI never makes the page stored for everyone one with raw ESI tags", async () => {
+    // An ESI origin (Symfony's HttpCache, Varnish's backends) sends the tags for a surrogate that
+    // said it processes them, and the rendered page to anyone else.
+    const seen: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      const claim = [req.headers["surrogate-capability"] ?? []].flat().join(", ") || undefined;
+      seen.push(claim);
+      const esi = /ESI\/1\.0/.test(claim ?? "");
+      res.writeHead(200, {
+        "cache-control": "max-age=60",
+        "content-type": "text/html",
+        ...(esi ? { "surrogate-control": 'content="ESI/1.0"' } : {}),
+      });
+      res.end(esi ? '<esi:include src="/cart"/>' : "<p>cart: 0 items</p>");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanup.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const base = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await send(base, "/home", { headers: { "surrogate-capability": 'evil="Surrogate/1.0 ESI/1.0"' } });
+    const victim = await send(base, "/home");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.body).toBe("<p>cart: 0 items</p>");
+    expect(seen).toEqual(['herdless="Surrogate/1.0"']);
+  });
+
   it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never picks the page stored for everyone", async () => {
     const origin = await reflectingOrigin();
     const base = await herdless(origin.url);

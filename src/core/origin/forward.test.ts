@@ -202,10 +202,14 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     ]);
   });
 
-  it("W3C Edge Architecture §2.2: announces herdless's device token in Surrogate-Capability, after a downstream surrogate's", () => {
-    const out = originRequestHeaders([["surrogate-capability", 'cdn="Surrogate/1.0 ESI/1.0"']], policy(), fill);
-    expect(value(out, "surrogate-capability")).toBe('cdn="Surrogate/1.0 ESI/1.0", herdless="Surrogate/1.0"');
-    const quiet = originRequestHeaders([], policy({ forwardedHeaders: false }), fill);
+  it("W3C Edge Architecture §2.2: announces herdless's device token in Surrogate-Capability, after a downstream surrogate's on one client's relay, alone on a shared fill", () => {
+    const claimed: [string, string][] = [["surrogate-capability", 'cdn="Surrogate/1.0 ESI/1.0"']];
+    expect(value(originRequestHeaders(claimed, policy(), fill), "surrogate-capability")).toBe(
+      'herdless="Surrogate/1.0"',
+    );
+    const relayed = originRequestHeaders(claimed, policy(), { ...fill, kind: "relay" });
+    expect(value(relayed, "surrogate-capability")).toBe('cdn="Surrogate/1.0 ESI/1.0", herdless="Surrogate/1.0"');
+    const quiet = originRequestHeaders(claimed, policy({ forwardedHeaders: false }), fill);
     expect(value(quiet, "surrogate-capability")).toBeUndefined();
   });
 

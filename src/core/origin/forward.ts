@@ -90,7 +90,7 @@ function forwardsCount(value: string | null): number | undefined {
  * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default),
  * every such header spelled with `_` for `-` ({@link spellsGoverned}), the underscore spelling
  * of a header the request also sends with dashes (`User_Agent` beside `User-Agent`) and, on shared fills,
- * credentials (unless the route caches them), validators and Range, and
+ * credentials (unless the route caches them), validators and Range, a client's `Surrogate-Capability`, and
  * `Content-Length` unless the client's body is sent on.
  * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
@@ -123,6 +123,10 @@ export function originRequestHeaders(
     if (name.includes("_") && spelled.has(name.replaceAll("_", "-"))) continue;
     if (context.kind === "fill" && (NOT_ON_FILLS.has(name) || (CREDENTIALS.has(name) && !context.credentials)))
       continue;
+    // A client's Surrogate-Capability is a claim anyone can write: `x="ESI/1.0"` on a fill made
+    // an ESI origin (Symfony) answer with raw <esi:include> tags for the surrogate to process,
+    // and that page was stored for everyone. On a fill only herdless's own capability is said.
+    if (context.kind === "fill" && name === "surrogate-capability") continue;
     // Content-Length frames the client's body and goes with it: a body on GET or HEAD is never
     // sent on, and a length without its bytes leaves the origin waiting for them until the
     // call times out (a failure the breaker counts, which fat GETs could then open at will).
