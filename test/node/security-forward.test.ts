@@ -220,6 +220,25 @@ describe("attacks on what reaches the origin (Node)", () => {
         ).not.toContain(name.toLowerCase());
   });
 
+  it("an Accept_Language sent alone never picks the language of the page stored for visitors sending none", async () => {
+    // A CGI-style origin (PHP FastCGI, WSGI) reads Accept_Language as HTTP_ACCEPT_LANGUAGE.
+    const server = createServer((req, res) => {
+      const language = [req.headers["accept-language"] ?? req.headers["accept_language"] ?? "en"].flat().join();
+      res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/plain", vary: "Accept-Language" });
+      res.end(`lang=${language}`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanup.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const base = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await send(base, "/welcome", { headers: { accept_language: "xx-defaced" } });
+    const victim = await send(base, "/welcome");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.body).toBe("lang=en");
+  });
+
   it("a forged Surrogate-Capability claiming ESI never makes the page stored for everyone one with raw ESI tags", async () => {
     // An ESI origin (Symfony's HttpCache, Varnish's backends) sends the tags for a surrogate that
     // said it processes them, and the rendered page to anyone else.

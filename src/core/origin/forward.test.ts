@@ -90,6 +90,16 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     ]);
   });
 
+  it("a shared fill carries no header spelled with an underscore: alone it still reaches a CGI origin as the dashed one, unkeyed", () => {
+    const raw: [string, string][] = [
+      ["accept_language", "xx"],
+      ["api_key", "k"],
+      ["accept", "text/html"],
+    ];
+    expect(originRequestHeaders(raw, policy(), fill).filter(([name]) => name.includes("_"))).toEqual([]);
+    expect(value(originRequestHeaders(raw, policy(), fill), "accept")).toBe("text/html");
+  });
+
   it("drops hop-by-hop headers, those Connection lists, Expect, TE, Upgrade and Proxy-*", () => {
     const out = originRequestHeaders(
       [

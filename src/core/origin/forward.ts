@@ -121,6 +121,12 @@ export function originRequestHeaders(
     // `User_Agent` beside `User-Agent`: a CGI-style origin reads one of the two as the other,
     // and a page that varies on it would be stored under the value it did not read.
     if (name.includes("_") && spelled.has(name.replaceAll("_", "-"))) continue;
+    // Alone, `Accept_Language` is still `HTTP_ACCEPT_LANGUAGE` to a CGI-style origin, while the
+    // variant is keyed by the Accept-Language the fill did not send: the page in the attacker's
+    // language was stored for every visitor sending none. A shared fill carries no underscore
+    // name at all, as nginx sends none by default (`underscores_in_headers off`); one client's
+    // relay keeps those that do not spell a governed header.
+    if (name.includes("_") && context.kind === "fill") continue;
     if (context.kind === "fill" && (NOT_ON_FILLS.has(name) || (CREDENTIALS.has(name) && !context.credentials)))
       continue;
     // A client's Surrogate-Capability is a claim anyone can write: `x="ESI/1.0"` on a fill made
