@@ -15,7 +15,18 @@ export const DO_CHUNK_BYTES = 1024 * 1024;
 /** What one object may reasonably hold for one entry (an object's storage is 10 GB in all). */
 const MAX_BODY_LIMIT_BYTES = 128 * 1024 * 1024;
 
+/**
+ * The variants one object keeps of its URL. A page that varies on a header a client writes
+ * freely (`Vary: User-Agent`, `Cookie`-less `Vary: X-Anything`) lets anyone store a new copy
+ * per value, each up to {@link DEFAULT_MAX_BODY_BYTES}, until the object's 10 GB and every
+ * write after fail; the Node LRU and Redis are bounded by size, this store by count. Past it
+ * the variants filled longest ago go first (lowest token), as an LRU would let them.
+ */
+export const DEFAULT_MAX_ENTRIES = 256;
+
 export interface DurableObjectStoreOptions {
+  /** Entries (variants of the object's URL) kept; past it the oldest fills go. Default {@link DEFAULT_MAX_ENTRIES}. */
+  maxEntries?: number;
   /**
    * Bodies larger than this are refused: `put` returns false and writes nothing, and the
    * caller streams the response through uncached. Default 25 MiB, at most 128 MiB.
@@ -62,6 +73,7 @@ export class DurableObjectStore implements Store {
   private readonly entries: string;
   private readonly chunks: string;
   private readonly maxBodyBytes: number;
+  private readonly maxEntries: number;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -77,6 +89,9 @@ export class DurableObjectStore implements Store {
         `DurableObjectStore maxBodyBytes must be an integer from 0 to ${MAX_BODY_LIMIT_BYTES} (got ${this.maxBodyBytes})`,
       );
     }
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    if (!Number.isInteger(this.maxEntries) || this.maxEntries < 1)
+      throw new RangeError(`DurableObjectStore maxEntries must be a positive integer (got ${this.maxEntries})`);
     this.entries = `${prefix}_entry`;
     this.chunks = `${prefix}_entry_chunk`;
     this.tables = options.tables ?? new SqlTables(storage);
@@ -200,6 +215,7 @@ export class DurableObjectStore implements Store {
         const part = entry.body.subarray(seq * DO_CHUNK_BYTES, (seq + 1) * DO_CHUNK_BYTES);
         this.storage.sql.exec(`INSERT INTO ${this.chunks} (key, seq, body) VALUES (?, ?, ?)`, entry.key, seq, part);
       }
+      this.keepAtMostMaxEntries(entry.key);
       return true;
     });
   }
@@ -238,6 +254,23 @@ export class DurableObjectStore implements Store {
       .exec<{ at: number | null }>(`SELECT MIN(delete_at) AS at FROM ${this.entries}`)
       .toArray()[0];
     return row?.at ?? undefined;
+  }
+
+  /** Drops the entries filled longest ago (lowest token) past {@link DEFAULT_MAX_ENTRIES}, never `kept`. */
+  private keepAtMostMaxEntries(kept: string): void {
+    const count = this.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${this.entries}`).one().n;
+    if (count <= this.maxEntries) return;
+    const oldest = this.storage.sql
+      .exec<{ key: string }>(
+        `SELECT key FROM ${this.entries} WHERE key != ? ORDER BY token ASC LIMIT ?`,
+        kept,
+        count - this.maxEntries,
+      )
+      .toArray();
+    for (const { key } of oldest) {
+      if (this.tables.has(this.chunks)) this.storage.sql.exec(`DELETE FROM ${this.chunks} WHERE key = ?`, key);
+      this.storage.sql.exec(`DELETE FROM ${this.entries} WHERE key = ?`, key);
+    }
   }
 
   private remove(key: string): boolean {

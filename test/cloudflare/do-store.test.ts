@@ -59,6 +59,22 @@ describe("DurableObjectStore limits and upkeep", () => {
     expect(await store.put(testEntry("big", clock.now(), { body: over, token: 2 }))).toBe(false);
   });
 
+  it("an attacker's variants of one page (Vary: User-Agent, a new value each) stop at maxEntries: the oldest fills go, the newest stays", async () => {
+    const clock = new ManualClock(1_000);
+    const store = storeInObject(`variants-${crypto.randomUUID()}`, clock, { maxEntries: 3 });
+    expect(await store.put(testEntry("GET /p|ua=victim", clock.now(), { token: 1 }))).toBe(true);
+    for (let token = 2; token <= 5; token++)
+      expect(await store.put(testEntry(`GET /p|ua=attacker-${token}`, clock.now(), { token }))).toBe(true);
+    expect(await store.get("GET /p|ua=victim")).toBeUndefined();
+    expect(await store.get("GET /p|ua=attacker-2")).toBeUndefined();
+    for (const token of [3, 4, 5]) expect(await store.get(`GET /p|ua=attacker-${token}`)).toBeDefined();
+    // A variant filled again counts as new: it is not the next to go.
+    expect(await store.put(testEntry("GET /p|ua=attacker-3", clock.now(), { token: 6 }))).toBe(true);
+    expect(await store.put(testEntry("GET /p|ua=attacker-7", clock.now(), { token: 7 }))).toBe(true);
+    expect(await store.get("GET /p|ua=attacker-3")).toBeDefined();
+    expect(await store.get("GET /p|ua=attacker-4")).toBeUndefined();
+  });
+
   it("rejects options beyond its limits with the field named", () => {
     const clock = new ManualClock(0);
     const fake = { sql: { exec: () => undefined } } as unknown as DurableObjectStorage;
