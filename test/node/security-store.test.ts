@@ -166,6 +166,38 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     },
   );
 
+  it("CPDoS, header oversize: an attacker's 10 KB header, refused by the origin with a 400 it marks max-age, never makes the page a 400 for the victim; an ordinary request's 400 is still stored", async () => {
+    // An origin whose web server refuses a field over 8 KiB (nginx, Apache) and whose app or
+    // CDN rules put max-age on every answer.
+    let requests = 0;
+    const server = createServer((req, res) => {
+      requests++;
+      const oversized = Object.values(req.headers).some((v) => String(v).length > 8 * 1024);
+      const bad = req.url === "/broken" || oversized;
+      res.writeHead(bad ? 400 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(bad ? "Request Header Or Cookie Too Large" : "the page");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanup.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const base = await herdless(
+      `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      new ManualClock(Date.now()),
+    );
+    const attack = await getWith(base, "/home", { "x-filler": "a".repeat(10_000) });
+    expect(attack.status).toBe(400);
+    const victim = await get(base, "/home");
+    expect(victim.status).toBe(200);
+    expect(victim.body).toBe("the page");
+    expect((await get(base, "/home")).headers["cache-status"]).toMatch(/hit/);
+    // An ordinary request's 400 with explicit freshness is the URL's answer: stored (RFC 9111 §3).
+    await get(base, "/broken");
+    expect((await get(base, "/broken")).headers["cache-status"]).toMatch(/hit/);
+    expect(requests).toBe(3);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

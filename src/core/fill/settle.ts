@@ -4,7 +4,7 @@ import type { FillRequest } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { selectingNames } from "../http/key.ts";
-import { storability, type Storability } from "../http/storability.ts";
+import { blamesTheRequest, storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
@@ -65,6 +65,13 @@ export async function settle(
   if (res.status === 304 && stored && res.kind === "buffered")
     return settleNotModified(ctx, request, stored, res, judge, context);
   const verdict = judge(res.status, res.headers);
+  if (verdict.storable && blamesTheRequest(res.status, request.headers))
+    return {
+      kind: "pass",
+      response: { status: res.status, headers: res.headers, body: res.body, contentLength: res.contentLength },
+      fwdStatus: res.status,
+      reason: "uncacheable",
+    };
   if (res.status >= 500 && !(verdict.storable && res.kind === "buffered" && !hidesError(ctx, stored)))
     return settleError(ctx, request, stored, res, token, oneClients(verdict));
   if (!verdict.storable || res.status === 304) {

@@ -182,3 +182,29 @@ function isStorableStatus(res: OriginResponseInfo, governing: Governing): boolea
     HEURISTICALLY_CACHEABLE.has(res.status) || governing.d.has("public") || hasExplicitFreshness(res.headers, governing)
   );
 }
+
+/** Statuses an origin gives about a request's own size or syntax, not about the resource. */
+const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
+
+/**
+ * Header bytes past which a fill is not an ordinary request: browsers and apps send 1–2 KB
+ * without cookies (a shared fill carries none), while web servers refuse a field at 8 KiB
+ * (nginx, Apache) and herdless takes 16 KiB.
+ */
+const UNUSUAL_FILL_HEAD_BYTES = 4 * 1024;
+
+/**
+ * Whether an answer is the origin refusing this fill's own request rather than describing the
+ * URL: a 400/413/414/431 to a fill that carried unusually large headers. Stored, it would be
+ * "Cache-Poisoned Denial of Service" (header oversize): an attacker's 10 KB header, under
+ * herdless's limit and over the origin's, and an origin that marks every answer `max-age`,
+ * made the page a 400 for every visitor. It goes to the flight's callers only, and the stored
+ * copy stays. A 400 to an ordinary request is still stored when its freshness is explicit
+ * (RFC 9111 §3; Varnish never stores one, the conformance suite's `status-400-fresh` does).
+ */
+export function blamesTheRequest(status: number, headers: readonly (readonly [string, string])[]): boolean {
+  if (!REQUEST_FAULT_STATUSES.has(status)) return false;
+  let bytes = 0;
+  for (const [name, value] of headers) bytes += name.length + value.length + 4;
+  return bytes > UNUSUAL_FILL_HEAD_BYTES;
+}
