@@ -1,4 +1,4 @@
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConfigInput } from "../../src/core/config.ts";
@@ -15,6 +15,17 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
+/** `handler` serving on 127.0.0.1 as the origin, closed after the test; its base URL. */
+async function serving(handler: RequestListener): Promise<string> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 interface Seen {
   url: string;
   headers: IncomingHttpHeaders;
@@ -29,7 +40,7 @@ interface Seen {
  */
 async function reflectingOrigin(vary?: string): Promise<{ url: string; seen: Seen[] }> {
   const seen: Seen[] = [];
-  const server: Server = createServer((req, res) => {
+  const origin = await serving((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
@@ -49,12 +60,7 @@ async function reflectingOrigin(vary?: string): Promise<{ url: string; seen: See
       res.end(page);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanup.push(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+  return { url: origin, seen };
 }
 
 /** attack-kit's herdless in front of `originUrl`, closed after the test. */
@@ -165,7 +171,7 @@ describe("attacks on what reaches the origin (Node)", () => {
     // PHP's FastCGI, WSGI and Rack name `X_Forwarded_Host` and `X-Forwarded-Host` alike
     // (HTTP_X_FORWARDED_HOST), and Apache httpd honours Request-Range as Range.
     const seen: string[][] = [];
-    const server: Server = createServer((req, res) => {
+    const origin = await serving((req, res) => {
       seen.push(req.rawHeaders);
       const env = new Map<string, string>();
       for (let i = 0; i < req.rawHeaders.length; i += 2)
@@ -182,12 +188,7 @@ describe("attacks on what reaches the origin (Node)", () => {
           `client=${env.get("HTTP_X_FORWARDED_FOR")} proto=${env.get("HTTP_X_FORWARDED_PROTO")}`,
       );
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    cleanup.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const base = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const base = await herdless(origin);
     const aliases = {
       X_Forwarded_Host: "evil.test",
       X_Original_URL: "/admin",
@@ -222,17 +223,12 @@ describe("attacks on what reaches the origin (Node)", () => {
 
   it("an Accept_Language sent alone never picks the language of the page stored for visitors sending none", async () => {
     // A CGI-style origin (PHP FastCGI, WSGI) reads Accept_Language as HTTP_ACCEPT_LANGUAGE.
-    const server = createServer((req, res) => {
+    const origin = await serving((req, res) => {
       const language = [req.headers["accept-language"] ?? req.headers["accept_language"] ?? "en"].flat().join();
       res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/plain", vary: "Accept-Language" });
       res.end(`lang=${language}`);
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    cleanup.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const base = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const base = await herdless(origin);
     await send(base, "/welcome", { headers: { accept_language: "xx-defaced" } });
     const victim = await send(base, "/welcome");
     expect(victim.headers["cache-status"]).toMatch(/hit/);
@@ -243,7 +239,7 @@ describe("attacks on what reaches the origin (Node)", () => {
     // An ESI origin (Symfony's HttpCache, Varnish's backends) sends the tags for a surrogate that
     // said it processes them, and the rendered page to anyone else.
     const seen: (string | undefined)[] = [];
-    const server = createServer((req, res) => {
+    const origin = await serving((req, res) => {
       const claim = [req.headers["surrogate-capability"] ?? []].flat().join(", ") || undefined;
       seen.push(claim);
       const esi = /ESI\/1\.0/.test(claim ?? "");
@@ -254,12 +250,7 @@ describe("attacks on what reaches the origin (Node)", () => {
       });
       res.end(esi ? '<esi:include src="/cart"/>' : "<p>cart: 0 items</p>");
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    cleanup.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const base = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const base = await herdless(origin);
     await send(base, "/home", { headers: { "surrogate-capability": 'evil="Surrogate/1.0 ESI/1.0"' } });
     const victim = await send(base, "/home");
     expect(victim.headers["cache-status"]).toMatch(/hit/);

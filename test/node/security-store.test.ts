@@ -1,4 +1,4 @@
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
@@ -19,6 +19,17 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
+/** `handler` serving on 127.0.0.1 as the origin, closed after the test; its base URL. */
+async function serving(handler: RequestListener): Promise<string> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 /** What the scripted origin does next; every request is counted. */
 interface Script {
   /** Extra headers on a 304 answering If-None-Match: "v1". */
@@ -32,7 +43,7 @@ interface Script {
 
 async function scriptedOrigin(): Promise<{ url: string; script: Script }> {
   const script: Script = { notModified: {}, rawHeaderLines: "", requests: 0 };
-  const server: Server = createServer((req, res) => {
+  const origin = await serving((req, res) => {
     script.requests++;
     if (req.headers["if-none-match"] === '"v1"' && script.cacheControl === undefined) {
       res.writeHead(304, { etag: '"v1"', "cache-control": "max-age=10", ...script.notModified }).end();
@@ -45,12 +56,7 @@ async function scriptedOrigin(): Promise<{ url: string; script: Script }> {
         `${script.rawHeaderLines}connection: close\r\n\r\n${body}`,
     );
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanup.push(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, script };
+  return { url: origin, script };
 }
 
 async function herdless(originUrl: string, clock: ManualClock): Promise<string> {
@@ -170,22 +176,14 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     // An origin whose web server refuses a field over 8 KiB (nginx, Apache) and whose app or
     // CDN rules put max-age on every answer.
     let requests = 0;
-    const server = createServer((req, res) => {
+    const origin = await serving((req, res) => {
       requests++;
       const oversized = Object.values(req.headers).some((v) => String(v).length > 8 * 1024);
       const bad = req.url === "/broken" || oversized;
       res.writeHead(bad ? 400 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
       res.end(bad ? "Request Header Or Cookie Too Large" : "the page");
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    cleanup.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const base = await herdless(
-      `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      new ManualClock(Date.now()),
-    );
+    const base = await herdless(origin, new ManualClock(Date.now()));
     const attack = await getWith(base, "/home", { "x-filler": "a".repeat(10_000) });
     expect(attack.status).toBe(400);
     const victim = await get(base, "/home");
@@ -236,7 +234,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       // The error page names the request it answers, as a framework's debug page does.
       const held: (() => void)[] = [];
       let requests = 0;
-      const server = createServer((req, res) => {
+      const origin = await serving((req, res) => {
         requests++;
         held.push(() =>
           res
@@ -244,15 +242,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
             .end(`error page for ${req.headers.authorization ?? "anonymous"} #${requests}`),
         );
       });
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      cleanup.push(async () => {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-      });
-      const proxy = await herdless(
-        `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        new ManualClock(Date.now()),
-      );
+      const proxy = await herdless(origin, new ManualClock(Date.now()));
       const victim = getWith(proxy, "/account", victimHeaders);
       await vi.waitFor(() => expect(held).toHaveLength(1));
       const attackers = [get(proxy, "/account"), get(proxy, "/account")];
