@@ -65,18 +65,14 @@ export async function settle(
   if (res.status === 304 && stored && res.kind === "buffered")
     return settleNotModified(ctx, request, stored, res, judge, context);
   const verdict = judge(res.status, res.headers);
-  if (verdict.storable && blamesTheRequest(res.status, request.headers))
-    return {
-      kind: "pass",
-      response: { status: res.status, headers: res.headers, body: res.body, contentLength: res.contentLength },
-      fwdStatus: res.status,
-      reason: "uncacheable",
-    };
   if (res.status >= 500 && !(verdict.storable && res.kind === "buffered" && !hidesError(ctx, stored)))
     return settleError(ctx, request, stored, res, token, oneClients(verdict));
-  if (!verdict.storable || res.status === 304) {
+  // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept.
+  const aboutTheRequest = verdict.storable && blamesTheRequest(res.status, request.headers);
+  if (!verdict.storable || res.status === 304 || aboutTheRequest) {
     // The stored copy no longer reflects what the origin says about this URL.
-    if (stored && res.status !== 304 && saysAboutTheUrl(verdict)) await ctx.store.delete(stored.key);
+    if (stored && res.status !== 304 && !aboutTheRequest && saysAboutTheUrl(verdict))
+      await ctx.store.delete(stored.key);
     return {
       kind: "pass",
       response: { status: res.status, headers: res.headers, body: res.body, contentLength: res.contentLength },
