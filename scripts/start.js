@@ -1,24 +1,25 @@
 #!/usr/bin/env node
 /**
- * `npm start`: herdless in the real Workers runtime (workerd, through `wrangler dev`) in
- * front of ORIGIN_URL. Without ORIGIN_URL it first starts the demo fragile origin on
+ * `npm start`: herdless in the real Workers runtime (workerd, through Miniflare, on its own
+ * socket) in front of ORIGIN_URL. Without ORIGIN_URL it first starts the demo fragile origin on
  * 127.0.0.1:8080 (ORIGIN_PORT to move it) and waits until it listens.
  *
  *   PORT=8787 ORIGIN_URL=http://127.0.0.1:9000 npm start
  *
  * The herdless config (HERDLESS_CONFIG from the environment, else the one in
  * wrangler.jsonc, with ORIGIN_URL over origin.url) is validated first: a bad one stops
- * here with the message naming the field, before wrangler starts.
+ * here with the message naming the field, before workerd starts.
  *
- * Everything stays on this machine: wrangler metrics and the `request.cf` download are off,
- * and wrangler runs `--local`.
+ * Everything stays on this machine: wrangler metrics and the `request.cf` download are off.
  */
 /* global clearTimeout, setInterval */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseEnv } from "node:util";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const port = process.env.PORT ?? "8787";
@@ -26,11 +27,13 @@ const originPort = process.env.ORIGIN_PORT ?? "8080";
 const childEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
 /** @type {import("node:child_process").ChildProcess[]} */
 const children = [];
+/** @type {(() => Promise<void>)[]} what else must stop with us (Miniflare's workerd) */
+const stoppers = [];
 let stopping = false;
 
 /**
  * Signals a child and everything it started: each child leads its own process group, so
- * workerd (started by wrangler) goes too, even when wrangler does not stop it itself.
+ * whatever it started goes too, even when it does not stop that itself.
  */
 function signalTree(child, signal) {
   try {
@@ -44,17 +47,18 @@ function stop(code) {
   if (stopping) return;
   stopping = true;
   for (const child of children) signalTree(child, "SIGTERM");
-  // wrangler tears workerd down on SIGTERM; give it a moment, then make sure.
+  // Miniflare stops its workerd on dispose; give everything a moment, then make sure.
   const force = setTimeout(() => {
     for (const child of children) signalTree(child, "SIGKILL");
     process.exit(code);
   }, 5_000);
   force.unref();
-  Promise.all(
-    children.map((child) =>
+  Promise.all([
+    ...stoppers.map((dispose) => dispose().catch(() => undefined)),
+    ...children.map((child) =>
       child.exitCode !== null || child.signalCode !== null ? null : new Promise((r) => child.once("exit", r)),
     ),
-  ).then(() => process.exit(code));
+  ]).then(() => process.exit(code));
 }
 
 function track(child, name) {
@@ -96,11 +100,15 @@ function startDemoOrigin() {
   });
 }
 
-/** The HERDLESS_CONFIG the Worker will see: the environment's, else wrangler.jsonc's. */
-async function herdlessConfigText() {
-  if (process.env.HERDLESS_CONFIG !== undefined) return process.env.HERDLESS_CONFIG;
+/** wrangler.jsonc as wrangler reads it: the bindings, migrations, vars and compatibility settings. */
+async function wranglerConfig() {
   const { experimental_readRawConfig } = await import("wrangler");
-  const { rawConfig } = experimental_readRawConfig({ config: join(root, "wrangler.jsonc") });
+  return experimental_readRawConfig({ config: join(root, "wrangler.jsonc") }).rawConfig;
+}
+
+/** The HERDLESS_CONFIG the Worker will see: the environment's, else wrangler.jsonc's. */
+function herdlessConfigText(rawConfig) {
+  if (process.env.HERDLESS_CONFIG !== undefined) return process.env.HERDLESS_CONFIG;
   const value = rawConfig.vars?.HERDLESS_CONFIG;
   return typeof value === "string" ? value : "";
 }
@@ -112,40 +120,85 @@ async function validateConfig(originUrl, configText) {
   configFromEnv({ ORIGIN_URL: originUrl, HERDLESS_CONFIG: configText });
 }
 
-function startWorker(originUrl, configText, demo) {
-  const wrangler = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
-  const args = [
-    "dev",
-    "--local",
-    "--ip",
-    "127.0.0.1",
-    "--port",
-    port,
-    "--var",
-    `ORIGIN_URL:${originUrl}`,
-    "--show-interactive-dev-session=false",
-  ];
-  if (process.env.HERDLESS_CONFIG !== undefined) args.push("--var", `HERDLESS_CONFIG:${configText}`);
-  // The admin API needs a token: HERDLESS_ADMIN_TOKEN if given, else a fresh one for the local demo.
-  const adminToken = process.env.HERDLESS_ADMIN_TOKEN || (demo ? randomBytes(12).toString("hex") : "");
-  if (adminToken) args.push("--var", `HERDLESS_ADMIN_TOKEN:${adminToken}`);
-  const child = track(
-    spawn(process.execPath, [wrangler, ...args], {
-      cwd: root,
-      env: childEnv,
-      detached: true,
-      stdio: ["ignore", "pipe", "inherit"],
-    }),
-    "wrangler dev",
+/**
+ * The Worker as `wrangler deploy` would upload it: wrangler's own bundler, into .wrangler/
+ * (ignored by git). Seconds; run on every start so the code served is the tree's.
+ */
+function bundleWorker() {
+  const outdir = join(root, ".wrangler/start-bundle");
+  const out = spawnSync(process.execPath, [wranglerBin(), "deploy", "--dry-run", "--outdir", outdir], {
+    cwd: root,
+    env: childEnv,
+    encoding: "utf8",
+  });
+  if (out.status !== 0)
+    throw new Error(`wrangler could not bundle the Worker:\n${(out.stderr + out.stdout).slice(-2000)}`);
+  return { scriptPath: join(outdir, "worker.js"), modulesRoot: outdir };
+}
+
+function wranglerBin() {
+  return join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
+}
+
+/** `.dev.vars`, as `wrangler dev` reads it (local secrets such as HERDLESS_ADMIN_TOKEN). */
+function devVars() {
+  const path = join(root, ".dev.vars");
+  return existsSync(path) ? parseEnv(readFileSync(path, "utf8")) : {};
+}
+
+/**
+ * workerd through Miniflare, with the Worker on its own socket (`unsafeDirectSockets`), not
+ * behind `wrangler dev`'s proxy: that proxy holds any Worker to ~700 requests a second on a
+ * small machine, answers 503 when it restarts mid-request, and gzips text for clients that
+ * accept it (so a cached `Content-Length` never reaches them), none of which is the Worker's
+ * behaviour. The bindings, migrations and compatibility settings are wrangler.jsonc's; the
+ * Durable Objects and the Cache API persist in .wrangler/state, where `wrangler dev` keeps them.
+ */
+async function startWorker(rawConfig, originUrl, configText, demo) {
+  const { Miniflare, Log, LogLevel } = await import("miniflare");
+  const sqliteClasses = new Set((rawConfig.migrations ?? []).flatMap((m) => m.new_sqlite_classes ?? []));
+  const durableObjects = Object.fromEntries(
+    (rawConfig.durable_objects?.bindings ?? []).map((b) => [
+      b.name,
+      { className: b.class_name, useSQLite: sqliteClasses.has(b.class_name) },
+    ]),
   );
-  child.stdout.setEncoding("utf8");
-  let announced = false;
-  child.stdout.on("data", (chunk) => {
-    process.stdout.write(chunk);
-    if (!announced && /Ready on http/.test(chunk)) {
-      announced = true;
-      const url = `http://127.0.0.1:${port}`;
-      console.log(`
+  const vars = { ...rawConfig.vars, ...devVars(), ORIGIN_URL: originUrl };
+  if (process.env.HERDLESS_CONFIG !== undefined) vars.HERDLESS_CONFIG = configText;
+  // The admin API needs a token: HERDLESS_ADMIN_TOKEN if given, else a fresh one for the local demo.
+  const givenToken = process.env.HERDLESS_ADMIN_TOKEN || vars.HERDLESS_ADMIN_TOKEN;
+  const adminToken = givenToken || (demo ? randomBytes(12).toString("hex") : "");
+  if (adminToken) vars.HERDLESS_ADMIN_TOKEN = adminToken;
+  const { scriptPath, modulesRoot } = bundleWorker();
+  const miniflare = new Miniflare({
+    cf: false,
+    log: new Log(LogLevel.WARN),
+    defaultPersistRoot: join(root, ".wrangler/state/v3"),
+    durableObjectsPersist: true,
+    cachePersist: true,
+    workers: [
+      {
+        name: rawConfig.name ?? "herdless",
+        modules: true,
+        scriptPath,
+        modulesRoot,
+        compatibilityDate: rawConfig.compatibility_date,
+        compatibilityFlags: rawConfig.compatibility_flags ?? [],
+        bindings: vars,
+        durableObjects,
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: Number(port) }],
+      },
+    ],
+  });
+  stoppers.push(() => miniflare.dispose());
+  try {
+    await miniflare.ready;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`workerd could not start on 127.0.0.1:${port} (is the port in use? PORT=… moves it): ${reason}`);
+  }
+  const url = `http://127.0.0.1:${port}`;
+  console.log(`
 herdless is running in workerd
   cache   ${url}
   origin  ${originUrl}
@@ -164,11 +217,9 @@ it crashes (503s, down for 5 s). The cache still answers every one with 200:
   seq 50 | xargs -P50 -I{} curl -s -o /dev/null -w '%{http_code} ' ${url}/page; echo
 `
     : ""
-}${adminToken ? `\nDashboard: ${url}/__herdless/   (token ${process.env.HERDLESS_ADMIN_TOKEN ? "from HERDLESS_ADMIN_TOKEN" : adminToken})\n` : ""}
+}${adminToken ? `\nDashboard: ${url}/__herdless/   (token ${givenToken ? "from HERDLESS_ADMIN_TOKEN" : adminToken})\n` : ""}
 Ctrl-C stops both.
 `);
-    }
-  });
 }
 
 // Whatever stops us stops the children: Ctrl-C (the children, in their own groups, do not
@@ -183,12 +234,13 @@ setInterval(() => {
 }, 500).unref();
 
 try {
-  const configText = await herdlessConfigText();
+  const rawConfig = await wranglerConfig();
+  const configText = herdlessConfigText(rawConfig);
   // Checked before anything starts; the demo origin's URL is only known later, so a
   // stand-in URL lets the rest of the config be checked now.
   await validateConfig(process.env.ORIGIN_URL || `http://127.0.0.1:${originPort}`, configText);
   const originUrl = process.env.ORIGIN_URL || (await startDemoOrigin());
-  if (!stopping) startWorker(originUrl, configText, !process.env.ORIGIN_URL);
+  if (!stopping) await startWorker(rawConfig, originUrl, configText, !process.env.ORIGIN_URL);
 } catch (error) {
   console.error(`herdless: ${error instanceof Error ? error.message : String(error)}`);
   stop(1);

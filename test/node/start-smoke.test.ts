@@ -1,5 +1,6 @@
 import { spawn, spawnSync, execFileSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { get as httpGet, type IncomingHttpHeaders } from "node:http";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-/** wrangler dev bundles and boots workerd: seconds, more on a loaded machine. */
+/** wrangler bundles the Worker and Miniflare boots workerd: seconds, more on a loaded machine. */
 const STARTUP_MS = 90_000;
 
 let origin: FragileOrigin;
@@ -97,7 +98,7 @@ describe("npm start", () => {
   }, 30_000);
 
   it("serves through the Worker in workerd: MISS, then HIT, then STALE", async () => {
-    // wrangler dev keeps its state in .wrangler/ between runs: a path no run used before.
+    // npm start keeps its state in .wrangler/ between runs: a path no run used before.
     const path = `/smoke-${randomUUID()}`;
     const miss = await get(path);
     expect(miss.status).toBe(200);
@@ -112,11 +113,28 @@ describe("npm start", () => {
     expect(stale.body).toBe(miss.body);
   });
 
+  it("answers on the Worker's own socket: a client that accepts gzip gets the cached bytes with their Content-Length", async () => {
+    // wrangler dev's proxy gzipped text for such a client (chunked, no Content-Length), and
+    // held any Worker to ~700 requests a second; npm start serves workerd's socket directly.
+    const path = `/length-${randomUUID()}`;
+    await get(path);
+    const answer = await new Promise<{ headers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      httpGet(`${base}${path}`, { headers: { "accept-encoding": "gzip, deflate, br" } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+      }).on("error", reject);
+    });
+    expect(answer.headers["cache-status"]).toMatch(/^herdless; hit/);
+    expect(answer.headers["content-encoding"]).toBeUndefined();
+    expect(answer.headers["content-length"]).toBe(String(answer.body.length));
+  });
+
   it("leaves no workerd behind after SIGTERM to its own process (what npm passes on)", async () => {
     started = descendants(child.pid!).map((p) => p.pid);
     expect(descendants(child.pid!).some((p) => p.comm.includes("workerd"))).toBe(true);
     process.kill(child.pid!, "SIGTERM");
-    // start.js gives wrangler 5 s to stop workerd, then kills the whole tree.
+    // start.js gives Miniflare 5 s to stop workerd, then kills the whole tree.
     await until("processes still running", 15_000, async () =>
       [child.pid!, ...started].some(alive) ? undefined : true,
     );
@@ -125,7 +143,7 @@ describe("npm start", () => {
 });
 
 describe("npm start with an invalid config", () => {
-  it("exits 1 before starting wrangler, naming the field", () => {
+  it("exits 1 before starting workerd, naming the field", () => {
     const run = spawnSync(process.execPath, ["scripts/start.js"], {
       cwd: root,
       encoding: "utf8",
@@ -138,6 +156,6 @@ describe("npm start with an invalid config", () => {
     });
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/coordinator\.lockLeaseMs/);
-    expect(run.stdout).not.toMatch(/wrangler|Ready on/);
+    expect(run.stdout).not.toMatch(/running in workerd/);
   });
 });
