@@ -17,6 +17,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseEnv } from "node:util";
@@ -140,6 +141,19 @@ function wranglerBin() {
   return join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
 }
 
+/** Refuses a taken port with a plain message, before workerd prints its own stack about it. */
+function portFree(wanted) {
+  if (!/^\d{1,5}$/.test(wanted) || Number(wanted) > 65535)
+    return Promise.reject(new Error(`PORT must be a port number (1–65535), got ${JSON.stringify(wanted)}`));
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", (error) =>
+      reject(new Error(`127.0.0.1:${wanted} is not free (${error.code ?? error.message}); PORT=… moves herdless`)),
+    );
+    probe.listen(Number(wanted), "127.0.0.1", () => probe.close(() => resolve()));
+  });
+}
+
 /** `.dev.vars`, as `wrangler dev` reads it (local secrets such as HERDLESS_ADMIN_TOKEN). */
 function devVars() {
   const path = join(root, ".dev.vars");
@@ -155,6 +169,7 @@ function devVars() {
  * Durable Objects and the Cache API persist in .wrangler/state, where `wrangler dev` keeps them.
  */
 async function startWorker(rawConfig, originUrl, configText, demo) {
+  await portFree(port);
   const { Miniflare, Log, LogLevel } = await import("miniflare");
   const sqliteClasses = new Set((rawConfig.migrations ?? []).flatMap((m) => m.new_sqlite_classes ?? []));
   const durableObjects = Object.fromEntries(
@@ -195,7 +210,7 @@ async function startWorker(rawConfig, originUrl, configText, demo) {
     await miniflare.ready;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`workerd could not start on 127.0.0.1:${port} (is the port in use? PORT=… moves it): ${reason}`);
+    throw new Error(`workerd could not start on 127.0.0.1:${port}: ${reason}`);
   }
   const url = `http://127.0.0.1:${port}`;
   console.log(`

@@ -158,4 +158,24 @@ describe("npm start with an invalid config", () => {
     expect(run.stderr).toMatch(/coordinator\.lockLeaseMs/);
     expect(run.stdout).not.toMatch(/running in workerd/);
   });
+
+  it("exits 1 naming the port when PORT is taken, before workerd starts", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const address = taken.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    try {
+      const run = spawnSync(process.execPath, ["scripts/start.js"], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 30_000,
+        env: { ...process.env, PORT: String(address.port), ORIGIN_URL: "http://127.0.0.1:9" },
+      });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain(`127.0.0.1:${address.port} is not free`);
+      expect(run.stderr).not.toMatch(/kj::Exception/);
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
+    }
+  });
 });
