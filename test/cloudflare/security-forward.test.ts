@@ -80,6 +80,14 @@ describe("attacks on what reaches the origin (Worker)", () => {
     for (const name of Object.keys(aliases)) expect(seen[name], name).toBeUndefined();
   });
 
+  it("a Content-Type or Content-Encoding on a body-less GET never reaches the fill stored for everyone (an origin parsing it answers 400)", async () => {
+    const { origin, edge, p } = await setup();
+    await edge.get(p, { headers: { "content-type": "multipart/form-data; boundary=x", "content-encoding": "gzip" } });
+    expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    expect([seen["content-type"], seen["content-encoding"]]).toEqual([undefined, undefined]);
+  });
+
   it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never reaches the fill stored for everyone", async () => {
     const { origin, edge, p } = await setup();
     // X-Real-IP and kin, and what PHP's client-IP helpers try first (HTTP_CLIENT_IP, HTTP_X_FORWARDED …).

@@ -196,6 +196,33 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(3);
   });
 
+  it("CPDoS, content metadata on a GET: a Content-Type or Content-Encoding without a body never reaches the origin, so its 400 marked max-age is never the victim's page", async () => {
+    // A Rails-like origin: it parses the request body by its Content-Type on every method
+    // (Rack 2.2+ raises "bad content body" on an empty multipart one) and decodes a coded
+    // body, answering 400 when it cannot; nginx in front puts max-age on every answer.
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const type = req.headers["content-type"] ?? "";
+      const bad = type.startsWith("multipart/form-data") || req.headers["content-encoding"] !== undefined;
+      res.writeHead(bad ? 400 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(bad ? "400 Bad Request: bad content body" : `the page ${req.url}`);
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    const attacks: Record<string, string>[] = [
+      { "content-type": "multipart/form-data; boundary=x" },
+      { "content-encoding": "gzip", "content-type": "application/json" },
+    ];
+    for (const [i, headers] of attacks.entries()) {
+      const attack = await getWith(base, `/home${i}`, headers);
+      expect(attack.status).toBe(200);
+      const victim = await get(base, `/home${i}`);
+      expect([victim.status, victim.body]).toEqual([200, `the page /home${i}`]);
+      expect(victim.headers["cache-status"]).toMatch(/hit/);
+    }
+    expect(requests).toBe(2);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

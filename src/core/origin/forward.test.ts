@@ -54,6 +54,7 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       ["cookie", "a=1"],
       ["range", "bytes=0-1"],
       ["proxy-x", "1"],
+      ["content-type", "application/json"],
       ["x-api", "v2"],
     ];
     for (const credentials of [false, true]) {
@@ -187,6 +188,29 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     expect(value(originRequestHeaders(raw, policy(), relay), "content-length")).toBe("9");
     expect(value(originRequestHeaders(raw, policy(), { ...relay, body: false }), "content-length")).toBeUndefined();
     expect(value(originRequestHeaders(raw, policy(), fill), "content-length")).toBeUndefined();
+  });
+
+  it("RFC 9110 §8: a shared fill, which sends no body, sends nothing that describes one; a relay keeps it, body or not", () => {
+    const raw: [string, string][] = [
+      ["content-type", "multipart/form-data; boundary=x"],
+      ["Content-Encoding", "gzip"],
+      ["content-language", "fr"],
+      ["content-location", "/x"],
+      ["content-range", "bytes 0-1/2"],
+      ["content-md5", "x"],
+      ["digest", "sha-256=x"],
+      ["content-digest", "sha-256=:x:"],
+      ["repr-digest", "sha-256=:x:"],
+      ["accept", "text/html"],
+    ];
+    expect(
+      names(originRequestHeaders(raw, policy(), fill)).filter((n) => n.startsWith("content") || n.endsWith("digest")),
+    ).toEqual([]);
+    expect(value(originRequestHeaders(raw, policy(), fill), "accept")).toBe("text/html");
+    for (const context of [relay, { ...relay, body: false }])
+      expect(names(originRequestHeaders(raw, policy(), context)).slice(0, raw.length)).toEqual(
+        raw.map(([n]) => n.toLowerCase()),
+      );
   });
 
   it("adds X-Forwarded-For, X-Forwarded-Proto and Via; the client's X-Forwarded-Proto is replaced", () => {

@@ -13,7 +13,7 @@ const NEVER_FORWARDED = new Set([...HOP_BY_HOP, "expect", "host"]);
 /**
  * Dropped on shared fills only. A fill asks for the full, unconditional response that every
  * waiter will be served: a client's validators or Range would make the origin answer that
- * client alone (the coordinator adds its own validators).
+ * client alone (the coordinator adds its own validators). One client's relay keeps them all.
  */
 const NOT_ON_FILLS = new Set([
   "if-none-match",
@@ -24,6 +24,18 @@ const NOT_ON_FILLS = new Set([
   "range",
   // Range's pre-RFC 2068 name, which Apache httpd still honours: a 206 for everyone waiting.
   "request-range",
+  // What describes a body (RFC 9110 §8), which a fill never sends: a `Content-Type:
+  // multipart/form-data` on a body-less GET made an origin that parses the body on every method
+  // (Rails, Rack 2.2+) answer 400, stored as everyone's page when it marks every answer max-age.
+  "content-type",
+  "content-encoding",
+  "content-language",
+  "content-location",
+  "content-range",
+  "content-md5",
+  "digest",
+  "content-digest",
+  "repr-digest",
 ]);
 
 /** Credentials: forwarded on a shared fill only when the route caches credentialed requests. */
@@ -90,8 +102,8 @@ function forwardsCount(value: string | null): number | undefined {
  * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default),
  * every such header spelled with `_` for `-` ({@link spellsGoverned}), the underscore spelling
  * of a header the request also sends with dashes (`User_Agent` beside `User-Agent`) and, on shared fills,
- * credentials (unless the route caches them), validators and Range, a client's `Surrogate-Capability`, and
- * `Content-Length` unless the client's body is sent on.
+ * credentials (unless the route caches them), validators, Range, `Content-Type` and kin, a client's
+ * `Surrogate-Capability`, and `Content-Length` unless the client's body is sent on.
  * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
  * `X-Forwarded-For` (on a fill the client's address alone, on a relay appended to the client's
