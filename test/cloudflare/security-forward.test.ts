@@ -150,6 +150,21 @@ describe("requests herdless cannot serve correctly are refused clearly (Worker)"
     expect(await origin.count()).toBe(1);
   });
 
+  it("a control character in a header value (CPDoS, HTTP meta character) is a 400 naming it, never forwarded, and the victim is served", async () => {
+    const { origin, edge, p } = await setup();
+    // Node's parser refuses these before herdless runs; workerd's Headers lets all but NUL, CR and LF through.
+    for (const value of ["a\x01b", "x\x07", "\x1b[0m", "a\x7f"]) {
+      const attack = await edge.get(p, { headers: { "x-meta": value } });
+      expect(attack.status, JSON.stringify(value)).toBe(400);
+      expect(attack.body).toMatch(/"x-meta" header value/);
+      expect(attack.cacheStatus).toMatch(/detail=refused/);
+    }
+    expect(await origin.count()).toBe(0);
+    expect((await edge.get(p, { headers: { "x-meta": "ok \t ok" } })).status).toBe(200);
+    expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
+    expect(await origin.count()).toBe(1);
+  });
+
   it("two Host headers are a 400", async () => {
     const { origin, edge, p } = await setup();
     const headers = new Headers();

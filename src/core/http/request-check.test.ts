@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hostRefusal, targetRefusal, targetUrl } from "./request-check.ts";
+import { fieldValueRefusal, hostRefusal, targetRefusal, targetUrl } from "./request-check.ts";
 
 describe("hostRefusal", () => {
   it("refuses a bad Host however many good ones were seen before (valid hosts are remembered, bad ones never)", () => {
@@ -15,6 +15,20 @@ describe("hostRefusal", () => {
   it("refuses two Host fields even when each is valid and known", () => {
     expect(hostRefusal(["shop.example"])).toBeUndefined();
     expect(hostRefusal(["shop.example", "shop.example"])?.status).toBe(400);
+  });
+});
+
+describe("fieldValueRefusal (RFC 9110 §5.5)", () => {
+  it("refuses a control character in any field value, as Node's parser does; HTAB, SP and obs-text are valid", () => {
+    for (const bad of ["a\x01b", "a\x07", "\x1bx", "a\x7fb", "a\x00b", "a\nb"]) {
+      const refusal = fieldValueRefusal([
+        ["accept", "text/html"],
+        ["x-a", bad],
+      ]);
+      expect(refusal?.status, JSON.stringify(bad)).toBe(400);
+      expect(new TextDecoder().decode(refusal?.body as Uint8Array)).toContain('"x-a" header value');
+    }
+    expect(fieldValueRefusal([["x-a", "a\tb c~caf\xe9"]])).toBeUndefined();
   });
 });
 

@@ -33,6 +33,35 @@ export function hostCountRefusal(count: number, first: string | undefined): Engi
 }
 
 /**
+ * The 400 for a request whose header field value holds a control character (RFC 9110 §5.5:
+ * field-content is visible characters, SP, HTAB and obs-text), as Node's HTTP parser gives
+ * before herdless runs ("Invalid header value char"); undefined when every value is valid.
+ * The Worker's `Headers` refuses only NUL, CR and LF, so `X-A: a\x01b` reached the origin: a
+ * server that refuses it (Apache's `HttpProtocolOptions Strict`, Kestrel) answered 400, which
+ * an origin putting `max-age` on every answer had stored as the page for everyone
+ * (Cache-Poisoned Denial of Service, HTTP meta character).
+ *
+ * @example
+ * fieldValueRefusal([["x-a", "a\x07b"]])?.status; // 400
+ * fieldValueRefusal([["accept", "text/html"]]); // undefined
+ */
+export function fieldValueRefusal(fields: Iterable<[string, string]>): EngineResponse | undefined {
+  for (const [name, value] of fields)
+    if (holdsControlCharacter(value))
+      return refused(`invalid character in the ${JSON.stringify(name)} header value: a control character`);
+  return undefined;
+}
+
+/** RFC 9110 §5.5: a control character other than HTAB (NUL, CR and LF included, and DEL). */
+function holdsControlCharacter(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/**
  * Hosts already found valid. Every request is checked, and a site sees a handful of Host
  * values: a regular expression and a URL parse per request were the largest share of the
  * Node hit path's own CPU. Bounded (cleared when full), so a flood of made-up hosts costs
