@@ -223,6 +223,25 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(2);
   });
 
+  it("CPDoS, non-ASCII header: an attacker's `X-A: café`, refused by the origin with a 400 it marks max-age, never makes the page a 400 for the victim", async () => {
+    // An ASP.NET Core origin: Kestrel refuses a request whose header value is not ASCII (400),
+    // and the proxy in front puts max-age on every answer.
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const bad = req.rawHeaders.some((field) => /[^\t\x20-\x7e]/.test(field));
+      res.writeHead(bad ? 400 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(bad ? "Bad Request: invalid non-ASCII or control character in header" : "the page");
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    const attack = await getWith(base, "/home", { "x-a": "caf\u00e9" });
+    expect(attack.status).toBe(400);
+    const victim = await get(base, "/home");
+    expect([victim.status, victim.body]).toEqual([200, "the page"]);
+    expect((await get(base, "/home")).headers["cache-status"]).toMatch(/hit/);
+    expect(requests).toBe(2);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

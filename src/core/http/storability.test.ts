@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor, type ConfigInput } from "../config.ts";
 import { hasExplicitFreshness, HEURISTICALLY_CACHEABLE, type OriginResponseInfo } from "./freshness.ts";
-import { storability, storedFields } from "./storability.ts";
+import { blamesTheRequest, storability, storedFields } from "./storability.ts";
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const HTTP_T0 = "Wed, 01 Jan 2025 12:00:00 GMT";
@@ -181,5 +181,23 @@ describe("RFC 9110 §5.5 malformed origin fields", () => {
     expect(storability("GET", false, false, info, route)).toEqual({ storable: false, reason: "malformed" });
     const harmless = { ...res({ "cache-control": "max-age=60" }), droppedFields: ["x bad"] };
     expect(storability("GET", false, false, harmless, route)).toEqual({ storable: true });
+  });
+});
+
+describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", () => {
+  const ordinary: [string, string][] = [
+    ["accept", "text/html"],
+    ["user-agent", "Mozilla/5.0 (X11; Linux x86_64)"],
+    ["x-a", "tab\tand space"],
+  ];
+  it("a 400/413/414/431 to a fill with oversized headers or a value outside visible ASCII is the request's; an ordinary fill's is the URL's", () => {
+    for (const status of [400, 413, 414, 431]) {
+      expect(blamesTheRequest(status, ordinary), String(status)).toBe(false);
+      expect(blamesTheRequest(status, [...ordinary, ["x-filler", "a".repeat(5_000)]])).toBe(true);
+      for (const odd of ["caf\u00e9", "caf\u00c3\u00a9", "\u2603", "a\u0001b", "a\u007f"])
+        expect(blamesTheRequest(status, [...ordinary, ["x-a", odd]]), JSON.stringify(odd)).toBe(true);
+    }
+    // Statuses about the resource stay the URL's, whatever the request carried.
+    for (const status of [200, 404, 410, 500]) expect(blamesTheRequest(status, [["x-a", "caf\u00e9"]])).toBe(false);
   });
 });

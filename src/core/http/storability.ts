@@ -195,16 +195,31 @@ const UNUSUAL_FILL_HEAD_BYTES = 4 * 1024;
 
 /**
  * Whether an answer is the origin refusing this fill's own request rather than describing the
- * URL: a 400/413/414/431 to a fill that carried unusually large headers. Stored, it would be
- * "Cache-Poisoned Denial of Service" (header oversize): an attacker's 10 KB header, under
- * herdless's limit and over the origin's, and an origin that marks every answer `max-age`,
- * made the page a 400 for every visitor. It goes to the flight's callers only, and the stored
- * copy stays. A 400 to an ordinary request is still stored when its freshness is explicit
- * (RFC 9111 §3; Varnish never stores one, the conformance suite's `status-400-fresh` does).
+ * URL: a 400/413/414/431 to a fill that carried unusually large headers, or a header value
+ * with a byte outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd
+ * pass on: Kestrel refuses any non-ASCII value by default, and a framework decoding it as UTF-8
+ * may too). Stored, it would be "Cache-Poisoned Denial of Service": an attacker's 10 KB header,
+ * under herdless's limit and over the origin's, or one `X-A: café`, and an origin that marks
+ * every answer `max-age`, made the page a 400 for every visitor. It goes to the flight's
+ * callers only, and the stored copy stays. A 400 to an ordinary request is still stored when
+ * its freshness is explicit (RFC 9111 §3; Varnish never stores one, the conformance suite's
+ * `status-400-fresh` does).
  */
 export function blamesTheRequest(status: number, headers: readonly (readonly [string, string])[]): boolean {
   if (!REQUEST_FAULT_STATUSES.has(status)) return false;
   let bytes = 0;
-  for (const [name, value] of headers) bytes += name.length + value.length + 4;
+  for (const [name, value] of headers) {
+    if (!isPlainAscii(value)) return true;
+    bytes += name.length + value.length + 4;
+  }
   return bytes > UNUSUAL_FILL_HEAD_BYTES;
+}
+
+/** Visible ASCII, SP and HTAB only: what every HTTP server accepts in a field value. */
+function isPlainAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c > 0x7e || (c < 0x20 && c !== 0x09)) return false;
+  }
+  return true;
 }
