@@ -60,6 +60,23 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect(seen["x-http-method-override"]).toBeUndefined();
   });
 
+  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never reach the origin", async () => {
+    const { origin, edge, p } = await setup();
+    const forged = {
+      "cf-visitor": '{"scheme":"http"}',
+      "cloudfront-forwarded-proto": "http",
+      "x-proto": "SSL",
+      "x-script-name": "/evil",
+      "x-original-uri": "/evil",
+      "x-forwarded-uri": "/evil",
+      "x-forwarded-path": "/evil",
+    };
+    await edge.get(p, { headers: forged });
+    expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    for (const name of Object.keys(forged)) expect(seen[name], name).toBeUndefined();
+  });
+
   it("X_Forwarded_Host, If_None_Match and kin spelled with underscores (a CGI origin's X-Forwarded-Host) and Request-Range never reach the origin", async () => {
     const { origin, edge, p } = await setup();
     const aliases = {

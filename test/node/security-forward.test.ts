@@ -167,6 +167,39 @@ describe("attacks on what reaches the origin (Node)", () => {
       expect(origin.seen[0]?.headers[name]).toBeUndefined();
   });
 
+  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never shape the page stored for the victim", async () => {
+    // A WordPress config and a Flask ReverseProxied middleware in one: the scheme and the
+    // mount point of every link come from headers a proxy is trusted to set.
+    const seen: IncomingHttpHeaders[] = [];
+    const origin = await serving((req, res) => {
+      seen.push(req.headers);
+      const h = req.headers;
+      const https =
+        String(h["cf-visitor"]).includes('"https"') ||
+        h["cloudfront-forwarded-proto"] === "https" ||
+        h["x-proto"] === "SSL";
+      const path = h["x-original-uri"] ?? h["x-forwarded-uri"] ?? h["x-forwarded-path"] ?? req.url;
+      const link = `${https ? "https" : "http"}://${String(h.host)}${String(h["x-script-name"] ?? "")}${String(path)}`;
+      res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/html" });
+      res.end(`<a href="${link}">next</a>`);
+    });
+    const base = await herdless(origin);
+    const forged = {
+      "cf-visitor": '{"scheme":"https"}',
+      "cloudfront-forwarded-proto": "https",
+      "x-proto": "SSL",
+      "x-script-name": "/evil",
+      "x-original-uri": "/evil",
+      "x-forwarded-uri": "/evil",
+      "x-forwarded-path": "/evil",
+    };
+    await send(base, "/p", { headers: forged });
+    const victim = await send(base, "/p");
+    expect(victim.body).toBe(`<a href="http://${new URL(origin).host}/p">next</a>`);
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    for (const name of Object.keys(forged)) expect(seen[0]?.[name], name).toBeUndefined();
+  });
+
   it("X_Forwarded_Host, If_None_Match and kin spelled with underscores never reach a CGI-style origin, nor Range as Request-Range", async () => {
     // PHP's FastCGI, WSGI and Rack name `X_Forwarded_Host` and `X-Forwarded-Host` alike
     // (HTTP_X_FORWARDED_HOST), and Apache httpd honours Request-Range as Range.

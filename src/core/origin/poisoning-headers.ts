@@ -22,10 +22,22 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   // Tornado (xheaders) reads X-Scheme, Jetty X-Proxied-Https, before the scheme herdless reports.
   "x-scheme",
   "x-proxied-https",
+  // Scheme claims PHP sites read to set HTTPS (WordPress configs, the Cloudflare and SSL
+  // plugins: CF-Visitor's {"scheme":…}, CloudFront-Forwarded-Proto, X-Proto: SSL).
+  "cf-visitor",
+  "cloudfront-forwarded-proto",
+  "x-proto",
   "x-host",
   "x-original-host",
   "x-original-url",
   "x-rewrite-url",
+  // Path and mount-point overrides that WSGI and PHP apps behind rewrites route or link by
+  // (X-Script-Name in Flask's ReverseProxied recipe, pgAdmin, Radicale; X-Original-URI from
+  // nginx, X-Forwarded-Uri from Traefik, X-Forwarded-Path from Kong).
+  "x-script-name",
+  "x-original-uri",
+  "x-forwarded-uri",
+  "x-forwarded-path",
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
