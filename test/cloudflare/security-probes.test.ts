@@ -85,6 +85,28 @@ describe("attack probes (Worker)", () => {
     expect(await origin.count(partial)).toBe(2);
   });
 
+  it("preconditions and ranges on a fill (If-Match, If-Unmodified-Since, If-Range, an unsatisfiable Range) are answered from the full copy: the attacker's 412 or 416 is never the victims'", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup({ "cache-control": "max-age=60", etag: '"v1"' });
+    const attacks: [string, Record<string, string>, number][] = [
+      [`${p}-1`, { "if-match": '"other"' }, 412],
+      [`${p}-2`, { "if-unmodified-since": "Mon, 01 Jan 1990 00:00:00 GMT" }, 200],
+      [`${p}-3`, { "if-range": '"other"', range: "bytes=0-1" }, 200],
+      [`${p}-4`, { range: "bytes=999999-" }, 416],
+    ];
+    for (const [path, headers, status] of attacks) {
+      expect((await attackerDc.get(path, { headers })).status, path).toBe(status);
+      for (const victim of [await attackerDc.get(path), await otherDc.get(path)])
+        expect([victim.status, victim.body], path).toEqual([
+          200,
+          `${path} #${attacks.findIndex(([a]) => a === path) + 1}`,
+        ]);
+    }
+    const seen = (await origin.stats()).requests;
+    expect(seen).toHaveLength(4);
+    for (const request of seen)
+      expect(Object.keys(request.headers).filter((n) => n.startsWith("if-") || n === "range")).toEqual([]);
+  });
+
   it("Vary names in any case and spacing select by the victim's own header value, never the attacker's", async () => {
     const { attackerDc, otherDc, p } = await setup({
       "cache-control": "max-age=60",

@@ -136,6 +136,26 @@ describe("attacks on what reaches the origin (Node)", () => {
     expect(origin.seen.map((s) => s.url)).toEqual(["/p?lang=en"]);
   });
 
+  it("parameter cloaking (an encoded `&`, a `?` in a value, `;` and repeated names around ignored ones) never puts a parameter the key does not hold before the origin", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    for (const cloak of [
+      "/p?lang=en&utm_source=x%26lang=evil",
+      "/p?lang=en&utm_content=x?lang=evil",
+      "/p?utm_medium=x;lang=evil&lang=en",
+      "/p?lang=en&fbclid=1&utm_source=a&utm_source=b;lang=evil",
+    ])
+      await send(base, cloak);
+    const victim = await send(base, "/p?lang=en");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.body).toContain("lang=en ");
+    // What the origin read is exactly what the key holds: one fill, the ignored pieces gone whole.
+    expect(origin.seen.map((s) => s.url)).toEqual(["/p?lang=en"]);
+    // A repeated name the key keeps is a page of its own, asked as the key holds it.
+    await send(base, "/p?lang=en&utm_source=x&lang=evil");
+    expect(origin.seen.map((s) => s.url)).toEqual(["/p?lang=en", "/p?lang=en&lang=evil"]);
+  });
+
   it("a path spelling `|origin=` cannot take over the Vary: Origin variant of the page", async () => {
     const origin = await reflectingOrigin("Origin");
     const base = await herdless(origin.url);

@@ -89,6 +89,15 @@ describe("request-target and path tricks (Node)", () => {
     );
   });
 
+  it("RFC 9112 §3.2.2: an absolute-form target whose host disagrees with Host is keyed and fetched as the target's host, even when the origin is sent the client's host", async () => {
+    await setup({ origin: { hostHeader: "client" } });
+    await get(cache.base, "http://shop.test/abs", { headers: { host: "evil.test" } });
+    expect(origin.seen[0]!.headers.host).toBe("shop.test");
+    expect((await get(cache.base, "/abs")).headers["cache-status"]).toMatch(/hit/);
+    await get(cache.base, "/abs", { headers: { host: "evil.test" } });
+    expect(origin.seen.map((s) => s.headers.host)).toEqual(["shop.test", "evil.test"]);
+  });
+
   it("the admin API spelled with dot segments or as an absolute URL is the admin API: never fetched, never stored", async () => {
     await setup({ admin: { token: "a-long-enough-admin-token" } });
     for (const target of ["/x/../__herdless/stats", "/%2e%2e/__herdless/stats", "http://shop.test/__herdless/stats"]) {
@@ -293,6 +302,45 @@ describe("what is stored and served to the victim (Node)", () => {
     const after = await get(cache.base, "/partial?status=206");
     expect(after.headers["cache-status"]).not.toMatch(/hit/);
     expect(origin.seen).toHaveLength(3);
+  });
+
+  it("preconditions and ranges on a fill (If-Match, If-Unmodified-Since, If-Range, an unsatisfiable Range) are answered from the full copy: the attacker's 412 or 416 is never the victim's", async () => {
+    await setup();
+    const attacks: [string, Record<string, string>, number][] = [
+      ["/c1?etag=v1", { "if-match": '"other"' }, 412],
+      ["/c2", { "if-unmodified-since": "Mon, 01 Jan 1990 00:00:00 GMT" }, 200],
+      ["/c3?etag=v1", { "if-range": '"other"', range: "bytes=0-1" }, 200],
+      ["/c4", { range: "bytes=999999-" }, 416],
+    ];
+    for (const [path, headers, status] of attacks) {
+      expect((await get(cache.base, path, { headers })).status, path).toBe(status);
+      const victim = await get(cache.base, path);
+      expect([victim.status, victim.headers["cache-status"]], path).toEqual([200, "herdless; hit; ttl=60"]);
+    }
+    expect(origin.seen.map((s) => Object.keys(s.headers).filter((n) => n.startsWith("if-") || n === "range"))).toEqual([
+      [],
+      [],
+      [],
+      [],
+    ]);
+  });
+
+  it("method overrides on a GET (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, underscore spellings) never reach the origin; `_method` in the query is a key of its own", async () => {
+    await setup();
+    const overrides = {
+      "x-http-method-override": "DELETE",
+      "x-http-method": "PUT",
+      "x-method-override": "POST",
+      x_http_method_override: "DELETE",
+    };
+    await get(cache.base, "/m", { headers: overrides });
+    expect((await get(cache.base, "/m")).headers["cache-status"]).toMatch(/hit/);
+    // Rack, Laravel, Symfony and Express's method-override read `_method` on POST only; on a GET
+    // it is a query parameter like any other, so it only names its own page.
+    await get(cache.base, "/m?_method=DELETE");
+    expect((await get(cache.base, "/m")).headers["cache-status"]).toMatch(/hit/);
+    expect(urls()).toEqual(["GET /m", "GET /m?_method=DELETE"]);
+    for (const name of Object.keys(overrides)) expect(origin.seen[0]!.headers[name], name).toBeUndefined();
   });
 
   it("Vary names in any case and spacing select by the victim's own header value, never the attacker's", async () => {
