@@ -124,6 +124,10 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   if (b.earlyHints) res.writeEarlyHints({ link: "</style.css>; rel=preload; as=style" });
   const out: Record<string, string> = { ...b.headers };
   if (b.etag !== undefined) out["etag"] = b.etag;
+  if (b.refuseNonAscii && req.rawHeaders.some((field) => /[^\t -~]/.test(field))) {
+    res.writeHead(400, out).end("Bad Request: invalid non-ASCII or control character in header");
+    return;
+  }
   if (b.etag !== undefined && req.headers["if-none-match"] === b.etag) {
     res.writeHead(304, { ...out, ...b.notModifiedHeaders }).end();
     return;

@@ -32,6 +32,11 @@ export interface OriginBehaviour {
   rawHeaderLines?: string;
   /** When true, a `103 Early Hints` interim response precedes the answer. */
   earlyHints?: boolean;
+  /**
+   * When true, a request with a header value outside visible ASCII, SP and HTAB is answered
+   * `status` 400 with the configured headers, as Kestrel refuses one.
+   */
+  refuseNonAscii?: boolean;
 }
 
 /** A change to the behaviour; `paths` overrides apply to one pathname (query ignored). */

@@ -133,6 +133,20 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     }
   });
 
+  it("CPDoS, non-ASCII header: an attacker's `X-A: café`, refused by the origin with a 400 it marks max-age, is never the page of a later visitor", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, refuseNonAscii: true });
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv);
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    // workerd sends the value on as UTF-8 (and warns that a browser would refuse it).
+    const attack = await attackerDc!.get(p, { headers: { "x-a": "caf\u00e9" } });
+    expect(attack.status).toBe(400);
+    const victims = [await otherDc!.get(p), await attackerDc!.get(p)];
+    await settle([attack, ...victims], testEnv, [p]);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
+    expect(await origin.count()).toBe(2);
+  });
+
   it("Authentication-Info reaches the client that asked, never a later visitor", async () => {
     const personal = { "authentication-info": 'nextnonce="ann-nonce"' };
     for (const [name, value] of Object.entries(personal)) {
