@@ -156,6 +156,30 @@ describe("attacks on what reaches the origin (Node)", () => {
     expect(origin.seen.map((s) => s.url)).toEqual(["/p?lang=en", "/p?lang=en&lang=evil"]);
   });
 
+  it("a header split into two fields never makes the origin read part of it while the page is keyed by the whole: the iPhone page stays the iPhone's", async () => {
+    // An Express origin: Node keeps the first of two User-Agent fields (and PHP behind nginx
+    // before 1.23 the last of two Accept-Language fields); the page varies on User-Agent.
+    const seen: (string | undefined)[] = [];
+    const origin = await serving((req, res) => {
+      seen.push(req.headers["user-agent"]);
+      const mobile = /Mobile/.test(req.headers["user-agent"] ?? "");
+      res.writeHead(200, { "cache-control": "max-age=60", vary: "User-Agent", "content-type": "text/plain" });
+      res.end(mobile ? "mobile page" : "desktop page");
+    });
+    const base = await herdless(origin);
+    const iphone =
+      "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+    const [before, after] = iphone.split(", ");
+    await sendRaw(
+      base,
+      `GET /home HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: ${before}\r\nUser-Agent: ${after}\r\nConnection: close\r\n\r\n`,
+    );
+    const victim = await send(base, "/home", { headers: { "user-agent": iphone } });
+    expect(victim.body).toBe("mobile page");
+    // The origin was sent the two fields as one, the value the variant is keyed by.
+    expect(seen).toEqual([iphone]);
+  });
+
   it("a path spelling `|origin=` cannot take over the Vary: Origin variant of the page", async () => {
     const origin = await reflectingOrigin("Origin");
     const base = await herdless(origin.url);
