@@ -60,12 +60,15 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect(seen["x-http-method-override"]).toBeUndefined();
   });
 
-  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never reach the origin", async () => {
+  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-ARR-SSL, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never reach the origin", async () => {
     const { origin, edge, p } = await setup();
     const forged = {
       "cf-visitor": '{"scheme":"http"}',
       "cloudfront-forwarded-proto": "http",
       "x-proto": "SSL",
+      "x-arr-ssl": "2048|256|CN=evil",
+      "x-appservice-proto": "https",
+      "x-forwarded-https": "on",
       "x-script-name": "/evil",
       "x-original-uri": "/evil",
       "x-forwarded-uri": "/evil",

@@ -211,7 +211,7 @@ describe("attacks on what reaches the origin (Node)", () => {
       expect(origin.seen[0]?.headers[name]).toBeUndefined();
   });
 
-  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never shape the page stored for the victim", async () => {
+  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-ARR-SSL, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never shape the page stored for the victim", async () => {
     // A WordPress config and a Flask ReverseProxied middleware in one: the scheme and the
     // mount point of every link come from headers a proxy is trusted to set.
     const seen: IncomingHttpHeaders[] = [];
@@ -221,7 +221,10 @@ describe("attacks on what reaches the origin (Node)", () => {
       const https =
         String(h["cf-visitor"]).includes('"https"') ||
         h["cloudfront-forwarded-proto"] === "https" ||
-        h["x-proto"] === "SSL";
+        h["x-proto"] === "SSL" ||
+        h["x-arr-ssl"] !== undefined ||
+        h["x-appservice-proto"] === "https" ||
+        h["x-forwarded-https"] === "on";
       const path = h["x-original-uri"] ?? h["x-forwarded-uri"] ?? h["x-forwarded-path"] ?? req.url;
       const link = `${https ? "https" : "http"}://${String(h.host)}${String(h["x-script-name"] ?? "")}${String(path)}`;
       res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/html" });
@@ -232,6 +235,9 @@ describe("attacks on what reaches the origin (Node)", () => {
       "cf-visitor": '{"scheme":"https"}',
       "cloudfront-forwarded-proto": "https",
       "x-proto": "SSL",
+      "x-arr-ssl": "2048|256|CN=evil",
+      "x-appservice-proto": "https",
+      "x-forwarded-https": "on",
       "x-script-name": "/evil",
       "x-original-uri": "/evil",
       "x-forwarded-uri": "/evil",

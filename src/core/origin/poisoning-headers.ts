@@ -23,10 +23,15 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-scheme",
   "x-proxied-https",
   // Scheme claims PHP sites read to set HTTPS (WordPress configs, the Cloudflare and SSL
-  // plugins: CF-Visitor's {"scheme":…}, CloudFront-Forwarded-Proto, X-Proto: SSL).
+  // plugins: CF-Visitor's {"scheme":…}, CloudFront-Forwarded-Proto, X-Proto: SSL; Azure App
+  // Service's X-ARR-SSL and X-AppService-Proto), as do Plack and Django settings
+  // (X-Forwarded-Https).
   "cf-visitor",
   "cloudfront-forwarded-proto",
   "x-proto",
+  "x-arr-ssl",
+  "x-appservice-proto",
+  "x-forwarded-https",
   "x-host",
   "x-original-host",
   "x-original-url",
