@@ -242,6 +242,30 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(2);
   });
 
+  it("CPDoS, Accept: an attacker's Accept the origin cannot answer (406 marked max-age) never makes the page a 406 for the victim, whatever Vary names", async () => {
+    // A Rails controller whose respond_to knows html only (ActionController::UnknownFormat is
+    // a 406), behind nginx putting max-age on every answer and, with gzip_vary, a Vary that
+    // names the coding but not Accept.
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const accept = req.headers.accept ?? "*/*";
+      const html = /text\/html|\*\/\*/.test(accept);
+      res.writeHead(html ? 200 : 406, {
+        "cache-control": "max-age=60",
+        vary: "Accept-Encoding",
+        "content-type": "text/html",
+      });
+      res.end(html ? "the page" : "");
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    expect((await getWith(base, "/products", { accept: "application/json" })).status).toBe(406);
+    const victim = await getWith(base, "/products", { accept: "text/html" });
+    expect([victim.status, victim.body]).toEqual([200, "the page"]);
+    expect((await get(base, "/products")).headers["cache-status"]).toMatch(/hit/);
+    expect(requests).toBe(2);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

@@ -200,4 +200,11 @@ describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", 
     // Statuses about the resource stay the URL's, whatever the request carried.
     for (const status of [200, 404, 410, 500]) expect(blamesTheRequest(status, [["x-a", "caf\u00e9"]])).toBe(false);
   });
+
+  it("a 406 (about the client's Accept), 411, 412, 415, 416 or 417 (about a body, precondition, range or expectation a fill never sends) are the request's", () => {
+    for (const status of [406, 411, 412, 415, 416, 417])
+      expect(blamesTheRequest(status, ordinary), String(status)).toBe(true);
+    for (const status of [401, 403, 405, 409, 422])
+      expect(blamesTheRequest(status, ordinary), String(status)).toBe(false);
+  });
 });

@@ -187,6 +187,16 @@ function isStorableStatus(res: OriginResponseInfo, governing: Governing): boolea
 const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
 
 /**
+ * Statuses about what a shared fill never sends (RFC 9110 §15.5): a body (411 Length
+ * Required, 415 Unsupported Media Type), preconditions (412), a Range (416) or an expectation
+ * (417); and 406 Not Acceptable, about this client's `Accept`, `Accept-Language` … (a Rails
+ * `respond_to` without the format asked for), whichever of them the origin's `Vary` names
+ * (`Vary: Accept-Encoding` from its gzip would key a refusal of `Accept` by the coding alone).
+ * To a fill they are the origin answering this request's headers, never what the URL is.
+ */
+const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417]);
+
+/**
  * Header bytes past which a fill is not an ordinary request: browsers and apps send 1–2 KB
  * without cookies (a shared fill carries none), while web servers refuse a field at 8 KiB
  * (nginx, Apache) and herdless takes 16 KiB.
@@ -195,17 +205,20 @@ const UNUSUAL_FILL_HEAD_BYTES = 4 * 1024;
 
 /**
  * Whether an answer is the origin refusing this fill's own request rather than describing the
- * URL: a 400/413/414/431 to a fill that carried unusually large headers, or a header value
- * with a byte outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd
- * pass on: Kestrel refuses any non-ASCII value by default, and a framework decoding it as UTF-8
- * may too). Stored, it would be "Cache-Poisoned Denial of Service": an attacker's 10 KB header,
- * under herdless's limit and over the origin's, or one `X-A: café`, and an origin that marks
- * every answer `max-age`, made the page a 400 for every visitor. It goes to the flight's
- * callers only, and the stored copy stays. A 400 to an ordinary request is still stored when
- * its freshness is explicit (RFC 9111 §3; Varnish never stores one, the conformance suite's
- * `status-400-fresh` does).
+ * URL. Stored, it would be "Cache-Poisoned Denial of Service": an origin that marks every
+ * answer `max-age` made the page an error for every visitor. It goes to the flight's callers
+ * only, and the stored copy stays. Blamed on the request:
+ * - a 400/413/414/431 to a fill that carried unusually large headers (an attacker's 10 KB
+ *   header, under herdless's limit and over the origin's), or a header value with a byte
+ *   outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd pass on:
+ *   Kestrel refuses any non-ASCII value by default);
+ * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
+ *   that knows html only), 411, 412, 415, 416 or 417.
+ * A 400 to an ordinary request is still stored when its freshness is explicit (RFC 9111 §3;
+ * Varnish never stores one, the conformance suite's `status-400-fresh` does).
  */
 export function blamesTheRequest(status: number, headers: readonly (readonly [string, string])[]): boolean {
+  if (ABOUT_THE_REQUEST.has(status)) return true;
   if (!REQUEST_FAULT_STATUSES.has(status)) return false;
   let bytes = 0;
   for (const [name, value] of headers) {
