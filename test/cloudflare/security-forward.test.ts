@@ -50,7 +50,13 @@ describe("attacks on what reaches the origin (Worker)", () => {
   it("X-Forwarded-Host and its kin are stripped: the origin never sees them", async () => {
     const { origin, edge, p } = await setup();
     await edge.get(p, {
-      headers: { "x-forwarded-host": "evil.test", "x-original-url": "/admin", "x-http-method-override": "DELETE" },
+      headers: {
+        "x-forwarded-host": "evil.test",
+        "x-original-url": "/admin",
+        "x-http-method-override": "DELETE",
+        "x-forwarded-method": "DELETE",
+        "x-original-method": "DELETE",
+      },
     });
     const victim = await edge.get(p);
     expect(victim.cacheStatus).toMatch(/hit/);
@@ -58,6 +64,7 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect(seen["x-forwarded-host"]).toBeUndefined();
     expect(seen["x-original-url"]).toBeUndefined();
     expect(seen["x-http-method-override"]).toBeUndefined();
+    expect([seen["x-forwarded-method"], seen["x-original-method"]]).toEqual([undefined, undefined]);
   });
 
   it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-ARR-SSL, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never reach the origin", async () => {

@@ -325,12 +325,14 @@ describe("what is stored and served to the victim (Node)", () => {
     ]);
   });
 
-  it("method overrides on a GET (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, underscore spellings) never reach the origin; `_method` in the query is a key of its own", async () => {
+  it("method overrides on a GET (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, X-Forwarded-Method, X-Original-Method, underscore spellings) never reach the origin; `_method` in the query is a key of its own", async () => {
     await setup();
     const overrides = {
       "x-http-method-override": "DELETE",
       "x-http-method": "PUT",
       "x-method-override": "POST",
+      "x-forwarded-method": "DELETE",
+      "x-original-method": "DELETE",
       x_http_method_override: "DELETE",
     };
     await get(cache.base, "/m", { headers: overrides });

@@ -46,6 +46,11 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
+  // The request method as a proxy's auth subrequest carries it (Traefik, nginx ingress), which
+  // some FastCGI configs map to REQUEST_METHOD (`fastcgi_param REQUEST_METHOD
+  // $http_x_forwarded_method`).
+  "x-forwarded-method",
+  "x-original-method",
   // Client-address claims (Nginx, Akamai, Rack, Express and PHP read them before the socket
   // address): a forged one would pick the country, language or rate-limit bucket of a page
   // stored for everyone. herdless sends the client's address in X-Forwarded-For instead.
