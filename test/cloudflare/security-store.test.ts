@@ -147,6 +147,23 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(2);
   });
 
+  it("CPDoS, request-caused statuses: a 406 (the attacker's Accept), 412 or 416 marked max-age is never the page of a later visitor", async () => {
+    for (const status of [406, 412, 416]) {
+      // The origin refuses the attacker's request; its next answers are the page.
+      const origin = await testOrigin({ status, headers: { "cache-control": "max-age=60", vary: "Accept-Encoding" } });
+      const testEnv = edgeEnv(origin.url);
+      const [attackerDc, otherDc] = dataCenters(2, testEnv);
+      const p = `/${crypto.randomUUID().slice(0, 8)}`;
+      const attack = await attackerDc!.get(p, { headers: { accept: "application/json" } });
+      expect(attack.status).toBe(status);
+      await origin.set({ status: 200 });
+      const victims = [await otherDc!.get(p), await attackerDc!.get(p)];
+      await settle([attack, ...victims], testEnv, [p]);
+      for (const victim of victims) expect([victim.status, victim.body], String(status)).toEqual([200, `${p} #2`]);
+      expect(await origin.count()).toBe(2);
+    }
+  });
+
   it("Authentication-Info reaches the client that asked, never a later visitor", async () => {
     const personal = { "authentication-info": 'nextnonce="ann-nonce"' };
     for (const [name, value] of Object.entries(personal)) {
