@@ -10,6 +10,7 @@ import { applyPurge } from "../core/admin/purge.ts";
 import { headerList } from "../core/http/http.ts";
 import { variantKey } from "../core/http/key.ts";
 import type { Entry } from "../core/http/entry.ts";
+import { asJoined } from "../core/fill/flight.ts";
 import { SharedBody } from "../core/fill/shared-body.ts";
 import type { SharedBodyLimits } from "../core/fill/laggards.ts";
 
@@ -242,7 +243,7 @@ function forWaiter({ result: shared, body }: Shared, request: FillRequest): Fill
     case "entry":
       // Collapsed onto a flight that went to the origin; the object's stored copy is a hit for the waiter too.
       return answersWaiter(shared.entry, request)
-        ? { ...shared, collapsed: !fromCoordinatorCopy(shared), stored: false }
+        ? { ...asJoined(shared), collapsed: !fromCoordinatorCopy(shared), stored: false }
         : undefined;
     case "failed":
       return joinedFailure(shared);
@@ -255,7 +256,7 @@ function forWaiter({ result: shared, body }: Shared, request: FillRequest): Fill
       if (!answersWaiter({ ...shared.head, body: NO_BODY }, request)) return undefined;
       // Undefined once the start of the body is gone (past keepBytes) or the body failed.
       const mine = body?.reader();
-      return mine ? { ...shared, body: mine, collapsed: true } : undefined;
+      return mine ? { ...asJoined(shared), body: mine } : undefined;
     }
   }
 }

@@ -56,7 +56,7 @@ export async function answerFill(
       if (result.size === "fits") status.stored = true;
       if (result.size === "too-large") status.detail = "too-large";
       const body = request.method === "HEAD" ? result.body : ctx.nearTier.copied(result, primary);
-      return fromStream(result.head, body, result.bytes, status, request.method, now);
+      return fromStream(withRequesterFields(result.head, result), body, result.bytes, status, request.method, now);
     }
     case "pass": {
       ctx.count(request, "pass", primary);
@@ -114,7 +114,20 @@ function answerEntry(
   const status = filledStatus(result, fwd);
   if (entry.negative) status.detail = "negative";
   else if (stale) status.detail = "stale-while-revalidate";
-  return answerFromEntry(entry, status, ask(request), now);
+  return answerFromEntry(withRequesterFields(entry, result), status, ask(request), now);
+}
+
+/**
+ * The entry (or a streaming one's head) as the answer to the request that made the flight
+ * shows it: with the fields the origin sent that request and the entry does not keep
+ * (coordinator.ts RequesterFields). Never for a caller that joined the flight.
+ */
+function withRequesterFields<E extends { headers: [string, string][] }>(
+  entry: E,
+  result: Extract<FillResult, { kind: "entry" | "stream" }>,
+): E {
+  const own = result.collapsed ? undefined : result.requesterFields;
+  return own?.length ? { ...entry, headers: [...entry.headers, ...own] } : entry;
 }
 
 /**

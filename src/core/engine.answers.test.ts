@@ -3,7 +3,7 @@
  * Cache-Control, unsafe-method invalidation, and the statuses and methods it never relays.
  * The near tier and the coordinator's store are separate stores here, as on the Worker.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ManualClock } from "./clock.ts";
 import { parseConfig, type ConfigInput } from "./config.ts";
 import { Engine, type EngineRequest } from "./engine.ts";
@@ -131,6 +131,64 @@ describe("a shared fill carries none of one client's preconditions or ranges", (
     for (const call of t.origin.calls)
       for (const name of Object.keys(client))
         if (call.headers.get(name) !== own[name]) expect(call.headers.get(name), name).toBeNull();
+  });
+});
+
+describe("RFC 9111 §5.2.2.4 / §5.2.2.7: the fields a qualified no-cache or private names", () => {
+  const named = { "cache-control": 'max-age=60, no-cache="x-a", private="X-B"', "x-a": "1", "x-b": "2", "x-c": "3" };
+  const bytes = async (body: unknown) =>
+    body instanceof ReadableStream ? new Uint8Array(await new Response(body).arrayBuffer()) : (body as Uint8Array);
+
+  it.each([
+    ["read whole", 100],
+    ["streamed to every caller", 200_000],
+  ])(
+    "reach the request that made the fill (body %s); the callers that joined it and every later hit go without them",
+    async (_how, size) => {
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      let calls = 0;
+      const t = setup({}, async () => {
+        calls++;
+        await gate;
+        return new Response("x".repeat(size), { headers: { ...named, "content-length": String(size) } });
+      });
+      const leader = t.engine.handle(req("/named"));
+      await vi.waitFor(() => expect(calls).toBe(1));
+      const joined = [t.engine.handle(req("/named")), t.engine.handle(req("/named"))];
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      open();
+      const first = await leader;
+      expect([header(first, "x-a"), header(first, "x-b"), header(first, "x-c")]).toEqual(["1", "2", "3"]);
+      expect((await bytes(first.body)).byteLength).toBe(size);
+      for (const waiter of await Promise.all(joined)) {
+        expect(header(waiter, "cache-status")).toMatch(/collapsed/);
+        expect([header(waiter, "x-a"), header(waiter, "x-b"), header(waiter, "x-c")]).toEqual([
+          undefined,
+          undefined,
+          "3",
+        ]);
+        expect((await bytes(waiter.body)).byteLength).toBe(size);
+      }
+      await vi.waitFor(async () => expect(header(await t.engine.handle(req("/named")), "cache-status")).toMatch(/hit/));
+      const hit = await t.engine.handle(req("/named"));
+      expect([header(hit, "x-a"), header(hit, "x-b"), header(hit, "x-c")]).toEqual([undefined, undefined, "3"]);
+      expect(calls).toBe(1);
+    },
+  );
+
+  it("a 304 that refreshes the copy: its request's answer carries what the 304 sent, the copy still goes without", async () => {
+    const t = setup();
+    t.origin.headers = named;
+    expect(header(await t.engine.handle(req("/named")), "x-a")).toBe("1");
+    t.clock.advance(61_000);
+    const revalidated = await t.engine.handle(req("/named"));
+    expect(header(revalidated, "cache-status")).toMatch(/fwd=stale; fwd-status=304/);
+    expect([header(revalidated, "x-a"), header(revalidated, "x-b")]).toEqual(["1", "2"]);
+    const hit = await t.engine.handle(req("/named"));
+    expect(header(hit, "cache-status")).toMatch(/hit/);
+    expect([header(hit, "x-a"), header(hit, "x-b"), header(hit, "x-c")]).toEqual([undefined, undefined, "3"]);
+    expect(t.origin.calls).toHaveLength(2);
   });
 });
 

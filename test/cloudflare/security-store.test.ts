@@ -72,6 +72,43 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     },
   );
 
+  it.each([
+    ["read whole", undefined],
+    ["streamed", 200_000],
+  ])(
+    "RFC 9111 §5.2.2.4 / §5.2.2.7: the fields a qualified no-cache or private names reach the request that made the fill (body %s), never the requests that waited on it nor a later visitor",
+    async (_how, bodyBytes) => {
+      const named = { "cache-control": 'max-age=60, no-cache="x-a", private="x-user"', "x-a": "1", "x-user": "ann" };
+      const origin = await testOrigin({ headers: named, mode: "hold", ...(bodyBytes ? { bodyBytes } : {}) });
+      const clock = new ManualClock(Date.now());
+      const testEnv = edgeEnv(origin.url);
+      const path = `/account-${crypto.randomUUID().slice(0, 8)}`;
+      await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+      const [ownerDc, otherDc] = dataCenters(2, testEnv, clock);
+      const owner = ownerDc!.get(path);
+      await origin.waitFor({ held: 1 });
+      // One waiter in the owner's data center (its isolate's flight), one in another (the key's object).
+      const waiters = [ownerDc!.get(path), otherDc!.get(path)];
+      // Real time for ordering only: the waiters reach the owner's fetch while it is held.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await origin.set({ mode: "up" });
+      await origin.release();
+      const mine = await owner;
+      expect([mine.headers.get("x-a"), mine.headers.get("x-user")]).toEqual(["1", "ann"]);
+      const later = await Promise.all(waiters);
+      await settle([mine, ...later], testEnv, [path]);
+      later.push(await ownerDc!.get(path), await otherDc!.get(path));
+      for (const victim of later) {
+        expect(victim.status).toBe(200);
+        expect(victim.body).toBe(mine.body);
+        expect(victim.cacheStatus).toMatch(/collapsed|hit/);
+        expect([victim.headers.get("x-a"), victim.headers.get("x-user")]).toEqual([null, null]);
+      }
+      expect(await origin.count()).toBe(1);
+      await settle(later, testEnv, [path]);
+    },
+  );
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

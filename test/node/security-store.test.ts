@@ -332,6 +332,40 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     },
   );
 
+  it("RFC 9111 §5.2.2.4 / §5.2.2.7: the fields a qualified no-cache or private names reach the request that made the fill, never the requests that waited on it nor a later visitor", async () => {
+    const held: (() => void)[] = [];
+    let requests = 0;
+    const origin = await serving((_req, res) => {
+      requests++;
+      held.push(() =>
+        res
+          .writeHead(200, {
+            "cache-control": 'max-age=60, no-cache="x-a", private="x-user"',
+            "x-a": "1",
+            "x-user": "ann",
+            "content-type": "text/plain",
+          })
+          .end("ann's page, public parts"),
+      );
+    });
+    const proxy = await herdless(origin, new ManualClock(Date.now()));
+    const owner = get(proxy, "/account");
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    const waiters = [get(proxy, "/account"), get(proxy, "/account")];
+    // Real time for ordering only: the waiters reach the owner's fetch while it is held.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    held.splice(0).forEach((answer) => answer());
+    const mine = await owner;
+    expect([mine.headers["x-a"], mine.headers["x-user"]]).toEqual(["1", "ann"]);
+    const victims = [...(await Promise.all(waiters)), await get(proxy, "/account")];
+    for (const victim of victims) {
+      expect(victim.body).toBe("ann's page, public parts");
+      expect(victim.headers["cache-status"]).toMatch(/collapsed|hit/);
+      expect([victim.headers["x-a"], victim.headers["x-user"]]).toEqual([undefined, undefined]);
+    }
+    expect(requests).toBe(1);
+  });
+
   it.each([
     ["a field name that is not a token (RFC 9110 §5.1)", "X Bad: 1\r\n", "Invalid header token"],
     ["whitespace before the colon (RFC 9112 §5.1)", "X-Good : 1\r\n", "Invalid header token"],

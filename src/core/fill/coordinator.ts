@@ -77,6 +77,8 @@ export type FillResult =
       stored: boolean;
       /** The copy has expired and answers while a refresh-ahead renews it (refresh-ahead.ts): the edge may follow that renewal. */
       renewing?: true;
+      /** See {@link RequesterFields}. */
+      requesterFields?: RequesterFields;
     }
   | {
       kind: "stream";
@@ -87,6 +89,8 @@ export type FillResult =
       size: "fits" | "too-large" | "unknown";
       fwdStatus: number;
       collapsed: boolean;
+      /** See {@link RequesterFields}. */
+      requesterFields?: RequesterFields;
     }
   | { kind: "pass"; response: PassResponse; fwdStatus: number; reason: "uncacheable" | "too-large" }
   | { kind: "alone" }
@@ -108,6 +112,14 @@ export type FillResult =
       /** This flight's sick call started the key's backoff (for the counters; absent otherwise). */
       backoffStarted?: boolean;
     };
+
+/**
+ * Fields the origin sent with a flight's answer that the stored entry does not keep (those a
+ * qualified `no-cache="…"` or `private="…"` names, response-entry.ts requesterFields): set only
+ * on the result of the caller whose request made the flight, and answered to that caller
+ * alone. A caller that joined the flight gets the result without them (flight.ts asJoined).
+ */
+export type RequesterFields = [string, string][];
 
 /**
  * The single place, per key, that talks to the origin: a Durable Object on Cloudflare, a

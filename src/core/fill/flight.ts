@@ -1,4 +1,4 @@
-import type { FillResult } from "./coordinator.ts";
+import type { FillResult, RequesterFields } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import type { StreamedOriginResponse } from "../origin/origin-client.ts";
 import { SharedBody } from "./shared-body.ts";
@@ -21,6 +21,8 @@ export interface SharedFlight {
   done: Promise<void>;
   /** Relayed from another process's flight: every caller here joined it (collapsed), none leads it. */
   relayed?: true;
+  /** The leader's own fields (coordinator.ts RequesterFields): in its stream's answer only, never relayed. */
+  requesterFields?: RequesterFields;
 }
 
 /**
@@ -62,7 +64,8 @@ export function streamOf(flight: SharedFlight, collapsed: boolean): FillResult |
   if (body) flight.first = undefined;
   else body = flight.shared.reader();
   if (!body) return undefined;
-  return { ...streamAnswer(flight, body), collapsed };
+  const own = collapsed ? undefined : flight.requesterFields;
+  return { ...streamAnswer(flight, body), collapsed, ...(own?.length ? { requesterFields: own } : {}) };
 }
 
 /** The flight's head and sizes around one reader's `body`: a caller's stream, here or in another process. */
@@ -75,4 +78,16 @@ export function streamAnswer(flight: SharedFlight, body: ReadableStream<Uint8Arr
     size: flight.size,
     fwdStatus: flight.fwdStatus,
   };
+}
+
+/**
+ * An entry or stream result as a caller that joined someone else's flight gets it: collapsed,
+ * and without the fields that were the leader's alone ({@link RequesterFields}).
+ *
+ * @example
+ * if (joined && value.kind === "entry") return asJoined(value);
+ */
+export function asJoined<R extends Extract<FillResult, { kind: "entry" | "stream" }>>(result: R): R {
+  const { requesterFields: _leaders, ...rest } = result;
+  return { ...rest, collapsed: true } as R;
 }

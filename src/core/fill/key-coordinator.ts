@@ -16,7 +16,7 @@ import { answersCaller, dueForRefresh, storedFor } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
 import { lookup } from "../store/lookup.ts";
-import { streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
+import { asJoined, streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
@@ -145,7 +145,7 @@ export class KeyCoordinator implements Coordinator {
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });
-    return { ...value, collapsed: true };
+    return asJoined(value);
   }
 
   async invalidate(primary: string, headers: [string, string][]): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
-import type { FillRequest } from "./coordinator.ts";
+import type { FillRequest, RequesterFields } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { selectingNames } from "../http/key.ts";
@@ -14,6 +14,7 @@ import {
   entryFromResponse,
   negativeEntry,
   refreshedEntry,
+  requesterFields,
   revalidatedHeaders,
   varyPointer,
   type EntryContext,
@@ -85,8 +86,10 @@ export async function settle(
     config,
     clock.now(),
   );
-  if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status);
-  return shareBody(entry, res, sharedBodyLimits(config));
+  const own = requesterFields(res.headers, config);
+  if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status, own);
+  const flight = shareBody(entry, res, sharedBodyLimits(config));
+  return own.length > 0 ? { ...flight, requesterFields: own } : flight;
 }
 
 /**
@@ -128,8 +131,10 @@ async function settleNotModified(
   // whose Vary names others vouches for it for this request's values only (§4.3.4): stored as
   // is, every other value of the new headers would be given this request's page.
   const sameSelection = sameNames(selectingNames(headerList(merged)), stored.vary);
-  if (refreshed.storable && sameSelection)
-    return storeEntry(ctx.store, refreshedEntry(stored, res, context), request.primary, res.status);
+  if (refreshed.storable && sameSelection) {
+    const own = requesterFields(merged, ctx.config);
+    return storeEntry(ctx.store, refreshedEntry(stored, res, context), request.primary, res.status, own);
+  }
   // The origin now says this response must not be shared as stored: forget it, answer this client alone.
   if (!sameSelection || saysAboutTheUrl(refreshed)) await ctx.store.delete(stored.key);
   return {
@@ -195,17 +200,23 @@ function withNotFoundTtl(entry: Entry, config: Config, now: number): Entry {
   return { ...entry, staleAt, swrUntil: staleAt, sieUntil: staleAt, deleteAt: staleAt + config.cache.retainStaleMs };
 }
 
-/** Writes `entry` (and its Vary pointer); when a newer entry won the race (fencing), answers with that one. */
+/**
+ * Writes `entry` (and its Vary pointer); when a newer entry won the race (fencing), answers with
+ * that one. `own`: the fields the answer to this flight's request carries beside the entry
+ * (coordinator.ts RequesterFields), only with the entry they came with.
+ */
 export async function storeEntry(
   store: Store,
   entry: Entry,
   primary: string,
   fwdStatus: number,
+  own: RequesterFields = [],
 ): Promise<FlightResult> {
   const written = await store.put(entry);
   if (written && entry.key !== primary) await store.put(varyPointer(entry, primary));
   const winner = written ? entry : ((await store.get(entry.key)) ?? entry);
-  return { kind: "entry", entry: winner, fwdStatus, collapsed: false, stored: written };
+  const result = { kind: "entry" as const, entry: winner, fwdStatus, collapsed: false, stored: written };
+  return winner === entry && own.length > 0 ? { ...result, requesterFields: own } : result;
 }
 
 /** The failed flight an origin call's error becomes; anything unexpected counts as a network failure. */

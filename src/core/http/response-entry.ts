@@ -2,7 +2,7 @@ import type { Config, RoutePolicy } from "../config.ts";
 import { ENTRY_FORMAT_VERSION, type Entry } from "./entry.ts";
 import { lifetimes } from "./freshness.ts";
 import { parseHttpDate } from "./http-date.ts";
-import { storedFields } from "./storability.ts";
+import { requesterOnlyFields, storedFields } from "./storability.ts";
 import { headerList, type HeaderReader } from "./http.ts";
 import { selectingNames, variantKey } from "./key.ts";
 
@@ -53,6 +53,19 @@ export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry 
     tags: purgeTags(headers),
     negative: false,
   };
+}
+
+/**
+ * What the answer to the request that made a fill carries beside the entry's headers: the
+ * fields a qualified `no-cache` or `private` keeps out of the entry ({@link requesterOnlyFields}),
+ * tag headers consumed as the entry consumes them. `headers` is the response the entry is made
+ * of (a 304's merged with the stored headers: the stored ones never hold such a field).
+ *
+ * @example
+ * const own = requesterFields([["cache-control", 'max-age=60, no-cache="x-a"'], ["x-a", "1"]], config); // [["x-a", "1"]]
+ */
+export function requesterFields(headers: readonly [string, string][], config: Config): [string, string][] {
+  return requesterOnlyFields(headers).filter(([name]) => config.cache.exposeTagHeaders || !TAG_HEADERS.has(name));
 }
 
 /**

@@ -145,6 +145,24 @@ export function storedFields(headers: readonly [string, string][]): [string, str
   return headers.filter(([name]) => name !== "age" && !CLIENT_STATE_FIELDS.has(name) && !withheld.has(name));
 }
 
+/**
+ * The fields {@link storedFields} withholds because a qualified `no-cache="…"` (§5.2.2.4) or
+ * `private="…"` (§5.2.2.7) names them: the origin sent them with its answer to the request
+ * that reached it, and that answer carries them (no reuse, so nothing for §5.2.2.4 to
+ * forbid; the one requester, so nothing shared for §5.2.2.7). Every later answer from the
+ * stored copy, and every caller that joined the same fetch, goes without them. The
+ * {@link CLIENT_STATE_FIELDS} stay out of answers made from a shared fill, as ever.
+ *
+ * @example
+ * requesterOnlyFields([["cache-control", 'max-age=60, no-cache="x-a"'], ["x-a", "1"], ["x-b", "2"]]);
+ * // [["x-a", "1"]]
+ */
+export function requesterOnlyFields(headers: readonly [string, string][]): [string, string][] {
+  const withheld = withheldFields(effectiveDirectives(headerList(headers)));
+  if (withheld.size === 0) return [];
+  return headers.filter(([name]) => withheld.has(name) && name !== "age" && !CLIENT_STATE_FIELDS.has(name));
+}
+
 // RFC 9111 §3: the method must be understood and cacheable. HEAD is cacheable by the RFC, but a
 // HEAD response has no body to replay to a later GET, so herdless stores GET responses only.
 function isStoredMethod(method: string): boolean {
