@@ -2,7 +2,8 @@ import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { fromCoordinatorCopy, type FillResult } from "./fill/coordinator.ts";
-import { answerFromEntry, type ClientAsk } from "./http/answer.ts";
+import { answerFromEntry, preconditionAnswer, type ClientAsk } from "./http/answer.ts";
+import { evaluatePreconditions } from "./http/conditional.ts";
 import { decideOnFailure, servableOnError } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import type { Metrics } from "./admin/metrics.ts";
@@ -55,8 +56,7 @@ export async function answerFill(
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
       if (result.size === "fits") status.stored = true;
       if (result.size === "too-large") status.detail = "too-large";
-      const body = request.method === "HEAD" ? result.body : ctx.nearTier.copied(result, primary);
-      return fromStream(withRequesterFields(result.head, result), body, result.bytes, status, request.method, now);
+      return answerStream(ctx, request, result, status, primary, now);
     }
     case "pass": {
       ctx.count(request, "pass", primary);
@@ -70,6 +70,27 @@ export async function answerFill(
     case "failed":
       return answerFailure(ctx, request, result, from, now);
   }
+}
+
+/**
+ * A body arriving from the one fetch of the key, as this caller's answer. A precondition the
+ * head decides (RFC 9111 §4.3.2: a 304 or 412, as from a stored entry) needs none of the body:
+ * this caller lets go of its stream, as a HEAD does, and the flight still reads and stores it.
+ */
+function answerStream(
+  ctx: AnswerContext,
+  request: EngineRequest,
+  result: Extract<FillResult, { kind: "stream" }>,
+  status: CacheStatus,
+  primary: string,
+  now: number,
+): EngineResponse {
+  const head = withRequesterFields(result.head, result);
+  const bodiless =
+    request.method === "HEAD" || evaluatePreconditions(head, request.headers, request.method) !== "proceed";
+  const body = bodiless ? result.body : ctx.nearTier.copied(result, primary);
+  const full = fromStream(head, body, result.bytes, status, bodiless ? "HEAD" : request.method, now);
+  return preconditionAnswer(head, full, ask(request)) ?? full;
 }
 
 /**

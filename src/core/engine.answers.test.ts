@@ -92,6 +92,36 @@ describe("RFC 9111 §4.3.2: client conditional requests answered from the cache"
     expect(text(full.body)).toMatch(/^v1 \/b/);
   });
 
+  it.each([
+    ["If-None-Match matching the new ETag", 304, { "if-none-match": '"big1"' }],
+    ["If-Modified-Since at its Last-Modified", 304, { "if-modified-since": LAST_MODIFIED }],
+    ["If-Match failing against it", 412, { "if-match": '"big0"' }],
+  ] as [string, number, Record<string, string>][])(
+    "a cold key whose body streams (too large to read first), %s: the same %i as from a stored copy; the body is still stored",
+    async (_what, expected, conditions) => {
+      const size = 200_000;
+      let calls = 0;
+      const t = setup({}, async () => {
+        calls++;
+        const headers = { etag: '"big1"', "last-modified": LAST_MODIFIED, "cache-control": "max-age=60" };
+        return new Response("x".repeat(size), { headers: { ...headers, "content-length": String(size) } });
+      });
+      const [mine, plain] = await Promise.all([t.engine.handle(req("/big", conditions)), t.engine.handle(req("/big"))]);
+      expect(mine.status).toBe(expected);
+      if (expected === 304) {
+        expect(mine.body).toBeNull();
+        expect(header(mine, "content-length")).toBeUndefined();
+        expect(header(mine, "etag")).toBe('"big1"');
+        expect(header(mine, "cache-status")).toMatch(/fwd=uri-miss; fwd-status=200/);
+      }
+      // The caller that joined the same fetch still reads the whole body, and it is stored.
+      expect(new Uint8Array(await new Response(plain.body as ReadableStream).arrayBuffer()).byteLength).toBe(size);
+      await vi.waitFor(async () => expect(header(await t.engine.handle(req("/big")), "cache-status")).toMatch(/hit/));
+      expect((await t.engine.handle(req("/big", conditions))).status).toBe(expected);
+      expect(calls).toBe(1);
+    },
+  );
+
   it("a validator that does not match gets the full 200", async () => {
     const t = setup();
     await t.engine.handle(req("/c"));

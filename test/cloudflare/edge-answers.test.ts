@@ -4,7 +4,7 @@
  * statuses no Response can carry. Each data center has its own Cache API cache.
  */
 import { describe, expect, it } from "vitest";
-import { dataCenters, edgeEnv } from "./edge-harness.ts";
+import { dataCenters, edgeEnv, settle } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
 const ETAG = '"v1"';
@@ -31,6 +31,29 @@ describe("RFC 9111 §4.3.2 on the Worker: client conditional requests answered f
     expect(await origin.count()).toBe(1);
     // The fill the first client caused was not conditional on the client's validators.
     expect((await origin.stats()).requests[0]!.headers["if-none-match"]).toBeUndefined();
+  });
+});
+
+describe("RFC 9111 §4.3.2 on the Worker: a cold key whose body streams", () => {
+  it("If-None-Match matching the new ETag → 304 as from a stored copy, If-Match failing → 412; the body is still stored", async () => {
+    const size = 200_000;
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, etag: ETAG, bodyBytes: size });
+    const testEnv = edgeEnv(origin.url);
+    const [a, b] = dataCenters(2, testEnv);
+    const inm = await a!.get("/big", { headers: { "if-none-match": ETAG } });
+    expect(inm.status).toBe(304);
+    expect(inm.body).toBe("");
+    expect(inm.headers.get("etag")).toBe(ETAG);
+    expect(inm.cacheStatus).toMatch(/fwd=uri-miss; fwd-status=200/);
+    await settle([inm], testEnv, ["/big"]);
+    const full = await b!.get("/big");
+    expect([full.status, full.body.length]).toEqual([200, size]);
+    expect(full.cacheStatus).toMatch(/^herdless; hit/);
+    const failed = await b!.get("/big-2", { headers: { "if-match": '"v0"' } });
+    expect(failed.status).toBe(412);
+    await settle([failed], testEnv, ["/big-2"]);
+    expect((await a!.get("/big-2")).cacheStatus).toMatch(/^herdless; hit/);
+    expect(await origin.count()).toBe(2);
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
@@ -102,6 +102,27 @@ describe("RFC 9111 §4.3.2 on Node: client conditional requests answered from th
     expect(changed.status).toBe(200);
     expect(changed.body).toMatch(/^v1 \/a/);
     expect((await send(proxy.url, "/a", { "if-match": '"v0"' })).status).toBe(412);
+    expect(origin.seen).toHaveLength(1);
+  });
+});
+
+describe("RFC 9111 §4.3.2 on Node: a cold key whose body streams", () => {
+  it("If-None-Match matching the new ETag → 304 with no body, as from a stored copy; the body is still stored", async () => {
+    const big = "x".repeat(200_000);
+    const origin = await scriptedOrigin((_req, res) =>
+      res.writeHead(200, { etag: '"v1"', "cache-control": "max-age=60", "content-type": "text/plain" }).end(big),
+    );
+    const proxy = await proxyFor(origin.url);
+    const inm = await send(proxy.url, "/big", { "if-none-match": '"v1"' });
+    expect([inm.status, inm.body, inm.headers.etag]).toEqual([304, "", '"v1"']);
+    expect(inm.headers["content-length"]).toBeUndefined();
+    expect(inm.headers["cache-status"]).toMatch(/fwd=uri-miss; fwd-status=200/);
+    // The one fetch goes on without the 304's reader: the body is stored whole.
+    await vi.waitFor(async () =>
+      expect((await send(proxy.url, "/big")).headers["cache-status"]).toMatch(/^herdless; hit/),
+    );
+    const full = await send(proxy.url, "/big");
+    expect([full.status, full.body]).toEqual([200, big]);
     expect(origin.seen).toHaveLength(1);
   });
 });

@@ -1,4 +1,4 @@
-import { ttlSeconds, type CacheStatus } from "./cache-status.ts";
+import type { CacheStatus } from "./cache-status.ts";
 import { evaluatePreconditions, keptInNotModified } from "./conditional.ts";
 import type { Entry } from "./entry.ts";
 import type { HeaderReader } from "./http.ts";
@@ -23,20 +23,8 @@ export interface ClientAsk {
  */
 export function answerFromEntry(entry: Entry, status: CacheStatus, ask: ClientAsk, now: number): EngineResponse {
   const full = fromEntry(entry, status, ask.method, now);
-  switch (evaluatePreconditions(entry, ask.headers, ask.method)) {
-    case "not-modified":
-      return {
-        ...full,
-        status: 304,
-        // RFC 9110 §15.4.5: validators and caching fields only; no representation metadata, no body.
-        headers: full.headers.filter(([name]) => keptInNotModified(name) || name === "age" || name === "cache-status"),
-        body: null,
-      };
-    case "failed":
-      return synthetic(412, "precondition failed", { ...status, ttlSeconds: ttlSeconds(entry.staleAt, now) });
-    case "proceed":
-      break;
-  }
+  const decided = preconditionAnswer(entry, full, ask);
+  if (decided) return decided;
   const range = selectRange(entry, ask.headers, ask.method);
   if (range.kind === "full") return full;
   if (range.kind === "unsatisfiable") {
@@ -50,6 +38,35 @@ export function answerFromEntry(entry: Entry, status: CacheStatus, ask: ClientAs
   headers.push(["content-range", contentRange(range)]);
   headers.push(["content-length", String(range.end - range.start + 1)]);
   return { ...full, status: 206, headers, body: entry.body.subarray(range.start, range.end + 1) };
+}
+
+/**
+ * The 304 or 412 a client's preconditions make of `full`, the answer `entry` would give (RFC
+ * 9111 §4.3.2, RFC 9110 §13.2.2); undefined when they hold and `full` is served. Only the
+ * entry's head is read: it also judges an entry whose body is still arriving.
+ *
+ * @example
+ * const decided = preconditionAnswer(head, fromStream(head, body, bytes, status, method, now), ask);
+ */
+export function preconditionAnswer(
+  entry: Omit<Entry, "body">,
+  full: EngineResponse,
+  ask: ClientAsk,
+): EngineResponse | undefined {
+  switch (evaluatePreconditions(entry, ask.headers, ask.method)) {
+    case "not-modified":
+      return {
+        ...full,
+        status: 304,
+        // RFC 9110 §15.4.5: validators and caching fields only; no representation metadata, no body.
+        headers: full.headers.filter(([name]) => keptInNotModified(name) || name === "age" || name === "cache-status"),
+        body: null,
+      };
+    case "failed":
+      return synthetic(412, "precondition failed", full.cacheStatus);
+    case "proceed":
+      return undefined;
+  }
 }
 
 /** The 504 of RFC 9111 §5.2.1.7: `only-if-cached` and nothing servable is stored. */

@@ -77,7 +77,11 @@ export function strongMatch(a: EntityTag, b: EntityTag): boolean {
  * @example
  * evaluatePreconditions(entry, new Headers({ "if-none-match": 'W/"v1"' }), "GET"); // "not-modified"
  */
-export function evaluatePreconditions(entry: Entry, headers: HeaderReader, method: string): PreconditionVerdict {
+export function evaluatePreconditions(
+  entry: Omit<Entry, "body">,
+  headers: HeaderReader,
+  method: string,
+): PreconditionVerdict {
   if (entry.status < 200 || entry.status > 299) return "proceed";
   const stored = entry.etag === undefined ? undefined : parseEntityTag(entry.etag);
   // Step 1 (§13.1.1): If-Match, strong comparison; `*` holds since a representation is stored.
@@ -109,11 +113,11 @@ export function evaluatePreconditions(entry: Entry, headers: HeaderReader, metho
 }
 
 /** RFC 9111 §4.3.2: the stored response's Last-Modified, or its Date, or when it was received. */
-function lastModifiedOf(entry: Entry): number {
+function lastModifiedOf(entry: Omit<Entry, "body">): number {
   return parseHttpDate(entry.lastModified ?? null) ?? parseHttpDate(headerOf(entry, "date") ?? null) ?? entry.storedAt;
 }
 
-function headerOf(entry: Entry, name: string): string | undefined {
+function headerOf(entry: Omit<Entry, "body">, name: string): string | undefined {
   return entry.headers.find(([n]) => n === name)?.[1];
 }
 
