@@ -258,12 +258,20 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       });
       res.end(html ? "the page" : "");
     });
-    const base = await herdless(origin, new ManualClock(Date.now()));
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin, clock);
     expect((await getWith(base, "/products", { accept: "application/json" })).status).toBe(406);
     const victim = await getWith(base, "/products", { accept: "text/html" });
     expect([victim.status, victim.body]).toEqual([200, "the page"]);
     expect((await get(base, "/products")).headers["cache-status"]).toMatch(/hit/);
     expect(requests).toBe(2);
+    // Once the page is stale, the attacker's request revalidates it: the 406 is the attacker's
+    // alone, and the stored page stays the victim's.
+    clock.advance(61_000);
+    expect((await getWith(base, "/products", { accept: "application/json" })).status).toBe(406);
+    const later = await get(base, "/products");
+    expect([later.status, later.body]).toEqual([200, "the page"]);
+    expect(requests).toBe(4);
   });
 
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
