@@ -223,6 +223,24 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(2);
   });
 
+  it("CPDoS, header count: an attacker's 120 one-byte headers, refused by the origin with a 400 it marks max-age, never make the page a 400 for the victim", async () => {
+    // Apache refuses more than 100 request fields (LimitRequestFields) with a 400.
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const bad = req.rawHeaders.length / 2 > 100;
+      res.writeHead(bad ? 400 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(bad ? "Bad Request: Request header field count exceeds limit" : "the page");
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    const many = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`x-${i}`, "1"]));
+    expect((await getWith(base, "/home", many)).status).toBe(400);
+    const victim = await get(base, "/home");
+    expect([victim.status, victim.body]).toEqual([200, "the page"]);
+    expect((await get(base, "/home")).headers["cache-status"]).toMatch(/hit/);
+    expect(requests).toBe(2);
+  });
+
   it("CPDoS, non-ASCII header: an attacker's `X-A: café`, refused by the origin with a 400 it marks max-age, never makes the page a 400 for the victim", async () => {
     // An ASP.NET Core origin: Kestrel refuses a request whose header value is not ASCII (400),
     // and the proxy in front puts max-age on every answer.

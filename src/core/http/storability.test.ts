@@ -194,6 +194,9 @@ describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", 
     for (const status of [400, 413, 414, 431]) {
       expect(blamesTheRequest(status, ordinary), String(status)).toBe(false);
       expect(blamesTheRequest(status, [...ordinary, ["x-filler", "a".repeat(5_000)]])).toBe(true);
+      const many = Array.from({ length: 70 }, (_, i): [string, string] => [`x-${i}`, "1"]);
+      expect(blamesTheRequest(status, [...ordinary, ...many])).toBe(true);
+      expect(blamesTheRequest(status, [...ordinary, ...many.slice(0, 40)])).toBe(false);
       for (const odd of ["caf\u00e9", "caf\u00c3\u00a9", "\u2603", "a\u0001b", "a\u007f"])
         expect(blamesTheRequest(status, [...ordinary, ["x-a", odd]]), JSON.stringify(odd)).toBe(true);
     }

@@ -222,12 +222,19 @@ const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417]);
 const UNUSUAL_FILL_HEAD_BYTES = 4 * 1024;
 
 /**
+ * Header fields past which a fill is not an ordinary request: browsers send 10–20, while
+ * Apache refuses more than 100 (`LimitRequestFields`) and Varnish about 64 (`http_max_hdr`).
+ */
+const UNUSUAL_FILL_FIELDS = 64;
+
+/**
  * Whether an answer is the origin refusing this fill's own request rather than describing the
  * URL. Stored, it would be "Cache-Poisoned Denial of Service": an origin that marks every
  * answer `max-age` made the page an error for every visitor. It goes to the flight's callers
  * only, and the stored copy stays. Blamed on the request:
  * - a 400/413/414/431 to a fill that carried unusually large headers (an attacker's 10 KB
- *   header, under herdless's limit and over the origin's), or a header value with a byte
+ *   header, under herdless's limit and over the origin's), unusually many (101 one-byte
+ *   fields, over Apache's limit of 100 and far under Node's 2,000), or a header value with a byte
  *   outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd pass on:
  *   Kestrel refuses any non-ASCII value by default);
  * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
@@ -243,7 +250,7 @@ export function blamesTheRequest(status: number, headers: readonly (readonly [st
     if (!isPlainAscii(value)) return true;
     bytes += name.length + value.length + 4;
   }
-  return bytes > UNUSUAL_FILL_HEAD_BYTES;
+  return bytes > UNUSUAL_FILL_HEAD_BYTES || headers.length > UNUSUAL_FILL_FIELDS;
 }
 
 /** Visible ASCII, SP and HTAB only: what every HTTP server accepts in a field value. */
