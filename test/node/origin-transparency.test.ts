@@ -115,13 +115,15 @@ describe("attacks through what herdless would add to an origin request (Node)", 
     expect(origin.seen).toHaveLength(1);
   });
 
-  it("a gzip-accepting client cannot make the stored copy gzip bytes for a client that accepts only identity", async () => {
+  it("a gzip-accepting client cannot make the stored copy gzip bytes for a client that accepts only identity (or writes gzip;q=0.0000)", async () => {
     const origin = await recordingOrigin();
     const base = await herdless(origin.url);
     for (const path of ["/styled", "/unvaried?vary=0"]) {
       const attacker = await send(base, path, { "accept-encoding": "gzip, deflate" });
       expect(attacker.headers["content-encoding"], path).toBe("gzip");
-      for (const victimHeaders of [{ "accept-encoding": "identity" }, {}] as Record<string, string>[]) {
+      // A weight that is not a qvalue (`q=0.0000`, more than 3 decimals) refuses gzip too.
+      const refusals = [{ "accept-encoding": "identity" }, {}, { "accept-encoding": "gzip;q=0.0000, br;q=-1" }];
+      for (const victimHeaders of refusals as Record<string, string>[]) {
         const victim = await send(base, path, victimHeaders);
         expect(victim.status).toBe(200);
         expect(victim.headers["content-encoding"], path).toBeUndefined();

@@ -153,6 +153,11 @@ describe("RFC 9110 §12.5.3 Accept-Encoding normalization", () => {
     expect(normalizedAcceptEncoding("br;q=0, gzip;q=0")).toBe("identity");
     expect(normalizedAcceptEncoding("*;q=0.1, gzip;q=0")).toBe("br");
     expect(normalizedAcceptEncoding("deflate")).toBe("identity");
+    // RFC 9110 §12.4.2: a weight that is not a qvalue (more than 3 decimals, negative, empty) is
+    // no acceptance: a client trying to refuse gzip with `q=0.0000` is never sent gzip bytes.
+    expect(normalizedAcceptEncoding("gzip;q=0.0000, br;q=-1")).toBe("identity");
+    expect(normalizedAcceptEncoding("gzip;q=, br;Q=0.5")).toBe("br");
+    expect(normalizedAcceptEncoding("GZIP ; q = 0.001")).toBe("gzip");
     expect(normalizedAcceptEncoding(null)).toBe("identity");
   });
 
