@@ -184,6 +184,21 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(2);
   });
 
+  it("CPDoS, header count: an attacker's 120 one-byte headers answered 400 max-age (Apache's LimitRequestFields) are never the page of a later visitor", async () => {
+    const origin = await testOrigin({ status: 400, headers: { "cache-control": "max-age=60" } });
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv);
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const many = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`x-${i}`, "1"]));
+    const attack = await attackerDc!.get(p, { headers: many });
+    expect(attack.status).toBe(400);
+    await origin.set({ status: 200 });
+    const victims = [await otherDc!.get(p), await attackerDc!.get(p)];
+    await settle([attack, ...victims], testEnv, [p]);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
+    expect(await origin.count()).toBe(2);
+  });
+
   it("CPDoS, request-caused statuses: a 406 (the attacker's Accept), 412 or 416 marked max-age is never the page of a later visitor", async () => {
     for (const status of [406, 412, 416]) {
       // The origin refuses the attacker's request; its next answers are the page.
