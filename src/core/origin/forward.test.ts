@@ -234,6 +234,15 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       ["via", "1.1 cdn"],
       ["accept-encoding", "identity"],
     ]);
+    // Without them herdless trusts the proxy in front (docs/configuration.md): what it wrote
+    // passes on as it is, on a fill too.
+    const behindProxy: [string, string][] = [
+      ["x-forwarded-for", "198.51.100.1"],
+      ["x-forwarded-proto", "https"],
+    ];
+    expect(originRequestHeaders(behindProxy, policy({ forwardedHeaders: false }), fill).slice(0, 2)).toEqual(
+      behindProxy,
+    );
   });
 
   it("W3C Edge Architecture §2.2: announces herdless's device token in Surrogate-Capability, after a downstream surrogate's on one client's relay, alone on a shared fill", () => {
