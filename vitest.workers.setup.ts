@@ -100,7 +100,9 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   res.on("close", () => finish(!res.writableFinished));
 
   const pathname = path.split("?")[0] ?? path;
-  const b: OriginBehaviour = { ...ns.behaviour, ...ns.paths.get(pathname) };
+  const routed: OriginBehaviour = { ...ns.behaviour, ...ns.paths.get(pathname) };
+  const carried = Object.entries(routed.byHeader ?? {}).find(([name]) => req.headers[name] !== undefined);
+  const b: OriginBehaviour = { ...routed, ...carried?.[1] };
   if (b.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, b.delayMs));
   if (b.mode === "hold") {
     await new Promise<void>((resolve) => {

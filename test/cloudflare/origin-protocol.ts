@@ -37,6 +37,11 @@ export interface OriginBehaviour {
    * `status` 400 with the configured headers, as Kestrel refuses one.
    */
   refuseNonAscii?: boolean;
+  /**
+   * Overrides for a request that carries the named header (lowercase): an application that
+   * fails on an input the cache key ignores (`{ "x-debug": { status: 503 } }`).
+   */
+  byHeader?: Record<string, Partial<OriginBehaviour>>;
 }
 
 /** A change to the behaviour; `paths` overrides apply to one pathname (query ignored). */

@@ -81,9 +81,9 @@ export class KeyCoordinator implements Coordinator {
     this.originDeps = guardedCallDeps(o, o.onOriginCall);
     this.streaming = new StreamingFlights({
       ...o,
-      end: async (key, lease, message) => {
-        await backoffAfterStream(this.backoff, key, message);
-        await endFlight(this.o, key, lease, message);
+      end: async (request, lease, message) => {
+        await backoffAfterStream(this.backoff, request, message);
+        await endFlight(this.o, request.key, lease, message);
       },
     });
     this.backoff = new KeyBackoff({
@@ -268,7 +268,7 @@ export class KeyCoordinator implements Coordinator {
       });
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;
-      result = await recordFlight(this.backoff, request.key, result, this.o.config, checked.record);
+      result = await recordFlight(this.backoff, request, result, this.o.config, checked.record);
       if (result.kind === "shared") {
         // The body is still arriving: the lease is the stream's now, released when it ends.
         clearTimeout(timer);

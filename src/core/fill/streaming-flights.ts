@@ -15,8 +15,8 @@ export interface StreamingFlightsOptions {
   background?: (work: Promise<unknown>) => void;
   /** Hears each entry written once a streamed body completed. */
   onStored?: (entry: Entry) => void;
-  /** Releases the lease and announces how the flight ended (`done` or `failed:<code>`). */
-  end: (key: string, lease: Lease, message: string) => Promise<void>;
+  /** Releases the lease and announces how the flight for `request` ended (`done` or `failed:<code>`). */
+  end: (request: FillRequest, lease: Lease, message: string) => Promise<void>;
 }
 
 /**
@@ -54,7 +54,7 @@ export class StreamingFlights {
         ).catch(() => undefined);
         if (stored?.kind === "entry" && stored.stored) this.o.onStored?.(stored.entry);
       }
-      await this.o.end(request.key, lease, end.kind === "failed" ? `failed:${end.error.code}` : "done");
+      await this.o.end(request, lease, end.kind === "failed" ? `failed:${end.error.code}` : "done");
     })();
     flight.done = finished.catch(() => undefined);
     this.o.background?.(flight.done);

@@ -9,6 +9,7 @@ import {
   type OriginResponseInfo,
 } from "./freshness.ts";
 import { headerList, type HeaderReader } from "./http.ts";
+import { unusuallyLargeHead } from "../origin/client-inputs.ts";
 
 /** Why a response may not be stored in a shared cache. */
 export type NotStorableReason =
@@ -215,19 +216,6 @@ const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
 const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417]);
 
 /**
- * Header bytes past which a fill is not an ordinary request: browsers and apps send 1–2 KB
- * without cookies (a shared fill carries none), while web servers refuse a field at 8 KiB
- * (nginx, Apache) and herdless takes 16 KiB.
- */
-const UNUSUAL_FILL_HEAD_BYTES = 4 * 1024;
-
-/**
- * Header fields past which a fill is not an ordinary request: browsers send 10–20, while
- * Apache refuses more than 100 (`LimitRequestFields`) and Varnish about 64 (`http_max_hdr`).
- */
-const UNUSUAL_FILL_FIELDS = 64;
-
-/**
  * Whether an answer is the origin refusing this fill's own request rather than describing the
  * URL. Stored, it would be "Cache-Poisoned Denial of Service": an origin that marks every
  * answer `max-age` made the page an error for every visitor. It goes to the flight's callers
@@ -245,12 +233,7 @@ const UNUSUAL_FILL_FIELDS = 64;
 export function blamesTheRequest(status: number, headers: readonly (readonly [string, string])[]): boolean {
   if (ABOUT_THE_REQUEST.has(status)) return true;
   if (!REQUEST_FAULT_STATUSES.has(status)) return false;
-  let bytes = 0;
-  for (const [name, value] of headers) {
-    if (!isPlainAscii(value)) return true;
-    bytes += name.length + value.length + 4;
-  }
-  return bytes > UNUSUAL_FILL_HEAD_BYTES || headers.length > UNUSUAL_FILL_FIELDS;
+  return headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers);
 }
 
 /** Visible ASCII, SP and HTAB only: what every HTTP server accepts in a field value. */

@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { clientInput } from "./client-inputs.ts";
+
+describe("clientInput: what in a fill's request is its client's own", () => {
+  it("a browser's, a crawler's and herdless's own headers are ordinary", () => {
+    const browser: [string, string][] = [
+      ["User-Agent", "Mozilla/5.0"],
+      ["accept", "text/html"],
+      ["accept-language", "en"],
+      ["sec-fetch-mode", "navigate"],
+      ["sec-ch-ua", '"Chromium";v="130"'],
+      ["sec-gpc", "1"],
+      ["upgrade-insecure-requests", "1"],
+      ["referer", "https://site.test/"],
+      ["accept-encoding", "br"],
+      ["host", "site.test"],
+      ["x-forwarded-for", "192.0.2.1"],
+      ["x-forwarded-proto", "https"],
+      ["via", "1.1 herdless"],
+      ["surrogate-capability", 'herdless="Surrogate/1.0"'],
+      ["cf-ray", "1-LHR"],
+      ["cdn-loop", "cloudflare"],
+    ];
+    expect(clientInput(browser)).toBeUndefined();
+    expect(clientInput([])).toBeUndefined();
+  });
+
+  it("any other header, credentials on a route that caches them, and over 4 KiB of headers are the client's own", () => {
+    expect(
+      clientInput([
+        ["accept", "*/*"],
+        ["X-Debug", "1"],
+      ]),
+    ).toBe("the x-debug header");
+    expect(clientInput([["cookie", "s=1"]])).toBe("the cookie header");
+    expect(clientInput([["authorization", "Bearer x"]])).toBe("the authorization header");
+    expect(clientInput([["user-agent", "u".repeat(4_100)]])).toBe("1 fields, 4114 bytes of headers");
+    expect(clientInput([["user-agent", "u".repeat(4_000)]])).toBeUndefined();
+  });
+});

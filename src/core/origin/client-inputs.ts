@@ -1,0 +1,85 @@
+/**
+ * Header bytes past which a fill is not an ordinary request: browsers and apps send 1–2 KB
+ * without cookies (a shared fill carries none), while web servers refuse a field at 8 KiB
+ * (nginx, Apache) and herdless takes 16 KiB.
+ */
+const UNUSUAL_FILL_HEAD_BYTES = 4 * 1024;
+
+/**
+ * Header fields past which a fill is not an ordinary request: browsers send 10–20, while
+ * Apache refuses more than 100 (`LimitRequestFields`) and Varnish about 64 (`http_max_hdr`).
+ */
+const UNUSUAL_FILL_FIELDS = 64;
+
+/**
+ * Request headers an ordinary visitor's request carries on a shared fill (browsers, crawlers,
+ * HTTP libraries), those herdless writes itself, and those Cloudflare's edge adds before the
+ * Worker runs. A header outside them is an input of this client's own.
+ */
+const ORDINARY_FILL_HEADERS = new Set([
+  "accept",
+  "accept-charset",
+  "accept-encoding",
+  "accept-language",
+  "cache-control",
+  "dnt",
+  "origin",
+  "pragma",
+  "priority",
+  "purpose",
+  "referer",
+  "save-data",
+  "upgrade-insecure-requests",
+  "user-agent",
+  "x-requested-with",
+  // herdless's own (origin.hostHeader, forwardedHeaders).
+  "host",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "via",
+  "surrogate-capability",
+  // Cloudflare's edge, in front of the Worker.
+  "cdn-loop",
+  "cf-ew-via",
+  "cf-ray",
+  "cf-visitor",
+  "cf-worker",
+]);
+
+/** Families of ordinary headers: fetch metadata (`Sec-Fetch-*`), client hints (`Sec-CH-*`), `Sec-GPC`, `Sec-Purpose`. */
+const ORDINARY_FILL_PREFIXES = ["sec-fetch-", "sec-ch-", "sec-gpc", "sec-purpose"];
+
+/** The bytes of a request head's fields, as HTTP/1.1 writes them (`name: value\r\n`). */
+function headBytes(headers: readonly (readonly [string, string])[]): number {
+  let bytes = 0;
+  for (const [name, value] of headers) bytes += name.length + value.length + 4;
+  return bytes;
+}
+
+/**
+ * Whether a fill's headers are unusually large: over 4 KiB, or more than 64 fields. What an
+ * origin may refuse for their size alone.
+ */
+export function unusuallyLargeHead(headers: readonly (readonly [string, string])[]): boolean {
+  return headBytes(headers) > UNUSUAL_FILL_HEAD_BYTES || headers.length > UNUSUAL_FILL_FIELDS;
+}
+
+/**
+ * What in a fill's request (the headers it sends the origin, see forward.ts) is this client's
+ * own rather than what any visitor sends: a header outside the ordinary ones (a custom
+ * `X-…`, a `Cookie` or `Authorization` on a route that caches them), or unusually large
+ * headers. Undefined for an ordinary request. A sick answer to such a request may be the
+ * origin failing on that input (a gateway's 502 on a header its application chokes on, a
+ * handler that stalls on it), not on the URL: it must not back the key off for everyone.
+ *
+ * @example
+ * clientInput([["accept", "text/html"], ["x-evil", "1"]]); // "the x-evil header"
+ */
+export function clientInput(headers: readonly (readonly [string, string])[]): string | undefined {
+  for (const [rawName] of headers) {
+    const name = rawName.toLowerCase();
+    if (ORDINARY_FILL_HEADERS.has(name) || ORDINARY_FILL_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
+    return `the ${name} header`;
+  }
+  return unusuallyLargeHead(headers) ? `${headers.length} fields, ${headBytes(headers)} bytes of headers` : undefined;
+}

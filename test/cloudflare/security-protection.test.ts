@@ -1,0 +1,50 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+import type { OriginBehaviour } from "./origin-protocol.ts";
+
+/**
+ * Attacks that turn herdless's origin protection (per-key backoff, the breaker, the cap)
+ * against the site's visitors, through the Worker in workerd with two data centers: the
+ * attacker's requests in one, the victim's in the other (the key's Durable Object serves
+ * both). The Node twin is test/node/security-protection.test.ts.
+ */
+async function setup(byHeader: Record<string, Partial<OriginBehaviour>>) {
+  const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, byHeader });
+  const clock = new ManualClock(Date.now());
+  // A short origin timeout (waited out for real); a lax breaker: one key is under test.
+  const testEnv = edgeEnv(origin.url, { origin: { timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } });
+  const [attackerDc, victimDc] = dataCenters(2, testEnv, clock);
+  const p = `/${crypto.randomUUID().slice(0, 8)}`;
+  await useInCoordinators(testEnv, [p], clock, `guard-${crypto.randomUUID()}`);
+  return { origin, attackerDc: attackerDc!, victimDc: victimDc!, p };
+}
+
+describe("per-key backoff cannot be started by one client's inputs (Worker)", () => {
+  it("an attacker's header that makes the origin answer 503 never backs the victim's cold page off", async () => {
+    // The gateway's 503 carries no freshness: it is not stored, so only the backoff could refuse the victim.
+    const { origin, attackerDc, victimDc, p } = await setup({ "x-debug": { status: 503, headers: {} } });
+    // Six in a row, each past the one retry a sick status gets: on the old code the key waited 32 s.
+    for (let i = 0; i < 6; i++) {
+      const attack = await attackerDc.get(p, { headers: { "x-debug": "1" } });
+      await attack.settled;
+      expect(attack.status).toBe(503);
+      expect(attack.cacheStatus).not.toMatch(/detail=backoff/);
+    }
+    const victim = await victimDc.get(p);
+    expect([victim.status, victim.body]).toEqual([200, `${p} #7`]);
+    expect(await origin.count()).toBe(7);
+  });
+
+  it("an attacker's header that stalls the origin past its timeout never backs the victim's cold page off", async () => {
+    const { origin, attackerDc, victimDc, p } = await setup({ "x-debug": { mode: "hold" } });
+    const attack = await attackerDc.get(p, { headers: { "x-debug": "1" } });
+    await attack.settled;
+    expect(attack.status).toBe(504);
+    const victim = await victimDc.get(p);
+    expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
+    expect(await origin.count()).toBe(2);
+    await origin.release();
+  });
+});

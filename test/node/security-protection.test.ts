@@ -1,0 +1,87 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { deploy, send, type Deployment } from "./deployment.ts";
+
+/**
+ * Attacks that turn herdless's origin protection (per-key backoff, the breaker, the cap)
+ * against the site's visitors: the attacker's requests, then the victim's, on one Node process
+ * and a Redis fleet. The Worker twin is test/cloudflare/security-protection.test.ts.
+ */
+let origin: Server | undefined;
+let deployment: Deployment | undefined;
+afterEach(async () => {
+  await deployment?.close();
+  origin?.closeAllConnections();
+  await new Promise((resolve) => (origin ? origin.close(resolve) : resolve(undefined)));
+  origin = deployment = undefined;
+});
+
+/**
+ * An origin whose application fails on inputs the cache key ignores: its gateway answers 503
+ * to a request with an `X-Debug` header the application chokes on, and it stalls (past
+ * herdless's timeout) on a head over 4 KiB. `/down` stalls for everyone. Every other request gets the page.
+ */
+async function chokingOrigin(): Promise<{ url: string; requests: () => number }> {
+  let requests = 0;
+  const server = (origin = createServer((req, res) => {
+    requests++;
+    req.resume();
+    if (req.headers["x-debug"] !== undefined)
+      return void res.writeHead(503, { "content-type": "text/plain" }).end("upstream failed");
+    if (req.url === "/down" || req.rawHeaders.join("").length > 4_096) return; // never answers
+    res.writeHead(200, { "content-type": "text/plain", "cache-control": "max-age=60" }).end(`page ${req.url}`);
+  }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests };
+}
+
+describe.each(["node", "fleet"] as const)("per-key backoff cannot be started by one client's inputs (%s)", (kind) => {
+  it("an attacker's header that makes the origin answer 503 never backs the victim's cold page off", async () => {
+    const o = await chokingOrigin();
+    deployment = await deploy(kind, o.url, { breaker: { failureThreshold: 1_000 } });
+    const urls = deployment.urls;
+    // Six in a row, each past the one retry a sick status gets: on the old code the key waited 32 s.
+    for (let i = 0; i < 6; i++) {
+      const attack = await send(urls[i % urls.length]!, "/cold", { headers: { "x-debug": "1" } });
+      expect(attack.status).toBe(503);
+      expect(attack.cacheStatus).not.toMatch(/detail=backoff/);
+    }
+    for (const url of urls) {
+      const victim = await send(url, "/cold");
+      expect([victim.status, victim.body]).toEqual([200, "page /cold"]);
+    }
+    expect(o.requests()).toBe(7);
+  });
+
+  it("an attacker's 5 KB of headers that stall the origin past its timeout never back the victim's cold page off", async () => {
+    const o = await chokingOrigin();
+    // A short origin timeout: the test waits it out for real.
+    deployment = await deploy(kind, o.url, { origin: { timeoutMs: 300 }, breaker: { failureThreshold: 1_000 } });
+    const [url] = deployment.urls;
+    const attack = await send(url!, "/slow", { headers: { "user-agent": "u".repeat(5_000) } });
+    expect(attack.status).toBe(504);
+    const victim = await send(url!, "/slow");
+    expect([victim.status, victim.body]).toEqual([200, "page /slow"]);
+    expect(o.requests()).toBe(2);
+  });
+
+  it("a visitor's ordinary request that fails still backs the key off: the origin is protected in a real outage", async () => {
+    const o = await chokingOrigin();
+    deployment = await deploy(kind, o.url, { origin: { timeoutMs: 300 }, breaker: { failureThreshold: 1_000 } });
+    const [url] = deployment.urls;
+    // A browser's request, client hints and fetch metadata included, to a page that stalls for everyone.
+    const browser = {
+      "user-agent": "Mozilla/5.0 (X11; Linux x86_64)",
+      accept: "text/html",
+      "accept-language": "en",
+      "sec-fetch-mode": "navigate",
+      "sec-ch-ua-mobile": "?0",
+      "upgrade-insecure-requests": "1",
+    };
+    expect((await send(url!, "/down", { headers: browser })).status).toBe(504);
+    const next = await send(url!, "/down", { headers: browser });
+    expect([next.status, next.cacheStatus]).toEqual([503, "herdless; fwd=uri-miss; detail=backoff"]);
+    expect(o.requests()).toBe(1);
+  });
+});
