@@ -108,6 +108,30 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
       await settle(later, testEnv, [path]);
     },
   );
+  it("CPDoS, a header the application chokes on: the gateway's 503 and the app's 400 to an attacker's header, both marked max-age, never replace the stored page for the victims", async () => {
+    // Every answer carries max-age (a CDN rule); the application fails on X-Debug and X-Api-Version.
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      byHeader: { "x-debug": { status: 503 }, "x-api-version": { status: 400 } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const paths = [p, `${p}/api`];
+    await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    for (const path of paths) expect((await attackerDc!.get(path)).status).toBe(200);
+    // At expiry the attacker's request is the one that asks the origin again.
+    clock.advance(61_000);
+    const attacks = [
+      await attackerDc!.get(p, { headers: { "x-debug": "1" } }),
+      await attackerDc!.get(`${p}/api`, { headers: { "x-api-version": "9" } }),
+    ];
+    await settle(attacks, testEnv, paths);
+    expect(attacks.map((a) => a.status)).toEqual([503, 400]);
+    for (const path of paths) for (const dc of [attackerDc!, otherDc!]) expect((await dc.get(path)).status).toBe(200);
+    expect(await origin.count()).toBe(6);
+  });
 
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });

@@ -292,6 +292,47 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(4);
   });
 
+  it("CPDoS, a header the application chokes on: the gateway's 503 and the app's 400 to an attacker's X-Debug or X-Api-Version, marked max-age, never replace the stored page; negative caching never keeps such a 503; an ordinary request's 503 is still stored", async () => {
+    // An origin whose every answer carries max-age (a CDN rule, `add_header … always`), whose
+    // application crashes on an `X-Debug` header (its gateway answers 503) and rejects an
+    // `X-Api-Version` it does not know with a 400.
+    let requests = 0;
+    let errorsMarked = true;
+    const origin = await serving((req, res) => {
+      requests++;
+      const status =
+        req.url === "/down" || req.headers["x-debug"] !== undefined ? 503 : req.headers["x-api-version"] ? 400 : 200;
+      const marked = status !== 503 || errorsMarked;
+      res.writeHead(status, { ...(marked ? { "cache-control": "max-age=60" } : {}), "content-type": "text/plain" });
+      res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    });
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin, clock);
+    for (const path of ["/home", "/about"]) expect((await get(base, path)).status).toBe(200);
+    // At expiry the attacker's request is the one that asks the origin again.
+    clock.advance(61_000);
+    expect((await getWith(base, "/home", { "x-debug": "1" })).status).toBe(503);
+    expect((await getWith(base, "/about", { "x-api-version": "9" })).status).toBe(400);
+    for (const path of ["/home", "/about"]) {
+      const victim = await get(base, path);
+      expect([victim.status, victim.body]).toEqual([200, `the page ${path}`]);
+    }
+    // An ordinary request's 503 with explicit freshness is the origin's word on the URL: stored (RFC 9111 §3).
+    await get(base, "/down");
+    expect((await get(base, "/down")).headers["cache-status"]).toMatch(/hit/);
+    expect(requests).toBe(7);
+
+    // herdless's own negative caching (origin.errorTtlMs) keeps a 503 without freshness for
+    // everyone, but never one answering a client's own input.
+    errorsMarked = false;
+    const stack = localStack({ config: parseConfig({ origin: { url: origin, errorTtlMs: 30_000 } }), logger, clock });
+    const running = await startServer({ stack, logger, port: 0, fastHits: true });
+    cleanup.push(() => running.close());
+    expect((await getWith(running.url, "/cold", { "x-debug": "1" })).status).toBe(503);
+    const victim = await get(running.url, "/cold");
+    expect([victim.status, victim.body]).toEqual([200, "the page /cold"]);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

@@ -8,6 +8,7 @@ import { blamesTheRequest, storability, type Storability } from "../http/storabi
 import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
+import { clientInput } from "../origin/client-inputs.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import {
   conditionalHeaders,
@@ -66,10 +67,12 @@ export async function settle(
   if (res.status === 304 && stored && res.kind === "buffered")
     return settleNotModified(ctx, request, stored, res, judge, context);
   const verdict = judge(res.status, res.headers);
-  if (res.status >= 500 && !(verdict.storable && res.kind === "buffered" && !hidesError(ctx, stored)))
-    return settleError(ctx, request, stored, res, token, oneClients(verdict));
   // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept.
-  const aboutTheRequest = verdict.storable && blamesTheRequest(res.status, request.headers);
+  const aboutTheRequest = blamesTheRequest(res.status, request.headers, stored !== undefined);
+  if (res.status >= 500) {
+    const kept = verdict.storable && !aboutTheRequest && res.kind === "buffered" && !hidesError(ctx, stored);
+    if (!kept) return settleError(ctx, request, stored, res, token, oneClients(verdict));
+  }
   if (!verdict.storable || res.status === 304 || aboutTheRequest) {
     // The stored copy no longer reflects what the origin says about this URL.
     if (stored && res.status !== 304 && !aboutTheRequest && saysAboutTheUrl(verdict))
@@ -162,7 +165,8 @@ async function settleError(
   const body = res.kind === "buffered" ? res.body : new Uint8Array(0);
   if (res.kind === "streamed") await res.body?.cancel().catch(() => undefined);
   const response = { status: res.status, headers: res.headers, body };
-  if (!stored && config.origin.errorTtlMs > 0 && !personal) {
+  // herdless's own negative caching never keeps an error a client's own input may have caused.
+  if (!stored && config.origin.errorTtlMs > 0 && !personal && clientInput(request.headers) === undefined) {
     await ctx.store.put(
       negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token),
     );

@@ -9,7 +9,7 @@ import {
   type OriginResponseInfo,
 } from "./freshness.ts";
 import { headerList, type HeaderReader } from "./http.ts";
-import { unusuallyLargeHead } from "../origin/client-inputs.ts";
+import { clientInput, unusuallyLargeHead } from "../origin/client-inputs.ts";
 
 /** Why a response may not be stored in a shared cache. */
 export type NotStorableReason =
@@ -206,6 +206,7 @@ function isStorableStatus(res: OriginResponseInfo, governing: Governing): boolea
 const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
 
 /**
+/**
  * Statuses about what a shared fill never sends (RFC 9110 §15.5): a body (411 Length
  * Required, 415 Unsupported Media Type), preconditions (412), a Range (416) or an expectation
  * (417); and 406 Not Acceptable, about this client's `Accept`, `Accept-Language` … (a Rails
@@ -216,24 +217,35 @@ const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
 const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417]);
 
 /**
- * Whether an answer is the origin refusing this fill's own request rather than describing the
- * URL. Stored, it would be "Cache-Poisoned Denial of Service": an origin that marks every
- * answer `max-age` made the page an error for every visitor. It goes to the flight's callers
- * only, and the stored copy stays. Blamed on the request:
+ * Whether an answer may be the origin refusing or failing on this fill's own request rather
+ * than describing the URL. Stored, it would be "Cache-Poisoned Denial of Service": an origin
+ * that marks every answer `max-age` made the page an error for every visitor. It goes to the
+ * flight's callers only, and the stored copy stays. Blamed on the request:
+ * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
+ *   that knows html only), 411, 412, 415, 416 or 417;
  * - a 400/413/414/431 to a fill that carried unusually large headers (an attacker's 10 KB
  *   header, under herdless's limit and over the origin's), unusually many (101 one-byte
  *   fields, over Apache's limit of 100 and far under Node's 2,000), or a header value with a byte
  *   outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd pass on:
  *   Kestrel refuses any non-ASCII value by default);
- * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
- *   that knows html only), 411, 412, 415, 416 or 417.
- * A 400 to an ordinary request is still stored when its freshness is explicit (RFC 9111 §3;
- * Varnish never stores one, the conformance suite's `status-400-fresh` does).
+ * - with a copy stored (`copyStored`), a 400/413/414/431 or a 5xx to a fill that carried an
+ *   input of its client's own (clientInput: a header no ordinary visitor sends): an
+ *   attacker's `X-Debug: 1` that the application chokes on replaced the page with the
+ *   gateway's 503. Without a copy, such an error with explicit freshness is stored as the
+ *   origin says (RFC 9111 §3): the conformance suite sends `Test-ID` on every request and
+ *   checks that `status-400-fresh`, `status-503-fresh` … are reused.
+ * A 400 to an ordinary request is still stored when its freshness is explicit (Varnish never
+ * stores one).
  */
-export function blamesTheRequest(status: number, headers: readonly (readonly [string, string])[]): boolean {
+export function blamesTheRequest(
+  status: number,
+  headers: readonly (readonly [string, string])[],
+  copyStored: boolean,
+): boolean {
   if (ABOUT_THE_REQUEST.has(status)) return true;
-  if (!REQUEST_FAULT_STATUSES.has(status)) return false;
-  return headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers);
+  const fault = REQUEST_FAULT_STATUSES.has(status);
+  if (fault && (headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers))) return true;
+  return copyStored && (fault || status >= 500) && clientInput(headers) !== undefined;
 }
 
 /** Visible ASCII, SP and HTAB only: what every HTTP server accepts in a field value. */
