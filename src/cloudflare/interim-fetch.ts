@@ -1,3 +1,4 @@
+import { HerdlessError } from "../core/errors.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
 
 /**
@@ -15,11 +16,37 @@ import type { FetchLike } from "../core/origin/origin-client.ts";
  * new KeyCoordinator({ ...options, fetch: originFetch, decodes: workerdDecoding });
  */
 export const originFetch: FetchLike = async (url, init) => {
-  const response = await fetch(url, init);
+  const response = await fetch(url, init).catch((error: unknown) => {
+    throw malformedAnswer(error, url) ?? error;
+  });
   if (response.status < 100 || response.status > 199 || response.status === 101 || !response.body) return response;
   const final = await finalAfterInterim(response.body, init.method ?? "GET").catch(() => undefined);
   return final ?? response;
 };
+
+/**
+ * workerd's errors for an origin answer it could not parse, as measured on workerd 2026-04-26:
+ * a head KJ's parser refuses (a field name that is not a token, a NUL in a value, a line
+ * without a colon) is an opaque `internal error; reference = …`, and Content-Length fields
+ * that disagree are named. A refused or reset connection is `Network connection lost.`
+ */
+const MALFORMED_ANSWER = [/^internal error; reference = /, /^invalid Content-Length header value/];
+
+/**
+ * The error for an origin answer workerd refused as malformed: the origin answered, however
+ * badly, so it is ORIGIN_STATUS (a clean 502 naming it), as Node's strict parser makes it
+ * (src/node/origin-fetch.ts), never a sign of an unwell origin. workerd threw them as network
+ * failures, which the breaker counted: an attacker who had the origin answer malformed on a few
+ * paths of their choice (a header reflecting a NUL from the query) opened it for everyone.
+ */
+function malformedAnswer(error: unknown, url: string): HerdlessError | undefined {
+  if (!(error instanceof Error) || !MALFORMED_ANSWER.some((pattern) => pattern.test(error.message))) return undefined;
+  return new HerdlessError(
+    "ORIGIN_STATUS",
+    `the origin's answer for ${url} is not valid HTTP/1.1 (workerd: ${error.message}); herdless refuses a malformed answer whole`,
+    { cause: error },
+  );
+}
 
 /** The longest header section read back: past it the bytes are not an HTTP/1.1 answer worth parsing. */
 const MAX_HEAD_BYTES = 64 * 1024;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { dataCenters, edgeEnv, useInCoordinators, type DataCenter } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 import type { OriginBehaviour } from "./origin-protocol.ts";
 
@@ -46,5 +46,30 @@ describe("per-key backoff cannot be started by one client's inputs (Worker)", ()
     expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
     expect(await origin.count()).toBe(2);
     await origin.release();
+  });
+});
+
+describe("the breaker cannot be opened by answers an attacker makes malformed (Worker)", () => {
+  it("an origin that answers malformed on many paths (a NUL from the query reflected into a header, a field name that is not a token, two Content-Lengths) never opens the breaker: the victim's cold page is served", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc, victimDc] = dataCenters(2, testEnv, clock) as [DataCenter, DataCenter];
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    // As a CGI script's `print "Location: /next?$query\r\n"` writes ?r=%00, and kin.
+    const malformed = ["location: /next?\u0000\r\n", "X Bad: 1\r\n", "content-length: 1\r\n"];
+    const paths = Array.from({ length: 9 }, (_, i) => `${p}/redirect${i}`);
+    await useInCoordinators(testEnv, [p, ...paths], clock, `guard-${crypto.randomUUID()}`);
+    await origin.set({
+      paths: Object.fromEntries(paths.map((path, i) => [path, { rawHeaderLines: malformed[i % malformed.length]! }])),
+    });
+    for (const path of paths) {
+      const attack = await attackerDc.get(`${path}?r=%00`);
+      await attack.settled;
+      expect(attack.status).toBe(502);
+      expect(attack.body).toMatch(/is not valid HTTP\/1\.1 \(workerd: /);
+    }
+    const victim = await victimDc.get(p);
+    expect([victim.status, victim.body]).toEqual([200, `${p} #10`]);
   });
 });
