@@ -74,6 +74,11 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
       agent: secure ? httpsAgent : httpAgent,
       ...(signal ? { signal } : {}),
     });
+    // Every field of the answer, as workerd reads them: node:http keeps the first 2,000 by
+    // default and drops the rest unheard, so a `Cache-Control: private` or a `Set-Cookie` after
+    // 2,000 short fields (still within the 16 KiB head limit, which bounds them) went unseen and
+    // the visitor's page was stored and served to the next one.
+    outgoing.maxHeadersCount = 0;
     outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error)));
     outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
     // A 101 herdless never asked for (it sends no Upgrade): node:http hands it to "upgrade"

@@ -84,3 +84,34 @@ describe("origin answers no client can be given (Node)", () => {
     },
   );
 });
+
+describe("an origin answer with thousands of fields (Node)", () => {
+  it("the fields past Node's 2,000th still count: a Cache-Control: private and a Set-Cookie after 2,100 short fields are never stored for the next visitor", async () => {
+    // node:http's client keeps the first 2,000 fields of an answer by default and drops the
+    // rest unheard (maxHeadersCount); 2,100 `a: b` fields still fit the 16 KiB head limit.
+    const filler = Array.from({ length: 2_100 }, (_, i) => `x${i}: 1\r\n`).join("");
+    let n = 0;
+    const server = (origin = createServer((socket: Socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        n++;
+        const body = `account page of visitor #${n}`;
+        socket.end(
+          `HTTP/1.1 200 OK\r\n${filler}Cache-Control: private, max-age=60\r\nSet-Cookie: session=${n}\r\n` +
+            `Content-Length: ${body.length}\r\n\r\n${body}`,
+        );
+      });
+    }));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cache = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const first = await get(cache.base, "/account");
+    expect([first.status, first.body, first.headers["set-cookie"]]).toEqual([
+      200,
+      "account page of visitor #1",
+      "session=1",
+    ]);
+    const victim = await get(cache.base, "/account");
+    expect(victim.body).toBe("account page of visitor #2");
+    expect(victim.headers["set-cookie"]).toBe("session=2");
+  });
+});
