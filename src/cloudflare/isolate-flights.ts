@@ -8,6 +8,7 @@ import {
 } from "../core/fill/coordinator.ts";
 import { applyPurge } from "../core/admin/purge.ts";
 import { headerList } from "../core/http/http.ts";
+import { notTheJoinersFailure } from "../core/fill/flight-backoff.ts";
 import { variantKey } from "../core/http/key.ts";
 import type { Entry } from "../core/http/entry.ts";
 import { asJoined } from "../core/fill/flight.ts";
@@ -246,7 +247,8 @@ function forWaiter({ result: shared, body }: Shared, request: FillRequest): Fill
         ? { ...asJoined(shared), collapsed: !fromCoordinatorCopy(shared), stored: false }
         : undefined;
     case "failed":
-      return joinedFailure(shared);
+      // A failure on the leader's own input (an attacker's header) is not this request's: it asks for itself.
+      return notTheJoinersFailure(shared, request) ? undefined : joinedFailure(shared);
     case "pass":
     case "alone":
       // The answer was not shareable: this request goes to the origin by itself, as a

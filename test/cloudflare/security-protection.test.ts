@@ -49,6 +49,20 @@ describe("per-key backoff cannot be started by one client's inputs (Worker)", ()
   });
 });
 
+describe("a fill an attacker's header made fail is not the answer of visitors collapsed onto it (Worker)", () => {
+  it("visitors in both data centers that joined a fill the origin stalled on the attacker's header ask again, and get the page, instead of the attacker's 504", async () => {
+    const { origin, attackerDc, victimDc, p } = await setup({ "x-debug": { mode: "hold" } });
+    const attack = attackerDc.get(p, { headers: { "x-debug": "1" } });
+    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const victims = await Promise.all([attackerDc.get(p), victimDc.get(p), victimDc.get(p)]);
+    expect((await attack).status).toBe(504);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
+    expect(await origin.count()).toBe(2);
+    await origin.release();
+  });
+});
+
 describe("the breaker cannot be opened by answers an attacker makes malformed (Worker)", () => {
   it("an origin that answers malformed on many paths (a NUL from the query reflected into a header, a field name that is not a token, two Content-Lengths) never opens the breaker: the victim's cold page is served", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });

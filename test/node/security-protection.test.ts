@@ -20,7 +20,7 @@ afterEach(async () => {
 /**
  * An origin whose application fails on inputs the cache key ignores: its gateway answers 503
  * to a request with an `X-Debug` header the application chokes on, and it stalls (past
- * herdless's timeout) on a head over 4 KiB. `/down` stalls for everyone. Every other request gets the page.
+ * herdless's timeout) on an `X-Stall` header and on a head over 4 KiB. `/down` stalls for everyone. Every other request gets the page.
  */
 async function chokingOrigin(): Promise<{ url: string; requests: () => number }> {
   let requests = 0;
@@ -29,7 +29,8 @@ async function chokingOrigin(): Promise<{ url: string; requests: () => number }>
     req.resume();
     if (req.headers["x-debug"] !== undefined)
       return void res.writeHead(503, { "content-type": "text/plain" }).end("upstream failed");
-    if (req.url === "/down" || req.rawHeaders.join("").length > 4_096) return; // never answers
+    const stalls = req.url === "/down" || req.headers["x-stall"] !== undefined;
+    if (stalls || req.rawHeaders.join("").length > 4_096) return; // never answers
     res.writeHead(200, { "content-type": "text/plain", "cache-control": "max-age=60" }).end(`page ${req.url}`);
   }));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -83,5 +84,19 @@ describe.each(["node", "fleet"] as const)("per-key backoff cannot be started by 
     const next = await send(url!, "/down", { headers: browser });
     expect([next.status, next.cacheStatus]).toEqual([503, "herdless; fwd=uri-miss; detail=backoff"]);
     expect(o.requests()).toBe(1);
+  });
+
+  it("visitors collapsed onto a fill an attacker's header made the origin stall ask again, and get the page, instead of the attacker's 504", async () => {
+    const o = await chokingOrigin();
+    deployment = await deploy(kind, o.url, { origin: { timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } });
+    const urls = deployment.urls;
+    const attack = send(urls[0]!, "/stalled", { headers: { "x-stall": "1" } });
+    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const victims = await Promise.all([0, 0, 1, 2].map((i) => send(urls[i % urls.length]!, "/stalled")));
+    expect((await attack).status).toBe(504);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, "page /stalled"]);
+    // The attacker's call, then one for every victim together.
+    expect(o.requests()).toBe(2);
   });
 });

@@ -111,6 +111,11 @@ export type FillResult =
       collapsed: boolean;
       /** This flight's sick call started the key's backoff (for the counters; absent otherwise). */
       backoffStarted?: boolean;
+      /**
+       * The origin call failed on a request that carried its client's own input (clientInput
+       * in origin/client-inputs.ts): a caller without such input that joined it asks again.
+       */
+      ownInput?: true;
     };
 
 /**

@@ -5,7 +5,7 @@ import type { BackoffRecord, KeyBackoff, Sickness } from "../guard/key-backoff.t
 import type { OriginOutcome } from "../guard/origin-guard.ts";
 import { clientInput } from "../origin/client-inputs.ts";
 import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
-import type { FillRequest } from "./coordinator.ts";
+import type { FillRequest, FillResult } from "./coordinator.ts";
 import type { FlightResult } from "./flight.ts";
 
 /**
@@ -61,8 +61,23 @@ export async function recordFlight(
 ): Promise<FlightResult> {
   const outcome = outcomeForKey(outcomeOfFlight(result, config), request);
   const started = await backoff.record(request.key, outcome, previous, sicknessOfFlight(result)).catch(() => false);
-  return started && result.kind === "failed" ? { ...result, backoffStarted: true } : result;
+  if (result.kind !== "failed") return result;
+  // Credentials are left out: a fill that carried them answers its requester by design (RFC
+  // 9111 §3.5), and its joiners take its failure in herdless's words (joinedFailure).
+  const uncredentialed = request.headers.filter(([name]) => !CREDENTIALS.has(name.toLowerCase()));
+  const ownInput = ORIGIN_CALL_FAILURES.has(result.code) && clientInput(uncredentialed) !== undefined;
+  return { ...result, ...(started ? { backoffStarted: true } : {}), ...(ownInput ? { ownInput: true as const } : {}) };
 }
+
+const CREDENTIALS = new Set(["authorization", "cookie"]);
+
+/** Failures of an origin call that was made: what the origin did with the request (not a guard's refusal). */
+const ORIGIN_CALL_FAILURES = new Set<HerdlessErrorCode>([
+  "ORIGIN_STATUS",
+  "ORIGIN_TIMEOUT",
+  "ORIGIN_NETWORK",
+  "ORIGIN_TRUNCATED",
+]);
 
 /** The flight's answer while the key backs off: its stored copy (if any) stands in, as for a refused permit. */
 export function backedOff(refusal: HerdlessError, stale: Entry | undefined): FlightResult {
@@ -90,4 +105,16 @@ export async function backoffAfterStream(backoff: KeyBackoff, request: FillReque
   } catch {
     // The store is unreachable: the key retries sooner, nothing worse.
   }
+}
+
+/**
+ * Whether a caller that joined a failed flight should ask again rather than take its failure:
+ * the flight failed on its leader's own input (`ownInput`: an attacker's header the origin
+ * stalls or fails on) and this caller sent none. Without this, the requests collapsed onto
+ * such flights, one after another, all got the attacker's 504 (or 503): the page down for
+ * everyone while the attacker kept asking. Used by every collapse: the key's coordinator and
+ * the Worker's isolate.
+ */
+export function notTheJoinersFailure(result: Extract<FillResult, { kind: "failed" }>, request: FillRequest): boolean {
+  return result.ownInput === true && clientInput(request.headers) === undefined;
 }

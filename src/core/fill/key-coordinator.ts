@@ -21,7 +21,7 @@ import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } fro
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
-import { backedOff, backoffAfterStream, recordFlight } from "./flight-backoff.ts";
+import { backedOff, backoffAfterStream, notTheJoinersFailure, recordFlight } from "./flight-backoff.ts";
 import { renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffCheck, type BackoffStore } from "../guard/key-backoff.ts";
 
@@ -94,7 +94,7 @@ export class KeyCoordinator implements Coordinator {
     });
   }
 
-  async fill(request: FillRequest): Promise<FillResult> {
+  async fill(request: FillRequest, askedAgain = false): Promise<FillResult> {
     // A revalidation does not answer from the stored entry: its flight reads it (as `before`).
     const joins = this.flights.has(request.key) || this.streaming.get(request.key) !== undefined;
     const look = request.revalidate || this.plainLeads.unread(request, joins) ? undefined : this.look(request, !joins);
@@ -141,7 +141,9 @@ export class KeyCoordinator implements Coordinator {
     }
     if (!joined) return value;
     if (value.kind === "pass" || value.kind === "alone") return { kind: "alone" };
-    if (value.kind === "failed") return joinedFailure(value);
+    // A failure on the leader's own input is not this caller's: it asks again, once.
+    if (value.kind === "failed")
+      return !askedAgain && notTheJoinersFailure(value, request) ? this.fill(request, true) : joinedFailure(value);
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });
@@ -295,6 +297,4 @@ export class KeyCoordinator implements Coordinator {
 /** What a fill asked of its key's shared state before deciding (see KeyCoordinator's `look`). */
 type Look = { stored: Promise<Entry | undefined>; backoff: Promise<BackoffCheck> | undefined };
 
-function delay(ms: number): Promise<undefined> {
-  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
-}
+const delay = (ms: number): Promise<undefined> => new Promise((resolve) => setTimeout(() => resolve(undefined), ms));

@@ -59,6 +59,13 @@ export const RELAYED = "relayed:";
 export const ALONE = "alone";
 
 /**
+ * Announcement of a flight that failed on its leader's own input (`ownInput`): the waiters
+ * elsewhere ask again under the lease, one after another, as this process's joiners do.
+ * (A member that does not know it reads an unknown message the same way.)
+ */
+const ASK_AGAIN = "ask-again";
+
+/**
  * Tells other processes how the flight for `key` went (`message`: {@link announcement});
  * `stored` is the entry it stored, when it did: a runtime may hand a small one to the
  * waiters with the message, so they need not read it back from the store.
@@ -88,6 +95,7 @@ export function announcement(
   // The entry's token: a waiter takes that entry even when it is already stale (max-age=0), as the leader's callers do.
   if (result?.kind === "entry") return `done:${result.entry.token}`;
   if (result?.kind !== "failed") return "done";
+  if (result.ownInput) return ASK_AGAIN;
   const { response } = result;
   const failed = `failed:${result.code}`;
   // One client's answer (a Set-Cookie, `private`): the waiters elsewhere get the failure without it.
