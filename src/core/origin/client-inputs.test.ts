@@ -20,6 +20,8 @@ describe("clientInput: what in a fill's request is its client's own", () => {
       ["surrogate-capability", 'herdless="Surrogate/1.0"'],
       ["cf-ray", "1-LHR"],
       ["cdn-loop", "cloudflare"],
+      ["cf-ipcity", "London"],
+      ["dpr", "2"],
     ];
     expect(clientInput(browser)).toBeUndefined();
     expect(clientInput([])).toBeUndefined();

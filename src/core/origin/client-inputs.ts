@@ -32,6 +32,16 @@ const ORDINARY_FILL_HEADERS = new Set([
   "upgrade-insecure-requests",
   "user-agent",
   "x-requested-with",
+  // Prefetch marks and the client hints Chrome sends without a Sec-CH- prefix once asked to.
+  "x-purpose",
+  "x-moz",
+  "device-memory",
+  "downlink",
+  "dpr",
+  "ect",
+  "rtt",
+  "viewport-width",
+  "width",
   // herdless's own (origin.hostHeader, forwardedHeaders).
   "host",
   "x-forwarded-for",
@@ -44,6 +54,16 @@ const ORDINARY_FILL_HEADERS = new Set([
   "cf-ray",
   "cf-visitor",
   "cf-worker",
+  // Its visitor location headers (a managed transform), on every request of a zone that turns them on.
+  "cf-ipcity",
+  "cf-ipcontinent",
+  "cf-iplatitude",
+  "cf-iplongitude",
+  "cf-metro-code",
+  "cf-postal-code",
+  "cf-region",
+  "cf-region-code",
+  "cf-timezone",
 ]);
 
 /** Families of ordinary headers: fetch metadata (`Sec-Fetch-*`), client hints (`Sec-CH-*`), `Sec-GPC`, `Sec-Purpose`. */
