@@ -87,3 +87,28 @@ describe("the breaker cannot be opened by answers an attacker makes malformed (W
     expect([victim.status, victim.body]).toEqual([200, `${p} #10`]);
   });
 });
+
+describe("the breaker cannot be opened by one client's inputs (Worker)", () => {
+  it("an attacker's header that makes the origin answer 503 on every path, sent on 8 paths, never opens the breaker: the victim's cold page is served", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      byHeader: { "x-debug": { status: 503, headers: {} } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc, victimDc] = dataCenters(2, testEnv, clock) as [DataCenter, DataCenter];
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const paths = Array.from({ length: 8 }, (_, i) => `${p}/page${i}`);
+    await useInCoordinators(testEnv, [p, ...paths], clock, `guard-${crypto.randomUUID()}`);
+    for (const path of paths) {
+      const attack = await attackerDc.get(path, { headers: { "x-debug": "1" } });
+      await attack.settled;
+      expect([attack.status, attack.cacheStatus]).toEqual([
+        503,
+        "herdless; fwd=uri-miss; fwd-status=503; detail=origin-error",
+      ]);
+    }
+    const victim = await victimDc.get(p);
+    expect([victim.status, victim.body]).toEqual([200, `${p} #9`]);
+  });
+});

@@ -100,3 +100,22 @@ describe.each(["node", "fleet"] as const)("per-key backoff cannot be started by 
     expect(o.requests()).toBe(2);
   });
 });
+
+describe.each(["node", "fleet"] as const)("the breaker cannot be opened by one client's inputs (%s)", (kind) => {
+  it("an attacker's header that makes the origin answer 503 on every path, sent on 8 paths, never opens the breaker: the victim's cold page is served", async () => {
+    const o = await chokingOrigin();
+    deployment = await deploy(kind, o.url, {});
+    const urls = deployment.urls;
+    for (let i = 0; i < 8; i++) {
+      const attack = await send(urls[i % urls.length]!, `/page${i}`, { headers: { "x-debug": "1" } });
+      expect([attack.status, attack.cacheStatus]).toEqual([
+        503,
+        "herdless; fwd=uri-miss; fwd-status=503; detail=origin-error",
+      ]);
+    }
+    for (const url of urls) {
+      const victim = await send(url, "/home");
+      expect([victim.status, victim.body]).toEqual([200, "page /home"]);
+    }
+  });
+});

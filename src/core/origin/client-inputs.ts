@@ -42,8 +42,10 @@ const ORDINARY_FILL_HEADERS = new Set([
   "rtt",
   "viewport-width",
   "width",
-  // herdless's own (origin.hostHeader, forwardedHeaders).
+  // herdless's own (origin.hostHeader, forwardedHeaders, a revalidation's validators).
   "host",
+  "if-none-match",
+  "if-modified-since",
   "x-forwarded-for",
   "x-forwarded-proto",
   "via",

@@ -7,6 +7,7 @@ import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guar
 import { fetchOrigin, type FetchLike, type OriginRequest, type OriginResponse } from "./origin-client.ts";
 import type { ContentDecoding } from "./response-fields.ts";
 import { cutWhenUnread, holdUntilDone } from "./held-body.ts";
+import { clientInput } from "./client-inputs.ts";
 
 /** One origin call as metrics see it. */
 export interface OriginCallEvent {
@@ -81,6 +82,9 @@ export type GuardedCallResult =
   | { kind: "response"; response: OriginResponse }
   | { kind: "refused"; error: HerdlessError }
   | { kind: "failed"; error: HerdlessError };
+
+/** The one resource the breaker counts every sick call of a request with its client's own input as. */
+const CLIENT_INPUT_RESOURCE = "client input";
 
 /** The guard's answers that mean "not now" (the origin saw nothing): one list for every runtime. */
 export const GUARD_REFUSALS = ["QUEUE_FULL", "QUEUE_TIMEOUT", "BREAKER_OPEN", "ORIGIN_BACKOFF"] as const;
@@ -162,6 +166,11 @@ export async function guardedOriginCall(
     };
   }
   const breakerKey = breakerResource(request.url);
+  // A sick answer (or a timeout) to a request that carried its client's own input may be the
+  // origin failing on that input: every such call counts as one resource, so a header the
+  // application chokes on cannot open the breaker on `minFailingKeys` paths of the sender's
+  // choosing; visitors' ordinary requests, and refused or reset connections, count by path.
+  const sickKey = clientInput(request.headers) === undefined ? breakerKey : CLIENT_INPUT_RESOURCE;
   const event = (outcome: OriginOutcomeKind, status?: number): OriginCallEvent => ({
     ...(options.key !== undefined ? { key: options.key } : {}),
     outcome,
@@ -189,7 +198,8 @@ export async function guardedOriginCall(
       const message = `the request body for ${request.url} had not all arrived when the origin call ended (${error.message})`;
       return { kind: "failed", error: new HerdlessError("CLIENT_TOO_SLOW", message, { cause: error }) };
     }
-    await permit.release(outcomeOfError(error.code, signal?.aborted === true), breakerKey);
+    const resource = error.code === "ORIGIN_NETWORK" ? breakerKey : sickKey;
+    await permit.release(outcomeOfError(error.code, signal?.aborted === true), resource);
     deps.onOriginCall?.(event("error"));
     return { kind: "failed", error };
   }
@@ -204,7 +214,7 @@ export async function guardedOriginCall(
       timers,
       request.url,
       (ending) => {
-        void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, breakerKey);
+        void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, sickKey);
       },
       permit.lost,
     );
@@ -212,7 +222,7 @@ export async function guardedOriginCall(
     const body = options.readByClient ? cutWhenUnread(held, idleMs, timers, request.url) : held;
     return { kind: "response", response: { ...response, body } };
   }
-  await permit.release(outcome, breakerKey);
+  await permit.release(outcome, sickKey);
   return { kind: "response", response };
 }
 
