@@ -9,7 +9,7 @@ import {
   type OriginResponseInfo,
 } from "./freshness.ts";
 import { headerList, type HeaderReader } from "./http.ts";
-import { clientInput, unusuallyLargeHead } from "../origin/client-inputs.ts";
+import { clientInput, isPlainAscii, unusuallyLargeHead } from "../origin/client-inputs.ts";
 
 /** Why a response may not be stored in a shared cache. */
 export type NotStorableReason =
@@ -246,13 +246,4 @@ export function blamesTheRequest(
   const fault = REQUEST_FAULT_STATUSES.has(status);
   if (fault && (headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers))) return true;
   return copyStored && (fault || status >= 500) && clientInput(headers) !== undefined;
-}
-
-/** Visible ASCII, SP and HTAB only: what every HTTP server accepts in a field value. */
-function isPlainAscii(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c > 0x7e || (c < 0x20 && c !== 0x09)) return false;
-  }
-  return true;
 }

@@ -38,5 +38,6 @@ describe("clientInput: what in a fill's request is its client's own", () => {
     expect(clientInput([["authorization", "Bearer x"]])).toBe("the authorization header");
     expect(clientInput([["user-agent", "u".repeat(4_100)]])).toBe("1 fields, 4114 bytes of headers");
     expect(clientInput([["user-agent", "u".repeat(4_000)]])).toBeUndefined();
+    expect(clientInput([["accept-language", "caf\u00e9"]])).toBe("a value of accept-language outside visible ASCII");
   });
 });

@@ -71,6 +71,15 @@ const ORDINARY_FILL_HEADERS = new Set([
 /** Families of ordinary headers: fetch metadata (`Sec-Fetch-*`), client hints (`Sec-CH-*`), `Sec-GPC`, `Sec-Purpose`. */
 const ORDINARY_FILL_PREFIXES = ["sec-fetch-", "sec-ch-", "sec-gpc", "sec-purpose"];
 
+/** Visible ASCII, SP and HTAB only: what every HTTP server accepts in a field value. */
+export function isPlainAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c > 0x7e || (c < 0x20 && c !== 0x09)) return false;
+  }
+  return true;
+}
+
 /** The bytes of a request head's fields, as HTTP/1.1 writes them (`name: value\r\n`). */
 function headBytes(headers: readonly (readonly [string, string])[]): number {
   let bytes = 0;
@@ -89,8 +98,8 @@ export function unusuallyLargeHead(headers: readonly (readonly [string, string])
 /**
  * What in a fill's request (the headers it sends the origin, see forward.ts) is this client's
  * own rather than what any visitor sends: a header outside the ordinary ones (a custom
- * `X-…`, a `Cookie` or `Authorization` on a route that caches them), or unusually large
- * headers. Undefined for an ordinary request. A sick answer to such a request may be the
+ * `X-…`, a `Cookie` or `Authorization` on a route that caches them), a value outside visible
+ * ASCII, or unusually large headers. Undefined for an ordinary request. A sick answer to such a request may be the
  * origin failing on that input (a gateway's 502 on a header its application chokes on, a
  * handler that stalls on it), not on the URL: it must not back the key off for everyone.
  *
@@ -98,10 +107,14 @@ export function unusuallyLargeHead(headers: readonly (readonly [string, string])
  * clientInput([["accept", "text/html"], ["x-evil", "1"]]); // "the x-evil header"
  */
 export function clientInput(headers: readonly (readonly [string, string])[]): string | undefined {
-  for (const [rawName] of headers) {
+  for (const [rawName, value] of headers) {
     const name = rawName.toLowerCase();
-    if (ORDINARY_FILL_HEADERS.has(name) || ORDINARY_FILL_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
-    return `the ${name} header`;
+    const ordinary =
+      ORDINARY_FILL_HEADERS.has(name) || ORDINARY_FILL_PREFIXES.some((prefix) => name.startsWith(prefix));
+    if (!ordinary) return `the ${name} header`;
+    // obs-text (`Accept-Language: é`): Node and workerd pass it on, an application may choke on
+    // it. Cloudflare's own (a city name) are not the client's.
+    if (!isPlainAscii(value) && !name.startsWith("cf-")) return `a value of ${name} outside visible ASCII`;
   }
   return unusuallyLargeHead(headers) ? `${headers.length} fields, ${headBytes(headers)} bytes of headers` : undefined;
 }
