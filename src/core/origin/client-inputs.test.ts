@@ -22,6 +22,10 @@ describe("clientInput: what in a fill's request is its client's own", () => {
       ["cdn-loop", "cloudflare"],
       ["cf-ipcity", "London"],
       ["dpr", "2"],
+      ["x-amzn-trace-id", "Root=1-67891233-abcdef012345678912345678"],
+      ["traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"],
+      ["x-request-id", "f058ebd6-02f7-4d3f-942e-904344e8cde5"],
+      ["from", "googlebot(at)googlebot.com"],
     ];
     expect(clientInput(browser)).toBeUndefined();
     expect(clientInput([])).toBeUndefined();
