@@ -206,7 +206,6 @@ function isStorableStatus(res: OriginResponseInfo, governing: Governing): boolea
 const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
 
 /**
-/**
  * Statuses about what a shared fill never sends (RFC 9110 §15.5): a body (411 Length
  * Required, 415 Unsupported Media Type), preconditions (412), a Range (416) or an expectation
  * (417); and 406 Not Acceptable, about this client's `Accept`, `Accept-Language` … (a Rails
