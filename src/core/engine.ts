@@ -15,12 +15,13 @@ import type { Metrics } from "./admin/metrics.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import type { ContentDecoding } from "./origin/response-fields.ts";
 import { guardedCallDeps, type GuardedCallDeps } from "./origin/guarded-call.ts";
-import { forwardPolicy, maxForwards, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
+import { forwardPolicy, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
+import { maxForwards } from "./origin/hops.ts";
 import { relay } from "./origin/relay.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
 import type { EngineRequest, EngineResponse } from "./http/respond.ts";
-import { notAllowed, optionsHere } from "./http/failure-answer.ts";
+import { answeredHere, optionsHere } from "./http/failure-answer.ts";
 import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
 import { NearTier } from "./store/near-tier.ts";
@@ -104,8 +105,8 @@ export class Engine {
       hasAuthorization: request.headers.get("authorization") !== null,
       hasCookie: request.headers.get("cookie") !== null,
     };
-    // RFC 9110 §9.3.8: TRACE would reflect the request (credentials included); never forwarded.
-    if (LOCAL_ONLY_METHODS.has(facts.method)) return notAllowed(facts.method);
+    const here = answeredHere(facts.method, request.headers, this.forward.loopEntry, this.o.config.origin.url);
+    if (here) return here;
     const primary = primaryKey(request.url, route.key);
     if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request);
     const [found, purges] = await this.lookUp(primary, request, route.cacheAuthorized || facts.hasAuthorization);
@@ -290,9 +291,6 @@ export class Engine {
     this.o.metrics?.count(kind, key, request.receivedAt);
   }
 }
-
-/** Methods answered here and never forwarded: TRACE (RFC 9110 §9.3.8) and its Microsoft twin TRACK. */
-const LOCAL_ONLY_METHODS = new Set(["TRACE", "TRACK"]);
 
 function failed(error: unknown): FillResult {
   const code: HerdlessErrorCode = isHerdlessError(error) ? error.code : "COORDINATOR_UNAVAILABLE";

@@ -51,6 +51,21 @@ describe("attack probes (Worker)", () => {
     expect(seen["x-forwarded-proto"]).toBe("https");
   });
 
+  it("RFC 8586: a request carrying herdless's own CDN-Loop entry (one of its origin requests come back: origin.url pointing at itself) is a 508 naming the loop, never fetched", async () => {
+    const { origin, attackerDc, otherDc, p } = await setup();
+    await attackerDc.get(p, { headers: { "cdn-loop": "cloudflare" } });
+    const sent = (await origin.stats()).requests[0]!.headers["cdn-loop"];
+    expect(sent).toMatch(/^cloudflare, herdless; o=[0-9a-f]{8}$/);
+    for (const dc of [attackerDc, otherDc]) {
+      const back = await dc.get(`${p}/again`, { headers: { "cdn-loop": String(sent) } });
+      expect(back.status).toBe(508);
+      expect(back.body).toContain("request loop");
+    }
+    // Another CDN's entry, or another herdless's (another origin), is no loop.
+    expect((await otherDc.get(p, { headers: { "cdn-loop": "cloudflare, herdless; o=00000000" } })).status).toBe(200);
+    expect(await origin.count()).toBe(1);
+  });
+
   it("the admin API spelled with dot segments is the admin API: never fetched from the origin, never stored", async () => {
     const { origin, attackerDc } = await setup(undefined, { admin: { token: ADMIN_TOKEN } });
     for (const path of ["/x/../__herdless/stats", "/%2e%2e/__herdless/stats"])

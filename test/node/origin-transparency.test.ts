@@ -167,7 +167,15 @@ describe("what the origin receives and what the client gets back (Node)", () => 
     };
     await send(base, "/exact", { ...endToEnd, "accept-encoding": "gzip;q=0.5, identity" });
     const fill = origin.seen[0]!;
-    const added = ["accept-encoding", "host", "x-forwarded-for", "x-forwarded-proto", "via", "surrogate-capability"];
+    const added = [
+      "accept-encoding",
+      "cdn-loop",
+      "host",
+      "x-forwarded-for",
+      "x-forwarded-proto",
+      "via",
+      "surrogate-capability",
+    ];
     // Connection is the transport's own (hop-by-hop, RFC 9110 §7.6.1): keep-alive to the origin.
     expect(fill.names.filter((name) => name !== "connection").sort()).toEqual(
       [...Object.keys(endToEnd), ...added].sort(),
@@ -182,6 +190,7 @@ describe("what the origin receives and what the client gets back (Node)", () => 
       via: "1.1 herdless",
       "surrogate-capability": 'herdless="Surrogate/1.0"',
     });
+    expect(fill.headers["cdn-loop"]).toMatch(/^herdless; o=[0-9a-f]{8}$/);
   });
 });
 

@@ -2,6 +2,10 @@ import { createServer, request, type Server } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { get, herdless, raw, reflectingOrigin, type Herdless, type ReflectingOrigin } from "./attack-kit.ts";
+import { parseConfig } from "../../src/core/config.ts";
+import { jsonLogger } from "../../src/node/logger.ts";
+import { startServer } from "../../src/node/server.ts";
+import { localStack } from "../../src/node/stack.ts";
 
 /**
  * The attack probes a reviewer runs against a shared cache, through the Node server (socket
@@ -609,4 +613,37 @@ describe("resource exhaustion (Node)", () => {
       expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss; fwd-status=200/);
     },
   );
+});
+
+describe("a request loop (Node)", () => {
+  it("origin.url pointing at herdless itself: a GET and a POST are a 508 naming the loop at once, never a 504 after origin.timeoutMs", async () => {
+    const free = createServer();
+    await new Promise<void>((resolve) => free.listen(0, "127.0.0.1", resolve));
+    const port = (free.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => free.close(() => resolve()));
+    const self = `http://127.0.0.1:${port}`;
+    const logger = jsonLogger("silent");
+    const config = parseConfig({ origin: { url: self } });
+    const running = await startServer({ stack: localStack({ config, logger }), logger, port, fastHits: true });
+    try {
+      for (const [method, path] of [
+        ["GET", "/loop"],
+        ["POST", "/form"],
+        ["GET", "/other"],
+      ] as const) {
+        const started = Date.now();
+        const answer = await get(
+          self,
+          path,
+          method === "POST" ? { method, body: "x", headers: { "content-length": "1" } } : {},
+        );
+        expect(answer.status, path).toBe(508);
+        expect(answer.body).toContain(`origin.url ${self}`);
+        // Each hop answered at once: nothing waited on a collapsed fill or a permit.
+        expect(Date.now() - started).toBeLessThan(5_000);
+      }
+    } finally {
+      await running.close();
+    }
+  });
 });

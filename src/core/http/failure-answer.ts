@@ -4,6 +4,8 @@ import type { FillResult, PassResponse } from "../fill/coordinator.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { isGuardRefusal } from "../origin/guarded-call.ts";
 import { fromPass, synthetic, type EngineResponse } from "./respond.ts";
+import type { HeaderReader } from "./http.ts";
+import { loopsBack } from "../origin/hops.ts";
 import { TAG_HEADERS } from "./response-entry.ts";
 
 /** The Cache-Status `detail` each failure code is shown as; any other failure is `origin-error`. */
@@ -94,11 +96,48 @@ export function originFailure(
 /** The methods herdless passes on (TRACE and TRACK it answers itself). */
 const ALLOWED = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE";
 
+/** Methods answered here and never forwarded: TRACE (RFC 9110 §9.3.8: it would reflect the request, credentials included) and its Microsoft twin TRACK. */
+const LOCAL_ONLY_METHODS = new Set(["TRACE", "TRACK"]);
+
+/**
+ * The answer herdless gives before anything else looks at a request, if any: TRACE and TRACK
+ * are never forwarded ({@link notAllowed}), and a request carrying this deployment's own
+ * `CDN-Loop` entry is one of its origin requests come back ({@link loopDetected}).
+ *
+ * @example
+ * const here = answeredHere(method, headers, policy.loopEntry, config.origin.url);
+ * if (here) return here;
+ */
+export function answeredHere(
+  method: string,
+  headers: HeaderReader,
+  loopEntry: string,
+  originUrl: string,
+): EngineResponse | undefined {
+  if (LOCAL_ONLY_METHODS.has(method)) return notAllowed(method);
+  if (loopsBack(headers, loopEntry)) return loopDetected(originUrl);
+  return undefined;
+}
+
 /** RFC 9110 §15.5.6: a method answered here and never forwarded. */
 export function notAllowed(method: string): EngineResponse {
   const answer = synthetic(405, `${method} is not allowed through this cache`, {});
   answer.headers.push(["allow", ALLOWED]);
   return answer;
+}
+
+/**
+ * 508 Loop Detected (RFC 5842 §7.2, as CDNs answer a `CDN-Loop` of their own): the request is
+ * one of this deployment's origin requests come back, because `origin.url` leads to herdless
+ * itself. Named, answered at once, never forwarded; the request that sent it gets this 508 as
+ * its origin's answer, which is not stored and is not an origin failure.
+ */
+export function loopDetected(originUrl: string): EngineResponse {
+  return synthetic(
+    508,
+    `request loop: herdless's origin (origin.url ${originUrl}) sent this request back to herdless (CDN-Loop); point origin.url at the origin server, not at the cache`,
+    { detail: "refused" },
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../config.ts";
 import { headerList } from "../http/http.ts";
+import { loopEntry, loopsBack } from "./hops.ts";
 import {
   forwardPolicy,
   originRequestHeaders,
@@ -122,6 +123,7 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     expect(names(out)).toEqual([
       "accept",
       "accept-encoding",
+      "cdn-loop",
       "x-forwarded-for",
       "x-forwarded-proto",
       "via",
@@ -148,6 +150,7 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       "x-http-method-override",
       "forwarded",
       "accept-encoding",
+      "cdn-loop",
       "x-forwarded-for",
       "x-forwarded-proto",
       "via",
@@ -175,6 +178,7 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     ];
     expect(names(originRequestHeaders(raw, policy(), fill))).toEqual([
       "accept-encoding",
+      "cdn-loop",
       "x-forwarded-for",
       "x-forwarded-proto",
       "via",
@@ -213,6 +217,21 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
       );
   });
 
+  it("RFC 8586: adds its CDN-Loop entry after the client's, on every origin request; only its own entry is a loop", () => {
+    const entry = loopEntry("http://127.0.0.1:1");
+    expect(entry).toMatch(/^herdless; o=[0-9a-f]{8}$/);
+    expect(loopEntry("http://127.0.0.1:2")).not.toBe(entry);
+    for (const context of [fill, relay]) {
+      const out = originRequestHeaders([["CDN-Loop", "cloudflare"]], policy(), context);
+      expect(value(out, "cdn-loop")).toBe(`cloudflare, ${entry}`);
+    }
+    const header = (v: string) => ({ get: (name: string) => (name === "cdn-loop" ? v : null) });
+    expect(loopsBack(header(`cloudflare, ${entry}`), policy().loopEntry)).toBe(true);
+    // Another herdless in front (another origin URL) or a CDN is no loop.
+    expect(loopsBack(header(`${loopEntry("http://10.0.0.1")}, cloudflare`), entry)).toBe(false);
+    expect(loopsBack({ get: () => null }, entry)).toBe(false);
+  });
+
   it("adds X-Forwarded-For, X-Forwarded-Proto and Via; the client's X-Forwarded-Proto is replaced", () => {
     const relayed = originRequestHeaders([["x-forwarded-for", "198.51.100.1"]], policy(), relay);
     expect(value(relayed, "x-forwarded-for")).toBe("198.51.100.1, 203.0.113.7");
@@ -233,6 +252,7 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     expect(quiet).toEqual([
       ["via", "1.1 cdn"],
       ["accept-encoding", "identity"],
+      ["cdn-loop", loopEntry("http://127.0.0.1:1")],
     ]);
     // Without them herdless trusts the proxy in front (docs/configuration.md): what it wrote
     // passes on as it is, on a fill too.

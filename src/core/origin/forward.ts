@@ -2,6 +2,7 @@ import type { Config } from "../config.ts";
 import { normalizedAcceptEncoding } from "../http/accept-encoding.ts";
 import { SURROGATE_DEVICE_TOKEN } from "../http/targeted-cache-control.ts";
 import { headerList, HOP_BY_HOP, type HeaderReader } from "../http/http.ts";
+import { forwardsCount, loopEntry } from "./hops.ts";
 
 /**
  * Never sent to the origin, whatever the config: hop-by-hop headers (RFC 9110 §7.6.1) and
@@ -56,14 +57,17 @@ const PROXY_ADDED = new Set(["x-forwarded-for", "x-forwarded-proto", "via", "sur
 /** The request-header policy of a deployment, built once from its config. */
 export interface ForwardPolicy {
   stripped: ReadonlySet<string>;
+  /** This deployment's `CDN-Loop` entry ({@link loopEntry}). */
+  loopEntry: string;
   forwardedHeaders: boolean;
   hostHeader: Config["origin"]["hostHeader"];
 }
 
 /** The policy `config` asks for. */
 export function forwardPolicy(config: Config): ForwardPolicy {
-  const { stripRequestHeaders, forwardedHeaders, hostHeader } = config.origin;
-  return { stripped: new Set(stripRequestHeaders.map((n) => n.toLowerCase())), forwardedHeaders, hostHeader };
+  const { stripRequestHeaders, forwardedHeaders, hostHeader, url } = config.origin;
+  const stripped = new Set(stripRequestHeaders.map((n) => n.toLowerCase()));
+  return { stripped, loopEntry: loopEntry(url), forwardedHeaders, hostHeader };
 }
 
 /** Who asks the origin: a shared fill (its answer may be stored) or one client's own request. */
@@ -79,21 +83,6 @@ export interface ForwardContext {
   body: boolean;
   /** The relayed request's method, when it is not a fill's GET: an OPTIONS has its Max-Forwards counted down. */
   method?: string;
-}
-
-/**
- * RFC 9110 §7.6.2: the Max-Forwards of an OPTIONS request, when it holds a valid count
- * (1*DIGIT; anything else is not a count and goes on untouched). Zero means the request
- * must be answered here, not forwarded; the count goes on one lower.
- */
-export function maxForwards(method: string, headers: { get(name: string): string | null }): number | undefined {
-  return method === "OPTIONS" ? forwardsCount(headers.get("max-forwards")) : undefined;
-}
-
-/** A Max-Forwards value as a count (1*DIGIT, whitespace around it allowed), or undefined. */
-function forwardsCount(value: string | null): number | undefined {
-  const count = value?.trim();
-  return count !== undefined && /^\d{1,15}$/.test(count) ? Number(count) : undefined;
 }
 
 /**
@@ -125,6 +114,7 @@ export function originRequestHeaders(
   const forwardedFor: string[] = [];
   const via: string[] = [];
   const surrogateCapability: string[] = [];
+  const cdnLoop: string[] = [];
   let acceptEncoding: string | undefined;
   for (const [rawName, value] of raw) {
     const name = rawName.toLowerCase();
@@ -155,6 +145,10 @@ export function originRequestHeaders(
       out.push([name, String(Math.max(0, forwards - 1))]);
       continue;
     }
+    if (name === "cdn-loop") {
+      cdnLoop.push(value);
+      continue;
+    }
     if (name === "accept-encoding") {
       acceptEncoding = acceptEncoding === undefined ? value : `${acceptEncoding}, ${value}`;
       continue;
@@ -172,6 +166,8 @@ export function originRequestHeaders(
     out.push([name, value]);
   }
   out.push(["accept-encoding", normalizedAcceptEncoding(acceptEncoding ?? null)]);
+  // RFC 8586: every CDN adds its entry, whatever else it forwards; herdless's own comes back only in a loop.
+  out.push(["cdn-loop", [...cdnLoop, policy.loopEntry].join(", ")]);
   const host = hostFor(policy.hostHeader, context.url);
   if (host !== undefined) out.push(["host", host]);
   if (policy.forwardedHeaders) {
@@ -196,6 +192,7 @@ const GOVERNED = new Set([
   "content-length",
   "accept-encoding",
   "max-forwards",
+  "cdn-loop",
 ]);
 
 /**
