@@ -107,10 +107,10 @@ async function wranglerConfig() {
   return experimental_readRawConfig({ config: join(root, "wrangler.jsonc") }).rawConfig;
 }
 
-/** The HERDLESS_CONFIG the Worker will see: the environment's, else wrangler.jsonc's. */
+/** The HERDLESS_CONFIG the Worker will see: the environment's, else .dev.vars', else wrangler.jsonc's. */
 function herdlessConfigText(rawConfig) {
   if (process.env.HERDLESS_CONFIG !== undefined) return process.env.HERDLESS_CONFIG;
-  const value = rawConfig.vars?.HERDLESS_CONFIG;
+  const value = devVars().HERDLESS_CONFIG ?? rawConfig.vars?.HERDLESS_CONFIG;
   return typeof value === "string" ? value : "";
 }
 
@@ -143,7 +143,7 @@ function wranglerBin() {
 
 /** Refuses a taken port with a plain message, before workerd prints its own stack about it. */
 function portFree(wanted) {
-  if (!/^\d{1,5}$/.test(wanted) || Number(wanted) > 65535)
+  if (!/^\d{1,5}$/.test(wanted) || Number(wanted) < 1 || Number(wanted) > 65535)
     return Promise.reject(new Error(`PORT must be a port number (1–65535), got ${JSON.stringify(wanted)}`));
   return new Promise((resolve, reject) => {
     const probe = createServer();
@@ -178,8 +178,8 @@ async function startWorker(rawConfig, originUrl, configText, demo) {
       { className: b.class_name, useSQLite: sqliteClasses.has(b.class_name) },
     ]),
   );
-  const vars = { ...rawConfig.vars, ...devVars(), ORIGIN_URL: originUrl };
-  if (process.env.HERDLESS_CONFIG !== undefined) vars.HERDLESS_CONFIG = configText;
+  // The config checked before start (configText) is the one the Worker gets.
+  const vars = { ...rawConfig.vars, ...devVars(), ORIGIN_URL: originUrl, HERDLESS_CONFIG: configText };
   // The admin API needs a token: HERDLESS_ADMIN_TOKEN if given, else a fresh one for the local demo.
   const givenToken = process.env.HERDLESS_ADMIN_TOKEN || vars.HERDLESS_ADMIN_TOKEN;
   const adminToken = givenToken || (demo ? randomBytes(12).toString("hex") : "");
