@@ -4,6 +4,7 @@ import type { HerdlessError, HerdlessErrorCode } from "../errors.ts";
 import type { BackoffRecord, KeyBackoff, Sickness } from "../guard/key-backoff.ts";
 import type { OriginOutcome } from "../guard/origin-guard.ts";
 import { clientInput } from "../origin/client-inputs.ts";
+import { CREDENTIALS } from "../origin/forward.ts";
 import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
 import type { FillRequest, FillResult } from "./coordinator.ts";
 import type { FlightResult } from "./flight.ts";
@@ -68,8 +69,6 @@ export async function recordFlight(
   const ownInput = ORIGIN_CALL_FAILURES.has(result.code) && clientInput(uncredentialed) !== undefined;
   return { ...result, ...(started ? { backoffStarted: true } : {}), ...(ownInput ? { ownInput: true as const } : {}) };
 }
-
-const CREDENTIALS = new Set(["authorization", "cookie"]);
 
 /** Failures of an origin call that was made: what the origin did with the request (not a guard's refusal). */
 const ORIGIN_CALL_FAILURES = new Set<HerdlessErrorCode>([

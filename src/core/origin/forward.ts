@@ -40,7 +40,7 @@ const NOT_ON_FILLS = new Set([
 ]);
 
 /** Credentials: forwarded on a shared fill only when the route caches credentialed requests. */
-const CREDENTIALS = new Set(["authorization", "cookie"]);
+export const CREDENTIALS = new Set(["authorization", "cookie"]);
 
 /** What herdless adds to the `Via` header (RFC 9110 §7.6.3). */
 const VIA = "1.1 herdless";
