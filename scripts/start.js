@@ -108,9 +108,9 @@ async function wranglerConfig() {
 }
 
 /** The HERDLESS_CONFIG the Worker will see: the environment's, else .dev.vars', else wrangler.jsonc's. */
-function herdlessConfigText(rawConfig) {
+function herdlessConfigText(rawConfig, local) {
   if (process.env.HERDLESS_CONFIG !== undefined) return process.env.HERDLESS_CONFIG;
-  const value = devVars().HERDLESS_CONFIG ?? rawConfig.vars?.HERDLESS_CONFIG;
+  const value = local.HERDLESS_CONFIG ?? rawConfig.vars?.HERDLESS_CONFIG;
   return typeof value === "string" ? value : "";
 }
 
@@ -168,7 +168,7 @@ function devVars() {
  * behaviour. The bindings, migrations and compatibility settings are wrangler.jsonc's; the
  * Durable Objects and the Cache API persist in .wrangler/state, where `wrangler dev` keeps them.
  */
-async function startWorker(rawConfig, originUrl, configText, demo) {
+async function startWorker(rawConfig, local, originUrl, configText, demo) {
   await portFree(port);
   const { Miniflare, Log, LogLevel } = await import("miniflare");
   const sqliteClasses = new Set((rawConfig.migrations ?? []).flatMap((m) => m.new_sqlite_classes ?? []));
@@ -179,7 +179,7 @@ async function startWorker(rawConfig, originUrl, configText, demo) {
     ]),
   );
   // The config checked before start (configText) is the one the Worker gets.
-  const vars = { ...rawConfig.vars, ...devVars(), ORIGIN_URL: originUrl, HERDLESS_CONFIG: configText };
+  const vars = { ...rawConfig.vars, ...local, ORIGIN_URL: originUrl, HERDLESS_CONFIG: configText };
   // The admin API needs a token: HERDLESS_ADMIN_TOKEN if given, else a fresh one for the local demo.
   const givenToken = process.env.HERDLESS_ADMIN_TOKEN || vars.HERDLESS_ADMIN_TOKEN;
   const adminToken = givenToken || (demo ? randomBytes(12).toString("hex") : "");
@@ -250,12 +250,13 @@ setInterval(() => {
 
 try {
   const rawConfig = await wranglerConfig();
-  const configText = herdlessConfigText(rawConfig);
+  const local = devVars();
+  const configText = herdlessConfigText(rawConfig, local);
   // Checked before anything starts; the demo origin's URL is only known later, so a
   // stand-in URL lets the rest of the config be checked now.
   await validateConfig(process.env.ORIGIN_URL || `http://127.0.0.1:${originPort}`, configText);
   const originUrl = process.env.ORIGIN_URL || (await startDemoOrigin());
-  if (!stopping) await startWorker(rawConfig, originUrl, configText, !process.env.ORIGIN_URL);
+  if (!stopping) await startWorker(rawConfig, local, originUrl, configText, !process.env.ORIGIN_URL);
 } catch (error) {
   console.error(`herdless: ${error instanceof Error ? error.message : String(error)}`);
   stop(1);
