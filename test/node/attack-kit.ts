@@ -1,4 +1,4 @@
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type RequestListener, type Server } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
@@ -166,4 +166,18 @@ function dechunk(chunked: string): string {
     out += rest.slice(eol + 2, eol + 2 + size);
     rest = rest.slice(eol + 4 + size);
   }
+}
+
+/**
+ * `handler` serving on 127.0.0.1 as a test's origin; its base URL. Its closing goes on
+ * `cleanup`, which the test file runs after each test.
+ */
+export async function servingOrigin(handler: RequestListener, cleanup: (() => Promise<void>)[]): Promise<string> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }

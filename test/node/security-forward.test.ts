@@ -1,8 +1,8 @@
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
-import { connect, type AddressInfo } from "node:net";
+import { request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
+import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConfigInput } from "../../src/core/config.ts";
-import { herdless as startHerdless } from "./attack-kit.ts";
+import { herdless as startHerdless, servingOrigin } from "./attack-kit.ts";
 
 /**
  * What reaches the origin and how the key is built, attacked through the Node server (its
@@ -16,15 +16,7 @@ afterEach(async () => {
 });
 
 /** `handler` serving on 127.0.0.1 as the origin, closed after the test; its base URL. */
-async function serving(handler: RequestListener): Promise<string> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanup.push(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const serving = (handler: RequestListener) => servingOrigin(handler, cleanup);
 
 interface Seen {
   url: string;

@@ -1,11 +1,11 @@
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
-import type { AddressInfo } from "node:net";
+import { request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer } from "../../src/node/server.ts";
 import { localStack } from "../../src/node/stack.ts";
+import { servingOrigin } from "./attack-kit.ts";
 
 /**
  * What herdless stores, attacked through the Node server (its socket hit path included):
@@ -20,15 +20,7 @@ afterEach(async () => {
 });
 
 /** `handler` serving on 127.0.0.1 as the origin, closed after the test; its base URL. */
-async function serving(handler: RequestListener): Promise<string> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanup.push(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const serving = (handler: RequestListener) => servingOrigin(handler, cleanup);
 
 /** What the scripted origin does next; every request is counted. */
 interface Script {
