@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "../../fixtures/free-port.ts";
-import { findRedisServer, launch } from "./redis-server.ts";
+import { findRedisServer, launchOnFreePort } from "./redis-server.ts";
 
 /**
  * Highly available Redis for tests, on free ports of 127.0.0.1, killed with the test
@@ -57,9 +57,12 @@ function stopAll(children: ChildProcess[]): Promise<void> {
 export async function startSentinel(): Promise<HaRedis> {
   const binary = findRedisServer();
   const dir = await mkdtemp(join(tmpdir(), "herdless-sentinel-"));
-  const [masterPort, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
-  const master = await launch(binary, masterPort);
-  const replica = await launch(binary, replicaPort, ["--replicaof", "127.0.0.1", String(masterPort)]);
+  const { port: masterPort, child: master } = await launchOnFreePort(binary);
+  const { port: replicaPort, child: replica } = await launchOnFreePort(binary, () => [
+    "--replicaof",
+    "127.0.0.1",
+    String(masterPort),
+  ]);
   const conf = join(dir, "sentinel.conf");
   await writeFile(
     conf,
@@ -70,7 +73,7 @@ export async function startSentinel(): Promise<HaRedis> {
       "",
     ].join("\n"),
   );
-  const sentinel = await launch(binary, sentinelPort, [conf, "--sentinel"]);
+  const { port: sentinelPort, child: sentinel } = await launchOnFreePort(binary, () => [conf, "--sentinel"]);
   await until("replica in sync", async () =>
     (await redisCli(replicaPort, "info", "replication")).includes("master_link_status:up"),
   );
@@ -95,15 +98,13 @@ export async function startSentinel(): Promise<HaRedis> {
 export async function startCluster(): Promise<HaRedis> {
   const binary = findRedisServer();
   const dir = await mkdtemp(join(tmpdir(), "herdless-cluster-"));
-  const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   // The cluster bus port defaults to port + 10000: past 65535 (or taken) for a high
   // ephemeral port, and redis-server exits. Each node gets a free one of its own.
-  const busPorts = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const children = await Promise.all(
-    ports.map((port, i) =>
-      launch(binary, port, [
+  const nodes = await Promise.all(
+    [0, 1, 2, 3].map(() =>
+      launchOnFreePort(binary, async (port) => [
         "--cluster-port",
-        String(busPorts[i]),
+        String(await freePort()),
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
@@ -115,6 +116,8 @@ export async function startCluster(): Promise<HaRedis> {
       ]),
     ),
   );
+  const ports = nodes.map((node) => node.port);
+  const children = nodes.map((node) => node.child);
   const [a, b, c, spare] = ports as [number, number, number, number];
   await exec("redis-cli", ["--cluster", "create", ...[a, b, c].map((p) => `127.0.0.1:${p}`), "--cluster-yes"], {
     timeout: 20_000,

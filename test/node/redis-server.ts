@@ -36,8 +36,9 @@ process.once("exit", () => {
 
 export async function startRedisServer(): Promise<RedisServer> {
   const binary = findRedisServer();
-  const port = await freePort();
-  let child = await launch(binary, port);
+  const launched = await launchOnFreePort(binary);
+  const port = launched.port;
+  let child = launched.child;
 
   const stopWith = async (signal: NodeJS.Signals) => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -131,6 +132,26 @@ export function findRedisServer(): string {
     );
   }
   return path;
+}
+
+/**
+ * Starts `binary` on a port the OS just handed out, with `extra(port)` first: a port found
+ * free can be taken before redis-server binds it (another test's outgoing connection, on a
+ * loaded CI machine), and redis-server then exits, so a server that exits before answering
+ * PING is started again on fresh ports, up to 3 times.
+ */
+export async function launchOnFreePort(
+  binary: string,
+  extra: (port: number) => Promise<string[]> | string[] = () => [],
+): Promise<{ port: number; child: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { port, child: await launch(binary, port, await extra(port)) };
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
 }
 
 /** Starts `binary` (redis-server, or redis-sentinel with a config file first in `extra`) and waits for PONG. */
