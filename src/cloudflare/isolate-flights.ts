@@ -14,6 +14,7 @@ import type { Entry } from "../core/http/entry.ts";
 import { asJoined } from "../core/fill/flight.ts";
 import { SharedBody } from "../core/fill/shared-body.ts";
 import type { SharedBodyLimits } from "../core/fill/laggards.ts";
+import type { OrdinaryHeadersConfig } from "../core/origin/client-inputs.ts";
 
 /**
  * Coordinator calls of one isolate, collapsed per key: while one request of the isolate
@@ -40,7 +41,7 @@ import type { SharedBodyLimits } from "../core/fill/laggards.ts";
  * waiter for a hung request).
  *
  * @example
- * const flights = new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config));
+ * const flights = new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config), config);
  * const coordinator = flights.coordinator(coordinatorClient(env.COORDINATOR, config), (p) => ctx.waitUntil(p));
  */
 export class IsolateFlights {
@@ -51,6 +52,8 @@ export class IsolateFlights {
   constructor(
     private readonly joinTimeoutMs: number,
     private readonly limits: SharedBodyLimits,
+    /** Whose headers a joiner may carry and still take a failure on another's input as its own. */
+    private readonly ordinary: OrdinaryHeadersConfig,
   ) {}
 
   /**
@@ -183,7 +186,7 @@ export class IsolateFlights {
   /** The leader's answer as this waiter's, or its own call when that answer does not answer it. */
   private async joinOrCall(inner: Coordinator, request: FillRequest, running: Promise<Shared>): Promise<FillResult> {
     const shared = await this.join(running);
-    const mine = shared === undefined ? undefined : forWaiter(shared, request);
+    const mine = shared === undefined ? undefined : forWaiter(shared, request, this.ordinary);
     return mine ?? inner.fill(request);
   }
 
@@ -239,7 +242,11 @@ function shareStream(result: FillResult, limits: SharedBodyLimits): Shared {
 }
 
 /** What a waiter gets from its leader's answer, or undefined when it must make its own call. */
-function forWaiter({ result: shared, body }: Shared, request: FillRequest): FillResult | undefined {
+function forWaiter(
+  { result: shared, body }: Shared,
+  request: FillRequest,
+  ordinary: OrdinaryHeadersConfig,
+): FillResult | undefined {
   switch (shared.kind) {
     case "entry":
       // Collapsed onto a flight that went to the origin; the object's stored copy is a hit for the waiter too.
@@ -248,7 +255,7 @@ function forWaiter({ result: shared, body }: Shared, request: FillRequest): Fill
         : undefined;
     case "failed":
       // A failure on the leader's own input (an attacker's header) is not this request's: it asks for itself.
-      return notTheJoinersFailure(shared, request) ? undefined : joinedFailure(shared);
+      return notTheJoinersFailure(shared, request, ordinary) ? undefined : joinedFailure(shared);
     case "pass":
     case "alone":
       // The answer was not shareable: this request goes to the origin by itself, as a

@@ -103,7 +103,9 @@ export function isolateState(
       forward: forwardPolicy(config),
       leases: new MemoryLeaseManager(clock),
       refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
-      flightsFor: perCache(() => new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config))),
+      flightsFor: perCache(
+        () => new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config), config),
+      ),
       nearReadsFor: perCache(() => new Map<string, Promise<Entry | undefined>>()),
       guardFront: newGuardFront(clock, config),
       purges,

@@ -9,12 +9,15 @@ import { ManualClock } from "../../src/core/clock.ts";
 import { dataCenters, edgeEnv, useInCoordinators, type Answer } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
-async function setup(paths: string[]) {
+async function setup(paths: string[], ordinaryRequestHeaders: string[] = []) {
   const guardName = `guard-${crypto.randomUUID()}`;
   const origin = await testOrigin({ headers: { "cache-control": "max-age=60, stale-if-error=600" } });
   const clock = new ManualClock(Date.now());
   // A short origin timeout (waited out for real once per retry); a lax breaker: one key is under test.
-  const testEnv = edgeEnv(origin.url, { origin: { timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } });
+  const testEnv = edgeEnv(origin.url, {
+    origin: { timeoutMs: 600, ordinaryRequestHeaders },
+    breaker: { failureThreshold: 1_000 },
+  });
   await useInCoordinators(testEnv, paths, clock, guardName);
   return {
     origin,
@@ -74,6 +77,27 @@ describe("per-key backoff, deployment-wide (4 data centers)", () => {
         "herdless; fwd=uri-miss; detail=backoff",
         "1",
       ]);
+    }
+    expect(await origin.count()).toBe(1);
+    await origin.release();
+  });
+
+  it("every visitor sends the app's own header: listed in origin.ordinaryRequestHeaders, a hung cold key still backs off", async () => {
+    const app = { headers: { "x-app-version": "7" } };
+    // Unlisted, the header is any one client's own input: its failure backs nobody off, so the next request asks again.
+    const unlisted = await setup(["/app-unlisted"]);
+    await unlisted.origin.set({ mode: "hold" });
+    expect((await unlisted.dcs[0]!.get("/app-unlisted", app)).status).toBe(504);
+    expect((await unlisted.dcs[1]!.get("/app-unlisted", app)).status).toBe(504);
+    expect(await unlisted.origin.count()).toBe(2);
+    await unlisted.origin.release();
+
+    const { origin, dcs } = await setup(["/app-listed"], ["X-App-Version"]);
+    await origin.set({ mode: "hold" });
+    expect((await dcs[0]!.get("/app-listed", app)).status).toBe(504);
+    for (const dc of dcs) {
+      const refused = await dc.get("/app-listed", app);
+      expect([refused.status, refused.cacheStatus]).toEqual([503, "herdless; fwd=uri-miss; detail=backoff"]);
     }
     expect(await origin.count()).toBe(1);
     await origin.release();

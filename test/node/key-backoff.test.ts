@@ -17,10 +17,13 @@ afterEach(async () => {
 });
 
 /** `members` herdless processes (one: local; more: a fleet on a fresh Redis) before a fragile origin. */
-async function start(members: number): Promise<{ urls: string[]; clock: Deployment["clock"]; origin: FragileOrigin }> {
+async function start(
+  members: number,
+  ordinaryRequestHeaders: string[] = [],
+): Promise<{ urls: string[]; clock: Deployment["clock"]; origin: FragileOrigin }> {
   origin = await startFragileOrigin({ cacheControl: "max-age=10, stale-if-error=600" });
   // A short origin timeout: the test waits it out for real once per retry. A lax breaker: one key is under test.
-  const config = { origin: { timeoutMs: 600 }, breaker: { failureThreshold: 1_000 } };
+  const config = { origin: { timeoutMs: 600, ordinaryRequestHeaders }, breaker: { failureThreshold: 1_000 } };
   deployment = await deploy(members === 1 ? "node" : "fleet", origin.url, config, members);
   return { urls: deployment.urls, clock: deployment.clock, origin };
 }
@@ -77,6 +80,26 @@ describe.each([
         "herdless; fwd=uri-miss; detail=backoff",
         "1",
       ]);
+    }
+    expect(t.origin.stats().requests).toBe(1);
+  });
+
+  it("every visitor sends the app's own header: listed in origin.ordinaryRequestHeaders, a hung cold key still backs off", async () => {
+    const app = { headers: { "x-app-version": "7" } };
+    // Unlisted, the header is any one client's own input: its failure backs nobody off, so each request asks again.
+    let t = await start(members);
+    t.origin.set({ hang: true });
+    for (const url of t.urls) expect((await get(url, "/cold", app)).status).toBe(504);
+    expect(t.origin.stats().requests).toBe(t.urls.length);
+    await deployment?.close();
+    await origin?.close();
+
+    t = await start(members, ["X-App-Version"]);
+    t.origin.set({ hang: true });
+    expect((await get(t.urls[0]!, "/cold", app)).status).toBe(504);
+    for (const url of t.urls) {
+      const refused = await get(url, "/cold", app);
+      expect([refused.status, refused.cacheStatus]).toEqual([503, "herdless; fwd=uri-miss; detail=backoff"]);
     }
     expect(t.origin.stats().requests).toBe(1);
   });

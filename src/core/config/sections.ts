@@ -48,6 +48,16 @@ export const originSection = z.strictObject({
     z.array(z.string().check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: "must be a header name" }))),
     [...DEFAULT_STRIPPED_REQUEST_HEADERS],
   ),
+  /**
+   * Request headers every visitor's request carries in this deployment (an app's
+   * `X-App-Version`, a header a proxy in front adds): counted as ordinary, not as a client's
+   * own input, so a sick answer to a request carrying them still backs the key off and
+   * counts by path for the breaker (client-inputs.ts).
+   */
+  ordinaryRequestHeaders: z._default(
+    z.array(z.string().check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: "must be a header name" }))),
+    [],
+  ),
   /** Add X-Forwarded-For, X-Forwarded-Proto, Via and Surrogate-Capability to origin requests. */
   forwardedHeaders: z._default(z.boolean(), true),
 });

@@ -3,7 +3,7 @@ import type { Entry } from "../http/entry.ts";
 import type { HerdlessError, HerdlessErrorCode } from "../errors.ts";
 import type { BackoffRecord, KeyBackoff, Sickness } from "../guard/key-backoff.ts";
 import type { OriginOutcome } from "../guard/origin-guard.ts";
-import { clientInput } from "../origin/client-inputs.ts";
+import { clientInput, type OrdinaryHeadersConfig } from "../origin/client-inputs.ts";
 import { CREDENTIALS } from "../origin/forward.ts";
 import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
 import type { FillRequest, FillResult } from "./coordinator.ts";
@@ -44,8 +44,8 @@ function sicknessOfFlight(result: FlightResult): Sickness {
  * `503 detail=backoff` for every visitor. Visitors' ordinary requests still start the backoff
  * in a real failure, and the breaker still counts every sick call.
  */
-function outcomeForKey(outcome: OriginOutcome, request: FillRequest): OriginOutcome {
-  return outcome === "failure" && clientInput(request.headers) !== undefined ? "neutral" : outcome;
+function outcomeForKey(outcome: OriginOutcome, request: FillRequest, config: Config): OriginOutcome {
+  return outcome === "failure" && clientInput(request.headers, config) !== undefined ? "neutral" : outcome;
 }
 
 /**
@@ -60,13 +60,13 @@ export async function recordFlight(
   config: Config,
   previous: BackoffRecord | undefined,
 ): Promise<FlightResult> {
-  const outcome = outcomeForKey(outcomeOfFlight(result, config), request);
+  const outcome = outcomeForKey(outcomeOfFlight(result, config), request, config);
   const started = await backoff.record(request.key, outcome, previous, sicknessOfFlight(result)).catch(() => false);
   if (result.kind !== "failed") return result;
   // Credentials are left out: a fill that carried them answers its requester by design (RFC
   // 9111 §3.5), and its joiners take its failure in herdless's words (joinedFailure).
   const uncredentialed = request.headers.filter(([name]) => !CREDENTIALS.has(name.toLowerCase()));
-  const ownInput = ORIGIN_CALL_FAILURES.has(result.code) && clientInput(uncredentialed) !== undefined;
+  const ownInput = ORIGIN_CALL_FAILURES.has(result.code) && clientInput(uncredentialed, config) !== undefined;
   return { ...result, ...(started ? { backoffStarted: true } : {}), ...(ownInput ? { ownInput: true as const } : {}) };
 }
 
@@ -94,10 +94,15 @@ export function backedOff(refusal: HerdlessError, stale: Entry | undefined): Fli
  * A streamed body that failed after its head (`failed:<code>`, the flight's announcement) was
  * a sick call too: the key backs off. Best effort: the flight has ended whatever happens here.
  */
-export async function backoffAfterStream(backoff: KeyBackoff, request: FillRequest, message: string): Promise<void> {
+export async function backoffAfterStream(
+  backoff: KeyBackoff,
+  request: FillRequest,
+  message: string,
+  config: Config,
+): Promise<void> {
   if (!message.startsWith("failed:")) return;
   const code = message.slice("failed:".length) as HerdlessErrorCode;
-  const outcome = outcomeForKey(outcomeOfError(code, false), request);
+  const outcome = outcomeForKey(outcomeOfError(code, false), request, config);
   if (outcome === "neutral") return;
   try {
     await backoff.record(request.key, outcome, (await backoff.check(request.key)).record);
@@ -114,6 +119,10 @@ export async function backoffAfterStream(backoff: KeyBackoff, request: FillReque
  * everyone while the attacker kept asking. Used by every collapse: the key's coordinator and
  * the Worker's isolate.
  */
-export function notTheJoinersFailure(result: Extract<FillResult, { kind: "failed" }>, request: FillRequest): boolean {
-  return result.ownInput === true && clientInput(request.headers) === undefined;
+export function notTheJoinersFailure(
+  result: Extract<FillResult, { kind: "failed" }>,
+  request: FillRequest,
+  config: OrdinaryHeadersConfig,
+): boolean {
+  return result.ownInput === true && clientInput(request.headers, config) === undefined;
 }

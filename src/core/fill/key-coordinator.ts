@@ -82,7 +82,7 @@ export class KeyCoordinator implements Coordinator {
     this.streaming = new StreamingFlights({
       ...o,
       end: async (request, lease, message) => {
-        await backoffAfterStream(this.backoff, request, message);
+        await backoffAfterStream(this.backoff, request, message, this.o.config);
         await endFlight(this.o, request.key, lease, message);
       },
     });
@@ -110,8 +110,7 @@ export class KeyCoordinator implements Coordinator {
     )
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     const share = routeFor(this.o.config, request.path).refreshAhead;
-    // A cached error answers while fresh; a copy that expired while a refresh-ahead (another
-    // edge's) renews it answers until the renewal lands.
+    // A cached error answers while fresh; an expired copy another edge renews answers until that lands.
     const renewing = request.priority === "foreground" ? this.renewals.renewing(request.key) : undefined;
     if (stored && renewedAhead(stored, share, renewing)) return renewingAnswer(stored);
     if (stored?.negative && now < stored.staleAt)
@@ -134,8 +133,7 @@ export class KeyCoordinator implements Coordinator {
     if (value.kind === "shared") {
       const mine = await this.join(request, value, joined || value.relayed === true);
       if (mine) return mine;
-      // Too late for the start of a body too large to keep: once that fetch ended, ask again
-      // (one origin request after another, never two at once).
+      // Too late for the start of a body too large to keep: ask again once that fetch ended (never two at once).
       await value.done;
       return this.fill(request);
     }
@@ -143,7 +141,9 @@ export class KeyCoordinator implements Coordinator {
     if (value.kind === "pass" || value.kind === "alone") return { kind: "alone" };
     // A failure on the leader's own input is not this caller's: it asks again, once.
     if (value.kind === "failed")
-      return !askedAgain && notTheJoinersFailure(value, request) ? this.fill(request, true) : joinedFailure(value);
+      return !askedAgain && notTheJoinersFailure(value, request, this.o.config)
+        ? this.fill(request, true)
+        : joinedFailure(value);
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });

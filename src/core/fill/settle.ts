@@ -68,7 +68,7 @@ export async function settle(
     return settleNotModified(ctx, request, stored, res, judge, context);
   const verdict = judge(res.status, res.headers);
   // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept.
-  const aboutTheRequest = blamesTheRequest(res.status, request.headers, stored !== undefined);
+  const aboutTheRequest = blamesTheRequest(res.status, request.headers, stored !== undefined, config);
   if (res.status >= 500) {
     const kept = verdict.storable && !aboutTheRequest && res.kind === "buffered" && !hidesError(ctx, stored);
     if (!kept) return settleError(ctx, request, stored, res, token, oneClients(verdict));
@@ -166,7 +166,7 @@ async function settleError(
   if (res.kind === "streamed") await res.body?.cancel().catch(() => undefined);
   const response = { status: res.status, headers: res.headers, body };
   // herdless's own negative caching never keeps an error a client's own input may have caused.
-  if (!stored && config.origin.errorTtlMs > 0 && !personal && clientInput(request.headers) === undefined) {
+  if (!stored && config.origin.errorTtlMs > 0 && !personal && clientInput(request.headers, config) === undefined) {
     await ctx.store.put(
       negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token),
     );

@@ -9,7 +9,7 @@ import {
   type OriginResponseInfo,
 } from "./freshness.ts";
 import { headerList, type HeaderReader } from "./http.ts";
-import { clientInput, isPlainAscii, unusuallyLargeHead } from "../origin/client-inputs.ts";
+import { clientInput, isPlainAscii, unusuallyLargeHead, type OrdinaryHeadersConfig } from "../origin/client-inputs.ts";
 
 /** Why a response may not be stored in a shared cache. */
 export type NotStorableReason =
@@ -240,9 +240,10 @@ export function blamesTheRequest(
   status: number,
   headers: readonly (readonly [string, string])[],
   copyStored: boolean,
+  config?: OrdinaryHeadersConfig,
 ): boolean {
   if (ABOUT_THE_REQUEST.has(status)) return true;
   const fault = REQUEST_FAULT_STATUSES.has(status);
   if (fault && (headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers))) return true;
-  return copyStored && (fault || status >= 500) && clientInput(headers) !== undefined;
+  return copyStored && (fault || status >= 500) && clientInput(headers, config) !== undefined;
 }

@@ -44,4 +44,23 @@ describe("clientInput: what in a fill's request is its client's own", () => {
     expect(clientInput([["user-agent", "u".repeat(4_000)]])).toBeUndefined();
     expect(clientInput([["accept-language", "caf\u00e9"]])).toBe("a value of accept-language outside visible ASCII");
   });
+
+  it("a header the deployment lists in origin.ordinaryRequestHeaders is ordinary, in any case; its value must still be plain", () => {
+    const listed = { origin: { ordinaryRequestHeaders: ["X-App-Version"] } };
+    expect(clientInput([["x-app-version", "7"]], listed)).toBeUndefined();
+    expect(clientInput([["X-APP-VERSION", "7"]], listed)).toBeUndefined();
+    expect(
+      clientInput(
+        [
+          ["x-app-version", "7"],
+          ["x-debug", "1"],
+        ],
+        listed,
+      ),
+    ).toBe("the x-debug header");
+    expect(clientInput([["x-app-version", "caf\u00e9"]], listed)).toBe(
+      "a value of x-app-version outside visible ASCII",
+    );
+    expect(clientInput([["x-app-version", "7"]])).toBe("the x-app-version header");
+  });
 });

@@ -96,6 +96,13 @@ const ORDINARY_FILL_HEADERS = new Set([
 /** Families of ordinary headers: fetch metadata (`Sec-Fetch-*`), client hints (`Sec-CH-*`), `Sec-GPC`, `Sec-Purpose`. */
 const ORDINARY_FILL_PREFIXES = ["sec-fetch-", "sec-ch-", "sec-gpc", "sec-purpose"];
 
+/** The part of the config clientInput reads: the deployment's own ordinary headers. */
+export interface OrdinaryHeadersConfig {
+  readonly origin: { readonly ordinaryRequestHeaders: readonly string[] };
+}
+
+const NONE_LISTED: OrdinaryHeadersConfig = { origin: { ordinaryRequestHeaders: [] } };
+
 /** Visible ASCII, SP and HTAB only: what every HTTP server accepts in a field value. */
 export function isPlainAscii(value: string): boolean {
   for (let i = 0; i < value.length; i++) {
@@ -128,14 +135,24 @@ export function unusuallyLargeHead(headers: readonly (readonly [string, string])
  * origin failing on that input (a gateway's 502 on a header its application chokes on, a
  * handler that stalls on it), not on the URL: it must not back the key off for everyone.
  *
+ * The deployment's `origin.ordinaryRequestHeaders` (headers its every visitor sends) are
+ * ordinary too.
+ *
  * @example
- * clientInput([["accept", "text/html"], ["x-evil", "1"]]); // "the x-evil header"
+ * clientInput([["accept", "text/html"], ["x-evil", "1"]], config); // "the x-evil header"
+ * clientInput([["x-app-version", "7"]], { origin: { ordinaryRequestHeaders: ["X-App-Version"] } }); // undefined
  */
-export function clientInput(headers: readonly (readonly [string, string])[]): string | undefined {
+export function clientInput(
+  headers: readonly (readonly [string, string])[],
+  config: OrdinaryHeadersConfig = NONE_LISTED,
+): string | undefined {
+  const alsoOrdinary = config.origin.ordinaryRequestHeaders;
   for (const [rawName, value] of headers) {
     const name = rawName.toLowerCase();
     const ordinary =
-      ORDINARY_FILL_HEADERS.has(name) || ORDINARY_FILL_PREFIXES.some((prefix) => name.startsWith(prefix));
+      ORDINARY_FILL_HEADERS.has(name) ||
+      ORDINARY_FILL_PREFIXES.some((prefix) => name.startsWith(prefix)) ||
+      alsoOrdinary.some((extra) => extra.toLowerCase() === name);
     if (!ordinary) return `the ${name} header`;
     // obs-text (`Accept-Language: é`): Node and workerd pass it on, an application may choke on
     // it. Cloudflare's own (a city name) are not the client's.

@@ -170,7 +170,7 @@ export async function guardedOriginCall(
   // origin failing on that input: every such call counts as one resource, so a header the
   // application chokes on cannot open the breaker on `minFailingKeys` paths of the sender's
   // choosing; visitors' ordinary requests, and refused or reset connections, count by path.
-  const sickKey = clientInput(request.headers) === undefined ? breakerKey : CLIENT_INPUT_RESOURCE;
+  const sickKey = clientInput(request.headers, config) === undefined ? breakerKey : CLIENT_INPUT_RESOURCE;
   const event = (outcome: OriginOutcomeKind, status?: number): OriginCallEvent => ({
     ...(options.key !== undefined ? { key: options.key } : {}),
     outcome,
