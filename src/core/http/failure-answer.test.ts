@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { HerdlessError } from "../errors.ts";
-import { unsentBodyFailure } from "./failure-answer.ts";
+import { unsentBodyFailure, withoutAddresses } from "./failure-answer.ts";
 
 const header = (headers: [string, string][], name: string) => headers.find(([n]) => n === name)?.[1];
 
@@ -20,5 +20,22 @@ describe("unsentBodyFailure: a relayed body that failed before any of it was sen
     expect(lost.status).toBe(503);
     expect(header(lost.headers, "retry-after")).toBe("1");
     expect(header(lost.headers, "cache-status")).toContain("detail=coordinator-unavailable");
+  });
+});
+
+describe("withoutAddresses: a failure as any client may read it", () => {
+  it("keeps the fault and the path, drops the origin's scheme, credentials, host and port, and the address a connection failed at", () => {
+    expect(withoutAddresses("origin answered http://user:pw@10.0.0.5:8080/app/p?x=1 with status 600")).toBe(
+      "origin answered /app/p?x=1 with status 600",
+    );
+    expect(
+      withoutAddresses(
+        "origin unreachable for https://db.internal/p: fetch failed (connect ECONNREFUSED 10.0.0.5:443)",
+      ),
+    ).toBe("origin unreachable for /p: fetch failed (connect ECONNREFUSED)");
+    expect(
+      withoutAddresses("origin unreachable for http://[fd00::5]:81/p: getaddrinfo ENOTFOUND origin.internal"),
+    ).toBe("origin unreachable for /p: getaddrinfo ENOTFOUND");
+    expect(withoutAddresses("origin sent 2 of 10 declared bytes")).toBe("origin sent 2 of 10 declared bytes");
   });
 });

@@ -46,7 +46,7 @@ export function failureAnswer(
   if (isGuardRefusal(result.code)) return protectedAnswer(status.detail ?? "origin-error", status, result.retryAfterMs);
   // The origin's error answer was another client's (joinedFailure): its status, in herdless's words.
   if (result.code === "ORIGIN_STATUS" && result.fwdStatus !== undefined && result.fwdStatus >= 500)
-    return synthetic(result.fwdStatus, `origin failed: ${result.message}`, status);
+    return synthetic(result.fwdStatus, `origin failed: ${withoutAddresses(result.message)}`, status);
   return unanswered(result.code, result.message, status);
 }
 
@@ -57,9 +57,31 @@ export function failureAnswer(
  * (RFC 9110 §15.5.9), else 502.
  */
 function unanswered(code: HerdlessErrorCode | undefined, message: string, status: CacheStatus): EngineResponse {
-  if (code === "CLIENT_TOO_SLOW") return synthetic(408, `request timeout: ${message}`, status);
+  const told = withoutAddresses(message);
+  if (code === "CLIENT_TOO_SLOW") return synthetic(408, `request timeout: ${told}`, status);
   const answer = code === "ORIGIN_TIMEOUT" ? 504 : code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
-  return synthetic(answer, `origin failed: ${message}`, status, answer === 503 ? 1_000 : undefined);
+  return synthetic(answer, `origin failed: ${told}`, status, answer === 503 ? 1_000 : undefined);
+}
+
+/** The scheme and authority of an absolute URL (`http://user:pw@10.0.0.5:8080`), whatever it names. */
+const URL_AUTHORITY = /\bhttps?:\/\/[^\s/?#]+/gi;
+/** A system call's error and the address it names (`connect ECONNREFUSED 10.0.0.5:8080`, `getaddrinfo ENOTFOUND db.internal`). */
+const SYSCALL_ADDRESS = /\b([a-z]+ E[A-Z0-9_]{2,}) [^\s)]+/g;
+
+/**
+ * A failure's message as any client may read it: the fault and the path named, the origin's
+ * address not. Messages name the origin URL they called (`origin answered
+ * http://10.0.0.5:8080/p with status 600`) and the address a connection failed on, and a
+ * client that can make the origin fail (a path it answers badly, a header it stalls on)
+ * learned where the origin listens: the address to reach it around the cache, its cap and
+ * its breaker. The operator knows where the origin is; the fault and the path are what tell
+ * them which call failed.
+ *
+ * @example
+ * withoutAddresses("origin unreachable for http://10.0.0.5/p: connect ECONNREFUSED 10.0.0.5:80"); // "origin unreachable for /p: connect ECONNREFUSED"
+ */
+export function withoutAddresses(message: string): string {
+  return message.replace(URL_AUTHORITY, "").replace(SYSCALL_ADDRESS, "$1");
 }
 
 /**

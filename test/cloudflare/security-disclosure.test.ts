@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { dataCenters, edgeEnv, useInCoordinators, type DataCenter } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/**
+ * What herdless's own answers tell any client about the origin, through the Worker in
+ * workerd: an attacker who makes the origin fail reads the error page to learn where the
+ * origin listens, then floods it there, around the cache and its cap. The Node twin is
+ * test/node/security-disclosure.test.ts.
+ */
+
+describe("error pages never name the origin's address (Worker)", () => {
+  it("a status no client can be given, a malformed answer, a body cut short, a reset and a stall: each a 5xx naming the fault and the path, never the origin's host or port", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url, { origin: { timeoutMs: 500 } });
+    const [attackerDc, victimDc] = dataCenters(2, testEnv, clock) as [DataCenter, DataCenter];
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const faults = {
+      [`${p}/status600`]: { status: 600 },
+      [`${p}/malformed`]: { rawHeaderLines: "X Bad: 1\r\n" },
+      [`${p}/cut`]: { mode: "truncate" as const },
+      [`${p}/reset`]: { mode: "down" as const },
+      [`${p}/stall`]: { mode: "hold" as const },
+    };
+    const paths = Object.keys(faults);
+    await useInCoordinators(testEnv, [p, ...paths, `${p}/form`], clock, `guard-${crypto.randomUUID()}`);
+    await origin.set({ paths: { ...faults, [`${p}/form`]: { mode: "down" } } });
+    const { host, port } = new URL(origin.url);
+    const attacks = [
+      ...paths.map((path) => [path, {}] as const),
+      [`${p}/form`, { method: "POST", body: "x" }] as const,
+    ];
+    for (const [path, init] of attacks) {
+      const attack = await attackerDc.get(path, init);
+      await attack.settled;
+      expect(attack.status, path).toBeGreaterThanOrEqual(502);
+      expect(attack.body, path).toContain(path);
+      expect(attack.body, path).not.toContain(host);
+      expect(attack.body, path).not.toContain(port);
+    }
+    await origin.release();
+    const victim = await victimDc.get(p);
+    expect([victim.status, victim.body]).toEqual([200, `${p} #${attacks.length + 1}`]);
+  });
+});
