@@ -1,5 +1,3 @@
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
 import { entrySize } from "../../src/core/http/entry.ts";
@@ -8,36 +6,12 @@ import { LruStore } from "../../src/core/store/lru-store.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { localStack } from "../../src/node/stack.ts";
-import { reachableCollections } from "./reachable-collections.ts";
+import { findGc, reachableCollections, settle } from "./reachable-collections.ts";
 
 const MiB = 1024 * 1024;
 const BUDGET = 64 * MiB;
 const KEYS = 100_000;
 const BODY_BYTES = 1024;
-
-/**
- * Retained memory (V8 heap + ArrayBuffer backing stores, where the bodies live) can only
- * be read after a full collection: without one, the 50k evicted entries still sit in the
- * heap, and the reading swings between ~90 and ~185 MiB with GC timing (measured). So use
- * the exposed `gc` when the runner has one, else expose it for this process.
- */
-function findGc(): (() => void) | undefined {
-  const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) return exposed;
-  try {
-    setFlagsFromString("--expose-gc");
-    return runInNewContext("gc") as () => void;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A full GC, then a turn of the loop so freed ArrayBuffer backing stores are released, then another. */
-async function settle(gc: () => void): Promise<void> {
-  gc();
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  gc();
-}
 
 function retained(): { retainedBytes: number; rss: number } {
   const usage = process.memoryUsage();

@@ -104,6 +104,26 @@ export interface Tally {
  * {@link Tally}, whose counts are folded in when read (every reader sees the same numbers as
  * if each answer had been counted on its own).
  */
+/** Keys whose requests are counted for the top keys; past them, new keys are not counted. */
+const COUNTED_KEYS = 10_000;
+
+/**
+ * Characters of a key the top keys keep: a longer key (a URL of kilobytes) is counted under
+ * its first ones. The counters are outside every cache budget, and holding each key whole
+ * let 2,700 requests for distinct 15 KB URLs fill a Node process's heap (sized from a
+ * 64 MiB cache) and end it; 10,000 keys now hold at most ~5 MB of text.
+ */
+const COUNTED_KEY_CHARS = 512;
+
+/**
+ * `key`'s first {@link COUNTED_KEY_CHARS} characters and an ellipsis, as a string of its own:
+ * V8 makes a slice (and a concatenation) refer to the string it came from, which would keep
+ * the whole key alive behind its short name. Joining the characters copies them.
+ */
+function shortened(key: string): string {
+  return [...key.slice(0, COUNTED_KEY_CHARS), "…"].join("");
+}
+
 export class Metrics {
   private readonly totals: Record<ServeKind, number> = zeroServed();
   readonly origin: Record<OriginOutcomeKind, number> = zeroOrigin();
@@ -224,9 +244,10 @@ export class Metrics {
   }
 
   private countKey(key: string, requests: number): void {
-    const count = this.keyCounts.get(key);
+    const name = key.length > COUNTED_KEY_CHARS ? shortened(key) : key;
+    const count = this.keyCounts.get(name);
     if (count !== undefined) count.requests += requests;
-    else if (this.keyCounts.size < 10_000) this.keyCounts.set(key, { requests });
+    else if (this.keyCounts.size < COUNTED_KEYS) this.keyCounts.set(name, { requests });
   }
 
   /** Adds the tallies' counts to the totals, their second (the last) and their keys. */

@@ -148,6 +148,14 @@ export interface UrlTarget {
  * 64 MiB cache, kept through a flood where no URL is asked twice. 1,000 hold the pages hot
  * enough to matter; a page beyond them is parsed again (microseconds).
  */
+/**
+ * The longest URL remembered: a memo holds its URL three times (the memo key, the parsed URL,
+ * the primary key), so 1,000 URLs of 16 KiB (Node's head limit; workerd takes 128 KiB) held
+ * ~50 MB (~400 MB) outside every cache budget. Longer ones, rare from visitors, are parsed
+ * each time.
+ */
+const MEMO_MAX_CHARS = 2_048;
+
 export class UrlTargets {
   private readonly known = new Map<string, UrlTarget>();
   constructor(
@@ -164,6 +172,7 @@ export class UrlTargets {
     let target = this.known.get(memo);
     if (target) return target;
     target = this.parsed(parse);
+    if (memo.length > MEMO_MAX_CHARS) return target;
     if (this.known.size >= this.limit) this.known.clear();
     this.known.set(memo, target);
     return target;
@@ -180,6 +189,7 @@ export class UrlTargets {
     let target = targets?.get(requestTarget);
     if (target) return target;
     target = this.parsed(parse);
+    if (host.length + requestTarget.length > MEMO_MAX_CHARS) return target;
     if (this.byHostCount >= this.limit) {
       this.byHost.clear();
       this.byHostCount = 0;
