@@ -41,3 +41,8 @@ export const count = (what: string, min: number, max: number) =>
 export const DEFAULT_MAX_ENTRY_BYTES = 25 * 1024 * 1024;
 /** The largest `cache.maxEntryBytes` accepted: a flight keeps up to this many bytes in memory to store them. */
 export const MAX_ENTRY_BYTES_LIMIT = 128 * 1024 * 1024;
+
+/** Bytes of one streamed origin body read ahead of its client by default (see `origin.readAheadBytes`). */
+export const DEFAULT_READ_AHEAD_BYTES = 4 * 1024 * 1024;
+/** Bytes every read-ahead of a process or isolate holds together at most by default (see `origin.readAheadBudgetBytes`). */
+export const DEFAULT_READ_AHEAD_BUDGET_BYTES = 32 * 1024 * 1024;

@@ -1,6 +1,15 @@
 import * as z from "zod/mini";
 import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "../origin/poisoning-headers.ts";
-import { count, DEFAULT_MAX_ENTRY_BYTES, MAX_CACHE_BYTES, MAX_ENTRY_BYTES_LIMIT, ms, ttl } from "./fields.ts";
+import {
+  count,
+  DEFAULT_MAX_ENTRY_BYTES,
+  DEFAULT_READ_AHEAD_BUDGET_BYTES,
+  DEFAULT_READ_AHEAD_BYTES,
+  MAX_CACHE_BYTES,
+  MAX_ENTRY_BYTES_LIMIT,
+  ms,
+  ttl,
+} from "./fields.ts";
 
 /** `origin`: The origin and how hard it may be asked. */
 export const originSection = z.strictObject({
@@ -23,6 +32,23 @@ export const originSection = z.strictObject({
   streamIdleTimeoutMs: z._default(ms("origin.streamIdleTimeoutMs", 1), 30_000),
   /** A streamed origin body still running this long after its head is cut off; it holds an origin permit until then. */
   streamTimeoutMs: z._default(ms("origin.streamTimeoutMs", 1), 300_000),
+  /**
+   * Bytes of a streamed origin body (relayed, uncacheable, or past cache.maxEntryBytes) read
+   * ahead of a slow client, so a body that fits frees its origin permit and connection when
+   * the origin finishes, not when the client does (nginx's proxy_buffering). 4 MiB: most
+   * pages, API answers and images fit; 0 = read only as the client reads.
+   */
+  readAheadBytes: z._default(count("origin.readAheadBytes", 0, MAX_ENTRY_BYTES_LIMIT), DEFAULT_READ_AHEAD_BYTES),
+  /**
+   * What every read-ahead of one Node process or Worker isolate may hold together; past it a
+   * response is read as its client reads. 32 MiB: a full read-ahead for each of the default
+   * 8 permits, a quarter of a Worker isolate's 128 MB, within the 100 MiB a Node process has
+   * beside its cache (docs/security.md).
+   */
+  readAheadBudgetBytes: z._default(
+    count("origin.readAheadBudgetBytes", 0, MAX_CACHE_BYTES),
+    DEFAULT_READ_AHEAD_BUDGET_BYTES,
+  ),
   /** Cache 404 responses for this long (0 = do not). */
   notFoundTtlMs: z._default(ttl("origin.notFoundTtlMs"), 0),
   /**

@@ -1,52 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { alwaysReadyBody } from "../../../test/always-ready-body.ts";
+import { manualTimers, trickle } from "../../../test/streamed-origin.ts";
 import { ManualClock } from "../clock.ts";
 import { parseConfig } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
-import { LocalGuard, type Timers } from "../guard/local-guard.ts";
+import { LocalGuard } from "../guard/local-guard.ts";
 import { breakerResource, guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "./guarded-call.ts";
 
 const T0 = 1_700_000_000_000;
-
-/** Timers that fire only when the test says which delay has passed. */
-function manualTimers() {
-  const pending = new Map<number, { ms: number; fn: () => void }>();
-  let next = 1;
-  const timers: Timers = {
-    setTimeout: (fn, ms) => {
-      pending.set(next, { ms, fn });
-      return next++;
-    },
-    clearTimeout: (handle) => pending.delete(handle as number),
-  };
-  /** Fires every pending timer set for `ms`. */
-  const fire = (ms: number) => {
-    for (const [id, t] of [...pending]) {
-      if (t.ms !== ms) continue;
-      pending.delete(id);
-      t.fn();
-    }
-  };
-  return { timers, fire };
-}
-
-/** An origin body the test feeds chunk by chunk. */
-function trickle() {
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
-  let cancelled = false;
-  const body = new ReadableStream<Uint8Array>({
-    start: (c) => void (controller = c),
-    cancel: () => void (cancelled = true),
-  });
-  return {
-    body,
-    send: (text: string) => controller.enqueue(new TextEncoder().encode(text)),
-    end: () => controller.close(),
-    get cancelled() {
-      return cancelled;
-    },
-  };
-}
 
 function setup(fetchImpl: GuardedCallDeps["fetch"], breaker: { failureThreshold?: number } = {}) {
   const clock = new ManualClock(T0);

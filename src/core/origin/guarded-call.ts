@@ -6,7 +6,8 @@ import { realTimers, type Timers } from "../guard/local-guard.ts";
 import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guard/origin-guard.ts";
 import { fetchOrigin, type FetchLike, type OriginRequest, type OriginResponse } from "./origin-client.ts";
 import type { ContentDecoding } from "./response-fields.ts";
-import { cutWhenUnread, holdUntilDone } from "./held-body.ts";
+import { cutWhenUnread } from "./client-idle.ts";
+import { holdUntilDone } from "./held-body.ts";
 import { clientInput } from "./client-inputs.ts";
 
 /** One origin call as metrics see it. */
@@ -207,17 +208,18 @@ export async function guardedOriginCall(
   const outcome = outcomeOfStatus(response.status, config);
   if (response.kind === "streamed" && response.body) {
     const timers = deps.timers ?? realTimers;
-    const held = holdUntilDone(
-      response.body,
-      response.declaredBytes,
+    const held = holdUntilDone(response.body, {
+      declaredBytes: response.declaredBytes,
       config,
       timers,
-      request.url,
-      (ending) => {
+      url: request.url,
+      done: (ending) => {
         void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, sickKey);
       },
-      permit.lost,
-    );
+      lost: permit.lost,
+      // Asked once per origin.streamIdleTimeoutMs of a client holding its permit back, no more.
+      contended: async () => (await deps.guard.snapshot()).queued > 0,
+    });
     const idleMs = config.origin.streamIdleTimeoutMs;
     const body = options.readByClient ? cutWhenUnread(held, idleMs, timers, request.url) : held;
     return { kind: "response", response: { ...response, body } };

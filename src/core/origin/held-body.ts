@@ -2,146 +2,240 @@ import type { Config } from "../config.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import type { Timers } from "../guard/local-guard.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
+import { AheadQueue, HoldingWatch } from "./read-ahead.ts";
 
 /** How a streamed body ended, for its permit's release. */
 export type StreamEnding = "ended" | "failed" | "lost";
 
+/** What {@link holdUntilDone} needs besides the body. */
+export interface HeldBodyOptions {
+  /** Content-Length the origin declared, if any. */
+  declaredBytes: number | undefined;
+  config: Config;
+  timers: Timers;
+  url: string;
+  /** Called once, when the origin's part is over: the permit goes back. */
+  done: (ending: StreamEnding) => void;
+  /** Aborts once the permit is lost (see OriginPermit.lost). */
+  lost: AbortSignal | undefined;
+  /** Whether callers wait for an origin permit now; absent: a slow client is never cut for holding one. */
+  contended?: () => Promise<boolean>;
+}
+
 /**
- * Wraps a streamed origin body so the permit goes back exactly once, when the body ends
- * (`done("ended")`), fails or stalls (`done("failed")`), its permit is lost (`done("lost")`:
- * the breaker learns nothing from it), or its reader cancels it (`done("ended")`, once the
- * origin body is cancelled: the origin answered; the client left). Idle time counts only
- * while waiting on the origin; the overall deadline counts from the head, whoever is slow.
+ * Wraps a streamed origin body so the permit goes back exactly once, when the origin's body
+ * ends (`done("ended")`), fails or stalls (`done("failed")`), its permit is lost
+ * (`done("lost")`: the breaker learns nothing from it), or its reader cancels it while the
+ * origin is still read (`done("ended")`, once the origin body is cancelled: the origin
+ * answered; the client left). Idle time counts only while waiting on the origin; the overall
+ * deadline (`origin.streamTimeoutMs`) counts from the head until the client has the last byte.
+ *
+ * The origin is read ahead of the client, at the origin's pace, up to `origin.readAheadBytes`
+ * while the process or isolate holds less than `origin.readAheadBudgetBytes` of such bytes
+ * (read-ahead.ts), as nginx's `proxy_buffering` does: a body that fits is read to its end and
+ * its permit and origin connection freed when the origin finishes, not when the client does.
+ * A client that trickled a relayed body held its permit for `origin.streamTimeoutMs`, and
+ * `origin.maxConcurrency` of them refused every visitor's cold miss. Past the read-ahead the
+ * origin is read as the client reads; such a client that holds its permit while callers queue
+ * for one, reading less than a read-ahead's worth in `origin.streamIdleTimeoutMs` (136 KiB/s
+ * with the defaults), is cut off (CLIENT_TOO_SLOW): the cap is there to keep the origin
+ * working for every visitor, and a connection the origin spends waiting on one slow download
+ * while cold pages queue (then `503`) is the cap turned against them; a CDN operator expects
+ * the page served and the download (a retry, a range) to pay. A slow client nobody waits
+ * behind goes on at its pace, as before, until `origin.streamTimeoutMs`.
  *
  * A body that has delivered all its `declaredBytes` ends there, without waiting for a
  * further read: workerd stops reading a body of known length once it has that many bytes,
  * so the end would otherwise never be seen and the permit would be held until
  * `origin.streamTimeoutMs` (every relayed POST or PUT on the Worker starved the cap).
- */
-export function holdUntilDone(
-  body: ReadableStream<Uint8Array>,
-  declaredBytes: number | undefined,
-  config: Config,
-  timers: Timers,
-  url: string,
-  done: (ending: StreamEnding) => void,
-  lost: AbortSignal | undefined,
-): ReadableStream<Uint8Array> {
-  const { streamIdleTimeoutMs, streamTimeoutMs } = config.origin;
-  const reader = body.getReader();
-  let finished = false;
-  let cancelling = false;
-  let deliveredBytes = 0;
-  let controller: ReadableStreamDefaultController<Uint8Array> | undefined;
-  // Between always-ready sockets this pump would hold the isolate's other requests till its end.
-  const turns = new EventLoopTurns();
-  const finish = (ending: StreamEnding) => {
-    if (finished) return false;
-    finished = true;
-    unlisten();
-    timers.clearTimeout(overall);
-    done(ending);
-    return true;
-  };
-  const stop = (error: HerdlessError, ending: StreamEnding = "failed") => {
-    if (!finish(ending)) return;
-    controller?.error(error);
-    void reader.cancel(error).catch(() => undefined);
-  };
-  const overall = timers.setTimeout(
-    () => stop(tooSlow(url, `took longer than ${streamTimeoutMs} ms`)),
-    streamTimeoutMs,
-  );
-  // The slot may be given to another once the permit is lost: the origin body stops here.
-  const unlisten = whenAborted(lost, () => stop(lostPermit(lost?.reason, url), "lost"));
-  return new ReadableStream<Uint8Array>({
-    start(c) {
-      controller = c;
-    },
-    async pull(c) {
-      let read: ReadableStreamReadResult<Uint8Array>;
-      try {
-        read = await readOrStall(reader, timers, streamIdleTimeoutMs, () =>
-          stop(tooSlow(url, `stalled for ${streamIdleTimeoutMs} ms`)),
-        );
-      } catch (error) {
-        if (finish("failed")) c.error(brokenOff(error, url));
-        return;
-      }
-      // A cancel ends a pending read at once; the cancel frees the slot once the origin body is torn down.
-      if (finished || cancelling) return;
-      if (read.done) {
-        finish("ended");
-        c.close();
-        return;
-      }
-      c.enqueue(read.value);
-      deliveredBytes += read.value.byteLength;
-      // All the declared bytes are here: the origin's body is complete (a longer one is the
-      // origin's error, cut off by the runtime as it is without herdless).
-      if (declaredBytes !== undefined && deliveredBytes >= declaredBytes && finish("ended")) {
-        c.close();
-        void reader.cancel().catch(() => undefined);
-        return;
-      }
-      await turns.passed(read.value.byteLength);
-    },
-    async cancel(reason) {
-      // The slot frees once the origin body is torn down, not before: otherwise the next
-      // caller's request reaches the origin while this connection is still open.
-      cancelling = true;
-      try {
-        await reader.cancel(reason);
-      } finally {
-        finish("ended");
-      }
-    },
-  });
-}
-
-/**
- * `body` for one client that must keep reading it: a client that takes nothing for `idleMs`
- * after a chunk was handed to it is cut off (its stream errors with CLIENT_TOO_SLOW) and
- * `body` is cancelled, which frees the origin connection and its permit
- * ({@link holdUntilDone}): a client that asks for a large file and reads nothing would
- * otherwise hold them until `origin.streamTimeoutMs`, and a few such clients starve the cap.
  *
  * @example
- * const forClient = cutWhenUnread(holdUntilDone(…), config.origin.streamIdleTimeoutMs, timers, url);
+ * const held = holdUntilDone(response.body, { declaredBytes, config, timers, url, done: (e) => permit.release(…), lost });
  */
-export function cutWhenUnread(
-  body: ReadableStream<Uint8Array>,
-  idleMs: number,
-  timers: Timers,
-  url: string,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  let idle: unknown;
-  const stopWatching = () => {
-    if (idle !== undefined) timers.clearTimeout(idle);
-    idle = undefined;
-  };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(c) {
-        stopWatching();
-        const read = await reader.read();
-        if (read.done) return c.close();
-        c.enqueue(read.value);
-        idle = timers.setTimeout(() => {
-          const error = new HerdlessError("CLIENT_TOO_SLOW", `the client took nothing of ${url} for ${idleMs} ms`);
-          c.error(error);
-          void reader.cancel(error).catch(() => undefined);
-        }, idleMs);
+export function holdUntilDone(body: ReadableStream<Uint8Array>, o: HeldBodyOptions): ReadableStream<Uint8Array> {
+  return new HeldBody(body, o).stream;
+}
+
+/** One streamed origin body, its read-ahead and its permit: see {@link holdUntilDone}. */
+class HeldBody {
+  readonly stream: ReadableStream<Uint8Array>;
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly ahead: AheadQueue;
+  private readonly holding: HoldingWatch;
+  private readonly overall: unknown;
+  private readonly unlisten: () => void;
+  private readonly idleMs: number;
+  private released = false; // the origin's part is over: its permit went back
+  private originEnded = false; // every byte of the origin's body is in `ahead` or was taken
+  private closed = false; // the client's stream is over
+  private cancelling = false;
+  private readBytes = 0;
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private wakePump: (() => void) | undefined;
+  private wakeClient: (() => void) | undefined;
+  private clientWaits = false;
+  /** Set once the origin's part failed: the client gets it after the bytes read before it. */
+  private failure: HerdlessError | undefined;
+  // Between always-ready sockets either side would hold the isolate's other requests till its end.
+  private readonly pumpTurns = new EventLoopTurns();
+  private readonly clientTurns = new EventLoopTurns();
+
+  constructor(
+    body: ReadableStream<Uint8Array>,
+    private readonly o: HeldBodyOptions,
+  ) {
+    const { streamIdleTimeoutMs, streamTimeoutMs } = o.config.origin;
+    this.idleMs = streamIdleTimeoutMs;
+    this.reader = body.getReader();
+    this.ahead = new AheadQueue(o.config);
+    this.overall = o.timers.setTimeout(() => this.tooLong(streamTimeoutMs), streamTimeoutMs);
+    // The slot may be given to another once the permit is lost: the origin body stops here.
+    this.unlisten = whenAborted(o.lost, () => this.stop(lostPermit(o.lost?.reason, o.url), "lost"));
+    this.holding = new HoldingWatch(o.timers, this.idleMs, this.ahead, o.contended, () => this.cutHolder());
+    this.stream = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => void (this.controller = c),
+        pull: (c) => this.pull(c),
+        cancel: (reason) => this.leave(reason),
       },
-      cancel(reason) {
-        stopWatching();
-        return reader.cancel(reason);
-      },
-    },
-    // The next pull is the client's next read: the time until it is the client's idleness.
-    { highWaterMark: 0 },
-  );
+      // The client's pace is its reads: what runs ahead is in `ahead`, counted against the budget.
+      { highWaterMark: 0 },
+    );
+    void this.pump();
+  }
+
+  private release(ending: StreamEnding): boolean {
+    if (this.released) return false;
+    this.released = true;
+    this.unlisten();
+    this.o.done(ending);
+    return true;
+  }
+
+  private close(): boolean {
+    if (this.closed) return false;
+    this.closed = true;
+    this.o.timers.clearTimeout(this.overall);
+    this.holding.stop();
+    this.ahead.clear();
+    this.wakePump?.();
+    this.wakeClient?.();
+    return true;
+  }
+
+  /**
+   * The origin's part failed (or its permit was lost): the client still gets the bytes read
+   * before it, then the error, as it would have without a read-ahead (a broken-off answer
+   * shows its head and those bytes, never an empty reply); the overall deadline still bounds
+   * a client that takes them slowly. `now`: at once, the bytes dropped (the deadline itself).
+   */
+  private stop(error: HerdlessError, ending: StreamEnding = "failed", now = false): void {
+    if (this.release(ending)) void this.reader.cancel(error).catch(() => undefined);
+    this.failure ??= error;
+    if ((now || this.ahead.empty) && this.close()) this.controller.error(error);
+  }
+
+  /**
+   * The client left, or was cut off. The slot frees once the origin body is torn down, not
+   * before: otherwise the next caller's request reaches the origin while this connection is still open.
+   */
+  private async leave(reason: unknown): Promise<void> {
+    this.cancelling = true;
+    this.close();
+    if (this.released) return;
+    try {
+      await this.reader.cancel(reason);
+    } finally {
+      this.release("ended");
+    }
+  }
+
+  private tooLong(streamTimeoutMs: number): void {
+    const how = `took longer than ${streamTimeoutMs} ms`;
+    if (!this.released) return this.stop(tooSlow(this.o.url, how), "failed", true);
+    // The origin was done long ago: the client is the slow one, and the breaker learns nothing.
+    if (this.close())
+      this.controller.error(new HerdlessError("CLIENT_TOO_SLOW", `the client of ${this.o.url} ${how} to read it`));
+  }
+
+  private cutHolder(): void {
+    if (this.released || this.closed) return;
+    const message =
+      `the client of ${this.o.url} read less than ${this.ahead.paceBytes} bytes in ${this.idleMs} ms ` +
+      "while it held an origin permit others waited for; it was cut off";
+    this.controller.error(new HerdlessError("CLIENT_TOO_SLOW", message));
+    void this.leave(new Error("client too slow"));
+  }
+
+  private originDone(): void {
+    this.originEnded = true;
+    this.release("ended");
+    this.wakeClient?.();
+  }
+
+  private async pump(): Promise<void> {
+    const { timers, url, declaredBytes } = this.o;
+    while (!this.released && !this.closed) {
+      if (!this.ahead.hasRoom() && !this.clientWaits) {
+        // The client holds the origin back: past the read-ahead it is read at the client's pace.
+        this.holding.watch();
+        await new Promise<void>((resolve) => (this.wakePump = resolve));
+        this.wakePump = undefined;
+        continue;
+      }
+      let read: ReadableStreamReadResult<Uint8Array>;
+      try {
+        read = await readOrStall(this.reader, timers, this.idleMs, () =>
+          this.stop(tooSlow(url, `stalled for ${this.idleMs} ms`)),
+        );
+      } catch (error) {
+        if (!this.cancelling) this.stop(brokenOff(error, url));
+        return;
+      }
+      // A cancel ends a pending read at once; `leave` frees the slot once the origin body is torn down.
+      if (this.released || this.cancelling) return;
+      if (read.done) return this.originDone();
+      this.ahead.push(read.value);
+      this.readBytes += read.value.byteLength;
+      this.wakeClient?.();
+      // All the declared bytes are here: the origin's body is complete (a longer one is the
+      // origin's error, cut off by the runtime as it is without herdless).
+      if (declaredBytes !== undefined && this.readBytes >= declaredBytes) {
+        this.originDone();
+        void this.reader.cancel().catch(() => undefined);
+        return;
+      }
+      await this.pumpTurns.passed(read.value.byteLength);
+    }
+  }
+
+  private async pull(c: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    while (!this.closed) {
+      const chunk = this.ahead.shift();
+      if (chunk) {
+        c.enqueue(chunk);
+        this.wakePump?.();
+        await this.clientTurns.passed(chunk.byteLength);
+        return;
+      }
+      if (this.failure) {
+        if (this.close()) c.error(this.failure);
+        return;
+      }
+      if (this.originEnded) {
+        this.close();
+        c.close();
+        return;
+      }
+      // The client waits for the origin: it holds nothing back.
+      this.holding.stop();
+      this.clientWaits = true;
+      this.wakePump?.();
+      await new Promise<void>((resolve) => (this.wakeClient = resolve));
+      this.wakeClient = undefined;
+      this.clientWaits = false;
+    }
+  }
 }
 
 /**

@@ -1,0 +1,132 @@
+import type { Config } from "../config.ts";
+import type { Timers } from "../guard/local-guard.ts";
+
+/**
+ * Bytes read from origins ahead of their clients and not yet taken by them, every response of
+ * this process (or Worker isolate) together: what `origin.readAheadBudgetBytes` bounds.
+ */
+let heldBytes = 0;
+
+/** Bytes the read-aheads of this process or isolate hold now (for tests and metrics). */
+export function readAheadHeldBytes(): number {
+  return heldBytes;
+}
+
+/**
+ * The least a client that holds its origin permit back must read per
+ * `origin.streamIdleTimeoutMs` while callers queue for one (see {@link AheadQueue.paceBytes}),
+ * even with the read-ahead off: the window a shared body asks of a reader that holds the
+ * others back (laggards.ts).
+ */
+const MIN_HOLDING_PACE_BYTES = 1024 * 1024;
+
+/**
+ * The chunks of one origin body read ahead of its client, charged to the process-wide budget
+ * as they arrive and given back as the client takes them (or leaves: {@link clear}).
+ *
+ * A response may read one more chunk while it holds less than `origin.readAheadBytes` and the
+ * process holds less than `origin.readAheadBudgetBytes` (each passed by at most one chunk);
+ * otherwise it reads only as its client does (backpressure), as before there was a read-ahead.
+ *
+ * @example
+ * const ahead = new AheadQueue(config);
+ * if (ahead.hasRoom()) ahead.push(await read());
+ * const next = ahead.shift(); // for the client; its bytes go back to the budget
+ */
+export class AheadQueue {
+  private chunks: Uint8Array[] = [];
+  private queuedBytes = 0;
+  /** Bytes the client took so far: its pace. */
+  takenBytes = 0;
+  private readonly perResponseBytes: number;
+  private readonly budgetBytes: number;
+  /**
+   * What a client that holds the origin back (the read-ahead full, the origin waiting on it)
+   * must read per `origin.streamIdleTimeoutMs` while callers queue for a permit: a read-ahead's
+   * worth (136 KiB/s with the defaults). A slower one keeps the origin connection waiting
+   * longer than herdless lets an origin keep a client waiting, on a permit another needs.
+   */
+  readonly paceBytes: number;
+
+  constructor(config: Config) {
+    this.perResponseBytes = config.origin.readAheadBytes;
+    this.budgetBytes = config.origin.readAheadBudgetBytes;
+    this.paceBytes = Math.max(this.perResponseBytes, MIN_HOLDING_PACE_BYTES);
+  }
+
+  get empty(): boolean {
+    return this.chunks.length === 0;
+  }
+
+  /** Whether one more chunk may be read before the client asks for it. */
+  hasRoom(): boolean {
+    return this.queuedBytes < this.perResponseBytes && heldBytes < this.budgetBytes;
+  }
+
+  push(chunk: Uint8Array): void {
+    this.chunks.push(chunk);
+    this.queuedBytes += chunk.byteLength;
+    heldBytes += chunk.byteLength;
+  }
+
+  /** The next chunk for the client, its bytes given back to the budget. */
+  shift(): Uint8Array | undefined {
+    const chunk = this.chunks.shift();
+    if (!chunk) return undefined;
+    this.queuedBytes -= chunk.byteLength;
+    heldBytes -= chunk.byteLength;
+    this.takenBytes += chunk.byteLength;
+    return chunk;
+  }
+
+  /** Drops what the client will never take (it left, or the body failed): the budget gets it back. */
+  clear(): void {
+    heldBytes -= this.queuedBytes;
+    this.queuedBytes = 0;
+    this.chunks = [];
+  }
+}
+
+/**
+ * Times a client that holds its origin permit back (the read-ahead is full): every `idleMs`
+ * it must have read the queue's `paceBytes`, or it is cut when `contended` says callers queue
+ * for a permit. Stopped whenever the client catches up with the origin.
+ *
+ * @example
+ * const holding = new HoldingWatch(timers, idleMs, ahead, contended, () => cutOff());
+ * holding.watch(); // the origin waits on the client
+ * holding.stop(); // the client waits on the origin
+ */
+export class HoldingWatch {
+  private timer: unknown;
+  private from = 0;
+
+  constructor(
+    private readonly timers: Timers,
+    private readonly idleMs: number,
+    private readonly ahead: AheadQueue,
+    private readonly contended: (() => Promise<boolean>) | undefined,
+    private readonly cut: () => void,
+  ) {}
+
+  watch(): void {
+    if (this.timer !== undefined || !this.contended) return;
+    this.from = this.ahead.takenBytes;
+    this.timer = this.timers.setTimeout(() => void this.judge(), this.idleMs);
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private async judge(): Promise<void> {
+    const slow = this.ahead.takenBytes - this.from < this.ahead.paceBytes;
+    const armed = this.timer;
+    if (slow && (await this.contended!().catch(() => false)) && this.timer === armed) return this.cut();
+    // Not too slow, or nobody waits: its pace is measured afresh from here.
+    if (this.timer !== armed) return;
+    this.timer = undefined;
+    this.watch();
+  }
+}
