@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fieldValueRefusal, hostRefusal, targetRefusal, targetUrl } from "./request-check.ts";
+import { fieldValueRefusal, hostRefusal, targetLengthRefusal, targetRefusal, targetUrl } from "./request-check.ts";
 
 describe("hostRefusal", () => {
   it("refuses a bad Host however many good ones were seen before (valid hosts are remembered, bad ones never)", () => {
@@ -51,5 +51,14 @@ describe("targetUrl (RFC 9112 §3.2)", () => {
       expect(targetUrl(bad, "shop.example"), bad).toBeUndefined();
     expect(targetRefusal("http://[zz]/x", "shop.example")?.status).toBe(400);
     expect(targetRefusal("/fine", "shop.example")).toBeUndefined();
+  });
+});
+
+describe("targetLengthRefusal (RFC 9110 §15.5.15)", () => {
+  it("counts the path and query of the absolute URL, not its scheme and host: 414 past 16 KiB", () => {
+    const path = `/${"p".repeat(16 * 1024 - 1)}`;
+    expect(targetLengthRefusal(`https://${"h".repeat(200)}.test${path}`)).toBeUndefined();
+    expect(targetLengthRefusal(`https://shop.test${path}?`)?.status).toBe(414);
+    expect(targetLengthRefusal("https://shop.test")).toBeUndefined();
   });
 });

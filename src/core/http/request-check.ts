@@ -128,3 +128,27 @@ export function targetRefusal(target: string, host: string): EngineResponse | un
 function refused(message: string): EngineResponse {
   return synthetic(400, message, { detail: "refused" });
 }
+
+/**
+ * The longest request-target served, in characters: Node's parser refuses a request head
+ * (target and fields together) past 16 KiB, and Cloudflare's edge a URL past 16 KB.
+ */
+const TARGET_MAX_CHARS = 16 * 1024;
+
+/**
+ * RFC 9110 §15.5.15: a `414` for a request-target longer than {@link TARGET_MAX_CHARS},
+ * undefined otherwise. `url` is the request's absolute URL (the Worker's `request.url`).
+ * workerd under `npm start` takes heads of 128 KiB and passed such a target on: the origin
+ * was asked for it (a strict one closing on it), and the key was made from it.
+ *
+ * @example
+ * targetLengthRefusal(`https://shop.test/?${"a".repeat(20_000)}`)?.status; // 414
+ */
+export function targetLengthRefusal(url: string): EngineResponse | undefined {
+  const path = url.indexOf("/", url.indexOf("//") + 2);
+  const length = path < 0 ? 0 : url.length - path;
+  if (length <= TARGET_MAX_CHARS) return undefined;
+  return synthetic(414, `URI too long: the request-target (${length} bytes) is over this cache's 16 KiB limit`, {
+    detail: "refused",
+  });
+}
