@@ -91,7 +91,7 @@ class HeldBody {
     this.overall = o.timers.setTimeout(() => this.tooLong(streamTimeoutMs), streamTimeoutMs);
     // The slot may be given to another once the permit is lost: the origin body stops here.
     this.unlisten = whenAborted(o.lost, () => this.stop(lostPermit(o.lost?.reason, o.url), "lost"));
-    this.holding = new HoldingWatch(o.timers, this.idleMs, this.ahead, o.contended, () => this.cutHolder());
+    this.holding = new HoldingWatch(o.timers, o.config, this.ahead, o.contended, () => this.cutHolder());
     this.stream = new ReadableStream<Uint8Array>(
       {
         start: (c) => void (this.controller = c),
@@ -161,7 +161,7 @@ class HeldBody {
   private cutHolder(): void {
     if (this.released || this.closed) return;
     const message =
-      `the client of ${this.o.url} read less than ${this.ahead.paceBytes} bytes in ${this.idleMs} ms ` +
+      `the client of ${this.o.url} read less than ${this.ahead.paceBytes} bytes per ${this.idleMs} ms ` +
       "while it held an origin permit others waited for; it was cut off";
     this.controller.error(new HerdlessError("CLIENT_TOO_SLOW", message));
     void this.leave(new Error("client too slow"));

@@ -114,6 +114,23 @@ describe("reading a streamed origin body ahead of its client", () => {
     expect((await guard.snapshot()).breaker).toBe("closed");
   });
 
+  it("the pace is looked at every half origin.queueTimeoutMs: a call queued behind a trickler is served before its queue timeout, not at the next streamIdleTimeoutMs", async () => {
+    const origin = alwaysReadyBody(1_000, 64 * KiB);
+    const { call, fire, config } = setup(
+      { readAheadBytes: 256 * KiB },
+      async (url) => new Response(String(url).endsWith("/page") ? "page" : origin.body),
+    );
+    expect([config.origin.queueTimeoutMs, config.origin.streamIdleTimeoutMs]).toEqual([10_000, 30_000]);
+    const slow = await call("/big");
+    if (slow.kind !== "response") throw new Error("expected a response");
+    await until(() => origin.sent() === 4);
+    await turns(3);
+    const victim = call("/page");
+    fire(5_000);
+    expect(await victim).toMatchObject({ kind: "response" });
+    await expect(slow.body.getReader().read()).rejects.toMatchObject({ code: "CLIENT_TOO_SLOW" });
+  });
+
   it("a client that keeps a read-ahead's pace is not cut, though others queue", async () => {
     const origin = alwaysReadyBody(1_000, 64 * KiB);
     const { call, fire, config } = setup(

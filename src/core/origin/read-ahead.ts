@@ -88,44 +88,66 @@ export class AheadQueue {
 }
 
 /**
- * Times a client that holds its origin permit back (the read-ahead is full): every `idleMs`
- * it must have read the queue's `paceBytes`, or it is cut when `contended` says callers queue
- * for a permit. Stopped whenever the client catches up with the origin.
+ * Watches a client that holds its origin permit back (the read-ahead is full): from when it
+ * starts to, it must read at the pace of the queue's `paceBytes` per `origin.streamIdleTimeoutMs`,
+ * or it is cut off when `contended` says callers queue for a permit. The pace is looked at
+ * every half `origin.queueTimeoutMs` (at most every `streamIdleTimeoutMs`): looked at only
+ * every 30 s, a visitor queued behind a trickler waited past its 10 s and got its `503` two
+ * times in three. The measure starts afresh every `streamIdleTimeoutMs`, and whenever the
+ * client catches up with the origin ({@link stop}).
  *
  * @example
- * const holding = new HoldingWatch(timers, idleMs, ahead, contended, () => cutOff());
+ * const holding = new HoldingWatch(timers, config, ahead, contended, () => cutOff());
  * holding.watch(); // the origin waits on the client
  * holding.stop(); // the client waits on the origin
  */
 export class HoldingWatch {
   private timer: unknown;
+  /** Bytes the client had taken when the measure started, and the time since then. */
   private from = 0;
+  private elapsedMs = 0;
+  private measuring = false;
+  private readonly idleMs: number;
+  private readonly lookMs: number;
 
   constructor(
     private readonly timers: Timers,
-    private readonly idleMs: number,
+    config: Config,
     private readonly ahead: AheadQueue,
     private readonly contended: (() => Promise<boolean>) | undefined,
     private readonly cut: () => void,
-  ) {}
+  ) {
+    const { streamIdleTimeoutMs, queueTimeoutMs } = config.origin;
+    this.idleMs = streamIdleTimeoutMs;
+    this.lookMs = Math.max(1, Math.min(streamIdleTimeoutMs, Math.floor(queueTimeoutMs / 2) || streamIdleTimeoutMs));
+  }
 
   watch(): void {
     if (this.timer !== undefined || !this.contended) return;
-    this.from = this.ahead.takenBytes;
-    this.timer = this.timers.setTimeout(() => void this.judge(), this.idleMs);
+    if (!this.measuring) this.restart();
+    this.timer = this.timers.setTimeout(() => void this.judge(), this.lookMs);
   }
 
   stop(): void {
     if (this.timer !== undefined) this.timers.clearTimeout(this.timer);
     this.timer = undefined;
+    this.measuring = false;
+  }
+
+  private restart(): void {
+    this.measuring = true;
+    this.from = this.ahead.takenBytes;
+    this.elapsedMs = 0;
   }
 
   private async judge(): Promise<void> {
-    const slow = this.ahead.takenBytes - this.from < this.ahead.paceBytes;
     const armed = this.timer;
+    this.elapsedMs += this.lookMs;
+    // Less than paceBytes per idleMs, over the time it held the origin back.
+    const slow = (this.ahead.takenBytes - this.from) * this.idleMs < this.ahead.paceBytes * this.elapsedMs;
     if (slow && (await this.contended!().catch(() => false)) && this.timer === armed) return this.cut();
-    // Not too slow, or nobody waits: its pace is measured afresh from here.
-    if (this.timer !== armed) return;
+    if (this.timer !== armed) return; // stopped meanwhile
+    if (this.elapsedMs >= this.idleMs) this.restart();
     this.timer = undefined;
     this.watch();
   }
