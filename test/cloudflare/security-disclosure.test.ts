@@ -44,4 +44,20 @@ describe("error pages never name the origin's address (Worker)", () => {
     const victim = await victimDc.get(p);
     expect([victim.status, victim.body]).toEqual([200, `${p} #${attacks.length + 1}`]);
   });
+
+  it("the 508 of a request loop names the loop, never origin.url: an origin that reflects request headers shows the deployment's CDN-Loop entry to anyone", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc] = dataCenters(1, testEnv, clock) as [DataCenter];
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [p, `${p}/again`], clock, `guard-${crypto.randomUUID()}`);
+    await attackerDc.get(p);
+    // What an echoing page (a /headers debug route) would show the attacker.
+    const entry = (await origin.stats()).requests[0]!.headers["cdn-loop"]!;
+    const back = await attackerDc.get(`${p}/again`, { headers: { "cdn-loop": entry } });
+    expect(back.status).toBe(508);
+    expect(back.body).toContain("request loop");
+    expect(back.body).not.toContain(new URL(origin.url).host);
+  });
 });

@@ -127,17 +127,12 @@ const LOCAL_ONLY_METHODS = new Set(["TRACE", "TRACK"]);
  * `CDN-Loop` entry is one of its origin requests come back ({@link loopDetected}).
  *
  * @example
- * const here = answeredHere(method, headers, policy.loopEntry, config.origin.url);
+ * const here = answeredHere(method, headers, policy.loopEntry);
  * if (here) return here;
  */
-export function answeredHere(
-  method: string,
-  headers: HeaderReader,
-  loopEntry: string,
-  originUrl: string,
-): EngineResponse | undefined {
+export function answeredHere(method: string, headers: HeaderReader, loopEntry: string): EngineResponse | undefined {
   if (LOCAL_ONLY_METHODS.has(method)) return notAllowed(method);
-  if (loopsBack(headers, loopEntry)) return loopDetected(originUrl);
+  if (loopsBack(headers, loopEntry)) return loopDetected();
   return undefined;
 }
 
@@ -154,10 +149,12 @@ export function notAllowed(method: string): EngineResponse {
  * itself. Named, answered at once, never forwarded; the request that sent it gets this 508 as
  * its origin's answer, which is not stored and is not an origin failure.
  */
-export function loopDetected(originUrl: string): EngineResponse {
+export function loopDetected(): EngineResponse {
+  // origin.url is not named: a client that learned the deployment's CDN-Loop entry (from an
+  // origin that reflects request headers) could send it to read the origin's address.
   return synthetic(
     508,
-    `request loop: herdless's origin (origin.url ${originUrl}) sent this request back to herdless (CDN-Loop); point origin.url at the origin server, not at the cache`,
+    "request loop: herdless's origin (origin.url) sent this request back to herdless (CDN-Loop); point origin.url at the origin server, not at the cache",
     { detail: "refused" },
   );
 }
