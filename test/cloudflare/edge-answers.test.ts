@@ -126,6 +126,26 @@ describe("RFC 9111 §4.4 on the Worker: unsafe methods invalidate at the key's c
     expect(after.cacheStatus).toContain("fwd=uri-miss");
   });
 
+  it("a POST invalidates every variant of the URL in the data center that relayed it, not only the poster's", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600", vary: "Accept-Language" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const get = (lang: string) => dc!.get("/langs", { headers: { "accept-language": lang } });
+    const before = new Map<string, string>();
+    for (const lang of ["de", "fr", "en"]) before.set(lang, (await get(lang)).body);
+    expect((await get("fr")).cacheStatus).toMatch(/^herdless; hit/);
+
+    expect((await dc!.get("/langs", { method: "POST", body: "x", headers: { "accept-language": "de" } })).status).toBe(
+      200,
+    );
+    for (const lang of ["fr", "en", "de"]) {
+      const after = await get(lang);
+      expect(after.body, lang).not.toBe(before.get(lang));
+      expect(after.cacheStatus, lang).toContain("fwd-status=200");
+    }
+    for (const lang of ["fr", "en", "de"]) expect((await get(lang)).cacheStatus, lang).toMatch(/^herdless; hit/);
+    expect(await origin.count("/langs")).toBe(7);
+  });
+
   it("a same-origin Location target is invalidated too", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
     const [a, b] = dataCenters(2, edgeEnv(origin.url));

@@ -206,6 +206,28 @@ describe("RFC 9111 §4.4 on Node: unsafe methods invalidate", () => {
     expect((await send(proxy.url, "/form")).headers["cache-status"]).toContain("fwd=uri-miss");
     expect((await send(proxy.url, "/list")).headers["cache-status"]).toContain("fwd=uri-miss");
   });
+
+  it("a POST invalidates every stored variant of the URL, not only the poster's: no other language is served its old page", async () => {
+    let version = 1;
+    const origin = await scriptedOrigin((req, res) => {
+      if (req.method === "POST") return void (version++, res.writeHead(204).end());
+      const lang = String(req.headers["accept-language"]);
+      res
+        .writeHead(200, { "cache-control": "max-age=600", vary: "Accept-Language", "content-type": "text/plain" })
+        .end(`v${version} ${lang}`);
+    });
+    const proxy = await proxyFor(origin.url);
+    const get = (lang: string) => send(proxy.url, "/page", { "accept-language": lang });
+    for (const lang of ["de", "fr", "en"]) expect((await get(lang)).body).toBe(`v1 ${lang}`);
+    expect((await get("fr")).headers["cache-status"]).toMatch(/^herdless; hit/);
+
+    expect((await send(proxy.url, "/page", { "accept-language": "de" }, "POST")).status).toBe(204);
+    proxy.clock.advance(1); // what is stored in the POST's own millisecond counts as before it
+    for (const lang of ["fr", "en", "de"]) expect((await get(lang)).body).toBe(`v2 ${lang}`);
+    // The new copies are served again as hits: only what was stored before the POST is invalid.
+    for (const lang of ["fr", "en", "de"]) expect((await get(lang)).headers["cache-status"]).toMatch(/^herdless; hit/);
+    expect(origin.seen.filter((r) => r.method === "GET")).toHaveLength(6);
+  });
 });
 
 describe("interim responses, odd statuses and TRACE on Node", () => {

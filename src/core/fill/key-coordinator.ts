@@ -15,7 +15,7 @@ import { sharedBodyLimits } from "./laggards.ts";
 import { answersCaller, dueForRefresh, storedFor } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
-import { lookup } from "../store/lookup.ts";
+import { invalidateStored } from "../store/lookup.ts";
 import { asJoined, streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
@@ -151,9 +151,7 @@ export class KeyCoordinator implements Coordinator {
   }
 
   async invalidate(primary: string, headers: [string, string][]): Promise<void> {
-    const { key, entry } = await lookup(this.o.store, primary, primary, headerList(headers));
-    await this.o.store.delete(primary);
-    if (entry && key !== primary) await this.o.store.delete(key);
+    await invalidateStored(this.o.store, primary, headerList(headers), this.o.clock.now());
   }
 
   /**

@@ -9,6 +9,7 @@ import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
+import { putVaryPointer } from "../store/lookup.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import {
   conditionalHeaders,
@@ -17,7 +18,6 @@ import {
   refreshedEntry,
   requesterFields,
   revalidatedHeaders,
-  varyPointer,
   type EntryContext,
 } from "../http/response-entry.ts";
 import type { Store } from "../store/store.ts";
@@ -217,7 +217,7 @@ export async function storeEntry(
   own: RequesterFields = [],
 ): Promise<FlightResult> {
   const written = await store.put(entry);
-  if (written && entry.key !== primary) await store.put(varyPointer(entry, primary));
+  if (written && entry.key !== primary) await putVaryPointer(store, entry, primary);
   const winner = written ? entry : ((await store.get(entry.key)) ?? entry);
   const result = { kind: "entry" as const, entry: winner, fwdStatus, collapsed: false, stored: written };
   return winner === entry && own.length > 0 ? { ...result, requesterFields: own } : result;

@@ -45,6 +45,23 @@ export interface Entry {
   tags: string[];
   /** True for a short-lived cached error (negative caching). */
   negative: boolean;
+  /**
+   * On the entry under a primary key (the response itself, or a Vary pointer): responses for
+   * the URL stored at or before this instant were invalidated by a successful unsafe request
+   * (RFC 9111 §4.4) and are never served, whichever variant they are (lookup.ts).
+   */
+  invalidatedAt?: number;
+}
+
+/**
+ * `entry`, unless its URL was invalidated after it was stored: `atPrimary` (the entry under
+ * the URL's primary key, the response itself or its Vary pointer) says since when
+ * (`invalidatedAt`). Every lookup of a stored response goes through this.
+ */
+export function notInvalidated(entry: Entry | undefined, atPrimary: Entry | undefined): Entry | undefined {
+  if (!entry || atPrimary?.invalidatedAt === undefined) return entry;
+  // Stored in the very millisecond of the write, it may predate it: it goes too.
+  return entry.storedAt > atPrimary.invalidatedAt ? entry : undefined;
 }
 
 /** Current age of an entry in whole seconds, for the Age header (RFC 9111 §4.2.3). */
@@ -151,6 +168,9 @@ function metaFault(meta: Record<string, unknown>): string | undefined {
   if (!isStringList(meta["vary"]) || !isStringList(meta["tags"])) return "vary and tags must be lists of strings";
   if (typeof meta["mustRevalidate"] !== "boolean" || typeof meta["negative"] !== "boolean")
     return "mustRevalidate and negative must be booleans";
+  const from = meta["invalidatedAt"];
+  if (from !== undefined && (typeof from !== "number" || !Number.isFinite(from)))
+    return "invalidatedAt is not a finite number";
   for (const name of ["etag", "lastModified"] as const) {
     if (meta[name] !== undefined && typeof meta[name] !== "string") return `${name} is not a string`;
   }

@@ -1,6 +1,6 @@
 import { routeFor, type Config, type RoutePolicy } from "../config.ts";
 import { decide, type Decision, type RequestFacts } from "./decision.ts";
-import type { Entry } from "./entry.ts";
+import { notInvalidated, type Entry } from "./entry.ts";
 import type { HeaderReader } from "./http.ts";
 import { primaryKey, variantKey } from "./key.ts";
 import { purgeVerdict, type PurgeSnapshot } from "../admin/purge.ts";
@@ -80,15 +80,18 @@ export function memoryAnswer(
   now: number,
   refreshing: RefreshingKeys,
 ): MemoryAnswer | undefined {
-  let entry = near.getSync(primary);
+  const atPrimary = near.getSync(primary);
+  let entry = atPrimary;
   if (!entry) return undefined;
   if (needsFullAnswer(headers.client, route.honorRequestNoCache)) return undefined;
   let key = primary;
   if (entry.vary.length > 0) {
     key = variantKey(primary, entry.vary, headers.selecting);
     entry = near.getSync(key);
-    if (!entry) return undefined;
   }
+  // A URL invalidated since (RFC 9111 §4.4): the engine asks again.
+  entry = notInvalidated(entry, atPrimary);
+  if (!entry) return undefined;
   if (purges && purgeVerdict(entry, primary, purges) !== "keep") return undefined;
   return servedFromCopy(decide(entry, key, facts, route, now), key, route, now, refreshing);
 }

@@ -139,8 +139,9 @@ export function negativeEntry(
 }
 
 /** A copy stored under the primary key so a later request learns which headers select its variant. */
-export function varyPointer(entry: Entry, primary: string): Entry {
-  return { ...entry, key: primary, body: new Uint8Array(0) };
+export function varyPointer(entry: Entry, primary: string, invalidatedAt?: number): Entry {
+  const { invalidatedAt: _own, ...rest } = entry;
+  return { ...rest, key: primary, body: new Uint8Array(0), ...(invalidatedAt !== undefined ? { invalidatedAt } : {}) };
 }
 
 function validators(headers: HeaderReader): Pick<Entry, "etag" | "lastModified"> {

@@ -1,6 +1,7 @@
-import type { Entry } from "../http/entry.ts";
+import { notInvalidated, type Entry } from "../http/entry.ts";
 import type { HeaderReader } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
+import { varyPointer } from "../http/response-entry.ts";
 import type { Store } from "./store.ts";
 
 export interface LookupResult {
@@ -23,12 +24,41 @@ export async function lookup(
   request: HeaderReader,
 ): Promise<LookupResult> {
   if (known !== primary) {
-    const entry = await store.get(known);
-    return { key: known, entry, varyMiss: entry === undefined };
+    const [found, entry] = await Promise.all([store.get(primary), store.get(known)]);
+    const valid = notInvalidated(entry, found);
+    return { key: known, entry: valid, varyMiss: valid === undefined };
   }
   const found = await store.get(primary);
-  if (!found || found.vary.length === 0) return { key: primary, entry: found, varyMiss: false };
+  if (!found || found.vary.length === 0) return { key: primary, entry: notInvalidated(found, found), varyMiss: false };
   const key = variantKey(primary, found.vary, request);
-  const entry = await store.get(key);
+  const entry = notInvalidated(await store.get(key), found);
   return { key, entry, varyMiss: entry === undefined };
+}
+
+/**
+ * Writes the Vary pointer of `entry` (a variant) under `primary`, keeping the instant the
+ * URL was last invalidated: a pointer written without it would make the variants stored
+ * before the invalidation servable again.
+ */
+export async function putVaryPointer(store: Store, entry: Entry, primary: string): Promise<boolean> {
+  const previous = await store.get(primary);
+  return store.put(varyPointer(entry, primary, previous?.invalidatedAt));
+}
+
+/**
+ * RFC 9111 §4.4: every stored response for the URL of `primary` is invalid from `now`, every
+ * variant (this store cannot list them): the entry under the primary key stays, bodiless, as
+ * the mark that says so (`invalidatedAt`), until the newest of them would have gone. The
+ * variant `request` selects is dropped at once.
+ */
+export async function invalidateStored(
+  store: Store,
+  primary: string,
+  request: HeaderReader,
+  now: number,
+): Promise<void> {
+  const found = await store.get(primary);
+  if (!found) return;
+  await store.put({ ...found, body: new Uint8Array(0), invalidatedAt: now });
+  if (found.vary.length > 0) await store.delete(variantKey(primary, found.vary, request));
 }

@@ -4,8 +4,7 @@ import type { FillResult } from "../fill/coordinator.ts";
 import { servableOnError } from "../http/decision.ts";
 import type { Entry } from "../http/entry.ts";
 import { concatBytes, type HeaderReader } from "../http/http.ts";
-import { variantKey } from "../http/key.ts";
-import { varyPointer } from "../http/response-entry.ts";
+import { invalidateStored, putVaryPointer } from "./lookup.ts";
 import type { Store } from "./store.ts";
 
 export interface NearTierOptions {
@@ -42,7 +41,7 @@ export class NearTier {
       if (servableOnError(held, this.o.config, this.o.clock.now())) return;
     }
     const written = await near.put(entry).catch(() => false);
-    if (written && entry.key !== primary) await near.put(varyPointer(entry, primary)).catch(() => false);
+    if (written && entry.key !== primary) await putVaryPointer(near, entry, primary).catch(() => false);
   }
 
   /**
@@ -97,11 +96,7 @@ export class NearTier {
 
   /** Drops what this tier holds for `primary`: its Vary pointer and the variant `headers` select. */
   async forget(primary: string, headers: HeaderReader): Promise<void> {
-    const { near } = this.o;
-    const pointer = await near.get(primary).catch(() => undefined);
-    await near.delete(primary).catch(() => false);
-    if (pointer && pointer.vary.length > 0)
-      await near.delete(variantKey(primary, pointer.vary, headers)).catch(() => false);
+    await invalidateStored(this.o.near, primary, headers, this.o.clock.now()).catch(() => undefined);
   }
 
   /** Drops one stored entry (the origin's answer replaced it). */

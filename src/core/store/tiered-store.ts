@@ -80,7 +80,9 @@ export class TieredStore implements Store {
 
   async put(entry: Entry): Promise<boolean> {
     const held = this.front.getSync(entry.key);
-    if (held && held.token === entry.token && held.storedAt === entry.storedAt) return true;
+    const same = held?.token === entry.token && held.storedAt === entry.storedAt;
+    // The same write again (one per flight); an invalidation's mark on the same entry is new.
+    if (same && held.invalidatedAt === entry.invalidatedAt) return true;
     const { writeBehind } = this.options;
     if (!writeBehind) {
       const written = await (await this.back()).put(entry);
