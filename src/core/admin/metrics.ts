@@ -97,13 +97,6 @@ export interface Tally {
   readonly latency: Histogram | undefined;
 }
 
-/**
- * Counters of one process or isolate: served answers by kind, origin calls by outcome,
- * per-second series over the last two minutes for live charts, and latency histograms by
- * kind. Cheap on the hot path: a few integer increments, no allocation; cheaper still on a
- * {@link Tally}, whose counts are folded in when read (every reader sees the same numbers as
- * if each answer had been counted on its own).
- */
 /** Keys whose requests are counted for the top keys; past them, new keys are not counted. */
 const COUNTED_KEYS = 10_000;
 
@@ -124,6 +117,13 @@ function shortened(key: string): string {
   return [...key.slice(0, COUNTED_KEY_CHARS), "…"].join("");
 }
 
+/**
+ * Counters of one process or isolate: served answers by kind, origin calls by outcome,
+ * per-second series over the last two minutes for live charts, and latency histograms by
+ * kind. Cheap on the hot path: a few integer increments, no allocation; cheaper still on a
+ * {@link Tally}, whose counts are folded in when read (every reader sees the same numbers as
+ * if each answer had been counted on its own).
+ */
 export class Metrics {
   private readonly totals: Record<ServeKind, number> = zeroServed();
   readonly origin: Record<OriginOutcomeKind, number> = zeroOrigin();
