@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { dataCenters, edgeEnv, useInCoordinators, type DataCenter } from "./edge-harness.ts";
+import { EDGE, dataCenters, edgeEnv, useInCoordinators, type DataCenter } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
 /**
@@ -59,5 +59,31 @@ describe("error pages never name the origin's address (Worker)", () => {
     expect(back.status).toBe(508);
     expect(back.body).toContain("request loop");
     expect(back.body).not.toContain(new URL(origin.url).host);
+  });
+
+  it("a redirect the origin builds from the Host it is sent (origin.url's, the only one a Worker sends): stored, and relayed, it sends every visitor to the edge, never to the origin's address", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc, victimDc] = dataCenters(2, testEnv, clock) as [DataCenter, DataCenter];
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [p, `${p}/cart`], clock, `guard-${crypto.randomUUID()}`);
+    // origin.url carries a path (`/o/<namespace>`): what lies under it maps onto the edge's root.
+    const own = `${origin.url}${p}`;
+    await origin.set({
+      paths: {
+        [p]: { status: 302, headers: { location: `${own}/login?next=1`, "cache-control": "max-age=60" } },
+        [`${p}/cart`]: { status: 303, headers: { location: `${own}/cart/1` } },
+      },
+    });
+    const first = await attackerDc.get(p);
+    await first.settled;
+    expect([first.status, first.headers.get("location")]).toEqual([302, `${EDGE}${p}/login?next=1`]);
+    const victim = await victimDc.get(p);
+    expect(victim.cacheStatus).toContain("hit");
+    expect(victim.headers.get("location")).toBe(`${EDGE}${p}/login?next=1`);
+    expect(await origin.count(p)).toBe(1);
+    const posted = await victimDc.get(`${p}/cart`, { method: "POST", body: "x" });
+    expect([posted.status, posted.headers.get("location")]).toEqual([303, `${EDGE}${p}/cart/1`]);
   });
 });

@@ -69,6 +69,11 @@ export const originSection = z.strictObject({
     ]),
     "origin",
   ),
+  /**
+   * Rewrite a `Location` or `Content-Location` naming origin.url (its scheme, host, port and
+   * path prefix) to the URL the client asked, as nginx's `proxy_redirect default` does.
+   */
+  rewriteRedirects: z._default(z.boolean(), true),
   /** Request headers never sent to the origin (override headers used for cache poisoning). */
   stripRequestHeaders: z._default(
     z.array(z.string().check(z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: "must be a header name" }))),

@@ -3,7 +3,7 @@ import { routeFor, type Config } from "../config.ts";
 import type { FillRequest, RequesterFields } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
-import { selectingNames } from "../http/key.ts";
+import { keyOrigin, selectingNames } from "../http/key.ts";
 import { blamesTheRequest, storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
@@ -110,10 +110,12 @@ export async function fetchAndSettle(
   // A background flight (a refresh behind a stale answer) runs for no client waiting now:
   // its interim answers would land after that client's answer, or on its next exchange.
   const onInterim = request.priority === "foreground" ? request.onInterim : undefined;
+  // Every client of this fill asked the scheme and host its key names: the origin's links to itself point there.
+  const publicOrigin = keyOrigin(request.primary);
   const result = await guardedOriginCall(
     deps,
     { url: request.url, method: "GET", headers: [...request.headers, ...conditional], onInterim },
-    { priority: request.priority, maxBodyBytes: bufferedUpTo(ctx, stored), key: request.key, signal },
+    { priority: request.priority, maxBodyBytes: bufferedUpTo(ctx, stored), key: request.key, signal, publicOrigin },
   );
   if (result.kind !== "response") return failureResult(result.error, stored);
   return settle(ctx, request, stored, result.response, token);

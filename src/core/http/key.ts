@@ -21,6 +21,18 @@ export function primaryKey(url: URL, options: KeyOptions): string {
 }
 
 /**
+ * The scheme and host a primary key names (`https://shop.test`), as the client asked them;
+ * undefined for a key that is no {@link primaryKey}.
+ *
+ * @example
+ * keyOrigin("GET https://shop.test/a?b=1"); // "https://shop.test"
+ */
+export function keyOrigin(primary: string): string | undefined {
+  const url = primary.slice(primary.indexOf(" ") + 1);
+  return URL.canParse(url) ? new URL(url).origin : undefined;
+}
+
+/**
  * The query the key holds, and the only query the origin receives: ignored parameters
  * removed (not just left out of the key, so a parameter outside the key can never shape a
  * stored response), the rest kept byte for byte as the client spelled them, sorted by name

@@ -9,6 +9,7 @@ import type { ContentDecoding } from "./response-fields.ts";
 import { cutWhenUnread } from "./client-idle.ts";
 import { holdUntilDone } from "./held-body.ts";
 import { clientInput } from "./client-inputs.ts";
+import { ownLinksRewritten } from "./own-links.ts";
 
 /** One origin call as metrics see it. */
 export interface OriginCallEvent {
@@ -71,6 +72,8 @@ export interface GuardedCallOptions {
    * CLIENT_TOO_SLOW.
    */
   uploadPending?: () => boolean;
+  /** The scheme and host the client asked (`https://shop.test`): where the origin's links to itself point (own-links.ts). */
+  publicOrigin?: string | undefined;
 }
 
 /**
@@ -189,7 +192,7 @@ export async function guardedOriginCall(
       ...(signal ? { signal } : {}),
       ...(deps.decodes ? { decodes: deps.decodes } : {}),
     };
-    response = await fetchOrigin(deps.fetch, request, callOptions);
+    response = withPublicLinks(await fetchOrigin(deps.fetch, request, callOptions), config, options.publicOrigin);
   } catch (cause) {
     const error = isHerdlessError(cause) ? cause : new HerdlessError("ORIGIN_NETWORK", String(cause), { cause });
     if (options.uploadPending?.() === true) {
@@ -226,6 +229,15 @@ export async function guardedOriginCall(
   }
   await permit.release(outcome, sickKey);
   return { kind: "response", response };
+}
+
+/**
+ * The answer with its links to origin.url moved to the client's host ({@link ownLinksRewritten}):
+ * once, as it arrives, so what is stored, streamed, merged from a 304 or relayed is the same.
+ */
+function withPublicLinks(response: OriginResponse, config: Config, publicOrigin: string | undefined): OriginResponse {
+  if (publicOrigin === undefined || !config.origin.rewriteRedirects) return response;
+  return { ...response, headers: ownLinksRewritten(response.headers, config.origin.url, publicOrigin) };
 }
 
 /**

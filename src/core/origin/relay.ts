@@ -40,6 +40,7 @@ export async function relay(
       maxBodyBytes: 0,
       key: `${request.method} ${url}`,
       readByClient: true,
+      publicOrigin: request.url.origin,
       ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
     },
   ).finally(upload.release);

@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { ownLinksRewritten } from "./own-links.ts";
+
+const at = (value: string, originUrl = "http://10.0.0.5:8080/app", name = "location") =>
+  ownLinksRewritten([[name, value]], originUrl, "https://shop.test")[0]![1];
+
+describe("ownLinksRewritten (nginx's proxy_redirect default)", () => {
+  it("a URL on origin.url, under its path, names the same path, query and fragment at the client's scheme and host", () => {
+    expect(at("http://10.0.0.5:8080/app/login?next=%2F#f")).toBe("https://shop.test/login?next=%2F#f");
+    expect(at("HTTP://10.0.0.5:8080/app")).toBe("https://shop.test/");
+    expect(at("http://10.0.0.5:8080/app?x=1")).toBe("https://shop.test/?x=1");
+    expect(at("//10.0.0.5:8080/app/a")).toBe("https://shop.test/a");
+    expect(at("http://10.0.0.5:8080/app/a b", undefined, "content-location")).toBe("https://shop.test/a b");
+    expect(at("http://origin.test/a", "http://ORIGIN.test:80/")).toBe("https://shop.test/a");
+  });
+
+  it("relative references, other hosts, ports, schemes and paths outside origin.url's are left as sent", () => {
+    for (const value of [
+      "/app/login",
+      "login",
+      "http://10.0.0.5:8081/app/a",
+      "https://10.0.0.5:8080/app/a",
+      "http://elsewhere.test/app/a",
+      "http://10.0.0.5:8080/application",
+      "http://10.0.0.5:8080/",
+      "http://[bad/app",
+      "javascript://10.0.0.5:8080/app",
+    ])
+      expect(at(value), value).toBe(value);
+    expect(
+      ownLinksRewritten([["link", "<http://10.0.0.5:8080/app/a>"]], "http://10.0.0.5:8080/app", "https://s.test"),
+    ).toEqual([["link", "<http://10.0.0.5:8080/app/a>"]]);
+  });
+});
