@@ -210,7 +210,10 @@ async function write(res: ServerResponse, response: EngineResponse): Promise<voi
  * from its reader: a spike's hundreds of waiters each paid a Node stream, a web-stream
  * adapter and a pipeline (`Readable.fromWeb` + `pipeline`) for what is often one chunk.
  * The head leaves with the first chunk when that is already here (one write), or on the
- * next turn of the event loop: the client's first byte never waits for the origin's.
+ * next turn of the event loop: the client's first byte never waits for the origin's, as an
+ * event stream or a long poll needs. A body of declared length waits for its first bytes
+ * instead (no client reads a fixed-length answer as it trickles in): one that breaks off
+ * before any is answered 502, not with a head that then hangs up, whatever the timing.
  * A client that goes away cancels its reader (the fetch goes on for the others); a body
  * that fails mid-way ends the connection ({@link abort}), so the client sees an aborted
  * answer, never a short one that looks complete. One that fails before its head left is
@@ -229,10 +232,12 @@ async function writeStream(
     headed = true;
     writeHead();
   };
-  const head = setImmediate(() => {
-    sendHead();
-    res.flushHeaders();
-  });
+  const head = declaresLength(response.headers)
+    ? undefined
+    : setImmediate(() => {
+        sendHead();
+        res.flushHeaders();
+      });
   let left = false;
   const gone = () => {
     left = true;
@@ -281,4 +286,10 @@ function drained(res: ServerResponse): Promise<void> {
     res.on("drain", done);
     res.on("close", done);
   });
+}
+
+/** Whether the answer declares a body of non-zero length (Content-Length). */
+function declaresLength(headers: readonly (readonly [string, string])[]): boolean {
+  for (const [name, value] of headers) if (name.toLowerCase() === "content-length") return Number(value) > 0;
+  return false;
 }
