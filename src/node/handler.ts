@@ -11,7 +11,7 @@ import { parseConfig, type ConfigInput } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
 import { unsentBodyFailure } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
-import { hostCountRefusal, targetRefusal } from "../core/http/request-check.ts";
+import { hostCountRefusal, targetRefusal, versionRefusal } from "../core/http/request-check.ts";
 import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { toEngineRequest } from "./engine-request.ts";
@@ -74,6 +74,7 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     // A request herdless cannot key or route (bad or repeated Host, a request-target that is
     // not a path or an http(s) URL) gets a clear 400 first.
     const refused =
+      versionRefusal(req.httpVersionMajor) ??
       hostCountRefusal(fields.hosts, fields.host) ??
       (req.method === "OPTIONS" && req.url === "*"
         ? optionsForServer()

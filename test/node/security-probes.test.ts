@@ -230,6 +230,18 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it("RFC 9110 §15.6.6: a request line in another major version (HTTP/2.0, or HTTP/0.9 with none) is a 505, never fetched or stored; the victim's HTTP/1.1 is served", async () => {
+    await setup();
+    for (const attack of ["GET /p HTTP/2.0\r\nhost: shop.test\r\nconnection: close\r\n\r\n", "GET /p\r\n\r\n"]) {
+      const answer = await raw(cache.base, attack);
+      expect([answer.status, answer.headers["cache-status"]], attack).toEqual([505, "herdless; detail=refused"]);
+      expect(answer.body).toContain("HTTP version not supported");
+    }
+    expect(origin.seen).toHaveLength(0);
+    const victim = await get(cache.base, "/p");
+    expect([victim.status, victim.headers["cache-status"]]).toEqual([200, expect.stringContaining("fwd=uri-miss")]);
+  });
+
   it("RFC 9110 §10.1.1: an Expect other than 100-continue is a 417 naming it, never forwarded, and the victim is served", async () => {
     await setup();
     const attack = await get(cache.base, "/p", { headers: { expect: "x-attack" } });

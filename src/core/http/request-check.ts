@@ -125,6 +125,21 @@ export function targetRefusal(target: string, host: string): EngineResponse | un
   return refused(`invalid request-target ${JSON.stringify(target.slice(0, 200))}: send a path or an http(s) URL`);
 }
 
+/**
+ * RFC 9110 §2.5, §15.6.6: a `505` for a request in a major version other than HTTP/1 that
+ * reached an HTTP/1 parser (`GET / HTTP/2.0`, or an HTTP/0.9 request line with no version),
+ * undefined otherwise. Node's parser hands both on as requests; answered as HTTP/1.1, a
+ * client or a proxy in front that reads the exchange by another version's framing may take
+ * the answer for something else, so nothing is fetched or stored for them.
+ *
+ * @example
+ * versionRefusal(2)?.status; // 505
+ */
+export function versionRefusal(major: number): EngineResponse | undefined {
+  if (major === 1) return undefined;
+  return synthetic(505, "HTTP version not supported: this cache speaks HTTP/1.0 and HTTP/1.1", { detail: "refused" });
+}
+
 function refused(message: string): EngineResponse {
   return synthetic(400, message, { detail: "refused" });
 }
