@@ -31,4 +31,11 @@ describe("ownLinksRewritten (nginx's proxy_redirect default)", () => {
       ownLinksRewritten([["link", "<http://10.0.0.5:8080/app/a>"]], "http://10.0.0.5:8080/app", "https://s.test"),
     ).toEqual([["link", "<http://10.0.0.5:8080/app/a>"]]);
   });
+
+  it("a Refresh whose url= names the origin is rewritten the same way, quoted or not; other Refresh values are left", () => {
+    expect(at("0; url=http://10.0.0.5:8080/app/next", undefined, "refresh")).toBe("0; url=https://shop.test/next");
+    expect(at("5;URL='http://10.0.0.5:8080/app/a?b=1'", undefined, "refresh")).toBe("5;URL='https://shop.test/a?b=1'");
+    for (const value of ["5", "5; url=/app/next", "0; url=http://elsewhere.test/app/x", "url="])
+      expect(at(value, undefined, "refresh"), value).toBe(value);
+  });
 });

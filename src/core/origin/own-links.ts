@@ -1,11 +1,11 @@
-/** The response fields that name a URL an origin may build from the `Host` it was sent. */
-const LINK_FIELDS = new Set(["location", "content-location"]);
+/** The response fields that name a URL an origin may build from the `Host` it was sent (`Refresh`: in its `url=`). */
+const LINK_FIELDS = new Set(["location", "content-location", "refresh"]);
 
 /** The scheme and authority of an absolute (`http://h/…`) or network-path (`//h/…`) reference. */
 const ABSOLUTE = /^(?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\/[^/?#]*/;
 
 /**
- * nginx's `proxy_redirect default`: a `Location` or `Content-Location` that names the origin's
+ * nginx's `proxy_redirect default`: a `Location`, `Content-Location` or `Refresh` that names the origin's
  * own address (origin.url's scheme, host and port, under its path prefix) names the same
  * path, query and fragment at `publicOrigin`, the scheme and host the client asked (RFC 9110
  * §10.2.2, §8.7). With `origin.hostHeader: origin`, and always on the Worker, the origin is
@@ -28,7 +28,10 @@ export function ownLinksRewritten(
   const base = origin.pathname.endsWith("/") ? origin.pathname.slice(0, -1) : origin.pathname;
   return headers.map(([name, value]) => {
     if (!LINK_FIELDS.has(name)) return [name, value];
-    const rewritten = publicLink(value, origin.origin, base, publicOrigin);
+    const rewritten =
+      name === "refresh"
+        ? refreshLink(value, origin.origin, base, publicOrigin)
+        : publicLink(value, origin.origin, base, publicOrigin);
     return [name, rewritten ?? value];
   });
 }
@@ -50,4 +53,22 @@ function publicLink(value: string, ownOrigin: string, base: string, publicOrigin
   // `/app` is not under `/ap`: the prefix ends where the origin's path does, or at a segment.
   if (after !== "" && !/^[/?#]/.test(after)) return undefined;
   return publicOrigin + (after.startsWith("/") ? after : `/${after}`);
+}
+
+/**
+ * `Refresh: 5; url=http://…` (the HTML `meta refresh` as a field, which nginx rewrites too)
+ * with its URL at `publicOrigin`; undefined when it names none of the origin's. Read with
+ * string operations, not a pattern: a value is the origin's to write, up to kilobytes.
+ */
+function refreshLink(value: string, ownOrigin: string, base: string, publicOrigin: string): string | undefined {
+  const at = value.toLowerCase().indexOf("url=");
+  if (at < 0) return undefined;
+  const start = at + "url=".length;
+  const rest = value.slice(start).trim();
+  const quote = rest[0] === "'" || rest[0] === '"' ? rest[0] : "";
+  const link = quote && rest.endsWith(quote) && rest.length > 1 ? rest.slice(1, -1) : rest;
+  const rewritten = publicLink(link, ownOrigin, base, publicOrigin);
+  if (rewritten === undefined) return undefined;
+  const wrap = link === rest ? "" : quote;
+  return `${value.slice(0, start)}${wrap}${rewritten}${wrap}`;
 }
