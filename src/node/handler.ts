@@ -71,8 +71,9 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     if (typeof original === "string") req.url = original;
     // One pass over the fields: the Host check below, and the hit path's.
     const fields = scanFields(req.rawHeaders, scan);
-    // A request herdless cannot key or route (bad or repeated Host, a request-target that is
-    // not a path or an http(s) URL) gets a clear 400 first.
+    // A request in an HTTP version herdless does not speak gets a 505, and one it cannot key
+    // or route (bad or repeated Host, a request-target that is not a path or an http(s) URL)
+    // a clear 400, first.
     const refused =
       versionRefusal(req.httpVersionMajor) ??
       hostCountRefusal(fields.hosts, fields.host) ??

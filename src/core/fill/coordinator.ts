@@ -133,8 +133,8 @@ export type RequesterFields = [string, string][];
 export interface Coordinator {
   fill(request: FillRequest): Promise<FillResult>;
   /**
-   * RFC 9111 §4.4: an unsafe request to the URL of `primary` succeeded; drop what is stored
-   * for it (the variant `headers` select, and every variant where the store can tell).
+   * RFC 9111 §4.4: an unsafe request to the URL of `primary` succeeded; no response stored
+   * for it before then is served again, whichever variant (the one `headers` select may go at once).
    */
   invalidate?(primary: string, headers: [string, string][]): Promise<void>;
 }

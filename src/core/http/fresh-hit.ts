@@ -144,14 +144,6 @@ export interface UrlTarget {
 }
 
 /**
- * URLs parsed once, with their route and primary key, for the hit paths. Bounded: past
- * `limit` distinct URLs the memory is dropped, so a flood of new URLs costs a re-parse,
- * never memory. A memo costs ~900 bytes of heap (the URL object and its strings, measured
- * on Node 20), which no cache budget charges: 10,000 of them were 8.6 MiB, an eighth of a
- * 64 MiB cache, kept through a flood where no URL is asked twice. 1,000 hold the pages hot
- * enough to matter; a page beyond them is parsed again (microseconds).
- */
-/**
  * The longest URL remembered: a memo holds its URL three times (the memo key, the parsed URL,
  * the primary key), so 1,000 URLs of 16 KiB (Node's head limit; workerd takes 128 KiB) held
  * ~50 MB (~400 MB) outside every cache budget. Longer ones, rare from visitors, are parsed
@@ -159,6 +151,14 @@ export interface UrlTarget {
  */
 const MEMO_MAX_CHARS = 2_048;
 
+/**
+ * URLs parsed once, with their route and primary key, for the hit paths. Bounded: past
+ * `limit` distinct URLs the memory is dropped, so a flood of new URLs costs a re-parse,
+ * never memory. A memo costs ~900 bytes of heap (the URL object and its strings, measured
+ * on Node 20), which no cache budget charges: 10,000 of them were 8.6 MiB, an eighth of a
+ * 64 MiB cache, kept through a flood where no URL is asked twice. 1,000 hold the pages hot
+ * enough to matter; a page beyond them is parsed again (microseconds).
+ */
 export class UrlTargets {
   private readonly known = new Map<string, UrlTarget>();
   constructor(

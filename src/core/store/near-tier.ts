@@ -94,7 +94,10 @@ export class NearTier {
     );
   }
 
-  /** Drops what this tier holds for `primary`: its Vary pointer and the variant `headers` select. */
+  /**
+   * RFC 9111 §4.4 in this tier: every response it holds for `primary` is invalid from now,
+   * every variant (invalidateStored), and the variant `headers` select is dropped.
+   */
   async forget(primary: string, headers: HeaderReader): Promise<void> {
     await invalidateStored(this.o.near, primary, headers, this.o.clock.now()).catch(() => undefined);
   }
