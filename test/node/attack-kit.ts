@@ -1,4 +1,10 @@
-import { createServer, type IncomingHttpHeaders, type RequestListener, type Server } from "node:http";
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
@@ -180,4 +186,17 @@ export async function servingOrigin(handler: RequestListener, cleanup: (() => Pr
     await new Promise((resolve) => server.close(resolve));
   });
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** Writes `chunk` again and again to `res` until `bytes` are sent, as fast as the client takes them, then ends it. */
+export function sendAsTaken(res: ServerResponse, bytes: number, chunk: Buffer): void {
+  let sent = 0;
+  const pump = () => {
+    while (sent < bytes) {
+      sent += chunk.length;
+      if (!res.write(chunk)) return void res.once("drain", pump);
+    }
+    res.end();
+  };
+  pump();
 }

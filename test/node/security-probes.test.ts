@@ -1,7 +1,15 @@
 import { createServer, request, type Server } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { get, herdless, raw, reflectingOrigin, type Herdless, type ReflectingOrigin } from "./attack-kit.ts";
+import {
+  get,
+  herdless,
+  raw,
+  reflectingOrigin,
+  sendAsTaken,
+  type Herdless,
+  type ReflectingOrigin,
+} from "./attack-kit.ts";
 import { parseConfig } from "../../src/core/config.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer } from "../../src/node/server.ts";
@@ -588,15 +596,7 @@ describe("resource exhaustion (Node)", () => {
       const server: Server = createServer((req, res) => {
         if (!req.url!.startsWith("/big")) return void res.writeHead(200, { "cache-control": "max-age=60" }).end("page");
         res.writeHead(200, { "cache-control": "max-age=60", "content-length": String(size) });
-        let sent = 0;
-        const pump = () => {
-          while (sent < size) {
-            sent += chunk.length;
-            if (!res.write(chunk)) return void res.once("drain", pump);
-          }
-          res.end();
-        };
-        pump();
+        sendAsTaken(res, size, chunk);
       });
       await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
       running.push({

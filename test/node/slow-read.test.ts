@@ -1,6 +1,6 @@
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { get, herdless, servingOrigin } from "./attack-kit.ts";
+import { get, herdless, sendAsTaken, servingOrigin } from "./attack-kit.ts";
 import { readAheadHeldBytes } from "../../src/core/origin/read-ahead.ts";
 
 /**
@@ -29,15 +29,7 @@ async function fileOrigin(): Promise<string> {
       "cache-control": url.searchParams.get("cc") ?? "max-age=60",
       "content-length": String(size),
     });
-    let sent = 0;
-    const pump = () => {
-      while (sent < size) {
-        sent += CHUNK.length;
-        if (!res.write(CHUNK)) return void res.once("drain", pump);
-      }
-      res.end();
-    };
-    pump();
+    sendAsTaken(res, size, CHUNK);
   }, cleanup);
 }
 
