@@ -1,8 +1,8 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Readable, pipeline, type Duplex } from "node:stream";
 import { HerdlessError } from "../core/errors.ts";
-import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
 /**
@@ -38,14 +38,43 @@ const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
  * `insecureHTTPParser` would keep such answers, but it also takes Content-Length together
  * with Transfer-Encoding, which desyncs the responses on a kept-alive connection.
  *
+ * A request written on a kept-alive connection the origin was closing at that moment is asked
+ * again once on a new connection ({@link staleConnection}), as Varnish and nginx do.
+ *
  * Interim answers (Node's `information` event: every 1xx but `101`) go to `init.onInterim`
  * with their fields as received; fetchOrigin decides which reach the client.
  *
  * @example
  * const stack = localStack({ config, logger, fetch: nodeOriginFetch, decodes: nodeDecoding });
  */
-export const nodeOriginFetch: FetchLike = (url, init) =>
-  new Promise<Response>((resolve, reject) => {
+export const nodeOriginFetch: FetchLike = (url, init) => exchange(url, init, "pooled");
+
+/** RFC 9110 §9.2.2: the methods a repeat of changes nothing more than the first request did. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/**
+ * Whether a request that failed on a kept-alive connection is asked again, once, on a new one.
+ * An origin may close an idle connection at the moment a request is written on it (its idle
+ * timeout shorter than the agent's and not announced, a restart): the connection was
+ * reset before any answer, through no fault of the request or of the origin's health. As
+ * Varnish, nginx and curl do, such a request is repeated on a fresh connection instead of
+ * becoming a 502 and a failure against the breaker, but only an idempotent one with no body
+ * to replay (RFC 9110 §9.2.2), and never a request whose connection was new: an origin that
+ * resets those is failing, and asking twice would double the load on it.
+ */
+function staleConnection(outgoing: ClientRequest, error: Error & { code?: unknown }, init: OriginFetchInit): boolean {
+  return (
+    outgoing.reusedSocket &&
+    (init.body === null || init.body === undefined) &&
+    IDEMPOTENT.has(init.method ?? "GET") &&
+    (error.code === "ECONNRESET" || error.code === "EPIPE") &&
+    init.signal?.aborted !== true
+  );
+}
+
+/** One exchange with the origin: on a connection of the agent's pool, or on a new one of its own. */
+function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "new"): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
     const target = new URL(url);
     const secure = target.protocol === "https:";
     const signal = init.signal ?? undefined;
@@ -71,7 +100,7 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
       method: init.method ?? "GET",
       // Arrays keep the caller's names, order and Host as given (no default Host is added then).
       headers: headers.flat(),
-      agent: secure ? httpsAgent : httpAgent,
+      agent: connection === "new" ? false : secure ? httpsAgent : httpAgent,
       ...(signal ? { signal } : {}),
     });
     // Every field of the answer, as workerd reads them: node:http keeps the first 2,000 by
@@ -79,7 +108,13 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
     // 2,000 short fields (still within the 16 KiB head limit, which bounds them) went unseen and
     // the visitor's page was stored and served to the next one.
     outgoing.maxHeadersCount = 0;
-    outgoing.once("error", (error) => reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error)));
+    let heard = false;
+    outgoing.once("error", (error) => {
+      // On a new connection, outside the pool: another of its kept-alive ones may be as stale.
+      if (connection === "pooled" && !heard && staleConnection(outgoing, error, init))
+        resolve(exchange(url, init, "new"));
+      else reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error));
+    });
     outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
     // A 101 herdless never asked for (it sends no Upgrade): node:http hands it to "upgrade"
     // listeners and, with none, destroys the socket without an "error", and a later abort of
@@ -104,23 +139,29 @@ export const nodeOriginFetch: FetchLike = (url, init) =>
       ),
     );
     const { onInterim } = init;
-    if (onInterim) outgoing.on("information", (info) => onInterim(info.statusCode, fieldsOf(info.rawHeaders)));
-    if (body === null || body === undefined) outgoing.end();
-    else if (body instanceof ReadableStream)
-      // pipeline, not pipe: a client that goes away mid-upload errors the body, and that error
-      // must cut the origin request (reported through its "error"), never go unheard and crash.
-      pipeline(
-        Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>),
-        outgoing,
-        () => undefined,
-      );
-    else if (typeof body === "string" || body instanceof Uint8Array) outgoing.end(body);
-    else if (body instanceof ArrayBuffer) outgoing.end(new Uint8Array(body));
-    else {
+    outgoing.on("information", (info) => {
+      heard = true;
+      onInterim?.(info.statusCode, fieldsOf(info.rawHeaders));
+    });
+    if (!send(outgoing, body)) {
       outgoing.destroy();
       reject(new TypeError("nodeOriginFetch sends string, bytes or stream bodies"));
     }
   });
+}
+
+/** Writes the request's body (none ends the request); false for a body of a kind it cannot send. */
+function send(outgoing: ClientRequest, body: OriginFetchInit["body"]): boolean {
+  if (body === null || body === undefined) outgoing.end();
+  else if (body instanceof ReadableStream)
+    // pipeline, not pipe: a client that goes away mid-upload errors the body, and that error
+    // must cut the origin request (reported through its "error"), never go unheard and crash.
+    pipeline(Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>), outgoing, () => undefined);
+  else if (typeof body === "string" || body instanceof Uint8Array) outgoing.end(body);
+  else if (body instanceof ArrayBuffer) outgoing.end(new Uint8Array(body));
+  else return false;
+  return true;
+}
 
 /**
  * The error for an origin answer Node's parser refused (its codes are llhttp's, `HPE_*`):

@@ -34,8 +34,12 @@ const FAULTS: Record<string, RegExp> = {
 
 let origin: Server | undefined;
 let cache: Herdless | undefined;
+/** Connections herdless keeps alive to an origin that never closes them itself. */
+const kept = new Set<Socket>();
 afterEach(async () => {
   await cache?.close();
+  for (const socket of kept) socket.destroy();
+  kept.clear();
   await new Promise((resolve) => (origin ? origin.close(resolve) : resolve(undefined)));
   origin = cache = undefined;
 });
@@ -113,5 +117,78 @@ describe("an origin answer with thousands of fields (Node)", () => {
     const victim = await get(cache.base, "/account");
     expect(victim.body).toBe("account page of visitor #2");
     expect(victim.headers["set-cookie"]).toBe("session=2");
+  });
+});
+
+/**
+ * An origin that closes a kept-alive connection as herdless writes the next request on it
+ * (its idle timeout shorter than the agent's and unannounced, or a restart): the connection
+ * is reset before any answer. Each connection here answers its first request and resets on
+ * its second. A cap of one and a breaker that opens on the first failure show a request
+ * wrongly failed or counted.
+ */
+async function closingOrigin(seen: string[]): Promise<string> {
+  const server = (origin = createServer((socket: Socket) => {
+    let head = "";
+    let requests = 0;
+    kept.add(socket);
+    socket.on("error", () => undefined);
+    socket.on("data", (data: Buffer) => {
+      head += data.toString("latin1");
+      const end = head.indexOf("\r\n\r\n");
+      if (end === -1) return;
+      const [method = "", path = ""] = head.split(" ");
+      head = "";
+      seen.push(`${method} ${path}${++requests === 1 ? "" : " (reset)"}`);
+      if (requests > 1) socket.resetAndDestroy();
+      else
+        socket.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${path.length}\r\n\r\n${path}`);
+    });
+  }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+describe("a kept-alive origin connection closed under a request (Node)", () => {
+  const strict = {
+    origin: { maxConcurrency: 1, timeoutMs: 1_000, queueTimeoutMs: 500 },
+    breaker: { failureThreshold: 1, backoffBaseMs: 0 },
+  };
+
+  it("a GET or HEAD is asked again on a new connection: the visitor gets the page, the breaker stays closed", async () => {
+    const seen: string[] = [];
+    cache = await herdless(await closingOrigin(seen), strict);
+    expect((await get(cache.base, "/a")).body).toBe("/a");
+    const second = await get(cache.base, "/b");
+    expect([second.status, second.body]).toEqual([200, "/b"]);
+    expect(seen).toEqual(["GET /a", "GET /b (reset)", "GET /b"]);
+    // The breaker opened on a counted failure would refuse this cold page.
+    const head = await get(cache.base, "/c", { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(seen.slice(3)).toEqual(["GET /c"]);
+  });
+
+  it("a POST is never asked twice: the origin may have acted on it before the reset", async () => {
+    const seen: string[] = [];
+    cache = await herdless(await closingOrigin(seen), strict);
+    await get(cache.base, "/a");
+    const post = await get(cache.base, "/order", { method: "POST", headers: { "content-length": "2" }, body: "{}" });
+    expect(post.status).toBe(502);
+    expect(seen).toEqual(["GET /a", "POST /order (reset)"]);
+  });
+
+  it("a request reset on a new connection is not asked again: that origin is failing, not closing an idle connection", async () => {
+    const seen: string[] = [];
+    const server = (origin = createServer((socket: Socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        seen.push("reset");
+        socket.resetAndDestroy();
+      });
+    }));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cache = await herdless(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, strict);
+    expect((await get(cache.base, "/a")).status).toBe(502);
+    expect(seen).toEqual(["reset"]);
   });
 });
