@@ -195,13 +195,17 @@ const RULE = `|${HEADER.split("|")
   .map(() => "---")
   .join("|")}|`;
 
+/** The runtime, and which of a scenario's alternated rounds (scenario.repeats) the cell is. */
+const label = (cell: CellResult): string =>
+  cell.round === undefined ? cell.runtime : `${cell.runtime} (round ${cell.round + 1})`;
+
 function row(cell: CellResult): string {
   const why = missing(cell);
-  if (why !== undefined || !cell.load || !cell.origin) return `| ${cell.runtime} | ${why ?? ""} |${" |".repeat(17)}`;
+  if (why !== undefined || !cell.load || !cell.origin) return `| ${label(cell)} | ${why ?? ""} |${" |".repeat(17)}`;
   const l = cell.load;
   const o = cell.origin;
   const ratio = ratioToIdeal(cell);
-  return `| ${cell.runtime} | ${l.throughputRps} | ${l.latency.p50Ms} | ${l.latency.p99Ms} | ${l.latency.p999Ms ?? "–"} | ${l.latency.maxMs} | ${l.ok} | ${l.shed} | ${l.errors} | ${o.requests} | ${o.ok200} | ${o.notModified304} | ${o.failed} | ${ratio === undefined ? "–" : fmt(ratio, 2)} | ${o.peakInFlight} | ${o.crashes} | ${perRequestUs(cell.serverCpuMs, l.requests)} | ${perRequestUs(l.cpuMs, l.requests)} | ${cell.originCpuMs ?? "–"} |`;
+  return `| ${label(cell)} | ${l.throughputRps} | ${l.latency.p50Ms} | ${l.latency.p99Ms} | ${l.latency.p999Ms ?? "–"} | ${l.latency.maxMs} | ${l.ok} | ${l.shed} | ${l.errors} | ${o.requests} | ${o.ok200} | ${o.notModified304} | ${o.failed} | ${ratio === undefined ? "–" : fmt(ratio, 2)} | ${o.peakInFlight} | ${o.crashes} | ${perRequestUs(cell.serverCpuMs, l.requests)} | ${perRequestUs(l.cpuMs, l.requests)} | ${cell.originCpuMs ?? "–"} |`;
 }
 
 export function markdown(run: BenchRun): string {
@@ -236,37 +240,37 @@ export function markdown(run: BenchRun): string {
       if (cell.outage) {
         const o = cell.outage;
         lines.push(
-          `- ${cell.runtime}: origin down from ${o.startMs / 1000} s for ${o.downMs / 1000} s; ${o.originRequestsWhileDown} origin requests while down (allowed ${o.allowed}); ${o.clientErrors} client errors + shed over the run.`,
+          `- ${label(cell)}: origin down from ${o.startMs / 1000} s for ${o.downMs / 1000} s; ${o.originRequestsWhileDown} origin requests while down (allowed ${o.allowed}); ${o.clientErrors} client errors + shed over the run.`,
         );
       }
       const cache = cell.load?.byCacheStatus;
       if (cache && Object.keys(cache).some((k) => k !== "none"))
         lines.push(
-          `- ${cell.runtime} responses by Cache-Status: ${Object.entries(cache)
+          `- ${label(cell)} responses by Cache-Status: ${Object.entries(cache)
             .map(([k, v]) => `${k} ${v}`)
             .join(", ")}.`,
         );
       const l = cell.load;
       if (l?.ttfb)
         lines.push(
-          `- ${cell.runtime}: first body byte p50 ${l.ttfb.p50Ms} ms, p99 ${l.ttfb.p99Ms} ms (2xx answers); whole answer p50 ${l.latency.p50Ms} ms.`,
+          `- ${label(cell)}: first body byte p50 ${l.ttfb.p50Ms} ms, p99 ${l.ttfb.p99Ms} ms (2xx answers); whole answer p50 ${l.latency.p50Ms} ms.`,
         );
       if (l && (l.breakerOpen ?? 0) > 0)
-        lines.push(`- ${cell.runtime}: ${l.breakerOpen} answers with detail=breaker-open.`);
+        lines.push(`- ${label(cell)}: ${l.breakerOpen} answers with detail=breaker-open.`);
       if (l && scenario.name.startsWith("hot-keys"))
-        lines.push(`- ${cell.runtime}: answers that waited on the origin: ${waitedText(l)}; ${originText(cell)}.`);
+        lines.push(`- ${label(cell)}: answers that waited on the origin: ${waitedText(l)}; ${originText(cell)}.`);
       lines.push(...fleetTailNotes(cell));
-      for (const note of cell.notes) lines.push(`- ${cell.runtime}: ${note}.`);
+      for (const note of cell.notes) lines.push(`- ${label(cell)}: ${note}.`);
       if (cell.threadCpuMs && cell.threadCpuMs.length > 0)
         lines.push(
-          `- ${cell.runtime}: CPU by thread over the run, most first: ${cell.threadCpuMs.map((ms) => `${ms} ms`).join(", ")} (the first is the serving thread; the others are V8's helpers, parallel GC and concurrent compiling, and for herdless the main thread, idle while its worker thread serves).`,
+          `- ${label(cell)}: CPU by thread over the run, most first: ${cell.threadCpuMs.map((ms) => `${ms} ms`).join(", ")} (the first is the serving thread; the others are V8's helpers, parallel GC and concurrent compiling, and for herdless the main thread, idle while its worker thread serves).`,
         );
       const samples = cell.load?.networkErrorSamples ?? [];
       if (samples.length > 0)
-        lines.push(`- ${cell.runtime} network errors: ${samples.map((m) => `\`${m}\``).join(", ")}.`);
+        lines.push(`- ${label(cell)} network errors: ${samples.map((m) => `\`${m}\``).join(", ")}.`);
       if (cell.loadAverage)
         lines.push(
-          `- ${cell.runtime}: machine load average ${cell.loadAverage.map((v) => v.toFixed(1)).join(" → ")} (${run.machine.cpus} CPUs).`,
+          `- ${label(cell)}: machine load average ${cell.loadAverage.map((v) => v.toFixed(1)).join(" → ")} (${run.machine.cpus} CPUs).`,
         );
     }
     const bare: Array<[RuntimeName, RuntimeName]> = [

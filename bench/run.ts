@@ -144,47 +144,51 @@ const samples: Samples = new Map();
 const PAIRED: Partial<Record<RuntimeName, "node" | "worker">> = { "bare-node": "node", "bare-worker": "worker" };
 
 for (const scenario of scenarios) {
-  for (const runtime of scenario.runtimes.filter(wanted)) {
-    const skip = unavailable.get(runtime);
-    if (scenario.pairs !== undefined && (runtime === "node" || runtime === "worker") && skip === undefined) {
-      const t0 = Date.now();
-      try {
-        const cells = await runHitPairs(scenario, runtime, quick, scenario.pairs, log);
-        run.cells.push(...cells);
-        log(`${scenario.name} × ${runtime} and its bare server: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        log(`${scenario.name} × ${runtime}: FAILED ${reason.slice(0, 500)}`);
-        run.cells.push({ scenario: scenario.name, runtime, skipped: reason, notes: [] });
+  const rounds = scenario.repeats ?? 1;
+  for (let round = 0; round < rounds; round++)
+    for (const runtime of scenario.runtimes.filter(wanted)) {
+      const skip = unavailable.get(runtime);
+      if (scenario.pairs !== undefined && (runtime === "node" || runtime === "worker") && skip === undefined) {
+        const t0 = Date.now();
+        try {
+          const cells = await runHitPairs(scenario, runtime, quick, scenario.pairs, log);
+          run.cells.push(...cells);
+          log(`${scenario.name} × ${runtime} and its bare server: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          log(`${scenario.name} × ${runtime}: FAILED ${reason.slice(0, 500)}`);
+          run.cells.push({ scenario: scenario.name, runtime, skipped: reason, notes: [] });
+        }
+        continue;
       }
-      continue;
+      if (scenario.pairs !== undefined && PAIRED[runtime] !== undefined) continue;
+      if (skip !== undefined) {
+        log(`${scenario.name} × ${runtime}: skipped (${skip.split("\n")[0]})`);
+        run.cells.push({ scenario: scenario.name, runtime, skipped: skip, notes: [] });
+        continue;
+      }
+      const t0 = Date.now();
+      let cell: CellResult;
+      try {
+        cell = await runCell(scenario, runtime, quick, samples);
+      } catch (error) {
+        cell = {
+          scenario: scenario.name,
+          runtime,
+          skipped: error instanceof Error ? error.message : String(error),
+          notes: [],
+        };
+      }
+      if (rounds > 1) cell.round = round;
+      run.cells.push(cell);
+      const l = cell.load;
+      const name = rounds > 1 ? `${runtime} (round ${round + 1} of ${rounds})` : runtime;
+      log(
+        cell.skipped !== undefined
+          ? `${scenario.name} × ${runtime}: FAILED ${cell.skipped.slice(0, 500)}`
+          : `${scenario.name} × ${name}: ${l?.throughputRps} req/s, ${l?.errors} errors, ${l?.shed} shed, origin ${cell.origin?.requests} (peak ${cell.origin?.peakInFlight}, crashes ${cell.origin?.crashes}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      );
     }
-    if (scenario.pairs !== undefined && PAIRED[runtime] !== undefined) continue;
-    if (skip !== undefined) {
-      log(`${scenario.name} × ${runtime}: skipped (${skip.split("\n")[0]})`);
-      run.cells.push({ scenario: scenario.name, runtime, skipped: skip, notes: [] });
-      continue;
-    }
-    const t0 = Date.now();
-    let cell: CellResult;
-    try {
-      cell = await runCell(scenario, runtime, quick, samples);
-    } catch (error) {
-      cell = {
-        scenario: scenario.name,
-        runtime,
-        skipped: error instanceof Error ? error.message : String(error),
-        notes: [],
-      };
-    }
-    run.cells.push(cell);
-    const l = cell.load;
-    log(
-      cell.skipped !== undefined
-        ? `${scenario.name} × ${runtime}: FAILED ${cell.skipped.slice(0, 500)}`
-        : `${scenario.name} × ${runtime}: ${l?.throughputRps} req/s, ${l?.errors} errors, ${l?.shed} shed, origin ${cell.origin?.requests} (peak ${cell.origin?.peakInFlight}, crashes ${cell.origin?.crashes}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
-    );
-  }
 }
 
 if (wantsStartup) {

@@ -167,6 +167,8 @@ export interface CellResult {
   meter?: MeterReading;
   /** hit path: the alternated rounds against the bare server, in order */
   pairs?: HitPair[];
+  /** scenario.repeats: which of the alternated runs this cell is (0 the first) */
+  round?: number;
   /** hit path, node: where the serving thread's CPU went under the same load (cpu-profile.ts) */
   profile?: ProfileSummary;
   /**
