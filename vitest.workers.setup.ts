@@ -10,9 +10,10 @@
  * Namespaces keep test files (which run in parallel, each in its own workerd) apart.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import type { TestProject } from "vitest/node";
 import {
+  STALE_ORIGIN_KEY,
   TEST_ORIGIN_KEY,
   type OriginBehaviour,
   type OriginBehaviourPatch,
@@ -24,6 +25,7 @@ import {
 declare module "vitest" {
   export interface ProvidedContext {
     [TEST_ORIGIN_KEY]: string;
+    [STALE_ORIGIN_KEY]: string;
   }
 }
 
@@ -268,9 +270,61 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   project.provide(TEST_ORIGIN_KEY, `http://127.0.0.1:${port}`);
+  const stale = await staleOrigin();
+  project.provide(STALE_ORIGIN_KEY, stale.url);
   return async () => {
     for (const ns of namespaces.values()) releaseHeld(ns, ns.held.length);
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    await stale.close();
+  };
+}
+
+/**
+ * An origin that closes a kept-alive connection as the next request is written on it (as a
+ * Node origin with its default 5 s keepAliveTimeout races workerd's pool): each connection
+ * answers its first request and resets every later one, except `/__seen`, which answers the
+ * requests seen so far (`GET /b (reset)` for a reset one), forgets them and closes. Paths under
+ * `/down/` are reset on any connection: an origin that is failing.
+ */
+async function staleOrigin(): Promise<{ url: string; close: () => Promise<void> }> {
+  const seen: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => undefined);
+    let head = "";
+    let requests = 0;
+    socket.on("data", (data: Buffer) => {
+      head += data.toString("latin1");
+      const end = head.indexOf("\r\n\r\n");
+      if (end === -1) return;
+      const [method = "", path = ""] = head.split(" ");
+      head = head.slice(end + 4);
+      requests++;
+      if (path === "/__seen") {
+        const body = JSON.stringify(seen.splice(0));
+        // And closes: the test's own fetch leaves no connection in the pool herdless draws from.
+        socket.end(
+          `HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        );
+        return;
+      }
+      const reset = requests > 1 || path.startsWith("/down/");
+      seen.push(`${method} ${path}${reset ? " (reset)" : ""}`);
+      if (reset) socket.resetAndDestroy();
+      else
+        socket.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${path.length}\r\n\r\n${path}`);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }

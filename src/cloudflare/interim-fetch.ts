@@ -1,5 +1,5 @@
 import { HerdlessError } from "../core/errors.ts";
-import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
 
 /**
  * The Worker's origin `fetch`: workerd's own, except that an interim answer is looked past.
@@ -16,13 +16,67 @@ import type { FetchLike } from "../core/origin/origin-client.ts";
  * new KeyCoordinator({ ...options, fetch: originFetch, decodes: workerdDecoding });
  */
 export const originFetch: FetchLike = async (url, init) => {
-  const response = await fetch(url, init).catch((error: unknown) => {
-    throw malformedAnswer(error, url) ?? error;
-  });
+  const response = await answerOf(url, init);
   if (response.status < 100 || response.status > 199 || response.status === 101 || !response.body) return response;
   const final = await finalAfterInterim(response.body, init.method ?? "GET").catch(() => undefined);
   return final ?? response;
 };
+
+/** RFC 9110 §9.2.2: the methods a repeat of changes nothing more than the first request did. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** How recent this isolate's last answer from an origin is for its pooled connections to be trusted. */
+const RECENT_ANSWER_MS = 30_000;
+
+/** When this isolate last had an answer from each origin (scheme, host and port); none after a failure. */
+const answeredAt = new Map<string, number>();
+
+/**
+ * workerd's `fetch()`, asked once more when a request is lost on what was likely a stale
+ * kept-alive connection.
+ *
+ * workerd pools its connections to the origin and does not repeat a request written on one the
+ * origin closed at that moment (an origin's idle timeout, Node's 5 s by default, racing the
+ * pool; workers-sdk#14848): the request fails as `Network connection lost.`, a 502 and a failure
+ * against the breaker for an origin that is well. Varnish and nginx repeat such a request on a
+ * new connection. workerd names a refused connection the same way, so the request is repeated
+ * only when the last exchange with this origin was an answer, within `RECENT_ANSWER_MS`: a
+ * connection was pooled and the origin well a moment ago. An origin that is down costs one
+ * repeat per isolate, then none until it answers again. Only an idempotent request without a
+ * body is repeated (RFC 9110 §9.2.2).
+ */
+async function answerOf(url: string, init: OriginFetchInit): Promise<Response> {
+  const origin = new URL(url).origin;
+  const attempt = () =>
+    fetch(url, init).then(
+      (response) => {
+        answeredAt.set(origin, Date.now());
+        return response;
+      },
+      (error: unknown) => {
+        throw malformedAnswer(error, url) ?? error;
+      },
+    );
+  try {
+    return await attempt();
+  } catch (error) {
+    const last = answeredAt.get(origin);
+    answeredAt.delete(origin);
+    const stale =
+      error instanceof Error &&
+      error.message === LOST &&
+      last !== undefined &&
+      Date.now() - last < RECENT_ANSWER_MS &&
+      (init.body === null || init.body === undefined) &&
+      IDEMPOTENT.has(init.method ?? "GET") &&
+      init.signal?.aborted !== true;
+    if (!stale) throw error;
+    return attempt();
+  }
+}
+
+/** workerd's error for a connection refused, reset or closed before an answer (measured on workerd 2026-04-26). */
+const LOST = "Network connection lost.";
 
 /**
  * workerd's errors for an origin answer it could not parse, as measured on workerd 2026-04-26:

@@ -79,6 +79,9 @@ export interface OriginWaitCondition {
 /** Name under which the global setup provides the origin's base URL (`inject(...)`). */
 export const TEST_ORIGIN_KEY = "herdlessTestOrigin";
 
+/** Name under which the global setup provides the base URL of its origin that closes kept-alive connections under a request. */
+export const STALE_ORIGIN_KEY = "herdlessStaleOrigin";
+
 /** Byte `i` of a generated body (`bodyBytes`): varies with the offset, so a misplaced chunk shows. */
 export function largeBodyByte(i: number): number {
   return (i * 31 + (i >>> 13)) & 0xff;
