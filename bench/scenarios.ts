@@ -251,7 +251,7 @@ const TAIL_RUNTIMES: RuntimeName[] = ["worker", "bare-worker"];
 /**
  * A single 10 s run's p99.9 is its slowest ~60 answers, and on this 2-core machine it moves
  * with whatever else runs: warm hits alone, where herdless serves as fast as the bare Worker,
- * missed 1.5× in 3 of 6 single runs (bench/README.md). Judged on the median of 3 alternated rounds.
+ * missed 1.5× in 5 of 12 single runs (bench/README.md). Judged on the median of 3 alternated rounds.
  */
 const TAIL_REPEATS = 3;
 /** One refresh per 2 s TTL, plus one: the warmed copy expires inside the run too. */
