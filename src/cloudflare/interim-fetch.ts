@@ -25,8 +25,12 @@ export const originFetch: FetchLike = async (url, init) => {
 /** RFC 9110 §9.2.2: the methods a repeat of changes nothing more than the first request did. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-/** How recent this isolate's last answer from an origin is for its pooled connections to be trusted. */
-const RECENT_ANSWER_MS = 30_000;
+/**
+ * How long this isolate has heard nothing from an origin before a lost request counts as one
+ * written on a connection the origin closed while idle: origins close idle connections after
+ * seconds (Node 5 s, Apache 5 s, gunicorn 2 s, nginx 75 s), never within one.
+ */
+const IDLE_MS = 1_000;
 
 /** When this isolate last had an answer from each origin (scheme, host and port); none after a failure. */
 const answeredAt = new Map<string, number>();
@@ -40,10 +44,11 @@ const answeredAt = new Map<string, number>();
  * pool; workers-sdk#14848): the request fails as `Network connection lost.`, a 502 and a failure
  * against the breaker for an origin that is well. Varnish and nginx repeat such a request on a
  * new connection. workerd names a refused connection the same way, so the request is repeated
- * only when the last exchange with this origin was an answer, within `RECENT_ANSWER_MS`: a
- * connection was pooled and the origin well a moment ago. An origin that is down costs one
- * repeat per isolate, then none until it answers again. Only an idempotent request without a
- * body is repeated (RFC 9110 §9.2.2).
+ * only when the last exchange with this origin was an answer, at least `IDLE_MS` ago: the
+ * origin was well when it last answered, and its connections idle since long enough for it to
+ * close them. An origin that fails right after answering is failing; one that is found down
+ * after a quiet spell costs one repeat per isolate, then none until it answers again. Only an
+ * idempotent request without a body is repeated (RFC 9110 §9.2.2).
  */
 async function answerOf(url: string, init: OriginFetchInit): Promise<Response> {
   const origin = new URL(url).origin;
@@ -66,7 +71,7 @@ async function answerOf(url: string, init: OriginFetchInit): Promise<Response> {
       error instanceof Error &&
       error.message === LOST &&
       last !== undefined &&
-      Date.now() - last < RECENT_ANSWER_MS &&
+      Date.now() - last >= IDLE_MS &&
       (init.body === null || init.body === undefined) &&
       IDEMPOTENT.has(init.method ?? "GET") &&
       init.signal?.aborted !== true;
