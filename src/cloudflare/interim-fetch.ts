@@ -1,5 +1,6 @@
 import { HerdlessError } from "../core/errors.ts";
 import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
+import { mayRepeat } from "../core/origin/repeat.ts";
 
 /**
  * The Worker's origin `fetch`: workerd's own, except that an interim answer is looked past.
@@ -21,9 +22,6 @@ export const originFetch: FetchLike = async (url, init) => {
   const final = await finalAfterInterim(response.body, init.method ?? "GET").catch(() => undefined);
   return final ?? response;
 };
-
-/** RFC 9110 §9.2.2: the methods a repeat of changes nothing more than the first request did. */
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
 /**
  * How long this isolate has heard nothing from an origin before a lost request counts as one
@@ -72,9 +70,7 @@ async function answerOf(url: string, init: OriginFetchInit): Promise<Response> {
       error.message === LOST &&
       last !== undefined &&
       Date.now() - last >= IDLE_MS &&
-      (init.body === null || init.body === undefined) &&
-      IDEMPOTENT.has(init.method ?? "GET") &&
-      init.signal?.aborted !== true;
+      mayRepeat(init);
     if (!stale) throw error;
     return attempt();
   }

@@ -3,6 +3,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Readable, pipeline, type Duplex } from "node:stream";
 import { HerdlessError } from "../core/errors.ts";
 import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
+import { mayRepeat } from "../core/origin/repeat.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
 /**
@@ -49,9 +50,6 @@ const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
  */
 export const nodeOriginFetch: FetchLike = (url, init) => exchange(url, init, "pooled");
 
-/** RFC 9110 §9.2.2: the methods a repeat of changes nothing more than the first request did. */
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
-
 /**
  * Whether a request that failed on a kept-alive connection is asked again, once, on a new one.
  * An origin may close an idle connection at the moment a request is written on it (its idle
@@ -63,13 +61,7 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
  * resets those is failing, and asking twice would double the load on it.
  */
 function staleConnection(outgoing: ClientRequest, error: Error & { code?: unknown }, init: OriginFetchInit): boolean {
-  return (
-    outgoing.reusedSocket &&
-    (init.body === null || init.body === undefined) &&
-    IDEMPOTENT.has(init.method ?? "GET") &&
-    (error.code === "ECONNRESET" || error.code === "EPIPE") &&
-    init.signal?.aborted !== true
-  );
+  return outgoing.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE") && mayRepeat(init);
 }
 
 /** One exchange with the origin: on a connection of the agent's pool, or on a new one of its own. */
