@@ -43,10 +43,36 @@ describe("breaker: closed, judging a window", () => {
     expect(current).toMatchObject({ state: "open", nextProbeAt: T0 + 5_000, probeId: "", buckets: [] });
   });
 
-  it("stays closed while the sick calls are under failureRate of the window", () => {
-    const healthy = calls(closedBreaker(), 10, T0, "success");
-    expect(calls(healthy, 5, T0 + 100, "failure").state).toBe("closed");
-    expect(calls(healthy, 10, T0 + 100, "failure").state).toBe("open");
+  it("stays closed while the sick calls, between calls that prove the origin up, are under failureRate of the window", () => {
+    let current = calls(closedBreaker(), 10, T0, "success");
+    for (let i = 0; i < 5; i++) {
+      current = record(current, "failure", `f${i}`, `/k${i}`, settings, T0 + 100);
+      current = record(current, "success", `s${i}`, `/ok`, settings, T0 + 100);
+    }
+    expect(current.state).toBe("closed");
+    expect(calls(current, 10, T0 + 200, "failure").state).toBe("open");
+  });
+
+  it("a sudden outage after a healthy window: failureThreshold sick calls in a row from minFailingKeys keys open it, whatever the window's rate", () => {
+    const healthy = calls(closedBreaker(), 50, T0, "success");
+    const two = calls(healthy, 2, T0 + 100, "failure");
+    expect(two.state).toBe("closed");
+    expect(record(two, "failure", "c", "/k2", settings, T0 + 100).state).toBe("open");
+    // Three sick calls of one key in a row are one broken URL: still closed.
+    expect(calls(healthy, 3, T0 + 100, "failure", "/broken").state).toBe("closed");
+    // A call that proves the origin up ends the run.
+    const broken = record(two, "success", "s", "/ok", settings, T0 + 100);
+    expect(record(broken, "failure", "c", "/k2", settings, T0 + 100).state).toBe("closed");
+  });
+
+  it("a run of sick calls is judged within windowMs of its first, and survives a save", () => {
+    const healthy = calls(closedBreaker(), 50, T0, "success");
+    const two = calls(healthy, 2, T0, "failure");
+    expect(record(two, "failure", "c", "/k2", settings, T0 + 10_001).state).toBe("closed");
+    const saved = parseBreakerRecord(JSON.parse(JSON.stringify(two)));
+    expect(saved.streak).toEqual(two.streak);
+    expect(mustSave(healthy, two)).toBe(true);
+    expect(record(saved, "failure", "c", "/k2", settings, T0 + 100).state).toBe("open");
   });
 
   it("forgets calls older than windowMs", () => {

@@ -24,6 +24,11 @@ export interface BreakerRecord {
   buckets: WindowBucket[];
   /** When a probe's success last closed it (epoch ms): keys that backed off before then may return (key-backoff.ts). */
   recoveredAt?: number;
+  /**
+   * While closed: the sick calls since the last call that proved the origin up, within
+   * `windowMs` of the first of them (`since`, epoch ms), and up to `minFailingKeys` of their key tags.
+   */
+  streak?: { failures: number; keys: string[]; since: number };
 }
 
 export interface BreakerSettings {
@@ -115,14 +120,44 @@ export function record(
     if (outcome === "success") return { ...closedBreaker(), recoveredAt: now };
     return { ...current, state: "open", nextProbeAt: now + settings.probeIntervalMs, probeExpiresAt: 0, probeId: "" };
   }
-  const buckets = slide(current.buckets, settings, now, outcome === "failure" ? keyTag(key) : undefined);
+  const tag = outcome === "failure" ? keyTag(key) : undefined;
+  const buckets = slide(current.buckets, settings, now, tag);
   const totals = sum(buckets);
+  const streak = tag === undefined ? undefined : lengthened(current.streak, tag, settings, now);
   const sick =
-    totals.failures >= settings.failureThreshold &&
-    totals.failures >= settings.failureRate * totals.calls &&
-    totals.keys >= settings.minFailingKeys;
+    (totals.failures >= settings.failureThreshold &&
+      totals.failures >= settings.failureRate * totals.calls &&
+      totals.keys >= settings.minFailingKeys) ||
+    (streak !== undefined &&
+      streak.failures >= settings.failureThreshold &&
+      streak.keys.length >= settings.minFailingKeys);
   if (sick) return { ...closedBreaker(), state: "open", nextProbeAt: now + settings.probeIntervalMs };
-  return { ...current, buckets };
+  const { streak: _ended, ...rest } = current;
+  return streak ? { ...rest, buckets, streak } : { ...rest, buckets };
+}
+
+/**
+ * The run of sick calls with one more (tagged `tag`). An origin that goes down all at once
+ * fails every call, but the window still holds the minutes' successes before it: the rate
+ * alone waited until failures outnumbered them, 3–5 s into an outage, while every key's own
+ * backoff let it ask again (bench/README.md, the outage target). A run of sick calls from
+ * `minFailingKeys` keys that no call proving the origin up interrupts opens the breaker as
+ * well (Envoy's consecutive-5xx rule); one broken URL among working ones never makes one.
+ */
+function lengthened(
+  streak: BreakerRecord["streak"],
+  tag: string,
+  settings: BreakerSettings,
+  now: number,
+): NonNullable<BreakerRecord["streak"]> {
+  // A run is judged within one window, as the rate is: three sick calls hours apart are not an outage.
+  if (!streak || now - streak.since > settings.windowMs) return { failures: 1, keys: [tag], since: now };
+  const keys = streak.keys;
+  return {
+    failures: streak.failures + 1,
+    keys: keys.includes(tag) || keys.length >= settings.minFailingKeys ? keys : [...keys, tag],
+    since: streak.since,
+  };
 }
 
 /** The window's slices after one more call at `now` (`tag` set for a sick call). */
@@ -176,6 +211,7 @@ export function mustSave(saved: BreakerRecord, next: BreakerRecord): boolean {
     saved.probeExpiresAt !== next.probeExpiresAt ||
     saved.probeId !== next.probeId ||
     saved.recoveredAt !== next.recoveredAt ||
+    (saved.streak?.failures ?? 0) !== (next.streak?.failures ?? 0) ||
     saved.buckets.length !== next.buckets.length
   )
     return true;
@@ -200,6 +236,7 @@ export function parseBreakerRecord(value: unknown): BreakerRecord {
     probeExpiresAt: Number(r.probeExpiresAt) || 0,
     probeId: typeof r.probeId === "string" ? r.probeId : "",
     ...(Number(r.recoveredAt) > 0 ? { recoveredAt: Number(r.recoveredAt) } : {}),
+    ...streakOf(r.streak),
     buckets: buckets.map((b) => ({
       at: Number(b.at) || 0,
       calls: Number(b.calls) || 0,
@@ -207,4 +244,13 @@ export function parseBreakerRecord(value: unknown): BreakerRecord {
       keys: Array.isArray(b.keys) ? b.keys.map(String) : [],
     })),
   };
+}
+
+/** A stored streak, or none (Lua's cjson writes an empty list as {}). */
+function streakOf(value: unknown): { streak?: NonNullable<BreakerRecord["streak"]> } {
+  if (typeof value !== "object" || value === null) return {};
+  const r = value as Record<string, unknown>;
+  const failures = Number(r.failures) || 0;
+  if (failures <= 0) return {};
+  return { streak: { failures, keys: Array.isArray(r.keys) ? r.keys.map(String) : [], since: Number(r.since) || 0 } };
 }

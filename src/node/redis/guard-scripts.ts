@@ -117,10 +117,23 @@ for _, bk in ipairs(kept) do
     end
   end
 end
-if failures >= threshold and failures >= rate * calls and distinct >= minKeys then
+-- The run of sick calls no call proving the origin up has interrupted (breaker.ts lengthened).
+local streak = nil
+if failure then
+  streak = type(b.streak) == 'table' and b.streak or nil
+  if not streak or now - (tonumber(streak.since) or 0) > windowMs then streak = { failures = 0, keys = {}, since = now } end
+  if type(streak.keys) ~= 'table' then streak.keys = {} end
+  streak.failures = (tonumber(streak.failures) or 0) + 1
+  local known = false
+  for _, t in ipairs(streak.keys) do if t == ARGV[9] then known = true end end
+  if not known and #streak.keys < minKeys then table.insert(streak.keys, ARGV[9]) end
+end
+local run = streak ~= nil and streak.failures >= threshold and #streak.keys >= minKeys
+if (failures >= threshold and failures >= rate * calls and distinct >= minKeys) or run then
   b = { v = 2, state = 'open', nextProbeAt = now + intervalMs, probeExpiresAt = 0, probeId = '', buckets = {} }
 else
   b.buckets = kept
+  b.streak = streak
 end
 writeBreaker(KEYS[2], b)
 return b.state
