@@ -9,6 +9,7 @@ import { startOrigin, summarizeOrigin, type BenchOrigin } from "./origin.ts";
 import { ROOT, runTsScript, threadCpuMs } from "./processes.ts";
 import { startRuntime, type Runtime } from "./runtimes.ts";
 import { configFor, HERDLESS_CONFIG, HOST, type Scenario } from "./scenarios.ts";
+import { parseConfig } from "../src/core/config.ts";
 import type { CellResult, LoadResult, LoadSpec, MeterReading, RuntimeName } from "./types.ts";
 
 /** Responses captured from herdless, by scenario and runtime (`tail-hits worker`), replayed by the bare servers. */
@@ -243,8 +244,13 @@ export async function runCell(
       }
     }
     if (outage !== undefined && downMs !== undefined) {
-      const { failureThreshold, probeIntervalMs } = HERDLESS_CONFIG.breaker;
-      const perBreaker = failureThreshold + Math.ceil(downMs / probeIntervalMs);
+      // The breaker opens after failureThreshold sick calls from minFailingKeys keys: at least the larger of the two.
+      const { failureThreshold, minFailingKeys, probeIntervalMs } = parseConfig({
+        ...HERDLESS_CONFIG,
+        origin: { ...HERDLESS_CONFIG.origin, url: "http://127.0.0.1/" },
+      }).breaker;
+      const opening = Math.max(failureThreshold, minFailingKeys);
+      const perBreaker = opening + Math.ceil(downMs / probeIntervalMs);
       const allowed = runtime.breakers * perBreaker;
       cell.outage = {
         downMs,
@@ -252,7 +258,7 @@ export async function runCell(
         originRequestsWhileDown: outage.requests,
         breakers: runtime.breakers,
         allowed,
-        formula: `${runtime.breakers} breaker${runtime.breakers === 1 ? "" : "s"} × (failureThreshold ${failureThreshold} + ⌈${downMs} ms ÷ probeIntervalMs ${probeIntervalMs}⌉ = ${Math.ceil(downMs / probeIntervalMs)} probes)`,
+        formula: `${runtime.breakers} breaker${runtime.breakers === 1 ? "" : "s"} × (max(failureThreshold ${failureThreshold}, minFailingKeys ${minFailingKeys}) = ${opening} sick calls + ⌈${downMs} ms ÷ probeIntervalMs ${probeIntervalMs}⌉ = ${Math.ceil(downMs / probeIntervalMs)} probes)`,
         clientErrors: result.errors + result.shed,
       };
     }

@@ -231,7 +231,7 @@ export function markdown(run: BenchRun): string {
         probeIntervalMs: number;
       };
       lines.push(
-        `Origin requests allowed while it is down, per breaker: failureThreshold (${failureThreshold}) failures before the breaker opens + ⌈down ÷ probeIntervalMs (${probeIntervalMs} ms)⌉ probes, one per interval while open; times the breakers in front of the origin: ${budgets.map((c) => `${c.runtime} ${c.outage?.breakers ?? "?"}`).join(", ")}.`,
+        `Origin requests allowed while it is down, per breaker: the sick calls before the breaker opens (failureThreshold, ${failureThreshold}, or minFailingKeys if larger, each from its own key) + ⌈down ÷ probeIntervalMs (${probeIntervalMs} ms)⌉ probes, one per interval while open; times the breakers in front of the origin: ${budgets.map((c) => `${c.runtime} ${c.outage?.breakers ?? "?"}`).join(", ")}.`,
         "",
       );
     }

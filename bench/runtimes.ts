@@ -20,7 +20,7 @@ export interface Runtime {
   targets: string[];
   /** the processes whose CPU counts as "server CPU" (not the origin's) */
   servers: Server[];
-  /** independent breakers in front of the origin: the outage budget is breakers × (failureThreshold + ⌈down ÷ probeIntervalMs⌉) */
+  /** independent breakers in front of the origin: the outage budget is breakers × (max(failureThreshold, minFailingKeys) + ⌈down ÷ probeIntervalMs⌉) */
   breakers: number;
   notes: string[];
   /**

@@ -156,7 +156,7 @@ export interface CellResult {
     originRequestsWhileDown: number;
     /** independent breakers in front of the origin (node 1, fleet 1 in Redis, worker 1 OriginGuardObject) */
     breakers: number;
-    /** breakers × (failureThreshold + ⌈downMs ÷ probeIntervalMs⌉) */
+    /** breakers × (max(failureThreshold, minFailingKeys) + ⌈downMs ÷ probeIntervalMs⌉) */
     allowed: number;
     formula: string;
     clientErrors: number;
