@@ -35,6 +35,7 @@ import { runLoad } from "./cell.ts";
 import { rawConnection } from "./raw-load.ts";
 import type { Rung } from "./ladder-server.ts";
 import { builtBareNode, builtCli, NODE_DIST } from "./node-build.ts";
+import { median } from "./miss-trace.ts";
 import { startOrigin } from "./origin.ts";
 import {
   installReaper,
@@ -390,11 +391,6 @@ async function together(a: Server, b: Server, rounds: number, roundMs: number): 
   return out;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const r2 = (n: number) => Math.round(n * 100) / 100;
 const r1 = (n: number) => Math.round(n * 10) / 10;
 

@@ -81,7 +81,8 @@ interface Node {
   ownMs?: number;
 }
 
-const median = (xs: number[]): number => {
+/** The middle value (the mean of the middle two for an even count); NaN for none. */
+export const median = (xs: number[]): number => {
   if (xs.length === 0) return NaN;
   const sorted = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

@@ -4,8 +4,8 @@
  * Worker's meter counted (bench/worker-meter.js) at Cloudflare's published rates.
  */
 import type { Target } from "./types.ts";
-import type { MissTrace } from "./miss-trace.ts";
-import type { BenchRun, CellResult, MeterReading, ScenarioName } from "./types.ts";
+import { median, type MissTrace } from "./miss-trace.ts";
+import type { BenchRun, CellResult, LoadResult, MeterReading, ScenarioName } from "./types.ts";
 
 /**
  * Cloudflare's published rates (Workers Paid), as read on 2026-11-30 from
@@ -102,10 +102,16 @@ function roundsOf(run: BenchRun, scenario: ScenarioName, runtime: string): NonNu
     .map((c) => c.load!);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+type Latency = LoadResult["latency"];
+
+/** herdless's rounds paired with the bare Worker's, in the order run, and the median of each tail ratio. */
+function againstBare(cells: Latency[], bares: Latency[]) {
+  const pairs = cells.slice(0, bares.length).map((cell, i) => ({ cell, bare: bares[i]! }));
+  return {
+    pairs,
+    r99: median(pairs.map(({ cell, bare }) => cell.p99Ms / bare.p99Ms)),
+    r999: median(pairs.map(({ cell, bare }) => cell.p999Ms / bare.p999Ms)),
+  };
 }
 
 /**
@@ -118,12 +124,8 @@ function coldProcessRatios(run: BenchRun, scenario: ScenarioName): string {
     run.cells
       .filter((c) => c.scenario === scenario && c.runtime === runtime && c.coldProcess)
       .map((c) => c.coldProcess!.latency);
-  const cells = waves("worker");
-  const bares = waves("bare-worker");
-  const pairs = cells.slice(0, bares.length).map((cell, i) => ({ cell, bare: bares[i]! }));
+  const { pairs, r99, r999 } = againstBare(waves("worker"), waves("bare-worker"));
   if (pairs.length === 0) return "";
-  const r99 = median(pairs.map(({ cell, bare }) => cell.p99Ms / bare.p99Ms));
-  const r999 = median(pairs.map(({ cell, bare }) => cell.p999Ms / bare.p999Ms));
   const each = pairs.map(({ cell, bare }) => `${cell.p99Ms} ÷ ${bare.p99Ms} and ${cell.p999Ms} ÷ ${bare.p999Ms} ms`);
   return `; first wave on freshly started runtimes (not judged): p99 ${fmt(r99, 2)}×, p99.9 ${fmt(r999, 2)}×${pairs.length > 1 ? " (median)" : ""} (${each.join("; ")})`;
 }
@@ -135,17 +137,18 @@ export function workerTargets(run: BenchRun): Target[] {
     const bares = roundsOf(run, scenario, "bare-worker");
     if (cells.length === 0 && bares.length === 0) continue;
     const name = `${scenario}: worker p99 and p99.9 ≤ ${TAIL_FACTOR}× bare-worker's`;
-    const pairs = cells.slice(0, bares.length).map((cell, i) => ({ cell, bare: bares[i]! }));
+    const { pairs, r99, r999 } = againstBare(
+      cells.map((cell) => cell.latency),
+      bares.map((bare) => bare.latency),
+    );
     if (pairs.length === 0) {
       out.push({ name, verdict: "MISS", detail: "worker or bare-worker did not run" });
       continue;
     }
-    const r99 = median(pairs.map(({ cell, bare }) => cell.latency.p99Ms / bare.latency.p99Ms));
-    const r999 = median(pairs.map(({ cell, bare }) => cell.latency.p999Ms / bare.latency.p999Ms));
     const errors = cells.reduce((sum, cell) => sum + cell.errors, 0);
     const each = pairs.map(
       ({ cell, bare }) =>
-        `p99 ${cell.latency.p99Ms} ÷ ${bare.latency.p99Ms} ms = ${fmt(cell.latency.p99Ms / bare.latency.p99Ms, 2)}×, p99.9 ${cell.latency.p999Ms} ÷ ${bare.latency.p999Ms} ms = ${fmt(cell.latency.p999Ms / bare.latency.p999Ms, 2)}×`,
+        `p99 ${cell.p99Ms} ÷ ${bare.p99Ms} ms = ${fmt(cell.p99Ms / bare.p99Ms, 2)}×, p99.9 ${cell.p999Ms} ÷ ${bare.p999Ms} ms = ${fmt(cell.p999Ms / bare.p999Ms, 2)}×`,
     );
     const detail =
       pairs.length === 1
