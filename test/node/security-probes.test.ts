@@ -544,15 +544,8 @@ describe("resource exhaustion (Node)", () => {
     const chunk = Buffer.alloc(64 * 1024, 7);
     const server: Server = createServer((_, res) => {
       res.writeHead(200, { "cache-control": "max-age=60", "content-length": String(size) });
-      let sent = 0;
-      const pump = () => {
-        while (sent < size) {
-          sent += chunk.length;
-          if (!res.write(chunk)) return void res.once("drain", pump);
-        }
-        res.end();
-      };
-      setTimeout(pump, 100); // attacker and victim both join the one fetch before its body flows
+      // Attacker and victim both join the one fetch before its body flows.
+      setTimeout(() => sendAsTaken(res, size, chunk), 100);
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     running.push({
