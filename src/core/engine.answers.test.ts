@@ -332,6 +332,33 @@ describe("RFC 9111 §4.4: unsafe methods invalidate, at the edge and at the coor
     expect(text((await t.engine.handle(req("/elsewhere"))).body)).toMatch(/^v1 /);
   });
 
+  it("a Vary'd page's mark outlives its longest-kept variant: an old variant never comes back after the POST", async () => {
+    // The English page is kept for two days, the French one for seconds: the mark, written
+    // over the Vary pointer the French fill left, once lived only as long as the French page.
+    let version = 1;
+    const calls: string[] = [];
+    const t = setup({}, async (url, init) => {
+      const language = new Headers(init.headers).get("accept-language") ?? "";
+      calls.push(`${init.method ?? "GET"} ${language}`);
+      const maxAge = language === "en" ? 2 * 86_400 : 1;
+      return new Response(`v${version} ${language}`, {
+        headers: { vary: "accept-language", "cache-control": `max-age=${maxAge}` },
+      });
+    });
+    await t.engine.handle(req("/page", { "accept-language": "en" }));
+    await t.engine.handle(req("/page", { "accept-language": "fr" }));
+    version = 2;
+    expect((await t.engine.handle(req("/page", {}, "POST"))).status).toBe(200);
+    // A day and more later: the French copy (and its retention) is long gone, the English
+    // copy stored before the POST would still be fresh.
+    t.clock.advance(25 * 3_600_000);
+    expect(text((await t.engine.handle(req("/page", { "accept-language": "fr" }))).body)).toBe("v2 fr");
+    const english = await t.engine.handle(req("/page", { "accept-language": "en" }));
+    expect(text(english.body)).toBe("v2 en");
+    expect(header(english, "cache-status")).toMatch(/fwd=vary-miss/);
+    expect(calls).toEqual(["GET en", "GET fr", "POST ", "GET fr", "GET en"]);
+  });
+
   it("an error answer to an unsafe method invalidates nothing", async () => {
     const t = setup();
     await t.engine.handle(req("/keep"));

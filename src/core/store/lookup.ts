@@ -38,17 +38,21 @@ export async function lookup(
 /**
  * Writes the Vary pointer of `entry` (a variant) under `primary`, keeping the instant the
  * URL was last invalidated: a pointer written without it would make the variants stored
- * before the invalidation servable again.
+ * before the invalidation servable again. For the same reason the pointer is kept as long
+ * as the longest-kept variant written under it, not only as long as the last one: the mark
+ * an invalidation leaves over it must outlive every variant it hides.
  */
 export async function putVaryPointer(store: Store, entry: Entry, primary: string): Promise<boolean> {
   const previous = await store.get(primary);
-  return store.put(varyPointer(entry, primary, previous?.invalidatedAt));
+  const pointer = varyPointer(entry, primary, previous?.invalidatedAt);
+  return store.put({ ...pointer, deleteAt: Math.max(pointer.deleteAt, previous?.deleteAt ?? 0) });
 }
 
 /**
  * RFC 9111 §4.4: every stored response for the URL of `primary` is invalid from `now`, every
  * variant (this store cannot list them): the entry under the primary key stays, bodiless, as
- * the mark that says so (`invalidatedAt`), until the newest of them would have gone. The
+ * the mark that says so (`invalidatedAt`), until the longest-kept of them would have gone
+ * ({@link putVaryPointer}). The
  * variant `request` selects is dropped at once.
  */
 export async function invalidateStored(

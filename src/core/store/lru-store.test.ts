@@ -39,6 +39,26 @@ describe("LruStore byte bound", () => {
     expect(lru.evictions).toBe(2);
   });
 
+  it("spares an invalidation's mark over a Vary'd URL while anything else can go", async () => {
+    // The mark hides variants the store cannot list; read before them on every lookup, it is
+    // older than they are, and evicting it first would let them be served again.
+    const clock = new ManualClock(T0);
+    const lru = new LruStore({ maxBytes: 30_000, clock });
+    const pointer = sized("page", 10_000, clock);
+    await lru.put({ ...pointer, vary: ["accept-language"], invalidatedAt: clock.now() });
+    await lru.put(sized("page|en", 10_000, clock));
+    await lru.put(sized("other", 10_000, clock));
+    await lru.put(sized("more", 10_000, clock));
+    expect(lru.getSync("page")?.invalidatedAt).toBe(T0);
+    expect(lru.getSync("page|en")).toBeUndefined();
+    // A mark with nothing else left to evict goes too: the budget holds.
+    const marks = new LruStore({ maxBytes: 20_000, clock });
+    for (const key of ["m1", "m2", "m3"])
+      await marks.put({ ...sized(key, 10_000, clock), vary: ["accept"], invalidatedAt: clock.now() });
+    expect(marks.bytes).toBeLessThanOrEqual(20_000);
+    expect(marks.getSync("m1")).toBeUndefined();
+  });
+
   it("keeps recency right when the newest key is read again, deleted, or re-read after another read", async () => {
     const clock = new ManualClock(T0);
     const lru = new LruStore({ maxBytes: 30_000, clock });

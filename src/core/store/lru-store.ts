@@ -118,11 +118,22 @@ export class LruStore implements Store {
   }
 
   private evictUntilWithinBudget(): void {
+    let spared = 0;
     while (this.charged > this.maxBytes) {
       // The first key in insertion order is the least recently used.
       const oldest = this.slots.entries().next();
       if (oldest.done) return;
       const [key, slot] = oldest.value;
+      // An invalidation's mark over a Vary'd URL hides variants no store can list
+      // (lookup.ts invalidateStored): evicted before them, it would let them be served again
+      // once a fill rewrites the pointer. It is bodiless, so it goes last, after one pass.
+      if (isVaryMark(slot.entry) && spared < this.slots.size) {
+        this.slots.delete(key);
+        this.slots.set(key, slot);
+        this.newest = key;
+        spared += 1;
+        continue;
+      }
       this.remove(key, slot);
       this.evicted += 1;
     }
@@ -133,4 +144,8 @@ export class LruStore implements Store {
     if (key === this.newest) this.newest = undefined;
     this.charged -= slot.size;
   }
+}
+
+function isVaryMark(entry: Entry): boolean {
+  return entry.invalidatedAt !== undefined && entry.vary.length > 0;
 }
