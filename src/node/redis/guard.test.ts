@@ -211,6 +211,42 @@ describe("RedisGuard: shared circuit breaker", () => {
     expect(after).toHaveLength(3);
   });
 
+  it.each(Array.from({ length: 12 }, (_, i) => i + 1))(
+    "the fleet's script judges like breaker.ts, call by call, by rate and by run (sequence %i)",
+    async (seed) => {
+      // Stretches of a healthy origin, a sudden outage and slow failures seconds apart, on a
+      // few paths: after every release the record in Redis is the one breaker.ts writes.
+      const random = mulberry32(seed);
+      const regimes = [
+        { failures: 0.1, gapMs: 300 },
+        { failures: 0.95, gapMs: 300 },
+        { failures: 0.9, gapMs: 6_000 },
+      ];
+      const clock = new ManualClock(T0);
+      const { guards, redis } = fleet({ failureThreshold: 3, probeIntervalMs: 1_000, clock });
+      const stored = async () => parseBreakerRecord(JSON.parse((await redis.get(guards[0]!.breakerKey)) ?? "null"));
+      let expected = closedBreaker();
+      let regime = regimes[0]!;
+      let opened = 0;
+      for (let call = 0; call < 300; call++) {
+        if (call % 15 === 0) regime = regimes[Math.floor(random() * regimes.length)]!;
+        clock.advance(Math.floor(random() * regime.gapMs));
+        const outcome = random() < regime.failures ? "failure" : "success";
+        const path = `/p${Math.floor(random() * 4)}`;
+        const permit = await guards[call % guards.length]!.acquire("foreground");
+        await permit.release(outcome, path);
+        expected = record(expected, outcome, "", path, settings, clock.now());
+        expect(await stored()).toEqual(expected);
+        if (expected.state === "closed") continue;
+        // Opened: start closed again, so one sequence judges many windows.
+        opened += 1;
+        await redis.del(guards[0]!.breakerKey);
+        expected = closedBreaker();
+      }
+      expect(opened).toBeGreaterThan(0);
+    },
+  );
+
   it("a process cut off from the fleet guard when the breaker closes (one failed command, Redis up) still hears the recovery", async () => {
     const clock = new ManualClock(T0);
     const { guards, redis } = fleet({ failureThreshold: 3, probeIntervalMs: 1_000, clock });
@@ -291,3 +327,14 @@ describe("RedisGuard: permits of long calls", () => {
     await held.release("neutral");
   });
 });
+
+/** A small seeded generator, so a failing sequence can be run again. */
+function mulberry32(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
