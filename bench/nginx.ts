@@ -78,11 +78,18 @@ export async function startNginx(originUrl: string, scratch: string): Promise<{ 
     ],
     readyPattern: /(nginx config ok)/,
   });
-  const url = `http://127.0.0.1:${port}`;
+  return { server, url: await answering(server, `http://127.0.0.1:${port}`) };
+}
+
+/**
+ * Resolves with `url` once a peer's server answers there (any status: the probe goes through
+ * it to the origin), or stops the server and throws after 5 s.
+ */
+export async function answering(server: Server, url: string): Promise<string> {
   for (let i = 0; ; i++) {
     try {
-      await fetch(`${url}/__nginx-ready`, { method: "HEAD" });
-      return { server, url };
+      await fetch(`${url}/__peer-ready`, { method: "HEAD" });
+      return url;
     } catch (error) {
       if (i >= 100) {
         await server.stop();

@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { runCell, type Samples } from "./cell.ts";
 import { runHitPairs } from "./hit-pairs.ts";
 import { nginxPath } from "./nginx.ts";
+import { varnishPath } from "./varnish.ts";
 import { measureStartup } from "./startup.ts";
 import { ORIGIN_CRASH_ABOVE, ORIGIN_LATENCY_MS } from "./origin.ts";
 import { memoryFlood, memoryReport } from "./memory-flood.ts";
@@ -45,6 +46,7 @@ const RUNTIMES: RuntimeName[] = [
   "bare-fleet",
   "bare-worker",
   "nginx",
+  "varnish",
 ];
 
 const { values, positionals } = parseArgs({
@@ -117,6 +119,8 @@ const unavailable = new Map<RuntimeName, string>();
 if (!hasRedisServer()) unavailable.set("fleet", "redis-server is not on PATH (apt-get install -y redis-server)");
 if (nginxPath() === undefined)
   unavailable.set("nginx", "nginx is not on PATH (optional peer: apt-get install -y nginx-light)");
+if (varnishPath() === undefined)
+  unavailable.set("varnish", "varnishd is not on PATH (optional peer: apt-get install -y varnish)");
 const wanted = (r: RuntimeName): boolean => runtimeFilter === undefined || runtimeFilter.includes(r);
 if (scenarios.some((s) => s.runtimes.some((r) => (r === "worker" || r === "bare-worker") && wanted(r)))) {
   try {

@@ -8,6 +8,7 @@ import type { BenchOrigin } from "./origin.ts";
 import { LOOP_DELAY_PRELOAD, startServer, TMP_DIR, type Server } from "./processes.ts";
 import type { RuntimeName } from "./types.ts";
 import { startNginx } from "./nginx.ts";
+import { startVarnish } from "./varnish.ts";
 import { builtBareNode, builtCli } from "./node-build.ts";
 import { startWorkers, WORKER_DATA_CENTERS } from "./worker-runtime.ts";
 import { freePort } from "../fixtures/free-port.ts";
@@ -181,6 +182,19 @@ export async function startRuntime(name: RuntimeName, context: RuntimeContext): 
         servers: [server],
         breakers: 0,
         notes: ["nginx (optional peer): proxy_cache with proxy_cache_lock, 1 worker process"],
+        stop: () => stopAll([server]),
+      };
+    }
+    case "varnish": {
+      const { server, url } = await startVarnish(context.origin.url, TMP_DIR);
+      return {
+        ...base,
+        targets: [url],
+        servers: [server],
+        breakers: 0,
+        notes: [
+          "varnish (optional peer): its waiting list, grace 1 h kept on a 5xx, keep 1 h, its default thread pools",
+        ],
         stop: () => stopAll([server]),
       };
     }

@@ -140,7 +140,7 @@ export const SCENARIOS: Scenario[] = [
     cacheControl: "max-age=60",
     // nginx (when installed) is the peer whose p99 the Node server's must not exceed; bare-node
     // (a node:http server replaying herdless's answer, after node) is what any Node server gets here.
-    runtimes: ["direct", ...HERDLESS_RUNTIMES, "bare-node", "nginx"],
+    runtimes: ["direct", ...HERDLESS_RUNTIMES, "bare-node", "nginx", "varnish"],
     load: () => ({ connections: 500, requestsPerConnection: 3, paths: ["/spike/hot"], timeoutMs: 30_000 }),
     // A JIT runtime's first burst after start pays for compiling its code (for herdless ~half
     // the first spike's CPU, measured in spike-lab.ts); nginx has nothing to compile.
@@ -152,7 +152,8 @@ export const SCENARIOS: Scenario[] = [
     summary:
       "10 keys cached with stale-if-error, 100 connections; the origin answers 503 for the middle third of the run",
     cacheControl: "max-age=2, stale-if-error=600",
-    runtimes: ["direct", ...HERDLESS_RUNTIMES],
+    // The peers (when installed) show what a cache without a breaker sends a down origin.
+    runtimes: ["direct", ...HERDLESS_RUNTIMES, "nginx", "varnish"],
     load: (quick) => ({
       connections: 100,
       durationMs: scale(30_000, quick),
