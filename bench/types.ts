@@ -74,7 +74,8 @@ export interface OriginSummary {
   settled?: { afterMs: number; requests: number };
 }
 
-export type RuntimeName = "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-fleet" | "bare-worker" | "nginx" | "varnish";
+export type RuntimeName =
+  "direct" | "node" | "fleet" | "worker" | "bare-node" | "bare-fleet" | "bare-worker" | "nginx" | "varnish";
 export type ScenarioName =
   | "steady"
   | "spike"
