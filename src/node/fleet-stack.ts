@@ -13,6 +13,7 @@ import { RedisGuard } from "./redis/guard.ts";
 import { RedisLeaseManager } from "./redis/lease.ts";
 import { RedisBackoffStore } from "./redis/backoff-store.ts";
 import { FleetMembers } from "./redis/members.ts";
+import { FleetInvalidations } from "./redis/invalidations.ts";
 import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
 import { RedisFlightRelay } from "./redis/relay.ts";
@@ -75,7 +76,14 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
 
   // The fleet guard throughout: without Redis it admits within this process's share.
   const parts = { guard, background, onOriginCall, ...originCall(options) };
-  const coordinator = fleetCoordinator(options, { connection, bulk }, prefix, shared, parts);
+  const notifier = new RedisNotifier({ connection, prefix });
+  const invalidations = new FleetInvalidations({
+    notifier,
+    near,
+    clock,
+    onError: (error) => logger.debug("invalidation not applied", { error: String(error) }),
+  });
+  const coordinator = fleetCoordinator(options, { connection, bulk, notifier, invalidations }, prefix, shared, parts);
   const fallback = new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts });
   const engine = new Engine({
     config,
@@ -102,6 +110,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     mode: () => (connection.healthy ? "redis" : "degraded"),
     close: async () => {
       purges.stop();
+      invalidations.stop();
       await members.stop();
       guard.close();
       await coordinator.close();
@@ -159,20 +168,28 @@ function fleetGuard(
   });
 }
 
+/** A member's Redis connections and the news it sends and hears on them. */
+interface FleetLinks {
+  connection: RedisConnection;
+  bulk: RedisConnection;
+  notifier: RedisNotifier;
+  invalidations: FleetInvalidations;
+}
+
 /**
  * The fleet's coordinator: a KeyCoordinator over the Redis store, leases and fill
  * announcements, which fails fast while Redis is unreachable so the engine falls back.
  */
 function fleetCoordinator(
   options: FleetStackOptions,
-  { connection, bulk }: { connection: RedisConnection; bulk: RedisConnection },
+  redis: FleetLinks,
   prefix: string,
   shared: RedisStore,
   parts: Pick<KeyCoordinatorOptions, "guard" | "background" | "onOriginCall" | "fetch" | "decodes">,
 ): Coordinator & { close(): Promise<void> } {
   const { config } = options;
   const clock = options.clock ?? systemClock;
-  const notifier = new RedisNotifier({ connection, prefix });
+  const { connection, bulk, notifier, invalidations } = redis;
   // One Redis runs a connection's commands in order: a read sent after an acquire is answered after it.
   const ordered = connection.target.kind !== "cluster";
   const leases = new RedisLeaseManager({
@@ -203,16 +220,13 @@ function fleetCoordinator(
     // A small stored entry goes with its announcement: the waiters need not read it back.
     announceFill: async (key, message, stored) =>
       void (await notifier.publish(key, fillNews(message, stored)).catch(() => 0)),
-    waitForFill: async (key, timeoutMs, answers) => {
+    waitForFill: async (key, timeoutMs, answered) => {
       // Subscribe first, then look: a fill or an answer announced in between is then never missed.
       const stop = new AbortController();
       const waiting = notifier.listen(key, timeoutMs, stop.signal);
       if (!(await waiting.subscribed)) return undefined;
-      const [entry, held] = await Promise.all([
-        shared.get(key).catch(() => undefined),
-        leases.held(key).catch(() => true),
-      ]);
-      if (entry && answers(entry)) {
+      const [entry, held] = await Promise.all([answered().catch(() => undefined), leases.held(key).catch(() => true)]);
+      if (entry) {
         stop.abort();
         return { message: "done", entry };
       }
@@ -232,7 +246,10 @@ function fleetCoordinator(
     },
     // Without Redis there is no shared copy to drop; the write itself has already succeeded.
     invalidate: async (primary, headers) => {
-      if (connection.healthy) await fleet.invalidate(primary, headers);
+      if (!connection.healthy) return;
+      // The shared copy first: a member that hears the news and asks again must not find it.
+      await fleet.invalidate(primary, headers);
+      await invalidations.announce(primary, headers);
     },
     close: () => notifier.close(),
   };

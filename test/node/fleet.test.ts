@@ -114,6 +114,28 @@ describe("a fleet of three herdless stacks sharing one Redis", () => {
     expect(after.cacheStatus).toMatch(/fwd=uri-miss; fwd-status=200; ttl=\d+; stored$/);
   });
 
+  it("RFC 9111 §4.4: after a POST through one member, no member serves its own copy in memory: the writer's next read through any member is the new page", async () => {
+    await warm("/article");
+    for (const stack of stacks) expect(await stack.near.get(primary("/article"))).toBeDefined();
+    origin.bump("/article");
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${urls[1]}/article`, { method: "POST", headers: { host: HOST }, agent }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      });
+      req.on("error", reject);
+      req.end("edit");
+    });
+    expect(status).toBeLessThan(400);
+    // The news reaches the other members' memory a moment after the POST's answer.
+    await until("every member marked /article", () =>
+      stacks.every((stack) => stack.near.getSync(primary("/article"))?.invalidatedAt !== undefined),
+    );
+    const reads = await Promise.all(urls.map((url) => get(url, "/article")));
+    expect(reads.map((read) => [read.status, read.body.slice(0, 12)])).toEqual(Array(3).fill([200, "v2 /article "]));
+    expect(reads.filter((read) => read.cacheStatus.includes("hit"))).toEqual([]);
+  });
+
   it("300 concurrent requests over three members for a cold key make exactly 1 origin request", async () => {
     const answers = await spread(urls, 300, "/cold");
     expectOneBody(answers);

@@ -33,6 +33,27 @@ export function dueForRefresh(o: { config: Config; clock: Clock }, request: Fill
   return refreshAheadDue(entry, routeFor(o.config, request.path).refreshAhead, o.clock.now());
 }
 
+/** A caller's {@link storedAnswer}, looked up again each time it is called. */
+export type StoredAnswer = () => Promise<Entry | undefined>;
+
+/**
+ * The stored entry that answers this caller ({@link answersCaller}) as a lookup finds it (its
+ * variant, invalidation marks and purges applied), or undefined. Never what is stored under
+ * the caller's key read alone: that may be an invalidation's bodiless mark, or a variant the
+ * URL's mark hides.
+ *
+ * @example
+ * const entry = await storedAnswer(o, request, before); // while waiting on another process's flight
+ */
+export async function storedAnswer(
+  o: { config: Config; clock: Clock; store: Store },
+  request: FillRequest,
+  before: Entry | undefined,
+): Promise<Entry | undefined> {
+  const entry = await storedFor(o.store, request);
+  return answersCaller(o, request, entry, before) ? entry : undefined;
+}
+
 /**
  * The entry `request` would be answered from in `store` (its variant, where one is known),
  * with the caller's purges applied.

@@ -12,7 +12,7 @@ import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import { SingleFlight } from "./single-flight.ts";
 import { sharedBodyLimits } from "./laggards.ts";
-import { answersCaller, dueForRefresh, storedFor } from "./answers.ts";
+import { answersCaller, dueForRefresh, storedAnswer, storedFor, type StoredAnswer } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
 import { invalidateStored } from "../store/lookup.ts";
@@ -35,8 +35,8 @@ export interface KeyCoordinatorOptions {
   fetch: FetchLike;
   /** Which Content-Encodings `fetch` decodes (the runtime's rule); undici's by default. */
   decodes?: ContentDecoding;
-  /** The announcement when another process's flight for `key` ends (at once when the stored entry `answers` the waiter), with its entry if it came along; undefined after `timeoutMs`. */
-  waitForFill?: (key: string, timeoutMs: number, answers: (entry: Entry) => boolean) => Promise<FillHeard | undefined>;
+  /** The announcement when another process's flight for `key` ends, with its entry if it came along; undefined after `timeoutMs`; at once when `answered` ({@link storedAnswer}) gives an entry. */
+  waitForFill?: (key: string, timeoutMs: number, answered: StoredAnswer) => Promise<FillHeard | undefined>;
   /** Tells other processes how the flight for `key` went: `done`, `failed:<code>`, `alone`, or a `relay` reference; `stored`, the entry it stored. */
   announceFill?: AnnounceFill;
   /** Hands each flight's answer to its waiters in other processes (a Redis fleet): the body as it arrives, an error answer. */
@@ -225,7 +225,8 @@ export class KeyCoordinator implements Coordinator {
       }
       // What ends the wait answers this caller: for a refresh-ahead a renewed copy, not the one it came to renew.
       const answers = (entry: Entry | undefined): entry is Entry => answersCaller(this.o, request, entry, before);
-      const news = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answers) ??
+      const answered = () => storedAnswer(this.o, request, before);
+      const news = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answered) ??
         delay(Math.min(remaining, 50)));
       const filled = await entryAfterWait(request, news, () => storedFor(this.o.store, request));
       const stored = { before, filled, fresh: answers(filled) };

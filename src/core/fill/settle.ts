@@ -9,7 +9,7 @@ import { decideOnFailure } from "../http/decision.ts";
 import { concatBytes, headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
-import { putVaryPointer } from "../store/lookup.ts";
+import { putVaryPointer, servableWinner } from "../store/lookup.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import {
   conditionalHeaders,
@@ -220,7 +220,7 @@ export async function storeEntry(
 ): Promise<FlightResult> {
   const written = await store.put(entry);
   if (written && entry.key !== primary) await putVaryPointer(store, entry, primary);
-  const winner = written ? entry : ((await store.get(entry.key)) ?? entry);
+  const winner = written ? entry : ((await servableWinner(store, entry.key, primary)) ?? entry);
   const result = { kind: "entry" as const, entry: winner, fwdStatus, collapsed: false, stored: written };
   return winner === entry && own.length > 0 ? { ...result, requesterFields: own } : result;
 }

@@ -36,6 +36,17 @@ export async function lookup(
 }
 
 /**
+ * The entry a refused write lost to (a newer one under `key`), when it can be served in its
+ * place: not an invalidation's bodiless mark nor a Vary pointer, nor a variant stored before
+ * the URL's mark. Undefined otherwise, and the writer answers with its own response, unstored.
+ */
+export async function servableWinner(store: Store, key: string, primary: string): Promise<Entry | undefined> {
+  const [held, atPrimary] = await Promise.all([store.get(key), key === primary ? undefined : store.get(primary)]);
+  if (!held || (key === primary && held.vary.length > 0)) return undefined;
+  return notInvalidated(held, key === primary ? held : atPrimary);
+}
+
+/**
  * Writes the Vary pointer of `entry` (a variant) under `primary`, keeping the instant the
  * URL was last invalidated: a pointer written without it would make the variants stored
  * before the invalidation servable again. For the same reason the pointer is kept as long

@@ -85,6 +85,11 @@ export class RedisNotifier {
     return this.publisher.run("publish", (client) => client.publish(this.channelName(key), message));
   }
 
+  /** Announces `message` on `channel` (a name of the caller's, under the prefix), as {@link watch} hears it. */
+  broadcast(channel: string, message: string): Promise<number> {
+    return this.publisher.run("publish", (client) => client.publish(`${this.prefix}${channel}`, message));
+  }
+
   /**
    * Whether a process other than this one waits on `key` (is subscribed to its channel), or
    * undefined when Redis cannot say: a Cluster counts only the subscribers of the node asked.
