@@ -233,8 +233,11 @@ describe("RedisGuard: shared circuit breaker", () => {
         clock.advance(Math.floor(random() * regime.gapMs));
         const outcome = random() < regime.failures ? "failure" : "success";
         const path = `/p${Math.floor(random() * 4)}`;
-        const permit = await guards[call % guards.length]!.acquire("foreground");
+        const guard = guards[call % guards.length]!;
+        const permit = await guard.acquire("foreground");
         await permit.release(outcome, path);
+        // A success is handed back without waiting; a read on the same connection comes after it.
+        await guard.snapshot();
         expected = record(expected, outcome, "", path, settings, clock.now());
         expect(await stored()).toEqual(expected);
         if (expected.state === "closed") continue;
