@@ -60,8 +60,9 @@ export async function answerFill(
     }
     case "pass": {
       ctx.count(request, "pass", primary);
-      // The origin's answer replaced what this edge holds (a 304 that made it private, say).
-      if (nearStale) await ctx.nearTier.drop(nearStale.key);
+      // The origin's answer replaced what this edge holds (a 304 that made it private, say),
+      // unless it answered this request's own input (an attacker's header): the copy stays.
+      if (nearStale && !result.keepsCopy) await ctx.nearTier.drop(nearStale.key);
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, detail: result.reason };
       return fromPass(shown(result.response, ctx.config), status, request.method);
     }

@@ -133,6 +133,41 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(6);
   });
 
+  it("CPDoS, any error to the attacker's own header: a 404 (unknown X-Api-Version), 401 (wrong X-Api-Key) or 403 (a WAF on X-Custom) marked max-age never replaces the stored page for the victims", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      byHeader: { "x-api-version": { status: 404 }, "x-api-key": { status: 401 }, "x-custom": { status: 403 } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const attacks: [string, Record<string, string>, number][] = [
+      [p, { "x-api-version": "9" }, 404],
+      [`${p}/key`, { "x-api-key": "wrong" }, 401],
+      [`${p}/waf`, { "x-custom": "<script>" }, 403],
+    ];
+    const paths = attacks.map(([path]) => path);
+    await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    for (const path of paths) expect((await attackerDc!.get(path)).status).toBe(200);
+    // At expiry the attacker's request is the one that asks the origin again.
+    clock.advance(61_000);
+    const answers = [];
+    for (const [path, headers] of attacks) answers.push(await attackerDc!.get(path, { headers }));
+    await settle(answers, testEnv, paths);
+    expect(answers.map((a) => a.status)).toEqual(attacks.map(([, , status]) => status));
+    for (const path of paths)
+      for (const dc of [attackerDc!, otherDc!]) {
+        const victim = await dc.get(path);
+        expect([victim.status, victim.headers.get("cache-status")], path).toEqual([
+          200,
+          expect.stringMatching(/ttl=60/),
+        ]);
+        await settle([victim], testEnv, [path]);
+      }
+    expect(await origin.count()).toBe(9);
+  });
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

@@ -325,6 +325,48 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect([victim.status, victim.body]).toEqual([200, "the page /cold"]);
   });
 
+  it("CPDoS, any error to the attacker's own header: the framework's 404 to an unknown X-Api-Version, a 401 to a wrong X-Api-Key, a WAF's 403 to X-Custom, all marked max-age, never replace the stored page; origin.notFoundTtlMs never keeps such a 404 on a cold key", async () => {
+    // An origin whose every answer carries max-age (a CDN rule, `add_header … always`).
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const h = req.headers;
+      const status = h["x-api-version"] ? 404 : h["x-api-key"] ? 401 : h["x-custom"] ? 403 : 200;
+      res.writeHead(status, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    });
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin, clock);
+    const attacks: [string, Record<string, string>, number][] = [
+      ["/home", { "x-api-version": "9" }, 404],
+      ["/about", { "x-api-key": "wrong" }, 401],
+      ["/shop", { "x-custom": "<script>" }, 403],
+    ];
+    for (const [path] of attacks) expect((await get(base, path)).status).toBe(200);
+    // At expiry the attacker's request is the one that asks the origin again.
+    clock.advance(61_000);
+    for (const [path, headers, status] of attacks) expect((await getWith(base, path, headers)).status).toBe(status);
+    for (const [path] of attacks) {
+      const victim = await get(base, path);
+      expect([victim.status, victim.body], path).toEqual([200, `the page ${path}`]);
+      expect(victim.headers["cache-status"], path).toMatch(/fwd=stale; fwd-status=200; ttl=60; stored/);
+    }
+    expect(requests).toBe(9);
+
+    // herdless's own negative caching of 404s keeps one without freshness for everyone, but
+    // never one answering a client's own input.
+    const bare = await serving((req, res) => {
+      const status = req.headers["x-api-version"] ? 404 : 200;
+      res.writeHead(status, { "content-type": "text/plain" }).end(status === 200 ? "the page" : "no such version");
+    });
+    const stack = localStack({ config: parseConfig({ origin: { url: bare, notFoundTtlMs: 30_000 } }), logger, clock });
+    const running = await startServer({ stack, logger, port: 0, fastHits: true });
+    cleanup.push(() => running.close());
+    expect((await getWith(running.url, "/cold", { "x-api-version": "9" })).status).toBe(404);
+    const victim = await get(running.url, "/cold");
+    expect([victim.status, victim.body]).toEqual([200, "the page"]);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

@@ -92,7 +92,14 @@ export type FillResult =
       /** See {@link RequesterFields}. */
       requesterFields?: RequesterFields;
     }
-  | { kind: "pass"; response: PassResponse; fwdStatus: number; reason: "uncacheable" | "too-large" }
+  | {
+      kind: "pass";
+      response: PassResponse;
+      fwdStatus: number;
+      reason: "uncacheable" | "too-large";
+      /** The answer is about this request, not the URL (settle.ts): the stored copies stay, the edge's too. */
+      keepsCopy?: true;
+    }
   | { kind: "alone" }
   | {
       kind: "failed";

@@ -75,20 +75,19 @@ export async function settle(
   }
   if (!verdict.storable || res.status === 304 || aboutTheRequest) {
     // The stored copy no longer reflects what the origin says about this URL.
-    if (stored && res.status !== 304 && !aboutTheRequest && saysAboutTheUrl(verdict))
-      await ctx.store.delete(stored.key);
+    const keepsCopy = aboutTheRequest || !saysAboutTheUrl(verdict);
+    if (stored && res.status !== 304 && !keepsCopy) await ctx.store.delete(stored.key);
     return {
       kind: "pass",
       response: { status: res.status, headers: res.headers, body: res.body, contentLength: res.contentLength },
       fwdStatus: res.status,
       reason: "uncacheable",
+      ...(keepsCopy ? { keepsCopy } : {}),
     };
   }
-  const entry = withNotFoundTtl(
-    entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, context),
-    config,
-    clock.now(),
-  );
+  const made = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, context);
+  // herdless's own negative caching never keeps a 404 a client's own input may have caused.
+  const entry = clientInput(request.headers, config) === undefined ? withNotFoundTtl(made, config, clock.now()) : made;
   const own = requesterFields(res.headers, config);
   if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status, own);
   const flight = shareBody(entry, res, sharedBodyLimits(config));

@@ -212,16 +212,16 @@ describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", 
       expect(blamesTheRequest(status, ordinary, false), String(status)).toBe(false);
   });
 
-  it("with a copy stored, a 400/413/414/431 or 5xx to a fill with a header no ordinary visitor sends is the request's; to a browser's fill, or with no copy, the URL's", () => {
+  it("with a copy stored, any 4xx or 5xx to a fill with a header no ordinary visitor sends is the request's; to a browser's fill, or with no copy, the URL's", () => {
     const browser: [string, string][] = [
       ["accept", "text/html"],
       ["user-agent", "Mozilla/5.0 (X11; Linux x86_64)"],
     ];
-    for (const status of [400, 413, 414, 431, 500, 502, 503, 504]) {
+    for (const status of [400, 401, 403, 404, 405, 410, 413, 414, 429, 431, 500, 502, 503, 504]) {
       expect(blamesTheRequest(status, [...browser, ["x-debug", "1"]], true), String(status)).toBe(true);
       expect(blamesTheRequest(status, [...browser, ["x-debug", "1"]], false), String(status)).toBe(false);
       expect(blamesTheRequest(status, browser, true), String(status)).toBe(false);
     }
-    for (const status of [200, 404, 410]) expect(blamesTheRequest(status, [["x-debug", "1"]], true)).toBe(false);
+    for (const status of [200, 204, 301, 302]) expect(blamesTheRequest(status, [["x-debug", "1"]], true)).toBe(false);
   });
 });

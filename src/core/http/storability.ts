@@ -227,12 +227,16 @@ const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417]);
  *   fields, over Apache's limit of 100 and far under Node's 2,000), or a header value with a byte
  *   outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd pass on:
  *   Kestrel refuses any non-ASCII value by default);
- * - with a copy stored (`copyStored`), a 400/413/414/431 or a 5xx to a fill that carried an
+ * - with a copy stored (`copyStored`), any error (4xx or 5xx) to a fill that carried an
  *   input of its client's own (clientInput: a header no ordinary visitor sends): an
  *   attacker's `X-Debug: 1` that the application chokes on replaced the page with the
- *   gateway's 503. Without a copy, such an error with explicit freshness is stored as the
- *   origin says (RFC 9111 §3): the conformance suite sends `Test-ID` on every request and
- *   checks that `status-400-fresh`, `status-503-fresh` … are reused.
+ *   gateway's 503, an unknown `X-Api-Version` with the framework's 404 marked `max-age`, a
+ *   wrong `X-Api-Key` with a 401, a WAF rule on a custom header with a 403. An error to such
+ *   a request may be about that input, never about the URL; the next ordinary request asks
+ *   again and stores what the origin says to it. Without a copy, such an error with explicit
+ *   freshness is stored as the origin says (RFC 9111 §3): the conformance suite sends
+ *   `Test-ID` on every request and checks that `status-400-fresh`, `status-503-fresh` … are
+ *   reused.
  * A 400 to an ordinary request is still stored when its freshness is explicit (Varnish never
  * stores one).
  */
@@ -245,5 +249,5 @@ export function blamesTheRequest(
   if (ABOUT_THE_REQUEST.has(status)) return true;
   const fault = REQUEST_FAULT_STATUSES.has(status);
   if (fault && (headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers))) return true;
-  return copyStored && (fault || status >= 500) && clientInput(headers, config) !== undefined;
+  return copyStored && status >= 400 && clientInput(headers, config) !== undefined;
 }
