@@ -168,6 +168,26 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(9);
   });
 
+  it("RFC 9110 §7.6.1: a Vary the origin names in Connection still governs the storage: the German page is never the victims'", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", vary: "X-Lang", connection: "Vary" },
+      byHeader: { "x-lang": { body: "page in de" } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const path = `/${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    const attack = await attackerDc!.get(path, { headers: { "x-lang": "de" } });
+    expect(attack.body).toBe("page in de");
+    await settle([attack], testEnv, [path]);
+    for (const dc of [attackerDc!, otherDc!]) {
+      const victim = await dc.get(path);
+      expect(victim.body).not.toBe("page in de");
+      await settle([victim], testEnv, [path]);
+    }
+  });
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

@@ -367,6 +367,38 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect([victim.status, victim.body]).toEqual([200, "the page"]);
   });
 
+  it("RFC 9110 §7.6.1: a Vary or Cache-Control: private the origin names in Connection still governs the storage: the German page is never the French visitor's, the owner's private page never the next visitor's", async () => {
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      if (req.url === "/account") {
+        res.writeHead(200, { "cache-control": "private", connection: "cache-control", "content-type": "text/plain" });
+        res.end(`account of ${String(req.headers["x-user"])}`);
+        return;
+      }
+      res.writeHead(200, { "cache-control": "max-age=60", vary: "X-Lang", connection: "Vary" });
+      res.end(`page in ${String(req.headers["x-lang"])}`);
+    });
+    const clock = new ManualClock(Date.now());
+    // A route TTL for pages without freshness of their own: the private page's Cache-Control is all that keeps it out.
+    const config = parseConfig({ origin: { url: origin }, defaults: { defaultTtlMs: 60_000 } });
+    const running = await startServer({
+      stack: localStack({ config, logger, clock }),
+      logger,
+      port: 0,
+      fastHits: true,
+    });
+    cleanup.push(() => running.close());
+
+    expect((await getWith(running.url, "/home", { "x-lang": "de" })).body).toBe("page in de");
+    const victim = await getWith(running.url, "/home", { "x-lang": "fr" });
+    expect(victim.body).toBe("page in fr");
+    expect((await getWith(running.url, "/account", { "x-user": "owner" })).body).toBe("account of owner");
+    const next = await getWith(running.url, "/account", { "x-user": "visitor" });
+    expect(next.body).toBe("account of visitor");
+    expect(requests).toBe(4);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

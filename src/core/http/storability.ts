@@ -52,11 +52,13 @@ const CLIENT_STATE_FIELDS: ReadonlyMap<string, NotStorableReason> = new Map([
 ]);
 
 /**
- * Response fields whose meaning decides whether and how long a response is stored; a
- * malformed one (dropped on arrival) makes the response unstorable.
+ * Response fields whose meaning decides whether and how long a response is stored, or how
+ * its stored bytes are read (Content-Encoding); one dropped on arrival (malformed, or named
+ * in Connection: response-fields.ts) makes the response unstorable.
  */
 const STORAGE_FIELDS: ReadonlySet<string> = new Set([
   "cache-control",
+  "content-encoding",
   "cdn-cache-control",
   "surrogate-control",
   "expires",

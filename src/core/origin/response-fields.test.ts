@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fetchStandardDecoding, isValidField } from "./response-fields.ts";
+import { fetchStandardDecoding, isValidField, responseHeaders } from "./response-fields.ts";
 
 describe("RFC 9110 §5.1, §5.5 field validity", () => {
   it("accepts tokens and visible text with HTAB; refuses CR, LF, NUL, other controls and DEL", () => {
@@ -16,5 +16,20 @@ describe("RFC 9110 §8.4 which codings a runtime's fetch decodes", () => {
     expect(fetchStandardDecoding("gzip, br")).toBe(true);
     expect(fetchStandardDecoding("gzip, identity")).toBe(false);
     expect(fetchStandardDecoding("zstd")).toBe(false);
+  });
+});
+
+describe("RFC 9110 §7.6.1 fields the origin names in Connection", () => {
+  it("are never passed on, and an end-to-end one is reported dropped, so storage knows the response is missing it", () => {
+    const origin = new Headers({
+      connection: "keep-alive, Vary, x-hop",
+      "keep-alive": "timeout=5",
+      vary: "X-Lang",
+      "x-hop": "1",
+      "cache-control": "max-age=60",
+    });
+    const { headers, dropped } = responseHeaders(origin);
+    expect(headers).toEqual([["cache-control", "max-age=60"]]);
+    expect(dropped.sort()).toEqual(["vary", "x-hop"]);
   });
 });

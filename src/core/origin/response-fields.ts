@@ -61,6 +61,13 @@ export function isValidField(name: string, value: string): boolean {
  * §7.6.1), and malformed ones ({@link isValidField}, reported in `dropped`); Content-Length
  * goes because the length is recomputed on the way out, Content-Encoding only when the
  * runtime's fetch decoded the body ({@link bodyWasDecoded}).
+ *
+ * An end-to-end field the origin names in Connection (`Connection: Vary`) is reported in
+ * `dropped` too: it was meant for this hop, herdless never passes it on, and storage must not
+ * judge the response as if the origin had not sent it. Unheard, a `Vary: X-Lang` made the
+ * first visitor's language every visitor's page, and a `Cache-Control: private` let a route's
+ * `defaultTtlMs` share the owner's page; storage refuses a response missing such a field
+ * (storability.ts `hasMalformedStorageField`), and the requester alone gets it.
  */
 export function responseHeaders(
   headers: Headers,
@@ -81,13 +88,11 @@ export function responseHeaders(
   };
   headers.forEach((value, name) => {
     const lower = name.toLowerCase();
-    if (
-      HOP_BY_HOP.has(lower) ||
-      connectionListed.has(lower) ||
-      lower === "content-length" ||
-      (lower === "content-encoding" && decoded)
-    )
+    if (HOP_BY_HOP.has(lower) || lower === "content-length" || (lower === "content-encoding" && decoded)) return;
+    if (connectionListed.has(lower)) {
+      dropped.push(lower);
       return;
+    }
     if (lower === "set-cookie") return; // combined by Headers; each one kept below
     keep(lower, value);
   });
