@@ -188,6 +188,25 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     }
   });
 
+  it("RFC 9111 §4.3.4: a 304 whose entity-tag names another representation never relabels the stored copy: the victims get the new page", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"', body: "version 1" });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const path = `/${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+    const [firstDc, otherDc] = dataCenters(2, testEnv, clock);
+    expect((await firstDc!.get(path)).body).toBe("version 1");
+    // The page changed; the origin still answers the old tag with a 304, naming the new one.
+    await origin.set({ body: "version 2", notModifiedHeaders: { etag: '"v2"' } });
+    clock.advance(11_000);
+    for (const dc of [firstDc!, otherDc!, firstDc!]) {
+      const victim = await dc.get(path);
+      expect(victim.body).toBe("version 2");
+      await settle([victim], testEnv, [path]);
+    }
+    expect(await origin.count()).toBe(3);
+  });
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

@@ -399,6 +399,36 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(4);
   });
 
+  it("RFC 9111 §4.3.4: a 304 whose validator names another representation never relabels the stored copy: the visitors get the new page, under its own ETag or Last-Modified", async () => {
+    // An origin that changed the page within the second of its Last-Modified and answers
+    // If-Modified-Since alone (If-None-Match unread), with the new page's validators.
+    let version = 1;
+    const asked: string[] = [];
+    const origin = await serving((req, res) => {
+      const lastModified =
+        req.url === "/etag" ? "Tue, 01 Dec 2026 10:00:00 GMT" : `Tue, 01 Dec 2026 10:00:0${version} GMT`;
+      const validators = req.url === "/etag" ? { etag: `"v${version}"` } : {};
+      const headers = { "cache-control": "max-age=10", "last-modified": lastModified, ...validators };
+      asked.push(`${req.url} ${req.headers["if-modified-since"] === undefined ? "200" : "304"}`);
+      if (req.headers["if-modified-since"] !== undefined) res.writeHead(304, headers).end();
+      else res.writeHead(200, headers).end(`${req.url} version ${version}`);
+    });
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin, clock);
+    for (const path of ["/etag", "/lm"]) expect((await get(base, path)).body).toBe(`${path} version 1`);
+    version = 2;
+    clock.advance(11_000);
+    for (const path of ["/etag", "/lm"]) {
+      for (const visitor of [await get(base, path), await get(base, path)]) {
+        expect(visitor.body, path).toBe(`${path} version 2`);
+        if (path === "/etag") expect(visitor.headers.etag).toBe('"v2"');
+        else expect(visitor.headers["last-modified"]).toBe("Tue, 01 Dec 2026 10:00:02 GMT");
+      }
+    }
+    // The 304 that vouched for another page was followed by one request for the page itself.
+    expect(asked).toEqual(["/etag 200", "/lm 200", "/etag 304", "/etag 200", "/lm 304", "/lm 200"]);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));

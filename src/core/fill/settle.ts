@@ -6,7 +6,7 @@ import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { keyOrigin, selectingNames } from "../http/key.ts";
 import { blamesTheRequest, storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
-import { concatBytes, headerList } from "../http/http.ts";
+import { headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
 import { putVaryPointer, servableWinner } from "../store/lookup.ts";
@@ -15,6 +15,7 @@ import {
   conditionalHeaders,
   entryFromResponse,
   negativeEntry,
+  notModifiedSelects,
   refreshedEntry,
   requesterFields,
   revalidatedHeaders,
@@ -22,6 +23,7 @@ import {
 } from "../http/response-entry.ts";
 import type { Store } from "../store/store.ts";
 import { shareBody, type FlightResult } from "./flight.ts";
+import { buffered } from "./read-whole.ts";
 import { sharedBodyLimits } from "./laggards.ts";
 
 /** What settling an origin answer reads and writes: the key coordinator's own store. */
@@ -64,7 +66,7 @@ export async function settle(
       { status, headers: headerList(headers), ...facts },
       route,
     );
-  if (res.status === 304 && stored && res.kind === "buffered")
+  if (res.status === 304 && stored && res.kind === "buffered" && notModifiedSelects(stored, res.headers))
     return settleNotModified(ctx, request, stored, res, judge, context);
   const verdict = judge(res.status, res.headers);
   // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept.
@@ -111,11 +113,17 @@ export async function fetchAndSettle(
   const onInterim = request.priority === "foreground" ? request.onInterim : undefined;
   // Every client of this fill asked the scheme and host its key names: the origin's links to itself point there.
   const publicOrigin = keyOrigin(request.primary);
-  const result = await guardedOriginCall(
-    deps,
-    { url: request.url, method: "GET", headers: [...request.headers, ...conditional], onInterim },
-    { priority: request.priority, maxBodyBytes: bufferedUpTo(ctx, stored), key: request.key, signal, publicOrigin },
-  );
+  const options = { priority: request.priority, maxBodyBytes: bufferedUpTo(ctx, stored), key: request.key, signal };
+  const call = (validators: [string, string][]) =>
+    guardedOriginCall(
+      deps,
+      { url: request.url, method: "GET", headers: [...request.headers, ...validators], onInterim },
+      { ...options, publicOrigin },
+    );
+  let result = await call(conditional);
+  // RFC 9111 §4.3.4: a 304 for another representation than the copy updates nothing: ask for the page itself.
+  if (result.kind === "response" && result.response.status === 304 && stored && conditional.length > 0)
+    if (!notModifiedSelects(stored, result.response.headers)) result = await call([]);
   if (result.kind !== "response") return failureResult(result.error, stored);
   return settle(ctx, request, stored, result.response, token);
 }
@@ -266,30 +274,4 @@ function hidesError(ctx: SettleContext, stored: Entry | undefined): boolean {
  */
 function saysAboutTheUrl(verdict: Storability): boolean {
   return verdict.storable || verdict.reason !== "authorization";
-}
-
-/** The response with its body read whole; a body above `limit` is dropped (cancelled, empty). */
-async function buffered(res: OriginResponse, limit: number): Promise<OriginResponse> {
-  if (res.kind === "buffered") return res;
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  if (res.body) {
-    const reader = res.body.getReader();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        total += value.byteLength;
-        if (total > limit) {
-          await reader.cancel().catch(() => undefined);
-          return { ...res, kind: "buffered", body: new Uint8Array(0) };
-        }
-        chunks.push(value);
-      }
-    } catch {
-      // A broken error body: the status is what matters.
-      return { ...res, kind: "buffered", body: new Uint8Array(0) };
-    }
-  }
-  return { ...res, kind: "buffered", body: concatBytes(chunks, total) };
 }

@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor } from "../config.ts";
-import { conditionalHeaders, entryFromResponse, purgeTags, refreshedEntry } from "./response-entry.ts";
+import {
+  conditionalHeaders,
+  entryFromResponse,
+  notModifiedSelects,
+  purgeTags,
+  refreshedEntry,
+} from "./response-entry.ts";
 import { headerList } from "./http.ts";
 
 const config = parseConfig({ origin: { url: "http://127.0.0.1:1" } });
@@ -121,5 +127,28 @@ describe("entries from origin responses", () => {
         ]),
       ),
     ).toEqual(["x", "y", "z"]);
+  });
+});
+
+describe("RFC 9111 §4.3.4: which stored response a 304 updates", () => {
+  const stored = (headers: [string, string][]) =>
+    entryFromResponse({ status: 200, headers, body, requestAt: 0, responseAt: 0 }, context(1));
+  const lm = "Tue, 01 Dec 2026 10:00:00 GMT";
+  it("a strong entity-tag must match strongly, a weak one weakly, else a Last-Modified must be the stored one", () => {
+    const tagged = stored([["etag", '"v1"']]);
+    expect(notModifiedSelects(tagged, [["etag", '"v1"']])).toBe(true);
+    expect(notModifiedSelects(tagged, [["etag", 'W/"v1"']])).toBe(true);
+    expect(notModifiedSelects(tagged, [["etag", '"v2"']])).toBe(false);
+    expect(notModifiedSelects(stored([["etag", 'W/"v1"']]), [["etag", '"v1"']])).toBe(false);
+    expect(notModifiedSelects(stored([["last-modified", lm]]), [["etag", '"v1"']])).toBe(false);
+    expect(notModifiedSelects(tagged, [["etag", "v1"]])).toBe(false);
+    const dated = stored([["last-modified", lm]]);
+    expect(notModifiedSelects(dated, [["last-modified", lm]])).toBe(true);
+    expect(notModifiedSelects(dated, [["last-modified", "Tue, 01 Dec 2026 10:00:01 GMT"]])).toBe(false);
+    expect(notModifiedSelects(tagged, [["last-modified", lm]])).toBe(false);
+  });
+
+  it("a 304 without validators vouches for the copy it was asked about", () => {
+    expect(notModifiedSelects(stored([["etag", '"v1"']]), [["cache-control", "max-age=60"]])).toBe(true);
   });
 });

@@ -2,6 +2,7 @@ import type { Config, RoutePolicy } from "../config.ts";
 import { ENTRY_FORMAT_VERSION, type Entry } from "./entry.ts";
 import { lifetimes } from "./freshness.ts";
 import { parseHttpDate } from "./http-date.ts";
+import { parseEntityTag, strongMatch, weakMatch } from "./conditional.ts";
 import { requesterOnlyFields, storedFields } from "./storability.ts";
 import { headerList, type HeaderReader } from "./http.ts";
 import { selectingNames, variantKey } from "./key.ts";
@@ -84,6 +85,33 @@ export function revalidatedHeaders(stored: Entry, notModified: readonly [string,
     updates.set(pair[0], [...(updates.get(pair[0]) ?? []), pair]);
   }
   return [...stored.headers.filter(([name]) => !updates.has(name)), ...[...updates.values()].flat()];
+}
+
+/**
+ * RFC 9111 §4.3.4: whether a 304 vouches for the stored response. A strong entity-tag in it
+ * must match the stored one strongly, a weak one weakly; without an entity-tag, a
+ * Last-Modified must be the stored one. Otherwise the 304 is about another representation
+ * (the origin changed the page and compared `If-Modified-Since` alone, say), and the cache
+ * "MUST NOT use the new response to update any stored responses": the old body would be
+ * served labelled as the new one, and clients revalidating with that label would keep it.
+ * A 304 with no validator at all (as many origins send) vouches for the copy it was asked about.
+ *
+ * @example
+ * notModifiedSelects(stored, [["etag", '"v2"']]); // false when the stored ETag is "v1"
+ */
+export function notModifiedSelects(stored: Entry, notModified: readonly [string, string][]): boolean {
+  const headers = headerList(notModified);
+  const etag = headers.get("etag");
+  if (etag !== null) {
+    const given = parseEntityTag(etag);
+    const mine = stored.etag === undefined ? undefined : parseEntityTag(stored.etag);
+    if (given === undefined || mine === undefined) return false;
+    return given.weak ? weakMatch(given, mine) : strongMatch(given, mine);
+  }
+  const lastModified = headers.get("last-modified");
+  if (lastModified === null) return true;
+  const at = parseHttpDate(lastModified);
+  return at !== undefined && at === parseHttpDate(stored.lastModified ?? null);
 }
 
 /**
