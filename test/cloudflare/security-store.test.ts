@@ -207,6 +207,33 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(3);
   });
 
+  it("CPDoS through a variant no one asked for yet: an error without Vary to the attacker's header never takes the place of the stored variants", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", vary: "X-Lang" },
+      byHeader: { "x-api-version": { status: 404, headers: { "cache-control": "max-age=300" }, body: "unknown" } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const path = `/${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    for (const lang of ["de", "fr"]) {
+      const visitor = await attackerDc!.get(path, { headers: { "x-lang": lang } });
+      expect(visitor.status).toBe(200);
+      await settle([visitor], testEnv, [path]);
+    }
+    const attack = await attackerDc!.get(path, { headers: { "x-lang": "zz", "x-api-version": "9" } });
+    expect(attack.status).toBe(404);
+    await settle([attack], testEnv, [path]);
+    for (const dc of [attackerDc!, otherDc!])
+      for (const lang of ["de", "fr"]) {
+        const victim = await dc.get(path, { headers: { "x-lang": lang } });
+        expect(victim.status, lang).toBe(200);
+        await settle([victim], testEnv, [path]);
+      }
+    expect(await origin.count()).toBe(3);
+  });
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

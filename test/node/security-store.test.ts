@@ -429,6 +429,30 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(asked).toEqual(["/etag 200", "/lm 200", "/etag 304", "/etag 200", "/lm 304", "/lm 200"]);
   });
 
+  it("CPDoS through a variant no one asked for yet: an error without Vary to the attacker's header never takes the place of the stored variants, fresh or not", async () => {
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      if (req.headers["x-api-version"] !== undefined) {
+        res.writeHead(404, { "cache-control": "max-age=300" }).end("unknown version");
+        return;
+      }
+      res.writeHead(200, { "cache-control": "max-age=60", vary: "X-Lang" });
+      res.end(`page in ${String(req.headers["x-lang"])}`);
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    for (const lang of ["de", "fr"]) expect((await getWith(base, "/home", { "x-lang": lang })).status).toBe(200);
+    // A language nobody asked for: this variant has no copy, the URL has two.
+    const attack = await getWith(base, "/home", { "x-lang": "zz", "x-api-version": "9" });
+    expect(attack.status).toBe(404);
+    for (const lang of ["de", "fr"]) {
+      const victim = await getWith(base, "/home", { "x-lang": lang });
+      expect([victim.status, victim.body]).toEqual([200, `page in ${lang}`]);
+      expect(victim.headers["cache-status"]).toMatch(/hit/);
+    }
+    expect(requests).toBe(3);
+  });
+
   it("Authentication-Info acts on the client that asked: never stored, never replayed to the next visitor", async () => {
     const { url, script } = await scriptedOrigin();
     const proxy = await herdless(url, new ManualClock(Date.now()));
