@@ -257,6 +257,9 @@ function forWaiter(
       // A failure on the leader's own input (an attacker's header) is not this request's: it asks for itself.
       return notTheJoinersFailure(shared, request, ordinary) ? undefined : joinedFailure(shared);
     case "pass":
+      // An answer about the leader's own input (an attacker's header the origin refused): this request asks itself.
+      if (notTheJoinersFailure(shared, request, ordinary)) return undefined;
+      return { kind: "alone" };
     case "alone":
       // The answer was not shareable: this request goes to the origin by itself, as a
       // caller that joined the object's flight would.

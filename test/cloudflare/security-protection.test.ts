@@ -18,7 +18,7 @@ async function setup(byHeader: Record<string, Partial<OriginBehaviour>>) {
   const [attackerDc, victimDc] = dataCenters(2, testEnv, clock);
   const p = `/${crypto.randomUUID().slice(0, 8)}`;
   await useInCoordinators(testEnv, [p], clock, `guard-${crypto.randomUUID()}`);
-  return { origin, attackerDc: attackerDc!, victimDc: victimDc!, p };
+  return { origin, attackerDc: attackerDc!, victimDc: victimDc!, p, clock };
 }
 
 describe("per-key backoff cannot be started by one client's inputs (Worker)", () => {
@@ -60,6 +60,22 @@ describe("a fill an attacker's header made fail is not the answer of visitors co
     for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
     expect(await origin.count()).toBe(2);
     await origin.release();
+  });
+});
+
+describe("an answer about one client's input is not the answer of visitors collapsed onto it (Worker)", () => {
+  it("visitors in both data centers that joined a fill the origin answered 404 for the attacker's X-Api-Version ask again together, and get the page", async () => {
+    const { origin, attackerDc, victimDc, p, clock } = await setup({ "x-api-version": { status: 404, delayMs: 400 } });
+    expect((await victimDc.get(p)).status).toBe(200);
+    clock.advance(61_000);
+    const attack = attackerDc.get(p, { headers: { "x-api-version": "9" } });
+    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const victims = await Promise.all([attackerDc.get(p), victimDc.get(p), victimDc.get(p)]);
+    expect((await attack).status).toBe(404);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #3`]);
+    // The first fill, the attacker's, then one for every victim together.
+    expect(await origin.count()).toBe(3);
   });
 });
 

@@ -101,6 +101,37 @@ describe.each(["node", "fleet"] as const)("per-key backoff cannot be started by 
   });
 });
 
+describe.each(["node", "fleet"] as const)("an answer about one client's input stays that client's (%s)", (kind) => {
+  it("visitors collapsed onto a fill the origin answered 404 for the attacker's X-Api-Version ask again together, and get the page", async () => {
+    let requests = 0;
+    const server = (origin = createServer((req, res) => {
+      requests++;
+      const refused = req.headers["x-api-version"] !== undefined;
+      // The refusal takes a moment: the victims arrive while it is on its way.
+      setTimeout(
+        () => {
+          res.writeHead(refused ? 404 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
+          res.end(refused ? "unknown version" : `page ${req.url}`);
+        },
+        refused ? 300 : 0,
+      );
+    }));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    deployment = await deploy(kind, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, {});
+    const urls = deployment.urls;
+    expect((await send(urls[0]!, "/home")).status).toBe(200);
+    deployment.clock.advance(61_000);
+    const attack = send(urls[0]!, "/home", { headers: { "x-api-version": "9" } });
+    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const victims = await Promise.all([0, 0, 1, 2].map((i) => send(urls[i % urls.length]!, "/home")));
+    expect((await attack).status).toBe(404);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, "page /home"]);
+    // The first fill, the attacker's, then one for every victim together.
+    expect(requests).toBe(3);
+  });
+});
+
 describe.each(["node", "fleet"] as const)("the breaker cannot be opened by one client's inputs (%s)", (kind) => {
   it("an attacker's header that makes the origin answer 503 on every path, sent on 8 paths, never opens the breaker: the victim's cold page is served", async () => {
     const o = await chokingOrigin();

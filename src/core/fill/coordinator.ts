@@ -99,6 +99,11 @@ export type FillResult =
       reason: "uncacheable" | "too-large";
       /** The answer is about this request, not the URL (settle.ts): the stored copies stay, the edge's too. */
       keepsCopy?: true;
+      /**
+       * The answer is about the flight's own request (settle.ts blamesTheRequest: an attacker's
+       * header the origin refused): a caller without such input that joined it asks again.
+       */
+      ownInput?: true;
     }
   | { kind: "alone" }
   | {

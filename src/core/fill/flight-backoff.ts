@@ -116,11 +116,13 @@ export async function backoffAfterStream(
  * the flight failed on its leader's own input (`ownInput`: an attacker's header the origin
  * stalls or fails on) and this caller sent none. Without this, the requests collapsed onto
  * such flights, one after another, all got the attacker's 504 (or 503): the page down for
- * everyone while the attacker kept asking. Used by every collapse: the key's coordinator and
- * the Worker's isolate.
+ * everyone while the attacker kept asking. So with an answer about the leader's own request
+ * (a `pass` with `ownInput`: the origin's 404 to an attacker's `X-Api-Version`), which each
+ * joiner relayed alone, an origin request per visitor at the page's expiry. Used by every
+ * collapse: the key's coordinator and the Worker's isolate.
  */
 export function notTheJoinersFailure(
-  result: Extract<FillResult, { kind: "failed" }>,
+  result: Extract<FillResult, { kind: "failed" | "pass" }>,
   request: FillRequest,
   config: OrdinaryHeadersConfig,
 ): boolean {

@@ -138,12 +138,12 @@ export class KeyCoordinator implements Coordinator {
       return this.fill(request);
     }
     if (!joined) return value;
+    // A failure, or a refusal, of the leader's own input is not this caller's: it asks again, once.
+    const leadersOwn = value.kind === "failed" || value.kind === "pass";
+    if (leadersOwn && !askedAgain && notTheJoinersFailure(value, request, this.o.config))
+      return this.fill(request, true);
     if (value.kind === "pass" || value.kind === "alone") return { kind: "alone" };
-    // A failure on the leader's own input is not this caller's: it asks again, once.
-    if (value.kind === "failed")
-      return !askedAgain && notTheJoinersFailure(value, request, this.o.config)
-        ? this.fill(request, true)
-        : joinedFailure(value);
+    if (value.kind === "failed") return joinedFailure(value);
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });

@@ -91,6 +91,8 @@ export function announcement(
   token: number,
   result: FlightResult | undefined,
 ): string | Promise<string> {
+  // An answer about the leader's own input (an attacker's header the origin refused): the others ask again.
+  if (result?.kind === "pass" && result.ownInput) return ASK_AGAIN;
   if (result?.kind === "pass" || result?.kind === "alone") return ALONE;
   // The entry's token: a waiter takes that entry even when it is already stale (max-age=0), as the leader's callers do.
   if (result?.kind === "entry") return `done:${result.entry.token}`;

@@ -85,6 +85,7 @@ export async function settle(
       fwdStatus: res.status,
       reason: "uncacheable",
       ...(keepsCopy ? { keepsCopy } : {}),
+      ...(aboutTheRequest ? { ownInput: true as const } : {}),
     };
   }
   const made = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, context);
