@@ -2,7 +2,7 @@ import type { Config, RoutePolicy } from "../config.ts";
 import { ENTRY_FORMAT_VERSION, type Entry } from "./entry.ts";
 import { lifetimes } from "./freshness.ts";
 import { parseHttpDate } from "./http-date.ts";
-import { parseEntityTag, strongMatch, weakMatch } from "./conditional.ts";
+import { parseEntityTag, weakMatch } from "./conditional.ts";
 import { requesterOnlyFields, storedFields } from "./storability.ts";
 import { headerList, type HeaderReader } from "./http.ts";
 import { selectingNames, variantKey } from "./key.ts";
@@ -88,8 +88,9 @@ export function revalidatedHeaders(stored: Entry, notModified: readonly [string,
 }
 
 /**
- * RFC 9111 §4.3.4: whether a 304 vouches for the stored response. A strong entity-tag in it
- * must match the stored one strongly, a weak one weakly; without an entity-tag, a
+ * RFC 9111 §4.3.4: whether a 304 vouches for the stored response. Its entity-tag must be the
+ * stored one, compared weakly (nginx weakens the tag of a body it gzips, never of a 304:
+ * `W/"abc"` stored, `"abc"` in the 304, the same representation); without an entity-tag, a
  * Last-Modified must be the stored one. Otherwise the 304 is about another representation
  * (the origin changed the page and compared `If-Modified-Since` alone, say), and the cache
  * "MUST NOT use the new response to update any stored responses": the old body would be
@@ -105,8 +106,7 @@ export function notModifiedSelects(stored: Entry, notModified: readonly [string,
   if (etag !== null) {
     const given = parseEntityTag(etag);
     const mine = stored.etag === undefined ? undefined : parseEntityTag(stored.etag);
-    if (given === undefined || mine === undefined) return false;
-    return given.weak ? weakMatch(given, mine) : strongMatch(given, mine);
+    return given !== undefined && mine !== undefined && weakMatch(given, mine);
   }
   const lastModified = headers.get("last-modified");
   if (lastModified === null) return true;
