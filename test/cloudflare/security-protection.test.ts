@@ -77,6 +77,19 @@ describe("an answer about one client's input is not the answer of visitors colla
     // The first fill, the attacker's, then one for every victim together.
     expect(await origin.count()).toBe(3);
   });
+
+  it("on a cold key: visitors in both data centers collapsed onto a fill the origin answered 404 without freshness for the attacker's X-Api-Version get the page", async () => {
+    const { origin, attackerDc, victimDc, p } = await setup({
+      "x-api-version": { status: 404, headers: {}, delayMs: 400 },
+    });
+    const attack = attackerDc.get(p, { headers: { "x-api-version": "9" } });
+    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const victims = await Promise.all([attackerDc.get(p), victimDc.get(p), victimDc.get(p)]);
+    expect((await attack).status).toBe(404);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
+    expect(await origin.count()).toBe(2);
+  });
 });
 
 describe("the breaker cannot be opened by answers an attacker makes malformed (Worker)", () => {

@@ -130,6 +130,32 @@ describe.each(["node", "fleet"] as const)("an answer about one client's input st
     // The first fill, the attacker's, then one for every victim together.
     expect(requests).toBe(3);
   });
+
+  it("on a cold key: visitors collapsed onto a fill the origin answered 404 without freshness for the attacker's X-Api-Version get the page, never the attacker's 404", async () => {
+    let requests = 0;
+    const server = (origin = createServer((req, res) => {
+      requests++;
+      const refused = req.headers["x-api-version"] !== undefined;
+      setTimeout(
+        () => {
+          if (refused) res.writeHead(404, { "content-type": "text/plain" }).end("unknown version");
+          else
+            res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/plain" }).end(`page ${req.url}`);
+        },
+        refused ? 300 : 0,
+      );
+    }));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    deployment = await deploy(kind, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, {});
+    const urls = deployment.urls;
+    const attack = send(urls[0]!, "/new", { headers: { "x-api-version": "9" } });
+    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const victims = await Promise.all([0, 0, 1, 2].map((i) => send(urls[i % urls.length]!, "/new")));
+    expect((await attack).status).toBe(404);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, "page /new"]);
+    expect(requests).toBe(2);
+  });
 });
 
 describe.each(["node", "fleet"] as const)("the breaker cannot be opened by one client's inputs (%s)", (kind) => {

@@ -24,6 +24,7 @@ import {
 import type { Store } from "../store/store.ts";
 import { shareBody, type FlightResult } from "./flight.ts";
 import { buffered } from "./read-whole.ts";
+import { errorBlameable } from "./blame.ts";
 import { sharedBodyLimits } from "./laggards.ts";
 
 /** What settling an origin answer reads and writes: the key coordinator's own store. */
@@ -70,7 +71,8 @@ export async function settle(
     return settleNotModified(ctx, request, stored, res, judge, context);
   const verdict = judge(res.status, res.headers);
   // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept.
-  const aboutTheRequest = blamesTheRequest(res.status, request.headers, await urlHasCopy(ctx, request, stored), config);
+  const blameable = await errorBlameable(ctx, request, stored, res);
+  const aboutTheRequest = blamesTheRequest(res.status, request.headers, blameable, config);
   if (res.status >= 500) {
     const kept = verdict.storable && !aboutTheRequest && res.kind === "buffered" && !hidesError(ctx, stored);
     if (!kept) return settleError(ctx, request, stored, res, token, oneClients(verdict));
@@ -160,17 +162,6 @@ async function settleNotModified(
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((name, i) => name === b[i]);
-}
-
-/**
- * Whether the URL has a stored response: this variant's, or any other's (the Vary pointer under
- * the primary key). An error without `Vary` is stored under the primary key, in place of the
- * pointer, and served to every variant: an attacker's header with a language no one had asked
- * for yet (`X-Lang: zz`) made the origin's 404 every language's page.
- */
-async function urlHasCopy(ctx: SettleContext, request: FillRequest, stored: Entry | undefined): Promise<boolean> {
-  if (stored !== undefined) return true;
-  return request.key !== request.primary && (await ctx.store.get(request.primary)) !== undefined;
 }
 
 /** A 5xx that is not stored as the key's answer: a failure of this flight only. */

@@ -1,0 +1,30 @@
+import { routeFor } from "../config.ts";
+import type { Entry } from "../http/entry.ts";
+import { lifetimes } from "../http/freshness.ts";
+import { headerList } from "../http/http.ts";
+import type { OriginResponse } from "../origin/origin-client.ts";
+import type { FillRequest } from "./coordinator.ts";
+import type { SettleContext } from "./settle.ts";
+
+/**
+ * Whether an error to this fill may be blamed on its request's own input rather than stored
+ * (blamesTheRequest's `copyStored`). When the URL has a stored response: this variant's, or
+ * any other's (the Vary pointer under the primary key; an error without `Vary` is stored in
+ * the pointer's place and served to every variant, so an attacker's `X-Lang: zz` made the
+ * origin's 404 every language's page). And when the error would be fresh for no time at all
+ * (no explicit freshness, no heuristic): stored, it served only the requests collapsed onto
+ * this fill, every visitor arriving while the attacker's 404 was on its way.
+ */
+export async function errorBlameable(
+  ctx: SettleContext,
+  request: FillRequest,
+  stored: Entry | undefined,
+  res: OriginResponse,
+): Promise<boolean> {
+  if (res.status < 400) return false;
+  if (stored !== undefined) return true;
+  const { status, requestAt, responseAt } = res;
+  const info = { status, headers: headerList(res.headers), requestAt, responseAt };
+  if (lifetimes(info, routeFor(ctx.config, request.path), ctx.config).staleAt <= responseAt) return true;
+  return request.key !== request.primary && (await ctx.store.get(request.primary)) !== undefined;
+}
