@@ -141,6 +141,11 @@ export async function finalAfterInterim(
   }
 }
 
+/**
+ * A head read as strictly as workerd's parser reads one: a name that is not a token (`X-A : 1`),
+ * a folded line, a value Headers refuses or Content-Lengths that disagree refuse the whole answer
+ * (dropped instead, `Cache-Control : private` after a 103 left a page stored and shared).
+ */
 function parseHead(head: string): { status: number; headers: Headers } | undefined {
   const [statusLine = "", ...lines] = head.split("\r\n");
   const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
@@ -148,15 +153,23 @@ function parseHead(head: string): { status: number; headers: Headers } | undefin
   const headers = new Headers();
   for (const line of lines) {
     const colon = line.indexOf(":");
-    if (colon <= 0) return undefined;
+    if (colon <= 0 || !FIELD_NAME.test(line.slice(0, colon))) return undefined;
     try {
       headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
     } catch {
-      // A field no Headers can hold: dropped, as workerd's fetch drops it.
+      return undefined;
     }
+  }
+  const length = headers.get("content-length");
+  if (length !== null) {
+    const [one = "", ...others] = new Set(length.split(",").map((value) => value.trim())); // RFC 9112 §6.3
+    if (others.length > 0 || !/^\d+$/.test(one)) return undefined;
+    headers.set("content-length", one);
   }
   return { status: Number(match[1]), headers };
 }
+
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/; // RFC 9110 §5.1 field-name = token
 
 /** RFC 9112 §6.3: chunked when it is the final coding, else Content-Length, else until the end. */
 function framedBody(bytes: ByteReader, headers: Headers): ReadableStream<Uint8Array> {

@@ -76,4 +76,22 @@ describe("the final answer behind an interim one, read back from workerd's fetch
     const short = await finalAfterInterim(raw(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]), "GET");
     await expect(short!.text()).rejects.toThrow(/short/);
   });
+
+  it("a head workerd would refuse is refused whole, never read with a field dropped: whitespace before the colon, a name that is not a token, a folded line, disagreeing Content-Lengths", async () => {
+    for (const head of [
+      "Cache-Control : private\r\nContent-Length: 2",
+      "Vary\t: X-Lang\r\nContent-Length: 2",
+      "X Bad: 1\r\nContent-Length: 2",
+      "Cache-Control: max-age=60,\r\n private\r\nContent-Length: 2",
+      "Content-Length: 2\r\nContent-Length: 3",
+      "Content-Length: 2, 3",
+    ])
+      expect(await finalAfterInterim(raw([`HTTP/1.1 200 OK\r\n${head}\r\n\r\nokk`]), "GET"), head).toBeUndefined();
+    // Repeated equal lengths are one length (RFC 9112 §6.3).
+    const same = await finalAfterInterim(
+      raw(["HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nokk"]),
+      "GET",
+    );
+    expect(await same?.text()).toBe("ok");
+  });
 });

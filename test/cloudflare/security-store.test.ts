@@ -234,6 +234,27 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(3);
   });
 
+  it("RFC 9112 §5.1: after a 103 Early Hints, a final head workerd would refuse (`Cache-Control : private`) is a 502, never read as a page without it and stored for the next visitor", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      earlyHints: true,
+      rawHeaderLines: "Cache-Control : private\r\n",
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const path = `/${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+    const [ownerDc, otherDc] = dataCenters(2, testEnv, clock);
+    const owner = await ownerDc!.get(path);
+    expect(owner.status).toBe(502);
+    await settle([owner], testEnv, [path]);
+    for (const dc of [ownerDc!, otherDc!]) {
+      const victim = await dc.get(path);
+      expect(victim.body).not.toBe(`${path} #1`);
+      await settle([victim], testEnv, [path]);
+    }
+  });
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());
