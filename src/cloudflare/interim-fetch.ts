@@ -142,9 +142,9 @@ export async function finalAfterInterim(
 }
 
 /**
- * A head read as strictly as workerd's parser reads one: a name that is not a token (`X-A : 1`),
- * a folded line, a value Headers refuses or Content-Lengths that disagree refuse the whole answer
- * (dropped instead, `Cache-Control : private` after a 103 left a page stored and shared).
+ * A head read as strictly as workerd's parser reads one: a name that is not a token (`X-A : 1`), a
+ * folded line, a value Headers refuses, Content-Lengths that disagree or a transfer coding but
+ * chunked refuse the whole answer (dropped, `Cache-Control : private` left a page shared).
  */
 function parseHead(head: string): { status: number; headers: Headers } | undefined {
   const [statusLine = "", ...lines] = head.split("\r\n");
@@ -160,6 +160,8 @@ function parseHead(head: string): { status: number; headers: Headers } | undefin
       return undefined;
     }
   }
+  const codings = headers.get("transfer-encoding")?.split(",") ?? []; // workerd: "unknown transfer encoding"
+  if (codings.some((coding) => coding.trim().toLowerCase() !== "chunked")) return undefined;
   const length = headers.get("content-length");
   if (length !== null) {
     const [one = "", ...others] = new Set(length.split(",").map((value) => value.trim())); // RFC 9112 §6.3
@@ -171,11 +173,9 @@ function parseHead(head: string): { status: number; headers: Headers } | undefin
 
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/; // RFC 9110 §5.1 field-name = token
 
-/** RFC 9112 §6.3: chunked when it is the final coding, else Content-Length, else until the end. */
+/** RFC 9112 §6.3: chunked (the one coding parseHead lets by, over any Content-Length), else Content-Length, else to the end. */
 function framedBody(bytes: ByteReader, headers: Headers): ReadableStream<Uint8Array> {
-  const codings = (headers.get("transfer-encoding") ?? "").split(",").map((c) => c.trim().toLowerCase());
-  if (codings.at(-1) === "chunked") {
-    // RFC 9112 §6.3: chunked framing overrides any Content-Length.
+  if (headers.has("transfer-encoding")) {
     headers.delete("transfer-encoding");
     headers.delete("content-length");
     return bytes.stream(() => bytes.chunk());

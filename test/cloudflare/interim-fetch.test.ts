@@ -85,6 +85,8 @@ describe("the final answer behind an interim one, read back from workerd's fetch
       "Cache-Control: max-age=60,\r\n private\r\nContent-Length: 2",
       "Content-Length: 2\r\nContent-Length: 3",
       "Content-Length: 2, 3",
+      "Transfer-Encoding: gzip\r\nContent-Length: 2",
+      "Transfer-Encoding: chunked, gzip",
     ])
       expect(await finalAfterInterim(raw([`HTTP/1.1 200 OK\r\n${head}\r\n\r\nokk`]), "GET"), head).toBeUndefined();
     // Repeated equal lengths are one length (RFC 9112 §6.3).
