@@ -64,6 +64,21 @@ describe("stale-if-error across data centers", () => {
     const answer = await dc!.get("/never-cached");
     expect(answer.status).toBe(502);
     expect(answer.cacheStatus).toMatch(/^herdless; fwd=uri-miss; detail=origin-error$/);
+    expect(answer.headers.get("age")).toBe("0");
+  });
+
+  it("every answer carries Age, also the origin's own error and a relayed POST's", async () => {
+    const origin = await testOrigin({ status: 500, body: "broken" });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const error = await dc!.get("/broken");
+    const post = await dc!.get("/form", { method: "POST", body: "a=1" });
+    expect([error.status, error.headers.get("age")]).toEqual([500, "0"]);
+    expect(error.cacheStatus).toMatch(/^herdless; fwd=uri-miss; fwd-status=500; /);
+    expect([post.status, post.cacheStatus, post.headers.get("age")]).toEqual([
+      500,
+      "herdless; fwd=method; fwd-status=500",
+      "0",
+    ]);
   });
 });
 

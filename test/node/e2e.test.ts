@@ -89,6 +89,29 @@ describe("end to end through the Node adapter", () => {
     expect(res.cacheStatus).toContain("detail=stale-if-error");
   });
 
+  it("every answer carries Age and Cache-Status: stored, relayed, the origin's own error, and herdless's own 502 and 503", async () => {
+    const answers = [await get("/page"), await get("/page")];
+    const post = await fetch(`${proxy.url}/form`, { method: "POST", body: "a=1" });
+    answers.push({
+      status: post.status,
+      cacheStatus: post.headers.get("cache-status") ?? "",
+      age: post.headers.get("age"),
+      body: await post.text(),
+    });
+    answers.push(await get("/broken?status=500"));
+    await origin.close();
+    answers.push(await get("/gone"), await get("/gone"));
+    expect(answers.map((a) => [a.status, a.cacheStatus.replace(/; ttl=\d+/, "")])).toEqual([
+      [200, "herdless; fwd=uri-miss; fwd-status=200; stored"],
+      [200, "herdless; hit"],
+      [200, "herdless; fwd=method; fwd-status=200"],
+      [500, "herdless; fwd=uri-miss; fwd-status=500; detail=origin-error"],
+      [502, "herdless; fwd=uri-miss; detail=origin-error"],
+      [503, "herdless; fwd=uri-miss; detail=backoff"],
+    ]);
+    for (const answer of answers) expect(answer.age, answer.cacheStatus).toMatch(/^\d+$/);
+  });
+
   it("exposes Prometheus metrics", async () => {
     await get("/page");
     await get("/page");

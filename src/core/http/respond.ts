@@ -78,6 +78,9 @@ export function fromStream(
  */
 export function fromPass(response: PassResponse, status: CacheStatus, method: string): EngineResponse {
   const headers = response.headers.filter(([name]) => name !== "cache-status");
+  // Every answer carries Age (as Varnish's pass does): an upstream cache's stays, else the
+  // answer was made for this request and is 0 s old. Operators and tools read it on every line.
+  if (!headers.some(([name]) => name === "age")) headers.push(["age", "0"]);
   headers.push(["cache-status", withUpstream(response.headers, status)]);
   const inHand = response.body instanceof Uint8Array && response.status !== 304 ? response.body.byteLength : undefined;
   withContentLength(headers, response.status, inHand ?? response.contentLength);
@@ -100,6 +103,7 @@ export function synthetic(
     ["x-content-type-options", "nosniff"],
     ["cache-control", "no-store"],
     ["content-length", String(body.byteLength)],
+    ["age", "0"],
     ["cache-status", formatCacheStatus(cacheStatus)],
   ];
   if (retryAfterMs !== undefined) headers.push(["retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000)))]);
