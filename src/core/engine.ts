@@ -14,7 +14,7 @@ import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import type { ContentDecoding } from "./origin/response-fields.ts";
-import { guardedCallDeps, type GuardedCallDeps } from "./origin/guarded-call.ts";
+import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "./origin/guarded-call.ts";
 import { forwardPolicy, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
 import { maxForwards } from "./origin/hops.ts";
 import { relay } from "./origin/relay.ts";
@@ -47,6 +47,8 @@ export interface EngineOptions {
   /** Keeps work alive after the response (ctx.waitUntil on Workers). */
   background: (work: Promise<unknown>) => void;
   metrics?: Metrics;
+  /** Hears each relay's origin call (fills report through the coordinator); default: counted in `metrics`. */
+  onOriginCall?: (event: OriginCallEvent) => void;
   /**
    * The purges in force, as this edge knows them. The runtime keeps the snapshot no older
    * than its propagation bound, and a purge returns only after that bound has passed.
@@ -87,7 +89,7 @@ export class Engine {
     this.marks = o.refreshMarks ?? new RefreshMarks(o.config.coordinator.waitTimeoutMs);
     this.forward = forwardPolicy(o.config);
     this.nearTier = new NearTier(o);
-    this.originDeps = guardedCallDeps(o, (event) => o.metrics?.originCall(event.outcome));
+    this.originDeps = guardedCallDeps(o, o.onOriginCall ?? ((event) => o.metrics?.originCall(event.outcome)));
     this.answers = {
       config: o.config,
       clock: o.clock,

@@ -20,7 +20,7 @@ import { RedisFlightRelay } from "./redis/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
 import type { RedisTarget } from "./redis/target.ts";
-import { originCall, type Stack, type StackOptions } from "./stack.ts";
+import { originCall, originCallListener, type Stack, type StackOptions } from "./stack.ts";
 
 /** How long one chunk command (a 1 MiB write, a 4 MiB read) may take before the body counts as unreadable. */
 const BULK_COMMAND_TIMEOUT_MS = 10_000;
@@ -72,7 +72,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const shared = new RedisStore({ connection, bulk, prefix, clock });
   const background = (work: Promise<unknown>) =>
     void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
-  const onOriginCall = (event: { outcome: Parameters<Metrics["originCall"]>[0] }) => metrics.originCall(event.outcome);
+  const onOriginCall = originCallListener(metrics, logger);
 
   // The fleet guard throughout: without Redis it admits within this process's share.
   const parts = { guard, background, onOriginCall, ...originCall(options) };
@@ -96,6 +96,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     ...(decodes ? { decodes } : {}),
     background,
     metrics,
+    onOriginCall,
     purges: () => purges.current(),
   });
   return {

@@ -6,6 +6,7 @@ import { LocalGuard } from "../core/guard/local-guard.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
+import type { OriginCallEvent } from "../core/origin/guarded-call.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/admin/purge.ts";
@@ -48,6 +49,24 @@ export function originCall(options: Pick<StackOptions, "fetch" | "decodes">): {
   return { fetch: nodeOriginFetch, decodes: options.decodes ?? nodeDecoding };
 }
 
+/**
+ * Hears every origin call: counted for the metrics, and a failed one (no answer, or a 5xx)
+ * logged at warn, as nginx's error log names each upstream that failed. The lines are as
+ * many as the calls the guard let through: in an outage the breaker and each key's backoff
+ * keep them to a few per probe interval, not one per client request.
+ *
+ * @example
+ * new KeyCoordinator({ ...options, onOriginCall: originCallListener(metrics, logger) });
+ */
+export function originCallListener(metrics: Metrics, logger: Logger): (event: OriginCallEvent) => void {
+  return (event) => {
+    metrics.originCall(event.outcome);
+    const key = event.key !== undefined ? { key: event.key } : {};
+    if (event.outcome === "error") logger.warn("origin call failed", { ...key, error: event.error ?? "unknown" });
+    else if (event.outcome === "5xx") logger.warn("origin answered an error", { ...key, status: event.status });
+  };
+}
+
 /** Everything one Node process runs: the engine and the parts the server reports on. */
 export interface Stack {
   config: Config;
@@ -80,6 +99,7 @@ export function localStack(options: StackOptions): Stack {
   const guard = new LocalGuard({ config, clock });
   const background = (work: Promise<unknown>) =>
     void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
+  const onOriginCall = originCallListener(metrics, logger);
   const coordinator = new KeyCoordinator({
     config,
     clock,
@@ -89,7 +109,7 @@ export function localStack(options: StackOptions): Stack {
     fetch,
     ...(decodes ? { decodes } : {}),
     background,
-    onOriginCall: (event) => metrics.originCall(event.outcome),
+    onOriginCall,
   });
   const purges = new LocalPurgeRegistry(clock, purgeKeyOf(config, "http:"));
   const engine = new Engine({
@@ -102,6 +122,7 @@ export function localStack(options: StackOptions): Stack {
     ...(decodes ? { decodes } : {}),
     background,
     metrics,
+    onOriginCall,
     purges: () => purges.current(),
   });
   return {

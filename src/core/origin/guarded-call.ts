@@ -17,6 +17,8 @@ export interface OriginCallEvent {
   key?: string;
   outcome: OriginOutcomeKind;
   status?: number;
+  /** Why a call with outcome `error` got no answer (refused, reset, timed out), for the logs. */
+  error?: string;
   priority: Priority;
 }
 
@@ -175,10 +177,11 @@ export async function guardedOriginCall(
   // application chokes on cannot open the breaker on `minFailingKeys` paths of the sender's
   // choosing; visitors' ordinary requests, and refused or reset connections, count by path.
   const sickKey = clientInput(request.headers, config) === undefined ? breakerKey : CLIENT_INPUT_RESOURCE;
-  const event = (outcome: OriginOutcomeKind, status?: number): OriginCallEvent => ({
+  const event = (outcome: OriginOutcomeKind, status?: number, error?: string): OriginCallEvent => ({
     ...(options.key !== undefined ? { key: options.key } : {}),
     outcome,
     ...(status !== undefined ? { status } : {}),
+    ...(error !== undefined ? { error } : {}),
     priority: options.priority,
   });
   let response: OriginResponse;
@@ -198,13 +201,13 @@ export async function guardedOriginCall(
     if (options.uploadPending?.() === true) {
       // The origin cannot answer a request it has not all received: the client was the slow one.
       await permit.release("neutral", breakerKey);
-      deps.onOriginCall?.(event("error"));
       const message = `the request body for ${request.url} had not all arrived when the origin call ended (${error.message})`;
+      deps.onOriginCall?.(event("error", undefined, message));
       return { kind: "failed", error: new HerdlessError("CLIENT_TOO_SLOW", message, { cause: error }) };
     }
     const resource = error.code === "ORIGIN_NETWORK" ? breakerKey : sickKey;
     await permit.release(outcomeOfError(error.code, signal?.aborted === true), resource);
-    deps.onOriginCall?.(event("error"));
+    deps.onOriginCall?.(event("error", undefined, error.message));
     return { kind: "failed", error };
   }
   deps.onOriginCall?.(event(metricOfStatus(response.status), response.status));
