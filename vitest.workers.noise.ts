@@ -17,6 +17,10 @@
  * lines are dropped: the refusal by its wording, the uncaught report only when it carries
  * the reference (wdErrId) of a refusal just dropped, so any other internal error passes.
  *
+ * herdless's own line for each failed origin call ("origin call failed", "origin answered an
+ * error": src/cloudflare/log.ts) goes too: chaos, outage and breaker tests fail the origin
+ * hundreds of times on purpose, and edge-errors.test.ts asserts the lines through a spy.
+ *
  * And tests that evict every object on purpose (`abortAllDurableObjects()`, to show that state
  * survives an eviction) abort whatever an object was doing, e.g. an isolate's stats report;
  * workerd reports that call as uncaught in the object, with the abort's own wording.
@@ -28,6 +32,8 @@ const EXPECTED = [
   "disconnected: stream disconnected prematurely",
   "disconnected: WebSocket peer disconnected",
   "stack = Error: Application called abortAllDurableObjects().",
+  '"msg":"origin call failed"',
+  '"msg":"origin answered an error"',
 ];
 
 /** workerd's refusal of an origin answer whose header block does not parse (RFC 9110 §5.1). */

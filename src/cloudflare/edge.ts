@@ -21,7 +21,8 @@ import type { Env } from "./env.ts";
 import { DEGRADED_FOR_MS, isolateState, type ReadyIsolate } from "./isolate.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { workerCounters } from "./stats.ts";
-import { log } from "./log.ts";
+import { log, logFailedOriginCall } from "./log.ts";
+import type { OriginCallEvent } from "../core/origin/guarded-call.ts";
 import { forwardedAs, mayJoinFromMemory, memoryHit } from "./memory-hit.ts";
 import type { Landed } from "./isolate-flights.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
@@ -233,6 +234,10 @@ function edgeEngine(
   // through the lease and the cache, and no promise crosses request contexts. Built only
   // when the coordinator failed: a spike's requests do not each pay for one.
   let filler: KeyCoordinator | undefined;
+  const onOriginCall = (event: OriginCallEvent) => {
+    metrics.originCall(event.outcome);
+    logFailedOriginCall(event);
+  };
   const fallback: Coordinator = {
     fill: (request) =>
       (filler ??= new KeyCoordinator({
@@ -244,7 +249,7 @@ function edgeEngine(
         fetch,
         decodes: workerdDecoding,
         background,
-        onOriginCall: (event) => metrics.originCall(event.outcome),
+        onOriginCall,
       })).fill(request),
   };
   return new Engine({
@@ -262,6 +267,7 @@ function edgeEngine(
     decodes: workerdDecoding,
     background,
     metrics,
+    onOriginCall,
     nearCopies: isolate.nearCopiesFor(cacheName),
     // The isolate's copy: no round trip while it is younger than admin.purgePropagationMs,
     // then one read for the isolate, whose Cache API write goes behind the answer.

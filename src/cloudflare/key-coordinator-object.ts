@@ -20,6 +20,7 @@ import { SqlTables } from "./sql-tables.ts";
 import { AfterAnswer, WriteBehindLeases, WriteBehindStore } from "./after-answer.ts";
 import { toWire, type WireFillResult } from "./fill-wire.ts";
 import { originFetch } from "./interim-fetch.ts";
+import { logFailedOriginCall } from "./log.ts";
 
 /** Test-only hooks of {@link KeyCoordinatorObject}; see its `[coordinatorTestHooks]` method. */
 export const coordinatorTestHooks: unique symbol = Symbol("herdless.coordinatorTestHooks");
@@ -158,6 +159,8 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
         return originFetch(url, init);
       },
       decodes: workerdDecoding,
+      // The fills of every data center are made here: their failures are logged here.
+      onOriginCall: logFailedOriginCall,
       background: (work) => this.keep(work),
       // A streamed body is stored after fill() returned: schedule its cleanup then.
       onStored: () => this.keep(this.scheduleCleanup(stored, backoff)),

@@ -57,7 +57,8 @@ describe("stale-if-error across data centers", () => {
     expect(late.status).toBeGreaterThanOrEqual(500);
   });
 
-  it("an uncached key gets the error: there is nothing to hide it with", async () => {
+  it("an uncached key gets the error: there is nothing to hide it with; the failed call is logged", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const origin = await testOrigin({ mode: "down" });
     const testEnv = edgeEnv(origin.url);
     const [dc] = dataCenters(1, testEnv);
@@ -65,13 +66,26 @@ describe("stale-if-error across data centers", () => {
     expect(answer.status).toBe(502);
     expect(answer.cacheStatus).toMatch(/^herdless; fwd=uri-miss; detail=origin-error$/);
     expect(answer.headers.get("age")).toBe("0");
+    const logged = warn.mock.calls.map(([line]) => JSON.parse(String(line)) as Record<string, unknown>);
+    expect(logged).toEqual([
+      {
+        level: "warn",
+        msg: "origin call failed",
+        key: "GET https://edge.test/never-cached",
+        error: expect.any(String),
+      },
+    ]);
   });
 
   it("every answer carries Age, also the origin's own error and a relayed POST's", async () => {
     const origin = await testOrigin({ status: 500, body: "broken" });
     const [dc] = dataCenters(1, edgeEnv(origin.url));
     const error = await dc!.get("/broken");
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const post = await dc!.get("/form", { method: "POST", body: "a=1" });
+    expect(warn.mock.calls.map(([line]) => JSON.parse(String(line)) as unknown)).toEqual([
+      { level: "warn", msg: "origin answered an error", key: `POST ${origin.url}/form`, status: 500 },
+    ]);
     expect([error.status, error.headers.get("age")]).toEqual([500, "0"]);
     expect(error.cacheStatus).toMatch(/^herdless; fwd=uri-miss; fwd-status=500; /);
     expect([post.status, post.cacheStatus, post.headers.get("age")]).toEqual([
