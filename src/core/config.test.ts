@@ -60,6 +60,16 @@ describe("config: every class of invalid input gets a message naming the field, 
       'routes.0.match: match must start with / (for example /static/*) (got "static/*")',
     ],
     [
+      "a glob in a route (would silently never match)",
+      { origin, routes: [{ match: "/blog/*/edit" }] },
+      'routes.0.match: match takes * only at its end (no globs or regular expressions): exact /about, prefix /static/* or everything * (got "/blog/*/edit")',
+    ],
+    [
+      "a route without match",
+      { origin, routes: [{ bypass: true }] },
+      "routes.0.match: match is required: exact /about, prefix /static/* or everything * (got missing)",
+    ],
+    [
       "unknown route option",
       { origin, routes: [{ match: "/a", ttl: 5 }] },
       "routes.0.ttl: unknown option; accepted: bypass, defaultTtlMs",

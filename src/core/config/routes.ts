@@ -46,10 +46,25 @@ export const routePolicy = z.strictObject({
   key: z.optional(z.partial(keyOptions)),
 });
 
+const MATCH_FORMS = "exact /about, prefix /static/* or everything *";
+
 export const route = z.extend(routePolicy, {
-  /** Path pattern: exact `/about`, prefix `/static/*`, or any `*`. First match wins. */
-  match: z.union([
-    z.string().check(z.startsWith("/", { error: "match must start with / (for example /static/*)" })),
-    z.literal("*"),
-  ]),
+  /**
+   * Path pattern: exact `/about`, prefix `/static/*`, or any `*`. First match wins. A `*`
+   * anywhere but the end (a glob such as `*.css`) is refused: it would be matched as the
+   * literal character, so the route would silently never apply.
+   */
+  match: z
+    .string({
+      error: (issue) => `match ${issue.input === undefined ? "is required" : "must be a string"}: ${MATCH_FORMS}`,
+    })
+    .check(
+      z.refine((match) => match === "*" || match.startsWith("/"), {
+        error: "match must start with / (for example /static/*)",
+        abort: true,
+      }),
+      z.refine((match) => !match.slice(0, -1).includes("*"), {
+        error: `match takes * only at its end (no globs or regular expressions): ${MATCH_FORMS}`,
+      }),
+    ),
 });
