@@ -49,6 +49,14 @@ function parseEnvConfig(env: ConfigEnv): Config {
   const origin =
     typeof record.origin === "object" && record.origin !== null ? (record.origin as Record<string, unknown>) : {};
   // ORIGIN_URL is the deploy-time knob (`--var ORIGIN_URL:…`), so it wins over the JSON.
-  const url = env.ORIGIN_URL !== undefined && env.ORIGIN_URL !== "" ? env.ORIGIN_URL : origin.url;
-  return parseConfig({ ...record, origin: { ...origin, url } });
+  const fromVar = env.ORIGIN_URL !== undefined && env.ORIGIN_URL !== "";
+  const url = fromVar ? env.ORIGIN_URL : origin.url;
+  try {
+    return parseConfig({ ...record, origin: { ...origin, url } });
+  } catch (error) {
+    // The operator set ORIGIN_URL, not origin.url: the message names what they wrote.
+    if (!fromVar || !(error instanceof HerdlessError)) throw error;
+    const message = error.message.replace(/^(\s*- )origin\.url: origin\.url /m, "$1ORIGIN_URL: ORIGIN_URL ");
+    throw new HerdlessError("CONFIG_INVALID", message, { cause: error });
+  }
 }

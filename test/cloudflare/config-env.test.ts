@@ -29,7 +29,15 @@ describe("configFromEnv", () => {
     );
   });
 
-  it("passes field errors through from the schema", () => {
-    expect(() => configFromEnv({ ORIGIN_URL: "ftp://x", HERDLESS_CONFIG: "" })).toThrow(/origin\.url/);
+  it("passes field errors through from the schema, naming ORIGIN_URL when that is what was wrong", () => {
+    expect(() => configFromEnv({ ORIGIN_URL: "ftp://x", HERDLESS_CONFIG: "" })).toThrow(
+      'ORIGIN_URL: ORIGIN_URL must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")',
+    );
+    expect(() => configFromEnv({ ORIGIN_URL: "", HERDLESS_CONFIG: '{"origin":{"url":"/var/www"}}' })).toThrow(
+      "origin.url: origin.url must be an absolute http(s) URL",
+    );
+    expect(() =>
+      configFromEnv({ ORIGIN_URL: "http://127.0.0.1:1", HERDLESS_CONFIG: '{"origin":{"timeoutMs":-1}}' }),
+    ).toThrow("origin.timeoutMs: origin.timeoutMs must be at least 1 ms (got -1)");
   });
 });
