@@ -73,7 +73,8 @@ function track(child, name) {
 }
 
 /** Starts the demo origin and resolves with its URL once it prints its listening line. */
-function startDemoOrigin() {
+async function startDemoOrigin() {
+  await portFree(originPort, "ORIGIN_PORT", "the demo origin (or ORIGIN_URL=… fronts your own origin)");
   const child = track(
     spawn(process.execPath, ["--import", "tsx", join(root, "fixtures/demo-origin.ts"), "--port", originPort], {
       cwd: root,
@@ -141,14 +142,19 @@ function wranglerBin() {
   return join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
 }
 
-/** Refuses a taken port with a plain message, before workerd prints its own stack about it. */
-function portFree(wanted) {
+/**
+ * Refuses a taken port with a plain message, before workerd (or the demo origin) prints its
+ * own stack about it. `variable` is the environment variable that moves it.
+ */
+function portFree(wanted, variable = "PORT", what = "herdless") {
   if (!/^\d{1,5}$/.test(wanted) || Number(wanted) < 1 || Number(wanted) > 65535)
-    return Promise.reject(new Error(`PORT must be a port number (1–65535), got ${JSON.stringify(wanted)}`));
+    return Promise.reject(new Error(`${variable} must be a port number (1–65535), got ${JSON.stringify(wanted)}`));
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once("error", (error) =>
-      reject(new Error(`127.0.0.1:${wanted} is not free (${error.code ?? error.message}); PORT=… moves herdless`)),
+      reject(
+        new Error(`127.0.0.1:${wanted} is not free (${error.code ?? error.message}); ${variable}=… moves ${what}`),
+      ),
     );
     probe.listen(Number(wanted), "127.0.0.1", () => probe.close(() => resolve()));
   });
@@ -233,7 +239,7 @@ it crashes (503s, down for 5 s). The cache still answers every one with 200:
 `
     : ""
 }${adminToken ? `\nDashboard: ${url}/__herdless/   (token ${givenToken ? "from HERDLESS_ADMIN_TOKEN" : adminToken})\n` : ""}
-Ctrl-C stops both.
+Ctrl-C stops ${demo ? "both" : "it"}.
 `);
 }
 

@@ -159,6 +159,42 @@ describe("npm start with an invalid config", () => {
     expect(run.stdout).not.toMatch(/running in workerd/);
   });
 
+  it("exits 1 naming ORIGIN_URL when it is not an http(s) URL", () => {
+    const run = spawnSync(process.execPath, ["scripts/start.js"], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, ORIGIN_URL: "/var/www" },
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(
+      'ORIGIN_URL: ORIGIN_URL must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "/var/www")',
+    );
+  });
+
+  it("exits 1 naming ORIGIN_PORT when the demo origin's port is taken, before anything starts", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const address = taken.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    try {
+      const { ORIGIN_URL: _unset, ...env } = process.env;
+      const run = spawnSync(process.execPath, ["scripts/start.js"], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 30_000,
+        env: { ...env, ORIGIN_PORT: String(address.port) },
+      });
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain(
+        `127.0.0.1:${address.port} is not free (EADDRINUSE); ORIGIN_PORT=… moves the demo origin`,
+      );
+      expect(run.stdout).not.toMatch(/fragile origin listening/);
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
+    }
+  });
+
   it("exits 1 naming the port when PORT is taken, before workerd starts", async () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
