@@ -137,7 +137,9 @@ function readFlags(args: string[]): CliFlags {
     }
     if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
       const flag = /'(-[^' ,]+)/.exec((error as Error).message)?.[1];
-      throw new UsageError(flag ? `${flag} needs a value` : (error as Error).message);
+      // parseArgs takes `--port -1` for a flag with no value: say how to pass one that starts with "-".
+      const dashed = (error as Error).message.includes("ambiguous") ? ` (one starting with - goes as ${flag}=-…)` : "";
+      throw new UsageError(flag ? `${flag} needs a value${dashed}` : (error as Error).message);
     }
     throw error;
   }

@@ -112,6 +112,10 @@ describe("herdless CLI", () => {
       code: 2,
       stderr: expect.stringContaining("herdless: --origin needs a value"),
     });
+    expect(await runCli(["--origin", "http://127.0.0.1:1", "--port", "-1"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("herdless: --port needs a value (one starting with - goes as --port=-…)"),
+    });
     expect(await runCli(["--origin", "http://127.0.0.1:1", "--port", "http"])).toMatchObject({
       code: 2,
       stderr: expect.stringContaining("--port must be an integer"),
