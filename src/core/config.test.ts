@@ -24,6 +24,16 @@ describe("config: every class of invalid input gets a message naming the field, 
       'origin.url: origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")',
     ],
     [
+      "credentials in the origin's URL (never sent; not repeated in the message)",
+      { origin: { url: "http://user:secret@127.0.0.1:8080" } },
+      'origin.url: origin.url must not hold credentials (user:password@): they are never sent to the origin (got "http://…@127.0.0.1:8080")',
+    ],
+    [
+      "a query in the origin's URL (each request's own replaces it)",
+      { origin: { url: "http://127.0.0.1:8080/app?site=1" } },
+      "origin.url: origin.url must not have a query or fragment: each origin request carries its client's query",
+    ],
+    [
       "wrong type",
       { origin: { ...origin, timeoutMs: "5s" } },
       'origin.timeoutMs: origin.timeoutMs must be a number of milliseconds (got "5s")',

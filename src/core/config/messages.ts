@@ -19,7 +19,8 @@ export function describeIssue(issue: z.core.$ZodIssue, input: unknown, schema: z
   const value = valueAt(input, issue.path);
   // A rule across fields (lockLeaseMs > timeoutMs) can fail on a field left to its default: not "missing".
   const shown = value !== undefined ? JSON.stringify(value) : issue.code === "custom" ? "its default" : "missing";
-  return `${path}: ${issue.message} (got ${shown})`;
+  // A URL's credentials are not repeated: the message may reach a log or a Worker's 500 page.
+  return `${path}: ${issue.message} (got ${shown.replace(/(\/\/)[^/?#@"\s]*@/g, "$1…@")})`;
 }
 
 function valueAt(input: unknown, path: PropertyKey[]): unknown {

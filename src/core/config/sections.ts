@@ -13,10 +13,22 @@ import {
 
 /** `origin`: The origin and how hard it may be asked. */
 export const originSection = z.strictObject({
-  url: z.url({
-    protocol: /^https?$/,
-    error: "origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080",
-  }),
+  url: z
+    .url({
+      protocol: /^https?$/,
+      error: "origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080",
+    })
+    .check(
+      // Each origin request is origin.url's scheme, host and path plus the client's path and
+      // query: anything else in it would be dropped without a word, credentials printed in the log.
+      z.refine((url) => !/^[a-z]+:\/\/[^/?#]*@/i.test(url), {
+        error: "origin.url must not hold credentials (user:password@): they are never sent to the origin",
+        abort: true,
+      }),
+      z.refine((url) => !/[?#]/.test(url), {
+        error: "origin.url must not have a query or fragment: each origin request carries its client's query",
+      }),
+    ),
   /** Abort an origin request (connect + full body) after this long. */
   timeoutMs: z._default(ms("origin.timeoutMs", 1), 10_000),
   /** Concurrent origin requests across the whole deployment, all keys together. */
