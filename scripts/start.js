@@ -243,15 +243,42 @@ Ctrl-C stops ${demo ? "both" : "it"}.
 `);
 }
 
+/**
+ * Under npm, npm itself: npm runs the script through `sh -c`, and a shell that does not exec
+ * its command (dash, Debian's sh) outlives a killed npm, so our own parent never changes.
+ * Read from /proc (Linux); elsewhere, and outside npm, undefined.
+ */
+function npmProcess() {
+  if (process.env.npm_lifecycle_event === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${process.ppid}/stat`, "utf8");
+    // Fields after the command name, which may hold spaces: state, then the parent's pid.
+    const grandparent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    return grandparent > 1 ? grandparent : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === "EPERM";
+  }
+}
+
 // Whatever stops us stops the children: Ctrl-C (the children, in their own groups, do not
 // get the terminal's SIGINT), SIGTERM from npm or a supervisor, SIGHUP when the terminal
-// closes, and a parent (npm) that died without passing a signal on.
+// closes, and a parent or an npm that died without passing a signal on (SIGKILL).
 process.on("SIGINT", () => stop(130));
 process.on("SIGTERM", () => stop(143));
 process.on("SIGHUP", () => stop(129));
 const parent = process.ppid;
+const npm = npmProcess();
 setInterval(() => {
-  if (process.ppid !== parent) stop(1);
+  if (process.ppid !== parent || (npm !== undefined && !alive(npm))) stop(1);
 }, 500).unref();
 
 try {

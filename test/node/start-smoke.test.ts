@@ -142,6 +142,44 @@ describe("npm start", () => {
   }, 20_000);
 });
 
+describe("npm start when npm itself is killed", () => {
+  it(
+    "stops workerd and itself: npm's sh -c outlives a SIGKILLed npm, so the parent alone never changes",
+    async () => {
+      const port = await freePort();
+      let log = "";
+      // As npm runs it: npm (here a shell that cannot exec its command) → sh -c → node scripts/start.js.
+      const npm = spawn("sh", ["-c", 'sh -c "node scripts/start.js"; true'], {
+        cwd: root,
+        env: {
+          ...process.env,
+          npm_lifecycle_event: "start",
+          PORT: String(port),
+          ORIGIN_URL: "http://127.0.0.1:9",
+          WRANGLER_SEND_METRICS: "false",
+          CLOUDFLARE_CF_FETCH_ENABLED: "false",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      npm.stdout?.on("data", (chunk: Buffer) => (log += chunk.toString()));
+      npm.stderr?.on("data", (chunk: Buffer) => (log += chunk.toString()));
+      const tree = await until(`no workerd under npm; output:\n${log}`, STARTUP_MS, async () => {
+        const found = descendants(npm.pid!);
+        return found.some((p) => p.comm.includes("workerd")) && log.includes("running in workerd") ? found : undefined;
+      });
+      try {
+        process.kill(npm.pid!, "SIGKILL");
+        // start.js looks every 500 ms and gives Miniflare 5 s to stop workerd.
+        await until("processes still running", 15_000, async () => (tree.some((p) => alive(p.pid)) ? undefined : true));
+      } finally {
+        for (const p of tree.filter((p) => alive(p.pid))) process.kill(p.pid, "SIGKILL");
+      }
+      expect(tree.filter((p) => alive(p.pid))).toEqual([]);
+    },
+    STARTUP_MS + 20_000,
+  );
+});
+
 describe("npm start with an invalid config", () => {
   it("exits 1 before starting workerd, naming the field", () => {
     const run = spawnSync(process.execPath, ["scripts/start.js"], {
