@@ -120,9 +120,9 @@ describe("config: every class of invalid input gets a message naming the field, 
       "routes.0.refreshAhead: refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime) (got 0.9)",
     ],
     [
-      "short admin token",
+      "short admin token (described, never repeated)",
       { origin, admin: { token: "short" } },
-      'admin.token: admin.token must be at least 16 characters (got "short")',
+      "admin.token: admin.token must be at least 16 characters (got 5 characters)",
     ],
   ])("%s", (_, input, message) => {
     const text = messageOf(input);

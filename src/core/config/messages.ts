@@ -18,7 +18,10 @@ export function describeIssue(issue: z.core.$ZodIssue, input: unknown, schema: z
   }
   const value = valueAt(input, issue.path);
   // A rule across fields (lockLeaseMs > timeoutMs) can fail on a field left to its default: not "missing".
-  const shown = value !== undefined ? JSON.stringify(value) : issue.code === "custom" ? "its default" : "missing";
+  // A secret is described, never repeated: the message goes to a terminal, a log, a Worker's 500 page.
+  const secret = issue.path.at(-1) === "token" && typeof value === "string";
+  const described = secret ? `${value.length} characters` : JSON.stringify(value);
+  const shown = value !== undefined ? described : issue.code === "custom" ? "its default" : "missing";
   // A URL's credentials are not repeated: the message may reach a log or a Worker's 500 page.
   return `${path}: ${issue.message} (got ${shown.replace(/(\/\/)[^/?#@"\s]*@/g, "$1…@")})`;
 }
