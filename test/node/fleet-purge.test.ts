@@ -163,3 +163,22 @@ describe("purge across a three-process fleet", () => {
     expect(origin.stats().requests).toBe(requestsBefore);
   });
 });
+
+describe("purge while Redis is down", () => {
+  it("answers 503 naming the failure, as the Worker does, not a 500 internal error", async () => {
+    await redis.server.kill();
+    try {
+      const res = await send(
+        servers[1]!,
+        "POST",
+        "/__herdless/purge",
+        { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        JSON.stringify({ all: true }),
+      );
+      expect(res.status).toBe(503);
+      expect(JSON.parse(res.body)).toEqual({ error: expect.stringMatching(/^herdless admin: redis /) });
+    } finally {
+      await redis.server.restart();
+    }
+  });
+});

@@ -208,7 +208,14 @@ async function purge(request: AdminRequest, ctx: AdminContext): Promise<AdminRes
   } catch (error) {
     return json(400, { error: error instanceof Error ? error.message : String(error) });
   }
-  await ctx.purges.purge(command);
+  try {
+    await ctx.purges.purge(command);
+  } catch (error) {
+    // The purge list is out of reach (Redis down, the registry object unreachable): nothing was
+    // recorded, and the caller may try again; as the Worker says it, not an internal error.
+    const message = error instanceof Error ? error.message : String(error);
+    return json(503, { error: `herdless admin: ${message}` }, [["retry-after", "1"]]);
+  }
   return json(200, { purged: command });
 }
 
