@@ -41,7 +41,7 @@ describe("config: every class of invalid input gets a message naming the field, 
     [
       "out of range",
       { origin: { ...origin, maxConcurrency: 0 } },
-      "origin.maxConcurrency: Too small: expected number to be >=1 (got 0)",
+      "origin.maxConcurrency: origin.maxConcurrency must be at least 1 (got 0)",
     ],
     [
       "negative duration",
@@ -51,7 +51,7 @@ describe("config: every class of invalid input gets a message naming the field, 
     [
       "not an integer",
       { origin: { ...origin, maxQueue: 1.5 } },
-      "origin.maxQueue: Invalid input: expected int, received number (got 1.5)",
+      "origin.maxQueue: origin.maxQueue must be a whole number (got 1.5)",
     ],
     [
       "misspelled key",

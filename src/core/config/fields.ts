@@ -32,7 +32,13 @@ export const ms = (what: string, min = 0, max = MAX_TIMER_MS) =>
 export const ttl = (what: string) => ms(what, 0, MAX_TTL_MS);
 /** A whole count or size between `min` and `max`. */
 export const count = (what: string, min: number, max: number) =>
-  z.number().check(z.int(), z.minimum(min), z.maximum(max, { error: `${what} must be at most ${max}` }));
+  z
+    .number({ error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number` : undefined) })
+    .check(
+      z.int({ error: `${what} must be a whole number` }),
+      z.minimum(min, { error: `${what} must be at least ${min}` }),
+      z.maximum(max, { error: `${what} must be at most ${max}` }),
+    );
 
 /**
  * Bodies up to this size are stored on every runtime (25 MiB): Durable Object storage and
