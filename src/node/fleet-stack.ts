@@ -131,7 +131,8 @@ async function connectRedis(options: FleetStackOptions): Promise<RedisConnection
       ? logger.info("redis reachable: fleet coordination on", { redis: where })
       : logger.warn("redis unreachable: local single-flight until it returns", {
           redis: where,
-          error: String(connection.lastError ?? ""),
+          // A connection Redis closed cleanly has no error to name: no empty "error" then.
+          ...(connection.lastError ? { error: String(connection.lastError) } : {}),
         }),
   );
   await connection
