@@ -9,7 +9,8 @@ import {
 import type { PurgeRegistry } from "../core/admin/purge.ts";
 
 /** Where the Worker's admin token is set, for the "disabled" message. */
-export const TOKEN_HINT = "set the HERDLESS_ADMIN_TOKEN secret: npx wrangler secret put HERDLESS_ADMIN_TOKEN";
+export const TOKEN_HINT =
+  "set the HERDLESS_ADMIN_TOKEN secret: npx wrangler secret put HERDLESS_ADMIN_TOKEN; under npm start, in .dev.vars or the environment";
 
 /** The shortest token accepted (as `admin.token` in the config). */
 const MIN_TOKEN_LENGTH = 16;

@@ -68,7 +68,7 @@ describe("the admin API's token", () => {
       const answer = await adminCall(dc!, method, path, method === "POST" ? { body: { all: true } } : {});
       expect(answer.status).toBe(404);
       expect(answer.body).toBe(
-        "herdless admin API is disabled: no admin token is configured (set the HERDLESS_ADMIN_TOKEN secret: npx wrangler secret put HERDLESS_ADMIN_TOKEN)\n",
+        "herdless admin API is disabled: no admin token is configured (set the HERDLESS_ADMIN_TOKEN secret: npx wrangler secret put HERDLESS_ADMIN_TOKEN; under npm start, in .dev.vars or the environment)\n",
       );
     }
     expect((await dc!.get("/open")).cacheStatus).toMatch(/^herdless; hit; /);
