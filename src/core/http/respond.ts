@@ -78,9 +78,8 @@ export function fromStream(
  */
 export function fromPass(response: PassResponse, status: CacheStatus, method: string): EngineResponse {
   const headers = response.headers.filter(([name]) => name !== "cache-status");
-  // Every answer carries Age (as Varnish's pass does): an upstream cache's stays, else the
-  // answer was made for this request and is 0 s old. Operators and tools read it on every line.
-  if (!headers.some(([name]) => name === "age")) headers.push(["age", "0"]);
+  // No Age of herdless's own: the origin made this answer for this request, and RFC 9111 §5.1
+  // reads an Age as "not generated or validated by the origin for this request".
   headers.push(["cache-status", withUpstream(response.headers, status)]);
   const inHand = response.body instanceof Uint8Array && response.status !== 304 ? response.body.byteLength : undefined;
   withContentLength(headers, response.status, inHand ?? response.contentLength);
