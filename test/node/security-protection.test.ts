@@ -101,60 +101,59 @@ describe.each(["node", "fleet"] as const)("per-key backoff cannot be started by 
   });
 });
 
+/**
+ * An origin that refuses a request carrying `X-Api-Version` with a 404 (after 300 ms: the
+ * victims arrive while it is on its way), fresh for 60 s when `refusalFresh`, and serves the
+ * page otherwise. `requests()` counts what reached it.
+ */
+async function versionRefusingOrigin(refusalFresh: boolean): Promise<{ url: string; requests(): number }> {
+  let requests = 0;
+  const server = (origin = createServer((req, res) => {
+    requests++;
+    const refused = req.headers["x-api-version"] !== undefined;
+    setTimeout(
+      () => {
+        const fresh = !refused || refusalFresh ? { "cache-control": "max-age=60" } : {};
+        res.writeHead(refused ? 404 : 200, { ...fresh, "content-type": "text/plain" });
+        res.end(refused ? "unknown version" : `page ${req.url}`);
+      },
+      refused ? 300 : 0,
+    );
+  }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests };
+}
+
+/** The attacker's request for `path`, and four victims' on the members while its fill waits on the origin. */
+async function attackThenVictims(urls: string[], path: string) {
+  const attack = send(urls[0]!, path, { headers: { "x-api-version": "9" } });
+  // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const victims = await Promise.all([0, 0, 1, 2].map((i) => send(urls[i % urls.length]!, path)));
+  return { attack: await attack, victims };
+}
+
 describe.each(["node", "fleet"] as const)("an answer about one client's input stays that client's (%s)", (kind) => {
   it("visitors collapsed onto a fill the origin answered 404 for the attacker's X-Api-Version ask again together, and get the page", async () => {
-    let requests = 0;
-    const server = (origin = createServer((req, res) => {
-      requests++;
-      const refused = req.headers["x-api-version"] !== undefined;
-      // The refusal takes a moment: the victims arrive while it is on its way.
-      setTimeout(
-        () => {
-          res.writeHead(refused ? 404 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
-          res.end(refused ? "unknown version" : `page ${req.url}`);
-        },
-        refused ? 300 : 0,
-      );
-    }));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    deployment = await deploy(kind, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, {});
+    const o = await versionRefusingOrigin(true);
+    deployment = await deploy(kind, o.url, {});
     const urls = deployment.urls;
     expect((await send(urls[0]!, "/home")).status).toBe(200);
     deployment.clock.advance(61_000);
-    const attack = send(urls[0]!, "/home", { headers: { "x-api-version": "9" } });
-    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const victims = await Promise.all([0, 0, 1, 2].map((i) => send(urls[i % urls.length]!, "/home")));
-    expect((await attack).status).toBe(404);
+    const { attack, victims } = await attackThenVictims(urls, "/home");
+    expect(attack.status).toBe(404);
     for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, "page /home"]);
     // The first fill, the attacker's, then one for every victim together.
-    expect(requests).toBe(3);
+    expect(o.requests()).toBe(3);
   });
 
   it("on a cold key: visitors collapsed onto a fill the origin answered 404 without freshness for the attacker's X-Api-Version get the page, never the attacker's 404", async () => {
-    let requests = 0;
-    const server = (origin = createServer((req, res) => {
-      requests++;
-      const refused = req.headers["x-api-version"] !== undefined;
-      setTimeout(
-        () => {
-          if (refused) res.writeHead(404, { "content-type": "text/plain" }).end("unknown version");
-          else
-            res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/plain" }).end(`page ${req.url}`);
-        },
-        refused ? 300 : 0,
-      );
-    }));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    deployment = await deploy(kind, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, {});
-    const urls = deployment.urls;
-    const attack = send(urls[0]!, "/new", { headers: { "x-api-version": "9" } });
-    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const victims = await Promise.all([0, 0, 1, 2].map((i) => send(urls[i % urls.length]!, "/new")));
-    expect((await attack).status).toBe(404);
+    const o = await versionRefusingOrigin(false);
+    deployment = await deploy(kind, o.url, {});
+    const { attack, victims } = await attackThenVictims(deployment.urls, "/new");
+    expect(attack.status).toBe(404);
     for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, "page /new"]);
-    expect(requests).toBe(2);
+    expect(o.requests()).toBe(2);
   });
 });
 
