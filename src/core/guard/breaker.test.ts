@@ -57,12 +57,16 @@ describe("breaker: closed, judging a window", () => {
     const healthy = calls(closedBreaker(), 50, T0, "success");
     const two = calls(healthy, 2, T0 + 100, "failure");
     expect(two.state).toBe("closed");
-    expect(record(two, "failure", "c", "/k2", settings, T0 + 100).state).toBe("open");
+    // A burst of sick calls that ends at once is a few broken URLs asked together: still closed.
+    expect(record(two, "failure", "c", "/k2", settings, T0 + 100).state).toBe("closed");
+    // The run has lasted probeIntervalMs: an origin that goes on failing.
+    const later = T0 + 100 + settings.probeIntervalMs;
+    expect(record(two, "failure", "c", "/k2", settings, later).state).toBe("open");
     // Three sick calls of one key in a row are one broken URL: still closed.
-    expect(calls(healthy, 3, T0 + 100, "failure", "/broken").state).toBe("closed");
+    expect(calls(healthy, 3, later, "failure", "/broken").state).toBe("closed");
     // A call that proves the origin up ends the run.
     const broken = record(two, "success", "s", "/ok", settings, T0 + 100);
-    expect(record(broken, "failure", "c", "/k2", settings, T0 + 100).state).toBe("closed");
+    expect(record(broken, "failure", "c", "/k2", settings, later).state).toBe("closed");
   });
 
   it("a run of sick calls is judged within windowMs of its first, and survives a save", () => {
@@ -72,7 +76,7 @@ describe("breaker: closed, judging a window", () => {
     const saved = parseBreakerRecord(JSON.parse(JSON.stringify(two)));
     expect(saved.streak).toEqual(two.streak);
     expect(mustSave(healthy, two)).toBe(true);
-    expect(record(saved, "failure", "c", "/k2", settings, T0 + 100).state).toBe("open");
+    expect(record(saved, "failure", "c", "/k2", settings, T0 + settings.probeIntervalMs).state).toBe("open");
   });
 
   it("forgets calls older than windowMs", () => {

@@ -130,7 +130,8 @@ export function record(
       totals.keys >= settings.minFailingKeys) ||
     (streak !== undefined &&
       streak.failures >= settings.failureThreshold &&
-      streak.keys.length >= settings.minFailingKeys);
+      streak.keys.length >= settings.minFailingKeys &&
+      now - streak.since >= settings.probeIntervalMs);
   if (sick) return { ...closedBreaker(), state: "open", nextProbeAt: now + settings.probeIntervalMs };
   const { streak: _ended, ...rest } = current;
   return streak ? { ...rest, buckets, streak } : { ...rest, buckets };
@@ -143,6 +144,10 @@ export function record(
  * backoff let it ask again (bench/README.md, the outage target). A run of sick calls from
  * `minFailingKeys` keys that no call proving the origin up interrupts opens the breaker as
  * well (Envoy's consecutive-5xx rule); one broken URL among working ones never makes one.
+ * The run must also have lasted `probeIntervalMs`: a healthy origin's few broken URLs asked
+ * at once (the caching conformance suite's stale-if-error tests, whose origin closes the
+ * connection or answers 503 on purpose, six in 30 ms) fail together and then stop, where an
+ * origin that is down goes on failing.
  */
 function lengthened(
   streak: BreakerRecord["streak"],

@@ -129,6 +129,7 @@ if failure then
   if not known and #streak.keys < minKeys then table.insert(streak.keys, ARGV[9]) end
 end
 local run = streak ~= nil and streak.failures >= threshold and #streak.keys >= minKeys
+  and now - (tonumber(streak.since) or now) >= intervalMs
 if (failures >= threshold and failures >= rate * calls and distinct >= minKeys) or run then
   b = { v = 2, state = 'open', nextProbeAt = now + intervalMs, probeExpiresAt = 0, probeId = '', buckets = {} }
 else
