@@ -1,4 +1,4 @@
-import type { OriginCallEvent } from "../core/origin/guarded-call.ts";
+import { failedCallLine, type OriginCallEvent } from "../core/origin/guarded-call.ts";
 
 /** One JSON line per event, as Workers Logs index them. */
 export function log(level: "warn" | "error", msg: string, error: unknown): void {
@@ -7,15 +7,8 @@ export function log(level: "warn" | "error", msg: string, error: unknown): void 
   else console.warn(line);
 }
 
-/**
- * A failed origin call (no answer, or a 5xx) as one warn line naming the key and why, the
- * same line the Node server logs: one per call the guard let through, so an outage logs a
- * few per probe interval, not one per request.
- */
+/** A failed origin call as the warn line the Node server logs too ({@link failedCallLine}). */
 export function logFailedOriginCall(event: OriginCallEvent): void {
-  const key = event.key !== undefined ? { key: event.key } : {};
-  if (event.outcome === "error")
-    console.warn(JSON.stringify({ level: "warn", msg: "origin call failed", ...key, error: event.error ?? "unknown" }));
-  else if (event.outcome === "5xx")
-    console.warn(JSON.stringify({ level: "warn", msg: "origin answered an error", ...key, status: event.status }));
+  const line = failedCallLine(event);
+  if (line) console.warn(JSON.stringify({ level: "warn", msg: line.msg, ...line.fields }));
 }

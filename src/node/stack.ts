@@ -6,7 +6,7 @@ import { LocalGuard } from "../core/guard/local-guard.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
-import type { OriginCallEvent } from "../core/origin/guarded-call.ts";
+import { failedCallLine, type OriginCallEvent } from "../core/origin/guarded-call.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/admin/purge.ts";
@@ -61,9 +61,8 @@ export function originCall(options: Pick<StackOptions, "fetch" | "decodes">): {
 export function originCallListener(metrics: Metrics, logger: Logger): (event: OriginCallEvent) => void {
   return (event) => {
     metrics.originCall(event.outcome);
-    const key = event.key !== undefined ? { key: event.key } : {};
-    if (event.outcome === "error") logger.warn("origin call failed", { ...key, error: event.error ?? "unknown" });
-    else if (event.outcome === "5xx") logger.warn("origin answered an error", { ...key, status: event.status });
+    const line = failedCallLine(event);
+    if (line) logger.warn(line.msg, line.fields);
   };
 }
 

@@ -22,6 +22,19 @@ export interface OriginCallEvent {
   priority: Priority;
 }
 
+/**
+ * A failed origin call (no answer, or a 5xx) as the warn line every runtime logs, naming the
+ * key and why; undefined for a call that was answered. One line per call the guard let
+ * through, so an outage logs a few per probe interval, not one per request.
+ */
+export function failedCallLine(event: OriginCallEvent): { msg: string; fields: Record<string, unknown> } | undefined {
+  const key = event.key !== undefined ? { key: event.key } : {};
+  if (event.outcome === "error")
+    return { msg: "origin call failed", fields: { ...key, error: event.error ?? "unknown" } };
+  if (event.outcome === "5xx") return { msg: "origin answered an error", fields: { ...key, status: event.status } };
+  return undefined;
+}
+
 /** What a guarded origin call needs from its runtime. */
 export interface GuardedCallDeps {
   config: Config;
