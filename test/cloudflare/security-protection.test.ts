@@ -21,6 +21,20 @@ async function setup(byHeader: Record<string, Partial<OriginBehaviour>>) {
   return { origin, attackerDc: attackerDc!, victimDc: victimDc!, p, clock };
 }
 
+/**
+ * The attacker's request for `p` with `headers`, then three visitors' in both data centers
+ * while its fill waits on the origin (real time for ordering only).
+ */
+async function attackThenVictims(
+  t: { attackerDc: DataCenter; victimDc: DataCenter; p: string },
+  headers: Record<string, string>,
+) {
+  const attack = t.attackerDc.get(t.p, { headers });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const victims = await Promise.all([t.attackerDc.get(t.p), t.victimDc.get(t.p), t.victimDc.get(t.p)]);
+  return { attack: await attack, victims };
+}
+
 describe("per-key backoff cannot be started by one client's inputs (Worker)", () => {
   it("an attacker's header that makes the origin answer 503 never backs the victim's cold page off", async () => {
     // The gateway's 503 carries no freshness: it is not stored, so only the backoff could refuse the victim.
@@ -51,12 +65,10 @@ describe("per-key backoff cannot be started by one client's inputs (Worker)", ()
 
 describe("a fill an attacker's header made fail is not the answer of visitors collapsed onto it (Worker)", () => {
   it("visitors in both data centers that joined a fill the origin stalled on the attacker's header ask again, and get the page, instead of the attacker's 504", async () => {
-    const { origin, attackerDc, victimDc, p } = await setup({ "x-debug": { mode: "hold" } });
-    const attack = attackerDc.get(p, { headers: { "x-debug": "1" } });
-    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const victims = await Promise.all([attackerDc.get(p), victimDc.get(p), victimDc.get(p)]);
-    expect((await attack).status).toBe(504);
+    const t = await setup({ "x-debug": { mode: "hold" } });
+    const { origin, p } = t;
+    const { attack, victims } = await attackThenVictims(t, { "x-debug": "1" });
+    expect(attack.status).toBe(504);
     for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
     expect(await origin.count()).toBe(2);
     await origin.release();
@@ -65,28 +77,22 @@ describe("a fill an attacker's header made fail is not the answer of visitors co
 
 describe("an answer about one client's input is not the answer of visitors collapsed onto it (Worker)", () => {
   it("visitors in both data centers that joined a fill the origin answered 404 for the attacker's X-Api-Version ask again together, and get the page", async () => {
-    const { origin, attackerDc, victimDc, p, clock } = await setup({ "x-api-version": { status: 404, delayMs: 400 } });
-    expect((await victimDc.get(p)).status).toBe(200);
-    clock.advance(61_000);
-    const attack = attackerDc.get(p, { headers: { "x-api-version": "9" } });
-    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const victims = await Promise.all([attackerDc.get(p), victimDc.get(p), victimDc.get(p)]);
-    expect((await attack).status).toBe(404);
+    const t = await setup({ "x-api-version": { status: 404, delayMs: 400 } });
+    const { origin, p } = t;
+    expect((await t.victimDc.get(p)).status).toBe(200);
+    t.clock.advance(61_000);
+    const { attack, victims } = await attackThenVictims(t, { "x-api-version": "9" });
+    expect(attack.status).toBe(404);
     for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #3`]);
     // The first fill, the attacker's, then one for every victim together.
     expect(await origin.count()).toBe(3);
   });
 
   it("on a cold key: visitors in both data centers collapsed onto a fill the origin answered 404 without freshness for the attacker's X-Api-Version get the page", async () => {
-    const { origin, attackerDc, victimDc, p } = await setup({
-      "x-api-version": { status: 404, headers: {}, delayMs: 400 },
-    });
-    const attack = attackerDc.get(p, { headers: { "x-api-version": "9" } });
-    // Real time for ordering only: the victims arrive while the attacker's fill waits on the origin.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const victims = await Promise.all([attackerDc.get(p), victimDc.get(p), victimDc.get(p)]);
-    expect((await attack).status).toBe(404);
+    const t = await setup({ "x-api-version": { status: 404, headers: {}, delayMs: 400 } });
+    const { origin, p } = t;
+    const { attack, victims } = await attackThenVictims(t, { "x-api-version": "9" });
+    expect(attack.status).toBe(404);
     for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, `${p} #2`]);
     expect(await origin.count()).toBe(2);
   });

@@ -1,10 +1,10 @@
-import { routeFor } from "../config.ts";
+import { routeFor, type Config } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import { lifetimes } from "../http/freshness.ts";
 import { headerList } from "../http/http.ts";
 import type { OriginResponse } from "../origin/origin-client.ts";
 import type { FillRequest } from "./coordinator.ts";
-import type { SettleContext } from "./settle.ts";
+import type { Store } from "../store/store.ts";
 
 /**
  * Whether an error to this fill may be blamed on its request's own input rather than stored
@@ -16,7 +16,7 @@ import type { SettleContext } from "./settle.ts";
  * this fill, every visitor arriving while the attacker's 404 was on its way.
  */
 export async function errorBlameable(
-  ctx: SettleContext,
+  ctx: { config: Config; store: Store },
   request: FillRequest,
   stored: Entry | undefined,
   res: OriginResponse,

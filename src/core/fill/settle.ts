@@ -92,7 +92,8 @@ export async function settle(
   }
   const made = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, context);
   // herdless's own negative caching never keeps a 404 a client's own input may have caused.
-  const entry = clientInput(request.headers, config) === undefined ? withNotFoundTtl(made, config, clock.now()) : made;
+  const ownInput = made.status === 404 && clientInput(request.headers, config) !== undefined;
+  const entry = ownInput ? made : withNotFoundTtl(made, config, clock.now());
   const own = requesterFields(res.headers, config);
   if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status, own);
   const flight = shareBody(entry, res, sharedBodyLimits(config));
