@@ -51,8 +51,9 @@ async function scriptedOrigin(): Promise<{ url: string; script: Script }> {
   return { url: origin, script };
 }
 
-async function herdless(originUrl: string, clock: ManualClock): Promise<string> {
-  const stack = localStack({ config: parseConfig({ origin: { url: originUrl } }), logger, clock });
+/** A herdless server in front of `originUrl`, with `origin` settings beside its URL; its URL. */
+async function herdless(originUrl: string, clock: ManualClock, origin: Record<string, number> = {}): Promise<string> {
+  const stack = localStack({ config: parseConfig({ origin: { url: originUrl, ...origin } }), logger, clock });
   const running = await startServer({ stack, logger, port: 0, fastHits: true });
   cleanup.push(() => running.close());
   return running.url;
@@ -317,11 +318,9 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     // herdless's own negative caching (origin.errorTtlMs) keeps a 503 without freshness for
     // everyone, but never one answering a client's own input.
     errorsMarked = false;
-    const stack = localStack({ config: parseConfig({ origin: { url: origin, errorTtlMs: 30_000 } }), logger, clock });
-    const running = await startServer({ stack, logger, port: 0, fastHits: true });
-    cleanup.push(() => running.close());
-    expect((await getWith(running.url, "/cold", { "x-debug": "1" })).status).toBe(503);
-    const victim = await get(running.url, "/cold");
+    const negative = await herdless(origin, clock, { errorTtlMs: 30_000 });
+    expect((await getWith(negative, "/cold", { "x-debug": "1" })).status).toBe(503);
+    const victim = await get(negative, "/cold");
     expect([victim.status, victim.body]).toEqual([200, "the page /cold"]);
   });
 
@@ -359,11 +358,9 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       const status = req.headers["x-api-version"] ? 404 : 200;
       res.writeHead(status, { "content-type": "text/plain" }).end(status === 200 ? "the page" : "no such version");
     });
-    const stack = localStack({ config: parseConfig({ origin: { url: bare, notFoundTtlMs: 30_000 } }), logger, clock });
-    const running = await startServer({ stack, logger, port: 0, fastHits: true });
-    cleanup.push(() => running.close());
-    expect((await getWith(running.url, "/cold", { "x-api-version": "9" })).status).toBe(404);
-    const victim = await get(running.url, "/cold");
+    const negative = await herdless(bare, clock, { notFoundTtlMs: 30_000 });
+    expect((await getWith(negative, "/cold", { "x-api-version": "9" })).status).toBe(404);
+    const victim = await get(negative, "/cold");
     expect([victim.status, victim.body]).toEqual([200, "the page"]);
   });
 
