@@ -4,9 +4,10 @@ import { heapLimitsFor, heapSizedByOperator } from "./bounded-heap.ts";
 const MiB = 1024 * 1024;
 
 describe("the heap of npx herdless", () => {
-  it("is sized from cache.maxBytes: the cache, a quarter more, and 24 MiB; a 24 MiB young generation", () => {
+  it("is sized from cache.maxBytes: the cache, a quarter more, and 24 MiB; a young generation of 24 MiB, Node's 48 from a 256 MiB cache", () => {
     expect(heapLimitsFor(64 * MiB)).toEqual({ maxOldGenerationSizeMb: 104, maxYoungGenerationSizeMb: 24 });
-    expect(heapLimitsFor(256 * MiB)).toEqual({ maxOldGenerationSizeMb: 344, maxYoungGenerationSizeMb: 24 });
+    expect(heapLimitsFor(256 * MiB)).toEqual({ maxOldGenerationSizeMb: 344, maxYoungGenerationSizeMb: 48 });
+    expect(heapLimitsFor(255 * MiB).maxYoungGenerationSizeMb).toBe(24);
     expect(heapLimitsFor(1)).toEqual({ maxOldGenerationSizeMb: 25, maxYoungGenerationSizeMb: 24 });
   });
 

@@ -11,8 +11,17 @@ const MiB = 1024 * 1024;
  */
 const OLD_GENERATION_SHARE = 1.25;
 const OLD_GENERATION_FIXED_MIB = 24;
-/** 8 MiB semi-spaces (V8 counts three for the young generation), half the default: its share of RSS halves. */
-const YOUNG_GENERATION_MIB = 24;
+/**
+ * The young generation (V8 counts three semi-spaces for it). Node's default is 48 MiB (16 MiB
+ * semi-spaces). A small cache gets half of it, so its share of RSS halves: a flood through a
+ * 64 MiB cache peaked at 196 MiB, its bound. From a cache of `FULL_YOUNG_FROM` on, the 16 MiB
+ * more is a small share of the budget and buys the hit path less collecting: on 1 KiB hits
+ * the serving thread spent 0.9 µs per request in scavenges with 48 MiB against 1.6 µs with
+ * 24 (2026-12-01, alternated, one process each; a bare node:http server 0.5 µs).
+ */
+const SMALL_YOUNG_GENERATION_MIB = 24;
+const FULL_YOUNG_GENERATION_MIB = 48;
+const FULL_YOUNG_FROM = 256 * MiB;
 
 export interface HeapLimits {
   maxOldGenerationSizeMb: number;
@@ -29,11 +38,12 @@ export interface HeapLimits {
  *
  * @example
  * heapLimitsFor(64 * 1024 * 1024); // { maxOldGenerationSizeMb: 104, maxYoungGenerationSizeMb: 24 }
+ * heapLimitsFor(256 * 1024 * 1024); // { maxOldGenerationSizeMb: 344, maxYoungGenerationSizeMb: 48 } (the default cache)
  */
 export function heapLimitsFor(maxBytes: number): HeapLimits {
   return {
     maxOldGenerationSizeMb: Math.ceil((OLD_GENERATION_SHARE * maxBytes) / MiB) + OLD_GENERATION_FIXED_MIB,
-    maxYoungGenerationSizeMb: YOUNG_GENERATION_MIB,
+    maxYoungGenerationSizeMb: maxBytes >= FULL_YOUNG_FROM ? FULL_YOUNG_GENERATION_MIB : SMALL_YOUNG_GENERATION_MIB,
   };
 }
 
