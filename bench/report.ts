@@ -63,7 +63,10 @@ export function targets(run: BenchRun): Target[] {
         out.push({
           name,
           verdict: ratio <= 1 ? "PASS" : "MISS",
-          detail: `${cell.origin.requests} origin requests ÷ ${cell.ideal?.requests} ideal = ${fmt(ratio, 2)}`,
+          detail:
+            cell.ideal?.counts === "settled"
+              ? `${originCounted(cell)} origin requests in the load's window (${cell.origin.requests} in the whole run) ÷ ${cell.ideal.requests} ideal = ${fmt(ratio, 2)}`
+              : `${cell.origin.requests} origin requests ÷ ${cell.ideal?.requests} ideal = ${fmt(ratio, 2)}`,
         });
     }
   }
