@@ -16,7 +16,7 @@ import type { Stack } from "./stack.ts";
 import { describeRedisTarget, parseRedisTarget, redisTargetFromConfig, type RedisTarget } from "./redis/target.ts";
 
 const USAGE = `usage:
-  herdless --origin http://127.0.0.1:8080 [--port 8787] [--host 127.0.0.1] [--redis URL] [--log-level info]
+  herdless --origin http://127.0.0.1:8080 [--port 8787] [--host 127.0.0.1] [--redis URL] [--log-level info] [--access-log]
   herdless --config herdless.config.json [flags override the file]
   herdless check-config [--config FILE] [--origin URL]   print the effective config and exit
   --redis URL: redis://host:6379 | redis+sentinel://host:26379[,host:26379]/mymaster | redis+cluster://host:7000[,host:7001]`;
@@ -29,6 +29,7 @@ interface CliFlags {
   redis?: string;
   "admin-token"?: string;
   "log-level"?: string;
+  "access-log"?: boolean;
   help?: boolean;
 }
 
@@ -88,6 +89,7 @@ export async function loadSettings(
   if (token) admin.token = token;
   const log = section("log");
   if (flags["log-level"]) log.level = flags["log-level"];
+  if (flags["access-log"]) log.access = true;
   const { redis, ...rest } = input;
   const target = flags.redis
     ? parseRedisTarget(flags.redis)
@@ -116,6 +118,7 @@ const OPTIONS = {
   redis: { type: "string" },
   "admin-token": { type: "string" },
   "log-level": { type: "string" },
+  "access-log": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 

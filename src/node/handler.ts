@@ -9,6 +9,7 @@ import {
 import { ADMIN_NAME, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
+import { formatCacheStatus } from "../core/http/cache-status.ts";
 import { hostCountRefusal, targetRefusal, versionRefusal } from "../core/http/request-check.ts";
 import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
@@ -17,6 +18,8 @@ import { headerReader, HitPath, requestUrl, scanFields, type RequestScan } from 
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 import { localStack, type Stack } from "./stack.ts";
 import { write } from "./write-answer.ts";
+import { accessLog, type AccessRecord } from "./access-log.ts";
+import { cacheStatusOf } from "../core/admin/access-line.ts";
 
 export interface HandlerOptions {
   /** The herdless config (validated here) for a one-process stack; or pass `stack` instead. */
@@ -27,6 +30,8 @@ export interface HandlerOptions {
   logger?: Logger;
   /** Answer fresh hits on the synchronous hit path (default true); false sends every request through the engine. */
   fastHits?: boolean;
+  /** Where the access log's lines go when `log.access` is on; stdout by default. */
+  accessLog?: (line: string) => void;
 }
 
 /** A node:http request listener that answers through herdless; `close()` stops its stack (Redis connections). */
@@ -54,6 +59,9 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   const logger = options.logger ?? jsonLogger(config.log.level as LogLevel);
   const stack = options.stack ?? localStack({ config, logger });
   const hits = options.fastHits === false ? undefined : new HitPath(stack);
+  const access = config.log.access
+    ? accessLog(options.accessLog ?? ((line) => void process.stdout.write(line)))
+    : undefined;
   // Wrong admin tokens per client address, for this handler.
   const attempts = new AttemptLimiter();
   // Reused by every request: the handler reads it before it returns or awaits.
@@ -66,6 +74,7 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     // The latency histograms count from here (a number: nothing allocated).
     const startedAt = stack.metrics.started();
+    const record = access?.(req, res);
     const original = (req as { originalUrl?: unknown }).originalUrl;
     if (typeof original === "string") req.url = original;
     // One pass over the fields: the Host check below, and the hit path's.
@@ -80,17 +89,21 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
         ? optionsForServer()
         : targetRefusal(req.url ?? "/", fields.host ?? "localhost"));
     if (refused) {
+      if (record) record.cacheStatus = cacheStatusOf(refused.headers);
       write(res, refused).catch(fail(req, res));
       return;
     }
     const admin = isAdminRequest(req);
     try {
-      if (hits && !admin && hits.serve(req, res, startedAt, fields)) return;
+      if (hits && !admin && hits.serve(req, res, startedAt, fields)) {
+        if (record) record.cacheStatus = HIT;
+        return;
+      }
     } catch (error) {
       fail(req, res)(error);
       return;
     }
-    (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res, startedAt)).catch(fail(req, res));
+    (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res, startedAt, record)).catch(fail(req, res));
   };
   return Object.assign(handler, { stack, close: () => stack.close() });
 }
@@ -107,8 +120,15 @@ function isAdminRequest(req: IncomingMessage): boolean {
   return isAdminPath(requestUrl(req).pathname);
 }
 
-async function serve(stack: Stack, req: IncomingMessage, res: ServerResponse, startedAt: number): Promise<void> {
+async function serve(
+  stack: Stack,
+  req: IncomingMessage,
+  res: ServerResponse,
+  startedAt: number,
+  record: AccessRecord | undefined,
+): Promise<void> {
   const response = await stack.engine.handle(toEngineRequest(req, res, startedAt));
+  if (record) record.cacheStatus = cacheStatusOf(response.headers);
   await write(res, response);
 }
 
@@ -191,3 +211,6 @@ async function readText(req: IncomingMessage, limit: number): Promise<string> {
 }
 
 const MODES = ["local", "redis", "degraded"] as const;
+
+/** A fresh hit's Cache-Status in the access log (its `ttl` left out). */
+const HIT = formatCacheStatus({ hit: true });

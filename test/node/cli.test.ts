@@ -44,18 +44,19 @@ describe("herdless CLI", () => {
       "http://127.0.0.1:2222",
       "--log-level",
       "debug",
+      "--access-log",
     ]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
     const printed = JSON.parse(stdout) as {
       origin: { url: string; maxConcurrency: number; timeoutMs: number };
-      log: { level: string };
+      log: { level: string; access: boolean };
       routes: unknown[];
     };
     expect(printed.origin.url).toBe("http://127.0.0.1:2222");
     expect(printed.origin.maxConcurrency).toBe(3);
     expect(printed.origin.timeoutMs).toBe(10_000);
-    expect(printed.log.level).toBe("debug");
+    expect(printed.log).toEqual({ level: "debug", access: true });
     expect(printed.routes).toEqual([{ match: "/static/*", forceTtlMs: 60_000 }]);
   });
 

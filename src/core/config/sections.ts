@@ -224,6 +224,10 @@ export const adminSection = z.prefault(
 
 /** `log`: What the adapters log. */
 export const logSection = z.prefault(
-  z.strictObject({ level: z._default(z.enum(["debug", "info", "warn", "error", "silent"]), "info") }),
+  z.strictObject({
+    level: z._default(z.enum(["debug", "info", "warn", "error", "silent"]), "info"),
+    /** One JSON line per request (method, target, status, Cache-Status, time taken), whatever `level` says. */
+    access: z._default(z.boolean(), false),
+  }),
   {},
 );
