@@ -1,5 +1,6 @@
 import * as z from "zod/mini";
 import { HerdlessError } from "./errors.ts";
+import { pathReadings } from "./http/path-readings.ts";
 import { describeIssue } from "./config/messages.ts";
 import { DEFAULT_IGNORED_QUERY, keyOptions, route, routePolicy } from "./config/routes.ts";
 import {
@@ -77,9 +78,75 @@ export function parseConfig(input: unknown): Config {
   throw new HerdlessError("CONFIG_INVALID", `invalid herdless config:\n${lines.map((l) => `  - ${l}`).join("\n")}`);
 }
 
-/** The policy for `pathname`: the first matching route overlaid on `defaults`. */
+/**
+ * The policy for `pathname`: the first matching route overlaid on `defaults`. The route is
+ * matched on the path as herdless keys and forwards it, and on every other reading an origin
+ * server may make of it (`pathReadings`: `%2F` decoded, `;` parameters dropped, `\\` as `/`,
+ * without case …): the request bypasses the cache when any reading's route does, and caches
+ * requests with credentials only when every reading's route does. `/static/..%2faccount`
+ * on a `cacheAuthorized` `/static/*` route is the origin's `/account` to nginx, and the
+ * victim's account page was stored for whoever asked next (web cache deception); `/API/x`
+ * sidestepped an `/api/*` bypass on a case-insensitive origin.
+ */
 export function routeFor(config: Config, pathname: string): RoutePolicy {
-  const matched = config.routes.find((r) => pathMatches(r.match, pathname));
+  const matched = matchedRoute(config, pathname, false);
+  if (!routesDiffer(config)) return overlaid(config, matched);
+  const memo = policies(config);
+  let policy = memo.get(pathname);
+  if (policy) return policy;
+  policy = overlaid(config, matched);
+  const readings = pathReadings(pathname);
+  // A long path an origin could read as another route's is not read every way: it is relayed.
+  if (!readings) policy.bypass = true;
+  for (const reading of readings ?? []) {
+    const other = matchedRoute(config, reading.path, reading.folded);
+    if (other === matched) continue;
+    const { bypass, cacheAuthorized } = overlaid(config, other);
+    policy.bypass ||= bypass;
+    policy.cacheAuthorized &&= cacheAuthorized;
+  }
+  if (memo.size >= POLICY_MEMO_LIMIT) memo.clear();
+  if (pathname.length <= POLICY_MEMO_MAX_CHARS) memo.set(pathname, policy);
+  return policy;
+}
+
+/**
+ * The last policies worked out from every reading of a path, per config: a request asks for
+ * its route several times (engine, coordinator, settling), and each reading costs a pass over
+ * the path. Bounded in count and in each path's length.
+ */
+const memos = new WeakMap<Config, Map<string, RoutePolicy>>();
+const POLICY_MEMO_LIMIT = 256;
+const POLICY_MEMO_MAX_CHARS = 1_024;
+
+function policies(config: Config): Map<string, RoutePolicy> {
+  let memo = memos.get(config);
+  if (!memo) memos.set(config, (memo = new Map()));
+  return memo;
+}
+
+function matchedRoute(config: Config, pathname: string, folded: boolean): RouteConfig | undefined {
+  return config.routes.find((r) => pathMatches(folded ? r.match.toLowerCase() : r.match, pathname, folded));
+}
+
+/** Whether some route's `bypass` or `cacheAuthorized` differs from another's (or the defaults'): only then does a reading matter. */
+function routesDiffer(config: Config): boolean {
+  let differ = differing.get(config);
+  if (differ === undefined) {
+    const d = overlaid(config, undefined);
+    differ = config.routes.some((r) => {
+      const p = overlaid(config, r);
+      return p.bypass !== d.bypass || p.cacheAuthorized !== d.cacheAuthorized;
+    });
+    differing.set(config, differ);
+  }
+  return differ;
+}
+
+/** {@link routesDiffer} per config, worked out once. */
+const differing = new WeakMap<Config, boolean>();
+
+function overlaid(config: Config, matched: RouteConfig | undefined): RoutePolicy {
   const d = config.defaults;
   const r: Partial<RouteConfig> = matched ?? {};
   return {
@@ -99,8 +166,9 @@ export function routeFor(config: Config, pathname: string): RoutePolicy {
   };
 }
 
-export function pathMatches(pattern: string, pathname: string): boolean {
+export function pathMatches(pattern: string, pathname: string, folded = false): boolean {
   if (pattern === "*") return true;
-  if (pattern.endsWith("*")) return pathname.startsWith(pattern.slice(0, -1));
-  return pathname === pattern;
+  const path = folded ? pathname.toLowerCase() : pathname;
+  if (pattern.endsWith("*")) return path.startsWith(pattern.slice(0, -1));
+  return path === pattern;
 }

@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig, routeFor } from "../config.ts";
+import { pathReadings } from "./path-readings.ts";
+
+const paths = (pathname: string) => pathReadings(pathname)?.map((r) => r.path);
+
+describe("pathReadings: what an origin server may read a path as", () => {
+  it("decodes %2F, %5C and double encoding, drops ;parameters, reads \\ as /, merges slashes, resolves the dots they make", () => {
+    expect(paths("/static/..%2faccount")).toContain("/account");
+    expect(paths("/static/%252e%252e%252faccount")).toContain("/account");
+    expect(paths("/static/%c0%ae%c0%ae/account")).toContain("/account");
+    expect(paths("/static/%u002e%u002e/account")).toContain("/account");
+    expect(paths("/static/..%5caccount")).toContain("/account");
+    expect(paths("/static/x/..;/..;/account")).toContain("/account");
+    expect(paths("/private./x")).toContain("/private/x");
+    expect(paths("/a//../b")).toContain("/b");
+    expect(paths("/about/")).toContain("/about");
+  });
+
+  it("a plain path has only its case-folded reading; a long ambiguous one is left unread", () => {
+    expect(pathReadings("/Blog/Post.html")).toEqual([{ path: "/Blog/Post.html", folded: true }]);
+    expect(pathReadings(`/x/${"a".repeat(2_000)}%2f`)).toBeUndefined();
+    expect(pathReadings(`/x/${"a".repeat(2_000)}`)).toHaveLength(1);
+  });
+});
+
+describe("routeFor over every reading", () => {
+  const config = parseConfig({
+    origin: { url: "http://o.test" },
+    routes: [
+      { match: "/static/private/*", bypass: true },
+      { match: "/static/*", cacheAuthorized: true, forceTtlMs: 1_000 },
+      { match: "/api/*", bypass: true },
+    ],
+  });
+
+  it("bypasses when any reading's route does, caches credentials only when every reading's route does", () => {
+    const policy = (p: string) => {
+      const { match, bypass, cacheAuthorized } = routeFor(config, p);
+      return { match, bypass, cacheAuthorized };
+    };
+    expect(policy("/static/app.css")).toEqual({ match: "/static/*", bypass: false, cacheAuthorized: true });
+    expect(policy("/static/..%2faccount")).toEqual({ match: "/static/*", bypass: false, cacheAuthorized: false });
+    expect(policy("/API/me").bypass).toBe(true);
+    expect(policy("/api%2fme").bypass).toBe(true);
+    expect(policy("/static/PRIVATE/x").bypass).toBe(true);
+    expect(policy(`/static/${"a".repeat(2_000)}%20`).bypass).toBe(true);
+    expect(policy("/Blog/Post")).toEqual({ match: "*", bypass: false, cacheAuthorized: false });
+  });
+
+  it("a config whose routes agree on bypass and cacheAuthorized reads nothing", () => {
+    const ttls = parseConfig({ origin: { url: "http://o.test" }, routes: [{ match: "/static/*", forceTtlMs: 1_000 }] });
+    expect(routeFor(ttls, "/static/..%2faccount").match).toBe("/static/*");
+    expect(routeFor(ttls, "/static/..%2faccount").bypass).toBe(false);
+  });
+});

@@ -1,0 +1,132 @@
+/**
+ * The paths an origin server may read a request path as. herdless keys and forwards the path
+ * as the WHATWG URL parser serializes it (dot segments resolved, `%2F`, `;` and case kept), but
+ * the servers behind it read more into it: nginx, IIS and Spring decode `%2F` and resolve the
+ * `..` it makes, Tomcat and Jetty drop `;` path parameters (`..;` is `..`), IIS reads `\` as `/`
+ * and drops trailing dots, Express and IIS match routes without case, nginx merges `//`,
+ * Express ignores a trailing `/`, some servers decode twice (`%252f`). A route decided on the
+ * serialized path alone is sidestepped by any of them: `/static/..%2faccount` matches
+ * `/static/*` while the origin serves `/account` (web cache deception), `/API/user` or
+ * `/api%2fuser` miss an `/api/*` bypass that the origin still routes there.
+ */
+
+/** One reading: the path, and whether routes are matched against it without case. */
+export interface PathReading {
+  path: string;
+  folded: boolean;
+}
+
+/** Each way of reading a path, applied in this order (any combination of them), then dot segments resolved. */
+const AXES: readonly ((path: string) => string)[] = [decoded, windowsPath, withoutParameters, mergedSlashes];
+
+/** At most this many rounds of decoding (`%25252f` is three): each is linear in the path. */
+const DECODE_ROUNDS = 3;
+
+/**
+ * The longest path read every way: 32 readings of a 16 KiB path cost ~5 ms of CPU, for each
+ * request an attacker sends. A longer path that could be read another way at all gets no
+ * readings ({@link pathReadings}).
+ */
+const READ_MAX_CHARS = 1_024;
+
+/** What any reading but the case-folded one needs: an escape, `;`, `\`, `//`, a trailing `/`, `.` or space. */
+const READABLE = /[%;\\]|\/\/|[. ](?:\/|$)|.\/$/;
+
+/**
+ * Every distinct reading of `pathname` other than itself as it is (matched with case), as
+ * any combination of decoding, Windows path rules, `;` parameters dropped and slashes merged
+ * would give it, each then matched with and without case. At most 32 readings, each linear in
+ * the path's length. Undefined for a path over 1 KiB that has other readings than its case:
+ * too long to read every way, its caller treats it as ambiguous.
+ *
+ * @example
+ * pathReadings("/static/..;/account")?.map((r) => r.path); // includes "/account"
+ */
+export function pathReadings(pathname: string): PathReading[] | undefined {
+  if (!READABLE.test(pathname)) return [{ path: pathname, folded: true }];
+  if (pathname.length > READ_MAX_CHARS) return undefined;
+  const plain = decoded(pathname);
+  // An axis that changes nothing, even once the path is decoded, makes no reading of its own.
+  const applicable = AXES.filter((axis) => (axis === decoded ? plain !== pathname : axis(plain) !== plain));
+  const paths = new Set<string>();
+  for (let mask = 0; mask < 1 << applicable.length; mask++) {
+    let path = pathname;
+    applicable.forEach((axis, i) => {
+      // Decoding comes first: its result is the one already worked out.
+      if (mask & (1 << i)) path = axis === decoded ? plain : axis(path);
+    });
+    paths.add(withoutDotSegments(path));
+  }
+  const readings: PathReading[] = [];
+  for (const path of paths) {
+    if (path !== pathname) readings.push({ path, folded: false });
+    readings.push({ path, folded: true });
+  }
+  return readings;
+}
+
+const ESCAPE = /%(?:u00([0-9a-f]{2})|([0-9a-f]{2}))/gi;
+/** What servers decode in a path and what changes how it splits: unreserved characters, `/ \ ; %` and space. */
+const DECODED = /^[A-Za-z0-9\-._~/\\;% ]$/;
+/** Overlong UTF-8 spellings of `.`, `/` and `\` that old IIS and Java decoders accepted. */
+const OVERLONG = /%c0%ae|%c0%af|%c1%9c|%e0%80%ae|%e0%80%af/gi;
+const OVERLONG_CHAR: Record<string, string> = { ae: ".", af: "/", "9c": "\\" };
+
+/** `path` with its escapes of {@link DECODED} characters decoded, over and over (double encoding). */
+function decoded(path: string): string {
+  let out = path;
+  for (let round = 0; round < DECODE_ROUNDS && out.includes("%"); round++) {
+    const next = out
+      .replace(OVERLONG, (escape) => OVERLONG_CHAR[escape.slice(-2).toLowerCase()]!)
+      .replace(ESCAPE, (escape, wide: string | undefined, byte: string | undefined) => {
+        const char = String.fromCharCode(parseInt(wide ?? byte!, 16));
+        return DECODED.test(char) ? char : escape;
+      });
+    if (next === out) break;
+    out = next;
+  }
+  return out;
+}
+
+/** IIS on Windows: `\` is `/`, and a name's trailing dots and spaces are dropped. */
+function windowsPath(path: string): string {
+  return path
+    .replaceAll("\\", "/")
+    .split("/")
+    .map((segment) => (segment === "." || segment === ".." ? segment : segment.replace(/[. ]+$/, "") || segment))
+    .join("/");
+}
+
+/** Tomcat, Jetty, Spring: each segment's `;` parameters dropped (`/a;x/..;/b` is `/a/../b`). */
+function withoutParameters(path: string): string {
+  return path
+    .split("/")
+    .map((segment) => {
+      const semicolon = segment.indexOf(";");
+      return semicolon === -1 ? segment : segment.slice(0, semicolon);
+    })
+    .join("/");
+}
+
+/** nginx's `merge_slashes` and Express's lenient routes: `//` is `/`, and a trailing `/` is dropped. */
+function mergedSlashes(path: string): string {
+  const merged = path.replace(/\/{2,}/g, "/");
+  return merged.length > 1 && merged.endsWith("/") ? merged.slice(0, -1) : merged;
+}
+
+/** RFC 3986 §5.2.4: `.` and `..` segments resolved (never above the root). */
+function withoutDotSegments(path: string): string {
+  const out: string[] = [];
+  const segments = path.split("/");
+  for (let i = 1; i < segments.length; i++) {
+    const segment = segments[i]!;
+    const last = i === segments.length - 1;
+    if (segment === "..") out.pop();
+    if (segment === "." || segment === "..") {
+      if (last) out.push("");
+      continue;
+    }
+    out.push(segment);
+  }
+  return `/${out.join("/")}`;
+}

@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+/**
+ * Web cache deception and route sidestepping through path spellings an origin server reads
+ * differently from herdless (`%2F`, `..;`, `%5c`, case, a trailing `/`), through the Worker in
+ * workerd with two data centers. The Node twin is test/node/security-routes.test.ts.
+ */
+
+describe("web cache deception through path spellings (Worker)", () => {
+  it("a victim lured to <static>/..%2faccount on a cacheAuthorized static route gets their page relayed, never stored for the attacker in any data center", async () => {
+    // The origin answers a request with a cookie with that visitor's page, without Cache-Control.
+    const origin = await testOrigin({
+      headers: {},
+      byHeader: { cookie: { body: "the victim's account" } },
+    });
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const testEnv = edgeEnv(origin.url, {
+      routes: [{ match: `${p}/static/*`, cacheAuthorized: true, forceTtlMs: 86_400_000 }],
+    });
+    const clock = new ManualClock(Date.now());
+    const [victimDc, attackerDc] = dataCenters(2, testEnv, clock);
+    const lures = [`${p}/static/..%2faccount`, `${p}/static/..;/account`, `${p}/static/..%5caccount`];
+    await useInCoordinators(testEnv, [...lures, `${p}/static/app.css`], clock, `guard-${crypto.randomUUID()}`);
+    for (const lure of lures) {
+      const victim = await victimDc!.get(lure, { headers: { cookie: "session=victim" } });
+      expect(victim.body, lure).toBe("the victim's account");
+      expect(victim.cacheStatus, lure).toMatch(/fwd=bypass/);
+      await victim.settled;
+      for (const dc of [victimDc!, attackerDc!]) {
+        const attacker = await dc.get(lure);
+        expect(attacker.body, lure).not.toContain("victim");
+      }
+    }
+    // What is under the route is still cached with credentials.
+    await (
+      await victimDc!.get(`${p}/static/app.css`, { headers: { cookie: "session=victim" } })
+    ).settled;
+    expect((await attackerDc!.get(`${p}/static/app.css`)).body).toBe("the victim's account");
+    expect(await origin.count(`${p}/static/app.css`)).toBe(1);
+  });
+
+  it("an /api/* bypass is not sidestepped by /API/, /api%2f or a trailing-slash exact route: each spelling reaches the origin every time", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const testEnv = edgeEnv(origin.url, {
+      routes: [
+        { match: `${p}/api/*`, bypass: true },
+        { match: `${p}/login`, bypass: true },
+      ],
+    });
+    const clock = new ManualClock(Date.now());
+    const [dc] = dataCenters(1, testEnv, clock);
+    const spellings = [`${p}/API/me`, `${p}/api%2fme`, `${p}/api;x/me`, `${p}/login/`, `${p.toUpperCase()}/LOGIN`];
+    await useInCoordinators(testEnv, spellings, clock, `guard-${crypto.randomUUID()}`);
+    for (const spelling of spellings) {
+      for (let i = 0; i < 2; i++) {
+        const answer = await dc!.get(spelling);
+        expect(answer.cacheStatus, spelling).toMatch(/fwd=bypass/);
+        await answer.settled;
+      }
+    }
+    expect(await origin.count()).toBe(spellings.length * 2);
+  });
+});

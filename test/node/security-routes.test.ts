@@ -1,0 +1,110 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { get, herdless, servingOrigin, type Herdless } from "./attack-kit.ts";
+
+/**
+ * Web cache deception and route sidestepping through path spellings an origin server reads
+ * differently from herdless (nginx and Spring decode `%2F`, Tomcat drops `;` parameters, IIS
+ * reads `\` and drops trailing dots, Express and IIS ignore case): the route is decided on
+ * every such reading (`routeFor`, `pathReadings`). The Worker's twin is
+ * test/cloudflare/security-routes.test.ts.
+ */
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of cleanup.splice(0).reverse()) await close();
+});
+
+/** The path as a lenient origin routes it: decoded, `;` parameters dropped, `\` as `/`, dots resolved, without case. */
+function originRoute(target: string): string {
+  const decoded = decodeURIComponent(decodeURIComponent(target.split("?")[0]!)).replaceAll("\\", "/");
+  const segments: string[] = [];
+  for (const raw of decoded.split("/").slice(1)) {
+    const segment = raw.split(";")[0]!;
+    if (segment === "..") segments.pop();
+    else if (segment !== "." && segment !== "") segments.push(segment.replace(/\.+$/, ""));
+  }
+  return `/${segments.join("/")}`.toLowerCase();
+}
+
+interface Seen {
+  route: string;
+  cookie: string | undefined;
+}
+
+/** An origin that routes leniently and answers `/account` with the cookie's owner, without Cache-Control. */
+async function lenientOrigin(): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const url = await servingOrigin((req, res) => {
+    const route = originRoute(req.url ?? "/");
+    seen.push({ route, cookie: req.headers.cookie });
+    const owner = route === "/account" ? (req.headers.cookie ?? "nobody") : "-";
+    res.writeHead(200, { "content-type": "text/plain" }).end(`${route} of ${owner}`);
+  }, cleanup);
+  return { url, seen };
+}
+
+async function cacheIn(front: string, config: Parameters<typeof herdless>[1]): Promise<Herdless> {
+  const cache = await herdless(front, config);
+  cleanup.push(() => cache.close());
+  return cache;
+}
+
+describe("web cache deception through path spellings (Node)", () => {
+  it("a victim lured to /static/..%2faccount (and ..;/, %5c, %252f, a trailing dot) on a cacheAuthorized static route gets their page relayed, never stored for the attacker", async () => {
+    const origin = await lenientOrigin();
+    const cache = await cacheIn(origin.url, {
+      routes: [{ match: "/static/*", cacheAuthorized: true, forceTtlMs: 86_400_000 }],
+    });
+    const lures = [
+      "/static/..%2faccount",
+      "/static/..;/account",
+      "/static/x/..;/..;/account",
+      "/static/..%5caccount",
+      "/static/%252e%252e%252faccount",
+      "/static/..%2fACCOUNT.",
+    ];
+    for (const lure of lures) {
+      const victim = await get(cache.base, lure, { headers: { cookie: "session=victim" } });
+      expect(victim.body, lure).toBe("/account of session=victim");
+      expect(victim.headers["cache-status"], lure).toMatch(/fwd=bypass/);
+      const attacker = await get(cache.base, lure);
+      expect(attacker.body, lure).toBe("/account of nobody");
+    }
+    // The static route still caches what is under it, with credentials.
+    await get(cache.base, "/static/app.css", { headers: { cookie: "session=victim" } });
+    expect((await get(cache.base, "/static/app.css")).headers["cache-status"]).toMatch(/hit/);
+    expect(origin.seen.filter((s) => s.route === "/account")).toHaveLength(lures.length * 2);
+  });
+
+  it("an /api/* bypass is not sidestepped by /API/, /api%2f, /api;x/ or /api./ on an origin that routes them to /api/: each reaches the origin, none is stored", async () => {
+    const origin = await lenientOrigin();
+    const cache = await cacheIn(origin.url, {
+      defaults: { defaultTtlMs: 60_000 },
+      routes: [{ match: "/api/*", bypass: true }],
+    });
+    const spellings = ["/API/me", "/api%2fme", "/Api%2Fme", "/api;x/me", "/api./me", "/x/..%2fapi/me"];
+    for (const spelling of spellings) {
+      for (let i = 0; i < 2; i++) {
+        const answer = await get(cache.base, spelling);
+        expect(answer.headers["cache-status"], spelling).toMatch(/fwd=bypass/);
+      }
+    }
+    expect(origin.seen.filter((s) => s.route === "/api/me")).toHaveLength(spellings.length * 2);
+    // Other pages are cached as before.
+    await get(cache.base, "/Blog/Post");
+    expect((await get(cache.base, "/Blog/Post")).headers["cache-status"]).toMatch(/hit/);
+  });
+
+  it("an exact bypass route (/login) is not sidestepped by /login/ or /LOGIN", async () => {
+    const origin = await lenientOrigin();
+    const cache = await cacheIn(origin.url, {
+      defaults: { defaultTtlMs: 60_000 },
+      routes: [{ match: "/login", bypass: true }],
+    });
+    for (const spelling of ["/login/", "/LOGIN", "/login//"]) {
+      await get(cache.base, spelling);
+      expect((await get(cache.base, spelling)).headers["cache-status"], spelling).toMatch(/fwd=bypass/);
+    }
+    expect(origin.seen).toHaveLength(6);
+  });
+});
