@@ -75,6 +75,16 @@ describe("config: every class of invalid input gets a message naming the field, 
       'routes.0.match: match takes * only at its end (no globs or regular expressions): exact /about, prefix /static/* or everything * (got "/blog/*/edit")',
     ],
     [
+      "a route in a form no request path takes (would silently never match)",
+      { origin, routes: [{ match: "/Über/*", bypass: true }] },
+      'routes.0.match: match is matched against the path as a URL parser writes it, which never reads "/Über/*": write "/%C3%9Cber/*" (percent-encoded, dot segments resolved, no query) (got "/Über/*")',
+    ],
+    [
+      "a route with a query",
+      { origin, routes: [{ match: "/search?q=x" }] },
+      'routes.0.match: match is matched against the path as a URL parser writes it, which never reads "/search?q=x": write "/search" (percent-encoded, dot segments resolved, no query) (got "/search?q=x")',
+    ],
+    [
       "a route without match",
       { origin, routes: [{ bypass: true }] },
       "routes.0.match: match is required: exact /about, prefix /static/* or everything * (got missing)",

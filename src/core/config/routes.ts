@@ -48,6 +48,19 @@ export const routePolicy = z.strictObject({
 
 const MATCH_FORMS = "exact /about, prefix /static/* or everything *";
 
+function withoutStar(match: string): string {
+  return match.endsWith("*") ? match.slice(0, -1) : match;
+}
+
+/**
+ * The path a request for `match` is served under: what the WHATWG URL parser makes of it
+ * (`/Über` is `/%C3%9Cber`, `/a/../b` is `/b`, `/a?b` is `/a`). Routes are matched against
+ * that form, so a pattern in another one (a bypass route on `/Über/*`) silently never applied.
+ */
+function servedPath(match: string): string {
+  return new URL(withoutStar(match), "http://route.invalid").pathname;
+}
+
 export const route = z.extend(routePolicy, {
   /**
    * Path pattern: exact `/about`, prefix `/static/*`, or any `*`. First match wins. A `*`
@@ -65,6 +78,10 @@ export const route = z.extend(routePolicy, {
       }),
       z.refine((match) => !match.slice(0, -1).includes("*"), {
         error: `match takes * only at its end (no globs or regular expressions): ${MATCH_FORMS}`,
+      }),
+      z.refine((match) => match === "*" || servedPath(match) === withoutStar(match), {
+        error: (issue) =>
+          `match is matched against the path as a URL parser writes it, which never reads ${JSON.stringify(issue.input)}: write ${JSON.stringify(`${servedPath(String(issue.input))}${String(issue.input).endsWith("*") ? "*" : ""}`)} (percent-encoded, dot segments resolved, no query)`,
       }),
     ),
 });
