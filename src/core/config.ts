@@ -117,7 +117,7 @@ export function routeFor(config: Config, pathname: string): RoutePolicy {
  */
 const memos = new WeakMap<Config, Map<string, RoutePolicy>>();
 const POLICY_MEMO_LIMIT = 256;
-const POLICY_MEMO_MAX_CHARS = 1_024;
+const POLICY_MEMO_MAX_CHARS = 2_048;
 
 function policies(config: Config): Map<string, RoutePolicy> {
   let memo = memos.get(config);

@@ -24,26 +24,34 @@ const DECODE_ROUNDS = 3;
 
 /**
  * The longest path read every way: 32 readings of a 16 KiB path cost ~5 ms of CPU, for each
- * request an attacker sends. A longer path that could be read another way at all gets no
- * readings ({@link pathReadings}).
+ * request an attacker sends. A longer path that could be read another way than without its
+ * trailing `/` gets no readings ({@link pathReadings}).
  */
-const READ_MAX_CHARS = 1_024;
+const READ_MAX_CHARS = 2_048;
 
-/** What any reading but the case-folded one needs: an escape, `;`, `\`, `//`, a trailing `/`, `.` or space. */
-const READABLE = /[%;\\]|\/\/|[. ](?:\/|$)|.\/$/;
+/** What any reading but the case-folded one needs: an escape, `;`, `\`, `//`, a trailing `.` or space. */
+const COSTLY = /[%;\\]|\/\/|[. ](?:\/|$)/;
 
 /**
  * Every distinct reading of `pathname` other than itself as it is (matched with case), as
  * any combination of decoding, Windows path rules, `;` parameters dropped and slashes merged
  * would give it, each then matched with and without case. At most 32 readings, each linear in
- * the path's length. Undefined for a path over 1 KiB that has other readings than its case:
- * too long to read every way, its caller treats it as ambiguous.
+ * the path's length. Undefined for a path over 2 KiB that has other readings than its case
+ * and its trailing `/`: too long to read every way, its caller treats it as ambiguous.
  *
  * @example
  * pathReadings("/static/..;/account")?.map((r) => r.path); // includes "/account"
  */
 export function pathReadings(pathname: string): PathReading[] | undefined {
-  if (!READABLE.test(pathname)) return [{ path: pathname, folded: true }];
+  if (!COSTLY.test(pathname)) {
+    const readings = [{ path: pathname, folded: true }];
+    // Express's lenient routes: `/login/` is `/login`.
+    if (pathname.length > 1 && pathname.endsWith("/")) {
+      const trimmed = pathname.slice(0, -1);
+      readings.push({ path: trimmed, folded: false }, { path: trimmed, folded: true });
+    }
+    return readings;
+  }
   if (pathname.length > READ_MAX_CHARS) return undefined;
   const plain = decoded(pathname);
   // An axis that changes nothing, even once the path is decoded, makes no reading of its own.
