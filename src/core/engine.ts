@@ -107,7 +107,7 @@ export class Engine {
       hasAuthorization: request.headers.get("authorization") !== null,
       hasCookie: request.headers.get("cookie") !== null,
     };
-    const here = answeredHere(facts.method, request.headers, this.forward.loopEntry);
+    const here = answeredHere(request, this.forward.loopEntry);
     if (here) return here;
     const primary = primaryKey(request.url, route.key);
     if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request);

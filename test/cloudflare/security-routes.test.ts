@@ -65,3 +65,19 @@ describe("web cache deception through path spellings (Worker)", () => {
     expect(await origin.count()).toBe(spellings.length * 2);
   });
 });
+
+describe("proxy path traversal out of origin.url's path prefix (Worker)", () => {
+  it("/..%2f, /..;/, %252e%252e and %5c climbs are a 400 naming the path, never asked of the origin (whose URL has a path), never stored", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const testEnv = edgeEnv(origin.url);
+    const [dc] = dataCenters(1, testEnv, new ManualClock(Date.now()));
+    for (const climb of ["/..%2fadmin", "/..;/admin", "/x/..;/..;/admin", "/%252e%252e/admin", "/..%5cadmin"]) {
+      const attack = await dc!.get(climb);
+      expect(attack.status, climb).toBe(400);
+      expect(attack.body, climb).toMatch(/climbs above the root/);
+      expect(attack.cacheStatus, climb).toBe("herdless; detail=refused");
+      expect((await dc!.get(climb, { method: "POST", body: "x" })).status, climb).toBe(400);
+    }
+    expect(await origin.count()).toBe(0);
+  });
+});

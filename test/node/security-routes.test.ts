@@ -108,3 +108,30 @@ describe("web cache deception through path spellings (Node)", () => {
     expect(origin.seen).toHaveLength(6);
   });
 });
+
+describe("proxy path traversal out of origin.url's path prefix (Node)", () => {
+  it("/..%2fadmin, /..;/admin, /%252e%252e/admin, /..%5cadmin are a 400 naming the path: the backend's /admin outside /app/ is never asked for, never stored", async () => {
+    const origin = await lenientOrigin();
+    const cache = await cacheIn(`${origin.url}/app/`, {});
+    const climbs = [
+      "/..%2fadmin",
+      "/..;/admin",
+      "/x/..;/..;/admin",
+      "/%252e%252e/admin",
+      "/..%5cadmin",
+      "/a/..%2f..%2fadmin",
+    ];
+    for (const climb of climbs) {
+      const attack = await get(cache.base, climb);
+      expect(attack.status, climb).toBe(400);
+      expect(attack.body, climb).toMatch(/climbs above the root/);
+      expect(attack.headers["cache-status"], climb).toBe("herdless; detail=refused");
+      // A POST (relayed, never stored) is refused the same way.
+      expect((await get(cache.base, climb, { method: "POST", headers: { "content-length": "0" } })).status).toBe(400);
+    }
+    // Paths that stay inside, with the same spellings, are served.
+    const victim = await get(cache.base, "/docs/..%2fpage");
+    expect(victim.status).toBe(200);
+    expect(origin.seen.map((s) => s.route)).toEqual(["/app/page"]);
+  });
+});

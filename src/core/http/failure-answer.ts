@@ -4,6 +4,7 @@ import type { FillResult, PassResponse } from "../fill/coordinator.ts";
 import { isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { isGuardRefusal } from "../origin/guarded-call.ts";
 import { fromPass, synthetic, type EngineResponse } from "./respond.ts";
+import { climbsAboveRoot } from "./path-readings.ts";
 import type { HeaderReader } from "./http.ts";
 import { loopsBack } from "../origin/hops.ts";
 import { TAG_HEADERS } from "./response-entry.ts";
@@ -123,17 +124,37 @@ const LOCAL_ONLY_METHODS = new Set(["TRACE", "TRACK"]);
 
 /**
  * The answer herdless gives before anything else looks at a request, if any: TRACE and TRACK
- * are never forwarded ({@link notAllowed}), and a request carrying this deployment's own
- * `CDN-Loop` entry is one of its origin requests come back ({@link loopDetected}).
+ * are never forwarded ({@link notAllowed}), a request carrying this deployment's own
+ * `CDN-Loop` entry is one of its origin requests come back ({@link loopDetected}), and a path
+ * an origin may read as climbing above its root is refused ({@link climbsAboveRoot}).
  *
  * @example
- * const here = answeredHere(method, headers, policy.loopEntry);
+ * const here = answeredHere(request, policy.loopEntry);
  * if (here) return here;
  */
-export function answeredHere(method: string, headers: HeaderReader, loopEntry: string): EngineResponse | undefined {
-  if (LOCAL_ONLY_METHODS.has(method)) return notAllowed(method);
-  if (loopsBack(headers, loopEntry)) return loopDetected();
+export function answeredHere(
+  request: { method: string; headers: HeaderReader; url: URL },
+  loopEntry: string,
+): EngineResponse | undefined {
+  if (LOCAL_ONLY_METHODS.has(request.method)) return notAllowed(request.method);
+  if (loopsBack(request.headers, loopEntry)) return loopDetected();
+  if (climbsAboveRoot(request.url.pathname)) return climbing(request.url.pathname);
   return undefined;
+}
+
+/**
+ * 400 for a path that climbs above the root once an origin decodes it (`/..%2fadmin`,
+ * `/..;/admin`, `/%252e%252e/admin`): behind an `origin.url` with a path prefix the origin
+ * resolves it out of that prefix (`http://backend/app/..%2fadmin` is the backend's `/admin`),
+ * and its answer would be stored under the URL. No page's URL climbs so.
+ */
+function climbing(pathname: string): EngineResponse {
+  const shown = JSON.stringify(pathname.slice(0, 200));
+  return synthetic(
+    400,
+    `bad request: the path ${shown} climbs above the root once decoded (%2F, %5C, ..;, double encoding)`,
+    { detail: "refused" },
+  );
 }
 
 /** RFC 9110 §15.5.6: a method answered here and never forwarded. */

@@ -96,13 +96,41 @@ function decoded(path: string): string {
   return out;
 }
 
-/** IIS on Windows: `\` is `/`, and a name's trailing dots and spaces are dropped. */
+/** IIS on Windows: `\` is `/`, and a name's trailing dots and spaces are dropped (`.. ` is `..`). */
 function windowsPath(path: string): string {
   return path
     .replaceAll("\\", "/")
     .split("/")
-    .map((segment) => (segment === "." || segment === ".." ? segment : segment.replace(/[. ]+$/, "") || segment))
+    .map((segment) => {
+      const spaced = segment.replace(/ +$/, "");
+      return spaced === "." || spaced === ".." ? spaced : spaced.replace(/[. ]+$/, "") || segment;
+    })
     .join("/");
+}
+
+/**
+ * Whether a reading of `pathname` climbs above its root (`/..%2fadmin`, `/x/..;/..;/admin`,
+ * `/%252e%252e/admin`): the WHATWG parser resolves plain `..` segments, but an origin that
+ * decodes or drops `;` parameters first resolves these against its own path. Behind an
+ * `origin.url` with a path prefix (`http://backend/app/`), `/app/..%2fadmin` is the backend's
+ * `/admin`, outside what the deployment serves. Every axis only adds `..` segments or removes
+ * the empty ones that would hold them back, so the reading with all of them climbs highest.
+ *
+ * @example
+ * climbsAboveRoot("/..%2fadmin"); // true
+ * climbsAboveRoot("/a/..%2fb"); // false
+ */
+export function climbsAboveRoot(pathname: string): boolean {
+  if (!COSTLY.test(pathname)) return false;
+  let depth = 0;
+  for (const segment of mergedSlashes(withoutParameters(windowsPath(decoded(pathname))))
+    .split("/")
+    .slice(1)) {
+    if (segment === "..") depth--;
+    else if (segment !== ".") depth++;
+    if (depth < 0) return true;
+  }
+  return false;
 }
 
 /** Tomcat, Jetty, Spring: each segment's `;` parameters dropped (`/a;x/..;/b` is `/a/../b`). */
