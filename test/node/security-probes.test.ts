@@ -539,6 +539,21 @@ describe("resource exhaustion (Node)", () => {
     expect(performance.now() - started).toBeLessThan(1_000);
   });
 
+  it("a query of 2,600 undecodable names (%ff, %zz) costs no more CPU than its length: the victim is not kept waiting", async () => {
+    await setup();
+    expect((await get(cache.base, "/hot")).status).toBe(200);
+    const started = performance.now();
+    // Each made its key three times, each time throwing from decodeURIComponent per name (~15 ms):
+    // these 60 held the event loop ~4 s.
+    const bombs = Array.from({ length: 60 }, (_, i) =>
+      get(cache.base, `/q${i}?${i % 2 ? "%ff=1&" : "%zz=1&"}`.padEnd(15_600, i % 2 ? "%ff=1&" : "%zz=1&")),
+    );
+    const victim = await get(cache.base, "/hot");
+    for (const bomb of await Promise.all(bombs)) expect(bomb.status).toBe(200);
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(performance.now() - started).toBeLessThan(2_500);
+  });
+
   it("slow reader: a client that asks for a large file and never reads cannot stall the victim's download of it", async () => {
     const size = 64 * 1024 * 1024; // past maxEntryBytes (streamed, not kept) and past any socket buffers
     const chunk = Buffer.alloc(64 * 1024, 7);

@@ -49,6 +49,20 @@ describe("the query the origin receives is the key's", () => {
     expect(query("https://a.test/p?lang=en;utm_source=x")).toBe("?lang=en;utm_source=x");
   });
 
+  it("reads names as a form decoder does, without exceptions: undecodable escapes, bytes past ASCII, an escaped %", () => {
+    expect(query("https://a.test/p?utm_%ff=1&%zz=2&a=3")).toBe("?%zz=2&a=3");
+    expect(query("https://a.test/p?fbcl%69d=1&b=2")).toBe("?b=2");
+    // A name spelled with lowercase or uppercase escapes is one name: its values keep their order.
+    expect(query("https://a.test/p?%c3%a9=1&b=0&%C3%A9=2")).toBe("?%c3%a9=1&%C3%A9=2&b=0");
+    // `%2541` is the name `%41`, not `A`.
+    expect(query("https://a.test/p?%2541=1&A=2&%41=3")).toBe("?%2541=1&A=2&%41=3");
+    const accented = keyQuery(new URL("https://a.test/p?%C3%A9t%C3%A9=1&%c3%a9x=2&b=3"), {
+      ignoreQuery: ["é*"],
+      ignoreAllQuery: false,
+    });
+    expect(accented).toBe("?b=3");
+  });
+
   it("keeps the client's bytes for kept parameters", () => {
     expect(query("https://a.test/p?q=a%20b&r=a+b&s=%7E")).toBe("?q=a%20b&r=a+b&s=%7E");
   });
