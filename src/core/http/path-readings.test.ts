@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor } from "../config.ts";
-import { pathReadings } from "./path-readings.ts";
+import { climbsAboveRoot, pathReadings } from "./path-readings.ts";
 
 const paths = (pathname: string) => pathReadings(pathname)?.map((r) => r.path);
 
@@ -10,6 +10,9 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(paths("/static/%252e%252e%252faccount")).toContain("/account");
     expect(paths("/static/%c0%ae%c0%ae/account")).toContain("/account");
     expect(paths("/static/%u002e%u002e/account")).toContain("/account");
+    // Fullwidth full stop and solidus, which NFKC and IIS's best-fit mapping make `.` and `/`.
+    expect(paths("/static/%EF%BC%8E%EF%BC%8E%EF%BC%8Faccount")).toContain("/account");
+    expect(paths("/static/..%ef%bc%bcaccount")).toContain("/account");
     expect(paths("/static/..%5caccount")).toContain("/account");
     expect(paths("/static/x/..;/..;/account")).toContain("/account");
     expect(paths("/private./x")).toContain("/private/x");
@@ -22,6 +25,15 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(pathReadings(`/x/${"a".repeat(3_000)}%2f`)).toBeUndefined();
     expect(pathReadings(`/x/${"a".repeat(3_000)}`)).toHaveLength(1);
     expect(paths(`/x/${"a".repeat(3_000)}/`)).toContain(`/x/${"a".repeat(3_000)}`);
+  });
+});
+
+describe("climbsAboveRoot", () => {
+  it("is true for a path an origin resolves above its root once decoded, false for one that stays inside", () => {
+    for (const climb of ["/..%2fadmin", "/..;/admin", "/x/..;/..;/admin", "/%252e%252e/admin", "/..%5cadmin", "/.. /x"])
+      expect(climbsAboveRoot(climb), climb).toBe(true);
+    for (const inside of ["/a/..%2fb", "/app.js", "/a/b/", "/a;x/..;/b", "/%2e%2e.txt"])
+      expect(climbsAboveRoot(inside), inside).toBe(false);
   });
 });
 

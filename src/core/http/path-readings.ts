@@ -76,9 +76,23 @@ export function pathReadings(pathname: string): PathReading[] | undefined {
 const ESCAPE = /%(?:u00([0-9a-f]{2})|([0-9a-f]{2}))/gi;
 /** What servers decode in a path and what changes how it splits: unreserved characters, `/ \ ; %` and space. */
 const DECODED = /^[A-Za-z0-9\-._~/\\;% ]$/;
-/** Overlong UTF-8 spellings of `.`, `/` and `\` that old IIS and Java decoders accepted. */
-const OVERLONG = /%c0%ae|%c0%af|%c1%9c|%e0%80%ae|%e0%80%af/gi;
-const OVERLONG_CHAR: Record<string, string> = { ae: ".", af: "/", "9c": "\\" };
+/**
+ * Other spellings of `.`, `/` and `\`: overlong UTF-8 that old IIS and Java decoders accepted,
+ * and the fullwidth forms (U+FF0E, U+FF0F, U+FF3C) that NFKC normalization (Java, .NET,
+ * Python's `unicodedata`) and IIS's best-fit mapping turn into them.
+ */
+const OVERLONG = /%c0%ae|%c0%af|%c1%9c|%e0%80%ae|%e0%80%af|%ef%bc%8e|%ef%bc%8f|%ef%bc%bc|%u(?:ff0e|ff0f|ff3c)/gi;
+const OVERLONG_CHAR: Record<string, string> = {
+  ae: ".",
+  af: "/",
+  "9c": "\\",
+  "8e": ".",
+  "8f": "/",
+  bc: "\\",
+  "0e": ".",
+  "0f": "/",
+  "3c": "\\",
+};
 
 /** `path` with its escapes of {@link DECODED} characters decoded, over and over (double encoding). */
 function decoded(path: string): string {
