@@ -177,6 +177,17 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen.map((s) => [s.body, s.headers["content-length"]])).toEqual(Array(6).fill(["", undefined]));
   });
 
+  it("a Cookie after 2,000 short fields is seen and sent: the request is relayed with it, never answered as an anonymous one", async () => {
+    await setup();
+    let fields = "";
+    for (let i = 0; i < 2_100; i++) fields += `a${i % 10}: b\r\n`;
+    const late = `GET /late HTTP/1.1\r\nhost: shop.test\r\n${fields}cookie: session=own\r\nconnection: close\r\n\r\n`;
+    const answer = await raw(cache.base, late);
+    expect(answer.headers["cache-status"]).toMatch(/fwd=bypass/);
+    expect(origin.seen[0]!.headers.cookie).toBe("session=own");
+    expect((await get(cache.base, "/late")).headers["cache-status"]).toMatch(/fwd=uri-miss/);
+  });
+
   it("request smuggling: conflicting Content-Length / Transfer-Encoding, obs-fold, bare LF/CR and invalid bytes are a 400 and the hidden request never runs", async () => {
     await setup();
     const smuggled = "GET /smuggled HTTP/1.1\r\nhost: shop.test\r\n\r\n";
