@@ -106,7 +106,8 @@ export function routeFor(config: Config, pathname: string): RoutePolicy {
     policy.cacheAuthorized &&= cacheAuthorized;
   }
   if (memo.size >= POLICY_MEMO_LIMIT) memo.clear();
-  if (pathname.length <= POLICY_MEMO_MAX_CHARS) memo.set(pathname, policy);
+  // A copy of its own: a URL's pathname is a slice of its href, which V8 would keep whole (16 KiB).
+  if (pathname.length <= POLICY_MEMO_MAX_CHARS) memo.set([...pathname].join(""), policy);
   return policy;
 }
 
