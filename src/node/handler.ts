@@ -10,7 +10,7 @@ import { ADMIN_NAME, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
 import { formatCacheStatus } from "../core/http/cache-status.ts";
-import { hostCountRefusal, targetRefusal, versionRefusal } from "../core/http/request-check.ts";
+import { fieldCountRefusal, hostCountRefusal, targetRefusal, versionRefusal } from "../core/http/request-check.ts";
 import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { toEngineRequest } from "./engine-request.ts";
@@ -84,6 +84,7 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     // a clear 400, first.
     const refused =
       versionRefusal(req.httpVersionMajor) ??
+      fieldCountRefusal(req.rawHeaders.length / 2) ??
       hostCountRefusal(fields.hosts, fields.host) ??
       (req.method === "OPTIONS" && req.url === "*"
         ? optionsForServer()

@@ -61,9 +61,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (closing) res.shouldKeepAlive = false;
     handler(req, res);
   });
-  // Every field of a request counts, as workerd reads them: node:http keeps the first 2,000 and
-  // drops the rest unheard, so a Cookie or Authorization after 2,000 short fields (within the
-  // 16 KiB head) went unseen and unsent: the request was answered as an anonymous one.
+  // Every field of a request is counted: node:http keeps the first 2,000 and drops the rest
+  // unheard, so a Cookie or Authorization after them went unseen and unsent. The handler
+  // refuses such a request (fieldCountRefusal), which it can only tell when it sees them all.
   server.maxHeadersCount = 0;
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
   // drops a CONNECT's socket silently; the client gets a 405 naming the method instead.

@@ -32,6 +32,26 @@ export function hostCountRefusal(count: number, first: string | undefined): Engi
   return undefined;
 }
 
+/** The most header fields a request may carry: node:http's default `maxHeadersCount`. */
+const MAX_REQUEST_FIELDS = 2_000;
+
+/**
+ * RFC 6585 §5: a `431` for a request with 2,000 header fields or more, undefined otherwise.
+ * node:http keeps a request's first 2,000 fields and drops the rest unheard (herdless's own
+ * server reads them all; a server embedding `createHandler` may not), so a `Cookie` or
+ * `Authorization` after them was neither seen nor sent: the request was answered as an
+ * anonymous one. Browsers send 10 to 20; Apache refuses more than 100.
+ *
+ * @example
+ * fieldCountRefusal(2_000)?.status; // 431
+ */
+export function fieldCountRefusal(fields: number): EngineResponse | undefined {
+  if (fields < MAX_REQUEST_FIELDS) return undefined;
+  return synthetic(431, `request header fields too many: ${fields} fields, this cache takes fewer than 2,000`, {
+    detail: "refused",
+  });
+}
+
 /**
  * The 400 for a request whose header field value holds a control character (RFC 9110 §5.5:
  * field-content is visible characters, SP, HTAB and obs-text), as Node's HTTP parser gives
