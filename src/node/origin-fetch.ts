@@ -74,8 +74,7 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       reject(signal.reason);
       return;
     }
-    const headers: [string, string][] = [];
-    new Headers(init.headers).forEach((value, name) => headers.push([name, value]));
+    const headers = inOrder(init.headers);
     // The origin's own host unless the caller chose another (origin.hostHeader).
     if (!headers.some(([name]) => name === "host")) headers.unshift(["host", target.host]);
     const body = init.body;
@@ -170,6 +169,25 @@ function malformedAnswer(error: Error & { code?: unknown }, url: string): Herdle
     `the origin's answer for ${url} is not valid HTTP/1.1 (${fault}, ${error.code}); herdless refuses a malformed answer whole`,
     { cause: error },
   );
+}
+
+/**
+ * The request's fields in the order the caller gave them (the client's, then herdless's), a
+ * repeated name joined with ", " in its first place, as Headers joins it: the origin reads one
+ * value, the one a variant is keyed by. Headers alone would also sort the names.
+ */
+function inOrder(init: HeadersInit | undefined): [string, string][] {
+  const joined = new Headers(init);
+  const order = Array.isArray(init) ? init.map(([name]) => name) : [...joined.keys()];
+  const fields: [string, string][] = [];
+  const seen = new Set<string>();
+  for (const name of order) {
+    const lower = name.toLowerCase();
+    if (seen.has(lower)) continue;
+    seen.add(lower);
+    fields.push([lower, joined.get(lower)!]);
+  }
+  return fields;
 }
 
 /** Node's raw header list (name, value, name, …) as Headers. */

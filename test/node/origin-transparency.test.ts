@@ -182,6 +182,8 @@ describe("what the origin receives and what the client gets back (Node)", () => 
     );
     expect(fill.headers.connection ?? "keep-alive").toBe("keep-alive");
     for (const [name, value] of Object.entries(endToEnd)) expect(fill.headers[name], name).toBe(value);
+    // In the client's order, not sorted.
+    expect(fill.names.filter((name) => name in endToEnd)).toEqual(Object.keys(endToEnd));
     expect(fill.headers).toMatchObject({
       "accept-encoding": "gzip",
       host: new URL(origin.url).host,
