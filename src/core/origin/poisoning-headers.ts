@@ -34,6 +34,8 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-forwarded-https",
   "x-host",
   "x-original-host",
+  // A Host override some frameworks and rewrite rules honour (PortSwigger's Param Miner list).
+  "x-http-host-override",
   "x-original-url",
   "x-rewrite-url",
   // Path and mount-point overrides that WSGI and PHP apps behind rewrites route or link by
