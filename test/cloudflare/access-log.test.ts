@@ -6,7 +6,7 @@ import worker from "../../src/cloudflare/worker.ts";
 import { EDGE, edgeEnv } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
-async function viaWorker(request: Request, workerEnv: typeof env): Promise<Response> {
+async function viaWorker(request: Parameters<typeof worker.fetch>[0], workerEnv: typeof env): Promise<Response> {
   const ctx = createExecutionContext();
   const res = await worker.fetch(request, workerEnv, ctx);
   await res.arrayBuffer();
