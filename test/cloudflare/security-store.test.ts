@@ -255,6 +255,45 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     }
   });
 
+  it("RFC 9111 §3.5: a signed-in request's private answer never evicts the copy every visitor gets, nor the stale copy that hides the next outage", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=10, stale-if-error=600" },
+      body: "the public page",
+      // The signed-in view: the user's own page, with their session.
+      byHeader: {
+        authorization: { headers: { "cache-control": "private", "set-cookie": "session=ann" }, body: "ann's page" },
+      },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const path = `/home-${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    const first = await otherDc!.get(path);
+    await settle([first], testEnv, [path]);
+    // Each signed-in request goes to the origin (§3.5), as often as the attacker likes.
+    const attacks = [];
+    for (let i = 0; i < 3; i++) attacks.push(await attackerDc!.get(path, { headers: { authorization: "Bearer ann" } }));
+    await settle(attacks, testEnv, [path]);
+    for (const attack of attacks)
+      expect([attack.body, attack.headers.get("set-cookie")]).toEqual(["ann's page", "session=ann"]);
+    expect(await origin.count()).toBe(4);
+    for (const dc of [attackerDc!, otherDc!]) {
+      const victim = await dc.get(path);
+      await settle([victim], testEnv, [path]);
+      expect([victim.body, victim.headers.get("set-cookie")]).toEqual(["the public page", null]);
+      expect(victim.cacheStatus).toMatch(/; hit/);
+    }
+    expect(await origin.count()).toBe(4);
+    // The origin goes down once the copy expired: the copy still hides it.
+    clock.advance(11_000);
+    await origin.set({ mode: "down" });
+    const later = await otherDc!.get(path);
+    await settle([later], testEnv, [path]);
+    expect([later.status, later.body]).toEqual([200, "the public page"]);
+    expect(later.cacheStatus).toMatch(/stale-if-error/);
+  });
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

@@ -477,6 +477,48 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect((await get(proxy, "/proxy-auth")).headers["proxy-authentication-info"]).toBeUndefined();
   });
 
+  it("RFC 9111 §3.5: a signed-in request's private answer (a 304 or a 200 with Set-Cookie and no-store) never evicts the copy every visitor gets, nor the stale copy that hides the next outage", async () => {
+    let requests = 0;
+    let down = false;
+    const origin = await serving((req, res) => {
+      requests++;
+      if (down) return void res.writeHead(503, { "content-type": "text/plain" }).end("origin down");
+      const user = req.headers.authorization;
+      if (user === undefined)
+        return void res
+          .writeHead(200, { etag: '"v1"', "cache-control": "max-age=10, stale-if-error=600" })
+          .end("the public page");
+      // The signed-in view: a 304 to the copy's validator, marked private, or the user's own page.
+      if (req.headers["if-none-match"] === '"v1"' && user === "Bearer ann")
+        return void res.writeHead(304, { etag: '"v1"', "cache-control": "private, max-age=10" }).end();
+      res.writeHead(200, { "cache-control": "no-store", "set-cookie": "session=bob" }).end("bob's page");
+    });
+    const clock = new ManualClock(Date.now());
+    const proxy = await herdless(origin, clock);
+    expect((await get(proxy, "/home")).body).toBe("the public page");
+    // The attacker signs in as often as they like: each request goes to the origin (§3.5).
+    expect((await getWith(proxy, "/home", { authorization: "Bearer ann" })).headers["cache-control"]).toBe(
+      "private, max-age=10",
+    );
+    const bob = await getWith(proxy, "/home", { authorization: "Bearer bob" });
+    expect(bob.body).toBe("bob's page");
+    expect(bob.headers["set-cookie"]).toEqual(["session=bob"]);
+    expect(requests).toBe(3);
+
+    const victim = await get(proxy, "/home");
+    expect(victim.body).toBe("the public page");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(victim.headers["set-cookie"]).toBeUndefined();
+    expect(requests).toBe(3);
+    // The origin fails once the copy expired: the copy still hides it.
+    clock.advance(11_000);
+    down = true;
+    const later = await get(proxy, "/home");
+    expect(later.status).toBe(200);
+    expect(later.body).toBe("the public page");
+    expect(later.headers["cache-status"]).toMatch(/stale-if-error/);
+  });
+
   it.each([
     ["a Set-Cookie", { "set-cookie": "session=victim-1" }, {}],
     ["Cache-Control: private", { "cache-control": "private" }, {}],

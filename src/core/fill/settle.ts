@@ -59,16 +59,19 @@ export async function settle(
   // A 304 has no body and an error's is only relayed to this flight's callers: read them whole.
   if (res.status === 304 || res.status >= 500) res = await buffered(res, config.cache.maxEntryBytes);
   const facts = { requestAt: res.requestAt, responseAt: res.responseAt, droppedFields: res.droppedFields };
+  const authorized = requestHeaders.get("authorization") !== null;
   const judge: Judge = (status, headers) =>
     storability(
       "GET",
-      requestHeaders.get("authorization") !== null,
+      authorized,
       requestHeaders.get("cookie") !== null,
       { status, headers: headerList(headers), ...facts },
       route,
     );
+  // RFC 9111 §3.5: a request's own Authorization on its own fill; what it is answered is that client's.
+  const ownCredentials = authorized && !route.cacheAuthorized;
   if (res.status === 304 && stored && res.kind === "buffered" && notModifiedSelects(stored, res.headers))
-    return settleNotModified(ctx, request, stored, res, judge, context);
+    return settleNotModified(ctx, request, stored, res, judge, { ...context, ownCredentials });
   const verdict = judge(res.status, res.headers);
   // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept.
   const blameable = await errorBlameable(ctx, request, stored, res);
@@ -79,7 +82,7 @@ export async function settle(
   }
   if (!verdict.storable || res.status === 304 || aboutTheRequest) {
     // The stored copy no longer reflects what the origin says about this URL.
-    const keepsCopy = aboutTheRequest || !saysAboutTheUrl(verdict);
+    const keepsCopy = aboutTheRequest || !saysAboutTheUrl(verdict, ownCredentials);
     if (stored && res.status !== 304 && !keepsCopy) await ctx.store.delete(stored.key);
     return {
       kind: "pass",
@@ -139,7 +142,7 @@ async function settleNotModified(
   stored: Entry,
   res: BufferedOriginResponse,
   judge: Judge,
-  context: EntryContext,
+  context: EntryContext & { ownCredentials: boolean },
 ): Promise<FlightResult> {
   const merged = revalidatedHeaders(stored, res.headers);
   const refreshed = judge(stored.status, merged);
@@ -152,12 +155,15 @@ async function settleNotModified(
     return storeEntry(ctx.store, refreshedEntry(stored, res, context), request.primary, res.status, own);
   }
   // The origin now says this response must not be shared as stored: forget it, answer this client alone.
-  if (!sameSelection || saysAboutTheUrl(refreshed)) await ctx.store.delete(stored.key);
+  // Not when it answered a request's own credentials: then it says so of that client's copy only.
+  const forgets = !context.ownCredentials && (!sameSelection || saysAboutTheUrl(refreshed, false));
+  if (forgets) await ctx.store.delete(stored.key);
   return {
     kind: "pass",
     response: { status: stored.status, headers: merged, body: stored.body },
     fwdStatus: res.status,
     reason: "uncacheable",
+    ...(forgets ? {} : { keepsCopy: true as const }),
   };
 }
 
@@ -274,8 +280,11 @@ function hidesError(ctx: SettleContext, stored: Entry | undefined): boolean {
 /**
  * An unstorable answer replaces the stored copy, unless it is unstorable only because of who
  * asked (RFC 9111 §3.5: the answer to a request with credentials), which says nothing about
- * the copy others get.
+ * the copy others get. So with any answer to a request's own Authorization (`ownCredentials`):
+ * a `private`, `no-store` or `Set-Cookie` page is what the origin shows that user, not what it
+ * says of the URL; taken as the latter, every signed-in request evicted the copy every visitor
+ * got (one origin request more each) and the stale-if-error copy that hid the next outage.
  */
-function saysAboutTheUrl(verdict: Storability): boolean {
-  return verdict.storable || verdict.reason !== "authorization";
+function saysAboutTheUrl(verdict: Storability, ownCredentials: boolean): boolean {
+  return verdict.storable || (verdict.reason !== "authorization" && !ownCredentials);
 }
