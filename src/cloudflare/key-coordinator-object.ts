@@ -82,11 +82,16 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
 
   /**
    * RFC 9111 §4.4: an unsafe request to this object's URL succeeded. The object holds one
-   * primary key and its variants only, so every variant goes, not just the writer's.
+   * primary key and its variants only, so every variant goes, not just the writer's; the
+   * mark left under the primary key keeps a fill already running from storing what it was
+   * answered before the write (lookup.ts invalidatedWhileAsked).
    */
-  async invalidate(_primary: string, _headers: [string, string][]): Promise<void> {
+  async invalidate(primary: string, headers: [string, string][]): Promise<void> {
     this.later.flush();
-    this.build().store.deleteAll();
+    const { filler, store, backoff } = this.build();
+    store.deleteAll();
+    await filler.invalidate(primary, headers);
+    this.keep(this.scheduleCleanup(store, backoff));
   }
 
   /** Deletes expired entries, then sleeps until the next one expires. */

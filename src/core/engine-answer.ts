@@ -48,7 +48,7 @@ export async function answerFill(
   result = negativeAsFailure(result, nearStale, ctx.config, now);
   switch (result.kind) {
     case "entry":
-      await ctx.nearTier.keep(result.entry, primary);
+      if (!result.unkept) await ctx.nearTier.keep(result.entry, primary);
       return answerEntry(ctx, request, result, from, now);
     case "stream": {
       // The body is on its way from the one fetch of this key; the coordinator stores it.

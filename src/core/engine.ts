@@ -228,7 +228,7 @@ export class Engine {
     try {
       await this.refreshes.run(fill.key, async () => {
         const result = discardStream(await this.fill(fill));
-        if (result.kind === "entry") await this.nearTier.keep(result.entry, fill.primary);
+        if (result.kind === "entry" && !result.unkept) await this.nearTier.keep(result.entry, fill.primary);
       });
     } catch {
       // A failed refresh leaves the stale copy in place; the next request past it tries again.

@@ -80,6 +80,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const invalidations = new FleetInvalidations({
     notifier,
     near,
+    shared,
     clock,
     onError: (error) => logger.debug("invalidation not applied", { error: String(error) }),
   });

@@ -294,6 +294,47 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(later.cacheStatus).toMatch(/stale-if-error/);
   });
 
+  it.each([
+    ["read whole", undefined],
+    ["streamed", 200_000],
+  ])(
+    "RFC 9111 §4.4: a fill the origin answered with the old page while a POST to the URL succeeded is never stored after the invalidation (body %s): the victims get the new page",
+    async (_how, bodyBytes) => {
+      // Every GET is held until released (answered as it was when it arrived); a write goes at once.
+      const origin = await testOrigin({
+        headers: { "cache-control": "max-age=60" },
+        mode: "hold",
+        byHeader: { "x-write": { mode: "up", body: "saved" } },
+        ...(bodyBytes ? { bodyBytes } : {}),
+      });
+      const clock = new ManualClock(Date.now());
+      const testEnv = edgeEnv(origin.url);
+      const path = `/doc-${crypto.randomUUID().slice(0, 8)}`;
+      await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+      const [writerDc, otherDc] = dataCenters(2, testEnv, clock);
+      const slow = writerDc!.get(path);
+      await origin.waitFor({ held: 1 });
+      clock.advance(1_000);
+      const post = await writerDc!.get(path, { method: "POST", body: "new text", headers: { "x-write": "1" } });
+      expect(post.status).toBe(200);
+      clock.advance(1_000);
+      // The old page (asked for before the write) reaches its caller, and is kept nowhere.
+      await origin.set({ mode: "up", ...(bodyBytes ? { bodyBytes: bodyBytes + 1 } : {}) });
+      const old = await slow;
+      await settle([post, old], testEnv, [path]);
+      const victims = [];
+      for (const dc of [writerDc!, otherDc!]) {
+        victims.push(await dc.get(path));
+        await settle(victims, testEnv, [path]);
+      }
+      expect(victims[0]!.cacheStatus).toMatch(/fwd=uri-miss; fwd-status=200; ttl=60; stored/);
+      expect(victims[1]!.cacheStatus).toMatch(/; hit/);
+      for (const victim of victims) expect([victim.status, victim.body === old.body]).toEqual([200, false]);
+      expect(victims[1]!.body).toBe(victims[0]!.body);
+      expect((await origin.stats()).requests.filter((r) => r.method === "GET")).toHaveLength(2);
+    },
+  );
+
   it("RFC 9111 §3: a 304 that says private removes the entry: the next visitor's answer comes from the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=10" }, etag: '"v1"' });
     const clock = new ManualClock(Date.now());

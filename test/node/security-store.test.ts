@@ -520,6 +520,59 @@ describe("security: nothing one client should not see is stored (Node)", () => {
   });
 
   it.each([
+    ["read whole", 0],
+    ["streamed", 200_000],
+  ])(
+    "RFC 9111 §4.4: a fill the origin answered with the old page while a POST to the URL succeeded is never stored after the invalidation (body %s): the victim gets the new page",
+    async (_how, padding) => {
+      let version = 1;
+      let gets = 0;
+      const held: (() => void)[] = [];
+      const origin = await serving((req, res) => {
+        if (req.method === "POST") {
+          version = 2;
+          return void res.writeHead(200, { "content-type": "text/plain" }).end("saved");
+        }
+        gets++;
+        // The page as it is when the request arrives; the first one is slow to go out.
+        const page = `version ${version}`.padEnd(padding, ".");
+        const answer = () => res.writeHead(200, { "cache-control": "max-age=60" }).end(page);
+        if (gets === 1) held.push(answer);
+        else answer();
+      });
+      const clock = new ManualClock(Date.now());
+      const proxy = await herdless(origin, clock);
+      const slow = get(proxy, "/doc");
+      await vi.waitFor(() => expect(held).toHaveLength(1));
+      clock.advance(1_000);
+      // The attacker (or the editor) writes while that fill runs: the copy it brings is the old page.
+      const post = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest(`${proxy}/doc`, { method: "POST", agent: false }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        });
+        req.on("error", reject);
+        req.end("new text");
+      });
+      expect(post).toBe(200);
+      clock.advance(1_000);
+      held.splice(0).forEach((answer) => answer());
+      expect((await slow).body.startsWith("version 1")).toBe(true);
+
+      const victim = await get(proxy, "/doc");
+      expect(victim.body.startsWith("version 2")).toBe(true);
+      expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss/);
+      expect(gets).toBe(2);
+      const next = await get(proxy, "/doc"); // the new page is stored as usual
+      expect([next.body.startsWith("version 2"), next.headers["cache-status"]]).toEqual([
+        true,
+        expect.stringMatching(/hit/),
+      ]);
+      expect(gets).toBe(2);
+    },
+  );
+
+  it.each([
     ["a Set-Cookie", { "set-cookie": "session=victim-1" }, {}],
     ["Cache-Control: private", { "cache-control": "private" }, {}],
     ["Cache-Control: no-store", { "cache-control": "no-store" }, {}],

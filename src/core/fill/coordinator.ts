@@ -77,6 +77,8 @@ export type FillResult =
       stored: boolean;
       /** The copy has expired and answers while a refresh-ahead renews it (refresh-ahead.ts): the edge may follow that renewal. */
       renewing?: true;
+      /** The URL was written to while this answer was asked for (lookup.ts invalidatedWhileAsked): kept in no tier. */
+      unkept?: true;
       /** See {@link RequesterFields}. */
       requesterFields?: RequesterFields;
     }

@@ -9,7 +9,7 @@ import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
-import { putVaryPointer, servableWinner } from "../store/lookup.ts";
+import { putVaryPointer, servableWinner, writtenWhileAsked } from "../store/lookup.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import {
   conditionalHeaders,
@@ -235,6 +235,9 @@ export async function storeEntry(
   fwdStatus: number,
   own: RequesterFields = [],
 ): Promise<FlightResult> {
+  // Asked before a write to the URL succeeded: for this flight's callers, kept in no tier.
+  if (writtenWhileAsked(store, primary, entry))
+    return { kind: "entry", entry, fwdStatus, collapsed: false, stored: false, unkept: true };
   const written = await store.put(entry);
   if (written && entry.key !== primary) await putVaryPointer(store, entry, primary);
   const winner = written ? entry : ((await servableWinner(store, entry.key, primary)) ?? entry);

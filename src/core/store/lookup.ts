@@ -1,4 +1,4 @@
-import { notInvalidated, type Entry } from "../http/entry.ts";
+import { ENTRY_FORMAT_VERSION, notInvalidated, type Entry } from "../http/entry.ts";
 import type { HeaderReader } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import { varyPointer } from "../http/response-entry.ts";
@@ -60,11 +60,19 @@ export async function putVaryPointer(store: Store, entry: Entry, primary: string
 }
 
 /**
+ * How long an invalidation's mark outlives the write, at least: longer than an origin call
+ * that was already running may still take to end and be stored (`origin.timeoutMs` for its
+ * head plus `origin.streamTimeoutMs` for its body: 310 s by default).
+ */
+export const INVALIDATION_MARK_MS = 10 * 60_000;
+
+/**
  * RFC 9111 §4.4: every stored response for the URL of `primary` is invalid from `now`, every
  * variant (this store cannot list them): the entry under the primary key stays, bodiless, as
  * the mark that says so (`invalidatedAt`), until the longest-kept of them would have gone
- * ({@link putVaryPointer}). The
- * variant `request` selects is dropped at once.
+ * ({@link putVaryPointer}), and at least {@link INVALIDATION_MARK_MS}; a URL with nothing
+ * stored gets a mark too, so an origin answer asked for before the write is never stored
+ * after it ({@link invalidatedWhileAsked}). The variant `request` selects is dropped at once.
  */
 export async function invalidateStored(
   store: Store,
@@ -72,8 +80,83 @@ export async function invalidateStored(
   request: HeaderReader,
   now: number,
 ): Promise<void> {
-  const found = await store.get(primary);
-  if (!found) return;
-  await store.put({ ...found, body: new Uint8Array(0), invalidatedAt: now });
+  noteWrite(store, primary, now);
+  const found = (await store.get(primary)) ?? invalidationMark(primary, now);
+  const deleteAt = Math.max(found.deleteAt, now + INVALIDATION_MARK_MS);
+  await store.put({ ...found, body: new Uint8Array(0), invalidatedAt: now, deleteAt });
   if (found.vary.length > 0) await store.delete(variantKey(primary, found.vary, request));
+}
+
+/** The writes this process marked in each store (noteWrite): URL primary key → instant. */
+const recentWrites = new WeakMap<Store, Map<string, number>>();
+
+/** The most writes remembered per store; the oldest go first. */
+const RECENT_WRITES_KEPT = 10_000;
+
+/**
+ * Remembers that the URL of `primary` was invalidated in `store` at `at`, for
+ * {@link writtenWhileAsked}: in memory, where the flights writing to that store read it
+ * without a round trip. A store whose invalidations arrive from another process (a fleet
+ * member that heard of a write) is told here too.
+ */
+export function noteWrite(store: Store, primary: string, at: number): void {
+  let writes = recentWrites.get(store);
+  if (!writes) recentWrites.set(store, (writes = new Map()));
+  const before = writes.get(primary) ?? at;
+  writes.delete(primary);
+  writes.set(primary, Math.max(at, before));
+  for (const [key, when] of writes) {
+    if (writes.size <= RECENT_WRITES_KEPT && when > at - INVALIDATION_MARK_MS) break;
+    writes.delete(key);
+  }
+}
+
+/**
+ * RFC 9111 §4.4: whether this process saw the URL of `primary` written to (invalidated) in
+ * `store` after `entry`'s origin request was sent. Such an answer may describe the URL as it
+ * was before the write: it goes to the callers that asked, and is stored in no tier. Before,
+ * a fill still running when a `POST` succeeded stored the old page after the invalidation,
+ * fresh for its whole lifetime.
+ */
+export function writtenWhileAsked(store: Store, primary: string, entry: Pick<Entry, "requestAt">): boolean {
+  const at = recentWrites.get(store)?.get(primary);
+  return at !== undefined && at > entry.requestAt;
+}
+
+/**
+ * {@link writtenWhileAsked}, or the store's own mark says so (a write another process marked
+ * there): for a tier whose reads cost no trip to a shared store, an edge's own.
+ */
+export async function invalidatedWhileAsked(
+  store: Store,
+  primary: string,
+  entry: Pick<Entry, "requestAt">,
+): Promise<boolean> {
+  if (writtenWhileAsked(store, primary, entry)) return true;
+  const invalidatedAt = (await store.get(primary))?.invalidatedAt;
+  return invalidatedAt !== undefined && invalidatedAt > entry.requestAt;
+}
+
+/** The mark of a URL invalidated with nothing stored: an entry no lookup serves. */
+function invalidationMark(primary: string, now: number): Entry {
+  return {
+    v: ENTRY_FORMAT_VERSION,
+    key: primary,
+    url: primary.slice(primary.indexOf(" ") + 1),
+    status: 200,
+    headers: [],
+    body: new Uint8Array(0),
+    requestAt: now,
+    storedAt: now,
+    initialAgeMs: 0,
+    staleAt: now,
+    swrUntil: now,
+    sieUntil: now,
+    deleteAt: now + INVALIDATION_MARK_MS,
+    vary: [],
+    mustRevalidate: true,
+    token: 0,
+    tags: [],
+    negative: false,
+  };
 }

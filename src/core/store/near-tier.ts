@@ -4,7 +4,7 @@ import type { FillResult } from "../fill/coordinator.ts";
 import { servableOnError } from "../http/decision.ts";
 import type { Entry } from "../http/entry.ts";
 import { concatBytes, type HeaderReader } from "../http/http.ts";
-import { invalidateStored, putVaryPointer } from "./lookup.ts";
+import { invalidatedWhileAsked, invalidateStored, putVaryPointer } from "./lookup.ts";
 import type { Store } from "./store.ts";
 
 export interface NearTierOptions {
@@ -32,10 +32,12 @@ export class NearTier {
   /**
    * Writes an entry the coordinator gave us into the near tier, with its Vary pointer. A
    * cached error never replaces a copy that may still be served stale: it would turn every
-   * later hit into the error (a background refresh brings cached errors here too).
+   * later hit into the error (a background refresh brings cached errors here too). Nor is an
+   * answer asked for before this edge saw a write to the URL succeed (RFC 9111 §4.4).
    */
   async keep(entry: Entry, primary: string): Promise<void> {
     const { near } = this.o;
+    if (await invalidatedWhileAsked(near, primary, entry).catch(() => true)) return;
     if (entry.negative) {
       const held = await near.get(entry.key).catch(() => undefined);
       if (servableOnError(held, this.o.config, this.o.clock.now())) return;

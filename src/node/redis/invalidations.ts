@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Clock } from "../../core/clock.ts";
 import { headerList } from "../../core/http/http.ts";
-import { invalidateStored } from "../../core/store/lookup.ts";
+import { invalidateStored, noteWrite } from "../../core/store/lookup.ts";
 import type { Store } from "../../core/store/store.ts";
 import type { RedisNotifier } from "./notifier.ts";
 
@@ -21,6 +21,8 @@ export interface FleetInvalidationsOptions {
   notifier: RedisNotifier;
   /** This member's near tier (its LRU). */
   near: Store;
+  /** The store this member's fills write to (Redis): told of a write so a fill running here never stores what it was answered before it. */
+  shared?: Store;
   clock: Clock;
   onError?: (error: unknown) => void;
 }
@@ -60,6 +62,7 @@ export class FleetInvalidations {
   private async heard(message: string): Promise<void> {
     const news = parse(message);
     if (news === undefined || news.from === this.id) return;
+    if (this.o.shared) noteWrite(this.o.shared, news.primary, news.at);
     await invalidateStored(this.o.near, news.primary, headerList(news.headers), news.at);
   }
 }
