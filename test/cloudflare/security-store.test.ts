@@ -298,6 +298,42 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     ["read whole", undefined],
     ["streamed", 200_000],
   ])(
+    "RFC 9111 §3.5: a signed-in user's page, shareable only after revalidation (max-age=0, must-revalidate), never goes to the visitors collapsed onto that user's fill (body %s)",
+    async (_how, bodyBytes) => {
+      const signedIn = { headers: { "cache-control": "max-age=0, must-revalidate" }, body: "ann's page" };
+      const origin = await testOrigin({
+        headers: { "cache-control": "max-age=0, must-revalidate" },
+        mode: "hold",
+        ...(bodyBytes ? { bodyBytes } : {}),
+        byHeader: { authorization: bodyBytes ? { ...signedIn, bodyBytes: bodyBytes + 1 } : signedIn },
+      });
+      const clock = new ManualClock(Date.now());
+      const testEnv = edgeEnv(origin.url);
+      const path = `/me-${crypto.randomUUID().slice(0, 8)}`;
+      await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+      const [annDc, otherDc] = dataCenters(2, testEnv, clock);
+      const ann = annDc!.get(path, { headers: { authorization: "Bearer ann" } });
+      await origin.waitFor({ held: 1 });
+      // One visitor in ann's data center (its isolate's flight), one in another (the key's object).
+      const victims = [annDc!.get(path), otherDc!.get(path)];
+      // Real time for ordering only: the visitors reach ann's fetch while it is held.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await origin.set({ mode: "up" });
+      const mine = await ann;
+      const theirs = await Promise.all(victims);
+      await settle([mine, ...theirs], testEnv, [path]);
+      for (const victim of theirs) {
+        expect(victim.status).toBe(200);
+        expect(victim.body).not.toBe(mine.body);
+        expect(victim.body.length).toBe(bodyBytes ?? `${path} #2`.length);
+      }
+    },
+  );
+
+  it.each([
+    ["read whole", undefined],
+    ["streamed", 200_000],
+  ])(
     "RFC 9111 §4.4: a fill the origin answered with the old page while a POST to the URL succeeded is never stored after the invalidation (body %s): the victims get the new page",
     async (_how, bodyBytes) => {
       // Every GET is held until released (answered as it was when it arrived); a write goes at once.

@@ -523,6 +523,37 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     ["read whole", 0],
     ["streamed", 200_000],
   ])(
+    "RFC 9111 §3.5: a signed-in user's page, shareable only after revalidation (max-age=0, must-revalidate), never goes to the visitors (anonymous or signed in as another) collapsed onto that user's fill (body %s)",
+    async (_how, padding) => {
+      const held: (() => void)[] = [];
+      let requests = 0;
+      const origin = await serving((req, res) => {
+        requests++;
+        const page = `page of ${req.headers.authorization ?? "anonymous"}`.padEnd(padding, ".");
+        const answer = () =>
+          res.writeHead(200, { "cache-control": "max-age=0, must-revalidate", etag: `"${requests}"` }).end(page);
+        if (requests === 1) held.push(answer);
+        else answer();
+      });
+      const proxy = await herdless(origin, new ManualClock(Date.now()));
+      const ann = getWith(proxy, "/me", { authorization: "Bearer ann" });
+      await vi.waitFor(() => expect(held).toHaveLength(1));
+      const victims = [get(proxy, "/me"), getWith(proxy, "/me", { authorization: "Bearer bob" })];
+      // Real time for ordering only: the victims reach ann's fetch while it is held.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      held.splice(0).forEach((answer) => answer());
+      expect((await ann).body.startsWith("page of Bearer ann")).toBe(true);
+      const [anonymous, bob] = await Promise.all(victims);
+      expect(anonymous!.body.startsWith("page of anonymous")).toBe(true);
+      expect(bob!.body.startsWith("page of Bearer bob")).toBe(true);
+      expect(requests).toBe(3);
+    },
+  );
+
+  it.each([
+    ["read whole", 0],
+    ["streamed", 200_000],
+  ])(
     "RFC 9111 §4.4: a fill the origin answered with the old page while a POST to the URL succeeded is never stored after the invalidation (body %s): the victim gets the new page",
     async (_how, padding) => {
       let version = 1;

@@ -79,6 +79,8 @@ export type FillResult =
       renewing?: true;
       /** The URL was written to while this answer was asked for (lookup.ts invalidatedWhileAsked): kept in no tier. */
       unkept?: true;
+      /** See {@link Credentials}. */
+      credentials?: string;
       /** See {@link RequesterFields}. */
       requesterFields?: RequesterFields;
     }
@@ -93,6 +95,8 @@ export type FillResult =
       collapsed: boolean;
       /** See {@link RequesterFields}. */
       requesterFields?: RequesterFields;
+      /** See {@link Credentials}. */
+      credentials?: string;
     }
   | {
       kind: "pass";

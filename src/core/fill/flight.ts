@@ -1,4 +1,6 @@
-import type { FillResult, RequesterFields } from "./coordinator.ts";
+import type { FillRequest, FillResult, RequesterFields } from "./coordinator.ts";
+import { routeFor, type Config } from "../config.ts";
+import { headerList } from "../http/http.ts";
 import type { Entry } from "../http/entry.ts";
 import type { StreamedOriginResponse } from "../origin/origin-client.ts";
 import { SharedBody } from "./shared-body.ts";
@@ -23,6 +25,8 @@ export interface SharedFlight {
   relayed?: true;
   /** The leader's own fields (coordinator.ts RequesterFields): in its stream's answer only, never relayed. */
   requesterFields?: RequesterFields;
+  /** See {@link credentialsOf}: the flight answered that Authorization, and its callers sending it alone share it. */
+  credentials?: string;
 }
 
 /**
@@ -65,7 +69,34 @@ export function streamOf(flight: SharedFlight, collapsed: boolean): FillResult |
   else body = flight.shared.reader();
   if (!body) return undefined;
   const own = collapsed ? undefined : flight.requesterFields;
-  return { ...streamAnswer(flight, body), collapsed, ...(own?.length ? { requesterFields: own } : {}) };
+  const credentials = flight.credentials !== undefined ? { credentials: flight.credentials } : {};
+  return { ...streamAnswer(flight, body), collapsed, ...(own?.length ? { requesterFields: own } : {}), ...credentials };
+}
+
+/**
+ * RFC 9111 §3.5: the Authorization a fill carried as its own (a route that does not cache
+ * credentials sends a request's Authorization on its own fill only). Its answer, even one
+ * storable for others (`public`, `s-maxage`, `must-revalidate`), is that client's: the
+ * callers collapsed onto its flight without the same Authorization never take it (they ask
+ * for themselves, and may then find it stored). Before, an anonymous visitor arriving while
+ * a signed-in user's fill ran was handed that user's page (`max-age=0, must-revalidate`:
+ * stale at once, to be revalidated before any reuse).
+ */
+export function credentialsOf(config: Config, request: FillRequest): string | undefined {
+  if (routeFor(config, request.path).cacheAuthorized) return undefined;
+  return headerList(request.headers).get("authorization") ?? undefined;
+}
+
+/** A flight's answer marked with the {@link credentialsOf} its request carried. */
+export function forCredentials(result: FlightResult, credentials: string | undefined): FlightResult {
+  if (credentials === undefined || (result.kind !== "entry" && result.kind !== "shared")) return result;
+  return { ...result, credentials };
+}
+
+/** Whether a caller may take the answer of the flight it joined (see {@link credentialsOf}). */
+export function sharesCredentials(result: FillResult | SharedFlight, request: FillRequest): boolean {
+  if (!("credentials" in result) || result.credentials === undefined) return true;
+  return headerList(request.headers).get("authorization") === result.credentials;
 }
 
 /** The flight's head and sizes around one reader's `body`: a caller's stream, here or in another process. */

@@ -167,7 +167,9 @@ export async function relayStream(
   body: ReadableStream<Uint8Array>,
 ): Promise<void> {
   const answer: RelayedAnswer = streamAnswer(flight, body);
-  const message = await o.relay?.offer(key, token, answer).catch(() => undefined);
+  // An answer to its leader's own Authorization goes to no other process's waiters (flight.ts credentialsOf).
+  const offered = flight.credentials === undefined ? o.relay?.offer(key, token, answer) : undefined;
+  const message = await offered?.catch(() => undefined);
   // Never rejects: waiters that miss the announcement find the answer by the relay's pointer.
   if (message) await Promise.resolve(o.announceFill?.(key, message)).catch(() => undefined);
   else await body.cancel().catch(() => undefined);

@@ -22,7 +22,7 @@ import {
   type EntryContext,
 } from "../http/response-entry.ts";
 import type { Store } from "../store/store.ts";
-import { shareBody, type FlightResult } from "./flight.ts";
+import { credentialsOf, forCredentials, shareBody, type FlightResult } from "./flight.ts";
 import { buffered } from "./read-whole.ts";
 import { errorBlameable } from "./blame.ts";
 import { sharedBodyLimits } from "./laggards.ts";
@@ -132,7 +132,7 @@ export async function fetchAndSettle(
   if (result.kind === "response" && result.response.status === 304 && stored && conditional.length > 0)
     if (!notModifiedSelects(stored, result.response.headers)) result = await call([]);
   if (result.kind !== "response") return failureResult(result.error, stored);
-  return settle(ctx, request, stored, result.response, token);
+  return forCredentials(await settle(ctx, request, stored, result.response, token), credentialsOf(ctx.config, request));
 }
 
 /** RFC 9111 §4.3.4: a 304 refreshes the stored response, which is judged again as a whole. */
