@@ -295,6 +295,33 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
   });
 
   it.each([
+    ["defaultTtlMs", "must-revalidate"],
+    ["forceTtlMs", "max-age=0, must-revalidate"],
+  ])(
+    "RFC 9111 §3.5: a signed-in user's page marked only must-revalidate is never the visitors' for the route's %s or a heuristic lifetime",
+    async (ttl, cacheControl) => {
+      // Last changed a year ago: 10% of that is a heuristic lifetime of a day.
+      const origin = await testOrigin({
+        headers: { "cache-control": cacheControl, "last-modified": "Mon, 01 Jan 2024 00:00:00 GMT" },
+        byHeader: { authorization: { body: "ann's page" } },
+      });
+      const clock = new ManualClock(Date.now());
+      const testEnv = edgeEnv(origin.url, { defaults: { [ttl]: 600_000 } });
+      const path = `/me-${crypto.randomUUID().slice(0, 8)}`;
+      await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+      const [annDc, otherDc] = dataCenters(2, testEnv, clock);
+      const ann = await annDc!.get(path, { headers: { authorization: "Bearer ann" } });
+      await settle([ann], testEnv, [path]);
+      expect(ann.body).toBe("ann's page");
+      for (const dc of [annDc!, otherDc!]) {
+        const victim = await dc.get(path);
+        await settle([victim], testEnv, [path]);
+        expect([victim.status, victim.body]).toEqual([200, expect.stringMatching(/ #\d+$/)]);
+      }
+    },
+  );
+
+  it.each([
     ["read whole", undefined],
     ["streamed", 200_000],
   ])(

@@ -520,6 +520,39 @@ describe("security: nothing one client should not see is stored (Node)", () => {
   });
 
   it.each([
+    ["defaultTtlMs", "must-revalidate"],
+    ["forceTtlMs", "max-age=0, must-revalidate"],
+  ])(
+    "RFC 9111 §3.5: a signed-in user's page marked only must-revalidate is never every visitor's for the route's %s or a heuristic lifetime",
+    async (ttl, cacheControl) => {
+      let requests = 0;
+      const origin = await serving((req, res) => {
+        requests++;
+        // Last changed a year ago: 10% of that is a heuristic lifetime of a day.
+        res.writeHead(200, { "cache-control": cacheControl, "last-modified": "Mon, 01 Jan 2024 00:00:00 GMT" });
+        res.end(`page of ${req.headers.authorization ?? "anonymous"}`);
+      });
+      const config = parseConfig({ origin: { url: origin }, defaults: { [ttl]: 600_000 } });
+      const running = await startServer({
+        stack: localStack({ config, logger, clock: new ManualClock(Date.now()) }),
+        logger,
+        port: 0,
+        fastHits: true,
+      });
+      cleanup.push(() => running.close());
+      const attacker = await getWith(running.url, "/me", { authorization: "Bearer ann" });
+      expect(attacker.body).toBe("page of Bearer ann");
+      const victim = await get(running.url, "/me");
+      expect(victim.body).toBe("page of anonymous");
+      expect(victim.headers["cache-status"]).toMatch(/fwd=(uri-miss|stale); fwd-status=200/);
+      // The visitor's own page is the one kept for the route's lifetime.
+      const next = await get(running.url, "/me");
+      expect([next.body, next.headers["cache-status"]]).toEqual(["page of anonymous", expect.stringMatching(/hit/)]);
+      expect(requests).toBe(2);
+    },
+  );
+
+  it.each([
     ["read whole", 0],
     ["streamed", 200_000],
   ])(

@@ -4,7 +4,7 @@ import type { FillRequest, RequesterFields } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { keyOrigin, selectingNames } from "../http/key.ts";
-import { blamesTheRequest, storability, type Storability } from "../http/storability.ts";
+import { blamesTheRequest, ownCredentialsRoute, storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
@@ -53,13 +53,15 @@ export async function settle(
   token: number,
 ): Promise<FlightResult> {
   const { config, clock } = ctx;
-  const route = routeFor(config, request.path);
   const requestHeaders = headerList(request.headers);
+  const authorized = requestHeaders.get("authorization") !== null;
+  // RFC 9111 §3.5: a request's own Authorization on its own fill; what it is answered is that client's.
+  const ownCredentials = authorized && !routeFor(config, request.path).cacheAuthorized;
+  const route = ownCredentials ? ownCredentialsRoute(routeFor(config, request.path)) : routeFor(config, request.path);
   const context = { primary: request.primary, url: request.url, requestHeaders, route, config, token };
   // A 304 has no body and an error's is only relayed to this flight's callers: read them whole.
   if (res.status === 304 || res.status >= 500) res = await buffered(res, config.cache.maxEntryBytes);
   const facts = { requestAt: res.requestAt, responseAt: res.responseAt, droppedFields: res.droppedFields };
-  const authorized = requestHeaders.get("authorization") !== null;
   const judge: Judge = (status, headers) =>
     storability(
       "GET",
@@ -68,8 +70,6 @@ export async function settle(
       { status, headers: headerList(headers), ...facts },
       route,
     );
-  // RFC 9111 §3.5: a request's own Authorization on its own fill; what it is answered is that client's.
-  const ownCredentials = authorized && !route.cacheAuthorized;
   if (res.status === 304 && stored && res.kind === "buffered" && notModifiedSelects(stored, res.headers))
     return settleNotModified(ctx, request, stored, res, judge, { ...context, ownCredentials });
   const verdict = judge(res.status, res.headers);

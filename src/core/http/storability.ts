@@ -109,7 +109,8 @@ function notStorableReason(
   if (varyIsStar(res.headers)) return "vary-star";
   if (variesOnClientAddress(res.headers)) return "vary-client";
   if (hasMalformedStorageField(res)) return "malformed";
-  if (!route.cacheAuthorized && (hasCookie || (hasAuthorization && !authorizedMayBeShared(d)))) return "authorization";
+  const shareable = (): boolean => authorizedMayBeShared(governing, res.headers);
+  if (!route.cacheAuthorized && (hasCookie || (hasAuthorization && !shareable()))) return "authorization";
   if (!isStorableStatus(res, governing)) return "status";
   return undefined;
 }
@@ -189,8 +190,25 @@ function variesOnClientAddress(headers: HeaderReader): boolean {
 
 // RFC 9111 §3.5: a response to a request with Authorization may be shared only when it says
 // public, s-maxage or must-revalidate. Cookies get no such exception: they personalize silently.
-function authorizedMayBeShared(d: Directives): boolean {
-  return d.has("public") || d.has("s-maxage") || d.has("must-revalidate");
+// `must-revalidate` lets others have it only for the lifetime the origin gave it: with none, a
+// heuristic (10% of its Last-Modified age) made a user's page every visitor's for hours, never
+// revalidated; without a lifetime it is that user's alone.
+function authorizedMayBeShared(governing: Governing, headers: HeaderReader): boolean {
+  const { d } = governing;
+  return d.has("public") || d.has("s-maxage") || (d.has("must-revalidate") && hasExplicitFreshness(headers, governing));
+}
+
+/**
+ * RFC 9111 §3.5: the route a fill answering a request's own Authorization is stored under.
+ * The operator's lifetimes (`defaultTtlMs`, `forceTtlMs`) are for the pages the origin serves
+ * everyone; such an answer, shared by the origin's word alone, keeps the origin's lifetime: a
+ * user's `max-age=0, must-revalidate` page was every visitor's for the route's TTL.
+ *
+ * @example
+ * ownCredentialsRoute(route).forceTtlMs; // undefined
+ */
+export function ownCredentialsRoute(route: RoutePolicy): RoutePolicy {
+  return { ...route, defaultTtlMs: undefined, forceTtlMs: undefined };
 }
 
 // RFC 9111 §3: a final status that is heuristically cacheable, or any status with explicit
