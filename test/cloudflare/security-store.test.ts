@@ -294,6 +294,38 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(later.cacheStatus).toMatch(/stale-if-error/);
   });
 
+  it("CPDoS through Authorization: the 401, 403 or 503 an attacker's wrong token gets, marked public with a lifetime, is never the victims' page, even on a key with nothing stored", async () => {
+    // A gateway that marks every answer public (a CDN rule), whatever its status.
+    const refused = (status: number) => ({ status, body: `refused ${status}` });
+    const origin = await testOrigin({
+      headers: { "cache-control": "public, max-age=60" },
+      body: "the page",
+      // The first header named that a request carries decides.
+      byHeader: { "x-token-403": refused(403), "x-token-503": refused(503), authorization: refused(401) },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const attacks: [string, Record<string, string>, number][] = [
+      [`${p}/401`, { authorization: "Bearer wrong" }, 401],
+      [`${p}/403`, { authorization: "Bearer wrong", "x-token-403": "1" }, 403],
+      [`${p}/503`, { authorization: "Bearer wrong", "x-token-503": "1" }, 503],
+    ];
+    const paths = attacks.map(([path]) => path);
+    await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    for (const [path, headers, status] of attacks) {
+      const attacker = await attackerDc!.get(path, { headers });
+      await settle([attacker], testEnv, [path]);
+      expect(attacker.status).toBe(status);
+      for (const dc of [attackerDc!, otherDc!]) {
+        const victim = await dc.get(path);
+        await settle([victim], testEnv, [path]);
+        expect([victim.status, victim.body], path).toEqual([200, "the page"]);
+      }
+    }
+  });
+
   it.each([
     ["defaultTtlMs", "must-revalidate"],
     ["forceTtlMs", "max-age=0, must-revalidate"],

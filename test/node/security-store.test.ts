@@ -519,6 +519,28 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(later.headers["cache-status"]).toMatch(/stale-if-error/);
   });
 
+  it("CPDoS through Authorization: the 401, 403 or 503 an attacker's wrong token gets, marked public with a lifetime, is never the page of the next visitor, even on a key with nothing stored", async () => {
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const token = req.headers.authorization;
+      // A gateway that marks every answer public (a CDN rule), whatever its status.
+      const status = token === undefined ? 200 : Number(token.slice("Bearer ".length));
+      res.writeHead(status, { "cache-control": "public, max-age=60", "www-authenticate": "Bearer" });
+      res.end(status === 200 ? "the page" : `refused ${status}`);
+    });
+    const proxy = await herdless(origin, new ManualClock(Date.now()));
+    for (const status of [401, 403, 503]) {
+      const path = `/api-${status}`;
+      const attacker = await getWith(proxy, path, { authorization: `Bearer ${status}` });
+      expect(attacker.status).toBe(status);
+      const victim = await get(proxy, path);
+      expect([victim.status, victim.body]).toEqual([200, "the page"]);
+      expect((await get(proxy, path)).headers["cache-status"]).toMatch(/hit/);
+    }
+    expect(requests).toBe(6);
+  });
+
   it.each([
     ["defaultTtlMs", "must-revalidate"],
     ["forceTtlMs", "max-age=0, must-revalidate"],

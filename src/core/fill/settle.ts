@@ -73,9 +73,11 @@ export async function settle(
   if (res.status === 304 && stored && res.kind === "buffered" && notModifiedSelects(stored, res.headers))
     return settleNotModified(ctx, request, stored, res, judge, { ...context, ownCredentials });
   const verdict = judge(res.status, res.headers);
-  // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept.
+  // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept;
+  // so is any error to a request's own Authorization (a 401 to a wrong token, `public` or not).
   const blameable = await errorBlameable(ctx, request, stored, res);
-  const aboutTheRequest = blamesTheRequest(res.status, request.headers, blameable, config);
+  const ownError = ownCredentials && res.status >= 400;
+  const aboutTheRequest = ownError || blamesTheRequest(res.status, request.headers, blameable, config);
   if (res.status >= 500) {
     const kept = verdict.storable && !aboutTheRequest && res.kind === "buffered" && !hidesError(ctx, stored);
     if (!kept) return settleError(ctx, request, stored, res, token, oneClients(verdict));
