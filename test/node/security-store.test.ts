@@ -519,7 +519,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(later.headers["cache-status"]).toMatch(/stale-if-error/);
   });
 
-  it("CPDoS through Authorization: the 401, 403 or 503 an attacker's wrong token gets, marked public with a lifetime, is never the page of the next visitor, even on a key with nothing stored", async () => {
+  it("CPDoS through Authorization: the 302 to the login page, 401, 403 or 503 an attacker's wrong token gets, marked public with a lifetime, is never the page of the next visitor, even on a key with nothing stored", async () => {
     let requests = 0;
     const origin = await serving((req, res) => {
       requests++;
@@ -530,7 +530,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       res.end(status === 200 ? "the page" : `refused ${status}`);
     });
     const proxy = await herdless(origin, new ManualClock(Date.now()));
-    for (const status of [401, 403, 503]) {
+    for (const status of [302, 401, 403, 503]) {
       const path = `/api-${status}`;
       const attacker = await getWith(proxy, path, { authorization: `Bearer ${status}` });
       expect(attacker.status).toBe(status);
@@ -538,7 +538,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       expect([victim.status, victim.body]).toEqual([200, "the page"]);
       expect((await get(proxy, path)).headers["cache-status"]).toMatch(/hit/);
     }
-    expect(requests).toBe(6);
+    expect(requests).toBe(8);
   });
 
   it.each([

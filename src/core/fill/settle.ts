@@ -74,9 +74,10 @@ export async function settle(
     return settleNotModified(ctx, request, stored, res, judge, { ...context, ownCredentials });
   const verdict = judge(res.status, res.headers);
   // An answer about this fill's own request (blamesTheRequest) is passed on, the stored copy kept;
-  // so is any error to a request's own Authorization (a 401 to a wrong token, `public` or not).
+  // so is any error or redirect to a request's own Authorization (a 401 or a 302 to the login
+  // page for a wrong token, `public` or not).
   const blameable = await errorBlameable(ctx, request, stored, res);
-  const ownError = ownCredentials && res.status >= 400;
+  const ownError = ownCredentials && res.status >= 300 && res.status !== 304;
   const aboutTheRequest = ownError || blamesTheRequest(res.status, request.headers, blameable, config);
   if (res.status >= 500) {
     const kept = verdict.storable && !aboutTheRequest && res.kind === "buffered" && !hidesError(ctx, stored);
