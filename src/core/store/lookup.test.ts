@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../clock.ts";
-import { invalidateStored, servableWinner } from "./lookup.ts";
+import {
+  INVALIDATION_MARK_MS,
+  invalidatedWhileAsked,
+  invalidateStored,
+  lookup,
+  noteWrite,
+  servableWinner,
+  writtenWhileAsked,
+} from "./lookup.ts";
 import { LruStore } from "./lru-store.ts";
 import { testEntry } from "./store-conformance.ts";
 
@@ -37,5 +45,33 @@ describe("servableWinner: what a write refused by a newer token may answer with"
     clock.advance(1_000);
     await invalidateStored(s, "page", none, clock.now());
     expect(await servableWinner(s, "page|en", "page")).toBeUndefined();
+  });
+});
+
+describe("RFC 9111 §4.4: an answer asked for before a write is never stored after it", () => {
+  it("a write this process saw, or heard of (noteWrite), tells a flight writing to that store; another store is not told", async () => {
+    const { clock, store: s } = store();
+    const other = store().store;
+    const askedAt = clock.now();
+    clock.advance(1_000);
+    await invalidateStored(s, "GET https://a.test/p", none, clock.now());
+    expect(writtenWhileAsked(s, "GET https://a.test/p", { requestAt: askedAt })).toBe(true);
+    expect(writtenWhileAsked(s, "GET https://a.test/p", { requestAt: clock.now() })).toBe(false);
+    expect(writtenWhileAsked(other, "GET https://a.test/p", { requestAt: askedAt })).toBe(false);
+    noteWrite(other, "GET https://a.test/p", clock.now());
+    expect(writtenWhileAsked(other, "GET https://a.test/p", { requestAt: askedAt })).toBe(true);
+  });
+
+  it("a URL invalidated with nothing stored keeps a mark no lookup serves, which the next tier's write reads", async () => {
+    const { clock, store: s } = store();
+    const askedAt = clock.now();
+    clock.advance(1_000);
+    await invalidateStored(s, "GET https://a.test/p", none, clock.now());
+    expect((await lookup(s, "GET https://a.test/p", "GET https://a.test/p", none)).entry).toBeUndefined();
+    const fresh = store().store;
+    await fresh.put((await s.get("GET https://a.test/p"))!);
+    expect(await invalidatedWhileAsked(fresh, "GET https://a.test/p", { requestAt: askedAt })).toBe(true);
+    clock.advance(INVALIDATION_MARK_MS);
+    expect(await s.get("GET https://a.test/p")).toBeUndefined();
   });
 });
