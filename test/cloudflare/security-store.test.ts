@@ -294,6 +294,28 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(later.cacheStatus).toMatch(/stale-if-error/);
   });
 
+  it("RFC 9110 §14.4: a 200 labelled with a Content-Range (a part of the page, sent as the whole) is never stored for the victims", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", "content-range": "bytes 0-3/12" },
+      body: "the ",
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const path = `/file-${crypto.randomUUID().slice(0, 8)}`;
+    await useInCoordinators(testEnv, [path], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    const first = await attackerDc!.get(path);
+    await settle([first], testEnv, [path]);
+    expect([first.body, first.cacheStatus]).toEqual(["the ", expect.stringMatching(/uncacheable/)]);
+    await origin.set({ headers: { "cache-control": "max-age=60" }, body: "the page now" });
+    for (const dc of [attackerDc!, otherDc!]) {
+      const victim = await dc.get(path);
+      await settle([victim], testEnv, [path]);
+      expect(victim.body).toBe("the page now");
+    }
+    expect(await origin.count()).toBe(2);
+  });
+
   it("CPDoS through Authorization: the 401, 403 or 503 an attacker's wrong token gets, marked public with a lifetime, is never the victims' page, even on a key with nothing stored", async () => {
     // A gateway that marks every answer public (a CDN rule), whatever its status.
     const refused = (status: number) => ({ status, body: `refused ${status}` });

@@ -519,6 +519,24 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(later.headers["cache-status"]).toMatch(/stale-if-error/);
   });
 
+  it("RFC 9110 §14.4: a 200 labelled with a Content-Range (a part of the page, sent as the whole) is never stored for the next visitor", async () => {
+    let requests = 0;
+    const origin = await serving((_req, res) => {
+      requests++;
+      // A sloppy origin (or a layer before it) answers the first fill with the page's first bytes.
+      if (requests === 1)
+        return void res.writeHead(200, { "cache-control": "max-age=60", "content-range": "bytes 0-3/12" }).end("the ");
+      res.writeHead(200, { "cache-control": "max-age=60" }).end("the page now");
+    });
+    const proxy = await herdless(origin, new ManualClock(Date.now()));
+    const first = await get(proxy, "/file");
+    expect([first.body, first.headers["cache-status"]]).toEqual(["the ", expect.stringMatching(/uncacheable/)]);
+    const victim = await get(proxy, "/file");
+    expect(victim.body).toBe("the page now");
+    expect((await get(proxy, "/file")).headers["cache-status"]).toMatch(/hit/);
+    expect(requests).toBe(2);
+  });
+
   it("CPDoS through Authorization: the 302 to the login page, 401, 403 or 503 an attacker's wrong token gets, marked public with a lifetime, is never the page of the next visitor, even on a key with nothing stored", async () => {
     let requests = 0;
     const origin = await serving((req, res) => {

@@ -48,6 +48,9 @@ describe("RFC 9111 §3 storing responses", () => {
 
   it("never stores 206 or 304", () => {
     expect(store({ "cache-control": "max-age=60" }, { status: 206 })).toEqual({ storable: false, reason: "partial" });
+    // RFC 9110 §14.4: a Content-Range on a 200 may label a part of the page as the whole.
+    const labelled = { "cache-control": "max-age=60", "content-range": "bytes 0-3/100" };
+    expect(store(labelled)).toEqual({ storable: false, reason: "partial" });
     expect(store({ "cache-control": "max-age=60" }, { status: 304 })).toEqual({ storable: false, reason: "status" });
   });
 

@@ -99,7 +99,9 @@ function notStorableReason(
 ): NotStorableReason | undefined {
   const { d } = governing;
   if (!isStoredMethod(method)) return "method";
-  if (res.status === 206) return "partial";
+  // RFC 9110 §14.4: Content-Range has a meaning on a 206 (and a 416) only; on another answer to
+  // a fill, which never asks for a range, the body may be a part of the page labelled whole.
+  if (res.status === 206 || res.headers.get("content-range") !== null) return "partial";
   if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
   if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
   if (isBare(d, "private")) return "private";
