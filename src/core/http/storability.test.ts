@@ -51,6 +51,11 @@ describe("RFC 9111 §3 storing responses", () => {
     // RFC 9110 §14.4: a Content-Range on a 200 may label a part of the page as the whole.
     const labelled = { "cache-control": "max-age=60", "content-range": "bytes 0-3/100" };
     expect(store(labelled)).toEqual({ storable: false, reason: "partial" });
+    for (const part of ["bytes 4-7/100", "BYTES 0-3/*"])
+      expect(store({ ...labelled, "content-range": part }).storable, part).toBe(false);
+    // The whole range, or a value that is no byte range, says nothing of the body: stored as any field.
+    for (const whole of ["bytes 0-99/100", "x-store-value-1234"])
+      expect(store({ ...labelled, "content-range": whole }).storable, whole).toBe(true);
     expect(store({ "cache-control": "max-age=60" }, { status: 304 })).toEqual({ storable: false, reason: "status" });
   });
 

@@ -99,9 +99,7 @@ function notStorableReason(
 ): NotStorableReason | undefined {
   const { d } = governing;
   if (!isStoredMethod(method)) return "method";
-  // RFC 9110 §14.4: Content-Range has a meaning on a 206 (and a 416) only; on another answer to
-  // a fill, which never asks for a range, the body may be a part of the page labelled whole.
-  if (res.status === 206 || res.headers.get("content-range") !== null) return "partial";
+  if (res.status === 206 || claimsPart(res.headers.get("content-range"))) return "partial";
   if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
   if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
   if (isBare(d, "private")) return "private";
@@ -272,4 +270,19 @@ export function blamesTheRequest(
   const fault = REQUEST_FAULT_STATUSES.has(status);
   if (fault && (headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers))) return true;
   return copyStored && status >= 400 && clientInput(headers, config) !== undefined;
+}
+
+/**
+ * RFC 9110 §14.4: whether a `Content-Range` on an answer that is not a 206 says its body is a
+ * part of the representation (`bytes 0-3/12`, `bytes 4-7/*`): a fill never asks for a range,
+ * so such a body may be a part labelled as the whole page. Any other value (the whole range,
+ * or one that is not a byte range) means nothing on a 200 and is stored like any field, as
+ * the caching conformance suite's `headers-store-Content-Range` requires.
+ */
+function claimsPart(contentRange: string | null): boolean {
+  if (contentRange === null) return false;
+  const range = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(contentRange);
+  if (!range) return false;
+  const [, first, last, complete] = range;
+  return Number(first) !== 0 || complete === "*" || Number(last) + 1 !== Number(complete);
 }
