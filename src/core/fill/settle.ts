@@ -51,13 +51,15 @@ export async function settle(
   stored: Entry | undefined,
   res: OriginResponse,
   token: number,
+  credentials: string | undefined,
 ): Promise<FlightResult> {
   const { config, clock } = ctx;
   const requestHeaders = headerList(request.headers);
   const authorized = requestHeaders.get("authorization") !== null;
-  // RFC 9111 §3.5: a request's own Authorization on its own fill; what it is answered is that client's.
-  const ownCredentials = authorized && !routeFor(config, request.path).cacheAuthorized;
-  const route = ownCredentials ? ownCredentialsRoute(routeFor(config, request.path)) : routeFor(config, request.path);
+  // RFC 9111 §3.5: a request's own Authorization on its own fill (credentialsOf): what it is answered is that client's.
+  const ownCredentials = credentials !== undefined;
+  const routed = routeFor(config, request.path);
+  const route = ownCredentials ? ownCredentialsRoute(routed) : routed;
   const context = { primary: request.primary, url: request.url, requestHeaders, route, config, token };
   // A 304 has no body and an error's is only relayed to this flight's callers: read them whole.
   if (res.status === 304 || res.status >= 500) res = await buffered(res, config.cache.maxEntryBytes);
@@ -135,7 +137,8 @@ export async function fetchAndSettle(
   if (result.kind === "response" && result.response.status === 304 && stored && conditional.length > 0)
     if (!notModifiedSelects(stored, result.response.headers)) result = await call([]);
   if (result.kind !== "response") return failureResult(result.error, stored);
-  return forCredentials(await settle(ctx, request, stored, result.response, token), credentialsOf(ctx.config, request));
+  const credentials = credentialsOf(ctx.config, request);
+  return forCredentials(await settle(ctx, request, stored, result.response, token, credentials), credentials);
 }
 
 /** RFC 9111 §4.3.4: a 304 refreshes the stored response, which is judged again as a whole. */
