@@ -82,9 +82,10 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
 
   /**
    * RFC 9111 §4.4: an unsafe request to this object's URL succeeded. The object holds one
-   * primary key and its variants only, so every variant goes, not just the writer's; the
-   * mark left under the primary key keeps a fill already running from storing what it was
-   * answered before the write (lookup.ts invalidatedWhileAsked).
+   * primary key and its variants only, so every variant goes, not just the writer's. The
+   * write is noted in memory, which keeps a fill already running here from storing what it was
+   * answered before it (lookup.ts writtenWhileAsked), and a mark is left under the primary
+   * key, which an edge copying a streamed body reads (lookup.ts invalidatedWhileAsked).
    */
   async invalidate(primary: string, headers: [string, string][]): Promise<void> {
     this.later.flush();
