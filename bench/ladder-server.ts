@@ -90,7 +90,7 @@ async function herdlessSteps(stack: Stack, sample: Sample, step: "checks" | "hit
   const answer = bareHandler(sample, false);
   const full = createHandler({ stack });
   const hits = new HitPath(stack);
-  const scan = { hosts: 0, host: undefined as string | undefined, plain: true };
+  const scan: Parameters<HitPathModule["scanFields"]>[1] = { hosts: 0, host: undefined, plain: true, proto: undefined };
   return (req, res) => {
     const startedAt = stack.metrics.started();
     const fields = scanFields(req.rawHeaders, scan);

@@ -64,10 +64,9 @@ function setup(overrides: Partial<ConfigInput> = {}, tiers: "one" | "two" = "one
     fetch: origin.fetch,
     background: (p) => background.push(p),
   });
-  const purges = new LocalPurgeRegistry(
-    clock,
-    (url) => `GET ${new URL(url).protocol}//${new URL(url).host}${new URL(url).pathname}`,
-  );
+  const purges = new LocalPurgeRegistry(clock, (url) => [
+    `GET ${new URL(url).protocol}//${new URL(url).host}${new URL(url).pathname}`,
+  ]);
   const engine = readingBodies(
     new Engine({
       config,

@@ -62,7 +62,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     connection,
     prefix,
     clock,
-    keyOf: purgeKeyOf(config, "http:"),
+    keyOf: purgeKeyOf(config, true),
     propagationMs: config.admin.purgePropagationMs,
     onError: (error) => logger.debug("purge list not refreshed", { error: String(error) }),
   });

@@ -10,11 +10,25 @@ import { ADMIN_NAME, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
 import { formatCacheStatus } from "../core/http/cache-status.ts";
-import { fieldCountRefusal, hostCountRefusal, targetRefusal, versionRefusal } from "../core/http/request-check.ts";
+import {
+  fieldCountRefusal,
+  hostCountRefusal,
+  targetRefusal,
+  versionRefusal,
+  type Scheme,
+} from "../core/http/request-check.ts";
 import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { toEngineRequest } from "./engine-request.ts";
-import { headerReader, HitPath, requestUrl, scanFields, type RequestScan } from "./hit-path.ts";
+import {
+  clientScheme,
+  headerReader,
+  HitPath,
+  requestUrl,
+  scanFields,
+  trustsForwardedProto,
+  type RequestScan,
+} from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 import { localStack, type Stack } from "./stack.ts";
 import { write } from "./write-answer.ts";
@@ -65,7 +79,8 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   // Wrong admin tokens per client address, for this handler.
   const attempts = new AttemptLimiter();
   // Reused by every request: the handler reads it before it returns or awaits.
-  const scan: RequestScan = { hosts: 0, host: undefined, plain: true };
+  const scan: RequestScan = { hosts: 0, host: undefined, plain: true, proto: undefined };
+  const trusted = trustsForwardedProto(config);
   const fail = (req: IncomingMessage, res: ServerResponse) => (error: unknown) => {
     logger.error("request failed", { url: req.url, error: String(error) });
     if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
@@ -104,7 +119,10 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
       fail(req, res)(error);
       return;
     }
-    (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res, startedAt, record)).catch(fail(req, res));
+    const scheme = clientScheme(req, trusted, fields.proto);
+    (admin ? serveAdmin(stack, req, res, attempts) : serve(stack, req, res, startedAt, record, scheme)).catch(
+      fail(req, res),
+    );
   };
   return Object.assign(handler, { stack, close: () => stack.close() });
 }
@@ -127,8 +145,9 @@ async function serve(
   res: ServerResponse,
   startedAt: number,
   record: AccessRecord | undefined,
+  scheme: Scheme,
 ): Promise<void> {
-  const response = await stack.engine.handle(toEngineRequest(req, res, startedAt));
+  const response = await stack.engine.handle(toEngineRequest(req, res, startedAt, scheme));
   if (record) record.cacheStatus = cacheStatusOf(response.headers);
   await write(res, response);
 }
@@ -188,15 +207,13 @@ async function serveAdmin(
 }
 
 /**
- * TLS here, or at the proxy in front (`X-Forwarded-Proto: https`). Trusting the header is
- * safe for its one use, the cookie's `Secure` flag: a forged one only keeps the sender's
- * own browser from storing the cookie over plain http.
+ * TLS here, or at the proxy in front (`X-Forwarded-Proto: https`), whether or not that proxy is
+ * trusted for keys: the header's one use here, the cookie's `Secure` flag, is safe with a
+ * forged value, which only keeps the sender's own browser from storing the cookie over http.
  */
 function servedOverHttps(req: IncomingMessage): boolean {
-  if ((req.socket as { encrypted?: boolean }).encrypted === true) return true;
   const forwarded = req.headers["x-forwarded-proto"];
-  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0];
-  return first?.trim().toLowerCase() === "https";
+  return clientScheme(req, true, Array.isArray(forwarded) ? forwarded[0] : forwarded) === "https:";
 }
 
 /** Reads a small request body, refusing more than `limit` bytes. */

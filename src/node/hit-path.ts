@@ -5,7 +5,7 @@ import type { Entry } from "../core/http/entry.ts";
 import { ageSeconds } from "../core/http/entry.ts";
 import { ttlSeconds } from "../core/http/cache-status.ts";
 import { hitHeaders } from "../core/http/respond.ts";
-import { targetUrl } from "../core/http/request-check.ts";
+import { forwardedScheme, targetUrl, type Scheme } from "../core/http/request-check.ts";
 import type { HeaderReader } from "../core/http/http.ts";
 import type { Metrics, Tally } from "../core/admin/metrics.ts";
 import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
@@ -25,12 +25,35 @@ export interface HitPathOptions {
 
 /**
  * The URL the engine sees for a Node request (core `targetUrl`: absolute-form targets keep
- * their own host, `//x/p` is a path). Throws for a target the handler refuses first.
+ * their own host and scheme, `//x/p` is a path), its scheme the client's ({@link clientScheme}).
+ * Throws for a target the handler refuses first.
  */
-export function requestUrl(req: IncomingMessage): URL {
-  const url = targetUrl(req.url ?? "/", req.headers.host ?? "localhost");
+export function requestUrl(req: IncomingMessage, scheme: Scheme = "http:"): URL {
+  const url = targetUrl(req.url ?? "/", req.headers.host ?? "localhost", scheme);
   if (!url) throw new Error(`invalid request-target ${req.url}`);
   return url;
+}
+
+/**
+ * Whether the proxy in front says which scheme the client used: `origin.trustForwardedProto`,
+ * or `origin.forwardedHeaders: false`, where that proxy owns the X-Forwarded-* headers.
+ */
+export function trustsForwardedProto(config: Config): boolean {
+  return config.origin.trustForwardedProto || !config.origin.forwardedHeaders;
+}
+
+/**
+ * The scheme a Node request came in by, which its page is keyed and fetched by: the first
+ * `X-Forwarded-Proto` entry when the proxy in front is trusted to write it (`forwardedProto`,
+ * the field's value), else the socket's own (TLS in a server embedding the handler). Behind a
+ * TLS-terminating load balancer every request reaches herdless over plain HTTP: keyed and
+ * fetched as `http:`, an origin that redirects http to https answered every visitor with
+ * that redirect, the page stored under it (a redirect loop). A forged value only keys its
+ * sender's request apart: nobody else's page is stored under the scheme it names.
+ */
+export function clientScheme(req: IncomingMessage, trusted: boolean, forwardedProto: string | undefined): Scheme {
+  const forwarded = trusted ? forwardedScheme(forwardedProto) : undefined;
+  return forwarded ?? ((req.socket as { encrypted?: boolean }).encrypted === true ? "https:" : "http:");
 }
 
 /** Node's parsed request headers as a {@link HeaderReader}; repeated fields joined with ", ". */
@@ -52,14 +75,16 @@ const ENGINE_FIELDS = new Set<string>([...FULL_ANSWER_FIELDS, ...REQUEST_DIRECTI
 const ENGINE_FIELD_LENGTHS = new Set([...ENGINE_FIELDS].map((name) => name.length));
 
 /**
- * What one pass over a request's raw fields finds: how many Host fields and the first, and
- * whether the request is plain (none of {@link ENGINE_FIELDS}). Node's `req.headers` is
- * built on first use, an object per request; a plain request on the hit path never needs it.
+ * What one pass over a request's raw fields finds: how many Host fields and the first,
+ * whether the request is plain (none of {@link ENGINE_FIELDS}), and the first
+ * X-Forwarded-Proto field. Node's `req.headers` is built on first use, an object per request;
+ * a plain request on the hit path never needs it.
  */
 export interface RequestScan {
   hosts: number;
   host: string | undefined;
   plain: boolean;
+  proto: string | undefined;
 }
 
 /** Scans `raw` (Node's `req.rawHeaders`) into `into`, which the caller reuses: nothing is allocated per request. */
@@ -67,6 +92,7 @@ export function scanFields(raw: readonly string[], into: RequestScan): RequestSc
   into.hosts = 0;
   into.host = undefined;
   into.plain = true;
+  into.proto = undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 4) {
@@ -74,6 +100,8 @@ export function scanFields(raw: readonly string[], into: RequestScan): RequestSc
         into.hosts++;
         into.host ??= raw[i + 1];
       }
+    } else if (name.length === 17 && name.toLowerCase() === "x-forwarded-proto") {
+      into.proto ??= raw[i + 1];
     } else if (into.plain && ENGINE_FIELD_LENGTHS.has(name.length) && ENGINE_FIELDS.has(name.toLowerCase())) {
       into.plain = false;
     }
@@ -117,13 +145,18 @@ interface PreparedHit {
  * if (!hits.serve(req, res)) await engine.handle(toEngineRequest(req));
  */
 export class HitPath {
+  /** Targets memoized per scheme: no scheme joined into a memo key per request. */
   private readonly targets: UrlTargets;
+  private readonly secureTargets: UrlTargets;
+  private readonly trusted: boolean;
   private readonly prepared = new WeakMap<Entry, PreparedHit>();
-  private readonly scan: RequestScan = { hosts: 0, host: undefined, plain: true };
+  private readonly scan: RequestScan = { hosts: 0, host: undefined, plain: true, proto: undefined };
   private readonly forward: ForwardPolicy;
 
   constructor(private readonly o: HitPathOptions) {
     this.targets = new UrlTargets(o.config);
+    this.secureTargets = new UrlTargets(o.config);
+    this.trusted = trustsForwardedProto(o.config);
     this.forward = forwardPolicy(o.config);
   }
 
@@ -136,7 +169,7 @@ export class HitPath {
     const method = req.method;
     if (method !== "GET" && method !== "HEAD") return false;
     const fields = scan ?? scanFields(req.rawHeaders, this.scan);
-    const target = this.target(fields.host, req);
+    const target = this.target(fields, req);
     if (!target) return false;
     const now = this.o.clock.now();
     let hit: PreparedHit | undefined;
@@ -234,14 +267,16 @@ export class HitPath {
     kept.ttl = ttl;
   }
 
-  private target(host: string | undefined, req: IncomingMessage): UrlTarget | undefined {
-    const hostName = host ?? "localhost";
+  private target(fields: RequestScan, req: IncomingMessage): UrlTarget | undefined {
+    const hostName = fields.host ?? "localhost";
     const requestTarget = req.url ?? "/";
+    const scheme = clientScheme(req, this.trusted, fields.proto);
+    const targets = scheme === "https:" ? this.secureTargets : this.targets;
     // A remembered target first: the parser's closure is made only for a target not seen yet.
-    const known = this.targets.knownForHost(hostName, requestTarget);
+    const known = targets.knownForHost(hostName, requestTarget);
     if (known) return known;
     try {
-      return this.targets.forHost(hostName, requestTarget, () => requestUrl(req));
+      return targets.forHost(hostName, requestTarget, () => requestUrl(req, scheme));
     } catch {
       return undefined;
     }

@@ -110,7 +110,7 @@ export function localStack(options: StackOptions): Stack {
     background,
     onOriginCall,
   });
-  const purges = new LocalPurgeRegistry(clock, purgeKeyOf(config, "http:"));
+  const purges = new LocalPurgeRegistry(clock, purgeKeyOf(config, true));
   const engine = new Engine({
     config,
     clock,

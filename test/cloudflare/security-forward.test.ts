@@ -153,6 +153,22 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect(seen.via).toContain("1.1 herdless");
   });
 
+  it("origin.forwardedHeaders false: a forged X-Forwarded-Proto: http on an https request reaches the origin as the scheme the page is keyed by", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const edge = dataCenter(
+      `sec-${crypto.randomUUID().slice(0, 8)}`,
+      edgeEnv(origin.url, { origin: { forwardedHeaders: false } }),
+    );
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    // Before, the value passed as it was: an origin forcing https stored its redirect for every https visitor.
+    await edge.get(p, { headers: { "x-forwarded-proto": "http" } });
+    await edge.get(`${p}?b`, { headers: { "x-forwarded-proto": "HTTPS, http" } });
+    await edge.get(`${p}?c`);
+    const told = (await origin.stats()).requests.map((r) => r.headers["x-forwarded-proto"]);
+    // The Worker's URL is https (Cloudflare's edge knows the scheme); with no header sent, none is added.
+    expect(told).toEqual(["https", "https", undefined]);
+  });
+
   it("the first request for a Vary'd URL gets its own variant, the next value its own", async () => {
     const { origin, edge, p } = await setup({ vary: "Accept-Language" });
     const fr = await edge.get(p, { headers: { "accept-language": "fr" } });

@@ -1,7 +1,6 @@
 import { request as httpRequest, type IncomingHttpHeaders, type RequestListener } from "node:http";
 import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import type { ConfigInput } from "../../src/core/config.ts";
 import { herdless as startHerdless, servingOrigin } from "./attack-kit.ts";
 
 /**
@@ -56,7 +55,7 @@ async function reflectingOrigin(vary?: string): Promise<{ url: string; seen: See
 }
 
 /** attack-kit's herdless in front of `originUrl`, closed after the test. */
-async function herdless(originUrl: string, extra: Partial<ConfigInput> = {}): Promise<string> {
+async function herdless(originUrl: string, extra: Parameters<typeof startHerdless>[1] = {}): Promise<string> {
   const running = await startHerdless(originUrl, extra);
   cleanup.push(() => running.close());
   return running.base;
@@ -510,5 +509,111 @@ describe("requests herdless cannot serve correctly are refused clearly (Node)", 
     expect(origin.seen[0]?.headers["content-length"]).toBe("5");
     // With a breaker that opens on the first failure, the next request still reaches the origin.
     expect((await send(base, "/after")).status).toBe(200);
+  });
+});
+
+/**
+ * An origin that forces HTTPS from behind its proxy (Django's SECURE_SSL_REDIRECT, Rails'
+ * force_ssl): a request it is told came over http gets a cacheable redirect to https, one
+ * told https gets the page, which names the scheme it was told.
+ */
+async function httpsOnlyOrigin(): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const origin = await serving((req, res) => {
+    seen.push({ url: req.url ?? "", headers: req.headers, raw: req.rawHeaders, body: "" });
+    const proto = req.headers["x-forwarded-proto"];
+    if (proto !== "https") {
+      res.writeHead(301, { location: `https://${req.headers.host}${req.url}`, "cache-control": "max-age=600" });
+      res.end();
+      return;
+    }
+    res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/plain" });
+    res.end(`page for ${proto}`);
+  });
+  return { url: origin, seen };
+}
+
+describe("the client's scheme behind a TLS-terminating proxy (Node)", () => {
+  it("origin.trustForwardedProto: a visitor over https gets the page, not the redirect an origin forcing https stored for plain http", async () => {
+    const origin = await httpsOnlyOrigin();
+    const base = await herdless(origin.url, { origin: { hostHeader: "client", trustForwardedProto: true } });
+    // The attacker asks over plain http (or forges it): the origin's redirect is stored, for http.
+    const attack = await send(base, "/account", { headers: { "x-forwarded-proto": "http" } });
+    expect(attack.status).toBe(301);
+    const victim = await send(base, "/account", { headers: { "x-forwarded-proto": "https" } });
+    expect(victim.status).toBe(200);
+    expect(victim.body).toBe("page for https");
+    const again = await send(base, "/account", { headers: { "x-forwarded-proto": "https" } });
+    expect(again.headers["cache-status"]).toMatch(/^herdless; hit/);
+    expect(again.body).toBe("page for https");
+    // One origin request per scheme, each told the scheme it is keyed by.
+    expect(origin.seen.map((s) => s.headers["x-forwarded-proto"])).toEqual(["http", "https"]);
+    // The redirect stays http's: a plain request is a hit on it.
+    const plain = await send(base, "/account");
+    expect(plain.status).toBe(301);
+    expect(plain.headers["cache-status"]).toMatch(/^herdless; hit/);
+  });
+
+  it("origin.trustForwardedProto: a forged X-Forwarded-Proto only keys the attacker's own request apart; its first entry decides, anything but http(s) is ignored", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url, { origin: { trustForwardedProto: true } });
+    await send(base, "/p", { headers: { "x-forwarded-proto": "HTTPS, http", "x-forwarded-host": "evil.test" } });
+    expect(origin.seen[0]!.headers["x-forwarded-proto"]).toBe("https");
+    // A value naming no scheme is the socket's: plain http, the victim's own key.
+    await send(base, "/q", { headers: { "x-forwarded-proto": "javascript" } });
+    expect(origin.seen[1]!.headers["x-forwarded-proto"]).toBe("http");
+    const victim = await send(base, "/q");
+    expect(victim.headers["cache-status"]).toMatch(/^herdless; hit/);
+    // The https page is not the plain visitor's.
+    const plain = await send(base, "/p");
+    expect(plain.headers["cache-status"]).not.toMatch(/hit/);
+    expect(origin.seen.map((s) => [s.url, s.headers["x-forwarded-proto"]])).toEqual([
+      ["/p", "https"],
+      ["/q", "http"],
+      ["/p", "http"],
+    ]);
+  });
+
+  it("without origin.trustForwardedProto a client's X-Forwarded-Proto is ignored: the visitor gets the page stored for plain http", async () => {
+    const origin = await reflectingOrigin();
+    const base = await herdless(origin.url);
+    await send(base, "/p", { headers: { "x-forwarded-proto": "https" } });
+    const victim = await send(base, "/p");
+    expect(victim.headers["cache-status"]).toMatch(/^herdless; hit/);
+    expect(origin.seen.map((s) => s.headers["x-forwarded-proto"])).toEqual(["http"]);
+  });
+
+  it("origin.forwardedHeaders false: the proxy in front owns X-Forwarded-Proto, so a forged http is keyed apart and the origin is told exactly the scheme keyed", async () => {
+    const origin = await httpsOnlyOrigin();
+    const base = await herdless(origin.url, { origin: { hostHeader: "client", forwardedHeaders: false } });
+    // Before, the forged value passed as it was and its redirect was stored for every https visitor.
+    const attack = await send(base, "/cart", { headers: { "x-forwarded-proto": "http" } });
+    expect(attack.status).toBe(301);
+    // Two fields: the first entry decides and the origin reads that one value, never the last.
+    const victim = await send(base, "/cart", { headers: { "x-forwarded-proto": "https, http" } });
+    expect(victim.status).toBe(200);
+    expect(origin.seen.map((s) => s.headers["x-forwarded-proto"])).toEqual(["http", "https"]);
+  });
+
+  it("a purge of the URL clients see takes the page under either scheme", async () => {
+    const origin = await reflectingOrigin();
+    const running = await startHerdless(origin.url, {
+      origin: { trustForwardedProto: true },
+      admin: { token: "t0ken-for-purges" },
+    });
+    cleanup.push(() => running.close());
+    const base = running.base;
+    await send(base, "/p", { headers: { "x-forwarded-proto": "https" } });
+    await send(base, "/p");
+    expect(origin.seen).toHaveLength(2);
+    const purged = await send(base, "/__herdless/purge", {
+      method: "POST",
+      headers: { authorization: "Bearer t0ken-for-purges", "content-type": "application/json" },
+      body: JSON.stringify({ urls: ["https://shop.test/p"] }),
+    });
+    expect(purged.status).toBe(200);
+    await send(base, "/p", { headers: { "x-forwarded-proto": "https" } });
+    await send(base, "/p");
+    expect(origin.seen).toHaveLength(4);
   });
 });

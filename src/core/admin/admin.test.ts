@@ -17,7 +17,7 @@ const TOKEN = "0123456789abcdef-token";
 
 function setup(token: string | null = TOKEN) {
   const clock = new ManualClock(1_000_000);
-  const purges = new LocalPurgeRegistry(clock, (url) => `GET ${url}`);
+  const purges = new LocalPurgeRegistry(clock, (url) => [`GET ${url}`]);
   const metrics = new Metrics(clock);
   const ctx: AdminContext = {
     token: token ?? undefined,

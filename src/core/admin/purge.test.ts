@@ -10,8 +10,9 @@ import {
 import { testEntry } from "../store/store-conformance.ts";
 
 const key = (url: string) => `GET ${url}`;
+const keys = (url: string) => [key(url)];
 const at = (snapshot = emptyPurges(), command: Parameters<typeof recordPurge>[1], now: number) =>
-  recordPurge(snapshot, command, key, now, 1_000_000);
+  recordPurge(snapshot, command, keys, now, 1_000_000);
 
 describe("purge marks", () => {
   const entry = testEntry("GET https://a.test/p", 100, { tags: ["t1"] });
@@ -49,7 +50,7 @@ describe("purge marks", () => {
 
   it("drops marks past retention so the snapshot stays bounded", () => {
     const old = at(undefined, { urls: ["https://a.test/x"] }, 0);
-    expect(Object.keys(recordPurge(old, { tags: ["t"] }, key, 2_000_000, 1_000_000).keys)).toEqual([]);
+    expect(Object.keys(recordPurge(old, { tags: ["t"] }, keys, 2_000_000, 1_000_000).keys)).toEqual([]);
   });
 });
 
@@ -59,7 +60,7 @@ describe("the purge list's bound", () => {
     let list = emptyPurges();
     for (let round = 0; round < 20; round++) {
       const urls = Array.from({ length: 200 }, (_, i) => `https://a.test/product/${round}-${i}-`.padEnd(300, "x"));
-      list = recordPurge(list, { urls, soft: soft(round) }, key, 1_000 * (round + 1), 1e12);
+      list = recordPurge(list, { urls, soft: soft(round) }, keys, 1_000 * (round + 1), 1e12);
     }
     return list;
   };

@@ -66,11 +66,11 @@ export function applyPurge(entry: Entry | undefined, primary: string, purges: Pu
   return { ...entry, staleAt, swrUntil: entry.mustRevalidate ? staleAt : Math.max(entry.swrUntil, entry.deleteAt) };
 }
 
-/** Records a purge in a snapshot (returns a new one); `keysOf` maps purge URLs to primary keys. */
+/** Records a purge in a snapshot (returns a new one); `keysOf` maps a purge URL to the primary keys it names. */
 export function recordPurge(
   snapshot: PurgeSnapshot,
   command: PurgeCommand,
-  keysOf: (url: string) => string,
+  keysOf: (url: string) => readonly string[],
   now: number,
   retainMs: number,
 ): PurgeSnapshot {
@@ -87,7 +87,7 @@ export function recordPurge(
     next.keys = {};
     next.tags = {};
   } else if ("urls" in command) {
-    for (const url of command.urls) next.keys[keysOf(url)] = mark;
+    for (const url of command.urls) for (const key of keysOf(url)) next.keys[key] = mark;
   } else {
     for (const tag of command.tags) next.tags[tag] = mark;
   }
@@ -207,7 +207,7 @@ export class LocalPurgeRegistry implements PurgeRegistry {
   private snapshot = emptyPurges();
   constructor(
     private readonly clock: { now(): number },
-    private readonly keyOf: (url: string) => string,
+    private readonly keyOf: (url: string) => readonly string[],
   ) {}
 
   /** The snapshot, always in force: purges take effect at once in one process. */
@@ -228,14 +228,17 @@ export class LocalPurgeRegistry implements PurgeRegistry {
 }
 
 /**
- * Maps a purge URL to the primary key it is stored under, with the route's key options.
- * `scheme` forces the scheme the runtime keys by: a Node server behind a TLS-terminating
- * load balancer sees `http:` requests for pages its clients know as `https:`.
+ * Maps a purge URL to the primary keys it is stored under, with the route's key options.
+ * `anyScheme`: the page under either scheme, whichever the URL names. A Node server keys a
+ * request by the scheme its proxy in front reports (`origin.trustForwardedProto`) or by
+ * `http:` when it is not trusted to, and an operator purges the URL its clients see.
  */
-export function purgeKeyOf(config: Config, scheme?: "http:" | "https:"): (url: string) => string {
+export function purgeKeyOf(config: Config, anyScheme = false): (url: string) => readonly string[] {
   return (url) => {
     const parsed = new URL(url);
-    if (scheme) parsed.protocol = scheme;
-    return primaryKey(parsed, routeFor(config, parsed.pathname).key);
+    const key = primaryKey(parsed, routeFor(config, parsed.pathname).key);
+    if (!anyScheme) return [key];
+    parsed.protocol = parsed.protocol === "https:" ? "http:" : "https:";
+    return [key, primaryKey(parsed, routeFor(config, parsed.pathname).key)];
   };
 }

@@ -103,6 +103,13 @@ export const originSection = z.strictObject({
   ),
   /** Add X-Forwarded-For, X-Forwarded-Proto, Via and Surrogate-Capability to origin requests. */
   forwardedHeaders: z._default(z.boolean(), true),
+  /**
+   * Node behind a TLS-terminating proxy: take the scheme the client used from the first
+   * `X-Forwarded-Proto` entry (key the page by it, tell the origin it). Implied by
+   * `forwardedHeaders: false`, where the proxy in front owns that header. The Worker always
+   * knows the scheme (Cloudflare's edge gives it) and ignores this.
+   */
+  trustForwardedProto: z._default(z.boolean(), false),
 });
 
 /** `cache`: What is stored, and how much. */

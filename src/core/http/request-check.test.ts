@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { fieldValueRefusal, hostRefusal, targetLengthRefusal, targetRefusal, targetUrl } from "./request-check.ts";
+import {
+  fieldValueRefusal,
+  forwardedScheme,
+  hostRefusal,
+  targetLengthRefusal,
+  targetRefusal,
+  targetUrl,
+} from "./request-check.ts";
 
 describe("hostRefusal", () => {
   it("refuses a bad Host however many good ones were seen before (valid hosts are remembered, bad ones never)", () => {
@@ -51,6 +58,21 @@ describe("targetUrl (RFC 9112 §3.2)", () => {
       expect(targetUrl(bad, "shop.example"), bad).toBeUndefined();
     expect(targetRefusal("http://[zz]/x", "shop.example")?.status).toBe(400);
     expect(targetRefusal("/fine", "shop.example")).toBeUndefined();
+  });
+});
+
+describe("forwardedScheme", () => {
+  it("reads the first entry of X-Forwarded-Proto, http or https in any case; anything else names no scheme", () => {
+    expect(forwardedScheme("https")).toBe("https:");
+    expect(forwardedScheme(" HTTPS , http")).toBe("https:");
+    expect(forwardedScheme("http, https")).toBe("http:");
+    for (const value of [undefined, null, "", ",https", "ftp", "https:", "javascript", "wss"])
+      expect(forwardedScheme(value), String(value)).toBeUndefined();
+  });
+
+  it("an origin-form target takes the scheme it is given; an absolute-form one keeps its own", () => {
+    expect(targetUrl("/p?q", "shop.test", "https:")?.href).toBe("https://shop.test/p?q");
+    expect(targetUrl("http://shop.test/p", "shop.test", "https:")?.href).toBe("http://shop.test/p");
   });
 });
 

@@ -104,6 +104,28 @@ function validHost(host: string): boolean {
   return true;
 }
 
+/** A scheme herdless keys and fetches by, as `URL.protocol` spells it. */
+export type Scheme = "http:" | "https:";
+
+/**
+ * The scheme an `X-Forwarded-Proto` value names: its first entry (the proxy nearest the
+ * client writes it; one that appends puts its own after a client's), `http` or `https` in any
+ * case; undefined for anything else (`ftp`, `javascript`, an empty value), which names no
+ * scheme herdless can key by. Read only where the operator trusts the proxy in front
+ * (`origin.trustForwardedProto`): the page is then keyed by this scheme, so a forged value
+ * reaches only pages keyed apart from everyone else's.
+ *
+ * @example
+ * forwardedScheme("HTTPS, http"); // "https:"
+ * forwardedScheme("ftp"); // undefined
+ */
+export function forwardedScheme(value: string | null | undefined): Scheme | undefined {
+  if (value === null || value === undefined) return undefined;
+  const comma = value.indexOf(",");
+  const first = (comma < 0 ? value : value.slice(0, comma)).trim().toLowerCase();
+  return first === "https" ? "https:" : first === "http" ? "http:" : undefined;
+}
+
 /**
  * The URL a request-target names (RFC 9112 §3.2), or undefined when herdless cannot serve it.
  * Origin-form (`/path?query`) is a path on `host`, whatever it looks like: `//evil.example/p`
@@ -118,10 +140,13 @@ function validHost(host: string): boolean {
  * @example
  * targetUrl("//a/b?c", "shop.example")?.pathname; // "//a/b"
  * targetUrl("http://[zz]/x", "shop.example"); // undefined
+ * targetUrl("/p", "shop.example", "https:")?.href; // "https://shop.example/p"
+ *
+ * `scheme`: the one the client used, for an origin-form target ({@link forwardedScheme} on Node).
  */
-export function targetUrl(target: string, host: string): URL | undefined {
+export function targetUrl(target: string, host: string, scheme: Scheme = "http:"): URL | undefined {
   // One string, never resolved: with a valid host every origin-form target parses.
-  if (target.startsWith("/")) return new URL(`http://${host}${target}`);
+  if (target.startsWith("/")) return new URL(`${scheme}//${host}${target}`);
   let url: URL;
   try {
     url = new URL(target);

@@ -116,6 +116,7 @@ export function originRequestHeaders(
   const surrogateCapability: string[] = [];
   const cdnLoop: string[] = [];
   let acceptEncoding: string | undefined;
+  let toldProto = false;
   for (const [rawName, value] of raw) {
     const name = rawName.toLowerCase();
     if (NEVER_FORWARDED.has(name) || name.startsWith("proxy-") || listed.has(name)) continue;
@@ -153,15 +154,16 @@ export function originRequestHeaders(
       acceptEncoding = acceptEncoding === undefined ? value : `${acceptEncoding}, ${value}`;
       continue;
     }
-    if (policy.forwardedHeaders && PROXY_ADDED.has(name)) {
+    if (PROXY_ADDED.has(name) && (policy.forwardedHeaders || name === "x-forwarded-proto")) {
       // On a fill the client's own chain is a claim the answer everyone gets must not depend
       // on: frameworks take its first address as the client's (geolocation, rate limits,
-      // pages that show it), so a forged one would be stored for all. A relay, answered to that
-      // client alone, keeps it.
+      // pages that show it), so a forged one would be stored for all; a relay keeps it. And
+      // X-Forwarded-Proto is the scheme the page is keyed by: a client's value steers redirects.
       if (name === "x-forwarded-for" && context.kind === "relay") forwardedFor.push(value);
       if (name === "via") via.push(value);
       if (name === "surrogate-capability") surrogateCapability.push(value);
-      continue; // X-Forwarded-Proto is herdless's to say: a client's value would steer redirects.
+      if (name === "x-forwarded-proto") toldProto = true;
+      continue;
     }
     out.push([name, value]);
   }
@@ -170,10 +172,12 @@ export function originRequestHeaders(
   out.push(["cdn-loop", [...cdnLoop, policy.loopEntry].join(", ")]);
   const host = hostFor(policy.hostHeader, context.url);
   if (host !== undefined) out.push(["host", host]);
+  if (policy.forwardedHeaders && context.clientAddress) forwardedFor.push(context.clientAddress);
+  if (forwardedFor.length > 0) out.push(["x-forwarded-for", forwardedFor.join(", ")]);
+  // Without forwardedHeaders the proxy in front's, keyed by its first entry (trustForwardedProto):
+  // told as that scheme, once, so no other reading of it (its last entry) shapes the page.
+  if (policy.forwardedHeaders || toldProto) out.push(["x-forwarded-proto", protoOf(context.url)]);
   if (policy.forwardedHeaders) {
-    if (context.clientAddress) forwardedFor.push(context.clientAddress);
-    if (forwardedFor.length > 0) out.push(["x-forwarded-for", forwardedFor.join(", ")]);
-    out.push(["x-forwarded-proto", context.url.protocol === "https:" ? "https" : "http"]);
     out.push(["via", [...via, VIA].join(", ")]);
     out.push(["surrogate-capability", [...surrogateCapability, SURROGATE_CAPABILITY].join(", ")]);
   }
@@ -275,6 +279,9 @@ export function selectingHeaders(
 ): [string, string][] {
   return originRequestHeaders(raw, policy, { ...context, kind: "fill", body: false });
 }
+
+/** The `X-Forwarded-Proto` value for the scheme a page is keyed by. */
+const protoOf = (url: URL): string => (url.protocol === "https:" ? "https" : "http");
 
 /** The Host the origin is sent; undefined lets the runtime's fetch use the origin URL's own. */
 function hostFor(setting: ForwardPolicy["hostHeader"], url: URL): string | undefined {

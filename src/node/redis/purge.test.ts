@@ -12,7 +12,7 @@ async function member(prefix: string) {
     connection,
     prefix,
     clock: systemClock,
-    keyOf: (url) => `GET ${url}`,
+    keyOf: (url) => [`GET ${url}`],
     propagationMs: 100,
   });
   await registry.start();
@@ -57,7 +57,7 @@ describe("Redis purge registry", () => {
       connection,
       prefix: "p3:",
       clock: systemClock,
-      keyOf: (u) => u,
+      keyOf: (u) => [u],
       propagationMs: 100,
     });
     await expect(registry.purge({ all: true })).rejects.toThrow(/redis/);

@@ -16,7 +16,7 @@ export interface RedisPurgeRegistryOptions {
   prefix: string;
   clock: Clock;
   /** Maps a purge URL to its primary cache key. */
-  keyOf: (url: string) => string;
+  keyOf: (url: string) => readonly string[];
   /** Every process re-reads the shared snapshot at least this often; a purge returns after it. */
   propagationMs: number;
   onError?: (error: unknown) => void;
