@@ -37,6 +37,8 @@ export interface Reading {
   firstBytes: Promise<number>;
   /** True once the first body bytes arrived. */
   started(): boolean;
+  /** For an answer other than 200: its status, Cache-Status and the start of its body, for a failing test to show. */
+  refusal(): string | undefined;
   /** Resolves with the SHA-256 of the whole body and the Cache-Status. */
   done: Promise<{ hash: string; bytes: number; cacheStatus: string }>;
 }
@@ -45,6 +47,7 @@ export interface Reading {
 export function read(url: string, host?: string): Reading {
   let first!: (status: number) => void;
   let started = false;
+  let refusal: string | undefined;
   const firstBytes = new Promise<number>((resolve) => (first = resolve));
   const done = new Promise<{ hash: string; bytes: number; cacheStatus: string }>((resolve, reject) => {
     request(url, host === undefined ? {} : { headers: { host } }, (res) => {
@@ -53,6 +56,8 @@ export function read(url: string, host?: string): Reading {
       res.on("data", (chunk: Buffer) => {
         if (bytes === 0) {
           started = true;
+          if (res.statusCode !== 200)
+            refusal = `${res.statusCode} ${String(res.headers["cache-status"])}: ${chunk.toString().slice(0, 200)}`;
           first(res.statusCode ?? 0);
         }
         bytes += chunk.length;
@@ -66,5 +71,5 @@ export function read(url: string, host?: string): Reading {
       .on("error", reject)
       .end();
   });
-  return { firstBytes, started: () => started, done };
+  return { firstBytes, started: () => started, refusal: () => refusal, done };
 }
