@@ -17,6 +17,7 @@ import { FleetInvalidations } from "./redis/invalidations.ts";
 import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
 import { RedisFlightRelay } from "./redis/relay.ts";
+import { STREAMING } from "../core/fill/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
 import type { RedisTarget } from "./redis/target.ts";
@@ -209,6 +210,7 @@ function fleetCoordinator(
     prefix,
     leaseKey: (key) => leases.leaseKey(key),
     ttlMs: config.coordinator.lockLeaseMs,
+    markTtlMs: config.origin.streamTimeoutMs + config.coordinator.lockLeaseMs,
   });
   const fleet = new KeyCoordinator({
     config,
@@ -233,12 +235,16 @@ function fleetCoordinator(
         stop.abort();
         return { message: "done", entry };
       }
-      const relayed = await relay.current(key).catch(() => undefined);
+      const current = () => relay.current(key).catch(() => undefined);
+      const relayed = await current();
+      const answer = relayed === STREAMING ? undefined : relayed;
       // The flight ended before this caller subscribed (its announcement may have gone): look again at once.
-      if (relayed || !held) stop.abort();
-      if (relayed) return { message: relayed };
+      if (answer || !held) stop.abort();
+      if (answer) return { message: answer };
       const news = held ? await waiting.message : undefined;
-      return news === undefined ? undefined : heardFrom(news);
+      if (news !== undefined) return heardFrom(news);
+      // No end heard: a holder streaming a body it copied for nobody is alive, not stuck; say so.
+      return held && (await current()) === STREAMING ? { message: STREAMING } : undefined;
     },
   });
   return {

@@ -2,6 +2,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { launchCli } from "./cli-process.ts";
 import { BYTES, expectedHash, halfThenWait, read, type HalfThenWait, type Reading } from "./large-body-origin.ts";
@@ -26,6 +27,35 @@ function within<T>(ms: number, work: Promise<T>): Promise<T | "timed out"> {
   ]);
 }
 
+/**
+ * The origin's answers start once the key's other processes wait on it (`waiting` of them
+ * subscribed to its fill channel): a body is relayed to the processes waiting when its head
+ * comes, and a process that asks later waits for the flight's end (the third test). On a
+ * loaded machine a process's requests sometimes came after the head.
+ */
+async function headsOnceWaiting(waiting: number): Promise<{ heads: Promise<void>; open: () => Promise<void> }> {
+  let release!: () => void;
+  const heads = new Promise<void>((resolve) => (release = resolve));
+  const open = async () => {
+    const client = new Redis(redis!.url, { lazyConnect: true });
+    try {
+      await client.connect();
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+        const channels = (await client.call("PUBSUB", "CHANNELS", "*filled:*")) as string[];
+        const counts =
+          channels.length === 0 ? [] : ((await client.call("PUBSUB", "NUMSUB", ...channels)) as (string | number)[]);
+        const subscribed = counts.filter((_, i) => i % 2 === 1).reduce<number>((sum, n) => sum + Number(n), 0);
+        if (subscribed >= waiting) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      client.disconnect();
+      release();
+    }
+  };
+  return { heads, open };
+}
+
 /** What the answers other than 200 said (seen under a loaded CI once, as 503s with no detail kept). */
 const refusals = (readings: readonly Reading[]): string =>
   readings
@@ -39,7 +69,8 @@ describe("a large body herd on three herdless processes sharing Redis", () => {
     { timeout: 120_000 },
     async () => {
       redis = await startRedisServer();
-      origin = await halfThenWait();
+      const { heads, open } = await headsOnceWaiting(2);
+      origin = await halfThenWait(heads);
       const config = join(mkdtempSync(join(tmpdir(), "herdless-large-")), "config.json");
       writeFileSync(config, JSON.stringify({ origin: { url: origin.url } }));
       const members = await Promise.all([0, 1, 2].map(() => launchCli(["--config", config, "--redis", redis!.url])));
@@ -47,6 +78,7 @@ describe("a large body herd on three herdless processes sharing Redis", () => {
       expect(members.map((m) => m.mode)).toEqual(["redis", "redis", "redis"]);
       const member = (i: number) => i % members.length;
       const readings = Array.from({ length: 50 }, (_, i) => read(`${members[member(i)]!.url}/big`, HOST));
+      await open();
 
       // The process holding the key's lease streams the body to its clients as it arrives, and
       // relays it through Redis to the other processes, whose clients stream it too: every
@@ -77,12 +109,14 @@ describe("a large body herd on three herdless processes sharing Redis", () => {
     { timeout: 120_000 },
     async () => {
       redis = await startRedisServer();
-      origin = await halfThenWait();
+      const { heads, open } = await headsOnceWaiting(2);
+      origin = await halfThenWait(heads);
       const config = join(mkdtempSync(join(tmpdir(), "herdless-large-")), "config.json");
       writeFileSync(config, JSON.stringify({ origin: { url: origin.url }, cache: { maxEntryBytes: 4 * 1024 * 1024 } }));
       const members = await Promise.all([0, 1, 2].map(() => launchCli(["--config", config, "--redis", redis!.url])));
       children.push(...members.map((m) => m.child));
       const readings = Array.from({ length: 12 }, (_, i) => read(`${members[i % 3]!.url}/big`, HOST));
+      await open();
 
       const started = await within(60_000, Promise.all(readings.map((r) => r.firstBytes)));
       expect(started, refusals(readings)).toEqual(readings.map(() => 200));
@@ -95,6 +129,37 @@ describe("a large body herd on three herdless processes sharing Redis", () => {
       // Not kept: the next request is the origin's again.
       const after = await read(`${members[1]!.url}/big`, HOST).done;
       expect(after).toMatchObject({ hash: expectedHash, bytes: BYTES });
+      expect(origin.requests()).toBe(2);
+    },
+  );
+
+  it(
+    "a member asked for a body another member streams to its clients alone (asked after its head): it waits for that download's end, past coordinator.waitTimeoutMs, then asks the origin itself; never a 503, never two at once",
+    { timeout: 120_000 },
+    async () => {
+      redis = await startRedisServer();
+      origin = await halfThenWait();
+      const config = join(mkdtempSync(join(tmpdir(), "herdless-large-")), "config.json");
+      const settings = {
+        origin: { url: origin.url },
+        cache: { maxEntryBytes: 4 * 1024 * 1024 },
+        coordinator: { waitTimeoutMs: 2_000 },
+      };
+      writeFileSync(config, JSON.stringify(settings));
+      const members = await Promise.all([0, 1].map(() => launchCli(["--config", config, "--redis", redis!.url])));
+      children.push(...members.map((m) => m.child));
+      // Nobody waits on the key elsewhere when its head comes: its body is copied for nobody.
+      const first = read(`${members[0]!.url}/big`, HOST);
+      expect(await first.firstBytes).toBe(200);
+      const late = read(`${members[1]!.url}/big`, HOST);
+      // Twice coordinator.waitTimeoutMs: before, the late member gave up on the lease here with a 503.
+      expect(await within(4_000, late.firstBytes)).toBe("timed out");
+      expect(late.refusal()).toBeUndefined();
+      expect(origin.requests()).toBe(1);
+      origin.finish();
+      expect(await first.done).toMatchObject({ hash: expectedHash, bytes: BYTES });
+      expect(await late.firstBytes).toBe(200);
+      expect(await late.done).toMatchObject({ hash: expectedHash, bytes: BYTES });
       expect(origin.requests()).toBe(2);
     },
   );

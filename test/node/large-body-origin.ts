@@ -16,13 +16,17 @@ export interface HalfThenWait {
   server: Server;
 }
 
-/** An origin that sends the head and half the body, then the rest when the test says so. */
-export async function halfThenWait(): Promise<HalfThenWait> {
+/**
+ * An origin that sends the head and half the body, then the rest when the test says so;
+ * with `heads`, each answer starts only once it resolves.
+ */
+export async function halfThenWait(heads?: Promise<void>): Promise<HalfThenWait> {
   let requests = 0;
   let finish!: () => void;
   const released = new Promise<void>((resolve) => (finish = resolve));
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
     requests++;
+    await heads;
     res.writeHead(200, { "content-length": String(BYTES), "cache-control": "max-age=60" });
     res.write(body.subarray(0, BYTES / 2));
     void released.then(() => res.end(body.subarray(BYTES / 2)));

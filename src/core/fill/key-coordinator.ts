@@ -18,6 +18,7 @@ import type { Store } from "../store/store.ts";
 import { invalidateStored } from "../store/lookup.ts";
 import { asJoined, sharesCredentials, streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
+import { leaseStayedBusy, STREAMING } from "./relay.ts";
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
@@ -203,7 +204,7 @@ export class KeyCoordinator implements Coordinator {
     // A key backing off is refused before anyone queues for its lease.
     const { refusal } = await (look.backoff ?? this.backoff.check(request.key));
     if (refusal) return backedOff(refusal, before);
-    const giveUpAt = this.o.clock.now() + waitTimeoutMs;
+    let giveUpAt = this.o.clock.now() + waitTimeoutMs;
     for (;;) {
       const acquiring = this.o.leases.acquire(request.key, lockLeaseMs);
       const underLease = this.o.readsFollowAcquire ? this.lookUnderLease(request) : undefined;
@@ -214,20 +215,17 @@ export class KeyCoordinator implements Coordinator {
       const copy = await renewedByHolder(this.o, request, before);
       if (copy) return renewingAnswer(copy);
       const remaining = giveUpAt - this.o.clock.now();
-      if (remaining <= 0) {
-        return {
-          kind: "failed",
-          code: "COORDINATOR_UNAVAILABLE",
-          message: `lease on ${request.key} stayed busy for ${waitTimeoutMs} ms`,
-          stale: before,
-          collapsed: true,
-        };
-      }
+      if (remaining <= 0) return leaseStayedBusy(request.key, waitTimeoutMs, before);
       // What ends the wait answers this caller: for a refresh-ahead a renewed copy, not the one it came to renew.
       const answers = (entry: Entry | undefined): entry is Entry => answersCaller(this.o, request, entry, before);
       const answered = () => storedAnswer(this.o, request, before);
       const news = await (this.o.waitForFill?.(request.key, Math.min(remaining, lockLeaseMs), answered) ??
         delay(Math.min(remaining, 50)));
+      // The holder is alive and streaming a body nobody else reads: wait on, for its end.
+      if (news?.message === STREAMING) {
+        giveUpAt = Math.max(giveUpAt, this.o.clock.now() + waitTimeoutMs);
+        continue;
+      }
       const filled = await entryAfterWait(request, news, () => storedFor(this.o.store, request));
       const stored = { before, filled, fresh: answers(filled) };
       const limits = sharedBodyLimits(this.o.config);

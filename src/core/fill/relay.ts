@@ -59,6 +59,16 @@ export const RELAYED = "relayed:";
 export const ALONE = "alone";
 
 /**
+ * What a waiter that came late reads where a relayed answer would be: the lease's holder
+ * streams a body it copied for nobody (no other process waited when its head came). The
+ * waiter waits for that flight's end, however long the body takes, and then asks again: as a
+ * caller of the leader's own process too late for the start of a body does (KeyCoordinator),
+ * never a second origin request for the key at once. Before, it gave up after
+ * `coordinator.waitTimeoutMs` with a 503 while the download still ran.
+ */
+export const STREAMING = "streaming";
+
+/**
  * Announcement of a flight that failed on its leader's own input (`ownInput`): the waiters
  * elsewhere ask again under the lease, one after another, as this process's joiners do.
  * (A member that does not know it reads an unknown message the same way.)
@@ -173,6 +183,12 @@ export async function relayStream(
   // Never rejects: waiters that miss the announcement find the answer by the relay's pointer.
   if (message) await Promise.resolve(o.announceFill?.(key, message)).catch(() => undefined);
   else await body.cancel().catch(() => undefined);
+}
+
+/** A caller that waited `waitMs` on a lease whose holder never finished nor said it streams: given up. */
+export function leaseStayedBusy(key: string, waitMs: number, stale: Entry | undefined): FlightResult {
+  const message = `lease on ${key} stayed busy for ${waitMs} ms`;
+  return { kind: "failed", code: "COORDINATOR_UNAVAILABLE", message, stale, collapsed: true };
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Entry } from "../../core/http/entry.ts";
 import { HerdlessError } from "../../core/errors.ts";
 import { RedisNotifier } from "./notifier.ts";
 import { RedisFlightRelay } from "./relay.ts";
+import { STREAMING } from "../../core/fill/relay.ts";
 
 const redis = redisTestConnection();
 
@@ -16,7 +17,15 @@ async function twoProcesses() {
     onTestFinished(() => notifier.close());
     await notifier.ready();
     const leaseKey = (key: string) => `${prefix}lease:{${key}}`;
-    const relay = new RedisFlightRelay({ connection, bulk, notifier, prefix, leaseKey, ttlMs: 5_000 });
+    const relay = new RedisFlightRelay({
+      connection,
+      bulk,
+      notifier,
+      prefix,
+      leaseKey,
+      ttlMs: 5_000,
+      markTtlMs: 60_000,
+    });
     return { connection, notifier, relay };
   };
   const a = await make();
@@ -158,15 +167,21 @@ describe("RedisFlightRelay", () => {
     expect(await follower.current("GET http://site.test/other")).toBeUndefined();
   });
 
-  it("no other process waits on the key: nothing is copied into Redis, and the leader's reader of the body is let go", async () => {
-    const { leader, relayKeys } = await twoProcesses();
+  it("no other process waits on the key: nothing is copied into Redis, and the leader's reader of the body is let go; a waiter that comes later is told to wait for that flight's end", async () => {
+    const { leader, follower, holdLease, relayKeys } = await twoProcesses();
     let cancelled = false;
     const body = new ReadableStream<Uint8Array>({ cancel: () => void (cancelled = true) });
+    await holdLease(head.key, 7);
     expect(
-      await leader.offer(head.key, 7, { kind: "stream", head, body, size: "fits", fwdStatus: 200 }),
+      await leader.offer(head.key, 7, { kind: "stream", head, body, size: "too-large", fwdStatus: 200 }),
     ).toBeUndefined();
     expect(cancelled).toBe(true);
-    expect(await relayKeys()).toEqual([]);
+    // Only the mark: no record, no body.
+    expect((await relayKeys()).map((key) => key.includes(":{"))).toEqual([true]);
+    expect(await follower.current(head.key)).toBe(STREAMING);
+    // Once the flight's lease is another's or free, the mark says nothing: the waiter asks again.
+    await holdLease(head.key, 8);
+    expect(await follower.current(head.key)).toBeUndefined();
   });
 
   it("a record goes as soon as the last reader that took it has read it to the end", async () => {

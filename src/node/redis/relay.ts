@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { HerdlessErrorCode } from "../../core/errors.ts";
 import { decodeEntryMeta } from "../../core/http/entry.ts";
-import { RELAYED, type FlightRelay, type RelayedAnswer, type RelayedStream } from "../../core/fill/relay.ts";
+import { RELAYED, STREAMING, type FlightRelay, type RelayedAnswer, type RelayedStream } from "../../core/fill/relay.ts";
 import type { RedisConnection } from "./connection.ts";
 import { checkPrefix, slotKey } from "./connection.ts";
 import { APPEND, FINISH, OFFER, readersKey, TAKE } from "./relay-scripts.ts";
@@ -21,6 +21,12 @@ export interface RedisFlightRelayOptions {
   leaseKey: (key: string) => string;
   /** How long a relayed answer outlives its last write or read; the lease term (coordinator.lockLeaseMs). */
   ttlMs: number;
+  /**
+   * How long the mark of a body streamed for nobody ({@link STREAMING}) may stand: the longest
+   * a flight holds its lease (origin.streamTimeoutMs and a lease term). It counts only while
+   * its flight holds the lease, so an old one says nothing.
+   */
+  markTtlMs: number;
 }
 
 const HEAD_FORMAT = 1;
@@ -81,7 +87,10 @@ export class RedisFlightRelay implements FlightRelay {
     try {
       // Nobody to copy it for: a Cluster cannot tell (undefined), so it copies.
       if ((await this.o.notifier.othersWaiting(key)) === false) {
-        if (answer.kind === "stream") await answer.body.cancel().catch(() => undefined);
+        if (answer.kind === "stream") {
+          await answer.body.cancel().catch(() => undefined);
+          await this.markStreaming(key, token);
+        }
         return undefined;
       }
       await this.o.connection.run("relay offer", (client) =>
@@ -162,8 +171,18 @@ export class RedisFlightRelay implements FlightRelay {
       client.mget(this.pointerKey(key), this.o.leaseKey(key)),
     );
     if (!pointer) return undefined;
-    if (lease !== null && lease !== pointer.split(" ")[0]) return undefined;
+    const [token, id] = pointer.split(" ");
+    if (lease !== null && lease !== token) return undefined;
+    // A mark says something only while its flight streams: once the lease is free, ask again.
+    if (id === STREAMING) return lease === token ? STREAMING : undefined;
     return `${RELAYED}${pointer}`;
+  }
+
+  /** Marks `key`'s flight (lease `token`) as streaming a body nobody else reads: a late waiter waits for its end ({@link STREAMING}). */
+  private async markStreaming(key: string, token: number): Promise<void> {
+    await this.o.connection
+      .run("relay mark", (client) => client.set(this.pointerKey(key), `${token} ${STREAMING}`, "PX", this.o.markTtlMs))
+      .catch(() => undefined);
   }
 
   /** Appends entry `0-<seq>`; false once the record is gone. */
