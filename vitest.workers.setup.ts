@@ -147,9 +147,9 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
     res.write(body, () => req.socket.destroy());
     return;
   }
-  if (b.mode === "half" && req.method !== "HEAD") {
+  if ((b.mode === "half" || b.mode === "stream") && req.method !== "HEAD") {
     const half = Math.floor(body.length / 2);
-    res.writeHead(b.status, { ...out, "content-length": String(body.length) });
+    res.writeHead(b.status, b.mode === "half" ? { ...out, "content-length": String(body.length) } : out);
     res.write(body.subarray(0, half));
     await new Promise<void>((resolve) => {
       resume = resolve;

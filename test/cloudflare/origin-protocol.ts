@@ -18,9 +18,10 @@ export interface OriginBehaviour {
   /**
    * up: answer; down: reset the connection (the fetch fails); hold: wait until the test
    * calls release(); truncate: promise a longer body than is sent, then reset; half: send
-   * the head and the first half of the body, then wait (counted as held) until release().
+   * the head and the first half of the body, then wait (counted as held) until release();
+   * stream: as half, without a Content-Length (chunked, as an event stream is sent).
    */
-  mode: "up" | "down" | "hold" | "truncate" | "half";
+  mode: "up" | "down" | "hold" | "truncate" | "half" | "stream";
   /** When set, a request whose If-None-Match equals it gets 304. */
   etag?: string;
   /** Extra headers on that 304 (what a revalidation adds to the stored response). */

@@ -2,6 +2,7 @@ import type { Clock } from "../clock.ts";
 import { HerdlessError } from "../errors.ts";
 import { concatBytes } from "../http/http.ts";
 import { fetchStandardDecoding, responseHeaders, bodyWasDecoded, type ContentDecoding } from "./response-fields.ts";
+import { streamsAtOnce } from "./response-fields.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
 
 /**
@@ -123,8 +124,7 @@ export async function fetchOrigin(
     ...base,
     ...(declared !== undefined ? { declaredBytes: declared } : {}),
   };
-  // Nothing to keep (relays): stream at once rather than wait for a first byte to overflow.
-  if (options.maxBodyBytes === 0 || (declared !== undefined && declared > options.maxBodyBytes)) {
+  if (streamsAtOnce(response.headers, declared, options.maxBodyBytes)) {
     release();
     return { ...streamed, body: response.body };
   }

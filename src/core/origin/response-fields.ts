@@ -100,3 +100,17 @@ export function responseHeaders(
   for (const cookie of cookies) keep("set-cookie", cookie);
   return { headers: out, dropped };
 }
+
+/**
+ * Whether an origin body goes to its callers from its head on instead of being read whole
+ * first (up to `keep` bytes). Nothing to keep (relays), or more declared than is kept: rather
+ * than wait for a first byte to overflow. A server-sent event stream (WHATWG HTML §9.2,
+ * `text/event-stream`) too: a live feed written event by event for as long as a page is open,
+ * which read ahead to be kept whole gave its client nothing until `origin.timeoutMs`, then a
+ * 504 the breaker counted as a timeout.
+ */
+export function streamsAtOnce(headers: Headers, declared: number | undefined, keep: number): boolean {
+  if (keep === 0 || (declared !== undefined && declared > keep)) return true;
+  const type = headers.get("content-type");
+  return type !== null && type.split(";", 1)[0]!.trim().toLowerCase() === "text/event-stream";
+}

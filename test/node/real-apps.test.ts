@@ -1,0 +1,55 @@
+/**
+ * A real site behind herdless on Node: what an application's pages need to reach their
+ * visitors as the origin sent them. The Worker twin is test/cloudflare/edge-real-apps.test.ts.
+ */
+import type { ServerResponse } from "node:http";
+import { connect } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { herdless, servingOrigin } from "./attack-kit.ts";
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of cleanup.splice(0)) await close();
+});
+
+/** Asks for `target` as EventSource does; what arrived once it holds `until` (or a head other than 200). */
+function readUntil(base: string, target: string, until: string): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () =>
+      socket.write(`GET ${target} HTTP/1.1\r\nhost: shop.test\r\naccept: text/event-stream\r\n\r\n`),
+    );
+    let text = "";
+    socket.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+      const refused = text.includes("\r\n\r\n") && !text.startsWith("HTTP/1.1 200 ");
+      if (!text.includes(until) && !refused) return;
+      socket.destroy();
+      resolve(text);
+    });
+    socket.on("error", reject);
+    socket.on("close", () => resolve(text));
+  });
+}
+
+describe("server-sent events on a cached route (no bypass)", () => {
+  it("reach the client as the origin writes them, not after origin.timeoutMs as a 504", async () => {
+    const open: ServerResponse[] = [];
+    const origin = await servingOrigin((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      res.write("data: one\n\n");
+      // The stream stays open, as an event stream does while its page is.
+      open.push(res);
+    }, cleanup);
+    cleanup.unshift(async () => void open.forEach((res) => res.end()));
+    const h = await herdless(origin, { origin: { timeoutMs: 1000 } });
+    cleanup.unshift(h.close);
+    const text = await readUntil(h.base, "/events", "data: one");
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text).toMatch(/\r\ncontent-type: text\/event-stream\r\n/);
+    expect(text).toContain("data: one\n\n");
+    expect(open).toHaveLength(1);
+    // The stream's origin call is still open: the event left before its end.
+    expect(open[0]!.writableEnded).toBe(false);
+  });
+});
