@@ -4,8 +4,8 @@
  */
 import type { ServerResponse } from "node:http";
 import { connect } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
-import { herdless, servingOrigin } from "./attack-kit.ts";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { get, herdless, sendAsTaken, servingOrigin } from "./attack-kit.ts";
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -51,5 +51,47 @@ describe("server-sent events on a cached route (no bypass)", () => {
     expect(open).toHaveLength(1);
     // The stream's origin call is still open: the event left before its end.
     expect(open[0]!.writableEnded).toBe(false);
+  });
+});
+
+const MiB = 1024 * 1024;
+
+/** A video of `bytes` (byte i is `i % 251`) with a max-age, sent as fast as herdless reads it; `closed` counts calls whose connection ended. */
+async function videoOrigin(
+  bytes: number,
+): Promise<{ url: string; ranges: (string | undefined)[]; closed: () => number }> {
+  const video = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i++) video[i] = i % 251;
+  const ranges: (string | undefined)[] = [];
+  let closed = 0;
+  const url = await servingOrigin((req, res) => {
+    ranges.push(req.headers.range);
+    res.on("close", () => closed++);
+    res.writeHead(200, { "content-type": "video/mp4", "content-length": String(bytes), "cache-control": "max-age=60" });
+    sendAsTaken(res, bytes, video);
+  }, cleanup);
+  return { url, ranges, closed: () => closed };
+}
+
+/** Bytes `start` to `end` of {@link videoOrigin}'s video, as a latin1 string (what `get` reads). */
+function videoPart(start: number, end: number): string {
+  let out = "";
+  for (let i = start; i <= end; i++) out += String.fromCharCode(i % 251);
+  return out;
+}
+
+describe("a visitor who leaves a download too large to store", () => {
+  it("does not make the key back off: the next visitor gets the file, not a 503", async () => {
+    const origin = await videoOrigin(8 * MiB);
+    const h = await herdless(origin.url, { cache: { maxEntryBytes: MiB }, origin: { readAheadBytes: 0 } });
+    cleanup.unshift(h.close);
+    // The first visitor's player reads the start of the file and goes away (a closed tab).
+    const first = await readUntil(h.base, "/film.mp4", videoPart(0, 20));
+    expect(first).toMatch(/^HTTP\/1\.1 200 /);
+    await vi.waitFor(() => expect(origin.closed()).toBe(1));
+    const next = await get(h.base, "/film.mp4");
+    expect(next.status).toBe(200);
+    expect(next.body.length).toBe(8 * MiB);
+    expect(next.headers["cache-status"]).not.toMatch(/backoff/);
   });
 });

@@ -9,8 +9,10 @@ export type SharedBodyEnd =
   | { kind: "complete"; body: Uint8Array }
   /** Every byte arrived, but the body passed `keepBytes`: it was streamed, not kept. */
   | { kind: "too-large"; bytes: number }
-  /** The origin failed mid-body, sent fewer bytes than declared, or every reader left. */
-  | { kind: "failed"; error: HerdlessError };
+  /** The origin failed mid-body or sent fewer bytes than declared. */
+  | { kind: "failed"; error: HerdlessError }
+  /** Every reader left a body too large to keep (a visitor closed a video): no failure of the origin's. */
+  | { kind: "abandoned"; error: HerdlessError };
 
 export interface SharedBodyOptions {
   /** Bytes kept whole (to store the body, and to give a late reader the prefix). Past this the body is only streamed. */
@@ -117,10 +119,7 @@ export class SharedBody {
     return this.total;
   }
 
-  /**
-   * A stream of the whole body for one more reader, or undefined when the start of the
-   * body is no longer held (it passed `keepBytes`) or the body failed.
-   */
+  /** A stream of the whole body for one more reader; undefined once its start is gone (past `keepBytes`) or it failed. */
   reader(): ReadableStream<Uint8Array> | undefined {
     if (!this.kept || this.finished?.kind === "failed") return undefined;
     let self: Reader | undefined;
@@ -170,7 +169,7 @@ export class SharedBody {
 
   private finish(reader: Reader): void {
     this.readers.delete(reader);
-    if (this.finished?.kind === "failed") reader.controller.error(this.finished.error);
+    if (this.finished && "error" in this.finished) reader.controller.error(this.finished.error);
     else reader.controller.close();
   }
 
@@ -236,7 +235,8 @@ export class SharedBody {
           ? cause
           : new HerdlessError("ORIGIN_TRUNCATED", `origin body ended early after ${this.total} bytes`, { cause });
       void this.source.cancel(error).catch(() => undefined);
-      end = { kind: "failed", error };
+      const gone = !this.stopped && (this.abandoned || (!this.kept && this.readers.size === 0));
+      end = gone ? { kind: "abandoned", error } : { kind: "failed", error };
       this.chunks = [];
       this.buffered = 0;
     }

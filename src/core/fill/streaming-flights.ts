@@ -54,6 +54,7 @@ export class StreamingFlights {
         ).catch(() => undefined);
         if (stored?.kind === "entry" && stored.stored) this.o.onStored?.(stored.entry);
       }
+      // An abandoned body (every reader left) is no failure: announced done, it backs the key off nowhere.
       await this.o.end(request, lease, end.kind === "failed" ? `failed:${end.error.code}` : "done");
     })();
     flight.done = finished.catch(() => undefined);
