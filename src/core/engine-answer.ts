@@ -2,7 +2,9 @@ import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { fromCoordinatorCopy, type FillResult } from "./fill/coordinator.ts";
-import { answerFromEntry, preconditionAnswer, type ClientAsk } from "./http/answer.ts";
+import { answerFromEntry, preconditionAnswer, rangeAnswer, type ClientAsk } from "./http/answer.ts";
+import { selectRange } from "./http/range.ts";
+import { streamPart } from "./http/stream-part.ts";
 import { evaluatePreconditions } from "./http/conditional.ts";
 import { decideOnFailure, servableOnError } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
@@ -89,9 +91,26 @@ function answerStream(
   const head = withRequesterFields(result.head, result);
   const bodiless =
     request.method === "HEAD" || evaluatePreconditions(head, request.headers, request.method) !== "proceed";
-  const body = bodiless ? result.body : ctx.nearTier.copied(result, primary);
+  const body = bodiless || partial(head, result, request) ? result.body : ctx.nearTier.copied(result, primary);
   const full = fromStream(head, body, result.bytes, status, bodiless ? "HEAD" : request.method, now);
-  return preconditionAnswer(head, full, ask(request)) ?? full;
+  const decided = preconditionAnswer(head, full, ask(request));
+  if (decided || bodiless || result.bytes === undefined) return decided ?? full;
+  // RFC 9110 §14: a Range is cut from the body as it arrives, as from a stored one. Sent whole,
+  // a video's seek (`bytes=N-`) on a cold key or one too large to store got a 200 of the whole
+  // file, which a media player cannot seek in (Safari plays none), for every seek.
+  const part = rangeAnswer(head, result.bytes, full, ask(request), (start, end) => streamPart(body, start, end));
+  // A 416 takes none of the body: let go of it, as a HEAD does (the flight still stores it).
+  if (part?.status === 416) void body.cancel().catch(() => undefined);
+  return part ?? full;
+}
+
+/** Whether this caller is answered a part of the streaming body (its copy into the near tier is then left to others). */
+function partial(
+  head: Omit<Entry, "body">,
+  result: Extract<FillResult, { kind: "stream" }>,
+  request: EngineRequest,
+): boolean {
+  return result.bytes !== undefined && selectRange(head, request.headers, request.method, result.bytes).kind !== "full";
 }
 
 /**

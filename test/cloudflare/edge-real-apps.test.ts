@@ -3,7 +3,9 @@
  * the origin sent them. The Node twin is test/node/real-apps.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { dataCenters, edgeEnv } from "./edge-harness.ts";
+import { systemClock } from "../../src/core/clock.ts";
+import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { largeBodyByte } from "./origin-protocol.ts";
 import { testOrigin } from "./test-origin.ts";
 
 const decoder = new TextDecoder();
@@ -29,5 +31,50 @@ describe("server-sent events on a cached route (no bypass)", () => {
     for (let read = await reader.read(); !read.done; read = await reader.read()) rest += decoder.decode(read.value);
     expect(rest).toBe("data: two\n\n");
     expect(await origin.count()).toBe(1);
+  });
+});
+
+const MiB = 1024 * 1024;
+
+/** Bytes `start` to `end` of the test origin's generated body. */
+function generated(start: number, end: number): number[] {
+  const out: number[] = [];
+  for (let i = start; i <= end; i++) out.push(largeBodyByte(i));
+  return out;
+}
+
+describe("video behind the Worker: Range on a key whose body streams from its fill", () => {
+  it("a seek on a cold key is a 206 cut from the fill; the origin is asked for the whole video once", async () => {
+    const size = 3 * MiB;
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", "content-type": "video/mp4" },
+      bodyBytes: size,
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const { response } = await dc!.fetch("/clip.mp4", { headers: { range: "bytes=2000000-2000099" } });
+    expect(response.status).toBe(206);
+    expect(response.headers.get("content-range")).toBe(`bytes 2000000-2000099/${size}`);
+    expect(response.headers.get("content-length")).toBe("100");
+    expect([...new Uint8Array(await response.arrayBuffer())]).toEqual(generated(2000000, 2000099));
+    const requests = (await origin.stats()).requests;
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.headers.range).toBeUndefined();
+  });
+
+  it("a seek into a video too large to store is a 206, never a 200 of the whole file", async () => {
+    const size = 4 * MiB;
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", "content-type": "video/mp4" },
+      bodyBytes: size,
+    });
+    const testEnv = edgeEnv(origin.url, { cache: { maxEntryBytes: MiB } });
+    const path = `/film-${crypto.randomUUID()}.mp4`;
+    await useInCoordinators(testEnv, [path], systemClock);
+    const [dc] = dataCenters(1, testEnv);
+    const { response } = await dc!.fetch(path, { headers: { range: "bytes=3000000-3000009" } });
+    expect(response.status).toBe(206);
+    expect(response.headers.get("content-range")).toBe(`bytes 3000000-3000009/${size}`);
+    expect(response.headers.get("cache-status")).toMatch(/detail=too-large/);
+    expect([...new Uint8Array(await response.arrayBuffer())]).toEqual(generated(3000000, 3000009));
   });
 });

@@ -80,6 +80,46 @@ function videoPart(start: number, end: number): string {
   return out;
 }
 
+describe("video behind herdless: Range on a key whose body streams from its fill", () => {
+  it("a seek on a cold key is a 206 cut from the fill, stored whole once for the next visitor", async () => {
+    const origin = await videoOrigin(3 * MiB);
+    const h = await herdless(origin.url);
+    cleanup.unshift(h.close);
+    const seek = await get(h.base, "/clip.mp4", { headers: { range: "bytes=2000000-2000099" } });
+    expect(seek.status).toBe(206);
+    expect(seek.headers["content-range"]).toBe(`bytes 2000000-2000099/${3 * MiB}`);
+    expect(seek.headers["content-length"]).toBe("100");
+    expect(seek.body).toBe(videoPart(2000000, 2000099));
+    expect(seek.headers["cache-status"]).toMatch(/fwd=uri-miss; fwd-status=200/);
+    const past = await get(h.base, "/clip2.mp4", { headers: { range: `bytes=${3 * MiB}-` } });
+    expect([past.status, past.headers["content-range"]]).toEqual([416, `bytes */${3 * MiB}`]);
+    const next = await get(h.base, "/clip.mp4", { headers: { range: "bytes=-10" } });
+    expect([next.status, next.body]).toEqual([206, videoPart(3 * MiB - 10, 3 * MiB - 1)]);
+    // The 416's fill still reads the video whole for the next visitor.
+    expect((await get(h.base, "/clip2.mp4")).body).toBe(videoPart(0, 3 * MiB - 1));
+    // One fill each, asked for the whole video.
+    expect(origin.ranges).toEqual([undefined, undefined]);
+  });
+
+  it("a seek into a video too large to store is a 206 each time, never a 200 of the whole file", async () => {
+    const origin = await videoOrigin(4 * MiB);
+    const h = await herdless(origin.url, { cache: { maxEntryBytes: MiB }, origin: { readAheadBytes: 0 } });
+    cleanup.unshift(h.close);
+    for (const [range, start, end] of [
+      ["bytes=100-199", 100, 199],
+      ["bytes=3000000-3000009", 3000000, 3000009],
+    ] as const) {
+      const seek = await get(h.base, "/film.mp4", { headers: { range } });
+      expect(seek.status).toBe(206);
+      expect(seek.headers["content-range"]).toBe(`bytes ${start}-${end}/${4 * MiB}`);
+      expect(seek.body).toBe(videoPart(start, end));
+      expect(seek.headers["cache-status"]).toMatch(/detail=too-large/);
+    }
+    expect(origin.ranges.length).toBeGreaterThan(0);
+    expect(origin.ranges.every((range) => range === undefined)).toBe(true);
+  });
+});
+
 describe("a visitor who leaves a download too large to store", () => {
   it("does not make the key back off: the next visitor gets the file, not a 503", async () => {
     const origin = await videoOrigin(8 * MiB);

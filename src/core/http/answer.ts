@@ -25,8 +25,24 @@ export function answerFromEntry(entry: Entry, status: CacheStatus, ask: ClientAs
   const full = fromEntry(entry, status, ask.method, now);
   const decided = preconditionAnswer(entry, full, ask);
   if (decided) return decided;
-  const range = selectRange(entry, ask.headers, ask.method);
-  if (range.kind === "full") return full;
+  const length = entry.body.byteLength;
+  return rangeAnswer(entry, length, full, ask, (start, end) => entry.body.subarray(start, end + 1)) ?? full;
+}
+
+/**
+ * The 206 or 416 a client's Range makes of `full`, the answer `entry` would give, whose body is
+ * `length` bytes (RFC 9110 §14); undefined when the whole is sent. `part` gives the bytes of
+ * the range: from the stored body, or cut from one still arriving.
+ */
+export function rangeAnswer(
+  entry: Omit<Entry, "body">,
+  length: number,
+  full: EngineResponse,
+  ask: ClientAsk,
+  part: (start: number, end: number) => Uint8Array | ReadableStream<Uint8Array>,
+): EngineResponse | undefined {
+  const range = selectRange(entry, ask.headers, ask.method, length);
+  if (range.kind === "full") return undefined;
   if (range.kind === "unsatisfiable") {
     const refused = synthetic(416, "range not satisfiable", full.cacheStatus);
     refused.headers.push(["content-range", contentRange(range)]);
@@ -37,7 +53,7 @@ export function answerFromEntry(entry: Entry, status: CacheStatus, ask: ClientAs
   const headers = full.headers.filter(([name]) => name !== "content-length" && name !== "content-range");
   headers.push(["content-range", contentRange(range)]);
   headers.push(["content-length", String(range.end - range.start + 1)]);
-  return { ...full, status: 206, headers, body: entry.body.subarray(range.start, range.end + 1) };
+  return { ...full, status: 206, headers, body: part(range.start, range.end) };
 }
 
 /**

@@ -9,7 +9,8 @@ import { parseHttpDate } from "./http-date.ts";
 import type { HeaderReader } from "./http.ts";
 
 /**
- * What to send for a request's Range, given a stored response:
+ * What to send for a request's Range, given a stored response (or the head of one whose body
+ * of `length` bytes is still arriving):
  * - `full`: the whole 200 (no Range, Range ignored, several ranges, or If-Range not matching);
  * - `partial`: a 206 of bytes `start` to `end` inclusive;
  * - `unsatisfiable`: a 416 with `Content-Range: bytes *\/length`.
@@ -30,9 +31,14 @@ const FULL: RangeSelection = { kind: "full" };
  * equals a Last-Modified that is itself strong (at least a second before the response's Date).
  *
  * @example
- * selectRange(entry, new Headers({ range: "bytes=-500" }), "GET"); // { kind: "partial", start: len - 500, ... }
+ * selectRange(entry, new Headers({ range: "bytes=-500" }), "GET", entry.body.byteLength); // { kind: "partial", start: len - 500, ... }
  */
-export function selectRange(entry: Entry, headers: HeaderReader, method: string): RangeSelection {
+export function selectRange(
+  entry: Omit<Entry, "body">,
+  headers: HeaderReader,
+  method: string,
+  length: number,
+): RangeSelection {
   if (method !== "GET" || entry.status !== 200 || entry.negative) return FULL;
   const range = headers.get("range");
   if (range === null) return FULL;
@@ -40,7 +46,6 @@ export function selectRange(entry: Entry, headers: HeaderReader, method: string)
   if (ifRange !== null && !ifRangeMatches(entry, ifRange)) return FULL;
   const specs = parseByteRanges(range);
   if (specs === undefined || specs.length !== 1) return FULL;
-  const length = entry.body.byteLength;
   // A zero-length body has no range to name in Content-Range; the whole (empty) 200 says it all.
   if (length === 0) return FULL;
   const spec = specs[0] as ByteRangeSpec;
@@ -80,7 +85,7 @@ function parseByteRanges(value: string): ByteRangeSpec[] | undefined {
 }
 
 /** RFC 9110 §13.1.5: If-Range holds only against a strong validator of the stored response. */
-function ifRangeMatches(entry: Entry, value: string): boolean {
+function ifRangeMatches(entry: Omit<Entry, "body">, value: string): boolean {
   const trimmed = value.trim();
   if (trimmed.startsWith('"') || trimmed.startsWith("W/")) {
     const tag = parseEntityTag(trimmed);
