@@ -75,9 +75,7 @@ async function videoOrigin(
 
 /** Bytes `start` to `end` of {@link videoOrigin}'s video, as a latin1 string (what `get` reads). */
 function videoPart(start: number, end: number): string {
-  let out = "";
-  for (let i = start; i <= end; i++) out += String.fromCharCode(i % 251);
-  return out;
+  return Buffer.from(Array.from({ length: end - start + 1 }, (_, i) => (start + i) % 251)).toString("latin1");
 }
 
 describe("video behind herdless: Range on a key whose body streams from its fill", () => {
@@ -133,5 +131,17 @@ describe("a visitor who leaves a download too large to store", () => {
     expect(next.status).toBe(200);
     expect(next.body.length).toBe(8 * MiB);
     expect(next.headers["cache-status"]).not.toMatch(/backoff/);
+  });
+
+  it("nor does a HEAD on it (a link checker, `curl -I`), filled with a GET whose body no one reads", async () => {
+    const origin = await videoOrigin(8 * MiB);
+    const h = await herdless(origin.url, { cache: { maxEntryBytes: MiB }, origin: { readAheadBytes: 0 } });
+    cleanup.unshift(h.close);
+    const head = await get(h.base, "/film.mp4", { method: "HEAD" });
+    expect([head.status, head.headers["content-length"], head.body]).toEqual([200, String(8 * MiB), ""]);
+    await vi.waitFor(() => expect(origin.closed()).toBe(1));
+    const next = await get(h.base, "/film.mp4", { headers: { range: "bytes=0-9" } });
+    expect(next.headers["cache-status"]).not.toMatch(/backoff/);
+    expect([next.status, next.body]).toEqual([206, videoPart(0, 9)]);
   });
 });
