@@ -130,6 +130,16 @@ describe("hard purge across four data centers", () => {
     });
   });
 
+  it("security: tags named like an object's own fields (constructor, toString, __proto__) are hits like any other, and purge only what they name", async () => {
+    // The tags are the origin's words, taken from what users write (a blog tag): a page tagged
+    // `constructor` read as purged on every request (a mark found on Object.prototype), one
+    // origin request each; a purge of `__proto__` set the list's prototype and was lost.
+    await hardPurge({ tags: ["__proto__"] }, ["/proto/b"], ["/proto/a"], {
+      "/proto/a": "constructor",
+      "/proto/b": "__proto__, toString",
+    });
+  });
+
   it("everything ({all: true})", async () => {
     await hardPurge({ all: true }, ["/all/a", "/all/b"], []);
   });

@@ -48,6 +48,16 @@ describe("purge marks", () => {
     expect(applyPurge(entry, entry.key, at(undefined, { all: true }, 150))).toBeUndefined();
   });
 
+  it("finds no mark on the list's prototype: tags named constructor, toString or __proto__ are tags like any other", () => {
+    const odd = testEntry("GET https://a.test/p", 100, { tags: ["constructor", "toString", "__proto__"] });
+    expect(purgeVerdict(odd, odd.key, emptyPurges())).toBe("keep");
+    const purged = at(undefined, { tags: ["__proto__"] }, 200);
+    expect(purgeVerdict(odd, odd.key, purged)).toBe("hard");
+    expect(purgeVerdict(entry, entry.key, purged)).toBe("keep");
+    // As the list travels between edges (Redis, a Durable Object): JSON keeps the mark a field.
+    expect(purgeVerdict(odd, odd.key, JSON.parse(JSON.stringify(purged)) as typeof purged)).toBe("hard");
+  });
+
   it("drops marks past retention so the snapshot stays bounded", () => {
     const old = at(undefined, { urls: ["https://a.test/x"] }, 0);
     expect(Object.keys(recordPurge(old, { tags: ["t"] }, keys, 2_000_000, 1_000_000).keys)).toEqual([]);

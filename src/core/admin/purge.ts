@@ -46,9 +46,24 @@ function coveringPurge(entry: Entry, primary: string, purges: PurgeSnapshot): { 
     at = Math.min(at, mark.at);
   };
   consider(purges.all);
-  consider(purges.keys[primary]);
-  for (const tag of entry.tags) consider(purges.tags[tag]);
+  consider(markOf(purges.keys, primary));
+  for (const tag of entry.tags) consider(markOf(purges.tags, tag));
   return { verdict, at };
+}
+
+/**
+ * The mark `marks` holds for `name` itself. The tags are the origin's words (`Cache-Tag`,
+ * `Surrogate-Key`), and a plain object also answers `constructor`, `toString` or `__proto__`
+ * from its prototype: a page tagged `constructor` read as purged on every request, never a
+ * hit, each request one more origin request (a blog tag, a search term the origin tags by).
+ */
+function markOf(marks: Record<string, PurgeMark>, name: string): PurgeMark | undefined {
+  return Object.hasOwn(marks, name) ? marks[name] : undefined;
+}
+
+/** Sets `name`'s mark as an own field: `marks["__proto__"] = mark` would set the prototype, the purge lost. */
+function setMark(marks: Record<string, PurgeMark>, name: string, mark: PurgeMark): void {
+  Object.defineProperty(marks, name, { value: mark, enumerable: true, writable: true, configurable: true });
 }
 
 /**
@@ -87,9 +102,9 @@ export function recordPurge(
     next.keys = {};
     next.tags = {};
   } else if ("urls" in command) {
-    for (const url of command.urls) for (const key of keysOf(url)) next.keys[key] = mark;
+    for (const url of command.urls) for (const key of keysOf(url)) setMark(next.keys, key, mark);
   } else {
-    for (const tag of command.tags) next.tags[tag] = mark;
+    for (const tag of command.tags) setMark(next.tags, tag, mark);
   }
   return bounded(prune(next, now - retainMs));
 }

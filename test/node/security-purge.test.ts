@@ -1,0 +1,60 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { get, herdless, servingOrigin } from "./attack-kit.ts";
+
+/**
+ * Purge tags attacked through the Node server (its socket hit path included): the tags are
+ * the origin's words, and the origin may take them from what a user wrote (a blog post's
+ * tags, a search term). Each test is the attacker's page, then the visitors'.
+ */
+
+const TOKEN = "node-purge-attack-token-0123";
+const cleanup: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+});
+
+describe("security: purge tags named like an object's own fields (Node)", () => {
+  it("a page tagged constructor, toString or __proto__ is a hit like any other, and a purge of __proto__ purges it", async () => {
+    let requests = 0;
+    const tags: Record<string, string> = { "/tag/ctor": "constructor", "/tag/proto": "__proto__, toString" };
+    const origin = await servingOrigin((req, res) => {
+      requests++;
+      const headers = { "cache-control": "max-age=60", "cache-tag": tags[req.url ?? ""] ?? "plain" };
+      res.writeHead(200, headers).end(`${req.url} #${requests}`);
+    }, cleanup);
+    const proxy = await herdless(origin, { admin: { token: TOKEN, purgePropagationMs: 10 } });
+    cleanup.push(() => proxy.close());
+
+    for (const path of ["/tag/ctor", "/tag/proto"]) {
+      const first = await get(proxy.base, path);
+      const visitor = await get(proxy.base, path);
+      expect(visitor.status).toBe(200);
+      expect(visitor.body).toBe(first.body);
+      // Before: every request read the page as purged (a mark found on Object.prototype), one origin request each.
+      expect(visitor.headers["cache-status"]).toMatch(/^herdless; hit; ttl=60$/);
+    }
+    expect(requests).toBe(2);
+
+    const body = JSON.stringify({ tags: ["__proto__"] });
+    const purge = await get(proxy.base, "/__herdless/purge", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${TOKEN}`,
+        "content-type": "application/json",
+        "content-length": `${body.length}`,
+      },
+      body,
+    });
+    expect(purge.status).toBe(200);
+    proxy.clock.advance(1); // entries stored after this instant are newer than the purge
+    // Before: `tags["__proto__"] = mark` set the list's prototype and the purge was lost.
+    const purged = await get(proxy.base, "/tag/proto");
+    expect(purged.body).toBe("/tag/proto #3");
+    expect(purged.headers["cache-status"]).toMatch(/fwd=uri-miss/);
+    const kept = await get(proxy.base, "/tag/ctor");
+    expect(kept.body).toBe("/tag/ctor #1");
+    expect(kept.headers["cache-status"]).toMatch(/^herdless; hit;/);
+    expect(requests).toBe(3);
+  });
+});
