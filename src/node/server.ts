@@ -5,6 +5,7 @@ import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { createHandler } from "./handler.ts";
 import { parseRefusal, unmetExpectation, type ClientError } from "./parse-refusal.ts";
+import { pipelineBound } from "./pipeline-bound.ts";
 import type { Logger } from "./logger.ts";
 import type { Stack } from "./stack.ts";
 
@@ -56,9 +57,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   loadLazyGlobals();
   const handler = createHandler({ stack, logger, fastHits: options.fastHits });
   let closing: Promise<void> | undefined;
+  const pipelined = pipelineBound();
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     // Once closing, every answer ends its connection, so keep-alive clients go elsewhere.
     if (closing) res.shouldKeepAlive = false;
+    pipelined(req, res);
     handler(req, res);
   });
   // Every field of a request is counted: node:http keeps the first 2,000 and drops the rest
