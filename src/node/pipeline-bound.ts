@@ -20,8 +20,8 @@ type PausableSocket = Socket & {
  * when answers already written pile up unread: answers that are still being made (a cold
  * miss, a request waiting on a fill) weigh nothing there. One connection that wrote 100,000
  * `GET`s for a page that was being fetched (4 MB) had herdless hold 100,000 requests, ~280 MiB
- * of heap, past the heap herdless sizes from `cache.maxBytes`: the process exited, every
- * visitor's connection with it. Past {@link MAX_PIPELINED} in flight, the connection is paused
+ * of heap: a few megabytes more pass the heap herdless sizes from `cache.maxBytes`, where the
+ * process exits, every visitor's connection with it. Past {@link MAX_PIPELINED} in flight, the connection is paused
  * as node:http pauses it (the rest of the bytes it already read is still parsed: at most one
  * read, 64 KiB), and read again once half of them are answered; nothing is refused, and a
  * client that reads its answers gets them all, in order.
