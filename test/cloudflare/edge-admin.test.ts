@@ -167,4 +167,16 @@ describe("the admin API under attack, in workerd", () => {
     expect((await guess(ADMIN_TOKEN)).status).toBe(429);
     expect((await guess(ADMIN_TOKEN, "192.0.2.10")).status).toBe(200);
   });
+
+  it("token guessing from fresh IPv6 addresses of one /64 is slowed down as from one address", async () => {
+    const { dc } = await env();
+    const guess = (token: string, ip: string) =>
+      dc.get("/__herdless/stats", { headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": ip } });
+    // A /64 is one host's or home's (2^64 addresses): each guess from a new one used to be a free one.
+    for (let i = 0; i < 10; i++)
+      expect((await guess(`wrong-guess-${i}-0123456789`, `2001:db8:5:6::${(i + 1).toString(16)}`)).status).toBe(401);
+    const slowed = await guess("wrong-guess-10-0123456789", "2001:db8:5:6:abcd::99");
+    expect(slowed.status).toBe(429);
+    expect((await guess(ADMIN_TOKEN, "2001:db8:5:7::1")).status).toBe(200);
+  });
 });

@@ -9,6 +9,7 @@ import {
   type AdminContext,
   type AdminRequest,
 } from "./admin.ts";
+import { addressBlock } from "./auth.ts";
 import { SESSION_TTL_MS } from "./auth.ts";
 import { Metrics } from "./metrics.ts";
 import { LocalPurgeRegistry } from "./purge.ts";
@@ -258,6 +259,29 @@ describe("admin API under attack", () => {
     expect((await guess("guess-12-0123456789")).status).toBe(429);
     t.clock.advance(1_000);
     expect((await guess(TOKEN)).status).toBe(200);
+  });
+
+  it("an IPv6 client is braked by its /64: guesses from a new address of the same block are slowed, another block's are not", async () => {
+    const t = setup();
+    // Before, each guess from a fresh address (a /64 holds 2^64 of them) was one of ten free ones.
+    const guess = (token: string, client: string) =>
+      handleAdmin(req("GET", "/__herdless/stats", { authorization: `Bearer ${token}` }, "", { client }), t.ctx);
+    for (let i = 0; i < 10; i++)
+      expect((await guess(`guess-${i}-0123456789`, `2001:db8:7:8::${(i + 1).toString(16)}`)).status).toBe(401);
+    expect((await guess("guess-10-0123456789", "2001:db8:7:8:ffff:1:2:3")).status).toBe(429);
+    expect((await guess("guess-11-0123456789", "[2001:0db8:0007:0008::abcd]")).status).toBe(429);
+    expect((await guess(TOKEN, "2001:db8:7:9::1")).status).toBe(200);
+    // An IPv4 client, as it reaches a dual-stack socket, is its own address.
+    expect((await guess(TOKEN, "::ffff:192.0.2.50")).status).toBe(200);
+  });
+
+  it("addressBlock: IPv6 by its /64 however written, IPv4 (also mapped) and anything else as given", () => {
+    expect(addressBlock("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2::/64");
+    expect(addressBlock("2001:0db8:0001:0002:0:0:0:1")).toBe("2001:db8:1:2::/64");
+    expect(addressBlock("1:2::3:4:5:6:7")).toBe("1:2:0:3::/64");
+    expect(addressBlock("::ffff:192.0.2.7")).toBe("192.0.2.7");
+    expect(addressBlock("192.0.2.7")).toBe("192.0.2.7");
+    expect(addressBlock("unknown")).toBe("unknown");
   });
 
   it("remembers a bounded number of guessing clients", () => {

@@ -118,11 +118,12 @@ export class AttemptLimiter {
 
   /** Milliseconds `client` must still wait before a token it sends is checked (0: check now). */
   waitMs(client: string, now: number): number {
-    const entry = this.clients.get(client);
+    const entry = this.clients.get(addressBlock(client));
     return entry ? Math.max(0, entry.blockedUntil - now) : 0;
   }
 
-  failed(client: string, now: number): void {
+  failed(address: string, now: number): void {
+    const client = addressBlock(address);
     const entry = this.clients.get(client) ?? { count: 0, blockedUntil: 0 };
     // A client quiet for long enough starts over: the brake is for bursts of guesses.
     if (now >= entry.blockedUntil + Math.max(this.maxDelayMs, this.delayAfter(entry.count) * 2)) entry.count = 0;
@@ -137,7 +138,7 @@ export class AttemptLimiter {
   }
 
   succeeded(client: string): void {
-    this.clients.delete(client);
+    this.clients.delete(addressBlock(client));
   }
 
   /** Clients remembered now (for tests and stats). */
@@ -149,4 +150,30 @@ export class AttemptLimiter {
     if (count < this.freeFailures) return 0;
     return Math.min(this.maxDelayMs, 1000 * 2 ** Math.min(30, count - this.freeFailures));
   }
+}
+
+/**
+ * The addresses one client holds, as the brake counts them: an IPv6 address by its /64, the
+ * block a single host or home network is given (RFC 6177), which it can pick any address in
+ * (privacy addresses change daily on their own): counted per address, each guess from a new one
+ * got ten more free, unslowed. An IPv4 address (also mapped into IPv6) is its own, as is
+ * anything else.
+ *
+ * @example
+ * addressBlock("2001:db8:1:2:aaaa::1"); // "2001:db8:1:2::/64"
+ * addressBlock("::ffff:192.0.2.7"); // "192.0.2.7"
+ */
+export function addressBlock(address: string): string {
+  const bare = address.startsWith("[") && address.endsWith("]") ? address.slice(1, -1) : address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped) return mapped[1]!;
+  if (!bare.includes(":") || !/^[0-9a-f:.]+$/i.test(bare)) return address;
+  const [head = "", tail] = bare.split("::");
+  const front = head === "" ? [] : head.split(":");
+  const back = tail === undefined || tail === "" ? [] : tail.split(":");
+  // `a:b::c`: the groups `::` stands for are zeros; without `::` all eight are written.
+  const zeros = tail === undefined ? 0 : Math.max(0, 8 - front.length - back.length);
+  const groups = [...front, ...Array<string>(zeros).fill("0"), ...back];
+  const prefix = groups.slice(0, 4).map((group) => (Number.parseInt(group, 16) || 0).toString(16));
+  return `${prefix.join(":")}::/64`;
 }
