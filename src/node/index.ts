@@ -5,5 +5,6 @@
 export { cli, loadConfig, main } from "./cli.ts";
 export { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 export { createHandler, type HandlerOptions, type HerdlessHandler } from "./handler.ts";
+export { MAX_PIPELINED, pipelineBound } from "./pipeline-bound.ts";
 export { startServer, type RunningServer, type ServerOptions } from "./server.ts";
 export { localStack, type Stack, type StackOptions } from "./stack.ts";
