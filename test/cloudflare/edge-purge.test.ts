@@ -140,6 +140,29 @@ describe("hard purge across four data centers", () => {
     });
   });
 
+  it("security: a page being fetched when the operator purges it is not kept; after the purge returns every data center gets the new version", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": CACHED }, mode: "hold" });
+    const testEnv = edgeEnv(origin.url, { ...ADMIN, ...PATIENT_BREAKER });
+    const path = `/inflight-${crypto.randomUUID().slice(0, 8)}`;
+    const guardName = `guard-${crypto.randomUUID()}`;
+    await useGuardConfig(testEnv, guardName);
+    await useInCoordinators(testEnv, [path], systemClock, guardName);
+    const dcs = dataCenters(2, testEnv, undefined, { ownIsolate: true });
+    const first = dcs[0]!.get(path);
+    await origin.waitFor({ held: 1 });
+    // The origin's answer (the page before the edit) is on its way; the operator purges.
+    const admin = dataCenter(`admin-${crypto.randomUUID()}`, testEnv, undefined, { ownIsolate: true });
+    expect((await adminCall(admin, "POST", "purge", { body: { urls: [`${EDGE}${path}`] } })).status).toBe(200);
+    await origin.set({ mode: "up" });
+    await origin.release();
+    // The request that asked before the purge gets what it asked for.
+    expect((await first).body).toBe(`${path} #1`);
+    // Before: that answer, arriving after the purge, was stored and every data center's hit.
+    await expectEveryDc(dcs.slice(0, 1), path, { body: `${path} #2`, cacheStatus: /fwd=uri-miss/ });
+    await expectEveryDc(dcs, path, { body: `${path} #2`, cacheStatus: /^herdless; hit; ttl=/ });
+    expect(await origin.count()).toBe(2);
+  });
+
   it("everything ({all: true})", async () => {
     await hardPurge({ all: true }, ["/all/a", "/all/b"], []);
   });

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { get, herdless, servingOrigin } from "./attack-kit.ts";
 
 /**
@@ -56,5 +56,47 @@ describe("security: purge tags named like an object's own fields (Node)", () => 
     expect(kept.body).toBe("/tag/ctor #1");
     expect(kept.headers["cache-status"]).toMatch(/^herdless; hit;/);
     expect(requests).toBe(3);
+  });
+
+  it("a page being fetched when the operator purges it is not kept: the old version is never served after the purge returned", async () => {
+    let version = 1;
+    let requests = 0;
+    let held: (() => void) | undefined;
+    const origin = await servingOrigin((req, res) => {
+      requests++;
+      const answer = `${req.url} v${version}`;
+      const send = () => res.writeHead(200, { "cache-control": "max-age=60" }).end(answer);
+      if (requests === 1) held = send;
+      else send();
+    }, cleanup);
+    const proxy = await herdless(origin, { admin: { token: TOKEN, purgePropagationMs: 10 } });
+    cleanup.push(() => proxy.close());
+
+    const first = get(proxy.base, "/news");
+    await vi.waitFor(() => expect(held).toBeDefined());
+    // The origin has answered v1 (held on its way); the editor publishes v2, then purges.
+    version = 2;
+    proxy.clock.advance(1_000);
+    const body = JSON.stringify({ urls: ["http://shop.test/news"] });
+    const purge = await get(proxy.base, "/__herdless/purge", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${TOKEN}`,
+        "content-type": "application/json",
+        "content-length": `${body.length}`,
+      },
+      body,
+    });
+    expect(purge.status).toBe(200);
+    proxy.clock.advance(1_000);
+    held!();
+    // The request that asked before the purge gets what it asked for.
+    expect((await first).body).toBe("/news v1");
+    // Before: that answer, arriving after the purge, was stored and every visitor's hit for 60 s.
+    const visitor = await get(proxy.base, "/news");
+    expect(visitor.body).toBe("/news v2");
+    expect(visitor.headers["cache-status"]).toMatch(/fwd=uri-miss/);
+    expect((await get(proxy.base, "/news")).headers["cache-status"]).toMatch(/^herdless; hit;/);
+    expect(requests).toBe(2);
   });
 });

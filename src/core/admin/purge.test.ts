@@ -29,6 +29,13 @@ describe("purge marks", () => {
     expect(purgeVerdict(entry, entry.key, at(undefined, { tags: ["t2"] }, 200))).toBe("keep");
   });
 
+  it("covers an answer asked of the origin before the purge, even when it arrived after it", () => {
+    const inFlight = testEntry("GET https://a.test/p", 300, { requestAt: 100, tags: ["t1"] });
+    expect(purgeVerdict(inFlight, inFlight.key, at(undefined, { urls: ["https://a.test/p"] }, 200))).toBe("hard");
+    expect(purgeVerdict(inFlight, inFlight.key, at(undefined, { tags: ["t1"], soft: true }, 200))).toBe("soft");
+    expect(purgeVerdict(inFlight, inFlight.key, at(undefined, { all: true }, 99))).toBe("keep");
+  });
+
   it("lets a hard purge win over a soft one", () => {
     const both = at(at(undefined, { tags: ["t1"], soft: true }, 200), { urls: ["https://a.test/p"] }, 200);
     expect(purgeVerdict(entry, entry.key, both)).toBe("hard");

@@ -29,8 +29,8 @@ export type PurgeVerdict = "keep" | "soft" | "hard";
 
 /**
  * Whether `entry` (stored under `primary`) predates a purge that covers it. A hard purge
- * anywhere wins over a soft one; entries stored after every matching purge are kept.
- * `at` is the earliest covering soft purge: the entry counts as stale from then.
+ * anywhere wins over a soft one; entries asked of the origin after every matching purge are
+ * kept. `at` is the earliest covering soft purge: the entry counts as stale from then.
  */
 export function purgeVerdict(entry: Entry, primary: string, purges: PurgeSnapshot): PurgeVerdict {
   return coveringPurge(entry, primary, purges).verdict;
@@ -40,7 +40,11 @@ function coveringPurge(entry: Entry, primary: string, purges: PurgeSnapshot): { 
   let verdict: PurgeVerdict = "keep";
   let at = Infinity;
   const consider = (mark: PurgeMark | undefined) => {
-    if (!mark || entry.storedAt > mark.at) return;
+    // By when the origin was asked, not when it answered: a fill sent before the purge may
+    // bring the page as it was before it (the origin changed it, then the operator purged).
+    // Judged by its arrival, that answer was stored after the purge and served as a hit for
+    // its whole lifetime, though the purge had returned (attack tests: security-purge, edge-purge).
+    if (!mark || entry.requestAt > mark.at) return;
     if (!mark.soft) verdict = "hard";
     else if (verdict === "keep") verdict = "soft";
     at = Math.min(at, mark.at);
