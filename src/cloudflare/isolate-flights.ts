@@ -11,7 +11,7 @@ import { headerList } from "../core/http/http.ts";
 import { notTheJoinersFailure } from "../core/fill/flight-backoff.ts";
 import { variantKey } from "../core/http/key.ts";
 import type { Entry } from "../core/http/entry.ts";
-import { asJoined, sharesCredentials } from "../core/fill/flight.ts";
+import { asJoined, mayTakeJoined } from "../core/fill/flight.ts";
 import { SharedBody } from "../core/fill/shared-body.ts";
 import type { SharedBodyLimits } from "../core/fill/laggards.ts";
 import type { OrdinaryHeadersConfig } from "../core/origin/client-inputs.ts";
@@ -247,8 +247,8 @@ function forWaiter(
   request: FillRequest,
   ordinary: OrdinaryHeadersConfig,
 ): FillResult | undefined {
-  // The answer to the leader's own Authorization is the leader's (flight.ts credentialsOf).
-  if (!sharesCredentials(shared, request)) return undefined;
+  // The answer to the leader's own Authorization is the leader's; so is one a purge overtook (flight.ts mayTakeJoined).
+  if (!mayTakeJoined(shared, request)) return undefined;
   switch (shared.kind) {
     case "entry":
       // Collapsed onto a flight that went to the origin; the object's stored copy is a hit for the waiter too.

@@ -58,7 +58,7 @@ describe("security: purge tags named like an object's own fields (Node)", () => 
     expect(requests).toBe(3);
   });
 
-  it("a page being fetched when the operator purges it is not kept: the old version is never served after the purge returned", async () => {
+  it("a page being fetched when the operator purges it is not kept nor handed to a later visitor: the old version is never served after the purge returned", async () => {
     let version = 1;
     let requests = 0;
     let held: (() => void) | undefined;
@@ -89,14 +89,19 @@ describe("security: purge tags named like an object's own fields (Node)", () => 
     });
     expect(purge.status).toBe(200);
     proxy.clock.advance(1_000);
+    // A visitor arriving after the purge returned, while the fetch it overtook still runs.
+    const joiner = get(proxy.base, "/news");
+    // Real time for ordering only: the visitor reaches the running fetch before it answers.
+    await new Promise((resolve) => setTimeout(resolve, 200));
     held!();
     // The request that asked before the purge gets what it asked for.
     expect((await first).body).toBe("/news v1");
+    // Before: the visitor was handed the old page, collapsed onto that fetch.
+    expect((await joiner).body).toBe("/news v2");
     // Before: that answer, arriving after the purge, was stored and every visitor's hit for 60 s.
     const visitor = await get(proxy.base, "/news");
     expect(visitor.body).toBe("/news v2");
-    expect(visitor.headers["cache-status"]).toMatch(/fwd=uri-miss/);
-    expect((await get(proxy.base, "/news")).headers["cache-status"]).toMatch(/^herdless; hit;/);
+    expect(visitor.headers["cache-status"]).toMatch(/^herdless; hit;/);
     expect(requests).toBe(2);
   });
 });

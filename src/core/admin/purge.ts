@@ -32,11 +32,18 @@ export type PurgeVerdict = "keep" | "soft" | "hard";
  * anywhere wins over a soft one; entries asked of the origin after every matching purge are
  * kept. `at` is the earliest covering soft purge: the entry counts as stale from then.
  */
-export function purgeVerdict(entry: Entry, primary: string, purges: PurgeSnapshot): PurgeVerdict {
+export function purgeVerdict(entry: PurgeFacts, primary: string, purges: PurgeSnapshot): PurgeVerdict {
   return coveringPurge(entry, primary, purges).verdict;
 }
 
-function coveringPurge(entry: Entry, primary: string, purges: PurgeSnapshot): { verdict: PurgeVerdict; at: number } {
+/** What a purge is judged on: when the origin was asked for the copy, and its tags. */
+type PurgeFacts = Pick<Entry, "requestAt" | "tags">;
+
+function coveringPurge(
+  entry: PurgeFacts,
+  primary: string,
+  purges: PurgeSnapshot,
+): { verdict: PurgeVerdict; at: number } {
   let verdict: PurgeVerdict = "keep";
   let at = Infinity;
   const consider = (mark: PurgeMark | undefined) => {

@@ -1,4 +1,5 @@
 import type { FillRequest, FillResult, RequesterFields } from "./coordinator.ts";
+import { purgeVerdict } from "../admin/purge.ts";
 import { routeFor, type Config } from "../config.ts";
 import { headerList } from "../http/http.ts";
 import type { Entry } from "../http/entry.ts";
@@ -93,8 +94,16 @@ export function forCredentials(result: FlightResult, credentials: string | undef
   return { ...result, credentials };
 }
 
-/** Whether a caller may take the answer of the flight it joined (see {@link credentialsOf}). */
-export function sharesCredentials(result: FillResult | SharedFlight, request: FillRequest): boolean {
+/**
+ * Whether a caller may take the answer of the flight it joined: not the answer to another
+ * client's Authorization ({@link credentialsOf}), nor one a hard purge the caller knows of
+ * covers. A flight that asked the origin before an operator's purge brings the page as it was
+ * before it: its own callers asked for it then, but a caller that arrived after the purge
+ * returned was handed that old page too, while the fetch the purge overtook was still running.
+ */
+export function mayTakeJoined(result: FillResult | SharedFlight, request: FillRequest): boolean {
+  const head = "head" in result ? result.head : "entry" in result ? result.entry : undefined;
+  if (head && request.purges && purgeVerdict(head, request.primary, request.purges) === "hard") return false;
   if (!("credentials" in result) || result.credentials === undefined) return true;
   return headerList(request.headers).get("authorization") === result.credentials;
 }

@@ -16,7 +16,7 @@ import { answersCaller, dueForRefresh, storedAnswer, storedFor, type StoredAnswe
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
 import { invalidateStored } from "../store/lookup.ts";
-import { asJoined, sharesCredentials, streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
+import { asJoined, mayTakeJoined, streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
 import { leaseStayedBusy, STREAMING } from "./relay.ts";
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
@@ -148,7 +148,7 @@ export class KeyCoordinator implements Coordinator {
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });
-    return sharesCredentials(value, request) ? asJoined(value) : this.fill(request, true);
+    return mayTakeJoined(value, request) ? asJoined(value) : this.fill(request, true);
   }
 
   async invalidate(primary: string, headers: [string, string][]): Promise<void> {
@@ -164,7 +164,7 @@ export class KeyCoordinator implements Coordinator {
       const mine = variantKey(request.primary, flight.head.vary, headerList(request.headers));
       if (mine !== flight.head.key && request.key !== mine) return this.fill({ ...request, key: mine });
     }
-    return collapsed && !sharesCredentials(flight, request) ? undefined : streamOf(flight, collapsed);
+    return collapsed && !mayTakeJoined(flight, request) ? undefined : streamOf(flight, collapsed);
   }
 
   /**
