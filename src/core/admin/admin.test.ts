@@ -9,8 +9,7 @@ import {
   type AdminContext,
   type AdminRequest,
 } from "./admin.ts";
-import { addressBlock } from "./auth.ts";
-import { SESSION_TTL_MS } from "./auth.ts";
+import { addressBlock, SESSION_TTL_MS } from "./auth.ts";
 import { Metrics } from "./metrics.ts";
 import { LocalPurgeRegistry } from "./purge.ts";
 

@@ -247,8 +247,8 @@ export class LocalPurgeRegistry implements PurgeRegistry {
 
   async purge(command: PurgeCommand): Promise<void> {
     this.snapshot = recordPurge(this.snapshot, command, this.keyOf, this.clock.now(), PURGE_RETAIN_MS);
-    // Entries count as purged when stored at or before the mark: return only once the clock
-    // has moved past it, so whatever is stored after the purge returns is kept.
+    // Entries count as purged when asked of the origin at or before the mark: return only once
+    // the clock has moved past it, so whatever is asked for after the purge returns is kept.
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
 }
