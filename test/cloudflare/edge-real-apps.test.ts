@@ -34,6 +34,31 @@ describe("server-sent events on a cached route (no bypass)", () => {
   });
 });
 
+describe("server-sent events past origin.streamTimeoutMs", () => {
+  it("end there, and EventSource's reconnect is answered 200, not a 503 for a key backing off", async () => {
+    const origin = await testOrigin({
+      headers: { "content-type": "text/event-stream", "cache-control": "no-cache" },
+      body: "data: one\n\ndata: two\n\n",
+      mode: "stream",
+    });
+    const testEnv = edgeEnv(origin.url, { origin: { streamTimeoutMs: 500 } });
+    const path = `/events-${crypto.randomUUID()}`;
+    await useInCoordinators(testEnv, [path], systemClock);
+    const [dc] = dataCenters(1, testEnv);
+    const { response } = await dc!.fetch(path);
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    expect(decoder.decode((await reader.read()).value)).toBe("data: one\n\n");
+    // The origin never ends the stream: herdless does, at its cap.
+    await reader.read().catch(() => undefined);
+    const reconnect = await dc!.fetch(path);
+    expect(reconnect.response.status).toBe(200);
+    expect(reconnect.response.headers.get("cache-status")).not.toMatch(/backoff/);
+    await reconnect.response.body!.cancel();
+    await origin.release();
+  });
+});
+
 const MiB = 1024 * 1024;
 
 /** Bytes `start` to `end` of the test origin's generated body. */

@@ -54,6 +54,26 @@ describe("server-sent events on a cached route (no bypass)", () => {
   });
 });
 
+describe("server-sent events past origin.streamTimeoutMs", () => {
+  it("end there, and EventSource's reconnect is answered 200, not a 503 for a key backing off", async () => {
+    const open: ServerResponse[] = [];
+    const origin = await servingOrigin((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      res.write(`data: ${open.length}\n\n`);
+      open.push(res);
+    }, cleanup);
+    cleanup.unshift(async () => void open.forEach((res) => res.end()));
+    const h = await herdless(origin, { origin: { streamTimeoutMs: 300 } });
+    cleanup.unshift(h.close);
+    // Read until herdless ends the stream at its cap (the origin never would).
+    const first = await readUntil(h.base, "/events", "never arrives");
+    expect(first).toMatch(/^HTTP\/1\.1 200 [^]*data: 0\n\n/);
+    const reconnect = await readUntil(h.base, "/events", "data: 1");
+    expect(reconnect).toMatch(/^HTTP\/1\.1 200 /);
+    expect(reconnect).toContain("data: 1\n\n");
+  });
+});
+
 const MiB = 1024 * 1024;
 
 /** A video of `bytes` (byte i is `i % 251`) with a max-age, sent as fast as herdless reads it; `closed` counts calls whose connection ended. */

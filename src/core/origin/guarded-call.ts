@@ -5,7 +5,7 @@ import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "../error
 import { realTimers, type Timers } from "../guard/local-guard.ts";
 import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guard/origin-guard.ts";
 import { fetchOrigin, type FetchLike, type OriginRequest, type OriginResponse } from "./origin-client.ts";
-import type { ContentDecoding } from "./response-fields.ts";
+import { heldShape, type ContentDecoding } from "./response-fields.ts";
 import { cutWhenUnread } from "./client-idle.ts";
 import { holdUntilDone } from "./held-body.ts";
 import { clientInput } from "./client-inputs.ts";
@@ -228,7 +228,7 @@ export async function guardedOriginCall(
   if (response.kind === "streamed" && response.body) {
     const timers = deps.timers ?? realTimers;
     const held = holdUntilDone(response.body, {
-      declaredBytes: response.declaredBytes,
+      ...heldShape(response),
       config,
       timers,
       url: request.url,

@@ -11,6 +11,8 @@ export type StreamEnding = "ended" | "failed" | "lost";
 export interface HeldBodyOptions {
   /** Content-Length the origin declared, if any. */
   declaredBytes: number | undefined;
+  /** A server-sent event stream: `origin.streamTimeoutMs` ends it as herdless's cap, not the origin's failure. */
+  live?: boolean;
   config: Config;
   timers: Timers;
   url: string;
@@ -152,6 +154,10 @@ class HeldBody {
 
   private tooLong(streamTimeoutMs: number): void {
     const how = `took longer than ${streamTimeoutMs} ms`;
+    // An event stream runs as long as its page is open: ending it at the cap is herdless's doing
+    // (the breaker learns nothing, the key does not back off; EventSource reconnects). Counted as
+    // a timeout, the reconnect got a 503 (backoff), and an EventSource gives up on any non-200.
+    if (!this.released && this.o.live) return this.stop(capped(this.o.url, how), "lost", true);
     if (!this.released) return this.stop(tooSlow(this.o.url, how), "failed", true);
     // The origin was done long ago: the client is the slow one, and the breaker learns nothing.
     if (this.close())
@@ -261,6 +267,10 @@ async function readOrStall(
 function brokenOff(error: unknown, url: string): HerdlessError {
   if (isHerdlessError(error)) return error;
   return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause: error });
+}
+
+function capped(url: string, how: string): HerdlessError {
+  return new HerdlessError("STREAM_CAPPED", `event stream ${url} ${how}: ended by origin.streamTimeoutMs`);
 }
 
 function tooSlow(url: string, how: string): HerdlessError {

@@ -1,4 +1,4 @@
-import { HOP_BY_HOP } from "../http/http.ts";
+import { headerList, HOP_BY_HOP } from "../http/http.ts";
 
 /**
  * Which Content-Encoding values a runtime's `fetch` removes before handing out the body
@@ -110,7 +110,21 @@ export function responseHeaders(
  * 504 the breaker counted as a timeout.
  */
 export function streamsAtOnce(headers: Headers, declared: number | undefined, keep: number): boolean {
-  if (keep === 0 || (declared !== undefined && declared > keep)) return true;
-  const type = headers.get("content-type");
-  return type !== null && type.split(";", 1)[0]!.trim().toLowerCase() === "text/event-stream";
+  return keep === 0 || (declared !== undefined && declared > keep) || isEventStream(headers.get("content-type"));
+}
+
+/** Whether a `Content-Type` names a server-sent event stream: a live feed, open as long as its page is. */
+export function isEventStream(contentType: string | null): boolean {
+  return contentType !== null && contentType.split(";", 1)[0]!.trim().toLowerCase() === "text/event-stream";
+}
+
+/** What a streamed answer tells the body's holder (held-body.ts): its declared length, and whether it is a live event stream. */
+export function heldShape(response: { declaredBytes?: number; headers: [string, string][] }): {
+  declaredBytes: number | undefined;
+  live: boolean;
+} {
+  return {
+    declaredBytes: response.declaredBytes,
+    live: isEventStream(headerList(response.headers).get("content-type")),
+  };
 }
