@@ -18,7 +18,7 @@ export type HerdlessErrorCode =
   | "LEASE_LOST"
   /** A client read a shared body so slowly that it held the other readers back; it was cut off. */
   | "CLIENT_TOO_SLOW"
-  /** A live event stream reached `origin.streamTimeoutMs` and herdless ended it: no failure of the origin's. */
+  /** A live event stream reached `origin.streamTimeoutMs` or was silent for `streamIdleTimeoutMs`: herdless ended it, no failure of the origin's. */
   | "STREAM_CAPPED"
   /** An optional peer dependency (ioredis for the Redis fleet) is not installed. */
   | "DEPENDENCY_MISSING";

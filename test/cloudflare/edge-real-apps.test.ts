@@ -34,14 +34,17 @@ describe("server-sent events on a cached route (no bypass)", () => {
   });
 });
 
-describe("server-sent events past origin.streamTimeoutMs", () => {
-  it("end there, and EventSource's reconnect is answered 200, not a 503 for a key backing off", async () => {
+describe("server-sent events past origin.streamTimeoutMs, or silent for origin.streamIdleTimeoutMs", () => {
+  it.each([
+    ["streamTimeoutMs", { streamTimeoutMs: 500 }],
+    ["streamIdleTimeoutMs", { streamIdleTimeoutMs: 500 }],
+  ])("end there (%s), and EventSource's reconnect is answered 200, not a 503 for a key backing off", async (_, cap) => {
     const origin = await testOrigin({
       headers: { "content-type": "text/event-stream", "cache-control": "no-cache" },
       body: "data: one\n\ndata: two\n\n",
       mode: "stream",
     });
-    const testEnv = edgeEnv(origin.url, { origin: { streamTimeoutMs: 500 } });
+    const testEnv = edgeEnv(origin.url, { origin: cap });
     const path = `/events-${crypto.randomUUID()}`;
     await useInCoordinators(testEnv, [path], systemClock);
     const [dc] = dataCenters(1, testEnv);

@@ -54,8 +54,11 @@ describe("server-sent events on a cached route (no bypass)", () => {
   });
 });
 
-describe("server-sent events past origin.streamTimeoutMs", () => {
-  it("end there, and EventSource's reconnect is answered 200, not a 503 for a key backing off", async () => {
+describe("server-sent events past origin.streamTimeoutMs, or silent for origin.streamIdleTimeoutMs", () => {
+  it.each([
+    ["streamTimeoutMs", { streamTimeoutMs: 300 }],
+    ["streamIdleTimeoutMs", { streamIdleTimeoutMs: 300 }],
+  ])("end there (%s), and EventSource's reconnect is answered 200, not a 503 for a key backing off", async (_, cap) => {
     const open: ServerResponse[] = [];
     const origin = await servingOrigin((_req, res) => {
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
@@ -63,7 +66,7 @@ describe("server-sent events past origin.streamTimeoutMs", () => {
       open.push(res);
     }, cleanup);
     cleanup.unshift(async () => void open.forEach((res) => res.end()));
-    const h = await herdless(origin, { origin: { streamTimeoutMs: 300 } });
+    const h = await herdless(origin, { origin: cap });
     cleanup.unshift(h.close);
     // Read until herdless ends the stream at its cap (the origin never would).
     const first = await readUntil(h.base, "/events", "never arrives");

@@ -11,7 +11,7 @@ export type StreamEnding = "ended" | "failed" | "lost";
 export interface HeldBodyOptions {
   /** Content-Length the origin declared, if any. */
   declaredBytes: number | undefined;
-  /** A server-sent event stream: `origin.streamTimeoutMs` ends it as herdless's cap, not the origin's failure. */
+  /** A server-sent event stream: `origin.streamTimeoutMs` and `streamIdleTimeoutMs` end it as herdless's caps, not the origin's failure. */
   live?: boolean;
   config: Config;
   timers: Timers;
@@ -164,6 +164,13 @@ class HeldBody {
       this.controller.error(new HerdlessError("CLIENT_TOO_SLOW", `the client of ${this.o.url} ${how} to read it`));
   }
 
+  /** The origin sent nothing for `origin.streamIdleTimeoutMs`: an event stream's silence between events is no sickness. */
+  private stalled(): void {
+    const how = `stalled for ${this.idleMs} ms`;
+    if (this.o.live) this.stop(capped(this.o.url, how), "lost");
+    else this.stop(tooSlow(this.o.url, how));
+  }
+
   private cutHolder(): void {
     if (this.released || this.closed) return;
     const message =
@@ -191,9 +198,7 @@ class HeldBody {
       }
       let read: ReadableStreamReadResult<Uint8Array>;
       try {
-        read = await readOrStall(this.reader, timers, this.idleMs, () =>
-          this.stop(tooSlow(url, `stalled for ${this.idleMs} ms`)),
-        );
+        read = await readOrStall(this.reader, timers, this.idleMs, () => this.stalled());
       } catch (error) {
         if (!this.cancelling) this.stop(brokenOff(error, url));
         return;
@@ -270,7 +275,7 @@ function brokenOff(error: unknown, url: string): HerdlessError {
 }
 
 function capped(url: string, how: string): HerdlessError {
-  return new HerdlessError("STREAM_CAPPED", `event stream ${url} ${how}: ended by origin.streamTimeoutMs`);
+  return new HerdlessError("STREAM_CAPPED", `event stream ${url} ${how}: herdless ended it`);
 }
 
 function tooSlow(url: string, how: string): HerdlessError {
