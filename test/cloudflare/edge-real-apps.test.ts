@@ -2,7 +2,7 @@
  * A real site behind the Worker: what an application's pages need to reach their visitors as
  * the origin sent them. The Node twin is test/node/real-apps.test.ts.
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { systemClock } from "../../src/core/clock.ts";
 import { dataCenters, edgeEnv, useInCoordinators } from "./edge-harness.ts";
 import { largeBodyByte } from "./origin-protocol.ts";
@@ -104,5 +104,33 @@ describe("video behind the Worker: Range on a key whose body streams from its fi
     expect(response.headers.get("content-range")).toBe(`bytes 3000000-3000009/${size}`);
     expect(response.headers.get("cache-status")).toMatch(/detail=too-large/);
     expect([...new Uint8Array(await response.arrayBuffer())]).toEqual(generated(3000000, 3000009));
+  });
+});
+
+describe("a visitor who leaves a download too large to store", () => {
+  it("does not make the key back off: the next visitor gets the file, not a 503", async () => {
+    const size = 16 * MiB;
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", "content-type": "video/mp4" },
+      bodyBytes: size,
+    });
+    const testEnv = edgeEnv(origin.url, {
+      cache: { maxEntryBytes: MiB },
+      origin: { readAheadBytes: 0, streamIdleTimeoutMs: 1000 },
+    });
+    const path = `/film-${crypto.randomUUID()}.mp4`;
+    await useInCoordinators(testEnv, [path], systemClock);
+    const [dc] = dataCenters(1, testEnv);
+    // The first visitor's player reads the start of the file and goes away (a closed tab).
+    const { response } = await dc!.fetch(path);
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    await vi.waitFor(async () => expect((await origin.stats()).inFlight).toBe(0), { timeout: 10_000, interval: 100 });
+    const next = await dc!.fetch(path, { headers: { range: "bytes=0-9" } });
+    expect(next.response.headers.get("cache-status")).not.toMatch(/backoff/);
+    expect(next.response.status).toBe(206);
+    await next.response.body!.cancel();
   });
 });
