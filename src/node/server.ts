@@ -61,8 +61,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     // Once closing, every answer ends its connection, so keep-alive clients go elsewhere.
     if (closing) res.shouldKeepAlive = false;
-    pipelined(req, res);
     handler(req, res);
+    pipelined(req, res);
   });
   // Every field of a request is counted: node:http keeps the first 2,000 and drops the rest
   // unheard, so a Cookie or Authorization after them went unseen and unsent. The handler
