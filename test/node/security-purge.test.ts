@@ -14,6 +14,20 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
+/** The operator's purge through the admin API. */
+function purge(base: string, command: object) {
+  const body = JSON.stringify(command);
+  return get(base, "/__herdless/purge", {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${TOKEN}`,
+      "content-type": "application/json",
+      "content-length": `${body.length}`,
+    },
+    body,
+  });
+}
+
 describe("security: purge tags named like an object's own fields (Node)", () => {
   it("a page tagged constructor, toString or __proto__ is a hit like any other, and a purge of __proto__ purges it", async () => {
     let requests = 0;
@@ -36,17 +50,7 @@ describe("security: purge tags named like an object's own fields (Node)", () => 
     }
     expect(requests).toBe(2);
 
-    const body = JSON.stringify({ tags: ["__proto__"] });
-    const purge = await get(proxy.base, "/__herdless/purge", {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${TOKEN}`,
-        "content-type": "application/json",
-        "content-length": `${body.length}`,
-      },
-      body,
-    });
-    expect(purge.status).toBe(200);
+    expect((await purge(proxy.base, { tags: ["__proto__"] })).status).toBe(200);
     proxy.clock.advance(1); // entries stored after this instant are newer than the purge
     // Before: `tags["__proto__"] = mark` set the list's prototype and the purge was lost.
     const purged = await get(proxy.base, "/tag/proto");
@@ -77,17 +81,7 @@ describe("security: purge tags named like an object's own fields (Node)", () => 
     // The origin has answered v1 (held on its way); the editor publishes v2, then purges.
     version = 2;
     proxy.clock.advance(1_000);
-    const body = JSON.stringify({ urls: ["http://shop.test/news"] });
-    const purge = await get(proxy.base, "/__herdless/purge", {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${TOKEN}`,
-        "content-type": "application/json",
-        "content-length": `${body.length}`,
-      },
-      body,
-    });
-    expect(purge.status).toBe(200);
+    expect((await purge(proxy.base, { urls: ["http://shop.test/news"] })).status).toBe(200);
     proxy.clock.advance(1_000);
     // A visitor arriving after the purge returned, while the fetch it overtook still runs.
     const joiner = get(proxy.base, "/news");

@@ -262,9 +262,11 @@ export class LocalPurgeRegistry implements PurgeRegistry {
 export function purgeKeyOf(config: Config, anyScheme = false): (url: string) => readonly string[] {
   return (url) => {
     const parsed = new URL(url);
-    const key = primaryKey(parsed, routeFor(config, parsed.pathname).key);
+    // The scheme does not change the path, so one route's key options serve both keys.
+    const options = routeFor(config, parsed.pathname).key;
+    const key = primaryKey(parsed, options);
     if (!anyScheme) return [key];
     parsed.protocol = parsed.protocol === "https:" ? "http:" : "https:";
-    return [key, primaryKey(parsed, routeFor(config, parsed.pathname).key)];
+    return [key, primaryKey(parsed, options)];
   };
 }
