@@ -64,7 +64,8 @@ export const ALONE = "alone";
  * waiter waits for that flight's end, however long the body takes, and then asks again: as a
  * caller of the leader's own process too late for the start of a body does (KeyCoordinator),
  * never a second origin request for the key at once. Before, it gave up after
- * `coordinator.waitTimeoutMs` with a 503 while the download still ran.
+ * `coordinator.waitTimeoutMs` with a 503 while the download still ran. A live event stream
+ * is marked {@link ALONE} instead: it never ends by itself, so the late waiter asks on its own.
  */
 export const STREAMING = "streaming";
 

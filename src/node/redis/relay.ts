@@ -1,7 +1,15 @@
 import { randomUUID } from "node:crypto";
 import type { HerdlessErrorCode } from "../../core/errors.ts";
 import { decodeEntryMeta } from "../../core/http/entry.ts";
-import { RELAYED, STREAMING, type FlightRelay, type RelayedAnswer, type RelayedStream } from "../../core/fill/relay.ts";
+import {
+  ALONE,
+  RELAYED,
+  STREAMING,
+  type FlightRelay,
+  type RelayedAnswer,
+  type RelayedStream,
+} from "../../core/fill/relay.ts";
+import { isEventStream } from "../../core/origin/response-fields.ts";
 import type { RedisConnection } from "./connection.ts";
 import { checkPrefix, slotKey } from "./connection.ts";
 import { APPEND, FINISH, OFFER, readersKey, TAKE } from "./relay-scripts.ts";
@@ -89,7 +97,7 @@ export class RedisFlightRelay implements FlightRelay {
       if ((await this.o.notifier.othersWaiting(key)) === false) {
         if (answer.kind === "stream") {
           await answer.body.cancel().catch(() => undefined);
-          await this.markStreaming(key, token);
+          await this.mark(key, token, liveFeed(answer) ? ALONE : STREAMING);
         }
         return undefined;
       }
@@ -174,14 +182,19 @@ export class RedisFlightRelay implements FlightRelay {
     const [token, id] = pointer.split(" ");
     if (lease !== null && lease !== token) return undefined;
     // A mark says something only while its flight streams: once the lease is free, ask again.
-    if (id === STREAMING) return lease === token ? STREAMING : undefined;
+    if (id === STREAMING || id === ALONE) return lease === token ? id : undefined;
     return `${RELAYED}${pointer}`;
   }
 
-  /** Marks `key`'s flight (lease `token`) as streaming a body nobody else reads: a late waiter waits for its end ({@link STREAMING}). */
-  private async markStreaming(key: string, token: number): Promise<void> {
+  /**
+   * Marks `key`'s flight (lease `token`) as streaming a body nobody else reads. A late waiter
+   * waits for the end of a download ({@link STREAMING}: never two origin requests for the
+   * key at once), but asks on its own beside a live event stream ({@link ALONE}), which ends
+   * only when its page closes: waiting for it kept that visitor's page blank for minutes.
+   */
+  private async mark(key: string, token: number, what: typeof STREAMING | typeof ALONE): Promise<void> {
     await this.o.connection
-      .run("relay mark", (client) => client.set(this.pointerKey(key), `${token} ${STREAMING}`, "PX", this.o.markTtlMs))
+      .run("relay mark", (client) => client.set(this.pointerKey(key), `${token} ${what}`, "PX", this.o.markTtlMs))
       .catch(() => undefined);
   }
 
@@ -232,6 +245,12 @@ export class RedisFlightRelay implements FlightRelay {
   private streamKey(key: string, id: string): string {
     return `${slotKey(this.prefix, "relay", key)}:${id}`;
   }
+}
+
+/** Whether a streamed answer is a server-sent event stream (response-fields.ts isEventStream). */
+function liveFeed(answer: RelayedStream): boolean {
+  const type = answer.head.headers.find(([name]) => name === "content-type");
+  return isEventStream(type?.[1] ?? null);
 }
 
 function headOf(answer: RelayedAnswer): string {
