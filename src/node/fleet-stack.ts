@@ -16,7 +16,8 @@ import { FleetMembers } from "./redis/members.ts";
 import { FleetInvalidations } from "./redis/invalidations.ts";
 import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
-import { RedisFlightRelay } from "./redis/relay.ts";
+import { RedisFlightRelay, type RedisFlightRelayOptions } from "./redis/relay.ts";
+import type { Config } from "../core/config.ts";
 import { STREAMING } from "../core/fill/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
@@ -209,8 +210,7 @@ function fleetCoordinator(
     notifier,
     prefix,
     leaseKey: (key) => leases.leaseKey(key),
-    ttlMs: config.coordinator.lockLeaseMs,
-    markTtlMs: config.origin.streamTimeoutMs + config.coordinator.lockLeaseMs,
+    ...relayBounds(config),
   });
   const fleet = new KeyCoordinator({
     config,
@@ -261,5 +261,15 @@ function fleetCoordinator(
       await invalidations.announce(primary, headers);
     },
     close: () => notifier.close(),
+  };
+}
+
+/** The relay's bounds: a lease term, a streamed body's longest run, a stored entry's size, a stalled reader. */
+function relayBounds(config: Config): Pick<RedisFlightRelayOptions, "ttlMs" | "markTtlMs" | "windowBytes" | "stallMs"> {
+  return {
+    ttlMs: config.coordinator.lockLeaseMs,
+    markTtlMs: config.origin.streamTimeoutMs + config.coordinator.lockLeaseMs,
+    windowBytes: config.cache.maxEntryBytes,
+    stallMs: config.origin.streamIdleTimeoutMs,
   };
 }

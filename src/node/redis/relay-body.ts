@@ -9,6 +9,11 @@ const QUEUED_BYTES = 4 * PIECE_BYTES;
 const ENTRIES_PER_READ = 8;
 /** A follower that heard nothing for this long looks anyway (a notification missed, or the record gone). */
 const QUIET_MS = 500;
+/** How often a writer whose window is full looks again for a reader to have moved on. */
+const ROOM_POLL_MS = 25;
+
+/** Whether the next piece may be written: yes, not yet (a reader still needs what it would push out), or the record is gone. */
+export type Room = "yes" | "full" | "gone";
 
 /** One stream entry as ioredis returns it: id, then field and value pairs. */
 export type StreamEntry = [Buffer, Buffer[]];
@@ -18,7 +23,15 @@ export type StreamEntry = [Buffer, Buffer[]];
  * a few pieces ahead), so the origin's pace, not Redis's round trips, sets the followers'.
  */
 export class PieceWriter {
-  constructor(readonly append: (field: "b" | "e", value: Uint8Array | string) => Promise<boolean>) {}
+  /**
+   * `room` is asked before each piece (ROOM in relay-scripts.ts): while it says "full" the
+   * writer waits, so Redis holds a bounded window of the body and the origin is read at the
+   * pace of the slowest process reading it, as within one process.
+   */
+  constructor(
+    readonly append: (field: "b" | "e", value: Uint8Array | string) => Promise<boolean>,
+    readonly room: () => Promise<Room> = async () => "yes",
+  ) {}
 
   async pump(body: ReadableStream<Uint8Array>): Promise<void> {
     const reader = body.getReader();
@@ -56,12 +69,16 @@ export class PieceWriter {
           await changed();
           continue;
         }
+        // A source that failed while the window was full: its end is written, not the rest.
+        const room = await this.roomFor(() => end !== undefined && end !== "complete");
+        if (room === "gone") throw new HerdlessError("COORDINATOR_UNAVAILABLE", "relay record gone");
+        if (room === "full") break;
         const piece = take(queue, Math.min(queued, PIECE_BYTES));
         queued -= piece.byteLength;
         notify();
         if (!(await this.append("b", piece))) throw new HerdlessError("COORDINATOR_UNAVAILABLE", "relay record gone");
       }
-      await this.append("e", end);
+      await this.append("e", end ?? "failed:ORIGIN_TRUNCATED");
     } catch (error) {
       // Redis failed us: stop reading (the leader's own clients go on); followers see the record end short.
       end = "failed:COORDINATOR_UNAVAILABLE";
@@ -70,6 +87,15 @@ export class PieceWriter {
       await this.append("e", end).catch(() => false);
     }
     await reading;
+  }
+
+  /** Waits for room for the next piece; "full" only once `stopped` says the source failed meanwhile. */
+  private async roomFor(stopped: () => boolean): Promise<Room> {
+    for (;;) {
+      const room = await this.room();
+      if (room !== "full" || stopped()) return room;
+      await new Promise((resolve) => setTimeout(resolve, ROOM_POLL_MS));
+    }
   }
 }
 
@@ -91,20 +117,21 @@ function take(queue: Uint8Array[], bytes: number): Uint8Array {
 /** What a follower reads a relayed body with. */
 export interface FollowOptions {
   bulk: RedisConnection;
+  /** Says where this reader is (the next entry it needs) and keeps the record alive: PLACE in relay-scripts.ts. */
+  place: (next: number) => Promise<unknown>;
   /** Hears the appends to the record (a subscription to the channel of the record's name). */
   watch: { subscribed: Promise<boolean>; stop(): void };
   /** Set by the follower: called by `watch` on each append. */
   onAppend: (listener: () => void) => void;
   /** The record's Redis key. */
   stream: string;
-  ttlMs: number;
 }
 
 /**
  * A body read from a relayed record as it grows: pieces in order from entry `0-2`, closed
  * at `complete`, errored at anything else, at a gap, or when the record is gone.
  */
-export function followPieces({ bulk, watch, onAppend, stream, ttlMs }: FollowOptions): ReadableStream<Uint8Array> {
+export function followPieces({ bulk, place, watch, onAppend, stream }: FollowOptions): ReadableStream<Uint8Array> {
   let next = 2;
   let wake: (() => void) | undefined;
   onAppend(() => wake?.());
@@ -129,8 +156,6 @@ export function followPieces({ bulk, watch, onAppend, stream, ttlMs }: FollowOpt
           )) as StreamEntry[];
           if (entries.length > 0) {
             wake?.();
-            // A reader keeps the record alive while it reads it.
-            void bulk.run("relay keep", (client) => client.pexpire(stream, ttlMs)).catch(() => 0);
             for (const [id, fields] of entries) {
               if (id.toString() !== `0-${next}`) return fail(controller, stop, "a piece of the relayed body is gone");
               next += 1;
@@ -139,6 +164,9 @@ export function followPieces({ bulk, watch, onAppend, stream, ttlMs }: FollowOpt
               else if (field === "e" && value?.toString() === "complete") return void (stop(), controller.close());
               else return fail(controller, stop, `the relayed body ended: ${value?.toString() ?? "unreadable"}`);
             }
+            // Where this reader is: the writer's window moves past what every reader has read,
+            // and the record stays alive while it is read.
+            void place(next).catch(() => 0);
             return;
           }
           await woken;

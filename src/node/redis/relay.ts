@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import type { HerdlessErrorCode } from "../../core/errors.ts";
 import { decodeEntryMeta } from "../../core/http/entry.ts";
 import {
   ALONE,
@@ -12,9 +11,10 @@ import {
 import { isEventStream } from "../../core/origin/response-fields.ts";
 import type { RedisConnection } from "./connection.ts";
 import { checkPrefix, slotKey } from "./connection.ts";
-import { APPEND, FINISH, OFFER, readersKey, TAKE } from "./relay-scripts.ts";
+import { APPEND, FINISH, OFFER, PLACE, placesKey, readersKey, ROOM, TAKE } from "./relay-scripts.ts";
 import type { RedisNotifier } from "./notifier.ts";
-import { followPieces, PIECE_BYTES, PieceWriter } from "./relay-body.ts";
+import { followPieces, PIECE_BYTES, PieceWriter, type Room } from "./relay-body.ts";
+import { headOf, parseHead } from "./relay-head.ts";
 
 export interface RedisFlightRelayOptions {
   /** Heads and pointers go through this connection. */
@@ -35,29 +35,24 @@ export interface RedisFlightRelayOptions {
    * its flight holds the lease, so an old one says nothing.
    */
   markTtlMs: number;
+  /**
+   * The most of one body a record holds at once (cache.maxEntryBytes): past it the writer
+   * drops what every reader has read and waits for the slowest, so a body of any size costs
+   * Redis this much, not its whole length.
+   */
+  windowBytes: number;
+  /** A reader that has not moved on for this long holds the window back no more (origin.streamIdleTimeoutMs). */
+  stallMs: number;
 }
 
-const HEAD_FORMAT = 1;
-
-type Head =
-  | {
-      v: typeof HEAD_FORMAT;
-      kind: "stream";
-      head: string;
-      bytes?: number;
-      size: RelayedStream["size"];
-      fwdStatus: number;
-    }
-  | {
-      v: typeof HEAD_FORMAT;
-      kind: "failed";
-      code: HerdlessErrorCode;
-      message: string;
-      fwdStatus?: number;
-      retryAfterMs?: number;
-      status: number;
-      headers: [string, string][];
-    };
+/** Body entries a record holds at most: the window, and never under 1 MiB (so a tiny cache.maxEntryBytes still streams). */
+const windowPieces = (bytes: number): number => Math.max(4, Math.ceil(bytes / PIECE_BYTES));
+/**
+ * How long after an offer a waiter that heard of it may still come to read it from its
+ * start: until then a full window waits for it, after it the writer moves on (a waiter that
+ * comes later waits for the flight's end, as for a body copied for nobody).
+ */
+const TAKE_GRACE_MS = 5_000;
 
 /**
  * The {@link FlightRelay} of a Redis fleet. Each offered answer is a Redis stream
@@ -109,10 +104,14 @@ export class RedisFlightRelay implements FlightRelay {
       throw error;
     }
     let seq = 2;
-    const writer = new PieceWriter((field, value) => this.append(key, id, ref, seq++, field, value));
+    const offeredAt = Date.now();
+    const writer = new PieceWriter(
+      (field, value) => this.append(key, id, ref, seq++, field, value),
+      () => this.room(key, id, { token, ref, seq, graceOver: Date.now() - offeredAt > TAKE_GRACE_MS }),
+    );
     if (answer.kind === "stream") {
       // Followers read the head now and the pieces as they come.
-      void writer.pump(answer.body).then(() => this.finish(key, id, ref, false));
+      void writer.pump(answer.body).then(() => this.finish(key, id, ref, undefined));
       return `${RELAYED}${ref}`;
     }
     const body = answer.response.body;
@@ -132,7 +131,8 @@ export class RedisFlightRelay implements FlightRelay {
       TAKE.run(client, [stream, readersKey(stream)], [this.o.ttlMs]),
     );
     const head = parseHead(raw);
-    const done = () => void this.finish(key, id, message.slice(RELAYED.length), true);
+    const reader = randomUUID();
+    const done = () => void this.finish(key, id, message.slice(RELAYED.length), reader);
     if (!head) {
       if (typeof raw === "string") done();
       return undefined;
@@ -141,7 +141,7 @@ export class RedisFlightRelay implements FlightRelay {
       return {
         kind: "stream",
         head: decodeEntryMeta(head.head),
-        body: this.follow(stream, done),
+        body: this.follow(stream, reader, done),
         ...(head.bytes !== undefined ? { bytes: head.bytes } : {}),
         size: head.size,
         fwdStatus: head.fwdStatus,
@@ -149,10 +149,10 @@ export class RedisFlightRelay implements FlightRelay {
     }
     // An error answer is announced once whole: read it at once.
     const pieces: Uint8Array[] = [];
-    const reader = this.follow(stream, done).getReader();
+    const body = this.follow(stream, reader, done).getReader();
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await body.read();
         if (done) break;
         pieces.push(value);
       }
@@ -214,8 +214,23 @@ export class RedisFlightRelay implements FlightRelay {
     return written === 1;
   }
 
+  /** Whether piece `seq` may be written within the window (ROOM); the pointer turns to a mark once the record's start is dropped. */
+  private async room(
+    key: string,
+    id: string,
+    at: { token: number; ref: string; seq: number; graceOver: boolean },
+  ): Promise<Room> {
+    const stream = this.streamKey(key, id);
+    const keys = [stream, readersKey(stream), placesKey(stream), this.pointerKey(key)];
+    const mark = `${at.token} ${STREAMING}`;
+    const window = windowPieces(this.o.windowBytes);
+    const args = [at.seq, window, at.graceOver ? 1 : 0, at.ref, mark, this.o.markTtlMs, this.o.stallMs];
+    const room = await this.o.bulk.run("relay room", (client) => ROOM.run(client, keys, args));
+    return room === 1 ? "yes" : room === 2 ? "full" : "gone";
+  }
+
   /** A body read from the record as it grows (relay-body.ts); `done` once, when its reading ends however. */
-  private follow(stream: string, done: () => void): ReadableStream<Uint8Array> {
+  private follow(stream: string, reader: string, done: () => void): ReadableStream<Uint8Array> {
     let listener: (() => void) | undefined;
     const watch = this.o.notifier.watch(stream.slice(this.prefix.length), () => listener?.());
     const onAppend = (wake: () => void) => void (listener = wake);
@@ -225,16 +240,19 @@ export class RedisFlightRelay implements FlightRelay {
       if (!finished) done();
       finished = true;
     };
-    return followPieces({ bulk: this.o.bulk, watch: { ...watch, stop }, onAppend, stream, ttlMs: this.o.ttlMs });
+    const place = (next: number) =>
+      this.o.bulk.run("relay place", (client) =>
+        PLACE.run(client, [stream, placesKey(stream)], [next, reader, this.o.ttlMs]),
+      );
+    return followPieces({ bulk: this.o.bulk, place, watch: { ...watch, stop }, onAppend, stream });
   }
 
-  /** A reader finished the record (`reader`), or its writer wrote the end: frees it once both hold (FINISH). */
-  private async finish(key: string, id: string, ref: string, reader: boolean): Promise<void> {
+  /** A reader (its id) finished the record, or its writer (undefined) wrote the end: frees it once both hold (FINISH). */
+  private async finish(key: string, id: string, ref: string, reader: string | undefined): Promise<void> {
     const stream = this.streamKey(key, id);
+    const keys = [stream, readersKey(stream), this.pointerKey(key), placesKey(stream)];
     await this.o.bulk
-      .run("relay finish", (client) =>
-        FINISH.run(client, [stream, readersKey(stream), this.pointerKey(key)], [reader ? 1 : 0, ref]),
-      )
+      .run("relay finish", (client) => FINISH.run(client, keys, [reader ? 1 : 0, ref, reader ?? ""]))
       .catch(() => 0);
   }
 
@@ -251,39 +269,4 @@ export class RedisFlightRelay implements FlightRelay {
 function liveFeed(answer: RelayedStream): boolean {
   const type = answer.head.headers.find(([name]) => name === "content-type");
   return isEventStream(type?.[1] ?? null);
-}
-
-function headOf(answer: RelayedAnswer): string {
-  const head: Head =
-    answer.kind === "stream"
-      ? {
-          v: HEAD_FORMAT,
-          kind: "stream",
-          head: JSON.stringify(answer.head),
-          ...(answer.bytes !== undefined ? { bytes: answer.bytes } : {}),
-          size: answer.size,
-          fwdStatus: answer.fwdStatus,
-        }
-      : {
-          v: HEAD_FORMAT,
-          kind: "failed",
-          code: answer.code,
-          message: answer.message,
-          ...(answer.fwdStatus !== undefined ? { fwdStatus: answer.fwdStatus } : {}),
-          ...(answer.retryAfterMs !== undefined ? { retryAfterMs: answer.retryAfterMs } : {}),
-          status: answer.response.status,
-          headers: answer.response.headers,
-        };
-  return JSON.stringify(head);
-}
-
-/** The head entry, or undefined when missing or of another format (a rolling deploy: the waiter asks again). */
-function parseHead(raw: unknown): Head | undefined {
-  if (typeof raw !== "string") return undefined;
-  try {
-    const head = JSON.parse(raw) as Partial<Head>;
-    return head.v === HEAD_FORMAT && (head.kind === "stream" || head.kind === "failed") ? (head as Head) : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,0 +1,65 @@
+import type { HerdlessErrorCode } from "../../core/errors.ts";
+import type { RelayedAnswer, RelayedStream } from "../../core/fill/relay.ts";
+
+/*
+ * The head entry (`0-1`) of a relayed answer's record (relay.ts): what a follower needs
+ * before the body, as JSON, versioned so that members of a rolling deploy skip another's.
+ */
+
+const HEAD_FORMAT = 1;
+
+export type Head =
+  | {
+      v: typeof HEAD_FORMAT;
+      kind: "stream";
+      head: string;
+      bytes?: number;
+      size: RelayedStream["size"];
+      fwdStatus: number;
+    }
+  | {
+      v: typeof HEAD_FORMAT;
+      kind: "failed";
+      code: HerdlessErrorCode;
+      message: string;
+      fwdStatus?: number;
+      retryAfterMs?: number;
+      status: number;
+      headers: [string, string][];
+    };
+
+/** The head entry of `answer`, as written to its record. */
+export function headOf(answer: RelayedAnswer): string {
+  const head: Head =
+    answer.kind === "stream"
+      ? {
+          v: HEAD_FORMAT,
+          kind: "stream",
+          head: JSON.stringify(answer.head),
+          ...(answer.bytes !== undefined ? { bytes: answer.bytes } : {}),
+          size: answer.size,
+          fwdStatus: answer.fwdStatus,
+        }
+      : {
+          v: HEAD_FORMAT,
+          kind: "failed",
+          code: answer.code,
+          message: answer.message,
+          ...(answer.fwdStatus !== undefined ? { fwdStatus: answer.fwdStatus } : {}),
+          ...(answer.retryAfterMs !== undefined ? { retryAfterMs: answer.retryAfterMs } : {}),
+          status: answer.response.status,
+          headers: answer.response.headers,
+        };
+  return JSON.stringify(head);
+}
+
+/** The head entry, or undefined when missing or of another format (a rolling deploy: the waiter asks again). */
+export function parseHead(raw: unknown): Head | undefined {
+  if (typeof raw !== "string") return undefined;
+  try {
+    const head = JSON.parse(raw) as Partial<Head>;
+    return head.v === HEAD_FORMAT && (head.kind === "stream" || head.kind === "failed") ? (head as Head) : undefined;
+  } catch {
+    return undefined;
+  }
+}
