@@ -117,8 +117,11 @@ function take(queue: Uint8Array[], bytes: number): Uint8Array {
 /** What a follower reads a relayed body with. */
 export interface FollowOptions {
   bulk: RedisConnection;
-  /** Says where this reader is (the next entry it needs) and keeps the record alive: PLACE in relay-scripts.ts. */
-  place: (next: number) => Promise<unknown>;
+  /**
+   * Says where this reader is (the next entry it needs), after reading (`read`: keeps the
+   * record alive) or while waiting for more; 0 when the record is gone. PLACE in relay-scripts.ts.
+   */
+  place: (next: number, read: boolean) => Promise<unknown>;
   /** Hears the appends to the record (a subscription to the channel of the record's name). */
   watch: { subscribed: Promise<boolean>; stop(): void };
   /** Set by the follower: called by `watch` on each append. */
@@ -166,13 +169,13 @@ export function followPieces({ bulk, place, watch, onAppend, stream }: FollowOpt
             }
             // Where this reader is: the writer's window moves past what every reader has read,
             // and the record stays alive while it is read.
-            void place(next).catch(() => 0);
+            void place(next, true).catch(() => 0);
             return;
           }
           await woken;
           wake = undefined;
-          const exists = await bulk.run("relay read", (client) => client.exists(stream));
-          if (exists === 0) return fail(controller, stop, "the relayed body is gone");
+          // A reader waiting for the next piece is no stalled one: say so while looking.
+          if ((await place(next, false)) === 0) return fail(controller, stop, "the relayed body is gone");
         }
       },
       cancel: stop,

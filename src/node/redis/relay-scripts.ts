@@ -69,10 +69,13 @@ return 1
 
 /**
  * A reader says where it is: the next entry it needs (ARGV[1], its id ARGV[2]) and when (Redis's
- * clock), and keeps the record alive while it reads. KEYS[1] stream, KEYS[2] places; ARGV next, reader id, ttlMs.
+ * clock). One that read (ARGV[4] 1) keeps the record alive; one waiting for the next piece
+ * only says it is still there (a record whose writer is gone must still expire).
+ * 0 when the record is gone. KEYS[1] stream, KEYS[2] places; ARGV next, reader id, ttlMs, read.
  */
 export const PLACE = new LuaScript(`
-if redis.call('PEXPIRE', KEYS[1], ARGV[3]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[4] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1] .. ' ' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
 redis.call('PEXPIRE', KEYS[2], ARGV[3])

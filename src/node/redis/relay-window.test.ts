@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { STREAMING } from "../../core/fill/relay.ts";
 import { PIECE_BYTES } from "./relay-body.ts";
-import { head, readAll, twoProcesses } from "./relay-kit.ts";
+import { head, readAll, twoProcesses } from "../../../test/node/relay-kit.ts";
 
 const MiB = 1024 * 1024;
 
@@ -90,7 +90,7 @@ describe("RedisFlightRelay: a body larger than its window", () => {
   });
 
   it("a follower that stops reading holds the window no longer than the stall bound: the other reads on, the stalled one's body errors (cut, never a hang)", async () => {
-    const { leader, follower, waitOn } = await twoProcesses(MiB, 300);
+    const { leader, follower, waitOn } = await twoProcesses(MiB, 2_000);
     await waitOn();
     const source = origin(6 * MiB);
     const message = await leader.offer(head.key, 7, {

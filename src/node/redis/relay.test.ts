@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { HerdlessError } from "../../core/errors.ts";
 import { STREAMING } from "../../core/fill/relay.ts";
-import { controlledBody, head, readAll, twoProcesses } from "./relay-kit.ts";
+import { controlledBody, head, readAll, twoProcesses } from "../../../test/node/relay-kit.ts";
 
 describe("RedisFlightRelay", () => {
   it("a follower in another process reads a body as the leader's origin sends it, and the whole of it", async () => {

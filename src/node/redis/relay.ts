@@ -240,9 +240,9 @@ export class RedisFlightRelay implements FlightRelay {
       if (!finished) done();
       finished = true;
     };
-    const place = (next: number) =>
+    const place = (next: number, read: boolean) =>
       this.o.bulk.run("relay place", (client) =>
-        PLACE.run(client, [stream, placesKey(stream)], [next, reader, this.o.ttlMs]),
+        PLACE.run(client, [stream, placesKey(stream)], [next, reader, this.o.ttlMs, read ? 1 : 0]),
       );
     return followPieces({ bulk: this.o.bulk, place, watch: { ...watch, stop }, onAppend, stream });
   }

@@ -1,11 +1,11 @@
 /**
- * Two members' relays on one test Redis, for the relay's tests (relay.test.ts, relay-window.test.ts).
+ * Two members' relays on one test Redis, for the relay's tests (src/node/redis/relay.test.ts, relay-window.test.ts).
  */
 import { onTestFinished } from "vitest";
-import { redisTestConnection } from "../../../test/node/redis-server.ts";
-import type { Entry } from "../../core/http/entry.ts";
-import { RedisNotifier } from "./notifier.ts";
-import { RedisFlightRelay } from "./relay.ts";
+import { redisTestConnection } from "./redis-server.ts";
+import type { Entry } from "../../src/core/http/entry.ts";
+import { RedisNotifier } from "../../src/node/redis/notifier.ts";
+import { RedisFlightRelay } from "../../src/node/redis/relay.ts";
 
 const redis = redisTestConnection();
 
