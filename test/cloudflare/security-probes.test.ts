@@ -133,6 +133,19 @@ describe("attack probes (Worker)", () => {
       expect(victim.body).not.toBe(`${p} #1`);
   });
 
+  it.each(['"X-Lang"', "X-Lang;q=1", "X Lang"])(
+    "RFC 9110 §12.5.5: a Vary member that names no field (%s) is never stored as if it selected nothing: the attacker's page is not the victims'",
+    async (vary) => {
+      const { attackerDc, otherDc, p } = await setup({ "cache-control": "max-age=60", vary });
+      const attack = await attackerDc.get(p, { headers: { "x-lang": "evil" } });
+      expect(attack.body).toBe(`${p} #1`);
+      for (const victim of [await attackerDc.get(p, { headers: { "x-lang": "en" } }), await otherDc.get(p)]) {
+        expect(victim.body).not.toBe(`${p} #1`);
+        expect(victim.cacheStatus).not.toMatch(/hit/);
+      }
+    },
+  );
+
   it.each(["Host", "X-Forwarded-Proto", "Via"])(
     "RFC 9111 §4.1: a page that varies on %s (a header herdless sets) is a hit for the next visitors",
     async (vary) => {

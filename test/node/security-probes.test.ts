@@ -392,6 +392,17 @@ describe("what is stored and served to the victim (Node)", () => {
     expect((await get(cache.base, "/star?vary=*")).headers["cache-status"]).not.toMatch(/hit/);
   });
 
+  it("RFC 9110 §12.5.5: a Vary member that names no field (quoted, with a parameter, with a space) is never stored as if it selected nothing: the attacker's language is not the victim's page", async () => {
+    await setup();
+    for (const vary of ['"X-Lang"', "X-Lang;q=1", "X Lang", "X-Lang/1"]) {
+      const page = `/bad-vary?vary=${encodeURIComponent(vary)}`;
+      await get(cache.base, page, { headers: { "X-Lang": "evil" } });
+      const victim = await get(cache.base, page, { headers: { "X-Lang": "en" } });
+      expect(victim.body, vary).toContain("lang=en");
+      expect(victim.headers["cache-status"], vary).not.toMatch(/hit/);
+    }
+  });
+
   it("RFC 9111 §4.1: a page that varies on a header herdless sets (Host, X-Forwarded-Proto, Via) is a hit for the next visitor, whatever the client sent", async () => {
     await setup();
     for (const vary of ["Host", "X-Forwarded-Proto", "Via", "X-Forwarded-Host"]) {

@@ -42,8 +42,17 @@ describe("RFC 9111 §3 storing responses", () => {
     [{ vary: "*" }, "vary-star"],
     [{ vary: "accept-encoding, *" }, "vary-star"],
     [{ vary: "Accept-Language, X-Forwarded-For" }, "vary-client"],
+    // RFC 9110 §12.5.5: a member that names no field selects on something unknown.
+    [{ vary: '"Accept-Language"', "cache-control": "max-age=60" }, "malformed"],
+    [{ vary: "Accept-Language;q=1", "cache-control": "max-age=60" }, "malformed"],
+    [{ vary: "Accept Language", "cache-control": "max-age=60" }, "malformed"],
   ] as const)("refuses %j: %s", (headers, reason) => {
     expect(store(headers)).toEqual({ storable: false, reason });
+  });
+
+  it("stores a Vary of field names in any case and spacing, with empty members", () => {
+    for (const vary of ["Accept-Language", " accept-language ,, X-A ", ",", "x_custom-1"])
+      expect(store({ vary, "cache-control": "max-age=60" }), vary).toEqual({ storable: true });
   });
 
   it("never stores 206 or 304", () => {

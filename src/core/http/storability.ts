@@ -9,6 +9,7 @@ import {
   type OriginResponseInfo,
 } from "./freshness.ts";
 import { headerList, type HeaderReader } from "./http.ts";
+import { varyRefusal } from "./vary-refusal.ts";
 import { clientInput, isPlainAscii, unusuallyLargeHead, type OrdinaryHeadersConfig } from "../origin/client-inputs.ts";
 
 /** Why a response may not be stored in a shared cache. */
@@ -106,8 +107,8 @@ function notStorableReason(
   const withheld = withheldFields(d);
   for (const [name, reason] of CLIENT_STATE_FIELDS)
     if (res.headers.get(name) !== null && !withheld.has(name)) return reason;
-  if (varyIsStar(res.headers)) return "vary-star";
-  if (variesOnClientAddress(res.headers)) return "vary-client";
+  const vary = varyRefusal(res.headers.get("vary"));
+  if (vary) return vary;
   if (hasMalformedStorageField(res)) return "malformed";
   const shareable = (): boolean => authorizedMayBeShared(governing, res.headers);
   if (!route.cacheAuthorized && (hasCookie || (hasAuthorization && !shareable()))) return "authorization";
@@ -171,21 +172,6 @@ export function requesterOnlyFields(headers: readonly [string, string][]): [stri
 // HEAD response has no body to replay to a later GET, so herdless stores GET responses only.
 function isStoredMethod(method: string): boolean {
   return method === "GET";
-}
-
-// RFC 9111 §4.1 / RFC 9110 §12.5.5: "Vary: *" never matches a later request, so storing it is waste.
-function varyIsStar(headers: HeaderReader): boolean {
-  const vary = headers.get("vary");
-  return vary !== null && vary.split(",").some((name) => name.trim() === "*");
-}
-
-// RFC 9111 §4.1: a variant is selected by the request's header as the client sent it, but the
-// `X-Forwarded-For` the origin saw is herdless's (the client's address, origin/forward.ts): a
-// response that varies on it is one client's, and keying it by the header would hand it to every
-// other client that sends the same (or no) value. Like `Vary: *`, it is answered and not stored.
-function variesOnClientAddress(headers: HeaderReader): boolean {
-  const vary = headers.get("vary");
-  return vary !== null && vary.split(",").some((name) => name.trim().toLowerCase() === "x-forwarded-for");
 }
 
 // RFC 9111 §3.5: a response to a request with Authorization may be shared only when it says
