@@ -87,6 +87,15 @@ describe("attacks on what reaches the origin (Worker)", () => {
     for (const name of Object.keys(forged)) expect(seen[name], name).toBeUndefined();
   });
 
+  it("Next.js's internal headers (x-middleware-subrequest: CVE-2025-29927, x-now-route-matches: CVE-2024-46982) never reach the origin", async () => {
+    const { origin, edge, p } = await setup();
+    const forged = { "x-middleware-subrequest": "middleware:middleware:middleware", "x-now-route-matches": "1" };
+    await edge.get(p, { headers: forged });
+    expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    for (const name of Object.keys(forged)) expect(seen[name], name).toBeUndefined();
+  });
+
   it("X_Forwarded_Host, If_None_Match and kin spelled with underscores (a CGI origin's X-Forwarded-Host) and Request-Range never reach the origin", async () => {
     const { origin, edge, p } = await setup();
     const aliases = {

@@ -241,6 +241,34 @@ describe("attacks on what reaches the origin (Node)", () => {
     for (const name of Object.keys(forged)) expect(seen[0]?.[name], name).toBeUndefined();
   });
 
+  it("Next.js's internal headers (x-middleware-subrequest: CVE-2025-29927, x-now-route-matches: CVE-2024-46982) never reach the origin: the middleware is never skipped for the page stored for the victim", async () => {
+    // A Next.js app whose middleware rewrites /p to the visitor's locale: a client's
+    // x-middleware-subrequest naming the middleware made Next.js skip it (before 15.2.3), and
+    // the unlocalized 404 its missing route gives was every visitor's page.
+    const seen: IncomingHttpHeaders[] = [];
+    const origin = await serving((req, res) => {
+      seen.push(req.headers);
+      const skipped = String(req.headers["x-middleware-subrequest"] ?? "").includes("middleware");
+      const forcedStatic = req.headers["x-now-route-matches"] !== undefined;
+      res.writeHead(skipped ? 404 : 200, {
+        "cache-control": forcedStatic ? "s-maxage=1, stale-while-revalidate" : "max-age=60",
+        "content-type": "text/html",
+      });
+      res.end(skipped ? "not found" : "<p>en page</p>");
+    });
+    const base = await herdless(origin);
+    const forged = {
+      "x-middleware-subrequest": "middleware:middleware:middleware:middleware:middleware",
+      "x-now-route-matches": "1",
+    };
+    await send(base, "/p", { headers: forged });
+    const victim = await send(base, "/p");
+    expect(victim.status).toBe(200);
+    expect(victim.body).toBe("<p>en page</p>");
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    for (const name of Object.keys(forged)) expect(seen[0]?.[name], name).toBeUndefined();
+  });
+
   it("X_Forwarded_Host, If_None_Match and kin spelled with underscores never reach a CGI-style origin, nor Range as Request-Range", async () => {
     // PHP's FastCGI, WSGI and Rack name `X_Forwarded_Host` and `X-Forwarded-Host` alike
     // (HTTP_X_FORWARDED_HOST), and Apache httpd honours Request-Range as Range.

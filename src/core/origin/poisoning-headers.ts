@@ -53,6 +53,13 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   // $http_x_forwarded_method`).
   "x-forwarded-method",
   "x-original-method",
+  // Next.js's own internal headers, which no browser sends: a client's x-middleware-subrequest
+  // naming the middleware made Next.js skip it (CVE-2025-29927, before 15.2.3: its auth check,
+  // locale rewrite or security headers), and x-now-route-matches made a server-rendered page
+  // answer `s-maxage=1, stale-while-revalidate` (CVE-2024-46982, before 14.2.10): either way
+  // the page built for that request was stored for everyone.
+  "x-middleware-subrequest",
+  "x-now-route-matches",
   // Client-address claims (Nginx, Akamai, Rack, Express and PHP read them before the socket
   // address): a forged one would pick the country, language or rate-limit bucket of a page
   // stored for everyone. herdless sends the client's address in X-Forwarded-For instead.
