@@ -90,7 +90,13 @@ async function herdlessSteps(stack: Stack, sample: Sample, step: "checks" | "hit
   const answer = bareHandler(sample, false);
   const full = createHandler({ stack });
   const hits = new HitPath(stack);
-  const scan: Parameters<HitPathModule["scanFields"]>[1] = { hosts: 0, host: undefined, plain: true, proto: undefined };
+  const scan: Parameters<HitPathModule["scanFields"]>[1] = {
+    hosts: 0,
+    host: undefined,
+    plain: true,
+    proto: undefined,
+    transferEncoding: undefined,
+  };
   return (req, res) => {
     const startedAt = stack.metrics.started();
     const fields = scanFields(req.rawHeaders, scan);

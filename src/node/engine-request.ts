@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { EngineRequest } from "../core/engine.ts";
 import type { Scheme } from "../core/http/request-check.ts";
-import { headerReader, lowercased, requestUrl } from "./hit-path.ts";
+import { requestUrl } from "./hit-path.ts";
+import { headerReader, lowercased } from "./request-fields.ts";
 import { interimWriter } from "./interim-response.ts";
 
 /**

@@ -13,24 +13,19 @@ import { formatCacheStatus } from "../core/http/cache-status.ts";
 import {
   fieldCountRefusal,
   hostCountRefusal,
+  missingHostRefusal,
   targetRefusal,
+  transferCodingRefusal,
   versionRefusal,
   type Scheme,
 } from "../core/http/request-check.ts";
 import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import { toEngineRequest } from "./engine-request.ts";
-import {
-  clientScheme,
-  headerReader,
-  HitPath,
-  requestUrl,
-  scanFields,
-  trustsForwardedProto,
-  type RequestScan,
-} from "./hit-path.ts";
+import { clientScheme, HitPath, requestUrl, scanFields, trustsForwardedProto, type RequestScan } from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 import { localStack, type Stack } from "./stack.ts";
+import { headerReader } from "./request-fields.ts";
 import { write } from "./write-answer.ts";
 import { accessLog, type AccessRecord } from "./access-log.ts";
 import { cacheStatusOf } from "../core/admin/access-line.ts";
@@ -79,7 +74,13 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   // Wrong admin tokens per client address, for this handler.
   const attempts = new AttemptLimiter();
   // Reused by every request: the handler reads it before it returns or awaits.
-  const scan: RequestScan = { hosts: 0, host: undefined, plain: true, proto: undefined };
+  const scan: RequestScan = {
+    hosts: 0,
+    host: undefined,
+    plain: true,
+    proto: undefined,
+    transferEncoding: undefined,
+  };
   const trusted = trustsForwardedProto(config);
   const fail = (req: IncomingMessage, res: ServerResponse) => (error: unknown) => {
     logger.error("request failed", { url: req.url, error: String(error) });
@@ -101,6 +102,8 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
       versionRefusal(req.httpVersionMajor) ??
       fieldCountRefusal(req.rawHeaders.length / 2) ??
       hostCountRefusal(fields.hosts, fields.host) ??
+      missingHostRefusal(fields.hosts, req.httpVersionMinor) ??
+      transferCodingRefusal(fields.transferEncoding) ??
       (req.method === "OPTIONS" && req.url === "*"
         ? optionsForServer()
         : targetRefusal(req.url ?? "/", fields.host ?? "localhost"));

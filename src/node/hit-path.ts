@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Clock } from "../core/clock.ts";
 import type { Config, RoutePolicy } from "../core/config.ts";
 import type { Entry } from "../core/http/entry.ts";
@@ -7,6 +7,7 @@ import { ttlSeconds } from "../core/http/cache-status.ts";
 import { hitHeaders } from "../core/http/respond.ts";
 import { forwardedScheme, targetUrl, type Scheme } from "../core/http/request-check.ts";
 import type { HeaderReader } from "../core/http/http.ts";
+import { headerReader, lowercased } from "./request-fields.ts";
 import type { Metrics, Tally } from "../core/admin/metrics.ts";
 import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
 import type { PurgeSnapshot } from "../core/admin/purge.ts";
@@ -56,17 +57,6 @@ export function clientScheme(req: IncomingMessage, trusted: boolean, forwardedPr
   return forwarded ?? ((req.socket as { encrypted?: boolean }).encrypted === true ? "https:" : "http:");
 }
 
-/** Node's parsed request headers as a {@link HeaderReader}; repeated fields joined with ", ". */
-export function headerReader(headers: IncomingHttpHeaders): HeaderReader {
-  return {
-    get(name: string): string | null {
-      const value = headers[name];
-      if (value === undefined) return null;
-      return Array.isArray(value) ? value.join(", ") : value;
-    },
-  };
-}
-
 /**
  * Fields after which a request is not plain: what only the engine answers (preconditions,
  * Range, request directives a route may honour) and credentials (`decide` looks at them).
@@ -76,15 +66,17 @@ const ENGINE_FIELD_LENGTHS = new Set([...ENGINE_FIELDS].map((name) => name.lengt
 
 /**
  * What one pass over a request's raw fields finds: how many Host fields and the first,
- * whether the request is plain (none of {@link ENGINE_FIELDS}), and the first
- * X-Forwarded-Proto field. Node's `req.headers` is built on first use, an object per request;
- * a plain request on the hit path never needs it.
+ * whether the request is plain (none of {@link ENGINE_FIELDS}), the first X-Forwarded-Proto
+ * field and the Transfer-Encoding. Node's `req.headers` is built on first use, an object per
+ * request; a plain request on the hit path never needs it.
  */
 export interface RequestScan {
   hosts: number;
   host: string | undefined;
   plain: boolean;
   proto: string | undefined;
+  /** The Transfer-Encoding fields' values, joined with ", " as Node joins them. */
+  transferEncoding: string | undefined;
 }
 
 /** Scans `raw` (Node's `req.rawHeaders`) into `into`, which the caller reuses: nothing is allocated per request. */
@@ -93,6 +85,7 @@ export function scanFields(raw: readonly string[], into: RequestScan): RequestSc
   into.host = undefined;
   into.plain = true;
   into.proto = undefined;
+  into.transferEncoding = undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 4) {
@@ -100,8 +93,12 @@ export function scanFields(raw: readonly string[], into: RequestScan): RequestSc
         into.hosts++;
         into.host ??= raw[i + 1];
       }
-    } else if (name.length === 17 && name.toLowerCase() === "x-forwarded-proto") {
-      into.proto ??= raw[i + 1];
+    } else if (name.length === 17) {
+      const lower = name.toLowerCase();
+      if (lower === "x-forwarded-proto") into.proto ??= raw[i + 1];
+      else if (lower === "transfer-encoding")
+        into.transferEncoding =
+          into.transferEncoding === undefined ? raw[i + 1] : `${into.transferEncoding}, ${raw[i + 1]}`;
     } else if (into.plain && ENGINE_FIELD_LENGTHS.has(name.length) && ENGINE_FIELDS.has(name.toLowerCase())) {
       into.plain = false;
     }
@@ -150,7 +147,13 @@ export class HitPath {
   private readonly secureTargets: UrlTargets;
   private readonly trusted: boolean;
   private readonly prepared = new WeakMap<Entry, PreparedHit>();
-  private readonly scan: RequestScan = { hosts: 0, host: undefined, plain: true, proto: undefined };
+  private readonly scan: RequestScan = {
+    hosts: 0,
+    host: undefined,
+    plain: true,
+    proto: undefined,
+    transferEncoding: undefined,
+  };
   private readonly forward: ForwardPolicy;
 
   constructor(private readonly o: HitPathOptions) {
@@ -286,10 +289,3 @@ export class HitPath {
 /** The fields of a plain request, as `freshHit` reads them: none that matter (its entry has no Vary). */
 const NO_FIELDS: HeaderReader = { get: () => null };
 const NO_REQUEST_FIELDS = { client: NO_FIELDS, selecting: NO_FIELDS };
-
-/** Node's raw header list (name, value, name, value …) as pairs with lowercased names. */
-export function lowercased(raw: readonly string[]): [string, string][] {
-  const pairs: [string, string][] = [];
-  for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i]!.toLowerCase(), raw[i + 1]!]);
-  return pairs;
-}

@@ -58,7 +58,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const handler = createHandler({ stack, logger, fastHits: options.fastHits });
   let closing: Promise<void> | undefined;
   const pipelined = pipelineBound();
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused by the handler, with a 400 naming
+  // it (missingHostRefusal); node:http's own is an empty 400.
+  const server = createServer({ keepAliveTimeout: 65_000, requireHostHeader: false }, (req, res) => {
     // Once closing, every answer ends its connection, so keep-alive clients go elsewhere.
     if (closing) res.shouldKeepAlive = false;
     handler(req, res);

@@ -232,6 +232,32 @@ describe("what the origin is sent (Node)", () => {
     for (const seen of origin.seen.slice(0, 3)) expect(seen.body, seen.method).toBe(hidden);
   });
 
+  it("RFC 9112 §6.1: a body in a transfer coding herdless does not decode (gzip, chunked) is a 501 naming it, never relayed as if it were plain", async () => {
+    await setup();
+    for (const coding of ["gzip, chunked", "deflate, chunked"]) {
+      // The body's bytes are in `coding` (ASCII here: what the origin would read them as matters not).
+      const attack = await raw(
+        cache.base,
+        `POST /form HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\nTransfer-Encoding: ${coding}\r\n\r\n` +
+          `3\r\na=1\r\n0\r\n\r\n`,
+      );
+      expect([attack.status, attack.headers["cache-status"]], coding).toEqual([501, "herdless; detail=refused"]);
+      expect(attack.body).toContain(`transfer coding not implemented: "${coding}"`);
+    }
+    expect(origin.seen).toHaveLength(0);
+    const victim = await get(cache.base, "/form", { method: "POST", headers: { "content-length": "3" }, body: "a=1" });
+    expect([victim.status, origin.seen[0]?.body]).toEqual([200, "a=1"]);
+  });
+
+  it("RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 naming it; HTTP/1.0 may omit it", async () => {
+    await setup();
+    const attack = await raw(cache.base, "GET /p HTTP/1.1\r\nConnection: close\r\n\r\n");
+    expect([attack.status, attack.headers["cache-status"]]).toEqual([400, "herdless; detail=refused"]);
+    expect(attack.body).toContain("request has no Host header");
+    expect(origin.seen).toHaveLength(0);
+    expect((await raw(cache.base, "GET /p HTTP/1.0\r\n\r\n")).status).toBe(200);
+  });
+
   it("a request Node's parser refuses is told what was wrong: an unknown or lowercase method is a 501 naming it, a malformed one a 400 naming the fault", async () => {
     await setup();
     for (const method of ["get", "FOO"]) {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
+  missingHostRefusal,
+  transferCodingRefusal,
   fieldValueRefusal,
   forwardedScheme,
   hostRefusal,
@@ -82,5 +84,22 @@ describe("targetLengthRefusal (RFC 9110 §15.5.15)", () => {
     expect(targetLengthRefusal(`https://${"h".repeat(200)}.test${path}`)).toBeUndefined();
     expect(targetLengthRefusal(`https://shop.test${path}?`)?.status).toBe(414);
     expect(targetLengthRefusal("https://shop.test")).toBeUndefined();
+  });
+});
+
+describe("missingHostRefusal (RFC 9112 §3.2)", () => {
+  it("refuses an HTTP/1.1 request without Host, never an HTTP/1.0 one or one with Host", () => {
+    expect(missingHostRefusal(0, 1)?.status).toBe(400);
+    expect(missingHostRefusal(0, 0)).toBeUndefined();
+    expect(missingHostRefusal(1, 1)).toBeUndefined();
+  });
+});
+
+describe("transferCodingRefusal (RFC 9112 §6.1)", () => {
+  it("refuses chunked in another coding too, leaves chunked alone and no-length framing to the parser", () => {
+    for (const te of ["gzip, chunked", "GZIP , Chunked", "deflate,chunked"])
+      expect(transferCodingRefusal(te)?.status, te).toBe(501);
+    for (const te of [undefined, "chunked", " Chunked ", "gzip", "chunked, gzip"])
+      expect(transferCodingRefusal(te), te).toBeUndefined();
   });
 });

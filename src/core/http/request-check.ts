@@ -32,6 +32,42 @@ export function hostCountRefusal(count: number, first: string | undefined): Engi
   return undefined;
 }
 
+/**
+ * RFC 9112 §3.2: a `400` for an HTTP/1.1 request without a Host field ("A server MUST respond
+ * with a 400"), naming it; undefined otherwise. An HTTP/1.0 request may omit it.
+ *
+ * @example
+ * missingHostRefusal(0, 1)?.status; // 400
+ * missingHostRefusal(0, 0); // undefined
+ */
+export function missingHostRefusal(hosts: number, minorVersion: number): EngineResponse | undefined {
+  if (hosts > 0 || minorVersion < 1) return undefined;
+  return refused("request has no Host header: HTTP/1.1 requires one");
+}
+
+/**
+ * RFC 9112 §6.1: a `501` for a body framed as chunked in another transfer coding as well
+ * (`gzip, chunked`), naming it; undefined otherwise. Node's parser takes such a body by its
+ * final `chunked` and hands on the bytes still coded: relayed, the origin read gzip bytes as
+ * the form the client posted. herdless decodes no other coding, and RFC 9112 §6.1 says to
+ * refuse one a server does not understand. A body whose final coding is not `chunked` has no
+ * length at all (§6.3: a 400, and the connection closed), which Node's parser answers itself.
+ *
+ * @example
+ * transferCodingRefusal("gzip, chunked")?.status; // 501
+ * transferCodingRefusal("chunked"); // undefined
+ */
+export function transferCodingRefusal(transferEncoding: string | undefined): EngineResponse | undefined {
+  if (transferEncoding === undefined) return undefined;
+  const codings = transferEncoding.toLowerCase().split(",");
+  if (codings.length < 2 || codings.at(-1)!.trim() !== "chunked") return undefined;
+  return synthetic(
+    501,
+    `transfer coding not implemented: ${JSON.stringify(transferEncoding.slice(0, 200))}, this cache reads chunked alone`,
+    { detail: "refused" },
+  );
+}
+
 /** The most header fields a request may carry: node:http's default `maxHeadersCount`. */
 const MAX_REQUEST_FIELDS = 2_000;
 
