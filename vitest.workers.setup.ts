@@ -128,6 +128,11 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   if (b.earlyHints) res.writeEarlyHints({ link: "</style.css>; rel=preload; as=style" });
   const out: Record<string, string> = { ...b.headers };
   if (b.etag !== undefined) out["etag"] = b.etag;
+  if (b.reflectOrigin && req.headers.origin !== undefined)
+    Object.assign(out, {
+      "access-control-allow-origin": req.headers.origin,
+      "access-control-allow-credentials": "true",
+    });
   if (b.refuseNonAscii && req.rawHeaders.some((field) => /[^\t -~]/.test(field))) {
     res.writeHead(400, out).end("Bad Request: invalid non-ASCII or control character in header");
     return;

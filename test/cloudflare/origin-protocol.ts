@@ -31,6 +31,11 @@ export interface OriginBehaviour {
    * for fields Node's own writer refuses to send. The connection closes after the answer.
    */
   rawHeaderLines?: string;
+  /**
+   * When true, a request's `Origin` is granted CORS by reflecting it (`Access-Control-Allow-Origin`
+   * and `-Credentials: true`), without `Vary: Origin`, as a hand-written nginx config does.
+   */
+  reflectOrigin?: boolean;
   /** When true, a `103 Early Hints` interim response precedes the answer. */
   earlyHints?: boolean;
   /**

@@ -1,4 +1,4 @@
-import { Agent, request } from "node:http";
+import { Agent, request, type IncomingHttpHeaders } from "node:http";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
@@ -57,6 +57,7 @@ export interface Answer {
   body: string;
   cacheStatus: string;
   retryAfter: string | null;
+  headers: IncomingHttpHeaders;
 }
 
 /**
@@ -80,6 +81,7 @@ export function send(
           body,
           cacheStatus: String(res.headers["cache-status"] ?? ""),
           retryAfter: (res.headers["retry-after"] as string | undefined) ?? null,
+          headers: res.headers,
         }),
       );
       res.on("error", reject);

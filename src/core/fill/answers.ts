@@ -62,6 +62,20 @@ export async function storedAnswer(
  * const stored = await storedFor(store, request);
  */
 export async function storedFor(store: Store, request: FillRequest): Promise<Entry | undefined> {
-  const { entry } = await lookup(store, request.primary, request.key, headerList(request.headers));
-  return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
+  return (await storedLook(store, request)).entry;
+}
+
+/**
+ * {@link storedFor}, with the selectors the URL's copies keep (lookup.ts `kept`) for the
+ * answer a flight stores next.
+ *
+ * @example
+ * const { entry, kept } = await storedLook(store, request);
+ */
+export async function storedLook(
+  store: Store,
+  request: FillRequest,
+): Promise<{ entry: Entry | undefined; kept: string[] }> {
+  const { entry, kept } = await lookup(store, request.primary, request.key, headerList(request.headers));
+  return { entry: request.purges ? applyPurge(entry, request.primary, request.purges) : entry, kept };
 }

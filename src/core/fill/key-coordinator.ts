@@ -12,7 +12,7 @@ import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import { SingleFlight } from "./single-flight.ts";
 import { sharedBodyLimits } from "./laggards.ts";
-import { answersCaller, dueForRefresh, storedAnswer, storedFor, type StoredAnswer } from "./answers.ts";
+import { answersCaller, dueForRefresh, storedAnswer, storedFor, storedLook, type StoredAnswer } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
 import { invalidateStored } from "../store/lookup.ts";
@@ -181,8 +181,8 @@ export class KeyCoordinator implements Coordinator {
   }
 
   /** The key's entry and backoff, read side by side once the lease is (being) taken. */
-  private lookUnderLease(request: FillRequest): Promise<[Entry | undefined, BackoffCheck]> {
-    return Promise.all([storedFor(this.o.store, request), this.backoff.check(request.key)]);
+  private lookUnderLease(request: FillRequest): Promise<[{ entry: Entry | undefined; kept: string[] }, BackoffCheck]> {
+    return Promise.all([storedLook(this.o.store, request), this.backoff.check(request.key)]);
   }
 
   private inBackground(work: Promise<FillResult>): void {
@@ -255,7 +255,7 @@ export class KeyCoordinator implements Coordinator {
     let result: FlightResult | undefined;
     try {
       // Both again, side by side, now that the lease keeps other writers out.
-      const [current, checked] = await underLease;
+      const [{ entry: current, kept }, checked] = await underLease;
       if (answersCaller(this.o, request, current, before))
         return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
@@ -264,6 +264,7 @@ export class KeyCoordinator implements Coordinator {
       result = await fetchAndSettle(this.o, this.originDeps, request, current, {
         token: lease.token,
         signal: expiry.signal,
+        kept,
       });
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;

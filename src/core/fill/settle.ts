@@ -3,7 +3,7 @@ import { routeFor, type Config } from "../config.ts";
 import type { FillRequest, RequesterFields } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
-import { keyOrigin, selectingNames } from "../http/key.ts";
+import { keyOrigin, selectsAlike } from "../http/key.ts";
 import { blamesTheRequest, ownCredentialsRoute, storability, type Storability } from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
@@ -32,6 +32,8 @@ export interface SettleContext {
   config: Config;
   clock: Clock;
   store: Store;
+  /** For one flight: the selectors the URL's copies keep (lookup.ts `kept`), which its answer keeps too. */
+  kept?: readonly string[];
 }
 
 /** Bodies up to this size are read whole before the callers are answered (see bufferedUpTo). */
@@ -53,7 +55,7 @@ export async function settle(
   token: number,
   credentials: string | undefined,
 ): Promise<FlightResult> {
-  const { config, clock } = ctx;
+  const { config, clock, kept } = ctx;
   const requestHeaders = headerList(request.headers);
   const authorized = requestHeaders.get("authorization") !== null;
   // RFC 9111 §3.5: a request's own Authorization on its own fill (credentialsOf): what it is answered is that client's.
@@ -98,7 +100,8 @@ export async function settle(
       ...(aboutTheRequest ? { ownInput: true as const } : {}),
     };
   }
-  const made = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, context);
+  const entryContext = { ...context, keptSelectors: kept };
+  const made = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, entryContext);
   // herdless's own negative caching never keeps a 404 a client's own input may have caused.
   const ownInput = made.status === 404 && clientInput(request.headers, config) !== undefined;
   const entry = ownInput ? made : withNotFoundTtl(made, config, clock.now());
@@ -117,7 +120,7 @@ export async function fetchAndSettle(
   deps: GuardedCallDeps,
   request: FillRequest,
   stored: Entry | undefined,
-  { token, signal }: { token: number; signal: AbortSignal },
+  { token, signal, kept }: { token: number; signal: AbortSignal; kept?: readonly string[] },
 ): Promise<FlightResult> {
   const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
   // A background flight (a refresh behind a stale answer) runs for no client waiting now:
@@ -138,7 +141,8 @@ export async function fetchAndSettle(
     if (!notModifiedSelects(stored, result.response.headers)) result = await call([]);
   if (result.kind !== "response") return failureResult(result.error, stored);
   const credentials = credentialsOf(ctx.config, request);
-  return forCredentials(await settle(ctx, request, stored, result.response, token, credentials), credentials);
+  const settled = await settle({ ...ctx, kept }, request, stored, result.response, token, credentials);
+  return forCredentials(settled, credentials);
 }
 
 /** RFC 9111 §4.3.4: a 304 refreshes the stored response, which is judged again as a whole. */
@@ -155,7 +159,7 @@ async function settleNotModified(
   // RFC 9111 §4.1: the copy was chosen by the headers its Vary named when it was stored. A 304
   // whose Vary names others vouches for it for this request's values only (§4.3.4): stored as
   // is, every other value of the new headers would be given this request's page.
-  const sameSelection = sameNames(selectingNames(headerList(merged)), stored.vary);
+  const sameSelection = selectsAlike(headerList(merged), stored.vary);
   if (refreshed.storable && sameSelection) {
     const own = requesterFields(merged, ctx.config);
     return storeEntry(ctx.store, refreshedEntry(stored, res, context), request.primary, res.status, own);
@@ -171,10 +175,6 @@ async function settleNotModified(
     reason: "uncacheable",
     ...(forgets ? {} : { keepsCopy: true as const }),
   };
-}
-
-function sameNames(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((name, i) => name === b[i]);
 }
 
 /** A 5xx that is not stored as the key's answer: a failure of this flight only. */

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { normalizedAcceptEncoding } from "./accept-encoding.ts";
 import { headerList } from "./http.ts";
-import { keyQuery, primaryKey, selectingNames, variantKey, varyNames } from "./key.ts";
+import { keptSelectors, keyQuery, primaryKey, selectingNames, variantKey, varyNames } from "./key.ts";
 
 const defaults = { ignoreQuery: ["utm_*", "fbclid"], ignoreAllQuery: false };
 const key = (url: string, options = defaults) => primaryKey(new URL(url), options);
@@ -105,6 +105,35 @@ describe("RFC 9111 §4.1 Vary: secondary key", () => {
     ).toEqual(["*"]);
     expect(selecting([["content-encoding", "identity"]])).toEqual([]);
     expect(selecting([["vary", "Origin"]])).toEqual(["origin"]);
+  });
+
+  it("Fetch §3.2.5: a response granting CORS to one origin is selected on Origin, whether or not it said Vary", () => {
+    const selecting = (fields: [string, string][]) => selectingNames(headerList(fields));
+    expect(selecting([["access-control-allow-origin", "https://evil.test"]])).toEqual(["origin"]);
+    expect(selecting([["access-control-allow-origin", "null"]])).toEqual(["origin"]);
+    expect(
+      selecting([
+        ["access-control-allow-origin", "https://app.test"],
+        ["content-encoding", "gzip"],
+        ["vary", "Accept-Language"],
+      ]),
+    ).toEqual(["accept-encoding", "accept-language", "origin"]);
+    expect(
+      selecting([
+        ["access-control-allow-origin", "https://app.test"],
+        ["vary", "Origin"],
+      ]),
+    ).toEqual(["origin"]);
+    // Once a URL's copies are known to be made from Origin, an answer that shows no CORS keeps it.
+    expect(selectingNames(headerList([]), keptSelectors(["accept-language", "origin"]))).toEqual(["origin"]);
+    // `*` grants every origin alike: one copy serves them all.
+    expect(selecting([["access-control-allow-origin", " * "]])).toEqual([]);
+    expect(
+      selecting([
+        ["access-control-allow-origin", "https://app.test"],
+        ["vary", "*"],
+      ]),
+    ).toEqual(["*"]);
   });
 
   it("selects by the request's values, normalizing whitespace; absent only matches absent", () => {

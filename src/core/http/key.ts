@@ -113,22 +113,75 @@ export function varyNames(vary: string | null): string[] {
 
 /**
  * The request header names a stored response is selected on: its Vary ({@link varyNames}),
- * and `accept-encoding` whenever its body carries a content coding. The origin chose that
- * coding from the Accept-Encoding herdless sent (RFC 9110 §12.5.3); an origin that omits
- * `Vary: Accept-Encoding` (nginx's `gzip_vary` is off by default) would otherwise have its
- * gzip bytes served to a client that cannot decode them. At most four such variants exist
- * (see `normalizedAcceptEncoding`).
+ * plus the ones its own fields show it was made from, whether its Vary names them or not:
+ * - `accept-encoding` whenever its body carries a content coding. The origin chose that
+ *   coding from the Accept-Encoding herdless sent (RFC 9110 §12.5.3); an origin that omits
+ *   `Vary: Accept-Encoding` (nginx's `gzip_vary` is off by default) would otherwise have its
+ *   gzip bytes served to a client that cannot decode them. At most four such variants exist
+ *   (see `normalizedAcceptEncoding`).
+ * - `origin` whenever it grants CORS to one origin (`Access-Control-Allow-Origin` other than
+ *   `*`): that value is the request's `Origin` reflected, or one chosen from an allowlist by
+ *   it (Fetch standard §3.2.5 asks such a server for `Vary: Origin`; a hand-written nginx
+ *   `add_header Access-Control-Allow-Origin $http_origin` sends none). Kept for every
+ *   visitor, the first requester's origin (an attacker's `https://evil.test`) was the only
+ *   one every browser would let read the page, and the site's own app got a CORS error.
  *
  * @example
  * selectingNames(headerList([["content-encoding", "gzip"]])); // ["accept-encoding"]
  * selectingNames(headerList([["vary", "Origin"]])); // ["origin"]
+ * selectingNames(headerList([["access-control-allow-origin", "https://app.test"]])); // ["origin"]
+ * selectingNames(headerList([]), ["origin"]); // ["origin"]: the URL's copies are made from it ({@link keptSelectors})
  */
-export function selectingNames(response: HeaderReader): string[] {
+export function selectingNames(response: HeaderReader, kept: readonly string[] = []): string[] {
   const names = varyNames(response.get("vary"));
-  if (names[0] === "*" || names.includes("accept-encoding")) return names;
-  const coding = response.get("content-encoding")?.trim().toLowerCase();
-  if (!coding || coding === "identity") return names;
-  return [...names, "accept-encoding"].sort();
+  if (names[0] === "*") return names;
+  const implied = IMPLIED_SELECTORS.filter(
+    ([name, madeFrom]) => !names.includes(name) && (kept.includes(name) || madeFrom(response)),
+  );
+  return implied.length === 0 ? names : [...names, ...implied.map(([name]) => name)].sort();
+}
+
+/**
+ * The selectors of `vary` (a stored entry's) that {@link selectingNames} implies rather than
+ * reads from a Vary: once a URL's copies are known to be made from them, a later answer
+ * without the field that shows it (the answer to a request without `Origin`, which grants no
+ * CORS; an identity body) is still stored as a variant of its request's value, not as every
+ * request's page. Stored under the bare URL, the answer to `curl` without `Origin` was
+ * served to the site's app and refused by its browser, until it expired.
+ *
+ * @example
+ * keptSelectors(["accept-language", "origin"]); // ["origin"]
+ */
+export function keptSelectors(vary: readonly string[]): string[] {
+  return vary.filter((name) => IMPLIED_SELECTORS.some(([implied]) => implied === name));
+}
+
+/**
+ * RFC 9111 §4.1: whether `response` (a stored copy's headers as a 304 updated them) is
+ * selected on the same request headers as the copy, whose selectors were `vary`.
+ *
+ * @example
+ * selectsAlike(headerList([["vary", "Accept-Language"]]), ["origin"]); // false
+ */
+export function selectsAlike(response: HeaderReader, vary: readonly string[]): boolean {
+  const names = selectingNames(response, keptSelectors(vary));
+  return names.length === vary.length && names.every((name, i) => name === vary[i]);
+}
+
+/** Request headers a response's own fields show it was made from ({@link selectingNames}). */
+const IMPLIED_SELECTORS: readonly (readonly [string, (response: HeaderReader) => boolean])[] = [
+  ["accept-encoding", (response) => isCoded(response.get("content-encoding"))],
+  ["origin", (response) => grantsOneOrigin(response.get("access-control-allow-origin"))],
+];
+
+function isCoded(coding: string | null): boolean {
+  const value = coding?.trim().toLowerCase();
+  return value !== undefined && value !== "" && value !== "identity";
+}
+
+// Fetch standard §3.2.3: `*` grants every origin alike; any other value (an origin, `null`) names one.
+function grantsOneOrigin(allowed: string | null): boolean {
+  return allowed !== null && allowed.trim() !== "*";
 }
 
 /**

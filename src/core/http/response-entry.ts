@@ -15,6 +15,8 @@ export interface EntryContext {
   route: RoutePolicy;
   config: Config;
   token: number;
+  /** Selectors the URL's stored copies already have that the response may not show (key.ts keptSelectors). */
+  keptSelectors?: readonly string[];
 }
 
 interface ResponseFacts {
@@ -37,7 +39,7 @@ export function entryFromResponse(res: ResponseFacts, ctx: EntryContext): Entry 
     ctx.route,
     ctx.config,
   );
-  const vary = selectingNames(headers);
+  const vary = selectingNames(headers, ctx.keptSelectors);
   return {
     v: ENTRY_FORMAT_VERSION,
     key: variantKey(ctx.primary, vary, ctx.requestHeaders),

@@ -1,6 +1,6 @@
 import { ENTRY_FORMAT_VERSION, notInvalidated, type Entry } from "../http/entry.ts";
 import type { HeaderReader } from "../http/http.ts";
-import { variantKey } from "../http/key.ts";
+import { keptSelectors, variantKey } from "../http/key.ts";
 import { varyPointer } from "../http/response-entry.ts";
 import type { Store } from "./store.ts";
 
@@ -10,6 +10,12 @@ export interface LookupResult {
   entry: Entry | undefined;
   /** A response for the URL is stored, but not for this request's variant. */
   varyMiss: boolean;
+  /**
+   * The selectors the URL's copies were found to be made from without a Vary naming them
+   * (key.ts keptSelectors), read off the entry under the primary key: a new answer for the URL
+   * keeps them.
+   */
+  kept: string[];
 }
 
 /**
@@ -26,13 +32,14 @@ export async function lookup(
   if (known !== primary) {
     const [found, entry] = await Promise.all([store.get(primary), store.get(known)]);
     const valid = notInvalidated(entry, found);
-    return { key: known, entry: valid, varyMiss: valid === undefined };
+    return { key: known, entry: valid, varyMiss: valid === undefined, kept: keptSelectors(found?.vary ?? []) };
   }
   const found = await store.get(primary);
-  if (!found || found.vary.length === 0) return { key: primary, entry: notInvalidated(found, found), varyMiss: false };
+  if (!found || found.vary.length === 0)
+    return { key: primary, entry: notInvalidated(found, found), varyMiss: false, kept: [] };
   const key = variantKey(primary, found.vary, request);
   const entry = notInvalidated(await store.get(key), found);
-  return { key, entry, varyMiss: entry === undefined };
+  return { key, entry, varyMiss: entry === undefined, kept: keptSelectors(found.vary) };
 }
 
 /**

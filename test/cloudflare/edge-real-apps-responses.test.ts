@@ -1,0 +1,45 @@
+/**
+ * What real applications answer, behind the Worker: nothing one visitor's request made of the
+ * answer reaches another visitor. Each test is the first (or the attacker's) request, then the
+ * victim's, through two data centers. The Node twin is test/node/real-apps-responses.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { dataCenters, edgeEnv } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+describe("CORS granted by reflecting Origin, without Vary: Origin", () => {
+  it("an attacker's Origin is never the one a visitor's copy grants", async () => {
+    const origin = await testOrigin({ reflectOrigin: true, headers: { "cache-control": "max-age=60" } });
+    const [here, there] = dataCenters(2, edgeEnv(origin.url));
+    const attacker = await here!.get("/api/items", { headers: { origin: "https://evil.test" } });
+    expect(attacker.headers.get("access-control-allow-origin")).toBe("https://evil.test");
+    await attacker.settled;
+    const app = { origin: "https://app.shop.test" };
+    for (const dc of [here!, there!]) {
+      const victim = await dc.get("/api/items", { headers: app });
+      expect(victim.headers.get("access-control-allow-origin")).toBe("https://app.shop.test");
+      await victim.settled;
+    }
+    const visitor = await there!.get("/api/items");
+    expect(visitor.headers.get("access-control-allow-origin")).toBeNull();
+    await visitor.settled;
+    // Each origin's copy is still shared by everyone who asks from it.
+    const again = await here!.get("/api/items", { headers: app });
+    expect(again.headers.get("access-control-allow-origin")).toBe("https://app.shop.test");
+    expect(again.cacheStatus).toMatch(/hit/);
+    expect(await origin.count()).toBe(3);
+  });
+
+  it("`Access-Control-Allow-Origin: *` keeps one copy for every origin", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60", "access-control-allow-origin": "*" },
+    });
+    const [here, there] = dataCenters(2, edgeEnv(origin.url));
+    await (
+      await here!.get("/font.woff2", { headers: { origin: "https://a.test" } })
+    ).settled;
+    const other = await there!.get("/font.woff2", { headers: { origin: "https://b.test" } });
+    expect(other.status).toBe(200);
+    expect(await origin.count()).toBe(1);
+  });
+});
