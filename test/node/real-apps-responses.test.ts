@@ -5,6 +5,7 @@
  * test/cloudflare/edge-real-apps-responses.test.ts.
  */
 import type { RequestListener } from "node:http";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { servingOrigin } from "./attack-kit.ts";
 import { deploy, send, type Deployment } from "./deployment.ts";
@@ -59,3 +60,62 @@ describe.each(["node", "fleet"] as const)("CORS granted by reflecting Origin, wi
     expect(requests).toBe(1);
   });
 });
+
+/**
+ * An origin that writes past the end of its answer, on a kept-alive connection: a PHP notice
+ * echoed after a body whose Content-Length was set first, a HEAD or a 204 answered with a body.
+ * When the bytes past the end spell an answer (here a page the attacker wrote), a client that
+ * keeps them for the connection's next request serves them as that request's answer.
+ */
+const SPILLED = "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 6\r\n\r\nPWNED!";
+const OVERRUNS: Record<string, string> = {
+  "/comment": `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nhello${SPILLED}`,
+  "/ping": `HTTP/1.1 204 No Content\r\nCache-Control: max-age=60\r\n\r\n${SPILLED}`,
+  "/probe": `HTTP/1.1 200 OK\r\nCache-Control: private\r\nContent-Length: ${SPILLED.length}\r\n\r\n${SPILLED}`,
+};
+
+describe.each(["node", "fleet"] as const)("an origin answer that runs past its end (%s)", (kind) => {
+  it.each([
+    ["a body longer than its Content-Length", "/comment", "GET"],
+    ["a 204 with a body", "/ping", "GET"],
+    ["a HEAD answered with a body", "/probe", "HEAD"],
+  ])("%s never becomes the next page's answer", async (_, path, method) => {
+    const origin = await keptAliveOrigin();
+    const deployment = await deploy(kind, origin, { origin: { maxConcurrency: 1 } });
+    cleanup.push(() => deployment.close());
+    const [url] = deployment.urls;
+    // The HEAD is relayed (a Cookie), as only requests herdless relays reach the origin as HEAD.
+    await send(url!, path, { method, headers: method === "HEAD" ? { cookie: "a=1" } : {} });
+    const victim = await send(url!, "/home");
+    expect(victim.body).toBe("page /home");
+    expect((await send(url!, "/home")).body).toBe("page /home");
+  });
+});
+
+/** An origin on raw sockets that keeps every connection open and answers each request in turn. */
+async function keptAliveOrigin(): Promise<string> {
+  const open = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    open.add(socket);
+    let pending = "";
+    socket.on("error", () => undefined);
+    socket.on("data", (data: Buffer) => {
+      pending += data.toString("latin1");
+      for (let end = pending.indexOf("\r\n\r\n"); end !== -1; end = pending.indexOf("\r\n\r\n")) {
+        const path = pending.split(" ")[1] ?? "/";
+        pending = pending.slice(end + 4);
+        const body = `page ${path}`;
+        socket.write(
+          OVERRUNS[path] ??
+            `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        );
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    for (const socket of open) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
