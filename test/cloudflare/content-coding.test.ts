@@ -48,3 +48,33 @@ describe("RFC 9110 §8.4 Content-Encoding on the Worker", () => {
     }
   });
 });
+
+describe("RFC 9110 §8.8.3 a body workerd decoded is another representation", () => {
+  it("its strong ETag is weakened and its digests dropped: a resume with the gzip bytes' tag gets the whole body", async () => {
+    const origin = await testOrigin({
+      headers: {
+        "cache-control": "max-age=60, no-transform",
+        "content-encoding": "gzip",
+        etag: '"gz-1"',
+        "content-digest": "sha-256=:n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=:",
+        "repr-digest": "sha-256=:n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=:",
+      },
+      bodyBase64: ENCODED.gzip!,
+    });
+    const dc = dataCenter(`cc-${crypto.randomUUID()}`, edgeEnv(origin.url));
+    for (let i = 0; i < 2; i++) {
+      const page = await dc.get("/file");
+      expect(page.body).toBe(PLAIN);
+      expect(page.headers.get("etag")).toBe('W/"gz-1"');
+      expect(page.headers.get("content-digest")).toBeNull();
+      expect(page.headers.get("repr-digest")).toBeNull();
+      await page.settled;
+    }
+    // A client holding the first bytes of the gzip representation (fetched from the origin
+    // itself) asks for the rest: the decoded bytes are not its continuation.
+    const resume = await dc.get("/file", { headers: { range: "bytes=5-", "if-range": '"gz-1"' } });
+    expect(resume.status).toBe(200);
+    expect(resume.body).toBe(PLAIN);
+    expect(await origin.count()).toBe(1);
+  });
+});

@@ -6,6 +6,7 @@ import {
   notModifiedSelects,
   purgeTags,
   refreshedEntry,
+  revalidatedHeaders,
 } from "./response-entry.ts";
 import { headerList } from "./http.ts";
 
@@ -152,5 +153,12 @@ describe("RFC 9111 §4.3.4: which stored response a 304 updates", () => {
 
   it("a 304 without validators vouches for the copy it was asked about", () => {
     expect(notModifiedSelects(stored([["etag", '"v1"']]), [["cache-control", "max-age=60"]])).toBe(true);
+  });
+
+  it("a stored weak tag stays weak when the 304 names it strong: the stored bytes are not the origin's", () => {
+    const weak = stored([["etag", 'W/"v1"']]);
+    expect(headerList(revalidatedHeaders(weak, [["etag", '"v1"']])).get("etag")).toBe('W/"v1"');
+    expect(headerList(revalidatedHeaders(weak, [["etag", 'W/"v2"']])).get("etag")).toBe('W/"v2"');
+    expect(headerList(revalidatedHeaders(stored([["etag", '"v1"']]), [["etag", '"v1"']])).get("etag")).toBe('"v1"');
   });
 });

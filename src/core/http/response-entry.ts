@@ -75,7 +75,10 @@ export function requesterFields(headers: readonly [string, string][], config: Co
  * RFC 9111 §4.3.4: the response a 304 makes of a stored one: the stored headers updated by
  * the 304's (except the ones describing the body), the stored status and body. The caller
  * judges its storability like any response: a 304 can make it private, no-store or
- * `Vary: *`, and its Set-Cookie belongs to the one client that asked.
+ * `Vary: *`, and its Set-Cookie belongs to the one client that asked. A stored weak tag
+ * stays weak when the 304 names the same tag strong: the copy was weakened because its bytes
+ * are not the origin's (a body the runtime decoded, one nginx gzipped), which a 304 does not
+ * change.
  *
  * @example
  * const merged = revalidatedHeaders(stored, [["cache-control", "max-age=60"]]);
@@ -83,7 +86,7 @@ export function requesterFields(headers: readonly [string, string][], config: Co
 export function revalidatedHeaders(stored: Entry, notModified: readonly [string, string][]): [string, string][] {
   const updates = new Map<string, [string, string][]>();
   for (const pair of notModified) {
-    if (BODY_DESCRIBING.has(pair[0])) continue;
+    if (BODY_DESCRIBING.has(pair[0]) || (pair[0] === "etag" && stored.etag === `W/${pair[1].trim()}`)) continue;
     updates.set(pair[0], [...(updates.get(pair[0]) ?? []), pair]);
   }
   return [...stored.headers.filter(([name]) => !updates.has(name)), ...[...updates.values()].flat()];

@@ -33,3 +33,30 @@ describe("RFC 9110 §7.6.1 fields the origin names in Connection", () => {
     expect(dropped.sort()).toEqual(["vary", "x-hop"]);
   });
 });
+
+describe("RFC 9110 §8.8.3 a body the runtime's fetch decoded", () => {
+  const origin = () =>
+    new Headers({
+      "content-encoding": "gzip",
+      etag: '"gz-1"',
+      "content-digest": "sha-256=:x:",
+      "repr-digest": "sha-256=:x:",
+      digest: "SHA-256=x",
+      "content-md5": "x",
+      "x-a": "1",
+    });
+
+  it("loses its label and the checksums of the coded bytes; its strong tag is weakened", () => {
+    const { headers } = responseHeaders(origin(), () => true);
+    expect(headers).toEqual([
+      ["etag", 'W/"gz-1"'],
+      ["x-a", "1"],
+    ]);
+  });
+
+  it("an undecoded body keeps them all as sent", () => {
+    const { headers } = responseHeaders(origin(), () => false);
+    expect(headers).toHaveLength(7);
+    expect(headers).toContainEqual(["etag", '"gz-1"']);
+  });
+});

@@ -57,10 +57,31 @@ export function isValidField(name: string, value: string): boolean {
 }
 
 /**
+ * Fields about the bytes as the origin sent them, which a body the runtime's fetch decoded no
+ * longer has: its integrity checksums (RFC 9530 Content-Digest and Repr-Digest, the obsolete
+ * Digest and Content-MD5) would fail on the decoded bytes.
+ */
+const CODED_BYTES_FIELDS: ReadonlySet<string> = new Set(["content-digest", "repr-digest", "digest", "content-md5"]);
+
+/**
+ * RFC 9110 §8.8.3: a strong entity-tag names one representation's exact bytes; the decoded
+ * body is another representation, so its tag is weak (as nginx's gzip and gunzip make it):
+ * an `If-Range` with the coded bytes' tag (a download resumed with bytes fetched elsewhere)
+ * never gets a range of the decoded ones, while `If-None-Match` still matches (weakly).
+ */
+function decodedTag(etag: string): string {
+  const tag = etag.trim();
+  return tag.startsWith('"') ? `W/${tag}` : etag;
+}
+
+/**
  * Headers worth keeping: hop-by-hop ones and those named in Connection go (RFC 9110
  * §7.6.1), and malformed ones ({@link isValidField}, reported in `dropped`); Content-Length
  * goes because the length is recomputed on the way out, Content-Encoding only when the
- * runtime's fetch decoded the body ({@link bodyWasDecoded}).
+ * runtime's fetch decoded the body ({@link bodyWasDecoded}), and then the fields about the
+ * coded bytes go too ({@link CODED_BYTES_FIELDS}) and a strong ETag is weakened
+ * ({@link decodedTag}). workerd decodes whatever `Cache-Control: no-transform` says: the
+ * runtime's fetch leaves herdless no coded bytes to keep.
  *
  * An end-to-end field the origin names in Connection (`Connection: Vary`) is reported in
  * `dropped` too: it was meant for this hop, herdless never passes it on, and storage must not
@@ -94,7 +115,8 @@ export function responseHeaders(
       return;
     }
     if (lower === "set-cookie") return; // combined by Headers; each one kept below
-    keep(lower, value);
+    if (decoded && CODED_BYTES_FIELDS.has(lower)) return;
+    keep(lower, decoded && lower === "etag" ? decodedTag(value) : value);
   });
   const cookies = typeof headers.getSetCookie === "function" ? headers.getSetCookie() : [];
   for (const cookie of cookies) keep("set-cookie", cookie);
