@@ -88,7 +88,8 @@ function answerStream(
   primary: string,
   now: number,
 ): EngineResponse {
-  const head = withRequesterFields(result.head, result);
+  const own = ownFields(result);
+  const head = own.length ? { ...result.head, headers: [...result.head.headers, ...own] } : result.head;
   const bodiless =
     request.method === "HEAD" || evaluatePreconditions(head, request.headers, request.method) !== "proceed";
   const body = bodiless || partial(head, result, request) ? result.body : ctx.nearTier.copied(result, primary);
@@ -155,20 +156,16 @@ function answerEntry(
   const status = filledStatus(result, fwd);
   if (entry.negative) status.detail = "negative";
   else if (stale) status.detail = "stale-while-revalidate";
-  return answerFromEntry(withRequesterFields(entry, result), status, ask(request), now);
+  return answerFromEntry(entry, status, ask(request), now, ownFields(result));
 }
 
 /**
- * The entry (or a streaming one's head) as the answer to the request that made the flight
- * shows it: with the fields the origin sent that request and the entry does not keep
- * (coordinator.ts RequesterFields). Never for a caller that joined the flight.
+ * The fields the origin sent the request that made the flight and the entry does not keep
+ * (coordinator.ts RequesterFields): that request's answer shows them beside the entry's.
+ * Never for a caller that joined the flight.
  */
-function withRequesterFields<E extends { headers: [string, string][] }>(
-  entry: E,
-  result: Extract<FillResult, { kind: "entry" | "stream" }>,
-): E {
-  const own = result.collapsed ? undefined : result.requesterFields;
-  return own?.length ? { ...entry, headers: [...entry.headers, ...own] } : entry;
+function ownFields(result: Extract<FillResult, { kind: "entry" | "stream" }>): [string, string][] {
+  return (result.collapsed ? undefined : result.requesterFields) ?? [];
 }
 
 /**

@@ -76,9 +76,14 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     ["read whole", undefined],
     ["streamed", 200_000],
   ])(
-    "RFC 9111 §5.2.2.4 / §5.2.2.7: the fields a qualified no-cache or private names reach the request that made the fill (body %s), never the requests that waited on it nor a later visitor",
+    "RFC 9111 §5.2.2.4 / §5.2.2.7: the fields a qualified no-cache or private names (Set-Cookie among them) reach the request that made the fill (body %s), never the requests that waited on it nor a later visitor",
     async (_how, bodyBytes) => {
-      const named = { "cache-control": 'max-age=60, no-cache="x-a", private="x-user"', "x-a": "1", "x-user": "ann" };
+      const named = {
+        "cache-control": 'max-age=60, no-cache="x-a, set-cookie", private="x-user"',
+        "x-a": "1",
+        "x-user": "ann",
+        "set-cookie": "session=ann",
+      };
       const origin = await testOrigin({ headers: named, mode: "hold", ...(bodyBytes ? { bodyBytes } : {}) });
       const clock = new ManualClock(Date.now());
       const testEnv = edgeEnv(origin.url);
@@ -95,6 +100,7 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
       await origin.release();
       const mine = await owner;
       expect([mine.headers.get("x-a"), mine.headers.get("x-user")]).toEqual(["1", "ann"]);
+      expect(mine.headers.getSetCookie()).toEqual(["session=ann"]);
       const later = await Promise.all(waiters);
       await settle([mine, ...later], testEnv, [path]);
       later.push(await ownerDc!.get(path), await otherDc!.get(path));
@@ -103,6 +109,7 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
         expect(victim.body).toBe(mine.body);
         expect(victim.cacheStatus).toMatch(/collapsed|hit/);
         expect([victim.headers.get("x-a"), victim.headers.get("x-user")]).toEqual([null, null]);
+        expect(victim.headers.getSetCookie()).toEqual([]);
       }
       expect(await origin.count()).toBe(1);
       await settle(later, testEnv, [path]);

@@ -16,13 +16,20 @@ export interface ClientAsk {
  * If-None-Match / If-Modified-Since say the client already has it (RFC 9111 §4.3.2), a 412
  * when its If-Match / If-Unmodified-Since fail against it (RFC 9110 §13.2.2), a 206 or 416
  * for a Range (RFC 9110 §14), else the entry itself ({@link fromEntry}). Cache-Status and
- * Age are those the full answer would carry.
+ * Age are those the full answer would carry. `own`: the fields only this request is given
+ * beside the entry's (coordinator.ts RequesterFields).
  *
  * @example
  * return answerFromEntry(entry, { hit: true }, { method: "GET", headers: request.headers }, clock.now());
  */
-export function answerFromEntry(entry: Entry, status: CacheStatus, ask: ClientAsk, now: number): EngineResponse {
-  const full = fromEntry(entry, status, ask.method, now);
+export function answerFromEntry(
+  entry: Entry,
+  status: CacheStatus,
+  ask: ClientAsk,
+  now: number,
+  own: readonly [string, string][] = [],
+): EngineResponse {
+  const full = fromEntry(entry, status, ask.method, now, own);
   const decided = preconditionAnswer(entry, full, ask);
   if (decided) return decided;
   const length = entry.body.byteLength;

@@ -36,13 +36,23 @@ export interface EngineResponse {
   entry?: Entry;
 }
 
-/** Serves a stored entry: its headers, a correct Age, and Cache-Status. HEAD gets no body. */
-export function fromEntry(entry: Entry, status: CacheStatus, method: string, now: number): EngineResponse {
+/**
+ * Serves a stored entry: its headers, then `own` (fields for this request alone, beside the
+ * entry's: coordinator.ts RequesterFields), a correct Age, and Cache-Status. HEAD gets no body.
+ */
+export function fromEntry(
+  entry: Entry,
+  status: CacheStatus,
+  method: string,
+  now: number,
+  own: readonly [string, string][] = [],
+): EngineResponse {
   const cacheStatus = { ...status, ttlSeconds: ttlSeconds(entry.staleAt, now) };
   // Set-Cookie is never stored; an entry an older herdless wrote may still hold one from a 304.
   const headers: [string, string][] = entry.headers.filter(
     ([name]) => name !== "cache-status" && name !== "set-cookie",
   );
+  headers.push(...own);
   headers.push(["age", String(ageSeconds(entry, now))]);
   headers.push(["cache-status", withUpstream(entry.headers, cacheStatus)]);
   withContentLength(headers, entry.status, entry.body.byteLength);

@@ -155,8 +155,10 @@ export function storedFields(headers: readonly [string, string][]): [string, str
  * `private="…"` (§5.2.2.7) names them: the origin sent them with its answer to the request
  * that reached it, and that answer carries them (no reuse, so nothing for §5.2.2.4 to
  * forbid; the one requester, so nothing shared for §5.2.2.7). Every later answer from the
- * stored copy, and every caller that joined the same fetch, goes without them. The
- * {@link CLIENT_STATE_FIELDS} stay out of answers made from a shared fill, as ever.
+ * stored copy, and every caller that joined the same fetch, goes without them. A named
+ * `Set-Cookie` or `Authentication-Info` too: that is what the qualified form is for (ASP.NET
+ * sends `no-cache="Set-Cookie"` with the session cookie of a page it lets caches keep), and
+ * withheld from its requester the session the origin began for that visitor never reached it.
  *
  * @example
  * requesterOnlyFields([["cache-control", 'max-age=60, no-cache="x-a"'], ["x-a", "1"], ["x-b", "2"]]);
@@ -165,7 +167,7 @@ export function storedFields(headers: readonly [string, string][]): [string, str
 export function requesterOnlyFields(headers: readonly [string, string][]): [string, string][] {
   const withheld = withheldFields(effectiveDirectives(headerList(headers)));
   if (withheld.size === 0) return [];
-  return headers.filter(([name]) => withheld.has(name) && name !== "age" && !CLIENT_STATE_FIELDS.has(name));
+  return headers.filter(([name]) => withheld.has(name) && name !== "age");
 }
 
 // RFC 9111 §3: the method must be understood and cacheable. HEAD is cacheable by the RFC, but a
