@@ -43,3 +43,35 @@ describe("CORS granted by reflecting Origin, without Vary: Origin", () => {
     expect(await origin.count()).toBe(1);
   });
 });
+
+describe("Next.js's internal request headers, sent by an attacker", () => {
+  it("never reach the origin: the page stored for everyone is its HTML, and middleware still runs", async () => {
+    // A pages-router page before Next.js's fixes (CVE-2024-46982, CVE-2023-46298, CVE-2025-29927).
+    const isr = { "cache-control": "s-maxage=60, stale-while-revalidate" };
+    const origin = await testOrigin({
+      headers: { ...isr, "content-type": "text/html" },
+      body: "<html>the blog</html>",
+      byHeader: {
+        "x-middleware-subrequest": { body: "the account page, unguarded", status: 200, headers: isr },
+        "x-now-route-matches": { body: '{"pageProps":{}}', headers: isr },
+        "x-middleware-prefetch": { body: "{}", headers: isr },
+      },
+      paths: { "/account": { status: 307, headers: { location: "/login" }, body: "" } },
+    });
+    const [here, there] = dataCenters(2, edgeEnv(origin.url));
+    for (const header of ["x-now-route-matches", "x-middleware-prefetch"]) {
+      const path = `/blog-${header}`;
+      await (
+        await here!.get(path, { headers: { [header]: "1" } })
+      ).settled;
+      expect((await there!.get(path)).body).toBe("<html>the blog</html>");
+    }
+    const unguarded = await here!.get("/account", {
+      headers: { "x-middleware-subrequest": "middleware:middleware:middleware:middleware:middleware" },
+      redirect: "manual",
+    });
+    expect(unguarded.status).toBe(307);
+    const names = (await origin.stats()).requests.flatMap((r) => Object.keys(r.headers));
+    expect(names.filter((name) => name.startsWith("x-middleware") || name === "x-now-route-matches")).toEqual([]);
+  });
+});

@@ -119,3 +119,32 @@ async function keptAliveOrigin(): Promise<string> {
   });
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
+
+describe.each(["node", "fleet"] as const)("Next.js's internal request headers, sent by an attacker (%s)", (kind) => {
+  it("never reach the origin: the page stored for everyone is its HTML, and middleware still runs", async () => {
+    const seen: string[] = [];
+    // A pages-router page before Next.js's fixes: its internal headers turn the page into its
+    // data (CVE-2024-46982), an empty prefetch answer (CVE-2023-46298), or skip the middleware
+    // that signs the visitor in (CVE-2025-29927), all marked for shared caches.
+    const { urls } = await site(kind, (req, res) => {
+      const h = req.headers;
+      seen.push(...["x-now-route-matches", "x-middleware-prefetch", "x-middleware-subrequest"].filter((n) => h[n]));
+      const isr = { "cache-control": "s-maxage=60, stale-while-revalidate" };
+      if (h["x-middleware-subrequest"]) return void res.writeHead(200, isr).end("the account page, unguarded");
+      if (req.url === "/account") return void res.writeHead(307, { location: "/login" }).end();
+      if (h["x-now-route-matches"]) return void res.writeHead(200, isr).end('{"pageProps":{}}');
+      if (h["x-middleware-prefetch"]) return void res.writeHead(200, isr).end("{}");
+      res.writeHead(200, { ...isr, "content-type": "text/html" }).end("<html>the blog</html>");
+    });
+    for (const header of ["x-now-route-matches", "x-middleware-prefetch"]) {
+      const path = `/blog-${header}`;
+      await send(urls[0]!, path, { headers: { [header]: "1" } });
+      expect((await send(urls.at(-1)!, path)).body).toBe("<html>the blog</html>");
+    }
+    const unguarded = await send(urls[0]!, "/account", {
+      headers: { "x-middleware-subrequest": "middleware:middleware:middleware:middleware:middleware" },
+    });
+    expect(unguarded.status).toBe(307);
+    expect(seen).toEqual([]);
+  });
+});

@@ -82,4 +82,9 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "cf-connecting-ipv6",
   "cf-pseudo-ipv4",
   "cf-ipcountry",
+  // Sent by Next.js's client router on prefetches: with it a Next.js before 13.4.20 answered an
+  // empty `{}` marked `s-maxage` (CVE-2023-46298), stored as the page for everyone. Stripped, a
+  // prefetch gets the page's data, as a navigation does (`X-Nextjs-Data` is passed on: see
+  // docs/security.md).
+  "x-middleware-prefetch",
 ];
