@@ -75,3 +75,23 @@ describe("RFC 9111 §4.4: an answer asked for before a write is never stored aft
     expect(await s.get("GET https://a.test/p")).toBeUndefined();
   });
 });
+
+describe("lookup: the selectors a URL's copies keep (key.ts keptSelectors)", () => {
+  const app = { get: (name: string) => (name === "origin" ? "https://app.test" : null) };
+  const variant = 'page\n[["accept-language",null],["origin","https://app.test"]]';
+
+  it("come from the pointer, implied ones only", async () => {
+    const { store: s } = store();
+    await s.put(testEntry("page", T0, { vary: ["accept-language", "origin"], body: new Uint8Array(0) }));
+    expect((await lookup(s, "page", "page", app)).kept).toEqual(["origin"]);
+    expect((await lookup(s, "page", variant, app)).kept).toEqual(["origin"]);
+  });
+
+  it("from the variant when its pointer is gone, and none for a URL that varies on nothing", async () => {
+    const { store: s } = store();
+    await s.put(testEntry(variant, T0, { vary: ["accept-language", "origin"] }));
+    expect((await lookup(s, "page", variant, app)).kept).toEqual(["origin"]);
+    await s.put(testEntry("plain", T0));
+    expect((await lookup(s, "plain", "plain", app)).kept).toEqual([]);
+  });
+});

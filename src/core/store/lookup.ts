@@ -32,7 +32,9 @@ export async function lookup(
   if (known !== primary) {
     const [found, entry] = await Promise.all([store.get(primary), store.get(known)]);
     const valid = notInvalidated(entry, found);
-    return { key: known, entry: valid, varyMiss: valid === undefined, kept: keptSelectors(found?.vary ?? []) };
+    // The pointer's selectors, or (the pointer gone before its variants) the variant's own.
+    const kept = keptSelectors(found?.vary ?? entry?.vary ?? []);
+    return { key: known, entry: valid, varyMiss: valid === undefined, kept };
   }
   const found = await store.get(primary);
   if (!found || found.vary.length === 0)
