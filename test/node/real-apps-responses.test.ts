@@ -148,3 +148,29 @@ describe.each(["node", "fleet"] as const)("Next.js's internal request headers, s
     expect(seen).toEqual([]);
   });
 });
+
+describe.each(["node", "fleet"] as const)(
+  'a page kept with no-cache="Set-Cookie", as ASP.NET sends it (%s)',
+  (kind) => {
+    it("gives its first visitor the session begun for it, and nobody else that session", async () => {
+      let sessions = 0;
+      const { urls } = await site(kind, (_req, res) => {
+        sessions++;
+        res.writeHead(200, {
+          "cache-control": 'public, max-age=60, no-cache="Set-Cookie"',
+          "set-cookie": `ASP.NET_SessionId=s${sessions}; path=/; HttpOnly`,
+          "content-type": "text/html",
+        });
+        res.end("<html>the catalogue</html>");
+      });
+      const first = await send(urls[0]!, "/catalogue");
+      expect(first.headers["set-cookie"]).toEqual(["ASP.NET_SessionId=s1; path=/; HttpOnly"]);
+      for (const url of urls) {
+        const next = await send(url, "/catalogue");
+        expect(next.body).toBe("<html>the catalogue</html>");
+        expect(next.headers["set-cookie"]).toBeUndefined();
+      }
+      expect(sessions).toBe(1);
+    });
+  },
+);
