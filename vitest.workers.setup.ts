@@ -11,7 +11,9 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { TestProject } from "vitest/node";
+import { WebSocketServer } from "ws";
 import {
   STALE_ORIGIN_KEY,
   TEST_ORIGIN_KEY,
@@ -268,6 +270,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       else res.destroy();
     });
   });
+  server.on("upgrade", echoWebSocket);
   // workerd pools and reuses its connections: a socket Node closes when idle races with
   // workerd's next request on it, which then fails with "Network connection lost"
   // (workers-sdk#14848). So idle sockets stay open; teardown closes them all.
@@ -280,9 +283,40 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     for (const ns of namespaces.values()) releaseHeld(ns, ns.held.length);
     server.closeAllConnections();
+    for (const ws of echoes.clients) ws.terminate();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await stale.close();
   };
+}
+
+const echoes = new WebSocketServer({ noServer: true });
+
+/**
+ * WebSocket handshakes to `/o/<ns>/…`, counted and recorded as requests of the namespace:
+ * `…/forbidden` is refused with a 403, any other path is an echo (text as text, binary as
+ * binary; the message `close please` is answered with a close, code 4001).
+ */
+function echoWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const url = new URL(req.url ?? "/", "http://127.0.0.1");
+  const [, area, name, ...rest] = url.pathname.split("/");
+  if (area !== "o" || !name) return void socket.destroy();
+  const ns = namespace(name);
+  const headers: Record<string, string> = {};
+  for (const [field, value] of Object.entries(req.headers))
+    headers[field] = Array.isArray(value) ? value.join(", ") : (value ?? "");
+  ns.stats.count++;
+  ns.stats.requests.push({ method: req.method ?? "GET", path: `/${rest.join("/")}${url.search}`, headers });
+  changed(ns);
+  if (rest.at(-1) === "forbidden")
+    return void socket.end(
+      "HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 6\r\n\r\nnot in",
+    );
+  echoes.handleUpgrade(req, socket, head, (ws) =>
+    ws.on("message", (data, binary) => {
+      if (String(data) === "close please") ws.close(4001, "asked");
+      else ws.send(data, { binary });
+    }),
+  );
 }
 
 /**

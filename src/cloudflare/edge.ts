@@ -27,6 +27,9 @@ import { forwardedAs, mayJoinFromMemory, memoryHit } from "./memory-hit.ts";
 import type { Landed } from "./isolate-flights.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
 import { originFetch } from "./interim-fetch.ts";
+import { nextTurn } from "./next-turn.ts";
+import { opensTunnel } from "../core/origin/tunnel.ts";
+import { webSocketTunnel } from "./web-socket-tunnel.ts";
 
 export interface EdgeOptions {
   /** The data center's cache (`caches.open(name)`); defaults to `cache.name` of the config. Tests name one per simulated data center. */
@@ -46,7 +49,8 @@ export interface EdgeOptions {
  * One request through the edge: the data center's Cache API is the near tier, the key's
  * {@link KeyCoordinatorObject} the coordinator, and a per-isolate single-flight over the Cache
  * API the fallback while the coordinator cannot be reached. Background revalidations run
- * under `ctx.waitUntil`. Invalid config answers 500 with the message naming the field.
+ * under `ctx.waitUntil`. Invalid config answers 500 with the message naming the field. A
+ * WebSocket handshake (core `opensTunnel`) is never answered from memory: it is tunnelled.
  *
  * @example
  * export default { fetch: (request, env, ctx) => handle(request, env, ctx) } satisfies ExportedHandler<Env>;
@@ -77,9 +81,10 @@ export async function handle(
   const admin = isAdminPath(url.pathname);
   const background = (work: Promise<unknown>) =>
     ctx.waitUntil(work.catch((error: unknown) => log("warn", "background work failed", error)));
-  const hit = admin ? undefined : memoryHit(isolate, request, target, cacheName, background);
+  const tunnel = !admin && opensTunnel(config, request.method, url.pathname, request.headers);
+  const hit = admin || tunnel ? undefined : memoryHit(isolate, request, target, cacheName, background);
   const waited =
-    hit || admin || !mayJoinFromMemory(request, target)
+    hit || admin || tunnel || !mayJoinFromMemory(request, target)
       ? undefined
       : await afterIsolateWait(isolate, request, target, cacheName, background);
   const answered = hit ?? waited?.answered;
@@ -125,6 +130,7 @@ export async function handle(
     });
   }
   const engine = edgeEngine(isolate, env, cacheName, clock, guard, background, waited?.landed);
+  if (tunnel) return webSocketTunnel(engine, request, isolate);
   const answer = await engineAnswer(engine, request, waited?.looks);
   reportLater(isolate.reporter, ctx);
   return toResponse(answer);
@@ -284,17 +290,4 @@ function edgeEngine(
 function reportLater(reporter: StatsReporter | undefined, ctx: ExecutionContext): void {
   const report = reporter?.afterRequest((send) => nextTurn().then(send));
   if (report) ctx.waitUntil(report);
-}
-
-/**
- * Resolves in a timer: for work a request leaves behind its answer (the near tier's Cache API
- * write, a stats report), started there rather than at once. workerd wakes a request that
- * awaits a promise another request resolved (the waiters of this isolate's flight, when its
- * answer lands) only once its event loop has nothing else queued, and every step of a Cache
- * API write or a Durable Object call queues more: started with the answer, they held a cold
- * key's waiters back by tens of milliseconds under a spike (bench/README.md, "The cold key's
- * first wave"). A timer fires at the same idle point as those wake-ups, not before them.
- */
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
 }

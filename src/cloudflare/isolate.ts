@@ -7,6 +7,7 @@ import { RefreshMarks } from "../core/fill/refresh-marks.ts";
 import type { GuardFront } from "../core/guard/guard-front.ts";
 import { newGuardFront } from "./deployment-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
+import { TunnelSlots } from "../core/origin/tunnel.ts";
 import { AttemptLimiter } from "../core/admin/auth.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import { StatsReporter } from "../core/admin/stats-reporter.ts";
@@ -56,6 +57,8 @@ export interface ReadyIsolate {
   nearCopiesFor(cacheName: string): Set<string>;
   /** Request URLs parsed once, with route and key, so a hit parses nothing. */
   targets: UrlTargets;
+  /** The WebSocket tunnels this isolate holds open, against origin.maxWebSockets. */
+  tunnels: TunnelSlots;
   /** When the coordinator was last unreachable from this isolate. */
   degradedAt?: number;
 }
@@ -118,6 +121,7 @@ export function isolateState(
       ),
       nearCopiesFor: perCache(() => new Set<string>()),
       targets: new UrlTargets(config),
+      tunnels: new TunnelSlots(() => config.origin.maxWebSockets),
     };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);

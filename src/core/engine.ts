@@ -1,11 +1,11 @@
 import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import { routeFor, type Config } from "./config.ts";
-import { discardStream, type Coordinator, type FillRequest, type FillResult } from "./fill/coordinator.ts";
+import { discardStream, failedFill as failed } from "./fill/coordinator.ts";
+import type { Coordinator, FillRequest, FillResult } from "./fill/coordinator.ts";
 import { answerFromEntry, notCached } from "./http/answer.ts";
 import { decide, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
-import { isHerdlessError, type HerdlessErrorCode } from "./errors.ts";
 import { invalidatedUrls } from "./http/invalidation.ts";
 import { primaryKey } from "./http/key.ts";
 import { headerList } from "./http/http.ts";
@@ -14,10 +14,11 @@ import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import type { ContentDecoding } from "./origin/response-fields.ts";
-import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "./origin/guarded-call.ts";
+import { guardedCallDeps, type OriginCallEvent } from "./origin/guarded-call.ts";
 import { forwardPolicy, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
 import { maxForwards } from "./origin/hops.ts";
 import { relay } from "./origin/relay.ts";
+import { openTunnel, type TunnelDeps, type TunnelOpening, type TunnelSlots } from "./origin/tunnel.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
 import type { EngineRequest, EngineResponse } from "./http/respond.ts";
@@ -81,7 +82,7 @@ export interface EngineOptions {
 export class Engine {
   private readonly refreshes = new SingleFlight<string, void>();
   private readonly forward: ForwardPolicy;
-  private readonly originDeps: GuardedCallDeps;
+  private readonly relayDeps: TunnelDeps;
   private readonly nearTier: NearTier;
   private readonly answers: AnswerContext;
   private readonly marks: RefreshMarks;
@@ -89,7 +90,8 @@ export class Engine {
     this.marks = o.refreshMarks ?? new RefreshMarks(o.config.coordinator.waitTimeoutMs);
     this.forward = forwardPolicy(o.config);
     this.nearTier = new NearTier(o);
-    this.originDeps = guardedCallDeps(o, o.onOriginCall ?? ((event) => o.metrics?.originCall(event.outcome)));
+    const originDeps = guardedCallDeps(o, o.onOriginCall ?? ((event) => o.metrics?.originCall(event.outcome)));
+    this.relayDeps = { config: o.config, forward: this.forward, originDeps };
     this.answers = {
       config: o.config,
       clock: o.clock,
@@ -278,23 +280,19 @@ export class Engine {
 
   /** Relays a request as it is, through the guard, streaming the answer (origin/relay.ts). */
   private async relay(request: EngineRequest, status: CacheStatus, kind: "bypass" | "pass"): Promise<EngineResponse> {
-    const response = await relay(
-      { config: this.o.config, forward: this.forward, originDeps: this.originDeps },
-      request,
-      status,
-    );
+    const response = await relay(this.relayDeps, request, status);
     // Counted once the origin answered, so its latency is the relay's.
     this.count(request, kind, undefined);
     return response;
+  }
+
+  /** A WebSocket handshake (`opensTunnel` said so) relayed with its upgrade: origin/tunnel.ts. */
+  tunnel(request: EngineRequest, slots: TunnelSlots, signal?: AbortSignal): Promise<TunnelOpening> {
+    return openTunnel(this.relayDeps, request, slots, signal).finally(() => this.count(request, "bypass", undefined));
   }
 
   /** Counts an answer by kind, and times it from `request.receivedAt` when the adapter took that reading. */
   private count(request: EngineRequest, kind: Parameters<Metrics["count"]>[0], key: string | undefined): void {
     this.o.metrics?.count(kind, key, request.receivedAt);
   }
-}
-
-function failed(error: unknown): FillResult {
-  const code: HerdlessErrorCode = isHerdlessError(error) ? error.code : "COORDINATOR_UNAVAILABLE";
-  return { kind: "failed", code, message: error instanceof Error ? error.message : String(error), collapsed: false };
 }

@@ -8,14 +8,14 @@ import { interimWriter } from "./interim-response.ts";
 
 /**
  * A node:http request as the engine sees it, `scheme` the client's (hit-path `clientScheme`);
- * the origin's interim answers to it are written to `res` ({@link interimWriter}).
+ * the origin's interim answers to it are written to `res` ({@link interimWriter}), when there is one.
  *
  * @example
  * const response = await engine.handle(toEngineRequest(req, res, metrics.started(), "http:"));
  */
 export function toEngineRequest(
   req: IncomingMessage,
-  res: ServerResponse,
+  res: ServerResponse | undefined,
   receivedAt: number,
   scheme: Scheme,
 ): EngineRequest {
@@ -32,6 +32,6 @@ export function toEngineRequest(
     body,
     clientAddress: req.socket.remoteAddress,
     receivedAt,
-    onInterim: interimWriter(req, res),
+    onInterim: res && interimWriter(req, res),
   };
 }

@@ -21,6 +21,7 @@ import {
 } from "../core/http/request-check.ts";
 import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
+import type { EngineResponse } from "../core/http/respond.ts";
 import { toEngineRequest } from "./engine-request.ts";
 import { clientScheme, HitPath, requestUrl, scanFields, trustsForwardedProto, type RequestScan } from "./hit-path.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
@@ -96,17 +97,9 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     // One pass over the fields: the Host check below, and the hit path's.
     const fields = scanFields(req.rawHeaders, scan);
     // A request in an HTTP version herdless does not speak gets a 505, and one it cannot key
-    // or route (bad or repeated Host, a request-target that is not a path or an http(s) URL)
-    // a clear 400, first.
-    const refused =
-      versionRefusal(req.httpVersionMajor) ??
-      fieldCountRefusal(req.rawHeaders.length / 2) ??
-      hostCountRefusal(fields.hosts, fields.host) ??
-      missingHostRefusal(fields.hosts, req.httpVersionMinor) ??
-      transferCodingRefusal(fields.transferEncoding) ??
-      (req.method === "OPTIONS" && req.url === "*"
-        ? optionsForServer()
-        : targetRefusal(req.url ?? "/", fields.host ?? "localhost"));
+    // or route (bad, repeated or missing Host, a transfer coding it does not relay, a
+    // request-target that is not a path or an http(s) URL) a clear 400, first.
+    const refused = requestRefusal(req, fields);
     if (refused) {
       if (record) record.cacheStatus = cacheStatusOf(refused.headers);
       write(res, refused).catch(fail(req, res));
@@ -128,6 +121,25 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
     );
   };
   return Object.assign(handler, { stack, close: () => stack.close() });
+}
+
+/**
+ * What herdless answers a request itself before anything else, if anything: a 505 for an HTTP
+ * version it does not speak, a clear 400 for one it cannot key or route (bad or repeated
+ * Host, a request-target that is not a path or an http(s) URL), `OPTIONS *` (`fields`: the
+ * request's {@link scanFields}).
+ */
+export function requestRefusal(req: IncomingMessage, fields: RequestScan): EngineResponse | undefined {
+  return (
+    versionRefusal(req.httpVersionMajor) ??
+    fieldCountRefusal(req.rawHeaders.length / 2) ??
+    hostCountRefusal(fields.hosts, fields.host) ??
+    missingHostRefusal(fields.hosts, req.httpVersionMinor) ??
+    transferCodingRefusal(fields.transferEncoding) ??
+    (req.method === "OPTIONS" && req.url === "*"
+      ? optionsForServer()
+      : targetRefusal(req.url ?? "/", fields.host ?? "localhost"))
+  );
 }
 
 /**

@@ -107,11 +107,15 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       else reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error));
     });
     outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
-    // A 101 herdless never asked for (it sends no Upgrade): node:http hands it to "upgrade"
-    // listeners and, with none, destroys the socket without an "error", and a later abort of
-    // a destroyed request emits none either: the call hung past its deadline, holding its
-    // origin permit for good. Named here as the odd status it is (fetchOrigin: a clean 502).
-    outgoing.once("upgrade", (incoming: IncomingMessage, socket: Duplex) => {
+    // node:http hands a 101 to "upgrade" listeners (with none, it destroys the socket silently:
+    // the call hung past its deadline, holding its permit). The switch a tunnel asked for (its
+    // request carries Upgrade) is its answer; any other is the odd status it is (a clean 502).
+    const asked = headers.some(([name]) => name === "upgrade");
+    outgoing.once("upgrade", (incoming: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (asked) {
+        resolve(switched(incoming, socket, head));
+        return;
+      }
       socket.destroy();
       reject(
         new HerdlessError(
@@ -139,6 +143,34 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       reject(new TypeError("nodeOriginFetch sends string, bytes or stream bodies"));
     }
   });
+}
+
+/** The origin's side of each switched connection, by the answer {@link nodeOriginFetch} gave for its 101. */
+const upgraded = new WeakMap<Response, UpgradedSocket>();
+
+/** A connection the origin switched to another protocol, and the bytes it sent after its 101. */
+export interface UpgradedSocket {
+  socket: Duplex;
+  head: Buffer;
+}
+
+/**
+ * The socket behind a 101 {@link nodeOriginFetch} answered (origin-client.ts
+ * SwitchedOriginResponse `connection`); undefined for any other answer.
+ *
+ * @example
+ * const origin = upgradedSocket(opening.connection); // { socket, head }
+ */
+export function upgradedSocket(response: Response): UpgradedSocket | undefined {
+  return upgraded.get(response);
+}
+
+/** A 101 as an answer (no Response is built with it: carried on a placeholder), its socket kept aside. */
+function switched(incoming: IncomingMessage, socket: Duplex, head: Buffer): Response {
+  const response = new Response(null, { status: 200, headers: fieldsOf(incoming.rawHeaders) });
+  Object.defineProperty(response, "status", { value: 101 });
+  upgraded.set(response, { socket, head });
+  return response;
 }
 
 /** Writes the request's body (none ends the request); false for a body of a kind it cannot send. */

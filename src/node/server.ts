@@ -6,6 +6,7 @@ import type { EngineResponse } from "../core/http/respond.ts";
 import { createHandler } from "./handler.ts";
 import { parseRefusal, unmetExpectation, type ClientError } from "./parse-refusal.ts";
 import { pipelineBound } from "./pipeline-bound.ts";
+import { tunnelUpgrades } from "./tunnel.ts";
 import type { Logger } from "./logger.ts";
 import type { Stack } from "./stack.ts";
 
@@ -25,8 +26,9 @@ export interface RunningServer {
   port: number;
   server: Server;
   /**
-   * Stops accepting connections, lets in-flight requests finish (up to `drainTimeoutMs`),
-   * closes keep-alive connections as they fall idle, then closes the stack. Idempotent.
+   * Stops accepting connections, closes WebSocket tunnels, lets in-flight requests finish (up
+   * to `drainTimeoutMs`), closes keep-alive connections as they fall idle, then closes the
+   * stack. Idempotent.
    */
   close(): Promise<void>;
 }
@@ -70,6 +72,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // unheard, so a Cookie or Authorization after them went unseen and unsent. The handler
   // refuses such a request (fieldCountRefusal), which it can only tell when it sees them all.
   server.maxHeadersCount = 0;
+  // WebSockets pass through to the origin; every other upgrade is answered as if never asked.
+  const tunnels = tunnelUpgrades(server, stack, logger, () => closing !== undefined);
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
   // drops a CONNECT's socket silently; the client gets a 405 naming the method instead.
   server.on("connect", (_req: IncomingMessage, socket: Duplex) => socket.end(rawAnswer(notAllowed("CONNECT"))));
@@ -106,6 +110,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     close: () =>
       (closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // A tunnel never finishes on its own: cut now, its client reconnects to another process.
+        tunnels.closeAll();
         // A connection that finishes its last response while we drain falls idle: close it then.
         const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
         const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs);

@@ -52,3 +52,11 @@ export const MAX_ENTRY_BYTES_LIMIT = 128 * 1024 * 1024;
 export const DEFAULT_READ_AHEAD_BYTES = 4 * 1024 * 1024;
 /** Bytes every read-ahead of a process or isolate holds together at most by default (see `origin.readAheadBudgetBytes`). */
 export const DEFAULT_READ_AHEAD_BUDGET_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Open WebSocket tunnels per process or isolate by default (see `origin.maxWebSockets`). Not
+ * derived from `origin.maxConcurrency`: that counts requests the origin works on at once, and
+ * an open socket mostly idles (8 would be too few for any chat page). A thousand keeps a Node
+ * process within 2,000 file descriptors and tens of MB of socket buffers.
+ */
+export const DEFAULT_MAX_WEB_SOCKETS = 1_000;

@@ -5,6 +5,7 @@ import {
   DEFAULT_MAX_ENTRY_BYTES,
   DEFAULT_READ_AHEAD_BUDGET_BYTES,
   DEFAULT_READ_AHEAD_BYTES,
+  DEFAULT_MAX_WEB_SOCKETS,
   MAX_CACHE_BYTES,
   MAX_ENTRY_BYTES_LIMIT,
   ms,
@@ -110,6 +111,18 @@ export const originSection = z.strictObject({
    * knows the scheme (Cloudflare's edge gives it) and ignores this.
    */
   trustForwardedProto: z._default(z.boolean(), false),
+  /**
+   * Tunnel WebSocket upgrades (`Upgrade: websocket`) to the origin, never cached: what a
+   * transparent proxy does. Every other upgrade (`h2c`) is ignored whatever this says.
+   */
+  webSockets: z._default(z.boolean(), true),
+  /**
+   * Open WebSocket tunnels one Node process or Worker isolate keeps at once (handshakes
+   * included); past it an upgrade gets `503`. They hold no origin permit once open.
+   */
+  maxWebSockets: z._default(count("origin.maxWebSockets", 1, 1_000_000), DEFAULT_MAX_WEB_SOCKETS),
+  /** A WebSocket tunnel that carries no byte either way for this long is closed. */
+  webSocketIdleTimeoutMs: z._default(ms("origin.webSocketIdleTimeoutMs", 1_000), 120_000),
 });
 
 /** `cache`: What is stored, and how much. */

@@ -1,5 +1,5 @@
 import type { Entry } from "../http/entry.ts";
-import type { HerdlessErrorCode } from "../errors.ts";
+import { isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import type { Priority } from "../guard/origin-guard.ts";
 import type { PurgeSnapshot } from "../admin/purge.ts";
 import type { InterimListener } from "../origin/origin-client.ts";
@@ -189,4 +189,10 @@ export function discardStream(result: FillResult): FillResult {
  */
 export function fromCoordinatorCopy(result: Extract<FillResult, { kind: "entry" }>): boolean {
   return result.fwdStatus === undefined && !result.collapsed;
+}
+
+/** A fill that failed with `error` before any flight answered (the coordinator or its fallback threw). */
+export function failedFill(error: unknown): FillResult {
+  const code: HerdlessErrorCode = isHerdlessError(error) ? error.code : "COORDINATOR_UNAVAILABLE";
+  return { kind: "failed", code, message: error instanceof Error ? error.message : String(error), collapsed: false };
 }

@@ -35,7 +35,9 @@ export type CacheStatusDetail =
   | "origin-error"
   | "purged"
   /** herdless refused the request itself (bad or repeated Host): nothing was looked up or forwarded. */
-  | "refused";
+  | "refused"
+  /** A WebSocket handshake past `origin.maxWebSockets` open tunnels: refused, never forwarded. */
+  | "tunnel-limit";
 
 export const CACHE_NAME = "herdless";
 

@@ -4,7 +4,8 @@ import type { Config } from "../config.ts";
 import { HerdlessError, isHerdlessError, type HerdlessErrorCode } from "../errors.ts";
 import { realTimers, type Timers } from "../guard/local-guard.ts";
 import type { OriginGuard, OriginOutcome, OriginPermit, Priority } from "../guard/origin-guard.ts";
-import { fetchOrigin, type FetchLike, type OriginRequest, type OriginResponse } from "./origin-client.ts";
+import { fetchOrigin } from "./origin-client.ts";
+import type { AnswerTo, FetchLike, OriginRequest, OriginResponse, SwitchedOriginResponse } from "./origin-client.ts";
 import { heldShape, type ContentDecoding } from "./response-fields.ts";
 import { cutWhenUnread } from "./client-idle.ts";
 import { holdUntilDone } from "./held-body.ts";
@@ -97,8 +98,8 @@ export interface GuardedCallOptions {
  * - `refused`: the guard refused a permit (see {@link isGuardRefusal}); the origin saw nothing;
  * - `failed`: the call was made and failed (timeout, reset, refused connection, unsendable request).
  */
-export type GuardedCallResult =
-  | { kind: "response"; response: OriginResponse }
+export type GuardedCallResult<A = OriginResponse> =
+  | { kind: "response"; response: A }
   | { kind: "refused"; error: HerdlessError }
   | { kind: "failed"; error: HerdlessError };
 
@@ -116,10 +117,11 @@ export function isGuardRefusal(code: string): code is GuardRefusal {
 /**
  * What an origin answer says about the origin's health, for the breaker: a status in
  * `breaker.failureStatuses` (502/503/504 by default) is a sign of sickness; every other
- * answer (2xx–4xx, 500, 501: the application speaking) proves the origin is up. An answer
- * outside 200–599 says nothing (the runtime or herdless mishandled the exchange).
+ * answer (2xx–4xx, 500, 501: the application speaking, a 101 a tunnel asked for) proves the
+ * origin is up. Any other answer outside 200–599 says nothing (a runtime's mishandling).
  */
 export function outcomeOfStatus(status: number, config: Config): OriginOutcome {
+  if (status === 101) return "success";
   if (status < 200 || status > 599) return "neutral";
   return config.breaker.failureStatuses.includes(status) ? "failure" : "success";
 }
@@ -160,17 +162,18 @@ export function metricOfStatus(status: number): OriginOutcomeKind {
  * deadline, the permit released with what the call says about the origin's health, and
  * the call counted. A streamed body keeps the permit until it ends, fails or is cancelled,
  * and is itself bounded by `origin.streamIdleTimeoutMs` and `origin.streamTimeoutMs`, so
- * the cap bounds open origin connections, not just response heads.
+ * the cap bounds open origin connections, not just response heads. A switched connection (a
+ * WebSocket tunnel, which may stay open for hours) gives it back once its 101 arrived.
  *
  * @example
  * const result = await guardedOriginCall(deps, { url, method: "GET", headers: [] }, { priority: "foreground", maxBodyBytes: 1e6 });
  * if (result.kind === "response") use(result.response);
  */
-export async function guardedOriginCall(
+export async function guardedOriginCall<R extends OriginRequest>(
   deps: GuardedCallDeps,
-  request: OriginRequest,
+  request: R,
   options: GuardedCallOptions,
-): Promise<GuardedCallResult> {
+): Promise<GuardedCallResult<AnswerTo<R>>> {
   const { config, clock } = deps;
   let permit: OriginPermit;
   try {
@@ -197,7 +200,7 @@ export async function guardedOriginCall(
     ...(error !== undefined ? { error } : {}),
     priority: options.priority,
   });
-  let response: OriginResponse;
+  let response: OriginResponse | SwitchedOriginResponse;
   // A lost permit stops the call as the caller's own abort does (see OriginPermit.lost).
   const signal = anySignal(options.signal, permit.lost);
   try {
@@ -241,17 +244,21 @@ export async function guardedOriginCall(
     });
     const idleMs = config.origin.streamIdleTimeoutMs;
     const body = options.readByClient ? cutWhenUnread(held, idleMs, timers, request.url) : held;
-    return { kind: "response", response: { ...response, body } };
+    return { kind: "response", response: { ...response, body } as AnswerTo<R> };
   }
   await permit.release(outcome, sickKey);
-  return { kind: "response", response };
+  return { kind: "response", response: response as AnswerTo<R> };
 }
 
 /**
  * The answer with its links to origin.url moved to the client's host ({@link ownLinksRewritten}):
  * once, as it arrives, so what is stored, streamed, merged from a 304 or relayed is the same.
  */
-function withPublicLinks(response: OriginResponse, config: Config, publicOrigin: string | undefined): OriginResponse {
+function withPublicLinks<A extends { headers: [string, string][] }>(
+  response: A,
+  config: Config,
+  publicOrigin?: string,
+): A {
   if (publicOrigin === undefined || !config.origin.rewriteRedirects) return response;
   return { ...response, headers: ownLinksRewritten(response.headers, config.origin.url, publicOrigin) };
 }

@@ -1,9 +1,9 @@
 import type { Clock } from "../clock.ts";
 import { HerdlessError } from "../errors.ts";
-import { concatBytes } from "../http/http.ts";
 import { fetchStandardDecoding, responseHeaders, bodyWasDecoded, type ContentDecoding } from "./response-fields.ts";
 import { streamsAtOnce } from "./response-fields.ts";
-import { EventLoopTurns } from "../http/event-loop-turns.ts";
+import { prepend, readBody } from "./body-read.ts";
+import { asOriginError } from "./origin-error.ts";
 
 /**
  * Hears an interim (1xx) response to the request that caused an origin call, before its
@@ -30,6 +30,11 @@ export interface OriginRequest {
   body?: ReadableStream<Uint8Array> | Uint8Array | null;
   /** The client this call is made for hears the origin's interim answers ({@link interimRelay}). */
   onInterim?: InterimListener | undefined;
+  /**
+   * Asks the origin to switch to this protocol (`Upgrade`, with `Connection: upgrade`): its
+   * `101` is then the answer, a {@link SwitchedOriginResponse}. Only a WebSocket tunnel asks.
+   */
+  upgrade?: "websocket";
 }
 
 interface OriginResponseBase {
@@ -58,7 +63,24 @@ export interface StreamedOriginResponse extends OriginResponseBase {
   declaredBytes?: number;
 }
 
+/**
+ * The origin's `101 Switching Protocols` to a request that asked for it ({@link OriginRequest.upgrade}):
+ * no body, and the connection is no longer HTTP. `connection` is what the runtime's `fetch`
+ * returned: workerd's carries the origin's WebSocket (`webSocket`), Node's names its socket
+ * (origin-fetch.ts `upgradedSocket`). Its holder must close it.
+ */
+export interface SwitchedOriginResponse extends OriginResponseBase {
+  kind: "switched";
+  body: null;
+  connection: Response;
+}
+
 export type OriginResponse = BufferedOriginResponse | StreamedOriginResponse;
+
+/** What the origin may answer a request `R`: a switch of protocols only when `R` asked for one. */
+export type AnswerTo<R extends OriginRequest> = R extends { upgrade: "websocket" }
+  ? OriginResponse | SwitchedOriginResponse
+  : OriginResponse;
 
 export interface OriginCallOptions {
   timeoutMs: number;
@@ -79,11 +101,11 @@ export interface OriginCallOptions {
  * @example
  * const res = await fetchOrigin(fetch, { url, method: "GET", headers: [] }, { timeoutMs: 5_000, maxBodyBytes: 1e6, clock: systemClock });
  */
-export async function fetchOrigin(
+export async function fetchOrigin<R extends OriginRequest>(
   fetchFn: FetchLike,
-  request: OriginRequest,
+  request: R,
   options: OriginCallOptions,
-): Promise<OriginResponse> {
+): Promise<AnswerTo<R>> {
   const { deadline, release } = deadlineOf(request.url, options);
   const requestAt = options.clock.now();
   const interim = interimRelay(request.onInterim);
@@ -91,7 +113,7 @@ export async function fetchOrigin(
   try {
     response = await fetchFn(request.url, {
       method: request.method,
-      headers: request.headers,
+      headers: request.upgrade ? [...request.headers, ...upgradeFields(request.upgrade)] : request.headers,
       body: request.body ?? null,
       redirect: "manual",
       signal: deadline.signal,
@@ -105,9 +127,21 @@ export async function fetchOrigin(
     interim.close();
   }
   const responseAt = options.clock.now();
+  if (response.status === 101 && request.upgrade) {
+    // The switch asked for: the deadline covered the handshake, the connection is the caller's.
+    release();
+    const { headers, dropped } = responseHeaders(response.headers, () => false);
+    const switched: SwitchedOriginResponse = {
+      kind: "switched",
+      ...{ status: 101, headers, droppedFields: dropped, requestAt, responseAt },
+      body: null,
+      connection: response,
+    };
+    return switched as AnswerTo<R>;
+  }
   if (response.status < 200 || response.status > 599) {
     // Interim (1xx) answers are the runtime's to consume; one that arrives as the final answer
-    // (101 included: herdless relays no upgrades), or a status past 599, is no HTTP answer a
+    // (a 101 to a request that asked for no upgrade), or a status past 599, is no HTTP answer a
     // client can be given: a clean 502, never an exception in a Response constructor.
     release();
     await response.body?.cancel().catch(() => undefined);
@@ -126,13 +160,13 @@ export async function fetchOrigin(
   };
   if (streamsAtOnce(response.headers, declared, options.maxBodyBytes)) {
     release();
-    return { ...streamed, body: response.body };
+    return { ...streamed, body: response.body } as AnswerTo<R>;
   }
   try {
     const read = await readBody(response, options.maxBodyBytes);
     if (read.kind === "overflow") {
       release();
-      return { ...streamed, body: prepend(read.chunks, read.rest) };
+      return { ...streamed, body: prepend(read.chunks, read.rest) } as AnswerTo<R>;
     }
     if (declared !== undefined && read.body.byteLength !== declared) {
       throw new HerdlessError(
@@ -141,11 +175,22 @@ export async function fetchOrigin(
       );
     }
     release();
-    return { kind: "buffered", ...base, body: read.body };
+    return { kind: "buffered", ...base, body: read.body } as AnswerTo<R>;
   } catch (cause) {
     release();
     throw asOriginError(cause, deadline.signal, request.url, response.status);
   }
+}
+
+/**
+ * RFC 9110 §7.8: the fields that ask the next hop to switch protocols. `Upgrade` is hop-by-hop,
+ * so a client's is never forwarded (forward.ts): this is the only place that writes one.
+ */
+function upgradeFields(protocol: "websocket"): [string, string][] {
+  return [
+    ["connection", "upgrade"],
+    ["upgrade", protocol],
+  ];
 }
 
 /** The call's deadline (`timeoutMs`, or the caller's own abort), and `release` once it no longer applies. */
@@ -219,82 +264,4 @@ function declaredLength(headers: Headers, decodes: ContentDecoding): number | un
   const raw = headers.get("content-length");
   if (raw === null || !/^\d+$/.test(raw.trim())) return undefined;
   return Number(raw);
-}
-
-type BodyRead =
-  | { kind: "complete"; body: Uint8Array }
-  | { kind: "overflow"; chunks: Uint8Array[]; rest: ReadableStreamDefaultReader<Uint8Array> };
-
-async function readBody(response: Response, limit: number): Promise<BodyRead> {
-  if (!response.body) return { kind: "complete", body: new Uint8Array(0) };
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const turns = new EventLoopTurns();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    total += value.byteLength;
-    if (total > limit) return { kind: "overflow", chunks, rest: reader };
-    await turns.passed(value.byteLength);
-  }
-  return { kind: "complete", body: concatBytes(chunks, total) };
-}
-
-function prepend(chunks: Uint8Array[], rest: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const next = chunks.shift();
-      if (next) return controller.enqueue(next);
-      const { done, value } = await rest.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel(reason) {
-      return rest.cancel(reason);
-    },
-  });
-}
-
-/** `status`: the head's, when its body failed. */
-function asOriginError(cause: unknown, deadline: AbortSignal, url: string, status?: number): HerdlessError {
-  if (cause instanceof HerdlessError) return cause;
-  if (deadline.aborted && deadline.reason instanceof HerdlessError) return deadline.reason;
-  if (deadline.aborted)
-    return new HerdlessError("ORIGIN_NETWORK", `origin request for ${url} was cancelled`, { cause: deadline.reason });
-  // The origin refused the request (`431`, `414`) and closed while it still arrived: the reset
-  // lost the rest. An answer, not sickness (as truncation, junk headers opened the breaker).
-  if (status !== undefined && status >= 400 && status < 500)
-    return new HerdlessError("ORIGIN_STATUS", `origin refused ${url} with ${status}, then reset its answer`, { cause });
-  if (status !== undefined)
-    return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause });
-  if (isUnsendable(cause))
-    return new HerdlessError(
-      "ORIGIN_UNSENDABLE",
-      `the runtime would not send the request for ${url}: ${describe(cause)}`,
-      { cause },
-    );
-  return new HerdlessError("ORIGIN_NETWORK", `origin unreachable for ${url}: ${describe(cause)}`, { cause });
-}
-
-/**
- * A request the runtime refused before any connection: a TypeError of its own (undici:
- * "'TRACE' HTTP method is unsupported", workerd: "Invalid header name."), or undici's
- * refusal of an option ("expect header not supported"). Network failures are an Error in
- * workerd and a TypeError with a socket cause in undici, so they stay ORIGIN_NETWORK.
- */
-function isUnsendable(cause: unknown): boolean {
-  if (!(cause instanceof TypeError)) return false;
-  if (cause.cause === undefined) return true;
-  const code = (cause.cause as { code?: unknown } | null)?.code;
-  return code === "UND_ERR_NOT_SUPPORTED" || code === "UND_ERR_INVALID_ARG";
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : "";
-    return `${error.message}${cause}`;
-  }
-  return String(error);
 }

@@ -3,7 +3,8 @@ import type { Config } from "../config.ts";
 import { FAILURE_DETAIL, originFailure, protectedAnswer, shown } from "../http/failure-answer.ts";
 import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
 import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
-import { guardedOriginCall, type GuardedCallDeps } from "./guarded-call.ts";
+import { guardedOriginCall, type GuardedCallDeps, type GuardedCallResult } from "./guarded-call.ts";
+import type { OriginResponse, SwitchedOriginResponse } from "./origin-client.ts";
 import { readUpload } from "./upload.ts";
 
 /**
@@ -44,9 +45,23 @@ export async function relay(
       ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
     },
   ).finally(upload.release);
+  return relayAnswer(result, deps.config, status, request.method);
+}
+
+/**
+ * A relayed call's result as its client's answer: the origin's answer as it streams, a 503
+ * with Retry-After when the guard refused (the breaker open, the queue full), else the failure
+ * in herdless's words (502, 504). Every request relayed for one client alone is answered so.
+ */
+export function relayAnswer(
+  result: GuardedCallResult<OriginResponse | SwitchedOriginResponse>,
+  config: Config,
+  status: CacheStatus,
+  method: string,
+): EngineResponse {
   if (result.kind === "response") {
     const fwdStatus = result.response.status;
-    return fromPass(shown(result.response, deps.config), { ...status, fwdStatus }, request.method);
+    return fromPass(shown(result.response, config), { ...status, fwdStatus }, method);
   }
   const { error } = result;
   if (result.kind === "refused") {
