@@ -289,10 +289,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
 }
 
-const echoes = new WebSocketServer({ noServer: true });
+const echoes = new WebSocketServer({ noServer: true, perMessageDeflate: true });
 
 /**
- * WebSocket handshakes to `/o/<ns>/…`, counted and recorded as requests of the namespace:
+ * WebSocket handshakes to `/o/<ns>/…` (permessage-deflate offered, as most servers do),
+ * counted and recorded as requests of the namespace:
  * `…/forbidden` is refused with a 403, any other path is an echo (text as text, binary as
  * binary; the message `close please` is answered with a close, code 4001).
  */

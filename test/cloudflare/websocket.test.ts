@@ -35,6 +35,7 @@ describe("WebSocket pass-through (Worker)", () => {
       "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
       "sec-websocket-version": "13",
       "sec-websocket-protocol": "chat, superchat",
+      "sec-websocket-extensions": "permessage-deflate; client_max_window_bits",
     });
     expect(res.status).toBe(101);
     expect(res.headers.get("sec-websocket-protocol")).toBe("chat");
