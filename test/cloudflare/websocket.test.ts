@@ -12,7 +12,8 @@ function edgeFor(origin: TestOrigin, config: object = {}) {
     worker.fetch(new Request(`${EDGE}${path}`, { headers }), workerEnv, createExecutionContext());
 }
 
-const HANDSHAKE = { upgrade: "websocket", connection: "Upgrade" };
+/** Cloudflare's edge rewrites the Connection a Worker sees (to Keep-Alive): Upgrade alone says "WebSocket". */
+const HANDSHAKE = { upgrade: "websocket", connection: "Keep-Alive" };
 
 function nextMessage(ws: WebSocket): Promise<string | ArrayBuffer> {
   return new Promise((resolve) =>

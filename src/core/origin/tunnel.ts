@@ -9,21 +9,21 @@ import { relayAnswer } from "./relay.ts";
 
 /**
  * Whether a request opens a WebSocket tunnel to the origin: a WebSocket opening handshake
- * (RFC 6455 §4.1: a GET whose `Upgrade` is `websocket` alone, in any case, and whose
- * `Connection` lists `upgrade`), with `origin.webSockets` on, outside the admin API. Every
- * other request that asks to upgrade (`h2c`, `websocket, h2c`, a POST) is an ordinary one,
- * its `Upgrade` dropped as hop-by-hop: an `h2c` upgrade passed on would let a client speak
- * HTTP/2 to the origin past every rule herdless applies (request smuggling). Node also asks
- * for HTTP/1.1 (server.ts); a Worker is not told the version.
+ * (RFC 6455 §4.1: a GET whose `Upgrade` is `websocket` alone, in any case), with
+ * `origin.webSockets` on, outside the admin API. Every other request that asks to upgrade
+ * (`h2c`, `websocket, h2c`, a POST) is an ordinary one, its `Upgrade` dropped as hop-by-hop:
+ * an `h2c` upgrade passed on would let a client speak HTTP/2 to the origin past every rule
+ * herdless applies (request smuggling). `Connection: upgrade` is the runtime's to check: Node's
+ * parser treats a request as an upgrade only with it (and server.ts asks for HTTP/1.1), while
+ * Cloudflare's edge decides which requests are WebSocket handshakes and rewrites the
+ * `Connection` a Worker sees (to `Keep-Alive`), so a Worker reads `Upgrade` alone.
  *
  * @example
- * opensTunnel(config, "GET", "/cable", headerList([["upgrade", "websocket"], ["connection", "Upgrade"]])); // true
+ * opensTunnel(config, "GET", "/cable", headerList([["upgrade", "websocket"]])); // true
  */
 export function opensTunnel(config: Config, method: string, pathname: string, headers: HeaderReader): boolean {
   if (!config.origin.webSockets || method !== "GET" || isAdminPath(pathname)) return false;
-  if (headers.get("upgrade")?.trim().toLowerCase() !== "websocket") return false;
-  const connection = headers.get("connection") ?? "";
-  return connection.split(",").some((token) => token.trim().toLowerCase() === "upgrade");
+  return headers.get("upgrade")?.trim().toLowerCase() === "websocket";
 }
 
 /**
