@@ -5,7 +5,8 @@ import type { EngineResponse } from "../core/http/respond.ts";
 import { opensTunnel, TunnelSlots } from "../core/origin/tunnel.ts";
 import { toEngineRequest } from "./engine-request.ts";
 import { requestRefusal } from "./handler.ts";
-import { clientScheme, headerReader, requestUrl, scanFields, trustsForwardedProto } from "./hit-path.ts";
+import { clientScheme, requestUrl, scanFields, trustsForwardedProto } from "./hit-path.ts";
+import { headerReader } from "./request-fields.ts";
 import type { Logger } from "./logger.ts";
 import { upgradedSocket } from "./origin-fetch.ts";
 import type { Stack } from "./stack.ts";
@@ -41,7 +42,13 @@ export function tunnelUpgrades(server: Server, stack: Stack, logger: Logger, clo
   const sockets = new Set<Duplex>();
   const trusted = trustsForwardedProto(config);
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const fields = scanFields(req.rawHeaders, { hosts: 0, host: undefined, plain: true, proto: undefined });
+    const fields = scanFields(req.rawHeaders, {
+      hosts: 0,
+      host: undefined,
+      plain: true,
+      proto: undefined,
+      transferEncoding: undefined,
+    });
     const scheme = clientScheme(req, trusted, fields.proto);
     const tunnelled =
       !closing() &&
