@@ -61,7 +61,12 @@ export function clientScheme(req: IncomingMessage, trusted: boolean, forwardedPr
  * Fields after which a request is not plain: what only the engine answers (preconditions,
  * Range, request directives a route may honour) and credentials (`decide` looks at them).
  */
-const ENGINE_FIELDS = new Set<string>([...FULL_ANSWER_FIELDS, ...REQUEST_DIRECTIVE_FIELDS, "authorization", "cookie"]);
+export const ENGINE_FIELDS = new Set<string>([
+  ...FULL_ANSWER_FIELDS,
+  ...REQUEST_DIRECTIVE_FIELDS,
+  "authorization",
+  "cookie",
+]);
 const ENGINE_FIELD_LENGTHS = new Set([...ENGINE_FIELDS].map((name) => name.length));
 
 /**
@@ -99,6 +104,8 @@ export function scanFields(raw: readonly string[], into: RequestScan): RequestSc
       else if (lower === "transfer-encoding")
         into.transferEncoding =
           into.transferEncoding === undefined ? raw[i + 1] : `${into.transferEncoding}, ${raw[i + 1]}`;
+      // If-Modified-Since is as long: a conditional request is no plain one.
+      else if (ENGINE_FIELDS.has(lower)) into.plain = false;
     } else if (into.plain && ENGINE_FIELD_LENGTHS.has(name.length) && ENGINE_FIELDS.has(name.toLowerCase())) {
       into.plain = false;
     }
