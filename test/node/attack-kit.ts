@@ -200,3 +200,48 @@ export function sendAsTaken(res: ServerResponse, bytes: number, chunk: Buffer): 
   };
   pump();
 }
+
+/**
+ * An origin whose every answer is a server-sent event stream left open, as a page's is: its
+ * first event is `data: <n>` (n: the streams opened before it). `open` holds them; `cleanup`
+ * ends them before the origin closes.
+ */
+export async function eventStreamOrigin(
+  cleanup: (() => Promise<void>)[],
+): Promise<{ url: string; open: ServerResponse[] }> {
+  const open: ServerResponse[] = [];
+  const url = await servingOrigin((_req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    res.write(`data: ${open.length}\n\n`);
+    open.push(res);
+  }, cleanup);
+  cleanup.unshift(async () => void open.forEach((res) => res.end()));
+  return { url, open };
+}
+
+/**
+ * Asks for `target` as EventSource does; what arrived once it holds `until` (or a head other
+ * than 200), or, given `ms`, all that arrived by then.
+ */
+export function readUntil(base: string, target: string, until: string, ms?: number): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () =>
+      socket.write(`GET ${target} HTTP/1.1\r\nhost: shop.test\r\naccept: text/event-stream\r\n\r\n`),
+    );
+    let text = "";
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(text);
+    };
+    const timer = ms === undefined ? undefined : setTimeout(done, ms);
+    socket.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+      const refused = text.includes("\r\n\r\n") && !text.startsWith("HTTP/1.1 200 ");
+      if (text.includes(until) || refused) done();
+    });
+    socket.on("error", reject);
+    socket.on("close", done);
+  });
+}

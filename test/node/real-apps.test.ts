@@ -3,34 +3,13 @@
  * visitors as the origin sent them. The Worker twin is test/cloudflare/edge-real-apps.test.ts.
  */
 import type { ServerResponse } from "node:http";
-import { connect } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { get, herdless, sendAsTaken, servingOrigin } from "./attack-kit.ts";
+import { eventStreamOrigin, get, herdless, readUntil, sendAsTaken, servingOrigin } from "./attack-kit.ts";
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const close of cleanup.splice(0)) await close();
 });
-
-/** Asks for `target` as EventSource does; what arrived once it holds `until` (or a head other than 200). */
-function readUntil(base: string, target: string, until: string): Promise<string> {
-  const { hostname, port } = new URL(base);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () =>
-      socket.write(`GET ${target} HTTP/1.1\r\nhost: shop.test\r\naccept: text/event-stream\r\n\r\n`),
-    );
-    let text = "";
-    socket.on("data", (chunk: Buffer) => {
-      text += chunk.toString();
-      const refused = text.includes("\r\n\r\n") && !text.startsWith("HTTP/1.1 200 ");
-      if (!text.includes(until) && !refused) return;
-      socket.destroy();
-      resolve(text);
-    });
-    socket.on("error", reject);
-    socket.on("close", () => resolve(text));
-  });
-}
 
 describe("server-sent events on a cached route (no bypass)", () => {
   it("reach the client as the origin writes them, not after origin.timeoutMs as a 504", async () => {
@@ -59,13 +38,7 @@ describe("server-sent events past origin.streamTimeoutMs, or silent for origin.s
     ["streamTimeoutMs", { streamTimeoutMs: 300 }],
     ["streamIdleTimeoutMs", { streamIdleTimeoutMs: 300 }],
   ])("end there (%s), and EventSource's reconnect is answered 200, not a 503 for a key backing off", async (_, cap) => {
-    const open: ServerResponse[] = [];
-    const origin = await servingOrigin((_req, res) => {
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-      res.write(`data: ${open.length}\n\n`);
-      open.push(res);
-    }, cleanup);
-    cleanup.unshift(async () => void open.forEach((res) => res.end()));
+    const { url: origin } = await eventStreamOrigin(cleanup);
     const h = await herdless(origin, { origin: cap });
     cleanup.unshift(h.close);
     // Read until herdless ends the stream at its cap (the origin never would).
