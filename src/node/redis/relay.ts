@@ -80,7 +80,10 @@ const TAKE_GRACE_MS = 5_000;
  */
 export class RedisFlightRelay implements FlightRelay {
   private readonly prefix: string;
+  /** Body entries a record holds at most (windowPieces of the options' windowBytes). */
+  private readonly window: number;
   constructor(private readonly o: RedisFlightRelayOptions) {
+    this.window = windowPieces(o.windowBytes);
     this.prefix = checkPrefix(o.prefix);
   }
 
@@ -223,8 +226,7 @@ export class RedisFlightRelay implements FlightRelay {
     const stream = this.streamKey(key, id);
     const keys = [stream, readersKey(stream), placesKey(stream), this.pointerKey(key)];
     const mark = `${at.token} ${STREAMING}`;
-    const window = windowPieces(this.o.windowBytes);
-    const args = [at.seq, window, at.graceOver ? 1 : 0, at.ref, mark, this.o.markTtlMs, this.o.stallMs];
+    const args = [at.seq, this.window, at.graceOver ? 1 : 0, at.ref, mark, this.o.markTtlMs, this.o.stallMs];
     const room = await this.o.bulk.run("relay room", (client) => ROOM.run(client, keys, args));
     return room === 1 ? "yes" : room === 2 ? "full" : "gone";
   }
