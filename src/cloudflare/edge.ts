@@ -279,6 +279,7 @@ function edgeEngine(
     // then one read for the isolate, whose Cache API write goes behind the answer.
     purges: () => purges.current(background),
     refreshMarks: isolate.refreshMarksFor(cacheName),
+    passMarks: isolate.passMarksFor(cacheName),
     onDegraded: (error) => {
       isolate.degradedAt = clock.now();
       log("warn", "coordinator unavailable: local single-flight in this isolate", error);

@@ -4,6 +4,7 @@ import { forwardPolicy, type ForwardPolicy } from "../core/origin/forward.ts";
 import type { Entry } from "../core/http/entry.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { RefreshMarks } from "../core/fill/refresh-marks.ts";
+import { PassMarks } from "../core/fill/pass-marks.ts";
 import type { GuardFront } from "../core/guard/guard-front.ts";
 import { newGuardFront } from "./deployment-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
@@ -37,6 +38,8 @@ export interface ReadyIsolate {
    * simulate several data centers in one isolate).
    */
   refreshMarksFor(cacheName: string): RefreshMarks;
+  /** Keys whose answers could not be shared, whose misses skip the collapse (core fill/pass-marks.ts). */
+  passMarksFor(cacheName: string): PassMarks;
   /** Coordinator calls in flight from this isolate for the cache `cacheName`, collapsed per key. */
   flightsFor(cacheName: string): IsolateFlights;
   /** What this isolate's calls to the deployment's guard object pass first. */
@@ -106,6 +109,7 @@ export function isolateState(
       forward: forwardPolicy(config),
       leases: new MemoryLeaseManager(clock),
       refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
+      passMarksFor: perCache(() => new PassMarks(config.coordinator.uncacheableMemoryMs, config.origin.maxConcurrency)),
       flightsFor: perCache(
         () => new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config), config),
       ),

@@ -1,8 +1,7 @@
 import type { CacheStatus } from "./http/cache-status.ts";
-import type { Clock } from "./clock.ts";
-import { routeFor, type Config } from "./config.ts";
+import { routeFor } from "./config.ts";
 import { discardStream, failedFill as failed } from "./fill/coordinator.ts";
-import type { Coordinator, FillRequest, FillResult } from "./fill/coordinator.ts";
+import type { FillRequest, FillResult } from "./fill/coordinator.ts";
 import { answerFromEntry, notCached } from "./http/answer.ts";
 import { decide, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
@@ -12,16 +11,16 @@ import { headerList } from "./http/http.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
-import type { FetchLike } from "./origin/origin-client.ts";
-import type { ContentDecoding } from "./origin/response-fields.ts";
-import { guardedCallDeps, type OriginCallEvent } from "./origin/guarded-call.ts";
+import { guardedCallDeps } from "./origin/guarded-call.ts";
 import { forwardPolicy, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
 import { maxForwards } from "./origin/hops.ts";
 import { relay } from "./origin/relay.ts";
 import { openTunnel, type TunnelDeps, type TunnelOpening, type TunnelSlots } from "./origin/tunnel.ts";
-import type { OriginGuard } from "./guard/origin-guard.ts";
-import { applyPurge, type PurgeSnapshot } from "./admin/purge.ts";
+import { applyPurge } from "./admin/purge.ts";
 import type { EngineRequest, EngineResponse } from "./http/respond.ts";
+import type { EngineOptions } from "./engine-options.ts";
+import { MarkedMisses } from "./engine-pass.ts";
+import { PassMarks } from "./fill/pass-marks.ts";
 import { answeredHere, optionsHere } from "./http/failure-answer.ts";
 import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
@@ -29,46 +28,9 @@ import { NearTier } from "./store/near-tier.ts";
 import { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
 import { refreshAheadDue, renewedAhead } from "./fill/refresh-ahead.ts";
-import type { Store } from "./store/store.ts";
 
 export type { EngineRequest } from "./http/respond.ts";
-
-export interface EngineOptions {
-  config: Config;
-  clock: Clock;
-  /** This edge's own tier: the data center's Cache API, the process LRU. */
-  near: Store;
-  coordinator: Coordinator;
-  /** Used when `coordinator` throws (Durable Object or Redis unreachable): local single-flight. */
-  fallback?: Coordinator;
-  guard: OriginGuard;
-  fetch: FetchLike;
-  /** Which Content-Encodings `fetch` decodes (the runtime's rule); undici's by default. */
-  decodes?: ContentDecoding;
-  /** Keeps work alive after the response (ctx.waitUntil on Workers). */
-  background: (work: Promise<unknown>) => void;
-  metrics?: Metrics;
-  /** Hears each relay's origin call (fills report through the coordinator); default: counted in `metrics`. */
-  onOriginCall?: (event: OriginCallEvent) => void;
-  /**
-   * The purges in force, as this edge knows them. The runtime keeps the snapshot no older
-   * than its propagation bound, and a purge returns only after that bound has passed.
-   */
-  purges?: () => PurgeSnapshot | Promise<PurgeSnapshot>;
-  /** Reports coordinator failures (the adapter logs them). */
-  onDegraded?: (error: unknown) => void;
-  /**
-   * The keys this edge is refreshing, shared by engines that serve one edge (the Worker
-   * builds one per request): one background refresh per key, whichever request saw it stale.
-   */
-  refreshMarks?: RefreshMarks;
-  /**
-   * Streamed bodies being copied into the near tier (key and token), so one copy is made per
-   * entry however many requests read it. Defaults to the engine's own; a runtime that builds
-   * an engine per request (Workers) passes one that lives as long as its near tier.
-   */
-  nearCopies?: Set<string>;
-}
+export type { EngineOptions } from "./engine-options.ts";
 
 /**
  * The request flow of DESIGN.md, runtime-free: route, key, near tier, coordinator, and
@@ -86,12 +48,18 @@ export class Engine {
   private readonly nearTier: NearTier;
   private readonly answers: AnswerContext;
   private readonly marks: RefreshMarks;
+  private readonly misses: MarkedMisses;
   constructor(private readonly o: EngineOptions) {
     this.marks = o.refreshMarks ?? new RefreshMarks(o.config.coordinator.waitTimeoutMs);
     this.forward = forwardPolicy(o.config);
     this.nearTier = new NearTier(o);
     const originDeps = guardedCallDeps(o, o.onOriginCall ?? ((event) => o.metrics?.originCall(event.outcome)));
     this.relayDeps = { config: o.config, forward: this.forward, originDeps };
+    const passMarks =
+      o.passMarks ?? new PassMarks(o.config.coordinator.uncacheableMemoryMs, o.config.origin.maxConcurrency);
+    this.misses = new MarkedMisses(passMarks, o.clock, (request, status, heard) =>
+      this.relay(request, status, "pass", heard),
+    );
     this.answers = {
       config: o.config,
       clock: o.clock,
@@ -119,10 +87,7 @@ export class Engine {
     const decision = decide(found.entry, found.key, facts, route, now);
     const directives = requestDirectives(request.headers);
     // RFC 9111 §5.2.1.7: nothing servable without going forward.
-    if (
-      directives.onlyIfCached &&
-      (decision.kind === "bypass" || decision.kind === "miss" || decision.kind === "revalidate")
-    )
+    if (directives.onlyIfCached && decision.kind !== "fresh" && decision.kind !== "stale-while-revalidate")
       return notCached({ fwd: decision.kind === "bypass" ? "bypass" : found.varyMiss ? "vary-miss" : "uri-miss" });
     const fill = (priority: FillRequest["priority"], revalidate = false, authorized = false) =>
       fillRequest(this.o.config, this.forward, request, {
@@ -176,7 +141,9 @@ export class Engine {
           this.count(request, "stale", primary);
           return answerFromEntry(decision.entry, { hit: true, detail: "stale-while-revalidate" }, ask(request), now);
         }
-        const result = await this.fill(fill("foreground", validated));
+        const marked = decision.kind === "miss" ? this.misses.take(request, found.key, facts, route, fwd) : undefined;
+        if (marked?.kind === "relayed") return marked.response;
+        const result = await this.misses.filled(this.fill(fill("foreground", validated)), found.key, facts, marked);
         return this.answer(request, result, fwd, decision.kind === "revalidate" ? decision.entry : undefined, primary);
       }
     }
@@ -279,8 +246,13 @@ export class Engine {
   }
 
   /** Relays a request as it is, through the guard, streaming the answer (origin/relay.ts). */
-  private async relay(request: EngineRequest, status: CacheStatus, kind: "bypass" | "pass"): Promise<EngineResponse> {
-    const response = await relay(this.relayDeps, request, status);
+  private async relay(
+    request: EngineRequest,
+    status: CacheStatus,
+    kind: "bypass" | "pass",
+    heard?: Parameters<typeof relay>[3],
+  ): Promise<EngineResponse> {
+    const response = await relay(this.relayDeps, request, status, heard);
     // Counted once the origin answered, so its latency is the relay's.
     this.count(request, kind, undefined);
     return response;

@@ -150,6 +150,11 @@ export const coordinatorSection = z.prefault(
     /** How long an edge waits on the coordinator before falling back. */
     waitTimeoutMs: z._default(ms("coordinator.waitTimeoutMs", 1), 20_000),
     /**
+     * How long a key whose answer could not be shared has its misses sent straight to the
+     * origin instead of waiting on one another (fill/pass-marks.ts); 0 turns it off.
+     */
+    uncacheableMemoryMs: z._default(ms("coordinator.uncacheableMemoryMs"), 120_000),
+    /**
      * Cloudflare: where to create the key coordinators, the guard and the purge registry
      * (a Durable Object location hint): near the origin, so a fill is one short hop.
      */

@@ -9,12 +9,14 @@ import { readUpload } from "./upload.ts";
 
 /**
  * Relays a request as it is, through the guard, streaming the answer. Nothing from it is
- * stored, so the client's own query and credentials go as they are.
+ * stored, so the client's own query and credentials go as they are. `heard` sees the
+ * origin's answer (its head), if one came.
  */
 export async function relay(
   deps: { config: Config; forward: ForwardPolicy; originDeps: GuardedCallDeps },
   request: EngineRequest,
   status: CacheStatus,
+  heard?: (answer: OriginResponse) => void,
 ): Promise<EngineResponse> {
   // A body on GET or HEAD has no meaning (RFC 9110 §9.3.1) and is never sent on.
   const bodyless = request.method === "GET" || request.method === "HEAD";
@@ -45,6 +47,7 @@ export async function relay(
       ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
     },
   ).finally(upload.release);
+  if (heard && result.kind === "response") heard(result.response);
   return relayAnswer(result, deps.config, status, request.method);
 }
 

@@ -1,0 +1,84 @@
+import type { CacheStatus } from "./http/cache-status.ts";
+import type { Clock } from "./clock.ts";
+import type { RoutePolicy } from "./config.ts";
+import type { FillResult } from "./fill/coordinator.ts";
+import type { PassMarks } from "./fill/pass-marks.ts";
+import type { RequestFacts } from "./http/decision.ts";
+import { headerList } from "./http/http.ts";
+import type { EngineRequest, EngineResponse } from "./http/respond.ts";
+import { storability } from "./http/storability.ts";
+import type { OriginResponse } from "./origin/origin-client.ts";
+
+/** The engine's relay, with a listener for the origin's answer. */
+export type Relay = (
+  request: EngineRequest,
+  status: CacheStatus,
+  heard: (answer: OriginResponse) => void,
+) => Promise<EngineResponse>;
+
+/** What {@link MarkedMisses.take} decided for a miss: relayed (its answer), or the key's one fill (`done` once it ended). */
+export type MarkedMiss = { kind: "relayed"; response: Promise<EngineResponse> } | { kind: "fill"; done: () => void };
+
+/**
+ * The engine's side of {@link PassMarks}: which fills mark their key, which end its mark,
+ * and a marked key's misses relayed while one fills. Only requests without credentials take
+ * part: a request with a Cookie or Authorization is relayed anyway (or filled apart, on a
+ * route that caches them), and its answer says nothing of what anyone else is answered.
+ */
+export class MarkedMisses {
+  constructor(
+    private readonly marks: PassMarks,
+    private readonly clock: Clock,
+    private readonly relay: Relay,
+  ) {}
+
+  /**
+   * A miss of a marked key: relayed to the origin now while another fills (Cache-Status as a
+   * waiter sent on alone has it: `fwd=uri-miss; detail=uncacheable`), or the key's fill.
+   * Undefined when it takes the usual way (not marked, credentials, the key's relays all busy).
+   */
+  take(
+    request: EngineRequest,
+    key: string,
+    facts: RequestFacts,
+    route: RoutePolicy,
+    fwd: CacheStatus["fwd"],
+  ): MarkedMiss | undefined {
+    if (facts.hasCookie || facts.hasAuthorization) return undefined;
+    const miss = this.marks.take(key, this.clock.now());
+    if (!miss) return undefined;
+    if (miss.way === "fill") return { kind: "fill", done: miss.done };
+    const heard = (answer: OriginResponse) => {
+      const info = { ...answer, headers: headerList(answer.headers) };
+      if (storability("GET", false, false, info, route).storable) this.marks.clear(key);
+    };
+    return { kind: "relayed", response: this.relay(request, { fwd, detail: "uncacheable" }, heard).finally(miss.done) };
+  }
+
+  /**
+   * The result of a fill of `key` (`marked`: what {@link take} said of it), once it came:
+   * an answer that could not be shared with anyone marks the key; one stored ends its mark.
+   * Not marked by an answer to the request's own input or credentials (`keepsCopy`, as
+   * settle.ts says), a `304` to a client's own condition, or a body too large to keep (its
+   * stream is shared).
+   */
+  async filled(
+    filling: Promise<FillResult>,
+    key: string,
+    facts: RequestFacts,
+    marked: MarkedMiss | undefined,
+  ): Promise<FillResult> {
+    try {
+      const result = await filling;
+      if (facts.hasCookie || facts.hasAuthorization) return result;
+      const unshared =
+        result.kind === "alone" ||
+        (result.kind === "pass" && result.reason === "uncacheable" && !result.keepsCopy && result.fwdStatus !== 304);
+      if (unshared) this.marks.mark(key, this.clock.now());
+      else if (result.kind === "entry" || result.kind === "stream") this.marks.clear(key);
+      return result;
+    } finally {
+      if (marked?.kind === "fill") marked.done();
+    }
+  }
+}

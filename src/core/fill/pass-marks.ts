@@ -1,0 +1,95 @@
+/**
+ * Keys whose last answer could not be shared (`private`, `no-store`, a `Set-Cookie`, no
+ * lifetime at all: a dynamic page), remembered for `memoryMs` so their misses stop waiting
+ * on one another (a cache's hit-for-miss).
+ *
+ * Why: a miss waits for the key's one origin request. When that answer cannot be shared,
+ * every waiter is then sent to the origin on its own, after the first round trip. On a busy
+ * dynamic page every visitor but one waited twice the origin's time, and the waiters reached
+ * the origin together. For a marked key, one miss at a time still fills as any miss does
+ * (the origin's answer is stored if it can be now), and the misses that come meanwhile go to
+ * the origin at once (relayed through the guard like any uncached request, so the origin's
+ * cap holds), at most `maxRelays` of them per key at a time; past that they wait on the fill.
+ *
+ * A fill or relay whose answer could be shared ends the mark: a page that turns cacheable is
+ * stored by the fill and collapsed again from then on. So an attacker who can make the origin
+ * answer one of its requests uncacheable sends at most `maxRelays` more visitors' requests to
+ * the origin with it, not every visitor's until the mark lapses.
+ *
+ * A Worker builds an engine per request: the isolate holds one of these for all of them.
+ *
+ * @example
+ * const marks = new PassMarks(120_000, 8);
+ * marks.mark(key, now); // the origin's answer was not shareable
+ * const miss = marks.take(key, now); // { way: "fill" | "relay", done }: call done once answered
+ */
+export class PassMarks {
+  private readonly marks = new Map<string, { until: number; relays: number; filling: boolean }>();
+  /** The keys' lengths summed: keys are URLs, and an attacker picks them. */
+  private chars = 0;
+
+  constructor(
+    private readonly memoryMs: number,
+    private readonly maxRelays: number,
+    private readonly maxKeys = 10_000,
+    private readonly maxChars = 2 * 1024 * 1024,
+  ) {}
+
+  /** The origin's answer for `key` could not be shared: its misses go straight to it for a while. */
+  mark(key: string, now: number): void {
+    if (this.memoryMs <= 0) return;
+    const held = this.marks.get(key);
+    if (held) {
+      held.until = now + this.memoryMs;
+      return;
+    }
+    this.marks.set(key, { until: now + this.memoryMs, relays: 0, filling: false });
+    this.chars += key.length;
+    if (this.marks.size > this.maxKeys || this.chars > this.maxChars) this.trim(now);
+  }
+
+  /** An answer for `key` could be shared: its misses collapse again. */
+  clear(key: string): void {
+    if (this.marks.delete(key)) this.chars -= key.length;
+  }
+
+  /**
+   * How a miss of a marked `key` goes, with a function to call (once) when it was answered:
+   * `fill`, the one miss at a time that fills as usual; `relay`, straight to the origin while
+   * another fills. Undefined when `key` is not marked (or its mark lapsed), or when
+   * `maxRelays` of its misses are at the origin already: the miss then waits on the fill.
+   */
+  take(key: string, now: number): { way: "fill" | "relay"; done: () => void } | undefined {
+    const held = this.marks.get(key);
+    if (!held) return undefined;
+    if (held.until <= now) {
+      this.clear(key);
+      return undefined;
+    }
+    if (!held.filling) {
+      held.filling = true;
+      return { way: "fill", done: once(() => (held.filling = false)) };
+    }
+    if (held.relays >= this.maxRelays) return undefined;
+    held.relays++;
+    return { way: "relay", done: once(() => held.relays--) };
+  }
+
+  /** Lapsed marks go first, then the oldest: a mark only saves time, losing one costs a wait. */
+  private trim(now: number): void {
+    for (const [key, held] of this.marks) if (held.until <= now) this.clear(key);
+    for (const key of this.marks.keys()) {
+      if (this.marks.size <= this.maxKeys && this.chars <= this.maxChars) return;
+      this.clear(key);
+    }
+  }
+}
+
+function once(run: () => unknown): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    run();
+  };
+}
