@@ -150,6 +150,7 @@ export async function handle(
  *   mark, to end once answered).
  * - A key this isolate is fetching (cold, or expired without stale-while-revalidate): the
  *   request waits for that answer, and most are answered from memory once it landed.
+ * None of them for a key whose last answer could not be shared: there is nothing to wait for.
  */
 async function afterIsolateWait(
   isolate: ReadyIsolate,
@@ -158,9 +159,11 @@ async function afterIsolateWait(
   cacheName: string,
   background: (work: Promise<unknown>) => void,
 ): Promise<{ answered: Response | undefined; landed?: Landed | undefined; looks?: () => void }> {
+  const { primary } = target;
+  // A key whose last answer could not be shared: its misses do not wait on one another (core fill/pass-marks.ts).
+  if (isolate.passMarksFor(cacheName).marked(primary, isolate.clock.now())) return { answered: undefined };
   const memory = isolate.memoryFor(cacheName);
   const flights = isolate.flightsFor(cacheName);
-  const { primary } = target;
   if (!isolate.purges.fresh() && memory.getSync(primary)) {
     await isolate.purges.current(background);
     const hit = memoryHit(isolate, request, target, cacheName, background);

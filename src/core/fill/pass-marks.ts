@@ -53,6 +53,12 @@ export class PassMarks {
     if (this.marks.delete(key)) this.chars -= key.length;
   }
 
+  /** Whether `key` is marked (and its mark has not lapsed). */
+  marked(key: string, now: number): boolean {
+    const held = this.marks.get(key);
+    return held !== undefined && held.until > now;
+  }
+
   /**
    * How a miss of a marked `key` goes, with a function to call (once) when it was answered:
    * `fill`, the one miss at a time that fills as usual; `relay`, straight to the origin while
