@@ -1,6 +1,7 @@
 /**
  * Origin protection (issue 12): the breaker must not open on one broken URL, a large body
- * must collapse and stream, and hot keys must not go stale without stale-while-revalidate.
+ * must collapse and stream, hot keys must not go stale without stale-while-revalidate, and
+ * a page that cannot be shared must not wait on another visitor's request.
  * Added to SCENARIOS when imported (bench/run.ts does); targets in protection-targets.ts.
  */
 import { HERDLESS_RUNTIMES, keys, perLifetimeAfterWarmUp, scale, SCENARIOS } from "./scenarios.ts";
@@ -55,6 +56,19 @@ SCENARIOS.push(
       timeoutMs: 30_000,
     }),
     ideal: () => ({ requests: 1, formula: "1 key, cold, fresh for 60 s: 1" }),
+  },
+  {
+    name: "dynamic-page",
+    summary:
+      "1 page the origin answers `private` (a dynamic page: every request reaches the origin), 8 connections (what the origin takes at once), 10 s: a cache must add no wait to it",
+    cacheControl: "private",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES, "nginx", "varnish"],
+    load: (quick) => ({
+      connections: 8,
+      durationMs: scale(10_000, quick),
+      paths: ["/dynamic/page"],
+      timeoutMs: 15_000,
+    }),
   },
   {
     name: "hot-keys-baseline",

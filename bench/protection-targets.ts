@@ -5,6 +5,13 @@ import type { BenchRun, CellResult, LoadResult, RuntimeName, ScenarioName } from
 
 const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
 
+/**
+ * A page nobody may share reaches the origin on every request, so a cache can only add to
+ * its time: its own relay (a few ms) is allowed, waiting on another visitor's request (one
+ * more origin round trip, 2 ×) is not.
+ */
+const DYNAMIC_P50_RATIO = 1.5;
+
 function cellOf(run: BenchRun, scenario: ScenarioName, runtime: RuntimeName): CellResult | undefined {
   return run.cells.find((c) => c.scenario === scenario && c.runtime === runtime);
 }
@@ -86,6 +93,19 @@ export function protectionTargets(run: BenchRun): Target[] {
         pass: (load.breakerOpen ?? 0) === 0 && load.shed === 0,
         detail: `${load.breakerOpen ?? "?"} answers with detail=breaker-open, ${load.shed} shed, ${load.byStatus["500"] ?? 0} × 500 relayed, origin ${origin}; ${direct("broken-url", (d) => `${d.load.errors} errors (${d.load.byStatus["500"] ?? 0} × 500, ${d.load.byStatus["503"] ?? 0} × 503), origin ${d.origin}`)}`,
       }),
+    ),
+    ...eachRuntime(
+      run,
+      "dynamic-page",
+      (r) => `dynamic-page: p50 ≤ ${DYNAMIC_P50_RATIO} × direct's, 0 errors (${r})`,
+      ({ load, origin }) => {
+        const base = measured(cellOf(run, "dynamic-page", "direct"));
+        const p50 = typeof base === "string" ? undefined : base.load.latency.p50Ms;
+        return {
+          pass: p50 !== undefined && load.errors === 0 && load.latency.p50Ms <= DYNAMIC_P50_RATIO * p50,
+          detail: `p50 ${load.latency.p50Ms} ms (${p50 === undefined ? "–" : fmt(load.latency.p50Ms / p50, 2)} × direct's), p99 ${load.latency.p99Ms} ms, ${load.errors} errors, origin ${origin}; ${direct("dynamic-page", (d) => `p50 ${d.load.latency.p50Ms} ms, p99 ${d.load.latency.p99Ms} ms, origin ${d.origin}`)}`,
+        };
+      },
     ),
     ...eachRuntime(
       run,

@@ -91,6 +91,7 @@ export type ScenarioName =
   | "tail-hits"
   | "cold-misses"
   | "broken-url"
+  | "dynamic-page"
   | "large-body-herd"
   | "hot-keys"
   | "hot-keys-baseline";
