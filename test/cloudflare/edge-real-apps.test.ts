@@ -34,6 +34,33 @@ describe("server-sent events on a cached route (no bypass)", () => {
   });
 });
 
+describe("a page the origin flushes in parts (streamed rendering: its head first, the rest once rendered)", () => {
+  it("reaches the visitor as it is flushed, not once the origin finished, and is stored once complete", async () => {
+    const page = "<html><head><title>shop</title></head><body>rendered</body></html>";
+    const origin = await testOrigin({
+      headers: { "content-type": "text/html; charset=utf-8", "cache-control": "max-age=60" },
+      body: page,
+      mode: "stream",
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const { response, settled } = await dc!.fetch("/shop");
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    // The first half of the page, while the origin still holds the rest.
+    let text = decoder.decode((await reader.read()).value);
+    expect(page.startsWith(text)).toBe(true);
+    expect((await origin.stats()).held).toBe(1);
+    await origin.release();
+    for (let read = await reader.read(); !read.done; read = await reader.read()) text += decoder.decode(read.value);
+    expect(text).toBe(page);
+    await settled;
+    const again = await dc!.get("/shop");
+    expect(again.cacheStatus).toMatch(/^herdless; hit/);
+    expect(again.body).toBe(page);
+    expect(await origin.count()).toBe(1);
+  });
+});
+
 describe("server-sent events past origin.streamTimeoutMs, or silent for origin.streamIdleTimeoutMs", () => {
   it.each([
     ["streamTimeoutMs", { streamTimeoutMs: 500 }],

@@ -33,6 +33,40 @@ describe("server-sent events on a cached route (no bypass)", () => {
   });
 });
 
+describe("a page the origin flushes in parts (streamed rendering: its head first, the rest once rendered)", () => {
+  it.each<[string, Record<string, string>]>([
+    ["cacheable", { "cache-control": "max-age=60" }],
+    ["uncacheable", {}],
+  ])("reaches the visitor as it is flushed (%s), not once the origin finished", async (_, headers) => {
+    const open: ServerResponse[] = [];
+    const origin = await servingOrigin((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", ...headers });
+      res.write("<html><head><title>shop</title></head><body>");
+      // The rest of the page is still being rendered.
+      open.push(res);
+    }, cleanup);
+    const h = await herdless(origin);
+    cleanup.unshift(h.close);
+    // Bounded: before the fix the visitor got nothing until the origin ended the page.
+    const text = await readUntil(h.base, "/shop", "<title>shop</title>", 5_000);
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text).toContain("<title>shop</title>");
+    expect(open).toHaveLength(1);
+    expect(open[0]!.writableEnded).toBe(false);
+    open[0]!.end("rendered</body></html>");
+    if (headers["cache-control"]) {
+      // Stored once complete, as a page sent in one go is.
+      await vi.waitFor(async () =>
+        expect((await get(h.base, "/shop")).headers["cache-status"]).toMatch(/^herdless; hit/),
+      );
+      expect((await get(h.base, "/shop")).body).toBe(
+        "<html><head><title>shop</title></head><body>rendered</body></html>",
+      );
+      expect(open).toHaveLength(1);
+    }
+  });
+});
+
 describe("server-sent events past origin.streamTimeoutMs, or silent for origin.streamIdleTimeoutMs", () => {
   it.each([
     ["streamTimeoutMs", { streamTimeoutMs: 300 }],

@@ -25,6 +25,7 @@ import type { Store } from "../store/store.ts";
 import { credentialsOf, forCredentials, shareBody, type FlightResult } from "./flight.ts";
 import { buffered } from "./read-whole.ts";
 import { errorBlameable } from "./blame.ts";
+import { bufferedUpTo } from "./body-wait.ts";
 import { sharedBodyLimits } from "./laggards.ts";
 
 /** What settling an origin answer reads and writes: the key coordinator's own store. */
@@ -35,9 +36,6 @@ export interface SettleContext {
   /** For one flight: the selectors the URL's copies keep (lookup.ts `kept`), which its answer keeps too. */
   kept?: readonly string[];
 }
-
-/** Bodies up to this size are read whole before the callers are answered (see bufferedUpTo). */
-const SMALL_BODY_BYTES = 64 * 1024;
 
 type Judge = (status: number, headers: [string, string][]) => Storability;
 
@@ -128,7 +126,7 @@ export async function fetchAndSettle(
   const onInterim = request.priority === "foreground" ? request.onInterim : undefined;
   // Every client of this fill asked the scheme and host its key names: the origin's links to itself point there.
   const publicOrigin = keyOrigin(request.primary);
-  const options = { priority: request.priority, maxBodyBytes: bufferedUpTo(ctx, stored), key: request.key, signal };
+  const options = { priority: request.priority, ...bufferedUpTo(ctx, stored), key: request.key, signal };
   const call = (validators: [string, string][]) =>
     guardedOriginCall(
       deps,
@@ -265,20 +263,6 @@ export function failureResult(error: unknown, stale: Entry | undefined): FlightR
   }
   const wrapped = new HerdlessError("ORIGIN_NETWORK", String(error));
   return { kind: "failed", code: wrapped.code, message: wrapped.message, stale, collapsed: false };
-}
-
-/**
- * How much of the body to read before answering. Up to {@link SMALL_BODY_BYTES} when
- * there is no copy to fall back on: a body that size arrives in a packet or two, and whole
- * it is answered and stored in one piece; a larger one reaches callers as the origin sends
- * it. Up to `cache.maxEntryBytes` when a stored copy may stand in for a failure
- * (stale-if-error): an origin that fails mid-body is then hidden behind that copy rather
- * than shown as an aborted body.
- */
-export function bufferedUpTo(ctx: Omit<SettleContext, "store">, stored: Entry | undefined): number {
-  const { config, clock } = ctx;
-  const hideable = decideOnFailure(stored, "ORIGIN_TRUNCATED", config, clock.now()).kind === "stale-if-error";
-  return hideable ? config.cache.maxEntryBytes : Math.min(SMALL_BODY_BYTES, config.cache.maxEntryBytes);
 }
 
 /** RFC 5861 §4: a stored copy that may stand in for an error answer keeps doing so over a 5xx. */

@@ -1,20 +1,41 @@
 import { concatBytes } from "../http/http.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
 
-/** An origin body read up to a limit: whole, or the chunks read past it and the rest still to read. */
+/**
+ * An origin body read up to a limit: whole, or what was read before it passed the limit (or
+ * paused) and the rest still to read, `pending` the read already asked of it.
+ */
 export type BodyRead =
   | { kind: "complete"; body: Uint8Array }
-  | { kind: "overflow"; chunks: Uint8Array[]; rest: ReadableStreamDefaultReader<Uint8Array> };
+  | {
+      kind: "overflow";
+      chunks: Uint8Array[];
+      rest: ReadableStreamDefaultReader<Uint8Array>;
+      pending?: Promise<ReadableStreamReadResult<Uint8Array>>;
+    };
 
-/** Reads `response`'s body whole unless it grows past `limit` bytes (then what was read, and the rest). */
-export async function readBody(response: Response, limit: number): Promise<BodyRead> {
+/**
+ * Reads `response`'s body whole unless it grows past `limit` bytes, or, with `pauseMs`, stops
+ * for that long once some of it is in: then what was read, and the rest. A page flushed in
+ * parts (its head at once, the rest once rendered: streamed server rendering, an early flush)
+ * reaches its client as the origin sends it, not when the origin finishes; a body sent in one
+ * go has no such pause between its packets.
+ */
+export async function readBody(response: Response, limit: number, pauseMs?: number): Promise<BodyRead> {
   if (!response.body) return { kind: "complete", body: new Uint8Array(0) };
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   const turns = new EventLoopTurns();
   for (;;) {
-    const { done, value } = await reader.read();
+    const next = reader.read();
+    const read = pauseMs !== undefined && total > 0 ? await orPause(next, pauseMs) : await next;
+    if (read === PAUSED) {
+      // Its outcome is the stream's first pull's; until then a failure must not go unhandled.
+      next.catch(() => undefined);
+      return { kind: "overflow", chunks, rest: reader, pending: next };
+    }
+    const { done, value } = read;
     if (done) break;
     chunks.push(value);
     total += value.byteLength;
@@ -24,16 +45,32 @@ export async function readBody(response: Response, limit: number): Promise<BodyR
   return { kind: "complete", body: concatBytes(chunks, total) };
 }
 
+const PAUSED = Symbol("paused");
+
+/** `read`'s result, or {@link PAUSED} if it has not come within `ms`. */
+async function orPause<T>(read: Promise<T>, ms: number): Promise<T | typeof PAUSED> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const paused = new Promise<typeof PAUSED>((resolve) => (timer = setTimeout(() => resolve(PAUSED), ms)));
+  try {
+    return await Promise.race([read, paused]);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
 /** The chunks already read, then the rest of the body, as one stream. */
 export function prepend(
   chunks: Uint8Array[],
   rest: ReadableStreamDefaultReader<Uint8Array>,
+  pending?: Promise<ReadableStreamReadResult<Uint8Array>>,
 ): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const next = chunks.shift();
       if (next) return controller.enqueue(next);
-      const { done, value } = await rest.read();
+      const read = pending ?? rest.read();
+      pending = undefined;
+      const { done, value } = await read;
       if (done) controller.close();
       else controller.enqueue(value);
     },

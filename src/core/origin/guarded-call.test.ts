@@ -5,7 +5,8 @@ import { ManualClock } from "../clock.ts";
 import { parseConfig } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
 import { LocalGuard } from "../guard/local-guard.ts";
-import { breakerResource, guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "./guarded-call.ts";
+import { breakerResource } from "../guard/breaker-resource.ts";
+import { guardedOriginCall, type GuardedCallDeps, type OriginCallEvent } from "./guarded-call.ts";
 
 const T0 = 1_700_000_000_000;
 

@@ -9,6 +9,7 @@ import type { AnswerTo, FetchLike, OriginRequest, OriginResponse, SwitchedOrigin
 import { heldShape, type ContentDecoding } from "./response-fields.ts";
 import { cutWhenUnread } from "./client-idle.ts";
 import { holdUntilDone } from "./held-body.ts";
+import { breakerResource } from "../guard/breaker-resource.ts";
 import { clientInput } from "./client-inputs.ts";
 import { ownLinksRewritten } from "./own-links.ts";
 
@@ -74,6 +75,8 @@ export interface GuardedCallOptions {
   priority: Priority;
   /** Bodies above this stream (their permit is held until the stream ends); 0 streams every body. */
   maxBodyBytes: number;
+  /** A body that pauses this long once part of it is in streams from there (origin-client.ts). */
+  pauseMs?: number;
   key?: string;
   /** Cancels the wait for a permit and the call (the caller's lease ended, the client left). */
   signal?: AbortSignal;
@@ -175,18 +178,8 @@ export async function guardedOriginCall<R extends OriginRequest>(
   options: GuardedCallOptions,
 ): Promise<GuardedCallResult<AnswerTo<R>>> {
   const { config, clock } = deps;
-  let permit: OriginPermit;
-  try {
-    permit = await deps.guard.acquire(options.priority, options.signal);
-  } catch (error) {
-    if (isHerdlessError(error)) return { kind: "refused", error };
-    // An abort while queued, or a guard that broke: the origin saw nothing.
-    const message = error instanceof Error ? error.message : String(error);
-    return {
-      kind: "refused",
-      error: new HerdlessError("COORDINATOR_UNAVAILABLE", `no origin permit: ${message}`, { cause: error }),
-    };
-  }
+  const permit = await permitFor(deps, options);
+  if ("kind" in permit) return permit;
   const breakerKey = breakerResource(request.url);
   // A sick answer (or a timeout) to a request that carried its client's own input may be the
   // origin failing on that input: every such call counts as one resource, so a header the
@@ -207,6 +200,7 @@ export async function guardedOriginCall<R extends OriginRequest>(
     const callOptions = {
       timeoutMs: config.origin.timeoutMs,
       maxBodyBytes: options.maxBodyBytes,
+      ...(options.pauseMs !== undefined ? { pauseMs: options.pauseMs } : {}),
       clock,
       ...(signal ? { signal } : {}),
       ...(deps.decodes ? { decodes: deps.decodes } : {}),
@@ -263,34 +257,22 @@ function withPublicLinks<A extends { headers: [string, string][] }>(
   return { ...response, headers: ownLinksRewritten(response.headers, config.origin.url, publicOrigin) };
 }
 
-/**
- * What the breaker counts as one resource when it asks how many distinct ones fail
- * (`breaker.minFailingKeys`): the origin URL's path without its query (so without method or
- * Vary variant either), spelled as most frameworks route it (case, `;` parameters, repeated
- * or trailing slashes and encoded unreserved characters ignored). The rest is the client's
- * to choose: counted by key, an attacker who finds one URL the origin fails on (an expensive
- * search its gateway answers 504 for, a slow POST) asked it with three queries, or as
- * `/search`, `/Search/` and `//search;x`, and opened the breaker for every visitor.
- *
- * @example
- * breakerResource("http://origin.test/Search/?q=1"); // "http://origin.test/search"
- */
-export function breakerResource(url: string): string {
-  const end = url.search(/[?#]/);
-  const bare = end < 0 ? url : url.slice(0, end);
-  const pathAt = bare.indexOf("/", bare.indexOf("//") + 2);
-  if (pathAt < 0) return bare;
-  const path = bare
-    .slice(pathAt)
-    .replace(/%([0-9a-f]{2})/gi, (escape: string, hex: string) => {
-      const char = String.fromCharCode(parseInt(hex, 16));
-      return /[A-Za-z0-9._~-]/.test(char) ? char : escape;
-    })
-    .toLowerCase()
-    .replace(/;[^/]*/g, "")
-    .replace(/\/{2,}/g, "/")
-    .replace(/(.)\/$/, "$1");
-  return bare.slice(0, pathAt) + path;
+/** A permit from the guard, or its refusal (the origin saw nothing). */
+async function permitFor(
+  deps: GuardedCallDeps,
+  options: GuardedCallOptions,
+): Promise<OriginPermit | { kind: "refused"; error: HerdlessError }> {
+  try {
+    return await deps.guard.acquire(options.priority, options.signal);
+  } catch (error) {
+    if (isHerdlessError(error)) return { kind: "refused", error };
+    // An abort while queued, or a guard that broke.
+    const message = error instanceof Error ? error.message : String(error);
+    return {
+      kind: "refused",
+      error: new HerdlessError("COORDINATOR_UNAVAILABLE", `no origin permit: ${message}`, { cause: error }),
+    };
+  }
 }
 
 /** One signal for several (absent ones ignored): aborts with the first to abort. */

@@ -86,6 +86,8 @@ export interface OriginCallOptions {
   timeoutMs: number;
   /** Bodies above this are streamed instead of buffered. */
   maxBodyBytes: number;
+  /** A body that stops this long once part of it is in is streamed from there (body-read.ts readBody). */
+  pauseMs?: number;
   clock: Clock;
   signal?: AbortSignal;
   /** Which Content-Encodings the runtime's `fetch` decodes; undici's ({@link fetchStandardDecoding}) by default. */
@@ -163,10 +165,10 @@ export async function fetchOrigin<R extends OriginRequest>(
     return { ...streamed, body: response.body } as AnswerTo<R>;
   }
   try {
-    const read = await readBody(response, options.maxBodyBytes);
+    const read = await readBody(response, options.maxBodyBytes, options.pauseMs);
     if (read.kind === "overflow") {
       release();
-      return { ...streamed, body: prepend(read.chunks, read.rest) } as AnswerTo<R>;
+      return { ...streamed, body: prepend(read.chunks, read.rest, read.pending) } as AnswerTo<R>;
     }
     if (declared !== undefined && read.body.byteLength !== declared) {
       throw new HerdlessError(
