@@ -1,3 +1,4 @@
+import { personalCookies } from "../core/http/cookies.ts";
 import { filledStatus } from "../core/engine-answer.ts";
 import { fromCoordinatorCopy } from "../core/fill/coordinator.ts";
 import type { CacheStatus } from "../core/http/cache-status.ts";
@@ -43,7 +44,7 @@ export function memoryHit(
   const facts = {
     method: request.method,
     hasAuthorization: headers.has("authorization"),
-    hasCookie: headers.has("cookie"),
+    hasCookie: personalCookies(headers.get("cookie"), isolate.config.cache.ignoreCookies),
   };
   const now = isolate.clock.now();
   const selecting = selectingView([...headers], isolate.forward, {

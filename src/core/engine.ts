@@ -8,6 +8,7 @@ import type { Entry } from "./http/entry.ts";
 import { invalidatedUrls } from "./http/invalidation.ts";
 import { primaryKey } from "./http/key.ts";
 import { headerList } from "./http/http.ts";
+import { personalCookies } from "./http/cookies.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
@@ -75,7 +76,7 @@ export class Engine {
     const facts: RequestFacts = {
       method: request.method,
       hasAuthorization: request.headers.get("authorization") !== null,
-      hasCookie: request.headers.get("cookie") !== null,
+      hasCookie: personalCookies(request.headers.get("cookie"), this.o.config.cache.ignoreCookies),
     };
     const here = answeredHere(request, this.forward.loopEntry);
     if (here) return here;

@@ -8,6 +8,7 @@ import { hitHeaders } from "../core/http/respond.ts";
 import { forwardedScheme, targetUrl, type Scheme } from "../core/http/request-check.ts";
 import type { HeaderReader } from "../core/http/http.ts";
 import { headerReader, lowercased } from "./request-fields.ts";
+import { personalCookies } from "../core/http/cookies.ts";
 import type { Metrics, Tally } from "../core/admin/metrics.ts";
 import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
 import type { PurgeSnapshot } from "../core/admin/purge.ts";
@@ -233,7 +234,7 @@ export class HitPath {
     const facts = {
       method: req.method!,
       hasAuthorization: headers.authorization !== undefined,
-      hasCookie: headers.cookie !== undefined,
+      hasCookie: personalCookies(headers.cookie, this.o.config.cache.ignoreCookies),
     };
     const selecting = selectingView(lowercased(req.rawHeaders), this.forward, {
       credentials: target.route.cacheAuthorized || facts.hasAuthorization,

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { DEFAULT_IGNORED_COOKIES } from "../http/cookies.ts";
 import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "../origin/poisoning-headers.ts";
 import {
   count,
@@ -138,6 +139,12 @@ export const cacheSection = z.prefault(
     retainStaleMs: z._default(ttl("cache.retainStaleMs"), 24 * 3600_000),
     /** Show the origin's Cache-Tag and Surrogate-Key headers to clients (herdless consumes them for purges). */
     exposeTagHeaders: z._default(z.boolean(), false),
+    /**
+     * Cookies that do not make a request personal (analytics, Cloudflare's own); `*` at the
+     * end matches a prefix. A request whose cookies are all named here is cached as if it had
+     * none, and they are not sent on fills (http/cookies.ts).
+     */
+    ignoreCookies: z._default(z.array(z.string().check(z.minLength(1))), [...DEFAULT_IGNORED_COOKIES]),
   }),
   {},
 );
