@@ -177,9 +177,19 @@ export async function guardedOriginCall<R extends OriginRequest>(
   request: R,
   options: GuardedCallOptions,
 ): Promise<GuardedCallResult<AnswerTo<R>>> {
-  const { config, clock } = deps;
-  const permit = await permitFor(deps, options);
-  if ("kind" in permit) return permit;
+  const { config } = deps;
+  let permit: OriginPermit;
+  try {
+    permit = await deps.guard.acquire(options.priority, options.signal);
+  } catch (error) {
+    if (isHerdlessError(error)) return { kind: "refused", error };
+    // An abort while queued, or a guard that broke: the origin saw nothing.
+    const message = error instanceof Error ? error.message : String(error);
+    return {
+      kind: "refused",
+      error: new HerdlessError("COORDINATOR_UNAVAILABLE", `no origin permit: ${message}`, { cause: error }),
+    };
+  }
   const breakerKey = breakerResource(request.url);
   // A sick answer (or a timeout) to a request that carried its client's own input may be the
   // origin failing on that input: every such call counts as one resource, so a header the
@@ -197,15 +207,8 @@ export async function guardedOriginCall<R extends OriginRequest>(
   // A lost permit stops the call as the caller's own abort does (see OriginPermit.lost).
   const signal = anySignal(options.signal, permit.lost);
   try {
-    const callOptions = {
-      timeoutMs: config.origin.timeoutMs,
-      maxBodyBytes: options.maxBodyBytes,
-      ...(options.pauseMs !== undefined ? { pauseMs: options.pauseMs } : {}),
-      clock,
-      ...(signal ? { signal } : {}),
-      ...(deps.decodes ? { decodes: deps.decodes } : {}),
-    };
-    response = withPublicLinks(await fetchOrigin(deps.fetch, request, callOptions), config, options.publicOrigin);
+    const answer = await fetchOrigin(deps.fetch, request, callOptionsOf(deps, options, signal));
+    response = withPublicLinks(answer, config, options.publicOrigin);
   } catch (cause) {
     const error = isHerdlessError(cause) ? cause : new HerdlessError("ORIGIN_NETWORK", String(cause), { cause });
     if (options.uploadPending?.() === true) {
@@ -257,22 +260,16 @@ function withPublicLinks<A extends { headers: [string, string][] }>(
   return { ...response, headers: ownLinksRewritten(response.headers, config.origin.url, publicOrigin) };
 }
 
-/** A permit from the guard, or its refusal (the origin saw nothing). */
-async function permitFor(
-  deps: GuardedCallDeps,
-  options: GuardedCallOptions,
-): Promise<OriginPermit | { kind: "refused"; error: HerdlessError }> {
-  try {
-    return await deps.guard.acquire(options.priority, options.signal);
-  } catch (error) {
-    if (isHerdlessError(error)) return { kind: "refused", error };
-    // An abort while queued, or a guard that broke.
-    const message = error instanceof Error ? error.message : String(error);
-    return {
-      kind: "refused",
-      error: new HerdlessError("COORDINATOR_UNAVAILABLE", `no origin permit: ${message}`, { cause: error }),
-    };
-  }
+/** What the origin call is made with: the deadline, how much of the body to read first, the signal. */
+function callOptionsOf(deps: GuardedCallDeps, options: GuardedCallOptions, signal: AbortSignal | undefined) {
+  return {
+    timeoutMs: deps.config.origin.timeoutMs,
+    maxBodyBytes: options.maxBodyBytes,
+    ...(options.pauseMs !== undefined ? { pauseMs: options.pauseMs } : {}),
+    clock: deps.clock,
+    ...(signal ? { signal } : {}),
+    ...(deps.decodes ? { decodes: deps.decodes } : {}),
+  };
 }
 
 /** One signal for several (absent ones ignored): aborts with the first to abort. */
