@@ -20,6 +20,18 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
   return text(chunks);
 }
 
+/** A body whose head came and whose rest has not, read with a 20 ms pause: handed over after it. */
+async function pausedAfterHead() {
+  vi.useFakeTimers();
+  const { response, controller } = scripted();
+  controller.enqueue(bytes("<head>"));
+  const reading = readBody(response, 1024, 20);
+  await vi.advanceTimersByTimeAsync(20);
+  const read = await reading;
+  if (read.kind !== "overflow") throw new Error("expected the body to be handed over");
+  return { read, controller };
+}
+
 describe("readBody with a pause", () => {
   it("reads a body sent in one go whole", async () => {
     vi.useFakeTimers();
@@ -32,13 +44,7 @@ describe("readBody with a pause", () => {
   });
 
   it("hands over what came once the body pauses, then the rest as it comes", async () => {
-    vi.useFakeTimers();
-    const { response, controller } = scripted();
-    controller.enqueue(bytes("<head>"));
-    const reading = readBody(response, 1024, 20);
-    await vi.advanceTimersByTimeAsync(20);
-    const read = await reading;
-    if (read.kind !== "overflow") throw new Error("expected the body to be handed over");
+    const { read, controller } = await pausedAfterHead();
     expect(text(read.chunks)).toBe("<head>");
     const stream = prepend(read.chunks, read.rest, read.pending);
     controller.enqueue(bytes("<body>"));
@@ -58,13 +64,7 @@ describe("readBody with a pause", () => {
   });
 
   it("a body that breaks after its pause errors the stream, never an unhandled rejection", async () => {
-    vi.useFakeTimers();
-    const { response, controller } = scripted();
-    controller.enqueue(bytes("<head>"));
-    const reading = readBody(response, 1024, 20);
-    await vi.advanceTimersByTimeAsync(20);
-    const read = await reading;
-    if (read.kind !== "overflow") throw new Error("expected the body to be handed over");
+    const { read, controller } = await pausedAfterHead();
     controller.error(new Error("reset"));
     await vi.advanceTimersByTimeAsync(0);
     const stream = prepend(read.chunks, read.rest, read.pending);
