@@ -1,5 +1,6 @@
 import { concatBytes } from "../http/http.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
+import { withinMs } from "../within-ms.ts";
 
 /**
  * An origin body read up to a limit: whole, or what was read before it passed the limit (or
@@ -29,13 +30,14 @@ export async function readBody(response: Response, limit: number, pauseMs?: numb
   const turns = new EventLoopTurns();
   for (;;) {
     const next = reader.read();
-    const read = pauseMs !== undefined && total > 0 ? await orPause(next, pauseMs) : await next;
-    if (read === PAUSED) {
+    const read =
+      pauseMs !== undefined && total > 0 ? await withinMs(next, pauseMs) : { settled: true, value: await next };
+    if (!read.settled) {
       // Its outcome is the stream's first pull's; until then a failure must not go unhandled.
       next.catch(() => undefined);
       return { kind: "overflow", chunks, rest: reader, pending: next };
     }
-    const { done, value } = read;
+    const { done, value } = read.value;
     if (done) break;
     chunks.push(value);
     total += value.byteLength;
@@ -43,19 +45,6 @@ export async function readBody(response: Response, limit: number, pauseMs?: numb
     await turns.passed(value.byteLength);
   }
   return { kind: "complete", body: concatBytes(chunks, total) };
-}
-
-const PAUSED = Symbol("paused");
-
-/** `read`'s result, or {@link PAUSED} if it has not come within `ms`. */
-async function orPause<T>(read: Promise<T>, ms: number): Promise<T | typeof PAUSED> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const paused = new Promise<typeof PAUSED>((resolve) => (timer = setTimeout(() => resolve(PAUSED), ms)));
-  try {
-    return await Promise.race([read, paused]);
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
-  }
 }
 
 /** The chunks already read, then the rest of the body, as one stream. */
