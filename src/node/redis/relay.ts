@@ -199,6 +199,11 @@ export class RedisFlightRelay implements FlightRelay {
     await this.o.connection
       .run("relay mark", (client) => client.set(this.pointerKey(key), `${token} ${what}`, "PX", this.o.markTtlMs))
       .catch(() => undefined);
+    // A waiter that subscribed after nobody was found waiting, and looked before the mark was
+    // set, found no pointer: it would wait for the end of a stream that never ends (a CI run
+    // saw a late member answer nothing for 5 s). Told now, it asks on its own. A download's
+    // waiter rightly waits for its end, which is announced.
+    if (what === ALONE) await this.o.notifier.publish(key, ALONE).catch(() => 0);
   }
 
   /** Appends entry `0-<seq>`; false once the record is gone. */
