@@ -1,6 +1,7 @@
 import type { Entry } from "../http/entry.ts";
 import { decideOnFailure } from "../http/decision.ts";
-import type { SettleContext } from "./settle.ts";
+import type { Clock } from "../clock.ts";
+import type { Config } from "../config.ts";
 
 /** Bodies up to this size are read whole before the callers are answered (see bufferedUpTo). */
 const SMALL_BODY_BYTES = 64 * 1024;
@@ -23,7 +24,7 @@ const FLUSH_PAUSE_MS = 20;
  * rather than shown as an aborted body.
  */
 export function bufferedUpTo(
-  ctx: Omit<SettleContext, "store">,
+  ctx: { config: Config; clock: Clock },
   stored: Entry | undefined,
 ): { maxBodyBytes: number; pauseMs?: number } {
   const { config, clock } = ctx;
