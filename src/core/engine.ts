@@ -112,6 +112,8 @@ export class Engine {
       case "stale-while-revalidate": {
         // Request no-cache / max-age, on a route that honours them (request-directives.ts says why not by default).
         if (route.honorRequestNoCache && clientWantsRevalidation(directives, decision.entry, now)) {
+          // A cookie request served a public copy (decide) asks alone: a fill's answer need not be public.
+          if (facts.hasCookie && !route.cacheAuthorized) return this.relay(request, { fwd: "bypass" }, "bypass");
           const result = await this.fill(fill("foreground", true));
           return this.answer(request, result, "request", decision.entry, primary);
         }

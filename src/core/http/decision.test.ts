@@ -63,6 +63,29 @@ describe("decision table", () => {
     expect(decide(entry, "K", { ...get, hasCookie: true }, routeFor(config, "/api/x"), 0).kind).toBe("fresh");
   });
 
+  it("a Cookie request is answered from a fresh or revalidating copy marked public that does not vary on Cookie", () => {
+    const cookie = { ...get, hasCookie: true };
+    const copy = {
+      ...entry,
+      headers: [
+        ["cache-control", "max-age=10"],
+        ["cache-control", "Public"],
+      ] as [string, string][],
+    };
+    expect(decide(copy, "K", cookie, route, 0).kind).toBe("fresh");
+    expect(decide(copy, "K", cookie, route, 15_000).kind).toBe("stale-while-revalidate");
+    const bypass = { kind: "bypass", reason: "credentials" };
+    expect(decide(copy, "K", cookie, route, 20_000)).toEqual(bypass);
+    expect(decide({ ...copy, mustRevalidate: true }, "K", cookie, route, 15_000)).toEqual(bypass);
+    expect(decide({ ...copy, vary: ["accept-encoding", "cookie"] }, "K", cookie, route, 0)).toEqual(bypass);
+    expect(decide(copy, "K|accept-language=de", cookie, route, 0)).toEqual(bypass);
+    expect(decide(undefined, "K", cookie, route, 0)).toEqual(bypass);
+    expect(decide(copy, "K", { ...cookie, hasAuthorization: true }, route, 0)).toEqual(bypass);
+    expect(decide({ ...copy, headers: [["cache-control", "max-age=10, s-maxage=10"]] }, "K", cookie, route, 0)).toEqual(
+      bypass,
+    );
+  });
+
   it("a bypass route never reads the cache", () => {
     expect(decide(entry, "K", get, routeFor(config, "/private/a"), 0)).toEqual({ kind: "bypass", reason: "route" });
   });

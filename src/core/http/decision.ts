@@ -2,6 +2,7 @@ import type { Config, RoutePolicy } from "../config.ts";
 import type { Entry } from "./entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import { isGuardRefusal } from "../origin/guarded-call.ts";
+import { parseCacheControl } from "./cache-control.ts";
 
 /** What the engine needs to know about a request to decide; computed once by the adapter. */
 export interface RequestFacts {
@@ -54,8 +55,14 @@ export function decide(
   if (!isCacheableMethod(request.method)) return { kind: "bypass", reason: "method" };
   if (route.bypass) return { kind: "bypass", reason: "route" };
   // Cookies personalize silently: unless the route says the origin never does, such requests
-  // are neither answered from the cache nor stored.
-  if (request.hasCookie && !route.cacheAuthorized) return { kind: "bypass", reason: "credentials" };
+  // are neither answered from the cache nor stored, but for a copy the origin made public
+  // (never with Authorization too: that request's own fill would carry its cookies, fill-request.ts).
+  if (
+    request.hasCookie &&
+    !route.cacheAuthorized &&
+    (request.hasAuthorization || !answersCookieRequests(found, expectedKey, now))
+  )
+    return { kind: "bypass", reason: "credentials" };
   // RFC 9111 §3.5: a request with Authorization gets its own answer from the origin (never a
   // shared copy: the origin may answer it differently), and that answer is stored only when
   // it says public, s-maxage or must-revalidate (freshness.ts authorizedMayBeShared).
@@ -66,6 +73,23 @@ export function decide(
   // RFC 5861 §3: within stale-while-revalidate, serve now and refresh behind the response.
   if (!found.mustRevalidate && now < found.swrUntil) return { kind: "stale-while-revalidate", entry: found };
   return { kind: "revalidate", entry: found };
+}
+
+/**
+ * Whether a stored copy may answer a request that carries personal cookies as it is: a copy
+ * the origin said is the same for every visitor (`Cache-Control: public`, its word to every
+ * cache), that does not vary on `Cookie`, fresh or within stale-while-revalidate. Such a copy
+ * was filled without any cookie (a shared fill never carries one, forward.ts), so a visitor's
+ * session shapes nothing stored, and its stylesheet or image is the one everyone gets. Without
+ * this, every request of a signed-in visitor (or of any site that gives each visitor a session
+ * cookie) went to the origin, its assets too, and a spike of them met no cache at all. Any
+ * other copy, an expired one or none: relayed alone with its cookies, nothing stored, as before.
+ */
+function answersCookieRequests(found: Entry | undefined, expectedKey: string, now: number): boolean {
+  if (!found || found.key !== expectedKey || found.vary.includes("cookie")) return false;
+  if (now >= found.staleAt && (found.mustRevalidate || now >= found.swrUntil)) return false;
+  const cacheControl = found.headers.filter(([name]) => name === "cache-control").map(([, value]) => value);
+  return parseCacheControl(cacheControl.join(", ")).has("public");
 }
 
 /**
