@@ -11,7 +11,7 @@ import { headerList } from "../core/http/http.ts";
 import { notTheJoinersFailure } from "../core/fill/flight-backoff.ts";
 import { variantKey } from "../core/http/key.ts";
 import type { Entry } from "../core/http/entry.ts";
-import { asJoined, mayTakeJoined } from "../core/fill/flight.ts";
+import { asJoined, mayTakeJoined, validatesAlone } from "../core/fill/flight.ts";
 import { SharedBody } from "../core/fill/shared-body.ts";
 import type { SharedBodyLimits } from "../core/fill/laggards.ts";
 import type { OrdinaryHeadersConfig } from "../core/origin/client-inputs.ts";
@@ -251,6 +251,7 @@ function forWaiter(
   if (!mayTakeJoined(shared, request)) return undefined;
   switch (shared.kind) {
     case "entry":
+      if (validatesAlone(shared.entry)) return { kind: "alone" };
       // Collapsed onto a flight that went to the origin; the object's stored copy is a hit for the waiter too.
       return answersWaiter(shared.entry, request)
         ? { ...asJoined(shared), collapsed: !fromCoordinatorCopy(shared), stored: false }
@@ -267,6 +268,7 @@ function forWaiter(
       // caller that joined the object's flight would.
       return { kind: "alone" };
     case "stream": {
+      if (validatesAlone(shared.head)) return { kind: "alone" };
       if (!answersWaiter({ ...shared.head, body: NO_BODY }, request)) return undefined;
       // Undefined once the start of the body is gone (past keepBytes) or the body failed.
       const mine = body?.reader();

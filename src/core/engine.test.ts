@@ -144,6 +144,47 @@ describe("engine", () => {
     expect(results.filter((r) => r.cacheStatus.collapsed)).toHaveLength(199);
   });
 
+  describe("RFC 9111 §4: an answer that must be validated before any reuse is its requester's alone", () => {
+    /** The leader's request, then the waiter's while the leader's fetch runs; both answers. */
+    async function leaderAndWaiter(leader: Record<string, string>, waiter: Record<string, string> = {}) {
+      let open!: () => void;
+      t.origin.gate = new Promise((r) => (open = r));
+      const first = t.engine.handle(get("/api/me", leader));
+      await new Promise((r) => setTimeout(r, 0));
+      const second = t.engine.handle(get("/api/me", waiter));
+      await new Promise((r) => setTimeout(r, 0));
+      t.origin.gate = undefined;
+      open();
+      return Promise.all([first, second]);
+    }
+
+    it.each(["no-cache", "max-age=0", "max-age=0, must-revalidate", "max-age=0, stale-while-revalidate=0"])(
+      "attack: a %s answer to the victim's fetch is never the request that joined it",
+      async (cacheControl) => {
+        t.origin.cacheControl = cacheControl;
+        // The origin answers by a header it does not name in Vary: the victim's language, say.
+        const [victim, attacker] = await leaderAndWaiter({ "accept-language": "victim-only" });
+        expect(text(victim.body)).toBe("v1 /api/me victim-only");
+        expect(text(attacker.body)).toBe("v1 /api/me ");
+        expect(attacker.cacheStatus.collapsed).toBeUndefined();
+        expect(t.origin.calls).toHaveLength(2);
+        // Its revalidation is each request's own too: a 304 to one request's validation is not another's.
+        const [again, other] = await leaderAndWaiter({});
+        expect(again.cacheStatus.fwd).toBe("stale");
+        expect(other.cacheStatus.collapsed).toBeUndefined();
+        expect(t.origin.calls).toHaveLength(4);
+      },
+    );
+
+    it("a stale answer stale-while-revalidate lets be served is shared with its waiters, as later requests get it", async () => {
+      t.origin.cacheControl = "max-age=0, stale-while-revalidate=30";
+      const [leader, waiter] = await leaderAndWaiter({});
+      expect(text(waiter.body)).toBe(text(leader.body));
+      expect(waiter.cacheStatus.collapsed).toBe(true);
+      expect(t.origin.calls).toHaveLength(1);
+    });
+  });
+
   it("serves stale at once inside stale-while-revalidate and revalidates once with a conditional request (304)", async () => {
     await t.engine.handle(get("/a"));
     t.clock.advance(12_000);

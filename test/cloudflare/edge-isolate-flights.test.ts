@@ -118,4 +118,25 @@ describe("an isolate's requests for one key make one coordinator call at a time"
     expect((await first).status).toBe(200);
     expect((await validated).status).toBe(200);
   });
+
+  it.each(["no-cache", "max-age=0"])(
+    "attack: a %s answer is its requester's alone: the requests that joined its call, in the isolate or another data center, ask the origin themselves",
+    async (cacheControl) => {
+      const path = `/api-${cacheControl.replace(/\W/g, "")}`;
+      const origin = await testOrigin({ mode: "hold", headers: { "cache-control": cacheControl, etag: '"e"' } });
+      const base = edgeEnv(origin.url);
+      const dcs = dataCenters(2, base, undefined, { ownIsolate: true });
+      const leader = dcs[0]!.get(path);
+      await origin.waitFor({ held: 1 });
+      const waiters = [dcs[0]!.get(path), dcs[0]!.get(path), dcs[1]!.get(path)];
+      await origin.set({ mode: "up" });
+      await origin.release();
+      const answers = await Promise.all([leader, ...waiters]);
+      expect((await answers[0]!).body).toBe(`${path} #1`);
+      // Each waiter got an answer of its own, none the leader's.
+      expect(new Set(answers.map((a) => a.body)).size).toBe(4);
+      for (const waiter of answers.slice(1)) expect(waiter.cacheStatus).not.toMatch(/collapsed/);
+      expect(await origin.count()).toBe(4);
+    },
+  );
 });

@@ -140,6 +140,14 @@ describe("a fleet of three herdless stacks sharing one Redis", () => {
     expect(stacks.every((s) => s.mode() === "redis")).toBe(true);
   });
 
+  it("RFC 9111 §4: a no-cache answer is its requester's alone: 30 concurrent requests over three members make 30 origin requests, none collapsed", async () => {
+    origin.set({ cacheControl: "no-cache" });
+    const answers = await spread(urls, 30, "/validated");
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(answers.filter((a) => /collapsed/.test(a.cacheStatus))).toEqual([]);
+    expect(origin.stats().requests).toBe(30);
+  });
+
   it("inside stale-while-revalidate every member answers stale and 1 revalidation reaches the origin in total", async () => {
     await warm("/page");
     expect(origin.stats().requests).toBe(1);

@@ -121,6 +121,24 @@ export function streamAnswer(flight: SharedFlight, body: ReadableStream<Uint8Arr
 }
 
 /**
+ * Whether a flight's answer must be validated before anyone else may have it (RFC 9111 §4: a
+ * stored response that is not fresh is reused only once validated, §4.3): stale on arrival
+ * (`no-cache`, `max-age=0`, a validator without a lifetime, an `Age` past its `max-age`) and
+ * past any stale-while-revalidate. It answers the request that made the flight; a caller that
+ * joined the flight goes to the origin alone (`alone`), as for an answer meant for one client.
+ * Before, every caller that came while it ran took it: an API answering `no-cache` with an
+ * `ETag` handed the answer to one client's key to everyone who asked at the same time, and a
+ * revalidation made with an attacker's headers (a `304` to their `ETag`) validated the
+ * attacker's copy for every caller that joined it.
+ *
+ * @example
+ * if (joined && value.kind === "entry" && validatesAlone(value.entry)) return { kind: "alone" };
+ */
+export function validatesAlone(head: Pick<Entry, "storedAt" | "staleAt" | "swrUntil" | "mustRevalidate">): boolean {
+  return head.staleAt <= head.storedAt && (head.mustRevalidate || head.swrUntil <= head.storedAt);
+}
+
+/**
  * An entry or stream result as a caller that joined someone else's flight gets it: collapsed,
  * and without the fields that were the leader's alone ({@link RequesterFields}).
  *

@@ -16,7 +16,7 @@ import { answersCaller, dueForRefresh, storedAnswer, storedFor, storedLook, type
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
 import { invalidateStored } from "../store/lookup.ts";
-import { asJoined, mayTakeJoined, streamOf, type FlightResult, type SharedFlight } from "./flight.ts";
+import { asJoined, mayTakeJoined, streamOf, validatesAlone, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
 import { leaseStayedBusy, STREAMING } from "./relay.ts";
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
@@ -145,6 +145,7 @@ export class KeyCoordinator implements Coordinator {
       return this.fill(request, true);
     if (value.kind === "pass" || value.kind === "alone") return { kind: "alone" };
     if (value.kind === "failed") return joinedFailure(value);
+    if (validatesAlone(value.entry)) return { kind: "alone" };
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });
@@ -160,6 +161,7 @@ export class KeyCoordinator implements Coordinator {
    * A caller whose Vary selection differs from the leader's fills its own variant.
    */
   private async join(request: FillRequest, flight: SharedFlight, collapsed: boolean): Promise<FillResult | undefined> {
+    if (collapsed && validatesAlone(flight.head)) return { kind: "alone" };
     if (collapsed) {
       const mine = variantKey(request.primary, flight.head.vary, headerList(request.headers));
       if (mine !== flight.head.key && request.key !== mine) return this.fill({ ...request, key: mine });

@@ -2,7 +2,7 @@ import type { Entry } from "../http/entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import type { FillRequest, FillResult, PassResponse } from "./coordinator.ts";
 import { applyPurge } from "../admin/purge.ts";
-import { streamAnswer, type FlightResult, type SharedFlight } from "./flight.ts";
+import { streamAnswer, validatesAlone, type FlightResult, type SharedFlight } from "./flight.ts";
 import { SharedBody } from "./shared-body.ts";
 import type { SharedBodyLimits } from "./laggards.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
@@ -105,7 +105,7 @@ export function announcement(
   // An answer about the leader's own input (an attacker's header the origin refused): the others ask again.
   if (result?.kind === "pass" && result.ownInput) return ASK_AGAIN;
   if (result?.kind === "pass" || result?.kind === "alone") return ALONE;
-  // The entry's token: a waiter takes that entry even when it is already stale (max-age=0), as the leader's callers do.
+  // The entry's token: a waiter takes that entry even when it is already stale, within stale-while-revalidate.
   if (result?.kind === "entry") return `done:${result.entry.token}`;
   if (result?.kind !== "failed") return "done";
   if (result.ownInput) return ASK_AGAIN;
@@ -204,8 +204,12 @@ export async function answerHeard(
   { before, filled, fresh }: { before: Entry | undefined; filled: Entry | undefined; fresh: boolean },
   limits: SharedBodyLimits,
 ): Promise<FlightResult | undefined> {
-  if (filled && (fresh || storedBy(message, filled)))
-    return { kind: "entry", entry: filled, collapsed: true, stored: false };
+  if (filled && fresh) return { kind: "entry", entry: filled, collapsed: true, stored: false };
+  // The flight's own answer, stored: its waiters' too, unless it must be validated for each (flight.ts validatesAlone).
+  if (storedBy(message, filled))
+    return validatesAlone(filled)
+      ? { kind: "alone" }
+      : { kind: "entry", entry: filled, collapsed: true, stored: false };
   // An answer for one client (private, Set-Cookie, no-store): each caller asks on its own, as the leader's do.
   if (message === ALONE) return { kind: "alone" };
   const relayed = message?.startsWith(RELAYED) ? await relay?.take(key, message).catch(() => undefined) : undefined;
