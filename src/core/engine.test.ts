@@ -36,7 +36,8 @@ class FakeOrigin {
     if (headers.get("if-none-match") === etag)
       return new Response(null, {
         status: 304,
-        headers: { etag, "cache-control": this.cacheControl, ...this.notModified },
+        // A field given as "" is left out (a 304 without Cache-Control).
+        headers: withoutEmpty({ etag, "cache-control": this.cacheControl, ...this.notModified }),
       });
     const body = `v${this.version} ${new URL(url).pathname} ${headers.get("accept-language") ?? ""}`;
     return new Response(body, {
@@ -44,6 +45,10 @@ class FakeOrigin {
       headers: { etag, "cache-control": this.cacheControl, "content-length": String(body.length), ...this.extra },
     });
   };
+}
+
+function withoutEmpty(fields: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== ""));
 }
 
 /** `tiers: "two"` gives the coordinator its own store (Redis, a Durable Object) behind the near tier. */
@@ -373,6 +378,27 @@ describe("engine", () => {
       expect(next.cacheStatus.hit).not.toBe(true);
       expect(t.origin.calls).toHaveLength(3);
       expect(t.origin.calls[2]!.headers.get("if-none-match")).toBeNull();
+    });
+
+    it("attack: RFC 9111 §3.5: a 304 to a signed-in request is merged into the shared copy only when it says public itself", async () => {
+      t.origin.cacheControl = "public, max-age=10";
+      await t.engine.handle(get("/p"));
+      t.clock.advance(11_000);
+      // A 304 with no Cache-Control of its own: merged, it would take the copy's `public`.
+      t.origin.notModified = { "cache-control": "", "x-user": "attacker" };
+      const attacker = await t.engine.handle(get("/p", { authorization: "Bearer attacker" }));
+      expect(header(attacker, "x-user")).toEqual(["attacker"]);
+      t.origin.notModified = {};
+      const victim = await t.engine.handle(get("/p"));
+      expect(header(victim, "x-user")).toEqual([]);
+      expect(t.origin.calls).toHaveLength(3);
+      // A 304 that says public itself refreshes the copy for everyone, as RFC 9111 §3.5 allows.
+      t.clock.advance(11_000);
+      t.origin.notModified = { "x-updated": "1" };
+      await t.engine.handle(get("/p", { authorization: "Bearer ann" }));
+      const next = await t.engine.handle(get("/p"));
+      expect(next.cacheStatus.hit).toBe(true);
+      expect(header(next, "x-updated")).toEqual(["1"]);
     });
 
     it("a storable 304 refreshes the entry (no cookie, new freshness)", async () => {

@@ -4,7 +4,13 @@ import type { FillRequest, RequesterFields } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { keyOrigin, selectsAlike } from "../http/key.ts";
-import { blamesTheRequest, ownCredentialsRoute, storability, type Storability } from "../http/storability.ts";
+import {
+  blamesTheRequest,
+  notModifiedSharesCredentials,
+  ownCredentialsRoute,
+  storability,
+  type Storability,
+} from "../http/storability.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
@@ -158,7 +164,8 @@ async function settleNotModified(
   // whose Vary names others vouches for it for this request's values only (§4.3.4): stored as
   // is, every other value of the new headers would be given this request's page.
   const sameSelection = selectsAlike(headerList(merged), stored.vary);
-  if (refreshed.storable && sameSelection) {
+  const vouched = !context.ownCredentials || notModifiedSharesCredentials(res.headers);
+  if (refreshed.storable && sameSelection && vouched) {
     const own = requesterFields(merged, ctx.config);
     return storeEntry(ctx.store, refreshedEntry(stored, res, context), request.primary, res.status, own);
   }

@@ -187,6 +187,21 @@ function authorizedMayBeShared(governing: Governing, headers: HeaderReader): boo
 }
 
 /**
+ * RFC 9111 §3.5 for a `304` answering a request's own Authorization: whether it says, itself,
+ * that others may have it (`public`, `s-maxage`, `must-revalidate` with a lifetime). Judged
+ * merged into the shared copy it validated, it took that copy's `public`, so a signed-in
+ * user's `304` carrying a per-user field (`X-User`) was stored into the copy every anonymous
+ * visitor then got.
+ *
+ * @example
+ * notModifiedSharesCredentials([["cache-control", "max-age=60"]]); // false
+ */
+export function notModifiedSharesCredentials(headers: readonly (readonly [string, string])[]): boolean {
+  const reader = headerList(headers);
+  return authorizedMayBeShared(governingDirectives(reader), reader);
+}
+
+/**
  * RFC 9111 §3.5: the route a fill answering a request's own Authorization is stored under.
  * The operator's lifetimes (`defaultTtlMs`, `forceTtlMs`) are for the pages the origin serves
  * everyone; such an answer, shared by the origin's word alone, keeps the origin's lifetime: a
