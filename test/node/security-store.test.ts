@@ -253,6 +253,27 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(2);
   });
 
+  it("CPDoS, rate limit: RFC 6585 §4: a 429 the attacker tripped, marked max-age, is never stored: the victim gets the page", async () => {
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const limited = req.headers["user-agent"] === "flooder";
+      res.writeHead(limited ? 429 : 200, { "cache-control": "max-age=60", "retry-after": "60" });
+      res.end(limited ? "slow down" : "the page");
+    });
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin, clock);
+    expect((await getWith(base, "/home", { "user-agent": "flooder" })).status).toBe(429);
+    const victim = await get(base, "/home");
+    expect([victim.status, victim.body]).toEqual([200, "the page"]);
+    // Once the page is stale, the attacker's 429 is its own and the stored page stays.
+    clock.advance(61_000);
+    expect((await getWith(base, "/home", { "user-agent": "flooder" })).status).toBe(429);
+    const later = await get(base, "/home");
+    expect([later.status, later.body]).toEqual([200, "the page"]);
+    expect(requests).toBe(4);
+  });
+
   it("CPDoS, Accept: an attacker's Accept the origin cannot answer (406 marked max-age) never makes the page a 406 for the victim, whatever Vary names", async () => {
     // A Rails controller whose respond_to knows html only (ActionController::UnknownFormat is
     // a 406), behind nginx putting max-age on every answer and, with gzip_vary, a Vary that

@@ -226,7 +226,7 @@ function isStorableStatus(res: OriginResponseInfo, governing: Governing): boolea
 }
 
 /** Statuses an origin gives about a request's own size or syntax, not about the resource. */
-const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
+const REQUEST_FAULT_STATUSES = new Set([400, 413, 414]);
 
 /**
  * Statuses about what a shared fill never sends (RFC 9110 §15.5): a body (411 Length
@@ -235,8 +235,13 @@ const REQUEST_FAULT_STATUSES = new Set([400, 413, 414, 431]);
  * `respond_to` without the format asked for), whichever of them the origin's `Vary` names
  * (`Vary: Accept-Encoding` from its gzip would key a refusal of `Accept` by the coding alone).
  * To a fill they are the origin answering this request's headers, never what the URL is.
+ * And the four RFC 6585 says a cache MUST NOT store, each about its request or its client:
+ * 428 Precondition Required, 429 Too Many Requests (that client's rate: an attacker who
+ * tripped the origin's rate limit had its 429, marked `max-age` by an origin that marks
+ * every answer, stored as the page for everyone), 431 Request Header Fields Too Large and
+ * 511 Network Authentication Required.
  */
-const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417]);
+const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417, 428, 429, 431, 511]);
 
 /**
  * Whether an answer may be the origin refusing or failing on this fill's own request rather
@@ -244,8 +249,8 @@ const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417]);
  * that marks every answer `max-age` made the page an error for every visitor. It goes to the
  * flight's callers only, and the stored copy stays. Blamed on the request:
  * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
- *   that knows html only), 411, 412, 415, 416 or 417;
- * - a 400/413/414/431 to a fill that carried unusually large headers (an attacker's 10 KB
+ *   that knows html only), 411, 412, 415, 416 or 417, and RFC 6585's 428, 429, 431 and 511;
+ * - a 400/413/414 to a fill that carried unusually large headers (an attacker's 10 KB
  *   header, under herdless's limit and over the origin's), unusually many (101 one-byte
  *   fields, over Apache's limit of 100 and far under Node's 2,000), or a header value with a byte
  *   outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd pass on:
