@@ -382,7 +382,7 @@ describe("attacks on what reaches the origin (Node)", () => {
     expect(origin.seen[1]!.headers["x-forwarded-for"]).toBe("6.6.6.6, 127.0.0.1");
   });
 
-  it("Cloudflare's client headers forged (CF-Connecting-IP, CF-IPCountry) never pick the page stored for everyone", async () => {
+  it("Cloudflare's and other CDNs' client headers forged (CF-Connecting-IP, CF-IPCountry, CloudFront-Viewer-Country, X-Vercel-IP-Country …) never pick the page stored for everyone", async () => {
     // Apps behind Cloudflare read the client's address and country from these; a client that
     // reaches herdless without Cloudflare in between writes them itself.
     const origin = await reflectingOrigin();
@@ -392,6 +392,12 @@ describe("attacks on what reaches the origin (Node)", () => {
       "cf-connecting-ipv6": "2001:db8::6",
       "cf-pseudo-ipv4": "6.6.6.6",
       "cf-ipcountry": "KP",
+      "cf-ipcity": "Pyongyang",
+      "cloudfront-viewer-country": "KP",
+      "cloudfront-is-mobile-viewer": "true",
+      "x-vercel-ip-country": "KP",
+      "x-appengine-country": "KP",
+      "x-akamai-edgescape": "country_code=KP",
     };
     await send(base, "/geo", { headers: forged });
     await send(base, "/geo");
