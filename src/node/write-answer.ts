@@ -55,6 +55,10 @@ async function writeStream(
     void reader.cancel().catch(() => undefined);
   };
   res.once("close", gone);
+  // A client that hung up before the answer was ready ('close' came and went): nothing would
+  // ever read for it. Its reader held a shared download back for everyone else until the
+  // laggard cut (30 s), and a relayed one its origin connection and permit as long.
+  if (clientGone(res)) gone();
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -89,6 +93,7 @@ function abort(res: ServerResponse): void {
 /** Resolves once `res` can take more (or is gone). */
 function drained(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
+    if (clientGone(res)) return resolve();
     const done = () => {
       res.off("drain", done);
       res.off("close", done);
@@ -97,6 +102,14 @@ function drained(res: ServerResponse): Promise<void> {
     res.on("drain", done);
     res.on("close", done);
   });
+}
+
+/**
+ * Whether the client's connection is gone: a write would wait for a 'drain' that never comes.
+ * The request's socket, not the answer's: a pipelined answer has none until its turn.
+ */
+function clientGone(res: ServerResponse): boolean {
+  return res.destroyed || res.req.socket.destroyed;
 }
 
 /** Whether the answer declares a body of non-zero length (Content-Length). */
