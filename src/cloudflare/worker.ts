@@ -13,11 +13,23 @@ export { StatsObject } from "./stats-object.ts";
 export default {
   fetch: async (request, env, ctx) => {
     const startedAt = performance.now();
-    const response = await handle(request, env, ctx);
+    const response = forClient(request, await handle(request, env, ctx));
     logAccess(request, response, env, startedAt);
     return response;
   },
 } satisfies ExportedHandler<Env>;
+
+/**
+ * The answer, for a client that may have hung up while it was being made (`request.signal`,
+ * with the `enable_request_signal` compatibility flag): its body is let go at once. workerd
+ * never reads an answer to a client that is gone, and that body, a reader of a download the
+ * isolate's requests share, held the download back for every other client of it until the
+ * laggard cut (`origin.streamIdleTimeoutMs`, 30 s).
+ */
+export function forClient(request: Request, response: Response): Response {
+  if (request.signal.aborted && response.body !== null) void response.body.cancel().catch(() => undefined);
+  return response;
+}
 
 /**
  * With `log.access`, one line per request on `console.log` (Workers Logs, `wrangler tail`),
