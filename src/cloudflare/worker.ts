@@ -26,7 +26,7 @@ export default {
  * isolate's requests share, held the download back for every other client of it until the
  * laggard cut (`origin.streamIdleTimeoutMs`, 30 s).
  */
-export function forClient(request: Request, response: Response): Response {
+function forClient(request: Request, response: Response): Response {
   if (request.signal.aborted && response.body !== null) void response.body.cancel().catch(() => undefined);
   return response;
 }
