@@ -106,7 +106,7 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
         resolve(exchange(url, init, "new"));
       else reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error));
     });
-    outgoing.once("response", (incoming) => resolve(toResponse(incoming, init.method ?? "GET")));
+    outgoing.once("response", (incoming) => settle(toResponse(incoming, init.method ?? "GET", url), resolve, reject));
     // node:http hands a 101 to "upgrade" listeners (with none, it destroys the socket silently:
     // the call hung past its deadline, holding its permit). The switch a tunnel asked for (its
     // request carries Upgrade) is its answer; any other is the odd status it is (a clean 502).
@@ -235,8 +235,20 @@ function fieldsOf(raw: string[]): Headers {
   return headers;
 }
 
-function toResponse(incoming: IncomingMessage, method: string): Response {
+/** Resolves with an answer, rejects with an error. */
+function settle<T>(outcome: T | Error, resolve: (value: T) => void, reject: (error: Error) => void): void {
+  if (outcome instanceof Error) reject(outcome);
+  else resolve(outcome);
+}
+
+function toResponse(incoming: IncomingMessage, method: string, url: string): Response | HerdlessError {
   const status = incoming.statusCode ?? 0;
+  // A 101 node:http did not take for a switch (no Upgrade field): a switch to nothing, which
+  // no tunnel can carry nor client be given (a clean 502, never a silent close).
+  if (status === 101) {
+    incoming.destroy();
+    return new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with a 101 that names no protocol (no Upgrade)`);
+  }
   const headers = fieldsOf(incoming.rawHeaders);
   const noBody = method === "HEAD" || NULL_BODY_STATUSES.has(status) || status < 200 || status > 599;
   if (noBody) incoming.resume();

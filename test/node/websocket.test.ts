@@ -53,6 +53,11 @@ async function echoOrigin(): Promise<EchoOrigin> {
       silent.add(socket);
       return;
     }
+    if (req.url === "/bad-switch") {
+      // A 101 that switches to nothing (no Upgrade), a body after it.
+      socket.end("HTTP/1.1 101 X\r\ncontent-length: 2\r\n\r\nhi");
+      return;
+    }
     if (req.url === "/forbidden") {
       socket.end("HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 6\r\n\r\nnot in");
       return;
@@ -262,6 +267,14 @@ describe("WebSocket pass-through (Node)", () => {
     const herdless = await proxy(origin.url, { timeoutMs: 300 });
     const timedOut = await open(herdless.url, "/silent").catch((error: { status: number }) => error);
     expect(timedOut).toMatchObject({ status: 504 });
+  });
+
+  it("answers a 101 that switches to nothing (no Upgrade) with a 502 naming the fault, never an empty close", async () => {
+    const origin = await echoOrigin();
+    const herdless = await proxy(origin.url);
+    const refused = await open(herdless.url, "/bad-switch").catch((error: { status: number }) => error);
+    expect(refused).toMatchObject({ status: 502 });
+    expect(origin.open()).toBe(0);
   });
 
   it("never tunnels the admin API", async () => {
