@@ -253,6 +253,34 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(2);
   });
 
+  it.each([
+    ["a bot rule on the User-Agent", { "user-agent": "sqlmap/1.7" }],
+    ["an XSS rule on the Referer", { referer: "https://x.test/<script>" }],
+  ])(
+    "CPDoS, a WAF's 403 to %s (ordinary headers, values of the attacker's), marked max-age, is never stored: on a cold key or over the stored page",
+    async (_, headers) => {
+      let requests = 0;
+      const origin = await serving((req, res) => {
+        requests++;
+        const ua = req.headers["user-agent"] ?? "";
+        const blocked = /sqlmap/.test(ua) || /<script/.test(req.headers.referer ?? "");
+        res.writeHead(blocked ? 403 : 200, { "cache-control": "max-age=60", "content-type": "text/plain" });
+        res.end(blocked ? "Blocked by WAF" : `the page ${req.url}`);
+      });
+      const clock = new ManualClock(Date.now());
+      const base = await herdless(origin, clock);
+      // A cold key: the attacker asks first.
+      expect((await getWith(base, "/cold", headers)).status).toBe(403);
+      expect(await get(base, "/cold")).toMatchObject({ status: 200, body: "the page /cold" });
+      // A stored page: the attacker asks as it expires.
+      clock.advance(61_000);
+      expect((await getWith(base, "/cold", headers)).status).toBe(403);
+      const victim = await get(base, "/cold");
+      expect([victim.status, victim.body]).toEqual([200, "the page /cold"]);
+      expect(requests).toBe(4);
+    },
+  );
+
   it("CPDoS, rate limit: RFC 6585 §4: a 429 the attacker tripped, marked max-age, is never stored: the victim gets the page", async () => {
     let requests = 0;
     const origin = await serving((req, res) => {

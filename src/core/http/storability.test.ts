@@ -222,10 +222,10 @@ describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", 
       expect(blamesTheRequest(status, [["x-a", "caf\u00e9"]], false)).toBe(false);
   });
 
-  it("a 406 (about the client's Accept), 411, 412, 415, 416 or 417 (about a body, precondition, range or expectation a fill never sends), and RFC 6585's 428, 429, 431 and 511 (never stored) are the request's", () => {
-    for (const status of [406, 411, 412, 415, 416, 417, 428, 429, 431, 511])
+  it("a 406 (about the client's Accept), 411, 412, 415, 416 or 417 (about a body, precondition, range or expectation a fill never sends), a 403 or 407 (a refusal of a requester that sent no credentials), and RFC 6585's 428, 429, 431 and 511 (never stored) are the request's", () => {
+    for (const status of [403, 406, 407, 411, 412, 415, 416, 417, 428, 429, 431, 511])
       expect(blamesTheRequest(status, ordinary, false), String(status)).toBe(true);
-    for (const status of [401, 403, 405, 409, 422])
+    for (const status of [401, 405, 409, 422])
       expect(blamesTheRequest(status, ordinary, false), String(status)).toBe(false);
   });
 
@@ -234,7 +234,7 @@ describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", 
       ["accept", "text/html"],
       ["user-agent", "Mozilla/5.0 (X11; Linux x86_64)"],
     ];
-    for (const status of [400, 401, 403, 404, 405, 410, 413, 414, 500, 502, 503, 504]) {
+    for (const status of [400, 401, 404, 405, 410, 413, 414, 500, 502, 503, 504]) {
       expect(blamesTheRequest(status, [...browser, ["x-debug", "1"]], true), String(status)).toBe(true);
       expect(blamesTheRequest(status, [...browser, ["x-debug", "1"]], false), String(status)).toBe(false);
       expect(blamesTheRequest(status, browser, true), String(status)).toBe(false);

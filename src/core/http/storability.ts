@@ -239,9 +239,14 @@ const REQUEST_FAULT_STATUSES = new Set([400, 413, 414]);
  * 428 Precondition Required, 429 Too Many Requests (that client's rate: an attacker who
  * tripped the origin's rate limit had its 429, marked `max-age` by an origin that marks
  * every answer, stored as the page for everyone), 431 Request Header Fields Too Large and
- * 511 Network Authentication Required.
+ * 511 Network Authentication Required. And 403 Forbidden and 407: a fill carries no
+ * credentials (and a proxy's are never forwarded), so a refusal is of this requester: its
+ * address (a WAF's ban, a country block, by the X-Forwarded-For a fill sends) or its
+ * ordinary headers' values (a bot rule on `User-Agent: sqlmap`, an XSS rule on a `Referer`).
+ * Stored when the origin marks every answer `max-age`, the attacker's ban was every
+ * visitor's page. Varnish never stores a 403 either.
  */
-const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417, 428, 429, 431, 511]);
+const ABOUT_THE_REQUEST = new Set([403, 406, 407, 411, 412, 415, 416, 417, 428, 429, 431, 511]);
 
 /**
  * Whether an answer may be the origin refusing or failing on this fill's own request rather
@@ -249,7 +254,8 @@ const ABOUT_THE_REQUEST = new Set([406, 411, 412, 415, 416, 417, 428, 429, 431, 
  * that marks every answer `max-age` made the page an error for every visitor. It goes to the
  * flight's callers only, and the stored copy stays. Blamed on the request:
  * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
- *   that knows html only), 411, 412, 415, 416 or 417, and RFC 6585's 428, 429, 431 and 511;
+ *   that knows html only), 403, 407, 411, 412, 415, 416 or 417, and RFC 6585's 428, 429,
+ *   431 and 511;
  * - a 400/413/414 to a fill that carried unusually large headers (an attacker's 10 KB
  *   header, under herdless's limit and over the origin's), unusually many (101 one-byte
  *   fields, over Apache's limit of 100 and far under Node's 2,000), or a header value with a byte
