@@ -5,12 +5,12 @@ import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { keyOrigin, selectsAlike } from "../http/key.ts";
 import {
-  blamesTheRequest,
   notModifiedSharesCredentials,
   ownCredentialsRoute,
   storability,
   type Storability,
 } from "../http/storability.ts";
+import { blamesTheRequest } from "../http/request-blame.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";

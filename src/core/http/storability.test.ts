@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor, type ConfigInput } from "../config.ts";
 import { hasExplicitFreshness, HEURISTICALLY_CACHEABLE, type OriginResponseInfo } from "./freshness.ts";
-import { blamesTheRequest, storability, storedFields } from "./storability.ts";
+import { storability, storedFields } from "./storability.ts";
+import { blamesTheRequest } from "./request-blame.ts";
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 const HTTP_T0 = "Wed, 01 Jan 2025 12:00:00 GMT";
