@@ -247,7 +247,7 @@ function toResponse(incoming: IncomingMessage, method: string, url: string): Res
   // no tunnel can carry nor client be given (a clean 502, never a silent close).
   if (status === 101) {
     incoming.destroy();
-    return new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with a 101 that names no protocol (no Upgrade)`);
+    return new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with status 101 naming no protocol (no Upgrade)`);
   }
   const headers = fieldsOf(incoming.rawHeaders);
   const noBody = method === "HEAD" || NULL_BODY_STATUSES.has(status) || status < 200 || status > 599;
