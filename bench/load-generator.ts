@@ -137,10 +137,16 @@ const NGINX_CLASSES: Record<string, string> = {
   REVALIDATED: "revalidated",
 };
 
-function send(agent: Agent, base: URL, host: string, path: string, timeoutMs: number): Promise<Outcome> {
+function send(
+  agent: Agent,
+  base: URL,
+  spec: Pick<LoadSpec, "host" | "headers" | "timeoutMs">,
+  path: string,
+): Promise<Outcome> {
+  const { host, timeoutMs } = spec;
   return new Promise((resolve, reject) => {
     const req = request(
-      { agent, hostname: base.hostname, port: base.port, path, method: "GET", headers: { host } },
+      { agent, hostname: base.hostname, port: base.port, path, method: "GET", headers: { ...spec.headers, host } },
       (res) => {
         const outcome: Outcome = {
           status: res.statusCode ?? 0,
@@ -195,7 +201,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       const started = process.hrtime.bigint();
       const sentAt = Date.now();
       try {
-        tally.add(await send(agent, base, spec.host, nextPath(), spec.timeoutMs), started, sentAt, index);
+        tally.add(await send(agent, base, spec, nextPath()), started, sentAt, index);
       } catch (error) {
         tally.add(error instanceof Error ? error : new Error(String(error)), started, sentAt);
       }

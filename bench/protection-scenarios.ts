@@ -71,6 +71,22 @@ SCENARIOS.push(
     }),
   },
   {
+    name: "session-assets",
+    summary:
+      "1 stylesheet the origin marks `public, max-age=60`, warmed by a visitor without cookies, then 100 connections of signed-in visitors (each request carries a session cookie), 10 s: the copy must answer them",
+    cacheControl: "public, max-age=60",
+    runtimes: ["direct", ...HERDLESS_RUNTIMES, "nginx", "varnish"],
+    load: (quick) => ({
+      connections: 100,
+      durationMs: scale(10_000, quick),
+      paths: ["/assets/app.css"],
+      timeoutMs: 15_000,
+      headers: { cookie: "session=3f9a1c7e5b2d" },
+    }),
+    // Warmed and fresh for the whole run: no origin request is needed (the target says 0).
+    warmPaths: ["/assets/app.css"],
+  },
+  {
     name: "hot-keys-baseline",
     summary:
       "10 warmed hot keys, 100 connections, 32.5 s (2.5 s warm-up, then 30 s measured); the origin sends only max-age=2 (no stale-while-revalidate); no refresh-ahead: the baseline of hot-keys",

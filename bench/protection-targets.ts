@@ -109,6 +109,15 @@ export function protectionTargets(run: BenchRun): Target[] {
     ),
     ...eachRuntime(
       run,
+      "session-assets",
+      (r) => `session-assets: 0 origin requests, 0 errors (${r})`,
+      ({ load, origin }) => ({
+        pass: origin === 0 && load.errors === 0,
+        detail: `${origin} origin requests for ${load.requests} requests with a session cookie, ${load.errors} errors, p50 ${load.latency.p50Ms} ms, p99 ${load.latency.p99Ms} ms; ${direct("session-assets", (d) => `origin ${d.origin} for ${d.load.requests} requests`)}`,
+      }),
+    ),
+    ...eachRuntime(
+      run,
       "large-body-herd",
       (r) => `large-body-herd: origin ÷ ideal ≤ 1.00, 0 errors, first byte vs direct (${r})`,
       ({ load, origin }, cell) => {

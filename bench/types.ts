@@ -22,6 +22,8 @@ export interface LoadSpec {
   timeoutMs: number;
   /** wrk-like raw sockets (raw-load.ts) instead of Node's http client: for Content-Length answers only */
   raw?: boolean;
+  /** sent with every request besides Host (a signed-in browser's cookie); not with `raw` */
+  headers?: Record<string, string>;
   /** requests sent this long after the start are also tallied by Cache-Status class on their own (`settled`) */
   settleMs?: number;
 }
@@ -92,6 +94,7 @@ export type ScenarioName =
   | "cold-misses"
   | "broken-url"
   | "dynamic-page"
+  | "session-assets"
   | "large-body-herd"
   | "hot-keys"
   | "hot-keys-baseline";
