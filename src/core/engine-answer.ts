@@ -13,6 +13,8 @@ import { isGuardRefusal } from "./origin/guarded-call.ts";
 import { fromPass, fromStream, type EngineRequest, type EngineResponse } from "./http/respond.ts";
 import { FAILURE_DETAIL, failureAnswer, shown } from "./http/failure-answer.ts";
 import type { NearTier } from "./store/near-tier.ts";
+import type { RelayFallback } from "./origin/relay.ts";
+import type { HerdlessErrorCode } from "./errors.ts";
 
 /** What the engine lends its answers: config, time, its near tier, its counters and its relay. */
 export interface AnswerContext {
@@ -23,7 +25,12 @@ export interface AnswerContext {
   count: (request: EngineRequest, kind: Parameters<Metrics["count"]>[0], key: string | undefined) => void;
   /** Counts what the origin's protection did (metrics.ts ProtectionKind). */
   protect?: (kind: Parameters<Metrics["protect"]>[0]) => void;
-  relay: (request: EngineRequest, status: CacheStatus, kind: "pass") => Promise<EngineResponse>;
+  relay: (
+    request: EngineRequest,
+    status: CacheStatus,
+    kind: "pass",
+    fallback?: RelayFallback,
+  ) => Promise<EngineResponse>;
 }
 
 /** Where the answer came from, as the engine saw it before asking the coordinator. */
@@ -69,7 +76,10 @@ export async function answerFill(
       return fromPass(shown(result.response, ctx.config), status, request.method);
     }
     case "alone":
-      return ctx.relay(request, { fwd, detail: "uncacheable" }, "pass");
+      // On its own, through the guard; a copy stale-if-error allows still stands in for its failure.
+      return ctx.relay(request, { fwd, detail: "uncacheable" }, "pass", (code, fwdStatus) =>
+        staleAnswer(ctx, request, nearStale, { code, fwdStatus, primary }, now),
+      );
     case "failed":
       return answerFailure(ctx, request, result, from, now);
   }
@@ -197,17 +207,29 @@ function answerFailure(
   const { config } = ctx;
   if (result.code === "ORIGIN_BACKOFF") ctx.protect?.("backoff-answered");
   const best = newest(...[result.stale, nearStale].filter((entry) => servableOnError(entry, config, now)));
-  const verdict = decideOnFailure(best, result.code, config, now);
+  const stale = staleAnswer(ctx, request, best, { ...result, primary }, now);
+  if (stale) return stale;
   const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
-  if (verdict.kind === "stale-if-error") {
-    ctx.count(request, "stale-if-error", primary);
-    const served: CacheStatus = { fwd: "stale", detail: detail === "origin-error" ? "stale-if-error" : detail };
-    if (result.fwdStatus) served.fwdStatus = result.fwdStatus;
-    return answerFromEntry(verdict.entry, served, ask(request), now);
-  }
   const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
   ctx.count(request, !result.response && isGuardRefusal(result.code) ? "refused" : "error", primary);
   return failureAnswer(result, status, request.method, config);
+}
+
+/** The stored copy's answer in place of a failure (`code`), where stale-if-error (or serving stale while the origin gives no answer) allows. */
+function staleAnswer(
+  ctx: AnswerContext,
+  request: EngineRequest,
+  copy: Entry | undefined,
+  failure: { code: HerdlessErrorCode; fwdStatus?: number | undefined; primary: string },
+  now: number,
+): EngineResponse | undefined {
+  const verdict = decideOnFailure(copy, failure.code, ctx.config, now);
+  if (verdict.kind !== "stale-if-error") return undefined;
+  ctx.count(request, "stale-if-error", failure.primary);
+  const detail = FAILURE_DETAIL[failure.code] ?? "origin-error";
+  const served: CacheStatus = { fwd: "stale", detail: detail === "origin-error" ? "stale-if-error" : detail };
+  if (failure.fwdStatus) served.fwdStatus = failure.fwdStatus;
+  return answerFromEntry(verdict.entry, served, ask(request), now);
 }
 
 /** The parts of the request an answer from a stored entry looks at. */

@@ -22,15 +22,18 @@ class FakeOrigin {
   notModified: Record<string, string> = {};
   gate: Promise<void> | undefined;
   fail: "network" | undefined;
+  /** Calls from this one on (0-based) fail as `fail: "network"` does. */
+  failFrom: number | undefined;
   /** Interim answers sent before each final one, once the gate opens (a waiter has joined by then). */
   interim: [number, Record<string, string>][] = [];
 
   fetch: FetchLike = async (url, init) => {
     const headers = new Headers(init.headers);
     this.calls.push({ url, headers });
+    const failing = this.failFrom !== undefined && this.calls.length > this.failFrom;
     if (this.gate) await this.gate;
     for (const [code, fields] of this.interim) init.onInterim?.(code, new Headers(fields));
-    if (this.fail) throw new TypeError("fetch failed");
+    if (this.fail || failing) throw new TypeError("fetch failed");
     const etag = `"v${this.version}"`;
     if (this.status !== 200) return new Response("origin error", { status: this.status, headers: this.errorHeaders });
     if (headers.get("if-none-match") === etag)
@@ -180,6 +183,19 @@ describe("engine", () => {
         expect(t.origin.calls).toHaveLength(4);
       },
     );
+
+    it("a request sent on alone that finds the origin down gets the copy stale-if-error allows, as a waiter would", async () => {
+      t.origin.cacheControl = "max-age=0, stale-if-error=60";
+      await t.engine.handle(get("/api/me"));
+      // The leader's revalidation is answered; the waiter's own request finds the origin gone.
+      t.origin.failFrom = 2;
+      const [leader, waiter] = await leaderAndWaiter({});
+      expect(leader.cacheStatus.fwdStatus).toBe(304);
+      expect(waiter.status).toBe(200);
+      expect(text(waiter.body)).toBe("v1 /api/me ");
+      expect(waiter.cacheStatus).toMatchObject({ fwd: "stale", detail: "stale-if-error" });
+      expect(t.origin.calls).toHaveLength(3);
+    });
 
     it("a stale answer stale-while-revalidate lets be served is shared with its waiters, as later requests get it", async () => {
       t.origin.cacheControl = "max-age=0, stale-while-revalidate=30";

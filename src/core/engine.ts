@@ -15,7 +15,7 @@ import type { Metrics } from "./admin/metrics.ts";
 import { guardedCallDeps } from "./origin/guarded-call.ts";
 import { forwardPolicy, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
 import { maxForwards } from "./origin/hops.ts";
-import { relay } from "./origin/relay.ts";
+import { relay, type RelayFallback } from "./origin/relay.ts";
 import { openTunnel, type TunnelDeps, type TunnelOpening, type TunnelSlots } from "./origin/tunnel.ts";
 import { applyPurge } from "./admin/purge.ts";
 import type { EngineRequest, EngineResponse } from "./http/respond.ts";
@@ -67,7 +67,7 @@ export class Engine {
       nearTier: this.nearTier,
       count: (request, kind, key) => this.count(request, kind, key),
       protect: (kind) => o.metrics?.protect(kind),
-      relay: (request, status, kind) => this.relay(request, status, kind),
+      relay: (request, status, kind, fallback) => this.relay(request, status, kind, undefined, fallback),
     };
   }
 
@@ -254,8 +254,9 @@ export class Engine {
     status: CacheStatus,
     kind: "bypass" | "pass",
     heard?: Parameters<typeof relay>[3],
+    fallback?: RelayFallback,
   ): Promise<EngineResponse> {
-    const response = await relay(this.relayDeps, request, status, heard);
+    const response = await relay(this.relayDeps, request, status, heard, fallback);
     // Counted once the origin answered, so its latency is the relay's.
     this.count(request, kind, undefined);
     return response;

@@ -1,4 +1,5 @@
 import type { CacheStatus } from "../http/cache-status.ts";
+import type { HerdlessErrorCode } from "../errors.ts";
 import type { Config } from "../config.ts";
 import { FAILURE_DETAIL, originFailure, protectedAnswer, shown } from "../http/failure-answer.ts";
 import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
@@ -8,15 +9,23 @@ import type { OriginResponse, SwitchedOriginResponse } from "./origin-client.ts"
 import { readUpload } from "./upload.ts";
 
 /**
+ * What answers a relayed request instead of its failure, if anything (a stored copy
+ * stale-if-error allows): asked with the failure's code when the origin gave no answer, and
+ * with `ORIGIN_STATUS` for its 5xx.
+ */
+export type RelayFallback = (code: HerdlessErrorCode, fwdStatus?: number) => EngineResponse | undefined;
+
+/**
  * Relays a request as it is, through the guard, streaming the answer. Nothing from it is
  * stored, so the client's own query and credentials go as they are. `heard` sees the
- * origin's answer (its head), if one came.
+ * origin's answer (its head), if one came; `fallback` may answer a failure instead.
  */
 export async function relay(
   deps: { config: Config; forward: ForwardPolicy; originDeps: GuardedCallDeps },
   request: EngineRequest,
   status: CacheStatus,
   heard?: (answer: OriginResponse) => void,
+  fallback?: RelayFallback,
 ): Promise<EngineResponse> {
   // A body on GET or HEAD has no meaning (RFC 9110 §9.3.1) and is never sent on.
   const bodyless = request.method === "GET" || request.method === "HEAD";
@@ -48,7 +57,21 @@ export async function relay(
     },
   ).finally(upload.release);
   if (heard && result.kind === "response") heard(result.response);
-  return relayAnswer(result, deps.config, status, request.method);
+  const instead = fallback && insteadOfFailure(result, fallback);
+  return instead ?? relayAnswer(result, deps.config, status, request.method);
+}
+
+/** The fallback's answer for a failed call or an origin 5xx (whose body is then let go), if it has one. */
+function insteadOfFailure(
+  result: GuardedCallResult<OriginResponse | SwitchedOriginResponse>,
+  fallback: RelayFallback,
+): EngineResponse | undefined {
+  if (result.kind !== "response") return fallback(result.error.code);
+  const { response } = result;
+  if (response.status < 500) return undefined;
+  const instead = fallback("ORIGIN_STATUS", response.status);
+  if (instead && response.kind === "streamed") void response.body?.cancel().catch(() => undefined);
+  return instead;
 }
 
 /**
