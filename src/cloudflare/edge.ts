@@ -28,6 +28,7 @@ import type { Landed } from "./isolate-flights.ts";
 import { OncePerFlightPuts } from "./once-per-flight-puts.ts";
 import { originFetch } from "./interim-fetch.ts";
 import { nextTurn } from "./next-turn.ts";
+import { personalCookies } from "../core/http/cookies.ts";
 import { opensTunnel } from "../core/origin/tunnel.ts";
 import { webSocketTunnel } from "./web-socket-tunnel.ts";
 
@@ -179,11 +180,11 @@ async function afterIsolateWait(
   }
   const landing = flights.landing(primary);
   if (!landing) {
-    // Marked at once: the requests that arrive before this one's engine reads anything wait on it.
-    return {
-      answered: undefined,
-      ...(fwd === "uri-miss" ? { looks: flights.lookingUp(primary, NEAR_READ_JOIN_MS) } : {}),
-    };
+    // Marked at once: the requests that arrive before this one's engine reads anything wait on
+    // it; never by one with a session's cookie, whose engine may relay it and end nothing soon.
+    const leads =
+      fwd === "uri-miss" && !personalCookies(request.headers.get("cookie"), isolate.config.cache.ignoreCookies);
+    return { answered: undefined, ...(leads ? { looks: flights.lookingUp(primary, NEAR_READ_JOIN_MS) } : {}) };
   }
   const landed = await landing;
   const fromMemory = () => landed && memoryHit(isolate, request, target, cacheName, background, { ...landed, fwd });

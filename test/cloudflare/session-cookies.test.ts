@@ -42,4 +42,18 @@ describe("session cookies on the Worker", () => {
     expect(ann.cacheStatus).toMatch(/fwd=bypass/);
     expect(ann.body).toBe("/account #2");
   });
+
+  it("a session's request that is relayed holds up no anonymous request of its isolate", async () => {
+    const origin = await testOrigin({ mode: "hold", headers: { "cache-control": "max-age=60" } });
+    const dc = dataCenter(`dc-${crypto.randomUUID()}`, edgeEnv(origin.url), undefined, { ownIsolate: true });
+    const signedIn = dc.get("/held-page", session);
+    await origin.waitFor({ held: 1 });
+    const anonymous = dc.get("/held-page");
+    // Its own fill reaches the origin at once: it never waits out the other's lookup (1 s).
+    await origin.waitFor({ held: 2 }, 500);
+    await origin.set({ mode: "up" });
+    await origin.release();
+    expect((await signedIn).cacheStatus).toMatch(/fwd=bypass/);
+    expect((await anonymous).cacheStatus).toMatch(/fwd=uri-miss; fwd-status=200; ttl=\d+; stored/);
+  });
 });
