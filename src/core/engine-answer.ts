@@ -78,7 +78,7 @@ export async function answerFill(
     case "alone":
       // On its own, through the guard; a copy stale-if-error allows still stands in for its failure.
       return ctx.relay(request, { fwd, detail: "uncacheable" }, "pass", (code, fwdStatus) =>
-        staleAnswer(ctx, request, nearStale, { code, fwdStatus, primary }, now),
+        staleAnswer(ctx, request, nearStale, { code, fwdStatus, primary }, ctx.clock.now()),
       );
     case "failed":
       return answerFailure(ctx, request, result, from, now);

@@ -256,9 +256,17 @@ export class Engine {
     heard?: Parameters<typeof relay>[3],
     fallback?: RelayFallback,
   ): Promise<EngineResponse> {
-    const response = await relay(this.relayDeps, request, status, heard, fallback);
-    // Counted once the origin answered, so its latency is the relay's.
-    this.count(request, kind, undefined);
+    let fellBack = false;
+    const instead: RelayFallback | undefined =
+      fallback &&
+      ((code, fwdStatus) => {
+        const answer = fallback(code, fwdStatus);
+        fellBack = answer !== undefined;
+        return answer;
+      });
+    const response = await relay(this.relayDeps, request, status, heard, instead);
+    // Counted once the origin answered, so its latency is the relay's; a fallback counts its own.
+    if (!fellBack) this.count(request, kind, undefined);
     return response;
   }
 
