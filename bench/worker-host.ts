@@ -25,6 +25,8 @@ export interface WorkerHostSpec {
   dataCenters: number;
   sample?: Sample;
   compatibilityDate: string;
+  /** wrangler.jsonc's compatibility flags, for herdless's Worker (the bare Workers need none) */
+  compatibilityFlags?: string[];
   /**
    * Where Miniflare keeps Durable Object and Cache API storage: a directory on tmpfs made by
    * worker-runtime.ts (`--do-storage memory`, the default), or undefined for Miniflare's own
@@ -77,7 +79,7 @@ function dataCenterWorker(spec: WorkerHostSpec, index: number): WorkerOptions {
     ],
     compatibilityDate: spec.compatibilityDate,
     // The meter's timeline follows each request's async context (AsyncLocalStorage); herdless uses no Node API.
-    compatibilityFlags: ["nodejs_als"],
+    compatibilityFlags: ["nodejs_als", ...(spec.compatibilityFlags ?? [])],
     bindings: {
       ORIGIN_URL: spec.originUrl,
       HERDLESS_CONFIG: JSON.stringify(config),

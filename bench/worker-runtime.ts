@@ -9,7 +9,7 @@ import type { DoStorage, WorkerHostSpec } from "./worker-host.ts";
 export const WORKER_DATA_CENTERS = 4;
 const BUNDLE_DIR = join(ROOT, "bench/results/tmp/worker-bundle");
 
-let bundled: { path: string; compatibilityDate: string } | undefined;
+let bundled: ReturnType<typeof bundleWorker> | undefined;
 let doStorage: DoStorage = "memory";
 
 /** Where every Worker runtime of this bench run keeps its Durable Object storage (`--do-storage`). */
@@ -18,7 +18,7 @@ export function useDoStorage(storage: DoStorage): void {
 }
 
 /** `wrangler deploy --dry-run --outdir`: the same bundle a deploy would upload. */
-export function bundleWorker(): { path: string; compatibilityDate: string } {
+export function bundleWorker(): { path: string; compatibilityDate: string; compatibilityFlags: string[] } {
   if (bundled) return bundled;
   const wrangler = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
   const out = spawnSync(process.execPath, [wrangler, "deploy", "--dry-run", "--outdir", BUNDLE_DIR], {
@@ -32,7 +32,10 @@ export function bundleWorker(): { path: string; compatibilityDate: string } {
     throw new Error(`wrangler could not bundle the Worker:\n${(out.stderr + out.stdout).slice(-2000)}`);
   const wranglerConfig = readFileSync(join(ROOT, "wrangler.jsonc"), "utf8");
   const compatibilityDate = /"compatibility_date"\s*:\s*"([^"]+)"/.exec(wranglerConfig)?.[1] ?? "2026-04-20";
-  bundled = { path, compatibilityDate };
+  // The Worker as deployed: `enable_request_signal` tells it of a client that hung up.
+  const flags = /"compatibility_flags"\s*:\s*\[([^\]]*)\]/.exec(wranglerConfig)?.[1] ?? "";
+  const compatibilityFlags = [...flags.matchAll(/"([^"]+)"/g)].map((match) => match[1]!);
+  bundled = { path, compatibilityDate, compatibilityFlags };
   return bundled;
 }
 
@@ -62,6 +65,7 @@ export async function startWorkers(options: {
   const spec: WorkerHostSpec = {
     bundlePath: bundle.path,
     compatibilityDate: bundle.compatibilityDate,
+    compatibilityFlags: bundle.compatibilityFlags,
     originUrl: options.originUrl,
     config: options.config,
     dataCenters: WORKER_DATA_CENTERS,
