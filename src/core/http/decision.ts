@@ -3,6 +3,7 @@ import type { Entry } from "./entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import { isGuardRefusal } from "../origin/guarded-call.ts";
 import { parseCacheControl } from "./cache-control.ts";
+import { headerList } from "./http.ts";
 
 /** What the engine needs to know about a request to decide; computed once by the adapter. */
 export interface RequestFacts {
@@ -55,18 +56,23 @@ export function decide(
   if (!isCacheableMethod(request.method)) return { kind: "bypass", reason: "method" };
   if (route.bypass) return { kind: "bypass", reason: "route" };
   // Cookies personalize silently: unless the route says the origin never does, such requests
-  // are neither answered from the cache nor stored, but for a copy the origin made public
-  // (never with Authorization too: that request's own fill would carry its cookies, fill-request.ts).
-  if (
-    request.hasCookie &&
-    !route.cacheAuthorized &&
-    (request.hasAuthorization || !answersCookieRequests(found, expectedKey, now))
-  )
+  // are neither answered from the cache nor stored, but for a copy the origin made public, as
+  // it is (never with Authorization too: that request's own fill would carry its cookies, fill-request.ts).
+  const personal = request.hasCookie && !route.cacheAuthorized;
+  if (personal && (request.hasAuthorization || !found || !sharedWithCookies(found)))
     return { kind: "bypass", reason: "credentials" };
   // RFC 9111 §3.5: a request with Authorization gets its own answer from the origin (never a
   // shared copy: the origin may answer it differently), and that answer is stored only when
   // it says public, s-maxage or must-revalidate (freshness.ts authorizedMayBeShared).
   if (request.hasAuthorization && !route.cacheAuthorized) return { kind: "bypass", reason: "authorization" };
+  const decision = fromCopy(found, expectedKey, now);
+  if (personal && decision.kind !== "fresh" && decision.kind !== "stale-while-revalidate")
+    return { kind: "bypass", reason: "credentials" };
+  return decision;
+}
+
+/** What the stored copy (`found`, for the variant `expectedKey`) answers at `now`. */
+function fromCopy(found: Entry | undefined, expectedKey: string, now: number): Decision {
   if (!found) return { kind: "miss", fwd: "uri-miss" };
   if (found.key !== expectedKey) return { kind: "miss", fwd: "vary-miss" };
   if (now < found.staleAt) return { kind: "fresh", entry: found };
@@ -76,20 +82,20 @@ export function decide(
 }
 
 /**
- * Whether a stored copy may answer a request that carries personal cookies as it is: a copy
- * the origin said is the same for every visitor (`Cache-Control: public`, its word to every
- * cache), that does not vary on `Cookie`, fresh or within stale-while-revalidate. Such a copy
- * was filled without any cookie (a shared fill never carries one, forward.ts), so a visitor's
- * session shapes nothing stored, and its stylesheet or image is the one everyone gets. Without
- * this, every request of a signed-in visitor (or of any site that gives each visitor a session
- * cookie) went to the origin, its assets too, and a spike of them met no cache at all. Any
- * other copy, an expired one or none: relayed alone with its cookies, nothing stored, as before.
+ * Whether a stored copy may answer a request that carries personal cookies, when it answers
+ * as it is (fresh or within stale-while-revalidate: {@link decide}): a copy the origin said is
+ * the same for every visitor (`Cache-Control: public`, its word to every cache) that does not
+ * vary on `Cookie`. Such a copy was filled without any cookie (a shared fill never carries
+ * one, forward.ts), so a visitor's session shapes nothing stored, and its stylesheet or image
+ * is the one everyone gets. Without this, every request of a signed-in visitor (or of any
+ * site that gives each visitor a session cookie) went to the origin, its assets too, and a
+ * spike of them met no cache at all. Any other copy, an expired one or none: relayed alone
+ * with its cookies, nothing stored, as before.
  */
-function answersCookieRequests(found: Entry | undefined, expectedKey: string, now: number): boolean {
-  if (!found || found.key !== expectedKey || found.vary.includes("cookie")) return false;
-  if (now >= found.staleAt && (found.mustRevalidate || now >= found.swrUntil)) return false;
-  const cacheControl = found.headers.filter(([name]) => name === "cache-control").map(([, value]) => value);
-  return parseCacheControl(cacheControl.join(", ")).has("public");
+function sharedWithCookies(copy: Entry): boolean {
+  return (
+    !copy.vary.includes("cookie") && parseCacheControl(headerList(copy.headers).get("cache-control")).has("public")
+  );
 }
 
 /**
