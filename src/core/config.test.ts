@@ -173,6 +173,24 @@ describe("config: defaults and routes", () => {
     });
     expect(routeFor(config, "/other")).toMatchObject({ match: "*", defaultTtlMs: 1_000 });
   });
+  it("keys a route by defaults.key for each key field the route leaves unset", () => {
+    const config = parseConfig({
+      origin,
+      defaults: { key: { ignoreAllQuery: true, ignoreQuery: ["utm_*", "ref"] } },
+      routes: [
+        { match: "/x/*", key: { ignoreQuery: ["utm_*"] } },
+        { match: "/y/*", key: { ignoreAllQuery: false } },
+        { match: "/z/*", forceTtlMs: 1_000 },
+      ],
+    });
+    expect(routeFor(config, "/x/a").key).toEqual({ ignoreQuery: ["utm_*"], ignoreAllQuery: true });
+    expect(routeFor(config, "/y/a").key).toEqual({ ignoreQuery: ["utm_*", "ref"], ignoreAllQuery: false });
+    expect(routeFor(config, "/z/a").key).toEqual({ ignoreQuery: ["utm_*", "ref"], ignoreAllQuery: true });
+    expect(routeFor(parseConfig({ origin }), "/").key).toEqual({
+      ignoreQuery: ["utm_*", "fbclid", "gclid"],
+      ignoreAllQuery: false,
+    });
+  });
 });
 
 describe("docs/configuration.md", () => {

@@ -47,7 +47,7 @@ export type ConfigInput = z.input<typeof configSchema>;
 /** Config with every default applied. */
 export type Config = z.output<typeof configSchema>;
 export type RouteConfig = Config["routes"][number];
-export type KeyOptions = z.output<typeof keyOptions>;
+export type KeyOptions = Required<z.output<typeof keyOptions>>;
 
 /** The policy in force for one request path: defaults overlaid by the first matching route. */
 export interface RoutePolicy {

@@ -4,11 +4,17 @@ import { ttl } from "./fields.ts";
 /** Query parameters left out of the key unless configured otherwise: click trackers that never change the page. */
 export const DEFAULT_IGNORED_QUERY: readonly string[] = ["utm_*", "fbclid", "gclid"];
 
+/**
+ * How a route keys its pages. Both fields are optional with no schema default: a route's
+ * unset field falls back to `defaults.key`'s, and only then to the built-in value
+ * (`overlaid` in config.ts). A schema default would fill every route's field and hide the
+ * operator's `defaults.key`.
+ */
 export const keyOptions = z.strictObject({
-  /** Query parameter names to drop from the key; `*` at the end matches a prefix (`utm_*`). */
-  ignoreQuery: z._default(z.array(z.string().check(z.minLength(1))), [...DEFAULT_IGNORED_QUERY]),
-  /** Drop the whole query string from the key. */
-  ignoreAllQuery: z._default(z.boolean(), false),
+  /** Query parameter names to drop from the key; `*` at the end matches a prefix (`utm_*`). Default {@link DEFAULT_IGNORED_QUERY}. */
+  ignoreQuery: z.optional(z.array(z.string().check(z.minLength(1)))),
+  /** Drop the whole query string from the key. Default false. */
+  ignoreAllQuery: z.optional(z.boolean()),
 });
 
 export const routePolicy = z.strictObject({
@@ -43,7 +49,7 @@ export const routePolicy = z.strictObject({
         z.maximum(0.5, { error: "refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime)" }),
       ),
   ),
-  key: z.optional(z.partial(keyOptions)),
+  key: z.optional(keyOptions),
 });
 
 const MATCH_FORMS = "exact /about, prefix /static/* or everything *";
