@@ -11,6 +11,8 @@ export function toEngineRequest(request: Request): EngineRequest {
     body: request.body,
     // Set by Cloudflare's edge to the address of the client that connected to it.
     clientAddress: request.headers.get("cf-connecting-ip") ?? undefined,
+    // Aborts when the client disconnects (the enable_request_signal compatibility flag).
+    signal: request.signal,
   };
 }
 

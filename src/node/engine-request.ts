@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { Readable } from "node:stream";
 import type { EngineRequest } from "../core/engine.ts";
 import type { Scheme } from "../core/http/request-check.ts";
@@ -33,5 +34,45 @@ export function toEngineRequest(
     clientAddress: req.socket.remoteAddress,
     receivedAt,
     onInterim: res && interimWriter(req, res),
+    signal: res && hangUpSignal(req, res),
   };
+}
+
+/** The reason a request's signal aborts with: an error, as a fetch aborted by it rejects with its reason. */
+const hungUp = () => new Error("the client hung up before its answer");
+
+/** The requests of each connection whose answers are not finished: aborted together when it closes. */
+const pendingOn = new WeakMap<Socket, Set<AbortController>>();
+
+/**
+ * Aborts when the client's connection closes before its answer was all written. The
+ * answer's 'close' tells for the request being answered; a pipelined request waiting its
+ * turn has no socket on its answer yet, so its connection's 'close' tells for it (one
+ * listener per connection, not one per request). The request's own 'close' cannot: Node
+ * emits it as soon as a body has been read.
+ */
+function hangUpSignal(req: IncomingMessage, res: ServerResponse): AbortSignal {
+  const hangUp = new AbortController();
+  const socket = req.socket;
+  // Gone already: its 'close' came and went before this request got here.
+  if (socket.destroyed) {
+    hangUp.abort(hungUp());
+    return hangUp.signal;
+  }
+  let pending = pendingOn.get(socket);
+  if (!pending) {
+    const set = new Set<AbortController>();
+    pendingOn.set(socket, set);
+    socket.once("close", () => {
+      for (const each of set) each.abort(hungUp());
+      set.clear();
+    });
+    pending = set;
+  }
+  pending.add(hangUp);
+  res.once("close", () => {
+    pending.delete(hangUp);
+    if (!res.writableFinished) hangUp.abort(hungUp());
+  });
+  return hangUp.signal;
 }

@@ -6,7 +6,7 @@
 import { createExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../src/cloudflare/worker.ts";
-import { edgeEnv } from "./edge-harness.ts";
+import { edgeEnv, useGuardConfig } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
 const SIZE = 3 * 1024 * 1024; // past maxEntryBytes below: shared as it streams, never kept
@@ -30,5 +30,38 @@ describe("a client that hangs up before the origin's head", () => {
     // Held back, it waited for the other's reader until the laggard cut (30 s).
     expect(performance.now() - started).toBeLessThan(5_000);
     expect(await origin.count()).toBe(1);
+  });
+});
+
+describe("a client relayed alone that hangs up while it waits for a permit", () => {
+  it("is withdrawn: the origin never gets work nobody waits for", async () => {
+    const origin = await testOrigin({ mode: "hold", headers: { "cache-control": "private" } });
+    const env = edgeEnv(origin.url, { origin: { maxConcurrency: 1 } });
+    // The edge's relays ask the deployment's guard object: given this cap (the last test of the file).
+    await useGuardConfig(env, "global");
+    const base = `https://edge.test/account-${crypto.randomUUID()}`;
+    const relayed = (user: string, signal?: AbortSignal) =>
+      worker.fetch(
+        new Request(`${base}?${user}`, { headers: { cookie: `session=${user}` }, ...(signal ? { signal } : {}) }),
+        env,
+        createExecutionContext(),
+      );
+    // A signed-in visitor's slow page holds the one permit; five reloads queue behind it and are cut off.
+    const first = relayed("first");
+    await origin.waitFor({ held: 1 });
+    const gone = ["a", "b", "c", "d", "e"].map((user) => {
+      const hangUp = new AbortController();
+      const answer = relayed(user, hangUp.signal);
+      return { hangUp, answer };
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const { hangUp } of gone) hangUp.abort();
+    await Promise.all(gone.map(({ answer }) => answer.catch(() => undefined)));
+    await origin.set({ mode: "up" });
+    await origin.release();
+    expect((await first).status).toBe(200);
+    expect((await relayed("victim")).status).toBe(200);
+    // The first page and the victim's: none of the five abandoned requests reached the origin.
+    expect(await origin.count()).toBe(2);
   });
 });

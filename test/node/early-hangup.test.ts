@@ -98,4 +98,52 @@ describe("a client that hangs up before the origin's head", () => {
     expect(await download(cache.base, "/big.iso?c", { cookie: "session=c" })).toBe(SIZE);
     expect(performance.now() - started).toBeLessThan(5_000);
   });
+
+  it("withdraws a relayed request from the guard's queue when its client hangs up: the origin never gets work nobody waits for", async () => {
+    const origin = await heldFile();
+    const cache = await herdless(origin.url, { origin: { maxConcurrency: 1 } });
+    cleanup.push(() => cache.close());
+    // A signed-in visitor's slow page holds the one permit; five reloads queue behind it and are cut off.
+    const first = download(cache.base, "/big.iso?first", { cookie: "session=first" });
+    await tick(30);
+    for (const user of ["a", "b", "c", "d", "e"])
+      await hangUp(cache.base, `/big.iso?${user}`, `Cookie: session=${user}\r\n`);
+    await tick(30);
+    origin.open();
+    expect(await first).toBe(SIZE);
+    expect(await download(cache.base, "/big.iso?victim", { cookie: "session=victim" })).toBe(SIZE);
+    // The first download and the victim's: none of the five abandoned requests reached the origin.
+    expect(origin.requests()).toBe(2);
+  });
+
+  it("cancels a relayed request's origin call when its client hangs up before the head (a POST sent and abandoned)", async () => {
+    let closedUnanswered = 0;
+    let requests = 0;
+    const url = await servingOrigin((req, res) => {
+      requests++;
+      req.resume();
+      // Answers only after 2 s, unless the caller hangs up first.
+      const answer = setTimeout(() => res.end("done"), 2_000);
+      res.once("close", () => {
+        if (!res.writableFinished) closedUnanswered++;
+        clearTimeout(answer);
+      });
+    }, cleanup);
+    const cache = await herdless(url, { origin: { maxConcurrency: 1 } });
+    cleanup.push(() => cache.close());
+    const { port } = new URL(cache.base);
+    const socket = connect(Number(port), "127.0.0.1", () => {
+      socket.write("POST /order HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 2\r\n\r\nok");
+    });
+    while (requests === 0) await tick(10);
+    socket.destroy();
+    while (closedUnanswered === 0) await tick(10);
+    // The permit is free at once: the next visitor's request reaches the origin well before 2 s.
+    const started = performance.now();
+    const next = download(cache.base, "/other", { cookie: "session=v" });
+    while (requests < 2) await tick(10);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(closedUnanswered).toBe(1);
+    await next;
+  });
 });

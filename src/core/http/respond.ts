@@ -24,6 +24,14 @@ export interface EngineRequest {
    * hear none. Adapters whose client can be sent a 1xx set it.
    */
   onInterim?: InterimListener | undefined;
+  /**
+   * Aborts when the client hangs up before its answer is complete. A request relayed for its
+   * client alone is then withdrawn from the guard's queue, or its origin call cancelled: nobody
+   * is left to read the answer, and a reload storm or a client that asks and hangs up must
+   * not hold the origin's permits and queue with work nobody waits for. Fills are not tied to
+   * it: other clients join them, and what they store serves the next visitors.
+   */
+  signal?: AbortSignal | undefined;
 }
 
 /** What the engine answers; adapters write it to their socket or wrap it in a Response. */

@@ -53,6 +53,7 @@ export async function relay(
       key: `${request.method} ${url}`,
       readByClient: true,
       publicOrigin: request.url.origin,
+      ...(request.signal ? { signal: request.signal } : {}),
       ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
     },
   ).finally(upload.release);
