@@ -34,7 +34,7 @@ export function deploymentGuard(
     ...(config.coordinator.locationHint ? { locationHint: config.coordinator.locationHint } : {}),
   });
   return {
-    acquire: (priority, signal) => front.acquire(() => remote.acquire(priority, signal)),
+    acquire: (priority, signal, ifFree) => front.acquire(() => remote.acquire(priority, signal, ifFree)),
     // Unreachable, the object refuses every origin call from here, as an open breaker does;
     // what it counts in flight cannot be known from here.
     snapshot: () => remote.snapshot().catch(() => ({ breaker: "open" as const, inFlight: 0, queued: 0 })),

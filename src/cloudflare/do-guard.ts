@@ -63,13 +63,13 @@ export class DurableObjectGuard implements OriginGuard {
     this.clock = options.clock ?? systemClock;
   }
 
-  async acquire(priority: Priority, signal?: AbortSignal): Promise<GuardPermit> {
+  async acquire(priority: Priority, signal?: AbortSignal, ifFree = false): Promise<GuardPermit> {
     if (signal?.aborted) throw signal.reason;
     // The object starts the lease when it grants, which is after this.
     const askedAt = this.clock.now();
     // Awaited inside, so the RPC result's per-branch promise types collapse into GuardGrant.
     const grant = await this.giveUpOn(
-      this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority)),
+      this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority, ifFree)),
       signal,
     );
     if (!grant.ok) throw new HerdlessError(grant.code, grant.message, { retryAfterMs: grant.retryAfterMs });

@@ -94,14 +94,18 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
     );
   }
 
-  /** Waits for a permit (bounded by origin.queueTimeoutMs); refusals are answers, not errors. */
-  async acquire(priority: Priority): Promise<GuardGrant> {
+  /** Waits for a permit (bounded by origin.queueTimeoutMs; `ifFree`: not at all); refusals are answers, not errors. */
+  async acquire(priority: Priority, ifFree = false): Promise<GuardGrant> {
     this.permitCalls++;
     const state = this.state();
     this.reclaim(state);
     let permit: LocalPermit;
     try {
-      permit = await state.guard.acquire(priority === "background" ? "background" : "foreground");
+      permit = await state.guard.acquire(
+        priority === "background" ? "background" : "foreground",
+        undefined,
+        ifFree === true,
+      );
     } catch (error) {
       if (isHerdlessError(error) && isGuardRefusal(error.code))
         return { ok: false, code: error.code, message: error.message, retryAfterMs: error.retryAfterMs ?? 1_000 };

@@ -13,6 +13,8 @@ export type HerdlessErrorCode =
   | "ORIGIN_BACKOFF"
   | "QUEUE_FULL"
   | "QUEUE_TIMEOUT"
+  /** No origin slot was free at once for a call that may not queue: a stored copy stands in (OriginGuard `ifFree`). */
+  | "ORIGIN_BUSY"
   | "BREAKER_OPEN"
   | "COORDINATOR_UNAVAILABLE"
   | "LEASE_LOST"

@@ -149,3 +149,23 @@ export function asJoined<R extends Extract<FillResult, { kind: "entry" | "stream
   const { requesterFields: _leaders, ...rest } = result;
   return { ...rest, collapsed: true } as R;
 }
+
+/**
+ * Whether a flight's origin call may not queue for a permit (OriginGuard `ifFree`): a
+ * foreground fill over the request's own variant, stored, that stale-if-error lets answer
+ * (RFC 5861 §4). With every permit taken, that copy answers at once (ORIGIN_BUSY, served
+ * stale) instead of after up to `origin.queueTimeoutMs` in the queue, which a few slow
+ * uncacheable requests could keep full; the first request that finds a permit free renews
+ * it. A client's own `no-cache` (`revalidate`) and a fill with its own credentials wait for
+ * the origin as before, and so does a copy stale-if-error does not cover.
+ */
+export function standsInWhenBusy(
+  config: Config,
+  request: FillRequest,
+  stored: Entry | undefined,
+  now: number,
+): boolean {
+  if (request.priority !== "foreground" || request.revalidate === true || stored?.key !== request.key) return false;
+  if (stored.mustRevalidate || stored.negative || now >= stored.sieUntil) return false;
+  return credentialsOf(config, request) === undefined;
+}

@@ -28,7 +28,7 @@ import {
   type EntryContext,
 } from "../http/response-entry.ts";
 import type { Store } from "../store/store.ts";
-import { credentialsOf, forCredentials, shareBody, type FlightResult } from "./flight.ts";
+import { credentialsOf, forCredentials, shareBody, standsInWhenBusy, type FlightResult } from "./flight.ts";
 import { buffered } from "./read-whole.ts";
 import { errorBlameable } from "./blame.ts";
 import { bufferedUpTo } from "./body-wait.ts";
@@ -132,7 +132,8 @@ export async function fetchAndSettle(
   const onInterim = request.priority === "foreground" ? request.onInterim : undefined;
   // Every client of this fill asked the scheme and host its key names: the origin's links to itself point there.
   const publicOrigin = keyOrigin(request.primary);
-  const options = { priority: request.priority, ...bufferedUpTo(ctx, stored), key: request.key, signal };
+  const ifFree = standsInWhenBusy(ctx.config, request, stored, ctx.clock.now());
+  const options = { priority: request.priority, ...bufferedUpTo(ctx, stored), key: request.key, signal, ifFree };
   const call = (validators: [string, string][]) =>
     guardedOriginCall(
       deps,

@@ -83,6 +83,20 @@ function track<T>(promise: Promise<T>) {
 const code = (error: unknown) => (isHerdlessError(error) ? error.code : String(error));
 
 describe("LocalGuard: concurrency and queue", () => {
+  it("an ifFree call takes a free slot, and is refused ORIGIN_BUSY at once rather than queued when none is free or others wait", async () => {
+    const { guard } = setup({ maxConcurrency: 1 });
+    const first = await guard.acquire("foreground", undefined, true);
+    await expect(guard.acquire("foreground", undefined, true)).rejects.toSatisfy((e) => code(e) === "ORIGIN_BUSY");
+    const queued = track(guard.acquire("foreground"));
+    first.release("success");
+    await settle();
+    expect(queued.done).toBe(true);
+    // The slot is the queued caller's now: an ifFree call does not jump the queue or wait.
+    await expect(guard.acquire("foreground", undefined, true)).rejects.toSatisfy((e) => code(e) === "ORIGIN_BUSY");
+    (queued.value as OriginPermit).release("success");
+    expect((await guard.snapshot()).queued).toBe(0);
+  });
+
   it("never has more than maxConcurrency permits outstanding across 500 acquirers", async () => {
     const { guard } = setup({ maxConcurrency: 4, maxQueue: 1_000 });
     let outstanding = 0;

@@ -75,7 +75,7 @@ export class LocalGuard implements OriginGuard {
     this.settings = breakerSettings(o.config);
   }
 
-  async acquire(priority: Priority, signal?: AbortSignal): Promise<LocalPermit> {
+  async acquire(priority: Priority, signal?: AbortSignal, ifFree = false): Promise<LocalPermit> {
     const { origin } = this.o.config;
     if (signal?.aborted) throw signal.reason;
     const now = this.o.clock.now();
@@ -99,6 +99,7 @@ export class LocalGuard implements OriginGuard {
     ) {
       return this.grant(false, permitId);
     }
+    if (ifFree) throw originBusy();
     const queue = priority === "foreground" ? this.foreground : this.background;
     if (this.foreground.length + this.background.length >= origin.maxQueue) {
       throw new HerdlessError("QUEUE_FULL", `origin queue is full (${origin.maxQueue} waiting)`, {
@@ -227,4 +228,11 @@ export function breakerSettings(config: Config): BreakerSettings {
     probeIntervalMs: breaker.probeIntervalMs,
     probeTimeoutMs: origin.timeoutMs,
   };
+}
+
+/** The refusal of an `ifFree` call that found no slot free (OriginGuard.acquire). */
+export function originBusy(): HerdlessError {
+  return new HerdlessError("ORIGIN_BUSY", "no origin slot free at once; a stored copy answers instead", {
+    retryAfterMs: 1_000,
+  });
 }

@@ -39,10 +39,16 @@ export interface GuardSnapshot {
  * `acquire` resolves with a permit, or rejects with a HerdlessError:
  * - QUEUE_FULL: `origin.maxQueue` callers are already waiting;
  * - QUEUE_TIMEOUT: no slot within `origin.queueTimeoutMs`;
+ * - ORIGIN_BUSY: no slot free at once for an `ifFree` call;
  * - BREAKER_OPEN: the breaker is open and this caller is not the probe.
  * Each carries `retryAfterMs`.
  */
 export interface OriginGuard {
-  acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit>;
+  /**
+   * `ifFree`: the call may not queue. Without a slot free at once (and nobody queued ahead of
+   * it) it is refused with ORIGIN_BUSY. For a revalidation whose requester holds a copy
+   * stale-if-error allows: that copy answers at once rather than after the queue's wait.
+   */
+  acquire(priority: Priority, signal?: AbortSignal, ifFree?: boolean): Promise<OriginPermit>;
   snapshot(): Promise<GuardSnapshot>;
 }

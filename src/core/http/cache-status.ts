@@ -26,6 +26,7 @@ export type CacheStatusDetail =
   | "breaker-open"
   | "queue-full"
   | "queue-timeout"
+  | "origin-busy"
   | "backoff"
   | "refresh-ahead"
   | "negative"

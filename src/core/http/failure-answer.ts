@@ -14,6 +14,7 @@ export const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<Cache
   BREAKER_OPEN: "breaker-open",
   QUEUE_FULL: "queue-full",
   QUEUE_TIMEOUT: "queue-timeout",
+  ORIGIN_BUSY: "origin-busy",
   ORIGIN_BACKOFF: "backoff",
   COORDINATOR_UNAVAILABLE: "coordinator-unavailable",
   // The client's own request was too slow (an upload still arriving): nothing the origin did.

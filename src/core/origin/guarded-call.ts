@@ -78,6 +78,8 @@ export interface GuardedCallOptions {
   /** A body that pauses this long once part of it is in streams from there (origin-client.ts). */
   pauseMs?: number;
   key?: string;
+  /** Refused ORIGIN_BUSY rather than queued when no permit is free at once (OriginGuard.acquire). */
+  ifFree?: boolean;
   /** Cancels the wait for a permit and the call (the caller's lease ended, the client left). */
   signal?: AbortSignal;
   /**
@@ -110,7 +112,7 @@ export type GuardedCallResult<A = OriginResponse> =
 const CLIENT_INPUT_RESOURCE = "client input";
 
 /** The guard's answers that mean "not now" (the origin saw nothing): one list for every runtime. */
-export const GUARD_REFUSALS = ["QUEUE_FULL", "QUEUE_TIMEOUT", "BREAKER_OPEN", "ORIGIN_BACKOFF"] as const;
+export const GUARD_REFUSALS = ["QUEUE_FULL", "QUEUE_TIMEOUT", "ORIGIN_BUSY", "BREAKER_OPEN", "ORIGIN_BACKOFF"] as const;
 export type GuardRefusal = (typeof GUARD_REFUSALS)[number];
 
 export function isGuardRefusal(code: string): code is GuardRefusal {
@@ -180,7 +182,7 @@ export async function guardedOriginCall<R extends OriginRequest>(
   const { config } = deps;
   let permit: OriginPermit;
   try {
-    permit = await deps.guard.acquire(options.priority, options.signal);
+    permit = await deps.guard.acquire(options.priority, options.signal, options.ifFree === true);
   } catch (error) {
     if (isHerdlessError(error)) return { kind: "refused", error };
     // An abort while queued, or a guard that broke: the origin saw nothing.

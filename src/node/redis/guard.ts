@@ -6,6 +6,7 @@ import {
   realTimers,
   type LocalGuard,
   type LocalPermit,
+  originBusy,
   type Timers,
 } from "../../core/guard/local-guard.ts";
 import type {
@@ -57,18 +58,15 @@ export interface RedisGuardOptions {
  *   script drops expired ones, checks the count and the breaker, and adds one, atomically.
  * - Breaker: the BreakerRecord JSON of breaker.ts in `${prefix}{guard}:breaker`, moved by the
  *   same scripts, so exactly one probe per interval goes out across all processes.
- * - Queue: waiters are kept per process (`origin.maxQueue` bounds each process's queue,
- *   not the fleet's) in FIFO order, foreground first; one poller per process tries for
- *   the head waiter with a short backoff until `origin.queueTimeoutMs`.
- * - Background priority: a background call takes a slot only while fewer than
- *   `maxConcurrency - 1` are held (one slot stays free for foreground misses; with
- *   maxConcurrency 1 background competes equally), and, locally, only when no foreground waits.
- * - Redis unreachable: calls go to `fallback`, a LocalGuard capped at this process's share
- *   of `maxConcurrency`, and `degraded` turns true; the switch keeps the fleet under the cap
- *   (see {@link LocalShare}).
- * - Redis back: every permit this process holds (from Redis or the fallback) is written
- *   into the permit set first (a restarted Redis is empty), then, after `rejoinAfterMs`
- *   (time for every process to register its own), calls go back to Redis.
+ * - Queue: per process (`origin.maxQueue` bounds each process's queue, not the fleet's), FIFO,
+ *   foreground first; one poller per process tries for the head waiter with a short backoff
+ *   until `origin.queueTimeoutMs`. An `ifFree` call never queues (ORIGIN_BUSY).
+ * - Background priority: a background call takes a slot only while fewer than `maxConcurrency
+ *   - 1` are held (with maxConcurrency 1 it competes equally), and only when no foreground waits.
+ * - Redis unreachable: calls go to `fallback`, a LocalGuard capped at this process's share of
+ *   `maxConcurrency` ({@link LocalShare}), and `degraded` turns true. Redis back: every permit
+ *   this process holds is written into the permit set first (a restarted Redis is empty), then,
+ *   after `rejoinAfterMs` (for every process to register its own), calls go back to Redis.
  *
  * @example
  * const guard = new RedisGuard({ connection, config, clock: systemClock, fallback: new LocalGuard({ config, clock: systemClock }) });
@@ -124,32 +122,33 @@ export class RedisGuard implements OriginGuard {
     return this.share.degraded;
   }
 
-  async acquire(priority: Priority, signal?: AbortSignal): Promise<OriginPermit> {
+  async acquire(priority: Priority, signal?: AbortSignal, ifFree = false): Promise<OriginPermit> {
     if (signal?.aborted) throw signal.reason;
     if (!this.o.connection.healthy) this.share.degrade(this.o.connection.lastError);
     else if (this.share.mode === "local") void this.share.rejoin();
-    if (this.share.mode === "local") return this.local(priority, signal);
-    if (this.share.mode === "redis") return this.shared(priority, signal, undefined);
-    const local = await this.o.fallback.acquire(priority, signal);
-    return this.shared(priority, signal, local).catch((error: unknown) => {
+    if (this.share.mode === "local") return this.local(priority, signal, ifFree);
+    if (this.share.mode === "redis") return this.shared(priority, signal, ifFree);
+    const local = await this.o.fallback.acquire(priority, signal, ifFree);
+    return this.shared(priority, signal, ifFree, local).catch((error: unknown) => {
       local.abandon();
       throw error;
     });
   }
 
   /** A permit from Redis (holding `local` too, while rejoining). */
-  private async shared(priority: Priority, signal: AbortSignal | undefined, local: LocalPermit | undefined) {
+  private async shared(priority: Priority, signal: AbortSignal | undefined, ifFree: boolean, local?: LocalPermit) {
     if (this.queue.noneAhead(priority)) {
       let attempt: Attempt;
       try {
         attempt = await this.attempt(priority);
       } catch (cause) {
         this.share.degrade(cause);
-        return local ? this.localPermit(local) : this.local(priority, signal);
+        return local ? this.localPermit(local) : this.local(priority, signal, ifFree);
       }
       if (attempt.kind === "granted") return this.permit(attempt.id, attempt.probe, local);
       if (attempt.kind === "refused") throw breakerOpen(attempt.retryAfterMs);
     }
+    if (ifFree) throw originBusy();
     const waiting = this.queue.wait(priority, signal, local);
     void this.pump();
     return waiting;
@@ -194,12 +193,12 @@ export class RedisGuard implements OriginGuard {
   }
 
   /** A permit from the fallback, while Redis is away (or this process has not rejoined yet). */
-  private async local(priority: Priority, signal: AbortSignal | undefined): Promise<OriginPermit> {
-    const local = await this.o.fallback.acquire(priority, signal);
+  private async local(priority: Priority, signal: AbortSignal | undefined, ifFree = false): Promise<OriginPermit> {
+    const local = await this.o.fallback.acquire(priority, signal, ifFree);
     if (this.share.mode !== "local") {
       // Queued here until after Redis returned: Redis must count this call too.
       local.abandon();
-      return this.acquire(priority, signal);
+      return this.acquire(priority, signal, ifFree);
     }
     return this.localPermit(local);
   }
