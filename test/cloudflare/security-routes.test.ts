@@ -66,6 +66,36 @@ describe("web cache deception through path spellings (Worker)", () => {
   });
 });
 
+describe("route sidestepping through whitespace, controls and Unicode (Worker)", () => {
+  it("an /api/* bypass is not sidestepped by %09, %0a, %1f or %C2%A0 around a segment, a fullwidth letter or a dotless ı: each spelling reaches the origin every time", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const testEnv = edgeEnv(origin.url, { routes: [{ match: `${p}/api/*`, bypass: true }] });
+    const clock = new ManualClock(Date.now());
+    const [dc] = dataCenters(1, testEnv, clock);
+    const spellings = [
+      `${p}/api%09/me`,
+      `${p}/api%0a/me`,
+      `${p}/api%0d/me`,
+      `${p}/api%1f/me`,
+      `${p}/%20api/me`,
+      `${p}/%09api/me`,
+      `${p}/api%C2%A0/me`,
+      `${p}/%EF%BD%81pi/me`,
+      `${p}/ap%C4%B1/me`,
+    ];
+    await useInCoordinators(testEnv, spellings, clock, `guard-${crypto.randomUUID()}`);
+    for (const spelling of spellings) {
+      for (let i = 0; i < 2; i++) {
+        const answer = await dc!.get(spelling);
+        expect(answer.cacheStatus, spelling).toMatch(/fwd=bypass/);
+        await answer.settled;
+      }
+    }
+    expect(await origin.count()).toBe(spellings.length * 2);
+  });
+});
+
 describe("proxy path traversal out of origin.url's path prefix (Worker)", () => {
   it("/..%2f, /..;/, %252e%252e and %5c climbs are a 400 naming the path, never asked of the origin (whose URL has a path), never stored", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });

@@ -14,16 +14,23 @@ afterEach(async () => {
   for (const close of cleanup.splice(0).reverse()) await close();
 });
 
-/** The path as a lenient origin routes it: decoded, `;` parameters dropped, `\` as `/`, dots resolved, without case. */
+/**
+ * The path as a lenient origin routes it: decoded, `;` parameters dropped, `\` as `/`, dots
+ * resolved, each segment NFKC normalized and trimmed of whitespace and controls (Spring's
+ * `trimTokens`, .NET's `Trim`), without case by upper-casing too (Java's `equalsIgnoreCase`).
+ */
 function originRoute(target: string): string {
   const decoded = decodeURIComponent(decodeURIComponent(target.split("?")[0]!)).replaceAll("\\", "/");
   const segments: string[] = [];
   for (const raw of decoded.split("/").slice(1)) {
-    const segment = raw.split(";")[0]!;
+    const segment = raw
+      .split(";")[0]!
+      .normalize("NFKC")
+      .replace(/^[\s\p{Cc}]+|[\s\p{Cc}]+$/gu, "");
     if (segment === "..") segments.pop();
     else if (segment !== "." && segment !== "") segments.push(segment.replace(/\.+$/, ""));
   }
-  return `/${segments.join("/")}`.toLowerCase();
+  return `/${segments.join("/")}`.toUpperCase().toLowerCase();
 }
 
 interface Seen {
@@ -93,6 +100,40 @@ describe("web cache deception through path spellings (Node)", () => {
     // Other pages are cached as before.
     await get(cache.base, "/Blog/Post");
     expect((await get(cache.base, "/Blog/Post")).headers["cache-status"]).toMatch(/hit/);
+  });
+
+  it("an /api/* bypass is not sidestepped by whitespace or controls around a segment, fullwidth letters or a dotless ı on an origin that trims, normalizes and upper-cases: each reaches the origin, none is stored", async () => {
+    const origin = await lenientOrigin();
+    const cache = await cacheIn(origin.url, {
+      defaults: { defaultTtlMs: 60_000 },
+      routes: [{ match: "/api/*", bypass: true }],
+    });
+    const spellings = [
+      "/api%09/me",
+      "/api%0a/me",
+      "/api%0B/me",
+      "/api%0c/me",
+      "/api%0d/me",
+      "/api%1f/me",
+      "/%20api/me",
+      "/%09api/me",
+      "/%20/api/me",
+      "/api%C2%A0/me",
+      "/api%E3%80%80/me",
+      "/%EF%BD%81pi/me",
+      "/ap%C4%B1/me",
+      "/api%2509/me",
+    ];
+    for (const spelling of spellings) {
+      for (let i = 0; i < 2; i++) {
+        const answer = await get(cache.base, spelling);
+        expect(answer.headers["cache-status"], spelling).toMatch(/fwd=bypass/);
+      }
+    }
+    expect(origin.seen.filter((s) => s.route === "/api/me")).toHaveLength(spellings.length * 2);
+    // A page whose name only holds such characters inside it is cached as before.
+    await get(cache.base, "/caf%C3%A9%09menu");
+    expect((await get(cache.base, "/caf%C3%A9%09menu")).headers["cache-status"]).toMatch(/hit/);
   });
 
   it("an exact bypass route (/login) is not sidestepped by /login/ or /LOGIN", async () => {

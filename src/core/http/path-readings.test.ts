@@ -20,6 +20,26 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(paths("/about/")).toContain("/about");
   });
 
+  it("trims whitespace and controls around each segment, normalizes to NFKC and reads ı and İ as i", () => {
+    for (const spelling of ["/api%09/x", "/api%0A/x", "/api%1f/x", "/%20api/x", "/%09api/x", "/api%C2%A0/x"])
+      expect(paths(spelling), spelling).toContain("/api/x");
+    expect(paths("/api%E3%80%80/x")).toContain("/api/x");
+    expect(paths("/%u0009api/x")).toContain("/api/x");
+    expect(paths("/%2509api/x")).toContain("/api/x");
+    // A segment of nothing but whitespace is no segment.
+    expect(paths("/%20/api/x")).toContain("/api/x");
+    expect(paths("/%EF%BD%81pi/x")).toContain("/api/x");
+    expect(paths("/ap%C4%B1/x")).toContain("/api/x");
+    expect(paths("/AP%C4%B0/x")).toContain("/APi/x");
+    expect(paths("/%C5%BFtatic/x")).toContain("/static/x");
+    // The Kelvin sign.
+    expect(paths("/%E2%84%AAey/x")).toContain("/Key/x");
+    // What stays is spelled as the URL parser spells it; inside a segment nothing is trimmed.
+    expect(paths("/caf%C3%A9%09/x")).toContain("/caf%C3%A9/x");
+    expect(paths("/a%09b/x")).toEqual(["/a%09b/x"]);
+    expect(paths("/caf%C3%A9/x")).toEqual(["/caf%C3%A9/x"]);
+  });
+
   it("a plain path has only its case-folded reading; a long ambiguous one is left unread", () => {
     expect(pathReadings("/Blog/Post.html")).toEqual([{ path: "/Blog/Post.html", folded: true }]);
     expect(pathReadings(`/x/${"a".repeat(3_000)}%2f`)).toBeUndefined();
@@ -57,6 +77,10 @@ describe("routeFor over every reading", () => {
     expect(policy("/API/me").bypass).toBe(true);
     expect(policy("/api%2fme").bypass).toBe(true);
     expect(policy("/static/PRIVATE/x").bypass).toBe(true);
+    expect(policy("/api%09/me").bypass).toBe(true);
+    expect(policy("/%EF%BD%81pi/me").bypass).toBe(true);
+    expect(policy("/ap%C4%B1/me").bypass).toBe(true);
+    expect(policy("/static/%20private/x").bypass).toBe(true);
     expect(policy(`/static/${"a".repeat(3_000)}%20`).bypass).toBe(true);
     expect(policy("/Blog/Post")).toEqual({ match: "*", bypass: false, cacheAuthorized: false });
   });

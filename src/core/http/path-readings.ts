@@ -4,10 +4,12 @@
  * the servers behind it read more into it: nginx, IIS and Spring decode `%2F` and resolve the
  * `..` it makes, Tomcat and Jetty drop `;` path parameters (`..;` is `..`), IIS reads `\` as `/`
  * and drops trailing dots, Express and IIS match routes without case, nginx merges `//`,
- * Express ignores a trailing `/`, some servers decode twice (`%252f`). A route decided on the
- * serialized path alone is sidestepped by any of them: `/static/..%2faccount` matches
- * `/static/*` while the origin serves `/account` (web cache deception), `/API/user` or
- * `/api%2fuser` miss an `/api/*` bypass that the origin still routes there.
+ * Express ignores a trailing `/`, some servers decode twice (`%252f`), Spring trims each
+ * segment and .NET and Java normalize Unicode (NFKC) or compare without case by upper-casing
+ * too (`ı` is `I`). A route decided on the serialized path alone is sidestepped by any of
+ * them: `/static/..%2faccount` matches `/static/*` while the origin serves `/account` (web
+ * cache deception), `/API/user`, `/api%2fuser` or `/api%09/user` miss an `/api/*` bypass that
+ * the origin still routes there.
  */
 
 /** One reading: the path, and whether routes are matched against it without case. */
@@ -16,14 +18,24 @@ export interface PathReading {
   folded: boolean;
 }
 
-/** Each way of reading a path, applied in this order (any combination of them), then dot segments resolved. */
-const AXES: readonly ((path: string) => string)[] = [decoded, windowsPath, withoutParameters, mergedSlashes];
+/**
+ * Each way of reading a path, applied in this order (any combination of them), then dot
+ * segments resolved. An axis may keep what it worked out for a segment in `memo`, one per
+ * path read: the combinations hand it the same segments again.
+ */
+const AXES: readonly ((path: string, memo: Map<string, string>) => string)[] = [
+  decoded,
+  windowsPath,
+  withoutParameters,
+  unicodeRead,
+  mergedSlashes,
+];
 
 /** At most this many rounds of decoding (`%25252f` is three): each is linear in the path. */
 const DECODE_ROUNDS = 3;
 
 /**
- * The longest path read every way: 32 readings of a 16 KiB path cost ~5 ms of CPU, for each
+ * The longest path read every way: 64 readings of a 16 KiB path cost ~12 ms of CPU, for each
  * request an attacker sends. A longer path that could be read another way than without its
  * trailing `/` gets no readings ({@link pathReadings}).
  */
@@ -34,9 +46,9 @@ const COSTLY = /[%;\\]|\/\/|[. ](?:\/|$)/;
 
 /**
  * Every distinct reading of `pathname` other than itself as it is (matched with case), as
- * any combination of decoding, Windows path rules, `;` parameters dropped and slashes merged
- * would give it, each then matched with and without case. At most 32 readings, each linear in
- * the path's length. Undefined for a path over 2 KiB that has other readings than its case
+ * any combination of decoding, Windows path rules, `;` parameters dropped, the Unicode reading
+ * ({@link unicodeRead}) and slashes merged would give it, each then matched with and without
+ * case. At most 64 readings, each linear in the path's length. Undefined for a path over 2 KiB that has other readings than its case
  * and its trailing `/`: too long to read every way, its caller treats it as ambiguous.
  *
  * @example
@@ -53,18 +65,17 @@ export function pathReadings(pathname: string): PathReading[] | undefined {
     return readings;
   }
   if (pathname.length > READ_MAX_CHARS) return undefined;
-  const plain = decoded(pathname);
-  // An axis that changes nothing, even once the path is decoded, makes no reading of its own.
-  const applicable = AXES.filter((axis) => (axis === decoded ? plain !== pathname : axis(plain) !== plain));
   const paths = new Set<string>();
-  for (let mask = 0; mask < 1 << applicable.length; mask++) {
-    let path = pathname;
-    applicable.forEach((axis, i) => {
-      // Decoding comes first: its result is the one already worked out.
-      if (mask & (1 << i)) path = axis === decoded ? plain : axis(path);
-    });
-    paths.add(withoutDotSegments(path));
-  }
+  const memo = new Map<string, string>();
+  // Every combination of the axes, each worked out once from the one before it: an axis that
+  // changes nothing makes no branch of its own.
+  const read = (path: string, axis: number): void => {
+    if (axis === AXES.length) return void paths.add(withoutDotSegments(path));
+    read(path, axis + 1);
+    const next = AXES[axis]!(path, memo);
+    if (next !== path) read(next, axis + 1);
+  };
+  read(pathname, 0);
   const readings: PathReading[] = [];
   for (const path of paths) {
     if (path !== pathname) readings.push({ path, folded: false });
@@ -116,10 +127,17 @@ function windowsPath(path: string): string {
     .replaceAll("\\", "/")
     .split("/")
     .map((segment) => {
-      const spaced = segment.replace(/ +$/, "");
-      return spaced === "." || spaced === ".." ? spaced : spaced.replace(/[. ]+$/, "") || segment;
+      const spaced = withoutTrailing(segment, " ");
+      return spaced === "." || spaced === ".." ? spaced : withoutTrailing(spaced, ". ") || segment;
     })
     .join("/");
+}
+
+/** `text` without the run of `chars` that ends it: a loop, where `/ +$/` backtracks over every run of spaces inside it. */
+function withoutTrailing(text: string, chars: string): string {
+  let end = text.length;
+  while (end > 0 && chars.includes(text[end - 1]!)) end--;
+  return text.slice(0, end);
 }
 
 /**
@@ -156,6 +174,70 @@ function withoutParameters(path: string): string {
       return semicolon === -1 ? segment : segment.slice(0, semicolon);
     })
     .join("/");
+}
+
+/**
+ * An escape the Unicode reading decodes: a C0 control or space, a multi-byte UTF-8 character,
+ * or IIS's `%uXXXX`. Overlong forms fail to decode and stay as they are ({@link OVERLONG}).
+ */
+const UNICODE_ESCAPE =
+  /%[01][0-9a-f]|%20|%[cd][0-9a-f]%[89ab][0-9a-f]|%e[0-9a-f](?:%[89ab][0-9a-f]){2}|%f[0-4](?:%[89ab][0-9a-f]){3}|%u[0-9a-f]{4}/gi;
+/** Whether a segment's ends are trimmed of `char`: Java's `String.trim` (every char up to space), .NET's and JavaScript's whitespace. */
+function trimmed(char: string): boolean {
+  return char <= " " || char === "\x85" || /\s/.test(char);
+}
+/**
+ * The two letters Java's `equalsIgnoreCase` (and .NET's invariant culture) matches with an
+ * ASCII one though neither case mapping of JavaScript's gives it: `ı` upper-cases to `I`, `İ`
+ * lower-cases to `i` (NFKC already makes `ſ` `s` and the Kelvin sign `K`).
+ */
+const CASELESS_ASCII: Record<string, string> = { "\u0131": "i", "\u0130": "i" };
+/** The characters the URL parser percent-encodes in a path, so a reading is spelled as patterns are. */
+const PATH_ENCODED = /[^!-~]|["#<>?`{}]/gu;
+
+/**
+ * The path as a server that decodes it to Unicode reads it: NFKC normalized (Java's and
+ * .NET's `Normalize`, IIS's best fit: `%EF%BD%81` is `a`), `ı` and `İ` matched as `i`, and
+ * each segment trimmed of whitespace and controls at both ends (Spring's `trimTokens`, Java's
+ * `String.trim`, .NET's `Trim`: `/api%09/x` and `/%20api/x` are `/api/x`), a segment left
+ * empty dropped. A segment it changes is written back percent-encoded as the URL parser
+ * writes it; one it leaves alone is kept as it came.
+ */
+function unicodeRead(path: string, memo: Map<string, string>): string {
+  const out: string[] = [];
+  for (const segment of path.split("/")) {
+    const first = segment.charAt(0);
+    if (first === "" || (!segment.includes("%") && !trimmed(first) && !trimmed(segment.charAt(segment.length - 1)))) {
+      out.push(segment);
+      continue;
+    }
+    let read = memo.get(segment);
+    if (read === undefined) memo.set(segment, (read = unicodeSegment(segment)));
+    // A segment of nothing but whitespace is no segment (Spring's tokenizer drops empty tokens).
+    if (read !== "") out.push(read);
+  }
+  return out.join("/");
+}
+
+/** One segment read as {@link unicodeRead} does: itself if that changes nothing, else re-encoded. */
+function unicodeSegment(segment: string): string {
+  const plain = segment.includes("%") ? segment.replace(UNICODE_ESCAPE, decodedUnit) : segment;
+  const read = plain.normalize("NFKC").replace(/[\u0130\u0131]/g, (c) => CASELESS_ASCII[c]!);
+  let start = 0;
+  let end = read.length;
+  while (start < end && trimmed(read[start]!)) start++;
+  while (end > start && trimmed(read[end - 1]!)) end--;
+  const kept = read.slice(start, end);
+  return kept === plain ? segment : kept.replace(PATH_ENCODED, encodeURIComponent);
+}
+
+function decodedUnit(escape: string): string {
+  if (escape[1] === "u" || escape[1] === "U") return String.fromCharCode(parseInt(escape.slice(2), 16));
+  try {
+    return decodeURIComponent(escape);
+  } catch {
+    return escape;
+  }
 }
 
 /** nginx's `merge_slashes` and Express's lenient routes: `//` is `/`, and a trailing `/` is dropped. */
