@@ -46,7 +46,8 @@ describe("CORS granted by reflecting Origin, without Vary: Origin", () => {
 
 describe("Next.js's internal request headers, sent by an attacker", () => {
   it("never reach the origin: the page stored for everyone is its HTML, and middleware still runs", async () => {
-    // A pages-router page before Next.js's fixes (CVE-2024-46982, CVE-2023-46298, CVE-2025-29927).
+    // A pages-router page before Next.js's fixes (CVE-2024-46982, CVE-2023-46298, CVE-2025-29927;
+    // x-invoke-status answered the error page with the client's status before June 2024).
     const isr = { "cache-control": "s-maxage=60, stale-while-revalidate" };
     const origin = await testOrigin({
       headers: { ...isr, "content-type": "text/html" },
@@ -55,16 +56,26 @@ describe("Next.js's internal request headers, sent by an attacker", () => {
         "x-middleware-subrequest": { body: "the account page, unguarded", status: 200, headers: isr },
         "x-now-route-matches": { body: '{"pageProps":{}}', headers: isr },
         "x-middleware-prefetch": { body: "{}", headers: isr },
+        "x-invoke-status": { body: "<html>Internal Server Error</html>", status: 200, headers: isr },
+        "x-invoke-path": { body: "<html>admin</html>", headers: isr },
+        "x-matched-path": { body: "<html>admin</html>", headers: isr },
       },
       paths: { "/account": { status: 307, headers: { location: "/login" }, body: "" } },
     });
     const [here, there] = dataCenters(2, edgeEnv(origin.url));
-    for (const header of ["x-now-route-matches", "x-middleware-prefetch"]) {
+    const forged = [
+      "x-now-route-matches",
+      "x-middleware-prefetch",
+      "x-invoke-status",
+      "x-invoke-path",
+      "x-matched-path",
+    ];
+    for (const header of forged) {
       const path = `/blog-${header}`;
       await (
-        await here!.get(path, { headers: { [header]: "1" } })
+        await here!.get(path, { headers: { [header]: header === "x-invoke-status" ? "200" : "/admin" } })
       ).settled;
-      expect((await there!.get(path)).body).toBe("<html>the blog</html>");
+      expect((await there!.get(path)).body, header).toBe("<html>the blog</html>");
     }
     const unguarded = await here!.get("/account", {
       headers: { "x-middleware-subrequest": "middleware:middleware:middleware:middleware:middleware" },
@@ -72,6 +83,6 @@ describe("Next.js's internal request headers, sent by an attacker", () => {
     });
     expect(unguarded.status).toBe(307);
     const names = (await origin.stats()).requests.flatMap((r) => Object.keys(r.headers));
-    expect(names.filter((name) => name.startsWith("x-middleware") || name === "x-now-route-matches")).toEqual([]);
+    expect(names.filter((name) => name.startsWith("x-middleware") || forged.includes(name))).toEqual([]);
   });
 });

@@ -67,7 +67,7 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect([seen["x-forwarded-method"], seen["x-original-method"]]).toEqual([undefined, undefined]);
   });
 
-  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-ARR-SSL, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never reach the origin", async () => {
+  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-ARR-SSL, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path, X-Envoy-Original-Path, X-Original-Path, X-Rewrite-Path) never reach the origin", async () => {
     const { origin, edge, p } = await setup();
     const forged = {
       "cf-visitor": '{"scheme":"http"}',
@@ -80,6 +80,9 @@ describe("attacks on what reaches the origin (Worker)", () => {
       "x-original-uri": "/evil",
       "x-forwarded-uri": "/evil",
       "x-forwarded-path": "/evil",
+      "x-envoy-original-path": "/evil",
+      "x-original-path": "/evil",
+      "x-rewrite-path": "/evil",
     };
     await edge.get(p, { headers: forged });
     expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
@@ -127,7 +130,13 @@ describe("attacks on what reaches the origin (Worker)", () => {
   it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never reaches the fill stored for everyone", async () => {
     const { origin, edge, p } = await setup();
     // X-Real-IP and kin, and what PHP's client-IP helpers try first (HTTP_CLIENT_IP, HTTP_X_FORWARDED …).
-    const claims = ["x-real-ip", "true-client-ip", "client-ip", "x-forwarded", "forwarded-for", "x-originating-ip"];
+    const claims = [
+      ...["x-real-ip", "true-client-ip", "client-ip", "x-forwarded", "forwarded-for", "x-originating-ip"],
+      // What Java's client-IP helpers try next, and other platforms' and proxies' words for the client.
+      ...["proxy-client-ip", "wl-proxy-client-ip", "x-proxyuser-ip", "x-forwarded-client-ip", "x-real-client-ip"],
+      ...["fly-client-ip", "x-azure-clientip", "x-azure-socketip", "x-nf-client-connection-ip", "do-connecting-ip"],
+      ...["oxygen-buyer-ip", "x-envoy-external-address", "x-original-forwarded-for"],
+    ];
     const forged = {
       "x-forwarded-for": "6.6.6.6",
       ...Object.fromEntries([...claims, "x-remote-ip", "x-remote-addr", "fastly-client-ip"].map((n) => [n, "6.6.6.6"])),

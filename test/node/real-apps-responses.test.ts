@@ -124,22 +124,34 @@ describe.each(["node", "fleet"] as const)("Next.js's internal request headers, s
   it("never reach the origin: the page stored for everyone is its HTML, and middleware still runs", async () => {
     const seen: string[] = [];
     // A pages-router page before Next.js's fixes: its internal headers turn the page into its
-    // data (CVE-2024-46982), an empty prefetch answer (CVE-2023-46298), or skip the middleware
-    // that signs the visitor in (CVE-2025-29927), all marked for shared caches.
+    // data (CVE-2024-46982), an empty prefetch answer (CVE-2023-46298), its error page answered
+    // with the status the client named (x-invoke-status, before June 2024) or another page
+    // (x-invoke-path, x-matched-path), or skip the middleware that signs the visitor in
+    // (CVE-2025-29927), all marked for shared caches.
+    const forged: Record<string, string> = {
+      "x-now-route-matches": "1",
+      "x-middleware-prefetch": "1",
+      "x-invoke-status": "200",
+      "x-invoke-path": "/admin",
+      "x-matched-path": "/admin",
+    };
     const { urls } = await site(kind, (req, res) => {
       const h = req.headers;
-      seen.push(...["x-now-route-matches", "x-middleware-prefetch", "x-middleware-subrequest"].filter((n) => h[n]));
+      seen.push(...[...Object.keys(forged), "x-middleware-subrequest"].filter((n) => h[n]));
       const isr = { "cache-control": "s-maxage=60, stale-while-revalidate" };
       if (h["x-middleware-subrequest"]) return void res.writeHead(200, isr).end("the account page, unguarded");
       if (req.url === "/account") return void res.writeHead(307, { location: "/login" }).end();
       if (h["x-now-route-matches"]) return void res.writeHead(200, isr).end('{"pageProps":{}}');
       if (h["x-middleware-prefetch"]) return void res.writeHead(200, isr).end("{}");
+      const status = h["x-invoke-status"];
+      if (status) return void res.writeHead(Number(status), isr).end("<html>Internal Server Error</html>");
+      if (h["x-invoke-path"] ?? h["x-matched-path"]) return void res.writeHead(200, isr).end("<html>admin</html>");
       res.writeHead(200, { ...isr, "content-type": "text/html" }).end("<html>the blog</html>");
     });
-    for (const header of ["x-now-route-matches", "x-middleware-prefetch"]) {
+    for (const [header, value] of Object.entries(forged)) {
       const path = `/blog-${header}`;
-      await send(urls[0]!, path, { headers: { [header]: "1" } });
-      expect((await send(urls.at(-1)!, path)).body).toBe("<html>the blog</html>");
+      await send(urls[0]!, path, { headers: { [header]: value } });
+      expect((await send(urls.at(-1)!, path)).body, header).toBe("<html>the blog</html>");
     }
     const unguarded = await send(urls[0]!, "/account", {
       headers: { "x-middleware-subrequest": "middleware:middleware:middleware:middleware:middleware" },

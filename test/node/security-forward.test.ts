@@ -202,7 +202,7 @@ describe("attacks on what reaches the origin (Node)", () => {
       expect(origin.seen[0]?.headers[name]).toBeUndefined();
   });
 
-  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-ARR-SSL, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path) never shape the page stored for the victim", async () => {
+  it("scheme and path overrides PHP and WSGI apps read (CF-Visitor, CloudFront-Forwarded-Proto, X-Proto, X-ARR-SSL, X-Script-Name, X-Original-URI, X-Forwarded-Uri, X-Forwarded-Path, X-Envoy-Original-Path, X-Original-Path, X-Rewrite-Path) never shape the page stored for the victim", async () => {
     // A WordPress config and a Flask ReverseProxied middleware in one: the scheme and the
     // mount point of every link come from headers a proxy is trusted to set.
     const seen: IncomingHttpHeaders[] = [];
@@ -216,7 +216,14 @@ describe("attacks on what reaches the origin (Node)", () => {
         h["x-arr-ssl"] !== undefined ||
         h["x-appservice-proto"] === "https" ||
         h["x-forwarded-https"] === "on";
-      const path = h["x-original-uri"] ?? h["x-forwarded-uri"] ?? h["x-forwarded-path"] ?? req.url;
+      const path =
+        h["x-original-uri"] ??
+        h["x-forwarded-uri"] ??
+        h["x-forwarded-path"] ??
+        h["x-envoy-original-path"] ??
+        h["x-original-path"] ??
+        h["x-rewrite-path"] ??
+        req.url;
       const link = `${https ? "https" : "http"}://${String(h.host)}${String(h["x-script-name"] ?? "")}${String(path)}`;
       res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/html" });
       res.end(`<a href="${link}">next</a>`);
@@ -233,6 +240,9 @@ describe("attacks on what reaches the origin (Node)", () => {
       "x-original-uri": "/evil",
       "x-forwarded-uri": "/evil",
       "x-forwarded-path": "/evil",
+      "x-envoy-original-path": "/evil",
+      "x-original-path": "/evil",
+      "x-rewrite-path": "/evil",
     };
     await send(base, "/p", { headers: forged });
     const victim = await send(base, "/p");
@@ -364,7 +374,13 @@ describe("attacks on what reaches the origin (Node)", () => {
     const origin = await reflectingOrigin();
     const base = await herdless(origin.url);
     // X-Real-IP and kin, and what PHP's client-IP helpers try first (HTTP_CLIENT_IP, HTTP_X_FORWARDED …).
-    const claims = ["x-real-ip", "true-client-ip", "client-ip", "x-forwarded", "forwarded-for", "x-originating-ip"];
+    const claims = [
+      ...["x-real-ip", "true-client-ip", "client-ip", "x-forwarded", "forwarded-for", "x-originating-ip"],
+      // What Java's client-IP helpers try next, and other platforms' and proxies' words for the client.
+      ...["proxy-client-ip", "wl-proxy-client-ip", "x-proxyuser-ip", "x-forwarded-client-ip", "x-real-client-ip"],
+      ...["fly-client-ip", "x-azure-clientip", "x-azure-socketip", "x-nf-client-connection-ip", "do-connecting-ip"],
+      ...["oxygen-buyer-ip", "x-envoy-external-address", "x-original-forwarded-for"],
+    ];
     const forged = {
       "x-forwarded-for": "6.6.6.6",
       ...Object.fromEntries([...claims, "x-remote-ip", "x-remote-addr", "fastly-client-ip"].map((n) => [n, "6.6.6.6"])),

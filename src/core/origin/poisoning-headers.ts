@@ -45,6 +45,11 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-original-uri",
   "x-forwarded-uri",
   "x-forwarded-path",
+  // The path before a proxy rewrote it, which apps and authorization hooks behind Envoy (Istio)
+  // or a rewriting gateway read as the one asked for.
+  "x-envoy-original-path",
+  "x-original-path",
+  "x-rewrite-path",
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
@@ -60,6 +65,25 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   // the page built for that request was stored for everyone.
   "x-middleware-subrequest",
   "x-now-route-matches",
+  // The rest of what Next.js filters from a client's request itself (filterInternalHeaders),
+  // which no browser sends. Before its June 2024 fix a client's `x-invoke-status: 200` made
+  // Next.js answer its error page with status 200, stored as the page for everyone;
+  // `x-invoke-path`, `x-invoke-query` and `x-matched-path` pick the page rendered, the
+  // `x-middleware-*` ones what the middleware decided (a rewrite, a redirect, to skip it) and
+  // the cookies and headers the page is rendered with.
+  "x-invoke-status",
+  "x-invoke-error",
+  "x-invoke-path",
+  "x-invoke-query",
+  "x-invoke-output",
+  "x-middleware-invoke",
+  "x-matched-path",
+  "x-middleware-rewrite",
+  "x-middleware-redirect",
+  "x-middleware-next",
+  "x-middleware-skip",
+  "x-middleware-set-cookie",
+  "x-middleware-override-headers",
   // Client-address claims (Nginx, Akamai, Rack, Express and PHP read them before the socket
   // address): a forged one would pick the country, language or rate-limit bucket of a page
   // stored for everyone. herdless sends the client's address in X-Forwarded-For instead.
@@ -76,6 +100,23 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   "x-remote-ip",
   "x-remote-addr",
   "fastly-client-ip",
+  // What Java's "client IP" helpers try after X-Forwarded-For (WebLogic's WL-Proxy-Client-IP,
+  // Proxy-Client-IP), and the client headers of other platforms and proxies an app may trust:
+  // Fly.io, Azure Front Door, Netlify, DigitalOcean App Platform, Shopify Oxygen, Envoy,
+  // ingress-nginx's copy of the chain it was sent.
+  "proxy-client-ip",
+  "wl-proxy-client-ip",
+  "x-proxyuser-ip",
+  "x-forwarded-client-ip",
+  "x-real-client-ip",
+  "fly-client-ip",
+  "x-azure-clientip",
+  "x-azure-socketip",
+  "x-nf-client-connection-ip",
+  "do-connecting-ip",
+  "oxygen-buyer-ip",
+  "x-envoy-external-address",
+  "x-original-forwarded-for",
   // Cloudflare's word for the client: genuine only when Cloudflare wrote it, and even then the
   // first requester's, so its address or country would pick the page stored for everyone.
   "cf-connecting-ip",
