@@ -71,4 +71,47 @@ describe("slow uploads (Node)", () => {
       "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored",
     ]);
   });
+
+  it("POSTs that send their headers and no body spend no upload budget, however many: later bodiless POSTs still hold no permit, and the victim is served", async () => {
+    const origin = await reflectingOrigin();
+    running.push(origin);
+    const cache = await herdless(origin.url, { origin: { maxConcurrency: 2, timeoutMs: 5_000, queueTimeoutMs: 300 } });
+    running.push(cache);
+    // Past the 128 uploads the budget reserved 64 KiB for, each on arrival: headers, then nothing.
+    for (let i = 0; i < 130; i++) stalledUpload(cache.base, `/reserve${i}`, 1_000, 0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Then as many tiny POSTs as the cap, with no body either: they were streamed and held the permits.
+    for (let i = 0; i < 4; i++) stalledUpload(cache.base, `/tiny${i}`, 100, 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const victim = await get(cache.base, "/page");
+    expect([victim.status, victim.headers["cache-status"]]).toEqual([
+      200,
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored",
+    ]);
+    expect(origin.seen.map((r) => r.url)).toEqual(["/page"]);
+  });
+
+  it("large uploads that stall on their permits while a cold miss queues are cut with 408: the victim is served before its queue timeout", async () => {
+    const origin = await reflectingOrigin();
+    running.push(origin);
+    // The pace of a client holding a permit back is looked at every half queueTimeoutMs.
+    const cache = await herdless(origin.url, {
+      origin: { maxConcurrency: 2, maxQueue: 20, queueTimeoutMs: 2_000, timeoutMs: 5_000 },
+    });
+    running.push(cache);
+    // As many as the cap, each past what is read before the permit (64 KiB), then nothing.
+    const uploads = [0, 1].map((i) => stalledUpload(cache.base, `/upload${i}`, 1_000_000, 65_537));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = performance.now();
+    const victim = await get(cache.base, "/page");
+    expect([victim.status, victim.headers["cache-status"]]).toEqual([
+      200,
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored",
+    ]);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    // The one cut for it; the other, with nobody queued behind it now, goes on at its pace.
+    const first = await Promise.race(uploads.map((u) => u.answer));
+    expect(first).toMatch(/^HTTP\/1\.1 408 /);
+    expect(first).toContain("others waited for");
+  });
 });

@@ -238,8 +238,7 @@ export async function guardedOriginCall<R extends OriginRequest>(
         void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, sickKey);
       },
       lost: permit.lost,
-      // Asked once per origin.streamIdleTimeoutMs of a client holding its permit back, no more.
-      contended: async () => (await deps.guard.snapshot()).queued > 0,
+      contended: permitsWanted(deps.guard),
     });
     const idleMs = config.origin.streamIdleTimeoutMs;
     const body = options.readByClient ? cutWhenUnread(held, idleMs, timers, request.url) : held;
@@ -247,6 +246,15 @@ export async function guardedOriginCall<R extends OriginRequest>(
   }
   await permit.release(outcome, sickKey);
   return { kind: "response", response: response as AnswerTo<R> };
+}
+
+/**
+ * Whether callers wait for an origin permit now: what a client that holds its permit back (a
+ * slow download, a slow upload) is cut off for (read-ahead.ts HoldingWatch). Asked once per
+ * look at such a client's pace, no more.
+ */
+export function permitsWanted(guard: OriginGuard): () => Promise<boolean> {
+  return async () => (await guard.snapshot()).queued > 0;
 }
 
 /**

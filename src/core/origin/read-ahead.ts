@@ -13,12 +13,31 @@ export function readAheadHeldBytes(): number {
 }
 
 /**
- * The least a client that holds its origin permit back must read per
- * `origin.streamIdleTimeoutMs` while callers queue for one (see {@link AheadQueue.paceBytes}),
+ * The least a client that holds its origin permit back must move per
+ * `origin.streamIdleTimeoutMs` while callers queue for one (see {@link holdingPaceBytes}),
  * even with the read-ahead off: the window a shared body asks of a reader that holds the
  * others back (laggards.ts).
  */
 const MIN_HOLDING_PACE_BYTES = 1024 * 1024;
+
+/**
+ * What a client that holds the origin back (a download past its read-ahead, an upload past
+ * what was read before its permit) must move per `origin.streamIdleTimeoutMs` while callers
+ * queue for a permit: what herdless buffers for it, at least {@link MIN_HOLDING_PACE_BYTES}.
+ * A slower one keeps the origin connection waiting longer than herdless lets an origin keep a
+ * client waiting, on a permit another needs.
+ */
+export function holdingPaceBytes(bufferedBytes: number): number {
+  return Math.max(bufferedBytes, MIN_HOLDING_PACE_BYTES);
+}
+
+/** A client that may hold its origin permit back: the bytes it moved so far, and the pace it owes. */
+export interface HolderPace {
+  /** Bytes the client took (a download) or sent (an upload) so far. */
+  readonly takenBytes: number;
+  /** What it must move per `origin.streamIdleTimeoutMs` while callers queue ({@link holdingPaceBytes}). */
+  readonly paceBytes: number;
+}
 
 /**
  * The chunks of one origin body read ahead of its client, charged to the process-wide budget
@@ -33,25 +52,20 @@ const MIN_HOLDING_PACE_BYTES = 1024 * 1024;
  * if (ahead.hasRoom()) ahead.push(await read());
  * const next = ahead.shift(); // for the client; its bytes go back to the budget
  */
-export class AheadQueue {
+export class AheadQueue implements HolderPace {
   private chunks: Uint8Array[] = [];
   private queuedBytes = 0;
   /** Bytes the client took so far: its pace. */
   takenBytes = 0;
   private readonly perResponseBytes: number;
   private readonly budgetBytes: number;
-  /**
-   * What a client that holds the origin back (the read-ahead full, the origin waiting on it)
-   * must read per `origin.streamIdleTimeoutMs` while callers queue for a permit: a read-ahead's
-   * worth (136 KiB/s with the defaults). A slower one keeps the origin connection waiting
-   * longer than herdless lets an origin keep a client waiting, on a permit another needs.
-   */
+  /** A read-ahead's worth (136 KiB/s with the defaults): see {@link holdingPaceBytes}. */
   readonly paceBytes: number;
 
   constructor(config: Config) {
     this.perResponseBytes = config.origin.readAheadBytes;
     this.budgetBytes = config.origin.readAheadBudgetBytes;
-    this.paceBytes = Math.max(this.perResponseBytes, MIN_HOLDING_PACE_BYTES);
+    this.paceBytes = holdingPaceBytes(this.perResponseBytes);
   }
 
   get empty(): boolean {
@@ -88,13 +102,14 @@ export class AheadQueue {
 }
 
 /**
- * Watches a client that holds its origin permit back (the read-ahead is full): from when it
- * starts to, it must read at the pace of the queue's `paceBytes` per `origin.streamIdleTimeoutMs`,
- * or it is cut off when `contended` says callers queue for a permit. The pace is looked at
+ * Watches a client that holds its origin permit back (a download's read-ahead is full, an
+ * upload's origin waits for its next bytes): from when it starts to, it must move its
+ * `paceBytes` per `origin.streamIdleTimeoutMs`, or it is cut off when `contended` says
+ * callers queue for a permit. The pace is looked at
  * every half `origin.queueTimeoutMs` (at most every `streamIdleTimeoutMs`): looked at only
  * every 30 s, a visitor queued behind a trickler waited past its 10 s and got its `503` two
  * times in three. The measure starts afresh every `streamIdleTimeoutMs`, and whenever the
- * client catches up with the origin ({@link stop}).
+ * origin is the one holding things up ({@link stop}).
  *
  * @example
  * const holding = new HoldingWatch(timers, config, ahead, contended, () => cutOff());
@@ -103,7 +118,7 @@ export class AheadQueue {
  */
 export class HoldingWatch {
   private timer: unknown;
-  /** Bytes the client had taken when the measure started, and the time since then. */
+  /** Bytes the client had moved when the measure started, and the time since then. */
   private from = 0;
   private elapsedMs = 0;
   private measuring = false;
@@ -113,7 +128,7 @@ export class HoldingWatch {
   constructor(
     private readonly timers: Timers,
     config: Config,
-    private readonly ahead: AheadQueue,
+    private readonly ahead: HolderPace,
     private readonly contended: (() => Promise<boolean>) | undefined,
     private readonly cut: () => void,
   ) {

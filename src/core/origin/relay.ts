@@ -4,7 +4,8 @@ import type { Config } from "../config.ts";
 import { FAILURE_DETAIL, originFailure, protectedAnswer, shown } from "../http/failure-answer.ts";
 import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
 import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
-import { guardedOriginCall, type GuardedCallDeps, type GuardedCallResult } from "./guarded-call.ts";
+import { guardedOriginCall, permitsWanted, type GuardedCallDeps, type GuardedCallResult } from "./guarded-call.ts";
+import { realTimers } from "../guard/local-guard.ts";
 import type { OriginResponse, SwitchedOriginResponse } from "./origin-client.ts";
 import { readUpload } from "./upload.ts";
 
@@ -29,8 +30,16 @@ export async function relay(
 ): Promise<EngineResponse> {
   // A body on GET or HEAD has no meaning (RFC 9110 §9.3.1) and is never sent on.
   const bodyless = request.method === "GET" || request.method === "HEAD";
-  // Read before a permit is asked for (upload.ts): a slow client holds nothing of the origin's.
-  const upload = await readUpload(bodyless ? null : request.body);
+  const url = originUrl(deps.config, request.url, request.url.search);
+  const { originDeps } = deps;
+  // Read before a permit is asked for (upload.ts): a slow client holds nothing of the origin's,
+  // and one streamed past that is cut if it holds its permit back while others queue.
+  const upload = await readUpload(bodyless ? null : request.body, {
+    config: deps.config,
+    timers: originDeps.timers ?? realTimers,
+    contended: permitsWanted(originDeps.guard),
+    url,
+  });
   if (upload.kind === "broken")
     return synthetic(400, `bad request: ${upload.message}`, { ...status, detail: "refused" });
   const body = upload.body;
@@ -42,9 +51,8 @@ export async function relay(
     body: body !== null,
     method: request.method,
   });
-  const url = originUrl(deps.config, request.url, request.url.search);
-  const result = await guardedOriginCall(
-    deps.originDeps,
+  const called = await guardedOriginCall(
+    originDeps,
     { url, method: request.method, headers, body, onInterim: request.onInterim },
     // The URL stands for the key (the breaker counts its path: breakerResource).
     {
@@ -57,6 +65,9 @@ export async function relay(
       ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
     },
   ).finally(upload.release);
+  // A failure of a call whose upload herdless cut off is told as that cut, not as what the runtime saw of it.
+  const cut = upload.kind === "streamed" && called.kind === "failed" ? upload.cutOff() : undefined;
+  const result: typeof called = cut ? { kind: "failed", error: cut } : called;
   if (heard && result.kind === "response") heard(result.response);
   const instead = fallback && insteadOfFailure(result, fallback);
   return instead ?? relayAnswer(result, deps.config, status, request.method);
