@@ -107,6 +107,10 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   const routed: OriginBehaviour = { ...ns.behaviour, ...ns.paths.get(pathname) };
   const carried = Object.entries(routed.byHeader ?? {}).find(([name]) => req.headers[name] !== undefined);
   const b: OriginBehaviour = { ...routed, ...carried?.[1] };
+  if (b.readBody)
+    await new Promise<void>((resolve) => {
+      req.on("end", resolve).on("close", resolve).resume();
+    });
   if (b.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, b.delayMs));
   if (b.mode === "hold") {
     await new Promise<void>((resolve) => {

@@ -36,6 +36,8 @@ export interface OriginBehaviour {
    * and `-Credentials: true`), without `Vary: Origin`, as a hand-written nginx config does.
    */
   reflectOrigin?: boolean;
+  /** When true, the request's whole body is read before the answer, as a form handler does. */
+  readBody?: boolean;
   /** When true, a `103 Early Hints` interim response precedes the answer. */
   earlyHints?: boolean;
   /**

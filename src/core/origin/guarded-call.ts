@@ -283,7 +283,7 @@ function callOptionsOf(deps: GuardedCallDeps, options: GuardedCallOptions, signa
 }
 
 /** One signal for several (absent ones ignored): aborts with the first to abort. */
-function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
+export function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
   const present = signals.filter((s): s is AbortSignal => s !== undefined);
   return present.length <= 1 ? present[0] : AbortSignal.any(present);
 }

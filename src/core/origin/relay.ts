@@ -4,7 +4,13 @@ import type { Config } from "../config.ts";
 import { FAILURE_DETAIL, originFailure, protectedAnswer, shown } from "../http/failure-answer.ts";
 import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
 import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
-import { guardedOriginCall, permitsWanted, type GuardedCallDeps, type GuardedCallResult } from "./guarded-call.ts";
+import {
+  anySignal,
+  guardedOriginCall,
+  permitsWanted,
+  type GuardedCallDeps,
+  type GuardedCallResult,
+} from "./guarded-call.ts";
 import { realTimers } from "../guard/local-guard.ts";
 import type { OriginResponse, SwitchedOriginResponse } from "./origin-client.ts";
 import { readUpload } from "./upload.ts";
@@ -61,7 +67,8 @@ export async function relay(
       key: `${request.method} ${url}`,
       readByClient: true,
       publicOrigin: request.url.origin,
-      ...(request.signal ? { signal: request.signal } : {}),
+      // The client leaving, and a streamed upload failing or cut, each break the origin request off.
+      ...withSignal(anySignal(request.signal, upload.kind === "streamed" ? upload.signal : undefined)),
       ...(upload.kind === "streamed" ? { uploadPending: upload.pending } : {}),
     },
   ).finally(upload.release);
@@ -107,4 +114,8 @@ export function relayAnswer(
     return protectedAnswer(error.code, { ...status, detail }, error.retryAfterMs);
   }
   return originFailure(error.code, error.message, status);
+}
+
+function withSignal(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
 }

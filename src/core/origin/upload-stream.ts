@@ -53,6 +53,14 @@ export class StreamedUpload implements HolderPace {
   private wakePump: (() => void) | undefined;
   private holding: HoldingWatch | undefined;
   private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private readonly stopping = new AbortController();
+  /**
+   * Aborts once the client's body failed or was cut, before the body stream errors: the origin
+   * call is stopped, so the origin never reads a cut body as complete. workerd ends a chunked
+   * request body cleanly when its stream errors, and the origin answered 200 to the first
+   * 64 KiB of an upload as if it were all of it.
+   */
+  readonly signal = this.stopping.signal;
 
   /** `chunks`: read before the permit, and already charged to the budget. */
   constructor(
@@ -142,6 +150,7 @@ export class StreamedUpload implements HolderPace {
       } catch (error) {
         // The client left, or its framing broke: the origin gets the error after what came before.
         this.failure = error instanceof Error ? error : new Error(String(error));
+        this.stopping.abort(this.failure);
         this.wakeOrigin?.();
         return;
       }
@@ -199,6 +208,7 @@ export class StreamedUpload implements HolderPace {
       `${config.origin.streamIdleTimeoutMs} ms while it held an origin permit others waited for; it was cut off`;
     const error = new HerdlessError("CLIENT_TOO_SLOW", message);
     this.cutError = error;
+    this.stopping.abort(error);
     this.close();
     this.controller.error(error);
     void this.reader.cancel(error).catch(() => undefined);

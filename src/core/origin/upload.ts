@@ -35,6 +35,8 @@ export type Upload = { release: () => void } & (
       pending: () => boolean;
       /** Why herdless cut its client off as too slow, if it did. */
       cutOff: () => HerdlessError | undefined;
+      /** Aborts once the client's body failed or was cut: the origin call must stop ({@link StreamedUpload.signal}). */
+      signal: AbortSignal;
     }
   | { kind: "broken"; message: string }
 );
@@ -91,6 +93,7 @@ function streamed(upload: StreamedUpload): Upload {
     body: upload.stream,
     pending: () => upload.pending(),
     cutOff: () => upload.cutOff(),
+    signal: upload.signal,
     release: () => upload.release(),
   };
 }
