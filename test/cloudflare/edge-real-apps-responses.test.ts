@@ -44,6 +44,39 @@ describe("CORS granted by reflecting Origin, without Vary: Origin", () => {
   });
 });
 
+describe("Vary sent only to a request that has the header", () => {
+  it("an attacker's request without it never becomes every language's page", async () => {
+    // A language negotiation that sends `Vary: Accept-Language` only when it read the header.
+    const page = { "cache-control": "max-age=60" };
+    const origin = await testOrigin({
+      headers: page,
+      byHeader: { "accept-language": { headers: { ...page, vary: "Accept-Language" } } },
+    });
+    const [here, there] = dataCenters(2, edgeEnv(origin.url));
+    const fr = { headers: { "accept-language": "fr" } };
+    const first = await here!.get("/home", fr);
+    expect(first.body).toBe("/home #1");
+    await first.settled;
+    const attacker = await here!.get("/home");
+    expect(attacker.body).toBe("/home #2");
+    await attacker.settled;
+    for (const dc of [here!, there!]) {
+      const victim = await dc.get("/home", fr);
+      expect(victim.body).toBe("/home #1");
+      expect(victim.cacheStatus).toMatch(/hit/);
+      await victim.settled;
+    }
+    const de = await there!.get("/home", { headers: { "accept-language": "de" } });
+    expect(de.body).toBe("/home #3");
+    await de.settled;
+    // The request without the header still has its own copy, shared by everyone who sends none.
+    const crawler = await there!.get("/home");
+    expect(crawler.body).toBe("/home #2");
+    expect(crawler.cacheStatus).toMatch(/hit/);
+    expect(await origin.count()).toBe(3);
+  });
+});
+
 describe("Next.js's internal request headers, sent by an attacker", () => {
   it("never reach the origin: the page stored for everyone is its HTML, and middleware still runs", async () => {
     // A pages-router page before Next.js's fixes (CVE-2024-46982, CVE-2023-46298, CVE-2025-29927;

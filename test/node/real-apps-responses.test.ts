@@ -62,6 +62,68 @@ describe.each(["node", "fleet"] as const)("CORS granted by reflecting Origin, wi
 });
 
 /**
+ * A language negotiation that sends `Vary: Accept-Language` only when it read the header, as
+ * many do: a request without it is answered the default page without Vary. `varies` off, the
+ * origin stops varying altogether.
+ */
+function negotiating(origin: { requests: number; varies: boolean }): RequestListener {
+  return (req, res) => {
+    origin.requests++;
+    const language = req.headers["accept-language"];
+    const vary = origin.varies && language ? { vary: "Accept-Language" } : {};
+    res.writeHead(200, { "cache-control": "max-age=60", "content-type": "text/plain", ...vary });
+    res.end(`${origin.varies ? (language ?? "default") : "one page"} #${origin.requests}`);
+  };
+}
+
+describe.each(["node", "fleet"] as const)("Vary sent only to a request that has the header (%s)", (kind) => {
+  const fr = { headers: { "accept-language": "fr" } };
+
+  it("an attacker's request without it never becomes every language's page", async () => {
+    const origin = { requests: 0, varies: true };
+    const { urls } = await site(kind, negotiating(origin));
+    expect((await send(urls[0]!, "/home", fr)).body).toBe("fr #1");
+    const attacker = await send(urls[0]!, "/home");
+    expect(attacker.body).toBe("default #2");
+    for (const url of [urls[0]!, urls.at(-1)!]) {
+      const victim = await send(url, "/home", fr);
+      expect(victim.body).toBe("fr #1");
+      expect(victim.cacheStatus).toMatch(/hit/);
+    }
+    expect((await send(urls.at(-1)!, "/home", { headers: { "accept-language": "de" } })).body).toBe("de #3");
+    // The request without the header still has its own copy, shared by everyone who sends none.
+    const crawler = await send(urls.at(-1)!, "/home");
+    expect(crawler.body).toBe("default #2");
+    expect(crawler.cacheStatus).toMatch(/hit/);
+    expect(origin.requests).toBe(3);
+  });
+
+  it("a page that stopped varying is one copy again once the variants that named the header are gone", async () => {
+    const origin = { requests: 0, varies: true };
+    const deployment = await deploy(kind, await servingOrigin(negotiating(origin), cleanup), {
+      cache: { retainStaleMs: 60_000 },
+    });
+    cleanup.push(() => deployment.close());
+    const [url] = deployment.urls;
+    await send(url!, "/home", fr); // fr's copy, named by its Vary: kept until 120 s from now.
+    origin.varies = false;
+    deployment.clock.advance(100_000);
+    // fr's copy may still be stored: the answer without Vary is the variant of its request alone.
+    expect((await send(url!, "/home")).body).toBe("one page #2");
+    expect((await send(url!, "/home", { headers: { "accept-language": "ja" } })).body).toBe("one page #3");
+    deployment.clock.advance(30_000);
+    expect((await send(url!, "/home", { headers: { "accept-language": "de" } })).body).toBe("one page #4");
+    const languages: Record<string, string>[] = [{ "accept-language": "ko" }, {}, { "accept-language": "fr" }];
+    for (const headers of languages) {
+      const answer = await send(url!, "/home", { headers });
+      expect(answer.body).toBe("one page #4");
+      expect(answer.cacheStatus).toMatch(/hit/);
+    }
+    expect(origin.requests).toBe(4);
+  });
+});
+
+/**
  * An origin that writes past the end of its answer, on a kept-alive connection: a PHP notice
  * echoed after a body whose Content-Length was set first, a HEAD or a 204 answered with a body.
  * When the bytes past the end spell an answer (here a page the attacker wrote), a client that

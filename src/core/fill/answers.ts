@@ -4,7 +4,7 @@ import { writtenAfter, type Entry } from "../http/entry.ts";
 import type { FillRequest } from "./coordinator.ts";
 import { applyPurge } from "../admin/purge.ts";
 import { headerList } from "../http/http.ts";
-import { lookup } from "../store/lookup.ts";
+import { lookup, type LookupResult } from "../store/lookup.ts";
 import type { Store } from "../store/store.ts";
 import { refreshAheadDue } from "./refresh-ahead.ts";
 
@@ -72,10 +72,7 @@ export async function storedFor(store: Store, request: FillRequest): Promise<Ent
  * @example
  * const { entry, kept } = await storedLook(store, request);
  */
-export async function storedLook(
-  store: Store,
-  request: FillRequest,
-): Promise<{ entry: Entry | undefined; kept: string[] }> {
+export async function storedLook(store: Store, request: FillRequest): Promise<Pick<LookupResult, "entry" | "kept">> {
   const { entry, kept } = await lookup(store, request.primary, request.key, headerList(request.headers));
   return { entry: request.purges ? applyPurge(entry, request.primary, request.purges) : entry, kept };
 }

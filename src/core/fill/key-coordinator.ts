@@ -15,7 +15,7 @@ import { sharedBodyLimits } from "./laggards.ts";
 import { answersCaller, dueForRefresh, storedAnswer, storedFor, storedLook, type StoredAnswer } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
-import { invalidateStored } from "../store/lookup.ts";
+import { invalidateStored, type LookupResult } from "../store/lookup.ts";
 import { asJoined, mayTakeJoined, streamOf, validatesAlone, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
 import { leaseStayedBusy, STREAMING } from "./relay.ts";
@@ -183,7 +183,7 @@ export class KeyCoordinator implements Coordinator {
   }
 
   /** The key's entry and backoff, read side by side once the lease is (being) taken. */
-  private lookUnderLease(request: FillRequest): Promise<[{ entry: Entry | undefined; kept: string[] }, BackoffCheck]> {
+  private lookUnderLease(request: FillRequest): Promise<[Pick<LookupResult, "entry" | "kept">, BackoffCheck]> {
     return Promise.all([storedLook(this.o.store, request), this.backoff.check(request.key)]);
   }
 

@@ -3,7 +3,7 @@ import { routeFor, type Config } from "../config.ts";
 import type { FillRequest, RequesterFields } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
-import { keyOrigin, selectsAlike } from "../http/key.ts";
+import { keptSelectors, keyOrigin, selectsAlike, type SelectorSource } from "../http/key.ts";
 import {
   notModifiedSharesCredentials,
   ownCredentialsRoute,
@@ -39,8 +39,8 @@ export interface SettleContext {
   config: Config;
   clock: Clock;
   store: Store;
-  /** For one flight: the selectors the URL's copies keep (lookup.ts `kept`), which its answer keeps too. */
-  kept?: readonly string[];
+  /** For one flight: where the selectors the URL's copies keep are read (lookup.ts `kept`); its answer keeps them too. */
+  kept?: SelectorSource;
 }
 
 type Judge = (status: number, headers: [string, string][]) => Storability;
@@ -104,7 +104,7 @@ export async function settle(
       ...(aboutTheRequest ? { ownInput: true as const } : {}),
     };
   }
-  const entryContext = { ...context, keptSelectors: kept };
+  const entryContext = { ...context, keptSelectors: kept ? keptSelectors(kept, clock.now()) : [] };
   const made = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, entryContext);
   // herdless's own negative caching never keeps a 404 a client's own input may have caused.
   const ownInput = made.status === 404 && clientInput(request.headers, config) !== undefined;
@@ -124,7 +124,7 @@ export async function fetchAndSettle(
   deps: GuardedCallDeps,
   request: FillRequest,
   stored: Entry | undefined,
-  { token, signal, kept }: { token: number; signal: AbortSignal; kept?: readonly string[] },
+  { token, signal, kept }: { token: number; signal: AbortSignal; kept?: SelectorSource },
 ): Promise<FlightResult> {
   const conditional = request.key === stored?.key ? conditionalHeaders(stored) : [];
   // A background flight (a refresh behind a stale answer) runs for no client waiting now:

@@ -18,6 +18,7 @@ describe("entry format", () => {
       body: new Uint8Array([0, 255, 7]),
       tags: ["t"],
       lastModified: "Tue, 01 Jan 2030 00:00:00 GMT",
+      namedUntil: [["accept-language", 61_000]],
     });
     const decoded = decodeEntry(encodeEntry(entry));
     expect(entryMeta(decoded)).toEqual(entryMeta(entry));
@@ -49,6 +50,8 @@ describe("entry format", () => {
       { negative: "no" },
       { etag: 5 },
       { key: undefined },
+      { namedUntil: [["accept-language", "soon"]] },
+      { namedUntil: ["accept-language"] },
     ];
     for (const fields of damaged) {
       expect(codeOf(() => decodeEntry(encodeEntry({ ...entry, ...fields } as typeof entry)))).toBe("ENTRY_CORRUPT");

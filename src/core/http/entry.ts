@@ -51,6 +51,13 @@ export interface Entry {
    * (RFC 9111 §4.4) and are never served, whichever variant they are (lookup.ts).
    */
   invalidatedAt?: number;
+  /**
+   * On a Vary pointer: each request header (not one key.ts implies) that a variant stored
+   * under it named in its own `Vary`, with the latest instant such a variant may still be
+   * stored (its `deleteAt`). Until then a new answer for the URL is selected on that header
+   * too, whatever its own `Vary` says (key.ts keptSelectors).
+   */
+  namedUntil?: [string, number][];
 }
 
 /**
@@ -171,6 +178,9 @@ function metaFault(meta: Record<string, unknown>): string | undefined {
   const from = meta["invalidatedAt"];
   if (from !== undefined && (typeof from !== "number" || !Number.isFinite(from)))
     return "invalidatedAt is not a finite number";
+  const named = meta["namedUntil"];
+  if (named !== undefined && !(Array.isArray(named) && named.every(isNamedUntil)))
+    return "namedUntil is not a list of [name, instant]";
   for (const name of ["etag", "lastModified"] as const) {
     if (meta[name] !== undefined && typeof meta[name] !== "string") return `${name} is not a string`;
   }
@@ -179,6 +189,10 @@ function metaFault(meta: Record<string, unknown>): string | undefined {
 
 function isField(field: unknown): boolean {
   return Array.isArray(field) && field.length === 2 && typeof field[0] === "string" && typeof field[1] === "string";
+}
+
+function isNamedUntil(pair: unknown): boolean {
+  return Array.isArray(pair) && pair.length === 2 && typeof pair[0] === "string" && Number.isFinite(pair[1]);
 }
 
 function isStringList(value: unknown): boolean {
@@ -211,6 +225,7 @@ export function entrySize(entry: Entry): number {
     entry.body.byteLength + ENTRY_OVERHEAD_BYTES + entry.key.length + entry.url.length + 2 * STRING_OVERHEAD_BYTES;
   for (const [name, value] of entry.headers) size += name.length + value.length + HEADER_OVERHEAD_BYTES;
   for (const name of entry.vary) size += name.length + STRING_OVERHEAD_BYTES;
+  for (const [name] of entry.namedUntil ?? []) size += name.length + HEADER_OVERHEAD_BYTES;
   for (const tag of entry.tags) size += tag.length + STRING_OVERHEAD_BYTES;
   return size;
 }

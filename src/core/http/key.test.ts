@@ -2,7 +2,17 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { normalizedAcceptEncoding } from "./accept-encoding.ts";
 import { headerList } from "./http.ts";
-import { keptSelectors, keyQuery, primaryKey, selectingNames, variantKey, varyNames } from "./key.ts";
+import {
+  keptSelectors,
+  keyQuery,
+  namedUntil,
+  primaryKey,
+  selectingNames,
+  selectsAlike,
+  variantKey,
+  varyNames,
+} from "./key.ts";
+import { testEntry } from "../store/store-conformance.ts";
 
 const defaults = { ignoreQuery: ["utm_*", "fbclid"], ignoreAllQuery: false };
 const key = (url: string, options = defaults) => primaryKey(new URL(url), options);
@@ -125,7 +135,9 @@ describe("RFC 9111 §4.1 Vary: secondary key", () => {
       ]),
     ).toEqual(["origin"]);
     // Once a URL's copies are known to be made from Origin, an answer that shows no CORS keeps it.
-    expect(selectingNames(headerList([]), keptSelectors(["accept-language", "origin"]))).toEqual(["origin"]);
+    expect(selectingNames(headerList([]), keptSelectors({ vary: ["accept-language", "origin"] }, 0))).toEqual([
+      "origin",
+    ]);
     // `*` grants every origin alike: one copy serves them all.
     expect(selecting([["access-control-allow-origin", " * "]])).toEqual([]);
     expect(
@@ -134,6 +146,35 @@ describe("RFC 9111 §4.1 Vary: secondary key", () => {
         ["vary", "*"],
       ]),
     ).toEqual(["*"]);
+  });
+
+  it("a header a variant's own Vary named is kept while such a variant may be stored, then dropped", () => {
+    const fr = testEntry("K fr", 0, {
+      vary: ["accept-language", "origin"],
+      headers: [["vary", "Accept-Language"]],
+      deleteAt: 100,
+    });
+    const pointer = { vary: fr.vary, namedUntil: namedUntil(fr, undefined) };
+    expect(pointer.namedUntil).toEqual([["accept-language", 100]]);
+    // The answer to a request without the header, shown no Vary, is still that request's variant.
+    expect(selectingNames(headerList([]), keptSelectors(pointer, 99))).toEqual(["accept-language", "origin"]);
+    expect(keptSelectors(pointer, 100)).toEqual(["origin"]);
+    // A variant selected on it only because it was kept is no sign the URL still varies on it.
+    const bare = testEntry("K none", 0, { vary: ["accept-language"], deleteAt: 500 });
+    expect(namedUntil(bare, pointer)).toEqual([["accept-language", 100]]);
+    const de = testEntry("K de", 0, {
+      vary: ["accept-language"],
+      headers: [["vary", "accept-language"]],
+      deleteAt: 300,
+    });
+    expect(namedUntil(de, pointer)).toEqual([["accept-language", 300]]);
+  });
+
+  it("RFC 9111 §4.1: a 304 may select on fewer headers than the copy, never on others", () => {
+    expect(selectsAlike(headerList([]), ["accept-language"])).toBe(true);
+    expect(selectsAlike(headerList([["vary", "Accept-Language"]]), ["accept-language"])).toBe(true);
+    expect(selectsAlike(headerList([["vary", "Accept"]]), ["accept-language"])).toBe(false);
+    expect(selectsAlike(headerList([["vary", "Accept-Language"]]), [])).toBe(false);
   });
 
   it("selects by the request's values, normalizing whitespace; absent only matches absent", () => {

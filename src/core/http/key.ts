@@ -1,6 +1,7 @@
 import type { KeyOptions } from "../config.ts";
 import { normalizedAcceptEncoding } from "./accept-encoding.ts";
-import type { HeaderReader } from "./http.ts";
+import type { Entry } from "./entry.ts";
+import { headerList, type HeaderReader } from "./http.ts";
 
 /**
  * The primary cache key of a request: method class, scheme, lowercased host, path, and the
@@ -126,46 +127,87 @@ export function varyNames(vary: string | null): string[] {
  *   visitor, the first requester's origin (an attacker's `https://evil.test`) was the only
  *   one every browser would let read the page, and the site's own app got a CORS error.
  *
+ * plus `kept`: the ones the URL's stored copies are selected on ({@link keptSelectors}).
+ * Selecting on more headers than the response names only narrows who it is reused for
+ * (RFC 9111 §4.1 forbids the reverse).
+ *
  * @example
  * selectingNames(headerList([["content-encoding", "gzip"]])); // ["accept-encoding"]
  * selectingNames(headerList([["vary", "Origin"]])); // ["origin"]
  * selectingNames(headerList([["access-control-allow-origin", "https://app.test"]])); // ["origin"]
- * selectingNames(headerList([]), ["origin"]); // ["origin"]: the URL's copies are made from it ({@link keptSelectors})
+ * selectingNames(headerList([]), ["accept-language"]); // ["accept-language"]: the URL's copies are made from it ({@link keptSelectors})
  */
 export function selectingNames(response: HeaderReader, kept: readonly string[] = []): string[] {
   const names = varyNames(response.get("vary"));
   if (names[0] === "*") return names;
-  const implied = IMPLIED_SELECTORS.filter(
-    ([name, madeFrom]) => !names.includes(name) && (kept.includes(name) || madeFrom(response)),
-  );
-  return implied.length === 0 ? names : [...names, ...implied.map(([name]) => name)].sort();
+  const shown = IMPLIED_SELECTORS.filter(([, madeFrom]) => madeFrom(response)).map(([name]) => name);
+  const added = [...new Set([...shown, ...kept])].filter((name) => !names.includes(name));
+  return added.length === 0 ? names : [...names, ...added].sort();
+}
+
+/** Where the selectors a URL's copies keep are read: the entry under its primary key (a Vary pointer). */
+export type SelectorSource = Pick<Entry, "vary" | "namedUntil">;
+
+/**
+ * The selectors of `pointer` (the entry under a URL's primary key) that a new answer for the
+ * URL is selected on too, whether it shows them or not, at `now`:
+ * - the ones {@link selectingNames} implies: once a URL's copies are known to be made from
+ *   them, the answer to a request without `Origin` (which grants no CORS), or an identity
+ *   body, is that request's variant. Stored under the bare URL, the answer to `curl` without
+ *   `Origin` was served to the site's app and refused by its browser, until it expired.
+ * - the ones a stored variant's own `Vary` named, while such a variant may still be stored
+ *   (`namedUntil`, {@link namedUntil}). Many applications send `Vary` only when they read the
+ *   header, and only when the request has it (a language negotiation that sends
+ *   `Vary: Accept-Language` only to a request with that header): the answer to a request
+ *   without it (a crawler, `curl`, an attacker once per lifetime) replaced the pointer, and
+ *   every language was served that request's page. A URL that really stopped varying on a
+ *   header is one copy again once the last variant that named it is gone.
+ *
+ * @example
+ * keptSelectors({ vary: ["accept-language", "origin"] }, now); // ["origin"]
+ * keptSelectors({ vary: ["accept-language"], namedUntil: [["accept-language", now + 1]] }, now); // ["accept-language"]
+ */
+export function keptSelectors(pointer: SelectorSource, now: number): string[] {
+  const named = pointer.namedUntil ?? [];
+  return pointer.vary.filter((name) => isImplied(name) || named.some(([n, until]) => n === name && until > now));
 }
 
 /**
- * The selectors of `vary` (a stored entry's) that {@link selectingNames} implies rather than
- * reads from a Vary: once a URL's copies are known to be made from them, a later answer
- * without the field that shows it (the answer to a request without `Origin`, which grants no
- * CORS; an identity body) is still stored as a variant of its request's value, not as every
- * request's page. Stored under the bare URL, the answer to `curl` without `Origin` was
- * served to the site's app and refused by its browser, until it expired.
+ * The `namedUntil` of the Vary pointer `entry` (a variant) is stored with, over `previous` (the
+ * entry under the primary key before it): each header `entry` is selected on that is not
+ * implied, with the latest `deleteAt` of a variant whose own `Vary` named it. An answer selected
+ * on a header only because it was kept carries no new instant: it is no sign the URL still varies.
  *
  * @example
- * keptSelectors(["accept-language", "origin"]); // ["origin"]
+ * namedUntil(variant, pointer); // [["accept-language", 1700000600000]]
  */
-export function keptSelectors(vary: readonly string[]): string[] {
-  return vary.filter((name) => IMPLIED_SELECTORS.some(([implied]) => implied === name));
+export function namedUntil(entry: Entry, previous: SelectorSource | undefined): [string, number][] {
+  const own = varyNames(headerList(entry.headers).get("vary"));
+  const named: [string, number][] = [];
+  for (const name of entry.vary) {
+    if (isImplied(name)) continue;
+    const before = previous?.namedUntil?.find(([n]) => n === name)?.[1] ?? 0;
+    const until = Math.max(before, own.includes(name) ? entry.deleteAt : 0);
+    if (until > 0) named.push([name, until]);
+  }
+  return named;
 }
 
 /**
  * RFC 9111 §4.1: whether `response` (a stored copy's headers as a 304 updated them) is
- * selected on the same request headers as the copy, whose selectors were `vary`.
+ * selected on no request header the copy, whose selectors were `vary`, was not chosen by.
  *
  * @example
  * selectsAlike(headerList([["vary", "Accept-Language"]]), ["origin"]); // false
+ * selectsAlike(headerList([]), ["accept-language"]); // true
  */
 export function selectsAlike(response: HeaderReader, vary: readonly string[]): boolean {
-  const names = selectingNames(response, keptSelectors(vary));
+  const names = selectingNames(response, vary);
   return names.length === vary.length && names.every((name, i) => name === vary[i]);
+}
+
+function isImplied(name: string): boolean {
+  return IMPLIED_SELECTORS.some(([implied]) => implied === name);
 }
 
 /** Request headers a response's own fields show it was made from ({@link selectingNames}). */

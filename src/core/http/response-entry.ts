@@ -5,7 +5,7 @@ import { parseHttpDate } from "./http-date.ts";
 import { parseEntityTag, weakMatch } from "./conditional.ts";
 import { requesterOnlyFields, storedFields } from "./storability.ts";
 import { headerList, type HeaderReader } from "./http.ts";
-import { selectingNames, variantKey } from "./key.ts";
+import { namedUntil, selectingNames, variantKey } from "./key.ts";
 
 export interface EntryContext {
   primary: string;
@@ -171,10 +171,22 @@ export function negativeEntry(
   };
 }
 
-/** A copy stored under the primary key so a later request learns which headers select its variant. */
-export function varyPointer(entry: Entry, primary: string, invalidatedAt?: number): Entry {
-  const { invalidatedAt: _own, ...rest } = entry;
-  return { ...rest, key: primary, body: new Uint8Array(0), ...(invalidatedAt !== undefined ? { invalidatedAt } : {}) };
+/**
+ * A copy of `entry` (a variant) stored under the primary key, so a later request learns which
+ * headers select its variant. From `previous` (what the primary key held) it keeps the instant
+ * the URL was last invalidated and the headers its variants named ({@link namedUntil}).
+ */
+export function varyPointer(entry: Entry, primary: string, previous?: Entry): Entry {
+  const { invalidatedAt: _own, namedUntil: _named, ...rest } = entry;
+  const invalidatedAt = previous?.invalidatedAt;
+  const named = namedUntil(entry, previous);
+  return {
+    ...rest,
+    key: primary,
+    body: new Uint8Array(0),
+    ...(invalidatedAt !== undefined ? { invalidatedAt } : {}),
+    ...(named.length > 0 ? { namedUntil: named } : {}),
+  };
 }
 
 function validators(headers: HeaderReader): Pick<Entry, "etag" | "lastModified"> {

@@ -6,9 +6,11 @@ import {
   invalidateStored,
   lookup,
   noteWrite,
+  putVaryPointer,
   servableWinner,
   writtenWhileAsked,
 } from "./lookup.ts";
+import { keptSelectors } from "../http/key.ts";
 import { LruStore } from "./lru-store.ts";
 import { testEntry } from "./store-conformance.ts";
 
@@ -79,19 +81,40 @@ describe("RFC 9111 §4.4: an answer asked for before a write is never stored aft
 describe("lookup: the selectors a URL's copies keep (key.ts keptSelectors)", () => {
   const app = { get: (name: string) => (name === "origin" ? "https://app.test" : null) };
   const variant = 'page\n[["accept-language",null],["origin","https://app.test"]]';
+  const kept = async (s: LruStore, known: string) => keptSelectors((await lookup(s, "page", known, app)).kept, T0);
 
-  it("come from the pointer, implied ones only", async () => {
+  it("come from the pointer: implied ones, and named ones while a variant that named them may be stored", async () => {
     const { store: s } = store();
     await s.put(testEntry("page", T0, { vary: ["accept-language", "origin"], body: new Uint8Array(0) }));
-    expect((await lookup(s, "page", "page", app)).kept).toEqual(["origin"]);
-    expect((await lookup(s, "page", variant, app)).kept).toEqual(["origin"]);
+    expect(await kept(s, "page")).toEqual(["origin"]);
+    expect(await kept(s, variant)).toEqual(["origin"]);
+    const named: [string, number][] = [["accept-language", T0 + 1]];
+    await s.put(
+      testEntry("page", T0, { vary: ["accept-language", "origin"], body: new Uint8Array(0), namedUntil: named }),
+    );
+    expect(await kept(s, "page")).toEqual(["accept-language", "origin"]);
+    expect(await kept(s, variant)).toEqual(["accept-language", "origin"]);
   });
 
   it("from the variant when its pointer is gone, and none for a URL that varies on nothing", async () => {
     const { store: s } = store();
     await s.put(testEntry(variant, T0, { vary: ["accept-language", "origin"] }));
-    expect((await lookup(s, "page", variant, app)).kept).toEqual(["origin"]);
+    expect(await kept(s, variant)).toEqual(["origin"]);
+    const named: [string, string][] = [["vary", "Accept-Language"]];
+    await s.put(testEntry(variant, T0, { vary: ["accept-language", "origin"], headers: named }));
+    expect(await kept(s, variant)).toEqual(["accept-language", "origin"]);
     await s.put(testEntry("plain", T0));
-    expect((await lookup(s, "plain", "plain", app)).kept).toEqual([]);
+    expect(keptSelectors((await lookup(s, "plain", "plain", app)).kept, T0)).toEqual([]);
+  });
+
+  it("the pointer keeps when the URL's variants named a header, across answers that did not", async () => {
+    const { store: s } = store();
+    const fr = testEntry("page fr", T0, { vary: ["accept-language"], headers: [["vary", "Accept-Language"]] });
+    await putVaryPointer(s, fr, "page");
+    const bare = testEntry("page none", T0, { vary: ["accept-language"], deleteAt: fr.deleteAt + 5_000 });
+    await putVaryPointer(s, bare, "page");
+    const pointer = await s.get("page");
+    expect(pointer?.namedUntil).toEqual([["accept-language", fr.deleteAt]]);
+    expect(pointer?.deleteAt).toBe(bare.deleteAt);
   });
 });

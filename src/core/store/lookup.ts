@@ -1,6 +1,6 @@
 import { ENTRY_FORMAT_VERSION, notInvalidated, type Entry } from "../http/entry.ts";
 import type { HeaderReader } from "../http/http.ts";
-import { keptSelectors, variantKey } from "../http/key.ts";
+import { namedUntil, variantKey, type SelectorSource } from "../http/key.ts";
 import { varyPointer } from "../http/response-entry.ts";
 import type { Store } from "./store.ts";
 
@@ -11,11 +11,10 @@ export interface LookupResult {
   /** A response for the URL is stored, but not for this request's variant. */
   varyMiss: boolean;
   /**
-   * The selectors the URL's copies were found to be made from without a Vary naming them
-   * (key.ts keptSelectors), read off the entry under the primary key: a new answer for the URL
-   * keeps them.
+   * Where the selectors the URL's copies keep are read (key.ts keptSelectors): the entry under
+   * the primary key. A new answer for the URL is selected on them too.
    */
-  kept: string[];
+  kept: SelectorSource;
 }
 
 /**
@@ -33,16 +32,19 @@ export async function lookup(
     const [found, entry] = await Promise.all([store.get(primary), store.get(known)]);
     const valid = notInvalidated(entry, found);
     // The pointer's selectors, or (the pointer gone before its variants) the variant's own.
-    const kept = keptSelectors(found?.vary ?? entry?.vary ?? []);
+    const kept = found ?? (entry ? { vary: entry.vary, namedUntil: namedUntil(entry, undefined) } : UNSELECTED);
     return { key: known, entry: valid, varyMiss: valid === undefined, kept };
   }
   const found = await store.get(primary);
   if (!found || found.vary.length === 0)
-    return { key: primary, entry: notInvalidated(found, found), varyMiss: false, kept: [] };
+    return { key: primary, entry: notInvalidated(found, found), varyMiss: false, kept: UNSELECTED };
   const key = variantKey(primary, found.vary, request);
   const entry = notInvalidated(await store.get(key), found);
-  return { key, entry, varyMiss: entry === undefined, kept: keptSelectors(found.vary) };
+  return { key, entry, varyMiss: entry === undefined, kept: found };
 }
+
+/** The selectors of a URL that has no copy selected on any. */
+const UNSELECTED: SelectorSource = { vary: [] };
 
 /**
  * The entry a refused write lost to (a newer one under `key`), when it can be served in its
@@ -64,7 +66,7 @@ export async function servableWinner(store: Store, key: string, primary: string)
  */
 export async function putVaryPointer(store: Store, entry: Entry, primary: string): Promise<boolean> {
   const previous = await store.get(primary);
-  const pointer = varyPointer(entry, primary, previous?.invalidatedAt);
+  const pointer = varyPointer(entry, primary, previous);
   return store.put({ ...pointer, deleteAt: Math.max(pointer.deleteAt, previous?.deleteAt ?? 0) });
 }
 
