@@ -30,6 +30,8 @@ const EXPECTED = [
   "stack = Error: Network connection lost.",
   "disconnected: premature EOF in HTTP entity body",
   "disconnected: stream disconnected prematurely",
+  // A body of known length that ends short (edge-cut-body.test.ts sends one on as a request's body).
+  "disconnected: fixed-length pipe ended prematurely",
   "disconnected: WebSocket peer disconnected",
   "stack = Error: Application called abortAllDurableObjects().",
   '"msg":"origin call failed"',

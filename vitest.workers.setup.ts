@@ -19,6 +19,7 @@ import {
   TEST_ORIGIN_KEY,
   type OriginBehaviour,
   type OriginBehaviourPatch,
+  type OriginRequestRecord,
   type OriginStats,
   type OriginWaitCondition,
   largeBodyByte,
@@ -85,7 +86,8 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers))
     headers[name] = Array.isArray(value) ? value.join(", ") : (value ?? "");
-  stats.requests.push({ method: req.method ?? "GET", path, headers });
+  const record: OriginRequestRecord = { method: req.method ?? "GET", path, headers };
+  stats.requests.push(record);
   changed(ns);
 
   let done = false;
@@ -112,6 +114,7 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
       req.on("end", resolve).on("close", resolve).resume();
     });
   if (b.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, b.delayMs));
+  if (b.mode === "sink") return sink(req, res, record, () => changed(ns));
   if (b.mode === "hold") {
     await new Promise<void>((resolve) => {
       resume = resolve;
@@ -158,9 +161,9 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
     res.write(body, () => req.socket.destroy());
     return;
   }
-  if ((b.mode === "half" || b.mode === "stream") && req.method !== "HEAD") {
+  if ((b.mode === "half" || b.mode === "stream" || b.mode === "cut") && req.method !== "HEAD") {
     const half = Math.floor(body.length / 2);
-    res.writeHead(b.status, b.mode === "half" ? { ...out, "content-length": String(body.length) } : out);
+    res.writeHead(b.status, b.mode === "stream" ? out : { ...out, "content-length": String(body.length) });
     res.write(body.subarray(0, half));
     await new Promise<void>((resolve) => {
       resume = resolve;
@@ -168,12 +171,29 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
       stats.held = ns.held.length;
       changed(ns);
     });
-    if (!done) res.end(body.subarray(half));
+    if (b.mode === "cut") req.socket.destroy();
+    else if (!done) res.end(body.subarray(half));
     return;
   }
   res
     .writeHead(b.status, { ...out, "content-length": String(body.length) })
     .end(req.method === "HEAD" ? undefined : body);
+}
+
+/** Reads the request's body, noting in `record` what arrived; answers once it ended as framed. */
+function sink(req: IncomingMessage, res: ServerResponse, record: OriginRequestRecord, changed: () => void): void {
+  const received = { bytes: 0, complete: false };
+  record.received = received;
+  req.on("data", (chunk: Buffer) => {
+    received.bytes += chunk.length;
+    changed();
+  });
+  // "end" comes only for a whole message: the Content-Length's every byte, or the last chunk.
+  req.on("end", () => {
+    received.complete = true;
+    changed();
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(received));
+  });
 }
 
 const generated = new Map<number, Buffer>();

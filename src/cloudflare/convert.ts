@@ -26,7 +26,28 @@ export function toResponse(res: EngineResponse): Response {
     if (res.body instanceof ReadableStream) void res.body.cancel().catch(() => undefined);
     return new Response(null, { status: res.status, headers });
   }
-  return new Response(res.body, { status: res.status, headers });
+  return new Response(withKnownLength(res.body, headers), { status: res.status, headers });
+}
+
+/**
+ * A streamed body whose length the answer states (respond.ts writes Content-Length only for
+ * bytes the client gets as counted: a stored entry's, an origin's declared length of a body
+ * that was not decoded, a range's), as a stream workerd knows the length of. workerd sends a
+ * stream of unknown length chunked, dropping the Content-Length given with it, and ends it
+ * with the last chunk even when the stream errors (workerd#6818): an origin body cut off
+ * mid-way reached every client of its fetch as a complete `200`, which a browser or a cache
+ * in front could keep. Through a FixedLengthStream the length goes out, and a body that ends
+ * short or errors leaves the client fewer bytes than promised on a closed connection.
+ */
+function withKnownLength(body: EngineResponse["body"], headers: [string, string][]): EngineResponse["body"] {
+  if (!(body instanceof ReadableStream)) return body;
+  const length = headers.find(([name]) => name === "content-length")?.[1];
+  if (length === undefined) return body;
+  const { readable, writable } = new FixedLengthStream(Number(length));
+  // Errors and cancels pass through: the source's error aborts the client's answer, and a
+  // client that goes away cancels the source (its share of a flight, its origin connection).
+  void body.pipeTo(writable).catch(() => undefined);
+  return readable;
 }
 
 /**

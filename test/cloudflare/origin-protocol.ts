@@ -19,9 +19,12 @@ export interface OriginBehaviour {
    * up: answer; down: reset the connection (the fetch fails); hold: wait until the test
    * calls release(); truncate: promise a longer body than is sent, then reset; half: send
    * the head and the first half of the body, then wait (counted as held) until release();
-   * stream: as half, without a Content-Length (chunked, as an event stream is sent).
+   * stream: as half, without a Content-Length (chunked, as an event stream is sent); cut: as
+   * half, then at release the connection is reset instead of the rest sent (an origin that
+   * dies mid-body, after a pause long enough that herdless streams what came); sink: read the
+   * request's body and note what arrived (OriginRequestRecord `received`), then answer.
    */
-  mode: "up" | "down" | "hold" | "truncate" | "half" | "stream";
+  mode: "up" | "down" | "hold" | "truncate" | "half" | "stream" | "cut" | "sink";
   /** When set, a request whose If-None-Match equals it gets 304. */
   etag?: string;
   /** Extra headers on that 304 (what a revalidation adds to the stored response). */
@@ -61,6 +64,11 @@ export interface OriginRequestRecord {
   path: string;
   /** Request headers, names lowercased. */
   headers: Record<string, string>;
+  /**
+   * What arrived of the request's body (mode sink), as it arrives: its bytes, and whether the
+   * message ended as its framing says one ends (all of its Content-Length, or the last chunk).
+   */
+  received?: { bytes: number; complete: boolean };
 }
 
 export interface OriginStats {
