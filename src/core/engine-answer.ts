@@ -60,10 +60,11 @@ export async function answerFill(
       if (!result.unkept) await ctx.nearTier.keep(result.entry, primary);
       return answerEntry(ctx, request, result, from, now);
     case "stream": {
-      // The body is on its way from the one fetch of this key; the coordinator stores it.
+      // The body is on its way from the one fetch of this key; the coordinator stores it once
+      // it is whole. No `stored` (RFC 9211 §2.5: the cache stored the response): the head goes
+      // out before that is known, and a body the origin cuts short is never stored.
       ctx.count(request, result.collapsed ? "collapsed" : "miss", primary);
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
-      if (result.size === "fits") status.stored = true;
       if (result.size === "too-large") status.detail = "too-large";
       return answerStream(ctx, request, result, status, primary, now);
     }

@@ -224,6 +224,59 @@ describe("RFC 9111 §5.2.2.4 / §5.2.2.7: the fields a qualified no-cache or pri
   });
 });
 
+describe("RFC 9211 §2.5: `stored` only for a response the cache stored", () => {
+  const SIZE = 200_000;
+
+  /** An origin whose body (past 64 KiB: it streams) the test sends, ends or cuts. */
+  function streamingOrigin() {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const fetch: FetchLike = async () => {
+      const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+      return new Response(body, { headers: { "cache-control": "max-age=60", "content-length": String(SIZE) } });
+    };
+    return {
+      fetch,
+      send: (bytes: number) => controller.enqueue(new Uint8Array(bytes)),
+      end: () => controller.close(),
+      cut: () => controller.error(new TypeError("terminated")),
+    };
+  }
+
+  const read = (body: unknown) => new Response(body as ReadableStream<Uint8Array>).arrayBuffer();
+
+  it("a body still arriving is not said to be stored, to its filler or its waiter; once whole it is, and the next request is a hit", async () => {
+    const origin = streamingOrigin();
+    const t = setup({}, origin.fetch);
+    const [filler, waiter] = await Promise.all([t.engine.handle(req("/s")), t.engine.handle(req("/s"))]);
+    expect([header(filler, "cache-status"), header(waiter, "cache-status")]).toEqual([
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=60",
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=60; collapsed",
+    ]);
+    origin.send(SIZE);
+    origin.end();
+    expect((await Promise.all([read(filler.body), read(waiter.body)])).map((b) => b.byteLength)).toEqual([SIZE, SIZE]);
+    await vi.waitFor(async () =>
+      expect(header(await t.engine.handle(req("/s")), "cache-status")).toMatch(/^herdless; hit/),
+    );
+  });
+
+  it("a body the origin cuts short: its filler and waiter were told nothing was stored, and nothing is", async () => {
+    const origin = streamingOrigin();
+    const t = setup({}, origin.fetch);
+    const [filler, waiter] = await Promise.all([t.engine.handle(req("/cut")), t.engine.handle(req("/cut"))]);
+    for (const answer of [filler, waiter]) {
+      expect(header(answer, "content-length")).toBe(String(SIZE));
+      expect(header(answer, "cache-status")).not.toContain("stored");
+    }
+    origin.send(SIZE / 2);
+    origin.cut();
+    await expect(read(filler.body)).rejects.toThrow();
+    await expect(read(waiter.body)).rejects.toThrow();
+    const after = await t.engine.handle(req("/cut"));
+    expect(header(after, "cache-status")).not.toMatch(/hit/);
+  });
+});
+
 describe("RFC 9110 §14: Range served from the stored full response", () => {
   it("a Range on a cold key fills the whole response (no Range to the origin), answers 206, stores the 200", async () => {
     const t = setup();
