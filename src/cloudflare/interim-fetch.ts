@@ -1,6 +1,5 @@
-import { HerdlessError } from "../core/errors.ts";
-import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
-import { mayRepeat } from "../core/origin/repeat.ts";
+import type { FetchLike } from "../core/origin/origin-client.ts";
+import { answerOf } from "./workerd-fetch.ts";
 
 /**
  * The Worker's origin `fetch`: workerd's own, except that an interim answer is looked past.
@@ -22,86 +21,6 @@ export const originFetch: FetchLike = async (url, init) => {
   const final = await finalAfterInterim(response.body, init.method ?? "GET").catch(() => undefined);
   return final ?? response;
 };
-
-/**
- * How long this isolate has heard nothing from an origin before a lost request counts as one
- * written on a connection the origin closed while idle: origins close idle connections after
- * seconds (Node 5 s, Apache 5 s, gunicorn 2 s, nginx 75 s), never within one.
- */
-const IDLE_MS = 1_000;
-
-/** When this isolate last had an answer from each origin (scheme, host and port); none after a failure. */
-const answeredAt = new Map<string, number>();
-
-/**
- * workerd's `fetch()`, asked once more when a request is lost on what was likely a stale
- * kept-alive connection.
- *
- * workerd pools its connections to the origin and does not repeat a request written on one the
- * origin closed at that moment (an origin's idle timeout, Node's 5 s by default, racing the
- * pool; workers-sdk#14848): the request fails as `Network connection lost.`, a 502 and a failure
- * against the breaker for an origin that is well. Varnish and nginx repeat such a request on a
- * new connection. workerd names a refused connection the same way, so the request is repeated
- * only when the last exchange with this origin was an answer, at least `IDLE_MS` ago: the
- * origin was well when it last answered, and its connections idle since long enough for it to
- * close them. An origin that fails right after answering is failing; one that is found down
- * after a quiet spell costs one repeat per isolate, then none until it answers again. Only an
- * idempotent request without a body is repeated (RFC 9110 §9.2.2).
- */
-async function answerOf(url: string, init: OriginFetchInit): Promise<Response> {
-  const origin = new URL(url).origin;
-  const attempt = () =>
-    fetch(url, init).then(
-      (response) => {
-        answeredAt.set(origin, Date.now());
-        return response;
-      },
-      (error: unknown) => {
-        throw malformedAnswer(error, url) ?? error;
-      },
-    );
-  try {
-    return await attempt();
-  } catch (error) {
-    const last = answeredAt.get(origin);
-    answeredAt.delete(origin);
-    const stale =
-      error instanceof Error &&
-      error.message === LOST &&
-      last !== undefined &&
-      Date.now() - last >= IDLE_MS &&
-      mayRepeat(init);
-    if (!stale) throw error;
-    return attempt();
-  }
-}
-
-/** workerd's error for a connection refused, reset or closed before an answer (measured on workerd 2026-04-26). */
-const LOST = "Network connection lost.";
-
-/**
- * workerd's errors for an origin answer it could not parse, as measured on workerd 2026-04-26:
- * a head KJ's parser refuses (a field name that is not a token, a NUL in a value, a line
- * without a colon) is an opaque `internal error; reference = …`, and Content-Length fields
- * that disagree are named. A refused or reset connection is `Network connection lost.`
- */
-const MALFORMED_ANSWER = [/^internal error; reference = /, /^invalid Content-Length header value/];
-
-/**
- * The error for an origin answer workerd refused as malformed: the origin answered, however
- * badly, so it is ORIGIN_STATUS (a clean 502 naming it), as Node's strict parser makes it
- * (src/node/origin-fetch.ts), never a sign of an unwell origin. workerd threw them as network
- * failures, which the breaker counted: an attacker who had the origin answer malformed on a few
- * paths of their choice (a header reflecting a NUL from the query) opened it for everyone.
- */
-function malformedAnswer(error: unknown, url: string): HerdlessError | undefined {
-  if (!(error instanceof Error) || !MALFORMED_ANSWER.some((pattern) => pattern.test(error.message))) return undefined;
-  return new HerdlessError(
-    "ORIGIN_STATUS",
-    `the origin's answer for ${url} is not valid HTTP/1.1 (workerd: ${error.message}); herdless refuses a malformed answer whole`,
-    { cause: error },
-  );
-}
 
 /** The longest header section read back: past it the bytes are not an HTTP/1.1 answer worth parsing. */
 const MAX_HEAD_BYTES = 64 * 1024;
@@ -163,6 +82,8 @@ function parseHead(head: string): { status: number; headers: Headers } | undefin
   const codings = headers.get("transfer-encoding")?.split(",") ?? []; // workerd: "unknown transfer encoding"
   if (codings.some((coding) => coding.trim().toLowerCase() !== "chunked")) return undefined;
   const length = headers.get("content-length");
+  // RFC 9112 §6.1: a sender must not send both; refused, as Node's parser refuses it (a smuggling shape).
+  if (length !== null && codings.length > 0) return undefined;
   if (length !== null) {
     const [one = "", ...others] = new Set(length.split(",").map((value) => value.trim())); // RFC 9112 §6.3
     if (others.length > 0 || !/^\d+$/.test(one)) return undefined;
@@ -212,8 +133,9 @@ class ByteReader {
   /** RFC 9112 §7.1: the next chunk's data; undefined after the last chunk and its trailer section. */
   async chunk(): Promise<Uint8Array | undefined> {
     const sizeLine = await this.line();
-    const size = Number.parseInt(sizeLine.split(";")[0]!.trim(), 16);
-    if (!Number.isFinite(size) || size < 0) throw new Error(`malformed chunk size ${JSON.stringify(sizeLine)}`);
+    const digits = sizeLine.split(";")[0]!.trim(); // RFC 9112 §7.1: 1*HEXDIG, not what parseInt lets by (`5x`, `+5`)
+    if (!/^[0-9A-Fa-f]{1,15}$/.test(digits)) throw new Error(`malformed chunk size ${JSON.stringify(sizeLine)}`);
+    const size = Number.parseInt(digits, 16);
     if (size === 0) {
       while ((await this.line()) !== "");
       return undefined;

@@ -39,7 +39,7 @@ describe("the final answer behind an interim one, read back from workerd's fetch
     const res = await finalAfterInterim(
       raw([
         "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
-        "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n",
+        "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n",
         "4;ext=1\r\nnot \r\n5\r\nfound\r\n0\r\nX-Trailer: 1\r\n\r\n",
       ]),
       "GET",
@@ -87,6 +87,8 @@ describe("the final answer behind an interim one, read back from workerd's fetch
       "Content-Length: 2, 3",
       "Transfer-Encoding: gzip\r\nContent-Length: 2",
       "Transfer-Encoding: chunked, gzip",
+      // RFC 9112 §6.1: both framings at once is a smuggling shape; Node's parser refuses it too.
+      "Transfer-Encoding: chunked\r\nContent-Length: 99",
     ])
       expect(await finalAfterInterim(raw([`HTTP/1.1 200 OK\r\n${head}\r\n\r\nokk`]), "GET"), head).toBeUndefined();
     // Repeated equal lengths are one length (RFC 9112 §6.3).
@@ -95,5 +97,15 @@ describe("the final answer behind an interim one, read back from workerd's fetch
       "GET",
     );
     expect(await same?.text()).toBe("ok");
+  });
+
+  it("a chunk size that is not 1*HEXDIG (what parseInt lets by: `5x`, `+5`, ` 0x5`) fails the body, never read as a size", async () => {
+    for (const size of ["5x", "+5", "0x5", "-5", ""]) {
+      const res = await finalAfterInterim(
+        raw([`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${size}\r\nhello\r\n0\r\n\r\n`]),
+        "GET",
+      );
+      await expect(res!.text(), size).rejects.toThrow(/malformed chunk size/);
+    }
   });
 });

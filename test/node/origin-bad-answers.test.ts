@@ -192,3 +192,35 @@ describe("a kept-alive origin connection closed under a request (Node)", () => {
     expect(seen).toEqual(["reset"]);
   });
 });
+
+describe("a 205 Reset Content that declares a body (Node)", () => {
+  it("attack: GETs answered `205` with 13 bytes declared (Node's own server for `res.end(text)`) are relayed with no content, and never open the breaker for other pages", async () => {
+    const raw = createServer((socket) => {
+      socket.on("data", (data: Buffer) => {
+        const path = /^GET (\S+)/.exec(data.toString("latin1"))?.[1] ?? "";
+        socket.write(
+          path.startsWith("/form")
+            ? "HTTP/1.1 205 Reset Content\r\nContent-Length: 13\r\n\r\nReset Content"
+            : "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 4\r\n\r\npage",
+        );
+      });
+    });
+    await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
+    const local = await herdless(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`);
+    try {
+      for (const path of ["/form1", "/form2", "/form3", "/form1?1", "/form2?1", "/form3?1", "/form1"]) {
+        const res = await fetch(`${local.base}${path}`);
+        expect(res.status).toBe(205);
+        expect(res.headers.get("content-length") ?? "0").toBe("0");
+        expect(await res.text()).toBe("");
+      }
+      // Read as bodies cut short, three URLs' 205s were a sick origin: the breaker opened for every page.
+      const victim = await fetch(`${local.base}/page`);
+      expect(victim.status).toBe(200);
+      expect(await victim.text()).toBe("page");
+    } finally {
+      await local.close();
+      await new Promise((resolve) => raw.close(resolve));
+    }
+  });
+});

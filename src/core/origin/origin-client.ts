@@ -151,7 +151,7 @@ export async function fetchOrigin<R extends OriginRequest>(
   }
   const decodes = options.decodes ?? fetchStandardDecoding;
   const { headers, dropped } = withArrivalDate(responseHeaders(response.headers, decodes), responseAt);
-  const contentLength = declaredLength(response.headers, decodes);
+  const contentLength = declaredLength(response.headers, decodes, response.status);
   const base = { status: response.status, headers, droppedFields: dropped, requestAt, responseAt, contentLength };
 
   const declared = hasNoBody(request.method, response.status) ? 0 : contentLength;
@@ -254,14 +254,21 @@ function withArrivalDate<T extends { headers: [string, string][] }>(fields: T, r
 
 /**
  * RFC 9110 §6.4.1: responses to HEAD and 1xx, 204 and 304 responses have no body, whatever
- * their Content-Length says (a 304's is the length of the stored representation, §8.6).
+ * their Content-Length says (a 304's is the length of the stored representation, §8.6); nor
+ * has a 205 (§15.3.6). The runtimes' fetches give a 205 no body whatever it declares (Node's
+ * own server sends `res.end("Reset Content")` as 13 bytes of one): read as a body cut short,
+ * it was a 502 that counted as a sick origin, and three such URLs opened the breaker.
  */
 function hasNoBody(method: string, status: number): boolean {
-  return method === "HEAD" || status < 200 || status === 204 || status === 304;
+  return method === "HEAD" || status < 200 || status === 204 || status === 205 || status === 304;
 }
 
-/** Content-Length, unless the body was decoded on the way in (then the length is the encoded one). */
-function declaredLength(headers: Headers, decodes: ContentDecoding): number | undefined {
+/**
+ * Content-Length, unless the body was decoded on the way in (then the length is the encoded
+ * one); 0 for a 205, which has no content whatever it declares (RFC 9110 §15.3.6).
+ */
+function declaredLength(headers: Headers, decodes: ContentDecoding, status: number): number | undefined {
+  if (status === 205) return 0;
   if (bodyWasDecoded(headers.get("content-encoding"), decodes)) return undefined;
   const raw = headers.get("content-length");
   if (raw === null || !/^\d+$/.test(raw.trim())) return undefined;
