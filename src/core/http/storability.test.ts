@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor, type ConfigInput } from "../config.ts";
 import { hasExplicitFreshness, HEURISTICALLY_CACHEABLE, type OriginResponseInfo } from "./freshness.ts";
-import { storability, storedFields } from "./storability.ts";
+import { requesterOnlyFields, storability, storedFields } from "./storability.ts";
 import { blamesTheRequest } from "./request-blame.ts";
 
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
@@ -170,6 +170,20 @@ describe("RFC 9111 §5.2.2.7 qualified private, §5.2.2.4 qualified no-cache", (
     };
     expect(store(headers)).toEqual({ storable: true });
     expect(storedFields(Object.entries(headers))).toEqual([["cache-control", headers["cache-control"]]]);
+  });
+
+  it("withholds the fields Cache-Control's qualified forms name also where CDN-Cache-Control or Surrogate-Control governs (RFC 9213)", () => {
+    for (const targeted of ["cdn-cache-control", "surrogate-control"]) {
+      const headers: [string, string][] = [
+        [targeted, "max-age=60"],
+        ["cache-control", 'private="X-User", no-cache="set-cookie", max-age=0'],
+        ["x-user", "ann"],
+        ["set-cookie", "sid=1"],
+        ["x-page", "1"],
+      ];
+      expect(storedFields(headers), targeted).toEqual([headers[0], headers[1], headers[4]]);
+      expect(requesterOnlyFields(headers), targeted).toEqual([headers[2], headers[3]]);
+    }
   });
 
   it("stores Set-Cookie2 and Clear-Site-Data as the origin's Cache-Control allows (conformance: headers-store-*)", () => {

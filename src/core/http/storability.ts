@@ -1,4 +1,4 @@
-import { isBare, qualifiedFields, type Directives } from "./cache-control.ts";
+import { isBare, parseCacheControl, qualifiedFields, type Directives } from "./cache-control.ts";
 import type { RoutePolicy } from "../config.ts";
 import {
   effectiveDirectives,
@@ -103,7 +103,7 @@ function notStorableReason(
   if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
   if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
   if (isBare(d, "private")) return "private";
-  const withheld = withheldFields(d);
+  const withheld = withheldFields(res.headers);
   for (const [name, reason] of CLIENT_STATE_FIELDS)
     if (res.headers.get(name) !== null && !withheld.has(name)) return reason;
   const vary = varyRefusal(res.headers.get("vary"));
@@ -122,9 +122,13 @@ function mustUnderstandOverridesNoStore(d: Directives, status: number): boolean 
 }
 
 // RFC 9111 §5.2.2.4 (qualified no-cache) and §5.2.2.7 (qualified private): the named fields are
-// never kept by a shared cache, and the rest of the response may be.
-function withheldFields(d: Directives): Set<string> {
-  return new Set([...qualifiedFields(d, "private"), ...qualifiedFields(d, "no-cache")]);
+// never kept by a shared cache, and the rest of the response may be. Those Cache-Control names
+// count also where CDN-Cache-Control or Surrogate-Control governs this cache (RFC 9213): withholding a
+// field is never less safe, and an origin behind a proxy that adds a blanket CDN lifetime still
+// meant its `private="X-User"`; read from the governing field alone, X-User was every visitor's.
+function withheldFields(list: HeaderReader): Set<string> {
+  const named = (d: Directives) => [...qualifiedFields(d, "private"), ...qualifiedFields(d, "no-cache")];
+  return new Set([...named(effectiveDirectives(list)), ...named(parseCacheControl(list.get("cache-control")))]);
 }
 
 // RFC 9110 §5.5: a field dropped as invalid may have been one storage depends on; then what the
@@ -145,7 +149,7 @@ function hasMalformedStorageField(res: OriginResponseInfo): boolean {
  * // [["cache-control", 'max-age=60, private="x-user"'], ["x-a", "1"]]
  */
 export function storedFields(headers: readonly [string, string][]): [string, string][] {
-  const withheld = withheldFields(effectiveDirectives(headerList(headers)));
+  const withheld = withheldFields(headerList(headers));
   return headers.filter(([name]) => name !== "age" && !CLIENT_STATE_FIELDS.has(name) && !withheld.has(name));
 }
 
@@ -164,7 +168,7 @@ export function storedFields(headers: readonly [string, string][]): [string, str
  * // [["x-a", "1"]]
  */
 export function requesterOnlyFields(headers: readonly [string, string][]): [string, string][] {
-  const withheld = withheldFields(effectiveDirectives(headerList(headers)));
+  const withheld = withheldFields(headerList(headers));
   if (withheld.size === 0) return [];
   return headers.filter(([name]) => withheld.has(name) && name !== "age");
 }
