@@ -67,10 +67,15 @@ export class DurableObjectGuard implements OriginGuard {
     if (signal?.aborted) throw signal.reason;
     // The object starts the lease when it grants, which is after this.
     const askedAt = this.clock.now();
+    // A caller that gives up is withdrawn from the object's queue by this id (an abort cannot cross RPC).
+    const waiterId = signal ? crypto.randomUUID() : undefined;
     // Awaited inside, so the RPC result's per-branch promise types collapse into GuardGrant.
     const grant = await this.giveUpOn(
-      this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority, ifFree)),
+      this.call("acquire", async (stub): Promise<GuardGrant> => await stub.acquire(priority, ifFree, waiterId)),
       signal,
+      () => {
+        if (waiterId) void this.call("withdraw", (stub) => stub.withdraw(waiterId)).catch(() => undefined);
+      },
     );
     if (!grant.ok) throw new HerdlessError(grant.code, grant.message, { retryAfterMs: grant.retryAfterMs });
     return this.permit(grant.permitId, grant.probe, grant.leaseMs, askedAt);
@@ -137,8 +142,15 @@ export class DurableObjectGuard implements OriginGuard {
     };
   }
 
-  /** Settles with `pending` unless the caller aborts or the wait times out first; a late permit goes back. */
-  private giveUpOn(pending: Promise<GuardGrant>, signal: AbortSignal | undefined): Promise<GuardGrant> {
+  /**
+   * Settles with `pending` unless the caller aborts (then `withdraw` tells the object) or the
+   * wait times out first; a late permit goes back.
+   */
+  private giveUpOn(
+    pending: Promise<GuardGrant>,
+    signal: AbortSignal | undefined,
+    withdraw: () => void,
+  ): Promise<GuardGrant> {
     const { waitTimeoutMs } = this.options;
     if (!signal && waitTimeoutMs === undefined) return pending;
     return new Promise<GuardGrant>((resolve, reject) => {
@@ -151,7 +163,9 @@ export class DurableObjectGuard implements OriginGuard {
         return true;
       };
       const onAbort = () => {
-        if (settle()) reject(signal?.reason);
+        if (!settle()) return;
+        withdraw();
+        reject(signal?.reason);
       };
       const timer =
         waitTimeoutMs === undefined

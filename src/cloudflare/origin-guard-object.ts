@@ -81,6 +81,8 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
   private savedBreaker: BreakerRecord | undefined;
   /** Wall-clock time of the scheduled alarm, if this instance set one. */
   private alarmAt: number | undefined;
+  /** The callers waiting in the queue that may withdraw (acquire's `waiterId`), by id. */
+  private readonly waiters = new Map<string, AbortController>();
   /** Permit calls this instance answered (acquire, renew, release, abandon): the scale simulation holds them to the model. */
   permitCalls = 0;
 
@@ -94,22 +96,28 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
     );
   }
 
-  /** Waits for a permit (bounded by origin.queueTimeoutMs; `ifFree`: not at all); refusals are answers, not errors. */
-  async acquire(priority: Priority, ifFree = false): Promise<GuardGrant> {
+  /**
+   * Waits for a permit (bounded by origin.queueTimeoutMs; `ifFree`: not at all); refusals are
+   * answers, not errors. `waiterId`: the caller may withdraw the wait ({@link withdraw}).
+   */
+  async acquire(priority: Priority, ifFree = false, waiterId?: string): Promise<GuardGrant> {
     this.permitCalls++;
     const state = this.state();
     this.reclaim(state);
+    const withdrawal = typeof waiterId === "string" ? new AbortController() : undefined;
+    if (withdrawal) this.waiters.set(waiterId!, withdrawal);
     let permit: LocalPermit;
     try {
-      permit = await state.guard.acquire(
-        priority === "background" ? "background" : "foreground",
-        undefined,
-        ifFree === true,
-      );
+      const asked = priority === "background" ? "background" : "foreground";
+      permit = await state.guard.acquire(asked, withdrawal?.signal, ifFree === true);
     } catch (error) {
       if (isHerdlessError(error) && isGuardRefusal(error.code))
         return { ok: false, code: error.code, message: error.message, retryAfterMs: error.retryAfterMs ?? 1_000 };
+      if (withdrawal?.signal.aborted)
+        return { ok: false, code: "QUEUE_TIMEOUT", message: "withdrawn by its caller", retryAfterMs: 1_000 };
       throw error;
+    } finally {
+      if (withdrawal) this.waiters.delete(waiterId!);
     }
     const permitId = crypto.randomUUID();
     const leaseMs = permitLeaseMs(state.config);
@@ -152,6 +160,14 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
   }
 
   /** Frees the permit without counting an outcome (its caller gave up before calling the origin). */
+  /**
+   * Takes a waiting caller out of the queue: its client left (a relay's request.signal), and a
+   * waiter nobody is left to answer held a place of `origin.maxQueue` until its turn came.
+   */
+  async withdraw(waiterId: string): Promise<void> {
+    this.waiters.get(waiterId)?.abort(new Error("withdrawn by its caller"));
+  }
+
   async abandon(permitId: string): Promise<void> {
     this.permitCalls++;
     this.take(permitId)?.abandon();
