@@ -51,6 +51,31 @@ describe("Redis purge registry", () => {
     await Promise.all(members.map((m) => m.close()));
   });
 
+  it("purges survive Redis restarting empty (or flushed, or an older replica taking over): the members write them back", async () => {
+    const members = await Promise.all([member("p6:"), member("p6:")]);
+    await members[0]!.registry.purge({ urls: ["https://a.test/x"] });
+    await members[0]!.registry.purge({ tags: ["t"] });
+    const wipe = await redis.connect();
+    await wipe.run("wipe", (client) => client.del("p6:purges"));
+    // Past the bound every member has read Redis again: the purges are still in force, and back in Redis.
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    for (const m of members) {
+      const snapshot = await m.registry.current();
+      expect(snapshot.keys["GET https://a.test/x"]?.soft).toBe(false);
+      expect(snapshot.tags.t?.soft).toBe(false);
+    }
+    const [, json] = await wipe.run("read", (client) => client.hmget("p6:purges", "version", "snapshot"));
+    expect(JSON.parse(json!)).toMatchObject({
+      keys: { "GET https://a.test/x": { soft: false } },
+      tags: { t: { soft: false } },
+    });
+    // A purge after the restart adds to them.
+    await members[1]!.registry.purge({ tags: ["u"] });
+    for (const m of members) expect(Object.keys((await m.registry.current()).tags).sort()).toEqual(["t", "u"]);
+    await wipe.close();
+    await Promise.all(members.map((m) => m.close()));
+  });
+
   it("fails clearly when Redis is unreachable", async () => {
     const connection = new RedisConnection({ url: "redis://127.0.0.1:1" });
     const registry = new RedisPurgeRegistry({

@@ -123,9 +123,25 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     const [version, json] = await this.o.connection.run("read purges", (client) =>
       client.hmget(this.key, "version", "snapshot"),
     );
-    if (!version || !json) this.apply("0", emptyPurges());
-    else if (version !== this.version) this.apply(version, JSON.parse(json) as PurgeSnapshot);
+    const remote = version && json ? version : "0";
+    if (Number(remote) < Number(this.version) && hasMarks(this.snapshot)) await this.reseed(remote);
+    else if (remote === "0") this.apply("0", emptyPurges());
+    else if (version !== this.version) this.apply(remote, JSON.parse(json!) as PurgeSnapshot);
     this.readSentAt = sentAt;
+  }
+
+  /**
+   * Redis holds an older list than this process (it restarted empty, was flushed, or a replica
+   * behind it took over): the purges this process holds are written back. Taken from Redis,
+   * the older list undid them in every process: the copies a hard purge only hid came back for
+   * the rest of their lifetime. Another process that writes first wins the swap; the next read
+   * takes its list, which held the same purges.
+   */
+  private async reseed(remote: string): Promise<void> {
+    const snapshot = this.snapshot;
+    await this.o.connection.run("restore purges", (client) =>
+      SWAP.run(client, [this.key], [remote, this.version, JSON.stringify(snapshot)]),
+    );
   }
 
   private apply(version: string, snapshot: PurgeSnapshot): void {
@@ -145,4 +161,8 @@ export class RedisPurgeRegistry implements PurgeRegistry {
 async function pastBound(since: number, boundMs: number): Promise<void> {
   for (let left = boundMs; left >= 0; left = boundMs - (performance.now() - since))
     await new Promise((resolve) => setTimeout(resolve, Math.ceil(left) + 1));
+}
+
+function hasMarks(snapshot: PurgeSnapshot): boolean {
+  return snapshot.all !== undefined || Object.keys(snapshot.keys).length > 0 || Object.keys(snapshot.tags).length > 0;
 }
