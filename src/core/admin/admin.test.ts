@@ -3,13 +3,13 @@ import { ManualClock } from "../clock.ts";
 import {
   AttemptLimiter,
   handleAdmin,
-  isJsonMediaType,
   tokenMatches,
   statsSnapshot,
   type AdminContext,
   type AdminRequest,
 } from "./admin.ts";
 import { addressBlock, SESSION_TTL_MS } from "./auth.ts";
+import { isJsonMediaType } from "./media-type.ts";
 import { Metrics } from "./metrics.ts";
 import { LocalPurgeRegistry } from "./purge.ts";
 
@@ -258,6 +258,26 @@ describe("admin API under attack", () => {
     expect((await guess("guess-12-0123456789")).status).toBe(429);
     t.clock.advance(1_000);
     expect((await guess(TOKEN)).status).toBe(200);
+  });
+
+  it("attack: another site's page posting the login form (empty, or with guesses) never locks its visitor's address out", async () => {
+    const t = setup();
+    const victim = { client: "198.51.100.7" };
+    const post = (body: string, headers: Record<string, string>) =>
+      handleAdmin(req("POST", "/__herdless/login", headers, body, victim), t.ctx);
+    for (let i = 0; i < 20; i++) {
+      expect((await post("", { "sec-fetch-site": "cross-site" })).status).toBe(403);
+      expect((await post(`token=guess-${i}`, { "sec-fetch-site": "same-site" })).status).toBe(403);
+      // No token at all is no guess, whoever sends it.
+      expect((await post("", {})).status).toBe(401);
+    }
+    const stats = await handleAdmin(
+      req("GET", "/__herdless/stats", { authorization: `Bearer ${TOKEN}` }, "", victim),
+      t.ctx,
+    );
+    expect(stats.status).toBe(200);
+    // The operator's own form still signs in.
+    expect((await post(`token=${TOKEN}`, { "sec-fetch-site": "same-origin" })).status).toBe(303);
   });
 
   it("an IPv6 client is braked by its /64: guesses from a new address of the same block are slowed, another block's are not", async () => {
