@@ -114,6 +114,17 @@ describe("RedisGuard: deployment-wide cap", () => {
     expect(guards.some((g) => g.degraded)).toBe(false);
   });
 
+  it("an ifFree call takes a slot free anywhere in the fleet, and is refused ORIGIN_BUSY at once when the fleet's are all held", async () => {
+    const { guards } = fleet({ maxConcurrency: 2 });
+    const held = [await guards[0]!.acquire("foreground"), await guards[1]!.acquire("foreground", undefined, true)];
+    await expect(guards[2]!.acquire("foreground", undefined, true)).rejects.toSatisfy((e) => code(e) === "ORIGIN_BUSY");
+    await held[0]!.release("success");
+    // A plain success is sent behind the release: the slot is free once Redis has it.
+    while ((await guards[2]!.snapshot()).inFlight > 1) await sleep(5);
+    const third = await guards[2]!.acquire("foreground", undefined, true);
+    await Promise.all([held[1]!.release("success"), third.release("success")]);
+  });
+
   it("keeps one slot for foreground: background waits while maxConcurrency - 1 are held", async () => {
     const { guards } = fleet({ maxConcurrency: 4, queueTimeoutMs: 150, clock: systemClock });
     const [a, b, c] = guards as [RedisGuard, RedisGuard, RedisGuard];
