@@ -1,7 +1,6 @@
 import { isBare, parseCacheControl, qualifiedFields, type Directives } from "./cache-control.ts";
 import type { RoutePolicy } from "../config.ts";
 import {
-  effectiveDirectives,
   governingDirectives,
   hasExplicitFreshness,
   HEURISTICALLY_CACHEABLE,
@@ -103,7 +102,7 @@ function notStorableReason(
   if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
   if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
   if (isBare(d, "private")) return "private";
-  const withheld = withheldFields(res.headers);
+  const withheld = withheldFields(res.headers, governing);
   for (const [name, reason] of CLIENT_STATE_FIELDS)
     if (res.headers.get(name) !== null && !withheld.has(name)) return reason;
   const vary = varyRefusal(res.headers.get("vary"));
@@ -126,9 +125,12 @@ function mustUnderstandOverridesNoStore(d: Directives, status: number): boolean 
 // count also where CDN-Cache-Control or Surrogate-Control governs this cache (RFC 9213): withholding a
 // field is never less safe, and an origin behind a proxy that adds a blanket CDN lifetime still
 // meant its `private="X-User"`; read from the governing field alone, X-User was every visitor's.
-function withheldFields(list: HeaderReader): Set<string> {
+function withheldFields(headers: HeaderReader, governing = governingDirectives(headers)): Set<string> {
   const named = (d: Directives) => [...qualifiedFields(d, "private"), ...qualifiedFields(d, "no-cache")];
-  return new Set([...named(effectiveDirectives(list)), ...named(parseCacheControl(list.get("cache-control")))]);
+  const withheld = new Set(named(governing.d));
+  // Cache-Control is read again only where a targeted field governed (else it was the one read).
+  if (governing.targeted) for (const name of named(parseCacheControl(headers.get("cache-control")))) withheld.add(name);
+  return withheld;
 }
 
 // RFC 9110 §5.5: a field dropped as invalid may have been one storage depends on; then what the
