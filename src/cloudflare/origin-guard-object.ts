@@ -105,7 +105,7 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
     const state = this.state();
     this.reclaim(state);
     const withdrawal = typeof waiterId === "string" ? new AbortController() : undefined;
-    if (withdrawal) this.waiters.set(waiterId!, withdrawal);
+    if (waiterId !== undefined && withdrawal) this.waiters.set(waiterId, withdrawal);
     let permit: LocalPermit;
     try {
       const asked = priority === "background" ? "background" : "foreground";
@@ -117,7 +117,7 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
         return { ok: false, code: "QUEUE_TIMEOUT", message: "withdrawn by its caller", retryAfterMs: 1_000 };
       throw error;
     } finally {
-      if (withdrawal) this.waiters.delete(waiterId!);
+      if (waiterId !== undefined) this.waiters.delete(waiterId);
     }
     const permitId = crypto.randomUUID();
     const leaseMs = permitLeaseMs(state.config);
@@ -159,7 +159,6 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
     this.take(permitId)?.release(outcome === "success" || outcome === "neutral" ? outcome : "failure", key);
   }
 
-  /** Frees the permit without counting an outcome (its caller gave up before calling the origin). */
   /**
    * Takes a waiting caller out of the queue: its client left (a relay's request.signal), and a
    * waiter nobody is left to answer held a place of `origin.maxQueue` until its turn came.
@@ -168,6 +167,7 @@ export class OriginGuardObject extends DurableObject<ConfigEnv> {
     this.waiters.get(waiterId)?.abort(new Error("withdrawn by its caller"));
   }
 
+  /** Frees the permit without counting an outcome (its caller gave up before calling the origin). */
   async abandon(permitId: string): Promise<void> {
     this.permitCalls++;
     this.take(permitId)?.abandon();
