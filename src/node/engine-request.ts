@@ -25,6 +25,7 @@ export function toEngineRequest(
   // RFC 9112 §6.3: without Content-Length or Transfer-Encoding there is no content to relay.
   const framed = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
   const body = method === "GET" || method === "HEAD" || !framed ? null : (Readable.toWeb(req) as ReadableStream);
+  let signal: AbortSignal | undefined;
   return {
     method,
     url: requestUrl(req, scheme),
@@ -34,7 +35,10 @@ export function toEngineRequest(
     clientAddress: req.socket.remoteAddress,
     receivedAt,
     onInterim: res && interimWriter(req, res),
-    signal: res && hangUpSignal(req, res),
+    // Made when first asked (by a relay): most answers never look, and need no listener or controller.
+    get signal() {
+      return (signal ??= res && hangUpSignal(req, res));
+    },
   };
 }
 
@@ -45,7 +49,8 @@ const hungUp = () => new Error("the client hung up before its answer");
 const pendingOn = new WeakMap<Socket, Set<AbortController>>();
 
 /**
- * Aborts when the client's connection closes before its answer was all written. The
+ * Aborts when the client's connection closes before its answer was all written (at once if
+ * it has closed already: made when first asked, the signal may come after the hang-up). The
  * answer's 'close' tells for the request being answered; a pipelined request waiting its
  * turn has no socket on its answer yet, so its connection's 'close' tells for it (one
  * listener per connection, not one per request). The request's own 'close' cannot: Node
@@ -54,8 +59,8 @@ const pendingOn = new WeakMap<Socket, Set<AbortController>>();
 function hangUpSignal(req: IncomingMessage, res: ServerResponse): AbortSignal {
   const hangUp = new AbortController();
   const socket = req.socket;
-  // Gone already: its 'close' came and went before this request got here.
-  if (socket.destroyed) {
+  // Gone already: its 'close' came and went before the signal was asked for.
+  if (socket.destroyed || (res.destroyed && !res.writableFinished)) {
     hangUp.abort(hungUp());
     return hangUp.signal;
   }
