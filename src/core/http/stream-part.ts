@@ -34,7 +34,7 @@ export function streamPart(body: ReadableStream<Uint8Array>, start: number, end:
       }
     },
     cancel(reason) {
-      return reader.cancel(reason);
+      return reader.cancel(reason).catch(() => undefined);
     },
   });
 }

@@ -64,7 +64,7 @@ export function prepend(
       else controller.enqueue(value);
     },
     cancel(reason) {
-      return rest.cancel(reason);
+      return rest.cancel(reason).catch(() => undefined);
     },
   });
 }

@@ -38,7 +38,10 @@ export function cutWhenUnread(
       },
       cancel(reason) {
         stopWatching();
-        return reader.cancel(reason);
+        // A source that already failed rejects the cancel with its error; the client that
+        // cancels is gone, and the runtime that cancels for it does not listen (workerd's
+        // pipe into a FixedLengthStream left it an unhandled rejection).
+        return reader.cancel(reason).catch(() => undefined);
       },
     },
     // The next pull is the client's next read: the time until it is the client's idleness.

@@ -145,11 +145,10 @@ class HeldBody {
     this.cancelling = true;
     this.close();
     if (this.released) return;
-    try {
-      await this.reader.cancel(reason);
-    } finally {
-      this.release("ended");
-    }
+    // An origin body that already failed rejects the cancel with its error: the client is gone,
+    // and nobody is left to hear it (unheard, it was an unhandled rejection).
+    await this.reader.cancel(reason).catch(() => undefined);
+    this.release("ended");
   }
 
   private tooLong(streamTimeoutMs: number): void {

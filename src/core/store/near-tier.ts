@@ -103,7 +103,7 @@ export class NearTier {
         },
         cancel: (reason) => {
           stop();
-          return reader.cancel(reason);
+          return reader.cancel(reason).catch(() => undefined);
         },
       },
       { highWaterMark: 0 },
