@@ -1,11 +1,13 @@
 import type { EngineRequest } from "../core/engine.ts";
+import { canonicalUrl } from "../core/http/canonical-url.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 
 /** Between the Workers' Request/Response and the engine's plain request and answer. */
 export function toEngineRequest(request: Request): EngineRequest {
   return {
     method: request.method,
-    url: new URL(request.url),
+    // The spelling it is keyed and fetched by (canonical-url.ts), as the edge's hit path reads it.
+    url: canonicalUrl(new URL(request.url)),
     headers: request.headers,
     rawHeaders: [...request.headers],
     body: request.body,

@@ -6,6 +6,7 @@ import type { Coordinator } from "../core/fill/coordinator.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
+import { canonicalUrl } from "../core/http/canonical-url.ts";
 import { fieldValueRefusal, hostRefusal, targetLengthRefusal } from "../core/http/request-check.ts";
 import { TieredStore } from "../core/store/tiered-store.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
@@ -77,7 +78,7 @@ export async function handle(
     hostRefusal(host === null ? [] : [host]) ?? fieldValueRefusal(request.headers) ?? targetLengthRefusal(request.url);
   if (refused) return toResponse(refused);
   const cacheName = options.cacheName ?? config.cache.name;
-  const target = isolate.targets.get(request.url, () => new URL(request.url));
+  const target = isolate.targets.get(request.url, () => canonicalUrl(new URL(request.url)));
   const url = target.url;
   const admin = isAdminPath(url.pathname);
   const background = (work: Promise<unknown>) =>

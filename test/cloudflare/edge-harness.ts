@@ -3,6 +3,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import type { Clock } from "../../src/core/clock.ts";
 import { routeFor, type ConfigInput } from "../../src/core/config.ts";
+import { canonicalUrl } from "../../src/core/http/canonical-url.ts";
 import { primaryKey } from "../../src/core/http/key.ts";
 import { handle } from "../../src/cloudflare/edge.ts";
 import { configFromEnv } from "../../src/cloudflare/config-env.ts";
@@ -85,7 +86,7 @@ export function dataCenters(n: number, testEnv: Env, clock?: Clock, options: Dat
 /** The coordinator object of the key the edge computes for `path`. */
 export function coordinatorOf(testEnv: Env, path: string) {
   const config = configFromEnv(testEnv);
-  const url = new URL(`${EDGE}${path}`);
+  const url = canonicalUrl(new URL(`${EDGE}${path}`));
   return env.COORDINATOR.get(env.COORDINATOR.idFromName(primaryKey(url, routeFor(config, url.pathname).key)));
 }
 

@@ -172,3 +172,25 @@ describe("hard purge across four data centers", () => {
     await hardPurge({ all: true }, ["/all/a", "/all/b"], []);
   });
 });
+
+describe("security: one page under many spellings of its URL", () => {
+  it("an attacker's /%70age and %-case store nothing apart: one origin request, asked by the plain spelling, and the operator's purge of the plain URL purges what they stored", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": CACHED } });
+    const testEnv = edgeEnv(origin.url, { ...ADMIN, ...PATIENT_BREAKER });
+    const guardName = `guard-${crypto.randomUUID()}`;
+    await useGuardConfig(testEnv, guardName);
+    await useInCoordinators(testEnv, ["/spelled/caf%C3%A9"], systemClock, guardName);
+    const dc = dataCenter(`spelled-${crypto.randomUUID()}`, testEnv, undefined, { ownIsolate: true });
+
+    // Each spelling was a key of its own: one origin request each, and a copy a purge missed.
+    for (const spelling of ["/spelled/c%61f%c3%a9", "/sp%65lled/caf%C3%a9", "/spelled/caf%C3%A9"])
+      expect((await dc.get(spelling)).body).toBe("/spelled/caf%C3%A9 #1");
+    expect(await origin.count()).toBe(1);
+
+    const purge = await adminCall(dc, "POST", "purge", { body: { urls: [`${EDGE}/spelled/caf%C3%A9`] } });
+    expect(purge.status).toBe(200);
+    const victim = await dc.get("/spelled/c%61f%c3%a9");
+    expect(victim.body).toBe("/spelled/caf%C3%A9 #2");
+    expect(victim.cacheStatus).toMatch(/fwd=uri-miss/);
+  });
+});

@@ -99,3 +99,35 @@ describe("security: purge tags named like an object's own fields (Node)", () => 
     expect(requests).toBe(2);
   });
 });
+
+describe("security: one page under many spellings of its URL (Node)", () => {
+  it("an attacker's /%70age, %-case and a Host's trailing dot store nothing apart: one origin request, asked by the plain spelling, and the operator's purge of /page purges what they stored", async () => {
+    const asked: string[] = [];
+    const origin = await servingOrigin((req, res) => {
+      asked.push(`${req.headers.host} ${req.url}`);
+      res.writeHead(200, { "cache-control": "max-age=60" }).end(`v${asked.length}`);
+    }, cleanup);
+    const proxy = await herdless(origin, {
+      admin: { token: TOKEN, purgePropagationMs: 10 },
+      origin: { hostHeader: "client" },
+    });
+    cleanup.push(() => proxy.close());
+
+    // The attacker stores the page under spellings of its own, each a key before.
+    for (const [target, host] of [
+      ["/%70age/caf%c3%a9", "shop.test"],
+      ["/page/caf%C3%A9", "shop.test."],
+      ["/p%61ge/caf%C3%a9", "SHOP.test"],
+    ])
+      expect((await get(proxy.base, target!, { headers: { host: host! } })).body).toBe("v1");
+    expect(asked).toEqual(["shop.test /page/caf%C3%A9"]);
+
+    // The operator purges the page as its visitors spell it; every spelling's copy goes.
+    expect((await purge(proxy.base, { urls: ["http://shop.test/page/caf%C3%A9"] })).status).toBe(200);
+    proxy.clock.advance(1);
+    const victim = await get(proxy.base, "/%70age/caf%c3%a9", { headers: { host: "shop.test." } });
+    expect(victim.body).toBe("v2");
+    expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss/);
+    expect(asked).toEqual(["shop.test /page/caf%C3%A9", "shop.test /page/caf%C3%A9"]);
+  });
+});

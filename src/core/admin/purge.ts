@@ -1,3 +1,4 @@
+import { canonicalUrl } from "../http/canonical-url.ts";
 import { routeFor, type Config } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import { primaryKey } from "../http/key.ts";
@@ -261,7 +262,8 @@ export class LocalPurgeRegistry implements PurgeRegistry {
  */
 export function purgeKeyOf(config: Config, anyScheme = false): (url: string) => readonly string[] {
   return (url) => {
-    const parsed = new URL(url);
+    // Spelled as requests are keyed (`/%70age` is `/page`): every stored spelling goes.
+    const parsed = canonicalUrl(new URL(url));
     // The scheme does not change the path, so one route's key options serve both keys.
     const options = routeFor(config, parsed.pathname).key;
     const key = primaryKey(parsed, options);

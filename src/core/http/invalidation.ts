@@ -1,3 +1,4 @@
+import { canonicalUrl } from "./canonical-url.ts";
 import { isUnsafeMethod } from "./decision.ts";
 
 /**
@@ -23,7 +24,7 @@ export function invalidatedUrls(
     if (name !== "location" && name !== "content-location") continue;
     let url: URL;
     try {
-      url = new URL(value.trim(), target);
+      url = canonicalUrl(new URL(value.trim(), target));
     } catch {
       continue; // An unparseable reference names nothing to invalidate.
     }

@@ -1,3 +1,4 @@
+import { canonicalUrl } from "./canonical-url.ts";
 import { synthetic, type EngineResponse } from "./respond.ts";
 
 /** `Host` as RFC 9110 §7.2 allows it: a DNS name or IPv4 address, or an IPv6 literal, then an optional port. */
@@ -182,7 +183,7 @@ export function forwardedScheme(value: string | null | undefined): Scheme | unde
  */
 export function targetUrl(target: string, host: string, scheme: Scheme = "http:"): URL | undefined {
   // One string, never resolved: with a valid host every origin-form target parses.
-  if (target.startsWith("/")) return new URL(`${scheme}//${host}${target}`);
+  if (target.startsWith("/")) return canonicalUrl(new URL(`${scheme}//${host}${target}`));
   let url: URL;
   try {
     url = new URL(target);
@@ -191,7 +192,7 @@ export function targetUrl(target: string, host: string, scheme: Scheme = "http:"
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
   if (url.username !== "" || url.password !== "" || !validHost(url.host)) return undefined;
-  return url;
+  return canonicalUrl(url);
 }
 
 /**
