@@ -201,6 +201,10 @@ export class Engine {
       await this.refreshes.run(fill.key, async () => {
         const result = discardStream(await this.fill(fill));
         if (result.kind === "entry" && !result.unkept) await this.nearTier.keep(result.entry, fill.primary);
+        // The origin's answer replaced the copy (a 200 or a 304 that made it private or
+        // no-store, RFC 9111 §4.3.4), as a foreground fill's does (answerFill): this edge's goes
+        // too. Kept, it answered as stale-while-revalidate, each answer one more origin request.
+        else if (result.kind === "pass" && !result.keepsCopy) await this.nearTier.drop(fill.key);
       });
     } catch {
       // A failed refresh leaves the stale copy in place; the next request past it tries again.
