@@ -413,6 +413,32 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect([victim.status, victim.body]).toEqual([200, "the page"]);
   });
 
+  it("origin.notFoundTtlMs keeps only a 404 that says nothing of its lifetime: one marked no-cache, max-age=0, with an Age past its max-age or Expires at its Date is asked again, never a hit (RFC 9111 §4.2.1, §5.2.2.4)", async () => {
+    const lives: Record<string, Record<string, string>> = {
+      "/no-cache": { "cache-control": "no-cache" },
+      "/spent": { "cache-control": "max-age=0, must-revalidate" },
+      "/old": { "cache-control": "max-age=5", age: "100" },
+      "/expired": { expires: new Date(0).toUTCString() },
+      "/silent": {},
+    };
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      res.writeHead(404, { ...lives[req.url ?? ""], "content-type": "text/plain" }).end(`gone #${requests}`);
+    });
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin, clock, { notFoundTtlMs: 60_000 });
+    for (const path of Object.keys(lives)) expect((await get(base, path)).status).toBe(404);
+    clock.advance(1_000);
+    for (const path of Object.keys(lives).filter((p) => p !== "/silent")) {
+      const again = await get(base, path);
+      expect(again.headers["cache-status"], path).toMatch(/fwd=/);
+    }
+    // The 404 that named no lifetime is the one notFoundTtlMs keeps.
+    expect((await get(base, "/silent")).headers["cache-status"]).toMatch(/^herdless; hit; ttl=59$/);
+    expect(requests).toBe(9);
+  });
+
   it("RFC 9110 §7.6.1: a Vary or Cache-Control: private the origin names in Connection still governs the storage: the German page is never the French visitor's, the owner's private page never the next visitor's", async () => {
     let requests = 0;
     const origin = await serving((req, res) => {

@@ -13,6 +13,7 @@ import {
 import { blamesTheRequest } from "../http/request-blame.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
+import { governingDirectives, hasExplicitFreshness } from "../http/freshness.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
 import { putVaryPointer, servableWinner, writtenWhileAsked } from "../store/lookup.ts";
@@ -108,7 +109,7 @@ export async function settle(
   const made = entryFromResponse(res.kind === "buffered" ? res : { ...res, body: new Uint8Array(0) }, entryContext);
   // herdless's own negative caching never keeps a 404 a client's own input may have caused.
   const ownInput = made.status === 404 && clientInput(request.headers, config) !== undefined;
-  const entry = ownInput ? made : withNotFoundTtl(made, config, clock.now());
+  const entry = ownInput ? made : withNotFoundTtl(made, res.headers, config, clock.now());
   const own = requesterFields(res.headers, config);
   if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status, own);
   const flight = shareBody(entry, res, sharedBodyLimits(config));
@@ -229,8 +230,14 @@ function oneClients(verdict: Storability): boolean {
 }
 
 /** `origin.notFoundTtlMs`: a 404 the origin gave no lifetime is kept that long. */
-function withNotFoundTtl(entry: Entry, config: Config, now: number): Entry {
+function withNotFoundTtl(entry: Entry, fields: OriginResponse["headers"], config: Config, now: number): Entry {
   if (entry.status !== 404 || config.origin.notFoundTtlMs <= 0 || entry.staleAt > now) return entry;
+  // Only a 404 that says nothing of its lifetime: one the origin gave a spent one (`max-age=0`,
+  // an `Age` past its max-age, `Expires` at its Date) or marked `no-cache` is stale as it says
+  // (RFC 9111 §4.2.1, §5.2.2.4), not fresh for notFoundTtlMs.
+  const headers = headerList(fields);
+  const governing = governingDirectives(headers);
+  if (hasExplicitFreshness(headers, governing) || governing.d.has("no-cache")) return entry;
   const staleAt = now + config.origin.notFoundTtlMs;
   return { ...entry, staleAt, swrUntil: staleAt, sieUntil: staleAt, deleteAt: staleAt + config.cache.retainStaleMs };
 }
