@@ -304,6 +304,19 @@ describe("RFC 5861 stale-while-revalidate and stale-if-error", () => {
     expect(granted.mustRevalidate).toBe(false);
     expect(granted.swrUntil).toBe(T0 + 95 * S);
   });
+
+  it("under s-maxage the operator's grace lengthens only a window the origin named, never opens the other", () => {
+    const defaults = { staleWhileRevalidateMs: 30_000, staleIfErrorMs: 60_000 };
+    const sieOnly = life({ "cache-control": "s-maxage=1, stale-if-error=60" }, { defaults });
+    expect(sieOnly.swrUntil).toBe(T0 + 1 * S);
+    expect(sieOnly.sieUntil).toBe(T0 + 121 * S);
+    const swrOnly = life({ "cache-control": "s-maxage=1, stale-while-revalidate=1" }, { defaults });
+    expect(swrOnly.swrUntil).toBe(T0 + 32 * S);
+    expect(swrOnly.sieUntil).toBe(T0 + 1 * S);
+    // Without s-maxage the grace applies to both, as before.
+    const plain = life({ "cache-control": "max-age=1, stale-if-error=60" }, { defaults });
+    expect(plain.swrUntil).toBe(T0 + 31 * S);
+  });
 });
 
 describe("RFC 9213 §2.2 an invalid CDN-Cache-Control is ignored entirely", () => {

@@ -229,6 +229,11 @@ function forbidsStale(d: Directives): boolean {
 
 // RFC 5861 §3 (stale-while-revalidate) and §4 (stale-if-error), plus the operator's grace,
 // which RFC 9111 §4.2.4 allows as "configuration in accordance with an out-of-band contract".
+// Under s-maxage (proxy-revalidate, above) only a window the origin named allows stale: the
+// grace lengthens it and never opens the other (`s-maxage=1, stale-if-error=60` was served
+// stale-while-revalidate for the route's grace, and a 500 was hidden under `s-maxage=1,
+// stale-while-revalidate=1`).
 function staleWindowMs(d: Directives, name: "stale-while-revalidate" | "stale-if-error", graceMs: number): number {
+  if (d.has("s-maxage") && !d.has(name)) return 0;
   return (deltaSecondsMs(d, name) ?? 0) + graceMs;
 }
