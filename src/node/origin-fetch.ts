@@ -112,6 +112,10 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
     // request carries Upgrade) is its answer; any other is the odd status it is (a clean 502).
     const asked = headers.some(([name]) => name === "upgrade");
     outgoing.once("upgrade", (incoming: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // node:http detached the socket and its 'error' listener: until the tunnel splices it
+      // (after the engine's own awaits, a guard release over Redis among them), an origin that
+      // resets it would raise an unheard 'error' and end the process. Its close is what counts.
+      socket.on("error", () => socket.destroy());
       if (asked) {
         resolve(switched(incoming, socket, head));
         return;
