@@ -91,7 +91,9 @@ async function tunnel(
   socket.off("close", leave);
   if (opening.kind === "answer") return answer(req, socket, opening.response);
   const origin = upgradedSocket(opening.connection);
-  if (!origin || socket.destroyed) {
+  // Either side may be gone already: an origin that reset its switched connection while the
+  // engine awaited would never emit the 'close' splice counts on (the slot held for good).
+  if (!origin || socket.destroyed || origin.socket.destroyed) {
     origin?.socket.destroy();
     socket.destroy();
     opening.close();
