@@ -76,7 +76,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const tunnels = tunnelUpgrades(server, stack, logger, () => closing !== undefined);
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
   // drops a CONNECT's socket silently; the client gets a 405 naming the method instead.
-  server.on("connect", (_req: IncomingMessage, socket: Duplex) => socket.end(rawAnswer(notAllowed("CONNECT"))));
+  // node:http hands the socket over without its 'error' listener: a client that resets it as the
+  // answer is written must not raise an unheard 'error' (it ended the process).
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => socket.destroy());
+    socket.end(rawAnswer(notAllowed("CONNECT")));
+  });
   // RFC 9110 §10.1.1: an expectation other than 100-continue is a 417 naming it (Node's own is
   // empty); the connection closes, since the request's body, if any, is never read.
   server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
