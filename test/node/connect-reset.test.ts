@@ -9,7 +9,7 @@ import { localStack } from "../../src/node/stack.ts";
  * A CONNECT is answered 405 on its raw socket, which node:http hands over without its 'error'
  * listener. A client that resets the connection as the answer is written made that write fail
  * with ECONNRESET, an unheard 'error' event: the process exited, every visitor's request and
- * the cache with it. One unauthenticated client, a few packets (found by red5).
+ * the cache with it. One unauthenticated client, a few packets.
  */
 const logger = jsonLogger("silent");
 let running: RunningServer | undefined;
