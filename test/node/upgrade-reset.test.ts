@@ -7,7 +7,7 @@ import { nodeOriginFetch, upgradedSocket } from "../../src/node/origin-fetch.ts"
  * socket at the 101 (its 'error' listener goes with it): until the tunnel splices it, nothing
  * hears its errors. Between the two, the engine may wait on I/O (a Redis guard's release of a
  * half-open breaker's probe): an ECONNRESET there was an unhandled 'error' event, and the
- * process exited with every in-flight request (found by red5 on a fleet member).
+ * process exited with every in-flight request, on a fleet member.
  */
 const servers: { close(): void }[] = [];
 afterEach(() => {
