@@ -150,38 +150,45 @@ export function followPieces({ bulk, place, watch, onAppend, stream }: FollowOpt
   return new ReadableStream<Uint8Array>(
     {
       start: async () => void (await watch.subscribed),
-      pull: async (controller) => {
-        for (;;) {
-          // Armed before the read: a piece appended meanwhile wakes the wait that follows.
-          const woken = quietly();
-          const entries = (await bulk.run("relay read", (client) =>
-            client.xrangeBuffer(stream, `0-${next}`, "+", "COUNT", ENTRIES_PER_READ),
-          )) as StreamEntry[];
-          if (entries.length > 0) {
-            wake?.();
-            for (const [id, fields] of entries) {
-              if (id.toString() !== `0-${next}`) return fail(controller, stop, "a piece of the relayed body is gone");
-              next += 1;
-              const [field, value] = [fields[0]?.toString(), fields[1]];
-              if (field === "b" && value) controller.enqueue(new Uint8Array(value));
-              else if (field === "e" && value?.toString() === "complete") return void (stop(), controller.close());
-              else return fail(controller, stop, `the relayed body ended: ${value?.toString() ?? "unreadable"}`);
-            }
-            // Where this reader is: the writer's window moves past what every reader has read,
-            // and the record stays alive while it is read.
-            void place(next, true).catch(() => 0);
-            return;
-          }
-          await woken;
-          wake = undefined;
-          // A reader waiting for the next piece is no stalled one: say so while looking.
-          if ((await place(next, false)) === 0) return fail(controller, stop, "the relayed body is gone");
-        }
-      },
+      pull: (controller) =>
+        readPieces(controller).catch((error: unknown) => {
+          // A Redis command that failed errors the body: the watch ends with it, not at the record's TTL.
+          stop();
+          throw error;
+        }),
       cancel: stop,
     },
     { highWaterMark: 0 },
   );
+
+  async function readPieces(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    for (;;) {
+      // Armed before the read: a piece appended meanwhile wakes the wait that follows.
+      const woken = quietly();
+      const entries = (await bulk.run("relay read", (client) =>
+        client.xrangeBuffer(stream, `0-${next}`, "+", "COUNT", ENTRIES_PER_READ),
+      )) as StreamEntry[];
+      if (entries.length > 0) {
+        wake?.();
+        for (const [id, fields] of entries) {
+          if (id.toString() !== `0-${next}`) return fail(controller, stop, "a piece of the relayed body is gone");
+          next += 1;
+          const [field, value] = [fields[0]?.toString(), fields[1]];
+          if (field === "b" && value) controller.enqueue(new Uint8Array(value));
+          else if (field === "e" && value?.toString() === "complete") return void (stop(), controller.close());
+          else return fail(controller, stop, `the relayed body ended: ${value?.toString() ?? "unreadable"}`);
+        }
+        // Where this reader is: the writer's window moves past what every reader has read,
+        // and the record stays alive while it is read.
+        void place(next, true).catch(() => 0);
+        return;
+      }
+      await woken;
+      wake = undefined;
+      // A reader waiting for the next piece is no stalled one: say so while looking.
+      if ((await place(next, false)) === 0) return fail(controller, stop, "the relayed body is gone");
+    }
+  }
 }
 
 function fail(controller: ReadableStreamDefaultController<Uint8Array>, stop: () => void, message: string): void {
