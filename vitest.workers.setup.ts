@@ -17,6 +17,7 @@ import { WebSocketServer } from "ws";
 import {
   STALE_ORIGIN_KEY,
   TEST_ORIGIN_KEY,
+  TRAILER_ORIGIN_KEY,
   type OriginBehaviour,
   type OriginBehaviourPatch,
   type OriginRequestRecord,
@@ -29,6 +30,7 @@ declare module "vitest" {
   export interface ProvidedContext {
     [TEST_ORIGIN_KEY]: string;
     [STALE_ORIGIN_KEY]: string;
+    [TRAILER_ORIGIN_KEY]: string;
   }
 }
 
@@ -304,12 +306,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide(TEST_ORIGIN_KEY, `http://127.0.0.1:${port}`);
   const stale = await staleOrigin();
   project.provide(STALE_ORIGIN_KEY, stale.url);
+  const trailers = await trailerOrigin();
+  project.provide(TRAILER_ORIGIN_KEY, trailers.url);
   return async () => {
     for (const ns of namespaces.values()) releaseHeld(ns, ns.held.length);
     server.closeAllConnections();
     for (const ws of echoes.clients) ws.terminate();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await stale.close();
+    await trailers.close();
   };
 }
 
@@ -347,11 +352,46 @@ function echoWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer): void
 /**
  * An origin that closes a kept-alive connection as the next request is written on it (as a
  * Node origin with its default 5 s keepAliveTimeout races workerd's pool): each connection
- * answers its first request and resets every later one, except `/__seen`, which answers the
- * requests seen so far (`GET /b (reset)` for a reset one), forgets them and closes. Paths under
- * `/down/` are reset on any connection: an origin that is failing.
+ * answers its first request and resets every later one. Paths under `/down/` are reset on any
+ * connection: an origin that is failing.
  */
-async function staleOrigin(): Promise<{ url: string; close: () => Promise<void> }> {
+function staleOrigin(): Promise<RawOrigin> {
+  return rawOrigin((path, nth) => (nth > 1 || path.startsWith("/down/") ? undefined : plainAnswer(path)));
+}
+
+/**
+ * An origin that keeps its connections and answers paths under `/trailer/` chunked with a
+ * trailer section (RFC 9112 §7.1.2), as a server that sends a checksum or timing after the
+ * content does, and paths under `/malformed/` with a head no parser takes (a field name that
+ * is not a token). Any other path is answered as the stale origin's first request is.
+ */
+function trailerOrigin(): Promise<RawOrigin> {
+  return rawOrigin((path) => {
+    if (path.startsWith("/trailer/"))
+      return `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n${path.length.toString(16)}\r\n${path}\r\n0\r\nX-Checksum: abc\r\n\r\n`;
+    if (path.startsWith("/malformed/"))
+      return `HTTP/1.1 200 OK\r\nX Bad: 1\r\nContent-Length: ${path.length}\r\n\r\n${path}`;
+    return plainAnswer(path);
+  });
+}
+
+function plainAnswer(path: string): string {
+  return `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${path.length}\r\n\r\n${path}`;
+}
+
+interface RawOrigin {
+  url: string;
+  close: () => Promise<void>;
+}
+
+/**
+ * An origin written on raw sockets, for answers Node's HTTP server would not send: `answer`
+ * gives the bytes for a request (its path, and which request of its connection it is, from 1),
+ * or undefined to reset the connection. `/__seen` answers the requests seen so far (`GET /b
+ * (reset)` for a reset one, `GET /b (kept-alive)` for one answered on a connection that had
+ * answered before), forgets them and closes.
+ */
+async function rawOrigin(answer: (path: string, nth: number) => string | undefined): Promise<RawOrigin> {
   const seen: string[] = [];
   const sockets = new Set<Socket>();
   const server = createNetServer((socket) => {
@@ -375,11 +415,10 @@ async function staleOrigin(): Promise<{ url: string; close: () => Promise<void> 
         );
         return;
       }
-      const reset = requests > 1 || path.startsWith("/down/");
-      seen.push(`${method} ${path}${reset ? " (reset)" : ""}`);
-      if (reset) socket.resetAndDestroy();
-      else
-        socket.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: ${path.length}\r\n\r\n${path}`);
+      const bytes = answer(path, requests);
+      seen.push(`${method} ${path}${bytes === undefined ? " (reset)" : requests > 1 ? " (kept-alive)" : ""}`);
+      if (bytes === undefined) socket.resetAndDestroy();
+      else socket.write(bytes);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -13,8 +13,8 @@ const IDLE_MS = 1_000;
 const answeredAt = new Map<string, number>();
 
 /**
- * workerd's `fetch()`, asked once more when a request is lost on what was likely a stale
- * kept-alive connection.
+ * workerd's `fetch()`, asked once more when a request fails on what was likely a pooled
+ * kept-alive connection the previous exchange left unusable.
  *
  * workerd pools its connections to the origin and does not repeat a request written on one the
  * origin closed at that moment (an origin's idle timeout, Node's 5 s by default, racing the
@@ -24,39 +24,53 @@ const answeredAt = new Map<string, number>();
  * only when the last exchange with this origin was an answer, at least `IDLE_MS` ago: the
  * origin was well when it last answered, and its connections idle since long enough for it to
  * close them. An origin that fails right after answering is failing; one that is found down
- * after a quiet spell costs one repeat per isolate, then none until it answers again. Only an
- * idempotent request without a body is repeated (RFC 9110 §9.2.2).
+ * after a quiet spell costs one repeat per isolate, then none until it answers again.
+ *
+ * workerd also leaves bytes of an answer on the connection, and reads them as the next
+ * request's answer: a chunked answer's trailer section (RFC 9112 §7.1.2, which kj's client does
+ * not parse) or bytes past an answer's `Content-Length`. The next request on that connection,
+ * for any URL, fails as an answer workerd could not parse (`Invalid response status line` in
+ * its log), at once however recently the connection was used, so that failure is repeated,
+ * on a new connection (workerd drops the one it could not parse), whenever the last exchange
+ * with this origin was an answer: one extra request for an origin that really answers
+ * malformed, then none until it answers well again. Only an idempotent request without a body
+ * is repeated (RFC 9110 §9.2.2).
  */
 export async function answerOf(url: string, init: OriginFetchInit): Promise<Response> {
   const origin = new URL(url).origin;
   const attempt = () =>
-    fetch(url, init).then(
-      (response) => {
-        answeredAt.set(origin, Date.now());
-        return response;
-      },
-      (error: unknown) => {
-        throw malformedAnswer(error, url) ?? error;
-      },
-    );
+    fetch(url, init).then((response) => {
+      answeredAt.set(origin, Date.now());
+      return response;
+    });
   try {
     return await attempt();
   } catch (error) {
     const last = answeredAt.get(origin);
     answeredAt.delete(origin);
-    const stale =
-      error instanceof Error &&
-      error.message === LOST &&
-      last !== undefined &&
-      Date.now() - last >= IDLE_MS &&
-      mayRepeat(init);
-    if (!stale) throw error;
-    return attempt();
+    if (last === undefined || !mayRepeat(init) || !leftByPool(error, Date.now() - last))
+      throw malformedAnswer(error, url) ?? error;
+    return attempt().catch((again: unknown) => {
+      throw malformedAnswer(again, url) ?? again;
+    });
   }
+}
+
+/**
+ * Whether a failure is one a pooled connection explains, `idleMs` after the origin last
+ * answered: a connection lost after a quiet spell (the origin closed it), or an answer workerd
+ * could not parse (bytes a previous answer left on the connection).
+ */
+function leftByPool(error: unknown, idleMs: number): boolean {
+  if (!(error instanceof Error)) return false;
+  return (error.message === LOST && idleMs >= IDLE_MS) || UNPARSABLE.test(error.message);
 }
 
 /** workerd's error for a connection refused, reset or closed before an answer (measured on workerd 2026-04-26). */
 const LOST = "Network connection lost.";
+
+/** workerd's error for an answer whose head kj's parser refused, a status line among them (measured on workerd 2026-04-26). */
+const UNPARSABLE = /^internal error; reference = /;
 
 /**
  * workerd's errors for an origin answer it could not parse, as measured on workerd 2026-04-26:
@@ -64,7 +78,7 @@ const LOST = "Network connection lost.";
  * without a colon) is an opaque `internal error; reference = …`, and Content-Length fields
  * that disagree are named. A refused or reset connection is `Network connection lost.`
  */
-const MALFORMED_ANSWER = [/^internal error; reference = /, /^invalid Content-Length header value/];
+const MALFORMED_ANSWER = [UNPARSABLE, /^invalid Content-Length header value/];
 
 /**
  * The error for an origin answer workerd refused as malformed: the origin answered, however

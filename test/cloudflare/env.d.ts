@@ -14,5 +14,6 @@ declare module "vitest" {
   export interface ProvidedContext {
     herdlessTestOrigin: string;
     herdlessStaleOrigin: string;
+    herdlessTrailerOrigin: string;
   }
 }

@@ -98,6 +98,9 @@ export const TEST_ORIGIN_KEY = "herdlessTestOrigin";
 /** Name under which the global setup provides the base URL of its origin that closes kept-alive connections under a request. */
 export const STALE_ORIGIN_KEY = "herdlessStaleOrigin";
 
+/** Name under which the global setup provides the base URL of its origin that ends answers with a trailer section. */
+export const TRAILER_ORIGIN_KEY = "herdlessTrailerOrigin";
+
 /** Byte `i` of a generated body (`bodyBytes`): varies with the offset, so a misplaced chunk shows. */
 export function largeBodyByte(i: number): number {
   return (i * 31 + (i >>> 13)) & 0xff;

@@ -42,7 +42,9 @@ describe("error pages never name the origin's address (Worker)", () => {
     }
     await origin.release();
     const victim = await victimDc.get(p);
-    expect([victim.status, victim.body]).toEqual([200, `${p} #${attacks.length + 1}`]);
+    // Plus one: the malformed answer, right after an answer, is asked once more (workerd reads
+    // what a previous answer left on a pooled connection, a trailer section, as malformed too).
+    expect([victim.status, victim.body]).toEqual([200, `${p} #${attacks.length + 2}`]);
   });
 
   it("the 508 of a request loop names the loop, never origin.url: an origin that reflects request headers shows the deployment's CDN-Loop entry to anyone", async () => {

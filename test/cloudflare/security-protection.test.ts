@@ -108,10 +108,13 @@ describe("the breaker cannot be opened by answers an attacker makes malformed (W
     // As a CGI script's `print "Location: /next?$query\r\n"` writes ?r=%00, and kin.
     const malformed = ["location: /next?\u0000\r\n", "X Bad: 1\r\n", "content-length: 1\r\n"];
     const paths = Array.from({ length: 9 }, (_, i) => `${p}/redirect${i}`);
-    await useInCoordinators(testEnv, [p, ...paths], clock, `guard-${crypto.randomUUID()}`);
+    await useInCoordinators(testEnv, [p, `${p}/home`, ...paths], clock, `guard-${crypto.randomUUID()}`);
     await origin.set({
       paths: Object.fromEntries(paths.map((path, i) => [path, { rawHeaderLines: malformed[i % malformed.length]! }])),
     });
+    await (
+      await attackerDc.get(`${p}/home`)
+    ).settled;
     for (const path of paths) {
       const attack = await attackerDc.get(`${path}?r=%00`);
       await attack.settled;
@@ -119,7 +122,10 @@ describe("the breaker cannot be opened by answers an attacker makes malformed (W
       expect(attack.body).toMatch(/is not valid HTTP\/1\.1 \(workerd: /);
     }
     const victim = await victimDc.get(p);
-    expect([victim.status, victim.body]).toEqual([200, `${p} #10`]);
+    // The home page, nine attacks, the first asked once more (the last exchange with the origin
+    // was an answer: workerd reads a trailer section a previous answer left on a pooled
+    // connection as malformed too), the rest not (no answer since), and the victim's.
+    expect([victim.status, victim.body]).toEqual([200, `${p} #12`]);
   });
 });
 

@@ -4,10 +4,11 @@ import type { OriginFetchInit } from "./origin-client.ts";
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
 /**
- * Whether a runtime's `fetch` may ask the origin again after the connection was lost before
- * any answer (the origin closed a kept-alive connection as the request was written): an
- * idempotent request without a body to replay (RFC 9110 §9.2.2), not cancelled. When the loss
- * is such a race is the runtime's to tell (src/node/origin-fetch.ts, src/cloudflare/interim-fetch.ts).
+ * Whether a runtime's `fetch` may ask the origin again after a kept-alive connection failed
+ * the request through no fault of its own (the origin closed the connection as the request was
+ * written; on the Worker, bytes a previous answer left on it were read as the answer): an
+ * idempotent request without a body to replay (RFC 9110 §9.2.2), not cancelled. When a failure
+ * is such a one is the runtime's to tell (src/node/origin-fetch.ts, src/cloudflare/workerd-fetch.ts).
  */
 export function mayRepeat(init: OriginFetchInit): boolean {
   return (
