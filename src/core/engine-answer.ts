@@ -2,7 +2,7 @@ import type { CacheStatus } from "./http/cache-status.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { fromCoordinatorCopy, type FillResult } from "./fill/coordinator.ts";
-import { answerFromEntry, preconditionAnswer, rangeAnswer, type ClientAsk } from "./http/answer.ts";
+import { answerFromEntry, answerFromPass, preconditionAnswer, rangeAnswer, type ClientAsk } from "./http/answer.ts";
 import { selectRange } from "./http/range.ts";
 import { streamPart } from "./http/stream-part.ts";
 import { evaluatePreconditions } from "./http/conditional.ts";
@@ -74,7 +74,7 @@ export async function answerFill(
       // unless it answered this request's own input (an attacker's header): the copy stays.
       if (nearStale && !result.keepsCopy) await ctx.nearTier.drop(nearStale.key);
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, detail: result.reason };
-      return fromPass(shown(result.response, ctx.config), status, request.method);
+      return answerFromPass(fromPass(shown(result.response, ctx.config), status, request.method), ask(request), now);
     }
     case "alone":
       // On its own, through the guard; a copy stale-if-error allows still stands in for its failure.

@@ -45,7 +45,8 @@ export class MarkedMisses {
     fwd: CacheStatus["fwd"],
   ): MarkedMiss | undefined {
     if (facts.hasCookie || facts.hasAuthorization) return undefined;
-    const miss = this.marks.take(key, this.clock.now());
+    const ranged = request.method === "GET" && request.headers.get("range") !== null;
+    const miss = this.marks.take(key, this.clock.now(), ranged);
     if (!miss) return undefined;
     if (miss.way === "fill") return { kind: "fill", done: miss.done };
     const heard = (answer: OriginResponse) => {

@@ -2,7 +2,7 @@ import type { CacheStatus } from "./http/cache-status.ts";
 import { routeFor } from "./config.ts";
 import { discardStream, failedFill as failed } from "./fill/coordinator.ts";
 import type { FillRequest, FillResult } from "./fill/coordinator.ts";
-import { answerFromEntry, notCached } from "./http/answer.ts";
+import { answerFromEntry, notCached, wholeRange } from "./http/answer.ts";
 import { decide, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import { invalidatedUrls } from "./http/invalidation.ts";
@@ -269,9 +269,13 @@ export class Engine {
         return answer;
       });
     const response = await relay(this.relayDeps, request, status, heard, instead);
+    if (fellBack) return response;
     // Counted once the origin answered, so its latency is the relay's; a fallback counts its own.
-    if (!fellBack) this.count(request, kind, undefined);
-    return response;
+    this.count(request, kind, undefined);
+    // A miss relayed for a URL whose answers cannot be shared took its Range to the origin: an
+    // origin that sent the whole 200 has it cut here, as from the fill it stands in for
+    // (answerFromPass). A bypassed or unsafe request gets the origin's answer as it is.
+    return kind === "pass" ? wholeRange(response, ask(request), this.o.clock.now()) : response;
   }
 
   /** A WebSocket handshake (`opensTunnel` said so) relayed with its upgrade: origin/tunnel.ts. */

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { dataCenters, edgeEnv, settle } from "./edge-harness.ts";
+import { largeBodyByte } from "./origin-protocol.ts";
 import { testOrigin } from "./test-origin.ts";
 
 const ETAG = '"v1"';
@@ -80,6 +81,43 @@ describe("RFC 9110 §14 on the Worker: Range from the stored full response", () 
     expect(stats.count).toBe(1);
     expect(stats.requests[0]!.headers["range"]).toBeUndefined();
   });
+});
+
+/** Bytes `start` to `end` (inclusive) of the test origin's generated body. */
+function generated(start: number, end: number): number[] {
+  const out: number[] = [];
+  for (let i = start; i <= end; i++) out.push(largeBodyByte(i));
+  return out;
+}
+
+describe("RFC 9110 §14 on the Worker: Range on answers that cannot be shared", () => {
+  for (const cacheControl of ["no-store", "private, max-age=600"])
+    it(`${cacheControl}: a seek is a 206, never the whole video; once the URL is known unshareable the seek is relayed with its Range`, async () => {
+      const size = 200_003;
+      const origin = await testOrigin({
+        headers: { "cache-control": cacheControl, "content-type": "video/mp4", "accept-ranges": "bytes" },
+        bodyBytes: size,
+      });
+      const [dc] = dataCenters(1, edgeEnv(origin.url));
+      const path = `/v-${crypto.randomUUID()}.mp4`;
+      const start = (await dc!.fetch(path, { headers: { range: "bytes=0-1" } })).response;
+      expect([start.status, start.headers.get("content-range"), start.headers.get("content-length")]).toEqual([
+        206,
+        `bytes 0-1/${size}`,
+        "2",
+      ]);
+      expect(start.headers.get("cache-status")).toMatch(/fwd=uri-miss; fwd-status=200; detail=uncacheable/);
+      expect([...new Uint8Array(await start.arrayBuffer())]).toEqual(generated(0, 1));
+      // The test origin ignores Range, as many do: its whole 200 is cut here too.
+      const seek = (await dc!.fetch(path, { headers: { range: "bytes=200000-" } })).response;
+      expect([seek.status, seek.headers.get("content-range")]).toEqual([206, `bytes 200000-200002/${size}`]);
+      expect([...new Uint8Array(await seek.arrayBuffer())]).toEqual(generated(200_000, 200_002));
+      const past = (await dc!.fetch(path, { headers: { range: "bytes=300000-" } })).response;
+      expect([past.status, past.headers.get("content-range")]).toEqual([416, `bytes */${size}`]);
+      await past.body?.cancel();
+      const ranges = (await origin.stats()).requests.map((r) => r.headers.range);
+      expect(ranges).toEqual([undefined, "bytes=200000-", "bytes=300000-"]);
+    });
 });
 
 describe("RFC 9111 §5.2.1 on the Worker: request Cache-Control", () => {

@@ -148,6 +148,79 @@ describe("RFC 9110 §14 on Node: Range from the stored full response", () => {
   });
 });
 
+/** A video of 200,003 bytes (byte i is a letter: `a` + i mod 26), as a media server sends it. */
+const VIDEO = Array.from({ length: 200_003 }, (_, i) => String.fromCharCode(97 + (i % 26))).join("");
+
+/** Answers with VIDEO; a single `bytes=a-` or `bytes=a-b` Range gets its 206 unless `ranges` is false. */
+function video(req: Seen, res: ServerResponse, headers: Record<string, string>, ranges = true): void {
+  const all = { "content-type": "video/mp4", "accept-ranges": "bytes", ...headers };
+  const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ""));
+  if (!ranges || !range) return void res.writeHead(200, { ...all, "content-length": VIDEO.length }).end(VIDEO);
+  const start = Number(range[1]);
+  const end = range[2] ? Number(range[2]) : VIDEO.length - 1;
+  res
+    .writeHead(206, { ...all, "content-range": `bytes ${start}-${end}/${VIDEO.length}` })
+    .end(VIDEO.slice(start, end + 1));
+}
+
+/** Status, Content-Range and body of an answer; a long body by its length (a failure prints no video). */
+function part(answer: Answer): [number, string | undefined, string] {
+  const { body } = answer;
+  return [answer.status, answer.headers["content-range"], body.length > 20 ? `${body.length} bytes` : body];
+}
+
+describe("RFC 9110 §14 on Node: Range on answers that cannot be shared", () => {
+  for (const cacheControl of ["no-store", "private, max-age=600"])
+    it(`${cacheControl}: a seek is a 206, as direct; once the URL is known unshareable the origin sends only the part`, async () => {
+      const origin = await scriptedOrigin((req, res) => video(req, res, { "cache-control": cacheControl }));
+      const proxy = await proxyFor(origin.url);
+      const start = await send(proxy.url, "/v", { range: "bytes=0-1" });
+      expect(part(start)).toEqual([206, "bytes 0-1/200003", "ab"]);
+      expect(start.headers["content-length"]).toBe("2");
+      expect(start.headers["cache-status"]).toMatch(/fwd=uri-miss; fwd-status=200; detail=uncacheable/);
+      const seek = await send(proxy.url, "/v", { range: "bytes=200000-" });
+      expect(part(seek)).toEqual([206, "bytes 200000-200002/200003", VIDEO.slice(200_000)]);
+      expect(part(await send(proxy.url, "/v"))).toEqual([200, undefined, "200003 bytes"]);
+      // The first was a fill (the whole, unranged response); the seek was relayed with its Range.
+      expect(origin.seen.map((r) => r.headers.range)).toEqual([undefined, "bytes=200000-", undefined]);
+    });
+
+  it("an origin that ignores Range: the 206 and 416 are cut from its 200, fill or relay; If-Range not matching gets the 200", async () => {
+    const origin = await scriptedOrigin((req, res) =>
+      video(req, res, { "cache-control": "no-store", etag: '"v1"' }, false),
+    );
+    const proxy = await proxyFor(origin.url);
+    expect(part(await send(proxy.url, "/v", { range: "bytes=0-2" }))).toEqual([206, "bytes 0-2/200003", "abc"]);
+    const seek = await send(proxy.url, "/v", { range: "bytes=199999-200001" });
+    expect(part(seek)).toEqual([206, "bytes 199999-200001/200003", VIDEO.slice(199_999, 200_002)]);
+    const past = await send(proxy.url, "/v", { range: "bytes=300000-" });
+    expect(part(past).slice(0, 2)).toEqual([416, "bytes */200003"]);
+    const resumed = await send(proxy.url, "/v", { range: "bytes=5-9", "if-range": '"v1"' });
+    expect(part(resumed)).toEqual([206, "bytes 5-9/200003", "fghij"]);
+    const changed = await send(proxy.url, "/v", { range: "bytes=5-9", "if-range": '"v0"' });
+    expect(part(changed)).toEqual([200, undefined, "200003 bytes"]);
+  });
+
+  it("a private page's validators are answered as from a stored copy (304 with its Set-Cookie, 412), never stored", async () => {
+    const origin = await scriptedOrigin((_req, res) =>
+      res
+        .writeHead(200, {
+          "cache-control": "private, max-age=60",
+          etag: '"v1"',
+          "set-cookie": "s=1",
+          "content-type": "text/plain",
+        })
+        .end("yours"),
+    );
+    const proxy = await proxyFor(origin.url);
+    const same = await send(proxy.url, "/p", { "if-none-match": '"v1"' });
+    expect([same.status, same.body, same.headers.etag, same.headers["set-cookie"]]).toEqual([304, "", '"v1"', ["s=1"]]);
+    expect((await send(proxy.url, "/p", { "if-match": '"v0"' })).status).toBe(412);
+    expect((await send(proxy.url, "/p", { "if-none-match": '"v0"' })).body).toBe("yours");
+    expect(origin.seen.every((r) => r.headers["if-none-match"] === undefined)).toBe(true);
+  });
+});
+
 describe("RFC 9111 §5.2.1 on Node: request Cache-Control", () => {
   it("a reload is a hit by default; only-if-cached with nothing stored is a 504", async () => {
     const origin = await scriptedOrigin((req, res, n) => page(req, res, n));

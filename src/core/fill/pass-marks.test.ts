@@ -20,6 +20,17 @@ describe("PassMarks", () => {
     expect(marks.take("k", 1)?.way).toBe("fill");
   });
 
+  it("relays a ranged miss first (its Range reaches the origin), filling with it only when no relay is free", () => {
+    const marks = new PassMarks(1_000, 1);
+    marks.mark("k", 0);
+    const seek = marks.take("k", 1, true)!;
+    expect(seek.way).toBe("relay");
+    expect(marks.take("k", 1, true)?.way).toBe("fill");
+    expect(marks.take("k", 1, true)).toBeUndefined();
+    seek.done();
+    expect(marks.take("k", 1)?.way).toBe("relay");
+  });
+
   it("forgets a key when its mark lapses or is cleared, and can be turned off", () => {
     const marks = new PassMarks(1_000, 8);
     marks.mark("a", 0);

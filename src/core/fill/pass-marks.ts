@@ -64,15 +64,19 @@ export class PassMarks {
    * `fill`, the one miss at a time that fills as usual; `relay`, straight to the origin while
    * another fills. Undefined when `key` is not marked (or its mark lapsed), or when
    * `maxRelays` of its misses are at the origin already: the miss then waits on the fill.
+   * A `ranged` miss (a client's Range) is relayed first, with its Range: the origin sends the
+   * part alone, where a fill asks for the whole body and the part is cut from it (each seek
+   * in a `no-store` video read the file from its start up to the seek); it fills only when
+   * no relay is free.
    */
-  take(key: string, now: number): { way: "fill" | "relay"; done: () => void } | undefined {
+  take(key: string, now: number, ranged = false): { way: "fill" | "relay"; done: () => void } | undefined {
     const held = this.marks.get(key);
     if (!held) return undefined;
     if (held.until <= now) {
       this.clear(key);
       return undefined;
     }
-    if (!held.filling) {
+    if (!held.filling && !(ranged && held.relays < this.maxRelays)) {
       held.filling = true;
       return { way: "fill", done: once(() => (held.filling = false)) };
     }

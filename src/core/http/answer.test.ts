@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { testEntry } from "../store/store-conformance.ts";
-import { answerFromEntry } from "./answer.ts";
+import { answerFromEntry, answerFromPass } from "./answer.ts";
 import { evaluatePreconditions, parseEntityTagList } from "./conditional.ts";
 import type { Entry } from "./entry.ts";
 import { invalidatedUrls } from "./invalidation.ts";
+import type { EngineResponse } from "./respond.ts";
 import { selectRange } from "./range.ts";
 import { clientWantsRevalidation, needsFullAnswer, requestDirectives } from "./request-directives.ts";
 
@@ -186,6 +187,60 @@ describe("answers made from a stored entry", () => {
     const res = answerFromEntry(stored(), { hit: true }, ask({ range: "bytes=2000-" }), 0);
     expect(res.status).toBe(416);
     expect(res.headers).toContainEqual(["content-range", "bytes */1000"]);
+  });
+});
+
+describe("answers made from the origin's answer to a fill that could not be shared", () => {
+  const relayed = (headers: [string, string][], body: EngineResponse["body"]): EngineResponse => ({
+    status: 200,
+    headers: [["content-type", "video/mp4"], ["etag", '"v1"'], ["cache-control", "no-store"], ...headers],
+    body,
+    cacheStatus: { fwd: "uri-miss", fwdStatus: 200, detail: "uncacheable" },
+  });
+  const bytes = new TextEncoder().encode(BODY);
+
+  it("RFC 9110 §14: a Range is cut from the body in hand or as it arrives; a 416 lets the stream go", async () => {
+    const inHand = answerFromPass(relayed([["content-length", "1000"]], bytes), ask({ range: "bytes=-3" }), 0);
+    expect([inHand.status, new TextDecoder().decode(inHand.body as Uint8Array)]).toEqual([206, "789"]);
+    const arriving = answerFromPass(
+      relayed([["content-length", "1000"]], new Response(bytes).body),
+      ask({ range: "bytes=10-12" }),
+      0,
+    );
+    expect(arriving.headers).toContainEqual(["content-range", "bytes 10-12/1000"]);
+    expect(await new Response(arriving.body as ReadableStream<Uint8Array>).text()).toBe("012");
+    let cancelled = false;
+    const stream = new ReadableStream<Uint8Array>({ cancel: () => void (cancelled = true) });
+    expect(answerFromPass(relayed([["content-length", "1000"]], stream), ask({ range: "bytes=5000-" }), 0).status).toBe(
+      416,
+    );
+    expect(cancelled).toBe(true);
+  });
+
+  it("answered whole: a length the client is not told, or a 200 that is itself a part (its own Content-Range)", () => {
+    expect(answerFromPass(relayed([], new Response(bytes).body), ask({ range: "bytes=0-1" }), 0).status).toBe(200);
+    const part = relayed(
+      [
+        ["content-length", "1000"],
+        ["content-range", "bytes 0-999/5000"],
+      ],
+      bytes,
+    );
+    expect(answerFromPass(part, ask({ range: "bytes=0-1" }), 0).status).toBe(200);
+  });
+
+  it("RFC 9110 §13.2.2: preconditions come first; a 304 keeps the client's own Set-Cookie", () => {
+    const full = relayed(
+      [
+        ["content-length", "1000"],
+        ["set-cookie", "s=1"],
+      ],
+      bytes,
+    );
+    const same = answerFromPass(full, ask({ "if-none-match": '"v1"', range: "bytes=0-1" }), 0);
+    expect([same.status, same.body]).toEqual([304, null]);
+    expect(same.headers).toContainEqual(["set-cookie", "s=1"]);
+    expect(answerFromPass(full, ask({ "if-match": '"v0"' }), 0).status).toBe(412);
   });
 });
 

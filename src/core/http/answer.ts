@@ -1,9 +1,10 @@
 import type { CacheStatus } from "./cache-status.ts";
 import { evaluatePreconditions, keptInNotModified } from "./conditional.ts";
-import type { Entry } from "./entry.ts";
-import type { HeaderReader } from "./http.ts";
+import type { Entry, Representation } from "./entry.ts";
+import { headerList, type HeaderReader } from "./http.ts";
 import { contentRange, selectRange } from "./range.ts";
 import { fromEntry, synthetic, type EngineResponse } from "./respond.ts";
+import { streamPart } from "./stream-part.ts";
 
 /** The parts of a client request that shape an answer from a stored entry. */
 export interface ClientAsk {
@@ -42,7 +43,7 @@ export function answerFromEntry(
  * the range: from the stored body, or cut from one still arriving.
  */
 export function rangeAnswer(
-  entry: Omit<Entry, "body">,
+  entry: Representation,
   length: number,
   full: EngineResponse,
   ask: ClientAsk,
@@ -72,7 +73,7 @@ export function rangeAnswer(
  * const decided = preconditionAnswer(head, fromStream(head, body, bytes, status, method, now), ask);
  */
 export function preconditionAnswer(
-  entry: Omit<Entry, "body">,
+  entry: Representation,
   full: EngineResponse,
   ask: ClientAsk,
 ): EngineResponse | undefined {
@@ -90,6 +91,63 @@ export function preconditionAnswer(
     case "proceed":
       return undefined;
   }
+}
+
+/**
+ * A client's answer from the origin's answer to a fill that could not be shared (`full`, as
+ * fromPass makes it: `private`, `no-store`, no lifetime). The fill asked for the whole,
+ * unconditional response (forward.ts), so herdless answers the client's preconditions and
+ * Range itself, as from a stored copy: a 304 or 412, then the 206 or 416 {@link wholeRange}
+ * cuts. Sent whole, every seek in a `no-store` or `private` video got a 200 of the whole file,
+ * which a media player cannot seek in (Safari plays none). `now`: when it arrived.
+ *
+ * @example
+ * return answerFromPass(fromPass(response, status, request.method), ask(request), clock.now());
+ */
+export function answerFromPass(full: EngineResponse, ask: ClientAsk, now: number): EngineResponse {
+  const decided = preconditionAnswer(passHead(full, now), full, ask);
+  if (!decided) return wholeRange(full, ask, now);
+  discard(full.body);
+  if (decided.status !== 304) return decided;
+  // Made for this client alone: its Set-Cookie is this client's, with a 304 as with the 200.
+  return { ...decided, headers: [...decided.headers, ...full.headers.filter(([name]) => name === "set-cookie")] };
+}
+
+/**
+ * The 206 or 416 a client's Range makes of `full`, a whole 200 relayed from the origin (RFC
+ * 9110 §14), cut from its body as it arrives; `full` itself when there is no range to cut:
+ * no valid single Range, another status, a length the client is not told (a body of unknown
+ * length, or one the runtime decoded), or a Content-Range on the 200 (a part sent as the whole).
+ */
+export function wholeRange(full: EngineResponse, ask: ClientAsk, now: number): EngineResponse {
+  const { body } = full;
+  const fields = headerList(full.headers);
+  const length = fields.get("content-length");
+  if (body === null || length === null || !/^\d+$/.test(length) || fields.get("content-range") !== null) return full;
+  const part = rangeAnswer(passHead(full, now), Number(length), full, ask, (start, end) =>
+    body instanceof Uint8Array ? body.subarray(start, end + 1) : streamPart(body, start, end),
+  );
+  // A 416 takes none of the body: let go of it (its origin call ends).
+  if (part?.status === 416) discard(body);
+  return part ?? full;
+}
+
+/** A relayed answer's head, as preconditions and Range read it. */
+function passHead(full: EngineResponse, now: number): Representation {
+  const fields = headerList(full.headers);
+  return {
+    status: full.status,
+    headers: full.headers,
+    etag: fields.get("etag") ?? undefined,
+    lastModified: fields.get("last-modified") ?? undefined,
+    storedAt: now,
+    negative: false,
+  };
+}
+
+/** A body no client will read: a stream is cancelled, so its origin call ends. */
+function discard(body: EngineResponse["body"]): void {
+  if (body instanceof ReadableStream) void body.cancel().catch(() => undefined);
 }
 
 /** The 504 of RFC 9111 §5.2.1.7: `only-if-cached` and nothing servable is stored. */

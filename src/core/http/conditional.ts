@@ -3,7 +3,7 @@
  * pure decisions, no I/O. The engine asks {@link evaluatePreconditions} before serving an
  * entry and answers 304 or 412 itself when the stored representation decides the question.
  */
-import type { Entry } from "./entry.ts";
+import type { Representation } from "./entry.ts";
 import { parseHttpDate } from "./http-date.ts";
 import type { HeaderReader } from "./http.ts";
 
@@ -78,7 +78,7 @@ export function strongMatch(a: EntityTag, b: EntityTag): boolean {
  * evaluatePreconditions(entry, new Headers({ "if-none-match": 'W/"v1"' }), "GET"); // "not-modified"
  */
 export function evaluatePreconditions(
-  entry: Omit<Entry, "body">,
+  entry: Representation,
   headers: HeaderReader,
   method: string,
 ): PreconditionVerdict {
@@ -113,11 +113,11 @@ export function evaluatePreconditions(
 }
 
 /** RFC 9111 §4.3.2: the stored response's Last-Modified, or its Date, or when it was received. */
-function lastModifiedOf(entry: Omit<Entry, "body">): number {
+function lastModifiedOf(entry: Representation): number {
   return parseHttpDate(entry.lastModified ?? null) ?? parseHttpDate(headerOf(entry, "date") ?? null) ?? entry.storedAt;
 }
 
-function headerOf(entry: Omit<Entry, "body">, name: string): string | undefined {
+function headerOf(entry: Representation, name: string): string | undefined {
   return entry.headers.find(([n]) => n === name)?.[1];
 }
 

@@ -61,6 +61,12 @@ export interface Entry {
 }
 
 /**
+ * What a client's preconditions and Range are judged against (RFC 9110 §13, §14): a stored
+ * entry's head, or the origin's answer a fill could not share (answer.ts answerFromPass).
+ */
+export type Representation = Pick<Entry, "status" | "headers" | "etag" | "lastModified" | "storedAt" | "negative">;
+
+/**
  * `entry`, unless its URL was invalidated after it was stored: `atPrimary` (the entry under
  * the URL's primary key, the response itself or its Vary pointer) says since when
  * (`invalidatedAt`). Every lookup of a stored response goes through this.

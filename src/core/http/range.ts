@@ -4,7 +4,7 @@
  * Range only shapes what is sent back from the stored bytes.
  */
 import { parseEntityTag, strongMatch } from "./conditional.ts";
-import type { Entry } from "./entry.ts";
+import type { Representation } from "./entry.ts";
 import { parseHttpDate } from "./http-date.ts";
 import type { HeaderReader } from "./http.ts";
 
@@ -34,7 +34,7 @@ const FULL: RangeSelection = { kind: "full" };
  * selectRange(entry, new Headers({ range: "bytes=-500" }), "GET", entry.body.byteLength); // { kind: "partial", start: len - 500, ... }
  */
 export function selectRange(
-  entry: Omit<Entry, "body">,
+  entry: Representation,
   headers: HeaderReader,
   method: string,
   length: number,
@@ -85,7 +85,7 @@ function parseByteRanges(value: string): ByteRangeSpec[] | undefined {
 }
 
 /** RFC 9110 §13.1.5: If-Range holds only against a strong validator of the stored response. */
-function ifRangeMatches(entry: Omit<Entry, "body">, value: string): boolean {
+function ifRangeMatches(entry: Representation, value: string): boolean {
   const trimmed = value.trim();
   if (trimmed.startsWith('"') || trimmed.startsWith("W/")) {
     const tag = parseEntityTag(trimmed);
