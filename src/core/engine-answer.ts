@@ -150,23 +150,18 @@ function answerEntry(
   now: number,
 ): EngineResponse {
   const { entry } = result;
-  const stale = now >= entry.staleAt;
+  const copy = fromCoordinatorCopy(result);
+  // A stale copy the coordinator held, served inside its window while a refresh runs. Not the
+  // origin's own answer, stale as it arrived (an Age past its max-age): no window, no refresh.
+  const servedStale = copy && now >= entry.staleAt;
   ctx.count(
     request,
-    entry.negative
-      ? "negative"
-      : result.collapsed
-        ? "collapsed"
-        : stale
-          ? "stale"
-          : fromCoordinatorCopy(result)
-            ? "hit"
-            : "miss",
+    entry.negative ? "negative" : result.collapsed ? "collapsed" : servedStale ? "stale" : copy ? "hit" : "miss",
     primary,
   );
   const status = filledStatus(result, fwd);
   if (entry.negative) status.detail = "negative";
-  else if (stale) status.detail = "stale-while-revalidate";
+  else if (servedStale) status.detail = "stale-while-revalidate";
   return answerFromEntry(entry, status, ask(request), now, ownFields(result));
 }
 

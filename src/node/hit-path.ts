@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Clock } from "../core/clock.ts";
 import type { Config, RoutePolicy } from "../core/config.ts";
 import type { Entry } from "../core/http/entry.ts";
-import { ageSeconds } from "../core/http/entry.ts";
+import { ageSeconds, staleSince } from "../core/http/entry.ts";
 import { ttlSeconds } from "../core/http/cache-status.ts";
 import { hitHeaders } from "../core/http/respond.ts";
 import { forwardedScheme, targetUrl, type Scheme } from "../core/http/request-check.ts";
@@ -271,7 +271,7 @@ export class HitPath {
   private withHeadersFor(kept: PreparedHit, now: number): void {
     const { entry } = kept;
     const age = ageSeconds(entry, now);
-    const ttl = ttlSeconds(entry.staleAt, now);
+    const ttl = ttlSeconds(staleSince(entry), now);
     if (age === kept.age && ttl === kept.ttl) return;
     kept.flat = hitHeaders(entry, now).flat();
     kept.age = age;

@@ -120,6 +120,16 @@ describe("RFC 9110 §14 on the Worker: Range on answers that cannot be shared", 
     });
 });
 
+describe("RFC 9211 §2.4 on the Worker: ttl of an answer that arrives already stale", () => {
+  it("max-age=60 with Age: 100 counts from 40 seconds ago; no stale-while-revalidate that did not happen", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60", age: "100" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const first = await dc!.get(`/old-${crypto.randomUUID()}`);
+    // -41 when the origin took a millisecond to answer: its 100 seconds of Age were older by then.
+    expect(first.cacheStatus).toMatch(/^herdless; fwd=uri-miss; fwd-status=200; ttl=-4[01]; stored$/);
+  });
+});
+
 describe("RFC 9111 §5.2.1 on the Worker: request Cache-Control", () => {
   it("only-if-cached → 504 with nothing stored; a reload (no-cache) is a hit by default", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });

@@ -221,6 +221,30 @@ describe("RFC 9110 §14 on Node: Range on answers that cannot be shared", () => 
   });
 });
 
+describe("RFC 9211 §2.4 on Node: ttl of an answer that arrives already stale", () => {
+  it("max-age=60 with Age: 100 is ttl=-40, and no stale-while-revalidate that did not happen; a later stale hit counts from there too", async () => {
+    const origin = await scriptedOrigin((req, res) =>
+      res
+        .writeHead(200, {
+          "cache-control": req.url === "/w" ? "max-age=60, stale-while-revalidate=300" : "max-age=60",
+          age: "100",
+        })
+        .end("old"),
+    );
+    const proxy = await proxyFor(origin.url);
+    expect((await send(proxy.url, "/s")).headers["cache-status"]).toBe(
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=-40; stored",
+    );
+    expect((await send(proxy.url, "/w")).headers["cache-status"]).toBe(
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=-40; stored",
+    );
+    proxy.clock.advance(5_000);
+    expect((await send(proxy.url, "/w")).headers["cache-status"]).toBe(
+      "herdless; hit; ttl=-45; detail=stale-while-revalidate",
+    );
+  });
+});
+
 describe("RFC 9111 §5.2.1 on Node: request Cache-Control", () => {
   it("a reload is a hit by default; only-if-cached with nothing stored is a 504", async () => {
     const origin = await scriptedOrigin((req, res, n) => page(req, res, n));

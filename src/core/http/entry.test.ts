@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ageSeconds, decodeEntry, encodeEntry, entryMeta, ENTRY_FORMAT_VERSION } from "./entry.ts";
+import { ageSeconds, decodeEntry, encodeEntry, entryMeta, ENTRY_FORMAT_VERSION, staleSince } from "./entry.ts";
 import { isHerdlessError } from "../errors.ts";
 import { testEntry } from "../store/store-conformance.ts";
 
@@ -19,6 +19,7 @@ describe("entry format", () => {
       tags: ["t"],
       lastModified: "Tue, 01 Jan 2030 00:00:00 GMT",
       namedUntil: [["accept-language", 61_000]],
+      expiredAt: 900,
     });
     const decoded = decodeEntry(encodeEntry(entry));
     expect(entryMeta(decoded)).toEqual(entryMeta(entry));
@@ -52,11 +53,19 @@ describe("entry format", () => {
       { key: undefined },
       { namedUntil: [["accept-language", "soon"]] },
       { namedUntil: ["accept-language"] },
+      { expiredAt: "long ago" },
     ];
     for (const fields of damaged) {
       expect(codeOf(() => decodeEntry(encodeEntry({ ...entry, ...fields } as typeof entry)))).toBe("ENTRY_CORRUPT");
     }
     expect(codeOf(() => decodeEntry(encodeEntry(entry)))).toBeUndefined();
+  });
+
+  it("RFC 9211 §2.4: a response that arrived stale counts its ttl from when it went stale, until a writer moves staleAt on", () => {
+    const arrivedStale = testEntry("k", 10_000, { staleAt: 10_000, expiredAt: -30_000 });
+    expect(staleSince(arrivedStale)).toBe(-30_000);
+    expect(staleSince({ ...arrivedStale, staleAt: 70_000 })).toBe(70_000);
+    expect(staleSince(testEntry("k", 10_000, { staleAt: 20_000 }))).toBe(20_000);
   });
 
   it("RFC 9111 §4.2.3: Age is the initial age plus time held, in whole seconds", () => {

@@ -30,6 +30,12 @@ export interface Entry {
   /** corrected_initial_age of RFC 9111 §4.2.3, in ms. */
   initialAgeMs: number;
   staleAt: number;
+  /**
+   * Only on a response that arrived already stale (its Age past its freshness lifetime): the
+   * instant it went stale, before it arrived; `staleAt` is then its arrival. Read for
+   * Cache-Status's ttl alone ({@link staleSince}).
+   */
+  expiredAt?: number;
   swrUntil: number;
   sieUntil: number;
   deleteAt: number;
@@ -75,6 +81,21 @@ export function notInvalidated(entry: Entry | undefined, atPrimary: Entry | unde
   if (!entry || atPrimary?.invalidatedAt === undefined) return entry;
   // Stored in the very millisecond of the write, it may predate it: it goes too.
   return entry.storedAt > atPrimary.invalidatedAt ? entry : undefined;
+}
+
+/**
+ * When `entry` went stale, as Cache-Status's ttl counts it (RFC 9211 §2.4: the freshness
+ * lifetime left, negative once stale): `staleAt`, or, for a response that arrived already
+ * stale, the instant before its arrival it went stale (`expiredAt`). An origin's
+ * `max-age=60` with `Age: 100` is 40 seconds stale when it arrives, not 0. Not once a writer
+ * moved `staleAt` past the arrival (a cached 404's own lifetime): that instant counts then.
+ *
+ * @example
+ * ttlSeconds(staleSince(entry), now); // -40 for max-age=60, Age: 100, just arrived
+ */
+export function staleSince(entry: Pick<Entry, "staleAt" | "storedAt" | "expiredAt">): number {
+  const { expiredAt, staleAt, storedAt } = entry;
+  return expiredAt !== undefined && staleAt <= storedAt ? Math.min(expiredAt, staleAt) : staleAt;
 }
 
 /** Current age of an entry in whole seconds, for the Age header (RFC 9111 §4.2.3). */
@@ -184,6 +205,9 @@ function metaFault(meta: Record<string, unknown>): string | undefined {
   const from = meta["invalidatedAt"];
   if (from !== undefined && (typeof from !== "number" || !Number.isFinite(from)))
     return "invalidatedAt is not a finite number";
+  const expired = meta["expiredAt"];
+  if (expired !== undefined && (typeof expired !== "number" || !Number.isFinite(expired)))
+    return "expiredAt is not a finite number";
   const named = meta["namedUntil"];
   if (named !== undefined && !(Array.isArray(named) && named.every(isNamedUntil)))
     return "namedUntil is not a list of [name, instant]";

@@ -253,6 +253,9 @@ describe("RFC 9111 §4.2.3 age calculation", () => {
     const t = life({ "cache-control": "max-age=60, stale-while-revalidate=30", age: "100" });
     expect(t.staleAt).toBe(T0);
     expect(t.swrUntil).toBe(T0);
+    // The instant it went stale is kept apart, for Cache-Status's ttl (RFC 9211 §2.4): -40 s.
+    expect(t.expiredAt).toBe(T0 - 40 * S);
+    expect(life({ "cache-control": "max-age=60", age: "10" }).expiredAt).toBeUndefined();
   });
 });
 

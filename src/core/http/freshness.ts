@@ -96,6 +96,8 @@ export interface Lifetimes {
   initialAgeMs: number;
   /** responseAt + freshness lifetime − initialAge, never before responseAt. */
   staleAt: number;
+  /** That instant when it is before responseAt (the response arrived already stale); Entry.expiredAt. */
+  expiredAt?: number;
   /** staleAt + stale-while-revalidate window (none when {@link mustRevalidate}). */
   swrUntil: number;
   /** staleAt + stale-if-error window (none when {@link mustRevalidate}). */
@@ -132,6 +134,8 @@ export function lifetimes(res: OriginResponseInfo, route: RoutePolicy, config: C
   return {
     initialAgeMs,
     staleAt: Math.min(staleAt, latest - 1),
+    // Kept apart: every other reader wants the arrival (a copy is never fresh before it was stored).
+    ...(trueStaleAt < res.responseAt ? { expiredAt: trueStaleAt } : {}),
     swrUntil: Math.min(swrUntil, latest - 1),
     sieUntil: Math.min(sieUntil, latest - 1),
     deleteAt: Math.min(Math.max(deleteAt, staleAt + 1), latest),

@@ -1,5 +1,5 @@
 import { formatCacheStatus, ttlSeconds, type CacheStatus } from "./cache-status.ts";
-import { ageSeconds, type Entry } from "./entry.ts";
+import { ageSeconds, staleSince, type Entry } from "./entry.ts";
 import type { PassResponse } from "../fill/coordinator.ts";
 import type { HeaderReader } from "./http.ts";
 import type { InterimListener } from "../origin/origin-client.ts";
@@ -55,7 +55,7 @@ export function fromEntry(
   now: number,
   own: readonly [string, string][] = [],
 ): EngineResponse {
-  const cacheStatus = { ...status, ttlSeconds: ttlSeconds(entry.staleAt, now) };
+  const cacheStatus = { ...status, ttlSeconds: ttlSeconds(staleSince(entry), now) };
   // Set-Cookie is never stored; an entry an older herdless wrote may still hold one from a 304.
   const headers: [string, string][] = entry.headers.filter(
     ([name]) => name !== "cache-status" && name !== "set-cookie",
@@ -80,7 +80,7 @@ export function fromStream(
   method: string,
   now: number,
 ): EngineResponse {
-  const cacheStatus = { ...status, ttlSeconds: ttlSeconds(head.staleAt, now) };
+  const cacheStatus = { ...status, ttlSeconds: ttlSeconds(staleSince(head), now) };
   const headers: [string, string][] = head.headers.filter(([name]) => name !== "cache-status");
   headers.push(["age", String(ageSeconds(head, now))]);
   headers.push(["cache-status", withUpstream(head.headers, cacheStatus)]);
@@ -189,7 +189,7 @@ function remembered(
   status: () => CacheStatus,
 ): [string, string][] {
   const age = ageSeconds(entry, now);
-  const ttl = ttlSeconds(entry.staleAt, now);
+  const ttl = ttlSeconds(staleSince(entry), now);
   let prepared = slots.get(entry);
   if (!prepared || prepared.age !== age || prepared.ttl !== ttl || prepared.label !== label) {
     prepared = { age, ttl, label, headers: fromEntry(entry, status(), "GET", now).headers };
