@@ -107,27 +107,15 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       else reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error));
     });
     outgoing.once("response", (incoming) => settle(toResponse(incoming, init.method ?? "GET", url), resolve, reject));
-    // node:http hands a 101 to "upgrade" listeners (with none, it destroys the socket silently:
-    // the call hung past its deadline, holding its permit). The switch a tunnel asked for (its
-    // request carries Upgrade) is its answer; any other is the odd status it is (a clean 502).
-    const asked = headers.some(([name]) => name === "upgrade");
-    outgoing.once("upgrade", (incoming: IncomingMessage, socket: Duplex, head: Buffer) => {
-      // node:http detached the socket and its 'error' listener: until the tunnel splices it
-      // (after the engine's own awaits, a guard release over Redis among them), an origin that
-      // resets it would raise an unheard 'error' and end the process. Its close is what counts.
-      socket.on("error", () => socket.destroy());
-      if (asked) {
-        resolve(switched(incoming, socket, head));
-        return;
-      }
-      socket.destroy();
-      reject(
-        new HerdlessError(
-          "ORIGIN_STATUS",
-          `origin answered ${url} with status ${incoming.statusCode ?? 0} (a protocol switch herdless never asked for)`,
-        ),
-      );
-    });
+    outgoing.once(
+      "upgrade",
+      onSwitch(
+        headers.some(([name]) => name === "upgrade"),
+        url,
+        resolve,
+        reject,
+      ),
+    );
     // Whatever else ends the exchange without an answer or an error settles the call too
     // (after a "response" or an "error" this reject is a no-op).
     outgoing.once("close", () =>
@@ -147,6 +135,34 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       reject(new TypeError("nodeOriginFetch sends string, bytes or stream bodies"));
     }
   });
+}
+
+/**
+ * node:http hands a 101 to "upgrade" listeners (with none, it destroys the socket silently:
+ * the call hung past its deadline, holding its permit). The switch a tunnel asked for (its
+ * request carries Upgrade: `asked`) is its answer; any other is the odd status it is (a clean 502).
+ */
+function onSwitch(
+  asked: boolean,
+  url: string,
+  resolve: (response: Response) => void,
+  reject: (error: unknown) => void,
+): (incoming: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return (incoming, socket, head) => {
+    // node:http detached the socket and its 'error' listener: until the tunnel splices it
+    // (after the engine's own awaits, a guard release over Redis among them), an origin that
+    // resets it would raise an unheard 'error' and end the process. Its close is what counts.
+    socket.on("error", () => socket.destroy());
+    if (asked) return resolve(switched(incoming, socket, head));
+    socket.destroy();
+    const status = incoming.statusCode ?? 0;
+    reject(
+      new HerdlessError(
+        "ORIGIN_STATUS",
+        `origin answered ${url} with status ${status} (a protocol switch herdless never asked for)`,
+      ),
+    );
+  };
 }
 
 /** The origin's side of each switched connection, by the answer {@link nodeOriginFetch} gave for its 101. */
