@@ -25,6 +25,11 @@ export interface AnswerContext {
   count: (request: EngineRequest, kind: Parameters<Metrics["count"]>[0], key: string | undefined) => void;
   /** Counts what the origin's protection did (metrics.ts ProtectionKind). */
   protect?: (kind: Parameters<Metrics["protect"]>[0]) => void;
+  /**
+   * A copy read earlier, as it may stand in for the origin's answer now (fill/stand-in.ts
+   * standingCopy): checked against the purges in force now and this edge's invalidation marks.
+   */
+  standIn: (copy: Entry, primary: string) => Promise<Entry | undefined>;
   relay: (
     request: EngineRequest,
     status: CacheStatus,
@@ -76,11 +81,13 @@ export async function answerFill(
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, detail: result.reason };
       return answerFromPass(fromPass(shown(result.response, ctx.config), status, request.method), ask(request), now);
     }
-    case "alone":
+    case "alone": {
       // On its own, through the guard; a copy stale-if-error allows still stands in for its failure.
+      const [copy] = await standing(ctx, [nearStale], primary, now);
       return ctx.relay(request, { fwd, detail: "uncacheable" }, "pass", (code, fwdStatus) =>
-        staleAnswer(ctx, request, nearStale, { code, fwdStatus, primary }, ctx.clock.now()),
+        staleAnswer(ctx, request, copy, { code, fwdStatus, primary }, ctx.clock.now()),
       );
+    }
     case "failed":
       return answerFailure(ctx, request, result, from, now);
   }
@@ -192,17 +199,21 @@ export function filledStatus(result: Extract<FillResult, { kind: "entry" }>, fwd
   };
 }
 
-/** RFC 5861 §4: the newest copy that may stand in for the error, else the failure itself. */
-function answerFailure(
+/**
+ * RFC 5861 §4: the newest copy that may stand in for the error, else the failure itself.
+ * Both copies were read before the flight ended (the coordinator's when its flight started,
+ * this edge's before it asked): a purge or a write since then has the last word.
+ */
+async function answerFailure(
   ctx: AnswerContext,
   request: EngineRequest,
   result: Extract<FillResult, { kind: "failed" }>,
   { fwd, nearStale, primary }: AnswerOrigin,
   now: number,
-): EngineResponse {
+): Promise<EngineResponse> {
   const { config } = ctx;
   if (result.code === "ORIGIN_BACKOFF") ctx.protect?.("backoff-answered");
-  const best = newest(...[result.stale, nearStale].filter((entry) => servableOnError(entry, config, now)));
+  const best = newest(...(await standing(ctx, [result.stale, nearStale], primary, now)));
   const stale = staleAnswer(ctx, request, best, { ...result, primary }, now);
   if (stale) return stale;
   const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
@@ -231,6 +242,21 @@ function staleAnswer(
 /** The parts of the request an answer from a stored entry looks at. */
 export function ask(request: EngineRequest): ClientAsk {
   return { method: request.method, headers: request.headers };
+}
+
+/**
+ * The copies that may stand in for a failure now: servable on error, and neither purged nor
+ * invalidated since they were read ({@link AnswerContext.standIn}; only those cost the check).
+ */
+async function standing(
+  ctx: AnswerContext,
+  copies: (Entry | undefined)[],
+  primary: string,
+  now: number,
+): Promise<Entry[]> {
+  const servable = copies.filter((entry) => servableOnError(entry, ctx.config, now));
+  const checked = await Promise.all(servable.map((entry) => ctx.standIn(entry, primary)));
+  return checked.filter((entry) => entry !== undefined);
 }
 
 function newest(...entries: Entry[]): Entry | undefined {

@@ -25,6 +25,7 @@ import { PassMarks } from "./fill/pass-marks.ts";
 import { answeredHere, optionsHere } from "./http/failure-answer.ts";
 import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
+import { standingCopy } from "./fill/stand-in.ts";
 import { NearTier } from "./store/near-tier.ts";
 import { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
@@ -68,6 +69,7 @@ export class Engine {
       count: (request, kind, key) => this.count(request, kind, key),
       protect: (kind) => o.metrics?.protect(kind),
       relay: (request, status, kind, fallback) => this.relay(request, status, kind, undefined, fallback),
+      standIn: async (copy, primary) => standingCopy(o.near, primary, copy, await o.purges?.()),
     };
   }
 
@@ -94,7 +96,7 @@ export class Engine {
       fillRequest(this.o.config, this.forward, request, {
         route,
         primary,
-        key: found.key,
+        found,
         priority,
         purges,
         revalidate,

@@ -4,7 +4,8 @@
  * statuses no Response can carry. Each data center has its own Cache API cache.
  */
 import { describe, expect, it } from "vitest";
-import { dataCenters, edgeEnv, settle } from "./edge-harness.ts";
+import { ManualClock } from "../../src/core/clock.ts";
+import { dataCenters, edgeEnv, settle, useGuardConfig, useInCoordinators } from "./edge-harness.ts";
 import { largeBodyByte } from "./origin-protocol.ts";
 import { testOrigin } from "./test-origin.ts";
 
@@ -203,6 +204,69 @@ describe("RFC 9111 §4.4 on the Worker: unsafe methods invalidate at the key's c
     const list = await b!.get("/list");
     expect(list.cacheStatus).toContain("fwd=uri-miss");
     expect(await origin.count("/list")).toBe(2);
+  });
+});
+
+describe("security: RFC 9111 §4.4 on the Worker, a write holds for every request after it returned", () => {
+  /** A POST the origin answers at once, whatever it does with GETs (test-origin `byHeader`). */
+  const WRITE = { method: "POST", body: "new text", headers: { "x-write": "1" } };
+
+  it("a copy a POST invalidated while its revalidation ran at the key's object is never served stale-if-error, to the writer's next request nor to the request in another data center that led that revalidation", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=1" },
+      body: "balance v1",
+      byHeader: { "x-write": { mode: "up", delayMs: 0 } },
+    });
+    const testEnv = edgeEnv(origin.url, { breaker: { failureThreshold: 100, backoffBaseMs: 0 } });
+    const clock = new ManualClock(Date.now());
+    const guardName = `guard-${crypto.randomUUID()}`;
+    await useGuardConfig(testEnv, guardName);
+    await useInCoordinators(testEnv, ["/balance"], clock, guardName);
+    const [writers, elsewhere] = dataCenters(2, testEnv, clock, { ownIsolate: true });
+    expect((await writers!.get("/balance")).body).toBe("balance v1");
+    clock.advance(2_000);
+    // An outage: the origin resets each GET after 800 ms (real time).
+    await origin.set({ mode: "down", delayMs: 800 });
+    // A data center without a copy of its own: the key's object revalidates its copy.
+    const leader = elsewhere!.get("/balance");
+    await origin.waitFor({ count: 2 });
+    clock.advance(5);
+    expect((await writers!.get("/balance", WRITE)).status).toBe(200);
+    clock.advance(5);
+    // Before: both were answered the object's copy the write had made obsolete (200 balance v1, detail=stale-if-error).
+    const writer = writers!.get("/balance");
+    for (const answer of await Promise.all([writer, leader])) {
+      expect(answer.status).toBe(502);
+      expect(answer.body).not.toContain("balance v1");
+      expect(answer.cacheStatus).toMatch(/detail=origin-error$/);
+    }
+  });
+
+  it("a GET sent after a successful POST never collapses onto a fill sent before it, in the writer's isolate or at the key's object", async () => {
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      mode: "hold",
+      byHeader: { "x-write": { mode: "up" } },
+    });
+    const testEnv = edgeEnv(origin.url);
+    const path = `/profile-${crypto.randomUUID().slice(0, 8)}`;
+    const [a, b] = dataCenters(2, testEnv, undefined, { ownIsolate: true });
+    const slow = a!.get(path);
+    await origin.waitFor({ held: 1 });
+    expect((await a!.get(path, WRITE)).status).toBe(200);
+    // The writer's next read, in the isolate whose call is running, and one from another data center.
+    const reads = [a!.get(path), b!.get(path)];
+    // Real time for ordering only: the reads reach the running fill before it answers.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await origin.set({ mode: "up" });
+    await origin.release();
+    expect((await slow).body).toBe(`${path} #1`);
+    // Before: both were handed the page the origin answered before the write, collapsed onto that fill.
+    for (const read of await Promise.all(reads)) {
+      expect(read.body).toBe(`${path} #3`);
+      expect(read.cacheStatus).not.toMatch(/collapsed/);
+    }
+    expect(await origin.count(path)).toBe(3);
   });
 });
 

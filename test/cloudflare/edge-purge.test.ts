@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { systemClock } from "../../src/core/clock.ts";
+import { ManualClock, systemClock } from "../../src/core/clock.ts";
 import type { PurgeCommand } from "../../src/core/admin/purge.ts";
 import {
   ADMIN_TOKEN,
@@ -170,6 +170,35 @@ describe("hard purge across four data centers", () => {
 
   it("everything ({all: true})", async () => {
     await hardPurge({ all: true }, ["/all/a", "/all/b"], []);
+  });
+});
+
+describe("security: a purged copy never stands in for the origin's failure", () => {
+  it("a copy the operator hard-purged while its revalidation ran at the key's object is never served stale-if-error, to a visitor after the purge returned nor to the request that led that revalidation", async () => {
+    // The origin fails slowly: it resets each request after 800 ms (real time).
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=1" }, body: "secret v1" });
+    const testEnv = edgeEnv(origin.url, { ...ADMIN, ...PATIENT_BREAKER });
+    const clock = new ManualClock(Date.now());
+    const guardName = `guard-${crypto.randomUUID()}`;
+    await useGuardConfig(testEnv, guardName);
+    await useInCoordinators(testEnv, ["/leak"], clock, guardName);
+    const dc = dataCenter(`dc-${crypto.randomUUID()}`, testEnv, clock, { ownIsolate: true });
+    expect((await dc.get("/leak")).body).toBe("secret v1");
+    clock.advance(2_000);
+    await origin.set({ mode: "down", delayMs: 800 });
+    // The copy expired; its revalidation is in flight at the key's object when the operator purges.
+    const leader = dc.get("/leak");
+    await origin.waitFor({ count: 2 });
+    clock.advance(5);
+    expect((await adminCall(dc, "POST", "purge", { body: { urls: [`${EDGE}/leak`] } })).status).toBe(200);
+    clock.advance(5);
+    // Before: both were answered the purged copy (200 secret v1, detail=stale-if-error) when the origin failed.
+    const visitor = dc.get("/leak");
+    for (const answer of await Promise.all([visitor, leader])) {
+      expect(answer.status).toBe(502);
+      expect(answer.body).not.toContain("secret v1");
+      expect(answer.cacheStatus).toMatch(/detail=origin-error$/);
+    }
   });
 });
 

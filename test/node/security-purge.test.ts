@@ -100,6 +100,38 @@ describe("security: purge tags named like an object's own fields (Node)", () => 
   });
 });
 
+describe("security: a purged copy never stands in for the origin's failure (Node)", () => {
+  it("a copy the operator hard-purged while its revalidation ran is never served stale-if-error, to a visitor after the purge returned nor to the request that led that revalidation", async () => {
+    let down = false;
+    let requests = 0;
+    const origin = await servingOrigin((req, res) => {
+      requests++;
+      // An outage: the origin holds the request, then resets it (herdless asks once more on a new connection).
+      if (down) return void setTimeout(() => req.socket.destroy(), 400);
+      res.writeHead(200, { "cache-control": "max-age=1" }).end(`secret v${requests}`);
+    }, cleanup);
+    const proxy = await herdless(origin, { admin: { token: TOKEN, purgePropagationMs: 10 } });
+    cleanup.push(() => proxy.close());
+    expect((await get(proxy.base, "/leak")).body).toBe("secret v1");
+    proxy.clock.advance(2_000);
+    down = true;
+    // The copy expired; its revalidation is in flight when the operator purges the page.
+    const leader = get(proxy.base, "/leak");
+    await vi.waitFor(() => expect(requests).toBe(2));
+    proxy.clock.advance(5);
+    expect((await purge(proxy.base, { urls: ["http://shop.test/leak"] })).status).toBe(200);
+    proxy.clock.advance(5);
+    // Before: both joined that revalidation, and its failure was hidden behind the purged copy
+    // it had read before the purge (200 secret v1, detail=stale-if-error).
+    const visitor = await get(proxy.base, "/leak");
+    for (const answer of [visitor, await leader]) {
+      expect(answer.status).toBe(502);
+      expect(answer.body).not.toContain("secret v1");
+      expect(answer.headers["cache-status"]).toMatch(/detail=origin-error$/);
+    }
+  });
+});
+
 describe("security: one page under many spellings of its URL (Node)", () => {
   it("an attacker's /%70age, %-case and a Host's trailing dot store nothing apart: one origin request, asked by the plain spelling, and the operator's purge of /page purges what they stored", async () => {
     const asked: string[] = [];

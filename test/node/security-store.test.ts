@@ -871,3 +871,107 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect([victim.status, victim.body]).toEqual([200, "page for /home"]);
   });
 });
+
+/** A POST to `path` with a small body, as a form sends it; its status. */
+function post(base: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${base}${path}`, { method: "POST", agent: false }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    req.end("new text");
+  });
+}
+
+describe("security: RFC 9111 §4.4, a write holds for every request after it returned (Node)", () => {
+  it("a copy a POST invalidated while its revalidation ran is never served stale-if-error, to the writer's next request nor to the request that led that revalidation", async () => {
+    let down = false;
+    let gets = 0;
+    const origin = await serving((req, res) => {
+      if (req.method === "POST") return void res.writeHead(204).end();
+      gets++;
+      // An outage: the origin holds the request, then resets it.
+      if (down) return void setTimeout(() => req.socket.destroy(), 400);
+      res.writeHead(200, { "cache-control": "max-age=1" }).end(`balance v${gets}`);
+    });
+    const clock = new ManualClock(Date.now());
+    const proxy = await herdless(origin, clock);
+    expect((await get(proxy, "/balance")).body).toBe("balance v1");
+    clock.advance(2_000);
+    down = true;
+    // The copy expired; its revalidation is in flight when the user's write succeeds.
+    const leader = get(proxy, "/balance");
+    await vi.waitFor(() => expect(gets).toBe(2));
+    clock.advance(5);
+    expect(await post(proxy, "/balance")).toBe(204);
+    clock.advance(5);
+    // Before: both joined that revalidation, and its failure was hidden behind the copy
+    // the write had made obsolete (200 balance v1, detail=stale-if-error).
+    const writer = await get(proxy, "/balance");
+    for (const answer of [writer, await leader]) {
+      expect(answer.status).toBe(502);
+      expect(answer.body).not.toContain("balance v1");
+      expect(answer.headers["cache-status"]).toMatch(/detail=origin-error$/);
+    }
+  });
+
+  it("a GET sent after a successful POST never collapses onto a fill sent before it: the writer reads its write", async () => {
+    let version = 1;
+    let gets = 0;
+    const held: (() => void)[] = [];
+    const origin = await serving((req, res) => {
+      if (req.method === "POST") return void (version++, res.writeHead(204).end());
+      gets++;
+      const page = `page v${version}`;
+      const answer = () => res.writeHead(200, { "cache-control": "max-age=60" }).end(page);
+      if (gets === 1) held.push(answer);
+      else answer();
+    });
+    const clock = new ManualClock(Date.now());
+    const proxy = await herdless(origin, clock);
+    const slow = get(proxy, "/profile");
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    clock.advance(5);
+    expect(await post(proxy, "/profile")).toBe(204);
+    clock.advance(5);
+    const writer = get(proxy, "/profile");
+    // Real time for ordering only: the writer's GET reaches the running fill before it answers.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    held.splice(0).forEach((answer) => answer());
+    expect((await slow).body).toBe("page v1");
+    // Before: page v1, collapsed onto the fill sent before the write (a hard purge made it ask again).
+    const mine = await writer;
+    expect(mine.body).toBe("page v2");
+    expect(mine.headers["cache-status"]).not.toMatch(/collapsed/);
+    expect(gets).toBe(2);
+  });
+
+  it("a fill the origin answered with the old page, sent in the POST's own millisecond, is never stored after the invalidation", async () => {
+    let version = 1;
+    let gets = 0;
+    const held: (() => void)[] = [];
+    const origin = await serving((req, res) => {
+      if (req.method === "POST") return void (version++, res.writeHead(204).end());
+      gets++;
+      const page = `page v${version}`;
+      const answer = () => res.writeHead(200, { "cache-control": "max-age=60" }).end(page);
+      if (gets === 1) held.push(answer);
+      else answer();
+    });
+    // The clock does not move between the fill and the write: they share a millisecond.
+    const clock = new ManualClock(Date.now());
+    const proxy = await herdless(origin, clock);
+    const slow = get(proxy, "/doc");
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    expect(await post(proxy, "/doc")).toBe(204);
+    held.splice(0).forEach((answer) => answer());
+    expect((await slow).body).toBe("page v1");
+    clock.advance(1);
+    // Before: the old page was stored over the write's mark, every visitor's hit for 60 s.
+    const victim = await get(proxy, "/doc");
+    expect(victim.body).toBe("page v2");
+    expect(victim.headers["cache-status"]).toMatch(/fwd=uri-miss/);
+    expect(gets).toBe(2);
+  });
+});

@@ -7,6 +7,7 @@ import { headerList } from "../http/http.ts";
 import { lookup, type LookupResult } from "../store/lookup.ts";
 import type { Store } from "../store/store.ts";
 import { refreshAheadDue } from "./refresh-ahead.ts";
+import type { BackoffCheck, KeyBackoff } from "../guard/key-backoff.ts";
 
 /**
  * Whether the stored entry answers this caller without an origin request: it is fresh (a
@@ -75,4 +76,34 @@ export async function storedFor(store: Store, request: FillRequest): Promise<Ent
 export async function storedLook(store: Store, request: FillRequest): Promise<Pick<LookupResult, "entry" | "kept">> {
   const { entry, kept } = await lookup(store, request.primary, request.key, headerList(request.headers));
   return { entry: request.purges ? applyPurge(entry, request.primary, request.purges) : entry, kept };
+}
+
+/** What a fill asked of its key's shared state before deciding (see {@link look}). */
+export type Look = { stored: Promise<Entry | undefined>; backoff: Promise<BackoffCheck> | undefined };
+
+/**
+ * The key's entry and backoff, asked for side by side (one round trip to Redis, not two):
+ * a flight needs both before it queues for the lease. A fill the entry answers wastes the
+ * backoff's read, shared by the process's callers of the key (KeyBackoff.precheck); none
+ * is made while the process runs a flight for the key (`leads` false): the caller joins it.
+ *
+ * @example
+ * const { stored, backoff } = look(store, keyBackoff, request, true);
+ */
+export function look(store: Store, backoff: KeyBackoff, request: FillRequest, leads: boolean): Look {
+  return { stored: storedFor(store, request), backoff: leads ? backoff.precheck(request.key) : undefined };
+}
+
+/**
+ * The key's entry and backoff, read side by side once the lease is (being) taken.
+ *
+ * @example
+ * const [{ entry, kept }, checked] = await lookUnderLease(store, keyBackoff, request);
+ */
+export function lookUnderLease(
+  store: Store,
+  backoff: KeyBackoff,
+  request: FillRequest,
+): Promise<[Pick<LookupResult, "entry" | "kept">, BackoffCheck]> {
+  return Promise.all([storedLook(store, request), backoff.check(request.key)]);
 }

@@ -20,6 +20,12 @@ export interface FillRequest {
   /** The purges the edge honours; the coordinator applies them to its own copy too. */
   purges?: PurgeSnapshot;
   /**
+   * RFC 9111 §4.4: when the URL was last written to (an unsafe request's success) as far as
+   * the caller knew when it asked: an answer asked of the origin before then is not this
+   * caller's (flight.ts mayTakeJoined). The coordinator adds the writes it noted itself.
+   */
+  writtenAt?: number;
+  /**
    * The client asked for a validated answer (request `no-cache` on a route that honours it):
    * the stored copy does not answer by itself; the caller joins the flight in progress or
    * the coordinator starts one (still one origin request per key at a time).

@@ -4,6 +4,7 @@ import { routeFor, type Config } from "../config.ts";
 import { headerList } from "../http/http.ts";
 import type { Entry } from "../http/entry.ts";
 import type { StreamedOriginResponse } from "../origin/origin-client.ts";
+import { askedBefore } from "../store/lookup.ts";
 import { SharedBody } from "./shared-body.ts";
 import type { SharedBodyLimits } from "./laggards.ts";
 
@@ -97,13 +98,16 @@ export function forCredentials(result: FlightResult, credentials: string | undef
 /**
  * Whether a caller may take the answer of the flight it joined: not the answer to another
  * client's Authorization ({@link credentialsOf}), nor one a hard purge the caller knows of
- * covers. A flight that asked the origin before an operator's purge brings the page as it was
- * before it: its own callers asked for it then, but a caller that arrived after the purge
- * returned was handed that old page too, while the fetch the purge overtook was still running.
+ * covers, nor one asked of the origin before a write to the URL the caller knew of when it
+ * asked (`writtenAt`, RFC 9111 §4.4: read-your-writes). A flight that asked the origin before
+ * an operator's purge or a client's `POST` brings the page as it was before it: its own
+ * callers asked for it then, but a caller that arrived after the purge or the write returned
+ * was handed that old page too, while the fetch they overtook was still running.
  */
 export function mayTakeJoined(result: FillResult | SharedFlight, request: FillRequest): boolean {
   const head = "head" in result ? result.head : "entry" in result ? result.entry : undefined;
   if (head && request.purges && purgeVerdict(head, request.primary, request.purges) === "hard") return false;
+  if (head && askedBefore(head, request.writtenAt)) return false;
   if (!("credentials" in result) || result.credentials === undefined) return true;
   return headerList(request.headers).get("authorization") === result.credentials;
 }

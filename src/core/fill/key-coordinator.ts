@@ -12,10 +12,11 @@ import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../
 import type { OriginGuard } from "../guard/origin-guard.ts";
 import { SingleFlight } from "./single-flight.ts";
 import { sharedBodyLimits } from "./laggards.ts";
-import { answersCaller, dueForRefresh, storedAnswer, storedFor, storedLook, type StoredAnswer } from "./answers.ts";
+import { answersCaller, dueForRefresh, look, lookUnderLease, storedAnswer, storedFor } from "./answers.ts";
+import type { Look, StoredAnswer } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
-import { invalidateStored, type LookupResult } from "../store/lookup.ts";
+import { invalidateStored } from "../store/lookup.ts";
 import { asJoined, mayTakeJoined, streamOf, validatesAlone, type FlightResult, type SharedFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
 import { leaseStayedBusy, STREAMING } from "./relay.ts";
@@ -24,7 +25,8 @@ import { fetchAndSettle } from "./settle.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, notTheJoinersFailure, recordFlight } from "./flight-backoff.ts";
 import { renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
-import { KeyBackoff, MemoryBackoffStore, type BackoffCheck, type BackoffStore } from "../guard/key-backoff.ts";
+import { standingAnswer, withWritesNoted } from "./stand-in.ts";
+import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
 
 export interface KeyCoordinatorOptions {
   config: Config;
@@ -95,11 +97,22 @@ export class KeyCoordinator implements Coordinator {
     });
   }
 
-  async fill(request: FillRequest, askedAgain = false): Promise<FillResult> {
+  /**
+   * The caller's answer, with the writes to its URL this coordinator noted before it came
+   * (flight.ts mayTakeJoined), and no copy standing in for a failure that a purge or a write
+   * made obsolete while the flight ran (stand-in.ts).
+   */
+  async fill(request: FillRequest): Promise<FillResult> {
+    const asked = withWritesNoted(this.o.store, request, this.o.clock.now());
+    return standingAnswer(this.o.store, asked, await this.answer(asked));
+  }
+
+  private async answer(request: FillRequest, askedAgain = false): Promise<FillResult> {
     // A revalidation does not answer from the stored entry: its flight reads it (as `before`).
     const joins = this.flights.has(request.key) || this.streaming.get(request.key) !== undefined;
-    const look = request.revalidate || this.plainLeads.unread(request, joins) ? undefined : this.look(request, !joins);
-    const stored = await look?.stored;
+    const unread = request.revalidate || this.plainLeads.unread(request, joins);
+    const looked = unread ? undefined : look(this.o.store, this.backoff, request, !joins);
+    const stored = await looked?.stored;
     // After the lookup: a soft purge makes the entry stale as of the time it was applied.
     const now = this.o.clock.now();
     // A caller come to renew an entry in its refresh-ahead window is answered by it only once renewed.
@@ -118,7 +131,7 @@ export class KeyCoordinator implements Coordinator {
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     if (stored && request.priority === "foreground" && !stored.mustRevalidate && now < stored.swrUntil) {
       // A caller without a copy of its own gets the stale one at once; the refresh runs behind it.
-      this.inBackground(this.fill({ ...request, key: stored.key, priority: "background" }));
+      this.inBackground(this.answer({ ...request, key: stored.key, priority: "background" }));
       return { kind: "entry", entry: stored, collapsed: false, stored: false };
     }
     const streaming = this.streaming.get(request.key);
@@ -127,7 +140,9 @@ export class KeyCoordinator implements Coordinator {
       if (joined) return joined;
     }
     const lead = () =>
-      this.plainLeads.run(request, stored, () => this.fetchUnderLease(request, look ?? this.look(request, true)));
+      this.plainLeads.run(request, stored, () =>
+        this.fetchUnderLease(request, looked ?? look(this.o.store, this.backoff, request, true)),
+      );
     const { value, joined } = await this.flights.run(request.key, () =>
       request.refreshAhead && stored ? this.renewals.run(request.key, stored.staleAt, lead) : lead(),
     );
@@ -136,20 +151,20 @@ export class KeyCoordinator implements Coordinator {
       if (mine) return mine;
       // Too late for the start of a body too large to keep: ask again once that fetch ended (never two at once).
       await value.done;
-      return this.fill(request);
+      return this.answer(request);
     }
     if (!joined) return value;
     // A failure, or a refusal, of the leader's own input is not this caller's: it asks again, once.
     const leadersOwn = value.kind === "failed" || value.kind === "pass";
     if (leadersOwn && !askedAgain && notTheJoinersFailure(value, request, this.o.config))
-      return this.fill(request, true);
+      return this.answer(request, true);
     if (value.kind === "pass" || value.kind === "alone") return { kind: "alone" };
     if (value.kind === "failed") return joinedFailure(value);
     if (validatesAlone(value.entry)) return { kind: "alone" };
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
-    if (mine !== value.entry.key && request.key !== mine) return this.fill({ ...request, key: mine });
-    return mayTakeJoined(value, request) ? asJoined(value) : this.fill(request, true);
+    if (mine !== value.entry.key && request.key !== mine) return this.answer({ ...request, key: mine });
+    return mayTakeJoined(value, request) ? asJoined(value) : this.answer(request, true);
   }
 
   async invalidate(primary: string, headers: [string, string][]): Promise<void> {
@@ -164,27 +179,9 @@ export class KeyCoordinator implements Coordinator {
     if (collapsed && validatesAlone(flight.head)) return { kind: "alone" };
     if (collapsed) {
       const mine = variantKey(request.primary, flight.head.vary, headerList(request.headers));
-      if (mine !== flight.head.key && request.key !== mine) return this.fill({ ...request, key: mine });
+      if (mine !== flight.head.key && request.key !== mine) return this.answer({ ...request, key: mine });
     }
     return collapsed && !mayTakeJoined(flight, request) ? undefined : streamOf(flight, collapsed);
-  }
-
-  /**
-   * The key's entry and backoff, asked for side by side (one round trip to Redis, not two):
-   * a flight needs both before it queues for the lease. A fill the entry answers wastes the
-   * backoff's read, shared by the process's callers of the key (KeyBackoff.precheck); none
-   * is made while the process runs a flight for the key: the caller joins it.
-   */
-  private look(request: FillRequest, leads: boolean): Look {
-    return {
-      stored: storedFor(this.o.store, request),
-      backoff: leads ? this.backoff.precheck(request.key) : undefined,
-    };
-  }
-
-  /** The key's entry and backoff, read side by side once the lease is (being) taken. */
-  private lookUnderLease(request: FillRequest): Promise<[Pick<LookupResult, "entry" | "kept">, BackoffCheck]> {
-    return Promise.all([storedLook(this.o.store, request), this.backoff.check(request.key)]);
   }
 
   private inBackground(work: Promise<FillResult>): void {
@@ -199,25 +196,27 @@ export class KeyCoordinator implements Coordinator {
    * fill sends them to the store, a failure hands them the same failure (they serve their
    * stale copy) instead of a second origin request.
    */
-  private async fetchUnderLease(request: FillRequest, look: Look): Promise<FlightResult> {
+  private async fetchUnderLease(request: FillRequest, looked: Look): Promise<FlightResult> {
     const { lockLeaseMs, waitTimeoutMs } = this.o.config.coordinator;
     // What the fill read: nothing was awaited between its read and this flight's start.
-    const before = await look.stored;
+    const before = await looked.stored;
     // A key backing off is refused before anyone queues for its lease.
-    const { refusal } = await (look.backoff ?? this.backoff.check(request.key));
+    const { refusal } = await (looked.backoff ?? this.backoff.check(request.key));
     if (refusal) return backedOff(refusal, before);
     let giveUpAt = this.o.clock.now() + waitTimeoutMs;
+    // The copy as the store holds it now: read again after each wait (a purge or a write may take it).
+    let held = before;
     for (;;) {
       const acquiring = this.o.leases.acquire(request.key, lockLeaseMs);
-      const underLease = this.o.readsFollowAcquire ? this.lookUnderLease(request) : undefined;
+      const underLease = this.o.readsFollowAcquire ? lookUnderLease(this.o.store, this.backoff, request) : undefined;
       underLease?.catch(() => undefined);
       const lease = await acquiring;
       if (lease) return this.holding(request, before, lease, underLease);
       // Another process holds it: its refresh-ahead of this copy lets the copy answer; else wait, then look again.
-      const copy = await renewedByHolder(this.o, request, before);
+      const copy = await renewedByHolder(this.o, request, held);
       if (copy) return renewingAnswer(copy);
       const remaining = giveUpAt - this.o.clock.now();
-      if (remaining <= 0) return leaseStayedBusy(request.key, waitTimeoutMs, before);
+      if (remaining <= 0) return leaseStayedBusy(request.key, waitTimeoutMs, held);
       // What ends the wait answers this caller: for a refresh-ahead a renewed copy, not the one it came to renew.
       const answers = (entry: Entry | undefined): entry is Entry => answersCaller(this.o, request, entry, before);
       const answered = () => storedAnswer(this.o, request, before);
@@ -228,7 +227,7 @@ export class KeyCoordinator implements Coordinator {
         giveUpAt = Math.max(giveUpAt, this.o.clock.now() + waitTimeoutMs);
         continue;
       }
-      const filled = await entryAfterWait(request, news, () => storedFor(this.o.store, request));
+      const filled = (held = await entryAfterWait(request, news, () => storedFor(this.o.store, request)));
       const stored = { before, filled, fresh: answers(filled) };
       const limits = sharedBodyLimits(this.o.config);
       const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, limits);
@@ -245,7 +244,7 @@ export class KeyCoordinator implements Coordinator {
     request: FillRequest,
     before: Entry | undefined,
     lease: Lease,
-    underLease = this.lookUnderLease(request),
+    underLease = lookUnderLease(this.o.store, this.backoff, request),
   ): Promise<FlightResult> {
     const { lockLeaseMs } = this.o.config.coordinator;
     // The right to write ends with the lease: an origin call still running then is cancelled.
@@ -293,8 +292,5 @@ export class KeyCoordinator implements Coordinator {
     }
   }
 }
-
-/** What a fill asked of its key's shared state before deciding (see KeyCoordinator's `look`). */
-type Look = { stored: Promise<Entry | undefined>; backoff: Promise<BackoffCheck> | undefined };
 
 const delay = (ms: number): Promise<undefined> => new Promise((resolve) => setTimeout(() => resolve(undefined), ms));

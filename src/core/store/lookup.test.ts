@@ -8,6 +8,7 @@ import {
   noteWrite,
   putVaryPointer,
   servableWinner,
+  standsAfterWrites,
   writtenWhileAsked,
 } from "./lookup.ts";
 import { keptSelectors } from "../http/key.ts";
@@ -58,7 +59,9 @@ describe("RFC 9111 §4.4: an answer asked for before a write is never stored aft
     clock.advance(1_000);
     await invalidateStored(s, "GET https://a.test/p", none, clock.now());
     expect(writtenWhileAsked(s, "GET https://a.test/p", { requestAt: askedAt })).toBe(true);
-    expect(writtenWhileAsked(s, "GET https://a.test/p", { requestAt: clock.now() })).toBe(false);
+    // Asked in the write's own millisecond, it may have been asked before it (as notInvalidated judges a copy stored then).
+    expect(writtenWhileAsked(s, "GET https://a.test/p", { requestAt: clock.now() })).toBe(true);
+    expect(writtenWhileAsked(s, "GET https://a.test/p", { requestAt: clock.now() + 1 })).toBe(false);
     expect(writtenWhileAsked(other, "GET https://a.test/p", { requestAt: askedAt })).toBe(false);
     noteWrite(other, "GET https://a.test/p", clock.now());
     expect(writtenWhileAsked(other, "GET https://a.test/p", { requestAt: askedAt })).toBe(true);
@@ -75,6 +78,30 @@ describe("RFC 9111 §4.4: an answer asked for before a write is never stored aft
     expect(await invalidatedWhileAsked(fresh, "GET https://a.test/p", { requestAt: askedAt })).toBe(true);
     clock.advance(INVALIDATION_MARK_MS);
     expect(await s.get("GET https://a.test/p")).toBeUndefined();
+  });
+});
+
+describe("RFC 9111 §4.4: a copy read before a write never stands in for an origin answer after it", () => {
+  it("a write noted here, or marked in the store by another process, takes it; a later copy, or a store that cannot be read, leaves it", async () => {
+    const { clock, store: s } = store();
+    const copy = testEntry("GET https://a.test/p", T0);
+    await s.put(copy);
+    expect(await standsAfterWrites(s, "GET https://a.test/p", copy)).toBe(copy);
+    clock.advance(1_000);
+    await invalidateStored(s, "GET https://a.test/p", none, clock.now());
+    expect(await standsAfterWrites(s, "GET https://a.test/p", copy)).toBeUndefined();
+    // The mark alone, as another process left it in a shared store.
+    const shared = store().store;
+    await shared.put((await s.get("GET https://a.test/p"))!);
+    expect(await standsAfterWrites(shared, "GET https://a.test/p", copy)).toBeUndefined();
+    const later = testEntry("GET https://a.test/p", clock.now() + 1);
+    expect(await standsAfterWrites(shared, "GET https://a.test/p", later)).toBe(later);
+    const unreadable = {
+      get: () => Promise.reject(new Error("down")),
+      put: async () => false,
+      delete: async () => false,
+    };
+    expect(await standsAfterWrites(unreadable, "GET https://a.test/p", copy)).toBe(copy);
   });
 });
 

@@ -15,6 +15,11 @@ export interface LookupResult {
    * the primary key. A new answer for the URL is selected on them too.
    */
   kept: SelectorSource;
+  /**
+   * RFC 9111 §4.4: when the URL was last written to, as the mark under the primary key says
+   * (an unsafe request's success, {@link invalidateStored}); absent without one.
+   */
+  invalidatedAt?: number;
 }
 
 /**
@@ -33,14 +38,19 @@ export async function lookup(
     const valid = notInvalidated(entry, found);
     // The pointer's selectors, or (the pointer gone before its variants) the variant's own.
     const kept = found ?? (entry ? { vary: entry.vary, namedUntil: namedUntil(entry, undefined) } : UNSELECTED);
-    return { key: known, entry: valid, varyMiss: valid === undefined, kept };
+    return { key: known, entry: valid, varyMiss: valid === undefined, kept, ...markOf(found) };
   }
   const found = await store.get(primary);
   if (!found || found.vary.length === 0)
-    return { key: primary, entry: notInvalidated(found, found), varyMiss: false, kept: UNSELECTED };
+    return { key: primary, entry: notInvalidated(found, found), varyMiss: false, kept: UNSELECTED, ...markOf(found) };
   const key = variantKey(primary, found.vary, request);
   const entry = notInvalidated(await store.get(key), found);
-  return { key, entry, varyMiss: entry === undefined, kept: found };
+  return { key, entry, varyMiss: entry === undefined, kept: found, ...markOf(found) };
+}
+
+/** The instant of the write the entry under a primary key marks, as a {@link LookupResult} field. */
+function markOf(atPrimary: Entry | undefined): Pick<LookupResult, "invalidatedAt"> {
+  return atPrimary?.invalidatedAt === undefined ? {} : { invalidatedAt: atPrimary.invalidatedAt };
 }
 
 /** The selectors of a URL that has no copy selected on any. */
@@ -122,16 +132,27 @@ export function noteWrite(store: Store, primary: string, at: number): void {
   }
 }
 
+/** The instant this process last noted a write to the URL of `primary` in `store` ({@link noteWrite}), if it did. */
+export function lastWrite(store: Store, primary: string): number | undefined {
+  return recentWrites.get(store)?.get(primary);
+}
+
 /**
  * RFC 9111 §4.4: whether this process saw the URL of `primary` written to (invalidated) in
- * `store` after `entry`'s origin request was sent. Such an answer may describe the URL as it
- * was before the write: it goes to the callers that asked, and is stored in no tier. Before,
- * a fill still running when a `POST` succeeded stored the old page after the invalidation,
- * fresh for its whole lifetime.
+ * `store` after `entry`'s origin request was sent, or in the same millisecond (it may have
+ * been sent before the write: {@link notInvalidated} judges a copy stored then the same way).
+ * Such an answer may describe the URL as it was before the write: it goes to the callers that
+ * asked, and is stored in no tier. Before, a fill still running when a `POST` succeeded stored
+ * the old page after the invalidation, fresh for its whole lifetime; and one sent in the
+ * write's own millisecond still did.
  */
 export function writtenWhileAsked(store: Store, primary: string, entry: Pick<Entry, "requestAt">): boolean {
-  const at = recentWrites.get(store)?.get(primary);
-  return at !== undefined && at > entry.requestAt;
+  return askedBefore(entry, lastWrite(store, primary));
+}
+
+/** Whether an answer was asked for before (or in the millisecond of) the write at `writtenAt`. */
+export function askedBefore(entry: Pick<Entry, "requestAt">, writtenAt: number | undefined): boolean {
+  return writtenAt !== undefined && writtenAt >= entry.requestAt;
 }
 
 /**
@@ -144,8 +165,26 @@ export async function invalidatedWhileAsked(
   entry: Pick<Entry, "requestAt">,
 ): Promise<boolean> {
   if (writtenWhileAsked(store, primary, entry)) return true;
-  const invalidatedAt = (await store.get(primary))?.invalidatedAt;
-  return invalidatedAt !== undefined && invalidatedAt > entry.requestAt;
+  return askedBefore(entry, (await store.get(primary))?.invalidatedAt);
+}
+
+/**
+ * RFC 9111 §4.4 for a copy read earlier that is about to stand in for an origin answer
+ * (stale-if-error, a busy or backing-off origin): the copy, unless `store` now says the URL
+ * was written to since it was stored (a write this process noted, or the mark a write left
+ * under the primary key, as a lookup judges it: {@link notInvalidated}). A flight reads the
+ * copy when it starts and fails up to `origin.timeoutMs` later; before, a `POST` that
+ * succeeded meanwhile did not keep its failure from being hidden behind the copy the write
+ * had made obsolete, for the writer's next request too. A store that cannot be read leaves
+ * the copy standing: it is what hides the outage, and this process's own notes still apply.
+ *
+ * @example
+ * const stale = await standsAfterWrites(store, primary, result.stale); // undefined once the URL was written to
+ */
+export async function standsAfterWrites(store: Store, primary: string, copy: Entry): Promise<Entry | undefined> {
+  const written = lastWrite(store, primary);
+  if (written !== undefined && written >= copy.storedAt) return undefined;
+  return notInvalidated(copy, await store.get(primary).catch(() => undefined));
 }
 
 /** The mark of a URL invalidated with nothing stored: an entry no lookup serves. */
