@@ -16,7 +16,7 @@ import { headerList } from "../http/http.ts";
 import { governingDirectives, hasExplicitFreshness } from "../http/freshness.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
-import { putVaryPointer, servableWinner, writtenWhileAsked } from "../store/lookup.ts";
+import { invalidatedWhileAsked, putVaryPointer, servableWinner, writtenWhileAsked } from "../store/lookup.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import {
   conditionalHeaders,
@@ -259,7 +259,11 @@ export async function storeEntry(
     return { kind: "entry", entry, fwdStatus, collapsed: false, stored: false, unkept: true };
   const written = await store.put(entry);
   if (written && entry.key !== primary) await putVaryPointer(store, entry, primary);
-  const winner = written ? entry : ((await servableWinner(store, entry.key, primary)) ?? entry);
+  const won = written ? entry : await servableWinner(store, entry.key, primary);
+  // Refused over the mark of a write it was asked before, which another fleet member saw: as above.
+  if (!won && (await invalidatedWhileAsked(store, primary, entry).catch(() => false)))
+    return { kind: "entry", entry, fwdStatus, collapsed: false, stored: false, unkept: true };
+  const winner = won ?? entry;
   const result = { kind: "entry" as const, entry: winner, fwdStatus, collapsed: false, stored: written };
   return winner === entry && own.length > 0 ? { ...result, requesterFields: own } : result;
 }

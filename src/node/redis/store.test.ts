@@ -1,6 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ManualClock } from "../../core/clock.ts";
+import { parseConfig } from "../../core/config.ts";
 import { isHerdlessError } from "../../core/errors.ts";
+import { KeyCoordinator } from "../../core/fill/key-coordinator.ts";
+import { MemoryLeaseManager } from "../../core/fill/memory-lease.ts";
+import { LocalGuard } from "../../core/guard/local-guard.ts";
+import { invalidateStored, lookup } from "../../core/store/lookup.ts";
 import { storeConformance, testEntry } from "../../core/store/store-conformance.ts";
 import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import { RedisConnection } from "./connection.ts";
@@ -140,5 +145,64 @@ describe("RedisStore", () => {
     expect(isHerdlessError(error, "COORDINATOR_UNAVAILABLE")).toBe(true);
     expect(performance.now() - started).toBeLessThan(1_000);
     await dead.close();
+  });
+});
+
+describe("RFC 9111 §4.4 in a fleet: a member that has not heard of a write yet", () => {
+  const primary = "GET http://shop.test/balance";
+  const none = { get: () => null };
+
+  it("a put asked at or before a live mark's write is refused; a later answer, a Vary pointer keeping the mark, or a mark of a later write is written", async () => {
+    const clock = new ManualClock(T0);
+    const store = new RedisStore({ connection: redis.connection, clock, prefix: redis.prefix() });
+    await store.put(testEntry(primary, T0, { token: 1 }));
+    clock.advance(1_000);
+    await invalidateStored(store, primary, none, clock.now());
+    const writtenAt = clock.now();
+    expect(await store.put(testEntry(primary, T0, { token: 5 }))).toBe(false);
+    expect(await store.put(testEntry(primary, writtenAt, { token: 5 }))).toBe(false);
+    const pointer = { ...testEntry(primary, T0, { token: 5, vary: ["accept-language"] }), invalidatedAt: writtenAt };
+    expect(await store.put({ ...pointer, body: new Uint8Array(0) })).toBe(true);
+    clock.advance(1_000);
+    expect(await store.put(testEntry(primary, writtenAt + 1, { token: 6 }))).toBe(true);
+    // The mark goes with the entry that replaced it: the next put is judged by token alone.
+    expect(await store.put(testEntry(primary, T0, { token: 7 }))).toBe(true);
+  });
+
+  it("its fill, answered before the write through another member, never replaces the write's mark in Redis: the next visitor gets no old page", async () => {
+    const clock = new ManualClock(T0);
+    const prefix = redis.prefix();
+    // Two members' views of one Redis: the writer's, and the late one whose fill was running.
+    const writers = new RedisStore({ connection: redis.connection, clock, prefix });
+    const late = new RedisStore({ connection: redis.connection, clock, prefix });
+    const config = parseConfig({ origin: { url: "http://origin.test" } });
+    let version = 1;
+    let answer: (() => void) | undefined;
+    const coordinator = new KeyCoordinator({
+      config,
+      clock,
+      store: late,
+      leases: new MemoryLeaseManager(clock),
+      guard: new LocalGuard({ config, clock }),
+      fetch: () =>
+        new Promise((resolve) => {
+          const page = `balance v${version}`;
+          answer = () => resolve(new Response(page, { headers: { "cache-control": "max-age=60" } }));
+        }),
+    });
+    const request = { primary, key: primary, url: "http://origin.test/balance", path: "/balance", headers: [] };
+    const fill = coordinator.fill({ ...request, priority: "foreground" });
+    await vi.waitFor(() => expect(answer).toBeDefined());
+    clock.advance(1_000);
+    // The write succeeds through the other member, which marks Redis; the news has not reached this one.
+    version = 2;
+    await invalidateStored(writers, primary, none, clock.now());
+    clock.advance(1_000);
+    answer!();
+    const result = await fill;
+    // The request that asked before the write gets what it asked for, kept in no tier.
+    expect(result.kind === "entry" && [result.stored, result.unkept]).toEqual([false, true]);
+    // Before: its put, fenced by token alone, replaced the mark: balance v1 fresh for 60 s.
+    expect((await lookup(writers, primary, primary, none)).entry).toBeUndefined();
   });
 });

@@ -27,15 +27,28 @@ export const REDIS_CHUNK_BYTES = 1024 * 1024;
 /**
  * Fenced write. The entry lives in a hash `{ t: token, d: deleteAt, b: encoded entry }`,
  * or, for a chunked body, `{ t, d, m: encoded entry without its body, c: "<id> <chunks>
- * <bytes>" }` with the body in the keys `<prefix>chunk:<id>:<n>`. The token comparison and
- * the write happen in one atomic step: a late writer with an older token never replaces a
- * newer live entry, however the two interleave. Replies `{written, chunks it replaced}`.
- * KEYS[1] entry hash; ARGV: token, deleteAt, now, ttlMs, encoded, chunk ref ('' for `b`).
+ * <bytes>" }` with the body in the keys `<prefix>chunk:<id>:<n>`; an invalidation's mark
+ * (or a Vary pointer keeping one) also has `i: invalidatedAt`. The comparisons and the write
+ * happen in one atomic step: a late writer with an older token never replaces a newer live
+ * entry, and (RFC 9111 §4.4) an answer asked of the origin at or before the write a live mark
+ * records never replaces that mark, however they interleave. The second is the fleet's: the
+ * member that wrote noted the write in its memory (lookup.ts writtenWhileAsked), but a member
+ * whose fill was running when the write succeeded may hear of it only after its answer came,
+ * and its put, fenced by token alone, replaced the mark with the page as it was before the
+ * write, fresh for its whole lifetime. Replies `{written, chunks it replaced}`.
+ * KEYS[1] entry hash; ARGV: token, deleteAt, now, ttlMs, encoded, chunk ref ('' for `b`),
+ * requestAt, invalidatedAt ('' for none).
  */
 const PUT = new LuaScript(`
-local current = redis.call('HMGET', KEYS[1], 't', 'd', 'c')
-if current[1] and tonumber(current[1]) > tonumber(ARGV[1]) and tonumber(current[2]) > tonumber(ARGV[3]) then
+local current = redis.call('HMGET', KEYS[1], 't', 'd', 'c', 'i')
+local live = current[2] and tonumber(current[2]) > tonumber(ARGV[3])
+if live and current[1] and tonumber(current[1]) > tonumber(ARGV[1]) then
   return {0, ''}
+end
+if live and current[4] and tonumber(ARGV[7]) <= tonumber(current[4]) then
+  if ARGV[8] == '' or tonumber(ARGV[8]) < tonumber(current[4]) then
+    return {0, ''}
+  end
 end
 local replaced = current[3] or ''
 redis.call('DEL', KEYS[1])
@@ -46,6 +59,9 @@ if ARGV[6] == '' then
   redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', ARGV[2], 'b', ARGV[5])
 else
   redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', ARGV[2], 'm', ARGV[5], 'c', ARGV[6])
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[1], 'i', ARGV[8])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, replaced}
@@ -162,7 +178,16 @@ export class RedisStore implements Store {
       PUT.run(
         client,
         [this.redisKey(entry.key)],
-        [entry.token, entry.deleteAt, now, ttlMs, bytes, ref ? formatRef(ref) : ""],
+        [
+          entry.token,
+          entry.deleteAt,
+          now,
+          ttlMs,
+          bytes,
+          ref ? formatRef(ref) : "",
+          entry.requestAt,
+          entry.invalidatedAt ?? "",
+        ],
       ),
     )) as [number, string];
     const written = reply[0] === 1;
