@@ -13,7 +13,6 @@ import {
 import { blamesTheRequest } from "../http/request-blame.ts";
 import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
-import { governingDirectives, hasExplicitFreshness } from "../http/freshness.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
 import { invalidatedWhileAsked, putVaryPointer, servableWinner, writtenWhileAsked } from "../store/lookup.ts";
@@ -22,6 +21,7 @@ import {
   conditionalHeaders,
   entryFromResponse,
   negativeEntry,
+  withNotFoundTtl,
   notModifiedSelects,
   refreshedEntry,
   requesterFields,
@@ -227,19 +227,6 @@ async function settleError(
  */
 function oneClients(verdict: Storability): boolean {
   return !verdict.storable && verdict.reason !== "status";
-}
-
-/** `origin.notFoundTtlMs`: a 404 the origin gave no lifetime is kept that long. */
-function withNotFoundTtl(entry: Entry, fields: OriginResponse["headers"], config: Config, now: number): Entry {
-  if (entry.status !== 404 || config.origin.notFoundTtlMs <= 0 || entry.staleAt > now) return entry;
-  // Only a 404 that says nothing of its lifetime: one the origin gave a spent one (`max-age=0`,
-  // an `Age` past its max-age, `Expires` at its Date) or marked `no-cache` is stale as it says
-  // (RFC 9111 §4.2.1, §5.2.2.4), not fresh for notFoundTtlMs.
-  const headers = headerList(fields);
-  const governing = governingDirectives(headers);
-  if (hasExplicitFreshness(headers, governing) || governing.d.has("no-cache")) return entry;
-  const staleAt = now + config.origin.notFoundTtlMs;
-  return { ...entry, staleAt, swrUntil: staleAt, sieUntil: staleAt, deleteAt: staleAt + config.cache.retainStaleMs };
 }
 
 /**

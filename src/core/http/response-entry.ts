@@ -1,6 +1,6 @@
 import type { Config, RoutePolicy } from "../config.ts";
 import { ENTRY_FORMAT_VERSION, type Entry } from "./entry.ts";
-import { lifetimes } from "./freshness.ts";
+import { governingDirectives, hasExplicitFreshness, lifetimes } from "./freshness.ts";
 import { parseHttpDate } from "./http-date.ts";
 import { parseEntityTag, weakMatch } from "./conditional.ts";
 import { requesterOnlyFields, storedFields } from "./storability.ts";
@@ -216,4 +216,22 @@ export function conditionalHeaders(stored: Entry | undefined): [string, string][
   if (stored.etag) out.push(["if-none-match", stored.etag]);
   if (stored.lastModified) out.push(["if-modified-since", stored.lastModified]);
   return out;
+}
+
+/** `origin.notFoundTtlMs`: a 404 the origin gave no lifetime is kept that long. */
+export function withNotFoundTtl(
+  entry: Entry,
+  fields: readonly (readonly [string, string])[],
+  config: Config,
+  now: number,
+): Entry {
+  if (entry.status !== 404 || config.origin.notFoundTtlMs <= 0 || entry.staleAt > now) return entry;
+  // Only a 404 that says nothing of its lifetime: one the origin gave a spent one (`max-age=0`,
+  // an `Age` past its max-age, `Expires` at its Date) or marked `no-cache` is stale as it says
+  // (RFC 9111 §4.2.1, §5.2.2.4), not fresh for notFoundTtlMs.
+  const headers = headerList(fields);
+  const governing = governingDirectives(headers);
+  if (hasExplicitFreshness(headers, governing) || governing.d.has("no-cache")) return entry;
+  const staleAt = now + config.origin.notFoundTtlMs;
+  return { ...entry, staleAt, swrUntil: staleAt, sieUntil: staleAt, deleteAt: staleAt + config.cache.retainStaleMs };
 }
