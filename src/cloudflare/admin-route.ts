@@ -1,3 +1,4 @@
+import { adminPath } from "../core/admin/admin-path.ts";
 import { concatBytes } from "../core/http/http.ts";
 import {
   type AttemptLimiter,
@@ -60,7 +61,7 @@ export async function adminResponse(request: Request, url: URL, admin: WorkerAdm
 function toAdminRequest(request: Request, url: URL): AdminRequest {
   return {
     method: request.method,
-    path: url.pathname,
+    path: adminPath(url.pathname),
     headers: request.headers,
     text: (limit) => readText(request, limit),
     https: url.protocol === "https:",

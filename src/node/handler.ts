@@ -6,7 +6,7 @@ import {
   PROMETHEUS_CONTENT_TYPE,
   statsSnapshot,
 } from "../core/admin/admin.ts";
-import { ADMIN_NAME, isAdminPath } from "../core/admin/admin-path.ts";
+import { ADMIN_NAME, adminPath, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
 import { formatCacheStatus } from "../core/http/cache-status.ts";
@@ -146,11 +146,12 @@ export function requestRefusal(req: IncomingMessage, fields: RequestScan): Engin
  * Whether the admin API answers: decided on the path the engine would key (core
  * `isAdminPath`), so `/x/../__herdless/stats` or `http://site/__herdless/stats` reach the
  * admin API like the plain path, never the origin and the cache under the admin's key. The
- * URL is parsed only when the target names it at all (the parser never adds `__herdless`).
+ * URL is parsed only when the target names it or holds an escape (the parser never adds `__herdless`).
  */
 function isAdminRequest(req: IncomingMessage): boolean {
   const target = req.url ?? "/";
-  if (!target.includes(ADMIN_NAME)) return false;
+  // An escape may spell it (`/%5F_herdless/`: the key's spelling decodes it, canonical-url.ts).
+  if (!target.includes(ADMIN_NAME) && !target.includes("%")) return false;
   return isAdminPath(requestUrl(req).pathname);
 }
 
@@ -173,7 +174,7 @@ async function serveAdmin(
   res: ServerResponse,
   attempts: AttemptLimiter,
 ): Promise<void> {
-  const path = requestUrl(req).pathname;
+  const path = adminPath(requestUrl(req).pathname);
   // Prometheus scrapes without a token: counters only, no keys or URLs.
   if (path === `${ADMIN_PREFIX}metrics`) {
     const body = prometheusText({

@@ -68,9 +68,17 @@ describe("attack probes (Worker)", () => {
 
   it("the admin API spelled with dot segments is the admin API: never fetched from the origin, never stored", async () => {
     const { origin, attackerDc } = await setup(undefined, { admin: { token: ADMIN_TOKEN } });
-    for (const path of ["/x/../__herdless/stats", "/%2e%2e/__herdless/stats"])
+    for (const path of [
+      "/x/../__herdless/stats",
+      "/%2e%2e/__herdless/stats",
+      "//__herdless/stats",
+      "/%5F_herdless/stats",
+    ])
       expect((await attackerDc.get(path)).status, path).toBe(401);
     expect((await attackerDc.get("/__herdless")).status).toBe(308);
+    // The operator's own request with a doubled slash is the admin API, its token never the origin's.
+    const doubled = await attackerDc.get("//__herdless/stats", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(doubled.status).toBe(200);
     expect(await origin.count()).toBe(0);
   });
 

@@ -110,11 +110,22 @@ describe("request-target and path tricks (Node)", () => {
 
   it("the admin API spelled with dot segments or as an absolute URL is the admin API: never fetched, never stored", async () => {
     await setup({ admin: { token: "a-long-enough-admin-token" } });
-    for (const target of ["/x/../__herdless/stats", "/%2e%2e/__herdless/stats", "http://shop.test/__herdless/stats"]) {
+    for (const target of [
+      "/x/../__herdless/stats",
+      "/%2e%2e/__herdless/stats",
+      "http://shop.test/__herdless/stats",
+      "//__herdless/stats",
+      "/%5F_herdless/stats",
+    ]) {
       const attack = await get(cache.base, target);
       expect(attack.status, target).toBe(401);
     }
     expect((await get(cache.base, "/__herdless")).status).toBe(308);
+    // The operator's own request with a doubled slash is the admin API, its token never the origin's.
+    const doubled = await get(cache.base, "//__herdless/stats", {
+      headers: { authorization: "Bearer a-long-enough-admin-token" },
+    });
+    expect(doubled.status).toBe(200);
     expect(origin.seen).toHaveLength(0);
   });
 });

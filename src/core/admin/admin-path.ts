@@ -11,5 +11,18 @@ export const ADMIN_NAME = "__herdless";
  * isAdminPath(new URL("https://a.example/x/../__herdless/stats").pathname); // true
  */
 export function isAdminPath(pathname: string): boolean {
-  return pathname.startsWith(ADMIN_PREFIX) || pathname === ADMIN_PREFIX.slice(0, -1);
+  const path = adminPath(pathname);
+  return path.startsWith(ADMIN_PREFIX) || path === ADMIN_PREFIX.slice(0, -1);
+}
+
+/**
+ * The path the admin API routes by: leading slashes merged, as nginx and most servers read a
+ * path. `//__herdless/stats` was no admin path, so an operator's request for it went to the
+ * origin with their admin token, and its answer was kept under that key.
+ *
+ * @example
+ * adminPath("//__herdless/stats"); // "/__herdless/stats"
+ */
+export function adminPath(pathname: string): string {
+  return pathname.startsWith("//") ? pathname.replace(/^\/+/, "/") : pathname;
 }
