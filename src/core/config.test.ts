@@ -100,6 +100,16 @@ describe("config: every class of invalid input gets a message naming the field, 
       "coordinator.lockLeaseMs: coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects (got its default)",
     ],
     [
+      "waiters that give up before the fetch they wait on may end (503s, then a second origin request)",
+      { origin: { ...origin, timeoutMs: 5_000 }, coordinator: { lockLeaseMs: 6_000, waitTimeoutMs: 1_000 } },
+      "coordinator.waitTimeoutMs: coordinator.waitTimeoutMs must be greater than origin.timeoutMs, so a request waiting on another's fetch outlives it: raise waitTimeoutMs or lower origin.timeoutMs (got 1000)",
+    ],
+    [
+      "a slow origin allowed for with the lease but not the wait",
+      { origin: { ...origin, timeoutMs: 30_000 }, coordinator: { lockLeaseMs: 40_000 } },
+      "coordinator.waitTimeoutMs: coordinator.waitTimeoutMs must be greater than origin.timeoutMs, so a request waiting on another's fetch outlives it: raise waitTimeoutMs or lower origin.timeoutMs (got its default)",
+    ],
+    [
       "timer beyond what Node and workerd can honour",
       { origin: { ...origin, timeoutMs: 3_000_000_000 } },
       "origin.timeoutMs: origin.timeoutMs must be at most 2147483647 ms (about 24.8 days): a longer timer cannot be honoured (got 3000000000)",
@@ -153,6 +163,8 @@ describe("config: defaults and routes", () => {
     expect(config.breaker).toMatchObject({ failureThreshold: 5, probeIntervalMs: 5_000, serveStaleWhileOpen: true });
     expect(config.breaker.failureStatuses).toEqual([502, 503, 504]);
     expect(config.breaker).toMatchObject({ backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
+    // The defaults keep the rules across fields: lease and wait both outlive an origin request.
+    expect(config.coordinator).toMatchObject({ lockLeaseMs: 15_000, waitTimeoutMs: 20_000 });
     expect(routeFor(config, "/").refreshAhead).toBe(0);
   });
 

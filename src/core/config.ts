@@ -36,6 +36,12 @@ export const configSchema = z
         "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
       path: ["coordinator", "lockLeaseMs"],
     }),
+    z.refine((c) => c.coordinator.waitTimeoutMs > c.origin.timeoutMs, {
+      // Waiters that give up before a healthy slow fill can finish get 503s, and the next one asks the origin again.
+      error:
+        "coordinator.waitTimeoutMs must be greater than origin.timeoutMs, so a request waiting on another's fetch outlives it: raise waitTimeoutMs or lower origin.timeoutMs",
+      path: ["coordinator", "waitTimeoutMs"],
+    }),
     z.refine((c) => c.breaker.backoffMaxMs >= c.breaker.backoffBaseMs, {
       error: "breaker.backoffMaxMs must be at least breaker.backoffBaseMs (the cap of a backoff that starts there)",
       path: ["breaker", "backoffMaxMs"],

@@ -141,7 +141,8 @@ describe("a large body herd on three herdless processes sharing Redis", () => {
       origin = await halfThenWait();
       const config = join(mkdtempSync(join(tmpdir(), "herdless-large-")), "config.json");
       const settings = {
-        origin: { url: origin.url },
+        // The wait must outlive an origin request (config.ts): its head comes at once, its body is streamed.
+        origin: { url: origin.url, timeoutMs: 1_500 },
         cache: { maxEntryBytes: 4 * 1024 * 1024 },
         coordinator: { waitTimeoutMs: 2_000 },
       };
