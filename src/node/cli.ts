@@ -1,5 +1,4 @@
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { getHeapStatistics } from "node:v8";
 import { parseConfig, type Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
@@ -11,6 +10,7 @@ import {
   stopRequested,
   workerArgv,
 } from "./bounded-heap.ts";
+import { hostListenError, listenFlags, readFlags, UsageError, type CliFlags } from "./cli-flags.ts";
 import { jsonLogger, type LogLevel } from "./logger.ts";
 import type { Stack } from "./stack.ts";
 import { describeRedisTarget, parseRedisTarget, redisTargetFromConfig, type RedisTarget } from "./redis/target.ts";
@@ -20,21 +20,6 @@ const USAGE = `usage:
   herdless --config herdless.config.json [flags override the file]
   herdless check-config [--config FILE] [--origin URL]   print the effective config and exit
   --redis URL: redis://host:6379 | redis+sentinel://host:26379[,host:26379]/mymaster | redis+cluster://host:7000[,host:7001]`;
-
-interface CliFlags {
-  config?: string;
-  origin?: string;
-  port?: string;
-  host?: string;
-  redis?: string;
-  "admin-token"?: string;
-  "log-level"?: string;
-  "access-log"?: boolean;
-  help?: boolean;
-}
-
-/** A mistake in the flags: reported with the usage, exit code 2. */
-class UsageError extends Error {}
 
 /** A config file that cannot be read or is not a JSON object: exit code 2. */
 class ConfigFileError extends Error {}
@@ -110,44 +95,6 @@ const processIo: CliIo = {
   stderr: (text) => void process.stderr.write(text),
 };
 
-const OPTIONS = {
-  config: { type: "string", short: "c" },
-  origin: { type: "string" },
-  port: { type: "string", short: "p" },
-  host: { type: "string" },
-  redis: { type: "string" },
-  "admin-token": { type: "string" },
-  "log-level": { type: "string" },
-  "access-log": { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-function readFlags(args: string[]): CliFlags {
-  try {
-    const { values, positionals } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: true });
-    if (positionals.length > 0)
-      throw new UsageError(`unknown command or argument "${positionals[0]}" (commands: check-config)`);
-    return values;
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    const code = (error as { code?: string }).code;
-    const accepted = Object.keys(OPTIONS)
-      .map((name) => `--${name}`)
-      .join(", ");
-    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-      const flag = /'([^']+)'/.exec((error as Error).message)?.[1] ?? "?";
-      throw new UsageError(`unknown flag ${flag}; accepted: ${accepted}`);
-    }
-    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-      const flag = /'(-[^' ,]+)/.exec((error as Error).message)?.[1];
-      // parseArgs takes `--port -1` for a flag with no value: say how to pass one that starts with "-".
-      const dashed = (error as Error).message.includes("ambiguous") ? ` (one starting with - goes as ${flag}=-…)` : "";
-      throw new UsageError(flag ? `${flag} needs a value${dashed}` : (error as Error).message);
-    }
-    throw error;
-  }
-}
-
 /** How `npx herdless` serves (see {@link run}); the library's `main` and `cli` serve in the calling thread. */
 interface ServeOptions {
   /** The CLI module to run again in a worker thread with a heap sized for the cache (bounded-heap.ts). */
@@ -162,15 +109,13 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
     io.stdout(`${USAGE}\n`);
     return 0;
   }
+  const listen = listenFlags(values);
   const { config, redis } = await loadSettings(values);
   if (command === "check-config") {
     const shown = { ...config, admin: { token: config.admin.token ? "(set)" : undefined } };
     io.stdout(`${JSON.stringify(redis ? { ...shown, redis: describeRedisTarget(redis) } : shown, null, 2)}\n`);
     return 0;
   }
-  const port = values.port === undefined ? 8787 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--port must be an integer from 0 to 65535, got ${values.port}`);
   if (options.boundedHeapEntry && !heapSizedByOperator(process.execArgv, process.env.NODE_OPTIONS))
     return serveInBoundedHeap(options.boundedHeapEntry, argv, heapLimitsFor(config.cache.maxBytes), io.stderr);
   const logger = jsonLogger(config.log.level as LogLevel);
@@ -179,12 +124,10 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
   const [{ startServer }, { localStack }] = await Promise.all([import("./server.ts"), import("./stack.ts")]);
   const stack: Stack = redis ? await fleetStack(config, logger, redis) : localStack({ config, logger });
   // A port in use must not leave the Redis connections reconnecting forever: the process would never exit.
-  const running = await startServer({ stack, logger, port, host: values.host ?? "127.0.0.1" }).catch(
-    async (error: unknown) => {
-      await stack.close();
-      throw error;
-    },
-  );
+  const running = await startServer({ stack, logger, ...listen }).catch(async (error: unknown) => {
+    await stack.close();
+    throw hostListenError(error, listen.host) ?? error;
+  });
   // Listen for the stop signal before saying "listening": a supervisor may send SIGTERM as
   // soon as it reads that line, and a signal with no listener yet kills the process (exit by
   // signal, not 0). In the bounded-heap worker the main thread receives the signals and passes them on.

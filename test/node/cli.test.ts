@@ -127,6 +127,55 @@ describe("herdless CLI", () => {
     });
   });
 
+  it('refuses a flag given an empty value (an unset shell variable: --port "$PORT"), naming it, in check-config too', async () => {
+    // Before: --port "" listened on a random port, --host "" on every interface (cache and admin
+    // API exposed), and --redis "" ran a lone process with the whole origin.maxConcurrency.
+    for (const flag of ["--port", "--host", "--redis", "--log-level", "--admin-token", "--config", "--origin"]) {
+      for (const command of [[], ["check-config"]]) {
+        const { code, stderr } = await runCli([...command, "--origin", "http://127.0.0.1:1", flag, ""]);
+        expect(code, `${flag} ""`).toBe(2);
+        expect(stderr, `${flag} ""`).toContain(`herdless: ${flag} is empty`);
+      }
+    }
+  });
+
+  it("takes --port only in decimal digits from 0 to 65535, and --host only as a host name or an IP address, in check-config too", async () => {
+    for (const port of ["0x2710", "1e4", "10000.0", " 80", "+80", "65536", "123456"]) {
+      const { code, stderr } = await runCli(["check-config", "--origin", "http://127.0.0.1:1", "--port", port]);
+      expect(code, port).toBe(2);
+      expect(stderr, port).toContain(
+        `--port must be an integer from 0 to 65535 in decimal digits (0: any free port), got ${JSON.stringify(port)}`,
+      );
+    }
+    for (const host of ["not a host", "http://127.0.0.1", "127.0.0.1:80", "-x"]) {
+      const { code, stderr } = await runCli(["check-config", "--origin", "http://127.0.0.1:1", `--host=${host}`]);
+      expect(code, host).toBe(2);
+      expect(stderr, host).toContain(`--host must be a host name or an IP address`);
+    }
+    for (const ok of [
+      ["--port", "0"],
+      ["--port", "65535"],
+      ["--host", "::1"],
+      ["--host", "localhost"],
+      ["--host", "0.0.0.0"],
+    ]) {
+      expect((await runCli(["check-config", "--origin", "http://127.0.0.1:1", ...ok])).code, ok.join(" ")).toBe(0);
+    }
+  });
+
+  it("a --host that does not resolve exits 2 naming --host, not 1 with getaddrinfo ENOTFOUND", async () => {
+    const { code, stderr } = await runCli([
+      "--origin",
+      "http://127.0.0.1:1",
+      "--port",
+      "0",
+      "--host",
+      "nowhere.invalid",
+    ]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('herdless: --host "nowhere.invalid" does not resolve to an address');
+  });
+
   it("the herdless command exits 2 on an invalid config", async () => {
     const file = await configFile("bad-level.json", {
       origin: { url: "http://127.0.0.1:1111" },
