@@ -8,6 +8,7 @@ import {
   type StatsSnapshot,
 } from "../core/admin/admin.ts";
 import type { PurgeRegistry } from "../core/admin/purge.ts";
+import { ADMIN_TOKEN_CHARACTERS } from "../core/config/sections.ts";
 
 /** Where the Worker's admin token is set, for the "disabled" message. */
 export const TOKEN_HINT =
@@ -31,11 +32,18 @@ export interface WorkerAdmin {
 /**
  * Answers a request to `/__herdless/…` with the admin API of src/core/admin.ts: the
  * dashboard, its login, `GET stats`, `GET metrics` (Prometheus) and `POST purge`, all behind the token. A token shorter than 16 characters
- * answers 500 naming the secret; a registry that cannot be reached answers 503.
+ * or with characters no header carries answers 500 naming the secret; a registry that cannot be reached answers 503.
  */
 export async function adminResponse(request: Request, url: URL, admin: WorkerAdmin): Promise<Response> {
   if (admin.token !== undefined && admin.token.length < MIN_TOKEN_LENGTH) {
     return plain(500, `herdless: HERDLESS_ADMIN_TOKEN must be at least ${MIN_TOKEN_LENGTH} characters (${TOKEN_HINT})`);
+  }
+  if (admin.token !== undefined && !ADMIN_TOKEN_CHARACTERS.test(admin.token)) {
+    // Never matched: no Authorization header carries it as written (config/sections.ts).
+    return plain(
+      500,
+      `herdless: HERDLESS_ADMIN_TOKEN must be visible ASCII only (no spaces, control characters or accented letters) (${TOKEN_HINT})`,
+    );
   }
   try {
     return toResponse(

@@ -144,6 +144,21 @@ describe("config: every class of invalid input gets a message naming the field, 
       { origin, admin: { token: "short" } },
       "admin.token: admin.token must be at least 16 characters (got 5 characters)",
     ],
+    [
+      "non-ASCII admin token (Node reads header bytes as latin1: a UTF-8 token never matches)",
+      { origin, admin: { token: "pässwörd-pässwörd-1" } },
+      "admin.token: admin.token must be visible ASCII only (letters, digits, punctuation; no spaces, control characters or accented letters), what an Authorization header carries as written (got 19 characters)",
+    ],
+    [
+      "admin token with surrounding spaces (parsers trim them off the header)",
+      { origin, admin: { token: " abcdefghijklmnopqrst " } },
+      "admin.token: admin.token must be visible ASCII only (letters, digits, punctuation; no spaces, control characters or accented letters), what an Authorization header carries as written (got 22 characters)",
+    ],
+    [
+      "admin token with a control character",
+      { origin, admin: { token: "abcdefghijklmnop\n" } },
+      "admin.token: admin.token must be visible ASCII only (letters, digits, punctuation; no spaces, control characters or accented letters), what an Authorization header carries as written (got 17 characters)",
+    ],
   ])("%s", (_, input, message) => {
     const text = messageOf(input);
     expect(text).toContain("invalid herdless config");

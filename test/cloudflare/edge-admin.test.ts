@@ -53,6 +53,13 @@ describe("the admin API's token", () => {
     const answer = await adminCall(short!, "GET", "stats", { token: "short" });
     expect(answer.status).toBe(500);
     expect(answer.body).toMatch(/HERDLESS_ADMIN_TOKEN must be at least 16 characters/);
+    // A secret no Authorization header can carry as written never matches: refused, named.
+    for (const secret of ["pässwörd-pässwörd-1", " abcdefghijklmnopqrst ", "abcdefghijklmnop\n"]) {
+      const [unsendable] = dataCenters(1, { ...testEnv, HERDLESS_ADMIN_TOKEN: secret });
+      const refused = await adminCall(unsendable!, "GET", "stats");
+      expect(refused.status, JSON.stringify(secret)).toBe(500);
+      expect(refused.body).toMatch(/HERDLESS_ADMIN_TOKEN must be visible ASCII only/);
+    }
     expect(await origin.count()).toBe(0);
   });
 

@@ -231,6 +231,14 @@ export const fleetSection = z.prefault(
   {},
 );
 
+/**
+ * What an admin token may hold: visible ASCII. No `Authorization` header carries anything
+ * else as written: Node reads header bytes as latin1 (a UTF-8 `pässwörd` never matches, and
+ * each try counts toward the wrong-token brake), parsers trim surrounding spaces, and
+ * control characters are refused on the wire.
+ */
+export const ADMIN_TOKEN_CHARACTERS = /^[\x21-\x7e]+$/;
+
 /** `admin`: The admin API: token, purge propagation, stats reports. */
 export const adminSection = z.prefault(
   z.strictObject({
@@ -241,6 +249,10 @@ export const adminSection = z.prefault(
         .check(
           z.minLength(16, { error: "admin.token must be at least 16 characters" }),
           z.maxLength(1024, { error: "admin.token must be at most 1024 characters" }),
+          z.regex(ADMIN_TOKEN_CHARACTERS, {
+            error:
+              "admin.token must be visible ASCII only (letters, digits, punctuation; no spaces, control characters or accented letters), what an Authorization header carries as written",
+          }),
         ),
     ),
     /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
