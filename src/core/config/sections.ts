@@ -244,16 +244,14 @@ export const adminSection = z.prefault(
   z.strictObject({
     /** Bearer token for /__herdless/ (purge, stats, dashboard); unset disables the admin API. */
     token: z.optional(
-      z
-        .string()
-        .check(
-          z.minLength(16, { error: "admin.token must be at least 16 characters" }),
-          z.maxLength(1024, { error: "admin.token must be at most 1024 characters" }),
-          z.regex(ADMIN_TOKEN_CHARACTERS, {
-            error:
-              "admin.token must be visible ASCII only (letters, digits, punctuation; no spaces, control characters or accented letters), what an Authorization header carries as written",
-          }),
-        ),
+      z.string().check(
+        z.minLength(16, { error: "admin.token must be at least 16 characters" }),
+        z.maxLength(1024, { error: "admin.token must be at most 1024 characters" }),
+        z.regex(ADMIN_TOKEN_CHARACTERS, {
+          error:
+            "admin.token must be visible ASCII only (letters, digits, punctuation; no spaces, control characters or accented letters), what an Authorization header carries as written",
+        }),
+      ),
     ),
     /** Edges re-read the purge list at least this often; a purge returns after it, when every edge honours it. */
     purgePropagationMs: z._default(ms("admin.purgePropagationMs", 10, 60_000), 1_000),
