@@ -112,7 +112,11 @@ async function wranglerConfig() {
 function herdlessConfigText(rawConfig, local) {
   if (process.env.HERDLESS_CONFIG !== undefined) return process.env.HERDLESS_CONFIG;
   const value = local.HERDLESS_CONFIG ?? rawConfig.vars?.HERDLESS_CONFIG;
-  return typeof value === "string" ? value : "";
+  if (value === undefined) return "";
+  // wrangler.jsonc may give it as a JSON object, which the Worker takes as is (config-env.ts):
+  // its text here. Any other kind goes on to validateConfig, which refuses it naming the var;
+  // turned into "" before, it left the operator's config replaced by the defaults.
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? JSON.stringify(value) : value;
 }
 
 /** Throws the Worker's own CONFIG_INVALID message for a config it would refuse. */

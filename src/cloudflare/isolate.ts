@@ -13,7 +13,7 @@ import { AttemptLimiter } from "../core/admin/auth.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import { StatsReporter } from "../core/admin/stats-reporter.ts";
 import { LruStore } from "../core/store/lru-store.ts";
-import { configFromEnv } from "./config-env.ts";
+import { configFromEnv, configSignature } from "./config-env.ts";
 import type { Env } from "./env.ts";
 import { IsolateFlights } from "./isolate-flights.ts";
 import { sharedBodyLimits } from "../core/fill/laggards.ts";
@@ -144,7 +144,7 @@ const signatures = new WeakMap<Env, string>();
 
 function signatureOf(env: Env): string {
   let signature = signatures.get(env);
-  if (signature === undefined) signatures.set(env, (signature = `${env.ORIGIN_URL}\n${env.HERDLESS_CONFIG ?? ""}`));
+  if (signature === undefined) signatures.set(env, (signature = configSignature(env)));
   return signature;
 }
 

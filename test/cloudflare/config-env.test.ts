@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { configFromEnv } from "../../src/cloudflare/config-env.ts";
+import { configFromEnv, type ConfigEnv } from "../../src/cloudflare/config-env.ts";
 
 describe("configFromEnv", () => {
   it("builds a full config from ORIGIN_URL alone", () => {
@@ -39,5 +39,37 @@ describe("configFromEnv", () => {
     expect(() =>
       configFromEnv({ ORIGIN_URL: "http://127.0.0.1:1", HERDLESS_CONFIG: '{"origin":{"timeoutMs":-1}}' }),
     ).toThrow("origin.timeoutMs: origin.timeoutMs must be at least 1 ms (got -1)");
+  });
+
+  it("takes HERDLESS_CONFIG written as a JSON object in wrangler vars (wrangler passes it as one), as its JSON text", () => {
+    // Before: `TypeError: env.HERDLESS_CONFIG.trim is not a function`, a 500 for every visitor.
+    const object = { origin: { maxConcurrency: 2 }, cache: { name: "object-var" } };
+    const config = configFromEnv({ ORIGIN_URL: "http://127.0.0.1:9001", HERDLESS_CONFIG: object });
+    expect(config).toEqual(
+      configFromEnv({ ORIGIN_URL: "http://127.0.0.1:9001", HERDLESS_CONFIG: JSON.stringify(object) }),
+    );
+    expect(config.origin.maxConcurrency).toBe(2);
+    // Another object is another config, not the one parsed before.
+    const other = configFromEnv({ ORIGIN_URL: "http://127.0.0.1:9001", HERDLESS_CONFIG: { cache: { name: "other" } } });
+    expect(other.cache.name).toBe("other");
+    for (const value of [4, true, [1], null]) {
+      expect(
+        () => configFromEnv({ ORIGIN_URL: "http://127.0.0.1:1", HERDLESS_CONFIG: value } as unknown as ConfigEnv),
+        String(value),
+      ).toThrow(/HERDLESS_CONFIG must be a JSON object such as/);
+    }
+  });
+
+  it("refuses an origin section that is not an object, as the Node CLI does, instead of running on the defaults", () => {
+    for (const origin of ['"http://10.0.0.5:8080"', "null", "[]", "4"]) {
+      expect(() =>
+        configFromEnv({
+          ORIGIN_URL: "http://127.0.0.1:1",
+          HERDLESS_CONFIG: `{"origin":${origin},"cache":{"name":"x"}}`,
+        }),
+      ).toThrow(
+        `HERDLESS_CONFIG: origin must be an object such as {"maxConcurrency":4} (the origin's URL goes in ORIGIN_URL or origin.url), got ${origin}`,
+      );
+    }
   });
 });
