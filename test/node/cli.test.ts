@@ -176,6 +176,19 @@ describe("herdless CLI", () => {
     expect(stderr).toContain('herdless: --host "nowhere.invalid" does not resolve to an address');
   });
 
+  it("a bad --redis exits 2 naming redis, never printing its password (a malformed %-escape too, not 1 with 'URI malformed')", async () => {
+    for (const redis of [
+      "redis+sentinel://:hunter2%zz@10.0.0.1:26379/mymaster",
+      "redis://:hunter2-hunter2@10.0.0.1:99999",
+      "redis+cluster://:hunter2-hunter2@10.0.0.1:0",
+    ]) {
+      const { code, stderr } = await runCli(["check-config", "--origin", "http://127.0.0.1:1", "--redis", redis]);
+      expect(code, redis).toBe(2);
+      expect(stderr, redis).toMatch(/^herdless: redis: /);
+      expect(stderr, redis).not.toContain("hunter2");
+    }
+  });
+
   it("the herdless command exits 2 on an invalid config", async () => {
     const file = await configFile("bad-level.json", {
       origin: { url: "http://127.0.0.1:1111" },

@@ -32,21 +32,22 @@ const USAGE =
  */
 export function parseRedisTarget(value: string): RedisTarget {
   const text = value.trim();
+  if (text === "") throw invalid(`redis is empty; ${USAGE}`);
   const sentinel = /^redis\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/@]+)\/([^/]+)(?:\/(\d+))?\/?$/.exec(text);
   if (sentinel) {
     const [, username, password, hosts, name, db] = sentinel;
     return {
       kind: "sentinel",
       sentinels: nodesOf(hosts!, value, 26379),
-      name: decodeURIComponent(name!),
-      ...credentials(username, password),
-      ...(db === undefined ? {} : { db: Number(db) }),
+      name: decoded(name!, value),
+      ...credentials(username, password, value),
+      ...(db === undefined ? {} : { db: dbIndex(db, value) }),
     };
   }
   const cluster = /^redis\+cluster:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/@]+)\/?$/.exec(text);
   if (cluster) {
     const [, username, password, hosts] = cluster;
-    return { kind: "cluster", nodes: nodesOf(hosts!, value, 6379), ...credentials(username, password) };
+    return { kind: "cluster", nodes: nodesOf(hosts!, value, 6379), ...credentials(username, password, value) };
   }
   if (text.includes(",")) {
     const urls = text.split(",").map((part) => singleUrl(part.trim(), value));
@@ -54,7 +55,7 @@ export function parseRedisTarget(value: string): RedisTarget {
     return {
       kind: "cluster",
       nodes: urls.map((url) => ({ host: url.hostname, port: Number(url.port || 6379) })),
-      ...credentials(first.username, first.password),
+      ...credentials(first.username, first.password, value),
     };
   }
   singleUrl(text, value);
@@ -86,14 +87,16 @@ export function redisTargetFromConfig(value: unknown): RedisTarget {
       throw invalid(`redis.${field} must be a non-empty list of "host:port" strings`);
     return nodesOf((v as string[]).join(","), JSON.stringify(v), defaultPort);
   };
-  const creds = credentials(text("username"), text("password"));
+  // Written as they are, not %-escaped as in a URL.
+  const [username, password] = [text("username"), text("password")];
+  const creds = { ...(username ? { username } : {}), ...(password ? { password } : {}) };
   if (block.sentinels !== undefined) {
     const name = text("name");
     if (!name)
       throw invalid('redis.name (the master name Sentinel watches, e.g. "mymaster") is required with sentinels');
     const db = block.db;
-    if (db !== undefined && !(Number.isInteger(db) && (db as number) >= 0))
-      throw invalid(`redis.db must be a whole number ≥ 0, got ${JSON.stringify(db)}`);
+    if (db !== undefined && !(Number.isInteger(db) && (db as number) >= 0 && (db as number) <= MAX_DB))
+      throw invalid(`redis.db must be a whole number from 0 to ${MAX_DB}, got ${JSON.stringify(db)}`);
     const sentinelPassword = text("sentinelPassword");
     return {
       kind: "sentinel",
@@ -108,7 +111,7 @@ export function redisTargetFromConfig(value: unknown): RedisTarget {
   throw invalid('redis needs "sentinels" (with "name") or "cluster"');
 }
 
-/** The target for logs and error messages: hosts, never credentials. */
+/** The target for logs and error messages: hosts, never credentials (nor a query, which may hold a password). */
 export function describeRedisTarget(target: RedisTarget): string {
   const hosts = (nodes: RedisNode[]) => nodes.map((n) => `${n.host}:${n.port}`).join(",");
   if (target.kind === "sentinel") return `redis+sentinel://${hosts(target.sentinels)}/${target.name}`;
@@ -117,6 +120,8 @@ export function describeRedisTarget(target: RedisTarget): string {
     const url = new URL(target.url);
     url.username = "";
     url.password = "";
+    url.search = "";
+    url.hash = "";
     return url.toString();
   } catch {
     return "(unparseable url)";
@@ -128,7 +133,7 @@ function nodesOf(hosts: string, value: string, defaultPort: number): RedisNode[]
     const match = /^\[?([^\]]+?)\]?(?::(\d{1,5}))?$/.exec(part.trim());
     const port = Number(match?.[2] ?? defaultPort);
     if (!match || !match[1] || port < 1 || port > 65535)
-      throw invalid(`redis: ${JSON.stringify(part)} in ${value} is not host:port; ${USAGE}`);
+      throw invalid(`redis: ${JSON.stringify(part)} in ${redacted(value)} is not host:port; ${USAGE}`);
     return { host: match[1], port };
   });
 }
@@ -138,18 +143,55 @@ function singleUrl(text: string, value: string): URL {
   try {
     url = new URL(text);
   } catch {
-    throw invalid(`redis: ${JSON.stringify(value)} is not a URL; ${USAGE}`);
+    throw invalid(`redis: ${JSON.stringify(redacted(value))} is not a URL; ${USAGE}`);
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:")
-    throw invalid(`redis: ${JSON.stringify(value)} has scheme ${url.protocol}; ${USAGE}`);
+    throw invalid(`redis: ${JSON.stringify(redacted(value))} has scheme ${url.protocol}; ${USAGE}`);
+  // A URL parser takes `redis://` and `redis://:pw@` with no host: the client would try localhost.
+  if (url.hostname === "") throw invalid(`redis: ${JSON.stringify(redacted(value))} names no host; ${USAGE}`);
+  const db = /^\/?(?:(\d+)\/?)?$/.exec(url.pathname);
+  if (!db)
+    throw invalid(
+      `redis: ${JSON.stringify(redacted(value))} has path ${url.pathname}, not a database number; ${USAGE}`,
+    );
+  if (db[1] !== undefined) dbIndex(db[1], value);
   return url;
 }
 
-function credentials(username: string | undefined, password: string | undefined): Credentials {
+/** Databases a Redis server may be configured with: far beyond its default 16, short of a typo's size. */
+const MAX_DB = 65_535;
+
+function dbIndex(digits: string, value: string): number {
+  const db = Number(digits);
+  if (db > MAX_DB)
+    throw invalid(`redis: ${JSON.stringify(redacted(value))} has database ${digits}; it must be from 0 to ${MAX_DB}`);
+  return db;
+}
+
+function credentials(username: string | undefined, password: string | undefined, value: string): Credentials {
   return {
-    ...(username ? { username: decodeURIComponent(username) } : {}),
-    ...(password ? { password: decodeURIComponent(password) } : {}),
+    ...(username ? { username: decoded(username, value) } : {}),
+    ...(password ? { password: decoded(password, value) } : {}),
   };
+}
+
+/** A %-escaped part of the value; a malformed escape names the value (redacted), not "URI malformed". */
+function decoded(part: string, value: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw invalid(`redis: ${JSON.stringify(redacted(value))} has a malformed %-escape (write % as %25); ${USAGE}`);
+  }
+}
+
+/**
+ * The value as an error may print it: any `user:password@` and any password in the query
+ * replaced, since errors reach logs and terminals.
+ */
+function redacted(value: string): string {
+  return value
+    .replace(/\/\/[^/]*@/g, "//<credentials>@")
+    .replace(/([?&](?:password|pass|sentinelPassword)=)[^&#]*/gi, "$1<redacted>");
 }
 
 function invalid(message: string): HerdlessError {
