@@ -126,6 +126,12 @@ describe("purge request validation", () => {
     [{ urls: [], tags: ["a"] }, "exactly one of"],
     [{ urls: [] }, "non-empty array"],
     [{ urls: ["/relative"] }, "not an absolute URL"],
+    [
+      { urls: ["https://a.test/ok", "mailto:ops@example.com"] },
+      '"mailto:ops@example.com" is not an http(s) URL (scheme mailto:)',
+    ],
+    [{ urls: ["ftp://example.com/page"] }, '"ftp://example.com/page" is not an http(s) URL (scheme ftp:)'],
+    [{ urls: ["file:///etc/passwd"] }, '"file:///etc/passwd" is not an http(s) URL (scheme file:)'],
     [{ all: "yes" }, '"all" must be true'],
     [{ all: true, soft: 1 }, '"soft" must be true or false'],
     [{ url: ["https://a.test"] }, 'unknown purge field "url"'],

@@ -206,6 +206,13 @@ export function parsePurgeCommand(body: unknown): PurgeCommand {
         throw new Error(
           `"${url}" is not an absolute URL; purge URLs as clients request them, e.g. https://example.com/page`,
         );
+      // No page is stored under another scheme: `mailto:` purged nothing with a 200, and
+      // Node's canonical key read `ftp://h/x` as `https://h/x`.
+      const scheme = new URL(url).protocol;
+      if (scheme !== "http:" && scheme !== "https:")
+        throw new Error(
+          `"${url}" is not an http(s) URL (scheme ${scheme}); purge URLs as clients request them, e.g. https://example.com/page`,
+        );
     }
     return { urls: list as string[], soft };
   }
