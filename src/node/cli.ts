@@ -39,11 +39,19 @@ export async function loadSettings(
 ): Promise<{ config: Config; redis: RedisTarget | undefined }> {
   let input: Record<string, unknown> = {};
   if (flags.config) {
-    const text = await readFile(flags.config, "utf8").catch((error: unknown) => {
+    const bytes = await readFile(flags.config).catch((error: unknown) => {
       throw new ConfigFileError(
         `cannot read --config ${flags.config}: ${error instanceof Error ? error.message : String(error)}`,
       );
     });
+    let text: string;
+    try {
+      // Fatal: a latin1 "café" read as UTF-8 became "caf\uFFFD", a setting other than the one written.
+      // A BOM at the start is dropped (editors on Windows write one), as JSON.parse would refuse it.
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      throw new ConfigFileError(`--config ${flags.config} is not UTF-8 text: save it as UTF-8`);
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);

@@ -97,6 +97,30 @@ describe("herdless CLI", () => {
     });
   });
 
+  it("refuses a config file that is not UTF-8, naming it, instead of reading U+FFFD in place of its bytes; takes one with a BOM", async () => {
+    const latin1 = join(dir, "latin1.json");
+    await writeFile(
+      latin1,
+      Buffer.concat([
+        Buffer.from('{"origin":{"url":"http://127.0.0.1:1"},"cache":{"ignoreCookies":["caf'),
+        Buffer.from([0xe9]),
+        Buffer.from('_*"]}}'),
+      ]),
+    );
+    expect(await runCli(["check-config", "--config", latin1])).toMatchObject({
+      code: 2,
+      stderr: `herdless: --config ${latin1} is not UTF-8 text: save it as UTF-8\n`,
+    });
+    const bom = join(dir, "bom.json");
+    await writeFile(
+      bom,
+      `\uFEFF${JSON.stringify({ origin: { url: "http://127.0.0.1:1" }, cache: { ignoreCookies: ["café_*"] } })}`,
+    );
+    const { code, stdout } = await runCli(["check-config", "--config", bom]);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ cache: { ignoreCookies: ["café_*"] } });
+  });
+
   it("rejects an unknown flag clearly, listing the accepted ones", async () => {
     const { code, stderr } = await runCli(["--origin", "http://127.0.0.1:1", "--prot", "8080"]);
     expect(code).toBe(2);
