@@ -5,7 +5,9 @@ import {
   handleAdmin,
   PROMETHEUS_CONTENT_TYPE,
   statsSnapshot,
+  type AdminResponse,
 } from "../core/admin/admin.ts";
+import { methodNotAllowed } from "../core/admin/admin-methods.ts";
 import { ADMIN_NAME, adminPath, isAdminPath } from "../core/admin/admin-path.ts";
 import { parseConfig, type ConfigInput } from "../core/config.ts";
 import { HerdlessError } from "../core/errors.ts";
@@ -177,6 +179,9 @@ async function serveAdmin(
   const path = adminPath(requestUrl(req).pathname);
   // Prometheus scrapes without a token: counters only, no keys or URLs.
   if (path === `${ADMIN_PREFIX}metrics`) {
+    // A scrape reads; any other method is refused rather than answered with the counters.
+    if (req.method !== "GET" && req.method !== "HEAD")
+      return writeAdmin(res, methodNotAllowed(req.method ?? "", path, ["GET", "HEAD"]));
     const body = prometheusText({
       scope: "process",
       counters: stack.metrics,
@@ -216,6 +221,11 @@ async function serveAdmin(
         }),
     },
   );
+  writeAdmin(res, answer);
+}
+
+/** An admin answer as it is; Node leaves out the body of an answer to HEAD. */
+function writeAdmin(res: ServerResponse, answer: AdminResponse): void {
   const flat: string[] = [];
   for (const [name, value] of answer.headers) flat.push(name, value);
   res.writeHead(answer.status, flat);

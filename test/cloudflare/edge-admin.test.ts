@@ -63,6 +63,27 @@ describe("the admin API's token", () => {
     expect(await origin.count()).toBe(0);
   });
 
+  it("HEAD on stats and metrics is their GET without a body; a method a route does not answer is 405 with Allow", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const [dc] = dataCenters(1, edgeEnv(origin.url, { admin: { token: ADMIN_TOKEN, ...PROPAGATION } }));
+    const authorization = `Bearer ${ADMIN_TOKEN}`;
+    for (const path of ["stats", "metrics"]) {
+      const head = await dc!.get(`/__herdless/${path}`, { method: "HEAD", headers: { authorization } });
+      expect(head.status, path).toBe(200);
+      expect(head.body, path).toBe("");
+    }
+    for (const [method, path, allow] of [
+      ["PUT", "metrics", "GET, HEAD"],
+      ["POST", "stats", "GET, HEAD"],
+      ["GET", "purge", "POST"],
+    ] as const) {
+      const refused = await dc!.get(`/__herdless/${path}`, { method, headers: { authorization } });
+      expect(refused.status, `${method} ${path}`).toBe(405);
+      expect(refused.headers.get("allow")).toBe(allow);
+    }
+    expect(await origin.count()).toBe(0);
+  });
+
   it("no token configured: the admin API is disabled, 404 saying how to set the secret; nothing reaches the origin", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
     const [dc] = dataCenters(1, edgeEnv(origin.url));

@@ -119,5 +119,15 @@ describe("end to end through the Node adapter", () => {
     const text = await (await fetch(`${proxy.url}/__herdless/metrics`)).text();
     expect(text).toContain('herdless_origin_requests_total{outcome="200"} 1');
     expect(text).toContain("herdless_hits_total 1");
+    // A scrape reads: HEAD is a GET without its body, any other method a 405 naming the two.
+    const head = await fetch(`${proxy.url}/__herdless/metrics`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe("");
+    for (const method of ["POST", "PUT", "DELETE"]) {
+      const refused = await fetch(`${proxy.url}/__herdless/metrics`, { method, body: "x" });
+      expect(refused.status, method).toBe(405);
+      expect(refused.headers.get("allow")).toBe("GET, HEAD");
+      expect(await refused.text()).not.toContain("herdless_hits_total");
+    }
   });
 });

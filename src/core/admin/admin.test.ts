@@ -130,6 +130,33 @@ describe("admin API", () => {
     expect(page.body).not.toMatch(/(src|href)="https?:/);
   });
 
+  it("answers HEAD on a route read with GET as that GET without its body, and any method a route does not answer with 405 and Allow", async () => {
+    const t = setup();
+    const get = await handleAdmin(req("GET", "/__herdless/stats", bearer), t.ctx);
+    const head = await handleAdmin(req("HEAD", "/__herdless/stats", bearer), t.ctx);
+    expect(head).toEqual({ ...get, body: "" });
+    expect(await handleAdmin(req("HEAD", "/__herdless/stats"), t.ctx)).toMatchObject({ status: 401, body: "" });
+    expect(await handleAdmin(req("HEAD", "/__herdless/"), t.ctx)).toMatchObject({ status: 401, body: "" });
+    for (const [method, path, allow] of [
+      ["PUT", "/__herdless/stats", "GET, HEAD"],
+      ["DELETE", "/__herdless/", "GET, HEAD"],
+      ["POST", "/__herdless/stats", "GET, HEAD"],
+      ["GET", "/__herdless/purge", "POST"],
+      ["HEAD", "/__herdless/purge", "POST"],
+      ["GET", "/__herdless/login", "POST"],
+    ] as const) {
+      const answer = await handleAdmin(req(method, path, bearer), t.ctx);
+      expect(answer.status, `${method} ${path}`).toBe(405);
+      expect(header(answer, "allow"), `${method} ${path}`).toBe(allow);
+      expect(answer.body).toContain(`not ${method}`);
+    }
+    // A wrong token sent with a method the route does not answer is never checked: no brake.
+    for (let i = 0; i < 20; i++)
+      await handleAdmin(req("PUT", "/__herdless/stats", { authorization: "Bearer wrong-wrong-wrong" }), t.ctx);
+    expect((await handleAdmin(req("GET", "/__herdless/stats", bearer), t.ctx)).status).toBe(200);
+    expect((await handleAdmin(req("GET", "/__herdless/nothing", bearer), t.ctx)).status).toBe(404);
+  });
+
   it("compares tokens exactly", async () => {
     expect(await tokenMatches(TOKEN, TOKEN)).toBe(true);
     expect(await tokenMatches(`${TOKEN}x`, TOKEN)).toBe(false);

@@ -14,11 +14,10 @@ import { AttemptLimiter, createSession, SESSION_TTL_MS, sessionValid, tokenMatch
 import { ADMIN_PREFIX } from "./admin-path.ts";
 import { html, json, NO_STORE, SECURITY_HEADERS, text, type AdminResponse } from "./responses.ts";
 import { isJsonMediaType } from "./media-type.ts";
+import { answerByMethod } from "./admin-methods.ts";
 
-export { AttemptLimiter, tokenMatches };
+export { ADMIN_PREFIX, AttemptLimiter, tokenMatches };
 export type { AdminResponse };
-
-export { ADMIN_PREFIX };
 /** The Prometheus text exposition format, version 0.0.4. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const COOKIE = "herdless_admin";
@@ -121,6 +120,8 @@ export async function handleAdmin(request: AdminRequest, ctx: AdminContext): Pro
     return { status: 308, headers: [["location", ADMIN_PREFIX], NO_STORE], body: "" };
   const token = ctx.token;
   if (!token) return text(404, `herdless admin API is disabled: no admin token is configured (${ctx.tokenHint})`);
+  const byMethod = await answerByMethod(request, ctx.metrics !== undefined, (get) => handleAdmin(get, ctx));
+  if (byMethod) return byMethod;
   const route = `${request.method} ${request.path}`;
   if (route === `POST ${ADMIN_PREFIX}login`) return login(request, ctx, token);
   const auth = await authenticate(request, ctx, token);
