@@ -69,7 +69,8 @@ function parsedFlags(args: string[]): CliFlags {
 /**
  * Where to listen, from `--port` (decimal digits, 0 to 65535; 0 asks the system for any free
  * port, which the "herdless listening" line names) and `--host` (a host name or an IP
- * address; 127.0.0.1 unless given). `Number()` alone read `0x2710` and `1e4` as 10000.
+ * address; 127.0.0.1 unless given; `_` allowed, as container names carry it). `Number()`
+ * alone read `0x2710` and `1e4` as 10000.
  */
 export function listenFlags(flags: CliFlags): { port: number; host: string } {
   const port = flags.port === undefined ? 8787 : Number(flags.port);
@@ -78,12 +79,7 @@ export function listenFlags(flags: CliFlags): { port: number; host: string } {
       `--port must be an integer from 0 to 65535 in decimal digits (0: any free port), got ${JSON.stringify(flags.port)}`,
     );
   const host = flags.host ?? "127.0.0.1";
-  if (
-    !isIP(host) &&
-    !/^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(
-      host,
-    )
-  )
+  if (!isIP(host) && !/^(?=.{1,253}$)[\w](?:[\w-]*[\w])?(?:\.[\w](?:[\w-]*[\w])?)*\.?$/.test(host))
     throw new UsageError(
       `--host must be a host name or an IP address such as 127.0.0.1, ::1 or 0.0.0.0, got ${JSON.stringify(host)}`,
     );

@@ -181,6 +181,7 @@ describe("herdless CLI", () => {
       ["--port", "65535"],
       ["--host", "::1"],
       ["--host", "localhost"],
+      ["--host", "cache_1.internal"],
       ["--host", "0.0.0.0"],
     ]) {
       expect((await runCli(["check-config", "--origin", "http://127.0.0.1:1", ...ok])).code, ok.join(" ")).toBe(0);
