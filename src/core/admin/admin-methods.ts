@@ -1,6 +1,5 @@
-import type { AdminRequest } from "./admin.ts";
 import { ADMIN_PREFIX } from "./admin-path.ts";
-import { json, type AdminResponse } from "./responses.ts";
+import { json, type AdminRequest, type AdminResponse } from "./responses.ts";
 
 const READ = ["GET", "HEAD"] as const;
 const WRITE = ["POST"] as const;

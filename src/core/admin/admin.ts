@@ -12,29 +12,16 @@ import type { ReporterView } from "./deployment-stats.ts";
 import { dashboardHtml, loginHtml } from "./dashboard.ts";
 import { AttemptLimiter, createSession, SESSION_TTL_MS, sessionValid, tokenMatches } from "./auth.ts";
 import { ADMIN_PREFIX } from "./admin-path.ts";
-import { html, json, NO_STORE, SECURITY_HEADERS, text, type AdminResponse } from "./responses.ts";
+import { html, json, NO_STORE, SECURITY_HEADERS, text, type AdminRequest, type AdminResponse } from "./responses.ts";
 import { isJsonMediaType } from "./media-type.ts";
 import { answerByMethod } from "./admin-methods.ts";
 
 export { ADMIN_PREFIX, AttemptLimiter, tokenMatches };
-export type { AdminResponse };
+export type { AdminRequest, AdminResponse };
 /** The Prometheus text exposition format, version 0.0.4. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 const COOKIE = "herdless_admin";
 const MAX_BODY_BYTES = 64 * 1024;
-
-export interface AdminRequest {
-  method: string;
-  /** Path without the query string. */
-  path: string;
-  headers: { get(name: string): string | null };
-  /** Reads the body as text; rejects past `limit` bytes. */
-  text(limit: number): Promise<string>;
-  /** Whether the client reached herdless over https (the session cookie is then `Secure`). */
-  https: boolean;
-  /** Who is asking, for slowing down token guesses: the client's address. */
-  client: string;
-}
 
 /** The numbers an operator watches: GET /__herdless/stats. */
 export interface StatsSnapshot {

@@ -5,6 +5,20 @@ export interface AdminResponse {
   body: string;
 }
 
+/** An admin request as each runtime's adapter hands it over. */
+export interface AdminRequest {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  headers: { get(name: string): string | null };
+  /** Reads the body as text; rejects past `limit` bytes. */
+  text(limit: number): Promise<string>;
+  /** Whether the client reached herdless over https (the session cookie is then `Secure`). */
+  https: boolean;
+  /** Who is asking, for slowing down token guesses: the client's address. */
+  client: string;
+}
+
 export const NO_STORE: [string, string] = ["cache-control", "no-store"];
 /** On every admin answer: never framed, never sniffed, never leaks the admin URL onwards. */
 export const SECURITY_HEADERS: [string, string][] = [
