@@ -5,6 +5,7 @@ import { headerList, type HeaderReader } from "./http.ts";
 import { contentRange, selectRange } from "./range.ts";
 import { fromEntry, synthetic, type EngineResponse } from "./respond.ts";
 import { streamPart } from "./stream-part.ts";
+import { needsFullAnswer } from "./request-directives.ts";
 
 /** The parts of a client request that shape an answer from a stored entry. */
 export interface ClientAsk {
@@ -105,8 +106,12 @@ export function preconditionAnswer(
  * return answerFromPass(fromPass(response, status, request.method), ask(request), clock.now());
  */
 export function answerFromPass(full: EngineResponse, ask: ClientAsk, now: number): EngineResponse {
-  const decided = preconditionAnswer(passHead(full, now), full, ask);
-  if (!decided) return wholeRange(full, ask, now);
+  // Most clients send neither: their answer is the origin's, with nothing read or built.
+  if (!needsFullAnswer(ask.headers, false)) return full;
+  const fields = headerList(full.headers);
+  const head = passHead(full, fields, now);
+  const decided = preconditionAnswer(head, full, ask);
+  if (!decided) return cutRange(full, fields, head, ask);
   discard(full.body);
   if (decided.status !== 304) return decided;
   // Made for this client alone: its Set-Cookie is this client's, with a 304 as with the 200.
@@ -120,11 +125,17 @@ export function answerFromPass(full: EngineResponse, ask: ClientAsk, now: number
  * length, or one the runtime decoded), or a Content-Range on the 200 (a part sent as the whole).
  */
 export function wholeRange(full: EngineResponse, ask: ClientAsk, now: number): EngineResponse {
-  const { body } = full;
+  if (ask.headers.get("range") === null) return full;
   const fields = headerList(full.headers);
+  return cutRange(full, fields, passHead(full, fields, now), ask);
+}
+
+/** {@link wholeRange} with the answer's fields and head already read. */
+function cutRange(full: EngineResponse, fields: HeaderReader, head: Representation, ask: ClientAsk): EngineResponse {
+  const { body } = full;
   const length = fields.get("content-length");
   if (body === null || length === null || !/^\d+$/.test(length) || fields.get("content-range") !== null) return full;
-  const part = rangeAnswer(passHead(full, now), Number(length), full, ask, (start, end) =>
+  const part = rangeAnswer(head, Number(length), full, ask, (start, end) =>
     body instanceof Uint8Array ? body.subarray(start, end + 1) : streamPart(body, start, end),
   );
   // A 416 takes none of the body: let go of it (its origin call ends).
@@ -133,8 +144,7 @@ export function wholeRange(full: EngineResponse, ask: ClientAsk, now: number): E
 }
 
 /** A relayed answer's head, as preconditions and Range read it. */
-function passHead(full: EngineResponse, now: number): Representation {
-  const fields = headerList(full.headers);
+function passHead(full: EngineResponse, fields: HeaderReader, now: number): Representation {
   return {
     status: full.status,
     headers: full.headers,
