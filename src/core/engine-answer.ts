@@ -26,10 +26,11 @@ export interface AnswerContext {
   /** Counts what the origin's protection did (metrics.ts ProtectionKind). */
   protect?: (kind: Parameters<Metrics["protect"]>[0]) => void;
   /**
-   * A copy read earlier, as it may stand in for the origin's answer now (fill/stand-in.ts
-   * standingCopy): checked against the purges in force now and this edge's invalidation marks.
+   * Copies of the URL of `primary` read earlier, those that may stand in for the origin's
+   * answer now (fill/stand-in.ts standingCopies): checked against the purges in force now and
+   * this edge's invalidation marks.
    */
-  standIn: (copy: Entry, primary: string) => Promise<Entry | undefined>;
+  standIn: (copies: Entry[], primary: string) => Promise<Entry[]>;
   relay: (
     request: EngineRequest,
     status: CacheStatus,
@@ -255,8 +256,7 @@ async function standing(
   now: number,
 ): Promise<Entry[]> {
   const servable = copies.filter((entry) => servableOnError(entry, ctx.config, now));
-  const checked = await Promise.all(servable.map((entry) => ctx.standIn(entry, primary)));
-  return checked.filter((entry) => entry !== undefined);
+  return servable.length === 0 ? [] : ctx.standIn(servable, primary);
 }
 
 function newest(...entries: Entry[]): Entry | undefined {

@@ -25,7 +25,7 @@ import { PassMarks } from "./fill/pass-marks.ts";
 import { answeredHere, optionsHere } from "./http/failure-answer.ts";
 import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
-import { standingCopy } from "./fill/stand-in.ts";
+import { standingCopies } from "./fill/stand-in.ts";
 import { NearTier } from "./store/near-tier.ts";
 import { RefreshMarks } from "./fill/refresh-marks.ts";
 import { SingleFlight } from "./fill/single-flight.ts";
@@ -69,7 +69,7 @@ export class Engine {
       count: (request, kind, key) => this.count(request, kind, key),
       protect: (kind) => o.metrics?.protect(kind),
       relay: (request, status, kind, fallback) => this.relay(request, status, kind, undefined, fallback),
-      standIn: async (copy, primary) => standingCopy(o.near, primary, copy, await o.purges?.()),
+      standIn: async (copies, primary) => standingCopies(o.near, primary, copies, await o.purges?.()),
     };
   }
 

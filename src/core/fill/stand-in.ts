@@ -1,33 +1,33 @@
 import { applyPurge, type PurgeSnapshot } from "../admin/purge.ts";
 import type { Entry } from "../http/entry.ts";
-import { lastWrite, standsAfterWrites } from "../store/lookup.ts";
+import { lastWrite, standingAfterWrites } from "../store/lookup.ts";
 import type { Store } from "../store/store.ts";
 import type { FillRequest, FillResult } from "./coordinator.ts";
 
 /**
- * A stored copy read earlier, as it may stand in for an origin answer now (stale-if-error, a
- * busy, backing-off or unreachable origin): not once a hard purge in `purges` covers it (a
- * soft one leaves it stale since the purge), nor once `store` says the URL was written to
- * since it was stored (lookup.ts standsAfterWrites). A flight reads its copy when it starts
+ * Stored copies of one URL read earlier, as they may stand in for an origin answer now
+ * (stale-if-error, a busy, backing-off or unreachable origin): not one a hard purge in
+ * `purges` covers (a soft one leaves it stale since the purge), nor one stored before a write
+ * to the URL that `store` now knows of (lookup.ts standingAfterWrites, one read for all). A flight reads its copy when it starts
  * and may fail `origin.timeoutMs` later; its callers, and those that joined it after a purge
  * or a `POST` returned, were handed that copy in place of the failure. docs/purging.md: a
  * hard-purged copy is never served again once the purge returns, not even as stale-if-error.
  *
  * @example
- * const stale = await standingCopy(near, primary, result.stale, await purges());
+ * const standing = await standingCopies(near, primary, [result.stale, nearStale], await purges());
  */
-export async function standingCopy(
+export function standingCopies(
   store: Store,
   primary: string,
-  copy: Entry | undefined,
+  copies: readonly Entry[],
   purges: PurgeSnapshot | undefined,
-): Promise<Entry | undefined> {
-  const purged = copy && purges ? applyPurge(copy, primary, purges) : copy;
-  return purged && standsAfterWrites(store, primary, purged);
+): Promise<Entry[]> {
+  const purged = purges ? copies.flatMap((copy) => applyPurge(copy, primary, purges) ?? []) : copies;
+  return standingAfterWrites(store, primary, purged);
 }
 
 /**
- * A coordinator's answer with the copy it carries in place of a failure ({@link standingCopy})
+ * A coordinator's answer with the copy it carries in place of a failure ({@link standingCopies})
  * checked against the caller's purges and the coordinator's store as they are now: the flight
  * that read the copy may be the caller's own or one it joined, which read it earlier.
  *
@@ -36,7 +36,7 @@ export async function standingCopy(
  */
 export async function standingAnswer(store: Store, request: FillRequest, result: FillResult): Promise<FillResult> {
   if (result.kind !== "failed" || result.stale === undefined) return result;
-  const stale = await standingCopy(store, request.primary, result.stale, request.purges);
+  const [stale] = await standingCopies(store, request.primary, [result.stale], request.purges);
   if (stale === result.stale) return result;
   const { stale: _gone, ...failure } = result;
   return stale ? { ...failure, stale } : failure;

@@ -8,7 +8,7 @@ import {
   noteWrite,
   putVaryPointer,
   servableWinner,
-  standsAfterWrites,
+  standingAfterWrites,
   writtenWhileAsked,
 } from "./lookup.ts";
 import { keptSelectors } from "../http/key.ts";
@@ -86,22 +86,33 @@ describe("RFC 9111 §4.4: a copy read before a write never stands in for an orig
     const { clock, store: s } = store();
     const copy = testEntry("GET https://a.test/p", T0);
     await s.put(copy);
-    expect(await standsAfterWrites(s, "GET https://a.test/p", copy)).toBe(copy);
+    expect(await standingAfterWrites(s, "GET https://a.test/p", [copy])).toEqual([copy]);
     clock.advance(1_000);
     await invalidateStored(s, "GET https://a.test/p", none, clock.now());
-    expect(await standsAfterWrites(s, "GET https://a.test/p", copy)).toBeUndefined();
+    expect(await standingAfterWrites(s, "GET https://a.test/p", [copy])).toEqual([]);
     // The mark alone, as another process left it in a shared store.
     const shared = store().store;
     await shared.put((await s.get("GET https://a.test/p"))!);
-    expect(await standsAfterWrites(shared, "GET https://a.test/p", copy)).toBeUndefined();
+    expect(await standingAfterWrites(shared, "GET https://a.test/p", [copy])).toEqual([]);
     const later = testEntry("GET https://a.test/p", clock.now() + 1);
-    expect(await standsAfterWrites(shared, "GET https://a.test/p", later)).toBe(later);
+    expect(await standingAfterWrites(shared, "GET https://a.test/p", [later])).toEqual([later]);
     const unreadable = {
       get: () => Promise.reject(new Error("down")),
       put: async () => false,
       delete: async () => false,
     };
-    expect(await standsAfterWrites(unreadable, "GET https://a.test/p", copy)).toBe(copy);
+    expect(await standingAfterWrites(unreadable, "GET https://a.test/p", [copy])).toEqual([copy]);
+  });
+
+  it("judges several copies of the URL (the coordinator's and this edge's) with one read of its mark", async () => {
+    const { clock, store: s } = store();
+    const older = testEntry("GET https://a.test/p", T0);
+    await invalidateStored(s, "GET https://a.test/p", none, T0 + 500);
+    const newer = testEntry("GET https://a.test/p", clock.now() + 1_000);
+    let reads = 0;
+    const counting = { ...s, get: (key: string) => (reads++, s.get(key)) };
+    expect(await standingAfterWrites(counting, "GET https://a.test/p", [older, newer])).toEqual([newer]);
+    expect(reads).toBe(1);
   });
 });
 

@@ -169,22 +169,25 @@ export async function invalidatedWhileAsked(
 }
 
 /**
- * RFC 9111 §4.4 for a copy read earlier that is about to stand in for an origin answer
- * (stale-if-error, a busy or backing-off origin): the copy, unless `store` now says the URL
- * was written to since it was stored (a write this process noted, or the mark a write left
+ * RFC 9111 §4.4 for copies read earlier that are about to stand in for an origin answer
+ * (stale-if-error, a busy or backing-off origin): those of `copies` (each a copy of the URL
+ * of `primary`) that `store` does not now say the URL was written to since they were stored (a write this process noted, or the mark a write left
  * under the primary key, as a lookup judges it: {@link notInvalidated}). A flight reads the
  * copy when it starts and fails up to `origin.timeoutMs` later; before, a `POST` that
  * succeeded meanwhile did not keep its failure from being hidden behind the copy the write
  * had made obsolete, for the writer's next request too. A store that cannot be read leaves
- * the copy standing: it is what hides the outage, and this process's own notes still apply.
+ * the copies standing: they are what hides the outage, and this process's own notes still
+ * apply. The mark is read once for all of them.
  *
  * @example
- * const stale = await standsAfterWrites(store, primary, result.stale); // undefined once the URL was written to
+ * const [stale] = await standingAfterWrites(store, primary, [result.stale]); // none once the URL was written to
  */
-export async function standsAfterWrites(store: Store, primary: string, copy: Entry): Promise<Entry | undefined> {
+export async function standingAfterWrites(store: Store, primary: string, copies: readonly Entry[]): Promise<Entry[]> {
   const written = lastWrite(store, primary);
-  if (written !== undefined && written >= copy.storedAt) return undefined;
-  return notInvalidated(copy, await store.get(primary).catch(() => undefined));
+  const unwritten = copies.filter((copy) => written === undefined || written < copy.storedAt);
+  if (unwritten.length === 0) return [];
+  const mark = await store.get(primary).catch(() => undefined);
+  return unwritten.filter((copy) => notInvalidated(copy, mark) !== undefined);
 }
 
 /** The mark of a URL invalidated with nothing stored: an entry no lookup serves. */
