@@ -14,6 +14,7 @@ import {
 import { keptSelectors } from "../http/key.ts";
 import { LruStore } from "./lru-store.ts";
 import { testEntry } from "./store-conformance.ts";
+import type { Store } from "./store.ts";
 
 const T0 = 1_700_000_000_000;
 const none = { get: () => null };
@@ -110,7 +111,11 @@ describe("RFC 9111 §4.4: a copy read before a write never stands in for an orig
     await invalidateStored(s, "GET https://a.test/p", none, T0 + 500);
     const newer = testEntry("GET https://a.test/p", clock.now() + 1_000);
     let reads = 0;
-    const counting = { ...s, get: (key: string) => (reads++, s.get(key)) };
+    const counting: Store = {
+      get: (key) => (reads++, s.get(key)),
+      put: (entry) => s.put(entry),
+      delete: (key) => s.delete(key),
+    };
     expect(await standingAfterWrites(counting, "GET https://a.test/p", [older, newer])).toEqual([newer]);
     expect(reads).toBe(1);
   });
