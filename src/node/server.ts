@@ -1,5 +1,5 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { isIPv6, type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
@@ -106,7 +106,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${options.host ?? "127.0.0.1"}:${port}`;
+  const host = options.host ?? "127.0.0.1";
+  // RFC 3986 §3.2.2: an IPv6 address in a URL is bracketed, or its colons read as the port's.
+  const url = `http://${isIPv6(host) ? `[${host}]` : host}:${port}`;
   const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
   return {
     url,

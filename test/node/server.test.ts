@@ -261,6 +261,17 @@ describe("the proxy", () => {
   });
 });
 
+describe("the listening address", () => {
+  it("names an IPv6 host bracketed, so the URL it reports reaches the server", async () => {
+    const up = await origin();
+    const clock = new ManualClock();
+    const running = await startServer({ stack: stackFor(up.url, clock), logger, port: 0, host: "::1" });
+    cleanup.push(() => running.close());
+    expect(running.url).toBe(`http://[::1]:${running.port}`);
+    expect((await send(running.url, "/", { headers: { host: "shop.test" } })).status).toBe(200);
+  });
+});
+
 describe("graceful shutdown", () => {
   it("finishes a slow in-flight request after close() starts and refuses new connections", async () => {
     const o = await origin({ cacheControl: "max-age=60", latencyMs: 300 });
