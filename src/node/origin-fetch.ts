@@ -269,6 +269,16 @@ function toResponse(incoming: IncomingMessage, method: string, url: string): Res
     incoming.destroy();
     return new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with status 101 naming no protocol (no Upgrade)`);
   }
+  // herdless sends no TE, so chunked is the one coding an answer may carry (RFC 9112 §6.1);
+  // another (`gzip, chunked`) would be stored and served as bytes no client was told to decode.
+  const coding = incoming.headers["transfer-encoding"]?.split(",").find((c) => !/^\s*chunked\s*$/i.test(c));
+  if (coding !== undefined) {
+    incoming.destroy();
+    return new HerdlessError(
+      "ORIGIN_STATUS",
+      `origin answered ${url} in transfer coding "${coding.trim()}", not chunked`,
+    );
+  }
   const headers = fieldsOf(incoming.rawHeaders);
   const noBody = method === "HEAD" || NULL_BODY_STATUSES.has(status) || status < 200 || status > 599;
   if (noBody) incoming.resume();

@@ -19,6 +19,11 @@ const ANSWERS: Record<string, string> = {
     "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
   "/length-huge": "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 99999999999999999999\r\n\r\nhello",
   "/http09": "hello world",
+  // A transfer coding herdless never asked for (it sends no TE): the gzip bytes inside the
+  // chunks would be stored and served unlabelled, to clients that never accepted gzip.
+  "/coding-gzip-chunked":
+    "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+  "/coding-gzip-close": "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: gzip\r\n\r\nhello",
 };
 
 const FAULTS: Record<string, RegExp> = {
@@ -30,6 +35,8 @@ const FAULTS: Record<string, RegExp> = {
   "/length-twice": /Duplicate Content-Length/,
   "/length-huge": /Content-Length overflow/,
   "/http09": /is not valid HTTP\/1\.1/,
+  "/coding-gzip-chunked": /transfer coding "gzip", not chunked/,
+  "/coding-gzip-close": /transfer coding "gzip", not chunked/,
 };
 
 let origin: Server | undefined;
