@@ -1,21 +1,15 @@
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { Readable, pipeline, type Duplex } from "node:stream";
 import { HerdlessError } from "../core/errors.ts";
+import { httpAgent, httpsAgent } from "./origin-agents.ts";
 import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
 import { mayRepeat } from "../core/origin/repeat.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
-/**
- * Connections to the origin are reused: one origin, many requests. An idle one is closed
- * after 4 s, or 1 s before the origin's `Keep-Alive: timeout=` hint when that comes sooner
- * (Node's agent reads the hint only under a `timeout`): a request written on a connection
- * the origin is closing at that moment would fail with a reset, which counts against the
- * breaker. 4 s is the keep-alive timeout of undici, the client herdless used before.
- */
-const agentOptions = { keepAlive: true, timeout: 4_000 };
-const httpAgent = new HttpAgent(agentOptions);
-const httpsAgent = new HttpsAgent(agentOptions);
+function ownConnection(init: OriginFetchInit): boolean {
+  return init.method === "HEAD" || (init.body !== null && init.body !== undefined);
+}
 
 /** Methods node:http sends without framing when they have no body (it chunks every other one). */
 const BODILESS_BY_DEFAULT = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"]);
@@ -91,7 +85,9 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       method: init.method ?? "GET",
       // Arrays keep the caller's names, order and Host as given (no default Host is added then).
       headers: headers.flat(),
-      agent: connection === "new" ? false : secure ? httpsAgent : httpAgent,
+      // A HEAD and an upload get a connection of their own, closed after: bytes an origin sends
+      // after a HEAD's head, or an upload it answered unread, are never the next request's.
+      agent: connection === "new" || ownConnection(init) ? false : secure ? httpsAgent : httpAgent,
       ...(signal ? { signal } : {}),
     });
     // Every field of the answer, as workerd reads them: node:http keeps the first 2,000 by
