@@ -165,3 +165,19 @@ describe("Metrics tallies", () => {
     t.expectSame();
   });
 });
+
+describe("the top keys", () => {
+  it("an attacker's 10,500 cold URLs, then a page that turns hot: the hot page is on top", () => {
+    const metrics = new Metrics(new ManualClock(1_700_000_000_000), new ManualClock(0));
+    for (let i = 0; i < 10_500; i++) metrics.count("miss", `/cold/${i}`);
+    for (let i = 0; i < 300; i++) metrics.count("hit", "/hot");
+    expect(metrics.topKeys(1)).toEqual([{ key: "/hot", requests: 300 }]);
+  });
+
+  it("a page hot before the table filled keeps its place, its count halved", () => {
+    const metrics = new Metrics(new ManualClock(1_700_000_000_000), new ManualClock(0));
+    for (let i = 0; i < 1_000; i++) metrics.count("hit", "/home");
+    for (let i = 0; i < 10_000; i++) metrics.count("miss", `/cold/${i}`);
+    expect(metrics.topKeys(1)).toEqual([{ key: "/home", requests: 500 }]);
+  });
+});

@@ -97,7 +97,7 @@ export interface Tally {
   readonly latency: Histogram | undefined;
 }
 
-/** Keys whose requests are counted for the top keys; past them, new keys are not counted. */
+/** Keys whose requests are counted for the top keys; past them, the counts halve (halveKeyCounts). */
 const COUNTED_KEYS = 10_000;
 
 /**
@@ -216,7 +216,7 @@ export class Metrics {
     return hitRatioOf(this.served);
   }
 
-  /** The most requested keys since start (bounded: counting is capped at 10,000 distinct keys). */
+  /** The most requested keys since start (bounded at 10,000 distinct keys, then counts halve to make room). */
   topKeys(limit = 10): { key: string; requests: number }[] {
     this.fold();
     return [...this.keyCounts]
@@ -247,7 +247,23 @@ export class Metrics {
     const name = key.length > COUNTED_KEY_CHARS ? shortened(key) : key;
     const count = this.keyCounts.get(name);
     if (count !== undefined) count.requests += requests;
-    else if (this.keyCounts.size < COUNTED_KEYS) this.keyCounts.set(name, { requests });
+    else {
+      if (this.keyCounts.size >= COUNTED_KEYS) this.halveKeyCounts();
+      if (this.keyCounts.size < COUNTED_KEYS) this.keyCounts.set(name, { requests });
+    }
+  }
+
+  /**
+   * Full, the key counts halve and the keys left at 0 go: a key that turns hot after
+   * 10,000 others were seen once (one client walking cold URLs) still reaches the top,
+   * which a table closed to new keys never let it. A flood of distinct keys empties the
+   * table at each halving (its keys hold 1), so the cost stays one pass per 10,000 keys.
+   */
+  private halveKeyCounts(): void {
+    for (const [name, count] of this.keyCounts) {
+      count.requests = Math.floor(count.requests / 2);
+      if (count.requests === 0) this.keyCounts.delete(name);
+    }
   }
 
   /** Adds the tallies' counts to the totals, their second (the last) and their keys. */
