@@ -8,7 +8,8 @@ type RawWriter = { _writeRaw?: (data: string, encoding: BufferEncoding) => boole
  * How the origin's interim answers reach this client (RFC 9110 §15.2): each as it arrives,
  * before the final answer's head and never after it, as the origin sent it (status, fields
  * less the hop-by-hop ones). None to an HTTP/1.0 client, which §15.2 forbids, and none to a
- * client that has gone or already has its answer.
+ * client that has gone or already has its answer, nor to a request pipelined behind one not
+ * yet answered.
  *
  * The head is written through the writer Node's `writeEarlyHints` and `writeProcessing`
  * use, which keeps an answer behind the pipelined ones before it. Those two are not used
@@ -25,7 +26,10 @@ export function interimWriter(req: IncomingMessage, res: ServerResponse): Interi
   const writeRaw = (res as unknown as RawWriter)._writeRaw;
   if (typeof writeRaw !== "function") return undefined;
   return (status, headers) => {
-    if (res.headersSent || res.writableEnded || res.destroyed) return;
+    // Behind an earlier pipelined answer (no socket yet), Node buffers the 1xx and then puts
+    // the final head in front of it: the 1xx would land inside the final answer's body.
+    // An interim answer is optional (§15.2), so such a client gets the final one alone.
+    if (res.headersSent || res.writableEnded || res.destroyed || !res.socket) return;
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
     for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
     // latin1: a field's obs-text bytes leave as they arrived (Node reads them as latin1).

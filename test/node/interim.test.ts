@@ -259,6 +259,33 @@ describe("RFC 9110 §15.2 on Node: interim answers", () => {
     expect(answer.body).toBe("page /old");
   });
 
+  it("a request pipelined behind one not yet answered gets its final answer whole, no 103 inside its body", async () => {
+    const { hold, open } = gate();
+    const origin = await rawOrigin((_method, path) =>
+      path === "/first"
+        ? { interim: [], hold }
+        : { interim: ["HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"] },
+    );
+    const proxy = await herdless(origin.url);
+    const { port } = new URL(proxy.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    let text = "";
+    socket.on("data", (chunk: Buffer) => (text += chunk.toString("latin1")));
+    const closed = new Promise((resolve) => socket.on("close", resolve));
+    socket.write(
+      "GET /first HTTP/1.1\r\nHost: shop.test\r\n\r\nGET /second HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+    );
+    await origin.arrived(2);
+    // The second's origin answer (and its 103) is in before the first is answered.
+    for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+    open();
+    await closed;
+    const second = text.slice(text.indexOf("HTTP/1.1", text.indexOf("page /first")));
+    expect(second.startsWith("HTTP/1.1 200 ")).toBe(true);
+    expect(second.endsWith("\r\n\r\npage /second")).toBe(true);
+    expect(text).not.toContain("103 Early Hints");
+  });
+
   it("a client gone before its 103 costs nothing: the answer is stored and served to the next", async () => {
     const { hold, open } = gate();
     const origin = await rawOrigin(() => ({
