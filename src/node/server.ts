@@ -82,13 +82,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     socket.on("error", () => socket.destroy());
     socket.end(rawAnswer(notAllowed("CONNECT")));
   });
-  // RFC 9110 §10.1.1: an expectation other than 100-continue is a 417 naming it (Node's own is
-  // empty); the connection closes, since the request's body, if any, is never read.
-  server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
-    const answer = unmetExpectation(req.headers.expect ?? "");
-    res.shouldKeepAlive = false;
-    res.writeHead(answer.status, answer.headers).end(answer.body);
-  });
+  answerExpectations(server);
   // A request Node's parser refuses never reaches the handler, and Node's own answer is an
   // empty 400: the client is told what was wrong instead. As Node does, only while no answer
   // has started on the connection (a pipelined request's bytes must not cut into another's).
@@ -136,4 +130,21 @@ function rawAnswer(answer: EngineResponse): string {
   const body = answer.body instanceof Uint8Array ? new TextDecoder().decode(answer.body) : "";
   const head = answer.headers.map(([name, value]) => `${name}: ${value}\r\n`).join("");
   return `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ""}\r\n${head}connection: close\r\n\r\n${body}`;
+}
+
+/** RFC 9110 §10.1.1: what a request's `Expect` gets. */
+function answerExpectations(server: Server): void {
+  // RFC 9110 §10.1.1: an expectation other than 100-continue is a 417 naming it (Node's own is
+  // empty); the connection closes, since the request's body, if any, is never read.
+  server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
+    const answer = unmetExpectation(req.headers.expect ?? "");
+    res.shouldKeepAlive = false;
+    res.writeHead(answer.status, answer.headers).end(answer.body);
+  });
+  // Node's own `100 Continue`, as it would send it, but not to a request pipelined behind one
+  // not yet answered: Node buffers it and puts the final head in front, inside that body.
+  server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+    if (res.socket) res.writeContinue();
+    server.emit("request", req, res);
+  });
 }

@@ -286,6 +286,30 @@ describe("RFC 9110 §15.2 on Node: interim answers", () => {
     expect(text).not.toContain("103 Early Hints");
   });
 
+  it("a hit with Expect: 100-continue pipelined behind a miss gets its answer whole, no 100 inside its body", async () => {
+    const { hold, open } = gate();
+    const origin = await rawOrigin((_method, path) => (path === "/slow" ? { interim: [], hold } : { interim: [] }));
+    const proxy = await herdless(origin.url);
+    expect((await send(proxy.url, "/hit", { headers: { host: "shop.test" } })).body).toBe("page /hit");
+    const { port } = new URL(proxy.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    let text = "";
+    socket.on("data", (chunk: Buffer) => (text += chunk.toString("latin1")));
+    const closed = new Promise((resolve) => socket.on("close", resolve));
+    socket.write(
+      "GET /slow HTTP/1.1\r\nHost: shop.test\r\n\r\n" +
+        "GET /hit HTTP/1.1\r\nHost: shop.test\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    );
+    await origin.arrived(2);
+    for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+    open();
+    await closed;
+    const second = text.slice(text.indexOf("HTTP/1.1", text.indexOf("page /slow")));
+    expect(second.startsWith("HTTP/1.1 200 ")).toBe(true);
+    expect(second.endsWith("\r\n\r\npage /hit")).toBe(true);
+    expect(text).not.toContain("100 Continue");
+  });
+
   it("a client gone before its 103 costs nothing: the answer is stored and served to the next", async () => {
     const { hold, open } = gate();
     const origin = await rawOrigin(() => ({
