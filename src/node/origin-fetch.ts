@@ -11,6 +11,8 @@ function ownConnection(init: OriginFetchInit): boolean {
   return init.method === "HEAD" || (init.body !== null && init.body !== undefined);
 }
 
+const TRANSFORMING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "compress", "x-compress", "br", "zstd"]);
+
 /** Methods node:http sends without framing when they have no body (it chunks every other one). */
 const BODILESS_BY_DEFAULT = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"]);
 
@@ -265,14 +267,16 @@ function toResponse(incoming: IncomingMessage, method: string, url: string): Res
     incoming.destroy();
     return new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with status 101 naming no protocol (no Upgrade)`);
   }
-  // herdless sends no TE, so chunked is the one coding an answer may carry (RFC 9112 §6.1);
-  // another (`gzip, chunked`) would be stored and served as bytes no client was told to decode.
-  const coding = incoming.headers["transfer-encoding"]?.split(",").find((c) => !/^\s*chunked\s*$/i.test(c));
+  // herdless sends no TE (RFC 9112 §6.1): bytes in a coding that transforms them (`gzip, chunked`) would
+  // be stored and served undecoded, unlabelled. Other tokens' bytes pass as sent (the field never does).
+  const coding = incoming.headers["transfer-encoding"]
+    ?.split(",")
+    .find((c) => TRANSFORMING_CODINGS.has(c.trim().toLowerCase()));
   if (coding !== undefined) {
     incoming.destroy();
     return new HerdlessError(
       "ORIGIN_STATUS",
-      `origin answered ${url} in transfer coding "${coding.trim()}", not chunked`,
+      `origin answered ${url} in transfer coding "${coding.trim()}", one herdless cannot undo`,
     );
   }
   const headers = fieldsOf(incoming.rawHeaders);
