@@ -54,6 +54,26 @@ describe("config: every class of invalid input gets a message naming the field, 
       "origin.maxQueue: origin.maxQueue must be a whole number (got 1.5)",
     ],
     [
+      "no request may wait at all",
+      { origin: { ...origin, maxWaiting: 0 } },
+      "origin.maxWaiting: origin.maxWaiting must be at least 1 (got 0)",
+    ],
+    [
+      "a share of a waiting request",
+      { origin: { ...origin, maxWaiting: 2.5 } },
+      "origin.maxWaiting: origin.maxWaiting must be a whole number (got 2.5)",
+    ],
+    [
+      "waiting requests as text",
+      { origin: { ...origin, maxWaiting: "5000" } },
+      'origin.maxWaiting: origin.maxWaiting must be a number (got "5000")',
+    ],
+    [
+      "more waiting requests than any heap holds",
+      { origin: { ...origin, maxWaiting: 1e9 } },
+      "origin.maxWaiting: origin.maxWaiting must be at most 10000000 (got 1000000000)",
+    ],
+    [
       "misspelled key",
       { origin: { ...origin, maxConcurency: 4 } },
       'origin.maxConcurency: unknown option (did you mean "maxConcurrency"?); accepted: url, timeoutMs, maxConcurrency',

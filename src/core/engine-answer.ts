@@ -9,12 +9,13 @@ import { evaluatePreconditions } from "./http/conditional.ts";
 import { decideOnFailure, servableOnError } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import type { Metrics } from "./admin/metrics.ts";
-import { isGuardRefusal } from "./origin/guarded-call.ts";
+import { refusedHere } from "./origin/guarded-call.ts";
 import { fromPass, fromStream, type EngineRequest, type EngineResponse } from "./http/respond.ts";
 import { FAILURE_DETAIL, failureAnswer, shown } from "./http/failure-answer.ts";
 import type { NearTier } from "./store/near-tier.ts";
 import type { RelayFallback } from "./origin/relay.ts";
 import type { HerdlessErrorCode } from "./errors.ts";
+import { held, waitingFull, type WaitingRequests } from "./guard/waiting-requests.ts";
 
 /** What the engine lends its answers: config, time, its near tier, its counters and its relay. */
 export interface AnswerContext {
@@ -92,6 +93,25 @@ export async function answerFill(
     case "failed":
       return answerFailure(ctx, request, result, from, now);
   }
+}
+
+/**
+ * The answer of a request that waits for `filling` (the coordinator's fill, or a relay of its
+ * own), holding one of the process's `origin.maxWaiting` places while it waits; with none
+ * free, answered at once as a fill herdless refused: a copy it holds, else a 503.
+ */
+export function heldAnswer(
+  ctx: AnswerContext,
+  waiting: WaitingRequests | undefined,
+  request: EngineRequest,
+  filling: () => Promise<FillResult | EngineResponse>,
+  from: AnswerOrigin,
+): Promise<EngineResponse> {
+  const answered = async () => {
+    const result = await filling();
+    return "kind" in result ? answerFill(ctx, request, result, from) : result;
+  };
+  return held(waiting, answered, (limit) => answerFill(ctx, request, waitingFull(limit), from));
 }
 
 /**
@@ -219,7 +239,7 @@ async function answerFailure(
   if (stale) return stale;
   const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
   const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
-  ctx.count(request, !result.response && isGuardRefusal(result.code) ? "refused" : "error", primary);
+  ctx.count(request, !result.response && refusedHere(result.code) ? "refused" : "error", primary);
   return failureAnswer(result, status, request.method, config);
 }
 

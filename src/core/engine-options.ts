@@ -10,6 +10,7 @@ import type { OriginCallEvent } from "./origin/guarded-call.ts";
 import type { OriginGuard } from "./guard/origin-guard.ts";
 import type { PurgeSnapshot } from "./admin/purge.ts";
 import type { Store } from "./store/store.ts";
+import type { WaitingRequests } from "./guard/waiting-requests.ts";
 
 /** What an engine (engine.ts) is built from: the runtime's tiers, coordinator, guard and fetch. */
 export interface EngineOptions {
@@ -52,4 +53,9 @@ export interface EngineOptions {
    * (fill/pass-marks.ts). Defaults to the engine's own; a Worker passes its isolate's.
    */
   passMarks?: PassMarks;
+  /**
+   * The requests this process or isolate holds waiting for an origin answer, against
+   * `origin.maxWaiting` (guard/waiting-requests.ts); shared by every engine it builds. Absent: no bound.
+   */
+  waiting?: WaitingRequests;
 }

@@ -57,6 +57,27 @@ export class MarkedMisses {
   }
 
   /**
+   * What a miss waits for: relayed at once when its key is marked ({@link take}), else
+   * `fill`'s result ({@link filled}). A revalidation (`take` false) is never relayed.
+   */
+  waitFor(
+    miss: {
+      request: EngineRequest;
+      key: string;
+      facts: RequestFacts;
+      route: RoutePolicy;
+      fwd: CacheStatus["fwd"];
+      take: boolean;
+    },
+    fill: () => Promise<FillResult>,
+  ): Promise<FillResult | EngineResponse> {
+    const { request, key, facts, route, fwd } = miss;
+    const marked = miss.take ? this.take(request, key, facts, route, fwd) : undefined;
+    if (marked?.kind === "relayed") return marked.response;
+    return this.filled(fill(), key, facts, marked);
+  }
+
+  /**
    * The result of a fill of `key` (`marked`: what {@link take} said of it), once it came:
    * an answer that could not be shared with anyone marks the key; one stored ends its mark.
    * Not marked by an answer to the request's own input or credentials (`keepsCopy`, as

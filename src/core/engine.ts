@@ -5,16 +5,13 @@ import type { FillRequest, FillResult } from "./fill/coordinator.ts";
 import { answerFromEntry, notCached, wholeRange } from "./http/answer.ts";
 import { decide, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
-import { invalidatedUrls } from "./http/invalidation.ts";
 import { primaryKey } from "./http/key.ts";
-import { headerList } from "./http/http.ts";
 import { personalCookies } from "./http/cookies.ts";
 import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import { guardedCallDeps } from "./origin/guarded-call.ts";
-import { forwardPolicy, selectingHeaders, selectingView, type ForwardPolicy } from "./origin/forward.ts";
-import { maxForwards } from "./origin/hops.ts";
+import { forwardPolicy, selectingView, type ForwardPolicy } from "./origin/forward.ts";
 import { relay, type RelayFallback } from "./origin/relay.ts";
 import { openTunnel, type TunnelDeps, type TunnelOpening, type TunnelSlots } from "./origin/tunnel.ts";
 import { applyPurge } from "./admin/purge.ts";
@@ -22,8 +19,10 @@ import type { EngineRequest, EngineResponse } from "./http/respond.ts";
 import type { EngineOptions } from "./engine-options.ts";
 import { MarkedMisses } from "./engine-pass.ts";
 import { PassMarks } from "./fill/pass-marks.ts";
-import { answeredHere, optionsHere } from "./http/failure-answer.ts";
-import { answerFill, ask, type AnswerContext } from "./engine-answer.ts";
+import { answeredHere, waitingFullAnswer } from "./http/failure-answer.ts";
+import { relayUnsafe, type UnsafeDeps } from "./engine-unsafe.ts";
+import { held } from "./guard/waiting-requests.ts";
+import { ask, heldAnswer, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
 import { standingCopies } from "./fill/stand-in.ts";
 import { NearTier } from "./store/near-tier.ts";
@@ -51,6 +50,7 @@ export class Engine {
   private readonly answers: AnswerContext;
   private readonly marks: RefreshMarks;
   private readonly misses: MarkedMisses;
+  private readonly unsafeDeps: UnsafeDeps;
   constructor(private readonly o: EngineOptions) {
     this.marks = o.refreshMarks ?? new RefreshMarks(o.config.coordinator.waitTimeoutMs);
     this.forward = forwardPolicy(o.config);
@@ -62,6 +62,16 @@ export class Engine {
     this.misses = new MarkedMisses(passMarks, o.clock, (request, status, heard) =>
       this.relay(request, status, "pass", heard),
     );
+    const { coordinator, onDegraded } = o;
+    const relayHeld = (request: EngineRequest, status: CacheStatus) => this.relayHeld(request, status);
+    this.unsafeDeps = {
+      config: o.config,
+      forward: this.forward,
+      nearTier: this.nearTier,
+      coordinator,
+      onDegraded,
+      relay: relayHeld,
+    };
     this.answers = {
       config: o.config,
       clock: o.clock,
@@ -83,7 +93,7 @@ export class Engine {
     const here = answeredHere(request, this.forward.loopEntry);
     if (here) return here;
     const primary = primaryKey(request.url, route.key);
-    if (facts.method !== "GET" && facts.method !== "HEAD") return this.unsafe(request);
+    if (facts.method !== "GET" && facts.method !== "HEAD") return relayUnsafe(this.unsafeDeps, request);
     const [found, purges] = await this.lookUp(primary, request, route.cacheAuthorized || facts.hasAuthorization);
     if (purges) found.entry = applyPurge(found.entry, primary, purges);
     const now = this.o.clock.now();
@@ -104,20 +114,17 @@ export class Engine {
       });
     switch (decision.kind) {
       case "bypass":
-        if (decision.reason === "authorization") {
-          // Through the coordinator, never from the store: one origin request, stored if shareable.
-          const result = await this.fill(fill("foreground", true, true));
-          return this.answer(request, result, "request", undefined, primary);
-        }
-        return this.relay(request, { fwd: "bypass" }, "bypass");
+        // Through the coordinator, never from the store: one origin request, stored if shareable.
+        if (decision.reason === "authorization")
+          return this.filled(request, () => this.fill(fill("foreground", true, true)), "request", undefined, primary);
+        return this.relayHeld(request, { fwd: "bypass" });
       case "fresh":
       case "stale-while-revalidate": {
         // Request no-cache / max-age, on a route that honours them (request-directives.ts says why not by default).
         if (route.honorRequestNoCache && clientWantsRevalidation(directives, decision.entry, now)) {
           // A cookie request served a public copy (decide) asks alone: a fill's answer need not be public.
-          if (facts.hasCookie && !route.cacheAuthorized) return this.relay(request, { fwd: "bypass" }, "bypass");
-          const result = await this.fill(fill("foreground", true));
-          return this.answer(request, result, "request", decision.entry, primary);
+          if (facts.hasCookie && !route.cacheAuthorized) return this.relayHeld(request, { fwd: "bypass" });
+          return this.filled(request, () => this.fill(fill("foreground", true)), "request", decision.entry, primary);
         }
         const entry = decision.entry;
         if (decision.kind === "stale-while-revalidate") {
@@ -134,7 +141,8 @@ export class Engine {
       }
       case "revalidate":
       case "miss": {
-        const fwd = decision.kind === "revalidate" ? "stale" : found.varyMiss ? "vary-miss" : "uri-miss";
+        const fwd: CacheStatus["fwd"] =
+          decision.kind === "revalidate" ? "stale" : found.varyMiss ? "vary-miss" : "uri-miss";
         // Without a copy here, the coordinator's own copy must not answer a no-cache the route honours either.
         const validated = route.honorRequestNoCache && (directives.noCache || directives.maxAgeMs === 0);
         // Expired while this edge's refresh-ahead renews it: the copy answers until the renewal lands.
@@ -146,10 +154,10 @@ export class Engine {
           this.count(request, "stale", primary);
           return answerFromEntry(decision.entry, { hit: true, detail: "stale-while-revalidate" }, ask(request), now);
         }
-        const marked = decision.kind === "miss" ? this.misses.take(request, found.key, facts, route, fwd) : undefined;
-        if (marked?.kind === "relayed") return marked.response;
-        const result = await this.misses.filled(this.fill(fill("foreground", validated)), found.key, facts, marked);
-        return this.answer(request, result, fwd, decision.kind === "revalidate" ? decision.entry : undefined, primary);
+        const near = decision.kind === "revalidate" ? decision.entry : undefined;
+        const miss = { request, key: found.key, facts, route, fwd, take: !near };
+        const filling = () => this.misses.waitFor(miss, () => this.fill(fill("foreground", validated)));
+        return this.filled(request, filling, fwd, near, primary);
       }
     }
   }
@@ -215,43 +223,27 @@ export class Engine {
     }
   }
 
-  private answer(
+  /** A request waiting for `filling`, holding one of the `origin.maxWaiting` places (engine-answer.ts heldAnswer). */
+  private filled(
     request: EngineRequest,
-    result: FillResult,
+    filling: () => Promise<FillResult | EngineResponse>,
     fwd: CacheStatus["fwd"],
     nearStale: Entry | undefined,
     primary: string,
   ): Promise<EngineResponse> {
-    return answerFill(this.answers, request, result, { fwd, nearStale, primary });
+    return heldAnswer(this.answers, this.o.waiting, request, filling, { fwd, nearStale, primary });
   }
 
-  /**
-   * RFC 9111 §4.4: relay an unsafe request, then, if it succeeded, invalidate its URL and the
-   * same-origin Location / Content-Location: here, and at each URL's coordinator, which
-   * would otherwise keep serving the old copy to every edge.
-   */
-  private async unsafe(request: EngineRequest): Promise<EngineResponse> {
-    // RFC 9110 §7.6.2: an OPTIONS whose Max-Forwards is spent is answered by this recipient.
-    if (maxForwards(request.method, request.headers) === 0) return optionsHere();
-    const response = await this.relay(request, { fwd: "method" }, "bypass");
-    const urls = invalidatedUrls(request.method, request.url, response.status, response.headers);
-    await Promise.all(
-      urls.map((url) => this.invalidate(primaryKey(url, routeFor(this.o.config, url.pathname).key), request)),
+  /** A relay holding one of the `origin.maxWaiting` places until the origin's head came; with none free, a 503 at once. */
+  private relayHeld(request: EngineRequest, status: CacheStatus): Promise<EngineResponse> {
+    return held(
+      this.o.waiting,
+      () => this.relay(request, status, "bypass"),
+      async () => {
+        this.count(request, "refused", undefined);
+        return waitingFullAnswer(status);
+      },
     );
-    return response;
-  }
-
-  private async invalidate(primary: string, request: EngineRequest): Promise<void> {
-    // The variant this client selects, named as a fill of its GET would name it (selectingView).
-    const { rawHeaders, url, clientAddress } = request;
-    const selecting = selectingHeaders(rawHeaders, this.forward, { credentials: true, url, clientAddress });
-    await this.nearTier.forget(primary, headerList(selecting));
-    try {
-      await this.o.coordinator.invalidate?.(primary, selecting);
-    } catch (error) {
-      // The coordinator's copy expires on its own; the client's write has already succeeded.
-      this.o.onDegraded?.(error);
-    }
   }
 
   /** Relays a request as it is, through the guard, streaming the answer (origin/relay.ts). */

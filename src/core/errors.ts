@@ -16,6 +16,8 @@ export type HerdlessErrorCode =
   /** No origin slot was free at once for a call that may not queue: a stored copy stands in (OriginGuard `ifFree`). */
   | "ORIGIN_BUSY"
   | "BREAKER_OPEN"
+  /** The process (or isolate) holds `origin.maxWaiting` requests waiting already: this one was answered at once, not held. */
+  | "WAITING_FULL"
   | "COORDINATOR_UNAVAILABLE"
   | "LEASE_LOST"
   /** A client read a shared body so slowly that it held the other readers back; it was cut off. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { heapLimitsFor, heapSizedByOperator } from "./bounded-heap.ts";
+import { heapLimitsFor, heapSizedByOperator, maxWaitingFor, waitingLimit } from "./bounded-heap.ts";
+import { parseConfig } from "../core/config.ts";
 
 const MiB = 1024 * 1024;
 
@@ -18,5 +19,27 @@ describe("the heap of npx herdless", () => {
     expect(heapSizedByOperator([], "--enable-source-maps --max-heap-size=300")).toBe(true);
     expect(heapSizedByOperator(["--import", "tsx"], "--enable-source-maps")).toBe(false);
     expect(heapSizedByOperator([], undefined)).toBe(false);
+  });
+
+  it("holds as many waiting requests as half the old generation's room beside the cache and the server, at 16 KiB each", () => {
+    // npx herdless: the old generation 1.25 × the cache + 24 MiB, V8's limit adding the young generation.
+    const served = (cacheMiB: number) => {
+      const { maxOldGenerationSizeMb: old, maxYoungGenerationSizeMb: young } = heapLimitsFor(cacheMiB * MiB);
+      return maxWaitingFor(cacheMiB * MiB, (old + young) * MiB, young * MiB);
+    };
+    // The red team's process exited at 2,600 waiting at a 16 MiB cache, 5,000 at 64 MiB.
+    expect(served(16)).toBe(384);
+    expect(served(64)).toBe(768);
+    expect(served(256)).toBe(2304);
+    // Node's own heap (4 GiB on a 16 GiB machine, a 48 MiB young generation) leaves far more room.
+    expect(maxWaitingFor(256 * MiB, 4144 * MiB, 48 * MiB)).toBe(122_368);
+    // A heap sized below the cache still lets a few wait.
+    expect(maxWaitingFor(256 * MiB, 100 * MiB, 48 * MiB)).toBe(32);
+  });
+
+  it("is origin.maxWaiting when the operator sets it", () => {
+    const origin = { url: "http://127.0.0.1:8080" };
+    expect(waitingLimit(parseConfig({ origin: { ...origin, maxWaiting: 12 } }))).toBe(12);
+    expect(waitingLimit(parseConfig({ origin }))).toBe(maxWaitingFor(256 * MiB));
   });
 });

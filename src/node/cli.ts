@@ -4,6 +4,7 @@ import { parseConfig, type Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
 import {
   heapLimitsFor,
+  waitingLimit,
   heapSizedByOperator,
   reportExitCode,
   serveInBoundedHeap,
@@ -147,6 +148,8 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
     mode: stack.mode(),
     // The heap the server runs in: sized from cache.maxBytes, or by the operator's flags.
     heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
+    // Requests held waiting for an origin answer at most: origin.maxWaiting, or what that heap has room for.
+    maxWaiting: waitingLimit(config),
   });
   const signal = await stop;
   logger.info("shutting down", { signal });

@@ -22,7 +22,7 @@ import { STREAMING } from "../core/fill/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
 import type { RedisTarget } from "./redis/target.ts";
-import { originCall, originCallListener, type Stack, type StackOptions } from "./stack.ts";
+import { originCall, originCallListener, waitingRequests, type Stack, type StackOptions } from "./stack.ts";
 
 /** How long one chunk command (a 1 MiB write, a 4 MiB read) may take before the body counts as unreadable. */
 const BULK_COMMAND_TIMEOUT_MS = 10_000;
@@ -50,7 +50,6 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
   const metrics = new Metrics(clock, options.latencyTimer);
   const connection = await connectRedis(options);
-
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const members = new FleetMembers({
     connection,
@@ -101,6 +100,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     metrics,
     onOriginCall,
     purges: () => purges.current(),
+    waiting: waitingRequests(config),
   });
   return {
     config,

@@ -12,6 +12,8 @@ import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { LocalPurgeRegistry, purgeKeyOf, type PurgeRegistry, type PurgeSnapshot } from "../core/admin/purge.ts";
 import { LruStore } from "../core/store/lru-store.ts";
 import type { Logger } from "./logger.ts";
+import { WaitingRequests } from "../core/guard/waiting-requests.ts";
+import { waitingLimit } from "./bounded-heap.ts";
 import { nodeDecoding, nodeOriginFetch } from "./origin-fetch.ts";
 
 export interface StackOptions {
@@ -64,6 +66,16 @@ export function originCallListener(metrics: Metrics, logger: Logger): (event: Or
     const line = failedCallLine(event);
     if (line) logger.warn(line.msg, line.fields);
   };
+}
+
+/**
+ * The requests this process may hold waiting for an origin answer (bounded-heap.ts waitingLimit).
+ *
+ * @example
+ * new Engine({ ...parts, waiting: waitingRequests(config) });
+ */
+export function waitingRequests(config: Config): WaitingRequests {
+  return new WaitingRequests(waitingLimit(config));
 }
 
 /** Everything one Node process runs: the engine and the parts the server reports on. */
@@ -123,6 +135,7 @@ export function localStack(options: StackOptions): Stack {
     metrics,
     onOriginCall,
     purges: () => purges.current(),
+    waiting: waitingRequests(config),
   });
   return {
     config,

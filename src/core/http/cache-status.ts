@@ -38,7 +38,9 @@ export type CacheStatusDetail =
   /** herdless refused the request itself (bad or repeated Host): nothing was looked up or forwarded. */
   | "refused"
   /** A WebSocket handshake past `origin.maxWebSockets` open tunnels: refused, never forwarded. */
-  | "tunnel-limit";
+  | "tunnel-limit"
+  /** `origin.maxWaiting` requests already wait for an origin answer here: answered at once, not held. */
+  | "waiting-full";
 
 export const CACHE_NAME = "herdless";
 

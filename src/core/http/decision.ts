@@ -1,7 +1,7 @@
 import type { Config, RoutePolicy } from "../config.ts";
 import type { Entry } from "./entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
-import { isGuardRefusal } from "../origin/guarded-call.ts";
+import { refusedHere } from "../origin/guarded-call.ts";
 import { parseCacheControl } from "./cache-control.ts";
 import { headerList } from "./http.ts";
 
@@ -134,12 +134,13 @@ export function decideOnFailure(
   return { kind: "error" };
 }
 
-// No origin answer reached this request: the guard did not ask, the origin could not be reached,
+// No origin answer reached this request: herdless did not ask (its guard refused, or too many
+// requests waited here already: origin.maxWaiting), the origin could not be reached,
 // or herdless's own coordination failed (its object or Redis unreachable, another holder's
 // fill past coordinator.waitTimeoutMs). None of these is the origin's word on the page.
 function gaveNoAnswer(code: HerdlessErrorCode): boolean {
   return (
-    isGuardRefusal(code) ||
+    refusedHere(code) ||
     code === "ORIGIN_NETWORK" ||
     code === "ORIGIN_TIMEOUT" ||
     code === "COORDINATOR_UNAVAILABLE" ||

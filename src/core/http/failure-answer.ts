@@ -8,6 +8,7 @@ import { climbsAboveRoot } from "./path-readings.ts";
 import type { HeaderReader } from "./http.ts";
 import { loopsBack } from "../origin/hops.ts";
 import { TAG_HEADERS } from "./response-entry.ts";
+import { WAITING_FULL_RETRY_MS } from "../guard/waiting-requests.ts";
 
 /** The Cache-Status `detail` each failure code is shown as; any other failure is `origin-error`. */
 export const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<CacheStatus["detail"]>>> = {
@@ -17,6 +18,7 @@ export const FAILURE_DETAIL: Partial<Record<HerdlessErrorCode, NonNullable<Cache
   ORIGIN_BUSY: "origin-busy",
   ORIGIN_BACKOFF: "backoff",
   COORDINATOR_UNAVAILABLE: "coordinator-unavailable",
+  WAITING_FULL: "waiting-full",
   // The client's own request was too slow (an upload still arriving): nothing the origin did.
   CLIENT_TOO_SLOW: "refused",
 };
@@ -33,6 +35,18 @@ export function protectedAnswer(reason: string, status: CacheStatus, retryAfterM
 }
 
 /**
+ * The 503 of a request that could not wait (`origin.maxWaiting` others already do, guard
+ * waiting-requests.ts): it says why, and when to come back.
+ *
+ * @example
+ * if (!leave) return waitingFullAnswer({ fwd: "bypass", detail: "waiting-full" });
+ */
+export function waitingFullAnswer(status: CacheStatus): EngineResponse {
+  const told = "too many requests are waiting for the origin here (origin.maxWaiting); try again shortly";
+  return synthetic(503, told, { ...status, detail: "waiting-full" }, WAITING_FULL_RETRY_MS);
+}
+
+/**
  * What a client gets when no stored copy may stand in for a failed fill: the origin's own
  * error answer when there is one (its status alone when that answer was another client's),
  * else 503 (refused by the guard, or no coordinator), 504 (origin timeout) or 502 (anything
@@ -45,6 +59,7 @@ export function failureAnswer(
   config: Config,
 ): EngineResponse {
   if (result.response) return fromPass(shown(result.response, config), status, method);
+  if (result.code === "WAITING_FULL") return waitingFullAnswer(status);
   if (isGuardRefusal(result.code)) return protectedAnswer(status.detail ?? "origin-error", status, result.retryAfterMs);
   // The origin's error answer was another client's (joinedFailure): its status, in herdless's words.
   if (result.code === "ORIGIN_STATUS" && result.fwdStatus !== undefined && result.fwdStatus >= 500)

@@ -120,6 +120,14 @@ export function isGuardRefusal(code: string): code is GuardRefusal {
 }
 
 /**
+ * Whether herdless itself said "not now" (the origin saw nothing of the request): the guard
+ * refused it, or the process held `origin.maxWaiting` waiting requests already (WAITING_FULL).
+ */
+export function refusedHere(code: string): boolean {
+  return code === "WAITING_FULL" || isGuardRefusal(code);
+}
+
+/**
  * What an origin answer says about the origin's health, for the breaker: a status in
  * `breaker.failureStatuses` (502/503/504 by default) is a sign of sickness; every other
  * answer (2xx–4xx, 500, 501: the application speaking, a 101 a tunnel asked for) proves the
