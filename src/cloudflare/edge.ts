@@ -285,7 +285,6 @@ function edgeEngine(
     purges: () => purges.current(background),
     refreshMarks: isolate.refreshMarksFor(cacheName),
     passMarks: isolate.passMarksFor(cacheName),
-    ...(isolate.waiting ? { waiting: isolate.waiting } : {}),
     onDegraded: (error) => {
       isolate.degradedAt = clock.now();
       log("warn", "coordinator unavailable: local single-flight in this isolate", error);

@@ -9,7 +9,6 @@ import type { GuardFront } from "../core/guard/guard-front.ts";
 import { newGuardFront } from "./deployment-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
 import { TunnelSlots } from "../core/origin/tunnel.ts";
-import { WaitingRequests } from "../core/guard/waiting-requests.ts";
 import { AttemptLimiter } from "../core/admin/auth.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import { StatsReporter } from "../core/admin/stats-reporter.ts";
@@ -63,11 +62,6 @@ export interface ReadyIsolate {
   targets: UrlTargets;
   /** The WebSocket tunnels this isolate holds open, against origin.maxWebSockets. */
   tunnels: TunnelSlots;
-  /**
-   * The requests this isolate holds waiting for an origin answer, against `origin.maxWaiting`:
-   * only when the config sets it (workerd tells an isolate nothing of its heap to derive it from).
-   */
-  waiting?: WaitingRequests;
   /** When the coordinator was last unreachable from this isolate. */
   degradedAt?: number;
 }
@@ -132,7 +126,6 @@ export function isolateState(
       nearCopiesFor: perCache(() => new Set<string>()),
       targets: new UrlTargets(config),
       tunnels: new TunnelSlots(() => config.origin.maxWebSockets),
-      ...(config.origin.maxWaiting ? { waiting: new WaitingRequests(config.origin.maxWaiting) } : {}),
     };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);

@@ -54,8 +54,8 @@ export interface EngineOptions {
    */
   passMarks?: PassMarks;
   /**
-   * The requests this process or isolate holds waiting for an origin answer, against
-   * `origin.maxWaiting` (guard/waiting-requests.ts); shared by every engine it builds. Absent: no bound.
+   * The requests this process holds waiting for an origin answer, against `origin.maxWaiting`
+   * (guard/waiting-requests.ts). Absent (the Worker): no bound.
    */
   waiting?: WaitingRequests;
 }

@@ -38,11 +38,10 @@ export const originSection = z.strictObject({
   /** Cold misses waiting for an origin permit beyond this many get 503. */
   maxQueue: z._default(count("origin.maxQueue", 0, 1_000_000), 1_000),
   /**
-   * Requests one Node process (or Worker isolate) holds waiting for an origin answer at once:
-   * collapsed onto another request's fill, queued for a permit, or relayed and not yet
-   * answered. Past it a request gets the stored copy or `503` at once, never held. Unset: on
-   * Node derived from the heap the process has (node/bounded-heap.ts maxWaitingFor); on the
-   * Worker no bound.
+   * Node: requests one process holds waiting for an origin answer at once: collapsed onto
+   * another request's fill, queued for a permit, or relayed and not yet answered. Past it a
+   * request gets the stored copy or `503` at once, never held. Unset: derived from the heap
+   * the process has (node/bounded-heap.ts maxWaitingFor). The Worker ignores it (docs/configuration.md).
    */
   maxWaiting: z.optional(count("origin.maxWaiting", 1, 10_000_000)),
   /** How long a cold miss waits for an origin permit before 503. */

@@ -1,7 +1,7 @@
 import type { FillResult } from "../fill/coordinator.ts";
 
 /**
- * The requests one Node process (or Worker isolate) holds waiting for an origin's answer,
+ * The requests one Node process holds waiting for an origin's answer,
  * against `origin.maxWaiting`: those collapsed onto another request's fill, those queued for
  * an origin permit or holding one, those relayed and not yet answered. Each costs heap
  * (~10 KB on Node: its socket, parser, request and the awaits it sits in), and nothing else
