@@ -64,6 +64,10 @@ describe("an attacker holding many requests on one slow cold page", () => {
       expect(refused.headers["cache-control"]).toBe("no-store");
     }
     expect(origin.seen("GET /cold")).toBe(1);
+    // A refused client keeps no idle connection open here (each one held heap): the answer ends it.
+    const kept = await get(cache.base, "/cold", { headers: { connection: "keep-alive" } });
+    expect(kept.status).toBe(503);
+    expect(kept.headers.connection).toBe("close");
 
     // Victims while every place is taken: a fresh page, and an expired one whose copy answers at once.
     cache.clock.advance(2_000);
