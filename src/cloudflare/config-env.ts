@@ -1,4 +1,5 @@
 import { parseConfig, type Config } from "../core/config.ts";
+import { WORKER_FILL_BUDGET_BYTES } from "../core/config/fields.ts";
 import { HerdlessError } from "../core/errors.ts";
 
 /** The variables every herdless object reads its config from (a part of {@link Env}). */
@@ -62,13 +63,23 @@ function parseEnvConfig(env: ConfigEnv): Config {
   const fromVar = env.ORIGIN_URL !== undefined && env.ORIGIN_URL !== "";
   const url = fromVar ? env.ORIGIN_URL : origin.url;
   try {
-    return parseConfig({ ...record, origin: { ...origin, url } });
+    return withIsolateDefaults(parseConfig({ ...record, origin: { ...origin, url } }));
   } catch (error) {
     // The operator set ORIGIN_URL, not origin.url: the message names what they wrote.
     if (!fromVar || !(error instanceof HerdlessError)) throw error;
     const message = error.message.replace(/^(\s*- )origin\.url: origin\.url /m, "$1ORIGIN_URL: ORIGIN_URL ");
     throw new HerdlessError("CONFIG_INVALID", message, { cause: error });
   }
+}
+
+/**
+ * What differs on a Worker isolate (128 MB for everything it runs): the fill budget is not a
+ * quarter of `cache.maxBytes` (a Node process's cache, 256 MiB by default) but
+ * {@link WORKER_FILL_BUDGET_BYTES}, unless the operator set one.
+ */
+function withIsolateDefaults(config: Config): Config {
+  if (config.cache.fillBudgetBytes !== undefined) return config;
+  return { ...config, cache: { ...config.cache, fillBudgetBytes: WORKER_FILL_BUDGET_BYTES } };
 }
 
 /** HERDLESS_CONFIG as the object it must be: parsed from its JSON text, or given as one. */

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type * as z from "zod/mini";
 import { configSchema, parseConfig, routeFor } from "./config.ts";
 import { unwrap } from "./config/messages.ts";
+import { fillBudgetBytes } from "./store/fill-budget.ts";
 
 const origin = { url: "http://127.0.0.1:8080" };
 
@@ -145,6 +146,11 @@ describe("config: every class of invalid input gets a message naming the field, 
       "cache.maxBytes: cache.maxBytes must be at most 68719476736 (got 1099511627776)",
     ],
     [
+      "fill budget below what one body past its keep is read ahead with",
+      { origin, cache: { fillBudgetBytes: 1000 } },
+      "cache.fillBudgetBytes: cache.fillBudgetBytes must be at least 1048576 (got 1000)",
+    ],
+    [
       "count beyond what the guard can track",
       { origin: { ...origin, maxQueue: 1e9 } },
       "origin.maxQueue: origin.maxQueue must be at most 1000000 (got 1000000000)",
@@ -201,6 +207,16 @@ describe("config: defaults and routes", () => {
     // The defaults keep the rules across fields: lease and wait both outlive an origin request.
     expect(config.coordinator).toMatchObject({ lockLeaseMs: 15_000, waitTimeoutMs: 20_000 });
     expect(routeFor(config, "/").refreshAhead).toBe(0);
+  });
+
+  it("derives the fill budget from cache.maxBytes (a quarter, at least 1 MiB) unless it is set", () => {
+    const MiB = 2 ** 20;
+    const budget = (cache: object) => fillBudgetBytes(parseConfig({ origin, cache }));
+    // The documented Node bound: 1.5 × maxBytes + 100 MiB holds the cache, its heap headroom and this quarter.
+    expect(budget({})).toBe(64 * MiB);
+    expect(budget({ maxBytes: 64 * MiB })).toBe(16 * MiB);
+    expect(budget({ maxBytes: 2 * MiB })).toBe(MiB);
+    expect(budget({ maxBytes: 64 * MiB, fillBudgetBytes: 40 * MiB })).toBe(40 * MiB);
   });
 
   it("takes the first matching route over the defaults", () => {

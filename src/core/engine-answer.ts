@@ -73,6 +73,7 @@ export async function answerFill(
       ctx.count(request, result.collapsed ? "collapsed" : "miss", primary);
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
       if (result.size === "too-large") status.detail = "too-large";
+      if (result.size === "over-budget") status.detail = "fill-budget";
       return answerStream(ctx, request, result, status, primary, now);
     }
     case "pass": {

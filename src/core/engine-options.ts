@@ -49,6 +49,12 @@ export interface EngineOptions {
    */
   nearCopies?: Set<string>;
   /**
+   * `near` is the coordinator's own store (one Node process): a streamed body the coordinator
+   * stores there once complete is not copied into it a second time (one more whole copy of
+   * every streamed body in memory, and its bytes claimed twice from the fill budget).
+   */
+  nearIsStore?: boolean;
+  /**
    * The keys whose answers could not be shared, whose misses go straight to the origin
    * (fill/pass-marks.ts). Defaults to the engine's own; a Worker passes its isolate's.
    */

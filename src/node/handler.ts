@@ -32,6 +32,7 @@ import { headerReader } from "./request-fields.ts";
 import { write } from "./write-answer.ts";
 import { accessLog, type AccessRecord } from "./access-log.ts";
 import { cacheStatusOf } from "../core/admin/access-line.ts";
+import { fillBudgetBytes, fillBudgetView } from "../core/store/fill-budget.ts";
 
 export interface HandlerOptions {
   /** The herdless config (validated here) for a one-process stack; or pass `stack` instead. */
@@ -192,6 +193,7 @@ async function serveAdmin(
       guard: await stack.guard.snapshot(),
       inFlightHelp: "Origin requests in flight: this process alone, or the whole fleet when it shares Redis.",
       cache: { bytes: stack.near.bytes, entries: stack.near.size, evictions: stack.near.evictions },
+      filling: { ...fillBudgetView(), budgetBytes: fillBudgetBytes(stack.config) },
       mode: { modes: MODES, current: stack.mode() },
     });
     res.writeHead(200, { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" });

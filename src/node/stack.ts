@@ -127,6 +127,7 @@ export function localStack(options: StackOptions): Stack {
     config,
     clock,
     near,
+    nearIsStore: true,
     coordinator,
     guard,
     fetch,

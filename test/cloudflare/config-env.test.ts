@@ -1,11 +1,20 @@
 import { describe, expect, it } from "vitest";
 import { configFromEnv, type ConfigEnv } from "../../src/cloudflare/config-env.ts";
+import { fillBudgetBytes } from "../../src/core/store/fill-budget.ts";
 
 describe("configFromEnv", () => {
   it("builds a full config from ORIGIN_URL alone", () => {
     const config = configFromEnv({ ORIGIN_URL: "http://127.0.0.1:8080" });
     expect(config.origin.url).toBe("http://127.0.0.1:8080");
     expect(config.origin.maxConcurrency).toBe(8);
+  });
+
+  it("gives a Worker isolate a fill budget of 64 MiB of its 128 MB, not a quarter of cache.maxBytes, unless one is set", () => {
+    const budget = (HERDLESS_CONFIG: string) =>
+      fillBudgetBytes(configFromEnv({ ORIGIN_URL: "http://127.0.0.1:8080", HERDLESS_CONFIG }));
+    expect(budget("")).toBe(64 * 2 ** 20);
+    expect(budget('{"cache":{"maxBytes":1073741824}}')).toBe(64 * 2 ** 20);
+    expect(budget('{"cache":{"fillBudgetBytes":16777216}}')).toBe(16 * 2 ** 20);
   });
 
   it("overlays HERDLESS_CONFIG, with ORIGIN_URL winning over origin.url", () => {

@@ -1,5 +1,6 @@
 import type { GuardSnapshot } from "../guard/origin-guard.ts";
 import { LATENCY_BUCKETS_SECONDS, type LatencyHistograms } from "./latency.ts";
+import type { FillBudgetView } from "../store/fill-budget.ts";
 import { zeroProtection, type CounterView, type ServeKind } from "./metrics.ts";
 
 const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -14,6 +15,8 @@ export interface PrometheusInput {
   inFlightHelp: string;
   /** Node's in-memory tier. */
   cache?: { bytes: number; entries: number; evictions: number };
+  /** Node's fill budget (store/fill-budget.ts) and what it holds. */
+  filling?: FillBudgetView & { budgetBytes: number };
   /** Node's coordination modes and the current one. */
   mode?: { modes: readonly string[]; current: string };
   /** Node's latency histograms, by result. */
@@ -132,6 +135,7 @@ function nodeGauges(metric: Emit, input: PrometheusInput): void {
       ["", input.cache.evictions],
     ]);
   }
+  if (input.filling) fillGauges(metric, input.filling);
   if (input.mode) {
     const current = input.mode.current;
     metric(
@@ -141,4 +145,20 @@ function nodeGauges(metric: Emit, input: PrometheusInput): void {
       input.mode.modes.map((m) => [`{mode="${m}"}`, m === current ? 1 : 0]),
     );
   }
+}
+
+/** The bodies held whole while they arrive, to be stored: `cache.fillBudgetBytes` bounds them. */
+function fillGauges(metric: Emit, filling: FillBudgetView & { budgetBytes: number }): void {
+  const held = "Bytes of bodies held whole while they arrive, to be stored";
+  metric("herdless_fill_bytes", "gauge", `${held}.`, [["", filling.bytes]]);
+  metric("herdless_fill_peak_bytes", "gauge", `${held}: the most at once since the start.`, [["", filling.peakBytes]]);
+  metric("herdless_fill_budget_bytes", "gauge", "cache.fillBudgetBytes: what they may hold together.", [
+    ["", filling.budgetBytes],
+  ]);
+  metric(
+    "herdless_fill_over_budget_total",
+    "counter",
+    "Bodies streamed to their clients and not stored because the fill budget was full.",
+    [["", filling.refused]],
+  );
 }

@@ -48,6 +48,19 @@ export const DEFAULT_MAX_ENTRY_BYTES = 25 * 1024 * 1024;
 /** The largest `cache.maxEntryBytes` accepted: a flight keeps up to this many bytes in memory to store them. */
 export const MAX_ENTRY_BYTES_LIMIT = 128 * 1024 * 1024;
 
+/**
+ * The least `cache.fillBudgetBytes` (and its default, whatever `cache.maxBytes`): the 1 MiB a
+ * body past its keep is read ahead of its slowest reader. Within the 100 MiB of the Node bound.
+ */
+export const MIN_FILL_BUDGET_BYTES = 1024 * 1024;
+/**
+ * A Worker isolate's fill budget by default: half its 128 MB, of which an edge counts each
+ * body twice (the chunks its requests share are those it copies into the Cache API), so about
+ * 32 MiB of bodies, a quarter of the isolate as the read-ahead's (beside the 16 MiB memory
+ * tier): a body of the default `cache.maxEntryBytes` fits.
+ */
+export const WORKER_FILL_BUDGET_BYTES = 64 * 1024 * 1024;
+
 /** Bytes of one streamed origin body read ahead of its client by default (see `origin.readAheadBytes`). */
 export const DEFAULT_READ_AHEAD_BYTES = 4 * 1024 * 1024;
 /** Bytes every read-ahead of a process or isolate holds together at most by default (see `origin.readAheadBudgetBytes`). */

@@ -9,6 +9,7 @@ import {
   DEFAULT_MAX_WEB_SOCKETS,
   MAX_CACHE_BYTES,
   MAX_ENTRY_BYTES_LIMIT,
+  MIN_FILL_BUDGET_BYTES,
   ms,
   ttl,
 } from "./fields.ts";
@@ -142,6 +143,12 @@ export const cacheSection = z.prefault(
     maxBytes: z._default(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), 256 * 1024 * 1024),
     /** Bodies larger than this are still shared by every waiting request, streamed, but not stored. */
     maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, MAX_ENTRY_BYTES_LIMIT), DEFAULT_MAX_ENTRY_BYTES),
+    /**
+     * What the bodies still arriving to be stored may hold together in one Node process or
+     * Worker isolate; past it a body is streamed to its clients and not stored. Default: a
+     * quarter of maxBytes (at least 1 MiB) on Node (store/fill-budget.ts), 64 MiB on a Worker isolate.
+     */
+    fillBudgetBytes: z.optional(count("cache.fillBudgetBytes", MIN_FILL_BUDGET_BYTES, MAX_CACHE_BYTES)),
     /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
     retainStaleMs: z._default(ttl("cache.retainStaleMs"), 24 * 3600_000),
     /** Show the origin's Cache-Tag and Surrogate-Key headers to clients (herdless consumes them for purges). */

@@ -67,7 +67,9 @@ export interface PassResponse {
  *   gets its own stream of the whole body as it arrives (it errors, rather than ends, if the
  *   origin fails mid-body); `head` is the entry it becomes once complete, and `size` says
  *   whether it will be stored (`fits`: declared within `cache.maxEntryBytes`; `too-large`:
- *   declared above, shared but not kept; `unknown`: no length declared, kept if it fits);
+ *   declared above, shared but not kept; `over-budget`: declared within it, but the bodies
+ *   this process keeps to store already hold `cache.fillBudgetBytes`: shared, not kept;
+ *   `unknown`: no length declared, kept if it fits both);
  * - `pass`: the origin's answer, not storable, for this caller alone;
  * - `alone`: the caller joined a flight whose answer cannot be shared (uncacheable, or a
  *   streamed body): it must go to the origin by itself, through the guard;
@@ -96,7 +98,7 @@ export type FillResult =
       body: ReadableStream<Uint8Array>;
       /** The body's length, when the origin declared it. */
       bytes?: number;
-      size: "fits" | "too-large" | "unknown";
+      size: "fits" | "too-large" | "over-budget" | "unknown";
       fwdStatus: number;
       collapsed: boolean;
       /** See {@link RequesterFields}. */

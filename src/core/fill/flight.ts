@@ -55,7 +55,14 @@ export function shareBody(entry: Entry, res: StreamedOriginResponse, limits: Sha
     shared,
     first: shared.reader(),
     bytes: declared,
-    size: declared === undefined ? "unknown" : declared <= maxEntryBytes ? "fits" : "too-large",
+    size:
+      declared === undefined
+        ? "unknown"
+        : declared > maxEntryBytes
+          ? "too-large"
+          : shared.overBudget
+            ? "over-budget"
+            : "fits",
     fwdStatus: res.status,
     done: Promise.resolve(),
   };

@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
+import { fillBudgetBytes } from "../store/fill-budget.ts";
 
 /** What a deployment's config sets of every shared body: how much is kept, how long a laggard is waited on. */
 export interface SharedBodyLimits {
@@ -7,10 +8,13 @@ export interface SharedBodyLimits {
   keepBytes: number;
   /** How long readers that keep up wait on one that holds the window back before it is cut off. */
   laggardMs: number;
+  /** What every body kept in this process or isolate may hold together (`cache.fillBudgetBytes`). */
+  budgetBytes: number;
 }
 
 /**
- * The shared-body limits `config` asks for: bodies up to `cache.maxEntryBytes` are kept, and
+ * The shared-body limits `config` asks for: bodies up to `cache.maxEntryBytes` are kept while
+ * the process's kept bodies fit `cache.fillBudgetBytes` (store/fill-budget.ts), and
  * a reader that holds the others back is waited on for `origin.streamIdleTimeoutMs` (to them,
  * the body stalled that long).
  *
@@ -18,7 +22,11 @@ export interface SharedBodyLimits {
  * new SharedBody(response.body, { ...sharedBodyLimits(config), declaredBytes: 1234 });
  */
 export function sharedBodyLimits(config: Config): SharedBodyLimits {
-  return { keepBytes: config.cache.maxEntryBytes, laggardMs: config.origin.streamIdleTimeoutMs };
+  return {
+    keepBytes: config.cache.maxEntryBytes,
+    laggardMs: config.origin.streamIdleTimeoutMs,
+    budgetBytes: fillBudgetBytes(config),
+  };
 }
 
 /** How long readers that keep up wait on a laggard by default: `origin.streamIdleTimeoutMs`'s default. */

@@ -34,6 +34,7 @@ import { buffered } from "./read-whole.ts";
 import { errorBlameable } from "./blame.ts";
 import { bufferedUpTo } from "./body-wait.ts";
 import { sharedBodyLimits } from "./laggards.ts";
+import { fillBudgetBytes } from "../store/fill-budget.ts";
 
 /** What settling an origin answer reads and writes: the key coordinator's own store. */
 export interface SettleContext {
@@ -69,7 +70,8 @@ export async function settle(
   const route = ownCredentials ? ownCredentialsRoute(routed) : routed;
   const context = { primary: request.primary, url: request.url, requestHeaders, route, config, token };
   // A 304 has no body and an error's is only relayed to this flight's callers: read them whole.
-  if (res.status === 304 || res.status >= 500) res = await buffered(res, config.cache.maxEntryBytes);
+  if (res.status === 304 || res.status >= 500)
+    res = await buffered(res, config.cache.maxEntryBytes, fillBudgetBytes(config));
   const facts = { requestAt: res.requestAt, responseAt: res.responseAt, droppedFields: res.droppedFields };
   const judge: Judge = (status, headers) =>
     storability(

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { alwaysReadyBody } from "../../../test/always-ready-body.ts";
+import { fillBudgetView } from "../store/fill-budget.ts";
 import { SharedBody } from "./shared-body.ts";
 
 /** A body the test feeds by hand: `send` a chunk, then `end` or `fail`. */
@@ -352,5 +353,43 @@ describe("SharedBody", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe("SharedBody within the fill budget", () => {
+  it("claims a declared length at once: a second body that does not fit beside it is streamed whole, not kept; the budget comes back at the ends", async () => {
+    const first = controlledSource();
+    const second = controlledSource();
+    const kept = new SharedBody(first.stream, { keepBytes: 100, budgetBytes: 10, declaredBytes: 6 });
+    const over = new SharedBody(second.stream, { keepBytes: 100, budgetBytes: 10, declaredBytes: 6 });
+    expect([kept.overBudget, over.overBudget]).toEqual([false, true]);
+    expect(fillBudgetView().bytes).toBe(6);
+    const a = readAll(kept.reader()!);
+    const b = readAll(over.reader()!);
+    first.send(1, 2, 3);
+    second.send(4, 5, 6);
+    first.send(7, 8, 9);
+    second.send(1, 2, 3);
+    first.end();
+    second.end();
+    expect(await a).toEqual([1, 2, 3, 7, 8, 9]);
+    expect(await b).toEqual([4, 5, 6, 1, 2, 3]);
+    const ends = [await kept.ended, await over.ended];
+    expect(ends.map((e) => e.kind)).toEqual(["complete", "too-large"]);
+    expect(ends[0]!.kind === "complete" && Array.from(ends[0]!.body)).toEqual([1, 2, 3, 7, 8, 9]);
+    expect(fillBudgetView().bytes).toBe(0);
+  });
+
+  it("drops the kept prefix of a body of unknown length once it would pass the budget: read on whole, never complete", async () => {
+    const origin = controlledSource();
+    const shared = new SharedBody(origin.stream, { keepBytes: 100, budgetBytes: 4 });
+    const reading = readAll(shared.reader()!);
+    origin.send(1, 2, 3);
+    origin.send(4, 5);
+    origin.send(6);
+    origin.end();
+    expect(await reading).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await shared.ended).toEqual({ kind: "too-large", bytes: 6 });
+    expect(fillBudgetView().bytes).toBe(0);
   });
 });

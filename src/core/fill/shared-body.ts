@@ -1,13 +1,14 @@
 import { HerdlessError } from "../errors.ts";
-import { concatBytes } from "../http/http.ts";
 import { EventLoopTurns, wakeOrTimer } from "../http/event-loop-turns.ts";
+import { FillClaim } from "../store/fill-budget.ts";
+import { complete, joined } from "./kept-chunks.ts";
 import { Laggards, type WatchedReader } from "./laggards.ts";
 
 /** How one shared body ended. */
 export type SharedBodyEnd =
   /** Every byte arrived (and as many as declared); `body` is the whole of it, to store. */
   | { kind: "complete"; body: Uint8Array }
-  /** Every byte arrived, but the body passed `keepBytes`: it was streamed, not kept. */
+  /** Every byte arrived, but the body passed `keepBytes` or the fill budget: it was streamed, not kept. */
   | { kind: "too-large"; bytes: number }
   /** The origin failed mid-body or sent fewer bytes than declared. */
   | { kind: "failed"; error: HerdlessError }
@@ -23,15 +24,11 @@ export interface SharedBodyOptions {
   windowBytes?: number;
   /** How long readers that keep up wait on one that holds the window back (see {@link Laggards}). */
   laggardMs?: number;
+  /** What every body kept in this process or isolate may hold together (`cache.fillBudgetBytes`); none when absent. */
+  budgetBytes?: number;
 }
 
 const DEFAULT_WINDOW_BYTES = 1024 * 1024;
-/**
- * A reader that fell behind gets the chunks that arrived meanwhile joined, up to this many
- * bytes: a fetched body comes in chunks of a few KB (5,000 for 20 MB in workerd), and each one
- * handed to each reader is a promise round trip per stream it passes through, dearer than a copy.
- */
-const JOIN_BYTES = 256 * 1024;
 /**
  * Chunks that arrived are shown to readers (published) once this many bytes gathered, or at
  * the next turn of the event loop, whichever comes first: a reader that keeps up would
@@ -55,7 +52,10 @@ interface Reader extends WatchedReader {
  * Contract:
  * - while the body is at most `keepBytes`, every chunk is kept: a reader that joins late
  *   gets the prefix, then the rest, and `ended` gives the whole body to store;
- * - once it passes `keepBytes`, the kept prefix is dropped, {@link reader} refuses new
+ * - the kept bytes are claimed from the process's fill budget (store/fill-budget.ts): all
+ *   at once when the length is declared (a body that does not fit is {@link overBudget}
+ *   and kept like one past `keepBytes`), else as they arrive; given back when it ended;
+ * - once it passes `keepBytes` or the budget, the kept prefix is dropped, {@link reader} refuses new
  *   readers (they cannot have the start any more), and the origin is read at most
  *   `windowBytes` ahead of the slowest reader, so memory stays bounded whatever the size;
  * - a reader that holds the window back is cut off when it reads nothing for `laggardMs`, or
@@ -84,6 +84,11 @@ export class SharedBody {
   private buffered = 0;
   private total = 0;
   private kept = true;
+  /** `options.keepBytes`, or 0 once the budget refused the declared length. */
+  private readonly keepBytes: number;
+  private readonly claim: FillClaim;
+  /** The budget refused the declared length at the start: the body will be streamed, never stored. */
+  readonly overBudget: boolean;
   private finished: SharedBodyEnd | undefined;
   /** Set when the source was cancelled because nobody reads it: its end is not the body's. */
   private abandoned = false;
@@ -104,6 +109,11 @@ export class SharedBody {
     private readonly options: SharedBodyOptions,
   ) {
     this.windowBytes = options.windowBytes ?? DEFAULT_WINDOW_BYTES;
+    this.claim = new FillClaim(options.budgetBytes ?? Number.POSITIVE_INFINITY);
+    const declared = options.declaredBytes;
+    // The whole declared length at once: two bodies that each fit half-way never both fail late.
+    this.overBudget = declared !== undefined && declared <= options.keepBytes && !this.claim.cover(declared);
+    this.keepBytes = this.overBudget ? 0 : options.keepBytes;
     this.laggards = new Laggards(options.laggardMs, {
       readers: () => this.readers,
       blocked: () => this.blocked && !this.finished,
@@ -215,8 +225,9 @@ export class SharedBody {
         this.buffered += value.byteLength;
         this.total += value.byteLength;
         this.unpublished += value.byteLength;
-        if (this.kept && this.total > this.options.keepBytes) {
+        if (this.kept && (this.total > this.keepBytes || !this.claim.cover(this.total))) {
           this.kept = false;
+          this.claim.release();
           this.trim();
         }
         if (this.unpublished >= PUBLISH_BYTES) this.publish();
@@ -241,6 +252,8 @@ export class SharedBody {
       this.buffered = 0;
     }
     this.finished = end;
+    // The bytes are stored (the entry's charge now), dropped, or left to readers of a stored copy.
+    this.claim.release();
     this.laggards.stop();
     this.publish();
     return end;
@@ -270,31 +283,4 @@ export class SharedBody {
       wake?.();
     }
   }
-}
-
-/**
- * A complete end whose body is joined on first use: a reader of the stream (an edge sharing
- * one body among its requests) never asks for it, and a copy of tens of MB is not made for nothing.
- */
-function complete(chunks: Uint8Array[], total: number): SharedBodyEnd {
-  let body: Uint8Array | undefined;
-  return {
-    kind: "complete",
-    get body() {
-      body ??= concatBytes(chunks, total);
-      return body;
-    },
-  };
-}
-
-/** The chunks from `index` on (before `end`) joined into one, up to {@link JOIN_BYTES} (always at least one chunk), and how many. */
-function joined(chunks: Uint8Array[], index: number, end: number): { chunk: Uint8Array; count: number } {
-  let count = 1;
-  let bytes = chunks[index]!.byteLength;
-  while (index + count < end && bytes + chunks[index + count]!.byteLength <= JOIN_BYTES) {
-    bytes += chunks[index + count]!.byteLength;
-    count += 1;
-  }
-  const chunk = count === 1 ? chunks[index]! : concatBytes(chunks.slice(index, index + count), bytes);
-  return { chunk, count };
 }

@@ -32,6 +32,8 @@ export type CacheStatusDetail =
   | "negative"
   | "coordinator-unavailable"
   | "too-large"
+  /** A body within `cache.maxEntryBytes` came while the bodies kept to store held `cache.fillBudgetBytes`: streamed, not stored. */
+  | "fill-budget"
   | "uncacheable"
   | "origin-error"
   | "purged"

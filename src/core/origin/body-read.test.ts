@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { prepend, readBody } from "./body-read.ts";
+import { fillBudgetView } from "../store/fill-budget.ts";
 
 afterEach(() => void vi.useRealTimers());
 
@@ -69,5 +70,28 @@ describe("readBody with a pause", () => {
     await vi.advanceTimersByTimeAsync(0);
     const stream = prepend(read.chunks, read.rest, read.pending);
     await expect(readAll(stream)).rejects.toThrow("reset");
+  });
+});
+
+describe("readBody within the fill budget", () => {
+  it("a body read whole while another holds the budget streams from where it passed it, the rest intact; the budget is given back", async () => {
+    const first = scripted();
+    const second = scripted();
+    first.controller.enqueue(bytes("a".repeat(600)));
+    const holding = readBody(first.response, 4096, undefined, 1000);
+    // The first holds 600 of the 1,000 bytes while it waits for its end.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(fillBudgetView().bytes).toBe(600);
+    second.controller.enqueue(bytes("b".repeat(300)));
+    second.controller.enqueue(bytes("c".repeat(300)));
+    second.controller.close();
+    const read = await readBody(second.response, 4096, undefined, 1000);
+    // Past 1,000 together: handed over as a stream (its flight decides what to keep), never cut short.
+    expect(read.kind).toBe("overflow");
+    if (read.kind !== "overflow") return;
+    expect(await readAll(prepend(read.chunks, read.rest, read.pending))).toBe("b".repeat(300) + "c".repeat(300));
+    first.controller.close();
+    expect(await holding).toMatchObject({ kind: "complete" });
+    expect(fillBudgetView()).toMatchObject({ bytes: 0, peakBytes: 900 });
   });
 });

@@ -1,6 +1,7 @@
 import { concatBytes } from "../http/http.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
 import { withinMs } from "../within-ms.ts";
+import { FillClaim } from "../store/fill-budget.ts";
 
 /**
  * An origin body read up to a limit: whole, or what was read before it passed the limit (or
@@ -16,15 +17,35 @@ export type BodyRead =
     };
 
 /**
- * Reads `response`'s body whole unless it grows past `limit` bytes, or, with `pauseMs`, stops
+ * Reads `response`'s body whole unless it grows past `limit` bytes or the fill budget
+ * (`budgetBytes`: what every body held to store may hold together), or, with `pauseMs`, stops
  * for that long once some of it is in: then what was read, and the rest. A page flushed in
  * parts (its head at once, the rest once rendered: streamed server rendering, an early flush)
  * reaches its client as the origin sends it, not when the origin finishes; a body sent in one
  * go has no such pause between its packets.
  */
-export async function readBody(response: Response, limit: number, pauseMs?: number): Promise<BodyRead> {
+export async function readBody(
+  response: Response,
+  limit: number,
+  pauseMs?: number,
+  budgetBytes = Number.POSITIVE_INFINITY,
+): Promise<BodyRead> {
   if (!response.body) return { kind: "complete", body: new Uint8Array(0) };
-  const reader = response.body.getReader();
+  // Claimed while read (store/fill-budget.ts); past the budget the body streams, kept or not by its flight.
+  const claim = new FillClaim(budgetBytes);
+  try {
+    return await readUpTo(response.body.getReader(), limit, claim, pauseMs);
+  } finally {
+    claim.release();
+  }
+}
+
+async function readUpTo(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  limit: number,
+  claim: FillClaim,
+  pauseMs?: number,
+): Promise<BodyRead> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const turns = new EventLoopTurns();
@@ -41,7 +62,7 @@ export async function readBody(response: Response, limit: number, pauseMs?: numb
     if (done) break;
     chunks.push(value);
     total += value.byteLength;
-    if (total > limit) return { kind: "overflow", chunks, rest: reader };
+    if (total > limit || !claim.cover(total)) return { kind: "overflow", chunks, rest: reader };
     await turns.passed(value.byteLength);
   }
   return { kind: "complete", body: concatBytes(chunks, total) };

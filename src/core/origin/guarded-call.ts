@@ -12,6 +12,7 @@ import { holdUntilDone } from "./held-body.ts";
 import { breakerResource } from "../guard/breaker-resource.ts";
 import { clientInput } from "./client-inputs.ts";
 import { ownLinksRewritten } from "./own-links.ts";
+import { fillBudgetBytes } from "../store/fill-budget.ts";
 
 /** One origin call as metrics see it. */
 export interface OriginCallEvent {
@@ -284,6 +285,7 @@ function callOptionsOf(deps: GuardedCallDeps, options: GuardedCallOptions, signa
     timeoutMs: deps.config.origin.timeoutMs,
     maxBodyBytes: options.maxBodyBytes,
     ...(options.pauseMs !== undefined ? { pauseMs: options.pauseMs } : {}),
+    budgetBytes: fillBudgetBytes(deps.config),
     clock: deps.clock,
     ...(signal ? { signal } : {}),
     ...(deps.decodes ? { decodes: deps.decodes } : {}),

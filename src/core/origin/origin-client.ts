@@ -88,6 +88,8 @@ export interface OriginCallOptions {
   maxBodyBytes: number;
   /** A body that stops this long once part of it is in is streamed from there (body-read.ts readBody). */
   pauseMs?: number;
+  /** ...and so is one the fill budget (`cache.fillBudgetBytes`, store/fill-budget.ts) has no room for. */
+  budgetBytes?: number;
   clock: Clock;
   signal?: AbortSignal;
   /** Which Content-Encodings the runtime's `fetch` decodes; undici's ({@link fetchStandardDecoding}) by default. */
@@ -165,7 +167,7 @@ export async function fetchOrigin<R extends OriginRequest>(
     return { ...streamed, body: response.body } as AnswerTo<R>;
   }
   try {
-    const read = await readBody(response, options.maxBodyBytes, options.pauseMs);
+    const read = await readBody(response, options.maxBodyBytes, options.pauseMs, options.budgetBytes);
     if (read.kind === "overflow") {
       release();
       return { ...streamed, body: prepend(read.chunks, read.rest, read.pending) } as AnswerTo<R>;

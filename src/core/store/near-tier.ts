@@ -4,6 +4,7 @@ import type { FillResult } from "../fill/coordinator.ts";
 import { servableOnError } from "../http/decision.ts";
 import type { Entry } from "../http/entry.ts";
 import { concatBytes, type HeaderReader } from "../http/http.ts";
+import { fillBudgetBytes, FillClaim } from "./fill-budget.ts";
 import { invalidatedWhileAsked, invalidateStored, putVaryPointer, writtenWhileAsked } from "./lookup.ts";
 import type { Store } from "./store.ts";
 
@@ -16,6 +17,8 @@ export interface NearTierOptions {
   background: (work: Promise<unknown>) => void;
   /** Streamed bodies being copied into `near` (key and token); see EngineOptions.nearCopies. */
   nearCopies?: Set<string>;
+  /** See EngineOptions.nearIsStore: the coordinator stores streamed bodies in `near` itself. */
+  nearIsStore?: boolean;
 }
 
 /**
@@ -68,12 +71,16 @@ export class NearTier {
   copied(result: Extract<FillResult, { kind: "stream" }>, primary: string): ReadableStream<Uint8Array> {
     const { head } = result;
     const id = `${head.token} ${head.key}`;
-    if (result.size === "too-large" || this.copies.has(id)) return result.body;
+    if (this.o.nearIsStore || result.size === "too-large" || result.size === "over-budget") return result.body;
+    if (this.copies.has(id)) return result.body;
     this.copies.add(id);
     const limit = this.o.config.cache.maxEntryBytes;
     const reader = result.body.getReader();
     let chunks: Uint8Array[] | undefined = [];
     let total = 0;
+    // Its bytes are claimed too (store/fill-budget.ts), though while the flight's shared body
+    // keeps them they are the same chunks: counted twice rather than missed once that drops them.
+    const claim = new FillClaim(fillBudgetBytes(this.o.config));
     const stop = () => {
       this.copies.delete(id);
       chunks = undefined;
@@ -86,6 +93,7 @@ export class NearTier {
             read = await reader.read();
           } catch (error) {
             stop();
+            claim.release();
             controller.error(error);
             return;
           }
@@ -93,16 +101,22 @@ export class NearTier {
             const kept = chunks;
             stop();
             controller.close();
-            if (kept) this.o.background(this.keepCopy({ ...head, body: concatBytes(kept, total) }, primary));
+            // Claimed until written: the join is one more copy of the body meanwhile.
+            const copy = kept ? this.keepCopy({ ...head, body: concatBytes(kept, total) }, primary) : undefined;
+            this.o.background((copy ?? Promise.resolve()).finally(() => claim.release()));
             return;
           }
           total += read.value.byteLength;
-          if (total > limit) chunks = undefined;
+          if (chunks && (total > limit || !claim.cover(total))) {
+            chunks = undefined;
+            claim.release();
+          }
           chunks?.push(read.value);
           controller.enqueue(read.value);
         },
         cancel: (reason) => {
           stop();
+          claim.release();
           return reader.cancel(reason).catch(() => undefined);
         },
       },
