@@ -185,6 +185,21 @@ describe("config: every class of invalid input gets a message naming the field, 
       { origin, admin: { token: "abcdefghijklmnop\n" } },
       "admin.token: admin.token must be visible ASCII only (letters, digits, punctuation; no spaces, control characters or accented letters), what an Authorization header carries as written (got 17 characters)",
     ],
+    [
+      "no client connections at all (server.maxConnections)",
+      { origin, server: { maxConnections: 0 } },
+      "server.maxConnections: server.maxConnections must be at least 1 (got 0)",
+    ],
+    [
+      "client connections given as text",
+      { origin, server: { maxConnections: "20k" } },
+      'server.maxConnections: server.maxConnections must be a number (got "20k")',
+    ],
+    [
+      "a fraction of a connection",
+      { origin, server: { maxConnections: 100.5 } },
+      "server.maxConnections: server.maxConnections must be a whole number (got 100.5)",
+    ],
   ])("%s", (_, input, message) => {
     const text = messageOf(input);
     expect(text).toContain("invalid herdless config");

@@ -11,6 +11,7 @@ import {
   fleetSection,
   logSection,
   originSection,
+  serverSection,
 } from "./config/sections.ts";
 
 /**
@@ -24,6 +25,7 @@ export const configSchema = z
     coordinator: coordinatorSection,
     breaker: breakerSection,
     fleet: fleetSection,
+    server: serverSection,
     defaults: z.prefault(routePolicy, {}),
     routes: z._default(z.array(route), []),
     admin: adminSection,

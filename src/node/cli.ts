@@ -146,6 +146,7 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
     port: running.port,
     origin: config.origin.url,
     mode: stack.mode(),
+    maxConnections: running.maxConnections,
     // The heap the server runs in: sized from cache.maxBytes, or by the operator's flags.
     heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
     // Requests held waiting for an origin answer at most: origin.maxWaiting, or what that heap has room for.

@@ -3,6 +3,7 @@ import { isIPv6, type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
+import { capConnections } from "./connection-cap.ts";
 import { createHandler } from "./handler.ts";
 import { parseRefusal, unmetExpectation, type ClientError } from "./parse-refusal.ts";
 import { pipelineBound } from "./pipeline-bound.ts";
@@ -25,6 +26,8 @@ export interface RunningServer {
   url: string;
   port: number;
   server: Server;
+  /** Client connections held at once: `server.maxConnections`, or derived from the open-file limit. */
+  maxConnections: number;
   /**
    * Stops accepting connections, closes WebSocket tunnels, lets in-flight requests finish (up
    * to `drainTimeoutMs`), closes keep-alive connections as they fall idle, then closes the
@@ -72,6 +75,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // unheard, so a Cookie or Authorization after them went unseen and unsent. The handler
   // refuses such a request (fieldCountRefusal), which it can only tell when it sees them all.
   server.maxHeadersCount = 0;
+  const maxConnections = capConnections(server, stack.config, logger);
   // WebSockets pass through to the origin; every other upgrade is answered as if never asked.
   const tunnels = tunnelUpgrades(server, stack, logger, () => closing !== undefined);
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
@@ -108,6 +112,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     url,
     port,
     server,
+    maxConnections,
     close: () =>
       (closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
