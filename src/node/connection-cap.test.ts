@@ -1,5 +1,6 @@
 import { createServer } from "node:http";
 import { describe, expect, it } from "vitest";
+import { ManualClock } from "../core/clock.ts";
 import { parseConfig } from "../core/config.ts";
 import { capConnections, derivedMaxConnections, openFileLimit } from "./connection-cap.ts";
 import { jsonLogger } from "./logger.ts";
@@ -9,6 +10,11 @@ Max processes             63704                63704                processes
 Max open files            20000                524288               files
 Max locked memory         8388608              8388608              bytes
 `;
+
+const stack = (origin: Record<string, unknown> = {}, server: Record<string, unknown> = {}) => ({
+  config: config(origin, server),
+  clock: new ManualClock(0),
+});
 
 const config = (origin: Record<string, unknown> = {}, server: Record<string, unknown> = {}) =>
   parseConfig({ origin: { url: "http://127.0.0.1:8080", ...origin }, server });
@@ -41,12 +47,10 @@ describe("the default cap on client connections", () => {
   it("is the operator's server.maxConnections when set, with a warning when the open-file limit cannot hold it", () => {
     const lines: string[] = [];
     const logger = jsonLogger("warn", (line) => lines.push(line));
-    expect(capConnections(createServer(), config({}, { maxConnections: 500 }), logger, { fileLimit: 20_000 })).toBe(
-      500,
-    );
+    expect(capConnections(createServer(), stack({}, { maxConnections: 500 }), logger, { fileLimit: 20_000 })).toBe(500);
     expect(lines).toEqual([]);
-    expect(capConnections(createServer(), config(), logger, { fileLimit: 20_000 })).toBe(18_856);
-    expect(capConnections(createServer(), config({}, { maxConnections: 19_000 }), logger, { fileLimit: 20_000 })).toBe(
+    expect(capConnections(createServer(), stack(), logger, { fileLimit: 20_000 })).toBe(18_856);
+    expect(capConnections(createServer(), stack({}, { maxConnections: 19_000 }), logger, { fileLimit: 20_000 })).toBe(
       19_000,
     );
     expect(lines).toHaveLength(1);

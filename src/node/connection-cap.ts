@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { Clock } from "../core/clock.ts";
 import type { Config } from "../core/config.ts";
 import type { Logger } from "./logger.ts";
+import type { Stack } from "./stack.ts";
 
 /**
  * File descriptors kept for everything but client and origin connections: the ~36 a serving
@@ -18,6 +20,8 @@ const UNLIMITED_FILES = 1_048_576;
 const MIN_DERIVED = 32;
 /** The most quiet connections closed at once for new ones (nginx's drain takes 32 too). */
 const DRAIN_BATCH = 32;
+/** At the cap, a client that has taken no byte of its answer for this long may be cut (nginx's `send_timeout`). */
+const SEND_STALL_MS = 60_000;
 /** Under pressure, one warning line per this long, with the counts since the last. */
 const WARN_EVERY_MS = 60_000;
 
@@ -63,10 +67,9 @@ type ServedSocket = Socket & {
   parser?: unknown;
 };
 
-/** How {@link capConnections} learns the open-file limit and the time; tests pass their own. */
+/** How {@link capConnections} learns the open-file limit (`/proc/self/limits` unless given). */
 export interface CapSources {
   fileLimit?: number | undefined;
-  now?: () => number;
 }
 
 /**
@@ -74,18 +77,26 @@ export interface CapSources {
  * `server.maxConnections` (else {@link derivedMaxConnections}), and returns the cap. A process
  * whose open files run out can open no origin connection for anyone, and accepts no visitor
  * either (19,990 idle sockets took all 20,000). Past the cap, quiet connections are closed
- * for the new one, oldest first, as nginx reuses its idle ones: first those kept alive with
- * nothing asked since their last answer (or nothing asked at all), then those still sending
- * a request head. One with an answer under way, or a WebSocket tunnel (capped on its own by
- * `origin.maxWebSockets`), is never closed; when every one is, the new connection is closed
- * instead. Below the cap nothing changes: kept-alive connections last the server's
- * `keepAliveTimeout`. Not Node's `server.maxConnections`: it drops the new connection without
- * closing an idle one, so idle sockets would keep every visitor out.
+ * for the new one, as nginx reuses its idle ones: first those kept alive with nothing asked
+ * since their last answer (or nothing asked at all), longest idle first; then those whose
+ * client has taken no byte of its answer for {@link SEND_STALL_MS} (nginx's `send_timeout`);
+ * then those still sending a request head, oldest first. Any other connection with an answer
+ * under way, or a WebSocket tunnel (capped on its own by `origin.maxWebSockets`), is never
+ * closed; when every one is such, the new connection is closed instead. Below the cap nothing
+ * changes: kept-alive connections last the server's `keepAliveTimeout`. Not Node's
+ * `server.maxConnections`: it drops the new connection without closing an idle one, so idle
+ * sockets would keep every visitor out.
  *
  * @example
- * const maxConnections = capConnections(server, config, logger);
+ * const maxConnections = capConnections(server, stack, logger);
  */
-export function capConnections(server: Server, config: Config, logger: Logger, sources: CapSources = {}): number {
+export function capConnections(
+  server: Server,
+  stack: Pick<Stack, "config" | "clock">,
+  logger: Logger,
+  sources: CapSources = {},
+): number {
+  const { config, clock } = stack;
   const fileLimit = "fileLimit" in sources ? sources.fileLimit : openFileLimit();
   const max = config.server.maxConnections ?? derivedMaxConnections(config, fileLimit);
   const fits = derivedMaxConnections(config, fileLimit ?? Infinity);
@@ -95,24 +106,29 @@ export function capConnections(server: Server, config: Config, logger: Logger, s
       openFileLimit: fileLimit,
       fits,
     });
-  trackConnections(server, max, pressureLog(max, logger, sources.now ?? Date.now));
+  trackConnections(server, max, clock, pressureLog(max, logger, clock));
   return max;
 }
 
-/** When a connection last fell quiet (every answer written), and how many bytes it had read then. */
-interface Quiet {
+/** A connection as the cap sees it. */
+interface Tracked {
+  /** When it last fell quiet (every answer written): a counter, so the oldest sorts first. */
   order: number;
+  /** The bytes it had read then: more since, and a request head is on its way. */
   bytesRead: number;
+  /** Bytes of an answer waiting for its client to take them, and since when that many have (seen under pressure). */
+  stall?: { waiting: number; since: number };
 }
 
-function trackConnections(server: Server, max: number, pressure: (closed: Closed) => void): void {
-  const open = new Map<ServedSocket, Quiet>();
+function trackConnections(server: Server, max: number, clock: Clock, pressure: (closed: Closed) => void): void {
+  const open = new Map<ServedSocket, Tracked>();
   let order = 0;
   const quieted = (socket: ServedSocket) => {
-    const quiet = open.get(socket);
-    if (!quiet) return;
-    quiet.order = ++order;
-    quiet.bytesRead = socket.bytesRead;
+    const tracked = open.get(socket);
+    if (!tracked) return;
+    tracked.order = ++order;
+    tracked.bytesRead = socket.bytesRead;
+    tracked.stall = undefined;
   };
   server.on("connection", (socket: ServedSocket) => {
     // A request the upgrade listener hands back (tunnel.ts) comes as a connection again.
@@ -120,9 +136,9 @@ function trackConnections(server: Server, max: number, pressure: (closed: Closed
     open.set(socket, { order: ++order, bytesRead: 0 });
     socket.once("close", () => open.delete(socket));
     if (open.size <= max) return;
-    const closed = closeQuiet(open, socket, open.size - max);
+    const closed = closeQuiet(open, socket, open.size - max, clock.now());
     pressure(closed);
-    if (closed.idle + closed.unfinished === 0) socket.destroy();
+    if (closed.refused) socket.destroy();
   });
   // A request answered before the listeners return (a hit) is quiet now; another when its answer ends.
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
@@ -131,45 +147,59 @@ function trackConnections(server: Server, max: number, pressure: (closed: Closed
   });
 }
 
-interface Closed {
-  idle: number;
-  unfinished: number;
+type Quiet = "idle" | "stalled" | "unfinished";
+
+/** Whether a connection may be closed for a new one, and why; undefined when it may not. */
+function quietness(socket: ServedSocket, tracked: Tracked, now: number): Quiet | undefined {
+  if (!socket.parser) return undefined;
+  if (!socket._httpMessage) return socket.bytesRead === tracked.bytesRead ? "idle" : "unfinished";
+  const waiting = socket.writableLength;
+  if (waiting === 0) tracked.stall = undefined;
+  else if (tracked.stall?.waiting !== waiting) tracked.stall = { waiting, since: now };
+  else if (now - tracked.stall.since >= SEND_STALL_MS) return "stalled";
+  return undefined;
 }
 
-/** Closes at least `needed` quiet connections (more, up to a batch, so the next arrivals find room), oldest first. */
-function closeQuiet(open: Map<ServedSocket, Quiet>, newcomer: ServedSocket, needed: number): Closed {
-  const idle: [ServedSocket, number][] = [];
-  const unfinished: [ServedSocket, number][] = [];
-  for (const [socket, quiet] of open) {
-    if (socket === newcomer || socket._httpMessage || !socket.parser) continue;
-    (socket.bytesRead === quiet.bytesRead ? idle : unfinished).push([socket, quiet.order]);
+interface Closed {
+  idle: number;
+  stalled: number;
+  unfinished: number;
+  refused: boolean;
+}
+
+/** Closes at least `needed` quiet connections (more, up to a batch, so the next arrivals find room). */
+function closeQuiet(open: Map<ServedSocket, Tracked>, newcomer: ServedSocket, needed: number, now: number): Closed {
+  const quiet = { idle: [], stalled: [], unfinished: [] } as Record<Quiet, [ServedSocket, number][]>;
+  for (const [socket, tracked] of open) {
+    const kind = socket === newcomer ? undefined : quietness(socket, tracked, now);
+    if (kind) quiet[kind].push([socket, kind === "stalled" ? tracked.stall!.since : tracked.order]);
   }
-  const byAge = (a: [ServedSocket, number], b: [ServedSocket, number]) => a[1] - b[1];
-  const chosen = [...idle.sort(byAge), ...unfinished.sort(byAge)].slice(
-    0,
-    Math.max(needed, Math.min(DRAIN_BATCH, Math.ceil(open.size / 64))),
-  );
-  for (const [socket] of chosen) socket.destroy();
-  const idleClosed = Math.min(chosen.length, idle.length);
-  return { idle: idleClosed, unfinished: chosen.length - idleClosed };
+  const closed: Closed = { idle: 0, stalled: 0, unfinished: 0, refused: false };
+  let left = Math.max(needed, Math.min(DRAIN_BATCH, Math.ceil(open.size / 64)));
+  for (const kind of ["idle", "stalled", "unfinished"] as const) {
+    for (const [socket] of quiet[kind].sort((a, b) => a[1] - b[1]).slice(0, left)) socket.destroy();
+    closed[kind] = Math.min(left, quiet[kind].length);
+    left -= closed[kind];
+  }
+  closed.refused = closed.idle + closed.stalled + closed.unfinished === 0;
+  return closed;
 }
 
 /** A warning at most every {@link WARN_EVERY_MS} while the cap is reached, counting what it did (nginx: "worker_connections are not enough"). */
-function pressureLog(max: number, logger: Logger, now: () => number): (closed: Closed) => void {
-  let counts = { idle: 0, unfinished: 0, refused: 0 };
+function pressureLog(max: number, logger: Logger, clock: Clock): (closed: Closed) => void {
+  let counts = { closedIdle: 0, closedStalledReaders: 0, closedUnfinishedHeads: 0, refused: 0 };
   let lastAt = -Infinity;
   return (closed) => {
-    counts.idle += closed.idle;
-    counts.unfinished += closed.unfinished;
-    if (closed.idle + closed.unfinished === 0) counts.refused++;
-    if (now() - lastAt < WARN_EVERY_MS) return;
-    lastAt = now();
-    logger.warn("client connections at server.maxConnections: closing idle ones, refusing when all are busy", {
+    counts.closedIdle += closed.idle;
+    counts.closedStalledReaders += closed.stalled;
+    counts.closedUnfinishedHeads += closed.unfinished;
+    if (closed.refused) counts.refused++;
+    if (clock.now() - lastAt < WARN_EVERY_MS) return;
+    lastAt = clock.now();
+    logger.warn("client connections at server.maxConnections: closing quiet ones, refusing new ones when none is", {
       maxConnections: max,
-      closedIdle: counts.idle,
-      closedUnfinishedHeads: counts.unfinished,
-      refused: counts.refused,
+      ...counts,
     });
-    counts = { idle: 0, unfinished: 0, refused: 0 };
+    counts = { closedIdle: 0, closedStalledReaders: 0, closedUnfinishedHeads: 0, refused: 0 };
   };
 }

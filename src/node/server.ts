@@ -75,7 +75,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // unheard, so a Cookie or Authorization after them went unseen and unsent. The handler
   // refuses such a request (fieldCountRefusal), which it can only tell when it sees them all.
   server.maxHeadersCount = 0;
-  const maxConnections = capConnections(server, stack.config, logger);
+  const maxConnections = capConnections(server, stack, logger);
   // WebSockets pass through to the origin; every other upgrade is answered as if never asked.
   const tunnels = tunnelUpgrades(server, stack, logger, () => closing !== undefined);
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node

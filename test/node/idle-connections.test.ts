@@ -126,6 +126,35 @@ describe("idle connections against the connection cap", () => {
   });
 });
 
+describe("readers that take nothing of their answers against the connection cap", () => {
+  it("a connection whose client has taken no byte of its answer for a minute is closed for a visitor, only then", async () => {
+    const MiB = 1024 * 1024;
+    const page = Buffer.alloc(16 * MiB, 97);
+    const originUrl = await servingOrigin((req, res) => {
+      req.resume();
+      const body = req.url === "/big" ? page : Buffer.from(`page ${req.url}`);
+      res.writeHead(200, { "cache-control": "max-age=600", "content-length": String(body.length) }).end(body);
+    }, cleanup);
+    const h = await herdless(originUrl, { server: { maxConnections: 3 } });
+    cleanup.push(() => h.close());
+    expect((await get(h.base, "/big")).body.length).toBe(page.length);
+
+    // Each asks for the stored 16 MiB and never reads past the first bytes.
+    const readers = await Promise.all([0, 1, 2].map(() => stalledReader(h.base, "/big")));
+    const early = await get(h.base, "/page").catch(() => undefined);
+    expect(early?.status).not.toBe(200);
+
+    h.clock.advance(60_000);
+    const victim = await get(h.base, "/page");
+    expect(victim.status).toBe(200);
+    expect(victim.body).toBe("page /page");
+    // Read on, the one closed ends short; the others get the whole page, their connections kept.
+    for (const reader of readers) reader.drain();
+    await vi.waitFor(() => expect(readers.every((r) => r.ended || r.received > page.length)).toBe(true));
+    expect(readers.filter((r) => r.ended).map((r) => r.received < page.length)).toEqual([true]);
+  });
+});
+
 describe.runIf(process.platform === "linux")("npx herdless under an open-file limit, with no cap configured", () => {
   /** Few enough files that the attack takes them all without a cap: 256. */
   const OPEN_FILES = 256;
@@ -186,4 +215,30 @@ function keptAliveAnswer(base: string, target: string): { answer: Promise<string
   });
   answer.catch(() => {});
   return { answer, closed: () => closed };
+}
+
+/** Asks for `target` on a kept-alive connection, and takes the first bytes of the answer only, until `drain`. */
+function stalledReader(base: string, target: string): Promise<StalledReader> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    const reader: StalledReader = {
+      received: 0,
+      ended: false,
+      drain: () => void socket.on("data", (chunk: Buffer) => (reader.received += chunk.length)),
+    };
+    socket.on("error", () => {});
+    socket.once("end", () => (reader.ended = true));
+    socket.once("connect", () => socket.write(`GET ${target} HTTP/1.1\r\nHost: shop.test\r\n\r\n`));
+    // Paused: the stream reads up to its high-water mark, then the kernel's buffers fill, and the answer stalls.
+    socket.once("readable", () => resolve(reader));
+    cleanup.push(async () => void socket.destroy());
+  });
+}
+
+interface StalledReader {
+  received: number;
+  /** The server closed the connection (seen once the bytes before its end are read). */
+  ended: boolean;
+  drain(): void;
 }
