@@ -1,5 +1,8 @@
-import { connect, type Socket } from "node:net";
+import { createServer, type IncomingMessage } from "node:http";
+import { connect, type AddressInfo, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import WebSocket, { WebSocketServer } from "ws";
 import { get, herdless, reflectingOrigin, servingOrigin } from "./attack-kit.ts";
 import { launchCli } from "./cli-process.ts";
 
@@ -126,6 +129,27 @@ describe("idle connections against the connection cap", () => {
   });
 });
 
+describe("WebSocket tunnels against the connection cap", () => {
+  it("an open tunnel is never closed for a newcomer: with every other connection busy, the newcomer is refused", async () => {
+    const origin = await holdingOrigin();
+    const h = await herdless(origin.url, { server: { maxConnections: 3 } });
+    cleanup.push(() => h.close());
+
+    const ws = new WebSocket(`${h.base.replace("http", "ws")}/chat`);
+    cleanup.push(async () => void ws.terminate());
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    const busy = [keptAliveAnswer(h.base, "/busy/0"), keptAliveAnswer(h.base, "/busy/1")];
+    await vi.waitFor(() => expect(origin.arrived).toEqual(expect.arrayContaining(["/busy/0", "/busy/1"])));
+
+    const refused = await get(h.base, "/late").catch(() => undefined);
+    expect(refused?.status).not.toBe(200);
+    ws.send("still here");
+    expect(String(await new Promise((resolve) => ws.once("message", resolve)))).toBe("still here");
+    origin.release();
+    for (const [i, b] of busy.entries()) expect(await b.answer).toContain(`page /busy/${i}`);
+  });
+});
+
 describe("readers that take nothing of their answers against the connection cap", () => {
   it("a connection whose client has taken no byte of its answer for a minute is closed for a visitor, only then", async () => {
     const MiB = 1024 * 1024;
@@ -178,19 +202,32 @@ describe.runIf(process.platform === "linux")("npx herdless under an open-file li
   });
 });
 
-/** An origin that holds every answer but `/now` until released; the paths it was asked, as they arrive. */
+/**
+ * An origin that holds every answer but `/now` until released, and echoes on a WebSocket; the
+ * paths it was asked, as they arrive.
+ */
 async function holdingOrigin(): Promise<{ url: string; arrived: string[]; release: () => void }> {
   let release: () => void = () => {};
   const released = new Promise<void>((resolve) => (release = resolve));
   const arrived: string[] = [];
-  const url = await servingOrigin((req, res) => {
+  const server = createServer((req, res) => {
     req.resume();
     arrived.push(req.url ?? "");
     const answer = () => res.writeHead(200, { "cache-control": "no-store" }).end(`page ${req.url}`);
     if (req.url === "/now") answer();
     else void released.then(answer);
-  }, cleanup);
-  return { url, arrived, release };
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    wss.handleUpgrade(req, socket, head, (ws) => ws.on("message", (data) => ws.send(String(data)))),
+  );
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanup.push(async () => {
+    for (const client of wss.clients) client.terminate();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, arrived, release };
 }
 
 /** A request on a kept-alive connection: its answer's bytes once they hold the page, and whether the server closed it. */
