@@ -138,7 +138,9 @@ function trackConnections(server: Server, max: number, clock: Clock, pressure: (
     if (open.size <= max) return;
     const closed = closeQuiet(open, socket, open.size - max, clock.now());
     pressure(closed);
-    if (closed.refused) socket.destroy();
+    if (!closed.refused) return;
+    open.delete(socket);
+    socket.destroy();
   });
   // A request answered before the listeners return (a hit) is quiet now; another when its answer ends.
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
@@ -171,13 +173,17 @@ interface Closed {
 function closeQuiet(open: Map<ServedSocket, Tracked>, newcomer: ServedSocket, needed: number, now: number): Closed {
   const quiet = { idle: [], stalled: [], unfinished: [] } as Record<Quiet, [ServedSocket, number][]>;
   for (const [socket, tracked] of open) {
-    const kind = socket === newcomer ? undefined : quietness(socket, tracked, now);
+    const kind = socket === newcomer || socket.destroyed ? undefined : quietness(socket, tracked, now);
     if (kind) quiet[kind].push([socket, kind === "stalled" ? tracked.stall!.since : tracked.order]);
   }
   const closed: Closed = { idle: 0, stalled: 0, unfinished: 0, refused: false };
   let left = Math.max(needed, Math.min(DRAIN_BATCH, Math.ceil(open.size / 64)));
   for (const kind of ["idle", "stalled", "unfinished"] as const) {
-    for (const [socket] of quiet[kind].sort((a, b) => a[1] - b[1]).slice(0, left)) socket.destroy();
+    // Out of the count at once: its 'close' comes later, after more connections are accepted in this turn.
+    for (const [socket] of quiet[kind].sort((a, b) => a[1] - b[1]).slice(0, left)) {
+      open.delete(socket);
+      socket.destroy();
+    }
     closed[kind] = Math.min(left, quiet[kind].length);
     left -= closed[kind];
   }
