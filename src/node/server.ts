@@ -3,6 +3,7 @@ import { isIPv6, type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
+import { refuseInTurn, requestsStopped, stopRequests } from "./answer-turn.ts";
 import { capConnections } from "./connection-cap.ts";
 import { createHandler } from "./handler.ts";
 import { parseRefusal, unmetExpectation, type ClientError } from "./parse-refusal.ts";
@@ -66,8 +67,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused by the handler, with a 400 naming
   // it (missingHostRefusal); node:http's own is an empty 400.
   const server = createServer({ keepAliveTimeout: 65_000, requireHostHeader: false }, (req, res) => {
+    // Behind an answer that closes the connection: never started (stopRequests).
+    if (requestsStopped(req.socket)) return;
     // Once closing, every answer ends its connection, so keep-alive clients go elsewhere.
-    if (closing) res.shouldKeepAlive = false;
+    if (closing) {
+      res.shouldKeepAlive = false;
+      stopRequests(req.socket);
+    }
     handler(req, res);
     pipelined(req, res);
   });
@@ -88,14 +94,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   answerExpectations(server);
   // A request Node's parser refuses never reaches the handler, and Node's own answer is an
-  // empty 400: the client is told what was wrong instead. As Node does, only while no answer
-  // has started on the connection (a pipelined request's bytes must not cut into another's).
-  server.on("clientError", (error: ClientError, socket: Duplex) => {
-    const inFlight = (socket as { _httpMessage?: { _headerSent?: boolean } })._httpMessage;
-    // Closed once the answer is written: a client that never closes its side keeps no socket open.
-    if (socket.writable && !inFlight?._headerSent) socket.end(rawAnswer(parseRefusal(error)), () => socket.destroy());
-    else socket.destroy();
-  });
+  // empty 400: the client is told what was wrong instead, in its turn behind the answers to
+  // the requests before it on the connection.
+  server.on("clientError", (error: ClientError, socket: Duplex) =>
+    refuseInTurn(socket, rawAnswer(parseRefusal(error))),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => {
@@ -141,7 +144,11 @@ function rawAnswer(answer: EngineResponse): string {
 function answerExpectations(server: Server): void {
   // RFC 9110 §10.1.1: an expectation other than 100-continue is a 417 naming it (Node's own is
   // empty); the connection closes, since the request's body, if any, is never read.
+  // Whatever the client wrote behind it (the body it may or may not have sent, requests after)
+  // is never started (stopRequests).
   server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
+    if (requestsStopped(req.socket)) return;
+    stopRequests(req.socket);
     const answer = unmetExpectation(req.headers.expect ?? "");
     res.shouldKeepAlive = false;
     res.writeHead(answer.status, answer.headers).end(answer.body);
@@ -149,6 +156,7 @@ function answerExpectations(server: Server): void {
   // Node's own `100 Continue`, as it would send it, but not to a request pipelined behind one
   // not yet answered: Node buffers it and puts the final head in front, inside that body.
   server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+    if (requestsStopped(req.socket)) return;
     if (res.socket) res.writeContinue();
     server.emit("request", req, res);
   });

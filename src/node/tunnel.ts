@@ -2,6 +2,7 @@ import { ServerResponse, type IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EngineResponse } from "../core/http/respond.ts";
+import { afterEarlierAnswers, requestsStopped } from "./answer-turn.ts";
 import { opensTunnel, TunnelSlots } from "../core/origin/tunnel.ts";
 import { toEngineRequest } from "./engine-request.ts";
 import { requestRefusal } from "./handler.ts";
@@ -41,7 +42,10 @@ export function tunnelUpgrades(server: Server, stack: Stack, logger: Logger, clo
   const slots = new TunnelSlots(() => config.origin.maxWebSockets);
   const sockets = new Set<Duplex>();
   const trusted = trustsForwardedProto(config);
-  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    inTurn(socket, () => upgrade(req, socket, head)),
+  );
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const fields = scanFields(req.rawHeaders, {
       hosts: 0,
       host: undefined,
@@ -65,12 +69,29 @@ export function tunnelUpgrades(server: Server, stack: Stack, logger: Logger, clo
         socket.destroy();
       },
     );
-  });
+  };
   return {
     closeAll: () => {
       for (const socket of sockets) socket.destroy();
     },
   };
+}
+
+/**
+ * Runs `then` once the requests read before the upgrade on this connection have their answers
+ * written: a 101, a tunnel's bytes or the request given back to the server went out ahead of
+ * them (or, given back, waited behind them in a queue no one served until the keep-alive
+ * timeout). node:http handed the socket over without its 'error' listener: a client that
+ * resets it meanwhile must not raise an unheard 'error' (it ends the process).
+ */
+function inTurn(socket: Duplex, then: () => void): void {
+  const reset = () => socket.destroy();
+  socket.on("error", reset);
+  afterEarlierAnswers(socket, undefined, () => {
+    socket.off("error", reset);
+    // Behind an answer that closed the connection (a 417's): never started, as no request there is.
+    if (socket.writable && !requestsStopped(socket)) then();
+  });
 }
 
 /** One handshake relayed, then the tunnel or the answer. */
