@@ -2,14 +2,10 @@ import { request as httpRequest, type ClientRequest, type IncomingMessage } from
 import { request as httpsRequest } from "node:https";
 import { Readable, pipeline, type Duplex } from "node:stream";
 import { HerdlessError } from "../core/errors.ts";
-import { httpAgent, httpsAgent } from "./origin-agents.ts";
+import { originAgent } from "./origin-agents.ts";
 import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
 import { mayRepeat } from "../core/origin/repeat.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
-
-function ownConnection(init: OriginFetchInit): boolean {
-  return init.method === "HEAD" || (init.body !== null && init.body !== undefined);
-}
 
 const TRANSFORMING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "compress", "x-compress", "br", "zstd"]);
 
@@ -24,8 +20,9 @@ const NULL_BODY_STATUSES = new Set([101, 204, 205, 304]);
  * request headers the client never sent (`Sec-Fetch-Mode: cors`; `User-Agent: node`,
  * `Accept` and `Accept-Language: *` when absent), sets `Host` from the URL whatever
  * the request says, and decodes gzip, deflate and br bodies. This one sends the headers it
- * is given as they are (`Host` included; Node adds only `Connection: keep-alive` and the
- * body's framing), never follows redirects, streams both bodies, keeps connections alive,
+ * is given as they are (`Host` included; Node adds only `Connection` and the body's
+ * framing), never follows redirects, streams both bodies, keeps a relayed request's
+ * connection alive (a fill's answer comes on a connection of its own: `originAgent`),
  * and stops at the caller's `AbortSignal` (the deadline of fetchOrigin). It decodes no
  * Content-Encoding: the bytes and their label pass through together ({@link nodeDecoding}).
  *
@@ -87,9 +84,7 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       method: init.method ?? "GET",
       // Arrays keep the caller's names, order and Host as given (no default Host is added then).
       headers: headers.flat(),
-      // A HEAD and an upload get a connection of their own, closed after: bytes an origin sends
-      // after a HEAD's head, or an upload it answered unread, are never the next request's.
-      agent: connection === "new" || ownConnection(init) ? false : secure ? httpsAgent : httpAgent,
+      agent: originAgent(init, secure, connection === "new"),
       ...(signal ? { signal } : {}),
     });
     // Every field of the answer, as workerd reads them: node:http keeps the first 2,000 by

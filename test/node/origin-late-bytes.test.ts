@@ -35,6 +35,11 @@ async function sloppyOrigin(): Promise<string> {
         if (path === "/head") {
           socket.write("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 71\r\n\r\n");
           setTimeout(() => socket.write(POISON), 40);
+        } else if (path === "/extended") {
+          // A stored page whose body runs past its Content-Length a moment late: after herdless
+          // has its 5 bytes and has given the connection to the next request.
+          socket.write("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\r\nhello");
+          setTimeout(() => socket.write(POISON), 40);
         } else if (path === "/upload") {
           // Answered before its body is read: the body stays on the connection, read as a request.
           socket.write("HTTP/1.1 302 Found\r\nLocation: /\r\nContent-Length: 0\r\n\r\n");
@@ -64,6 +69,20 @@ describe("bytes an origin sends that were not asked for (Node)", () => {
     // Victim, while the poisoned bytes are still to come.
     const victim = await get(cache.base, "/victim");
     await attack;
+    expect(victim.body).toBe("page /victim");
+    const next = await get(cache.base, "/victim");
+    expect(next.body).toBe("page /victim");
+    expect(next.headers["cache-status"]).toContain("hit");
+  });
+
+  it("a GET answer that runs past its Content-Length after its connection was given to the next request never becomes that request's page", async () => {
+    cache = await herdless(await sloppyOrigin());
+    // Attacker: a page of the site whose answer runs on past its end (a comment echoed after it).
+    const attack = await get(cache.base, "/extended");
+    expect(attack.body).toBe("hello");
+    // Victim, once that connection is back in the pool and before the extra bytes come.
+    await new Promise((resolve) => setTimeout(resolve, 15));
+    const victim = await get(cache.base, "/victim");
     expect(victim.body).toBe("page /victim");
     const next = await get(cache.base, "/victim");
     expect(next.body).toBe("page /victim");

@@ -176,11 +176,12 @@ describe("what the origin receives and what the client gets back (Node)", () => 
       "via",
       "surrogate-capability",
     ];
-    // Connection is the transport's own (hop-by-hop, RFC 9110 §7.6.1): keep-alive to the origin.
+    // Connection is the transport's own (hop-by-hop, RFC 9110 §7.6.1): a fill goes on a
+    // connection of its own, closed after (origin-agents.ts ownConnection).
     expect(fill.names.filter((name) => name !== "connection").sort()).toEqual(
       [...Object.keys(endToEnd), ...added].sort(),
     );
-    expect(fill.headers.connection ?? "keep-alive").toBe("keep-alive");
+    expect(fill.headers.connection).toBe("close");
     for (const [name, value] of Object.entries(endToEnd)) expect(fill.headers[name], name).toBe(value);
     // In the client's order, not sorted.
     expect(fill.names.filter((name) => name in endToEnd)).toEqual(Object.keys(endToEnd));

@@ -18,6 +18,8 @@ export type InterimListener = (status: number, headers: [string, string][]) => v
  */
 export interface OriginFetchInit extends RequestInit {
   onInterim?: (status: number, headers: Headers) => void;
+  /** {@link OriginRequest.oneClient}: a runtime that pools connections may send it on one an earlier answer came on. */
+  reuseConnection?: boolean;
 }
 
 /** The `fetch` a runtime provides; injected so the core stays runtime-free and testable. */
@@ -35,6 +37,14 @@ export interface OriginRequest {
    * `101` is then the answer, a {@link SwitchedOriginResponse}. Only a WebSocket tunnel asks.
    */
   upgrade?: "websocket";
+  /**
+   * Its answer goes to its own client alone and is never stored (a relayed request). A
+   * runtime that keeps origin connections alive (Node's) sends only such a request on a
+   * connection an earlier answer came on: bytes the origin wrote past that answer's end and
+   * that arrive after the request is written are read as its answer, and an answer read so
+   * must never be stored for everyone. Any other goes on a connection of its own.
+   */
+  oneClient?: boolean;
 }
 
 interface OriginResponseBase {
@@ -121,7 +131,7 @@ export async function fetchOrigin<R extends OriginRequest>(
       body: request.body ?? null,
       redirect: "manual",
       signal: deadline.signal,
-      ...(request.body instanceof ReadableStream ? { duplex: "half" } : {}),
+      ...transportInit(request),
       ...interim.init,
     } as OriginFetchInit);
   } catch (cause) {
@@ -275,4 +285,12 @@ function declaredLength(headers: Headers, decodes: ContentDecoding, status: numb
   const raw = headers.get("content-length");
   if (raw === null || !/^\d+$/.test(raw.trim())) return undefined;
   return Number(raw);
+}
+
+/** What the runtime's client is told of the transport: a streamed body's duplex, and whether a kept-alive connection may carry the request. */
+function transportInit(request: OriginRequest): { duplex?: "half"; reuseConnection?: boolean } {
+  return {
+    ...(request.body instanceof ReadableStream ? { duplex: "half" } : {}),
+    ...(request.oneClient === true ? { reuseConnection: true } : {}),
+  };
 }

@@ -59,7 +59,7 @@ export async function relay(
   });
   const called = await guardedOriginCall(
     originDeps,
-    { url, method: request.method, headers, body, onInterim: request.onInterim },
+    { url, method: request.method, headers, body, onInterim: request.onInterim, oneClient: true },
     // The URL stands for the key (the breaker counts its path: breakerResource).
     {
       priority: "foreground",
