@@ -151,6 +151,20 @@ describe("security: answers keep the order of the requests on one connection (No
     expect(got[1]!.body).toContain("HPE_INVALID_CHUNK_SIZE");
   });
 
+  it("bytes after a request that asked to close, while its answer is still being made: that answer whole, and nothing else", async () => {
+    const site = await origin();
+    const cache = await herdless(site.url);
+    cleanup.push(() => cache.close());
+    const text = await pipelined(
+      cache.base,
+      "GET /slow HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\nGET /next HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+      site.slowArrived,
+      site.release,
+    );
+    expect(answers(text).map((a) => `${a.status} ${a.body}`)).toEqual(["200 page /slow"]);
+    expect(site.seen).toEqual(["GET /slow"]);
+  });
+
   it("an h2c upgrade behind a request not yet answered is answered in its turn, as are the requests behind it", async () => {
     const site = await origin();
     const cache = await herdless(site.url);
