@@ -19,6 +19,8 @@ export type HerdlessErrorCode =
   /** The process (or isolate) holds `origin.maxWaiting` requests waiting already: this one was answered at once, not held. */
   | "WAITING_FULL"
   | "COORDINATOR_UNAVAILABLE"
+  /** A purge was recorded, but not every process of the fleet was seen to hold it within the wait. */
+  | "PURGE_UNCONFIRMED"
   | "LEASE_LOST"
   /** A client read a shared body so slowly that it held the other readers back; it was cut off. */
   | "CLIENT_TOO_SLOW"

@@ -60,9 +60,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   await members.start();
   const guard = fleetGuard(options, connection, members, prefix);
   const purges = new RedisPurgeRegistry({
-    connection,
-    prefix,
-    clock,
+    ...{ connection, prefix, clock, members },
     keyOf: purgeKeyOf(config, true),
     propagationMs: config.admin.purgePropagationMs,
     onError: (error) => logger.debug("purge list not refreshed", { error: String(error) }),

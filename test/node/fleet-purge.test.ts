@@ -105,12 +105,26 @@ describe("purge across a three-process fleet", () => {
     expect(origin.stats().requests - requestsBefore).toBe(1);
   });
 
-  it("a member whose purge re-read is stalled (a busy event loop) still never serves the purged version once the purge returned", async () => {
+  it("members whose purge re-read is stalled (a busy event loop) are named: the purge is not confirmed, and they still never serve the purged version", async () => {
     const old = await warm(["/a"]);
     origin.bump("/a");
-    // Members 0 and 2 never re-read on their timer again: only the propagation bound holds them.
+    // Members 0 and 2 never re-read on their timer again: they do not confirm; the propagation bound holds them.
     for (const i of [0, 2]) (stacks[i]!.purges as RedisPurgeRegistry).stop();
-    expect(await purge({ urls: [`http://${HOST}/a`] })).toBe(200);
+    const body = { urls: [`http://${HOST}/a`] };
+    const res = await send(
+      servers[1]!,
+      "POST",
+      "/__herdless/purge",
+      { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      JSON.stringify(body),
+    );
+    clock.advance(1);
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body)).toEqual({
+      error: expect.stringMatching(/^herdless admin: purge recorded, but 2 process\(es\) of the fleet had not read it/),
+      recorded: { ...body, soft: false },
+      unconfirmed: [expect.any(String), expect.any(String)],
+    });
     for (const server of servers) expect((await get(server, "/a")).body).not.toBe(old["/a"]);
   });
 

@@ -11,7 +11,7 @@ import {
 import { addressBlock, SESSION_TTL_MS } from "./auth.ts";
 import { isJsonMediaType } from "./media-type.ts";
 import { Metrics } from "./metrics.ts";
-import { LocalPurgeRegistry } from "./purge.ts";
+import { LocalPurgeRegistry, PurgeUnconfirmedError } from "./purge.ts";
 
 const TOKEN = "0123456789abcdef-token";
 
@@ -92,6 +92,23 @@ describe("admin API", () => {
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body)).toEqual({ purged: { tags: ["a"], soft: true } });
     expect(t.purges.current().tags.a).toEqual({ at: 1_000_000, soft: true });
+  });
+
+  it("a purge recorded but not confirmed by every process is a 503 saying so and naming them, never a 200", async () => {
+    const t = setup();
+    t.ctx.purges = {
+      current: () => t.purges.current(),
+      purge: () =>
+        Promise.reject(new PurgeUnconfirmedError("purge recorded, but 1 process(es) … (h:1:ab)", ["h:1:ab"])),
+    };
+    const res = await handleAdmin(req("POST", "/__herdless/purge", jsonBody, '{"tags":["a"]}'), t.ctx);
+    expect(res.status).toBe(503);
+    expect(header(res, "retry-after")).toBe("1");
+    expect(JSON.parse(res.body)).toEqual({
+      error: "herdless admin: purge recorded, but 1 process(es) … (h:1:ab)",
+      recorded: { tags: ["a"], soft: false },
+      unconfirmed: ["h:1:ab"],
+    });
   });
 
   it("answers a bad purge body with 400 naming the problem, and a non-JSON one with 415", async () => {

@@ -1,5 +1,5 @@
 import type { GuardSnapshot } from "../guard/origin-guard.ts";
-import { parsePurgeCommand, type PurgeRegistry } from "./purge.ts";
+import { parsePurgeCommand, PurgeUnconfirmedError, type PurgeRegistry } from "./purge.ts";
 import {
   hitRatioOf,
   originRequestsOf,
@@ -200,6 +200,18 @@ async function purge(request: AdminRequest, ctx: AdminContext): Promise<AdminRes
   try {
     await ctx.purges.purge(command);
   } catch (error) {
+    // Recorded, but some processes were not seen to hold it: not a success a script may take
+    // as "never served again". Named, so the operator knows whom; a retry records it anew.
+    if (error instanceof PurgeUnconfirmedError)
+      return json(
+        503,
+        {
+          error: `herdless admin: ${error.message}`,
+          recorded: command,
+          ...(error.unconfirmed ? { unconfirmed: error.unconfirmed } : {}),
+        },
+        [["retry-after", "1"]],
+      );
     // The purge list is out of reach (Redis down, the registry object unreachable): nothing was
     // recorded, and the caller may try again; as the Worker says it, not an internal error.
     const message = error instanceof Error ? error.message : String(error);

@@ -1,4 +1,5 @@
 import { canonicalUrl } from "../http/canonical-url.ts";
+import { HerdlessError } from "../errors.ts";
 import { routeFor, type Config } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import { primaryKey } from "../http/key.ts";
@@ -223,8 +224,23 @@ export function parsePurgeCommand(body: unknown): PurgeCommand {
 export interface PurgeRegistry {
   /** The snapshot an edge checks entries against; at most the registry's propagation bound old. */
   current(): PurgeSnapshot | Promise<PurgeSnapshot>;
-  /** Records a purge; resolves once every edge honours it. */
+  /** Records a purge; resolves once every edge honours it (else rejects, with {@link PurgeUnconfirmedError} once recorded). */
   purge(command: PurgeCommand): Promise<void>;
+}
+
+/**
+ * A purge that is recorded but not known to be honoured everywhere: some processes of the
+ * fleet had not read it when the purger stopped waiting (they may still serve what it
+ * purged), or the shared list could not be asked who had. The operator tries again.
+ */
+export class PurgeUnconfirmedError extends HerdlessError {
+  constructor(
+    message: string,
+    /** The processes seen not to hold it; undefined when they could not be asked. */
+    readonly unconfirmed: readonly string[] | undefined,
+  ) {
+    super("PURGE_UNCONFIRMED", message);
+  }
 }
 
 /** Purge marks are kept this long; entries older than that have long been revalidated or dropped. */

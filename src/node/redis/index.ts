@@ -11,6 +11,7 @@ export { redisStack, type FleetStackOptions } from "../fleet-stack.ts";
 export { RedisConnection, type RedisConnectionOptions } from "./connection.ts";
 export { RedisGuard } from "./guard.ts";
 export { RedisLeaseManager } from "./lease.ts";
+export { FleetMembers } from "./members.ts";
 export { RedisNotifier } from "./notifier.ts";
 export { RedisPurgeRegistry } from "./purge.ts";
 export { RedisStore } from "./store.ts";

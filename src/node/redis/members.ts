@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import type { Clock } from "../../core/clock.ts";
 import { systemClock } from "../../core/clock.ts";
 import { checkPrefix, LuaScript, type RedisConnection } from "./connection.ts";
@@ -6,7 +7,7 @@ import { checkPrefix, LuaScript, type RedisConnection } from "./connection.ts";
 /** How often a process announces itself. */
 const HEARTBEAT_MS = 1_000;
 /** A process not heard from for this long has left the fleet (three missed heartbeats). */
-const MEMBER_TTL_MS = 3 * HEARTBEAT_MS;
+export const MEMBER_TTL_MS = 3 * HEARTBEAT_MS;
 
 /**
  * Announces ARGV[1] as alive until Redis's now + ARGV[2] ms, drops members past their
@@ -19,6 +20,13 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
+`);
+
+/** The members whose announcement has not run out by Redis's now; reads only. */
+const LIVE = new LuaScript(`
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 `);
 
 export interface FleetMembersOptions {
@@ -45,8 +53,11 @@ export interface FleetMembersOptions {
  * const cap = members.share(config.origin.maxConcurrency, config.fleet.minProcesses);
  */
 export class FleetMembers {
-  /** This process's id in the member list. */
-  readonly id = randomUUID();
+  /**
+   * This process's id in the member list: host and pid, for an operator reading which
+   * process has not confirmed a purge, and a random part, unique across restarts.
+   */
+  readonly id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private readonly key: string;
   private readonly clock: Clock;
   /** Member id → when this process last saw it alive in Redis (own clock). */
@@ -90,6 +101,12 @@ export class FleetMembers {
     // (fewer members seen than minProcesses) take the plain part, never the remainder.
     const rank = this.seen.has(this.id) && members.length >= minProcesses ? members.indexOf(this.id) : size - 1;
     return Math.floor(maxConcurrency / size) + (rank < maxConcurrency % size ? 1 : 0);
+  }
+
+  /** The members alive now by Redis's clock (announced within {@link MEMBER_TTL_MS}), read fresh; rejects while Redis is unreachable. */
+  async live(): Promise<string[]> {
+    const live = await this.o.connection.run("read fleet members", (client) => LIVE.run(client, [this.key], []));
+    return Array.isArray(live) ? live.map(String) : [];
   }
 
   /** One heartbeat; exposed so tests need not wait for the interval. */

@@ -1,22 +1,45 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import { systemClock } from "../../core/clock.ts";
-import { RedisConnection } from "./connection.ts";
+import { PurgeUnconfirmedError } from "../../core/admin/purge.ts";
+import { RedisConnection, type RedisClient } from "./connection.ts";
+import { FleetMembers } from "./members.ts";
 import { RedisPurgeRegistry } from "./purge.ts";
 
 const redis = redisTestConnection();
 
-async function member(prefix: string) {
-  const connection = await redis.connect();
+/** A fleet process: its own connection, its heartbeat and its purge registry. */
+async function member(prefix: string, propagationMs = 100) {
+  const connection = await redis.connect({ commandTimeoutMs: 200 });
+  const members = new FleetMembers({ connection, prefix });
+  await members.start();
   const registry = new RedisPurgeRegistry({
     connection,
     prefix,
     clock: systemClock,
     keyOf: (url) => [`GET ${url}`],
-    propagationMs: 100,
+    members,
+    propagationMs,
   });
   await registry.start();
-  return { registry, close: async () => (registry.stop(), await connection.close()) };
+  return {
+    registry,
+    members,
+    connection,
+    close: async () => (registry.stop(), await members.stop(), await connection.close()),
+  };
+}
+
+/** Makes Redis stall (CLIENT PAUSE) the moment `m`'s purge list write is done, on its own connection, before anyone reads it. */
+function stallRightAfterPurgeWrite(m: { connection: RedisConnection }, stallMs: number): void {
+  const run = m.connection.run.bind(m.connection);
+  vi.spyOn(m.connection, "run").mockImplementation(<T>(what: string, command: (client: RedisClient) => Promise<T>) =>
+    run(what, (client) => {
+      const reply = command(client);
+      if (what === "purge") void client.call("CLIENT", "PAUSE", String(stallMs), "ALL").catch(() => undefined);
+      return reply;
+    }),
+  );
 }
 
 describe("Redis purge registry", () => {
@@ -40,11 +63,42 @@ describe("Redis purge registry", () => {
     await Promise.all(members.map((m) => m.close()));
   });
 
+  it("a Redis that stalls right after the purge was written: the purge is not done until the others hold it", async () => {
+    const members = await Promise.all([member("p7:", 300), member("p7:", 300)]);
+    stallRightAfterPurgeWrite(members[0]!, 1_000);
+    await members[0]!.registry.purge({ urls: ["https://a.test/x"] });
+    // The other member's reads timed out in the stall: it serves from the last list it read,
+    // which must by now be one with the purge (a timer said done while it had not read it).
+    expect((await members[1]!.registry.current()).keys["GET https://a.test/x"]?.soft).toBe(false);
+    await Promise.all(members.map((m) => m.close()));
+  });
+
+  it("a Redis that stalls for longer than the purge waits: the purge says it is not confirmed, and by whom", async () => {
+    const members = await Promise.all([member("p8:"), member("p8:")]);
+    stallRightAfterPurgeWrite(members[0]!, 4_000);
+    const failed = await members[0]!.registry.purge({ urls: ["https://a.test/x"] }).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(PurgeUnconfirmedError);
+    expect((failed as Error).message).toMatch(/^purge recorded, but/);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await Promise.all(members.map((m) => m.close()));
+  });
+
+  it("a live member that has not read the purge is named in the refusal; one that left is not waited for", async () => {
+    const members = await Promise.all([member("p9:"), member("p9:"), member("p9:")]);
+    // A busy event loop: member 1 never re-reads on its timer, but still beats.
+    members[1]!.registry.stop();
+    await members[2]!.close();
+    const failed = await members[0]!.registry.purge({ tags: ["t"] }).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(PurgeUnconfirmedError);
+    expect((failed as PurgeUnconfirmedError).unconfirmed).toEqual([members[1]!.members.id]);
+    await Promise.all(members.slice(0, 2).map((m) => m.close()));
+  });
+
   it("a member whose re-read timer is stalled (a busy event loop) still holds the bound: past it, a request waits for a read", async () => {
     const members = await Promise.all([member("p4:"), member("p4:")]);
     // The stalled member's timer never fires again; only its bound can save it.
     members[1]!.registry.stop();
-    await members[0]!.registry.purge({ urls: ["https://a.test/x"] });
+    await members[0]!.registry.purge({ urls: ["https://a.test/x"] }).catch(() => undefined);
     expect(members[1]!.registry.copy()).toBeUndefined();
     expect((await members[1]!.registry.current()).keys["GET https://a.test/x"]?.soft).toBe(false);
     expect(members[1]!.registry.copy()?.keys["GET https://a.test/x"]).toBeDefined();
@@ -83,6 +137,7 @@ describe("Redis purge registry", () => {
       prefix: "p3:",
       clock: systemClock,
       keyOf: (u) => [u],
+      members: new FleetMembers({ connection, prefix: "p3:" }),
       propagationMs: 100,
     });
     await expect(registry.purge({ all: true })).rejects.toThrow(/redis/);

@@ -3,6 +3,7 @@ import { HerdlessError } from "../../core/errors.ts";
 import {
   emptyPurges,
   PURGE_RETAIN_MS,
+  PurgeUnconfirmedError,
   recordPurge,
   type PurgeCommand,
   type PurgeRegistry,
@@ -10,6 +11,7 @@ import {
 } from "../../core/admin/purge.ts";
 import type { RedisConnection } from "./connection.ts";
 import { LuaScript } from "./connection.ts";
+import { MEMBER_TTL_MS, type FleetMembers } from "./members.ts";
 
 export interface RedisPurgeRegistryOptions {
   connection: RedisConnection;
@@ -17,7 +19,9 @@ export interface RedisPurgeRegistryOptions {
   clock: Clock;
   /** Maps a purge URL to its primary cache key. */
   keyOf: (url: string) => readonly string[];
-  /** Every process re-reads the shared snapshot at least this often; a purge returns after it. */
+  /** This process in the fleet (its id), and who else is in it now: every one of them must confirm a purge. */
+  members: Pick<FleetMembers, "id" | "live">;
+  /** Every process re-reads the shared snapshot at least this often. */
   propagationMs: number;
   onError?: (error: unknown) => void;
 }
@@ -36,14 +40,23 @@ return 1
 /**
  * The purges of a Node fleet, kept in Redis. Each process holds a copy that it re-reads
  * three times per `propagationMs` (the hit path checks entries against the copy without a
- * round trip), and a purge returns only after `propagationMs` has passed since it was
- * written: by then every process that can reach Redis has the purge, so the purged version
- * is not served again anywhere.
+ * round trip) and, after each read, records in Redis the version it now holds
+ * (`${prefix}purges:read`, a hash of member id → version).
  *
- * The bound is kept, not hoped for: a copy whose read was sent more than `propagationMs`
- * ago (a timer late on a busy event loop, a slow Redis) is not used; the request waits for
- * a fresh read, one per process however many wait ({@link current}). Only a process that
- * cannot reach Redis keeps its last copy: it could not have seen the purge either way.
+ * A purge returns only once every live member of the fleet ({@link FleetMembers.live}: one
+ * that announced itself within the last 3 s) has recorded a version at least the purge's:
+ * each of them holds it, so the purged version is not served again by any of them. A timer
+ * was not enough: a Redis that stalled right after the write left the others without the new
+ * list (a process that cannot reach Redis keeps its last copy) while the purge said done.
+ * Members that do not confirm within `propagationMs` + 3 s fail the purge with
+ * {@link PurgeUnconfirmedError}, naming them; the purge is recorded, and the operator tries again.
+ * A member cut off from Redis for longer than 3 s has left the member list: it is not waited
+ * for, and it serves under the list it had until it reaches Redis again.
+ *
+ * The copy's bound is kept, not hoped for: a copy whose read was sent more than
+ * `propagationMs` ago (a timer late on a busy event loop, a slow Redis) is not used; the
+ * request waits for a fresh read, one per process however many wait ({@link current}). Only
+ * a process that cannot reach Redis keeps its last copy.
  *
  * Marks are instants of the purging process's clock: fleet clocks are expected to be
  * NTP-synchronized; a skew of S ms can purge an entry fetched within S ms after the purge
@@ -57,9 +70,12 @@ export class RedisPurgeRegistry implements PurgeRegistry {
   private reading: Promise<void> | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly key: string;
+  /** Member id → the version of the list it last read (and holds). */
+  private readonly readKey: string;
 
   constructor(private readonly o: RedisPurgeRegistryOptions) {
     this.key = `${o.prefix}purges`;
+    this.readKey = `${o.prefix}purges:read`;
   }
 
   /** Loads the shared snapshot and keeps re-reading it. */
@@ -103,10 +119,8 @@ export class RedisPurgeRegistry implements PurgeRegistry {
         SWAP.run(client, [this.key], [this.version, nextVersion, JSON.stringify(next)]),
       );
       if (swapped === 1) {
-        const writtenBy = performance.now();
         this.apply(nextVersion, next);
-        await pastBound(writtenBy, this.o.propagationMs);
-        return;
+        return this.confirm(nextVersion);
       }
     }
     throw new HerdlessError("COORDINATOR_UNAVAILABLE", "purge kept racing other purges; try again");
@@ -128,6 +142,45 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     else if (remote === "0") this.apply("0", emptyPurges());
     else if (version !== this.version) this.apply(remote, JSON.parse(json!) as PurgeSnapshot);
     this.readSentAt = sentAt;
+    // Sent only once the list is applied: a member that recorded a version holds it.
+    const held = this.version;
+    await this.o.connection.run("record purge list read", (client) =>
+      client.hset(this.readKey, this.o.members.id, held),
+    );
+  }
+
+  /**
+   * Waits until every other live member holds `version` (see the class comment); past
+   * `propagationMs` + the member TTL, rejects naming those that do not. The first look comes
+   * after a pause, which also moves the clock past the purge's mark.
+   */
+  private async confirm(version: string): Promise<void> {
+    const giveUpAt = performance.now() + this.o.propagationMs + MEMBER_TTL_MS;
+    const pollMs = Math.max(5, Math.floor(this.o.propagationMs / 10));
+    let missing: string[] | undefined;
+    do {
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      missing = await this.unconfirmed(version).catch(() => undefined);
+      if (missing?.length === 0) return;
+    } while (performance.now() < giveUpAt);
+    const waitedMs = this.o.propagationMs + MEMBER_TTL_MS;
+    throw new PurgeUnconfirmedError(
+      missing === undefined
+        ? `purge recorded, but Redis did not answer who holds it within ${waitedMs} ms; try again`
+        : `purge recorded, but ${missing.length} process(es) of the fleet had not read it within ${waitedMs} ms (${missing.join(", ")}): they may still serve what it purged; try again`,
+      missing,
+    );
+  }
+
+  /** The live members, this one aside, that have not recorded `version` or later. Forgets the records of members gone. */
+  private async unconfirmed(version: string): Promise<string[]> {
+    const live = new Set(await this.o.members.live());
+    const reads = await this.o.connection.run("read purge list reads", (client) => client.hgetall(this.readKey));
+    const gone = Object.keys(reads).filter((id) => !live.has(id));
+    if (gone.length > 0)
+      void this.o.connection.run("forget members gone", (client) => client.hdel(this.readKey, ...gone)).catch(() => 0);
+    live.delete(this.o.members.id);
+    return [...live].filter((id) => !(Number(reads[id] ?? -1) >= Number(version)));
   }
 
   /**
@@ -148,19 +201,6 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     this.version = version;
     this.snapshot = snapshot;
   }
-}
-
-/**
- * Waits until more than `boundMs` has passed since `since` on the clock {@link RedisPurgeRegistry.copy}
- * judges copies by. A read that missed the write was sent before its reply came back (`since`), so
- * by then every such copy is past its bound. A timer alone is not enough: Node fires one against
- * its loop's cached, whole-millisecond time, up to a millisecond or more before `boundMs` has
- * passed on `performance.now()`, which left a member's copy without the purge still in bound
- * when the purge returned.
- */
-async function pastBound(since: number, boundMs: number): Promise<void> {
-  for (let left = boundMs; left >= 0; left = boundMs - (performance.now() - since))
-    await new Promise((resolve) => setTimeout(resolve, Math.ceil(left) + 1));
 }
 
 function hasMarks(snapshot: PurgeSnapshot): boolean {
