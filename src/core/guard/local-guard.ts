@@ -173,6 +173,19 @@ export class LocalGuard implements OriginGuard {
     };
   }
 
+  /**
+   * Grants every queued caller a slot now, over the cap if need be. For a fleet member whose
+   * guard is back on the fleet-wide cap: its callers queued here while Redis was away are sent
+   * there (each gives this slot straight back), not left waiting for a local slot to free,
+   * which may take until their queue timeout (or never, with a share of 0).
+   */
+  grantQueued(): void {
+    for (const waiter of [...this.foreground.splice(0), ...this.background.splice(0)]) {
+      this.timers.clearTimeout(waiter.timer);
+      waiter.grant();
+    }
+  }
+
   /** Slots free now under the cap (none while it is full or, after {@link adopt}, over). */
   get free(): number {
     return Math.max(0, this.cap() - this.inFlight);

@@ -207,4 +207,40 @@ describe("RedisGuard: Redis outage", () => {
       await p.conn.close();
     }
   });
+
+  it("callers queued on the local share while Redis was away are served once the fleet's cap is back, not left to their queue timeout", async () => {
+    const config = configFor(4, 5_000);
+    const fallback = new LocalGuard({ config, clock: systemClock, maxConcurrency: () => 1 });
+    const guard = new RedisGuard({
+      connection: redis.connection,
+      config,
+      clock: systemClock,
+      fallback,
+      prefix: `stranded:${process.pid}:`,
+      rejoinAfterMs: 50,
+    });
+    await redis.server.kill();
+    try {
+      // A long call holds the share's one slot; two more callers queue behind it.
+      const long = await guard.acquire("foreground");
+      const queued = [guard.acquire("foreground"), guard.acquire("background")];
+      await sleep(20);
+      expect(await fallback.snapshot()).toMatchObject({ inFlight: 1, queued: 2 });
+      await redis.server.restart();
+      await redis.connection.ready();
+      await until("the fleet's cap is back", () => !guard.degraded);
+      const served = await Promise.race([Promise.all(queued), sleep(1_000).then(() => "still queued")]);
+      expect(served).not.toBe("still queued");
+      // Counted where every process counts them: Redis (the long call was written back on the rejoin).
+      expect(await redis.connection.client.zcard(guard.permitsKey)).toBe(3);
+      expect(await fallback.snapshot()).toMatchObject({ queued: 0 });
+      for (const permit of [long, ...(await Promise.all(queued))]) await permit.release("success");
+    } finally {
+      guard.close();
+      if (!redis.connection.healthy) {
+        await redis.server.restart();
+        await redis.connection.ready();
+      }
+    }
+  });
 });

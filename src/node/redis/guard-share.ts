@@ -135,6 +135,8 @@ export class LocalShare {
         if (this.current !== "rejoining" || !this.o.connection.healthy) return;
         this.current = "redis";
         this.widen();
+        // Callers queued on the share go to the fleet's cap, as any caller does now.
+        this.o.fallback.grantQueued();
         this.setDegraded(false, undefined);
       })
       .then(

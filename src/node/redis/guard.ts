@@ -40,9 +40,8 @@ export interface RedisGuardOptions {
   longestCallMs?: number;
   timers?: Timers;
   /**
-   * After Redis returns, keep to the local share this long before admitting through Redis: by
-   * then every process has noticed and registered its calls. Default 400 ms: 4 × the
-   * connection's reconnect backoff cap (100 ms).
+   * After Redis returns, keep to the local share this long before admitting through Redis: by then
+   * every process has noticed and registered its calls. Default 400 ms: 4 × the reconnect backoff cap.
    */
   rejoinAfterMs?: number;
   /** Hears every change of {@link RedisGuard.degraded}, with the failure behind it. */
@@ -129,7 +128,9 @@ export class RedisGuard implements OriginGuard {
     if (this.share.mode === "local") return this.local(priority, signal, ifFree);
     if (this.share.mode === "redis") return this.shared(priority, signal, ifFree);
     const local = await this.o.fallback.acquire(priority, signal, ifFree);
-    return this.shared(priority, signal, ifFree, local).catch((error: unknown) => {
+    // Queued for that slot until the rejoin ended? Then Redis alone counts this call.
+    const held = this.share.mode === "redis" ? void local.abandon() : local;
+    return this.shared(priority, signal, ifFree, held).catch((error: unknown) => {
       local.abandon();
       throw error;
     });
