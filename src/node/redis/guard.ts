@@ -128,8 +128,8 @@ export class RedisGuard implements OriginGuard {
     if (this.share.mode === "local") return this.local(priority, signal, ifFree);
     if (this.share.mode === "redis") return this.shared(priority, signal, ifFree);
     const local = await this.o.fallback.acquire(priority, signal, ifFree);
-    // Queued for that slot until the rejoin ended? Then Redis alone counts this call.
-    const held = this.share.mode === "redis" ? void local.abandon() : local;
+    // Queued for that slot until the rejoin ended (the mode is read anew)? Then Redis alone counts this call.
+    const held = (this.share.mode as string) === "redis" ? void local.abandon() : local;
     return this.shared(priority, signal, ifFree, held).catch((error: unknown) => {
       local.abandon();
       throw error;

@@ -215,4 +215,32 @@ describe("RedisLeaseManager when Redis goes away", () => {
     await conn.close();
     await outage.stop();
   });
+
+  it("a release that failed while Redis stalled is sent again once it answers: the others get the key then, not after the whole lease", async () => {
+    const outage = await startRedisServer();
+    const conn = new RedisConnection({ url: outage.url, commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
+    const otherConn = new RedisConnection({ url: outage.url });
+    await Promise.all([conn.ready(), otherConn.ready()]);
+    const holder = new RedisLeaseManager({ connection: conn, prefix: "stalled-release:" });
+    const other = new RedisLeaseManager({ connection: otherConn, prefix: "stalled-release:" });
+    const lease = await holder.acquire("k", 10_000);
+    outage.pause();
+    // The holder's next command times out and drops the socket; its release then fails at once.
+    await holder.held("k").catch(() => undefined);
+    expect(isHerdlessError(await holder.release(lease!).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(
+      true,
+    );
+    outage.resume();
+    const resumedAt = performance.now();
+    let taken: Awaited<ReturnType<typeof other.acquire>>;
+    while (!(taken = await other.acquire("k", 10_000).catch(() => undefined)) && performance.now() - resumedAt < 3_000)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(taken).toBeDefined();
+    // Only its own token: the retry does not free the next holder's lease.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await otherConn.client.get(other.leaseKey("k"))).toBe(String(taken!.token));
+    await conn.close();
+    await otherConn.close();
+    await outage.stop();
+  });
 });

@@ -79,6 +79,9 @@ end
 return 0
 `);
 
+/** How often releases that failed are tried again while their leases last. */
+const RELEASE_RETRY_MS = 100;
+
 /**
  * The fleet-wide {@link LeaseManager}: `SET NX PX` with a fencing token from a per-key
  * `INCR` counter; extend and release act only on the caller's own token (as node-redlock
@@ -95,6 +98,9 @@ export class RedisLeaseManager implements LeaseManager {
   private readonly prefix: string;
   private readonly clock: Clock;
   private readonly onAcquire: ((key: string) => void) | undefined;
+  /** Leases whose release failed (Redis stalled or away), released once Redis answers. */
+  private readonly unreleased = new Set<Lease>();
+  private retrying: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: RedisLeaseManagerOptions) {
     this.connection = options.connection;
@@ -128,11 +134,51 @@ export class RedisLeaseManager implements LeaseManager {
     return true;
   }
 
+  /**
+   * A release that fails is tried again every {@link RELEASE_RETRY_MS} until Redis answers or
+   * the lease has lapsed: left to lapse, it kept the key from every other process for the
+   * whole lease (`coordinator.lockLeaseMs`). Only our own token is deleted: if the lease
+   * lapsed and was taken meanwhile, the retry frees nothing.
+   */
   async release(lease: Lease): Promise<boolean> {
+    try {
+      return await this.releaseNow(lease);
+    } catch (error) {
+      this.unreleased.add(lease);
+      this.retryReleases();
+      throw error;
+    }
+  }
+
+  private async releaseNow(lease: Lease): Promise<boolean> {
     const released = await this.connection.run("lease release", (client) =>
       RELEASE.run(client, [this.leaseKey(lease.key), this.renewKey(lease.key)], [String(lease.token)]),
     );
     return released === 1;
+  }
+
+  /** Tries the failed releases again in {@link RELEASE_RETRY_MS}, and after that, until each is done or its lease lapsed. */
+  private retryReleases(): void {
+    this.retrying ??= setTimeout(() => void this.retryOnce(), RELEASE_RETRY_MS);
+    this.retrying.unref();
+  }
+
+  private async retryOnce(): Promise<void> {
+    await Promise.all(
+      [...this.unreleased].map(async (lease) => {
+        const lapsed = lease.expiresAt <= this.clock.now();
+        if (
+          lapsed ||
+          (await this.releaseNow(lease).then(
+            () => true,
+            () => false,
+          ))
+        )
+          this.unreleased.delete(lease);
+      }),
+    );
+    this.retrying = undefined;
+    if (this.unreleased.size > 0) this.retryReleases();
   }
 
   /**
