@@ -243,4 +243,36 @@ describe("RedisGuard: Redis outage", () => {
       }
     }
   });
+
+  it("a permit released while Redis stalled does not hold its slot of the fleet's cap after Redis answers again", async () => {
+    const config = configFor(1, 5_000);
+    const prefix = `unheard:${process.pid}:`;
+    const conn = await redis.connect({ commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
+    const options = { config, clock: systemClock, prefix, permitTtlMs: 20_000, rejoinAfterMs: 50 };
+    const guard = new RedisGuard({
+      ...options,
+      connection: conn,
+      fallback: new LocalGuard({ config, clock: systemClock }),
+    });
+    const other = new RedisGuard({
+      ...options,
+      connection: redis.connection,
+      fallback: new LocalGuard({ config, clock: systemClock }),
+    });
+    const permit = await guard.acquire("foreground");
+    redis.server.pause();
+    try {
+      await guard.snapshot(); // times out: the guard drops the socket and keeps to its share
+      expect(guard.degraded).toBe(true);
+      await permit.release("success"); // Redis cannot hear of it
+    } finally {
+      redis.server.resume();
+    }
+    await until("the guard is back on the fleet's cap", () => !guard.degraded);
+    // The fleet's one slot is free: another process gets it at once, not after the permit's 20 s lease.
+    const next = await other.acquire("foreground", undefined, true);
+    await next.release("success");
+    guard.close();
+    other.close();
+  });
 });

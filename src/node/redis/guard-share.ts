@@ -72,6 +72,12 @@ export class LocalShare {
   private rejoining: Promise<void> | undefined;
   /** The free slots held as taken at the switch, each with the timer that frees it. */
   private readonly reserved = new Map<LocalPermit, unknown>();
+  /**
+   * Permits released while Redis could not hear of it, with when: taken out of the permit set
+   * when Redis answers again. Left there, each held a slot of the fleet's cap until its lease
+   * ran out (`permitTtlMs`), though its call had ended. Forgotten once that lease is surely over.
+   */
+  private readonly unreleased = new Map<string, number>();
   /** Live permits of other processes, as Redis last reported them. */
   private others = 0;
   private observedAt = -Infinity;
@@ -98,6 +104,14 @@ export class LocalShare {
     return this.isDegraded;
   }
 
+  /** A permit released without Redis hearing of it (`cause`: the failure, which degrades to the share). */
+  unheard(id: string, cause?: unknown): void {
+    const now = this.o.clock.now();
+    for (const [gone, at] of this.unreleased) if (now - at > this.o.permitTtlMs) this.unreleased.delete(gone);
+    this.unreleased.set(id, now);
+    if (cause !== undefined) this.degrade(cause);
+  }
+
   /** Redis is unreachable: admit within the share from now on. */
   degrade(cause: unknown): void {
     if (this.current !== "local") {
@@ -118,13 +132,18 @@ export class LocalShare {
   rejoin(): Promise<void> {
     if (this.current !== "local") return Promise.resolve();
     if (this.rejoining) return this.rejoining;
-    const register = () =>
-      this.held.size === 0
-        ? Promise.resolve(0)
-        : this.o.connection.run("guard rejoin", (client) => {
-            const expiresAt = this.o.clock.now() + this.o.permitTtlMs;
-            return client.zadd(this.o.permitsKey, ...[...this.held.keys()].flatMap((id) => [expiresAt, id]));
-          });
+    const register = () => {
+      const released = [...this.unreleased.keys()];
+      if (this.held.size === 0 && released.length === 0) return Promise.resolve();
+      return this.o.connection.run("guard rejoin", async (client) => {
+        const expiresAt = this.o.clock.now() + this.o.permitTtlMs;
+        const both = client.multi();
+        if (released.length > 0) both.zrem(this.o.permitsKey, ...released);
+        if (this.held.size > 0) both.zadd(this.o.permitsKey, ...[...this.held.keys()].flatMap((id) => [expiresAt, id]));
+        await both.exec();
+        for (const id of released) this.unreleased.delete(id);
+      });
+    };
     this.rejoining = register()
       .then(() => {
         if (this.current === "local" && this.o.connection.healthy) this.current = "rejoining";

@@ -234,9 +234,9 @@ export class RedisGuard implements OriginGuard {
           const release = { id, outcome, key, now: this.o.clock.now(), settings: breakerSettings(this.o.config) };
           const handedBack = this.o.connection
             .run("guard release", (client) => releasePermit(client, this.keys, release))
-            .catch((cause: unknown) => this.share.degrade(cause));
+            .catch((cause: unknown) => this.share.unheard(id, cause));
           if (outcome !== "success" || probe) await handedBack;
-        }
+        } else this.share.unheard(id);
         this.wake?.();
       },
     };
