@@ -248,11 +248,7 @@ export const fleetSection = z.prefault(
 /** `server`: The Node server's own connections (the Worker's are Cloudflare's edge's). */
 export const serverSection = z.prefault(
   z.strictObject({
-    /**
-     * Client connections one Node process holds at once; past it the longest idle kept-alive
-     * connection is closed for a new one (connection-cap.ts). Unset: derived from the
-     * process's open-file limit, less what the origin, WebSocket tunnels and Redis need.
-     */
+    /** Client connections one Node process holds at once (connection-cap.ts); unset: from the open-file limit. */
     maxConnections: z.optional(count("server.maxConnections", 1, 10_000_000)),
   }),
   {},
