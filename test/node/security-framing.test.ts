@@ -118,17 +118,18 @@ function pipelined(base: string, bytes: string, ready: Promise<void>, then: () =
 
 const SLOW = "GET /slow HTTP/1.1\r\nHost: shop.test\r\n\r\n";
 
+/** A fresh origin and herdless, `bytes` written on one connection behind a slow request; the origin answers once the rest is read. */
+async function sentBehindSlow(bytes: string): Promise<{ site: Awaited<ReturnType<typeof origin>>; text: string }> {
+  const site = await origin();
+  const cache = await herdless(site.url);
+  cleanup.push(() => cache.close());
+  const text = await pipelined(cache.base, bytes, site.slowArrived, site.release);
+  return { site, text };
+}
+
 describe("security: answers keep the order of the requests on one connection (Node)", () => {
   it("a request the parser refuses behind one not yet answered: the earlier answer first, then the 400, then the connection closes", async () => {
-    const site = await origin();
-    const cache = await herdless(site.url);
-    cleanup.push(() => cache.close());
-    const text = await pipelined(
-      cache.base,
-      `${SLOW}GET /bad HTTP/1.1\r\nHost: shop.test\r\nBad Field: x\r\n\r\n`,
-      site.slowArrived,
-      site.release,
-    );
+    const { text } = await sentBehindSlow(`${SLOW}GET /bad HTTP/1.1\r\nHost: shop.test\r\nBad Field: x\r\n\r\n`);
     const got = answers(text);
     expect(got.map((a) => a.status)).toEqual([200, 400]);
     expect(got[0]!.body).toBe("page /slow");
@@ -136,14 +137,8 @@ describe("security: answers keep the order of the requests on one connection (No
   });
 
   it("a chunked body the parser refuses behind one not yet answered: the earlier answer first, then the 400", async () => {
-    const site = await origin();
-    const cache = await herdless(site.url);
-    cleanup.push(() => cache.close());
-    const text = await pipelined(
-      cache.base,
+    const { text } = await sentBehindSlow(
       `${SLOW}POST /form HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`,
-      site.slowArrived,
-      site.release,
     );
     const got = answers(text);
     expect(got.map((a) => a.status)).toEqual([200, 400]);
@@ -152,32 +147,20 @@ describe("security: answers keep the order of the requests on one connection (No
   });
 
   it("bytes after a request that asked to close, while its answer is still being made: that answer whole, and nothing else", async () => {
-    const site = await origin();
-    const cache = await herdless(site.url);
-    cleanup.push(() => cache.close());
-    const text = await pipelined(
-      cache.base,
+    const { site, text } = await sentBehindSlow(
       "GET /slow HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\nGET /next HTTP/1.1\r\nHost: shop.test\r\n\r\n",
-      site.slowArrived,
-      site.release,
     );
     expect(answers(text).map((a) => `${a.status} ${a.body}`)).toEqual(["200 page /slow"]);
     expect(site.seen).toEqual(["GET /slow"]);
   });
 
   it("an h2c upgrade behind a request not yet answered is answered in its turn, as are the requests behind it", async () => {
-    const site = await origin();
-    const cache = await herdless(site.url);
-    cleanup.push(() => cache.close());
     const started = Date.now();
-    const text = await pipelined(
-      cache.base,
+    const { text } = await sentBehindSlow(
       SLOW +
         "GET /page HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" +
         "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n" +
         "GET /last HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
-      site.slowArrived,
-      site.release,
     );
     expect(answers(text).map((a) => `${a.status} ${a.body}`)).toEqual([
       "200 page /slow",
@@ -189,16 +172,10 @@ describe("security: answers keep the order of the requests on one connection (No
   });
 
   it("a WebSocket handshake behind a request not yet answered is switched after that answer, never inside it", async () => {
-    const site = await origin();
-    const cache = await herdless(site.url);
-    cleanup.push(() => cache.close());
-    const text = await pipelined(
-      cache.base,
+    const { text } = await sentBehindSlow(
       SLOW +
         "GET /ws HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-      site.slowArrived,
-      site.release,
     );
     const [first, ...rest] = answers(text);
     expect(`${first?.status} ${first?.body}`).toBe("200 page /slow");
@@ -207,18 +184,12 @@ describe("security: answers keep the order of the requests on one connection (No
   });
 
   it("after a 417 nothing the client wrote behind the refused request reaches the origin, its body least of all", async () => {
-    const site = await origin();
-    const cache = await herdless(site.url);
-    cleanup.push(() => cache.close());
     const smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop.test\r\n\r\n";
-    const text = await pipelined(
-      cache.base,
+    const { site, text } = await sentBehindSlow(
       SLOW +
         `POST /form HTTP/1.1\r\nHost: shop.test\r\nExpect: x-attack\r\nContent-Length: ${smuggled.length}\r\n\r\n` +
         smuggled +
         "POST /after HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 0\r\n\r\n",
-      site.slowArrived,
-      site.release,
     );
     expect(answers(text).map((a) => a.status)).toEqual([200, 417]);
     expect(site.seen).toEqual(["GET /slow"]);
@@ -245,16 +216,10 @@ describe("security: answers keep the order of the requests on one connection (No
   });
 
   it("a client that sends no body after its refused Expect: what it writes next is never read as a request", async () => {
-    const site = await origin();
-    const cache = await herdless(site.url);
-    cleanup.push(() => cache.close());
-    const text = await pipelined(
-      cache.base,
+    const { site, text } = await sentBehindSlow(
       SLOW +
         "POST /form HTTP/1.1\r\nHost: shop.test\r\nExpect: x-attack\r\nContent-Length: 10\r\n\r\n" +
         "GET /next HTTP/1.1\r\nHost: shop.test\r\n\r\n",
-      site.slowArrived,
-      site.release,
     );
     expect(answers(text).map((a) => a.status)).toEqual([200, 417]);
     expect(site.seen).toEqual(["GET /slow"]);
