@@ -36,7 +36,15 @@ interface Parts {
   filler: KeyCoordinator;
   store: DurableObjectStore;
   backoff: DurableObjectBackoffStore;
+  leases: WriteBehindLeases;
   clock: Clock;
+}
+
+/** What the object's parts are built with: the defaults, or what a test gave (its test hooks). */
+interface Setup {
+  clock?: Clock;
+  config?: Config;
+  guardName?: string;
 }
 
 /**
@@ -57,12 +65,22 @@ interface Parts {
  * the whole deployment, which survives eviction. An alarm deletes entries past their
  * `deleteAt` and backoff records past their `forgetAt`.
  *
+ * Every distinct URL ever asked for has an object: once its key keeps nothing (no entry, no
+ * backoff, no lease; after the alarm, or a flight that stored nothing) the object drops its
+ * whole storage ({@link freeIfIdle}), tables and alarm included. Empty tables alone kept
+ * ~12-24 KB per URL, billed monthly, forever: an attacker's million distinct URLs, ~20 GB.
+ *
  * @example
  * const stub = env.COORDINATOR.get(env.COORDINATOR.idFromName(request.primary));
  * const result = await stub.fill(request);
  */
 export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   private parts: Parts | undefined;
+  private setup: Setup = {};
+  /** fill and invalidate calls running: storage is never dropped under one. */
+  private calls = 0;
+  /** A {@link freeIfIdle} came while a call ran: the last call to end asks again. */
+  private freeWanted = false;
   /** Background refreshes started by the filler; kept so the object has work pending. */
   private readonly pending = new Set<Promise<unknown>>();
   /** The entry and lease writes that follow an origin answer, made after the answer left (see AfterAnswer). */
@@ -72,12 +90,15 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
 
   /** The key's {@link KeyCoordinator.fill}, its large bodies streamed beside the answer (see fill-wire.ts). */
   async fill(request: FillRequest): Promise<WireFillResult> {
-    const { filler, store, backoff } = this.build();
-    const result = await filler.fill(request);
-    // The caller that wrote the entry schedules its cleanup (not each caller that joined it),
-    // after answering: an alarm read and write need not delay the answer.
-    if (result.kind === "entry" && result.stored && !result.collapsed) this.keep(this.scheduleCleanup(store, backoff));
-    return toWire(result);
+    return this.running(async () => {
+      const { filler, store, backoff } = this.build();
+      const result = await filler.fill(request);
+      // The caller that wrote the entry schedules its cleanup (not each caller that joined it),
+      // after answering: an alarm read and write need not delay the answer.
+      if (result.kind === "entry" && result.stored && !result.collapsed)
+        this.keep(this.scheduleCleanup(store, backoff));
+      return toWire(result);
+    });
   }
 
   /**
@@ -88,14 +109,16 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
    * key, which an edge copying a streamed body reads (lookup.ts invalidatedWhileAsked).
    */
   async invalidate(primary: string, headers: [string, string][]): Promise<void> {
-    this.later.flush();
-    const { filler, store, backoff } = this.build();
-    store.deleteAll();
-    await filler.invalidate(primary, headers);
-    this.keep(this.scheduleCleanup(store, backoff));
+    await this.running(async () => {
+      this.later.flush();
+      const { filler, store, backoff } = this.build();
+      store.deleteAll();
+      await filler.invalidate(primary, headers);
+      this.keep(this.scheduleCleanup(store, backoff));
+    });
   }
 
-  /** Deletes expired entries, then sleeps until the next one expires. */
+  /** Deletes expired entries, then sleeps until the next one expires, or frees the storage if none is left. */
   override async alarm(): Promise<void> {
     this.later.flush();
     this.alarmAt = null;
@@ -105,6 +128,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
     const next = nextCleanup(store, backoff);
     // Never a tight loop, whatever the clock says.
     if (next !== undefined) await this.setAlarm(alarmAt(Math.max(next, clock.now() + 1_000), clock.now()));
+    else await this.freeIfIdle();
   }
 
   /**
@@ -115,11 +139,8 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
     return {
       use: (options) => {
         this.later.flush();
-        this.parts = this.assemble(
-          options.clock ?? systemClock,
-          options.config ?? configFromEnv(this.env),
-          options.guardName,
-        );
+        this.setup = options;
+        this.parts = this.assemble();
       },
       settled: async () => {
         while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
@@ -128,11 +149,12 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   }
 
   private build(): Parts {
-    this.parts ??= this.assemble(systemClock, configFromEnv(this.env));
+    this.parts ??= this.assemble();
     return this.parts;
   }
 
-  private assemble(clock: Clock, config: Config, guardName?: string): Parts {
+  private assemble(): Parts {
+    const { clock = systemClock, config = configFromEnv(this.env), guardName } = this.setup;
     // Every part makes its tables through this one list, read once per instance.
     const tables = SqlTables.ofObject(this.ctx.storage);
     const stored = new DurableObjectStore(this.ctx.storage, clock, {
@@ -141,11 +163,15 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
     });
     // In the key's own object, so the backoff holds in every data center and outlives eviction.
     const backoff = new DurableObjectBackoffStore(this.ctx.storage, clock, tables);
+    // After each release: a flight that stored nothing may have left the key with nothing.
+    const leases = new WriteBehindLeases(new StorageLeaseManager(this.ctx.storage, clock, tables), this.later, () =>
+      this.keep(this.freeIfIdle()),
+    );
     const filler = new KeyCoordinator({
       config,
       clock,
       store: new WriteBehindStore(stored, this.later),
-      leases: new WriteBehindLeases(new StorageLeaseManager(this.ctx.storage, clock, tables), this.later),
+      leases,
       backoff: {
         get: (key) => backoff.get(key),
         delete: (key) => backoff.delete(key),
@@ -171,7 +197,47 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
       // A streamed body is stored after fill() returned: schedule its cleanup then.
       onStored: () => this.keep(this.scheduleCleanup(stored, backoff)),
     });
-    return { filler, store: stored, backoff, clock };
+    return { filler, store: stored, backoff, leases, clock };
+  }
+
+  /** Runs a call of the object's RPC, counted in {@link calls}. */
+  private async running<T>(call: () => Promise<T>): Promise<T> {
+    this.calls++;
+    try {
+      return await call();
+    } finally {
+      if (--this.calls === 0 && this.freeWanted) {
+        this.freeWanted = false;
+        this.keep(this.freeIfIdle());
+      }
+    }
+  }
+
+  /**
+   * Drops the object's whole storage (`deleteAll`: its tables, and with a compatibility date
+   * from 2026-02-24 its alarm) once the key keeps nothing: no entry or invalidation mark, no
+   * backoff record, no lease out or live, and the clock past the last fencing token (so a
+   * token issued after is still above it). The parts are built anew on the next call, as in
+   * a new object: their lists of tables said tables that are gone. Asked after the writes
+   * that follow the answer, never while a call runs here.
+   */
+  private async freeIfIdle(): Promise<void> {
+    await new Promise<void>((resolve) => this.later.defer(resolve));
+    if (this.calls > 0) {
+      this.freeWanted = true;
+      return;
+    }
+    const parts = this.parts;
+    if (!parts || nextCleanup(parts.store, parts.backoff) !== undefined) return;
+    const quietFrom = parts.leases.quietFrom();
+    if (quietFrom === undefined) return;
+    const now = parts.clock.now();
+    // Tokens issued ahead of the clock (a burst), or a dead holder's live lease: look again then.
+    if (quietFrom > now) return this.wakeBy(alarmAt(Math.max(quietFrom, now + 1_000), now));
+    const deleted = this.ctx.storage.deleteAll();
+    this.parts = undefined;
+    this.alarmAt = null;
+    await deleted;
   }
 
   private keep(work: Promise<unknown>): void {
@@ -188,9 +254,12 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   private async scheduleCleanup(store: DurableObjectStore, backoff: DurableObjectBackoffStore): Promise<void> {
     await new Promise<void>((resolve) => this.later.defer(resolve));
     const next = nextCleanup(store, backoff);
-    if (next === undefined) return;
+    if (next !== undefined) await this.wakeBy(alarmAt(next, this.build().clock.now()));
+  }
+
+  /** Sets the alarm for `at` unless one is due before. The alarm is read once per instance. */
+  private async wakeBy(at: number): Promise<void> {
     this.alarmAt ??= await this.ctx.storage.getAlarm();
-    const at = alarmAt(next, this.build().clock.now());
     if (this.alarmAt === null || this.alarmAt > at) await this.setAlarm(at);
   }
 

@@ -36,6 +36,8 @@ export interface LeaseRecord {
 export class StorageLeaseManager implements LeaseManager {
   /** Made by the first acquire (see SqlTables). */
   private readonly tables: SqlTables;
+  /** The last token this instance issued: a lease released unwritten (WriteBehindLeases) left none in storage. */
+  private issued = 0;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -65,7 +67,8 @@ export class StorageLeaseManager implements LeaseManager {
     const now = this.clock.now();
     const current = this.read(key);
     if (current && now < current.expiresAt) return undefined;
-    const token = Math.max((this.lastToken() ?? 0) + 1, now);
+    const token = Math.max((this.lastToken() ?? 0) + 1, this.issued + 1, now);
+    this.issued = token;
     const lease = { key, token, expiresAt: now + ttlMs };
     const write = () =>
       this.storage.transactionSync(() => {
@@ -128,6 +131,26 @@ export class StorageLeaseManager implements LeaseManager {
     });
   }
 
+  /**
+   * From when this storage keeps nothing a later holder needs: no live lease, and the clock
+   * past every token issued (a token issued afterwards is then `now`, above them all; see
+   * forgetCounterIfPast). The key's object may then drop its storage (storage.deleteAll).
+   */
+  quietFrom(): number {
+    const now = this.clock.now();
+    const lastToken = Math.max(this.lastToken() ?? 0, this.issued);
+    const live = this.tables.has("herdless_leases")
+      ? this.storage.sql
+          .exec<{ at: number | null }>(
+            "SELECT MAX(expires_at) AS at FROM herdless_leases WHERE key <> ? AND expires_at > ?",
+            COUNTER_KEY,
+            now,
+          )
+          .toArray()[0]?.at
+      : undefined;
+    return Math.max(lastToken + 1, live ?? 0);
+  }
+
   /** The live lease on `key`, if any. */
   current(key: string): LeaseRecord | undefined {
     const record = this.read(key);
@@ -148,9 +171,10 @@ export class StorageLeaseManager implements LeaseManager {
 
   /**
    * Deletes the token counter once no lease is held and the clock is past the last token:
-   * the next token is then `now`, above every token issued, so the counter is not needed,
-   * and an object whose key went quiet keeps no storage for it (one object per key ever
-   * seen would otherwise keep a row each, forever).
+   * the next token is then `now`, above every token issued, so the counter is not needed
+   * (one object per key ever seen would otherwise keep a row each, forever). The empty table
+   * goes with the rest of the object's storage once the key keeps nothing at all (see
+   * {@link quietFrom} and KeyCoordinatorObject's freeIfIdle).
    */
   private forgetCounterIfPast(now: number): void {
     const last = this.lastToken();
