@@ -33,6 +33,7 @@ export interface CoordinatorTestHooks {
 
 /** What one object runs; rebuilt only by the test hooks. */
 interface Parts {
+  tables: SqlTables;
   filler: KeyCoordinator;
   store: DurableObjectStore;
   backoff: DurableObjectBackoffStore;
@@ -81,6 +82,8 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   private calls = 0;
   /** A {@link freeIfIdle} came while a call ran: the last call to end asks again. */
   private freeWanted = false;
+  /** When this instance last dropped its storage. */
+  private freedAt: number | undefined;
   /** Background refreshes started by the filler; kept so the object has work pending. */
   private readonly pending = new Set<Promise<unknown>>();
   /** The entry and lease writes that follow an origin answer, made after the answer left (see AfterAnswer). */
@@ -197,7 +200,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
       // A streamed body is stored after fill() returned: schedule its cleanup then.
       onStored: () => this.keep(this.scheduleCleanup(stored, backoff)),
     });
-    return { filler, store: stored, backoff, leases, clock };
+    return { tables, filler, store: stored, backoff, leases, clock };
   }
 
   /** Runs a call of the object's RPC, counted in {@link calls}. */
@@ -220,6 +223,11 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
    * token issued after is still above it). The parts are built anew on the next call, as in
    * a new object: their lists of tables said tables that are gone. Asked after the writes
    * that follow the answer, never while a call runs here.
+   *
+   * A key whose storage went and came back within {@link REFREE_AFTER_MS} (a page answered
+   * `no-store` again and again: each fill makes the lease table anew, 3 rows written) is
+   * freed by an alarm then instead: at most once per that time while its traffic lasts,
+   * where every fill would have paid for the table. A key seen once is freed at once.
    */
   private async freeIfIdle(): Promise<void> {
     await new Promise<void>((resolve) => this.later.defer(resolve));
@@ -228,12 +236,16 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
       return;
     }
     const parts = this.parts;
-    if (!parts || nextCleanup(parts.store, parts.backoff) !== undefined) return;
+    // No table, nothing stored (an alarm is only ever set beside an entry or a record): a refused miss's object.
+    if (!parts || parts.tables.none() || nextCleanup(parts.store, parts.backoff) !== undefined) return;
     const quietFrom = parts.leases.quietFrom();
     if (quietFrom === undefined) return;
     const now = parts.clock.now();
     // Tokens issued ahead of the clock (a burst), or a dead holder's live lease: look again then.
     if (quietFrom > now) return this.wakeBy(alarmAt(Math.max(quietFrom, now + 1_000), now));
+    if (this.freedAt !== undefined && now < this.freedAt + REFREE_AFTER_MS)
+      return this.wakeBy(this.freedAt + REFREE_AFTER_MS);
+    this.freedAt = now;
     const deleted = this.ctx.storage.deleteAll();
     this.parts = undefined;
     this.alarmAt = null;
@@ -268,6 +280,9 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
     await this.ctx.storage.setAlarm(at);
   }
 }
+
+/** How soon a key's object drops its storage again after it did (see freeIfIdle). */
+const REFREE_AFTER_MS = 60_000;
 
 /** The next instant the object has something to delete: an entry past its deleteAt, a forgotten backoff. */
 function nextCleanup(store: DurableObjectStore, backoff: DurableObjectBackoffStore): number | undefined {

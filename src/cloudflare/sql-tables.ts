@@ -39,6 +39,11 @@ export class SqlTables {
     return tables;
   }
 
+  /** Whether the database has no table at all; false unless this instance is the whole object's. */
+  none(): boolean {
+    return this.complete && this.existing.size === 0;
+  }
+
   has(name: string): boolean {
     if (this.existing.has(name)) return true;
     if (this.complete) return false;

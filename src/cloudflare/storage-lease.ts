@@ -138,7 +138,8 @@ export class StorageLeaseManager implements LeaseManager {
    */
   quietFrom(): number {
     const now = this.clock.now();
-    const lastToken = Math.max(this.lastToken() ?? 0, this.issued);
+    // Only the tokens in storage: one issued here and never written was never used.
+    const lastToken = this.lastToken() ?? 0;
     const live = this.tables.has("herdless_leases")
       ? this.storage.sql
           .exec<{ at: number | null }>(

@@ -71,6 +71,37 @@ describe("a key's object keeps no storage once its key keeps nothing", () => {
     for (const path of paths) expect(await kept(coordinatorOf(testEnv, path))).toEqual(NOTHING);
     expect(await origin.count()).toBe(3);
   });
+
+  it("a no-store page asked again and again makes its table at most once a minute, not on every fill", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "no-store" } });
+    // Real time, so fencing tokens fall behind the clock, and a minute that passes when told.
+    let skippedMs = 0;
+    const clock = { now: () => Date.now() + skippedMs };
+    const testEnv = edgeEnv(origin.url);
+    await useInCoordinators(testEnv, ["/dyn"], clock);
+    const stub = coordinatorOf(testEnv, "/dyn");
+    // A data center of its own each time: an isolate that saw the page uncacheable sends the next straight to the origin.
+    const fill = async () => {
+      const answer = await dataCenter(`idle-${crypto.randomUUID()}`, testEnv, clock).get("/dyn");
+      expect(answer.cacheStatus).toMatch(/detail=uncacheable$/);
+      await settle([answer], testEnv, ["/dyn"]);
+    };
+    const before = clock.now();
+    await fill();
+    const after = clock.now();
+    expect(await kept(stub)).toEqual(NOTHING);
+    await fill();
+    await fill();
+    // Kept since: the alarm frees it a minute after it was last freed.
+    const { tables, alarm } = await kept(stub);
+    expect(tables).toContain("herdless_leases");
+    expect(alarm).toBeGreaterThanOrEqual(before + 60_000);
+    expect(alarm).toBeLessThanOrEqual(after + 60_000);
+    skippedMs = 60_000;
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await kept(stub)).toEqual(NOTHING);
+    expect(await origin.count()).toBe(3);
+  });
 });
 
 describe("a miss refused while the breaker is open writes nothing in its key's object", () => {
