@@ -31,7 +31,7 @@ export interface CoordinatorTestHooks {
   settled(): Promise<void>;
 }
 
-/** What one object runs; rebuilt only by the test hooks. */
+/** What one object runs; rebuilt by the test hooks, and after the object dropped its storage (freeIfIdle). */
 interface Parts {
   tables: SqlTables;
   filler: KeyCoordinator;
