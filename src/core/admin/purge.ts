@@ -70,12 +70,12 @@ function coveringPurge(
  * from its prototype: a page tagged `constructor` read as purged on every request, never a
  * hit, each request one more origin request (a blog tag, a search term the origin tags by).
  */
-function markOf(marks: Record<string, PurgeMark>, name: string): PurgeMark | undefined {
+export function markOf(marks: Record<string, PurgeMark>, name: string): PurgeMark | undefined {
   return Object.hasOwn(marks, name) ? marks[name] : undefined;
 }
 
 /** Sets `name`'s mark as an own field: `marks["__proto__"] = mark` would set the prototype, the purge lost. */
-function setMark(marks: Record<string, PurgeMark>, name: string, mark: PurgeMark): void {
+export function setMark(marks: Record<string, PurgeMark>, name: string, mark: PurgeMark): void {
   Object.defineProperty(marks, name, { value: mark, enumerable: true, writable: true, configurable: true });
 }
 
@@ -139,7 +139,7 @@ const MARK_WEIGHT = 32;
  * purged stays purged (with whatever else was stored before that instant: a revalidation
  * more, never a purged copy served). The fold is soft only when every mark it takes is.
  */
-function bounded(snapshot: PurgeSnapshot): PurgeSnapshot {
+export function bounded(snapshot: PurgeSnapshot): PurgeSnapshot {
   const marks = [
     ...Object.entries(snapshot.keys).map(([name, mark]) => ({ name, mark, tag: false })),
     ...Object.entries(snapshot.tags).map(([name, mark]) => ({ name, mark, tag: true })),
@@ -170,7 +170,7 @@ function bounded(snapshot: PurgeSnapshot): PurgeSnapshot {
 }
 
 /** Marks older than every entry still stored cover nothing; dropping them bounds the snapshot. */
-function prune(snapshot: PurgeSnapshot, before: number): PurgeSnapshot {
+export function prune(snapshot: PurgeSnapshot, before: number): PurgeSnapshot {
   const keep = (marks: Record<string, PurgeMark>) =>
     Object.fromEntries(Object.entries(marks).filter(([, m]) => m.at >= before));
   return { ...snapshot, keys: keep(snapshot.keys), tags: keep(snapshot.tags) };

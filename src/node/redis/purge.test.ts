@@ -130,6 +130,41 @@ describe("Redis purge registry", () => {
     await Promise.all(members.map((m) => m.close()));
   });
 
+  it("attack: Redis loses a purge and another process purges before the first reads again: neither purge is lost, nor confirmed before both hold it", async () => {
+    const x = "GET https://a.test/x";
+    const z = "GET https://a.test/z";
+    const a = await member("p10:");
+    await a.registry.purge({ urls: ["https://a.test/x"] });
+    // A reads once more (its timer, a third of the bound): it records that it holds the list with X.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A's event loop is busy: it does not read again until the end of the attack.
+    a.registry.stop();
+    const wipe = await redis.connect();
+    await wipe.run("wipe", (client) => client.del("p10:purges"));
+    // B joins behind the loss, and purges Z: Redis's list is again at A's version number.
+    const b = await member("p10:");
+    let answered = false;
+    const purgeZ = b.registry.purge({ urls: ["https://a.test/z"] }).then(() => (answered = true));
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(answered).toBe(false);
+    // A's loop is back: past its bound, the next request reads the list first.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    const seenByA = await a.registry.current();
+    expect(seenByA.keys[x]?.soft).toBe(false);
+    expect(seenByA.keys[z]?.soft).toBe(false);
+    await a.registry.start();
+    await purgeZ;
+    // B learns X back within its bound, and Redis holds both.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const seenByB = await b.registry.current();
+    expect(seenByB.keys[x]?.soft).toBe(false);
+    expect(seenByB.keys[z]?.soft).toBe(false);
+    const [, , json] = await wipe.run("read", (client) => client.hmget("p10:purges", "version", "token", "snapshot"));
+    expect(Object.keys((JSON.parse(json!) as { keys: object }).keys).sort()).toEqual([x, z]);
+    await wipe.close();
+    await Promise.all([a, b].map((m) => m.close()));
+  });
+
   it("fails clearly when Redis is unreachable", async () => {
     const connection = new RedisConnection({ url: "redis://127.0.0.1:1" });
     const registry = new RedisPurgeRegistry({
