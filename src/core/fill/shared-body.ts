@@ -1,13 +1,12 @@
 import { HerdlessError } from "../errors.ts";
 import { EventLoopTurns, wakeOrTimer } from "../http/event-loop-turns.ts";
 import { FillClaim } from "../store/fill-budget.ts";
-import { complete, joined } from "./kept-chunks.ts";
+import { complete, joined, type CompleteBody } from "./kept-chunks.ts";
 import { Laggards, type WatchedReader } from "./laggards.ts";
 
 /** How one shared body ended. */
 export type SharedBodyEnd =
-  /** Every byte arrived (and as many as declared); `body` is the whole of it, to store. */
-  | { kind: "complete"; body: Uint8Array }
+  | CompleteBody
   /** Every byte arrived, but the body passed `keepBytes` or the fill budget: it was streamed, not kept. */
   | { kind: "too-large"; bytes: number }
   /** The origin failed mid-body or sent fewer bytes than declared. */
