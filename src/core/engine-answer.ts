@@ -109,7 +109,7 @@ export async function heldAnswer(
   from: AnswerOrigin,
 ): Promise<EngineResponse> {
   // Written out rather than through guard `held`: one await frame less for each waiting request.
-  const leave = waiting ? waiting.enter() : undefined;
+  const leave = waiting ? waiting.take() : undefined;
   if (waiting && !leave) return answerFill(ctx, request, waitingFull(waiting.limit), from);
   try {
     const result = await filling();

@@ -1,3 +1,4 @@
+import { Places } from "../places.ts";
 import type { FillResult } from "../fill/coordinator.ts";
 
 /**
@@ -11,28 +12,12 @@ import type { FillResult } from "../fill/coordinator.ts";
  *
  * @example
  * const waiting = new WaitingRequests(2_000);
- * const leave = waiting.enter(); // undefined: full
+ * const leave = waiting.take(); // undefined: full
  * leave?.(); // once the request has its answer
  */
-export class WaitingRequests {
-  private held = 0;
-  constructor(readonly limit: number) {}
-
-  /** A place, or undefined when every one is taken; the function returned gives it back (once). */
-  enter(): (() => void) | undefined {
-    if (this.held >= this.limit) return undefined;
-    this.held++;
-    let left = false;
-    return () => {
-      if (left) return;
-      left = true;
-      this.held--;
-    };
-  }
-
-  /** How many requests wait now. */
-  get size(): number {
-    return this.held;
+export class WaitingRequests extends Places {
+  constructor(readonly limit: number) {
+    super(() => limit);
   }
 }
 
@@ -50,7 +35,7 @@ export function held<T>(
   refused: (limit: number) => Promise<T>,
 ): Promise<T> {
   if (!waiting) return wait();
-  const leave = waiting.enter();
+  const leave = waiting.take();
   if (!leave) return refused(waiting.limit);
   let waited: Promise<T>;
   try {

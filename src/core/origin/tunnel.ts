@@ -1,3 +1,4 @@
+import { Places } from "../places.ts";
 import { isAdminPath } from "../admin/admin-path.ts";
 import type { CacheStatus } from "../http/cache-status.ts";
 import type { Config } from "../config.ts";
@@ -35,22 +36,7 @@ export function opensTunnel(config: Config, method: string, pathname: string, he
  * const free = slots.take(); // undefined: all taken
  * free?.(); // when the tunnel has closed
  */
-export class TunnelSlots {
-  private taken = 0;
-  constructor(private readonly cap: () => number) {}
-
-  /** A slot, or undefined when every one is taken; the function returned frees it (once). */
-  take(): (() => void) | undefined {
-    if (this.taken >= this.cap()) return undefined;
-    this.taken++;
-    let freed = false;
-    return () => {
-      if (freed) return;
-      freed = true;
-      this.taken--;
-    };
-  }
-}
+export class TunnelSlots extends Places {}
 
 /**
  * How a WebSocket handshake ended:
