@@ -47,12 +47,14 @@ describe("the default cap on client connections", () => {
   it("is the operator's server.maxConnections when set, with a warning when the open-file limit cannot hold it", () => {
     const lines: string[] = [];
     const logger = jsonLogger("warn", (line) => lines.push(line));
-    expect(capConnections(createServer(), stack({}, { maxConnections: 500 }), logger, { fileLimit: 20_000 })).toBe(500);
-    expect(lines).toEqual([]);
-    expect(capConnections(createServer(), stack(), logger, { fileLimit: 20_000 })).toBe(18_856);
-    expect(capConnections(createServer(), stack({}, { maxConnections: 19_000 }), logger, { fileLimit: 20_000 })).toBe(
-      19_000,
+    expect(capConnections(createServer(), stack({}, { maxConnections: 500 }), logger, { fileLimit: 20_000 }).max).toBe(
+      500,
     );
+    expect(lines).toEqual([]);
+    expect(capConnections(createServer(), stack(), logger, { fileLimit: 20_000 }).max).toBe(18_856);
+    expect(
+      capConnections(createServer(), stack({}, { maxConnections: 19_000 }), logger, { fileLimit: 20_000 }).max,
+    ).toBe(19_000);
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0]!)).toMatchObject({
       level: "warn",

@@ -88,14 +88,15 @@ export interface CapSources {
  * sockets would keep every visitor out.
  *
  * @example
- * const maxConnections = capConnections(server, stack, logger);
+ * const cap = capConnections(server, stack, logger);
+ * server.on("request", (req, res) => { handler(req, res); cap.answered(req, res); });
  */
 export function capConnections(
   server: Server,
   stack: Pick<Stack, "config" | "clock">,
   logger: Logger,
   sources: CapSources = {},
-): number {
+): ConnectionCap {
   const { config, clock } = stack;
   const fileLimit = "fileLimit" in sources ? sources.fileLimit : openFileLimit();
   const max = config.server.maxConnections ?? derivedMaxConnections(config, fileLimit);
@@ -106,8 +107,19 @@ export function capConnections(
       openFileLimit: fileLimit,
       fits,
     });
-  trackConnections(server, max, clock, pressureLog(max, logger, clock));
-  return max;
+  const answered = trackConnections(server, max, clock, pressureLog(max, logger, clock));
+  return { max, answered };
+}
+
+/** The cap {@link capConnections} put on a server. */
+export interface ConnectionCap {
+  max: number;
+  /**
+   * Called by the server's request listener after the handler, for every request: its
+   * connection is quiet once the answer is written. One listener, not a second one on
+   * 'request': an event with two listeners copies its listener list on every emit.
+   */
+  answered(req: IncomingMessage, res: ServerResponse): void;
 }
 
 /** A connection as the cap sees it. */
@@ -120,7 +132,12 @@ interface Tracked {
   stall?: { waiting: number; since: number };
 }
 
-function trackConnections(server: Server, max: number, clock: Clock, pressure: (closed: Closed) => void): void {
+function trackConnections(
+  server: Server,
+  max: number,
+  clock: Clock,
+  pressure: (closed: Closed) => void,
+): ConnectionCap["answered"] {
   const open = new Map<ServedSocket, Tracked>();
   let order = 0;
   const quieted = (socket: ServedSocket) => {
@@ -142,11 +159,11 @@ function trackConnections(server: Server, max: number, clock: Clock, pressure: (
     open.delete(socket);
     socket.destroy();
   });
-  // A request answered before the listeners return (a hit) is quiet now; another when its answer ends.
-  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+  // A request answered before the listener returns (a hit) is quiet now; another when its answer ends.
+  return (req, res) => {
     if (res.writableEnded) quieted(req.socket);
     else res.once("close", () => quieted(req.socket));
-  });
+  };
 }
 
 type Quiet = "idle" | "stalled" | "unfinished";

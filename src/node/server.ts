@@ -66,7 +66,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const pipelined = pipelineBound();
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused by the handler, with a 400 naming
   // it (missingHostRefusal); node:http's own is an empty 400.
-  const server = createServer({ keepAliveTimeout: 65_000, requireHostHeader: false }, (req, res) => {
+  const server = createServer({ keepAliveTimeout: 65_000, requireHostHeader: false });
+  const cap = capConnections(server, stack, logger);
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     // Behind an answer that closes the connection: never started (stopRequests).
     if (requestsStopped(req.socket)) return;
     // Once closing, every answer ends its connection, so keep-alive clients go elsewhere.
@@ -76,12 +78,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
     handler(req, res);
     pipelined(req, res);
+    cap.answered(req, res);
   });
   // Every field of a request is counted: node:http keeps the first 2,000 and drops the rest
   // unheard, so a Cookie or Authorization after them went unseen and unsent. The handler
   // refuses such a request (fieldCountRefusal), which it can only tell when it sees them all.
   server.maxHeadersCount = 0;
-  const maxConnections = capConnections(server, stack, logger);
   // WebSockets pass through to the origin; every other upgrade is answered as if never asked.
   const tunnels = tunnelUpgrades(server, stack, logger, () => closing !== undefined);
   // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
@@ -115,7 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     url,
     port,
     server,
-    maxConnections,
+    maxConnections: cap.max,
     close: () =>
       (closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
