@@ -105,7 +105,7 @@ function isShed(outcome: Outcome): boolean {
   return (
     outcome.status === 503 &&
     outcome.retryAfter &&
-    /detail=(breaker-open|queue-full|queue-timeout)/.test(outcome.cacheStatus)
+    /detail=(breaker-open|queue-full|queue-timeout|waiting-full)/.test(outcome.cacheStatus)
   );
 }
 
