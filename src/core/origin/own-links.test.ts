@@ -14,6 +14,16 @@ describe("ownLinksRewritten (nginx's proxy_redirect default)", () => {
     expect(at("http://origin.test/a", "http://ORIGIN.test:80/")).toBe("https://shop.test/a");
   });
 
+  it("a backslash reads as browsers read it: it ends the authority, and the origin's own URL so spelled is rewritten too", () => {
+    // A browser follows `http://10.0.0.5:8080\@evil.test/` to 10.0.0.5, path /@evil.test/: so does the rewrite.
+    expect(at("http://10.0.0.5:8080\\@evil.test/", "http://10.0.0.5:8080/")).toBe("https://shop.test/@evil.test/");
+    expect(at("http:\\\\10.0.0.5:8080\\app\\a\\b")).toBe("https://shop.test/a\\b");
+    expect(at("\\\\10.0.0.5:8080/app/a")).toBe("https://shop.test/a");
+    // Another host, however spelled, is left as sent.
+    for (const value of ["http://evil.test\\@10.0.0.5:8080/app/a", "\\\\evil.test/app/a"])
+      expect(at(value), value).toBe(value);
+  });
+
   it("relative references, other hosts, ports, schemes and paths outside origin.url's are left as sent", () => {
     for (const value of [
       "/app/login",

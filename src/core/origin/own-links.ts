@@ -1,8 +1,12 @@
 /** The response fields that name a URL an origin may build from the `Host` it was sent (`Refresh`: in its `url=`). */
 const LINK_FIELDS = new Set(["location", "content-location", "refresh"]);
 
-/** The scheme and authority of an absolute (`http://h/…`) or network-path (`//h/…`) reference. */
-const ABSOLUTE = /^(?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\/[^/?#]*/;
+/**
+ * The scheme and authority of an absolute (`http://h/…`) or network-path (`//h/…`) reference,
+ * read as browsers read an http(s) URL (WHATWG URL): a `\` is a `/` there, so `http:\\h\p`
+ * and `//h\@evil/` name the host `h`.
+ */
+const ABSOLUTE = /^(?:[A-Za-z][A-Za-z0-9+.-]*:)?[/\\]{2}[^/?#\\]*/;
 
 /**
  * nginx's `proxy_redirect default`: a `Location`, `Content-Location` or `Refresh` that names the origin's
@@ -47,9 +51,11 @@ function publicLink(value: string, ownOrigin: string, base: string, publicOrigin
     return undefined; // Not a URL a client could follow either: passed on as sent.
   }
   if (named.origin !== ownOrigin) return undefined;
-  const rest = value.slice(authority.length);
+  // The `\` that ends the authority is the path's `/` (written as `/`: a client that reads
+  // URLs by RFC 3986, as curl does, took `https://shop.test\@evil/` for the host `evil`).
+  const rest = value.slice(authority.length).replace(/^\\/, "/");
   if (!rest.startsWith(base)) return undefined;
-  const after = rest.slice(base.length);
+  const after = rest.slice(base.length).replace(/^\\/, "/");
   // `/app` is not under `/ap`: the prefix ends where the origin's path does, or at a segment.
   if (after !== "" && !/^[/?#]/.test(after)) return undefined;
   return publicOrigin + (after.startsWith("/") ? after : `/${after}`);
