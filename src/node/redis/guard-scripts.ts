@@ -8,6 +8,7 @@ import {
 import type { Config } from "../../core/config.ts";
 import type { GuardSnapshot, OriginOutcome, Priority } from "../../core/guard/origin-guard.ts";
 import { LuaScript, type RedisClient } from "./connection.ts";
+import { EPOCH_LUA, type EpochKeys, type FleetEpoch } from "./guard-epoch.ts";
 
 /*
  * The fleet guard's atomic steps: breaker.ts's transitions, re-stated in Lua so that a
@@ -35,12 +36,14 @@ end
 
 /**
  * breaker.ts `admit` plus a slot, in one step. KEYS[1] permits (zset: id → expiresAt),
- * KEYS[2] breaker. ARGV: now, id, expiresAt, limit (for this priority), maxConcurrency,
- * probeTimeoutMs, owner (the caller's permit id prefix). Returns {1} granted, {2} granted as
- * the probe, {0} no slot under `limit`, {-1, retryAfterMs} refused by the breaker; the third
- * element is how many live permits other processes hold. The probe needs a free slot like any call.
+ * KEYS[2] breaker, KEYS[3] epoch (guard-epoch.ts). ARGV: now, id, expiresAt, limit (for this
+ * priority), maxConcurrency, probeTimeoutMs, owner (the caller's permit id prefix), then
+ * known, fresh, graceMs (epochOf). Returns {1} granted, {2} granted as the probe, {0} no slot
+ * under `limit` (or none yet: Redis lost its data and the holders are writing theirs back),
+ * {-1, retryAfterMs} refused by the breaker; the third element is how many live permits other
+ * processes hold, the fourth the epoch token. The probe needs a free slot like any call.
  */
-const ACQUIRE = new LuaScript(`${BREAKER_LUA}
+const ACQUIRE = new LuaScript(`${BREAKER_LUA}${EPOCH_LUA}
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -48,20 +51,22 @@ local held, others = #ids, 0
 for _, id in ipairs(ids) do
   if string.sub(id, 1, #ARGV[7]) ~= ARGV[7] then others = others + 1 end
 end
+local token, graceUntil = epochOf(KEYS[3], now, ARGV[8], ARGV[9], tonumber(ARGV[10]))
+if now < graceUntil then return {0, 0, others, token} end
 local b = readBreaker(KEYS[2])
 if b.state == 'closed' then
-  if held >= tonumber(ARGV[4]) then return {0, 0, others} end
+  if held >= tonumber(ARGV[4]) then return {0, 0, others, token} end
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-  return {1, 0, others}
+  return {1, 0, others, token}
 end
 local due = b.nextProbeAt
 if b.state == 'half-open' then due = b.probeExpiresAt end
-if now < due then return {-1, due - now, others} end
-if held >= tonumber(ARGV[5]) then return {-1, 0, others} end
+if now < due then return {-1, due - now, others, token} end
+if held >= tonumber(ARGV[5]) then return {-1, 0, others, token} end
 b.state, b.probeExpiresAt, b.probeId = 'half-open', now + tonumber(ARGV[6]), ARGV[2]
 writeBreaker(KEYS[2], b)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-return {2, 0, others}
+return {2, 0, others, token}
 `);
 
 /**
@@ -140,9 +145,8 @@ writeBreaker(KEYS[2], b)
 return b.state
 `);
 
-/** The guard's two keys, in one slot (hash tag `{guard}`). */
-export interface GuardKeys {
-  permits: string;
+/** The guard's keys, in one slot (hash tag `{guard}`). */
+export interface GuardKeys extends EpochKeys {
   breaker: string;
 }
 
@@ -158,16 +162,19 @@ export type Attempt = { others: number } & (
 export async function acquirePermit(
   client: RedisClient,
   keys: GuardKeys,
-  p: { owner: string; id: string; now: number; expiresAt: number; priority: Priority },
+  p: { owner: string; id: string; now: number; expiresAt: number; priority: Priority; epoch: FleetEpoch },
   { maxConcurrency, timeoutMs }: Pick<Config["origin"], "maxConcurrency" | "timeoutMs">,
 ): Promise<Attempt> {
   const limit = p.priority === "foreground" ? maxConcurrency : Math.max(1, maxConcurrency - 1);
+  const [, known, fresh, graceMs] = p.epoch.args(p.now);
   const reply = await ACQUIRE.run(
     client,
-    [keys.permits, keys.breaker],
-    [p.now, p.id, p.expiresAt, limit, maxConcurrency, timeoutMs, p.owner],
+    [keys.permits, keys.breaker, keys.epoch],
+    [p.now, p.id, p.expiresAt, limit, maxConcurrency, timeoutMs, p.owner, known, fresh, graceMs],
   );
-  const [code, retryAfterMs, others] = Array.isArray(reply) ? reply.map(Number) : [];
+  const parts: unknown[] = Array.isArray(reply) ? reply : [];
+  p.epoch.saw(parts[3]);
+  const [code, retryAfterMs, others] = parts.slice(0, 3).map(Number);
   const seen = { others: others ?? 0 };
   if (code === 1 || code === 2) return { ...seen, kind: "granted", id: p.id, probe: code === 2 };
   if (code === -1) return { ...seen, kind: "refused", retryAfterMs: retryAfterMs ?? 0 };
@@ -227,22 +234,4 @@ function parseBreaker(raw: string | null): BreakerRecord {
   } catch {
     return closedBreaker();
   }
-}
-
-/**
- * Extends a permit's lease. KEYS[1] permits; ARGV: id, expiresAt. Returns 1, or 0 when the
- * permit is gone: its slot may be someone else's. One still listed past its expiry is safe to
- * extend: ACQUIRE drops expired permits before it counts, so none was granted in its place.
- */
-const RENEW = new LuaScript(`
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
-  return 1
-end
-return 0
-`);
-
-/** Extends permit `id` to `expiresAt` (see RENEW); false when the permit set no longer holds it. */
-export async function renewPermit(client: RedisClient, permitsKey: string, id: string, expiresAt: number) {
-  return Number(await RENEW.run(client, [permitsKey], [id, expiresAt])) === 1;
 }

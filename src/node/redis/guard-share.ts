@@ -1,6 +1,7 @@
 import type { Clock } from "../../core/clock.ts";
 import type { LocalGuard, LocalPermit, Timers } from "../../core/guard/local-guard.ts";
 import type { RedisConnection } from "./connection.ts";
+import { lookAtEpoch, registerPermits, type EpochKeys, type FleetEpoch } from "./guard-epoch.ts";
 import { othersPermits } from "./guard-scripts.ts";
 
 /** How often a process with no call to the origin reads the permits of the others anew. */
@@ -15,8 +16,10 @@ export interface Held {
 
 export interface LocalShareOptions {
   connection: RedisConnection;
-  /** The fleet's permit set, where the permits held are written back when Redis returns. */
-  permitsKey: string;
+  /** The fleet's permit set, where the permits held are written back when Redis returns, and its epoch marker. */
+  keys: EpochKeys;
+  /** The epoch this process last saw, kept current while it calls nobody. */
+  epoch: FleetEpoch;
   /** The guard of this process's share of the cap (see FleetMembers.share). */
   fallback: LocalGuard;
   clock: Clock;
@@ -81,18 +84,21 @@ export class LocalShare {
   /** Live permits of other processes, as Redis last reported them. */
   private others = 0;
   private observedAt = -Infinity;
+  private observations = 0;
   private readonly refresher: ReturnType<typeof setInterval>;
 
   constructor(private readonly o: LocalShareOptions) {
     this.current = o.connection.healthy ? "redis" : "local";
     this.refresher = setInterval(() => void this.refresh(), VIEW_REFRESH_MS);
     this.refresher.unref();
+    void this.refresh();
   }
 
   /** What a try for a slot reported: the permits other processes hold. */
   observe(others: number): void {
     this.others = others;
     this.observedAt = this.o.clock.now();
+    this.observations++;
   }
 
   get mode(): "redis" | "rejoining" | "local" {
@@ -134,13 +140,9 @@ export class LocalShare {
     if (this.rejoining) return this.rejoining;
     const register = () => {
       const released = [...this.unreleased.keys()];
-      if (this.held.size === 0 && released.length === 0) return Promise.resolve();
       return this.o.connection.run("guard rejoin", async (client) => {
         const expiresAt = this.o.clock.now() + this.o.permitTtlMs;
-        const both = client.multi();
-        if (released.length > 0) both.zrem(this.o.permitsKey, ...released);
-        if (this.held.size > 0) both.zadd(this.o.permitsKey, ...[...this.held.keys()].flatMap((id) => [expiresAt, id]));
-        await both.exec();
+        await registerPermits(client, this.o.keys, this.o.epoch, { expiresAt, released, held: [...this.held.keys()] });
         for (const id of released) this.unreleased.delete(id);
       });
     };
@@ -196,14 +198,25 @@ export class LocalShare {
     for (const slot of [...this.reserved.keys()]) this.free(slot);
   }
 
-  /** Keeps the count of the others' permits at most a second old while this process calls nobody. */
+  /**
+   * Keeps the count of the others' permits at most a second old while this process calls
+   * nobody (a try for a slot in the last half second counts), and looks at the epoch marker
+   * (guard-epoch.ts): it knows it from its start and sees a loss on its own.
+   */
   private async refresh(): Promise<void> {
     const now = this.o.clock.now();
-    if (this.current !== "redis" || !this.o.connection.healthy || now - this.observedAt < VIEW_REFRESH_MS) return;
-    const others = await this.o.connection
-      .run("guard view", (client) => othersPermits(client, this.o.permitsKey, this.o.owner, now))
+    const seen = this.observations;
+    if (this.current !== "redis" || !this.o.connection.healthy || now - this.observedAt < VIEW_REFRESH_MS / 2) return;
+    const view = await this.o.connection
+      .run("guard view", (client) =>
+        Promise.all([
+          othersPermits(client, this.o.keys.permits, this.o.owner, now),
+          lookAtEpoch(client, this.o.keys.epoch, this.o.epoch, now),
+        ]),
+      )
       .catch(() => undefined);
-    if (others !== undefined && this.current === "redis") this.observe(others);
+    // A try for a slot answered meanwhile reported a newer count.
+    if (view !== undefined && this.current === "redis" && this.observations === seen) this.observe(view[0]);
   }
 
   private free(slot: LocalPermit): void {

@@ -299,46 +299,132 @@ describe("RedisGuard: shared circuit breaker", () => {
   });
 });
 
-describe("RedisGuard: permits of long calls", () => {
-  it("a permit whose body streams for 25 s keeps its slot (renewed every third of its lease): a further caller is refused; a permit the set lost stops its call", async () => {
-    const clock = new ManualClock(T0);
-    const pending = new Map<number, () => void>();
-    let next = 1;
-    const timers: Timers = {
-      setTimeout: (fn) => (pending.set(next, fn), next++),
-      clearTimeout: (handle) => void pending.delete(handle as number),
-    };
-    const config = configFor({ maxConcurrency: 1, maxQueue: 0, timeoutMs: 5_000 });
-    const prefix = redis.prefix();
-    const [a, b] = connections
-      .slice(0, 2)
-      .map(
-        (connection) =>
-          new RedisGuard({ connection, config, clock, prefix, timers, fallback: new LocalGuard({ config, clock }) }),
-      );
-    const leaseMs = config.origin.timeoutMs + 5_000;
-    const held = await a!.acquire("foreground");
-    const [id] = await connections[0]!.client.zrange(a!.permitsKey, "0", "-1");
-    /** Lets a third of the lease pass and waits until the renewal it starts has answered. */
-    const third = async () => {
-      clock.advance(leaseMs / 3);
-      const due = [...pending.values()];
-      pending.clear();
-      for (const fire of due) fire();
-      while (pending.size === 0 && !held.lost?.aborted) await new Promise((resolve) => setImmediate(resolve));
-    };
+/** Timers the test fires by hand: `fire` runs those due and waits until the renewals they started have answered. */
+function handTimers(clock: ManualClock) {
+  const pending = new Map<number, () => void>();
+  let next = 1;
+  const timers: Timers = {
+    setTimeout: (fn) => (pending.set(next, fn), next++),
+    clearTimeout: (handle) => void pending.delete(handle as number),
+  };
+  const fire = async (ms: number) => {
+    clock.advance(ms);
+    const due = [...pending.values()];
+    pending.clear();
+    for (const run of due) run();
+    // Each connection answers in order: a PING sent after a renewal (and after the EVAL that
+    // follows a NOSCRIPT) answers after it.
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(connections.map((c) => c.client.ping()));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  return { timers, fire };
+}
 
-    for (let passed = 0; passed < 25_000; passed += leaseMs / 3) await third();
-    expect(Number(await connections[0]!.client.zscore(a!.permitsKey, id!))).toBe(clock.now() + leaseMs);
-    expect(code(await b!.acquire("foreground").catch((e: unknown) => e))).toBe("QUEUE_FULL");
+/** Processes (one guard per connection) on a hand-driven clock and timers, sharing one namespace; each has called the origin once. */
+async function handFleet(n: number, o: FleetOptions) {
+  const clock = new ManualClock(T0);
+  const { timers, fire } = handTimers(clock);
+  const config = configFor(o);
+  const prefix = redis.prefix();
+  const guards = connections
+    .slice(0, n)
+    .map(
+      (connection) =>
+        new RedisGuard({ connection, config, clock, prefix, timers, fallback: new LocalGuard({ config, clock }) }),
+    );
+  for (const guard of guards) await (await guard.acquire("foreground")).release("success");
+  return { clock, fire, guards, leaseMs: config.origin.timeoutMs + 5_000 };
+}
+
+describe("RedisGuard: permits of long calls", () => {
+  it("a permit whose body streams for 25 s keeps its slot (renewed every second): a further caller is refused; a permit taken out of the set whose slot another took stops its call", async () => {
+    const { clock, fire, guards, leaseMs } = await handFleet(2, { maxConcurrency: 1, maxQueue: 0, timeoutMs: 5_000 });
+    const [a, b] = guards as [RedisGuard, RedisGuard];
+    const held = await a.acquire("foreground");
+    const [id] = await connections[0]!.client.zrange(a.permitsKey, "0", "-1");
+
+    for (let passed = 0; passed < 25_000; passed += 1_000) await fire(1_000);
+    expect(Number(await connections[0]!.client.zscore(a.permitsKey, id!))).toBe(clock.now() + leaseMs);
+    expect(code(await b.acquire("foreground").catch((e: unknown) => e))).toBe("QUEUE_FULL");
     expect(held.lost?.aborted).toBe(false);
 
-    // The permit set no longer holds it (a Redis that lost it): the holder learns at its next renewal.
-    await connections[0]!.client.del(a!.permitsKey);
-    await third();
+    // Its entry lapsed (the holder stalled past its lease) and another call took the slot:
+    // the holder learns at its next renewal that the cap has no room for it.
+    await connections[0]!.client.zrem(a.permitsKey, id!);
+    const other = await b.acquire("foreground");
+    await fire(1_000);
     expect(held.lost?.aborted).toBe(true);
     expect(String(held.lost?.reason)).toMatch(/origin permit lost/);
     await held.release("neutral");
+    await other.release("success");
+  });
+});
+
+describe("RedisGuard: Redis loses its data while calls run (FLUSHALL)", () => {
+  it("no new permit until the holders have written theirs back; the running calls keep their slots and are not stopped", async () => {
+    const { fire, guards } = await handFleet(3, { maxConcurrency: 2 });
+    const [a, b, c] = guards as [RedisGuard, RedisGuard, RedisGuard];
+    const running = [await a.acquire("foreground"), await a.acquire("foreground")];
+    await connections[0]!.client.flushall();
+
+    // Another process asks at once: Redis holds no permit, yet the cap is full.
+    const busy = (g: RedisGuard) => g.acquire("foreground", undefined, true).then(() => "granted", code);
+    expect(await busy(b)).toBe("ORIGIN_BUSY");
+    expect(await busy(c)).toBe("ORIGIN_BUSY");
+    await fire(1_000); // the holder's renewal writes both back
+    expect(await connections[0]!.client.zcard(a.permitsKey)).toBe(2);
+    await fire(1_000); // the wait after the loss is over: the count is whole again
+    expect(await busy(b)).toBe("ORIGIN_BUSY");
+    expect(running.map((p) => p.lost?.aborted)).toEqual([false, false]);
+
+    await running[0]!.release("success");
+    const next = await b.acquire("foreground", undefined, true);
+    expect(await busy(c)).toBe("ORIGIN_BUSY");
+    await Promise.all([running[1]!.release("success"), next.release("success")]);
+  });
+
+  it("the first process to see the loss may be the holder itself: its renewal marks it, and the others wait", async () => {
+    const { fire, guards } = await handFleet(2, { maxConcurrency: 1 });
+    const [a, b] = guards as [RedisGuard, RedisGuard];
+    const running = await a.acquire("foreground");
+    await connections[0]!.client.flushall();
+    await fire(1_000);
+    expect(running.lost?.aborted).toBe(false);
+    expect(code(await b.acquire("foreground", undefined, true).catch((e: unknown) => e))).toBe("ORIGIN_BUSY");
+    await running.release("success");
+    await fire(2_000);
+    await (await b.acquire("foreground", undefined, true)).release("success");
+  });
+
+  it("a holder that could not write back in time (the cap was given to others) stops its call; one with room keeps it", async () => {
+    const { fire, guards } = await handFleet(2, { maxConcurrency: 2 });
+    const [a, b] = guards as [RedisGuard, RedisGuard];
+    const running = await a.acquire("foreground");
+    await connections[0]!.client.flushall();
+    expect(code(await b.acquire("foreground", undefined, true).catch((e: unknown) => e))).toBe("ORIGIN_BUSY");
+    // The holder's renewals do not reach Redis before the wait ends (a stalled process): the others take the cap.
+    await connections[1]!.client.hset(a.permitsKey.replace(/permits$/, "epoch"), "graceUntil", "0");
+    const taken = [await b.acquire("foreground"), await b.acquire("foreground")];
+    await fire(1_000);
+    expect(running.lost?.aborted).toBe(true);
+    await taken[0]!.release("success");
+    const again = await a.acquire("foreground");
+    await connections[0]!.client.flushall();
+    await fire(1_000); // room for both holders' calls: written back, neither stopped
+    expect([again.lost?.aborted, taken[1]!.lost?.aborted]).toEqual([false, false]);
+    expect(await connections[0]!.client.zcard(a.permitsKey)).toBe(2);
+    await Promise.all([running.release("neutral"), again.release("success"), taken[1]!.release("success")]);
+  });
+
+  it("a fresh deployment's first calls do not wait: no process had seen Redis's data before", async () => {
+    const { guards } = fleet({ maxConcurrency: 2 });
+    const permits = [
+      await guards[0]!.acquire("foreground", undefined, true),
+      await guards[1]!.acquire("foreground", undefined, true),
+    ];
+    await Promise.all(permits.map((p) => p.release("success")));
   });
 });
 

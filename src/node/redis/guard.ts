@@ -19,7 +19,8 @@ import type {
 import { checkPrefix, type RedisConnection } from "./connection.ts";
 import { breakerOpen, MAX_POLL_MS, MIN_POLL_MS, WaitQueue } from "./guard-queue.ts";
 import { acquirePermit, readGuard, releasePermit, type Attempt, type GuardKeys } from "./guard-scripts.ts";
-import { renewPermitLease } from "./guard-renewal.ts";
+import { FleetEpoch } from "./guard-epoch.ts";
+import { lossGraceMs, PermitRenewals } from "./guard-renewal.ts";
 import { LocalShare } from "./guard-share.ts";
 
 export interface RedisGuardOptions {
@@ -55,6 +56,7 @@ export interface RedisGuardOptions {
  * - Permits are leases: members of `${prefix}{guard}:permits` scored by expiry, renewed while
  *   their call runs (guard-renewal.ts); a dead holder's slot frees after `permitTtlMs`. A
  *   script drops expired ones, checks the count and the breaker, and adds one, atomically.
+ *   Redis losing the set (FLUSHALL) is seen by `${prefix}{guard}:epoch` (guard-epoch.ts).
  * - Breaker: the BreakerRecord JSON of breaker.ts in `${prefix}{guard}:breaker`, moved by the
  *   same scripts, so exactly one probe per interval goes out across all processes.
  * - Queue: per process (`origin.maxQueue` bounds each process's queue, not the fleet's), FIFO,
@@ -76,6 +78,8 @@ export class RedisGuard implements OriginGuard {
   readonly permitsKey: string;
   readonly breakerKey: string;
   private readonly keys: GuardKeys;
+  private readonly epoch: FleetEpoch;
+  private readonly renewals: PermitRenewals;
   private readonly queue: WaitQueue;
   private readonly share: LocalShare;
   /** Every permit id of this process starts with this. */
@@ -93,21 +97,22 @@ export class RedisGuard implements OriginGuard {
     const prefix = checkPrefix(o.prefix ?? "herdless:");
     this.permitsKey = `${prefix}{guard}:permits`;
     this.breakerKey = `${prefix}{guard}:breaker`;
-    this.keys = { permits: this.permitsKey, breaker: this.breakerKey };
+    this.keys = { permits: this.permitsKey, breaker: this.breakerKey, epoch: `${prefix}{guard}:epoch` };
     this.timers = o.timers ?? realTimers;
     this.permitTtlMs = o.permitTtlMs ?? o.config.origin.timeoutMs + 5_000;
-    const { maxQueue, queueTimeoutMs } = o.config.origin;
+    this.epoch = new FleetEpoch(lossGraceMs(this.permitTtlMs));
+    const { connection, clock } = o;
+    const { maxQueue, queueTimeoutMs, maxConcurrency } = o.config.origin;
+    this.renewals = new PermitRenewals({
+      ...{ connection, clock, keys: this.keys, epoch: this.epoch, ttlMs: this.permitTtlMs, timers: this.timers },
+      ...{ maxConcurrency, inRedis: () => this.share.mode !== "local" && connection.healthy },
+      onError: (cause) => this.share.degrade(cause),
+    });
     this.queue = new WaitQueue({ maxQueue, queueTimeoutMs, timers: this.timers });
     this.share = new LocalShare({
-      connection: o.connection,
-      permitsKey: this.permitsKey,
-      fallback: o.fallback,
-      clock: o.clock,
-      timers: this.timers,
-      permitTtlMs: this.permitTtlMs,
+      ...{ connection, keys: this.keys, epoch: this.epoch, fallback: o.fallback, clock, timers: this.timers },
+      ...{ permitTtlMs: this.permitTtlMs, owner: this.owner, rejoinAfterMs: o.rejoinAfterMs ?? 400 },
       longestCallMs: o.longestCallMs ?? o.config.origin.timeoutMs + o.config.origin.streamTimeoutMs,
-      owner: this.owner,
-      rejoinAfterMs: o.rejoinAfterMs ?? 400,
       onDegradedChange: o.onDegradedChange,
     });
     this.unsubscribe = o.connection.onHealthChange((healthy) => {
@@ -185,8 +190,8 @@ export class RedisGuard implements OriginGuard {
 
   private async attempt(priority: Priority): Promise<Attempt> {
     const now = this.o.clock.now();
-    const id = `${this.owner}${++this.permits}`;
-    const permit = { owner: this.owner, id, now, expiresAt: now + this.permitTtlMs, priority };
+    const { owner, epoch } = this;
+    const permit = { owner, id: `${owner}${++this.permits}`, now, expiresAt: now + this.permitTtlMs, priority, epoch };
     const { origin } = this.o.config;
     const attempt = await this.o.connection.run("guard acquire", (c) => acquirePermit(c, this.keys, permit, origin));
     this.share.observe(attempt.others);
@@ -215,19 +220,13 @@ export class RedisGuard implements OriginGuard {
    */
   private permit(id: string, probe: boolean, local?: LocalPermit): OriginPermit {
     this.share.held.set(id, { probe, local });
-    const { connection, clock } = this.o;
-    const renewal = renewPermitLease({
-      ...{ connection, clock, id, permitsKey: this.permitsKey, ttlMs: this.permitTtlMs, timers: this.timers },
-      inRedis: () => this.share.mode !== "local" && connection.healthy,
-      onError: (cause) => this.share.degrade(cause),
-    });
     let released = false;
     return {
-      lost: renewal.lost,
+      lost: this.renewals.hold(id),
       release: async (outcome: OriginOutcome, key = "") => {
         if (released) return;
         released = true;
-        renewal.stop();
+        this.renewals.drop(id);
         this.share.held.get(id)?.local?.release(outcome, key);
         this.share.held.delete(id);
         if (this.o.connection.healthy) {

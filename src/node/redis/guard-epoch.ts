@@ -1,0 +1,150 @@
+import { randomUUID } from "node:crypto";
+import { LuaScript, type RedisClient } from "./connection.ts";
+
+/*
+ * Redis can lose the permit set without any process losing its connection: FLUSHALL, a key
+ * evicted, a proxy in front of a Redis restarted without persistence or failed over to an
+ * empty replica. The processes' calls still run, and Redis no longer counts them. The guard
+ * keeps a marker beside the permits, `…{guard}:epoch`, with no TTL: a script that finds it
+ * missing while its caller had seen one knows Redis lost its data, writes a new one, and
+ * grants no new permit until `graceUntil`, time for every holder's renewal (every second,
+ * guard-renewal.ts) to write its permits back. A caller that never saw one (a process just
+ * started, on a fresh deployment) creates it with no wait. Every process looks at it when
+ * it starts and every second while it calls nobody (LocalShare), so it knows the marker
+ * before any loss it lives through.
+ */
+
+/**
+ * `epochOf(key, now, known, fresh, graceMs)` → token, graceUntil. The marker is a hash
+ * {token, graceUntil}. `known` is the token the caller last saw ('' if none): a missing
+ * marker with a known token is a loss, and new permits wait `graceMs`.
+ */
+export const EPOCH_LUA = `
+local function epochOf(key, now, known, fresh, graceMs)
+  local e = redis.call('HMGET', key, 'token', 'graceUntil')
+  if e[1] then return e[1], tonumber(e[2]) or 0 end
+  local graceUntil = 0
+  if known ~= '' then graceUntil = now + graceMs end
+  redis.call('HSET', key, 'token', fresh, 'graceUntil', string.format('%.0f', graceUntil))
+  return fresh, graceUntil
+end
+`;
+
+/**
+ * What a process knows of the data in Redis: the epoch token it last saw. Every guard script
+ * takes it and hands back the current one.
+ *
+ * @example
+ * const epoch = new FleetEpoch(lossGraceMs(ttlMs));
+ * const reply = await script.run(client, keys, [...epoch.args(now)]); epoch.saw(reply[0]);
+ */
+export class FleetEpoch {
+  private known = "";
+
+  /** `graceMs`: how long new permits wait after a loss (guard-renewal.ts lossGraceMs). */
+  constructor(private readonly graceMs: number) {}
+
+  /** The script's ARGV for epochOf: now, the known token, a fresh one in case it is missing, graceMs. */
+  args(now: number): [number, string, string, number] {
+    return [now, this.known, randomUUID(), this.graceMs];
+  }
+
+  /** Takes the token a script or a read reported (ignored when empty: the marker was missing). */
+  saw(token: unknown): void {
+    if (typeof token === "string" && token !== "") this.known = token;
+    else if (Buffer.isBuffer(token) && token.length > 0) this.known = token.toString();
+  }
+}
+
+/**
+ * Extends the permits a process holds and writes back those Redis lost, while the cap has
+ * room for them. KEYS[1] permits, KEYS[2] epoch. ARGV: now, known, fresh, graceMs (epochOf),
+ * expiresAt, maxConcurrency, then the ids, oldest first. A permit still live is extended; one
+ * gone (or past its expiry, its slot maybe counted by another) is added back while fewer than
+ * maxConcurrency are live. Returns {token, ids that found no room...}.
+ *
+ * Adding back during a grace is within the cap: no new permit was granted since the loss, and
+ * the permits held before it were at most maxConcurrency.
+ */
+const RENEW = new LuaScript(`${EPOCH_LUA}
+local now = tonumber(ARGV[1])
+local token = epochOf(KEYS[2], now, ARGV[2], ARGV[3], tonumber(ARGV[4]))
+local max = tonumber(ARGV[6])
+local live = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')
+local reply = {token}
+for i = 7, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) > now then
+    redis.call('ZADD', KEYS[1], ARGV[5], ARGV[i])
+  elseif live < max then
+    redis.call('ZADD', KEYS[1], ARGV[5], ARGV[i])
+    live = live + 1
+  else
+    table.insert(reply, ARGV[i])
+  end
+end
+return reply
+`);
+
+/** The keys of the guard's permits and their epoch marker (one slot, hash tag `{guard}`). */
+export interface EpochKeys {
+  permits: string;
+  epoch: string;
+}
+
+/** Renews the permits `ids` (see RENEW); returns the ids that are lost (no room for them). */
+export async function renewPermits(
+  client: RedisClient,
+  keys: EpochKeys,
+  epoch: FleetEpoch,
+  r: { now: number; expiresAt: number; maxConcurrency: number; ids: string[] },
+): Promise<string[]> {
+  const reply = await RENEW.run(
+    client,
+    [keys.permits, keys.epoch],
+    [...epoch.args(r.now), r.expiresAt, r.maxConcurrency, ...r.ids],
+  );
+  const [token, ...lost] = Array.isArray(reply) ? (reply as unknown[]) : [];
+  epoch.saw(token);
+  return lost.map(String);
+}
+
+/**
+ * The rejoin's write (Redis answers again after this process lost it): takes out the permits
+ * released meanwhile and writes back every one held. A missing marker is created with no
+ * grace: after a reconnect every process writes its own back before it admits (LocalShare).
+ * KEYS[1] permits, KEYS[2] epoch; ARGV: fresh token, expiresAt, count of released, released
+ * ids, held ids. Returns the token.
+ */
+const REGISTER = new LuaScript(`${EPOCH_LUA}
+local token = epochOf(KEYS[2], 0, '', ARGV[1], 0)
+local released = tonumber(ARGV[3])
+for i = 4, 3 + released do redis.call('ZREM', KEYS[1], ARGV[i]) end
+for i = 4 + released, #ARGV do redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) end
+return token
+`);
+
+/** Writes back `held` and takes out `released` (see REGISTER). */
+export async function registerPermits(
+  client: RedisClient,
+  keys: EpochKeys,
+  epoch: FleetEpoch,
+  r: { expiresAt: number; released: string[]; held: string[] },
+): Promise<void> {
+  const [, , fresh] = epoch.args(0);
+  const args = [fresh, r.expiresAt, r.released.length, ...r.released, ...r.held];
+  epoch.saw(await REGISTER.run(client, [keys.permits, keys.epoch], args));
+}
+
+/** epochOf alone. KEYS[1] epoch; ARGV as epochOf's. Returns the token. */
+const LOOK = new LuaScript(`${EPOCH_LUA}
+return epochOf(KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]))
+`);
+
+/**
+ * The marker's token, for a process that calls nobody: it knows the marker from its start,
+ * and sees a loss (creating the marker anew, with the wait) without calling anybody.
+ */
+export async function lookAtEpoch(client: RedisClient, epochKey: string, epoch: FleetEpoch, now: number) {
+  epoch.saw(await LOOK.run(client, [epochKey], epoch.args(now)));
+}
