@@ -120,6 +120,58 @@ describe("KeyBackoff: a sick key is not asked again until its backoff passes", (
   });
 });
 
+describe("KeyBackoff: the breaker's close cuts short the backoff of keys that failed before it", () => {
+  // Backoffs of 10–20 s against a 5 s probe interval: a close lets each key return within 2.5 s of it.
+  function recovering() {
+    const clock = new ManualClock(1_000_000);
+    const config = parseConfig({
+      origin: { url: "http://127.0.0.1:8080" },
+      breaker: { probeIntervalMs: 5_000, backoffBaseMs: 20_000 },
+    });
+    const guard = { recoveredAt: undefined as number | undefined, reads: 0 };
+    const recoveredAt = async () => (guard.reads++, guard.recoveredAt);
+    // A draw of 0.1: 11 s of backoff.
+    const backoff = new KeyBackoff({
+      store: new MemoryBackoffStore(clock),
+      config,
+      clock,
+      random: () => 0.1,
+      recoveredAt,
+    });
+    return { clock, guard, backoff };
+  }
+
+  it("a key first asked well after the close is asked at once, however little of its own backoff is left", async () => {
+    const { clock, guard, backoff } = recovering();
+    await backoff.record("k", "failure", undefined);
+    clock.advance(6_000);
+    guard.recoveredAt = clock.now();
+    // Nobody asked for the key since; 1 s of its own backoff is left, its moment after the close has passed.
+    clock.advance(4_000);
+    expect((await backoff.check("k")).refusal).toBeUndefined();
+  });
+
+  it("a key that failed after the close keeps its own backoff", async () => {
+    const { clock, guard, backoff } = recovering();
+    guard.recoveredAt = clock.now();
+    clock.advance(1);
+    await backoff.record("k", "failure", undefined);
+    clock.advance(10_000);
+    expect((await backoff.check("k")).refusal?.retryAfterMs).toBe(1_000);
+  });
+
+  it("the guard is read at most once per half probe interval, whatever the number of checks", async () => {
+    const { clock, guard, backoff } = recovering();
+    const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+    for (const key of keys) await backoff.record(key, "failure", undefined);
+    for (let tick = 0; tick < 100; tick++) {
+      clock.advance(100);
+      for (const key of keys) expect((await backoff.check(key)).refusal).toBeDefined();
+    }
+    expect(guard.reads).toBe(4);
+  });
+});
+
 describe("MemoryBackoffStore", () => {
   it("holds at most maxKeys records: forgotten ones go first, then the oldest written", async () => {
     const clock = new ManualClock(0);

@@ -174,12 +174,15 @@ export class KeyBackoff {
    * When the key may be asked again: the end of its backoff or, when the breaker closed after
    * the key's last sick call (the outage it failed in is over), a moment within half a probe
    * interval of that close, spread over keys so that they do not return as one herd. The
-   * guard is read only for a backoff with more than that left, and at most once per half
-   * interval: a key refused a thousand times during an outage costs a few reads.
+   * guard is read for every key still backing off, however little of its backoff is left: a
+   * key first asked a while after the close, with a second left, is due already (its moment
+   * passed), and skipping the read served its stale copy past that moment. The read is
+   * shared by every key and made at most once per half interval: a key refused a thousand
+   * times during an outage costs a few reads.
    */
   private async until(key: string, record: BackoffRecord, now: number): Promise<number> {
+    if (!this.o.recoveredAt || now >= record.until) return record.until;
     const spreadMs = this.o.config.breaker.probeIntervalMs / 2;
-    if (!this.o.recoveredAt || record.until - now <= spreadMs) return record.until;
     const recoveredAt = await this.recovery(now, spreadMs);
     if (recoveredAt === undefined || recoveredAt <= (record.failedAt ?? 0)) return record.until;
     const share = Number.parseInt(keyTag(key), 16) / 2 ** 32;
