@@ -1,5 +1,6 @@
 import type { EngineRequest } from "../core/engine.ts";
 import { canonicalUrl } from "../core/http/canonical-url.ts";
+import { joinedCookieFields } from "../core/http/cookies.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 
 /** Between the Workers' Request/Response and the engine's plain request and answer. */
@@ -9,13 +10,29 @@ export function toEngineRequest(request: Request): EngineRequest {
     // The spelling it is keyed and fetched by (canonical-url.ts), as the edge's hit path reads it.
     url: canonicalUrl(new URL(request.url)),
     headers: request.headers,
-    rawHeaders: [...request.headers],
+    rawHeaders: requestFields(request.headers),
     body: request.body,
     // Set by Cloudflare's edge to the address of the client that connected to it.
     clientAddress: request.headers.get("cf-connecting-ip") ?? undefined,
     // Aborts when the client disconnects (the enable_request_signal compatibility flag).
     signal: request.signal,
   };
+}
+
+/**
+ * A request's fields as the engine reads them (its `rawHeaders`): workerd's `Headers` list,
+ * with the Cookie fields it joined with `, ` told apart again ({@link joinedCookieFields}), so
+ * that they reach the origin as one field joined with `; ` (forward.ts). Sent joined with `, `,
+ * an origin's cookie parser read a second field's cookies as part of the first one's value
+ * (`sessionid=alice, csrftoken=t0k`).
+ */
+export function requestFields(headers: Headers): [string, string][] {
+  const fields: [string, string][] = [];
+  for (const [name, value] of headers) {
+    if (name !== "cookie") fields.push([name, value]);
+    else for (const field of joinedCookieFields(value)) fields.push([name, field]);
+  }
+  return fields;
 }
 
 /** Statuses whose Response must not carry a body (the constructor throws otherwise). */

@@ -7,6 +7,7 @@ import { memoryAnswer, type UrlTarget } from "../core/http/fresh-hit.ts";
 import { hitHeaders, waiterHeaders } from "../core/http/respond.ts";
 import { needsFullAnswer } from "../core/http/request-directives.ts";
 import { selectingView } from "../core/origin/forward.ts";
+import { requestFields } from "./convert.ts";
 import type { ReadyIsolate } from "./isolate.ts";
 import type { Landed } from "./isolate-flights.ts";
 
@@ -47,7 +48,7 @@ export function memoryHit(
     hasCookie: personalCookies(headers.get("cookie"), isolate.config.cache.ignoreCookies),
   };
   const now = isolate.clock.now();
-  const selecting = selectingView([...headers], isolate.forward, {
+  const selecting = selectingView(requestFields(headers), isolate.forward, {
     credentials: route.cacheAuthorized || facts.hasAuthorization,
     url: target.url,
     // Set by Cloudflare's edge (convert.ts toEngineRequest).

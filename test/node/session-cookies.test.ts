@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { get, herdless, servingOrigin } from "./attack-kit.ts";
+import { get, herdless, raw, servingOrigin } from "./attack-kit.ts";
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -112,5 +112,52 @@ describe("session cookies and public copies", () => {
     expect(ann.body).toBe("css v1 for ann");
     expect(ann.headers["cache-status"]).toMatch(/fwd=bypass/);
     expect(seen.map((h) => h.cookie)).toEqual([undefined, "session=ann"]);
+  });
+});
+
+/**
+ * Cookies sent as several Cookie fields (HTTP/2 crumbs passed on as such, RFC 9113 §8.2.3), or
+ * joined with ", " by a proxy in front. Node's server joins repeated Cookie fields with "; ",
+ * but they were passed on to the origin as separate fields, which Apache, workerd and others
+ * join with ", " (`sessionid=alice, csrftoken=t0k` to a cookie parser); and one field joined
+ * with ", " was read as one ignored `_ga`. The Worker twin is test/cloudflare/session-cookies.test.ts.
+ */
+describe("a session's cookies in several fields, or joined with ', '", () => {
+  async function rawOrigin() {
+    const fields: string[][] = [];
+    const url = await servingOrigin((req, res) => {
+      const cookies: string[] = [];
+      for (let i = 0; i < req.rawHeaders.length; i += 2)
+        if (/^cookie$/i.test(req.rawHeaders[i]!)) cookies.push(req.rawHeaders[i + 1]!);
+      fields.push(cookies);
+      req.resume();
+      const user = /(?:^|; )sessionid=([^;]+)/.exec(cookies.join("; "))?.[1] ?? "guest";
+      res.writeHead(200, { "cache-control": "max-age=60" }).end(`hello ${user}`);
+    }, cleanup);
+    const proxy = await herdless(url);
+    cleanup.push(() => proxy.close());
+    return { base: proxy.base, fields };
+  }
+  const twoFields = (path: string, ...cookies: string[]) =>
+    `GET ${path} HTTP/1.1\r\nhost: shop.test\r\nconnection: close\r\n${cookies.map((c) => `cookie: ${c}\r\n`).join("")}\r\n`;
+
+  it("two Cookie fields reach the origin as one, joined with '; '", async () => {
+    const { base, fields } = await rawOrigin();
+    const alice = await raw(base, twoFields("/account", "sessionid=alice", "csrftoken=t0k"));
+    expect(alice.body).toBe("hello alice");
+    expect(fields).toEqual([["sessionid=alice; csrftoken=t0k"]]);
+  });
+
+  it("attack: a signed-in visitor whose proxy joined her cookies with ', ' is never served the guest's stored page", async () => {
+    const { base, fields } = await rawOrigin();
+    expect((await get(base, "/home")).headers["cache-status"]).toMatch(/stored/);
+    expect((await get(base, "/home")).headers["cache-status"]).toMatch(/^herdless; hit/);
+    const alice = await get(base, "/home", { headers: { cookie: "_ga=GA1.2.3, sessionid=alice" } });
+    expect(alice.headers["cache-status"]).toMatch(/fwd=bypass/);
+    expect(fields).toEqual([[], ["_ga=GA1.2.3, sessionid=alice"]]);
+    // Two fields, the session in the second: her own page too.
+    const again = await raw(base, twoFields("/home", "_ga=GA1.2.3", "sessionid=alice"));
+    expect(again.headers["cache-status"]).toMatch(/fwd=bypass/);
+    expect(fields[2]).toEqual(["_ga=GA1.2.3; sessionid=alice"]);
   });
 });

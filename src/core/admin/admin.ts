@@ -254,9 +254,9 @@ async function login(request: AdminRequest, ctx: AdminContext, token: string): P
   };
 }
 
-/** The session cookie's raw value; session values need no decoding, so nothing here can throw. */
+/** The session cookie's raw value (parted by `,` too: workerd joins Cookie fields with `, `); it cannot throw. */
 function cookieValue(header: string | null): string | null {
-  for (const part of (header ?? "").split(";")) {
+  for (const part of (header ?? "").split(/[;,]/)) {
     const eq = part.indexOf("=");
     if (eq > 0 && part.slice(0, eq).trim() === COOKIE) return part.slice(eq + 1).trim();
   }

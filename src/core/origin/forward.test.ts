@@ -169,6 +169,20 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     expect(names(originRequestHeaders(raw, policy(), relay))).toContain("authorization");
   });
 
+  it("sends several Cookie fields as one, joined with '; ', where the first stood (RFC 6265 §5.4)", () => {
+    const raw: [string, string][] = [
+      ["cookie", "sessionid=alice"],
+      ["accept", "text/html"],
+      ["cookie", "csrftoken=t0k"],
+    ];
+    const out = originRequestHeaders(raw, policy(), relay);
+    expect(out.filter(([name]) => name === "cookie")).toEqual([["cookie", "sessionid=alice; csrftoken=t0k"]]);
+    expect(names(out).slice(0, 2)).toEqual(["cookie", "accept"]);
+    // A variant keyed by Cookie (a route that caches it) is the one the origin was sent.
+    const view = selectingView(raw, policy(), { credentials: true, url });
+    expect(view.get("cookie")).toBe("sessionid=alice; csrftoken=t0k");
+  });
+
   it("keeps a shared fill unconditional and whole: no client validators or Range", () => {
     const raw: [string, string][] = [
       ["if-none-match", '"x"'],

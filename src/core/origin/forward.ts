@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import { normalizedAcceptEncoding } from "../http/accept-encoding.ts";
+import { oneCookieField } from "../http/cookies.ts";
 import { SURROGATE_DEVICE_TOKEN } from "../http/targeted-cache-control.ts";
 import { headerList, HOP_BY_HOP, type HeaderReader } from "../http/http.ts";
 import { forwardsCount, loopEntry } from "./hops.ts";
@@ -92,8 +93,8 @@ export interface ForwardContext {
  * every such header spelled with `_` for `-` ({@link spellsGoverned}), the underscore spelling
  * of a header the request also sends with dashes (`User_Agent` beside `User-Agent`) and, on shared fills,
  * credentials (unless the route caches them), validators, Range, `Content-Type` and kin, a client's
- * `Surrogate-Capability`, and `Content-Length` unless the client's body is sent on.
- * `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
+ * `Surrogate-Capability`, and `Content-Length` unless the client's body is sent on. Cookie
+ * fields go as one ({@link oneCookieField}). `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and
  * `X-Forwarded-For` (on a fill the client's address alone, on a relay appended to the client's
  * chain), `X-Forwarded-Proto`, `Via` and `Surrogate-Capability` as a proxy adds them. This is the one
@@ -117,7 +118,7 @@ export function originRequestHeaders(
   const cdnLoop: string[] = [];
   let acceptEncoding: string | undefined;
   let toldProto = false;
-  for (const [rawName, value] of raw) {
+  for (const [rawName, value] of oneCookieField(raw)) {
     const name = rawName.toLowerCase();
     if (NEVER_FORWARDED.has(name) || name.startsWith("proxy-") || listed.has(name)) continue;
     if (policy.stripped.has(name) || spellsGoverned(name, policy)) continue;
