@@ -34,6 +34,8 @@ const EXPECTED = [
   "disconnected: stream disconnected prematurely",
   // A body of known length that ends short (edge-cut-body.test.ts sends one on as a request's body).
   "disconnected: fixed-length pipe ended prematurely",
+  // An upload that ends short of its Content-Length (edge-upload-length.test.ts): its origin request is broken off.
+  "jsg.Error: the request body came to ",
   "disconnected: WebSocket peer disconnected",
   "stack = Error: Application called abortAllDurableObjects().",
   '"msg":"origin call failed"',

@@ -1,6 +1,7 @@
 import { HerdlessError } from "../core/errors.ts";
 import type { OriginFetchInit } from "../core/origin/origin-client.ts";
 import { mayRepeat } from "../core/origin/repeat.ts";
+import { declaredLength } from "../core/origin/upload.ts";
 
 /**
  * How long this isolate has heard nothing from an origin before a lost request counts as one
@@ -36,8 +37,9 @@ const answeredAt = new Map<string, number>();
  * malformed, then none until it answers well again. Only an idempotent request without a body
  * is repeated (RFC 9110 §9.2.2).
  */
-export async function answerOf(url: string, init: OriginFetchInit): Promise<Response> {
+export async function answerOf(url: string, given: OriginFetchInit): Promise<Response> {
   const origin = new URL(url).origin;
+  const init = withDeclaredLength(given);
   const attempt = () =>
     fetch(url, init).then((response) => {
       answeredAt.set(origin, Date.now());
@@ -54,6 +56,26 @@ export async function answerOf(url: string, init: OriginFetchInit): Promise<Resp
       throw malformedAnswer(again, url) ?? again;
     });
   }
+}
+
+/**
+ * An upload streamed to the origin (one past upload.ts's UPLOAD_BUFFER_BYTES) as a stream
+ * workerd knows the length of, when its client declared one. workerd sends a stream of unknown
+ * length chunked, dropping the Content-Length given with it: every upload over 64 KiB reached
+ * the origin without its length, which an origin that needs it refuses (an S3-style PUT's
+ * `411`) or misreads (a WSGI app's CONTENT_LENGTH). Through a FixedLengthStream the length
+ * goes out, and a body that ends short of it errors, so the origin's request is broken off
+ * rather than ended as complete. A client's chunked upload has no length, and stays chunked.
+ */
+function withDeclaredLength(init: OriginFetchInit): OriginFetchInit {
+  const { body } = init;
+  if (!(body instanceof ReadableStream)) return init;
+  const declared = declaredLength(new Headers(init.headers).get("content-length"));
+  if (declared === undefined) return init;
+  const { readable, writable } = new FixedLengthStream(declared);
+  // The source's error aborts the origin's request; the origin request failing cancels the source.
+  void body.pipeTo(writable).catch(() => undefined);
+  return { ...init, body: readable };
 }
 
 /**

@@ -137,10 +137,10 @@ export function originRequestHeaders(
     // an ESI origin (Symfony) answer with raw <esi:include> tags for the surrogate to process,
     // and that page was stored for everyone. On a fill only herdless's own capability is said.
     if (context.kind === "fill" && name === "surrogate-capability") continue;
-    // Content-Length frames the client's body and goes with it: a body on GET or HEAD is never
-    // sent on, and a length without its bytes leaves the origin waiting for them until the
-    // call times out (a failure the breaker counts, which fat GETs could then open at will).
-    if (name === "content-length" && !context.body) continue;
+    // Content-Length frames the client's body and goes with it (beside Transfer-Encoding it frames
+    // nothing: RFC 9112 §6.3). A length without its bytes (a fat GET's: never sent on) leaves the
+    // origin waiting for them until the call times out, a failure the breaker counts.
+    if (name === "content-length" && (!context.body || spelled.has("transfer-encoding"))) continue;
     const forwards = name === "max-forwards" && context.method === "OPTIONS" ? forwardsCount(value) : undefined;
     if (forwards !== undefined) {
       // RFC 9110 §7.6.2: an intermediary counts itself (a 0 never gets here: the engine answers it).

@@ -13,7 +13,7 @@ import {
 } from "./guarded-call.ts";
 import { realTimers } from "../guard/local-guard.ts";
 import type { OriginResponse, SwitchedOriginResponse } from "./origin-client.ts";
-import { readUpload } from "./upload.ts";
+import { declaredLength, readUpload } from "./upload.ts";
 
 /**
  * What answers a relayed request instead of its failure, if anything (a stored copy
@@ -45,6 +45,11 @@ export async function relay(
     timers: originDeps.timers ?? realTimers,
     contended: permitsWanted(originDeps.guard),
     url,
+    // RFC 9112 §6.3: beside Transfer-Encoding, a Content-Length frames nothing (workerd keeps it).
+    declaredBytes:
+      request.headers.get("transfer-encoding") === null
+        ? declaredLength(request.headers.get("content-length"))
+        : undefined,
   });
   if (upload.kind === "broken")
     return synthetic(400, `bad request: ${upload.message}`, { ...status, detail: "refused" });

@@ -12,6 +12,17 @@ export interface UploadWatch {
   contended: () => Promise<boolean>;
   /** The URL the upload goes to, for the message. */
   url: string;
+  /**
+   * The Content-Length its client declared, if any: a body that ends at another length is a
+   * broken one, never passed on as whole (a runtime's own framing checks it on the wire; a
+   * Request made in code, through a service binding or by a library's caller, is not checked).
+   */
+  declaredBytes?: number | undefined;
+}
+
+/** Why a body that came to `bytes` is broken: its client declared another length. */
+export function misframed(bytes: number, declared: number | undefined): string {
+  return `the request body came to ${bytes} bytes, not the ${declared} its Content-Length declares`;
 }
 
 /**
@@ -156,6 +167,12 @@ export class StreamedUpload implements HolderPace {
       }
       // A cancel ends a pending read at once (as done): no end of the client's body.
       if (this.closed) return;
+      if (read.done && this.takenBytes !== (this.watch?.declaredBytes ?? this.takenBytes)) {
+        this.failure = new Error(misframed(this.takenBytes, this.watch?.declaredBytes));
+        this.stopping.abort(this.failure);
+        this.wakeOrigin?.();
+        return;
+      }
       if (read.done) {
         this.clientEnded = true;
         this.holding?.stop();

@@ -147,6 +147,51 @@ describe("readUpload", () => {
   });
 });
 
+describe("an upload's declared length", () => {
+  const watch = (declaredBytes: number) => ({
+    config: parseConfig({ origin: { url: "http://origin.test" } }),
+    timers: manualTimers().timers,
+    contended: () => Promise.resolve(false),
+    url: "http://origin.test/upload",
+    declaredBytes,
+  });
+
+  it("a body read whole that ends short of its Content-Length is broken, not sent", async () => {
+    const short = client();
+    short.send(100);
+    short.end();
+    const upload = await readUpload(short.stream, watch(200));
+    expect(upload).toMatchObject({
+      kind: "broken",
+      message: expect.stringContaining("came to 100 bytes, not the 200 its Content-Length declares"),
+    });
+  });
+
+  it("a streamed body that ends short of its Content-Length errors, and its origin call is stopped", async () => {
+    const short = client();
+    short.send(UPLOAD_BUFFER_BYTES + 1);
+    const upload = await readUpload(short.stream, watch(UPLOAD_BUFFER_BYTES + 10));
+    if (upload.kind !== "streamed") throw new Error(`expected a streamed upload, got ${upload.kind}`);
+    const sent = new Response(upload.body).arrayBuffer();
+    short.end();
+    await expect(sent).rejects.toThrow(/came to 65537 bytes, not the 65546 its Content-Length declares/);
+    expect(upload.signal.aborted).toBe(true);
+    upload.release();
+  });
+
+  it("one that comes to its Content-Length is whole", async () => {
+    const exact = client();
+    exact.send(UPLOAD_BUFFER_BYTES + 1);
+    const upload = await readUpload(exact.stream, watch(UPLOAD_BUFFER_BYTES + 1));
+    if (upload.kind !== "streamed") throw new Error(`expected a streamed upload, got ${upload.kind}`);
+    const sent = new Response(upload.body).arrayBuffer();
+    exact.end();
+    expect((await sent).byteLength).toBe(UPLOAD_BUFFER_BYTES + 1);
+    expect(upload.signal.aborted).toBe(false);
+    upload.release();
+  });
+});
+
 describe("slow uploads and the origin's permits", () => {
   it("POSTs that never send their body hold no permit, however many: the victim's page is fetched at once, and the origin never saw them", async () => {
     const { fetchImpl, calls } = origin();

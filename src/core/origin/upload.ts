@@ -1,7 +1,7 @@
 import type { HerdlessError } from "../errors.ts";
 import { concatBytes } from "../http/http.ts";
 import { freeUploadBytes, holdUploadBytes, uploadBudgetSpent } from "./upload-budget.ts";
-import { StreamedUpload, type UploadWatch } from "./upload-stream.ts";
+import { misframed, StreamedUpload, type UploadWatch } from "./upload-stream.ts";
 
 /**
  * How much of a client's upload is read before its request takes an origin permit. Most
@@ -64,6 +64,10 @@ export async function readUpload(
   try {
     for (;;) {
       const { done, value } = await reader.read();
+      if (done && total !== (watch?.declaredBytes ?? total)) {
+        freeUploadBytes(total);
+        return { kind: "broken", message: misframed(total, watch?.declaredBytes), release: () => undefined };
+      }
       if (done) return whole(concatBytes(chunks, total));
       if (value.byteLength === 0) continue;
       chunks.push(value);
@@ -75,6 +79,18 @@ export async function readUpload(
     freeUploadBytes(total);
     return { kind: "broken", message: `the request body ended early (${errorText(error)})`, release: () => undefined };
   }
+}
+
+/**
+ * The length a request's `Content-Length` declares (RFC 9110 §8.6: digits alone), if it is
+ * one: what its body must come to.
+ *
+ * @example
+ * declaredLength("70000"); // 70000
+ * declaredLength(null); // undefined
+ */
+export function declaredLength(value: string | null): number | undefined {
+  return value !== null && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
 }
 
 /** A body read to its end, held (and charged) until its origin call is over. */
