@@ -22,7 +22,10 @@ export type GuardGrant =
 /** A permit whose holder never releases nor renews it frees its slot this long after origin.timeoutMs (as RedisGuard's permits). */
 export const PERMIT_MARGIN_MS = 5_000;
 
-/** How long a permit holds from its grant or its last renewal. */
+/**
+ * How long a permit holds from its grant or its last renewal. Not the route's timeoutMs: its
+ * holder renews it every third of this while the call runs, a long poll included.
+ */
 function permitLeaseMs(config: Config): number {
   return config.origin.timeoutMs + PERMIT_MARGIN_MS;
 }

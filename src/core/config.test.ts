@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type * as z from "zod/mini";
-import { configSchema, parseConfig, routeFor } from "./config.ts";
+import { configSchema, longestOriginTimeoutMs, parseConfig, routeFor } from "./config.ts";
+import { breakerSettings } from "./guard/local-guard.ts";
 import { unwrap } from "./config/messages.ts";
 import { fillBudgetBytes } from "./store/fill-budget.ts";
 
@@ -166,6 +167,46 @@ describe("config: every class of invalid input gets a message naming the field, 
       "routes.0.refreshAhead: refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime) (got 0.9)",
     ],
     [
+      "a route's origin timeout as text",
+      { origin, routes: [{ match: "/poll/*", bypass: true, timeoutMs: "30s" }] },
+      'routes.0.timeoutMs: timeoutMs must be a number of milliseconds (got "30s")',
+    ],
+    [
+      "a route's origin timeout of nothing",
+      { origin, routes: [{ match: "/poll/*", bypass: true, timeoutMs: 0 }] },
+      "routes.0.timeoutMs: timeoutMs must be at least 1 ms (got 0)",
+    ],
+    [
+      "a route's origin timeout in fractions of a millisecond",
+      { origin, defaults: { timeoutMs: 2.5 } },
+      "defaults.timeoutMs: timeoutMs must be a whole number of milliseconds (got 2.5)",
+    ],
+    [
+      "a route's origin timeout beyond what a timer can honour",
+      { origin, routes: [{ match: "/poll/*", bypass: true, timeoutMs: 3_000_000_000 }] },
+      "routes.0.timeoutMs: timeoutMs must be at most 2147483647 ms (about 24.8 days): a longer timer cannot be honoured (got 3000000000)",
+    ],
+    [
+      "a route that caches waiting on its origin past the key's lease (its fill cancelled, a second one started)",
+      { origin, routes: [{ match: "/a" }, { match: "/reports/*", timeoutMs: 30_000 }] },
+      "routes.1.timeoutMs: timeoutMs must be less than coordinator.lockLeaseMs (15000) and coordinator.waitTimeoutMs (20000) on a route that caches: its fill holds the key's lease while requests for the key wait on it; raise both, or make the route bypass: true (got 30000)",
+    ],
+    [
+      "a route that caches, lease raised but not the wait",
+      { origin, routes: [{ match: "/reports/*", timeoutMs: 30_000 }], coordinator: { lockLeaseMs: 40_000 } },
+      "routes.0.timeoutMs: timeoutMs must be less than coordinator.lockLeaseMs (40000) and coordinator.waitTimeoutMs (20000)",
+    ],
+    [
+      "defaults that cache with a timeout past the lease",
+      { origin, defaults: { timeoutMs: 15_000 } },
+      "defaults.timeoutMs: timeoutMs must be less than coordinator.lockLeaseMs (15000)",
+    ],
+    [
+      "a route that caches and takes the timeout of bypassing defaults",
+      { origin, defaults: { bypass: true, timeoutMs: 60_000 }, routes: [{ match: "/static/*", bypass: false }] },
+      "defaults.timeoutMs: timeoutMs must be less than coordinator.lockLeaseMs (15000)",
+    ],
+    [
       "short admin token (described, never repeated)",
       { origin, admin: { token: "short" } },
       "admin.token: admin.token must be at least 16 characters (got 5 characters)",
@@ -222,6 +263,27 @@ describe("config: defaults and routes", () => {
     // The defaults keep the rules across fields: lease and wait both outlive an origin request.
     expect(config.coordinator).toMatchObject({ lockLeaseMs: 15_000, waitTimeoutMs: 20_000 });
     expect(routeFor(config, "/").refreshAhead).toBe(0);
+  });
+
+  it("gives each route its own origin timeout, else the defaults', else origin.timeoutMs; a bypass route's may pass the lease", () => {
+    const config = parseConfig({
+      origin,
+      defaults: { timeoutMs: 12_000 },
+      routes: [
+        { match: "/poll/*", bypass: true, timeoutMs: 120_000 },
+        { match: "/quick/*", timeoutMs: 2_000 },
+        { match: "/static/*" },
+      ],
+    });
+    expect(routeFor(config, "/poll/chat").timeoutMs).toBe(120_000);
+    expect(routeFor(config, "/quick/x").timeoutMs).toBe(2_000);
+    expect(routeFor(config, "/static/x").timeoutMs).toBe(12_000);
+    expect(routeFor(config, "/other").timeoutMs).toBe(12_000);
+    expect(routeFor(parseConfig({ origin }), "/").timeoutMs).toBe(10_000);
+    // The breaker's half-open probe may be any route's call: it outlives the longest of them.
+    expect(longestOriginTimeoutMs(config)).toBe(120_000);
+    expect(breakerSettings(config).probeTimeoutMs).toBe(120_000);
+    expect(breakerSettings(parseConfig({ origin })).probeTimeoutMs).toBe(10_000);
   });
 
   it("derives the fill budget from cache.maxBytes (a quarter, at least 1 MiB) unless it is set", () => {

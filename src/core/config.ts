@@ -44,6 +44,9 @@ export const configSchema = z
         "coordinator.waitTimeoutMs must be greater than origin.timeoutMs, so a request waiting on another's fetch outlives it: raise waitTimeoutMs or lower origin.timeoutMs",
       path: ["coordinator", "waitTimeoutMs"],
     }),
+    z.superRefine((c, ctx) => {
+      for (const issue of routeTimeoutIssues(c)) ctx.issues.push({ code: "custom", input: c, ...issue });
+    }),
     z.refine((c) => c.breaker.backoffMaxMs >= c.breaker.backoffBaseMs, {
       error: "breaker.backoffMaxMs must be at least breaker.backoffBaseMs (the cap of a backoff that starts there)",
       path: ["breaker", "backoffMaxMs"],
@@ -70,6 +73,8 @@ export interface RoutePolicy {
   /** Share of the freshness lifetime, at its end, in which a request renews the entry in the background; 0 = off. */
   refreshAhead: number;
   key: KeyOptions;
+  /** The deadline of every origin call for the route (its head; see docs/configuration.md `origin.timeoutMs`). */
+  timeoutMs: number;
 }
 
 /**
@@ -172,7 +177,41 @@ function overlaid(config: Config, matched: RouteConfig | undefined): RoutePolicy
       ignoreQuery: r.key?.ignoreQuery ?? d.key?.ignoreQuery ?? [...DEFAULT_IGNORED_QUERY],
       ignoreAllQuery: r.key?.ignoreAllQuery ?? d.key?.ignoreAllQuery ?? false,
     },
+    timeoutMs: r.timeoutMs ?? d.timeoutMs ?? config.origin.timeoutMs,
   };
+}
+
+/**
+ * The longest an origin call may wait for its answer, on any route: what must outlive every
+ * call (the breaker's half-open probe, a fleet's count of the calls still running).
+ *
+ * @example
+ * const probeTimeoutMs = longestOriginTimeoutMs(config); // 30000 with a route { timeoutMs: 30000 }
+ */
+export function longestOriginTimeoutMs(config: Config): number {
+  const own = [config.defaults.timeoutMs, ...config.routes.map((r) => r.timeoutMs)];
+  return Math.max(config.origin.timeoutMs, ...own.filter((t): t is number => t !== undefined));
+}
+
+/**
+ * A route's own timeout (or the defaults') on a route that caches must end before the key's
+ * lease does (the fill holds it) and before the requests collapsed onto the fill stop waiting:
+ * the rule `origin.timeoutMs` keeps, for each timeout set on a route. A bypass route fills
+ * nothing, so its timeout may pass both (a long poll).
+ */
+function routeTimeoutIssues(config: Config): { message: string; path: (string | number)[] }[] {
+  const { lockLeaseMs, waitTimeoutMs } = config.coordinator;
+  const message = `timeoutMs must be less than coordinator.lockLeaseMs (${lockLeaseMs}) and coordinator.waitTimeoutMs (${waitTimeoutMs}) on a route that caches: its fill holds the key's lease while requests for the key wait on it; raise both, or make the route bypass: true`;
+  const paths = new Map<string, (string | number)[]>();
+  for (const route of [undefined, ...config.routes]) {
+    const policy = overlaid(config, route);
+    if (policy.bypass || policy.timeoutMs < Math.min(lockLeaseMs, waitTimeoutMs)) continue;
+    // Named where it was set: the route's own, else the defaults' (origin.timeoutMs has its own rule).
+    const i = route ? config.routes.indexOf(route) : -1;
+    const path = route?.timeoutMs !== undefined ? ["routes", i, "timeoutMs"] : ["defaults", "timeoutMs"];
+    if (route?.timeoutMs !== undefined || config.defaults.timeoutMs !== undefined) paths.set(path.join("."), path);
+  }
+  return [...paths.values()].map((path) => ({ path, message }));
 }
 
 export function pathMatches(pattern: string, pathname: string, folded = false): boolean {

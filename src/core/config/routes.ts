@@ -1,5 +1,5 @@
 import * as z from "zod/mini";
-import { ttl } from "./fields.ts";
+import { ms, ttl } from "./fields.ts";
 
 /** Query parameters left out of the key unless configured otherwise: click trackers that never change the page. */
 export const DEFAULT_IGNORED_QUERY: readonly string[] = ["utm_*", "fbclid", "gclid"];
@@ -50,6 +50,11 @@ export const routePolicy = z.strictObject({
       ),
   ),
   key: z.optional(keyOptions),
+  /**
+   * The route's origin timeout (`origin.timeoutMs` when unset): a long poll, a slow report or
+   * admin page answered past the site-wide timeout. Every origin call for the route keeps to it.
+   */
+  timeoutMs: z.optional(ms("timeoutMs", 1)),
 });
 
 const MATCH_FORMS = "exact /about, prefix /static/* or everything *";

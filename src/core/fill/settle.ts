@@ -136,7 +136,15 @@ export async function fetchAndSettle(
   // Every client of this fill asked the scheme and host its key names: the origin's links to itself point there.
   const publicOrigin = keyOrigin(request.primary);
   const ifFree = standsInWhenBusy(ctx.config, request, stored, ctx.clock.now());
-  const options = { priority: request.priority, ...bufferedUpTo(ctx, stored), key: request.key, signal, ifFree };
+  const { timeoutMs } = routeFor(ctx.config, request.path);
+  const options = {
+    priority: request.priority,
+    timeoutMs,
+    ...bufferedUpTo(ctx, stored),
+    key: request.key,
+    signal,
+    ifFree,
+  };
   const call = (validators: [string, string][]) =>
     guardedOriginCall(
       deps,

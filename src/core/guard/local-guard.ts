@@ -1,6 +1,6 @@
 import { admit, closedBreaker, record, type BreakerRecord, type BreakerSettings } from "./breaker.ts";
 import type { Clock } from "../clock.ts";
-import type { Config } from "../config.ts";
+import { longestOriginTimeoutMs, type Config } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
 import type { GuardSnapshot, OriginGuard, OriginOutcome, OriginPermit, Priority } from "./origin-guard.ts";
 
@@ -232,14 +232,15 @@ function remove(queue: Waiter[], waiter: Waiter): boolean {
 
 /** The breaker's settings from the config: one place, for every runtime's guard. */
 export function breakerSettings(config: Config): BreakerSettings {
-  const { breaker, origin } = config;
+  const { breaker } = config;
   return {
     failureThreshold: breaker.failureThreshold,
     failureRate: breaker.failureRate,
     minFailingKeys: breaker.minFailingKeys,
     windowMs: breaker.windowMs,
     probeIntervalMs: breaker.probeIntervalMs,
-    probeTimeoutMs: origin.timeoutMs,
+    // A probe on a route with a longer timeout still runs: until then it is the only one.
+    probeTimeoutMs: longestOriginTimeoutMs(config),
   };
 }
 

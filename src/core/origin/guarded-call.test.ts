@@ -24,7 +24,7 @@ function setup(fetchImpl: GuardedCallDeps["fetch"], breaker: { failureThreshold?
     guardedOriginCall(
       deps,
       { url: `http://origin.test${path}`, method: "GET", headers: [] },
-      { priority: "foreground", maxBodyBytes, key: path },
+      { priority: "foreground", timeoutMs: config.origin.timeoutMs, maxBodyBytes, key: path },
     );
   return { guard, call, calls, fire, config };
 }
@@ -136,7 +136,7 @@ describe("guardedOriginCall", () => {
       guardedOriginCall(
         deps,
         { url: `http://origin.test${path}`, method: "GET", headers: [] },
-        { priority: "foreground", maxBodyBytes: 0, key: path },
+        { priority: "foreground", timeoutMs: config.origin.timeoutMs, maxBodyBytes: 0, key: path },
       );
 
     const streaming = await call("/long");

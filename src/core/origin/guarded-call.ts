@@ -74,6 +74,8 @@ export function guardedCallDeps(
 
 export interface GuardedCallOptions {
   priority: Priority;
+  /** The deadline for the call's answer: its route's (`routeFor(...).timeoutMs`); a call past it is a sick one. */
+  timeoutMs: number;
   /** Bodies above this stream (their permit is held until the stream ends); 0 streams every body. */
   maxBodyBytes: number;
   /** A body that pauses this long once part of it is in streams from there (origin-client.ts). */
@@ -90,8 +92,7 @@ export interface GuardedCallOptions {
   readByClient?: boolean;
   /**
    * True while the client is still sending the request body (a streamed upload): a call that
-   * fails meanwhile waited on the client, says nothing about the origin, and fails as
-   * CLIENT_TOO_SLOW.
+   * fails meanwhile waited on the client, says nothing about the origin: CLIENT_TOO_SLOW.
    */
   uploadPending?: () => boolean;
   /** The scheme and host the client asked (`https://shop.test`): where the origin's links to itself point (own-links.ts). */
@@ -180,7 +181,7 @@ export function metricOfStatus(status: number): OriginOutcomeKind {
  * WebSocket tunnel, which may stay open for hours) gives it back once its 101 arrived.
  *
  * @example
- * const result = await guardedOriginCall(deps, { url, method: "GET", headers: [] }, { priority: "foreground", maxBodyBytes: 1e6 });
+ * const result = await guardedOriginCall(deps, { url, method: "GET", headers: [] }, { priority: "foreground", timeoutMs: 10_000, maxBodyBytes: 1e6 });
  * if (result.kind === "response") use(result.response);
  */
 export async function guardedOriginCall<R extends OriginRequest>(
@@ -282,7 +283,7 @@ function withPublicLinks<A extends { headers: [string, string][] }>(
 /** What the origin call is made with: the deadline, how much of the body to read first, the signal. */
 function callOptionsOf(deps: GuardedCallDeps, options: GuardedCallOptions, signal: AbortSignal | undefined) {
   return {
-    timeoutMs: deps.config.origin.timeoutMs,
+    timeoutMs: options.timeoutMs,
     maxBodyBytes: options.maxBodyBytes,
     ...(options.pauseMs !== undefined ? { pauseMs: options.pauseMs } : {}),
     budgetBytes: fillBudgetBytes(deps.config),

@@ -25,7 +25,7 @@ function setup(origin: Partial<ConfigInput["origin"]>, fetchImpl: GuardedCallDep
     const result = await guardedOriginCall(
       deps,
       { url: `http://origin.test${path}`, method: "GET", headers: [] },
-      { priority: "foreground", maxBodyBytes: 0, key: path },
+      { priority: "foreground", timeoutMs: config.origin.timeoutMs, maxBodyBytes: 0, key: path },
     );
     if (result.kind !== "response") return result;
     bodies.push(result.response.body as ReadableStream<Uint8Array>);

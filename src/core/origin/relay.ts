@@ -1,6 +1,6 @@
 import type { CacheStatus } from "../http/cache-status.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
-import type { Config } from "../config.ts";
+import { routeFor, type Config } from "../config.ts";
 import { FAILURE_DETAIL, originFailure, protectedAnswer, shown } from "../http/failure-answer.ts";
 import { fromPass, synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
 import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
@@ -68,6 +68,7 @@ export async function relay(
     // The URL stands for the key (the breaker counts its path: breakerResource).
     {
       priority: "foreground",
+      timeoutMs: routeFor(deps.config, request.url.pathname).timeoutMs,
       maxBodyBytes: 0,
       key: `${request.method} ${url}`,
       readByClient: true,

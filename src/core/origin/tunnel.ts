@@ -1,7 +1,7 @@
 import { Places } from "../places.ts";
 import { isAdminPath } from "../admin/admin-path.ts";
 import type { CacheStatus } from "../http/cache-status.ts";
-import type { Config } from "../config.ts";
+import { routeFor, type Config } from "../config.ts";
 import type { HeaderReader } from "../http/http.ts";
 import { synthetic, type EngineRequest, type EngineResponse } from "../http/respond.ts";
 import { originRequestHeaders, originUrl, type ForwardPolicy } from "./forward.ts";
@@ -96,6 +96,7 @@ export async function openTunnel(
     { url, method: "GET", headers, upgrade: "websocket" as const },
     {
       priority: "foreground",
+      timeoutMs: routeFor(deps.config, request.url.pathname).timeoutMs,
       maxBodyBytes: 0,
       key: `GET ${url}`,
       readByClient: true,

@@ -6,6 +6,7 @@ import {
   type BreakerSettings,
 } from "../../core/guard/breaker.ts";
 import type { Config } from "../../core/config.ts";
+import { breakerSettings } from "../../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginOutcome, Priority } from "../../core/guard/origin-guard.ts";
 import { LuaScript, type RedisClient } from "./connection.ts";
 import { EPOCH_LUA, type EpochKeys, type FleetEpoch } from "./guard-epoch.ts";
@@ -163,14 +164,17 @@ export async function acquirePermit(
   client: RedisClient,
   keys: GuardKeys,
   p: { owner: string; id: string; now: number; expiresAt: number; priority: Priority; epoch: FleetEpoch },
-  { maxConcurrency, timeoutMs }: Pick<Config["origin"], "maxConcurrency" | "timeoutMs">,
+  config: Config,
 ): Promise<Attempt> {
+  const { maxConcurrency } = config.origin;
+  // The probe's term: the longest call any route may make (breakerSettings).
+  const { probeTimeoutMs } = breakerSettings(config);
   const limit = p.priority === "foreground" ? maxConcurrency : Math.max(1, maxConcurrency - 1);
   const [, known, fresh, graceMs] = p.epoch.args(p.now);
   const reply = await ACQUIRE.run(
     client,
     [keys.permits, keys.breaker, keys.epoch],
-    [p.now, p.id, p.expiresAt, limit, maxConcurrency, timeoutMs, p.owner, known, fresh, graceMs],
+    [p.now, p.id, p.expiresAt, limit, maxConcurrency, probeTimeoutMs, p.owner, known, fresh, graceMs],
   );
   const parts: unknown[] = Array.isArray(reply) ? reply : [];
   p.epoch.saw(parts[3]);

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Clock } from "../../core/clock.ts";
-import type { Config } from "../../core/config.ts";
+import { longestOriginTimeoutMs, type Config } from "../../core/config.ts";
 import {
   breakerSettings,
   realTimers,
@@ -35,9 +35,9 @@ export interface RedisGuardOptions {
   fallback: LocalGuard;
   /** Namespace shared with the store and leases of the same deployment. Default "herdless:". */
   prefix?: string;
-  /** A permit whose holder dies frees its slot after this long. Default origin.timeoutMs + 5 s. */
+  /** A permit whose holder dies frees its slot after this long (a live one renews it). Default origin.timeoutMs + 5 s. */
   permitTtlMs?: number;
-  /** The longest a call runs, renewing its permit. Default origin.timeoutMs + origin.streamTimeoutMs. */
+  /** The longest a call runs, renewing its permit. Default the longest route timeoutMs (or origin.timeoutMs) + origin.streamTimeoutMs. */
   longestCallMs?: number;
   timers?: Timers;
   /**
@@ -112,7 +112,7 @@ export class RedisGuard implements OriginGuard {
     this.share = new LocalShare({
       ...{ connection, keys: this.keys, epoch: this.epoch, fallback: o.fallback, clock, timers: this.timers },
       ...{ permitTtlMs: this.permitTtlMs, owner: this.owner, rejoinAfterMs: o.rejoinAfterMs ?? 400 },
-      longestCallMs: o.longestCallMs ?? o.config.origin.timeoutMs + o.config.origin.streamTimeoutMs,
+      longestCallMs: o.longestCallMs ?? longestOriginTimeoutMs(o.config) + o.config.origin.streamTimeoutMs,
       onDegradedChange: o.onDegradedChange,
     });
     this.unsubscribe = o.connection.onHealthChange((healthy) => {
@@ -192,8 +192,8 @@ export class RedisGuard implements OriginGuard {
     const now = this.o.clock.now();
     const { owner, epoch } = this;
     const permit = { owner, id: `${owner}${++this.permits}`, now, expiresAt: now + this.permitTtlMs, priority, epoch };
-    const { origin } = this.o.config;
-    const attempt = await this.o.connection.run("guard acquire", (c) => acquirePermit(c, this.keys, permit, origin));
+    const { config } = this.o;
+    const attempt = await this.o.connection.run("guard acquire", (c) => acquirePermit(c, this.keys, permit, config));
     this.share.observe(attempt.others);
     return attempt;
   }
