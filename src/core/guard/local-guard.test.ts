@@ -297,4 +297,26 @@ describe("LocalGuard: circuit breaker", () => {
     hung[1]?.release("success");
     expect((await guard.snapshot()).breaker).toBe("closed");
   });
+
+  it("a probe that may be a long poll (a route's timeoutMs 30 s) is the only one while it may still be answered", async () => {
+    const clock = new ManualClock(T0);
+    const timers = new FakeTimers(clock);
+    const config = parseConfig({
+      origin: { url: "http://127.0.0.1:8080", maxConcurrency: 4, timeoutMs: 500 },
+      breaker: { failureThreshold: 1, probeIntervalMs: 1_000, minFailingKeys: 1 },
+      routes: [{ match: "/poll/*", bypass: true, timeoutMs: 30_000 }],
+    });
+    const guard = new LocalGuard({ config, clock, timers });
+    (await guard.acquire("foreground")).release("failure");
+    timers.advance(1_000);
+    const probe = await guard.acquire("foreground");
+    // Past origin.timeoutMs the probe may still be waiting on its long poll: no second one goes out.
+    for (let i = 0; i < 25; i++) {
+      timers.advance(1_000);
+      const attempt = await guard.acquire("foreground").catch((e: unknown) => e);
+      expect(isHerdlessError(attempt) && attempt.code).toBe("BREAKER_OPEN");
+    }
+    probe.release("success");
+    expect((await guard.snapshot()).breaker).toBe("closed");
+  });
 });
