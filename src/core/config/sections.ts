@@ -32,7 +32,7 @@ export const originSection = z.strictObject({
         error: "origin.url must not have a query or fragment: each origin request carries its client's query",
       }),
     ),
-  /** Abort an origin request (connect + full body) after this long. */
+  /** Abort an origin request whose answer's head (and a body read whole) is not in after this long; a route may set its own. */
   timeoutMs: z._default(ms("origin.timeoutMs", 1), 10_000),
   /** Concurrent origin requests across the whole deployment, all keys together. */
   maxConcurrency: z._default(count("origin.maxConcurrency", 1, 100_000), 8),
