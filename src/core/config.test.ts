@@ -152,6 +152,21 @@ describe("config: every class of invalid input gets a message naming the field, 
       "cache.fillBudgetBytes: cache.fillBudgetBytes must be at least 1048576 (got 1000)",
     ],
     [
+      "Redis bound below one entry: each large body would be evicted as soon as it is stored",
+      { origin, cache: { sharedMaxBytes: 16 * 1024 * 1024 } },
+      "cache.sharedMaxBytes: cache.sharedMaxBytes must be at least cache.maxEntryBytes, so the largest entry stored fits in Redis",
+    ],
+    [
+      "Redis bound beyond any Redis host",
+      { origin, cache: { sharedMaxBytes: 2 ** 41 } },
+      "cache.sharedMaxBytes: cache.sharedMaxBytes must be at most 1099511627776 (got 2199023255552)",
+    ],
+    [
+      "Redis bound not a whole number",
+      { origin, cache: { sharedMaxBytes: "1gb" } },
+      'cache.sharedMaxBytes: cache.sharedMaxBytes must be a number (got "1gb")',
+    ],
+    [
       "count beyond what the guard can track",
       { origin: { ...origin, maxQueue: 1e9 } },
       "origin.maxQueue: origin.maxQueue must be at most 1000000 (got 1000000000)",

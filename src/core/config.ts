@@ -3,10 +3,10 @@ import { HerdlessError } from "./errors.ts";
 import { pathReadings } from "./http/path-readings.ts";
 import { describeIssue } from "./config/messages.ts";
 import { DEFAULT_IGNORED_QUERY, keyOptions, route, routePolicy } from "./config/routes.ts";
+import { cacheSection } from "./config/cache-section.ts";
 import {
   adminSection,
   breakerSection,
-  cacheSection,
   coordinatorSection,
   fleetSection,
   logSection,
@@ -15,7 +15,7 @@ import {
 } from "./config/sections.ts";
 
 /**
- * The operator's config, one section per concern (config/sections.ts, config/routes.ts),
+ * The operator's config, one section per concern (config/sections.ts, config/cache-section.ts, config/routes.ts),
  * checked as a whole where sections depend on each other.
  */
 export const configSchema = z
@@ -46,6 +46,11 @@ export const configSchema = z
     }),
     z.superRefine((c, ctx) => {
       for (const issue of routeTimeoutIssues(c)) ctx.issues.push({ code: "custom", input: c, ...issue });
+    }),
+    z.refine((c) => (c.cache.sharedMaxBytes ?? Infinity) >= c.cache.maxEntryBytes, {
+      // A bound below one entry would evict each large body as soon as it is stored.
+      error: "cache.sharedMaxBytes must be at least cache.maxEntryBytes, so the largest entry stored fits in Redis",
+      path: ["cache", "sharedMaxBytes"],
     }),
     z.refine((c) => c.breaker.backoffMaxMs >= c.breaker.backoffBaseMs, {
       error: "breaker.backoffMaxMs must be at least breaker.backoffBaseMs (the cap of a backoff that starts there)",

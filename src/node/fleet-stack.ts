@@ -21,6 +21,7 @@ import type { Config } from "../core/config.ts";
 import { STREAMING } from "../core/fill/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
+import { sharedMaxBytes } from "./redis/store-bound.ts";
 import type { RedisTarget } from "./redis/target.ts";
 import { originCall, originCallListener, waitingRequests, type Stack, type StackOptions } from "./stack.ts";
 
@@ -68,7 +69,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   await purges.start();
   // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
   const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
-  const shared = new RedisStore({ connection, bulk, prefix, clock });
+  const shared = new RedisStore({ connection, bulk, prefix, clock, maxBytes: sharedMaxBytes(config) });
   const background = (work: Promise<unknown>) =>
     void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
   const onOriginCall = originCallListener(metrics, logger);

@@ -11,6 +11,8 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const MAX_TTL_MS = 365 * 24 * 3600_000;
 /** The largest in-process cache: 64 GiB, far beyond any heap a Node process is given. */
 export const MAX_CACHE_BYTES = 2 ** 36;
+/** The largest bound on a fleet's entries in Redis: 1 TiB, past the memory of any Redis host. */
+export const MAX_SHARED_BYTES = 2 ** 40;
 
 /** A duration in whole milliseconds; `max` is what the runtime can honour for this use. */
 export const ms = (what: string, min = 0, max = MAX_TIMER_MS) =>

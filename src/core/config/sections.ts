@@ -1,15 +1,12 @@
 import * as z from "zod/mini";
-import { DEFAULT_IGNORED_COOKIES } from "../http/cookies.ts";
 import { DEFAULT_STRIPPED_REQUEST_HEADERS } from "../origin/poisoning-headers.ts";
 import {
   count,
-  DEFAULT_MAX_ENTRY_BYTES,
   DEFAULT_READ_AHEAD_BUDGET_BYTES,
   DEFAULT_READ_AHEAD_BYTES,
   DEFAULT_MAX_WEB_SOCKETS,
   MAX_CACHE_BYTES,
   MAX_ENTRY_BYTES_LIMIT,
-  MIN_FILL_BUDGET_BYTES,
   ms,
   ttl,
 } from "./fields.ts";
@@ -133,35 +130,6 @@ export const originSection = z.strictObject({
   /** A WebSocket tunnel that carries no byte either way for this long is closed. */
   webSocketIdleTimeoutMs: z._default(ms("origin.webSocketIdleTimeoutMs", 1_000), 120_000),
 });
-
-/** `cache`: What is stored, and how much. */
-export const cacheSection = z.prefault(
-  z.strictObject({
-    /** Cache API name (Workers) or store namespace (Redis). */
-    name: z._default(z.string().check(z.minLength(1)), "herdless"),
-    /** Memory budget of the in-process store (Node), in bytes. */
-    maxBytes: z._default(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), 256 * 1024 * 1024),
-    /** Bodies larger than this are still shared by every waiting request, streamed, but not stored. */
-    maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, MAX_ENTRY_BYTES_LIMIT), DEFAULT_MAX_ENTRY_BYTES),
-    /**
-     * What the bodies still arriving to be stored may hold together in one Node process or
-     * Worker isolate; past it a body is streamed to its clients and not stored. Default: a
-     * quarter of maxBytes (at least 1 MiB) on Node (store/fill-budget.ts), 64 MiB on a Worker isolate.
-     */
-    fillBudgetBytes: z.optional(count("cache.fillBudgetBytes", MIN_FILL_BUDGET_BYTES, MAX_CACHE_BYTES)),
-    /** How long past its last servable instant a stale entry is kept for revalidation and breaker-open serving. */
-    retainStaleMs: z._default(ttl("cache.retainStaleMs"), 24 * 3600_000),
-    /** Show the origin's Cache-Tag and Surrogate-Key headers to clients (herdless consumes them for purges). */
-    exposeTagHeaders: z._default(z.boolean(), false),
-    /**
-     * Cookies that do not make a request personal (analytics, Cloudflare's own); `*` at the
-     * end matches a prefix. A request whose cookies are all named here is cached as if it had
-     * none, and they are not sent on fills (http/cookies.ts).
-     */
-    ignoreCookies: z._default(z.array(z.string().check(z.minLength(1))), [...DEFAULT_IGNORED_COOKIES]),
-  }),
-  {},
-);
 
 /** `coordinator`: The per-key coordinator's lease and wait. */
 export const coordinatorSection = z.prefault(

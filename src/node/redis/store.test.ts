@@ -10,7 +10,8 @@ import { storeConformance, testEntry } from "../../core/store/store-conformance.
 import { redisTestConnection } from "../../../test/node/redis-server.ts";
 import { RedisConnection } from "./connection.ts";
 import { RedisLeaseManager } from "./lease.ts";
-import { REDIS_CHUNK_BYTES, RedisStore } from "./store.ts";
+import { RedisStore } from "./store.ts";
+import { REDIS_CHUNK_BYTES } from "./store-chunks.ts";
 
 const T0 = 1_700_000_000_000;
 const redis = redisTestConnection();

@@ -6,6 +6,8 @@ import type { Store } from "../../core/store/store.ts";
 import { concatBytes } from "../../core/http/http.ts";
 import type { RedisConnection } from "./connection.ts";
 import { LuaScript } from "./connection.ts";
+import { DEFAULT_SHARED_MAX_BYTES, StoreBound, chargedBytes, type Victim } from "./store-bound.ts";
+import { formatRef, newChunkRef, parseRef, REDIS_CHUNK_BYTES, StoreChunks, type ChunkRef } from "./store-chunks.ts";
 
 export interface RedisStoreOptions {
   connection: RedisConnection;
@@ -19,10 +21,12 @@ export interface RedisStoreOptions {
   /** Namespace for every key, e.g. `"herdless:"`; lets deployments share one Redis. */
   prefix?: string;
   clock?: Clock;
+  /**
+   * What the entries may cost Redis together (`cache.sharedMaxBytes`); past it the entries
+   * written longest ago are evicted (see {@link StoreBound}). Default {@link DEFAULT_SHARED_MAX_BYTES}.
+   */
+  maxBytes?: number;
 }
-
-/** Bodies above this are kept in chunk keys of this size, not in the entry's hash. */
-export const REDIS_CHUNK_BYTES = 1024 * 1024;
 
 /**
  * Fenced write. The entry lives in a hash `{ t: token, d: deleteAt, b: encoded entry }`,
@@ -67,15 +71,6 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, replaced}
 `);
 
-const CHUNKS_PER_READ = 4;
-
-/** Where a chunked body lives: its id, chunk count and length, as kept in the hash's `c`. */
-interface ChunkRef {
-  id: string;
-  chunks: number;
-  bytes: number;
-}
-
 /**
  * The shared tier of a Node fleet: a {@link Store} on Redis. Entries carry a physical
  * TTL (`deleteAt − now`) so Redis frees them by itself; reads also compare `deleteAt`
@@ -88,15 +83,20 @@ interface ChunkRef {
  * A reader that finds a chunk gone (the entry was replaced meanwhile) reads again. An older
  * herdless reading a chunked entry finds no `b` and treats it as a miss.
  *
+ * What the entries cost Redis together is bounded ({@link StoreBound}, `maxBytes`): a flood
+ * of distinct URLs used to grow Redis for as long as the entries' physical TTL (a day).
+ *
  * @example
  * const store = new RedisStore({ connection, prefix: "herdless:" });
  * await store.put(entry); await store.get(entry.key);
  */
 export class RedisStore implements Store {
   private readonly connection: RedisConnection;
-  private readonly bulk: RedisConnection;
+  private readonly chunks: StoreChunks;
   private readonly prefix: string;
   private readonly clock: Clock;
+  /** The bound on what the entries cost Redis together, and its records. */
+  readonly bound: StoreBound;
   /**
    * The read of each key in flight now, shared by every caller that asks meanwhile: at an
    * expiry each request of a process waiting on a key reads the same entry at once, and one
@@ -109,9 +109,11 @@ export class RedisStore implements Store {
 
   constructor(options: RedisStoreOptions) {
     this.connection = options.connection;
-    this.bulk = options.bulk ?? options.connection;
     this.prefix = options.prefix ?? "herdless:";
+    this.chunks = new StoreChunks(options.bulk ?? options.connection, this.prefix);
     this.clock = options.clock ?? systemClock;
+    const maxBytes = options.maxBytes ?? DEFAULT_SHARED_MAX_BYTES;
+    this.bound = new StoreBound({ connection: this.connection, prefix: this.prefix, maxBytes });
   }
 
   /** The Redis key holding `key`'s entry (exposed for operators and tests). */
@@ -164,14 +166,8 @@ export class RedisStore implements Store {
     const now = this.clock.now();
     const ttlMs = Math.ceil(entry.deleteAt - now);
     const chunked = entry.body.byteLength > REDIS_CHUNK_BYTES && ttlMs > 0;
-    const ref: ChunkRef | undefined = chunked
-      ? {
-          id: crypto.randomUUID(),
-          chunks: Math.ceil(entry.body.byteLength / REDIS_CHUNK_BYTES),
-          bytes: entry.body.byteLength,
-        }
-      : undefined;
-    if (ref) await this.writeChunks(ref, entry.body, ttlMs);
+    const ref: ChunkRef | undefined = chunked ? newChunkRef(entry.body.byteLength) : undefined;
+    if (ref) await this.chunks.write(ref, entry.body, ttlMs);
     const encoded = encodeEntry(ref ? { ...entry, body: new Uint8Array(0) } : entry);
     const bytes = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
     const reply = (await this.connection.run("put", (client) =>
@@ -193,8 +189,28 @@ export class RedisStore implements Store {
     const written = reply[0] === 1;
     // Fenced out: our chunks are nobody's; written: the replaced entry's chunks are nobody's.
     const orphan = written ? parseRef(reply[1]) : ref;
-    if (orphan) await this.deleteChunks(orphan).catch(() => undefined);
-    return written;
+    await this.chunks.delete(orphan);
+    if (!written) return false;
+    const charged = chargedBytes(entry.key, bytes.byteLength, ref?.chunks ?? 0, ref?.bytes ?? 0);
+    const write = { key: entry.key, bytes: charged, writtenAt: now, deleteAt: entry.deleteAt, token: entry.token };
+    await this.account(ttlMs > 0 ? this.bound.record(write, now) : this.bound.forget(entry.key, now));
+    return true;
+  }
+
+  /**
+   * Evicts the victims of a write or delete past the bound. Never fails the write, which is
+   * done: a recording lost while Redis went away only leaves that entry uncounted until it
+   * expires (StoreBound).
+   */
+  private async account(recorded: Promise<Victim[]>): Promise<void> {
+    const victims = await recorded.catch(() => []);
+    await Promise.all(
+      victims.map(async (victim) => {
+        this.forgetRead(victim.key);
+        const ref = await this.bound.evict(victim, this.redisKey(victim.key)).catch(() => undefined);
+        await this.chunks.delete(parseRef(ref ?? ""));
+      }),
+    );
   }
 
   async delete(key: string): Promise<boolean> {
@@ -209,8 +225,9 @@ export class RedisStore implements Store {
   private async remove(key: string): Promise<boolean> {
     const ref = await this.connection.run("delete", (client) => client.hget(this.redisKey(key), "c"));
     const removed = await this.connection.run("delete", (client) => client.del(this.redisKey(key)));
-    const chunks = parseRef(ref ?? "");
-    if (chunks) await this.deleteChunks(chunks).catch(() => undefined);
+    await this.chunks.delete(parseRef(ref ?? ""));
+    // Off the records too, or a purged or invalidated key would count until its deleteAt.
+    await this.account(this.bound.forget(key, this.clock.now()));
     return removed > 0;
   }
 
@@ -225,7 +242,7 @@ export class RedisStore implements Store {
       } else {
         const ref = parseRef(refText?.toString("utf8") ?? "");
         if (!meta || !ref) return undefined;
-        const parts = await this.readChunks(ref);
+        const parts = await this.chunks.read(ref);
         if (!parts) return "replaced";
         if (parts.reduce((n, part) => n + part.byteLength, 0) !== ref.bytes) return undefined;
         const body = concatBytes(parts, ref.bytes);
@@ -244,51 +261,4 @@ export class RedisStore implements Store {
     // and the physical TTL removes this one anyway.
     return this.clock.now() >= entry.deleteAt ? undefined : entry;
   }
-
-  private chunkKeys(ref: ChunkRef): string[] {
-    // One hash tag per body: its chunks share a slot, so MGET and DEL span them on Redis Cluster too.
-    return Array.from({ length: ref.chunks }, (_, n) => `${this.prefix}chunk:{${ref.id}}:${n}`);
-  }
-
-  /**
-   * One command per chunk, one after another: each stays far within the connection's
-   * command timeout and no single command holds Redis (single-threaded) for long.
-   */
-  private async writeChunks(ref: ChunkRef, body: Uint8Array, ttlMs: number): Promise<void> {
-    const keys = this.chunkKeys(ref);
-    for (const [n, chunkKey] of keys.entries()) {
-      const part = body.subarray(n * REDIS_CHUNK_BYTES, (n + 1) * REDIS_CHUNK_BYTES);
-      const bytes = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
-      await this.bulk.run("put", (client) => client.set(chunkKey, bytes, "PX", ttlMs));
-    }
-  }
-
-  /** The chunks in a few reads of {@link CHUNKS_PER_READ}, for the same reason; undefined once one is gone. */
-  private async readChunks(ref: ChunkRef): Promise<Buffer[] | undefined> {
-    const keys = this.chunkKeys(ref);
-    const parts: Buffer[] = [];
-    for (let n = 0; n < keys.length; n += CHUNKS_PER_READ) {
-      const batch = keys.slice(n, n + CHUNKS_PER_READ);
-      const read = await this.bulk.run("get", (client) => client.mgetBuffer(...batch));
-      for (const part of read) {
-        if (part === null) return undefined;
-        parts.push(part);
-      }
-    }
-    return parts;
-  }
-
-  private async deleteChunks(ref: ChunkRef): Promise<void> {
-    await this.bulk.run("delete", (client) => client.del(...this.chunkKeys(ref)));
-  }
-}
-
-function formatRef(ref: ChunkRef): string {
-  return `${ref.id} ${ref.chunks} ${ref.bytes}`;
-}
-
-function parseRef(text: string): ChunkRef | undefined {
-  const match = /^([0-9a-f-]{36}) (\d+) (\d+)$/.exec(text);
-  if (!match) return undefined;
-  return { id: match[1]!, chunks: Number(match[2]), bytes: Number(match[3]) };
 }
