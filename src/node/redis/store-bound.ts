@@ -57,15 +57,17 @@ function allocated(bytes: number): number {
 }
 
 /**
- * Records a write (or, with bytes '', forgets a key), drops the records of expired entries,
- * then takes the entries written longest ago off the records until the total is within the
- * bound, and returns them as victims `[key, token, deleteAt, …]` for the caller to delete.
+ * Drops the records of expired entries, records a write (or, with bytes '', forgets the
+ * key's record of a write up to that token: the one a delete removed), then takes the
+ * entries written longest ago off the records until the total is within the bound, and
+ * returns them as victims `[key, token, deleteAt, …]` for the caller to delete.
  * A record is `bytes writtenAt deleteAt token` in the hash `sizes`, and the key is in the
  * sorted sets `order` (by the order of recording: the members' clocks tie within a
  * millisecond, and a frozen test clock always) and `expiry` (by deleteAt); the hash `total`
  * holds `bytes`, the sum of every record's, kept in the same atomic step so concurrent
- * writers never count twice, and `seq`, the last recording's number. A record of a write made
- * later than this one (its recording came first) stays.
+ * writers never count twice, and `seq`, the last recording's number.
+ * The key's record of a newer write (higher token, as the entry's fence judges; or the same
+ * token written later) stays: its recording came first, and that write is the one in Redis.
  * KEYS: sizes, order, expiry, total; ARGV: key, bytes, writtenAt, deleteAt, token, maxBytes,
  * now, maxVictims, maxExpired.
  */
@@ -80,21 +82,25 @@ local function forget(member)
   redis.call('HINCRBY', total, 'bytes', -tonumber(string.match(record, '^(%d+)')))
   return record
 end
-local key = ARGV[1]
-if ARGV[2] == '' then
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', ARGV[7], 'LIMIT', 0, tonumber(ARGV[9]))) do
+  forget(member)
+end
+local key, token, at = ARGV[1], tonumber(ARGV[5]), tonumber(ARGV[3])
+local current = redis.call('HGET', sizes, key)
+local newer = false
+if current then
+  local currentAt, currentToken = string.match(current, '^%d+ (%S+) %S+ (%S+)$')
+  currentAt, currentToken = tonumber(currentAt), tonumber(currentToken)
+  newer = currentToken > token or (ARGV[2] ~= '' and currentToken == token and currentAt > at)
+end
+if not newer then
   forget(key)
-else
-  local current = redis.call('HGET', sizes, key)
-  if not (current and tonumber(string.match(current, '^%d+ (%S+)')) > tonumber(ARGV[3])) then
-    forget(key)
+  if ARGV[2] ~= '' then
     redis.call('HSET', sizes, key, ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5])
     redis.call('ZADD', order, redis.call('HINCRBY', total, 'seq', 1), key)
     redis.call('ZADD', expiry, ARGV[4], key)
     redis.call('HINCRBY', total, 'bytes', ARGV[2])
   end
-end
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', ARGV[7], 'LIMIT', 0, tonumber(ARGV[9]))) do
-  forget(member)
 end
 local victims = {}
 local bound = tonumber(ARGV[6])
@@ -105,9 +111,9 @@ while tonumber(redis.call('HGET', total, 'bytes') or '0') > bound and #victims <
     break
   end
   local record = forget(oldest[1])
-  local deleteAt, token = string.match(record, '^%d+ %S+ (%S+) (%S+)$')
+  local deleteAt, victimToken = string.match(record, '^%d+ %S+ (%S+) (%S+)$')
   table.insert(victims, oldest[1])
-  table.insert(victims, token)
+  table.insert(victims, victimToken)
   table.insert(victims, deleteAt)
 end
 return victims
@@ -177,9 +183,12 @@ export class StoreBound {
     return this.run(key, String(Math.ceil(bytes)), writtenAt, deleteAt, token, now);
   }
 
-  /** Forgets `key` (deleted); the victims to evict, if others wrote past the bound meanwhile. */
-  forget(key: string, now: number): Promise<Victim[]> {
-    return this.run(key, "", 0, 0, 0, now);
+  /**
+   * Forgets `key`'s record of a write up to `token` (the entry a delete removed, or one a write
+   * past its deleteAt replaced); the victims to evict, if others wrote past the bound meanwhile.
+   */
+  forget(key: string, token: number, now: number): Promise<Victim[]> {
+    return this.run(key, "", 0, 0, token, now);
   }
 
   /** Deletes `victim`'s entry (at `entryKey`) if it is the write recorded; its chunk ref, '' for none. */

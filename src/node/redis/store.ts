@@ -71,6 +71,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, replaced}
 `);
 
+/** Deletes an entry; replies its token and chunk ref, or nil when there was none. KEYS[1] entry hash. */
+const DELETE = new LuaScript(`
+local current = redis.call('HMGET', KEYS[1], 't', 'c')
+if redis.call('DEL', KEYS[1]) == 0 then return nil end
+return {current[1] or '0', current[2] or ''}
+`);
+
 /**
  * The shared tier of a Node fleet: a {@link Store} on Redis. Entries carry a physical
  * TTL (`deleteAt − now`) so Redis frees them by itself; reads also compare `deleteAt`
@@ -193,7 +200,7 @@ export class RedisStore implements Store {
     if (!written) return false;
     const charged = chargedBytes(entry.key, bytes.byteLength, ref?.chunks ?? 0, ref?.bytes ?? 0);
     const write = { key: entry.key, bytes: charged, writtenAt: now, deleteAt: entry.deleteAt, token: entry.token };
-    await this.account(ttlMs > 0 ? this.bound.record(write, now) : this.bound.forget(entry.key, now));
+    await this.account(ttlMs > 0 ? this.bound.record(write, now) : this.bound.forget(entry.key, entry.token, now));
     return true;
   }
 
@@ -223,12 +230,14 @@ export class RedisStore implements Store {
   }
 
   private async remove(key: string): Promise<boolean> {
-    const ref = await this.connection.run("delete", (client) => client.hget(this.redisKey(key), "c"));
-    const removed = await this.connection.run("delete", (client) => client.del(this.redisKey(key)));
-    await this.chunks.delete(parseRef(ref ?? ""));
-    // Off the records too, or a purged or invalidated key would count until its deleteAt.
-    await this.account(this.bound.forget(key, this.clock.now()));
-    return removed > 0;
+    const removed = (await this.connection.run("delete", (client) => DELETE.run(client, [this.redisKey(key)], []))) as
+      [string, string] | null;
+    if (!removed) return false;
+    await this.chunks.delete(parseRef(removed[1]));
+    // Off the records too, or a purged or invalidated key would count until its deleteAt; only
+    // the record of the write deleted: a write made since (recorded already) stays counted.
+    await this.account(this.bound.forget(key, Number(removed[0]), this.clock.now()));
+    return true;
   }
 
   private async read(key: string): Promise<Entry | undefined | "replaced"> {
