@@ -22,6 +22,7 @@ import { STREAMING } from "../core/fill/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
 import { sharedMaxBytes } from "./redis/store-bound.ts";
+import { checkMemoryPolicyOnce } from "./redis/eviction-policy.ts";
 import type { RedisTarget } from "./redis/target.ts";
 import { originCall, originCallListener, waitingRequests, type Stack, type StackOptions } from "./stack.ts";
 
@@ -51,6 +52,8 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
   const metrics = new Metrics(clock, options.latencyTimer);
   const connection = await connectRedis(options);
+  // A Redis that may evict the leases breaks the promises however herdless bounds its entries.
+  await checkMemoryPolicyOnce(connection, logger, sharedMaxBytes(config));
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const members = new FleetMembers({
     connection,
