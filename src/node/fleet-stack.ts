@@ -52,8 +52,6 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   const prefix = options.prefix ?? `herdless:${config.cache.name}:`;
   const metrics = new Metrics(clock, options.latencyTimer);
   const connection = await connectRedis(options);
-  // A Redis that may evict the leases breaks the promises however herdless bounds its entries.
-  await checkMemoryPolicyOnce(connection, logger, sharedMaxBytes(config));
   const near = new LruStore({ maxBytes: config.cache.maxBytes, clock });
   const members = new FleetMembers({
     connection,
@@ -72,7 +70,7 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   await purges.start();
   // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
   const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
-  const shared = new RedisStore({ connection, bulk, prefix, clock, maxBytes: sharedMaxBytes(config) });
+  const shared = sharedTier(options, connection, bulk, prefix);
   const background = (work: Promise<unknown>) =>
     void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
   const onOriginCall = originCallListener(metrics, logger);
@@ -126,6 +124,18 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
   };
 }
 
+/** The shared tier in Redis, within cache.sharedMaxBytes. */
+function sharedTier(options: FleetStackOptions, connection: RedisConnection, bulk: RedisConnection, prefix: string) {
+  const { config, logger } = options;
+  const maxBytes = sharedMaxBytes(config);
+  return new RedisStore({
+    ...{ connection, bulk, prefix, clock: options.clock ?? systemClock, maxBytes },
+    // Unrecorded, an entry is not counted against cache.sharedMaxBytes until its physical TTL.
+    onBoundError: (error) =>
+      logger.warn("shared tier write not counted in cache.sharedMaxBytes", { error: String(error) }),
+  });
+}
+
 /** The shared connection, logging each change of Redis's health; serving starts even when Redis is down. */
 async function connectRedis(options: FleetStackOptions): Promise<RedisConnection> {
   const { logger } = options;
@@ -143,6 +153,8 @@ async function connectRedis(options: FleetStackOptions): Promise<RedisConnection
   await connection
     .ready()
     .catch(() => logger.warn("redis not reachable at start: serving with local single-flight", { redis: where }));
+  // A Redis that may evict the leases breaks the promises however herdless bounds its entries.
+  await checkMemoryPolicyOnce(connection, logger, sharedMaxBytes(options.config));
   return connection;
 }
 

@@ -1,9 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../core/clock.ts";
 import { parseConfig } from "../../core/config.ts";
 import type { Entry } from "../../core/http/entry.ts";
 import { testEntry } from "../../core/store/store-conformance.ts";
+import { startCluster, type HaRedis } from "../../../test/node/redis-ha.ts";
 import { redisTestConnection } from "../../../test/node/redis-server.ts";
+import { RedisConnection } from "./connection.ts";
 import { RedisLeaseManager } from "./lease.ts";
 import { sharedMaxBytes } from "./store-bound.ts";
 import { REDIS_CHUNK_BYTES } from "./store-chunks.ts";
@@ -135,6 +137,21 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
     expect((await store.get("k"))?.token).toBe(2);
   });
 
+  it("a write the bound could not record stands, and its failure is reported (the fleet logs it)", async () => {
+    const errors: unknown[] = [];
+    const clock = new ManualClock(T0);
+    const store = new RedisStore({
+      connection: redis.connection,
+      clock,
+      prefix: redis.prefix(),
+      onBoundError: (error) => void errors.push(error),
+    });
+    store.bound.record = () => Promise.reject(new Error("redis record failed"));
+    expect(await store.put(page("k", clock.now()))).toBe(true);
+    expect((await store.get("k"))?.key).toBe("k");
+    expect(errors).toEqual([new Error("redis record failed")]);
+  });
+
   it("drift corrects itself: records of entries gone behind its back are evicted first, and the count comes back down", async () => {
     const { clock, store, prefix } = setup();
     for (let n = 0; n < 5; n++) await store.put(page(`ghost${n}`, clock.now()));
@@ -145,6 +162,29 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
     expect(records.sort()).toEqual(await storedKeys(prefix));
     expect(records.every((key) => key.startsWith("live"))).toBe(true);
   });
+});
+
+describe("RedisStore's bound on a Redis Cluster (entries spread over slots, the records in one)", () => {
+  let cluster: HaRedis | undefined;
+  afterAll(() => cluster?.stop());
+
+  it("records every write and evicts past the bound, with no CROSSSLOT error swallowed on the way", async () => {
+    cluster = await startCluster();
+    const connection = new RedisConnection({ url: cluster.url });
+    await connection.ready();
+    const { clock, store } = setup(20 * KiB, connection);
+    for (let n = 0; n < 20; n++) expect(await store.put(page(`k${n}`, clock.now()))).toBe(true);
+    const usage = await store.bound.usage();
+    expect(usage.bytes).toBeLessThanOrEqual(20 * KiB);
+    expect(usage.entries).toBeGreaterThanOrEqual(4);
+    const held = await Promise.all(
+      Array.from({ length: 20 }, async (_, n) => Boolean(await connection.client.exists(store.redisKey(`k${n}`)))),
+    );
+    expect(held).toEqual(Array.from({ length: 20 }, (_, n) => n >= 20 - usage.entries));
+    await store.delete("k19");
+    expect((await store.bound.usage()).entries).toBe(usage.entries - 1);
+    await connection.close();
+  }, 60_000);
 });
 
 describe("sharedMaxBytes", () => {

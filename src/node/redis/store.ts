@@ -26,6 +26,8 @@ export interface RedisStoreOptions {
    * written longest ago are evicted (see {@link StoreBound}). Default {@link DEFAULT_SHARED_MAX_BYTES}.
    */
   maxBytes?: number;
+  /** Hears a write or delete the bound could not record or evict for (the write itself stands). */
+  onBoundError?: (error: unknown) => void;
 }
 
 /**
@@ -104,6 +106,7 @@ export class RedisStore implements Store {
   private readonly clock: Clock;
   /** The bound on what the entries cost Redis together, and its records. */
   readonly bound: StoreBound;
+  private readonly onBoundError: (error: unknown) => void;
   /**
    * The read of each key in flight now, shared by every caller that asks meanwhile: at an
    * expiry each request of a process waiting on a key reads the same entry at once, and one
@@ -121,6 +124,7 @@ export class RedisStore implements Store {
     this.clock = options.clock ?? systemClock;
     const maxBytes = options.maxBytes ?? DEFAULT_SHARED_MAX_BYTES;
     this.bound = new StoreBound({ connection: this.connection, prefix: this.prefix, maxBytes });
+    this.onBoundError = options.onBoundError ?? (() => undefined);
   }
 
   /** The Redis key holding `key`'s entry (exposed for operators and tests). */
@@ -210,11 +214,17 @@ export class RedisStore implements Store {
    * expires (StoreBound).
    */
   private async account(recorded: Promise<Victim[]>): Promise<void> {
-    const victims = await recorded.catch(() => []);
+    const victims = await recorded.catch((error: unknown) => {
+      this.onBoundError(error);
+      return [];
+    });
     await Promise.all(
       victims.map(async (victim) => {
         this.forgetRead(victim.key);
-        const ref = await this.bound.evict(victim, this.redisKey(victim.key)).catch(() => undefined);
+        const ref = await this.bound.evict(victim, this.redisKey(victim.key)).catch((error: unknown) => {
+          this.onBoundError(error);
+          return undefined;
+        });
         await this.chunks.delete(parseRef(ref ?? ""));
       }),
     );
