@@ -62,9 +62,17 @@ function withKnownLength(body: EngineResponse["body"], headers: [string, string]
   if (!(body instanceof ReadableStream)) return body;
   const length = headers.find(([name]) => name === "content-length")?.[1];
   if (length === undefined) return body;
-  const { readable, writable } = new FixedLengthStream(Number(length));
-  // Errors and cancels pass through: the source's error aborts the client's answer, and a
-  // client that goes away cancels the source (its share of a flight, its origin connection).
+  return throughFixedLength(body, Number(length));
+}
+
+/**
+ * `body` as a stream workerd knows the length of, `length` bytes, so it goes out with its
+ * Content-Length rather than chunked. Errors and cancels pass through: the source's error
+ * aborts the message it is the body of (a client's answer, an origin's request), and a reader
+ * that goes away cancels the source.
+ */
+export function throughFixedLength(body: ReadableStream<Uint8Array>, length: number): ReadableStream<Uint8Array> {
+  const { readable, writable } = new FixedLengthStream(length);
   void body.pipeTo(writable).catch(() => undefined);
   return readable;
 }

@@ -2,6 +2,7 @@ import { HerdlessError } from "../core/errors.ts";
 import type { OriginFetchInit } from "../core/origin/origin-client.ts";
 import { mayRepeat } from "../core/origin/repeat.ts";
 import { declaredLength } from "../core/origin/upload.ts";
+import { throughFixedLength } from "./convert.ts";
 
 /**
  * How long this isolate has heard nothing from an origin before a lost request counts as one
@@ -72,10 +73,7 @@ function withDeclaredLength(init: OriginFetchInit): OriginFetchInit {
   if (!(body instanceof ReadableStream)) return init;
   const declared = declaredLength(new Headers(init.headers).get("content-length"));
   if (declared === undefined) return init;
-  const { readable, writable } = new FixedLengthStream(declared);
-  // The source's error aborts the origin's request; the origin request failing cancels the source.
-  void body.pipeTo(writable).catch(() => undefined);
-  return { ...init, body: readable };
+  return { ...init, body: throughFixedLength(body, declared) };
 }
 
 /**
