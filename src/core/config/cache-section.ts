@@ -2,6 +2,7 @@ import * as z from "zod/mini";
 import { DEFAULT_IGNORED_COOKIES } from "../http/cookies.ts";
 import {
   count,
+  DEFAULT_CACHE_MAX_BYTES,
   DEFAULT_MAX_ENTRY_BYTES,
   MAX_CACHE_BYTES,
   MAX_ENTRY_BYTES_LIMIT,
@@ -16,7 +17,7 @@ export const cacheSection = z.prefault(
     /** Cache API name (Workers) or store namespace (Redis). */
     name: z._default(z.string().check(z.minLength(1)), "herdless"),
     /** Memory budget of the in-process store (Node), in bytes. */
-    maxBytes: z._default(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), 256 * 1024 * 1024),
+    maxBytes: z._default(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), DEFAULT_CACHE_MAX_BYTES),
     /** Bodies larger than this are still shared by every waiting request, streamed, but not stored. */
     maxEntryBytes: z._default(count("cache.maxEntryBytes", 1, MAX_ENTRY_BYTES_LIMIT), DEFAULT_MAX_ENTRY_BYTES),
     /**

@@ -47,6 +47,9 @@ export const count = (what: string, min: number, max: number) =>
  * Redis keep them in chunks below their per-value caps, the Cache API takes far larger objects.
  */
 export const DEFAULT_MAX_ENTRY_BYTES = 25 * 1024 * 1024;
+
+/** `cache.maxBytes` by default: what one Node process's in-memory tier holds. */
+export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
 /** The largest `cache.maxEntryBytes` accepted: a flight keeps up to this many bytes in memory to store them. */
 export const MAX_ENTRY_BYTES_LIMIT = 128 * 1024 * 1024;
 

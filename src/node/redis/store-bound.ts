@@ -1,13 +1,17 @@
 import type { Config } from "../../core/config.ts";
+import { DEFAULT_CACHE_MAX_BYTES } from "../../core/config/fields.ts";
 import type { RedisConnection } from "./connection.ts";
 import { LuaScript } from "./connection.ts";
 import { REDIS_CHUNK_BYTES } from "./store-chunks.ts";
 
+/** The shared tier holds this many near tiers' worth (see {@link sharedMaxBytes}). */
+const NEAR_TIERS_SHARED = 4;
+
 /**
- * The shared tier's bound by default, when the store is made without one: four times the
- * default `cache.maxBytes` (the fleet derives it from the config: see `sharedMaxBytes`).
+ * The shared tier's bound by default, when the store is made without one: what
+ * {@link sharedMaxBytes} derives from the default `cache.maxBytes`.
  */
-export const DEFAULT_SHARED_MAX_BYTES = 4 * 256 * 1024 * 1024;
+export const DEFAULT_SHARED_MAX_BYTES = NEAR_TIERS_SHARED * DEFAULT_CACHE_MAX_BYTES;
 
 /**
  * What Redis spends on one entry beside its bytes and its key: the entry hash's own objects
@@ -235,5 +239,5 @@ export class StoreBound {
  */
 export function sharedMaxBytes(config: Config): number {
   const { sharedMaxBytes: set, maxBytes, maxEntryBytes } = config.cache;
-  return set ?? Math.max(4 * maxBytes, maxEntryBytes);
+  return set ?? Math.max(NEAR_TIERS_SHARED * maxBytes, maxEntryBytes);
 }
