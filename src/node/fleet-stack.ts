@@ -38,6 +38,12 @@ export interface FleetStackOptions extends StackOptions {
   prefix?: string;
 }
 
+/** A fleet member's {@link Stack}, and when the shared tier has accounted for its writes. */
+export interface FleetStack extends Stack {
+  /** Resolves once the shared tier's bound recorded every write and delete so far (RedisStore.settled). */
+  settled(): Promise<void>;
+}
+
 /**
  * A fleet member: the LRU is this process's near tier; Redis holds the shared entries, the
  * key leases and the fill announcements, so one process in the fleet fetches each key.
@@ -45,7 +51,7 @@ export interface FleetStackOptions extends StackOptions {
  * engine falls back to local single-flight over the LRU; it reports the degradation and
  * returns to Redis on its own when Redis answers again.
  */
-export async function redisStack(options: FleetStackOptions): Promise<Stack> {
+export async function redisStack(options: FleetStackOptions): Promise<FleetStack> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const { fetch, decodes } = originCall(options);
@@ -103,21 +109,18 @@ export async function redisStack(options: FleetStackOptions): Promise<Stack> {
     waiting: waitingRequests(config),
   });
   return {
-    config,
-    clock,
-    engine,
-    near,
-    guard,
-    metrics,
-    purges,
+    ...{ config, clock, engine, near, guard, metrics, purges },
     startedAt: clock.now(),
     mode: () => (connection.healthy ? "redis" : "degraded"),
+    settled: () => shared.settled(),
     close: async () => {
       purges.stop();
       invalidations.stop();
       await members.stop();
       guard.close();
       await coordinator.close();
+      // The shared tier's last records, or the entries written last go uncounted.
+      await shared.settled();
       await bulk.close();
       await connection.close();
     },

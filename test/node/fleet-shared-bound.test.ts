@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFragileOrigin, type FragileOrigin } from "../../fixtures/fragile-origin.ts";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig } from "../../src/core/config.ts";
-import { redisStack } from "../../src/node/fleet-stack.ts";
+import { redisStack, type FleetStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { RedisConnection } from "../../src/node/redis/connection.ts";
 import { sharedMaxBytes, StoreBound } from "../../src/node/redis/store-bound.ts";
@@ -33,6 +33,7 @@ describe("a flood of distinct cacheable URLs through a fleet: Redis keeps within
   let redis: ChildProcess;
   let connection: RedisConnection;
   let origin: FragileOrigin;
+  let stacks: FleetStack[];
   let servers: RunningServer[];
   let urls: string[];
 
@@ -49,7 +50,7 @@ describe("a flood of distinct cacheable URLs through a fleet: Redis keeps within
     const own = { ...config, origin: { ...config.origin, url: origin.url } };
     const clock = new ManualClock(Date.now());
     const logger = jsonLogger("silent");
-    const stacks = await Promise.all([0, 1, 2].map(() => redisStack({ config: own, logger, clock, redisUrl })));
+    stacks = await Promise.all([0, 1, 2].map(() => redisStack({ config: own, logger, clock, redisUrl })));
     servers = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));
     urls = servers.map((server) => server.url);
     connection = new RedisConnection({ url: redisUrl });
@@ -84,6 +85,8 @@ describe("a flood of distinct cacheable URLs through a fleet: Redis keeps within
         Array.from({ length: 30 }, (_, i) => send(urls[(n + i) % 3]!, `/page?x=${n + i}`).catch(() => undefined)),
       );
 
+    // Each member accounts for its writes behind their answers.
+    await Promise.all(stacks.map((stack) => stack.settled()));
     const stored = await storedBytes();
     const recorded = await new StoreBound({ connection, prefix: PREFIX, maxBytes: BOUND }).usage();
     expect.soft(stored.bytes).toBeLessThanOrEqual(BOUND);

@@ -26,6 +26,12 @@ function setup(maxBytes = 20 * KiB, connection = redis.connection, prefix = redi
   return { clock, store, prefix };
 }
 
+/** What the bound recorded once it accounted for every write so far (it does so behind each write's answer). */
+async function recorded(store: RedisStore): Promise<{ bytes: number; entries: number }> {
+  await store.settled();
+  return store.bound.usage();
+}
+
 /** The entry keys Redis holds under `prefix`, as cache keys. */
 async function storedKeys(prefix: string): Promise<string[]> {
   const keys = await redis.connection.client.keys(`${prefix}entry:*`);
@@ -39,7 +45,7 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
       expect(await store.put(page(`k${n}`, clock.now()))).toBe(true);
       clock.advance(1);
     }
-    const usage = await store.bound.usage();
+    const usage = await recorded(store);
     expect(usage.bytes).toBeLessThanOrEqual(20 * KiB);
     expect(usage.entries).toBeGreaterThanOrEqual(4);
     const kept = Array.from({ length: usage.entries }, (_, i) => `k${20 - usage.entries + i}`);
@@ -56,24 +62,24 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
     clock.advance(2_000);
     await store.put(page("next", clock.now()));
     expect((await store.get("long"))?.key).toBe("long");
-    expect((await store.bound.usage()).entries).toBe(2);
+    expect((await recorded(store)).entries).toBe(2);
   });
 
   it("counts a key written again once, and forgets it when it is deleted, invalidated to nothing or written past its deleteAt", async () => {
     const { clock, store } = setup(1 * MiB);
     for (let token = 1; token <= 10; token++) await store.put(page("k1", clock.now(), { token }));
-    const once = await store.bound.usage();
+    const once = await recorded(store);
     expect(once.entries).toBe(1);
     await store.put(page("k2", clock.now()));
-    expect((await store.bound.usage()).bytes).toBe(2 * once.bytes);
+    expect((await recorded(store)).bytes).toBe(2 * once.bytes);
     await store.delete("k1");
-    expect(await store.bound.usage()).toEqual(once);
+    expect(await recorded(store)).toEqual(once);
     // An invalidation's mark (no body) costs less than the page it replaced.
     await store.put({ ...page("k2", clock.now(), { token: 2 }), body: new Uint8Array(0), invalidatedAt: T0 });
-    expect((await store.bound.usage()).bytes).toBeLessThan(once.bytes);
+    expect((await recorded(store)).bytes).toBeLessThan(once.bytes);
     clock.advance(1);
     expect(await store.put(page("k2", clock.now(), { token: 3, deleteAt: T0 - 1 }))).toBe(true);
-    expect(await store.bound.usage()).toEqual({ bytes: 0, entries: 0 });
+    expect(await recorded(store)).toEqual({ bytes: 0, entries: 0 });
   });
 
   it("several members writing at once: every entry in Redis is counted once, within the bound", async () => {
@@ -89,6 +95,7 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
         ),
       ),
     );
+    await Promise.all(members.map(({ store }) => store.settled()));
     const { store } = members[0]!;
     const usage = await store.bound.usage();
     expect(usage.bytes).toBeLessThanOrEqual(40 * KiB);
@@ -108,11 +115,12 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
     const big = new Uint8Array(REDIS_CHUNK_BYTES * 2 + 5).fill(3);
     await store.put(testEntry("first", clock.now(), { body: big }));
     // Three chunks, each taking 1.25 MiB of Redis (its allocation class), as MEMORY USAGE says.
-    const usage = await store.bound.usage();
+    const usage = await recorded(store);
     const used = await Promise.all((await chunkKeys()).map((key) => redis.connection.client.memory("USAGE", key)));
     expect(usage.bytes).toBeGreaterThanOrEqual(used.reduce<number>((sum, bytes) => sum + (bytes ?? 0), 0));
     clock.advance(1);
     await store.put(testEntry("second", clock.now(), { body: big }));
+    await store.settled();
     expect(await store.get("first")).toBeUndefined();
     expect(Buffer.from((await store.get("second"))!.body).equals(big)).toBe(true);
     expect(await chunkKeys()).toHaveLength(3);
@@ -123,6 +131,7 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
     const leases = new RedisLeaseManager({ connection: redis.connection, clock, prefix });
     const lease = await leases.acquire("k0", 60_000);
     for (let n = 0; n < 50; n++) await store.put(page(`k${n}`, clock.now()));
+    await store.settled();
     expect(await leases.held("k0")).toBe(true);
     expect(await leases.release(lease!)).toBe(true);
   });
@@ -149,6 +158,7 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
     store.bound.record = () => Promise.reject(new Error("redis record failed"));
     expect(await store.put(page("k", clock.now()))).toBe(true);
     expect((await store.get("k"))?.key).toBe("k");
+    await store.settled();
     expect(errors).toEqual([new Error("redis record failed")]);
   });
 
@@ -158,6 +168,7 @@ describe("RedisStore's bound (cache.sharedMaxBytes)", () => {
     // Gone without a word to the records: a delete whose recording failed, an operator's DEL.
     await redis.connection.client.del(...(await redis.connection.client.keys(`${prefix}entry:*`)));
     for (let n = 0; n < 10; n++) await store.put(page(`live${n}`, clock.now()));
+    await store.settled();
     const records = await redis.connection.client.hkeys(`${prefix}{stored}:sizes`);
     expect(records.sort()).toEqual(await storedKeys(prefix));
     expect(records.every((key) => key.startsWith("live"))).toBe(true);
@@ -174,7 +185,7 @@ describe("RedisStore's bound on a Redis Cluster (entries spread over slots, the 
     await connection.ready();
     const { clock, store } = setup(20 * KiB, connection);
     for (let n = 0; n < 20; n++) expect(await store.put(page(`k${n}`, clock.now()))).toBe(true);
-    const usage = await store.bound.usage();
+    const usage = await recorded(store);
     expect(usage.bytes).toBeLessThanOrEqual(20 * KiB);
     expect(usage.entries).toBeGreaterThanOrEqual(4);
     const held = await Promise.all(
@@ -182,7 +193,7 @@ describe("RedisStore's bound on a Redis Cluster (entries spread over slots, the 
     );
     expect(held).toEqual(Array.from({ length: 20 }, (_, n) => n >= 20 - usage.entries));
     await store.delete("k19");
-    expect((await store.bound.usage()).entries).toBe(usage.entries - 1);
+    expect((await recorded(store)).entries).toBe(usage.entries - 1);
     await connection.close();
   }, 60_000);
 });

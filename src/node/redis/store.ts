@@ -116,6 +116,8 @@ export class RedisStore implements Store {
    * new one and sees it. Not SingleFlight: that one cannot be cut by a write.
    */
   private readonly reads = new Map<string, Promise<Entry | undefined>>();
+  /** The bound's accounting of writes and deletes already answered ({@link settled}). */
+  private readonly accounting = new Set<Promise<void>>();
 
   constructor(options: RedisStoreOptions) {
     this.connection = options.connection;
@@ -204,8 +206,23 @@ export class RedisStore implements Store {
     if (!written) return false;
     const charged = chargedBytes(entry.key, bytes.byteLength, ref?.chunks ?? 0, ref?.bytes ?? 0);
     const write = { key: entry.key, bytes: charged, writtenAt: now, deleteAt: entry.deleteAt, token: entry.token };
-    await this.account(ttlMs > 0 ? this.bound.record(write, now) : this.bound.forget(entry.key, entry.token, now));
+    this.behind(ttlMs > 0 ? this.bound.record(write, now) : this.bound.forget(entry.key, entry.token, now));
     return true;
+  }
+
+  /** Resolves once the bound accounted for every write and delete so far (before closing; tests). */
+  async settled(): Promise<void> {
+    while (this.accounting.size > 0) await Promise.allSettled([...this.accounting]);
+  }
+
+  /**
+   * Accounts behind the answer: a fill's clients need not wait on the records (a script, and
+   * evictions in a flood). Sent at once, on one connection: in the order of the writes.
+   */
+  private behind(recorded: Promise<Victim[]>): void {
+    const work = this.account(recorded).catch((error: unknown) => this.onBoundError(error));
+    this.accounting.add(work);
+    void work.finally(() => this.accounting.delete(work));
   }
 
   /**
@@ -246,7 +263,7 @@ export class RedisStore implements Store {
     await this.chunks.delete(parseRef(removed[1]));
     // Off the records too, or a purged or invalidated key would count until its deleteAt; only
     // the record of the write deleted: a write made since (recorded already) stays counted.
-    await this.account(this.bound.forget(key, Number(removed[0]), this.clock.now()));
+    this.behind(this.bound.forget(key, Number(removed[0]), this.clock.now()));
     return true;
   }
 
