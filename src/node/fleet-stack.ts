@@ -66,7 +66,10 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
     onError: (error) => logger.debug("fleet heartbeat failed", { error: String(error) }),
   });
   await members.start();
-  const guard = fleetGuard(options, connection, members, prefix);
+  // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
+  const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
+  const shared = sharedTier(options, connection, bulk, prefix);
+  const { leases, guard } = leasesAndGuard(options, { connection, members, shared }, prefix);
   const purges = new RedisPurgeRegistry({
     ...{ connection, prefix, clock, members },
     keyOf: purgeKeyOf(config, true),
@@ -74,9 +77,6 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
     onError: (error) => logger.debug("purge list not refreshed", { error: String(error) }),
   });
   await purges.start();
-  // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
-  const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
-  const shared = sharedTier(options, connection, bulk, prefix);
   const background = (work: Promise<unknown>) =>
     void work.catch((error: unknown) => logger.warn("background work failed", { error: String(error) }));
   const onOriginCall = originCallListener(metrics, logger);
@@ -91,7 +91,8 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
     clock,
     onError: (error) => logger.debug("invalidation not applied", { error: String(error) }),
   });
-  const coordinator = fleetCoordinator(options, { connection, bulk, notifier, invalidations }, prefix, shared, parts);
+  const links = { connection, bulk, notifier, invalidations, leases };
+  const coordinator = fleetCoordinator(options, links, prefix, shared, parts);
   const fallback = new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts });
   const engine = new Engine({
     config,
@@ -162,24 +163,27 @@ async function connectRedis(options: FleetStackOptions): Promise<RedisConnection
 }
 
 /**
- * The cap and the breaker, fleet-wide; while Redis is away each process keeps to its share
- * of the cap, so the fleet together stays under it.
+ * The keys' leases, and the cap and the breaker, fleet-wide: while Redis is away each process
+ * keeps to its share of the cap, so the fleet together stays under it. Each tells the other of
+ * Redis losing its data: the guard sees it, the leases of this process's fills are written back.
  */
-function fleetGuard(
+function leasesAndGuard(
   options: FleetStackOptions,
-  connection: RedisConnection,
-  members: FleetMembers,
+  { connection, members, shared }: { connection: RedisConnection; members: FleetMembers; shared: RedisStore },
   prefix: string,
-): RedisGuard {
+): { leases: RedisLeaseManager; guard: RedisGuard } {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
+  // One Redis runs a connection's commands in order: a read sent after an acquire is answered after it.
+  const ordered = connection.target.kind !== "cluster";
+  const leases: RedisLeaseManager = new RedisLeaseManager({
+    ...{ connection, prefix, clock, lookForLoss: (): Promise<void> => guard.lookForLoss() },
+    ...(ordered ? { onAcquire: () => shared.cutReads() } : {}),
+  });
   const share = () => members.share(config.origin.maxConcurrency, config.fleet.minProcesses);
-  return new RedisGuard({
-    connection,
-    config,
-    clock,
+  const guard: RedisGuard = new RedisGuard({
+    ...{ connection, config, clock, prefix, onDataLoss: (graceUntil) => leases.reassert(graceUntil) },
     fallback: new LocalGuard({ config, clock, maxConcurrency: share }),
-    prefix,
     onDegradedChange: (degraded) =>
       degraded
         ? logger.warn("origin guard: redis unreachable, this process keeps to its share of the cap", {
@@ -188,6 +192,7 @@ function fleetGuard(
           })
         : logger.info("origin guard: fleet-wide cap again"),
   });
+  return { leases, guard };
 }
 
 /** A member's Redis connections and the news it sends and hears on them. */
@@ -196,6 +201,7 @@ interface FleetLinks {
   bulk: RedisConnection;
   notifier: RedisNotifier;
   invalidations: FleetInvalidations;
+  leases: RedisLeaseManager;
 }
 
 /**
@@ -211,15 +217,8 @@ function fleetCoordinator(
 ): Coordinator & { close(): Promise<void> } {
   const { config } = options;
   const clock = options.clock ?? systemClock;
-  const { connection, bulk, notifier, invalidations } = redis;
-  // One Redis runs a connection's commands in order: a read sent after an acquire is answered after it.
+  const { connection, bulk, notifier, invalidations, leases } = redis;
   const ordered = connection.target.kind !== "cluster";
-  const leases = new RedisLeaseManager({
-    connection,
-    prefix,
-    clock,
-    ...(ordered ? { onAcquire: () => shared.cutReads() } : {}),
-  });
   // Each flight's answer reaches the other members' waiters as the leader's own get it.
   const relay = new RedisFlightRelay({
     connection,

@@ -17,6 +17,8 @@ import { LocalGuard } from "../guard/local-guard.ts";
 import { MemoryBackoffStore, type BackoffRecord, type BackoffStore } from "../guard/key-backoff.ts";
 import type { Store } from "../store/store.ts";
 import { LruStore } from "../store/lru-store.ts";
+import { testEntry } from "../store/store-conformance.ts";
+import type { OriginGuard } from "../guard/origin-guard.ts";
 
 class Network {
   private replies: Array<() => void> = [];
@@ -45,7 +47,15 @@ class Network {
 /** Lets every callback that is ready run (no time passes: the clock is the test's). */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false) {
+/**
+ * A fleet's lease manager after Redis lost its data: every origin permit had to wait
+ * (OriginPermit.waited), and `holds` says whether a lease is still its flight's.
+ */
+interface AfterLoss {
+  holds: (lease: Lease) => boolean | Promise<boolean>;
+}
+
+function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false, afterLoss?: AfterLoss) {
   const clock = new ManualClock(1_900_000_000_000);
   const config = parseConfig({ origin: { url: "http://origin.test" }, ...overrides });
   const net = new Network();
@@ -60,6 +70,7 @@ function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false)
     acquire: (key, ttlMs) => net.send("lease acquire", () => memoryLeases.acquire(key, ttlMs)),
     extend: (lease: Lease, ttlMs) => net.send("lease extend", () => memoryLeases.extend(lease, ttlMs)),
     release: (lease: Lease) => net.send("lease release", () => memoryLeases.release(lease)),
+    ...(afterLoss ? { holds: (lease: Lease) => net.send("lease holds", () => afterLoss.holds(lease)) } : {}),
   };
   const records = new MemoryBackoffStore(clock);
   const backoff: BackoffStore = {
@@ -69,6 +80,15 @@ function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false)
   };
   const origin = { calls: 0, cacheControl: "max-age=60", status: 200 };
   const announced: string[] = [];
+  const guard = (): OriginGuard => {
+    const local = new LocalGuard({ config, clock });
+    if (!afterLoss) return local;
+    const acquire: OriginGuard["acquire"] = async (...args) => {
+      const permit = await local.acquire(...args);
+      return { release: (outcome, key) => permit.release(outcome, key), waited: true };
+    };
+    return { acquire, snapshot: () => local.snapshot() };
+  };
   const pending: Promise<unknown>[] = [];
   // Another process's waiters on a key, told when the announcement's round trip comes back (a publish reaches them through Redis).
   const waiting = new Map<string, Array<(heard: FillHeard) => void>>();
@@ -78,7 +98,7 @@ function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false)
     store,
     leases,
     backoff,
-    guard: new LocalGuard({ config, clock }),
+    guard: guard(),
     fetch: () =>
       net.send("origin", () => {
         origin.calls++;
@@ -101,7 +121,7 @@ function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false)
   /** A coordinator in another process over the same store and leases: it waits on the announcement of a flight it does not hold. */
   const peer = new KeyCoordinator({
     ...options,
-    guard: new LocalGuard({ config, clock }),
+    guard: guard(),
     waitForFill: (key) =>
       net
         .send("subscribe", () => undefined)
@@ -176,7 +196,10 @@ function setup(overrides: Partial<ConfigInput> = {}, readsFollowAcquire = false)
     await Promise.all(pending.splice(0));
     return { answers, trips, answeredAt };
   };
-  return { clock, net, origin, announced, records, fill, fillsAtOnce, fillInBoth, fillsJoining };
+  return {
+    ...{ clock, net, origin, announced, records, fill, fillsAtOnce, fillInBoth, fillsJoining },
+    ...{ peer, entries, memoryLeases, announceFill: options.announceFill! },
+  };
 }
 
 const key = "GET https://site.test/page";
@@ -344,5 +367,45 @@ describe("a fill's round trips to the shared store", () => {
     // The first is answered stale after its look; the 10 after theirs, before the refresh's origin call returns.
     expect(answers.map((answer) => answer.kind === "entry" && answer.entry.token)).toEqual(Array(11).fill(staleToken));
     expect(answeredAt[0]).toBe(11);
+  });
+});
+
+describe("a fill whose origin permit had to wait (a fleet after Redis lost its data)", () => {
+  it("a permit granted at once costs no check of the lease: a cold miss sends what it always did; one that waited, one read more", async () => {
+    const t = setup({}, false, undefined);
+    await t.fill();
+    expect(t.net.count("lease holds")).toBe(0);
+    const checked = setup({}, false, { holds: () => true });
+    const { answer, before } = await checked.fill();
+    // Every permit of this guard waited: one read more, beside nothing, and the call is made.
+    expect(answer).toMatchObject({ kind: "entry", fwdStatus: 200, stored: true });
+    expect([before, checked.net.count("lease holds"), checked.origin.calls]).toEqual([6, 1, 1]);
+  });
+
+  it("a lease taken while its permit waited: no origin call, nothing freed or announced; the flight waits on the key's new holder and takes its entry", async () => {
+    let theirs: Lease | undefined;
+    const t = setup({}, false, {
+      holds: async (lease) => {
+        // Redis lost the lease; another process's fill took the key and kept it (lease.ts reassert).
+        await t.memoryLeases.release(lease);
+        theirs = await t.memoryLeases.acquire(lease.key, 15_000);
+        return false;
+      },
+    });
+    let answer: FillResult | undefined;
+    void t.peer.fill(pageRequest).then((result) => (answer = result));
+    for (await settle(); !t.net.sent.includes("subscribe"); await settle())
+      if (!t.net.roundTrip()) throw new Error("the fill waits for nothing in flight");
+    expect(t.origin.calls).toBe(0);
+    expect([t.net.count("lease release"), t.announced]).toEqual([0, []]);
+    // The holder's fill ends: its entry, announced.
+    const entry = testEntry(key, t.clock.now(), { token: theirs!.token, url: pageRequest.url });
+    await t.entries.put(entry);
+    await t.memoryLeases.release(theirs!);
+    void t.announceFill(key, `done:${entry.token}`, entry);
+    for (await settle(); answer === undefined; await settle())
+      if (!t.net.roundTrip()) throw new Error("the fill waits for nothing in flight");
+    expect(answer).toMatchObject({ kind: "entry", collapsed: true, entry: { token: theirs!.token } });
+    expect(t.origin.calls).toBe(0);
   });
 });

@@ -2,7 +2,6 @@ import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
 import { discardStream, joinedFailure, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
-import { HerdlessError } from "../errors.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
@@ -22,6 +21,7 @@ import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } fro
 import { leaseStayedBusy, STREAMING } from "./relay.ts";
 import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
+import { leaseBound, leaseExpiry } from "./held-flight.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backedOff, backoffAfterStream, notTheJoinersFailure, recordFlight } from "./flight-backoff.ts";
 import { renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
@@ -211,7 +211,10 @@ export class KeyCoordinator implements Coordinator {
       const underLease = this.o.readsFollowAcquire ? lookUnderLease(this.o.store, this.backoff, request) : undefined;
       underLease?.catch(() => undefined);
       const lease = await acquiring;
-      if (lease) return this.holding(request, before, lease, underLease);
+      const flown = lease && (await this.holding(request, before, lease, underLease));
+      if (flown) return flown;
+      // Its lease was taken while it queued for a permit (held-flight.ts): it waits on the key's holder now.
+      if (lease) giveUpAt = Math.max(giveUpAt, this.o.clock.now() + waitTimeoutMs);
       // Another process holds it: its refresh-ahead of this copy lets the copy answer; else wait, then look again.
       const copy = await renewedByHolder(this.o, request, held);
       if (copy) return renewingAnswer(copy);
@@ -239,20 +242,16 @@ export class KeyCoordinator implements Coordinator {
    * The flight while this process holds the key's lease: look again (someone may have filled
    * the key while we queued, or the key may have started backing off), fetch, and record
    * what the call said about the origin in the key's backoff, all before the lease goes.
+   * Undefined when the lease was taken before the call was made: the caller waits on the key.
    */
   private async holding(
     request: FillRequest,
     before: Entry | undefined,
     lease: Lease,
     underLease = lookUnderLease(this.o.store, this.backoff, request),
-  ): Promise<FlightResult> {
-    const { lockLeaseMs } = this.o.config.coordinator;
-    // The right to write ends with the lease: an origin call still running then is cancelled.
-    const expiry = new AbortController();
-    const timer = setTimeout(
-      () => expiry.abort(new HerdlessError("LEASE_LOST", `lease on ${request.key} expired after ${lockLeaseMs} ms`)),
-      lockLeaseMs,
-    );
+  ): Promise<FlightResult | undefined> {
+    const expiry = leaseExpiry(request.key, this.o.config.coordinator.lockLeaseMs);
+    const bound = leaseBound(this.o.guard, this.o.leases, lease);
     let result: FlightResult | undefined;
     try {
       // Both again, side by side, now that the lease keeps other writers out.
@@ -262,24 +261,26 @@ export class KeyCoordinator implements Coordinator {
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
       // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
       if (request.refreshAhead && before) await this.o.leases.markRenewing?.(lease, before.staleAt).catch(() => {});
-      result = await fetchAndSettle(this.o, this.originDeps, request, current, {
+      result = await fetchAndSettle(this.o, { ...this.originDeps, guard: bound.guard }, request, current, {
         token: lease.token,
         signal: expiry.signal,
         kept,
       });
+      if (bound.taken()) return undefined;
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;
       result = await recordFlight(this.backoff, request, result, this.o.config, checked.record);
       if (result.kind === "shared") {
         // The body is still arriving: the lease is the stream's now, released when it ends.
-        clearTimeout(timer);
+        expiry.clear();
         this.streaming.run(request, result, lease);
         if (relayed) this.o.background?.(relayStream(this.o, request.key, lease.token, result, relayed));
       }
       return result;
     } finally {
-      if (result?.kind !== "shared") {
-        clearTimeout(timer);
+      if (result?.kind !== "shared") expiry.clear();
+      // A lease taken before the call is another's: nothing to free, nothing to announce.
+      if (result?.kind !== "shared" && !bound.taken()) {
         const message = announcement(this.o.relay, request.key, lease.token, result);
         const stored = result?.kind === "entry" ? result.entry : undefined;
         const ended = endFlight(this.o, request.key, lease, message, stored);

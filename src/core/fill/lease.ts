@@ -24,6 +24,12 @@ export interface LeaseManager {
   markRenewing?(lease: Lease, renews: number): Promise<void>;
   /** The `renews` of the current holder's mark; undefined when the lease is free or unmarked. */
   renewing?(key: string): Promise<number | undefined>;
+  /**
+   * Optional, for managers whose store can lose a lease while it runs (a Redis that lost its
+   * data): whether `lease` is still its holder's. Asked only by a flight whose origin permit
+   * had to wait (held-flight.ts), never on the way of an ordinary miss.
+   */
+  holds?(lease: Lease): Promise<boolean>;
   /** Pushes the expiry out; false when the lease was lost (expired and taken). */
   extend(lease: Lease, ttlMs: number): Promise<boolean>;
   /** Frees the lease; false when it was no longer ours. */

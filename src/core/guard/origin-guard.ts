@@ -20,6 +20,13 @@ export interface OriginPermit {
    * permits that hold until released.
    */
   readonly lost?: AbortSignal;
+  /**
+   * True when no slot was free when asked for and the caller queued for this one (a fleet's
+   * guard; after Redis lost its data every caller does for a while). Whatever gave the caller
+   * its right to call (a key's lease) may have gone meanwhile: it checks before calling
+   * (fill/held-flight.ts). Absent: granted at once.
+   */
+  readonly waited?: boolean;
 }
 
 export type BreakerState = "closed" | "open" | "half-open";

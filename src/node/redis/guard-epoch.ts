@@ -32,27 +32,46 @@ end
 
 /**
  * What a process knows of the data in Redis: the epoch token it last saw. Every guard script
- * takes it and hands back the current one.
+ * takes it and hands back the current one, with the end of the wait after the last loss.
  *
  * @example
- * const epoch = new FleetEpoch(lossGraceMs(ttlMs));
- * const reply = await script.run(client, keys, [...epoch.args(now)]); epoch.saw(reply[0]);
+ * const epoch = new FleetEpoch(lossGraceMs(ttlMs), (graceUntil) => leases.reassert(graceUntil));
+ * const reply = await script.run(client, keys, [...epoch.args(now)]); epoch.saw(reply[0], reply[1]);
  */
 export class FleetEpoch {
   private known = "";
 
-  /** `graceMs`: how long new permits wait after a loss (guard-renewal.ts lossGraceMs). */
-  constructor(private readonly graceMs: number) {}
+  /**
+   * `graceMs`: how long new permits wait after a loss (guard-renewal.ts lossGraceMs).
+   * `onLoss`: told once per loss this process sees (a token other than the one it knew), with
+   * the end of that wait (epoch ms, 0 when there is none): the keys' leases of the fills this
+   * process runs went with the data (lease.ts reassert).
+   */
+  constructor(
+    private readonly graceMs: number,
+    private readonly onLoss?: (graceUntil: number) => void | Promise<void>,
+  ) {}
 
   /** The script's ARGV for epochOf: now, the known token, a fresh one in case it is missing, graceMs. */
   args(now: number): [number, string, string, number] {
     return [now, this.known, randomUUID(), this.graceMs];
   }
 
-  /** Takes the token a script or a read reported (ignored when empty: the marker was missing). */
-  saw(token: unknown): void {
-    if (typeof token === "string" && token !== "") this.known = token;
-    else if (Buffer.isBuffer(token) && token.length > 0) this.known = token.toString();
+  /**
+   * Takes the token a script or a read reported (ignored when empty: the marker was missing)
+   * and the marker's graceUntil. When the token shows a loss, tells {@link onLoss} and returns
+   * its work (never rejecting); otherwise undefined.
+   */
+  saw(reported: unknown, graceUntil?: unknown): Promise<void> | undefined {
+    const token = Buffer.isBuffer(reported) ? reported.toString() : reported;
+    if (typeof token !== "string" || token === "" || token === this.known) return undefined;
+    const lost = this.known !== "";
+    this.known = token;
+    if (!lost || !this.onLoss) return undefined;
+    const onLoss = this.onLoss;
+    return Promise.resolve()
+      .then(() => onLoss(Number(graceUntil) || 0))
+      .catch(() => undefined);
   }
 }
 
@@ -61,17 +80,17 @@ export class FleetEpoch {
  * room for them. KEYS[1] permits, KEYS[2] epoch. ARGV: now, known, fresh, graceMs (epochOf),
  * expiresAt, maxConcurrency, then the ids, oldest first. A permit still live is extended; one
  * gone (or past its expiry, its slot maybe counted by another) is added back while fewer than
- * maxConcurrency are live. Returns {token, ids that found no room...}.
+ * maxConcurrency are live. Returns {token, graceUntil, ids that found no room...}.
  *
  * Adding back during a grace is within the cap: no new permit was granted since the loss, and
  * the permits held before it were at most maxConcurrency.
  */
 const RENEW = new LuaScript(`${EPOCH_LUA}
 local now = tonumber(ARGV[1])
-local token = epochOf(KEYS[2], now, ARGV[2], ARGV[3], tonumber(ARGV[4]))
+local token, graceUntil = epochOf(KEYS[2], now, ARGV[2], ARGV[3], tonumber(ARGV[4]))
 local max = tonumber(ARGV[6])
 local live = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')
-local reply = {token}
+local reply = {token, graceUntil}
 for i = 7, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) > now then
@@ -104,8 +123,8 @@ export async function renewPermits(
     [keys.permits, keys.epoch],
     [...epoch.args(r.now), r.expiresAt, r.maxConcurrency, ...r.ids],
   );
-  const [token, ...lost] = Array.isArray(reply) ? (reply as unknown[]) : [];
-  epoch.saw(token);
+  const [token, graceUntil, ...lost] = Array.isArray(reply) ? (reply as unknown[]) : [];
+  void epoch.saw(token, graceUntil);
   return lost.map(String);
 }
 
@@ -114,14 +133,14 @@ export async function renewPermits(
  * released meanwhile and writes back every one held. A missing marker is created with no
  * grace: after a reconnect every process writes its own back before it admits (LocalShare).
  * KEYS[1] permits, KEYS[2] epoch; ARGV: fresh token, expiresAt, count of released, released
- * ids, held ids. Returns the token.
+ * ids, held ids. Returns {token, graceUntil}.
  */
 const REGISTER = new LuaScript(`${EPOCH_LUA}
-local token = epochOf(KEYS[2], 0, '', ARGV[1], 0)
+local token, graceUntil = epochOf(KEYS[2], 0, '', ARGV[1], 0)
 local released = tonumber(ARGV[3])
 for i = 4, 3 + released do redis.call('ZREM', KEYS[1], ARGV[i]) end
 for i = 4 + released, #ARGV do redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) end
-return token
+return {token, graceUntil}
 `);
 
 /** Writes back `held` and takes out `released` (see REGISTER). */
@@ -133,18 +152,31 @@ export async function registerPermits(
 ): Promise<void> {
   const [, , fresh] = epoch.args(0);
   const args = [fresh, r.expiresAt, r.released.length, ...r.released, ...r.held];
-  epoch.saw(await REGISTER.run(client, [keys.permits, keys.epoch], args));
+  void sawReply(epoch, await REGISTER.run(client, [keys.permits, keys.epoch], args));
 }
 
-/** epochOf alone. KEYS[1] epoch; ARGV as epochOf's. Returns the token. */
+/** epochOf alone. KEYS[1] epoch; ARGV as epochOf's. Returns {token, graceUntil}. */
 const LOOK = new LuaScript(`${EPOCH_LUA}
-return epochOf(KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]))
+local token, graceUntil = epochOf(KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]))
+return {token, graceUntil}
 `);
 
 /**
  * The marker's token, for a process that calls nobody: it knows the marker from its start,
- * and sees a loss (creating the marker anew, with the wait) without calling anybody.
+ * and sees a loss (creating the marker anew, with the wait) without calling anybody. Returns
+ * the work of FleetEpoch's onLoss when this look saw a loss.
  */
-export async function lookAtEpoch(client: RedisClient, epochKey: string, epoch: FleetEpoch, now: number) {
-  epoch.saw(await LOOK.run(client, [epochKey], epoch.args(now)));
+export async function lookAtEpoch(
+  client: RedisClient,
+  epochKey: string,
+  epoch: FleetEpoch,
+  now: number,
+): Promise<Promise<void> | undefined> {
+  return sawReply(epoch, await LOOK.run(client, [epochKey], epoch.args(now)));
+}
+
+/** A `{token, graceUntil}` reply, told to `epoch` (FleetEpoch.saw). */
+function sawReply(epoch: FleetEpoch, reply: unknown): Promise<void> | undefined {
+  const [token, graceUntil] = Array.isArray(reply) ? (reply as unknown[]) : [];
+  return epoch.saw(token, graceUntil);
 }

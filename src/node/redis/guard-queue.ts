@@ -113,6 +113,28 @@ export class WaitQueue {
   }
 }
 
+/** The poller's pause between tries while every slot is taken, cut short by {@link wake} (a release in this process). */
+export class PollPause {
+  private wakeUp: (() => void) | undefined;
+  constructor(private readonly timers: Timers) {}
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.timers.clearTimeout(handle);
+        this.wakeUp = undefined;
+        resolve();
+      };
+      const handle = this.timers.setTimeout(done, ms);
+      this.wakeUp = done;
+    });
+  }
+
+  wake(): void {
+    this.wakeUp?.();
+  }
+}
+
 /** The refusal of an open breaker, for a caller and for every waiter when it opens. */
 export function breakerOpen(retryAfterMs: number): HerdlessError {
   return new HerdlessError("BREAKER_OPEN", "origin circuit breaker is open", {

@@ -42,7 +42,7 @@ end
  * known, fresh, graceMs (epochOf). Returns {1} granted, {2} granted as the probe, {0} no slot
  * under `limit` (or none yet: Redis lost its data and the holders are writing theirs back),
  * {-1, retryAfterMs} refused by the breaker; the third element is how many live permits other
- * processes hold, the fourth the epoch token. The probe needs a free slot like any call.
+ * processes hold, the fourth the epoch token, the fifth its graceUntil. The probe needs a free slot like any call.
  */
 const ACQUIRE = new LuaScript(`${BREAKER_LUA}${EPOCH_LUA}
 local now = tonumber(ARGV[1])
@@ -53,21 +53,21 @@ for _, id in ipairs(ids) do
   if string.sub(id, 1, #ARGV[7]) ~= ARGV[7] then others = others + 1 end
 end
 local token, graceUntil = epochOf(KEYS[3], now, ARGV[8], ARGV[9], tonumber(ARGV[10]))
-if now < graceUntil then return {0, 0, others, token} end
+if now < graceUntil then return {0, 0, others, token, graceUntil} end
 local b = readBreaker(KEYS[2])
 if b.state == 'closed' then
-  if held >= tonumber(ARGV[4]) then return {0, 0, others, token} end
+  if held >= tonumber(ARGV[4]) then return {0, 0, others, token, graceUntil} end
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-  return {1, 0, others, token}
+  return {1, 0, others, token, graceUntil}
 end
 local due = b.nextProbeAt
 if b.state == 'half-open' then due = b.probeExpiresAt end
-if now < due then return {-1, due - now, others, token} end
-if held >= tonumber(ARGV[5]) then return {-1, 0, others, token} end
+if now < due then return {-1, due - now, others, token, graceUntil} end
+if held >= tonumber(ARGV[5]) then return {-1, 0, others, token, graceUntil} end
 b.state, b.probeExpiresAt, b.probeId = 'half-open', now + tonumber(ARGV[6]), ARGV[2]
 writeBreaker(KEYS[2], b)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-return {2, 0, others, token}
+return {2, 0, others, token, graceUntil}
 `);
 
 /**
@@ -177,7 +177,7 @@ export async function acquirePermit(
     [p.now, p.id, p.expiresAt, limit, maxConcurrency, probeTimeoutMs, p.owner, known, fresh, graceMs],
   );
   const parts: unknown[] = Array.isArray(reply) ? reply : [];
-  p.epoch.saw(parts[3]);
+  void p.epoch.saw(parts[3], parts[4]);
   const [code, retryAfterMs, others] = parts.slice(0, 3).map(Number);
   const seen = { others: others ?? 0 };
   if (code === 1 || code === 2) return { ...seen, kind: "granted", id: p.id, probe: code === 2 };

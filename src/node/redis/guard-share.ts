@@ -219,6 +219,15 @@ export class LocalShare {
     if (view !== undefined && this.current === "redis" && this.observations === seen) this.observe(view[0]);
   }
 
+  /** The epoch marker read now (see RedisGuard.lookForLoss). */
+  async lookForLoss(): Promise<void> {
+    const now = this.o.clock.now();
+    const lost = await this.o.connection.run("guard look", (client) =>
+      lookAtEpoch(client, this.o.keys.epoch, this.o.epoch, now),
+    );
+    await lost;
+  }
+
   private free(slot: LocalPermit): void {
     if (!this.reserved.has(slot)) return;
     this.o.timers.clearTimeout(this.reserved.get(slot));

@@ -323,17 +323,18 @@ function handTimers(clock: ManualClock) {
 }
 
 /** Processes (one guard per connection) on a hand-driven clock and timers, sharing one namespace; each has called the origin once. */
-async function handFleet(n: number, o: FleetOptions) {
+async function handFleet(n: number, o: FleetOptions, onDataLoss?: (guard: number, graceUntil: number) => void) {
   const clock = new ManualClock(T0);
   const { timers, fire } = handTimers(clock);
   const config = configFor(o);
   const prefix = redis.prefix();
-  const guards = connections
-    .slice(0, n)
-    .map(
-      (connection) =>
-        new RedisGuard({ connection, config, clock, prefix, timers, fallback: new LocalGuard({ config, clock }) }),
-    );
+  const guards = connections.slice(0, n).map(
+    (connection, i) =>
+      new RedisGuard({
+        ...{ connection, config, clock, prefix, timers, fallback: new LocalGuard({ config, clock }) },
+        onDataLoss: (graceUntil) => onDataLoss?.(i, graceUntil),
+      }),
+  );
   for (const guard of guards) await (await guard.acquire("foreground")).release("success");
   return { clock, fire, guards, leaseMs: config.origin.timeoutMs + 5_000 };
 }
@@ -416,6 +417,39 @@ describe("RedisGuard: Redis loses its data while calls run (FLUSHALL)", () => {
     expect([again.lost?.aborted, taken[1]!.lost?.aborted]).toEqual([false, false]);
     expect(await connections[0]!.client.zcard(a.permitsKey)).toBe(2);
     await Promise.all([running.release("neutral"), again.release("success"), taken[1]!.release("success")]);
+  });
+
+  it("each process is told of the loss once, as it first sees it, with the end of the wait for new permits; its own look (lookForLoss) settles once it was told", async () => {
+    const told: Array<[number, number]> = [];
+    const { clock, fire, guards } = await handFleet(2, { maxConcurrency: 2 }, (i, until) => void told.push([i, until]));
+    const [a, b] = guards as [RedisGuard, RedisGuard];
+    const running = await a.acquire("foreground");
+    await connections[0]!.client.flushall();
+    const graceUntil = clock.now() + 2_000;
+    expect(code(await b.acquire("foreground", undefined, true).catch((e: unknown) => e))).toBe("ORIGIN_BUSY");
+    await fire(1_000); // the holder's renewal sees it too
+    await fire(1_000);
+    expect(told.sort()).toEqual([
+      [0, graceUntil],
+      [1, graceUntil],
+    ]);
+    await connections[0]!.client.flushall();
+    await a.lookForLoss();
+    expect(told.at(-1)).toEqual([0, clock.now() + 2_000]);
+    expect(told).toHaveLength(3);
+    await running.release("success");
+  });
+
+  it("a permit granted at once does not say it waited; one its caller queued for (as every caller after a loss does) does: that caller checks its key's lease before calling", async () => {
+    const { guards } = fleet({ maxConcurrency: 2, clock: systemClock, permitTtlMs: 300 });
+    const [a, b] = guards as [RedisGuard, RedisGuard];
+    await (await b.acquire("foreground")).release("success"); // b has seen Redis's data
+    const running = await a.acquire("foreground");
+    expect(running.waited).toBeUndefined();
+    await connections[0]!.client.flushall();
+    const queued = await b.acquire("foreground");
+    expect(queued.waited).toBe(true);
+    await Promise.all([running.release("success"), queued.release("success")]);
   });
 
   it("a fresh deployment's first calls do not wait: no process had seen Redis's data before", async () => {

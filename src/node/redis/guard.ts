@@ -17,7 +17,7 @@ import type {
   Priority,
 } from "../../core/guard/origin-guard.ts";
 import { checkPrefix, type RedisConnection } from "./connection.ts";
-import { breakerOpen, MAX_POLL_MS, MIN_POLL_MS, WaitQueue } from "./guard-queue.ts";
+import { breakerOpen, MAX_POLL_MS, MIN_POLL_MS, PollPause, WaitQueue } from "./guard-queue.ts";
 import { acquirePermit, readGuard, releasePermit, type Attempt, type GuardKeys } from "./guard-scripts.ts";
 import { FleetEpoch } from "./guard-epoch.ts";
 import { lossGraceMs, PermitRenewals } from "./guard-renewal.ts";
@@ -47,6 +47,11 @@ export interface RedisGuardOptions {
   rejoinAfterMs?: number;
   /** Hears every change of {@link RedisGuard.degraded}, with the failure behind it. */
   onDegradedChange?: (degraded: boolean, cause: unknown) => void;
+  /**
+   * Told when this process sees that Redis lost its data (guard-epoch.ts), with the end of the
+   * wait for new permits (0: none): the fleet's leases re-assert the fills running here (lease.ts).
+   */
+  onDataLoss?: (graceUntil: number) => void | Promise<void>;
 }
 
 /**
@@ -90,7 +95,7 @@ export class RedisGuard implements OriginGuard {
   private permits = 0;
   private fleetRecoveredAt = 0; // the latest close of the fleet's breaker read here (0: none)
   private pumping = false;
-  private wake: (() => void) | undefined;
+  private readonly pause: PollPause;
 
   constructor(private readonly o: RedisGuardOptions) {
     // One hash tag for every guard key: the scripts move permits and breaker together.
@@ -99,8 +104,9 @@ export class RedisGuard implements OriginGuard {
     this.breakerKey = `${prefix}{guard}:breaker`;
     this.keys = { permits: this.permitsKey, breaker: this.breakerKey, epoch: `${prefix}{guard}:epoch` };
     this.timers = o.timers ?? realTimers;
+    this.pause = new PollPause(this.timers);
     this.permitTtlMs = o.permitTtlMs ?? o.config.origin.timeoutMs + 5_000;
-    this.epoch = new FleetEpoch(lossGraceMs(this.permitTtlMs));
+    this.epoch = new FleetEpoch(lossGraceMs(this.permitTtlMs), o.onDataLoss);
     const { connection, clock } = o;
     const { maxQueue, queueTimeoutMs, maxConcurrency } = o.config.origin;
     this.renewals = new PermitRenewals({
@@ -182,6 +188,9 @@ export class RedisGuard implements OriginGuard {
     return { ...state, ...(recoveredAt > 0 ? { recoveredAt } : {}) };
   }
 
+  /** Looks now whether Redis lost its data; settles once `onDataLoss` has, if this look saw it (lease.ts). */
+  lookForLoss = (): Promise<void> => this.share.lookForLoss();
+
   /** Stops following the connection's health and frees the held-back slots. Queued callers still end by their timeout. */
   close(): void {
     this.unsubscribe();
@@ -218,11 +227,12 @@ export class RedisGuard implements OriginGuard {
    * outcome in the shared breaker (while Redis is down the entry lapses by its TTL). A plain
    * success is sent, not awaited; a failure or a probe's outcome is counted before the next permit.
    */
-  private permit(id: string, probe: boolean, local?: LocalPermit): OriginPermit {
+  private permit(id: string, probe: boolean, local?: LocalPermit, waited = false): OriginPermit {
     this.share.held.set(id, { probe, local });
     let released = false;
     return {
       lost: this.renewals.hold(id),
+      ...(waited ? { waited } : {}),
       release: async (outcome: OriginOutcome, key = "") => {
         if (released) return;
         released = true;
@@ -236,7 +246,7 @@ export class RedisGuard implements OriginGuard {
             .catch((cause: unknown) => this.share.unheard(id, cause));
           if (outcome !== "success" || probe) await handedBack;
         } else this.share.unheard(id);
-        this.wake?.();
+        this.pause.wake();
       },
     };
   }
@@ -257,14 +267,14 @@ export class RedisGuard implements OriginGuard {
         }
         if (attempt.kind === "refused") return this.failAll(attempt.retryAfterMs);
         if (attempt.kind === "busy") {
-          await this.sleep(pollMs * (0.5 + Math.random() / 2));
+          await this.pause.sleep(pollMs * (0.5 + Math.random() / 2));
           pollMs = Math.min(MAX_POLL_MS, pollMs * 2);
           continue;
         }
         pollMs = MIN_POLL_MS;
         // The head timed out or was aborted while the script ran: give the slot back (a
         // probe given back leaves the breaker half-open until the probe lapses).
-        if (this.queue.settle(head)) head.resolve(this.permit(attempt.id, attempt.probe, head.local));
+        if (this.queue.settle(head)) head.resolve(this.permit(attempt.id, attempt.probe, head.local, true));
         else
           await this.o.connection
             .run("guard abandon", (client) => client.zrem(this.permitsKey, attempt.id))
@@ -283,17 +293,5 @@ export class RedisGuard implements OriginGuard {
   private handOverToFallback(): void {
     for (const waiter of this.queue.drain())
       waiter.resolve(waiter.local ? this.localPermit(waiter.local) : this.local(waiter.priority, waiter.signal));
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.timers.clearTimeout(handle);
-        this.wake = undefined;
-        resolve();
-      };
-      const handle = this.timers.setTimeout(done, ms);
-      this.wake = done;
-    });
   }
 }

@@ -140,6 +140,94 @@ describe("RedisLeaseManager", () => {
   });
 });
 
+describe("RedisLeaseManager when Redis loses its data (FLUSHALL) while a fill runs", () => {
+  const wipe = (leases: RedisLeaseManager, key: string) =>
+    redis.connection.client.del(leases.leaseKey(key), leases.fenceKey(key), leases.renewKey(key));
+
+  it("an extend finds the lease gone and takes it again: the body it streams is not cut; a lease another holds is still refused", async () => {
+    const { leases } = manager();
+    const lease = await leases.acquire("k", 10_000);
+    await wipe(leases, "k");
+    expect(await leases.extend(lease!, 10_000)).toBe(true);
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(lease!.token));
+    expect(await redis.connection.client.pttl(leases.leaseKey("k"))).toBeGreaterThan(9_000);
+    await redis.connection.client.set(leases.leaseKey("k"), String(lease!.token + 1));
+    expect(await leases.extend(lease!, 10_000)).toBe(false);
+  });
+
+  it("holds: one read, true while the lease is the flight's, false once another took it", async () => {
+    const { leases } = manager();
+    const lease = await leases.acquire("k", 10_000);
+    expect(await leases.holds(lease!)).toBe(true);
+    await wipe(leases, "k");
+    const other = new RedisLeaseManager({
+      connection: redis.connection,
+      prefix: leases.leaseKey("").replace(/lease:{}$/, ""),
+    });
+    const theirs = await other.acquire("k", 10_000);
+    expect(await leases.holds(lease!)).toBe(false);
+    await other.release(theirs!);
+  });
+
+  it("reassert, while no permit can be granted after the loss: takes the lease back from a holder that took it since (a newer token), with its refresh-ahead mark and the fence; never from an older holder; after that wait, only where it is gone", async () => {
+    const { clock, leases } = manager();
+    const prefix = leases.leaseKey("").replace(/lease:{}$/, "");
+    const other = new RedisLeaseManager({ connection: redis.connection, prefix, clock });
+    const mine = await leases.acquire("k", 10_000);
+    await leases.markRenewing(mine!, T0 + 5_000);
+    await wipe(leases, "k");
+    await new Promise((resolve) => setTimeout(resolve, 2)); // tokens after the loss are Redis's clock in ms
+    const theirs = await other.acquire("k", 10_000);
+    expect(theirs!.token).toBeGreaterThan(mine!.token);
+
+    await leases.reassert(clock.now() + 2_000);
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(mine!.token));
+    expect(await leases.renewing("k")).toBe(T0 + 5_000);
+    expect(Number(await redis.connection.client.get(leases.fenceKey("k")))).toBeGreaterThanOrEqual(mine!.token);
+    // The newer holder, told of the loss too, writes its own back: the older keeps the lease.
+    await other.reassert(clock.now() + 2_000);
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(mine!.token));
+    expect(await other.extend(theirs!, 10_000)).toBe(false);
+
+    // Past the wait (or within its last instants): a holder since may be calling the origin; only a lease gone is taken back.
+    await wipe(leases, "k");
+    const late = await other.acquire("k", 10_000);
+    await leases.reassert(clock.now() + 100);
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(late!.token));
+    await other.release(late!);
+    await leases.reassert(0);
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(mine!.token));
+    // A released lease is not written back.
+    await leases.release(mine!);
+    await leases.reassert(clock.now() + 2_000);
+    expect(await redis.connection.client.exists(leases.leaseKey("k"))).toBe(0);
+  });
+
+  it("an extend that finds its lease taken asks the guard to look for a loss, and is granted once the loss it saw was dealt with", async () => {
+    const clock = new ManualClock(T0);
+    const prefix = redis.prefix();
+    let looks = 0;
+    const leases: RedisLeaseManager = new RedisLeaseManager({
+      connection: redis.connection,
+      prefix,
+      clock,
+      lookForLoss: async () => {
+        looks++;
+        await leases.reassert(clock.now() + 2_000);
+      },
+    });
+    const other = new RedisLeaseManager({ connection: redis.connection, prefix, clock });
+    const mine = await leases.acquire("k", 10_000);
+    await redis.connection.client.del(leases.leaseKey("k"));
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    await other.acquire("k", 10_000);
+    expect(await leases.extend(mine!, 10_000)).toBe(true);
+    expect(looks).toBe(1);
+    expect(await redis.connection.client.get(leases.leaseKey("k"))).toBe(String(mine!.token));
+    await leases.release(mine!);
+  });
+});
+
 describe("RedisLeaseManager when Redis goes away", () => {
   it("fails fast while Redis is down, flips healthy, and recovers after restart with higher tokens", async () => {
     const outage = await startRedisServer();

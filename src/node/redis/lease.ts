@@ -4,6 +4,7 @@ import { HerdlessError } from "../../core/errors.ts";
 import type { Lease, LeaseManager } from "../../core/fill/lease.ts";
 import type { RedisConnection } from "./connection.ts";
 import { checkPrefix, LuaScript, slotKey } from "./connection.ts";
+import { reassertLease, REASSERT_MARGIN_MS } from "./lease-reassert.ts";
 
 export interface RedisLeaseManagerOptions {
   connection: RedisConnection;
@@ -17,6 +18,12 @@ export interface RedisLeaseManagerOptions {
    * that Redis refuses (NOSCRIPT, after a restart) and that is sent again behind those reads.
    */
   onAcquire?: (key: string) => void;
+  /**
+   * Set in a fleet whose guard watches for Redis losing its data (RedisGuard.lookForLoss): an
+   * extend that finds its lease taken asks it to look, and tries again once the loss it may
+   * have seen was dealt with ({@link RedisLeaseManager.reassert}).
+   */
+  lookForLoss?: () => Promise<void>;
 }
 
 /**
@@ -43,7 +50,6 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return token
 `);
 
-/** Compare-and-set: only the holder of ARGV[1] may push its lease out. */
 /**
  * How long a fence key outlives the lease it was issued with. Tokens are never below Redis's
  * clock (TIME, in ms), so once that clock is past a key's last token, a forgotten fence
@@ -53,12 +59,20 @@ return token
  */
 const FENCE_MARGIN_MS = 10 * 60_000;
 
+/**
+ * Compare-and-set: only the holder of ARGV[1] may push its lease out. A lease that is gone
+ * (Redis lost its data; nobody took it since) is its holder's again: reporting it lost cut the
+ * body the flight was streaming to its clients. KEYS[1] lease, KEYS[2] mark; ARGV token, ttlMs.
+ */
 const EXTEND = new LuaScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return 0
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 `);
 
 /** Compare-and-set: only the holder of ARGV[1] marks its lease, for as long as the lease lives. */
@@ -100,6 +114,9 @@ export class RedisLeaseManager implements LeaseManager {
   private readonly onAcquire: ((key: string) => void) | undefined;
   /** Leases whose release failed (Redis stalled or away), released once Redis answers. */
   private readonly unreleased = new Set<Lease>();
+  /** The leases of this process's fills (taken, not yet released nor found lost), with their refresh-ahead mark. */
+  private readonly mine = new Map<Lease, number | undefined>();
+  private readonly lookForLoss: (() => Promise<void>) | undefined;
   private retrying: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: RedisLeaseManagerOptions) {
@@ -107,6 +124,7 @@ export class RedisLeaseManager implements LeaseManager {
     this.prefix = checkPrefix(options.prefix ?? "herdless:");
     this.clock = options.clock ?? systemClock;
     this.onAcquire = options.onAcquire;
+    this.lookForLoss = options.lookForLoss;
   }
 
   async acquire(key: string, ttlMs: number): Promise<Lease | undefined> {
@@ -119,19 +137,70 @@ export class RedisLeaseManager implements LeaseManager {
       this.onAcquire ? ACQUIRE.runText(client, keys, args) : ACQUIRE.run(client, keys, args),
     );
     if (typeof token !== "number" || token === 0) return undefined;
-    return { key, token, expiresAt: startedAt + ttlMs };
+    const lease = { key, token, expiresAt: startedAt + ttlMs };
+    this.mine.set(lease, undefined);
+    return lease;
   }
 
-  /** On success also moves `lease.expiresAt`, so the caller's lease object stays truthful. */
+  /**
+   * On success also moves `lease.expiresAt`, so the caller's lease object stays truthful. A
+   * lease found taken may have gone with Redis's data: once `lookForLoss` dealt with a loss it
+   * saw ({@link reassert}), it is tried once more.
+   */
   async extend(lease: Lease, ttlMs: number): Promise<boolean> {
     checkTtl(ttlMs);
     const startedAt = this.clock.now();
-    const extended = await this.connection.run("lease extend", (client) =>
-      EXTEND.run(client, [this.leaseKey(lease.key), this.renewKey(lease.key)], [String(lease.token), Math.ceil(ttlMs)]),
-    );
-    if (extended !== 1) return false;
+    const once = () =>
+      this.connection.run("lease extend", (client) =>
+        EXTEND.run(
+          client,
+          [this.leaseKey(lease.key), this.renewKey(lease.key)],
+          [String(lease.token), Math.ceil(ttlMs)],
+        ),
+      );
+    let extended = await once();
+    if (
+      extended !== 1 &&
+      this.lookForLoss &&
+      (await this.lookForLoss().then(
+        () => true,
+        () => false,
+      ))
+    )
+      extended = await once();
+    if (extended !== 1) {
+      this.mine.delete(lease);
+      return false;
+    }
     lease.expiresAt = startedAt + ttlMs;
     return true;
+  }
+
+  /** Whether `lease` is still its holder's (one read): asked only by a flight whose origin permit had to wait (held-flight.ts). */
+  async holds(lease: Lease): Promise<boolean> {
+    const held = await this.connection.run("lease holds", (client) => client.get(this.leaseKey(lease.key)));
+    if (held !== String(lease.token)) this.mine.delete(lease);
+    return held === String(lease.token);
+  }
+
+  /**
+   * Redis lost its data (seen by the guard, guard-epoch.ts): writes back the lease of every
+   * fill this process runs (lease-reassert.ts), over a holder that took the key since while no
+   * new origin permit can have been granted (before `graceUntil`), else only where it is gone.
+   * One script per lease, sent together; a lease that cannot be written back is left as is.
+   */
+  async reassert(graceUntil: number): Promise<void> {
+    const now = this.clock.now();
+    const overNewer = now + REASSERT_MARGIN_MS < graceUntil;
+    const written = [...this.mine].map(async ([lease, renews]) => {
+      const ttlMs = lease.expiresAt - now;
+      if (ttlMs <= 0) return void this.mine.delete(lease);
+      const keys = { lease: this.leaseKey(lease.key), fence: this.fenceKey(lease.key), mark: this.renewKey(lease.key) };
+      const fenceTtlMs = Math.ceil(ttlMs) + FENCE_MARGIN_MS;
+      const r = { token: lease.token, ttlMs, overNewer, fenceTtlMs, renews };
+      await this.connection.run("lease reassert", (client) => reassertLease(client, keys, r)).catch(() => false);
+    });
+    await Promise.all(written);
   }
 
   /**
@@ -141,6 +210,7 @@ export class RedisLeaseManager implements LeaseManager {
    * lapsed and was taken meanwhile, the retry frees nothing.
    */
   async release(lease: Lease): Promise<boolean> {
+    this.mine.delete(lease);
     try {
       return await this.releaseNow(lease);
     } catch (error) {
@@ -196,6 +266,7 @@ export class RedisLeaseManager implements LeaseManager {
 
   /** A write per refresh-ahead (once per key per lifetime), beside the lease in its slot. */
   async markRenewing(lease: Lease, renews: number): Promise<void> {
+    if (this.mine.has(lease)) this.mine.set(lease, renews);
     await this.connection.run("lease mark", (client) =>
       MARK.run(client, [this.leaseKey(lease.key), this.renewKey(lease.key)], [String(lease.token), String(renews)]),
     );
