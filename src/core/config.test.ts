@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import type * as z from "zod/mini";
+import type * as v from "valibot";
 import { configSchema, longestOriginTimeoutMs, parseConfig, routeFor } from "./config.ts";
 import { breakerSettings } from "./guard/local-guard.ts";
-import { unwrap } from "./config/messages.ts";
+import { isObject, unwrap } from "./config/messages.ts";
 import { fillBudgetBytes } from "./store/fill-budget.ts";
 
 const origin = { url: "http://127.0.0.1:8080" };
@@ -357,13 +357,15 @@ describe("docs/configuration.md", () => {
 });
 
 /** Every leaf option as a dotted path (`routes[].match`, `origin.timeoutMs`). */
-function optionPaths(schema: z.core.$ZodType | undefined, prefix = ""): string[] {
-  const def: z.core.$ZodTypeDef | undefined = unwrap(schema)?._zod.def;
-  if (def?.type === "object")
-    return Object.entries((def as z.core.$ZodObjectDef).shape).flatMap(([key, child]) =>
+function optionPaths(schema: v.GenericSchema | undefined, prefix = ""): string[] {
+  const inner = unwrap(schema);
+  if (isObject(inner))
+    return Object.entries(inner.entries).flatMap(([key, child]) =>
       optionPaths(child, prefix ? `${prefix}.${key}` : key),
     );
-  if (def?.type === "array" && unwrap((def as z.core.$ZodArrayDef).element)?._zod.def.type === "object")
-    return optionPaths((def as z.core.$ZodArrayDef).element, `${prefix}[]`);
+  if (inner?.type === "array") {
+    const item = (inner as v.ArraySchema<v.GenericSchema, undefined>).item;
+    if (isObject(unwrap(item))) return optionPaths(item, `${prefix}[]`);
+  }
   return [prefix];
 }

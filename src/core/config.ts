@@ -1,9 +1,10 @@
-import * as z from "zod/mini";
+import * as v from "valibot";
 import { HerdlessError } from "./errors.ts";
 import { pathReadings } from "./http/path-readings.ts";
 import { describeIssue } from "./config/messages.ts";
 import { DEFAULT_IGNORED_QUERY, keyOptions, route, routePolicy } from "./config/routes.ts";
 import { cacheSection } from "./config/cache-section.ts";
+import { abortive, array, pathTo, strictObject } from "./config/checks.ts";
 import {
   adminSection,
   breakerSection,
@@ -14,56 +15,72 @@ import {
   serverSection,
 } from "./config/sections.ts";
 
+const sections = strictObject({
+  origin: originSection,
+  cache: cacheSection,
+  coordinator: coordinatorSection,
+  breaker: breakerSection,
+  fleet: fleetSection,
+  server: serverSection,
+  defaults: v.optional(routePolicy, {}),
+  routes: v.optional(array(route), []),
+  admin: adminSection,
+  log: logSection,
+});
+
 /**
  * The operator's config, one section per concern (config/sections.ts, config/cache-section.ts, config/routes.ts),
  * checked as a whole where sections depend on each other.
  */
-export const configSchema = z
-  .strictObject({
-    origin: originSection,
-    cache: cacheSection,
-    coordinator: coordinatorSection,
-    breaker: breakerSection,
-    fleet: fleetSection,
-    server: serverSection,
-    defaults: z.prefault(routePolicy, {}),
-    routes: z._default(z.array(route), []),
-    admin: adminSection,
-    log: logSection,
-  })
-  .check(
-    z.refine((c) => c.coordinator.lockLeaseMs > c.origin.timeoutMs, {
-      // A lease shorter than the origin timeout would cancel healthy slow fetches and let a second one start.
-      error:
-        "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
-      path: ["coordinator", "lockLeaseMs"],
+export const configSchema = v.pipe(
+  sections,
+  v.forward(
+    // A lease shorter than the origin timeout would cancel healthy slow fetches and let a second one start.
+    v.check(
+      (c) => c.coordinator.lockLeaseMs > c.origin.timeoutMs,
+      "coordinator.lockLeaseMs must be greater than origin.timeoutMs, so a lease outlives the origin request it protects",
+    ),
+    ["coordinator", "lockLeaseMs"],
+  ),
+  v.forward(
+    // Waiters that give up before a healthy slow fill can finish get 503s, and the next one asks the origin again.
+    v.check(
+      (c) => c.coordinator.waitTimeoutMs > c.origin.timeoutMs,
+      "coordinator.waitTimeoutMs must be greater than origin.timeoutMs, so a request waiting on another's fetch outlives it: raise waitTimeoutMs or lower origin.timeoutMs",
+    ),
+    ["coordinator", "waitTimeoutMs"],
+  ),
+  // A route's broken timeout leaves the two rules after it unchecked (they are told once it is fixed).
+  abortive(
+    v.rawCheck<v.InferOutput<typeof sections>>(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      for (const { path, message } of routeTimeoutIssues(dataset.value))
+        addIssue({ message, path: pathTo(dataset.value, path) });
     }),
-    z.refine((c) => c.coordinator.waitTimeoutMs > c.origin.timeoutMs, {
-      // Waiters that give up before a healthy slow fill can finish get 503s, and the next one asks the origin again.
-      error:
-        "coordinator.waitTimeoutMs must be greater than origin.timeoutMs, so a request waiting on another's fetch outlives it: raise waitTimeoutMs or lower origin.timeoutMs",
-      path: ["coordinator", "waitTimeoutMs"],
-    }),
-    z.superRefine((c, ctx) => {
-      for (const issue of routeTimeoutIssues(c)) ctx.issues.push({ code: "custom", input: c, ...issue });
-    }),
-    z.refine((c) => (c.cache.sharedMaxBytes ?? Infinity) >= c.cache.maxEntryBytes, {
-      // A bound below one entry would evict each large body as soon as it is stored.
-      error: "cache.sharedMaxBytes must be at least cache.maxEntryBytes, so the largest entry stored fits in Redis",
-      path: ["cache", "sharedMaxBytes"],
-    }),
-    z.refine((c) => c.breaker.backoffMaxMs >= c.breaker.backoffBaseMs, {
-      error: "breaker.backoffMaxMs must be at least breaker.backoffBaseMs (the cap of a backoff that starts there)",
-      path: ["breaker", "backoffMaxMs"],
-    }),
-  );
+  ),
+  v.forward(
+    // A bound below one entry would evict each large body as soon as it is stored.
+    v.check(
+      (c) => (c.cache.sharedMaxBytes ?? Infinity) >= c.cache.maxEntryBytes,
+      "cache.sharedMaxBytes must be at least cache.maxEntryBytes, so the largest entry stored fits in Redis",
+    ),
+    ["cache", "sharedMaxBytes"],
+  ),
+  v.forward(
+    v.check(
+      (c) => c.breaker.backoffMaxMs >= c.breaker.backoffBaseMs,
+      "breaker.backoffMaxMs must be at least breaker.backoffBaseMs (the cap of a backoff that starts there)",
+    ),
+    ["breaker", "backoffMaxMs"],
+  ),
+);
 
 /** Config as written by an operator (defaults may be omitted). */
-export type ConfigInput = z.input<typeof configSchema>;
+export type ConfigInput = v.InferInput<typeof configSchema>;
 /** Config with every default applied. */
-export type Config = z.output<typeof configSchema>;
+export type Config = v.InferOutput<typeof configSchema>;
 export type RouteConfig = Config["routes"][number];
-export type KeyOptions = Required<z.output<typeof keyOptions>>;
+export type KeyOptions = Required<v.InferOutput<typeof keyOptions>>;
 
 /** The policy in force for one request path: defaults overlaid by the first matching route. */
 export interface RoutePolicy {
@@ -90,9 +107,9 @@ export interface RoutePolicy {
  * const config = parseConfig({ origin: { url: "http://127.0.0.1:8080", maxConcurrency: 4 } });
  */
 export function parseConfig(input: unknown): Config {
-  const result = configSchema.safeParse(input);
-  if (result.success) return result.data;
-  const lines = result.error.issues.map((issue) => describeIssue(issue, input, configSchema));
+  const result = v.safeParse(configSchema, input);
+  if (result.success) return result.output;
+  const lines = result.issues.map((issue) => describeIssue(issue, input, configSchema));
   throw new HerdlessError("CONFIG_INVALID", `invalid herdless config:\n${lines.map((l) => `  - ${l}`).join("\n")}`);
 }
 

@@ -1,9 +1,5 @@
-// zod/mini (inside zod 4) instead of classic zod: the same validation for a fraction of the
-// bundle, which every Worker isolate parses at start. Only the English messages are loaded.
-import * as z from "zod/mini";
-import en from "zod/v4/locales/en.js";
-
-z.config(en());
+import * as v from "valibot";
+import { integer, number, safeInteger } from "./checks.ts";
 
 /** The longest delay a timer can take: Node and workerd fire longer ones at once (signed 32-bit ms). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -16,31 +12,29 @@ export const MAX_SHARED_BYTES = 2 ** 40;
 
 /** A duration in whole milliseconds; `max` is what the runtime can honour for this use. */
 export const ms = (what: string, min = 0, max = MAX_TIMER_MS) =>
-  z
-    .number({
-      error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number of milliseconds` : undefined),
-    })
-    .check(
-      z.int({ error: `${what} must be a whole number of milliseconds` }),
-      z.minimum(min, { error: `${what} must be at least ${min} ms` }),
-      z.maximum(max, {
-        error:
-          max === MAX_TIMER_MS
-            ? `${what} must be at most ${max} ms (about 24.8 days): a longer timer cannot be honoured`
-            : `${what} must be at most ${max} ms (one year)`,
-      }),
-    );
+  v.pipe(
+    number(`${what} must be a number of milliseconds`),
+    integer(`${what} must be a whole number of milliseconds`),
+    safeInteger(`${what} must be a whole number of milliseconds`),
+    v.minValue(min, `${what} must be at least ${min} ms`),
+    v.maxValue(
+      max,
+      max === MAX_TIMER_MS
+        ? `${what} must be at most ${max} ms (about 24.8 days): a longer timer cannot be honoured`
+        : `${what} must be at most ${max} ms (one year)`,
+    ),
+  );
 /** A lifetime of stored entries (not a timer): up to a year. */
 export const ttl = (what: string) => ms(what, 0, MAX_TTL_MS);
 /** A whole count or size between `min` and `max`. */
 export const count = (what: string, min: number, max: number) =>
-  z
-    .number({ error: (issue) => (issue.code === "invalid_type" ? `${what} must be a number` : undefined) })
-    .check(
-      z.int({ error: `${what} must be a whole number` }),
-      z.minimum(min, { error: `${what} must be at least ${min}` }),
-      z.maximum(max, { error: `${what} must be at most ${max}` }),
-    );
+  v.pipe(
+    number(`${what} must be a number`),
+    integer(`${what} must be a whole number`),
+    safeInteger(`${what} must be a whole number`),
+    v.minValue(min, `${what} must be at least ${min}`),
+    v.maxValue(max, `${what} must be at most ${max}`),
+  );
 
 /**
  * Bodies up to this size are stored on every runtime (25 MiB): Durable Object storage and

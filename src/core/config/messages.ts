@@ -1,14 +1,16 @@
-import type * as z from "zod/mini";
+import type * as v from "valibot";
+import type { UnknownKeysIssue } from "./checks.ts";
 
 /**
  * One operator-readable line per issue: the field's path, what is wrong, the value given;
  * for a misspelled option, the accepted ones and a "did you mean".
  */
-export function describeIssue(issue: z.core.$ZodIssue, input: unknown, schema: z.core.$ZodType): string {
-  const path = issue.path.map(String).join(".") || "(root)";
-  if (issue.code === "unrecognized_keys") {
-    const known = knownKeys(schema, issue.path);
-    return issue.keys
+export function describeIssue(issue: v.BaseIssue<unknown>, input: unknown, schema: v.GenericSchema): string {
+  const keys = (issue.path ?? []).map((item) => item.key as PropertyKey);
+  const path = keys.map(String).join(".") || "(root)";
+  if (issue.type === "unknown_keys") {
+    const known = knownKeys(schema, keys);
+    return (issue as UnknownKeysIssue).keys
       .map((key) => {
         const suggestion = closest(key, known);
         const where = path === "(root)" ? key : `${path}.${key}`;
@@ -16,12 +18,14 @@ export function describeIssue(issue: z.core.$ZodIssue, input: unknown, schema: z
       })
       .join("\n  - ");
   }
-  const value = valueAt(input, issue.path);
+  const value = valueAt(input, keys);
   // A rule across fields (lockLeaseMs > timeoutMs) can fail on a field left to its default: not "missing".
   // A secret is described, never repeated: the message goes to a terminal, a log, a Worker's 500 page.
-  const secret = issue.path.at(-1) === "token" && typeof value === "string";
+  const secret = keys.at(-1) === "token" && typeof value === "string";
   const described = secret ? `${value.length} characters` : JSON.stringify(value);
-  const shown = value !== undefined ? described : issue.code === "custom" ? "its default" : "missing";
+  // (A rule: a check written for this schema, not one of a type, bound or length.)
+  const rule = issue.type === "check" || issue.type === "raw_check";
+  const shown = value !== undefined ? described : rule ? "its default" : "missing";
   // A URL's credentials are not repeated: the message may reach a log or a Worker's 500 page.
   return `${path}: ${issue.message} (got ${shown.replace(/(\/\/)[^/?#@"\s]*@/g, "$1…@")})`;
 }
@@ -35,26 +39,29 @@ function valueAt(input: unknown, path: PropertyKey[]): unknown {
   return node;
 }
 
-function knownKeys(root: z.core.$ZodType, path: PropertyKey[]): string[] {
-  let schema: z.core.$ZodType | undefined = root;
+function knownKeys(root: v.GenericSchema, path: PropertyKey[]): string[] {
+  let schema: v.GenericSchema | undefined = root;
   for (const part of path) {
-    const def: z.core.$ZodTypeDef | undefined = unwrap(schema)?._zod.def;
-    if (def?.type === "array") schema = (def as z.core.$ZodArrayDef).element;
-    else if (def?.type === "object") schema = (def as z.core.$ZodObjectDef).shape[part as string];
+    const inner = unwrap(schema);
+    if (inner?.type === "array") schema = (inner as v.ArraySchema<v.GenericSchema, undefined>).item;
+    else if (isObject(inner)) schema = inner.entries[part as string];
   }
-  const def = unwrap(schema)?._zod.def;
-  return def?.type === "object" ? Object.keys((def as z.core.$ZodObjectDef).shape) : [];
+  const inner = unwrap(schema);
+  return isObject(inner) ? Object.keys(inner.entries) : [];
 }
 
-/** The schema under defaults, optionals and pipes: the one whose shape an operator writes. */
-export function unwrap(schema: z.core.$ZodType | undefined): z.core.$ZodType | undefined {
+/** The schema under defaults and optionals: the one whose shape an operator writes (a pipe is its first schema's). */
+export function unwrap(schema: v.GenericSchema | undefined): v.GenericSchema | undefined {
   let current = schema;
-  for (;;) {
-    const def = current?._zod.def as { innerType?: z.core.$ZodType; in?: z.core.$ZodType; type: string } | undefined;
-    if (def?.innerType) current = def.innerType;
-    else if (def?.type === "pipe" && def.in) current = def.in;
-    else return current;
-  }
+  while (current && "wrapped" in current) current = current.wrapped as v.GenericSchema;
+  return current;
+}
+
+/** Whether `schema` is an object of named fields. */
+export function isObject(
+  schema: v.GenericSchema | undefined,
+): schema is v.StrictObjectSchema<v.ObjectEntries, undefined> {
+  return schema?.type === "strict_object";
 }
 
 function closest(word: string, candidates: string[]): string | undefined {

@@ -1,4 +1,5 @@
-import * as z from "zod/mini";
+import * as v from "valibot";
+import { abortive, array, boolean, lengthAtLeast, number, string, strictObject } from "./checks.ts";
 import { ms, ttl } from "./fields.ts";
 
 /** Query parameters left out of the key unless configured otherwise: click trackers that never change the page. */
@@ -10,51 +11,50 @@ export const DEFAULT_IGNORED_QUERY: readonly string[] = ["utm_*", "fbclid", "gcl
  * (`overlaid` in config.ts). A schema default would fill every route's field and hide the
  * operator's `defaults.key`.
  */
-export const keyOptions = z.strictObject({
+export const keyOptions = strictObject({
   /** Query parameter names to drop from the key; `*` at the end matches a prefix (`utm_*`). Default {@link DEFAULT_IGNORED_QUERY}. */
-  ignoreQuery: z.optional(z.array(z.string().check(z.minLength(1)))),
+  ignoreQuery: v.optional(array(v.pipe(string(), lengthAtLeast(1)))),
   /** Drop the whole query string from the key. Default false. */
-  ignoreAllQuery: z.optional(z.boolean()),
+  ignoreAllQuery: v.optional(boolean()),
 });
 
-export const routePolicy = z.strictObject({
+export const routePolicy = strictObject({
   /** Pass requests straight to the origin; nothing is stored. */
-  bypass: z.optional(z.boolean()),
+  bypass: v.optional(boolean()),
   /** Freshness when the origin sends no explicit lifetime (no max-age, s-maxage, Expires). */
-  defaultTtlMs: z.optional(ttl("defaultTtlMs")),
+  defaultTtlMs: v.optional(ttl("defaultTtlMs")),
   /** Freshness regardless of what the origin says (still never stores private/no-store). */
-  forceTtlMs: z.optional(ttl("forceTtlMs")),
+  forceTtlMs: v.optional(ttl("forceTtlMs")),
   /** Extra stale-while-revalidate window on top of the origin's. */
-  staleWhileRevalidateMs: z.optional(ttl("staleWhileRevalidateMs")),
+  staleWhileRevalidateMs: v.optional(ttl("staleWhileRevalidateMs")),
   /** Extra stale-if-error window on top of the origin's. */
-  staleIfErrorMs: z.optional(ttl("staleIfErrorMs")),
+  staleIfErrorMs: v.optional(ttl("staleIfErrorMs")),
   /** Cache responses to requests carrying Authorization or Cookie (the origin must not personalize them). */
-  cacheAuthorized: z.optional(z.boolean()),
+  cacheAuthorized: v.optional(boolean()),
   /**
    * Revalidate, through the key's coordinator, requests whose Cache-Control says `no-cache` or a
    * `max-age` the stored entry is older than (or `Pragma: no-cache`). Off by default: a reload
    * is answered from the cache, so a crowd pressing reload cannot reach the origin.
    */
-  honorRequestNoCache: z.optional(z.boolean()),
+  honorRequestNoCache: v.optional(boolean()),
   /**
    * Refresh-ahead: a request in the last part of a fresh entry's lifetime (this share of it,
    * 0.1 = the last 10 %) starts a background revalidation, so a hot key is renewed before it
    * turns stale. 0 (off) by default: each renewal comes up to this share early.
    */
-  refreshAhead: z.optional(
-    z
-      .number({ error: "refreshAhead must be a number between 0 and 0.5 (a share of the freshness lifetime)" })
-      .check(
-        z.minimum(0, { error: "refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime)" }),
-        z.maximum(0.5, { error: "refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime)" }),
-      ),
+  refreshAhead: v.optional(
+    v.pipe(
+      number("refreshAhead must be a number between 0 and 0.5 (a share of the freshness lifetime)"),
+      v.minValue(0, "refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime)"),
+      v.maxValue(0.5, "refreshAhead must be between 0 and 0.5 (0.1 = the last 10 % of the lifetime)"),
+    ),
   ),
-  key: z.optional(keyOptions),
+  key: v.optional(keyOptions),
   /**
    * The route's origin timeout (`origin.timeoutMs` when unset): a long poll, a slow report or
    * admin page answered past the site-wide timeout. Every origin call for the route keeps to it.
    */
-  timeoutMs: z.optional(ms("timeoutMs", 1)),
+  timeoutMs: v.optional(ms("timeoutMs", 1)),
 });
 
 const MATCH_FORMS = "exact /about, prefix /static/* or everything *";
@@ -72,27 +72,30 @@ function servedPath(match: string): string {
   return new URL(withoutStar(match), "http://route.invalid").pathname;
 }
 
-export const route = z.extend(routePolicy, {
+export const route = strictObject({
+  ...routePolicy.entries,
   /**
    * Path pattern: exact `/about`, prefix `/static/*`, or any `*`. First match wins. A `*`
    * anywhere but the end (a glob such as `*.css`) is refused: it would be matched as the
    * literal character, so the route would silently never apply.
    */
-  match: z
-    .string({
-      error: (issue) => `match ${issue.input === undefined ? "is required" : "must be a string"}: ${MATCH_FORMS}`,
-    })
-    .check(
-      z.refine((match) => match === "*" || match.startsWith("/"), {
-        error: "match must start with / (for example /static/*)",
-        abort: true,
-      }),
-      z.refine((match) => !match.slice(0, -1).includes("*"), {
-        error: `match takes * only at its end (no globs or regular expressions): ${MATCH_FORMS}`,
-      }),
-      z.refine((match) => match === "*" || servedPath(match) === withoutStar(match), {
-        error: (issue) =>
-          `match is matched against the path as a URL parser writes it, which never reads ${JSON.stringify(issue.input)}: write ${JSON.stringify(`${servedPath(String(issue.input))}${String(issue.input).endsWith("*") ? "*" : ""}`)} (percent-encoded, dot segments resolved, no query)`,
-      }),
+  match: v.pipe(
+    string((issue) => `match ${issue.input === undefined ? "is required" : "must be a string"}: ${MATCH_FORMS}`),
+    // A pattern that does not start with / is not checked further.
+    abortive(
+      v.check(
+        (match: string) => match === "*" || match.startsWith("/"),
+        "match must start with / (for example /static/*)",
+      ),
     ),
+    v.check(
+      (match) => !match.slice(0, -1).includes("*"),
+      `match takes * only at its end (no globs or regular expressions): ${MATCH_FORMS}`,
+    ),
+    v.check(
+      (match) => match === "*" || servedPath(match) === withoutStar(match),
+      (issue) =>
+        `match is matched against the path as a URL parser writes it, which never reads ${JSON.stringify(issue.input)}: write ${JSON.stringify(`${servedPath(String(issue.input))}${String(issue.input).endsWith("*") ? "*" : ""}`)} (percent-encoded, dot segments resolved, no query)`,
+    ),
+  ),
 });
