@@ -1,3 +1,4 @@
+// valibot for the bundle a Worker isolate parses at start (config/checks.ts says how much).
 import * as v from "valibot";
 import { HerdlessError } from "./errors.ts";
 import { pathReadings } from "./http/path-readings.ts";
