@@ -120,6 +120,14 @@ export class RedisConnection {
         slotsRefreshTimeout: 1000,
         scaleReads: "master",
       });
+    // A Cluster connects to each node on its first command, and refuses a second command sent
+    // to a node still connecting ("Connection is closed"): a member's concurrent commands just
+    // after start-up, or after a node came back, failed as if Redis were away. Connected as
+    // soon as the slot map names them, the nodes are ready before they are asked.
+    if (this.client instanceof Cluster)
+      this.client.on("+node", (node: Redis) => {
+        if (node.status === "wait") node.connect().catch(() => undefined);
+      });
     this.client.on("ready", () => this.setHealthy(true));
     this.client.on("close", () => this.setHealthy(false));
     this.client.on("end", () => this.setHealthy(false));
