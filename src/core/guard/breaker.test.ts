@@ -122,6 +122,20 @@ describe("breaker: open and half-open", () => {
     });
   });
 
+  it("the probe's neutral end (its client hung up, or it was never sent) lets the next probe go after probeIntervalMs, not when it would have lapsed", () => {
+    const long = { ...settings, probeIntervalMs: 1_000, probeTimeoutMs: 10_000 };
+    const at = T0 + 5_000;
+    const half = admit(opened(), long, at, "probe-1").record;
+    const ended = record(half, "neutral", "probe-1", "/p", long, at + 200);
+    expect(ended).toMatchObject({ state: "open", nextProbeAt: at + 1_200, probeId: "" });
+    expect(admit(ended, long, at + 1_199, "early")).toMatchObject({ admitted: false });
+    expect(admit(ended, long, at + 1_200, "probe-2")).toMatchObject({ admitted: true, probe: true });
+    // Never later than the probe would have lapsed; and another call's neutral end moves nothing.
+    const short = admit(opened(), settings, at, "probe-1").record;
+    expect(record(short, "neutral", "probe-1", "/p", settings, at + 100)).toMatchObject({ nextProbeAt: at + 2_000 });
+    expect(record(half, "neutral", "other", "/p", long, at + 200)).toBe(half);
+  });
+
   it("calls admitted before it opened do not move it", () => {
     const current = opened();
     expect(record(current, "failure", "late", "/a", settings, T0 + 1)).toBe(current);

@@ -113,7 +113,15 @@ export function record(
   settings: BreakerSettings,
   now: number,
 ): BreakerRecord {
-  if (outcome === "neutral") return current;
+  if (outcome === "neutral") {
+    if (current.state !== "half-open" || permitId !== current.probeId) return current;
+    // The probe said nothing of the origin (cancelled: its client hung up, or never sent): the
+    // next one goes after probeIntervalMs, as after a failed probe, or when this one would
+    // have lapsed if sooner. It had kept the breaker half-open, every caller refused, until its
+    // probeTimeoutMs (the longest origin timeout) ran out.
+    const nextProbeAt = Math.min(now + settings.probeIntervalMs, current.probeExpiresAt);
+    return { ...current, state: "open", nextProbeAt, probeExpiresAt: 0, probeId: "" };
+  }
   if (current.state !== "closed") {
     // Calls admitted before it opened, and lapsed probes, say nothing the probe will not.
     if (current.state !== "half-open" || permitId !== current.probeId) return current;

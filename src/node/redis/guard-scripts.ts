@@ -77,16 +77,19 @@ return {2, 0, others, token, graceUntil}
  */
 const RELEASE = new LuaScript(`${BREAKER_LUA}
 redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[2] == 'neutral' then return 'unchanged' end
+local neutral = ARGV[2] == 'neutral'
 local b = readBreaker(KEYS[2])
 local now = tonumber(ARGV[3])
 local threshold, rate, minKeys = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local windowMs, intervalMs = tonumber(ARGV[7]), tonumber(ARGV[8])
 local failure = ARGV[2] == 'failure'
+if neutral and (b.state ~= 'half-open' or b.probeId ~= ARGV[1]) then return 'unchanged' end
 if b.state ~= 'closed' then
   if b.state ~= 'half-open' or b.probeId ~= ARGV[1] then return 'unchanged' end
   if failure then
     b.state, b.nextProbeAt, b.probeExpiresAt, b.probeId = 'open', now + intervalMs, 0, ''
+  elseif neutral then
+    b.state, b.nextProbeAt, b.probeExpiresAt, b.probeId = 'open', math.min(now + intervalMs, b.probeExpiresAt), 0, ''
   else
     b = { v = 2, state = 'closed', nextProbeAt = 0, probeExpiresAt = 0, probeId = '', buckets = {}, recoveredAt = now }
   end

@@ -261,6 +261,25 @@ describe("RedisGuard: shared circuit breaker", () => {
     },
   );
 
+  it("a probe that ends neutral (its client hung up) reopens the breaker for one interval, as breaker.ts judges, instead of holding it half-open until the probe would lapse", async () => {
+    const clock = new ManualClock(T0);
+    const { guards, redis } = fleet({ failureThreshold: 3, probeIntervalMs: 1_000, timeoutMs: 5_000, clock });
+    const stored = async () => parseBreakerRecord(JSON.parse((await redis.get(guards[0]!.breakerKey)) ?? "null"));
+    for (const [i, permit] of (await Promise.all(guards.map((g) => g.acquire("foreground")))).entries())
+      await permit.release("failure", `/k${i}`);
+    clock.advance(1_000);
+    const [probe] = await hammer(guards, 10);
+    const half = await stored();
+    expect(half.state).toBe("half-open");
+    clock.advance(100);
+    await probe!.release("neutral", "/probe");
+    expect(await stored()).toEqual(record(half, "neutral", half.probeId, "/probe", settings, clock.now()));
+    expect(await stored()).toMatchObject({ state: "open", nextProbeAt: clock.now() + 1_000 });
+    // One interval later the next caller probes (it waited out the probe's 5 s before).
+    clock.advance(1_000);
+    expect(await hammer(guards, 10)).toHaveLength(1);
+  });
+
   it("a process cut off from the fleet guard when the breaker closes (one failed command, Redis up) still hears the recovery", async () => {
     const clock = new ManualClock(T0);
     const { guards, redis } = fleet({ failureThreshold: 3, probeIntervalMs: 1_000, clock });
