@@ -21,6 +21,7 @@ import { AfterAnswer, WriteBehindLeases, WriteBehindStore } from "./after-answer
 import { toWire, type WireFillResult } from "./fill-wire.ts";
 import { originFetch } from "./interim-fetch.ts";
 import { logFailedOriginCall } from "./log.ts";
+import { BackgroundWork } from "../core/background-work.ts";
 
 /** Test-only hooks of {@link KeyCoordinatorObject}; see its `[coordinatorTestHooks]` method. */
 export const coordinatorTestHooks: unique symbol = Symbol("herdless.coordinatorTestHooks");
@@ -85,7 +86,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   /** When this instance last dropped its storage. */
   private freedAt: number | undefined;
   /** Background refreshes started by the filler; kept so the object has work pending. */
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly pending = new BackgroundWork();
   /** The entry and lease writes that follow an origin answer, made after the answer left (see AfterAnswer). */
   private readonly later = new AfterAnswer((work) => this.keep(work));
   /** The alarm this instance set or read (null: none), so a fill does not read it again; undefined until known. */
@@ -145,9 +146,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
         this.setup = options;
         this.parts = this.assemble();
       },
-      settled: async () => {
-        while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
-      },
+      settled: () => this.pending.settled(),
     };
   }
 
@@ -253,9 +252,7 @@ export class KeyCoordinatorObject extends DurableObject<CoordinatorEnv> {
   }
 
   private keep(work: Promise<unknown>): void {
-    const settled = work.catch(() => undefined).finally(() => this.pending.delete(settled));
-    this.pending.add(settled);
-    this.ctx.waitUntil(settled);
+    this.ctx.waitUntil(this.pending.add(work));
   }
 
   /**

@@ -8,6 +8,7 @@ import type { RedisConnection } from "./connection.ts";
 import { LuaScript } from "./connection.ts";
 import { DEFAULT_SHARED_MAX_BYTES, StoreBound, chargedBytes, type Victim } from "./store-bound.ts";
 import { formatRef, newChunkRef, parseRef, REDIS_CHUNK_BYTES, StoreChunks, type ChunkRef } from "./store-chunks.ts";
+import { BackgroundWork } from "../../core/background-work.ts";
 
 export interface RedisStoreOptions {
   connection: RedisConnection;
@@ -117,7 +118,7 @@ export class RedisStore implements Store {
    */
   private readonly reads = new Map<string, Promise<Entry | undefined>>();
   /** The bound's accounting of writes and deletes already answered ({@link settled}). */
-  private readonly accounting = new Set<Promise<void>>();
+  private readonly accounting = new BackgroundWork();
 
   constructor(options: RedisStoreOptions) {
     this.connection = options.connection;
@@ -212,7 +213,7 @@ export class RedisStore implements Store {
 
   /** Resolves once the bound accounted for every write and delete so far (before closing; tests). */
   async settled(): Promise<void> {
-    while (this.accounting.size > 0) await Promise.allSettled([...this.accounting]);
+    await this.accounting.settled();
   }
 
   /**
@@ -220,9 +221,7 @@ export class RedisStore implements Store {
    * evictions in a flood). Sent at once, on one connection: in the order of the writes.
    */
   private behind(recorded: Promise<Victim[]>): void {
-    const work = this.account(recorded).catch((error: unknown) => this.onBoundError(error));
-    this.accounting.add(work);
-    void work.finally(() => this.accounting.delete(work));
+    void this.accounting.add(this.account(recorded).catch((error: unknown) => this.onBoundError(error)));
   }
 
   /**
