@@ -40,7 +40,13 @@ const answeredAt = new Map<string, number>();
  */
 export async function answerOf(url: string, given: OriginFetchInit): Promise<Response> {
   const origin = new URL(url).origin;
-  const init = withDeclaredLength(given);
+  // Past Cloudflare's own cache: an origin hostname proxied through Cloudflare (orange-clouded)
+  // has that zone's cache between the Worker and the origin, which keys on no cookie and keeps
+  // static extensions whatever was asked. A client's relayed `/account/x.css` (its Cookie:
+  // never stored by herdless) could be kept there, and the next fill of that path, anyone's,
+  // answered the victim's page from it; fills, revalidations and purges would get its copies
+  // too. With it workerd adds `Cache-Control: no-cache` and `Pragma: no-cache` to the request.
+  const init: OriginFetchInit = { ...withDeclaredLength(given), cache: "no-store" };
   const attempt = () =>
     fetch(url, init).then((response) => {
       answeredAt.set(origin, Date.now());

@@ -47,6 +47,23 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect(victimRequest).toBeDefined();
   });
 
+  it("every origin request opts out of Cloudflare's own cache: a victim's relayed page cannot be kept there for a fill", async () => {
+    // On Cloudflare an orange-clouded origin hostname has the zone's cache in between, which
+    // keys on no cookie. Locally workerd shows the opt-out (`cache: "no-store"`) as the
+    // no-cache fields it adds to the request.
+    const { origin, edge, p } = await setup();
+    const victim = await edge.get(`${p}/x.css`, { headers: { cookie: "session=victim" } });
+    expect(victim.status).toBe(200);
+    const attacker = await edge.get(`${p}/x.css`);
+    expect(attacker.status).toBe(200);
+    const requests = (await origin.stats()).requests;
+    expect(requests).toHaveLength(2);
+    for (const request of requests) {
+      expect(request.headers.pragma).toBe("no-cache");
+      expect(request.headers["cache-control"]).toBe("no-cache");
+    }
+  });
+
   it("X-Forwarded-Host and its kin are stripped: the origin never sees them", async () => {
     const { origin, edge, p } = await setup();
     await edge.get(p, {
