@@ -53,7 +53,8 @@ export class MarkedMisses {
       const info = { ...answer, headers: headerList(answer.headers) };
       if (storability("GET", false, false, info, route).storable) this.marks.clear(key);
     };
-    return { kind: "relayed", response: this.relay(request, { fwd, detail: "uncacheable" }, heard).finally(miss.done) };
+    const detail = miss.large ? "too-large" : "uncacheable";
+    return { kind: "relayed", response: this.relay(request, { fwd, detail }, heard).finally(miss.done) };
   }
 
   /**
@@ -81,8 +82,9 @@ export class MarkedMisses {
    * The result of a fill of `key` (`marked`: what {@link take} said of it), once it came:
    * an answer that could not be shared with anyone marks the key; one stored ends its mark.
    * Not marked by an answer to the request's own input or credentials (`keepsCopy`, as
-   * settle.ts says), a `304` to a client's own condition, or a body too large to keep (its
-   * stream is shared).
+   * settle.ts says), a `304` to a client's own condition. A body too large to keep (its
+   * stream is shared) marks the key for its ranged misses alone: each would otherwise start a
+   * fetch of the whole body to cut its part from (a `bytes=-1` read 64 MiB from the origin).
    */
   async filled(
     filling: Promise<FillResult>,
@@ -97,6 +99,8 @@ export class MarkedMisses {
         result.kind === "alone" ||
         (result.kind === "pass" && result.reason === "uncacheable" && !result.keepsCopy && result.fwdStatus !== 304);
       if (unshared) this.marks.mark(key, this.clock.now());
+      else if (result.kind === "stream" && result.size === "too-large")
+        this.marks.mark(key, this.clock.now(), "ranges");
       else if (result.kind === "entry" || result.kind === "stream") this.marks.clear(key);
       return result;
     } finally {

@@ -31,6 +31,19 @@ describe("PassMarks", () => {
     expect(marks.take("k", 1)?.way).toBe("relay");
   });
 
+  it("a key marked for its ranges (a body too large to keep) relays its ranged misses alone; the others take the usual way", () => {
+    const marks = new PassMarks(1_000, 1);
+    marks.mark("k", 0, "ranges");
+    expect(marks.marked("k", 1)).toBe(false);
+    expect(marks.take("k", 1)).toBeUndefined();
+    const seek = marks.take("k", 1, true)!;
+    expect(seek).toMatchObject({ way: "relay", large: true });
+    expect(marks.take("k", 1, true)).toBeUndefined();
+    seek.done();
+    marks.mark("k", 2);
+    expect(marks.take("k", 3)).toMatchObject({ way: "fill", large: false });
+  });
+
   it("forgets a key when its mark lapses or is cleared, and can be turned off", () => {
     const marks = new PassMarks(1_000, 8);
     marks.mark("a", 0);

@@ -24,7 +24,7 @@
  * const miss = marks.take(key, now); // { way: "fill" | "relay", done }: call done once answered
  */
 export class PassMarks {
-  private readonly marks = new Map<string, { until: number; relays: number; filling: boolean }>();
+  private readonly marks = new Map<string, { until: number; relays: number; filling: boolean; rangesOnly: boolean }>();
   /** The keys' lengths summed: keys are URLs, and an attacker picks them. */
   private chars = 0;
 
@@ -35,15 +35,21 @@ export class PassMarks {
     private readonly maxChars = 2 * 1024 * 1024,
   ) {}
 
-  /** The origin's answer for `key` could not be shared: its misses go straight to it for a while. */
-  mark(key: string, now: number): void {
+  /**
+   * The origin's answer for `key` could not be shared: its misses go straight to it for a
+   * while. `ranges`: its answer was shared but too large to keep (a stream no copy is made
+   * of), so only its ranged misses go straight to it, with their Range; the others still
+   * collapse onto the key's one fetch. The latest answer says which.
+   */
+  mark(key: string, now: number, which: "all" | "ranges" = "all"): void {
     if (this.memoryMs <= 0) return;
     const held = this.marks.get(key);
     if (held) {
       held.until = now + this.memoryMs;
+      held.rangesOnly = which === "ranges";
       return;
     }
-    this.marks.set(key, { until: now + this.memoryMs, relays: 0, filling: false });
+    this.marks.set(key, { until: now + this.memoryMs, relays: 0, filling: false, rangesOnly: which === "ranges" });
     this.chars += key.length;
     if (this.marks.size > this.maxKeys || this.chars > this.maxChars) this.trim(now);
   }
@@ -53,10 +59,10 @@ export class PassMarks {
     if (this.marks.delete(key)) this.chars -= key.length;
   }
 
-  /** Whether `key` is marked (and its mark has not lapsed). */
+  /** Whether `key` is marked for all its misses (and its mark has not lapsed). */
   marked(key: string, now: number): boolean {
     const held = this.marks.get(key);
-    return held !== undefined && held.until > now;
+    return held !== undefined && held.until > now && !held.rangesOnly;
   }
 
   /**
@@ -67,22 +73,34 @@ export class PassMarks {
    * A `ranged` miss (a client's Range) is relayed first, with its Range: the origin sends the
    * part alone, where a fill asks for the whole body and the part is cut from it (each seek
    * in a `no-store` video read the file from its start up to the seek); it fills only when
-   * no relay is free.
+   * no relay is free. A key marked for its `ranges` only relays ranged misses (`large`: its
+   * body is too large to keep), and leaves the others, and a ranged one with no relay free,
+   * to the usual way.
    */
-  take(key: string, now: number, ranged = false): { way: "fill" | "relay"; done: () => void } | undefined {
+  take(
+    key: string,
+    now: number,
+    ranged = false,
+  ): { way: "fill" | "relay"; large: boolean; done: () => void } | undefined {
     const held = this.marks.get(key);
     if (!held) return undefined;
     if (held.until <= now) {
       this.clear(key);
       return undefined;
     }
+    const large = held.rangesOnly;
+    if (large) {
+      if (!ranged || held.relays >= this.maxRelays) return undefined;
+      held.relays++;
+      return { way: "relay", large, done: once(() => held.relays--) };
+    }
     if (!held.filling && !(ranged && held.relays < this.maxRelays)) {
       held.filling = true;
-      return { way: "fill", done: once(() => (held.filling = false)) };
+      return { way: "fill", large, done: once(() => (held.filling = false)) };
     }
     if (held.relays >= this.maxRelays) return undefined;
     held.relays++;
-    return { way: "relay", done: once(() => held.relays--) };
+    return { way: "relay", large, done: once(() => held.relays--) };
   }
 
   /** Lapsed marks go first, then the oldest: a mark only saves time, losing one costs a wait. */

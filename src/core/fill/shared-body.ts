@@ -63,7 +63,7 @@ interface Reader extends WatchedReader {
  *   declared one; on a failure (origin error, truncation) every reader's stream errors, so a
  *   client sees an aborted body, never a short one that looks complete;
  * - a body still kept is read to its end even after every reader left (it is worth
- *   storing); one past `keepBytes` that nobody reads any more is cancelled.
+ *   storing); one past `keepBytes`, or declared so, that nobody reads any more is cancelled.
  *
  * @example
  * const shared = new SharedBody(response.body, { keepBytes: 25 * 2 ** 20, declaredBytes: 1234 });
@@ -88,6 +88,11 @@ export class SharedBody {
   private readonly claim: FillClaim;
   /** The budget refused the declared length at the start: the body will be streamed, never stored. */
   readonly overBudget: boolean;
+  /**
+   * The declared length is past `keepBytes`: the body will never be stored, so its prefix is
+   * kept for readers that join, never read on for nobody.
+   */
+  private readonly tooLarge: boolean;
   private finished: SharedBodyEnd | undefined;
   /** Set when the source was cancelled because nobody reads it: its end is not the body's. */
   private abandoned = false;
@@ -113,6 +118,7 @@ export class SharedBody {
     // The whole declared length at once: two bodies that each fit half-way never both fail late.
     this.overBudget = declared !== undefined && declared <= options.keepBytes && !this.claim.cover(declared);
     this.keepBytes = this.overBudget ? 0 : options.keepBytes;
+    this.tooLarge = declared !== undefined && declared > options.keepBytes;
     this.laggards = new Laggards(options.laggardMs, {
       readers: () => this.readers,
       blocked: () => this.blocked && !this.finished,
@@ -130,7 +136,7 @@ export class SharedBody {
 
   /** A stream of the whole body for one more reader; undefined once its start is gone (past `keepBytes`) or it failed. */
   reader(): ReadableStream<Uint8Array> | undefined {
-    if (!this.kept || this.finished?.kind === "failed") return undefined;
+    if (!this.kept || this.abandoned || this.finished?.kind === "failed") return undefined;
     let self: Reader | undefined;
     return new ReadableStream<Uint8Array>(
       {
@@ -185,7 +191,9 @@ export class SharedBody {
   private leave(reader: Reader): void {
     this.readers.delete(reader);
     this.trim();
-    if (!this.kept && this.readers.size === 0 && !this.finished) {
+    // A body past keepBytes, or declared so, is not worth reading for nobody: read on, a client
+    // that asked for a 64 MiB file and hung up at once cost the origin its first 25 MiB.
+    if ((!this.kept || this.tooLarge) && this.readers.size === 0 && !this.finished) {
       this.abandoned = true;
       void this.source.cancel(new Error("every reader left")).catch(() => undefined);
     }
