@@ -321,6 +321,31 @@ describe("RFC 9111 §5.2.1: request Cache-Control", () => {
     expect(t.origin.calls).toHaveLength(1);
   });
 
+  it("§5.2.1.7 only-if-cached: a stale copy is a 504 marked fwd=stale, never a uri-miss", async () => {
+    const t = setup();
+    await t.engine.handle(req("/os"));
+    t.clock.advance(61_000);
+    const stale = await t.engine.handle(req("/os", { "cache-control": "only-if-cached" }));
+    expect(stale.status).toBe(504);
+    expect(header(stale, "cache-status")).toBe("herdless; fwd=stale");
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
+  it("§5.2.1.7 honorRequestNoCache: no-cache or max-age=0 with only-if-cached is a 504, never an origin request", async () => {
+    const t = setup({ defaults: { honorRequestNoCache: true } });
+    await t.engine.handle(req("/oh"));
+    t.clock.advance(1_000);
+    for (const cc of ["no-cache, only-if-cached", "max-age=0, only-if-cached"]) {
+      const res = await t.engine.handle(req("/oh", { "cache-control": cc }));
+      expect(res.status).toBe(504);
+      expect(header(res, "cache-status")).toBe("herdless; fwd=request");
+    }
+    // A copy young enough for the client's max-age still answers.
+    const young = await t.engine.handle(req("/oh", { "cache-control": "max-age=30, only-if-cached" }));
+    expect(young.status).toBe(200);
+    expect(t.origin.calls).toHaveLength(1);
+  });
+
   it("by default no-cache, max-age=0 and Pragma: no-cache are answered from the cache (a reload cannot reach the origin)", async () => {
     const t = setup();
     await t.engine.handle(req("/n"));

@@ -7,7 +7,7 @@ import { decide, type RequestFacts } from "./http/decision.ts";
 import type { Entry } from "./http/entry.ts";
 import { primaryKey } from "./http/key.ts";
 import { personalCookies } from "./http/cookies.ts";
-import { clientWantsRevalidation, requestDirectives } from "./http/request-directives.ts";
+import { clientWantsRevalidation, onlyIfCachedRefusal, requestDirectives } from "./http/request-directives.ts";
 import { lookup } from "./store/lookup.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import { guardedCallDeps } from "./origin/guarded-call.ts";
@@ -100,8 +100,8 @@ export class Engine {
     const decision = decide(found.entry, found.key, facts, route, now);
     const directives = requestDirectives(request.headers);
     // RFC 9111 §5.2.1.7: nothing servable without going forward.
-    if (directives.onlyIfCached && decision.kind !== "fresh" && decision.kind !== "stale-while-revalidate")
-      return notCached({ fwd: decision.kind === "bypass" ? "bypass" : found.varyMiss ? "vary-miss" : "uri-miss" });
+    const uncached = onlyIfCachedRefusal(directives, decision, route, found.varyMiss, now);
+    if (uncached) return notCached({ fwd: uncached });
     const fill = (priority: FillRequest["priority"], revalidate = false, authorized = false) =>
       fillRequest(this.o.config, this.forward, request, {
         route,

@@ -8,6 +8,9 @@
  * a time). `only-if-cached` is always honoured: it can only spare the origin.
  */
 import { deltaSecondsMs, parseCacheControl } from "./cache-control.ts";
+import type { CacheStatus } from "./cache-status.ts";
+import type { RoutePolicy } from "../config.ts";
+import type { Decision } from "./decision.ts";
 import type { Entry } from "./entry.ts";
 import type { HeaderReader } from "./http.ts";
 
@@ -48,6 +51,41 @@ export function clientWantsRevalidation(directives: RequestDirectives, entry: En
   if (directives.noCache) return true;
   // In ms, not the Age header's whole seconds: `max-age=0` asks past anything not just fetched.
   return directives.maxAgeMs !== undefined && entry.initialAgeMs + (now - entry.storedAt) > directives.maxAgeMs;
+}
+
+/**
+ * RFC 9111 §5.2.1.7: whether an `only-if-cached` request must be refused (a 504), and with
+ * which Cache-Status `fwd` (why it would have gone forward): no copy, a stale one, a copy its
+ * own `no-cache` or `max-age` asks to revalidate on a route that honours them (no stored
+ * answer is then "consistent with the other constraints of the request"), or a request the
+ * cache never answers from a copy. Undefined when the copy may answer it. Before, a
+ * `no-cache, only-if-cached` on such a route went to the origin.
+ *
+ * @example
+ * const fwd = onlyIfCachedRefusal(directives, decision, route, found.varyMiss, now);
+ * if (fwd) return notCached({ fwd });
+ */
+export function onlyIfCachedRefusal(
+  directives: RequestDirectives,
+  decision: Decision,
+  route: RoutePolicy,
+  varyMiss: boolean,
+  now: number,
+): CacheStatus["fwd"] | undefined {
+  if (!directives.onlyIfCached) return undefined;
+  switch (decision.kind) {
+    case "bypass":
+      return decision.reason === "authorization" ? "request" : "bypass";
+    case "fresh":
+    case "stale-while-revalidate":
+      return route.honorRequestNoCache && clientWantsRevalidation(directives, decision.entry, now)
+        ? "request"
+        : undefined;
+    case "revalidate":
+      return "stale";
+    case "miss":
+      return varyMiss ? "vary-miss" : "uri-miss";
+  }
 }
 
 /** Request fields that only the engine answers: preconditions (304, 412) and Range (206). */
