@@ -160,6 +160,15 @@ describe("RFC 9111 §5.2.1 on the Worker: request Cache-Control", () => {
     expect(stats.requests[1]!.headers["if-none-match"]).toBe(ETAG);
     expect(stats.requests[2]!.headers["if-none-match"]).toBe(ETAG);
   });
+
+  it("honorRequestNoCache: a reload that also says only-if-cached is a 504, never an origin request", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, etag: ETAG });
+    const [dc] = dataCenters(1, edgeEnv(origin.url, { defaults: { honorRequestNoCache: true } }));
+    await dc!.get("/oh");
+    const reload = await dc!.get("/oh", { headers: { "cache-control": "no-cache, only-if-cached" } });
+    expect([reload.status, reload.cacheStatus]).toEqual([504, "herdless; fwd=request"]);
+    expect(await origin.count()).toBe(1);
+  });
 });
 
 describe("RFC 9111 §4.4 on the Worker: unsafe methods invalidate at the key's coordinator", () => {
