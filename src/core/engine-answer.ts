@@ -253,7 +253,8 @@ async function answerFailure(
   const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
   const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
   ctx.count(request, !result.response && refusedHere(result.code) ? "refused" : "error", primary);
-  return failureAnswer(result, status, request.method, config);
+  const mustRevalidate = [result.stale, nearStale].some((copy) => copy?.mustRevalidate === true);
+  return failureAnswer(result, status, request.method, config, mustRevalidate);
 }
 
 /** The stored copy's answer in place of a failure (`code`), where stale-if-error (or serving stale while the origin gives no answer) allows. */

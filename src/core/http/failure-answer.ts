@@ -50,13 +50,16 @@ export function waitingFullAnswer(status: CacheStatus): EngineResponse {
  * What a client gets when no stored copy may stand in for a failed fill: the origin's own
  * error answer when there is one (its status alone when that answer was another client's),
  * else 503 (refused by the guard, or no coordinator), 504 (origin timeout) or 502 (anything
- * else the origin did).
+ * else the origin did). `mustRevalidate`: a copy is stored that the origin forbade serving
+ * without validation (must-revalidate and kin, freshness.ts forbidsStale); with no origin
+ * to reach, RFC 9111 §5.2.2.2's error is a 504, as for a timeout.
  */
 export function failureAnswer(
   result: Extract<FillResult, { kind: "failed" }>,
   status: CacheStatus,
   method: string,
   config: Config,
+  mustRevalidate = false,
 ): EngineResponse {
   if (result.response) return fromPass(shown(result.response, config), status, method);
   if (result.code === "WAITING_FULL") return waitingFullAnswer(status);
@@ -64,19 +67,26 @@ export function failureAnswer(
   // The origin's error answer was another client's (joinedFailure): its status, in herdless's words.
   if (result.code === "ORIGIN_STATUS" && result.fwdStatus !== undefined && result.fwdStatus >= 500)
     return synthetic(result.fwdStatus, `origin failed: ${withoutAddresses(result.message)}`, status);
-  return unanswered(result.code, result.message, status);
+  return unanswered(result.code, result.message, status, mustRevalidate);
 }
 
 /**
- * A failure with no origin answer to show: 504 for an origin that stalled, 503 with a
- * Retry-After when herdless's own coordination (a key's object, Redis) went away (the
- * origin may be fine: come back shortly), 408 when the client's upload was still arriving
- * (RFC 9110 §15.5.9), else 502.
+ * A failure with no origin answer to show: 504 for an origin that stalled, or could not be
+ * reached to validate a copy the origin forbade serving stale (`disconnected`, RFC 9111
+ * §5.2.2.2: "SHOULD be 504"), 503 with a Retry-After when herdless's own coordination (a
+ * key's object, Redis) went away (the origin may be fine: come back shortly), 408 when the
+ * client's upload was still arriving (RFC 9110 §15.5.9), else 502.
  */
-function unanswered(code: HerdlessErrorCode | undefined, message: string, status: CacheStatus): EngineResponse {
+function unanswered(
+  code: HerdlessErrorCode | undefined,
+  message: string,
+  status: CacheStatus,
+  disconnected = false,
+): EngineResponse {
   const told = withoutAddresses(message);
   if (code === "CLIENT_TOO_SLOW") return synthetic(408, `request timeout: ${told}`, status);
-  const answer = code === "ORIGIN_TIMEOUT" ? 504 : code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
+  const stalled = code === "ORIGIN_TIMEOUT" || (disconnected && code === "ORIGIN_NETWORK");
+  const answer = stalled ? 504 : code === "COORDINATOR_UNAVAILABLE" ? 503 : 502;
   return synthetic(answer, `origin failed: ${told}`, status, answer === 503 ? 1_000 : undefined);
 }
 
