@@ -74,13 +74,12 @@ export async function answerFill(
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
       if (result.size === "too-large") status.detail = "too-large";
       if (result.size === "over-budget") status.detail = "fill-budget";
-      if (result.size !== "too-large" && result.size !== "over-budget")
-        return answerStream(ctx, request, result, status, primary, now);
-      // A part of a body that will not be kept is the origin's to cut: cut here, the whole body
+      // A part of a body that will not be kept (a detail above) is the origin's to cut: cut here, the whole body
       // is read up to the part's end for one client (`bytes=-1` of a 64 MiB file read it all,
       // for each such request: the RangeAmp "small byte range" amplification). This caller lets
       // go of the shared stream (the fetch goes on for the others, or stops) and asks for its part.
-      if (!partial(result.head, result, request)) return answerStream(ctx, request, result, status, primary, now);
+      if (status.detail === undefined || !partial(result.head, result, request))
+        return answerStream(ctx, request, result, status, primary, now);
       void result.body.cancel().catch(() => undefined);
       return ctx.relay(request, { fwd, detail: status.detail }, "pass");
     }
