@@ -56,8 +56,13 @@ describe("RFC 9111 §3 storing responses", () => {
       expect(store({ vary, "cache-control": "max-age=60" }), vary).toEqual({ storable: true });
   });
 
-  it("never stores 206 or 304", () => {
+  it("never stores 206, 226 or 304", () => {
     expect(store({ "cache-control": "max-age=60" }, { status: 206 })).toEqual({ storable: false, reason: "partial" });
+    // RFC 3229: a 226 is a delta against one client's copy, however long the origin says it keeps.
+    expect(store({ "cache-control": "public, max-age=60", im: "vcdiff" }, { status: 226 })).toEqual({
+      storable: false,
+      reason: "partial",
+    });
     // RFC 9110 §14.4: a Content-Range on a 200 may label a part of the page as the whole.
     const labelled = { "cache-control": "max-age=60", "content-range": "bytes 0-3/100" };
     expect(store(labelled)).toEqual({ storable: false, reason: "partial" });

@@ -98,7 +98,8 @@ function notStorableReason(
 ): NotStorableReason | undefined {
   const { d } = governing;
   if (!isStoredMethod(method)) return "method";
-  if (res.status === 206 || claimsPart(res.headers.get("content-range"))) return "partial";
+  // A 226 (RFC 3229) is a delta against one client's copy: a part of the page as much as a 206.
+  if (res.status === 206 || res.status === 226 || claimsPart(res.headers.get("content-range"))) return "partial";
   if (d.has("must-understand") && !UNDERSTOOD_STATUSES.has(res.status)) return "must-understand";
   if (d.has("no-store") && !mustUnderstandOverridesNoStore(d, res.status)) return "no-store";
   if (isBare(d, "private")) return "private";

@@ -183,12 +183,13 @@ describe("what reaches the origin (RFC 9110 §7.6)", () => {
     expect(view.get("cookie")).toBe("sessionid=alice; csrftoken=t0k");
   });
 
-  it("keeps a shared fill unconditional and whole: no client validators or Range", () => {
+  it("keeps a shared fill unconditional and whole: no client validators, Range or delta encoding (A-IM)", () => {
     const raw: [string, string][] = [
       ["if-none-match", '"x"'],
       ["if-modified-since", "Mon, 01 Jan 2024 00:00:00 GMT"],
       ["range", "bytes=0-1"],
       ["if-range", '"x"'],
+      ["a-im", "vcdiff"],
     ];
     expect(names(originRequestHeaders(raw, policy(), fill))).toEqual([
       "accept-encoding",

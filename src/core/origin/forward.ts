@@ -24,8 +24,9 @@ const NOT_ON_FILLS = new Set([
   "if-unmodified-since",
   "if-range",
   "range",
-  // Range's pre-RFC 2068 name, which Apache httpd still honours: a 206 for everyone waiting.
+  // Range's pre-RFC 2068 name (Apache httpd honours it), and RFC 3229's ask for a 226 delta.
   "request-range",
+  "a-im",
   // What describes a body (RFC 9110 §8), which a fill never sends: a `Content-Type:
   // multipart/form-data` on a body-less GET made an origin that parses the body on every method
   // (Rails, Rack 2.2+) answer 400, stored as everyone's page when it marks every answer max-age.
