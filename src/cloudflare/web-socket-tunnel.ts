@@ -16,8 +16,11 @@ const UNSENDABLE_CLOSE = new Set([1005, 1006, 1015]);
  * WebSocket pass-through on the Worker (core `opensTunnel` said so). The engine relays the
  * handshake (`Engine.tunnel`: the guard object's permit for the handshake alone, the forwarded
  * headers); workerd's `fetch()` with `Upgrade: websocket` makes the origin's handshake and
- * hands its side over as `response.webSocket`. Both sides are accepted here and joined message
- * for message (text stays text, binary binary; a close on either side closes the other with
+ * hands its side over as `response.webSocket`. Its client (kj) refuses a `101` without
+ * `Upgrade: websocket` or with a `Sec-WebSocket-Accept` other than its own key's ("Server failed
+ * WebSocket handshake"), which herdless answers as an error: Node makes that check itself (core
+ * `switchFault`), so on neither runtime does a `101` that is no switch open a tunnel. Both sides
+ * are accepted here and joined message for message (text stays text, binary binary; a close on either side closes the other with
  * its code and reason), so the isolate counts the tunnel (`origin.maxWebSockets`) and closes
  * one that carries nothing for `origin.webSocketIdleTimeoutMs`. Any other answer (a `403`,
  * herdless's `503`) is the client's as it is.

@@ -5,6 +5,8 @@ import { HerdlessError } from "../core/errors.ts";
 import { originAgent } from "./origin-agents.ts";
 import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
 import { mayRepeat } from "../core/origin/repeat.ts";
+import { switchFault } from "../core/origin/websocket-handshake.ts";
+import { fieldsOf, inOrder } from "./origin-fields.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
 const TRANSFORMING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "compress", "x-compress", "br", "zstd"]);
@@ -100,15 +102,9 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
       else reject(signal?.aborted ? signal.reason : (malformedAnswer(error, url) ?? error));
     });
     outgoing.once("response", (incoming) => settle(toResponse(incoming, init.method ?? "GET", url), resolve, reject));
-    outgoing.once(
-      "upgrade",
-      onSwitch(
-        headers.some(([name]) => name === "upgrade"),
-        url,
-        resolve,
-        reject,
-      ),
-    );
+    const asked = headers.some(([name]) => name === "upgrade");
+    const key = headers.find(([name]) => name === "sec-websocket-key")?.[1];
+    outgoing.once("upgrade", onSwitch(asked ? { key } : undefined, url, resolve, reject));
     // Whatever else ends the exchange without an answer or an error settles the call too
     // (after a "response" or an "error" this reject is a no-op).
     outgoing.once("close", () =>
@@ -133,12 +129,13 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
 /**
  * node:http hands a 101 to "upgrade" listeners (with none, it destroys the socket silently:
  * the call hung past its deadline, holding its permit). The switch a tunnel asked for (its
- * request carries Upgrade: `asked`) is its answer; any other is the odd status it is (a clean 502).
+ * request carries Upgrade and this `handshake`'s key) is its answer once RFC 6455 §4.1 says it
+ * is one ({@link verified}); any other is the odd status it is (a clean 502).
  */
 function onSwitch(
-  asked: boolean,
+  handshake: { key: string | undefined } | undefined,
   url: string,
-  resolve: (response: Response) => void,
+  resolve: (response: Response | PromiseLike<Response>) => void,
   reject: (error: unknown) => void,
 ): (incoming: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (incoming, socket, head) => {
@@ -146,7 +143,9 @@ function onSwitch(
     // (after the engine's own awaits, a guard release over Redis among them), an origin that
     // resets it would raise an unheard 'error' and end the process. Its close is what counts.
     socket.on("error", () => socket.destroy());
-    if (asked) return resolve(switched(incoming, socket, head));
+    // Resolved with the check's promise at once: the request's 'close', which follows this
+    // event, can no longer settle the call as a connection closed without an answer.
+    if (handshake) return resolve(verified(handshake.key, url, incoming, socket, head));
     socket.destroy();
     const status = incoming.statusCode ?? 0;
     reject(
@@ -156,6 +155,27 @@ function onSwitch(
       ),
     );
   };
+}
+
+/**
+ * The origin's 101 to a WebSocket handshake as a switch, if it is one (core `switchFault`:
+ * `Upgrade: websocket` and the `Sec-WebSocket-Accept` of the `key` sent). A 101 that is not
+ * may be an origin still speaking HTTP on that connection: tunnelled, the client's raw requests
+ * would reach it past every rule herdless applies. Its socket is closed and the call fails with
+ * ORIGIN_STATUS (a 502 naming the fault; the origin answered, so never a failure for the breaker).
+ */
+async function verified(
+  key: string | undefined,
+  url: string,
+  incoming: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<Response> {
+  // node:http joins a repeated field with ", ": two Accepts match no key, two Upgrades no "websocket".
+  const fault = await switchFault(key, incoming.headers.upgrade, incoming.headers["sec-websocket-accept"]);
+  if (fault === undefined) return switched(incoming, socket, head);
+  socket.destroy();
+  throw new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with a 101 that is no WebSocket switch: ${fault}`);
 }
 
 /** The origin's side of each switched connection, by the answer {@link nodeOriginFetch} gave for its 101. */
@@ -216,38 +236,6 @@ function malformedAnswer(error: Error & { code?: unknown }, url: string): Herdle
   );
 }
 
-/**
- * The request's fields in the order the caller gave them (the client's, then herdless's), a
- * repeated name joined with ", " in its first place, as Headers joins it: the origin reads one
- * value, the one a variant is keyed by. Headers alone would also sort the names.
- */
-function inOrder(init: HeadersInit | undefined): [string, string][] {
-  const joined = new Headers(init);
-  const order = Array.isArray(init) ? init.map(([name]) => name) : [...joined.keys()];
-  const fields: [string, string][] = [];
-  const seen = new Set<string>();
-  for (const name of order) {
-    const lower = name.toLowerCase();
-    if (seen.has(lower)) continue;
-    seen.add(lower);
-    fields.push([lower, joined.get(lower)!]);
-  }
-  return fields;
-}
-
-/** Node's raw header list (name, value, name, …) as Headers. */
-function fieldsOf(raw: string[]): Headers {
-  const headers = new Headers();
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    try {
-      headers.append(raw[i]!, raw[i + 1]!);
-    } catch {
-      // A field no Headers can hold (a name that is not a token): dropped, as fetch drops it.
-    }
-  }
-  return headers;
-}
-
 /** Resolves with an answer, rejects with an error. */
 function settle<T>(outcome: T | Error, resolve: (value: T) => void, reject: (error: Error) => void): void {
   if (outcome instanceof Error) reject(outcome);
@@ -256,11 +244,12 @@ function settle<T>(outcome: T | Error, resolve: (value: T) => void, reject: (err
 
 function toResponse(incoming: IncomingMessage, method: string, url: string): Response | HerdlessError {
   const status = incoming.statusCode ?? 0;
-  // A 101 node:http did not take for a switch (no Upgrade field): a switch to nothing, which
-  // no tunnel can carry nor client be given (a clean 502, never a silent close).
+  // A 101 node:http did not take for a switch (no Upgrade, or no Connection: upgrade): a switch
+  // to nothing, which no tunnel can carry nor client be given (a clean 502, never a silent close).
   if (status === 101) {
     incoming.destroy();
-    return new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with status 101 naming no protocol (no Upgrade)`);
+    const fault = "no Upgrade with Connection: upgrade";
+    return new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with status 101 naming no protocol (${fault})`);
   }
   // herdless sends no TE (RFC 9112 §6.1): bytes in a coding that transforms them (`gzip, chunked`) would
   // be stored and served undecoded, unlabelled. Other tokens' bytes pass as sent (the field never does).

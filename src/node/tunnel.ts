@@ -1,9 +1,10 @@
 import { ServerResponse, type IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { EngineResponse } from "../core/http/respond.ts";
+import { synthetic, type EngineResponse } from "../core/http/respond.ts";
 import { afterEarlierAnswers, requestsStopped } from "./answer-turn.ts";
 import { opensTunnel, TunnelSlots } from "../core/origin/tunnel.ts";
+import { keyFault } from "../core/origin/websocket-handshake.ts";
 import { toEngineRequest } from "./engine-request.ts";
 import { requestRefusal } from "./handler.ts";
 import { clientScheme, requestUrl, scanFields, trustsForwardedProto } from "./hit-path.ts";
@@ -60,6 +61,12 @@ export function tunnelUpgrades(server: Server, stack: Stack, logger: Logger, clo
       requestRefusal(req, fields) === undefined &&
       opensTunnel(config, req.method ?? "GET", requestUrl(req, scheme).pathname, headerReader(req.headers));
     if (!tunnelled) return asOrdinaryRequest(server, req, socket, head);
+    // No key, no switch to check (origin-fetch.ts `verified`): a 400, never a tunnel (keyFault).
+    const fault = keyFault(req.headers["sec-websocket-key"]);
+    if (fault !== undefined)
+      return void answer(req, socket as Socket, synthetic(400, fault, { detail: "refused" })).catch(() =>
+        socket.destroy(),
+      );
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     const startedAt = stack.metrics.started();

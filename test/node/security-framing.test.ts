@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -44,10 +45,16 @@ async function origin(): Promise<Origin> {
     }
     res.end(`page ${req.url}`);
   });
-  // A WebSocket handshake is switched, one message sent, and the connection closed.
+  // A WebSocket handshake is switched (its accept the key's, RFC 6455 §4.2.2), one message
+  // sent, and the connection closed.
   server.on("upgrade", (req: IncomingMessage, socket: Duplex) => {
     seen.push(`upgrade ${req.url}`);
-    socket.end("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello");
+    const accept = createHash("sha1")
+      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest("base64");
+    socket.end(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\nhello`,
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   cleanup.push(async () => {

@@ -1,6 +1,11 @@
+import { createHash } from "node:crypto";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, expect, it } from "vitest";
 import { nodeOriginFetch, upgradedSocket } from "../../src/node/origin-fetch.ts";
+
+const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+/** RFC 6455 §4.2.2: the accept for KEY, without which herdless takes no 101 for a switch. */
+const ACCEPT = createHash("sha1").update(`${KEY}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
 
 /**
  * An origin that switches protocols and resets the connection at once. node:http detaches the
@@ -18,7 +23,9 @@ it("an origin that resets its switched connection before the tunnel splices it c
   const origin = createServer((socket: Socket) => {
     socket.on("error", () => undefined);
     socket.once("data", () => {
-      socket.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n");
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${ACCEPT}\r\n\r\n`,
+      );
       setTimeout(() => socket.resetAndDestroy(), 5);
     });
   });
@@ -34,6 +41,7 @@ it("an origin that resets its switched connection before the tunnel splices it c
       headers: [
         ["upgrade", "websocket"],
         ["connection", "upgrade"],
+        ["sec-websocket-key", KEY],
       ],
     });
     expect(response.status).toBe(101);
