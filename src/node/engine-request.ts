@@ -25,6 +25,7 @@ export function toEngineRequest(
   // RFC 9112 §6.3: without Content-Length or Transfer-Encoding there is no content to relay.
   const framed = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
   const body = method === "GET" || method === "HEAD" || !framed ? null : (Readable.toWeb(req) as ReadableStream);
+  if (body && res) readPastUnread(req, res);
   let signal: AbortSignal | undefined;
   return {
     method,
@@ -40,6 +41,23 @@ export function toEngineRequest(
       return (signal ??= res && hangUpSignal(req, res));
     },
   };
+}
+
+/**
+ * Once the answer is written, reads past the rest of a body nobody takes any more (an upload
+ * refused after its first bytes were read: the queue full, the breaker open), as node:http
+ * does for a request no one read. Its web stream had begun reading it (`Readable.toWeb`),
+ * which tells node:http the request is being consumed: node:http left the unread bytes on the
+ * kept-alive connection, where the client's next request waited behind them, never parsed,
+ * never answered. Whoever read it stopped: the answer is all written, so the origin call it
+ * went to (if any) is over.
+ */
+function readPastUnread(req: IncomingMessage, res: ServerResponse): void {
+  res.once("finish", () => {
+    if (req.complete || req.destroyed) return;
+    req.removeAllListeners("data");
+    req.resume();
+  });
 }
 
 /** The reason a request's signal aborts with: an error, as a fetch aborted by it rejects with its reason. */
