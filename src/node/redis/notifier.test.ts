@@ -102,7 +102,7 @@ describe("RedisNotifier", () => {
     expect(await waiting).toBeUndefined();
   });
 
-  it("resubscribes its waiters' channels after the subscriber reconnects", async () => {
+  it("wakes its waiters when the subscriber drops (news published meanwhile is lost), and resubscribes its watchers after", async () => {
     const outage = await startRedisServer();
     const connection = new RedisConnection({ url: outage.url });
     const publisher = new RedisConnection({ url: outage.url });
@@ -111,14 +111,21 @@ describe("RedisNotifier", () => {
     open.push(notifier, other, connection, publisher);
     await Promise.all([connection.ready(), publisher.ready(), notifier.ready()]);
     const waiting = notifier.listen("k", 10_000);
+    const heard: (string | undefined)[] = [];
+    const watching = notifier.watch("news", (message) => heard.push(message));
     expect(await waiting.subscribed).toBe(true);
+    expect(await watching.subscribed).toBe(true);
 
+    const dropped = performance.now();
     await outage.kill();
-    await expect.poll(() => notifier.healthy, { timeout: 1_000, interval: 10 }).toBe(false);
+    // Woken at the drop, not after its 10 s: its caller looks again (and, without Redis, serves on its own).
+    expect(await waiting.message).toBeUndefined();
+    expect(performance.now() - dropped).toBeLessThan(2_000);
     await outage.restart();
     await Promise.all([notifier.ready(3_000), publisher.ready(3_000)]);
-    await expect.poll(() => other.publish("k", "after restart"), { timeout: 1_000, interval: 10 }).toBe(1);
-    expect(await waiting.message).toBe("after restart");
+    await expect.poll(() => other.broadcast("news", "after restart"), { timeout: 1_000, interval: 10 }).toBe(1);
+    await expect.poll(() => heard, { timeout: 1_000, interval: 10 }).toContain("after restart");
+    watching.stop();
     await outage.stop();
   });
 });

@@ -17,6 +17,8 @@ export interface Waiting {
 
 interface Waiter {
   finish(message: string | undefined): void;
+  /** A {@link RedisNotifier.listen} waiter, woken when the subscriber drops; a watcher stays. */
+  oneShot?: boolean;
 }
 
 interface Channel {
@@ -60,7 +62,7 @@ export class RedisNotifier {
     // After an outage, subscribe to exactly the channels someone still waits on: ioredis's
     // own record would also bring back channels whose UNSUBSCRIBE was lost with the socket.
     this.subscriber.onHealthChange((healthy) => {
-      if (!healthy) return;
+      if (!healthy) return this.wakeWaiters();
       for (const [name, channel] of this.channels) channel.subscribed = this.subscribe(name);
     });
   }
@@ -70,7 +72,7 @@ export class RedisNotifier {
     return this.subscriber.ready(timeoutMs);
   }
 
-  /** Whether the subscriber connection is up; while down, waiters only time out. */
+  /** Whether the subscriber connection is up; while down, new waiters only time out. */
   get healthy(): boolean {
     return this.subscriber.healthy;
   }
@@ -122,6 +124,7 @@ export class RedisNotifier {
       const onAbort = () => waiter?.finish(undefined);
       const timer = setTimeout(onAbort, timeoutMs);
       waiter = {
+        oneShot: true,
         finish: (value) => {
           if (done) return;
           done = true;
@@ -165,6 +168,19 @@ export class RedisNotifier {
       for (const waiter of [...channel.waiters]) waiter.finish(undefined);
     }
     await this.subscriber.close();
+  }
+
+  /**
+   * The subscriber dropped: a message published from now until it is back is never heard, and
+   * a restarted Redis has lost the lease the waiter waits out. Each waiter is told at once
+   * (undefined) and looks again, as on a timeout: without Redis its caller is served as
+   * without Redis (local single-flight). Before, it waited out its whole timeout
+   * (`coordinator.lockLeaseMs`) for news the outage had swallowed: a client of a member whose
+   * fill was in another member when Redis restarted went unanswered for 15 s.
+   */
+  private wakeWaiters(): void {
+    for (const channel of [...this.channels.values()])
+      for (const waiter of [...channel.waiters]) if (waiter.oneShot) waiter.finish(undefined);
   }
 
   private channelName(key: string): string {
