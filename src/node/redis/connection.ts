@@ -213,6 +213,11 @@ export class RedisConnection {
 /**
  * A Lua script run by SHA, loaded on first use (and again after a Redis restart, which
  * empties the script cache): one round trip in the common case.
+ *
+ * A script Redis does not know (NOSCRIPT) is sent again whole, behind every command sent
+ * since: a script that writes back what it finds gone (a lease) must not land behind the
+ * delete that ended it. `resend`, asked as the refusal arrives, says whether it still may;
+ * when not, `run` resolves to undefined (the script did not run).
  */
 export class LuaScript {
   private readonly sha: string;
@@ -220,11 +225,17 @@ export class LuaScript {
     this.sha = createHash("sha1").update(lua).digest("hex");
   }
 
-  async run(client: RedisClient, keys: string[], args: (string | number | Buffer)[]): Promise<unknown> {
+  async run(
+    client: RedisClient,
+    keys: string[],
+    args: (string | number | Buffer)[],
+    resend: () => boolean = () => true,
+  ): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {
       if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      if (!resend()) return undefined;
       return await client.eval(this.lua, keys.length, ...keys, ...args);
     }
   }

@@ -12,6 +12,22 @@ import { LuaScript, type RedisClient } from "./connection.ts";
  */
 
 /**
+ * Compare-and-set: only the holder of ARGV[1] may push its lease out. A lease that is gone
+ * (Redis lost its data; nobody took it since) is its holder's again: reporting it lost cut the
+ * body the flight was streaming to its clients. KEYS[1] lease, KEYS[2] mark; ARGV token, ttlMs.
+ */
+export const EXTEND = new LuaScript(`
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`);
+
+/**
  * KEYS[1] lease, KEYS[2] fence, KEYS[3] refresh-ahead mark; ARGV: token, ttlMs, over ('1':
  * also over a newer holder), fence ttlMs, renews ('' when unmarked). Takes the lease back when
  * it is gone, or held under a newer token and `over`; never from an older holder (another
@@ -47,12 +63,18 @@ export interface LeaseKeys {
   mark: string;
 }
 
-/** Writes back one lease (see REASSERT); true when it is the holder's afterwards. */
+/**
+ * Writes back one lease (see REASSERT); true when it is the holder's afterwards. `running`
+ * is asked before the script is sent again after Redis refused its SHA (NOSCRIPT: a fresh
+ * Redis, or the script's first use since a restart): sent again, it lands behind every
+ * command sent meanwhile, the fill's release among them, and took back a released lease.
+ */
 export async function reassertLease(
   client: RedisClient,
   keys: LeaseKeys,
   r: { token: number; ttlMs: number; overNewer: boolean; fenceTtlMs: number; renews: number | undefined },
+  running: () => boolean,
 ): Promise<boolean> {
   const args = [String(r.token), Math.ceil(r.ttlMs), r.overNewer ? "1" : "0", r.fenceTtlMs, r.renews ?? ""];
-  return (await REASSERT.run(client, [keys.lease, keys.fence, keys.mark], args)) === 1;
+  return (await REASSERT.run(client, [keys.lease, keys.fence, keys.mark], args, running)) === 1;
 }

@@ -225,6 +225,60 @@ describe("RedisLeaseManager when Redis loses its data (FLUSHALL) while a fill ru
   });
 });
 
+describe("RedisLeaseManager: a lease its fill released is never written back (keys left locked, their waiters unanswered for coordinator.lockLeaseMs)", () => {
+  /** Redis's script cache as after a restart, or a fresh Redis, with only RELEASE (sent on every fill's end) known again. */
+  async function onlyReleaseKnown(leases: RedisLeaseManager): Promise<void> {
+    await redis.connection.client.script("FLUSH");
+    await leases.release((await leases.acquire("warm", 10_000))!);
+  }
+
+  it("a write-back after FLUSHALL whose script Redis did not know yet (NOSCRIPT) is not sent again behind the release of a fill that ended meanwhile", async () => {
+    const { clock, leases } = manager();
+    const mine = await leases.acquire("k", 10_000);
+    await onlyReleaseKnown(leases);
+    await redis.connection.client.del(leases.leaseKey("k"));
+    // The guard saw the loss as the fill ended: the write-back goes first, the release right behind it.
+    const writeBack = leases.reassert(clock.now() + 2_000);
+    const released = leases.release(mine!);
+    await Promise.all([writeBack, released]);
+    expect(await redis.connection.client.exists(leases.leaseKey("k"))).toBe(0);
+    expect(await leases.acquire("k", 10_000)).toBeDefined();
+  });
+
+  it("an extend refused for its script (NOSCRIPT, after a restart) is not sent again behind the release of its fill", async () => {
+    const { leases } = manager();
+    const mine = await leases.acquire("k", 10_000);
+    await onlyReleaseKnown(leases);
+    const extended = leases.extend(mine!, 10_000);
+    const released = leases.release(mine!);
+    expect(await released).toBe(true);
+    expect(await extended).toBe(false);
+    expect(await redis.connection.client.exists(leases.leaseKey("k"))).toBe(0);
+  });
+
+  it("an extend that looked for a loss does not try again once its fill released the lease meanwhile", async () => {
+    const clock = new ManualClock(T0);
+    const prefix = redis.prefix();
+    const other = new RedisLeaseManager({ connection: redis.connection, prefix, clock });
+    const leases: RedisLeaseManager = new RedisLeaseManager({
+      connection: redis.connection,
+      prefix,
+      clock,
+      // While the guard looks, the fill ends, and so does the other process's fill of the key.
+      lookForLoss: async () => {
+        await leases.release(mine!);
+        await other.release(theirs!);
+      },
+    });
+    const mine = await leases.acquire("k", 10_000);
+    await redis.connection.client.del(leases.leaseKey("k"));
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    const theirs = await other.acquire("k", 10_000);
+    expect(await leases.extend(mine!, 10_000)).toBe(false);
+    expect(await redis.connection.client.exists(leases.leaseKey("k"))).toBe(0);
+  });
+});
+
 describe("RedisLeaseManager when Redis goes away", () => {
   it("fails fast while Redis is down, flips healthy, and recovers after restart with higher tokens", async () => {
     const outage = await startRedisServer();

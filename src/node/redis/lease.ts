@@ -4,7 +4,7 @@ import { HerdlessError } from "../../core/errors.ts";
 import type { Lease, LeaseManager } from "../../core/fill/lease.ts";
 import type { RedisConnection } from "./connection.ts";
 import { checkPrefix, LuaScript, slotKey } from "./connection.ts";
-import { reassertLease, REASSERT_MARGIN_MS } from "./lease-reassert.ts";
+import { EXTEND, reassertLease, REASSERT_MARGIN_MS } from "./lease-reassert.ts";
 
 export interface RedisLeaseManagerOptions {
   connection: RedisConnection;
@@ -59,22 +59,6 @@ return token
  */
 const FENCE_MARGIN_MS = 10 * 60_000;
 
-/**
- * Compare-and-set: only the holder of ARGV[1] may push its lease out. A lease that is gone
- * (Redis lost its data; nobody took it since) is its holder's again: reporting it lost cut the
- * body the flight was streaming to its clients. KEYS[1] lease, KEYS[2] mark; ARGV token, ttlMs.
- */
-const EXTEND = new LuaScript(`
-local held = redis.call('GET', KEYS[1])
-if held == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if held then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-`);
-
 /** Compare-and-set: only the holder of ARGV[1] marks its lease, for as long as the lease lives. */
 const MARK = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -116,6 +100,8 @@ export class RedisLeaseManager implements LeaseManager {
   private readonly unreleased = new Set<Lease>();
   /** The leases of this process's fills (taken, not yet released nor found lost), with their refresh-ahead mark. */
   private readonly mine = new Map<Lease, number | undefined>();
+  /** Released leases: an EXTEND sent again after their release re-took the key for nobody (LuaScript.run). */
+  private readonly released = new WeakSet<Lease>();
   private readonly lookForLoss: (() => Promise<void>) | undefined;
   private retrying: ReturnType<typeof setTimeout> | undefined;
 
@@ -150,24 +136,26 @@ export class RedisLeaseManager implements LeaseManager {
   async extend(lease: Lease, ttlMs: number): Promise<boolean> {
     checkTtl(ttlMs);
     const startedAt = this.clock.now();
+    const unreleased = () => !this.released.has(lease);
     const once = () =>
       this.connection.run("lease extend", (client) =>
         EXTEND.run(
           client,
           [this.leaseKey(lease.key), this.renewKey(lease.key)],
           [String(lease.token), Math.ceil(ttlMs)],
+          unreleased,
         ),
       );
     let extended = await once();
-    if (
+    const looked =
       extended !== 1 &&
-      this.lookForLoss &&
-      (await this.lookForLoss().then(
+      unreleased() &&
+      (await this.lookForLoss?.().then(
         () => true,
         () => false,
-      ))
-    )
-      extended = await once();
+      ));
+    // Released while it looked (the fill ended): sent again, the EXTEND would take the key back.
+    if (looked && unreleased()) extended = await once();
     if (extended !== 1) {
       this.mine.delete(lease);
       return false;
@@ -198,7 +186,8 @@ export class RedisLeaseManager implements LeaseManager {
       const keys = { lease: this.leaseKey(lease.key), fence: this.fenceKey(lease.key), mark: this.renewKey(lease.key) };
       const fenceTtlMs = Math.ceil(ttlMs) + FENCE_MARGIN_MS;
       const r = { token: lease.token, ttlMs, overNewer, fenceTtlMs, renews };
-      await this.connection.run("lease reassert", (client) => reassertLease(client, keys, r)).catch(() => false);
+      const running = () => this.mine.has(lease);
+      await this.connection.run("lease reassert", (c) => reassertLease(c, keys, r, running)).catch(() => false);
     });
     await Promise.all(written);
   }
@@ -211,6 +200,7 @@ export class RedisLeaseManager implements LeaseManager {
    */
   async release(lease: Lease): Promise<boolean> {
     this.mine.delete(lease);
+    this.released.add(lease);
     try {
       return await this.releaseNow(lease);
     } catch (error) {
