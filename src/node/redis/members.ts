@@ -63,6 +63,8 @@ export class FleetMembers {
   /** Member id → when this process last saw it alive in Redis (own clock). */
   private readonly seen = new Map<string, number>();
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** Set by {@link stop}: a heartbeat Redis refused for its script (NOSCRIPT) is not sent again behind the leave. */
+  private leaving = false;
 
   constructor(private readonly o: FleetMembersOptions) {
     this.key = `${checkPrefix(o.prefix ?? "herdless:")}fleet:members`;
@@ -79,6 +81,7 @@ export class FleetMembers {
   /** Stops beating and leaves the member list at once, so the others' shares widen sooner. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.leaving = true;
     await this.o.connection.run("leave fleet", (client) => client.zrem(this.key, this.id)).catch(() => undefined);
   }
 
@@ -114,7 +117,7 @@ export class FleetMembers {
     let live: unknown;
     try {
       live = await this.o.connection.run("fleet heartbeat", (client) =>
-        BEAT.run(client, [this.key], [this.id, MEMBER_TTL_MS]),
+        BEAT.run(client, [this.key], [this.id, MEMBER_TTL_MS], () => !this.leaving),
       );
     } catch (error) {
       this.o.onError?.(error);
