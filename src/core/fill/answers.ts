@@ -73,9 +73,12 @@ export async function storedFor(store: Store, request: FillRequest): Promise<Ent
  * @example
  * const { entry, kept } = await storedLook(store, request);
  */
-export async function storedLook(store: Store, request: FillRequest): Promise<Pick<LookupResult, "entry" | "kept">> {
-  const { entry, kept } = await lookup(store, request.primary, request.key, headerList(request.headers));
-  return { entry: request.purges ? applyPurge(entry, request.primary, request.purges) : entry, kept };
+export async function storedLook(
+  store: Store,
+  request: FillRequest,
+): Promise<Pick<LookupResult, "entry" | "kept" | "key">> {
+  const { entry, kept, key } = await lookup(store, request.primary, request.key, headerList(request.headers));
+  return { entry: request.purges ? applyPurge(entry, request.primary, request.purges) : entry, kept, key };
 }
 
 /** What a fill asked of its key's shared state before deciding (see {@link look}). */
@@ -104,6 +107,6 @@ export function lookUnderLease(
   store: Store,
   backoff: KeyBackoff,
   request: FillRequest,
-): Promise<[Pick<LookupResult, "entry" | "kept">, BackoffCheck]> {
+): Promise<[Pick<LookupResult, "entry" | "kept" | "key">, BackoffCheck]> {
   return Promise.all([storedLook(store, request), backoff.check(request.key)]);
 }

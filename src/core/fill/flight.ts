@@ -3,6 +3,7 @@ import { purgeVerdict } from "../admin/purge.ts";
 import { routeFor, type Config } from "../config.ts";
 import { headerList } from "../http/http.ts";
 import type { Entry } from "../http/entry.ts";
+import { variantKey } from "../http/key.ts";
 import type { StreamedOriginResponse } from "../origin/origin-client.ts";
 import { askedBefore } from "../store/lookup.ts";
 import { SharedBody } from "./shared-body.ts";
@@ -36,6 +37,23 @@ export interface SharedFlight {
  * `alone`: another process's flight got an answer meant for one client; each caller asks on its own.
  */
 export type FlightResult = Exclude<FillResult, { kind: "stream" }> | SharedFlight;
+
+/**
+ * A flight that found, once it held its key's lease, that the store knows the URL varies on
+ * `vary` while its callers came by the primary key (their edge did not know it yet): it
+ * fetched nothing, and each caller fills its own variant under that variant's lease, the one
+ * an edge that knew the Vary takes. Under the primary key's lease the two fetched the same
+ * variant side by side: twice within its lifetime in a fleet (or a Durable Object).
+ */
+export interface VariesFlight {
+  kind: "varies";
+  vary: readonly string[];
+}
+
+/** The variant key `request` fills after a {@link VariesFlight}. */
+export function variantOf(request: FillRequest, flight: VariesFlight): string {
+  return variantKey(request.primary, flight.vary, headerList(request.headers));
+}
 
 /**
  * A storable answer whose body is still arriving: one read of it, for every caller; up to

@@ -17,9 +17,9 @@ import { PlainLeads } from "./plain-leads.ts";
 import type { Store } from "../store/store.ts";
 import { invalidateStored } from "../store/lookup.ts";
 import { asJoined, mayTakeJoined, streamOf, validatesAlone, type FlightResult, type SharedFlight } from "./flight.ts";
-import { announcement, answerHeard, endFlight, entryAfterWait, relayStream } from "./relay.ts";
-import { leaseStayedBusy, STREAMING } from "./relay.ts";
-import type { AnnounceFill, FillHeard, FlightRelay } from "./relay.ts";
+import { variantOf, type VariesFlight } from "./flight.ts";
+import { announcement, answerHeard, endFlight, entryAfterWait, leaseStayedBusy } from "./relay.ts";
+import { relayStream, STREAMING, type AnnounceFill, type FillHeard, type FlightRelay } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
 import { leaseBound, leaseExpiry } from "./held-flight.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
@@ -74,7 +74,7 @@ export interface KeyCoordinatorOptions {
  * const result = await filler.fill({ primary, key, url, path: "/", headers: [], priority: "foreground" });
  */
 export class KeyCoordinator implements Coordinator {
-  private readonly flights = new SingleFlight<string, FlightResult>();
+  private readonly flights = new SingleFlight<string, FlightResult | VariesFlight>();
   private readonly originDeps: GuardedCallDeps;
   private readonly streaming: StreamingFlights;
   private readonly backoff: KeyBackoff;
@@ -146,6 +146,8 @@ export class KeyCoordinator implements Coordinator {
     const { value, joined } = await this.flights.run(request.key, () =>
       request.refreshAhead && stored ? this.renewals.run(request.key, stored.staleAt, lead) : lead(),
     );
+    // The store knew the Vary once the lease was held (VariesFlight): each caller fills its own variant.
+    if (value.kind === "varies") return this.answer({ ...request, key: variantOf(request, value) }, askedAgain);
     if (value.kind === "shared") {
       const mine = await this.join(request, value, joined || value.relayed === true);
       if (mine) return mine;
@@ -196,7 +198,7 @@ export class KeyCoordinator implements Coordinator {
    * fill sends them to the store, a failure hands them the same failure (they serve their
    * stale copy) instead of a second origin request.
    */
-  private async fetchUnderLease(request: FillRequest, looked: Look): Promise<FlightResult> {
+  private async fetchUnderLease(request: FillRequest, looked: Look): Promise<FlightResult | VariesFlight> {
     const { lockLeaseMs, waitTimeoutMs } = this.o.config.coordinator;
     // What the fill read: nothing was awaited between its read and this flight's start.
     const before = await looked.stored;
@@ -249,15 +251,16 @@ export class KeyCoordinator implements Coordinator {
     before: Entry | undefined,
     lease: Lease,
     underLease = lookUnderLease(this.o.store, this.backoff, request),
-  ): Promise<FlightResult | undefined> {
+  ): Promise<FlightResult | VariesFlight | undefined> {
     const expiry = leaseExpiry(request.key, this.o.config.coordinator.lockLeaseMs);
     const bound = leaseBound(this.o.guard, this.o.leases, lease);
-    let result: FlightResult | undefined;
+    let result: FlightResult | VariesFlight | undefined;
     try {
       // Both again, side by side, now that the lease keeps other writers out.
-      const [{ entry: current, kept }, checked] = await underLease;
+      const [{ entry: current, kept, key }, checked] = await underLease;
       if (answersCaller(this.o, request, current, before))
         return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
+      if (key !== request.key) return (result = { kind: "varies", vary: kept.vary });
       if (checked.refusal) return (result = backedOff(checked.refusal, current));
       // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
       if (request.refreshAhead && before) await this.o.leases.markRenewing?.(lease, before.staleAt).catch(() => {});

@@ -2,7 +2,7 @@ import type { Entry } from "../http/entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import type { FillRequest, FillResult, PassResponse } from "./coordinator.ts";
 import { applyPurge } from "../admin/purge.ts";
-import { streamAnswer, validatesAlone, type FlightResult, type SharedFlight } from "./flight.ts";
+import { streamAnswer, validatesAlone, type FlightResult, type SharedFlight, type VariesFlight } from "./flight.ts";
 import { SharedBody } from "./shared-body.ts";
 import type { SharedBodyLimits } from "./laggards.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
@@ -92,7 +92,8 @@ export interface FillHeard {
 /**
  * How other processes' callers waiting on the key hear the end of a flight, so each gets
  * what the leader's own callers got: the stored entry (`done`), the origin's error answer
- * (relayed), the word to ask on their own (an answer for one client), or the failure.
+ * (relayed), the word to ask on their own (an answer for one client), or the failure; to look
+ * again (`done` without an entry) after a flight that fetched nothing (a {@link VariesFlight}).
  * A string at once unless an error answer is offered to the relay first: the caller can
  * then free the lease before anything else it sends (see {@link endFlight}).
  */
@@ -100,7 +101,7 @@ export function announcement(
   relay: FlightRelay | undefined,
   key: string,
   token: number,
-  result: FlightResult | undefined,
+  result: FlightResult | VariesFlight | undefined,
 ): string | Promise<string> {
   // An answer about the leader's own input (an attacker's header the origin refused): the others ask again.
   if (result?.kind === "pass" && result.ownInput) return ASK_AGAIN;
