@@ -220,13 +220,22 @@ function firstGood(run: RunRecord, path: string): number | undefined {
   return times.length === 0 ? undefined : Math.min(...times);
 }
 
+/**
+ * The shared clients of pages of `kind` sent once a good copy of their page was stored, with no
+ * purge or unsafe request reaching herdless since (sent before the client's answer).
+ */
+function afterGoodCopy(run: RunRecord, kind: string): ClientRecord[] {
+  return run.clients.filter((c) => {
+    if (kindOf(c.path) !== kind || !sharedClient(c)) return false;
+    const good = firstGood(run, c.path);
+    return good !== undefined && c.sentAt >= good && !invalidated(run, c.path, good, c.doneAt ?? Infinity);
+  });
+}
+
 /** `/swr/n`: a client that arrives while a slow refresh runs gets the stored copy, not the refresh. */
 function staleWhileRefresh(run: RunRecord): string[] {
   const out: string[] = [];
-  for (const c of run.clients) {
-    if (kindOf(c.path) !== "swr" || !sharedClient(c)) continue;
-    const good = firstGood(run, c.path);
-    if (good === undefined || c.sentAt < good || invalidated(run, c.path, good, c.doneAt ?? Infinity)) continue;
+  for (const c of afterGoodCopy(run, "swr")) {
     const refresh = run.calls.find(
       (r) => r.path === c.path && r.shared && r.start < c.sentAt && (r.end ?? Infinity) > c.sentAt,
     );
@@ -242,11 +251,7 @@ function staleWhileRefresh(run: RunRecord): string[] {
 /** `/sie/n`: once a good copy is stored, no client of the shared copy sees the origin's failures. */
 function staleIfError(run: RunRecord): string[] {
   const out: string[] = [];
-  for (const c of run.clients) {
-    if (kindOf(c.path) !== "sie" || !sharedClient(c)) continue;
-    const good = firstGood(run, c.path);
-    // A purge or an unsafe request that reached herdless before this one: sent before its answer.
-    if (good === undefined || c.sentAt < good || invalidated(run, c.path, good, c.doneAt ?? Infinity)) continue;
+  for (const c of afterGoodCopy(run, "sie")) {
     if (![200, 206, 304].includes(c.status ?? 0))
       out.push(
         `${c.id} ${c.method} ${c.path} ${JSON.stringify(c.headers)} got ${c.status} (${String(c.responseHeaders?.["cache-status"])}) with a good copy stored`,
