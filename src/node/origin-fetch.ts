@@ -1,11 +1,12 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
+import { createHash } from "node:crypto";
 import { request as httpsRequest } from "node:https";
 import { Readable, pipeline, type Duplex } from "node:stream";
 import { HerdlessError } from "../core/errors.ts";
 import { originAgent } from "./origin-agents.ts";
 import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
 import { mayRepeat } from "../core/origin/repeat.ts";
-import { switchFault } from "../core/origin/websocket-handshake.ts";
+import { HANDSHAKE_GUID, switchFault } from "../core/origin/websocket-handshake.ts";
 import { fieldsOf, inOrder } from "./origin-fields.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
@@ -172,11 +173,20 @@ async function verified(
   head: Buffer,
 ): Promise<Response> {
   // node:http joins a repeated field with ", ": two Accepts match no key, two Upgrades no "websocket".
-  const fault = await switchFault(key, incoming.headers.upgrade, incoming.headers["sec-websocket-accept"]);
+  const fault = await switchFault(key, incoming.headers.upgrade, incoming.headers["sec-websocket-accept"], acceptOf);
   if (fault === undefined) return switched(incoming, socket, head);
   socket.destroy();
   throw new HerdlessError("ORIGIN_STATUS", `origin answered ${url} with a 101 that is no WebSocket switch: ${fault}`);
 }
+
+/**
+ * The accept of `key`, computed at once: with Web Crypto's asynchronous digest the origin's
+ * close (an origin that sends its bytes and ends) could come before the tunnel took the socket.
+ */
+const acceptOf = (key: string): string =>
+  createHash("sha1")
+    .update(key + HANDSHAKE_GUID)
+    .digest("base64");
 
 /** The origin's side of each switched connection, by the answer {@link nodeOriginFetch} gave for its 101. */
 const upgraded = new WeakMap<Response, UpgradedSocket>();

@@ -1,5 +1,5 @@
 /** RFC 6455 §1.3: the GUID a server appends to the client's key to prove it read the handshake. */
-const HANDSHAKE_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+export const HANDSHAKE_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /** RFC 6455 §4.1: a key is a 16-byte nonce in base64, so 22 characters and `==`. */
 const KEY_SHAPE = /^[A-Za-z0-9+/]{22}==$/;
@@ -40,7 +40,8 @@ export async function webSocketAccept(key: string): Promise<string> {
 /**
  * Whether an origin's `101` to a WebSocket handshake is the switch RFC 6455 §4.1 has a client
  * accept: its `Upgrade` is `websocket` (in any case) and its `Sec-WebSocket-Accept` matches the
- * `key` herdless sent ({@link webSocketAccept}). Undefined when it is; otherwise what is wrong.
+ * `key` herdless sent ({@link webSocketAccept}, or the runtime's own `acceptOf`). Undefined when
+ * it is; otherwise what is wrong.
  * An origin (or an application whose status an attacker can steer) that answers `101` without
  * switching keeps speaking HTTP on that connection: tunnelled, it would read the client's raw
  * requests past every rule herdless applies ("WebSocket smuggling"). Only Node needs the check:
@@ -53,13 +54,14 @@ export async function switchFault(
   key: string | undefined,
   upgrade: string | undefined,
   accept: string | undefined,
+  acceptOf: (key: string) => string | Promise<string> = webSocketAccept,
 ): Promise<string | undefined> {
   if (upgrade?.trim().toLowerCase() !== "websocket")
     return `its Upgrade is ${upgrade === undefined ? "missing" : JSON.stringify(upgrade)}, not websocket`;
   if (key === undefined)
     return "herdless sent no Sec-WebSocket-Key to check it by (is it in origin.stripRequestHeaders?)";
   if (accept === undefined) return "it has no Sec-WebSocket-Accept";
-  if (accept.trim() !== (await webSocketAccept(key.trim())))
+  if (accept.trim() !== (await acceptOf(key.trim())))
     return `its Sec-WebSocket-Accept ${JSON.stringify(accept.slice(0, 100))} does not match the key herdless sent`;
   return undefined;
 }
