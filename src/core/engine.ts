@@ -120,8 +120,7 @@ export class Engine {
         return this.relayHeld(request, { fwd: "bypass" });
       case "fresh":
       case "stale-while-revalidate": {
-        // Request no-cache / max-age, on a route that honours them (request-directives.ts says why not by default).
-        if (route.honorRequestNoCache && clientWantsRevalidation(directives, decision.entry, now)) {
+        if (clientWantsRevalidation(route, directives, decision.entry, now)) {
           // A cookie request served a public copy (decide) asks alone: a fill's answer need not be public.
           if (facts.hasCookie && !route.cacheAuthorized) return this.relayHeld(request, { fwd: "bypass" });
           return this.filled(request, () => this.fill(fill("foreground", true)), "request", decision.entry, primary);

@@ -259,14 +259,13 @@ describe("RFC 9111 §5.2.1 request directives", () => {
     expect(requestDirectives(new Headers(headers))).toEqual(expected);
   });
 
-  it("§5.2.1.1: max-age asks past entries older than it", () => {
+  it("§5.2.1.1: max-age asks past entries older than it, on a route that honours it", () => {
     const entry = stored(); // stored at 0
-    expect(
-      clientWantsRevalidation(requestDirectives(new Headers({ "cache-control": "max-age=5" })), entry, 4_000),
-    ).toBe(false);
-    expect(
-      clientWantsRevalidation(requestDirectives(new Headers({ "cache-control": "max-age=5" })), entry, 6_000),
-    ).toBe(true);
+    const maxAge5 = requestDirectives(new Headers({ "cache-control": "max-age=5" }));
+    const honoured = { honorRequestNoCache: true };
+    expect(clientWantsRevalidation(honoured, maxAge5, entry, 4_000)).toBe(false);
+    expect(clientWantsRevalidation(honoured, maxAge5, entry, 6_000)).toBe(true);
+    expect(clientWantsRevalidation({ honorRequestNoCache: false }, maxAge5, entry, 6_000)).toBe(false);
   });
 
   it("the fresh-hit paths leave preconditions, Range, and honoured directives to the engine", () => {

@@ -41,13 +41,20 @@ export function requestDirectives(headers: HeaderReader): RequestDirectives {
 }
 
 /**
- * Whether a route that honours request directives must revalidate `entry` before serving
- * it: `no-cache`, or an entry older than the client's `max-age`.
+ * Whether the client's own directives keep `entry` from answering it: the route honours them
+ * (request-directives.ts says why not by default) and they ask for `no-cache`, or for an entry
+ * younger than the client's `max-age`.
  *
  * @example
- * clientWantsRevalidation(requestDirectives(headers), entry, clock.now());
+ * clientWantsRevalidation(route, requestDirectives(headers), entry, clock.now());
  */
-export function clientWantsRevalidation(directives: RequestDirectives, entry: Entry, now: number): boolean {
+export function clientWantsRevalidation(
+  route: Pick<RoutePolicy, "honorRequestNoCache">,
+  directives: RequestDirectives,
+  entry: Entry,
+  now: number,
+): boolean {
+  if (!route.honorRequestNoCache) return false;
   if (directives.noCache) return true;
   // In ms, not the Age header's whole seconds: `max-age=0` asks past anything not just fetched.
   return directives.maxAgeMs !== undefined && entry.initialAgeMs + (now - entry.storedAt) > directives.maxAgeMs;
@@ -78,9 +85,7 @@ export function onlyIfCachedRefusal(
       return decision.reason === "authorization" ? "request" : "bypass";
     case "fresh":
     case "stale-while-revalidate":
-      return route.honorRequestNoCache && clientWantsRevalidation(directives, decision.entry, now)
-        ? "request"
-        : undefined;
+      return clientWantsRevalidation(route, directives, decision.entry, now) ? "request" : undefined;
     case "revalidate":
       return "stale";
     case "miss":
