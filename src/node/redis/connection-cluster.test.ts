@@ -2,6 +2,7 @@ import type { Cluster } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { startCluster, type HaRedis } from "../../../test/node/redis-ha.ts";
 import { RedisConnection } from "./connection.ts";
+import { RedisLeaseManager } from "./lease.ts";
 
 describe("RedisConnection on a Redis Cluster", () => {
   let cluster: HaRedis | undefined;
@@ -27,4 +28,15 @@ describe("RedisConnection on a Redis Cluster", () => {
       "ready",
     ]);
   }, 60_000);
+
+  it("every node has the scripts before the first command that runs one: none is refused (NOSCRIPT), none sent whole", async () => {
+    // The connection above: each node loaded the scripts as it became ready (lua-script.ts).
+    const leases = new RedisLeaseManager({ connection: connection!, prefix: "scripts:" });
+    const keys = Array.from({ length: 40 }, (_, n) => `key-${n}`);
+    expect((await Promise.all(keys.map((key) => leases.acquire(key, 10_000)))).every(Boolean)).toBe(true);
+    for (const node of (connection!.client as Cluster).nodes("all")) {
+      expect(await node.info("errorstats")).not.toMatch(/NOSCRIPT/);
+      expect(await node.info("commandstats")).not.toMatch(/cmdstat_eval:/);
+    }
+  });
 });

@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import type { Cluster, Redis, RedisOptions } from "ioredis";
 import { HerdlessError } from "../../core/errors.ts";
+import { loadScripts } from "./lua-script.ts";
 import { describeRedisTarget, parseRedisTarget, type RedisTarget } from "./target.ts";
 
 /** A client of one Redis (or a Sentinel-watched master) or of a Redis Cluster: the same commands. */
@@ -43,6 +43,11 @@ export interface RedisConnectionOptions {
    * the notifier turns it off and resubscribes from its waiter map, which is the truth.
    */
   autoResubscribe?: boolean;
+  /**
+   * Load every Lua script into Redis as the connection becomes ready, before it is healthy
+   * (lua-script.ts). Default true; a pub/sub subscriber, which runs none, turns it off.
+   */
+  loadsScripts?: boolean;
 }
 
 type HealthListener = (healthy: boolean) => void;
@@ -124,11 +129,22 @@ export class RedisConnection {
     // to a node still connecting ("Connection is closed"): a member's concurrent commands just
     // after start-up, or after a node came back, failed as if Redis were away. Connected as
     // soon as the slot map names them, the nodes are ready before they are asked.
-    if (this.client instanceof Cluster)
-      this.client.on("+node", (node: Redis) => {
+    // Every script is loaded as a connection (a Cluster's: each node's) becomes ready, ahead of
+    // anything else it carries: an EVALSHA sent after it finds its script (lua-script.ts).
+    const client = this.client;
+    const loads = options.loadsScripts !== false;
+    if (client instanceof Cluster) {
+      client.on("+node", (node: Redis) => {
+        if (loads) node.on("ready", () => void loadScripts(node, client));
         if (node.status === "wait") node.connect().catch(() => undefined);
       });
-    this.client.on("ready", () => this.setHealthy(true));
+      client.on("ready", () => this.setHealthy(true));
+    } else
+      client.on("ready", () => {
+        if (!loads) return this.setHealthy(true);
+        // Healthy once the loads answered: what starts on the way back (the guard's rejoin) runs scripts.
+        void loadScripts(client, client).then(() => client.status === "ready" && this.setHealthy(true));
+      });
     this.client.on("close", () => this.setHealthy(false));
     this.client.on("end", () => this.setHealthy(false));
     // Without a listener ioredis prints every reconnect failure; keep it for reports instead.
@@ -207,42 +223,6 @@ export class RedisConnection {
     if (healthy === this.isHealthy) return;
     this.isHealthy = healthy;
     for (const listener of [...this.listeners]) listener(healthy);
-  }
-}
-
-/**
- * A Lua script run by SHA, loaded on first use (and again after a Redis restart, which
- * empties the script cache): one round trip in the common case.
- *
- * A script Redis does not know (NOSCRIPT) is sent again whole, behind every command sent
- * since: a script that writes back what it finds gone (a lease) must not land behind the
- * delete that ended it. `resend`, asked as the refusal arrives, says whether it still may;
- * when not, `run` resolves to undefined (the script did not run).
- */
-export class LuaScript {
-  private readonly sha: string;
-  constructor(private readonly lua: string) {
-    this.sha = createHash("sha1").update(lua).digest("hex");
-  }
-
-  async run(
-    client: RedisClient,
-    keys: string[],
-    args: (string | number | Buffer)[],
-    resend: () => boolean = () => true,
-  ): Promise<unknown> {
-    try {
-      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
-      if (!resend()) return undefined;
-      return await client.eval(this.lua, keys.length, ...keys, ...args);
-    }
-  }
-
-  /** The script sent whole (EVAL): one command whatever Redis's script cache holds. */
-  runText(client: RedisClient, keys: string[], args: (string | number | Buffer)[]): Promise<unknown> {
-    return client.eval(this.lua, keys.length, ...keys, ...args);
   }
 }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { LuaScript, type RedisClient } from "./connection.ts";
+import type { RedisClient } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 
 /*
  * Redis can lose the permit set without any process losing its connection: FLUSHALL, a key

@@ -93,26 +93,11 @@ export class PermitRenewals {
       const lost = await this.o.connection
         .run("guard renew", (client) => renewPermits(client, this.o.keys, this.o.epoch, r))
         .catch((cause: unknown) => void this.o.onError(cause));
-      await this.takeOffReleased(ids);
       for (const id of lost ?? []) this.lose(id);
     } finally {
       this.ticking = false;
       this.schedule();
     }
-  }
-
-  /**
-   * A permit released while the script was on its way was found gone, and written back as if
-   * Redis had lost it: a script Redis no longer knew (NOSCRIPT, after a restart or on a fresh
-   * Redis) is sent again behind the release that was sent after it. Written back, the slot
-   * stayed taken until the permit's lease ran out; it is taken off again.
-   */
-  private async takeOffReleased(ids: string[]): Promise<void> {
-    const released = ids.filter((id) => !this.held.has(id));
-    if (released.length === 0) return;
-    await this.o.connection
-      .run("guard renew", (client) => client.zrem(this.o.keys.permits, ...released))
-      .catch((cause: unknown) => void this.o.onError(cause));
   }
 
   private lose(id: string): void {

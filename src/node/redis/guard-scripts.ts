@@ -8,7 +8,8 @@ import {
 import type { Config } from "../../core/config.ts";
 import { breakerSettings } from "../../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginOutcome, Priority } from "../../core/guard/origin-guard.ts";
-import { LuaScript, type RedisClient } from "./connection.ts";
+import type { RedisClient } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 import { EPOCH_LUA, type EpochKeys, type FleetEpoch } from "./guard-epoch.ts";
 
 /*

@@ -331,8 +331,7 @@ function handTimers(clock: ManualClock) {
     const due = [...pending.values()];
     pending.clear();
     for (const run of due) run();
-    // Each connection answers in order: a PING sent after a renewal (and after the EVAL that
-    // follows a NOSCRIPT) answers after it.
+    // Each connection answers in order: a PING sent after a renewal answers after it.
     for (let round = 0; round < 3; round++) {
       await Promise.all(connections.map((c) => c.client.ping()));
       await new Promise((resolve) => setImmediate(resolve));

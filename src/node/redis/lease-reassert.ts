@@ -1,4 +1,5 @@
-import { LuaScript, type RedisClient } from "./connection.ts";
+import type { RedisClient } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 
 /*
  * Redis can lose a key's lease while its fill runs (FLUSHALL, a restart or failover to an
@@ -64,17 +65,15 @@ export interface LeaseKeys {
 }
 
 /**
- * Writes back one lease (see REASSERT); true when it is the holder's afterwards. `running`
- * is asked before the script is sent again after Redis refused its SHA (NOSCRIPT: a fresh
- * Redis, or the script's first use since a restart): sent again, it lands behind every
- * command sent meanwhile, the fill's release among them, and took back a released lease.
+ * Writes back one lease (see REASSERT); true when it is the holder's afterwards. Sent on the
+ * connection before the fill's release, it runs before it: a script is never sent again
+ * behind later commands (lua-script.ts), so a released lease is never taken back.
  */
 export async function reassertLease(
   client: RedisClient,
   keys: LeaseKeys,
   r: { token: number; ttlMs: number; overNewer: boolean; fenceTtlMs: number; renews: number | undefined },
-  running: () => boolean,
 ): Promise<boolean> {
   const args = [String(r.token), Math.ceil(r.ttlMs), r.overNewer ? "1" : "0", r.fenceTtlMs, r.renews ?? ""];
-  return (await REASSERT.run(client, [keys.lease, keys.fence, keys.mark], args, running)) === 1;
+  return (await REASSERT.run(client, [keys.lease, keys.fence, keys.mark], args)) === 1;
 }

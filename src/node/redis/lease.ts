@@ -3,7 +3,8 @@ import { systemClock } from "../../core/clock.ts";
 import { HerdlessError } from "../../core/errors.ts";
 import type { Lease, LeaseManager } from "../../core/fill/lease.ts";
 import type { RedisConnection } from "./connection.ts";
-import { checkPrefix, LuaScript, slotKey } from "./connection.ts";
+import { checkPrefix, slotKey } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 import { EXTEND, reassertLease, REASSERT_MARGIN_MS } from "./lease-reassert.ts";
 
 export interface RedisLeaseManagerOptions {
@@ -14,8 +15,8 @@ export interface RedisLeaseManagerOptions {
   /**
    * Set when reads sent after an acquire must be answered after it (KeyCoordinatorOptions
    * .readsFollowAcquire): called as each acquire is sent (the fleet's store lets go of its
-   * shared reads: RedisStore.cutReads), and the acquire goes as EVAL, never as an EVALSHA
-   * that Redis refuses (NOSCRIPT, after a restart) and that is sent again behind those reads.
+   * shared reads: RedisStore.cutReads), and the acquire goes as EVAL, one command that Redis
+   * never refuses for its script, whatever its script cache holds (lua-script.ts).
    */
   onAcquire?: (key: string) => void;
   /**
@@ -100,7 +101,7 @@ export class RedisLeaseManager implements LeaseManager {
   private readonly unreleased = new Set<Lease>();
   /** The leases of this process's fills (taken, not yet released nor found lost), with their refresh-ahead mark. */
   private readonly mine = new Map<Lease, number | undefined>();
-  /** Released leases: an EXTEND sent again after their release re-took the key for nobody (LuaScript.run). */
+  /** Released leases: an extend that looked for a loss meanwhile must not send EXTEND again (it takes a key that is gone). */
   private readonly released = new WeakSet<Lease>();
   private readonly lookForLoss: (() => Promise<void>) | undefined;
   private retrying: ReturnType<typeof setTimeout> | undefined;
@@ -143,7 +144,6 @@ export class RedisLeaseManager implements LeaseManager {
           client,
           [this.leaseKey(lease.key), this.renewKey(lease.key)],
           [String(lease.token), Math.ceil(ttlMs)],
-          unreleased,
         ),
       );
     let extended = await once();
@@ -186,8 +186,7 @@ export class RedisLeaseManager implements LeaseManager {
       const keys = { lease: this.leaseKey(lease.key), fence: this.fenceKey(lease.key), mark: this.renewKey(lease.key) };
       const fenceTtlMs = Math.ceil(ttlMs) + FENCE_MARGIN_MS;
       const r = { token: lease.token, ttlMs, overNewer, fenceTtlMs, renews };
-      const running = () => this.mine.has(lease);
-      await this.connection.run("lease reassert", (c) => reassertLease(c, keys, r, running)).catch(() => false);
+      await this.connection.run("lease reassert", (c) => reassertLease(c, keys, r)).catch(() => false);
     });
     await Promise.all(written);
   }

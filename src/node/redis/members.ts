@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Clock } from "../../core/clock.ts";
 import { systemClock } from "../../core/clock.ts";
-import { checkPrefix, LuaScript, type RedisConnection } from "./connection.ts";
+import { checkPrefix, type RedisConnection } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 
 /** How often a process announces itself. */
 const HEARTBEAT_MS = 1_000;
@@ -63,8 +64,6 @@ export class FleetMembers {
   /** Member id → when this process last saw it alive in Redis (own clock). */
   private readonly seen = new Map<string, number>();
   private timer: ReturnType<typeof setInterval> | undefined;
-  /** Set by {@link stop}: a heartbeat Redis refused for its script (NOSCRIPT) is not sent again behind the leave. */
-  private leaving = false;
 
   constructor(private readonly o: FleetMembersOptions) {
     this.key = `${checkPrefix(o.prefix ?? "herdless:")}fleet:members`;
@@ -81,7 +80,6 @@ export class FleetMembers {
   /** Stops beating and leaves the member list at once, so the others' shares widen sooner. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    this.leaving = true;
     await this.o.connection.run("leave fleet", (client) => client.zrem(this.key, this.id)).catch(() => undefined);
   }
 
@@ -117,7 +115,7 @@ export class FleetMembers {
     let live: unknown;
     try {
       live = await this.o.connection.run("fleet heartbeat", (client) =>
-        BEAT.run(client, [this.key], [this.id, MEMBER_TTL_MS], () => !this.leaving),
+        BEAT.run(client, [this.key], [this.id, MEMBER_TTL_MS]),
       );
     } catch (error) {
       this.o.onError?.(error);

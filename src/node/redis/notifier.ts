@@ -56,7 +56,7 @@ export class RedisNotifier {
 
   constructor(options: RedisNotifierOptions) {
     this.publisher = options.connection;
-    this.subscriber = options.connection.duplicate({ autoResubscribe: false });
+    this.subscriber = options.connection.duplicate({ autoResubscribe: false, loadsScripts: false });
     this.prefix = options.prefix ?? "herdless:";
     this.subscriber.client.on("message", (channel: string, message: string) => this.deliver(channel, message));
     // After an outage, subscribe to exactly the channels someone still waits on: ioredis's

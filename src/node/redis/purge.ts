@@ -12,7 +12,7 @@ import {
 } from "../../core/admin/purge.ts";
 import { coversPurges, mergePurges } from "../../core/admin/purge-merge.ts";
 import type { RedisConnection } from "./connection.ts";
-import { LuaScript } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 import { MEMBER_TTL_MS, type FleetMembers } from "./members.ts";
 
 export interface RedisPurgeRegistryOptions {

@@ -1,4 +1,4 @@
-import { LuaScript } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 
 /*
  * The fleet relay's atomic steps on a relayed answer's record (relay.ts): a Redis stream

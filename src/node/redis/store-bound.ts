@@ -1,7 +1,7 @@
 import type { Config } from "../../core/config.ts";
 import { DEFAULT_CACHE_MAX_BYTES } from "../../core/config/fields.ts";
 import type { RedisConnection } from "./connection.ts";
-import { LuaScript } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 import { REDIS_CHUNK_BYTES } from "./store-chunks.ts";
 
 /** The shared tier holds this many near tiers' worth (see {@link sharedMaxBytes}). */

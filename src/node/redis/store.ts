@@ -5,7 +5,7 @@ import { decodeEntry, encodeEntry, isUnreadableEntry } from "../../core/http/ent
 import type { Store } from "../../core/store/store.ts";
 import { concatBytes } from "../../core/http/http.ts";
 import type { RedisConnection } from "./connection.ts";
-import { LuaScript } from "./connection.ts";
+import { LuaScript } from "./lua-script.ts";
 import { DEFAULT_SHARED_MAX_BYTES, StoreBound, chargedBytes, type Victim } from "./store-bound.ts";
 import { formatRef, newChunkRef, parseRef, REDIS_CHUNK_BYTES, StoreChunks, type ChunkRef } from "./store-chunks.ts";
 import { BackgroundWork } from "../../core/background-work.ts";
