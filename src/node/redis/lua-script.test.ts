@@ -16,14 +16,16 @@ async function refusedForScript(connection: RedisConnection): Promise<number> {
 }
 
 /**
- * What a process does on its way back to Redis, all at once: a fill's lease is taken, extended,
- * written back (the guard saw a loss) and released right behind, and the process beats.
- * The write-back sent before the release runs before it: the key ends free.
+ * What a process does on its way back to Redis: a fill ends (its lease taken and released),
+ * then another's lease is extended, written back (the guard saw a loss) and released right
+ * behind, and the process beats, all at once. The write-back sent before the release runs
+ * before it: the key ends free.
  */
 async function wayBack(connection: RedisConnection): Promise<void> {
   const prefix = redis.prefix();
   const leases = new RedisLeaseManager({ connection, prefix, clock: new ManualClock(Date.now()) });
   const members = new FleetMembers({ connection, prefix });
+  await leases.release((await leases.acquire("ended", 10_000))!);
   const lease = await leases.acquire("k", 10_000);
   expect(lease).toBeDefined();
   await connection.client.del(leases.leaseKey("k"));
