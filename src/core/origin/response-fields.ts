@@ -40,8 +40,23 @@ export function bodyWasDecoded(contentEncoding: string | null, decodes: ContentD
 
 /** RFC 9110 §5.1 field-name = token (§5.6.2 tchar). */
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** RFC 9110 §5.5 field-value: visible characters, SP, HTAB and obs-text; never CR, LF, NUL or other controls. */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/**
+ * RFC 9110 §5.5 field-value: visible characters, SP, HTAB and obs-text; never CR, LF, NUL or
+ * other controls. obs-text is any character past U+007F: Node reads a field's bytes as latin1
+ * (one character per byte), but workerd reads them as UTF-8, so a UTF-8 value (a download's
+ * `filename="日本.pdf"`, a `Location` to `/日本`) reaches the Worker with characters past
+ * U+00FF, and workerd writes them back as the origin's bytes. Refused, such a field was
+ * dropped: the download opened in the browser under another name, the redirect went nowhere.
+ * U+FFFD is what workerd makes of bytes that are not UTF-8 (a latin1 `é`): such a value goes,
+ * as herdless never sends bytes the origin did not (two entity-tags would read alike).
+ */
+function isValidValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c === 0xfffd) return false;
+  }
+  return true;
+}
 
 /**
  * RFC 9110 §5.1 and §5.5: a field a proxy may store and relay. A name that is not a token
@@ -53,7 +68,7 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  * isValidField("x bad", "1"); // false
  */
 export function isValidField(name: string, value: string): boolean {
-  return FIELD_NAME.test(name) && FIELD_VALUE.test(value);
+  return FIELD_NAME.test(name) && isValidValue(value);
 }
 
 /**
