@@ -121,11 +121,16 @@ class ByteReader {
   private ended = false;
   constructor(private readonly reader: ReadableStreamDefaultReader<Uint8Array>) {}
 
-  /** The next header section (up to the empty line, excluded), as latin1 text; undefined at the end or past the limit. */
+  /**
+   * The next header section (up to the empty line, excluded), as text; undefined at the end or
+   * past the limit. Read as UTF-8, as workerd reads the head of an answer it parses itself (a
+   * byte that is not UTF-8 becomes U+FFFD): read as latin1, a UTF-8 `filename="日本.pdf"`
+   * was one character per byte, which workerd then wrote out as UTF-8 again, mangled.
+   */
   async head(): Promise<string | undefined> {
     for (;;) {
       const end = indexOf(this.buffer, [...CRLF, ...CRLF]);
-      if (end >= 0) return latin1(this.take(end + 4).subarray(0, end));
+      if (end >= 0) return UTF8.decode(this.take(end + 4).subarray(0, end));
       if (this.buffer.byteLength > MAX_HEAD_BYTES || !(await this.more())) return undefined;
     }
   }
@@ -213,7 +218,9 @@ function indexOf(haystack: Uint8Array, needle: number[]): number {
   return -1;
 }
 
-/** Header bytes as HTTP carries them: one character per byte (RFC 9110 §5.5 obs-text included). */
+const UTF8 = new TextDecoder();
+
+/** A chunk line's bytes, one character per byte (RFC 9110 §5.5 obs-text included). */
 function latin1(bytes: Uint8Array): string {
   // Not TextDecoder("latin1"): the Encoding Standard makes that windows-1252, which remaps 0x80-0x9F.
   let text = "";

@@ -35,6 +35,22 @@ describe("origin fields in UTF-8 on the Worker", () => {
     expect(await origin.count()).toBe(1);
   });
 
+  it("behind a 103 Early Hints, a UTF-8 value arrives as sent, not re-encoded", async () => {
+    // workerd hands the answer after a 103 over unparsed (interim-fetch.ts reads it back).
+    const origin = await testOrigin({
+      earlyHints: true,
+      headers: { "cache-control": "max-age=60" },
+      rawHeaderLines: utf8Bytes('Content-Disposition: attachment; filename="日本.pdf"\r\nX-Accent: caf\u00e9\r\n'),
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    const res = await dc!.get("/hinted");
+    expect([res.status, res.headers.get("content-disposition"), res.headers.get("x-accent")]).toEqual([
+      200,
+      'attachment; filename="日本.pdf"',
+      "café",
+    ]);
+  });
+
   it("a redirect to a UTF-8 path keeps its Location", async () => {
     const origin = await testOrigin({
       status: 302,
