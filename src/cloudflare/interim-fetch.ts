@@ -16,11 +16,29 @@ import { answerOf } from "./workerd-fetch.ts";
  * new KeyCoordinator({ ...options, fetch: originFetch, decodes: workerdDecoding });
  */
 export const originFetch: FetchLike = async (url, init) => {
+  if ((init.method ?? "GET").toUpperCase() === "HEAD") return headOf(url, init);
   const response = await answerOf(url, init);
   if (response.status < 100 || response.status > 199 || response.status === 101 || !response.body) return response;
   const final = await finalAfterInterim(response.body, init.method ?? "GET").catch(() => undefined);
   return final ?? response;
 };
+
+/**
+ * A HEAD, asked of the origin as a GET whose body is never read: the answer's head is the
+ * HEAD's (RFC 9110 §9.3.2), and the body's bytes go with the connection, which workerd does
+ * not reuse once a body is cancelled. workerd hands a HEAD's `103 Early Hints` over as final
+ * and without a body (a HEAD's answer has none), and leaves the real answer's head on its
+ * pooled connection, where the next request to the origin, anyone's, took it as its own: a
+ * visitor's relayed HEAD gave its `Set-Cookie` to the next visitor, and a fill could store it
+ * over another page's first bytes. As a GET, the answer after the 103 is read back as any.
+ */
+async function headOf(url: string, init: Parameters<FetchLike>[1]): Promise<Response> {
+  const response = await originFetch(url, { ...init, method: "GET" });
+  await response.body?.cancel().catch(() => undefined);
+  // A status no Response can be made with (the 1xx left when the final answer is unreadable) stays as it came.
+  if (response.status < 200) return response;
+  return new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
 
 /** The longest header section read back: past it the bytes are not an HTTP/1.1 answer worth parsing. */
 const MAX_HEAD_BYTES = 64 * 1024;
