@@ -66,6 +66,50 @@ describe("web cache deception through path spellings (Worker)", () => {
   });
 });
 
+describe("web cache deception through the origin's path delimiters (Worker)", () => {
+  it("an exact <p>/account bypass beside a cacheAuthorized default is not sidestepped by .css, %00, %23 or %3F after it: the victim's page is relayed, never stored for the attacker in any data center", async () => {
+    // The origin answers a request with a cookie with that visitor's page, without Cache-Control
+    // (as Rails answers /account.css, OpenLiteSpeed /account%00.css).
+    const origin = await testOrigin({
+      headers: {},
+      byHeader: { cookie: { body: "the victim's account" } },
+    });
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const testEnv = edgeEnv(origin.url, {
+      defaults: { cacheAuthorized: true, defaultTtlMs: 60_000 },
+      routes: [{ match: `${p}/account`, bypass: true }],
+    });
+    const clock = new ManualClock(Date.now());
+    const [victimDc, attackerDc] = dataCenters(2, testEnv, clock);
+    const lures = [
+      `${p}/account.css`,
+      `${p}/account%2ecss`,
+      `${p}/account%00.css`,
+      `${p}/account%23.css`,
+      `${p}/account%3F.css`,
+      `${p}/static/..%2faccount.css`,
+    ];
+    await useInCoordinators(testEnv, [...lures, `${p}/app.css`], clock, `guard-${crypto.randomUUID()}`);
+    for (const lure of lures) {
+      const victim = await victimDc!.get(lure, { headers: { cookie: "session=victim" } });
+      expect(victim.body, lure).toBe("the victim's account");
+      expect(victim.cacheStatus, lure).toMatch(/fwd=bypass/);
+      await victim.settled;
+      for (const dc of [victimDc!, attackerDc!]) {
+        const attacker = await dc.get(lure);
+        expect(attacker.body, lure).not.toContain("victim");
+        await attacker.settled;
+      }
+    }
+    // Other pages, extensions included, are still cached with credentials.
+    await (
+      await victimDc!.get(`${p}/app.css`, { headers: { cookie: "session=victim" } })
+    ).settled;
+    expect((await attackerDc!.get(`${p}/app.css`)).cacheStatus).toMatch(/hit/);
+    expect(await origin.count(`${p}/app.css`)).toBe(1);
+  });
+});
+
 describe("route sidestepping through whitespace, controls and Unicode (Worker)", () => {
   it("an /api/* bypass is not sidestepped by %09, %0a, %1f or %C2%A0 around a segment, a fullwidth letter or a dotless ı: each spelling reaches the origin every time", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });

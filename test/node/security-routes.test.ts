@@ -150,6 +150,57 @@ describe("web cache deception through path spellings (Node)", () => {
   });
 });
 
+describe("web cache deception through the origin's path delimiters (Node)", () => {
+  /**
+   * An origin that ends the path where Rails (`.format`), OpenLiteSpeed (`%00`) and servers that
+   * decode before splitting off the query or fragment (`%23`, `%3F`) do, and answers
+   * `/account` with the cookie's owner, without Cache-Control.
+   */
+  async function delimitingOrigin(): Promise<{ url: string; seen: string[] }> {
+    const seen: string[] = [];
+    const url = await servingOrigin((req, res) => {
+      const path = decodeURIComponent((req.url ?? "/").split("?")[0]!);
+      const cut = path.split(/[\0#?\n\r]/)[0]!.replace(/\.[^/]*$/, "");
+      const route = new URL(cut, "http://o.test").pathname.toLowerCase();
+      seen.push(route);
+      const owner = route === "/account" ? (req.headers.cookie ?? "nobody") : "-";
+      res.writeHead(200, { "content-type": "text/plain" }).end(`${route} of ${owner}`);
+    }, cleanup);
+    return { url, seen };
+  }
+
+  it("an exact /account bypass beside a cacheAuthorized default is not sidestepped by /account.css, /account%00.css, /account%23.css or /account%3F.css: the victim's page is relayed, never stored for the attacker", async () => {
+    const origin = await delimitingOrigin();
+    const cache = await cacheIn(origin.url, {
+      defaults: { cacheAuthorized: true, defaultTtlMs: 60_000 },
+      routes: [{ match: "/account", bypass: true }],
+    });
+    const lures = [
+      "/account.css",
+      "/account.json",
+      "/Account.css",
+      "/account%2ecss",
+      "/account%00.css",
+      "/account%23.css",
+      "/account%3f.css",
+      "/account%0A.css",
+      "/static/..%2faccount.css",
+      "/account%23/..%2fstatic.css",
+    ];
+    for (const lure of lures) {
+      const victim = await get(cache.base, lure, { headers: { cookie: "session=victim" } });
+      expect(victim.body, lure).toBe("/account of session=victim");
+      expect(victim.headers["cache-status"], lure).toMatch(/fwd=bypass/);
+      const attacker = await get(cache.base, lure);
+      expect(attacker.body, lure).toBe("/account of nobody");
+    }
+    expect(origin.seen.filter((route) => route === "/account")).toHaveLength(lures.length * 2);
+    // Other pages, extensions included, are still cached with credentials.
+    await get(cache.base, "/app.css", { headers: { cookie: "session=victim" } });
+    expect((await get(cache.base, "/app.css")).headers["cache-status"]).toMatch(/hit/);
+  });
+});
+
 describe("proxy path traversal out of origin.url's path prefix (Node)", () => {
   it("/..%2fadmin, /..;/admin, /%252e%252e/admin, /..%5cadmin are a 400 naming the path: the backend's /admin outside /app/ is never asked for, never stored", async () => {
     const origin = await lenientOrigin();

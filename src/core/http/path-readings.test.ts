@@ -40,8 +40,27 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(paths("/caf%C3%A9/x")).toEqual(["/caf%C3%A9/x"]);
   });
 
-  it("a plain path has only its case-folded reading; a long ambiguous one is left unread", () => {
-    expect(pathReadings("/Blog/Post.html")).toEqual([{ path: "/Blog/Post.html", folded: true }]);
+  it("ends the path where a server may: at %00, %23, %3F, %0A or %0D, and before the last segment's extension", () => {
+    for (const spelling of ["/account%00.css", "/account%23.css", "/account%3f.css", "/account%0A.css", "/account%0d"])
+      expect(paths(spelling), spelling).toContain("/account");
+    expect(paths("/account.css")).toContain("/account");
+    expect(paths("/account%2ecss")).toContain("/account");
+    expect(paths("/static/..%2faccount.css")).toContain("/account");
+    // Cut before the dots are resolved, and after.
+    expect(paths("/account%23/..%2fstatic")).toContain("/account");
+    expect(paths("/static/%252e%252e%252faccount%2500")).toContain("/account");
+    // Only the last segment has an extension, and a leading dot is none.
+    expect(paths("/v1.2/me")).not.toContain("/v1/me");
+    expect(paths("/.env")).toEqual(["/.env"]);
+  });
+
+  it("a plain path has only its case-folded reading and its extension's; a long ambiguous one is left unread", () => {
+    expect(pathReadings("/Blog/Post")).toEqual([{ path: "/Blog/Post", folded: true }]);
+    expect(pathReadings("/Blog/Post.html")).toEqual([
+      { path: "/Blog/Post.html", folded: true },
+      { path: "/Blog/Post", folded: false },
+      { path: "/Blog/Post", folded: true },
+    ]);
     expect(pathReadings(`/x/${"a".repeat(3_000)}%2f`)).toBeUndefined();
     expect(pathReadings(`/x/${"a".repeat(3_000)}`)).toHaveLength(1);
     expect(paths(`/x/${"a".repeat(3_000)}/`)).toContain(`/x/${"a".repeat(3_000)}`);
@@ -83,6 +102,9 @@ describe("routeFor over every reading", () => {
     expect(policy("/static/%20private/x").bypass).toBe(true);
     expect(policy(`/static/${"a".repeat(3_000)}%20`).bypass).toBe(true);
     expect(policy("/Blog/Post")).toEqual({ match: "*", bypass: false, cacheAuthorized: false });
+    expect(policy("/api.json/me").bypass).toBe(false);
+    expect(policy("/static/private.css/x").bypass).toBe(false);
+    expect(policy("/static/private%00/x").bypass).toBe(true);
   });
 
   it("a config whose routes agree on bypass and cacheAuthorized reads nothing", () => {

@@ -6,10 +6,14 @@
  * and drops trailing dots, Express and IIS match routes without case, nginx merges `//`,
  * Express ignores a trailing `/`, some servers decode twice (`%252f`), Spring trims each
  * segment and .NET and Java normalize Unicode (NFKC) or compare without case by upper-casing
- * too (`ı` is `I`). A route decided on the serialized path alone is sidestepped by any of
- * them: `/static/..%2faccount` matches `/static/*` while the origin serves `/account` (web
- * cache deception), `/API/user`, `/api%2fuser` or `/api%09/user` miss an `/api/*` bypass that
- * the origin still routes there.
+ * too (`ı` is `I`). Some end the path before its end: Rails reads `/account.css` as
+ * `/account` in the format `css` (and Spring before 5.3 matched `/account.*` to `/account`),
+ * OpenLiteSpeed stops at `%00`, and a server that decodes the path before it splits it takes
+ * `%23` and `%3F` for the `#` and `?` that end it. A route decided on the serialized path alone
+ * is sidestepped by any of them: `/static/..%2faccount` matches `/static/*` while the origin
+ * serves `/account` (web cache deception), `/API/user`, `/api%2fuser` or `/api%09/user` miss an
+ * `/api/*` bypass that the origin still routes there, and `/account.css` or `/account%00.css`
+ * miss an exact `/account` one.
  */
 
 /** One reading: the path, and whether routes are matched against it without case. */
@@ -48,7 +52,8 @@ const COSTLY = /[%;\\]|\/\/|[. ](?:\/|$)/;
  * Every distinct reading of `pathname` other than itself as it is (matched with case), as
  * any combination of decoding, Windows path rules, `;` parameters dropped, the Unicode reading
  * ({@link unicodeRead}) and slashes merged would give it, each then matched with and without
- * case. At most 64 readings, each linear in the path's length. Undefined for a path over 2 KiB that has other readings than its case
+ * case, each also cut where a server may end it ({@link withoutEnd}, {@link withoutFormat}).
+ * At most 256 readings, each linear in the path's length. Undefined for a path over 2 KiB that has other readings than its case
  * and its trailing `/`: too long to read every way, its caller treats it as ambiguous.
  *
  * @example
@@ -56,13 +61,12 @@ const COSTLY = /[%;\\]|\/\/|[. ](?:\/|$)/;
  */
 export function pathReadings(pathname: string): PathReading[] | undefined {
   if (!COSTLY.test(pathname)) {
-    const readings = [{ path: pathname, folded: true }];
     // Express's lenient routes: `/login/` is `/login`.
-    if (pathname.length > 1 && pathname.endsWith("/")) {
-      const trimmed = pathname.slice(0, -1);
-      readings.push({ path: trimmed, folded: false }, { path: trimmed, folded: true });
-    }
-    return readings;
+    const plain = pathname.length > 1 && pathname.endsWith("/") ? [pathname, pathname.slice(0, -1)] : [pathname];
+    const paths = new Set(plain.flatMap((path) => [path, withoutFormat(path)]));
+    return [...paths].flatMap((path) =>
+      (path === pathname ? [] : [{ path, folded: false }]).concat({ path, folded: true }),
+    );
   }
   if (pathname.length > READ_MAX_CHARS) return undefined;
   const paths = new Set<string>();
@@ -70,7 +74,14 @@ export function pathReadings(pathname: string): PathReading[] | undefined {
   // Every combination of the axes, each worked out once from the one before it: an axis that
   // changes nothing makes no branch of its own.
   const read = (path: string, axis: number): void => {
-    if (axis === AXES.length) return void paths.add(withoutDotSegments(path));
+    if (axis === AXES.length) {
+      const cut = withoutEnd(path);
+      for (const whole of cut === path ? [path] : [path, cut]) {
+        const resolved = withoutDotSegments(whole);
+        paths.add(resolved).add(withoutFormat(resolved));
+      }
+      return;
+    }
     read(path, axis + 1);
     const next = AXES[axis]!(path, memo);
     if (next !== path) read(next, axis + 1);
@@ -244,6 +255,31 @@ function decodedUnit(escape: string): string {
 function mergedSlashes(path: string): string {
   const merged = path.replace(/\/{2,}/g, "/");
   return merged.length > 1 && merged.endsWith("/") ? merged.slice(0, -1) : merged;
+}
+
+/**
+ * An escape a server may take for the end of the path: `%00` (OpenLiteSpeed, C string
+ * handling), `%23` and `%3F` decoded before the path is split from its fragment and query, and
+ * `%0A` or `%0D` (an nginx `rewrite` whose `(.*)` stops at a newline). The escapes the other
+ * readings leave or write are uppercase or lowercase as sent.
+ */
+const PATH_END = /%(?:00|23|3f|0a|0d)/i;
+
+/** `path` up to the first escape a server may read as its end ({@link PATH_END}). */
+function withoutEnd(path: string): string {
+  const end = path.search(PATH_END);
+  return end === -1 ? path : path.slice(0, end);
+}
+
+/**
+ * `path` without the extension of its last segment: Rails routes `/account.css` to `/account`
+ * with the format `css`, and Spring MVC before 5.3 (suffix pattern matching) to the handler of
+ * `/account`. A segment that starts with its dot (`/.env`) has no extension.
+ */
+function withoutFormat(path: string): string {
+  const slash = path.lastIndexOf("/");
+  const dot = path.indexOf(".", slash + 2);
+  return dot === -1 ? path : path.slice(0, dot);
 }
 
 /** RFC 3986 §5.2.4: `.` and `..` segments resolved (never above the root). */
