@@ -40,7 +40,7 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(paths("/caf%C3%A9/x")).toEqual(["/caf%C3%A9/x"]);
   });
 
-  it("ends the path where a server may: at %00, %23, %3F, %0A or %0D, and before the last segment's extension", () => {
+  it("ends the path where a server may: at %00, %23, %3F, %0A or %0D, before the last segment's extension, after a PHP script", () => {
     for (const spelling of ["/account%00.css", "/account%23.css", "/account%3f.css", "/account%0A.css", "/account%0d"])
       expect(paths(spelling), spelling).toContain("/account");
     expect(paths("/account.css")).toContain("/account");
@@ -49,6 +49,11 @@ describe("pathReadings: what an origin server may read a path as", () => {
     // Cut before the dots are resolved, and after.
     expect(paths("/account%23/..%2fstatic")).toContain("/account");
     expect(paths("/static/%252e%252e%252faccount%2500")).toContain("/account");
+    // A PHP front controller routes its path info.
+    expect(paths("/index.php/account")).toContain("/account");
+    expect(paths("/blog/index.PHP/account.json")).toContain("/account");
+    expect(paths("/index.php%2faccount")).toContain("/account");
+    expect(paths("/index.php")).toEqual(["/index.php", "/index", "/index"]);
     // Only the last segment has an extension, and a leading dot is none.
     expect(paths("/v1.2/me")).not.toContain("/v1/me");
     expect(paths("/.env")).toEqual(["/.env"]);

@@ -12,9 +12,11 @@
  * `%23` and `%3F` for the `#` and `?` that end it. A route decided on the serialized path alone
  * is sidestepped by any of them: `/static/..%2faccount` matches `/static/*` while the origin
  * serves `/account` (web cache deception), `/API/user`, `/api%2fuser` or `/api%09/user` miss an
- * `/api/*` bypass that the origin still routes there, and `/account.css` or `/account%00.css`
- * miss an exact `/account` one.
+ * `/api/*` bypass that the origin still routes there, and `/account.css`, `/account%00.css` or
+ * `/index.php/account` miss an exact `/account` one.
  */
+
+import { routedAs, withoutEnd } from "./path-ends.ts";
 
 /** One reading: the path, and whether routes are matched against it without case. */
 export interface PathReading {
@@ -52,8 +54,8 @@ const COSTLY = /[%;\\]|\/\/|[. ](?:\/|$)/;
  * Every distinct reading of `pathname` other than itself as it is (matched with case), as
  * any combination of decoding, Windows path rules, `;` parameters dropped, the Unicode reading
  * ({@link unicodeRead}) and slashes merged would give it, each then matched with and without
- * case, each also cut where a server may end it ({@link withoutEnd}, {@link withoutFormat}).
- * At most 256 readings, each linear in the path's length. Undefined for a path over 2 KiB that has other readings than its case
+ * case, each also cut where a server may end it (`withoutEnd`) and routed as a framework
+ * may (`routedAs`). At most 512 readings, each linear in the path's length. Undefined for a path over 2 KiB that has other readings than its case
  * and its trailing `/`: too long to read every way, its caller treats it as ambiguous.
  *
  * @example
@@ -63,7 +65,7 @@ export function pathReadings(pathname: string): PathReading[] | undefined {
   if (!COSTLY.test(pathname)) {
     // Express's lenient routes: `/login/` is `/login`.
     const plain = pathname.length > 1 && pathname.endsWith("/") ? [pathname, pathname.slice(0, -1)] : [pathname];
-    const paths = new Set(plain.flatMap((path) => [path, withoutFormat(path)]));
+    const paths = new Set(plain.flatMap(routedAs));
     return [...paths].flatMap((path) =>
       (path === pathname ? [] : [{ path, folded: false }]).concat({ path, folded: true }),
     );
@@ -77,8 +79,7 @@ export function pathReadings(pathname: string): PathReading[] | undefined {
     if (axis === AXES.length) {
       const cut = withoutEnd(path);
       for (const whole of cut === path ? [path] : [path, cut]) {
-        const resolved = withoutDotSegments(whole);
-        paths.add(resolved).add(withoutFormat(resolved));
+        for (const routed of routedAs(withoutDotSegments(whole))) paths.add(routed);
       }
       return;
     }
@@ -255,31 +256,6 @@ function decodedUnit(escape: string): string {
 function mergedSlashes(path: string): string {
   const merged = path.replace(/\/{2,}/g, "/");
   return merged.length > 1 && merged.endsWith("/") ? merged.slice(0, -1) : merged;
-}
-
-/**
- * An escape a server may take for the end of the path: `%00` (OpenLiteSpeed, C string
- * handling), `%23` and `%3F` decoded before the path is split from its fragment and query, and
- * `%0A` or `%0D` (an nginx `rewrite` whose `(.*)` stops at a newline). The escapes the other
- * readings leave or write are uppercase or lowercase as sent.
- */
-const PATH_END = /%(?:00|23|3f|0a|0d)/i;
-
-/** `path` up to the first escape a server may read as its end ({@link PATH_END}). */
-function withoutEnd(path: string): string {
-  const end = path.search(PATH_END);
-  return end === -1 ? path : path.slice(0, end);
-}
-
-/**
- * `path` without the extension of its last segment: Rails routes `/account.css` to `/account`
- * with the format `css`, and Spring MVC before 5.3 (suffix pattern matching) to the handler of
- * `/account`. A segment that starts with its dot (`/.env`) has no extension.
- */
-function withoutFormat(path: string): string {
-  const slash = path.lastIndexOf("/");
-  const dot = path.indexOf(".", slash + 2);
-  return dot === -1 ? path : path.slice(0, dot);
 }
 
 /** RFC 3986 §5.2.4: `.` and `..` segments resolved (never above the root). */
