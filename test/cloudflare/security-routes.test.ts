@@ -67,7 +67,7 @@ describe("web cache deception through path spellings (Worker)", () => {
 });
 
 describe("web cache deception through the origin's path delimiters (Worker)", () => {
-  it("an exact <p>/account bypass beside a cacheAuthorized default is not sidestepped by .css, %00, %23 or %3F after it or /index.php before it: the victim's page is relayed, never stored for the attacker in any data center", async () => {
+  it("an exact <p>/account bypass beside a cacheAuthorized default is not sidestepped by .css, %00, %23 or %3F after it or /index.php or /(S(x)) before it: the victim's page is relayed, never stored for the attacker in any data center", async () => {
     // The origin answers a request with a cookie with that visitor's page, without Cache-Control
     // (as Rails answers /account.css, OpenLiteSpeed /account%00.css).
     const origin = await testOrigin({
@@ -89,6 +89,7 @@ describe("web cache deception through the origin's path delimiters (Worker)", ()
       `${p}/account%3F.css`,
       `${p}/static/..%2faccount.css`,
       `/index.php${p}/account.css`,
+      `/(S(x))${p}/account`,
     ];
     await useInCoordinators(testEnv, [...lures, `${p}/app.css`], clock, `guard-${crypto.randomUUID()}`);
     for (const lure of lures) {

@@ -2,7 +2,8 @@
  * Where servers end a request path before its end, and what a framework routes of it: the
  * readings `pathReadings` (`path-readings.ts`) adds to each decoded, resolved one. Rails'
  * `.format`, OpenLiteSpeed's `%00`, `%23` and `%3F` decoded before the query and fragment are
- * split off, and a PHP front controller's path info each made an exact bypass route (`/account`)
+ * split off, a PHP front controller's path info and ASP.NET's cookieless segments each made an
+ * exact bypass route (`/account`)
  * miss a path the origin served as it: web cache deception on a `cacheAuthorized` deployment.
  */
 
@@ -21,8 +22,8 @@ export function withoutEnd(path: string): string {
 }
 
 /**
- * What a framework may route `path` as once it is resolved: itself, its PHP front controller's
- * path info, and either without its extension ({@link withoutFormat}).
+ * What a framework may route `path` as once it is resolved: itself, the path a framework reads
+ * in it ({@link pathInfo}), and either without its extension ({@link withoutFormat}).
  */
 export function routedAs(path: string): string[] {
   const info = pathInfo(path);
@@ -30,14 +31,21 @@ export function routedAs(path: string): string[] {
 }
 
 /**
- * The path a PHP front controller routes: what follows the script in `/index.php/account` (the
- * CGI `PATH_INFO`, which Symfony, Laravel and CodeIgniter route as `/account`), the first
- * segment ending in `.php` being the script.
+ * The path a framework routes: without ASP.NET's cookieless-session segments (`/(S(x))/account`
+ * is `/account` to ASP.NET on .NET Framework, wherever the segment stands), and after a PHP
+ * front controller's script (what follows `/index.php` in `/index.php/account`: the CGI
+ * `PATH_INFO`, which Symfony, Laravel and CodeIgniter route as `/account`), the first segment
+ * ending in `.php` being the script.
  */
 function pathInfo(path: string): string {
-  const script = /\.php(?=\/)/i.exec(path);
-  return script ? path.slice(script.index + 4) : path;
+  const routed = COOKIELESS.test(path) ? path.replace(COOKIELESS_SEGMENTS, "") || "/" : path;
+  const script = /\.php(?=\/)/i.exec(routed);
+  return script ? routed.slice(script.index + 4) : routed;
 }
+
+/** An ASP.NET cookieless segment: a letter and a value in parentheses, `(S(…))`, `(A(…))`, `(F(…))`. */
+const COOKIELESS = /\/\([A-Za-z]\([^/()]*\)\)(?=\/|$)/;
+const COOKIELESS_SEGMENTS = new RegExp(COOKIELESS.source, "g");
 
 /**
  * `path` without the extension of its last segment: Rails routes `/account.css` to `/account`

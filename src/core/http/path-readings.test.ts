@@ -40,7 +40,7 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(paths("/caf%C3%A9/x")).toEqual(["/caf%C3%A9/x"]);
   });
 
-  it("ends the path where a server may: at %00, %23, %3F, %0A or %0D, before the last segment's extension, after a PHP script", () => {
+  it("ends the path where a server may: at %00, %23, %3F, %0A or %0D, before the last segment's extension, after a PHP script, without ASP.NET's cookieless segments", () => {
     for (const spelling of ["/account%00.css", "/account%23.css", "/account%3f.css", "/account%0A.css", "/account%0d"])
       expect(paths(spelling), spelling).toContain("/account");
     expect(paths("/account.css")).toContain("/account");
@@ -54,6 +54,12 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(paths("/blog/index.PHP/account.json")).toContain("/account");
     expect(paths("/index.php%2faccount")).toContain("/account");
     expect(paths("/index.php")).toEqual(["/index.php", "/index", "/index"]);
+    // ASP.NET's cookieless-session segments, wherever they stand.
+    expect(paths("/(S(x))/account")).toContain("/account");
+    expect(paths("/(A(x))/(F(y))/account.aspx")).toContain("/account");
+    expect(paths("/x/(S(abc))")).toContain("/x");
+    expect(paths("/(S(x))")).toContain("/");
+    expect(paths("/(x)/account")).not.toContain("/account");
     // Only the last segment has an extension, and a leading dot is none.
     expect(paths("/v1.2/me")).not.toContain("/v1/me");
     expect(paths("/.env")).toEqual(["/.env"]);
