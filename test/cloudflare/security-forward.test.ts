@@ -116,6 +116,15 @@ describe("attacks on what reaches the origin (Worker)", () => {
     for (const name of Object.keys(forged)) expect(seen[name], name).toBeUndefined();
   });
 
+  it("Nuxt's x-nuxt-no-ssr (the client-only shell in place of the rendered page, before Nuxt 3.4) never reaches the origin", async () => {
+    const { origin, edge, p } = await setup();
+    await edge.get(p, { headers: { "x-nuxt-no-ssr": "1", x_nuxt_no_ssr: "1" } });
+    expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    expect(seen["x-nuxt-no-ssr"]).toBeUndefined();
+    expect(seen["x_nuxt_no_ssr"]).toBeUndefined();
+  });
+
   it("X_Forwarded_Host, If_None_Match and kin spelled with underscores (a CGI origin's X-Forwarded-Host) and Request-Range never reach the origin", async () => {
     const { origin, edge, p } = await setup();
     const aliases = {

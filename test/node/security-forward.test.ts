@@ -279,6 +279,24 @@ describe("attacks on what reaches the origin (Node)", () => {
     for (const name of Object.keys(forged)) expect(seen[0]?.[name], name).toBeUndefined();
   });
 
+  it("Nuxt's x-nuxt-no-ssr never reaches the origin: the client-only shell a Nuxt before 3.4 renders for it is never the page stored for the victim", async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const origin = await serving((req, res) => {
+      seen.push(req.headers);
+      // A Nuxt 3 page with `routeRules: { "/**": { swr: 60 } }`.
+      const shell = req.headers["x-nuxt-no-ssr"] !== undefined;
+      res.writeHead(200, { "cache-control": "s-maxage=60, stale-while-revalidate", "content-type": "text/html" });
+      res.end(shell ? '<div id="__nuxt"></div>' : '<div id="__nuxt"><h1>Product</h1></div>');
+    });
+    const base = await herdless(origin);
+    await send(base, "/product", { headers: { "x-nuxt-no-ssr": "1" } });
+    const victim = await send(base, "/product");
+    expect(victim.body).toBe('<div id="__nuxt"><h1>Product</h1></div>');
+    expect(victim.headers["cache-status"]).toMatch(/hit/);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.["x-nuxt-no-ssr"]).toBeUndefined();
+  });
+
   it("X_Forwarded_Host, If_None_Match and kin spelled with underscores never reach a CGI-style origin, nor Range as Request-Range", async () => {
     // PHP's FastCGI, WSGI and Rack name `X_Forwarded_Host` and `X-Forwarded-Host` alike
     // (HTTP_X_FORWARDED_HOST), and Apache httpd honours Request-Range as Range.

@@ -172,4 +172,9 @@ export const DEFAULT_STRIPPED_REQUEST_HEADERS: readonly string[] = [
   // prefetch gets the page's data, as a navigation does (`X-Nextjs-Data` is passed on: see
   // docs/security.md).
   "x-middleware-prefetch",
+  // Nuxt 3 before 3.4 rendered any request carrying it as the client-only shell, without the
+  // page's server-rendered content (nuxt/nuxt#20024 made it opt-in: it "allows third-parties to
+  // control the behaviour of the Nuxt renderer"), marked as the route caches the page: stored
+  // for everyone, crawlers included.
+  "x-nuxt-no-ssr",
 ];
