@@ -22,12 +22,19 @@ export function withoutEnd(path: string): string {
 }
 
 /**
- * What a framework may route `path` as once it is resolved: itself, the path a framework reads
- * in it ({@link pathInfo}), and either without its extension ({@link withoutFormat}).
+ * What a framework may route `path` as once it is resolved: itself and without a trailing `/`
+ * (Express's lenient routes; a cut or a resolved `..` leaves one), each as it stands and as the
+ * path a framework reads in it ({@link pathInfo}), each with and without its extension
+ * ({@link withoutFormat}).
  */
 export function routedAs(path: string): string[] {
-  const info = pathInfo(path);
-  return info === path ? [path, withoutFormat(path)] : [path, withoutFormat(path), info, withoutFormat(info)];
+  const trimmed = path.length > 1 && path.endsWith("/") ? path.replace(/\/+$/, "") || "/" : path;
+  const routed: string[] = [];
+  for (const whole of trimmed === path ? [path] : [path, trimmed]) {
+    const info = pathInfo(whole);
+    for (const read of info === whole ? [whole] : [whole, info]) routed.push(read, withoutFormat(read));
+  }
+  return routed;
 }
 
 /**

@@ -46,8 +46,12 @@ describe("pathReadings: what an origin server may read a path as", () => {
     expect(paths("/account.css")).toContain("/account");
     expect(paths("/account%2ecss")).toContain("/account");
     expect(paths("/static/..%2faccount.css")).toContain("/account");
-    // Cut before the dots are resolved, and after.
+    // Cut before the path is read, before the dots are resolved, and after; a `/` the cut
+    // or a dot segment leaves at the end is dropped.
     expect(paths("/account%23/..%2fstatic")).toContain("/account");
+    expect(paths("/account%20%0Ax")).toContain("/account");
+    expect(paths("/account%5c/%2F%3f")).toContain("/account");
+    expect(paths("/ACCOUNT%2f%2F%2e;")).toContain("/ACCOUNT");
     expect(paths("/static/%252e%252e%252faccount%2500")).toContain("/account");
     // A PHP front controller routes its path info.
     expect(paths("/index.php/account")).toContain("/account");

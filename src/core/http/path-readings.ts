@@ -63,9 +63,8 @@ const COSTLY = /[%;\\]|\/\/|[. ](?:\/|$)/;
  */
 export function pathReadings(pathname: string): PathReading[] | undefined {
   if (!COSTLY.test(pathname)) {
-    // Express's lenient routes: `/login/` is `/login`.
-    const plain = pathname.length > 1 && pathname.endsWith("/") ? [pathname, pathname.slice(0, -1)] : [pathname];
-    const paths = new Set(plain.flatMap(routedAs));
+    // Express's lenient routes (`/login/` is `/login`) among them.
+    const paths = new Set(routedAs(pathname));
     return [...paths].flatMap((path) =>
       (path === pathname ? [] : [{ path, folded: false }]).concat({ path, folded: true }),
     );
@@ -88,6 +87,10 @@ export function pathReadings(pathname: string): PathReading[] | undefined {
     if (next !== path) read(next, axis + 1);
   };
   read(pathname, 0);
+  // Cut where a server may end it before it is read, too: what the cut leaves at the end
+  // (`/account%20` of `/account%20%0Ax`) is then trimmed, decoded and merged like any end.
+  const cut = withoutEnd(pathname);
+  if (cut !== pathname) read(cut, 0);
   const readings: PathReading[] = [];
   for (const path of paths) {
     if (path !== pathname) readings.push({ path, folded: false });
