@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseConfig, routeFor } from "../config.ts";
 import { climbsAboveRoot, pathReadings } from "./path-readings.ts";
@@ -126,5 +127,63 @@ describe("routeFor over every reading", () => {
     const ttls = parseConfig({ origin: { url: "http://o.test" }, routes: [{ match: "/static/*", forceTtlMs: 1_000 }] });
     expect(routeFor(ttls, "/static/..%2faccount").match).toBe("/static/*");
     expect(routeFor(ttls, "/static/..%2faccount").bypass).toBe(false);
+  });
+});
+
+/**
+ * A model origin that reads a path every way `pathReadings` names at once: decoded twice, cut
+ * at NUL, `#`, `?` or a newline, ASP.NET's cookieless segments dropped, `\` as `/` and then
+ * `;` parameters dropped, slashes merged, segments trimmed, trailing dots dropped, dots resolved, a PHP script
+ * dropped, without case, a trailing `/` and the extension.
+ */
+function modelOriginRoute(pathname: string): string {
+  let p = pathname;
+  for (let i = 0; i < 2; i++) p = p.replace(/%[0-9a-f]{2}/gi, (e) => String.fromCharCode(parseInt(e.slice(1), 16)));
+  p = p.split(/[\0#?\n]/)[0]!.replace(/\/\([A-Za-z]\([^/()]*\)\)(?=\/|$)/g, "");
+  p = p
+    .replace(/\\/g, "/")
+    .split("/")
+    .map((s) => s.split(";")[0]!)
+    .join("/")
+    .replace(/\/+/g, "/");
+  const segments: string[] = [];
+  for (const raw of p.split("/")) {
+    const s = raw.trim();
+    // A segment of whitespace alone is none (Spring's tokenizer drops empty tokens).
+    if (s === "" && raw !== "") continue;
+    // A segment of dots alone keeps them (`...`), as herdless reads IIS.
+    const segment = /^\.+$/.test(s) ? s : s.replace(/\.+$/, "");
+    if (segment === "..") segments.pop();
+    else if (segment !== ".") segments.push(segment);
+  }
+  p = (segments.join("/") || "/").replace(/^.*?\.php(?=\/)/i, "").toLowerCase();
+  if (p.length > 1 && p.endsWith("/")) p = p.slice(0, -1);
+  return p.replace(/\.[^/]*$/, "");
+}
+
+describe("routeFor against a model origin (property)", () => {
+  const config = parseConfig({
+    origin: { url: "http://o.test" },
+    defaults: { cacheAuthorized: true },
+    routes: [{ match: "/account", bypass: true }],
+  });
+  const before = ["", "/static", "/index.php", "/(S(a))", "/x/..%2f", "/%2f", "//", "/%20"];
+  const pieces = ["/", "..", ".", "%2f", "%2e", ";", "%3b", "%00", "%23", "%3f", "%0a", "%09", "%20", ".css"];
+  const more = [...pieces, "%5c", "\\", "(S(a))", "%252f", "x", "account", "a.b"];
+
+  it("no path the model origin reads as /account gets past an exact /account bypass", () => {
+    const spelling = fc.tuple(
+      fc.constantFrom(...before),
+      fc.constantFrom("/account", "/ACCOUNT", "/Account"),
+      fc.array(fc.constantFrom(...more), { maxLength: 5 }),
+    );
+    fc.assert(
+      fc.property(spelling, ([head, name, tail]) => {
+        const pathname = new URL(`http://o.test${head}${name}${tail.join("")}`).pathname;
+        fc.pre(modelOriginRoute(pathname) === "/account");
+        expect(routeFor(config, pathname).bypass, pathname).toBe(true);
+      }),
+      { numRuns: 3_000, seed: 20_261_203 },
+    );
   });
 });
