@@ -2,9 +2,9 @@
  * Where servers end a request path before its end, and what a framework routes of it: the
  * readings `pathReadings` (`path-readings.ts`) adds to each decoded, resolved one. Rails'
  * `.format`, OpenLiteSpeed's `%00`, `%23` and `%3F` decoded before the query and fragment are
- * split off, a PHP front controller's path info and ASP.NET's cookieless segments each made an
- * exact bypass route (`/account`)
- * miss a path the origin served as it: web cache deception on a `cacheAuthorized` deployment.
+ * split off, a PHP front controller's path info and ASP.NET's cookieless segments each let a
+ * path the origin served as `/account` past an exact `/account` bypass route: web cache
+ * deception on a `cacheAuthorized` deployment.
  */
 
 /**
@@ -28,7 +28,10 @@ export function withoutEnd(path: string): string {
  * ({@link withoutFormat}).
  */
 export function routedAs(path: string): string[] {
-  const trimmed = path.length > 1 && path.endsWith("/") ? path.replace(/\/+$/, "") || "/" : path;
+  // A loop, where `/\/+$/` rescans every run of slashes inside the path from each of its slashes.
+  let end = path.length;
+  while (end > 1 && path[end - 1] === "/") end--;
+  const trimmed = path.slice(0, end);
   const routed: string[] = [];
   for (const whole of trimmed === path ? [path] : [path, trimmed]) {
     const info = pathInfo(whole);

@@ -55,7 +55,8 @@ const COSTLY = /[%;\\]|\/\/|[. ](?:\/|$)/;
  * any combination of decoding, Windows path rules, `;` parameters dropped, the Unicode reading
  * ({@link unicodeRead}) and slashes merged would give it, each then matched with and without
  * case, each also cut where a server may end it (`withoutEnd`) and routed as a framework
- * may (`routedAs`). At most 512 readings, each linear in the path's length. Undefined for a path over 2 KiB that has other readings than its case
+ * may (`routedAs`): the path and the path cut are each read in at most 32 combinations, each
+ * giving at most 16 paths, each linear in the path's length. Undefined for a path over 2 KiB that has other readings than its case
  * and its trailing `/`: too long to read every way, its caller treats it as ambiguous.
  *
  * @example
