@@ -285,6 +285,7 @@ function edgeEngine(
     purges: () => purges.current(background),
     refreshMarks: isolate.refreshMarksFor(cacheName),
     passMarks: isolate.passMarksFor(cacheName),
+    refusals: isolate.refusalsFor(cacheName),
     onDegraded: (error) => {
       isolate.degradedAt = clock.now();
       log("warn", "coordinator unavailable: local single-flight in this isolate", error);

@@ -5,6 +5,7 @@ import type { Entry } from "../core/http/entry.ts";
 import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { RefreshMarks } from "../core/fill/refresh-marks.ts";
 import { PassMarks } from "../core/fill/pass-marks.ts";
+import { RefusalMarks } from "../core/fill/refusal-marks.ts";
 import type { GuardFront } from "../core/guard/guard-front.ts";
 import { newGuardFront } from "./deployment-guard.ts";
 import { UrlTargets } from "../core/http/fresh-hit.ts";
@@ -40,6 +41,11 @@ export interface ReadyIsolate {
   refreshMarksFor(cacheName: string): RefreshMarks;
   /** Keys whose answers could not be shared, whose misses skip the collapse (core fill/pass-marks.ts). */
   passMarksFor(cacheName: string): PassMarks;
+  /**
+   * Keys the key's object refused a moment ago (breaker open, backing off): their stale
+   * copies answer without a call until the refusal's retry time (core fill/refusal-marks.ts).
+   */
+  refusalsFor(cacheName: string): RefusalMarks;
   /** Coordinator calls in flight from this isolate for the cache `cacheName`, collapsed per key. */
   flightsFor(cacheName: string): IsolateFlights;
   /** What this isolate's calls to the deployment's guard object pass first. */
@@ -110,6 +116,7 @@ export function isolateState(
       leases: new MemoryLeaseManager(clock),
       refreshMarksFor: perCache(() => new RefreshMarks(config.coordinator.waitTimeoutMs)),
       passMarksFor: perCache(() => new PassMarks(config.coordinator.uncacheableMemoryMs, config.origin.maxConcurrency)),
+      refusalsFor: perCache(() => new RefusalMarks(config.breaker.probeIntervalMs, config.coordinator.waitTimeoutMs)),
       flightsFor: perCache(
         () => new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config), config),
       ),

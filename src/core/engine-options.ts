@@ -2,6 +2,7 @@ import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import type { Coordinator } from "./fill/coordinator.ts";
 import type { PassMarks } from "./fill/pass-marks.ts";
+import type { RefusalMarks } from "./fill/refusal-marks.ts";
 import type { RefreshMarks } from "./fill/refresh-marks.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
@@ -59,6 +60,13 @@ export interface EngineOptions {
    * (fill/pass-marks.ts). Defaults to the engine's own; a Worker passes its isolate's.
    */
   passMarks?: PassMarks;
+  /**
+   * The coordinator's refusals of keys (breaker open, a key backing off), remembered until
+   * their retry time: a request this edge's copy answers meanwhile asks nothing
+   * (fill/refusal-marks.ts). Absent (Node): every such request asks its coordinator, in
+   * process or through Redis, as before.
+   */
+  refusals?: RefusalMarks;
   /**
    * The requests this process holds waiting for an origin answer, against `origin.maxWaiting`
    * (guard/waiting-requests.ts). Absent (the Worker): no bound.

@@ -4,6 +4,7 @@ import { discardStream, failedFill as failed } from "./fill/coordinator.ts";
 import type { FillRequest, FillResult } from "./fill/coordinator.ts";
 import { answerFromEntry, notCached, wholeRange } from "./http/answer.ts";
 import { decide, type RequestFacts } from "./http/decision.ts";
+import { askUnlessRefused } from "./fill/refusal-marks.ts";
 import type { Entry } from "./http/entry.ts";
 import { primaryKey } from "./http/key.ts";
 import { personalCookies } from "./http/cookies.ts";
@@ -155,7 +156,8 @@ export class Engine {
         }
         const near = decision.kind === "revalidate" ? decision.entry : undefined;
         const miss = { request, key: found.key, facts, route, fwd, take: !near };
-        const filling = () => this.misses.waitFor(miss, () => this.fill(fill("foreground", validated)));
+        const filling = () =>
+          this.misses.waitFor(miss, () => this.fill(fill("foreground", validated), !validated && near));
         return this.filled(request, filling, fwd, near, primary);
       }
     }
@@ -172,9 +174,12 @@ export class Engine {
     return Promise.all([lookup(this.o.near, primary, primary, selecting), this.o.purges?.()]);
   }
 
-  /** Asks the coordinator, falling back to local single-flight when it is unreachable. */
-  private async fill(fill: FillRequest): Promise<FillResult> {
-    const result = await this.ask(fill);
+  /**
+   * Asks the coordinator, falling back to local single-flight when it is unreachable; or not,
+   * while a refusal of the key stands that `copy` answers in place of (fill/refusal-marks.ts).
+   */
+  private async fill(fill: FillRequest, copy?: Entry | "kept" | false): Promise<FillResult> {
+    const result = await askUnlessRefused(this.o, this.nearTier, fill, copy || undefined, () => this.ask(fill));
     // Counted where the flight's result arrives unshared: once per key that began backing off.
     if (result.kind === "failed" && result.backoffStarted && !result.collapsed)
       this.o.metrics?.protect("backoff-started");
@@ -208,7 +213,7 @@ export class Engine {
     if (!marks.begin(fill.key, this.o.clock.now(), renews)) return;
     try {
       await this.refreshes.run(fill.key, async () => {
-        const result = discardStream(await this.fill(fill));
+        const result = discardStream(await this.fill(fill, "kept"));
         if (result.kind === "entry" && !result.unkept) await this.nearTier.keep(result.entry, fill.primary);
         // The origin's answer replaced the copy (a 200 or a 304 that made it private or
         // no-store, RFC 9111 §4.3.4), as a foreground fill's does (answerFill): this edge's goes

@@ -82,7 +82,10 @@ export class GuardFront {
     const now = this.options.clock.now();
     const refusal = this.refusal;
     if (refusal && (now < refusal.until || this.scouting)) {
-      throw new HerdlessError(refusal.code, refusal.message, { retryAfterMs: Math.max(1_000, refusal.until - now) });
+      // The time left as it is, not rounded up to a second: an edge believes a coordinator's
+      // refusal that long (fill/refusal-marks.ts), and a second more held back its probe by a
+      // second. The client's Retry-After is rounded up where it is written (http/respond.ts).
+      throw new HerdlessError(refusal.code, refusal.message, { retryAfterMs: Math.max(1, refusal.until - now) });
     }
     if (this.waiting >= this.options.maxWaiting) {
       throw new HerdlessError("QUEUE_FULL", `origin queue is full (${this.waiting} calls of this isolate waiting)`, {

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import type { Entry } from "../http/entry.ts";
+import { RefusalMarks, type Refusal } from "./refusal-marks.ts";
+
+const refused = (code: "BREAKER_OPEN" | "ORIGIN_BACKOFF" | "ORIGIN_STATUS", retryAfterMs?: number): Refusal => ({
+  kind: "failed",
+  code,
+  message: code,
+  collapsed: false,
+  ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+});
+const any = () => true;
+
+describe("RefusalMarks", () => {
+  it("an open breaker is believed until its retry time; then one scout asks while the others keep it", () => {
+    const marks = new RefusalMarks(5_000, 20_000);
+    expect(marks.heard("k", refused("BREAKER_OPEN", 3_000), 0)).toBe(true);
+    expect(marks.standing("k", 2_999, any)).toMatchObject({ code: "BREAKER_OPEN", retryAfterMs: 1 });
+    // The scout: told nothing, it asks.
+    expect(marks.standing("k", 3_000, any)).toBeUndefined();
+    expect(marks.standing("k", 3_001, any)?.code).toBe("BREAKER_OPEN");
+    // Its answer (the origin's entry) ends the mark: everyone asks again.
+    marks.heard("k", { kind: "alone" }, 3_050);
+    expect(marks.standing("k", 3_051, any)).toBeUndefined();
+  });
+
+  it("a scout that never reports lapses after scoutLapseMs: the next caller asks", () => {
+    const marks = new RefusalMarks(5_000, 1_000);
+    marks.heard("k", refused("BREAKER_OPEN", 500), 0);
+    expect(marks.standing("k", 500, any)).toBeUndefined();
+    expect(marks.standing("k", 1_499, any)).toBeDefined();
+    expect(marks.standing("k", 1_500, any)).toBeUndefined();
+  });
+
+  it("believed no longer than a probe interval (breaker) or half of one (a key's backoff, cut short when the breaker closes)", () => {
+    const marks = new RefusalMarks(4_000, 20_000);
+    marks.heard("open", refused("BREAKER_OPEN", 60_000), 0);
+    marks.heard("backing", refused("ORIGIN_BACKOFF", 60_000), 0);
+    expect(marks.standing("open", 3_999, any)).toBeDefined();
+    expect(marks.standing("open", 4_000, any)).toBeUndefined();
+    expect(marks.standing("backing", 1_999, any)).toBeDefined();
+    expect(marks.standing("backing", 2_000, any)).toBeUndefined();
+  });
+
+  it("remembers nothing else: an origin's own failure, or a refusal without a retry time", () => {
+    const marks = new RefusalMarks(5_000, 20_000);
+    expect(marks.heard("k", refused("ORIGIN_STATUS", 1_000), 0)).toBe(false);
+    expect(marks.heard("j", refused("BREAKER_OPEN"), 0)).toBe(false);
+    expect(marks.standing("k", 1, any)).toBeUndefined();
+    expect(marks.standing("j", 1, any)).toBeUndefined();
+  });
+
+  it("answers only a caller whose copy serves on the refusal, and keeps no copy of the coordinator's", () => {
+    const marks = new RefusalMarks(5_000, 20_000);
+    const stale = { key: "k" } as unknown as Entry;
+    marks.heard("k", { ...refused("BREAKER_OPEN", 3_000), stale, backoffStarted: true }, 0);
+    expect(marks.standing("k", 1, () => false)).toBeUndefined();
+    expect(marks.standing("k", 1, any)).toEqual({
+      kind: "failed",
+      code: "BREAKER_OPEN",
+      message: "BREAKER_OPEN",
+      collapsed: false,
+      retryAfterMs: 2_999,
+    });
+  });
+
+  it("holds at most maxKeys: the oldest goes first", () => {
+    const marks = new RefusalMarks(5_000, 20_000, 2);
+    for (const key of ["a", "b", "c"]) marks.heard(key, refused("BREAKER_OPEN", 3_000), 0);
+    expect(["a", "b", "c"].map((key) => marks.standing(key, 1, any) !== undefined)).toEqual([false, true, true]);
+  });
+});
