@@ -16,6 +16,7 @@ import {
   guardSnapshot,
   useGuard,
   useInCoordinators,
+  type DataCenter,
 } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
@@ -26,8 +27,13 @@ const BREAKER_OPEN_STALE = /^herdless; fwd=stale; ttl=-\d+; detail=breaker-open$
  * Data centers (own caches and isolates) that hold `paths` from one origin request each, their
  * calls to the keys' objects counted; then the origin goes down, the copies expire, and cold
  * keys open the breaker. `at`: the moment it opened (its next probe is a probe interval later).
+ * `beforeDown`: what happens while the origin is still up.
  */
-async function outage(paths: string[], headers: Record<string, string>) {
+async function outage(
+  paths: string[],
+  headers: Record<string, string>,
+  beforeDown?: (dc1: DataCenter, clock: ManualClock) => Promise<void>,
+) {
   const clock = new ManualClock(Date.now());
   const origin = await testOrigin({ headers });
   const testEnv = edgeEnv(origin.url, {
@@ -45,6 +51,7 @@ async function outage(paths: string[], headers: Record<string, string>) {
   const [dc0, dc1, opener] = dataCenters(3, counted.env, clock, { ownIsolate: true });
   for (const path of paths) for (const dc of [dc0!, dc1!]) expect((await dc.get(path)).status).toBe(200);
   expect(await origin.count()).toBe(paths.length);
+  await beforeDown?.(dc1!, clock);
   await origin.set({ mode: "down" });
   clock.advance(3_000);
   for (const path of colds) await opener!.get(path);
@@ -87,6 +94,24 @@ describe("an outage costs one call to a key's object per retry time, not one per
     expect((await dc1.get("/outage-cost/page")).cacheStatus).toBe("herdless; hit; ttl=2");
     expect(fills()).toBe(calls);
     expect(await origin.count("/outage-cost/page")).toBe(2);
+  });
+
+  it("the key's object sends a newer copy than this data center's with its refusal: answered with it, then with no call", async () => {
+    const path = "/outage-cost/newer";
+    // Before the outage dc1 renewed the key; dc0 still holds the copy before.
+    const renewed = async (dc1: DataCenter, clock: ManualClock) => {
+      clock.advance(3_000);
+      expect((await dc1.get(path)).body).not.toBe(`${path} #1`);
+    };
+    const { dc0, fills } = await outage([path], { "cache-control": "max-age=2, stale-if-error=600" }, renewed);
+    const before = fills();
+    const answers = [await dc0.get(path), await dc0.get(path), await dc0.get(path)];
+    const newer = answers[0]!.body;
+    expect(newer).not.toBe(`${path} #1`);
+    expect(answers.map((a) => [a.body, a.cacheStatus.replace(/ttl=-\d+/, "ttl")])).toEqual(
+      answers.map(() => [newer, "herdless; fwd=stale; ttl; detail=breaker-open"]),
+    );
+    expect(fills() - before).toBe(1);
   });
 
   it("a hard purge while the refusal stands: the purged copy is never answered, the key's object is asked", async () => {

@@ -64,6 +64,15 @@ describe("RefusalMarks", () => {
     });
   });
 
+  it("tells the caller when the coordinator's own copy was stored: an older copy of the caller's does not answer for it", () => {
+    const marks = new RefusalMarks(5_000, 20_000);
+    const stale = { key: "k", storedAt: 500 } as unknown as Entry;
+    marks.heard("k", { ...refused("BREAKER_OPEN", 3_000), stale }, 0);
+    const heldAt = (storedAt: number) => (_code: string, theirsAt: number | undefined) => storedAt >= (theirsAt ?? 0);
+    expect(marks.standing("k", 1, heldAt(400))).toBeUndefined();
+    expect(marks.standing("k", 1, heldAt(500))?.code).toBe("BREAKER_OPEN");
+  });
+
   it("holds at most maxKeys: the oldest goes first", () => {
     const marks = new RefusalMarks(5_000, 20_000, 2);
     for (const key of ["a", "b", "c"]) marks.heard(key, refused("BREAKER_OPEN", 3_000), 0);

@@ -14,6 +14,8 @@ const STANDING: readonly HerdlessErrorCode[] = ["BREAKER_OPEN", "ORIGIN_BACKOFF"
 
 interface Mark {
   refusal: Refusal;
+  /** When the copy the coordinator sent along was stored: a caller's older copy does not answer for it. */
+  theirsAt?: number;
   /** When the key's coordinator is asked again (epoch ms). */
   until: number;
   /** While the one caller asking again (the scout) waits for its answer: until then (epoch ms). */
@@ -55,12 +57,17 @@ export class RefusalMarks {
 
   /**
    * The refusal that stands for `key` at `now`, when `usable` says the caller may be answered
-   * in its place (its copy serves on that code). Undefined otherwise: the caller asks the
+   * in its place (its copy serves on that code, and is no older than `theirsAt`, the copy the
+   * coordinator answered with, when it sent one). Undefined otherwise: the caller asks the
    * coordinator, and when the refusal's time has come, it is the scout.
    */
-  standing(key: string, now: number, usable: (code: HerdlessErrorCode) => boolean): Refusal | undefined {
+  standing(
+    key: string,
+    now: number,
+    usable: (code: HerdlessErrorCode, theirsAt: number | undefined) => boolean,
+  ): Refusal | undefined {
     const mark = this.marks.get(key);
-    if (!mark || !usable(mark.refusal.code)) return undefined;
+    if (!mark || !usable(mark.refusal.code, mark.theirsAt)) return undefined;
     if (now < mark.until || (mark.scoutUntil !== undefined && now < mark.scoutUntil))
       return { ...mark.refusal, retryAfterMs: Math.max(1, mark.until - now) };
     mark.scoutUntil = now + this.scoutLapseMs;
@@ -88,6 +95,7 @@ export class RefusalMarks {
       ...refusal
     } = result;
     const mark: Mark = { refusal: { ...refusal, collapsed: false }, until: now + forMs };
+    if (result.stale) mark.theirsAt = result.stale.storedAt;
     if (!this.marks.delete(key)) this.chars += key.length;
     this.marks.set(key, mark);
     if (this.marks.size > this.maxKeys || this.chars > this.maxChars) this.trim(now);
@@ -143,8 +151,13 @@ export async function askUnlessRefused(
   const { refusals, config, clock } = o;
   if (!refusals) return ask();
   const now = clock.now();
-  const spares = (code: HerdlessErrorCode) =>
-    copy === "kept" || decideOnFailure(copy, code, config, now).kind === "stale-if-error";
+  // The copy answers as the coordinator's answer had it answered: when it serves on that
+  // refusal, and is the newest of the two (engine-answer.ts answerFailure serves the newer).
+  const spares = (code: HerdlessErrorCode, theirsAt: number | undefined) =>
+    copy === "kept" ||
+    (copy !== undefined &&
+      copy.storedAt >= (theirsAt ?? 0) &&
+      decideOnFailure(copy, code, config, now).kind === "stale-if-error");
   const refused = copy ? refusals.standing(fill.key, now, spares) : undefined;
   if (refused) return refused;
   const result = await ask();
