@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Entry } from "../http/entry.ts";
+import type { FillResult } from "./coordinator.ts";
 import { RefusalMarks, type Refusal } from "./refusal-marks.ts";
 
 const refused = (code: "BREAKER_OPEN" | "ORIGIN_BACKOFF" | "ORIGIN_STATUS", retryAfterMs?: number): Refusal => ({
@@ -71,6 +72,22 @@ describe("RefusalMarks", () => {
     const heldAt = (storedAt: number) => (_code: string, theirsAt: number | undefined) => storedAt >= (theirsAt ?? 0);
     expect(marks.standing("k", 1, heldAt(400))).toBeUndefined();
     expect(marks.standing("k", 1, heldAt(500))?.code).toBe("BREAKER_OPEN");
+  });
+
+  it("a copy stored after a refusal was heard (the breaker closed) ends every mark heard before it, not those heard after", () => {
+    const marks = new RefusalMarks(5_000, 20_000);
+    marks.heard("a", refused("BREAKER_OPEN", 4_000), 0);
+    marks.heard("b", refused("ORIGIN_BACKOFF", 2_000), 100);
+    marks.heard("c", refused("BREAKER_OPEN", 4_000), 300);
+    // A copy stored before the outage says nothing; a cached error neither.
+    const entry = (storedAt: number, negative = false) =>
+      ({ kind: "entry", entry: { storedAt, negative }, collapsed: false, stored: false }) as unknown as FillResult;
+    marks.heard("old", entry(-60_000), 250);
+    marks.heard("error", entry(240, true), 250);
+    expect(["a", "b", "c"].map((key) => marks.standing(key, 260, any) !== undefined)).toEqual([true, true, true]);
+    // Another data center's fill stored a copy at 200: the breaker closed then.
+    marks.heard("fresh", entry(200), 260);
+    expect(["a", "b", "c"].map((key) => marks.standing(key, 270, any) !== undefined)).toEqual([false, false, true]);
   });
 
   it("holds at most maxKeys: the oldest goes first", () => {

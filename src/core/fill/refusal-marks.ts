@@ -20,6 +20,8 @@ interface Mark {
   until: number;
   /** While the one caller asking again (the scout) waits for its answer: until then (epoch ms). */
   scoutUntil?: number;
+  /** When the refusal was heard (epoch ms). */
+  heardAt: number;
 }
 
 /**
@@ -36,7 +38,10 @@ interface Mark {
  *   backoff must not hold it past that.
  * - Once that time has come, one caller (the scout) asks the coordinator; the others keep the
  *   refusal until its answer, or until `scoutLapseMs` (a scout that never reports).
- * - Any other answer ends the key's mark: the next caller asks as before.
+ * - Any other answer ends the key's mark: the next caller asks as before. One that shows the
+ *   origin answered after a refusal was heard (a copy stored since, by any data center's fill)
+ *   ends every mark heard before: the breaker has closed, and each key asks again at once
+ *   rather than at its own retry time, as every request did before there were marks.
  *
  * @example
  * const marks = new RefusalMarks(config.breaker.probeIntervalMs, config.coordinator.waitTimeoutMs);
@@ -47,6 +52,8 @@ export class RefusalMarks {
   private readonly marks = new Map<string, Mark>();
   /** The keys' lengths summed: keys are URLs, and an attacker picks them. */
   private chars = 0;
+  /** The origin answered at this moment (a copy stored then): marks heard before it stand no more. */
+  private upAt = -Infinity;
 
   constructor(
     private readonly probeIntervalMs: number,
@@ -67,7 +74,8 @@ export class RefusalMarks {
     usable: (code: HerdlessErrorCode, theirsAt: number | undefined) => boolean,
   ): Refusal | undefined {
     const mark = this.marks.get(key);
-    if (!mark || !usable(mark.refusal.code, mark.theirsAt)) return undefined;
+    if (mark && mark.heardAt < this.upAt) this.forget(key);
+    if (!mark || mark.heardAt < this.upAt || !usable(mark.refusal.code, mark.theirsAt)) return undefined;
     if (now < mark.until || (mark.scoutUntil !== undefined && now < mark.scoutUntil))
       return { ...mark.refusal, retryAfterMs: Math.max(1, mark.until - now) };
     mark.scoutUntil = now + this.scoutLapseMs;
@@ -82,6 +90,7 @@ export class RefusalMarks {
     const forMs = result.kind === "failed" ? this.believedMs(result) : undefined;
     if (result.kind !== "failed" || forMs === undefined || forMs <= 0) {
       this.forget(key);
+      this.upAt = Math.max(this.upAt, Math.min(answeredAt(result, now), now));
       return false;
     }
     // The refusal alone: the copy the coordinator sent along is not kept here (bodies belong in
@@ -94,7 +103,7 @@ export class RefusalMarks {
       ownInput: _input,
       ...refusal
     } = result;
-    const mark: Mark = { refusal: { ...refusal, collapsed: false }, until: now + forMs };
+    const mark: Mark = { refusal: { ...refusal, collapsed: false }, until: now + forMs, heardAt: now };
     if (result.stale) mark.theirsAt = result.stale.storedAt;
     if (!this.marks.delete(key)) this.chars += key.length;
     this.marks.set(key, mark);
@@ -120,6 +129,23 @@ export class RefusalMarks {
 
   private forget(key: string): void {
     if (this.marks.delete(key)) this.chars -= key.length;
+  }
+}
+
+/**
+ * When an answer shows the origin answered: a copy's storing (not a cached error's), the origin's
+ * own answer that is not a failure; -Infinity for anything else (a failure, or nothing said).
+ */
+function answeredAt(result: FillResult, now: number): number {
+  switch (result.kind) {
+    case "entry":
+      return result.entry.negative ? -Infinity : result.entry.storedAt;
+    case "stream":
+      return result.head.negative ? -Infinity : result.head.storedAt;
+    case "pass":
+      return result.fwdStatus < 500 ? now : -Infinity;
+    default:
+      return -Infinity;
   }
 }
 
