@@ -18,7 +18,7 @@ import { RedisNotifier } from "./redis/notifier.ts";
 import { RedisPurgeRegistry } from "./redis/purge.ts";
 import { RedisFlightRelay, type RedisFlightRelayOptions } from "./redis/relay.ts";
 import type { Config } from "../core/config.ts";
-import { STREAMING } from "../core/fill/relay.ts";
+import { ASK_AGAIN, STREAMING } from "../core/fill/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
 import { sharedMaxBytes } from "./redis/store-bound.ts";
@@ -69,7 +69,8 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
   // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
   const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
   const shared = sharedTier(options, connection, bulk, prefix);
-  const { leases, guard } = leasesAndGuard(options, { connection, members, shared }, prefix);
+  const notifier = new RedisNotifier({ connection, prefix });
+  const { leases, guard } = leasesAndGuard(options, { connection, members, shared, notifier }, prefix);
   const purges = new RedisPurgeRegistry({
     ...{ connection, prefix, clock, members },
     keyOf: purgeKeyOf(config, true),
@@ -83,7 +84,6 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
 
   // The fleet guard throughout: without Redis it admits within this process's share.
   const parts = { guard, background, onOriginCall, ...originCall(options) };
-  const notifier = new RedisNotifier({ connection, prefix });
   const invalidations = new FleetInvalidations({
     notifier,
     near,
@@ -169,9 +169,10 @@ async function connectRedis(options: FleetStackOptions): Promise<RedisConnection
  */
 function leasesAndGuard(
   options: FleetStackOptions,
-  { connection, members, shared }: { connection: RedisConnection; members: FleetMembers; shared: RedisStore },
+  links: { connection: RedisConnection; members: FleetMembers; shared: RedisStore; notifier: RedisNotifier },
   prefix: string,
 ): { leases: RedisLeaseManager; guard: RedisGuard } {
+  const { connection, members, shared, notifier } = links;
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   // One Redis runs a connection's commands in order: a read sent after an acquire is answered after it.
@@ -179,6 +180,8 @@ function leasesAndGuard(
   const leases: RedisLeaseManager = new RedisLeaseManager({
     ...{ connection, prefix, clock, lookForLoss: (): Promise<void> => guard.lookForLoss() },
     ...(ordered ? { onAcquire: () => shared.cutReads() } : {}),
+    // Those who waited on a lease taken by an acquire its caller gave up on ask again.
+    onGhostFreed: (key) => void notifier.publish(key, ASK_AGAIN).catch(() => 0),
   });
   const share = () => members.share(config.origin.maxConcurrency, config.fleet.minProcesses);
   const guard: RedisGuard = new RedisGuard({

@@ -70,11 +70,12 @@ export const ALONE = "alone";
 export const STREAMING = "streaming";
 
 /**
- * Announcement of a flight that failed on its leader's own input (`ownInput`): the waiters
- * elsewhere ask again under the lease, one after another, as this process's joiners do.
- * (A member that does not know it reads an unknown message the same way.)
+ * Announcement of a flight that failed on its leader's own input (`ownInput`), or of a lease
+ * freed with no flight under it (a Node fleet's acquire that ran after its caller gave up):
+ * the waiters elsewhere ask again under the lease, one after another, as this process's
+ * joiners do. (A member that does not know it reads an unknown message the same way.)
  */
-const ASK_AGAIN = "ask-again";
+export const ASK_AGAIN = "ask-again";
 
 /**
  * Tells other processes how the flight for `key` went (`message`: {@link announcement});

@@ -249,6 +249,18 @@ export function checkPrefix(prefix: string): string {
   return prefix;
 }
 
+/**
+ * Whether a command that failed may run (or have run) in Redis all the same: it was sent and
+ * no answer came (a timeout, a connection dropped under it), so a Redis that stalled runs it
+ * when it resumes. A reply error (Redis answered) or a command never sent (no connection:
+ * the client has no offline queue) did not run.
+ */
+export function mayHaveRun(error: unknown): boolean {
+  const cause = error instanceof HerdlessError ? error.cause : error;
+  if (!(cause instanceof Error)) return true;
+  return cause.name !== "ReplyError" && !cause.message.includes("enableOfflineQueue options is false");
+}
+
 function unavailable(message: string, cause: unknown): HerdlessError {
   return new HerdlessError("COORDINATOR_UNAVAILABLE", message, { cause });
 }

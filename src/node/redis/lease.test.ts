@@ -361,10 +361,39 @@ describe("RedisLeaseManager when Redis goes away", () => {
     expect(performance.now() - started).toBeLessThan(200); // no round trip: rejected before sending
     outage.resume();
     await conn.ready(3_000);
-    // Another key: the acquire of "k" that timed out was still in the frozen server's socket,
-    // and ran when it resumed (before, Redis refused it for its script, unknown on a fresh server).
+    // The acquire of "k" that timed out was still in the frozen server's socket and ran when it
+    // resumed; once Redis answers, what it took is dropped (the next test).
     expect(await leases.acquire("k2", 10_000)).toBeDefined();
     await conn.close();
+    await outage.stop();
+  });
+
+  it("an acquire that timed out on a frozen server and ran when it resumed is undone: the others get the key at once, not after the lease", async () => {
+    const outage = await startRedisServer();
+    const conn = new RedisConnection({ url: outage.url, commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
+    const otherConn = new RedisConnection({ url: outage.url });
+    await Promise.all([conn.ready(), otherConn.ready()]);
+    const freed: string[] = [];
+    const prefix = "ghost-acquire:";
+    const holder = new RedisLeaseManager({ connection: conn, prefix, onGhostFreed: (key) => freed.push(key) });
+    const other = new RedisLeaseManager({ connection: otherConn, prefix });
+    outage.pause();
+    expect(isHerdlessError(await holder.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(
+      true,
+    );
+    outage.resume();
+    const resumedAt = performance.now();
+    let taken: Awaited<ReturnType<typeof other.acquire>>;
+    while (!(taken = await other.acquire("k", 10_000).catch(() => undefined)) && performance.now() - resumedAt < 3_000)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    // Before: the acquire that ran on resuming held "k" for its whole lease (10 s), for nobody.
+    expect(taken).toBeDefined();
+    expect(freed).toEqual(["k"]);
+    // Dropped once: the next holder keeps its lease.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await otherConn.client.get(other.leaseKey("k"))).toBe(String(taken!.token));
+    await conn.close();
+    await otherConn.close();
     await outage.stop();
   });
 

@@ -3,9 +3,10 @@ import { systemClock } from "../../core/clock.ts";
 import { HerdlessError } from "../../core/errors.ts";
 import type { Lease, LeaseManager } from "../../core/fill/lease.ts";
 import type { RedisConnection } from "./connection.ts";
-import { checkPrefix, slotKey } from "./connection.ts";
+import { checkPrefix, mayHaveRun, slotKey } from "./connection.ts";
 import { LuaScript } from "./lua-script.ts";
 import { EXTEND, reassertLease, REASSERT_MARGIN_MS } from "./lease-reassert.ts";
+import { ACQUIRE, dropGhost, Nonces, Redo, type Ghost } from "./lease-ghosts.ts";
 
 export interface RedisLeaseManagerOptions {
   connection: RedisConnection;
@@ -25,31 +26,12 @@ export interface RedisLeaseManagerOptions {
    * have seen was dealt with ({@link RedisLeaseManager.reassert}).
    */
   lookForLoss?: () => Promise<void>;
+  /**
+   * Told when a lease taken by an acquire that ran after its caller gave up on it was freed
+   * (lease-ghosts.ts): the members that waited on it ask again (the fleet announces it).
+   */
+  onGhostFreed?: (key: string) => void;
 }
-
-/**
- * Takes the lease only when free, and draws the token only then: a refused acquire does
- * not burn a token. The counter has no TTL, and it never falls below Redis's clock in
- * epoch milliseconds, so tokens keep increasing even after a Redis restart or flush empties
- * the counter: entries written before the restart (still in processes' LRUs, with their
- * tokens) never fence out the writes that follow it. Milliseconds, like the in-process
- * lease manager's floor: while Redis is down a process's local fallback writes with its
- * own tokens, and must be able to replace what the fleet wrote before.
- * KEYS[1] lease, KEYS[2] fence counter; ARGV[1] ttlMs. Returns the token, or 0.
- */
-const ACQUIRE = new LuaScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local time = redis.call('TIME')
-local floor = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local token = redis.call('INCR', KEYS[2])
-if token < floor then
-  token = floor
-  redis.call('SET', KEYS[2], string.format('%.0f', token))
-end
-redis.call('SET', KEYS[1], string.format('%.0f', token), 'NX', 'PX', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return token
-`);
 
 /**
  * How long a fence key outlives the lease it was issued with. Tokens are never below Redis's
@@ -69,10 +51,10 @@ end
 return 0
 `);
 
-/** Compare-and-delete: a holder whose lease expired and was taken frees nothing. The mark goes with the lease. */
+/** Compare-and-delete: a holder whose lease expired and was taken frees nothing. The mark and the claim go with the lease. */
 const RELEASE = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -97,14 +79,15 @@ export class RedisLeaseManager implements LeaseManager {
   private readonly prefix: string;
   private readonly clock: Clock;
   private readonly onAcquire: ((key: string) => void) | undefined;
-  /** Leases whose release failed (Redis stalled or away), released once Redis answers. */
-  private readonly unreleased = new Set<Lease>();
+  /** Releases that failed and acquires that may run after their caller gave up: done once Redis answers. */
+  private readonly redo = new Redo(RELEASE_RETRY_MS);
+  private readonly nonces = new Nonces();
   /** The leases of this process's fills (taken, not yet released nor found lost), with their refresh-ahead mark. */
   private readonly mine = new Map<Lease, number | undefined>();
   /** Released leases: an extend that looked for a loss meanwhile must not send EXTEND again (it takes a key that is gone). */
   private readonly released = new WeakSet<Lease>();
   private readonly lookForLoss: (() => Promise<void>) | undefined;
-  private retrying: ReturnType<typeof setTimeout> | undefined;
+  private readonly onGhostFreed: ((key: string) => void) | undefined;
 
   constructor(options: RedisLeaseManagerOptions) {
     this.connection = options.connection;
@@ -112,17 +95,25 @@ export class RedisLeaseManager implements LeaseManager {
     this.clock = options.clock ?? systemClock;
     this.onAcquire = options.onAcquire;
     this.lookForLoss = options.lookForLoss;
+    this.onGhostFreed = options.onGhostFreed;
   }
 
   async acquire(key: string, ttlMs: number): Promise<Lease | undefined> {
     checkTtl(ttlMs);
     const startedAt = this.clock.now();
-    const keys = [this.leaseKey(key), this.fenceKey(key)];
-    const args = [Math.ceil(ttlMs), Math.ceil(ttlMs) + FENCE_MARGIN_MS];
+    const ghost: Ghost = { key, nonce: this.nonces.next(), ttlMs };
+    const keys = [this.leaseKey(key), this.fenceKey(key), this.claimKey(key), this.droppedKey(ghost)];
+    const args = [Math.ceil(ttlMs), Math.ceil(ttlMs) + FENCE_MARGIN_MS, ghost.nonce];
     this.onAcquire?.(key);
-    const token = await this.connection.run("lease acquire", (client) =>
-      this.onAcquire ? ACQUIRE.runText(client, keys, args) : ACQUIRE.run(client, keys, args),
-    );
+    const token = await this.connection
+      .run("lease acquire", (client) =>
+        this.onAcquire ? ACQUIRE.runText(client, keys, args) : ACQUIRE.run(client, keys, args),
+      )
+      .catch((error: unknown) => {
+        // Sent, unanswered: Redis may run it yet, and take the key for a token nobody knows.
+        if (mayHaveRun(error)) this.redo.add({ attempt: () => this.dropGhost(ghost), lapsed: () => false });
+        throw error;
+      });
     if (typeof token !== "number" || token === 0) return undefined;
     const lease = { key, token, expiresAt: startedAt + ttlMs };
     this.mine.set(lease, undefined);
@@ -203,41 +194,27 @@ export class RedisLeaseManager implements LeaseManager {
     try {
       return await this.releaseNow(lease);
     } catch (error) {
-      this.unreleased.add(lease);
-      this.retryReleases();
+      this.redo.add({ attempt: () => this.releaseNow(lease), lapsed: () => lease.expiresAt <= this.clock.now() });
       throw error;
     }
   }
 
   private async releaseNow(lease: Lease): Promise<boolean> {
+    const keys = [this.leaseKey(lease.key), this.renewKey(lease.key), this.claimKey(lease.key)];
     const released = await this.connection.run("lease release", (client) =>
-      RELEASE.run(client, [this.leaseKey(lease.key), this.renewKey(lease.key)], [String(lease.token)]),
+      RELEASE.run(client, keys, [String(lease.token)]),
     );
     return released === 1;
   }
 
-  /** Tries the failed releases again in {@link RELEASE_RETRY_MS}, and after that, until each is done or its lease lapsed. */
-  private retryReleases(): void {
-    this.retrying ??= setTimeout(() => void this.retryOnce(), RELEASE_RETRY_MS);
-    this.retrying.unref();
-  }
-
-  private async retryOnce(): Promise<void> {
-    await Promise.all(
-      [...this.unreleased].map(async (lease) => {
-        const lapsed = lease.expiresAt <= this.clock.now();
-        if (
-          lapsed ||
-          (await this.releaseNow(lease).then(
-            () => true,
-            () => false,
-          ))
-        )
-          this.unreleased.delete(lease);
-      }),
-    );
-    this.retrying = undefined;
-    if (this.unreleased.size > 0) this.retryReleases();
+  /** Undoes an acquire that may have run after its caller gave up (lease-ghosts.ts); its waiters hear of a freed lease. */
+  private async dropGhost(ghost: Ghost): Promise<void> {
+    const keys = {
+      ...{ lease: this.leaseKey(ghost.key), mark: this.renewKey(ghost.key) },
+      ...{ claim: this.claimKey(ghost.key), dropped: this.droppedKey(ghost) },
+    };
+    const freed = await this.connection.run("lease drop", (client) => dropGhost(client, keys, ghost));
+    if (freed) this.onGhostFreed?.(ghost.key);
   }
 
   /**
@@ -271,6 +248,16 @@ export class RedisLeaseManager implements LeaseManager {
   /** The Redis key of the refresh-ahead mark of `key`'s lease holder. */
   renewKey(key: string): string {
     return slotKey(this.prefix, "renew", key);
+  }
+
+  /** The nonce and token of the acquire that took `key`'s lease (lease-ghosts.ts). */
+  private claimKey(key: string): string {
+    return slotKey(this.prefix, "claim", key);
+  }
+
+  /** Marks the acquire of `ghost.nonce` as dropped before it ran (lease-ghosts.ts); in the key's slot. */
+  private droppedKey(ghost: Ghost): string {
+    return `${slotKey(this.prefix, "dropped", ghost.key)}:${ghost.nonce}`;
   }
 
   /** The Redis key of `key`'s fencing counter. */
