@@ -275,4 +275,37 @@ describe("RedisGuard: Redis outage", () => {
     guard.close();
     other.close();
   });
+
+  it("a permit Redis granted after the guard gave up on its request (Redis stalled) does not hold a slot of the fleet's cap", async () => {
+    const config = configFor(1, 5_000);
+    const prefix = `ghost-permit:${process.pid}:`;
+    const conn = await redis.connect({ commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
+    const options = { config, clock: systemClock, prefix, permitTtlMs: 20_000, rejoinAfterMs: 50 };
+    const guard = new RedisGuard({
+      ...options,
+      connection: conn,
+      fallback: new LocalGuard({ config, clock: systemClock }),
+    });
+    const other = new RedisGuard({
+      ...options,
+      connection: redis.connection,
+      fallback: new LocalGuard({ config, clock: systemClock }),
+    });
+    redis.server.pause();
+    try {
+      // The acquire times out in Redis's socket: the call runs on the local share, and Redis
+      // grants that permit when it resumes, to nobody.
+      const local = await guard.acquire("foreground");
+      expect(guard.degraded).toBe(true);
+      await local.release("success");
+    } finally {
+      redis.server.resume();
+    }
+    await until("the guard is back on the fleet's cap", () => !guard.degraded);
+    // Before: the fleet's one slot was held by that permit for its 20 s lease: ORIGIN_BUSY here.
+    const next = await other.acquire("foreground", undefined, true);
+    await next.release("success");
+    guard.close();
+    other.close();
+  });
 });

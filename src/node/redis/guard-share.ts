@@ -1,6 +1,6 @@
 import type { Clock } from "../../core/clock.ts";
 import type { LocalGuard, LocalPermit, Timers } from "../../core/guard/local-guard.ts";
-import type { RedisConnection } from "./connection.ts";
+import { mayHaveRun, type RedisConnection } from "./connection.ts";
 import { lookAtEpoch, registerPermits, type EpochKeys, type FleetEpoch } from "./guard-epoch.ts";
 import { othersPermits } from "./guard-scripts.ts";
 
@@ -116,6 +116,17 @@ export class LocalShare {
     for (const [gone, at] of this.unreleased) if (now - at > this.o.permitTtlMs) this.unreleased.delete(gone);
     this.unreleased.set(id, now);
     if (cause !== undefined) this.degrade(cause);
+  }
+
+  /**
+   * For a try for permit `id` that failed: one sent and not answered (a stalled Redis) is granted
+   * when Redis resumes, to nobody, so it is taken out as a released permit is. Rethrows.
+   */
+  unanswered(id: string): (error: unknown) => never {
+    return (error) => {
+      if (mayHaveRun(error)) this.unheard(id);
+      throw error;
+    };
   }
 
   /** Redis is unreachable: admit within the share from now on. */

@@ -201,8 +201,9 @@ export class RedisGuard implements OriginGuard {
     const now = this.o.clock.now();
     const { owner, epoch } = this;
     const permit = { owner, id: `${owner}${++this.permits}`, now, expiresAt: now + this.permitTtlMs, priority, epoch };
-    const { config } = this.o;
-    const attempt = await this.o.connection.run("guard acquire", (c) => acquirePermit(c, this.keys, permit, config));
+    const attempt = await this.o.connection
+      .run("guard acquire", (c) => acquirePermit(c, this.keys, permit, this.o.config))
+      .catch(this.share.unanswered(permit.id));
     this.share.observe(attempt.others);
     return attempt;
   }
