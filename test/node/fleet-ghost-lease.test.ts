@@ -1,5 +1,4 @@
 import { createServer, request } from "node:http";
-import { connect, createServer as createTcpServer, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterEach, expect, it } from "vitest";
 import { parseConfig } from "../../src/core/config.ts";
@@ -7,6 +6,7 @@ import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { startRedisServer, type RedisServer } from "./redis-server.ts";
+import { stallingProxy } from "./stalling-proxy.ts";
 
 /**
  * Redis stalls (a fork for BGSAVE, a slow fsync, SIGSTOP) while a member's lease acquire is in
@@ -30,43 +30,6 @@ async function countingOrigin() {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   cleanup.push(() => new Promise((resolve) => server.close(() => resolve())));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, asked: () => asked };
-}
-
-/**
- * A TCP proxy to `redis` that stalls like Redis does: the first time a member sends a command
- * naming `marker`, that connection's bytes are held (no reply comes back), and they reach
- * Redis, which runs them, once the member gave up and closed the socket and `resumed` settled.
- */
-async function stallingProxy(redis: RedisServer, marker: string, resumed: Promise<void> = Promise.resolve()) {
-  const port = Number(new URL(redis.url).port);
-  let stalled = false;
-  let ran = false;
-  const server = createTcpServer((down: Socket) => {
-    const up = connect(port, "127.0.0.1");
-    const held: Buffer[] = [];
-    let holding = false;
-    down.on("data", (chunk: Buffer) => {
-      if (!stalled && chunk.includes(marker)) holding = stalled = true;
-      if (holding) held.push(chunk);
-      else up.write(chunk);
-    });
-    up.on("data", (chunk: Buffer) => void (holding || down.write(chunk)));
-    down.on("close", () => {
-      if (!holding) return void up.end();
-      void resumed.then(() => {
-        for (const chunk of held) up.write(chunk);
-        up.end();
-        ran = true;
-      });
-    });
-    up.on("close", () => down.destroy());
-    down.on("error", () => undefined);
-    up.on("error", () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanup.push(() => new Promise((resolve) => server.close(() => resolve())));
-  const url = `redis://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, stalled: () => stalled, ran: () => ran };
 }
 
 function get(server: RunningServer): Promise<{ status: number; ms: number }> {

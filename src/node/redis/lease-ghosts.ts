@@ -58,9 +58,6 @@ redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
 return 0
 `);
 
-/** Acquires kept for dropping at most: past it, the oldest is forgotten (its lease lapses on its own). */
-const MAX_GHOSTS = 10_000;
-
 /** The keys DROP needs, in the key's slot. */
 export interface GhostKeys {
   lease: string;
@@ -82,48 +79,6 @@ export class Nonces {
   private n = 0;
   next(): string {
     return `${this.prefix}${(++this.n).toString(36)}`;
-  }
-}
-
-/**
- * Things to do once Redis answers again: each `attempt` is tried every `everyMs` until it
- * settles without error or its `lapsed()` says it no longer matters. At most
- * {@link MAX_GHOSTS} wait; past that the oldest is dropped.
- *
- * @example
- * redo.add({ attempt: () => release(lease), lapsed: () => lease.expiresAt <= clock.now() });
- */
-export class Redo {
-  private readonly pending = new Set<{ attempt: () => Promise<unknown>; lapsed: () => boolean }>();
-  private timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(private readonly everyMs: number) {}
-
-  add(work: { attempt: () => Promise<unknown>; lapsed: () => boolean }): void {
-    if (this.pending.size >= MAX_GHOSTS) this.pending.delete(this.pending.values().next().value!);
-    this.pending.add(work);
-    this.schedule();
-  }
-
-  private schedule(): void {
-    this.timer ??= setTimeout(() => void this.once(), this.everyMs);
-    this.timer.unref();
-  }
-
-  private async once(): Promise<void> {
-    await Promise.all(
-      [...this.pending].map(async (work) => {
-        const done =
-          work.lapsed() ||
-          (await work.attempt().then(
-            () => true,
-            () => false,
-          ));
-        if (done) this.pending.delete(work);
-      }),
-    );
-    this.timer = undefined;
-    if (this.pending.size > 0) this.schedule();
   }
 }
 

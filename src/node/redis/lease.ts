@@ -6,7 +6,8 @@ import type { RedisConnection } from "./connection.ts";
 import { checkPrefix, mayHaveRun, slotKey } from "./connection.ts";
 import { LuaScript } from "./lua-script.ts";
 import { EXTEND, reassertLease, REASSERT_MARGIN_MS } from "./lease-reassert.ts";
-import { ACQUIRE, dropGhost, Nonces, Redo, type Ghost } from "./lease-ghosts.ts";
+import { ACQUIRE, dropGhost, Nonces, type Ghost } from "./lease-ghosts.ts";
+import { Redo } from "./redo.ts";
 
 export interface RedisLeaseManagerOptions {
   connection: RedisConnection;

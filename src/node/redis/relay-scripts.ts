@@ -7,10 +7,12 @@ import { LuaScript } from "./lua-script.ts";
  */
 
 /**
- * Writes the head (entry `0-1`) and points the key's waiters at it.
- * KEYS[1] pointer, KEYS[2] stream; ARGV token, id, head, ttlMs.
+ * Writes the head (entry `0-1`) and points the key's waiters at it, unless the offer was
+ * withdrawn before it ran (WITHDRAW). KEYS[1] pointer, KEYS[2] stream, KEYS[3] its withdrawn
+ * mark; ARGV token, id, head, ttlMs. Returns 1, or 0 when withdrawn.
  */
 export const OFFER = new LuaScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('XADD', KEYS[2], '0-1', 'h', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -116,6 +118,26 @@ if redis.call('GET', KEYS[4]) == ARGV[4] then redis.call('SET', KEYS[4], ARGV[5]
 redis.call('XTRIM', KEYS[1], 'MINID', '0-' .. low)
 return 1
 `);
+
+/**
+ * Undoes an offer its writer gave up on (it timed out: a stalled Redis runs it when it
+ * resumes, and the key's late waiters followed a record no piece would ever reach): the
+ * pointer goes if it is still this offer's, the record goes, and if the offer has not run
+ * yet it is marked so that it writes nothing when it does.
+ * KEYS[1] pointer, KEYS[2] stream, KEYS[3] readers, KEYS[4] places, KEYS[5] withdrawn mark;
+ * ARGV pointer value, ttlMs.
+ */
+export const WITHDRAW = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
+return 1
+`);
+
+/** The mark of an offer of `stream` withdrawn (WITHDRAW), in its slot. */
+export function withdrawnKey(stream: string): string {
+  return `${stream}:withdrawn`;
+}
 
 /** The readers counted in on `stream` (TAKE), in its slot. */
 export function readersKey(stream: string): string {

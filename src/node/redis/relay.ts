@@ -10,8 +10,10 @@ import {
 } from "../../core/fill/relay.ts";
 import { isEventStream } from "../../core/origin/response-fields.ts";
 import type { RedisConnection } from "./connection.ts";
-import { checkPrefix, slotKey } from "./connection.ts";
+import { checkPrefix, mayHaveRun, slotKey } from "./connection.ts";
 import { APPEND, FINISH, OFFER, PLACE, placesKey, readersKey, ROOM, TAKE } from "./relay-scripts.ts";
+import { WITHDRAW, withdrawnKey } from "./relay-scripts.ts";
+import { Redo } from "./redo.ts";
 import type { RedisNotifier } from "./notifier.ts";
 import { followPieces, PIECE_BYTES, PieceWriter, type Room } from "./relay-body.ts";
 import { headOf, parseHead } from "./relay-head.ts";
@@ -82,6 +84,8 @@ export class RedisFlightRelay implements FlightRelay {
   private readonly prefix: string;
   /** Body entries a record holds at most (windowPieces of the options' windowBytes). */
   private readonly window: number;
+  /** Offers that may run after their writer gave up on them, withdrawn once Redis answers. */
+  private readonly redo = new Redo(100);
   constructor(private readonly o: RedisFlightRelayOptions) {
     this.window = windowPieces(o.windowBytes);
     this.prefix = checkPrefix(o.prefix);
@@ -99,10 +103,16 @@ export class RedisFlightRelay implements FlightRelay {
         }
         return undefined;
       }
+      const stream = this.streamKey(key, id);
       await this.o.connection.run("relay offer", (client) =>
-        OFFER.run(client, [this.pointerKey(key), this.streamKey(key, id)], [token, id, headOf(answer), this.o.ttlMs]),
+        OFFER.run(
+          client,
+          [this.pointerKey(key), stream, withdrawnKey(stream)],
+          [token, id, headOf(answer), this.o.ttlMs],
+        ),
       );
     } catch (error) {
+      if (mayHaveRun(error)) this.redo.add({ attempt: () => this.withdraw(key, id, ref), lapsed: () => false });
       if (answer.kind === "stream") await answer.body.cancel(error).catch(() => undefined);
       throw error;
     }
@@ -204,6 +214,13 @@ export class RedisFlightRelay implements FlightRelay {
     // saw a late member answer nothing for 5 s). Told now, it asks on its own. A download's
     // waiter rightly waits for its end, which is announced.
     if (what === ALONE) await this.o.notifier.publish(key, ALONE).catch(() => 0);
+  }
+
+  /** Takes back an offer that may have run after its writer gave up on it (WITHDRAW). */
+  private async withdraw(key: string, id: string, ref: string): Promise<void> {
+    const stream = this.streamKey(key, id);
+    const keys = [this.pointerKey(key), stream, readersKey(stream), placesKey(stream), withdrawnKey(stream)];
+    await this.o.connection.run("relay withdraw", (client) => WITHDRAW.run(client, keys, [ref, this.o.ttlMs]));
   }
 
   /** Appends entry `0-<seq>`; false once the record is gone. */
