@@ -112,6 +112,11 @@ export interface EpochKeys {
   epoch: string;
 }
 
+/** The guard's keys (one slot, hash tag `{guard}`). */
+export interface GuardKeys extends EpochKeys {
+  breaker: string;
+}
+
 /** Renews the permits `ids` (see RENEW); returns the ids that are lost (no room for them). */
 export async function renewPermits(
   client: RedisClient,
@@ -133,13 +138,24 @@ export async function renewPermits(
  * The rejoin's write (Redis answers again after this process lost it): takes out the permits
  * released meanwhile and writes back every one held. A missing marker is created with no
  * grace: after a reconnect every process writes its own back before it admits (LocalShare).
- * KEYS[1] permits, KEYS[2] epoch; ARGV: fresh token, expiresAt, count of released, released
- * ids, held ids. Returns {token, graceUntil}.
+ * A released permit that is the breaker's probe (its outcome unheard, or granted after its
+ * process gave up on the request: it called nobody) reopens the breaker with the probe due
+ * now, rather than holding it half-open until the probe would lapse.
+ * KEYS[1] permits, KEYS[2] epoch, KEYS[3] breaker; ARGV: fresh token, expiresAt, count of
+ * released, released ids, held ids. Returns {token, graceUntil}.
  */
 const REGISTER = new LuaScript(`${EPOCH_LUA}
 local token, graceUntil = epochOf(KEYS[2], 0, '', ARGV[1], 0)
 local released = tonumber(ARGV[3])
-for i = 4, 3 + released do redis.call('ZREM', KEYS[1], ARGV[i]) end
+local raw = released > 0 and redis.call('GET', KEYS[3])
+local ok, b = pcall(cjson.decode, raw or '')
+for i = 4, 3 + released do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  if ok and type(b) == 'table' and b.state == 'half-open' and b.probeId == ARGV[i] then
+    b.state, b.probeExpiresAt, b.probeId = 'open', 0, ''
+    redis.call('SET', KEYS[3], cjson.encode(b))
+  end
+end
 for i = 4 + released, #ARGV do redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) end
 return {token, graceUntil}
 `);
@@ -147,13 +163,13 @@ return {token, graceUntil}
 /** Writes back `held` and takes out `released` (see REGISTER). */
 export async function registerPermits(
   client: RedisClient,
-  keys: EpochKeys,
+  keys: GuardKeys,
   epoch: FleetEpoch,
   r: { expiresAt: number; released: string[]; held: string[] },
 ): Promise<void> {
   const [, , fresh] = epoch.args(0);
   const args = [fresh, r.expiresAt, r.released.length, ...r.released, ...r.held];
-  void sawReply(epoch, await REGISTER.run(client, [keys.permits, keys.epoch], args));
+  void sawReply(epoch, await REGISTER.run(client, [keys.permits, keys.epoch, keys.breaker], args));
 }
 
 /** epochOf alone. KEYS[1] epoch; ARGV as epochOf's. Returns {token, graceUntil}. */

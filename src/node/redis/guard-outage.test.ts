@@ -308,4 +308,43 @@ describe("RedisGuard: Redis outage", () => {
     guard.close();
     other.close();
   });
+
+  it("a probe Redis granted after the guard gave up on its request does not hold the fleet's breaker half-open: the next call probes", async () => {
+    const config = parseConfig({
+      origin: { url: "http://127.0.0.1:8080", maxConcurrency: 4, timeoutMs: 5_000 },
+      breaker: { failureThreshold: 1, minFailingKeys: 1, probeIntervalMs: 100 },
+    });
+    const prefix = `ghost-probe:${process.pid}:`;
+    const conn = await redis.connect({ commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
+    const options = { config, clock: systemClock, prefix, rejoinAfterMs: 50 };
+    const guard = new RedisGuard({
+      ...options,
+      connection: conn,
+      fallback: new LocalGuard({ config, clock: systemClock }),
+    });
+    const other = new RedisGuard({
+      ...options,
+      connection: redis.connection,
+      fallback: new LocalGuard({ config, clock: systemClock }),
+    });
+    await (await other.acquire("foreground")).release("failure", "/down");
+    expect((await other.snapshot()).breaker).toBe("open");
+    await sleep(150); // the next call is the probe
+    redis.server.pause();
+    try {
+      // The try times out in Redis's socket (the call goes on with the process's share); Redis
+      // makes it the fleet's probe when it resumes.
+      await (await guard.acquire("foreground")).release("success");
+      expect(guard.degraded).toBe(true);
+    } finally {
+      redis.server.resume();
+    }
+    await until("the guard is back on the fleet's cap", () => !guard.degraded);
+    // Before: BREAKER_OPEN until that probe would have lapsed (origin.timeoutMs, 5 s).
+    const probe = await other.acquire("foreground");
+    await probe.release("success");
+    expect((await other.snapshot()).breaker).toBe("closed");
+    guard.close();
+    other.close();
+  });
 });

@@ -10,7 +10,7 @@ import { breakerSettings } from "../../core/guard/local-guard.ts";
 import type { GuardSnapshot, OriginOutcome, Priority } from "../../core/guard/origin-guard.ts";
 import type { RedisClient } from "./connection.ts";
 import { LuaScript } from "./lua-script.ts";
-import { EPOCH_LUA, type EpochKeys, type FleetEpoch } from "./guard-epoch.ts";
+import { EPOCH_LUA, type FleetEpoch, type GuardKeys } from "./guard-epoch.ts";
 
 /*
  * The fleet guard's atomic steps: breaker.ts's transitions, re-stated in Lua so that a
@@ -149,11 +149,6 @@ end
 writeBreaker(KEYS[2], b)
 return b.state
 `);
-
-/** The guard's keys, in one slot (hash tag `{guard}`). */
-export interface GuardKeys extends EpochKeys {
-  breaker: string;
-}
 
 /** What a try for a slot came to, and how many permits other processes held then. */
 export type Attempt = { others: number } & (

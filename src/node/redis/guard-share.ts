@@ -1,7 +1,7 @@
 import type { Clock } from "../../core/clock.ts";
 import type { LocalGuard, LocalPermit, Timers } from "../../core/guard/local-guard.ts";
 import { mayHaveRun, type RedisConnection } from "./connection.ts";
-import { lookAtEpoch, registerPermits, type EpochKeys, type FleetEpoch } from "./guard-epoch.ts";
+import { lookAtEpoch, registerPermits, type FleetEpoch, type GuardKeys } from "./guard-epoch.ts";
 import { othersPermits } from "./guard-scripts.ts";
 
 /** How often a process with no call to the origin reads the permits of the others anew. */
@@ -16,8 +16,8 @@ export interface Held {
 
 export interface LocalShareOptions {
   connection: RedisConnection;
-  /** The fleet's permit set, where the permits held are written back when Redis returns, and its epoch marker. */
-  keys: EpochKeys;
+  /** The fleet's permit set, where the permits held are written back when Redis returns, its epoch marker and its breaker. */
+  keys: GuardKeys;
   /** The epoch this process last saw, kept current while it calls nobody. */
   epoch: FleetEpoch;
   /** The guard of this process's share of the cap (see FleetMembers.share). */

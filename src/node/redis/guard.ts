@@ -18,8 +18,8 @@ import type {
 } from "../../core/guard/origin-guard.ts";
 import { checkPrefix, type RedisConnection } from "./connection.ts";
 import { breakerOpen, MAX_POLL_MS, MIN_POLL_MS, PollPause, WaitQueue } from "./guard-queue.ts";
-import { acquirePermit, readGuard, releasePermit, type Attempt, type GuardKeys } from "./guard-scripts.ts";
-import { FleetEpoch } from "./guard-epoch.ts";
+import { acquirePermit, readGuard, releasePermit, type Attempt } from "./guard-scripts.ts";
+import { FleetEpoch, type GuardKeys } from "./guard-epoch.ts";
 import { lossGraceMs, PermitRenewals } from "./guard-renewal.ts";
 import { LocalShare } from "./guard-share.ts";
 
