@@ -18,6 +18,26 @@ export interface RunRecord {
   calls: OriginCall[];
   clients: ClientRecord[];
   purges: PurgeRecord[];
+  /**
+   * When the deployment served in its documented degraded mode (a fleet cut off from Redis:
+   * docs/node.md, "When Redis goes away"): each process fills on its own then, so the
+   * collapse and stale promises are not judged for what overlaps these. The cap always is.
+   */
+  degraded: Window[];
+  /** The deployment's faults, as it saw them (for a failure's message). */
+  story: string[];
+  /** In a seed with an outage: the GET of the run's stand-in copy sent as the outage began (promises-run.ts). */
+  standIn?: ClientRecord;
+}
+
+export interface Window {
+  from: number;
+  to: number;
+}
+
+/** Whether `[from, to]` overlaps a degraded window. */
+function degradedDuring(run: RunRecord, from: number, to: number): boolean {
+  return run.degraded.some((w) => w.from <= to && w.to >= from);
 }
 
 /** Kinds the cache shares (a GET without credentials is one fill per key at a time). */
@@ -76,6 +96,28 @@ export function settledPeak(calls: OriginCall[]): { peak: number; at: OriginCall
   return best;
 }
 
+/**
+ * What a run must have shown for its verdict to mean something, each unmet one a line: the
+ * origin kept busy to the cap (`cap`), the outage met by the stored stand-in copy (`stand-in`),
+ * a member cut off from Redis (`degraded`).
+ */
+export function unexercised(run: RunRecord, wanted: ("cap" | "stand-in" | "degraded")[]): string[] {
+  const out: string[] = [];
+  const { peak, at } = settledPeak(run.calls);
+  if (wanted.includes("cap") && peak !== run.cap)
+    out.push(
+      `origin's busiest moment: ${peak} requests at once, not the cap ${run.cap} (${at.map((c) => `${c.path} ${fmt(c)}`).join("; ")})`,
+    );
+  const standIn = run.standIn;
+  const status = String(standIn?.responseHeaders?.["cache-status"]);
+  if (wanted.includes("stand-in") && (standIn?.status !== 200 || !status.includes("fwd=stale")))
+    out.push(
+      `the outage's stand-in GET got ${standIn === undefined ? "nothing (no outage)" : `${standIn.status} (${status}, ${standIn.error ?? "answered"})`}, not the stored copy (fwd=stale)`,
+    );
+  if (wanted.includes("degraded") && run.degraded.length === 0) out.push("no member was ever cut off from Redis");
+  return out;
+}
+
 function capKept(run: RunRecord): string[] {
   const { peak, at } = settledPeak(run.calls);
   if (peak <= run.cap) return [];
@@ -119,7 +161,10 @@ function leaks(run: RunRecord): string[] {
 function hung(run: RunRecord): string[] {
   return run.clients
     .filter((c) => c.error === "hung")
-    .map((c) => `${c.id} ${c.method} ${c.path} ${JSON.stringify(c.headers)} never answered`);
+    .map(
+      (c) =>
+        `${c.id} ${c.method} ${c.path} ${JSON.stringify(c.headers)} never answered (${c.status === undefined ? `no head, ${c.progress}` : `head ${c.status}, ${c.length} bytes of body`}, sent at ${Math.round(c.sentAt)} to ${c.base}, given up on at ${Math.round(c.doneAt ?? 0)})`,
+    );
 }
 
 function sharedCalls(run: RunRecord, kinds: Set<string>): Map<string, OriginCall[]> {
@@ -151,6 +196,7 @@ function oneFillAtATime(run: RunRecord): string[] {
     for (let i = 1; i < sorted.length; i++) {
       const next = sorted[i]!;
       const open = sorted.slice(0, i).filter((c) => (c.end ?? Infinity) > next.start);
+      if (open.some((c) => degradedDuring(run, c.start, next.start))) continue;
       const allowed = sentAlone(run, next.path, next.start) ? run.cap : 0;
       const before = open[0];
       if (before !== undefined && open.length > allowed)
@@ -191,6 +237,7 @@ function oneFillPerLifetime(run: RunRecord): string[] {
       if (!filled.complete || ![200, 302, 304].includes(filled.status ?? 0)) continue;
       if (next.start >= filled.start + LIFETIME_MS * (1 - run.refreshAhead) - SLACK_MS) continue;
       if (invalidated(run, filled.path, filled.start, next.start) || sentAlone(run, next.path, next.start)) continue;
+      if (degradedDuring(run, filled.start, next.start)) continue;
       if (run.honorRequestNoCache && askedToRevalidate(run, filled.path, filled.start, next.start)) continue;
       out.push(
         `${key}: asked again ${Math.round(next.start - filled.start)} ms into its ${LIFETIME_MS} ms lifetime (${fmt(filled)}, then ${fmt(next)})`,
@@ -222,13 +269,15 @@ function firstGood(run: RunRecord, path: string): number | undefined {
 
 /**
  * The shared clients of pages of `kind` sent once a good copy of their page was stored, with no
- * purge or unsafe request reaching herdless since (sent before the client's answer).
+ * purge or unsafe request reaching herdless since (sent before the client's answer), and none
+ * served while its deployment was degraded.
  */
 function afterGoodCopy(run: RunRecord, kind: string): ClientRecord[] {
   return run.clients.filter((c) => {
     if (kindOf(c.path) !== kind || !sharedClient(c)) return false;
     const good = firstGood(run, c.path);
-    return good !== undefined && c.sentAt >= good && !invalidated(run, c.path, good, c.doneAt ?? Infinity);
+    if (good === undefined || c.sentAt < good || invalidated(run, c.path, good, c.doneAt ?? Infinity)) return false;
+    return !degradedDuring(run, c.sentAt, c.doneAt ?? Infinity);
   });
 }
 

@@ -18,6 +18,8 @@ import type { Duplex } from "node:stream";
  * - `/err/n` `500` without freshness; `/slow/n` cacheable after up to 700 ms; `/hang/n` never;
  * - `/cut/n` a body cut short; `/vary/n` `Vary: Accept-Language`; `/redir/n` a cacheable `302`;
  * - `/big/n` a cacheable body of 0.3 to 3 MiB, streamed in pieces;
+ * - `/standin/n` `max-age=0, stale-if-error=60`: stale as it is stored, a copy to stand in
+ *   for the origin's outage (the run's own probe of it, never the seeded traffic);
  * - unsafe methods (`POST`, `PUT`, `DELETE`) the method and how many bytes were sent.
  *
  * A request carrying `Cookie` or `Authorization` is answered with `Set-Cookie: sid=<id>` and
@@ -246,6 +248,8 @@ function answer(ask: Ask): void {
       });
     case "big":
       return streamBig(ask, own);
+    case "standin":
+      return text(res, 200, page, { "cache-control": "max-age=0, stale-if-error=60", ...own });
     default:
       return text(res, 404, "no such page", own);
   }

@@ -33,10 +33,17 @@ export interface PlannedRequest {
 }
 
 export interface ClientRecord extends PlannedRequest {
+  /** Where it was sent (which member of a fleet). */
+  base: string;
   sentAt: number;
   doneAt?: number;
   status?: number;
   responseHeaders?: IncomingHttpHeaders;
+  /**
+   * How far the request got, for a hang's message: `queued` (no connection yet: the agent's
+   * pool was full), `connected` (on a connection, new or kept alive), `sent` (written whole).
+   */
+  progress: "queued" | "connected" | "sent";
   /** The body's first 400 bytes, and its length. */
   body: string;
   length: number;
@@ -100,15 +107,23 @@ export function planRequest(rand: () => number, id: string): PlannedRequest {
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1_000 });
 
+/** What a client tells the run while it waits, and when the run gives up on it (promises-run.ts). */
+export interface ClientWatch {
+  /** Heard whenever an answer's head, a piece of its body or its end arrives. */
+  moved(): void;
+  /** Once settled, a client not yet answered is cut off and counts as never answered (`hung`). */
+  giveUp: Promise<void>;
+}
+
 /** Sends `plan` to `base` under Host `site.test`; resolves with what came back, never rejects. */
-export function sendPlanned(base: string, plan: PlannedRequest, deadlineMs: number): Promise<ClientRecord> {
-  const record: ClientRecord = { ...plan, sentAt: performance.now(), body: "", length: 0 };
+export function sendPlanned(base: string, plan: PlannedRequest, watch: ClientWatch): Promise<ClientRecord> {
+  const record: ClientRecord = { ...plan, base, sentAt: performance.now(), progress: "queued", body: "", length: 0 };
   return new Promise((resolve) => {
     let settled = false;
     const done = (error?: string) => {
       if (settled) return;
       settled = true;
-      clearTimeout(deadline);
+      watch.moved();
       record.doneAt = performance.now();
       if (error !== undefined) record.error = error;
       resolve(record);
@@ -123,10 +138,11 @@ export function sendPlanned(base: string, plan: PlannedRequest, deadlineMs: numb
       });
     if (plan.upload > 0) headers["content-length"] = String(plan.upload);
     const req = request(`${base}${plan.path}`, { method: plan.method, headers, agent: plan.webSocket ? false : agent });
-    const deadline = setTimeout(() => {
+    void watch.giveUp.then(() => {
+      if (settled) return;
       req.destroy();
       done("hung");
-    }, deadlineMs);
+    });
     if (plan.hangup === "early")
       setTimeout(() => {
         req.destroy();
@@ -140,6 +156,7 @@ export function sendPlanned(base: string, plan: PlannedRequest, deadlineMs: numb
       socket.on("close", () => done());
     });
     req.on("response", (res) => {
+      watch.moved();
       record.status = res.statusCode ?? 0;
       record.responseHeaders = res.headers;
       if (plan.hangup === "head") {
@@ -147,6 +164,7 @@ export function sendPlanned(base: string, plan: PlannedRequest, deadlineMs: numb
         return done("hung up");
       }
       res.on("data", (chunk: Buffer) => {
+        watch.moved();
         if (record.body.length < 400) record.body += chunk.toString("latin1").slice(0, 400 - record.body.length);
         record.length += chunk.length;
       });
@@ -155,6 +173,8 @@ export function sendPlanned(base: string, plan: PlannedRequest, deadlineMs: numb
       res.on("aborted", () => done("body aborted"));
     });
     req.on("error", (error) => done(`request: ${error.message}`));
+    req.once("socket", () => (record.progress = "connected"));
+    req.once("finish", () => (record.progress = "sent"));
     writeUpload(req, plan);
   });
 }
@@ -190,11 +210,14 @@ export async function purge(base: string, token: string, rand: () => number): Pr
   const paths = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => `/${pick(rand)}/${Math.floor(rand() * 3)}`);
   const body = JSON.stringify(all ? { all: true, soft } : { urls: paths.map((p) => `http://site.test${p}`), soft });
   const at = performance.now();
-  const res = await fetch(`${base}/__herdless/purge`, {
+  // A member shut down as it was sent resets it (status 0): it may have been applied all the same.
+  const status = await fetch(`${base}/__herdless/purge`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body,
-  });
-  await res.arrayBuffer();
-  return { at, paths: all ? "all" : paths, soft, status: res.status };
+  }).then(
+    async (res) => (await res.arrayBuffer(), res.status),
+    () => 0,
+  );
+  return { at, paths: all ? "all" : paths, soft, status };
 }

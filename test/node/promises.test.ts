@@ -12,12 +12,13 @@
  * - no client gets an answer made for another (its Set-Cookie, a page naming it);
  * - no `500` of herdless's own, no client left unanswered;
  * - a copy within stale-while-revalidate answers while its slow refresh runs, and one within
- *   stale-if-error hides every failure of the origin.
+ *   stale-if-error hides every failure of the origin (a copy the run stores before its traffic
+ *   meets the outage, so each seed with one surely serves a stale copy: `fwd=stale`).
  *
  * The seeds here pass; others are explored by hand with the same kit (runSeed, violations).
  */
 import { describe, expect, it } from "vitest";
-import { settledPeak, violations } from "./promises-checks.ts";
+import { unexercised, violations } from "./promises-checks.ts";
 import { runSeed } from "./promises-run.ts";
 
 describe("herdless's promises under seeded random traffic (Node, one process)", () => {
@@ -25,10 +26,11 @@ describe("herdless's promises under seeded random traffic (Node, one process)", 
     "seed %i: every promise kept",
     async (seed) => {
       const run = await runSeed(seed, { waves: 4 });
-      expect(violations(run)).toEqual([]);
-      // The run exercised what it judges: the origin was kept busy to its cap and copies stood in.
-      expect(settledPeak(run.calls).peak).toBe(run.cap);
-      expect(run.clients.some((c) => String(c.responseHeaders?.["cache-status"]).includes("fwd=stale"))).toBe(true);
+      // The run exercised what it judges: the origin was kept busy to its cap, and the outage
+      // (both seeds have one) met the stand-in copy the run stored before its traffic.
+      expect([...violations(run), ...unexercised(run, ["cap", "stand-in"])], `seed ${seed}, cap ${run.cap}`).toEqual(
+        [],
+      );
     },
     30_000,
   );
