@@ -90,7 +90,7 @@ export async function runSeed(
         standIn = await storeStandIn(deployment.target(), clients, purges, watch);
         origin.setDown(outage);
         clients.push((standIn.served = sendPlanned(standIn.base, standInPlan("served"), watch)));
-        await Promise.race([standIn.served, sleep(QUIET_MS * 5)]);
+        await Promise.race([standIn.served, sleep(STAND_IN_MAX_MS)]);
       }
       if (wave === 3) origin.setDown("up");
       const fault = deployment.duringWave?.(wave);
@@ -182,11 +182,12 @@ async function storeStandIn(
   watch: ClientWatch,
 ): Promise<StandIn> {
   await Promise.all(purges);
-  for (let attempt = 0; attempt < 5; attempt++) {
+  // Bounded: a herdless that never answers fails the run's checks, not the test's timeout.
+  const until = performance.now() + STAND_IN_MAX_MS;
+  for (let attempt = 0; attempt < 5 && performance.now() < until; attempt++) {
     const sent = sendPlanned(base, standInPlan(`stored${attempt}`), watch);
     clients.push(sent);
-    // Bounded here too: a herdless that never answers fails the run's checks, not its timeout.
-    const got = await Promise.race([sent, sleep(QUIET_MS * 5)]);
+    const got = await Promise.race([sent, sleep(until - performance.now())]);
     if (got === undefined) break;
     if (got.status === 200 && String(got.responseHeaders?.["cache-status"]).includes("stored")) break;
   }
@@ -202,8 +203,13 @@ async function storeStandIn(
  * and a client answered after 12 s is answered all the same.
  */
 const QUIET_MS = 2_000;
-/** The longest the run waits for its clients after its last burst, however busy it stays. */
-const SETTLE_MAX_MS = 20_000;
+/**
+ * The longest the run waits for its clients after its last burst, however busy it stays, and
+ * for the stand-in's store and answer: the run ends, and says what it saw, within the test's
+ * 30 s on a loaded machine.
+ */
+const SETTLE_MAX_MS = 12_000;
+const STAND_IN_MAX_MS = 4_000;
 
 /** When the origin last saw a request start or end. */
 function lastMove(calls: OriginCall[]): number {
