@@ -26,6 +26,8 @@ export interface RunRecord {
   degraded: Window[];
   /** The deployment's faults, as it saw them (for a failure's message). */
   story: string[];
+  /** How the deployment stood once the clients settled (for a failure's message). */
+  looks: string[];
   /** In a seed with an outage: the GET of the run's stand-in copy sent as the outage began (promises-run.ts). */
   standIn?: ClientRecord;
 }
@@ -33,11 +35,34 @@ export interface RunRecord {
 export interface Window {
   from: number;
   to: number;
+  /** The member cut off (its base URL), and when it was on Redis again (undefined: never). */
+  member?: string;
+  back?: number;
 }
 
 /** Whether `[from, to]` overlaps a degraded window. */
 function degradedDuring(run: RunRecord, from: number, to: number): boolean {
   return run.degraded.some((w) => w.from <= to && w.to >= from);
+}
+
+/**
+ * Whether an origin request for `path` starting at `at` may be a fill its member began on its
+ * own while cut off from Redis: a client of `path` sent to that member was waiting then and
+ * still is. Such a fill, queued for a slot past the member's return, calls the origin without
+ * the key's lease in Redis, beside the fleet's fill (docs/node.md, known limits). Judged by the
+ * requests, not by a time after the return: on a loaded machine its queue's timers fire late.
+ */
+function filledOnItsOwn(run: RunRecord, path: string, at: number): boolean {
+  return run.degraded.some((w) =>
+    run.clients.some(
+      (c) =>
+        c.path === path &&
+        (w.member === undefined || c.base === w.member) &&
+        c.sentAt <= (w.back ?? Infinity) &&
+        (c.doneAt ?? Infinity) >= w.from &&
+        (c.doneAt ?? Infinity) > at,
+    ),
+  );
 }
 
 /** Kinds the cache shares (a GET without credentials is one fill per key at a time). */
@@ -110,9 +135,12 @@ export function unexercised(run: RunRecord, wanted: ("cap" | "stand-in" | "degra
     );
   const standIn = run.standIn;
   const status = String(standIn?.responseHeaders?.["cache-status"]);
+  const stores = run.clients
+    .filter((c) => c.id.startsWith("standin-stored"))
+    .map((c) => `${c.status ?? c.error} ${String(c.responseHeaders?.["cache-status"])}`);
   if (wanted.includes("stand-in") && (standIn?.status !== 200 || !status.includes("fwd=stale")))
     out.push(
-      `the outage's stand-in GET got ${standIn === undefined ? "nothing (no outage)" : `${standIn.status} (${status}, ${standIn.error ?? "answered"})`}, not the stored copy (fwd=stale)`,
+      `the outage's stand-in GET got ${standIn === undefined ? "nothing (no outage)" : `${standIn.status} (${status}, ${standIn.error ?? "answered"})`}, not the stored copy (fwd=stale); stored by ${stores.join(", ") || "nothing"}`,
     );
   if (wanted.includes("degraded") && run.degraded.length === 0) out.push("no member was ever cut off from Redis");
   return out;
@@ -197,6 +225,7 @@ function oneFillAtATime(run: RunRecord): string[] {
       const next = sorted[i]!;
       const open = sorted.slice(0, i).filter((c) => (c.end ?? Infinity) > next.start);
       if (open.some((c) => degradedDuring(run, c.start, next.start))) continue;
+      if ([next, ...open].some((c) => filledOnItsOwn(run, c.path, c.start))) continue;
       const allowed = sentAlone(run, next.path, next.start) ? run.cap : 0;
       const before = open[0];
       if (before !== undefined && open.length > allowed)
@@ -237,7 +266,7 @@ function oneFillPerLifetime(run: RunRecord): string[] {
       if (!filled.complete || ![200, 302, 304].includes(filled.status ?? 0)) continue;
       if (next.start >= filled.start + LIFETIME_MS * (1 - run.refreshAhead) - SLACK_MS) continue;
       if (invalidated(run, filled.path, filled.start, next.start) || sentAlone(run, next.path, next.start)) continue;
-      if (degradedDuring(run, filled.start, next.start)) continue;
+      if (degradedDuring(run, filled.start, next.start) || filledOnItsOwn(run, next.path, next.start)) continue;
       if (run.honorRequestNoCache && askedToRevalidate(run, filled.path, filled.start, next.start)) continue;
       out.push(
         `${key}: asked again ${Math.round(next.start - filled.start)} ms into its ${LIFETIME_MS} ms lifetime (${fmt(filled)}, then ${fmt(next)})`,

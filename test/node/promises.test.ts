@@ -32,6 +32,6 @@ describe("herdless's promises under seeded random traffic (Node, one process)", 
         [],
       );
     },
-    30_000,
+    60_000,
   );
 });
