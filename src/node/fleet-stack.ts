@@ -8,6 +8,7 @@ import { MemoryLeaseManager } from "../core/fill/memory-lease.ts";
 import { Metrics } from "../core/admin/metrics.ts";
 import { purgeKeyOf } from "../core/admin/purge.ts";
 import { LruStore } from "../core/store/lru-store.ts";
+import { untilClosed } from "./closing-fallback.ts";
 import { RedisConnection } from "./redis/connection.ts";
 import { RedisGuard } from "./redis/guard.ts";
 import { RedisLeaseManager } from "./redis/lease.ts";
@@ -93,7 +94,9 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
   });
   const links = { connection, bulk, notifier, invalidations, leases };
   const coordinator = fleetCoordinator(options, links, prefix, shared, parts);
-  const fallback = new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts });
+  const fallback = untilClosed(
+    new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts }),
+  );
   const engine = new Engine({
     config,
     clock,
@@ -115,6 +118,7 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
     mode: () => (connection.healthy ? "redis" : "degraded"),
     settled: () => shared.settled(),
     close: async () => {
+      fallback.close();
       purges.stop();
       invalidations.stop();
       await members.stop();
