@@ -106,6 +106,25 @@ describe("RFC 9111 §4.3.2 on Node: client conditional requests answered from th
   });
 });
 
+describe("RFC 9211 on Node: Cache-Status of requests collapsed onto one fill", () => {
+  it("of 5 concurrent requests for a cold page, the one that fetched says `stored`; the 4 that waited say `collapsed`, not `stored`, as on the Worker", async () => {
+    const held: (() => void)[] = [];
+    const origin = await scriptedOrigin((req, res, n) => held.push(() => page(req, res, n)));
+    const proxy = await proxyFor(origin.url);
+    const answers = Promise.all(Array.from({ length: 5 }, () => send(proxy.url, "/cold")));
+    while (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    // Let the other four reach the fill in flight before the origin answers.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    held.splice(0).forEach((answer) => answer());
+    const statuses = (await answers).map((a) => String(a.headers["cache-status"])).sort();
+    expect(origin.seen).toHaveLength(1);
+    expect(statuses).toEqual([
+      ...Array.from({ length: 4 }, () => "herdless; fwd=uri-miss; fwd-status=200; ttl=60; collapsed"),
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored",
+    ]);
+  });
+});
+
 describe("RFC 9111 §4.3.2 on Node: a cold key whose body streams", () => {
   it("If-None-Match matching the new ETag → 304 with no body, as from a stored copy; the body is still stored", async () => {
     const big = "x".repeat(200_000);

@@ -169,14 +169,16 @@ export function validatesAlone(head: Pick<Entry, "storedAt" | "staleAt" | "swrUn
 
 /**
  * An entry or stream result as a caller that joined someone else's flight gets it: collapsed,
- * and without the fields that were the leader's alone ({@link RequesterFields}).
+ * not `stored`, and without the fields that were the leader's alone ({@link RequesterFields}).
  *
  * @example
  * if (joined && value.kind === "entry") return asJoined(value);
  */
 export function asJoined<R extends Extract<FillResult, { kind: "entry" | "stream" }>>(result: R): R {
   const { requesterFields: _leaders, ...rest } = result;
-  return { ...rest, collapsed: true } as R;
+  // `stored` (Cache-Status, cache-status.md) is the leader's: this caller's request stored
+  // nothing, as a joiner of a Worker isolate's flight (isolate-flights.ts) says too.
+  return (rest.kind === "entry" ? { ...rest, collapsed: true, stored: false } : { ...rest, collapsed: true }) as R;
 }
 
 /**
