@@ -25,6 +25,26 @@ describe("one origin request per key per expiry, across data centers", () => {
     expect(await origin.count()).toBe(1);
   });
 
+  it("RFC 9211: of 4 data centers asking for one cold key at once, the one whose fill the origin answered says `stored`; the 3 that joined it at the key's object say `collapsed`, not `stored`", async () => {
+    const origin = await testOrigin({ mode: "hold", headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    await useInCoordinators(testEnv, ["/joined"], clock);
+    const dcs = dataCenters(DCS, testEnv, clock, { ownIsolate: true });
+    const pending = Promise.all(dcs.map((dc) => dc.get("/joined")));
+    await origin.waitFor({ held: 1 });
+    // Let the other data centers reach the key's object while its fill is at the origin.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await origin.set({ mode: "up" });
+    const answers = await pending;
+    expectOneBody(answers, "/joined #1");
+    expect(answers.map((a) => a.cacheStatus).sort()).toEqual([
+      ...Array.from({ length: DCS - 1 }, () => "herdless; fwd=uri-miss; fwd-status=200; ttl=60; collapsed"),
+      "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored",
+    ]);
+    expect(await origin.count()).toBe(1);
+  });
+
   it("400 concurrent requests for one expired key: exactly 1 more origin request", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
     const clock = new ManualClock(Date.now());
