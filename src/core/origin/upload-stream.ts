@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import { HerdlessError } from "../errors.ts";
+import { concatBytes } from "../http/http.ts";
 import type { Timers } from "../guard/local-guard.ts";
 import { holdingPaceBytes, HoldingWatch, type HolderPace } from "./read-ahead.ts";
 import { freeUploadBytes, holdUploadBytes, uploadBudgetSpent } from "./upload-budget.ts";
@@ -126,12 +127,20 @@ export class StreamedUpload implements HolderPace {
     if (charge && this.charged) holdUploadBytes(chunk.byteLength);
   }
 
-  private shift(): Uint8Array | undefined {
-    const chunk = this.chunks.shift();
-    if (!chunk) return undefined;
-    this.queuedBytes -= chunk.byteLength;
-    if (this.charged) freeUploadBytes(chunk.byteLength);
-    return chunk;
+  /**
+   * Everything queued, as one chunk. Taken one chunk at a time, a body sent as 200,000 chunks
+   * of one byte (1.2 MB on the wire) queued up to a million of them: each `shift` of so long an
+   * array moves all the rest (quadratic: ~6.5 s of CPU per such upload, measured, and the
+   * origin call timed out), and each was one write, one chunk, to the origin.
+   */
+  private takeAll(): Uint8Array | undefined {
+    if (this.queuedBytes === 0) return undefined;
+    const taken =
+      this.chunks.length === 1 ? (this.chunks[0] as Uint8Array) : concatBytes(this.chunks, this.queuedBytes);
+    if (this.charged) freeUploadBytes(this.queuedBytes);
+    this.chunks = [];
+    this.queuedBytes = 0;
+    return taken;
   }
 
   private close(): boolean {
@@ -186,7 +195,7 @@ export class StreamedUpload implements HolderPace {
 
   private async pull(c: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
     while (!this.closed) {
-      const chunk = this.shift();
+      const chunk = this.takeAll();
       if (chunk) {
         c.enqueue(chunk);
         this.wakePump?.();

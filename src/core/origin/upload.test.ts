@@ -262,3 +262,33 @@ describe("slow uploads and the origin's permits", () => {
     expect((await victim).status).toBe(200);
   });
 });
+
+describe("an upload in tiny chunks", () => {
+  it("a body sent as 100,000 chunks of one byte reaches the origin whole in a few reads, not one read (and one write) per chunk", async () => {
+    // The origin reads as a socket does: once per turn of the event loop, what has arrived.
+    let reads = 0;
+    const fetchImpl: GuardedCallDeps["fetch"] = async (_url, init) => {
+      const reader = (init?.body as ReadableStream<Uint8Array>).getReader();
+      let bytes = 0;
+      for (;;) {
+        await new Promise((resolve) => setImmediate(resolve));
+        const read = await reader.read();
+        if (read.done) return new Response(`got ${bytes}`);
+        reads++;
+        bytes += read.value.byteLength;
+      }
+    };
+    const { send } = setup(fetchImpl);
+    // The attacker: one byte per chunk (6 bytes each on the wire, chunked), as fast as it is read.
+    const chunks = 100_000;
+    let sent = 0;
+    const attacker = new ReadableStream<Uint8Array>(
+      { pull: (c) => (sent++ < chunks ? c.enqueue(new Uint8Array(1)) : c.close()) },
+      { highWaterMark: 0 },
+    );
+    const answer = await send("POST", "/upload", attacker);
+    expect([answer.status, await text(answer)]).toEqual([200, `got ${chunks}`]);
+    // Each read takes what is queued (up to the 64 KiB read ahead), not one byte of it: ~2 reads.
+    expect(reads).toBeLessThan(20);
+  });
+});
