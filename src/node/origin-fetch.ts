@@ -1,13 +1,14 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
 import { createHash } from "node:crypto";
 import { request as httpsRequest } from "node:https";
-import { Readable, pipeline, type Duplex } from "node:stream";
+import { Readable, type Duplex } from "node:stream";
 import { HerdlessError } from "../core/errors.ts";
 import { originAgent } from "./origin-agents.ts";
 import type { FetchLike, OriginFetchInit } from "../core/origin/origin-client.ts";
 import { mayRepeat } from "../core/origin/repeat.ts";
 import { HANDSHAKE_GUID, switchFault } from "../core/origin/websocket-handshake.ts";
 import { fieldsOf, inOrder } from "./origin-fields.ts";
+import { sendUpload } from "./upload-coalesce.ts";
 import type { ContentDecoding } from "../core/origin/response-fields.ts";
 
 const TRANSFORMING_CODINGS = new Set(["gzip", "x-gzip", "deflate", "compress", "x-compress", "br", "zstd"]);
@@ -219,10 +220,7 @@ function switched(incoming: IncomingMessage, socket: Duplex, head: Buffer): Resp
 /** Writes the request's body (none ends the request); false for a body of a kind it cannot send. */
 function send(outgoing: ClientRequest, body: OriginFetchInit["body"]): boolean {
   if (body === null || body === undefined) outgoing.end();
-  else if (body instanceof ReadableStream)
-    // pipeline, not pipe: a client that goes away mid-upload errors the body, and that error
-    // must cut the origin request (reported through its "error"), never go unheard and crash.
-    pipeline(Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>), outgoing, () => undefined);
+  else if (body instanceof ReadableStream) sendUpload(outgoing, body as ReadableStream<Uint8Array>);
   else if (typeof body === "string" || body instanceof Uint8Array) outgoing.end(body);
   else if (body instanceof ArrayBuffer) outgoing.end(new Uint8Array(body));
   else return false;

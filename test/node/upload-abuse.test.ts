@@ -1,6 +1,6 @@
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { get, herdless, reflectingOrigin } from "./attack-kit.ts";
+import { get, herdless, raw, reflectingOrigin } from "./attack-kit.ts";
 
 /**
  * Slow uploads: an attacker starts a POST and sends its body slowly, or never finishes it.
@@ -113,5 +113,55 @@ describe("slow uploads (Node)", () => {
     const first = await Promise.race(uploads.map((u) => u.answer));
     expect(first).toMatch(/^HTTP\/1\.1 408 /);
     expect(first).toContain("others waited for");
+  });
+});
+
+/** An origin that counts the chunks of a chunked upload as its wire carries them, and answers how many bytes in how many. */
+async function chunkCountingOrigin(): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((socket) => {
+    let text = "";
+    socket.on("data", (data: Buffer) => {
+      text += data.toString("latin1");
+      const start = text.indexOf("\r\n\r\n") + 4;
+      let at = start;
+      let chunks = 0;
+      let bytes = 0;
+      for (;;) {
+        const eol = text.indexOf("\r\n", at);
+        if (start < 4 || eol < 0) return;
+        const size = parseInt(text.slice(at, eol), 16);
+        if (size === 0) break;
+        if (text.length < eol + 2 + size + 2) return;
+        chunks++;
+        bytes += size;
+        at = eol + 2 + size + 2;
+      }
+      const body = `got ${bytes} in ${chunks} chunks`;
+      socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    });
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+describe("uploads in tiny chunks (Node)", () => {
+  it("a body sent as 100,000 chunks of one byte reaches the origin in a few large chunks, not one per chunk the client made", async () => {
+    const origin = await chunkCountingOrigin();
+    running.push(origin);
+    const cache = await herdless(origin.url);
+    running.push(cache);
+    // The attacker: 600 KB on the wire for 100,000 bytes, each its own chunk.
+    const body = "1\r\nu\r\n".repeat(100_000) + "0\r\n\r\n";
+    const answer = await raw(
+      cache.base,
+      `POST /upload HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(answer.status).toBe(200);
+    const [, bytes, chunks] = /got (\d+) in (\d+) chunks/.exec(answer.body) ?? [];
+    expect(Number(bytes)).toBe(100_000);
+    // One write per turn of the event loop (or per 64 KiB): before, thousands of one-byte chunks.
+    expect(Number(chunks)).toBeLessThan(100);
   });
 });
