@@ -38,6 +38,22 @@ export interface LocalGuardOptions {
   maxConcurrency?: () => number;
 }
 
+/**
+ * One caller's time in origin queues, carried across every queue it joins (a fleet member's
+ * shared queue, its local fallback, the shared queue again): its deadline is set when it first
+ * queues, so a caller waits at most `origin.queueTimeoutMs` in queues in all, not that long in each.
+ */
+export interface QueueBudget {
+  deadline?: number;
+}
+
+/** How long a caller may still queue from `now` (starting its budget's deadline if unset). */
+export function queueWaitMs(budget: QueueBudget | undefined, now: number, queueTimeoutMs: number): number {
+  if (!budget) return queueTimeoutMs;
+  budget.deadline ??= now + queueTimeoutMs;
+  return Math.max(0, budget.deadline - now);
+}
+
 /** A permit of {@link LocalGuard}: whether it is the breaker's probe, and a way to give it up uncounted. */
 export interface LocalPermit extends OriginPermit {
   readonly probe: boolean;
@@ -75,7 +91,8 @@ export class LocalGuard implements OriginGuard {
     this.settings = breakerSettings(o.config);
   }
 
-  async acquire(priority: Priority, signal?: AbortSignal, ifFree = false): Promise<LocalPermit> {
+  /** `budget`: the caller's time in queues so far, for a caller moved here from another queue (QueueBudget). */
+  async acquire(priority: Priority, signal?: AbortSignal, ifFree = false, budget?: QueueBudget): Promise<LocalPermit> {
     const { origin } = this.o.config;
     if (signal?.aborted) throw signal.reason;
     const now = this.o.clock.now();
@@ -106,6 +123,7 @@ export class LocalGuard implements OriginGuard {
         retryAfterMs: 1_000,
       });
     }
+    const waitMs = queueWaitMs(budget, now, origin.queueTimeoutMs);
     return new Promise<LocalPermit>((resolve, reject) => {
       const onAbort = () => {
         if (remove(queue, waiter)) {
@@ -129,7 +147,7 @@ export class LocalGuard implements OriginGuard {
               retryAfterMs: 1_000,
             }),
           );
-        }, origin.queueTimeoutMs),
+        }, waitMs),
         detach: () => signal?.removeEventListener("abort", onAbort),
       };
       signal?.addEventListener("abort", onAbort, { once: true });

@@ -347,4 +347,64 @@ describe("RedisGuard: Redis outage", () => {
     guard.close();
     other.close();
   });
+
+  describe("a caller's time in queues is origin.queueTimeoutMs in all, across Redis dropping and returning", () => {
+    const queueTimeoutMs = 600;
+    const margin = 150;
+
+    /** One slot held by a slow call; a second caller queues behind it, and `outage` runs `afterMs` into its wait. */
+    async function queueThrough(
+      name: string,
+      afterMs: number,
+      outage: (guard: RedisGuard) => Promise<void>,
+    ): Promise<{ answer: string; waited: number }> {
+      const config = configFor(1, queueTimeoutMs);
+      const fallback = new LocalGuard({ config, clock: systemClock });
+      const guard = new RedisGuard({
+        ...{ connection: redis.connection, config, clock: systemClock, fallback },
+        ...{ prefix: `${name}:${process.pid}:`, rejoinAfterMs: 50 },
+      });
+      const slow = await guard.acquire("foreground");
+      try {
+        const queuedAt = performance.now();
+        const answer = guard.acquire("foreground").then(async (permit) => {
+          await permit.release("success");
+          return "permit";
+        }, code);
+        await sleep(afterMs);
+        expect(guard.degraded).toBe(false); // queued in the fleet's queue until now
+        await outage(guard);
+        return { answer: await answer, waited: performance.now() - queuedAt };
+      } finally {
+        await slow.release("success");
+        guard.close();
+        if (!redis.connection.healthy) {
+          await redis.server.restart();
+          await redis.connection.ready();
+        }
+      }
+    }
+
+    it("Redis drops: the caller moved to the fallback's queue gets QUEUE_TIMEOUT at its first deadline, not a new one", async () => {
+      const { answer, waited } = await queueThrough("deadline-drop", queueTimeoutMs / 2, () => redis.server.kill());
+      // Before: a fresh queueTimeoutMs in the fallback's queue from the drop: about 900 ms here.
+      expect(answer).toBe("QUEUE_TIMEOUT");
+      expect(waited).toBeLessThan(queueTimeoutMs + margin);
+    });
+
+    it("Redis drops and returns: the caller back in the fleet's queue still has only what was left of its time", async () => {
+      const { answer, waited } = await queueThrough("deadline-rejoin", queueTimeoutMs / 4, async (guard) => {
+        await redis.server.kill();
+        await sleep(queueTimeoutMs / 8);
+        await redis.server.restart();
+        await redis.connection.ready();
+        // Back on the fleet's cap well before the deadline: the caller rejoins the fleet's queue.
+        await until("the guard is back on the fleet's cap", () => !guard.degraded, queueTimeoutMs / 2);
+      });
+      // Before: a fresh queueTimeoutMs in the fallback's queue, then another in the fleet's from
+      // the rejoin (about 150 + 160 + 600 ms here).
+      expect(answer).toBe("QUEUE_TIMEOUT");
+      expect(waited).toBeLessThan(queueTimeoutMs + margin);
+    });
+  });
 });

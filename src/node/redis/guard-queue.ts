@@ -1,17 +1,26 @@
 import { HerdlessError } from "../../core/errors.ts";
-import type { LocalPermit, Timers } from "../../core/guard/local-guard.ts";
+import type { LocalPermit, QueueBudget, Timers } from "../../core/guard/local-guard.ts";
 import type { OriginPermit, Priority } from "../../core/guard/origin-guard.ts";
 
 /** Poll backoff while every slot is taken; a release in this process wakes the poller at once. */
 export const MIN_POLL_MS = 2;
 export const MAX_POLL_MS = 25;
 
-/** A caller of this process waiting for a fleet slot. */
-export interface Waiter {
+/**
+ * One acquire of RedisGuard: `budget` is its time in queues, one deadline however often it changes
+ * queue (Redis dropping, then returning), so it waits `origin.queueTimeoutMs` in all, not in each.
+ */
+export interface Call {
   readonly priority: Priority;
+  readonly signal: AbortSignal | undefined;
+  readonly ifFree: boolean;
+  readonly budget: QueueBudget;
+}
+
+/** A caller of this process waiting for a fleet slot. */
+export interface Waiter extends Call {
   /** The fallback slot already taken, while rejoining (a permit then needs both). */
   readonly local: LocalPermit | undefined;
-  readonly signal: AbortSignal | undefined;
   /** Hands the caller its permit; call only after {@link WaitQueue.settle} returned true. */
   readonly resolve: (permit: OriginPermit | Promise<OriginPermit>) => void;
   readonly reject: (error: unknown) => void;
@@ -26,7 +35,7 @@ interface Entry extends Waiter {
 export interface WaitQueueOptions {
   /** Waiters at most (`origin.maxQueue`, per process). */
   maxQueue: number;
-  /** A waiter gets QUEUE_TIMEOUT after this long (`origin.queueTimeoutMs`). */
+  /** A caller's time in queues at most, in all (`origin.queueTimeoutMs`), named in its QUEUE_TIMEOUT. */
   queueTimeoutMs: number;
   timers: Timers;
 }
@@ -38,7 +47,7 @@ export interface WaitQueueOptions {
  *
  * @example
  * const queue = new WaitQueue({ maxQueue: 100, queueTimeoutMs: 5_000, timers: realTimers });
- * const permit = queue.wait("foreground", signal, undefined); // settled by the guard's poller
+ * const permit = queue.wait({ priority: "foreground", signal, ifFree: false, budget: {} }, undefined, 5_000); // settled by the guard's poller
  * const head = queue.head(); if (head && queue.settle(head)) head.resolve(grantedPermit);
  */
 export class WaitQueue {
@@ -56,8 +65,12 @@ export class WaitQueue {
     return this.foreground.length === 0 && (priority === "foreground" || this.background.length === 0);
   }
 
-  /** Queues a caller: QUEUE_FULL at once past `maxQueue`, QUEUE_TIMEOUT after `queueTimeoutMs`. */
-  wait(priority: Priority, signal: AbortSignal | undefined, local: LocalPermit | undefined): Promise<OriginPermit> {
+  /**
+   * Queues a caller: QUEUE_FULL at once past `maxQueue`, QUEUE_TIMEOUT after `waitMs` (what is
+   * left of its `queueTimeoutMs`, as queueWaitMs reckons it from `budget`).
+   */
+  wait(call: Call, local: LocalPermit | undefined, waitMs: number): Promise<OriginPermit> {
+    const { priority, signal } = call;
     const { maxQueue, queueTimeoutMs } = this.o;
     if (this.size >= maxQueue) {
       return Promise.reject(
@@ -71,9 +84,8 @@ export class WaitQueue {
         if (this.settle(entry)) reject(signal?.reason);
       };
       const entry: Entry = {
-        priority,
+        ...call,
         local,
-        signal,
         resolve,
         reject,
         settled: false,
@@ -82,7 +94,7 @@ export class WaitQueue {
             reject(
               new HerdlessError("QUEUE_TIMEOUT", `no origin slot within ${queueTimeoutMs} ms`, { retryAfterMs: 1_000 }),
             );
-        }, queueTimeoutMs),
+        }, waitMs),
         detach: () => signal?.removeEventListener("abort", onAbort),
       };
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -105,6 +117,11 @@ export class WaitQueue {
     this.o.timers.clearTimeout(entry.timer);
     entry.detach();
     return true;
+  }
+
+  /** Fails every waiter: the breaker opened, and queued callers learn at once rather than at their timeout. */
+  rejectAll(error: unknown): void {
+    for (const waiter of this.drain()) waiter.reject(error);
   }
 
   /** Takes every waiter out, in the order they would have been served. */

@@ -7,6 +7,7 @@ import {
   type LocalGuard,
   type LocalPermit,
   originBusy,
+  queueWaitMs,
   type Timers,
 } from "../../core/guard/local-guard.ts";
 import type {
@@ -17,7 +18,7 @@ import type {
   Priority,
 } from "../../core/guard/origin-guard.ts";
 import { checkPrefix, type RedisConnection } from "./connection.ts";
-import { breakerOpen, MAX_POLL_MS, MIN_POLL_MS, PollPause, WaitQueue } from "./guard-queue.ts";
+import { breakerOpen, type Call, MAX_POLL_MS, MIN_POLL_MS, PollPause, WaitQueue } from "./guard-queue.ts";
 import { acquirePermit, readGuard, releasePermit, type Attempt } from "./guard-scripts.ts";
 import { FleetEpoch, type GuardKeys } from "./guard-epoch.ts";
 import { lossGraceMs, PermitRenewals } from "./guard-renewal.ts";
@@ -132,36 +133,41 @@ export class RedisGuard implements OriginGuard {
     return this.share.degraded;
   }
 
-  async acquire(priority: Priority, signal?: AbortSignal, ifFree = false): Promise<OriginPermit> {
-    if (signal?.aborted) throw signal.reason;
+  acquire(priority: Priority, signal?: AbortSignal, ifFree = false): Promise<OriginPermit> {
+    return this.admit({ priority, signal, ifFree, budget: {} });
+  }
+
+  private async admit(call: Call): Promise<OriginPermit> {
+    if (call.signal?.aborted) throw call.signal.reason;
     if (!this.o.connection.healthy) this.share.degrade(this.o.connection.lastError);
     else if (this.share.mode === "local") void this.share.rejoin();
-    if (this.share.mode === "local") return this.local(priority, signal, ifFree);
-    if (this.share.mode === "redis") return this.shared(priority, signal, ifFree);
-    const local = await this.o.fallback.acquire(priority, signal, ifFree);
+    if (this.share.mode === "local") return this.local(call);
+    if (this.share.mode === "redis") return this.shared(call);
+    const local = await this.o.fallback.acquire(call.priority, call.signal, call.ifFree, call.budget);
     // Queued for that slot until the rejoin ended (the mode is read anew)? Then Redis alone counts this call.
     const held = (this.share.mode as string) === "redis" ? void local.abandon() : local;
-    return this.shared(priority, signal, ifFree, held).catch((error: unknown) => {
+    return this.shared(call, held).catch((error: unknown) => {
       local.abandon();
       throw error;
     });
   }
 
   /** A permit from Redis (holding `local` too, while rejoining). */
-  private async shared(priority: Priority, signal: AbortSignal | undefined, ifFree: boolean, local?: LocalPermit) {
-    if (this.queue.noneAhead(priority)) {
+  private async shared(call: Call, local?: LocalPermit): Promise<OriginPermit> {
+    if (this.queue.noneAhead(call.priority)) {
       let attempt: Attempt;
       try {
-        attempt = await this.attempt(priority);
+        attempt = await this.attempt(call.priority);
       } catch (cause) {
         this.share.degrade(cause);
-        return local ? this.localPermit(local) : this.local(priority, signal, ifFree);
+        return local ? this.localPermit(local) : this.local(call);
       }
       if (attempt.kind === "granted") return this.permit(attempt.id, attempt.probe, local);
       if (attempt.kind === "refused") throw breakerOpen(attempt.retryAfterMs);
     }
-    if (ifFree) throw originBusy();
-    const waiting = this.queue.wait(priority, signal, local);
+    if (call.ifFree) throw originBusy();
+    const waitMs = queueWaitMs(call.budget, this.o.clock.now(), this.o.config.origin.queueTimeoutMs);
+    const waiting = this.queue.wait(call, local, waitMs);
     void this.pump();
     return waiting;
   }
@@ -209,12 +215,12 @@ export class RedisGuard implements OriginGuard {
   }
 
   /** A permit from the fallback, while Redis is away (or this process has not rejoined yet). */
-  private async local(priority: Priority, signal: AbortSignal | undefined, ifFree = false): Promise<OriginPermit> {
-    const local = await this.o.fallback.acquire(priority, signal, ifFree);
+  private async local(call: Call): Promise<OriginPermit> {
+    const local = await this.o.fallback.acquire(call.priority, call.signal, call.ifFree, call.budget);
     if (this.share.mode !== "local") {
-      // Queued here until after Redis returned: Redis must count this call too.
+      // Queued here until after Redis returned: Redis must count this call too (in what is left of its queue time).
       local.abandon();
-      return this.acquire(priority, signal, ifFree);
+      return this.admit(call);
     }
     return this.localPermit(local);
   }
@@ -266,7 +272,7 @@ export class RedisGuard implements OriginGuard {
           this.share.degrade(cause);
           return this.handOverToFallback();
         }
-        if (attempt.kind === "refused") return this.failAll(attempt.retryAfterMs);
+        if (attempt.kind === "refused") return this.queue.rejectAll(breakerOpen(attempt.retryAfterMs));
         if (attempt.kind === "busy") {
           await this.pause.sleep(pollMs * (0.5 + Math.random() / 2));
           pollMs = Math.min(MAX_POLL_MS, pollMs * 2);
@@ -286,13 +292,8 @@ export class RedisGuard implements OriginGuard {
     }
   }
 
-  /** The breaker opened: queued callers learn at once rather than at their timeout. */
-  private failAll(retryAfterMs: number): void {
-    for (const waiter of this.queue.drain()) waiter.reject(breakerOpen(retryAfterMs));
-  }
-
   private handOverToFallback(): void {
     for (const waiter of this.queue.drain())
-      waiter.resolve(waiter.local ? this.localPermit(waiter.local) : this.local(waiter.priority, waiter.signal));
+      waiter.resolve(waiter.local ? this.localPermit(waiter.local) : this.local(waiter));
   }
 }
