@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
-import type { RedisClient } from "./connection.ts";
 
 /*
  * Redis's script cache is emptied by a restart, and a replica promoted by a failover never
@@ -20,6 +19,9 @@ import type { RedisClient } from "./connection.ts";
  * - a Redis that refuses SCRIPT LOAD itself (an ACL, a renamed command) has its scripts sent
  *   whole (EVAL): one command, never refused for its script.
  */
+
+/** connection.ts's RedisClient, written out: connection.ts loads the scripts through this module. */
+type RedisClient = Redis | Cluster;
 
 /** Every script of the process, by SHA: loaded into each Redis its connections reach. */
 const everyScript = new Map<string, string>();
