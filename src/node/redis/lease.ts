@@ -3,7 +3,7 @@ import { systemClock } from "../../core/clock.ts";
 import { HerdlessError } from "../../core/errors.ts";
 import type { Lease, LeaseManager } from "../../core/fill/lease.ts";
 import type { RedisConnection } from "./connection.ts";
-import { checkPrefix, mayHaveRun, slotKey } from "./connection.ts";
+import { checkPrefix, slotKey } from "./connection.ts";
 import { LuaScript } from "./lua-script.ts";
 import { EXTEND, reassertLease, REASSERT_MARGIN_MS } from "./lease-reassert.ts";
 import { ACQUIRE, dropGhost, Nonces, type Ghost } from "./lease-ghosts.ts";
@@ -112,7 +112,7 @@ export class RedisLeaseManager implements LeaseManager {
       )
       .catch((error: unknown) => {
         // Sent, unanswered: Redis may run it yet, and take the key for a token nobody knows.
-        if (mayHaveRun(error)) this.redo.add({ attempt: () => this.dropGhost(ghost), lapsed: () => false });
+        this.redo.undoIfRan(error, () => this.dropGhost(ghost));
         throw error;
       });
     if (typeof token !== "number" || token === 0) return undefined;

@@ -5,6 +5,8 @@
  * answers again, and what failed to be given back is given back then too: a {@link Redo}.
  */
 
+import { mayHaveRun } from "./connection.ts";
+
 /** Work kept at most: past it, the oldest is forgotten (what it would undo lapses by its TTL). */
 const MAX_PENDING = 10_000;
 
@@ -26,6 +28,14 @@ export class Redo {
     if (this.pending.size >= MAX_PENDING) this.pending.delete(this.pending.values().next().value!);
     this.pending.add(work);
     this.schedule();
+  }
+
+  /**
+   * For a command that failed with `error`: one sent and never answered may run yet when Redis
+   * resumes ({@link mayHaveRun}), so `undo` is done once Redis answers, however late.
+   */
+  undoIfRan(error: unknown, undo: () => Promise<unknown>): void {
+    if (mayHaveRun(error)) this.add({ attempt: undo, lapsed: () => false });
   }
 
   private schedule(): void {

@@ -10,7 +10,7 @@ import {
 } from "../../core/fill/relay.ts";
 import { isEventStream } from "../../core/origin/response-fields.ts";
 import type { RedisConnection } from "./connection.ts";
-import { checkPrefix, mayHaveRun, slotKey } from "./connection.ts";
+import { checkPrefix, slotKey } from "./connection.ts";
 import { APPEND, FINISH, OFFER, PLACE, placesKey, readersKey, ROOM, TAKE } from "./relay-scripts.ts";
 import { WITHDRAW, withdrawnKey } from "./relay-scripts.ts";
 import { Redo } from "./redo.ts";
@@ -112,7 +112,7 @@ export class RedisFlightRelay implements FlightRelay {
         ),
       );
     } catch (error) {
-      if (mayHaveRun(error)) this.redo.add({ attempt: () => this.withdraw(key, id, ref), lapsed: () => false });
+      this.redo.undoIfRan(error, () => this.withdraw(key, id, ref));
       if (answer.kind === "stream") await answer.body.cancel(error).catch(() => undefined);
       throw error;
     }
