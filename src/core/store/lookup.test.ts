@@ -40,6 +40,20 @@ describe("servableWinner: what a write refused by a newer token may answer with"
     expect(await servableWinner(s, "page", "page")).toBeUndefined();
   });
 
+  it("an invalidation made by a clock behind the one that stored the copy still hides it: its mark is never the page", async () => {
+    const { clock, store: s } = store();
+    // Stored by the key's object (or another fleet member) whose clock is 50 ms ahead.
+    await s.put(testEntry("page", T0 + 50, { token: 7 }));
+    await s.put(testEntry("list", T0 + 50, { token: 7, vary: ["accept-language"], body: new Uint8Array(0) }));
+    await s.put(testEntry("list|en", T0 + 50, { token: 7 }));
+    clock.advance(10);
+    await invalidateStored(s, "page", none, clock.now());
+    await invalidateStored(s, "list", none, clock.now());
+    expect((await lookup(s, "page", "page", none)).entry).toBeUndefined();
+    expect((await lookup(s, "list", "list|en", none)).entry).toBeUndefined();
+    expect(await servableWinner(s, "page", "page")).toBeUndefined();
+  });
+
   it("never a Vary pointer, nor a variant stored before the URL's mark", async () => {
     const { clock, store: s } = store();
     await s.put(testEntry("page", T0, { token: 7, vary: ["accept-language"], body: new Uint8Array(0) }));

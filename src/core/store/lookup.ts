@@ -104,7 +104,11 @@ export async function invalidateStored(
   noteWrite(store, primary, now);
   const found = (await store.get(primary)) ?? invalidationMark(primary, now);
   const deleteAt = Math.max(found.deleteAt, now + INVALIDATION_MARK_MS);
-  await store.put({ ...found, body: new Uint8Array(0), invalidatedAt: now, deleteAt });
+  // The copy was stored by another clock (the key's object, another fleet member): one a few
+  // ms ahead of this one would date the copy after the write, and its bodiless mark would be
+  // served as the page. A mark covers at least what it was made from.
+  const invalidatedAt = Math.max(now, found.storedAt);
+  await store.put({ ...found, body: new Uint8Array(0), invalidatedAt, deleteAt });
   if (found.vary.length > 0) await store.delete(variantKey(primary, found.vary, request));
 }
 
