@@ -7,6 +7,7 @@ import { memoryAnswer, type UrlTarget } from "../core/http/fresh-hit.ts";
 import { hitHeaders, waiterHeaders } from "../core/http/respond.ts";
 import { needsFullAnswer } from "../core/http/request-directives.ts";
 import { selectingView } from "../core/origin/forward.ts";
+import { CacheApiStore } from "./cache-api-store.ts";
 import { requestFields } from "./convert.ts";
 import type { ReadyIsolate } from "./isolate.ts";
 import type { Landed } from "./isolate-flights.ts";
@@ -81,10 +82,41 @@ export function memoryHit(
     });
   }
   isolate.metrics.count(entry.negative ? "negative" : detail === "stale-while-revalidate" ? "stale" : "hit", primary);
+  rereadDue(isolate, cacheName, primary, entry.key, now, background);
   return new Response(request.method === "HEAD" ? null : entry.body, {
     status: entry.status,
     headers: headersObject(hitHeaders(entry, now, detail)),
   });
+}
+
+/**
+ * Other isolates of the data center write its Cache API too (an unsafe method's invalidation
+ * mark, a newer copy): a copy memory has answered from for `admin.purgePropagationMs` since it
+ * was put is read from there again behind this answer, once per isolate, as the purge list
+ * is. It answers meanwhile; what the read finds replaces it unless memory's copy is newer.
+ */
+function rereadDue(
+  isolate: ReadyIsolate,
+  cacheName: string,
+  primary: string,
+  key: string,
+  now: number,
+  background: (work: Promise<unknown>) => void,
+): void {
+  const memory = isolate.memoryFor(cacheName);
+  const afterMs = isolate.config.admin.purgePropagationMs;
+  // The URL's entry (a Vary pointer carries the URL's invalidation mark) and the variant answered.
+  const due = [primary, ...(key === primary ? [] : [key])].filter((k) => memory.claimReread(k, afterMs, now));
+  if (due.length === 0) return;
+  background(
+    (async () => {
+      const near = new CacheApiStore(await caches.open(cacheName), isolate.clock);
+      for (const k of due) {
+        const entry = await near.get(k);
+        if (entry) await memory.put(entry);
+      }
+    })(),
+  );
 }
 
 /**

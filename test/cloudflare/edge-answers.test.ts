@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/core/clock.ts";
-import { dataCenters, edgeEnv, settle, useGuardConfig, useInCoordinators } from "./edge-harness.ts";
+import { dataCenter, dataCenters, edgeEnv, settle, useGuardConfig, useInCoordinators } from "./edge-harness.ts";
 import { largeBodyByte } from "./origin-protocol.ts";
 import { testOrigin } from "./test-origin.ts";
 
@@ -202,6 +202,36 @@ describe("RFC 9111 §4.4 on the Worker: unsafe methods invalidate at the key's c
     }
     for (const lang of ["fr", "en", "de"]) expect((await get(lang)).cacheStatus, lang).toMatch(/^herdless; hit/);
     expect(await origin.count("/langs")).toBe(7);
+  });
+
+  it("a POST through one isolate reaches the memory of another isolate of the same data center within admin.purgePropagationMs", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } });
+    const run = crypto.randomUUID().slice(0, 8);
+    // Two isolates behind one Cache API cache: one data center, as Cloudflare runs several.
+    const [writer, reader] = ["w", "r"].map((name) =>
+      dataCenter(`dc-${run}`, testEnv, clock, { isolate: `${name}-${run}` }),
+    );
+    await useInCoordinators(testEnv, ["/doc"], clock);
+    const first = await writer!.get("/doc");
+    await first.settled;
+    const held = await reader!.get("/doc");
+    expect([held.body, held.cacheStatus]).toEqual([first.body, expect.stringMatching(/^herdless; hit/)]);
+    expect((await reader!.get("/doc")).cacheStatus).toMatch(/^herdless; hit/);
+
+    const post = await writer!.get("/doc", { method: "POST", body: "edit" });
+    expect(post.status).toBe(200);
+    await post.settled;
+    clock.advance(1_000);
+    // The copy answers once more while the isolate reads its data center's Cache API again.
+    const last = await reader!.get("/doc");
+    expect([last.body, last.cacheStatus]).toEqual([first.body, expect.stringMatching(/^herdless; hit/)]);
+    await last.settled;
+    const after = await reader!.get("/doc");
+    expect(after.body).not.toBe(first.body);
+    expect(after.cacheStatus).toContain("fwd-status=200");
+    expect(await origin.count("/doc")).toBe(3);
   });
 
   it("a same-origin Location target is invalidated too", async () => {

@@ -151,3 +151,23 @@ describe("LruStore byte bound", () => {
     }
   });
 });
+
+describe("LruStore.claimReread: a copy read again from the store other processes write", () => {
+  it("is due once per interval since it was put, and a put or a refused older put confirms it", async () => {
+    const clock = new ManualClock(0);
+    const lru = new LruStore({ maxBytes: 1 << 20, clock });
+    expect(lru.claimReread("k", 1_000, 0)).toBe(false);
+    await lru.put(testEntry("k", 0, { token: 7 }));
+    expect(lru.claimReread("k", 1_000, 999)).toBe(false);
+    // Of the requests that ask once it is due, one reads again.
+    expect(lru.claimReread("k", 1_000, 1_000)).toBe(true);
+    expect(lru.claimReread("k", 1_000, 1_000)).toBe(false);
+    expect(lru.claimReread("k", 1_000, 1_999)).toBe(false);
+    // The read found an older copy: memory's stays and counts as confirmed.
+    clock.set(2_500);
+    expect(await lru.put(testEntry("k", 0, { token: 6 }))).toBe(false);
+    expect(lru.getSync("k")?.token).toBe(7);
+    expect(lru.claimReread("k", 1_000, 3_499)).toBe(false);
+    expect(lru.claimReread("k", 1_000, 3_500)).toBe(true);
+  });
+});

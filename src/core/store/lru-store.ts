@@ -14,6 +14,8 @@ export interface LruStoreOptions {
 interface Slot {
   entry: Entry;
   size: number;
+  /** When it was put, or last confirmed ({@link LruStore.claimReread}). */
+  placedAt: number;
 }
 
 /**
@@ -90,20 +92,40 @@ export class LruStore implements Store {
   }
 
   /**
+   * Whether the copy under `key` was put (or confirmed) at least `afterMs` ago, when this store
+   * fronts one other processes write too (the Worker's isolate memory before its data center's
+   * Cache API, where another isolate's invalidation or newer copy lands). True once per
+   * `afterMs`: the copy counts as confirmed now, so one of the requests that ask reads the
+   * shared store again (and puts what it finds) while the copy goes on answering.
+   */
+  claimReread(key: string, afterMs: number, now: number): boolean {
+    const slot = this.slots.get(key);
+    if (!slot || now - slot.placedAt < afterMs) return false;
+    slot.placedAt = now;
+    return true;
+  }
+
+  /**
    * Writes unless a live entry carries a higher token. An entry larger than the whole
    * budget is refused (false); the older entry it was meant to replace is dropped even
    * so, because a newer response for the key exists and the old one must not outlive it.
    */
   async put(entry: Entry): Promise<boolean> {
     const current = this.slots.get(entry.key);
+    const now = this.clock.now();
     if (current) {
-      const live = this.clock.now() < current.entry.deleteAt;
-      if (live && current.entry.token > entry.token) return false;
+      const live = now < current.entry.deleteAt;
+      if (live && current.entry.token > entry.token) {
+        // A shared store read back is behind this copy (its write still on the way): this
+        // one stays the answer, confirmed as of now.
+        current.placedAt = now;
+        return false;
+      }
       this.remove(entry.key, current);
     }
     const size = entrySize(entry);
     if (size > this.maxBytes) return false;
-    this.slots.set(entry.key, { entry, size });
+    this.slots.set(entry.key, { entry, size, placedAt: now });
     this.newest = entry.key;
     this.charged += size;
     this.evictUntilWithinBudget();
