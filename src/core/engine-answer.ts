@@ -235,7 +235,8 @@ export function filledStatus(result: Extract<FillResult, { kind: "entry" }>, fwd
 /**
  * RFC 5861 §4: the newest copy that may stand in for the error, else the failure itself.
  * Both copies were read before the flight ended (the coordinator's when its flight started,
- * this edge's before it asked): a purge or a write since then has the last word.
+ * this edge's before it asked): a purge or a write since then has the last word. A request
+ * that waited on another's fetch says `collapsed` (RFC 9211 §2.6), whatever it brought.
  */
 async function answerFailure(
   ctx: AnswerContext,
@@ -251,6 +252,7 @@ async function answerFailure(
   if (stale) return stale;
   const detail = FAILURE_DETAIL[result.code] ?? "origin-error";
   const status: CacheStatus = { fwd, detail, ...(result.fwdStatus ? { fwdStatus: result.fwdStatus } : {}) };
+  if (result.collapsed) status.collapsed = true;
   ctx.count(request, !result.response && refusedHere(result.code) ? "refused" : "error", primary);
   const mustRevalidate = [result.stale, nearStale].some((copy) => copy?.mustRevalidate === true);
   return failureAnswer(result, status, request.method, config, mustRevalidate);
@@ -261,7 +263,7 @@ function staleAnswer(
   ctx: AnswerContext,
   request: EngineRequest,
   copy: Entry | undefined,
-  failure: { code: HerdlessErrorCode; fwdStatus?: number | undefined; primary: string },
+  failure: { code: HerdlessErrorCode; fwdStatus?: number | undefined; primary: string; collapsed?: boolean },
   now: number,
 ): EngineResponse | undefined {
   const verdict = decideOnFailure(copy, failure.code, ctx.config, now);
@@ -270,6 +272,7 @@ function staleAnswer(
   const detail = FAILURE_DETAIL[failure.code] ?? "origin-error";
   const served: CacheStatus = { fwd: "stale", detail: detail === "origin-error" ? "stale-if-error" : detail };
   if (failure.fwdStatus) served.fwdStatus = failure.fwdStatus;
+  if (failure.collapsed) served.collapsed = true;
   return answerFromEntry(verdict.entry, served, ask(request), now);
 }
 
@@ -293,8 +296,5 @@ async function standing(
 }
 
 function newest(...entries: Entry[]): Entry | undefined {
-  return entries.reduce<Entry | undefined>(
-    (best, entry) => (best && best.storedAt >= entry.storedAt ? best : entry),
-    undefined,
-  );
+  return entries.reduce<Entry | undefined>((best, e) => (best && best.storedAt >= e.storedAt ? best : e), undefined);
 }

@@ -152,6 +152,64 @@ describe("engine", () => {
     expect(results.filter((r) => r.cacheStatus.collapsed)).toHaveLength(199);
   });
 
+  describe("RFC 9211 §2.6: every request that waited on another's fetch says `collapsed`, whatever the fetch brought", () => {
+    /** Five requests for `path` while one fetch is at the origin: the leader's answer first. */
+    async function fiveOnOneFetch(path: string) {
+      let open!: () => void;
+      t.origin.gate = new Promise((r) => (open = r));
+      const all = Array.from({ length: 5 }, () => t.engine.handle(get(path)));
+      await new Promise((r) => setTimeout(r, 0));
+      t.origin.gate = undefined;
+      open();
+      return Promise.all(all);
+    }
+    const statuses = (answers: { headers: [string, string][] }[]) => answers.map((a) => status(a));
+
+    it("an origin 5xx without freshness, relayed to every waiter: the leader's says nothing of it, the 4 waiters' say `collapsed`", async () => {
+      t.origin.status = 503;
+      const answers = await fiveOnOneFetch("/down");
+      expect(t.origin.calls).toHaveLength(1);
+      expect(answers.map((a) => [a.status, text(a.body)])).toEqual(Array(5).fill([503, "origin error"]));
+      expect(statuses(answers)).toEqual([
+        "herdless; fwd=uri-miss; fwd-status=503; detail=origin-error",
+        ...Array(4).fill("herdless; fwd=uri-miss; fwd-status=503; collapsed; detail=origin-error"),
+      ]);
+    });
+
+    it("an origin that cannot be reached: 5 × 502, the 4 waiters `collapsed`", async () => {
+      t.origin.fail = "network";
+      const answers = await fiveOnOneFetch("/gone");
+      expect(t.origin.calls).toHaveLength(1);
+      expect(answers.map((a) => a.status)).toEqual([502, 502, 502, 502, 502]);
+      expect(statuses(answers)).toEqual([
+        "herdless; fwd=uri-miss; detail=origin-error",
+        ...Array(4).fill("herdless; fwd=uri-miss; collapsed; detail=origin-error"),
+      ]);
+    });
+
+    it("a failed revalidation hidden by stale-if-error: 5 × the stale copy, the 4 waiters `collapsed`", async () => {
+      await t.engine.handle(get("/a"));
+      // Past max-age (10 s) and stale-while-revalidate (20 s), inside stale-if-error (60 s).
+      t.clock.advance(35_000);
+      t.origin.fail = "network";
+      const answers = await fiveOnOneFetch("/a");
+      expect(t.origin.calls).toHaveLength(2);
+      expect(answers.map((a) => [a.status, text(a.body)])).toEqual(Array(5).fill([200, "v1 /a "]));
+      expect(statuses(answers)).toEqual([
+        "herdless; fwd=stale; ttl=-25; detail=stale-if-error",
+        ...Array(4).fill("herdless; fwd=stale; ttl=-25; collapsed; detail=stale-if-error"),
+      ]);
+    });
+
+    it("a request that fetched alone and failed is never `collapsed`", async () => {
+      t.origin.fail = "network";
+      expect(status(await t.engine.handle(get("/gone")))).toBe("herdless; fwd=uri-miss; detail=origin-error");
+      await t.engine.handle(get("/b"));
+      t.clock.advance(35_000);
+      expect(status(await t.engine.handle(get("/b")))).toBe("herdless; fwd=uri-miss; detail=origin-error");
+    });
+  });
+
   describe("RFC 9111 §4: an answer that must be validated before any reuse is its requester's alone", () => {
     /** The leader's request, then the waiter's while the leader's fetch runs; both answers. */
     async function leaderAndWaiter(leader: Record<string, string>, waiter: Record<string, string> = {}) {

@@ -81,7 +81,8 @@ function expectStale(answers: Answer[], body: string, detail: string): void {
   for (const answer of answers) {
     expect(answer.body).toBe(body);
     expect(answer.cacheStatus).toMatch(
-      new RegExp(`^herdless; fwd=stale; (fwd-status=\\d+; )?ttl=-\\d+; detail=${detail}$`),
+      // `collapsed` for each request that waited on another's revalidation (RFC 9211 §2.6).
+      new RegExp(`^herdless; fwd=stale; (fwd-status=\\d+; )?ttl=-\\d+; (collapsed; )?detail=${detail}$`),
     );
   }
 }
@@ -441,7 +442,8 @@ describe("outcome 1 in workerd: the origin's load has a hard cap", () => {
       expect(served.length + shed.length).toBe(500);
       for (const { answer } of shed) {
         expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
-        expect(answer.cacheStatus).toBe("herdless; fwd=uri-miss; detail=queue-full");
+        // `collapsed`: it waited on another request's attempt, which the guard refused.
+        expect(answer.cacheStatus).toMatch(/^herdless; fwd=uri-miss; (collapsed; )?detail=queue-full$/);
       }
       // Exactly one origin request per key that was served, one body per key, none for the shed.
       const servedKeys = new Set(served.map((s) => s.key));

@@ -96,6 +96,51 @@ describe("stale-if-error across data centers", () => {
   });
 });
 
+describe("RFC 9211 §2.6 on the Worker: the waiters of a fetch that failed say `collapsed` too", () => {
+  /**
+   * 4 requests in one data center (its isolate's waiters) and 1 in each of 3 more (waiters
+   * at the key's object) while one fetch is at the origin: their Cache-Status, sorted.
+   */
+  async function sevenOnOneFetch(dcs: DataCenter[], path: string): Promise<string[]> {
+    const requests = [dcs[0]!, dcs[0]!, dcs[0]!, ...dcs].map((dc) => dc.get(path));
+    return (await Promise.all(requests)).map((a) => `${a.status} ${a.cacheStatus}`).sort();
+  }
+  const six = (line: string) => Array.from({ length: 6 }, () => line);
+
+  it("a 503 without freshness, a reset connection, a timeout, and a failed revalidation stale-if-error hides: one origin request each, 6 of 7 `collapsed`", async () => {
+    // Each answer comes late enough that every request joined its fetch.
+    const origin = await testOrigin({ delayMs: 300, headers: SIE_HEADERS });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url, { origin: { timeoutMs: 600 } });
+    const paths = ["/503", "/reset", "/stalls", "/kept"];
+    await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
+    const dcs = dataCenters(4, testEnv, clock, { ownIsolate: true });
+    await origin.set({
+      paths: { "/503": { status: 503, headers: {} }, "/reset": { mode: "down" }, "/stalls": { delayMs: 1_500 } },
+    });
+    expect(await sevenOnOneFetch(dcs, "/503")).toEqual([
+      ...six("503 herdless; fwd=uri-miss; fwd-status=503; collapsed; detail=origin-error"),
+      "503 herdless; fwd=uri-miss; fwd-status=503; detail=origin-error",
+    ]);
+    expect(await sevenOnOneFetch(dcs, "/reset")).toEqual([
+      ...six("502 herdless; fwd=uri-miss; collapsed; detail=origin-error"),
+      "502 herdless; fwd=uri-miss; detail=origin-error",
+    ]);
+    expect(await sevenOnOneFetch(dcs, "/stalls")).toEqual([
+      ...six("504 herdless; fwd=uri-miss; collapsed; detail=origin-error"),
+      "504 herdless; fwd=uri-miss; detail=origin-error",
+    ]);
+    await fill(dcs, 4, "/kept");
+    clock.advance(61_000);
+    await origin.set({ mode: "down" });
+    expect(await sevenOnOneFetch(dcs, "/kept")).toEqual([
+      ...six("200 herdless; fwd=stale; ttl=-1; collapsed; detail=stale-if-error"),
+      "200 herdless; fwd=stale; ttl=-1; detail=stale-if-error",
+    ]);
+    expect((await origin.stats()).requests.map((r) => r.path)).toEqual(["/503", "/reset", "/stalls", "/kept", "/kept"]);
+  });
+});
+
 describe("coordinator unreachable: the edge degrades to its local single-flight and keeps serving", () => {
   it("serves cached keys stale when the origin fails too, fetches through the fallback when it is up, and logs the degradation", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);

@@ -58,7 +58,11 @@ function page(req: Seen, res: ServerResponse, n: number, extra: Record<string, s
 
 async function proxyFor(originUrl: string, extra: Partial<ConfigInput> = {}, startAt = Date.now()) {
   const clock = new ManualClock(startAt);
-  const stack = localStack({ config: parseConfig({ ...extra, origin: { url: originUrl } }), logger, clock });
+  const stack = localStack({
+    config: parseConfig({ ...extra, origin: { ...extra.origin, url: originUrl } }),
+    logger,
+    clock,
+  });
   const running = await startServer({ stack, logger, port: 0 });
   cleanup.push(() => running.close());
   return { url: running.url, clock };
@@ -122,6 +126,56 @@ describe("RFC 9211 on Node: Cache-Status of requests collapsed onto one fill", (
       ...Array.from({ length: 4 }, () => "herdless; fwd=uri-miss; fwd-status=200; ttl=60; collapsed"),
       "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored",
     ]);
+  });
+});
+
+describe("RFC 9211 §2.6 on Node: the waiters of a fetch that failed say `collapsed` too", () => {
+  /** Five concurrent requests for `path`; the origin hears the first only once `more` are waiting. */
+  async function fiveOnOneFetch(proxyUrl: string, path: string, held: (() => void)[]) {
+    const answers = Promise.all(Array.from({ length: 5 }, () => send(proxyUrl, path)));
+    while (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    // Let the other four reach the fill in flight before the origin answers.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    held.splice(0).forEach((answer) => answer());
+    return (await answers).map((a) => `${a.status} ${String(a.headers["cache-status"])}`).sort();
+  }
+
+  it("a 503 without freshness, a reset connection, a timeout, and a failed revalidation stale-if-error hides: one origin request each, 4 of 5 `collapsed`", async () => {
+    const held: (() => void)[] = [];
+    let stalled = 0;
+    const origin = await scriptedOrigin((req, res, n) => {
+      if (req.url === "/stalls") return void stalled++;
+      const answer = () => {
+        if (req.url === "/503") return void res.writeHead(503, { "content-type": "text/plain" }).end("busy");
+        if (req.url === "/reset" || n > 4) return void res.socket?.destroy();
+        page(req, res, n, { "cache-control": "max-age=60, stale-if-error=600" });
+      };
+      held.push(answer);
+    });
+    const proxy = await proxyFor(origin.url, { origin: { url: origin.url, timeoutMs: 300 } });
+    const four = (line: string) => Array.from({ length: 4 }, () => line);
+    expect(await fiveOnOneFetch(proxy.url, "/503", held)).toEqual([
+      ...four("503 herdless; fwd=uri-miss; fwd-status=503; collapsed; detail=origin-error"),
+      "503 herdless; fwd=uri-miss; fwd-status=503; detail=origin-error",
+    ]);
+    expect(await fiveOnOneFetch(proxy.url, "/reset", held)).toEqual([
+      ...four("502 herdless; fwd=uri-miss; collapsed; detail=origin-error"),
+      "502 herdless; fwd=uri-miss; detail=origin-error",
+    ]);
+    const timedOut = Promise.all(Array.from({ length: 5 }, () => send(proxy.url, "/stalls")));
+    expect((await timedOut).map((a) => `${a.status} ${String(a.headers["cache-status"])}`).sort()).toEqual([
+      ...four("504 herdless; fwd=uri-miss; collapsed; detail=origin-error"),
+      "504 herdless; fwd=uri-miss; detail=origin-error",
+    ]);
+    expect(stalled).toBe(1);
+    // Stored, then past its max-age: the revalidation's connection is reset, the copy stands in.
+    expect((await fiveOnOneFetch(proxy.url, "/kept", held)).filter((a) => a.startsWith("200"))).toHaveLength(5);
+    proxy.clock.advance(61_000);
+    expect(await fiveOnOneFetch(proxy.url, "/kept", held)).toEqual([
+      ...four("200 herdless; fwd=stale; ttl=-1; collapsed; detail=stale-if-error"),
+      "200 herdless; fwd=stale; ttl=-1; detail=stale-if-error",
+    ]);
+    expect(origin.seen.map((r) => r.url)).toEqual(["/503", "/reset", "/stalls", "/kept", "/kept"]);
   });
 });
 

@@ -783,7 +783,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       expect(mine.body).toBe(`error page for ${victimHeaders.authorization ?? "anonymous"} #1`);
       for (const attacker of await Promise.all(attackers)) {
         expect(attacker.status).toBe(503);
-        expect(attacker.headers["cache-status"]).toMatch(/fwd-status=503; detail=origin-error/);
+        expect(attacker.headers["cache-status"]).toMatch(/fwd-status=503; collapsed; detail=origin-error/);
         expect(attacker.headers["set-cookie"]).toBeUndefined();
         expect(attacker.body).not.toContain("error page");
       }
