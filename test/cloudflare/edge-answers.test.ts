@@ -387,6 +387,41 @@ describe("RFC 9110 §8.6 on the Worker: the Content-Length a client sees", () =>
   });
 });
 
+describe("RFC 9110 §8.6, §15.4.5 on the Worker: no 304 carries Content-Length, as on Node", () => {
+  it("relayed (GET or HEAD, the origin's own with one), made from the stored copy or from a fill's answer that cannot be shared", async () => {
+    // workerd sends no Content-Length on a GET's 304 whatever the Response says, but does on a HEAD's.
+    const origin = await testOrigin({
+      etag: ETAG,
+      headers: { "cache-control": "max-age=60", "last-modified": "Tue, 01 Jan 2030 00:00:00 GMT" },
+      body: "x".repeat(1234),
+      notModifiedHeaders: { "content-length": "1234" },
+      paths: { "/private": { headers: { "cache-control": "private" } } },
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url, { routes: [{ match: "/api/*", bypass: true }] }));
+    const conditional = { "if-none-match": ETAG };
+    const answers = [
+      await dc!.get("/api/file", { headers: conditional }),
+      await dc!.get("/api/file", { method: "HEAD", headers: conditional }),
+      await dc!.get("/page", { headers: conditional }),
+      await dc!.get("/page", { headers: conditional }),
+      await dc!.get("/page", { method: "HEAD", headers: { "if-modified-since": "Tue, 01 Jan 2030 00:00:00 GMT" } }),
+      await dc!.get("/private", { headers: conditional }),
+    ];
+    // The ttl as the real clock has it: 60 or 59.
+    const status = (a: { cacheStatus: string }) => a.cacheStatus.replace(/ttl=(60|59)/, "ttl=60");
+    expect(answers.map((a) => [a.status, a.headers.get("content-length"), status(a)])).toEqual([
+      [304, null, "herdless; fwd=bypass; fwd-status=304"],
+      [304, null, "herdless; fwd=bypass; fwd-status=304"],
+      [304, null, "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored"],
+      [304, null, "herdless; hit; ttl=60"],
+      [304, null, "herdless; hit; ttl=60"],
+      [304, null, "herdless; fwd=uri-miss; fwd-status=200; detail=uncacheable"],
+    ]);
+    // A HEAD without a condition still hears the representation's length.
+    expect((await dc!.get("/api/file", { method: "HEAD" })).headers.get("content-length")).toBe("1234");
+  });
+});
+
 describe("RFC 9110 §6.6.1 on the Worker: a response without Date", () => {
   it("gets the time it arrived, kept with the stored copy", async () => {
     // The test origin is Node's server; raw lines are the way to answer without its Date.

@@ -479,6 +479,39 @@ describe("RFC 9110 §8.6 on Node: the Content-Length a client sees", () => {
   });
 });
 
+describe("RFC 9110 §8.6, §15.4.5 on Node: no 304 carries Content-Length, as on the Worker", () => {
+  it("relayed (GET or HEAD, the origin's own with one), made from the stored copy or from a fill's answer that cannot be shared", async () => {
+    const origin = await scriptedOrigin((req, res, n) => {
+      const privately: Record<string, string> = req.url === "/private" ? { "cache-control": "private" } : {};
+      if (req.headers["if-none-match"] === '"v1"')
+        return void res
+          .writeHead(304, { etag: '"v1"', "cache-control": "max-age=60", "content-length": "100", ...privately })
+          .end();
+      page(req, res, n, { "content-length": "100", ...privately });
+    });
+    const proxy = await proxyFor(origin.url, { routes: [{ match: "/api/*", bypass: true }] });
+    const conditional = { "if-none-match": '"v1"' };
+    const answers = [
+      await send(proxy.url, "/api/file", conditional),
+      await send(proxy.url, "/api/file", conditional, "HEAD"),
+      await send(proxy.url, "/page", conditional),
+      await send(proxy.url, "/page", conditional),
+      await send(proxy.url, "/page", { "if-modified-since": LAST_MODIFIED }, "HEAD"),
+      await send(proxy.url, "/private", conditional),
+    ];
+    expect(answers.map((a) => [a.status, a.headers["content-length"], a.headers["cache-status"]])).toEqual([
+      [304, undefined, "herdless; fwd=bypass; fwd-status=304"],
+      [304, undefined, "herdless; fwd=bypass; fwd-status=304"],
+      [304, undefined, "herdless; fwd=uri-miss; fwd-status=200; ttl=60; stored"],
+      [304, undefined, "herdless; hit; ttl=60"],
+      [304, undefined, "herdless; hit; ttl=60"],
+      [304, undefined, "herdless; fwd=uri-miss; fwd-status=200; detail=uncacheable"],
+    ]);
+    // A HEAD without a condition still hears the representation's length.
+    expect((await send(proxy.url, "/api/file", {}, "HEAD")).headers["content-length"]).toBe("100");
+  });
+});
+
 describe("RFC 9110 §6.6.1 on Node: a response without Date", () => {
   it("gets the time it arrived, kept with the stored copy (not the time each copy is served)", async () => {
     const origin = await scriptedOrigin((req, res) => {

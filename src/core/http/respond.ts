@@ -92,7 +92,8 @@ export function fromStream(
 /**
  * Relays an origin answer that is not served from cache. Content-Length is the length of the
  * bytes in hand (a GET's, also for a HEAD answered from a GET fill), else the origin's own: a
- * relayed HEAD's or a 304's says how long the representation is, not the empty body.
+ * relayed HEAD's says how long the representation is, not the empty body. A 304 gets none
+ * ({@link withContentLength}).
  */
 export function fromPass(response: PassResponse, status: CacheStatus, method: string): EngineResponse {
   const headers = response.headers.filter(([name]) => name !== "cache-status");
@@ -129,11 +130,15 @@ export function synthetic(
 
 /**
  * RFC 9110 §8.6, the one place that writes Content-Length: never on a 1xx or 204 (a server
- * MUST NOT send it there), otherwise `bytes` when known before the body is sent (a body
- * of unknown length goes chunked, or until close).
+ * MUST NOT send it there), nor on a 304, otherwise `bytes` when known before the body is sent
+ * (a body of unknown length goes chunked, or until close). A 304 may carry the selected
+ * representation's length (§8.6) but SHOULD NOT carry representation metadata (§15.4.5), a
+ * cache below never takes it from one (RFC 9111 §3.2), and workerd drops it from a GET's 304
+ * whatever the Response says: the origin's was relayed on Node only, and a 304 made from the
+ * stored copy had none on either runtime. Now no 304 has one, relayed or not, on both.
  */
 function withContentLength(headers: [string, string][], status: number, bytes: number | undefined): void {
-  if (bytes === undefined || status < 200 || status === 204) return;
+  if (bytes === undefined || status < 200 || status === 204 || status === 304) return;
   headers.push(["content-length", String(bytes)]);
 }
 
