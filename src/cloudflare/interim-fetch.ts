@@ -33,12 +33,28 @@ export const originFetch: FetchLike = async (url, init) => {
  * over another page's first bytes. As a GET, the answer after the 103 is read back as any.
  */
 async function headOf(url: string, init: Parameters<FetchLike>[1]): Promise<Response> {
-  const response = await originFetch(url, { ...init, method: "GET" });
+  const response = await originFetch(url, { ...init, method: "GET", headers: withoutRange(init.headers) });
   await response.body?.cancel().catch(() => undefined);
   // A status no Response can be made with (the 1xx left when the final answer is unreadable) stays as it came.
   if (response.status < 200) return response;
   return new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
+
+/**
+ * A HEAD's fields for the GET it is asked as, without a Range: RFC 9110 §14.2 defines range
+ * handling for GET alone, so an origin ignores a HEAD's Range and answers it `200` with the
+ * whole length. Sent on with the GET, a client's `HEAD` with `Range: bytes=0-99` (a download
+ * manager's probe, a media player's) got a `206` and the part's length on the Worker, a `416`
+ * past the end, where Node and the origin answer `200` with the representation's length.
+ */
+function withoutRange(headers: HeadersInit | undefined): HeadersInit | undefined {
+  if (headers === undefined) return undefined;
+  const list = headers instanceof Headers ? [...headers] : Array.isArray(headers) ? headers : Object.entries(headers);
+  return list.filter(([name]) => !RANGE_FIELDS.has(name!.toLowerCase())) as [string, string][];
+}
+
+/** Range and its companions (forward.ts keeps the same out of a shared fill). */
+const RANGE_FIELDS = new Set(["range", "if-range", "request-range"]);
 
 /** The longest header section read back: past it the bytes are not an HTTP/1.1 answer worth parsing. */
 const MAX_HEAD_BYTES = 64 * 1024;

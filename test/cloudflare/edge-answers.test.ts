@@ -422,6 +422,25 @@ describe("RFC 9110 §8.6, §15.4.5 on the Worker: no 304 carries Content-Length,
   });
 });
 
+describe("RFC 9110 §14.2 on the Worker: a relayed HEAD's Range means nothing, as on Node", () => {
+  it("a bypassed HEAD with Range (a part, past the end, If-Range) is answered 200 with the whole length; the origin hears no Range", async () => {
+    const origin = await testOrigin({ etag: ETAG, body: "x".repeat(1234) });
+    const [dc] = dataCenters(1, edgeEnv(origin.url, { routes: [{ match: "/api/*", bypass: true }] }));
+    const ranges: Record<string, string>[] = [
+      { range: "bytes=0-99" },
+      { range: "bytes=5000-" },
+      { range: "bytes=-10", "if-range": ETAG },
+    ];
+    const answers = [];
+    for (const headers of ranges) answers.push(await dc!.get("/api/file", { method: "HEAD", headers }));
+    expect(answers.map((a) => [a.status, a.headers.get("content-length"), a.headers.get("content-range")])).toEqual(
+      Array(3).fill([200, "1234", null]),
+    );
+    const heard = (await origin.stats()).requests.map((r) => [r.headers["range"], r.headers["if-range"]]);
+    expect(heard).toEqual(Array(3).fill([undefined, undefined]));
+  });
+});
+
 describe("RFC 9110 §6.6.1 on the Worker: a response without Date", () => {
   it("gets the time it arrived, kept with the stored copy", async () => {
     // The test origin is Node's server; raw lines are the way to answer without its Date.
