@@ -147,6 +147,8 @@ describe("answers that are not stored, across three herdless stacks sharing one 
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 500));
     expect(answers.filter((a) => a.body !== "application bug #1" || a.headers["x-app"] !== "broken")).toEqual([]);
     expect(answers.every((a) => String(a.headers["cache-status"]).includes("fwd-status=500"))).toBe(true);
+    // RFC 9211 §2.6: all but the request that fetched waited on that fetch, here or in another process.
+    expect(answers.filter((a) => !String(a.headers["cache-status"]).includes("; collapsed;"))).toHaveLength(1);
     // RFC 9111 §4.2.2: no explicit freshness, not stored: the next request asks the origin again.
     for (const url of urls) expect(await get(url, "/broken")).toMatchObject({ status: 500 });
     expect(origin.requests("/broken")).toBe(4);
