@@ -109,7 +109,7 @@ describe("RFC 9211 §2.6 on the Worker: the waiters of a fetch that failed say `
 
   it("a 503 without freshness, a reset connection, a timeout, and a failed revalidation stale-if-error hides: one origin request each, 6 of 7 `collapsed`", async () => {
     // Each answer comes late enough that every request joined its fetch.
-    const origin = await testOrigin({ delayMs: 300, headers: SIE_HEADERS });
+    const origin = await testOrigin({ delayMs: 500, headers: SIE_HEADERS });
     const clock = new ManualClock(Date.now());
     const testEnv = edgeEnv(origin.url, { origin: { timeoutMs: 600 } });
     const paths = ["/503", "/reset", "/stalls", "/kept"];
