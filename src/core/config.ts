@@ -183,6 +183,15 @@ function routesDiffer(config: Config): boolean {
 /** {@link routesDiffer} per config, worked out once. */
 const differing = new WeakMap<Config, boolean>();
 
+/**
+ * The policy of a path no route matches: `defaults` with every value it leaves out filled in
+ * (what `check-config` prints as `defaults`, so the operator sees the TTLs and key options in force).
+ */
+export function defaultPolicy(config: Config): Omit<RoutePolicy, "match"> {
+  const { match: _match, ...policy } = overlaid(config, undefined);
+  return policy;
+}
+
 function overlaid(config: Config, matched: RouteConfig | undefined): RoutePolicy {
   const d = config.defaults;
   const r: Partial<RouteConfig> = matched ?? {};

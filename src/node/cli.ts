@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { getHeapStatistics } from "node:v8";
-import { parseConfig, type Config } from "../core/config.ts";
+import { defaultPolicy, parseConfig, type Config } from "../core/config.ts";
 import { isHerdlessError } from "../core/errors.ts";
 import {
   heapLimitsFor,
@@ -20,7 +20,24 @@ const USAGE = `usage:
   herdless --origin http://127.0.0.1:8080 [--port 8787] [--host 127.0.0.1] [--redis URL] [--log-level info] [--access-log]
   herdless --config herdless.config.json [flags override the file]
   herdless check-config [--config FILE] [--origin URL]   print the effective config and exit
-  --redis URL: redis://host:6379 | redis+sentinel://host:26379[,host:26379]/mymaster | redis+cluster://host:7000[,host:7001]`;
+  herdless --help                                        every flag`;
+
+/** `--help`: every flag of docs/node.md, with its default (the usage alone left --admin-token and -c, -p, -h out). */
+const HELP = `${USAGE}
+
+flags:
+  --origin URL          the origin, http(s)://host:port[/prefix] (over origin.url)
+  --config FILE, -c     a JSON config file (docs/configuration.md); the flags override it
+  --port N, -p          port to listen on (8787; 0: any free port)
+  --host ADDR           address to listen on (127.0.0.1; 0.0.0.0: every interface)
+  --redis URL           join a fleet: redis://host:6379 | redis+sentinel://host:26379[,host:26379]/mymaster
+                        | redis+cluster://host:7000[,host:7001]
+  --admin-token T       token of the admin API /__herdless/, 16+ characters (or HERDLESS_ADMIN_TOKEN, admin.token)
+  --log-level L         debug | info | warn | error | silent (info)
+  --access-log          one JSON line per request on stdout
+  --help, -h            this text
+
+SIGTERM or SIGINT drains and exits 0; a mistake in flags or config exits 2, a failure at run time 1.`;
 
 /** A config file that cannot be read or is not a JSON object: exit code 2. */
 class ConfigFileError extends Error {}
@@ -93,6 +110,17 @@ export async function loadSettings(
   return { config: parseConfig({ ...rest, origin, admin, log }), redis: target };
 }
 
+/**
+ * The config as `check-config` prints it: every default in force, `defaults` included (the
+ * parsed config keeps only what the file set there), and the admin token as `"(set)"`. Only
+ * the admin token was kept of `admin`, which hid `admin.purgePropagationMs` and
+ * `admin.statsReportIntervalMs`.
+ */
+function effectiveConfig(config: Config): Record<string, unknown> {
+  const admin = { ...config.admin, token: config.admin.token ? "(set)" : undefined };
+  return { ...config, defaults: defaultPolicy(config), admin };
+}
+
 /** Where the CLI writes; tests pass their own. */
 export interface CliIo {
   stdout: (text: string) => void;
@@ -115,13 +143,13 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
   const command = argv[0] === "check-config" ? "check-config" : "serve";
   const values = readFlags(command === "serve" ? argv : argv.slice(1));
   if (values.help) {
-    io.stdout(`${USAGE}\n`);
+    io.stdout(`${HELP}\n`);
     return 0;
   }
   const listen = listenFlags(values);
   const { config, redis } = await loadSettings(values);
   if (command === "check-config") {
-    const shown = { ...config, admin: { token: config.admin.token ? "(set)" : undefined } };
+    const shown = effectiveConfig(config);
     io.stdout(`${JSON.stringify(redis ? { ...shown, redis: describeRedisTarget(redis) } : shown, null, 2)}\n`);
     return 0;
   }

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -58,6 +58,42 @@ describe("herdless CLI", () => {
     expect(printed.origin.timeoutMs).toBe(10_000);
     expect(printed.log).toEqual({ level: "debug", access: true });
     expect(printed.routes).toEqual([{ match: "/static/*", forceTtlMs: 60_000 }]);
+  });
+
+  it("check-config fills in every default, of admin and defaults too, not only what the file set there", async () => {
+    const file = await configFile("partial.json", {
+      origin: { url: "http://127.0.0.1:1111" },
+      defaults: { defaultTtlMs: 60_000 },
+      admin: { purgePropagationMs: 500 },
+    });
+    const { code, stdout } = await runCli(["check-config", "--config", file]);
+    expect(code).toBe(0);
+    const printed = JSON.parse(stdout) as Record<string, unknown>;
+    // Before: "admin": {} (purgePropagationMs dropped) and "defaults": { "defaultTtlMs": 60000 } alone.
+    expect(printed.admin).toEqual({ purgePropagationMs: 500, statsReportIntervalMs: 10_000 });
+    expect(printed.defaults).toEqual({
+      bypass: false,
+      defaultTtlMs: 60_000,
+      staleWhileRevalidateMs: 0,
+      staleIfErrorMs: 0,
+      cacheAuthorized: false,
+      honorRequestNoCache: false,
+      refreshAhead: 0,
+      key: { ignoreQuery: ["utm_*", "fbclid", "gclid"], ignoreAllQuery: false },
+      timeoutMs: 10_000,
+    });
+  });
+
+  it("--help names every flag of docs/node.md's table, with its short form", async () => {
+    const doc = await readFile(new URL("../../docs/node.md", import.meta.url), "utf8");
+    const flags = [...doc.matchAll(/^\| `(--[a-z-]+)[^`]*`(?:, `(-[a-z])`)? /gm)].map((m) => [m[1], m[2]]);
+    expect(flags.length).toBeGreaterThanOrEqual(9);
+    const { code, stdout } = await runCli(["--help"]);
+    expect(code).toBe(0);
+    for (const [long, short] of flags) {
+      // Before: --admin-token, -c, -p and -h were documented but not in --help.
+      expect(stdout, long).toMatch(new RegExp(`^  ${long}\\b.*${short ? `, ${short}\\b` : ""}`, "m"));
+    }
   });
 
   it("never prints the admin token", async () => {
