@@ -67,7 +67,8 @@ function parseEnvConfig(env: ConfigEnv): Config {
   } catch (error) {
     // The operator set ORIGIN_URL, not origin.url: the message names what they wrote.
     if (!fromVar || !(error instanceof HerdlessError)) throw error;
-    const message = error.message.replace(/^(\s*- )origin\.url: origin\.url /m, "$1ORIGIN_URL: ORIGIN_URL ");
+    // Every line about it (a URL can break two rules), not the first alone.
+    const message = error.message.replace(/^(\s*- )origin\.url: origin\.url /gm, "$1ORIGIN_URL: ORIGIN_URL ");
     throw new HerdlessError("CONFIG_INVALID", message, { cause: error });
   }
 }

@@ -151,6 +151,16 @@ describe("config: a refusal tells exactly these lines", () => {
         'origin.url: origin.url must not have a query or fragment: each origin request carries its client\'s query (got "nope?x")',
       ],
     ],
+    ...["http:///app", "https:///index.html", "http://127.0.0.1:0", "http://[::1]:00/app"].map(
+      (url): [string, unknown, string[]] => [
+        // `http://${HOST}/app` with HOST unset: before, the origin was the host "app".
+        `an origin URL without a host, or with port 0: ${url}`,
+        { origin: { url } },
+        [
+          `origin.url: origin.url must name the origin's host and port, as http://HOST[:PORT][/prefix] (an unset variable in it?) (got ${JSON.stringify(url)})`,
+        ],
+      ],
+    ),
   ])("%s", (_, input, lines) => {
     expect(linesOf(input)).toEqual(lines);
   });

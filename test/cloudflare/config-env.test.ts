@@ -42,6 +42,10 @@ describe("configFromEnv", () => {
     expect(() => configFromEnv({ ORIGIN_URL: "ftp://x", HERDLESS_CONFIG: "" })).toThrow(
       'ORIGIN_URL: ORIGIN_URL must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")',
     );
+    // `http://${HOST}/app?x` with HOST unset breaks two rules: both lines name ORIGIN_URL (the second said origin.url).
+    expect(() => configFromEnv({ ORIGIN_URL: "http:///app?x", HERDLESS_CONFIG: "" })).toThrow(
+      /^invalid herdless config:\n {2}- ORIGIN_URL: ORIGIN_URL must not have a query .*\n {2}- ORIGIN_URL: ORIGIN_URL must name the origin's host and port/,
+    );
     expect(() => configFromEnv({ ORIGIN_URL: "", HERDLESS_CONFIG: '{"origin":{"url":"/var/www"}}' })).toThrow(
       "origin.url: origin.url must be an absolute http(s) URL",
     );

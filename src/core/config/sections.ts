@@ -42,6 +42,13 @@ export const originSection = strictObject({
       (url) => !/[?#]/.test(url),
       "origin.url must not have a query or fragment: each origin request carries its client's query",
     ),
+    // `http://${HOST}/app` with HOST unset is `http:///app`, which a URL parser reads as the
+    // host "app": the origin would silently be another machine. Port 0 is no port to connect to.
+    v.check(
+      // Judged only on what the rule above takes for an http(s) URL (it names the rest).
+      (url) => !URL.canParse(url) || (/^https?:\/\/[^/\\?#]/i.test(url) && new URL(url).port !== "0"),
+      "origin.url must name the origin's host and port, as http://HOST[:PORT][/prefix] (an unset variable in it?)",
+    ),
   ),
   /** Abort an origin request whose answer's head (and a body read whole) is not in after this long; a route may set its own. */
   timeoutMs: v.optional(ms("origin.timeoutMs", 1), 10_000),
