@@ -1,6 +1,7 @@
 import { getHeapStatistics } from "node:v8";
 import type { Config } from "../core/config.ts";
 import { isMainThread, parentPort, resourceLimits, Worker, workerData, type WorkerOptions } from "node:worker_threads";
+import { watchLauncher } from "./launcher.ts";
 
 const MiB = 1024 * 1024;
 
@@ -127,7 +128,8 @@ export function reportExitCode(exitCode: number): void {
  * isolate is created (`v8.setFlagsFromString("--max-old-space-size")` at run time does
  * nothing), and `npx herdless` cannot put flags before its script; a worker's
  * `resourceLimits` are Node's documented way to size a heap from inside the process, which
- * keeps one process and one PID (no child to orphan). SIGTERM and SIGINT are passed on; the
+ * keeps one process and one PID (no child to orphan). SIGTERM and SIGINT are passed on (and
+ * npm's going, under `npx herdless`: launcher.ts); the
  * worker drains and ends. A worker that runs out of heap ends with a message naming the limit.
  */
 export function serveInBoundedHeap(
@@ -152,10 +154,12 @@ export function serveInBoundedHeap(
   const onInt = forward("SIGINT");
   process.once("SIGTERM", onTerm);
   process.once("SIGINT", onInt);
+  const unwatch = watchLauncher((reason) => worker.postMessage({ stop: reason } satisfies ToWorker));
   return new Promise((resolve) =>
     worker.once("exit", (code) => {
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onInt);
+      unwatch();
       if (failure !== undefined) stderr(`herdless: ${failure}\n`);
       resolve(failure !== undefined ? 1 : (exitCode ?? code));
     }),

@@ -12,6 +12,7 @@ import {
   workerArgv,
 } from "./bounded-heap.ts";
 import { hostListenError, listenFlags, readFlags, UsageError, type CliFlags } from "./cli-flags.ts";
+import { watchLauncher } from "./launcher.ts";
 import { jsonLogger, type LogLevel } from "./logger.ts";
 import type { Stack } from "./stack.ts";
 import { describeRedisTarget, parseRedisTarget, redisTargetFromConfig, type RedisTarget } from "./redis/target.ts";
@@ -168,7 +169,8 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
   // Listen for the stop signal before saying "listening": a supervisor may send SIGTERM as
   // soon as it reads that line, and a signal with no listener yet kills the process (exit by
   // signal, not 0). In the bounded-heap worker the main thread receives the signals and passes them on.
-  const stop = workerArgv() ? stopRequested() : untilSignal();
+  // `npx herdless` (boundedHeapEntry set) also stops when npm goes (launcher.ts); a library caller's process does not.
+  const stop = workerArgv() ? stopRequested() : untilSignal(options.boundedHeapEntry !== undefined);
   logger.info("herdless listening", {
     url: running.url,
     port: running.port,
@@ -224,10 +226,11 @@ export async function cli(argv: string[], io: CliIo = processIo, options: ServeO
   return code;
 }
 
-function untilSignal(): Promise<string> {
+function untilSignal(launcher: boolean): Promise<string> {
   return new Promise((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
+    if (launcher) watchLauncher(resolve);
   });
 }
 
