@@ -151,6 +151,11 @@ describe("config: a refusal tells exactly these lines", () => {
         'origin.url: origin.url must not have a query or fragment: each origin request carries its client\'s query (got "nope?x")',
       ],
     ],
+    [
+      "an origin URL of another scheme is told once",
+      { origin: { url: "ftp://x" } },
+      ['origin.url: origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")'],
+    ],
     ...["http:///app", "https:///index.html", "http://127.0.0.1:0", "http://[::1]:00/app"].map(
       (url): [string, unknown, string[]] => [
         // `http://${HOST}/app` with HOST unset: before, the origin was the host "app".

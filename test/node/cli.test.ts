@@ -96,6 +96,41 @@ describe("herdless CLI", () => {
     }
   });
 
+  it("names the flag or environment variable the operator set in a refusal, not the config field it fills", async () => {
+    const refused = async (argv: string[], envToken?: string) => {
+      let stderr = "";
+      const io = { stdout: () => undefined, stderr: (text: string) => void (stderr += text) };
+      const saved = process.env.HERDLESS_ADMIN_TOKEN;
+      if (envToken !== undefined) process.env.HERDLESS_ADMIN_TOKEN = envToken;
+      try {
+        return { code: await cli(argv, io), stderr };
+      } finally {
+        if (saved === undefined) delete process.env.HERDLESS_ADMIN_TOKEN;
+        else process.env.HERDLESS_ADMIN_TOKEN = saved;
+      }
+    };
+    // Before: "admin.token must be at least 16 characters", "origin.url must be…", "log.level: Invalid option".
+    expect(await refused(["check-config", "--origin", "http://127.0.0.1:1"], "short")).toEqual({
+      code: 2,
+      stderr: expect.stringContaining(
+        "  - HERDLESS_ADMIN_TOKEN: HERDLESS_ADMIN_TOKEN must be at least 16 characters (got 5 characters)",
+      ),
+    });
+    const flags = ["check-config", "--origin", "ftp://x", "--admin-token", "short", "--log-level", "loud"];
+    const { stderr } = await refused(flags);
+    expect(stderr).toContain(
+      '  - --origin: --origin must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")',
+    );
+    expect(stderr).toContain("  - --admin-token: --admin-token must be at least 16 characters (got 5 characters)");
+    expect(stderr).toMatch(/ {2}- --log-level: .*\(got "loud"\)/);
+    expect(stderr).not.toMatch(/origin\.url|admin\.token|log\.level/);
+    // The same fields set in the file keep their names.
+    const file = await configFile("named.json", { origin: { url: "ftp://x" }, admin: { token: "short" } });
+    const fromFile = await refused(["check-config", "--config", file]);
+    expect(fromFile.stderr).toContain("  - origin.url: origin.url must be");
+    expect(fromFile.stderr).toContain("  - admin.token: admin.token must be at least 16");
+  });
+
   it("never prints the admin token", async () => {
     const { code, stdout } = await runCli([
       "check-config",

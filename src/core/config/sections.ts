@@ -46,7 +46,10 @@ export const originSection = strictObject({
     // host "app": the origin would silently be another machine. Port 0 is no port to connect to.
     v.check(
       // Judged only on what the rule above takes for an http(s) URL (it names the rest).
-      (url) => !URL.canParse(url) || (/^https?:\/\/[^/\\?#]/i.test(url) && new URL(url).port !== "0"),
+      (url) =>
+        !URL.canParse(url) ||
+        !/^https?:\/\//i.test(url) ||
+        (/^https?:\/\/[^/\\?#]/i.test(url) && new URL(url).port !== "0"),
       "origin.url must name the origin's host and port, as http://HOST[:PORT][/prefix] (an unset variable in it?)",
     ),
   ),
