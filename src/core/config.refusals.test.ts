@@ -61,12 +61,12 @@ describe("config: a refusal tells exactly these lines", () => {
     [
       "Infinity is not a number of milliseconds",
       { origin: { ...origin, timeoutMs: Infinity } },
-      ["origin.timeoutMs: origin.timeoutMs must be a number of milliseconds (got null)"],
+      ["origin.timeoutMs: origin.timeoutMs must be a number of milliseconds (got Infinity)"],
     ],
     [
       "NaN is not a number",
       { origin, breaker: { failureRate: NaN } },
-      ["breaker.failureRate: Invalid input: expected number, received NaN (got null)"],
+      ["breaker.failureRate: Invalid input: expected number, received NaN (got NaN)"],
     ],
     [
       "an integer past the exact range is not whole, and out of range",
@@ -150,6 +150,12 @@ describe("config: a refusal tells exactly these lines", () => {
         'origin.url: origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "nope?x")',
         'origin.url: origin.url must not have a query or fragment: each origin request carries its client\'s query (got "nope?x")',
       ],
+    ],
+    [
+      // JSON's 1e400 is Infinity: before, "(got null)", a value the operator never wrote.
+      "a number too large for JSON is shown as Infinity, not null",
+      JSON.parse('{"origin":{"url":"http://127.0.0.1:1","maxConcurrency":1e400}}') as unknown,
+      ["origin.maxConcurrency: origin.maxConcurrency must be a number (got Infinity)"],
     ],
     [
       "an origin URL of another scheme is told once",

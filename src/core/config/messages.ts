@@ -22,7 +22,12 @@ export function describeIssue(issue: v.BaseIssue<unknown>, input: unknown, schem
   // A rule across fields (lockLeaseMs > timeoutMs) can fail on a field left to its default: not "missing".
   // A secret is described, never repeated: the message goes to a terminal, a log, a Worker's 500 page.
   const secret = keys.at(-1) === "token" && typeof value === "string";
-  const described = secret ? `${value.length} characters` : JSON.stringify(value);
+  // JSON.stringify says null for Infinity and NaN (JSON's 1e400 parses as Infinity): the value, as it is.
+  const described = secret
+    ? `${value.length} characters`
+    : typeof value === "number" && !Number.isFinite(value)
+      ? String(value)
+      : JSON.stringify(value);
   // (A rule: a check written for this schema, not one of a type, bound or length.)
   const rule = issue.type === "check" || issue.type === "raw_check";
   const shown = value !== undefined ? described : rule ? "its default" : "missing";
