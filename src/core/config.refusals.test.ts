@@ -158,6 +158,14 @@ describe("config: a refusal tells exactly these lines", () => {
       ["origin.maxConcurrency: origin.maxConcurrency must be a number (got Infinity)"],
     ],
     [
+      // Before: accepted, and a fleet process with it printed the Redis prefix error and never exited.
+      "a cache name with a Redis Cluster hash tag's braces",
+      { origin, cache: { name: "site{a}" } },
+      [
+        'cache.name: cache.name must not contain { or }: it is part of the Redis key prefix, where braces are Cluster hash tags (got "site{a}")',
+      ],
+    ],
+    [
       "an origin URL of another scheme is told once",
       { origin: { url: "ftp://x" } },
       ['origin.url: origin.url must be an absolute http(s) URL such as http://127.0.0.1:8080 (got "ftp://x")'],

@@ -1,5 +1,9 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import { heapLimitsFor, heapSizedByOperator, maxWaitingFor, waitingLimit } from "./bounded-heap.ts";
+import { heapLimitsFor, heapSizedByOperator, maxWaitingFor, serveInBoundedHeap, waitingLimit } from "./bounded-heap.ts";
 import { parseConfig } from "../core/config.ts";
 
 const MiB = 1024 * 1024;
@@ -41,5 +45,29 @@ describe("the heap of npx herdless", () => {
     const origin = { url: "http://127.0.0.1:8080" };
     expect(waitingLimit(parseConfig({ origin: { ...origin, maxWaiting: 12 } }))).toBe(12);
     expect(waitingLimit(parseConfig({ origin }))).toBe(maxWaitingFor(256 * MiB));
+  });
+});
+
+describe("the serving worker", () => {
+  it("ends once it has reported its exit code, even with a handle still open (a failed start's Redis connection)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "herdless-worker-"));
+    try {
+      const entry = join(dir, "lingering.mjs");
+      // The CLI's worker after a failed start: the code reported, a timer (a reconnecting client) left running.
+      await writeFile(
+        entry,
+        'import { parentPort } from "node:worker_threads";\nparentPort.postMessage({ exitCode: 2 });\nsetInterval(() => undefined, 1000);\n',
+      );
+      const started = Date.now();
+      const code = await Promise.race([
+        serveInBoundedHeap(pathToFileURL(entry), [], heapLimitsFor(64 * MiB), () => undefined),
+        // Before: it never ended (the process hung, and took one SIGTERM without stopping).
+        new Promise<string>((resolve) => setTimeout(() => resolve("still running after 5 s"), 5_000)),
+      ]);
+      expect(code).toBe(2);
+      expect(Date.now() - started).toBeLessThan(4_000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

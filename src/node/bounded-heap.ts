@@ -98,6 +98,9 @@ export function heapSizedByOperator(execArgv: readonly string[], nodeOptions: st
 
 /** What the main thread tells the serving worker, and what the worker answers. */
 type ToWorker = { stop: string };
+
+/** How long a worker that has reported its exit code may take to end by itself (its last log lines) before it is ended. */
+const WORKER_LINGER_MS = 1_000;
 type FromWorker = { exitCode: number };
 
 /** In the serving worker: the argv the main thread was given. Undefined elsewhere (also in a worker of the embedding application). */
@@ -141,7 +144,12 @@ export function serveInBoundedHeap(
   const worker = workerRunning(entry, { workerData: { herdlessServeArgv: argv }, resourceLimits: limits });
   let exitCode: number | undefined;
   let failure: string | undefined;
-  worker.on("message", (message: FromWorker) => (exitCode = message.exitCode));
+  worker.on("message", (message: FromWorker) => {
+    exitCode = message.exitCode;
+    // The command is over: what it left open (a Redis connection a failed start had opened,
+    // reconnecting forever) must not keep the process up, deaf to SIGTERM, as it did.
+    setTimeout(() => void worker.terminate(), WORKER_LINGER_MS).unref();
+  });
   worker.on("error", (error: Error & { code?: string }) => {
     failure =
       error.code === "ERR_WORKER_OUT_OF_MEMORY"

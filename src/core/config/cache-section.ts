@@ -16,7 +16,19 @@ import { array, boolean, lengthAtLeast, string, strictObject } from "./checks.ts
 export const cacheSection = v.optional(
   strictObject({
     /** Cache API name (Workers) or store namespace (Redis). */
-    name: v.optional(v.pipe(string(), lengthAtLeast(1)), "herdless"),
+    name: v.optional(
+      v.pipe(
+        string(),
+        lengthAtLeast(1),
+        // Checked here, not only when a fleet connects: there it stopped the process after its
+        // Redis connection was open, which then kept it from exiting, and check-config passed it.
+        v.check(
+          (name) => !/[{}]/.test(name),
+          "cache.name must not contain { or }: it is part of the Redis key prefix, where braces are Cluster hash tags",
+        ),
+      ),
+      "herdless",
+    ),
     /** Memory budget of the in-process store (Node), in bytes. */
     maxBytes: v.optional(count("cache.maxBytes", 1024, MAX_CACHE_BYTES), DEFAULT_CACHE_MAX_BYTES),
     /** Bodies larger than this are still shared by every waiting request, streamed, but not stored. */
