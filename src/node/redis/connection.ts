@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import type { Cluster, Redis, RedisOptions } from "ioredis";
 import { HerdlessError } from "../../core/errors.ts";
+import { prepareClusterNodes } from "./cluster-nodes.ts";
 import { loadScripts } from "./lua-script.ts";
 import { describeRedisTarget, parseRedisTarget, type RedisTarget } from "./target.ts";
 
@@ -125,24 +126,16 @@ export class RedisConnection {
         slotsRefreshTimeout: 1000,
         scaleReads: "master",
       });
-    // A Cluster connects to each node on its first command, and refuses a second command sent
-    // to a node still connecting ("Connection is closed"): a member's concurrent commands just
-    // after start-up, or after a node came back, failed as if Redis were away. Connected as
-    // soon as the slot map names them, the nodes are ready before they are asked.
-    // Every script is loaded as a connection (a Cluster's: each node's) becomes ready, ahead of
-    // anything else it carries: an EVALSHA sent after it finds its script (lua-script.ts).
     const client = this.client;
     const loads = options.loadsScripts !== false;
-    if (client instanceof Cluster) {
-      client.on("+node", (node: Redis) => {
-        if (loads) node.on("ready", () => void loadScripts(node, client));
-        if (node.status === "wait") node.connect().catch(() => undefined);
-      });
-      client.on("ready", () => this.setHealthy(true));
-    } else
+    if (client instanceof Cluster)
+      prepareClusterNodes(client, { loadsScripts: loads, onReady: () => this.setHealthy(true) });
+    else
       client.on("ready", () => {
         if (!loads) return this.setHealthy(true);
-        // Healthy once the loads answered: what starts on the way back (the guard's rejoin) runs scripts.
+        // Every script is loaded as the connection becomes ready, ahead of anything else it
+        // carries (lua-script.ts); healthy once the loads answered, so what starts on the way
+        // back (the guard's rejoin) finds its scripts.
         void loadScripts(client, client).then(() => client.status === "ready" && this.setHealthy(true));
       });
     this.client.on("close", () => this.setHealthy(false));
