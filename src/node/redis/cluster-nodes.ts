@@ -1,9 +1,12 @@
 import type { Cluster, Redis } from "ioredis";
+import { timeCommands } from "./command-timeout.ts";
 import { loadScripts } from "./lua-script.ts";
 
 export interface ClusterNodesOptions {
   /** Load every Lua script into each node as its connection becomes ready. */
   loadsScripts: boolean;
+  /** Each node's own commands (the script loads) are timed like the Cluster's (command-timeout.ts). */
+  commandTimeoutMs: number;
   /** Called (maybe more than once) when the Cluster is ready and so is each master's connection. */
   onReady: () => void;
 }
@@ -25,6 +28,7 @@ export function prepareClusterNodes(client: Cluster, o: ClusterNodesOptions): vo
     if (client.status === "ready" && client.nodes("master").every((node) => prepared.has(node))) o.onReady();
   };
   client.on("+node", (node: Redis) => {
+    timeCommands(node, o.commandTimeoutMs);
     node.on("ready", () => {
       const loads = o.loadsScripts ? loadScripts(node, client) : Promise.resolve();
       void loads.then(() => {

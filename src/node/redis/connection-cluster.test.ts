@@ -40,6 +40,16 @@ describe("RedisConnection on a Redis Cluster", () => {
     }
   });
 
+  it("replies every master sent in time are read after the event loop was busy 1.5 s (timeout 1 s): all commands succeed, the connection stays up", async () => {
+    const keys = Array.from({ length: 40 }, (_, n) => `key-${n}`);
+    const pending = Promise.allSettled(keys.map((key) => connection!.run("get", (client) => client.get(key))));
+    const until = performance.now() + 1_500;
+    while (performance.now() < until);
+    // Before: all 40 rejected "Command timed out" and the connection was dropped.
+    expect((await pending).filter((result) => result.status === "rejected")).toEqual([]);
+    expect(connection!.healthy).toBe(true);
+  });
+
   it("a master slow to answer as the connection starts: the connection is ready only once it answers, and no command is refused", async () => {
     // The third master stalls (CLIENT PAUSE) while the connection starts from the other two:
     // the Cluster reads its slot map and passes its ready check through them, while the

@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import type { Cluster, Redis, RedisOptions } from "ioredis";
 import { HerdlessError } from "../../core/errors.ts";
 import { prepareClusterNodes } from "./cluster-nodes.ts";
+import { timeCommands } from "./command-timeout.ts";
 import { loadScripts } from "./lua-script.ts";
 import { describeRedisTarget, parseRedisTarget, type RedisTarget } from "./target.ts";
 
@@ -32,7 +33,11 @@ export interface RedisConnectionOptions {
   target?: RedisTarget;
   /** Give up on a TCP connect after this long. Default 1000. */
   connectTimeoutMs?: number;
-  /** Reject a command with no reply after this long (a black-holed network never closes the socket). Default 1000. */
+  /**
+   * Reject a command with no reply after this long (a black-holed network never closes the
+   * socket). A reply that came in time but that a busy event loop had not read yet still
+   * counts (command-timeout.ts). Default 1000.
+   */
   commandTimeoutMs?: number;
   /**
    * Upper bound of the reconnect backoff, so a returning Redis is noticed quickly: the fleet
@@ -82,10 +87,11 @@ export class RedisConnection {
       throw new HerdlessError("CONFIG_INVALID", "RedisConnection: pass url or target");
     this.target = options.target ?? parseRedisTarget(options.url!);
     const { Redis, Cluster } = loadIoredis();
+    const commandTimeoutMs = options.commandTimeoutMs ?? 1000;
     const retryStrategy = (attempt: number) => Math.min(50 * 2 ** attempt, maxDelayMs);
     const common: RedisOptions = {
       connectTimeout: options.connectTimeoutMs ?? 1000,
-      commandTimeout: options.commandTimeoutMs ?? 1000,
+      // No commandTimeout: timeCommands (below) times commands, from after this process read its sockets.
       // No offline queue and no per-request retries: a command against a dead Redis
       // rejects immediately, and in-flight commands reject when the socket closes.
       enableOfflineQueue: false,
@@ -128,8 +134,9 @@ export class RedisConnection {
       });
     const client = this.client;
     const loads = options.loadsScripts !== false;
+    timeCommands(client, commandTimeoutMs);
     if (client instanceof Cluster)
-      prepareClusterNodes(client, { loadsScripts: loads, onReady: () => this.setHealthy(true) });
+      prepareClusterNodes(client, { loadsScripts: loads, commandTimeoutMs, onReady: () => this.setHealthy(true) });
     else
       client.on("ready", () => {
         if (!loads) return this.setHealthy(true);
