@@ -28,8 +28,12 @@ class Origin {
   /** Paths of the calls the origin answered while up, in order. */
   readonly answered: string[] = [];
 
+  /** Hears every call, as it arrives. */
+  onCall: ((url: string) => void) | undefined;
+
   fetch: FetchLike = async (url, init) => {
     this.calls++;
+    this.onCall?.(url);
     await this.held;
     if (this.health === "ok") this.answered.push(new URL(url).pathname);
     // As undici reports a refused connection: a TypeError whose cause is the socket's error.
@@ -131,24 +135,25 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
   });
 
   it("after the backoff one retry goes through; failing again doubles the backoff; a success resets it", async () => {
-    const t = setup();
+    const t = setup({ breaker: { probeIntervalMs: 1_000 } });
     await t.get("/page");
     t.clock.advance(61_000);
     t.origin.health = 503;
     await t.get("/page");
     expect(t.origin.calls).toBe(2);
-    // One sick status is not yet a pattern: the next request asks again at once.
-    await t.get("/page");
-    expect(t.origin.calls).toBe(3);
-    // The first backoff is at most breaker.backoffBaseMs (1 s), jittered in its upper half.
-    t.clock.advance(499);
-    await t.get("/page", 1);
-    expect(t.origin.calls).toBe(3);
+    // Its stale-if-error copy answers while the key waits: at least probeIntervalMs (1 s, up
+    // to half as much again, spread over keys), so the breaker could judge a run of such calls.
+    t.clock.advance(999);
+    expect((await t.get("/page", 1)).cacheStatus).toBe("herdless; fwd=stale; ttl=-2; detail=backoff");
+    expect(t.origin.calls).toBe(2);
     t.clock.advance(501);
     const retried = await t.get("/page", 1);
-    expect(retried.cacheStatus).toBe("herdless; fwd=stale; fwd-status=503; ttl=-2; detail=stale-if-error");
+    expect(retried.cacheStatus).toBe("herdless; fwd=stale; fwd-status=503; ttl=-3; detail=stale-if-error");
+    expect(t.origin.calls).toBe(3);
+    // The third call, 1 to 1.5 s later (its own backoff, 0.5 to 1 s, is shorter), fails too: then 1 to 2 s.
+    t.clock.advance(1_500);
+    await t.get("/page");
     expect(t.origin.calls).toBe(4);
-    // The second backoff: 1 to 2 s.
     t.clock.advance(999);
     expect((await t.get("/page")).cacheStatus).toContain("detail=backoff");
     expect(t.origin.calls).toBe(4);
@@ -157,13 +162,23 @@ describe("per-key backoff: a failing key is not asked again until its backoff pa
     const healed = await t.get("/page");
     expect(healed.cacheStatus).toBe("herdless; fwd=stale; fwd-status=304; ttl=60; stored");
     expect(t.origin.calls).toBe(5);
-    // Reset: the next failure (no answer: it waits at once) backs off from the base again (at most 1 s), not 4 s.
+    // Reset: the next failure (no answer: it waits at once) backs off from the base again, not 4 s.
     t.clock.advance(61_000);
     t.origin.health = "down";
     await t.get("/page");
-    t.clock.advance(1_000);
+    t.clock.advance(1_500);
     await t.get("/page");
     expect(t.origin.calls).toBe(7);
+  });
+
+  it("a sick status with no copy to stand in is asked again at once (RFC 9111 §4: a 5xx is not reused), then the key waits", async () => {
+    const t = setup({ breaker: { probeIntervalMs: 1_000 } });
+    t.origin.health = 503;
+    expect((await t.get("/cold")).status).toBe(503);
+    expect((await t.get("/cold")).status).toBe(503);
+    expect(t.origin.calls).toBe(2);
+    expect((await t.get("/cold")).cacheStatus).toBe("herdless; fwd=uri-miss; detail=backoff");
+    expect(t.origin.calls).toBe(2);
   });
 
   it("nothing stored: a quick 503 with Retry-After while the key backs off, no origin call", async () => {
@@ -405,5 +420,72 @@ describe("recovery: the breaker's close ends every key's backoff", () => {
     t.clock.advance(2 * probeIntervalMs);
     await t.get("/broken");
     expect(t.origin.calls).toBe(calls + 1);
+  });
+});
+
+describe("an outage, counted: the origin requests it costs", () => {
+  /**
+   * The bench's outage without its load (bench/scenarios.ts): `keys` keys cached with
+   * max-age=2, stale-if-error=600 and asked every 50 ms, the origin answering 503 for
+   * `downIntervals` probe intervals. Returns the origin calls while it was down, by key and by
+   * interval, and the clients' answers that were not 200.
+   */
+  async function outage(keys: number, downIntervals: number) {
+    const probeIntervalMs = 1_000;
+    const t = setup({ breaker: { failureThreshold: 2, minFailingKeys: 3, probeIntervalMs } });
+    t.origin.cacheControl = "max-age=2, stale-if-error=600";
+    const paths = Array.from({ length: keys }, (_, i) => `/outage/k${i}`);
+    // Filled 80 ms apart, as the bench's warm-up leaves them: their expiries are spread.
+    for (const path of paths) {
+      await t.get(path);
+      t.clock.advance(80);
+    }
+    const calls: { at: number; path: string }[] = [];
+    let downSince: number | undefined;
+    t.origin.onCall = (url) => {
+      if (downSince !== undefined) calls.push({ at: t.clock.now() - downSince, path: new URL(url).pathname });
+    };
+    let errors = 0;
+    const tick = async () => {
+      t.clock.advance(50);
+      for (const path of paths) if ((await t.get(path)).status !== 200) errors++;
+    };
+    for (let i = 0; i < 60; i++) await tick();
+    t.origin.health = 503;
+    downSince = t.clock.now();
+    while (t.clock.now() - downSince < downIntervals * probeIntervalMs) await tick();
+    t.origin.health = "ok";
+    downSince = undefined;
+    for (let i = 0; i < 60; i++) await tick();
+    // Intervals from the first sick call (the run's start): a key's copy may stay fresh a while into the outage.
+    const start = calls[0]?.at ?? 0;
+    const perInterval = Array.from(
+      { length: downIntervals },
+      (_, i) => calls.filter((c) => Math.floor((c.at - start) / probeIntervalMs) === i).length,
+    );
+    const firstInterval = calls.filter((c) => c.at - start < probeIntervalMs);
+    if (process.env.OUTAGE_DEBUG) console.log(JSON.stringify(calls), perInterval);
+    return { calls, perInterval, firstInterval, errors };
+  }
+
+  it("10 keys, origin down 10 probe intervals: each key asked once before the breaker may judge, then one call per interval (was 30)", async () => {
+    const { calls, perInterval, firstInterval, errors } = await outage(10, 10);
+    expect(errors).toBe(0);
+    // The breaker's run must last probeIntervalMs before it opens (a healthy origin's few broken
+    // URLs fail together, then stop): in that first interval each key is asked once, none twice.
+    expect(new Set(firstInterval.map((c) => c.path)).size).toBe(firstInterval.length);
+    // Then one call a probe interval at most: the one that finds the run lasted (it opens the
+    // breaker), then one probe per interval.
+    for (const n of perInterval.slice(1)) expect(n).toBeLessThanOrEqual(1);
+    // keys + ⌈down ÷ probeIntervalMs⌉ at most (bench/report.ts): 20; it was 30 (20 in the first interval).
+    expect(calls.length).toBeLessThanOrEqual(10 + 10);
+  });
+
+  it("3 keys, origin down 20 probe intervals: 3 first calls, then one per interval", async () => {
+    const { calls, perInterval, firstInterval, errors } = await outage(3, 20);
+    expect(errors).toBe(0);
+    expect(firstInterval.length).toBe(3);
+    for (const n of perInterval.slice(1)) expect(n).toBeLessThanOrEqual(1);
+    expect(calls.length).toBeLessThanOrEqual(3 + 20);
   });
 });

@@ -23,7 +23,10 @@ async function start(
 ): Promise<{ urls: string[]; clock: Deployment["clock"]; origin: FragileOrigin }> {
   origin = await startFragileOrigin({ cacheControl: "max-age=10, stale-if-error=600" });
   // A short origin timeout: the test waits it out for real once per retry. A lax breaker: one key is under test.
-  const config = { origin: { timeoutMs: 600, ordinaryRequestHeaders }, breaker: { failureThreshold: 1_000 } };
+  const config = {
+    origin: { timeoutMs: 600, ordinaryRequestHeaders },
+    breaker: { failureThreshold: 1_000, probeIntervalMs: 1_000 },
+  };
   deployment = await deploy(members === 1 ? "node" : "fleet", origin.url, config, members);
   return { urls: deployment.urls, clock: deployment.clock, origin };
 }
@@ -48,8 +51,9 @@ describe.each([
     expect(answers[0]!.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=stale-if-error");
     for (const a of answers.slice(1)) expect(a.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=backoff");
 
-    // The first backoff is breaker.backoffBaseMs (1 s) at most: then one retry, from whichever member.
-    t.clock.advance(1_000);
+    // The first backoff is breaker.backoffBaseMs (1 s) at most, and for requests their copy answers
+    // breaker.probeIntervalMs (1 s) to half as much again: then one retry, from whichever member.
+    t.clock.advance(1_500);
     for (let i = 0; i < 3; i++) await get(at(i + 1), "/page");
     expect(t.origin.stats().requests).toBe(3);
 
@@ -63,7 +67,7 @@ describe.each([
     t.clock.advance(11_000);
     t.origin.set({ hang: true });
     await get(at(1), "/page");
-    t.clock.advance(1_000);
+    t.clock.advance(1_500);
     await get(at(0), "/page");
     expect(t.origin.stats().requests).toBe(6);
   });

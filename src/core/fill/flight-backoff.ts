@@ -1,13 +1,14 @@
+import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import type { HerdlessError, HerdlessErrorCode } from "../errors.ts";
-import type { BackoffRecord, KeyBackoff, Sickness } from "../guard/key-backoff.ts";
+import type { BackoffCheck, BackoffRecord, KeyBackoff, Sickness } from "../guard/key-backoff.ts";
 import type { OriginOutcome } from "../guard/origin-guard.ts";
 import { clientInput, type OrdinaryHeadersConfig } from "../origin/client-inputs.ts";
 import { CREDENTIALS } from "../origin/forward.ts";
 import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
 import type { FillRequest, FillResult } from "./coordinator.ts";
-import type { FlightResult } from "./flight.ts";
+import { standsInWhenBusy, type FlightResult } from "./flight.ts";
 
 /**
  * What a flight's result says about the origin, for the key's backoff: the breaker's own
@@ -77,6 +78,21 @@ const ORIGIN_CALL_FAILURES = new Set<HerdlessErrorCode>([
   "ORIGIN_NETWORK",
   "ORIGIN_TRUNCATED",
 ]);
+
+/**
+ * The flight's answer while the key backs off for this caller, if it does: a caller whose
+ * stored copy stands in on a failure (stale-if-error, as for a busy origin: standsInWhenBusy)
+ * waits the longer `held` (KeyBackoff.check).
+ */
+export function backoffAnswer(
+  checked: BackoffCheck,
+  { config, clock }: { config: Config; clock: Clock },
+  request: FillRequest,
+  stored: Entry | undefined,
+): FlightResult | undefined {
+  const refusal = standsInWhenBusy(config, request, stored, clock.now()) ? checked.held : checked.refusal;
+  return refusal && backedOff(refusal, stored);
+}
 
 /** The flight's answer while the key backs off: its stored copy (if any) stands in, as for a refused permit. */
 export function backedOff(refusal: HerdlessError, stale: Entry | undefined): FlightResult {

@@ -23,7 +23,7 @@ import { relayStream, STREAMING, type AnnounceFill, type FillHeard, type FlightR
 import { fetchAndSettle } from "./settle.ts";
 import { leaseBound, leaseExpiry } from "./held-flight.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
-import { backedOff, backoffAfterStream, notTheJoinersFailure, recordFlight } from "./flight-backoff.ts";
+import { backoffAfterStream, backoffAnswer, notTheJoinersFailure, recordFlight } from "./flight-backoff.ts";
 import { renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
 import { standingAnswer, withWritesNoted } from "./stand-in.ts";
 import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
@@ -203,8 +203,8 @@ export class KeyCoordinator implements Coordinator {
     // What the fill read: nothing was awaited between its read and this flight's start.
     const before = await looked.stored;
     // A key backing off is refused before anyone queues for its lease.
-    const { refusal } = await (looked.backoff ?? this.backoff.check(request.key));
-    if (refusal) return backedOff(refusal, before);
+    const backedOff = backoffAnswer(await (looked.backoff ?? this.backoff.check(request.key)), this.o, request, before);
+    if (backedOff) return backedOff;
     let giveUpAt = this.o.clock.now() + waitTimeoutMs;
     // The copy as the store holds it now: read again after each wait (a purge or a write may take it).
     let held = before;
@@ -261,7 +261,7 @@ export class KeyCoordinator implements Coordinator {
       if (answersCaller(this.o, request, current, before))
         return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
       if (key !== request.key) return (result = { kind: "varies", vary: kept.vary });
-      if (checked.refusal) return (result = backedOff(checked.refusal, current));
+      if ((result = backoffAnswer(checked, this.o, request, current))) return result;
       // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
       if (request.refreshAhead && before) await this.o.leases.markRenewing?.(lease, before.staleAt).catch(() => {});
       result = await fetchAndSettle(this.o, { ...this.originDeps, guard: bound.guard }, request, current, {

@@ -93,7 +93,11 @@ export function admit(
   const probeDue = record.state === "open" ? now >= record.nextProbeAt : now >= record.probeExpiresAt;
   if (!probeDue) {
     const until = record.state === "open" ? record.nextProbeAt : record.probeExpiresAt;
-    return { admitted: false, probe: false, record, retryAfterMs: Math.max(1_000, until - now) };
+    // The time left as it is: a caller that remembers the refusal (the Worker's guard front)
+    // asks again when the probe is due. Rounded up to a second, a refusal heard 10 ms before
+    // the probe was due held every front past it: one probe every other second, not one a
+    // second. The client's Retry-After is rounded up where it is written (http/respond.ts).
+    return { admitted: false, probe: false, record, retryAfterMs: Math.max(1, until - now) };
   }
   const next: BreakerRecord = {
     ...record,

@@ -29,11 +29,11 @@ class CountingGuard implements OriginGuard {
   }
 }
 
-function setup(origin: { maxConcurrency: number; maxQueue: number }) {
+function setup(origin: { maxConcurrency: number; maxQueue: number }, probeIntervalMs = 5_000) {
   const clock = new ManualClock(T0);
   const config = parseConfig({
     origin: { url: "http://origin.test", ...origin },
-    breaker: { failureThreshold: 2, minFailingKeys: 1, probeIntervalMs: 5_000 },
+    breaker: { failureThreshold: 2, minFailingKeys: 1, probeIntervalMs },
   });
   const shared = new CountingGuard(new LocalGuard({ config, clock }));
   const gate = new GuardFront({
@@ -108,5 +108,27 @@ describe("GuardFront: the shared guard sees a rate set by the origin, not by the
 
     expect(await outcomes([front.acquire("foreground")])).toEqual(["permit"]);
     expect(shared.calls - before).toBe(1);
+  });
+
+  it("one probe per probeIntervalMs: a refusal heard 10 ms before the probe is due holds the front 10 ms, not a second", async () => {
+    const { clock, front } = setup({ maxConcurrency: 4, maxQueue: 10 }, 1_000);
+    for (const key of ["/a", "/b"]) await (await front.acquire("foreground")).release("failure", key);
+    /** One call through the front; a permit is the probe, and it fails: the origin is still down. */
+    const call = async () => {
+      const permit = await front.acquire("foreground").catch(() => undefined);
+      await permit?.release("failure", "/a");
+      return permit !== undefined;
+    };
+    const due: boolean[] = [];
+    // 10 s of an open breaker: a call 10 ms before each probe is due, and one when it is due.
+    for (let i = 0; i < 10; i++) {
+      clock.advance(990);
+      expect(await call()).toBe(false);
+      clock.advance(10);
+      due.push(await call());
+    }
+    // Rounded up to a second, the first refusal held the front past the probe's time: a probe
+    // every other second (5 in 10 s), each a second late.
+    expect(due).toEqual(Array(10).fill(true));
   });
 });

@@ -59,6 +59,34 @@ describe("afterSickCall: a sick status is asked again once before the key waits"
   });
 });
 
+describe("KeyBackoff: a caller whose copy stands in waits until the breaker could judge", () => {
+  it("after a sick status: no wait for a caller without a copy, probeIntervalMs to 1.5× for one with a copy (the breaker's run span)", async () => {
+    const { clock, backoff } = setup({ probeIntervalMs: 2_000 });
+    await backoff.record("k", "failure", undefined, "status");
+    const checked = await backoff.check("k");
+    expect(checked.refusal).toBeUndefined();
+    expect(isHerdlessError(checked.held, "ORIGIN_BACKOFF")).toBe(true);
+    expect(checked.held!.retryAfterMs).toBeGreaterThanOrEqual(2_000);
+    expect(checked.held!.retryAfterMs).toBeLessThanOrEqual(3_000);
+    clock.advance(checked.held!.retryAfterMs!);
+    expect(await backoff.check("k")).toEqual({ record: checked.record });
+  });
+
+  it("held at least as long as the backoff itself; the two spread keys that failed together", async () => {
+    const { backoff } = setup({ probeIntervalMs: 1_000, backoffBaseMs: 8_000, backoffMaxMs: 60_000 });
+    await backoff.record("k", "failure", undefined);
+    const checked = await backoff.check("k");
+    expect(checked.refusal?.retryAfterMs).toBe(8_000);
+    expect(checked.held?.retryAfterMs).toBe(8_000);
+    const helds = new Set<number>();
+    for (let i = 0; i < 20; i++) {
+      await backoff.record(`/k${i}`, "failure", undefined, "status");
+      helds.add((await backoff.check(`/k${i}`)).held!.retryAfterMs!);
+    }
+    expect(helds.size).toBeGreaterThan(10);
+  });
+});
+
 describe("KeyBackoff: a sick key is not asked again until its backoff passes", () => {
   it("refuses with ORIGIN_BACKOFF and the time left, then lets one retry through", async () => {
     const { clock, backoff } = setup();

@@ -91,10 +91,32 @@ export function afterSickCall(
   return { v: BACKOFF_FORMAT_VERSION, failures, until, forgetAt: until + policy.maxMs, failedAt: now };
 }
 
-/** What {@link KeyBackoff.check} found: the refusal while the key backs off, and the record it read. */
+/**
+ * What {@link KeyBackoff.check} found: the refusal while the key backs off, the longer one for a
+ * caller whose stored copy stands in ({@link heldUntil}), and the record it read.
+ */
 export interface BackoffCheck {
   refusal?: HerdlessError;
+  /** The refusal for a caller with a copy to stand in (stale-if-error): set whenever `refusal` is, and maybe longer. */
+  held?: HerdlessError;
   record?: BackoffRecord;
+}
+
+/**
+ * Until when a caller whose stored copy stands in (stale-if-error) is not sent to the origin:
+ * the key's backoff, and at least `probeIntervalMs` (plus up to half of it, spread over keys)
+ * after its last sick call. The breaker judges a run of sick calls only once it has lasted
+ * `probeIntervalMs` (breaker.ts): before, each key that failed went again at the end of its
+ * own backoff, a sick status at once (afterSickCall), and in the bench's outage the ten keys
+ * sent 20–24 calls in the run's first second where one each tells as much (bench/README.md,
+ * the outage's origin requests). Such a caller loses nothing: it gets its copy, as it would
+ * after the retry failed. A caller without a copy still asks again once after a sick status,
+ * and at its backoff's end: its answer is an error otherwise.
+ */
+export function heldUntil(key: string, record: BackoffRecord, probeIntervalMs: number): number {
+  if (record.failedAt === undefined) return record.until;
+  const share = Number.parseInt(keyTag(key), 16) / 2 ** 32;
+  return Math.max(record.until, record.failedAt + probeIntervalMs + Math.floor((share * probeIntervalMs) / 2));
 }
 
 export interface KeyBackoffOptions {
@@ -153,26 +175,27 @@ export class KeyBackoff {
     return checked;
   }
 
-  /** The key's record, with an ORIGIN_BACKOFF refusal while its backoff runs. Off: nothing is read. */
+  /** The key's record, with ORIGIN_BACKOFF refusals while its backoff runs. Off: nothing is read. */
   async check(key: string): Promise<BackoffCheck> {
     if (this.policy.baseMs === 0) return {};
     const record = await this.o.store.get(key);
     if (!record) return {};
     const now = this.o.clock.now();
-    const until = await this.until(key, record, now);
-    if (now >= until) return { record };
-    const retryAfterMs = until - now;
-    const refusal = new HerdlessError(
-      "ORIGIN_BACKOFF",
-      `the origin failed ${record.failures} time(s) in a row for ${key}; not asked again for ${retryAfterMs} ms`,
-      { retryAfterMs },
-    );
-    return { refusal, record };
+    const held = await this.until(key, record, heldUntil(key, record, this.o.config.breaker.probeIntervalMs), now);
+    if (now >= held) return { record };
+    const until = Math.min(held, await this.until(key, record, record.until, now));
+    const refused = (end: number) => {
+      const retryAfterMs = end - now;
+      const message = `the origin failed ${record.failures} time(s) in a row for ${key}; not asked again for ${retryAfterMs} ms`;
+      return new HerdlessError("ORIGIN_BACKOFF", message, { retryAfterMs });
+    };
+    return { ...(now < until ? { refusal: refused(until) } : {}), held: refused(held), record };
   }
 
   /**
-   * When the key may be asked again: the end of its backoff or, when the breaker closed after
-   * the key's last sick call (the outage it failed in is over), a moment within half a probe
+   * When the key may be asked again (`end`: the end of its backoff, {@link heldUntil} for a
+   * caller with a copy) or, when the breaker closed after the key's last sick call (the outage
+   * it failed in is over), a moment within half a probe
    * interval of that close, spread over keys so that they do not return as one herd. The
    * guard is read for every key still backing off, however little of its backoff is left: a
    * key first asked a while after the close, with a second left, is due already (its moment
@@ -180,13 +203,13 @@ export class KeyBackoff {
    * shared by every key and made at most once per half interval: a key refused a thousand
    * times during an outage costs a few reads.
    */
-  private async until(key: string, record: BackoffRecord, now: number): Promise<number> {
-    if (!this.o.recoveredAt || now >= record.until) return record.until;
+  private async until(key: string, record: BackoffRecord, end: number, now: number): Promise<number> {
+    if (!this.o.recoveredAt || now >= end) return end;
     const spreadMs = this.o.config.breaker.probeIntervalMs / 2;
     const recoveredAt = await this.recovery(now, spreadMs);
-    if (recoveredAt === undefined || recoveredAt <= (record.failedAt ?? 0)) return record.until;
+    if (recoveredAt === undefined || recoveredAt <= (record.failedAt ?? 0)) return end;
     const share = Number.parseInt(keyTag(key), 16) / 2 ** 32;
-    return Math.min(record.until, recoveredAt + Math.floor(share * spreadMs));
+    return Math.min(end, recoveredAt + Math.floor(share * spreadMs));
   }
 
   private recovered: { readAt: number; at: Promise<number | undefined> } | undefined;
