@@ -244,13 +244,18 @@ export async function runCell(
       }
     }
     if (outage !== undefined && downMs !== undefined) {
-      // The breaker opens after failureThreshold sick calls from minFailingKeys keys: at least the larger of the two.
+      // The breaker opens on a run of failureThreshold sick calls from minFailingKeys keys that has
+      // lasted probeIntervalMs (breaker.ts): in that span every key may be asked once (a key that
+      // has not failed is not held while the breaker is closed), then one call finds the run lasted
+      // and opens it; one probe per interval for the rest of the outage.
       const { failureThreshold, minFailingKeys, probeIntervalMs } = parseConfig({
         ...HERDLESS_CONFIG,
         origin: { ...HERDLESS_CONFIG.origin, url: "http://127.0.0.1/" },
       }).breaker;
-      const opening = Math.max(failureThreshold, minFailingKeys);
-      const perBreaker = opening + Math.ceil(downMs / probeIntervalMs);
+      const keys = new Set(load.paths).size;
+      const opening = Math.max(failureThreshold, minFailingKeys, keys + 1);
+      const probes = Math.ceil(Math.max(0, downMs - probeIntervalMs) / probeIntervalMs);
+      const perBreaker = opening + probes;
       const allowed = runtime.breakers * perBreaker;
       cell.outage = {
         downMs,
@@ -258,7 +263,7 @@ export async function runCell(
         originRequestsWhileDown: outage.requests,
         breakers: runtime.breakers,
         allowed,
-        formula: `${runtime.breakers} breaker${runtime.breakers === 1 ? "" : "s"} × (max(failureThreshold ${failureThreshold}, minFailingKeys ${minFailingKeys}) = ${opening} sick calls + ⌈${downMs} ms ÷ probeIntervalMs ${probeIntervalMs}⌉ = ${Math.ceil(downMs / probeIntervalMs)} probes)`,
+        formula: `${runtime.breakers} breaker${runtime.breakers === 1 ? "" : "s"} × (max(failureThreshold ${failureThreshold}, minFailingKeys ${minFailingKeys}, ${keys} keys + 1) = ${opening} sick calls before it opens + ⌈(${downMs} ms − probeIntervalMs ${probeIntervalMs}) ÷ ${probeIntervalMs}⌉ = ${probes} probes)`,
         clientErrors: result.errors + result.shed,
       };
     }

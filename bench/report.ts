@@ -229,12 +229,9 @@ export function markdown(run: BenchRun): string {
     if (ideal) lines.push(`Ideal origin requests: ${ideal.formula}.`, "");
     const budgets = cells.filter((c) => c.outage !== undefined && c.runtime !== "direct");
     if (budgets.length > 0) {
-      const { failureThreshold, probeIntervalMs } = run.herdlessConfig.breaker as {
-        failureThreshold: number;
-        probeIntervalMs: number;
-      };
+      const { probeIntervalMs } = run.herdlessConfig.breaker as { probeIntervalMs: number };
       lines.push(
-        `Origin requests allowed while it is down, per breaker: the sick calls before the breaker opens (failureThreshold, ${failureThreshold}, or minFailingKeys if larger, each from its own key) + ⌈down ÷ probeIntervalMs (${probeIntervalMs} ms)⌉ probes, one per interval while open; times the breakers in front of the origin: ${budgets.map((c) => `${c.runtime} ${c.outage?.breakers ?? "?"}`).join(", ")}.`,
+        `Origin requests allowed while it is down, per breaker: the sick calls before the breaker opens (its run of failureThreshold sick calls from minFailingKeys keys must have lasted probeIntervalMs, ${probeIntervalMs} ms: meanwhile each key may be asked once, a key that has not failed is not held while the breaker is closed, so the keys + 1, or failureThreshold or minFailingKeys if larger) + ⌈(down − probeIntervalMs) ÷ probeIntervalMs⌉ probes, one per interval while open; times the breakers in front of the origin: ${budgets.map((c) => `${c.runtime} ${c.outage?.breakers ?? "?"}`).join(", ")}.`,
         "",
       );
     }

@@ -21,7 +21,7 @@ export interface Runtime {
   targets: string[];
   /** the processes whose CPU counts as "server CPU" (not the origin's) */
   servers: Server[];
-  /** independent breakers in front of the origin: the outage budget is breakers × (max(failureThreshold, minFailingKeys) + ⌈down ÷ probeIntervalMs⌉) */
+  /** independent breakers in front of the origin: the outage budget is breakers × (max(failureThreshold, minFailingKeys, keys + 1) + ⌈(down − probeIntervalMs) ÷ probeIntervalMs⌉) */
   breakers: number;
   notes: string[];
   /**

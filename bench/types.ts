@@ -161,7 +161,7 @@ export interface CellResult {
     originRequestsWhileDown: number;
     /** independent breakers in front of the origin (node 1, fleet 1 in Redis, worker 1 OriginGuardObject) */
     breakers: number;
-    /** breakers × (max(failureThreshold, minFailingKeys) + ⌈downMs ÷ probeIntervalMs⌉) */
+    /** breakers × (max(failureThreshold, minFailingKeys, keys + 1) + ⌈(downMs − probeIntervalMs) ÷ probeIntervalMs⌉) */
     allowed: number;
     formula: string;
     clientErrors: number;
