@@ -208,7 +208,8 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
 
   it("4. truncated body: never stored, never served; stale meanwhile; after recovery every data center gets the full body", async () => {
     const clock = new ManualClock(Date.now());
-    const d = await deployment({ paths: ["/trunc", "/trunc-cold"], clock, config: NO_TRIP });
+    const config: TestConfig = { breaker: { failureThreshold: 1_000, probeIntervalMs: 1_000 } };
+    const d = await deployment({ paths: ["/trunc", "/trunc-cold"], clock, config });
     await fillEach(d.dcs, "/trunc", "/trunc #1");
     clock.advance(61_000);
     // The origin promises a longer body than it sends, then resets: what arrives is "PARTIAL".
@@ -234,8 +235,9 @@ describe("chaos: a cached page survives every way the origin can fail, in every 
       mode: "up",
       paths: { "/trunc": { body: "trunc, complete" }, "/trunc-cold": { body: "cold, complete" } },
     });
-    // The keys' first backoff (breaker.backoffBaseMs, 1 s at most) passes.
-    clock.advance(1_000);
+    // The keys' first backoff passes: breaker.backoffBaseMs (1 s at most), and for the key whose
+    // copy answered, breaker.probeIntervalMs (1 s) to half as much again.
+    clock.advance(1_500);
     for (const dc of d.dcs) seen.push(await dc.get("/trunc"), await dc.get("/trunc-cold"));
     // One refresh per key, shared by every data center.
     expect(await d.origin.count()).toBe(failedTries + 2);

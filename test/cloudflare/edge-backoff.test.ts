@@ -16,7 +16,7 @@ async function setup(paths: string[], ordinaryRequestHeaders: string[] = []) {
   // A short origin timeout (waited out for real once per retry); a lax breaker: one key is under test.
   const testEnv = edgeEnv(origin.url, {
     origin: { timeoutMs: 600, ordinaryRequestHeaders },
-    breaker: { failureThreshold: 1_000 },
+    breaker: { failureThreshold: 1_000, probeIntervalMs: 1_000 },
   });
   await useInCoordinators(testEnv, paths, clock, guardName);
   return {
@@ -43,8 +43,9 @@ describe("per-key backoff, deployment-wide (4 data centers)", () => {
     expect(answers[0]!.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=stale-if-error");
     for (const a of answers.slice(1)) expect(a.cacheStatus).toBe("herdless; fwd=stale; ttl=-1; detail=backoff");
 
-    // After the first backoff (1 s at most), one retry from whichever data center asks first.
-    clock.advance(1_000);
+    // After the first backoff (1 s at most; for requests their copy answers, probeIntervalMs, 1 s,
+    // to half as much again), one retry from whichever data center asks first.
+    clock.advance(1_500);
     for (let i = 0; i < 3; i++) await at(i + 1).get("/page");
     expect(await origin.count()).toBe(3);
 
@@ -59,7 +60,7 @@ describe("per-key backoff, deployment-wide (4 data centers)", () => {
     clock.advance(61_000);
     await origin.set({ mode: "hold" });
     await at(3).get("/page");
-    clock.advance(1_000);
+    clock.advance(1_500);
     await at(0).get("/page");
     expect(await origin.count()).toBe(6);
     await origin.release();
