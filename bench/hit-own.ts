@@ -60,6 +60,9 @@ async function child(dist: string, calls: number): Promise<void> {
   const hostBytes = Buffer.from(host, "latin1");
   class Request {
     method = "GET";
+    // HTTP/1.1, as the bench's clients speak (the handler answers 505 to a request without a version).
+    httpVersionMajor = 1;
+    httpVersionMinor = 1;
     url = pathBytes.toString("latin1");
     rawHeaders = ["Host", hostBytes.toString("latin1")];
     socket = {};
