@@ -33,6 +33,7 @@ import { write } from "./write-answer.ts";
 import { accessLog, type AccessRecord } from "./access-log.ts";
 import { cacheStatusOf } from "../core/admin/access-line.ts";
 import { fillBudgetBytes, fillBudgetView } from "../core/store/fill-budget.ts";
+import { keepTickShapes } from "./tick-shapes.ts";
 
 export interface HandlerOptions {
   /** The herdless config (validated here) for a one-process stack; or pass `stack` instead. */
@@ -72,6 +73,8 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   const logger = options.logger ?? jsonLogger(config.log.level as LogLevel);
   const stack = options.stack ?? localStack({ config, logger });
   const hits = options.fastHits === false ? undefined : new HitPath(stack);
+  // Every answer ends in a few process.nextTick calls: kept at their cost for good (tick-shapes.ts).
+  keepTickShapes();
   const access = config.log.access
     ? accessLog(options.accessLog ?? ((line) => void process.stdout.write(line)))
     : undefined;
