@@ -1,11 +1,12 @@
-import { createServer, request } from "node:http";
-import { Socket, type AddressInfo } from "node:net";
+import { request } from "node:http";
+import { Socket } from "node:net";
 import { afterEach, expect, it } from "vitest";
 import { parseConfig } from "../../src/core/config.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
 import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { startRedisServer } from "./redis-server.ts";
+import { countingOrigin } from "./counting-origin.ts";
 
 /**
  * A member whose event loop is busy past the Redis command timeout (a long synchronous task,
@@ -18,17 +19,6 @@ const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
-
-async function countingOrigin() {
-  let asked = 0;
-  const server = createServer((_req, res) => {
-    asked++;
-    res.writeHead(200, { "cache-control": "max-age=60" }).end("page");
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanup.push(() => new Promise((resolve) => server.close(() => resolve())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, asked: () => asked };
-}
 
 function get(server: RunningServer): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -60,7 +50,7 @@ function busyAfterWriting(marker: string, ms: number): void {
 it("a member busy 1.5 s with its lease acquire out (command timeout 1 s) stays on Redis: the other member is served its fetch, the origin is asked once", async () => {
   const redis = await startRedisServer();
   cleanup.push(() => redis.stop());
-  const origin = await countingOrigin();
+  const origin = await countingOrigin(cleanup);
   const config = parseConfig({ origin: { url: origin.url } });
   const stacks = await Promise.all([0, 1].map(() => redisStack({ config, logger, redisUrl: redis.url, prefix: "b:" })));
   const [a, b] = await Promise.all(stacks.map((stack) => startServer({ stack, logger, port: 0 })));

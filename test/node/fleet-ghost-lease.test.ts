@@ -1,5 +1,4 @@
-import { createServer, request } from "node:http";
-import type { AddressInfo } from "node:net";
+import { request } from "node:http";
 import { afterEach, expect, it } from "vitest";
 import { parseConfig } from "../../src/core/config.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
@@ -7,6 +6,7 @@ import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { startRedisServer, type RedisServer } from "./redis-server.ts";
 import { stallingProxy } from "./stalling-proxy.ts";
+import { countingOrigin } from "./counting-origin.ts";
 
 /**
  * Redis stalls (a fork for BGSAVE, a slow fsync, SIGSTOP) while a member's lease acquire is in
@@ -19,18 +19,6 @@ const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
-
-/** An origin that answers at once, counting its requests. */
-async function countingOrigin() {
-  let asked = 0;
-  const server = createServer((_req, res) => {
-    asked++;
-    res.writeHead(200, { "cache-control": "max-age=60" }).end("page");
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanup.push(() => new Promise((resolve) => server.close(() => resolve())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, asked: () => asked };
-}
 
 function get(server: RunningServer): Promise<{ status: number; ms: number }> {
   const started = performance.now();
@@ -63,7 +51,7 @@ const MARKER = "fence:{GET http://site.test/page}";
 it("an acquire Redis ran after its member gave up on it: the other members' clients are answered at once, not after the lease", async () => {
   const redis = await startRedisServer();
   cleanup.push(() => redis.stop());
-  const origin = await countingOrigin();
+  const origin = await countingOrigin(cleanup);
   const proxy = await stallingProxy(redis, MARKER);
   const { a, b, stacks } = await fleetOfTwo(redis, proxy.url, origin.url);
 
@@ -88,7 +76,7 @@ it("an acquire Redis ran after its member gave up on it: the other members' clie
 it("an acquire that reaches Redis only after its member is back takes nothing: the other members' clients are answered at once", async () => {
   const redis = await startRedisServer();
   cleanup.push(() => redis.stop());
-  const origin = await countingOrigin();
+  const origin = await countingOrigin(cleanup);
   let resume = () => undefined as void;
   const proxy = await stallingProxy(redis, MARKER, new Promise<void>((resolve) => (resume = resolve)));
   const { a, b, stacks } = await fleetOfTwo(redis, proxy.url, origin.url);
