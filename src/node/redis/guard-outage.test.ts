@@ -24,6 +24,29 @@ async function until(what: string, condition: () => boolean | Promise<boolean>, 
   }
 }
 
+/**
+ * Two processes' guards with the same settings: `guard` on a connection of its own that gives
+ * up on a command after 200 ms (a stalled Redis drops it), `other` on the shared connection.
+ */
+async function stalledAndOther(
+  config: ReturnType<typeof configFor>,
+  settings: { prefix: string; permitTtlMs?: number },
+) {
+  const conn = await redis.connect({ commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
+  const options = { config, clock: systemClock, rejoinAfterMs: 50, ...settings };
+  const guard = new RedisGuard({
+    ...options,
+    connection: conn,
+    fallback: new LocalGuard({ config, clock: systemClock }),
+  });
+  const other = new RedisGuard({
+    ...options,
+    connection: redis.connection,
+    fallback: new LocalGuard({ config, clock: systemClock }),
+  });
+  return { guard, other };
+}
+
 describe("RedisGuard: Redis outage", () => {
   it("degrades to the local fallback while Redis is down and returns to Redis when it is back", async () => {
     const config = configFor(2);
@@ -246,19 +269,7 @@ describe("RedisGuard: Redis outage", () => {
 
   it("a permit released while Redis stalled does not hold its slot of the fleet's cap after Redis answers again", async () => {
     const config = configFor(1, 5_000);
-    const prefix = `unheard:${process.pid}:`;
-    const conn = await redis.connect({ commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
-    const options = { config, clock: systemClock, prefix, permitTtlMs: 20_000, rejoinAfterMs: 50 };
-    const guard = new RedisGuard({
-      ...options,
-      connection: conn,
-      fallback: new LocalGuard({ config, clock: systemClock }),
-    });
-    const other = new RedisGuard({
-      ...options,
-      connection: redis.connection,
-      fallback: new LocalGuard({ config, clock: systemClock }),
-    });
+    const { guard, other } = await stalledAndOther(config, { prefix: `unheard:${process.pid}:`, permitTtlMs: 20_000 });
     const permit = await guard.acquire("foreground");
     redis.server.pause();
     try {
@@ -278,18 +289,9 @@ describe("RedisGuard: Redis outage", () => {
 
   it("a permit Redis granted after the guard gave up on its request (Redis stalled) does not hold a slot of the fleet's cap", async () => {
     const config = configFor(1, 5_000);
-    const prefix = `ghost-permit:${process.pid}:`;
-    const conn = await redis.connect({ commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
-    const options = { config, clock: systemClock, prefix, permitTtlMs: 20_000, rejoinAfterMs: 50 };
-    const guard = new RedisGuard({
-      ...options,
-      connection: conn,
-      fallback: new LocalGuard({ config, clock: systemClock }),
-    });
-    const other = new RedisGuard({
-      ...options,
-      connection: redis.connection,
-      fallback: new LocalGuard({ config, clock: systemClock }),
+    const { guard, other } = await stalledAndOther(config, {
+      prefix: `ghost-permit:${process.pid}:`,
+      permitTtlMs: 20_000,
     });
     redis.server.pause();
     try {
@@ -314,19 +316,7 @@ describe("RedisGuard: Redis outage", () => {
       origin: { url: "http://127.0.0.1:8080", maxConcurrency: 4, timeoutMs: 5_000 },
       breaker: { failureThreshold: 1, minFailingKeys: 1, probeIntervalMs: 100 },
     });
-    const prefix = `ghost-probe:${process.pid}:`;
-    const conn = await redis.connect({ commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
-    const options = { config, clock: systemClock, prefix, rejoinAfterMs: 50 };
-    const guard = new RedisGuard({
-      ...options,
-      connection: conn,
-      fallback: new LocalGuard({ config, clock: systemClock }),
-    });
-    const other = new RedisGuard({
-      ...options,
-      connection: redis.connection,
-      fallback: new LocalGuard({ config, clock: systemClock }),
-    });
+    const { guard, other } = await stalledAndOther(config, { prefix: `ghost-probe:${process.pid}:` });
     await (await other.acquire("foreground")).release("failure", "/down");
     expect((await other.snapshot()).breaker).toBe("open");
     await sleep(150); // the next call is the probe

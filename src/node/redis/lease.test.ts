@@ -290,6 +290,18 @@ describe("RedisLeaseManager: a lease its fill released is never written back (ke
   });
 });
 
+/**
+ * `other`'s lease on "k", tried every 20 ms until it is given or `withinMs` has passed since
+ * Redis resumed; undefined if it never was.
+ */
+async function takenWithin(other: RedisLeaseManager, withinMs: number) {
+  const resumedAt = performance.now();
+  let taken: Awaited<ReturnType<typeof other.acquire>>;
+  while (!(taken = await other.acquire("k", 10_000).catch(() => undefined)) && performance.now() - resumedAt < withinMs)
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  return taken;
+}
+
 describe("RedisLeaseManager when Redis goes away", () => {
   it("fails fast while Redis is down, flips healthy, and recovers after restart with higher tokens", async () => {
     const outage = await startRedisServer();
@@ -382,10 +394,7 @@ describe("RedisLeaseManager when Redis goes away", () => {
       true,
     );
     outage.resume();
-    const resumedAt = performance.now();
-    let taken: Awaited<ReturnType<typeof other.acquire>>;
-    while (!(taken = await other.acquire("k", 10_000).catch(() => undefined)) && performance.now() - resumedAt < 3_000)
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const taken = await takenWithin(other, 3_000);
     // Before: the acquire that ran on resuming held "k" for its whole lease (10 s), for nobody.
     expect(taken).toBeDefined();
     expect(freed).toEqual(["k"]);
@@ -412,10 +421,7 @@ describe("RedisLeaseManager when Redis goes away", () => {
       true,
     );
     outage.resume();
-    const resumedAt = performance.now();
-    let taken: Awaited<ReturnType<typeof other.acquire>>;
-    while (!(taken = await other.acquire("k", 10_000).catch(() => undefined)) && performance.now() - resumedAt < 3_000)
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const taken = await takenWithin(other, 3_000);
     expect(taken).toBeDefined();
     // Only its own token: the retry does not free the next holder's lease.
     await new Promise((resolve) => setTimeout(resolve, 300));
