@@ -115,8 +115,12 @@ export interface BackoffCheck {
  */
 export function heldUntil(key: string, record: BackoffRecord, probeIntervalMs: number): number {
   if (record.failedAt === undefined) return record.until;
-  const share = Number.parseInt(keyTag(key), 16) / 2 ** 32;
-  return Math.max(record.until, record.failedAt + probeIntervalMs + Math.floor((share * probeIntervalMs) / 2));
+  return Math.max(record.until, record.failedAt + probeIntervalMs + Math.floor((keyShare(key) * probeIntervalMs) / 2));
+}
+
+/** The key's fixed place in [0, 1), from its tag: spreads keys' returns over an interval so that they do not come as one herd. */
+function keyShare(key: string): number {
+  return Number.parseInt(keyTag(key), 16) / 2 ** 32;
 }
 
 export interface KeyBackoffOptions {
@@ -208,8 +212,7 @@ export class KeyBackoff {
     const spreadMs = this.o.config.breaker.probeIntervalMs / 2;
     const recoveredAt = await this.recovery(now, spreadMs);
     if (recoveredAt === undefined || recoveredAt <= (record.failedAt ?? 0)) return end;
-    const share = Number.parseInt(keyTag(key), 16) / 2 ** 32;
-    return Math.min(end, recoveredAt + Math.floor(share * spreadMs));
+    return Math.min(end, recoveredAt + Math.floor(keyShare(key) * spreadMs));
   }
 
   private recovered: { readAt: number; at: Promise<number | undefined> } | undefined;
