@@ -1,3 +1,4 @@
+import { RANGE_FIELDS } from "../core/http/range.ts";
 import type { FetchLike } from "../core/origin/origin-client.ts";
 import { answerOf } from "./workerd-fetch.ts";
 
@@ -50,11 +51,8 @@ async function headOf(url: string, init: Parameters<FetchLike>[1]): Promise<Resp
 function withoutRange(headers: HeadersInit | undefined): HeadersInit | undefined {
   if (headers === undefined) return undefined;
   const list = headers instanceof Headers ? [...headers] : Array.isArray(headers) ? headers : Object.entries(headers);
-  return list.filter(([name]) => !RANGE_FIELDS.has(name!.toLowerCase())) as [string, string][];
+  return list.filter(([name]) => !RANGE_FIELDS.includes(name!.toLowerCase())) as [string, string][];
 }
-
-/** Range and its companions (forward.ts keeps the same out of a shared fill). */
-const RANGE_FIELDS = new Set(["range", "if-range", "request-range"]);
 
 /** The longest header section read back: past it the bytes are not an HTTP/1.1 answer worth parsing. */
 const MAX_HEAD_BYTES = 64 * 1024;

@@ -9,6 +9,13 @@ import { parseHttpDate } from "./http-date.ts";
 import type { HeaderReader } from "./http.ts";
 
 /**
+ * What asks for part of a representation: Range, its precondition, and Range's pre-RFC 2068
+ * name (Apache httpd honours it). Kept off a shared fill (forward.ts) and off the GET the
+ * Worker asks a HEAD as (interim-fetch.ts).
+ */
+export const RANGE_FIELDS: readonly string[] = ["range", "if-range", "request-range"];
+
+/**
  * What to send for a request's Range, given a stored response (or the head of one whose body
  * of `length` bytes is still arriving):
  * - `full`: the whole 200 (no Range, Range ignored, several ranges, or If-Range not matching);

@@ -3,6 +3,7 @@ import { normalizedAcceptEncoding } from "../http/accept-encoding.ts";
 import { oneCookieField } from "../http/cookies.ts";
 import { SURROGATE_DEVICE_TOKEN } from "../http/targeted-cache-control.ts";
 import { headerList, HOP_BY_HOP, type HeaderReader } from "../http/http.ts";
+import { RANGE_FIELDS } from "../http/range.ts";
 import { forwardsCount, loopEntry } from "./hops.ts";
 
 /**
@@ -22,10 +23,8 @@ const NOT_ON_FILLS = new Set([
   "if-modified-since",
   "if-match",
   "if-unmodified-since",
-  "if-range",
-  "range",
-  // Range's pre-RFC 2068 name (Apache httpd honours it), and RFC 3229's ask for a 226 delta.
-  "request-range",
+  ...RANGE_FIELDS,
+  // RFC 3229's ask for a 226 delta.
   "a-im",
   // What describes a body (RFC 9110 §8), which a fill never sends: a `Content-Type:
   // multipart/form-data` on a body-less GET made an origin that parses the body on every method
