@@ -1,6 +1,7 @@
 import { parseConfig, type Config } from "../core/config.ts";
 import { WORKER_FILL_BUDGET_BYTES } from "../core/config/fields.ts";
-import { HerdlessError } from "../core/errors.ts";
+import { HerdlessError, isHerdlessError } from "../core/errors.ts";
+import { namingSources } from "../core/config/messages.ts";
 
 /** The variables every herdless object reads its config from (a part of {@link Env}). */
 export interface ConfigEnv {
@@ -66,10 +67,8 @@ function parseEnvConfig(env: ConfigEnv): Config {
     return withIsolateDefaults(parseConfig({ ...record, origin: { ...origin, url } }));
   } catch (error) {
     // The operator set ORIGIN_URL, not origin.url: the message names what they wrote.
-    if (!fromVar || !(error instanceof HerdlessError)) throw error;
-    // Every line about it (a URL can break two rules), not the first alone.
-    const message = error.message.replace(/^(\s*- )origin\.url: origin\.url /gm, "$1ORIGIN_URL: ORIGIN_URL ");
-    throw new HerdlessError("CONFIG_INVALID", message, { cause: error });
+    if (!fromVar || !isHerdlessError(error, "CONFIG_INVALID")) throw error;
+    throw namingSources(error, [["origin.url", "ORIGIN_URL"]]);
   }
 }
 

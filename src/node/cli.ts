@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { getHeapStatistics } from "node:v8";
 import { defaultPolicy, parseConfig, type Config } from "../core/config.ts";
-import { HerdlessError, isHerdlessError } from "../core/errors.ts";
+import { namingSources } from "../core/config/messages.ts";
+import { isHerdlessError } from "../core/errors.ts";
 import {
   heapLimitsFor,
   waitingLimit,
@@ -113,27 +114,15 @@ export async function loadSettings(
     ["admin.token", flags["admin-token"] ? "--admin-token" : token ? "HERDLESS_ADMIN_TOKEN" : undefined],
     ["log.level", flags["log-level"] ? "--log-level" : undefined],
   ];
-  return { config: namingSources(() => parseConfig({ ...rest, origin, admin, log }), sources), redis: target };
+  return { config: namedAsSet(() => parseConfig({ ...rest, origin, admin, log }), sources), redis: target };
 }
 
-/**
- * Runs `parse`, and in a CONFIG_INVALID message names the flag or environment variable the
- * operator set in place of the config field it filled: `HERDLESS_ADMIN_TOKEN=short` was
- * refused as "admin.token must be at least 16 characters", a field the operator never wrote.
- */
-function namingSources(parse: () => Config, sources: [string, string | undefined][]): Config {
+/** Runs `parse`, its refusal naming the flags and variables the operator set (config/messages.ts namingSources). */
+function namedAsSet(parse: () => Config, sources: [string, string | undefined][]): Config {
   try {
     return parse();
   } catch (error) {
-    if (!isHerdlessError(error, "CONFIG_INVALID")) throw error;
-    let message = error.message;
-    for (const [field, source] of sources) {
-      if (source === undefined) continue;
-      const escaped = field.replace(".", "\\.");
-      message = message.replace(new RegExp(`^(\\s*- )${escaped}: ${escaped} `, "gm"), `$1${source}: ${source} `);
-      message = message.replace(new RegExp(`^(\\s*- )${escaped}: `, "gm"), `$1${source}: `);
-    }
-    throw new HerdlessError("CONFIG_INVALID", message, { cause: error });
+    throw isHerdlessError(error, "CONFIG_INVALID") ? namingSources(error, sources) : error;
   }
 }
 

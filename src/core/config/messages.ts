@@ -1,4 +1,5 @@
 import type * as v from "valibot";
+import { HerdlessError } from "../errors.ts";
 import type { UnknownKeysIssue } from "./checks.ts";
 
 /**
@@ -96,4 +97,23 @@ function levenshtein(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length] ?? 0;
+}
+
+/**
+ * A CONFIG_INVALID `error` whose lines about a field the operator set under another name (a
+ * flag, an environment variable: `[field, name]`, name undefined when the field was set as
+ * itself) name that instead: `HERDLESS_ADMIN_TOKEN=short` is told about `HERDLESS_ADMIN_TOKEN`,
+ * not `admin.token`, a field the operator never wrote. Every such line (a value can break two
+ * rules), whether or not its text starts with the field's name again.
+ */
+export function namingSources(error: HerdlessError, sources: readonly [string, string | undefined][]): HerdlessError {
+  let message = error.message;
+  for (const [field, source] of sources) {
+    if (source === undefined) continue;
+    const escaped = field.replace(/\./g, "\\.");
+    message = message
+      .replace(new RegExp(`^(\\s*- )${escaped}: ${escaped} `, "gm"), `$1${source}: ${source} `)
+      .replace(new RegExp(`^(\\s*- )${escaped}: `, "gm"), `$1${source}: `);
+  }
+  return new HerdlessError("CONFIG_INVALID", message, { cause: error });
 }
