@@ -262,6 +262,17 @@ await check("(c) --redis without ioredis: exit 2 naming the package to install",
   throw new Error("herdless started without ioredis");
 });
 
+await check("(c) check-config --redis without ioredis: exit 2 naming the package, as serving would", () => {
+  try {
+    run("npx", ["herdless", "check-config", "--origin", "http://127.0.0.1:9", "--redis", "redis://127.0.0.1:9"]);
+  } catch (error) {
+    assert(error.status === 2, `exit ${error.status}`);
+    assert(error.stderr.includes("npm install ioredis"), error.stderr);
+    return;
+  }
+  throw new Error("check-config passed --redis without ioredis");
+});
+
 await check("herdless/node/redis imports and type-checks once ioredis is installed", () => {
   run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", pinned("ioredis")]);
   writeFileSync(

@@ -165,6 +165,8 @@ export async function main(argv: string[], io: CliIo = processIo, options: Serve
   const listen = listenFlags(values);
   const { config, redis } = await loadSettings(values);
   if (command === "check-config") {
+    // What serving would need first: without ioredis, `--redis` fails at start (exit 2, naming it).
+    if (redis) (await import("./redis/connection.ts")).loadIoredis();
     const shown = effectiveConfig(config);
     io.stdout(`${JSON.stringify(redis ? { ...shown, redis: describeRedisTarget(redis) } : shown, null, 2)}\n`);
     return 0;

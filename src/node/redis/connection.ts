@@ -12,8 +12,9 @@ export type RedisClient = Redis | Cluster;
 /**
  * ioredis is an optional peer dependency (a Workers or single-process user never needs it),
  * so it is loaded when the first connection is made, with an error that says how to get it.
+ * `check-config --redis` loads it too: a config it passes must also start.
  */
-function loadIoredis(): typeof import("ioredis") {
+export function loadIoredis(): typeof import("ioredis") {
   try {
     return createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
   } catch (cause) {
