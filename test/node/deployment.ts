@@ -1,4 +1,5 @@
-import { Agent, request, type IncomingHttpHeaders } from "node:http";
+import { Agent, createServer, request, type IncomingHttpHeaders, type RequestListener } from "node:http";
+import type { AddressInfo } from "node:net";
 import { ManualClock } from "../../src/core/clock.ts";
 import { parseConfig, type ConfigInput } from "../../src/core/config.ts";
 import { redisStack } from "../../src/node/fleet-stack.ts";
@@ -50,6 +51,43 @@ export async function deploy(
       await redis?.stop();
     },
   };
+}
+
+/** What {@link deployBehind} opened in the running test, closed last-opened first by {@link closeDeployed}. */
+const opened: Array<() => Promise<void> | void> = [];
+
+/**
+ * {@link deploy} in front of an origin that `handler` answers, on a free port of 127.0.0.1.
+ * Both are closed after the test by `afterEach(closeDeployed)`; the deployment's `close` may
+ * also be called in the test (it closes once).
+ */
+export async function deployBehind(
+  kind: "node" | "fleet",
+  handler: RequestListener,
+  config: TestConfig = {},
+  fleetSize?: number,
+): Promise<Deployment> {
+  const origin = createServer(handler);
+  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  opened.push(() => {
+    origin.closeAllConnections();
+    origin.close();
+  });
+  const deployment = await deploy(
+    kind,
+    `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+    config,
+    fleetSize,
+  );
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= deployment.close());
+  opened.push(close);
+  return { ...deployment, close };
+}
+
+/** Closes what {@link deployBehind} opened (the deployment before its origin): `afterEach(closeDeployed)`. */
+export async function closeDeployed(): Promise<void> {
+  for (const close of opened.splice(0).reverse()) await close();
 }
 
 export interface Answer {

@@ -7,18 +7,10 @@
  * as its run closed the fleet).
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createServer, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { deploy, send, type Deployment } from "./deployment.ts";
+import { request } from "node:http";
+import { closeDeployed, deployBehind, send } from "./deployment.ts";
 
-let d: Deployment | undefined;
-let origin: Server | undefined;
-afterEach(async () => {
-  await d?.close();
-  origin?.closeAllConnections();
-  origin?.close();
-  d = undefined;
-});
+afterEach(closeDeployed);
 const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A GET whose client hangs up after `afterMs`, answered or not. */
@@ -32,12 +24,15 @@ function leaveAfter(base: string, path: string, afterMs: number): void {
 describe("a fleet shutting down", () => {
   it("makes no origin request for a waiter whose client left: the fill under way is the page's one", async () => {
     const asked: string[] = [];
-    origin = createServer((req, res) => {
-      asked.push(req.url ?? "");
-      setTimeout(() => res.writeHead(200, { "cache-control": "max-age=60" }).end("page"), 400);
-    });
-    await new Promise<void>((resolve) => origin!.listen(0, "127.0.0.1", resolve));
-    d = await deploy("fleet", `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, {}, 2);
+    const d = await deployBehind(
+      "fleet",
+      (req, res) => {
+        asked.push(req.url ?? "");
+        setTimeout(() => res.writeHead(200, { "cache-control": "max-age=60" }).end("page"), 400);
+      },
+      {},
+      2,
+    );
     const [a, b] = d.urls as [string, string];
     // Member a fills the page; member b's request waits on that fill, and its client leaves.
     const filling = send(a, "/p").catch(() => undefined);
@@ -46,7 +41,6 @@ describe("a fleet shutting down", () => {
     await tick(100);
     // Member b, with no client left, closes at once; member a drains its client first.
     await d.close();
-    d = undefined;
     await filling;
     await tick(200);
     // Before: ["/p", "/p"], member b's request filling the page again as it closed.

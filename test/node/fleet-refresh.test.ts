@@ -4,40 +4,34 @@
  * starting one more origin request, until the stale window ended (RFC 9111 §4.3.4).
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { deploy, send, type Deployment } from "./deployment.ts";
+import { closeDeployed, deployBehind, send } from "./deployment.ts";
 
-let d: Deployment | undefined;
-let origin: Server | undefined;
-afterEach(async () => {
-  await d?.close();
-  origin?.closeAllConnections();
-  origin?.close();
-  d = undefined;
-});
+afterEach(closeDeployed);
 const tick = (ms = 100) => new Promise((r) => setTimeout(r, ms));
 
 describe("a fleet member's near tier after a background refresh the origin answers unshareable", () => {
   it.each([["304 no-store"], ["200 private"]])("%s: the old shared copy stops answering", async (kind) => {
     let changed = false;
     let requests = 0;
-    origin = createServer((req, res) => {
-      requests++;
-      if (!changed) {
-        const headers = {
-          "cache-control": "max-age=1, stale-while-revalidate=60",
-          etag: '"v1"',
-          "content-type": "text/plain",
-        };
-        return void res.writeHead(200, headers).end("shared-v1");
-      }
-      if (kind === "304 no-store" && req.headers["if-none-match"] === '"v1"')
-        return void res.writeHead(304, { "cache-control": "no-store", etag: '"v1"' }).end();
-      res.writeHead(200, { "cache-control": "private, max-age=60", "content-type": "text/plain" }).end("personal");
-    });
-    await new Promise<void>((r) => origin!.listen(0, "127.0.0.1", r));
-    d = await deploy("fleet", `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, {}, 1);
+    const d = await deployBehind(
+      "fleet",
+      (req, res) => {
+        requests++;
+        if (!changed) {
+          const headers = {
+            "cache-control": "max-age=1, stale-while-revalidate=60",
+            etag: '"v1"',
+            "content-type": "text/plain",
+          };
+          return void res.writeHead(200, headers).end("shared-v1");
+        }
+        if (kind === "304 no-store" && req.headers["if-none-match"] === '"v1"')
+          return void res.writeHead(304, { "cache-control": "no-store", etag: '"v1"' }).end();
+        res.writeHead(200, { "cache-control": "private, max-age=60", "content-type": "text/plain" }).end("personal");
+      },
+      {},
+      1,
+    );
     const url = d.urls[0]!;
     expect((await send(url, "/p")).body).toBe("shared-v1");
     d.clock.advance(2_000);

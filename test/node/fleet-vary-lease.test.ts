@@ -6,18 +6,10 @@
  * its lifetime (the seeded fleet check saw `/vary/N` asked again 7 to 181 ms into its 2 s).
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createServer, type ServerResponse, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { deploy, send, type Deployment } from "./deployment.ts";
+import type { ServerResponse } from "node:http";
+import { closeDeployed, deployBehind, send } from "./deployment.ts";
 
-let d: Deployment | undefined;
-let origin: Server | undefined;
-afterEach(async () => {
-  await d?.close();
-  origin?.closeAllConnections();
-  origin?.close();
-  d = undefined;
-});
+afterEach(closeDeployed);
 const tick = (ms = 100) => new Promise((r) => setTimeout(r, ms));
 
 describe("a fleet filling a page with Vary", () => {
@@ -28,13 +20,16 @@ describe("a fleet filling a page with Vary", () => {
       res
         .writeHead(200, { vary: "accept-language", "cache-control": "max-age=60", "content-type": "text/plain" })
         .end(`page in ${lang}`);
-    origin = createServer((req, res) => {
-      const lang = String(req.headers["accept-language"]);
-      asked.push(lang);
-      held.push([res, lang]);
-    });
-    await new Promise<void>((r) => origin!.listen(0, "127.0.0.1", r));
-    d = await deploy("fleet", `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, {}, 2);
+    const d = await deployBehind(
+      "fleet",
+      (req, res) => {
+        const lang = String(req.headers["accept-language"]);
+        asked.push(lang);
+        held.push([res, lang]);
+      },
+      {},
+      2,
+    );
     const [a, b] = d.urls as [string, string];
     const ask = (url: string, lang: string) => send(url, "/v", { headers: { "accept-language": lang } });
     // Member a fills the URL (its first answer tells the Vary); a French reader joins it there,
