@@ -93,7 +93,8 @@ export function memoryHit(
  * Other isolates of the data center write its Cache API too (an unsafe method's invalidation
  * mark, a newer copy): a copy memory has answered from for `admin.purgePropagationMs` since it
  * was put is read from there again behind this answer, once per isolate, as the purge list
- * is. It answers meanwhile; what the read finds replaces it unless memory's copy is newer.
+ * is. It answers meanwhile; what the read finds replaces it unless memory's copy is newer or
+ * this isolate wrote the key while the read ran.
  */
 function rereadDue(
   isolate: ReadyIsolate,
@@ -106,14 +107,19 @@ function rereadDue(
   const memory = isolate.memoryFor(cacheName);
   const afterMs = isolate.config.admin.purgePropagationMs;
   // The URL's entry (a Vary pointer carries the URL's invalidation mark) and the variant answered.
-  const due = [primary, ...(key === primary ? [] : [key])].filter((k) => memory.claimReread(k, afterMs, now));
+  const due: [string, Entry][] = [];
+  for (const k of key === primary ? [primary] : [primary, key]) {
+    const held = memory.claimReread(k, afterMs, now);
+    if (held) due.push([k, held]);
+  }
   if (due.length === 0) return;
   background(
     (async () => {
       const near = new CacheApiStore(await caches.open(cacheName), isolate.clock);
-      for (const k of due) {
-        const entry = await near.get(k);
-        if (entry) await memory.put(entry);
+      for (const [k, held] of due) {
+        const found = await near.get(k);
+        // Never over what this isolate wrote meanwhile (LruStore.putReread).
+        if (found) await memory.putReread(found, held);
       }
     })(),
   );

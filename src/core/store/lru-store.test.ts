@@ -156,18 +156,49 @@ describe("LruStore.claimReread: a copy read again from the store other processes
   it("is due once per interval since it was put, and a put or a refused older put confirms it", async () => {
     const clock = new ManualClock(0);
     const lru = new LruStore({ maxBytes: 1 << 20, clock });
-    expect(lru.claimReread("k", 1_000, 0)).toBe(false);
+    expect(lru.claimReread("k", 1_000, 0)).toBeUndefined();
     await lru.put(testEntry("k", 0, { token: 7 }));
-    expect(lru.claimReread("k", 1_000, 999)).toBe(false);
+    expect(lru.claimReread("k", 1_000, 999)).toBeUndefined();
     // Of the requests that ask once it is due, one reads again.
-    expect(lru.claimReread("k", 1_000, 1_000)).toBe(true);
-    expect(lru.claimReread("k", 1_000, 1_000)).toBe(false);
-    expect(lru.claimReread("k", 1_000, 1_999)).toBe(false);
+    expect(lru.claimReread("k", 1_000, 1_000)?.token).toBe(7);
+    expect(lru.claimReread("k", 1_000, 1_000)).toBeUndefined();
+    expect(lru.claimReread("k", 1_000, 1_999)).toBeUndefined();
     // The read found an older copy: memory's stays and counts as confirmed.
     clock.set(2_500);
     expect(await lru.put(testEntry("k", 0, { token: 6 }))).toBe(false);
     expect(lru.getSync("k")?.token).toBe(7);
-    expect(lru.claimReread("k", 1_000, 3_499)).toBe(false);
-    expect(lru.claimReread("k", 1_000, 3_500)).toBe(true);
+    expect(lru.claimReread("k", 1_000, 3_499)).toBeUndefined();
+    expect(lru.claimReread("k", 1_000, 3_500)).toBeDefined();
+  });
+});
+
+describe("LruStore.putReread: what a re-read found never goes over a newer write of this process", () => {
+  it("a write while the read ran (a POST's mark, a drop) stands; a mark that covers the held copy replaces it whatever its token", async () => {
+    const clock = new ManualClock(0);
+    const lru = new LruStore({ maxBytes: 1 << 20, clock });
+    const copy = testEntry("k", 0, { token: 7 });
+    await lru.put(copy);
+    clock.set(1_000);
+    const held = lru.claimReread("k", 1_000, 1_000)!;
+    // This process's POST marks the copy; the read, begun before it, brings the copy back.
+    const mark = { ...copy, body: new Uint8Array(0), invalidatedAt: 1_000 };
+    await lru.put(mark);
+    expect(await lru.putReread(copy, held)).toBe(false);
+    expect(lru.getSync("k")?.invalidatedAt).toBe(1_000);
+    // Dropped meanwhile: not brought back.
+    await lru.delete("k");
+    expect(await lru.putReread(copy, held)).toBe(false);
+    expect(lru.getSync("k")).toBeUndefined();
+    // Another process's mark made where the copy was gone (token 0) covers memory's copy.
+    await lru.put(copy);
+    const again = lru.claimReread("k", 1_000, 2_000)!;
+    const markOfNothing = testEntry("k", 1_500, { token: 0, body: new Uint8Array(0), invalidatedAt: 1_500 });
+    expect(await lru.putReread(markOfNothing, again)).toBe(true);
+    expect(lru.getSync("k")?.invalidatedAt).toBe(1_500);
+    // An older copy read back is still refused.
+    await lru.put(copy);
+    const third = lru.claimReread("k", 1_000, 3_000)!;
+    expect(await lru.putReread(testEntry("k", 0, { token: 6 }), third)).toBe(false);
+    expect(lru.getSync("k")?.token).toBe(7);
   });
 });

@@ -94,15 +94,34 @@ export class LruStore implements Store {
   /**
    * Whether the copy under `key` was put (or confirmed) at least `afterMs` ago, when this store
    * fronts one other processes write too (the Worker's isolate memory before its data center's
-   * Cache API, where another isolate's invalidation or newer copy lands). True once per
+   * Cache API, where another isolate's invalidation or newer copy lands). Due once per
    * `afterMs`: the copy counts as confirmed now, so one of the requests that ask reads the
-   * shared store again (and puts what it finds) while the copy goes on answering.
+   * shared store again (and hands what it finds to {@link putReread}) while the copy goes on
+   * answering. The copy held, when due.
    */
-  claimReread(key: string, afterMs: number, now: number): boolean {
+  claimReread(key: string, afterMs: number, now: number): Entry | undefined {
     const slot = this.slots.get(key);
-    if (!slot || now - slot.placedAt < afterMs) return false;
+    if (!slot || now - slot.placedAt < afterMs) return undefined;
     slot.placedAt = now;
-    return true;
+    return slot.entry;
+  }
+
+  /**
+   * What a re-read of the shared store found under `found.key`, for `held`, the copy this store
+   * held when the read began ({@link claimReread}). Nothing if this process wrote the key while
+   * the read ran (an unsafe request's invalidation mark, a fill, a drop): what it wrote is newer
+   * than anything the read can have seen, whose answer may predate the write by seconds on a
+   * loaded runtime: put back over the mark of a POST through this process (same token), the
+   * copy the POST had just invalidated answered as fresh again. And an invalidation's mark that
+   * covers `held` replaces it whatever its token: one made where the shared store had let the
+   * copy go carries none (0), and a lower token kept memory's copy answering for its lifetime.
+   */
+  async putReread(found: Entry, held: Entry): Promise<boolean> {
+    const slot = this.slots.get(found.key);
+    if (slot?.entry !== held) return false;
+    if (found.invalidatedAt !== undefined && found.invalidatedAt >= held.storedAt && found.token < held.token)
+      this.remove(found.key, slot);
+    return this.put(found);
   }
 
   /**

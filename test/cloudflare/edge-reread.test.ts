@@ -1,0 +1,115 @@
+/**
+ * The isolate's memory copy read again from its data center's Cache API behind a hit, once per
+ * `admin.purgePropagationMs` (memory-hit.ts rereadDue), attacked: what the read brings back
+ * must never be older than what the isolate knows, and must carry every invalidation.
+ */
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ManualClock } from "../../src/core/clock.ts";
+import { routeFor } from "../../src/core/config.ts";
+import { canonicalUrl } from "../../src/core/http/canonical-url.ts";
+import { primaryKey } from "../../src/core/http/key.ts";
+import { cacheUrlFor } from "../../src/cloudflare/cache-api-store.ts";
+import { configFromEnv } from "../../src/cloudflare/config-env.ts";
+import type { Env } from "../../src/cloudflare/env.ts";
+import { dataCenter, EDGE, edgeEnv, useInCoordinators } from "./edge-harness.ts";
+import { testOrigin } from "./test-origin.ts";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** The Cache API URL of the entry under `path`'s primary key. */
+function cachedUrl(testEnv: Env, path: string): string {
+  const url = canonicalUrl(new URL(`${EDGE}${path}`));
+  return cacheUrlFor(primaryKey(url, routeFor(configFromEnv(testEnv), url.pathname).key));
+}
+
+/**
+ * From now on, the first cache.match of `url` reads the cache at once but hands its answer
+ * over only on `release()`: a read slow to come back (a loaded workerd took seconds).
+ */
+function holdFirstMatch(url: string): { release: () => void; held: Promise<void> } {
+  let release = () => {};
+  let heldNow = () => {};
+  const held = new Promise<void>((resolve) => (heldNow = resolve));
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let armed = true;
+  const open = caches.open.bind(caches);
+  vi.spyOn(caches, "open").mockImplementation(async (name: string) => {
+    const cache = await open(name);
+    const match = cache.match.bind(cache);
+    return new Proxy(cache, {
+      get(target, property) {
+        if (property !== "match") {
+          const value: unknown = Reflect.get(target, property);
+          return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        }
+        return async (request: Request, options?: CacheQueryOptions) => {
+          const read = match(request, options);
+          if (!armed || new URL(request.url).href !== url) return read;
+          armed = false;
+          heldNow();
+          const found = await read;
+          await gate;
+          return found;
+        };
+      },
+    });
+  });
+  return { release, held };
+}
+
+describe("security: the Worker's re-read of a memory copy never brings back what a write replaced", () => {
+  it("a POST through the isolate while its re-read is on the way: the next GET is not the old page", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } });
+    const run = crypto.randomUUID().slice(0, 8);
+    const dc = dataCenter(`dc-${run}`, testEnv, clock, { isolate: `i-${run}` });
+    await useInCoordinators(testEnv, ["/doc"], clock);
+    const first = await dc.get("/doc");
+    await first.settled;
+    clock.advance(1_000);
+    // The hit whose re-read is due: its cache.match reads the old copy and is slow to come back.
+    const { release, held } = holdFirstMatch(cachedUrl(testEnv, "/doc"));
+    const hit = await dc.get("/doc");
+    expect([hit.body, hit.cacheStatus]).toEqual([first.body, expect.stringMatching(/^herdless; hit/)]);
+    await held;
+    // A writer's POST through the same isolate succeeds meanwhile and marks the copy invalid.
+    const post = await dc.get("/doc", { method: "POST", body: "edit" });
+    expect(post.status).toBe(200);
+    await post.settled;
+    release();
+    await hit.settled;
+    const after = await dc.get("/doc");
+    expect(after.body).not.toBe(first.body);
+    expect(after.cacheStatus).toContain("fwd-status=200");
+    expect(await origin.count("/doc")).toBe(3);
+  });
+
+  it("another isolate's POST marks a URL whose Cache API copy was evicted: the isolate holding it in memory stops serving it", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } });
+    const run = crypto.randomUUID().slice(0, 8);
+    const name = `dc-${run}`;
+    const [reader, writer] = ["r", "w"].map((isolate) =>
+      dataCenter(name, testEnv, clock, { isolate: `${isolate}-${run}` }),
+    );
+    await useInCoordinators(testEnv, ["/doc"], clock);
+    const first = await reader!.get("/doc");
+    await first.settled;
+    // The data center's cache let the copy go (memory answers every hit, so the Cache API's is never read).
+    expect(await (await caches.open(name)).delete(cachedUrl(testEnv, "/doc"))).toBe(true);
+    const post = await writer!.get("/doc", { method: "POST", body: "edit" });
+    expect(post.status).toBe(200);
+    await post.settled;
+    clock.advance(1_000);
+    const last = await reader!.get("/doc");
+    expect(last.body).toBe(first.body);
+    await last.settled;
+    const after = await reader!.get("/doc");
+    expect(after.body).not.toBe(first.body);
+    expect(after.cacheStatus).toContain("fwd-status=200");
+  });
+});
