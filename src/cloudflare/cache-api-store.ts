@@ -41,13 +41,18 @@ export class CacheApiStore implements Store {
     return { ...meta, body: new Uint8Array(await res.arrayBuffer()) };
   }
 
-  async put(entry: Entry): Promise<boolean> {
+  async put(written: Entry): Promise<boolean> {
     const now = this.clock.now();
+    let entry = written;
     const current = await this.cache.match(requestFor(entry.key));
     if (current) {
       const meta = readMeta(current);
       await current.body?.cancel();
-      if (meta && meta.token > entry.token && now < meta.deleteAt) return false;
+      if (meta && meta.token > entry.token && now < meta.deleteAt) {
+        const over = markOver(entry, meta);
+        if (!over) return false;
+        entry = over;
+      }
     }
     const ttlSeconds = Math.ceil((entry.deleteAt - now) / 1000);
     // max-age=0 would not be stored anyway; an entry already past deleteAt is not written.
@@ -67,6 +72,22 @@ export class CacheApiStore implements Store {
   async delete(key: string): Promise<boolean> {
     return this.cache.delete(requestFor(key));
   }
+}
+
+/**
+ * RFC 9111 §4.4: an invalidation's mark (`invalidatedAt`) refused by a newer copy that was
+ * stored before the write: that copy, marked, to be written in its place. The mark is made from
+ * the copy the writing isolate held (invalidateStored reads its memory first), which may be
+ * older than the data center's: another isolate had stored a newer one (a reload, a refresh
+ * ahead) and the isolate's memory had not read it again yet. Refused, the newer copy, asked
+ * of the origin before the `POST`, answered as fresh to every isolate of the data center for
+ * its whole lifetime. Undefined when `entry` is no mark or `held` was stored after the write.
+ */
+function markOver(entry: Entry, held: Omit<Entry, "body">): Entry | undefined {
+  const at = entry.invalidatedAt;
+  if (at === undefined || held.storedAt > at) return undefined;
+  const invalidatedAt = Math.max(at, held.invalidatedAt ?? at);
+  return { ...held, body: new Uint8Array(0), invalidatedAt, deleteAt: Math.max(held.deleteAt, entry.deleteAt) };
 }
 
 /** The synthetic URL an entry is cached under; any key string maps to exactly one URL. */

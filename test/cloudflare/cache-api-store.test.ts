@@ -64,3 +64,26 @@ describe("CacheApiStore on the wire", () => {
     expect(await store.put(testEntry("x", clock.now(), { token: 1 }))).toBe(true);
   });
 });
+
+describe("CacheApiStore: RFC 9111 §4.4 marks", () => {
+  it("a write's mark made from an older copy marks the newer copy stored before the write; not one stored after it", async () => {
+    const clock = start();
+    const store = new CacheApiStore(await caches.open(`marks-${crypto.randomUUID()}`), clock);
+    const now = clock.now();
+    const older = testEntry("k", now - 2_000, { token: 3 });
+    const newer = testEntry("k", now - 1_000, { token: 4, etag: '"v2"' });
+    expect(await store.put(newer)).toBe(true);
+    // The mark of a write at `now`, made from the copy an isolate's memory held.
+    const mark = { ...older, body: new Uint8Array(0), invalidatedAt: now, deleteAt: now + 600_000 };
+    expect(await store.put(mark)).toBe(true);
+    const marked = await store.get("k");
+    expect(marked).toMatchObject({ token: 4, etag: '"v2"', invalidatedAt: now, deleteAt: now + 600_000 });
+    expect(marked?.body.byteLength).toBe(0);
+    // A copy stored after the write stands; an older copy is still refused.
+    const after = testEntry("k", now + 1, { token: 5 });
+    expect(await store.put(after)).toBe(true);
+    expect(await store.put({ ...mark, invalidatedAt: now })).toBe(false);
+    expect(await store.put(older)).toBe(false);
+    expect((await store.get("k"))?.token).toBe(5);
+  });
+});

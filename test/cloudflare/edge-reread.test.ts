@@ -65,26 +65,27 @@ describe("security: the Worker's re-read of a memory copy never brings back what
     const clock = new ManualClock(Date.now());
     const testEnv = edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } });
     const run = crypto.randomUUID().slice(0, 8);
+    const path = `/doc-${run}`;
     const dc = dataCenter(`dc-${run}`, testEnv, clock, { isolate: `i-${run}` });
-    await useInCoordinators(testEnv, ["/doc"], clock);
-    const first = await dc.get("/doc");
+    await useInCoordinators(testEnv, [path], clock);
+    const first = await dc.get(path);
     await first.settled;
     clock.advance(1_000);
     // The hit whose re-read is due: its cache.match reads the old copy and is slow to come back.
-    const { release, held } = holdFirstMatch(cachedUrl(testEnv, "/doc"));
-    const hit = await dc.get("/doc");
+    const { release, held } = holdFirstMatch(cachedUrl(testEnv, path));
+    const hit = await dc.get(path);
     expect([hit.body, hit.cacheStatus]).toEqual([first.body, expect.stringMatching(/^herdless; hit/)]);
     await held;
     // A writer's POST through the same isolate succeeds meanwhile and marks the copy invalid.
-    const post = await dc.get("/doc", { method: "POST", body: "edit" });
+    const post = await dc.get(path, { method: "POST", body: "edit" });
     expect(post.status).toBe(200);
     await post.settled;
     release();
     await hit.settled;
-    const after = await dc.get("/doc");
+    const after = await dc.get(path);
     expect(after.body).not.toBe(first.body);
     expect(after.cacheStatus).toContain("fwd-status=200");
-    expect(await origin.count("/doc")).toBe(3);
+    expect(await origin.count(path)).toBe(3);
   });
 
   it("another isolate's POST marks a URL whose Cache API copy was evicted: the isolate holding it in memory stops serving it", async () => {
@@ -92,24 +93,59 @@ describe("security: the Worker's re-read of a memory copy never brings back what
     const clock = new ManualClock(Date.now());
     const testEnv = edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } });
     const run = crypto.randomUUID().slice(0, 8);
+    const path = `/doc-${run}`;
     const name = `dc-${run}`;
     const [reader, writer] = ["r", "w"].map((isolate) =>
       dataCenter(name, testEnv, clock, { isolate: `${isolate}-${run}` }),
     );
-    await useInCoordinators(testEnv, ["/doc"], clock);
-    const first = await reader!.get("/doc");
+    await useInCoordinators(testEnv, [path], clock);
+    const first = await reader!.get(path);
     await first.settled;
     // The data center's cache let the copy go (memory answers every hit, so the Cache API's is never read).
-    expect(await (await caches.open(name)).delete(cachedUrl(testEnv, "/doc"))).toBe(true);
-    const post = await writer!.get("/doc", { method: "POST", body: "edit" });
+    expect(await (await caches.open(name)).delete(cachedUrl(testEnv, path))).toBe(true);
+    const post = await writer!.get(path, { method: "POST", body: "edit" });
     expect(post.status).toBe(200);
     await post.settled;
     clock.advance(1_000);
-    const last = await reader!.get("/doc");
+    const last = await reader!.get(path);
     expect(last.body).toBe(first.body);
     await last.settled;
-    const after = await reader!.get("/doc");
+    const after = await reader!.get(path);
     expect(after.body).not.toBe(first.body);
     expect(after.cacheStatus).toContain("fwd-status=200");
+  });
+
+  it("a POST through an isolate whose copy is older than the data center's: the newer copy, asked for before the POST, is not served after it", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const clock = new ManualClock(Date.now());
+    const config = { admin: { purgePropagationMs: 1_000 }, defaults: { honorRequestNoCache: true } };
+    const testEnv = edgeEnv(origin.url, config);
+    const run = crypto.randomUUID().slice(0, 8);
+    const path = `/doc-${run}`;
+    const [other, writer] = ["o", "w"].map((isolate) =>
+      dataCenter(`dc-${run}`, testEnv, clock, { isolate: `${isolate}-${run}` }),
+    );
+    await useInCoordinators(testEnv, [path], clock);
+    await (
+      await writer!.get(path)
+    ).settled;
+    // Another isolate stores a newer copy (a reload); the writer's memory still holds the first.
+    const newer = await other!.get(path, { headers: { "cache-control": "no-cache" } });
+    expect(newer.cacheStatus).toContain("fwd-status=200");
+    await newer.settled;
+    const post = await writer!.get(path, { method: "POST", body: "edit" });
+    expect(post.status).toBe(200);
+    await post.settled;
+    const after = await writer!.get(path);
+    expect(after.body).not.toBe(newer.body);
+    expect(after.cacheStatus).toContain("fwd-status=200");
+    await after.settled;
+    // The other isolate's memory: within admin.purgePropagationMs and one more request.
+    clock.advance(1_000);
+    await (
+      await other!.get(path)
+    ).settled;
+    const elsewhere = await other!.get(path);
+    expect(elsewhere.body).not.toBe(newer.body);
   });
 });
