@@ -129,6 +129,19 @@ describe("config: a refusal tells exactly these lines", () => {
         `admin.token: ${ASCII} (got 20 characters)`,
       ],
     ],
+    [
+      "an admin token of another type is described, never repeated (a number, a list)",
+      { origin, admin: { token: 1234567890123456 } },
+      ["admin.token: Invalid input: expected string, received number (got a number)"],
+    ],
+    [
+      "an admin token given as a list is described, never repeated, nor its items",
+      { origin, admin: { token: ["secretsecretsecret1"] } },
+      [
+        "admin.token: Invalid input: expected string, received array (got a list)",
+        "admin.token: admin.token must be at least 16 characters (got a list)",
+      ],
+    ],
     ["a list for the config", [], ["(root): Invalid input: expected object, received array (got [])"]],
     ["a list for a section", { origin: [] }, ["origin: Invalid input: expected object, received array (got [])"]],
     [

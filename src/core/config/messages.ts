@@ -22,10 +22,11 @@ export function describeIssue(issue: v.BaseIssue<unknown>, input: unknown, schem
   const value = valueAt(input, keys);
   // A rule across fields (lockLeaseMs > timeoutMs) can fail on a field left to its default: not "missing".
   // A secret is described, never repeated: the message goes to a terminal, a log, a Worker's 500 page.
-  const secret = keys.at(-1) === "token" && typeof value === "string";
+  // Whatever its type: a token written as a number or a list is still the operator's secret.
+  const secret = keys.includes("token");
   // JSON.stringify says null for Infinity and NaN (JSON's 1e400 parses as Infinity): the value, as it is.
   const described = secret
-    ? `${value.length} characters`
+    ? secretShape(value)
     : typeof value === "number" && !Number.isFinite(value)
       ? String(value)
       : JSON.stringify(value);
@@ -34,6 +35,13 @@ export function describeIssue(issue: v.BaseIssue<unknown>, input: unknown, schem
   const shown = value !== undefined ? described : rule ? "its default" : "missing";
   // A URL's credentials are not repeated: the message may reach a log or a Worker's 500 page.
   return `${path}: ${issue.message} (got ${shown.replace(/(\/\/)[^/?#@"\s]*@/g, "$1…@")})`;
+}
+
+/** A secret's shape, not its value: its length in characters, or its type. */
+function secretShape(value: unknown): string {
+  if (typeof value === "string") return `${value.length} characters`;
+  if (Array.isArray(value)) return "a list";
+  return value === null ? "null" : `a ${typeof value}`;
 }
 
 function valueAt(input: unknown, path: PropertyKey[]): unknown {
