@@ -49,22 +49,46 @@ const RUNTIMES: RuntimeName[] = [
   "varnish",
 ];
 
-const { values, positionals } = parseArgs({
-  args: process.argv.slice(2),
-  // `npm run bench -- broken-url` names a scenario like `--scenario broken-url`.
-  allowPositionals: true,
-  options: {
-    scenario: { type: "string", multiple: true },
-    runtime: { type: "string", multiple: true },
-    quick: { type: "boolean", default: false },
-    /** extra Node flags for the herdless process of the memory scenario, e.g. --node-flag=--max-old-space-size=128 */
-    "node-flag": { type: "string", multiple: true },
-    /** re-render latest.md and the charts from a results JSON, without running anything */
-    render: { type: "string" },
-    /** the Worker's Durable Object storage: memory (tmpfs, the default) or disk (see worker-host.ts) */
-    "do-storage": { type: "string", default: "memory" },
-  },
-});
+const USAGE =
+  "usage: npm run bench -- [NAME …] [--scenario NAME[,NAME]] [--runtime NAME[,NAME]] [--quick] [--render FILE] [--do-storage memory|disk] [--node-flag FLAG]";
+
+const OPTIONS = {
+  scenario: { type: "string", multiple: true },
+  runtime: { type: "string", multiple: true },
+  quick: { type: "boolean", default: false },
+  /** extra Node flags for the herdless process of the memory scenario, e.g. --node-flag=--max-old-space-size=128 */
+  "node-flag": { type: "string", multiple: true },
+  /** re-render latest.md and the charts from a results JSON, without running anything */
+  render: { type: "string" },
+  /** the Worker's Durable Object storage: memory (tmpfs, the default) or disk (see worker-host.ts) */
+  "do-storage": { type: "string", default: "memory" },
+} as const;
+
+/** The command line, or the usage and exit 2 for one it cannot read (not a stack trace). */
+function commandLine() {
+  if (process.argv.includes("--help") || process.argv.includes("-h")) {
+    process.stdout.write(`${USAGE}\nscenarios: ${SCENARIOS.map((s) => s.name).join(", ")}, memory, startup\n`);
+    process.exit(0);
+  }
+  try {
+    return parseArgs({
+      args: process.argv.slice(2),
+      // `npm run bench -- broken-url` names a scenario like `--scenario broken-url`.
+      allowPositionals: true,
+      options: OPTIONS,
+    });
+  } catch (error) {
+    return refuse((error as Error).message);
+  }
+}
+
+/** A command line that cannot be run: what is wrong and the usage, exit 2. */
+function refuse(message: string): never {
+  process.stderr.write(`bench: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+const { values, positionals } = commandLine();
 const split = (list: string[] | undefined): string[] | undefined =>
   list?.flatMap((v) => v.split(",")).filter((v) => v !== "");
 const asked = [...(values.scenario ?? []), ...positionals];
@@ -86,6 +110,9 @@ if (named?.includes("memory")) {
 }
 /** The scenarios asked for, each with its baselines (run first, in the same run), once each. */
 function withBaselines(names: string[]): Scenario[] {
+  const known = new Set([...SCENARIOS.map((s) => s.name), ...OWN_RUNNERS]);
+  const unknown = names.find((n) => !known.has(n));
+  if (unknown !== undefined) refuse(`unknown scenario "${unknown}"; known: ${[...known].join(", ")}`);
   const wanted = names.flatMap((n) => [...(scenarioByName(n).baselines ?? []), n]);
   return [...new Set(wanted)].map(scenarioByName);
 }
@@ -95,11 +122,10 @@ const wantsStartup = named === undefined || named.includes("startup");
 const scenarios = named === undefined ? SCENARIOS : withBaselines(named.filter((n) => !OWN_RUNNERS.includes(n)));
 const runtimeFilter = split(values.runtime);
 for (const r of runtimeFilter ?? [])
-  if (!RUNTIMES.includes(r as RuntimeName)) throw new Error(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
+  if (!RUNTIMES.includes(r as RuntimeName)) refuse(`unknown runtime "${r}"; known: ${RUNTIMES.join(", ")}`);
 const quick = values.quick === true;
 const doStorage = values["do-storage"];
-if (doStorage !== "memory" && doStorage !== "disk")
-  throw new Error(`--do-storage must be memory or disk, got "${doStorage}"`);
+if (doStorage !== "memory" && doStorage !== "disk") refuse(`--do-storage must be memory or disk, got "${doStorage}"`);
 useDoStorage(doStorage);
 
 if (values.render !== undefined) {
