@@ -153,6 +153,15 @@ describe("attacks on what reaches the origin (Worker)", () => {
     expect([seen["content-type"], seen["content-encoding"]]).toEqual([undefined, undefined]);
   });
 
+  it("Max-Forwards, Early-Data and an HTTP2-Settings without its upgrade never reach the fill stored for everyone (an origin refusing them answers 400 or 425 Too Early)", async () => {
+    const { origin, edge, p } = await setup();
+    const headers = { "max-forwards": "0", "early-data": "1", "http2-settings": "AAMAAABkAARAAAAAAAIAAAAA" };
+    expect((await edge.get(p, { headers })).status).toBe(200);
+    expect((await edge.get(p)).cacheStatus).toMatch(/hit/);
+    const seen = (await origin.stats()).requests[0]!.headers;
+    for (const name of Object.keys(headers)) expect(seen[name], name).toBeUndefined();
+  });
+
   it("a forged client address (X-Forwarded-For, X-Real-IP, True-Client-IP) never reaches the fill stored for everyone", async () => {
     const { origin, edge, p } = await setup();
     // X-Real-IP and kin, and what PHP's client-IP helpers try first (HTTP_CLIENT_IP, HTTP_X_FORWARDED …).

@@ -216,6 +216,36 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(2);
   });
 
+  it("CPDoS, proxy-chain headers on a GET: Max-Forwards, Early-Data and an HTTP2-Settings without its upgrade never reach the origin, so its 400 or 425 marked max-age is never the victim's page", async () => {
+    // An origin that refuses them, behind an nginx that puts max-age on every answer: a GET with
+    // Max-Forwards (meaningful on TRACE and OPTIONS only), a request that came in TLS early
+    // data (RFC 8470's 425 Too Early), h2c settings without their upgrade.
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const status = req.headers["early-data"]
+        ? 425
+        : req.headers["max-forwards"] || req.headers["http2-settings"]
+          ? 400
+          : 200;
+      res.writeHead(status, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(status === 200 ? `the page ${req.url}` : `refused: ${status}`);
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    const attacks: Record<string, string>[] = [
+      { "max-forwards": "0" },
+      { "early-data": "1" },
+      { "http2-settings": "AAMAAABkAARAAAAAAAIAAAAA" },
+    ];
+    for (const [i, headers] of attacks.entries()) {
+      expect((await getWith(base, `/home${i}`, headers)).status).toBe(200);
+      const victim = await get(base, `/home${i}`);
+      expect([victim.status, victim.body]).toEqual([200, `the page /home${i}`]);
+      expect(victim.headers["cache-status"]).toMatch(/hit/);
+    }
+    expect(requests).toBe(3);
+  });
+
   it("CPDoS, header count: an attacker's 120 one-byte headers, refused by the origin with a 400 it marks max-age, never make the page a 400 for the victim", async () => {
     // Apache refuses more than 100 request fields (LimitRequestFields) with a 400.
     let requests = 0;

@@ -6,6 +6,9 @@ export interface HeaderReader {
 /** Hop-by-hop headers (RFC 9110 §7.6.1): never stored, never forwarded. */
 export const HOP_BY_HOP = new Set([
   "connection",
+  // RFC 7540 §3.2.1: the settings of an h2c upgrade, for this connection only (the Upgrade it
+  // goes with is never passed on); sent on alone, an origin refused the request with a 400.
+  "http2-settings",
   "keep-alive",
   "proxy-authenticate",
   // RFC 9110 §11.7.3: it answers the proxy authentication of the next client only, like Proxy-Authenticate.

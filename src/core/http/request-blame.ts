@@ -19,9 +19,10 @@ const REQUEST_FAULT_STATUSES = new Set([400, 413, 414]);
  * address (a WAF's ban, a country block, by the X-Forwarded-For a fill sends) or its
  * ordinary headers' values (a bot rule on `User-Agent: sqlmap`, an XSS rule on a `Referer`).
  * Stored when the origin marks every answer `max-age`, the attacker's ban was every
- * visitor's page. Varnish never stores a 403 either.
+ * visitor's page. Varnish never stores a 403 either. And 425 Too Early (RFC 8470 §5.2): the
+ * origin declining a request that may be replayed, about how it came, never about the URL.
  */
-const ABOUT_THE_REQUEST = new Set([403, 406, 407, 411, 412, 415, 416, 417, 428, 429, 431, 511]);
+const ABOUT_THE_REQUEST = new Set([403, 406, 407, 411, 412, 415, 416, 417, 425, 428, 429, 431, 511]);
 
 /**
  * Whether an answer may be the origin refusing or failing on this fill's own request rather

@@ -242,8 +242,8 @@ describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", 
       expect(blamesTheRequest(status, [["x-a", "caf\u00e9"]], false)).toBe(false);
   });
 
-  it("a 406 (about the client's Accept), 411, 412, 415, 416 or 417 (about a body, precondition, range or expectation a fill never sends), a 403 or 407 (a refusal of a requester that sent no credentials), and RFC 6585's 428, 429, 431 and 511 (never stored) are the request's", () => {
-    for (const status of [403, 406, 407, 411, 412, 415, 416, 417, 428, 429, 431, 511])
+  it("a 406 (about the client's Accept), 411, 412, 415, 416 or 417 (about a body, precondition, range or expectation a fill never sends), a 403 or 407 (a refusal of a requester that sent no credentials), a 425 (a request that may be replayed) and RFC 6585's 428, 429, 431 and 511 (never stored) are the request's", () => {
+    for (const status of [403, 406, 407, 411, 412, 415, 416, 417, 425, 428, 429, 431, 511])
       expect(blamesTheRequest(status, ordinary, false), String(status)).toBe(true);
     for (const status of [401, 405, 409, 422])
       expect(blamesTheRequest(status, ordinary, false), String(status)).toBe(false);

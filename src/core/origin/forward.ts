@@ -4,7 +4,7 @@ import { oneCookieField } from "../http/cookies.ts";
 import { SURROGATE_DEVICE_TOKEN } from "../http/targeted-cache-control.ts";
 import { headerList, HOP_BY_HOP, type HeaderReader } from "../http/http.ts";
 import { RANGE_FIELDS } from "../http/range.ts";
-import { forwardsCount, loopEntry } from "./hops.ts";
+import { ABOUT_THE_WAY, forwardsCount, loopEntry } from "./hops.ts";
 
 /**
  * Never sent to the origin, whatever the config: hop-by-hop headers (RFC 9110 §7.6.1) and
@@ -26,6 +26,7 @@ const NOT_ON_FILLS = new Set([
   ...RANGE_FIELDS,
   // RFC 3229's ask for a 226 delta.
   "a-im",
+  ...ABOUT_THE_WAY,
   // What describes a body (RFC 9110 §8), which a fill never sends: a `Content-Type:
   // multipart/form-data` on a body-less GET made an origin that parses the body on every method
   // (Rails, Rack 2.2+) answer 400, stored as everyone's page when it marks every answer max-age.
@@ -92,7 +93,7 @@ export interface ForwardContext {
  * `Upgrade`, every `Proxy-*`, the operator's strip list (poisoning vectors by default),
  * every such header spelled with `_` for `-` ({@link spellsGoverned}), the underscore spelling
  * of a header the request also sends with dashes (`User_Agent` beside `User-Agent`) and, on shared fills,
- * credentials (unless the route caches them), validators, Range, `Content-Type` and kin, a client's
+ * credentials (unless the route caches them), validators, Range, `Content-Type` and kin, `Max-Forwards`, `Early-Data`, a client's
  * `Surrogate-Capability`, and `Content-Length` unless the client's body is sent on. Cookie
  * fields go as one ({@link oneCookieField}). `Accept-Encoding` is normalized (see {@link normalizedAcceptEncoding}) so the origin's
  * answer matches the variant it is stored under. Then `Host` per `origin.hostHeader`, and

@@ -14,6 +14,15 @@ export function maxForwards(method: string, headers: { get(name: string): string
   return method === "OPTIONS" ? forwardsCount(headers.get("max-forwards")) : undefined;
 }
 
+/**
+ * Request fields about the way the client's request came, not the page it asks for, kept off
+ * shared fills: a GET's Max-Forwards means nothing (RFC 9110 §7.6.2: TRACE and OPTIONS only),
+ * and `Early-Data: 1` says the client's request came in TLS early data (RFC 8470), which a fill
+ * is not. An origin that refuses either (a 400, a 425 Too Early) answered the attacker's
+ * request, stored as everyone's page when it marks every answer max-age. A relay keeps them.
+ */
+export const ABOUT_THE_WAY = ["max-forwards", "early-data"];
+
 /** A Max-Forwards value as a count (1*DIGIT, whitespace around it allowed), or undefined. */
 export function forwardsCount(value: string | null): number | undefined {
   const count = value?.trim();
