@@ -140,6 +140,35 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(6);
   });
 
+  it("CPDoS, an ordinary header's value: the app's 500 to an Accept-Language it crashes on and a WAF's 400 to a Referer, marked max-age, never replace the stored page for the victims, nor through the refresh a stale hit starts", async () => {
+    // Every answer carries max-age (a CDN rule); the application fails on header names every browser sends.
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      byHeader: { "accept-language": { status: 500 }, referer: { status: 400 } },
+      paths: { [`${p}/news`]: { headers: { "cache-control": "max-age=60, stale-while-revalidate=600" } } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const paths = [p, `${p}/about`, `${p}/news`];
+    await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    for (const path of paths) expect((await attackerDc!.get(path)).status).toBe(200);
+    // At expiry the attacker's request is the one that asks the origin again.
+    clock.advance(61_000);
+    const attacks = [
+      await attackerDc!.get(p, { headers: { "accept-language": "xx" } }),
+      await attackerDc!.get(`${p}/about`, { headers: { referer: "http://x/'" } }),
+      // Within stale-while-revalidate the attacker gets the stale page; the refresh carries its header.
+      await attackerDc!.get(`${p}/news`, { headers: { "accept-language": "xx" } }),
+    ];
+    await settle(attacks, testEnv, paths);
+    expect(attacks.map((a) => a.status)).toEqual([500, 400, 200]);
+    expect(await origin.count()).toBe(6);
+    for (const path of paths)
+      for (const dc of [attackerDc!, otherDc!]) expect((await dc.get(path)).status, path).toBe(200);
+  });
+
   it("CPDoS, any error to the attacker's own header: a 404 (unknown X-Api-Version), 401 (wrong X-Api-Key) or 403 (a WAF on X-Custom) marked max-age never replaces the stored page for the victims", async () => {
     const origin = await testOrigin({
       headers: { "cache-control": "max-age=60" },

@@ -403,6 +403,33 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect([victim.status, victim.body]).toEqual([200, "the page /cold"]);
   });
 
+  it("CPDoS, an ordinary header's value: the app's 500 to an Accept-Language it crashes on and a WAF's 400 to a Referer, marked max-age, never replace the stored page, nor do they through the refresh a stale hit starts with the attacker's headers", async () => {
+    // Every answer carries max-age (a CDN rule); the application crashes on one language and
+    // its WAF refuses one Referer: header names every browser sends, with the attacker's values.
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const status = req.headers["accept-language"] === "xx" ? 500 : req.headers.referer === "http://x/'" ? 400 : 200;
+      const swr = req.url === "/news" ? ", stale-while-revalidate=600" : "";
+      res.writeHead(status, { "cache-control": `max-age=60${swr}`, "content-type": "text/plain" });
+      res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    });
+    const clock = new ManualClock(Date.now());
+    const base = await herdless(origin, clock);
+    for (const path of ["/home", "/about", "/news"]) expect((await get(base, path)).status).toBe(200);
+    // At expiry the attacker's request is the one that asks the origin again.
+    clock.advance(61_000);
+    expect((await getWith(base, "/home", { "accept-language": "xx" })).status).toBe(500);
+    expect((await getWith(base, "/about", { referer: "http://x/'" })).status).toBe(400);
+    // Within stale-while-revalidate the attacker gets the stale page; the refresh carries its header.
+    expect((await getWith(base, "/news", { "accept-language": "xx" })).status).toBe(200);
+    await vi.waitFor(() => expect(requests).toBe(6));
+    for (const path of ["/home", "/about", "/news"]) {
+      const victim = await get(base, path);
+      expect([victim.status, victim.body]).toEqual([200, `the page ${path}`]);
+    }
+  });
+
   it("CPDoS, any error to the attacker's own header: the framework's 404 to an unknown X-Api-Version, a 401 to a wrong X-Api-Key, a WAF's 403 to X-Custom, all marked max-age, never replace the stored page; origin.notFoundTtlMs never keeps such a 404 on a cold key", async () => {
     // An origin whose every answer carries max-age (a CDN rule, `add_header … always`).
     let requests = 0;

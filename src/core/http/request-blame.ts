@@ -30,14 +30,20 @@ const ABOUT_THE_REQUEST = new Set([403, 406, 407, 411, 412, 415, 416, 417, 425, 
  * that marks every answer `max-age` made the page an error for every visitor. It goes to the
  * flight's callers only, and the stored copy stays. Blamed on the request:
  * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
- *   that knows html only), 403, 407, 411, 412, 415, 416 or 417, and RFC 6585's 428, 429,
- *   431 and 511;
+ *   that knows html only), 403, 407, 411, 412, 415, 416, 417 or 425, and RFC 6585's 428,
+ *   429, 431 and 511;
  * - a 400/413/414 to a fill that carried unusually large headers (an attacker's 10 KB
  *   header, under herdless's limit and over the origin's), unusually many (101 one-byte
  *   fields, over Apache's limit of 100 and far under Node's 2,000), or a header value with a byte
  *   outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd pass on:
  *   Kestrel refuses any non-ASCII value by default);
- * - with a copy stored (`copyStored`), any error (4xx or 5xx) to a fill that carried an
+ * - with a copy stored (`over` is `copy`), a 400, 413 or 414 (the origin calling the request
+ *   malformed) or a 5xx (the origin failing on it), whatever the request carried: an ordinary
+ *   field's value provokes them too (an `Accept-Language` the application crashes on, a WAF's
+ *   400 to a `User-Agent`), and stored, the attacker's answer replaced the page for everyone;
+ *   so did the refresh a stale hit starts in the background with the attacker's headers,
+ *   unseen by them. The copy stays, and the next request asks again;
+ * - with a copy stored, any error (4xx or 5xx) to a fill that carried an
  *   input of its client's own (clientInput: a header no ordinary visitor sends): an
  *   attacker's `X-Debug: 1` that the application chokes on replaced the page with the
  *   gateway's 503, an unknown `X-Api-Version` with the framework's 404 marked `max-age`, a
@@ -47,17 +53,24 @@ const ABOUT_THE_REQUEST = new Set([403, 406, 407, 411, 412, 415, 416, 417, 425, 
  *   freshness is stored as the origin says (RFC 9111 §3): the conformance suite sends
  *   `Test-ID` on every request and checks that `status-400-fresh`, `status-503-fresh` … are
  *   reused.
- * A 400 to an ordinary request is still stored when its freshness is explicit (Varnish never
- * stores one).
+ * On a key with no copy, a 400 or a 5xx to an ordinary request is still stored when its
+ * freshness is explicit (Varnish never stores a 400), for the same suite's sake.
  */
 export function blamesTheRequest(
   status: number,
   headers: readonly (readonly [string, string])[],
-  copyStored: boolean,
+  over: ErrorOver,
   config?: OrdinaryHeadersConfig,
 ): boolean {
   if (ABOUT_THE_REQUEST.has(status)) return true;
   const fault = REQUEST_FAULT_STATUSES.has(status);
   if (fault && (headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers))) return true;
-  return copyStored && status >= 400 && clientInput(headers, config) !== undefined;
+  if (over === "copy" && (fault || status >= 500)) return true;
+  return over !== undefined && status >= 400 && clientInput(headers, config) !== undefined;
 }
+
+/**
+ * What an error to a fill would be stored over: a copy of the URL (this variant's or another's),
+ * nothing that lasts (an error fresh for no time), or neither (a cold key).
+ */
+export type ErrorOver = "copy" | "fleeting" | undefined;
