@@ -140,6 +140,28 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(6);
   });
 
+  it("CPDoS on a cold key: the app's 500 to a User-Agent outside ASCII and a gateway's 502 to 6 KB of headers, marked max-age, are never the victims' page", async () => {
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      byHeader: { "x-crash": { status: 500 }, "x-filler": { status: 502 } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const paths = [`${p}/a`, `${p}/b`];
+    await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    // The test origin fails on the header's name; the values are what make the request unusual.
+    const attacks = [
+      await attackerDc!.get(paths[0]!, { headers: { "x-crash": "1", "user-agent": "caf\u00e9" } }),
+      await attackerDc!.get(paths[1]!, { headers: { "x-filler": "a".repeat(6_000) } }),
+    ];
+    await settle(attacks, testEnv, paths);
+    expect(attacks.map((a) => a.status)).toEqual([500, 502]);
+    for (const path of paths)
+      for (const dc of [attackerDc!, otherDc!]) expect((await dc.get(path)).status, path).toBe(200);
+  });
+
   it("CPDoS, an ordinary header's value: the app's 500 to an Accept-Language it crashes on and a WAF's 400 to a Referer, marked max-age, never replace the stored page for the victims, nor through the refresh a stale hit starts", async () => {
     // Every answer carries max-age (a CDN rule); the application fails on header names every browser sends.
     const p = `/${crypto.randomUUID().slice(0, 8)}`;

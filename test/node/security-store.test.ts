@@ -246,6 +246,30 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(3);
   });
 
+  it("CPDoS on a cold key: the app's 500 to a User-Agent outside ASCII and a gateway's 502 to 6 KB of headers, marked max-age, are never the victim's page", async () => {
+    // An application that crashes on a value it cannot decode, behind a gateway whose upstream
+    // chokes on big headers; nginx in front puts max-age on every answer.
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const crash = /[^\x20-\x7e]/.test(req.headers["user-agent"] ?? "");
+      const status = crash ? 500 : (req.headers["x-filler"]?.length ?? 0) > 5_000 ? 502 : 200;
+      res.writeHead(status, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    const attacks: [Record<string, string>, number][] = [
+      [{ "user-agent": "caf\u00e9" }, 500],
+      [{ "x-filler": "a".repeat(6_000) }, 502],
+    ];
+    for (const [i, [headers, status]] of attacks.entries()) {
+      expect((await getWith(base, `/cold${i}`, headers)).status).toBe(status);
+      const victim = await get(base, `/cold${i}`);
+      expect([victim.status, victim.body]).toEqual([200, `the page /cold${i}`]);
+    }
+    expect(requests).toBe(4);
+  });
+
   it("CPDoS, header count: an attacker's 120 one-byte headers, refused by the origin with a 400 it marks max-age, never make the page a 400 for the victim", async () => {
     // Apache refuses more than 100 request fields (LimitRequestFields) with a 400.
     let requests = 0;

@@ -32,11 +32,13 @@ const ABOUT_THE_REQUEST = new Set([403, 406, 407, 411, 412, 415, 416, 417, 425, 
  * - {@link ABOUT_THE_REQUEST}: a 406 (an attacker's `Accept: application/json` to a page
  *   that knows html only), 403, 407, 411, 412, 415, 416, 417 or 425, and RFC 6585's 428,
  *   429, 431 and 511;
- * - a 400/413/414 to a fill that carried unusually large headers (an attacker's 10 KB
+ * - a 400/413/414 or a 5xx to a fill that carried unusually large headers (an attacker's 10 KB
  *   header, under herdless's limit and over the origin's), unusually many (101 one-byte
  *   fields, over Apache's limit of 100 and far under Node's 2,000), or a header value with a byte
  *   outside visible ASCII, SP and HTAB (obs-text such as `é`, which Node and workerd pass on:
- *   Kestrel refuses any non-ASCII value by default);
+ *   Kestrel refuses any non-ASCII value by default; an application that cannot decode it
+ *   crashes with a 500, a gateway whose upstream chokes on the size answers 502), with a copy
+ *   or without: no browser sends such a request, nor the conformance suite;
  * - with a copy stored (`over` is `copy`), a 400, 413 or 414 (the origin calling the request
  *   malformed) or a 5xx (the origin failing on it), whatever the request carried: an ordinary
  *   field's value provokes them too (an `Accept-Language` the application crashes on, a WAF's
@@ -64,7 +66,8 @@ export function blamesTheRequest(
 ): boolean {
   if (ABOUT_THE_REQUEST.has(status)) return true;
   const fault = REQUEST_FAULT_STATUSES.has(status);
-  if (fault && (headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers))) return true;
+  const unusual = headers.some(([, value]) => !isPlainAscii(value)) || unusuallyLargeHead(headers);
+  if ((fault || status >= 500) && unusual) return true;
   if (over === "copy" && (fault || status >= 500)) return true;
   return over !== undefined && status >= 400 && clientInput(headers, config) !== undefined;
 }

@@ -238,8 +238,18 @@ describe("blamesTheRequest: an origin refusing the fill's own request (CPDoS)", 
         expect(blamesTheRequest(status, [...ordinary, ["x-a", odd]], undefined), JSON.stringify(odd)).toBe(true);
     }
     // Statuses about the resource stay the URL's, whatever the request carried.
-    for (const status of [200, 404, 410, 500])
+    for (const status of [200, 404, 410])
       expect(blamesTheRequest(status, [["x-a", "caf\u00e9"]], undefined)).toBe(false);
+  });
+
+  it("a 5xx to a fill with oversized headers or a value outside visible ASCII is the request's, with no copy too (an app crashing on what it cannot decode, a gateway choking on the size); an ordinary fill's is the URL's", () => {
+    for (const status of [500, 502, 503, 504]) {
+      expect(blamesTheRequest(status, [...ordinary, ["user-agent", "caf\u00e9"]], undefined), String(status)).toBe(
+        true,
+      );
+      expect(blamesTheRequest(status, [...ordinary, ["x-filler", "a".repeat(5_000)]], undefined)).toBe(true);
+      expect(blamesTheRequest(status, ordinary, undefined), String(status)).toBe(false);
+    }
   });
 
   it("a 406 (about the client's Accept), 411, 412, 415, 416 or 417 (about a body, precondition, range or expectation a fill never sends), a 403 or 407 (a refusal of a requester that sent no credentials), a 425 (a request that may be replayed) and RFC 6585's 428, 429, 431 and 511 (never stored) are the request's", () => {
