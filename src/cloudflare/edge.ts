@@ -4,7 +4,6 @@ import { systemClock, type Clock } from "../core/clock.ts";
 import { Engine } from "../core/engine.ts";
 import type { Coordinator } from "../core/fill/coordinator.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
-import type { FetchLike } from "../core/origin/origin-client.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { canonicalUrl } from "../core/http/canonical-url.ts";
 import { fieldValueRefusal, hostRefusal, targetLengthRefusal } from "../core/http/request-check.ts";
@@ -237,10 +236,10 @@ function edgeEngine(
       sharedReads: { running: isolate.nearReadsFor(cacheName), joinTimeoutMs: NEAR_READ_JOIN_MS },
       // …and none once this isolate asks the key's object for it: the answer comes from there.
       fetching: (key) => flights.has(key),
+      onBackError: (error) => log("warn", "Cache API read failed: answered through the key's coordinator", error),
     }),
     cacheName,
   );
-  const fetch: FetchLike = originFetch;
   // A per-request filler sharing the isolate's leases: callers in this isolate coalesce
   // through the lease and the cache, and no promise crosses request contexts. Built only
   // when the coordinator failed: a spike's requests do not each pay for one.
@@ -257,7 +256,7 @@ function edgeEngine(
         store: near,
         leases: isolate.leases,
         guard,
-        fetch,
+        fetch: originFetch,
         decodes: workerdDecoding,
         background,
         onOriginCall,
@@ -274,7 +273,7 @@ function edgeEngine(
     ),
     fallback,
     guard,
-    fetch,
+    fetch: originFetch,
     decodes: workerdDecoding,
     background,
     metrics,

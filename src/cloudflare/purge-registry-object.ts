@@ -258,7 +258,10 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
         [READ_AT_HEADER]: String(fetchedAt),
       },
     });
-    await (await this.dataCenter()).put(PURGE_LIST_URL, response).catch(() => undefined);
+    // Best effort, the cache's opening too: a failure answered a recorded purge 503 and dropped a fresh read of the list.
+    await this.dataCenter()
+      .then((cache) => cache.put(PURGE_LIST_URL, response))
+      .catch(() => undefined);
   }
 
   private stub() {

@@ -27,6 +27,11 @@ export interface TieredStoreOptions {
    * then read by the first requests only, not by every request until the entry lands.
    */
   fetching?: (key: string) => boolean;
+  /**
+   * Told of a back-store read that failed (the Cache API rejecting a `match`), which is
+   * answered as a miss in this tier: the caller asks its coordinator, which holds the copy.
+   */
+  onBackError?: (error: unknown) => void;
 }
 
 /**
@@ -72,8 +77,20 @@ export class TieredStore implements Store {
     }
   }
 
+  /**
+   * A failed read (of the back store, or its opening) is a miss here, never the request's
+   * failure: the back store is a copy of what the coordinator holds. A Cache API that
+   * rejected every `match` failed every request that missed memory (workerd's 500, 1101 on
+   * Cloudflare), for as long as it rejected, on every key of the data center.
+   */
   private async readBack(key: string): Promise<Entry | undefined> {
-    const entry = await (await this.back()).get(key);
+    let entry: Entry | undefined;
+    try {
+      entry = await (await this.back()).get(key);
+    } catch (error) {
+      this.options.onBackError?.(error);
+      return undefined;
+    }
     if (entry) await this.front.put(entry);
     return entry;
   }
@@ -108,6 +125,11 @@ export class TieredStore implements Store {
   }
 
   private back(): Promise<Store> {
-    return (this.opened ??= this.openBack());
+    const opened = (this.opened ??= this.openBack());
+    // One that failed to open is opened again by the next use, not failed for good.
+    opened.catch(() => {
+      if (this.opened === opened) this.opened = undefined;
+    });
+    return opened;
   }
 }
