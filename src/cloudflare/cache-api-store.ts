@@ -1,5 +1,6 @@
 import type { Clock } from "../core/clock.ts";
 import { entryMeta, readableEntryMeta, type Entry } from "../core/http/entry.ts";
+import { askedBefore } from "../core/store/lookup.ts";
 import type { Store } from "../core/store/store.ts";
 
 /** Response header that carries the entry metadata (base64 of its UTF-8 JSON). */
@@ -52,7 +53,7 @@ export class CacheApiStore implements Store {
         const over = markOver(entry, meta);
         if (!over) return false;
         entry = over;
-      }
+      } else if (meta && now < meta.deleteAt && overtakesMark(entry, meta)) return false;
     }
     const ttlSeconds = Math.ceil((entry.deleteAt - now) / 1000);
     // max-age=0 would not be stored anyway; an entry already past deleteAt is not written.
@@ -88,6 +89,19 @@ function markOver(entry: Entry, held: Omit<Entry, "body">): Entry | undefined {
   if (at === undefined || held.storedAt > at) return undefined;
   const invalidatedAt = Math.max(at, held.invalidatedAt ?? at);
   return { ...held, body: new Uint8Array(0), invalidatedAt, deleteAt: Math.max(held.deleteAt, entry.deleteAt) };
+}
+
+/**
+ * RFC 9111 §4.4: whether writing `entry` would undo the mark of a write (`invalidatedAt`) that
+ * `held` carries: `entry` was asked of the origin before that write, and is no later mark.
+ * The mark is made from the copy it invalidates (same token), so the token check let the
+ * copy's own write, behind its answer and still on its way when a `POST` through the isolate
+ * marked it, land over the mark: every other isolate of the data center then read the old
+ * page as fresh from the Cache API, after the `POST` had returned.
+ */
+function overtakesMark(entry: Entry, held: Omit<Entry, "body">): boolean {
+  const at = held.invalidatedAt;
+  return at !== undefined && (entry.invalidatedAt ?? -Infinity) < at && askedBefore(entry, at);
 }
 
 /** The synthetic URL an entry is cached under; any key string maps to exactly one URL. */

@@ -232,6 +232,7 @@ function edgeEngine(
   const near = new OncePerFlightPuts(
     new TieredStore(isolate.memoryFor(cacheName), async () => new CacheApiStore(await caches.open(cacheName), clock), {
       writeBehind: (write) => background(nextTurn().then(write)),
+      writes: isolate.nearWritesFor(cacheName),
       // A cold key under a spike: one cache.match per isolate, not one per request.
       sharedReads: { running: isolate.nearReadsFor(cacheName), joinTimeoutMs: NEAR_READ_JOIN_MS },
       // …and none once this isolate asks the key's object for it: the answer comes from there.

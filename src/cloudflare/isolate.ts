@@ -62,6 +62,8 @@ export interface ReadyIsolate {
   memoryFor(cacheName: string): LruStore;
   /** Cache API reads in flight per cache name, shared by this isolate's requests (see TieredStoreOptions.sharedReads). */
   nearReadsFor(cacheName: string): Map<string, Promise<Entry | undefined>>;
+  /** Cache API writes behind answers in flight per cache name, one after another per key (see TieredStoreOptions.writes). */
+  nearWritesFor(cacheName: string): Map<string, Promise<unknown>>;
   /** Streamed bodies being copied into each cache name's near tier (see EngineOptions.nearCopies). */
   nearCopiesFor(cacheName: string): Set<string>;
   /** Request URLs parsed once, with route and key, so a hit parses nothing. */
@@ -121,6 +123,7 @@ export function isolateState(
         () => new IsolateFlights(config.coordinator.waitTimeoutMs, sharedBodyLimits(config), config),
       ),
       nearReadsFor: perCache(() => new Map<string, Promise<Entry | undefined>>()),
+      nearWritesFor: perCache(() => new Map<string, Promise<unknown>>()),
       guardFront: newGuardFront(clock, config),
       purges,
       metrics,

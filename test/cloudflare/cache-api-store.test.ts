@@ -86,4 +86,20 @@ describe("CacheApiStore: RFC 9111 §4.4 marks", () => {
     expect(await store.put(older)).toBe(false);
     expect((await store.get("k"))?.token).toBe(5);
   });
+
+  it("a write's mark is never undone by a late write of the copy it marks (another isolate's, which reads the mark first)", async () => {
+    const clock = start();
+    const store = new CacheApiStore(await caches.open(`late-${crypto.randomUUID()}`), clock);
+    const now = clock.now();
+    const copy = testEntry("k", now - 1_000, { token: 7 });
+    // The POST's mark, made from the copy (same token) and written first.
+    const mark = { ...copy, body: new Uint8Array(0), invalidatedAt: now, deleteAt: now + 600_000 };
+    expect(await store.put(mark)).toBe(true);
+    expect(await store.put(copy)).toBe(false);
+    expect(await store.get("k")).toMatchObject({ token: 7, invalidatedAt: now });
+    // A copy asked of the origin after the write is no copy of the old page: it stands.
+    const after = testEntry("k", now + 1, { token: 7 });
+    expect(await store.put(after)).toBe(true);
+    expect((await store.get("k"))?.invalidatedAt).toBeUndefined();
+  });
 });

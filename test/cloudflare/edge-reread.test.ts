@@ -59,6 +59,37 @@ function holdFirstMatch(url: string): { release: () => void; held: Promise<void>
   return { release, held };
 }
 
+/** The first cache.put of `url` starts only on `release()`: a write behind an answer, still on its way. */
+function holdFirstPut(url: string): { release: () => void; held: Promise<void> } {
+  let release = () => {};
+  let heldNow = () => {};
+  const held = new Promise<void>((resolve) => (heldNow = resolve));
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let armed = true;
+  const open = caches.open.bind(caches);
+  vi.spyOn(caches, "open").mockImplementation(async (name: string) => {
+    const cache = await open(name);
+    const put = cache.put.bind(cache);
+    return new Proxy(cache, {
+      get(target, property) {
+        if (property !== "put") {
+          const value: unknown = Reflect.get(target, property);
+          return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        }
+        return async (request: Request, response: Response) => {
+          if (armed && new URL(request.url).href === url) {
+            armed = false;
+            heldNow();
+            await gate;
+          }
+          return put(request, response);
+        };
+      },
+    });
+  });
+  return { release, held };
+}
+
 describe("security: the Worker's re-read of a memory copy never brings back what a write replaced", () => {
   it("a POST through the isolate while its re-read is on the way: the next GET is not the old page", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
@@ -147,5 +178,28 @@ describe("security: the Worker's re-read of a memory copy never brings back what
     ).settled;
     const elsewhere = await other!.get(path);
     expect(elsewhere.body).not.toBe(newer.body);
+  });
+
+  it("a POST while the isolate's Cache API write of the page is on its way: the write never lands over the POST's mark, so no other isolate of the data center serves the old page", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=600" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url, { admin: { purgePropagationMs: 1_000 } });
+    const run = crypto.randomUUID().slice(0, 8);
+    const path = `/doc-${run}`;
+    const [writer, other] = ["w", "o"].map((isolate) =>
+      dataCenter(`dc-${run}`, testEnv, clock, { isolate: `${isolate}-${run}` }),
+    );
+    await useInCoordinators(testEnv, [path], clock);
+    // The page's write behind its answer has read what the Cache API holds (nothing) and is slow to write.
+    const { release, held } = holdFirstPut(cachedUrl(testEnv, path));
+    const first = await writer!.get(path);
+    await held;
+    const post = await writer!.get(path, { method: "POST", body: "edit" });
+    expect(post.status).toBe(200);
+    release();
+    await Promise.all([first.settled, post.settled]);
+    const after = await other!.get(path);
+    expect(after.body).not.toBe(first.body);
+    expect(after.cacheStatus).toContain("fwd-status=200");
   });
 });

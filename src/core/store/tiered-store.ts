@@ -13,6 +13,15 @@ export interface TieredStoreOptions {
    */
   writeBehind?: (write: () => Promise<unknown>) => void;
   /**
+   * Back-store writes behind answers in flight, shared by the TieredStores of one memory tier:
+   * the writes of one key run one after another, in the order they were handed over. The
+   * back store's check of what it holds and its write are two steps (the Cache API has no
+   * compare-and-set): run side by side, the write of a fill's copy, read before a `POST`'s
+   * mark of that copy was written and written after it, undid the mark, and every other
+   * isolate of the data center read the old page as fresh for its whole lifetime.
+   */
+  writes?: Map<string, Promise<unknown>>;
+  /**
    * Back-store reads in flight, shared by the TieredStores of one memory tier (a Worker
    * builds one per request): concurrent misses of one key read the back store once and the
    * others wait on that read, each for at most `joinTimeoutMs` before reading for itself
@@ -111,11 +120,29 @@ export class TieredStore implements Store {
     // Refused by memory while it still holds the key: a newer entry is there (one too large
     // for memory is refused and leaves nothing, and still goes to the back store).
     if (!(await this.front.put(entry)) && this.front.getSync(entry.key) !== undefined) return false;
-    writeBehind(async () => {
-      const written = await (await this.back()).put(entry);
-      if (!written && this.front.getSync(entry.key)?.token === entry.token) await this.front.delete(entry.key);
-    });
+    writeBehind(() =>
+      this.afterWritesOf(entry.key, async () => {
+        const written = await (await this.back()).put(entry);
+        // Refused: out of memory again, unless memory holds a later write of the key (a mark made of it).
+        const held = this.front.getSync(entry.key);
+        if (!written && held?.token === entry.token && held.invalidatedAt === entry.invalidatedAt)
+          await this.front.delete(entry.key);
+      }),
+    );
     return true;
+  }
+
+  /** Runs `write` once the back-store writes of `key` handed over before it are done (TieredStoreOptions.writes). */
+  private afterWritesOf(key: string, write: () => Promise<void>): Promise<void> {
+    const writes = this.options.writes;
+    if (!writes) return write();
+    const running = (writes.get(key) ?? Promise.resolve()).catch(() => undefined).then(write);
+    writes.set(key, running);
+    const forget = () => {
+      if (writes.get(key) === running) writes.delete(key);
+    };
+    running.then(forget, forget);
+    return running;
   }
 
   async delete(key: string): Promise<boolean> {
