@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ManualClock } from "../clock.ts";
 import { LruStore } from "./lru-store.ts";
 import { storeConformance, testEntry } from "./store-conformance.ts";
@@ -14,6 +14,10 @@ storeConformance("tiered (memory over memory)", async () => {
       async () => new LruStore({ maxBytes: 1 << 26, clock }),
     ),
   };
+});
+
+afterEach(() => {
+  vi.useRealTimers();
 });
 
 describe("tiered store", () => {
@@ -84,6 +88,47 @@ describe("tiered store", () => {
     await Promise.all(work);
     expect(front.getSync("k")).toBeUndefined();
     expect((await store.get("k"))?.status).toBe(200);
+  });
+
+  it("with writes, the back writes of one key run in the order handed over; one that hangs holds the next for 2 s at most", async () => {
+    vi.useFakeTimers();
+    const clock = new ManualClock(0);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
+    const order: string[] = [];
+    let release = () => {};
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const gated = {
+      get: back.get.bind(back),
+      delete: back.delete.bind(back),
+      put: async (e: Entry) => {
+        order.push(`start ${e.token}`);
+        if (e.token === 1) await slow;
+        // A write that never ends (a request the runtime ended with its write still on its way).
+        if (e.token === 3) await new Promise(() => {});
+        order.push(`end ${e.token}`);
+        return back.put(e);
+      },
+    };
+    const work: Promise<unknown>[] = [];
+    const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => gated, {
+      writeBehind: (write) => void work.push(write()),
+      writes: new Map(),
+    });
+    await store.put(testEntry("k", 0, { token: 1 }));
+    await store.put(testEntry("k", 0, { token: 2 }));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(order).toEqual(["start 1"]);
+    release();
+    await Promise.all(work);
+    expect(order).toEqual(["start 1", "end 1", "start 2", "end 2"]);
+    await store.put(testEntry("k", 0, { token: 3 }));
+    await store.put(testEntry("k", 0, { token: 4 }));
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(order.slice(4)).toEqual(["start 3"]);
+    await vi.advanceTimersByTimeAsync(1);
+    await work[3];
+    expect(order.slice(4)).toEqual(["start 3", "start 4", "end 4"]);
+    expect((await back.get("k"))?.token).toBe(4);
   });
 
   it("with sharedReads, concurrent misses of one key read the back store once", async () => {

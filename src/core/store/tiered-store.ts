@@ -43,6 +43,9 @@ export interface TieredStoreOptions {
   onBackError?: (error: unknown) => void;
 }
 
+/** How long a back-store write waits for the earlier writes of its key (a Cache API write takes milliseconds). */
+const WRITE_JOIN_MS = 2_000;
+
 /**
  * A small in-memory tier in front of a slower store (the Workers Cache API): reads try
  * memory first and copy what the back store returns into it; writes and deletes go to
@@ -136,7 +139,10 @@ export class TieredStore implements Store {
   private afterWritesOf(key: string, write: () => Promise<void>): Promise<void> {
     const writes = this.options.writes;
     if (!writes) return write();
-    const running = (writes.get(key) ?? Promise.resolve()).catch(() => undefined).then(write);
+    const before = writes.get(key);
+    // Waited on for a bounded time: a write that hangs (or whose request the runtime ended) holds up no later one for good.
+    const turn = before ? withinMs(before, WRITE_JOIN_MS).catch(() => undefined) : Promise.resolve();
+    const running = turn.then(write);
     writes.set(key, running);
     const forget = () => {
       if (writes.get(key) === running) writes.delete(key);
