@@ -193,7 +193,7 @@ function answerEntry(
   const copy = fromCoordinatorCopy(result);
   // A stale copy the coordinator held, served inside its window while a refresh runs. Not the
   // origin's own answer, stale as it arrived (an Age past its max-age): no window, no refresh.
-  const servedStale = copy && now >= entry.staleAt;
+  const servedStale = (copy || result.softPurged === true) && now >= entry.staleAt;
   ctx.count(
     request,
     entry.negative ? "negative" : result.collapsed ? "collapsed" : servedStale ? "stale" : copy ? "hit" : "miss",

@@ -606,6 +606,34 @@ describe("engine", () => {
       expect((await t.engine.handle(get("/a"))).cacheStatus.detail).toBeUndefined();
     });
 
+    it("soft purge while the page is being fetched: a request after the purge returned that joins that fetch gets its page as the soft-purged copy it is (stale, one revalidation behind it), never as fresh", async () => {
+      let open!: () => void;
+      t.origin.gate = new Promise((r) => (open = r));
+      const leader = t.engine.handle(get("/a"));
+      await new Promise((r) => setTimeout(r, 0));
+      expect(t.origin.calls).toHaveLength(1);
+      t.clock.advance(1);
+      await t.purges.purge({ urls: ["https://site.test/a"], soft: true });
+      t.clock.advance(1);
+      const joiner = t.engine.handle(get("/a"));
+      await new Promise((r) => setTimeout(r, 0));
+      open();
+      // The page changes at the origin after this fetch: what a revalidation brings is held until then.
+      let next!: () => void;
+      t.origin.gate = new Promise((r) => (next = r));
+      const [led, joined] = await Promise.all([leader, joiner]);
+      t.origin.version = 2;
+      next();
+      expect(text(led.body)).toBe("v1 /a ");
+      expect(led.cacheStatus.detail).toBeUndefined();
+      expect(text(joined.body)).toBe("v1 /a ");
+      expect(joined.cacheStatus).toMatchObject({ collapsed: true, detail: "stale-while-revalidate" });
+      await t.settle();
+      expect(t.origin.calls).toHaveLength(2);
+      const after = await t.engine.handle(get("/a"));
+      expect([text(after.body), after.cacheStatus.hit, after.cacheStatus.detail]).toEqual(["v2 /a ", true, undefined]);
+    });
+
     it("soft purge of everything goes through the same one-per-key path", async () => {
       for (const p of ["/1", "/2", "/3"]) await t.engine.handle(get(p));
       t.clock.advance(1);

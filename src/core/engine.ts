@@ -25,6 +25,7 @@ import { relayUnsafe, type UnsafeDeps } from "./engine-unsafe.ts";
 import { held } from "./guard/waiting-requests.ts";
 import { ask, heldAnswer, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
+import { softPurgedJoin } from "./fill/flight.ts";
 import { standingCopies } from "./fill/stand-in.ts";
 import { NearTier } from "./store/near-tier.ts";
 import { RefreshMarks } from "./fill/refresh-marks.ts";
@@ -187,7 +188,11 @@ export class Engine {
     // here, so this edge answers with its copy until it lands, then keeps the renewed one.
     if (result.kind === "entry" && result.renewing && fill.priority === "foreground")
       this.o.background(this.refresh({ ...fill, priority: "background" }, result.entry.staleAt));
-    return result;
+    // A joined flight's page a soft purge covers answers stale, with the one revalidation behind it.
+    const softened = softPurgedJoin(result, fill);
+    if (softened !== result && fill.priority === "foreground")
+      this.o.background(this.refresh({ ...fill, priority: "background" }));
+    return softened;
   }
 
   private async ask(fill: FillRequest): Promise<FillResult> {

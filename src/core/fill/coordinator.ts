@@ -87,6 +87,8 @@ export type FillResult =
       renewing?: true;
       /** The URL was written to while this answer was asked for (lookup.ts invalidatedWhileAsked): kept in no tier. */
       unkept?: true;
+      /** A soft purge the caller knows of covers the answer of the flight it joined (flight.ts softPurgedJoin). */
+      softPurged?: true;
       /** See {@link Credentials}. */
       credentials?: string;
       /** See {@link RequesterFields}. */

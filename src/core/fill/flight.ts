@@ -1,5 +1,5 @@
 import type { FillRequest, FillResult, RequesterFields } from "./coordinator.ts";
-import { purgeVerdict } from "../admin/purge.ts";
+import { applyPurge, purgeVerdict } from "../admin/purge.ts";
 import { routeFor, type Config } from "../config.ts";
 import { headerList } from "../http/http.ts";
 import type { Entry } from "../http/entry.ts";
@@ -135,6 +135,19 @@ export function mayTakeJoined(result: FillResult | SharedFlight, request: FillRe
   if (head && askedBefore(head, request.writtenAt)) return false;
   if (!("credentials" in result) || result.credentials === undefined) return true;
   return headerList(request.headers).get("authorization") === result.credentials;
+}
+
+/**
+ * The answer of a flight the caller joined, as a soft purge the caller knows of leaves it: a
+ * flight asked of the origin before the purge brings the page as it was, the soft-purged copy,
+ * stale from the purge on ({@link applyPurge}). A request that arrived after an operator's
+ * soft purge returned and joined a fetch begun before it was handed that page as fresh (a
+ * hard purge it never joins: {@link mayTakeJoined}).
+ */
+export function softPurgedJoin(result: FillResult, request: FillRequest): FillResult {
+  if (result.kind !== "entry" || !result.collapsed || !request.purges) return result;
+  const entry = applyPurge(result.entry, request.primary, request.purges);
+  return entry && entry !== result.entry ? { ...result, entry, softPurged: true } : result;
 }
 
 /** The flight's head and sizes around one reader's `body`: a caller's stream, here or in another process. */
