@@ -67,18 +67,18 @@ export async function answerFill(
       if (!result.unkept) await ctx.nearTier.keep(result.entry, primary);
       return answerEntry(ctx, request, result, from, now);
     case "stream": {
-      // The body is on its way from the one fetch of this key; the coordinator stores it once
-      // it is whole. No `stored` (RFC 9211 §2.5: the cache stored the response): the head goes
-      // out before that is known, and a body the origin cuts short is never stored.
+      // The body is on its way from this key's one fetch; the coordinator stores it once whole. No `stored`
+      // (RFC 9211 §2.5: the cache stored the response): the head goes out before that is known.
       ctx.count(request, result.collapsed ? "collapsed" : "miss", primary);
       const status: CacheStatus = { fwd, fwdStatus: result.fwdStatus, collapsed: result.collapsed };
       if (result.size === "too-large") status.detail = "too-large";
       if (result.size === "over-budget") status.detail = "fill-budget";
-      // A part of a body that will not be kept (a detail above) is the origin's to cut: cut here, the whole body
-      // is read up to the part's end for one client (`bytes=-1` of a 64 MiB file read it all,
-      // for each such request: the RangeAmp "small byte range" amplification). This caller lets
-      // go of the shared stream (the fetch goes on for the others, or stops) and asks for its part.
-      if (status.detail === undefined || !partial(result.head, result, request))
+      // A part of a body that will not be kept (a detail above) is the origin's to cut: cut here, the whole body is
+      // read up to the part's end for one client (`bytes=-1` of a 64 MiB file read it all, for each such request: the
+      // RangeAmp "small byte range" amplification). This caller lets go of the shared stream and asks for its part.
+      const kept = status.detail === undefined;
+      if (result.softPurged && kept) status.detail = "stale-while-revalidate";
+      if (kept || !partial(result.head, result, request))
         return answerStream(ctx, request, result, status, primary, now);
       void result.body.cancel().catch(() => undefined);
       return ctx.relay(request, { fwd, detail: status.detail }, "pass");

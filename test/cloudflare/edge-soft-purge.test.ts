@@ -134,36 +134,45 @@ describe("soft purge across four data centers", () => {
     expect(await s.origin.count()).toBe(12);
   });
 
-  it("a page being fetched when the operator soft-purges it: visitors after the purge returned that join that fetch get its page marked stale, never fresh; one revalidation, then the new page everywhere", async () => {
-    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" }, mode: "hold" });
-    const testEnv = edgeEnv(origin.url, ADMIN);
-    const path = `/soft-inflight-${crypto.randomUUID().slice(0, 8)}`;
-    const guardName = `guard-${crypto.randomUUID()}`;
-    await useGuardConfig(testEnv, guardName);
-    await useInCoordinators(testEnv, [path], systemClock, guardName);
-    const dcs = dataCenters(2, testEnv, undefined, { ownIsolate: true });
-    const first = dcs[0]!.get(path);
-    await origin.waitFor({ held: 1 });
-    const admin = dataCenter(`admin-${crypto.randomUUID()}`, testEnv, undefined, { ownIsolate: true });
-    const purged = await adminCall(admin, "POST", "purge", { body: { urls: [`${EDGE}${path}`], soft: true } });
-    expect(purged.status).toBe(200);
-    // One in the first data center's isolate (its flight), one in another (the key's object).
-    const joiners = [dcs[0]!.get(path), dcs[1]!.get(path)];
-    // Real time for ordering only: the visitors reach the running fetch before it answers.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    await origin.set({ mode: "up" });
-    await origin.release();
-    const led = await first;
-    expect([led.body, led.cacheStatus]).toEqual([`${path} #1`, expect.not.stringContaining("stale")]);
-    const joined = await Promise.all(joiners);
-    for (const answer of joined) {
-      expect(answer.body).toBe(`${path} #1`);
-      expect(answer.cacheStatus).toContain("detail=stale-while-revalidate");
-    }
-    await settle([led, ...joined], testEnv, [path]);
-    await settle(await Promise.all(dcs.map((dc) => dc.get(path))), testEnv, [path]);
-    for (const dc of dcs)
-      expect(await dc.get(path)).toMatchObject({ body: `${path} #2`, cacheStatus: expect.stringMatching(FRESH_HIT) });
-    expect(await origin.count()).toBe(2);
-  });
+  it.each([
+    ["a small page", undefined],
+    ["a page whose body streams (200 KB)", 200_000],
+  ])(
+    "%s being fetched when the operator soft-purges it: visitors after the purge returned that join that fetch get its page marked stale, never fresh; one revalidation, then the new page everywhere",
+    async (_, bodyBytes) => {
+      const origin = await testOrigin({
+        headers: { "cache-control": "max-age=60" },
+        mode: "hold",
+        ...(bodyBytes ? { bodyBytes } : {}),
+      });
+      const testEnv = edgeEnv(origin.url, ADMIN);
+      const path = `/soft-inflight-${crypto.randomUUID().slice(0, 8)}`;
+      const guardName = `guard-${crypto.randomUUID()}`;
+      await useGuardConfig(testEnv, guardName);
+      await useInCoordinators(testEnv, [path], systemClock, guardName);
+      const dcs = dataCenters(2, testEnv, undefined, { ownIsolate: true });
+      const first = dcs[0]!.get(path);
+      await origin.waitFor({ held: 1 });
+      const admin = dataCenter(`admin-${crypto.randomUUID()}`, testEnv, undefined, { ownIsolate: true });
+      const purged = await adminCall(admin, "POST", "purge", { body: { urls: [`${EDGE}${path}`], soft: true } });
+      expect(purged.status).toBe(200);
+      // One in the first data center's isolate (its flight), one in another (the key's object).
+      const joiners = [dcs[0]!.get(path), dcs[1]!.get(path)];
+      // Real time for ordering only: the visitors reach the running fetch before it answers.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await origin.set({ mode: "up" });
+      await origin.release();
+      const led = await first;
+      expect(led.cacheStatus).not.toContain("stale");
+      const joined = await Promise.all(joiners);
+      for (const answer of joined) {
+        expect(answer.body).toBe(led.body);
+        expect(answer.cacheStatus).toContain("detail=stale-while-revalidate");
+      }
+      await settle([led, ...joined], testEnv, [path]);
+      await settle(await Promise.all(dcs.map((dc) => dc.get(path))), testEnv, [path]);
+      for (const dc of dcs) expect((await dc.get(path)).cacheStatus).toMatch(FRESH_HIT);
+      expect(await origin.count()).toBe(2);
+    },
+  );
 });

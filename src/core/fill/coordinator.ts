@@ -103,6 +103,8 @@ export type FillResult =
       size: "fits" | "too-large" | "over-budget" | "unknown";
       fwdStatus: number;
       collapsed: boolean;
+      /** A soft purge the caller knows of covers the flight it joined (flight.ts softPurgedJoin): its head is stale. */
+      softPurged?: true;
       /** See {@link RequesterFields}. */
       requesterFields?: RequesterFields;
       /** See {@link Credentials}. */

@@ -145,10 +145,18 @@ export function mayTakeJoined(result: FillResult | SharedFlight, request: FillRe
  * hard purge it never joins: {@link mayTakeJoined}).
  */
 export function softPurgedJoin(result: FillResult, request: FillRequest): FillResult {
-  if (result.kind !== "entry" || !result.collapsed || !request.purges) return result;
-  const entry = applyPurge(result.entry, request.primary, request.purges);
-  return entry && entry !== result.entry ? { ...result, entry, softPurged: true } : result;
+  const { primary, purges } = request;
+  if ((result.kind !== "entry" && result.kind !== "stream") || !result.collapsed || !purges) return result;
+  const head = result.kind === "entry" ? result.entry : result.head;
+  const purged =
+    purgeVerdict(head, primary, purges) === "soft" && applyPurge({ ...head, body: NO_BODY }, primary, purges);
+  if (!purged) return result;
+  const stale = { staleAt: purged.staleAt, swrUntil: purged.swrUntil };
+  if (result.kind === "stream") return { ...result, head: { ...result.head, ...stale }, softPurged: true };
+  return { ...result, entry: { ...result.entry, ...stale }, softPurged: true };
 }
+
+const NO_BODY = new Uint8Array(0);
 
 /** The flight's head and sizes around one reader's `body`: a caller's stream, here or in another process. */
 export function streamAnswer(flight: SharedFlight, body: ReadableStream<Uint8Array>) {
