@@ -14,7 +14,7 @@ import type { Entry } from "../core/http/entry.ts";
 import { asJoined, mayTakeJoined, validatesAlone } from "../core/fill/flight.ts";
 import { SharedBody } from "../core/fill/shared-body.ts";
 import type { SharedBodyLimits } from "../core/fill/laggards.ts";
-import type { OrdinaryHeadersConfig } from "../core/origin/client-inputs.ts";
+import type { Config } from "../core/config.ts";
 
 /**
  * Coordinator calls of one isolate, collapsed per key: while one request of the isolate
@@ -52,8 +52,8 @@ export class IsolateFlights {
   constructor(
     private readonly joinTimeoutMs: number,
     private readonly limits: SharedBodyLimits,
-    /** Whose headers a joiner may carry and still take a failure on another's input as its own. */
-    private readonly ordinary: OrdinaryHeadersConfig,
+    /** Whose headers a joiner may carry and still take a failure on another's input as its own; whose answers it may take. */
+    private readonly config: Config,
   ) {}
 
   /**
@@ -186,7 +186,7 @@ export class IsolateFlights {
   /** The leader's answer as this waiter's, or its own call when that answer does not answer it. */
   private async joinOrCall(inner: Coordinator, request: FillRequest, running: Promise<Shared>): Promise<FillResult> {
     const shared = await this.join(running);
-    const mine = shared === undefined ? undefined : forWaiter(shared, request, this.ordinary);
+    const mine = shared === undefined ? undefined : forWaiter(shared, request, this.config);
     return mine ?? inner.fill(request);
   }
 
@@ -242,13 +242,9 @@ function shareStream(result: FillResult, limits: SharedBodyLimits): Shared {
 }
 
 /** What a waiter gets from its leader's answer, or undefined when it must make its own call. */
-function forWaiter(
-  { result: shared, body }: Shared,
-  request: FillRequest,
-  ordinary: OrdinaryHeadersConfig,
-): FillResult | undefined {
+function forWaiter({ result: shared, body }: Shared, request: FillRequest, config: Config): FillResult | undefined {
   // The answer to the leader's own Authorization is the leader's; so is one a purge overtook (flight.ts mayTakeJoined).
-  if (!mayTakeJoined(shared, request)) return undefined;
+  if (!mayTakeJoined(shared, request, config)) return undefined;
   switch (shared.kind) {
     case "entry":
       if (validatesAlone(shared.entry)) return { kind: "alone" };
@@ -258,10 +254,10 @@ function forWaiter(
         : undefined;
     case "failed":
       // A failure on the leader's own input (an attacker's header) is not this request's: it asks for itself.
-      return notTheJoinersFailure(shared, request, ordinary) ? undefined : joinedFailure(shared);
+      return notTheJoinersFailure(shared, request, config) ? undefined : joinedFailure(shared);
     case "pass":
       // An answer about the leader's own input (an attacker's header the origin refused): this request asks itself.
-      if (notTheJoinersFailure(shared, request, ordinary)) return undefined;
+      if (notTheJoinersFailure(shared, request, config)) return undefined;
       return { kind: "alone" };
     case "alone":
       // The answer was not shareable: this request goes to the origin by itself, as a

@@ -348,6 +348,23 @@ describe("engine", () => {
       },
     );
 
+    it.each(["max-age=60", "public, max-age=60"])(
+      "attack: a signed-in request arriving while an anonymous fetch runs never takes that fetch's answer (%s): it asks the origin with its own credentials",
+      async (cacheControl) => {
+        t.origin.cacheControl = cacheControl;
+        let open!: () => void;
+        t.origin.gate = new Promise((r) => (open = r));
+        const anonymous = t.engine.handle(get("/a"));
+        await new Promise((r) => setTimeout(r, 0));
+        const signedIn = t.engine.handle(get("/a", { authorization: "Bearer victim" }));
+        await new Promise((r) => setTimeout(r, 0));
+        open();
+        const [, own] = await Promise.all([anonymous, signedIn]);
+        expect(own.cacheStatus.collapsed).not.toBe(true);
+        expect(t.origin.calls.map((call) => call.headers.get("authorization"))).toEqual([null, "Bearer victim"]);
+      },
+    );
+
     it("never answers a request with Authorization from a stored copy, nor evicts that copy", async () => {
       await t.engine.handle(get("/a"));
       const res = await t.engine.handle(get("/a", { authorization: "Bearer x" }));

@@ -178,6 +178,30 @@ describe("attack probes (Worker)", () => {
     expect(second!.headers.cookie).toBe("session=attacker");
   });
 
+  it.each(["max-age=60", "public, max-age=60"])(
+    "RFC 9111 §3.5: a signed-in request arriving while an anonymous fetch runs (%s) gets its own answer, never the anonymous page, in the same data center and another",
+    async (cacheControl) => {
+      const { origin, attackerDc, otherDc, p } = await setup({ "cache-control": cacheControl });
+      await origin.set({ mode: "hold" });
+      const anonymous = attackerDc.get(p);
+      await origin.waitFor({ held: 1 });
+      const signedIn = [attackerDc, otherDc].map((dc, i) =>
+        dc.get(p, { headers: { authorization: `Bearer victim-${i}` } }),
+      );
+      // Real time for ordering only: the signed-in requests reach the running fetch before it answers.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await origin.set({ mode: "up" });
+      await origin.release();
+      expect((await anonymous).body).toBe(`${p} #1`);
+      for (const own of await Promise.all(signedIn)) {
+        expect(own.body).not.toBe(`${p} #1`);
+        expect(own.cacheStatus).not.toContain("collapsed");
+      }
+      const asked = (await origin.stats()).requests.map((request) => request.headers.authorization);
+      expect(asked.sort()).toEqual(["Bearer victim-0", "Bearer victim-1", undefined]);
+    },
+  );
+
   it("cache deception: a victim's personal page under a static-looking URL (forced TTL route) is never served to the attacker", async () => {
     const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
     const p = `/${crypto.randomUUID().slice(0, 8)}`;

@@ -121,20 +121,22 @@ export function forCredentials(result: FlightResult, credentials: string | undef
 }
 
 /**
- * Whether a caller may take the answer of the flight it joined: not the answer to another
- * client's Authorization ({@link credentialsOf}), nor one a hard purge the caller knows of
- * covers, nor one asked of the origin before a write to the URL the caller knew of when it
- * asked (`writtenAt`, RFC 9111 §4.4: read-your-writes). A flight that asked the origin before
- * an operator's purge or a client's `POST` brings the page as it was before it: its own
- * callers asked for it then, but a caller that arrived after the purge or the write returned
- * was handed that old page too, while the fetch they overtook was still running.
+ * Whether a caller may take the answer of the flight it joined: only the answer to its own
+ * credentials (the caller's {@link credentialsOf}: another client's Authorization is
+ * that client's, and a signed-in caller gets its own answer, RFC 9111 §3.5, never the one an
+ * anonymous request was given, which was handed to a signed-in user arriving while it ran:
+ * the signed-out page), nor one a hard purge the caller knows of covers, nor one asked of the
+ * origin before a write to the URL the caller knew of when it asked (`writtenAt`, RFC 9111
+ * §4.4: read-your-writes). A flight that asked the origin before an operator's purge or a
+ * client's `POST` brings the page as it was before it: its own callers asked for it then, but
+ * a caller that arrived after the purge or the write returned was handed that old page too,
+ * while the fetch they overtook was still running.
  */
-export function mayTakeJoined(result: FillResult | SharedFlight, request: FillRequest): boolean {
+export function mayTakeJoined(result: FillResult | SharedFlight, request: FillRequest, config: Config): boolean {
   const head = "head" in result ? result.head : "entry" in result ? result.entry : undefined;
   if (head && request.purges && purgeVerdict(head, request.primary, request.purges) === "hard") return false;
   if (head && askedBefore(head, request.writtenAt)) return false;
-  if (!("credentials" in result) || result.credentials === undefined) return true;
-  return headerList(request.headers).get("authorization") === result.credentials;
+  return ("credentials" in result ? result.credentials : undefined) === credentialsOf(config, request);
 }
 
 /**

@@ -166,7 +166,7 @@ export class KeyCoordinator implements Coordinator {
     // The leader discovered a Vary this caller selects differently on: fill its own variant.
     const mine = variantKey(request.primary, value.entry.vary, headerList(request.headers));
     if (mine !== value.entry.key && request.key !== mine) return this.answer({ ...request, key: mine });
-    return mayTakeJoined(value, request) ? asJoined(value) : this.answer(request, true);
+    return mayTakeJoined(value, request, this.o.config) ? asJoined(value) : this.answer(request, true);
   }
 
   async invalidate(primary: string, headers: [string, string][]): Promise<void> {
@@ -183,7 +183,7 @@ export class KeyCoordinator implements Coordinator {
       const mine = variantKey(request.primary, flight.head.vary, headerList(request.headers));
       if (mine !== flight.head.key && request.key !== mine) return this.answer({ ...request, key: mine });
     }
-    return collapsed && !mayTakeJoined(flight, request) ? undefined : streamOf(flight, collapsed);
+    return collapsed && !mayTakeJoined(flight, request, this.o.config) ? undefined : streamOf(flight, collapsed);
   }
 
   private inBackground(work: Promise<FillResult>): void {
