@@ -1,8 +1,12 @@
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/core/config.ts";
-import type { Entry } from "../../src/core/http/entry.ts";
+import { encodeEntry, type Entry } from "../../src/core/http/entry.ts";
 import { testEntry } from "../../src/core/store/store-conformance.ts";
 import { Redis } from "ioredis";
 import { redisStack } from "../../src/node/fleet-stack.ts";
@@ -10,6 +14,7 @@ import { jsonLogger } from "../../src/node/logger.ts";
 import { startServer, type RunningServer } from "../../src/node/server.ts";
 import { startRedisServer, type RedisServer } from "./redis-server.ts";
 import { send } from "./deployment.ts";
+import { launchCli } from "./cli-process.ts";
 
 const logger = jsonLogger("silent");
 const PREFIX = "herdless:damaged:";
@@ -46,17 +51,22 @@ afterAll(async () => {
  * An entry for `path` as a member of another build (or a damaged write, or a hand edit) left
  * it in Redis: the current format version, one field not what this herdless reads.
  */
+const key = (path: string) => `GET http://site.test${path}`;
+
 async function plant(path: string, damage: (meta: Omit<Entry, "body">) => object): Promise<void> {
-  const key = `GET http://site.test${path}`;
   const now = Date.now();
-  const entry = testEntry(key, now, { url: `http://site.test${path}`, staleAt: now + 60_000, deleteAt: now + 60_000 });
+  const entry = testEntry(key(path), now, {
+    url: `http://site.test${path}`,
+    staleAt: now + 60_000,
+    deleteAt: now + 60_000,
+  });
   const { body, ...meta } = entry;
   const json = new TextEncoder().encode(JSON.stringify(damage({ ...meta })));
   const bytes = new Uint8Array(4 + json.length + body.length);
   new DataView(bytes.buffer).setUint32(0, json.length);
   bytes.set(json, 4);
   bytes.set(body, 4 + json.length);
-  await client.hset(`${PREFIX}entry:${key}`, "t", "1", "d", String(entry.deleteAt), "b", Buffer.from(bytes));
+  await client.hset(`${PREFIX}entry:${key(path)}`, "t", "1", "d", String(entry.deleteAt), "b", Buffer.from(bytes));
 }
 
 describe("a member that finds a damaged entry in Redis (fleet)", () => {
@@ -93,4 +103,55 @@ describe("a member that finds a damaged entry in Redis (fleet)", () => {
     expect([answer.status, answer.body]).toEqual([200, "page /mine"]);
     expect(asked.get("/mine")).toBe(1);
   });
+});
+
+describe("a member process that finds a damaged chunk list in Redis", () => {
+  let child: ChildProcess | undefined;
+  afterAll(() => void child?.kill("SIGKILL"));
+
+  it(
+    "a list naming 4,000,000,000 chunks is a miss; the process lives (it died out of memory building their names)",
+    { timeout: 60_000 },
+    async () => {
+      const config = join(mkdtempSync(join(tmpdir(), "herdless-damaged-")), "config.json");
+      const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+      writeFileSync(
+        config,
+        JSON.stringify({ origin: { url }, cache: { name: "damaged-cli", maxBytes: 8 * 1024 * 1024 } }),
+      );
+      const cli = await launchCli(["--config", config, "--redis", redis.url]);
+      child = cli.child;
+      // `c` is where a body above 1 MiB lives: "<id> <chunks> <bytes>", its meta in `m`.
+      const deleteAt = Date.now() + 60_000;
+      const entry = testEntry(key("/chunky"), Date.now(), {
+        url: "http://site.test/chunky",
+        staleAt: deleteAt,
+        deleteAt,
+      });
+      const meta = Buffer.from(encodeEntry({ ...entry, body: new Uint8Array(0) }));
+      const ref = "0123abcd-0123-4567-89ab-0123456789ab 4000000000 5";
+      await client.hset(
+        `herdless:damaged-cli:entry:${key("/chunky")}`,
+        "t",
+        "1",
+        "d",
+        String(deleteAt),
+        "m",
+        meta,
+        "c",
+        ref,
+      );
+      const first = await send(cli.url, "/chunky");
+      expect([first.status, first.body]).toEqual([200, "page /chunky"]);
+      expect(first.cacheStatus).toMatch(/fwd=uri-miss/);
+      const next = await send(cli.url, "/chunky");
+      expect([next.status, next.body, next.cacheStatus]).toEqual([
+        200,
+        "page /chunky",
+        expect.stringMatching(/^herdless; hit/),
+      ]);
+      expect(child.exitCode).toBeNull();
+      expect(asked.get("/chunky")).toBe(1);
+    },
+  );
 });

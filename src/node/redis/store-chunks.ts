@@ -1,3 +1,4 @@
+import { MAX_ENTRY_BYTES_LIMIT } from "../../core/config/fields.ts";
 import type { RedisConnection } from "./connection.ts";
 
 /** Bodies above this are kept in chunk keys of this size, not in the entry's hash. */
@@ -21,10 +22,23 @@ export function formatRef(ref: ChunkRef): string {
   return `${ref.id} ${ref.chunks} ${ref.bytes}`;
 }
 
+/**
+ * The ref in a hash's `c`, or undefined for one no herdless writes: a body of at most
+ * {@link REDIS_CHUNK_BYTES} sits in `b`, none is above `cache.maxEntryBytes`' ceiling, and the
+ * count is the length's. What Redis holds is anyone's (a hand edit, another app, damage): a
+ * ref naming 4,000,000,000 chunks made the process that read it (or replaced or evicted its
+ * entry) build that many key names, and it died out of memory; one naming more threw, a `500`
+ * for every request of the page until the entry's physical TTL.
+ */
 export function parseRef(text: string): ChunkRef | undefined {
   const match = /^([0-9a-f-]{36}) (\d+) (\d+)$/.exec(text);
   if (!match) return undefined;
-  return { id: match[1]!, chunks: Number(match[2]), bytes: Number(match[3]) };
+  const ref = { id: match[1]!, chunks: Number(match[2]), bytes: Number(match[3]) };
+  const sound =
+    ref.bytes > REDIS_CHUNK_BYTES &&
+    ref.bytes <= MAX_ENTRY_BYTES_LIMIT &&
+    ref.chunks === Math.ceil(ref.bytes / REDIS_CHUNK_BYTES);
+  return sound ? ref : undefined;
 }
 
 /**
@@ -51,15 +65,21 @@ export class StoreChunks {
     }
   }
 
-  /** The chunks in a few reads of {@link CHUNKS_PER_READ}, for the same reason; undefined once one is gone. */
-  async read(ref: ChunkRef): Promise<Buffer[] | undefined> {
+  /**
+   * The chunks in a few reads of {@link CHUNKS_PER_READ}, for the same reason; `"gone"` once
+   * one is gone (the entry was replaced meanwhile), `"damaged"` at the first of another length
+   * than the ref says (no write leaves one: the rest is not read, whatever its size).
+   */
+  async read(ref: ChunkRef): Promise<Buffer[] | "gone" | "damaged"> {
     const keys = this.keys(ref);
     const parts: Buffer[] = [];
     for (let n = 0; n < keys.length; n += CHUNKS_PER_READ) {
       const batch = keys.slice(n, n + CHUNKS_PER_READ);
       const read = await this.bulk.run("get", (client) => client.mgetBuffer(...batch));
       for (const part of read) {
-        if (part === null) return undefined;
+        if (part === null) return "gone";
+        const offset = parts.length * REDIS_CHUNK_BYTES;
+        if (part.byteLength !== Math.min(REDIS_CHUNK_BYTES, ref.bytes - offset)) return "damaged";
         parts.push(part);
       }
     }

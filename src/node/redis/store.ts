@@ -278,8 +278,8 @@ export class RedisStore implements Store {
         const ref = parseRef(refText?.toString("utf8") ?? "");
         if (!meta || !ref) return undefined;
         const parts = await this.chunks.read(ref);
-        if (!parts) return "replaced";
-        if (parts.reduce((n, part) => n + part.byteLength, 0) !== ref.bytes) return undefined;
+        if (parts === "gone") return "replaced";
+        if (parts === "damaged") return undefined;
         const body = concatBytes(parts, ref.bytes);
         entry = { ...decodeEntry(new Uint8Array(meta.buffer, meta.byteOffset, meta.byteLength)), body };
       }
