@@ -18,6 +18,7 @@ let origin: FragileOrigin;
 let clock: ManualClock;
 let servers: RunningServer[];
 let stacks: Awaited<ReturnType<typeof redisStack>>[];
+let prefix: string;
 
 beforeEach(async () => {
   origin = await startFragileOrigin({
@@ -26,7 +27,7 @@ beforeEach(async () => {
   });
   clock = new ManualClock(Date.now());
   const config = parseConfig({ origin: { url: origin.url }, admin: { token: TOKEN, purgePropagationMs: 50 } });
-  const prefix = redis.prefix();
+  prefix = redis.prefix();
   stacks = await Promise.all(
     [0, 1, 2].map(() => redisStack({ config, logger, clock, redisUrl: redis.server.url, prefix })),
   );
@@ -165,6 +166,32 @@ describe("purge across a three-process fleet", () => {
     expect(after.requests - before.requests).toBe(2);
     expect((after.byStatus["304"] ?? 0) - (before.byStatus["304"] ?? 0)).toBe(2);
   });
+
+  it.each([
+    ["a later release's shape", JSON.stringify({ v: 2, marks: [] })],
+    ["a list with no keys", "{}"],
+    ["no JSON", "purges"],
+  ])(
+    "a purge list in Redis of %s (a rolling deploy, a hand edit) leaves hits hits everywhere, and the next purge is honoured",
+    async (_, snapshot) => {
+      const old = await warm(["/a"]);
+      await redis.connection.client.hset(`${prefix}purges`, "version", "9", "token", "9.later", "snapshot", snapshot);
+      // Every member has read it: each records the list it holds after a read.
+      const readKey = `${prefix}purges:read`;
+      for (let i = 0; i < 200; i++) {
+        const reads = Object.values(await redis.connection.client.hgetall(readKey));
+        if (reads.length === 3 && reads.every((stamp) => stamp === "9.later")) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      for (const server of servers) expect(await get(server, "/a")).toMatchObject({ status: 200, body: old["/a"] });
+      origin.bump("/a");
+      expect(await purge({ urls: [`http://${HOST}/a`] })).toBe(200);
+      for (const server of servers) {
+        const res = await get(server, "/a");
+        expect([res.status, res.body === old["/a"]]).toEqual([200, false]);
+      }
+    },
+  );
 
   it.each([
     ["a wrong token", "wrong-token-0123456789"],

@@ -52,3 +52,27 @@ function newer(a: PurgeMark | undefined, b: PurgeMark | undefined): PurgeMark | 
   if (a.at !== b.at) return a.at > b.at ? a : b;
   return { at: a.at, soft: a.soft && b.soft };
 }
+
+/**
+ * `value` as a purge list, or undefined when it is not one this herdless reads: another shape
+ * (a later format in a rolling deploy), a hand edit, another app's data under the list's name.
+ * A shared list is anyone's: one read as it was (`{}`, no `keys`) failed every hit with a
+ * `500` in every process that took it, and kept failing after it was mended (the next read
+ * compared the good list with the broken copy, and threw).
+ */
+export function readablePurges(value: unknown): PurgeSnapshot | undefined {
+  if (!isRecord(value) || value["v"] !== 1) return undefined;
+  const { all, keys, tags } = value;
+  if (all !== undefined && !isMark(all)) return undefined;
+  if (!isRecord(keys) || !isRecord(tags)) return undefined;
+  if (!Object.values(keys).every(isMark) || !Object.values(tags).every(isMark)) return undefined;
+  return value as unknown as PurgeSnapshot;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isMark(value: unknown): value is PurgeMark {
+  return isRecord(value) && Number.isFinite(value["at"]) && typeof value["soft"] === "boolean";
+}

@@ -10,7 +10,7 @@ import {
   type PurgeRegistry,
   type PurgeSnapshot,
 } from "../../core/admin/purge.ts";
-import { coversPurges, mergePurges } from "../../core/admin/purge-merge.ts";
+import { coversPurges, mergePurges, readablePurges } from "../../core/admin/purge-merge.ts";
 import type { RedisConnection } from "./connection.ts";
 import { LuaScript } from "./lua-script.ts";
 import { MEMBER_TTL_MS, type FleetMembers } from "./members.ts";
@@ -189,7 +189,25 @@ export class RedisPurgeRegistry implements PurgeRegistry {
     const t = token ?? "";
     // A herdless without tokens wrote it (a rolling upgrade): its content names it.
     const stamp = t.startsWith(`${v}.`) ? t : `${v}.legacy-${createHash("sha256").update(json).digest("hex")}`;
-    return { version: v, token: t, stamp, snapshot: () => JSON.parse(json) as PurgeSnapshot };
+    return { version: v, token: t, stamp, snapshot: () => this.readable(json) };
+  }
+
+  /**
+   * The list Redis holds, or the empty list when it is none this herdless reads (see
+   * readablePurges): taken as a list Redis lost, so the purges this process holds are written
+   * back over it (take), and hits go on being judged against a list that is one.
+   */
+  private readable(json: string): PurgeSnapshot {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      parsed = undefined;
+    }
+    const list = readablePurges(parsed);
+    if (list) return list;
+    this.o.onError?.(new HerdlessError("COORDINATOR_UNAVAILABLE", "the purge list in Redis is not one herdless reads"));
+    return emptyPurges();
   }
 
   /**
