@@ -184,8 +184,8 @@ function leasesAndGuard(
   const leases: RedisLeaseManager = new RedisLeaseManager({
     ...{ connection, prefix, clock, lookForLoss: (): Promise<void> => guard.lookForLoss() },
     ...(ordered ? { onAcquire: () => shared.cutReads() } : {}),
-    // Those who waited on a lease taken by an acquire its caller gave up on ask again.
-    onGhostFreed: (key) => void notifier.publish(key, ASK_AGAIN).catch(() => 0),
+    // Those who waited on a lease freed once Redis answered again (a ghost's, a failed release's) ask again.
+    onFreedLate: (key) => void notifier.publish(key, ASK_AGAIN).catch(() => 0),
   });
   const share = () => members.share(config.origin.maxConcurrency, config.fleet.minProcesses);
   const guard: RedisGuard = new RedisGuard({

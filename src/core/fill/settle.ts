@@ -1,6 +1,6 @@
 import type { Clock } from "../clock.ts";
 import { routeFor, type Config } from "../config.ts";
-import type { FillRequest, RequesterFields } from "./coordinator.ts";
+import type { FillRequest } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import { keptSelectors, keyOrigin, selectsAlike, type SelectorSource } from "../http/key.ts";
@@ -15,7 +15,7 @@ import { decideOnFailure } from "../http/decision.ts";
 import { headerList } from "../http/http.ts";
 import type { BufferedOriginResponse, OriginResponse } from "../origin/origin-client.ts";
 import { clientInput } from "../origin/client-inputs.ts";
-import { invalidatedWhileAsked, putVaryPointer, servableWinner, writtenWhileAsked } from "../store/lookup.ts";
+import { storeEntry, unlessUnavailable } from "./store-entry.ts";
 import { guardedOriginCall, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import {
   conditionalHeaders,
@@ -97,7 +97,7 @@ export async function settle(
   if (!verdict.storable || res.status === 304 || aboutTheRequest) {
     // The stored copy no longer reflects what the origin says about this URL.
     const keepsCopy = aboutTheRequest || !saysAboutTheUrl(verdict, ownCredentials);
-    if (stored && res.status !== 304 && !keepsCopy) await ctx.store.delete(stored.key);
+    if (stored && res.status !== 304 && !keepsCopy) await unlessUnavailable(ctx.store.delete(stored.key), false);
     return {
       kind: "pass",
       response: { status: res.status, headers: res.headers, body: res.body, contentLength: res.contentLength },
@@ -184,7 +184,7 @@ async function settleNotModified(
   // The origin now says this response must not be shared as stored: forget it, answer this client alone.
   // Not when it answered a request's own credentials: then it says so of that client's copy only.
   const forgets = !context.ownCredentials && (!sameSelection || saysAboutTheUrl(refreshed, false));
-  if (forgets) await ctx.store.delete(stored.key);
+  if (forgets) await unlessUnavailable(ctx.store.delete(stored.key), false);
   return {
     kind: "pass",
     response: { status: stored.status, headers: merged, body: stored.body },
@@ -209,9 +209,8 @@ async function settleError(
   const response = { status: res.status, headers: res.headers, body };
   // herdless's own negative caching never keeps an error a client's own input may have caused.
   if (!stored && config.origin.errorTtlMs > 0 && !personal && clientInput(request.headers, config) === undefined) {
-    await ctx.store.put(
-      negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token),
-    );
+    const negative = negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token);
+    await unlessUnavailable(ctx.store.put(negative), false);
   }
   // RFC 9111 §4.2.2: without explicit freshness the error is no one else's: it goes to the
   // callers that waited on this fetch and to nobody after it (unless the operator opts in above).
@@ -237,32 +236,6 @@ async function settleError(
  */
 function oneClients(verdict: Storability): boolean {
   return !verdict.storable && verdict.reason !== "status";
-}
-
-/**
- * Writes `entry` (and its Vary pointer); when a newer entry won the race (fencing), answers with
- * that one. `own`: the fields the answer to this flight's request carries beside the entry
- * (coordinator.ts RequesterFields), only with the entry they came with.
- */
-export async function storeEntry(
-  store: Store,
-  entry: Entry,
-  primary: string,
-  fwdStatus: number,
-  own: RequesterFields = [],
-): Promise<FlightResult> {
-  // Asked before a write to the URL succeeded: for this flight's callers, kept in no tier.
-  if (writtenWhileAsked(store, primary, entry))
-    return { kind: "entry", entry, fwdStatus, collapsed: false, stored: false, unkept: true };
-  const written = await store.put(entry);
-  if (written && entry.key !== primary) await putVaryPointer(store, entry, primary);
-  const won = written ? entry : await servableWinner(store, entry.key, primary);
-  // Refused over the mark of a write it was asked before, which another fleet member saw: as above.
-  if (!won && (await invalidatedWhileAsked(store, primary, entry).catch(() => false)))
-    return { kind: "entry", entry, fwdStatus, collapsed: false, stored: false, unkept: true };
-  const winner = won ?? entry;
-  const result = { kind: "entry" as const, entry: winner, fwdStatus, collapsed: false, stored: written };
-  return winner === entry && own.length > 0 ? { ...result, requesterFields: own } : result;
 }
 
 /** The failed flight an origin call's error becomes; anything unexpected counts as a network failure. */

@@ -5,7 +5,7 @@ import { HerdlessError } from "../errors.ts";
 import type { Lease, LeaseManager } from "./lease.ts";
 import type { Store } from "../store/store.ts";
 import type { SharedFlight } from "./flight.ts";
-import { storeEntry } from "./settle.ts";
+import { storeEntry } from "./store-entry.ts";
 
 export interface StreamingFlightsOptions {
   config: Config;

@@ -387,7 +387,7 @@ describe("RedisLeaseManager when Redis goes away", () => {
     await Promise.all([conn.ready(), otherConn.ready()]);
     const freed: string[] = [];
     const prefix = "ghost-acquire:";
-    const holder = new RedisLeaseManager({ connection: conn, prefix, onGhostFreed: (key) => freed.push(key) });
+    const holder = new RedisLeaseManager({ connection: conn, prefix, onFreedLate: (key) => freed.push(key) });
     const other = new RedisLeaseManager({ connection: otherConn, prefix });
     outage.pause();
     expect(isHerdlessError(await holder.acquire("k", 10_000).catch((e: unknown) => e), "COORDINATOR_UNAVAILABLE")).toBe(
@@ -411,8 +411,10 @@ describe("RedisLeaseManager when Redis goes away", () => {
     const conn = new RedisConnection({ url: outage.url, commandTimeoutMs: 200, maxReconnectDelayMs: 50 });
     const otherConn = new RedisConnection({ url: outage.url });
     await Promise.all([conn.ready(), otherConn.ready()]);
-    const holder = new RedisLeaseManager({ connection: conn, prefix: "stalled-release:" });
-    const other = new RedisLeaseManager({ connection: otherConn, prefix: "stalled-release:" });
+    const freed: string[] = [];
+    const prefix = "stalled-release:";
+    const holder = new RedisLeaseManager({ connection: conn, prefix, onFreedLate: (key) => freed.push(key) });
+    const other = new RedisLeaseManager({ connection: otherConn, prefix });
     const lease = await holder.acquire("k", 10_000);
     outage.pause();
     // The holder's next command times out and drops the socket; its release then fails at once.
@@ -423,6 +425,9 @@ describe("RedisLeaseManager when Redis goes away", () => {
     outage.resume();
     const taken = await takenWithin(other, 3_000);
     expect(taken).toBeDefined();
+    // Those who wait on the key are told (the fleet announces it): the news of the fill's end
+    // went with the failed release, and they waited out their whole wait (coordinator.lockLeaseMs).
+    expect(freed).toEqual(["k"]);
     // Only its own token: the retry does not free the next holder's lease.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await otherConn.client.get(other.leaseKey("k"))).toBe(String(taken!.token));

@@ -28,10 +28,12 @@ export interface RedisLeaseManagerOptions {
    */
   lookForLoss?: () => Promise<void>;
   /**
-   * Told when a lease taken by an acquire that ran after its caller gave up on it was freed
-   * (lease-ghosts.ts): the members that waited on it ask again (the fleet announces it).
+   * Told when a lease was freed once Redis answered again: one taken by an acquire that ran
+   * after its caller gave up on it (lease-ghosts.ts), or one whose release failed. The members
+   * that waited on it ask again (the fleet announces it): the news of the flight's end went
+   * with the failed release, and they waited out their whole wait (`coordinator.lockLeaseMs`).
    */
-  onGhostFreed?: (key: string) => void;
+  onFreedLate?: (key: string) => void;
 }
 
 /**
@@ -88,7 +90,7 @@ export class RedisLeaseManager implements LeaseManager {
   /** Released leases: an extend that looked for a loss meanwhile must not send EXTEND again (it takes a key that is gone). */
   private readonly released = new WeakSet<Lease>();
   private readonly lookForLoss: (() => Promise<void>) | undefined;
-  private readonly onGhostFreed: ((key: string) => void) | undefined;
+  private readonly onFreedLate: ((key: string) => void) | undefined;
 
   constructor(options: RedisLeaseManagerOptions) {
     this.connection = options.connection;
@@ -96,7 +98,7 @@ export class RedisLeaseManager implements LeaseManager {
     this.clock = options.clock ?? systemClock;
     this.onAcquire = options.onAcquire;
     this.lookForLoss = options.lookForLoss;
-    this.onGhostFreed = options.onGhostFreed;
+    this.onFreedLate = options.onFreedLate;
   }
 
   async acquire(key: string, ttlMs: number): Promise<Lease | undefined> {
@@ -195,7 +197,9 @@ export class RedisLeaseManager implements LeaseManager {
     try {
       return await this.releaseNow(lease);
     } catch (error) {
-      this.redo.add({ attempt: () => this.releaseNow(lease), lapsed: () => lease.expiresAt <= this.clock.now() });
+      // Told even if the release itself ran late (it was in Redis's socket): its news did not.
+      const attempt = () => this.releaseNow(lease).then(() => this.onFreedLate?.(lease.key));
+      this.redo.add({ attempt, lapsed: () => lease.expiresAt <= this.clock.now() });
       throw error;
     }
   }
@@ -215,7 +219,7 @@ export class RedisLeaseManager implements LeaseManager {
       ...{ claim: this.claimKey(ghost.key), dropped: this.droppedKey(ghost) },
     };
     const freed = await this.connection.run("lease drop", (client) => dropGhost(client, keys, ghost));
-    if (freed) this.onGhostFreed?.(ghost.key);
+    if (freed) this.onFreedLate?.(ghost.key);
   }
 
   /**

@@ -65,6 +65,9 @@ export class RedisNotifier {
       if (!healthy) return this.wakeWaiters();
       for (const [name, channel] of this.channels) channel.subscribed = this.subscribe(name);
     });
+    // A Redis that stalls drops the commands' connection (its timeout), not the subscriber's,
+    // which sends nothing: the news of the fill waited on (sent on the first) is lost all the same.
+    this.publisher.onHealthChange((healthy) => void (healthy || this.wakeWaiters()));
   }
 
   /** Resolves once the subscriber connection is up. */
@@ -171,7 +174,7 @@ export class RedisNotifier {
   }
 
   /**
-   * The subscriber dropped: a message published from now until it is back is never heard, and
+   * The subscriber (or the commands' connection) dropped: a message published from now until it is back is never heard, and
    * a restarted Redis has lost the lease the waiter waits out. Each waiter is told at once
    * (undefined) and looks again, as on a timeout: without Redis its caller is served as
    * without Redis (local single-flight). Before, it waited out its whole timeout
