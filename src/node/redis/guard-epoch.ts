@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { systemClock, type Clock } from "../../core/clock.ts";
+import { HerdlessError } from "../../core/errors.ts";
 import type { RedisClient } from "./connection.ts";
 import { LuaScript } from "./lua-script.ts";
 
@@ -32,6 +34,19 @@ end
 `;
 
 /**
+ * Losses this close together ({@link REPEATED_LOSSES} of them) say Redis does not keep the
+ * guard's data at all: a Redis at its `maxmemory` with a policy that evicts (`allkeys-*`)
+ * takes the marker again at nearly every write, and each loss held new permits back for the
+ * wait, fleet-wide, so every miss queued until `origin.queueTimeoutMs` and got a `503`, the
+ * origin asked nothing (measured: `maxmemory 1mb`, `allkeys-lru`: 0 origin requests, every
+ * miss a `503` for as long as it lasted). Then the process keeps to its share of the cap, as
+ * without Redis, for {@link UNKEPT_MS} after the last such run.
+ */
+const REPEATED_LOSSES = 3;
+const REPEATED_WITHIN_MS = 10_000;
+const UNKEPT_MS = 30_000;
+
+/**
  * What a process knows of the data in Redis: the epoch token it last saw. Every guard script
  * takes it and hands back the current one, with the end of the wait after the last loss.
  *
@@ -41,6 +56,9 @@ end
  */
 export class FleetEpoch {
   private known = "";
+  /** When the last losses were seen (at most {@link REPEATED_LOSSES}), and until when Redis counts as not keeping data. */
+  private readonly lossesAt: number[] = [];
+  private unkeptUntil = -Infinity;
 
   /**
    * `graceMs`: how long new permits wait after a loss (guard-renewal.ts lossGraceMs).
@@ -51,7 +69,21 @@ export class FleetEpoch {
   constructor(
     private readonly graceMs: number,
     private readonly onLoss?: (graceUntil: number) => void | Promise<void>,
+    private readonly clock: Clock = systemClock,
   ) {}
+
+  /** Whether Redis keeps the guard's data: false while it loses it again and again (see {@link REPEATED_LOSSES}). */
+  keeps(now: number): boolean {
+    return now >= this.unkeptUntil;
+  }
+
+  /** The error that sends this process's calls to its share of the cap while Redis does not keep the guard's data. */
+  unkept(): HerdlessError {
+    return new HerdlessError(
+      "COORDINATOR_UNAVAILABLE",
+      "redis keeps losing the origin guard's keys (evicted by its maxmemory-policy?): this process keeps to its share of the cap",
+    );
+  }
 
   /** The script's ARGV for epochOf: now, the known token, a fresh one in case it is missing, graceMs. */
   args(now: number): [number, string, string, number] {
@@ -68,11 +100,20 @@ export class FleetEpoch {
     if (typeof token !== "string" || token === "" || token === this.known) return undefined;
     const lost = this.known !== "";
     this.known = token;
+    if (lost) this.counted(this.clock.now());
     if (!lost || !this.onLoss) return undefined;
     const onLoss = this.onLoss;
     return Promise.resolve()
       .then(() => onLoss(Number(graceUntil) || 0))
       .catch(() => undefined);
+  }
+
+  private counted(now: number): void {
+    this.lossesAt.push(now);
+    if (this.lossesAt.length > REPEATED_LOSSES) this.lossesAt.shift();
+    const first = this.lossesAt[0]!;
+    if (this.lossesAt.length === REPEATED_LOSSES && now - first <= REPEATED_WITHIN_MS)
+      this.unkeptUntil = now + UNKEPT_MS;
   }
 }
 

@@ -107,7 +107,7 @@ export class RedisGuard implements OriginGuard {
     this.timers = o.timers ?? realTimers;
     this.pause = new PollPause(this.timers);
     this.permitTtlMs = o.permitTtlMs ?? o.config.origin.timeoutMs + 5_000;
-    this.epoch = new FleetEpoch(lossGraceMs(this.permitTtlMs), o.onDataLoss);
+    this.epoch = new FleetEpoch(lossGraceMs(this.permitTtlMs), o.onDataLoss, o.clock);
     const { connection, clock } = o;
     const { maxQueue, queueTimeoutMs, maxConcurrency } = o.config.origin;
     this.renewals = new PermitRenewals({
@@ -140,7 +140,7 @@ export class RedisGuard implements OriginGuard {
   private async admit(call: Call): Promise<OriginPermit> {
     if (call.signal?.aborted) throw call.signal.reason;
     if (!this.o.connection.healthy) this.share.degrade(this.o.connection.lastError);
-    else if (this.share.mode === "local") void this.share.rejoin();
+    else if (this.share.mode === "local" && this.epoch.keeps(this.o.clock.now())) void this.share.rejoin();
     if (this.share.mode === "local") return this.local(call);
     if (this.share.mode === "redis") return this.shared(call);
     const local = await this.o.fallback.acquire(call.priority, call.signal, call.ifFree, call.budget);
@@ -180,8 +180,8 @@ export class RedisGuard implements OriginGuard {
    */
   async snapshot(): Promise<GuardSnapshot> {
     const healthy = this.o.connection.healthy;
-    if (healthy && this.share.mode === "local") void this.share.rejoin();
     const now = this.o.clock.now();
+    if (healthy && this.share.mode === "local" && this.epoch.keeps(now)) void this.share.rejoin();
     const fleet = healthy
       ? await this.o.connection
           .run("guard snapshot", (client) => readGuard(client, this.keys, now))
@@ -211,6 +211,8 @@ export class RedisGuard implements OriginGuard {
       .run("guard acquire", (c) => acquirePermit(c, this.keys, permit, this.o.config))
       .catch(this.share.unanswered(permit.id));
     this.share.observe(attempt.others);
+    // Held back by a wait after a loss Redis keeps repeating: the share instead, as without Redis (guard-epoch.ts).
+    if (attempt.kind === "busy" && !this.epoch.keeps(now)) throw this.epoch.unkept();
     return attempt;
   }
 
@@ -279,8 +281,7 @@ export class RedisGuard implements OriginGuard {
           continue;
         }
         pollMs = MIN_POLL_MS;
-        // The head timed out or was aborted while the script ran: give the slot back (a
-        // probe given back leaves the breaker half-open until the probe lapses).
+        // The head timed out or was aborted meanwhile: give the slot back (a probe's leaves the breaker half-open until it lapses).
         if (this.queue.settle(head)) head.resolve(this.permit(attempt.id, attempt.probe, head.local, true));
         else
           await this.o.connection
