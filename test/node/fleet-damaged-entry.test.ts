@@ -90,6 +90,41 @@ describe("a member that finds a damaged entry in Redis (fleet)", () => {
     });
   }
 
+  // Fields no entry holds (dropped on arrival or before storing): served, the entry's answer
+  // replayed a cookie, framed its body two ways, kept the connection open, or threw (a 500).
+  const unstored: [string, [string, string][]][] = [
+    ["Set-Cookie spelled with capitals", [["Set-Cookie", "session=the-writers"]]],
+    ["a Content-Length of its own", [["content-length", "3"]]],
+    ["a Transfer-Encoding", [["transfer-encoding", "chunked"]]],
+    ["a Connection", [["connection", "keep-alive"]]],
+    ["a value with a line break", [["x-note", "a\r\nset-cookie: session=injected"]]],
+  ];
+  for (const [what, headers] of unstored) {
+    it(`holding ${what} is a miss: the page the origin sends, nothing of the entry's fields`, async () => {
+      const path = `/${what.replace(/\W+/g, "-")}`;
+      await plant(path, (meta) => ({ ...meta, headers }));
+      const first = await send(member.url, path);
+      expect([first.status, first.body, first.cacheStatus]).toEqual([
+        200,
+        `page ${path}`,
+        expect.stringMatching(/fwd=uri-miss/),
+      ]);
+      expect([first.headers["set-cookie"], first.headers["content-length"], first.headers["x-note"]]).toEqual([
+        undefined,
+        String(`page ${path}`.length),
+        undefined,
+      ]);
+      expect(asked.get(path)).toBe(1);
+    });
+  }
+
+  it("holding a status no entry has (a 304 to an unconditional GET) is a miss", async () => {
+    await plant("/validated", (meta) => ({ ...meta, status: 304 }));
+    const answer = await send(member.url, "/validated");
+    expect([answer.status, answer.body]).toEqual([200, "page /validated"]);
+    expect(asked.get("/validated")).toBe(1);
+  });
+
   it("an undamaged entry planted the same way is served (the planting is right)", async () => {
     await plant("/whole", (meta) => meta);
     const answer = await send(member.url, "/whole");

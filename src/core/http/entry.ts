@@ -1,4 +1,6 @@
 import { HerdlessError, isHerdlessError } from "../errors.ts";
+import { isValidField } from "../origin/response-fields.ts";
+import { HOP_BY_HOP } from "./http.ts";
 
 /** The serialization format of {@link Entry}; bumped on every incompatible change (2: structured variant keys). */
 export const ENTRY_FORMAT_VERSION = 2;
@@ -197,8 +199,11 @@ function metaFault(meta: Record<string, unknown>): string | undefined {
   for (const name of NUMBER_FIELDS) {
     if (typeof meta[name] !== "number" || !Number.isFinite(meta[name])) return `${name} is not a finite number`;
   }
+  if (NEVER_STORED_STATUSES.has(status)) return `status ${status} is never stored`;
   const headers = meta["headers"];
   if (!Array.isArray(headers) || !headers.every(isField)) return "headers is not a list of [name, value] strings";
+  const unstored = (headers as [string, string][]).find(([name, value]) => !isStoredField(name, value));
+  if (unstored) return `header ${JSON.stringify(unstored[0])} is never stored so`;
   if (!isStringList(meta["vary"]) || !isStringList(meta["tags"])) return "vary and tags must be lists of strings";
   if (typeof meta["mustRevalidate"] !== "boolean" || typeof meta["negative"] !== "boolean")
     return "mustRevalidate and negative must be booleans";
@@ -215,6 +220,29 @@ function metaFault(meta: Record<string, unknown>): string | undefined {
     if (meta[name] !== undefined && typeof meta[name] !== "string") return `${name} is not a string`;
   }
   return undefined;
+}
+
+/** Statuses no entry has (storability.ts): a part of a page, a delta, a validation answer. */
+const NEVER_STORED_STATUSES: ReadonlySet<number> = new Set([206, 226, 304]);
+/** Fields an entry never holds: dropped on arrival (response-fields.ts) or before storing (storability.ts storedFields). */
+const NEVER_STORED_FIELDS: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP,
+  "content-length",
+  "age",
+  "set-cookie",
+  "authentication-info",
+]);
+
+/**
+ * A field as an entry holds it: its name lowercased, valid as the origin's was on arrival, and
+ * one herdless keeps. Served from an entry that held it otherwise (a hand edit, another app's
+ * write in a fleet's Redis), `Set-Cookie` (spelled so) was replayed to every visitor, a second
+ * `Content-Length` or a `Transfer-Encoding` framed the answer two ways (a desync for a proxy in
+ * front), a `Connection` kept open what herdless closed, and an invalid name or value failed
+ * every request of the page with a `500`.
+ */
+function isStoredField(name: string, value: string): boolean {
+  return name === name.toLowerCase() && isValidField(name, value) && !NEVER_STORED_FIELDS.has(name);
 }
 
 function isField(field: unknown): boolean {
