@@ -98,6 +98,7 @@ describe("a member that finds a damaged entry in Redis (fleet)", () => {
     ["a Transfer-Encoding", [["transfer-encoding", "chunked"]]],
     ["a Connection", [["connection", "keep-alive"]]],
     ["a value with a line break", [["x-note", "a\r\nset-cookie: session=injected"]]],
+    ["a value past Latin-1, which no origin's answer on Node has", [["x-note", "\u0100"]]],
   ];
   for (const [what, headers] of unstored) {
     it(`holding ${what} is a miss: the page the origin sends, nothing of the entry's fields`, async () => {

@@ -31,8 +31,18 @@ export function heardFrom(news: string): FillHeard {
   const message = news.slice(0, newline);
   try {
     const bytes = Buffer.from(news.slice(newline + 1), "base64");
-    return { message, entry: decodeEntry(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)) };
+    const entry = decodeEntry(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return writableHere(entry) ? { message, entry } : { message };
   } catch {
     return { message };
   }
+}
+
+/**
+ * Whether Node can write `entry`'s fields: every value Latin-1, as Node's parser reads an
+ * origin's (a Worker's entries may hold UTF-8, Node's never do). One that is not (a hand edit
+ * or another app's write in Redis) made every request of the page a `500`: Node's writer threw.
+ */
+export function writableHere(entry: Entry): boolean {
+  return entry.headers.every(([, value]) => !/[\u0100-\uffff]/.test(value));
 }

@@ -9,6 +9,7 @@ import { LuaScript } from "./lua-script.ts";
 import { DEFAULT_SHARED_MAX_BYTES, StoreBound, chargedBytes, type Victim } from "./store-bound.ts";
 import { formatRef, newChunkRef, parseRef, REDIS_CHUNK_BYTES, StoreChunks, type ChunkRef } from "./store-chunks.ts";
 import { BackgroundWork } from "../../core/background-work.ts";
+import { writableHere } from "./fill-news.ts";
 
 export interface RedisStoreOptions {
   connection: RedisConnection;
@@ -294,6 +295,6 @@ export class RedisStore implements Store {
     if (entry.key !== key) return undefined;
     // Not deleted here: under a real clock another process may be writing a newer entry,
     // and the physical TTL removes this one anyway.
-    return this.clock.now() >= entry.deleteAt ? undefined : entry;
+    return this.clock.now() >= entry.deleteAt || !writableHere(entry) ? undefined : entry;
   }
 }
