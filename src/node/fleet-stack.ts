@@ -24,6 +24,7 @@ import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
 import { sharedMaxBytes } from "./redis/store-bound.ts";
 import { checkMemoryPolicyOnce } from "./redis/eviction-policy.ts";
+import { checkFleetConfig } from "./redis/fleet-config.ts";
 import type { RedisTarget } from "./redis/target.ts";
 import { originCall, originCallListener, waitingRequests, type Stack, type StackOptions } from "./stack.ts";
 
@@ -67,6 +68,7 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
     onError: (error) => logger.debug("fleet heartbeat failed", { error: String(error) }),
   });
   await members.start();
+  void checkFleetConfig({ connection, prefix, members, config, logger });
   // Bodies travel on a connection of their own, with time for megabytes on a loaded machine.
   const bulk = connection.duplicate({ commandTimeoutMs: BULK_COMMAND_TIMEOUT_MS });
   const shared = sharedTier(options, connection, bulk, prefix);
