@@ -25,6 +25,7 @@ import { relayUnsafe, type UnsafeDeps } from "./engine-unsafe.ts";
 import { held } from "./guard/waiting-requests.ts";
 import { ask, heldAnswer, type AnswerContext } from "./engine-answer.ts";
 import { fillRequest } from "./fill/fill-request.ts";
+import { servedTo } from "./http/asked-by.ts";
 import { softPurgedJoin } from "./fill/flight.ts";
 import { standingCopies } from "./fill/stand-in.ts";
 import { NearTier } from "./store/near-tier.ts";
@@ -98,12 +99,6 @@ export class Engine {
     if (facts.method !== "GET" && facts.method !== "HEAD") return relayUnsafe(this.unsafeDeps, request);
     const [found, purges] = await this.lookUp(primary, request, route.cacheAuthorized || facts.hasAuthorization);
     if (purges) found.entry = applyPurge(found.entry, primary, purges);
-    const now = this.o.clock.now();
-    const decision = decide(found.entry, found.key, facts, route, now);
-    const directives = requestDirectives(request.headers);
-    // RFC 9111 §5.2.1.7: nothing servable without going forward.
-    const uncached = onlyIfCachedRefusal(directives, decision, route, found.varyMiss, now);
-    if (uncached) return notCached({ fwd: uncached });
     const fill = (priority: FillRequest["priority"], revalidate = false, authorized = false) =>
       fillRequest(this.o.config, this.forward, request, {
         route,
@@ -114,6 +109,14 @@ export class Engine {
         revalidate,
         authorized,
       });
+    // An unconfirmed error (asked-by.ts) another request's fill got is a miss for this one.
+    if (found.entry?.askedBy !== undefined) found.entry = await servedTo(found.entry, fill("foreground").headers);
+    const now = this.o.clock.now();
+    const decision = decide(found.entry, found.key, facts, route, now);
+    const directives = requestDirectives(request.headers);
+    // RFC 9111 §5.2.1.7: nothing servable without going forward.
+    const uncached = onlyIfCachedRefusal(directives, decision, route, found.varyMiss, now);
+    if (uncached) return notCached({ fwd: uncached });
     switch (decision.kind) {
       case "bypass":
         // Through the coordinator, never from the store: one origin request, stored if shareable.

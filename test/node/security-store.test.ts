@@ -270,6 +270,52 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(4);
   });
 
+  it("CPDoS on a cold key through an ordinary header's value: the app's 500 to `Accept-Language: xx`, a WAF's 400 to a 3 KB Referer or to `User-Agent: x`, marked max-age, are stored for the attacker's request alone; a browser gets the page; a 500 the origin gives everyone is stored once a second request got it", async () => {
+    // Every answer carries max-age (a global middleware); nothing is stored for these URLs yet.
+    let requests = 0;
+    let down = false;
+    const origin = await serving((req, res) => {
+      requests++;
+      const { referer, "user-agent": agent, "accept-language": language } = req.headers;
+      const waf = (referer?.length ?? 0) > 3_000 || agent === "x";
+      const status = down || language === "xx" ? 500 : waf ? 400 : 200;
+      res.writeHead(status, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    const browser = (agent: string) => ({
+      "user-agent": `Mozilla/5.0 (X11; Linux x86_64) ${agent}`,
+      accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
+      "accept-language": "en-US,en;q=0.9",
+    });
+    const attacks: [Record<string, string>, number][] = [
+      [{ "accept-language": "xx" }, 500],
+      [{ referer: `https://example.com/${"a".repeat(3_000)}` }, 400],
+      [{ "user-agent": "x" }, 400],
+    ];
+    for (const [i, [attack, status]] of attacks.entries()) {
+      const attacker = { ...browser("Firefox/133.0"), ...attack };
+      expect((await getWith(base, `/cold${i}`, attacker)).status).toBe(status);
+      // The same request again is answered from the cache, as RFC 9111 §3 stores it.
+      const again = await getWith(base, `/cold${i}`, attacker);
+      expect([again.status, again.headers["cache-status"]]).toEqual([status, expect.stringMatching(/hit/)]);
+      const victim = await getWith(base, `/cold${i}`, browser("Chrome/131.0"));
+      expect([victim.status, victim.body]).toEqual([200, `the page /cold${i}`]);
+    }
+    expect(requests).toBe(6);
+    // A real failure: the origin answers 500 to everyone. Two different requests got it: it is the URL's.
+    down = true;
+    expect((await getWith(base, "/down", browser("Chrome/131.0"))).status).toBe(500);
+    expect((await getWith(base, "/down", browser("Safari/605.1.15"))).status).toBe(500);
+    const third = await getWith(base, "/down", browser("Edg/131.0"));
+    expect([third.status, third.body, third.headers["cache-status"]]).toEqual([
+      500,
+      "error 500",
+      expect.stringMatching(/hit/),
+    ]);
+    expect(requests).toBe(8);
+  });
+
   it("CPDoS, header count: an attacker's 120 one-byte headers, refused by the origin with a 400 it marks max-age, never make the page a 400 for the victim", async () => {
     // Apache refuses more than 100 request fields (LimitRequestFields) with a 400.
     let requests = 0;

@@ -4,6 +4,7 @@ import { writtenAfter, type Entry } from "../http/entry.ts";
 import type { FillRequest } from "./coordinator.ts";
 import { applyPurge } from "../admin/purge.ts";
 import { headerList } from "../http/http.ts";
+import { servesFields } from "../http/asked-by.ts";
 import { lookup, type LookupResult } from "../store/lookup.ts";
 import type { Store } from "../store/store.ts";
 import { refreshAheadDue } from "./refresh-ahead.ts";
@@ -77,7 +78,11 @@ export async function storedLook(
   store: Store,
   request: FillRequest,
 ): Promise<Pick<LookupResult, "entry" | "kept" | "key">> {
-  const { entry, kept, key } = await lookup(store, request.primary, request.key, headerList(request.headers));
+  const found = await lookup(store, request.primary, request.key, headerList(request.headers));
+  const { kept, key } = found;
+  // An unconfirmed error (asked-by.ts) is no answer to another request: its fill asks the origin.
+  const other = found.entry?.askedBy !== undefined && !(await servesFields(found.entry, request.headers));
+  const entry = other ? undefined : found.entry;
   return { entry: request.purges ? applyPurge(entry, request.primary, request.purges) : entry, kept, key };
 }
 

@@ -6,6 +6,7 @@ import type { OriginResponse } from "../origin/origin-client.ts";
 import type { FillRequest } from "./coordinator.ts";
 import type { Store } from "../store/store.ts";
 import type { ErrorOver } from "../http/request-blame.ts";
+import { confirmableError, fieldsDigest } from "../http/asked-by.ts";
 
 /**
  * Whether an error to this fill may be blamed on its request's own input rather than stored
@@ -24,9 +25,39 @@ export async function errorBlameable(
   res: OriginResponse,
 ): Promise<ErrorOver> {
   if (res.status < 400) return undefined;
-  if (stored !== undefined) return "copy";
+  // An unconfirmed error (asked-by.ts) is no copy: blamed on it, the answer confirming it was never stored.
+  if (stored !== undefined && stored.askedBy === undefined) return "copy";
   const { status, requestAt, responseAt } = res;
   const info = { status, headers: headerList(res.headers), requestAt, responseAt };
-  if (request.key !== request.primary && (await ctx.store.get(request.primary)) !== undefined) return "copy";
+  if (request.key !== request.primary && isCopy(await ctx.store.get(request.primary))) return "copy";
   return lifetimes(info, routeFor(ctx.config, request.path), ctx.config).staleAt <= responseAt ? "fleeting" : undefined;
+}
+
+function isCopy(entry: Entry | undefined): boolean {
+  return entry !== undefined && entry.askedBy === undefined;
+}
+
+/**
+ * The entry an origin's answer to this fill is stored as. A 400, 413, 414 or 5xx stored over
+ * no copy (`over` not `copy`: the case blamesTheRequest lets through, an error with explicit
+ * freshness on a cold key) may be the origin choking on this request's own header values (an
+ * attacker's `Accept-Language: xx`, a 3 KB `Referer`): stored unconfirmed, with the digest of
+ * the fields this fill sent (Entry `askedBy`), it answers only a request like this one. The
+ * answer of the same class to another request's fill, over an unconfirmed error, is stored
+ * confirmed: two requests got it, it says what the URL is now.
+ *
+ * @example
+ * const stored = await unlessConfirmed(ctx.store, request, entry, over);
+ */
+export async function unlessConfirmed(
+  store: Store,
+  request: FillRequest,
+  entry: Entry,
+  over: ErrorOver,
+): Promise<Entry> {
+  if (over === "copy" || !confirmableError(entry.status)) return entry;
+  const [digest, held] = await Promise.all([fieldsDigest(request.headers), store.get(entry.key)]);
+  const sameClass = held !== undefined && Math.floor(held.status / 100) === Math.floor(entry.status / 100);
+  const confirms = sameClass && held.askedBy !== undefined && held.askedBy !== digest;
+  return confirms ? entry : { ...entry, askedBy: digest };
 }

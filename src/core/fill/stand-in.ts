@@ -22,7 +22,9 @@ export function standingCopies(
   copies: readonly Entry[],
   purges: PurgeSnapshot | undefined,
 ): Promise<Entry[]> {
-  const purged = purges ? copies.flatMap((copy) => applyPurge(copy, primary, purges) ?? []) : copies;
+  // An unconfirmed error (asked-by.ts) never stands in: it may be another request's answer.
+  const confirmed = copies.filter((copy) => copy.askedBy === undefined);
+  const purged = purges ? confirmed.flatMap((copy) => applyPurge(copy, primary, purges) ?? []) : confirmed;
   return standingAfterWrites(store, primary, purged);
 }
 

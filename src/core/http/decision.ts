@@ -127,7 +127,8 @@ export function decideOnFailure(
   config: Config,
   now: number,
 ): FailureDecision {
-  if (!entry || entry.mustRevalidate || entry.negative) return { kind: "error" };
+  // An unconfirmed error (asked-by.ts) answers only the request it was the answer to: never in another's place.
+  if (!entry || entry.mustRevalidate || entry.negative || entry.askedBy !== undefined) return { kind: "error" };
   if (now < entry.sieUntil) return { kind: "stale-if-error", entry };
   if (gaveNoAnswer(code) && config.breaker.serveStaleWhileOpen && now < entry.deleteAt)
     return { kind: "stale-if-error", entry };

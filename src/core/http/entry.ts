@@ -66,6 +66,8 @@ export interface Entry {
    * too, whatever its own `Vary` says (key.ts keptSelectors).
    */
   namedUntil?: [string, number][];
+  /** On an unconfirmed error only (asked-by.ts): the digest of its fill's header fields; it answers no other request. */
+  askedBy?: string;
 }
 
 /**
@@ -216,7 +218,7 @@ function metaFault(meta: Record<string, unknown>): string | undefined {
   const named = meta["namedUntil"];
   if (named !== undefined && !(Array.isArray(named) && named.every(isNamedUntil)))
     return "namedUntil is not a list of [name, instant]";
-  for (const name of ["etag", "lastModified"] as const) {
+  for (const name of ["etag", "lastModified", "askedBy"] as const) {
     if (meta[name] !== undefined && typeof meta[name] !== "string") return `${name} is not a string`;
   }
   return undefined;

@@ -91,7 +91,8 @@ export function memoryAnswer(
   }
   // A URL invalidated since (RFC 9111 §4.4): the engine asks again.
   entry = notInvalidated(entry, atPrimary);
-  if (!entry) return undefined;
+  // An unconfirmed error (asked-by.ts) answers only a request like its own: the engine compares.
+  if (!entry || entry.askedBy !== undefined) return undefined;
   if (purges && purgeVerdict(entry, primary, purges) !== "keep") return undefined;
   return servedFromCopy(decide(entry, key, facts, route, now), key, route, now, refreshing);
 }
