@@ -9,7 +9,7 @@
  *
  * Namespaces keep test files (which run in parallel, each in its own workerd) apart.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TestProject } from "vitest/node";
@@ -109,7 +109,7 @@ async function serveOrigin(ns: Namespace, path: string, req: IncomingMessage, re
 
   const pathname = path.split("?")[0] ?? path;
   const routed: OriginBehaviour = { ...ns.behaviour, ...ns.paths.get(pathname) };
-  const carried = Object.entries(routed.byHeader ?? {}).find(([name]) => req.headers[name] !== undefined);
+  const carried = Object.entries(routed.byHeader ?? {}).find(([spec]) => carries(req.headers, spec));
   const b: OriginBehaviour = { ...routed, ...carried?.[1] };
   if (b.readBody)
     await new Promise<void>((resolve) => {
@@ -430,4 +430,11 @@ async function rawOrigin(answer: (path: string, nth: number) => string | undefin
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Whether a request carries `spec`: a header by its name, or with `name: value` that value exactly. */
+function carries(headers: IncomingHttpHeaders, spec: string): boolean {
+  const colon = spec.indexOf(": ");
+  if (colon < 0) return headers[spec] !== undefined;
+  return headers[spec.slice(0, colon)] === spec.slice(colon + 2);
 }

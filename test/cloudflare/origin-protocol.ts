@@ -50,7 +50,8 @@ export interface OriginBehaviour {
   refuseNonAscii?: boolean;
   /**
    * Overrides for a request that carries the named header (lowercase): an application that
-   * fails on an input the cache key ignores (`{ "x-debug": { status: 503 } }`).
+   * fails on an input the cache key ignores (`{ "x-debug": { status: 503 } }`); a `name: value`
+   * key, for a request carrying that value exactly (`{ "accept-language: xx": { status: 500 } }`).
    */
   byHeader?: Record<string, Partial<OriginBehaviour>>;
 }

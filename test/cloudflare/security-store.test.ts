@@ -162,6 +162,69 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
       for (const dc of [attackerDc!, otherDc!]) expect((await dc.get(path)).status, path).toBe(200);
   });
 
+  it("CPDoS on a cold key through an ordinary header's value: the app's 500 to `Accept-Language: xx`, a WAF's 400 to a 3 KB Referer or to `User-Agent: x`, marked max-age, are stored for the attacker's request alone; browsers in both data centers get the page; a 500 the origin gives everyone is stored once a second request got it", async () => {
+    // Every answer carries max-age (a global middleware); nothing is stored for these URLs yet.
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const referer = `https://example.com/${"a".repeat(3_000)}`;
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      byHeader: {
+        "accept-language: xx": { status: 500 },
+        [`referer: ${referer}`]: { status: 400 },
+        "user-agent: x": { status: 400 },
+      },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const paths = [`${p}/a`, `${p}/b`, `${p}/c`, `${p}/down`];
+    await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    const browser = (agent: string) => ({
+      "user-agent": `Mozilla/5.0 (X11; Linux x86_64) ${agent}`,
+      accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
+      "accept-language": "en-US,en;q=0.9",
+    });
+    const attacks: [Record<string, string>, number][] = [
+      [{ "accept-language": "xx" }, 500],
+      [{ referer }, 400],
+      [{ "user-agent": "x" }, 400],
+    ];
+    for (const [i, [attack, status]] of attacks.entries()) {
+      const path = paths[i]!;
+      const headers = { ...browser("Firefox/133.0"), ...attack };
+      const first = await attackerDc!.get(path, { headers });
+      await settle([first], testEnv, [path]);
+      expect(first.status, path).toBe(status);
+      // The same request again is answered from the cache, as RFC 9111 §3 stores it.
+      const again = await attackerDc!.get(path, { headers });
+      expect([again.status, again.cacheStatus], path).toEqual([status, expect.stringMatching(/hit/)]);
+      for (const dc of [attackerDc!, otherDc!]) {
+        const victim = await dc.get(path, { headers: browser("Chrome/131.0") });
+        await settle([victim], testEnv, [path]);
+        expect(victim.status, path).toBe(200);
+      }
+    }
+    expect(await origin.count()).toBe(6);
+    // A real failure: the origin answers 500 to everyone. Two different requests got it: it is the URL's.
+    await origin.set({ status: 500 });
+    const down = paths[3]!;
+    const visitors = [
+      [attackerDc!, "Chrome/131.0"],
+      [otherDc!, "Safari/605.1.15"],
+      [otherDc!, "Edg/131.0"],
+      [attackerDc!, "OPR/115.0"],
+    ] as const;
+    const answers = [];
+    for (const [dc, agent] of visitors) {
+      const answer = await dc.get(down, { headers: browser(agent) });
+      await settle([answer], testEnv, [down]);
+      answers.push(answer);
+    }
+    expect(answers.map((a) => a.status)).toEqual([500, 500, 500, 500]);
+    expect(answers[2]!.cacheStatus).toMatch(/hit/);
+    expect(await origin.count()).toBe(8);
+  });
+
   it("CPDoS, an ordinary header's value: the app's 500 to an Accept-Language it crashes on and a WAF's 400 to a Referer, marked max-age, never replace the stored page for the victims, nor through the refresh a stale hit starts", async () => {
     // Every answer carries max-age (a CDN rule); the application fails on header names every browser sends.
     const p = `/${crypto.randomUUID().slice(0, 8)}`;
