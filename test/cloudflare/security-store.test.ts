@@ -173,10 +173,11 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
         [`referer: ${referer}`]: { status: 400 },
         "user-agent: x": { status: 400 },
       },
+      paths: { [`${p}/suite`]: { status: 500 } },
     });
     const clock = new ManualClock(Date.now());
     const testEnv = edgeEnv(origin.url);
-    const paths = [`${p}/a`, `${p}/b`, `${p}/c`, `${p}/down`];
+    const paths = [`${p}/a`, `${p}/b`, `${p}/c`, `${p}/down`, `${p}/suite`];
     await useInCoordinators(testEnv, paths, clock, `guard-${crypto.randomUUID()}`);
     const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
     const browser = (agent: string) => ({
@@ -205,6 +206,13 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
       }
     }
     expect(await origin.count()).toBe(6);
+    // The conformance suite's status-500-fresh: its second request differs in Req-Num alone, and is a hit.
+    const suite = (n: number) => ({ ...browser("node"), "test-id": "status-500-fresh", "req-num": `${n}` });
+    const first = await attackerDc!.get(paths[4]!, { headers: suite(1) });
+    await settle([first], testEnv, [paths[4]!]);
+    const second = await attackerDc!.get(paths[4]!, { headers: suite(2) });
+    expect([first.status, second.status, second.cacheStatus]).toEqual([500, 500, expect.stringMatching(/hit/)]);
+    expect(await origin.count()).toBe(7);
     // A real failure: the origin answers 500 to everyone. Two different requests got it: it is the URL's.
     await origin.set({ status: 500 });
     const down = paths[3]!;
@@ -222,7 +230,7 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     }
     expect(answers.map((a) => a.status)).toEqual([500, 500, 500, 500]);
     expect(answers[2]!.cacheStatus).toMatch(/hit/);
-    expect(await origin.count()).toBe(8);
+    expect(await origin.count()).toBe(9);
   });
 
   it("CPDoS, an ordinary header's value: the app's 500 to an Accept-Language it crashes on and a WAF's 400 to a Referer, marked max-age, never replace the stored page for the victims, nor through the refresh a stale hit starts", async () => {

@@ -278,7 +278,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       requests++;
       const { referer, "user-agent": agent, "accept-language": language } = req.headers;
       const waf = (referer?.length ?? 0) > 3_000 || agent === "x";
-      const status = down || language === "xx" ? 500 : waf ? 400 : 200;
+      const status = down || language === "xx" || req.url === "/suite" ? 500 : waf ? 400 : 200;
       res.writeHead(status, { "cache-control": "max-age=60", "content-type": "text/plain" });
       res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
     });
@@ -303,6 +303,12 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       expect([victim.status, victim.body]).toEqual([200, `the page /cold${i}`]);
     }
     expect(requests).toBe(6);
+    // The conformance suite's status-500-fresh: its second request differs in Req-Num alone, and is a hit.
+    const suite = (n: number) => ({ ...browser("node"), "test-id": "status-500-fresh", "req-num": `${n}` });
+    expect((await getWith(base, "/suite", suite(1))).status).toBe(500);
+    const second = await getWith(base, "/suite", suite(2));
+    expect([second.status, second.headers["cache-status"]]).toEqual([500, expect.stringMatching(/hit/)]);
+    expect(requests).toBe(7);
     // A real failure: the origin answers 500 to everyone. Two different requests got it: it is the URL's.
     down = true;
     expect((await getWith(base, "/down", browser("Chrome/131.0"))).status).toBe(500);
@@ -313,7 +319,7 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       "error 500",
       expect.stringMatching(/hit/),
     ]);
-    expect(requests).toBe(8);
+    expect(requests).toBe(9);
   });
 
   it("CPDoS, header count: an attacker's 120 one-byte headers, refused by the origin with a 400 it marks max-age, never make the page a 400 for the victim", async () => {

@@ -1,4 +1,5 @@
 import type { Entry } from "./entry.ts";
+import { tellsApartBy } from "../origin/client-inputs.ts";
 
 const encoder = new TextEncoder();
 
@@ -15,18 +16,24 @@ export function confirmableError(status: number): boolean {
 /**
  * A digest of the header fields a fill sends to the origin (FillRequest `headers`: names
  * lowercased, after every stripping, so the same client request gives the same digest on
- * Node and on the Worker): names sorted, each field with its value, SHA-256, 128 bits in hex.
- * A hash no one can aim: a forged request must not take the digest of a victim's.
+ * Node and on the Worker), as far as they tell one request from another
+ * (client-inputs.ts tellsApartBy): each ordinary field with its value, a client's own input
+ * by its name, a request id not at all; names sorted; SHA-256, 128 bits in hex. A hash no one
+ * can aim: a forged request must not take the digest of a victim's.
  *
  * @example
  * const digest = await fieldsDigest(request.headers);
  */
 export async function fieldsDigest(headers: readonly (readonly [string, string])[]): Promise<string> {
+  const told: [string, string][] = [];
+  for (const [raw, value] of headers) {
+    const name = raw.toLowerCase();
+    const by = tellsApartBy(name);
+    if (by !== undefined) told.push([name, by === "value" ? value : ""]);
+  }
   // Stable: fields of one name keep their order (it may matter to the origin).
-  const sorted = headers
-    .map(([name, value]) => [name.toLowerCase(), value] as const)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(JSON.stringify(sorted))));
+  told.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(JSON.stringify(told))));
   let hex = "";
   for (const byte of bytes.subarray(0, 16)) hex += byte.toString(16).padStart(2, "0");
   return hex;

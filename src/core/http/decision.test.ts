@@ -120,6 +120,11 @@ describe("RFC 5861 §4 stale-if-error", () => {
     expect(decideOnFailure({ ...entry, mustRevalidate: true }, "ORIGIN_STATUS", config, 1).kind).toBe("error");
     expect(decideOnFailure({ ...entry, negative: true }, "ORIGIN_STATUS", config, 1).kind).toBe("error");
   });
+  it("never serves an unconfirmed error (an attacker's 500 on a cold key) in place of another request's answer", () => {
+    const unconfirmed = { ...entry, status: 500, askedBy: "00112233445566778899aabbccddeeff" };
+    expect(decideOnFailure(unconfirmed, "ORIGIN_STATUS", config, 1).kind).toBe("error");
+    expect(decideOnFailure(unconfirmed, "ORIGIN_NETWORK", config, 45_000).kind).toBe("error");
+  });
   it("has nothing to serve without an entry", () => {
     expect(decideOnFailure(undefined, "ORIGIN_NETWORK", config, 0).kind).toBe("error");
   });

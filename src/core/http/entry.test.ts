@@ -26,6 +26,13 @@ describe("entry format", () => {
     expect([...decoded.body]).toEqual([0, 255, 7]);
   });
 
+  it("keeps an unconfirmed error's mark, and refuses one that is not a string (it would answer every request)", () => {
+    const entry = testEntry("k", 0, { status: 500, askedBy: "00112233445566778899aabbccddeeff" });
+    expect(decodeEntry(encodeEntry(entry)).askedBy).toBe(entry.askedBy);
+    const damaged = encodeEntry({ ...entry, askedBy: 7 as unknown as string });
+    expect(codeOf(() => decodeEntry(damaged))).toBe("ENTRY_CORRUPT");
+  });
+
   it("refuses an unknown format version", () => {
     const bytes = encodeEntry({ ...testEntry("k", 0), v: 99 as typeof ENTRY_FORMAT_VERSION });
     expect(codeOf(() => decodeEntry(bytes))).toBe("ENTRY_VERSION");

@@ -12,6 +12,36 @@ const UNUSUAL_FILL_HEAD_BYTES = 4 * 1024;
 const UNUSUAL_FILL_FIELDS = 64;
 
 /**
+ * Request ids and trace context that load balancers, proxies and instrumented clients add to
+ * every request (AWS ALB, Google Cloud LB, nginx, Heroku, Envoy, OpenTelemetry, Zipkin,
+ * Datadog, Sentry; Cloudflare's ray id): behind one, every fill carries them, each time with
+ * a new value.
+ */
+const PER_REQUEST_FIELDS = [
+  "b3",
+  "baggage",
+  "cf-ray",
+  "sentry-trace",
+  "traceparent",
+  "tracestate",
+  "x-amzn-trace-id",
+  "x-b3-flags",
+  "x-b3-parentspanid",
+  "x-b3-sampled",
+  "x-b3-spanid",
+  "x-b3-traceid",
+  "x-cloud-trace-context",
+  "x-correlation-id",
+  "x-datadog-origin",
+  "x-datadog-parent-id",
+  "x-datadog-sampling-priority",
+  "x-datadog-trace-id",
+  "x-request-id",
+  "x-request-start",
+];
+const PER_REQUEST: ReadonlySet<string> = new Set(PER_REQUEST_FIELDS);
+
+/**
  * Request headers an ordinary visitor's request carries on a shared fill (browsers, crawlers,
  * HTTP libraries), those herdless writes itself, and those Cloudflare's edge adds before the
  * Worker runs. A header outside them is an input of this client's own.
@@ -44,29 +74,7 @@ const ORDINARY_FILL_HEADERS = new Set([
   "width",
   // Crawlers name their operator.
   "from",
-  // Request ids and trace context that load balancers, proxies and instrumented clients add
-  // to every request (AWS ALB, Google Cloud LB, nginx, Heroku, Envoy, OpenTelemetry, Zipkin,
-  // Datadog, Sentry): behind one, every fill carries them.
-  "b3",
-  "baggage",
-  "sentry-trace",
-  "traceparent",
-  "tracestate",
-  "x-amzn-trace-id",
-  "x-b3-flags",
-  "x-b3-parentspanid",
-  "x-b3-sampled",
-  "x-b3-spanid",
-  "x-b3-traceid",
-  "x-cloud-trace-context",
-  "x-correlation-id",
-  "x-datadog-origin",
-  "x-datadog-parent-id",
-  "x-datadog-sampling-priority",
-  "x-datadog-trace-id",
-  "x-envoy-external-address",
-  "x-request-id",
-  "x-request-start",
+  ...PER_REQUEST_FIELDS,
   // herdless's own (origin.hostHeader, forwardedHeaders, a revalidation's validators).
   "host",
   "if-none-match",
@@ -78,7 +86,6 @@ const ORDINARY_FILL_HEADERS = new Set([
   // Cloudflare's edge, in front of the Worker.
   "cdn-loop",
   "cf-ew-via",
-  "cf-ray",
   "cf-visitor",
   "cf-worker",
   // Its visitor location headers (a managed transform), on every request of a zone that turns them on.
@@ -159,4 +166,20 @@ export function clientInput(
     if (!isPlainAscii(value) && !name.startsWith("cf-")) return `a value of ${name} outside visible ASCII`;
   }
   return unusuallyLargeHead(headers) ? `${headers.length} fields, ${headBytes(headers)} bytes of headers` : undefined;
+}
+
+/**
+ * What of a fill's header field tells its request apart from another's (asked-by.ts): an
+ * ordinary field by its value (`Accept-Language: xx`); one of the client's own inputs by its
+ * name alone (`X-Debug`: its value may be new on each request, as the conformance suite's
+ * `Req-Num` is); a request id or trace context (new on every request) not at all.
+ *
+ * @example
+ * tellsApartBy("user-agent"); // "value"
+ */
+export function tellsApartBy(name: string): "value" | "name" | undefined {
+  if (PER_REQUEST.has(name)) return undefined;
+  return ORDINARY_FILL_HEADERS.has(name) || ORDINARY_FILL_PREFIXES.some((prefix) => name.startsWith(prefix))
+    ? "value"
+    : "name";
 }

@@ -85,6 +85,8 @@ function roundTripCases(harness: () => StoreHarness): void {
       vary: ["accept-language"],
       tags: ["t1", "t2"],
       token: 7,
+      // An unconfirmed error's mark (asked-by.ts): lost, it would answer every request.
+      askedBy: "00112233445566778899aabbccddeeff",
     });
     expect(await h.store.put(entry)).toBe(true);
     const got = await h.store.get("k1");
