@@ -322,6 +322,37 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(9);
   });
 
+  it("CPDoS on a cold key with origin.errorTtlMs: the app's 500 to an attacker's `Accept-Language: xx`, kept by herdless's own negative caching, is the attacker's alone; a 500 the origin gives everyone is kept once a second request got it", async () => {
+    let requests = 0;
+    let down = false;
+    const origin = await serving((req, res) => {
+      requests++;
+      const status = down || req.headers["accept-language"] === "xx" ? 500 : 200;
+      res.writeHead(status, {
+        "content-type": "text/plain",
+        ...(status === 200 ? { "cache-control": "max-age=60" } : {}),
+      });
+      res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()), { errorTtlMs: 30_000 });
+    const browser = (agent: string, language = "en-US,en;q=0.9") => ({
+      "user-agent": `Mozilla/5.0 ${agent}`,
+      "accept-language": language,
+    });
+    expect((await getWith(base, "/cold", browser("Firefox/133.0", "xx"))).status).toBe(500);
+    const again = await getWith(base, "/cold", browser("Firefox/133.0", "xx"));
+    expect([again.status, again.headers["cache-status"]]).toEqual([500, expect.stringMatching(/hit/)]);
+    const victim = await getWith(base, "/cold", browser("Chrome/131.0"));
+    expect([victim.status, victim.body]).toEqual([200, "the page /cold"]);
+    expect(requests).toBe(2);
+    down = true;
+    expect((await getWith(base, "/down", browser("Chrome/131.0"))).status).toBe(500);
+    expect((await getWith(base, "/down", browser("Safari/605.1.15"))).status).toBe(500);
+    const third = await getWith(base, "/down", browser("Edg/131.0"));
+    expect([third.status, third.headers["cache-status"]]).toEqual([500, expect.stringMatching(/hit/)]);
+    expect(requests).toBe(4);
+  });
+
   it("CPDoS, header count: an attacker's 120 one-byte headers, refused by the origin with a 400 it marks max-age, never make the page a 400 for the victim", async () => {
     // Apache refuses more than 100 request fields (LimitRequestFields) with a 400.
     let requests = 0;

@@ -212,7 +212,8 @@ async function settleError(
   // herdless's own negative caching never keeps an error a client's own input may have caused.
   if (!stored && config.origin.errorTtlMs > 0 && !personal && clientInput(request.headers, config) === undefined) {
     const negative = negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token);
-    await unlessUnavailable(ctx.store.put(negative), false);
+    // Over no copy, it may be this request's own: unconfirmed, as an error the origin gave a lifetime.
+    await unlessUnavailable(ctx.store.put(await unlessConfirmed(ctx.store, request, negative, undefined)), false);
   }
   // RFC 9111 §4.2.2: without explicit freshness the error is no one else's: it goes to the
   // callers that waited on this fetch and to nobody after it (unless the operator opts in above).
