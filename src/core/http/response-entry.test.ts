@@ -97,6 +97,26 @@ describe("entries from origin responses", () => {
     });
   });
 
+  it("a 304 to the request an unconfirmed error answered keeps it unconfirmed: an attacker's revalidation never makes its 500 everyone's", () => {
+    const base = {
+      headers: [
+        ["cache-control", "max-age=10"],
+        ["etag", '"e"'],
+      ] as [string, string][],
+      body,
+    };
+    const stored = {
+      ...entryFromResponse({ ...base, status: 500, requestAt: 0, responseAt: 0 }, context(1)),
+      askedBy: "ab",
+    };
+    const refreshed = refreshedEntry(
+      stored,
+      { status: 304, headers: base.headers, requestAt: 20_000, responseAt: 20_000 },
+      context(2),
+    );
+    expect([refreshed.status, refreshed.askedBy]).toEqual([500, "ab"]);
+  });
+
   it("asks conditionally only with validators of a real entry", () => {
     const stored = entryFromResponse(
       {

@@ -129,7 +129,9 @@ export function refreshedEntry(stored: Entry, res: Omit<ResponseFacts, "body">, 
   // The 304 answered for the stored variant; keep its key even if the request headers differ.
   // Tag headers are consumed, not stored: a 304 without them keeps the stored tags.
   const tags = res.headers.some(([name]) => TAG_HEADERS.has(name)) ? rebuilt.tags : stored.tags;
-  return { ...rebuilt, key: stored.key, vary: stored.vary, tags };
+  // A 304 to the request an unconfirmed error answered (asked-by.ts) confirms nothing: it stays that request's.
+  const asked = stored.askedBy !== undefined ? { askedBy: stored.askedBy } : {};
+  return { ...rebuilt, key: stored.key, vary: stored.vary, tags, ...asked };
 }
 
 const BODY_DESCRIBING = new Set([
