@@ -6,6 +6,7 @@ import {
   notModifiedSelects,
   purgeTags,
   refreshedEntry,
+  varyPointer,
   revalidatedHeaders,
 } from "./response-entry.ts";
 import { headerList } from "./http.ts";
@@ -115,6 +116,18 @@ describe("entries from origin responses", () => {
       context(2),
     );
     expect([refreshed.status, refreshed.askedBy]).toEqual([500, "ab"]);
+  });
+
+  it("the Vary pointer an unconfirmed error writes stands for every variant: it carries no mark, and the URL's copies still count as copies", () => {
+    const headers: [string, string][] = [
+      ["cache-control", "max-age=10"],
+      ["vary", "accept-language"],
+    ];
+    const variant = {
+      ...entryFromResponse({ status: 500, headers, body, requestAt: 0, responseAt: 0 }, context(1)),
+      askedBy: "ab",
+    };
+    expect(varyPointer(variant, "GET https://a.test/").askedBy).toBeUndefined();
   });
 
   it("asks conditionally only with validators of a real entry", () => {

@@ -179,7 +179,8 @@ export function negativeEntry(
  * the URL was last invalidated and the headers its variants named ({@link namedUntil}).
  */
 export function varyPointer(entry: Entry, primary: string, previous?: Entry): Entry {
-  const { invalidatedAt: _own, namedUntil: _named, ...rest } = entry;
+  // A pointer stands for every variant of the URL: an unconfirmed error's mark (asked-by.ts) is its own alone.
+  const { invalidatedAt: _own, namedUntil: _named, askedBy: _asked, ...rest } = entry;
   const invalidatedAt = previous?.invalidatedAt;
   const named = namedUntil(entry, previous);
   return {
