@@ -56,7 +56,9 @@ const ABOUT_THE_REQUEST = new Set([403, 406, 407, 411, 412, 415, 416, 417, 425, 
  *   `Test-ID` on every request and checks that `status-400-fresh`, `status-503-fresh` … are
  *   reused.
  * On a key with no copy, a 400 or a 5xx to an ordinary request is still stored when its
- * freshness is explicit (Varnish never stores a 400), for the same suite's sake.
+ * freshness is explicit (Varnish never stores a 400), for the same suite's sake, but
+ * unconfirmed (asked-by.ts, fill/blame.ts unlessConfirmed): it answers only requests like its
+ * own until a different request gets an error of its class.
  */
 export function blamesTheRequest(
   status: number,
