@@ -29,6 +29,10 @@ describe("an unconfirmed error answers only a request like its own", () => {
     ];
     expect(await fieldsDigest(traced("b"))).toBe(await fieldsDigest(traced("a")));
     expect(await fieldsDigest([...browser, ["x-debug", "1"]])).not.toBe(await fieldsDigest(browser));
+    // A route that caches credentials: one client's token is not another's.
+    expect(await fieldsDigest([...browser, ["authorization", "Bearer a"]])).not.toBe(
+      await fieldsDigest([...browser, ["authorization", "Bearer b"]]),
+    );
   });
 
   it("serves a confirmed entry (one stored before the mark existed too) to everyone", async () => {

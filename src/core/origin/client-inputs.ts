@@ -170,7 +170,7 @@ export function clientInput(
 
 /**
  * What of a fill's header field tells its request apart from another's (asked-by.ts): an
- * ordinary field by its value (`Accept-Language: xx`); one of the client's own inputs by its
+ * ordinary field or a credential by its value (`Accept-Language: xx`); one of the client's own inputs by its
  * name alone (`X-Debug`: its value may be new on each request, as the conformance suite's
  * `Req-Num` is); a request id or trace context (new on every request) not at all.
  *
@@ -179,6 +179,8 @@ export function clientInput(
  */
 export function tellsApartBy(name: string): "value" | "name" | undefined {
   if (PER_REQUEST.has(name)) return undefined;
+  // Credentials a route caches (a route's `cacheAuthorized`): one client's wrong token is not another's.
+  if (name === "authorization" || name === "cookie") return "value";
   return ORDINARY_FILL_HEADERS.has(name) || ORDINARY_FILL_PREFIXES.some((prefix) => name.startsWith(prefix))
     ? "value"
     : "name";
