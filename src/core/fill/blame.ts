@@ -25,16 +25,24 @@ export async function errorBlameable(
   res: OriginResponse,
 ): Promise<ErrorOver> {
   if (res.status < 400) return undefined;
-  // An unconfirmed error (asked-by.ts) is no copy: blamed on it, the answer confirming it was never stored.
-  if (stored !== undefined && stored.askedBy === undefined) return "copy";
+  if (isCopy(stored, res.status)) return "copy";
   const { status, requestAt, responseAt } = res;
   const info = { status, headers: headerList(res.headers), requestAt, responseAt };
   if (request.key !== request.primary && isCopy(await ctx.store.get(request.primary))) return "copy";
   return lifetimes(info, routeFor(ctx.config, request.path), ctx.config).staleAt <= responseAt ? "fleeting" : undefined;
 }
 
-function isCopy(entry: Entry | undefined): boolean {
-  return entry !== undefined && entry.askedBy === undefined;
+/**
+ * Whether `entry` is a copy of the URL an error with `status` must not replace. An unconfirmed
+ * error (asked-by.ts) is not: blamed on it, the answer confirming it was never stored. Nor is a
+ * stored 400, 413, 414 or 5xx, nor an error of the answer's own status (an API's 404 to
+ * clients that all send `X-Api-Version`): blamed on them, the error every request gets was never
+ * stored again once it expired, and every request of the URL went to the origin. Over them,
+ * an error is stored as on a key with no copy (a 400 or 5xx unconfirmed).
+ */
+function isCopy(entry: Entry | undefined, status?: number): boolean {
+  if (entry === undefined || entry.askedBy !== undefined) return false;
+  return status === undefined || !(confirmableError(entry.status) || entry.status === status);
 }
 
 /**

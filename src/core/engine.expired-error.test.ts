@@ -1,0 +1,74 @@
+/**
+ * An error the origin gives every request, stored with explicit freshness, once it expires:
+ * how many origin requests its URL costs. Each request comes from another browser (its own
+ * `User-Agent`), as on a public site.
+ */
+import { describe, expect, it } from "vitest";
+import { ManualClock } from "./clock.ts";
+import { parseConfig } from "./config.ts";
+import { Engine } from "./engine.ts";
+import { KeyCoordinator } from "./fill/key-coordinator.ts";
+import { MemoryLeaseManager } from "./fill/memory-lease.ts";
+import { RefreshMarks } from "./fill/refresh-marks.ts";
+import { LocalGuard } from "./guard/local-guard.ts";
+import { Metrics } from "./admin/metrics.ts";
+import { MemoryBackoffStore } from "./guard/key-backoff.ts";
+import type { FetchLike } from "./origin/origin-client.ts";
+import { LruStore } from "./store/lru-store.ts";
+
+/** One edge in front of an origin that answers `status`, marked max-age=60, to every request. */
+function setup(status: number) {
+  const clock = new ManualClock(1_900_000_000_000);
+  const config = parseConfig({ origin: { url: "http://origin.test" }, breaker: { failureThreshold: 1_000 } });
+  const origin = { calls: 0 };
+  const fetch: FetchLike = async () => {
+    origin.calls++;
+    return new Response(`error ${status}`, { status, headers: { "cache-control": "max-age=60" } });
+  };
+  const guard = new LocalGuard({ config, clock });
+  const pending: Promise<unknown>[] = [];
+  const background = (work: Promise<unknown>) => void pending.push(work);
+  const store = new LruStore({ maxBytes: 1 << 24, clock });
+  const leases = new MemoryLeaseManager(clock);
+  const backoff = new MemoryBackoffStore(clock);
+  const coordinator = new KeyCoordinator({ config, clock, store, leases, guard, fetch, background, backoff });
+  const near = new LruStore({ maxBytes: 1 << 24, clock });
+  const metrics = new Metrics(clock, clock);
+  const refreshMarks = new RefreshMarks(20_000);
+  const edge = new Engine({ config, clock, near, coordinator, guard, fetch, background, refreshMarks, metrics });
+  /** A GET of /page from a browser of its own, with `extra` fields; its status, once its background work is done. */
+  const get = async (agent: string, extra: [string, string][] = []) => {
+    const raw: [string, string][] = [["user-agent", agent], ...extra];
+    const url = new URL("https://site.test/page");
+    const res = await edge.handle({ method: "GET", url, headers: new Headers(raw), rawHeaders: raw });
+    while (pending.length > 0) await Promise.allSettled(pending.splice(0));
+    return res.status;
+  };
+  return { clock, origin, get };
+}
+
+describe("an expired error the origin gives everyone is stored again, not asked for on every request", () => {
+  it.each([500, 400])(
+    "a %i marked max-age=60: 2 origin requests after it expires (its first request's, unconfirmed, then a second browser's), not 1 per request",
+    async (status) => {
+      const t = setup(status);
+      // Two browsers got it: stored confirmed (asked-by.ts), a hit for a third.
+      for (const agent of ["Firefox/133.0", "Chrome/131.0", "Edg/131.0"]) expect(await t.get(agent)).toBe(status);
+      expect(t.origin.calls).toBe(2);
+      t.clock.advance(61_000);
+      for (let i = 0; i < 6; i++) expect(await t.get(`Safari/60${i}`)).toBe(status);
+      expect(t.origin.calls).toBe(4);
+    },
+  );
+
+  it("an API's 404 marked max-age=60, every client sending its own X-Api-Version: 1 origin request after it expires, not 1 per request", async () => {
+    const t = setup(404);
+    const api: [string, string][] = [["x-api-version", "2"]];
+    expect(await t.get("client/1", api)).toBe(404);
+    expect(await t.get("client/2", api)).toBe(404);
+    expect(t.origin.calls).toBe(1);
+    t.clock.advance(61_000);
+    for (let i = 0; i < 6; i++) expect(await t.get(`client/${i}`, api)).toBe(404);
+    expect(t.origin.calls).toBe(2);
+  });
+});
