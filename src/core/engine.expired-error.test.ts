@@ -1,7 +1,7 @@
 /**
- * An error the origin gives every request, stored with explicit freshness, once it expires:
- * how many origin requests its URL costs. Each request comes from another browser (its own
- * `User-Agent`), as on a public site.
+ * An error the origin gives every request, stored with explicit freshness (once it expires,
+ * or with Vary on a cold key): how many origin requests its URL costs. Each request comes
+ * from another browser (its own `User-Agent`), as on a public site.
  */
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "./clock.ts";
@@ -16,14 +16,17 @@ import { MemoryBackoffStore } from "./guard/key-backoff.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import { LruStore } from "./store/lru-store.ts";
 
-/** One edge in front of an origin that answers `status`, marked max-age=60, to every request. */
-function setup(status: number) {
+/** One edge in front of an origin that answers `status`, marked max-age=60 (and `vary` when given), to every request. */
+function setup(status: number, vary?: string) {
   const clock = new ManualClock(1_900_000_000_000);
   const config = parseConfig({ origin: { url: "http://origin.test" }, breaker: { failureThreshold: 1_000 } });
   const origin = { calls: 0 };
   const fetch: FetchLike = async () => {
     origin.calls++;
-    return new Response(`error ${status}`, { status, headers: { "cache-control": "max-age=60" } });
+    return new Response(`error ${status}`, {
+      status,
+      headers: { "cache-control": "max-age=60", ...(vary ? { vary } : {}) },
+    });
   };
   const guard = new LocalGuard({ config, clock });
   const pending: Promise<unknown>[] = [];
@@ -71,4 +74,16 @@ describe("an expired error the origin gives everyone is stored again, not asked 
     for (let i = 0; i < 6; i++) expect(await t.get(`client/${i}`, api)).toBe(404);
     expect(t.origin.calls).toBe(2);
   });
+});
+
+describe("an error with Vary the origin gives everyone, on a cold key, is confirmed", () => {
+  it.each([500, 400])(
+    "a %i marked max-age=60 with Vary: Accept-Language, to 6 browsers of one language: 2 origin requests (the first's, unconfirmed, then a second browser's), not 1 per browser",
+    async (status) => {
+      const t = setup(status, "Accept-Language");
+      const en: [string, string][] = [["accept-language", "en"]];
+      for (let i = 0; i < 6; i++) expect(await t.get(`Safari/60${i}`, en)).toBe(status);
+      expect(t.origin.calls).toBe(2);
+    },
+  );
 });

@@ -2,6 +2,7 @@ import { routeFor, type Config } from "../config.ts";
 import type { Entry } from "../http/entry.ts";
 import { lifetimes } from "../http/freshness.ts";
 import { headerList } from "../http/http.ts";
+import { keptSelectors, selectingNames, type SelectorSource } from "../http/key.ts";
 import type { OriginResponse } from "../origin/origin-client.ts";
 import type { FillRequest } from "./coordinator.ts";
 import type { Store } from "../store/store.ts";
@@ -19,7 +20,7 @@ import { confirmableError, fieldsDigest } from "../http/asked-by.ts";
  * be stored over: a copy (`copy`), nothing that lasts (`fleeting`), or neither (undefined).
  */
 export async function errorBlameable(
-  ctx: { config: Config; store: Store },
+  ctx: { config: Config; store: Store; kept?: SelectorSource | undefined },
   request: FillRequest,
   stored: Entry | undefined,
   res: OriginResponse,
@@ -28,7 +29,13 @@ export async function errorBlameable(
   if (isCopy(stored, res.status)) return "copy";
   const { status, requestAt, responseAt } = res;
   const info = { status, headers: headerList(res.headers), requestAt, responseAt };
-  if (request.key !== request.primary && isCopy(await ctx.store.get(request.primary))) return "copy";
+  // Only an error stored in the pointer's place answers the other variants: one that is selected
+  // on a header (its Vary, or one the URL's copies keep) is stored under its variant's key, over
+  // `stored` alone. Blamed on the pointer, a 400 or 5xx with `Vary: Accept-Language` that every
+  // visitor got was never confirmed, and every request of the URL went to the origin.
+  const selectors = selectingNames(headerList(res.headers), keptSelectors(ctx.kept ?? { vary: [] }, responseAt));
+  if (request.key !== request.primary && selectors.length === 0 && isCopy(await ctx.store.get(request.primary)))
+    return "copy";
   return lifetimes(info, routeFor(ctx.config, request.path), ctx.config).staleAt <= responseAt ? "fleeting" : undefined;
 }
 
