@@ -16,17 +16,23 @@ import { MemoryBackoffStore } from "./guard/key-backoff.ts";
 import type { FetchLike } from "./origin/origin-client.ts";
 import { LruStore } from "./store/lru-store.ts";
 
+/** What the origin answers a fill with these request fields: a status and its fields. */
+type Answer = (fields: Headers) => [number, Record<string, string>];
+
 /** One edge in front of an origin that answers `status`, marked max-age=60 (and `vary` when given), to every request. */
 function setup(status: number, vary?: string) {
+  return edgeBefore(() => [status, { "cache-control": "max-age=60", ...(vary ? { vary } : {}) }]);
+}
+
+/** One edge in front of an origin that answers as `answer` says. */
+function edgeBefore(answer: Answer) {
   const clock = new ManualClock(1_900_000_000_000);
   const config = parseConfig({ origin: { url: "http://origin.test" }, breaker: { failureThreshold: 1_000 } });
   const origin = { calls: 0 };
-  const fetch: FetchLike = async () => {
+  const fetch: FetchLike = async (_url, init) => {
     origin.calls++;
-    return new Response(`error ${status}`, {
-      status,
-      headers: { "cache-control": "max-age=60", ...(vary ? { vary } : {}) },
-    });
+    const [status, headers] = answer(new Headers(init.headers));
+    return new Response(`error ${status}`, { status, headers });
   };
   const guard = new LocalGuard({ config, clock });
   const pending: Promise<unknown>[] = [];
@@ -86,4 +92,25 @@ describe("an error with Vary the origin gives everyone, on a cold key, is confir
       expect(t.origin.calls).toBe(2);
     },
   );
+});
+
+describe("attack: an error selected on other headers than the URL's copies never rewrites their Vary pointer", () => {
+  it("the page varies on X-Lang; the attacker's X-Lang: zz gets the 404 page of a server that adds Vary: Accept-Encoding (max-age=600): not stored, the en copy stays a hit", async () => {
+    const t = edgeBefore((fields) =>
+      fields.get("x-lang") === "zz"
+        ? [404, { "cache-control": "max-age=600", vary: "Accept-Encoding" }]
+        : [200, { "cache-control": "max-age=60", vary: "X-Lang" }],
+    );
+    const lang = (value: string): [string, string][] => [
+      ["accept-encoding", "gzip"],
+      ["x-lang", value],
+    ];
+    expect(await t.get("Chrome/131.0", lang("en"))).toBe(200);
+    expect(await t.get("Firefox/133.0", lang("zz"))).toBe(404);
+    expect(await t.get("curl/8.5", lang("zz"))).toBe(404);
+    expect(t.origin.calls).toBe(3);
+    // Stored, the 404's Vary rewrote the pointer: every language's copy was a miss.
+    expect(await t.get("Safari/605", lang("en"))).toBe(200);
+    expect(t.origin.calls).toBe(3);
+  });
 });

@@ -29,14 +29,22 @@ export async function errorBlameable(
   if (isCopy(stored, res.status)) return "copy";
   const { status, requestAt, responseAt } = res;
   const info = { status, headers: headerList(res.headers), requestAt, responseAt };
-  // Only an error stored in the pointer's place answers the other variants: one that is selected
-  // on a header (its Vary, or one the URL's copies keep) is stored under its variant's key, over
-  // `stored` alone. Blamed on the pointer, a 400 or 5xx with `Vary: Accept-Language` that every
-  // visitor got was never confirmed, and every request of the URL went to the origin.
-  const selectors = selectingNames(headerList(res.headers), keptSelectors(ctx.kept ?? { vary: [] }, responseAt));
-  if (request.key !== request.primary && selectors.length === 0 && isCopy(await ctx.store.get(request.primary)))
-    return "copy";
+  // The pointer stands for the URL's other variants: an error stored in its place answers them
+  // all, and one selected on other headers than theirs rewrites it, which every variant then
+  // misses. An error selected on the very headers the pointer names (the same Vary) is stored
+  // under its own variant's key, over `stored` alone: blamed on the pointer, a 400 or 5xx with
+  // `Vary: Accept-Language` that every visitor got was never confirmed, and every request of
+  // the URL went to the origin.
+  if (request.key !== request.primary) {
+    const pointer = await ctx.store.get(request.primary);
+    const selectors = selectingNames(headerList(res.headers), keptSelectors(ctx.kept ?? { vary: [] }, responseAt));
+    if (isCopy(pointer) && !sameNames(selectors, pointer?.vary ?? [])) return "copy";
+  }
   return lifetimes(info, routeFor(ctx.config, request.path), ctx.config).staleAt <= responseAt ? "fleeting" : undefined;
+}
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((name) => b.includes(name));
 }
 
 /**
