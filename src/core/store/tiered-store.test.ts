@@ -131,6 +131,34 @@ describe("tiered store", () => {
     expect((await back.get("k"))?.token).toBe(4);
   });
 
+  it("with writes, a delete waits for the key's write on its way: the copy written before it never outlives it", async () => {
+    const clock = new ManualClock(0);
+    const back = new LruStore({ maxBytes: 1 << 26, clock });
+    let release = () => {};
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const gated = {
+      get: back.get.bind(back),
+      delete: back.delete.bind(back),
+      put: async (e: Entry) => {
+        await slow;
+        return back.put(e);
+      },
+    };
+    const work: Promise<unknown>[] = [];
+    const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => gated, {
+      writeBehind: (write) => void work.push(write()),
+      writes: new Map(),
+    });
+    await store.put(testEntry("k", 0, { token: 1 }));
+    const deleted = store.delete("k");
+    // Turns enough for a delete that does not wait to reach the back store before the write lands.
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    release();
+    await Promise.all([deleted, ...work]);
+    expect(await back.get("k")).toBeUndefined();
+    expect(await store.get("k")).toBeUndefined();
+  });
+
   it("with sharedReads, concurrent misses of one key read the back store once", async () => {
     const clock = new ManualClock(0);
     const back = new LruStore({ maxBytes: 1 << 26, clock });

@@ -136,7 +136,7 @@ export class TieredStore implements Store {
   }
 
   /** Runs `write` once the back-store writes of `key` handed over before it are done (TieredStoreOptions.writes). */
-  private afterWritesOf(key: string, write: () => Promise<void>): Promise<void> {
+  private afterWritesOf<T>(key: string, write: () => Promise<T>): Promise<T> {
     const writes = this.options.writes;
     if (!writes) return write();
     const before = writes.get(key);
@@ -151,9 +151,14 @@ export class TieredStore implements Store {
     return running;
   }
 
+  /**
+   * Deletes from both tiers; the back store's delete takes its turn behind the key's writes on
+   * their way, or a write handed over before it (a fill's copy) landed after it and the copy
+   * the caller dropped (an invalidation, a page gone private) answered again.
+   */
   async delete(key: string): Promise<boolean> {
     const inFront = await this.front.delete(key);
-    const inBack = await (await this.back()).delete(key);
+    const inBack = await this.afterWritesOf(key, async () => (await this.back()).delete(key));
     return inFront || inBack;
   }
 
