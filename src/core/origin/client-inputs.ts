@@ -75,6 +75,8 @@ const ORDINARY_FILL_HEADERS = new Set([
   // Crawlers name their operator.
   "from",
   ...PER_REQUEST_FIELDS,
+  // Envoy's client address, on every request behind one (a client's own is stripped by default).
+  "x-envoy-external-address",
   // herdless's own (origin.hostHeader, forwardedHeaders, a revalidation's validators).
   "host",
   "if-none-match",
