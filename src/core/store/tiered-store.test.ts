@@ -92,27 +92,16 @@ describe("tiered store", () => {
 
   it("with writes, the back writes of one key run in the order handed over; one that hangs holds the next for 2 s at most", async () => {
     vi.useFakeTimers();
-    const clock = new ManualClock(0);
-    const back = new LruStore({ maxBytes: 1 << 26, clock });
     const order: string[] = [];
     let release = () => {};
     const slow = new Promise<void>((resolve) => (release = resolve));
-    const gated = {
-      get: back.get.bind(back),
-      delete: back.delete.bind(back),
-      put: async (e: Entry) => {
-        order.push(`start ${e.token}`);
-        if (e.token === 1) await slow;
-        // A write that never ends (a request the runtime ended with its write still on its way).
-        if (e.token === 3) await new Promise(() => {});
-        order.push(`end ${e.token}`);
-        return back.put(e);
-      },
-    };
-    const work: Promise<unknown>[] = [];
-    const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => gated, {
-      writeBehind: (write) => void work.push(write()),
-      writes: new Map(),
+    const { back, store, work } = writeBehindStore(async (e, back) => {
+      order.push(`start ${e.token}`);
+      if (e.token === 1) await slow;
+      // A write that never ends (a request the runtime ended with its write still on its way).
+      if (e.token === 3) await new Promise(() => {});
+      order.push(`end ${e.token}`);
+      return back.put(e);
     });
     await store.put(testEntry("k", 0, { token: 1 }));
     await store.put(testEntry("k", 0, { token: 2 }));
@@ -132,22 +121,11 @@ describe("tiered store", () => {
   });
 
   it("with writes, a delete waits for the key's write on its way: the copy written before it never outlives it", async () => {
-    const clock = new ManualClock(0);
-    const back = new LruStore({ maxBytes: 1 << 26, clock });
     let release = () => {};
     const slow = new Promise<void>((resolve) => (release = resolve));
-    const gated = {
-      get: back.get.bind(back),
-      delete: back.delete.bind(back),
-      put: async (e: Entry) => {
-        await slow;
-        return back.put(e);
-      },
-    };
-    const work: Promise<unknown>[] = [];
-    const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => gated, {
-      writeBehind: (write) => void work.push(write()),
-      writes: new Map(),
+    const { back, store, work } = writeBehindStore(async (e, back) => {
+      await slow;
+      return back.put(e);
     });
     await store.put(testEntry("k", 0, { token: 1 }));
     const deleted = store.delete("k");
@@ -224,3 +202,19 @@ describe("tiered store", () => {
     expect(backGets).toBe(1);
   });
 });
+
+/**
+ * A TieredStore writing behind its answers (`work` holds the writes), with shared write
+ * ordering, over an LRU back store whose puts go through `put`.
+ */
+function writeBehindStore(put: (entry: Entry, back: LruStore) => Promise<boolean>) {
+  const clock = new ManualClock(0);
+  const back = new LruStore({ maxBytes: 1 << 26, clock });
+  const gated = { get: back.get.bind(back), delete: back.delete.bind(back), put: (e: Entry) => put(e, back) };
+  const work: Promise<unknown>[] = [];
+  const store = new TieredStore(new LruStore({ maxBytes: 1 << 20, clock }), async () => gated, {
+    writeBehind: (write) => void work.push(write()),
+    writes: new Map(),
+  });
+  return { back, store, work };
+}
