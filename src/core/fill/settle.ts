@@ -32,7 +32,6 @@ import type { Store } from "../store/store.ts";
 import { credentialsOf, forCredentials, shareBody, standsInWhenBusy, type FlightResult } from "./flight.ts";
 import { buffered } from "./read-whole.ts";
 import { errorBlameable, unlessConfirmed } from "./blame.ts";
-import { confirmableError } from "../http/asked-by.ts";
 import { bufferedUpTo } from "./body-wait.ts";
 import { sharedBodyLimits } from "./laggards.ts";
 import { fillBudgetBytes } from "../store/fill-budget.ts";
@@ -113,7 +112,7 @@ export async function settle(
   // herdless's own negative caching never keeps a 404 a client's own input may have caused.
   const ownInput = made.status === 404 && clientInput(request.headers, config) !== undefined;
   const timed = ownInput ? made : withNotFoundTtl(made, res.headers, config, clock.now());
-  const entry = confirmableError(timed.status) ? await unlessConfirmed(ctx.store, request, timed, blameable) : timed;
+  const entry = await unlessConfirmed(ctx.store, request, timed, blameable);
   const own = requesterFields(res.headers, config);
   if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status, own);
   const flight = shareBody(entry, res, sharedBodyLimits(config));

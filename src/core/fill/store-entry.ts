@@ -34,17 +34,16 @@ export async function storeEntry(
   fwdStatus: number,
   own: RequesterFields = [],
 ): Promise<FlightResult> {
-  // Asked before a write to the URL succeeded: for this flight's callers, kept in no tier.
-  if (writtenWhileAsked(store, primary, entry))
-    return { kind: "entry", entry, fwdStatus, collapsed: false, stored: false, unkept: true };
   const unshared = { kind: "entry" as const, entry, fwdStatus, collapsed: false, stored: false };
+  // Asked before a write to the URL succeeded: for this flight's callers, kept in no tier.
+  if (writtenWhileAsked(store, primary, entry)) return { ...unshared, unkept: true };
   const written = await unlessUnavailable(store.put(entry), undefined);
   if (written === undefined) return own.length > 0 ? { ...unshared, requesterFields: own } : unshared;
   if (written && entry.key !== primary) await unlessUnavailable(putVaryPointer(store, entry, primary), false);
   const won = written ? entry : await unlessUnavailable(servableWinner(store, entry.key, primary), undefined);
   // Refused over the mark of a write it was asked before, which another fleet member saw: as above.
   if (!won && (await invalidatedWhileAsked(store, primary, entry).catch(() => false)))
-    return { kind: "entry", entry, fwdStatus, collapsed: false, stored: false, unkept: true };
+    return { ...unshared, unkept: true };
   const winner = won ?? entry;
   const result = { kind: "entry" as const, entry: winner, fwdStatus, collapsed: false, stored: written };
   return winner === entry && own.length > 0 ? { ...result, requesterFields: own } : result;
