@@ -36,6 +36,37 @@ describe("RFC 9111 §4.3.2 on the Worker: client conditional requests answered f
   });
 });
 
+describe("RFC 9110 §15.4.5 on the Worker: a 304 made from the cache carries what the origin's own 304 carries", () => {
+  it("a page's cross-origin fetch() with its own If-None-Match gets Access-Control-Allow-Origin, Link and the rest, not the body's metadata", async () => {
+    const origin = await testOrigin({
+      headers: {
+        "cache-control": "max-age=60",
+        "access-control-allow-origin": "https://app.example",
+        vary: "Origin",
+        link: "</next>; rel=next",
+        "x-total": "42",
+        "content-type": "application/json",
+        "content-language": "en",
+      },
+      etag: ETAG,
+    });
+    const [dc] = dataCenters(1, edgeEnv(origin.url));
+    expect((await dc!.get("/api/items", { headers: { origin: "https://app.example" } })).status).toBe(200);
+    const cached = await dc!.get("/api/items", { headers: { origin: "https://app.example", "if-none-match": ETAG } });
+    expect([cached.status, cached.cacheStatus]).toEqual([304, expect.stringMatching(/^herdless; hit/)]);
+    const fields = ["access-control-allow-origin", "vary", "link", "x-total", "content-type", "content-language"];
+    expect(fields.map((name) => cached.headers.get(name))).toEqual([
+      "https://app.example",
+      "Origin",
+      "</next>; rel=next",
+      "42",
+      null,
+      null,
+    ]);
+    expect(await origin.count()).toBe(1);
+  });
+});
+
 describe("RFC 9111 §4.3.2 on the Worker: a cold key whose body streams", () => {
   it("If-None-Match matching the new ETag → 304 as from a stored copy, If-Match failing → 412; the body is still stored", async () => {
     const size = 200_000;

@@ -110,6 +110,36 @@ describe("RFC 9111 §4.3.2 on Node: client conditional requests answered from th
   });
 });
 
+describe("RFC 9110 §15.4.5 on Node: a 304 made from the cache carries what the origin's own 304 carries", () => {
+  it("a page's cross-origin fetch() with its own If-None-Match gets Access-Control-Allow-Origin, Link and the rest, not the body's metadata", async () => {
+    const api = {
+      "access-control-allow-origin": "https://app.example",
+      "access-control-expose-headers": "ETag",
+      vary: "Origin",
+      link: "</next>; rel=next",
+      "x-total": "42",
+      "content-language": "en",
+    };
+    const origin = await scriptedOrigin((req, res, n) => page(req, res, n, api));
+    const proxy = await proxyFor(origin.url);
+    const asks = { origin: "https://app.example", "if-none-match": '"v1"' };
+    const direct = await send(origin.url, "/api/items", asks);
+    expect((await send(proxy.url, "/api/items", { origin: "https://app.example" })).status).toBe(200);
+    const cached = await send(proxy.url, "/api/items", asks);
+    expect([direct.status, cached.status, cached.headers["cache-status"]]).toEqual([304, 304, "herdless; hit; ttl=60"]);
+    // What the browser's CORS check and the page read on the 304 are there, as from the origin.
+    for (const name of ["access-control-allow-origin", "access-control-expose-headers", "vary", "link", "x-total"])
+      expect([name, cached.headers[name]]).toEqual([name, direct.headers[name]]);
+    // The body's own metadata is not (§15.4.5), nor a body.
+    expect([cached.headers["content-type"], cached.headers["content-language"], cached.body]).toEqual([
+      undefined,
+      undefined,
+      "",
+    ]);
+    expect(origin.seen).toHaveLength(2);
+  });
+});
+
 describe("RFC 9211 on Node: Cache-Status of requests collapsed onto one fill", () => {
   it("of 5 concurrent requests for a cold page, the one that fetched says `stored`; the 4 that waited say `collapsed`, not `stored`, as on the Worker", async () => {
     const held: (() => void)[] = [];

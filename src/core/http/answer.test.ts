@@ -155,12 +155,33 @@ describe("RFC 9110 §14 Range from a stored full response", () => {
 });
 
 describe("answers made from a stored entry", () => {
-  it("RFC 9110 §15.4.5: a 304 carries validators and caching fields, no representation metadata, no body", () => {
-    const res = answerFromEntry(stored(), { hit: true }, ask({ "if-none-match": '"v1"' }), 1_000);
+  it("RFC 9110 §15.4.5: a 304 carries the stored fields but the representation metadata, and no body", () => {
+    const entry = stored();
+    const described: [string, string][] = [
+      ["content-encoding", "gzip"],
+      ["content-language", "en"],
+      ["content-digest", "sha-256=:AAAA:"],
+      ["access-control-allow-origin", "*"],
+    ];
+    const res = answerFromEntry(
+      { ...entry, headers: [...entry.headers, ...described] },
+      { hit: true },
+      ask({ "if-none-match": '"v1"' }),
+      1_000,
+    );
     expect(res.status).toBe(304);
     expect(res.body).toBeNull();
     const names = res.headers.map(([name]) => name).sort();
-    expect(names).toEqual(["age", "cache-control", "cache-status", "date", "etag", "last-modified"]);
+    expect(names).toEqual([
+      "access-control-allow-origin",
+      "age",
+      "cache-control",
+      "cache-status",
+      "date",
+      "etag",
+      "last-modified",
+      "x-origin",
+    ]);
   });
 
   it("RFC 9110 §13.1.1: a failed If-Match is a 412", () => {

@@ -83,8 +83,8 @@ export function preconditionAnswer(
       return {
         ...full,
         status: 304,
-        // RFC 9110 §15.4.5: validators and caching fields only; no representation metadata, no body.
-        headers: full.headers.filter(([name]) => keptInNotModified(name) || name === "age" || name === "cache-status"),
+        // RFC 9110 §15.4.5: the 200's fields but its representation metadata, and no body.
+        headers: full.headers.filter(([name]) => keptInNotModified(name)),
         body: null,
       };
     case "failed":

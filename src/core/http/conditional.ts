@@ -122,23 +122,31 @@ function headerOf(entry: Representation, name: string): string | undefined {
 }
 
 /**
- * RFC 9110 §15.4.5: the header fields a 304 carries from the stored 200. Representation
- * metadata (Content-Type, Content-Length) is left out; Last-Modified stays, it guides the
- * client's cache update when there is no ETag. CDN-Cache-Control is a Cache-Control for
- * caches further down (RFC 9213).
+ * RFC 9110 §15.4.5: a 304 made from the stored response carries what the origin's own 304
+ * would: every field of the stored response but the representation metadata and framing that
+ * describe the body it leaves out (§15.4.5's SHOULD NOT; Last-Modified stays, it guides the
+ * client's cache update when there is no ETag), and the digests of those bytes. The rest
+ * (Access-Control-Allow-Origin, Link, Content-Security-Policy, X-*) is the client's as on the
+ * 200: a page's own `fetch()` with If-None-Match gets the 304 itself, and one without the
+ * stored Access-Control-Allow-Origin failed the browser's CORS check where the origin's
+ * passed. Set-Cookie is never part of a stored response; a relayed answer's is added by
+ * its caller for its own client alone.
  */
-const NOT_MODIFIED_HEADERS = new Set([
-  "cache-control",
-  "cdn-cache-control",
-  "content-location",
-  "date",
-  "etag",
-  "expires",
-  "last-modified",
-  "vary",
+const LEFT_OUT_OF_NOT_MODIFIED = new Set([
+  "content-type",
+  "content-length",
+  "content-encoding",
+  "content-language",
+  "content-range",
+  "transfer-encoding",
+  "content-digest",
+  "repr-digest",
+  "digest",
+  "content-md5",
+  "set-cookie",
 ]);
 
 /** Whether a stored header goes into a 304 made from the entry (RFC 9110 §15.4.5). */
 export function keptInNotModified(name: string): boolean {
-  return NOT_MODIFIED_HEADERS.has(name);
+  return !LEFT_OUT_OF_NOT_MODIFIED.has(name);
 }
