@@ -6,7 +6,7 @@ import type { Coordinator } from "../core/fill/coordinator.ts";
 import { KeyCoordinator } from "../core/fill/key-coordinator.ts";
 import type { OriginGuard } from "../core/guard/origin-guard.ts";
 import { canonicalUrl } from "../core/http/canonical-url.ts";
-import { fieldValueRefusal, hostRefusal, targetLengthRefusal } from "../core/http/request-check.ts";
+import { headRefusal, hostRefusal } from "../core/http/request-check.ts";
 import { TieredStore } from "../core/store/tiered-store.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import type { UrlTarget } from "../core/http/fresh-hit.ts";
@@ -73,8 +73,7 @@ export async function handle(
   const { config, purges } = isolate;
   // Headers joins repeated Host fields with ", ", which no valid Host contains: both are refused.
   const host = request.headers.get("host");
-  const refused =
-    hostRefusal(host === null ? [] : [host]) ?? fieldValueRefusal(request.headers) ?? targetLengthRefusal(request.url);
+  const refused = hostRefusal(host === null ? [] : [host]) ?? headRefusal(request.url, request.headers);
   if (refused) return toResponse(refused);
   const cacheName = options.cacheName ?? config.cache.name;
   const target = isolate.targets.get(request.url, () => canonicalUrl(new URL(request.url)));

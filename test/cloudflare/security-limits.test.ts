@@ -36,3 +36,33 @@ describe("a request-target past 16 KiB (Worker)", () => {
     expect([victim.status, victim.body]).toEqual([200, `${within} #1`]);
   });
 });
+
+describe("a request head past 16 KiB (Worker)", () => {
+  it("is a 431 naming it, for one large field, thousands of small ones, a long target with fields and a request with a Cookie alike: never asked of the origin; a head within the limit is served", async () => {
+    const origin = await testOrigin({ headers: { "cache-control": "max-age=60" } });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    const [attackerDc, victimDc] = dataCenters(2, testEnv, clock) as [DataCenter, DataCenter];
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const long = `${p}?${"a".repeat(10_000)}`;
+    await useInCoordinators(testEnv, [p, long], clock, `guard-${crypto.randomUUID()}`);
+    const many = Object.fromEntries(Array.from({ length: 3_000 }, (_, i) => [`x-h${i}`, "v"]));
+    for (const [path, headers] of [
+      [p, { "x-big": "a".repeat(100_000) }],
+      [p, many],
+      [long, { "x-filler": "a".repeat(10_000) }],
+      [p, { cookie: `session=${"a".repeat(20_000)}` }],
+    ] as const) {
+      const attack = await attackerDc.get(path, { headers });
+      await attack.settled;
+      expect([attack.status, attack.cacheStatus]).toEqual([431, "herdless; detail=refused"]);
+      expect(attack.body).toMatch(
+        /^request header fields too large: the request-target and headers \(\d+ bytes\) are over this cache's 16 KiB limit/,
+      );
+    }
+    expect(await origin.count()).toBe(0);
+    // 12 KB of headers: within herdless's limit and the test origin's own.
+    const victim = await victimDc.get(p, { headers: { "x-filler": "a".repeat(12_000) } });
+    expect([victim.status, victim.body]).toEqual([200, `${p} #1`]);
+  });
+});

@@ -322,26 +322,27 @@ describe("attack probes (Worker)", () => {
     expect([victim.status, victim.body]).toEqual([200, `${p} #9`]);
   });
 
-  it("~96 KB of junk request headers on a few URLs never open the breaker: the origin's 431, cut short by its reset, is a refusal, not sickness", async () => {
-    // A Node origin answers a head past 16 KiB with 431 and closes while the request is still
-    // arriving; the reset loses the rest of its answer. Cloudflare lets request heads of up
-    // to 128 KB through, and every end-to-end header is forwarded.
+  it("junk request headers the origin refuses, on a few URLs, never open the breaker: its 431 goes to their sender alone", async () => {
+    // A head within herdless's own 16 KiB (security-limits.test.ts: past it, herdless's 431)
+    // still reaches a Node origin past its 16 KiB, once herdless has added its own fields (Via,
+    // CDN-Loop, X-Forwarded-Proto…) and the origin URL's path: the origin's 431, never stored.
     const { origin, clock, testEnv, attackerDc, otherDc, p } = await setup();
     const paths = Array.from({ length: 6 }, (_, i) => `${p}/junk${i}`);
     await useInCoordinators(testEnv, [p, ...paths], clock, `guard-${crypto.randomUUID()}`);
-    const junk = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`x-junk-${i}`, "j".repeat(8_000)]));
     const attacks = [];
     for (const path of paths) {
+      const junk = { "x-junk": "j".repeat(16 * 1024 - 60 - path.length) };
       const attack = await attackerDc.get(path, { headers: junk });
       await attack.settled;
       attacks.push(attack);
     }
     const victim = await otherDc.get(p);
     expect([victim.status, victim.body]).toEqual([200, `${p} #1`]);
-    for (const attack of attacks) {
-      expect(attack.status).toBe(502);
-      expect(attack.body).toMatch(/origin refused .* with 431, then reset its answer/);
-    }
+    for (const attack of attacks)
+      expect([attack.status, attack.cacheStatus]).toEqual([
+        431,
+        "herdless; fwd=uri-miss; fwd-status=431; detail=uncacheable",
+      ]);
     expect(await origin.count()).toBe(1);
   });
 });

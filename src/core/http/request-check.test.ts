@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  headSizeRefusal,
   missingHostRefusal,
   transferCodingRefusal,
   fieldValueRefusal,
@@ -84,6 +85,18 @@ describe("targetLengthRefusal (RFC 9110 §15.5.15)", () => {
     expect(targetLengthRefusal(`https://${"h".repeat(200)}.test${path}`)).toBeUndefined();
     expect(targetLengthRefusal(`https://shop.test${path}?`)?.status).toBe(414);
     expect(targetLengthRefusal("https://shop.test")).toBeUndefined();
+  });
+});
+
+describe("headSizeRefusal (RFC 6585 §5)", () => {
+  it("counts the request-target and each field as HTTP/1.1 writes it: 431 past 16 KiB, naming the bytes", () => {
+    // "x-a: " and its line end are 7 bytes; the target "/p" 2.
+    const within = [["x-a", "a".repeat(16 * 1024 - 9)]] as [string, string][];
+    expect(headSizeRefusal("https://shop.test/p", within)).toBeUndefined();
+    const over = headSizeRefusal("https://shop.test/p?", within);
+    expect([over?.status, over?.cacheStatus.detail]).toEqual([431, "refused"]);
+    const many = Array.from({ length: 3_000 }, (_, i): [string, string] => [`x-${i}`, "v"]);
+    expect(headSizeRefusal("https://shop.test/", many)?.status).toBe(431);
   });
 });
 

@@ -242,10 +242,57 @@ const TARGET_MAX_CHARS = 16 * 1024;
  * targetLengthRefusal(`https://shop.test/?${"a".repeat(20_000)}`)?.status; // 414
  */
 export function targetLengthRefusal(url: string): EngineResponse | undefined {
-  const path = url.indexOf("/", url.indexOf("//") + 2);
-  const length = path < 0 ? 0 : url.length - path;
+  const length = targetLength(url);
   if (length <= TARGET_MAX_CHARS) return undefined;
   return synthetic(414, `URI too long: the request-target (${length} bytes) is over this cache's 16 KiB limit`, {
     detail: "refused",
   });
+}
+
+/** The request-target's length in an absolute URL: its path and query. */
+function targetLength(url: string): number {
+  const path = url.indexOf("/", url.indexOf("//") + 2);
+  return path < 0 ? 0 : url.length - path;
+}
+
+/**
+ * The checks a runtime whose server passes any request head on makes of it before anything
+ * else (the Worker: Cloudflare's edge passes heads of up to 128 KB), as Node's parser does:
+ * a control character in a field value (400), a request-target past 16 KiB (414), then a
+ * head past 16 KiB (431). `url` is the request's absolute URL; `fields` is read twice.
+ *
+ * @example
+ * headRefusal("https://shop.test/p", new Headers({ "x-a": "a\x07b" }))?.status; // 400
+ */
+export function headRefusal(url: string, fields: Iterable<[string, string]>): EngineResponse | undefined {
+  return fieldValueRefusal(fields) ?? targetLengthRefusal(url) ?? headSizeRefusal(url, fields);
+}
+
+/** The largest request head served, in bytes: Node's parser refuses one past 16 KiB (`--max-http-header-size`). */
+const HEAD_MAX_BYTES = 16 * 1024;
+
+/**
+ * RFC 6585 §5: a `431` for a request whose head (its request-target and its header fields,
+ * each as HTTP/1.1 writes it, `name: value` and a line end) is over 16 KiB, undefined
+ * otherwise: the limit Node's parser holds every request to. `url` is the request's absolute
+ * URL (the Worker's `request.url`). Cloudflare's edge, and workerd under `npm start`, pass
+ * heads of up to 128 KB, and every end-to-end header is forwarded: the origin was sent
+ * whatever an attacker wrote, and a server that resets a connection on a head past its own
+ * limit before answering (nginx's and Node's are 8 and 16 KiB) failed each such request as
+ * an unreachable origin, which the breaker counts by path: eight of them, to eight paths of
+ * the attacker's choosing, opened it for every visitor.
+ *
+ * @example
+ * headSizeRefusal("https://shop.test/p", [["x-big", "a".repeat(20_000)]])?.status; // 431
+ * headSizeRefusal("https://shop.test/p", [["accept", "text/html"]]); // undefined
+ */
+export function headSizeRefusal(url: string, fields: Iterable<[string, string]>): EngineResponse | undefined {
+  let bytes = targetLength(url);
+  for (const [name, value] of fields) bytes += name.length + value.length + 4;
+  if (bytes <= HEAD_MAX_BYTES) return undefined;
+  return synthetic(
+    431,
+    `request header fields too large: the request-target and headers (${bytes} bytes) are over this cache's 16 KiB limit`,
+    { detail: "refused" },
+  );
 }
