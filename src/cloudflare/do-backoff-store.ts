@@ -27,17 +27,19 @@ export class DurableObjectBackoffStore implements BackoffStore {
     // Made by the first failure of the key's origin (see SqlTables): most keys never need it.
     this.tables = tables ?? new SqlTables(storage);
     if (!this.tables.has(TABLE)) return;
-    // A table made before failed_at was kept gets the column (its rows read as failed at 0).
+    // A table made before failed_at (asked_by) was kept gets the column (its rows read as failed at 0, confirmed).
     const columns = storage.sql.exec<{ name: string }>(`PRAGMA table_info(${TABLE})`).toArray();
     if (!columns.some((c) => c.name === "failed_at"))
       storage.sql.exec(`ALTER TABLE ${TABLE} ADD COLUMN failed_at INTEGER NOT NULL DEFAULT 0`);
+    if (!columns.some((c) => c.name === "asked_by"))
+      storage.sql.exec(`ALTER TABLE ${TABLE} ADD COLUMN asked_by TEXT NOT NULL DEFAULT ''`);
   }
 
   async get(key: string): Promise<BackoffRecord | undefined> {
     if (!this.tables.has(TABLE)) return undefined;
     const row = this.storage.sql
-      .exec<{ v: number; failures: number; until: number; forget_at: number; failed_at: number }>(
-        "SELECT v, failures, until, forget_at, failed_at FROM herdless_backoff WHERE key = ?",
+      .exec<{ v: number; failures: number; until: number; forget_at: number; failed_at: number; asked_by: string }>(
+        "SELECT v, failures, until, forget_at, failed_at, asked_by FROM herdless_backoff WHERE key = ?",
         key,
       )
       .toArray()[0];
@@ -53,22 +55,24 @@ export class DurableObjectBackoffStore implements BackoffStore {
       until: row.until,
       forgetAt: row.forget_at,
       ...(row.failed_at > 0 ? { failedAt: row.failed_at } : {}),
+      ...(row.asked_by !== "" ? { askedBy: row.asked_by } : {}),
     };
   }
 
   async set(key: string, record: BackoffRecord): Promise<void> {
     this.tables.ensure(
       TABLE,
-      "(key TEXT PRIMARY KEY, v INTEGER NOT NULL, failures INTEGER NOT NULL, until INTEGER NOT NULL, forget_at INTEGER NOT NULL, failed_at INTEGER NOT NULL DEFAULT 0)",
+      "(key TEXT PRIMARY KEY, v INTEGER NOT NULL, failures INTEGER NOT NULL, until INTEGER NOT NULL, forget_at INTEGER NOT NULL, failed_at INTEGER NOT NULL DEFAULT 0, asked_by TEXT NOT NULL DEFAULT '')",
     );
     this.storage.sql.exec(
-      "INSERT OR REPLACE INTO herdless_backoff (key, v, failures, until, forget_at, failed_at) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO herdless_backoff (key, v, failures, until, forget_at, failed_at, asked_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
       key,
       record.v,
       record.failures,
       record.until,
       record.forgetAt,
       record.failedAt ?? 0,
+      record.askedBy ?? "",
     );
   }
 

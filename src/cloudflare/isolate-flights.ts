@@ -11,7 +11,7 @@ import { headerList } from "../core/http/http.ts";
 import { notTheJoinersFailure } from "../core/fill/flight-backoff.ts";
 import { variantKey } from "../core/http/key.ts";
 import type { Entry } from "../core/http/entry.ts";
-import { asJoined, mayTakeJoined, validatesAlone } from "../core/fill/flight.ts";
+import { asJoined, mayTakeJoined, othersUnconfirmed, validatesAlone } from "../core/fill/flight.ts";
 import { SharedBody } from "../core/fill/shared-body.ts";
 import type { SharedBodyLimits } from "../core/fill/laggards.ts";
 import type { Config } from "../core/config.ts";
@@ -183,9 +183,17 @@ export class IsolateFlights {
     return first ? { ...shared.result, body: first } : inner.fill(request);
   }
 
-  /** The leader's answer as this waiter's, or its own call when that answer does not answer it. */
+  /**
+   * The leader's answer as this waiter's, or its own call when that answer does not answer it.
+   * Another request's unconfirmed error (flight.ts othersUnconfirmed: the attacker's `500` to
+   * its `Accept-Language: xx`, which the leader's request was) is not this waiter's: it asks
+   * the key's object, where the waiters asking so collapse onto one flight whose error, if the
+   * origin fails them too, confirms the first and is theirs.
+   */
   private async joinOrCall(inner: Coordinator, request: FillRequest, running: Promise<Shared>): Promise<FillResult> {
     const shared = await this.join(running);
+    if (shared && (await othersUnconfirmed(shared.result, request, this.config, Date.now())))
+      return inner.fill({ ...request, confirming: true });
     const mine = shared === undefined ? undefined : forWaiter(shared, request, this.config);
     return mine ?? inner.fill(request);
   }

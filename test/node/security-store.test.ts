@@ -927,13 +927,15 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       // The error page names the request it answers, as a framework's debug page does.
       const held: (() => void)[] = [];
       let requests = 0;
+      let holding = true;
       const origin = await serving((req, res) => {
-        requests++;
-        held.push(() =>
+        const answer = () =>
           res
             .writeHead(503, { "content-type": "text/plain", ...errorHeaders })
-            .end(`error page for ${req.headers.authorization ?? "anonymous"} #${requests}`),
-        );
+            .end(`error page for ${req.headers.authorization ?? "anonymous"} #${requests}`);
+        requests++;
+        if (holding) held.push(answer);
+        else answer();
       });
       const proxy = await herdless(origin, new ManualClock(Date.now()));
       const victim = getWith(proxy, "/account", victimHeaders);
@@ -941,17 +943,21 @@ describe("security: nothing one client should not see is stored (Node)", () => {
       const attackers = [get(proxy, "/account"), get(proxy, "/account")];
       // Real time for ordering only: the attackers reach the victim's fetch while it is held.
       await new Promise((resolve) => setTimeout(resolve, 100));
+      holding = false;
       held.splice(0).forEach((answer) => answer());
       const mine = await victim;
       expect(mine.status).toBe(503);
       expect(mine.body).toBe(`error page for ${victimHeaders.authorization ?? "anonymous"} #1`);
+      // Requests unlike the victim's (no Authorization) do not take its failure at all: they ask
+      // once more, together (an unconfirmed error is one request's: flight.ts othersUnconfirmed).
+      const alike = victimHeaders.authorization === undefined;
       for (const attacker of await Promise.all(attackers)) {
         expect(attacker.status).toBe(503);
-        expect(attacker.headers["cache-status"]).toMatch(/fwd-status=503; collapsed; detail=origin-error/);
+        if (alike) expect(attacker.headers["cache-status"]).toMatch(/fwd-status=503; collapsed; detail=origin-error/);
         expect(attacker.headers["set-cookie"]).toBeUndefined();
-        expect(attacker.body).not.toContain("error page");
+        expect(attacker.body).not.toContain("#1");
       }
-      expect(requests).toBe(1);
+      expect(requests).toBe(alike ? 1 : 2);
     },
   );
 

@@ -44,6 +44,13 @@ export interface FillRequest {
    * the Worker sets none, so nothing of it crosses RPC to a key's object.
    */
   onInterim?: InterimListener;
+  /**
+   * The caller asks again because the flight it joined ended in another request's unconfirmed
+   * error (flight.ts othersUnconfirmed): an error status this flight gets from the origin is a
+   * second, different request's, and confirms it (no `askedBy` on its failure), so the callers
+   * asking again with it take it rather than ask a third time.
+   */
+  confirming?: true;
 }
 
 /** A response for one caller only (uncacheable, or too large to keep). */
@@ -146,6 +153,13 @@ export type FillResult =
        * in origin/client-inputs.ts): a caller without such input that joined it asks again.
        */
       ownInput?: true;
+      /**
+       * The failure is unconfirmed: the origin's error status to one request (asked-by.ts
+       * fieldsDigest of its fields), or a key's backoff only that request's own failures
+       * started. It is the answer of a request with this digest alone; a caller with another
+       * that joined it asks again (flight.ts othersUnconfirmed).
+       */
+      askedBy?: string;
     };
 
 /**

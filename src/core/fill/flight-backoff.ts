@@ -9,6 +9,7 @@ import { CREDENTIALS } from "../origin/forward.ts";
 import { outcomeOfError, outcomeOfStatus } from "../origin/guarded-call.ts";
 import type { FillRequest, FillResult } from "./coordinator.ts";
 import { standsInWhenBusy, type FlightResult } from "./flight.ts";
+import { fieldsDigest } from "../http/asked-by.ts";
 
 /**
  * What a flight's result says about the origin, for the key's backoff: the breaker's own
@@ -50,25 +51,38 @@ function outcomeForKey(outcome: OriginOutcome, request: FillRequest, config: Con
 }
 
 /**
- * Records in the key's backoff what the flight's call said about the origin; a failure that
- * started the key's backoff says so (`backoffStarted`, for the counters). The answer stands
- * even if its record is lost (the store unreachable): the key just retries sooner.
+ * Records in the key's backoff what the flight's call said about the origin, as the call of
+ * the request whose fields hash to `digest` (asked-by.ts); a failure that started the key's
+ * backoff says so (`backoffStarted`, for the counters). The answer stands even if its record
+ * is lost (the store unreachable): the key just retries sooner.
  */
 export async function recordFlight(
   backoff: KeyBackoff,
-  request: FillRequest,
+  asked: { request: FillRequest; digest: Promise<string> },
   result: FlightResult,
   config: Config,
   previous: BackoffRecord | undefined,
 ): Promise<FlightResult> {
+  const { request } = asked;
   const outcome = outcomeForKey(outcomeOfFlight(result, config), request, config);
-  const started = await backoff.record(request.key, outcome, previous, sicknessOfFlight(result)).catch(() => false);
+  // The origin's error status to this request is this request's until another's confirms it
+  // (FillResult `askedBy`): unless this flight is that other request's (`confirming`).
+  const unconfirmed = result.kind === "failed" && result.code === "ORIGIN_STATUS" && request.confirming !== true;
+  const digest = outcome === "failure" || unconfirmed ? await asked.digest : undefined;
+  const started = await backoff
+    .record(request.key, outcome, previous, sicknessOfFlight(result), digest)
+    .catch(() => false);
   if (result.kind !== "failed") return result;
   // Credentials are left out: a fill that carried them answers its requester by design (RFC
   // 9111 §3.5), and its joiners take its failure in herdless's words (joinedFailure).
   const uncredentialed = request.headers.filter(([name]) => !CREDENTIALS.has(name.toLowerCase()));
   const ownInput = ORIGIN_CALL_FAILURES.has(result.code) && clientInput(uncredentialed, config) !== undefined;
-  return { ...result, ...(started ? { backoffStarted: true } : {}), ...(ownInput ? { ownInput: true as const } : {}) };
+  return {
+    ...result,
+    ...(started ? { backoffStarted: true } : {}),
+    ...(ownInput ? { ownInput: true as const } : {}),
+    ...(unconfirmed && digest !== undefined ? { askedBy: digest } : {}),
+  };
 }
 
 /** Failures of an origin call that was made: what the origin did with the request (not a guard's refusal). */
@@ -82,20 +96,31 @@ const ORIGIN_CALL_FAILURES = new Set<HerdlessErrorCode>([
 /**
  * The flight's answer while the key backs off for this caller, if it does: a caller whose
  * stored copy stands in on a failure (stale-if-error, as for a busy origin: standsInWhenBusy)
- * waits the longer `held` (KeyBackoff.check).
+ * waits the longer `held` (KeyBackoff.check). A backoff whose sick calls all came from one
+ * request (BackoffRecord `askedBy`) holds back only requests like it, and its refusal is
+ * theirs alone (FillResult `askedBy`): the origin may have failed on that request's own
+ * header values. Before, one attacker's two requests with a value the gateway answers `502`
+ * to (or one the origin stalls on) backed a cold page off for everyone: `503 detail=backoff`
+ * for every visitor without their request reaching the origin, for up to `backoffMaxMs`
+ * while the attacker kept it up. Another request asks; if the origin fails it too, the run
+ * is confirmed and the key backs off for all, as a down origin needs.
  */
-export function backoffAnswer(
+export async function backoffAnswer(
   checked: BackoffCheck,
   { config, clock }: { config: Config; clock: Clock },
   request: FillRequest,
   stored: Entry | undefined,
-): FlightResult | undefined {
+): Promise<FlightResult | undefined> {
   const refusal = standsInWhenBusy(config, request, stored, clock.now()) ? checked.held : checked.refusal;
-  return refusal && backedOff(refusal, stored);
+  if (!refusal) return undefined;
+  const askedBy = checked.record?.askedBy;
+  if (askedBy === undefined) return backedOff(refusal, stored);
+  if (askedBy !== (await fieldsDigest(request.headers))) return undefined;
+  return { ...backedOff(refusal, stored), askedBy };
 }
 
 /** The flight's answer while the key backs off: its stored copy (if any) stands in, as for a refused permit. */
-export function backedOff(refusal: HerdlessError, stale: Entry | undefined): FlightResult {
+export function backedOff(refusal: HerdlessError, stale: Entry | undefined): Extract<FlightResult, { kind: "failed" }> {
   return {
     kind: "failed",
     code: refusal.code,
@@ -121,7 +146,8 @@ export async function backoffAfterStream(
   const outcome = outcomeForKey(outcomeOfError(code, false), request, config);
   if (outcome === "neutral") return;
   try {
-    await backoff.record(request.key, outcome, (await backoff.check(request.key)).record);
+    const [{ record }, digest] = await Promise.all([backoff.check(request.key), fieldsDigest(request.headers)]);
+    await backoff.record(request.key, outcome, record, "no-answer", digest);
   } catch {
     // The store is unreachable: the key retries sooner, nothing worse.
   }

@@ -8,6 +8,8 @@ import type { StreamedOriginResponse } from "../origin/origin-client.ts";
 import { askedBefore } from "../store/lookup.ts";
 import { SharedBody } from "./shared-body.ts";
 import type { SharedBodyLimits } from "./laggards.ts";
+import { fieldsDigest } from "../http/asked-by.ts";
+import { decideOnFailure } from "../http/decision.ts";
 
 /**
  * A flight whose body is still arriving: every caller reads its own stream of `shared`.
@@ -137,6 +139,48 @@ export function mayTakeJoined(result: FillResult | SharedFlight, request: FillRe
   if (head && request.purges && purgeVerdict(head, request.primary, request.purges) === "hard") return false;
   if (head && askedBefore(head, request.writtenAt)) return false;
   return ("credentials" in result ? result.credentials : undefined) === credentialsOf(config, request);
+}
+
+/**
+ * Whether the answer of a flight the caller joined is another request's unconfirmed error: a
+ * `400`, `413`, `414` or `5xx` stored unconfirmed (asked-by.ts, Entry `askedBy`), a failure on
+ * an error status the origin gave that one request, or a refusal of a key only that request's
+ * failures backed off (FillResult `askedBy`), with a digest other than this caller's. Such a
+ * caller asks again, and the callers asking again collapse onto one flight of their own,
+ * whose error, if the origin fails them too, confirms the first (a second, different request
+ * got it) and is theirs. Before, every request that collapsed onto the fill an attacker timed
+ * at a cold or expired key (an `Accept-Language: xx` the application crashes on, a
+ * `User-Agent` its WAF refuses) was handed the attacker's error, whose storing herdless kept
+ * from everyone else. A failure a stored copy stands in for (stale-if-error) answers the
+ * caller with that copy: it takes it.
+ *
+ * @example
+ * if (joined && (await othersUnconfirmed(value, request, config, now))) return this.answer({ ...request, confirming: true }, true);
+ */
+export async function othersUnconfirmed(
+  result: FillResult | SharedFlight,
+  request: FillRequest,
+  config: Config,
+  now: number,
+): Promise<boolean> {
+  const askedBy = unconfirmedBy(result, config, now);
+  return askedBy !== undefined && askedBy !== (await fieldsDigest(request.headers));
+}
+
+function unconfirmedBy(result: FillResult | SharedFlight, config: Config, now: number): string | undefined {
+  switch (result.kind) {
+    case "entry":
+      return result.entry.askedBy;
+    case "stream":
+    case "shared":
+      return result.head.askedBy;
+    case "failed":
+      // A copy that stands in for the failure answers with the page: nothing of the other request's.
+      if (decideOnFailure(result.stale, result.code, config, now).kind === "stale-if-error") return undefined;
+      return result.askedBy;
+    default:
+      return undefined;
+  }
 }
 
 /**

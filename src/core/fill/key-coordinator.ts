@@ -1,67 +1,32 @@
-import type { Clock } from "../clock.ts";
-import { routeFor, type Config } from "../config.ts";
+import { routeFor } from "../config.ts";
 import { discardStream, joinedFailure, type Coordinator, type FillRequest, type FillResult } from "./coordinator.ts";
 import type { Entry } from "../http/entry.ts";
 import { headerList } from "../http/http.ts";
 import { variantKey } from "../http/key.ts";
-import type { Lease, LeaseManager } from "./lease.ts";
-import type { FetchLike } from "../origin/origin-client.ts";
-import type { ContentDecoding } from "../origin/response-fields.ts";
-import { guardedCallDeps, type GuardedCallDeps, type OriginCallEvent } from "../origin/guarded-call.ts";
-import type { OriginGuard } from "../guard/origin-guard.ts";
+import type { Lease } from "./lease.ts";
+import { guardedCallDeps, type GuardedCallDeps } from "../origin/guarded-call.ts";
 import { SingleFlight } from "./single-flight.ts";
 import { sharedBodyLimits } from "./laggards.ts";
 import { answersCaller, dueForRefresh, look, lookUnderLease, storedAnswer, storedFor } from "./answers.ts";
-import type { Look, StoredAnswer } from "./answers.ts";
+import type { Look } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
-import type { Store } from "../store/store.ts";
 import { invalidateStored } from "../store/lookup.ts";
-import { asJoined, mayTakeJoined, streamOf, validatesAlone, type FlightResult, type SharedFlight } from "./flight.ts";
+import { asJoined, mayTakeJoined, othersUnconfirmed, streamOf, validatesAlone } from "./flight.ts";
+import type { FlightResult, SharedFlight } from "./flight.ts";
 import { variantOf, type VariesFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, leaseStayedBusy } from "./relay.ts";
-import { relayStream, STREAMING, type AnnounceFill, type FillHeard, type FlightRelay } from "./relay.ts";
+import { relayStream, STREAMING } from "./relay.ts";
 import { fetchAndSettle } from "./settle.ts";
 import { leaseBound, leaseExpiry } from "./held-flight.ts";
 import { StreamingFlights } from "./streaming-flights.ts";
 import { backoffAfterStream, backoffAnswer, notTheJoinersFailure, recordFlight } from "./flight-backoff.ts";
 import { renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./refresh-ahead.ts";
 import { standingAnswer, withWritesNoted } from "./stand-in.ts";
-import { KeyBackoff, MemoryBackoffStore, type BackoffStore } from "../guard/key-backoff.ts";
+import { KeyBackoff, MemoryBackoffStore } from "../guard/key-backoff.ts";
+import type { KeyCoordinatorOptions } from "./key-coordinator-options.ts";
+import { fieldsDigest } from "../http/asked-by.ts";
 
-export interface KeyCoordinatorOptions {
-  config: Config;
-  clock: Clock;
-  /** The authoritative store for the keys this filler serves (DO storage, Redis, or the process LRU). */
-  store: Store;
-  leases: LeaseManager;
-  guard: OriginGuard;
-  fetch: FetchLike;
-  /** Which Content-Encodings `fetch` decodes (the runtime's rule); undici's by default. */
-  decodes?: ContentDecoding;
-  /** The announcement when another process's flight for `key` ends, with its entry if it came along; undefined after `timeoutMs`; at once when `answered` ({@link storedAnswer}) gives an entry. */
-  waitForFill?: (key: string, timeoutMs: number, answered: StoredAnswer) => Promise<FillHeard | undefined>;
-  /** Tells other processes how the flight for `key` went: `done`, `failed:<code>`, `alone`, or a `relay` reference; `stored`, the entry it stored. */
-  announceFill?: AnnounceFill;
-  /** Hands each flight's answer to its waiters in other processes (a Redis fleet): the body as it arrives, an error answer. */
-  relay?: FlightRelay;
-  /** Keeps background work alive (ctx.waitUntil on Workers). */
-  background?: (work: Promise<unknown>) => void;
-  /** Observes each origin call, for metrics. */
-  onOriginCall?: (event: OriginCallEvent) => void;
-  /** Hears each entry this coordinator wrote to its store once a streamed body completed. */
-  onStored?: (entry: Entry) => void;
-  /**
-   * Where the keys' backoff is kept, shared as widely as the lease: the key's Durable Object,
-   * Redis for a fleet. Default: this process's memory.
-   */
-  backoff?: BackoffStore;
-  /**
-   * A store or backoff read sent after a lease acquire is answered as of after it (one Redis:
-   * a connection's commands run in order): a flight's look under the lease then goes beside
-   * the acquire, not a round trip after it (a lease not taken wastes that read).
-   */
-  readsFollowAcquire?: boolean;
-}
+export type { KeyCoordinatorOptions } from "./key-coordinator-options.ts";
 
 /**
  * The coordinator logic, the same in every runtime: answer from the store when it holds
@@ -136,7 +101,7 @@ export class KeyCoordinator implements Coordinator {
     }
     const streaming = this.streaming.get(request.key);
     if (streaming) {
-      const joined = await this.join(request, streaming, true);
+      const joined = await this.join(request, streaming, true, askedAgain);
       if (joined) return joined;
     }
     const lead = () =>
@@ -149,13 +114,16 @@ export class KeyCoordinator implements Coordinator {
     // The store knew the Vary once the lease was held (VariesFlight): each caller fills its own variant.
     if (value.kind === "varies") return this.answer({ ...request, key: variantOf(request, value) }, askedAgain);
     if (value.kind === "shared") {
-      const mine = await this.join(request, value, joined || value.relayed === true);
+      const mine = await this.join(request, value, joined || value.relayed === true, askedAgain);
       if (mine) return mine;
       // Too late for the start of a body too large to keep: ask again once that fetch ended (never two at once).
       await value.done;
       return this.answer(request);
     }
     if (!joined) return value;
+    // Another request's unconfirmed error is not this caller's: it asks again, once, with the others it was given to.
+    if (!askedAgain && (await othersUnconfirmed(value, request, this.o.config, this.o.clock.now())))
+      return this.answer({ ...request, confirming: true }, true);
     // A failure, or a refusal, of the leader's own input is not this caller's: it asks again, once.
     const leadersOwn = value.kind === "failed" || value.kind === "pass";
     if (leadersOwn && !askedAgain && notTheJoinersFailure(value, request, this.o.config))
@@ -177,8 +145,18 @@ export class KeyCoordinator implements Coordinator {
    * This caller's stream of a shared flight, or undefined when the start of the body is gone.
    * A caller whose Vary selection differs from the leader's fills its own variant.
    */
-  private async join(request: FillRequest, flight: SharedFlight, collapsed: boolean): Promise<FillResult | undefined> {
+  private async join(
+    request: FillRequest,
+    flight: SharedFlight,
+    collapsed: boolean,
+    askedAgain: boolean,
+  ): Promise<FillResult | undefined> {
     if (collapsed && validatesAlone(flight.head)) return { kind: "alone" };
+    // Another request's unconfirmed error (a 400 arriving): asked again once it is stored, as for a joined entry.
+    if (collapsed && !askedAgain && (await othersUnconfirmed(flight, request, this.o.config, this.o.clock.now()))) {
+      await flight.done;
+      return this.answer({ ...request, confirming: true }, true);
+    }
     if (collapsed) {
       const mine = variantKey(request.primary, flight.head.vary, headerList(request.headers));
       if (mine !== flight.head.key && request.key !== mine) return this.answer({ ...request, key: mine });
@@ -203,7 +181,8 @@ export class KeyCoordinator implements Coordinator {
     // What the fill read: nothing was awaited between its read and this flight's start.
     const before = await looked.stored;
     // A key backing off is refused before anyone queues for its lease.
-    const backedOff = backoffAnswer(await (looked.backoff ?? this.backoff.check(request.key)), this.o, request, before);
+    const checked = await (looked.backoff ?? this.backoff.check(request.key));
+    const backedOff = await backoffAnswer(checked, this.o, request, before);
     if (backedOff) return backedOff;
     let giveUpAt = this.o.clock.now() + waitTimeoutMs;
     // The copy as the store holds it now: read again after each wait (a purge or a write may take it).
@@ -236,6 +215,15 @@ export class KeyCoordinator implements Coordinator {
       const stored = { before, filled, fresh: answers(filled) };
       const limits = sharedBodyLimits(this.o.config);
       const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, limits);
+      // Another process's request's unconfirmed error (relayed) is not this caller's: it asks under the lease itself.
+      if (
+        heard?.kind === "failed" &&
+        !request.confirming &&
+        (await othersUnconfirmed(heard, request, this.o.config, this.o.clock.now()))
+      ) {
+        request = { ...request, confirming: true };
+        continue;
+      }
       if (heard) return heard;
     }
   }
@@ -261,9 +249,11 @@ export class KeyCoordinator implements Coordinator {
       if (answersCaller(this.o, request, current, before))
         return (result = { kind: "entry", entry: current, collapsed: true, stored: false });
       if (key !== request.key) return (result = { kind: "varies", vary: kept.vary });
-      if ((result = backoffAnswer(checked, this.o, request, current))) return result;
+      if ((result = await backoffAnswer(checked, this.o, request, current))) return result;
       // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
       if (request.refreshAhead && before) await this.o.leases.markRenewing?.(lease, before.staleAt).catch(() => {});
+      // Whose request this is (asked-by.ts), hashed while the origin is asked: a failure is recorded as that request's.
+      const digest = fieldsDigest(request.headers);
       result = await fetchAndSettle(this.o, { ...this.originDeps, guard: bound.guard }, request, current, {
         token: lease.token,
         signal: expiry.signal,
@@ -272,7 +262,7 @@ export class KeyCoordinator implements Coordinator {
       if (bound.taken()) return undefined;
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;
-      result = await recordFlight(this.backoff, request, result, this.o.config, checked.record);
+      result = await recordFlight(this.backoff, { request, digest }, result, this.o.config, checked.record);
       if (result.kind === "shared") {
         // The body is still arriving: the lease is the stream's now, released when it ends.
         expiry.clear();

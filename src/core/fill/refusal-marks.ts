@@ -87,6 +87,8 @@ export class RefusalMarks {
    * answer ends the mark.
    */
   heard(key: string, result: FillResult, now: number): boolean {
+    // A refusal of one request's own (a backoff only its failures started: FillResult `askedBy`) is no one else's.
+    if (result.kind === "failed" && result.askedBy !== undefined) return false;
     const forMs = result.kind === "failed" ? this.believedMs(result) : undefined;
     if (result.kind !== "failed" || forMs === undefined || forMs <= 0) {
       this.forget(key);

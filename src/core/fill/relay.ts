@@ -2,6 +2,7 @@ import type { Entry } from "../http/entry.ts";
 import type { HerdlessErrorCode } from "../errors.ts";
 import type { FillRequest, FillResult, PassResponse } from "./coordinator.ts";
 import { applyPurge } from "../admin/purge.ts";
+import { servesFields } from "../http/asked-by.ts";
 import { streamAnswer, validatesAlone, type FlightResult, type SharedFlight, type VariesFlight } from "./flight.ts";
 import { SharedBody } from "./shared-body.ts";
 import type { SharedBodyLimits } from "./laggards.ts";
@@ -24,6 +25,8 @@ export interface RelayedFailure {
   message: string;
   fwdStatus?: number;
   retryAfterMs?: number;
+  /** The leader's request alone got it (FillResult `askedBy`): a waiter with another asks again. */
+  askedBy?: string;
   response: PassResponse & { body: Uint8Array };
 }
 
@@ -121,6 +124,7 @@ export function announcement(
     message: result.message,
     ...(result.fwdStatus !== undefined ? { fwdStatus: result.fwdStatus } : {}),
     ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
+    ...(result.askedBy !== undefined ? { askedBy: result.askedBy } : {}),
     response: { status: response.status, headers: response.headers, body: response.body },
   };
   return relay.offer(key, token, answer).then(
@@ -236,6 +240,9 @@ export async function answerHeard(
  * The entry a caller finds once another process's flight for its key ended: the one the
  * announcement carried when it stands in for the store's (the request's own key, not a
  * primary key that varies, whose variant is read; the caller's purges applied), else `read()`.
+ * Never another request's unconfirmed error (asked-by.ts servedTo), as the store's read never
+ * is: the caller asks again under the lease. Before, the attacker's `500` stored unconfirmed
+ * on a cold key came with the announcement to every request waiting in other processes.
  */
 export async function entryAfterWait(
   request: FillRequest,
@@ -244,6 +251,7 @@ export async function entryAfterWait(
 ): Promise<Entry | undefined> {
   const entry = heard?.entry;
   if (entry?.key !== request.key || (request.key === request.primary && entry.vary.length > 0)) return read();
+  if (!(await servesFields(entry, request.headers))) return undefined;
   return request.purges ? applyPurge(entry, request.primary, request.purges) : entry;
 }
 

@@ -40,6 +40,12 @@ export function backoffStoreConformance(name: string, make: () => Promise<Backof
       const failed = { ...record(3, 4_000), failedAt: h.clock.now() };
       await h.store.set("k", failed);
       expect(await h.store.get("k")).toEqual(failed);
+      // So is the one request a run's sick calls all came from (it is backed off alone).
+      const alone = { ...failed, askedBy: "00112233445566778899aabbccddeeff" };
+      await h.store.set("k", alone);
+      expect(await h.store.get("k")).toEqual(alone);
+      await h.store.set("k", failed);
+      expect(await h.store.get("k")).toEqual(failed);
       await h.store.delete("k");
       expect(await h.store.get("k")).toBeUndefined();
       await h.store.delete("never-set");

@@ -21,6 +21,11 @@ export interface BackoffRecord {
    * back) cuts the backoff short. Absent in records written before it was kept: taken as 0.
    */
   failedAt?: number;
+  /**
+   * While every sick call of the run came from one request, its digest (asked-by.ts): only requests
+   * like it are held back (backoffAnswer). Absent once two different ones were sick: all are.
+   */
+  askedBy?: string;
 }
 
 /**
@@ -77,6 +82,7 @@ export type Sickness = "status" | "no-answer";
  * explicit freshness (RFC 9111 §4; the HTTP caching conformance suite checks that the request
  * after a 502/503/504 reaches the origin). The record is forgotten `maxMs` after its backoff
  * ends: a key that fails again within that time backs off longer; one that stays quiet starts over.
+ * A run of one request's sick calls (`askedBy`) stays its own; one from another confirms it.
  */
 export function afterSickCall(
   previous: BackoffRecord | undefined,
@@ -84,11 +90,13 @@ export function afterSickCall(
   policy: BackoffPolicy,
   random: () => number,
   sickness: Sickness = "no-answer",
+  askedBy?: string,
 ): BackoffRecord {
   const failures = (previous?.failures ?? 0) + 1;
   const steps = sickness === "status" ? failures - 1 : failures;
   const until = steps === 0 ? now : now + backoffDelayMs(steps, policy, random);
-  return { v: BACKOFF_FORMAT_VERSION, failures, until, forgetAt: until + policy.maxMs, failedAt: now };
+  const record = { v: BACKOFF_FORMAT_VERSION, failures, until, forgetAt: until + policy.maxMs, failedAt: now } as const;
+  return askedBy !== undefined && (!previous || previous.askedBy === askedBy) ? { ...record, askedBy } : record;
 }
 
 /**
@@ -229,14 +237,15 @@ export class KeyBackoff {
   /**
    * Records how an origin call for `key` ended. `previous` is what {@link check} read under
    * the same lease: a success deletes only a record that exists, so the usual fill costs no
-   * write. `sickness` says whether a sick call got a status or no answer ({@link afterSickCall}).
-   * True when the key now waits and did not before: it started backing off.
+   * write. `sickness` says whether a sick call got a status or no answer ({@link afterSickCall}),
+   * `askedBy` whose request made it. True when the key now waits and did not: it started backing off.
    */
   async record(
     key: string,
     outcome: OriginOutcome,
     previous: BackoffRecord | undefined,
     sickness: Sickness = "no-answer",
+    askedBy?: string,
   ): Promise<boolean> {
     if (this.policy.baseMs === 0 || outcome === "neutral") return false;
     if (outcome === "success") {
@@ -244,7 +253,7 @@ export class KeyBackoff {
       return false;
     }
     const now = this.o.clock.now();
-    const next = afterSickCall(previous, now, this.policy, this.random, sickness);
+    const next = afterSickCall(previous, now, this.policy, this.random, sickness, askedBy);
     await this.o.store.set(key, next);
     return next.until > now && (previous === undefined || previous.until <= now);
   }

@@ -62,8 +62,15 @@ function parseRecord(text: string): BackoffRecord | undefined {
     return undefined;
   }
   if (typeof value !== "object" || value === null) return undefined;
-  const { v, failures, until, forgetAt, failedAt } = value as Record<string, unknown>;
+  const { v, failures, until, forgetAt, failedAt, askedBy } = value as Record<string, unknown>;
   if (v !== BACKOFF_FORMAT_VERSION) return undefined;
   if (typeof failures !== "number" || typeof until !== "number" || typeof forgetAt !== "number") return undefined;
-  return { v, failures, until, forgetAt, ...(typeof failedAt === "number" ? { failedAt } : {}) };
+  return {
+    v,
+    failures,
+    until,
+    forgetAt,
+    ...(typeof failedAt === "number" ? { failedAt } : {}),
+    ...(typeof askedBy === "string" ? { askedBy } : {}),
+  };
 }

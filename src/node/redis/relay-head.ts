@@ -24,6 +24,8 @@ export type Head =
       message: string;
       fwdStatus?: number;
       retryAfterMs?: number;
+      /** The failure is unconfirmed, that request's alone (FillResult `askedBy`); absent for a member that did not know it. */
+      askedBy?: string;
       status: number;
       headers: [string, string][];
     };
@@ -47,6 +49,7 @@ export function headOf(answer: RelayedAnswer): string {
           message: answer.message,
           ...(answer.fwdStatus !== undefined ? { fwdStatus: answer.fwdStatus } : {}),
           ...(answer.retryAfterMs !== undefined ? { retryAfterMs: answer.retryAfterMs } : {}),
+          ...(answer.askedBy !== undefined ? { askedBy: answer.askedBy } : {}),
           status: answer.response.status,
           headers: answer.response.headers,
         };

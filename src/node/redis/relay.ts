@@ -179,6 +179,7 @@ export class RedisFlightRelay implements FlightRelay {
       message: text,
       ...(head.fwdStatus !== undefined ? { fwdStatus: head.fwdStatus } : {}),
       ...(head.retryAfterMs !== undefined ? { retryAfterMs: head.retryAfterMs } : {}),
+      ...(typeof head.askedBy === "string" ? { askedBy: head.askedBy } : {}),
       response: { status, headers, body: Buffer.concat(pieces) },
     };
   }
