@@ -164,6 +164,12 @@ export class KeyCoordinator implements Coordinator {
     return collapsed && !mayTakeJoined(flight, request, this.o.config) ? undefined : streamOf(flight, collapsed);
   }
 
+  /** Whether `heard`, another process's answer, is another request's unconfirmed error (flight.ts othersUnconfirmed). */
+  private async othersHeard(request: FillRequest, heard: FlightResult): Promise<boolean> {
+    if (heard.kind !== "failed" || request.confirming) return false;
+    return othersUnconfirmed(heard, request, this.o.config, this.o.clock.now());
+  }
+
   private inBackground(work: Promise<FillResult>): void {
     // Nobody reads a background refresh's stream: let go of it (a kept body is still stored).
     const settled = work.then(discardStream).catch(() => undefined);
@@ -214,17 +220,10 @@ export class KeyCoordinator implements Coordinator {
       const filled = (held = await entryAfterWait(request, news, () => storedFor(this.o.store, request)));
       const stored = { before, filled, fresh: answers(filled) };
       const limits = sharedBodyLimits(this.o.config);
-      const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, limits);
-      // Another process's request's unconfirmed error (relayed) is not this caller's: it asks under the lease itself.
-      if (
-        heard?.kind === "failed" &&
-        !request.confirming &&
-        (await othersUnconfirmed(heard, request, this.o.config, this.o.clock.now()))
-      ) {
-        request = { ...request, confirming: true };
-        continue;
-      }
-      if (heard) return heard;
+      const heard = await answerHeard(this.o.relay, request.key, news?.message, stored, limits, request.confirming);
+      if (heard && !(await this.othersHeard(request, heard))) return heard;
+      // Another process's error status, unconfirmed or not relayed: this caller asks under the lease, and its own confirms it.
+      if (heard || news?.message === "failed:ORIGIN_STATUS") request = { ...request, confirming: true };
     }
   }
 

@@ -209,6 +209,7 @@ export async function answerHeard(
   message: string | undefined,
   { before, filled, fresh }: { before: Entry | undefined; filled: Entry | undefined; fresh: boolean },
   limits: SharedBodyLimits,
+  confirming = false,
 ): Promise<FlightResult | undefined> {
   if (filled && fresh) return { kind: "entry", entry: filled, collapsed: true, stored: false };
   // The flight's own answer, stored: its waiters' too, unless it must be validated for each (flight.ts validatesAlone).
@@ -225,8 +226,10 @@ export async function answerHeard(
   // The origin answered that flight, but its answer was not relayed: nobody waited on the key
   // when it was offered, so this caller came between the offer and the announcement. It asks
   // again under the lease, as one coming after the flight does; the key's backoff, read under
-  // the lease, still holds back a sick status.
-  if (code === "ORIGIN_STATUS") return undefined;
+  // the lease, still holds back a sick status. Not a caller that asks again after another
+  // request's unconfirmed error (`confirming`): this second error status, to another flight,
+  // confirms it, and asked once more, each member's callers cost the origin one request more.
+  if (code === "ORIGIN_STATUS" && !confirming) return undefined;
   return {
     kind: "failed",
     code,
