@@ -25,6 +25,12 @@ describe("RefusalMarks", () => {
     expect(marks.standing("k", 3_051, any)).toBeUndefined();
   });
 
+  it("a key's backoff that holds back one request alone (its own failures: `askedBy`) is never remembered for the others", () => {
+    const marks = new RefusalMarks(5_000, 20_000);
+    expect(marks.heard("k", { ...refused("ORIGIN_BACKOFF", 2_000), askedBy: "attacker" }, 0)).toBe(false);
+    expect(marks.standing("k", 1, any)).toBeUndefined();
+  });
+
   it("a scout that never reports lapses after scoutLapseMs: the next caller asks", () => {
     const marks = new RefusalMarks(5_000, 1_000);
     marks.heard("k", refused("BREAKER_OPEN", 500), 0);

@@ -59,6 +59,21 @@ describe("afterSickCall: a sick status is asked again once before the key waits"
   });
 });
 
+describe("afterSickCall: one request's run is its own until another request's sick call confirms it", () => {
+  it("keeps the digest while every sick call came from one request; drops it, for good, at the first from another", () => {
+    const top = () => 0.999_999;
+    const first = afterSickCall(undefined, 10_000, policy, top, "status", "attacker");
+    const again = afterSickCall(first, 10_100, policy, top, "status", "attacker");
+    expect([first.askedBy, again]).toEqual(["attacker", expect.objectContaining({ failures: 2, askedBy: "attacker" })]);
+    const confirmed = afterSickCall(again, 10_200, policy, top, "status", "visitor");
+    expect(confirmed).toMatchObject({ failures: 3, until: 12_200 });
+    expect(confirmed.askedBy).toBeUndefined();
+    expect(afterSickCall(confirmed, 10_300, policy, top, "status", "attacker").askedBy).toBeUndefined();
+    // A sick call whose request is not known (a record of before) confirms as ever.
+    expect(afterSickCall(first, 10_100, policy, top, "status").askedBy).toBeUndefined();
+  });
+});
+
 describe("KeyBackoff: a caller whose copy stands in waits until the breaker could judge", () => {
   it("after a sick status: no wait for a caller without a copy, probeIntervalMs to 1.5× for one with a copy (the breaker's run span)", async () => {
     const { clock, backoff } = setup({ probeIntervalMs: 2_000 });
