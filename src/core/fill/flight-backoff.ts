@@ -52,23 +52,23 @@ function outcomeForKey(outcome: OriginOutcome, request: FillRequest, config: Con
 
 /**
  * Records in the key's backoff what the flight's call said about the origin, as the call of
- * the request whose fields hash to `digest` (asked-by.ts); a failure that started the key's
+ * `request` (asked-by.ts fieldsDigest of its fields); a failure that started the key's
  * backoff says so (`backoffStarted`, for the counters). The answer stands even if its record
  * is lost (the store unreachable): the key just retries sooner.
  */
 export async function recordFlight(
   backoff: KeyBackoff,
-  asked: { request: FillRequest; digest: Promise<string> },
+  request: FillRequest,
   result: FlightResult,
   config: Config,
   previous: BackoffRecord | undefined,
 ): Promise<FlightResult> {
-  const { request } = asked;
   const outcome = outcomeForKey(outcomeOfFlight(result, config), request, config);
   // The origin's error status to this request is this request's until another's confirms it
   // (FillResult `askedBy`): unless this flight is that other request's (`confirming`).
   const unconfirmed = result.kind === "failed" && result.code === "ORIGIN_STATUS" && request.confirming !== true;
-  const digest = outcome === "failure" || unconfirmed ? await asked.digest : undefined;
+  // Hashed only for a failure: an answer that proves the origin up, the usual fill, needs none.
+  const digest = outcome === "failure" || unconfirmed ? await fieldsDigest(request.headers) : undefined;
   const started = await backoff
     .record(request.key, outcome, previous, sicknessOfFlight(result), digest)
     .catch(() => false);

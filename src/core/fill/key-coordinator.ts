@@ -24,7 +24,6 @@ import { renewedAhead, renewedByHolder, RenewalsAhead, renewingAnswer } from "./
 import { standingAnswer, withWritesNoted } from "./stand-in.ts";
 import { KeyBackoff, MemoryBackoffStore } from "../guard/key-backoff.ts";
 import type { KeyCoordinatorOptions } from "./key-coordinator-options.ts";
-import { fieldsDigest } from "../http/asked-by.ts";
 
 export type { KeyCoordinatorOptions } from "./key-coordinator-options.ts";
 
@@ -251,8 +250,6 @@ export class KeyCoordinator implements Coordinator {
       if ((result = await backoffAnswer(checked, this.o, request, current))) return result;
       // A refresh-ahead marks its lease with the copy it renews, for the others (renewedByHolder).
       if (request.refreshAhead && before) await this.o.leases.markRenewing?.(lease, before.staleAt).catch(() => {});
-      // Whose request this is (asked-by.ts), hashed while the origin is asked: a failure is recorded as that request's.
-      const digest = fieldsDigest(request.headers);
       result = await fetchAndSettle(this.o, { ...this.originDeps, guard: bound.guard }, request, current, {
         token: lease.token,
         signal: expiry.signal,
@@ -261,7 +258,7 @@ export class KeyCoordinator implements Coordinator {
       if (bound.taken()) return undefined;
       // The relay's own reader, taken before anything is awaited: the body may not run past what is kept first.
       const relayed = result.kind === "shared" && this.o.relay ? result.shared.reader() : undefined;
-      result = await recordFlight(this.backoff, { request, digest }, result, this.o.config, checked.record);
+      result = await recordFlight(this.backoff, request, result, this.o.config, checked.record);
       if (result.kind === "shared") {
         // The body is still arriving: the lease is the stream's now, released when it ends.
         expiry.clear();
