@@ -30,7 +30,7 @@ const VICTIMS = ["Chrome/131.0", "Safari/605.1.15", "Edg/131.0", "OPR/114.0", "V
  * on its errors (a global `max-age`, or none). While `holding`, it keeps its answers until
  * `release()`; every request is counted.
  */
-async function fragileOrigin(errorHeaders: Record<string, string>, errorStatus = 500) {
+async function fragileOrigin(errorHeaders: Record<string, string>, errorStatus = 500, wafPageBytes = 0) {
   const state = { requests: 0, down: false, holding: true };
   const held: (() => void)[] = [];
   const answer = (req: IncomingMessage, res: ServerResponse) => {
@@ -39,7 +39,9 @@ async function fragileOrigin(errorHeaders: Record<string, string>, errorStatus =
     const status = failing ? errorStatus : waf ? 400 : 200;
     const headers = status === 200 ? { "cache-control": "max-age=60" } : errorHeaders;
     res.writeHead(status, { "content-type": "text/plain", ...headers });
-    res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    // A WAF's block page past 64 KiB reaches the fill's callers as it arrives (a shared stream).
+    const page = status === 400 && wafPageBytes > 0 ? `error 400 ${"x".repeat(wafPageBytes)}` : `error ${status}`;
+    res.end(status === 200 ? `the page ${req.url}` : page);
   };
   const url = await servingOrigin((req, res) => {
     state.requests++;
@@ -104,6 +106,20 @@ describe("security: a request collapsed onto another's fill never takes that req
       expect(origin.state.requests).toBe(2);
     },
   );
+
+  it("CPDoS by collapsing on a cold key: a WAF's 400 to `User-Agent: x` with a 100 KB block page, marked max-age, streamed to its fill's callers, is the attacker's; the visitors that waited on it get the page", async () => {
+    const origin = await fragileOrigin({ "cache-control": "max-age=60" }, 500, 100_000);
+    const proxy = await proxyFor(origin.url);
+    const { attacker, victims } = await collapsedOnto(
+      proxy,
+      origin,
+      "/home",
+      browser("Firefox/133.0", { "user-agent": "x" }),
+    );
+    expect([attacker.status, attacker.body.length]).toEqual([400, 100_010]);
+    for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, "the page /home"]);
+    expect(origin.state.requests).toBe(2);
+  });
 
   it.each([
     ["a 500 marked max-age", { "cache-control": "max-age=60" }],
