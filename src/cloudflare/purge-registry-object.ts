@@ -67,9 +67,10 @@ const READ_AT_HEADER = "x-herdless-purges-read-at";
  * it, so a purge that waits `propagationMs` after it is recorded is honoured by every edge.
  *
  * If the registry object cannot be read, the edge keeps serving with the last copy it has
- * (an empty one before any) and tries again `propagationMs` later; `onError` hears about
- * the first failure of each outage. A purge in that state fails (the caller sees it), so
- * only a purge recorded just before the outage can be missed meanwhile.
+ * (an empty one before any), and the copy stays as old as it was: the next request reads
+ * again (one read per isolate at a time, as ever). `onError` hears about the first failure
+ * of each outage. A purge in that state fails (the caller sees it), so only a purge
+ * recorded just before the outage can be missed meanwhile, and only while the reads fail.
  */
 export class DurableObjectPurgeRegistry implements PurgeRegistry {
   private cached: { snapshot: PurgeSnapshot; fetchedAt: number } | undefined;
@@ -203,7 +204,11 @@ export class DurableObjectPurgeRegistry implements PurgeRegistry {
     } catch (error) {
       if (!this.failing) this.onError(error);
       this.failing = true;
-      snapshot = this.cached?.snapshot ?? emptyPurges();
+      // The requests that waited on this read are served with the copy the isolate has, but
+      // the copy keeps the date of its own read: dated from this failed one, it would pass for
+      // a list holding every purge recorded before it, and a purge that had already returned
+      // would go unhonoured here for another bound. The next request reads again.
+      return this.cached?.snapshot ?? emptyPurges();
     }
     this.keep(snapshot, startedAt);
     return snapshot;

@@ -10,13 +10,21 @@ import { DurableObjectPurgeRegistry, type PurgeRegistryObject } from "../../src/
 import { ADMIN_TOKEN, adminCall, dataCenters, EDGE, edgeEnv } from "./edge-harness.ts";
 import { testOrigin } from "./test-origin.ts";
 
-/** The real PURGES namespace, with its snapshot() reads counted, or every call failing. */
+/**
+ * The real PURGES namespace, with its snapshot() reads counted, or every call failing;
+ * `reads.failNext` makes that many of the next reads fail (a call the runtime aborted).
+ */
 function purgesNamespace(mode: "count" | "down") {
-  const reads = { snapshot: 0 };
+  const reads = { snapshot: 0, failNext: 0 };
   const real = () => env.PURGES.get(env.PURGES.idFromName("global"));
   const fail = () => Promise.reject(new Error("Durable Object unreachable (simulated)"));
   const stub = {
-    snapshot: () => (mode === "down" ? fail() : (reads.snapshot++, real().snapshot())),
+    snapshot: () => {
+      if (mode === "down") return fail();
+      if (reads.failNext > 0) return (reads.failNext--, fail());
+      reads.snapshot++;
+      return real().snapshot();
+    },
     purge: (command: Parameters<PurgeRegistryObject["purge"]>[0]) => (mode === "down" ? fail() : real().purge(command)),
   };
   const namespace = { idFromName: (name: string) => env.PURGES.idFromName(name), get: () => stub };
@@ -161,6 +169,27 @@ describe("the edge's copy of the purge list", () => {
       expect(answer.cacheStatus).toMatch(/^herdless; hit; /);
     }
     expect(await origin.count()).toBe(3);
+  });
+
+  it("a read of the list that fails once does not pass the old copy off as new: a purge that returned before the failure is honoured by the next request", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const { origin, reads, clock, dc } = await countedDataCenter();
+    expect((await dc.get("/flaky/purged")).cacheStatus).toMatch(/fwd=uri-miss/);
+    expect((await dc.get("/flaky/other")).cacheStatus).toMatch(/fwd=uri-miss/);
+    // The operator purges (elsewhere); the purge returns once its bound has passed.
+    await env.PURGES.get(env.PURGES.idFromName("global")).purge({ urls: [`${EDGE}/flaky/purged`] });
+    clock.advance(1_000);
+    // This isolate's next read of the list fails (the runtime aborted it): that request is
+    // served with the copy the isolate has, the registry being out of reach for it.
+    reads.failNext = 1;
+    expect((await dc.get("/flaky/other")).cacheStatus).toMatch(/^herdless; hit; /);
+    // The failed read made the old copy no younger: the next request reads the list again.
+    const visitor = await dc.get("/flaky/purged");
+    expect(visitor.cacheStatus).toMatch(/fwd=uri-miss/);
+    expect(visitor.body).toBe("/flaky/purged #3");
+    expect(reads.snapshot).toBe(2);
+    expect(await origin.count()).toBe(3);
+    expect(warn.mock.calls.filter(([line]) => String(line).includes("purge registry unavailable"))).toHaveLength(1);
   });
 
   it("when the registry object cannot be reached, the edge keeps serving (one warning) and a purge answers 503", async () => {
