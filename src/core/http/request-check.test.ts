@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
-  headSizeRefusal,
+  headRefusal,
   missingHostRefusal,
   transferCodingRefusal,
   fieldValueRefusal,
@@ -88,15 +88,24 @@ describe("targetLengthRefusal (RFC 9110 §15.5.15)", () => {
   });
 });
 
-describe("headSizeRefusal (RFC 6585 §5)", () => {
+describe("headRefusal: the head's size (RFC 6585 §5)", () => {
   it("counts the request-target and each field as HTTP/1.1 writes it: 431 past 16 KiB, naming the bytes", () => {
     // "x-a: " and its line end are 7 bytes; the target "/p" 2.
     const within = [["x-a", "a".repeat(16 * 1024 - 9)]] as [string, string][];
-    expect(headSizeRefusal("https://shop.test/p", within)).toBeUndefined();
-    const over = headSizeRefusal("https://shop.test/p?", within);
+    expect(headRefusal("https://shop.test/p", within)).toBeUndefined();
+    const over = headRefusal("https://shop.test/p?", within);
     expect([over?.status, over?.cacheStatus.detail]).toEqual([431, "refused"]);
     const many = Array.from({ length: 3_000 }, (_, i): [string, string] => [`x-${i}`, "v"]);
-    expect(headSizeRefusal("https://shop.test/", many)?.status).toBe(431);
+    expect(headRefusal("https://shop.test/", many)?.status).toBe(431);
+  });
+
+  it("gives the 400 of a control character before the 414 of a long target and the 431 of a large head", () => {
+    const big: [string, string][] = [
+      ["x-big", "a".repeat(20_000)],
+      ["x-bad", "a\x01b"],
+    ];
+    expect(headRefusal(`https://shop.test/${"p".repeat(20_000)}`, big)?.status).toBe(400);
+    expect(headRefusal(`https://shop.test/${"p".repeat(20_000)}`, big.slice(0, 1))?.status).toBe(414);
   });
 });
 
