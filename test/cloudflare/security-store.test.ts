@@ -237,6 +237,30 @@ describe("security: nothing one client should not see is stored (Worker)", () =>
     expect(await origin.count()).toBe(9);
   });
 
+  it("CPDoS on a cold key, confirmed by the attacker: the app's 500 to a header no browser sends, marked max-age, asked twice with two User-Agents, is never the victims' page", async () => {
+    const p = `/${crypto.randomUUID().slice(0, 8)}`;
+    const origin = await testOrigin({
+      headers: { "cache-control": "max-age=60" },
+      byHeader: { "x-debug": { status: 500 } },
+    });
+    const clock = new ManualClock(Date.now());
+    const testEnv = edgeEnv(origin.url);
+    await useInCoordinators(testEnv, [p], clock, `guard-${crypto.randomUUID()}`);
+    const [attackerDc, otherDc] = dataCenters(2, testEnv, clock);
+    // Two requests of the attacker's, told apart by their User-Agent: two requests "got" the error.
+    for (const n of [1, 2]) {
+      const attack = await attackerDc!.get(p, { headers: { "user-agent": `curl/8.${n}`, "x-debug": `${n}` } });
+      await settle([attack], testEnv, [p]);
+      expect(attack.status).toBe(500);
+    }
+    for (const dc of [attackerDc!, otherDc!]) {
+      const victim = await dc.get(p, { headers: { "user-agent": "Mozilla/5.0 Chrome/131.0" } });
+      await settle([victim], testEnv, [p]);
+      expect(victim.status).toBe(200);
+    }
+    expect(await origin.count()).toBe(3);
+  });
+
   it("CPDoS, an ordinary header's value: the app's 500 to an Accept-Language it crashes on and a WAF's 400 to a Referer, marked max-age, never replace the stored page for the victims, nor through the refresh a stale hit starts", async () => {
     // Every answer carries max-age (a CDN rule); the application fails on header names every browser sends.
     const p = `/${crypto.randomUUID().slice(0, 8)}`;

@@ -322,6 +322,32 @@ describe("security: nothing one client should not see is stored (Node)", () => {
     expect(requests).toBe(9);
   });
 
+  it("CPDoS on a cold key, confirmed by the attacker: the app's 500 to a header no browser sends, to a value outside ASCII, and a gateway's 502 to 6 KB of headers, marked max-age, asked twice with two User-Agents, are never the victim's page", async () => {
+    let requests = 0;
+    const origin = await serving((req, res) => {
+      requests++;
+      const { "x-debug": debug, "user-agent": agent, "x-filler": filler } = req.headers;
+      const status =
+        debug !== undefined || /[^\x20-\x7e]/.test(agent ?? "") ? 500 : (filler?.length ?? 0) > 5_000 ? 502 : 200;
+      res.writeHead(status, { "cache-control": "max-age=60", "content-type": "text/plain" });
+      res.end(status === 200 ? `the page ${req.url}` : `error ${status}`);
+    });
+    const base = await herdless(origin, new ManualClock(Date.now()));
+    const attacks: [(n: number) => Record<string, string>, number][] = [
+      [(n) => ({ "user-agent": `curl/8.${n}`, "x-debug": `${n}` }), 500],
+      [(n) => ({ "user-agent": `caf\u00e9/${n}` }), 500],
+      [(n) => ({ "user-agent": `curl/8.${n}`, "x-filler": "a".repeat(6_000) }), 502],
+    ];
+    for (const [i, [attack, status]] of attacks.entries()) {
+      // Two requests of the attacker's, told apart by their User-Agent: two requests "got" the error.
+      expect((await getWith(base, `/cold${i}`, attack(1))).status).toBe(status);
+      expect((await getWith(base, `/cold${i}`, attack(2))).status).toBe(status);
+      const victim = await getWith(base, `/cold${i}`, { "user-agent": "Mozilla/5.0 Chrome/131.0" });
+      expect([victim.status, victim.body]).toEqual([200, `the page /cold${i}`]);
+    }
+    expect(requests).toBe(9);
+  });
+
   it("CPDoS on a cold key with origin.errorTtlMs: the app's 500 to an attacker's `Accept-Language: xx`, kept by herdless's own negative caching, is the attacker's alone; a 500 the origin gives everyone is kept once a second request got it", async () => {
     let requests = 0;
     let down = false;

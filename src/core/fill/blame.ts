@@ -8,6 +8,7 @@ import type { FillRequest } from "./coordinator.ts";
 import type { Store } from "../store/store.ts";
 import type { ErrorOver } from "../http/request-blame.ts";
 import { confirmableError, fieldsDigest } from "../http/asked-by.ts";
+import { clientInput, type OrdinaryHeadersConfig } from "../origin/client-inputs.ts";
 
 /**
  * Whether an error to this fill may be blamed on its request's own input rather than stored
@@ -67,20 +68,27 @@ function isCopy(entry: Entry | undefined, status?: number): boolean {
  * attacker's `Accept-Language: xx`, a 3 KB `Referer`): stored unconfirmed, with the digest of
  * the fields this fill sent (Entry `askedBy`), it answers only a request like this one. The
  * answer of the same class to another request's fill, over an unconfirmed error, is stored
- * confirmed: two requests got it, it says what the URL is now.
+ * confirmed: two requests got it, it says what the URL is now. Only a request any visitor
+ * could have sent confirms (no input of its client's own: clientInput): an attacker who asked
+ * twice with its own `X-Debug` and two `User-Agent`s was two requests, and its 500 became
+ * every visitor's page.
  *
  * @example
- * const stored = await unlessConfirmed(ctx.store, request, entry, over);
+ * const stored = await unlessConfirmed(ctx, request, entry, over);
  */
 export async function unlessConfirmed(
-  store: Store,
+  ctx: { store: Store; config: OrdinaryHeadersConfig },
   request: FillRequest,
   entry: Entry,
   over: ErrorOver,
 ): Promise<Entry> {
   if (over === "copy" || !confirmableError(entry.status)) return entry;
-  const [digest, held] = await Promise.all([fieldsDigest(request.headers), store.get(entry.key)]);
+  const [digest, held] = await Promise.all([fieldsDigest(request.headers), ctx.store.get(entry.key)]);
   const sameClass = held !== undefined && Math.floor(held.status / 100) === Math.floor(entry.status / 100);
-  const confirms = sameClass && held.askedBy !== undefined && held.askedBy !== digest;
+  const confirms =
+    sameClass &&
+    held.askedBy !== undefined &&
+    held.askedBy !== digest &&
+    clientInput(request.headers, ctx.config) === undefined;
   return confirms ? entry : { ...entry, askedBy: digest };
 }

@@ -112,7 +112,7 @@ export async function settle(
   // herdless's own negative caching never keeps a 404 a client's own input may have caused.
   const ownInput = made.status === 404 && clientInput(request.headers, config) !== undefined;
   const timed = ownInput ? made : withNotFoundTtl(made, res.headers, config, clock.now());
-  const entry = await unlessConfirmed(ctx.store, request, timed, blameable);
+  const entry = await unlessConfirmed(ctx, request, timed, blameable);
   const own = requesterFields(res.headers, config);
   if (res.kind === "buffered") return storeEntry(ctx.store, entry, request.primary, res.status, own);
   const flight = shareBody(entry, res, sharedBodyLimits(config));
@@ -212,7 +212,7 @@ async function settleError(
   if (!stored && config.origin.errorTtlMs > 0 && !personal && clientInput(request.headers, config) === undefined) {
     const negative = negativeEntry(request.key, request.url, response, config.origin.errorTtlMs, clock.now(), token);
     // Over no copy, it may be this request's own: unconfirmed, as an error the origin gave a lifetime.
-    await unlessUnavailable(ctx.store.put(await unlessConfirmed(ctx.store, request, negative, undefined)), false);
+    await unlessUnavailable(ctx.store.put(await unlessConfirmed(ctx, request, negative, undefined)), false);
   }
   // RFC 9111 §4.2.2: without explicit freshness the error is no one else's: it goes to the
   // callers that waited on this fetch and to nobody after it (unless the operator opts in above).
