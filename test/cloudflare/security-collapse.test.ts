@@ -52,6 +52,16 @@ async function collapsedOnto(
   );
   // Real time for ordering only: the victims reach the leader's fill while it is held.
   await new Promise((resolve) => setTimeout(resolve, 200));
+  // Its answer alone: victims that ask again collapse onto a second fill, held until they all
+  // joined it (answered at once, it could end before the last of them asked, who would ask a third time).
+  await t.origin.release();
+  if (
+    await t.origin.waitFor({ held: 1 }, 1_000).then(
+      () => true,
+      () => false,
+    )
+  )
+    await new Promise((resolve) => setTimeout(resolve, 200));
   await t.origin.set({ mode: "up" });
   await t.origin.release();
   const answers = { leader: await leader, victims: await Promise.all(victims) };

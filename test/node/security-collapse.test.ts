@@ -130,7 +130,18 @@ describe("security: a request collapsed onto another's fill never takes that req
       const origin = await fragileOrigin(errorHeaders);
       origin.state.down = true;
       const proxy = await proxyFor(origin.url);
-      const { attacker: first, victims } = await collapsedOnto(proxy, origin, "/down", browser("Firefox/133.0"));
+      const theirs = get(proxy.base, "/down", { headers: browser("Firefox/133.0") });
+      await vi.waitFor(() => expect(origin.held).toHaveLength(1));
+      const waiting = VICTIMS.map((agent) => get(proxy.base, "/down", { headers: browser(agent) }));
+      // Real time for ordering only: the victims reach the first fill while it is held.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Its answer alone: the victims ask again, and the second fill is held until they all joined it
+      // (answered at once, it could end before the last of them asked, who would ask a third time).
+      origin.held.splice(0).forEach((send) => send());
+      await vi.waitFor(() => expect(origin.held).toHaveLength(1));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      origin.release();
+      const [first, victims] = [await theirs, await Promise.all(waiting)];
       expect(first.status).toBe(500);
       for (const victim of victims) expect([victim.status, victim.body]).toEqual([500, "error 500"]);
       expect(origin.state.requests).toBe(2);
