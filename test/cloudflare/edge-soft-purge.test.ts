@@ -160,7 +160,9 @@ describe("soft purge across four data centers", () => {
       const joiners = [dcs[0]!.get(path), dcs[1]!.get(path)];
       // Real time for ordering only: the visitors reach the running fetch before it answers.
       await new Promise((resolve) => setTimeout(resolve, 200));
-      await origin.set({ mode: "up" });
+      // The fetch answers; the revalidation the soft purge starts is held until the visitors
+      // are answered: a visitor slower than the wait above (a loaded machine) finds the landed
+      // copy, soft-purged, not the one that revalidation brings, fresh from after the purge.
       await origin.release();
       const led = await first;
       expect(led.cacheStatus).not.toContain("stale");
@@ -169,6 +171,8 @@ describe("soft purge across four data centers", () => {
         expect(answer.body).toBe(led.body);
         expect(answer.cacheStatus).toContain("detail=stale-while-revalidate");
       }
+      await origin.set({ mode: "up" });
+      await origin.release();
       await settle([led, ...joined], testEnv, [path]);
       await settle(await Promise.all(dcs.map((dc) => dc.get(path))), testEnv, [path]);
       for (const dc of dcs) expect((await dc.get(path)).cacheStatus).toMatch(FRESH_HIT);
