@@ -24,7 +24,10 @@ async function setup(errorHeaders: Record<string, string>) {
   const origin = await testOrigin({
     body: "the page",
     headers: { "cache-control": "max-age=60" },
-    byHeader: { "accept-language: xx": { status: 500, headers: errorHeaders, body: "error 500" } },
+    byHeader: {
+      "accept-language: xx": { status: 500, headers: errorHeaders, body: "error 500" },
+      "x-debug": { status: 500, headers: errorHeaders, body: "error 500" },
+    },
   });
   const clock = new ManualClock(Date.now());
   const testEnv = edgeEnv(origin.url);
@@ -100,6 +103,30 @@ describe("security: a request collapsed onto another's fill never takes that req
       expect(await t.origin.count()).toBe(2);
     },
   );
+});
+
+describe("security: the attacker's second request never leads the visitors' second fill (Worker)", () => {
+  it("CPDoS by collapsing, confirmed by the attacker: two requests with its own `X-Debug` and two User-Agents ahead of the visitors on a cold key; the visitors that waited, in both data centers, get the page, and so does the next one", async () => {
+    const t = await setup({ "cache-control": "max-age=60" });
+    await t.origin.set({ mode: "hold" });
+    const first = t.attackerDc.get(t.path, { headers: browser("curl/8.1", { "x-debug": "1" }) });
+    await t.origin.waitFor({ held: 1 });
+    const second = t.attackerDc.get(t.path, { headers: browser("curl/8.2", { "x-debug": "2" }) });
+    // Real time for ordering only: the attacker's second request joins the fill first, then the visitors.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const victims = VICTIMS.map((agent, i) =>
+      (i % 2 === 0 ? t.attackerDc : t.otherDc).get(t.path, { headers: browser(agent) }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await t.origin.set({ mode: "up" });
+    await t.origin.release();
+    const answers = [await first, await second, ...(await Promise.all(victims))];
+    await settle(answers, t.testEnv, [t.path]);
+    expect(answers[0]!.status).toBe(500);
+    for (const victim of answers.slice(2)) expect([victim.status, victim.body]).toEqual([200, "the page"]);
+    const later = await t.otherDc.get(t.path, { headers: browser("Chrome/131.0") });
+    expect([later.status, later.body]).toEqual([200, "the page"]);
+  });
 });
 
 describe("security: one request's own failures never back a key off for others (Worker)", () => {

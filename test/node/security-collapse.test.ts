@@ -35,7 +35,7 @@ async function fragileOrigin(errorHeaders: Record<string, string>, errorStatus =
   const held: (() => void)[] = [];
   const answer = (req: IncomingMessage, res: ServerResponse) => {
     const waf = req.headers["user-agent"] === "x";
-    const failing = state.down || req.headers["accept-language"] === "xx";
+    const failing = state.down || req.headers["accept-language"] === "xx" || req.headers["x-debug"] !== undefined;
     const status = failing ? errorStatus : waf ? 400 : 200;
     const headers = status === 200 ? { "cache-control": "max-age=60" } : errorHeaders;
     res.writeHead(status, { "content-type": "text/plain", ...headers });
@@ -119,6 +119,25 @@ describe("security: a request collapsed onto another's fill never takes that req
     expect([attacker.status, attacker.body.length]).toEqual([400, 100_010]);
     for (const victim of victims) expect([victim.status, victim.body]).toEqual([200, "the page /home"]);
     expect(origin.state.requests).toBe(2);
+  });
+
+  it("CPDoS by collapsing, confirmed by the attacker: two requests with the attacker's own `X-Debug` and two User-Agents ahead of the visitors on a cold key; the visitors that waited get the page, and so does the next one", async () => {
+    const origin = await fragileOrigin({ "cache-control": "max-age=60" });
+    const proxy = await proxyFor(origin.url);
+    const first = get(proxy.base, "/home", { headers: browser("curl/8.1", { "x-debug": "1" }) });
+    await vi.waitFor(() => expect(origin.held).toHaveLength(1));
+    const second = get(proxy.base, "/home", { headers: browser("curl/8.2", { "x-debug": "2" }) });
+    // Real time for ordering only: the attacker's second request joins the fill first, then the visitors.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const waiting = VICTIMS.map((agent) => get(proxy.base, "/home", { headers: browser(agent) }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    origin.release();
+    // The attacker's second request asks again after the visitors: it joins their fill, and gets the page.
+    expect([(await first).status, (await second).status]).toEqual([500, 200]);
+    for (const victim of await Promise.all(waiting))
+      expect([victim.status, victim.body]).toEqual([200, "the page /home"]);
+    const later = await get(proxy.base, "/home", { headers: browser("Chrome/131.0") });
+    expect([later.status, later.body]).toEqual([200, "the page /home"]);
   });
 
   it.each([

@@ -10,6 +10,7 @@ import { SharedBody } from "./shared-body.ts";
 import type { SharedBodyLimits } from "./laggards.ts";
 import { fieldsDigest } from "../http/asked-by.ts";
 import { decideOnFailure } from "../http/decision.ts";
+import { clientInput } from "../origin/client-inputs.ts";
 
 /**
  * A flight whose body is still arriving: every caller reads its own stream of `shared`.
@@ -165,6 +166,19 @@ export async function othersUnconfirmed(
 ): Promise<boolean> {
   const askedBy = unconfirmedBy(result, config, now);
   return askedBy !== undefined && askedBy !== (await fieldsDigest(request.headers));
+}
+
+/**
+ * Waits, for a caller about to ask again (othersUnconfirmed) whose request carries an input
+ * of its client's own (clientInput: an `X-Debug`, a value outside ASCII), until the callers
+ * asking again with it have had a turn to make their flight: it joins theirs rather than
+ * lead it. Led by it, the attacker's second request (its `X-Debug` again, another
+ * `User-Agent`) was the second, different request whose error every visitor that had
+ * waited on the first was handed; led by a visitor's, the origin is asked what a visitor
+ * gets.
+ */
+export async function afterOrdinaryCallers(request: FillRequest, config: Config): Promise<void> {
+  if (clientInput(request.headers, config) !== undefined) await new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 function unconfirmedBy(result: FillResult | SharedFlight, config: Config, now: number): string | undefined {

@@ -11,7 +11,14 @@ import { answersCaller, dueForRefresh, look, lookUnderLease, storedAnswer, store
 import type { Look } from "./answers.ts";
 import { PlainLeads } from "./plain-leads.ts";
 import { invalidateStored } from "../store/lookup.ts";
-import { asJoined, mayTakeJoined, othersUnconfirmed, streamOf, validatesAlone } from "./flight.ts";
+import {
+  afterOrdinaryCallers,
+  asJoined,
+  mayTakeJoined,
+  othersUnconfirmed,
+  streamOf,
+  validatesAlone,
+} from "./flight.ts";
 import type { FlightResult, SharedFlight } from "./flight.ts";
 import { variantOf, type VariesFlight } from "./flight.ts";
 import { announcement, answerHeard, endFlight, entryAfterWait, leaseStayedBusy } from "./relay.ts";
@@ -121,8 +128,10 @@ export class KeyCoordinator implements Coordinator {
     }
     if (!joined) return value;
     // Another request's unconfirmed error is not this caller's: it asks again, once, with the others it was given to.
-    if (!askedAgain && (await othersUnconfirmed(value, request, this.o.config, this.o.clock.now())))
+    if (!askedAgain && (await othersUnconfirmed(value, request, this.o.config, this.o.clock.now()))) {
+      await afterOrdinaryCallers(request, this.o.config);
       return this.answer({ ...request, confirming: true }, true);
+    }
     // A failure, or a refusal, of the leader's own input is not this caller's: it asks again, once.
     const leadersOwn = value.kind === "failed" || value.kind === "pass";
     if (leadersOwn && !askedAgain && notTheJoinersFailure(value, request, this.o.config))
@@ -154,6 +163,7 @@ export class KeyCoordinator implements Coordinator {
     // Another request's unconfirmed error (a 400 arriving): asked again once it is stored, as for a joined entry.
     if (collapsed && !askedAgain && (await othersUnconfirmed(flight, request, this.o.config, this.o.clock.now()))) {
       await flight.done;
+      await afterOrdinaryCallers(request, this.o.config);
       return this.answer({ ...request, confirming: true }, true);
     }
     if (collapsed) {
