@@ -90,23 +90,14 @@ export function fieldCountRefusal(fields: number): EngineResponse | undefined {
 }
 
 /**
- * The 400 for a request whose header field value holds a control character (RFC 9110 §5.5:
- * field-content is visible characters, SP, HTAB and obs-text), as Node's HTTP parser gives
- * before herdless runs ("Invalid header value char"); undefined when every value is valid.
- * The Worker's `Headers` refuses only NUL, CR and LF, so `X-A: a\x01b` reached the origin: a
- * server that refuses it (Apache's `HttpProtocolOptions Strict`, Kestrel) answered 400, which
- * an origin putting `max-age` on every answer had stored as the page for everyone
- * (Cache-Poisoned Denial of Service, HTTP meta character).
- *
- * @example
- * fieldValueRefusal([["x-a", "a\x07b"]])?.status; // 400
- * fieldValueRefusal([["accept", "text/html"]]); // undefined
+ * The 400 for a request whose header field value `name` holds a control character (RFC 9110
+ * §5.5: field-content is visible characters, SP, HTAB and obs-text), as Node's HTTP parser
+ * gives before herdless runs ("Invalid header value char"). The Worker's `Headers` refuses
+ * only NUL, CR and LF, so `X-A: a\x01b` reached the origin: a server that refuses it (Apache's
+ * `HttpProtocolOptions Strict`, Kestrel) answered 400, which an origin putting `max-age` on
+ * every answer had stored as the page for everyone (Cache-Poisoned Denial of Service, HTTP
+ * meta character). {@link headRefusal} looks for it.
  */
-export function fieldValueRefusal(fields: Iterable<[string, string]>): EngineResponse | undefined {
-  for (const [name, value] of fields) if (holdsControlCharacter(value)) return controlCharacterRefusal(name);
-  return undefined;
-}
-
 function controlCharacterRefusal(name: string): EngineResponse {
   return refused(`invalid character in the ${JSON.stringify(name)} header value: a control character`);
 }
