@@ -101,11 +101,9 @@ export class Engine {
     const alone = answeredAlone(directives, facts, route);
     const [found, purges] = await this.lookUp(primary, request, route.cacheAuthorized || facts.hasAuthorization, alone);
     if (purges) found.entry = applyPurge(found.entry, primary, purges);
+    const at = { route, primary, found, purges };
     const fill = (priority: FillRequest["priority"], revalidate = false, authorized = false) =>
-      fillRequest(this.o.config, this.forward, request, {
-        ...{ route, primary, found, priority },
-        ...{ purges, revalidate, authorized },
-      });
+      fillRequest(this.o.config, this.forward, request, { ...at, priority, revalidate, authorized });
     // An unconfirmed error (asked-by.ts) another request's fill got is a miss for this one.
     if (found.entry?.askedBy !== undefined) found.entry = await servedTo(found.entry, fill("foreground").headers);
     const now = this.o.clock.now();
