@@ -102,7 +102,7 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
   const engine = new Engine({
     config,
     clock,
-    ...{ near, shared },
+    near,
     coordinator,
     fallback,
     guard,
