@@ -20,6 +20,12 @@ export interface EngineOptions {
   /** This edge's own tier: the data center's Cache API, the process LRU. */
   near: Store;
   coordinator: Coordinator;
+  /**
+   * A fleet's shared tier (Redis), the store its coordinator fills: read by the requests the
+   * near tier answers alone when it has nothing fresh for them (store/shared-look.ts). Absent
+   * where the near tier is the store (one process) or another tier stands in (the Worker).
+   */
+  shared?: Pick<Store, "get">;
   /** Used when `coordinator` throws (Durable Object or Redis unreachable): local single-flight. */
   fallback?: Coordinator;
   guard: OriginGuard;

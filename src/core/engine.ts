@@ -9,7 +9,7 @@ import type { Entry } from "./http/entry.ts";
 import { primaryKey } from "./http/key.ts";
 import { personalCookies } from "./http/cookies.ts";
 import { clientWantsRevalidation, onlyIfCachedRefusal, requestDirectives } from "./http/request-directives.ts";
-import { lookup } from "./store/lookup.ts";
+import { answeredAlone, nearThenShared } from "./store/shared-look.ts";
 import type { Metrics } from "./admin/metrics.ts";
 import { guardedCallDeps } from "./origin/guarded-call.ts";
 import { forwardPolicy, selectingView, type ForwardPolicy } from "./origin/forward.ts";
@@ -97,23 +97,17 @@ export class Engine {
     if (here) return here;
     const primary = primaryKey(request.url, route.key);
     if (facts.method !== "GET" && facts.method !== "HEAD") return relayUnsafe(this.unsafeDeps, request);
-    const [found, purges] = await this.lookUp(primary, request, route.cacheAuthorized || facts.hasAuthorization);
+    const directives = requestDirectives(request.headers);
+    const alone = answeredAlone(directives, facts, route);
+    const [found, purges] = await this.lookUp(primary, request, route.cacheAuthorized || facts.hasAuthorization, alone);
     if (purges) found.entry = applyPurge(found.entry, primary, purges);
+    const at = { route, primary, found, purges };
     const fill = (priority: FillRequest["priority"], revalidate = false, authorized = false) =>
-      fillRequest(this.o.config, this.forward, request, {
-        route,
-        primary,
-        found,
-        priority,
-        purges,
-        revalidate,
-        authorized,
-      });
+      fillRequest(this.o.config, this.forward, request, { ...at, priority, revalidate, authorized });
     // An unconfirmed error (asked-by.ts) another request's fill got is a miss for this one.
     if (found.entry?.askedBy !== undefined) found.entry = await servedTo(found.entry, fill("foreground").headers);
     const now = this.o.clock.now();
     const decision = decide(found.entry, found.key, facts, route, now);
-    const directives = requestDirectives(request.headers);
     // RFC 9111 §5.2.1.7: nothing servable without going forward.
     const uncached = onlyIfCachedRefusal(directives, decision, route, found.varyMiss, now);
     if (uncached) return notCached({ fwd: uncached });
@@ -171,11 +165,13 @@ export class Engine {
    * The near tier's entry and the purges in force, read side by side: a miss waits for one
    * read, not two in a row. A variant is looked up by the headers a fill of the request sends
    * (`credentials`: with its Authorization or Cookie, as that fill would be), the ones it was stored by.
+   * A request `alone` (no fill answers it) may be answered by a fleet's shared copy (shared-look.ts).
    */
-  private lookUp(primary: string, request: EngineRequest, credentials: boolean) {
+  private lookUp(primary: string, request: EngineRequest, credentials: boolean, alone: boolean) {
     const { rawHeaders, url, clientAddress } = request;
     const selecting = selectingView(rawHeaders, this.forward, { credentials, url, clientAddress });
-    return Promise.all([lookup(this.o.near, primary, primary, selecting), this.o.purges?.()]);
+    const keep = (entry: Entry) => this.o.background(this.nearTier.keep(entry, primary));
+    return Promise.all([nearThenShared(this.o, primary, selecting, alone, keep), this.o.purges?.()]);
   }
 
   /**

@@ -22,6 +22,7 @@ import type { Config } from "../core/config.ts";
 import { ASK_AGAIN, STREAMING } from "../core/fill/relay.ts";
 import { fillNews, heardFrom } from "./redis/fill-news.ts";
 import { RedisStore } from "./redis/store.ts";
+import { sharedReads } from "./redis/shared-reads.ts";
 import { sharedMaxBytes } from "./redis/store-bound.ts";
 import { checkMemoryPolicyOnce } from "./redis/eviction-policy.ts";
 import { checkFleetConfig } from "./redis/fleet-config.ts";
@@ -100,17 +101,9 @@ export async function redisStack(options: FleetStackOptions): Promise<FleetStack
     new KeyCoordinator({ config, clock, store: near, leases: new MemoryLeaseManager(clock), ...parts }),
   );
   const engine = new Engine({
-    config,
-    clock,
-    near,
-    coordinator,
-    fallback,
-    guard,
-    fetch,
+    ...{ config, clock, near, shared: sharedReads(shared, connection, logger) },
+    ...{ coordinator, fallback, guard, fetch, background, metrics, onOriginCall },
     ...(decodes ? { decodes } : {}),
-    background,
-    metrics,
-    onOriginCall,
     purges: () => purges.current(),
     waiting: waitingRequests(config),
   });

@@ -28,7 +28,7 @@ export interface LookupResult {
  * `known` is a variant key the caller already computed (the primary key otherwise).
  */
 export async function lookup(
-  store: Store,
+  store: Pick<Store, "get">,
   primary: string,
   known: string,
   request: HeaderReader,
