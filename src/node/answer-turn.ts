@@ -12,7 +12,23 @@ type Connection = Duplex & {
   [STOPPED]?: true;
 };
 
+/** A request with the answer node:http made for it (Node links the answer to its request only). */
+type Answered = IncomingMessage & { [ANSWER]?: ServerResponse };
+
 const STOPPED = Symbol("herdless.requestsStopped");
+const ANSWER = Symbol("herdless.answer");
+
+/**
+ * Remembers `res` as the answer to `req`, so that {@link refuseInTurn} can tell a request
+ * whose body the parser refuses after its answer was written. One property: the hit path
+ * pays no map and no listener for it.
+ *
+ * @example
+ * server.on("request", (req, res) => { answerOf(req, res); handler(req, res); });
+ */
+export function answerOf(req: IncomingMessage, res: ServerResponse): void {
+  (req as Answered)[ANSWER] = res;
+}
 
 /**
  * Runs `then` once every request read before on `socket` has had its answer written
@@ -55,7 +71,8 @@ export function requestsStopped(socket: Duplex): boolean {
  * connection closes. Written at once, it went out ahead of them: the client took it for the
  * earlier request's answer (and lost that one), each answer paired with the wrong request.
  * When the refused request's own answer had begun (the parser refused its body after the
- * handler answered its head), the connection is cut instead, as Node cuts it. Once per
+ * handler answered its head), the connection is cut instead, as Node cuts it; when it was
+ * written whole, the connection closes behind it with no second answer. Once per
  * connection: the parser refuses every byte read after.
  *
  * @example
@@ -67,6 +84,17 @@ export function refuseInTurn(socket: Duplex, answer: string): void {
   const reading = (socket as Connection).parser?.incoming;
   // Refused in its body: that request's answer is the refusal.
   const refused = reading && !reading.complete ? reading : undefined;
+  if (refused && (refused as Answered)[ANSWER]?.writableEnded) {
+    // Refused in the body of a request answered already (a hit, a refusal, a 405: answered
+    // without reading the body): it has had its one answer. A second, the 400, was taken by
+    // the client (or a proxy reusing the connection) for the answer to its next request,
+    // every answer after it paired with the wrong request. The connection closes once the
+    // answers written are sent, with nothing more on it.
+    afterEarlierAnswers(socket, undefined, () => {
+      if (socket.writable) socket.end(() => socket.destroy());
+    });
+    return;
+  }
   afterEarlierAnswers(socket, refused, () => {
     // An earlier answer that closes the connection has closed it already.
     if (!socket.writable) return;

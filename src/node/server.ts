@@ -3,7 +3,7 @@ import { isIPv6, type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
-import { refuseInTurn, requestsStopped, stopRequests } from "./answer-turn.ts";
+import { answerOf, refuseInTurn, requestsStopped, stopRequests } from "./answer-turn.ts";
 import { capConnections } from "./connection-cap.ts";
 import { createHandler } from "./handler.ts";
 import { parseRefusal, unmetExpectation, type ClientError } from "./parse-refusal.ts";
@@ -76,6 +76,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       res.shouldKeepAlive = false;
       stopRequests(req.socket);
     }
+    answerOf(req, res);
     handler(req, res);
     pipelined(req, res);
     cap.answered(req, res);

@@ -123,6 +123,31 @@ function pipelined(base: string, bytes: string, ready: Promise<void>, then: () =
   });
 }
 
+/**
+ * Writes each of `writes` on one connection, the next once an answer to the one before has
+ * begun to arrive. Resolves with what came back when herdless closes the connection (or
+ * 2 s after the last write: a connection left open is not a close).
+ */
+function rawExchange(port: number, writes: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const left = [...writes];
+    let text = "";
+    const socket = connect(port, "127.0.0.1", () => socket.write(left.shift()!));
+    const done = () => {
+      socket.destroy();
+      resolve(text);
+    };
+    socket.on("data", (chunk: Buffer) => {
+      text += chunk.toString("latin1");
+      const next = left.shift();
+      if (next !== undefined) socket.write(next);
+      if (left.length === 0 && next !== undefined) setTimeout(done, 2_000).unref();
+    });
+    socket.on("close", done);
+    socket.on("error", reject);
+  });
+}
+
 const SLOW = "GET /slow HTTP/1.1\r\nHost: shop.test\r\n\r\n";
 
 /** A fresh origin and herdless, `bytes` written on one connection behind a slow request; the origin answers once the rest is read. */
@@ -221,6 +246,35 @@ describe("security: answers keep the order of the requests on one connection (No
     expect(answers(text).map((a) => `${a.status} ${a.body}`)).toEqual(["200 page /slow", "200 page /a"]);
     expect(site.seen).toEqual(["GET /slow", "GET /a"]);
   });
+
+  // A request answered before its body is read (a hit, a 405, a refused target), whose body
+  // the parser then refuses: a 400 after its answer was a second answer to one request, and a
+  // client (or a proxy reusing the connection) read it as the answer to the next request it
+  // wrote, a victim's.
+  for (const [what, attack, status] of [
+    ["a hit", "GET /page HTTP/1.1", 200],
+    ["a 405", "TRACE /page HTTP/1.1", 405],
+    ["a refused target", "GET ws://shop.test/page HTTP/1.1", 400],
+  ] as const)
+    it(`a chunked body refused after its request was answered (${what}): one answer, and the next request on the connection gets none`, async () => {
+      const site = await origin();
+      const cache = await herdless(site.url);
+      cleanup.push(() => cache.close());
+      const { port } = new URL(cache.base);
+      // The page is stored, so the attacker's GET is a hit answered without reading its body.
+      const warm = answers(
+        await rawExchange(Number(port), [`GET /page HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n`]),
+      );
+      expect(warm.map((a) => a.status)).toEqual([200]);
+      const text = await rawExchange(Number(port), [
+        `${attack}\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n`,
+        // Once that answer arrived: a chunk the parser refuses, then the victim's request.
+        "5\r\nhelloXX\r\n0\r\n\r\nGET /victim HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+      ]);
+      // Its own answer only: no 400 naming the chunk (HPE_STRICT) behind it.
+      expect(answers(text).map((a) => a.status)).toEqual([status]);
+      expect(site.seen).not.toContain("GET /victim");
+    });
 
   it("a client that sends no body after its refused Expect: what it writes next is never read as a request", async () => {
     const { site, text } = await sentBehindSlow(
