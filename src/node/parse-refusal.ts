@@ -1,4 +1,4 @@
-import { maxHeaderSize } from "node:http";
+import { maxHeaderSize, METHODS } from "node:http";
 import { synthetic, type EngineResponse } from "../core/http/respond.ts";
 
 /** What Node's HTTP server hands to `clientError` for a request its parser refused (llhttp's `HPE_*` codes). */
@@ -6,8 +6,13 @@ export interface ClientError extends Error {
   code?: string;
   /** llhttp's words for the fault, e.g. "Invalid header token". */
   reason?: string;
-  /** The bytes the parser was given, from the start of the refused request. */
+  /**
+   * The bytes the parser was given in the read that failed: from the start of the refused
+   * request, or from an earlier request on the connection read in the same packet.
+   */
   rawPacket?: Buffer;
+  /** How many bytes of `rawPacket` the parser took before it failed. */
+  bytesParsed?: number;
 }
 
 /** RFC 9110 §5.6.2 token: what a method is made of. */
@@ -28,7 +33,7 @@ export function parseRefusal(error: ClientError): EngineResponse {
   switch (error.code) {
     case "HPE_HEADER_OVERFLOW": {
       // RFC 9112 §3: a request-target longer than the server will parse MUST be a 414.
-      const target = overlongTarget(error.rawPacket);
+      const target = overlongTarget(refusedHead(error));
       if (target !== undefined)
         return refused(
           414,
@@ -41,8 +46,10 @@ export function parseRefusal(error: ClientError): EngineResponse {
     case "ERR_HTTP_REQUEST_TIMEOUT":
       return refused(408, "the request did not arrive in time");
     case "HPE_INVALID_METHOD": {
-      const method = error.rawPacket?.toString("latin1", 0, 64).split(" ", 1)[0] ?? "";
-      if (TOKEN.test(method))
+      const method = refusedMethod(error);
+      // A method Node knows is no unknown method: the bytes before it were something else
+      // (the rest of a body longer than its Content-Length said).
+      if (TOKEN.test(method) && !KNOWN_METHODS.has(method))
         return refused(
           501,
           `method ${JSON.stringify(method)} is not implemented: herdless relays the registered HTTP methods, which are case-sensitive (GET, not get)`,
@@ -62,6 +69,44 @@ export function parseRefusal(error: ClientError): EngineResponse {
  */
 export function unmetExpectation(expect: string): EngineResponse {
   return refused(417, `expectation ${JSON.stringify(expect)} cannot be met: only 100-continue is supported`);
+}
+
+const KNOWN_METHODS = new Set(METHODS);
+
+/** RFC 9110 §5.6.2 tchar, as a byte. */
+function isTokenByte(byte: number): boolean {
+  return byte < 0x80 && TOKEN.test(String.fromCharCode(byte));
+}
+
+/**
+ * The refused request's method: the token around the byte the parser stopped at. The packet
+ * may start with requests read before it (pipelined in one write), whose method is not the
+ * refused one's: read from the packet's start, the 501 after a `GET` answered on the
+ * connection named `GET` for bytes that were no method (`\0x /`), or that were `get`.
+ */
+function refusedMethod(error: ClientError): string {
+  const raw = error.rawPacket;
+  if (!raw) return "";
+  let start = Math.min(error.bytesParsed ?? 0, raw.length);
+  while (start > 0 && isTokenByte(raw[start - 1]!)) start--;
+  return raw.toString("latin1", start, start + 64).split(" ", 1)[0] ?? "";
+}
+
+/**
+ * The refused request's head in the packet: after the last blank line before the byte the
+ * parser stopped at (the end of the head before it, when requests came pipelined in one
+ * write), else the whole packet. Read from the packet's start, a long target of the request
+ * before made a 431 a 414, and a long target of the refused one was a 431.
+ */
+function refusedHead(error: ClientError): Buffer | undefined {
+  const raw = error.rawPacket;
+  if (!raw) return undefined;
+  const at = Math.min(error.bytesParsed ?? raw.length, raw.length);
+  // A negative offset would count from the end of the packet.
+  const crlf = at < 4 ? -1 : raw.lastIndexOf("\r\n\r\n", at - 4);
+  const lf = at < 2 ? -1 : raw.lastIndexOf("\n\n", at - 2);
+  const end = Math.max(crlf < 0 ? -1 : crlf + 4, lf < 0 ? -1 : lf + 2);
+  return end > 0 ? raw.subarray(end) : raw;
 }
 
 /** Node's request-head limit (`--max-http-header-size`, 16 KiB by default): request line and fields together. */

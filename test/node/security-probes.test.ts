@@ -285,6 +285,37 @@ describe("what the origin is sent (Node)", () => {
     expect(origin.seen).toHaveLength(0);
   });
 
+  it("a refused request pipelined behind another in one write is told its own fault, never one read from the request before it", async () => {
+    await setup();
+    const first = "GET /p HTTP/1.1\r\nhost: shop.test\r\n\r\n";
+    /** The statuses on the connection, and the body of the last answer (the refusal, which closes it). */
+    const behind = async (before: string, refused: string) => {
+      const { text } = await raw(cache.base, before + refused);
+      return [
+        [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1])),
+        text.slice(text.lastIndexOf("\r\n\r\n") + 4),
+      ];
+    };
+    // Bytes that are no method: a 400, never a 501 naming the GET before them.
+    expect(await behind(first, "\0x /q HTTP/1.1\r\nhost: shop.test\r\n\r\n")).toEqual([
+      [200, 400],
+      "bad request: Invalid method encountered (HPE_INVALID_METHOD)\n",
+    ]);
+    // A method in lower case: the 501 names it as written.
+    const lower = await behind(first, "get /q HTTP/1.1\r\nhost: shop.test\r\n\r\n");
+    expect(lower[0]).toEqual([200, 501]);
+    expect(lower[1]).toContain('method "get" is not implemented');
+    // The refused request's own target is what is too long (414), or its fields (431),
+    // whatever the target of the request before.
+    expect((await behind(first, `GET /${"a".repeat(20_000)} HTTP/1.1\r\nhost: shop.test\r\n\r\n`))[0]).toEqual([
+      200, 414,
+    ]);
+    const longBefore = `GET /${"b".repeat(9_000)} HTTP/1.1\r\nhost: shop.test\r\n\r\n`;
+    expect(
+      (await behind(longBefore, `GET /q HTTP/1.1\r\nhost: shop.test\r\nx-big: ${"c".repeat(20_000)}\r\n\r\n`))[0],
+    ).toEqual([200, 431]);
+  });
+
   it("RFC 9110 §15.6.6: a request line in another major version (HTTP/2.0, or HTTP/0.9 with none) is a 505, never fetched or stored; the victim's HTTP/1.1 is served", async () => {
     await setup();
     for (const attack of ["GET /p HTTP/2.0\r\nhost: shop.test\r\nconnection: close\r\n\r\n", "GET /p\r\n\r\n"]) {
