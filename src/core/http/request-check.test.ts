@@ -52,6 +52,9 @@ describe("targetUrl (RFC 9112 §3.2)", () => {
     for (const bad of [
       "http://[zz]/x",
       "http://u:p@shop.example/",
+      "http://@shop.example/",
+      "http:///shop.example/p",
+      "HTTPS:////shop.example/p",
       "file:///etc/passwd",
       "javascript:alert(1)",
       "*",

@@ -170,6 +170,7 @@ export function forwardedScheme(value: string | null | undefined): Scheme | unde
  * @example
  * targetUrl("//a/b?c", "shop.example")?.pathname; // "//a/b"
  * targetUrl("http://[zz]/x", "shop.example"); // undefined
+ * targetUrl("http:///evil/p", "shop.example"); // undefined: no host
  * targetUrl("/p", "shop.example", "https:")?.href; // "https://shop.example/p"
  *
  * `scheme`: the one the client used, for an origin-form target ({@link forwardedScheme} on Node).
@@ -177,6 +178,12 @@ export function forwardedScheme(value: string | null | undefined): Scheme | unde
 export function targetUrl(target: string, host: string, scheme: Scheme = "http:"): URL | undefined {
   // One string, never resolved: with a valid host every origin-form target parses.
   if (target.startsWith("/")) return canonicalUrl(new URL(`${scheme}//${host}${target}`));
+  // The authority as written. The URL parser makes one up from the path when it is empty
+  // (`http:///evil/p` is `http://evil/p`, `/p` fetched for a client that asked for `/evil/p`)
+  // and drops an empty userinfo (`http://@evil/p`): RFC 9110 §4.2.1 asks to reject an http
+  // URI with an empty host, §4.2.4 to treat userinfo as an error.
+  const authority = ABSOLUTE_AUTHORITY.exec(target)?.[1];
+  if (!authority || authority.includes("@")) return undefined;
   let url: URL;
   try {
     url = new URL(target);
@@ -187,6 +194,9 @@ export function targetUrl(target: string, host: string, scheme: Scheme = "http:"
   if (url.username !== "" || url.password !== "" || !validHost(url.host)) return undefined;
   return canonicalUrl(url);
 }
+
+/** An http(s) URL's scheme and authority, as written (RFC 3986 §3.2: up to the first `/`, `?` or `#`). */
+const ABSOLUTE_AUTHORITY = /^https?:\/\/([^/?#]*)/i;
 
 /**
  * The 400 for a request-target {@link targetUrl} cannot serve (never a 500 for client input);
