@@ -66,6 +66,18 @@ export function requestsStopped(socket: Duplex): boolean {
 }
 
 /**
+ * The request whose body the parser is reading on `socket`, undefined between requests (a
+ * refusal then is for the head of the next one).
+ *
+ * @example
+ * refusedInBody(socket)?.method; // "POST": a malformed chunk in its body
+ */
+export function refusedInBody(socket: Duplex): IncomingMessage | undefined {
+  const reading = (socket as Connection).parser?.incoming;
+  return reading && !reading.complete ? reading : undefined;
+}
+
+/**
  * Answers a request Node's parser refused (`clientError`) in its turn: after the answers of
  * the requests read before it on the connection (a cold miss still being fetched), then the
  * connection closes. Written at once, it went out ahead of them: the client took it for the
@@ -81,9 +93,8 @@ export function requestsStopped(socket: Duplex): boolean {
 export function refuseInTurn(socket: Duplex, answer: string): void {
   if (requestsStopped(socket)) return;
   stopRequests(socket);
-  const reading = (socket as Connection).parser?.incoming;
   // Refused in its body: that request's answer is the refusal.
-  const refused = reading && !reading.complete ? reading : undefined;
+  const refused = refusedInBody(socket);
   if (refused && (refused as Answered)[ANSWER]?.writableEnded) {
     // Refused in the body of a request answered already (a hit, a refusal, a 405: answered
     // without reading the body): it has had its one answer. A second, the 400, was taken by

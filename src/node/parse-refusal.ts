@@ -73,6 +73,18 @@ export function unmetExpectation(expect: string): EngineResponse {
 
 const KNOWN_METHODS = new Set(METHODS);
 
+/**
+ * Whether the head the parser refused is a `HEAD` request's, whose answer carries no body
+ * (RFC 9110 §9.3.2): its request line was read whole before the fault. Undefined bytes, or a
+ * head that arrived in pieces (the packet does not start with it), read as not a `HEAD`.
+ *
+ * @example
+ * refusedHeadRequest(error); // true for `HEAD /p HTTP/1.1\r\nBad Field: x`
+ */
+export function refusedHeadRequest(error: ClientError): boolean {
+  return refusedHead(error)?.toString("latin1", 0, 5) === "HEAD ";
+}
+
 /** RFC 9110 §5.6.2 tchar, as a byte. */
 function isTokenByte(byte: number): boolean {
   return byte < 0x80 && TOKEN.test(String.fromCharCode(byte));

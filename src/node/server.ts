@@ -3,10 +3,10 @@ import { isIPv6, type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
-import { answerOf, refuseInTurn, requestsStopped, stopRequests } from "./answer-turn.ts";
+import { answerOf, refusedInBody, refuseInTurn, requestsStopped, stopRequests } from "./answer-turn.ts";
 import { capConnections } from "./connection-cap.ts";
 import { createHandler } from "./handler.ts";
-import { parseRefusal, unmetExpectation, type ClientError } from "./parse-refusal.ts";
+import { parseRefusal, refusedHeadRequest, unmetExpectation, type ClientError } from "./parse-refusal.ts";
 import { pipelineBound } from "./pipeline-bound.ts";
 import { tunnelUpgrades } from "./tunnel.ts";
 import type { Logger } from "./logger.ts";
@@ -96,12 +96,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     socket.end(rawAnswer(notAllowed("CONNECT")));
   });
   answerExpectations(server);
-  // A request Node's parser refuses never reaches the handler, and Node's own answer is an
-  // empty 400: the client is told what was wrong instead, in its turn behind the answers to
-  // the requests before it on the connection.
-  server.on("clientError", (error: ClientError, socket: Duplex) =>
-    refuseInTurn(socket, rawAnswer(parseRefusal(error))),
-  );
+  answerRefusals(server);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => {
@@ -136,11 +131,29 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 }
 
-/** An engine answer with a complete body as HTTP/1.1 bytes, for a socket no ServerResponse owns. */
-function rawAnswer(answer: EngineResponse): string {
-  const body = answer.body instanceof Uint8Array ? new TextDecoder().decode(answer.body) : "";
+/**
+ * An engine answer with a complete body as HTTP/1.1 bytes, for a socket no ServerResponse
+ * owns; without the body for a `HEAD` (`forHead`), its Content-Length the body's, as a GET's.
+ */
+function rawAnswer(answer: EngineResponse, forHead = false): string {
+  const body = !forHead && answer.body instanceof Uint8Array ? new TextDecoder().decode(answer.body) : "";
   const head = answer.headers.map(([name, value]) => `${name}: ${value}\r\n`).join("");
   return `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ""}\r\n${head}connection: close\r\n\r\n${body}`;
+}
+
+/**
+ * A request Node's parser refuses never reaches the handler, and Node's own answer is an
+ * empty 400: the client is told what was wrong instead, in its turn behind the answers to
+ * the requests before it on the connection.
+ */
+function answerRefusals(server: Server): void {
+  // A HEAD's refusal has no body (RFC 9110 §9.3.2): a client reads none, and took the bytes
+  // for what came next on the connection.
+  server.on("clientError", (error: ClientError, socket: Duplex) => {
+    const inBody = refusedInBody(socket);
+    const head = inBody ? inBody.method === "HEAD" : refusedHeadRequest(error);
+    refuseInTurn(socket, rawAnswer(parseRefusal(error), head));
+  });
 }
 
 /** RFC 9110 §10.1.1: what a request's `Expect` gets. */

@@ -326,6 +326,28 @@ describe("what the origin is sent (Node)", () => {
     ).toEqual([200, 431]);
   });
 
+  it("RFC 9110 §9.3.2: a HEAD the parser refuses (in its head or its body) is told so without a body, which its client would read as what comes next", async () => {
+    await setup();
+    for (const attack of [
+      "HEAD /p HTTP/1.1\r\nhost: shop.test\r\nbad field: x\r\n\r\n",
+      "HEAD /p HTTP/1.1\r\nhost: shop.test\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+      `HEAD /${"a".repeat(20_000)} HTTP/1.1\r\nhost: shop.test\r\n\r\n`,
+    ]) {
+      const { text, status, headers } = await raw(cache.base, attack);
+      expect([status, headers["cache-status"]], attack.slice(0, 60)).toEqual([
+        expect.any(Number),
+        "herdless; detail=refused",
+      ]);
+      expect(status).toBeGreaterThanOrEqual(400);
+      // The head, and nothing after it.
+      expect(text.endsWith("\r\n\r\n"), attack.slice(0, 60)).toBe(true);
+    }
+    // A GET's refusal still names the fault.
+    expect((await raw(cache.base, "GET /p HTTP/1.1\r\nhost: shop.test\r\nbad field: x\r\n\r\n")).body).toContain(
+      "HPE_INVALID_HEADER_TOKEN",
+    );
+  });
+
   it("RFC 9110 §15.6.6: a request line in another major version (HTTP/2.0, or HTTP/0.9 with none) is a 505, never fetched or stored; the victim's HTTP/1.1 is served", async () => {
     await setup();
     for (const attack of ["GET /p HTTP/2.0\r\nhost: shop.test\r\nconnection: close\r\n\r\n", "GET /p\r\n\r\n"]) {
