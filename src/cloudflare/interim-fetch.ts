@@ -151,6 +151,8 @@ function framedBody(bytes: ByteReader, headers: Headers): ReadableStream<Uint8Ar
 class ByteReader {
   private buffer = new Uint8Array(0);
   private ended = false;
+  /** Bytes of the current chunk still to hand on (chunked framing). */
+  private chunkLeft = 0;
   constructor(private readonly reader: ReadableStreamDefaultReader<Uint8Array>) {}
 
   /**
@@ -167,18 +169,29 @@ class ByteReader {
     }
   }
 
-  /** RFC 9112 §7.1: the next chunk's data; undefined after the last chunk and its trailer section. */
+  /**
+   * RFC 9112 §7.1: the next piece of chunk data, as it arrives; undefined after the last chunk
+   * and its trailer section. A chunk is handed on in the pieces the connection brings, never
+   * held until whole: its size is the origin's to declare (one chunk of a whole file, or
+   * `fffffffff`), and held whole it was all in memory at once, grown by a copy per read, its
+   * first byte reaching no reader (nor the deadline's watch) until its last had come.
+   */
   async chunk(): Promise<Uint8Array | undefined> {
-    const sizeLine = await this.line();
-    const digits = sizeLine.split(";")[0]!.trim(); // RFC 9112 §7.1: 1*HEXDIG, not what parseInt lets by (`5x`, `+5`)
-    if (!/^[0-9A-Fa-f]{1,15}$/.test(digits)) throw new Error(`malformed chunk size ${JSON.stringify(sizeLine)}`);
-    const size = Number.parseInt(digits, 16);
-    if (size === 0) {
-      while ((await this.line()) !== "");
-      return undefined;
+    if (this.chunkLeft === 0) {
+      const sizeLine = await this.line();
+      const digits = sizeLine.split(";")[0]!.trim(); // RFC 9112 §7.1: 1*HEXDIG, not what parseInt lets by (`5x`, `+5`)
+      if (!/^[0-9A-Fa-f]{1,15}$/.test(digits)) throw new Error(`malformed chunk size ${JSON.stringify(sizeLine)}`);
+      const size = Number.parseInt(digits, 16);
+      if (size === 0) {
+        while ((await this.line()) !== "");
+        return undefined;
+      }
+      this.chunkLeft = size;
     }
-    const data = await this.exactly(size);
-    await this.exactly(2);
+    const data = await this.upTo(this.chunkLeft);
+    if (!data) throw new Error("origin body ended inside a chunk");
+    this.chunkLeft -= data.byteLength;
+    if (this.chunkLeft === 0) await this.exactly(2);
     return data;
   }
 

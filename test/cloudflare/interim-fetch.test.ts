@@ -108,4 +108,38 @@ describe("the final answer behind an interim one, read back from workerd's fetch
       await expect(res!.text(), size).rejects.toThrow(/malformed chunk size/);
     }
   });
+
+  it("a chunk is handed on as its bytes arrive, never held until whole: the first 64 KiB of a declared 16 MiB chunk reach the reader before the connection fails", async () => {
+    const arrived = new Uint8Array(64 * 1024).fill(97);
+    let pulls = 0;
+    const connection = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulls++;
+        if (pulls === 1)
+          controller.enqueue(
+            Uint8Array.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000000\r\n", (c) => c.charCodeAt(0)),
+          );
+        else if (pulls === 2) controller.enqueue(arrived);
+        else controller.error(new Error("connection reset"));
+      },
+    });
+    const res = await finalAfterInterim(connection, "GET");
+    const reader = res!.body!.getReader();
+    const first = await reader.read();
+    expect(first.value?.byteLength).toBe(arrived.byteLength);
+    await expect(reader.read()).rejects.toThrow(/connection reset/);
+  });
+
+  it("chunks read in pieces still end where their sizes say: a chunk's data split across reads, then the next chunk", async () => {
+    const res = await finalAfterInterim(
+      raw(
+        [
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n3\r\n123\r\n0\r\n\r\n",
+        ],
+        5,
+      ),
+      "GET",
+    );
+    expect(await res?.text()).toBe("abcdefghijklmnopqrstuvwxyz123");
+  });
 });
