@@ -3,7 +3,14 @@ import { isIPv6, type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { notAllowed } from "../core/http/failure-answer.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
-import { answerOf, refusedInBody, refuseInTurn, requestsStopped, stopRequests } from "./answer-turn.ts";
+import {
+  afterEarlierAnswers,
+  answerOf,
+  refusedInBody,
+  refuseInTurn,
+  requestsStopped,
+  stopRequests,
+} from "./answer-turn.ts";
 import { capConnections } from "./connection-cap.ts";
 import { createHandler } from "./handler.ts";
 import { parseRefusal, refusedHeadRequest, unmetExpectation, type ClientError } from "./parse-refusal.ts";
@@ -87,14 +94,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   server.maxHeadersCount = 0;
   // WebSockets pass through to the origin; every other upgrade is answered as if never asked.
   const tunnels = tunnelUpgrades(server, stack, logger, () => closing !== undefined);
-  // RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
-  // drops a CONNECT's socket silently; the client gets a 405 naming the method instead.
-  // node:http hands the socket over without its 'error' listener: a client that resets it as the
-  // answer is written must not raise an unheard 'error' (it ended the process).
-  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
-    socket.on("error", () => socket.destroy());
-    socket.end(rawAnswer(notAllowed("CONNECT")));
-  });
+  refuseConnect(server);
   answerExpectations(server);
   answerRefusals(server);
   await new Promise<void>((resolve, reject) => {
@@ -139,6 +139,26 @@ function rawAnswer(answer: EngineResponse, forHead = false): string {
   const body = !forHead && answer.body instanceof Uint8Array ? new TextDecoder().decode(answer.body) : "";
   const head = answer.headers.map(([name, value]) => `${name}: ${value}\r\n`).join("");
   return `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ""}\r\n${head}connection: close\r\n\r\n${body}`;
+}
+
+/**
+ * RFC 9110 §9.3.6: herdless is a reverse proxy and opens no tunnels. Without a listener Node
+ * drops a CONNECT's socket silently; the client gets a 405 naming the method instead, in its
+ * turn behind the answers to the requests read before it on the connection: written at
+ * once, it went out in place of the answer to a request still being fetched (a cold miss),
+ * which its client took for that request's answer, and the connection closed with the
+ * earlier answers never sent.
+ */
+function refuseConnect(server: Server): void {
+  server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
+    // node:http hands the socket over without its 'error' listener: a client that resets it as the
+    // answer is written must not raise an unheard 'error' (it ended the process).
+    socket.on("error", () => socket.destroy());
+    afterEarlierAnswers(socket, undefined, () => {
+      // Behind an answer that closed the connection (a 417's): nothing more is answered there.
+      if (socket.writable && !requestsStopped(socket)) socket.end(rawAnswer(notAllowed("CONNECT")));
+    });
+  });
 }
 
 /**

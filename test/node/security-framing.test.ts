@@ -203,6 +203,15 @@ describe("security: answers keep the order of the requests on one connection (No
     expect(Date.now() - started).toBeLessThan(4_000);
   });
 
+  it("a CONNECT behind a request not yet answered gets its 405 after that answer, never in its place", async () => {
+    const { site, text } = await sentBehindSlow(`${SLOW}CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n`);
+    expect(answers(text).map((a) => `${a.status} ${a.body}`)).toEqual([
+      "200 page /slow",
+      "405 CONNECT is not allowed through this cache\n",
+    ]);
+    expect(site.seen).toEqual(["GET /slow"]);
+  });
+
   it("a WebSocket handshake behind a request not yet answered is switched after that answer, never inside it", async () => {
     const { text } = await sentBehindSlow(
       SLOW +
