@@ -68,16 +68,29 @@ async function readUpTo(
   return { kind: "complete", body: concatBytes(chunks, total) };
 }
 
-/** The chunks already read, then the rest of the body, as one stream. */
+/** What a chunk already passed on is replaced with, so that the stream holds it no longer. */
+const PASSED = new Uint8Array(0);
+
+/**
+ * The chunks already read, then the rest of the body, as one stream. They are walked by
+ * index, each let go once passed on: an origin that flushes every byte as a chunk of its own
+ * leaves tens of thousands of them, and shifting each off the front of an array that large
+ * copied all the others (V8 trims only a small array in place), seconds of CPU before the
+ * visitor's first byte.
+ */
 export function prepend(
   chunks: Uint8Array[],
   rest: ReadableStreamDefaultReader<Uint8Array>,
   pending?: Promise<ReadableStreamReadResult<Uint8Array>>,
 ): ReadableStream<Uint8Array> {
+  let index = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const next = chunks.shift();
-      if (next) return controller.enqueue(next);
+      if (index < chunks.length) {
+        const next = chunks[index]!;
+        chunks[index++] = PASSED;
+        return controller.enqueue(next);
+      }
       const read = pending ?? rest.read();
       pending = undefined;
       const { done, value } = await read;
