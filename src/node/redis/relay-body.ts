@@ -99,18 +99,25 @@ export class PieceWriter {
   }
 }
 
-/** The first `bytes` of the queued chunks, as one piece. */
+/**
+ * The first `bytes` of the queued chunks, as one piece. The chunks used up leave the queue in
+ * one splice, not one shift each: an origin that flushes each byte as a chunk of its own
+ * queues a million of them, and each shift copied all the others (V8 trims only a small array
+ * in place), minutes of CPU per MiB.
+ */
 function take(queue: Uint8Array[], bytes: number): Uint8Array {
   const piece = new Uint8Array(bytes);
   let at = 0;
+  let used = 0;
   while (at < bytes) {
-    const chunk = queue[0]!;
+    const chunk = queue[used]!;
     const part = Math.min(chunk.byteLength, bytes - at);
     piece.set(chunk.subarray(0, part), at);
     at += part;
-    if (part === chunk.byteLength) queue.shift();
-    else queue[0] = chunk.subarray(part);
+    if (part === chunk.byteLength) used += 1;
+    else queue[used] = chunk.subarray(part);
   }
+  queue.splice(0, used);
   return piece;
 }
 
