@@ -362,8 +362,9 @@ function staleOrigin(): Promise<RawOrigin> {
 /**
  * An origin that keeps its connections and answers paths under `/trailer/` chunked with a
  * trailer section (RFC 9112 §7.1.2), as a server that sends a checksum or timing after the
- * content does, and paths under `/malformed/` with a head no parser takes (a field name that
- * is not a token). Any other path is answered as the stale origin's first request is.
+ * content does, paths under `/malformed/` with a head no parser takes (a field name that
+ * is not a token), and paths under `/length-and-chunked/` chunked with a `Content-Length: 0`
+ * beside it. Any other path is answered as the stale origin's first request is.
  */
 function trailerOrigin(): Promise<RawOrigin> {
   return rawOrigin((path) => {
@@ -371,6 +372,9 @@ function trailerOrigin(): Promise<RawOrigin> {
       return `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n${path.length.toString(16)}\r\n${path}\r\n0\r\nX-Checksum: abc\r\n\r\n`;
     if (path.startsWith("/malformed/"))
       return `HTTP/1.1 200 OK\r\nX Bad: 1\r\nContent-Length: ${path.length}\r\n\r\n${path}`;
+    // Both framings at once (RFC 9112 §6.1), a Content-Length that says nothing is coming.
+    if (path.startsWith("/length-and-chunked/"))
+      return `HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n${path.length.toString(16)}\r\n${path}\r\n0\r\n\r\n`;
     return plainAnswer(path);
   });
 }

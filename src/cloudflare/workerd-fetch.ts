@@ -48,8 +48,9 @@ export async function answerOf(url: string, given: OriginFetchInit): Promise<Res
   // too. With it workerd adds `Cache-Control: no-cache` and `Pragma: no-cache` to the request.
   const init: OriginFetchInit = { ...withDeclaredLength(given), cache: "no-store" };
   const attempt = () =>
-    fetch(url, init).then((response) => {
+    fetch(url, init).then(async (response) => {
       answeredAt.set(origin, Date.now());
+      await refuseBothFramings(response, url);
       return response;
     });
   try {
@@ -63,6 +64,23 @@ export async function answerOf(url: string, given: OriginFetchInit): Promise<Res
       throw malformedAnswer(again, url) ?? again;
     });
   }
+}
+
+/**
+ * RFC 9112 §6.1: an answer framed both chunked and by a Content-Length is refused whole (a
+ * clean 502 naming it), as Node's parser and the reading behind an interim answer
+ * (interim-fetch.ts) refuse it: a smuggling shape, and §6.3 lets a proxy forward it only
+ * without the Content-Length. workerd reads such a body chunked but leaves the origin's
+ * Content-Length on the answer, so a relayed visitor got that length with the chunked bytes
+ * behind it: with `Content-Length: 0`, an empty page that looked complete.
+ */
+async function refuseBothFramings(response: Response, url: string): Promise<void> {
+  if (!response.headers.has("transfer-encoding") || !response.headers.has("content-length")) return;
+  await response.body?.cancel().catch(() => undefined);
+  throw new HerdlessError(
+    "ORIGIN_STATUS",
+    `the origin's answer for ${url} is not valid HTTP/1.1 (Transfer-Encoding with Content-Length); herdless refuses a malformed answer whole`,
+  );
 }
 
 /**

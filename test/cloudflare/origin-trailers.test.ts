@@ -71,3 +71,21 @@ describe("an origin answer with trailers, then another URL on its connection (Wo
     ]);
   });
 });
+
+describe("an origin answer framed both chunked and by a Content-Length (Worker)", () => {
+  it("is refused whole, a 502 naming it, as Node refuses it: never relayed with the origin's `Content-Length: 0`, which gave a signed-in visitor an empty page that looked complete", async () => {
+    await seen();
+    const [dc] = dataCenters(1, edgeEnv(origin, strict));
+    const relayed = await dc!.get("/length-and-chunked/a", { headers: { cookie: "session=1" } });
+    await relayed.settled;
+    expect([relayed.status, relayed.body]).toMatchObject([502, expect.stringMatching(/Transfer-Encoding/)]);
+    const filled = await dc!.get("/length-and-chunked/b");
+    await filled.settled;
+    expect([filled.status, filled.body]).toMatchObject([502, expect.stringMatching(/Transfer-Encoding/)]);
+    // A malformed answer is the origin's fault, not a sign it is down: the next page is served.
+    const next = await dc!.get("/h");
+    await next.settled;
+    expect([next.status, next.body]).toEqual([200, "/h"]);
+    await seen();
+  });
+});
