@@ -30,7 +30,7 @@ export function toEngineRequest(
   return {
     method,
     url: requestUrl(req, scheme),
-    headers: headerReader(req.headers),
+    headers: headerReader(req.headers, req.rawHeaders),
     rawHeaders,
     body,
     clientAddress: req.socket.remoteAddress,

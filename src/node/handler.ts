@@ -207,7 +207,7 @@ async function serveAdmin(
     {
       method: req.method ?? "GET",
       path,
-      headers: headerReader(req.headers),
+      headers: headerReader(req.headers, req.rawHeaders),
       text: (limit) => readText(req, limit),
       https: servedOverHttps(req),
       client: req.socket.remoteAddress ?? "unknown",

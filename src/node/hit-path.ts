@@ -241,7 +241,7 @@ export class HitPath {
       url: target.url,
       clientAddress: req.socket.remoteAddress,
     });
-    const fields = { client: headerReader(headers), selecting };
+    const fields = { client: headerReader(headers, req.rawHeaders), selecting };
     return freshHit(this.o.near, target.route, target.primary, facts, fields, purges, now);
   }
 

@@ -59,7 +59,12 @@ export function tunnelUpgrades(server: Server, stack: Stack, logger: Logger, clo
       !closing() &&
       req.httpVersion === "1.1" &&
       requestRefusal(req, fields) === undefined &&
-      opensTunnel(config, req.method ?? "GET", requestUrl(req, scheme).pathname, headerReader(req.headers));
+      opensTunnel(
+        config,
+        req.method ?? "GET",
+        requestUrl(req, scheme).pathname,
+        headerReader(req.headers, req.rawHeaders),
+      );
     if (!tunnelled) return asOrdinaryRequest(server, req, socket, head);
     // No key, no switch to check (origin-fetch.ts `verified`): a 400, never a tunnel (keyFault).
     const fault = keyFault(req.headers["sec-websocket-key"]);
