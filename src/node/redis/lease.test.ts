@@ -397,7 +397,9 @@ describe("RedisLeaseManager when Redis goes away", () => {
     const taken = await takenWithin(other, 3_000);
     // Before: the acquire that ran on resuming held "k" for its whole lease (10 s), for nobody.
     expect(taken).toBeDefined();
-    expect(freed).toEqual(["k"]);
+    // Undone when Redis ran the timed-out acquire on resuming. A CI run found nothing to undo and
+    // "k" free: Redis had not run it (it may see the dropped socket before the bytes on it).
+    expect(["k", ""]).toContain(freed.join(","));
     // Dropped once: the next holder keeps its lease.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await otherConn.client.get(other.leaseKey("k"))).toBe(String(taken!.token));
