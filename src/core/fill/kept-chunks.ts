@@ -1,12 +1,5 @@
 import { concatBytes } from "../http/http.ts";
 
-/**
- * A reader that fell behind gets the chunks that arrived meanwhile joined, up to this many
- * bytes: a fetched body comes in chunks of a few KB (5,000 for 20 MB in workerd), and each one
- * handed to each reader is a promise round trip per stream it passes through, dearer than a copy.
- */
-const JOIN_BYTES = 256 * 1024;
-
 /** Every byte arrived (and as many as declared); `body` is the whole of it, to store. */
 export interface CompleteBody {
   kind: "complete";
@@ -33,16 +26,4 @@ export function complete(chunks: Uint8Array[], total: number): CompleteBody {
       return whole;
     },
   };
-}
-
-/** The chunks from `index` on (before `end`) joined into one, up to {@link JOIN_BYTES} (always at least one chunk), and how many. */
-export function joined(chunks: Uint8Array[], index: number, end: number): { chunk: Uint8Array; count: number } {
-  let count = 1;
-  let bytes = chunks[index]!.byteLength;
-  while (index + count < end && bytes + chunks[index + count]!.byteLength <= JOIN_BYTES) {
-    bytes += chunks[index + count]!.byteLength;
-    count += 1;
-  }
-  const chunk = count === 1 ? chunks[index]! : concatBytes(chunks.slice(index, index + count), bytes);
-  return { chunk, count };
 }

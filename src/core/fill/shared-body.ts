@@ -1,7 +1,8 @@
 import { HerdlessError } from "../errors.ts";
 import { EventLoopTurns, wakeOrTimer } from "../http/event-loop-turns.ts";
+import { joined } from "../http/http.ts";
 import { FillClaim } from "../store/fill-budget.ts";
-import { complete, joined, type CompleteBody } from "./kept-chunks.ts";
+import { complete, type CompleteBody } from "./kept-chunks.ts";
 import { Laggards, type WatchedReader } from "./laggards.ts";
 
 /** How one shared body ended. */

@@ -97,13 +97,12 @@ describe("readBody within the fill budget", () => {
 });
 
 describe("a body in many small chunks", () => {
-  it("the chunks read before the body was handed over are passed on one step each: 150,000 one-byte chunks (an origin that flushes each byte as a chunk) take well under a second, not one array shift each over all the rest", async () => {
+  it("the chunks read before the body was handed over are passed on joined, in order: 150,000 one-byte chunks (an origin that flushes each byte as a chunk) reach the reader as a few pieces, in well under a second", async () => {
     const count = 150_000;
-    const one = bytes("a");
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
       pull(controller) {
-        if (sent++ < count) controller.enqueue(one);
+        if (sent < count) controller.enqueue(Uint8Array.of(sent++ % 251));
         else controller.close();
       },
     });
@@ -113,8 +112,14 @@ describe("a body in many small chunks", () => {
     const started = performance.now();
     const reader = prepend(read.chunks, read.rest, read.pending).getReader();
     let total = 0;
-    for (let part = await reader.read(); !part.done; part = await reader.read()) total += part.value.byteLength;
-    expect(total).toBe(count);
+    let pieces = 0;
+    let inOrder = true;
+    for (let part = await reader.read(); !part.done; part = await reader.read(), pieces++)
+      for (const byte of part.value) inOrder &&= byte === total++ % 251;
+    expect([total, inOrder]).toEqual([count, true]);
+    // The 100,000 held ones as 64 KiB pieces (each its own trip through every stream behind,
+    // and in workerd an RPC message and a socket write), then the rest as the origin sends it.
+    expect(pieces).toBeLessThanOrEqual(2 + (count - 100_000));
     // Linear: ~0.1 s here. Each held chunk shifted off the front of the array cost a copy of
     // all the others once the array was large (V8 cannot trim such a one in place): 10 s and more.
     expect(performance.now() - started).toBeLessThan(2_000);
