@@ -26,7 +26,7 @@ function setup(fetchImpl: GuardedCallDeps["fetch"], breaker: { failureThreshold?
       { url: `http://origin.test${path}`, method: "GET", headers: [] },
       { priority: "foreground", timeoutMs: config.origin.timeoutMs, maxBodyBytes, key: path },
     );
-  return { guard, call, calls, fire, config };
+  return { guard, call, calls, fire, config, clock };
 }
 
 describe("guardedOriginCall", () => {
@@ -65,6 +65,22 @@ describe("guardedOriginCall", () => {
     for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
     expect(read).toBe(origin.bytes);
     expect(readWhenTimerRan).toBeGreaterThan(0);
+    expect(readWhenTimerRan).toBeLessThan(read);
+  });
+
+  it("lets timers run while an always-ready body of many tiny chunks passes (an origin that flushes each byte), not only after its end", async () => {
+    // workerd fires no timer while a body's reads keep resolving: counted in bytes alone, the
+    // pump of such a body never gave the event loop a turn, and every deadline waited for its end.
+    const origin = alwaysReadyBody(20_000, 1);
+    const { call } = setup(async () => new Response(origin.body));
+    const result = await call("/tiny");
+    if (result.kind !== "response") throw new Error("expected a response");
+    let read = 0;
+    let readWhenTimerRan = -1;
+    setTimeout(() => (readWhenTimerRan = read), 0);
+    for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    expect(read).toBe(origin.bytes);
+    expect(readWhenTimerRan).toBeGreaterThanOrEqual(0);
     expect(readWhenTimerRan).toBeLessThan(read);
   });
 
@@ -183,6 +199,31 @@ describe("guardedOriginCall", () => {
     expect((await reader.read()).done).toBe(false);
     fire(config.origin.streamTimeoutMs);
     await expect(reader.read()).rejects.toMatchObject({ code: "ORIGIN_TIMEOUT" });
+    expect((await guard.snapshot()).inFlight).toBe(0);
+  });
+
+  it("cuts off a body that keeps sending past origin.streamTimeoutMs though no timer fires meanwhile (workerd runs none while reads keep resolving)", async () => {
+    const { guard, call, config, clock } = setup(async () => new Response(body));
+    // An origin that flushes a byte every second for twice the cap; the runtime's timers never fire.
+    const stepMs = 1_000;
+    const chunks = (2 * config.origin.streamTimeoutMs) / stepMs;
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent === chunks) return controller.close();
+        clock.advance(stepMs);
+        controller.enqueue(Uint8Array.of(sent++));
+      },
+    });
+    const result = await call("/forever");
+    if (result.kind !== "response") throw new Error("expected a response");
+    let read = 0;
+    const reading = (async () => {
+      for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    })();
+    await expect(reading).rejects.toMatchObject({ code: "ORIGIN_TIMEOUT" });
+    expect(read).toBeLessThan(config.origin.streamTimeoutMs / stepMs);
+    expect(sent).toBeLessThan(chunks);
     expect((await guard.snapshot()).inFlight).toBe(0);
   });
 

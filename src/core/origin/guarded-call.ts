@@ -243,6 +243,7 @@ export async function guardedOriginCall<R extends OriginRequest>(
       ...heldShape(response),
       config,
       timers,
+      clock: deps.clock,
       url: request.url,
       done: (ending) => {
         void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, sickKey);

@@ -1,3 +1,4 @@
+import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
 import { HerdlessError, isHerdlessError } from "../errors.ts";
 import type { Timers } from "../guard/local-guard.ts";
@@ -15,6 +16,8 @@ export interface HeldBodyOptions {
   live?: boolean;
   config: Config;
   timers: Timers;
+  /** Read as each chunk arrives: the overall deadline holds even while no timer can fire. */
+  clock: Clock;
   url: string;
   /** Called once, when the origin's part is over: the permit goes back. */
   done: (ending: StreamEnding) => void;
@@ -52,7 +55,7 @@ export interface HeldBodyOptions {
  * `origin.streamTimeoutMs` (every relayed POST or PUT on the Worker starved the cap).
  *
  * @example
- * const held = holdUntilDone(response.body, { declaredBytes, config, timers, url, done: (e) => permit.release(…), lost });
+ * const held = holdUntilDone(response.body, { declaredBytes, config, timers, clock, url, done: (e) => permit.release(…), lost });
  */
 export function holdUntilDone(body: ReadableStream<Uint8Array>, o: HeldBodyOptions): ReadableStream<Uint8Array> {
   return new HeldBody(body, o).stream;
@@ -65,6 +68,8 @@ class HeldBody {
   private readonly ahead: AheadQueue;
   private readonly holding: HoldingWatch;
   private readonly overall: unknown;
+  /** When `origin.streamTimeoutMs` runs out, by the clock. */
+  private readonly deadlineAt: number;
   private readonly unlisten: () => void;
   private readonly idleMs: number;
   private released = false; // the origin's part is over: its permit went back
@@ -91,6 +96,7 @@ class HeldBody {
     this.reader = body.getReader();
     this.ahead = new AheadQueue(o.config);
     this.overall = o.timers.setTimeout(() => this.tooLong(streamTimeoutMs), streamTimeoutMs);
+    this.deadlineAt = o.clock.now() + streamTimeoutMs;
     // The slot may be given to another once the permit is lost: the origin body stops here.
     this.unlisten = whenAborted(o.lost, () => this.stop(lostPermit(o.lost?.reason, o.url), "lost"));
     this.holding = new HoldingWatch(o.timers, o.config, this.ahead, o.contended, () => this.cutHolder());
@@ -205,6 +211,9 @@ class HeldBody {
       // A cancel ends a pending read at once; `leave` frees the slot once the origin body is torn down.
       if (this.released || this.cancelling) return;
       if (read.done) return this.originDone();
+      // The timer alone is not enough: workerd fires none while a body's reads keep resolving
+      // (an origin flushing each byte), and such a body ran far past its cap.
+      if (this.o.clock.now() >= this.deadlineAt) return this.tooLong(this.o.config.origin.streamTimeoutMs);
       this.ahead.push(read.value);
       this.readBytes += read.value.byteLength;
       this.wakeClient?.();
