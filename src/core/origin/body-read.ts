@@ -1,6 +1,5 @@
 import { concatBytes, joined, ORIGIN_JOIN_BYTES } from "../http/http.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
-import { withinMs } from "../within-ms.ts";
 import { FillClaim } from "../store/fill-budget.ts";
 
 /**
@@ -49,23 +48,69 @@ async function readUpTo(
   const chunks: Uint8Array[] = [];
   let total = 0;
   const turns = new EventLoopTurns();
-  for (;;) {
-    const next = reader.read();
-    const read =
-      pauseMs !== undefined && total > 0 ? await withinMs(next, pauseMs) : { settled: true, value: await next };
-    if (!read.settled) {
-      // Its outcome is the stream's first pull's; until then a failure must not go unhandled.
-      next.catch(() => undefined);
-      return { kind: "overflow", chunks, rest: reader, pending: next };
+  const pause = pauseMs === undefined ? undefined : new PauseWatch(pauseMs);
+  try {
+    for (;;) {
+      const next = reader.read();
+      const read = pause && total > 0 ? await pause.within(next) : await next;
+      if (read === PAUSED) {
+        // Its outcome is the stream's first pull's; until then a failure must not go unhandled.
+        next.catch(() => undefined);
+        return { kind: "overflow", chunks, rest: reader, pending: next };
+      }
+      const { done, value } = read;
+      if (done) break;
+      chunks.push(value);
+      total += value.byteLength;
+      if (total > limit || !claim.cover(total)) return { kind: "overflow", chunks, rest: reader };
+      await turns.passed(value.byteLength);
     }
-    const { done, value } = read.value;
-    if (done) break;
-    chunks.push(value);
-    total += value.byteLength;
-    if (total > limit || !claim.cover(total)) return { kind: "overflow", chunks, rest: reader };
-    await turns.passed(value.byteLength);
+  } finally {
+    pause?.stop();
   }
   return { kind: "complete", body: concatBytes(chunks, total) };
+}
+
+const PAUSED = Symbol("paused");
+
+/**
+ * Tells a pause of `pauseMs` in a body being read, with one timer for the whole body, not one
+ * set and cleared for each chunk: an origin that flushes each byte as a chunk sent 65,536 of
+ * them before its body was handed on, and a timer each (with its race) was most of their cost
+ * in workerd. The timer looks every `pauseMs` whether a chunk came since it last looked: a
+ * pause is told between `pauseMs` and twice that after the last chunk.
+ */
+class PauseWatch {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private arrived = false;
+  private paused: (() => void) | undefined;
+
+  constructor(private readonly pauseMs: number) {}
+
+  /** `next`'s result, or {@link PAUSED} once the body paused while it was awaited. */
+  within<T>(next: Promise<T>): Promise<T | typeof PAUSED> {
+    this.timer ??= setTimeout(() => this.look(), this.pauseMs);
+    return new Promise<T | typeof PAUSED>((resolve, reject) => {
+      this.paused = () => resolve(PAUSED);
+      next.then((value) => {
+        this.arrived = true;
+        this.paused = undefined;
+        resolve(value);
+      }, reject);
+    });
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private look(): void {
+    this.timer = undefined;
+    if (!this.arrived && this.paused) return this.paused();
+    this.arrived = false;
+    this.timer = setTimeout(() => this.look(), this.pauseMs);
+  }
 }
 
 /** What a chunk already passed on is replaced with, so that the stream holds it no longer. */
