@@ -245,9 +245,8 @@ export async function guardedOriginCall<R extends OriginRequest>(
       timers,
       clock: deps.clock,
       url: request.url,
-      done: (ending) => {
-        void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, sickKey);
-      },
+      done: (ending) =>
+        void permit.release(ending === "failed" ? "failure" : ending === "lost" ? "neutral" : outcome, sickKey),
       lost: permit.lost,
       contended: permitsWanted(deps.guard),
     });

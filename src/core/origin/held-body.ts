@@ -1,8 +1,9 @@
 import type { Clock } from "../clock.ts";
 import type { Config } from "../config.ts";
-import { HerdlessError, isHerdlessError } from "../errors.ts";
+import { HerdlessError } from "../errors.ts";
 import type { Timers } from "../guard/local-guard.ts";
 import { EventLoopTurns } from "../http/event-loop-turns.ts";
+import { brokenOff, capped, lostPermit, tooSlow } from "./origin-error.ts";
 import { AheadQueue, HoldingWatch } from "./read-ahead.ts";
 
 /** How a streamed body ended, for its permit's release. */
@@ -221,8 +222,7 @@ class HeldBody {
       // A cancel ends a pending read at once; `leave` frees the slot once the origin body is torn down.
       if (this.released || this.cancelling) return;
       if (read.done) return this.originDone();
-      // The timer alone is not enough: workerd fires none while a body's reads keep resolving
-      // (an origin flushing each byte), and such a body ran far past its cap.
+      // Not by the timer alone: workerd fires none while a body's reads keep resolving.
       if (this.o.clock.now() >= this.deadlineAt) return this.tooLong(this.o.config.origin.streamTimeoutMs);
       this.ahead.push(read.value);
       this.readBytes += read.value.byteLength;
@@ -289,26 +289,6 @@ async function readOrStall(
   } finally {
     timers.clearTimeout(idle);
   }
-}
-
-/** What a runtime's body error means to whoever reads the body: the origin broke its answer off. */
-function brokenOff(error: unknown, url: string): HerdlessError {
-  if (isHerdlessError(error)) return error;
-  return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause: error });
-}
-
-function capped(url: string, how: string): HerdlessError {
-  return new HerdlessError("STREAM_CAPPED", `event stream ${url} ${how}: herdless ended it`);
-}
-
-function tooSlow(url: string, how: string): HerdlessError {
-  return new HerdlessError("ORIGIN_TIMEOUT", `origin body for ${url} ${how}`);
-}
-
-/** The error a lost permit stops a streamed body with (not the origin's doing: the breaker does not count it). */
-function lostPermit(reason: unknown, url: string): HerdlessError {
-  if (isHerdlessError(reason)) return reason;
-  return new HerdlessError("COORDINATOR_UNAVAILABLE", `origin permit lost while streaming ${url}`, { cause: reason });
 }
 
 /** Calls `fn` once `signal` aborts (at once if it has); returns what stops listening. */

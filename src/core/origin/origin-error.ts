@@ -1,4 +1,4 @@
-import { HerdlessError } from "../errors.ts";
+import { HerdlessError, isHerdlessError } from "../errors.ts";
 
 /**
  * What a failed origin call is, as a stable code: the runtime's error, the call's `deadline`
@@ -43,4 +43,26 @@ function describe(error: unknown): string {
     return `${error.message}${cause}`;
   }
   return String(error);
+}
+
+/** What a runtime's body error means to whoever reads the body: the origin broke its answer off. */
+export function brokenOff(error: unknown, url: string): HerdlessError {
+  if (isHerdlessError(error)) return error;
+  return new HerdlessError("ORIGIN_TRUNCATED", `origin body for ${url} ended early`, { cause: error });
+}
+
+/** A live event stream herdless ended at one of its caps. */
+export function capped(url: string, how: string): HerdlessError {
+  return new HerdlessError("STREAM_CAPPED", `event stream ${url} ${how}: herdless ended it`);
+}
+
+/** An origin body past `origin.streamTimeoutMs` or `streamIdleTimeoutMs`. */
+export function tooSlow(url: string, how: string): HerdlessError {
+  return new HerdlessError("ORIGIN_TIMEOUT", `origin body for ${url} ${how}`);
+}
+
+/** The error a lost permit stops a streamed body with (not the origin's doing: the breaker does not count it). */
+export function lostPermit(reason: unknown, url: string): HerdlessError {
+  if (isHerdlessError(reason)) return reason;
+  return new HerdlessError("COORDINATOR_UNAVAILABLE", `origin permit lost while streaming ${url}`, { cause: reason });
 }
