@@ -29,6 +29,21 @@ function setup(fetchImpl: GuardedCallDeps["fetch"], breaker: { failureThreshold?
   return { guard, call, calls, fire, config, clock };
 }
 
+/**
+ * Reads the answer to `path` whose origin body is `body` to its end, with a zero timer set as
+ * reading starts: the bytes read in all, and how many had been read when the timer ran (-1: never).
+ */
+async function readBesideTimer(body: ReadableStream<Uint8Array>, path: string) {
+  const { call } = setup(async () => new Response(body));
+  const result = await call(path);
+  if (result.kind !== "response") throw new Error("expected a response");
+  let read = 0;
+  let readWhenTimerRan = -1;
+  setTimeout(() => (readWhenTimerRan = read), 0);
+  for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+  return { read, readWhenTimerRan };
+}
+
 describe("guardedOriginCall", () => {
   it("holds the origin permit until a streamed body ends: a third slow body is refused while two stream", async () => {
     const bodies = [trickle(), trickle(), trickle()];
@@ -56,13 +71,7 @@ describe("guardedOriginCall", () => {
     // JavaScript without a pause, such a body keeps workerd from polling for I/O, and every
     // other request of the isolate waits for its end.
     const origin = alwaysReadyBody();
-    const { call } = setup(async () => new Response(origin.body));
-    const result = await call("/large");
-    if (result.kind !== "response") throw new Error("expected a response");
-    let read = 0;
-    let readWhenTimerRan = -1;
-    setTimeout(() => (readWhenTimerRan = read), 0);
-    for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    const { read, readWhenTimerRan } = await readBesideTimer(origin.body, "/large");
     expect(read).toBe(origin.bytes);
     expect(readWhenTimerRan).toBeGreaterThan(0);
     expect(readWhenTimerRan).toBeLessThan(read);
@@ -72,13 +81,7 @@ describe("guardedOriginCall", () => {
     // workerd fires no timer while a body's reads keep resolving: counted in bytes alone, the
     // pump of such a body never gave the event loop a turn, and every deadline waited for its end.
     const origin = alwaysReadyBody(20_000, 1);
-    const { call } = setup(async () => new Response(origin.body));
-    const result = await call("/tiny");
-    if (result.kind !== "response") throw new Error("expected a response");
-    let read = 0;
-    let readWhenTimerRan = -1;
-    setTimeout(() => (readWhenTimerRan = read), 0);
-    for await (const chunk of result.response.body as unknown as AsyncIterable<Uint8Array>) read += chunk.byteLength;
+    const { read, readWhenTimerRan } = await readBesideTimer(origin.body, "/tiny");
     expect(read).toBe(origin.bytes);
     expect(readWhenTimerRan).toBeGreaterThanOrEqual(0);
     expect(readWhenTimerRan).toBeLessThan(read);
