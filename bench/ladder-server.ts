@@ -53,6 +53,7 @@ type ConfigModule = typeof import("../src/core/config.ts");
 type LoggerModule = typeof import("../src/node/logger.ts");
 type HeapModule = typeof import("../src/node/bounded-heap.ts");
 type HitPathModule = typeof import("../src/node/hit-path.ts");
+type RequestFieldsModule = typeof import("../src/node/request-fields.ts");
 type HandlerModule = typeof import("../src/node/handler.ts");
 type RequestCheckModule = typeof import("../src/core/http/request-check.ts");
 type Stack = import("../src/node/stack.ts").Stack;
@@ -82,21 +83,17 @@ function bareHandler(sample: Sample, resume = true): Listener {
 
 /** The `checks` and `hit-path` handlers: herdless's handler's steps (src/node/handler.ts), one at a time. */
 async function herdlessSteps(stack: Stack, sample: Sample, step: "checks" | "hit-path"): Promise<Listener> {
-  const [{ scanFields, HitPath }, { createHandler }, { hostCountRefusal, targetRefusal }] = await Promise.all([
-    built<HitPathModule>("./node/hit-path.js"),
-    built<HandlerModule>("./node/handler.js"),
-    built<RequestCheckModule>("./core/http/request-check.js"),
-  ]);
+  const [{ HitPath }, { emptyScan, scanFields }, { createHandler }, { hostCountRefusal, targetRefusal }] =
+    await Promise.all([
+      built<HitPathModule>("./node/hit-path.js"),
+      built<RequestFieldsModule>("./node/request-fields.js"),
+      built<HandlerModule>("./node/handler.js"),
+      built<RequestCheckModule>("./core/http/request-check.js"),
+    ]);
   const answer = bareHandler(sample, false);
   const full = createHandler({ stack });
   const hits = new HitPath(stack);
-  const scan: Parameters<HitPathModule["scanFields"]>[1] = {
-    hosts: 0,
-    host: undefined,
-    plain: true,
-    proto: undefined,
-    transferEncoding: undefined,
-  };
+  const scan = emptyScan();
   return (req, res) => {
     const startedAt = stack.metrics.started();
     const fields = scanFields(req.rawHeaders, scan);

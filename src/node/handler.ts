@@ -25,7 +25,8 @@ import { optionsForServer } from "../core/http/failure-answer.ts";
 import { prometheusText } from "../core/admin/prometheus.ts";
 import type { EngineResponse } from "../core/http/respond.ts";
 import { toEngineRequest } from "./engine-request.ts";
-import { clientScheme, HitPath, requestUrl, scanFields, trustsForwardedProto, type RequestScan } from "./hit-path.ts";
+import { clientScheme, HitPath, requestUrl, trustsForwardedProto } from "./hit-path.ts";
+import { emptyScan, scanFields, type RequestScan } from "./request-fields.ts";
 import { jsonLogger, type Logger, type LogLevel } from "./logger.ts";
 import { localStack, type Stack } from "./stack.ts";
 import { headerReader } from "./request-fields.ts";
@@ -81,13 +82,7 @@ export function createHandler(options: HandlerOptions): HerdlessHandler {
   // Wrong admin tokens per client address, for this handler.
   const attempts = new AttemptLimiter();
   // Reused by every request: the handler reads it before it returns or awaits.
-  const scan: RequestScan = {
-    hosts: 0,
-    host: undefined,
-    plain: true,
-    proto: undefined,
-    transferEncoding: undefined,
-  };
+  const scan = emptyScan();
   const trusted = trustsForwardedProto(config);
   const fail = (req: IncomingMessage, res: ServerResponse) => (error: unknown) => {
     logger.error("request failed", { url: req.url, error: String(error) });

@@ -7,14 +7,14 @@ import { ttlSeconds } from "../core/http/cache-status.ts";
 import { hitHeaders } from "../core/http/respond.ts";
 import { forwardedScheme, targetUrl, type Scheme } from "../core/http/request-check.ts";
 import type { HeaderReader } from "../core/http/http.ts";
-import { headerReader, lowercased } from "./request-fields.ts";
+import { emptyScan, headerReader, lowercased, scanFields, type RequestScan } from "./request-fields.ts";
 import { personalCookies } from "../core/http/cookies.ts";
 import type { Metrics, Tally } from "../core/admin/metrics.ts";
 import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/http/fresh-hit.ts";
 import type { PurgeSnapshot } from "../core/admin/purge.ts";
-import { FULL_ANSWER_FIELDS, REQUEST_DIRECTIVE_FIELDS } from "../core/http/request-directives.ts";
 import type { LruStore } from "../core/store/lru-store.ts";
 import { forwardPolicy, selectingView, type ForwardPolicy } from "../core/origin/forward.ts";
+import { keepAnswer, writeKept, type KeptAnswer } from "./kept-answer.ts";
 
 export interface HitPathOptions {
   config: Config;
@@ -58,62 +58,6 @@ export function clientScheme(req: IncomingMessage, trusted: boolean, forwardedPr
   return forwarded ?? ((req.socket as { encrypted?: boolean }).encrypted === true ? "https:" : "http:");
 }
 
-/**
- * Fields after which a request is not plain: what only the engine answers (preconditions,
- * Range, request directives a route may honour) and credentials (`decide` looks at them).
- */
-export const ENGINE_FIELDS = new Set<string>([
-  ...FULL_ANSWER_FIELDS,
-  ...REQUEST_DIRECTIVE_FIELDS,
-  "authorization",
-  "cookie",
-]);
-const ENGINE_FIELD_LENGTHS = new Set([...ENGINE_FIELDS].map((name) => name.length));
-
-/**
- * What one pass over a request's raw fields finds: how many Host fields and the first,
- * whether the request is plain (none of {@link ENGINE_FIELDS}), the first X-Forwarded-Proto
- * field and the Transfer-Encoding. Node's `req.headers` is built on first use, an object per
- * request; a plain request on the hit path never needs it.
- */
-export interface RequestScan {
-  hosts: number;
-  host: string | undefined;
-  plain: boolean;
-  proto: string | undefined;
-  /** The Transfer-Encoding fields' values, joined with ", " as Node joins them. */
-  transferEncoding: string | undefined;
-}
-
-/** Scans `raw` (Node's `req.rawHeaders`) into `into`, which the caller reuses: nothing is allocated per request. */
-export function scanFields(raw: readonly string[], into: RequestScan): RequestScan {
-  into.hosts = 0;
-  into.host = undefined;
-  into.plain = true;
-  into.proto = undefined;
-  into.transferEncoding = undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4) {
-      if (name === "Host" || name === "host" || name.toLowerCase() === "host") {
-        into.hosts++;
-        into.host ??= raw[i + 1];
-      }
-    } else if (name.length === 17) {
-      const lower = name.toLowerCase();
-      if (lower === "x-forwarded-proto") into.proto ??= raw[i + 1];
-      else if (lower === "transfer-encoding")
-        into.transferEncoding =
-          into.transferEncoding === undefined ? raw[i + 1] : `${into.transferEncoding}, ${raw[i + 1]}`;
-      // If-Modified-Since is as long: a conditional request is no plain one.
-      else if (ENGINE_FIELDS.has(lower)) into.plain = false;
-    } else if (into.plain && ENGINE_FIELD_LENGTHS.has(name.length) && ENGINE_FIELDS.has(name.toLowerCase())) {
-      into.plain = false;
-    }
-  }
-  return into;
-}
-
 /** What a fresh entry's hits are written with, kept while they stay the same. */
 interface PreparedHit {
   entry: Entry;
@@ -126,6 +70,8 @@ interface PreparedHit {
   ttl: number;
   /** `hitHeaders` as `[name, value, name, value, …]`, Node's flat form. */
   flat: string[];
+  /** What Node wrote for `flat` and `body` on a keep-alive connection, written again by the next hits. */
+  answer: KeptAnswer | undefined;
   /** The body as a Buffer view (no copy), so Node does not wrap the Uint8Array on every write. */
   body: Buffer;
   /** Where its hits are counted: an increment per hit, folded into the metrics when they are read. */
@@ -155,13 +101,7 @@ export class HitPath {
   private readonly secureTargets: UrlTargets;
   private readonly trusted: boolean;
   private readonly prepared = new WeakMap<Entry, PreparedHit>();
-  private readonly scan: RequestScan = {
-    hosts: 0,
-    host: undefined,
-    plain: true,
-    proto: undefined,
-    transferEncoding: undefined,
-  };
+  private readonly scan = emptyScan();
   private readonly forward: ForwardPolicy;
 
   constructor(private readonly o: HitPathOptions) {
@@ -201,9 +141,12 @@ export class HitPath {
     }
     const { entry, tally } = hit;
     this.withHeadersFor(hit, now);
-    res.writeHead(entry.status, hit.flat);
-    if (method === "HEAD") res.end();
-    else res.end(hit.body);
+    if (hit.answer === undefined || !writeKept(res, hit.answer, method === "HEAD")) {
+      res.writeHead(entry.status, hit.flat);
+      if (method === "GET") hit.answer ??= keepAnswer(res, entry.status, hit.flat, hit.body);
+      if (method === "HEAD") res.end();
+      else res.end(hit.body);
+    }
     // An entry is found under one primary key (key.ts: keys cannot collide); counted apart if ever not.
     if (tally.key === target.primary) this.o.metrics.countOn(tally, now, startedAt);
     else this.o.metrics.count(tally.kind, target.primary, startedAt, now);
@@ -260,6 +203,7 @@ export class HitPath {
       age: -1,
       ttl: 0,
       flat: [],
+      answer: undefined,
       body,
       tally,
     };
@@ -274,6 +218,7 @@ export class HitPath {
     const ttl = ttlSeconds(staleSince(entry), now);
     if (age === kept.age && ttl === kept.ttl) return;
     kept.flat = hitHeaders(entry, now).flat();
+    kept.answer = undefined;
     kept.age = age;
     kept.ttl = ttl;
   }

@@ -7,7 +7,8 @@ import { opensTunnel, TunnelSlots } from "../core/origin/tunnel.ts";
 import { keyFault } from "../core/origin/websocket-handshake.ts";
 import { toEngineRequest } from "./engine-request.ts";
 import { requestRefusal } from "./handler.ts";
-import { clientScheme, requestUrl, scanFields, trustsForwardedProto } from "./hit-path.ts";
+import { clientScheme, requestUrl, trustsForwardedProto } from "./hit-path.ts";
+import { emptyScan, scanFields } from "./request-fields.ts";
 import { headerReader } from "./request-fields.ts";
 import type { Logger } from "./logger.ts";
 import { upgradedSocket } from "./origin-fetch.ts";
@@ -47,13 +48,7 @@ export function tunnelUpgrades(server: Server, stack: Stack, logger: Logger, clo
     inTurn(socket, () => upgrade(req, socket, head)),
   );
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const fields = scanFields(req.rawHeaders, {
-      hosts: 0,
-      host: undefined,
-      plain: true,
-      proto: undefined,
-      transferEncoding: undefined,
-    });
+    const fields = scanFields(req.rawHeaders, emptyScan());
     const scheme = clientScheme(req, trusted, fields.proto);
     const tunnelled =
       !closing() &&

@@ -1,13 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ENGINE_FIELDS, scanFields, type RequestScan } from "./hit-path.ts";
-
-const fresh = (): RequestScan => ({
-  hosts: 0,
-  host: undefined,
-  plain: true,
-  proto: undefined,
-  transferEncoding: undefined,
-});
+import { emptyScan as fresh, ENGINE_FIELDS, scanFields } from "./request-fields.ts";
 
 describe("scanFields: the one pass over a request's fields", () => {
   // A field the scan reads for itself (Host, X-Forwarded-Proto, Transfer-Encoding) shares its
