@@ -1,4 +1,4 @@
-import { STATUS_CODES, type ServerResponse } from "node:http";
+import { OutgoingMessage, ServerResponse, STATUS_CODES } from "node:http";
 
 /**
  * A hit's answer as node:http wrote it, kept to be written again as is: the head Node joined,
@@ -77,6 +77,7 @@ export function keepAnswer(
     !ordinary(r) ||
     // Fields set by an embedding application belong to this response only (a Set-Cookie).
     res.getHeaderNames().length !== 0 ||
+    !nodesOwn(res) ||
     !hasDate(flat)
   )
     return undefined;
@@ -96,13 +97,14 @@ export function keepAnswer(
  * Writes `kept` as the whole answer to `res` (its head only for a HEAD request, `headOnly`)
  * and ends it, as `writeHead` and `end` would have, and returns true; false, having done
  * nothing, when `res` is not in the state `kept` was taken in (a closing connection, its
- * last request, an `Expect`, fields set by an embedding application, another server's
- * keep-alive settings).
+ * last request, an `Expect`, fields set by an embedding application or its methods wrapped,
+ * another server's keep-alive settings).
  */
 export function writeKept(res: ServerResponse, kept: KeptAnswer, headOnly: boolean): boolean {
   const r = res as unknown as Internals;
   if (
     r._header !== null ||
+    !nodesOwn(res) ||
     !ordinary(r) ||
     r._keepAliveTimeout !== kept.keepAliveTimeout ||
     r._maxRequestsPerSocket !== kept.maxRequestsPerSocket ||
@@ -128,6 +130,19 @@ export function writeKept(res: ServerResponse, kept: KeptAnswer, headOnly: boole
   }
   return true;
 }
+
+/**
+ * Whether `res` writes with Node's own methods: middleware of an embedding application that
+ * wraps `writeHead` (to add fields as the head goes out: a session's cookie, a timing) or
+ * `write`/`end` (to compress) must see every answer go through them.
+ */
+function nodesOwn(res: ServerResponse): boolean {
+  return res.writeHead === WRITE_HEAD && res.end === END && res.write === WRITE;
+}
+
+const WRITE_HEAD = ServerResponse.prototype.writeHead;
+const END = OutgoingMessage.prototype.end;
+const WRITE = OutgoingMessage.prototype.write;
 
 /** A response whose head Node ends with `Connection: keep-alive` (and its `Keep-Alive`). */
 function ordinary(r: Internals): boolean {

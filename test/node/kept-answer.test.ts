@@ -5,7 +5,7 @@
  * the same requests: any state of the connection the kept answer does not account for would
  * show as a difference (a missing `Connection: close`, a body after a HEAD, a lost field).
  */
-import { createServer, ServerResponse, type Server } from "node:http";
+import { createServer, OutgoingMessage, type Server, type ServerResponse } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { startFragileOrigin } from "../../fixtures/fragile-origin.ts";
@@ -44,6 +44,10 @@ async function setup(
 
 function get(path: string, extra = "", method = "GET", version = "1.1"): { method: string; bytes: string } {
   return { method, bytes: `${method} ${path} HTTP/${version}\r\nHost: site.test\r\n${extra}\r\n` };
+}
+
+interface StoreHeader {
+  _storeHeader(firstLine: string, headers: unknown): void;
 }
 
 interface Exchange {
@@ -107,21 +111,23 @@ function splitAnswers(received: Buffer, requests: { method: string }[]): string[
 }
 
 describe("a hit's answer written as Node wrote it the first time", () => {
-  it("gives every hit on a connection the engine's bytes, and calls writeHead once per second of Age", async () => {
+  it("gives every hit on a connection the engine's bytes, and builds a head once per second of Age", async () => {
     const { clock, fast, engine } = await setup();
-    const writeHead = vi.spyOn(ServerResponse.prototype, "writeHead");
+    // Node's head builder, which writeHead calls (spying on writeHead itself would replace
+    // the method the kept answer checks is Node's own, and turn it off).
+    const storeHeader = vi.spyOn(OutgoingMessage.prototype as unknown as StoreHeader, "_storeHeader");
     const five = Array.from({ length: 5 }, () => get("/page"));
     // The hit behind setup's fill kept the answer: these five and the probe are written from it.
     const viaFast = await exchange(fast.port, five);
-    expect(writeHead).not.toHaveBeenCalled();
+    expect(storeHeader).not.toHaveBeenCalled();
     const viaEngine = await exchange(engine.port, [get("/page")]);
     expect(new Set(viaFast.answers)).toEqual(new Set(viaEngine.answers));
     expect(viaFast.answers[0]).toContain("Connection: keep-alive\r\nKeep-Alive: timeout=65\r\n\r\n");
     // A second later Age and the ttl move: the kept answer is not written again.
     clock.advance(1_000);
-    writeHead.mockClear();
+    storeHeader.mockClear();
     const later = await exchange(fast.port, [get("/page"), get("/page")]);
-    expect(writeHead).toHaveBeenCalledOnce();
+    expect(storeHeader).toHaveBeenCalledOnce();
     expect(later.answers[0]).toContain("\r\nage: 1\r\n");
     expect(later.answers[1]).toBe(later.answers[0]);
     expect(later.answers).toEqual((await exchange(engine.port, [get("/page"), get("/page")])).answers);
@@ -195,5 +201,33 @@ describe("a hit's answer written as Node wrote it the first time", () => {
       expect(answer).toContain("cache-status: herdless; hit");
     }
     for (const answer of attacker.answers) expect(answer).not.toContain("victim-secret");
+  });
+
+  it("leaves every hit to an embedding application's wrapped writeHead and end", async () => {
+    const { stack } = await setup();
+    const handler = createHandler({ stack });
+    // As middleware does: a hook run as each head goes out (a timing, a cookie set only on
+    // some answers), and the body's bytes counted as they are written.
+    let heads = 0;
+    let bodyBytes = 0;
+    const app: Server = createServer((req, res) => {
+      const { writeHead, end } = res;
+      res.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
+        heads++;
+        return writeHead.apply(this, args);
+      } as typeof writeHead;
+      res.end = function (this: ServerResponse, ...args: unknown[]) {
+        if (Buffer.isBuffer(args[0])) bodyBytes += args[0].byteLength;
+        return (end as (...a: unknown[]) => ServerResponse).apply(this, args);
+      } as typeof end;
+      handler(req, res);
+    });
+    await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
+    cleanup.push(() => new Promise((resolve) => app.close(() => resolve())));
+    const { port } = app.address() as AddressInfo;
+    const { answers } = await exchange(port, [get("/page"), get("/page"), get("/page")]);
+    expect(answers).toHaveLength(3);
+    // Three answers and exchange's probe: four heads, 1,024 bytes of body each.
+    expect([heads, bodyBytes]).toEqual([4, 4 * 1024]);
   });
 });
