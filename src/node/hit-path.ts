@@ -14,7 +14,7 @@ import { freshHit, freshHitUntil, UrlTargets, type UrlTarget } from "../core/htt
 import type { PurgeSnapshot } from "../core/admin/purge.ts";
 import type { LruStore } from "../core/store/lru-store.ts";
 import { forwardPolicy, selectingView, type ForwardPolicy } from "../core/origin/forward.ts";
-import { keepAnswer, writeKept, type KeptAnswer } from "./kept-answer.ts";
+import { JoinedAnswers, keepAnswer, writeKept, type KeptAnswer } from "./kept-answer.ts";
 
 export interface HitPathOptions {
   config: Config;
@@ -103,6 +103,7 @@ export class HitPath {
   private readonly prepared = new WeakMap<Entry, PreparedHit>();
   private readonly scan = emptyScan();
   private readonly forward: ForwardPolicy;
+  private readonly joined = new JoinedAnswers();
 
   constructor(private readonly o: HitPathOptions) {
     this.targets = new UrlTargets(o.config);
@@ -141,9 +142,9 @@ export class HitPath {
     }
     const { entry, tally } = hit;
     this.withHeadersFor(hit, now);
-    if (hit.answer === undefined || !writeKept(res, hit.answer, method === "HEAD")) {
+    if (hit.answer === undefined || !writeKept(res, hit.answer, hit.body, method === "HEAD")) {
       res.writeHead(entry.status, hit.flat);
-      if (method === "GET") hit.answer ??= keepAnswer(res, entry.status, hit.flat, hit.body);
+      if (method === "GET" && hit.answer === undefined) this.keep(hit, res, now);
       if (method === "HEAD") res.end();
       else res.end(hit.body);
     }
@@ -151,6 +152,12 @@ export class HitPath {
     if (tally.key === target.primary) this.o.metrics.countOn(tally, now, startedAt);
     else this.o.metrics.count(tally.kind, target.primary, startedAt, now);
     return true;
+  }
+
+  /** Keeps what `writeHead` just wrote on `res` for `hit`'s next hits, when it may be ({@link keepAnswer}). */
+  private keep(hit: PreparedHit, res: ServerResponse, now: number): void {
+    hit.answer = keepAnswer(res, hit.entry.status, hit.flat, hit.body);
+    if (hit.answer) this.joined.join(hit.answer, hit.body, now);
   }
 
   /** A plain request's hit: the kept decision while it holds, else `freshHit` decides again and it is kept. */
