@@ -12,11 +12,12 @@ import { OutgoingMessage, ServerResponse, STATUS_CODES } from "node:http";
  * both pinned to one core (bench/README.md, "The Node hit path: the answer written once").
  *
  * node:http has no public API for it, so this module reads and writes `OutgoingMessage`
- * fields (`_header`, `_headerSent`, `_contentLength`, the keep-alive state), the same from
- * Node 12 to 24. It stays safe if they change: an answer is kept only when, after a real
- * `writeHead`, they hold what this module expects, and it is written again only onto a
- * response in the same state as the one it was taken from; otherwise the caller writes with
- * `writeHead` and `end` as before. The hit path's tests compare its bytes with the engine's.
+ * fields (`_header`, `_headerSent`, `_contentLength`, the keep-alive state): long-lived
+ * internals that middleware such as `compression` reads too, but internals. It stays safe if
+ * they change: an answer is kept only when, after a real `writeHead`, they hold what this
+ * module expects, and it is written again only onto a response in the same state as the one
+ * it was taken from; otherwise the caller writes with `writeHead` and `end` as before.
+ * test/node/kept-answer.test.ts compares its bytes with the engine's.
  */
 export interface KeptAnswer {
   /** The status line, fields, `Connection`/`Keep-Alive` and the empty line, as Node joined them. */
@@ -131,12 +132,11 @@ export function keepAnswer(
 }
 
 /**
- * Writes `kept` and `body` (the body it was kept with) as the whole answer to `res` (its head
- * only for a HEAD request, `headOnly`)
- * and ends it, as `writeHead` and `end` would have, and returns true; false, having done
- * nothing, when `res` is not in the state `kept` was taken in (a closing connection, its
- * last request, an `Expect`, fields set by an embedding application or its methods wrapped,
- * another server's keep-alive settings).
+ * Writes `kept` and `body` (the body it was kept with) as the whole answer to `res`, its head
+ * only for a HEAD request (`headOnly`), and ends it, as `writeHead` and `end` would have, and
+ * returns true; false, having done nothing, when `res` is not in the state `kept` was taken
+ * in (a closing connection, its last request, an `Expect`, fields set by an embedding
+ * application or its methods wrapped, another server's keep-alive settings).
  */
 export function writeKept(res: ServerResponse, kept: KeptAnswer, body: Buffer, headOnly: boolean): boolean {
   const r = res as unknown as Internals;
