@@ -11,7 +11,7 @@
  *
  * Prints `workers listening {"dataCenters":[…],"bare":[…],"floor":[…]}` once every socket answers.
  */
-import { readFileSync } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Log, LogLevel, Miniflare, type WorkerOptions } from "miniflare";
@@ -208,6 +208,15 @@ if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
     workers,
     cf: false,
     log: new Log(LogLevel.WARN),
+    ...(process.env.BENCH_WORKERD_LOG
+      ? {
+          handleRuntimeStdio: (out: NodeJS.ReadableStream, err: NodeJS.ReadableStream) => {
+            const file = createWriteStream(process.env.BENCH_WORKERD_LOG as string, { flags: "a" });
+            out.pipe(file);
+            err.pipe(file);
+          },
+        }
+      : {}),
     ...(persist === undefined
       ? {}
       : { durableObjectsPersist: join(persist, "do"), cachePersist: join(persist, "cache") }),

@@ -309,9 +309,19 @@ export default {
       const response = await run.result;
       if (env.BENCH_TRACE === undefined) return response;
       // BENCH_REQUEST_LOG: when the handler ran (workerd's clock), for the load generator's log.
-      const traced = new Response(response.body, response);
-      traced.headers.set("x-bench-trace", `dc=${env.BENCH_TRACE};t0=${t0};t1=${Date.now()}`);
-      return traced;
+      // Stamped on herdless's own answer where its headers are mutable: a copy made with
+      // `new Response(response.body, response)` turns a byte body into a stream that workerd
+      // pumps over later turns, which the bare Workers (stamped in their script) never pay.
+      const stamp = `dc=${env.BENCH_TRACE};t0=${t0};t1=${Date.now()}`;
+      try {
+        response.headers.set("x-bench-trace", stamp);
+        return response;
+      } catch {
+        // Immutable headers (a fetched response relayed as it came): the copy it has to be.
+        const traced = new Response(response.body, response);
+        traced.headers.set("x-bench-trace", stamp);
+        return traced;
+      }
     } finally {
       run.end();
       inProgress--;
