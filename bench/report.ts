@@ -15,6 +15,13 @@ function cellOf(run: BenchRun, scenario: ScenarioName, runtime: RuntimeName): Ce
   return run.cells.find((c) => c.scenario === scenario && c.runtime === runtime);
 }
 
+/** herdless's cells of a scenario, every round of it (scenario.repeats), runtime by runtime. */
+function everyRound(run: BenchRun, scenario: ScenarioName): CellResult[] {
+  return HERDLESS_RUNTIMES.flatMap((runtime) =>
+    run.cells.filter((c) => c.scenario === scenario && c.runtime === runtime),
+  );
+}
+
 function ranScenario(run: BenchRun, scenario: ScenarioName): boolean {
   return run.cells.some((c) => c.scenario === scenario);
 }
@@ -51,12 +58,10 @@ export function targets(run: BenchRun): Target[] {
   const out: Target[] = [];
   for (const scenario of ["steady", "spike"] as const) {
     if (!ranScenario(run, scenario)) continue;
-    for (const runtime of HERDLESS_RUNTIMES) {
-      const cell = cellOf(run, scenario, runtime);
-      if (cell === undefined) continue;
+    for (const cell of everyRound(run, scenario)) {
       const why = missing(cell);
-      const ratio = cell ? ratioToIdeal(cell) : undefined;
-      const name = `${scenario}: origin ÷ ideal ≤ 1.00 (${runtime})`;
+      const ratio = ratioToIdeal(cell);
+      const name = `${scenario}: origin ÷ ideal ≤ 1.00 (${label(cell)})`;
       if (why !== undefined || ratio === undefined || cell?.origin === undefined)
         out.push({ name, verdict: "MISS", detail: why ?? "no ideal" });
       else
@@ -72,12 +77,11 @@ export function targets(run: BenchRun): Target[] {
   }
   for (const scenario of ["steady", "spike"] as const) {
     if (!ranScenario(run, scenario)) continue;
-    for (const runtime of HERDLESS_RUNTIMES) {
-      const cell = cellOf(run, scenario, runtime);
-      if (cell === undefined || missing(cell) !== undefined || !cell.load || !cell.origin) continue;
+    for (const cell of everyRound(run, scenario)) {
+      if (missing(cell) !== undefined || !cell.load || !cell.origin) continue;
       const pass = cell.load.errors === 0 && cell.origin.crashes === 0;
       out.push({
-        name: `${scenario}: 0 client errors, 0 origin crashes (${runtime})`,
+        name: `${scenario}: 0 client errors, 0 origin crashes (${label(cell)})`,
         verdict: pass ? "PASS" : "MISS",
         detail: `${cell.load.errors} errors, ${cell.load.shed} shed, ${cell.origin.crashes} crashes, origin peak in flight ${cell.origin.peakInFlight}`,
       });

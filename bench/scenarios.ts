@@ -112,6 +112,9 @@ export const SCENARIOS: Scenario[] = [
       "10 keys, 200 connections, origin sends max-age=2: every key expires every 2 s under load; bare-node and bare-fleet (1 and 3 bare Node servers replaying the hit) are the machine's tail for node's and fleet's",
     cacheControl: "max-age=2",
     runtimes: ["direct", ...HERDLESS_RUNTIMES, "bare-node", "bare-fleet"],
+    // The fleet's tail target reads p99.9 against the bare servers' in the same round: one
+    // round's p99.9 moved with the machine (the target missed and passed on the same code).
+    repeats: 3,
     load: (quick) => ({
       connections: 200,
       durationMs: scale(20_000, quick),
