@@ -86,14 +86,15 @@ function tail(cell: CellResult, base: CellResult): { p99: number; p999: number; 
  * machine) moves with whatever else ran in that window, the baselines' as much as herdless's.
  */
 export function fleetTailTargets(run: BenchRun): Target[] {
-  const [fleets, bareFleets, nodes, bareNodes] = (["fleet", "bare-fleet", "node", "bare-node"] as const).map((r) =>
-    roundsOf(run, r),
-  );
-  const rounds = Math.min(fleets!.length, bareFleets!.length, nodes!.length, bareNodes!.length);
+  const fleets = roundsOf(run, "fleet");
+  const bareFleets = roundsOf(run, "bare-fleet");
+  const nodes = roundsOf(run, "node");
+  const bareNodes = roundsOf(run, "bare-node");
+  const rounds = Math.min(fleets.length, bareFleets.length, nodes.length, bareNodes.length);
   if (rounds === 0) return [];
   const each = Array.from({ length: rounds }, (_, i) => ({
-    f: tail(fleets![i]!, bareFleets![i]!),
-    n: tail(nodes![i]!, bareNodes![i]!),
+    f: tail(fleets[i]!, bareFleets[i]!),
+    n: tail(nodes[i]!, bareNodes[i]!),
   }));
   const mid = (pick: (round: (typeof each)[number]) => number): number => median(each.map(pick));
   const f99 = mid((r) => r.f.p99);
@@ -101,7 +102,7 @@ export function fleetTailTargets(run: BenchRun): Target[] {
   const n99 = mid((r) => r.n.p99);
   const n999 = mid((r) => r.n.p999);
   const pass = f99 <= FLEET_TAIL_FACTOR * n99 && f999 <= FLEET_TAIL_FACTOR * n999;
-  const errors = fleets!.reduce((sum, c) => sum + c.load!.errors, 0);
+  const errors = fleets.reduce((sum, c) => sum + c.load!.errors, 0);
   const detail =
     rounds === 1
       ? `fleet ${each[0]!.f.text}; node ${each[0]!.n.text}`

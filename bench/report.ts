@@ -62,7 +62,7 @@ export function targets(run: BenchRun): Target[] {
       const why = missing(cell);
       const ratio = ratioToIdeal(cell);
       const name = `${scenario}: origin ÷ ideal ≤ 1.00 (${label(cell)})`;
-      if (why !== undefined || ratio === undefined || cell?.origin === undefined)
+      if (why !== undefined || ratio === undefined || cell.origin === undefined)
         out.push({ name, verdict: "MISS", detail: why ?? "no ideal" });
       else
         out.push({
