@@ -6,7 +6,7 @@
  * Redis ran per 1,000 client requests, split into those the hits would cost and the rest.
  */
 import type { Server } from "./processes.ts";
-import { median } from "./miss-trace.ts";
+import { againstBase, pairText, roundsOf } from "./rounds.ts";
 import type { BenchRun, CellResult, LoopSummary, RuntimeName, Target } from "./types.ts";
 
 /** The fleet's tail ratio may be at most this much above one process's, in the same run. */
@@ -62,22 +62,6 @@ export function redisLosses(servers: Server[], fromMs: number, toMs: number): nu
 }
 
 const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
-/** A runtime's steady rounds (scenario.repeats), in the order run. */
-const roundsOf = (run: BenchRun, runtime: RuntimeName): CellResult[] =>
-  run.cells.filter((c) => c.scenario === "steady" && c.runtime === runtime && c.skipped === undefined && c.load);
-
-/** One round's tail ratios: a runtime's p99 and p99.9 over its baseline's in the same round. */
-function tail(cell: CellResult, base: CellResult): { p99: number; p999: number; text: string } {
-  const a = cell.load!.latency;
-  const b = base.load!.latency;
-  const p99 = a.p99Ms / b.p99Ms;
-  const p999 = a.p999Ms / b.p999Ms;
-  return {
-    p99,
-    p999,
-    text: `p99 ${a.p99Ms} ÷ ${b.p99Ms} ms = ${fmt(p99)}×, p99.9 ${a.p999Ms} ÷ ${b.p999Ms} ms = ${fmt(p999)}×`,
-  };
-}
 
 /**
  * fleet ÷ bare-fleet against node ÷ bare-node: the fleet adds no tail of its own beyond one
@@ -86,28 +70,23 @@ function tail(cell: CellResult, base: CellResult): { p99: number; p999: number; 
  * machine) moves with whatever else ran in that window, the baselines' as much as herdless's.
  */
 export function fleetTailTargets(run: BenchRun): Target[] {
-  const fleets = roundsOf(run, "fleet");
-  const bareFleets = roundsOf(run, "bare-fleet");
-  const nodes = roundsOf(run, "node");
-  const bareNodes = roundsOf(run, "bare-node");
+  const latencies = (runtime: RuntimeName) => roundsOf(run, "steady", runtime).map((load) => load.latency);
+  const fleets = latencies("fleet");
+  const bareFleets = latencies("bare-fleet");
+  const nodes = latencies("node");
+  const bareNodes = latencies("bare-node");
   const rounds = Math.min(fleets.length, bareFleets.length, nodes.length, bareNodes.length);
   if (rounds === 0) return [];
-  const each = Array.from({ length: rounds }, (_, i) => ({
-    f: tail(fleets[i]!, bareFleets[i]!),
-    n: tail(nodes[i]!, bareNodes[i]!),
-  }));
-  const mid = (pick: (round: (typeof each)[number]) => number): number => median(each.map(pick));
-  const f99 = mid((r) => r.f.p99);
-  const f999 = mid((r) => r.f.p999);
-  const n99 = mid((r) => r.n.p99);
-  const n999 = mid((r) => r.n.p999);
-  const pass = f99 <= FLEET_TAIL_FACTOR * n99 && f999 <= FLEET_TAIL_FACTOR * n999;
-  const errors = fleets.reduce((sum, c) => sum + c.load!.errors, 0);
+  const fleet = againstBase(fleets.slice(0, rounds), bareFleets);
+  const node = againstBase(nodes.slice(0, rounds), bareNodes);
+  const pass = fleet.r99 <= FLEET_TAIL_FACTOR * node.r99 && fleet.r999 <= FLEET_TAIL_FACTOR * node.r999;
+  const errors = roundsOf(run, "steady", "fleet").reduce((sum, load) => sum + load.errors, 0);
+  const each = fleet.pairs.map((pair, i) => `fleet ${pairText(pair)}; node ${pairText(node.pairs[i]!)}`);
   const detail =
     rounds === 1
-      ? `fleet ${each[0]!.f.text}; node ${each[0]!.n.text}`
-      : `median of ${rounds} rounds: fleet p99 ${fmt(f99)}×, p99.9 ${fmt(f999)}×; node p99 ${fmt(n99)}×, p99.9 ${fmt(n999)}× (${each
-          .map((r, i) => `round ${i + 1}: fleet ${r.f.text}; node ${r.n.text}`)
+      ? each[0]!
+      : `median of ${rounds} rounds: fleet p99 ${fmt(fleet.r99)}×, p99.9 ${fmt(fleet.r999)}×; node p99 ${fmt(node.r99)}×, p99.9 ${fmt(node.r999)}× (${each
+          .map((text, i) => `round ${i + 1}: ${text}`)
           .join(" | ")})`;
   return [
     {

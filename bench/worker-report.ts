@@ -4,8 +4,9 @@
  * Worker's meter counted (bench/worker-meter.js) at Cloudflare's published rates.
  */
 import type { Target } from "./types.ts";
-import { median, type MissTrace } from "./miss-trace.ts";
-import type { BenchRun, CellResult, LoadResult, MeterReading, ScenarioName } from "./types.ts";
+import type { MissTrace } from "./miss-trace.ts";
+import { againstBase, pairText, roundsOf } from "./rounds.ts";
+import type { BenchRun, CellResult, MeterReading, ScenarioName } from "./types.ts";
 
 /**
  * Cloudflare's published rates (Workers Paid), as read on 2026-11-30 from
@@ -95,25 +96,6 @@ export function hopsPerRequest(meter: MeterReading): { total: number; detail: st
   return { total: per(total(meter, isHop, "fg")), detail: parts.join(", ") };
 }
 
-/** The loads of a runtime's rounds of a scenario (scenario.repeats), in the order run. */
-function roundsOf(run: BenchRun, scenario: ScenarioName, runtime: string): NonNullable<CellResult["load"]>[] {
-  return run.cells
-    .filter((c) => c.scenario === scenario && c.runtime === runtime && c.skipped === undefined && c.load)
-    .map((c) => c.load!);
-}
-
-type Latency = LoadResult["latency"];
-
-/** herdless's rounds paired with the bare Worker's, in the order run, and the median of each tail ratio. */
-function againstBare(cells: Latency[], bares: Latency[]) {
-  const pairs = cells.slice(0, bares.length).map((cell, i) => ({ cell, bare: bares[i]! }));
-  return {
-    pairs,
-    r99: median(pairs.map(({ cell, bare }) => cell.p99Ms / bare.p99Ms)),
-    r999: median(pairs.map(({ cell, bare }) => cell.p999Ms / bare.p999Ms)),
-  };
-}
-
 /**
  * The same load's first wave on the freshly started runtimes (scenario.coldProcessRun), not
  * judged: the cost of isolates that start under the spike (the `startup` scenario measures
@@ -124,9 +106,9 @@ function coldProcessRatios(run: BenchRun, scenario: ScenarioName): string {
     run.cells
       .filter((c) => c.scenario === scenario && c.runtime === runtime && c.coldProcess)
       .map((c) => c.coldProcess!.latency);
-  const { pairs, r99, r999 } = againstBare(waves("worker"), waves("bare-worker"));
+  const { pairs, r99, r999 } = againstBase(waves("worker"), waves("bare-worker"));
   if (pairs.length === 0) return "";
-  const each = pairs.map(({ cell, bare }) => `${cell.p99Ms} ÷ ${bare.p99Ms} and ${cell.p999Ms} ÷ ${bare.p999Ms} ms`);
+  const each = pairs.map(({ cell, base }) => `${cell.p99Ms} ÷ ${base.p99Ms} and ${cell.p999Ms} ÷ ${base.p999Ms} ms`);
   return `; first wave on freshly started runtimes (not judged): p99 ${fmt(r99, 2)}×, p99.9 ${fmt(r999, 2)}×${pairs.length > 1 ? " (median)" : ""} (${each.join("; ")})`;
 }
 
@@ -137,7 +119,7 @@ export function workerTargets(run: BenchRun): Target[] {
     const bares = roundsOf(run, scenario, "bare-worker");
     if (cells.length === 0 && bares.length === 0) continue;
     const name = `${scenario}: worker p99 and p99.9 ≤ ${TAIL_FACTOR}× bare-worker's`;
-    const { pairs, r99, r999 } = againstBare(
+    const { pairs, r99, r999 } = againstBase(
       cells.map((cell) => cell.latency),
       bares.map((bare) => bare.latency),
     );
@@ -146,10 +128,7 @@ export function workerTargets(run: BenchRun): Target[] {
       continue;
     }
     const errors = cells.reduce((sum, cell) => sum + cell.errors, 0);
-    const each = pairs.map(
-      ({ cell, bare }) =>
-        `p99 ${cell.p99Ms} ÷ ${bare.p99Ms} ms = ${fmt(cell.p99Ms / bare.p99Ms, 2)}×, p99.9 ${cell.p999Ms} ÷ ${bare.p999Ms} ms = ${fmt(cell.p999Ms / bare.p999Ms, 2)}×`,
-    );
+    const each = pairs.map(pairText);
     const detail =
       pairs.length === 1
         ? each[0]!
