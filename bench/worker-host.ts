@@ -204,14 +204,16 @@ if (arg !== undefined && process.argv[1]?.endsWith("worker-host.ts")) {
   for (let i = 0; i < spec.dataCenters; i++) workers.push(bareWorker(spec, spec.sample, i));
   if (spec.floor === true) for (let i = 0; i < spec.dataCenters; i++) workers.push(floorWorker(spec, i));
   const persist = spec.storageDir;
+  // BENCH_WORKERD_LOG: workerd's stdout and stderr (the Workers' console lines) appended to this file.
+  const workerdLog = process.env.BENCH_WORKERD_LOG || undefined;
   const mf = new Miniflare({
     workers,
     cf: false,
     log: new Log(LogLevel.WARN),
-    ...(process.env.BENCH_WORKERD_LOG
+    ...(workerdLog !== undefined
       ? {
           handleRuntimeStdio: (out: NodeJS.ReadableStream, err: NodeJS.ReadableStream) => {
-            const file = createWriteStream(process.env.BENCH_WORKERD_LOG as string, { flags: "a" });
+            const file = createWriteStream(workerdLog, { flags: "a" });
             out.pipe(file);
             err.pipe(file);
           },
