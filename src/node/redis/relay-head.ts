@@ -1,9 +1,11 @@
 import type { HerdlessErrorCode } from "../../core/errors.ts";
+import { isEventStream } from "../../core/origin/response-fields.ts";
 import type { RelayedAnswer, RelayedStream } from "../../core/fill/relay.ts";
 
 /*
  * The head entry (`0-1`) of a relayed answer's record (relay.ts): what a follower needs
- * before the body, as JSON, versioned so that members of a rolling deploy skip another's.
+ * before the body, as JSON, versioned so that members of a rolling deploy skip another's;
+ * and what an answer's head says about how it is offered.
  */
 
 const HEAD_FORMAT = 1;
@@ -66,3 +68,18 @@ export function parseHead(raw: unknown): Head | undefined {
     return undefined;
   }
 }
+
+/** Whether a streamed answer is a server-sent event stream (response-fields.ts isEventStream). */
+export function liveFeed(answer: RelayedStream): boolean {
+  const type = answer.head.headers.find(([name]) => name === "content-type");
+  return isEventStream(type?.[1] ?? null);
+}
+
+/**
+ * An error answer for everyone (no `askedBy`: another request's confirmed it), copied even
+ * when no process waits yet: the callers that came to confirm another request's error ask
+ * at once, and the flight answering first finds the others still subscribing. Told `failed:`
+ * without it, they had only herdless's 502 to give (a CI run saw it). Rare: the key backs off.
+ */
+export const confirmedError = (answer: RelayedAnswer): boolean =>
+  answer.kind === "failed" && answer.askedBy === undefined;

@@ -108,6 +108,21 @@ describe("RedisFlightRelay", () => {
     expect(await follower.current(head.key)).toBeUndefined();
   });
 
+  it("an error answer for everyone is copied though no process waits yet: a caller that subscribes late finds it whole; one request's unconfirmed error is not", async () => {
+    const { leader, follower, holdLease } = await twoProcesses();
+    const response = { status: 500, headers: [] as [string, string][], body: new Uint8Array([5, 0, 0]) };
+    const failure = { kind: "failed", code: "ORIGIN_STATUS", message: "500", fwdStatus: 500, response } as const;
+    await holdLease(head.key, 21);
+    expect(await leader.offer(head.key, 21, { ...failure, askedBy: "attacker" })).toBeUndefined();
+    await holdLease(head.key, 22);
+    const message = await leader.offer(head.key, 22, failure);
+    expect(message).toMatch(/^relayed:22 /);
+    expect(await follower.current(head.key)).toBe(message);
+    const answer = await follower.take(head.key, message!);
+    if (answer?.kind !== "failed") throw new Error("not a failure");
+    expect([answer.response.status, [...answer.response.body]]).toEqual([500, [5, 0, 0]]);
+  });
+
   it("a record goes as soon as the last reader that took it has read it to the end", async () => {
     const { leader, follower, waitOn, relayKeys } = await twoProcesses();
     await waitOn();

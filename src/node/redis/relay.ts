@@ -1,22 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { decodeEntryMeta } from "../../core/http/entry.ts";
-import {
-  ALONE,
-  RELAYED,
-  STREAMING,
-  type FlightRelay,
-  type RelayedAnswer,
-  type RelayedStream,
-} from "../../core/fill/relay.ts";
-import { isEventStream } from "../../core/origin/response-fields.ts";
-import type { RedisConnection } from "./connection.ts";
-import { checkPrefix, slotKey } from "./connection.ts";
+import { ALONE, RELAYED, STREAMING, type FlightRelay, type RelayedAnswer } from "../../core/fill/relay.ts";
+import { checkPrefix, slotKey, type RedisConnection } from "./connection.ts";
 import { APPEND, FINISH, OFFER, PLACE, placesKey, readersKey, ROOM, TAKE } from "./relay-scripts.ts";
 import { WITHDRAW, withdrawnKey } from "./relay-scripts.ts";
 import { Redo } from "./redo.ts";
 import type { RedisNotifier } from "./notifier.ts";
 import { followPieces, PIECE_BYTES, PieceWriter, type Room } from "./relay-body.ts";
-import { headOf, parseHead } from "./relay-head.ts";
+import { confirmedError, headOf, liveFeed, parseHead } from "./relay-head.ts";
 
 export interface RedisFlightRelayOptions {
   /** Heads and pointers go through this connection. */
@@ -95,8 +86,8 @@ export class RedisFlightRelay implements FlightRelay {
     const id = randomUUID();
     const ref = `${token} ${id}`;
     try {
-      // Nobody to copy it for: a Cluster cannot tell (undefined), so it copies.
-      if ((await this.o.notifier.othersWaiting(key)) === false) {
+      // Nobody to copy it for (a Cluster cannot tell: undefined), unless it is an error for everyone (confirmedError).
+      if (!confirmedError(answer) && (await this.o.notifier.othersWaiting(key)) === false) {
         if (answer.kind === "stream") {
           await answer.body.cancel().catch(() => undefined);
           await this.mark(key, token, liveFeed(answer) ? ALONE : STREAMING);
@@ -288,10 +279,4 @@ export class RedisFlightRelay implements FlightRelay {
   private streamKey(key: string, id: string): string {
     return `${slotKey(this.prefix, "relay", key)}:${id}`;
   }
-}
-
-/** Whether a streamed answer is a server-sent event stream (response-fields.ts isEventStream). */
-function liveFeed(answer: RelayedStream): boolean {
-  const type = answer.head.headers.find(([name]) => name === "content-type");
-  return isEventStream(type?.[1] ?? null);
 }
