@@ -63,7 +63,11 @@ function staleConnection(outgoing: ClientRequest, error: Error & { code?: unknow
 
 /** One exchange with the origin: on a connection of the agent's pool, or on a new one of its own. */
 function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "new"): Promise<Response> {
-  return new Promise<Response>((resolve, reject) => {
+  return new Promise<Response>((resolveCall, rejectCall) => {
+    // Whether the call is settled: its `close` builds no error (a stack trace, every exchange) for nothing.
+    let settled = false;
+    const resolve = (answer: Response | PromiseLike<Response>) => ((settled = true), resolveCall(answer));
+    const reject = (error: unknown) => ((settled = true), rejectCall(error));
     const target = new URL(url);
     const secure = target.protocol === "https:";
     const signal = init.signal ?? undefined;
@@ -109,13 +113,11 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
     outgoing.once("upgrade", onSwitch(asked ? { key } : undefined, url, resolve, reject));
     // Whatever else ends the exchange without an answer or an error settles the call too
     // (after a "response" or an "error" this reject is a no-op).
-    outgoing.once("close", () =>
-      reject(
-        signal?.aborted
-          ? signal.reason
-          : new HerdlessError("ORIGIN_NETWORK", `origin closed the connection for ${url} without an answer`),
-      ),
-    );
+    outgoing.once("close", () => {
+      if (settled) return;
+      const closed = `origin closed the connection for ${url} without an answer`;
+      reject(signal?.aborted ? signal.reason : new HerdlessError("ORIGIN_NETWORK", closed));
+    });
     const { onInterim } = init;
     outgoing.on("information", (info) => {
       heard = true;
