@@ -60,8 +60,8 @@ const TAKE_GRACE_MS = 5_000;
  *
  * Copies only for waiters: an answer is offered only while another process waits on the
  * key (subscribed to its channel; a waiter that comes later finds the store once the flight
- * ends, as it would if it came after the flight), and its record goes once the end is
- * written and every reader that took it has finished.
+ * ends, as it would if it came after the flight), but an error for everyone (confirmedError),
+ * and its record goes once the end is written and every reader that took it has finished.
  *
  * Memory: each process holds a bounded window (the leader reads the origin no further
  * ahead of the relay than 1 MiB past what it keeps; a follower likewise). Redis holds the
