@@ -5,6 +5,7 @@
  * bare server; with the event loops of the servers (bench/loop-delay.mjs) and the commands
  * Redis ran per 1,000 client requests, split into those the hits would cost and the rest.
  */
+import { fmt } from "./format.ts";
 import type { Server } from "./processes.ts";
 import { againstBase, pairText, roundsOf } from "./rounds.ts";
 import type { BenchRun, CellResult, LoopSummary, RuntimeName, Target } from "./types.ts";
@@ -61,8 +62,6 @@ export function redisLosses(servers: Server[], fromMs: number, toMs: number): nu
   return lost;
 }
 
-const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
-
 /**
  * fleet ÷ bare-fleet against node ÷ bare-node: the fleet adds no tail of its own beyond one
  * process's. Each round's four runs are alternated; the target is judged on the median of
@@ -85,7 +84,7 @@ export function fleetTailTargets(run: BenchRun): Target[] {
   const detail =
     rounds === 1
       ? each[0]!
-      : `median of ${rounds} rounds: fleet p99 ${fmt(fleet.r99)}×, p99.9 ${fmt(fleet.r999)}×; node p99 ${fmt(node.r99)}×, p99.9 ${fmt(node.r999)}× (${each
+      : `median of ${rounds} rounds: fleet p99 ${fmt(fleet.r99, 2)}×, p99.9 ${fmt(fleet.r999, 2)}×; node p99 ${fmt(node.r99, 2)}×, p99.9 ${fmt(node.r999, 2)}× (${each
           .map((text, i) => `round ${i + 1}: ${text}`)
           .join(" | ")})`;
   return [

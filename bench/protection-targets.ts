@@ -1,9 +1,8 @@
 /** Targets of the origin-protection scenarios (issue 12), each read against its baseline in the same run. */
+import { fmt } from "./format.ts";
 import { HERDLESS_RUNTIMES, originCounted } from "./scenarios.ts";
 import type { Target } from "./types.ts";
 import type { BenchRun, CellResult, LoadResult, RuntimeName, ScenarioName } from "./types.ts";
-
-const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
 
 /**
  * A page nobody may share reaches the origin on every request, so a cache can only add to

@@ -1,4 +1,5 @@
 /** The Markdown report: targets with PASS/MISS, then one table per scenario. */
+import { fmt } from "./format.ts";
 import { fleetTailNotes, fleetTailTargets } from "./fleet-tail.ts";
 import { originText, protectionTargets, waitedText } from "./protection-targets.ts";
 import { HERDLESS_CONFIG, HERDLESS_RUNTIMES, originCounted, SCENARIOS } from "./scenarios.ts";
@@ -7,7 +8,6 @@ import { BUNDLE_LIMIT_BYTES } from "./startup.ts";
 import type { BenchRun, CellResult, HitPair, RuntimeName, ScenarioName, Target } from "./types.ts";
 import { workerCostSection, workerTargets } from "./worker-report.ts";
 
-const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
 const perRequestUs = (cpuMs: number | undefined, requests: number): string =>
   cpuMs === undefined || requests === 0 ? "–" : fmt((cpuMs * 1000) / requests);
 

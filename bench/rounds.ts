@@ -4,6 +4,7 @@
  * and one process's tails against their bare servers (fleet-tail.ts). A target on a ratio
  * judges the median of the rounds' ratios and lists each round.
  */
+import { fmt } from "./format.ts";
 import { median } from "./miss-trace.ts";
 import type { BenchRun, CellResult, LoadResult, ScenarioName } from "./types.ts";
 
@@ -26,9 +27,7 @@ export function againstBase(cells: Latency[], bases: Latency[]) {
   };
 }
 
-const times = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "–");
-
 /** One round's tails against its baseline's: `p99 a ÷ b ms = r×, p99.9 a ÷ b ms = r×`. */
 export function pairText({ cell, base }: { cell: Latency; base: Latency }): string {
-  return `p99 ${cell.p99Ms} ÷ ${base.p99Ms} ms = ${times(cell.p99Ms / base.p99Ms)}×, p99.9 ${cell.p999Ms} ÷ ${base.p999Ms} ms = ${times(cell.p999Ms / base.p999Ms)}×`;
+  return `p99 ${cell.p99Ms} ÷ ${base.p99Ms} ms = ${fmt(cell.p99Ms / base.p99Ms, 2)}×, p99.9 ${cell.p999Ms} ÷ ${base.p999Ms} ms = ${fmt(cell.p999Ms / base.p999Ms, 2)}×`;
 }

@@ -3,6 +3,7 @@
  * many hops it makes, and what each scenario costs on Cloudflare, from the operations the
  * Worker's meter counted (bench/worker-meter.js) at Cloudflare's published rates.
  */
+import { fmt } from "./format.ts";
 import type { Target } from "./types.ts";
 import type { MissTrace } from "./miss-trace.ts";
 import { againstBase, pairText, roundsOf } from "./rounds.ts";
@@ -32,7 +33,6 @@ export const TAIL_SCENARIOS: ScenarioName[] = ["tail-cold", "tail-expiring", "ta
 const TAIL_FACTOR = 1.5;
 const MISS_ADDED_MS = 5;
 
-const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : "–");
 const cellOf = (run: BenchRun, scenario: ScenarioName, runtime: string): CellResult | undefined =>
   run.cells.find((c) => c.scenario === scenario && c.runtime === runtime && c.skipped === undefined);
 
