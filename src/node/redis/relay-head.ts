@@ -79,7 +79,8 @@ export function liveFeed(answer: RelayedStream): boolean {
  * An error answer for everyone (no `askedBy`: another request's confirmed it), copied even
  * when no process waits yet: the callers that came to confirm another request's error ask
  * at once, and the flight answering first finds the others still subscribing. Told `failed:`
- * without it, they had only herdless's 502 to give (a CI run saw it). Rare: the key backs off.
+ * without it, they had only herdless's 502 to give (a CI run saw it). Rare: only a flight
+ * asked again by callers that waited on an unconfirmed error makes one, and expires with `ttlMs`.
  */
 export const confirmedError = (answer: RelayedAnswer): boolean =>
   answer.kind === "failed" && answer.askedBy === undefined;
