@@ -66,8 +66,14 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
   return new Promise<Response>((resolveCall, rejectCall) => {
     // Whether the call is settled: its `close` builds no error (a stack trace, every exchange) for nothing.
     let settled = false;
-    const resolve = (answer: Response | PromiseLike<Response>) => ((settled = true), resolveCall(answer));
-    const reject = (error: unknown) => ((settled = true), rejectCall(error));
+    const resolve = (answer: Response | PromiseLike<Response>) => {
+      settled = true;
+      resolveCall(answer);
+    };
+    const reject = (error: unknown) => {
+      settled = true;
+      rejectCall(error);
+    };
     const target = new URL(url);
     const secure = target.protocol === "https:";
     const signal = init.signal ?? undefined;
@@ -112,7 +118,7 @@ function exchange(url: string, init: OriginFetchInit, connection: "pooled" | "ne
     const key = headers.find(([name]) => name === "sec-websocket-key")?.[1];
     outgoing.once("upgrade", onSwitch(asked ? { key } : undefined, url, resolve, reject));
     // Whatever else ends the exchange without an answer or an error settles the call too
-    // (after a "response" or an "error" this reject is a no-op).
+    // (after an answer, an error or a switch it has nothing to settle).
     outgoing.once("close", () => {
       if (settled) return;
       const closed = `origin closed the connection for ${url} without an answer`;
