@@ -70,7 +70,8 @@ export function redisLosses(servers: Server[], fromMs: number, toMs: number): nu
  */
 export function fleetTailTargets(run: BenchRun): Target[] {
   const latencies = (runtime: RuntimeName) => roundsOf(run, "steady", runtime).map((load) => load.latency);
-  const fleets = latencies("fleet");
+  const fleetLoads = roundsOf(run, "steady", "fleet");
+  const fleets = fleetLoads.map((load) => load.latency);
   const bareFleets = latencies("bare-fleet");
   const nodes = latencies("node");
   const bareNodes = latencies("bare-node");
@@ -79,7 +80,7 @@ export function fleetTailTargets(run: BenchRun): Target[] {
   const fleet = againstBase(fleets.slice(0, rounds), bareFleets);
   const node = againstBase(nodes.slice(0, rounds), bareNodes);
   const pass = fleet.r99 <= FLEET_TAIL_FACTOR * node.r99 && fleet.r999 <= FLEET_TAIL_FACTOR * node.r999;
-  const errors = roundsOf(run, "steady", "fleet").reduce((sum, load) => sum + load.errors, 0);
+  const errors = fleetLoads.reduce((sum, load) => sum + load.errors, 0);
   const each = fleet.pairs.map((pair, i) => `fleet ${pairText(pair)}; node ${pairText(node.pairs[i]!)}`);
   const detail =
     rounds === 1
