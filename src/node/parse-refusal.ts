@@ -85,23 +85,31 @@ export function refusedHeadRequest(error: ClientError): boolean {
   return refusedHead(error)?.toString("latin1", 0, 5) === "HEAD ";
 }
 
-/** RFC 9110 §5.6.2 tchar, as a byte. */
-function isTokenByte(byte: number): boolean {
-  return byte < 0x80 && TOKEN.test(String.fromCharCode(byte));
-}
-
 /**
- * The refused request's method: the token around the byte the parser stopped at. The packet
- * may start with requests read before it (pipelined in one write), whose method is not the
- * refused one's: read from the packet's start, the 501 after a `GET` answered on the
- * connection named `GET` for bytes that were no method (`\0x /`), or that were `get`.
+ * The refused request's method: the token from where the parser's method began to the byte it
+ * stopped at, and on. The packet may start with requests read before it (pipelined in one
+ * write), whose method is not the refused one's: read from the packet's start, the 501 after
+ * a `GET` answered on the connection named `GET` for bytes that were no method (`\0x /`), or
+ * that were `get`. Nor is every token byte before it the method's: the parser takes before the
+ * byte it stops at only the start of a method it knows (`GE` of `GEX`, `F` of `FOO`), in
+ * capitals, `-` or `_`, so the rest of a body longer than its Content-Length (`xxxx` for 3
+ * bytes) is named `xGET`, not the body's bytes and the method together.
  */
 function refusedMethod(error: ClientError): string {
   const raw = error.rawPacket;
   if (!raw) return "";
-  let start = Math.min(error.bytesParsed ?? 0, raw.length);
-  while (start > 0 && isTokenByte(raw[start - 1]!)) start--;
+  const stop = Math.min(error.bytesParsed ?? 0, raw.length);
+  let start = stop;
+  while (start > 0 && stop - start < LONGEST_METHOD && isMethodByte(raw[start - 1]!)) start--;
   return raw.toString("latin1", start, start + 64).split(" ", 1)[0] ?? "";
+}
+
+/** Longer than any method llhttp knows (its longest, the RTSP `GET_PARAMETER`, is 13 bytes). */
+const LONGEST_METHOD = 16;
+
+/** A byte of a method llhttp knows: a capital letter, `-` (`M-SEARCH`) or `_` (`GET_PARAMETER`). */
+function isMethodByte(byte: number): boolean {
+  return (byte >= 0x41 && byte <= 0x5a) || byte === 0x2d || byte === 0x5f;
 }
 
 /**

@@ -315,6 +315,16 @@ describe("what the origin is sent (Node)", () => {
     const lower = await behind(first, "get /q HTTP/1.1\r\nhost: shop.test\r\n\r\n");
     expect(lower[0]).toEqual([200, 501]);
     expect(lower[1]).toContain('method "get" is not implemented');
+    // A body one byte longer than its Content-Length said: the byte left over begins the next
+    // request, and the 501 names that request's method, not the body's bytes before it.
+    const post = "POST /p HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 3\r\n\r\nxxxx";
+    expect((await behind(post, "GET /q HTTP/1.1\r\nhost: shop.test\r\n\r\n"))[1]).toContain(
+      'method "xGET" is not implemented',
+    );
+    // What the parser took as the start of a method it knows is the refused one's.
+    expect((await behind(first, "GEX /q HTTP/1.1\r\nhost: shop.test\r\n\r\n"))[1]).toContain(
+      'method "GEX" is not implemented',
+    );
     // The refused request's own target is what is too long (414), or its fields (431),
     // whatever the target of the request before.
     expect((await behind(first, `GET /${"a".repeat(20_000)} HTTP/1.1\r\nhost: shop.test\r\n\r\n`))[0]).toEqual([
