@@ -160,13 +160,7 @@ export async function runCell(
         `the same load on another key first, on the freshly started servers (not in the table or the targets): p50 ${first.latency.p50Ms} / p99 ${first.latency.p99Ms} / max ${first.latency.maxMs} ms, server CPU ${cpuMs} ms, ${first.errors} errors`,
       );
     }
-    const warmUpMs = scenario.warmUpMs?.(quick);
-    if (warmUpMs !== undefined && name !== "direct") {
-      // Other keys, so the measured run starts as the scenario says (cold or warmed), on compiled code.
-      const paths = load.paths.map((path) => `/warm-up${path}`);
-      await runLoad({ ...load, paths, durationMs: warmUpMs, targets: runtime.targets, host: HOST });
-      cell.notes.push(`${warmUpMs / 1000} s of the same load on other keys before the measured run (not counted)`);
-    }
+    await warmUp(scenario, load, runtime, cell, quick);
     await origin.reset();
     // The timeline's async context costs every call it wraps: the measured run goes untraced,
     // and a second run of the same load on other keys is traced for its hops (tracedHops below).
@@ -272,6 +266,34 @@ export async function runCell(
     await runtime?.stop();
     await origin.server.stop();
   }
+}
+
+/**
+ * What a scenario runs on other keys before its measured run (not counted): `warmUpMs` of its
+ * load through herdless and the bare servers, or `warmUpRequests` of it through every runtime,
+ * the origin asked directly too (a sequential load, which no origin falls over from).
+ */
+async function warmUp(
+  scenario: Scenario,
+  load: Omit<LoadSpec, "targets" | "host">,
+  runtime: Runtime,
+  cell: CellResult,
+  quick: boolean,
+): Promise<void> {
+  const paths = load.paths.map((path) => `/warm-up${path}`);
+  const warmUpMs = scenario.warmUpMs?.(quick);
+  if (warmUpMs !== undefined && cell.runtime !== "direct") {
+    // Other keys, so the measured run starts as the scenario says (cold or warmed), on compiled code.
+    await runLoad({ ...load, paths, durationMs: warmUpMs, targets: runtime.targets, host: HOST });
+    cell.notes.push(`${warmUpMs / 1000} s of the same load on other keys before the measured run (not counted)`);
+  }
+  if (scenario.warmUpRequests === undefined) return;
+  const requestsPerConnection = Math.ceil(scenario.warmUpRequests / load.connections);
+  const uniquePrefix = load.uniquePrefix === undefined ? {} : { uniquePrefix: `/warm-up${load.uniquePrefix}` };
+  await runLoad({ ...load, ...uniquePrefix, paths, requestsPerConnection, targets: runtime.targets, host: HOST });
+  cell.notes.push(
+    `${requestsPerConnection * load.connections} requests of the same load on keys of their own before the measured run (not counted)`,
+  );
 }
 
 /**
