@@ -152,8 +152,7 @@ export async function runCell(
 
     if (scenario.coldProcessRun && name !== "direct") {
       const cpu0 = serverCpuMs(runtime);
-      const paths = load.paths.map((path) => `/cold-process${path}`);
-      const first = await runLoad({ ...load, paths, targets: runtime.targets, host: HOST });
+      const first = await runLoad({ ...ownKeys(load, "/cold-process"), targets: runtime.targets, host: HOST });
       const cpuMs = serverCpuMs(runtime) - cpu0;
       cell.coldProcess = { latency: first.latency, serverCpuMs: cpuMs, errors: first.errors };
       cell.notes.push(
@@ -268,6 +267,14 @@ export async function runCell(
   }
 }
 
+/** The same load on keys of its own: every path, and the prefix of unique ones, under `tag`. */
+function ownKeys(load: Omit<LoadSpec, "targets" | "host">, tag: string): Omit<LoadSpec, "targets" | "host"> {
+  const paths = load.paths.map((path) => `${tag}${path}`);
+  return load.uniquePrefix === undefined
+    ? { ...load, paths }
+    : { ...load, paths, uniquePrefix: `${tag}${load.uniquePrefix}` };
+}
+
 /**
  * What a scenario runs on other keys before its measured run (not counted): `warmUpMs` of its
  * load through herdless and the bare servers, or `warmUpRequests` of it through every runtime,
@@ -280,17 +287,16 @@ async function warmUp(
   cell: CellResult,
   quick: boolean,
 ): Promise<void> {
-  const paths = load.paths.map((path) => `/warm-up${path}`);
+  const other = ownKeys(load, "/warm-up");
   const warmUpMs = scenario.warmUpMs?.(quick);
   if (warmUpMs !== undefined && cell.runtime !== "direct") {
     // Other keys, so the measured run starts as the scenario says (cold or warmed), on compiled code.
-    await runLoad({ ...load, paths, durationMs: warmUpMs, targets: runtime.targets, host: HOST });
+    await runLoad({ ...other, durationMs: warmUpMs, targets: runtime.targets, host: HOST });
     cell.notes.push(`${warmUpMs / 1000} s of the same load on other keys before the measured run (not counted)`);
   }
   if (scenario.warmUpRequests === undefined) return;
   const requestsPerConnection = Math.ceil(scenario.warmUpRequests / load.connections);
-  const uniquePrefix = load.uniquePrefix === undefined ? {} : { uniquePrefix: `/warm-up${load.uniquePrefix}` };
-  await runLoad({ ...load, ...uniquePrefix, paths, requestsPerConnection, targets: runtime.targets, host: HOST });
+  await runLoad({ ...other, requestsPerConnection, targets: runtime.targets, host: HOST });
   cell.notes.push(
     `${requestsPerConnection * load.connections} requests of the same load on keys of their own before the measured run (not counted)`,
   );
@@ -306,9 +312,7 @@ async function tracedRun(
   targets: string[],
 ): Promise<(MissTrace & { clientP50Ms: number }) | undefined> {
   await meterReading(targets, "POST", true);
-  const prefix = load.uniquePrefix === undefined ? undefined : `/traced${load.uniquePrefix}`;
-  const paths = load.paths.map((path) => `/traced${path}`);
-  const result = await runLoad({ ...load, paths, ...(prefix ? { uniquePrefix: prefix } : {}), targets, host: HOST });
+  const result = await runLoad({ ...ownKeys(load, "/traced"), targets, host: HOST });
   const { events } = await meterReading(targets, "GET", true);
   const traced = events ? missTrace(events) : undefined;
   if (!traced || !events) return undefined;
